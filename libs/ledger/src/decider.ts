@@ -1,0 +1,12 @@
+/** A decider: the pure description of one aggregate (Chassaing's pattern, as in Emmett). */
+export type Decider<Command, Event, State> = {
+  readonly decide: (command: Command, state: State) => readonly Event[];
+  readonly evolve: (state: State, event: Event) => State;
+  readonly initialState: State;
+};
+
+export function fold<Event, State>(decider: Pick<Decider<unknown, Event, State>, 'evolve'>, state: State, events: Iterable<Event>): State {
+  let folded = state;
+  for (const event of events) folded = decider.evolve(folded, event);
+  return folded;
+}

@@ -1,0 +1,12 @@
+/**
+ * Limits on every amount the ledger accepts. Amounts and balances are whole tokens held as JavaScript
+ * numbers, so every value must stay a safe integer; PostgreSQL stores balances as bigint.
+ */
+export const TOKEN_AMOUNT_MIN = 1;
+export const TOKEN_AMOUNT_MAX = Number.MAX_SAFE_INTEGER;
+export const BALANCE_MAX = Number.MAX_SAFE_INTEGER;
+export const DESCRIPTION_LENGTH_MAX = 500;
+
+export function isTokenAmount(value: number): boolean {
+  return Number.isSafeInteger(value) && value >= TOKEN_AMOUNT_MIN && value <= TOKEN_AMOUNT_MAX;
+}

@@ -1,0 +1,28 @@
+/**
+ * Commands carry everything `decide` needs, including the time and the new transaction id, so that
+ * deciding stays pure and repeatable.
+ */
+export type AddTokens = {
+  readonly type: 'AddTokens';
+  readonly data: {
+    readonly userId: string;
+    readonly paymentId: string;
+    readonly amount: number;
+    readonly description: string | null;
+    readonly transactionId: string;
+    readonly now: Date;
+  };
+};
+
+export type UseTokens = {
+  readonly type: 'UseTokens';
+  readonly data: {
+    readonly userId: string;
+    readonly amount: number;
+    readonly description: string | null;
+    readonly transactionId: string;
+    readonly now: Date;
+  };
+};
+
+export type TokenAccountCommand = AddTokens | UseTokens;

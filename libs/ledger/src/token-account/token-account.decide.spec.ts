@@ -1,0 +1,138 @@
+import { deciderSpecification } from '../testing/decider-specification';
+import { DESCRIPTION_LENGTH_MAX, TOKEN_AMOUNT_MAX } from '../ledger.limits';
+import type { AddTokens, UseTokens } from './token-account.commands';
+import { tokenAccountDecider } from './token-account.decider';
+import type { TokensPurchased, TokensUsed } from './token-account.events';
+
+const userId = '11111111-1111-4111-8111-111111111111';
+const paymentId = '22222222-2222-4222-8222-222222222222';
+const otherPaymentId = '33333333-3333-4333-8333-333333333333';
+const transactionId = '44444444-4444-4444-8444-444444444444';
+const now = new Date('2026-11-24T12:00:00.000Z');
+const spec = deciderSpecification(tokenAccountDecider);
+
+function addTokens(overrides: Partial<AddTokens['data']> = {}): AddTokens {
+  return { type: 'AddTokens', data: { userId, paymentId, amount: 100, description: 'Starter pack', transactionId, now, ...overrides } };
+}
+
+function useTokens(overrides: Partial<UseTokens['data']> = {}): UseTokens {
+  return { type: 'UseTokens', data: { userId, amount: 30, description: 'Chat completion', transactionId, now, ...overrides } };
+}
+
+function purchased(amount: number, balanceAfter: number, id = paymentId, description: string | null = 'Starter pack'): TokensPurchased {
+  return {
+    type: 'TokensPurchased',
+    data: { userId, transactionId: `tx-${id}`, paymentId: id, amount, description, balanceAfter, occurredAt: '2026-11-24T11:00:00.000Z' },
+  };
+}
+
+function used(amount: number, balanceAfter: number): TokensUsed {
+  return { type: 'TokensUsed', data: { userId, transactionId: 'tx-used', amount, description: null, balanceAfter, occurredAt: '2026-11-24T11:30:00.000Z' } };
+}
+
+describe('token account: AddTokens', () => {
+  it('credits a new account with the purchased tokens', () => {
+    spec
+      .given([])
+      .when(addTokens())
+      .then([
+        {
+          type: 'TokensPurchased',
+          data: { userId, transactionId, paymentId, amount: 100, description: 'Starter pack', balanceAfter: 100, occurredAt: '2026-11-24T12:00:00.000Z' },
+        },
+      ]);
+  });
+
+  it('adds to the balance of an existing account', () => {
+    spec
+      .given([purchased(50, 50, otherPaymentId), used(20, 30)])
+      .when(addTokens({ amount: 70 }))
+      .then([
+        {
+          type: 'TokensPurchased',
+          data: { userId, transactionId, paymentId, amount: 70, description: 'Starter pack', balanceAfter: 100, occurredAt: '2026-11-24T12:00:00.000Z' },
+        },
+      ]);
+  });
+
+  it('decides nothing when the same payment is credited again with the same payload', () => {
+    spec.given([purchased(100, 100)]).when(addTokens({ transactionId: 'another-transaction' })).thenNothing();
+  });
+
+  it('refuses the same payment id with a different amount', () => {
+    spec.given([purchased(100, 100)]).when(addTokens({ amount: 101 })).thenThrows('PAYMENT_ID_REUSED', { creditedAmount: 100, requestedAmount: 101 });
+  });
+
+  it('refuses the same payment id with a different description', () => {
+    spec.given([purchased(100, 100)]).when(addTokens({ description: 'Other pack' })).thenThrows('PAYMENT_ID_REUSED');
+  });
+
+  it.each([0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, TOKEN_AMOUNT_MAX + 1])('rejects the amount %p', (amount) => {
+    spec.given([]).when(addTokens({ amount })).thenThrows('AMOUNT_OUT_OF_RANGE');
+  });
+
+  it('accepts the largest amount on an empty account', () => {
+    spec
+      .given([])
+      .when(addTokens({ amount: TOKEN_AMOUNT_MAX }))
+      .then([purchasedNow(TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MAX)]);
+  });
+
+  it('refuses a credit that would take the balance past the safe-integer maximum', () => {
+    spec
+      .given([purchased(TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MAX, otherPaymentId)])
+      .when(addTokens({ amount: 1 }))
+      .thenThrows('BALANCE_OUT_OF_RANGE', { balance: TOKEN_AMOUNT_MAX, requested: 1 });
+  });
+
+  it('rejects a description longer than the limit', () => {
+    spec.given([]).when(addTokens({ description: 'x'.repeat(DESCRIPTION_LENGTH_MAX + 1) })).thenThrows('DESCRIPTION_TOO_LONG');
+  });
+
+  it('accepts a description of exactly the limit and a missing description', () => {
+    const longest = 'x'.repeat(DESCRIPTION_LENGTH_MAX);
+    spec.given([]).when(addTokens({ description: longest })).then([purchasedNow(100, 100, longest)]);
+    spec.given([]).when(addTokens({ description: null })).then([purchasedNow(100, 100, null)]);
+  });
+});
+
+describe('token account: UseTokens', () => {
+  it('debits the balance', () => {
+    spec
+      .given([purchased(100, 100)])
+      .when(useTokens())
+      .then([
+        {
+          type: 'TokensUsed',
+          data: { userId, transactionId, amount: 30, description: 'Chat completion', balanceAfter: 70, occurredAt: '2026-11-24T12:00:00.000Z' },
+        },
+      ]);
+  });
+
+  it('may spend the balance down to exactly zero', () => {
+    spec
+      .given([purchased(30, 30)])
+      .when(useTokens())
+      .then([{ type: 'TokensUsed', data: { userId, transactionId, amount: 30, description: 'Chat completion', balanceAfter: 0, occurredAt: '2026-11-24T12:00:00.000Z' } }]);
+  });
+
+  it('rejects usage above the balance with the balance and the request', () => {
+    spec.given([purchased(100, 100), used(80, 20)]).when(useTokens({ amount: 21 })).thenThrows('INSUFFICIENT_BALANCE', { balance: 20, requested: 21 });
+  });
+
+  it('rejects usage on an account never credited', () => {
+    spec.given([]).when(useTokens({ amount: 1 })).thenThrows('INSUFFICIENT_BALANCE', { balance: 0, requested: 1 });
+  });
+
+  it.each([0, -5, 0.5, TOKEN_AMOUNT_MAX + 1])('rejects the amount %p before looking at the balance', (amount) => {
+    spec.given([purchased(100, 100)]).when(useTokens({ amount })).thenThrows('AMOUNT_OUT_OF_RANGE');
+  });
+
+  it('rejects a description longer than the limit', () => {
+    spec.given([purchased(100, 100)]).when(useTokens({ description: 'y'.repeat(DESCRIPTION_LENGTH_MAX + 1) })).thenThrows('DESCRIPTION_TOO_LONG');
+  });
+});
+
+function purchasedNow(amount: number, balanceAfter: number, description: string | null = 'Starter pack'): TokensPurchased {
+  return { type: 'TokensPurchased', data: { userId, transactionId, paymentId, amount, description, balanceAfter, occurredAt: now.toISOString() } };
+}

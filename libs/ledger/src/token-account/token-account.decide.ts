@@ -1,0 +1,94 @@
+import { LedgerError } from '../ledger.errors';
+import { BALANCE_MAX, DESCRIPTION_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, isTokenAmount } from '../ledger.limits';
+import type { AddTokens, TokenAccountCommand, UseTokens } from './token-account.commands';
+import type { TokenAccountEvent, TokensPurchased, TokensUsed } from './token-account.events';
+import type { TokenAccountState } from './token-account.state';
+
+export function decideTokenAccount(command: TokenAccountCommand, state: TokenAccountState): readonly TokenAccountEvent[] {
+  switch (command.type) {
+    case 'AddTokens':
+      return addTokens(command, state);
+    case 'UseTokens':
+      return [useTokens(command, state)];
+    default: {
+      const unknown: never = command;
+      throw new Error(`unknown token account command ${JSON.stringify(unknown)}`);
+    }
+  }
+}
+
+/** Credits a payment once. Repeating it with the same payload decides nothing; a different payload is refused. */
+function addTokens({ data }: AddTokens, state: TokenAccountState): readonly TokensPurchased[] {
+  assertAmount(data.amount);
+  assertDescription(data.description);
+  const earlier = state.purchases.get(data.paymentId);
+  if (earlier !== undefined) {
+    if (earlier.amount === data.amount && earlier.description === data.description) return [];
+    throw new LedgerError('PAYMENT_ID_REUSED', `payment ${data.paymentId} was already credited with a different amount or description`, {
+      paymentId: data.paymentId,
+      creditedAmount: earlier.amount,
+      requestedAmount: data.amount,
+    });
+  }
+  if (data.amount > BALANCE_MAX - state.balance) {
+    throw new LedgerError('BALANCE_OUT_OF_RANGE', `a credit of ${data.amount} would take the balance above ${BALANCE_MAX}`, {
+      balance: state.balance,
+      requested: data.amount,
+    });
+  }
+  return [
+    {
+      type: 'TokensPurchased',
+      data: {
+        userId: data.userId,
+        transactionId: data.transactionId,
+        paymentId: data.paymentId,
+        amount: data.amount,
+        description: data.description,
+        balanceAfter: state.balance + data.amount,
+        occurredAt: data.now.toISOString(),
+      },
+    },
+  ];
+}
+
+function useTokens({ data }: UseTokens, state: TokenAccountState): TokensUsed {
+  assertAmount(data.amount);
+  assertDescription(data.description);
+  if (data.amount > state.balance) {
+    throw new LedgerError('INSUFFICIENT_BALANCE', `the balance ${state.balance} is less than the ${data.amount} tokens requested`, {
+      balance: state.balance,
+      requested: data.amount,
+    });
+  }
+  return {
+    type: 'TokensUsed',
+    data: {
+      userId: data.userId,
+      transactionId: data.transactionId,
+      amount: data.amount,
+      description: data.description,
+      balanceAfter: state.balance - data.amount,
+      occurredAt: data.now.toISOString(),
+    },
+  };
+}
+
+function assertAmount(amount: number): void {
+  if (!isTokenAmount(amount)) {
+    throw new LedgerError('AMOUNT_OUT_OF_RANGE', `amount must be an integer from ${TOKEN_AMOUNT_MIN} to ${TOKEN_AMOUNT_MAX}`, {
+      amount,
+      min: TOKEN_AMOUNT_MIN,
+      max: TOKEN_AMOUNT_MAX,
+    });
+  }
+}
+
+function assertDescription(description: string | null): void {
+  if (description !== null && description.length > DESCRIPTION_LENGTH_MAX) {
+    throw new LedgerError('DESCRIPTION_TOO_LONG', `description must be at most ${DESCRIPTION_LENGTH_MAX} characters`, {
+      length: description.length,
+      max: DESCRIPTION_LENGTH_MAX,
+    });
+  }
+}

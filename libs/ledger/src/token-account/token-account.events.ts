@@ -1,0 +1,41 @@
+/**
+ * Events of one user's token account, stored in the stream `token-account-<userId>`.
+ * Plain, readonly, JSON-serialisable data; amounts are positive integers and `balanceAfter` is the
+ * balance once the event is applied, so read models and auditors never have to re-derive it.
+ */
+export type TokensPurchased = {
+  readonly type: 'TokensPurchased';
+  readonly data: {
+    readonly userId: string;
+    readonly transactionId: string;
+    readonly paymentId: string;
+    readonly amount: number;
+    readonly description: string | null;
+    readonly balanceAfter: number;
+    readonly occurredAt: string;
+  };
+};
+
+export type TokensUsed = {
+  readonly type: 'TokensUsed';
+  readonly data: {
+    readonly userId: string;
+    readonly transactionId: string;
+    readonly amount: number;
+    readonly description: string | null;
+    readonly balanceAfter: number;
+    readonly occurredAt: string;
+  };
+};
+
+export type TokenAccountEvent = TokensPurchased | TokensUsed;
+export type TokenAccountEventType = TokenAccountEvent['type'];
+
+export const TOKEN_ACCOUNT_EVENT_TYPES: ReadonlySet<string> = new Set<TokenAccountEventType>([
+  'TokensPurchased',
+  'TokensUsed',
+]);
+
+export function tokenAccountStreamId(userId: string): string {
+  return `token-account-${userId}`;
+}
