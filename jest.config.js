@@ -1,21 +1,25 @@
 // One Jest run covers unit specs beside the code and end-to-end specs under test/.
-// One embedded PostgreSQL serves the whole run (test/support/global-setup.ts); each test
-// file gets its own database cloned from a migrated template, so files never share rows.
+// NestJS 12 and several of its dependencies are ES modules, so Jest runs in its native ESM mode
+// (node --experimental-vm-modules, set by `npm test`). One embedded PostgreSQL serves the whole run
+// (test/support/global-setup.ts); each test file gets its own database cloned from a migrated
+// template, so files never share rows.
 /** @type {import('jest').Config} */
-module.exports = {
-  rootDir: __dirname,
+export default {
+  rootDir: import.meta.dirname,
   roots: ['<rootDir>/apps', '<rootDir>/libs', '<rootDir>/test'],
   testRegex: '.*\\.(spec|e2e-spec)\\.ts$',
   moduleFileExtensions: ['ts', 'js', 'json'],
+  extensionsToTreatAsEsm: ['.ts'],
   transform: {
-    '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.spec.json' }],
+    '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.spec.json', useESM: true }],
   },
   moduleNameMapper: {
-    '^@app/(ledger|event-store|projections|database|accounts)(|/.*)$': '<rootDir>/libs/$1/src$2',
+    '^@app/(ledger|event-store|projections|database|accounts)$': '<rootDir>/libs/$1/src/index.ts',
+    '^(\\.{1,2}/.*)\\.js$': '$1',
   },
   testEnvironment: 'node',
-  globalSetup: '<rootDir>/test/support/global-setup.ts',
-  globalTeardown: '<rootDir>/test/support/global-teardown.ts',
+  globalSetup: '<rootDir>/test/support/global-setup.js',
+  globalTeardown: '<rootDir>/test/support/global-teardown.js',
   maxWorkers: 2,
   testTimeout: 30000,
 };

@@ -1,5 +1,5 @@
-import { fold, type Decider } from '../decider';
-import { LedgerError, type LedgerErrorCode, type LedgerErrorDetails } from '../ledger.errors';
+import { fold, type Decider } from '../decider.js';
+import { LedgerError, type LedgerErrorCode, type LedgerErrorDetails } from '../ledger.errors.js';
 
 /**
  * given(events).when(command).then(events) for a pure decider: the specification style of Emmett and

@@ -1,8 +1,8 @@
-import { deciderSpecification } from '../testing/decider-specification';
-import { DESCRIPTION_LENGTH_MAX, TOKEN_AMOUNT_MAX } from '../ledger.limits';
-import type { AddTokens, UseTokens } from './token-account.commands';
-import { tokenAccountDecider } from './token-account.decider';
-import type { TokensPurchased, TokensUsed } from './token-account.events';
+import { deciderSpecification } from '../testing/decider-specification.js';
+import { DESCRIPTION_LENGTH_MAX, TOKEN_AMOUNT_MAX } from '../ledger.limits.js';
+import type { AddTokens, UseTokens } from './token-account.commands.js';
+import { tokenAccountDecider } from './token-account.decider.js';
+import type { TokensPurchased, TokensUsed } from './token-account.events.js';
 
 const userId = '11111111-1111-4111-8111-111111111111';
 const paymentId = '22222222-2222-4222-8222-222222222222';

@@ -1,8 +1,8 @@
-import { LedgerError } from '../ledger.errors';
-import { BALANCE_MAX, DESCRIPTION_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, isTokenAmount } from '../ledger.limits';
-import type { AddTokens, TokenAccountCommand, UseTokens } from './token-account.commands';
-import type { TokenAccountEvent, TokensPurchased, TokensUsed } from './token-account.events';
-import type { TokenAccountState } from './token-account.state';
+import { LedgerError } from '../ledger.errors.js';
+import { BALANCE_MAX, DESCRIPTION_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, isTokenAmount } from '../ledger.limits.js';
+import type { AddTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
+import type { TokenAccountEvent, TokensPurchased, TokensUsed } from './token-account.events.js';
+import type { TokenAccountState } from './token-account.state.js';
 
 export function decideTokenAccount(command: TokenAccountCommand, state: TokenAccountState): readonly TokenAccountEvent[] {
   switch (command.type) {

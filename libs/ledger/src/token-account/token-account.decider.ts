@@ -1,8 +1,8 @@
-import type { Decider } from '../decider';
-import type { TokenAccountCommand } from './token-account.commands';
-import { decideTokenAccount } from './token-account.decide';
-import type { TokenAccountEvent } from './token-account.events';
-import { evolveTokenAccount, initialTokenAccountState, type TokenAccountState } from './token-account.state';
+import type { Decider } from '../decider.js';
+import type { TokenAccountCommand } from './token-account.commands.js';
+import { decideTokenAccount } from './token-account.decide.js';
+import type { TokenAccountEvent } from './token-account.events.js';
+import { evolveTokenAccount, initialTokenAccountState, type TokenAccountState } from './token-account.state.js';
 
 export const tokenAccountDecider: Decider<TokenAccountCommand, TokenAccountEvent, TokenAccountState> = {
   decide: decideTokenAccount,

@@ -1,7 +1,7 @@
-import { fold } from '../decider';
-import { LedgerInvariantViolation } from '../ledger.errors';
-import { tokenAccountDecider } from './token-account.decider';
-import type { TokenAccountEvent } from './token-account.events';
+import { fold } from '../decider.js';
+import { LedgerInvariantViolation } from '../ledger.errors.js';
+import { tokenAccountDecider } from './token-account.decider.js';
+import type { TokenAccountEvent } from './token-account.events.js';
 
 const userId = '11111111-1111-4111-8111-111111111111';
 const at = '2026-11-24T11:00:00.000Z';

@@ -1,7 +1,7 @@
 import { Map as ImmutableMap } from 'immutable';
-import { invariant } from '../ledger.errors';
-import { BALANCE_MAX } from '../ledger.limits';
-import type { TokenAccountEvent, TokensPurchased } from './token-account.events';
+import { invariant } from '../ledger.errors.js';
+import { BALANCE_MAX } from '../ledger.limits.js';
+import type { TokenAccountEvent, TokensPurchased } from './token-account.events.js';
 
 export type Purchase = TokensPurchased['data'];
 

@@ -1,0 +1,46 @@
+import { Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
+import { Pool, types } from 'pg';
+
+export const PG_POOL = Symbol('PG_POOL');
+export const InjectPool = () => Inject(PG_POOL);
+
+export type DatabaseOptions = {
+  readonly url: string;
+  readonly poolSizeMax: number;
+};
+
+// bigint (int8) and numeric arrive as strings: the callers convert them with range checks.
+types.setTypeParser(types.builtins.INT8, (value) => value);
+
+@Injectable()
+class PoolCloser implements OnApplicationShutdown {
+  constructor(@InjectPool() private readonly pool: Pool) {}
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+@Module({})
+export class DatabaseModule {
+  static forRoot(options: DatabaseOptions): DynamicModule {
+    return {
+      module: DatabaseModule,
+      global: true,
+      providers: [
+        { provide: PG_POOL, useFactory: () => createPool(options) },
+        PoolCloser,
+      ],
+      exports: [PG_POOL],
+    };
+  }
+}
+
+export function createPool(options: DatabaseOptions): Pool {
+  const pool = new Pool({ connectionString: options.url, max: options.poolSizeMax });
+  // An idle client that loses its connection is dropped from the pool; without a listener pg would
+  // crash the process. Queries in flight fail on their own and are handled by their callers.
+  const logger = new Logger('Database');
+  pool.on('error', (error) => logger.warn(`idle database connection lost: ${error.message}`));
+  return pool;
+}

@@ -1,0 +1,3 @@
+export * from './event-store.port.js';
+export * from './position.js';
+export * from './postgres/postgres-event-store.js';

@@ -1,0 +1,114 @@
+import { randomUUID } from 'node:crypto';
+import { Client } from 'pg';
+import { createTestDatabase, type TestDatabase } from '../../../../test/support/test-database.js';
+import { START, type Position } from '../position.js';
+import { describeEventStoreContract } from '../testing/event-store.contract.js';
+import { PostgresEventStore } from './postgres-event-store.js';
+
+describeEventStoreContract('PostgreSQL', async () => {
+  const database = await createTestDatabase();
+  const store = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: 50 });
+  return {
+    store,
+    dispose: async () => {
+      await store.close();
+      await database.drop();
+    },
+  };
+});
+
+describe('PostgreSQL event store: $all under interleaved transactions', () => {
+  let database: TestDatabase;
+  let store: PostgresEventStore;
+  let first: Client;
+  let second: Client;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    store = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: 50 });
+  });
+
+  beforeEach(async () => {
+    first = new Client({ connectionString: database.url });
+    second = new Client({ connectionString: database.url });
+    await Promise.all([first.connect(), second.connect()]);
+  });
+
+  afterEach(async () => {
+    await Promise.all([first.end(), second.end()]);
+  });
+
+  afterAll(async () => {
+    await store.close();
+    await database.drop();
+  });
+
+  function appendIn(client: Client, streamId: string, type: string) {
+    return client.query(`SELECT * FROM append_to_stream($1, 'any', NULL, $2::uuid[], $3::text[], $4::text[], $5::text[])`, [
+      streamId,
+      [randomUUID()],
+      [type],
+      ['{}'],
+      ['{}'],
+    ]);
+  }
+
+  async function typesAfter(position: Position, streams: readonly string[]): Promise<string[]> {
+    return (await store.readAll({ after: position })).filter((recorded) => streams.includes(recorded.streamId)).map((recorded) => recorded.type);
+  }
+
+  it('does not skip an event whose transaction started first but committed last', async () => {
+    const start = (await store.headPosition()) ?? START;
+    const streams = [`a-${randomUUID()}`, `b-${randomUUID()}`];
+    await first.query('BEGIN');
+    await appendIn(first, streams[0] as string, 'EarlierStartedLaterCommitted');
+    await second.query('BEGIN');
+    await appendIn(second, streams[1] as string, 'LaterStartedFirstCommitted');
+    await second.query('COMMIT');
+
+    // A reader now must not move past the open transaction: seeing the second event first and
+    // checkpointing after it would lose the first event for good.
+    expect(await typesAfter(start, streams)).toEqual([]);
+
+    await first.query('COMMIT');
+    expect(await typesAfter(start, streams)).toEqual(['EarlierStartedLaterCommitted', 'LaterStartedFirstCommitted']);
+  });
+
+  it('orders by transaction when a later sequence value belongs to the older transaction', async () => {
+    const start = (await store.headPosition()) ?? START;
+    const streams = [`c-${randomUUID()}`, `d-${randomUUID()}`];
+    await first.query('BEGIN');
+    await first.query('SELECT pg_current_xact_id()'); // takes the older transaction id, no event yet
+    await second.query('BEGIN');
+    await appendIn(second, streams[1] as string, 'YoungerTransaction');
+    await second.query('COMMIT');
+    await appendIn(first, streams[0] as string, 'OlderTransaction'); // a higher global_position
+    expect(await typesAfter(start, streams)).toEqual([]);
+    await first.query('COMMIT');
+    expect(await typesAfter(start, streams)).toEqual(['OlderTransaction', 'YoungerTransaction']);
+  });
+
+  it('delivers both interleaved events to a live subscription, in order, exactly once', async () => {
+    const start = (await store.headPosition()) ?? START;
+    const streams = [`e-${randomUUID()}`, `f-${randomUUID()}`];
+    const controller = new AbortController();
+    const received: string[] = [];
+    const subscription = (async () => {
+      for await (const recorded of store.subscribeToAll({ after: start, signal: controller.signal })) {
+        if (streams.includes(recorded.streamId)) received.push(recorded.type);
+        if (received.length === 2) break;
+      }
+    })();
+    await first.query('BEGIN');
+    await appendIn(first, streams[0] as string, 'First');
+    await second.query('BEGIN');
+    await appendIn(second, streams[1] as string, 'Second');
+    await second.query('COMMIT');
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(received).toEqual([]);
+    await first.query('COMMIT');
+    await subscription;
+    controller.abort();
+    expect(received).toEqual(['First', 'Second']);
+  });
+});

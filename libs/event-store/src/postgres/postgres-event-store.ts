@@ -1,0 +1,192 @@
+import type { Pool } from 'pg';
+import {
+  APPEND_COUNT_MAX,
+  EventIdConflictError,
+  READ_COUNT_MAX,
+  WrongExpectedRevisionError,
+  type AppendResult,
+  type EventMetadata,
+  type EventStore,
+  type EventToAppend,
+  type ExpectedRevision,
+  type JsonValue,
+  type ReadAllOptions,
+  type ReadStreamOptions,
+  type RecordedEvent,
+  type StreamMetadata,
+  type SubscribeToAllOptions,
+} from '../event-store.port.js';
+import { START, type Position } from '../position.js';
+import { AppendWakeups } from './append-wakeups.js';
+
+export type PostgresEventStoreOptions = {
+  /** Used for the dedicated LISTEN connection; queries go through the pool. */
+  readonly connectionString: string;
+  /** Longest a live subscription waits without a notification before it reads again. */
+  readonly pollIntervalMs?: number;
+  /** Events a subscription reads per query. */
+  readonly subscriptionBatchSize?: number;
+  readonly onError?: (error: Error) => void;
+};
+
+type EventRow = {
+  global_position: string;
+  transaction_id: string;
+  stream_id: string;
+  stream_revision: string;
+  event_id: string;
+  event_type: string;
+  data: JsonValue;
+  metadata: EventMetadata;
+  created_at: Date;
+};
+
+type AppendRow = {
+  status: 'appended' | 'already_appended' | 'wrong_expected' | 'id_conflict';
+  next_revision: string | null;
+  actual_revision: string;
+  commit_position: string | null;
+  prepare_position: string | null;
+};
+
+const EVENT_COLUMNS =
+  'global_position, transaction_id::text AS transaction_id, stream_id, stream_revision, event_id, event_type, data, metadata, created_at';
+
+// Only transactions older than every transaction still running are visible to $all readers: a
+// sequence value taken earlier but committed later would otherwise be skipped for good.
+const VISIBLE = 'transaction_id < pg_snapshot_xmin(pg_current_snapshot())';
+
+/** The default event store: one PostgreSQL database, appends through one SQL function call. */
+export class PostgresEventStore implements EventStore {
+  private readonly wakeups: AppendWakeups;
+  private readonly pollIntervalMs: number;
+  private readonly subscriptionBatchSize: number;
+
+  constructor(
+    private readonly pool: Pool,
+    options: PostgresEventStoreOptions,
+  ) {
+    this.pollIntervalMs = options.pollIntervalMs ?? 250;
+    this.subscriptionBatchSize = options.subscriptionBatchSize ?? 1_000;
+    this.wakeups = new AppendWakeups(options.connectionString, options.onError ?? (() => undefined));
+  }
+
+  async append(streamId: string, events: readonly EventToAppend[], { expectedRevision }: { readonly expectedRevision: ExpectedRevision }): Promise<AppendResult> {
+    if (events.length === 0 || events.length > APPEND_COUNT_MAX) {
+      throw new RangeError(`an append takes 1 to ${APPEND_COUNT_MAX} events, not ${events.length}`);
+    }
+    const [kind, revision] = typeof expectedRevision === 'bigint' ? ['exact', expectedRevision.toString()] : [expectedRevision, null];
+    const result = await this.pool.query<AppendRow>(
+      'SELECT * FROM append_to_stream($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[])',
+      [
+        streamId,
+        kind,
+        revision,
+        events.map((event) => event.id),
+        events.map((event) => event.type),
+        events.map((event) => JSON.stringify(event.data)),
+        events.map((event) => JSON.stringify(event.metadata ?? {})),
+      ],
+    );
+    const row = result.rows[0];
+    if (row === undefined) throw new Error('append_to_stream returned no row');
+    switch (row.status) {
+      case 'appended':
+      case 'already_appended':
+        return { nextRevision: BigInt(row.next_revision ?? ''), position: { commit: BigInt(row.commit_position ?? ''), prepare: BigInt(row.prepare_position ?? '') } };
+      case 'wrong_expected':
+        throw new WrongExpectedRevisionError(streamId, expectedRevision, BigInt(row.actual_revision));
+      case 'id_conflict':
+        throw new EventIdConflictError(streamId);
+      default: {
+        const unknown: never = row.status;
+        throw new Error(`append_to_stream returned the unknown status ${String(unknown)}`);
+      }
+    }
+  }
+
+  async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<readonly RecordedEvent[]> {
+    const maxCount = checkedCount(options.maxCount);
+    const backwards = options.direction === 'backwards';
+    const from = options.fromRevision ?? (backwards ? 2n ** 63n - 1n : 0n);
+    const result = await this.pool.query<EventRow>(
+      `SELECT ${EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_revision ${backwards ? '<=' : '>='} $2
+       ORDER BY stream_revision ${backwards ? 'DESC' : 'ASC'} LIMIT $3`,
+      [streamId, from.toString(), maxCount],
+    );
+    return result.rows.map(toRecordedEvent);
+  }
+
+  async readAll(options: ReadAllOptions = {}): Promise<readonly RecordedEvent[]> {
+    const after = options.after ?? START;
+    const result = await this.pool.query<EventRow>(
+      `SELECT ${EVENT_COLUMNS} FROM events
+        WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND ${VISIBLE}
+        ORDER BY transaction_id, global_position LIMIT $3`,
+      [after.commit.toString(), after.prepare.toString(), checkedCount(options.maxCount)],
+    );
+    return result.rows.map(toRecordedEvent);
+  }
+
+  async *subscribeToAll(options: SubscribeToAllOptions = {}): AsyncGenerator<RecordedEvent> {
+    let position = options.after ?? START;
+    const { signal } = options;
+    while (signal?.aborted !== true) {
+      const generation = this.wakeups.generation;
+      const batch = await this.readAll({ after: position, maxCount: this.subscriptionBatchSize });
+      for (const event of batch) {
+        if (signal?.aborted === true) return;
+        yield event;
+        position = event.position;
+      }
+      if (batch.length < this.subscriptionBatchSize) await this.wakeups.waitAfter(generation, this.pollIntervalMs, signal);
+    }
+  }
+
+  async headPosition(): Promise<Position | undefined> {
+    const result = await this.pool.query<{ transaction_id: string; global_position: string }>(
+      `SELECT transaction_id::text AS transaction_id, global_position FROM events WHERE ${VISIBLE}
+        ORDER BY transaction_id DESC, global_position DESC LIMIT 1`,
+    );
+    const row = result.rows[0];
+    return row === undefined ? undefined : { commit: BigInt(row.transaction_id), prepare: BigInt(row.global_position) };
+  }
+
+  async getStreamMetadata(streamId: string): Promise<StreamMetadata> {
+    const result = await this.pool.query<{ metadata: StreamMetadata }>('SELECT metadata FROM event_streams WHERE stream_id = $1', [streamId]);
+    return result.rows[0]?.metadata ?? {};
+  }
+
+  async setStreamMetadata(streamId: string, metadata: StreamMetadata): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO event_streams (stream_id, metadata) VALUES ($1, $2::jsonb)
+       ON CONFLICT (stream_id) DO UPDATE SET metadata = excluded.metadata, updated_at = now()`,
+      [streamId, JSON.stringify(metadata)],
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.wakeups.close();
+  }
+}
+
+function checkedCount(maxCount: number | undefined): number {
+  const count = maxCount ?? READ_COUNT_MAX;
+  if (!Number.isSafeInteger(count) || count < 1 || count > READ_COUNT_MAX) {
+    throw new RangeError(`maxCount must be an integer from 1 to ${READ_COUNT_MAX}, not ${count}`);
+  }
+  return count;
+}
+
+function toRecordedEvent(row: EventRow): RecordedEvent {
+  return {
+    id: row.event_id,
+    type: row.event_type,
+    data: row.data,
+    metadata: row.metadata,
+    streamId: row.stream_id,
+    revision: BigInt(row.stream_revision),
+    position: { commit: BigInt(row.transaction_id), prepare: BigInt(row.global_position) },
+    createdAt: row.created_at,
+  };
+}
