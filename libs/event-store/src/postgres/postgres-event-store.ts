@@ -131,11 +131,11 @@ export class PostgresEventStore implements EventStore {
   async *subscribeToAll(options: SubscribeToAllOptions = {}): AsyncGenerator<RecordedEvent> {
     let position = options.after ?? START;
     const { signal } = options;
-    while (signal?.aborted !== true) {
+    while (!isAborted(signal)) {
       const generation = this.wakeups.generation;
       const batch = await this.readAll({ after: position, maxCount: this.subscriptionBatchSize });
       for (const event of batch) {
-        if (signal?.aborted === true) return;
+        if (isAborted(signal)) return;
         yield event;
         position = event.position;
       }
@@ -168,6 +168,10 @@ export class PostgresEventStore implements EventStore {
   async close(): Promise<void> {
     await this.wakeups.close();
   }
+}
+
+function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
 }
 
 function checkedCount(maxCount: number | undefined): number {

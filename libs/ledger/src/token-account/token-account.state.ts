@@ -1,5 +1,5 @@
 import { Map as ImmutableMap } from 'immutable';
-import { invariant } from '../ledger.errors.js';
+import { invariant, LedgerInvariantViolation } from '../ledger.errors.js';
 import { BALANCE_MAX } from '../ledger.limits.js';
 import type { TokenAccountEvent, TokensPurchased } from './token-account.events.js';
 
@@ -33,7 +33,7 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
     }
     default: {
       const unknown: never = event;
-      return invariant(false, `unknown token account event ${JSON.stringify(unknown)}`);
+      throw new LedgerInvariantViolation(`unknown token account event ${JSON.stringify(unknown)}`);
     }
   }
 }

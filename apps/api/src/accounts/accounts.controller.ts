@@ -1,0 +1,57 @@
+import { Body, Controller, Get, HttpCode, HttpStatus, Param, Post, Query, Req } from '@nestjs/common';
+import { CommandBus, QueryBus } from '@nestjs/cqrs';
+import { ApiConflictResponse, ApiCreatedResponse, ApiOkResponse, ApiTags, ApiBadRequestResponse } from '@nestjs/swagger';
+import { AddTokensCommand, GetBalanceQuery, GetTransactionsQuery, UseTokensCommand, type CommandContext } from '@app/accounts';
+import type { FastifyRequest } from 'fastify';
+import {
+  BalanceResponse,
+  HistoryQuery,
+  LedgerWriteResponse,
+  PurchaseRequest,
+  TransactionPageResponse,
+  UsageRequest,
+  UserIdParams,
+} from './accounts.dto.js';
+
+/** Token accounts: maps requests to commands and queries, nothing more. */
+@ApiTags('accounts')
+@ApiBadRequestResponse({ description: 'Validation failed: problem VALIDATION_FAILED naming each field and rule.' })
+@Controller({ path: 'accounts/:userId', version: '1' })
+export class AccountsController {
+  constructor(
+    private readonly commandBus: CommandBus,
+    private readonly queryBus: QueryBus,
+  ) {}
+
+  @Get('balance')
+  @ApiOkResponse({ type: BalanceResponse, description: 'The balance; 0 for a user never seen.' })
+  balance(@Param() { userId }: UserIdParams) {
+    return this.queryBus.execute(new GetBalanceQuery(userId));
+  }
+
+  @Post('purchases')
+  @HttpCode(HttpStatus.CREATED)
+  @ApiCreatedResponse({ type: LedgerWriteResponse, description: 'Credited, or the first result again for a repeated paymentId.' })
+  @ApiConflictResponse({ description: 'PAYMENT_ID_REUSED: the payment was credited with another amount or description.' })
+  purchase(@Param() { userId }: UserIdParams, @Body() body: PurchaseRequest, @Req() request: FastifyRequest) {
+    return this.commandBus.execute(new AddTokensCommand(userId, body.paymentId, body.amount, body.description ?? null, context(request)));
+  }
+
+  @Post('usage')
+  @HttpCode(HttpStatus.CREATED)
+  @ApiCreatedResponse({ type: LedgerWriteResponse })
+  @ApiConflictResponse({ description: 'INSUFFICIENT_BALANCE, with balance and requested.' })
+  use(@Param() { userId }: UserIdParams, @Body() body: UsageRequest, @Req() request: FastifyRequest) {
+    return this.commandBus.execute(new UseTokensCommand(userId, body.amount, body.description ?? null, context(request)));
+  }
+
+  @Get('transactions')
+  @ApiOkResponse({ type: TransactionPageResponse, description: 'Newest first.' })
+  transactions(@Param() { userId }: UserIdParams, @Query() { limit, offset }: HistoryQuery) {
+    return this.queryBus.execute(new GetTransactionsQuery(userId, limit, offset));
+  }
+}
+
+function context(request: FastifyRequest): CommandContext {
+  return { requestId: request.id };
+}

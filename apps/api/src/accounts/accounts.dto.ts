@@ -1,0 +1,94 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { DESCRIPTION_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN } from '@app/ledger';
+import { Type } from 'class-transformer';
+import { IsInt, IsOptional, IsString, IsUUID, Max, MaxLength, Min } from 'class-validator';
+
+export const HISTORY_LIMIT_MAX = 100;
+export const HISTORY_LIMIT_DEFAULT = 10;
+
+export class UserIdParams {
+  @ApiProperty({ format: 'uuid' })
+  @IsUUID('all')
+  userId!: string;
+}
+
+export class PurchaseRequest {
+  @ApiProperty({ format: 'uuid', description: 'The payment that paid for the tokens; each payment is credited once.' })
+  @IsUUID('all')
+  paymentId!: string;
+
+  @ApiProperty({ minimum: TOKEN_AMOUNT_MIN, maximum: TOKEN_AMOUNT_MAX, type: 'integer' })
+  @IsInt()
+  @Min(TOKEN_AMOUNT_MIN)
+  @Max(TOKEN_AMOUNT_MAX)
+  amount!: number;
+
+  @ApiPropertyOptional({ maxLength: DESCRIPTION_LENGTH_MAX, nullable: true })
+  @IsOptional()
+  @IsString()
+  @MaxLength(DESCRIPTION_LENGTH_MAX)
+  description?: string | null;
+}
+
+export class UsageRequest {
+  @ApiProperty({ minimum: TOKEN_AMOUNT_MIN, maximum: TOKEN_AMOUNT_MAX, type: 'integer' })
+  @IsInt()
+  @Min(TOKEN_AMOUNT_MIN)
+  @Max(TOKEN_AMOUNT_MAX)
+  amount!: number;
+
+  @ApiPropertyOptional({ maxLength: DESCRIPTION_LENGTH_MAX, nullable: true })
+  @IsOptional()
+  @IsString()
+  @MaxLength(DESCRIPTION_LENGTH_MAX)
+  description?: string | null;
+}
+
+export class HistoryQuery {
+  @ApiPropertyOptional({ minimum: 1, maximum: HISTORY_LIMIT_MAX, default: HISTORY_LIMIT_DEFAULT, type: 'integer' })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(HISTORY_LIMIT_MAX)
+  limit: number = HISTORY_LIMIT_DEFAULT;
+
+  @ApiPropertyOptional({ minimum: 0, default: 0, type: 'integer' })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  @Max(Number.MAX_SAFE_INTEGER)
+  offset: number = 0;
+}
+
+export class TransactionResponse {
+  @ApiProperty({ format: 'uuid' }) id!: string;
+  @ApiProperty({ format: 'uuid' }) userId!: string;
+  @ApiProperty({ type: 'integer', description: 'Signed: negative for usage and refunds.' }) amount!: number;
+  @ApiProperty({ enum: ['purchase', 'usage', 'refund', 'adjustment'] }) transactionType!: string;
+  @ApiProperty({ nullable: true, type: String }) description!: string | null;
+  @ApiProperty({ nullable: true, type: String, format: 'uuid' }) paymentId!: string | null;
+  @ApiProperty({ type: 'integer' }) balanceAfter!: number;
+  @ApiProperty({ format: 'date-time' }) createdAt!: string;
+}
+
+export class LedgerWriteResponse {
+  @ApiProperty({ format: 'uuid' }) userId!: string;
+  @ApiProperty({ type: 'integer' }) balance!: number;
+  @ApiProperty({ type: TransactionResponse }) transaction!: TransactionResponse;
+  @ApiProperty({ nullable: true, type: String, description: 'Position of the write in the event log ($all), as commit/prepare.' }) position!: string | null;
+  @ApiProperty({ description: 'True when balance and history reads already include this write.' }) readModelUpToDate!: boolean;
+}
+
+export class BalanceResponse {
+  @ApiProperty({ format: 'uuid' }) userId!: string;
+  @ApiProperty({ type: 'integer' }) balance!: number;
+}
+
+export class TransactionPageResponse {
+  @ApiProperty({ type: [TransactionResponse] }) data!: TransactionResponse[];
+  @ApiProperty({ type: 'integer' }) total!: number;
+  @ApiProperty({ type: 'integer' }) limit!: number;
+  @ApiProperty({ type: 'integer' }) offset!: number;
+}

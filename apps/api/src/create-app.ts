@@ -1,0 +1,73 @@
+import { randomUUID } from 'node:crypto';
+import { ValidationPipe, VersioningType } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import type { FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { AppModule } from './app.module.js';
+import type { AppConfig } from './config/app.config.js';
+import { PinoNestLogger } from './http/pino-nest.logger.js';
+import { ProblemDetailsFilter } from './http/problem-details.filter.js';
+import { RequestValidationError } from './http/request-validation.error.js';
+
+export type CreateAppOptions = {
+  readonly config: AppConfig;
+  readonly databaseUrl: string;
+  readonly logger: Logger;
+  /** The Swagger UI needs @fastify/static, which Jest's module system cannot load; tests keep the JSON only. */
+  readonly openApiUi: boolean;
+};
+
+const REQUEST_ID_PATTERN = /^[\w.:-]{1,128}$/;
+const BODY_LIMIT_BYTES = 64 * 1024;
+
+/** The whole HTTP application, configured the same way for the service and for the end-to-end tests. */
+export async function createApp({ config, databaseUrl, logger, openApiUi }: CreateAppOptions): Promise<NestFastifyApplication> {
+  const adapter = new FastifyAdapter({
+    logger: false,
+    bodyLimit: BODY_LIMIT_BYTES,
+    genReqId: (request: { headers: Record<string, string | string[] | undefined> }) => {
+      const header = request.headers['x-request-id'];
+      return typeof header === 'string' && REQUEST_ID_PATTERN.test(header) ? header : randomUUID();
+    },
+  });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, databaseUrl), adapter, { logger: new PinoNestLogger(logger) });
+
+  const fastify = app.getHttpAdapter().getInstance();
+  // The API speaks JSON only: any other body is refused with 415 rather than validated as a string.
+  fastify.removeContentTypeParser(['text/plain']);
+  // One structured line per request; no headers or bodies, so no credentials reach the log.
+  fastify.addHook('onSend', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+  });
+  fastify.addHook('onResponse', async (request: FastifyRequest, reply) => {
+    logger.info(
+      { requestId: request.id, method: request.method, url: request.url, statusCode: reply.statusCode, responseTimeMs: Math.round(reply.elapsedTime * 10) / 10 },
+      'request completed',
+    );
+  });
+
+  app.enableVersioning({ type: VersioningType.URI });
+  app.useGlobalFilters(new ProblemDetailsFilter());
+  app.useGlobalPipes(
+    new ValidationPipe({
+      whitelist: true,
+      forbidNonWhitelisted: true,
+      transform: true,
+      validationError: { target: false, value: false },
+      exceptionFactory: (errors) => RequestValidationError.fromValidationErrors(errors),
+    }),
+  );
+
+  const document = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder()
+      .setTitle('Token Ledger')
+      .setDescription('Event-sourced token (prepaid credits) ledger. Errors are RFC 9457 problem details with a stable `code`.')
+      .setVersion('1')
+      .build(),
+  );
+  SwaggerModule.setup('docs', app, document, { ui: openApiUi, raw: ['json'], jsonDocumentUrl: 'docs-json' });
+  return app;
+}

@@ -1,0 +1,107 @@
+import { Catch, HttpException, HttpStatus, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
+import { ConcurrencyConflictError } from '@app/accounts';
+import { LedgerError, type LedgerErrorCode } from '@app/ledger';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { RequestValidationError } from './request-validation.error.js';
+
+export type ProblemDetails = {
+  readonly type: string;
+  readonly title: string;
+  readonly status: number;
+  readonly code: string;
+  readonly detail: string;
+  readonly instance: string;
+  readonly [extension: string]: unknown;
+};
+
+/** The HTTP status of each domain rejection, decided once, here. */
+const LEDGER_STATUS: Record<LedgerErrorCode, number> = {
+  AMOUNT_OUT_OF_RANGE: HttpStatus.BAD_REQUEST,
+  DESCRIPTION_TOO_LONG: HttpStatus.BAD_REQUEST,
+  INSUFFICIENT_BALANCE: HttpStatus.CONFLICT,
+  BALANCE_OUT_OF_RANGE: HttpStatus.UNPROCESSABLE_ENTITY,
+  PAYMENT_ID_REUSED: HttpStatus.CONFLICT,
+};
+
+const TITLES: Record<string, string> = {
+  VALIDATION_FAILED: 'The request is not valid',
+  INSUFFICIENT_BALANCE: 'Insufficient token balance',
+  PAYMENT_ID_REUSED: 'Payment already credited with a different payload',
+  BALANCE_OUT_OF_RANGE: 'Balance limit exceeded',
+  AMOUNT_OUT_OF_RANGE: 'Amount out of range',
+  DESCRIPTION_TOO_LONG: 'Description too long',
+  CONCURRENCY_CONFLICT: 'The account changed concurrently; retry the request',
+  INTERNAL_ERROR: 'Internal error',
+};
+
+/** Every error leaves as an RFC 9457 problem (application/problem+json) with a stable `code`. */
+@Catch()
+export class ProblemDetailsFilter implements ExceptionFilter {
+  private readonly logger = new Logger('HTTP');
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const http = host.switchToHttp();
+    const request = http.getRequest<FastifyRequest>();
+    const reply = http.getResponse<FastifyReply>();
+    const problem = this.toProblem(exception, request.url);
+    if (problem.status >= 500) this.logger.error(`${request.method} ${request.url} failed: ${describe(exception)}`, exception instanceof Error ? exception.stack : undefined);
+    void reply.status(problem.status).header('content-type', 'application/problem+json; charset=utf-8').send(problem);
+  }
+
+  private toProblem(exception: unknown, instance: string): ProblemDetails {
+    if (exception instanceof RequestValidationError) {
+      return problem(HttpStatus.BAD_REQUEST, 'VALIDATION_FAILED', exception.message, instance, { errors: exception.violations });
+    }
+    if (exception instanceof LedgerError) {
+      return problem(LEDGER_STATUS[exception.code], exception.code, exception.message, instance, { ...exception.details });
+    }
+    if (exception instanceof ConcurrencyConflictError) {
+      return problem(HttpStatus.CONFLICT, 'CONCURRENCY_CONFLICT', exception.message, instance);
+    }
+    if (exception instanceof HttpException) {
+      const status = exception.getStatus();
+      return problem(status, httpCode(status), exception.message, instance, extensions(exception.getResponse()));
+    }
+    if (isFastifyClientError(exception)) {
+      return problem(exception.statusCode, exception.code ?? httpCode(exception.statusCode), exception.message, instance);
+    }
+    return problem(HttpStatus.INTERNAL_SERVER_ERROR, 'INTERNAL_ERROR', 'An unexpected error occurred; it has been logged.', instance);
+  }
+}
+
+function problem(status: number, code: string, detail: string, instance: string, more: Record<string, unknown> = {}): ProblemDetails {
+  return {
+    type: `urn:token-ledger:problem:${code.toLowerCase().replaceAll('_', '-')}`,
+    title: TITLES[code] ?? httpTitle(status),
+    status,
+    code,
+    detail,
+    instance,
+    ...more,
+  };
+}
+
+function httpCode(status: number): string {
+  return (HttpStatus[status] as string | undefined) ?? `HTTP_${status}`;
+}
+
+function httpTitle(status: number): string {
+  return httpCode(status).toLowerCase().replaceAll('_', ' ').replace(/^./, (first) => first.toUpperCase());
+}
+
+/** Keeps what a Nest HttpException carried beyond its message (terminus puts the health report there). */
+function extensions(response: string | object): Record<string, unknown> {
+  if (typeof response !== 'object') return {};
+  const { message: _message, statusCode: _statusCode, error: _error, ...rest } = response as Record<string, unknown>;
+  return rest;
+}
+
+function isFastifyClientError(error: unknown): error is { statusCode: number; code?: string; message: string } {
+  if (typeof error !== 'object' || error === null) return false;
+  const statusCode = (error as { statusCode?: unknown }).statusCode;
+  return typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500;
+}
+
+function describe(exception: unknown): string {
+  return exception instanceof Error ? `${exception.name}: ${exception.message}` : String(exception);
+}

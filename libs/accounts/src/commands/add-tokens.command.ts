@@ -1,0 +1,56 @@
+import { randomUUID } from 'node:crypto';
+import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
+import { formatPosition } from '@app/event-store';
+import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId, type Purchase } from '@app/ledger';
+import { CommandHandling } from '../command-handling.js';
+import { eventMetadata, type CommandContext } from '../command-context.js';
+import { ReadModelConsistency } from '../read-model-consistency.js';
+import type { LedgerWriteResult, TransactionView } from '../transaction.view.js';
+
+/** Credits the tokens of a payment, once per `paymentId`; a repeat returns the first result. */
+export class AddTokensCommand extends Command<LedgerWriteResult> {
+  constructor(
+    readonly userId: string,
+    readonly paymentId: string,
+    readonly amount: number,
+    readonly description: string | null,
+    readonly context: CommandContext,
+  ) {
+    super();
+  }
+}
+
+@CommandHandler(AddTokensCommand)
+export class AddTokensHandler implements ICommandHandler<AddTokensCommand> {
+  constructor(
+    private readonly commands: CommandHandling,
+    private readonly consistency: ReadModelConsistency,
+  ) {}
+
+  async execute({ userId, paymentId, amount, description, context }: AddTokensCommand): Promise<LedgerWriteResult> {
+    const command = { type: 'AddTokens', data: { userId, paymentId, amount, description, transactionId: randomUUID(), now: new Date() } } as const;
+    const handled = await this.commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), eventMetadata(context));
+    const purchase = handled.state.purchases.get(paymentId);
+    invariant(purchase !== undefined, `payment ${paymentId} is not credited after AddTokens`);
+    return {
+      userId,
+      balance: purchase.balanceAfter,
+      transaction: purchaseView(purchase),
+      position: handled.position === undefined ? null : formatPosition(handled.position),
+      readModelUpToDate: await this.consistency.waitFor(handled.position),
+    };
+  }
+}
+
+function purchaseView(purchase: Purchase): TransactionView {
+  return {
+    id: purchase.transactionId,
+    userId: purchase.userId,
+    amount: purchase.amount,
+    transactionType: 'purchase',
+    description: purchase.description,
+    paymentId: purchase.paymentId,
+    balanceAfter: purchase.balanceAfter,
+    createdAt: purchase.occurredAt,
+  };
+}

@@ -1,0 +1,51 @@
+import { randomUUID } from 'node:crypto';
+import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
+import { formatPosition } from '@app/event-store';
+import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
+import { CommandHandling } from '../command-handling.js';
+import { eventMetadata, type CommandContext } from '../command-context.js';
+import { ReadModelConsistency } from '../read-model-consistency.js';
+import type { LedgerWriteResult } from '../transaction.view.js';
+
+/** Spends tokens; refused with INSUFFICIENT_BALANCE when the balance is short. */
+export class UseTokensCommand extends Command<LedgerWriteResult> {
+  constructor(
+    readonly userId: string,
+    readonly amount: number,
+    readonly description: string | null,
+    readonly context: CommandContext,
+  ) {
+    super();
+  }
+}
+
+@CommandHandler(UseTokensCommand)
+export class UseTokensHandler implements ICommandHandler<UseTokensCommand> {
+  constructor(
+    private readonly commands: CommandHandling,
+    private readonly consistency: ReadModelConsistency,
+  ) {}
+
+  async execute({ userId, amount, description, context }: UseTokensCommand): Promise<LedgerWriteResult> {
+    const command = { type: 'UseTokens', data: { userId, amount, description, transactionId: randomUUID(), now: new Date() } } as const;
+    const handled = await this.commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), eventMetadata(context));
+    const [used] = handled.events;
+    invariant(used?.type === 'TokensUsed', 'UseTokens appended no TokensUsed event');
+    return {
+      userId,
+      balance: used.data.balanceAfter,
+      transaction: {
+        id: used.data.transactionId,
+        userId,
+        amount: -used.data.amount,
+        transactionType: 'usage',
+        description: used.data.description,
+        paymentId: null,
+        balanceAfter: used.data.balanceAfter,
+        createdAt: used.data.occurredAt,
+      },
+      position: handled.position === undefined ? null : formatPosition(handled.position),
+      readModelUpToDate: await this.consistency.waitFor(handled.position),
+    };
+  }
+}

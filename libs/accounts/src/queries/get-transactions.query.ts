@@ -1,0 +1,71 @@
+import { Inject } from '@nestjs/common';
+import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
+import { PG_POOL, toSafeInteger } from '@app/database';
+import type { Pool } from 'pg';
+import type { TransactionType, TransactionView } from '../transaction.view.js';
+
+export type TransactionPage = { readonly data: readonly TransactionView[]; readonly total: number; readonly limit: number; readonly offset: number };
+
+/** A user's history, newest first (by ledger order), with the total count. */
+export class GetTransactionsQuery extends Query<TransactionPage> {
+  constructor(
+    readonly userId: string,
+    readonly limit: number,
+    readonly offset: number,
+  ) {
+    super();
+  }
+}
+
+type TransactionRow = {
+  id: string;
+  user_id: string;
+  amount: string;
+  transaction_type: TransactionType;
+  description: string | null;
+  payment_id: string | null;
+  balance_after: string;
+  created_at: string;
+};
+
+// One statement, so the page and the total come from one snapshot. The total is the projection's
+// per-user count, not a count(*) over the whole history.
+const PAGE_SQL = `
+  SELECT coalesce((SELECT transaction_count FROM user_tokens WHERE user_id = $1), 0)::text AS total,
+         coalesce((
+           SELECT json_agg(page ORDER BY page.stream_revision DESC) FROM (
+             SELECT id, user_id, amount::text, transaction_type, description, payment_id, balance_after::text,
+                    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at, stream_revision
+               FROM token_transactions WHERE user_id = $1
+              ORDER BY stream_revision DESC LIMIT $2 OFFSET $3
+           ) page
+         ), '[]'::json) AS rows`;
+
+@QueryHandler(GetTransactionsQuery)
+export class GetTransactionsHandler implements IQueryHandler<GetTransactionsQuery> {
+  constructor(@Inject(PG_POOL) private readonly pool: Pool) {}
+
+  async execute({ userId, limit, offset }: GetTransactionsQuery): Promise<TransactionPage> {
+    const result = await this.pool.query<{ total: string; rows: TransactionRow[] }>(PAGE_SQL, [userId, limit, offset]);
+    const row = result.rows[0];
+    return {
+      data: (row?.rows ?? []).map(toView),
+      total: row === undefined ? 0 : toSafeInteger(row.total, 'user_tokens.transaction_count'),
+      limit,
+      offset,
+    };
+  }
+}
+
+function toView(row: TransactionRow): TransactionView {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    amount: toSafeInteger(row.amount, 'token_transactions.amount'),
+    transactionType: row.transaction_type,
+    description: row.description,
+    paymentId: row.payment_id,
+    balanceAfter: toSafeInteger(row.balance_after, 'token_transactions.balance_after'),
+    createdAt: row.created_at,
+  };
+}

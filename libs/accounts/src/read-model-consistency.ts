@@ -1,0 +1,33 @@
+import type { Position } from '@app/event-store';
+import { readCheckpoint, type ProjectionRunner } from '@app/projections';
+import { comparePositions } from '@app/event-store';
+import type { Pool } from 'pg';
+
+const POLL_INTERVAL_MS = 20;
+
+/**
+ * Read-your-writes: a write responds only once the read models include it, so the caller's next read
+ * of balance or history shows it. With the projection running in this process it waits on the
+ * runner; otherwise it polls the checkpoint another process writes. Bounded by `timeoutMs`: the
+ * write is committed either way, and a timeout is reported, not turned into a failure.
+ */
+export class ReadModelConsistency {
+  constructor(
+    private readonly pool: Pool,
+    private readonly runner: ProjectionRunner | undefined,
+    private readonly projectionName: string,
+    private readonly timeoutMs: number,
+  ) {}
+
+  async waitFor(position: Position | undefined): Promise<boolean> {
+    if (position === undefined) return true;
+    if (this.runner !== undefined && this.runner.state !== 'stopped') return this.runner.waitFor(position, this.timeoutMs);
+    const deadline = Date.now() + this.timeoutMs;
+    for (;;) {
+      const checkpoint = await readCheckpoint(this.pool, this.projectionName);
+      if (checkpoint !== undefined && comparePositions(checkpoint, position) >= 0) return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
+    }
+  }
+}

@@ -1,0 +1,48 @@
+import { Logger, Module, type DynamicModule } from '@nestjs/common';
+import { CqrsModule } from '@nestjs/cqrs';
+import { PG_POOL } from '@app/database';
+import { EVENT_STORE, PostgresEventStore, type EventStore } from '@app/event-store';
+import { TOKEN_ACCOUNTS_PROJECTION } from '@app/projections';
+import type { Pool } from 'pg';
+import { CommandHandling } from './command-handling.js';
+import { AddTokensHandler } from './commands/add-tokens.command.js';
+import { UseTokensHandler } from './commands/use-tokens.command.js';
+import { ProjectionsLifecycle } from './projections.lifecycle.js';
+import { GetBalanceHandler } from './queries/get-balance.query.js';
+import { GetTransactionsHandler } from './queries/get-transactions.query.js';
+import { ReadModelConsistency } from './read-model-consistency.js';
+import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from './token-accounts.tokens.js';
+
+/** Token accounts: the event store, command and query handlers, and the projections behind them. */
+@Module({})
+export class TokenAccountsModule {
+  static forRoot(options: TokenAccountsOptions): DynamicModule {
+    const logger = new Logger('EventStore');
+    return {
+      module: TokenAccountsModule,
+      imports: [CqrsModule],
+      providers: [
+        { provide: TOKEN_ACCOUNTS_OPTIONS, useValue: options },
+        {
+          provide: EVENT_STORE,
+          inject: [PG_POOL],
+          useFactory: (pool: Pool) =>
+            new PostgresEventStore(pool, { connectionString: options.databaseUrl, onError: (error) => logger.warn(`event notifications: ${error.message}`) }),
+        },
+        { provide: CommandHandling, inject: [EVENT_STORE], useFactory: (store: EventStore) => new CommandHandling(store) },
+        ProjectionsLifecycle,
+        {
+          provide: ReadModelConsistency,
+          inject: [PG_POOL, ProjectionsLifecycle],
+          useFactory: (pool: Pool, projections: ProjectionsLifecycle) =>
+            new ReadModelConsistency(pool, options.projectionsEnabled ? projections.tokenAccounts : undefined, TOKEN_ACCOUNTS_PROJECTION, options.readYourWritesTimeoutMs),
+        },
+        AddTokensHandler,
+        UseTokensHandler,
+        GetBalanceHandler,
+        GetTransactionsHandler,
+      ],
+      exports: [EVENT_STORE, ProjectionsLifecycle],
+    };
+  }
+}

@@ -1,0 +1,11 @@
+/** Nest injection tokens of the token-accounts module. */
+export const TOKEN_ACCOUNTS_OPTIONS = Symbol('TOKEN_ACCOUNTS_OPTIONS');
+
+export type TokenAccountsOptions = {
+  /** Run the projection runner in this process (the default); off for scaled-out API instances. */
+  readonly projectionsEnabled: boolean;
+  /** Longest a write waits for the read models to include it. */
+  readonly readYourWritesTimeoutMs: number;
+  /** Connection string for the event store's LISTEN connection. */
+  readonly databaseUrl: string;
+};

@@ -1,0 +1,224 @@
+import { comparePositions, formatPosition, START, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
+import type { Pool, PoolClient } from 'pg';
+import { readCheckpoint } from './checkpoints.js';
+import type { Projection } from './projection.js';
+
+export type ProjectionState = 'stopped' | 'catching_up' | 'running' | 'failed';
+
+export type ProjectionFailure = {
+  readonly position: string;
+  readonly eventType: string;
+  readonly error: string;
+  readonly failedAt: Date;
+  readonly attempts: number;
+};
+
+export type ProjectionRunnerOptions = {
+  readonly batchSizeMax: number;
+  readonly retryDelayMsMin: number;
+  readonly retryDelayMsMax: number;
+  readonly onFailure?: (projection: string, failure: ProjectionFailure) => void;
+};
+
+export const DEFAULT_RUNNER_OPTIONS: ProjectionRunnerOptions = { batchSizeMax: 500, retryDelayMsMin: 100, retryDelayMsMax: 30_000 };
+
+const IDLE = Symbol('idle');
+
+/** Another runner moved the checkpoint: this one's batch is void and it restarts from the table. */
+class CheckpointMoved extends Error {}
+
+class EventFailed extends Error {
+  constructor(
+    readonly event: RecordedEvent,
+    cause: unknown,
+  ) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+  }
+}
+
+/**
+ * Follows `$all` from a projection's checkpoint and applies each batch's row changes together with
+ * the new checkpoint in one transaction: a crash never applies an event twice nor skips one. An event
+ * that fails stops the projection at that event; it is retried with bounded backoff, never skipped.
+ */
+export class ProjectionRunner {
+  private controller: AbortController | undefined;
+  private loop: Promise<void> | undefined;
+  private checkpoint: Position | undefined;
+  private readonly waiters = new Set<{ readonly position: Position; readonly resolve: (reached: boolean) => void }>();
+  state: ProjectionState = 'stopped';
+  failure: ProjectionFailure | undefined;
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly pool: Pool,
+    readonly projection: Projection,
+    private readonly options: ProjectionRunnerOptions = DEFAULT_RUNNER_OPTIONS,
+  ) {}
+
+  get position(): Position | undefined {
+    return this.checkpoint;
+  }
+
+  start(): void {
+    if (this.loop !== undefined) return;
+    const controller = new AbortController();
+    this.controller = controller;
+    this.loop = this.runWithRetries(controller.signal);
+  }
+
+  async stop(): Promise<void> {
+    this.controller?.abort();
+    await this.loop;
+    this.loop = undefined;
+    this.state = 'stopped';
+    for (const waiter of [...this.waiters]) waiter.resolve(false);
+  }
+
+  /** Resolves true once the checkpoint reaches `position`, false after `timeoutMs` or on stop. */
+  waitFor(position: Position, timeoutMs: number): Promise<boolean> {
+    if (this.checkpoint !== undefined && comparePositions(this.checkpoint, position) >= 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const waiter = {
+        position,
+        resolve: (reached: boolean) => {
+          clearTimeout(timer);
+          this.waiters.delete(waiter);
+          resolve(reached);
+        },
+      };
+      const timer = setTimeout(() => waiter.resolve(false), timeoutMs);
+      this.waiters.add(waiter);
+    });
+  }
+
+  private async runWithRetries(signal: AbortSignal): Promise<void> {
+    let attempts = 0;
+    while (!signal.aborted) {
+      try {
+        await this.follow(signal, () => {
+          attempts = 0;
+          this.failure = undefined;
+        });
+        return;
+      } catch (error) {
+        if (signal.aborted) return;
+        attempts += 1;
+        this.state = 'failed';
+        const event = error instanceof EventFailed ? error.event : undefined;
+        this.failure = {
+          position: event === undefined ? 'unknown' : formatPosition(event.position),
+          eventType: event?.type ?? 'unknown',
+          error: error instanceof Error ? error.message : String(error),
+          failedAt: new Date(),
+          attempts,
+        };
+        if (!(error instanceof CheckpointMoved)) this.options.onFailure?.(this.projection.name, this.failure);
+        const delayMs = Math.min(this.options.retryDelayMsMin * 2 ** (attempts - 1), this.options.retryDelayMsMax);
+        await sleep(delayMs, signal);
+      }
+    }
+  }
+
+  private async follow(signal: AbortSignal, onProgress: () => void): Promise<void> {
+    this.checkpoint = await readCheckpoint(this.pool, this.projection.name);
+    this.releaseWaiters();
+    this.state = 'catching_up';
+    const iterator = this.store.subscribeToAll({ after: this.checkpoint ?? START, signal })[Symbol.asyncIterator]();
+    let pending = iterator.next();
+    try {
+      for (;;) {
+        const first = await pending;
+        if (first.done === true) return;
+        const batch: RecordedEvent[] = [first.value];
+        pending = iterator.next();
+        let drained = false;
+        while (batch.length < this.options.batchSizeMax) {
+          const next = await Promise.race([pending, nextTurn()]);
+          if (next === IDLE || next.done === true) {
+            drained = true;
+            break;
+          }
+          batch.push(next.value);
+          pending = iterator.next();
+        }
+        await this.apply(batch);
+        onProgress();
+        this.state = drained ? 'running' : 'catching_up';
+      }
+    } finally {
+      // Let the generator finish its pending read before it is closed.
+      await pending.catch(() => undefined);
+      await iterator.return?.();
+    }
+  }
+
+  private async apply(batch: readonly RecordedEvent[]): Promise<void> {
+    const last = batch[batch.length - 1];
+    if (last === undefined) return;
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await this.claimCheckpoint(client);
+      for (const event of batch) {
+        try {
+          for (const change of this.projection.project(event)) await client.query(change.text, [...change.values]);
+        } catch (error) {
+          throw new EventFailed(event, error);
+        }
+      }
+      await client.query('UPDATE projection_checkpoints SET commit_position = $2, prepare_position = $3, updated_at = now() WHERE name = $1', [
+        this.projection.name,
+        last.position.commit.toString(),
+        last.position.prepare.toString(),
+      ]);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+    this.checkpoint = last.position;
+    this.releaseWaiters();
+  }
+
+  /** Locks the checkpoint row and checks no other runner moved it since this one read it. */
+  private async claimCheckpoint(client: PoolClient): Promise<void> {
+    await client.query(
+      `INSERT INTO projection_checkpoints (name, commit_position, prepare_position) VALUES ($1, 0, 0) ON CONFLICT (name) DO NOTHING`,
+      [this.projection.name],
+    );
+    const stored = await client.query<{ commit_position: string; prepare_position: string }>(
+      'SELECT commit_position::text, prepare_position::text FROM projection_checkpoints WHERE name = $1 FOR UPDATE',
+      [this.projection.name],
+    );
+    const row = stored.rows[0];
+    const current: Position = row === undefined ? START : { commit: BigInt(row.commit_position), prepare: BigInt(row.prepare_position) };
+    if (comparePositions(current, this.checkpoint ?? START) !== 0) throw new CheckpointMoved(`checkpoint of ${this.projection.name} moved to ${formatPosition(current)}`);
+  }
+
+  private releaseWaiters(): void {
+    const checkpoint = this.checkpoint;
+    if (checkpoint === undefined) return;
+    for (const waiter of [...this.waiters]) {
+      if (comparePositions(checkpoint, waiter.position) >= 0) waiter.resolve(true);
+    }
+  }
+}
+
+function nextTurn(): Promise<typeof IDLE> {
+  return new Promise((resolve) => setImmediate(() => resolve(IDLE)));
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
