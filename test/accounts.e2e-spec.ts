@@ -1,0 +1,255 @@
+import { randomUUID } from 'node:crypto';
+import { startTestApp, type TestApp } from './support/test-app.js';
+
+let testApp: TestApp;
+
+beforeAll(async () => {
+  testApp = await startTestApp();
+});
+
+afterAll(async () => {
+  await testApp.close();
+});
+
+const http = () => testApp.http();
+
+function purchase(userId: string, body: Record<string, unknown>) {
+  return http().post(`/v1/accounts/${userId}/purchases`).send(body);
+}
+
+function use(userId: string, body: Record<string, unknown>) {
+  return http().post(`/v1/accounts/${userId}/usage`).send(body);
+}
+
+async function eventCount(userId: string): Promise<number> {
+  const result = await testApp.database.pool.query<{ count: string }>('SELECT count(*) FROM events WHERE stream_id = $1', [`token-account-${userId}`]);
+  return Number(result.rows[0]?.count);
+}
+
+async function fundedUser(amount: number): Promise<string> {
+  const userId = randomUUID();
+  await purchase(userId, { paymentId: randomUUID(), amount, description: 'Funding' }).expect(201);
+  return userId;
+}
+
+describe('balance', () => {
+  it('is 0 for a user never seen', async () => {
+    const userId = randomUUID();
+    const response = await http().get(`/v1/accounts/${userId}/balance`).expect(200);
+    expect(response.body).toEqual({ userId, balance: 0 });
+  });
+});
+
+describe('purchases', () => {
+  it('credits a new user and the next reads show it', async () => {
+    const userId = randomUUID();
+    const paymentId = randomUUID();
+    const response = await purchase(userId, { paymentId, amount: 100, description: 'Starter pack' }).expect(201);
+    expect(response.body).toMatchObject({
+      userId,
+      balance: 100,
+      readModelUpToDate: true,
+      transaction: { userId, amount: 100, transactionType: 'purchase', description: 'Starter pack', paymentId, balanceAfter: 100 },
+    });
+    expect(response.body.position).toMatch(/^\d+\/\d+$/);
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 100 });
+    const history = await http().get(`/v1/accounts/${userId}/transactions`).expect(200);
+    expect(history.body).toEqual({ data: [response.body.transaction], total: 1, limit: 10, offset: 0 });
+  });
+
+  it('adds to the balance of an existing user', async () => {
+    const userId = await fundedUser(40);
+    const response = await purchase(userId, { paymentId: randomUUID(), amount: 60 }).expect(201);
+    expect(response.body).toMatchObject({ balance: 100, transaction: { amount: 60, balanceAfter: 100, description: null } });
+  });
+
+  it('returns the first result again for a repeated paymentId and credits once', async () => {
+    const userId = randomUUID();
+    const body = { paymentId: randomUUID(), amount: 25, description: 'Pack' };
+    const first = await purchase(userId, body).expect(201);
+    const again = await purchase(userId, body).expect(201);
+    expect(again.body).toEqual(first.body);
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 25 });
+    expect(await eventCount(userId)).toBe(1);
+  });
+
+  it('refuses a repeated paymentId with a different amount and credits nothing', async () => {
+    const userId = randomUUID();
+    const paymentId = randomUUID();
+    await purchase(userId, { paymentId, amount: 25 }).expect(201);
+    const response = await purchase(userId, { paymentId, amount: 26 }).expect(409);
+    expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(response.body).toMatchObject({ status: 409, code: 'PAYMENT_ID_REUSED', creditedAmount: 25, requestedAmount: 26 });
+    expect(await eventCount(userId)).toBe(1);
+  });
+
+  it('credits one payment once when 20 identical purchases race', async () => {
+    const userId = randomUUID();
+    const body = { paymentId: randomUUID(), amount: 7, description: 'Race' };
+    const responses = await Promise.all(Array.from({ length: 20 }, () => purchase(userId, body)));
+    expect(responses.map((response) => response.status)).toEqual(Array.from({ length: 20 }, () => 201));
+    expect(new Set(responses.map((response) => response.body.transaction.id)).size).toBe(1);
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 7 });
+    const history = await http().get(`/v1/accounts/${userId}/transactions`).expect(200);
+    expect(history.body.total).toBe(1);
+    expect(await eventCount(userId)).toBe(1);
+  });
+});
+
+describe('usage', () => {
+  it('debits the balance and records a negative usage transaction', async () => {
+    const userId = await fundedUser(100);
+    const response = await use(userId, { amount: 30, description: 'Chat completion' }).expect(201);
+    expect(response.body).toMatchObject({
+      userId,
+      balance: 70,
+      transaction: { amount: -30, transactionType: 'usage', description: 'Chat completion', paymentId: null, balanceAfter: 70 },
+    });
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 70 });
+  });
+
+  it('refuses usage above the balance with 409 INSUFFICIENT_BALANCE and writes nothing', async () => {
+    const userId = await fundedUser(10);
+    const response = await use(userId, { amount: 11 }).expect(409);
+    expect(response.body).toMatchObject({ type: 'urn:token-ledger:problem:insufficient-balance', status: 409, code: 'INSUFFICIENT_BALANCE', balance: 10, requested: 11 });
+    expect(await eventCount(userId)).toBe(1);
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 10 });
+  });
+
+  it('lets exactly 20 of 50 racing 1-token usages through a balance of 20', async () => {
+    const userId = await fundedUser(20);
+    const responses = await Promise.all(Array.from({ length: 50 }, (_, index) => use(userId, { amount: 1, description: `call ${index}` })));
+    const statuses = responses.map((response) => response.status);
+    expect(statuses.filter((status) => status === 201)).toHaveLength(20);
+    expect(statuses.filter((status) => status === 409)).toHaveLength(30);
+    for (const refused of responses.filter((response) => response.status === 409)) expect(refused.body.code).toBe('INSUFFICIENT_BALANCE');
+
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 0 });
+    const rows = await testApp.database.pool.query<{ balance_after: string }>(
+      `SELECT balance_after FROM token_transactions WHERE user_id = $1 AND transaction_type = 'usage' ORDER BY stream_revision`,
+      [userId],
+    );
+    expect(rows.rows.map((row) => Number(row.balance_after))).toEqual(Array.from({ length: 20 }, (_, index) => 19 - index));
+  });
+});
+
+describe('history', () => {
+  it('pages newest first with the total', async () => {
+    const userId = await fundedUser(100);
+    for (const amount of [1, 2, 3, 4]) await use(userId, { amount }).expect(201);
+    const first = await http().get(`/v1/accounts/${userId}/transactions?limit=2`).expect(200);
+    expect(first.body).toMatchObject({ total: 5, limit: 2, offset: 0 });
+    expect(first.body.data.map((row: { amount: number }) => row.amount)).toEqual([-4, -3]);
+    const second = await http().get(`/v1/accounts/${userId}/transactions?limit=2&offset=2`).expect(200);
+    expect(second.body.data.map((row: { amount: number }) => row.amount)).toEqual([-2, -1]);
+    const last = await http().get(`/v1/accounts/${userId}/transactions?limit=2&offset=4`).expect(200);
+    expect(last.body.data.map((row: { transactionType: string; balanceAfter: number }) => [row.transactionType, row.balanceAfter])).toEqual([['purchase', 100]]);
+    const beyond = await http().get(`/v1/accounts/${userId}/transactions?offset=50`).expect(200);
+    expect(beyond.body).toEqual({ data: [], total: 5, limit: 10, offset: 50 });
+  });
+
+  it('is empty with total 0 for a user never seen', async () => {
+    const response = await http().get(`/v1/accounts/${randomUUID()}/transactions`).expect(200);
+    expect(response.body).toEqual({ data: [], total: 0, limit: 10, offset: 0 });
+  });
+
+  it('keeps the sum of transaction amounts equal to every balance', async () => {
+    const result = await testApp.database.pool.query<{ user_id: string; balance: string; total: string | null }>(
+      `SELECT u.user_id, u.balance, (SELECT sum(amount) FROM token_transactions t WHERE t.user_id = u.user_id) AS total FROM user_tokens u`,
+    );
+    expect(result.rows.length).toBeGreaterThan(5);
+    for (const row of result.rows) expect(row.total).toBe(row.balance);
+  });
+});
+
+describe('bad input gets 400 naming the field and writes nothing', () => {
+  const longText = 'x'.repeat(501);
+  const cases: ReadonlyArray<[string, string, Record<string, unknown>, string]> = [
+    ['purchases', 'zero amount', { paymentId: randomUUID(), amount: 0 }, 'amount'],
+    ['purchases', 'negative amount', { paymentId: randomUUID(), amount: -5 }, 'amount'],
+    ['purchases', 'fractional amount', { paymentId: randomUUID(), amount: 1.5 }, 'amount'],
+    ['purchases', 'unsafe integer amount', { paymentId: randomUUID(), amount: 9007199254740993 }, 'amount'],
+    ['purchases', 'amount as text', { paymentId: randomUUID(), amount: '10' }, 'amount'],
+    ['purchases', 'missing amount', { paymentId: randomUUID() }, 'amount'],
+    ['purchases', 'non-UUID paymentId', { paymentId: 'pay-1', amount: 5 }, 'paymentId'],
+    ['purchases', 'over-long description', { paymentId: randomUUID(), amount: 5, description: longText }, 'description'],
+    ['purchases', 'unknown field', { paymentId: randomUUID(), amount: 5, bonus: 10 }, 'bonus'],
+    ['usage', 'zero amount', { amount: 0 }, 'amount'],
+    ['usage', 'fractional amount', { amount: 0.5 }, 'amount'],
+    ['usage', 'unsafe integer amount', { amount: 2 ** 53 }, 'amount'],
+    ['usage', 'over-long description', { amount: 1, description: longText }, 'description'],
+    ['usage', 'description not text', { amount: 1, description: 42 }, 'description'],
+    ['usage', 'unknown field', { amount: 1, userId: randomUUID() }, 'userId'],
+  ];
+
+  it.each(cases)('%s: %s', async (route, _name, body, field) => {
+    const userId = await fundedUser(50);
+    const response = await http().post(`/v1/accounts/${userId}/${route}`).send(body).expect(400);
+    expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(response.body).toMatchObject({ status: 400, code: 'VALIDATION_FAILED' });
+    expect(response.body.errors.map((error: { field: string }) => error.field)).toContain(field);
+    expect(await eventCount(userId)).toBe(1);
+  });
+
+  it.each(['purchases', 'usage'])('%s: non-UUID user id', async (route) => {
+    const body = route === 'purchases' ? { paymentId: randomUUID(), amount: 1 } : { amount: 1 };
+    const response = await http().post(`/v1/accounts/not-a-user/${route}`).send(body).expect(400);
+    expect(response.body.errors).toEqual(expect.arrayContaining([expect.objectContaining({ field: 'userId', rule: 'isUuid' })]));
+  });
+
+  it('non-UUID user id on reads', async () => {
+    const response = await http().get('/v1/accounts/12345/balance').expect(400);
+    expect(response.body.errors).toEqual([expect.objectContaining({ field: 'userId', rule: 'isUuid' })]);
+  });
+
+  it.each([
+    ['limit=0', 'limit'],
+    ['limit=101', 'limit'],
+    ['limit=abc', 'limit'],
+    ['limit=2.5', 'limit'],
+    ['offset=-1', 'offset'],
+    ['offset=x', 'offset'],
+  ])('history paging %s', async (query, field) => {
+    const response = await http().get(`/v1/accounts/${randomUUID()}/transactions?${query}`).expect(400);
+    expect(new Set(response.body.errors.map((error: { field: string }) => error.field))).toEqual(new Set([field]));
+  });
+
+  it('malformed JSON', async () => {
+    const userId = await fundedUser(5);
+    const response = await http().post(`/v1/accounts/${userId}/usage`).set('content-type', 'application/json').send('{"amount":').expect(400);
+    expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(await eventCount(userId)).toBe(1);
+  });
+
+  it('a body that is not JSON gets 415', async () => {
+    const userId = await fundedUser(5);
+    await http().post(`/v1/accounts/${userId}/usage`).set('content-type', 'text/plain').send('amount=1').expect(415);
+    expect(await eventCount(userId)).toBe(1);
+  });
+});
+
+describe('service endpoints', () => {
+  it('reports health with the database up', async () => {
+    const response = await http().get('/health').expect(200);
+    expect(response.body).toMatchObject({ status: 'ok', info: { database: { status: 'up' } } });
+  });
+
+  it('serves the OpenAPI document', async () => {
+    const response = await http().get('/docs-json').expect(200);
+    expect(Object.keys(response.body.paths)).toEqual(
+      expect.arrayContaining(['/v1/accounts/{userId}/balance', '/v1/accounts/{userId}/purchases', '/v1/accounts/{userId}/usage', '/v1/accounts/{userId}/transactions', '/health']),
+    );
+  });
+
+  it('echoes a valid request id and makes one otherwise', async () => {
+    const given = await http().get('/health').set('x-request-id', 'trace-123').expect(200);
+    expect(given.headers['x-request-id']).toBe('trace-123');
+    const made = await http().get('/health').set('x-request-id', 'bad id with spaces').expect(200);
+    expect(made.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('answers an unknown route with a 404 problem', async () => {
+    const response = await http().get('/v1/nothing-here').expect(404);
+    expect(response.body).toMatchObject({ status: 404, code: 'NOT_FOUND' });
+  });
+});

@@ -1,0 +1,31 @@
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { pino } from 'pino';
+import request from 'supertest';
+import { createApp } from '../../apps/api/src/create-app.js';
+import { loadConfig } from '../../apps/api/src/config/app.config.js';
+import { createTestDatabase, type TestDatabase } from './test-database.js';
+
+export type TestApp = {
+  readonly app: NestFastifyApplication;
+  readonly database: TestDatabase;
+  readonly http: () => ReturnType<typeof request>;
+  close(): Promise<void>;
+};
+
+/** The real application (same wiring as the service) on its own fresh database. */
+export async function startTestApp(environment: NodeJS.ProcessEnv = {}): Promise<TestApp> {
+  const database = await createTestDatabase();
+  const config = loadConfig({ LOG_LEVEL: 'silent', ...environment });
+  const app = await createApp({ config, databaseUrl: database.url, logger: pino({ level: 'silent' }), openApiUi: false });
+  await app.init();
+  await app.getHttpAdapter().getInstance().ready();
+  return {
+    app,
+    database,
+    http: () => request(app.getHttpServer()),
+    async close() {
+      await app.close();
+      await database.drop();
+    },
+  };
+}
