@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../../../test/support/test-database.js';
+import type { RecordedEvent } from '../event-store.port.js';
 import { START, type Position } from '../position.js';
 import { describeEventStoreContract } from '../testing/event-store.contract.js';
 import { PostgresEventStore } from './postgres-event-store.js';
@@ -100,6 +101,22 @@ describe('PostgreSQL event store: $all under interleaved transactions', () => {
     expect(await typesAfter(start, streams)).toEqual([]);
     await first.query('COMMIT');
     await eventuallyTypesAfter(start, streams, ['OlderTransaction', 'YoungerTransaction']);
+  });
+
+  it('orders $all by transaction id as a number, not as its text (9 before 10 before 100)', async () => {
+    const streamId = `g-${randomUUID()}`;
+    await database.pool.query('INSERT INTO event_streams (stream_id, revision) VALUES ($1, 2)', [streamId]);
+    // Hand-made transaction ids far below any real one, so these rows sort first and are settled.
+    for (const [revision, xid] of [[0, '9'], [1, '10'], [2, '100']] as const) {
+      await database.pool.query(
+        `INSERT INTO events (transaction_id, stream_id, stream_revision, event_id, event_type, data) VALUES ($1::xid8, $2, $3, $4, $5, '{}')`,
+        [xid, streamId, revision, randomUUID(), `Xid${xid}`],
+      );
+    }
+    const first = await store.readAll({ maxCount: 3 });
+    expect(first.map((recorded) => recorded.type)).toEqual(['Xid9', 'Xid10', 'Xid100']);
+    const afterFirst = await store.readAll({ after: (first[0] as RecordedEvent).position, maxCount: 2 });
+    expect(afterFirst.map((recorded) => recorded.type)).toEqual(['Xid10', 'Xid100']);
   });
 
   it('delivers both interleaved events to a live subscription, in order, exactly once', async () => {

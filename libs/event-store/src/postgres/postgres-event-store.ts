@@ -49,6 +49,8 @@ type AppendRow = {
   prepare_position: string | null;
 };
 
+// Careful: `transaction_id` is selected as text, and a bare ORDER BY name binds to the output column
+// first, which would sort xids as strings ('1000' < '999'). Every ORDER BY below qualifies `events.`.
 const EVENT_COLUMNS =
   'global_position, transaction_id::text AS transaction_id, stream_id, stream_revision, event_id, event_type, data, metadata, created_at';
 
@@ -122,7 +124,7 @@ export class PostgresEventStore implements EventStore {
     const result = await this.pool.query<EventRow>(
       `SELECT ${EVENT_COLUMNS} FROM events
         WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND ${VISIBLE}
-        ORDER BY transaction_id, global_position LIMIT $3`,
+        ORDER BY events.transaction_id, events.global_position LIMIT $3`,
       [after.commit.toString(), after.prepare.toString(), checkedCount(options.maxCount)],
     );
     return result.rows.map(toRecordedEvent);
@@ -146,7 +148,7 @@ export class PostgresEventStore implements EventStore {
   async headPosition(): Promise<Position | undefined> {
     const result = await this.pool.query<{ transaction_id: string; global_position: string }>(
       `SELECT transaction_id::text AS transaction_id, global_position FROM events WHERE ${VISIBLE}
-        ORDER BY transaction_id DESC, global_position DESC LIMIT 1`,
+        ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1`,
     );
     const row = result.rows[0];
     return row === undefined ? undefined : { commit: BigInt(row.transaction_id), prepare: BigInt(row.global_position) };

@@ -231,7 +231,9 @@ export function describeEventStoreContract(adapterName: string, factory: EventSt
           return received;
         })();
         setTimeout(() => controller.abort(), 50);
-        await expect(done).resolves.toEqual([]);
+        // Ending at all is the point (a subscription that ignores its signal times this test out). What it saw
+        // before the abort is not: events committed before `head` was read may still become visible after it.
+        await expect(done).resolves.toBeInstanceOf(Array);
       });
     });
   });
