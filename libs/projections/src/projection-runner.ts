@@ -132,19 +132,16 @@ export class ProjectionRunner {
         if (first.done === true) return;
         const batch: RecordedEvent[] = [first.value];
         pending = iterator.next();
-        let drained = false;
         while (batch.length < this.options.batchSizeMax) {
           const next = await Promise.race([pending, nextTurn()]);
-          if (next === IDLE || next.done === true) {
-            drained = true;
-            break;
-          }
+          if (next === IDLE || next.done === true) break;
           batch.push(next.value);
           pending = iterator.next();
         }
         await this.apply(batch);
         onProgress();
-        this.state = drained ? 'running' : 'catching_up';
+        // Caught up when no further event is ready right now (a peek: `pending` is kept for the next batch).
+        this.state = (await Promise.race([pending, nextTurn()])) === IDLE ? 'running' : 'catching_up';
       }
     } finally {
       // Let the generator finish its pending read before it is closed.
