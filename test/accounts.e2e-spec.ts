@@ -168,7 +168,7 @@ describe('bad input gets 400 naming the field and writes nothing', () => {
     ['purchases', 'zero amount', { paymentId: randomUUID(), amount: 0 }, 'amount'],
     ['purchases', 'negative amount', { paymentId: randomUUID(), amount: -5 }, 'amount'],
     ['purchases', 'fractional amount', { paymentId: randomUUID(), amount: 1.5 }, 'amount'],
-    ['purchases', 'unsafe integer amount', { paymentId: randomUUID(), amount: 9007199254740993 }, 'amount'],
+    ['purchases', 'unsafe integer amount', { paymentId: randomUUID(), amount: Number.MAX_SAFE_INTEGER + 1 }, 'amount'],
     ['purchases', 'amount as text', { paymentId: randomUUID(), amount: '10' }, 'amount'],
     ['purchases', 'missing amount', { paymentId: randomUUID() }, 'amount'],
     ['purchases', 'non-UUID paymentId', { paymentId: 'pay-1', amount: 5 }, 'paymentId'],

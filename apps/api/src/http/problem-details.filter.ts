@@ -82,7 +82,7 @@ function problem(status: number, code: string, detail: string, instance: string,
 }
 
 function httpCode(status: number): string {
-  return (HttpStatus[status] as string | undefined) ?? `HTTP_${status}`;
+  return HttpStatus[status] ?? `HTTP_${status}`;
 }
 
 function httpTitle(status: number): string {
