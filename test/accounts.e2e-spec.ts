@@ -226,6 +226,18 @@ describe('bad input gets 400 naming the field and writes nothing', () => {
     await http().post(`/v1/accounts/${userId}/usage`).set('content-type', 'text/plain').send('amount=1').expect(415);
     expect(await eventCount(userId)).toBe(1);
   });
+
+  it('a body over 64 KiB gets 413', async () => {
+    const userId = await fundedUser(5);
+    const response = await http()
+      .post(`/v1/accounts/${userId}/usage`)
+      .set('content-type', 'application/json')
+      .send(JSON.stringify({ amount: 1, description: 'x'.repeat(65 * 1024) }))
+      .expect(413);
+    expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(response.body).toMatchObject({ status: 413 });
+    expect(await eventCount(userId)).toBe(1);
+  });
 });
 
 describe('service endpoints', () => {
