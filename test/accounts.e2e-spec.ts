@@ -251,6 +251,9 @@ describe('service endpoints', () => {
     expect(Object.keys(response.body.paths)).toEqual(
       expect.arrayContaining(['/v1/accounts/{userId}/balance', '/v1/accounts/{userId}/purchases', '/v1/accounts/{userId}/usage', '/v1/accounts/{userId}/transactions', '/health']),
     );
+    expect(Object.keys(response.body.components.schemas.PurchaseRequest.properties).sort()).toEqual(['amount', 'description', 'paymentId']);
+    expect(response.body.components.schemas.PurchaseRequest.required.sort()).toEqual(['amount', 'paymentId']);
+    expect(Object.keys(response.body.components.schemas.UsageRequest.properties).sort()).toEqual(['amount', 'description']);
   });
 
   it('echoes a valid request id and makes one otherwise', async () => {

@@ -12,37 +12,28 @@ export class UserIdParams {
   userId!: string;
 }
 
-export class PurchaseRequest {
+/** What every ledger write carries: a token amount and an optional description. */
+class TokenAmountRequest {
+  @ApiProperty({ minimum: TOKEN_AMOUNT_MIN, maximum: TOKEN_AMOUNT_MAX, type: 'integer' })
+  @IsInt()
+  @Min(TOKEN_AMOUNT_MIN)
+  @Max(TOKEN_AMOUNT_MAX)
+  amount!: number;
+
+  @ApiPropertyOptional({ maxLength: DESCRIPTION_LENGTH_MAX, nullable: true })
+  @IsOptional()
+  @IsString()
+  @MaxLength(DESCRIPTION_LENGTH_MAX)
+  description?: string | null;
+}
+
+export class PurchaseRequest extends TokenAmountRequest {
   @ApiProperty({ format: 'uuid', description: 'The payment that paid for the tokens; each payment is credited once.' })
   @IsUUID('all')
   paymentId!: string;
-
-  @ApiProperty({ minimum: TOKEN_AMOUNT_MIN, maximum: TOKEN_AMOUNT_MAX, type: 'integer' })
-  @IsInt()
-  @Min(TOKEN_AMOUNT_MIN)
-  @Max(TOKEN_AMOUNT_MAX)
-  amount!: number;
-
-  @ApiPropertyOptional({ maxLength: DESCRIPTION_LENGTH_MAX, nullable: true })
-  @IsOptional()
-  @IsString()
-  @MaxLength(DESCRIPTION_LENGTH_MAX)
-  description?: string | null;
 }
 
-export class UsageRequest {
-  @ApiProperty({ minimum: TOKEN_AMOUNT_MIN, maximum: TOKEN_AMOUNT_MAX, type: 'integer' })
-  @IsInt()
-  @Min(TOKEN_AMOUNT_MIN)
-  @Max(TOKEN_AMOUNT_MAX)
-  amount!: number;
-
-  @ApiPropertyOptional({ maxLength: DESCRIPTION_LENGTH_MAX, nullable: true })
-  @IsOptional()
-  @IsString()
-  @MaxLength(DESCRIPTION_LENGTH_MAX)
-  description?: string | null;
-}
+export class UsageRequest extends TokenAmountRequest {}
 
 export class HistoryQuery {
   @ApiPropertyOptional({ minimum: 1, maximum: HISTORY_LIMIT_MAX, default: HISTORY_LIMIT_DEFAULT, type: 'integer' })
