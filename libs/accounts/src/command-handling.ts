@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { READ_COUNT_MAX, WrongExpectedRevisionError, type EventMetadata, type EventStore, type JsonValue, type Position } from '@app/event-store';
-import { fold, type Decider } from '@app/ledger';
+import { READ_COUNT_MAX, WrongExpectedRevisionError, type EventMetadata, type EventStore, type JsonValue, type Position, type RecordedEvent } from '@app/event-store';
+import { fold, SnapshotRejected, type Decider } from '@app/ledger';
 import { KeyedMutex } from './keyed-mutex.js';
+import type { PostgresSnapshotStore } from './snapshots/postgres-snapshot-store.js';
+import { StreamStateCache } from './stream-state-cache.js';
 
 export type DomainEvent = { readonly type: string; readonly data: JsonValue };
 
@@ -13,7 +15,29 @@ export type HandledCommand<State, Event> = {
   readonly position: Position | undefined;
 };
 
-export type LoadedStream<State> = { readonly state: State; readonly revision: bigint; readonly position: Position | undefined };
+/** A stream's state at a revision, and what a loader needs to go on from there. */
+export type LoadedStream<State> = {
+  readonly state: State;
+  /** -1n for a stream with no events. */
+  readonly revision: bigint;
+  readonly position: Position | undefined;
+  readonly lastEventId: string | undefined;
+  /** Revision of the newest stored snapshot this process knows of; -1n for none. */
+  readonly snapshotRevision: bigint;
+};
+
+export type CommandHandlingOptions = {
+  /** Streams whose folded state stays in memory between commands (0 turns the cache off). */
+  readonly cacheEntriesMax: number;
+  /** Where snapshots are kept; without it, a stream not in the cache is replayed from its start. */
+  readonly snapshots?: PostgresSnapshotStore;
+  /** A new snapshot is written once a stream is this many events past its last one. */
+  readonly snapshotIntervalEvents: number;
+  /** A snapshot that was refused or could not be written; the command is unaffected. */
+  readonly onSnapshotProblem?: (streamId: string, problem: string) => void;
+};
+
+export const DEFAULT_COMMAND_HANDLING_OPTIONS: CommandHandlingOptions = { cacheEntriesMax: 10_000, snapshotIntervalEvents: 500 };
 
 /** Optimistic concurrency failed this many times in a row: the caller may retry the request. */
 export class ConcurrencyConflictError extends Error {
@@ -22,14 +46,24 @@ export class ConcurrencyConflictError extends Error {
 
 export const CONFLICT_RETRIES_MAX = 5;
 
+type AnyDecider<Event, State> = Pick<Decider<unknown, Event, State>, 'evolve' | 'initialState' | 'snapshot'>;
+
 /**
- * The whole command path: load the stream, fold it, decide, append at the expected revision; on a
- * conflict (another process wrote the stream), reload and decide again, a bounded number of times.
+ * The whole command path: load the stream's state, decide, append at the expected revision; on a
+ * conflict (another process wrote the stream), load again and decide again, a bounded number of
+ * times. Loading costs the same on a long stream as on a short one: it starts from the cached state
+ * or a verified snapshot and reads only the events after it.
  */
 export class CommandHandling {
   private readonly locks = new KeyedMutex();
+  private readonly cache: StreamStateCache<LoadedStream<unknown>>;
 
-  constructor(private readonly store: EventStore) {}
+  constructor(
+    private readonly store: EventStore,
+    private readonly options: CommandHandlingOptions = DEFAULT_COMMAND_HANDLING_OPTIONS,
+  ) {
+    this.cache = new StreamStateCache(options.cacheEntriesMax);
+  }
 
   async handle<Command, Event extends DomainEvent, State>(
     streamId: string,
@@ -41,14 +75,23 @@ export class CommandHandling {
       for (let attempt = 1; attempt <= CONFLICT_RETRIES_MAX; attempt += 1) {
         const loaded = await this.load(streamId, decider);
         const events = decide(loaded.state);
-        if (events.length === 0) return { state: loaded.state, events, position: loaded.position };
+        if (events.length === 0) {
+          await this.snapshotIfDue(streamId, decider, loaded);
+          return { state: loaded.state, events, position: loaded.position };
+        }
+        const toAppend = events.map((event) => ({ id: randomUUID(), type: event.type, data: event.data, metadata }));
         try {
-          const appended = await this.store.append(
-            streamId,
-            events.map((event) => ({ id: randomUUID(), type: event.type, data: event.data, metadata })),
-            { expectedRevision: loaded.revision < 0n ? 'no_stream' : loaded.revision },
-          );
-          return { state: fold(decider, loaded.state, events), events, position: appended.position };
+          const appended = await this.store.append(streamId, toAppend, { expectedRevision: loaded.revision < 0n ? 'no_stream' : loaded.revision });
+          const after: LoadedStream<State> = {
+            state: fold(decider, loaded.state, events),
+            revision: appended.nextRevision,
+            position: appended.position,
+            lastEventId: toAppend[toAppend.length - 1]?.id,
+            snapshotRevision: loaded.snapshotRevision,
+          };
+          this.cache.set(streamId, after);
+          await this.snapshotIfDue(streamId, decider, after);
+          return { state: after.state, events, position: after.position };
         } catch (error) {
           if (!(error instanceof WrongExpectedRevisionError)) throw error;
         }
@@ -57,19 +100,77 @@ export class CommandHandling {
     });
   }
 
-  /** Folds the whole stream, page by page. */
-  async load<Event extends DomainEvent, State>(streamId: string, decider: Pick<Decider<unknown, Event, State>, 'evolve' | 'initialState'>): Promise<LoadedStream<State>> {
-    let state = decider.initialState;
-    let revision = -1n;
-    let position: Position | undefined;
+  /** The stream's current state: from the cache or a snapshot when they can be trusted, then the newer events. */
+  async load<Event extends DomainEvent, State>(streamId: string, decider: AnyDecider<Event, State>): Promise<LoadedStream<State>> {
+    const start =
+      (this.cache.get(streamId) as LoadedStream<State> | undefined) ??
+      (await this.fromSnapshot(streamId, decider)) ?? { state: decider.initialState, revision: -1n, position: undefined, lastEventId: undefined, snapshotRevision: -1n };
+    const loaded = await this.readForward(streamId, decider, start);
+    this.cache.set(streamId, loaded);
+    return loaded;
+  }
+
+  private async readForward<Event extends DomainEvent, State>(streamId: string, decider: AnyDecider<Event, State>, start: LoadedStream<State>): Promise<LoadedStream<State>> {
+    let { state, revision, position, lastEventId } = start;
     for (;;) {
       const page = await this.store.readStream(streamId, { fromRevision: revision + 1n, maxCount: READ_COUNT_MAX });
       for (const recorded of page) {
-        state = decider.evolve(state, { type: recorded.type, data: recorded.data } as Event);
-        revision = recorded.revision;
-        position = recorded.position;
+        state = decider.evolve(state, asEvent<Event>(recorded));
+        ({ revision, position } = recorded);
+        lastEventId = recorded.id;
       }
-      if (page.length < READ_COUNT_MAX) return { state, revision, position };
+      if (page.length < READ_COUNT_MAX) return { state, revision, position, lastEventId, snapshotRevision: start.snapshotRevision };
     }
   }
+
+  /**
+   * The stored snapshot, only if it is of the decider's schema version, intact, decodable, and still
+   * matches the event at its revision (same id, and a state that agrees with it). Anything else is
+   * reported and ignored: the caller replays instead.
+   */
+  private async fromSnapshot<Event extends DomainEvent, State>(streamId: string, decider: AnyDecider<Event, State>): Promise<LoadedStream<State> | undefined> {
+    const schema = decider.snapshot;
+    const store = this.options.snapshots;
+    if (schema === undefined || store === undefined) return undefined;
+    const stored = await store.load(streamId, schema.version);
+    if (stored === undefined) return undefined;
+    if (stored === 'corrupt') return this.refuse(streamId, 'checksum mismatch');
+    let state: State;
+    try {
+      state = schema.decode(JSON.parse(stored.state));
+    } catch (error) {
+      if (!(error instanceof SnapshotRejected || error instanceof SyntaxError)) throw error;
+      return this.refuse(streamId, error.message);
+    }
+    const [last] = await this.store.readStream(streamId, { fromRevision: stored.revision, maxCount: 1 });
+    if (last === undefined || last.revision !== stored.revision || last.id !== stored.lastEventId) {
+      return this.refuse(streamId, `revision ${stored.revision} is not event ${stored.lastEventId} in the stream`);
+    }
+    if (!schema.agreesWith(state, asEvent<Event>(last))) return this.refuse(streamId, `state disagrees with the event at revision ${stored.revision}`);
+    return { state, revision: stored.revision, position: last.position, lastEventId: last.id, snapshotRevision: stored.revision };
+  }
+
+  private refuse(streamId: string, problem: string): undefined {
+    this.options.onSnapshotProblem?.(streamId, `snapshot ignored, replaying: ${problem}`);
+    return undefined;
+  }
+
+  private async snapshotIfDue<Event, State>(streamId: string, decider: AnyDecider<Event, State>, loaded: LoadedStream<State>): Promise<void> {
+    const schema = decider.snapshot;
+    const store = this.options.snapshots;
+    if (schema === undefined || store === undefined || loaded.lastEventId === undefined) return;
+    if (loaded.revision - loaded.snapshotRevision < BigInt(this.options.snapshotIntervalEvents)) return;
+    try {
+      await store.save({ streamId, schemaVersion: schema.version, revision: loaded.revision, lastEventId: loaded.lastEventId, state: JSON.stringify(schema.encode(loaded.state)) });
+    } catch (error) {
+      // The command has committed; a snapshot is only a shortcut, so its failure must not fail the command.
+      this.options.onSnapshotProblem?.(streamId, `snapshot not written: ${error instanceof Error ? error.message : String(error)}`);
+      return;
+    }
+    this.cache.set(streamId, { ...loaded, snapshotRevision: loaded.revision });
+  }
+}
+
+function asEvent<Event>(recorded: RecordedEvent): Event {
+  return { type: recorded.type, data: recorded.data } as Event;
 }

@@ -6,6 +6,8 @@ export * from './projections.lifecycle.js';
 export * from './queries/get-balance.query.js';
 export * from './queries/get-transactions.query.js';
 export * from './read-model-consistency.js';
+export * from './snapshots/postgres-snapshot-store.js';
+export * from './stream-state-cache.js';
 export * from './token-accounts.module.js';
 export * from './token-accounts.tokens.js';
 export * from './transaction.view.js';

@@ -1,8 +1,12 @@
+import type { SnapshotSchema } from './snapshot.js';
+
 /** A decider: the pure description of one aggregate (Chassaing's pattern, as in Emmett). */
 export type Decider<Command, Event, State> = {
   readonly decide: (command: Command, state: State) => readonly Event[];
   readonly evolve: (state: State, event: Event) => State;
   readonly initialState: State;
+  /** How to snapshot the state; without it, every load replays the stream. */
+  readonly snapshot?: SnapshotSchema<State, Event>;
 };
 
 export function fold<Event, State>(decider: Pick<Decider<unknown, Event, State>, 'evolve'>, state: State, events: Iterable<Event>): State {

@@ -1,0 +1,210 @@
+import { randomUUID } from 'node:crypto';
+import { PostgresEventStore, type EventStore, type ReadStreamOptions, type RecordedEvent } from '@app/event-store';
+import { decideTokenAccount, LedgerError, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
+import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
+import { CommandHandling, ConcurrencyConflictError, type CommandHandlingOptions } from './command-handling.js';
+import { PostgresSnapshotStore, snapshotChecksum } from './snapshots/postgres-snapshot-store.js';
+
+/** The real PostgreSQL store, counting the events commands read back from streams. */
+class CountingStore {
+  eventsRead = 0;
+  readonly store: EventStore;
+
+  constructor(inner: EventStore) {
+    this.store = Object.create(inner) as EventStore;
+    this.store.readStream = async (streamId: string, options?: ReadStreamOptions): Promise<readonly RecordedEvent[]> => {
+      const events = await inner.readStream(streamId, options);
+      this.eventsRead += events.length;
+      return events;
+    };
+  }
+}
+
+let database: TestDatabase;
+let store: PostgresEventStore;
+let counting: CountingStore;
+let snapshots: PostgresSnapshotStore;
+let problems: string[];
+const at = '2026-11-24T12:00:00.000Z';
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  store = new PostgresEventStore(database.pool, { connectionString: database.url });
+  snapshots = new PostgresSnapshotStore(database.pool);
+});
+
+afterAll(async () => {
+  await store.close();
+  await database.drop();
+});
+
+beforeEach(() => {
+  counting = new CountingStore(store);
+  problems = [];
+});
+
+/** One "process": its own cache, the shared store and snapshot table. */
+function processWith(options: Partial<CommandHandlingOptions> = {}): CommandHandling {
+  return new CommandHandling(counting.store, {
+    cacheEntriesMax: 100,
+    snapshots,
+    snapshotIntervalEvents: 500,
+    onSnapshotProblem: (_streamId, problem) => problems.push(problem),
+    ...options,
+  });
+}
+
+function use(commands: CommandHandling, userId: string, amount: number) {
+  const command: TokenAccountCommand = { type: 'UseTokens', data: { userId, amount, description: null, transactionId: randomUUID(), now: new Date(at) } };
+  return commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), {});
+}
+
+/** A stream of one purchase of `credit` tokens followed by `usages` usages of 1 token. */
+async function seededUser(credit: number, usages: number): Promise<string> {
+  const userId = randomUUID();
+  let balance = credit;
+  const events = [{ id: randomUUID(), type: 'TokensPurchased', data: { userId, transactionId: randomUUID(), paymentId: randomUUID(), amount: credit, description: null, balanceAfter: credit, occurredAt: at } }];
+  for (let index = 0; index < usages; index += 1) {
+    balance -= 1;
+    events.push({ id: randomUUID(), type: 'TokensUsed', data: { userId, transactionId: randomUUID(), amount: 1, description: null, balanceAfter: balance, occurredAt: at } } as never);
+  }
+  await store.append(tokenAccountStreamId(userId), events, { expectedRevision: 'no_stream' });
+  return userId;
+}
+
+describe('command handling: loading a stream', () => {
+  it('replays a long stream once, then reads only the events after its cached state', async () => {
+    const userId = await seededUser(5_000, 1_199);
+    const commands = processWith();
+    const first = await use(commands, userId, 1);
+    expect(first.state.balance).toBe(3_800);
+    expect(counting.eventsRead).toBe(1_200);
+
+    counting.eventsRead = 0;
+    const second = await use(commands, userId, 1);
+    expect(second.state.balance).toBe(3_799);
+    expect(counting.eventsRead).toBe(0);
+  });
+
+  it('starts a fresh process from the verified snapshot instead of the first event', async () => {
+    const userId = await seededUser(5_000, 1_199);
+    await use(processWith(), userId, 1); // 1,201 events: due for a snapshot
+    counting.eventsRead = 0;
+    const fresh = await use(processWith(), userId, 1);
+    expect(fresh.state.balance).toBe(3_799);
+    expect(counting.eventsRead).toBe(1); // the event at the snapshot's revision, to verify it
+    expect(problems).toEqual([]);
+  });
+
+  it('catches up on events another process appended since it cached the state', async () => {
+    const userId = await seededUser(100, 0);
+    const [one, two] = [processWith(), processWith()];
+    await use(one, userId, 10);
+    await use(two, userId, 20);
+    await use(two, userId, 30);
+    const next = await use(one, userId, 5);
+    expect(next.state.balance).toBe(35);
+    expect(next.events).toMatchObject([{ type: 'TokensUsed', data: { balanceAfter: 35 } }]);
+  });
+
+  it('spends a balance of 20 exactly once when two processes race 30 usages of 1 on it', async () => {
+    const userId = await seededUser(20, 0);
+    const processes = [processWith(), processWith()];
+    const outcomes = await Promise.all(
+      Array.from({ length: 30 }, async (_, index) => {
+        const commands = processes[index % 2] as CommandHandling;
+        // A client retries a conflict (409 CONCURRENCY_CONFLICT); every other outcome is final.
+        for (;;) {
+          try {
+            const handled = await use(commands, userId, 1);
+            return handled.state.balance;
+          } catch (error) {
+            if (error instanceof LedgerError) return error.code;
+            if (!(error instanceof ConcurrencyConflictError)) throw error;
+          }
+        }
+      }),
+    );
+    const balancesAfter = outcomes.filter((outcome): outcome is number => typeof outcome === 'number').sort((a, b) => b - a);
+    expect(balancesAfter).toEqual(Array.from({ length: 20 }, (_, index) => 19 - index));
+    expect(outcomes.filter((outcome) => outcome === 'INSUFFICIENT_BALANCE')).toHaveLength(10);
+    expect((await processWith().load(tokenAccountStreamId(userId), tokenAccountDecider)).state.balance).toBe(0);
+  });
+
+  it('keeps no state when the cache is off, and stays correct', async () => {
+    const userId = await seededUser(10, 3);
+    const commands = processWith({ cacheEntriesMax: 0, snapshots: undefined });
+    await use(commands, userId, 1);
+    counting.eventsRead = 0;
+    expect((await use(commands, userId, 1)).state.balance).toBe(5);
+    expect(counting.eventsRead).toBe(5);
+  });
+});
+
+describe('command handling: a wrong snapshot never makes a wrong decision', () => {
+  /** A user whose stream (601 events, balance 400) has a snapshot at revision 600; returns the row's key. */
+  async function snapshottedUser(): Promise<string> {
+    const userId = await seededUser(1_000, 599);
+    await use(processWith(), userId, 1);
+    const row = await database.pool.query<{ revision: string }>('SELECT revision::text FROM snapshots WHERE stream_id = $1', [tokenAccountStreamId(userId)]);
+    expect(row.rows[0]?.revision).toBe('600');
+    return userId;
+  }
+
+  async function tamper(userId: string, assignments: string, values: readonly unknown[] = []): Promise<void> {
+    await database.pool.query(`UPDATE snapshots SET ${assignments} WHERE stream_id = $1`, [tokenAccountStreamId(userId), ...values]);
+  }
+
+  /** A fresh process must decide on the true balance (400): spending 400 succeeds with nothing left. */
+  async function expectReplayedDecision(userId: string, problem: RegExp | undefined): Promise<void> {
+    counting.eventsRead = 0;
+    const handled = await use(processWith(), userId, 400);
+    expect(handled.events).toMatchObject([{ type: 'TokensUsed', data: { balanceAfter: 0 } }]);
+    expect(counting.eventsRead).toBeGreaterThanOrEqual(601);
+    if (problem === undefined) expect(problems).toEqual([]);
+    else expect(problems).toEqual([expect.stringMatching(problem)]);
+  }
+
+  it('replays when the stored state was damaged (checksum mismatch)', async () => {
+    const userId = await snapshottedUser();
+    await tamper(userId, `state = replace(state, '"balance":400', '"balance":900')`);
+    await expectReplayedDecision(userId, /checksum mismatch/);
+  });
+
+  it('replays when a consistent-looking state disagrees with the event it claims to follow', async () => {
+    const userId = await snapshottedUser();
+    const { rows } = await database.pool.query<{ state: string }>('SELECT state FROM snapshots WHERE stream_id = $1', [tokenAccountStreamId(userId)]);
+    const forged = (rows[0] as { state: string }).state.replace('"balance":400', '"balance":900');
+    await tamper(userId, 'state = $2, checksum = $3', [forged, snapshotChecksum(forged)]);
+    await expectReplayedDecision(userId, /disagrees with the event at revision 600/);
+  });
+
+  it('replays when the snapshot belongs to another history (stale event id)', async () => {
+    const userId = await snapshottedUser();
+    await tamper(userId, 'last_event_id = $2', [randomUUID()]);
+    await expectReplayedDecision(userId, /is not event/);
+  });
+
+  it('replays when the snapshot claims a revision the stream does not have', async () => {
+    const userId = await snapshottedUser();
+    await tamper(userId, 'revision = 90000');
+    await expectReplayedDecision(userId, /revision 90000 is not event/);
+  });
+
+  it('replays when the state cannot be decoded', async () => {
+    const userId = await snapshottedUser();
+    const broken = '{"balance":"four hundred","purchases":[]}';
+    await tamper(userId, 'state = $2, checksum = $3', [broken, snapshotChecksum(broken)]);
+    await expectReplayedDecision(userId, /balance is not a valid balance/);
+  });
+
+  it('ignores a snapshot of another schema version, then replaces it', async () => {
+    const userId = await snapshottedUser();
+    await tamper(userId, 'schema_version = 0');
+    await expectReplayedDecision(userId, undefined);
+    const row = await database.pool.query<{ schema_version: number; revision: string }>('SELECT schema_version, revision::text FROM snapshots WHERE stream_id = $1', [
+      tokenAccountStreamId(userId),
+    ]);
+    expect(row.rows[0]).toEqual({ schema_version: 1, revision: '601' });
+  });
+});
