@@ -4,13 +4,14 @@ import { PG_POOL } from '@app/database';
 import { EVENT_STORE, PostgresEventStore, type EventStore } from '@app/event-store';
 import { TOKEN_ACCOUNTS_PROJECTION } from '@app/projections';
 import type { Pool } from 'pg';
-import { CommandHandling } from './command-handling.js';
+import { CommandHandling, DEFAULT_COMMAND_HANDLING_OPTIONS } from './command-handling.js';
 import { AddTokensHandler } from './commands/add-tokens.command.js';
 import { UseTokensHandler } from './commands/use-tokens.command.js';
 import { ProjectionsLifecycle } from './projections.lifecycle.js';
 import { GetBalanceHandler } from './queries/get-balance.query.js';
 import { GetTransactionsHandler } from './queries/get-transactions.query.js';
 import { ReadModelConsistency } from './read-model-consistency.js';
+import { PostgresSnapshotStore } from './snapshots/postgres-snapshot-store.js';
 import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from './token-accounts.tokens.js';
 
 /** Token accounts: the event store, command and query handlers, and the projections behind them. */
@@ -29,7 +30,16 @@ export class TokenAccountsModule {
           useFactory: (pool: Pool) =>
             new PostgresEventStore(pool, { connectionString: options.databaseUrl, onError: (error) => logger.warn(`event notifications: ${error.message}`) }),
         },
-        { provide: CommandHandling, inject: [EVENT_STORE], useFactory: (store: EventStore) => new CommandHandling(store) },
+        {
+          provide: CommandHandling,
+          inject: [EVENT_STORE, PG_POOL],
+          useFactory: (store: EventStore, pool: Pool) =>
+            new CommandHandling(store, {
+              ...DEFAULT_COMMAND_HANDLING_OPTIONS,
+              snapshots: new PostgresSnapshotStore(pool),
+              onSnapshotProblem: (streamId, problem) => new Logger('Snapshots').warn(`${streamId}: ${problem}`),
+            }),
+        },
         ProjectionsLifecycle,
         {
           provide: ReadModelConsistency,
