@@ -12,12 +12,44 @@ export class AppendWakeups {
   private connecting: Promise<void> | undefined;
   private readonly waiters = new Set<() => void>();
   private closed = false;
+  private publishing = false;
+  private publishAgain = false;
   generation = 0;
 
   constructor(
     private readonly connectionString: string,
     private readonly onError: (error: Error) => void,
+    /** Sends one NOTIFY on the channel, in a transaction of its own. */
+    private readonly notify: () => Promise<unknown>,
   ) {}
+
+  /**
+   * An append of this process has committed: wake this process's subscribers now, and tell other
+   * processes with one NOTIFY at a time, however many appends commit meanwhile. NOTIFY stays out of
+   * the append's transaction: a notifying transaction holds a cluster-wide lock through its commit,
+   * which would make appends commit one at a time.
+   */
+  published(): void {
+    this.wakeAll();
+    if (this.publishing) {
+      this.publishAgain = true;
+      return;
+    }
+    this.publishing = true;
+    void this.publishLoop();
+  }
+
+  private async publishLoop(): Promise<void> {
+    try {
+      do {
+        this.publishAgain = false;
+        if (this.closed) return;
+        await this.notify().catch((error: unknown) => this.onError(error instanceof Error ? error : new Error(String(error))));
+      } while (this.publishAgain);
+    } finally {
+      this.publishing = false;
+    }
+  }
 
   /** Resolves after the next append notified since `generation`, after `timeoutMs`, or on abort. */
   async waitAfter(generation: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {

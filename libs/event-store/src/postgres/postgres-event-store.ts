@@ -17,7 +17,7 @@ import {
   type SubscribeToAllOptions,
 } from '../event-store.port.js';
 import { START, type Position } from '../position.js';
-import { AppendWakeups } from './append-wakeups.js';
+import { APPEND_CHANNEL, AppendWakeups } from './append-wakeups.js';
 
 export type PostgresEventStoreOptions = {
   /** Used for the dedicated LISTEN connection; queries go through the pool. */
@@ -70,7 +70,7 @@ export class PostgresEventStore implements EventStore {
   ) {
     this.pollIntervalMs = options.pollIntervalMs ?? 250;
     this.subscriptionBatchSize = options.subscriptionBatchSize ?? 1_000;
-    this.wakeups = new AppendWakeups(options.connectionString, options.onError ?? (() => undefined));
+    this.wakeups = new AppendWakeups(options.connectionString, options.onError ?? (() => undefined), () => this.pool.query('SELECT pg_notify($1, $2)', [APPEND_CHANNEL, '']));
   }
 
   async append(streamId: string, events: readonly EventToAppend[], { expectedRevision }: { readonly expectedRevision: ExpectedRevision }): Promise<AppendResult> {
@@ -94,6 +94,8 @@ export class PostgresEventStore implements EventStore {
     if (row === undefined) throw new Error('append_to_stream returned no row');
     switch (row.status) {
       case 'appended':
+        this.wakeups.published();
+        return { nextRevision: BigInt(row.next_revision ?? ''), position: { commit: BigInt(row.commit_position ?? ''), prepare: BigInt(row.prepare_position ?? '') } };
       case 'already_appended':
         return { nextRevision: BigInt(row.next_revision ?? ''), position: { commit: BigInt(row.commit_position ?? ''), prepare: BigInt(row.prepare_position ?? '') } };
       case 'wrong_expected':
