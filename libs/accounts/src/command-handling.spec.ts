@@ -7,6 +7,7 @@ import { PostgresSnapshotStore, snapshotChecksum } from './snapshots/postgres-sn
 
 /** The real PostgreSQL store, counting the events commands read back from streams. */
 class CountingStore {
+  reads = 0;
   eventsRead = 0;
   readonly store: EventStore;
 
@@ -14,6 +15,7 @@ class CountingStore {
     this.store = Object.create(inner) as EventStore;
     this.store.readStream = async (streamId: string, options?: ReadStreamOptions): Promise<readonly RecordedEvent[]> => {
       const events = await inner.readStream(streamId, options);
+      this.reads += 1;
       this.eventsRead += events.length;
       return events;
     };
@@ -73,17 +75,40 @@ async function seededUser(credit: number, usages: number): Promise<string> {
 }
 
 describe('command handling: loading a stream', () => {
-  it('replays a long stream once, then reads only the events after its cached state', async () => {
+  it('replays a long stream once, then decides on its cached state without reading the stream', async () => {
     const userId = await seededUser(5_000, 1_199);
     const commands = processWith();
     const first = await use(commands, userId, 1);
     expect(first.state.balance).toBe(3_800);
     expect(counting.eventsRead).toBe(1_200);
 
-    counting.eventsRead = 0;
+    counting.reads = 0;
     const second = await use(commands, userId, 1);
     expect(second.state.balance).toBe(3_799);
-    expect(counting.eventsRead).toBe(0);
+    expect(counting.reads).toBe(0);
+  });
+
+  it('does not refuse on a cached state that another process has moved past', async () => {
+    const userId = await seededUser(10, 0);
+    const [one, two] = [processWith(), processWith()];
+    await use(one, userId, 5); // one caches a balance of 5
+    const payment = { type: 'AddTokens', data: { userId, paymentId: randomUUID(), amount: 100, description: null, transactionId: randomUUID(), now: new Date(at) } } as const;
+    await two.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(payment, state), {});
+    const spent = await use(one, userId, 50);
+    expect(spent.events).toMatchObject([{ type: 'TokensUsed', data: { balanceAfter: 55 } }]);
+  });
+
+  it('credits a payment once when the repeat reaches a process whose cache has not seen the first credit', async () => {
+    const userId = await seededUser(10, 0);
+    const [one, two] = [processWith(), processWith()];
+    await use(one, userId, 1);
+    const payment = { type: 'AddTokens', data: { userId, paymentId: randomUUID(), amount: 7, description: null, transactionId: randomUUID(), now: new Date(at) } } as const;
+    const first = await two.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(payment, state), {});
+    const repeat = await one.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(payment, state), {});
+    expect(first.events).toHaveLength(1);
+    expect(repeat.events).toEqual([]);
+    expect(repeat.state.balance).toBe(16);
+    expect((await store.readStream(tokenAccountStreamId(userId))).map((event) => event.type)).toEqual(['TokensPurchased', 'TokensUsed', 'TokensPurchased']);
   });
 
   it('starts a fresh process from the verified snapshot instead of the first event', async () => {
@@ -138,6 +163,7 @@ describe('command handling: loading a stream', () => {
     counting.eventsRead = 0;
     expect((await use(commands, userId, 1)).state.balance).toBe(5);
     expect(counting.eventsRead).toBe(5);
+    expect((await use(commands, userId, 1)).state.balance).toBe(4);
   });
 });
 

@@ -50,9 +50,9 @@ type AnyDecider<Event, State> = Pick<Decider<unknown, Event, State>, 'evolve' | 
 
 /**
  * The whole command path: load the stream's state, decide, append at the expected revision; on a
- * conflict (another process wrote the stream), load again and decide again, a bounded number of
- * times. Loading costs the same on a long stream as on a short one: it starts from the cached state
- * or a verified snapshot and reads only the events after it.
+ * conflict (another process wrote the stream), catch up and decide again, a bounded number of
+ * times. Its cost does not grow with the stream: a state comes from the cache (no read at all) or a
+ * verified snapshot plus the events after it.
  */
 export class CommandHandling {
   private readonly locks = new KeyedMutex();
@@ -72,10 +72,28 @@ export class CommandHandling {
     metadata: EventMetadata,
   ): Promise<HandledCommand<State, Event>> {
     return this.locks.run(streamId, async () => {
-      for (let attempt = 1; attempt <= CONFLICT_RETRIES_MAX; attempt += 1) {
-        const loaded = await this.load(streamId, decider);
-        const events = decide(loaded.state);
+      // A cached state is trusted without a read: the append's expected revision rejects a decision
+      // made on a state another process has moved past. One round trip per command in the common case.
+      const cached = this.cache.get(streamId) as LoadedStream<State> | undefined;
+      let loaded = cached ?? (await this.load(streamId, decider));
+      let verified = cached === undefined;
+      for (let attempt = 1; ; attempt += 1) {
+        let events: readonly Event[];
+        try {
+          events = decide(loaded.state);
+        } catch (error) {
+          // A rejection is only final on a state read from the stream: a cached one may be behind.
+          if (verified) throw error;
+          loaded = await this.catchUp(streamId, decider, loaded);
+          verified = true;
+          continue;
+        }
         if (events.length === 0) {
+          if (!verified) {
+            loaded = await this.catchUp(streamId, decider, loaded);
+          verified = true;
+            continue;
+          }
           await this.snapshotIfDue(streamId, decider, loaded);
           return { state: loaded.state, events, position: loaded.position };
         }
@@ -94,9 +112,11 @@ export class CommandHandling {
           return { state: after.state, events, position: after.position };
         } catch (error) {
           if (!(error instanceof WrongExpectedRevisionError)) throw error;
+          if (attempt >= CONFLICT_RETRIES_MAX) throw new ConcurrencyConflictError(`stream ${streamId} kept changing during ${CONFLICT_RETRIES_MAX} attempts`);
+          loaded = await this.catchUp(streamId, decider, loaded);
+          verified = true;
         }
       }
-      throw new ConcurrencyConflictError(`stream ${streamId} kept changing during ${CONFLICT_RETRIES_MAX} attempts`);
     });
   }
 
@@ -105,6 +125,11 @@ export class CommandHandling {
     const start =
       (this.cache.get(streamId) as LoadedStream<State> | undefined) ??
       (await this.fromSnapshot(streamId, decider)) ?? { state: decider.initialState, revision: -1n, position: undefined, lastEventId: undefined, snapshotRevision: -1n };
+    return this.catchUp(streamId, decider, start);
+  }
+
+  /** `start` plus the events appended after it, cached as the stream's newest known state. */
+  private async catchUp<Event extends DomainEvent, State>(streamId: string, decider: AnyDecider<Event, State>, start: LoadedStream<State>): Promise<LoadedStream<State>> {
     const loaded = await this.readForward(streamId, decider, start);
     this.cache.set(streamId, loaded);
     return loaded;
