@@ -2,6 +2,9 @@ import { Client } from 'pg';
 
 export const APPEND_CHANNEL = 'event_store_appended';
 
+/** Longest another process's subscriber waits for a wake-up after an append commits (it also polls). */
+const NOTIFY_COALESCE_MS = 5;
+
 /**
  * LISTEN/NOTIFY wake-ups for `$all` subscribers. A notification only says "read again"; the events
  * table stays the truth, and a timed poll covers a lost connection or a commit that the snapshot
@@ -25,7 +28,7 @@ export class AppendWakeups {
 
   /**
    * An append of this process has committed: wake this process's subscribers now, and tell other
-   * processes with one NOTIFY at a time, however many appends commit meanwhile. NOTIFY stays out of
+   * processes with at most one NOTIFY per few milliseconds, however many appends commit meanwhile. NOTIFY stays out of
    * the append's transaction: a notifying transaction holds a cluster-wide lock through its commit,
    * which would make appends commit one at a time.
    */
@@ -42,6 +45,9 @@ export class AppendWakeups {
   private async publishLoop(): Promise<void> {
     try {
       do {
+        // Gathers the appends of a few milliseconds into one NOTIFY: each NOTIFY is a commit that
+        // takes the cluster-wide notify lock, so one per append would slow every writer.
+        await new Promise((resolve) => setTimeout(resolve, NOTIFY_COALESCE_MS));
         this.publishAgain = false;
         if (this.closed) return;
         await this.notify().catch((error: unknown) => this.onError(error instanceof Error ? error : new Error(String(error))));
