@@ -54,7 +54,7 @@ async function main(): Promise<void> {
     await server.stop();
   }
   const command = `npm run bench:store${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
-  const rendered = renderResults(results, { command, environment: await environment(server.adminUrl === '' ? undefined : server.version) });
+  const rendered = renderResults(results, { command, environment: environment(server.version) });
   process.stdout.write(`${rendered}\n`);
   if (!values['no-write']) await writeResults(rendered);
 }
@@ -119,7 +119,7 @@ function runChild(scenario: string, url: string, seconds: number): Promise<Scena
   });
 }
 
-async function environment(version: string | undefined): Promise<string> {
+function environment(version: string | undefined): string {
   const cpu = cpus();
   return [`${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}`, `${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM`, `Node ${process.version}`, version ?? 'PostgreSQL (DATABASE_URL)'].join(', ');
 }
