@@ -1,7 +1,7 @@
 import { Logger, Module, type DynamicModule } from '@nestjs/common';
 import { CqrsModule } from '@nestjs/cqrs';
 import { PG_POOL } from '@app/database';
-import { EVENT_STORE, PostgresEventStore, type EventStore } from '@app/event-store';
+import { EVENT_STORE, EventStoreDBEventStore, PostgresEventStore, type EventStore } from '@app/event-store';
 import { TOKEN_ACCOUNTS_PROJECTION } from '@app/projections';
 import type { Pool } from 'pg';
 import { CommandHandling, DEFAULT_COMMAND_HANDLING_OPTIONS } from './command-handling.js';
@@ -27,8 +27,11 @@ export class TokenAccountsModule {
         {
           provide: EVENT_STORE,
           inject: [PG_POOL],
-          useFactory: (pool: Pool) =>
-            new PostgresEventStore(pool, { connectionString: options.databaseUrl, onError: (error) => logger.warn(`event notifications: ${error.message}`) }),
+          // Only the events move to EventStoreDB: read models, checkpoints and snapshots stay in PostgreSQL.
+          useFactory: (pool: Pool): EventStore =>
+            options.eventStore?.kind === 'eventstoredb'
+              ? EventStoreDBEventStore.connect(options.eventStore.url)
+              : new PostgresEventStore(pool, { connectionString: options.databaseUrl, onError: (error) => logger.warn(`event notifications: ${error.message}`) }),
         },
         {
           provide: CommandHandling,

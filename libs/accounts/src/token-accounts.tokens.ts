@@ -8,4 +8,9 @@ export type TokenAccountsOptions = {
   readonly readYourWritesTimeoutMs: number;
   /** Connection string for the event store's LISTEN connection. */
   readonly databaseUrl: string;
+  /** Where the events live; PostgreSQL (the database above) when unset. */
+  readonly eventStore?: EventStoreChoice;
 };
+
+/** The event store adapter: PostgreSQL, or an EventStoreDB / KurrentDB server or cluster at `url` (esdb://...). */
+export type EventStoreChoice = { readonly kind: 'postgres' } | { readonly kind: 'eventstoredb'; readonly url: string };

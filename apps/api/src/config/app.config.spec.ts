@@ -5,6 +5,20 @@ describe('configuration', () => {
     const config = loadConfig({});
     expect(config).toMatchObject({ PORT: 3000, DATA_DIR: '.data', PROJECTIONS_ENABLED: true, READ_YOUR_WRITES_TIMEOUT_MS: 5000, LOG_LEVEL: 'info' });
     expect(config.DATABASE_URL).toBeUndefined();
+    expect(config.EVENT_STORE).toBe('postgres');
+    expect(config.EVENTSTORE_URL).toBeUndefined();
+  });
+
+  it('selects EventStoreDB for the events with its connection string', () => {
+    const url = 'esdb://127.0.0.1:2111,127.0.0.1:2112,127.0.0.1:2113?tls=false&nodePreference=leader';
+    expect(loadConfig({ EVENT_STORE: 'eventstoredb', EVENTSTORE_URL: url })).toMatchObject({ EVENT_STORE: 'eventstoredb', EVENTSTORE_URL: url });
+    expect(loadConfig({ EVENT_STORE: 'eventstoredb', EVENTSTORE_URL: 'esdb+discover://cluster.example:2113' }).EVENTSTORE_URL).toBe('esdb+discover://cluster.example:2113');
+  });
+
+  it.each([{}, { EVENTSTORE_URL: '' }])('refuses EVENT_STORE=eventstoredb without EVENTSTORE_URL (%j) and says it is required', (environment) => {
+    const load = () => loadConfig({ EVENT_STORE: 'eventstoredb', ...environment });
+    expect(load).toThrow(ConfigError);
+    expect(load).toThrow(/EVENTSTORE_URL=.*EVENTSTORE_URL is required when EVENT_STORE=eventstoredb/);
   });
 
   it('reads numbers and booleans from their text', () => {
@@ -21,6 +35,9 @@ describe('configuration', () => {
     ['PROJECTIONS_ENABLED', 'yes'],
     ['LOG_LEVEL', 'loud'],
     ['DATABASE_POOL_SIZE', '1'],
+    ['EVENT_STORE', 'mongodb'],
+    ['EVENTSTORE_URL', 'http://127.0.0.1:2113'],
+    ['EVENTSTORE_URL', 'esdb://'],
   ])('refuses %s=%s and names the variable', (key, value) => {
     expect(() => loadConfig({ [key]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [key]: value })).toThrow(new RegExp(`${key}=`));

@@ -1,5 +1,5 @@
 import { plainToInstance, Transform } from 'class-transformer';
-import { IsBoolean, IsIn, IsInt, IsOptional, IsString, Max, Min, MinLength, validateSync } from 'class-validator';
+import { IsBoolean, IsDefined, IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength, ValidateIf, validateSync } from 'class-validator';
 
 const toBoolean = ({ value }: { value: unknown }) => (value === 'true' ? true : value === 'false' ? false : value);
 const toInteger = ({ value }: { value: unknown }) => (typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value);
@@ -27,6 +27,19 @@ export class AppConfig {
   @IsString()
   @MinLength(1)
   DATABASE_URL?: string;
+
+  /**
+   * Where the events live: `postgres` (the database above) or `eventstoredb` (EVENTSTORE_URL). Read
+   * models, projection checkpoints and snapshots are in PostgreSQL either way.
+   */
+  @IsIn(['postgres', 'eventstoredb'])
+  EVENT_STORE: 'postgres' | 'eventstoredb' = 'postgres';
+
+  /** An EventStoreDB / KurrentDB node or cluster: esdb://host:2113?tls=false, or esdb://h1:2113,h2:2113,h3:2113?nodePreference=leader. */
+  @ValidateIf((config: AppConfig) => config.EVENT_STORE === 'eventstoredb' || config.EVENTSTORE_URL !== undefined)
+  @IsDefined({ message: 'EVENTSTORE_URL is required when EVENT_STORE=eventstoredb' })
+  @Matches(/^esdb(\+discover)?:\/\/\S+$/, { message: 'EVENTSTORE_URL must be an esdb:// or esdb+discover:// connection string' })
+  EVENTSTORE_URL?: string;
 
   /** Where the embedded PostgreSQL keeps its data; survives restarts. */
   @IsString()
@@ -65,14 +78,14 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-const KEYS = Object.keys(new AppConfig()).concat('DATABASE_URL');
+const KEYS = Object.keys(new AppConfig()).concat('DATABASE_URL', 'EVENTSTORE_URL');
 
 export function loadConfig(environment: NodeJS.ProcessEnv): AppConfig {
   const present = Object.fromEntries(KEYS.filter((key) => environment[key] !== undefined && environment[key] !== '').map((key) => [key, environment[key]]));
   const config = plainToInstance(AppConfig, present);
   const errors = validateSync(config, { whitelist: true });
   if (errors.length > 0) {
-    const lines = errors.map((error) => `${error.property}=${JSON.stringify(error.value)}: ${Object.values(error.constraints ?? {}).join('; ')}`);
+    const lines = errors.map((error) => `${error.property}=${error.value === undefined ? '(unset)' : JSON.stringify(error.value)}: ${Object.values(error.constraints ?? {}).join('; ')}`);
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   return config;
