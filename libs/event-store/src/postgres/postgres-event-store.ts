@@ -1,8 +1,6 @@
 import type { Pool } from 'pg';
 import {
-  APPEND_COUNT_MAX,
   EventIdConflictError,
-  READ_COUNT_MAX,
   WrongExpectedRevisionError,
   type AppendResult,
   type EventMetadata,
@@ -16,6 +14,7 @@ import {
   type StreamMetadata,
   type SubscribeToAllOptions,
 } from '../event-store.port.js';
+import { checkAppendCount, checkedReadCount } from '../limits.js';
 import { START, type Position } from '../position.js';
 import { APPEND_CHANNEL, AppendWakeups } from './append-wakeups.js';
 
@@ -74,9 +73,7 @@ export class PostgresEventStore implements EventStore {
   }
 
   async append(streamId: string, events: readonly EventToAppend[], { expectedRevision }: { readonly expectedRevision: ExpectedRevision }): Promise<AppendResult> {
-    if (events.length === 0 || events.length > APPEND_COUNT_MAX) {
-      throw new RangeError(`an append takes 1 to ${APPEND_COUNT_MAX} events, not ${events.length}`);
-    }
+    checkAppendCount(events.length);
     const [kind, revision] = typeof expectedRevision === 'bigint' ? ['exact', expectedRevision.toString()] : [expectedRevision, null];
     const result = await this.pool.query<AppendRow>(
       'SELECT * FROM append_to_stream($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[])',
@@ -110,7 +107,7 @@ export class PostgresEventStore implements EventStore {
   }
 
   async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<readonly RecordedEvent[]> {
-    const maxCount = checkedCount(options.maxCount);
+    const maxCount = checkedReadCount(options.maxCount);
     const backwards = options.direction === 'backwards';
     const from = options.fromRevision ?? (backwards ? 2n ** 63n - 1n : 0n);
     const result = await this.pool.query<EventRow>(
@@ -127,7 +124,7 @@ export class PostgresEventStore implements EventStore {
       `SELECT ${EVENT_COLUMNS} FROM events
         WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND ${VISIBLE}
         ORDER BY events.transaction_id, events.global_position LIMIT $3`,
-      [after.commit.toString(), after.prepare.toString(), checkedCount(options.maxCount)],
+      [after.commit.toString(), after.prepare.toString(), checkedReadCount(options.maxCount)],
     );
     return result.rows.map(toRecordedEvent);
   }
@@ -176,14 +173,6 @@ export class PostgresEventStore implements EventStore {
 
 function isAborted(signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true;
-}
-
-function checkedCount(maxCount: number | undefined): number {
-  const count = maxCount ?? READ_COUNT_MAX;
-  if (!Number.isSafeInteger(count) || count < 1 || count > READ_COUNT_MAX) {
-    throw new RangeError(`maxCount must be an integer from 1 to ${READ_COUNT_MAX}, not ${count}`);
-  }
-  return count;
 }
 
 function toRecordedEvent(row: EventRow): RecordedEvent {
