@@ -1,0 +1,56 @@
+import { comparePositions, formatPosition, READ_COUNT_MAX, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
+import type { Pool } from 'pg';
+import type { Projection } from './projection.js';
+
+export type AccountRebuildResult = {
+  readonly userId: string;
+  readonly projections: readonly { readonly name: string; readonly eventsApplied: number; readonly checkpoint: string | null }[];
+};
+
+/**
+ * Recomputes one account's rows in every projection that declares them, in one transaction: each
+ * projection's checkpoint row is locked (its runner waits), the account's rows are deleted and its
+ * stream's events up to that checkpoint are applied again. Events after the checkpoint are the
+ * runner's, as always, so the rows end exactly as an incremental build leaves them.
+ */
+export async function rebuildAccount(store: EventStore, pool: Pool, projections: readonly Projection[], userId: string): Promise<AccountRebuildResult> {
+  const concerned = projections.filter((projection) => projection.accountRows !== undefined).sort((a, b) => a.name.localeCompare(b.name));
+  const client = await pool.connect();
+  const results: { name: string; eventsApplied: number; checkpoint: string | null }[] = [];
+  try {
+    await client.query('BEGIN');
+    for (const projection of concerned) {
+      const rows = projection.accountRows?.(userId);
+      if (rows === undefined) continue;
+      const locked = await client.query<{ commit_position: string; prepare_position: string }>(
+        'SELECT commit_position::text, prepare_position::text FROM projection_checkpoints WHERE name = $1 FOR UPDATE',
+        [projection.name],
+      );
+      const row = locked.rows[0];
+      const checkpoint: Position | undefined = row === undefined ? undefined : { commit: BigInt(row.commit_position), prepare: BigInt(row.prepare_position) };
+      for (const change of rows.clear) await client.query(change.text, [...change.values]);
+      const events = checkpoint === undefined ? [] : (await readWholeStream(store, rows.streamId)).filter((event) => comparePositions(event.position, checkpoint) <= 0);
+      events.sort((a, b) => comparePositions(a.position, b.position));
+      for (const event of events) {
+        for (const change of projection.project(event)) await client.query(change.text, [...change.values]);
+      }
+      results.push({ name: projection.name, eventsApplied: events.length, checkpoint: checkpoint === undefined ? null : formatPosition(checkpoint) });
+    }
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+  return { userId, projections: results };
+}
+
+export async function readWholeStream(store: EventStore, streamId: string): Promise<RecordedEvent[]> {
+  const events: RecordedEvent[] = [];
+  for (;;) {
+    const page = await store.readStream(streamId, { fromRevision: BigInt(events.length), maxCount: READ_COUNT_MAX });
+    events.push(...page);
+    if (page.length < READ_COUNT_MAX) return events;
+  }
+}

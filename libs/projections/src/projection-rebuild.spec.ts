@@ -1,0 +1,264 @@
+import { PostgresEventStore } from '@app/event-store';
+import type { Pool } from 'pg';
+import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
+import { rebuildAccount } from './account-rebuild.js';
+import { readCheckpoint } from './checkpoints.js';
+import { ProjectionRebuilds, RebuildInProgressError, type ProjectionRebuildsOptions } from './projection-rebuild.js';
+import { ProjectionRunner } from './projection-runner.js';
+import type { Projection } from './projection.js';
+import { appendDecided, seededRandom, seededUuid, type GeneratedAccount } from './synthetic-history.js';
+import { tokenAccountsProjection } from './token-accounts.projection.js';
+import { initialTokenAccountState } from '@app/ledger';
+
+let database: TestDatabase;
+let store: PostgresEventStore;
+const runners: ProjectionRunner[] = [];
+const rebuildServices: ProjectionRebuilds[] = [];
+const startAt = new Date('2026-11-24T12:00:00.000Z');
+
+beforeEach(async () => {
+  database = await createTestDatabase();
+  store = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: 20 });
+});
+
+afterEach(async () => {
+  await Promise.all(rebuildServices.splice(0).map((service) => service.stop()));
+  await Promise.all(runners.splice(0).map((runner) => runner.stop()));
+  await store.close();
+  await database.drop();
+});
+
+function newRunner(projection: Projection = tokenAccountsProjection): ProjectionRunner {
+  const runner = new ProjectionRunner(store, database.pool, projection, { batchSizeMax: 200, retryDelayMsMin: 10, retryDelayMsMax: 50 });
+  runners.push(runner);
+  return runner;
+}
+
+function newRebuilds(overrides: Partial<ProjectionRebuildsOptions> = {}): ProjectionRebuilds {
+  const service = new ProjectionRebuilds(store, database.pool, { connectionString: database.url, eventsInPostgres: true, batchSizeMax: 100, chunkPositions: 250, ...overrides });
+  rebuildServices.push(service);
+  return service;
+}
+
+function accounts(random: () => number, count: number): GeneratedAccount[] {
+  return Array.from({ length: count }, () => ({ userId: seededUuid(random), state: initialTokenAccountState, revision: -1n }));
+}
+
+/** Appends `rounds` rounds of up to `perRound` decided events per account, so streams interleave in $all. */
+async function writeHistory(random: () => number, users: GeneratedAccount[], rounds: number, perRound: number): Promise<void> {
+  for (let round = 0; round < rounds; round += 1) {
+    for (const account of users) await appendDecided(store, random, account, 1 + Math.floor(random() * perRound), startAt);
+  }
+}
+
+async function eventCount(): Promise<number> {
+  const result = await database.pool.query<{ count: string }>('SELECT count(*) FROM events');
+  return Number(result.rows[0]?.count);
+}
+
+/** Other databases' open transactions delay $all visibility (transaction ids are cluster-wide): wait until every event is readable. */
+async function allVisible(): Promise<void> {
+  const total = await eventCount();
+  await waitUntil(async () => (await store.readAll({ maxCount: 10_000 })).length === total);
+}
+
+async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+async function caughtUp(runner: ProjectionRunner): Promise<void> {
+  await waitUntil(async () => {
+    const head = await store.headPosition();
+    const checkpoint = await readCheckpoint(database.pool, tokenAccountsProjection.name);
+    return head !== undefined && checkpoint !== undefined && head.commit === checkpoint.commit && head.prepare === checkpoint.prepare && runner.state === 'running';
+  });
+}
+
+/** Every row of both tables, in a fixed order, as text: equal dumps mean identical read models. */
+async function dump(pool: Pool): Promise<{ users: unknown[]; transactions: unknown[] }> {
+  const users = await pool.query('SELECT user_tokens::text AS row FROM user_tokens ORDER BY user_id');
+  const transactions = await pool.query('SELECT token_transactions::text AS row FROM token_transactions ORDER BY event_id');
+  return { users: users.rows, transactions: transactions.rows };
+}
+
+/** The rows an incremental build gives: a fresh runner from position 0 on cleared tables. */
+async function incrementalDump(): Promise<{ users: unknown[]; transactions: unknown[] }> {
+  await database.pool.query('TRUNCATE user_tokens, token_transactions');
+  await database.pool.query('DELETE FROM projection_checkpoints');
+  const runner = newRunner();
+  runner.start();
+  await caughtUp(runner);
+  await runner.stop();
+  return dump(database.pool);
+}
+
+async function indexNames(): Promise<string[]> {
+  const result = await database.pool.query<{ name: string }>(
+    "SELECT indexname AS name FROM pg_indexes WHERE schemaname = 'public' AND tablename IN ('user_tokens', 'token_transactions') ORDER BY indexname",
+  );
+  return result.rows.map((row) => row.name);
+}
+
+describe('projection rebuild', () => {
+  it('builds set-based rows identical to the incremental build, with the same index and constraint names, and swaps them in', async () => {
+    const random = seededRandom(7);
+    await writeHistory(random, accounts(random, 12), 6, 8);
+    const runner = newRunner();
+    runner.start();
+    await caughtUp(runner);
+    const before = await dump(database.pool);
+    const indexesBefore = await indexNames();
+
+    const rebuilds = newRebuilds();
+    const started = await rebuilds.start(tokenAccountsProjection.name);
+    const finished = await rebuilds.settled(started.id);
+    expect(finished).toMatchObject({ phase: 'completed', error: null, eventsDone: await eventCount(), eventsTotal: await eventCount() });
+    expect(await dump(database.pool)).toEqual(before);
+    expect(await indexNames()).toEqual(indexesBefore);
+    const schemas = await database.pool.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rebuild_%'");
+    expect(schemas.rows).toEqual([]);
+    await runner.stop();
+    expect(await incrementalDump()).toEqual(before);
+  });
+
+  it('builds event by event, identically, for a projection without a bulk load', async () => {
+    const random = seededRandom(8);
+    await writeHistory(random, accounts(random, 5), 4, 5);
+    await allVisible();
+    const { bulkLoad: _bulk, ...eventByEvent } = tokenAccountsProjection;
+    const rebuilds = newRebuilds({ projections: [eventByEvent], batchSizeMax: 7 });
+    const started = await rebuilds.start(tokenAccountsProjection.name);
+    expect(await rebuilds.settled(started.id)).toMatchObject({ phase: 'completed', eventsDone: await eventCount() });
+    const rebuilt = await dump(database.pool);
+    expect(rebuilt.transactions).toHaveLength(await eventCount());
+    expect(await incrementalDump()).toEqual(rebuilt);
+  });
+
+  it('refuses a second rebuild of a projection while one runs, and allows one after', async () => {
+    const random = seededRandom(9);
+    await writeHistory(random, accounts(random, 3), 2, 3);
+    // The swap waits on the live checkpoint while a transaction holds it, which keeps the first rebuild running.
+    const holder = await database.pool.connect();
+    await holder.query('BEGIN');
+    await holder.query("INSERT INTO projection_checkpoints (name, commit_position, prepare_position) VALUES ('token_accounts', 0, 0)");
+    const rebuilds = newRebuilds({ swapLockTimeoutMs: 60_000 });
+    const racing = await Promise.allSettled(Array.from({ length: 5 }, () => rebuilds.start(tokenAccountsProjection.name)));
+    const started = racing.filter((outcome) => outcome.status === 'fulfilled');
+    const refused = racing.filter((outcome) => outcome.status === 'rejected').map((outcome) => outcome.reason as unknown);
+    expect(started).toHaveLength(1);
+    expect(refused).toHaveLength(4);
+    for (const reason of refused) expect(reason).toBeInstanceOf(RebuildInProgressError);
+    await holder.query('ROLLBACK');
+    holder.release();
+    const first = (started[0] as PromiseFulfilledResult<{ id: string }>).value;
+    expect(await rebuilds.settled(first.id)).toMatchObject({ phase: 'completed' });
+    const second = await rebuilds.start(tokenAccountsProjection.name);
+    expect(await rebuilds.settled(second.id)).toMatchObject({ phase: 'completed' });
+  });
+
+  it('leaves the live tables untouched when killed during the swap, and can be started again', async () => {
+    const random = seededRandom(10);
+    await writeHistory(random, accounts(random, 6), 4, 6);
+    const runner = newRunner();
+    runner.start();
+    await caughtUp(runner);
+    await runner.stop();
+    const before = await dump(database.pool);
+    const checkpointBefore = await readCheckpoint(database.pool, tokenAccountsProjection.name);
+
+    // Hold the live checkpoint so the rebuild stops inside its swap transaction, then kill its session.
+    const holder = await database.pool.connect();
+    await holder.query('BEGIN');
+    await holder.query("SELECT * FROM projection_checkpoints WHERE name = 'token_accounts' FOR UPDATE");
+    const rebuilds = newRebuilds({ swapLockTimeoutMs: 60_000 });
+    const started = await rebuilds.start(tokenAccountsProjection.name);
+    await waitUntil(async () => (await rebuilds.get(started.id))?.phase === 'swapping');
+    await waitUntil(async () => {
+      const waiting = await database.pool.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'token-ledger rebuild token_accounts' AND wait_event_type = 'Lock'");
+      return waiting.rowCount === 1;
+    });
+    await database.pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'token-ledger rebuild token_accounts'");
+    await rebuilds.settled(started.id);
+    await holder.query('ROLLBACK');
+    holder.release();
+
+    expect(await rebuilds.get(started.id)).toMatchObject({ phase: 'swapping' });
+    expect(await dump(database.pool)).toEqual(before);
+    expect(await readCheckpoint(database.pool, tokenAccountsProjection.name)).toEqual(checkpointBefore);
+    const shadow = await database.pool.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rebuild_%'");
+    expect(shadow.rows).toHaveLength(1);
+
+    const again = await rebuilds.start(tokenAccountsProjection.name);
+    expect(await rebuilds.settled(again.id)).toMatchObject({ phase: 'completed' });
+    expect(await rebuilds.get(started.id)).toMatchObject({ phase: 'failed', error: expect.stringContaining('interrupted during swapping') as unknown });
+    expect(await dump(database.pool)).toEqual(before);
+    const leftovers = await database.pool.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rebuild_%'");
+    expect(leftovers.rows).toEqual([]);
+  });
+
+  it('rebuilds while the live runner runs and writes go on: the result equals the incremental build', async () => {
+    const random = seededRandom(11);
+    const users = accounts(random, 10);
+    await writeHistory(random, users, 5, 6);
+    const runner = newRunner();
+    runner.start();
+    let writing = true;
+    const writer = (async () => {
+      while (writing) await writeHistory(random, users, 1, 3);
+    })();
+    const rebuilds = newRebuilds();
+    const started = await rebuilds.start(tokenAccountsProjection.name);
+    const finished = await rebuilds.settled(started.id);
+    writing = false;
+    await writer;
+    expect(finished.phase).toBe('completed');
+    await caughtUp(runner);
+    expect(runner.state).toBe('running');
+    const rebuilt = await dump(database.pool);
+    await runner.stop();
+    expect(rebuilt.transactions).toHaveLength(await eventCount());
+    expect(await incrementalDump()).toEqual(rebuilt);
+  });
+});
+
+describe('per-account rebuild', () => {
+  it("recomputes one account's rows from its stream, up to the checkpoint, while writes race on that account", async () => {
+    const random = seededRandom(12);
+    const users = accounts(random, 4);
+    await writeHistory(random, users, 3, 5);
+    const runner = newRunner();
+    runner.start();
+    await caughtUp(runner);
+    const target = users[0] as GeneratedAccount;
+    // Damage the account's rows the way a projection bug would.
+    await database.pool.query('UPDATE user_tokens SET balance = balance + 5 WHERE user_id = $1', [target.userId]);
+    await database.pool.query('DELETE FROM token_transactions WHERE user_id = $1 AND stream_revision = 0', [target.userId]);
+
+    const writes = (async () => {
+      for (let round = 0; round < 10; round += 1) await appendDecided(store, random, target, 2, startAt);
+    })();
+    const rebuilds = await Promise.all(Array.from({ length: 5 }, () => rebuildAccount(store, database.pool, [tokenAccountsProjection], target.userId)));
+    await writes;
+    for (const result of rebuilds) expect(result.projections.map((projection) => projection.name)).toEqual(['token_accounts']);
+    await caughtUp(runner);
+    await runner.stop();
+
+    const rows = await database.pool.query<{ balance: string; transaction_count: string; revisions: string }>(
+      `SELECT u.balance, u.transaction_count, (SELECT string_agg(stream_revision::text, ',' ORDER BY stream_revision) FROM token_transactions t WHERE t.user_id = u.user_id) AS revisions
+         FROM user_tokens u WHERE u.user_id = $1`,
+      [target.userId],
+    );
+    const streamLength = Number(target.revision) + 1;
+    expect(rows.rows[0]).toEqual({
+      balance: String(target.state.balance),
+      transaction_count: String(streamLength),
+      revisions: Array.from({ length: streamLength }, (_, revision) => revision).join(','),
+    });
+    const rebuilt = await dump(database.pool);
+    expect(await incrementalDump()).toEqual(rebuilt);
+  });
+});
