@@ -4,6 +4,7 @@ import { TerminusModule } from '@nestjs/terminus';
 import { TokenAccountsModule, type EventStoreChoice } from '@app/accounts';
 import { DatabaseModule } from '@app/database';
 import { AccountsController } from './accounts/accounts.controller.js';
+import { AdminController } from './admin/admin.controller.js';
 import { ConfigError, type AppConfig } from './config/app.config.js';
 import { DatabaseHealthIndicator, HealthController } from './health/health.controller.js';
 
@@ -23,7 +24,7 @@ export class AppModule {
           eventStore: eventStoreChoiceOf(config),
         }),
       ],
-      controllers: [AccountsController, HealthController],
+      controllers: [AccountsController, HealthController, AdminController],
       providers: [DatabaseHealthIndicator],
     };
   }

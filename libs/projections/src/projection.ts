@@ -36,8 +36,9 @@ export type BulkLoad = {
   readonly final: readonly string[];
 };
 
-/** The stream an account's rows come from, and the statements that delete those rows. */
+/** The stream an account's rows come from, the statements that delete them, and queries that read them (one text column, `row`). */
 export type AccountRows = {
   readonly streamId: string;
   readonly clear: readonly RowChange[];
+  readonly read: readonly RowChange[];
 };

@@ -43,5 +43,9 @@ export function tokenAccountsAccountRows(userId: string): AccountRows {
       { text: 'DELETE FROM token_transactions WHERE user_id = $1', values: [userId] },
       { text: 'DELETE FROM user_tokens WHERE user_id = $1', values: [userId] },
     ],
+    read: [
+      { text: 'SELECT user_tokens::text AS row FROM user_tokens WHERE user_id = $1', values: [userId] },
+      { text: 'SELECT token_transactions::text AS row FROM token_transactions WHERE user_id = $1 ORDER BY stream_revision', values: [userId] },
+    ],
   };
 }

@@ -1,6 +1,7 @@
 import { Catch, HttpException, HttpStatus, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import { ConcurrencyConflictError } from '@app/accounts';
 import { LedgerError, type LedgerErrorCode } from '@app/ledger';
+import { RebuildInProgressError, UnknownProjectionError } from '@app/projections';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { RequestValidationError } from './request-validation.error.js';
 
@@ -32,6 +33,8 @@ const TITLES: Record<string, string> = {
   DESCRIPTION_TOO_LONG: 'Description too long',
   CONCURRENCY_CONFLICT: 'The account changed concurrently; retry the request',
   INTERNAL_ERROR: 'Internal error',
+  UNKNOWN_PROJECTION: 'No projection has this name',
+  REBUILD_IN_PROGRESS: 'A rebuild of this projection is already running',
 };
 
 /** Every error leaves as an RFC 9457 problem (application/problem+json) with a stable `code`. */
@@ -57,6 +60,12 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     }
     if (exception instanceof ConcurrencyConflictError) {
       return problem(HttpStatus.CONFLICT, 'CONCURRENCY_CONFLICT', exception.message, instance);
+    }
+    if (exception instanceof UnknownProjectionError) {
+      return problem(HttpStatus.NOT_FOUND, 'UNKNOWN_PROJECTION', exception.message, instance, { projection: exception.projection });
+    }
+    if (exception instanceof RebuildInProgressError) {
+      return problem(HttpStatus.CONFLICT, 'REBUILD_IN_PROGRESS', exception.message, instance, { projection: exception.projection, rebuildId: exception.rebuildId ?? null });
     }
     if (exception instanceof HttpException) {
       const status = exception.getStatus();
