@@ -164,20 +164,25 @@ describe('admin: projections', () => {
     await caughtUp(testApp);
     // A transaction holding the live checkpoint keeps the rebuild in its swap.
     const holder = await testApp.database.pool.connect();
-    await holder.query('BEGIN');
-    await holder.query("SELECT * FROM projection_checkpoints WHERE name = 'token_accounts' FOR UPDATE");
-    const responses = await Promise.all(Array.from({ length: 5 }, () => testApp.http().post('/v1/admin/projections/token_accounts/rebuild')));
-    const accepted = responses.filter((response) => response.status === 202);
-    const refused = responses.filter((response) => response.status === 409);
-    expect(accepted).toHaveLength(1);
-    expect(refused).toHaveLength(4);
-    const id = accepted[0]?.body.id as string;
-    for (const response of refused) expect(response.body).toMatchObject({ code: 'REBUILD_IN_PROGRESS', projection: 'token_accounts', rebuildId: id });
-    await waitUntil(async () => (await testApp.http().get(`/v1/admin/projections/token_accounts/rebuilds/${id}`)).body.phase === 'swapping');
-    const status = await testApp.http().get('/v1/admin/projections').expect(200);
-    expect(status.body.data[0]).toMatchObject({ state: 'rebuilding', rebuild: { id, phase: 'swapping' } });
-    await holder.query('ROLLBACK');
-    holder.release();
+    let id: string;
+    try {
+      await holder.query('BEGIN');
+      await holder.query("SELECT * FROM projection_checkpoints WHERE name = 'token_accounts' FOR UPDATE");
+      const responses = await Promise.all(Array.from({ length: 5 }, () => testApp.http().post('/v1/admin/projections/token_accounts/rebuild')));
+      const accepted = responses.filter((response) => response.status === 202);
+      const refused = responses.filter((response) => response.status === 409);
+      expect(accepted).toHaveLength(1);
+      expect(refused).toHaveLength(4);
+      id = accepted[0]?.body.id as string;
+      for (const response of refused) expect(response.body).toMatchObject({ code: 'REBUILD_IN_PROGRESS', projection: 'token_accounts', rebuildId: id });
+      await waitUntil(async () => (await testApp.http().get(`/v1/admin/projections/token_accounts/rebuilds/${id}`)).body.phase === 'swapping');
+      const status = await testApp.http().get('/v1/admin/projections').expect(200);
+      expect(status.body.data[0]).toMatchObject({ state: 'rebuilding', rebuild: { id, phase: 'swapping' } });
+    } finally {
+      // An open transaction holds back $all visibility for every database of the server: never leave it open.
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
     await waitUntil(async () => (await testApp.http().get(`/v1/admin/projections/token_accounts/rebuilds/${id}`)).body.phase === 'completed');
     await caughtUp(testApp);
   });

@@ -3,7 +3,7 @@ import type { Pool } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { rebuildAccount } from './account-rebuild.js';
 import { readCheckpoint } from './checkpoints.js';
-import { ProjectionRebuilds, RebuildInProgressError, type ProjectionRebuildsOptions } from './projection-rebuild.js';
+import { ProjectionRebuilds, type ProjectionRebuildsOptions } from './projection-rebuild.js';
 import { ProjectionRunner } from './projection-runner.js';
 import type { Projection } from './projection.js';
 import { appendDecided, seededRandom, seededUuid, type GeneratedAccount } from './synthetic-history.js';
@@ -107,6 +107,7 @@ describe('projection rebuild', () => {
   it('builds set-based rows identical to the incremental build, with the same index and constraint names, and swaps them in', async () => {
     const random = seededRandom(7);
     await writeHistory(random, accounts(random, 12), 6, 8);
+    await allVisible();
     const runner = newRunner();
     runner.start();
     await caughtUp(runner);
@@ -143,17 +144,22 @@ describe('projection rebuild', () => {
     await writeHistory(random, accounts(random, 3), 2, 3);
     // The swap waits on the live checkpoint while a transaction holds it, which keeps the first rebuild running.
     const holder = await database.pool.connect();
-    await holder.query('BEGIN');
-    await holder.query("INSERT INTO projection_checkpoints (name, commit_position, prepare_position) VALUES ('token_accounts', 0, 0)");
     const rebuilds = newRebuilds({ swapLockTimeoutMs: 60_000 });
-    const racing = await Promise.allSettled(Array.from({ length: 5 }, () => rebuilds.start(tokenAccountsProjection.name)));
+    let racing: PromiseSettledResult<{ id: string }>[];
+    try {
+      await holder.query('BEGIN');
+      await holder.query("INSERT INTO projection_checkpoints (name, commit_position, prepare_position) VALUES ('token_accounts', 0, 0)");
+      racing = await Promise.allSettled(Array.from({ length: 5 }, () => rebuilds.start(tokenAccountsProjection.name)));
+    } finally {
+      // An open transaction holds back $all visibility for every database of the server: never leave it open.
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
     const started = racing.filter((outcome) => outcome.status === 'fulfilled');
     const refused = racing.filter((outcome) => outcome.status === 'rejected').map((outcome) => outcome.reason as unknown);
     expect(started).toHaveLength(1);
     expect(refused).toHaveLength(4);
-    for (const reason of refused) expect(reason).toBeInstanceOf(RebuildInProgressError);
-    await holder.query('ROLLBACK');
-    holder.release();
+    for (const reason of refused) expect(reason).toMatchObject({ name: 'RebuildInProgressError', rebuildId: (started[0] as PromiseFulfilledResult<{ id: string }>).value.id });
     const first = (started[0] as PromiseFulfilledResult<{ id: string }>).value;
     expect(await rebuilds.settled(first.id)).toMatchObject({ phase: 'completed' });
     const second = await rebuilds.start(tokenAccountsProjection.name);
@@ -172,19 +178,24 @@ describe('projection rebuild', () => {
 
     // Hold the live checkpoint so the rebuild stops inside its swap transaction, then kill its session.
     const holder = await database.pool.connect();
-    await holder.query('BEGIN');
-    await holder.query("SELECT * FROM projection_checkpoints WHERE name = 'token_accounts' FOR UPDATE");
     const rebuilds = newRebuilds({ swapLockTimeoutMs: 60_000 });
-    const started = await rebuilds.start(tokenAccountsProjection.name);
-    await waitUntil(async () => (await rebuilds.get(started.id))?.phase === 'swapping');
-    await waitUntil(async () => {
-      const waiting = await database.pool.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'token-ledger rebuild token_accounts' AND wait_event_type = 'Lock'");
-      return waiting.rowCount === 1;
-    });
-    await database.pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'token-ledger rebuild token_accounts'");
-    await rebuilds.settled(started.id);
-    await holder.query('ROLLBACK');
-    holder.release();
+    let started: { id: string };
+    try {
+      await holder.query('BEGIN');
+      await holder.query("SELECT * FROM projection_checkpoints WHERE name = 'token_accounts' FOR UPDATE");
+      started = await rebuilds.start(tokenAccountsProjection.name);
+      await waitUntil(async () => (await rebuilds.get(started.id))?.phase === 'swapping');
+      await waitUntil(async () => {
+        const waiting = await database.pool.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'token-ledger rebuild token_accounts' AND wait_event_type = 'Lock'");
+        return waiting.rowCount === 1;
+      });
+      await database.pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'token-ledger rebuild token_accounts'");
+      await rebuilds.settled(started.id);
+    } finally {
+      // An open transaction holds back $all visibility for every database of the server: never leave it open.
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
 
     expect(await rebuilds.get(started.id)).toMatchObject({ phase: 'swapping' });
     expect(await dump(database.pool)).toEqual(before);

@@ -67,6 +67,8 @@ type RebuildRow = {
 
 const LIVE_SCHEMA = 'public';
 const SWAP_ATTEMPTS_MAX = 5;
+const ACTIVE_ROW_LOOKUPS_MAX = 40;
+const ACTIVE_ROW_LOOKUP_INTERVAL_MS = 25;
 const LOCK_NOT_AVAILABLE = '55P03';
 const ROW_COLUMNS = 'id, projection, phase, shadow_schema, events_done, events_total, commit_position::text, prepare_position::text, started_at, finished_at, error, now() AS now';
 
@@ -110,7 +112,7 @@ export class ProjectionRebuilds {
     try {
       // A session lock: held while this rebuild runs, released by PostgreSQL if its process dies.
       const locked = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock(hashtext('projection-rebuild'), hashtext($1)) AS locked", [name]);
-      if (locked.rows[0]?.locked !== true) throw new RebuildInProgressError(name, (await this.activeRow(name))?.id);
+      if (locked.rows[0]?.locked !== true) throw new RebuildInProgressError(name, await this.activeId(name));
       await this.reapInterrupted(client, name);
       id = randomUUID();
       await client.query('INSERT INTO projection_rebuilds (id, projection, phase, shadow_schema) VALUES ($1, $2, $3, $4)', [
@@ -161,6 +163,16 @@ export class ProjectionRebuilds {
     const view = await this.get(id);
     if (view === undefined) throw new Error(`rebuild ${id} has no row`);
     return view;
+  }
+
+  /** The running rebuild's id; its row may be a few milliseconds behind its lock, so it is looked for briefly. */
+  private async activeId(name: string): Promise<string | undefined> {
+    for (let attempt = 0; attempt < ACTIVE_ROW_LOOKUPS_MAX; attempt += 1) {
+      const row = await this.activeRow(name);
+      if (row !== undefined) return row.id;
+      await new Promise((resolve) => setTimeout(resolve, ACTIVE_ROW_LOOKUP_INTERVAL_MS));
+    }
+    return undefined;
   }
 
   private async activeRow(name: string): Promise<RebuildRow | undefined> {

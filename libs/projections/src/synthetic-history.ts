@@ -1,5 +1,5 @@
 import type { EventStore } from '@app/event-store';
-import { decideTokenAccount, evolveTokenAccount, tokenAccountStreamId, type TokenAccountCommand, type TokenAccountState } from '@app/ledger';
+import { decideTokenAccount, evolveTokenAccount, initialTokenAccountState, tokenAccountStreamId, type TokenAccountCommand, type TokenAccountState } from '@app/ledger';
 
 /** A small deterministic generator (mulberry32): the same seed gives the same sequence. */
 export function seededRandom(seed: number): () => number {
@@ -45,7 +45,7 @@ export function nextCommand(random: () => number, account: GeneratedAccount, now
 export async function appendDecided(store: EventStore, random: () => number, account: GeneratedAccount, count: number, startAt: Date): Promise<void> {
   const events = [];
   for (let index = 0; index < count; index += 1) {
-    const command = nextCommand(random, account, new Date(startAt.getTime() + index * 1_000));
+    const command = nextCommand(random, account, new Date(startAt.getTime() + index * 60_000));
     for (const event of decideTokenAccount(command, account.state)) {
       account.state = evolveTokenAccount(account.state, event);
       events.push({ id: seededUuid(random), type: event.type, data: event.data });
@@ -55,4 +55,59 @@ export async function appendDecided(store: EventStore, random: () => number, acc
   const expectedRevision = account.revision < 0n ? 'no_stream' : account.revision;
   await store.append(tokenAccountStreamId(account.userId), events, { expectedRevision });
   account.revision += BigInt(events.length);
+}
+
+export type SeedOptions = {
+  readonly users: number;
+  readonly events: number;
+  readonly seed: number;
+  /** Appends in flight at once (each to a different stream). */
+  readonly concurrency?: number;
+  /** Events per append: streams are written in rounds of this many, so they interleave in `$all`. */
+  readonly eventsPerAppend?: number;
+  readonly onProgress?: (eventsWritten: number) => void;
+};
+
+export const SEED_USERS_MAX = 1_000_000;
+export const SEED_EVENTS_MAX = 100_000_000;
+const SEED_EPOCH = Date.parse('2026-01-01T00:00:00.000Z');
+
+/**
+ * A synthetic history: `events` events over `users` token accounts, each decided by the real decider
+ * (purchases, and usage the balance covers). Deterministic: every account draws from its own
+ * generator seeded by (`seed`, its index), so ids, amounts and times depend on nothing else, and
+ * running it again with the same seed appends nothing (the same ids at the same revisions).
+ */
+export async function seedHistory(store: EventStore, options: SeedOptions): Promise<{ readonly userIds: readonly string[] }> {
+  const eventsPerAppend = options.eventsPerAppend ?? 100;
+  const accounts = Array.from({ length: options.users }, (_, index) => {
+    const random = seededRandom(mixSeed(options.seed, index));
+    const account: GeneratedAccount = { userId: seededUuid(random), state: initialTokenAccountState, revision: -1n };
+    const quota = Math.floor(options.events / options.users) + (index < options.events % options.users ? 1 : 0);
+    return { account, random, remaining: quota, written: 0 };
+  });
+  let written = 0;
+  for (;;) {
+    const round = accounts.filter((entry) => entry.remaining > 0);
+    if (round.length === 0) break;
+    let next = 0;
+    const worker = async () => {
+      while (next < round.length) {
+        const entry = round[next] as (typeof round)[number];
+        next += 1;
+        const count = Math.min(eventsPerAppend, entry.remaining);
+        await appendDecided(store, entry.random, entry.account, count, new Date(SEED_EPOCH + entry.written * 60_000));
+        entry.remaining -= count;
+        entry.written += count;
+        written += count;
+        options.onProgress?.(written);
+      }
+    };
+    await Promise.all(Array.from({ length: options.concurrency ?? 8 }, worker));
+  }
+  return { userIds: accounts.map((entry) => entry.account.userId) };
+}
+
+function mixSeed(seed: number, index: number): number {
+  return (Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(index + 1, 0x85ebca6b)) >>> 0;
 }
