@@ -29,8 +29,10 @@ export type ProjectionRebuildsOptions = {
   readonly projections?: readonly Projection[];
   /** The events are in this database's `events` table: enables bulk loads and exact totals. */
   readonly eventsInPostgres: boolean;
-  /** Events per catch-up transaction (and the lag under which the swap starts). */
+  /** Events per transaction when projecting event by event. */
   readonly batchSizeMax?: number;
+  /** The swap starts once at most this many events are left; the swap's transaction applies them. */
+  readonly swapLagEventsMax?: number;
   /** `events.global_position` values per bulk-load chunk. */
   readonly chunkPositions?: number;
   /** Longest the swap waits for a table lock before it rolls back and tries again. */
@@ -87,6 +89,7 @@ export class ProjectionRebuilds {
   private readonly workers = new Map<string, { readonly controller: AbortController; readonly done: Promise<void> }>();
   private readonly batchSizeMax: number;
   private readonly chunkPositions: number;
+  private readonly swapLagEventsMax: number;
 
   constructor(
     private readonly store: EventStore,
@@ -96,6 +99,7 @@ export class ProjectionRebuilds {
     this.projections = options.projections ?? PROJECTIONS;
     this.batchSizeMax = options.batchSizeMax ?? 1_000;
     this.chunkPositions = options.chunkPositions ?? 100_000;
+    this.swapLagEventsMax = options.swapLagEventsMax ?? 1_000;
   }
 
   /**
@@ -236,7 +240,7 @@ export class ProjectionRebuilds {
     if (bulk === undefined || !this.options.eventsInPostgres) return undefined;
     const head = await this.store.headPosition();
     if (head === undefined) return undefined;
-    if (!(await this.bulkCovers(client, projection, bulk.eventTypes, head))) {
+    if (!(await this.bulkCovers(client, projection, bulk.eventTypes, START, head))) {
       this.options.onLog?.(`rebuild of ${projection.name}: some event types are not covered by its bulk load; projecting event by event`);
       return undefined;
     }
@@ -265,12 +269,13 @@ export class ProjectionRebuilds {
     return head;
   }
 
-  /** True when every event type up to `head` that the projection handles is one the bulk load handles too. */
-  private async bulkCovers(client: pg.Client, projection: Projection, covered: readonly string[], head: Position): Promise<boolean> {
-    const others = await client.query<{ event_id: string; stream_id: string; stream_revision: string }>(
-      `SELECT DISTINCT ON (event_type) event_id, stream_id, stream_revision::text FROM events
-        WHERE event_type <> ALL($3::text[]) AND (transaction_id, global_position) <= ($1::text::xid8, $2::bigint)`,
-      [head.commit.toString(), head.prepare.toString(), covered],
+  /** True when every event type in (`after`, `upTo`] that the projection handles is one the bulk load handles too. */
+  private async bulkCovers(client: pg.Client, projection: Projection, covered: readonly string[], after: Position, upTo: Position): Promise<boolean> {
+    const others = await client.query<{ stream_id: string; stream_revision: string }>(
+      `SELECT DISTINCT ON (event_type) stream_id, stream_revision::text FROM events
+        WHERE event_type <> ALL($5::text[])
+          AND (transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND (transaction_id, global_position) <= ($3::text::xid8, $4::bigint)`,
+      [...positionValues(after), ...positionValues(upTo), covered],
     );
     for (const row of others.rows) {
       const [sample] = await this.store.readStream(row.stream_id, { fromRevision: BigInt(row.stream_revision), maxCount: 1 });
@@ -279,29 +284,52 @@ export class ProjectionRebuilds {
     return true;
   }
 
-  /** Applies `$all` after `position` to the shadow tables, a batch per transaction, until less than a batch is left. */
+  /**
+   * Brings the shadow tables towards the head, one transaction per step: set-based (the bulk load's
+   * delta) when it can, else a batch of events through `project`. Stops once what is left is small
+   * enough for the swap's own transaction.
+   */
   private async catchUp(client: pg.Client, projection: Projection, progress: Progress, after: Position | undefined, signal: AbortSignal): Promise<Position | undefined> {
     let position = after;
     for (;;) {
       if (signal.aborted) throw new Interrupted();
-      if (this.options.eventsInPostgres) await progress.setTotal(progress.done + (await this.countAfter(position)));
-      const batch = await this.store.readAll({ after: position ?? START, maxCount: this.batchSizeMax });
-      if (batch.length === 0) return position;
+      const head = await this.store.headPosition();
+      if (head === undefined || (position !== undefined && comparePositions(head, position) <= 0)) return position;
+      if (this.options.eventsInPostgres) {
+        const remaining = await this.countBetween(position ?? START, head);
+        await progress.setTotal(progress.done + remaining);
+        if (remaining <= this.swapLagEventsMax) return position;
+      }
       await client.query('BEGIN');
-      await applyEvents(client, projection, batch);
-      position = lastPosition(batch);
-      await progress.advance(batch.length, position);
+      const reached = await this.applyStep(client, projection, progress, position ?? START, head);
       await client.query('COMMIT');
-      if (batch.length < this.batchSizeMax) return position;
+      if (!this.options.eventsInPostgres && reached.applied < this.batchSizeMax) return reached.position;
+      position = reached.position;
     }
   }
 
-  private async countAfter(position: Position | undefined): Promise<number> {
-    const after = position ?? START;
+  /** Applies events after `after`, up to `head`: all of them set-based when the bulk load covers them, else one batch through `project`. */
+  private async applyStep(client: pg.Client, projection: Projection, progress: Progress, after: Position, head: Position): Promise<{ applied: number; position: Position }> {
+    const bulk = projection.bulkLoad;
+    if (bulk !== undefined && this.options.eventsInPostgres && (await this.bulkCovers(client, projection, bulk.eventTypes, after, head))) {
+      const applied = await this.countBetween(after, head);
+      for (const statement of bulk.delta) await client.query(statement, [...positionValues(after), ...positionValues(head)]);
+      await progress.advance(applied, head);
+      return { applied, position: head };
+    }
+    const batch = (await this.store.readAll({ after, maxCount: this.batchSizeMax })).filter((event) => comparePositions(event.position, head) <= 0);
+    if (batch.length === 0) return { applied: 0, position: after };
+    await applyEvents(client, projection, batch);
+    const position = lastPosition(batch);
+    await progress.advance(batch.length, position);
+    return { applied: batch.length, position };
+  }
+
+  private async countBetween(after: Position, upTo: Position): Promise<number> {
     const result = await this.pool.query<{ count: string }>(
       `SELECT count(*)::text AS count FROM events
-        WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())`,
-      [after.commit.toString(), after.prepare.toString()],
+        WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND (transaction_id, global_position) <= ($3::text::xid8, $4::bigint)`,
+      [...positionValues(after), ...positionValues(upTo)],
     );
     return Number(result.rows[0]?.count ?? 0);
   }
@@ -316,7 +344,7 @@ export class ProjectionRebuilds {
     const retired = `${shadow.shadowSchema}_retired`;
     for (let attempt = 1; ; attempt += 1) {
       if (signal.aborted) throw new Interrupted();
-      let position = after;
+      let position = after ?? START;
       const doneBefore = progress.done;
       try {
         await client.query('BEGIN');
@@ -326,24 +354,22 @@ export class ProjectionRebuilds {
           'SELECT commit_position::text, prepare_position::text FROM projection_checkpoints WHERE name = $1 FOR UPDATE',
           [projection.name],
         );
-        for (;;) {
-          const batch = await this.store.readAll({ after: position ?? START, maxCount: this.batchSizeMax });
-          if (batch.length === 0) break;
-          await applyEvents(client, projection, batch);
-          position = lastPosition(batch);
-          await progress.advance(batch.length, position);
+        // This transaction has an id now, so the head can no longer move past it until it commits.
+        const head = await this.store.headPosition();
+        while (head !== undefined && comparePositions(position, head) < 0) {
+          const step = await this.applyStep(client, projection, progress, position, head);
+          if (step.applied === 0) break;
+          position = step.position;
         }
         const row = live.rows[0];
         const liveCheckpoint: Position = row === undefined ? START : { commit: BigInt(row.commit_position), prepare: BigInt(row.prepare_position) };
-        const swapped = position ?? START;
-        if (comparePositions(swapped, liveCheckpoint) < 0) {
-          throw new Error(`the shadow of ${projection.name} ends at ${formatPosition(swapped)}, behind the live checkpoint ${formatPosition(liveCheckpoint)}`);
+        if (comparePositions(position, liveCheckpoint) < 0) {
+          throw new Error(`the shadow of ${projection.name} ends at ${formatPosition(position)}, behind the live checkpoint ${formatPosition(liveCheckpoint)}`);
         }
         await shadow.swap(retired);
         await client.query('UPDATE projection_checkpoints SET commit_position = $2, prepare_position = $3, updated_at = now() WHERE name = $1', [
           projection.name,
-          swapped.commit.toString(),
-          swapped.prepare.toString(),
+          ...positionValues(position),
         ]);
         await progress.complete();
         await client.query('COMMIT');
@@ -358,6 +384,10 @@ export class ProjectionRebuilds {
       }
     }
   }
+}
+
+function positionValues(position: Position): [string, string] {
+  return [position.commit.toString(), position.prepare.toString()];
 }
 
 async function applyEvents(client: pg.Client, projection: Projection, events: readonly RecordedEvent[]): Promise<void> {

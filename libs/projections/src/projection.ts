@@ -34,6 +34,11 @@ export type BulkLoad = {
   readonly chunked: readonly string[];
   /** Run once after every chunk. */
   readonly final: readonly string[];
+  /**
+   * Merge the events after `$1`/`$2` (exclusive) up to `$3`/`$4` (inclusive) into tables that hold
+   * everything up to `$1`/`$2` and have their indexes: the rebuild's catch-up and the swap's last step.
+   */
+  readonly delta: readonly string[];
 };
 
 /** The stream an account's rows come from, the statements that delete them, and queries that read them (one text column, `row`). */

@@ -1,25 +1,39 @@
+import { createHash } from 'node:crypto';
 import type { EventStore } from '@app/event-store';
 import { decideTokenAccount, evolveTokenAccount, initialTokenAccountState, tokenAccountStreamId, type TokenAccountCommand, type TokenAccountState } from '@app/ledger';
 
-/** A small deterministic generator (mulberry32): the same seed gives the same sequence. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+/**
+ * A deterministic generator (sfc32, 128 bits of state seeded from SHA-256 of the seed): the same seed
+ * gives the same sequence, and different seeds give independent ones, so ids drawn from many
+ * generators do not collide (a 32-bit generator's streams are shifts of one cycle and soon overlap).
+ */
+export function seededRandom(seed: number | string): () => number {
+  const digest = createHash('sha256').update(`token-ledger-seed:${seed}`).digest();
+  let [a, b, c, d] = [digest.readUInt32LE(0), digest.readUInt32LE(4), digest.readUInt32LE(8), digest.readUInt32LE(12)];
+  const next = () => {
+    a >>>= 0;
+    b >>>= 0;
+    c >>>= 0;
+    d >>>= 0;
+    let t = (a + b) | 0;
+    a = b ^ (b >>> 9);
+    b = (c + (c << 3)) | 0;
+    c = (c << 21) | (c >>> 11);
+    d = (d + 1) | 0;
+    t = (t + d) | 0;
+    c = (c + t) | 0;
+    return (t >>> 0) / 4_294_967_296;
   };
+  for (let warmUp = 0; warmUp < 12; warmUp += 1) next();
+  return next;
 }
 
-/** A version-4-shaped UUID drawn from `random`. */
+/** A version-4-shaped UUID from 128 bits drawn from `random`. */
 export function seededUuid(random: () => number): string {
-  const hex = Array.from({ length: 32 }, () => Math.floor(random() * 16).toString(16));
-  hex[12] = '4';
-  hex[16] = ((Number.parseInt(hex[16] ?? '0', 16) & 0x3) | 0x8).toString(16);
-  const text = hex.join('');
-  return `${text.slice(0, 8)}-${text.slice(8, 12)}-${text.slice(12, 16)}-${text.slice(16, 20)}-${text.slice(20)}`;
+  const words = Array.from({ length: 4 }, () => Math.floor(random() * 4_294_967_296).toString(16).padStart(8, '0'));
+  const text = words.join('');
+  const variant = ((Number.parseInt(text[16] ?? '0', 16) & 0x3) | 0x8).toString(16);
+  return `${text.slice(0, 8)}-${text.slice(8, 12)}-4${text.slice(13, 16)}-${variant}${text.slice(17, 20)}-${text.slice(20)}`;
 }
 
 export type GeneratedAccount = { readonly userId: string; state: TokenAccountState; revision: bigint };
@@ -81,7 +95,7 @@ const SEED_EPOCH = Date.parse('2026-01-01T00:00:00.000Z');
 export async function seedHistory(store: EventStore, options: SeedOptions): Promise<{ readonly userIds: readonly string[] }> {
   const eventsPerAppend = options.eventsPerAppend ?? 100;
   const accounts = Array.from({ length: options.users }, (_, index) => {
-    const random = seededRandom(mixSeed(options.seed, index));
+    const random = seededRandom(`${options.seed}:${index}`);
     const account: GeneratedAccount = { userId: seededUuid(random), state: initialTokenAccountState, revision: -1n };
     const quota = Math.floor(options.events / options.users) + (index < options.events % options.users ? 1 : 0);
     return { account, random, remaining: quota, written: 0 };
@@ -106,8 +120,4 @@ export async function seedHistory(store: EventStore, options: SeedOptions): Prom
     await Promise.all(Array.from({ length: options.concurrency ?? 8 }, worker));
   }
   return { userIds: accounts.map((entry) => entry.account.userId) };
-}
-
-function mixSeed(seed: number, index: number): number {
-  return (Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(index + 1, 0x85ebca6b)) >>> 0;
 }
