@@ -177,7 +177,7 @@ describe('admin: projections', () => {
       for (const response of refused) expect(response.body).toMatchObject({ code: 'REBUILD_IN_PROGRESS', projection: 'token_accounts', rebuildId: id });
       await waitUntil(async () => (await testApp.http().get(`/v1/admin/projections/token_accounts/rebuilds/${id}`)).body.phase === 'swapping');
       const status = await testApp.http().get('/v1/admin/projections').expect(200);
-      expect(status.body.data[0]).toMatchObject({ state: 'rebuilding', rebuild: { id, phase: 'swapping' } });
+      expect(status.body.data[0]).toMatchObject({ state: 'rebuilding', rebuild: { id, phase: 'swapping', interrupted: false } });
     } finally {
       // An open transaction holds back $all visibility for every database of the server: never leave it open.
       await holder.query('ROLLBACK');

@@ -210,8 +210,11 @@ describe('projection rebuild', () => {
         const waiting = await database.pool.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'token-ledger rebuild token_accounts' AND wait_event_type = 'Lock'");
         return waiting.rowCount === 1;
       });
+      expect(await rebuilds.running(tokenAccountsProjection.name)).toBe(true);
       await database.pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'token-ledger rebuild token_accounts'");
       await rebuilds.settled(started.id);
+      // The session died with its lock: the unfinished row is now known to be interrupted.
+      await waitUntil(async () => !(await rebuilds.running(tokenAccountsProjection.name)));
     } finally {
       // An open transaction holds back $all visibility for every database of the server: never leave it open.
       await holder.query('ROLLBACK');

@@ -156,6 +156,19 @@ export class ProjectionRebuilds {
     return row === undefined ? undefined : toView(row);
   }
 
+  /**
+   * Whether some session, in any process, holds the projection's rebuild lock: an unfinished row
+   * without it was left by a process that died (it is reaped when the next rebuild starts).
+   */
+  async running(name: string): Promise<boolean> {
+    const result = await this.pool.query<{ held: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                        AND classid = hashtext('projection-rebuild')::oid AND objid = hashtext($1)::oid AND objsubid = 2) AS held`,
+      [name],
+    );
+    return result.rows[0]?.held === true;
+  }
+
   /** Stops the rebuilds of this process: each is marked failed and its shadow tables dropped. */
   async stop(): Promise<void> {
     const running = [...this.workers.values()];

@@ -19,7 +19,8 @@ export type ProjectionStatus = {
   /** Age of the oldest event not yet applied; 0 when caught up. */
   readonly lagSeconds: number;
   readonly failure: (Omit<ProjectionFailure, 'failedAt'> & { readonly failedAt: string }) | null;
-  readonly rebuild: { readonly id: string; readonly phase: string } | null;
+  /** The unfinished rebuild; `interrupted` when no process is running it any more (it died). */
+  readonly rebuild: { readonly id: string; readonly phase: string; readonly interrupted: boolean } | null;
 };
 
 export type ProjectionStatusSources = {
@@ -43,9 +44,10 @@ async function statusOf(sources: ProjectionStatusSources, projection: Projection
   const after = checkpoint ?? START;
   const [oldest] = await sources.store.readAll({ after, maxCount: 1 });
   const runner = sources.runners.get(projection.name);
-  const rebuild = await sources.rebuilds.active(projection.name);
+  const active = await sources.rebuilds.active(projection.name);
+  const rebuild = active === undefined ? undefined : { id: active.id, phase: active.phase, interrupted: !(await sources.rebuilds.running(projection.name)) };
   const failure = runner?.state === 'failed' ? runner.failure : undefined;
-  const state: ProjectionStatusState = failure !== undefined ? 'failed' : rebuild !== undefined ? 'rebuilding' : (runner?.state ?? 'stopped');
+  const state: ProjectionStatusState = failure !== undefined ? 'failed' : rebuild !== undefined && !rebuild.interrupted ? 'rebuilding' : (runner?.state ?? 'stopped');
   return {
     name: projection.name,
     state,
@@ -54,7 +56,7 @@ async function statusOf(sources: ProjectionStatusSources, projection: Projection
     lagEvents: sources.eventsInPostgres ? await countAfter(sources.pool, after) : null,
     lagSeconds: oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest.createdAt.getTime()) / 1000),
     failure: failure === undefined ? null : { ...failure, failedAt: failure.failedAt.toISOString() },
-    rebuild: rebuild === undefined ? null : { id: rebuild.id, phase: rebuild.phase },
+    rebuild: rebuild ?? null,
   };
 }
 
