@@ -1,4 +1,4 @@
-import { PostgresEventStore, type Position, type RecordedEvent } from '@app/event-store';
+import { formatPosition, PostgresEventStore, type Position, type RecordedEvent } from '@app/event-store';
 import type { Pool } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { rebuildAccount } from './account-rebuild.js';
@@ -158,6 +158,56 @@ describe('projection rebuild', () => {
     const rebuilt = await dump(database.pool);
     expect(rebuilt.transactions).toHaveLength(await eventCount());
     expect(await incrementalDump()).toEqual(rebuilt);
+  });
+
+  it('fails at an event it cannot apply, records the error, drops the shadow and leaves the live tables alone', async () => {
+    const random = seededRandom(14);
+    await writeHistory(random, accounts(random, 4), 3, 4);
+    await allVisible();
+    const runner = newRunner();
+    runner.start();
+    await caughtUp(runner);
+    const before = await dump(database.pool);
+    const poison = (await store.readAll({ maxCount: 10_000 }))[5] as RecordedEvent;
+    const { bulkLoad: _bulk, ...eventByEvent } = tokenAccountsProjection;
+    const broken: Projection = {
+      ...eventByEvent,
+      project: (event) => {
+        if (event.id === poison.id) throw new Error('handler bug');
+        return tokenAccountsProjection.project(event);
+      },
+    };
+    const rebuilds = newRebuilds({ projections: [broken], swapLagEventsMax: 0 });
+    const started = await rebuilds.start(tokenAccountsProjection.name);
+    expect(await rebuilds.settled(started.id)).toMatchObject({
+      phase: 'failed',
+      error: `event ${formatPosition(poison.position)} (${poison.type}): handler bug`,
+      finishedAt: expect.any(String) as unknown,
+    });
+    expect(await dump(database.pool)).toEqual(before);
+    expect((await database.pool.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rebuild_%'")).rows).toEqual([]);
+    expect(runner.state).toBe('running');
+  });
+
+  it('is marked failed with its shadow dropped when its process shuts down before it finishes', async () => {
+    const random = seededRandom(15);
+    await writeHistory(random, accounts(random, 3), 2, 4);
+    const holder = await database.pool.connect();
+    const rebuilds = newRebuilds({ swapLockTimeoutMs: 100 });
+    let id: string;
+    try {
+      await holder.query('BEGIN');
+      await holder.query("INSERT INTO projection_checkpoints (name, commit_position, prepare_position) VALUES ('token_accounts', 0, 0)");
+      id = (await rebuilds.start(tokenAccountsProjection.name)).id;
+      await waitUntil(async () => (await rebuilds.get(id))?.phase === 'swapping');
+      await rebuilds.stop();
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+    expect(await rebuilds.get(id)).toMatchObject({ phase: 'failed', error: 'stopped before it finished (process shutdown)' });
+    expect((await database.pool.query('SELECT count(*)::int AS count FROM user_tokens')).rows).toEqual([{ count: 0 }]);
+    expect((await database.pool.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rebuild_%'")).rows).toEqual([]);
   });
 
   it('refuses a second rebuild of a projection while one runs, and allows one after', async () => {
