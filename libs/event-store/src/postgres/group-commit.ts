@@ -37,7 +37,13 @@ export type GroupCommitStats = {
   readonly retriedAlone: number;
 };
 
-export const DEFAULT_GROUP_COMMIT_OPTIONS: GroupCommitOptions = { maxInFlight: 2, maxAppends: 128, maxEvents: 1_000 };
+/**
+ * One batch in flight: measured best on 2 cores at 32 writers (docs/benchmarks.md), since half the
+ * writers then share each commit and PostgreSQL spends least CPU per append. A second slot lets one
+ * slow append (thousands of events, or a row lock held by another process) not hold up the rest, at
+ * the price of smaller batches.
+ */
+export const DEFAULT_GROUP_COMMIT_OPTIONS: GroupCommitOptions = { maxInFlight: 1, maxAppends: 128, maxEvents: 1_000 };
 
 type Pending = {
   readonly request: AppendRequest;
