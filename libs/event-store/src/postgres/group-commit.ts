@@ -51,9 +51,14 @@ type Pending = {
   readonly reject: (error: unknown) => void;
 };
 
-const APPEND_ONE = 'SELECT * FROM append_one($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[])';
-const APPEND_CHECKED = 'SELECT * FROM append_to_stream($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[])';
-const APPEND_MANY = 'SELECT * FROM append_to_streams($1::text[], $2::text[], $3::bigint[], $4::int[], $5::uuid[], $6::text[], $7::text[], $8::text[])';
+// Named, so each connection parses and plans them once.
+const APPEND_ONE = { name: 'event_store_append_one', text: 'SELECT * FROM append_one($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[])' };
+const APPEND_CHECKED = { name: 'event_store_append_checked', text: 'SELECT * FROM append_to_stream($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[])' };
+const APPEND_MANY = {
+  name: 'event_store_append_many',
+  text: 'SELECT * FROM append_to_streams($1::text[], $2::text[], $3::bigint[], $4::int[], $5::uuid[], $6::text[], $7::text[], $8::text[])',
+};
+type Statement = { readonly name: string; readonly text: string };
 
 /**
  * Group commit for appends. An append is sent at once when fewer than `maxInFlight` batches are
@@ -133,32 +138,38 @@ export class GroupCommit {
 
   private async appendMany(requests: readonly AppendRequest[]): Promise<(AppendRow | undefined)[]> {
     const events = requests.flatMap((request) => request.events);
-    const result = await this.pool.query<AppendRow & { request: number }>(APPEND_MANY, [
-      requests.map((request) => request.streamId),
-      requests.map((request) => request.kind),
-      requests.map((request) => request.revision),
-      requests.map((request) => request.events.length),
-      events.map((event) => event.id),
-      events.map((event) => event.type),
-      events.map((event) => JSON.stringify(event.data)),
-      events.map((event) => JSON.stringify(event.metadata ?? {})),
-    ]);
+    const result = await this.pool.query<AppendRow & { request: number }>({
+      ...APPEND_MANY,
+      values: [
+        requests.map((request) => request.streamId),
+        requests.map((request) => request.kind),
+        requests.map((request) => request.revision),
+        requests.map((request) => request.events.length),
+        events.map((event) => event.id),
+        events.map((event) => event.type),
+        events.map((event) => JSON.stringify(event.data)),
+        events.map((event) => JSON.stringify(event.metadata ?? {})),
+      ],
+    });
     const rows: (AppendRow | undefined)[] = requests.map(() => undefined);
     for (const row of result.rows) rows[row.request - 1] = row;
     return rows;
   }
 
-  private async appendOne(sql: string, request: AppendRequest): Promise<AppendRow> {
+  private async appendOne(statement: Statement, request: AppendRequest): Promise<AppendRow> {
     const { events } = request;
-    const result = await this.pool.query<AppendRow>(sql, [
-      request.streamId,
-      request.kind,
-      request.revision,
-      events.map((event) => event.id),
-      events.map((event) => event.type),
-      events.map((event) => JSON.stringify(event.data)),
-      events.map((event) => JSON.stringify(event.metadata ?? {})),
-    ]);
+    const result = await this.pool.query<AppendRow>({
+      ...statement,
+      values: [
+        request.streamId,
+        request.kind,
+        request.revision,
+        events.map((event) => event.id),
+        events.map((event) => event.type),
+        events.map((event) => JSON.stringify(event.data)),
+        events.map((event) => JSON.stringify(event.metadata ?? {})),
+      ],
+    });
     const row = result.rows[0];
     if (row === undefined) throw new Error('the append function returned no row');
     return row;
