@@ -20,5 +20,7 @@ export function renderResults(results: readonly ScenarioResult[], run: { readonl
       lines.push(`| ${result.scenario} | ${measurement.name} | ${value} | ${reference} | ${ratio} | ${target} | ${result.peakRssMiB.toFixed(0)} MiB |`);
     }
   }
+  lines.push('', '| Scenario | 1-minute load average at its start | Checkpoints during it |', '|---|---:|---:|');
+  for (const result of results) lines.push(`| ${result.scenario} | ${result.conditions.loadAverage.toFixed(2)} | ${result.conditions.checkpoints} |`);
   return lines.join('\n');
 }

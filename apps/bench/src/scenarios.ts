@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { loadavg } from 'node:os';
 import { CommandHandling, PostgresSnapshotStore } from '@app/accounts';
 import { createPool } from '@app/database';
 import { PostgresEventStore, START, type EventToAppend, type GroupCommitStats } from '@app/event-store';
@@ -17,7 +18,13 @@ export type Measurement = {
   readonly met?: boolean;
 };
 
-export type ScenarioResult = { readonly scenario: string; readonly measurements: readonly Measurement[]; readonly peakRssMiB: number };
+export type ScenarioResult = {
+  readonly scenario: string;
+  readonly measurements: readonly Measurement[];
+  readonly peakRssMiB: number;
+  /** What else was going on: the 1-minute load average when the scenario started, and checkpoints during it. */
+  readonly conditions: { readonly loadAverage: number; readonly checkpoints: number };
+};
 
 type Context = { readonly url: string; readonly seconds: number };
 
@@ -36,8 +43,21 @@ export const SCENARIOS: Record<string, (context: Context) => Promise<readonly Me
 export async function runScenario(name: string, context: Context): Promise<ScenarioResult> {
   const scenario = SCENARIOS[name];
   if (scenario === undefined) throw new Error(`unknown scenario ${name}`);
+  const loadAverage = loadavg()[0] ?? Number.NaN;
+  const checkpointsBefore = await checkpoints(context.url);
   const measurements = await scenario(context);
-  return { scenario: name, measurements, peakRssMiB: peakRssMiB() };
+  return { scenario: name, measurements, peakRssMiB: peakRssMiB(), conditions: { loadAverage, checkpoints: (await checkpoints(context.url)) - checkpointsBefore } };
+}
+
+/** Checkpoints the server has made (a checkpoint makes the next write of each page carry a full page image). */
+async function checkpoints(url: string): Promise<number> {
+  const pool = createPool({ url, poolSizeMax: 1 });
+  try {
+    const result = await pool.query<{ count: string }>('SELECT num_timed + num_requested AS count FROM pg_stat_checkpointer');
+    return Number(result.rows[0]?.count ?? Number.NaN);
+  } finally {
+    await pool.end();
+  }
 }
 
 async function withStore<T>(url: string, poolSize: number, work: (store: PostgresEventStore, pool: Pool) => Promise<T>): Promise<T> {
