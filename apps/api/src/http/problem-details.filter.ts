@@ -21,6 +21,11 @@ const LEDGER_STATUS: Record<LedgerErrorCode, number> = {
   INSUFFICIENT_BALANCE: HttpStatus.CONFLICT,
   BALANCE_OUT_OF_RANGE: HttpStatus.UNPROCESSABLE_ENTITY,
   PAYMENT_ID_REUSED: HttpStatus.CONFLICT,
+  PAYMENT_NOT_FOUND: HttpStatus.NOT_FOUND,
+  PAYMENT_EXPIRED: HttpStatus.CONFLICT,
+  PAYMENT_DECLINED: HttpStatus.PAYMENT_REQUIRED,
+  PAYMENT_NOT_CAPTURED: HttpStatus.CONFLICT,
+  REFUND_EXCEEDS_BALANCE: HttpStatus.CONFLICT,
 };
 
 const TITLES: Record<string, string> = {
@@ -31,6 +36,11 @@ const TITLES: Record<string, string> = {
   AMOUNT_OUT_OF_RANGE: 'Amount out of range',
   DESCRIPTION_TOO_LONG: 'Description too long',
   CONCURRENCY_CONFLICT: 'The account changed concurrently; retry the request',
+  PAYMENT_NOT_FOUND: 'Payment not found',
+  PAYMENT_EXPIRED: 'Payment expired',
+  PAYMENT_DECLINED: 'Payment declined by the provider',
+  PAYMENT_NOT_CAPTURED: 'Payment not captured',
+  REFUND_EXCEEDS_BALANCE: 'Refund exceeds the token balance',
   INTERNAL_ERROR: 'Internal error',
 };
 
