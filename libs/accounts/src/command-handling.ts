@@ -68,7 +68,9 @@ export class CommandHandling {
   async handle<Command, Event extends DomainEvent, State>(
     streamId: string,
     decider: Decider<Command, Event, State>,
-    decide: (state: State) => readonly Event[],
+    // May be async: a payment decision calls its provider under this stream's lock, so commands of
+    // this process on the stream wait for it instead of racing it.
+    decide: (state: State) => readonly Event[] | Promise<readonly Event[]>,
     metadata: EventMetadata,
   ): Promise<HandledCommand<State, Event>> {
     return this.locks.run(streamId, async () => {
@@ -80,7 +82,7 @@ export class CommandHandling {
       for (let attempt = 1; ; attempt += 1) {
         let events: readonly Event[];
         try {
-          events = decide(loaded.state);
+          events = await decide(loaded.state);
         } catch (error) {
           // A rejection is only final on a state read from the stream: a cached one may be behind.
           if (verified) throw error;

@@ -1,5 +1,6 @@
 import { Catch, HttpException, HttpStatus, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import { ConcurrencyConflictError } from '@app/accounts';
+import { PaymentProviderError, PaymentsError, type PaymentsErrorCode } from '@app/payments';
 import { LedgerError, type LedgerErrorCode } from '@app/ledger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { RequestValidationError } from './request-validation.error.js';
@@ -28,6 +29,11 @@ const LEDGER_STATUS: Record<LedgerErrorCode, number> = {
   REFUND_EXCEEDS_BALANCE: HttpStatus.CONFLICT,
 };
 
+const PAYMENTS_STATUS: Record<PaymentsErrorCode, number> = {
+  PACKAGE_NOT_FOUND: HttpStatus.NOT_FOUND,
+  PROVIDER_UNAVAILABLE: HttpStatus.BAD_GATEWAY,
+};
+
 const TITLES: Record<string, string> = {
   VALIDATION_FAILED: 'The request is not valid',
   INSUFFICIENT_BALANCE: 'Insufficient token balance',
@@ -41,6 +47,11 @@ const TITLES: Record<string, string> = {
   PAYMENT_DECLINED: 'Payment declined by the provider',
   PAYMENT_NOT_CAPTURED: 'Payment not captured',
   REFUND_EXCEEDS_BALANCE: 'Refund exceeds the token balance',
+  PACKAGE_NOT_FOUND: 'Token package not found',
+  PROVIDER_UNAVAILABLE: 'The payment provider did not answer; retry the request',
+  IDEMPOTENCY_KEY_INVALID: 'Idempotency-Key not valid',
+  IDEMPOTENCY_KEY_REUSED: 'Idempotency-Key reused with a different request',
+  IDEMPOTENCY_KEY_IN_PROGRESS: 'A request with this Idempotency-Key is in progress',
   INTERNAL_ERROR: 'Internal error',
 };
 
@@ -65,6 +76,13 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     if (exception instanceof LedgerError) {
       return problem(LEDGER_STATUS[exception.code], exception.code, exception.message, instance, { ...exception.details });
     }
+    if (exception instanceof PaymentsError) {
+      return problem(PAYMENTS_STATUS[exception.code], exception.code, exception.message, instance, { ...exception.details });
+    }
+    if (exception instanceof PaymentProviderError) {
+      // The provider may or may not have acted: the request is safe to retry, and a retry records the outcome once.
+      return problem(HttpStatus.BAD_GATEWAY, 'PROVIDER_UNAVAILABLE', `${exception.message}; retry the request`, instance, { providerError: exception.kind });
+    }
     if (exception instanceof ConcurrencyConflictError) {
       return problem(HttpStatus.CONFLICT, 'CONCURRENCY_CONFLICT', exception.message, instance);
     }
@@ -79,7 +97,7 @@ export class ProblemDetailsFilter implements ExceptionFilter {
   }
 }
 
-function problem(status: number, code: string, detail: string, instance: string, more: Record<string, unknown> = {}): ProblemDetails {
+export function problem(status: number, code: string, detail: string, instance: string, more: Record<string, unknown> = {}): ProblemDetails {
   return {
     type: `urn:token-ledger:problem:${code.toLowerCase().replaceAll('_', '-')}`,
     title: TITLES[code] ?? httpTitle(status),

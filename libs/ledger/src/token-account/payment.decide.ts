@@ -111,7 +111,7 @@ export function refundDecision(state: TokenAccountState, paymentId: string): 're
   const payment = existing(state, paymentId);
   if (payment.status === 'REFUNDED') return 'done';
   if (payment.status !== 'COMPLETED') {
-    throw new LedgerError('PAYMENT_NOT_CAPTURED', `payment ${paymentId} is ${payment.status}; only a captured payment can be refunded`, { paymentId, status: payment.status });
+    throw new LedgerError('PAYMENT_NOT_CAPTURED', `payment ${paymentId} is ${payment.status}; only a captured payment can be refunded`, { paymentId, paymentStatus: payment.status });
   }
   if (state.balance < payment.tokens) {
     throw new LedgerError('REFUND_EXCEEDS_BALANCE', `refunding payment ${paymentId} would take back ${payment.tokens} tokens from a balance of ${state.balance}`, {
@@ -128,7 +128,7 @@ export function refundPayment({ data }: RefundPayment, state: TokenAccountState)
   const payment = existing(state, data.paymentId);
   if (payment.status === 'REFUNDED') return [];
   if (payment.status !== 'COMPLETED') {
-    throw new LedgerError('PAYMENT_NOT_CAPTURED', `payment ${data.paymentId} is ${payment.status}; only a captured payment can be refunded`, { paymentId: data.paymentId, status: payment.status });
+    throw new LedgerError('PAYMENT_NOT_CAPTURED', `payment ${data.paymentId} is ${payment.status}; only a captured payment can be refunded`, { paymentId: data.paymentId, paymentStatus: payment.status });
   }
   // The check before the provider call saw enough balance; only a spend by another process in
   // between can leave less. The money is back with the customer, so record the refund and take back
