@@ -1,4 +1,4 @@
-import { plainToInstance, Transform, Type } from 'class-transformer';
+import { plainToInstance, Transform } from 'class-transformer';
 import { IsBoolean, IsDefined, IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength, ValidateIf, validateSync } from 'class-validator';
 import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, ValidateNested, type ValidationError } from 'class-validator';
 import { DEFAULT_TOKEN_PACKAGES, MOCK_BEHAVIOURS, type MockBehaviour } from '@app/payments';
@@ -37,6 +37,13 @@ export class TokenPackageConfig {
 
   @Matches(/^[A-Z]{3}$/, { message: 'currency must be an ISO 4217 code such as USD' })
   currency!: string;
+}
+
+/** TOKEN_PACKAGES text -> TokenPackageConfig instances (validated as such); anything else is left for the validators to refuse. */
+function toTokenPackages({ value }: { value: unknown }): unknown {
+  const parsed = fromJson({ value });
+  if (!Array.isArray(parsed)) return parsed;
+  return parsed.map((item: unknown) => (typeof item === 'object' && item !== null && !(item instanceof TokenPackageConfig) ? plainToInstance(TokenPackageConfig, item) : item));
 }
 
 /** Signs the mock provider's webhooks when PAYMENT_WEBHOOK_SECRET is unset outside production. */
@@ -138,13 +145,12 @@ export class AppConfig {
   PAYMENT_JOB_INTERVAL_MS = 60_000;
 
   /** The token packages on sale, as a JSON array; clients name a package, never a price. */
-  @Transform(fromJson)
+  @Transform(toTokenPackages)
   @IsArray({ message: 'TOKEN_PACKAGES must be a JSON array of {id, tokens, price, currency}' })
   @ArrayMinSize(1)
   @ArrayMaxSize(100)
   @ArrayUnique((item: TokenPackageConfig) => item.id, { message: 'TOKEN_PACKAGES ids must be unique' })
   @ValidateNested({ each: true })
-  @Type(() => TokenPackageConfig)
   TOKEN_PACKAGES: TokenPackageConfig[] = DEFAULT_TOKEN_PACKAGES.map((item) => Object.assign(new TokenPackageConfig(), item));
 
   /** HMAC-SHA256 key of provider webhooks. Required in production; elsewhere a development default applies. */
