@@ -45,7 +45,7 @@ export class AppModule {
       providers: [
         DatabaseHealthIndicator,
         { provide: WEBHOOK_SECRET, useValue: webhookSecretOf(config) },
-        { provide: IdempotencyStore, inject: [PG_POOL], useFactory: (pool: Pool) => new IdempotencyStore(pool, { ttlHours: config.IDEMPOTENCY_KEY_TTL_HOURS, lockSeconds: 60 }) },
+        { provide: IdempotencyStore, inject: [PG_POOL], useFactory: (pool: Pool) => new IdempotencyStore(pool, { ttlHours: config.IDEMPOTENCY_KEY_TTL_HOURS, lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS }) },
         {
           provide: IdempotencyPurgeJob,
           inject: [SchedulerRegistry, IdempotencyStore],

@@ -1,3 +1,4 @@
+import { invariant } from '@app/ledger';
 import type { Pool } from 'pg';
 
 /**
@@ -8,8 +9,11 @@ import type { Pool } from 'pg';
 export class PaymentStreams {
   constructor(private readonly pool: Pool) {}
 
+  /** Idempotent: a retried request (same derived payment id) finds its row; another user's is refused. */
   async record(paymentId: string, userId: string): Promise<void> {
-    await this.pool.query('INSERT INTO payment_streams (payment_id, user_id) VALUES ($1, $2)', [paymentId, userId]);
+    await this.pool.query('INSERT INTO payment_streams (payment_id, user_id) VALUES ($1, $2) ON CONFLICT (payment_id) DO NOTHING', [paymentId, userId]);
+    const owner = await this.userOf(paymentId);
+    invariant(owner === userId, `payment ${paymentId} is already recorded for another user`);
   }
 
   async userOf(paymentId: string): Promise<string | undefined> {

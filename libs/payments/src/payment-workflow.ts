@@ -3,6 +3,7 @@ import { formatPosition, type Position } from '@app/event-store';
 import {
   captureDecision,
   decideTokenAccount,
+  fold,
   invariant,
   LedgerError,
   refundDecision,
@@ -13,7 +14,7 @@ import {
   type TokenAccountCommand,
   type TokenAccountState,
 } from '@app/ledger';
-import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/accounts';
+import { CommandHandling, eventMetadata, idempotentValueId, ReadModelConsistency, type CommandContext } from '@app/accounts';
 import { PaymentStreams } from './payment-streams.js';
 import { paymentView, type PaymentView, type PaymentWriteResult } from './payment.view.js';
 import { PaymentsError } from './payments.errors.js';
@@ -50,7 +51,10 @@ export class PaymentWorkflow {
     if (chosen === undefined) {
       throw new PaymentsError('PACKAGE_NOT_FOUND', `there is no token package ${packageId}`, { packageId, known: this.options.packages.map((known) => known.id).join(', ') });
     }
-    const paymentId = randomUUID();
+    // With an Idempotency-Key the payment id is derived from the request, so a retry after a crash
+    // opens the same payment (same index row, same provider order), never a second one.
+    const idempotency = context.idempotency;
+    const paymentId = idempotency === undefined ? randomUUID() : idempotentValueId(idempotency.requestId, 'paymentId');
     const now = this.options.now();
     // The index row first: whatever happens next, the payment id leads to the right stream.
     await this.streams.record(paymentId, userId);
@@ -59,8 +63,10 @@ export class PaymentWorkflow {
       type: 'InitiatePayment',
       data: { userId, paymentId, orderId, packageId, tokens: chosen.tokens, amount: chosen.price, currency: chosen.currency, provider: this.provider.name, now, expiresAt: new Date(now.getTime() + this.options.pendingTtlMs) },
     };
-    const handled = await this.decideAndAppend(userId, command, context);
-    return { ...paymentView(paymentIn(handled.state, paymentId)), position: positionText(handled.position), readModelUpToDate: await this.consistency.waitFor(handled.position) };
+    const handled = await this.commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), eventMetadata(context), idempotency);
+    // A replay answers with the payment as its first attempt opened it (PENDING), whatever it became since.
+    const opened = handled.replayed === true ? fold(tokenAccountDecider, tokenAccountDecider.initialState, handled.events) : handled.state;
+    return { ...paymentView(paymentIn(opened, paymentId)), position: positionText(handled.position), readModelUpToDate: await this.consistency.waitFor(handled.position) };
   }
 
   /**

@@ -166,6 +166,16 @@ export class AppConfig {
   @Min(24)
   @Max(24 * 30)
   IDEMPOTENCY_KEY_TTL_HOURS = 24;
+
+  /**
+   * How long a request holds its Idempotency-Key before a repeat may take it over (the first is
+   * presumed dead). A takeover never does the work twice: it finds the first attempt's events.
+   */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(1)
+  @Max(3_600)
+  IDEMPOTENCY_LOCK_SECONDS = 60;
 }
 
 export function webhookSecretOf(config: AppConfig): string {

@@ -13,6 +13,7 @@ import {
 import { CapturePaymentCommand, GetPaymentQuery, InitiatePaymentCommand, ListPaymentsQuery, RefundPaymentCommand, SettlePaymentCommand } from '@app/payments';
 import type { CommandContext } from '@app/accounts';
 import type { FastifyRequest } from 'fastify';
+import { idempotentRequestOf } from '../http/idempotency/idempotency.hooks.js';
 import { UserIdParams } from '../accounts/accounts.dto.js';
 import {
   CreatedPaymentResponse,
@@ -98,6 +99,8 @@ export class AccountPaymentsController {
   }
 }
 
+/** The request's id and, when it claimed an Idempotency-Key, what its events' ids derive from. */
 function context(request: FastifyRequest): CommandContext {
-  return { requestId: request.id };
+  const idempotency = idempotentRequestOf(request);
+  return idempotency === undefined ? { requestId: request.id } : { requestId: request.id, idempotency };
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { IDEMPOTENCY_CLOCK_MARGIN_MS, idempotentRequestId, type IdempotentRequest } from '@app/accounts';
 import { problem } from '../problem-details.filter.js';
 import type { IdempotencyStore } from './idempotency.store.js';
 
@@ -16,8 +17,16 @@ export type IdempotencyOptions = {
   readonly pollIntervalMs: number;
 };
 
-type Claimed = { readonly scope: string; readonly key: string };
+type Claimed = { readonly scope: string; readonly key: string; readonly request: IdempotentRequest };
 const claims = new WeakMap<FastifyRequest, Claimed>();
+
+/**
+ * The Idempotency-Key of a request that claimed one, for its command: the ids of the events it
+ * appends are derived from it, so a retry after a crash finds them instead of doing the work again.
+ */
+export function idempotentRequestOf(request: FastifyRequest): IdempotentRequest | undefined {
+  return claims.get(request)?.request;
+}
 
 /**
  * Idempotency-Key for every mutating route, implemented once as Fastify hooks:
@@ -28,6 +37,11 @@ const claims = new WeakMap<FastifyRequest, Claimed>();
  *   IDEMPOTENCY_KEY_IN_PROGRESS only if it takes longer than `waitMsMax`).
  * Responses that invite a retry (5xx, 409 CONCURRENCY_CONFLICT) are not stored: the key is freed so
  * the retry does the work.
+ *
+ * The key row is not in the transaction of the work, so it alone cannot stop a retry after a crash
+ * (work appended, response never stored) from doing the work again. The command path closes that:
+ * the events of a keyed request get ids derived from the request (`idempotentRequestOf`), and a retry
+ * finds its earlier attempt's events in the stream and answers from them (CommandHandling.handle).
  */
 export function registerIdempotency(fastify: FastifyInstance, store: IdempotencyStore, options: IdempotencyOptions): void {
   fastify.addHook('preHandler', async (request, reply) => {
@@ -41,10 +55,13 @@ export function registerIdempotency(fastify: FastifyInstance, store: Idempotency
     const deadline = Date.now() + options.waitMsMax;
     while (claim.kind === 'in_progress' && claim.requestHash === requestHash && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, options.pollIntervalMs));
-      claim = (await store.find(CALLER_SCOPE, header)) ?? (await store.claim(CALLER_SCOPE, header, requestHash));
+      // claim, not find: it also takes over a key whose first request released it or died.
+      claim = await store.claim(CALLER_SCOPE, header, requestHash);
     }
     if (claim.kind === 'claimed') {
-      claims.set(request, { scope: CALLER_SCOPE, key: header });
+      const requestId = idempotentRequestId({ scope: CALLER_SCOPE, key: header, method: request.method, route: request.url, requestHash });
+      const notBefore = new Date(claim.firstClaimedAt.getTime() - IDEMPOTENCY_CLOCK_MARGIN_MS);
+      claims.set(request, { scope: CALLER_SCOPE, key: header, request: { key: header, requestId, notBefore } });
       return undefined;
     }
     if (claim.requestHash !== requestHash) {
@@ -59,7 +76,6 @@ export function registerIdempotency(fastify: FastifyInstance, store: Idempotency
   fastify.addHook('onSend', async (request, reply, payload) => {
     const claimed = claims.get(request);
     if (claimed === undefined) return payload;
-    claims.delete(request);
     const body = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString('utf8') : undefined;
     if (body === undefined || !isFinal(reply.statusCode, body)) {
       await store.release(claimed.scope, claimed.key);
