@@ -113,7 +113,7 @@ describe('buying a package', () => {
   it('fails a declined payment, credits nothing, and answers the same to a retry', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await buy(userId);
-    provider.behave('decline', orderId);
+    await provider.behave('decline', orderId);
     const declined = await capture(paymentId).expect(402);
     expect(declined.body).toMatchObject({ code: 'PAYMENT_DECLINED', reason: 'card_declined' });
     await capture(paymentId).expect(402);
@@ -128,7 +128,7 @@ describe('crash safety', () => {
   it('credits exactly once when the provider fails after capturing and the client retries', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await buy(userId);
-    provider.behave('error_after_capture', orderId);
+    await provider.behave('error_after_capture', orderId);
     const failed = await capture(paymentId).expect(502);
     expect(failed.body).toMatchObject({ code: 'PROVIDER_UNAVAILABLE' });
     expect((await provider.getOrder(orderId)).status).toBe('captured');
@@ -142,7 +142,7 @@ describe('crash safety', () => {
   it('lets the reconciliation job complete, not expire, a payment the provider captured before the process died', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await buy(userId);
-    provider.behave('error_after_capture', orderId);
+    await provider.behave('error_after_capture', orderId);
     await capture(paymentId).expect(502);
     const run = await theJob().runOnce(hoursFromNow(2));
     expect(run).toMatchObject({ ran: true, failed: 0 });
@@ -154,10 +154,10 @@ describe('crash safety', () => {
   it('answers 502 to a provider timeout without recording anything, and a retry captures once', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await buy(userId);
-    provider.behave('timeout', orderId);
+    await provider.behave('timeout', orderId);
     await capture(paymentId).expect(502);
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
-    provider.behave('approve', orderId);
+    await provider.behave('approve', orderId);
     await capture(paymentId).expect(200);
     expect(await balanceOf(userId)).toBe(100);
   });

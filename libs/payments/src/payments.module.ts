@@ -24,7 +24,7 @@ export class PaymentsModule {
       providers: [
         { provide: PAYMENTS_OPTIONS, useValue: options },
         // One adapter per provider; `mock` is the embedded default.
-        { provide: PAYMENT_PROVIDER, useFactory: (): PaymentProvider => new MockPaymentProvider(options.mockBehaviour) },
+        { provide: PAYMENT_PROVIDER, inject: [PG_POOL], useFactory: (pool: Pool): PaymentProvider => new MockPaymentProvider(pool, options.mockBehaviour) },
         { provide: PaymentStreams, inject: [PG_POOL], useFactory: (pool: Pool) => new PaymentStreams(pool) },
         {
           provide: PaymentWorkflow,
