@@ -21,6 +21,8 @@ export class TokenAccountsModule {
     const logger = new Logger('EventStore');
     return {
       module: TokenAccountsModule,
+      // Global so that PaymentsModule appends through the same CommandHandling (one per-stream mutex and cache per process).
+      global: true,
       imports: [CqrsModule],
       providers: [
         { provide: TOKEN_ACCOUNTS_OPTIONS, useValue: options },
@@ -55,7 +57,7 @@ export class TokenAccountsModule {
         GetBalanceHandler,
         GetTransactionsHandler,
       ],
-      exports: [EVENT_STORE, ProjectionsLifecycle],
+      exports: [EVENT_STORE, ProjectionsLifecycle, CommandHandling, ReadModelConsistency],
     };
   }
 }

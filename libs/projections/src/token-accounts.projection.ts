@@ -1,5 +1,6 @@
 import { formatPosition, type RecordedEvent } from '@app/event-store';
 import { TOKEN_ACCOUNT_EVENT_TYPES, type TokenAccountEvent } from '@app/ledger';
+import { projectPaymentEvent } from './payments.projection.js';
 import type { Projection, RowChange } from './projection.js';
 
 export const TOKEN_ACCOUNTS_PROJECTION = 'token_accounts';
@@ -26,7 +27,7 @@ type TransactionType = 'purchase' | 'usage' | 'refund' | 'adjustment';
  */
 export const tokenAccountsProjection: Projection = {
   name: TOKEN_ACCOUNTS_PROJECTION,
-  tables: ['user_tokens', 'token_transactions'],
+  tables: ['user_tokens', 'token_transactions', 'payments'],
   project(recorded: RecordedEvent): readonly RowChange[] {
     if (!TOKEN_ACCOUNT_EVENT_TYPES.has(recorded.type)) return [];
     const event = { type: recorded.type, data: recorded.data } as TokenAccountEvent;
@@ -35,6 +36,14 @@ export const tokenAccountsProjection: Projection = {
         return transaction(recorded, event.data, 'purchase', event.data.amount, event.data.paymentId);
       case 'TokensUsed':
         return transaction(recorded, event.data, 'usage', -event.data.amount, null);
+      case 'TokensRefunded':
+        return transaction(recorded, event.data, 'refund', -event.data.amount, event.data.paymentId);
+      case 'PaymentInitiated':
+      case 'PaymentCaptured':
+      case 'PaymentFailed':
+      case 'PaymentExpired':
+      case 'PaymentRefunded':
+        return projectPaymentEvent(recorded, event);
       default: {
         const unknown: never = event;
         throw new Error(`token_accounts cannot project ${JSON.stringify(unknown)}`);
