@@ -29,3 +29,22 @@ export async function startTestApp(environment: NodeJS.ProcessEnv = {}): Promise
     },
   };
 }
+
+/**
+ * Another instance of the application on an EXISTING database (a restart, or a second process):
+ * closing it stops the app only; the database stays for the next instance.
+ */
+export async function startTestAppOn(database: TestDatabase, environment: NodeJS.ProcessEnv = {}): Promise<TestApp> {
+  const config = loadConfig({ LOG_LEVEL: 'silent', ...environment });
+  const app = await createApp({ config, databaseUrl: database.url, logger: pino({ level: 'silent' }), openApiUi: false });
+  await app.init();
+  await app.getHttpAdapter().getInstance().ready();
+  return {
+    app,
+    database,
+    http: () => request(app.getHttpServer()),
+    async close() {
+      await app.close();
+    },
+  };
+}

@@ -7,6 +7,15 @@ import { AccountsController } from './accounts/accounts.controller.js';
 import { AdminController } from './admin/admin.controller.js';
 import { ConfigError, type AppConfig } from './config/app.config.js';
 import { DatabaseHealthIndicator, HealthController } from './health/health.controller.js';
+import { ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
+import { PG_POOL } from '@app/database';
+import { PaymentsModule } from '@app/payments';
+import type { Pool } from 'pg';
+import { webhookSecretOf } from './config/app.config.js';
+import { IdempotencyPurgeJob } from './http/idempotency/idempotency-purge.job.js';
+import { IdempotencyStore } from './http/idempotency/idempotency.store.js';
+import { AccountPaymentsController, PaymentsController } from './payments/payments.controller.js';
+import { WEBHOOK_SECRET } from './payments/webhook-signature.guard.js';
 
 @Module({})
 export class AppModule {
@@ -23,9 +32,27 @@ export class AppModule {
           readYourWritesTimeoutMs: config.READ_YOUR_WRITES_TIMEOUT_MS,
           eventStore: eventStoreChoiceOf(config),
         }),
+        ScheduleModule.forRoot(),
+        PaymentsModule.forRoot({
+          provider: config.PAYMENT_PROVIDER,
+          mockBehaviour: config.PAYMENT_MOCK_BEHAVIOUR,
+          packages: config.TOKEN_PACKAGES,
+          pendingTtlMs: config.PAYMENT_PENDING_TTL,
+          jobsEnabled: config.PAYMENT_JOBS_ENABLED,
+          jobIntervalMs: config.PAYMENT_JOB_INTERVAL_MS,
+        }),
       ],
-      controllers: [AccountsController, HealthController, AdminController],
-      providers: [DatabaseHealthIndicator],
+      controllers: [AccountsController, HealthController, AdminController, PaymentsController, AccountPaymentsController],
+      providers: [
+        DatabaseHealthIndicator,
+        { provide: WEBHOOK_SECRET, useValue: webhookSecretOf(config) },
+        { provide: IdempotencyStore, inject: [PG_POOL], useFactory: (pool: Pool) => new IdempotencyStore(pool, { ttlHours: config.IDEMPOTENCY_KEY_TTL_HOURS, lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS }) },
+        {
+          provide: IdempotencyPurgeJob,
+          inject: [SchedulerRegistry, IdempotencyStore],
+          useFactory: (registry: SchedulerRegistry, store: IdempotencyStore) => new IdempotencyPurgeJob(registry, store, config.PAYMENT_JOBS_ENABLED),
+        },
+      ],
     };
   }
 }

@@ -10,6 +10,8 @@ import type { AppConfig } from './config/app.config.js';
 import { PinoNestLogger } from './http/pino-nest.logger.js';
 import { ProblemDetailsFilter } from './http/problem-details.filter.js';
 import { RequestValidationError } from './http/request-validation.error.js';
+import { registerIdempotency } from './http/idempotency/idempotency.hooks.js';
+import { IdempotencyStore } from './http/idempotency/idempotency.store.js';
 
 export type CreateAppOptions = {
   readonly config: AppConfig;
@@ -21,6 +23,8 @@ export type CreateAppOptions = {
 
 const REQUEST_ID_PATTERN = /^[\w.:-]{1,128}$/;
 const BODY_LIMIT_BYTES = 64 * 1024;
+const IDEMPOTENCY_WAIT_MS_MAX = 10_000;
+const IDEMPOTENCY_POLL_INTERVAL_MS = 20;
 
 /** The whole HTTP application, configured the same way for the service and for the end-to-end tests. */
 export async function createApp({ config, databaseUrl, logger, openApiUi }: CreateAppOptions): Promise<NestFastifyApplication> {
@@ -32,7 +36,8 @@ export async function createApp({ config, databaseUrl, logger, openApiUi }: Crea
       return typeof header === 'string' && REQUEST_ID_PATTERN.test(header) ? header : randomUUID();
     },
   });
-  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, databaseUrl), adapter, { logger: new PinoNestLogger(logger) });
+  // rawBody: the webhook signature is checked over the exact bytes received (request.rawBody).
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, databaseUrl), adapter, { logger: new PinoNestLogger(logger), rawBody: true });
 
   const fastify = app.getHttpAdapter().getInstance();
   // The API speaks JSON only: any other body is refused with 415 rather than validated as a string.
@@ -47,6 +52,8 @@ export async function createApp({ config, databaseUrl, logger, openApiUi }: Crea
       'request completed',
     );
   });
+
+  registerIdempotency(fastify, app.get(IdempotencyStore), { waitMsMax: IDEMPOTENCY_WAIT_MS_MAX, pollIntervalMs: IDEMPOTENCY_POLL_INTERVAL_MS });
 
   app.enableVersioning({ type: VersioningType.URI });
   app.useGlobalFilters(new ProblemDetailsFilter());

@@ -10,12 +10,17 @@ export function renderResults(results: readonly ScenarioResult[], run: { readonl
   ];
   for (const result of results) {
     for (const measurement of result.measurements) {
-      const value = measurement.unit === 'ms' ? `${measurement.value.toFixed(2)} ms` : `${Math.round(measurement.value).toLocaleString('en')} ${measurement.unit}`;
+      const value =
+        measurement.unit === 'ms' ? `${measurement.value.toFixed(2)} ms`
+        : measurement.unit === 'appends' ? `${measurement.value.toFixed(1)} appends`
+        : `${Math.round(measurement.value).toLocaleString('en')} ${measurement.unit}`;
       const reference = measurement.reference === undefined ? '' : `${Math.round(measurement.reference).toLocaleString('en')} rows/s`;
       const ratio = measurement.reference === undefined ? '' : `${(measurement.value / measurement.reference).toFixed(2)}x`;
       const target = measurement.target === undefined ? '' : `${measurement.target}: ${measurement.met === true ? 'met' : '**missed**'}`;
       lines.push(`| ${result.scenario} | ${measurement.name} | ${value} | ${reference} | ${ratio} | ${target} | ${result.peakRssMiB.toFixed(0)} MiB |`);
     }
   }
+  lines.push('', '| Scenario | 1-minute load average at its start | Checkpoints during it |', '|---|---:|---:|');
+  for (const result of results) lines.push(`| ${result.scenario} | ${result.conditions.loadAverage.toFixed(2)} | ${result.conditions.checkpoints} |`);
   return lines.join('\n');
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { PostgresEventStore, type EventStore, type ReadStreamOptions, type RecordedEvent } from '@app/event-store';
-import { decideTokenAccount, LedgerError, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
+import { decideTokenAccount, LedgerError, tokenAccountDecider, tokenAccountSnapshot, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { CommandHandling, ConcurrencyConflictError, type CommandHandlingOptions } from './command-handling.js';
 import { PostgresSnapshotStore, snapshotChecksum } from './snapshots/postgres-snapshot-store.js';
@@ -231,6 +231,6 @@ describe('command handling: a wrong snapshot never makes a wrong decision', () =
     const row = await database.pool.query<{ schema_version: number; revision: string }>('SELECT schema_version, revision::text FROM snapshots WHERE stream_id = $1', [
       tokenAccountStreamId(userId),
     ]);
-    expect(row.rows[0]).toEqual({ schema_version: 1, revision: '601' });
+    expect(row.rows[0]).toEqual({ schema_version: tokenAccountSnapshot.version, revision: '601' });
   });
 });

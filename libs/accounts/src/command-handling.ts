@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { READ_COUNT_MAX, WrongExpectedRevisionError, type EventMetadata, type EventStore, type JsonValue, type Position, type RecordedEvent } from '@app/event-store';
+import { isDeepStrictEqual } from 'node:util';
+import { EventIdConflictError, READ_COUNT_MAX, WrongExpectedRevisionError, type EventMetadata, type EventStore, type JsonValue, type Position, type RecordedEvent } from '@app/event-store';
 import { fold, SnapshotRejected, type Decider } from '@app/ledger';
+import { idempotentEventId, type IdempotentRequest } from './idempotent-request.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import type { PostgresSnapshotStore } from './snapshots/postgres-snapshot-store.js';
 import { StreamStateCache } from './stream-state-cache.js';
@@ -13,6 +15,12 @@ export type HandledCommand<State, Event> = {
   readonly events: readonly Event[];
   /** Position of the stream's last event after the command, for read-your-writes. */
   readonly position: Position | undefined;
+  /**
+   * True when an idempotent request found its events already in the stream (an earlier attempt
+   * appended them): `events` are those recorded events, `position` is the last one's, and nothing
+   * was decided or appended now.
+   */
+  readonly replayed?: boolean;
 };
 
 /** A stream's state at a revision, and what a loader needs to go on from there. */
@@ -46,6 +54,9 @@ export class ConcurrencyConflictError extends Error {
 
 export const CONFLICT_RETRIES_MAX = 5;
 
+/** Events read per page while looking for an idempotent request's events. */
+const FIND_PAGE_SIZE = 100;
+
 type AnyDecider<Event, State> = Pick<Decider<unknown, Event, State>, 'evolve' | 'initialState' | 'snapshot'>;
 
 /**
@@ -68,10 +79,22 @@ export class CommandHandling {
   async handle<Command, Event extends DomainEvent, State>(
     streamId: string,
     decider: Decider<Command, Event, State>,
-    decide: (state: State) => readonly Event[],
+    // May be async: a payment decision calls its provider under this stream's lock, so commands of
+    // this process on the stream wait for it instead of racing it.
+    decide: (state: State) => readonly Event[] | Promise<readonly Event[]>,
     metadata: EventMetadata,
+    /**
+     * A request with an Idempotency-Key: its events get ids derived from the request, and if an
+     * earlier attempt of it already appended them, they are returned (`replayed`) instead of
+     * deciding again. This is what makes a retry after a crash spend or credit nothing twice.
+     */
+    idempotent?: IdempotentRequest,
   ): Promise<HandledCommand<State, Event>> {
     return this.locks.run(streamId, async () => {
+      if (idempotent !== undefined) {
+        const earlier = await this.findApplied<Event>(streamId, idempotent, idempotent.notBefore);
+        if (earlier !== undefined) return { state: (await this.load(streamId, decider)).state, ...earlier };
+      }
       // A cached state is trusted without a read: the append's expected revision rejects a decision
       // made on a state another process has moved past. One round trip per command in the common case.
       const cached = this.cache.get(streamId) as LoadedStream<State> | undefined;
@@ -80,10 +103,16 @@ export class CommandHandling {
       for (let attempt = 1; ; attempt += 1) {
         let events: readonly Event[];
         try {
-          events = decide(loaded.state);
+          events = await decide(loaded.state);
         } catch (error) {
           // A rejection is only final on a state read from the stream: a cached one may be behind.
-          if (verified) throw error;
+          if (verified) {
+            // ...and not when the state includes this very request, appended by an attempt running
+            // alongside (a lapsed lease): its spend must not turn the retry into INSUFFICIENT_BALANCE.
+            const earlier = idempotent === undefined ? undefined : await this.findApplied<Event>(streamId, idempotent, idempotent.notBefore);
+            if (earlier !== undefined) return { state: loaded.state, ...earlier };
+            throw error;
+          }
           loaded = await this.catchUp(streamId, decider, loaded);
           verified = true;
           continue;
@@ -97,9 +126,24 @@ export class CommandHandling {
           await this.snapshotIfDue(streamId, decider, loaded);
           return { state: loaded.state, events, position: loaded.position };
         }
-        const toAppend = events.map((event) => ({ id: randomUUID(), type: event.type, data: event.data, metadata }));
+        const toAppend = events.map((event, index) => ({
+          id: idempotent === undefined ? randomUUID() : idempotentEventId(idempotent.requestId, index),
+          type: event.type,
+          data: event.data,
+          metadata,
+        }));
         try {
           const appended = await this.store.append(streamId, toAppend, { expectedRevision: loaded.revision < 0n ? 'no_stream' : loaded.revision });
+          if (idempotent !== undefined) {
+            // Same ids at the same place are a success without a write: another attempt of this
+            // request, deciding on the same state, got there first. Its events are the truth.
+            const recorded = await this.store.readStream(streamId, { fromRevision: appended.nextRevision - BigInt(toAppend.length) + 1n, maxCount: toAppend.length });
+            const ours = recorded.length === toAppend.length && recorded.every((event, index) => event.id === toAppend[index]?.id && event.type === toAppend[index].type && isDeepStrictEqual(event.data, toAppend[index].data));
+            if (!ours) {
+              const state = (await this.catchUp(streamId, decider, loaded)).state;
+              return { state, events: recorded.map((event) => asEvent<Event>(event)), position: appended.position, replayed: true };
+            }
+          }
           const after: LoadedStream<State> = {
             state: fold(decider, loaded.state, events),
             revision: appended.nextRevision,
@@ -111,6 +155,13 @@ export class CommandHandling {
           await this.snapshotIfDue(streamId, decider, after);
           return { state: after.state, events, position: after.position };
         } catch (error) {
+          if (idempotent !== undefined && error instanceof EventIdConflictError) {
+            // The ids are in the stream already, elsewhere than where this decision would go: an
+            // earlier attempt of the request appended them (found however long ago that was).
+            const earlier = await this.findApplied<Event>(streamId, idempotent, undefined);
+            if (earlier === undefined) throw error;
+            return { state: (await this.catchUp(streamId, decider, loaded)).state, ...earlier };
+          }
           if (!(error instanceof WrongExpectedRevisionError)) throw error;
           if (attempt >= CONFLICT_RETRIES_MAX) throw new ConcurrencyConflictError(`stream ${streamId} kept changing during ${CONFLICT_RETRIES_MAX} attempts`);
           loaded = await this.catchUp(streamId, decider, loaded);
@@ -118,6 +169,39 @@ export class CommandHandling {
         }
       }
     });
+  }
+
+  /**
+   * The events an earlier attempt of `request` appended to the stream, if any: found by the derived
+   * id of its first event, searching backwards from the end and stopping at events recorded before
+   * `notBefore` (none of the request's can be older); without it, the whole stream.
+   */
+  private async findApplied<Event extends DomainEvent>(
+    streamId: string,
+    request: IdempotentRequest,
+    notBefore: Date | undefined,
+  ): Promise<{ events: readonly Event[]; position: Position; replayed: true } | undefined> {
+    const firstId = idempotentEventId(request.requestId, 0);
+    let from: bigint | undefined;
+    for (;;) {
+      const page = await this.store.readStream(streamId, { direction: 'backwards', maxCount: FIND_PAGE_SIZE, ...(from === undefined ? {} : { fromRevision: from }) });
+      for (const recorded of page) {
+        if (recorded.id === firstId) {
+          const batch = await this.store.readStream(streamId, { fromRevision: recorded.revision, maxCount: FIND_PAGE_SIZE });
+          const events: RecordedEvent[] = [];
+          for (const [index, event] of batch.entries()) {
+            if (event.id !== idempotentEventId(request.requestId, index)) break;
+            events.push(event);
+          }
+          const last = events[events.length - 1] ?? recorded;
+          return { events: events.map((event) => asEvent<Event>(event)), position: last.position, replayed: true };
+        }
+        if (notBefore !== undefined && recorded.createdAt.getTime() < notBefore.getTime()) return undefined;
+      }
+      const oldest = page[page.length - 1];
+      if (page.length < FIND_PAGE_SIZE || oldest === undefined || oldest.revision === 0n) return undefined;
+      from = oldest.revision - 1n;
+    }
   }
 
   /** The stream's current state: from the cache or a snapshot when they can be trusted, then the newer events. */

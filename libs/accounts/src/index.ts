@@ -2,6 +2,7 @@ export * from './command-context.js';
 export * from './command-handling.js';
 export * from './commands/add-tokens.command.js';
 export * from './commands/use-tokens.command.js';
+export * from './idempotent-request.js';
 export * from './projections.lifecycle.js';
 export * from './queries/get-balance.query.js';
 export * from './queries/get-transactions.query.js';

@@ -22,6 +22,8 @@ export class TokenAccountsModule {
     const logger = new Logger('EventStore');
     return {
       module: TokenAccountsModule,
+      // Global so that PaymentsModule appends through the same CommandHandling (one per-stream mutex and cache per process).
+      global: true,
       imports: [CqrsModule],
       providers: [
         { provide: TOKEN_ACCOUNTS_OPTIONS, useValue: options },
@@ -67,7 +69,7 @@ export class TokenAccountsModule {
         GetBalanceHandler,
         GetTransactionsHandler,
       ],
-      exports: [EVENT_STORE, ProjectionsLifecycle, ProjectionsAdmin],
+      exports: [EVENT_STORE, ProjectionsLifecycle, ProjectionsAdmin, CommandHandling, ReadModelConsistency],
     };
   }
 }

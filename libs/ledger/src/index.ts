@@ -8,3 +8,7 @@ export * from './token-account/token-account.decider.js';
 export * from './token-account/token-account.events.js';
 export * from './token-account/token-account.snapshot.js';
 export * from './token-account/token-account.state.js';
+export * from './token-account/payment.commands.js';
+export * from './token-account/payment.decide.js';
+export * from './token-account/payment.events.js';
+export * from './token-account/payment.state.js';

@@ -7,7 +7,12 @@ export type LedgerErrorCode =
   | 'DESCRIPTION_TOO_LONG'
   | 'INSUFFICIENT_BALANCE'
   | 'BALANCE_OUT_OF_RANGE'
-  | 'PAYMENT_ID_REUSED';
+  | 'PAYMENT_ID_REUSED'
+  | 'PAYMENT_NOT_FOUND'
+  | 'PAYMENT_EXPIRED'
+  | 'PAYMENT_DECLINED'
+  | 'PAYMENT_NOT_CAPTURED'
+  | 'REFUND_EXCEEDS_BALANCE';
 
 export type LedgerErrorDetails = Readonly<Record<string, string | number | null>>;
 

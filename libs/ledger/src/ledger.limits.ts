@@ -10,3 +10,11 @@ export const DESCRIPTION_LENGTH_MAX = 500;
 export function isTokenAmount(value: number): boolean {
   return Number.isSafeInteger(value) && value >= TOKEN_AMOUNT_MIN && value <= TOKEN_AMOUNT_MAX;
 }
+
+/** A price in minor units of its currency (cents): a positive safe integer. */
+export function isMoneyAmount(value: number): boolean {
+  return Number.isSafeInteger(value) && value >= 1;
+}
+
+/** ISO 4217 alphabetic code. */
+export const CURRENCY_PATTERN = /^[A-Z]{3}$/;

@@ -9,3 +9,4 @@ export * from './projection-status.js';
 export * from './shadow-tables.js';
 export * from './token-accounts.bulk.js';
 export * from './synthetic-history.js';
+export * from './payments.projection.js';

@@ -1,5 +1,6 @@
 import { formatPosition, type RecordedEvent } from '@app/event-store';
 import { TOKEN_ACCOUNT_EVENT_TYPES, type TokenAccountEvent } from '@app/ledger';
+import { projectPaymentEvent } from './payments.projection.js';
 import type { Projection, RowChange } from './projection.js';
 import { tokenAccountsAccountRows, tokenAccountsBulkLoad } from './token-accounts.bulk.js';
 
@@ -27,7 +28,7 @@ type TransactionType = 'purchase' | 'usage' | 'refund' | 'adjustment';
  */
 export const tokenAccountsProjection: Projection = {
   name: TOKEN_ACCOUNTS_PROJECTION,
-  tables: ['user_tokens', 'token_transactions'],
+  tables: ['user_tokens', 'token_transactions', 'payments'],
   bulkLoad: tokenAccountsBulkLoad,
   accountRows: tokenAccountsAccountRows,
   project(recorded: RecordedEvent): readonly RowChange[] {
@@ -38,6 +39,14 @@ export const tokenAccountsProjection: Projection = {
         return transaction(recorded, event.data, 'purchase', event.data.amount, event.data.paymentId);
       case 'TokensUsed':
         return transaction(recorded, event.data, 'usage', -event.data.amount, null);
+      case 'TokensRefunded':
+        return transaction(recorded, event.data, 'refund', -event.data.amount, event.data.paymentId);
+      case 'PaymentInitiated':
+      case 'PaymentCaptured':
+      case 'PaymentFailed':
+      case 'PaymentExpired':
+      case 'PaymentRefunded':
+        return projectPaymentEvent(recorded, event);
       default: {
         const unknown: never = event;
         throw new Error(`token_accounts cannot project ${JSON.stringify(unknown)}`);

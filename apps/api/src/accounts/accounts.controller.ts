@@ -3,6 +3,7 @@ import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import { ApiConflictResponse, ApiCreatedResponse, ApiOkResponse, ApiTags, ApiBadRequestResponse } from '@nestjs/swagger';
 import { AddTokensCommand, GetBalanceQuery, GetTransactionsQuery, UseTokensCommand, type CommandContext } from '@app/accounts';
 import type { FastifyRequest } from 'fastify';
+import { idempotentRequestOf } from '../http/idempotency/idempotency.hooks.js';
 import {
   BalanceResponse,
   HistoryQuery,
@@ -52,6 +53,8 @@ export class AccountsController {
   }
 }
 
+/** The request's id and, when it claimed an Idempotency-Key, what its events' ids derive from. */
 function context(request: FastifyRequest): CommandContext {
-  return { requestId: request.id };
+  const idempotency = idempotentRequestOf(request);
+  return idempotency === undefined ? { requestId: request.id } : { requestId: request.id, idempotency };
 }

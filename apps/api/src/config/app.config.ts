@@ -1,8 +1,53 @@
 import { plainToInstance, Transform } from 'class-transformer';
 import { IsBoolean, IsDefined, IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength, ValidateIf, validateSync } from 'class-validator';
+import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, ValidateNested, type ValidationError } from 'class-validator';
+import { DEFAULT_TOKEN_PACKAGES, MOCK_BEHAVIOURS, type MockBehaviour } from '@app/payments';
 
 const toBoolean = ({ value }: { value: unknown }) => (value === 'true' ? true : value === 'false' ? false : value);
 const toInteger = ({ value }: { value: unknown }) => (typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value);
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+/** `90s`, `30m`, `1h`, `500ms`, or a number of milliseconds. */
+const toDurationMs = ({ value }: { value: unknown }) => {
+  const match = typeof value === 'string' ? /^(\d+)(ms|s|m|h)?$/.exec(value) : null;
+  return match === null ? value : Number(match[1]) * (DURATION_UNITS_MS[match[2] ?? 'ms'] ?? Number.NaN);
+};
+const fromJson = ({ value }: { value: unknown }) => {
+  if (typeof value !== 'string') return value;
+  try {
+    return JSON.parse(value) as unknown;
+  } catch {
+    return value;
+  }
+};
+
+/** One token package of TOKEN_PACKAGES: `{"id":"starter","tokens":100,"price":500,"currency":"USD"}` (price in minor units). */
+export class TokenPackageConfig {
+  @Matches(/^[a-z0-9][a-z0-9-]{0,63}$/, { message: 'id must be 1-64 lower-case letters, digits or dashes' })
+  id!: string;
+
+  @IsInt()
+  @Min(1)
+  @Max(Number.MAX_SAFE_INTEGER)
+  tokens!: number;
+
+  @IsInt()
+  @Min(1)
+  @Max(Number.MAX_SAFE_INTEGER)
+  price!: number;
+
+  @Matches(/^[A-Z]{3}$/, { message: 'currency must be an ISO 4217 code such as USD' })
+  currency!: string;
+}
+
+/** TOKEN_PACKAGES text -> TokenPackageConfig instances (validated as such); anything else is left for the validators to refuse. */
+function toTokenPackages({ value }: { value: unknown }): unknown {
+  const parsed = fromJson({ value });
+  if (!Array.isArray(parsed)) return parsed;
+  return parsed.map((item: unknown) => (typeof item === 'object' && item !== null && !(item instanceof TokenPackageConfig) ? plainToInstance(TokenPackageConfig, item) : item));
+}
+
+/** Signs the mock provider's webhooks when PAYMENT_WEBHOOK_SECRET is unset outside production. */
+export const DEVELOPMENT_WEBHOOK_SECRET = 'development-only-mock-webhook-secret';
 
 /**
  * Every setting the service reads from the environment, validated at start: a bad value stops the
@@ -72,21 +117,91 @@ export class AppConfig {
 
   @IsIn(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
   LOG_LEVEL: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' = 'info';
+
+  /** The payment provider adapter; `mock` is built in and the default. */
+  @IsIn(['mock'])
+  PAYMENT_PROVIDER = 'mock' as const;
+
+  /** How the mock provider answers captures of new orders (demos and manual tests). */
+  @IsIn(MOCK_BEHAVIOURS)
+  PAYMENT_MOCK_BEHAVIOUR: MockBehaviour = 'approve';
+
+  /** How long a payment may stay PENDING before the expiry job ends it: `1h`, `30m`, `90s` or milliseconds. */
+  @Transform(toDurationMs)
+  @IsInt({ message: 'PAYMENT_PENDING_TTL must be a duration such as 1h, 30m, 90s or a number of milliseconds' })
+  @Min(1_000)
+  @Max(7 * 24 * 3_600_000)
+  PAYMENT_PENDING_TTL = 3_600_000;
+
+  /** Run the pending-payment expiry job in this process. */
+  @Transform(toBoolean)
+  @IsBoolean()
+  PAYMENT_JOBS_ENABLED = true;
+
+  @Transform(toInteger)
+  @IsInt()
+  @Min(100)
+  @Max(3_600_000)
+  PAYMENT_JOB_INTERVAL_MS = 60_000;
+
+  /** The token packages on sale, as a JSON array; clients name a package, never a price. */
+  @Transform(toTokenPackages)
+  @IsArray({ message: 'TOKEN_PACKAGES must be a JSON array of {id, tokens, price, currency}' })
+  @ArrayMinSize(1)
+  @ArrayMaxSize(100)
+  @ArrayUnique((item: TokenPackageConfig) => item.id, { message: 'TOKEN_PACKAGES ids must be unique' })
+  @ValidateNested({ each: true })
+  TOKEN_PACKAGES: TokenPackageConfig[] = DEFAULT_TOKEN_PACKAGES.map((item) => Object.assign(new TokenPackageConfig(), item));
+
+  /** HMAC-SHA256 key of provider webhooks. Required in production; elsewhere a development default applies. */
+  @ValidateIf((config: AppConfig) => config.NODE_ENV === 'production' || config.PAYMENT_WEBHOOK_SECRET !== undefined)
+  @IsDefined({ message: 'PAYMENT_WEBHOOK_SECRET is required when NODE_ENV=production' })
+  @IsString()
+  @MinLength(16)
+  PAYMENT_WEBHOOK_SECRET?: string;
+
+  /** How long an Idempotency-Key and its response are kept (at least 24 hours). */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(24)
+  @Max(24 * 30)
+  IDEMPOTENCY_KEY_TTL_HOURS = 24;
+
+  /**
+   * How long a request holds its Idempotency-Key before a repeat may take it over (the first is
+   * presumed dead). A takeover never does the work twice: it finds the first attempt's events.
+   */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(1)
+  @Max(3_600)
+  IDEMPOTENCY_LOCK_SECONDS = 60;
+}
+
+export function webhookSecretOf(config: AppConfig): string {
+  return config.PAYMENT_WEBHOOK_SECRET ?? DEVELOPMENT_WEBHOOK_SECRET;
 }
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-const KEYS = Object.keys(new AppConfig()).concat('DATABASE_URL', 'EVENTSTORE_URL');
+const KEYS = Object.keys(new AppConfig()).concat('DATABASE_URL', 'EVENTSTORE_URL', 'PAYMENT_WEBHOOK_SECRET');
 
 export function loadConfig(environment: NodeJS.ProcessEnv): AppConfig {
   const present = Object.fromEntries(KEYS.filter((key) => environment[key] !== undefined && environment[key] !== '').map((key) => [key, environment[key]]));
   const config = plainToInstance(AppConfig, present);
   const errors = validateSync(config, { whitelist: true });
   if (errors.length > 0) {
-    const lines = errors.map((error) => `${error.property}=${error.value === undefined ? '(unset)' : JSON.stringify(error.value)}: ${Object.values(error.constraints ?? {}).join('; ')}`);
+    const lines = errors.map((error) => `${error.property}=${error.value === undefined ? '(unset)' : JSON.stringify(error.value)}: ${constraintsOf(error).join('; ')}`);
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   return config;
+}
+
+/** The rules a value broke, including those of nested values (a token package), named by their path. */
+function constraintsOf(error: ValidationError, path = ''): string[] {
+  const own = Object.values(error.constraints ?? {}).map((message) => (path === '' ? message : `${path}: ${message}`));
+  const nested = (error.children ?? []).flatMap((child) => constraintsOf(child, path === '' ? child.property : `${path}.${child.property}`));
+  return [...own, ...nested];
 }

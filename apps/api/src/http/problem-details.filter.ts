@@ -1,5 +1,6 @@
 import { Catch, HttpException, HttpStatus, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import { ConcurrencyConflictError } from '@app/accounts';
+import { PaymentProviderError, PaymentsError, type PaymentsErrorCode } from '@app/payments';
 import { LedgerError, type LedgerErrorCode } from '@app/ledger';
 import { RebuildInProgressError, UnknownProjectionError } from '@app/projections';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -22,6 +23,16 @@ const LEDGER_STATUS: Record<LedgerErrorCode, number> = {
   INSUFFICIENT_BALANCE: HttpStatus.CONFLICT,
   BALANCE_OUT_OF_RANGE: HttpStatus.UNPROCESSABLE_ENTITY,
   PAYMENT_ID_REUSED: HttpStatus.CONFLICT,
+  PAYMENT_NOT_FOUND: HttpStatus.NOT_FOUND,
+  PAYMENT_EXPIRED: HttpStatus.CONFLICT,
+  PAYMENT_DECLINED: HttpStatus.PAYMENT_REQUIRED,
+  PAYMENT_NOT_CAPTURED: HttpStatus.CONFLICT,
+  REFUND_EXCEEDS_BALANCE: HttpStatus.CONFLICT,
+};
+
+const PAYMENTS_STATUS: Record<PaymentsErrorCode, number> = {
+  PACKAGE_NOT_FOUND: HttpStatus.NOT_FOUND,
+  PROVIDER_UNAVAILABLE: HttpStatus.BAD_GATEWAY,
 };
 
 const TITLES: Record<string, string> = {
@@ -32,6 +43,16 @@ const TITLES: Record<string, string> = {
   AMOUNT_OUT_OF_RANGE: 'Amount out of range',
   DESCRIPTION_TOO_LONG: 'Description too long',
   CONCURRENCY_CONFLICT: 'The account changed concurrently; retry the request',
+  PAYMENT_NOT_FOUND: 'Payment not found',
+  PAYMENT_EXPIRED: 'Payment expired',
+  PAYMENT_DECLINED: 'Payment declined by the provider',
+  PAYMENT_NOT_CAPTURED: 'Payment not captured',
+  REFUND_EXCEEDS_BALANCE: 'Refund exceeds the token balance',
+  PACKAGE_NOT_FOUND: 'Token package not found',
+  PROVIDER_UNAVAILABLE: 'The payment provider did not answer; retry the request',
+  IDEMPOTENCY_KEY_INVALID: 'Idempotency-Key not valid',
+  IDEMPOTENCY_KEY_REUSED: 'Idempotency-Key reused with a different request',
+  IDEMPOTENCY_KEY_IN_PROGRESS: 'A request with this Idempotency-Key is in progress',
   INTERNAL_ERROR: 'Internal error',
   UNKNOWN_PROJECTION: 'No projection has this name',
   REBUILD_IN_PROGRESS: 'A rebuild of this projection is already running',
@@ -58,6 +79,13 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     if (exception instanceof LedgerError) {
       return problem(LEDGER_STATUS[exception.code], exception.code, exception.message, instance, { ...exception.details });
     }
+    if (exception instanceof PaymentsError) {
+      return problem(PAYMENTS_STATUS[exception.code], exception.code, exception.message, instance, { ...exception.details });
+    }
+    if (exception instanceof PaymentProviderError) {
+      // The provider may or may not have acted: the request is safe to retry, and a retry records the outcome once.
+      return problem(HttpStatus.BAD_GATEWAY, 'PROVIDER_UNAVAILABLE', `${exception.message}; retry the request`, instance, { providerError: exception.kind });
+    }
     if (exception instanceof ConcurrencyConflictError) {
       return problem(HttpStatus.CONFLICT, 'CONCURRENCY_CONFLICT', exception.message, instance);
     }
@@ -78,7 +106,7 @@ export class ProblemDetailsFilter implements ExceptionFilter {
   }
 }
 
-function problem(status: number, code: string, detail: string, instance: string, more: Record<string, unknown> = {}): ProblemDetails {
+export function problem(status: number, code: string, detail: string, instance: string, more: Record<string, unknown> = {}): ProblemDetails {
   return {
     type: `urn:token-ledger:problem:${code.toLowerCase().replaceAll('_', '-')}`,
     title: TITLES[code] ?? httpTitle(status),

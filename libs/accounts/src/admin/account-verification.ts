@@ -30,9 +30,29 @@ export async function replayAccount(store: EventStore, userId: string): Promise<
     const event = asTokenAccountEvent(recorded);
     if (event === undefined) return line(recorded, 0, state.balance, null, recorded.createdAt.toISOString());
     state = evolveTokenAccount(state, event);
-    const amount = event.type === 'TokensUsed' ? -event.data.amount : event.data.amount;
-    return line(recorded, amount, state.balance, event.data.description, event.data.occurredAt);
+    return line(recorded, tokenMovement(event), state.balance, 'description' in event.data ? event.data.description : null, event.data.occurredAt);
   });
+}
+
+/** Tokens an event moves, signed: purchases credit, usage and refunds debit, payment lifecycle events move none. */
+function tokenMovement(event: TokenAccountEvent): number {
+  switch (event.type) {
+    case 'TokensPurchased':
+      return event.data.amount;
+    case 'TokensUsed':
+    case 'TokensRefunded':
+      return -event.data.amount;
+    case 'PaymentInitiated':
+    case 'PaymentCaptured':
+    case 'PaymentFailed':
+    case 'PaymentExpired':
+    case 'PaymentRefunded':
+      return 0;
+    default: {
+      const unknown: never = event;
+      throw new Error(`unknown token account event ${JSON.stringify(unknown)}`);
+    }
+  }
 }
 
 /**

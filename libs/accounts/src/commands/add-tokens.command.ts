@@ -29,7 +29,7 @@ export class AddTokensHandler implements ICommandHandler<AddTokensCommand> {
 
   async execute({ userId, paymentId, amount, description, context }: AddTokensCommand): Promise<LedgerWriteResult> {
     const command = { type: 'AddTokens', data: { userId, paymentId, amount, description, transactionId: randomUUID(), now: new Date() } } as const;
-    const handled = await this.commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), eventMetadata(context));
+    const handled = await this.commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), eventMetadata(context), context.idempotency);
     const purchase = handled.state.purchases.get(paymentId);
     invariant(purchase !== undefined, `payment ${paymentId} is not credited after AddTokens`);
     return {

@@ -17,6 +17,7 @@ import {
 import { checkAppendCount, checkedReadCount } from '../limits.js';
 import { START, type Position } from '../position.js';
 import { APPEND_CHANNEL, AppendWakeups } from './append-wakeups.js';
+import { DEFAULT_GROUP_COMMIT_OPTIONS, GroupCommit, type AppendRow, type GroupCommitOptions, type GroupCommitStats } from './group-commit.js';
 
 export type PostgresEventStoreOptions = {
   /** Used for the dedicated LISTEN connection; queries go through the pool. */
@@ -26,6 +27,8 @@ export type PostgresEventStoreOptions = {
   /** Events a subscription reads per query. */
   readonly subscriptionBatchSize?: number;
   readonly onError?: (error: Error) => void;
+  /** How appends that arrive together share a transaction; see GroupCommit. */
+  readonly groupCommit?: Partial<GroupCommitOptions>;
 };
 
 type EventRow = {
@@ -40,13 +43,6 @@ type EventRow = {
   created_at: Date;
 };
 
-type AppendRow = {
-  status: 'appended' | 'already_appended' | 'wrong_expected' | 'id_conflict';
-  next_revision: string | null;
-  actual_revision: string;
-  commit_position: string | null;
-  prepare_position: string | null;
-};
 
 // Careful: `transaction_id` is selected as text, and a bare ORDER BY name binds to the output column
 // first, which would sort xids as strings ('1000' < '999'). Every ORDER BY below qualifies `events.`.
@@ -57,11 +53,12 @@ const EVENT_COLUMNS =
 // sequence value taken earlier but committed later would otherwise be skipped for good.
 const VISIBLE = 'transaction_id < pg_snapshot_xmin(pg_current_snapshot())';
 
-/** The default event store: one PostgreSQL database, appends through one SQL function call. */
+/** The default event store: one PostgreSQL database; appends arriving together share a transaction (GroupCommit). */
 export class PostgresEventStore implements EventStore {
   private readonly wakeups: AppendWakeups;
   private readonly pollIntervalMs: number;
   private readonly subscriptionBatchSize: number;
+  private readonly groupCommit: GroupCommit;
 
   constructor(
     private readonly pool: Pool,
@@ -69,26 +66,21 @@ export class PostgresEventStore implements EventStore {
   ) {
     this.pollIntervalMs = options.pollIntervalMs ?? 250;
     this.subscriptionBatchSize = options.subscriptionBatchSize ?? 1_000;
+    this.groupCommit = new GroupCommit(pool, { ...DEFAULT_GROUP_COMMIT_OPTIONS, ...options.groupCommit });
     this.wakeups = new AppendWakeups(options.connectionString, options.onError ?? (() => undefined), () => this.pool.query('SELECT pg_notify($1, $2)', [APPEND_CHANNEL, '']));
   }
 
   async append(streamId: string, events: readonly EventToAppend[], { expectedRevision }: { readonly expectedRevision: ExpectedRevision }): Promise<AppendResult> {
     checkAppendCount(events.length);
     const [kind, revision] = typeof expectedRevision === 'bigint' ? ['exact', expectedRevision.toString()] : [expectedRevision, null];
-    const result = await this.pool.query<AppendRow>(
-      'SELECT * FROM append_to_stream($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[])',
-      [
-        streamId,
-        kind,
-        revision,
-        events.map((event) => event.id),
-        events.map((event) => event.type),
-        events.map((event) => JSON.stringify(event.data)),
-        events.map((event) => JSON.stringify(event.metadata ?? {})),
-      ],
-    );
-    const row = result.rows[0];
-    if (row === undefined) throw new Error('append_to_stream returned no row');
+    let row: AppendRow;
+    try {
+      row = await this.groupCommit.append({ streamId, kind, revision, events });
+    } catch (error) {
+      // An id being written by another transaction at the same moment: its insert won, this one lost.
+      if (isUniqueViolation(error, 'events_event_id_unique')) throw new EventIdConflictError(streamId);
+      throw error;
+    }
     switch (row.status) {
       case 'appended':
         this.wakeups.published();
@@ -104,6 +96,11 @@ export class PostgresEventStore implements EventStore {
         throw new Error(`append_to_stream returned the unknown status ${String(unknown)}`);
       }
     }
+  }
+
+  /** How appends have been grouped into transactions by this store so far. */
+  groupCommitStats(): GroupCommitStats {
+    return this.groupCommit.stats();
   }
 
   async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<readonly RecordedEvent[]> {
@@ -169,6 +166,10 @@ export class PostgresEventStore implements EventStore {
   async close(): Promise<void> {
     await this.wakeups.close();
   }
+}
+
+function isUniqueViolation(error: unknown, constraint: string): boolean {
+  return error instanceof Error && 'code' in error && error.code === '23505' && 'constraint' in error && error.constraint === constraint;
 }
 
 function isAborted(signal: AbortSignal | undefined): boolean {

@@ -1,3 +1,5 @@
+import type { PaymentCommand } from './payment.commands.js';
+
 /**
  * Commands carry everything `decide` needs, including the time and the new transaction id, so that
  * deciding stays pure and repeatable.
@@ -25,4 +27,4 @@ export type UseTokens = {
   };
 };
 
-export type TokenAccountCommand = AddTokens | UseTokens;
+export type TokenAccountCommand = AddTokens | UseTokens | PaymentCommand;

@@ -3,6 +3,7 @@ import { BALANCE_MAX, DESCRIPTION_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN
 import type { AddTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
 import type { TokenAccountEvent, TokensPurchased, TokensUsed } from './token-account.events.js';
 import type { TokenAccountState } from './token-account.state.js';
+import { capturePayment, expirePayment, initiatePayment, refundPayment } from './payment.decide.js';
 
 export function decideTokenAccount(command: TokenAccountCommand, state: TokenAccountState): readonly TokenAccountEvent[] {
   switch (command.type) {
@@ -10,6 +11,14 @@ export function decideTokenAccount(command: TokenAccountCommand, state: TokenAcc
       return addTokens(command, state);
     case 'UseTokens':
       return [useTokens(command, state)];
+    case 'InitiatePayment':
+      return initiatePayment(command, state);
+    case 'CapturePayment':
+      return capturePayment(command, state);
+    case 'ExpirePayment':
+      return expirePayment(command, state);
+    case 'RefundPayment':
+      return refundPayment(command, state);
     default: {
       const unknown: never = command;
       throw new Error(`unknown token account command ${JSON.stringify(unknown)}`);
@@ -27,6 +36,14 @@ function addTokens({ data }: AddTokens, state: TokenAccountState): readonly Toke
     throw new LedgerError('PAYMENT_ID_REUSED', `payment ${data.paymentId} was already credited with a different amount or description`, {
       paymentId: data.paymentId,
       creditedAmount: earlier.amount,
+      requestedAmount: data.amount,
+    });
+  }
+  if (state.payments.has(data.paymentId)) {
+    // The id belongs to a provider payment: only its capture may credit it.
+    throw new LedgerError('PAYMENT_ID_REUSED', `payment ${data.paymentId} is a provider payment; it is credited by its capture`, {
+      paymentId: data.paymentId,
+      creditedAmount: null,
       requestedAmount: data.amount,
     });
   }

@@ -1,3 +1,5 @@
+import type { PaymentEvent, TokensRefunded } from './payment.events.js';
+
 /**
  * Events of one user's token account, stored in the stream `token-account-<userId>`.
  * Plain, readonly, JSON-serialisable data; amounts are positive integers and `balanceAfter` is the
@@ -28,12 +30,18 @@ export type TokensUsed = {
   };
 };
 
-export type TokenAccountEvent = TokensPurchased | TokensUsed;
+export type TokenAccountEvent = TokensPurchased | TokensUsed | TokensRefunded | PaymentEvent;
 export type TokenAccountEventType = TokenAccountEvent['type'];
 
 export const TOKEN_ACCOUNT_EVENT_TYPES: ReadonlySet<string> = new Set<TokenAccountEventType>([
   'TokensPurchased',
   'TokensUsed',
+  'TokensRefunded',
+  'PaymentInitiated',
+  'PaymentCaptured',
+  'PaymentFailed',
+  'PaymentExpired',
+  'PaymentRefunded',
 ]);
 
 export function tokenAccountStreamId(userId: string): string {

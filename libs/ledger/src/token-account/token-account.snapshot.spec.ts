@@ -16,7 +16,7 @@ function stored(value: unknown): unknown {
   return JSON.parse(JSON.stringify(value)) as unknown;
 }
 
-describe('token account: snapshot v1', () => {
+describe('token account: snapshot', () => {
   it('decodes what it encodes to the same balance and purchases', () => {
     const decoded = tokenAccountSnapshot.decode(stored(tokenAccountSnapshot.encode(state)));
     expect(decoded.balance).toBe(6);

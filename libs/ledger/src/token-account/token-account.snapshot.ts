@@ -1,33 +1,63 @@
 import { Map as ImmutableMap } from 'immutable';
 import { SnapshotRejected, type SnapshotSchema } from '../snapshot.js';
-import { BALANCE_MAX, DESCRIPTION_LENGTH_MAX, isTokenAmount } from '../ledger.limits.js';
+import { BALANCE_MAX, CURRENCY_PATTERN, DESCRIPTION_LENGTH_MAX, isMoneyAmount, isTokenAmount } from '../ledger.limits.js';
 import type { TokenAccountEvent } from './token-account.events.js';
 import type { Purchase, TokenAccountState } from './token-account.state.js';
+import { PAYMENT_STATUSES, type Payment, type PaymentStatus } from './payment.state.js';
 
-type EncodedTokenAccount = { readonly balance: number; readonly purchases: readonly Purchase[] };
+type EncodedTokenAccount = { readonly balance: number; readonly purchases: readonly Purchase[]; readonly payments: readonly Payment[] };
+
+const VERSION = 2;
 
 /**
- * Version 1: the balance and every credited purchase (needed for exact `paymentId` idempotency).
+ * Version 2: the balance, every credited purchase (for exact `paymentId` idempotency) and every
+ * payment with its status (version 1 had no payments, so its snapshots are ignored and replayed).
  * Decoding checks every field, so a damaged snapshot is rejected rather than believed.
  */
 export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccountEvent> = {
-  version: 1,
-  encode: (state): EncodedTokenAccount => ({ balance: state.balance, purchases: [...state.purchases.values()] }),
+  version: VERSION,
+  encode: (state): EncodedTokenAccount => ({ balance: state.balance, purchases: [...state.purchases.values()], payments: [...state.payments.values()] }),
   decode: (encoded) => {
-    const { balance, purchases } = expectRecord(encoded, 'snapshot');
+    const { balance, purchases, payments } = expectRecord(encoded, 'snapshot');
     check(typeof balance === 'number' && Number.isSafeInteger(balance) && balance >= 0 && balance <= BALANCE_MAX, 'balance is not a valid balance');
     check(Array.isArray(purchases), 'purchases is not a list');
-    const byPaymentId = ImmutableMap<string, Purchase>().withMutations((map) => {
-      for (const item of purchases as readonly unknown[]) {
-        const purchase = decodePurchase(item);
-        check(!map.has(purchase.paymentId), `payment ${purchase.paymentId} appears twice`);
-        map.set(purchase.paymentId, purchase);
-      }
-    });
-    return { balance, purchases: byPaymentId };
+    check(Array.isArray(payments), 'payments is not a list');
+    return { balance, purchases: byId(purchases as readonly unknown[], decodePurchase), payments: byId(payments as readonly unknown[], decodePayment) };
   },
-  agreesWith: (state, lastEvent) => state.balance === lastEvent.data.balanceAfter,
+  agreesWith: (state, lastEvent) => {
+    if ('balanceAfter' in lastEvent.data) return state.balance === lastEvent.data.balanceAfter;
+    const payment = state.payments.get(lastEvent.data.paymentId);
+    return payment !== undefined && payment.updatedAt === lastEvent.data.occurredAt && payment.status === statusAfter(lastEvent.type);
+  },
 };
+
+function statusAfter(type: TokenAccountEvent['type']): PaymentStatus | undefined {
+  switch (type) {
+    case 'PaymentInitiated':
+      return 'PENDING';
+    case 'PaymentCaptured':
+      return 'COMPLETED';
+    case 'PaymentFailed':
+    case 'PaymentExpired':
+      return 'FAILED';
+    case 'PaymentRefunded':
+      return 'REFUNDED';
+    case 'TokensPurchased':
+    case 'TokensUsed':
+    case 'TokensRefunded':
+      return undefined;
+  }
+}
+
+function byId<T extends { readonly paymentId: string }>(items: readonly unknown[], decode: (item: unknown) => T): ImmutableMap<string, T> {
+  return ImmutableMap<string, T>().withMutations((map) => {
+    for (const item of items) {
+      const decoded = decode(item);
+      check(!map.has(decoded.paymentId), `payment ${decoded.paymentId} appears twice`);
+      map.set(decoded.paymentId, decoded);
+    }
+  });
+}
 
 function decodePurchase(item: unknown): Purchase {
   const { userId, transactionId, paymentId, amount, description, balanceAfter, occurredAt } = expectRecord(item, 'purchase');
@@ -35,8 +65,28 @@ function decodePurchase(item: unknown): Purchase {
   check(typeof amount === 'number' && isTokenAmount(amount), 'purchase amount is not a token amount');
   check(description === null || (typeof description === 'string' && description.length <= DESCRIPTION_LENGTH_MAX), 'purchase description is not valid');
   check(typeof balanceAfter === 'number' && Number.isSafeInteger(balanceAfter) && balanceAfter >= amount, 'purchase balanceAfter is not valid');
-  check(typeof occurredAt === 'string' && !Number.isNaN(Date.parse(occurredAt)), 'purchase occurredAt is not a time');
+  check(isTime(occurredAt), 'purchase occurredAt is not a time');
   return { userId, transactionId, paymentId, amount, description, balanceAfter, occurredAt };
+}
+
+function decodePayment(item: unknown): Payment {
+  const record = expectRecord(item, 'payment');
+  const { userId, paymentId, orderId, packageId, provider, tokens, amount, currency, occurredAt, expiresAt, updatedAt, status, failure } = record;
+  const { failureReason, providerTransactionId, providerRefundId, tokensDebited } = record;
+  check([userId, paymentId, orderId, packageId, provider].every((value) => typeof value === 'string'), 'payment ids are not strings');
+  check(typeof tokens === 'number' && isTokenAmount(tokens), 'payment tokens is not a token amount');
+  check(typeof amount === 'number' && isMoneyAmount(amount), 'payment amount is not a price');
+  check(typeof currency === 'string' && CURRENCY_PATTERN.test(currency), 'payment currency is not a currency');
+  check(isTime(occurredAt) && isTime(expiresAt) && isTime(updatedAt), 'payment times are not times');
+  check(PAYMENT_STATUSES.includes(status as PaymentStatus), 'payment status is not a status');
+  check(failure === null || failure === 'declined' || failure === 'expired', 'payment failure is not valid');
+  check([failureReason, providerTransactionId, providerRefundId].every((value) => value === null || typeof value === 'string'), 'payment references are not valid');
+  check(tokensDebited === null || (typeof tokensDebited === 'number' && Number.isSafeInteger(tokensDebited) && tokensDebited >= 0), 'payment tokensDebited is not valid');
+  return record as Payment;
+}
+
+function isTime(value: unknown): value is string {
+  return typeof value === 'string' && !Number.isNaN(Date.parse(value));
 }
 
 function expectRecord(value: unknown, what: string): Record<string, unknown> {
@@ -45,5 +95,5 @@ function expectRecord(value: unknown, what: string): Record<string, unknown> {
 }
 
 function check(condition: boolean, reason: string): asserts condition {
-  if (!condition) throw new SnapshotRejected(`token account snapshot v1: ${reason}`);
+  if (!condition) throw new SnapshotRejected(`token account snapshot v${VERSION}: ${reason}`);
 }

@@ -2,6 +2,7 @@ import { Map as ImmutableMap } from 'immutable';
 import { invariant, LedgerInvariantViolation } from '../ledger.errors.js';
 import { BALANCE_MAX } from '../ledger.limits.js';
 import type { TokenAccountEvent, TokensPurchased } from './token-account.events.js';
+import type { Payment } from './payment.state.js';
 
 export type Purchase = TokensPurchased['data'];
 
@@ -12,9 +13,11 @@ export type TokenAccountState = {
    * map, so that folding a long stream stays linear and earlier states are never changed.
    */
   readonly purchases: ImmutableMap<string, Purchase>;
+  /** Every payment initiated on this account by its id, with its status (persistent too). */
+  readonly payments: ImmutableMap<string, Payment>;
 };
 
-export const initialTokenAccountState: TokenAccountState = { balance: 0, purchases: ImmutableMap() };
+export const initialTokenAccountState: TokenAccountState = { balance: 0, purchases: ImmutableMap(), payments: ImmutableMap() };
 
 export function evolveTokenAccount(state: TokenAccountState, event: TokenAccountEvent): TokenAccountState {
   switch (event.type) {
@@ -23,7 +26,7 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       invariant(balance <= BALANCE_MAX, `balance ${balance} exceeds the maximum`);
       invariant(balance === event.data.balanceAfter, `purchase records balanceAfter ${event.data.balanceAfter}, replay gives ${balance}`);
       invariant(!state.purchases.has(event.data.paymentId), `payment ${event.data.paymentId} credited twice`);
-      return { balance, purchases: state.purchases.set(event.data.paymentId, event.data) };
+      return { ...state, balance, purchases: state.purchases.set(event.data.paymentId, event.data) };
     }
     case 'TokensUsed': {
       const balance = state.balance - event.data.amount;
@@ -31,9 +34,65 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       invariant(balance === event.data.balanceAfter, `usage records balanceAfter ${event.data.balanceAfter}, replay gives ${balance}`);
       return { ...state, balance };
     }
+    case 'TokensRefunded': {
+      const balance = state.balance - event.data.amount;
+      invariant(balance >= 0, `refund of ${event.data.amount} drives the balance ${state.balance} below zero`);
+      invariant(balance === event.data.balanceAfter, `refund records balanceAfter ${event.data.balanceAfter}, replay gives ${balance}`);
+      invariant(state.payments.get(event.data.paymentId)?.status === 'REFUNDED', `tokens refunded for payment ${event.data.paymentId} that is not refunded`);
+      return { ...state, balance };
+    }
+    case 'PaymentInitiated': {
+      invariant(!state.payments.has(event.data.paymentId), `payment ${event.data.paymentId} initiated twice`);
+      const payment: Payment = {
+        ...event.data,
+        status: 'PENDING',
+        failure: null,
+        failureReason: null,
+        providerTransactionId: null,
+        providerRefundId: null,
+        tokensDebited: null,
+        updatedAt: event.data.occurredAt,
+      };
+      return { ...state, payments: state.payments.set(event.data.paymentId, payment) };
+    }
+    case 'PaymentCaptured': {
+      const payment = paymentOf(state, event.data.paymentId);
+      // A FAILED payment may still be captured: the provider took the money (a capture racing its expiry).
+      invariant(payment.status === 'PENDING' || payment.status === 'FAILED', `payment ${payment.paymentId} captured while ${payment.status}`);
+      return withPayment(state, { ...payment, status: 'COMPLETED', providerTransactionId: event.data.providerTransactionId, updatedAt: event.data.occurredAt });
+    }
+    case 'PaymentFailed':
+    case 'PaymentExpired': {
+      const payment = paymentOf(state, event.data.paymentId);
+      invariant(payment.status === 'PENDING', `payment ${payment.paymentId} failed while ${payment.status}`);
+      const failure = event.type === 'PaymentFailed' ? 'declined' : 'expired';
+      return withPayment(state, { ...payment, status: 'FAILED', failure, failureReason: event.data.reason, updatedAt: event.data.occurredAt });
+    }
+    case 'PaymentRefunded': {
+      const payment = paymentOf(state, event.data.paymentId);
+      invariant(payment.status === 'COMPLETED', `payment ${payment.paymentId} refunded while ${payment.status}`);
+      invariant(event.data.tokensDebited >= 0 && event.data.tokensDebited <= payment.tokens, `refund of payment ${payment.paymentId} debits ${event.data.tokensDebited} tokens`);
+      return withPayment(state, {
+        ...payment,
+        status: 'REFUNDED',
+        providerRefundId: event.data.providerRefundId,
+        tokensDebited: event.data.tokensDebited,
+        updatedAt: event.data.occurredAt,
+      });
+    }
     default: {
       const unknown: never = event;
       throw new LedgerInvariantViolation(`unknown token account event ${JSON.stringify(unknown)}`);
     }
   }
+}
+
+function paymentOf(state: TokenAccountState, paymentId: string): Payment {
+  const payment = state.payments.get(paymentId);
+  invariant(payment !== undefined, `event for payment ${paymentId} that was never initiated`);
+  return payment;
+}
+
+function withPayment(state: TokenAccountState, payment: Payment): TokenAccountState {
+  return { ...state, payments: state.payments.set(payment.paymentId, payment) };
 }

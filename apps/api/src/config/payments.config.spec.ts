@@ -1,0 +1,35 @@
+import { ConfigError, loadConfig, webhookSecretOf, DEVELOPMENT_WEBHOOK_SECRET } from './app.config.js';
+
+describe('payments configuration', () => {
+  it('defaults to the mock provider, a one-hour pending TTL and the built-in packages', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({ PAYMENT_PROVIDER: 'mock', PAYMENT_PENDING_TTL: 3_600_000, PAYMENT_JOBS_ENABLED: true, IDEMPOTENCY_KEY_TTL_HOURS: 24 });
+    expect(config.TOKEN_PACKAGES.map((item) => item.id)).toEqual(['starter', 'standard', 'pro']);
+    expect(webhookSecretOf(config)).toBe(DEVELOPMENT_WEBHOOK_SECRET);
+  });
+
+  it('reads durations with units and packages as JSON', () => {
+    const config = loadConfig({ PAYMENT_PENDING_TTL: '30m', TOKEN_PACKAGES: '[{"id":"mini","tokens":10,"price":99,"currency":"EUR"}]' });
+    expect(config.PAYMENT_PENDING_TTL).toBe(1_800_000);
+    expect(config.TOKEN_PACKAGES).toEqual([{ id: 'mini', tokens: 10, price: 99, currency: 'EUR' }]);
+  });
+
+  it.each([
+    ['PAYMENT_PENDING_TTL', 'soon', /PAYMENT_PENDING_TTL=/],
+    ['PAYMENT_PENDING_TTL', '10ms', /PAYMENT_PENDING_TTL=/],
+    ['TOKEN_PACKAGES', 'not json', /TOKEN_PACKAGES=.*JSON array/],
+    ['TOKEN_PACKAGES', '[{"id":"a","tokens":0,"price":1,"currency":"USD"}]', /TOKEN_PACKAGES=.*0\.tokens: tokens must not be less than 1/],
+    ['TOKEN_PACKAGES', '[{"id":"a","tokens":1,"price":1.5,"currency":"usd"}]', /price must be an integer.*currency must be an ISO 4217 code/],
+    ['TOKEN_PACKAGES', '[{"id":"a","tokens":1,"price":1,"currency":"USD"},{"id":"a","tokens":2,"price":2,"currency":"USD"}]', /ids must be unique/],
+    ['IDEMPOTENCY_KEY_TTL_HOURS', '1', /IDEMPOTENCY_KEY_TTL_HOURS=/],
+    ['PAYMENT_MOCK_BEHAVIOUR', 'random', /PAYMENT_MOCK_BEHAVIOUR=/],
+  ])('refuses %s=%s and says why', (key, value, message) => {
+    expect(() => loadConfig({ [key]: value })).toThrow(ConfigError);
+    expect(() => loadConfig({ [key]: value })).toThrow(message);
+  });
+
+  it('requires a webhook secret in production and uses the configured one', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/PAYMENT_WEBHOOK_SECRET is required when NODE_ENV=production/);
+    expect(webhookSecretOf(loadConfig({ NODE_ENV: 'production', PAYMENT_WEBHOOK_SECRET: 'a-long-enough-secret' }))).toBe('a-long-enough-secret');
+  });
+});

@@ -1,0 +1,112 @@
+import { createHash } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { IDEMPOTENCY_CLOCK_MARGIN_MS, idempotentRequestId, type IdempotentRequest } from '@app/accounts';
+import { problem } from '../problem-details.filter.js';
+import type { IdempotencyStore } from './idempotency.store.js';
+
+export const IDEMPOTENCY_HEADER = 'idempotency-key';
+export const REPLAYED_HEADER = 'idempotent-replayed';
+const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
+const MUTATING_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+/** Without authentication every caller shares one scope; with it, the scope becomes the principal. */
+const CALLER_SCOPE = 'anonymous';
+
+export type IdempotencyOptions = {
+  /** How long a repeat waits for the first request with its key before answering 409. */
+  readonly waitMsMax: number;
+  readonly pollIntervalMs: number;
+};
+
+type Claimed = { readonly scope: string; readonly key: string; readonly request: IdempotentRequest };
+const claims = new WeakMap<FastifyRequest, Claimed>();
+
+/**
+ * The Idempotency-Key of a request that claimed one, for its command: the ids of the events it
+ * appends are derived from it, so a retry after a crash finds them instead of doing the work again.
+ */
+export function idempotentRequestOf(request: FastifyRequest): IdempotentRequest | undefined {
+  return claims.get(request)?.request;
+}
+
+/**
+ * Idempotency-Key for every mutating route, implemented once as Fastify hooks:
+ * - the first request with a key claims it (preHandler) and its response is stored (onSend);
+ * - a repeat with the same method, path and body gets the stored status and body, without the work,
+ *   marked `Idempotent-Replayed: true`; with another body it gets 422 IDEMPOTENCY_KEY_REUSED;
+ * - a repeat while the first is still running waits for it and replays its response (409
+ *   IDEMPOTENCY_KEY_IN_PROGRESS only if it takes longer than `waitMsMax`).
+ * Responses that invite a retry (5xx, 409 CONCURRENCY_CONFLICT) are not stored: the key is freed so
+ * the retry does the work.
+ *
+ * The key row is not in the transaction of the work, so it alone cannot stop a retry after a crash
+ * (work appended, response never stored) from doing the work again. The command path closes that:
+ * the events of a keyed request get ids derived from the request (`idempotentRequestOf`), and a retry
+ * finds its earlier attempt's events in the stream and answers from them (CommandHandling.handle).
+ */
+export function registerIdempotency(fastify: FastifyInstance, store: IdempotencyStore, options: IdempotencyOptions): void {
+  fastify.addHook('preHandler', async (request, reply) => {
+    const header = request.headers[IDEMPOTENCY_HEADER];
+    if (!MUTATING_METHODS.has(request.method) || header === undefined) return undefined;
+    if (typeof header !== 'string' || !KEY_PATTERN.test(header)) {
+      return sendProblem(reply, request, 400, 'IDEMPOTENCY_KEY_INVALID', 'Idempotency-Key must be 1 to 255 visible ASCII characters');
+    }
+    const requestHash = hashOf(request);
+    let claim = await store.claim(CALLER_SCOPE, header, requestHash);
+    const deadline = Date.now() + options.waitMsMax;
+    while (claim.kind === 'in_progress' && claim.requestHash === requestHash && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, options.pollIntervalMs));
+      // claim, not find: it also takes over a key whose first request released it or died.
+      claim = await store.claim(CALLER_SCOPE, header, requestHash);
+    }
+    if (claim.kind === 'claimed') {
+      const requestId = idempotentRequestId({ scope: CALLER_SCOPE, key: header, method: request.method, route: request.url, requestHash });
+      const notBefore = new Date(claim.firstClaimedAt.getTime() - IDEMPOTENCY_CLOCK_MARGIN_MS);
+      claims.set(request, { scope: CALLER_SCOPE, key: header, request: { key: header, requestId, notBefore } });
+      return undefined;
+    }
+    if (claim.requestHash !== requestHash) {
+      return sendProblem(reply, request, 422, 'IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request (method, path or body)');
+    }
+    if (claim.kind === 'in_progress') {
+      return sendProblem(reply, request, 409, 'IDEMPOTENCY_KEY_IN_PROGRESS', 'a request with this Idempotency-Key is still in progress; retry later');
+    }
+    return reply.code(claim.response.status).header('content-type', claim.response.contentType).header(REPLAYED_HEADER, 'true').send(claim.response.body);
+  });
+
+  fastify.addHook('onSend', async (request, reply, payload) => {
+    const claimed = claims.get(request);
+    if (claimed === undefined) return payload;
+    const body = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString('utf8') : undefined;
+    if (body === undefined || !isFinal(reply.statusCode, body)) {
+      await store.release(claimed.scope, claimed.key);
+      return payload;
+    }
+    const contentType = reply.getHeader('content-type');
+    await store.complete(claimed.scope, claimed.key, { status: reply.statusCode, contentType: typeof contentType === 'string' ? contentType : 'application/json; charset=utf-8', body });
+    return payload;
+  });
+}
+
+/** A response worth replaying: not a server failure, not a conflict the client is told to retry. */
+function isFinal(status: number, body: string): boolean {
+  if (status >= 500) return false;
+  return !(status === 409 && body.includes('"code":"CONCURRENCY_CONFLICT"'));
+}
+
+/** SHA-256 of method, path and the body in canonical form (keys sorted), so formatting does not matter. */
+function hashOf(request: FastifyRequest): string {
+  return createHash('sha256').update(`${request.method} ${request.url}\n${canonicalJson(request.body)}`).digest('hex');
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+function sendProblem(reply: FastifyReply, request: FastifyRequest, status: number, code: string, detail: string): FastifyReply {
+  return reply.code(status).header('content-type', 'application/problem+json; charset=utf-8').send(problem(status, code, detail, request.url));
+}

@@ -1,0 +1,106 @@
+import { Body, Controller, Get, HttpCode, HttpStatus, Param, Post, Query, Req, UseGuards } from '@nestjs/common';
+import { CommandBus, QueryBus } from '@nestjs/cqrs';
+import {
+  ApiBadRequestResponse,
+  ApiConflictResponse,
+  ApiCreatedResponse,
+  ApiHeader,
+  ApiNotFoundResponse,
+  ApiOkResponse,
+  ApiTags,
+  ApiUnauthorizedResponse,
+} from '@nestjs/swagger';
+import { CapturePaymentCommand, GetPaymentQuery, InitiatePaymentCommand, ListPaymentsQuery, RefundPaymentCommand, SettlePaymentCommand } from '@app/payments';
+import type { CommandContext } from '@app/accounts';
+import type { FastifyRequest } from 'fastify';
+import { idempotentRequestOf } from '../http/idempotency/idempotency.hooks.js';
+import { UserIdParams } from '../accounts/accounts.dto.js';
+import {
+  CreatedPaymentResponse,
+  CreatePaymentRequest,
+  MockWebhookRequest,
+  PaymentIdParams,
+  PaymentListQuery,
+  PaymentPageResponse,
+  PaymentResponse,
+  PaymentWriteResponse,
+} from './payments.dto.js';
+import { WEBHOOK_SIGNATURE_HEADER, WebhookSignatureGuard } from './webhook-signature.guard.js';
+
+const IDEMPOTENCY_HEADER = { name: 'Idempotency-Key', required: false, description: 'Repeats with the same key and body return the first response.' };
+
+/** Payments: maps requests to commands and queries, nothing more. */
+@ApiTags('payments')
+@ApiBadRequestResponse({ description: 'Validation failed: problem VALIDATION_FAILED naming each field and rule.' })
+@Controller({ path: 'payments', version: '1' })
+export class PaymentsController {
+  constructor(
+    private readonly commandBus: CommandBus,
+    private readonly queryBus: QueryBus,
+  ) {}
+
+  @Post()
+  @HttpCode(HttpStatus.CREATED)
+  @ApiHeader(IDEMPOTENCY_HEADER)
+  @ApiCreatedResponse({ type: CreatedPaymentResponse, description: 'A PENDING payment for the package, priced by the server.' })
+  @ApiNotFoundResponse({ description: 'PACKAGE_NOT_FOUND' })
+  create(@Body() body: CreatePaymentRequest, @Req() request: FastifyRequest) {
+    return this.commandBus.execute(new InitiatePaymentCommand(body.userId, body.packageId, context(request)));
+  }
+
+  @Post(':paymentId/capture')
+  @HttpCode(HttpStatus.OK)
+  @ApiHeader(IDEMPOTENCY_HEADER)
+  @ApiOkResponse({ type: PaymentWriteResponse, description: 'Captured and credited; a repeat returns the payment without crediting again.' })
+  @ApiConflictResponse({ description: 'PAYMENT_EXPIRED. Also 402 PAYMENT_DECLINED, 404 PAYMENT_NOT_FOUND, 502 PROVIDER_UNAVAILABLE (retry).' })
+  capture(@Param() { paymentId }: PaymentIdParams, @Req() request: FastifyRequest) {
+    return this.commandBus.execute(new CapturePaymentCommand(paymentId, context(request)));
+  }
+
+  @Post(':paymentId/refund')
+  @HttpCode(HttpStatus.OK)
+  @ApiHeader(IDEMPOTENCY_HEADER)
+  @ApiOkResponse({ type: PaymentWriteResponse, description: 'Refunded at the provider and the tokens taken back; a repeat refunds nothing more.' })
+  @ApiConflictResponse({ description: 'REFUND_EXCEEDS_BALANCE (nothing refunded), PAYMENT_NOT_CAPTURED.' })
+  refund(@Param() { paymentId }: PaymentIdParams, @Req() request: FastifyRequest) {
+    return this.commandBus.execute(new RefundPaymentCommand(paymentId, context(request)));
+  }
+
+  @Get(':paymentId')
+  @ApiOkResponse({ type: PaymentResponse })
+  @ApiNotFoundResponse({ description: 'PAYMENT_NOT_FOUND' })
+  get(@Param() { paymentId }: PaymentIdParams) {
+    return this.queryBus.execute(new GetPaymentQuery(paymentId));
+  }
+
+  @Post('webhooks/mock')
+  @HttpCode(HttpStatus.OK)
+  @UseGuards(WebhookSignatureGuard)
+  @ApiHeader({ name: WEBHOOK_SIGNATURE_HEADER, required: true, description: 'sha256=<hex HMAC-SHA256 of the raw body with PAYMENT_WEBHOOK_SECRET>' })
+  @ApiOkResponse({ description: 'Recorded (or already recorded: a replay changes nothing).' })
+  @ApiUnauthorizedResponse({ description: 'Missing or bad signature; nothing happened.' })
+  async webhook(@Body() body: MockWebhookRequest, @Req() request: FastifyRequest) {
+    // The notification only says where to look: the provider is asked what happened to the order.
+    await this.commandBus.execute(new SettlePaymentCommand(body.paymentId, context(request)));
+    return { received: true };
+  }
+}
+
+/** A user's payments. */
+@ApiTags('payments')
+@Controller({ path: 'accounts/:userId/payments', version: '1' })
+export class AccountPaymentsController {
+  constructor(private readonly queryBus: QueryBus) {}
+
+  @Get()
+  @ApiOkResponse({ type: PaymentPageResponse, description: 'Newest first.' })
+  list(@Param() { userId }: UserIdParams, @Query() { limit, offset, status }: PaymentListQuery) {
+    return this.queryBus.execute(new ListPaymentsQuery(userId, limit, offset, status));
+  }
+}
+
+/** The request's id and, when it claimed an Idempotency-Key, what its events' ids derive from. */
+function context(request: FastifyRequest): CommandContext {
+  const idempotency = idempotentRequestOf(request);
+  return idempotency === undefined ? { requestId: request.id } : { requestId: request.id, idempotency };
+}

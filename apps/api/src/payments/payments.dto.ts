@@ -1,0 +1,97 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { PAYMENT_STATUSES, type PaymentStatus } from '@app/ledger';
+import { Type } from 'class-transformer';
+import { IsIn, IsInt, IsOptional, IsString, IsUUID, Matches, Max, MaxLength, Min } from 'class-validator';
+import { HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX } from '../accounts/accounts.dto.js';
+
+export class CreatePaymentRequest {
+  @ApiProperty({ format: 'uuid' })
+  @IsUUID('all')
+  userId!: string;
+
+  @ApiProperty({ description: 'A token package id from the server configuration (TOKEN_PACKAGES).', example: 'starter' })
+  @IsString()
+  @Matches(/^[a-z0-9][a-z0-9-]{0,63}$/, { message: 'packageId must be 1-64 lower-case letters, digits or dashes' })
+  packageId!: string;
+}
+
+export class PaymentIdParams {
+  @ApiProperty({ format: 'uuid' })
+  @IsUUID('all')
+  paymentId!: string;
+}
+
+export class PaymentListQuery {
+  @ApiPropertyOptional({ minimum: 1, maximum: HISTORY_LIMIT_MAX, default: HISTORY_LIMIT_DEFAULT, type: 'integer' })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(HISTORY_LIMIT_MAX)
+  limit: number = HISTORY_LIMIT_DEFAULT;
+
+  @ApiPropertyOptional({ minimum: 0, default: 0, type: 'integer' })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  @Max(Number.MAX_SAFE_INTEGER)
+  offset: number = 0;
+
+  @ApiPropertyOptional({ enum: PAYMENT_STATUSES })
+  @IsOptional()
+  @IsIn(PAYMENT_STATUSES)
+  status?: PaymentStatus;
+}
+
+/** A provider notification of the mock provider; the signature covers the raw body. */
+export class MockWebhookRequest {
+  @ApiProperty({ enum: ['order.captured', 'order.declined'] })
+  @IsIn(['order.captured', 'order.declined'])
+  type!: string;
+
+  @ApiProperty({ description: 'The order id the provider gave us.' })
+  @IsString()
+  @MaxLength(200)
+  orderId!: string;
+
+  @ApiProperty({ format: 'uuid', description: 'Our payment id, given to the provider as its merchant reference.' })
+  @IsUUID('all')
+  paymentId!: string;
+}
+
+export class PaymentResponse {
+  @ApiProperty({ format: 'uuid' }) paymentId!: string;
+  @ApiProperty({ format: 'uuid' }) userId!: string;
+  @ApiProperty() orderId!: string;
+  @ApiProperty() packageId!: string;
+  @ApiProperty({ enum: PAYMENT_STATUSES }) status!: string;
+  @ApiProperty({ type: 'integer' }) tokens!: number;
+  @ApiProperty({ type: 'integer', description: 'Price in minor units of currency (cents).' }) amount!: number;
+  @ApiProperty({ example: 'USD' }) currency!: string;
+  @ApiProperty({ example: 'mock' }) provider!: string;
+  @ApiProperty({ nullable: true, type: String }) providerTransactionId!: string | null;
+  @ApiProperty({ type: 'object', additionalProperties: true, description: "error ('Payment timed out' on expiry) or refund details" }) metadata!: object;
+  @ApiProperty({ format: 'date-time' }) createdAt!: string;
+  @ApiProperty({ format: 'date-time' }) updatedAt!: string;
+  @ApiProperty({ format: 'date-time' }) expiresAt!: string;
+}
+
+export class CreatedPaymentResponse extends PaymentResponse {
+  @ApiProperty({ nullable: true, type: String }) position!: string | null;
+  @ApiProperty() readModelUpToDate!: boolean;
+}
+
+export class PaymentWriteResponse {
+  @ApiProperty({ type: PaymentResponse }) payment!: PaymentResponse;
+  @ApiProperty({ type: 'integer', description: 'The token balance after this write.' }) balance!: number;
+  @ApiProperty({ nullable: true, type: String }) position!: string | null;
+  @ApiProperty() readModelUpToDate!: boolean;
+}
+
+export class PaymentPageResponse {
+  @ApiProperty({ type: [PaymentResponse] }) data!: PaymentResponse[];
+  @ApiProperty({ type: 'integer' }) total!: number;
+  @ApiProperty({ type: 'integer' }) limit!: number;
+  @ApiProperty({ type: 'integer' }) offset!: number;
+}

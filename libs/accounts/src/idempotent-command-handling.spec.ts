@@ -1,0 +1,174 @@
+import { randomUUID } from 'node:crypto';
+import { validate as isUuid, version as uuidVersion } from 'uuid';
+import { PostgresEventStore, type EventStore, type ReadStreamOptions, type RecordedEvent } from '@app/event-store';
+import { decideTokenAccount, LedgerError, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
+import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
+import { CommandHandling } from './command-handling.js';
+import { idempotentEventId, idempotentRequestId, idempotentValueId, type IdempotentRequest, type IdempotentRequestParts } from './idempotent-request.js';
+
+let database: TestDatabase;
+let store: PostgresEventStore;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  store = new PostgresEventStore(database.pool, { connectionString: database.url });
+});
+
+afterAll(async () => {
+  await store.close();
+  await database.drop();
+});
+
+const PARTS: IdempotentRequestParts = { scope: 'anonymous', key: 'k-1', method: 'POST', route: '/v1/accounts/u/usage', requestHash: 'ab'.repeat(32) };
+
+describe('ids derived from an idempotent request', () => {
+  it('are version-5 UUIDs, the same for the same request in every process', () => {
+    const id = idempotentRequestId(PARTS);
+    expect(isUuid(id) && uuidVersion(id)).toBe(5);
+    expect(idempotentRequestId({ ...PARTS })).toBe(id);
+    expect(uuidVersion(idempotentEventId(id, 0))).toBe(5);
+    expect(idempotentEventId(id, 0)).toBe(idempotentEventId(id, 0));
+    expect(idempotentValueId(id, 'paymentId')).toBe(idempotentValueId(id, 'paymentId'));
+  });
+
+  it('differ when any part of the request differs, and per event and per value', () => {
+    const id = idempotentRequestId(PARTS);
+    const variants = (['scope', 'key', 'method', 'route', 'requestHash'] as const).map((part) => idempotentRequestId({ ...PARTS, [part]: `${PARTS[part]}x` }));
+    expect(new Set([id, ...variants]).size).toBe(6);
+    // Parts are length-prefixed: moving a separator between two parts is another request.
+    expect(idempotentRequestId({ ...PARTS, scope: 'a\n1:b', key: 'c' })).not.toBe(idempotentRequestId({ ...PARTS, scope: 'a', key: 'b\n1:c' }));
+    expect(new Set([idempotentEventId(id, 0), idempotentEventId(id, 1), idempotentValueId(id, 'paymentId'), id]).size).toBe(4);
+  });
+});
+
+/** A fresh request: first claimed now, so nothing of it can be older than a minute ago. */
+function request(): IdempotentRequest {
+  return { key: randomUUID(), requestId: idempotentRequestId({ ...PARTS, key: randomUUID() }), notBefore: new Date(Date.now() - 60_000) };
+}
+
+/** The same request, but with a search window that misses everything (as if its first claim were forgotten). */
+function withoutWindow(idempotent: IdempotentRequest): IdempotentRequest {
+  return { ...idempotent, notBefore: new Date(Date.now() + 3_600_000) };
+}
+
+function processOn(eventStore: EventStore = store): CommandHandling {
+  return new CommandHandling(eventStore, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+}
+
+/** UseTokens as the HTTP handler issues it: a fresh transaction id and time on every attempt. */
+function use(commands: CommandHandling, userId: string, amount: number, idempotent: IdempotentRequest) {
+  const command: TokenAccountCommand = { type: 'UseTokens', data: { userId, amount, description: null, transactionId: randomUUID(), now: new Date() } };
+  return commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), { idempotencyKey: idempotent.key }, idempotent);
+}
+
+async function funded(amount: number): Promise<string> {
+  const userId = randomUUID();
+  const data = { userId, transactionId: randomUUID(), paymentId: randomUUID(), amount, description: null, balanceAfter: amount, occurredAt: new Date().toISOString() };
+  await store.append(tokenAccountStreamId(userId), [{ id: randomUUID(), type: 'TokensPurchased', data }], { expectedRevision: 'no_stream' });
+  return userId;
+}
+
+async function usages(userId: string): Promise<RecordedEvent[]> {
+  return (await store.readStream(tokenAccountStreamId(userId))).filter((event) => event.type === 'TokensUsed');
+}
+
+describe('command handling of an idempotent request', () => {
+  it('appends its events under the derived ids, with the key in their metadata', async () => {
+    const userId = await funded(50);
+    const idempotent = request();
+    const first = await use(processOn(), userId, 20, idempotent);
+    expect(first.replayed).toBeUndefined();
+    const [used] = await usages(userId);
+    expect(used).toMatchObject({ id: idempotentEventId(idempotent.requestId, 0), metadata: { idempotencyKey: idempotent.key } });
+  });
+
+  it('answers a retry in a fresh process with the recorded events, spending nothing', async () => {
+    const userId = await funded(50);
+    const idempotent = request();
+    const first = await use(processOn(), userId, 20, idempotent);
+    await use(processOn(), userId, 5, request()); // the account moves on
+    const retry = await use(processOn(), userId, 20, idempotent);
+    expect(retry.replayed).toBe(true);
+    expect(retry.events).toEqual(first.events);
+    expect(retry.position).toEqual(first.position);
+    expect(retry.state.balance).toBe(25);
+    expect(await usages(userId)).toHaveLength(2);
+  });
+
+  it('answers a retry in the process that did the work (its cache includes it)', async () => {
+    const userId = await funded(50);
+    const idempotent = request();
+    const commands = processOn();
+    const first = await use(commands, userId, 50, idempotent);
+    const retry = await use(commands, userId, 50, idempotent);
+    expect(retry).toMatchObject({ replayed: true, events: first.events, position: first.position });
+    expect(retry.state.balance).toBe(0);
+  });
+
+  it('finds the events through the store refusing the ids when the search window misses them', async () => {
+    const userId = await funded(50);
+    const idempotent = request();
+    const first = await use(processOn(), userId, 20, idempotent);
+    await use(processOn(), userId, 1, request());
+    // Decided on the current state, the append goes to the end: PostgreSQL refuses ids it already has.
+    const retry = await use(processOn(), userId, 20, withoutWindow(idempotent));
+    expect(retry).toMatchObject({ replayed: true, events: first.events, position: first.position });
+    expect(retry.state.balance).toBe(29);
+    expect(await usages(userId)).toHaveLength(2);
+  });
+
+  it('returns the recorded events, not its own, when another attempt appended the same ids at the same place first', async () => {
+    const userId = await funded(50);
+    const idempotent = request();
+    const late = processOn();
+    await late.load(tokenAccountStreamId(userId), tokenAccountDecider); // caches the state before the first attempt
+    const first = await use(processOn(), userId, 20, idempotent);
+    await use(processOn(), userId, 5, request()); // so that the search, stopping at it, misses the first
+    // Its decision (another transaction id and time) is made on the cached state and lands at the
+    // same place with the same ids: the store reports success without writing it.
+    const retry = await use(late, userId, 20, withoutWindow(idempotent));
+    expect(retry).toMatchObject({ replayed: true, events: first.events, position: first.position });
+    expect(retry.state.balance).toBe(25);
+    expect(await usages(userId)).toHaveLength(2);
+    // The late process's cache now holds the recorded events: its next command decides on 25.
+    const next = await use(late, userId, 25, request());
+    expect(next.events).toMatchObject([{ data: { balanceAfter: 0 } }]);
+  });
+
+  it('does not refuse with INSUFFICIENT_BALANCE because an attempt of the same request spent the balance meanwhile', async () => {
+    const userId = await funded(10);
+    const idempotent = request();
+    let interleaved = false;
+    // The retry's store: right after its search found nothing, the first attempt appends.
+    const racing = Object.create(store) as EventStore;
+    racing.readStream = async (streamId: string, options?: ReadStreamOptions) => {
+      const page = await store.readStream(streamId, options);
+      if (!interleaved && options?.direction === 'backwards') {
+        interleaved = true;
+        await use(processOn(), userId, 10, idempotent);
+      }
+      return page;
+    };
+    const retry = await use(processOn(racing), userId, 10, idempotent);
+    expect(interleaved).toBe(true);
+    expect(retry).toMatchObject({ replayed: true, events: [{ type: 'TokensUsed', data: { amount: 10, balanceAfter: 0 } }] });
+    expect(await usages(userId)).toHaveLength(1);
+  });
+
+  it('still refuses a request that was never applied', async () => {
+    const userId = await funded(10);
+    await expect(use(processOn(), userId, 11, request())).rejects.toBeInstanceOf(LedgerError);
+    expect(await usages(userId)).toHaveLength(0);
+  });
+
+  it('spends once when 20 attempts of one request race in 4 processes, all answered with the same events', async () => {
+    const userId = await funded(100);
+    const idempotent = request();
+    const processes = Array.from({ length: 4 }, () => processOn());
+    const results = await Promise.all(Array.from({ length: 20 }, (_, index) => use(processes[index % 4] ?? processOn(), userId, 7, idempotent)));
+    const recorded = await usages(userId);
+    expect(recorded).toHaveLength(1);
+    for (const result of results) expect(result.events).toMatchObject([{ type: 'TokensUsed', data: recorded[0]?.data }]);
+    expect(results.filter((result) => result.replayed !== true)).toHaveLength(1);
+  });
+});

@@ -1,0 +1,177 @@
+import type { Pool } from 'pg';
+import type { EventToAppend } from '../event-store.port.js';
+
+/** One append as the SQL functions take it: `kind` is any | no_stream | stream_exists | exact. */
+export type AppendRequest = {
+  readonly streamId: string;
+  readonly kind: string;
+  readonly revision: string | null;
+  readonly events: readonly EventToAppend[];
+};
+
+/** What append_to_stream and append_to_streams return for one append. */
+export type AppendRow = {
+  status: 'appended' | 'already_appended' | 'wrong_expected' | 'id_conflict';
+  next_revision: string | null;
+  actual_revision: string;
+  commit_position: string | null;
+  prepare_position: string | null;
+};
+
+export type GroupCommitOptions = {
+  /** Batches in flight at once; an append that arrives while all are busy waits for the next batch. */
+  readonly maxInFlight: number;
+  /** Appends in one batch at most. */
+  readonly maxAppends: number;
+  /** Events in one batch at most (a larger single append still goes, alone). */
+  readonly maxEvents: number;
+};
+
+/** Counters since the store was made: how well appends are grouped, and how often a batch failed. */
+export type GroupCommitStats = {
+  /** Transactions sent through append_to_streams. */
+  readonly batches: number;
+  /** Appends those transactions carried. */
+  readonly appends: number;
+  /** Appends retried alone because their batch failed as a whole. */
+  readonly retriedAlone: number;
+};
+
+/**
+ * One batch in flight: measured best on 2 cores at 32 writers (docs/benchmarks.md), since half the
+ * writers then share each commit and PostgreSQL spends least CPU per append. A second slot lets one
+ * slow append (thousands of events, or a row lock held by another process) not hold up the rest, at
+ * the price of smaller batches.
+ */
+export const DEFAULT_GROUP_COMMIT_OPTIONS: GroupCommitOptions = { maxInFlight: 1, maxAppends: 128, maxEvents: 1_000 };
+
+type Pending = {
+  readonly request: AppendRequest;
+  readonly resolve: (row: AppendRow) => void;
+  readonly reject: (error: unknown) => void;
+};
+
+// Named, so each connection parses and plans them once.
+const APPEND_ONE = { name: 'event_store_append_one', text: 'SELECT * FROM append_one($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[])' };
+const APPEND_CHECKED = { name: 'event_store_append_checked', text: 'SELECT * FROM append_to_stream($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[])' };
+const APPEND_MANY = {
+  name: 'event_store_append_many',
+  text: 'SELECT * FROM append_to_streams($1::text[], $2::text[], $3::bigint[], $4::int[], $5::uuid[], $6::text[], $7::text[], $8::text[])',
+};
+type Statement = { readonly name: string; readonly text: string };
+
+/**
+ * Group commit for appends. An append is sent at once when fewer than `maxInFlight` batches are
+ * running, so a lone writer waits for nothing; appends that arrive while every slot is busy queue up
+ * and go together, in one transaction and one round trip, as soon as a slot frees. Many writers then
+ * share one commit instead of paying one each, and each append still gets its own result.
+ *
+ * A batch of one goes through append_one, larger ones through append_to_streams. A batch that fails
+ * as a whole (an event id that exists elsewhere, a deadlock with another process, a lost
+ * connection) is retried one append at a time through append_to_stream, which checks every case
+ * under the stream lock: a failure belongs to the append that caused it, and an append that did
+ * commit before a lost connection is found again as already appended.
+ */
+export class GroupCommit {
+  private readonly queue: Pending[] = [];
+  private inFlight = 0;
+  private counters = { batches: 0, appends: 0, retriedAlone: 0 };
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly options: GroupCommitOptions = DEFAULT_GROUP_COMMIT_OPTIONS,
+  ) {}
+
+  append(request: AppendRequest): Promise<AppendRow> {
+    return new Promise<AppendRow>((resolve, reject) => {
+      this.queue.push({ request, resolve, reject });
+      this.dispatch();
+    });
+  }
+
+  stats(): GroupCommitStats {
+    return { ...this.counters };
+  }
+
+  private dispatch(): void {
+    while (this.inFlight < this.options.maxInFlight && this.queue.length > 0) {
+      const batch = this.takeBatch();
+      this.inFlight += 1;
+      void this.run(batch).finally(() => {
+        this.inFlight -= 1;
+        this.dispatch();
+      });
+    }
+  }
+
+  private takeBatch(): Pending[] {
+    const batch: Pending[] = [];
+    let events = 0;
+    for (const next of this.queue) {
+      const count = next.request.events.length;
+      if (batch.length > 0 && (batch.length >= this.options.maxAppends || events + count > this.options.maxEvents)) break;
+      batch.push(next);
+      events += count;
+    }
+    this.queue.splice(0, batch.length);
+    return batch;
+  }
+
+  private async run(batch: readonly Pending[]): Promise<void> {
+    let rows: (AppendRow | undefined)[];
+    this.counters.batches += 1;
+    this.counters.appends += batch.length;
+    try {
+      const [only] = batch;
+      rows = batch.length === 1 && only !== undefined ? [await this.appendOne(APPEND_ONE, only.request)] : await this.appendMany(batch.map((pending) => pending.request));
+    } catch {
+      this.counters.retriedAlone += batch.length;
+      await Promise.all(batch.map((pending) => this.appendOne(APPEND_CHECKED, pending.request).then(pending.resolve, pending.reject)));
+      return;
+    }
+    batch.forEach((pending, index) => {
+      const row = rows[index];
+      if (row === undefined) pending.reject(new Error(`append_to_streams returned no result for append ${index + 1}`));
+      else pending.resolve(row);
+    });
+  }
+
+  private async appendMany(requests: readonly AppendRequest[]): Promise<(AppendRow | undefined)[]> {
+    const events = requests.flatMap((request) => request.events);
+    const result = await this.pool.query<AppendRow & { request: number }>({
+      ...APPEND_MANY,
+      values: [
+        requests.map((request) => request.streamId),
+        requests.map((request) => request.kind),
+        requests.map((request) => request.revision),
+        requests.map((request) => request.events.length),
+        events.map((event) => event.id),
+        events.map((event) => event.type),
+        events.map((event) => JSON.stringify(event.data)),
+        events.map((event) => JSON.stringify(event.metadata ?? {})),
+      ],
+    });
+    const rows: (AppendRow | undefined)[] = requests.map(() => undefined);
+    for (const row of result.rows) rows[row.request - 1] = row;
+    return rows;
+  }
+
+  private async appendOne(statement: Statement, request: AppendRequest): Promise<AppendRow> {
+    const { events } = request;
+    const result = await this.pool.query<AppendRow>({
+      ...statement,
+      values: [
+        request.streamId,
+        request.kind,
+        request.revision,
+        events.map((event) => event.id),
+        events.map((event) => event.type),
+        events.map((event) => JSON.stringify(event.data)),
+        events.map((event) => JSON.stringify(event.metadata ?? {})),
+      ],
+    });
+    const row = result.rows[0];
+    if (row === undefined) throw new Error('the append function returned no row');
+    return row;
+  }
+}

@@ -1,0 +1,36 @@
+/** Payment commands. The handler supplies ids, times and the provider's answers; deciding stays pure. */
+export type InitiatePayment = {
+  readonly type: 'InitiatePayment';
+  readonly data: {
+    readonly userId: string;
+    readonly paymentId: string;
+    readonly orderId: string;
+    readonly packageId: string;
+    readonly tokens: number;
+    readonly amount: number;
+    readonly currency: string;
+    readonly provider: string;
+    readonly now: Date;
+    readonly expiresAt: Date;
+  };
+};
+
+/** What the provider answered to a capture (or to a status query about the order). */
+export type CaptureOutcome = { readonly status: 'captured'; readonly providerTransactionId: string } | { readonly status: 'declined'; readonly reason: string };
+
+export type CapturePayment = {
+  readonly type: 'CapturePayment';
+  readonly data: { readonly userId: string; readonly paymentId: string; readonly outcome: CaptureOutcome; readonly transactionId: string; readonly now: Date };
+};
+
+export type ExpirePayment = {
+  readonly type: 'ExpirePayment';
+  readonly data: { readonly userId: string; readonly paymentId: string; readonly now: Date };
+};
+
+export type RefundPayment = {
+  readonly type: 'RefundPayment';
+  readonly data: { readonly userId: string; readonly paymentId: string; readonly providerRefundId: string; readonly transactionId: string; readonly now: Date };
+};
+
+export type PaymentCommand = InitiatePayment | CapturePayment | ExpirePayment | RefundPayment;

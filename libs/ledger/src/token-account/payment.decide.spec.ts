@@ -1,0 +1,165 @@
+import { fold } from '../decider.js';
+import { LedgerError } from '../ledger.errors.js';
+import { deciderSpecification } from '../testing/decider-specification.js';
+import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment } from './payment.commands.js';
+import { captureDecision, refundDecision } from './payment.decide.js';
+import type { PaymentCaptured, PaymentInitiated, TokensRefunded } from './payment.events.js';
+import { tokenAccountDecider } from './token-account.decider.js';
+import type { TokenAccountEvent, TokensPurchased, TokensUsed } from './token-account.events.js';
+import { tokenAccountSnapshot } from './token-account.snapshot.js';
+
+const userId = '11111111-1111-4111-8111-111111111111';
+const paymentId = '22222222-2222-4222-8222-222222222222';
+const orderId = 'MOCK-ORDER-1';
+const transactionId = '44444444-4444-4444-8444-444444444444';
+const startedAt = new Date('2026-11-24T12:00:00.000Z');
+const expiresAt = new Date('2026-11-24T13:00:00.000Z');
+const later = new Date('2026-11-24T12:10:00.000Z');
+const afterExpiry = new Date('2026-11-24T13:00:00.000Z');
+const spec = deciderSpecification(tokenAccountDecider);
+
+const initiate: InitiatePayment = {
+  type: 'InitiatePayment',
+  data: { userId, paymentId, orderId, packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'mock', now: startedAt, expiresAt },
+};
+const initiated: PaymentInitiated = {
+  type: 'PaymentInitiated',
+  data: { userId, paymentId, orderId, packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'mock', occurredAt: startedAt.toISOString(), expiresAt: expiresAt.toISOString() },
+};
+const captured: PaymentCaptured = { type: 'PaymentCaptured', data: { userId, paymentId, orderId, providerTransactionId: 'MOCK-CAPTURE-1', occurredAt: later.toISOString() } };
+const credited: TokensPurchased = {
+  type: 'TokensPurchased',
+  data: { userId, transactionId, paymentId, amount: 100, description: 'Token package starter', balanceAfter: 100, occurredAt: later.toISOString() },
+};
+
+function capture(outcome: CapturePayment['data']['outcome'], now = later): CapturePayment {
+  return { type: 'CapturePayment', data: { userId, paymentId, outcome, transactionId, now } };
+}
+const approved = capture({ status: 'captured', providerTransactionId: 'MOCK-CAPTURE-1' });
+const expire = (now: Date): ExpirePayment => ({ type: 'ExpirePayment', data: { userId, paymentId, now } });
+const refund: RefundPayment = { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 'MOCK-REFUND-1', transactionId: 'refund-tx', now: later } };
+const used = (amount: number, balanceAfter: number): TokensUsed => ({
+  type: 'TokensUsed',
+  data: { userId, transactionId: 'use', amount, description: null, balanceAfter, occurredAt: later.toISOString() },
+});
+const state = (events: readonly TokenAccountEvent[]) => fold(tokenAccountDecider, tokenAccountDecider.initialState, events);
+
+function thrownCode(run: () => unknown): string | undefined {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof LedgerError) return error.code;
+    throw error;
+  }
+  return undefined;
+}
+
+describe('payments: InitiatePayment', () => {
+  it('opens a PENDING payment with every value in the event', () => {
+    spec.given([]).when(initiate).then([initiated]);
+  });
+  it('decides nothing when repeated with the same payload, and refuses another package under the same id', () => {
+    spec.given([initiated]).when(initiate).thenNothing();
+    spec.given([initiated]).when({ ...initiate, data: { ...initiate.data, packageId: 'pro', tokens: 1000 } }).thenThrows('PAYMENT_ID_REUSED');
+  });
+  it('refuses a payment id already credited directly by AddTokens', () => {
+    const direct: TokensPurchased = { type: 'TokensPurchased', data: { ...credited.data, description: null } };
+    spec.given([direct]).when(initiate).thenThrows('PAYMENT_ID_REUSED');
+  });
+});
+
+describe('payments: CapturePayment', () => {
+  it('captures and credits the package in one decision', () => {
+    spec.given([initiated]).when(approved).then([captured, credited]);
+  });
+  it('adds the package to an existing balance', () => {
+    const funded: TokensPurchased = { type: 'TokensPurchased', data: { ...credited.data, paymentId: 'other', transactionId: 'funding', balanceAfter: 40, amount: 40 } };
+    spec
+      .given([funded, initiated])
+      .when(approved)
+      .then([captured, { ...credited, data: { ...credited.data, balanceAfter: 140 } }]);
+  });
+  it('credits nothing when a captured payment is captured again', () => {
+    spec.given([initiated, captured, credited]).when(approved).thenNothing();
+    expect(captureDecision(state([initiated, captured, credited]), paymentId, later)).toBe('done');
+  });
+  it('fails a PENDING payment the provider declined', () => {
+    spec
+      .given([initiated])
+      .when(capture({ status: 'declined', reason: 'card_declined' }))
+      .then([{ type: 'PaymentFailed', data: { userId, paymentId, orderId, reason: 'card_declined', occurredAt: later.toISOString() } }]);
+  });
+  it('refuses to send a capture to the provider once the payment is due to expire, declined, or unknown', () => {
+    expect(captureDecision(state([initiated]), paymentId, later)).toBe('capture');
+    expect(thrownCode(() => captureDecision(state([initiated]), paymentId, afterExpiry))).toBe('PAYMENT_EXPIRED');
+    const expired = state([initiated, { type: 'PaymentExpired', data: { userId, paymentId, orderId, reason: 'Payment timed out', occurredAt: afterExpiry.toISOString() } }]);
+    expect(thrownCode(() => captureDecision(expired, paymentId, later))).toBe('PAYMENT_EXPIRED');
+    const declined = state([initiated, { type: 'PaymentFailed', data: { userId, paymentId, orderId, reason: 'card_declined', occurredAt: later.toISOString() } }]);
+    expect(thrownCode(() => captureDecision(declined, paymentId, later))).toBe('PAYMENT_DECLINED');
+    expect(thrownCode(() => captureDecision(state([]), paymentId, later))).toBe('PAYMENT_NOT_FOUND');
+  });
+  it('credits money the provider took even when the payment expired meanwhile', () => {
+    const expiredEvent = { type: 'PaymentExpired', data: { userId, paymentId, orderId, reason: 'Payment timed out', occurredAt: afterExpiry.toISOString() } } as const;
+    spec.given([initiated, expiredEvent]).when(approved).then([captured, credited]);
+  });
+});
+
+describe('payments: ExpirePayment', () => {
+  it('expires a payment still PENDING at its expiry with the classic reason', () => {
+    spec
+      .given([initiated])
+      .when(expire(afterExpiry))
+      .then([{ type: 'PaymentExpired', data: { userId, paymentId, orderId, reason: 'Payment timed out', occurredAt: afterExpiry.toISOString() } }]);
+  });
+  it('decides nothing before the expiry, for a captured payment, or a second time', () => {
+    spec.given([initiated]).when(expire(later)).thenNothing();
+    spec.given([initiated, captured, credited]).when(expire(afterExpiry)).thenNothing();
+    const expiredEvent = { type: 'PaymentExpired', data: { userId, paymentId, orderId, reason: 'Payment timed out', occurredAt: afterExpiry.toISOString() } } as const;
+    spec.given([initiated, expiredEvent]).when(expire(afterExpiry)).thenNothing();
+  });
+});
+
+describe('payments: RefundPayment', () => {
+  const refunded = (tokensDebited: number): TokenAccountEvent => ({
+    type: 'PaymentRefunded',
+    data: { userId, paymentId, orderId, providerRefundId: 'MOCK-REFUND-1', tokens: 100, tokensDebited, occurredAt: later.toISOString() },
+  });
+  const tokensRefunded = (amount: number, balanceAfter: number): TokensRefunded => ({
+    type: 'TokensRefunded',
+    data: { userId, transactionId: 'refund-tx', paymentId, amount, description: 'Refund of token package starter', balanceAfter, occurredAt: later.toISOString() },
+  });
+
+  it('marks the payment refunded and takes its tokens back in one decision', () => {
+    spec.given([initiated, captured, credited]).when(refund).then([refunded(100), tokensRefunded(100, 0)]);
+  });
+  it('is refused before the provider when the balance no longer holds the tokens', () => {
+    const spent = state([initiated, captured, credited, used(1, 99)]);
+    expect(thrownCode(() => refundDecision(spent, paymentId))).toBe('REFUND_EXCEEDS_BALANCE');
+    expect(refundDecision(state([initiated, captured, credited]), paymentId)).toBe('refund');
+  });
+  it('records a refund the provider made after a concurrent spend, taking back what is left', () => {
+    spec.given([initiated, captured, credited, used(70, 30)]).when(refund).then([refunded(30), tokensRefunded(30, 0)]);
+  });
+  it('decides nothing for a second refund and refuses to refund a payment never captured', () => {
+    spec.given([initiated, captured, credited, refunded(100), tokensRefunded(100, 0)]).when(refund).thenNothing();
+    spec.given([initiated]).when(refund).thenThrows('PAYMENT_NOT_CAPTURED');
+    expect(thrownCode(() => refundDecision(state([initiated]), paymentId))).toBe('PAYMENT_NOT_CAPTURED');
+  });
+});
+
+describe('payments: AddTokens with a provider payment id', () => {
+  it('refuses to credit a provider payment directly', () => {
+    spec.given([initiated]).when({ type: 'AddTokens', data: { userId, paymentId, amount: 100, description: null, transactionId, now: later } }).thenThrows('PAYMENT_ID_REUSED');
+  });
+});
+
+describe('payments: snapshot', () => {
+  it('keeps payments through encode and decode, and agrees with the last payment event', () => {
+    const events: TokenAccountEvent[] = [initiated, captured, credited];
+    const folded = state(events);
+    const decoded = tokenAccountSnapshot.decode(JSON.parse(JSON.stringify(tokenAccountSnapshot.encode(folded))));
+    expect(decoded.payments.toJS()).toEqual(folded.payments.toJS());
+    expect(tokenAccountSnapshot.agreesWith(state([initiated, captured]), captured)).toBe(true);
+    expect(tokenAccountSnapshot.agreesWith(state([initiated]), captured)).toBe(false);
+  });
+});

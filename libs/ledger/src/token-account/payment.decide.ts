@@ -1,0 +1,176 @@
+import { invariant, LedgerError } from '../ledger.errors.js';
+import { BALANCE_MAX, CURRENCY_PATTERN, isMoneyAmount, isTokenAmount } from '../ledger.limits.js';
+import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment } from './payment.commands.js';
+import { PAYMENT_TIMED_OUT, type PaymentCaptured, type PaymentExpired, type PaymentFailed, type PaymentInitiated, type PaymentRefunded, type TokensRefunded } from './payment.events.js';
+import type { Payment } from './payment.state.js';
+import type { TokensPurchased } from './token-account.events.js';
+import type { TokenAccountState } from './token-account.state.js';
+
+/** Opens a PENDING payment. Repeating it with the same payload decides nothing; another payload is refused. */
+export function initiatePayment({ data }: InitiatePayment, state: TokenAccountState): readonly PaymentInitiated[] {
+  invariant(isTokenAmount(data.tokens), `package ${data.packageId} has ${data.tokens} tokens`);
+  invariant(isMoneyAmount(data.amount) && CURRENCY_PATTERN.test(data.currency), `package ${data.packageId} has the price ${data.amount} ${data.currency}`);
+  invariant(data.expiresAt.getTime() > data.now.getTime(), 'a payment must expire after it starts');
+  const event: PaymentInitiated = {
+    type: 'PaymentInitiated',
+    data: {
+      userId: data.userId,
+      paymentId: data.paymentId,
+      orderId: data.orderId,
+      packageId: data.packageId,
+      tokens: data.tokens,
+      amount: data.amount,
+      currency: data.currency,
+      provider: data.provider,
+      occurredAt: data.now.toISOString(),
+      expiresAt: data.expiresAt.toISOString(),
+    },
+  };
+  const earlier = state.payments.get(data.paymentId);
+  if (earlier !== undefined) {
+    const same = earlier.orderId === data.orderId && earlier.packageId === data.packageId && earlier.tokens === data.tokens && earlier.amount === data.amount;
+    if (same) return [];
+    throw new LedgerError('PAYMENT_ID_REUSED', `payment ${data.paymentId} was already initiated with another order or package`, { paymentId: data.paymentId });
+  }
+  if (state.purchases.has(data.paymentId)) {
+    throw new LedgerError('PAYMENT_ID_REUSED', `payment ${data.paymentId} was already credited directly`, { paymentId: data.paymentId });
+  }
+  return [event];
+}
+
+/**
+ * Whether a capture request may go to the provider: 'capture' for a PENDING payment before its
+ * expiry, 'done' for one already captured (the caller returns it as it is). Anything else is refused
+ * here, before any money moves.
+ */
+export function captureDecision(state: TokenAccountState, paymentId: string, now: Date): 'capture' | 'done' {
+  const payment = existing(state, paymentId);
+  switch (payment.status) {
+    case 'COMPLETED':
+    case 'REFUNDED':
+      return 'done';
+    case 'FAILED':
+      throw failedError(payment);
+    case 'PENDING':
+      if (now.getTime() >= Date.parse(payment.expiresAt)) throw expiredError(payment);
+      return 'capture';
+    default: {
+      const unknown: never = payment.status;
+      throw new Error(`unknown payment status ${String(unknown)}`);
+    }
+  }
+}
+
+/**
+ * Records what the provider answered. The provider has the last word about money: a capture it
+ * reports is credited exactly once, even on a payment that expired meanwhile; a decline fails a
+ * PENDING payment. A payment already captured decides nothing (a repeated capture credits nothing).
+ */
+export function capturePayment({ data }: CapturePayment, state: TokenAccountState): readonly (PaymentCaptured | TokensPurchased | PaymentFailed)[] {
+  const payment = existing(state, data.paymentId);
+  if (payment.status === 'COMPLETED' || payment.status === 'REFUNDED') return [];
+  const occurredAt = data.now.toISOString();
+  const ids = { userId: payment.userId, paymentId: payment.paymentId, orderId: payment.orderId };
+  if (data.outcome.status === 'declined') {
+    if (payment.status !== 'PENDING') return [];
+    return [{ type: 'PaymentFailed', data: { ...ids, reason: data.outcome.reason, occurredAt } }];
+  }
+  if (payment.tokens > BALANCE_MAX - state.balance) {
+    throw new LedgerError('BALANCE_OUT_OF_RANGE', `a credit of ${payment.tokens} would take the balance above ${BALANCE_MAX}`, { balance: state.balance, requested: payment.tokens });
+  }
+  return [
+    { type: 'PaymentCaptured', data: { ...ids, providerTransactionId: data.outcome.providerTransactionId, occurredAt } },
+    {
+      type: 'TokensPurchased',
+      data: {
+        userId: payment.userId,
+        transactionId: data.transactionId,
+        paymentId: payment.paymentId,
+        amount: payment.tokens,
+        description: `Token package ${payment.packageId}`,
+        balanceAfter: state.balance + payment.tokens,
+        occurredAt,
+      },
+    },
+  ];
+}
+
+/** Expires a payment still PENDING after its expiry; anything else (not due, captured, failed) decides nothing. */
+export function expirePayment({ data }: ExpirePayment, state: TokenAccountState): readonly PaymentExpired[] {
+  const payment = existing(state, data.paymentId);
+  if (payment.status !== 'PENDING' || data.now.getTime() < Date.parse(payment.expiresAt)) return [];
+  return [{ type: 'PaymentExpired', data: { userId: payment.userId, paymentId: payment.paymentId, orderId: payment.orderId, reason: PAYMENT_TIMED_OUT, occurredAt: data.now.toISOString() } }];
+}
+
+/**
+ * Whether a refund may go to the provider: 'refund' for a COMPLETED payment whose tokens are all
+ * still in the balance, 'done' for one already refunded. A refund that would drive the balance below
+ * zero is refused here, so nothing is refunded at the provider.
+ */
+export function refundDecision(state: TokenAccountState, paymentId: string): 'refund' | 'done' {
+  const payment = existing(state, paymentId);
+  if (payment.status === 'REFUNDED') return 'done';
+  if (payment.status !== 'COMPLETED') {
+    throw new LedgerError('PAYMENT_NOT_CAPTURED', `payment ${paymentId} is ${payment.status}; only a captured payment can be refunded`, { paymentId, paymentStatus: payment.status });
+  }
+  if (state.balance < payment.tokens) {
+    throw new LedgerError('REFUND_EXCEEDS_BALANCE', `refunding payment ${paymentId} would take back ${payment.tokens} tokens from a balance of ${state.balance}`, {
+      paymentId,
+      balance: state.balance,
+      requested: payment.tokens,
+    });
+  }
+  return 'refund';
+}
+
+/** Records a refund the provider made: the payment REFUNDED and its tokens taken back, in one append. */
+export function refundPayment({ data }: RefundPayment, state: TokenAccountState): readonly (PaymentRefunded | TokensRefunded)[] {
+  const payment = existing(state, data.paymentId);
+  if (payment.status === 'REFUNDED') return [];
+  if (payment.status !== 'COMPLETED') {
+    throw new LedgerError('PAYMENT_NOT_CAPTURED', `payment ${data.paymentId} is ${payment.status}; only a captured payment can be refunded`, { paymentId: data.paymentId, paymentStatus: payment.status });
+  }
+  // The check before the provider call saw enough balance; only a spend by another process in
+  // between can leave less. The money is back with the customer, so record the refund and take back
+  // what is left rather than lose the fact.
+  const tokensDebited = Math.min(payment.tokens, state.balance);
+  const occurredAt = data.now.toISOString();
+  const refunded: PaymentRefunded = {
+    type: 'PaymentRefunded',
+    data: { userId: payment.userId, paymentId: payment.paymentId, orderId: payment.orderId, providerRefundId: data.providerRefundId, tokens: payment.tokens, tokensDebited, occurredAt },
+  };
+  if (tokensDebited === 0) return [refunded];
+  return [
+    refunded,
+    {
+      type: 'TokensRefunded',
+      data: {
+        userId: payment.userId,
+        transactionId: data.transactionId,
+        paymentId: payment.paymentId,
+        amount: tokensDebited,
+        description: `Refund of token package ${payment.packageId}`,
+        balanceAfter: state.balance - tokensDebited,
+        occurredAt,
+      },
+    },
+  ];
+}
+
+function existing(state: TokenAccountState, paymentId: string): Payment {
+  const payment = state.payments.get(paymentId);
+  if (payment === undefined) throw new LedgerError('PAYMENT_NOT_FOUND', `payment ${paymentId} does not exist on this account`, { paymentId });
+  return payment;
+}
+
+function failedError(payment: Payment): LedgerError {
+  if (payment.failure === 'expired') return expiredError(payment);
+  return new LedgerError('PAYMENT_DECLINED', `payment ${payment.paymentId} was declined: ${payment.failureReason ?? 'no reason given'}`, {
+    paymentId: payment.paymentId,
+    reason: payment.failureReason,
+  });
+}
+
+function expiredError(payment: Payment): LedgerError {
+  return new LedgerError('PAYMENT_EXPIRED', `payment ${payment.paymentId} expired at ${payment.expiresAt}`, { paymentId: payment.paymentId, expiresAt: payment.expiresAt });
+}

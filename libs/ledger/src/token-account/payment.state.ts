@@ -1,0 +1,18 @@
+import type { PaymentInitiated } from './payment.events.js';
+
+export type PaymentStatus = 'PENDING' | 'COMPLETED' | 'FAILED' | 'REFUNDED';
+
+/** A payment as the token account knows it: what was initiated, and where its lifecycle stands. */
+export type Payment = PaymentInitiated['data'] & {
+  readonly status: PaymentStatus;
+  /** Why a FAILED payment failed: the provider declined it, or it expired while PENDING. */
+  readonly failure: 'declined' | 'expired' | null;
+  readonly failureReason: string | null;
+  readonly providerTransactionId: string | null;
+  readonly providerRefundId: string | null;
+  /** Tokens the refund took back (normally `tokens`). */
+  readonly tokensDebited: number | null;
+  readonly updatedAt: string;
+};
+
+export const PAYMENT_STATUSES: readonly PaymentStatus[] = ['PENDING', 'COMPLETED', 'FAILED', 'REFUNDED'];

@@ -1,0 +1,194 @@
+import { randomUUID } from 'node:crypto';
+import { formatPosition, type Position } from '@app/event-store';
+import {
+  captureDecision,
+  decideTokenAccount,
+  fold,
+  invariant,
+  LedgerError,
+  refundDecision,
+  tokenAccountDecider,
+  tokenAccountStreamId,
+  type CaptureOutcome,
+  type Payment,
+  type TokenAccountCommand,
+  type TokenAccountState,
+} from '@app/ledger';
+import { CommandHandling, eventMetadata, idempotentValueId, ReadModelConsistency, type CommandContext } from '@app/accounts';
+import { PaymentStreams } from './payment-streams.js';
+import { paymentView, type PaymentView, type PaymentWriteResult } from './payment.view.js';
+import { PaymentsError } from './payments.errors.js';
+import type { PaymentProvider } from './provider/payment-provider.port.js';
+import type { TokenPackage } from './token-packages.js';
+
+export type PaymentWorkflowOptions = {
+  readonly packages: readonly TokenPackage[];
+  /** How long a payment may stay PENDING before it is expired. */
+  readonly pendingTtlMs: number;
+  readonly now: () => Date;
+};
+
+export type InitiatedPayment = PaymentView & { readonly position: string | null; readonly readModelUpToDate: boolean };
+
+/**
+ * The payment use cases. Each talks to the provider only after the ledger's state allows it, and
+ * records the provider's answer with one append to the user's stream (expected revision, retried on
+ * conflict by CommandHandling). Every step is idempotent, so any of them can be retried after a
+ * crash or a timeout and the outcome is recorded exactly once.
+ */
+export class PaymentWorkflow {
+  constructor(
+    private readonly commands: CommandHandling,
+    private readonly consistency: ReadModelConsistency,
+    private readonly provider: PaymentProvider,
+    private readonly streams: PaymentStreams,
+    private readonly options: PaymentWorkflowOptions,
+  ) {}
+
+  /** Opens a PENDING payment for a package: index row, provider order, then PaymentInitiated. */
+  async initiate(userId: string, packageId: string, context: CommandContext): Promise<InitiatedPayment> {
+    const chosen = this.options.packages.find((candidate) => candidate.id === packageId);
+    if (chosen === undefined) {
+      throw new PaymentsError('PACKAGE_NOT_FOUND', `there is no token package ${packageId}`, { packageId, known: this.options.packages.map((known) => known.id).join(', ') });
+    }
+    // With an Idempotency-Key the payment id is derived from the request, so a retry after a crash
+    // opens the same payment (same index row, same provider order), never a second one.
+    const idempotency = context.idempotency;
+    const paymentId = idempotency === undefined ? randomUUID() : idempotentValueId(idempotency.requestId, 'paymentId');
+    const now = this.options.now();
+    // The index row first: whatever happens next, the payment id leads to the right stream.
+    await this.streams.record(paymentId, userId);
+    const { orderId } = await this.provider.createOrder({ paymentId, amount: chosen.price, currency: chosen.currency, description: `${chosen.tokens} tokens (${chosen.id})` });
+    const command: TokenAccountCommand = {
+      type: 'InitiatePayment',
+      data: { userId, paymentId, orderId, packageId, tokens: chosen.tokens, amount: chosen.price, currency: chosen.currency, provider: this.provider.name, now, expiresAt: new Date(now.getTime() + this.options.pendingTtlMs) },
+    };
+    const handled = await this.commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), eventMetadata(context), idempotency);
+    // A replay answers with the payment as its first attempt opened it (PENDING), whatever it became since.
+    const opened = handled.replayed === true ? fold(tokenAccountDecider, tokenAccountDecider.initialState, handled.events) : handled.state;
+    return { ...paymentView(paymentIn(opened, paymentId)), position: positionText(handled.position), readModelUpToDate: await this.consistency.waitFor(handled.position) };
+  }
+
+  /**
+   * Captures at the provider and credits the package, once. The provider is called under the
+   * stream's lock only when the state allows it, so racing captures in this process make one call;
+   * a repeat of a captured payment returns it without calling the provider. After the expiry, the
+   * provider is asked what happened instead: money it took is credited, otherwise the payment is
+   * expired and the capture refused.
+   */
+  async capture(paymentId: string, context: CommandContext): Promise<PaymentWriteResult> {
+    const userId = await this.ownerOf(paymentId);
+    const now = this.options.now();
+    const current = paymentIn((await this.commands.load(tokenAccountStreamId(userId), tokenAccountDecider)).state, paymentId);
+    if (isUnsettled(current) && (current.status === 'FAILED' || now.getTime() >= Date.parse(current.expiresAt))) {
+      const settled = await this.settle(current, context, now);
+      captureDecision(settled.state, paymentId, now); // throws PAYMENT_EXPIRED unless the provider had captured
+      return this.result(userId, settled.state, paymentId, settled.position);
+    }
+    // Asked once per request: a retry after a conflicting append records the same answer, and a
+    // provider failure is the request's answer (502), which the client retries.
+    let outcome: CaptureOutcome | undefined;
+    let providerFailure: Error | undefined;
+    const handled = await this.commands.handle(
+      tokenAccountStreamId(userId),
+      tokenAccountDecider,
+      async (state) => {
+        if (providerFailure !== undefined) throw providerFailure;
+        if (outcome === undefined && captureDecision(state, paymentId, now) === 'done') return [];
+        outcome ??= await this.provider.capture(paymentIn(state, paymentId).orderId).catch((error: unknown) => {
+          providerFailure = error instanceof Error ? error : new Error(String(error));
+          throw providerFailure;
+        });
+        return decideTokenAccount({ type: 'CapturePayment', data: { userId, paymentId, outcome, transactionId: randomUUID(), now } }, state);
+      },
+      eventMetadata(context),
+    );
+    // Throws PAYMENT_DECLINED (or PAYMENT_EXPIRED) for a payment that ended that way, now or before.
+    captureDecision(handled.state, paymentId, now);
+    return this.result(userId, handled.state, paymentId, handled.position);
+  }
+
+  /**
+   * Refunds at the provider, then records it and takes the tokens back, once. The balance check and
+   * the provider call happen under the stream's lock, so spending in this process cannot slip in
+   * between; a refund that would drive the balance below zero is refused before the provider.
+   */
+  async refund(paymentId: string, context: CommandContext): Promise<PaymentWriteResult> {
+    const userId = await this.ownerOf(paymentId);
+    let providerRefundId: string | undefined;
+    const handled = await this.commands.handle(
+      tokenAccountStreamId(userId),
+      tokenAccountDecider,
+      async (state) => {
+        // Once the provider has refunded, the refund is recorded whatever the balance has become.
+        if (providerRefundId === undefined && refundDecision(state, paymentId) === 'done') return [];
+        providerRefundId ??= (await this.provider.refund(paymentIn(state, paymentId).orderId)).providerRefundId;
+        return decideTokenAccount({ type: 'RefundPayment', data: { userId, paymentId, providerRefundId, transactionId: randomUUID(), now: this.options.now() } }, state);
+      },
+      eventMetadata(context),
+    );
+    return this.result(userId, handled.state, paymentId, handled.position);
+  }
+
+  /**
+   * Ends a PENDING payment by what the provider says about its order: captured -> credited,
+   * declined -> failed, anything else -> expired (only once its expiry has passed). The reconciliation
+   * path of the expiry job, the webhook and a late capture.
+   */
+  async settle(payment: Payment, context: CommandContext, now = this.options.now()): Promise<{ state: TokenAccountState; position: Position | undefined }> {
+    const order = await this.provider.getOrder(payment.orderId);
+    if ((order.status === 'captured' || order.status === 'refunded') && order.providerTransactionId !== null) {
+      return this.record(payment, { status: 'captured', providerTransactionId: order.providerTransactionId }, context, now);
+    }
+    if (order.status === 'declined') return this.record(payment, { status: 'declined', reason: order.declineReason ?? 'declined' }, context, now);
+    const command: TokenAccountCommand = { type: 'ExpirePayment', data: { userId: payment.userId, paymentId: payment.paymentId, now } };
+    return this.decideAndAppend(payment.userId, command, context);
+  }
+
+  /** Settles the payment with this id if it is PENDING or expired (a provider notification); otherwise nothing. */
+  async settleById(paymentId: string, context: CommandContext): Promise<void> {
+    const userId = await this.ownerOf(paymentId);
+    const loaded = await this.commands.load(tokenAccountStreamId(userId), tokenAccountDecider);
+    const payment = paymentIn(loaded.state, paymentId);
+    if (isUnsettled(payment)) await this.consistency.waitFor((await this.settle(payment, context)).position);
+  }
+
+  private record(payment: Payment, outcome: CaptureOutcome, context: CommandContext, now = this.options.now()) {
+    const command: TokenAccountCommand = {
+      type: 'CapturePayment',
+      data: { userId: payment.userId, paymentId: payment.paymentId, outcome, transactionId: randomUUID(), now },
+    };
+    return this.decideAndAppend(payment.userId, command, context);
+  }
+
+  private decideAndAppend(userId: string, command: TokenAccountCommand, context: CommandContext) {
+    return this.commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), eventMetadata(context));
+  }
+
+  private async ownerOf(paymentId: string): Promise<string> {
+    const userId = await this.streams.userOf(paymentId);
+    if (userId === undefined) throw new LedgerError('PAYMENT_NOT_FOUND', `payment ${paymentId} does not exist`, { paymentId });
+    return userId;
+  }
+
+  private async result(userId: string, state: TokenAccountState, paymentId: string, position: Position | undefined): Promise<PaymentWriteResult> {
+    invariant(paymentIn(state, paymentId).userId === userId, `payment ${paymentId} is in the stream of another user`);
+    return { payment: paymentView(paymentIn(state, paymentId)), balance: state.balance, position: positionText(position), readModelUpToDate: await this.consistency.waitFor(position) };
+  }
+}
+
+/** PENDING, or expired: the provider may still have taken the money (a capture racing the expiry). */
+function isUnsettled(payment: Payment): boolean {
+  return payment.status === 'PENDING' || (payment.status === 'FAILED' && payment.failure === 'expired');
+}
+
+/** The payment in a state read from its stream; absent means the append never happened. */
+function paymentIn(state: TokenAccountState, paymentId: string): Payment {
+  const payment = state.payments.get(paymentId);
+  if (payment === undefined) throw new LedgerError('PAYMENT_NOT_FOUND', `payment ${paymentId} does not exist`, { paymentId });
+  return payment;
+}
+
+function positionText(position: Position | undefined): string | null {
+  return position === undefined ? null : formatPosition(position);
+}

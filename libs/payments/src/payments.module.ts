@@ -1,0 +1,56 @@
+import { Logger, Module, type DynamicModule } from '@nestjs/common';
+import { CqrsModule } from '@nestjs/cqrs';
+import { CommandHandling, ReadModelConsistency } from '@app/accounts';
+import { PG_POOL } from '@app/database';
+import type { Pool } from 'pg';
+import { CapturePaymentHandler, InitiatePaymentHandler, RefundPaymentHandler, SettlePaymentHandler } from './commands/payment.commands.js';
+import { PaymentExpiryJob } from './jobs/payment-expiry.job.js';
+import { PaymentJobsScheduler } from './jobs/payment-jobs.scheduler.js';
+import { PaymentStreams } from './payment-streams.js';
+import { PaymentWorkflow } from './payment-workflow.js';
+import { PAYMENTS_OPTIONS, type PaymentsOptions } from './payments.tokens.js';
+import { MockPaymentProvider } from './provider/mock-payment-provider.js';
+import { PAYMENT_PROVIDER, type PaymentProvider } from './provider/payment-provider.port.js';
+import { GetPaymentHandler, ListPaymentsHandler } from './queries/payment.queries.js';
+
+/** Payments: the provider adapter, the payment use cases, their queries and the expiry job. Needs TokenAccountsModule. */
+@Module({})
+export class PaymentsModule {
+  static forRoot(options: PaymentsOptions): DynamicModule {
+    const now = options.now ?? (() => new Date());
+    return {
+      module: PaymentsModule,
+      imports: [CqrsModule],
+      providers: [
+        { provide: PAYMENTS_OPTIONS, useValue: options },
+        // One adapter per provider; `mock` is the embedded default.
+        { provide: PAYMENT_PROVIDER, inject: [PG_POOL], useFactory: (pool: Pool): PaymentProvider => new MockPaymentProvider(pool, options.mockBehaviour) },
+        { provide: PaymentStreams, inject: [PG_POOL], useFactory: (pool: Pool) => new PaymentStreams(pool) },
+        {
+          provide: PaymentWorkflow,
+          inject: [CommandHandling, ReadModelConsistency, PAYMENT_PROVIDER, PaymentStreams],
+          useFactory: (commands: CommandHandling, consistency: ReadModelConsistency, provider: PaymentProvider, streams: PaymentStreams) =>
+            new PaymentWorkflow(commands, consistency, provider, streams, { packages: options.packages, pendingTtlMs: options.pendingTtlMs, now }),
+        },
+        {
+          provide: PaymentExpiryJob,
+          inject: [PG_POOL, PaymentWorkflow, CommandHandling],
+          useFactory: (pool: Pool, workflow: PaymentWorkflow, commands: CommandHandling) => {
+            const logger = new Logger('PaymentExpiry');
+            return new PaymentExpiryJob(pool, workflow, commands, (paymentId, error) =>
+              logger.warn(`payment ${paymentId} not settled, retried next run: ${error instanceof Error ? error.message : String(error)}`),
+            );
+          },
+        },
+        PaymentJobsScheduler,
+        InitiatePaymentHandler,
+        CapturePaymentHandler,
+        RefundPaymentHandler,
+        SettlePaymentHandler,
+        GetPaymentHandler,
+        ListPaymentsHandler,
+      ],
+      exports: [PAYMENT_PROVIDER, PaymentExpiryJob, PaymentWorkflow],
+    };
+  }
+}

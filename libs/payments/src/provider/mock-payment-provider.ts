@@ -1,0 +1,122 @@
+import type { CaptureOutcome } from '@app/ledger';
+import type { Pool } from 'pg';
+import { PaymentProviderError, type OrderRequest, type PaymentProvider, type ProviderOrder } from './payment-provider.port.js';
+
+/**
+ * How the mock answers a capture: `approve`; `decline` (card_declined); `timeout` (nothing captured,
+ * the call fails); `error_after_capture` (the money is captured, then the call fails, as when the
+ * response is lost or our process dies right after the provider acted).
+ */
+export type MockBehaviour = 'approve' | 'decline' | 'timeout' | 'error_after_capture';
+export const MOCK_BEHAVIOURS: readonly MockBehaviour[] = ['approve', 'decline', 'timeout', 'error_after_capture'];
+
+type OrderStatus = 'created' | 'captured' | 'declined' | 'refunded';
+type OrderRow = { payment_id: string; status: OrderStatus; behaviour: MockBehaviour };
+
+/**
+ * A provider that behaves like a real one: deterministic ids derived from the payment id, idempotent
+ * calls by order id, and configurable failures (per order, or a default for new orders). Its orders
+ * are kept in `mock_provider_orders`, outside every ledger transaction, so they survive a restart
+ * of the service like a real provider's: a payment captured at the provider before a crash is
+ * found captured after it. Each call is one statement (capture: one transaction with the order's
+ * row locked), so racing calls from several instances change an order once.
+ */
+export class MockPaymentProvider implements PaymentProvider {
+  readonly name = 'mock';
+  /** Capture and refund calls that reached this instance of the provider, for tests and demos. */
+  readonly calls = { capture: 0, refund: 0 };
+
+  constructor(
+    private readonly pool: Pool,
+    private defaultBehaviour: MockBehaviour = 'approve',
+  ) {}
+
+  /** Sets how captures of `orderId` behave from now on (or, without an order, of orders created from now on). */
+  async behave(behaviour: MockBehaviour, orderId?: string): Promise<void> {
+    if (orderId === undefined) {
+      this.defaultBehaviour = behaviour;
+      return;
+    }
+    const updated = await this.pool.query('UPDATE mock_provider_orders SET behaviour = $2, updated_at = now() WHERE order_id = $1', [orderId, behaviour]);
+    if (updated.rowCount !== 1) throw new Error(`mock provider has no order ${orderId}`);
+  }
+
+  async createOrder(request: OrderRequest): Promise<{ orderId: string }> {
+    const orderId = `MOCK-ORDER-${request.paymentId}`;
+    await this.pool.query(
+      `INSERT INTO mock_provider_orders (order_id, payment_id, amount, currency, description, status, behaviour)
+       VALUES ($1, $2, $3, $4, $5, 'created', $6) ON CONFLICT (order_id) DO NOTHING`,
+      [orderId, request.paymentId, request.amount, request.currency, request.description, this.defaultBehaviour],
+    );
+    return { orderId };
+  }
+
+  async capture(orderId: string): Promise<CaptureOutcome> {
+    this.calls.capture += 1;
+    const client = await this.pool.connect();
+    let order: OrderRow | undefined;
+    let next: OrderStatus | undefined;
+    try {
+      await client.query('BEGIN');
+      order = (await client.query<OrderRow>('SELECT payment_id, status, behaviour FROM mock_provider_orders WHERE order_id = $1 FOR UPDATE', [orderId])).rows[0];
+      if (order?.status === 'created') {
+        next = order.behaviour === 'approve' || order.behaviour === 'error_after_capture' ? 'captured' : order.behaviour === 'decline' ? 'declined' : undefined;
+        if (next !== undefined) await client.query('UPDATE mock_provider_orders SET status = $2, updated_at = now() WHERE order_id = $1', [orderId, next]);
+      }
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+    if (order === undefined) return { status: 'declined', reason: 'order_not_found' };
+    if (order.status === 'captured' || order.status === 'refunded') return captured(order.payment_id);
+    if (order.status === 'declined') return { status: 'declined', reason: 'card_declined' };
+    // The order was 'created': its behaviour decided what happened (and is now committed).
+    switch (order.behaviour) {
+      case 'approve':
+        return captured(order.payment_id);
+      case 'decline':
+        return { status: 'declined', reason: 'card_declined' };
+      case 'timeout':
+        throw new PaymentProviderError(`mock provider timed out capturing ${orderId}`, 'timeout');
+      case 'error_after_capture':
+        throw new PaymentProviderError(`mock provider failed after capturing ${orderId}`, 'unavailable');
+      default: {
+        const unknown: never = order.behaviour;
+        throw new Error(`unknown mock behaviour ${String(unknown)}`);
+      }
+    }
+  }
+
+  async getOrder(orderId: string): Promise<ProviderOrder> {
+    const order = (await this.pool.query<OrderRow>('SELECT payment_id, status, behaviour FROM mock_provider_orders WHERE order_id = $1', [orderId])).rows[0];
+    if (order === undefined) return { status: 'unknown', providerTransactionId: null, declineReason: null };
+    const isCaptured = order.status === 'captured' || order.status === 'refunded';
+    return {
+      status: order.status,
+      providerTransactionId: isCaptured ? captureId(order.payment_id) : null,
+      declineReason: order.status === 'declined' ? 'card_declined' : null,
+    };
+  }
+
+  async refund(orderId: string): Promise<{ providerRefundId: string }> {
+    this.calls.refund += 1;
+    const refunded = await this.pool.query<{ payment_id: string }>(
+      `UPDATE mock_provider_orders SET status = 'refunded', updated_at = now() WHERE order_id = $1 AND status IN ('captured', 'refunded') RETURNING payment_id`,
+      [orderId],
+    );
+    const row = refunded.rows[0];
+    if (row === undefined) throw new PaymentProviderError(`mock provider cannot refund ${orderId}: not captured`, 'rejected');
+    return { providerRefundId: `MOCK-REFUND-${row.payment_id}` };
+  }
+}
+
+function captured(paymentId: string): CaptureOutcome {
+  return { status: 'captured', providerTransactionId: captureId(paymentId) };
+}
+
+function captureId(paymentId: string): string {
+  return `MOCK-CAPTURE-${paymentId}`;
+}

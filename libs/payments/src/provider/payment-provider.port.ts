@@ -1,0 +1,45 @@
+import type { CaptureOutcome } from '@app/ledger';
+
+/** What the provider knows of an order; 'unknown' when it has no such order. */
+export type ProviderOrderStatus = 'created' | 'captured' | 'declined' | 'refunded' | 'unknown';
+
+export type ProviderOrder = {
+  readonly status: ProviderOrderStatus;
+  readonly providerTransactionId: string | null;
+  readonly declineReason: string | null;
+};
+
+export type OrderRequest = {
+  /** Our payment id, given to the provider as its merchant reference. */
+  readonly paymentId: string;
+  readonly amount: number;
+  readonly currency: string;
+  readonly description: string;
+};
+
+/**
+ * A payment provider. Every call is idempotent by order id (and `createOrder` by payment id), as
+ * real providers are with an idempotency key: repeating a call after a timeout repeats its effect
+ * at most once. A transient failure (timeout, unavailable) throws `PaymentProviderError`; the
+ * caller does not know whether the call took effect, so it retries or asks `getOrder`.
+ */
+export interface PaymentProvider {
+  readonly name: string;
+  createOrder(request: OrderRequest): Promise<{ readonly orderId: string }>;
+  /** Captures the order's money; a decline is an outcome, not an error. */
+  capture(orderId: string): Promise<CaptureOutcome>;
+  getOrder(orderId: string): Promise<ProviderOrder>;
+  refund(orderId: string): Promise<{ readonly providerRefundId: string }>;
+}
+
+export const PAYMENT_PROVIDER = Symbol('PAYMENT_PROVIDER');
+
+export class PaymentProviderError extends Error {
+  override readonly name = 'PaymentProviderError';
+  constructor(
+    message: string,
+    readonly kind: 'timeout' | 'unavailable' | 'rejected',
+  ) {
+    super(message);
+  }
+}

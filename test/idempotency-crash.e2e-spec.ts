@@ -1,0 +1,196 @@
+import { randomUUID } from 'node:crypto';
+import { ReadModelConsistency } from '@app/accounts';
+import { IdempotencyStore } from '../apps/api/src/http/idempotency/idempotency.store.js';
+import { createTestDatabase, type TestDatabase } from './support/test-database.js';
+import { startTestAppOn, type TestApp } from './support/test-app.js';
+
+// A short lease, so "the lease has lapsed" takes a second, not the default minute.
+const LEASE_SECONDS = 1;
+const ENVIRONMENT = { PAYMENT_JOBS_ENABLED: 'false', IDEMPOTENCY_LOCK_SECONDS: String(LEASE_SECONDS) };
+
+let database: TestDatabase;
+let first: TestApp;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  first = await startTestAppOn(database, ENVIRONMENT);
+});
+
+afterAll(async () => {
+  await first.close();
+  await database.drop();
+});
+
+const leaseLapsed = () => new Promise((resolve) => setTimeout(resolve, LEASE_SECONDS * 1_000 + 100));
+
+/**
+ * The instance's next keyed request does its work and answers, but its response is never stored:
+ * what the key table holds after the process died between the append and storing the response
+ * (the key stays in_progress until its lease lapses).
+ */
+function dieBeforeStoringNextResponse(instance: TestApp): void {
+  const store = instance.app.get(IdempotencyStore);
+  const complete = store.complete.bind(store);
+  store.complete = () => {
+    store.complete = complete;
+    return Promise.resolve();
+  };
+}
+
+async function keyRow(key: string) {
+  const result = await database.pool.query<{ state: string }>('SELECT state FROM idempotency_keys WHERE key = $1', [key]);
+  return result.rows[0];
+}
+
+async function eventsOf(userId: string) {
+  const result = await database.pool.query<{ event_type: string; metadata: { idempotencyKey?: string } }>(
+    'SELECT event_type, metadata FROM events WHERE stream_id = $1 ORDER BY stream_revision',
+    [`token-account-${userId}`],
+  );
+  return result.rows;
+}
+
+async function funded(instance: TestApp, amount: number): Promise<string> {
+  const userId = randomUUID();
+  await instance.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount }).expect(201);
+  return userId;
+}
+
+const balanceOf = async (instance: TestApp, userId: string) => (await instance.http().get(`/v1/accounts/${userId}/balance`).expect(200)).body.balance as number;
+
+describe('a keyed request retried after the process died between the work and storing its response', () => {
+  it('spends once and answers the retry, on a restarted instance, with the original response', async () => {
+    const userId = await funded(first, 100);
+    const key = randomUUID();
+    dieBeforeStoringNextResponse(first);
+    const original = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 30, description: 'Chat' }).expect(201);
+    expect(await keyRow(key)).toEqual({ state: 'in_progress' });
+
+    const restarted = await startTestAppOn(database, ENVIRONMENT);
+    try {
+      await leaseLapsed();
+      const retry = await restarted.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ description: 'Chat', amount: 30 }).expect(201);
+      expect(retry.body).toEqual(original.body);
+      expect(await balanceOf(restarted, userId)).toBe(70);
+      const events = await eventsOf(userId);
+      expect(events.map((event) => event.event_type)).toEqual(['TokensPurchased', 'TokensUsed']);
+      expect(events[1]?.metadata.idempotencyKey).toBe(key);
+      // The retry's response is stored now: a third attempt is a plain replay.
+      expect(await keyRow(key)).toEqual({ state: 'completed' });
+      const third = await restarted.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 30, description: 'Chat' }).expect(201);
+      expect(third.headers['idempotent-replayed']).toBe('true');
+      expect(third.body).toEqual(original.body);
+    } finally {
+      await restarted.close();
+    }
+  });
+
+  it('does not refuse the retry when the first attempt spent the whole balance', async () => {
+    const userId = await funded(first, 30);
+    const key = randomUUID();
+    dieBeforeStoringNextResponse(first);
+    const original = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 30 }).expect(201);
+    await leaseLapsed();
+    const retry = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 30 }).expect(201);
+    expect(retry.body).toEqual(original.body);
+    expect(await balanceOf(first, userId)).toBe(0);
+  });
+
+  it('debits once when 20 retries race on two instances after the crash, all answered with the original response', async () => {
+    const userId = await funded(first, 100);
+    const key = randomUUID();
+    dieBeforeStoringNextResponse(first);
+    const original = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 7 }).expect(201);
+    const second = await startTestAppOn(database, ENVIRONMENT);
+    try {
+      await leaseLapsed();
+      const retries = await Promise.all(
+        Array.from({ length: 20 }, (_, index) => (index % 2 === 0 ? first : second).http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 7 })),
+      );
+      expect(retries.map((retry) => retry.status)).toEqual(Array.from({ length: 20 }, () => 201));
+      for (const retry of retries) expect(retry.body).toEqual(original.body);
+      expect(await balanceOf(first, userId)).toBe(93);
+      expect((await eventsOf(userId)).map((event) => event.event_type)).toEqual(['TokensPurchased', 'TokensUsed']);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('debits once when the key row itself is lost (no lease at all) and 20 retries race', async () => {
+    // The strongest case: nothing in the key table holds the retries back, only the event ids do.
+    const userId = await funded(first, 100);
+    const key = randomUUID();
+    const original = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 5 }).expect(201);
+    await database.pool.query(`UPDATE idempotency_keys SET state = 'in_progress', response_status = NULL, response_body = NULL, locked_until = '-infinity' WHERE key = $1`, [key]);
+    const store = first.app.get(IdempotencyStore);
+    const claim = store.claim.bind(store);
+    // Every retry is let through as if it had claimed the key (the table says nothing useful).
+    store.claim = async (scope, claimedKey, hash) => {
+      const claimed = await claim(scope, claimedKey, hash);
+      return claimed.kind === 'claimed' ? claimed : { kind: 'claimed', firstClaimedAt: new Date() };
+    };
+    try {
+      const retries = await Promise.all(Array.from({ length: 20 }, () => first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 5 })));
+      for (const retry of retries) {
+        expect(retry.status).toBe(201);
+        expect(retry.body).toEqual(original.body);
+      }
+    } finally {
+      store.claim = claim;
+    }
+    expect(await balanceOf(first, userId)).toBe(95);
+    expect((await eventsOf(userId)).map((event) => event.event_type)).toEqual(['TokensPurchased', 'TokensUsed']);
+  });
+
+  it('replays instead of spending again when the first attempt failed with a 500 after appending', async () => {
+    const userId = await funded(first, 100);
+    const key = randomUUID();
+    const consistency = first.app.get(ReadModelConsistency, { strict: false });
+    const waitFor = consistency.waitFor.bind(consistency);
+    consistency.waitFor = () => {
+      consistency.waitFor = waitFor;
+      return Promise.reject(new Error('the database went away after the append'));
+    };
+    await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 12 }).expect(500);
+    // A 5xx releases the key at once (no lease to wait for); the retry finds the appended usage.
+    const retry = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 12 }).expect(201);
+    expect(retry.body).toMatchObject({ balance: 88, transaction: { amount: -12, balanceAfter: 88 } });
+    expect(await balanceOf(first, userId)).toBe(88);
+    expect((await eventsOf(userId)).map((event) => event.event_type)).toEqual(['TokensPurchased', 'TokensUsed']);
+    // Released, the key still belongs to its body.
+    await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 13 }).expect(422);
+  });
+
+  it('credits a keyed purchase once and answers the retry with the original response', async () => {
+    const userId = randomUUID();
+    const key = randomUUID();
+    const body = { paymentId: randomUUID(), amount: 40 };
+    dieBeforeStoringNextResponse(first);
+    const original = await first.http().post(`/v1/accounts/${userId}/purchases`).set('Idempotency-Key', key).send(body).expect(201);
+    await first.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1 }).expect(201);
+    await leaseLapsed();
+    const retry = await first.http().post(`/v1/accounts/${userId}/purchases`).set('Idempotency-Key', key).send(body).expect(201);
+    expect(retry.body).toEqual(original.body);
+    expect(await balanceOf(first, userId)).toBe(39);
+  });
+
+  it('opens one payment for a keyed POST /v1/payments retried after the crash, answered as first opened', async () => {
+    const userId = randomUUID();
+    const key = randomUUID();
+    dieBeforeStoringNextResponse(first);
+    const original = await first.http().post('/v1/payments').set('Idempotency-Key', key).send({ userId, packageId: 'starter' }).expect(201);
+    // The payment moves on before the retry: the retry still gets the response of the first attempt.
+    await first.http().post(`/v1/payments/${original.body.paymentId as string}/capture`).send().expect(200);
+    const restarted = await startTestAppOn(database, ENVIRONMENT);
+    try {
+      await leaseLapsed();
+      const retry = await restarted.http().post('/v1/payments').set('Idempotency-Key', key).send({ userId, packageId: 'starter' }).expect(201);
+      expect(retry.body).toEqual(original.body);
+      expect((await eventsOf(userId)).map((event) => event.event_type)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+      const payments = await database.pool.query('SELECT id FROM payments WHERE user_id = $1', [userId]);
+      expect(payments.rowCount).toBe(1);
+    } finally {
+      await restarted.close();
+    }
+  });
+});

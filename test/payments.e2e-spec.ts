@@ -1,0 +1,366 @@
+import { randomUUID } from 'node:crypto';
+import { CommandHandling, ReadModelConsistency } from '@app/accounts';
+import { EVENT_STORE, type EventStore } from '@app/event-store';
+import { MockPaymentProvider, PAYMENT_PROVIDER, PaymentExpiryJob, PaymentStreams, PaymentWorkflow, DEFAULT_TOKEN_PACKAGES } from '@app/payments';
+import { signWebhook } from '../apps/api/src/payments/webhook-signature.guard.js';
+import { DEVELOPMENT_WEBHOOK_SECRET } from '../apps/api/src/config/app.config.js';
+import { startTestApp, type TestApp } from './support/test-app.js';
+
+let testApp: TestApp;
+let provider: MockPaymentProvider;
+
+beforeAll(async () => {
+  testApp = await startTestApp({ PAYMENT_JOBS_ENABLED: 'false' });
+  provider = testApp.app.get<MockPaymentProvider>(PAYMENT_PROVIDER, { strict: false });
+});
+
+afterAll(async () => {
+  await testApp.close();
+});
+
+const http = () => testApp.http();
+const HOUR_MS = 3_600_000;
+
+async function buy(userId: string, packageId = 'starter') {
+  const response = await http().post('/v1/payments').send({ userId, packageId }).expect(201);
+  return response.body as { paymentId: string; orderId: string; status: string; tokens: number; amount: number; currency: string };
+}
+
+const capture = (paymentId: string) => http().post(`/v1/payments/${paymentId}/capture`).send();
+const refund = (paymentId: string) => http().post(`/v1/payments/${paymentId}/refund`).send();
+const balanceOf = async (userId: string) => (await http().get(`/v1/accounts/${userId}/balance`).expect(200)).body.balance as number;
+
+async function eventTypes(userId: string): Promise<string[]> {
+  const result = await testApp.database.pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [`token-account-${userId}`]);
+  return result.rows.map((row) => row.event_type);
+}
+
+/** Another API instance: its own command handling (cache, per-stream lock) over the same store and provider. */
+function otherInstance(now: () => Date = () => new Date()): { workflow: PaymentWorkflow; job: PaymentExpiryJob } {
+  const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
+  const commands = new CommandHandling(store, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+  const consistency = testApp.app.get(ReadModelConsistency, { strict: false });
+  const workflow = new PaymentWorkflow(commands, consistency, provider, new PaymentStreams(testApp.database.pool), { packages: DEFAULT_TOKEN_PACKAGES, pendingTtlMs: HOUR_MS, now });
+  return { workflow, job: new PaymentExpiryJob(testApp.database.pool, workflow, commands) };
+}
+
+/** Polls until `read` returns what `accept` wants: the job does not wait for the read models. */
+async function eventually<T>(read: () => Promise<T>, accept: (value: T) => boolean): Promise<T> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const value = await read();
+    if (accept(value) || Date.now() > deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+const theJob = () => testApp.app.get(PaymentExpiryJob, { strict: false });
+const hoursFromNow = (hours: number) => new Date(Date.now() + hours * HOUR_MS);
+
+describe('buying a package', () => {
+  it('takes a new user from a PENDING payment to a credited balance, with the payment and the purchase in the read models', async () => {
+    const userId = randomUUID();
+    const created = await buy(userId);
+    expect(created).toMatchObject({ status: 'PENDING', tokens: 100, amount: 500, currency: 'USD', orderId: `MOCK-ORDER-${created.paymentId}`, readModelUpToDate: true });
+    const captured = await capture(created.paymentId).expect(200);
+    expect(captured.body).toMatchObject({ balance: 100, readModelUpToDate: true, payment: { paymentId: created.paymentId, status: 'COMPLETED', providerTransactionId: `MOCK-CAPTURE-${created.paymentId}` } });
+    const stored = await http().get(`/v1/payments/${created.paymentId}`).expect(200);
+    expect(stored.body).toEqual(captured.body.payment);
+    const history = await http().get(`/v1/accounts/${userId}/transactions`).expect(200);
+    expect(history.body.data).toMatchObject([{ amount: 100, transactionType: 'purchase', paymentId: created.paymentId, balanceAfter: 100 }]);
+    const payments = await http().get(`/v1/accounts/${userId}/payments?status=COMPLETED`).expect(200);
+    expect(payments.body).toEqual({ data: [captured.body.payment], total: 1, limit: 10, offset: 0 });
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+  });
+
+  it('adds a package to the balance of an existing user', async () => {
+    const userId = randomUUID();
+    await http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 40 }).expect(201);
+    const { paymentId } = await buy(userId, 'standard');
+    const captured = await capture(paymentId).expect(200);
+    expect(captured.body).toMatchObject({ balance: 540, payment: { status: 'COMPLETED', tokens: 500 } });
+    expect(await balanceOf(userId)).toBe(540);
+  });
+
+  it('refuses an unknown package and a body that names a price', async () => {
+    const unknown = await http().post('/v1/payments').send({ userId: randomUUID(), packageId: 'gold' }).expect(404);
+    expect(unknown.body).toMatchObject({ code: 'PACKAGE_NOT_FOUND' });
+    const priced = await http().post('/v1/payments').send({ userId: randomUUID(), packageId: 'starter', amount: 1 }).expect(400);
+    expect(priced.body.errors).toEqual([expect.objectContaining({ field: 'amount', rule: 'whitelistValidation' })]);
+  });
+
+  it('credits once when 20 captures of one payment race', async () => {
+    const userId = randomUUID();
+    const { paymentId } = await buy(userId);
+    const responses = await Promise.all(Array.from({ length: 20 }, () => capture(paymentId)));
+    expect(responses.map((response) => response.status)).toEqual(Array.from({ length: 20 }, () => 200));
+    expect(new Set(responses.map((response) => response.body.balance))).toEqual(new Set([100]));
+    expect(await balanceOf(userId)).toBe(100);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+  });
+
+  it('credits once when two instances capture one payment 10 times each', async () => {
+    const userId = randomUUID();
+    const { paymentId } = await buy(userId);
+    const other = otherInstance();
+    const outcomes = await Promise.all(
+      Array.from({ length: 20 }, (_, index) => (index % 2 === 0 ? capture(paymentId).then((response) => response.body.balance as number) : other.workflow.capture(paymentId, { requestId: 'other' }).then((result) => result.balance))),
+    );
+    expect(new Set(outcomes)).toEqual(new Set([100]));
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+  });
+
+  it('fails a declined payment, credits nothing, and answers the same to a retry', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    await provider.behave('decline', orderId);
+    const declined = await capture(paymentId).expect(402);
+    expect(declined.body).toMatchObject({ code: 'PAYMENT_DECLINED', reason: 'card_declined' });
+    await capture(paymentId).expect(402);
+    const stored = await http().get(`/v1/payments/${paymentId}`).expect(200);
+    expect(stored.body).toMatchObject({ status: 'FAILED', metadata: { error: 'card_declined' } });
+    expect(await balanceOf(userId)).toBe(0);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentFailed']);
+  });
+});
+
+describe('crash safety', () => {
+  it('credits exactly once when the provider fails after capturing and the client retries', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    await provider.behave('error_after_capture', orderId);
+    const failed = await capture(paymentId).expect(502);
+    expect(failed.body).toMatchObject({ code: 'PROVIDER_UNAVAILABLE' });
+    expect((await provider.getOrder(orderId)).status).toBe('captured');
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
+    const retried = await capture(paymentId).expect(200);
+    expect(retried.body).toMatchObject({ balance: 100, payment: { status: 'COMPLETED' } });
+    await capture(paymentId).expect(200);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+  });
+
+  it('lets the reconciliation job complete, not expire, a payment the provider captured before the process died', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    await provider.behave('error_after_capture', orderId);
+    await capture(paymentId).expect(502);
+    const run = await theJob().runOnce(hoursFromNow(2));
+    expect(run).toMatchObject({ ran: true, failed: 0 });
+    expect(await eventually(() => balanceOf(userId), (balance) => balance === 100)).toBe(100);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+    await capture(paymentId).expect(200);
+  });
+
+  it('answers 502 to a provider timeout without recording anything, and a retry captures once', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    await provider.behave('timeout', orderId);
+    await capture(paymentId).expect(502);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
+    await provider.behave('approve', orderId);
+    await capture(paymentId).expect(200);
+    expect(await balanceOf(userId)).toBe(100);
+  });
+});
+
+describe('expiry', () => {
+  it('refuses a capture after the payment expired and marks it FAILED with Payment timed out', async () => {
+    const userId = randomUUID();
+    const { paymentId } = await buy(userId);
+    await theJob().runOnce(hoursFromNow(2));
+    const refused = await capture(paymentId).expect(409);
+    expect(refused.body).toMatchObject({ code: 'PAYMENT_EXPIRED', paymentId });
+    const stored = await eventually(() => http().get(`/v1/payments/${paymentId}`).expect(200), (response) => response.body.status !== 'PENDING');
+    expect(stored.body).toMatchObject({ status: 'FAILED', metadata: { error: 'Payment timed out' } });
+    expect(await balanceOf(userId)).toBe(0);
+  });
+
+  it('leaves payments before their expiry alone', async () => {
+    const userId = randomUUID();
+    const { paymentId } = await buy(userId);
+    await theJob().runOnce(new Date(Date.now() + HOUR_MS / 2));
+    expect((await http().get(`/v1/payments/${paymentId}`).expect(200)).body.status).toBe('PENDING');
+  });
+
+  it.each([
+    ['with the advisory lock', true],
+    ['even without the advisory lock', false],
+  ])('expires each payment once when two job instances run at once, %s', async (_name, lock) => {
+    const users = Array.from({ length: 6 }, () => randomUUID());
+    for (const userId of users) await buy(userId);
+    const later = hoursFromNow(3);
+    const runs = await Promise.all([theJob().runOnce(later, { lock }), otherInstance(() => later).job.runOnce(later, { lock })]);
+    expect(runs.filter((run) => run.ran).length).toBeGreaterThanOrEqual(1);
+    for (const userId of users) expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentExpired']);
+  });
+});
+
+describe('refunds', () => {
+  async function capturedPayment(): Promise<{ userId: string; paymentId: string; orderId: string }> {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    await capture(paymentId).expect(200);
+    return { userId, paymentId, orderId };
+  }
+
+  it('refunds at the provider and takes the tokens back with a negative refund transaction, once', async () => {
+    const { userId, paymentId, orderId } = await capturedPayment();
+    const refunded = await refund(paymentId).expect(200);
+    expect(refunded.body).toMatchObject({ balance: 0, payment: { status: 'REFUNDED', metadata: { providerRefundId: `MOCK-REFUND-${paymentId}`, tokensDebited: 100 } } });
+    expect((await provider.getOrder(orderId)).status).toBe('refunded');
+    const again = await refund(paymentId).expect(200);
+    expect(again.body.payment).toEqual(refunded.body.payment);
+    const history = await http().get(`/v1/accounts/${userId}/transactions`).expect(200);
+    expect(history.body.data[0]).toMatchObject({ amount: -100, transactionType: 'refund', paymentId, balanceAfter: 0 });
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefunded', 'TokensRefunded']);
+  });
+
+  it('refuses a refund the balance cannot cover and refunds nothing at the provider', async () => {
+    const { userId, paymentId, orderId } = await capturedPayment();
+    await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1 }).expect(201);
+    const refundsBefore = provider.calls.refund;
+    const refused = await refund(paymentId).expect(409);
+    expect(refused.body).toMatchObject({ code: 'REFUND_EXCEEDS_BALANCE', balance: 99, requested: 100 });
+    expect(provider.calls.refund).toBe(refundsBefore);
+    expect((await provider.getOrder(orderId)).status).toBe('captured');
+    expect(await balanceOf(userId)).toBe(99);
+  });
+
+  it('keeps the exact balance when a refund races 20 usages of 10 on one account', async () => {
+    const { userId, paymentId } = await capturedPayment();
+    const [refunded, ...usages] = await Promise.all([refund(paymentId), ...Array.from({ length: 20 }, () => http().post(`/v1/accounts/${userId}/usage`).send({ amount: 10 }))]);
+    const spent = usages.filter((response) => response.status === 201).length;
+    expect(usages.every((response) => response.status === 201 || response.body.code === 'INSUFFICIENT_BALANCE')).toBe(true);
+    if (refunded?.status === 200) {
+      expect(spent).toBe(0);
+      expect(await balanceOf(userId)).toBe(0);
+    } else {
+      expect(refunded?.body.code).toBe('REFUND_EXCEEDS_BALANCE');
+      expect(spent).toBe(10);
+      expect(await balanceOf(userId)).toBe(0);
+    }
+  });
+
+  it('refunds once when 20 refunds of one payment race', async () => {
+    const { userId, paymentId } = await capturedPayment();
+    const responses = await Promise.all(Array.from({ length: 20 }, () => refund(paymentId)));
+    expect(responses.map((response) => response.status)).toEqual(Array.from({ length: 20 }, () => 200));
+    expect(await balanceOf(userId)).toBe(0);
+    expect((await eventTypes(userId)).filter((type) => type === 'TokensRefunded')).toHaveLength(1);
+  });
+
+  it('refuses to refund a payment never captured', async () => {
+    const { paymentId } = await buy(randomUUID());
+    expect((await refund(paymentId).expect(409)).body.code).toBe('PAYMENT_NOT_CAPTURED');
+  });
+});
+
+describe('mock provider webhook', () => {
+  const hook = (body: string, signature?: string) => {
+    const request = http().post('/v1/payments/webhooks/mock').set('content-type', 'application/json');
+    return (signature === undefined ? request : request.set('x-mock-signature', signature)).send(body);
+  };
+
+  async function capturedAtProviderOnly(): Promise<{ userId: string; paymentId: string; body: string }> {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    await provider.capture(orderId); // the provider captured; our process never heard of it
+    return { userId, paymentId, body: JSON.stringify({ type: 'order.captured', orderId, paymentId }) };
+  }
+
+  it('refuses a missing or bad signature with 401 and changes nothing', async () => {
+    const { userId, paymentId, body } = await capturedAtProviderOnly();
+    expect((await hook(body).expect(401)).body).toMatchObject({ status: 401 });
+    await hook(body, signWebhook('another secret entirely', body)).expect(401);
+    await hook(body, signWebhook(DEVELOPMENT_WEBHOOK_SECRET, `${body} `)).expect(401);
+    await hook(body, 'sha256=00').expect(401);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
+    expect((await http().get(`/v1/payments/${paymentId}`).expect(200)).body.status).toBe('PENDING');
+  });
+
+  it('records a signed capture notification, and a replay changes nothing', async () => {
+    const { userId, body } = await capturedAtProviderOnly();
+    const signature = signWebhook(DEVELOPMENT_WEBHOOK_SECRET, body);
+    await hook(body, signature).expect(200, { received: true });
+    await hook(body, signature).expect(200, { received: true });
+    expect(await balanceOf(userId)).toBe(100);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+  });
+});
+
+describe('Idempotency-Key', () => {
+  async function funded(amount: number): Promise<string> {
+    const userId = randomUUID();
+    await http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount }).expect(201);
+    return userId;
+  }
+  const useWithKey = (userId: string, key: string, body: object) => http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send(body);
+
+  it('replays the first usage response (status and body) without spending again', async () => {
+    const userId = await funded(100);
+    const key = randomUUID();
+    const first = await useWithKey(userId, key, { amount: 30, description: 'Chat' }).expect(201);
+    const again = await useWithKey(userId, key, { description: 'Chat', amount: 30 }).expect(201);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.body).toEqual(first.body);
+    expect(await balanceOf(userId)).toBe(70);
+  });
+
+  it('replays a refusal too, even once the balance would allow the request', async () => {
+    const userId = await funded(10);
+    const key = randomUUID();
+    await useWithKey(userId, key, { amount: 20 }).expect(409);
+    await http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 50 }).expect(201);
+    const again = await useWithKey(userId, key, { amount: 20 }).expect(409);
+    expect(again.body).toMatchObject({ code: 'INSUFFICIENT_BALANCE', balance: 10 });
+    expect(await balanceOf(userId)).toBe(60);
+  });
+
+  it('answers 422 to the same key with a different body and spends nothing', async () => {
+    const userId = await funded(100);
+    const key = randomUUID();
+    await useWithKey(userId, key, { amount: 30 }).expect(201);
+    const mismatch = await useWithKey(userId, key, { amount: 31 }).expect(422);
+    expect(mismatch.body).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED' });
+    expect(await balanceOf(userId)).toBe(70);
+  });
+
+  it('spends once when 10 requests with one key race, and all get the same response', async () => {
+    const userId = await funded(100);
+    const key = randomUUID();
+    const responses = await Promise.all(Array.from({ length: 10 }, () => useWithKey(userId, key, { amount: 7 })));
+    expect(responses.map((response) => response.status)).toEqual(Array.from({ length: 10 }, () => 201));
+    expect(new Set(responses.map((response) => response.body.transaction.id)).size).toBe(1);
+    expect(await balanceOf(userId)).toBe(93);
+    expect(await eventTypes(userId)).toEqual(['TokensPurchased', 'TokensUsed']);
+  });
+
+  it('makes POST /v1/payments and purchases idempotent, and rejects a malformed key', async () => {
+    const userId = randomUUID();
+    const key = randomUUID();
+    const first = await http().post('/v1/payments').set('Idempotency-Key', key).send({ userId, packageId: 'starter' }).expect(201);
+    const again = await http().post('/v1/payments').set('Idempotency-Key', key).send({ userId, packageId: 'starter' }).expect(201);
+    expect(again.body.paymentId).toBe(first.body.paymentId);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
+    const purchaseKey = randomUUID();
+    const body = { paymentId: randomUUID(), amount: 5 };
+    await http().post(`/v1/accounts/${userId}/purchases`).set('Idempotency-Key', purchaseKey).send(body).expect(201);
+    await http().post(`/v1/accounts/${userId}/purchases`).set('Idempotency-Key', purchaseKey).send({ ...body, amount: 6 }).expect(422);
+    const bad = await http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', 'x'.repeat(256)).send({ amount: 1 }).expect(400);
+    expect(bad.body.code).toBe('IDEMPOTENCY_KEY_INVALID');
+  });
+
+  it('keeps keys at least 24 hours and purges only expired ones', async () => {
+    const userId = await funded(10);
+    const key = randomUUID();
+    await useWithKey(userId, key, { amount: 1 }).expect(201);
+    const row = await testApp.database.pool.query<{ hours: number }>(`SELECT extract(epoch FROM expires_at - created_at) / 3600 AS hours FROM idempotency_keys WHERE key = $1`, [key]);
+    expect(Number(row.rows[0]?.hours)).toBeGreaterThanOrEqual(24);
+    await testApp.database.pool.query(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = $1`, [key]);
+    const { IdempotencyStore } = await import('../apps/api/src/http/idempotency/idempotency.store.js');
+    const purged = await testApp.app.get(IdempotencyStore).purge();
+    expect(purged).toBeGreaterThanOrEqual(1);
+    const left = await testApp.database.pool.query('SELECT 1 FROM idempotency_keys WHERE key = $1', [key]);
+    expect(left.rowCount).toBe(0);
+  });
+});
