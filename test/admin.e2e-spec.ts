@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { ProjectionsAdmin } from '@app/accounts';
-import { PostgresEventStore } from '@app/event-store';
+import { ProjectionsAdmin, verifyAccount } from '@app/accounts';
+import { EVENT_STORE, PostgresEventStore, type EventStore } from '@app/event-store';
+import { MockPaymentProvider, PAYMENT_PROVIDER } from '@app/payments';
 import { initialTokenAccountState } from '@app/ledger';
-import { appendDecided, ProjectionRunner, seededRandom, seededUuid, tokenAccountsProjection, type GeneratedAccount } from '@app/projections';
+import { appendDecided, ProjectionRunner, seededRandom, seededUuid, tokenAccountsProjection, type GeneratedAccount, type Projection } from '@app/projections';
 import type { Pool } from 'pg';
 import { startTestApp, type TestApp } from './support/test-app.js';
 
@@ -16,11 +17,12 @@ async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs 
   }
 }
 
-/** Every row of both tables, in a fixed order, as text. */
-async function dump(pool: Pool): Promise<{ users: unknown[]; transactions: unknown[] }> {
+/** Every row of the projection's tables, in a fixed order, as text. */
+async function dump(pool: Pool): Promise<{ users: unknown[]; transactions: unknown[]; payments: unknown[] }> {
   const users = await pool.query('SELECT user_tokens::text AS row FROM user_tokens ORDER BY user_id');
   const transactions = await pool.query('SELECT token_transactions::text AS row FROM token_transactions ORDER BY event_id');
-  return { users: users.rows, transactions: transactions.rows };
+  const payments = await pool.query('SELECT payments::text AS row FROM payments ORDER BY id');
+  return { users: users.rows, transactions: transactions.rows, payments: payments.rows };
 }
 
 /** The token_accounts status once it has caught up with the head. */
@@ -238,6 +240,71 @@ describe('admin: per-account rebuild', () => {
     expect(history.body.data.map((row: { balanceAfter: number }) => row.balanceAfter)).toEqual([38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 33, 21, 10]);
     expect(await admin.verifyAccount(userId)).toEqual([]);
     expect((await testApp.database.pool.query('SELECT token_transactions::text FROM token_transactions WHERE user_id = $1', [other])).rows).toEqual(otherRows.rows);
+  });
+
+  it("verifies and recomputes a user's payments rows, exactly, while payments race on the account", async () => {
+    const userId = randomUUID();
+    const provider = testApp.app.get<MockPaymentProvider>(PAYMENT_PROVIDER, { strict: false });
+    const buy = async () => (await testApp.http().post('/v1/payments').send({ userId, packageId: 'starter' }).expect(201)).body as { paymentId: string; orderId: string };
+    const capture = (paymentId: string) => testApp.http().post(`/v1/payments/${paymentId}/capture`).send();
+    const completed = await buy();
+    await capture(completed.paymentId).expect(200);
+    const declined = await buy();
+    await provider.behave('decline', declined.orderId);
+    await capture(declined.paymentId).expect(402);
+    const refunded = await buy();
+    await capture(refunded.paymentId).expect(200);
+    await testApp.http().post(`/v1/payments/${refunded.paymentId}/refund`).send().expect(200);
+    const pending = await buy();
+    await caughtUp(testApp);
+    const admin = testApp.app.get(ProjectionsAdmin);
+    expect(await admin.verifyAccount(userId)).toEqual([]);
+    const statuses = async () =>
+      (await testApp.database.pool.query<{ id: string; status: string }>('SELECT id::text, status FROM payments WHERE user_id = $1', [userId])).rows.reduce<Record<string, string>>(
+        (all, row) => ({ ...all, [row.id]: row.status }),
+        {},
+      );
+    expect(await statuses()).toEqual({ [completed.paymentId]: 'COMPLETED', [declined.paymentId]: 'FAILED', [refunded.paymentId]: 'REFUNDED', [pending.paymentId]: 'PENDING' });
+    // A projection bug that forgets declines: its replay disagrees with the ledger's own fold of the stream.
+    const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
+    const forgetful: Projection = { ...tokenAccountsProjection, project: (event) => (event.type === 'PaymentFailed' ? [] : tokenAccountsProjection.project(event)) };
+    const folded = await verifyAccount(store, testApp.database.pool, [forgetful], userId);
+    expect(folded.filter((difference) => difference.kind === 'payment')).toEqual([
+      { userId, projection: 'token_accounts', kind: 'payment', detail: `payment ${declined.paymentId}: fold gives FAILED, read model holds PENDING` },
+    ]);
+
+    // Damage the payments rows the way a projection bug would: a wrong status, a lost row.
+    await testApp.database.pool.query("UPDATE payments SET status = 'COMPLETED', metadata = '{}' WHERE id = $1", [declined.paymentId]);
+    await testApp.database.pool.query('DELETE FROM payments WHERE id = $1', [pending.paymentId]);
+    const differences = await admin.verifyAccount(userId);
+    // The replayed rows (checked against the ledger's fold) against the stored ones: each damaged payments row shows.
+    const shown = differences.map((difference) => `${difference.kind} ${difference.detail.slice(1, 37)} ${/,(PENDING|COMPLETED|FAILED|REFUNDED),/.exec(difference.detail)?.[1]}`);
+    expect(shown.sort()).toEqual(
+      [`missing ${declined.paymentId} FAILED`, `unexpected ${declined.paymentId} COMPLETED`, `missing ${pending.paymentId} PENDING`].sort(),
+    );
+
+    const racing = await Promise.all([
+      ...Array.from({ length: 5 }, () => testApp.http().post(`/v1/admin/accounts/${userId}/rebuild`).expect(200)),
+      ...Array.from({ length: 5 }, async () => {
+        const bought = await buy();
+        await capture(bought.paymentId).expect(200);
+        return bought;
+      }),
+    ]);
+    await caughtUp(testApp);
+    const bought = racing.slice(5) as { paymentId: string }[];
+    expect(await statuses()).toEqual({
+      [completed.paymentId]: 'COMPLETED',
+      [declined.paymentId]: 'FAILED',
+      [refunded.paymentId]: 'REFUNDED',
+      [pending.paymentId]: 'PENDING',
+      ...Object.fromEntries(bought.map((payment) => [payment.paymentId, 'COMPLETED'])),
+    });
+    const declinedRow = await testApp.http().get(`/v1/payments/${declined.paymentId}`).expect(200);
+    expect(declinedRow.body).toMatchObject({ status: 'FAILED', metadata: { error: 'card_declined' } });
+    // starter is 100 tokens: one kept before, one refunded, five bought during the race.
+    await testApp.http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 600 });
+    expect(await admin.verifyAccount(userId)).toEqual([]);
   });
 
   it('rejects a malformed user id', async () => {

@@ -3,7 +3,7 @@ import { comparePositions, formatPosition, START, type EventStore, type Position
 import pg, { type Pool } from 'pg';
 import type { Projection } from './projection.js';
 import { findProjection, PROJECTIONS } from './projection-registry.js';
-import { dropSchema, ShadowTables } from './shadow-tables.js';
+import { assertRebuildableTables, dropSchema, ShadowTables } from './shadow-tables.js';
 
 export type RebuildPhase = 'loading' | 'indexing' | 'catching_up' | 'swapping' | 'completed' | 'failed';
 
@@ -97,6 +97,7 @@ export class ProjectionRebuilds {
     private readonly options: ProjectionRebuildsOptions,
   ) {
     this.projections = options.projections ?? PROJECTIONS;
+    assertRebuildableTables(this.projections);
     this.batchSizeMax = options.batchSizeMax ?? 1_000;
     this.chunkPositions = options.chunkPositions ?? 100_000;
     this.swapLagEventsMax = options.swapLagEventsMax ?? 1_000;

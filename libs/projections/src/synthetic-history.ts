@@ -1,6 +1,15 @@
 import { createHash } from 'node:crypto';
 import type { EventStore } from '@app/event-store';
-import { decideTokenAccount, evolveTokenAccount, initialTokenAccountState, tokenAccountStreamId, type TokenAccountCommand, type TokenAccountState } from '@app/ledger';
+import {
+  decideTokenAccount,
+  evolveTokenAccount,
+  initialTokenAccountState,
+  tokenAccountStreamId,
+  type Payment,
+  type PaymentStatus,
+  type TokenAccountCommand,
+  type TokenAccountState,
+} from '@app/ledger';
 
 /**
  * A deterministic generator (sfc32, 128 bits of state seeded from SHA-256 of the seed): the same seed
@@ -52,14 +61,79 @@ export function nextCommand(random: () => number, account: GeneratedAccount, now
   return { type: 'AddTokens', data: { userId: account.userId, paymentId: seededUuid(random), amount, description: random() < 0.3 ? 'pack' : null, transactionId, now } };
 }
 
+const PAYMENT_PACKAGES = [
+  { packageId: 'starter', tokens: 100, amount: 500 },
+  { packageId: 'standard', tokens: 500, amount: 2_000 },
+  { packageId: 'pro', tokens: 2_000, amount: 7_000 },
+] as const;
+const PAYMENT_TTL_MS = 15 * 60_000;
+
 /**
- * Appends `count` decided events to `account`'s stream, one append, at its expected revision.
- * Event ids come from `random`, so a repeated run with the same seed appends nothing new.
+ * The next command for an account with payments: it opens payments and takes them through every
+ * path the payment workflow can: captured, declined, expired (with 'Payment timed out'), an expired
+ * one captured late, refunded (in part when the balance has been spent meanwhile), or left PENDING;
+ * otherwise a purchase or usage as `nextCommand`. Decided by the real decider, so streams are valid.
  */
-export async function appendDecided(store: EventStore, random: () => number, account: GeneratedAccount, count: number, startAt: Date): Promise<void> {
+export function nextCommandWithPayments(random: () => number, account: GeneratedAccount, now: Date): TokenAccountCommand {
+  const userId = account.userId;
+  const draw = random();
+  const pending = paymentsIn(account.state, 'PENDING');
+  const expired = paymentsIn(account.state, 'FAILED').filter((payment) => payment.failure === 'expired');
+  const pick = (payments: readonly Payment[]) => payments[Math.floor(random() * payments.length)] as Payment;
+  if (draw < 0.08 && expired.length > 0) {
+    // The provider captured it after all: the late capture moves FAILED (expired) to COMPLETED.
+    const outcome = { status: 'captured', providerTransactionId: `txn-${seededUuid(random)}` } as const;
+    return { type: 'CapturePayment', data: { userId, paymentId: pick(expired).paymentId, outcome, transactionId: seededUuid(random), now } };
+  }
+  if (draw < 0.2) {
+    const offer = PAYMENT_PACKAGES[Math.floor(random() * PAYMENT_PACKAGES.length)] ?? PAYMENT_PACKAGES[0];
+    const paymentId = seededUuid(random);
+    return {
+      type: 'InitiatePayment',
+      data: { userId, paymentId, orderId: `order-${paymentId}`, ...offer, currency: 'USD', provider: 'mock', now, expiresAt: new Date(now.getTime() + PAYMENT_TTL_MS) },
+    };
+  }
+  if (draw < 0.35 && pending.length > 0) {
+    const outcome = { status: 'captured', providerTransactionId: `txn-${seededUuid(random)}` } as const;
+    return { type: 'CapturePayment', data: { userId, paymentId: pick(pending).paymentId, outcome, transactionId: seededUuid(random), now } };
+  }
+  if (draw < 0.43 && pending.length > 0) {
+    const outcome = { status: 'declined', reason: random() < 0.5 ? 'Card declined' : 'Insufficient funds' } as const;
+    return { type: 'CapturePayment', data: { userId, paymentId: pick(pending).paymentId, outcome, transactionId: seededUuid(random), now } };
+  }
+  if (draw < 0.51 && pending.length > 0) {
+    const payment = pick(pending);
+    return { type: 'ExpirePayment', data: { userId, paymentId: payment.paymentId, now: new Date(Math.max(now.getTime(), Date.parse(payment.expiresAt))) } };
+  }
+  const completed = paymentsIn(account.state, 'COMPLETED');
+  if (draw < 0.61 && completed.length > 0) {
+    return { type: 'RefundPayment', data: { userId, paymentId: pick(completed).paymentId, providerRefundId: `refund-${seededUuid(random)}`, transactionId: seededUuid(random), now } };
+  }
+  return nextCommand(random, account, now);
+}
+
+function paymentsIn(state: TokenAccountState, status: PaymentStatus): Payment[] {
+  return [...state.payments.values()].filter((payment) => payment.status === status);
+}
+
+export type CommandSource = (random: () => number, account: GeneratedAccount, now: Date) => TokenAccountCommand;
+
+/**
+ * Appends `count` commands' decided events to `account`'s stream, one append, at its expected
+ * revision (a command may decide nothing). Event ids come from `random`, so a repeated run with the
+ * same seed appends nothing new.
+ */
+export async function appendDecided(
+  store: EventStore,
+  random: () => number,
+  account: GeneratedAccount,
+  count: number,
+  startAt: Date,
+  commands: CommandSource = nextCommand,
+): Promise<void> {
   const events = [];
   for (let index = 0; index < count; index += 1) {
-    const command = nextCommand(random, account, new Date(startAt.getTime() + index * 60_000));
+    const command = commands(random, account, new Date(startAt.getTime() + index * 60_000));
     for (const event of decideTokenAccount(command, account.state)) {
       account.state = evolveTokenAccount(account.state, event);
       events.push({ id: seededUuid(random), type: event.type, data: event.data });

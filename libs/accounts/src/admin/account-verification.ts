@@ -6,8 +6,11 @@ import type { Pool, PoolClient } from 'pg';
 export type AccountDifference = {
   readonly userId: string;
   readonly projection: string;
-  /** `missing`: a row the replay gives that the read model lacks; `unexpected`: the reverse; `balance`: the domain fold disagrees. */
-  readonly kind: 'missing' | 'unexpected' | 'balance';
+  /**
+   * `missing`: a row the replay gives that the read model lacks; `unexpected`: the reverse; `balance`:
+   * the domain fold disagrees with the balance; `payment`: it disagrees with a payment's status.
+   */
+  readonly kind: 'missing' | 'unexpected' | 'balance' | 'payment';
   readonly detail: string;
 };
 
@@ -73,7 +76,7 @@ export async function verifyAccount(store: EventStore, pool: Pool, projections: 
       const recomputed = await recomputeAccount(client, store, projection, userId);
       const replayed = await readRows(client, rows.read);
       differences.push(...compareRows(userId, projection.name, replayed, stored));
-      if (projection.name === TOKEN_ACCOUNTS_PROJECTION) differences.push(...(await compareBalance(client, store, userId, recomputed.checkpoint)));
+      if (projection.name === TOKEN_ACCOUNTS_PROJECTION) differences.push(...(await compareFold(client, store, userId, recomputed.checkpoint)));
     }
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -117,7 +120,11 @@ async function knownAccounts(pool: Pool): Promise<readonly string[]> {
   return result.rows.map((row) => row.user_id);
 }
 
-async function compareBalance(client: PoolClient, store: EventStore, userId: string, checkpoint: string | null): Promise<AccountDifference[]> {
+/**
+ * The ledger's own fold of the events up to the checkpoint against what the replayed rows hold: the
+ * balance, and each payment's status (the payments the fold knows and the rows the account has).
+ */
+async function compareFold(client: PoolClient, store: EventStore, userId: string, checkpoint: string | null): Promise<AccountDifference[]> {
   const upTo = checkpoint === null ? undefined : parsePosition(checkpoint);
   const events = (await readWholeStream(store, tokenAccountStreamId(userId))).filter((event) => upTo !== undefined && comparePositions(event.position, upTo) <= 0);
   events.sort((a, b) => comparePositions(a.position, b.position));
@@ -126,10 +133,21 @@ async function compareBalance(client: PoolClient, store: EventStore, userId: str
     const event = asTokenAccountEvent(recorded);
     if (event !== undefined) state = evolveTokenAccount(state, event);
   }
+  const differences: AccountDifference[] = [];
+  const difference = (kind: AccountDifference['kind'], detail: string) => differences.push({ userId, projection: TOKEN_ACCOUNTS_PROJECTION, kind, detail });
   // Read inside the transaction after the recomputation: what the replayed rows hold.
   const stored = await client.query<{ balance: string }>('SELECT balance::text FROM user_tokens WHERE user_id = $1', [userId]);
   const balance = stored.rows[0]?.balance ?? '0';
-  return balance === String(state.balance) ? [] : [{ userId, projection: TOKEN_ACCOUNTS_PROJECTION, kind: 'balance', detail: `fold gives ${state.balance}, read model holds ${balance}` }];
+  if (balance !== String(state.balance)) difference('balance', `fold gives ${state.balance}, read model holds ${balance}`);
+  const payments = await client.query<{ id: string; status: string }>('SELECT id::text, status FROM payments WHERE user_id = $1 ORDER BY id', [userId]);
+  const rows = new Map(payments.rows.map((row) => [row.id, row.status]));
+  for (const [paymentId, payment] of state.payments) {
+    const status = rows.get(paymentId.toLowerCase());
+    if (status !== payment.status) difference('payment', `payment ${paymentId}: fold gives ${payment.status}, read model holds ${status ?? 'no row'}`);
+    rows.delete(paymentId.toLowerCase());
+  }
+  for (const [paymentId, status] of rows) difference('payment', `payment ${paymentId}: read model holds ${status}, the stream has no such payment`);
+  return differences;
 }
 
 async function readRows(client: PoolClient, queries: readonly { readonly text: string; readonly values: readonly unknown[] }[]): Promise<string[]> {
