@@ -4,6 +4,7 @@ import { TerminusModule } from '@nestjs/terminus';
 import { TokenAccountsModule, type EventStoreChoice } from '@app/accounts';
 import { DatabaseModule } from '@app/database';
 import { AccountsController } from './accounts/accounts.controller.js';
+import { AdminController } from './admin/admin.controller.js';
 import { ConfigError, type AppConfig } from './config/app.config.js';
 import { DatabaseHealthIndicator, HealthController } from './health/health.controller.js';
 import { ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
@@ -41,7 +42,7 @@ export class AppModule {
           jobIntervalMs: config.PAYMENT_JOB_INTERVAL_MS,
         }),
       ],
-      controllers: [AccountsController, HealthController, PaymentsController, AccountPaymentsController],
+      controllers: [AccountsController, HealthController, AdminController, PaymentsController, AccountPaymentsController],
       providers: [
         DatabaseHealthIndicator,
         { provide: WEBHOOK_SECRET, useValue: webhookSecretOf(config) },

@@ -12,3 +12,5 @@ export * from './stream-state-cache.js';
 export * from './token-accounts.module.js';
 export * from './token-accounts.tokens.js';
 export * from './transaction.view.js';
+export * from './admin/account-verification.js';
+export * from './admin/projections-admin.js';

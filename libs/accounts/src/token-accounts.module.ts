@@ -5,6 +5,7 @@ import { EVENT_STORE, EventStoreDBEventStore, PostgresEventStore, type EventStor
 import { TOKEN_ACCOUNTS_PROJECTION } from '@app/projections';
 import type { Pool } from 'pg';
 import { CommandHandling, DEFAULT_COMMAND_HANDLING_OPTIONS } from './command-handling.js';
+import { ProjectionsAdmin } from './admin/projections-admin.js';
 import { AddTokensHandler } from './commands/add-tokens.command.js';
 import { UseTokensHandler } from './commands/use-tokens.command.js';
 import { ProjectionsLifecycle } from './projections.lifecycle.js';
@@ -52,12 +53,23 @@ export class TokenAccountsModule {
           useFactory: (pool: Pool, projections: ProjectionsLifecycle) =>
             new ReadModelConsistency(pool, options.projectionsEnabled ? projections.tokenAccounts : undefined, TOKEN_ACCOUNTS_PROJECTION, options.readYourWritesTimeoutMs),
         },
+        {
+          provide: ProjectionsAdmin,
+          inject: [EVENT_STORE, PG_POOL, ProjectionsLifecycle],
+          useFactory: (store: EventStore, pool: Pool, projections: ProjectionsLifecycle) =>
+            new ProjectionsAdmin(store, pool, {
+              connectionString: options.databaseUrl,
+              eventsInPostgres: options.eventStore?.kind !== 'eventstoredb',
+              runners: projections.runners,
+              onLog: (message) => new Logger('Rebuilds').log(message),
+            }),
+        },
         AddTokensHandler,
         UseTokensHandler,
         GetBalanceHandler,
         GetTransactionsHandler,
       ],
-      exports: [EVENT_STORE, ProjectionsLifecycle, CommandHandling, ReadModelConsistency],
+      exports: [EVENT_STORE, ProjectionsLifecycle, ProjectionsAdmin, CommandHandling, ReadModelConsistency],
     };
   }
 }

@@ -85,6 +85,11 @@ async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
   return loaded.default;
 }
 
+/** The connection string of a database on the embedded server listening on `port`. */
+export function embeddedPostgresUrl(port: number, database: string): string {
+  return connectionUrl(port, database);
+}
+
 function connectionUrl(port: number, database: string): string {
   return `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`;
 }

@@ -82,7 +82,7 @@ export class PaymentWorkflow {
     const current = paymentIn((await this.commands.load(tokenAccountStreamId(userId), tokenAccountDecider)).state, paymentId);
     if (isUnsettled(current) && (current.status === 'FAILED' || now.getTime() >= Date.parse(current.expiresAt))) {
       const settled = await this.settle(current, context, now);
-      captureDecision(settled.state, paymentId, now); // throws PAYMENT_EXPIRED unless the provider had captured
+      await this.refuseUnlessCaptured(settled.state, paymentId, now, settled.position); // PAYMENT_EXPIRED unless the provider had captured
       return this.result(userId, settled.state, paymentId, settled.position);
     }
     // Asked once per request: a retry after a conflicting append records the same answer, and a
@@ -104,7 +104,7 @@ export class PaymentWorkflow {
       eventMetadata(context),
     );
     // Throws PAYMENT_DECLINED (or PAYMENT_EXPIRED) for a payment that ended that way, now or before.
-    captureDecision(handled.state, paymentId, now);
+    await this.refuseUnlessCaptured(handled.state, paymentId, now, handled.position);
     return this.result(userId, handled.state, paymentId, handled.position);
   }
 
@@ -151,6 +151,20 @@ export class PaymentWorkflow {
     const loaded = await this.commands.load(tokenAccountStreamId(userId), tokenAccountDecider);
     const payment = paymentIn(loaded.state, paymentId);
     if (isUnsettled(payment)) await this.consistency.waitFor((await this.settle(payment, context)).position);
+  }
+
+  /**
+   * Throws what `captureDecision` refuses. The refusal may follow an append (PaymentFailed,
+   * PaymentExpired): like every write, it answers once the read models include that append, so a
+   * read right after the 402 or 409 shows the FAILED payment.
+   */
+  private async refuseUnlessCaptured(state: TokenAccountState, paymentId: string, now: Date, position: Position | undefined): Promise<void> {
+    try {
+      captureDecision(state, paymentId, now);
+    } catch (error) {
+      await this.consistency.waitFor(position);
+      throw error;
+    }
   }
 
   private record(payment: Payment, outcome: CaptureOutcome, context: CommandContext, now = this.options.now()) {

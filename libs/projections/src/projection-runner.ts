@@ -103,6 +103,11 @@ export class ProjectionRunner {
         return;
       } catch (error) {
         if (signal.aborted) return;
+        if (error instanceof CheckpointMoved) {
+          // Another runner, or a rebuild's swap, moved the checkpoint: not a failure, follow it from there.
+          await sleep(this.options.retryDelayMsMin, signal);
+          continue;
+        }
         attempts += 1;
         this.state = 'failed';
         const event = error instanceof EventFailed ? error.event : undefined;
@@ -113,7 +118,7 @@ export class ProjectionRunner {
           failedAt: new Date(),
           attempts,
         };
-        if (!(error instanceof CheckpointMoved)) this.options.onFailure?.(this.projection.name, this.failure);
+        this.options.onFailure?.(this.projection.name, this.failure);
         const delayMs = Math.min(this.options.retryDelayMsMin * 2 ** (attempts - 1), this.options.retryDelayMsMax);
         await sleep(delayMs, signal);
       }

@@ -6,10 +6,44 @@ export type RowChange = { readonly text: string; readonly values: readonly unkno
 /**
  * A projection is a pure function from a recorded event to row changes. The runner applies the
  * changes of a batch and the projection's checkpoint in one transaction.
+ *
+ * Its SQL names its tables unqualified (`user_tokens`, not `public.user_tokens`): a rebuild runs the
+ * same statements against shadow tables of the same names in another schema (search_path).
  */
 export type Projection = {
   readonly name: string;
   /** The read-model tables it owns, for status and rebuilds. */
   readonly tables: readonly string[];
   project(event: RecordedEvent): readonly RowChange[];
+  /** Optional: a set-based build of the tables straight from the PostgreSQL `events` table, for fast rebuilds. */
+  readonly bulkLoad?: BulkLoad;
+  /** Optional: the rows one account's stream produces, for per-account rebuilds. */
+  readonly accountRows?: (userId: string) => AccountRows;
+};
+
+/**
+ * Statements that produce exactly the rows `project` would produce for every event up to a position,
+ * applied in `$all` order. Parameters: `$1` commit and `$2` prepare of the last position included
+ * (text); the chunked statements also get `$3`..`$4`, an inclusive `events.global_position` range.
+ * The tables have no indexes or unique constraints yet while these run.
+ */
+export type BulkLoad = {
+  /** The event types the statements handle; a rebuild with any other type `project` handles falls back to `project`. */
+  readonly eventTypes: readonly string[];
+  /** Run once per global_position range; each event belongs to exactly one range. */
+  readonly chunked: readonly string[];
+  /** Run once after every chunk. */
+  readonly final: readonly string[];
+  /**
+   * Merge the events after `$1`/`$2` (exclusive) up to `$3`/`$4` (inclusive) into tables that hold
+   * everything up to `$1`/`$2` and have their indexes: the rebuild's catch-up and the swap's last step.
+   */
+  readonly delta: readonly string[];
+};
+
+/** The stream an account's rows come from, the statements that delete them, and queries that read them (one text column, `row`). */
+export type AccountRows = {
+  readonly streamId: string;
+  readonly clear: readonly RowChange[];
+  readonly read: readonly RowChange[];
 };

@@ -2,6 +2,7 @@ import { Catch, HttpException, HttpStatus, Logger, type ArgumentsHost, type Exce
 import { ConcurrencyConflictError } from '@app/accounts';
 import { PaymentProviderError, PaymentsError, type PaymentsErrorCode } from '@app/payments';
 import { LedgerError, type LedgerErrorCode } from '@app/ledger';
+import { RebuildInProgressError, UnknownProjectionError } from '@app/projections';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { RequestValidationError } from './request-validation.error.js';
 
@@ -53,6 +54,8 @@ const TITLES: Record<string, string> = {
   IDEMPOTENCY_KEY_REUSED: 'Idempotency-Key reused with a different request',
   IDEMPOTENCY_KEY_IN_PROGRESS: 'A request with this Idempotency-Key is in progress',
   INTERNAL_ERROR: 'Internal error',
+  UNKNOWN_PROJECTION: 'No projection has this name',
+  REBUILD_IN_PROGRESS: 'A rebuild of this projection is already running',
 };
 
 /** Every error leaves as an RFC 9457 problem (application/problem+json) with a stable `code`. */
@@ -85,6 +88,12 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     }
     if (exception instanceof ConcurrencyConflictError) {
       return problem(HttpStatus.CONFLICT, 'CONCURRENCY_CONFLICT', exception.message, instance);
+    }
+    if (exception instanceof UnknownProjectionError) {
+      return problem(HttpStatus.NOT_FOUND, 'UNKNOWN_PROJECTION', exception.message, instance, { projection: exception.projection });
+    }
+    if (exception instanceof RebuildInProgressError) {
+      return problem(HttpStatus.CONFLICT, 'REBUILD_IN_PROGRESS', exception.message, instance, { projection: exception.projection, rebuildId: exception.rebuildId ?? null });
     }
     if (exception instanceof HttpException) {
       const status = exception.getStatus();

@@ -1,0 +1,223 @@
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { createPool, migrateDatabase, startEmbeddedPostgres, type EmbeddedPostgresServer } from '@app/database';
+import { PostgresEventStore } from '@app/event-store';
+import { initialTokenAccountState } from '@app/ledger';
+import {
+  appendDecided,
+  ProjectionRebuilds,
+  ProjectionRunner,
+  projectionStatuses,
+  seededRandom,
+  seededUuid,
+  seedHistory,
+  TOKEN_ACCOUNTS_PROJECTION,
+  tokenAccountsProjection,
+  type GeneratedAccount,
+  type RebuildView,
+} from '@app/projections';
+import pg, { type Pool } from 'pg';
+
+/**
+ * `npm run bench:rebuild [-- --users 10000 --events 1000000 --seed 1 --writers 8 --no-write]`
+ *
+ * On a fresh embedded PostgreSQL (durable default settings) or DATABASE_URL: seeds the history with
+ * the real decider, rebuilds token_accounts once cold (no live runner, no writes: the first build of
+ * the read model), then starts the live runner and an append load and rebuilds again while they run,
+ * sampling the live projection's lag. Events/s are end to end: from the rebuild request to the
+ * committed swap. Results go to stdout and into docs/benchmarks.md with the command.
+ */
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      users: { type: 'string', default: '10000' },
+      events: { type: 'string', default: '1000000' },
+      seed: { type: 'string', default: '1' },
+      writers: { type: 'string', default: '8' },
+      'no-write': { type: 'boolean', default: false },
+    },
+  });
+  const users = wholeNumber('users', values.users, 1, 1_000_000);
+  const events = wholeNumber('events', values.events, 1, 100_000_000);
+  const seed = wholeNumber('seed', values.seed, 0, 4_294_967_295);
+  const writers = wholeNumber('writers', values.writers, 0, 64);
+
+  const server = await startServer();
+  const pool = createPool({ url: server.url, poolSizeMax: 30 });
+  const store = new PostgresEventStore(pool, { connectionString: server.url });
+  const lines: string[] = [];
+  const report = (line: string) => {
+    process.stderr.write(`${line}\n`);
+    lines.push(line);
+  };
+  try {
+    await migrateDatabase(server.url);
+    let seeded = Date.now();
+    await seedHistory(store, { users, events, seed, concurrency: 8, eventsPerAppend: 100 });
+    seeded = Date.now() - seeded;
+    report(`| seed ${events.toLocaleString('en-US')} events over ${users.toLocaleString('en-US')} users (real decider, appends of 100) | ${rate(events, seeded)} events/s | ${(seeded / 1000).toFixed(1)} s |`);
+
+    const rebuilds = new ProjectionRebuilds(store, pool, { connectionString: server.url, eventsInPostgres: true });
+    const cold = await timedRebuild(rebuilds);
+    report(`| rebuild token_accounts, cold (no live runner, no writes), including the swap | ${cold.eventsPerSecond.toLocaleString('en-US')} events/s | ${cold.seconds.toFixed(2)} s |`);
+
+    const runner = new ProjectionRunner(store, pool, tokenAccountsProjection);
+    runner.start();
+    await caughtUp(pool, store, rebuilds);
+    const load = startAppendLoad(store, writers, seed);
+    const lag = sampleLag(pool, store, rebuilds, runner);
+    const underLoad = await timedRebuild(rebuilds);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const appended = await load.stop();
+    const lagSeconds = await lag.stop();
+    await caughtUp(pool, store, rebuilds);
+    await runner.stop();
+    report(
+      `| rebuild token_accounts with the live runner running and ${writers} appending writers, including the swap | ${underLoad.eventsPerSecond.toLocaleString('en-US')} events/s | ${underLoad.seconds.toFixed(2)} s |`,
+    );
+    report(`| append load during that rebuild (${writers} writers, one-event appends) | ${rate(appended.events, appended.milliseconds)} appends/s | |`);
+    report(`| live projection lag during that rebuild, sampled every 100 ms | max ${lagSeconds.max.toFixed(2)} s, mean ${lagSeconds.mean.toFixed(2)} s | |`);
+  } finally {
+    await store.close();
+    await pool.end();
+    await server.stop();
+  }
+
+  const command = `npm run bench:rebuild${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+  const rendered = [
+    `Command: \`${command}\``,
+    '',
+    `Environment: ${environment(server.version)}; run at ${new Date().toISOString()}.`,
+    '',
+    '| Measurement | Rate | Time |',
+    '|---|---|---|',
+    ...lines,
+  ].join('\n');
+  process.stdout.write(`${rendered}\n`);
+  if (values['no-write'] !== true) await writeResults(rendered);
+}
+
+async function timedRebuild(rebuilds: ProjectionRebuilds): Promise<{ readonly seconds: number; readonly eventsPerSecond: number; readonly view: RebuildView }> {
+  const started = performance.now();
+  const { id } = await rebuilds.start(TOKEN_ACCOUNTS_PROJECTION);
+  const view = await rebuilds.settled(id);
+  const seconds = (performance.now() - started) / 1000;
+  if (view.phase !== 'completed') throw new Error(`rebuild ${id} ${view.phase}: ${view.error ?? ''}`);
+  process.stderr.write(`  rebuild ${id}: ${view.eventsDone} events in ${seconds.toFixed(2)} s\n`);
+  return { seconds, eventsPerSecond: Math.round(view.eventsDone / seconds), view };
+}
+
+/** Writers appending one decided event at a time to accounts of their own. */
+function startAppendLoad(store: PostgresEventStore, writers: number, seed: number): { stop(): Promise<{ events: number; milliseconds: number }> } {
+  let running = true;
+  let appended = 0;
+  const started = Date.now();
+  const loops = Array.from({ length: writers }, async (_, writer) => {
+    const random = seededRandom(`append-load:${seed}:${writer}`);
+    const accounts: GeneratedAccount[] = Array.from({ length: 50 }, () => ({ userId: seededUuid(random), state: initialTokenAccountState, revision: -1n }));
+    for (let index = 0; running; index += 1) {
+      await appendDecided(store, random, accounts[index % accounts.length] as GeneratedAccount, 1, new Date());
+      appended += 1;
+    }
+  });
+  return {
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      return { events: appended, milliseconds: Date.now() - started };
+    },
+  };
+}
+
+function sampleLag(pool: Pool, store: PostgresEventStore, rebuilds: ProjectionRebuilds, runner: ProjectionRunner): { stop(): Promise<{ max: number; mean: number }> } {
+  const samples: number[] = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const [status] = await projectionStatuses({ store, pool, projections: [tokenAccountsProjection], runners: new Map([[TOKEN_ACCOUNTS_PROJECTION, runner]]), rebuilds, eventsInPostgres: true });
+      if (status !== undefined) samples.push(status.lagSeconds);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return { max: Math.max(0, ...samples), mean: samples.length === 0 ? 0 : samples.reduce((sum, sample) => sum + sample, 0) / samples.length };
+    },
+  };
+}
+
+async function caughtUp(pool: Pool, store: PostgresEventStore, rebuilds: ProjectionRebuilds): Promise<void> {
+  for (;;) {
+    const [status] = await projectionStatuses({ store, pool, projections: [tokenAccountsProjection], runners: new Map(), rebuilds, eventsInPostgres: true });
+    if (status?.lagEvents === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+type Server = { readonly url: string; readonly version: string; stop(): Promise<void> };
+
+async function startServer(): Promise<Server> {
+  const external = process.env.DATABASE_URL;
+  let embedded: EmbeddedPostgresServer | undefined;
+  let parent: string | undefined;
+  let url: string;
+  if (external !== undefined && external !== '') {
+    url = external;
+  } else {
+    parent = await mkdtemp(path.join(tmpdir(), 'token-ledger-rebuild-bench-'));
+    // As root the server runs as the postgres user, who must be able to enter this directory.
+    await chmod(parent, 0o755);
+    embedded = await startEmbeddedPostgres({ dataDir: path.join(parent, 'pg'), port: 55000 + Math.floor(Math.random() * 1_000), database: 'rebuild_bench', persistent: false });
+    url = embedded.url;
+  }
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const version = (await client.query<{ server_version: string }>('SHOW server_version')).rows[0]?.server_version ?? 'unknown';
+  await client.end();
+  return {
+    url,
+    version: `PostgreSQL ${version}${embedded === undefined ? ' (DATABASE_URL)' : ' (embedded, default settings: fsync and synchronous_commit on)'}`,
+    async stop() {
+      await embedded?.stop();
+      if (parent !== undefined) await rm(parent, { recursive: true, force: true });
+    },
+  };
+}
+
+function wholeNumber(name: string, text: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min || value > max) throw new Error(`--${name} must be a whole number from ${min} to ${max}, not ${text}`);
+  return value;
+}
+
+function rate(count: number, milliseconds: number): string {
+  return Math.round(count / Math.max(milliseconds / 1000, 0.001)).toLocaleString('en-US');
+}
+
+function environment(version: string): string {
+  const cpu = cpus();
+  return [`${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}`, `${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM`, `Node ${process.version}`, version].join(', ');
+}
+
+const START_MARKER = '<!-- rebuild-results:start -->';
+const END_MARKER = '<!-- rebuild-results:end -->';
+
+/** Replaces the rebuild section's results; the section is added at the end of the file the first time. */
+async function writeResults(rendered: string): Promise<void> {
+  const file = path.resolve(process.cwd(), 'docs/benchmarks.md');
+  let current = await readFile(file, 'utf8');
+  if (!current.includes(START_MARKER)) current = `${current.trimEnd()}\n\n## Projection rebuild\n\n${START_MARKER}\n${END_MARKER}\n`;
+  const start = current.indexOf(START_MARKER);
+  const end = current.indexOf(END_MARKER);
+  await writeFile(file, `${current.slice(0, start + START_MARKER.length)}\n${rendered}\n${current.slice(end)}`);
+  process.stderr.write(`results written to ${file}\n`);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,200 @@
+import { ProjectionsAdmin } from '@app/accounts';
+import { migrateDatabase } from '@app/database';
+import { PROJECTIONS, SEED_EVENTS_MAX, SEED_USERS_MAX, seedHistory, type RebuildView } from '@app/projections';
+import { SingleBar } from 'cli-progress';
+import { Command, InvalidArgumentError } from 'commander';
+import { connect, type Connection } from './database.js';
+
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const PROGRESS_INTERVAL_MS = 200;
+
+/**
+ * The commands of `npm run cli -- <command>`: the operators' tool. It works on the database directly through the
+ * same libraries as the service (never through HTTP), so it also works while the service is down.
+ */
+/** `exitOverride`: throw instead of calling process.exit on a usage error (for callers that run it in-process). */
+export function createProgram(options: { readonly exitOverride?: boolean } = {}): Command {
+  const program = new Command('token-ledger')
+    .description('Token Ledger admin CLI (DATABASE_URL, or the embedded PostgreSQL under DATA_DIR)')
+    .showHelpAfterError()
+    .configureOutput({ outputError: (text, write) => write(text) });
+  // Set before the commands are added: commander copies it to each subcommand when it is created.
+  if (options.exitOverride === true) program.exitOverride();
+
+  program
+    .command('migrate')
+    .description('apply the database migrations')
+    .action(() =>
+      withConnection(async ({ url }) => {
+        await migrateDatabase(url, (message) => process.stdout.write(`${message}\n`));
+        process.stdout.write('migrations applied\n');
+      }),
+    );
+
+  const projections = program.command('projections').description('projection status and rebuilds');
+
+  projections
+    .command('status')
+    .description('checkpoint, head, lag and state of every projection')
+    .option('--json', 'print JSON')
+    .action((options: { json?: boolean }) =>
+      withAdmin(async (admin) => {
+        const statuses = await admin.status();
+        if (options.json === true) {
+          process.stdout.write(`${JSON.stringify(statuses, null, 2)}\n`);
+          return;
+        }
+        for (const status of statuses) {
+          process.stdout.write(
+            `${status.name}: ${status.state}, checkpoint ${status.checkpoint ?? '-'}, head ${status.head ?? '-'}, lag ${status.lagEvents ?? '?'} events / ${status.lagSeconds.toFixed(1)} s` +
+              `${status.rebuild === null ? '' : `, rebuild ${status.rebuild.id} ${status.rebuild.phase}`}\n`,
+          );
+          if (status.failure !== null) process.stdout.write(`  failed at ${status.failure.position} (${status.failure.eventType}), attempt ${status.failure.attempts}: ${status.failure.error}\n`);
+        }
+        process.stdout.write('(a projection runs in the service process: here, without it, the state reads stopped)\n');
+      }),
+    );
+
+  projections
+    .command('rebuild')
+    .description('rebuild one projection, or all one after another, into shadow tables and swap them in')
+    .argument('[name]', `a projection: ${PROJECTIONS.map((projection) => projection.name).join(', ')}`)
+    .action((name: string | undefined) =>
+      withAdmin(async (admin) => {
+        const names = name === undefined ? admin.projections.map((projection) => projection.name) : [name];
+        for (const each of names) {
+          const finished = await rebuildWithProgress(admin, each);
+          if (finished.phase !== 'completed') throw new Error(`rebuild ${finished.id} of ${each} failed: ${finished.error ?? 'unknown error'}`);
+        }
+      }),
+    );
+
+  const accounts = program.command('accounts').description('one account: replay its stream, verify its read models');
+
+  accounts
+    .command('replay')
+    .description("the user's stream with the running balance")
+    .argument('<userId>', 'a user id (UUID)', uuid)
+    .action((userId: string) =>
+      withAdmin(async (admin) => {
+        const lines = await admin.replayAccount(userId);
+        if (lines.length === 0) process.stdout.write(`no events for ${userId}\n`);
+        for (const line of lines) {
+          const amount = line.amount > 0 ? `+${line.amount}` : String(line.amount);
+          process.stdout.write(`#${line.revision} ${line.position} ${line.occurredAt} ${line.type.padEnd(16)} ${amount.padStart(12)} balance ${line.balance}${line.description === null ? '' : ` "${line.description}"`}\n`);
+        }
+      }),
+    );
+
+  accounts
+    .command('verify')
+    .description('replay vs read model for one account or all (--all); exit code 1 on any difference')
+    .argument('[userId]', 'a user id (UUID)', uuid)
+    .option('--all', 'every account')
+    .action((userId: string | undefined, options: { all?: boolean }) =>
+      withAdmin(async (admin) => {
+        if ((userId === undefined) === (options.all !== true)) throw new InvalidArgumentError('give a userId or --all, not both');
+        let differences;
+        if (userId !== undefined) {
+          differences = await admin.verifyAccount(userId);
+        } else {
+          const bar = new SingleBar({ format: 'verify [{bar}] {value}/{total} accounts', stream: process.stderr });
+          let started = false;
+          const report = await admin.verifyAll((done, total) => {
+            if (!started) bar.start(total, 0);
+            started = true;
+            bar.update(done);
+          });
+          bar.stop();
+          differences = report.differences;
+          process.stdout.write(`${report.accounts} accounts verified\n`);
+        }
+        for (const difference of differences) process.stdout.write(`${difference.userId} ${difference.projection} ${difference.kind}: ${difference.detail}\n`);
+        process.stdout.write(differences.length === 0 ? 'no differences\n' : `${differences.length} difference(s)\n`);
+        if (differences.length > 0) process.exitCode = 1;
+      }),
+    );
+
+  program
+    .command('seed')
+    .description('append a synthetic history decided by the real ledger (deterministic with --seed)')
+    .requiredOption('--users <n>', `accounts (1..${SEED_USERS_MAX})`, integer(1, SEED_USERS_MAX))
+    .requiredOption('--events <m>', `events in all (0..${SEED_EVENTS_MAX})`, integer(0, SEED_EVENTS_MAX))
+    .option('--seed <s>', 'generator seed (0..4294967295)', integer(0, 4_294_967_295), 1)
+    .action((options: { users: number; events: number; seed: number }) =>
+      withConnection(async ({ store }) => {
+        const bar = new SingleBar({ format: 'seed [{bar}] {value}/{total} events', stream: process.stderr });
+        bar.start(options.events, 0);
+        const started = Date.now();
+        await seedHistory(store, { users: options.users, events: options.events, seed: options.seed, onProgress: (written) => bar.update(written) });
+        bar.stop();
+        const seconds = (Date.now() - started) / 1000;
+        process.stdout.write(`seeded ${options.events} events over ${options.users} accounts (seed ${options.seed}) in ${seconds.toFixed(1)} s\n`);
+      }),
+    );
+
+  return program;
+}
+
+async function rebuildWithProgress(admin: ProjectionsAdmin, name: string): Promise<RebuildView> {
+  const started = await admin.startRebuild(name);
+  process.stderr.write(`rebuild ${started.id} of ${name}\n`);
+  const bar = new SingleBar({ format: `${name} [{bar}] {value}/{total} events | {phase} | {rate} events/s | ETA {eta_s}s`, stream: process.stderr });
+  bar.start(Math.max(started.eventsTotal, 1), 0, { phase: started.phase, rate: 0, eta_s: '-' });
+  const finished = await new Promise<RebuildView>((resolve, reject) => {
+    const timer = setInterval(() => {
+      admin
+        .getRebuild(started.id)
+        .then((view) => {
+          if (view === undefined) return;
+          bar.setTotal(Math.max(view.eventsTotal, 1));
+          bar.update(view.eventsDone, { phase: view.phase, rate: view.eventsPerSecond, eta_s: view.etaSeconds ?? '-' });
+          if (view.phase === 'completed' || view.phase === 'failed') {
+            clearInterval(timer);
+            resolve(view);
+          }
+        })
+        .catch((error: unknown) => {
+          clearInterval(timer);
+          reject(error instanceof Error ? error : new Error(String(error)));
+        });
+    }, PROGRESS_INTERVAL_MS);
+  });
+  bar.stop();
+  process.stdout.write(`${name}: ${finished.phase}, ${finished.eventsDone} events, ${finished.eventsPerSecond} events/s${finished.error === null ? '' : `: ${finished.error}`}\n`);
+  return finished;
+}
+
+async function withConnection(work: (connection: Connection) => Promise<void>): Promise<void> {
+  const connection = await connect();
+  try {
+    await work(connection);
+  } finally {
+    await connection.close();
+  }
+}
+
+function withAdmin(work: (admin: ProjectionsAdmin) => Promise<void>): Promise<void> {
+  return withConnection(async ({ url, pool, store }) => {
+    const admin = new ProjectionsAdmin(store, pool, { connectionString: url, eventsInPostgres: true, onLog: (message) => process.stderr.write(`${message}\n`) });
+    try {
+      await work(admin);
+    } finally {
+      await admin.beforeApplicationShutdown();
+    }
+  });
+}
+
+function uuid(value: string): string {
+  if (!UUID_PATTERN.test(value)) throw new InvalidArgumentError('must be a UUID');
+  return value.toLowerCase();
+}
+
+function integer(min: number, max: number): (value: string) => number {
+  return (value) => {
+    const parsed = Number(value);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(parsed) || parsed < min || parsed > max) throw new InvalidArgumentError(`must be a whole number from ${min} to ${max}`);
+    return parsed;
+  };
+}
+

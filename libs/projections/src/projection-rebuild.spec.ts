@@ -1,0 +1,526 @@
+import { formatPosition, PostgresEventStore, type Position, type RecordedEvent } from '@app/event-store';
+import type { Pool } from 'pg';
+import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
+import { rebuildAccount } from './account-rebuild.js';
+import { readCheckpoint } from './checkpoints.js';
+import { ProjectionRebuilds, type ProjectionRebuildsOptions } from './projection-rebuild.js';
+import { ProjectionRunner } from './projection-runner.js';
+import type { Projection } from './projection.js';
+import { NOT_PROJECTION_TABLES, NotAProjectionTableError } from './shadow-tables.js';
+import { appendDecided, nextCommand, nextCommandWithPayments, seededRandom, seededUuid, type CommandSource, type GeneratedAccount } from './synthetic-history.js';
+import { tokenAccountsProjection } from './token-accounts.projection.js';
+import { initialTokenAccountState } from '@app/ledger';
+
+let database: TestDatabase;
+let store: PostgresEventStore;
+const runners: ProjectionRunner[] = [];
+const rebuildServices: ProjectionRebuilds[] = [];
+const startAt = new Date('2026-11-24T12:00:00.000Z');
+
+beforeEach(async () => {
+  database = await createTestDatabase();
+  store = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: 20 });
+});
+
+afterEach(async () => {
+  await Promise.all(rebuildServices.splice(0).map((service) => service.stop()));
+  await Promise.all(runners.splice(0).map((runner) => runner.stop()));
+  await store.close();
+  await database.drop();
+});
+
+function newRunner(projection: Projection = tokenAccountsProjection): ProjectionRunner {
+  const runner = new ProjectionRunner(store, database.pool, projection, { batchSizeMax: 200, retryDelayMsMin: 10, retryDelayMsMax: 50 });
+  runners.push(runner);
+  return runner;
+}
+
+function newRebuilds(overrides: Partial<ProjectionRebuildsOptions> = {}): ProjectionRebuilds {
+  const service = new ProjectionRebuilds(store, database.pool, { connectionString: database.url, eventsInPostgres: true, batchSizeMax: 100, chunkPositions: 250, ...overrides });
+  rebuildServices.push(service);
+  return service;
+}
+
+function accounts(random: () => number, count: number): GeneratedAccount[] {
+  return Array.from({ length: count }, () => ({ userId: seededUuid(random), state: initialTokenAccountState, revision: -1n }));
+}
+
+/** Appends `rounds` rounds of up to `perRound` decided events per account, so streams interleave in $all. */
+async function writeHistory(random: () => number, users: GeneratedAccount[], rounds: number, perRound: number, commands: CommandSource = nextCommand): Promise<void> {
+  for (let round = 0; round < rounds; round += 1) {
+    for (const account of users) await appendDecided(store, random, account, 1 + Math.floor(random() * perRound), startAt, commands);
+  }
+}
+
+async function eventCount(): Promise<number> {
+  const result = await database.pool.query<{ count: string }>('SELECT count(*) FROM events');
+  return Number(result.rows[0]?.count);
+}
+
+/** Other databases' open transactions delay $all visibility (transaction ids are cluster-wide): wait until every event is readable. */
+async function allVisible(): Promise<void> {
+  const total = await eventCount();
+  await waitUntil(async () => (await store.readAll({ maxCount: 10_000 })).length === total);
+}
+
+async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+async function caughtUp(runner: ProjectionRunner): Promise<void> {
+  await waitUntil(async () => {
+    const head = await store.headPosition();
+    const checkpoint = await readCheckpoint(database.pool, tokenAccountsProjection.name);
+    return head !== undefined && checkpoint !== undefined && head.commit === checkpoint.commit && head.prepare === checkpoint.prepare && runner.state === 'running';
+  });
+}
+
+type Dump = { users: unknown[]; transactions: unknown[]; payments: unknown[] };
+
+/** Every row of the projection's three tables, in a fixed order, as text: equal dumps mean identical read models. */
+async function dump(pool: Pool): Promise<Dump> {
+  const users = await pool.query('SELECT user_tokens::text AS row FROM user_tokens ORDER BY user_id');
+  const transactions = await pool.query('SELECT token_transactions::text AS row FROM token_transactions ORDER BY event_id');
+  const payments = await pool.query('SELECT payments::text AS row FROM payments ORDER BY id');
+  return { users: users.rows, transactions: transactions.rows, payments: payments.rows };
+}
+
+/** The rows an incremental build gives: a fresh runner from position 0 on cleared tables. */
+async function incrementalDump(): Promise<Dump> {
+  await database.pool.query('TRUNCATE user_tokens, token_transactions, payments');
+  await database.pool.query('DELETE FROM projection_checkpoints');
+  const runner = newRunner();
+  runner.start();
+  await caughtUp(runner);
+  await runner.stop();
+  return dump(database.pool);
+}
+
+async function indexNames(): Promise<string[]> {
+  const result = await database.pool.query<{ name: string }>(
+    "SELECT indexname AS name FROM pg_indexes WHERE schemaname = 'public' AND tablename IN ('user_tokens', 'token_transactions') ORDER BY indexname",
+  );
+  return result.rows.map((row) => row.name);
+}
+
+describe('projection rebuild', () => {
+  it('builds set-based rows identical to the incremental build, with the same index and constraint names, and swaps them in', async () => {
+    const random = seededRandom(7);
+    await writeHistory(random, accounts(random, 12), 6, 8);
+    await allVisible();
+    const runner = newRunner();
+    runner.start();
+    await caughtUp(runner);
+    const before = await dump(database.pool);
+    const indexesBefore = await indexNames();
+
+    const rebuilds = newRebuilds();
+    const started = await rebuilds.start(tokenAccountsProjection.name);
+    const finished = await rebuilds.settled(started.id);
+    expect(finished).toMatchObject({ phase: 'completed', error: null, eventsDone: await eventCount(), eventsTotal: await eventCount() });
+    expect(await dump(database.pool)).toEqual(before);
+    expect(await indexNames()).toEqual(indexesBefore);
+    const schemas = await database.pool.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rebuild_%'");
+    expect(schemas.rows).toEqual([]);
+    await runner.stop();
+    expect(await incrementalDump()).toEqual(before);
+  });
+
+  it('merges a later range into bulk-loaded rows set-based (the delta), identically to the incremental build', async () => {
+    const random = seededRandom(13);
+    const users = accounts(random, 8);
+    await writeHistory(random, users, 4, 6);
+    await allVisible();
+    const events = await store.readAll({ maxCount: 10_000 });
+    const expected = await incrementalDump();
+    const bulk = tokenAccountsProjection.bulkLoad;
+    if (bulk === undefined) throw new Error('token_accounts has a bulk load');
+    for (const cut of [0, 1, Math.floor(events.length / 3), events.length - 1]) {
+      const middle = (events[cut] as RecordedEvent).position;
+      const head = (events[events.length - 1] as RecordedEvent).position;
+      const values = (position: Position) => [position.commit.toString(), position.prepare.toString()];
+      await database.pool.query('TRUNCATE user_tokens, token_transactions, payments');
+      for (const statement of bulk.chunked) await database.pool.query(statement, [...values(middle), '0', '9223372036854775807']);
+      for (const statement of bulk.final) await database.pool.query(statement, values(middle));
+      for (const statement of bulk.delta) await database.pool.query(statement, [...values(middle), ...values(head)]);
+      expect(await dump(database.pool)).toEqual(expected);
+    }
+  });
+
+  it('builds event by event, identically, for a projection without a bulk load', async () => {
+    const random = seededRandom(8);
+    await writeHistory(random, accounts(random, 5), 4, 5);
+    await allVisible();
+    const { bulkLoad: _bulk, ...eventByEvent } = tokenAccountsProjection;
+    const rebuilds = newRebuilds({ projections: [eventByEvent], batchSizeMax: 7, swapLagEventsMax: 10 });
+    const started = await rebuilds.start(tokenAccountsProjection.name);
+    expect(await rebuilds.settled(started.id)).toMatchObject({ phase: 'completed', eventsDone: await eventCount() });
+    const rebuilt = await dump(database.pool);
+    expect(rebuilt.transactions).toHaveLength(await eventCount());
+    expect(await incrementalDump()).toEqual(rebuilt);
+  });
+
+  it('fails at an event it cannot apply, records the error, drops the shadow and leaves the live tables alone', async () => {
+    const random = seededRandom(14);
+    await writeHistory(random, accounts(random, 4), 3, 4);
+    await allVisible();
+    const runner = newRunner();
+    runner.start();
+    await caughtUp(runner);
+    const before = await dump(database.pool);
+    const poison = (await store.readAll({ maxCount: 10_000 }))[5] as RecordedEvent;
+    const { bulkLoad: _bulk, ...eventByEvent } = tokenAccountsProjection;
+    const broken: Projection = {
+      ...eventByEvent,
+      project: (event) => {
+        if (event.id === poison.id) throw new Error('handler bug');
+        return tokenAccountsProjection.project(event);
+      },
+    };
+    const rebuilds = newRebuilds({ projections: [broken], swapLagEventsMax: 0 });
+    const started = await rebuilds.start(tokenAccountsProjection.name);
+    expect(await rebuilds.settled(started.id)).toMatchObject({
+      phase: 'failed',
+      error: `event ${formatPosition(poison.position)} (${poison.type}): handler bug`,
+      finishedAt: expect.any(String) as unknown,
+    });
+    expect(await dump(database.pool)).toEqual(before);
+    expect((await database.pool.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rebuild_%'")).rows).toEqual([]);
+    expect(runner.state).toBe('running');
+  });
+
+  it('is marked failed with its shadow dropped when its process shuts down before it finishes', async () => {
+    const random = seededRandom(15);
+    await writeHistory(random, accounts(random, 3), 2, 4);
+    const holder = await database.pool.connect();
+    const rebuilds = newRebuilds({ swapLockTimeoutMs: 100 });
+    let id: string;
+    try {
+      await holder.query('BEGIN');
+      await holder.query("INSERT INTO projection_checkpoints (name, commit_position, prepare_position) VALUES ('token_accounts', 0, 0)");
+      id = (await rebuilds.start(tokenAccountsProjection.name)).id;
+      await waitUntil(async () => (await rebuilds.get(id))?.phase === 'swapping');
+      await rebuilds.stop();
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+    expect(await rebuilds.get(id)).toMatchObject({ phase: 'failed', error: 'stopped before it finished (process shutdown)' });
+    expect((await database.pool.query('SELECT count(*)::int AS count FROM user_tokens')).rows).toEqual([{ count: 0 }]);
+    expect((await database.pool.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rebuild_%'")).rows).toEqual([]);
+  });
+
+  it('refuses a second rebuild of a projection while one runs, and allows one after', async () => {
+    const random = seededRandom(9);
+    await writeHistory(random, accounts(random, 3), 2, 3);
+    // The swap waits on the live checkpoint while a transaction holds it, which keeps the first rebuild running.
+    const holder = await database.pool.connect();
+    const rebuilds = newRebuilds({ swapLockTimeoutMs: 60_000 });
+    let racing: PromiseSettledResult<{ id: string }>[];
+    try {
+      await holder.query('BEGIN');
+      await holder.query("INSERT INTO projection_checkpoints (name, commit_position, prepare_position) VALUES ('token_accounts', 0, 0)");
+      racing = await Promise.allSettled(Array.from({ length: 5 }, () => rebuilds.start(tokenAccountsProjection.name)));
+    } finally {
+      // An open transaction holds back $all visibility for every database of the server: never leave it open.
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+    const started = racing.filter((outcome) => outcome.status === 'fulfilled');
+    const refused = racing.filter((outcome) => outcome.status === 'rejected').map((outcome) => outcome.reason as unknown);
+    expect(started).toHaveLength(1);
+    expect(refused).toHaveLength(4);
+    for (const reason of refused) expect(reason).toMatchObject({ name: 'RebuildInProgressError', rebuildId: (started[0] as PromiseFulfilledResult<{ id: string }>).value.id });
+    const first = (started[0] as PromiseFulfilledResult<{ id: string }>).value;
+    expect(await rebuilds.settled(first.id)).toMatchObject({ phase: 'completed' });
+    const second = await rebuilds.start(tokenAccountsProjection.name);
+    expect(await rebuilds.settled(second.id)).toMatchObject({ phase: 'completed' });
+  });
+
+  it('leaves the live tables untouched when killed during the swap, and can be started again', async () => {
+    const random = seededRandom(10);
+    await writeHistory(random, accounts(random, 6), 4, 6);
+    const runner = newRunner();
+    runner.start();
+    await caughtUp(runner);
+    await runner.stop();
+    const before = await dump(database.pool);
+    const checkpointBefore = await readCheckpoint(database.pool, tokenAccountsProjection.name);
+
+    // Hold the live checkpoint so the rebuild stops inside its swap transaction, then kill its session.
+    const holder = await database.pool.connect();
+    const rebuilds = newRebuilds({ swapLockTimeoutMs: 60_000 });
+    let started: { id: string };
+    try {
+      await holder.query('BEGIN');
+      await holder.query("SELECT * FROM projection_checkpoints WHERE name = 'token_accounts' FOR UPDATE");
+      started = await rebuilds.start(tokenAccountsProjection.name);
+      await waitUntil(async () => (await rebuilds.get(started.id))?.phase === 'swapping');
+      await waitUntil(async () => {
+        const waiting = await database.pool.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'token-ledger rebuild token_accounts' AND wait_event_type = 'Lock'");
+        return waiting.rowCount === 1;
+      });
+      expect(await rebuilds.running(tokenAccountsProjection.name)).toBe(true);
+      await database.pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'token-ledger rebuild token_accounts'");
+      await rebuilds.settled(started.id);
+      // The session died with its lock: the unfinished row is now known to be interrupted.
+      await waitUntil(async () => !(await rebuilds.running(tokenAccountsProjection.name)));
+    } finally {
+      // An open transaction holds back $all visibility for every database of the server: never leave it open.
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+
+    expect(await rebuilds.get(started.id)).toMatchObject({ phase: 'swapping' });
+    expect(await dump(database.pool)).toEqual(before);
+    expect(await readCheckpoint(database.pool, tokenAccountsProjection.name)).toEqual(checkpointBefore);
+    const shadow = await database.pool.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rebuild_%'");
+    expect(shadow.rows).toHaveLength(1);
+
+    const again = await rebuilds.start(tokenAccountsProjection.name);
+    expect(await rebuilds.settled(again.id)).toMatchObject({ phase: 'completed' });
+    expect(await rebuilds.get(started.id)).toMatchObject({ phase: 'failed', error: expect.stringContaining('interrupted during swapping') as unknown });
+    expect(await dump(database.pool)).toEqual(before);
+    const leftovers = await database.pool.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rebuild_%'");
+    expect(leftovers.rows).toEqual([]);
+  });
+
+  it('rebuilds while the live runner runs and writes go on: the result equals the incremental build', async () => {
+    const random = seededRandom(11);
+    const users = accounts(random, 10);
+    await writeHistory(random, users, 5, 6);
+    const runner = newRunner();
+    runner.start();
+    let writing = true;
+    const writer = (async () => {
+      while (writing) await writeHistory(random, users, 1, 3);
+    })();
+    const rebuilds = newRebuilds();
+    const started = await rebuilds.start(tokenAccountsProjection.name);
+    const finished = await rebuilds.settled(started.id);
+    writing = false;
+    await writer;
+    expect(finished.phase).toBe('completed');
+    await caughtUp(runner);
+    expect(runner.state).toBe('running');
+    const rebuilt = await dump(database.pool);
+    await runner.stop();
+    expect(rebuilt.transactions).toHaveLength(await eventCount());
+    expect(await incrementalDump()).toEqual(rebuilt);
+  });
+});
+
+describe('per-account rebuild', () => {
+  it("recomputes one account's rows from its stream, up to the checkpoint, while writes race on that account", async () => {
+    const random = seededRandom(12);
+    const users = accounts(random, 4);
+    await writeHistory(random, users, 3, 5);
+    const runner = newRunner();
+    runner.start();
+    await caughtUp(runner);
+    const target = users[0] as GeneratedAccount;
+    // Damage the account's rows the way a projection bug would.
+    await database.pool.query('UPDATE user_tokens SET balance = balance + 5 WHERE user_id = $1', [target.userId]);
+    await database.pool.query('DELETE FROM token_transactions WHERE user_id = $1 AND stream_revision = 0', [target.userId]);
+
+    const writes = (async () => {
+      for (let round = 0; round < 10; round += 1) await appendDecided(store, random, target, 2, startAt);
+    })();
+    const rebuilds = await Promise.all(Array.from({ length: 5 }, () => rebuildAccount(store, database.pool, [tokenAccountsProjection], target.userId)));
+    await writes;
+    for (const result of rebuilds) expect(result.projections.map((projection) => projection.name)).toEqual(['token_accounts']);
+    await caughtUp(runner);
+    await runner.stop();
+
+    const rows = await database.pool.query<{ balance: string; transaction_count: string; revisions: string }>(
+      `SELECT u.balance, u.transaction_count, (SELECT string_agg(stream_revision::text, ',' ORDER BY stream_revision) FROM token_transactions t WHERE t.user_id = u.user_id) AS revisions
+         FROM user_tokens u WHERE u.user_id = $1`,
+      [target.userId],
+    );
+    const streamLength = Number(target.revision) + 1;
+    expect(rows.rows[0]).toEqual({
+      balance: String(target.state.balance),
+      transaction_count: String(streamLength),
+      revisions: Array.from({ length: streamLength }, (_, revision) => revision).join(','),
+    });
+    const rebuilt = await dump(database.pool);
+    expect(await incrementalDump()).toEqual(rebuilt);
+  });
+});
+
+/** Tables a rebuild must never move or drop, with their identity (oid) and content. */
+async function untouchableTables(): Promise<Record<string, { oid: string; rows: unknown[] }>> {
+  const tables: Record<string, { oid: string; rows: unknown[] }> = {};
+  for (const table of ['events', 'event_streams', 'snapshots', 'payment_streams', 'idempotency_keys', 'mock_provider_orders', 'pgmigrations']) {
+    const oid = await database.pool.query<{ oid: string }>('SELECT $1::regclass::oid::text AS oid', [table]);
+    const rows = await database.pool.query(`SELECT ${table}::text AS row FROM ${table} ORDER BY 1`);
+    tables[table] = { oid: oid.rows[0]?.oid ?? '', rows: rows.rows };
+  }
+  return tables;
+}
+
+async function tableOid(table: string): Promise<string | undefined> {
+  return (await database.pool.query<{ oid: string }>('SELECT $1::regclass::oid::text AS oid', [table])).rows[0]?.oid;
+}
+
+/** Each payment path the workflow has must be in the history, or the comparison proves less than it says. */
+async function expectEveryPaymentState(): Promise<void> {
+  const states = await database.pool.query<{ state: string; count: number }>(
+    `SELECT state, count(*)::int AS count FROM (
+       SELECT CASE
+                WHEN status = 'FAILED' THEN 'FAILED:' || (metadata->>'error')
+                WHEN status IN ('COMPLETED', 'REFUNDED') AND EXISTS (SELECT 1 FROM events WHERE event_type = 'PaymentExpired' AND (data->>'paymentId')::uuid = payments.id)
+                  THEN 'captured after expiry'
+                WHEN status = 'REFUNDED' AND (metadata->>'tokensDebited')::bigint < tokens_purchased THEN 'REFUNDED:in part'
+                ELSE status
+              END AS state
+         FROM payments) AS states GROUP BY state`,
+  );
+  // GROUP BY gives only states that occur, so each one present has a count above zero.
+  const required = ['PENDING', 'COMPLETED', 'captured after expiry', 'FAILED:Card declined', 'FAILED:Payment timed out', 'REFUNDED'];
+  expect(Object.fromEntries(states.rows.map((row) => [row.state, row.count]))).toEqual(
+    expect.objectContaining(Object.fromEntries(required.map((state) => [state, expect.any(Number) as unknown]))),
+  );
+  const refunds = await database.pool.query<{ count: number }>("SELECT count(*)::int AS count FROM token_transactions WHERE transaction_type = 'refund'");
+  expect(refunds.rows[0]?.count).toBeGreaterThan(0);
+}
+
+describe('projection rebuild with payments', () => {
+  it('rebuilds payments in every state set-based, identically to the incremental build, and touches no other table', async () => {
+    const random = seededRandom(21);
+    await writeHistory(random, accounts(random, 10), 8, 6, nextCommandWithPayments);
+    await database.pool.query("INSERT INTO payment_streams (payment_id, user_id) VALUES ('00000000-0000-4000-8000-000000000001', '00000000-0000-4000-8000-000000000002')");
+    await database.pool.query(
+      `INSERT INTO idempotency_keys (scope, key, request_hash, state, response_status, locked_until, expires_at)
+       VALUES ('user:1', 'key-1', 'hash', 'completed', 201, now(), now() + interval '1 day')`,
+    );
+    await database.pool.query(
+      `INSERT INTO mock_provider_orders (order_id, payment_id, amount, currency, description, status, behaviour)
+       VALUES ('order-1', '00000000-0000-4000-8000-000000000001', 500, 'USD', 'Token package starter', 'captured', 'approve')`,
+    );
+    await allVisible();
+    const runner = newRunner();
+    runner.start();
+    await caughtUp(runner);
+    await expectEveryPaymentState();
+    const before = await dump(database.pool);
+    const untouchable = await untouchableTables();
+    const paymentsTable = await tableOid('payments');
+
+    const logs: string[] = [];
+    const rebuilds = newRebuilds({ onLog: (message) => logs.push(message) });
+    const started = await rebuilds.start(tokenAccountsProjection.name);
+    expect(await rebuilds.settled(started.id)).toMatchObject({ phase: 'completed', error: null, eventsDone: await eventCount() });
+    // The set-based path did the work: no event type made it fall back to projecting event by event.
+    expect(logs.filter((message) => message.includes('not covered'))).toEqual([]);
+    expect(await dump(database.pool)).toEqual(before);
+    // payments was rebuilt and swapped in (a new table); the tables that are not read models are the same tables, rows and all.
+    expect(await tableOid('payments')).not.toEqual(paymentsTable);
+    expect(await untouchableTables()).toEqual(untouchable);
+    await runner.stop();
+    expect(await incrementalDump()).toEqual(before);
+  });
+
+  it('merges later ranges of payment events set-based (the delta) at many cut points, identically to the incremental build', async () => {
+    const random = seededRandom(22);
+    await writeHistory(random, accounts(random, 8), 8, 6, nextCommandWithPayments);
+    await allVisible();
+    const events = await store.readAll({ maxCount: 10_000 });
+    const expected = await incrementalDump();
+    await expectEveryPaymentState();
+    const bulk = tokenAccountsProjection.bulkLoad;
+    if (bulk === undefined) throw new Error('token_accounts has a bulk load');
+    const at = (index: number) => (events[index] as RecordedEvent).position;
+    const values = (position: Position) => [position.commit.toString(), position.prepare.toString()];
+    const last = events.length - 1;
+    // Cut just before and at the first event of each type (a payment opened before the cut and settled after it, and so on), and a few more.
+    const cuts = new Set([0, 1, Math.floor(last / 3), Math.floor(last / 2), last - 1, last]);
+    for (const type of new Set(events.map((event) => event.type))) {
+      const first = events.findIndex((event) => event.type === type);
+      for (const cut of [first - 1, first]) if (cut >= 0) cuts.add(cut);
+    }
+    const lastPosition = Number((await database.pool.query<{ max: string }>('SELECT max(global_position)::text AS max FROM events')).rows[0]?.max);
+    for (const cut of [...cuts].sort((a, b) => a - b)) {
+      await database.pool.query('TRUNCATE user_tokens, token_transactions, payments');
+      // Small chunks, so a payment's initiation and its later events fall in different chunks.
+      for (let from = 0; from <= lastPosition; from += 20) {
+        for (const statement of bulk.chunked) await database.pool.query(statement, [...values(at(cut)), String(from), String(from + 19)]);
+      }
+      for (const statement of bulk.final) await database.pool.query(statement, values(at(cut)));
+      // Two catch-up steps, as the rebuild takes them: to half way, then to the head.
+      const middle = at(Math.floor((cut + last) / 2));
+      for (const statement of bulk.delta) await database.pool.query(statement, [...values(at(cut)), ...values(middle)]);
+      for (const statement of bulk.delta) await database.pool.query(statement, [...values(middle), ...values(at(last))]);
+      expect([cut, await dump(database.pool)]).toEqual([cut, expected]);
+    }
+    expect(cuts.size).toBeGreaterThan(10);
+  });
+
+  it('rebuilds while the live runner runs and payments go on: the result equals the incremental build', async () => {
+    const random = seededRandom(23);
+    const users = accounts(random, 8);
+    await writeHistory(random, users, 4, 6, nextCommandWithPayments);
+    const runner = newRunner();
+    runner.start();
+    let writing = true;
+    const writer = (async () => {
+      while (writing) await writeHistory(random, users, 1, 3, nextCommandWithPayments);
+    })();
+    const rebuilds = newRebuilds();
+    const started = await rebuilds.start(tokenAccountsProjection.name);
+    const finished = await rebuilds.settled(started.id);
+    writing = false;
+    await writer;
+    expect(finished.phase).toBe('completed');
+    await caughtUp(runner);
+    expect(runner.state).toBe('running');
+    const rebuilt = await dump(database.pool);
+    await runner.stop();
+    expect(await incrementalDump()).toEqual(rebuilt);
+  });
+
+  it('refuses projections that declare a table that is not a read model, before anything is created', () => {
+    for (const table of NOT_PROJECTION_TABLES) {
+      const claiming: Projection = { ...tokenAccountsProjection, tables: [...tokenAccountsProjection.tables, table] };
+      expect(() => new ProjectionRebuilds(store, database.pool, { connectionString: database.url, eventsInPostgres: true, projections: [claiming] })).toThrow(
+        new NotAProjectionTableError(tokenAccountsProjection.name, table),
+      );
+    }
+    const twice: Projection = { ...tokenAccountsProjection, name: 'copy' };
+    expect(() => new ProjectionRebuilds(store, database.pool, { connectionString: database.url, eventsInPostgres: true, projections: [tokenAccountsProjection, twice] })).toThrow(
+      'table user_tokens is declared by both token_accounts and copy',
+    );
+  });
+
+  it("recomputes one account's payments rows from its stream while payment writes race on that account", async () => {
+    const random = seededRandom(24);
+    const users = accounts(random, 4);
+    await writeHistory(random, users, 6, 6, nextCommandWithPayments);
+    const runner = newRunner();
+    runner.start();
+    await caughtUp(runner);
+    const target = users[0] as GeneratedAccount;
+    expect(target.state.payments.size).toBeGreaterThan(1);
+    // Damage the account's payments rows the way a projection bug would.
+    await database.pool.query("UPDATE payments SET status = 'PENDING', metadata = '{}' WHERE user_id = $1", [target.userId]);
+    await database.pool.query('DELETE FROM payments WHERE id = (SELECT id FROM payments WHERE user_id = $1 ORDER BY id LIMIT 1)', [target.userId]);
+
+    const writes = (async () => {
+      for (let round = 0; round < 10; round += 1) await appendDecided(store, random, target, 2, startAt, nextCommandWithPayments);
+    })();
+    await Promise.all(Array.from({ length: 5 }, () => rebuildAccount(store, database.pool, [tokenAccountsProjection], target.userId)));
+    await writes;
+    await caughtUp(runner);
+    await runner.stop();
+
+    const statuses = await database.pool.query<{ id: string; status: string }>('SELECT id::text, status FROM payments WHERE user_id = $1 ORDER BY id', [target.userId]);
+    const fold = [...target.state.payments.values()].map((payment) => ({ id: payment.paymentId, status: payment.status })).sort((a, b) => a.id.localeCompare(b.id));
+    expect(statuses.rows).toEqual(fold);
+    const rebuilt = await dump(database.pool);
+    expect(await incrementalDump()).toEqual(rebuilt);
+  });
+});

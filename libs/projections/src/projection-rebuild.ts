@@ -1,0 +1,475 @@
+import { randomUUID } from 'node:crypto';
+import { comparePositions, formatPosition, START, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
+import pg, { type Pool } from 'pg';
+import type { Projection } from './projection.js';
+import { findProjection, PROJECTIONS } from './projection-registry.js';
+import { assertRebuildableTables, dropSchema, ShadowTables } from './shadow-tables.js';
+
+export type RebuildPhase = 'loading' | 'indexing' | 'catching_up' | 'swapping' | 'completed' | 'failed';
+
+export type RebuildView = {
+  readonly id: string;
+  readonly projection: string;
+  readonly phase: RebuildPhase;
+  readonly eventsDone: number;
+  readonly eventsTotal: number;
+  readonly eventsPerSecond: number;
+  /** Seconds until done at the rate so far; null when finished or before any progress. */
+  readonly etaSeconds: number | null;
+  /** How far the shadow tables have got in `$all`. */
+  readonly position: string | null;
+  readonly startedAt: string;
+  readonly finishedAt: string | null;
+  readonly error: string | null;
+};
+
+export type ProjectionRebuildsOptions = {
+  /** Each rebuild holds its own session (advisory lock, shadow writes, swap), outside the pool. */
+  readonly connectionString: string;
+  readonly projections?: readonly Projection[];
+  /** The events are in this database's `events` table: enables bulk loads and exact totals. */
+  readonly eventsInPostgres: boolean;
+  /** Events per transaction when projecting event by event. */
+  readonly batchSizeMax?: number;
+  /** The swap starts once at most this many events are left; the swap's transaction applies them. */
+  readonly swapLagEventsMax?: number;
+  /** `events.global_position` values per bulk-load chunk. */
+  readonly chunkPositions?: number;
+  /** Longest the swap waits for a table lock before it rolls back and tries again. */
+  readonly swapLockTimeoutMs?: number;
+  readonly onLog?: (message: string) => void;
+};
+
+/** A rebuild of this projection is running (in this process or another). */
+export class RebuildInProgressError extends Error {
+  override readonly name = 'RebuildInProgressError';
+
+  constructor(
+    readonly projection: string,
+    readonly rebuildId: string | undefined,
+  ) {
+    super(`a rebuild of ${projection} is already running${rebuildId === undefined ? '' : ` (${rebuildId})`}`);
+  }
+}
+
+type RebuildRow = {
+  id: string;
+  projection: string;
+  phase: RebuildPhase;
+  shadow_schema: string;
+  events_done: string;
+  events_total: string;
+  commit_position: string | null;
+  prepare_position: string | null;
+  started_at: Date;
+  finished_at: Date | null;
+  error: string | null;
+  now: Date;
+};
+
+const LIVE_SCHEMA = 'public';
+const SWAP_ATTEMPTS_MAX = 5;
+const ACTIVE_ROW_LOOKUPS_MAX = 40;
+const ACTIVE_ROW_LOOKUP_INTERVAL_MS = 25;
+const LOCK_NOT_AVAILABLE = '55P03';
+const ROW_COLUMNS = 'id, projection, phase, shadow_schema, events_done, events_total, commit_position::text, prepare_position::text, started_at, finished_at, error, now() AS now';
+
+/** The process that ran the rebuild went away (or this one was asked to stop) before it finished. */
+class Interrupted extends Error {}
+
+/**
+ * Zero-downtime rebuilds: a projection is built from `$all` into shadow tables (another schema, same
+ * names) while the live tables keep serving reads and the live runner keeps running. Once the shadow
+ * is within one batch of the head, one transaction locks the live checkpoint (the live runner waits
+ * on it), catches the shadow up to the head, moves the live tables out and the shadow tables in, and
+ * sets the checkpoint to the shadow's position. The rebuild's state is a row in `projection_rebuilds`.
+ */
+export class ProjectionRebuilds {
+  private readonly projections: readonly Projection[];
+  private readonly workers = new Map<string, { readonly controller: AbortController; readonly done: Promise<void> }>();
+  private readonly batchSizeMax: number;
+  private readonly chunkPositions: number;
+  private readonly swapLagEventsMax: number;
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly pool: Pool,
+    private readonly options: ProjectionRebuildsOptions,
+  ) {
+    this.projections = options.projections ?? PROJECTIONS;
+    assertRebuildableTables(this.projections);
+    this.batchSizeMax = options.batchSizeMax ?? 1_000;
+    this.chunkPositions = options.chunkPositions ?? 100_000;
+    this.swapLagEventsMax = options.swapLagEventsMax ?? 1_000;
+  }
+
+  /**
+   * Starts a rebuild in the background and returns it. A rebuild left unfinished by a process that
+   * died is marked failed (interrupted) and its shadow tables dropped first.
+   */
+  async start(name: string): Promise<RebuildView> {
+    const projection = findProjection(name, this.projections);
+    const client = new pg.Client({ connectionString: this.options.connectionString, application_name: `token-ledger rebuild ${name}` });
+    // A session that dies (server restart, terminated backend) fails its queries; the event itself must not crash the process.
+    client.on('error', (error) => this.options.onLog?.(`rebuild session of ${name}: ${error.message}`));
+    await client.connect();
+    let id: string;
+    try {
+      // A session lock: held while this rebuild runs, released by PostgreSQL if its process dies.
+      const locked = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock(hashtext('projection-rebuild'), hashtext($1)) AS locked", [name]);
+      if (locked.rows[0]?.locked !== true) throw new RebuildInProgressError(name, await this.activeId(name));
+      await this.reapInterrupted(client, name);
+      id = randomUUID();
+      await client.query('INSERT INTO projection_rebuilds (id, projection, phase, shadow_schema) VALUES ($1, $2, $3, $4)', [
+        id,
+        name,
+        'loading',
+        `rebuild_${id.replaceAll('-', '').slice(0, 16)}`,
+      ]);
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+    const controller = new AbortController();
+    const done = this.work(client, projection, id, controller.signal).finally(() => {
+      this.workers.delete(id);
+      return client.end().catch(() => undefined);
+    });
+    this.workers.set(id, { controller, done });
+    return this.requireView(id);
+  }
+
+  /** Resolves once the rebuild running in this process has finished (completed or failed). */
+  async settled(id: string): Promise<RebuildView> {
+    await this.workers.get(id)?.done;
+    return this.requireView(id);
+  }
+
+  async get(id: string): Promise<RebuildView | undefined> {
+    const result = await this.pool.query<RebuildRow>(`SELECT ${ROW_COLUMNS} FROM projection_rebuilds WHERE id = $1`, [id]);
+    const row = result.rows[0];
+    return row === undefined ? undefined : toView(row);
+  }
+
+  /** The unfinished rebuild of a projection, if any (it may belong to a process that has died). */
+  async active(name: string): Promise<RebuildView | undefined> {
+    const row = await this.activeRow(name);
+    return row === undefined ? undefined : toView(row);
+  }
+
+  /**
+   * Whether some session, in any process, holds the projection's rebuild lock: an unfinished row
+   * without it was left by a process that died (it is reaped when the next rebuild starts).
+   */
+  async running(name: string): Promise<boolean> {
+    const result = await this.pool.query<{ held: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                        AND classid = hashtext('projection-rebuild')::oid AND objid = hashtext($1)::oid AND objsubid = 2) AS held`,
+      [name],
+    );
+    return result.rows[0]?.held === true;
+  }
+
+  /** Stops the rebuilds of this process: each is marked failed and its shadow tables dropped. */
+  async stop(): Promise<void> {
+    const running = [...this.workers.values()];
+    for (const worker of running) worker.controller.abort();
+    await Promise.all(running.map((worker) => worker.done));
+  }
+
+  private async requireView(id: string): Promise<RebuildView> {
+    const view = await this.get(id);
+    if (view === undefined) throw new Error(`rebuild ${id} has no row`);
+    return view;
+  }
+
+  /** The running rebuild's id; its row may be a few milliseconds behind its lock, so it is looked for briefly. */
+  private async activeId(name: string): Promise<string | undefined> {
+    for (let attempt = 0; attempt < ACTIVE_ROW_LOOKUPS_MAX; attempt += 1) {
+      const row = await this.activeRow(name);
+      if (row !== undefined) return row.id;
+      await new Promise((resolve) => setTimeout(resolve, ACTIVE_ROW_LOOKUP_INTERVAL_MS));
+    }
+    return undefined;
+  }
+
+  private async activeRow(name: string): Promise<RebuildRow | undefined> {
+    const result = await this.pool.query<RebuildRow>(`SELECT ${ROW_COLUMNS} FROM projection_rebuilds WHERE projection = $1 AND phase NOT IN ('completed', 'failed')`, [name]);
+    return result.rows[0];
+  }
+
+  /** Called holding the projection's rebuild lock: an unfinished row can only be left by a process that died. */
+  private async reapInterrupted(client: pg.Client, name: string): Promise<void> {
+    const stale = await client.query<{ id: string; shadow_schema: string; phase: string }>(
+      "SELECT id, shadow_schema, phase FROM projection_rebuilds WHERE projection = $1 AND phase NOT IN ('completed', 'failed')",
+      [name],
+    );
+    for (const row of stale.rows) {
+      await dropSchema(client, row.shadow_schema);
+      await client.query("UPDATE projection_rebuilds SET phase = 'failed', error = $2, finished_at = now(), updated_at = now() WHERE id = $1", [
+        row.id,
+        `interrupted during ${row.phase}: the process running it stopped; its shadow tables were dropped, the live tables were never changed`,
+      ]);
+      this.options.onLog?.(`rebuild ${row.id} of ${name} was interrupted during ${row.phase}; marked failed`);
+    }
+  }
+
+  private async work(client: pg.Client, projection: Projection, id: string, signal: AbortSignal): Promise<void> {
+    const shadow = new ShadowTables(client, LIVE_SCHEMA, (await this.requireRow(client, id)).shadow_schema, projection.tables);
+    const progress = new Progress(client, id);
+    try {
+      await shadow.create();
+      // The rebuild's statements name tables unqualified: on this session they resolve to the shadow tables first.
+      await client.query(`SET search_path TO ${client.escapeIdentifier(shadow.shadowSchema)}, ${client.escapeIdentifier(LIVE_SCHEMA)}`);
+      let position = await this.bulkLoad(client, projection, progress, signal);
+      await progress.phase('indexing');
+      await shadow.index();
+      await progress.phase('catching_up');
+      position = await this.catchUp(client, projection, progress, position, signal);
+      await progress.phase('swapping');
+      await this.swap(client, projection, shadow, progress, position, signal);
+      this.options.onLog?.(`rebuild ${id} of ${projection.name} completed: ${progress.done} events`);
+    } catch (error) {
+      const message = error instanceof Interrupted ? 'stopped before it finished (process shutdown)' : error instanceof Error ? error.message : String(error);
+      this.options.onLog?.(`rebuild ${id} of ${projection.name} failed: ${message}`);
+      // If the session itself is gone, nothing more can be written: the row stays unfinished and the next rebuild reaps it.
+      await client.query('ROLLBACK').catch(() => undefined);
+      await dropSchema(client, shadow.shadowSchema).catch(() => undefined);
+      await client
+        .query("UPDATE projection_rebuilds SET phase = 'failed', error = $2, finished_at = now(), updated_at = now() WHERE id = $1", [id, message])
+        .catch(() => undefined);
+    }
+  }
+
+  private async requireRow(client: pg.Client, id: string): Promise<RebuildRow> {
+    const result = await client.query<RebuildRow>(`SELECT ${ROW_COLUMNS} FROM projection_rebuilds WHERE id = $1`, [id]);
+    const row = result.rows[0];
+    if (row === undefined) throw new Error(`rebuild ${id} has no row`);
+    return row;
+  }
+
+  /** Set-based load up to the head, when the projection has one and the events are in this database. Returns the position reached. */
+  private async bulkLoad(client: pg.Client, projection: Projection, progress: Progress, signal: AbortSignal): Promise<Position | undefined> {
+    const bulk = projection.bulkLoad;
+    if (bulk === undefined || !this.options.eventsInPostgres) return undefined;
+    const head = await this.store.headPosition();
+    if (head === undefined) return undefined;
+    if (!(await this.bulkCovers(client, projection, bulk.eventTypes, START, head))) {
+      this.options.onLog?.(`rebuild of ${projection.name}: some event types are not covered by its bulk load; projecting event by event`);
+      return undefined;
+    }
+    const upTo = [head.commit.toString(), head.prepare.toString()];
+    const range = await client.query<{ first: string | null; last: string | null; total: string }>(
+      `SELECT min(global_position)::text AS first, max(global_position)::text AS last, count(*)::text AS total FROM events
+        WHERE (transaction_id, global_position) <= ($1::text::xid8, $2::bigint)`,
+      upTo,
+    );
+    const { first, last, total } = range.rows[0] ?? { first: null, last: null, total: '0' };
+    if (first === null || last === null) return undefined;
+    await progress.setTotal(Number(total));
+    for (let from = BigInt(first); from <= BigInt(last); from += BigInt(this.chunkPositions)) {
+      if (signal.aborted) throw new Interrupted();
+      const to = from + BigInt(this.chunkPositions) - 1n;
+      const bounds = [...upTo, from.toString(), to.toString()];
+      for (const statement of bulk.chunked) await client.query(statement, bounds);
+      const counted = await client.query<{ count: string }>(
+        `SELECT count(*)::text AS count FROM events WHERE global_position BETWEEN $3::bigint AND $4::bigint AND (transaction_id, global_position) <= ($1::text::xid8, $2::bigint)`,
+        bounds,
+      );
+      await progress.advance(Number(counted.rows[0]?.count ?? 0), undefined);
+    }
+    for (const statement of bulk.final) await client.query(statement, upTo);
+    await progress.advance(0, head);
+    return head;
+  }
+
+  /** True when every event type in (`after`, `upTo`] that the projection handles is one the bulk load handles too. */
+  private async bulkCovers(client: pg.Client, projection: Projection, covered: readonly string[], after: Position, upTo: Position): Promise<boolean> {
+    const others = await client.query<{ stream_id: string; stream_revision: string }>(
+      `SELECT DISTINCT ON (event_type) stream_id, stream_revision::text FROM events
+        WHERE event_type <> ALL($5::text[])
+          AND (transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND (transaction_id, global_position) <= ($3::text::xid8, $4::bigint)`,
+      [...positionValues(after), ...positionValues(upTo), covered],
+    );
+    for (const row of others.rows) {
+      const [sample] = await this.store.readStream(row.stream_id, { fromRevision: BigInt(row.stream_revision), maxCount: 1 });
+      if (sample !== undefined && projection.project(sample).length > 0) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Brings the shadow tables towards the head, one transaction per step: set-based (the bulk load's
+   * delta) when it can, else a batch of events through `project`. Stops once what is left is small
+   * enough for the swap's own transaction.
+   */
+  private async catchUp(client: pg.Client, projection: Projection, progress: Progress, after: Position | undefined, signal: AbortSignal): Promise<Position | undefined> {
+    let position = after;
+    for (;;) {
+      if (signal.aborted) throw new Interrupted();
+      const head = await this.store.headPosition();
+      if (head === undefined || (position !== undefined && comparePositions(head, position) <= 0)) return position;
+      if (this.options.eventsInPostgres) {
+        const remaining = await this.countBetween(position ?? START, head);
+        await progress.setTotal(progress.done + remaining);
+        if (remaining <= this.swapLagEventsMax) return position;
+      }
+      await client.query('BEGIN');
+      const reached = await this.applyStep(client, projection, progress, position ?? START, head);
+      await client.query('COMMIT');
+      if (!this.options.eventsInPostgres && reached.applied < this.batchSizeMax) return reached.position;
+      position = reached.position;
+    }
+  }
+
+  /** Applies events after `after`, up to `head`: all of them set-based when the bulk load covers them, else one batch through `project`. */
+  private async applyStep(client: pg.Client, projection: Projection, progress: Progress, after: Position, head: Position): Promise<{ applied: number; position: Position }> {
+    const bulk = projection.bulkLoad;
+    if (bulk !== undefined && this.options.eventsInPostgres && (await this.bulkCovers(client, projection, bulk.eventTypes, after, head))) {
+      const applied = await this.countBetween(after, head);
+      for (const statement of bulk.delta) await client.query(statement, [...positionValues(after), ...positionValues(head)]);
+      await progress.advance(applied, head);
+      return { applied, position: head };
+    }
+    const batch = (await this.store.readAll({ after, maxCount: this.batchSizeMax })).filter((event) => comparePositions(event.position, head) <= 0);
+    if (batch.length === 0) return { applied: 0, position: after };
+    await applyEvents(client, projection, batch);
+    const position = lastPosition(batch);
+    await progress.advance(batch.length, position);
+    return { applied: batch.length, position };
+  }
+
+  private async countBetween(after: Position, upTo: Position): Promise<number> {
+    const result = await this.pool.query<{ count: string }>(
+      `SELECT count(*)::text AS count FROM events
+        WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND (transaction_id, global_position) <= ($3::text::xid8, $4::bigint)`,
+      [...positionValues(after), ...positionValues(upTo)],
+    );
+    return Number(result.rows[0]?.count ?? 0);
+  }
+
+  /**
+   * One transaction: lock the live checkpoint (the live runner blocks on it), apply what is left of
+   * `$all` to the shadow, move the tables, set the checkpoint, mark the rebuild completed. Events from
+   * transactions that started after this one are invisible to `$all` until it commits, so the
+   * catch-up ends, and the live runner resumes after the shadow's position: nothing skipped, nothing twice.
+   */
+  private async swap(client: pg.Client, projection: Projection, shadow: ShadowTables, progress: Progress, after: Position | undefined, signal: AbortSignal): Promise<void> {
+    const retired = `${shadow.shadowSchema}_retired`;
+    for (let attempt = 1; ; attempt += 1) {
+      if (signal.aborted) throw new Interrupted();
+      let position = after ?? START;
+      const doneBefore = progress.done;
+      try {
+        await client.query('BEGIN');
+        await client.query(`SET LOCAL lock_timeout = ${Math.trunc(this.options.swapLockTimeoutMs ?? 5_000)}`);
+        await client.query('INSERT INTO projection_checkpoints (name, commit_position, prepare_position) VALUES ($1, 0, 0) ON CONFLICT (name) DO NOTHING', [projection.name]);
+        const live = await client.query<{ commit_position: string; prepare_position: string }>(
+          'SELECT commit_position::text, prepare_position::text FROM projection_checkpoints WHERE name = $1 FOR UPDATE',
+          [projection.name],
+        );
+        // This transaction has an id now, so the head can no longer move past it until it commits.
+        const head = await this.store.headPosition();
+        while (head !== undefined && comparePositions(position, head) < 0) {
+          const step = await this.applyStep(client, projection, progress, position, head);
+          if (step.applied === 0) break;
+          position = step.position;
+        }
+        const row = live.rows[0];
+        const liveCheckpoint: Position = row === undefined ? START : { commit: BigInt(row.commit_position), prepare: BigInt(row.prepare_position) };
+        if (comparePositions(position, liveCheckpoint) < 0) {
+          throw new Error(`the shadow of ${projection.name} ends at ${formatPosition(position)}, behind the live checkpoint ${formatPosition(liveCheckpoint)}`);
+        }
+        await shadow.swap(retired);
+        await client.query('UPDATE projection_checkpoints SET commit_position = $2, prepare_position = $3, updated_at = now() WHERE name = $1', [
+          projection.name,
+          ...positionValues(position),
+        ]);
+        await progress.complete();
+        await client.query('COMMIT');
+        await dropSchema(client, retired);
+        await dropSchema(client, shadow.shadowSchema);
+        return;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        progress.done = doneBefore;
+        if ((error as { code?: string }).code !== LOCK_NOT_AVAILABLE || attempt >= SWAP_ATTEMPTS_MAX) throw error;
+        this.options.onLog?.(`rebuild of ${projection.name}: the swap waited too long for a table lock (attempt ${attempt}); trying again`);
+      }
+    }
+  }
+}
+
+function positionValues(position: Position): [string, string] {
+  return [position.commit.toString(), position.prepare.toString()];
+}
+
+async function applyEvents(client: pg.Client, projection: Projection, events: readonly RecordedEvent[]): Promise<void> {
+  for (const event of events) {
+    try {
+      for (const change of projection.project(event)) await client.query(change.text, [...change.values]);
+    } catch (error) {
+      throw new Error(`event ${formatPosition(event.position)} (${event.type}): ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    }
+  }
+}
+
+function lastPosition(events: readonly RecordedEvent[]): Position {
+  const last = events[events.length - 1];
+  if (last === undefined) throw new Error('an empty batch has no position');
+  return last.position;
+}
+
+/** The rebuild row's counters, written on the rebuild's own session (inside its transactions when there is one). */
+class Progress {
+  done = 0;
+
+  constructor(
+    private readonly client: pg.Client,
+    private readonly id: string,
+  ) {}
+
+  async phase(phase: RebuildPhase): Promise<void> {
+    await this.client.query('UPDATE projection_rebuilds SET phase = $2, updated_at = now() WHERE id = $1', [this.id, phase]);
+  }
+
+  async setTotal(total: number): Promise<void> {
+    await this.client.query('UPDATE projection_rebuilds SET events_total = GREATEST($2::bigint, events_done), updated_at = now() WHERE id = $1', [this.id, total]);
+  }
+
+  async advance(events: number, position: Position | undefined): Promise<void> {
+    this.done += events;
+    await this.client.query(
+      `UPDATE projection_rebuilds SET events_done = $2, events_total = GREATEST(events_total, $2::bigint),
+              commit_position = COALESCE($3, commit_position), prepare_position = COALESCE($4, prepare_position), updated_at = now() WHERE id = $1`,
+      [this.id, this.done, position?.commit.toString() ?? null, position?.prepare.toString() ?? null],
+    );
+  }
+
+  async complete(): Promise<void> {
+    await this.client.query("UPDATE projection_rebuilds SET phase = 'completed', finished_at = now(), updated_at = now() WHERE id = $1", [this.id]);
+  }
+
+}
+
+function toView(row: RebuildRow): RebuildView {
+  const done = Number(row.events_done);
+  const total = Number(row.events_total);
+  const end = row.finished_at ?? row.now;
+  const seconds = Math.max((end.getTime() - row.started_at.getTime()) / 1000, 0.001);
+  const rate = done / seconds;
+  const finished = row.phase === 'completed' || row.phase === 'failed';
+  return {
+    id: row.id,
+    projection: row.projection,
+    phase: row.phase,
+    eventsDone: done,
+    eventsTotal: total,
+    eventsPerSecond: Math.round(rate),
+    etaSeconds: finished || rate === 0 ? null : Math.round(((total - done) / rate) * 10) / 10,
+    position: row.commit_position === null || row.prepare_position === null ? null : `${row.commit_position}/${row.prepare_position}`,
+    startedAt: row.started_at.toISOString(),
+    finishedAt: row.finished_at?.toISOString() ?? null,
+    error: row.error,
+  };
+}

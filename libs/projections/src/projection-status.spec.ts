@@ -1,0 +1,106 @@
+import { formatPosition, PostgresEventStore, type RecordedEvent } from '@app/event-store';
+import { initialTokenAccountState } from '@app/ledger';
+import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
+import { ProjectionRebuilds } from './projection-rebuild.js';
+import { ProjectionRunner } from './projection-runner.js';
+import { projectionStatuses, type ProjectionStatus } from './projection-status.js';
+import type { Projection } from './projection.js';
+import { appendDecided, seededRandom, seededUuid } from './synthetic-history.js';
+import { tokenAccountsProjection } from './token-accounts.projection.js';
+
+let database: TestDatabase;
+let store: PostgresEventStore;
+const runners: ProjectionRunner[] = [];
+
+beforeEach(async () => {
+  database = await createTestDatabase();
+  store = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: 20 });
+  await database.pool.query('CREATE TABLE event_log (event_id uuid PRIMARY KEY)');
+});
+
+afterEach(async () => {
+  await Promise.all(runners.splice(0).map((runner) => runner.stop()));
+  await store.close();
+  await database.drop();
+});
+
+/** A second projection beside token_accounts, to show that one failing projection does not stop another. */
+const eventLog: Projection = {
+  name: 'event_log',
+  tables: ['event_log'],
+  project: (event) => [{ text: 'INSERT INTO event_log (event_id) VALUES ($1)', values: [event.id] }],
+};
+
+function runner(projection: Projection): ProjectionRunner {
+  const created = new ProjectionRunner(store, database.pool, projection, { batchSizeMax: 5, retryDelayMsMin: 10, retryDelayMsMax: 40 });
+  runners.push(created);
+  created.start();
+  return created;
+}
+
+async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+async function statuses(projections: readonly Projection[], live: readonly ProjectionRunner[]): Promise<Map<string, ProjectionStatus>> {
+  const rebuilds = new ProjectionRebuilds(store, database.pool, { connectionString: database.url, eventsInPostgres: true, projections });
+  const all = await projectionStatuses({
+    store,
+    pool: database.pool,
+    projections,
+    runners: new Map(live.map((each) => [each.projection.name, each])),
+    rebuilds,
+    eventsInPostgres: true,
+  });
+  return new Map(all.map((status) => [status.name, status]));
+}
+
+describe('a projection that cannot apply an event', () => {
+  it('stops at that event and reports it while other projections go on; after a fix and a restart it resumes from it', async () => {
+    const random = seededRandom(21);
+    const account = { userId: seededUuid(random), state: initialTokenAccountState, revision: -1n };
+    for (let round = 0; round < 6; round += 1) await appendDecided(store, random, account, 5, new Date('2026-11-24T12:00:00.000Z'));
+    let events: readonly RecordedEvent[] = [];
+    await waitUntil(async () => (events = await store.readAll()).length === 30);
+    const poison = events[17] as RecordedEvent;
+    const broken: Projection = {
+      ...tokenAccountsProjection,
+      project: (event) => {
+        if (event.id === poison.id) throw new Error('cannot apply: handler bug');
+        return tokenAccountsProjection.project(event);
+      },
+    };
+
+    const failing = runner(broken);
+    const healthy = runner(eventLog);
+    await waitUntil(() => failing.state === 'failed' && (failing.failure?.attempts ?? 0) >= 3);
+    await waitUntil(async () => (await database.pool.query('SELECT 1 FROM event_log')).rowCount === 30);
+
+    const report = await statuses([broken, eventLog], [failing, healthy]);
+    expect(report.get('token_accounts')).toMatchObject({
+      state: 'failed',
+      checkpoint: formatPosition((events[14] as RecordedEvent).position),
+      head: formatPosition((events[29] as RecordedEvent).position),
+      lagEvents: 15,
+      failure: { position: formatPosition(poison.position), eventType: poison.type, error: 'cannot apply: handler bug', attempts: expect.any(Number) as unknown },
+      rebuild: null,
+    });
+    expect(report.get('token_accounts')?.lagSeconds).toBeGreaterThan(0);
+    expect(report.get('event_log')).toMatchObject({ state: 'running', lagEvents: 0, lagSeconds: 0, failure: null });
+    // Never skipped: the rows stop right before the failing event, attempt after attempt.
+    expect((await database.pool.query('SELECT 1 FROM token_transactions')).rowCount).toBe(15);
+
+    await failing.stop();
+    const fixed = runner(tokenAccountsProjection);
+    await waitUntil(async () => (await database.pool.query('SELECT 1 FROM token_transactions')).rowCount === 30);
+    await waitUntil(() => fixed.state === 'running');
+    const recovered = await statuses([tokenAccountsProjection, eventLog], [fixed, healthy]);
+    expect(recovered.get('token_accounts')).toMatchObject({ state: 'running', lagEvents: 0, failure: null });
+    const balance = await database.pool.query<{ balance: string }>('SELECT balance FROM user_tokens WHERE user_id = $1', [account.userId]);
+    expect(balance.rows[0]?.balance).toBe(String(account.state.balance));
+  });
+});

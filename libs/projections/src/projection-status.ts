@@ -1,0 +1,70 @@
+import { formatPosition, START, type EventStore } from '@app/event-store';
+import type { Pool } from 'pg';
+import { readCheckpoint } from './checkpoints.js';
+import type { Projection } from './projection.js';
+import type { ProjectionRebuilds } from './projection-rebuild.js';
+import type { ProjectionFailure, ProjectionRunner } from './projection-runner.js';
+
+export type ProjectionStatusState = 'running' | 'catching_up' | 'rebuilding' | 'failed' | 'stopped';
+
+export type ProjectionStatus = {
+  readonly name: string;
+  readonly state: ProjectionStatusState;
+  /** The checkpoint in the database (null before the first batch). */
+  readonly checkpoint: string | null;
+  /** The newest event of `$all` a reader can see (null for an empty store). */
+  readonly head: string | null;
+  /** Events after the checkpoint; null when the event store cannot count them (EventStoreDB). */
+  readonly lagEvents: number | null;
+  /** Age of the oldest event not yet applied; 0 when caught up. */
+  readonly lagSeconds: number;
+  readonly failure: (Omit<ProjectionFailure, 'failedAt'> & { readonly failedAt: string }) | null;
+  /** The unfinished rebuild; `interrupted` when no process is running it any more (it died). */
+  readonly rebuild: { readonly id: string; readonly phase: string; readonly interrupted: boolean } | null;
+};
+
+export type ProjectionStatusSources = {
+  readonly store: EventStore;
+  readonly pool: Pool;
+  readonly projections: readonly Projection[];
+  /** The runners of this process; a projection with none here reports `stopped`. */
+  readonly runners: ReadonlyMap<string, ProjectionRunner>;
+  readonly rebuilds: ProjectionRebuilds;
+  readonly eventsInPostgres: boolean;
+};
+
+/** Checkpoint, head, lag, state and failure of every registered projection. */
+export async function projectionStatuses(sources: ProjectionStatusSources): Promise<readonly ProjectionStatus[]> {
+  const head = await sources.store.headPosition();
+  return Promise.all(sources.projections.map((projection) => statusOf(sources, projection, head === undefined ? null : formatPosition(head))));
+}
+
+async function statusOf(sources: ProjectionStatusSources, projection: Projection, head: string | null): Promise<ProjectionStatus> {
+  const checkpoint = await readCheckpoint(sources.pool, projection.name);
+  const after = checkpoint ?? START;
+  const [oldest] = await sources.store.readAll({ after, maxCount: 1 });
+  const runner = sources.runners.get(projection.name);
+  const active = await sources.rebuilds.active(projection.name);
+  const rebuild = active === undefined ? undefined : { id: active.id, phase: active.phase, interrupted: !(await sources.rebuilds.running(projection.name)) };
+  const failure = runner?.state === 'failed' ? runner.failure : undefined;
+  const state: ProjectionStatusState = failure !== undefined ? 'failed' : rebuild !== undefined && !rebuild.interrupted ? 'rebuilding' : (runner?.state ?? 'stopped');
+  return {
+    name: projection.name,
+    state,
+    checkpoint: checkpoint === undefined ? null : formatPosition(checkpoint),
+    head,
+    lagEvents: sources.eventsInPostgres ? await countAfter(sources.pool, after) : null,
+    lagSeconds: oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest.createdAt.getTime()) / 1000),
+    failure: failure === undefined ? null : { ...failure, failedAt: failure.failedAt.toISOString() },
+    rebuild: rebuild ?? null,
+  };
+}
+
+async function countAfter(pool: Pool, after: { readonly commit: bigint; readonly prepare: bigint }): Promise<number> {
+  const result = await pool.query<{ count: string }>(
+    `SELECT count(*)::text AS count FROM events
+      WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())`,
+    [after.commit.toString(), after.prepare.toString()],
+  );
+  return Number(result.rows[0]?.count ?? 0);
+}

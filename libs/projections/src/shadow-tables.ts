@@ -1,0 +1,135 @@
+import type { ClientBase } from 'pg';
+
+/**
+ * Tables that are not read models and that no rebuild may copy, move or drop, whatever a projection
+ * declares: the event store, snapshots, projection bookkeeping, migrations, and the payment tables
+ * written by the write side itself (the payment-to-stream index, Idempotency-Key responses and the
+ * mock provider's own books), plus API keys. Losing any of them loses facts that are not in `$all`.
+ */
+export const NOT_PROJECTION_TABLES: ReadonlySet<string> = new Set([
+  'events',
+  'event_streams',
+  'snapshots',
+  'projection_checkpoints',
+  'projection_rebuilds',
+  'pgmigrations',
+  'payment_streams',
+  'idempotency_keys',
+  'mock_provider_orders',
+  'api_keys',
+]);
+
+/** Shadow schemas are named `rebuild_<hex>` (and `..._retired`): nothing else is ever dropped. */
+const SHADOW_SCHEMA = /^rebuild_[0-9a-f]+(_retired)?$/;
+
+/** A projection declared a table that a rebuild must never move or drop: a programming error. */
+export class NotAProjectionTableError extends Error {
+  override readonly name = 'NotAProjectionTableError';
+
+  constructor(
+    readonly projection: string,
+    readonly table: string,
+  ) {
+    super(`projection ${projection} declares ${table}, which is not a read-model table: a rebuild may never move or drop it`);
+  }
+}
+
+/**
+ * Checks the tables projections declare before anything is rebuilt: none is a protected table, none
+ * is declared twice (two projections swapping one table would lose one's rows) and each is a plain name.
+ */
+export function assertRebuildableTables(projections: readonly { readonly name: string; readonly tables: readonly string[] }[]): void {
+  const owners = new Map<string, string>();
+  for (const projection of projections) {
+    for (const table of projection.tables) {
+      if (NOT_PROJECTION_TABLES.has(table) || !/^[a-z_][a-z0-9_]*$/.test(table)) throw new NotAProjectionTableError(projection.name, table);
+      const owner = owners.get(table);
+      if (owner !== undefined) throw new Error(`table ${table} is declared by both ${owner} and ${projection.name}`);
+      owners.set(table, projection.name);
+    }
+  }
+}
+
+/**
+ * Shadow tables for a rebuild: the live tables' twins in their own schema, with the same table,
+ * index and constraint names, so that swapping them in is a schema move and nothing is renamed.
+ */
+export class ShadowTables {
+  constructor(
+    private readonly client: ClientBase,
+    readonly liveSchema: string,
+    readonly shadowSchema: string,
+    readonly tables: readonly string[],
+  ) {
+    if (!SHADOW_SCHEMA.test(shadowSchema)) throw new Error(`${shadowSchema} is not a shadow schema name`);
+    assertRebuildableTables([{ name: `shadow ${shadowSchema}`, tables }]);
+  }
+
+  /** Columns, defaults, NOT NULL and CHECK constraints; no indexes yet, so a bulk load is fast. */
+  async create(): Promise<void> {
+    await this.client.query(`CREATE SCHEMA ${this.id(this.shadowSchema)}`);
+    for (const table of this.tables) {
+      await this.client.query(
+        `CREATE TABLE ${this.shadow(table)} (LIKE ${this.live(table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMMENTS)`,
+      );
+    }
+  }
+
+  /** The live tables' primary keys, unique and exclusion constraints and other indexes, under the same names. */
+  async index(): Promise<void> {
+    for (const table of this.tables) {
+      const constraints = await this.client.query<{ name: string; definition: string }>(
+        `SELECT conname AS name, pg_get_constraintdef(oid) AS definition FROM pg_constraint
+          WHERE conrelid = $1::regclass AND contype IN ('p', 'u', 'x') ORDER BY conname`,
+        [this.live(table)],
+      );
+      for (const { name, definition } of constraints.rows) {
+        await this.client.query(`ALTER TABLE ${this.shadow(table)} ADD CONSTRAINT ${this.id(name)} ${definition}`);
+      }
+      const indexes = await this.client.query<{ definition: string }>(
+        `SELECT pg_get_indexdef(i.indexrelid) AS definition FROM pg_index i
+          WHERE i.indrelid = $1::regclass
+            AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid AND c.contype IN ('p', 'u', 'x'))
+          ORDER BY i.indexrelid`,
+        [this.live(table)],
+      );
+      for (const { definition } of indexes.rows) {
+        const onShadow = definition.replace(/ ON (ONLY )?\S+ USING /, ` ON ${this.shadow(table)} USING `);
+        if (onShadow === definition) throw new Error(`cannot place index on the shadow table: ${definition}`);
+        await this.client.query(onShadow);
+      }
+      await this.client.query(`ANALYZE ${this.shadow(table)}`);
+    }
+  }
+
+  /**
+   * Moves the live tables to `retiredSchema` and the shadow tables into the live schema. Call inside
+   * the swap transaction: readers see either every old table or every new one.
+   */
+  async swap(retiredSchema: string): Promise<void> {
+    if (!SHADOW_SCHEMA.test(retiredSchema)) throw new Error(`${retiredSchema} is not a shadow schema name`);
+    await this.client.query(`CREATE SCHEMA ${this.id(retiredSchema)}`);
+    for (const table of this.tables) {
+      await this.client.query(`ALTER TABLE ${this.live(table)} SET SCHEMA ${this.id(retiredSchema)}`);
+      await this.client.query(`ALTER TABLE ${this.shadow(table)} SET SCHEMA ${this.id(this.liveSchema)}`);
+    }
+  }
+
+  private id(name: string): string {
+    return this.client.escapeIdentifier(name);
+  }
+
+  private live(table: string): string {
+    return `${this.id(this.liveSchema)}.${this.id(table)}`;
+  }
+
+  private shadow(table: string): string {
+    return `${this.id(this.shadowSchema)}.${this.id(table)}`;
+  }
+}
+
+/** Drops a rebuild's shadow (or retired) schema; refuses any other schema, so live tables can never go with it. */
+export async function dropSchema(client: ClientBase, schema: string): Promise<void> {
+  if (!SHADOW_SCHEMA.test(schema)) throw new Error(`refusing to drop ${schema}: not a rebuild's schema`);
+  await client.query(`DROP SCHEMA IF EXISTS ${client.escapeIdentifier(schema)} CASCADE`);
+}

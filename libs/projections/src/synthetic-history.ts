@@ -1,0 +1,197 @@
+import { createHash } from 'node:crypto';
+import type { EventStore } from '@app/event-store';
+import {
+  decideTokenAccount,
+  evolveTokenAccount,
+  initialTokenAccountState,
+  tokenAccountStreamId,
+  type Payment,
+  type PaymentStatus,
+  type TokenAccountCommand,
+  type TokenAccountState,
+} from '@app/ledger';
+
+/**
+ * A deterministic generator (sfc32, 128 bits of state seeded from SHA-256 of the seed): the same seed
+ * gives the same sequence, and different seeds give independent ones, so ids drawn from many
+ * generators do not collide (a 32-bit generator's streams are shifts of one cycle and soon overlap).
+ */
+export function seededRandom(seed: number | string): () => number {
+  const digest = createHash('sha256').update(`token-ledger-seed:${seed}`).digest();
+  let [a, b, c, d] = [digest.readUInt32LE(0), digest.readUInt32LE(4), digest.readUInt32LE(8), digest.readUInt32LE(12)];
+  const next = () => {
+    a >>>= 0;
+    b >>>= 0;
+    c >>>= 0;
+    d >>>= 0;
+    let t = (a + b) | 0;
+    a = b ^ (b >>> 9);
+    b = (c + (c << 3)) | 0;
+    c = (c << 21) | (c >>> 11);
+    d = (d + 1) | 0;
+    t = (t + d) | 0;
+    c = (c + t) | 0;
+    return (t >>> 0) / 4_294_967_296;
+  };
+  for (let warmUp = 0; warmUp < 12; warmUp += 1) next();
+  return next;
+}
+
+/** A version-4-shaped UUID from 128 bits drawn from `random`. */
+export function seededUuid(random: () => number): string {
+  const words = Array.from({ length: 4 }, () => Math.floor(random() * 4_294_967_296).toString(16).padStart(8, '0'));
+  const text = words.join('');
+  const variant = ((Number.parseInt(text[16] ?? '0', 16) & 0x3) | 0x8).toString(16);
+  return `${text.slice(0, 8)}-${text.slice(8, 12)}-4${text.slice(13, 16)}-${variant}${text.slice(17, 20)}-${text.slice(20)}`;
+}
+
+export type GeneratedAccount = { readonly userId: string; state: TokenAccountState; revision: bigint };
+
+/**
+ * The next command for an account: a purchase, or a usage the balance covers. Decided by the real
+ * decider, so every stream written from it is valid.
+ */
+export function nextCommand(random: () => number, account: GeneratedAccount, now: Date): TokenAccountCommand {
+  const transactionId = seededUuid(random);
+  if (account.state.balance > 0 && random() < 0.5) {
+    const amount = 1 + Math.floor(random() * Math.min(account.state.balance, 500));
+    return { type: 'UseTokens', data: { userId: account.userId, amount, description: random() < 0.3 ? 'usage' : null, transactionId, now } };
+  }
+  const amount = 1 + Math.floor(random() * 1_000);
+  return { type: 'AddTokens', data: { userId: account.userId, paymentId: seededUuid(random), amount, description: random() < 0.3 ? 'pack' : null, transactionId, now } };
+}
+
+const PAYMENT_PACKAGES = [
+  { packageId: 'starter', tokens: 100, amount: 500 },
+  { packageId: 'standard', tokens: 500, amount: 2_000 },
+  { packageId: 'pro', tokens: 2_000, amount: 7_000 },
+] as const;
+const PAYMENT_TTL_MS = 15 * 60_000;
+
+/**
+ * The next command for an account with payments: it opens payments and takes them through every
+ * path the payment workflow can: captured, declined, expired (with 'Payment timed out'), an expired
+ * one captured late, refunded (in part when the balance has been spent meanwhile), or left PENDING;
+ * otherwise a purchase or usage as `nextCommand`. Decided by the real decider, so streams are valid.
+ */
+export function nextCommandWithPayments(random: () => number, account: GeneratedAccount, now: Date): TokenAccountCommand {
+  const userId = account.userId;
+  const draw = random();
+  const pending = paymentsIn(account.state, 'PENDING');
+  const expired = paymentsIn(account.state, 'FAILED').filter((payment) => payment.failure === 'expired');
+  const pick = (payments: readonly Payment[]) => payments[Math.floor(random() * payments.length)] as Payment;
+  if (draw < 0.08 && expired.length > 0) {
+    // The provider captured it after all: the late capture moves FAILED (expired) to COMPLETED.
+    const outcome = { status: 'captured', providerTransactionId: `txn-${seededUuid(random)}` } as const;
+    return { type: 'CapturePayment', data: { userId, paymentId: pick(expired).paymentId, outcome, transactionId: seededUuid(random), now } };
+  }
+  if (draw < 0.2) {
+    const offer = PAYMENT_PACKAGES[Math.floor(random() * PAYMENT_PACKAGES.length)] ?? PAYMENT_PACKAGES[0];
+    const paymentId = seededUuid(random);
+    return {
+      type: 'InitiatePayment',
+      data: { userId, paymentId, orderId: `order-${paymentId}`, ...offer, currency: 'USD', provider: 'mock', now, expiresAt: new Date(now.getTime() + PAYMENT_TTL_MS) },
+    };
+  }
+  if (draw < 0.35 && pending.length > 0) {
+    const outcome = { status: 'captured', providerTransactionId: `txn-${seededUuid(random)}` } as const;
+    return { type: 'CapturePayment', data: { userId, paymentId: pick(pending).paymentId, outcome, transactionId: seededUuid(random), now } };
+  }
+  if (draw < 0.43 && pending.length > 0) {
+    const outcome = { status: 'declined', reason: random() < 0.5 ? 'Card declined' : 'Insufficient funds' } as const;
+    return { type: 'CapturePayment', data: { userId, paymentId: pick(pending).paymentId, outcome, transactionId: seededUuid(random), now } };
+  }
+  if (draw < 0.51 && pending.length > 0) {
+    const payment = pick(pending);
+    return { type: 'ExpirePayment', data: { userId, paymentId: payment.paymentId, now: new Date(Math.max(now.getTime(), Date.parse(payment.expiresAt))) } };
+  }
+  const completed = paymentsIn(account.state, 'COMPLETED');
+  if (draw < 0.61 && completed.length > 0) {
+    return { type: 'RefundPayment', data: { userId, paymentId: pick(completed).paymentId, providerRefundId: `refund-${seededUuid(random)}`, transactionId: seededUuid(random), now } };
+  }
+  return nextCommand(random, account, now);
+}
+
+function paymentsIn(state: TokenAccountState, status: PaymentStatus): Payment[] {
+  return [...state.payments.values()].filter((payment) => payment.status === status);
+}
+
+export type CommandSource = (random: () => number, account: GeneratedAccount, now: Date) => TokenAccountCommand;
+
+/**
+ * Appends `count` commands' decided events to `account`'s stream, one append, at its expected
+ * revision (a command may decide nothing). Event ids come from `random`, so a repeated run with the
+ * same seed appends nothing new.
+ */
+export async function appendDecided(
+  store: EventStore,
+  random: () => number,
+  account: GeneratedAccount,
+  count: number,
+  startAt: Date,
+  commands: CommandSource = nextCommand,
+): Promise<void> {
+  const events = [];
+  for (let index = 0; index < count; index += 1) {
+    const command = commands(random, account, new Date(startAt.getTime() + index * 60_000));
+    for (const event of decideTokenAccount(command, account.state)) {
+      account.state = evolveTokenAccount(account.state, event);
+      events.push({ id: seededUuid(random), type: event.type, data: event.data });
+    }
+  }
+  if (events.length === 0) return;
+  const expectedRevision = account.revision < 0n ? 'no_stream' : account.revision;
+  await store.append(tokenAccountStreamId(account.userId), events, { expectedRevision });
+  account.revision += BigInt(events.length);
+}
+
+export type SeedOptions = {
+  readonly users: number;
+  readonly events: number;
+  readonly seed: number;
+  /** Appends in flight at once (each to a different stream). */
+  readonly concurrency?: number;
+  /** Events per append: streams are written in rounds of this many, so they interleave in `$all`. */
+  readonly eventsPerAppend?: number;
+  readonly onProgress?: (eventsWritten: number) => void;
+};
+
+export const SEED_USERS_MAX = 1_000_000;
+export const SEED_EVENTS_MAX = 100_000_000;
+const SEED_EPOCH = Date.parse('2026-01-01T00:00:00.000Z');
+
+/**
+ * A synthetic history: `events` events over `users` token accounts, each decided by the real decider
+ * (purchases, and usage the balance covers). Deterministic: every account draws from its own
+ * generator seeded by (`seed`, its index), so ids, amounts and times depend on nothing else, and
+ * running it again with the same seed appends nothing (the same ids at the same revisions).
+ */
+export async function seedHistory(store: EventStore, options: SeedOptions): Promise<{ readonly userIds: readonly string[] }> {
+  const eventsPerAppend = options.eventsPerAppend ?? 100;
+  const accounts = Array.from({ length: options.users }, (_, index) => {
+    const random = seededRandom(`${options.seed}:${index}`);
+    const account: GeneratedAccount = { userId: seededUuid(random), state: initialTokenAccountState, revision: -1n };
+    const quota = Math.floor(options.events / options.users) + (index < options.events % options.users ? 1 : 0);
+    return { account, random, remaining: quota, written: 0 };
+  });
+  let written = 0;
+  for (;;) {
+    const round = accounts.filter((entry) => entry.remaining > 0);
+    if (round.length === 0) break;
+    let next = 0;
+    const worker = async () => {
+      while (next < round.length) {
+        const entry = round[next] as (typeof round)[number];
+        next += 1;
+        const count = Math.min(eventsPerAppend, entry.remaining);
+        await appendDecided(store, entry.random, entry.account, count, new Date(SEED_EPOCH + entry.written * 60_000));
+        entry.remaining -= count;
+        entry.written += count;
+        written += count;
+        options.onProgress?.(written);
+      }
+    };
+    await Promise.all(Array.from({ length: options.concurrency ?? 8 }, worker));
+  }
+  return { userIds: accounts.map((entry) => entry.account.userId) };
+}

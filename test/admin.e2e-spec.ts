@@ -1,0 +1,314 @@
+import { randomUUID } from 'node:crypto';
+import { ProjectionsAdmin, verifyAccount } from '@app/accounts';
+import { EVENT_STORE, PostgresEventStore, type EventStore } from '@app/event-store';
+import { MockPaymentProvider, PAYMENT_PROVIDER } from '@app/payments';
+import { initialTokenAccountState } from '@app/ledger';
+import { appendDecided, ProjectionRunner, seededRandom, seededUuid, tokenAccountsProjection, type GeneratedAccount, type Projection } from '@app/projections';
+import type { Pool } from 'pg';
+import { startTestApp, type TestApp } from './support/test-app.js';
+
+const startAt = new Date('2026-11-24T12:00:00.000Z');
+
+async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Every row of the projection's tables, in a fixed order, as text. */
+async function dump(pool: Pool): Promise<{ users: unknown[]; transactions: unknown[]; payments: unknown[] }> {
+  const users = await pool.query('SELECT user_tokens::text AS row FROM user_tokens ORDER BY user_id');
+  const transactions = await pool.query('SELECT token_transactions::text AS row FROM token_transactions ORDER BY event_id');
+  const payments = await pool.query('SELECT payments::text AS row FROM payments ORDER BY id');
+  return { users: users.rows, transactions: transactions.rows, payments: payments.rows };
+}
+
+/** The token_accounts status once it has caught up with the head. */
+async function caughtUp(testApp: TestApp): Promise<Record<string, unknown>> {
+  let status: Record<string, unknown> = {};
+  await waitUntil(async () => {
+    const response = await testApp.http().get('/v1/admin/projections').expect(200);
+    status = (response.body.data as Record<string, unknown>[]).find((projection) => projection.name === 'token_accounts') ?? {};
+    return status.state === 'running' && status.lagEvents === 0 && status.checkpoint === status.head;
+  });
+  return status;
+}
+
+/** Writes a decided history straight to the event store (fast); the app's runner projects it. */
+async function seedHistory(testApp: TestApp, users: number, rounds: number): Promise<string[]> {
+  const store = new PostgresEventStore(testApp.database.pool, { connectionString: testApp.database.url });
+  const random = seededRandom(2026);
+  const accounts: GeneratedAccount[] = Array.from({ length: users }, () => ({ userId: seededUuid(random), state: initialTokenAccountState, revision: -1n }));
+  for (let round = 0; round < rounds; round += 1) {
+    for (const account of accounts) await appendDecided(store, random, account, 10, startAt);
+  }
+  await store.close();
+  return accounts.map((account) => account.userId);
+}
+
+describe('admin: projections', () => {
+  let testApp: TestApp;
+
+  beforeEach(async () => {
+    testApp = await startTestApp();
+  });
+
+  afterEach(async () => {
+    await testApp.close();
+  });
+
+  it('reports each projection with its checkpoint, head, lag and state', async () => {
+    const userId = randomUUID();
+    await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 10 }).expect(201);
+    const status = await caughtUp(testApp);
+    expect(status).toEqual({
+      name: 'token_accounts',
+      state: 'running',
+      checkpoint: expect.stringMatching(/^\d+\/\d+$/),
+      head: status.checkpoint,
+      lagEvents: 0,
+      lagSeconds: 0,
+      failure: null,
+      rebuild: null,
+    });
+  });
+
+  it('rebuilds while writes and reads run: no read sees a partial read model, the rows equal the incremental build, verify passes', async () => {
+    const users = await seedHistory(testApp, 20, 10);
+    await caughtUp(testApp);
+    const purchased = new Map<string, number>();
+    const balancesBefore = await testApp.database.pool.query<{ user_id: string; balance: string }>('SELECT user_id, balance FROM user_tokens');
+    for (const row of balancesBefore.rows) purchased.set(row.user_id, Number(row.balance));
+
+    let running = true;
+    const violations: string[] = [];
+    // Writers race on the same accounts: purchases only, so every balance and count only grows.
+    const writers = Array.from({ length: 4 }, (_, writer) =>
+      (async () => {
+        for (let index = 0; running; index += 1) {
+          const userId = users[(index + writer) % 4] as string;
+          const amount = 1 + ((index * 7 + writer) % 50);
+          await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount }).expect(201);
+          purchased.set(userId, (purchased.get(userId) ?? 0) + amount);
+        }
+      })(),
+    );
+    // Readers: one statement sees one snapshot, so a partial swap would show as a missing user, rows
+    // that do not add up, or a count going backwards.
+    const seen = new Map<string, number>();
+    const sqlReader = (async () => {
+      while (running) {
+        const result = await testApp.database.pool.query<{ user_id: string; balance: string; transaction_count: string; total: string | null; rows: string }>(
+          `SELECT u.user_id, u.balance, u.transaction_count, t.total, t.rows FROM user_tokens u
+             LEFT JOIN LATERAL (SELECT sum(amount)::text AS total, count(*)::text AS rows FROM token_transactions WHERE user_id = u.user_id) t ON true`,
+        );
+        if (result.rows.length !== users.length) violations.push(`saw ${result.rows.length} users`);
+        for (const row of result.rows) {
+          if (row.total !== row.balance || row.rows !== row.transaction_count) violations.push(`partial rows for ${row.user_id}`);
+          if (Number(row.rows) < (seen.get(row.user_id) ?? 0)) violations.push(`rows of ${row.user_id} went backwards`);
+          seen.set(row.user_id, Number(row.rows));
+        }
+      }
+    })();
+    const httpReader = (async () => {
+      const totals = new Map<string, number>();
+      for (let index = 0; running; index += 1) {
+        const userId = users[index % users.length] as string;
+        const history = await testApp.http().get(`/v1/accounts/${userId}/transactions?limit=1`).expect(200);
+        const balance = await testApp.http().get(`/v1/accounts/${userId}/balance`).expect(200);
+        if (history.body.total < (totals.get(userId) ?? 1)) violations.push(`history of ${userId} shrank to ${history.body.total}`);
+        if (balance.body.balance < history.body.data[0].balanceAfter) violations.push(`balance of ${userId} went backwards`);
+        totals.set(userId, history.body.total);
+      }
+    })();
+
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const accepted = await testApp.http().post('/v1/admin/projections/token_accounts/rebuild').expect(202);
+    expect(accepted.headers.location).toBe(`/v1/admin/projections/token_accounts/rebuilds/${accepted.body.id}`);
+    expect(accepted.body).toMatchObject({ projection: 'token_accounts', phase: 'loading', error: null });
+    let progress: Record<string, unknown> = {};
+    await waitUntil(async () => {
+      progress = (await testApp.http().get(accepted.headers.location as string).expect(200)).body;
+      return progress.phase === 'completed' || progress.phase === 'failed';
+    }, 60_000);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    running = false;
+    await Promise.all([...writers, sqlReader, httpReader]);
+
+    expect(progress).toMatchObject({ phase: 'completed', error: null, etaSeconds: null });
+    expect(progress.eventsDone).toBeGreaterThanOrEqual(2_000);
+    expect(violations).toEqual([]);
+    await caughtUp(testApp);
+    for (const userId of users) {
+      await testApp.http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: purchased.get(userId) });
+    }
+    const admin = testApp.app.get(ProjectionsAdmin);
+    expect(await admin.verifyAll()).toEqual({ accounts: users.length, differences: [] });
+
+    // The reference: an incremental build of the same events from position 0.
+    const rebuilt = await dump(testApp.database.pool);
+    await testApp.app.close();
+    const store = new PostgresEventStore(testApp.database.pool, { connectionString: testApp.database.url });
+    await testApp.database.pool.query('TRUNCATE user_tokens, token_transactions');
+    await testApp.database.pool.query('DELETE FROM projection_checkpoints');
+    const runner = new ProjectionRunner(store, testApp.database.pool, tokenAccountsProjection);
+    runner.start();
+    await waitUntil(async () => (await testApp.database.pool.query('SELECT 1 FROM token_transactions')).rowCount === rebuilt.transactions.length);
+    await runner.stop();
+    await store.close();
+    expect(await dump(testApp.database.pool)).toEqual(rebuilt);
+  });
+
+  it('refuses a second rebuild while one runs (409) and reports the running one', async () => {
+    await seedHistory(testApp, 3, 2);
+    await caughtUp(testApp);
+    // A transaction holding the live checkpoint keeps the rebuild in its swap.
+    const holder = await testApp.database.pool.connect();
+    let id: string;
+    try {
+      await holder.query('BEGIN');
+      await holder.query("SELECT * FROM projection_checkpoints WHERE name = 'token_accounts' FOR UPDATE");
+      const responses = await Promise.all(Array.from({ length: 5 }, () => testApp.http().post('/v1/admin/projections/token_accounts/rebuild')));
+      const accepted = responses.filter((response) => response.status === 202);
+      const refused = responses.filter((response) => response.status === 409);
+      expect(accepted).toHaveLength(1);
+      expect(refused).toHaveLength(4);
+      id = accepted[0]?.body.id as string;
+      for (const response of refused) expect(response.body).toMatchObject({ code: 'REBUILD_IN_PROGRESS', projection: 'token_accounts', rebuildId: id });
+      await waitUntil(async () => (await testApp.http().get(`/v1/admin/projections/token_accounts/rebuilds/${id}`)).body.phase === 'swapping');
+      const status = await testApp.http().get('/v1/admin/projections').expect(200);
+      expect(status.body.data[0]).toMatchObject({ state: 'rebuilding', rebuild: { id, phase: 'swapping', interrupted: false } });
+    } finally {
+      // An open transaction holds back $all visibility for every database of the server: never leave it open.
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+    await waitUntil(async () => (await testApp.http().get(`/v1/admin/projections/token_accounts/rebuilds/${id}`)).body.phase === 'completed');
+    await caughtUp(testApp);
+  });
+
+  it('answers 404 for an unknown projection or rebuild and 400 for a malformed id', async () => {
+    const unknown = await testApp.http().post('/v1/admin/projections/nope/rebuild').expect(404);
+    expect(unknown.body).toMatchObject({ code: 'UNKNOWN_PROJECTION', projection: 'nope' });
+    await testApp.http().get(`/v1/admin/projections/token_accounts/rebuilds/${randomUUID()}`).expect(404);
+    const malformed = await testApp.http().get('/v1/admin/projections/token_accounts/rebuilds/42').expect(400);
+    expect(malformed.body.errors).toEqual([expect.objectContaining({ field: 'id', rule: 'isUuid' })]);
+    const badName = await testApp.http().post('/v1/admin/projections/Bad-Name/rebuild').expect(400);
+    expect(badName.body.errors).toEqual([expect.objectContaining({ field: 'name', rule: 'matches' })]);
+  });
+});
+
+describe('admin: per-account rebuild', () => {
+  let testApp: TestApp;
+
+  beforeEach(async () => {
+    testApp = await startTestApp();
+  });
+
+  afterEach(async () => {
+    await testApp.close();
+  });
+
+  it("recomputes a damaged account's rows, exactly, while purchases race on it", async () => {
+    const userId = randomUUID();
+    const other = randomUUID();
+    for (const [index, user] of [userId, userId, userId, other].entries()) {
+      await testApp.http().post(`/v1/accounts/${user}/purchases`).send({ paymentId: randomUUID(), amount: 10 + index }).expect(201);
+    }
+    await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 5 }).expect(201);
+    await caughtUp(testApp);
+    const otherRows = await testApp.database.pool.query('SELECT token_transactions::text FROM token_transactions WHERE user_id = $1', [other]);
+    await testApp.database.pool.query('UPDATE user_tokens SET balance = 999 WHERE user_id = $1', [userId]);
+    await testApp.database.pool.query('DELETE FROM token_transactions WHERE user_id = $1 AND stream_revision = 1', [userId]);
+    const admin = testApp.app.get(ProjectionsAdmin);
+    const differences = await admin.verifyAccount(userId);
+    expect(differences.map((difference) => difference.kind).sort()).toEqual(['missing', 'missing', 'unexpected']);
+
+    const racing = await Promise.all([
+      ...Array.from({ length: 10 }, () => testApp.http().post(`/v1/admin/accounts/${userId}/rebuild`)),
+      ...Array.from({ length: 10 }, () => testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 1 })),
+    ]);
+    expect(racing.map((response) => response.status)).toEqual([...Array<number>(10).fill(200), ...Array<number>(10).fill(201)]);
+    expect(racing[0]?.body).toMatchObject({ userId, projections: [{ name: 'token_accounts', eventsApplied: expect.any(Number) }] });
+    await caughtUp(testApp);
+
+    await testApp.http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 10 + 11 + 12 - 5 + 10 });
+    const history = await testApp.http().get(`/v1/accounts/${userId}/transactions?limit=100`).expect(200);
+    expect(history.body.total).toBe(14);
+    expect(history.body.data.map((row: { balanceAfter: number }) => row.balanceAfter)).toEqual([38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 33, 21, 10]);
+    expect(await admin.verifyAccount(userId)).toEqual([]);
+    expect((await testApp.database.pool.query('SELECT token_transactions::text FROM token_transactions WHERE user_id = $1', [other])).rows).toEqual(otherRows.rows);
+  });
+
+  it("verifies and recomputes a user's payments rows, exactly, while payments race on the account", async () => {
+    const userId = randomUUID();
+    const provider = testApp.app.get<MockPaymentProvider>(PAYMENT_PROVIDER, { strict: false });
+    const buy = async () => (await testApp.http().post('/v1/payments').send({ userId, packageId: 'starter' }).expect(201)).body as { paymentId: string; orderId: string };
+    const capture = (paymentId: string) => testApp.http().post(`/v1/payments/${paymentId}/capture`).send();
+    const completed = await buy();
+    await capture(completed.paymentId).expect(200);
+    const declined = await buy();
+    await provider.behave('decline', declined.orderId);
+    await capture(declined.paymentId).expect(402);
+    const refunded = await buy();
+    await capture(refunded.paymentId).expect(200);
+    await testApp.http().post(`/v1/payments/${refunded.paymentId}/refund`).send().expect(200);
+    const pending = await buy();
+    await caughtUp(testApp);
+    const admin = testApp.app.get(ProjectionsAdmin);
+    expect(await admin.verifyAccount(userId)).toEqual([]);
+    const statuses = async () =>
+      (await testApp.database.pool.query<{ id: string; status: string }>('SELECT id::text, status FROM payments WHERE user_id = $1', [userId])).rows.reduce<Record<string, string>>(
+        (all, row) => ({ ...all, [row.id]: row.status }),
+        {},
+      );
+    expect(await statuses()).toEqual({ [completed.paymentId]: 'COMPLETED', [declined.paymentId]: 'FAILED', [refunded.paymentId]: 'REFUNDED', [pending.paymentId]: 'PENDING' });
+    // A projection bug that forgets declines: its replay disagrees with the ledger's own fold of the stream.
+    const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
+    const forgetful: Projection = { ...tokenAccountsProjection, project: (event) => (event.type === 'PaymentFailed' ? [] : tokenAccountsProjection.project(event)) };
+    const folded = await verifyAccount(store, testApp.database.pool, [forgetful], userId);
+    expect(folded.filter((difference) => difference.kind === 'payment')).toEqual([
+      { userId, projection: 'token_accounts', kind: 'payment', detail: `payment ${declined.paymentId}: fold gives FAILED, read model holds PENDING` },
+    ]);
+
+    // Damage the payments rows the way a projection bug would: a wrong status, a lost row.
+    await testApp.database.pool.query("UPDATE payments SET status = 'COMPLETED', metadata = '{}' WHERE id = $1", [declined.paymentId]);
+    await testApp.database.pool.query('DELETE FROM payments WHERE id = $1', [pending.paymentId]);
+    const differences = await admin.verifyAccount(userId);
+    // The replayed rows (checked against the ledger's fold) against the stored ones: each damaged payments row shows.
+    const shown = differences.map((difference) => `${difference.kind} ${difference.detail.slice(1, 37)} ${/,(PENDING|COMPLETED|FAILED|REFUNDED),/.exec(difference.detail)?.[1]}`);
+    expect(shown.sort()).toEqual(
+      [`missing ${declined.paymentId} FAILED`, `unexpected ${declined.paymentId} COMPLETED`, `missing ${pending.paymentId} PENDING`].sort(),
+    );
+
+    const racing = await Promise.all([
+      ...Array.from({ length: 5 }, () => testApp.http().post(`/v1/admin/accounts/${userId}/rebuild`).expect(200)),
+      ...Array.from({ length: 5 }, async () => {
+        const bought = await buy();
+        await capture(bought.paymentId).expect(200);
+        return bought;
+      }),
+    ]);
+    await caughtUp(testApp);
+    const bought = racing.slice(5) as { paymentId: string }[];
+    expect(await statuses()).toEqual({
+      [completed.paymentId]: 'COMPLETED',
+      [declined.paymentId]: 'FAILED',
+      [refunded.paymentId]: 'REFUNDED',
+      [pending.paymentId]: 'PENDING',
+      ...Object.fromEntries(bought.map((payment) => [payment.paymentId, 'COMPLETED'])),
+    });
+    const declinedRow = await testApp.http().get(`/v1/payments/${declined.paymentId}`).expect(200);
+    expect(declinedRow.body).toMatchObject({ status: 'FAILED', metadata: { error: 'card_declined' } });
+    // starter is 100 tokens: one kept before, one refunded, five bought during the race.
+    await testApp.http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 600 });
+    expect(await admin.verifyAccount(userId)).toEqual([]);
+  });
+
+  it('rejects a malformed user id', async () => {
+    const response = await testApp.http().post('/v1/admin/accounts/not-a-uuid/rebuild').expect(400);
+    expect(response.body.errors).toEqual([expect.objectContaining({ field: 'userId', rule: 'isUuid' })]);
+  });
+});

@@ -1,0 +1,109 @@
+import { createProgram } from '../apps/cli/src/cli.js';
+import { createTestDatabase, type TestDatabase } from './support/test-database.js';
+
+/**
+ * The admin CLI's commands, run in-process (the same `createProgram` that `npm run cli` runs) on a
+ * database of their own through DATABASE_URL: their output and exit codes.
+ */
+let databases: TestDatabase[] = [];
+const savedUrl = process.env.DATABASE_URL;
+
+afterEach(async () => {
+  process.env.DATABASE_URL = savedUrl;
+  await Promise.all(databases.map((database) => database.drop()));
+  databases = [];
+});
+
+async function database(): Promise<TestDatabase> {
+  const created = await createTestDatabase();
+  databases.push(created);
+  return created;
+}
+
+/** Runs one command on `on`; returns what it printed on stdout and its exit code. */
+async function cli(on: TestDatabase, ...args: string[]): Promise<{ output: string; exitCode: number }> {
+  process.env.DATABASE_URL = on.url;
+  let output = '';
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    output += chunk.toString();
+    return true;
+  });
+  try {
+    await createProgram({ exitOverride: true }).parseAsync(['node', 'token-ledger', ...args]);
+  } catch (error) {
+    output += `error: ${error instanceof Error ? error.message : String(error)}\n`;
+    process.exitCode = 1;
+  } finally {
+    process.stdout.write = write;
+  }
+  const exitCode = Number(process.exitCode ?? 0);
+  process.exitCode = undefined;
+  return { output, exitCode };
+}
+
+/** Transaction ids are cluster-wide: other test files' open transactions delay $all visibility, so wait for every event. */
+async function allVisible(on: TestDatabase): Promise<void> {
+  for (;;) {
+    const result = await on.pool.query<{ hidden: boolean }>('SELECT EXISTS (SELECT 1 FROM events WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())) AS hidden');
+    if (result.rows[0]?.hidden === false) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function history(on: TestDatabase): Promise<unknown[]> {
+  return (await on.pool.query('SELECT stream_id, stream_revision, event_id, event_type, data FROM events ORDER BY stream_id, stream_revision')).rows;
+}
+
+describe('admin CLI', () => {
+  it('seeds the same valid history for the same seed, and another for another seed; a repeat appends nothing', async () => {
+    const [first, second, third] = [await database(), await database(), await database()];
+    expect(await cli(first, 'seed', '--users', '4', '--events', '150', '--seed', '42')).toEqual({ output: expect.stringMatching(/^seeded 150 events over 4 accounts \(seed 42\)/), exitCode: 0 });
+    await cli(second, 'seed', '--users', '4', '--events', '150', '--seed', '42');
+    await cli(third, 'seed', '--users', '4', '--events', '150', '--seed', '43');
+    expect(await history(first)).toHaveLength(150);
+    expect(await history(second)).toEqual(await history(first));
+    expect(await history(third)).not.toEqual(await history(first));
+    await cli(first, 'seed', '--users', '4', '--events', '150', '--seed', '42');
+    expect(await history(first)).toHaveLength(150);
+    const streams = await first.pool.query<{ count: string }>('SELECT count(DISTINCT stream_id) AS count FROM events');
+    expect(streams.rows[0]?.count).toBe('4');
+  });
+
+  it('rebuilds, reports status, replays an account and verifies: exit code 1 on any difference', async () => {
+    const on = await database();
+    await cli(on, 'seed', '--users', '3', '--events', '90', '--seed', '7');
+    await allVisible(on);
+    expect((await cli(on, 'projections', 'status')).output).toMatch(/^token_accounts: stopped, checkpoint -, head \d+\/\d+, lag \d+ events/);
+
+    const rebuilt = await cli(on, 'projections', 'rebuild', 'token_accounts');
+    expect(rebuilt).toEqual({ output: expect.stringMatching(/token_accounts: completed, 90 events/), exitCode: 0 });
+    expect((await cli(on, 'projections', 'status')).output).toMatch(/^token_accounts: stopped, checkpoint (\d+\/\d+), head \1, lag 0 events/);
+    expect(await cli(on, 'accounts', 'verify', '--all')).toEqual({ output: '3 accounts verified\nno differences\n', exitCode: 0 });
+
+    const user = await on.pool.query<{ user_id: string; balance: string }>('SELECT user_id, balance::text FROM user_tokens ORDER BY user_id LIMIT 1');
+    const { user_id: userId, balance } = user.rows[0] as { user_id: string; balance: string };
+    const replay = await cli(on, 'accounts', 'replay', userId);
+    const lines = replay.output.trim().split('\n');
+    expect(lines).toHaveLength(30);
+    expect(lines[0]).toMatch(/^#0 \d+\/\d+ 2026-01-01T00:00:00.000Z TokensPurchased +\+\d+ balance \d+/);
+    expect(lines[29]).toMatch(new RegExp(`^#29 .* balance ${balance}( |$)`));
+
+    await on.pool.query('UPDATE token_transactions SET description = $2 WHERE user_id = $1 AND stream_revision = 3', [userId, 'tampered']);
+    const one = await cli(on, 'accounts', 'verify', userId);
+    expect(one.exitCode).toBe(1);
+    expect(one.output).toMatch(new RegExp(`^${userId} token_accounts missing: .*\\n${userId} token_accounts unexpected: .*tampered.*\\n2 difference\\(s\\)\\n$`));
+    expect((await cli(on, 'accounts', 'verify', '--all')).exitCode).toBe(1);
+
+    expect((await cli(on, 'projections', 'rebuild')).exitCode).toBe(0);
+    expect(await cli(on, 'accounts', 'verify', '--all')).toEqual({ output: '3 accounts verified\nno differences\n', exitCode: 0 });
+  });
+
+  it('refuses bad arguments with exit code 1', async () => {
+    const on = await database();
+    expect((await cli(on, 'seed', '--users', '0', '--events', '5')).exitCode).toBe(1);
+    expect((await cli(on, 'accounts', 'replay', 'not-a-uuid')).exitCode).toBe(1);
+    expect(await cli(on, 'accounts', 'verify')).toEqual({ output: 'error: give a userId or --all, not both\n', exitCode: 1 });
+    expect(await cli(on, 'projections', 'rebuild', 'nope')).toEqual({ output: expect.stringContaining('no projection is named nope') as unknown, exitCode: 1 });
+  });
+});
