@@ -17,6 +17,7 @@ export default {
   },
   moduleNameMapper: {
     '^@app/(ledger|event-store|projections|database|accounts)$': '<rootDir>/libs/$1/src/index.ts',
+    '^@app/(auth|audit)$': '<rootDir>/libs/$1/src/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },
   testEnvironment: 'node',
