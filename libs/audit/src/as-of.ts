@@ -1,0 +1,49 @@
+import { tokenAccountDecider, type TokenAccountEvent } from '@app/ledger';
+
+/** An event as read from a stream, enough to replay it. */
+export type ReplayableEvent = { readonly revision: bigint; readonly type: string; readonly data: unknown };
+
+/** Where to stop: after the event at `revision`, or after the last event that occurred at or before `at`. */
+export type AsOf = { readonly revision: bigint } | { readonly at: Date };
+
+export type StateAsOf<State> = {
+  readonly state: State;
+  /** The last event applied; -1n when none was. */
+  readonly revision: bigint;
+};
+
+/**
+ * The state of a stream at a point, replayed with the decider's `evolve`. Events are applied in
+ * revision order and replay stops at the first event past the point: by time, that is the first
+ * event whose `data.occurredAt` (the domain time, covered by the hash chain; not the store's
+ * created time, which is not) is later than `at`. Always a prefix of the stream, so every state is
+ * one the ledger really passed through, even if clocks of two writers disagreed.
+ */
+export function stateAsOf<Event, State>(
+  events: readonly ReplayableEvent[],
+  decider: { readonly evolve: (state: State, event: Event) => State; readonly initialState: State },
+  asOf: AsOf,
+): StateAsOf<State> {
+  let state = decider.initialState;
+  let revision = -1n;
+  for (const event of events) {
+    if ('revision' in asOf ? event.revision > asOf.revision : occurredAt(event) > asOf.at.getTime()) break;
+    if (event.revision !== revision + 1n) throw new Error(`replay expects revision ${revision + 1n}, found ${event.revision}`);
+    state = decider.evolve(state, { type: event.type, data: event.data } as Event);
+    revision = event.revision;
+  }
+  return { state, revision };
+}
+
+/** A token account's balance at a point (0 before its first event). */
+export function tokenAccountBalanceAsOf(events: readonly ReplayableEvent[], asOf: AsOf): { readonly balance: number; readonly revision: bigint } {
+  const { state, revision } = stateAsOf<TokenAccountEvent, typeof tokenAccountDecider.initialState>(events, tokenAccountDecider, asOf);
+  return { balance: state.balance, revision };
+}
+
+function occurredAt(event: ReplayableEvent): number {
+  const value = typeof event.data === 'object' && event.data !== null ? (event.data as { occurredAt?: unknown }).occurredAt : undefined;
+  const time = typeof value === 'string' ? Date.parse(value) : Number.NaN;
+  if (Number.isNaN(time)) throw new Error(`revision ${event.revision} (${event.type}) has no valid data.occurredAt`);
+  return time;
+}

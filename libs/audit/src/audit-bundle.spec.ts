@@ -1,0 +1,81 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { createAuditBundle, verifyAuditBundle } from './audit-bundle.js';
+import { sealEvents } from './hash-chain.js';
+import { sealedStream, STEPS, streamId, withData } from './testing.fixtures.js';
+
+const signer = generateKeyPairSync('ed25519');
+const stranger = generateKeyPairSync('ed25519');
+const createdAt = '2026-02-01T00:00:00.000Z';
+
+function bundle(): string {
+  return createAuditBundle(sealedStream(STEPS), { privateKey: signer.privateKey, streamId, createdAt });
+}
+
+function editLine(text: string, index: number, edit: (line: Record<string, unknown>) => Record<string, unknown>): string {
+  const lines = text.split('\n');
+  lines[index] = JSON.stringify(edit(JSON.parse(lines[index] ?? '') as Record<string, unknown>));
+  return lines.join('\n');
+}
+
+describe('audit bundles', () => {
+  it('writes one NDJSON line per event and a signed head, and verifies with the PEM public key alone', () => {
+    const text = bundle();
+    const lines = text.trimEnd().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines.map((line) => line.kind)).toEqual(['event', 'event', 'event', 'event', 'event', 'head']);
+    expect(lines[5]).toMatchObject({ streamId, eventCount: 5, lastRevision: '4', headHash: lines[4]?.hash, createdAt });
+    const pem = signer.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    expect(verifyAuditBundle(text, pem)).toEqual({ ok: true, streamId, eventCount: 5, headHash: lines[4]?.hash, reason: 'bundle intact' });
+  });
+
+  it('bundles an empty stream', () => {
+    const text = createAuditBundle([], { privateKey: signer.privateKey, streamId, createdAt });
+    expect(verifyAuditBundle(text, signer.publicKey)).toMatchObject({ ok: true, eventCount: 0, headHash: null });
+  });
+
+  it('finds a changed amount at its revision', () => {
+    const text = editLine(bundle(), 1, (line) => ({ ...line, data: { ...(line.data as object), amount: 3 } }));
+    expect(verifyAuditBundle(text, signer.publicKey)).toMatchObject({ ok: false, firstBadRevision: 1n });
+  });
+
+  it('finds a removed line, including the last event', () => {
+    const lines = bundle().split('\n');
+    expect(verifyAuditBundle([...lines.slice(0, 2), ...lines.slice(3)].join('\n'), signer.publicKey)).toMatchObject({ ok: false, firstBadRevision: 2n });
+    expect(verifyAuditBundle([...lines.slice(0, 4), ...lines.slice(5)].join('\n'), signer.publicKey)).toMatchObject({ ok: false, firstBadRevision: 4n });
+  });
+
+  it('finds reordered lines', () => {
+    const lines = bundle().split('\n');
+    const reordered = [lines[0], lines[2], lines[1], ...lines.slice(3)].join('\n');
+    expect(verifyAuditBundle(reordered, signer.publicKey)).toMatchObject({ ok: false, firstBadRevision: 1n });
+  });
+
+  it('refuses a head signed by another key, or re-signed after an edit', () => {
+    // A forger who changes an amount, rebuilds the whole chain and signs it with their own key.
+    const events = sealedStream(STEPS);
+    const changed = events.map((event, index) => (index === 0 ? withData(event, { amount: 1_000_000, balanceAfter: 1_000_000 }) : event));
+    const rechained = sealEvents(streamId, 0n, null, changed).map((event, index) => ({ ...events[index]!, data: event.data, metadata: event.metadata }));
+    const forged = createAuditBundle(rechained, { privateKey: stranger.privateKey, streamId, createdAt });
+    expect(verifyAuditBundle(forged, stranger.publicKey).ok).toBe(true);
+    expect(verifyAuditBundle(forged, signer.publicKey)).toEqual({ ok: false, reason: 'the head signature is not valid for this public key' });
+    const edited = editLine(bundle(), 5, (head) => ({ ...head, eventCount: 4 }));
+    expect(verifyAuditBundle(edited, signer.publicKey)).toEqual({ ok: false, reason: 'the head signature is not valid for this public key' });
+  });
+
+  it('finds an edit to a field the chain does not cover through the signed line digest', () => {
+    const text = editLine(bundle(), 2, (line) => ({ ...line, createdAt: '2020-01-01T00:00:00.000Z' }));
+    expect(verifyAuditBundle(text, signer.publicKey)).toMatchObject({ ok: false, reason: expect.stringContaining('differ from the signed ones') });
+  });
+
+  it('refuses a truncated or garbled bundle', () => {
+    const text = bundle();
+    expect(verifyAuditBundle(text.slice(0, -1), signer.publicKey)).toMatchObject({ ok: false, reason: expect.stringContaining('cut short') });
+    expect(verifyAuditBundle(text.split('\n').slice(0, 3).join('\n') + '\n', signer.publicKey)).toMatchObject({ ok: false, reason: 'the last line is not a head record' });
+    expect(verifyAuditBundle(text.replace('"kind":"event"', '"kind":"evnt"'), signer.publicKey)).toMatchObject({ ok: false, line: 1 });
+  });
+
+  it('will not bundle a broken chain', () => {
+    const events = sealedStream(STEPS).map((event, index) => (index === 3 ? withData(event, { amount: 1 }) : event));
+    expect(() => createAuditBundle(events, { privateKey: signer.privateKey, streamId, createdAt })).toThrow('revision 3 does not match its hash');
+  });
+});
+

@@ -1,0 +1,167 @@
+import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { canonicalJson } from './canonical-json.js';
+import { HASH_CHAIN_VERSION, HASH_METADATA_KEY, storedHash, verifyChain, type ChainEvent, type JsonObject } from './hash-chain.js';
+
+export const BUNDLE_FORMAT = 'token-ledger-audit-bundle/1';
+
+/** A stored event as the bundle shows it: the chained fields plus what the store assigned. */
+export type BundleEvent = ChainEvent & {
+  /** `$all` position, `"commit/prepare"`. */
+  readonly position: string;
+  /** ISO 8601 time the store recorded. */
+  readonly createdAt: string;
+};
+
+type EventLine = {
+  readonly kind: 'event';
+  readonly streamId: string;
+  readonly revision: string;
+  readonly position: string;
+  readonly createdAt: string;
+  readonly id: string;
+  readonly type: string;
+  readonly data: unknown;
+  readonly metadata: JsonObject;
+  readonly hash: string;
+};
+
+/** The last line: what the signer vouches for. */
+export type BundleHead = {
+  readonly kind: 'head';
+  readonly format: typeof BUNDLE_FORMAT;
+  readonly hashChainVersion: number;
+  readonly streamId: string;
+  readonly eventCount: number;
+  /** "-1" for an empty stream. */
+  readonly lastRevision: string;
+  readonly headHash: string | null;
+  /** SHA-256 of the event lines exactly as written (each with its "\n"), so fields the chain does not cover are vouched for too. */
+  readonly eventLinesSha256: string;
+  readonly createdAt: string;
+  /** SHA-256 of the signer's public key (SPKI DER), to tell keys apart; never a reason to trust one. */
+  readonly keyId: string;
+  /** Ed25519 signature (base64) of the canonical JSON of this record without `signature`. */
+  readonly signature: string;
+};
+
+/**
+ * An audit bundle of one stream: NDJSON, one line per event (forwards from revision 0, with its
+ * hash), then a head line signed with Ed25519. Throws if the events do not form an intact chain:
+ * a bundle never vouches for a broken stream.
+ */
+export function createAuditBundle(events: readonly BundleEvent[], options: { readonly privateKey: KeyObject | string; readonly streamId: string; readonly createdAt: string }): string {
+  const chain = verifyChain(events);
+  if (!chain.ok) throw new Error(`cannot bundle stream ${options.streamId}: ${chain.reason}`);
+  if (events.some((event) => event.streamId !== options.streamId)) throw new Error(`cannot bundle stream ${options.streamId}: it holds events of another stream`);
+  const lines = events.map((event) => `${JSON.stringify(eventLine(event))}\n`).join('');
+  const privateKey = typeof options.privateKey === 'string' ? createPrivateKey(options.privateKey) : options.privateKey;
+  const unsigned: Omit<BundleHead, 'signature'> = {
+    kind: 'head',
+    format: BUNDLE_FORMAT,
+    hashChainVersion: HASH_CHAIN_VERSION,
+    streamId: options.streamId,
+    eventCount: events.length,
+    lastRevision: (BigInt(events.length) - 1n).toString(),
+    headHash: chain.headHash,
+    eventLinesSha256: sha256(lines),
+    createdAt: options.createdAt,
+    keyId: keyId(createPublicKey(privateKey)),
+  };
+  const signature = sign(null, Buffer.from(canonicalJson(unsigned), 'utf8'), privateKey).toString('base64');
+  return `${lines}${JSON.stringify({ ...unsigned, signature })}\n`;
+}
+
+function eventLine(event: BundleEvent): EventLine {
+  const hash = storedHash(event);
+  if (hash === undefined) throw new Error(`revision ${event.revision} has no hash`);
+  const { streamId, revision, position, createdAt, id, type, data, metadata } = event;
+  return { kind: 'event', streamId, revision: revision.toString(), position, createdAt, id, type, data, metadata, hash };
+}
+
+export type BundleVerification =
+  | { readonly ok: true; readonly streamId: string; readonly eventCount: number; readonly headHash: string | null; readonly reason: 'bundle intact' }
+  | { readonly ok: false; readonly reason: string; readonly firstBadRevision?: bigint; readonly line?: number };
+
+/**
+ * Checks a bundle offline, with nothing but the signer's public key (obtained from the service's
+ * operator, never from the bundle): the head's signature, the hash chain of the events (reporting
+ * the first bad revision), that the chain ends at the signed head, and that the event lines are
+ * byte for byte the ones signed.
+ */
+export function verifyAuditBundle(text: string, publicKey: KeyObject | string): BundleVerification {
+  const key = typeof publicKey === 'string' ? createPublicKey(publicKey) : publicKey;
+  if (!text.endsWith('\n')) return { ok: false, reason: 'the bundle does not end with a newline: it was cut short' };
+  const rawLines = text.slice(0, -1).split('\n');
+  const headText = rawLines.pop();
+  const parsedHead = headText === undefined ? undefined : parseLine(headText);
+  if (!isHead(parsedHead)) return { ok: false, reason: 'the last line is not a head record', line: rawLines.length + 1 };
+  const head = parsedHead;
+  const { signature, ...unsigned } = head;
+  if (head.format !== BUNDLE_FORMAT || head.hashChainVersion !== HASH_CHAIN_VERSION) return { ok: false, reason: `unsupported bundle format ${String(head.format)}` };
+  if (!verify(null, Buffer.from(canonicalJson(unsigned), 'utf8'), key, Buffer.from(signature, 'base64'))) {
+    return { ok: false, reason: 'the head signature is not valid for this public key' };
+  }
+  const events: ChainEvent[] = [];
+  for (const [index, raw] of rawLines.entries()) {
+    const line = parseLine(raw);
+    if (!isEventLine(line)) return { ok: false, reason: 'not an event record', line: index + 1 };
+    if (line.metadata[HASH_METADATA_KEY] !== line.hash) return { ok: false, reason: `the hash of revision ${line.revision} differs from its metadata`, line: index + 1 };
+    events.push({ streamId: line.streamId, revision: BigInt(line.revision), id: line.id, type: line.type, data: line.data, metadata: line.metadata });
+  }
+  if (events.some((event) => event.streamId !== head.streamId)) return { ok: false, reason: `the bundle holds events of a stream other than ${head.streamId}` };
+  const chain = verifyChain(events, { anchor: { revision: BigInt(head.lastRevision), hash: head.headHash } });
+  if (!chain.ok) return { ok: false, reason: chain.reason, firstBadRevision: chain.firstBadRevision };
+  const eventLines = rawLines.map((line) => `${line}\n`).join('');
+  if (sha256(eventLines) !== head.eventLinesSha256) return { ok: false, reason: 'the event lines differ from the signed ones (a field outside the hash chain was changed)' };
+  return { ok: true, streamId: head.streamId, eventCount: events.length, headHash: chain.headHash, reason: 'bundle intact' };
+}
+
+/** SHA-256 of the public key's SPKI DER, hex. */
+export function keyId(publicKey: KeyObject): string {
+  return createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+function parseLine(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isHead(value: unknown): value is BundleHead {
+  return (
+    isObject(value) &&
+    value.kind === 'head' &&
+    typeof value.streamId === 'string' &&
+    typeof value.eventCount === 'number' &&
+    typeof value.lastRevision === 'string' &&
+    /^-?\d+$/.test(value.lastRevision) &&
+    (typeof value.headHash === 'string' || value.headHash === null) &&
+    typeof value.eventLinesSha256 === 'string' &&
+    typeof value.signature === 'string'
+  );
+}
+
+function isEventLine(value: unknown): value is EventLine {
+  return (
+    isObject(value) &&
+    value.kind === 'event' &&
+    typeof value.streamId === 'string' &&
+    typeof value.revision === 'string' &&
+    /^\d+$/.test(value.revision) &&
+    typeof value.id === 'string' &&
+    typeof value.type === 'string' &&
+    'data' in value &&
+    isObject(value.metadata) &&
+    typeof value.hash === 'string'
+  );
+}

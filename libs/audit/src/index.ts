@@ -1,0 +1,4 @@
+export * from './as-of.js';
+export * from './audit-bundle.js';
+export * from './canonical-json.js';
+export * from './hash-chain.js';

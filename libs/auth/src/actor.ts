@@ -1,0 +1,22 @@
+/** The four roles of the service. A closed list: a role not named here is never granted. */
+export const ROLES = ['user', 'service', 'auditor', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+export function isRole(value: unknown): value is Role {
+  return typeof value === 'string' && (ROLES as readonly string[]).includes(value);
+}
+
+/**
+ * Who is calling, once authenticated. `subject` is the JWT `sub` (a user id, a UUID) or the API
+ * key's id; it goes into the metadata of every event the request appends, with the role and kind.
+ */
+export type Actor = {
+  readonly subject: string;
+  readonly role: Role;
+  readonly kind: 'jwt' | 'api_key';
+};
+
+/** The audit metadata of an actor: the fields an event's metadata records about who asked. */
+export function actorMetadata(actor: Actor): { readonly actorSubject: string; readonly actorRole: Role; readonly actorKind: Actor['kind'] } {
+  return { actorSubject: actor.subject, actorRole: actor.role, actorKind: actor.kind };
+}

@@ -1,0 +1,120 @@
+import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
+import { ApiKeyNameTakenError, ApiKeyRepository } from './api-key.repository.js';
+import { API_KEY_PATTERN, hashApiKeySecret, parseApiKey } from './api-keys.js';
+import { AuthenticationError } from './authentication.errors.js';
+
+let database: TestDatabase;
+let keys: ApiKeyRepository;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  keys = new ApiKeyRepository(database.pool, { lastUsedResolutionSeconds: 60 });
+});
+
+afterAll(async () => {
+  await database.drop();
+});
+
+async function refusal(presented: string): Promise<string> {
+  try {
+    await keys.authenticate(presented);
+  } catch (error) {
+    if (error instanceof AuthenticationError) return error.code;
+    throw error;
+  }
+  throw new Error('the key was accepted');
+}
+
+describe('ApiKeyRepository', () => {
+  it('creates a key in the tlk_<id>_<secret> form and stores only the hash of its secret', async () => {
+    const { key, record } = await keys.create({ name: 'billing-backend', role: 'service' });
+    expect(key).toMatch(API_KEY_PATTERN);
+    const parsed = parseApiKey(key);
+    expect(parsed?.id).toBe(record.id);
+    const rows = await database.pool.query<{ hash: Buffer; name: string; role: string }>('SELECT hash, name, role FROM api_keys WHERE id = $1', [record.id]);
+    expect(rows.rows).toEqual([{ hash: hashApiKeySecret(parsed?.secret ?? ''), name: 'billing-backend', role: 'service' }]);
+    const stored = JSON.stringify(await database.pool.query('SELECT * FROM api_keys'));
+    expect(stored).not.toContain(parsed?.secret);
+    expect(record).toMatchObject({ name: 'billing-backend', role: 'service', revokedAt: null, lastUsedAt: null });
+  });
+
+  it('authenticates a key as its role, with the key id as subject, and records its use', async () => {
+    const { key, record } = await keys.create({ name: 'auditor-tool', role: 'auditor' });
+    await expect(keys.authenticate(key)).resolves.toEqual({ subject: record.id, role: 'auditor', kind: 'api_key' });
+    const used = await keys.find(record.id);
+    expect(used?.lastUsedAt).toBeInstanceOf(Date);
+    // Within the resolution, a second use does not write again.
+    await keys.authenticate(key);
+    expect((await keys.find(record.id))?.lastUsedAt).toEqual(used?.lastUsedAt);
+  });
+
+  it('refuses malformed keys, unknown ids and wrong secrets alike', async () => {
+    const { key } = await keys.create({ name: 'wrong-secret-target', role: 'admin' });
+    const parsed = parseApiKey(key);
+    const otherSecret = `${parsed?.secret.startsWith('A') === true ? 'B' : 'A'}${parsed?.secret.slice(1) ?? ''}`;
+    expect(await refusal(`tlk_${parsed?.id ?? ''}_${otherSecret}`)).toBe('API_KEY_INVALID');
+    expect(await refusal(`tlk_${'0'.repeat(24)}_${parsed?.secret ?? ''}`)).toBe('API_KEY_INVALID');
+    for (const malformed of ['', 'tlk_', key.slice(0, -1), `${key}x`, key.replace('tlk_', 'tlx_'), ` ${key}`]) {
+      expect(await refusal(malformed)).toBe('API_KEY_INVALID');
+    }
+  });
+
+  it('refuses a revoked key and keeps its revocation time', async () => {
+    const { key, record } = await keys.create({ name: 'to-revoke', role: 'service' });
+    expect(await keys.revoke(record.id)).toBe('revoked');
+    const revokedAt = (await keys.find(record.id))?.revokedAt;
+    expect(revokedAt).toBeInstanceOf(Date);
+    expect(await refusal(key)).toBe('API_KEY_REVOKED');
+    expect(await keys.revoke(record.id)).toBe('already_revoked');
+    expect((await keys.find(record.id))?.revokedAt).toEqual(revokedAt);
+    expect(await keys.revoke('f'.repeat(24))).toBe('not_found');
+  });
+
+  it('refuses a second active key with the same name, and frees the name on revocation', async () => {
+    const first = await keys.create({ name: 'rotating', role: 'service' });
+    await expect(keys.create({ name: 'rotating', role: 'admin' })).rejects.toBeInstanceOf(ApiKeyNameTakenError);
+    await keys.revoke(first.record.id);
+    const second = await keys.create({ name: 'rotating', role: 'service' });
+    await expect(keys.authenticate(second.key)).resolves.toMatchObject({ subject: second.record.id });
+    expect(await refusal(first.key)).toBe('API_KEY_REVOKED');
+  });
+
+  it('refuses the user role and names outside 1..100 characters, writing nothing', async () => {
+    const before = await database.pool.query('SELECT count(*)::int AS count FROM api_keys');
+    await expect(keys.create({ name: 'x', role: 'user' as 'service' })).rejects.toThrow(RangeError);
+    await expect(keys.create({ name: '', role: 'service' })).rejects.toThrow(RangeError);
+    await expect(keys.create({ name: 'x'.repeat(101), role: 'service' })).rejects.toThrow(RangeError);
+    await expect(database.pool.query("INSERT INTO api_keys (id, name, role, hash) VALUES ('0123456789abcdef01234567', 'direct', 'user', decode(repeat('00', 32), 'hex'))")).rejects.toThrow('api_keys_role_check');
+    expect((await database.pool.query('SELECT count(*)::int AS count FROM api_keys')).rows).toEqual(before.rows);
+  });
+
+  it('lets exactly one of 20 racing creations with one name succeed', async () => {
+    const results = await Promise.allSettled(Array.from({ length: 20 }, () => keys.create({ name: 'raced-name', role: 'service' })));
+    const created = results.filter((result) => result.status === 'fulfilled');
+    const refused = results.filter((result) => result.status === 'rejected');
+    expect(created).toHaveLength(1);
+    expect(refused.map((result) => result.reason)).toEqual(Array(19).fill(expect.any(ApiKeyNameTakenError)));
+    const rows = await database.pool.query("SELECT count(*)::int AS count FROM api_keys WHERE name = 'raced-name'");
+    expect(rows.rows).toEqual([{ count: 1 }]);
+  });
+
+  it('revokes exactly once when 20 revocations race, while uses of the key race with them', async () => {
+    const { key, record } = await keys.create({ name: 'raced-revoke', role: 'service' });
+    const uses = Array.from({ length: 20 }, () => keys.authenticate(key).then(() => 'accepted', (error: unknown) => (error instanceof AuthenticationError ? error.code : 'other')));
+    const revocations = await Promise.all(Array.from({ length: 20 }, () => keys.revoke(record.id)));
+    expect(revocations.filter((outcome) => outcome === 'revoked')).toHaveLength(1);
+    expect(revocations.filter((outcome) => outcome === 'already_revoked')).toHaveLength(19);
+    for (const outcome of await Promise.all(uses)) expect(['accepted', 'API_KEY_REVOKED']).toContain(outcome);
+    expect(await refusal(key)).toBe('API_KEY_REVOKED');
+    const row = await database.pool.query<{ revoked: boolean }>('SELECT revoked_at IS NOT NULL AS revoked FROM api_keys WHERE id = $1', [record.id]);
+    expect(row.rows).toEqual([{ revoked: true }]);
+  });
+
+  it('lists keys newest first without their hashes', async () => {
+    const listed = await keys.list();
+    expect(listed.length).toBeGreaterThanOrEqual(5);
+    for (const record of listed) expect(Object.keys(record).sort()).toEqual(['createdAt', 'id', 'lastUsedAt', 'name', 'revokedAt', 'role']);
+    const times = listed.map((record) => record.createdAt.getTime());
+    expect(times).toEqual([...times].sort((left, right) => right - left));
+  });
+});

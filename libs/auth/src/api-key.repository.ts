@@ -1,0 +1,112 @@
+import type pg from 'pg';
+import type { Actor } from './actor.js';
+import { generateApiKey, hashApiKeySecret, hashesEqual, parseApiKey, API_KEY_ROLES, type ApiKeyRole } from './api-keys.js';
+import { AuthenticationError } from './authentication.errors.js';
+
+export type ApiKeyRecord = {
+  readonly id: string;
+  readonly name: string;
+  readonly role: ApiKeyRole;
+  readonly createdAt: Date;
+  readonly revokedAt: Date | null;
+  readonly lastUsedAt: Date | null;
+};
+
+export class ApiKeyNameTakenError extends Error {
+  override readonly name = 'ApiKeyNameTakenError';
+
+  constructor(readonly keyName: string) {
+    super(`an active API key is already named ${JSON.stringify(keyName)}`);
+  }
+}
+
+export type ApiKeyRepositoryOptions = {
+  /** `last_used_at` is written at most once per this interval per key, not on every request. */
+  readonly lastUsedResolutionSeconds: number;
+};
+
+type ApiKeyRow = { id: string; name: string; role: ApiKeyRole; hash: Buffer; created_at: Date; revoked_at: Date | null; last_used_at: Date | null };
+
+const NAME_LENGTH_MAX = 100;
+// Compared against when the id is unknown, so an unknown id costs the same as a wrong secret.
+const ABSENT_HASH = hashApiKeySecret('no such key');
+
+/** The `api_keys` table: create, authenticate, revoke, list. */
+export class ApiKeyRepository {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly options: ApiKeyRepositoryOptions = { lastUsedResolutionSeconds: 60 },
+  ) {}
+
+  /** Creates a key; the returned `key` is the only time its secret exists outside the caller. */
+  async create(input: { readonly name: string; readonly role: ApiKeyRole }): Promise<{ readonly key: string; readonly record: ApiKeyRecord }> {
+    if (input.name.length < 1 || input.name.length > NAME_LENGTH_MAX) throw new RangeError(`an API key name is 1 to ${NAME_LENGTH_MAX} characters`);
+    if (!API_KEY_ROLES.includes(input.role)) throw new RangeError(`an API key role is one of ${API_KEY_ROLES.join(', ')}`);
+    const generated = generateApiKey();
+    try {
+      const result = await this.pool.query<ApiKeyRow>('INSERT INTO api_keys (id, name, role, hash) VALUES ($1, $2, $3, $4) RETURNING *', [generated.id, input.name, input.role, generated.hash]);
+      return { key: generated.key, record: toRecord(single(result.rows)) };
+    } catch (error) {
+      if (isUniqueViolation(error, 'api_keys_active_name')) throw new ApiKeyNameTakenError(input.name);
+      throw error;
+    }
+  }
+
+  /**
+   * The actor a presented `X-API-Key` stands for, or AuthenticationError. The id selects the row;
+   * the secret's hash is compared in constant time, and an unknown id still performs a comparison.
+   */
+  async authenticate(presented: string): Promise<Actor> {
+    const parsed = parseApiKey(presented);
+    if (parsed === undefined) throw new AuthenticationError('API_KEY_INVALID', 'the API key is malformed');
+    const result = await this.pool.query<ApiKeyRow>('SELECT * FROM api_keys WHERE id = $1', [parsed.id]);
+    const row = result.rows[0];
+    const matches = hashesEqual(hashApiKeySecret(parsed.secret), row?.hash ?? ABSENT_HASH);
+    if (row === undefined || !matches) throw new AuthenticationError('API_KEY_INVALID', 'the API key is not valid');
+    if (row.revoked_at !== null) throw new AuthenticationError('API_KEY_REVOKED', 'the API key has been revoked');
+    await this.pool.query(
+      `UPDATE api_keys SET last_used_at = now()
+        WHERE id = $1 AND revoked_at IS NULL AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))`,
+      [row.id, this.options.lastUsedResolutionSeconds],
+    );
+    return { subject: row.id, role: row.role, kind: 'api_key' };
+  }
+
+  /** `revoked` for the one call that revoked it; the time of revocation never moves afterwards. */
+  async revoke(id: string): Promise<'revoked' | 'already_revoked' | 'not_found'> {
+    const result = await this.pool.query<{ revoked_now: boolean }>(
+      `WITH revoked AS (UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id)
+       SELECT EXISTS (SELECT 1 FROM revoked) AS revoked_now FROM api_keys WHERE id = $1`,
+      [id],
+    );
+    const row = result.rows[0];
+    if (row === undefined) return 'not_found';
+    return row.revoked_now ? 'revoked' : 'already_revoked';
+  }
+
+  async find(id: string): Promise<ApiKeyRecord | undefined> {
+    const result = await this.pool.query<ApiKeyRow>('SELECT * FROM api_keys WHERE id = $1', [id]);
+    const row = result.rows[0];
+    return row === undefined ? undefined : toRecord(row);
+  }
+
+  /** Every key, newest first (there are few: one per backend or operator). */
+  async list(): Promise<readonly ApiKeyRecord[]> {
+    const result = await this.pool.query<ApiKeyRow>('SELECT * FROM api_keys ORDER BY created_at DESC, id');
+    return result.rows.map(toRecord);
+  }
+}
+
+function toRecord(row: ApiKeyRow): ApiKeyRecord {
+  return { id: row.id, name: row.name, role: row.role, createdAt: row.created_at, revokedAt: row.revoked_at, lastUsedAt: row.last_used_at };
+}
+
+function single<T>(rows: readonly T[]): T {
+  const [row] = rows;
+  if (row === undefined || rows.length !== 1) throw new Error(`expected one row, got ${rows.length}`);
+  return row;
+}
+
+function isUniqueViolation(error: unknown, constraint: string): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '23505' && (error as { constraint?: unknown }).constraint === constraint;
+}

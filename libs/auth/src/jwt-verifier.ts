@@ -1,0 +1,157 @@
+import { readFile } from 'node:fs/promises';
+import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type CryptoKey, type JSONWebKeySet, type JWSHeaderParameters, type FlattenedJWSInput, type JWTPayload } from 'jose';
+import { isRole, type Actor, type Role } from './actor.js';
+import { AuthenticationError, KeySetUnavailableError } from './authentication.errors.js';
+
+export const ASYMMETRIC_ALGORITHMS = ['RS256', 'ES256'] as const;
+export type AsymmetricAlgorithm = (typeof ASYMMETRIC_ALGORITHMS)[number];
+
+/** HS256 keys shorter than the hash (RFC 7518 section 3.2) are refused. */
+export const HS256_SECRET_LENGTH_MIN = 32;
+export const CLOCK_TOLERANCE_SECONDS_MAX = 300;
+
+export type JwksSource = { readonly file: string } | { readonly url: string };
+
+export type JwtVerifierOptions = {
+  /** HS256 shared secret; enables HS256. */
+  readonly hs256Secret?: string;
+  /** Public keys for RS256/ES256; enables the algorithms in `asymmetricAlgorithms`. */
+  readonly jwks?: JwksSource;
+  /** Which asymmetric algorithms a JWKS key may be used with; defaults to RS256 and ES256. */
+  readonly asymmetricAlgorithms?: readonly AsymmetricAlgorithm[];
+  /** When set, `iss` must equal it. */
+  readonly issuer?: string;
+  /** When set, `aud` must contain it. */
+  readonly audience?: string;
+  readonly clockToleranceSeconds: number;
+  /** Dotted path of the claim holding the role or roles, e.g. `app_metadata.roles` or `role`. */
+  readonly rolesClaim: string;
+  /** Remote JWKS: how long one fetch may take. */
+  readonly jwksTimeoutMs?: number;
+};
+
+type KeyResolver = (header: JWSHeaderParameters, token: FlattenedJWSInput) => Promise<CryptoKey | Uint8Array> | CryptoKey | Uint8Array;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Verifies `Authorization: Bearer` JWTs with jose and turns their claims into an Actor. Only the
+ * configured algorithms are accepted (never `none`); each algorithm family has its own key, so an
+ * RS256 public key can never be used as an HS256 secret.
+ */
+export class JwtVerifier {
+  private constructor(
+    private readonly options: JwtVerifierOptions,
+    private readonly algorithms: readonly string[],
+    private readonly resolveKey: KeyResolver,
+  ) {}
+
+  static async create(options: JwtVerifierOptions): Promise<JwtVerifier> {
+    if (options.hs256Secret === undefined && options.jwks === undefined) throw new Error('JwtVerifier needs an HS256 secret or a JWKS');
+    if (options.hs256Secret !== undefined && options.hs256Secret.length < HS256_SECRET_LENGTH_MIN) {
+      throw new Error(`the HS256 secret must be at least ${HS256_SECRET_LENGTH_MIN} characters`);
+    }
+    if (!Number.isInteger(options.clockToleranceSeconds) || options.clockToleranceSeconds < 0 || options.clockToleranceSeconds > CLOCK_TOLERANCE_SECONDS_MAX) {
+      throw new Error(`clockToleranceSeconds must be an integer from 0 to ${CLOCK_TOLERANCE_SECONDS_MAX}`);
+    }
+    const secret = options.hs256Secret === undefined ? undefined : new TextEncoder().encode(options.hs256Secret);
+    const keySet = options.jwks === undefined ? undefined : await loadKeySet(options.jwks, options.jwksTimeoutMs ?? 5_000);
+    const asymmetric = options.jwks === undefined ? [] : [...(options.asymmetricAlgorithms ?? ASYMMETRIC_ALGORITHMS)];
+    const algorithms = [...(secret === undefined ? [] : ['HS256']), ...asymmetric];
+    const resolveKey: KeyResolver = (header, token) => {
+      // jose has already refused any alg outside `algorithms`, so HS256 implies a secret is configured.
+      if (header.alg === 'HS256' && secret !== undefined) return secret;
+      if (keySet === undefined) throw new AuthenticationError('TOKEN_ALGORITHM_NOT_ALLOWED', `algorithm ${String(header.alg)} is not accepted`);
+      return keySet(header, token);
+    };
+    return new JwtVerifier(options, algorithms, resolveKey);
+  }
+
+  /** The algorithms a token may be signed with. */
+  get acceptedAlgorithms(): readonly string[] {
+    return this.algorithms;
+  }
+
+  async verify(token: string, currentDate?: Date): Promise<Actor> {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, this.resolveKey, {
+        algorithms: [...this.algorithms],
+        issuer: this.options.issuer,
+        audience: this.options.audience,
+        clockTolerance: this.options.clockToleranceSeconds,
+        requiredClaims: ['sub', 'exp'],
+        currentDate,
+      }));
+    } catch (error) {
+      throw this.translate(error);
+    }
+    return { subject: subjectOf(payload), role: roleOf(payload, this.options.rolesClaim), kind: 'jwt' };
+  }
+
+  private translate(error: unknown): Error {
+    if (error instanceof AuthenticationError || error instanceof KeySetUnavailableError) return error;
+    if (error instanceof errors.JWTExpired) return new AuthenticationError('TOKEN_EXPIRED', 'the token has expired');
+    if (error instanceof errors.JWTClaimValidationFailed) {
+      if (error.claim === 'nbf' || (error.claim === 'iat' && error.reason === 'check_failed')) return new AuthenticationError('TOKEN_NOT_YET_VALID', 'the token is not valid yet');
+      return new AuthenticationError('TOKEN_CLAIM_INVALID', `the token's ${error.claim} claim is invalid (${error.reason})`);
+    }
+    if (error instanceof errors.JWSSignatureVerificationFailed) return new AuthenticationError('TOKEN_SIGNATURE_INVALID', 'the token signature is invalid');
+    if (error instanceof errors.JOSEAlgNotAllowed || error instanceof errors.JOSENotSupported) return new AuthenticationError('TOKEN_ALGORITHM_NOT_ALLOWED', 'the token algorithm is not accepted');
+    if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) return new AuthenticationError('TOKEN_KEY_NOT_FOUND', 'no single configured key matches the token');
+    if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid) return new AuthenticationError('TOKEN_MALFORMED', 'the token is malformed');
+    return error instanceof Error ? error : new Error(String(error));
+  }
+}
+
+async function loadKeySet(source: JwksSource, timeoutMs: number): Promise<KeyResolver> {
+  if ('url' in source) {
+    // jose caches the set, refetches it when a token names an unknown kid (at most every 30 s), and
+    // gives up on a fetch after `timeoutDuration`.
+    const remote = createRemoteJWKSet(new URL(source.url), { timeoutDuration: timeoutMs });
+    return async (header, token) => {
+      try {
+        return await remote(header, token);
+      } catch (error) {
+        // No key for the token's kid is the token's problem; a set that times out, answers garbage or
+        // cannot be reached says nothing about the token.
+        if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) throw error;
+        throw new KeySetUnavailableError('the JSON Web Key Set could not be fetched', { cause: error });
+      }
+    };
+  }
+  const text = await readFile(source.file, 'utf8');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`the JWKS file ${source.file} is not JSON`, { cause: error });
+  }
+  if (typeof parsed !== 'object' || parsed === null || !Array.isArray((parsed as { keys?: unknown }).keys)) {
+    throw new Error(`the JWKS file ${source.file} has no "keys" array`);
+  }
+  return createLocalJWKSet(parsed as JSONWebKeySet);
+}
+
+function subjectOf(payload: JWTPayload): string {
+  if (typeof payload.sub !== 'string' || !UUID.test(payload.sub)) throw new AuthenticationError('TOKEN_CLAIM_INVALID', 'the token subject must be a UUID');
+  return payload.sub.toLowerCase();
+}
+
+/**
+ * The role named at `rolesClaim`: a string or an array of strings, of which values that are not one
+ * of our roles are ignored (identity providers put their own there, e.g. Supabase's
+ * `authenticated`). None of ours means `user`, the least privilege; more than one is refused, since
+ * an actor has exactly one role and picking one would be a guess.
+ */
+export function roleOf(payload: JWTPayload, rolesClaim: string): Role {
+  let value: unknown = payload;
+  for (const segment of rolesClaim.split('.')) {
+    value = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>)[segment] : undefined;
+  }
+  const values: unknown[] = Array.isArray(value) ? value : value === undefined || value === null ? [] : [value];
+  if (values.some((entry) => typeof entry !== 'string')) throw new AuthenticationError('TOKEN_CLAIM_INVALID', `the ${rolesClaim} claim must be a string or an array of strings`);
+  const roles = [...new Set(values.filter(isRole))];
+  if (roles.length > 1) throw new AuthenticationError('TOKEN_CLAIM_INVALID', `the ${rolesClaim} claim names more than one role`);
+  return roles[0] ?? 'user';
+}

@@ -1,0 +1,100 @@
+import type { Actor, Role } from './actor.js';
+
+/**
+ * Everything a caller can ask of the service, one action per kind of endpoint. Each endpoint names
+ * exactly one action (ENDPOINT_ACTIONS); the table below says which roles may perform it.
+ */
+export const ACTIONS = [
+  'account.balance.read',
+  'account.history.read',
+  'account.payments.read',
+  'account.usage.record',
+  'account.purchase.record',
+  'payment.create',
+  'payment.capture',
+  'payment.refund',
+  'audit.read',
+  'projections.status.read',
+  'projections.rebuild',
+  'account.adjust',
+] as const;
+export type Action = (typeof ACTIONS)[number];
+
+/**
+ * `any`: on any user's resources. `own`: only when the resource belongs to the caller (its owner is
+ * the caller's subject). A role absent from an action's row may not perform it.
+ */
+export type Scope = 'any' | 'own';
+
+export const PERMISSIONS: { readonly [A in Action]: { readonly [R in Role]?: Scope } } = {
+  'account.balance.read': { user: 'own', service: 'any', auditor: 'any', admin: 'any' },
+  'account.history.read': { user: 'own', service: 'any', auditor: 'any', admin: 'any' },
+  'account.payments.read': { user: 'own', service: 'any', auditor: 'any', admin: 'any' },
+  // A user may not credit or debit their own tokens directly: usage and purchases are recorded by
+  // the backend that delivered the service or took the money.
+  'account.usage.record': { service: 'any', admin: 'any' },
+  'account.purchase.record': { service: 'any', admin: 'any' },
+  'payment.create': { user: 'own', service: 'any', admin: 'any' },
+  'payment.capture': { user: 'own', service: 'any', admin: 'any' },
+  'payment.refund': { admin: 'any' },
+  'audit.read': { auditor: 'any', admin: 'any' },
+  'projections.status.read': { auditor: 'any', admin: 'any' },
+  'projections.rebuild': { admin: 'any' },
+  'account.adjust': { admin: 'any' },
+};
+
+export type AuthorizationDecision =
+  | { readonly allowed: true }
+  | { readonly allowed: false; readonly reason: 'ROLE_NOT_ALLOWED' | 'NOT_OWNER' };
+
+/**
+ * Whether `actor` may perform `action` on a resource owned by `ownerId` (a user id). Pure. An `own`
+ * grant needs the owner: when the route cannot name one (it is unknown or the resource does not
+ * exist), `ownerId` is undefined and the answer is NOT_OWNER, so a user learns nothing about
+ * resources that are not theirs.
+ */
+export function authorize(actor: Actor, action: Action, ownerId?: string): AuthorizationDecision {
+  const scope = PERMISSIONS[action][actor.role];
+  if (scope === undefined) return { allowed: false, reason: 'ROLE_NOT_ALLOWED' };
+  if (scope === 'any') return { allowed: true };
+  if (ownerId !== undefined && sameId(ownerId, actor.subject)) return { allowed: true };
+  return { allowed: false, reason: 'NOT_OWNER' };
+}
+
+function sameId(left: string, right: string): boolean {
+  // UUIDs are case-insensitive (RFC 9562); the API accepts either case.
+  return left.toLowerCase() === right.toLowerCase();
+}
+
+export type Endpoint = {
+  readonly method: 'GET' | 'POST';
+  readonly path: string;
+  readonly action: Action;
+  /** Where the owning user id comes from, for `own` grants; `none` for endpoints with no owner. */
+  readonly owner: 'path:userId' | 'body:userId' | 'payment' | 'none';
+};
+
+/**
+ * Every endpoint of issues 2, 4, 5 and 6 and its action: the source of the README's role table and
+ * of the test that walks it. `payment` owners are the payment's user id, read from the read model.
+ */
+export const ENDPOINT_ACTIONS: readonly Endpoint[] = [
+  { method: 'GET', path: '/v1/accounts/{userId}/balance', action: 'account.balance.read', owner: 'path:userId' },
+  { method: 'GET', path: '/v1/accounts/{userId}/transactions', action: 'account.history.read', owner: 'path:userId' },
+  { method: 'GET', path: '/v1/accounts/{userId}/payments', action: 'account.payments.read', owner: 'path:userId' },
+  { method: 'GET', path: '/v1/payments/{paymentId}', action: 'account.payments.read', owner: 'payment' },
+  { method: 'POST', path: '/v1/accounts/{userId}/usage', action: 'account.usage.record', owner: 'path:userId' },
+  { method: 'POST', path: '/v1/accounts/{userId}/purchases', action: 'account.purchase.record', owner: 'path:userId' },
+  { method: 'POST', path: '/v1/payments', action: 'payment.create', owner: 'body:userId' },
+  { method: 'POST', path: '/v1/payments/{paymentId}/capture', action: 'payment.capture', owner: 'payment' },
+  { method: 'POST', path: '/v1/payments/{paymentId}/refund', action: 'payment.refund', owner: 'payment' },
+  { method: 'GET', path: '/v1/audit/accounts/{userId}/events', action: 'audit.read', owner: 'path:userId' },
+  { method: 'GET', path: '/v1/audit/accounts/{userId}/balance', action: 'audit.read', owner: 'path:userId' },
+  { method: 'GET', path: '/v1/audit/accounts/{userId}/verify', action: 'audit.read', owner: 'path:userId' },
+  { method: 'GET', path: '/v1/audit/accounts/{userId}/bundle', action: 'audit.read', owner: 'path:userId' },
+  { method: 'GET', path: '/v1/admin/projections', action: 'projections.status.read', owner: 'none' },
+  { method: 'POST', path: '/v1/admin/projections/{name}/rebuild', action: 'projections.rebuild', owner: 'none' },
+  { method: 'GET', path: '/v1/admin/projections/{name}/rebuilds/{rebuildId}', action: 'projections.status.read', owner: 'none' },
+  { method: 'POST', path: '/v1/admin/accounts/{userId}/rebuild', action: 'projections.rebuild', owner: 'path:userId' },
+  { method: 'POST', path: '/v1/admin/accounts/{userId}/adjustments', action: 'account.adjust', owner: 'path:userId' },
+];
