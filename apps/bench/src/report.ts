@@ -15,7 +15,8 @@ export function renderResults(results: readonly ScenarioResult[], run: { readonl
         : measurement.unit === 'appends' ? `${measurement.value.toFixed(1)} appends`
         : `${Math.round(measurement.value).toLocaleString('en')} ${measurement.unit}`;
       const reference = measurement.reference === undefined ? '' : `${Math.round(measurement.reference).toLocaleString('en')} rows/s`;
-      const ratio = measurement.reference === undefined ? '' : `${(measurement.value / measurement.reference).toFixed(2)}x`;
+      // Rounded down, so a ratio shown never claims more than was measured.
+      const ratio = measurement.reference === undefined ? '' : `${(Math.floor((measurement.value / measurement.reference) * 100) / 100).toFixed(2)}x`;
       const target = measurement.target === undefined ? '' : `${measurement.target}: ${measurement.met === true ? 'met' : '**missed**'}`;
       lines.push(`| ${result.scenario} | ${measurement.name} | ${value} | ${reference} | ${ratio} | ${target} | ${result.peakRssMiB.toFixed(0)} MiB |`);
     }
