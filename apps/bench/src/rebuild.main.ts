@@ -7,12 +7,14 @@ import { PostgresEventStore } from '@app/event-store';
 import { initialTokenAccountState } from '@app/ledger';
 import {
   appendDecided,
+  DEFAULT_RUNNER_OPTIONS,
   ProjectionRebuilds,
   ProjectionRunner,
   projectionStatuses,
   seededRandom,
   seededUuid,
   seedHistory,
+  SET_BASED_BATCH_MIN,
   TOKEN_ACCOUNTS_PROJECTION,
   tokenAccountsProjection,
   type GeneratedAccount,
@@ -63,7 +65,8 @@ async function main(): Promise<void> {
     const cold = await timedRebuild(rebuilds);
     report(`| rebuild token_accounts, cold (no live runner, no writes), including the swap | ${cold.eventsPerSecond.toLocaleString('en-US')} events/s | ${cold.seconds.toFixed(2)} s |`);
 
-    const runner = new ProjectionRunner(store, pool, tokenAccountsProjection);
+    // As the service runs it (ProjectionsLifecycle): large batches set-based.
+    const runner = new ProjectionRunner(store, pool, tokenAccountsProjection, { ...DEFAULT_RUNNER_OPTIONS, setBasedBatchMin: SET_BASED_BATCH_MIN });
     runner.start();
     await caughtUp(pool, store, rebuilds);
     const load = startAppendLoad(store, writers, seed);

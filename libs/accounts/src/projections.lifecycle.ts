@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
-import { EVENT_STORE, type EventStore } from '@app/event-store';
+import { EVENT_STORE, PostgresEventStore, type EventStore } from '@app/event-store';
 import { PG_POOL } from '@app/database';
-import { DEFAULT_RUNNER_OPTIONS, PROJECTIONS, ProjectionRunner, TOKEN_ACCOUNTS_PROJECTION } from '@app/projections';
+import { DEFAULT_RUNNER_OPTIONS, PROJECTIONS, ProjectionRunner, SET_BASED_BATCH_MIN, TOKEN_ACCOUNTS_PROJECTION } from '@app/projections';
 import type { Pool } from 'pg';
 import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from './token-accounts.tokens.js';
 
@@ -25,6 +25,8 @@ export class ProjectionsLifecycle implements OnApplicationBootstrap, BeforeAppli
         projection.name,
         new ProjectionRunner(store, pool, projection, {
           ...DEFAULT_RUNNER_OPTIONS,
+          // Large batches (a runner catching up) in one set-based pass, when the events are in this database.
+          ...(store instanceof PostgresEventStore ? { setBasedBatchMin: SET_BASED_BATCH_MIN } : {}),
           onFailure: (name, failure) =>
             this.logger.error(`projection ${name} failed at ${failure.position} (${failure.eventType}), attempt ${failure.attempts}: ${failure.error}`),
         }),

@@ -29,8 +29,8 @@ afterEach(async () => {
   await database.drop();
 });
 
-function newRunner(projection: Projection = tokenAccountsProjection): ProjectionRunner {
-  const runner = new ProjectionRunner(store, database.pool, projection, { batchSizeMax: 200, retryDelayMsMin: 10, retryDelayMsMax: 50 });
+function newRunner(projection: Projection = tokenAccountsProjection, setBasedBatchMin?: number): ProjectionRunner {
+  const runner = new ProjectionRunner(store, database.pool, projection, { batchSizeMax: 200, retryDelayMsMin: 10, retryDelayMsMax: 50, setBasedBatchMin });
   runners.push(runner);
   return runner;
 }
@@ -522,5 +522,52 @@ describe('projection rebuild with payments', () => {
     expect(statuses.rows).toEqual(fold);
     const rebuilt = await dump(database.pool);
     expect(await incrementalDump()).toEqual(rebuilt);
+  });
+});
+
+describe('live runner with set-based batches', () => {
+  it('applies large batches through the delta statements with rows identical to event by event, payments included', async () => {
+    const random = seededRandom(21);
+    const users = accounts(random, 8);
+    await writeHistory(random, users, 6, 6, nextCommandWithPayments);
+    await allVisible();
+    const runner = newRunner(tokenAccountsProjection, 20);
+    runner.start();
+    await caughtUp(runner);
+    // Writes while it runs: small batches go event by event, larger ones set-based, in any mix.
+    await writeHistory(random, users, 3, 4, nextCommandWithPayments);
+    await caughtUp(runner);
+    await runner.stop();
+    expect(runner.batches.setBased).toBeGreaterThan(0);
+    const setBased = await dump(database.pool);
+    expect(setBased.payments.length).toBeGreaterThan(0);
+    const eventByEvent = await incrementalDump();
+    expect(eventByEvent).toEqual(setBased);
+  });
+
+  it('stops at the event that fails, found event by event after the set-based pass failed', async () => {
+    const random = seededRandom(22);
+    const users = accounts(random, 4);
+    await writeHistory(random, users, 4, 6);
+    const victim = users[0] as GeneratedAccount;
+    // A usage the ledger would never decide: it reuses an earlier transaction's id, which the read model refuses.
+    const [latest] = await store.readStream(`token-account-${victim.userId}`, { direction: 'backwards', maxCount: 1 });
+    const [first] = await store.readStream(`token-account-${victim.userId}`, { maxCount: 1 });
+    const reused = (first?.data as { transactionId: string } | undefined)?.transactionId;
+    const balance = Number((latest?.data as { balanceAfter: number } | undefined)?.balanceAfter);
+    const poisonId = seededUuid(random);
+    await store.append(
+      `token-account-${victim.userId}`,
+      [{ id: poisonId, type: 'TokensUsed', data: { userId: victim.userId, transactionId: reused ?? '', amount: 1, description: null, balanceAfter: balance - 1, occurredAt: startAt.toISOString() } }],
+      { expectedRevision: latest?.revision ?? 'any' },
+    );
+    await writeHistory(random, users.slice(1), 2, 6);
+    await allVisible();
+    const runner = newRunner(tokenAccountsProjection, 5);
+    runner.start();
+    await waitUntil(() => runner.state === 'failed');
+    const [recorded] = (await store.readAll({ maxCount: 10_000 })).filter((event) => event.id === poisonId);
+    expect(runner.failure).toMatchObject({ eventType: 'TokensUsed', position: formatPosition((recorded as RecordedEvent).position) });
+    await runner.stop();
   });
 });

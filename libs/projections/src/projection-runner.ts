@@ -17,10 +17,20 @@ export type ProjectionRunnerOptions = {
   readonly batchSizeMax: number;
   readonly retryDelayMsMin: number;
   readonly retryDelayMsMax: number;
+  /**
+   * Batches of at least this many events go through the projection's set-based `bulkLoad.delta`
+   * (one pass of SQL over the `events` table) instead of one statement per row change. Only for a
+   * store whose events are in the read models' database (PostgreSQL); unset, every batch goes event
+   * by event.
+   */
+  readonly setBasedBatchMin?: number;
   readonly onFailure?: (projection: string, failure: ProjectionFailure) => void;
 };
 
 export const DEFAULT_RUNNER_OPTIONS: ProjectionRunnerOptions = { batchSizeMax: 500, retryDelayMsMin: 100, retryDelayMsMax: 30_000 };
+
+/** A batch this large is cheaper as one set-based pass than as a statement per row change (PostgreSQL store only). */
+export const SET_BASED_BATCH_MIN = 50;
 
 const IDLE = Symbol('idle');
 
@@ -48,6 +58,8 @@ export class ProjectionRunner {
   private readonly waiters = new Set<{ readonly position: Position; readonly resolve: (reached: boolean) => void }>();
   state: ProjectionState = 'stopped';
   failure: ProjectionFailure | undefined;
+  /** Batches applied by the set-based delta, and event by event, since this runner was made. */
+  readonly batches = { setBased: 0, eventByEvent: 0 };
 
   constructor(
     private readonly store: EventStore,
@@ -129,7 +141,10 @@ export class ProjectionRunner {
     this.checkpoint = await readCheckpoint(this.pool, this.projection.name);
     this.releaseWaiters();
     this.state = 'catching_up';
-    const iterator = this.store.subscribeToAll({ after: this.checkpoint ?? START, signal })[Symbol.asyncIterator]();
+    // Its own signal, so that leaving this loop (a failed batch, a moved checkpoint) ends the
+    // subscription's wait for the next event instead of hanging until one arrives.
+    const subscription = new AbortController();
+    const iterator = this.store.subscribeToAll({ after: this.checkpoint ?? START, signal: AbortSignal.any([signal, subscription.signal]) })[Symbol.asyncIterator]();
     let pending = iterator.next();
     try {
       for (;;) {
@@ -150,6 +165,7 @@ export class ProjectionRunner {
       }
     } finally {
       // Let the generator finish its pending read before it is closed.
+      subscription.abort();
       await pending.catch(() => undefined);
       await iterator.return?.();
     }
@@ -158,17 +174,32 @@ export class ProjectionRunner {
   private async apply(batch: readonly RecordedEvent[]): Promise<void> {
     const last = batch[batch.length - 1];
     if (last === undefined) return;
+    let applied = false;
+    if (this.setBasedFits(batch)) {
+      try {
+        await this.inTransaction(last, (client) => this.applySetBased(client, last.position));
+        applied = true;
+        this.batches.setBased += 1;
+      } catch (error) {
+        if (error instanceof CheckpointMoved) throw error;
+        // Event by event below: it applies the same rows, or stops at the event that fails.
+      }
+    }
+    if (!applied) {
+      await this.inTransaction(last, (client) => this.applyEventByEvent(client, batch));
+      this.batches.eventByEvent += 1;
+    }
+    this.checkpoint = last.position;
+    this.releaseWaiters();
+  }
+
+  /** Claims the checkpoint, applies the batch and moves the checkpoint to `last`, in one transaction. */
+  private async inTransaction(last: RecordedEvent, work: (client: PoolClient) => Promise<void>): Promise<void> {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
       await this.claimCheckpoint(client);
-      for (const event of batch) {
-        try {
-          for (const change of this.projection.project(event)) await client.query(change.text, [...change.values]);
-        } catch (error) {
-          throw new EventFailed(event, error);
-        }
-      }
+      await work(client);
       await client.query('UPDATE projection_checkpoints SET commit_position = $2, prepare_position = $3, updated_at = now() WHERE name = $1', [
         this.projection.name,
         last.position.commit.toString(),
@@ -181,8 +212,36 @@ export class ProjectionRunner {
     } finally {
       client.release();
     }
-    this.checkpoint = last.position;
-    this.releaseWaiters();
+  }
+
+  private async applyEventByEvent(client: PoolClient, batch: readonly RecordedEvent[]): Promise<void> {
+    for (const event of batch) {
+      try {
+        for (const change of this.projection.project(event)) await client.query(change.text, [...change.values]);
+      } catch (error) {
+        throw new EventFailed(event, error);
+      }
+    }
+  }
+
+  /**
+   * The events after the checkpoint up to `upTo`, merged by the projection's delta statements. Every
+   * event up to `upTo` was visible to the `$all` read that returned it, so every one of them has
+   * committed and the statements see exactly this batch.
+   */
+  private async applySetBased(client: PoolClient, upTo: Position): Promise<void> {
+    const from = this.checkpoint ?? START;
+    const values = [from.commit.toString(), from.prepare.toString(), upTo.commit.toString(), upTo.prepare.toString()];
+    for (const statement of this.projection.bulkLoad?.delta ?? []) await client.query(statement, values);
+  }
+
+  /** Large enough, and made only of events the delta statements handle or the projection ignores. */
+  private setBasedFits(batch: readonly RecordedEvent[]): boolean {
+    const bulk = this.projection.bulkLoad;
+    const min = this.options.setBasedBatchMin;
+    if (bulk === undefined || min === undefined || batch.length < min) return false;
+    const handled = new Set(bulk.eventTypes);
+    return batch.every((event) => handled.has(event.type) || this.projection.project(event).length === 0);
   }
 
   /** Locks the checkpoint row and checks no other runner moved it since this one read it. */
