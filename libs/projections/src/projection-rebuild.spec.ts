@@ -1,4 +1,4 @@
-import { formatPosition, PostgresEventStore, type Position, type RecordedEvent } from '@app/event-store';
+import { comparePositions, formatPosition, PostgresEventStore, type Position, type RecordedEvent } from '@app/event-store';
 import type { Pool } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { rebuildAccount } from './account-rebuild.js';
@@ -71,11 +71,27 @@ async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs 
   }
 }
 
+/** The last event written to this database, whether or not `$all` shows it yet. */
+async function lastWritten(): Promise<Position | undefined> {
+  const result = await database.pool.query<{ commit: string; prepare: string }>(
+    'SELECT transaction_id::text AS commit, global_position::text AS prepare FROM events ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1',
+  );
+  const row = result.rows[0];
+  return row === undefined ? undefined : { commit: BigInt(row.commit), prepare: BigInt(row.prepare) };
+}
+
+/**
+ * Waits until the runner has applied every event written so far; call it once the writes are done.
+ * It compares with the last event written, not with `store.headPosition()`: the head is only what
+ * `$all` shows now, and a transaction open in another database of the server (test files run in
+ * parallel, transaction ids are cluster-wide) holds it back, so a runner at that head may lack the
+ * latest writes.
+ */
 async function caughtUp(runner: ProjectionRunner): Promise<void> {
   await waitUntil(async () => {
-    const head = await store.headPosition();
+    const last = await lastWritten();
     const checkpoint = await readCheckpoint(database.pool, tokenAccountsProjection.name);
-    return head !== undefined && checkpoint !== undefined && head.commit === checkpoint.commit && head.prepare === checkpoint.prepare && runner.state === 'running';
+    return last !== undefined && checkpoint !== undefined && comparePositions(last, checkpoint) === 0 && runner.state === 'running';
   });
 }
 
