@@ -23,7 +23,7 @@ import {
 import pg, { type Pool } from 'pg';
 
 /**
- * `npm run bench:rebuild [-- --users 10000 --events 1000000 --seed 1 --writers 8 --no-write]`
+ * `npm run bench:rebuild [-- --users 10000 --events 1000000 --seed 1 --writers 32 --no-write]`
  *
  * On a fresh embedded PostgreSQL (durable default settings) or DATABASE_URL: seeds the history with
  * the real decider, rebuilds token_accounts once cold (no live runner, no writes: the first build of
@@ -37,7 +37,7 @@ async function main(): Promise<void> {
       users: { type: 'string', default: '10000' },
       events: { type: 'string', default: '1000000' },
       seed: { type: 'string', default: '1' },
-      writers: { type: 'string', default: '8' },
+      writers: { type: 'string', default: '32' },
       'no-write': { type: 'boolean', default: false },
     },
   });
