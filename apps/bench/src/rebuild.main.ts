@@ -82,6 +82,8 @@ async function main(): Promise<void> {
     );
     report(`| append load during that rebuild (${writers} writers, one-event appends) | ${rate(appended.events, appended.milliseconds)} appends/s | |`);
     report(`| live projection lag during that rebuild, sampled every 100 ms | max ${lagSeconds.max.toFixed(2)} s, mean ${lagSeconds.mean.toFixed(2)} s | |`);
+    const byPhase = [...lagSeconds.maxByPhase].map(([phase, max]) => `${phase} ${max.toFixed(2)} s`).join(', ');
+    report(`| live projection lag, largest sample in each rebuild phase | ${byPhase} | |`);
   } finally {
     await store.close();
     await pool.end();
@@ -134,13 +136,24 @@ function startAppendLoad(store: PostgresEventStore, writers: number, seed: numbe
   };
 }
 
-function sampleLag(pool: Pool, store: PostgresEventStore, rebuilds: ProjectionRebuilds, runner: ProjectionRunner): { stop(): Promise<{ max: number; mean: number }> } {
+function sampleLag(
+  pool: Pool,
+  store: PostgresEventStore,
+  rebuilds: ProjectionRebuilds,
+  runner: ProjectionRunner,
+): { stop(): Promise<{ max: number; mean: number; maxByPhase: ReadonlyMap<string, number> }> } {
   const samples: number[] = [];
+  const maxByPhase = new Map<string, number>();
   let running = true;
   const loop = (async () => {
     while (running) {
       const [status] = await projectionStatuses({ store, pool, projections: [tokenAccountsProjection], runners: new Map([[TOKEN_ACCOUNTS_PROJECTION, runner]]), rebuilds, eventsInPostgres: true });
-      if (status !== undefined) samples.push(status.lagSeconds);
+      if (status !== undefined) {
+        samples.push(status.lagSeconds);
+        // Where in the rebuild the lag arises: its phase at the sample (none just before it starts and in the second after it ends).
+        const phase = status.rebuild?.phase ?? 'none';
+        maxByPhase.set(phase, Math.max(maxByPhase.get(phase) ?? 0, status.lagSeconds));
+      }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   })();
@@ -148,7 +161,7 @@ function sampleLag(pool: Pool, store: PostgresEventStore, rebuilds: ProjectionRe
     async stop() {
       running = false;
       await loop;
-      return { max: Math.max(0, ...samples), mean: samples.length === 0 ? 0 : samples.reduce((sum, sample) => sum + sample, 0) / samples.length };
+      return { max: Math.max(0, ...samples), mean: samples.length === 0 ? 0 : samples.reduce((sum, sample) => sum + sample, 0) / samples.length, maxByPhase };
     },
   };
 }
