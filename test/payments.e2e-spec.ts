@@ -89,6 +89,18 @@ describe('buying a package', () => {
     expect(priced.body.errors).toEqual([expect.objectContaining({ field: 'amount', rule: 'whitelistValidation' })]);
   });
 
+  it.each([
+    ['limit=0', 'limit'],
+    ['limit=101', 'limit'],
+    ['limit=2.5', 'limit'],
+    ['offset=-1', 'offset'],
+    ['status=PAID', 'status'],
+  ])("refuses the payments list's %s with a problem naming the field", async (query, field) => {
+    const response = await http().get(`/v1/accounts/${randomUUID()}/payments?${query}`).expect(400);
+    expect(response.body).toMatchObject({ code: 'VALIDATION_FAILED' });
+    expect(new Set(response.body.errors.map((error: { field: string }) => error.field))).toEqual(new Set([field]));
+  });
+
   it('credits once when 20 captures of one payment race', async () => {
     const userId = randomUUID();
     const { paymentId } = await buy(userId);

@@ -1,8 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { PAYMENT_STATUSES, type PaymentStatus } from '@app/ledger';
-import { Type } from 'class-transformer';
-import { IsIn, IsInt, IsOptional, IsString, IsUUID, Matches, Max, MaxLength, Min } from 'class-validator';
-import { HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX } from '../accounts/accounts.dto.js';
+import { IsIn, IsOptional, IsString, IsUUID, Matches, MaxLength } from 'class-validator';
+import { HistoryQuery } from '../accounts/accounts.dto.js';
 
 export class CreatePaymentRequest {
   @ApiProperty({ format: 'uuid' })
@@ -21,23 +20,8 @@ export class PaymentIdParams {
   paymentId!: string;
 }
 
-export class PaymentListQuery {
-  @ApiPropertyOptional({ minimum: 1, maximum: HISTORY_LIMIT_MAX, default: HISTORY_LIMIT_DEFAULT, type: 'integer' })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(HISTORY_LIMIT_MAX)
-  limit: number = HISTORY_LIMIT_DEFAULT;
-
-  @ApiPropertyOptional({ minimum: 0, default: 0, type: 'integer' })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(0)
-  @Max(Number.MAX_SAFE_INTEGER)
-  offset: number = 0;
-
+/** The history's paging (limit, offset), and a status to filter by. */
+export class PaymentListQuery extends HistoryQuery {
   @ApiPropertyOptional({ enum: PAYMENT_STATUSES })
   @IsOptional()
   @IsIn(PAYMENT_STATUSES)
