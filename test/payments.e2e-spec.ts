@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { CommandHandling, ReadModelConsistency } from '@app/accounts';
 import { EVENT_STORE, type EventStore } from '@app/event-store';
+import { decideTokenAccount, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
 import { MockPaymentProvider, PAYMENT_PROVIDER, PaymentExpiryJob, PaymentStreams, PaymentWorkflow, DEFAULT_TOKEN_PACKAGES } from '@app/payments';
 import { signWebhook } from '../apps/api/src/payments/webhook-signature.guard.js';
 import { DEVELOPMENT_WEBHOOK_SECRET } from '../apps/api/src/config/app.config.js';
@@ -225,6 +226,30 @@ describe('refunds', () => {
     const history = await http().get(`/v1/accounts/${userId}/transactions`).expect(200);
     expect(history.body.data[0]).toMatchObject({ amount: -100, transactionType: 'refund', paymentId, balanceAfter: 0 });
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefunded', 'TokensRefunded']);
+  });
+
+  it('refuses a refund when another instance spent the tokens since this one cached the account, and refunds nothing at the provider', async () => {
+    // The service instance caches the account while it buys and captures; another instance spends.
+    const { userId, paymentId, orderId } = await capturedPayment();
+    const elsewhere = new CommandHandling(testApp.app.get<EventStore>(EVENT_STORE, { strict: false }), { cacheEntriesMax: 10, snapshotIntervalEvents: 500 });
+    const spend = { type: 'UseTokens', data: { userId, amount: 100, description: null, transactionId: randomUUID(), now: new Date() } } as const;
+    await elsewhere.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(spend, state), {});
+    const refundsBefore = provider.calls.refund;
+    const refused = await refund(paymentId).expect(409);
+    expect(refused.body).toMatchObject({ code: 'REFUND_EXCEEDS_BALANCE', balance: 0, requested: 100 });
+    expect(provider.calls.refund).toBe(refundsBefore);
+    expect((await provider.getOrder(orderId)).status).toBe('captured');
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'TokensUsed']);
+  });
+
+  it('records a refund the provider already made (its recording lost) even after tokens were spent, taking back what is left', async () => {
+    const { userId, paymentId, orderId } = await capturedPayment();
+    // An earlier attempt refunded at the provider, then died before its append.
+    await provider.refund(orderId);
+    await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 30 }).expect(201);
+    const recorded = await refund(paymentId).expect(200);
+    expect(recorded.body).toMatchObject({ balance: 0, payment: { status: 'REFUNDED', metadata: { providerRefundId: `MOCK-REFUND-${paymentId}`, tokensDebited: 70 } } });
+    expect(await balanceOf(userId)).toBe(0);
   });
 
   it('refuses a refund the balance cannot cover and refunds nothing at the provider', async () => {

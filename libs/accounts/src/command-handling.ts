@@ -89,6 +89,12 @@ export class CommandHandling {
      * deciding again. This is what makes a retry after a crash spend or credit nothing twice.
      */
     idempotent?: IdempotentRequest,
+    /**
+     * `readFirst`: catch up from the stream before deciding, even on a cached state. For decisions
+     * with an effect outside the ledger (a provider capture or refund): the expected revision would
+     * reject the append of a decision made on a stale state, but only after the effect happened.
+     */
+    options: { readonly readFirst?: boolean } = {},
   ): Promise<HandledCommand<State, Event>> {
     return this.locks.run(streamId, async () => {
       if (idempotent !== undefined) {
@@ -100,6 +106,10 @@ export class CommandHandling {
       const cached = this.cache.get(streamId) as LoadedStream<State> | undefined;
       let loaded = cached ?? (await this.load(streamId, decider));
       let verified = cached === undefined;
+      if (!verified && options.readFirst === true) {
+        loaded = await this.catchUp(streamId, decider, loaded);
+        verified = true;
+      }
       for (let attempt = 1; ; attempt += 1) {
         let events: readonly Event[];
         try {
@@ -215,7 +225,10 @@ export class CommandHandling {
   /** `start` plus the events appended after it, cached as the stream's newest known state. */
   private async catchUp<Event extends DomainEvent, State>(streamId: string, decider: AnyDecider<Event, State>, start: LoadedStream<State>): Promise<LoadedStream<State>> {
     const loaded = await this.readForward(streamId, decider, start);
-    this.cache.set(streamId, loaded);
+    // `load` runs outside the stream's lock: a command may have cached a newer state while this read
+    // ran, and an older one must never replace it.
+    const cached = this.cache.get(streamId) as LoadedStream<State> | undefined;
+    if (cached === undefined || cached.revision <= loaded.revision) this.cache.set(streamId, loaded);
     return loaded;
   }
 

@@ -102,6 +102,9 @@ export class PaymentWorkflow {
         return decideTokenAccount({ type: 'CapturePayment', data: { userId, paymentId, outcome, transactionId: randomUUID(), now } }, state);
       },
       eventMetadata(context),
+      undefined,
+      // Decided on the stream as it is, not a cached state another instance may have moved past.
+      { readFirst: true },
     );
     // Throws PAYMENT_DECLINED (or PAYMENT_EXPIRED) for a payment that ended that way, now or before.
     await this.refuseUnlessCaptured(handled.state, paymentId, now, handled.position);
@@ -121,13 +124,33 @@ export class PaymentWorkflow {
       tokenAccountDecider,
       async (state) => {
         // Once the provider has refunded, the refund is recorded whatever the balance has become.
-        if (providerRefundId === undefined && refundDecision(state, paymentId) === 'done') return [];
+        if (providerRefundId === undefined && (await this.refundDecisionOrRefunded(state, paymentId)) === 'done') return [];
         providerRefundId ??= (await this.provider.refund(paymentIn(state, paymentId).orderId)).providerRefundId;
         return decideTokenAccount({ type: 'RefundPayment', data: { userId, paymentId, providerRefundId, transactionId: randomUUID(), now: this.options.now() } }, state);
       },
       eventMetadata(context),
+      undefined,
+      // The balance check must see every spend, including those made through other instances: a
+      // refund decided on a stale cached balance would return money for tokens already spent.
+      { readFirst: true },
     );
     return this.result(userId, handled.state, paymentId, handled.position);
+  }
+
+  /**
+   * The ledger's refund decision, except that a refund the provider has already made is always
+   * recorded: an earlier attempt refunded, then died or lost its append, and the user spent tokens
+   * since. Refusing it now would leave money returned and tokens kept, for good.
+   */
+  private async refundDecisionOrRefunded(state: TokenAccountState, paymentId: string): Promise<'refund' | 'done'> {
+    try {
+      return refundDecision(state, paymentId);
+    } catch (error) {
+      if (!(error instanceof LedgerError && error.code === 'REFUND_EXCEEDS_BALANCE')) throw error;
+      const order = await this.provider.getOrder(paymentIn(state, paymentId).orderId);
+      if (order.status !== 'refunded') throw error;
+      return 'refund';
+    }
   }
 
   /**
