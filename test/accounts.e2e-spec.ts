@@ -268,3 +268,17 @@ describe('service endpoints', () => {
     expect(response.body).toMatchObject({ status: 404, code: 'NOT_FOUND' });
   });
 });
+
+describe('user ids in upper case', () => {
+  it('name the same account as in lower case: one stream, one credit for one paymentId', async () => {
+    const userId = randomUUID();
+    const paymentId = randomUUID();
+    const upper = await http().post(`/v1/accounts/${userId.toUpperCase()}/purchases`).send({ paymentId: paymentId.toUpperCase(), amount: 40 }).expect(201);
+    expect(upper.body).toMatchObject({ userId, balance: 40, transaction: { paymentId } });
+    const lower = await http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId, amount: 40 }).expect(201);
+    expect(lower.body).toMatchObject({ userId, balance: 40 });
+    await http().post(`/v1/accounts/${userId.toUpperCase()}/usage`).send({ amount: 15 }).expect(201);
+    expect((await http().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toMatchObject({ userId, balance: 25 });
+    expect((await http().get(`/v1/accounts/${userId.toUpperCase()}/transactions`).expect(200)).body.total).toBe(2);
+  });
+});

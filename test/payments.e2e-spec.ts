@@ -102,6 +102,17 @@ describe('buying a package', () => {
     expect(new Set(response.body.errors.map((error: { field: string }) => error.field))).toEqual(new Set([field]));
   });
 
+  it('takes user and payment ids in upper case as the same ids in canonical form', async () => {
+    const userId = randomUUID();
+    const created = await http().post('/v1/payments').send({ userId: userId.toUpperCase(), packageId: 'starter' }).expect(201);
+    expect(created.body).toMatchObject({ userId, status: 'PENDING' });
+    const paymentId = created.body.paymentId as string;
+    const captured = await capture(paymentId.toUpperCase()).expect(200);
+    expect(captured.body).toMatchObject({ balance: 100, payment: { paymentId, status: 'COMPLETED' } });
+    expect((await http().get(`/v1/payments/${paymentId.toUpperCase()}`).expect(200)).body).toMatchObject({ paymentId, userId });
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+  });
+
   it('credits once when 20 captures of one payment race', async () => {
     const userId = randomUUID();
     const { paymentId } = await buy(userId);

@@ -1,14 +1,15 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { DESCRIPTION_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN } from '@app/ledger';
 import { Type } from 'class-transformer';
-import { IsInt, IsOptional, IsString, IsUUID, Max, MaxLength, Min } from 'class-validator';
+import { IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
+import { IsCanonicalUuid } from '../http/canonical-uuid.js';
 
 export const HISTORY_LIMIT_MAX = 100;
 export const HISTORY_LIMIT_DEFAULT = 10;
 
 export class UserIdParams {
   @ApiProperty({ format: 'uuid' })
-  @IsUUID('all')
+  @IsCanonicalUuid()
   userId!: string;
 }
 
@@ -29,7 +30,7 @@ class TokenAmountRequest {
 
 export class PurchaseRequest extends TokenAmountRequest {
   @ApiProperty({ format: 'uuid', description: 'The payment that paid for the tokens; each payment is credited once.' })
-  @IsUUID('all')
+  @IsCanonicalUuid()
   paymentId!: string;
 }
 

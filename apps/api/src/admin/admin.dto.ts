@@ -1,5 +1,6 @@
 import { ApiProperty } from '@nestjs/swagger';
-import { IsUUID, Matches } from 'class-validator';
+import { Matches } from 'class-validator';
+import { IsCanonicalUuid } from '../http/canonical-uuid.js';
 
 export class ProjectionNameParams {
   @ApiProperty({ example: 'token_accounts' })
@@ -9,6 +10,6 @@ export class ProjectionNameParams {
 
 export class RebuildParams extends ProjectionNameParams {
   @ApiProperty({ format: 'uuid' })
-  @IsUUID('all')
+  @IsCanonicalUuid()
   id!: string;
 }

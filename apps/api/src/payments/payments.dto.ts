@@ -1,11 +1,12 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { PAYMENT_STATUSES, type PaymentStatus } from '@app/ledger';
-import { IsIn, IsOptional, IsString, IsUUID, Matches, MaxLength } from 'class-validator';
+import { IsIn, IsOptional, IsString, Matches, MaxLength } from 'class-validator';
 import { HistoryQuery } from '../accounts/accounts.dto.js';
+import { IsCanonicalUuid } from '../http/canonical-uuid.js';
 
 export class CreatePaymentRequest {
   @ApiProperty({ format: 'uuid' })
-  @IsUUID('all')
+  @IsCanonicalUuid()
   userId!: string;
 
   @ApiProperty({ description: 'A token package id from the server configuration (TOKEN_PACKAGES).', example: 'starter' })
@@ -16,7 +17,7 @@ export class CreatePaymentRequest {
 
 export class PaymentIdParams {
   @ApiProperty({ format: 'uuid' })
-  @IsUUID('all')
+  @IsCanonicalUuid()
   paymentId!: string;
 }
 
@@ -40,7 +41,7 @@ export class MockWebhookRequest {
   orderId!: string;
 
   @ApiProperty({ format: 'uuid', description: 'Our payment id, given to the provider as its merchant reference.' })
-  @IsUUID('all')
+  @IsCanonicalUuid()
   paymentId!: string;
 }
 

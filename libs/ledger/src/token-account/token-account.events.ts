@@ -1,3 +1,4 @@
+import { invariant } from '../ledger.errors.js';
 import type { PaymentEvent, TokensRefunded } from './payment.events.js';
 
 /**
@@ -44,6 +45,8 @@ export const TOKEN_ACCOUNT_EVENT_TYPES: ReadonlySet<string> = new Set<TokenAccou
   'PaymentRefunded',
 ]);
 
+/** The stream of a user's account. The id must be in canonical (lower-case) form: streams are named by text. */
 export function tokenAccountStreamId(userId: string): string {
+  invariant(userId === userId.toLowerCase(), `user id ${userId} is not in canonical lower-case form`);
   return `token-account-${userId}`;
 }
