@@ -322,6 +322,9 @@ describe('mock provider webhook', () => {
     await hook(body, signWebhook('another secret entirely', body)).expect(401);
     await hook(body, signWebhook(DEVELOPMENT_WEBHOOK_SECRET, `${body} `)).expect(401);
     await hook(body, 'sha256=00').expect(401);
+    const key = randomUUID();
+    await http().post('/v1/payments/webhooks/mock').set('content-type', 'application/json').set('Idempotency-Key', key).send(body).expect(401);
+    expect((await testApp.database.pool.query('SELECT 1 FROM idempotency_keys WHERE key = $1', [key])).rowCount).toBe(0);
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
     expect((await http().get(`/v1/payments/${paymentId}`).expect(200)).body.status).toBe('PENDING');
   });
@@ -370,6 +373,17 @@ describe('Idempotency-Key', () => {
     await useWithKey(userId, key, { amount: 30 }).expect(201);
     const mismatch = await useWithKey(userId, key, { amount: 31 }).expect(422);
     expect(mismatch.body).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED' });
+    expect(await balanceOf(userId)).toBe(70);
+  });
+
+  it('forgets a key whose request failed validation, so the corrected request can use it', async () => {
+    const userId = await funded(100);
+    const key = randomUUID();
+    const invalid = await useWithKey(userId, key, { amount: 0 }).expect(400);
+    expect(invalid.body).toMatchObject({ code: 'VALIDATION_FAILED' });
+    const stored = await testApp.database.pool.query('SELECT 1 FROM idempotency_keys WHERE key = $1', [key]);
+    expect(stored.rowCount).toBe(0);
+    await useWithKey(userId, key, { amount: 30 }).expect(201);
     expect(await balanceOf(userId)).toBe(70);
   });
 

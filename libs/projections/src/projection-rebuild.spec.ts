@@ -584,6 +584,7 @@ describe('live runner with set-based batches', () => {
     await waitUntil(() => runner.state === 'failed');
     const [recorded] = (await store.readAll({ maxCount: 10_000 })).filter((event) => event.id === poisonId);
     expect(runner.failure).toMatchObject({ eventType: 'TokensUsed', position: formatPosition((recorded as RecordedEvent).position) });
+    expect(runner.batches.setBasedFailed).toBeGreaterThan(0);
     await runner.stop();
   });
 });

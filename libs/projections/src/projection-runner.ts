@@ -59,7 +59,7 @@ export class ProjectionRunner {
   state: ProjectionState = 'stopped';
   failure: ProjectionFailure | undefined;
   /** Batches applied by the set-based delta, and event by event, since this runner was made. */
-  readonly batches = { setBased: 0, eventByEvent: 0 };
+  readonly batches = { setBased: 0, eventByEvent: 0, setBasedFailed: 0 };
 
   constructor(
     private readonly store: EventStore,
@@ -145,18 +145,18 @@ export class ProjectionRunner {
     // subscription's wait for the next event instead of hanging until one arrives.
     const subscription = new AbortController();
     const iterator = this.store.subscribeToAll({ after: this.checkpoint ?? START, signal: AbortSignal.any([signal, subscription.signal]) })[Symbol.asyncIterator]();
-    let pending = iterator.next();
+    let pending = readAhead(iterator);
     try {
       for (;;) {
         const first = await pending;
         if (first.done === true) return;
         const batch: RecordedEvent[] = [first.value];
-        pending = iterator.next();
+        pending = readAhead(iterator);
         while (batch.length < this.options.batchSizeMax) {
           const next = await Promise.race([pending, nextTurn()]);
           if (next === IDLE || next.done === true) break;
           batch.push(next.value);
-          pending = iterator.next();
+          pending = readAhead(iterator);
         }
         await this.apply(batch);
         onProgress();
@@ -181,8 +181,11 @@ export class ProjectionRunner {
         applied = true;
         this.batches.setBased += 1;
       } catch (error) {
-        if (error instanceof CheckpointMoved) throw error;
-        // Event by event below: it applies the same rows, or stops at the event that fails.
+        // A data error (SQLSTATE class 22 or 23): event by event below applies the same rows, or
+        // stops at the event that fails and names it. Anything else (a lost connection, a moved
+        // checkpoint) goes to the retry loop like any failed batch.
+        if (!isDataError(error)) throw error;
+        this.batches.setBasedFailed += 1;
       }
     }
     if (!applied) {
@@ -266,6 +269,22 @@ export class ProjectionRunner {
       if (comparePositions(checkpoint, waiter.position) >= 0) waiter.resolve(true);
     }
   }
+}
+
+/**
+ * The subscription's next event, read while a batch is applied. A read that fails meanwhile must not
+ * go unhandled (that would end the process): the rejection stays in the promise, and awaiting it
+ * still throws, into the retry loop.
+ */
+function readAhead<T>(iterator: AsyncIterator<T>): Promise<IteratorResult<T>> {
+  const next = iterator.next();
+  next.catch(() => undefined);
+  return next;
+}
+
+function isDataError(error: unknown): boolean {
+  const code = error instanceof Error && 'code' in error && typeof error.code === 'string' ? error.code : '';
+  return code.startsWith('22') || code.startsWith('23');
 }
 
 function nextTurn(): Promise<typeof IDLE> {

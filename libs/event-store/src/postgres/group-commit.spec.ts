@@ -168,12 +168,19 @@ describe('PostgreSQL event store: group commit', () => {
 
   it('refuses stream_exists on a stream that has metadata but no events, inside a batch too', async () => {
     const stream = `group-${randomUUID()}`;
+    const other = `group-${randomUUID()}`;
+    await withStore(1, (store) => store.append(other, [event()], { expectedRevision: 'no_stream' }));
     await withStore(1, async (store) => {
       await store.setStreamMetadata(stream, { note: 'no events yet' });
       const blocker = store.append(`group-${randomUUID()}`, [event()], { expectedRevision: 'any' });
+      // Two queued behind the blocker, both streams there: one batch of two, whose set-based check
+      // refuses it (revision -1) and whose append-by-append path refuses it again.
       const refused = store.append(stream, [event()], { expectedRevision: 'stream_exists' });
+      const companion = store.append(other, [event()], { expectedRevision: 0n });
       await blocker;
       await expect(refused).rejects.toMatchObject({ actual: -1n });
+      await companion;
+      expect(store.groupCommitStats()).toMatchObject({ batches: 2, appends: 3, retriedAlone: 0 });
     });
   });
 });

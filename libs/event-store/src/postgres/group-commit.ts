@@ -126,7 +126,9 @@ export class GroupCommit {
       rows = batch.length === 1 && only !== undefined ? [await this.appendOne(APPEND_ONE, only.request)] : await this.appendMany(batch.map((pending) => pending.request));
     } catch {
       this.counters.retriedAlone += batch.length;
-      await Promise.all(batch.map((pending) => this.appendOne(APPEND_CHECKED, pending.request).then(pending.resolve, pending.reject)));
+      // One at a time, in arrival order: appends to one stream keep their order, and a database that
+      // just failed a batch is not handed every one of its appends at once.
+      for (const pending of batch) await this.appendOne(APPEND_CHECKED, pending.request).then(pending.resolve, pending.reject);
       return;
     }
     batch.forEach((pending, index) => {

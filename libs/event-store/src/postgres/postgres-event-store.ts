@@ -86,6 +86,9 @@ export class PostgresEventStore implements EventStore {
         this.wakeups.published();
         return { nextRevision: BigInt(row.next_revision ?? ''), position: { commit: BigInt(row.commit_position ?? ''), prepare: BigInt(row.prepare_position ?? '') } };
       case 'already_appended':
+        // Possibly this process's own append, found again after its connection was lost: wake the
+        // subscribers as for any append (the wake-up is coalesced and cheap).
+        this.wakeups.published();
         return { nextRevision: BigInt(row.next_revision ?? ''), position: { commit: BigInt(row.commit_position ?? ''), prepare: BigInt(row.prepare_position ?? '') } };
       case 'wrong_expected':
         throw new WrongExpectedRevisionError(streamId, expectedRevision, BigInt(row.actual_revision));

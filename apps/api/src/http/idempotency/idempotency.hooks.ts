@@ -36,7 +36,8 @@ export function idempotentRequestOf(request: FastifyRequest): IdempotentRequest 
  * - a repeat while the first is still running waits for it and replays its response (409
  *   IDEMPOTENCY_KEY_IN_PROGRESS only if it takes longer than `waitMsMax`).
  * Responses that invite a retry (5xx, 409 CONCURRENCY_CONFLICT) are not stored: the key is freed so
- * the retry does the work.
+ * the retry does the work. A 400 or 401 (refused before any work) forgets the key altogether, so a
+ * corrected request may use it. Provider notifications (webhooks) are left out.
  *
  * The key row is not in the transaction of the work, so it alone cannot stop a retry after a crash
  * (work appended, response never stored) from doing the work again. The command path closes that:
@@ -46,7 +47,7 @@ export function idempotentRequestOf(request: FastifyRequest): IdempotentRequest 
 export function registerIdempotency(fastify: FastifyInstance, store: IdempotencyStore, options: IdempotencyOptions): void {
   fastify.addHook('preHandler', async (request, reply) => {
     const header = request.headers[IDEMPOTENCY_HEADER];
-    if (!MUTATING_METHODS.has(request.method) || header === undefined) return undefined;
+    if (!MUTATING_METHODS.has(request.method) || header === undefined || isProviderNotification(request)) return undefined;
     if (typeof header !== 'string' || !KEY_PATTERN.test(header)) {
       return sendProblem(reply, request, 400, 'IDEMPOTENCY_KEY_INVALID', 'Idempotency-Key must be 1 to 255 visible ASCII characters');
     }
@@ -77,6 +78,12 @@ export function registerIdempotency(fastify: FastifyInstance, store: Idempotency
     const claimed = claims.get(request);
     if (claimed === undefined) return payload;
     const body = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString('utf8') : undefined;
+    if (reply.statusCode === 400 || reply.statusCode === 401) {
+      // Refused before any work (validation, credentials): nothing to replay, and the client may
+      // correct the request and send it again under the same key.
+      await store.forget(claimed.scope, claimed.key);
+      return payload;
+    }
     if (body === undefined || !isFinal(reply.statusCode, body)) {
       await store.release(claimed.scope, claimed.key);
       return payload;
@@ -85,6 +92,14 @@ export function registerIdempotency(fastify: FastifyInstance, store: Idempotency
     await store.complete(claimed.scope, claimed.key, { status: reply.statusCode, contentType: typeof contentType === 'string' ? contentType : 'application/json; charset=utf-8', body });
     return payload;
   });
+}
+
+/**
+ * Provider notifications carry their own signature and are harmless to replay; a key on them would
+ * only let an unsigned request write a row before the signature check refuses it.
+ */
+function isProviderNotification(request: FastifyRequest): boolean {
+  return request.url.split('?')[0]?.startsWith('/v1/payments/webhooks/') === true;
 }
 
 /** A response worth replaying: not a server failure, not a conflict the client is told to retry. */

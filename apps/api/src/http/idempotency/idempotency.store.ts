@@ -79,6 +79,11 @@ export class IdempotencyStore {
     await this.pool.query(`UPDATE idempotency_keys SET locked_until = '-infinity' WHERE scope = $1 AND key = $2 AND state = 'in_progress'`, [scope, key]);
   }
 
+  /** Drops a key this request holds: its request was refused before doing any work. */
+  async forget(scope: string, key: string): Promise<void> {
+    await this.pool.query(`DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_progress'`, [scope, key]);
+  }
+
   /** Deletes expired keys; returns how many. */
   async purge(): Promise<number> {
     const result = await this.pool.query('DELETE FROM idempotency_keys WHERE expires_at < now()');
