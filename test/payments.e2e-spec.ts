@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { CommandHandling, ReadModelConsistency } from '@app/accounts';
 import { EVENT_STORE, type EventStore } from '@app/event-store';
 import { decideTokenAccount, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
-import { MockPaymentProvider, PAYMENT_PROVIDER, PaymentExpiryJob, PaymentStreams, PaymentWorkflow, DEFAULT_TOKEN_PACKAGES } from '@app/payments';
+import { MockPaymentProvider, PAYMENT_PROVIDER, PaymentExpiryJob, PaymentStreams, PaymentWorkflow, DEFAULT_TOKEN_PACKAGES, type PaymentProvider } from '@app/payments';
 import { signWebhook } from '../apps/api/src/payments/webhook-signature.guard.js';
 import { DEVELOPMENT_WEBHOOK_SECRET } from '../apps/api/src/config/app.config.js';
 import { startTestApp, type TestApp } from './support/test-app.js';
@@ -184,6 +184,33 @@ describe('crash safety', () => {
     await provider.behave('approve', orderId);
     await capture(paymentId).expect(200);
     expect(await balanceOf(userId)).toBe(100);
+  });
+});
+
+describe('a provider that hangs', () => {
+  it('is given up on after the call timeout, and the account is not held meanwhile', async () => {
+    const userId = randomUUID();
+    const { paymentId } = await buy(userId);
+    const hanging: PaymentProvider = {
+      name: provider.name,
+      createOrder: (request) => provider.createOrder(request),
+      capture: () => new Promise(() => undefined),
+      getOrder: (orderId) => provider.getOrder(orderId),
+      refund: (orderId) => provider.refund(orderId),
+    };
+    const commands = new CommandHandling(testApp.app.get<EventStore>(EVENT_STORE, { strict: false }), { cacheEntriesMax: 10, snapshotIntervalEvents: 500 });
+    const consistency = testApp.app.get(ReadModelConsistency, { strict: false });
+    const workflow = new PaymentWorkflow(commands, consistency, hanging, new PaymentStreams(testApp.database.pool), {
+      packages: DEFAULT_TOKEN_PACKAGES,
+      pendingTtlMs: HOUR_MS,
+      now: () => new Date(),
+      providerTimeoutMs: 200,
+    });
+    await expect(workflow.capture(paymentId, { requestId: 'hanging' })).rejects.toMatchObject({ name: 'PaymentProviderError', kind: 'timeout' });
+    // The stream's lock is free: a command on the account runs at once.
+    const next = await commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, () => [], {});
+    expect(next.events).toEqual([]);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
   });
 });
 

@@ -10,3 +10,4 @@ export * from './provider/mock-payment-provider.js';
 export * from './provider/payment-provider.port.js';
 export * from './queries/payment.queries.js';
 export * from './token-packages.js';
+export * from './provider/time-limited-provider.js';

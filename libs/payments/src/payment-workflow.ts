@@ -19,6 +19,7 @@ import { PaymentStreams } from './payment-streams.js';
 import { paymentView, type PaymentView, type PaymentWriteResult } from './payment.view.js';
 import { PaymentsError } from './payments.errors.js';
 import type { PaymentProvider } from './provider/payment-provider.port.js';
+import { timeLimited } from './provider/time-limited-provider.js';
 import type { TokenPackage } from './token-packages.js';
 
 export type PaymentWorkflowOptions = {
@@ -26,6 +27,8 @@ export type PaymentWorkflowOptions = {
   /** How long a payment may stay PENDING before it is expired. */
   readonly pendingTtlMs: number;
   readonly now: () => Date;
+  /** Longest wait for one provider call (default PROVIDER_CALL_TIMEOUT_MS). */
+  readonly providerTimeoutMs?: number;
 };
 
 export type InitiatedPayment = PaymentView & { readonly position: string | null; readonly readModelUpToDate: boolean };
@@ -37,13 +40,17 @@ export type InitiatedPayment = PaymentView & { readonly position: string | null;
  * crash or a timeout and the outcome is recorded exactly once.
  */
 export class PaymentWorkflow {
+  private readonly provider: PaymentProvider;
+
   constructor(
     private readonly commands: CommandHandling,
     private readonly consistency: ReadModelConsistency,
-    private readonly provider: PaymentProvider,
+    provider: PaymentProvider,
     private readonly streams: PaymentStreams,
     private readonly options: PaymentWorkflowOptions,
-  ) {}
+  ) {
+    this.provider = timeLimited(provider, options.providerTimeoutMs);
+  }
 
   /** Opens a PENDING payment for a package: index row, provider order, then PaymentInitiated. */
   async initiate(userId: string, packageId: string, context: CommandContext): Promise<InitiatedPayment> {

@@ -1,5 +1,6 @@
 import { fold } from '../decider.js';
 import { LedgerError } from '../ledger.errors.js';
+import { BALANCE_MAX } from '../ledger.limits.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment } from './payment.commands.js';
 import { captureDecision, refundDecision } from './payment.decide.js';
@@ -88,6 +89,13 @@ describe('payments: CapturePayment', () => {
       .given([initiated])
       .when(capture({ status: 'declined', reason: 'card_declined' }))
       .then([{ type: 'PaymentFailed', data: { userId, paymentId, orderId, reason: 'card_declined', occurredAt: later.toISOString() } }]);
+  });
+  it('refuses to send a capture to the provider when its tokens would take the balance past the maximum', () => {
+    const nearMax: TokensPurchased = {
+      type: 'TokensPurchased',
+      data: { userId, transactionId: 'big', paymentId: 'external', amount: BALANCE_MAX - 50, description: null, balanceAfter: BALANCE_MAX - 50, occurredAt: startedAt.toISOString() },
+    };
+    expect(thrownCode(() => captureDecision(state([nearMax, initiated]), paymentId, later))).toBe('BALANCE_OUT_OF_RANGE');
   });
   it('refuses to send a capture to the provider once the payment is due to expire, declined, or unknown', () => {
     expect(captureDecision(state([initiated]), paymentId, later)).toBe('capture');

@@ -53,6 +53,10 @@ export function captureDecision(state: TokenAccountState, paymentId: string, now
       throw failedError(payment);
     case 'PENDING':
       if (now.getTime() >= Date.parse(payment.expiresAt)) throw expiredError(payment);
+      // Checked here, before the provider takes the money, not only when the capture is recorded.
+      if (payment.tokens > BALANCE_MAX - state.balance) {
+        throw new LedgerError('BALANCE_OUT_OF_RANGE', `a credit of ${payment.tokens} would take the balance above ${BALANCE_MAX}`, { balance: state.balance, requested: payment.tokens });
+      }
       return 'capture';
     default: {
       const unknown: never = payment.status;
