@@ -71,7 +71,9 @@ async function main(): Promise<void> {
     await caughtUp(pool, store, rebuilds);
     const load = startAppendLoad(store, writers, seed);
     const lag = sampleLag(pool, store, rebuilds, runner);
+    const xids = sampleRebuildXids(pool, rebuilds);
     const underLoad = await timedRebuild(rebuilds);
+    const heldXids = await xids.stop();
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     const appended = await load.stop();
     const lagSeconds = await lag.stop();
@@ -84,6 +86,8 @@ async function main(): Promise<void> {
     report(`| live projection lag during that rebuild, sampled every 100 ms | max ${lagSeconds.max.toFixed(2)} s, mean ${lagSeconds.mean.toFixed(2)} s | |`);
     const byPhase = [...lagSeconds.maxByPhase].map(([phase, max]) => `${phase} ${max.toFixed(2)} s`).join(', ');
     report(`| live projection lag, largest sample in each rebuild phase | ${byPhase} | |`);
+    const xidsByPhase = [...heldXids].map(([phase, held]) => `${phase} ${held.seconds.toFixed(2)} s (${held.query})`).join(', ');
+    report(`| longest the rebuild's session held one transaction id, in each phase (sampled every 50 ms) | ${xidsByPhase} | |`);
   } finally {
     await store.close();
     await pool.end();
@@ -162,6 +166,47 @@ function sampleLag(
       running = false;
       await loop;
       return { max: Math.max(0, ...samples), mean: samples.length === 0 ? 0 : samples.reduce((sum, sample) => sum + sample, 0) / samples.length, maxByPhase };
+    },
+  };
+}
+
+/**
+ * How long the rebuild's session keeps each transaction id: while it holds one, `$all` (which reads
+ * only transactions older than the oldest running one) shows the live runner no newer event. Per
+ * phase, the longest span between the first and last sample that saw the same id, and its statement.
+ */
+function sampleRebuildXids(pool: Pool, rebuilds: ProjectionRebuilds): { stop(): Promise<ReadonlyMap<string, { seconds: number; query: string }>> } {
+  const longest = new Map<string, { seconds: number; query: string }>();
+  const seen = new Map<string, { first: number; phase: string; query: string }>();
+  let running = true;
+  let lastPhase = '';
+  const started = performance.now();
+  const loop = (async () => {
+    while (running) {
+      const [active, rows] = await Promise.all([
+        rebuilds.active(TOKEN_ACCOUNTS_PROJECTION),
+        pool.query<{ xid: string; query: string }>(
+          "SELECT backend_xid::text AS xid, left(regexp_replace(query, '\\s+', ' ', 'g'), 40) AS query FROM pg_stat_activity WHERE application_name LIKE 'token-ledger rebuild %' AND backend_xid IS NOT NULL",
+        ),
+      ]);
+      const now = performance.now();
+      const phase = active?.phase ?? 'none';
+      if (phase !== lastPhase) process.stderr.write(`  ${((now - started) / 1000).toFixed(2)} s: ${phase}\n`);
+      lastPhase = phase;
+      for (const row of rows.rows) {
+        const entry = seen.get(row.xid) ?? { first: now, phase: active?.phase ?? 'none', query: row.query };
+        seen.set(row.xid, entry);
+        const seconds = (now - entry.first) / 1000;
+        if (seconds >= (longest.get(entry.phase)?.seconds ?? 0)) longest.set(entry.phase, { seconds, query: entry.query });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return longest;
     },
   };
 }

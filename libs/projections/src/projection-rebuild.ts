@@ -33,8 +33,17 @@ export type ProjectionRebuildsOptions = {
   readonly batchSizeMax?: number;
   /** The swap starts once at most this many events are left; the swap's transaction applies them. */
   readonly swapLagEventsMax?: number;
-  /** `events.global_position` values per bulk-load chunk. */
+  /**
+   * `events.global_position` values per bulk-load chunk. Each chunk is a transaction of its own, and
+   * while it runs `$all` shows no newer event (see `stepEventsMax`): keep it well under a second.
+   */
   readonly chunkPositions?: number;
+  /**
+   * Most events one set-based catch-up step (and each step of the swap) applies. Each step is one
+   * transaction with a transaction id, and `$all` shows no event of a transaction younger than the
+   * oldest one running, so the live runner sees nothing new while a step runs: keep it short.
+   */
+  readonly stepEventsMax?: number;
   /** Longest the swap waits for a table lock before it rolls back and tries again. */
   readonly swapLockTimeoutMs?: number;
   readonly onLog?: (message: string) => void;
@@ -90,6 +99,7 @@ export class ProjectionRebuilds {
   private readonly batchSizeMax: number;
   private readonly chunkPositions: number;
   private readonly swapLagEventsMax: number;
+  private readonly stepEventsMax: number;
 
   constructor(
     private readonly store: EventStore,
@@ -99,8 +109,9 @@ export class ProjectionRebuilds {
     this.projections = options.projections ?? PROJECTIONS;
     assertRebuildableTables(this.projections);
     this.batchSizeMax = options.batchSizeMax ?? 1_000;
-    this.chunkPositions = options.chunkPositions ?? 100_000;
+    this.chunkPositions = options.chunkPositions ?? 20_000;
     this.swapLagEventsMax = options.swapLagEventsMax ?? 1_000;
+    this.stepEventsMax = options.stepEventsMax ?? 5_000;
   }
 
   /**
@@ -325,11 +336,14 @@ export class ProjectionRebuilds {
   /** Applies events after `after`, up to `head`: all of them set-based when the bulk load covers them, else one batch through `project`. */
   private async applyStep(client: pg.Client, projection: Projection, progress: Progress, after: Position, head: Position): Promise<{ applied: number; position: Position }> {
     const bulk = projection.bulkLoad;
-    if (bulk !== undefined && this.options.eventsInPostgres && (await this.bulkCovers(client, projection, bulk.eventTypes, after, head))) {
-      const applied = await this.countBetween(after, head);
-      for (const statement of bulk.delta) await client.query(statement, [...positionValues(after), ...positionValues(head)]);
-      await progress.advance(applied, head);
-      return { applied, position: head };
+    if (bulk !== undefined && this.options.eventsInPostgres) {
+      const upTo = await this.stepEnd(after, head);
+      if (await this.bulkCovers(client, projection, bulk.eventTypes, after, upTo)) {
+        const applied = await this.countBetween(after, upTo);
+        for (const statement of bulk.delta) await client.query(statement, [...positionValues(after), ...positionValues(upTo)]);
+        await progress.advance(applied, upTo);
+        return { applied, position: upTo };
+      }
     }
     const batch = (await this.store.readAll({ after, maxCount: this.batchSizeMax })).filter((event) => comparePositions(event.position, head) <= 0);
     if (batch.length === 0) return { applied: 0, position: after };
@@ -337,6 +351,18 @@ export class ProjectionRebuilds {
     const position = lastPosition(batch);
     await progress.advance(batch.length, position);
     return { applied: batch.length, position };
+  }
+
+  /** The position `stepEventsMax` events after `after`, or `head` if fewer are left. */
+  private async stepEnd(after: Position, head: Position): Promise<Position> {
+    const result = await this.pool.query<{ commit: string; prepare: string }>(
+      `SELECT transaction_id::text AS commit, global_position::text AS prepare FROM events
+        WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND (transaction_id, global_position) <= ($3::text::xid8, $4::bigint)
+        ORDER BY transaction_id, global_position OFFSET $5 LIMIT 1`,
+      [...positionValues(after), ...positionValues(head), this.stepEventsMax - 1],
+    );
+    const row = result.rows[0];
+    return row === undefined ? head : { commit: BigInt(row.commit), prepare: BigInt(row.prepare) };
   }
 
   private async countBetween(after: Position, upTo: Position): Promise<number> {

@@ -75,16 +75,33 @@ export class ShadowTables {
     }
   }
 
-  /** The live tables' primary keys, unique and exclusion constraints and other indexes, under the same names. */
+  /**
+   * The live tables' primary keys, unique and exclusion constraints and other indexes, under the same
+   * names. Each index is built CONCURRENTLY: such a build runs in transactions of its own that take no
+   * transaction id while they scan and sort, so it never holds back the `pg_snapshot_xmin` horizon
+   * that `$all` reads up to (a plain CREATE INDEX or ADD CONSTRAINT does, for its whole build, and the
+   * live projection would see no new event meanwhile). A primary key or unique constraint is then
+   * attached to its finished index, a catalog change. Exclusion constraints cannot be attached that
+   * way and are added directly. Must run outside a transaction block.
+   */
   async index(): Promise<void> {
     for (const table of this.tables) {
-      const constraints = await this.client.query<{ name: string; definition: string }>(
-        `SELECT conname AS name, pg_get_constraintdef(oid) AS definition FROM pg_constraint
-          WHERE conrelid = $1::regclass AND contype IN ('p', 'u', 'x') ORDER BY conname`,
+      const constraints = await this.client.query<{ name: string; type: 'p' | 'u' | 'x'; definition: string; index: string; deferral: string }>(
+        `SELECT c.conname AS name, c.contype AS type, pg_get_constraintdef(c.oid) AS definition, pg_get_indexdef(c.conindid) AS index,
+                CASE WHEN NOT c.condeferrable THEN '' WHEN c.condeferred THEN ' DEFERRABLE INITIALLY DEFERRED' ELSE ' DEFERRABLE' END AS deferral
+           FROM pg_constraint c
+          WHERE c.conrelid = $1::regclass AND c.contype IN ('p', 'u', 'x') ORDER BY c.conname`,
         [this.live(table)],
       );
-      for (const { name, definition } of constraints.rows) {
-        await this.client.query(`ALTER TABLE ${this.shadow(table)} ADD CONSTRAINT ${this.id(name)} ${definition}`);
+      for (const { name, type, definition, index, deferral } of constraints.rows) {
+        if (type === 'x') {
+          await this.client.query(`ALTER TABLE ${this.shadow(table)} ADD CONSTRAINT ${this.id(name)} ${definition}`);
+          continue;
+        }
+        // The constraint's index is named after it; attaching keeps the name.
+        await this.client.query(this.concurrently(index, table));
+        const kind = type === 'p' ? 'PRIMARY KEY' : 'UNIQUE';
+        await this.client.query(`ALTER TABLE ${this.shadow(table)} ADD CONSTRAINT ${this.id(name)} ${kind} USING INDEX ${this.id(name)}${deferral}`);
       }
       const indexes = await this.client.query<{ definition: string }>(
         `SELECT pg_get_indexdef(i.indexrelid) AS definition FROM pg_index i
@@ -93,11 +110,8 @@ export class ShadowTables {
           ORDER BY i.indexrelid`,
         [this.live(table)],
       );
-      for (const { definition } of indexes.rows) {
-        const onShadow = definition.replace(/ ON (ONLY )?\S+ USING /, ` ON ${this.shadow(table)} USING `);
-        if (onShadow === definition) throw new Error(`cannot place index on the shadow table: ${definition}`);
-        await this.client.query(onShadow);
-      }
+      for (const { definition } of indexes.rows) await this.client.query(this.concurrently(definition, table));
+      // ANALYZE takes a transaction id only to write its statistics, at the end.
       await this.client.query(`ANALYZE ${this.shadow(table)}`);
     }
   }
@@ -113,6 +127,15 @@ export class ShadowTables {
       await this.client.query(`ALTER TABLE ${this.live(table)} SET SCHEMA ${this.id(retiredSchema)}`);
       await this.client.query(`ALTER TABLE ${this.shadow(table)} SET SCHEMA ${this.id(this.liveSchema)}`);
     }
+  }
+
+  /** A live index's definition (pg_get_indexdef), built concurrently on the shadow table instead. */
+  private concurrently(definition: string, table: string): string {
+    const onShadow = definition.replace(/^CREATE (UNIQUE )?INDEX (\S+) ON (ONLY )?\S+ USING /, (_match, unique: string | undefined, name: string) =>
+      `CREATE ${unique ?? ''}INDEX CONCURRENTLY ${name} ON ${this.shadow(table)} USING `,
+    );
+    if (onShadow === definition) throw new Error(`cannot place index on the shadow table: ${definition}`);
+    return onShadow;
   }
 
   private id(name: string): string {

@@ -27,16 +27,24 @@ function insertTransactions(where: string): string {
  * Per user, of its events in the range: the last one in `$all` order gives the balance, time,
  * revision and position, the first one the creation time, and the count is added. As an upsert it
  * merges into earlier rows the way the per-event upsert of `project` does.
+ *
+ * The rows are inserted in the `$all` order of each user's last event: that sort cannot start before
+ * every user's row is computed, so the statement takes its transaction id (at its first insert) only
+ * once the long aggregation over the whole range is done. Sorted by user instead, the first row
+ * would be inserted at once, and the id held for the whole aggregation would hide newer events from
+ * `$all` (and the live runner) meanwhile.
  */
 function upsertBalances(where: string, merge: boolean): string {
   return `INSERT INTO user_tokens (user_id, balance, transaction_count, created_at, updated_at, last_event_revision, last_event_position)
-     SELECT DISTINCT ON (user_id) user_id, balance_after, count(*) OVER whole, first_value(occurred_at) OVER whole, occurred_at,
-            stream_revision, transaction_id::text || '/' || global_position::text
-       FROM (SELECT (data->>'userId')::uuid AS user_id, (data->>'balanceAfter')::bigint AS balance_after,
-                    (data->>'occurredAt')::timestamptz AS occurred_at, stream_revision, transaction_id, global_position
-               FROM events WHERE ${TOKEN_TYPES} AND ${where}) AS account_events
-     WINDOW whole AS (PARTITION BY user_id ORDER BY transaction_id, global_position ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-     ORDER BY user_id, transaction_id DESC, global_position DESC
+     SELECT user_id, balance_after, transaction_count, created_at, updated_at, stream_revision, transaction_id::text || '/' || global_position::text
+       FROM (SELECT DISTINCT ON (user_id) user_id, balance_after, count(*) OVER whole AS transaction_count, first_value(occurred_at) OVER whole AS created_at,
+                    occurred_at AS updated_at, stream_revision, transaction_id, global_position
+               FROM (SELECT (data->>'userId')::uuid AS user_id, (data->>'balanceAfter')::bigint AS balance_after,
+                            (data->>'occurredAt')::timestamptz AS occurred_at, stream_revision, transaction_id, global_position
+                       FROM events WHERE ${TOKEN_TYPES} AND ${where}) AS account_events
+             WINDOW whole AS (PARTITION BY user_id ORDER BY transaction_id, global_position ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+             ORDER BY user_id, transaction_id DESC, global_position DESC) AS last_events
+      ORDER BY transaction_id, global_position
      ${
        merge
          ? `ON CONFLICT (user_id) DO UPDATE SET
