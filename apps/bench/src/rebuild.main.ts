@@ -62,7 +62,10 @@ async function main(): Promise<void> {
     report(`| seed ${events.toLocaleString('en-US')} events over ${users.toLocaleString('en-US')} users (real decider, appends of 100) | ${rate(events, seeded)} events/s | ${(seeded / 1000).toFixed(1)} s |`);
 
     const rebuilds = new ProjectionRebuilds(store, pool, { connectionString: server.url, eventsInPostgres: true });
+    const coldXids = sampleRebuildXids(pool, rebuilds);
     const cold = await timedRebuild(rebuilds);
+    const coldHeld = [...(await coldXids.stop())].map(([phase, held]) => `${phase} ${held.seconds.toFixed(2)} s (${held.query})`).join(', ');
+    process.stderr.write(`  cold rebuild, longest-held transaction id per phase: ${coldHeld}\n`);
     report(`| rebuild token_accounts, cold (no live runner, no writes), including the swap | ${cold.eventsPerSecond.toLocaleString('en-US')} events/s | ${cold.seconds.toFixed(2)} s |`);
 
     // As the service runs it (ProjectionsLifecycle): large batches set-based.
