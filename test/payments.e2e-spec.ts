@@ -175,6 +175,20 @@ describe('crash safety', () => {
     await capture(paymentId).expect(200);
   });
 
+  it('records both the capture and the refund of a payment the provider captured and then refunded before the ledger heard of either', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    await provider.behave('error_after_capture', orderId);
+    await capture(paymentId).expect(502);
+    await provider.refund(orderId);
+    const run = await theJob().runOnce(hoursFromNow(2));
+    expect(run).toMatchObject({ ran: true, failed: 0 });
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefunded', 'TokensRefunded']);
+    const stored = await eventually(() => http().get(`/v1/payments/${paymentId}`).then((response) => response.body as { status: string }), (body) => body.status === 'REFUNDED');
+    expect(stored).toMatchObject({ status: 'REFUNDED', metadata: { tokensDebited: 100 } });
+    expect(await balanceOf(userId)).toBe(0);
+  });
+
   it('answers 502 to a provider timeout without recording anything, and a retry captures once', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await buy(userId);

@@ -167,8 +167,16 @@ export class PaymentWorkflow {
    */
   async settle(payment: Payment, context: CommandContext, now = this.options.now()): Promise<{ state: TokenAccountState; position: Position | undefined }> {
     const order = await this.provider.getOrder(payment.orderId);
-    if ((order.status === 'captured' || order.status === 'refunded') && order.providerTransactionId !== null) {
+    if (order.status === 'captured' && order.providerTransactionId !== null) {
       return this.record(payment, { status: 'captured', providerTransactionId: order.providerTransactionId }, context, now);
+    }
+    if (order.status === 'refunded' && order.providerTransactionId !== null) {
+      // Captured, then refunded at the provider (by an operator) before the ledger heard of either:
+      // both are recorded, so the tokens are credited and taken back, as the money was.
+      await this.record(payment, { status: 'captured', providerTransactionId: order.providerTransactionId }, context, now);
+      const { providerRefundId } = await this.provider.refund(payment.orderId);
+      const refund: TokenAccountCommand = { type: 'RefundPayment', data: { userId: payment.userId, paymentId: payment.paymentId, providerRefundId, transactionId: randomUUID(), now } };
+      return this.decideAndAppend(payment.userId, refund, context);
     }
     if (order.status === 'declined') return this.record(payment, { status: 'declined', reason: order.declineReason ?? 'declined' }, context, now);
     const command: TokenAccountCommand = { type: 'ExpirePayment', data: { userId: payment.userId, paymentId: payment.paymentId, now } };
