@@ -27,6 +27,9 @@ export class PaymentExpiryJob {
   /** One pass at time `now`; `ran` is false when another instance held the lock. */
   async runOnce(now: Date, options: { readonly lock: boolean } = { lock: true }): Promise<ExpiryRun> {
     const client = await this.pool.connect();
+    // The lock belongs to this session: if unlocking fails, the connection is closed rather than
+    // returned to the pool still holding it (which would make every instance skip every run).
+    let broken: Error | undefined;
     try {
       if (options.lock) {
         const locked = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [PAYMENT_EXPIRY_LOCK_KEY]);
@@ -35,10 +38,14 @@ export class PaymentExpiryJob {
       try {
         return { ran: true, ...(await this.expireDue(client, now)) };
       } finally {
-        if (options.lock) await client.query('SELECT pg_advisory_unlock($1)', [PAYMENT_EXPIRY_LOCK_KEY]);
+        if (options.lock) {
+          await client.query('SELECT pg_advisory_unlock($1)', [PAYMENT_EXPIRY_LOCK_KEY]).catch((error: unknown) => {
+            broken = error instanceof Error ? error : new Error(String(error));
+          });
+        }
       }
     } finally {
-      client.release();
+      client.release(broken);
     }
   }
 
