@@ -3,7 +3,7 @@ import type { Pool } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { rebuildAccount } from './account-rebuild.js';
 import { readCheckpoint } from './checkpoints.js';
-import { ProjectionRebuilds, type ProjectionRebuildsOptions } from './projection-rebuild.js';
+import { ProjectionRebuilds, type ProjectionRebuildsOptions, type RebuildView } from './projection-rebuild.js';
 import { ProjectionRunner } from './projection-runner.js';
 import type { Projection } from './projection.js';
 import { NOT_PROJECTION_TABLES, NotAProjectionTableError } from './shadow-tables.js';
@@ -123,6 +123,28 @@ async function indexNames(): Promise<string[]> {
   return result.rows.map((row) => row.name);
 }
 
+/**
+ * The live tables' constraints (name, kind, definition) and indexes (definition, valid and ready):
+ * the shadow's indexes are built concurrently and the constraints attached to them, so after a swap
+ * these must be what they were, every index valid.
+ */
+async function schemaShape(): Promise<{ constraints: unknown[]; indexes: unknown[] }> {
+  const tables = ['user_tokens', 'token_transactions', 'payments'];
+  const constraints = await database.pool.query(
+    `SELECT cl.relname AS table, c.conname AS name, c.contype AS type, pg_get_constraintdef(c.oid) AS definition
+       FROM pg_constraint c JOIN pg_class cl ON cl.oid = c.conrelid JOIN pg_namespace n ON n.oid = cl.relnamespace
+      WHERE n.nspname = 'public' AND cl.relname = ANY($1::text[]) ORDER BY 1, 2`,
+    [tables],
+  );
+  const indexes = await database.pool.query(
+    `SELECT pg_get_indexdef(i.indexrelid) AS definition, i.indisvalid AS valid, i.indisready AS ready
+       FROM pg_index i JOIN pg_class cl ON cl.oid = i.indrelid JOIN pg_namespace n ON n.oid = cl.relnamespace
+      WHERE n.nspname = 'public' AND cl.relname = ANY($1::text[]) ORDER BY 1`,
+    [tables],
+  );
+  return { constraints: constraints.rows, indexes: indexes.rows };
+}
+
 describe('projection rebuild', () => {
   it('builds set-based rows identical to the incremental build, with the same index and constraint names, and swaps them in', async () => {
     const random = seededRandom(7);
@@ -133,6 +155,8 @@ describe('projection rebuild', () => {
     await caughtUp(runner);
     const before = await dump(database.pool);
     const indexesBefore = await indexNames();
+    const shapeBefore = await schemaShape();
+    expect(shapeBefore.indexes.length).toBeGreaterThan(8);
 
     const rebuilds = newRebuilds();
     const started = await rebuilds.start(tokenAccountsProjection.name);
@@ -140,6 +164,8 @@ describe('projection rebuild', () => {
     expect(finished).toMatchObject({ phase: 'completed', error: null, eventsDone: await eventCount(), eventsTotal: await eventCount() });
     expect(await dump(database.pool)).toEqual(before);
     expect(await indexNames()).toEqual(indexesBefore);
+    expect(await schemaShape()).toEqual(shapeBefore);
+    expect(shapeBefore.indexes).toEqual(shapeBefore.indexes.map((index) => ({ ...(index as object), valid: true, ready: true })));
     const schemas = await database.pool.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rebuild_%'");
     expect(schemas.rows).toEqual([]);
     await runner.stop();
@@ -497,6 +523,39 @@ describe('projection rebuild with payments', () => {
     const rebuilt = await dump(database.pool);
     await runner.stop();
     expect(await incrementalDump()).toEqual(rebuilt);
+  });
+
+  it('catches up and swaps in steps of a few events while payments and purchases go on: the result equals the incremental build', async () => {
+    const random = seededRandom(25);
+    const users = accounts(random, 8);
+    await writeHistory(random, users, 3, 6, nextCommandWithPayments);
+    const runner = newRunner();
+    runner.start();
+    let writing = true;
+    // Paced, so that steps this small can overtake the writes and the catch-up ends.
+    const writer = (async () => {
+      while (writing) {
+        await writeHistory(random, users, 1, 3, nextCommandWithPayments);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    // Tiny steps and load chunks: every catch-up step and each step of the swap ends at an arbitrary event.
+    const rebuilds = newRebuilds({ stepEventsMax: 4, swapLagEventsMax: 9, chunkPositions: 11 });
+    const rebuilt: RebuildView[] = [];
+    for (let round = 0; round < 3; round += 1) {
+      const started = await rebuilds.start(tokenAccountsProjection.name);
+      rebuilt.push(await rebuilds.settled(started.id));
+    }
+    writing = false;
+    await writer;
+    expect(rebuilt.map((view) => view.phase)).toEqual(['completed', 'completed', 'completed']);
+    await caughtUp(runner);
+    expect(runner.state).toBe('running');
+    const rows = await dump(database.pool);
+    await runner.stop();
+    const tokenEvents = await database.pool.query<{ count: number }>("SELECT count(*)::int AS count FROM events WHERE event_type IN ('TokensPurchased', 'TokensUsed', 'TokensRefunded')");
+    expect(rows.transactions).toHaveLength(tokenEvents.rows[0]?.count ?? -1);
+    expect(await incrementalDump()).toEqual(rows);
   });
 
   it('refuses projections that declare a table that is not a read model, before anything is created', () => {
