@@ -92,6 +92,11 @@ class Interrupted extends Error {}
  * is within one batch of the head, one transaction locks the live checkpoint (the live runner waits
  * on it), catches the shadow up to the head, moves the live tables out and the shadow tables in, and
  * sets the checkpoint to the shadow's position. The rebuild's state is a row in `projection_rebuilds`.
+ *
+ * Every transaction of a rebuild is kept short (bulk-load chunks, concurrent index builds, bounded
+ * catch-up steps, a swap with little left to apply): `$all` shows only events of transactions older
+ * than the oldest one running, so a long transaction with a transaction id would stall the live
+ * runner for as long as it ran.
  */
 export class ProjectionRebuilds {
   private readonly projections: readonly Projection[];
@@ -112,6 +117,7 @@ export class ProjectionRebuilds {
     this.chunkPositions = options.chunkPositions ?? 20_000;
     this.swapLagEventsMax = options.swapLagEventsMax ?? 1_000;
     this.stepEventsMax = options.stepEventsMax ?? 5_000;
+    if (!Number.isSafeInteger(this.stepEventsMax) || this.stepEventsMax < 1) throw new Error(`stepEventsMax must be a whole number of at least 1, not ${this.stepEventsMax}`);
   }
 
   /**

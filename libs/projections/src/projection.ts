@@ -26,6 +26,11 @@ export type Projection = {
  * applied in `$all` order. Parameters: `$1` commit and `$2` prepare of the last position included
  * (text); the chunked statements also get `$3`..`$4`, an inclusive `events.global_position` range.
  * The tables have no indexes or unique constraints yet while these run.
+ *
+ * Each statement is a transaction of its own, and while a transaction holds a transaction id `$all`
+ * shows no newer event to anyone (the live runner included): a chunked statement should be quick
+ * for one chunk, and a final statement should finish its long computation before its first write
+ * (PostgreSQL assigns the id at the first row written).
  */
 export type BulkLoad = {
   /** The event types the statements handle; a rebuild with any other type `project` handles falls back to `project`. */
