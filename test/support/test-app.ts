@@ -15,16 +15,11 @@ export type TestApp = {
 /** The real application (same wiring as the service) on its own fresh database. */
 export async function startTestApp(environment: NodeJS.ProcessEnv = {}): Promise<TestApp> {
   const database = await createTestDatabase();
-  const config = loadConfig({ LOG_LEVEL: 'silent', ...environment });
-  const app = await createApp({ config, databaseUrl: database.url, logger: pino({ level: 'silent' }), openApiUi: false });
-  await app.init();
-  await app.getHttpAdapter().getInstance().ready();
+  const instance = await startTestAppOn(database, environment);
   return {
-    app,
-    database,
-    http: () => request(app.getHttpServer()),
+    ...instance,
     async close() {
-      await app.close();
+      await instance.close();
       await database.drop();
     },
   };

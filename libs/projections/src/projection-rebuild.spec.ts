@@ -116,6 +116,30 @@ async function incrementalDump(): Promise<Dump> {
   return dump(database.pool);
 }
 
+/**
+ * Starts the live runner and rebuilds while `write` keeps appending; returns the rows once the
+ * writes have stopped and the runner has applied every event.
+ */
+async function rebuildWhileWriting(write: () => Promise<void>): Promise<Dump> {
+  const runner = newRunner();
+  runner.start();
+  let writing = true;
+  const writer = (async () => {
+    while (writing) await write();
+  })();
+  const rebuilds = newRebuilds();
+  const started = await rebuilds.start(tokenAccountsProjection.name);
+  const finished = await rebuilds.settled(started.id);
+  writing = false;
+  await writer;
+  expect(finished.phase).toBe('completed');
+  await caughtUp(runner);
+  expect(runner.state).toBe('running');
+  const rebuilt = await dump(database.pool);
+  await runner.stop();
+  return rebuilt;
+}
+
 async function indexNames(): Promise<string[]> {
   const result = await database.pool.query<{ name: string }>(
     "SELECT indexname AS name FROM pg_indexes WHERE schemaname = 'public' AND tablename IN ('user_tokens', 'token_transactions') ORDER BY indexname",
@@ -335,22 +359,7 @@ describe('projection rebuild', () => {
     const random = seededRandom(11);
     const users = accounts(random, 10);
     await writeHistory(random, users, 5, 6);
-    const runner = newRunner();
-    runner.start();
-    let writing = true;
-    const writer = (async () => {
-      while (writing) await writeHistory(random, users, 1, 3);
-    })();
-    const rebuilds = newRebuilds();
-    const started = await rebuilds.start(tokenAccountsProjection.name);
-    const finished = await rebuilds.settled(started.id);
-    writing = false;
-    await writer;
-    expect(finished.phase).toBe('completed');
-    await caughtUp(runner);
-    expect(runner.state).toBe('running');
-    const rebuilt = await dump(database.pool);
-    await runner.stop();
+    const rebuilt = await rebuildWhileWriting(() => writeHistory(random, users, 1, 3));
     expect(rebuilt.transactions).toHaveLength(await eventCount());
     expect(await incrementalDump()).toEqual(rebuilt);
   });
@@ -506,22 +515,7 @@ describe('projection rebuild with payments', () => {
     const random = seededRandom(23);
     const users = accounts(random, 8);
     await writeHistory(random, users, 4, 6, nextCommandWithPayments);
-    const runner = newRunner();
-    runner.start();
-    let writing = true;
-    const writer = (async () => {
-      while (writing) await writeHistory(random, users, 1, 3, nextCommandWithPayments);
-    })();
-    const rebuilds = newRebuilds();
-    const started = await rebuilds.start(tokenAccountsProjection.name);
-    const finished = await rebuilds.settled(started.id);
-    writing = false;
-    await writer;
-    expect(finished.phase).toBe('completed');
-    await caughtUp(runner);
-    expect(runner.state).toBe('running');
-    const rebuilt = await dump(database.pool);
-    await runner.stop();
+    const rebuilt = await rebuildWhileWriting(() => writeHistory(random, users, 1, 3, nextCommandWithPayments));
     expect(await incrementalDump()).toEqual(rebuilt);
   });
 
