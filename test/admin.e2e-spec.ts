@@ -26,12 +26,22 @@ async function dump(pool: Pool): Promise<{ users: unknown[]; transactions: unkno
 }
 
 /** The token_accounts status once it has caught up with the head. */
+/**
+ * Waits until the projection has applied every event written so far. The status's head is the newest
+ * event `$all` can show, which another test file's open transaction on the same server holds back
+ * (transaction ids are cluster-wide), so the checkpoint is also compared with the last event in the
+ * table itself.
+ */
 async function caughtUp(testApp: TestApp): Promise<Record<string, unknown>> {
   let status: Record<string, unknown> = {};
   await waitUntil(async () => {
     const response = await testApp.http().get('/v1/admin/projections').expect(200);
     status = (response.body.data as Record<string, unknown>[]).find((projection) => projection.name === 'token_accounts') ?? {};
-    return status.state === 'running' && status.lagEvents === 0 && status.checkpoint === status.head;
+    const written = await testApp.database.pool.query<{ position: string }>(
+      `SELECT transaction_id::text || '/' || global_position::text AS position FROM events ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1`,
+    );
+    const last = written.rows[0]?.position ?? null;
+    return status.state === 'running' && status.lagEvents === 0 && status.checkpoint === status.head && status.checkpoint === last;
   });
   return status;
 }
