@@ -237,8 +237,9 @@ export class ProjectionRebuilds {
     try {
       await shadow.create();
       // The rebuild's statements name tables unqualified: on this session they resolve to the shadow tables first.
-      await client.query(`SET search_path TO ${client.escapeIdentifier(shadow.shadowSchema)}, ${client.escapeIdentifier(LIVE_SCHEMA)}`);
-      let position = await this.bulkLoad(client, projection, progress, signal);
+      const searchPath = `SET search_path TO ${client.escapeIdentifier(shadow.shadowSchema)}, ${client.escapeIdentifier(LIVE_SCHEMA)}`;
+      await client.query(searchPath);
+      let position = await this.bulkLoad(client, searchPath, projection, progress, signal);
       await progress.phase('indexing');
       await shadow.index();
       await progress.phase('catching_up');
@@ -266,7 +267,7 @@ export class ProjectionRebuilds {
   }
 
   /** Set-based load up to the head, when the projection has one and the events are in this database. Returns the position reached. */
-  private async bulkLoad(client: pg.Client, projection: Projection, progress: Progress, signal: AbortSignal): Promise<Position | undefined> {
+  private async bulkLoad(client: pg.Client, searchPath: string, projection: Projection, progress: Progress, signal: AbortSignal): Promise<Position | undefined> {
     const bulk = projection.bulkLoad;
     if (bulk === undefined || !this.options.eventsInPostgres) return undefined;
     const head = await this.store.headPosition();
@@ -284,16 +285,38 @@ export class ProjectionRebuilds {
     const { first, last, total } = range.rows[0] ?? { first: null, last: null, total: '0' };
     if (first === null || last === null) return undefined;
     await progress.setTotal(Number(total));
-    for (let from = BigInt(first); from <= BigInt(last); from += BigInt(this.chunkPositions)) {
-      if (signal.aborted) throw new Interrupted();
-      const to = from + BigInt(this.chunkPositions) - 1n;
-      const bounds = [...upTo, from.toString(), to.toString()];
-      for (const statement of bulk.chunked) await client.query(statement, bounds);
-      const counted = await client.query<{ count: string }>(
-        `SELECT count(*)::text AS count FROM events WHERE global_position BETWEEN $3::bigint AND $4::bigint AND (transaction_id, global_position) <= ($1::text::xid8, $2::bigint)`,
-        bounds,
-      );
-      await progress.advance(Number(counted.rows[0]?.count ?? 0), undefined);
+    const chunks: (readonly [bigint, bigint])[] = [];
+    for (let from = BigInt(first); from <= BigInt(last); from += BigInt(this.chunkPositions)) chunks.push([from, from + BigInt(this.chunkPositions) - 1n]);
+    // Chunks are independent inserts, and one PostgreSQL statement runs on one core: two sessions
+    // load them side by side. A failure in either stops both.
+    const second = new pg.Client({ connectionString: this.options.connectionString, application_name: `token-ledger rebuild ${projection.name} (loader)` });
+    second.on('error', (error) => this.options.onLog?.(`rebuild loader session of ${projection.name}: ${error.message}`));
+    await second.connect();
+    try {
+      await second.query(searchPath);
+      let next = 0;
+      let failed = false;
+      const load = async (session: pg.Client): Promise<void> => {
+        for (let chunk = chunks[next++]; chunk !== undefined && !failed; chunk = chunks[next++]) {
+          if (signal.aborted) throw new Interrupted();
+          const bounds = [...upTo, chunk[0].toString(), chunk[1].toString()];
+          for (const statement of bulk.chunked) await session.query(statement, bounds);
+          const counted = await session.query<{ count: string }>(
+            `SELECT count(*)::text AS count FROM events WHERE global_position BETWEEN $3::bigint AND $4::bigint AND (transaction_id, global_position) <= ($1::text::xid8, $2::bigint)`,
+            bounds,
+          );
+          await progress.advance(Number(counted.rows[0]?.count ?? 0), undefined);
+        }
+      };
+      const stopOthers = (error: unknown) => {
+        failed = true;
+        throw error;
+      };
+      // Both settle before anything else runs on these sessions.
+      const loaded = await Promise.allSettled([load(client).catch(stopOthers), load(second).catch(stopOthers)]);
+      for (const outcome of loaded) if (outcome.status === 'rejected') throw outcome.reason;
+    } finally {
+      await second.end().catch(() => undefined);
     }
     for (const statement of bulk.final) await client.query(statement, upTo);
     await progress.advance(0, head);
