@@ -526,9 +526,11 @@ describe('projection rebuild with payments', () => {
     const runner = newRunner();
     runner.start();
     let writing = true;
-    // Paced, so that steps this small can overtake the writes and the catch-up ends.
+    // Paced and bounded: steps this small cannot overtake an unbounded writer on a loaded machine (the
+    // catch-up would chase the head for as long as the writes go on), so the writes stop after 15
+    // rounds, while the rebuilds still run.
     const writer = (async () => {
-      while (writing) {
+      for (let round = 0; writing && round < 15; round += 1) {
         await writeHistory(random, users, 1, 3, nextCommandWithPayments);
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
