@@ -5,7 +5,7 @@ import { decideTokenAccount, tokenAccountDecider, tokenAccountStreamId } from '@
 import { MockPaymentProvider, PAYMENT_PROVIDER, PaymentExpiryJob, PaymentStreams, PaymentWorkflow, DEFAULT_TOKEN_PACKAGES, type PaymentProvider } from '@app/payments';
 import { signWebhook } from '../apps/api/src/payments/webhook-signature.guard.js';
 import { DEVELOPMENT_WEBHOOK_SECRET } from '../apps/api/src/config/app.config.js';
-import { startTestApp, type TestApp } from './support/test-app.js';
+import { startTestApp, TEST_ACTOR, type TestApp } from './support/test-app.js';
 
 let testApp: TestApp;
 let provider: MockPaymentProvider;
@@ -128,7 +128,7 @@ describe('buying a package', () => {
     const { paymentId } = await buy(userId);
     const other = otherInstance();
     const outcomes = await Promise.all(
-      Array.from({ length: 20 }, (_, index) => (index % 2 === 0 ? capture(paymentId).then((response) => response.body.balance as number) : other.workflow.capture(paymentId, { requestId: 'other' }).then((result) => result.balance))),
+      Array.from({ length: 20 }, (_, index) => (index % 2 === 0 ? capture(paymentId).then((response) => response.body.balance as number) : other.workflow.capture(paymentId, { requestId: 'other', actor: TEST_ACTOR }).then((result) => result.balance))),
     );
     expect(new Set(outcomes)).toEqual(new Set([100]));
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
@@ -220,7 +220,7 @@ describe('a provider that hangs', () => {
       now: () => new Date(),
       providerTimeoutMs: 200,
     });
-    await expect(workflow.capture(paymentId, { requestId: 'hanging' })).rejects.toMatchObject({ name: 'PaymentProviderError', kind: 'timeout' });
+    await expect(workflow.capture(paymentId, { requestId: 'hanging', actor: TEST_ACTOR })).rejects.toMatchObject({ name: 'PaymentProviderError', kind: 'timeout' });
     // The stream's lock is free: a command on the account runs at once.
     const next = await commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, () => [], {});
     expect(next.events).toEqual([]);

@@ -1,10 +1,11 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { mintToken, type Role } from '@app/auth';
 
 /**
  * The service as `npm start` runs it: the built bundle on the embedded PostgreSQL, started and
@@ -52,6 +53,12 @@ async function ready(service: Service): Promise<void> {
   }
 }
 
+/** `Bearer <token>` signed with the development secret the service keeps under DATA_DIR, as `npm run cli -- token` mints it. */
+async function developmentToken(role: Role, sub: string = randomUUID()): Promise<string> {
+  const secret = (await readFile(path.join(dataDir, 'secrets', 'jwt-secret'), 'utf8')).trim();
+  return `Bearer ${await mintToken({ role, sub, ttl: '5m', secret, rolesClaim: 'app_metadata.roles' })}`;
+}
+
 async function stop(service: Service, signal: NodeJS.Signals): Promise<number | null> {
   service.process.kill(signal);
   return service.exited;
@@ -77,9 +84,12 @@ describe('the service on its embedded PostgreSQL', () => {
     const service = start();
     try {
       await ready(service);
+      expect(service.output()).toContain('using development secrets');
+      // No credentials: refused. With a token signed by the development secret the service created: served.
+      expect((await fetch(`${service.url}/v1/accounts/${userId}/balance`)).status).toBe(401);
       const purchase = await fetch(`${service.url}/v1/accounts/${userId}/purchases`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization: await developmentToken('service') },
         body: JSON.stringify({ paymentId: randomUUID(), amount: 40, description: 'Smoke test' }),
       });
       expect(purchase.status).toBe(201);
@@ -100,12 +110,21 @@ describe('the service on its embedded PostgreSQL', () => {
     const service = start();
     try {
       await ready(service);
-      const balance = await fetch(`${service.url}/v1/accounts/${userId}/balance`);
+      // The development secret was kept: a token minted before the restart still verifies.
+      const balance = await fetch(`${service.url}/v1/accounts/${userId}/balance`, { headers: { authorization: await developmentToken('user', userId) } });
       expect(await balance.json()).toEqual({ userId, balance: 40 });
     } finally {
       expect(await stop(service, 'SIGINT')).toBe(0);
     }
   }, 120_000);
+
+  it('refuses to start in production without configured secrets, naming each', async () => {
+    const service = start({ NODE_ENV: 'production', PAYMENT_WEBHOOK_SECRET: 'production-webhook-secret-0123456789' });
+    expect(await service.exited).toBe(1);
+    expect(service.output()).toContain('NODE_ENV=production needs AUTH_JWT_SECRET, AUTH_JWKS_URL or AUTH_JWKS_FILE');
+    expect(service.output()).toContain('NODE_ENV=production needs AUDIT_SIGNING_KEY_FILE');
+    expect(await postgresAcceptsConnections()).toBe(false);
+  }, 30_000);
 
   it('refuses to start on invalid configuration, naming the variable and the rule', async () => {
     const service = start({ PORT: 'eighty', READ_YOUR_WRITES_TIMEOUT_MS: '-1' });

@@ -10,6 +10,8 @@ import { DatabaseHealthIndicator, HealthController } from './health/health.contr
 import { ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
 import { PG_POOL } from '@app/database';
 import { PaymentsModule } from '@app/payments';
+import type { AuthSettings } from '@app/auth';
+import { AUTH_SETTINGS } from './auth/auth-settings.js';
 import type { Pool } from 'pg';
 import { webhookSecretOf } from './config/app.config.js';
 import { IdempotencyPurgeJob } from './http/idempotency/idempotency-purge.job.js';
@@ -19,7 +21,7 @@ import { WEBHOOK_SECRET } from './payments/webhook-signature.guard.js';
 
 @Module({})
 export class AppModule {
-  static forRoot(config: AppConfig, databaseUrl: string): DynamicModule {
+  static forRoot(config: AppConfig, databaseUrl: string, auth: AuthSettings): DynamicModule {
     return {
       module: AppModule,
       imports: [
@@ -45,6 +47,7 @@ export class AppModule {
       controllers: [AccountsController, HealthController, AdminController, PaymentsController, AccountPaymentsController],
       providers: [
         DatabaseHealthIndicator,
+        { provide: AUTH_SETTINGS, useValue: auth },
         { provide: WEBHOOK_SECRET, useValue: webhookSecretOf(config) },
         { provide: IdempotencyStore, inject: [PG_POOL], useFactory: (pool: Pool) => new IdempotencyStore(pool, { ttlHours: config.IDEMPOTENCY_KEY_TTL_HOURS, lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS }) },
         {

@@ -5,7 +5,12 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { ApiKeyRepository, JwtVerifier, type AuthSettings } from '@app/auth';
+import { PG_POOL } from '@app/database';
+import { PaymentStreams } from '@app/payments';
+import type { Pool } from 'pg';
 import { AppModule } from './app.module.js';
+import { registerAccessControl } from './auth/access-control.js';
 import type { AppConfig } from './config/app.config.js';
 import { PinoNestLogger } from './http/pino-nest.logger.js';
 import { ProblemDetailsFilter } from './http/problem-details.filter.js';
@@ -17,6 +22,8 @@ export type CreateAppOptions = {
   readonly config: AppConfig;
   readonly databaseUrl: string;
   readonly logger: Logger;
+  /** How callers are authenticated and bundles signed (resolveAuthSettings). */
+  readonly auth: AuthSettings;
   /** The Swagger UI needs @fastify/static, which Jest's module system cannot load; tests keep the JSON only. */
   readonly openApiUi: boolean;
 };
@@ -27,7 +34,7 @@ const IDEMPOTENCY_WAIT_MS_MAX = 10_000;
 const IDEMPOTENCY_POLL_INTERVAL_MS = 20;
 
 /** The whole HTTP application, configured the same way for the service and for the end-to-end tests. */
-export async function createApp({ config, databaseUrl, logger, openApiUi }: CreateAppOptions): Promise<NestFastifyApplication> {
+export async function createApp({ config, databaseUrl, logger, openApiUi, auth }: CreateAppOptions): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
     logger: false,
     bodyLimit: BODY_LIMIT_BYTES,
@@ -37,7 +44,7 @@ export async function createApp({ config, databaseUrl, logger, openApiUi }: Crea
     },
   });
   // rawBody: the webhook signature is checked over the exact bytes received (request.rawBody).
-  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, databaseUrl), adapter, { logger: new PinoNestLogger(logger), rawBody: true });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, databaseUrl, auth), adapter, { logger: new PinoNestLogger(logger), rawBody: true });
 
   const fastify = app.getHttpAdapter().getInstance();
   // The API speaks JSON only: any other body is refused with 415 rather than validated as a string.
@@ -53,6 +60,13 @@ export async function createApp({ config, databaseUrl, logger, openApiUi }: Crea
     );
   });
 
+  // First of the request hooks: a refused request claims no Idempotency-Key and reaches no handler.
+  registerAccessControl(fastify, {
+    verifier: await JwtVerifier.create(auth.jwt),
+    apiKeys: new ApiKeyRepository(app.get<Pool>(PG_POOL)),
+    paymentOwner: (paymentId) => app.get(PaymentStreams).userOf(paymentId),
+    logger,
+  });
   registerIdempotency(fastify, app.get(IdempotencyStore), { waitMsMax: IDEMPOTENCY_WAIT_MS_MAX, pollIntervalMs: IDEMPOTENCY_POLL_INTERVAL_MS });
 
   app.enableVersioning({ type: VersioningType.URI });
@@ -73,6 +87,10 @@ export async function createApp({ config, databaseUrl, logger, openApiUi }: Crea
       .setTitle('Token Ledger')
       .setDescription('Event-sourced token (prepaid credits) ledger. Errors are RFC 9457 problem details with a stable `code`.')
       .setVersion('1')
+      .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT' })
+      .addApiKey({ type: 'apiKey', in: 'header', name: 'X-API-Key' }, 'apiKey')
+      .addSecurityRequirements('bearer')
+      .addSecurityRequirements('apiKey')
       .build(),
   );
   SwaggerModule.setup('docs', app, document, { ui: openApiUi, raw: ['json'], jsonDocumentUrl: 'docs-json' });

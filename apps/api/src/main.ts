@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { migrateDatabase, startEmbeddedPostgres, type EmbeddedPostgresServer } from '@app/database';
 import { pino } from 'pino';
+import { AuthConfigError, loadAuthConfig, resolveAuthSettings } from '@app/auth';
 import { ConfigError, loadConfig } from './config/app.config.js';
 import { createApp } from './create-app.js';
 
@@ -11,6 +12,11 @@ import { createApp } from './create-app.js';
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const logger = pino({ level: config.LOG_LEVEL, base: { service: 'token-ledger' } });
+  // Before the database: production without configured secrets stops here, naming what is missing.
+  const auth = await resolveAuthSettings(loadAuthConfig(process.env));
+  if (auth.secretsSource === 'development') {
+    logger.warn({ directory: path.resolve(config.DATA_DIR, 'secrets') }, 'using development secrets (not for production); mint a token with: npm run cli -- token --role admin --sub <uuid>');
+  }
 
   let embedded: EmbeddedPostgresServer | undefined;
   let databaseUrl = config.DATABASE_URL;
@@ -29,7 +35,7 @@ async function main(): Promise<void> {
 
   try {
     await migrateDatabase(databaseUrl, (message) => logger.debug({ component: 'migrations' }, message));
-    const app = await createApp({ config, databaseUrl, logger, openApiUi: true });
+    const app = await createApp({ config, databaseUrl, logger, openApiUi: true, auth });
     await app.listen({ port: config.PORT, host: config.HOST });
     logger.info({ url: `http://localhost:${config.PORT}`, docs: `http://localhost:${config.PORT}/docs` }, 'Token Ledger is listening');
 
@@ -55,6 +61,6 @@ async function main(): Promise<void> {
 
 main().catch((error: unknown) => {
   // The logger may not exist yet (bad configuration), so the reason goes to stderr as text.
-  process.stderr.write(`${error instanceof ConfigError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.stderr.write(`${error instanceof ConfigError || error instanceof AuthConfigError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
   process.exit(1);
 });

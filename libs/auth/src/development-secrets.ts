@@ -18,6 +18,9 @@ export type DevelopmentSecrets = {
  */
 export async function loadOrCreateDevelopmentSecrets(dataDir: string): Promise<DevelopmentSecrets> {
   const directory = join(dataDir, 'secrets');
+  // Only the secrets directory is private: the data directory keeps the default mode, since the
+  // embedded PostgreSQL (run as another user when we are root) must enter it.
+  await mkdir(dataDir, { recursive: true });
   await mkdir(directory, { recursive: true, mode: 0o700 });
   const jwtSecret = await loadOrCreate(join(directory, 'jwt-secret'), () => randomBytes(32).toString('base64url'));
   const auditSigningKeyPem = await loadOrCreate(join(directory, 'audit-signing-key.pem'), () =>

@@ -56,6 +56,9 @@ const TITLES: Record<string, string> = {
   INTERNAL_ERROR: 'Internal error',
   UNKNOWN_PROJECTION: 'No projection has this name',
   REBUILD_IN_PROGRESS: 'A rebuild of this projection is already running',
+  UNAUTHENTICATED: 'Authentication required',
+  FORBIDDEN: 'Not allowed',
+  AUTHENTICATION_UNAVAILABLE: 'Credentials cannot be checked right now',
 };
 
 /** Every error leaves as an RFC 9457 problem (application/problem+json) with a stable `code`. */
@@ -116,6 +119,11 @@ export function problem(status: number, code: string, detail: string, instance: 
     instance,
     ...more,
   };
+}
+
+/** Answers a request from a Fastify hook (outside Nest's filters) with a problem. */
+export function sendProblem(reply: FastifyReply, request: FastifyRequest, status: number, code: string, detail: string): FastifyReply {
+  return reply.code(status).header('content-type', 'application/problem+json; charset=utf-8').send(problem(status, code, detail, request.url));
 }
 
 function httpCode(status: number): string {

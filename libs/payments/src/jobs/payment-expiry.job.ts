@@ -1,5 +1,5 @@
 import { tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
-import type { CommandHandling } from '@app/accounts';
+import { systemActor, type CommandHandling } from '@app/accounts';
 import type { Pool } from 'pg';
 import type { PaymentWorkflow } from '../payment-workflow.js';
 
@@ -60,7 +60,7 @@ export class PaymentExpiryJob {
         // The read model may lag: decide on the stream's own state.
         const { state } = await this.commands.load(tokenAccountStreamId(userId), tokenAccountDecider);
         const payment = state.payments.get(id);
-        if (payment?.status === 'PENDING') await this.workflow.settle(payment, { requestId: `payment-expiry-${now.toISOString()}` }, now);
+        if (payment?.status === 'PENDING') await this.workflow.settle(payment, { requestId: `payment-expiry-${now.toISOString()}`, actor: systemActor('payment-expiry', 'job') }, now);
       } catch (error) {
         // One payment's provider or store failure must not stop the others; it is retried next run.
         failed += 1;

@@ -1,15 +1,14 @@
 import { createHash } from 'node:crypto';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { IDEMPOTENCY_CLOCK_MARGIN_MS, idempotentRequestId, type IdempotentRequest } from '@app/accounts';
-import { problem } from '../problem-details.filter.js';
+import { actorOf } from '../../auth/access-control.js';
+import { sendProblem } from '../problem-details.filter.js';
 import type { IdempotencyStore } from './idempotency.store.js';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 export const REPLAYED_HEADER = 'idempotent-replayed';
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 const MUTATING_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
-/** Without authentication every caller shares one scope; with it, the scope becomes the principal. */
-const CALLER_SCOPE = 'anonymous';
 
 export type IdempotencyOptions = {
   /** How long a repeat waits for the first request with its key before answering 409. */
@@ -51,18 +50,19 @@ export function registerIdempotency(fastify: FastifyInstance, store: Idempotency
     if (typeof header !== 'string' || !KEY_PATTERN.test(header)) {
       return sendProblem(reply, request, 400, 'IDEMPOTENCY_KEY_INVALID', 'Idempotency-Key must be 1 to 255 visible ASCII characters');
     }
+    const scope = scopeOf(request);
     const requestHash = hashOf(request);
-    let claim = await store.claim(CALLER_SCOPE, header, requestHash);
+    let claim = await store.claim(scope, header, requestHash);
     const deadline = Date.now() + options.waitMsMax;
     while (claim.kind === 'in_progress' && claim.requestHash === requestHash && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, options.pollIntervalMs));
       // claim, not find: it also takes over a key whose first request released it or died.
-      claim = await store.claim(CALLER_SCOPE, header, requestHash);
+      claim = await store.claim(scope, header, requestHash);
     }
     if (claim.kind === 'claimed') {
-      const requestId = idempotentRequestId({ scope: CALLER_SCOPE, key: header, method: request.method, route: request.url, requestHash });
+      const requestId = idempotentRequestId({ scope, key: header, method: request.method, route: request.url, requestHash });
       const notBefore = new Date(claim.firstClaimedAt.getTime() - IDEMPOTENCY_CLOCK_MARGIN_MS);
-      claims.set(request, { scope: CALLER_SCOPE, key: header, request: { key: header, requestId, notBefore } });
+      claims.set(request, { scope, key: header, request: { key: header, requestId, notBefore } });
       return undefined;
     }
     if (claim.requestHash !== requestHash) {
@@ -95,6 +95,16 @@ export function registerIdempotency(fastify: FastifyInstance, store: Idempotency
 }
 
 /**
+ * Keys belong to the caller: two callers may use the same key without meeting, and no caller can
+ * replay another's stored response. Runs after authentication (access-control hooks come first).
+ */
+function scopeOf(request: FastifyRequest): string {
+  const actor = actorOf(request);
+  if (actor === undefined) throw new Error(`Idempotency-Key on ${request.method} ${request.url} without an authenticated caller`);
+  return `${actor.kind}:${actor.subject}`;
+}
+
+/**
  * Provider notifications carry their own signature and are harmless to replay; a key on them would
  * only let an unsigned request write a row before the signature check refuses it.
  */
@@ -120,8 +130,4 @@ function canonicalJson(value: unknown): string {
     return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
   }
   return JSON.stringify(value) ?? 'null';
-}
-
-function sendProblem(reply: FastifyReply, request: FastifyRequest, status: number, code: string, detail: string): FastifyReply {
-  return reply.code(status).header('content-type', 'application/problem+json; charset=utf-8').send(problem(status, code, detail, request.url));
 }
