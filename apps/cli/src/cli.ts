@@ -1,4 +1,5 @@
 import { ProjectionsAdmin } from '@app/accounts';
+import { API_KEY_ROLES, ApiKeyRepository, loadAuthConfig, mintToken, resolveAuthSettings, ROLES, type ApiKeyRole, type Role } from '@app/auth';
 import { migrateDatabase } from '@app/database';
 import { PROJECTIONS, SEED_EVENTS_MAX, SEED_USERS_MAX, seedHistory, type RebuildView } from '@app/projections';
 import { SingleBar } from 'cli-progress';
@@ -133,7 +134,72 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
       }),
     );
 
+  program
+    .command('token')
+    .description('mint a JWT the service accepts (development: signed with the secret under DATA_DIR, or AUTH_JWT_SECRET)')
+    .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`, oneOf(ROLES))
+    .requiredOption('--sub <uuid>', 'the subject: for the user role, the user id it may act for', uuid)
+    .option('--ttl <duration>', 'lifetime: seconds, or 15m, 12h, 7d (at most 30d)', '12h')
+    .action(async (options: { role: Role; sub: string; ttl: string }) => {
+      const config = loadAuthConfig(process.env);
+      // Production tokens come from the identity provider; a CLI that signs any role there is a backdoor.
+      if (config.NODE_ENV === 'production') throw new InvalidArgumentError('NODE_ENV=production: tokens come from your identity provider, not from this command');
+      const { jwt } = await resolveAuthSettings(config);
+      if (jwt.hs256Secret === undefined) throw new InvalidArgumentError('the service verifies tokens with a JWKS (AUTH_JWKS_URL or AUTH_JWKS_FILE): its identity provider issues them');
+      const token = await mintToken({ role: options.role, sub: options.sub, ttl: options.ttl, secret: jwt.hs256Secret, rolesClaim: jwt.rolesClaim, issuer: jwt.issuer, audience: jwt.audience });
+      process.stdout.write(`${token}\n`);
+    });
+
+  const apiKeys = program.command('api-keys').description('service API keys (X-API-Key): create, list, revoke');
+
+  apiKeys
+    .command('create')
+    .description('create a key; its secret is printed once and stored only as a SHA-256 hash')
+    .requiredOption('--name <name>', 'a name unique among active keys, e.g. the backend that uses it')
+    .requiredOption('--role <role>', `one of ${API_KEY_ROLES.join(', ')}`, oneOf(API_KEY_ROLES))
+    .action((options: { name: string; role: ApiKeyRole }) =>
+      withConnection(async ({ pool }) => {
+        const { key, record } = await new ApiKeyRepository(pool).create(options);
+        process.stderr.write(`created ${record.id} (${record.name}, ${record.role}); the key below is shown only now:\n`);
+        process.stdout.write(`${key}\n`);
+      }),
+    );
+
+  apiKeys
+    .command('list')
+    .description('every key: id, name, role, created, last used, revoked')
+    .action(() =>
+      withConnection(async ({ pool }) => {
+        const records = await new ApiKeyRepository(pool).list();
+        if (records.length === 0) process.stdout.write('no API keys\n');
+        for (const record of records) {
+          process.stdout.write(
+            `${record.id} ${record.role.padEnd(7)} ${record.name} created ${record.createdAt.toISOString()} last used ${record.lastUsedAt?.toISOString() ?? '-'}${record.revokedAt === null ? '' : ` REVOKED ${record.revokedAt.toISOString()}`}\n`,
+          );
+        }
+      }),
+    );
+
+  apiKeys
+    .command('revoke')
+    .description('revoke a key by its id (the 24 hex characters after tlk_)')
+    .argument('<id>', 'the key id')
+    .action((id: string) =>
+      withConnection(async ({ pool }) => {
+        const outcome = await new ApiKeyRepository(pool).revoke(id);
+        if (outcome === 'not_found') throw new InvalidArgumentError(`no API key ${id}`);
+        process.stdout.write(outcome === 'revoked' ? `revoked ${id}\n` : `${id} was already revoked\n`);
+      }),
+    );
+
   return program;
+}
+
+function oneOf<T extends string>(values: readonly T[]): (value: string) => T {
+  return (value) => {
+    if (!(values as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be one of ${values.join(', ')}`);
+    return value as T;
+  };
 }
 
 async function rebuildWithProgress(admin: ProjectionsAdmin, name: string): Promise<RebuildView> {
