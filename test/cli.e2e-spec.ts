@@ -1,3 +1,8 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ApiKeyRepository, JwtVerifier, loadAuthConfig, resolveAuthSettings } from '@app/auth';
 import { createProgram } from '../apps/cli/src/cli.js';
 import { createTestDatabase, type TestDatabase } from './support/test-database.js';
 
@@ -106,4 +111,51 @@ describe('admin CLI', () => {
     expect(await cli(on, 'accounts', 'verify')).toEqual({ output: 'error: give a userId or --all, not both\n', exitCode: 1 });
     expect(await cli(on, 'projections', 'rebuild', 'nope')).toEqual({ output: expect.stringContaining('no projection is named nope') as unknown, exitCode: 1 });
   });
+
+  it('mints development tokens the service accepts, and refuses to in production', async () => {
+    const on = await database();
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'token-ledger-cli-'));
+    const saved = { DATA_DIR: process.env.DATA_DIR, NODE_ENV: process.env.NODE_ENV, AUTH_JWT_SECRET: process.env.AUTH_JWT_SECRET, AUDIT_SIGNING_KEY_FILE: process.env.AUDIT_SIGNING_KEY_FILE };
+    process.env.DATA_DIR = dataDir;
+    try {
+      const sub = randomUUID();
+      const minted = await cli(on, 'token', '--role', 'auditor', '--sub', sub, '--ttl', '10m');
+      expect(minted.exitCode).toBe(0);
+      // The service on the same DATA_DIR verifies it with the development secret it finds there.
+      const verifier = await JwtVerifier.create((await resolveAuthSettings(loadAuthConfig({ DATA_DIR: dataDir }))).jwt);
+      expect(await verifier.verify(minted.output.trim())).toEqual({ subject: sub, role: 'auditor', kind: 'jwt' });
+      expect((await cli(on, 'token', '--role', 'root', '--sub', sub)).exitCode).toBe(1);
+      expect((await cli(on, 'token', '--role', 'admin', '--sub', 'me')).exitCode).toBe(1);
+      expect((await cli(on, 'token', '--role', 'admin', '--sub', sub, '--ttl', '31d')).exitCode).toBe(1);
+      // Even with production secrets configured: tokens there come from the identity provider.
+      Object.assign(process.env, { NODE_ENV: 'production', AUTH_JWT_SECRET: 'a-production-secret-of-at-least-32-chars', AUDIT_SIGNING_KEY_FILE: path.join(dataDir, 'secrets', 'audit-signing-key.pem') });
+      expect(await cli(on, 'token', '--role', 'admin', '--sub', sub)).toEqual({ output: expect.stringContaining('NODE_ENV=production: tokens come from your identity provider') as unknown, exitCode: 1 });
+    } finally {
+      restore(saved);
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('creates, lists and revokes API keys; a key works until it is revoked', async () => {
+    const on = await database();
+    const created = await cli(on, 'api-keys', 'create', '--name', 'billing backend', '--role', 'service');
+    expect(created.exitCode).toBe(0);
+    const key = created.output.trim();
+    const repository = new ApiKeyRepository(on.pool);
+    const actor = await repository.authenticate(key);
+    expect(actor).toMatchObject({ role: 'service', kind: 'api_key' });
+    expect((await cli(on, 'api-keys', 'list')).output).toMatch(new RegExp(`^${actor.subject} service +billing backend created \\S+ last used \\S+\\n$`));
+    expect(await cli(on, 'api-keys', 'revoke', actor.subject)).toEqual({ output: `revoked ${actor.subject}\n`, exitCode: 0 });
+    await expect(repository.authenticate(key)).rejects.toMatchObject({ code: 'API_KEY_REVOKED' });
+    expect((await cli(on, 'api-keys', 'list')).output).toContain('REVOKED');
+    expect((await cli(on, 'api-keys', 'revoke', 'f'.repeat(24))).exitCode).toBe(1);
+    expect((await cli(on, 'api-keys', 'create', '--name', 'x', '--role', 'user')).exitCode).toBe(1);
+  });
 });
+
+function restore(saved: Record<string, string | undefined>): void {
+  for (const [name, value] of Object.entries(saved)) {
+    if (value === undefined) delete process.env[name];
+    else process.env[name] = value;
+  }
+}
