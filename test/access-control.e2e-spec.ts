@@ -1,7 +1,9 @@
 import { createHmac, generateKeyPairSync, randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { API_KEY_ROLES, ApiKeyRepository, authorize, ENDPOINT_ACTIONS, ROLES, type Actor, type ApiKeyRole, type Endpoint, type Role } from '@app/auth';
 import { SignJWT } from 'jose';
 import { toFastifyPath } from '../apps/api/src/auth/access-control.js';
+import { roleTableMarkdown } from './support/role-table.js';
 import { startTestApp, TEST_JWT_SECRET, testToken, type TestApp } from './support/test-app.js';
 
 /**
@@ -259,5 +261,13 @@ describe('the audit trail of a request', () => {
       expect.objectContaining({ actor: { subject: adminSubject, role: 'admin', kind: 'jwt' }, requestId: 'req-audit-2', causationId: 'req-audit-2', correlationId: 'req-audit-2' }),
     ]);
     expect(rows.rows[1]?.metadata).not.toHaveProperty('idempotencyKey');
+  });
+});
+
+describe('the README', () => {
+  it('shows the role table the service enforces', async () => {
+    const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
+    const table = /<!-- role-table:start -->\n([\s\S]*?)\n<!-- role-table:end -->/.exec(readme)?.[1];
+    expect(table).toBe(roleTableMarkdown());
   });
 });
