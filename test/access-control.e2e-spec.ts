@@ -1,7 +1,9 @@
 import { createHmac, generateKeyPairSync, randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { API_KEY_ROLES, ApiKeyRepository, authorize, ENDPOINT_ACTIONS, ROLES, type Actor, type ApiKeyRole, type Endpoint, type Role } from '@app/auth';
-import { SignJWT } from 'jose';
+import { exportJWK, SignJWT } from 'jose';
 import { toFastifyPath } from '../apps/api/src/auth/access-control.js';
 import { roleTableMarkdown } from './support/role-table.js';
 import { startTestApp, TEST_JWT_SECRET, testToken, type TestApp } from './support/test-app.js';
@@ -269,5 +271,40 @@ describe('the README', () => {
     const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
     const table = /<!-- role-table:start -->\n([\s\S]*?)\n<!-- role-table:end -->/.exec(readme)?.[1];
     expect(table).toBe(roleTableMarkdown());
+  });
+});
+
+describe('an identity provider with a key set (RS256 from a JWKS, Supabase-style role claim)', () => {
+  it('accepts its tokens, reads the role from the configured claim, and refuses HS256 tokens', async () => {
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const directory = await mkdtemp(path.join(tmpdir(), 'token-ledger-jwks-'));
+    const file = path.join(directory, 'jwks.json');
+    await writeFile(file, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'idp-1', alg: 'RS256', use: 'sig' }] }));
+    const idp = await startTestApp({ AUTH_JWT_SECRET: undefined, AUTH_JWKS_FILE: file, AUTH_ROLES_CLAIM: 'role' });
+    try {
+      const userId = randomUUID();
+      const sign = (role: string) => new SignJWT({ role }).setProtectedHeader({ alg: 'RS256', kid: 'idp-1' }).setSubject(userId).setExpirationTime('5m').sign(privateKey);
+      // Supabase signs ordinary users with role "authenticated": not one of ours, so a user.
+      await idp.anonymous().get(`/v1/accounts/${userId}/balance`).set('authorization', `Bearer ${await sign('authenticated')}`).expect(200);
+      await idp.anonymous().get(`/v1/accounts/${randomUUID()}/balance`).set('authorization', `Bearer ${await sign('authenticated')}`).expect(403);
+      await idp.anonymous().get('/v1/admin/projections').set('authorization', `Bearer ${await sign('auditor')}`).expect(200);
+      await idp.anonymous().get(`/v1/accounts/${userId}/balance`).set('authorization', `Bearer ${await testToken('admin')}`).expect(401);
+    } finally {
+      await idp.close();
+      await rm(directory, { recursive: true, force: true });
+    }
+  });
+
+  it('answers 503, not 401, while the key set cannot be fetched', async () => {
+    const unreachable = await startTestApp({ AUTH_JWT_SECRET: undefined, AUTH_JWKS_URL: 'http://127.0.0.1:9/jwks.json' });
+    try {
+      const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const token = await new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid: 'k' }).setSubject(randomUUID()).setExpirationTime('5m').sign(privateKey);
+      const response = await unreachable.anonymous().get(`/v1/accounts/${randomUUID()}/balance`).set('authorization', `Bearer ${token}`);
+      expect(response.status).toBe(503);
+      expect(response.body.code).toBe('AUTHENTICATION_UNAVAILABLE');
+    } finally {
+      await unreachable.close();
+    }
   });
 });
