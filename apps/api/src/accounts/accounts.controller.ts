@@ -1,9 +1,9 @@
 import { Body, Controller, Get, HttpCode, HttpStatus, Param, Post, Query, Req } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import { ApiConflictResponse, ApiCreatedResponse, ApiOkResponse, ApiTags, ApiBadRequestResponse } from '@nestjs/swagger';
-import { AddTokensCommand, GetBalanceQuery, GetTransactionsQuery, UseTokensCommand, type CommandContext } from '@app/accounts';
+import { AddTokensCommand, GetBalanceQuery, GetTransactionsQuery, UseTokensCommand } from '@app/accounts';
 import type { FastifyRequest } from 'fastify';
-import { idempotentRequestOf } from '../http/idempotency/idempotency.hooks.js';
+import { commandContextOf } from '../http/command-context.js';
 import {
   BalanceResponse,
   HistoryQuery,
@@ -35,7 +35,7 @@ export class AccountsController {
   @ApiCreatedResponse({ type: LedgerWriteResponse, description: 'Credited, or the first result again for a repeated paymentId.' })
   @ApiConflictResponse({ description: 'PAYMENT_ID_REUSED: the payment was credited with another amount or description.' })
   purchase(@Param() { userId }: UserIdParams, @Body() body: PurchaseRequest, @Req() request: FastifyRequest) {
-    return this.commandBus.execute(new AddTokensCommand(userId, body.paymentId, body.amount, body.description ?? null, context(request)));
+    return this.commandBus.execute(new AddTokensCommand(userId, body.paymentId, body.amount, body.description ?? null, commandContextOf(request)));
   }
 
   @Post('usage')
@@ -43,7 +43,7 @@ export class AccountsController {
   @ApiCreatedResponse({ type: LedgerWriteResponse })
   @ApiConflictResponse({ description: 'INSUFFICIENT_BALANCE, with balance and requested.' })
   use(@Param() { userId }: UserIdParams, @Body() body: UsageRequest, @Req() request: FastifyRequest) {
-    return this.commandBus.execute(new UseTokensCommand(userId, body.amount, body.description ?? null, context(request)));
+    return this.commandBus.execute(new UseTokensCommand(userId, body.amount, body.description ?? null, commandContextOf(request)));
   }
 
   @Get('transactions')
@@ -51,10 +51,4 @@ export class AccountsController {
   transactions(@Param() { userId }: UserIdParams, @Query() { limit, offset }: HistoryQuery) {
     return this.queryBus.execute(new GetTransactionsQuery(userId, limit, offset));
   }
-}
-
-/** The request's id and, when it claimed an Idempotency-Key, what its events' ids derive from. */
-function context(request: FastifyRequest): CommandContext {
-  const idempotency = idempotentRequestOf(request);
-  return idempotency === undefined ? { requestId: request.id } : { requestId: request.id, idempotency };
 }

@@ -11,9 +11,8 @@ import {
   ApiUnauthorizedResponse,
 } from '@nestjs/swagger';
 import { CapturePaymentCommand, GetPaymentQuery, InitiatePaymentCommand, ListPaymentsQuery, RefundPaymentCommand, SettlePaymentCommand } from '@app/payments';
-import type { CommandContext } from '@app/accounts';
 import type { FastifyRequest } from 'fastify';
-import { idempotentRequestOf } from '../http/idempotency/idempotency.hooks.js';
+import { commandContextOf, IDEMPOTENCY_KEY_API_HEADER } from '../http/command-context.js';
 import { UserIdParams } from '../accounts/accounts.dto.js';
 import {
   CreatedPaymentResponse,
@@ -27,8 +26,6 @@ import {
 } from './payments.dto.js';
 import { WEBHOOK_SIGNATURE_HEADER, WebhookSignatureGuard } from './webhook-signature.guard.js';
 
-const IDEMPOTENCY_HEADER = { name: 'Idempotency-Key', required: false, description: 'Repeats with the same key and body return the first response.' };
-
 /** Payments: maps requests to commands and queries, nothing more. */
 @ApiTags('payments')
 @ApiBadRequestResponse({ description: 'Validation failed: problem VALIDATION_FAILED naming each field and rule.' })
@@ -41,29 +38,29 @@ export class PaymentsController {
 
   @Post()
   @HttpCode(HttpStatus.CREATED)
-  @ApiHeader(IDEMPOTENCY_HEADER)
+  @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
   @ApiCreatedResponse({ type: CreatedPaymentResponse, description: 'A PENDING payment for the package, priced by the server.' })
   @ApiNotFoundResponse({ description: 'PACKAGE_NOT_FOUND' })
   create(@Body() body: CreatePaymentRequest, @Req() request: FastifyRequest) {
-    return this.commandBus.execute(new InitiatePaymentCommand(body.userId, body.packageId, context(request)));
+    return this.commandBus.execute(new InitiatePaymentCommand(body.userId, body.packageId, commandContextOf(request)));
   }
 
   @Post(':paymentId/capture')
   @HttpCode(HttpStatus.OK)
-  @ApiHeader(IDEMPOTENCY_HEADER)
+  @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
   @ApiOkResponse({ type: PaymentWriteResponse, description: 'Captured and credited; a repeat returns the payment without crediting again.' })
   @ApiConflictResponse({ description: 'PAYMENT_EXPIRED. Also 402 PAYMENT_DECLINED, 404 PAYMENT_NOT_FOUND, 502 PROVIDER_UNAVAILABLE (retry).' })
   capture(@Param() { paymentId }: PaymentIdParams, @Req() request: FastifyRequest) {
-    return this.commandBus.execute(new CapturePaymentCommand(paymentId, context(request)));
+    return this.commandBus.execute(new CapturePaymentCommand(paymentId, commandContextOf(request)));
   }
 
   @Post(':paymentId/refund')
   @HttpCode(HttpStatus.OK)
-  @ApiHeader(IDEMPOTENCY_HEADER)
+  @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
   @ApiOkResponse({ type: PaymentWriteResponse, description: 'Refunded at the provider and the tokens taken back; a repeat refunds nothing more.' })
   @ApiConflictResponse({ description: 'REFUND_EXCEEDS_BALANCE (nothing refunded), PAYMENT_NOT_CAPTURED.' })
   refund(@Param() { paymentId }: PaymentIdParams, @Req() request: FastifyRequest) {
-    return this.commandBus.execute(new RefundPaymentCommand(paymentId, context(request)));
+    return this.commandBus.execute(new RefundPaymentCommand(paymentId, commandContextOf(request)));
   }
 
   @Get(':paymentId')
@@ -81,7 +78,7 @@ export class PaymentsController {
   @ApiUnauthorizedResponse({ description: 'Missing or bad signature; nothing happened.' })
   async webhook(@Body() body: MockWebhookRequest, @Req() request: FastifyRequest) {
     // The notification only says where to look: the provider is asked what happened to the order.
-    await this.commandBus.execute(new SettlePaymentCommand(body.paymentId, context(request)));
+    await this.commandBus.execute(new SettlePaymentCommand(body.paymentId, commandContextOf(request)));
     return { received: true };
   }
 }
@@ -97,10 +94,4 @@ export class AccountPaymentsController {
   list(@Param() { userId }: UserIdParams, @Query() { limit, offset, status }: PaymentListQuery) {
     return this.queryBus.execute(new ListPaymentsQuery(userId, limit, offset, status));
   }
-}
-
-/** The request's id and, when it claimed an Idempotency-Key, what its events' ids derive from. */
-function context(request: FastifyRequest): CommandContext {
-  const idempotency = idempotentRequestOf(request);
-  return idempotency === undefined ? { requestId: request.id } : { requestId: request.id, idempotency };
 }
