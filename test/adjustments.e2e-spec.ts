@@ -214,3 +214,16 @@ describe('admin adjustments: bad input gets 400 naming the field and rule, and w
     expect(response.body.errors).toEqual([expect.objectContaining({ field: 'userId', rule: 'isUuid' })]);
   });
 });
+
+describe('admin adjustments: OpenAPI', () => {
+  it('the OpenAPI document describes the route, both fields required, and the Idempotency-Key header', async () => {
+    const response = await http().get('/docs-json').expect(200);
+    const route = response.body.paths['/v1/admin/accounts/{userId}/adjustments'].post;
+    expect(Object.keys(route.responses).sort()).toEqual(['201', '400', '409', '422']);
+    expect(route.parameters.map((parameter: { name: string }) => parameter.name)).toEqual(expect.arrayContaining(['userId', 'Idempotency-Key']));
+    const schema = response.body.components.schemas.AdjustmentRequest;
+    expect(schema.required.sort()).toEqual(['amount', 'reason']);
+    expect(schema.properties.amount).toMatchObject({ type: 'integer', minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER });
+    expect(schema.properties.reason).toMatchObject({ minLength: 1, maxLength: 500 });
+  });
+});
