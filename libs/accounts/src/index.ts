@@ -1,6 +1,7 @@
 export * from './command-context.js';
 export * from './command-handling.js';
 export * from './commands/add-tokens.command.js';
+export * from './commands/adjust-tokens.command.js';
 export * from './commands/use-tokens.command.js';
 export * from './idempotent-request.js';
 export * from './projections.lifecycle.js';

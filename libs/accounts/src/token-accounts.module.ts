@@ -8,6 +8,7 @@ import { CommandHandling, DEFAULT_COMMAND_HANDLING_OPTIONS } from './command-han
 import { ProjectionsAdmin } from './admin/projections-admin.js';
 import { AddTokensHandler } from './commands/add-tokens.command.js';
 import { UseTokensHandler } from './commands/use-tokens.command.js';
+import { AdjustTokensHandler } from './commands/adjust-tokens.command.js';
 import { ProjectionsLifecycle } from './projections.lifecycle.js';
 import { GetBalanceHandler } from './queries/get-balance.query.js';
 import { GetTransactionsHandler } from './queries/get-transactions.query.js';
@@ -66,6 +67,7 @@ export class TokenAccountsModule {
         },
         AddTokensHandler,
         UseTokensHandler,
+        AdjustTokensHandler,
         GetBalanceHandler,
         GetTransactionsHandler,
       ],

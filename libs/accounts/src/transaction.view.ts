@@ -1,3 +1,6 @@
+import { formatPosition, type Position } from '@app/event-store';
+import type { ReadModelConsistency } from './read-model-consistency.js';
+
 export type TransactionType = 'purchase' | 'usage' | 'refund' | 'adjustment';
 
 /** A `token_transactions` row as the API shows it. `amount` is signed: negative for usage. */
@@ -21,3 +24,14 @@ export type LedgerWriteResult = {
   readonly position: string | null;
   readonly readModelUpToDate: boolean;
 };
+
+/** A write's result: the decided transaction and balance, answered once the read models show it (or the wait timed out). */
+export async function ledgerWriteResult(transaction: TransactionView, position: Position | undefined, consistency: ReadModelConsistency): Promise<LedgerWriteResult> {
+  return {
+    userId: transaction.userId,
+    balance: transaction.balanceAfter,
+    transaction,
+    position: position === undefined ? null : formatPosition(position),
+    readModelUpToDate: await consistency.waitFor(position),
+  };
+}

@@ -38,6 +38,17 @@ describe('as-of replay', () => {
     expect(() => tokenAccountBalanceAsOf(timeless, { at: new Date() })).toThrow('no valid data.occurredAt');
   });
 
+  it('replays admin adjustments either way', () => {
+    const adjusted = sealedStream([
+      STEPS[0]!,
+      { kind: 'adjustment', amount: -100, at: '2026-01-02T10:00:00.000Z' },
+      { kind: 'adjustment', amount: 25, at: '2026-01-03T10:00:00.000Z' },
+      { kind: 'usage', amount: 5, at: '2026-01-04T10:00:00.000Z' },
+    ]);
+    expect([0n, 1n, 2n, 3n].map((revision) => tokenAccountBalanceAsOf(adjusted, { revision }).balance)).toEqual([100, 0, 25, 20]);
+    expect(tokenAccountBalanceAsOf(adjusted, { at: new Date('2026-01-03T12:00:00.000Z') })).toEqual({ balance: 25, revision: 2n });
+  });
+
   it('replays with any decider', () => {
     const counter = { initialState: 0, evolve: (state: number) => state + 1 };
     expect(stateAsOf(events, counter, { revision: 2n })).toEqual({ state: 3, revision: 2n });

@@ -12,7 +12,10 @@ export type LedgerErrorCode =
   | 'PAYMENT_EXPIRED'
   | 'PAYMENT_DECLINED'
   | 'PAYMENT_NOT_CAPTURED'
-  | 'REFUND_EXCEEDS_BALANCE';
+  | 'REFUND_EXCEEDS_BALANCE'
+  | 'ADJUSTMENT_EXCEEDS_BALANCE'
+  | 'REASON_REQUIRED'
+  | 'REASON_TOO_LONG';
 
 export type LedgerErrorDetails = Readonly<Record<string, string | number | null>>;
 

@@ -418,7 +418,7 @@ async function tableOid(table: string): Promise<string | undefined> {
   return (await database.pool.query<{ oid: string }>('SELECT $1::regclass::oid::text AS oid', [table])).rows[0]?.oid;
 }
 
-/** Each payment path the workflow has must be in the history, or the comparison proves less than it says. */
+/** Each payment path the workflow has, and adjustments either way, must be in the history, or the comparison proves less than it says. */
 async function expectEveryPaymentState(): Promise<void> {
   const states = await database.pool.query<{ state: string; count: number }>(
     `SELECT state, count(*)::int AS count FROM (
@@ -438,6 +438,14 @@ async function expectEveryPaymentState(): Promise<void> {
   );
   const refunds = await database.pool.query<{ count: number }>("SELECT count(*)::int AS count FROM token_transactions WHERE transaction_type = 'refund'");
   expect(refunds.rows[0]?.count).toBeGreaterThan(0);
+  // Adjustments both ways, and at least one that took a balance to exactly zero.
+  const adjustments = await database.pool.query<{ credits: number; debits: number; to_zero: number }>(
+    `SELECT count(*) FILTER (WHERE amount > 0)::int AS credits, count(*) FILTER (WHERE amount < 0)::int AS debits,
+            count(*) FILTER (WHERE amount < 0 AND balance_after = 0)::int AS to_zero
+       FROM token_transactions WHERE transaction_type = 'adjustment'`,
+  );
+  const { credits = 0, debits = 0, to_zero: toZero = 0 } = adjustments.rows[0] ?? {};
+  expect(Math.min(credits, debits, toZero)).toBeGreaterThan(0);
 }
 
 describe('projection rebuild with payments', () => {
@@ -549,7 +557,7 @@ describe('projection rebuild with payments', () => {
     expect(runner.state).toBe('running');
     const rows = await dump(database.pool);
     await runner.stop();
-    const tokenEvents = await database.pool.query<{ count: number }>("SELECT count(*)::int AS count FROM events WHERE event_type IN ('TokensPurchased', 'TokensUsed', 'TokensRefunded')");
+    const tokenEvents = await database.pool.query<{ count: number }>("SELECT count(*)::int AS count FROM events WHERE event_type IN ('TokensPurchased', 'TokensUsed', 'TokensRefunded', 'TokensAdjusted')");
     expect(rows.transactions).toHaveLength(tokenEvents.rows[0]?.count ?? -1);
     expect(await incrementalDump()).toEqual(rows);
   });

@@ -72,7 +72,7 @@ const PAYMENT_TTL_MS = 15 * 60_000;
  * The next command for an account with payments: it opens payments and takes them through every
  * path the payment workflow can: captured, declined, expired (with 'Payment timed out'), an expired
  * one captured late, refunded (in part when the balance has been spent meanwhile), or left PENDING;
- * otherwise a purchase or usage as `nextCommand`. Decided by the real decider, so streams are valid.
+ * or an admin adjustment either way; otherwise a purchase or usage as `nextCommand`. Decided by the real decider, so streams are valid.
  */
 export function nextCommandWithPayments(random: () => number, account: GeneratedAccount, now: Date): TokenAccountCommand {
   const userId = account.userId;
@@ -108,6 +108,14 @@ export function nextCommandWithPayments(random: () => number, account: Generated
   const completed = paymentsIn(account.state, 'COMPLETED');
   if (draw < 0.61 && completed.length > 0) {
     return { type: 'RefundPayment', data: { userId, paymentId: pick(completed).paymentId, providerRefundId: `refund-${seededUuid(random)}`, transactionId: seededUuid(random), now } };
+  }
+  if (draw >= 0.61 && draw < 0.69) {
+    // An admin's correction, either way: a credit, or a debit the balance covers (now and then all of it).
+    const balance = account.state.balance;
+    const debit = balance > 0 && random() < 0.5;
+    const debited = random() < 0.35 ? balance : 1 + Math.floor(random() * Math.min(balance, 300));
+    const amount = debit ? -debited : 1 + Math.floor(random() * 300);
+    return { type: 'AdjustTokens', data: { userId, amount, reason: debit ? 'Chargeback' : 'Goodwill credit', transactionId: seededUuid(random), now } };
   }
   return nextCommand(random, account, now);
 }

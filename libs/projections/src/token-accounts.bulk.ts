@@ -1,7 +1,7 @@
 import { PAYMENT_TIMED_OUT, tokenAccountStreamId } from '@app/ledger';
 import type { AccountRows, BulkLoad } from './projection.js';
 
-const TOKEN_TYPES = `events.event_type IN ('TokensPurchased', 'TokensUsed', 'TokensRefunded')`;
+const TOKEN_TYPES = `events.event_type IN ('TokensPurchased', 'TokensUsed', 'TokensRefunded', 'TokensAdjusted')`;
 const PAYMENT_UPDATE_TYPES = `events.event_type IN ('PaymentCaptured', 'PaymentFailed', 'PaymentExpired', 'PaymentRefunded')`;
 // Events up to the position $1/$2 (inclusive). Only committed events can be at or before a position
 // read as the head, so the set is fixed.
@@ -15,9 +15,9 @@ const CHUNK = `events.global_position BETWEEN $3::bigint AND $4::bigint`;
 function insertTransactions(where: string): string {
   return `INSERT INTO token_transactions (id, user_id, amount, transaction_type, description, payment_id, balance_after, created_at, event_id, stream_revision)
      SELECT (data->>'transactionId')::uuid, (data->>'userId')::uuid,
-            CASE event_type WHEN 'TokensPurchased' THEN (data->>'amount')::bigint ELSE -(data->>'amount')::bigint END,
-            CASE event_type WHEN 'TokensPurchased' THEN 'purchase' WHEN 'TokensUsed' THEN 'usage' ELSE 'refund' END,
-            data->>'description',
+            CASE WHEN event_type IN ('TokensPurchased', 'TokensAdjusted') THEN (data->>'amount')::bigint ELSE -(data->>'amount')::bigint END,
+            CASE event_type WHEN 'TokensPurchased' THEN 'purchase' WHEN 'TokensUsed' THEN 'usage' WHEN 'TokensAdjusted' THEN 'adjustment' ELSE 'refund' END,
+            CASE event_type WHEN 'TokensAdjusted' THEN data->>'reason' ELSE data->>'description' END,
             CASE WHEN event_type IN ('TokensPurchased', 'TokensRefunded') THEN (data->>'paymentId')::uuid END,
             (data->>'balanceAfter')::bigint, (data->>'occurredAt')::timestamptz, event_id, stream_revision
        FROM events WHERE ${TOKEN_TYPES} AND ${where}`;
@@ -106,7 +106,7 @@ function updatePayments(where: string): string {
  * inserted chunk by chunk and take their final state once every chunk is in.
  */
 export const tokenAccountsBulkLoad: BulkLoad = {
-  eventTypes: ['TokensPurchased', 'TokensUsed', 'TokensRefunded', 'PaymentInitiated', 'PaymentCaptured', 'PaymentFailed', 'PaymentExpired', 'PaymentRefunded'],
+  eventTypes: ['TokensPurchased', 'TokensUsed', 'TokensRefunded', 'TokensAdjusted', 'PaymentInitiated', 'PaymentCaptured', 'PaymentFailed', 'PaymentExpired', 'PaymentRefunded'],
   chunked: [insertTransactions(`${UP_TO} AND ${CHUNK}`), insertPayments(`${UP_TO} AND ${CHUNK}`)],
   final: [upsertBalances(UP_TO, false), updatePayments(UP_TO)],
   delta: [insertTransactions(BETWEEN), upsertBalances(BETWEEN, true), insertPayments(BETWEEN), updatePayments(BETWEEN)],

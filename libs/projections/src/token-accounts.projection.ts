@@ -41,6 +41,9 @@ export const tokenAccountsProjection: Projection = {
         return transaction(recorded, event.data, 'usage', -event.data.amount, null);
       case 'TokensRefunded':
         return transaction(recorded, event.data, 'refund', -event.data.amount, event.data.paymentId);
+      case 'TokensAdjusted':
+        // The only signed event amount; the reason is the row's description.
+        return transaction(recorded, { ...event.data, description: event.data.reason }, 'adjustment', event.data.amount, null);
       case 'PaymentInitiated':
       case 'PaymentCaptured':
       case 'PaymentFailed':

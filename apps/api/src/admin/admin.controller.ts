@@ -1,15 +1,30 @@
-import { Controller, Get, HttpCode, HttpStatus, NotFoundException, Param, Post, Res } from '@nestjs/common';
-import { ApiAcceptedResponse, ApiConflictResponse, ApiNotFoundResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
-import { ProjectionsAdmin } from '@app/accounts';
-import type { FastifyReply } from 'fastify';
-import { UserIdParams } from '../accounts/accounts.dto.js';
-import { ProjectionNameParams, RebuildParams } from './admin.dto.js';
+import { Body, Controller, Get, HttpCode, HttpStatus, NotFoundException, Param, Post, Req, Res } from '@nestjs/common';
+import { CommandBus } from '@nestjs/cqrs';
+import {
+  ApiAcceptedResponse,
+  ApiBadRequestResponse,
+  ApiConflictResponse,
+  ApiCreatedResponse,
+  ApiHeader,
+  ApiNotFoundResponse,
+  ApiOkResponse,
+  ApiTags,
+  ApiUnprocessableEntityResponse,
+} from '@nestjs/swagger';
+import { AdjustTokensCommand, ProjectionsAdmin } from '@app/accounts';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { LedgerWriteResponse, UserIdParams } from '../accounts/accounts.dto.js';
+import { commandContextOf, IDEMPOTENCY_KEY_API_HEADER } from '../http/command-context.js';
+import { AdjustmentRequest, ProjectionNameParams, RebuildParams } from './admin.dto.js';
 
-/** Operators' endpoints for projections. No authentication yet: roles arrive with issue 6. */
+/** Operators' endpoints: projections, per-account rebuilds and balance adjustments. No authentication yet: roles arrive with issue 6. */
 @ApiTags('admin')
 @Controller({ path: 'admin', version: '1' })
 export class AdminController {
-  constructor(private readonly admin: ProjectionsAdmin) {}
+  constructor(
+    private readonly admin: ProjectionsAdmin,
+    private readonly commandBus: CommandBus,
+  ) {}
 
   @Get('projections')
   @ApiOkResponse({ description: 'Every projection: state, checkpoint, head, lag in events and seconds, failure, running rebuild.' })
@@ -42,5 +57,16 @@ export class AdminController {
   @ApiOkResponse({ description: "The user's rows recomputed from the stream in every projection that has per-account rows." })
   rebuildAccount(@Param() { userId }: UserIdParams) {
     return this.admin.rebuildAccount(userId);
+  }
+
+  @Post('accounts/:userId/adjustments')
+  @HttpCode(HttpStatus.CREATED)
+  @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
+  @ApiCreatedResponse({ type: LedgerWriteResponse, description: "The adjustment transaction (its description is the reason) and the new balance; a user never seen may be credited." })
+  @ApiBadRequestResponse({ description: 'VALIDATION_FAILED naming each field and rule (amount 0, not an integer, beyond the safe range; reason missing, blank or too long).' })
+  @ApiConflictResponse({ description: 'ADJUSTMENT_EXCEEDS_BALANCE, with balance and requested: a debit may not take the balance below zero; nothing is written.' })
+  @ApiUnprocessableEntityResponse({ description: 'BALANCE_OUT_OF_RANGE: a credit would take the balance past the largest safe integer.' })
+  adjust(@Param() { userId }: UserIdParams, @Body() body: AdjustmentRequest, @Req() request: FastifyRequest) {
+    return this.commandBus.execute(new AdjustTokensCommand(userId, body.amount, body.reason, commandContextOf(request)));
   }
 }

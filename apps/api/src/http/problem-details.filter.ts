@@ -28,6 +28,9 @@ const LEDGER_STATUS: Record<LedgerErrorCode, number> = {
   PAYMENT_DECLINED: HttpStatus.PAYMENT_REQUIRED,
   PAYMENT_NOT_CAPTURED: HttpStatus.CONFLICT,
   REFUND_EXCEEDS_BALANCE: HttpStatus.CONFLICT,
+  ADJUSTMENT_EXCEEDS_BALANCE: HttpStatus.CONFLICT,
+  REASON_REQUIRED: HttpStatus.BAD_REQUEST,
+  REASON_TOO_LONG: HttpStatus.BAD_REQUEST,
 };
 
 const PAYMENTS_STATUS: Record<PaymentsErrorCode, number> = {
@@ -48,6 +51,9 @@ const TITLES: Record<string, string> = {
   PAYMENT_DECLINED: 'Payment declined by the provider',
   PAYMENT_NOT_CAPTURED: 'Payment not captured',
   REFUND_EXCEEDS_BALANCE: 'Refund exceeds the token balance',
+  ADJUSTMENT_EXCEEDS_BALANCE: 'Adjustment would take the balance below zero',
+  REASON_REQUIRED: 'Reason required',
+  REASON_TOO_LONG: 'Reason too long',
   PACKAGE_NOT_FOUND: 'Token package not found',
   PROVIDER_UNAVAILABLE: 'The payment provider did not answer; retry the request',
   IDEMPOTENCY_KEY_INVALID: 'Idempotency-Key not valid',

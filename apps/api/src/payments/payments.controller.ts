@@ -13,7 +13,7 @@ import {
 import { CapturePaymentCommand, GetPaymentQuery, InitiatePaymentCommand, ListPaymentsQuery, RefundPaymentCommand, SettlePaymentCommand } from '@app/payments';
 import { systemActor } from '@app/accounts';
 import type { FastifyRequest } from 'fastify';
-import { commandContextOf } from '../http/command-context.js';
+import { commandContextOf, IDEMPOTENCY_KEY_API_HEADER } from '../http/command-context.js';
 import { UserIdParams } from '../accounts/accounts.dto.js';
 import {
   CreatedPaymentResponse,
@@ -27,8 +27,6 @@ import {
 } from './payments.dto.js';
 import { WEBHOOK_SIGNATURE_HEADER, WebhookSignatureGuard } from './webhook-signature.guard.js';
 
-const IDEMPOTENCY_HEADER = { name: 'Idempotency-Key', required: false, description: 'Repeats with the same key and body return the first response.' };
-
 /** Payments: maps requests to commands and queries, nothing more. */
 @ApiTags('payments')
 @ApiBadRequestResponse({ description: 'Validation failed: problem VALIDATION_FAILED naming each field and rule.' })
@@ -41,7 +39,7 @@ export class PaymentsController {
 
   @Post()
   @HttpCode(HttpStatus.CREATED)
-  @ApiHeader(IDEMPOTENCY_HEADER)
+  @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
   @ApiCreatedResponse({ type: CreatedPaymentResponse, description: 'A PENDING payment for the package, priced by the server.' })
   @ApiNotFoundResponse({ description: 'PACKAGE_NOT_FOUND' })
   create(@Body() body: CreatePaymentRequest, @Req() request: FastifyRequest) {
@@ -50,7 +48,7 @@ export class PaymentsController {
 
   @Post(':paymentId/capture')
   @HttpCode(HttpStatus.OK)
-  @ApiHeader(IDEMPOTENCY_HEADER)
+  @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
   @ApiOkResponse({ type: PaymentWriteResponse, description: 'Captured and credited; a repeat returns the payment without crediting again.' })
   @ApiConflictResponse({ description: 'PAYMENT_EXPIRED. Also 402 PAYMENT_DECLINED, 404 PAYMENT_NOT_FOUND, 502 PROVIDER_UNAVAILABLE (retry).' })
   capture(@Param() { paymentId }: PaymentIdParams, @Req() request: FastifyRequest) {
@@ -59,7 +57,7 @@ export class PaymentsController {
 
   @Post(':paymentId/refund')
   @HttpCode(HttpStatus.OK)
-  @ApiHeader(IDEMPOTENCY_HEADER)
+  @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
   @ApiOkResponse({ type: PaymentWriteResponse, description: 'Refunded at the provider and the tokens taken back; a repeat refunds nothing more.' })
   @ApiConflictResponse({ description: 'REFUND_EXCEEDS_BALANCE (nothing refunded), PAYMENT_NOT_CAPTURED.' })
   refund(@Param() { paymentId }: PaymentIdParams, @Req() request: FastifyRequest) {

@@ -33,14 +33,15 @@ export async function replayAccount(store: EventStore, userId: string): Promise<
     const event = asTokenAccountEvent(recorded);
     if (event === undefined) return line(recorded, 0, state.balance, null, recorded.createdAt.toISOString());
     state = evolveTokenAccount(state, event);
-    return line(recorded, tokenMovement(event), state.balance, 'description' in event.data ? event.data.description : null, event.data.occurredAt);
+    return line(recorded, tokenMovement(event), state.balance, transactionDescription(event), event.data.occurredAt);
   });
 }
 
-/** Tokens an event moves, signed: purchases credit, usage and refunds debit, payment lifecycle events move none. */
+/** Tokens an event moves, signed: purchases credit, usage and refunds debit, adjustments either, payment lifecycle events move none. */
 function tokenMovement(event: TokenAccountEvent): number {
   switch (event.type) {
     case 'TokensPurchased':
+    case 'TokensAdjusted':
       return event.data.amount;
     case 'TokensUsed':
     case 'TokensRefunded':
@@ -56,6 +57,12 @@ function tokenMovement(event: TokenAccountEvent): number {
       throw new Error(`unknown token account event ${JSON.stringify(unknown)}`);
     }
   }
+}
+
+/** What the event's transaction row shows as its description: an adjustment's reason is its description. */
+function transactionDescription(event: TokenAccountEvent): string | null {
+  if (event.type === 'TokensAdjusted') return event.data.reason;
+  return 'description' in event.data ? event.data.description : null;
 }
 
 /**

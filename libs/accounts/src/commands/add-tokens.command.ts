@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import { formatPosition } from '@app/event-store';
 import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId, type Purchase } from '@app/ledger';
 import { CommandHandling } from '../command-handling.js';
 import { eventMetadata, type CommandContext } from '../command-context.js';
 import { ReadModelConsistency } from '../read-model-consistency.js';
-import type { LedgerWriteResult, TransactionView } from '../transaction.view.js';
+import { ledgerWriteResult, type LedgerWriteResult, type TransactionView } from '../transaction.view.js';
 
 /** Credits the tokens of a payment, once per `paymentId`; a repeat returns the first result. */
 export class AddTokensCommand extends Command<LedgerWriteResult> {
@@ -32,13 +31,7 @@ export class AddTokensHandler implements ICommandHandler<AddTokensCommand> {
     const handled = await this.commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), eventMetadata(context), context.idempotency);
     const purchase = handled.state.purchases.get(paymentId);
     invariant(purchase !== undefined, `payment ${paymentId} is not credited after AddTokens`);
-    return {
-      userId,
-      balance: purchase.balanceAfter,
-      transaction: purchaseView(purchase),
-      position: handled.position === undefined ? null : formatPosition(handled.position),
-      readModelUpToDate: await this.consistency.waitFor(handled.position),
-    };
+    return ledgerWriteResult(purchaseView(purchase), handled.position, this.consistency);
   }
 }
 

@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import { formatPosition } from '@app/event-store';
 import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
 import { CommandHandling } from '../command-handling.js';
 import { eventMetadata, type CommandContext } from '../command-context.js';
 import { ReadModelConsistency } from '../read-model-consistency.js';
-import type { LedgerWriteResult } from '../transaction.view.js';
+import { ledgerWriteResult, type LedgerWriteResult } from '../transaction.view.js';
 
 /** Spends tokens; refused with INSUFFICIENT_BALANCE when the balance is short. */
 export class UseTokensCommand extends Command<LedgerWriteResult> {
@@ -32,21 +31,16 @@ export class UseTokensHandler implements ICommandHandler<UseTokensCommand> {
     // A replayed request's event is the one its first attempt recorded: the response is rebuilt from it.
     const [used] = handled.events;
     invariant(used?.type === 'TokensUsed', 'UseTokens appended no TokensUsed event');
-    return {
+    const transaction = {
+      id: used.data.transactionId,
       userId,
-      balance: used.data.balanceAfter,
-      transaction: {
-        id: used.data.transactionId,
-        userId,
-        amount: -used.data.amount,
-        transactionType: 'usage',
-        description: used.data.description,
-        paymentId: null,
-        balanceAfter: used.data.balanceAfter,
-        createdAt: used.data.occurredAt,
-      },
-      position: handled.position === undefined ? null : formatPosition(handled.position),
-      readModelUpToDate: await this.consistency.waitFor(handled.position),
-    };
+      amount: -used.data.amount,
+      transactionType: 'usage',
+      description: used.data.description,
+      paymentId: null,
+      balanceAfter: used.data.balanceAfter,
+      createdAt: used.data.occurredAt,
+    } as const;
+    return ledgerWriteResult(transaction, handled.position, this.consistency);
   }
 }

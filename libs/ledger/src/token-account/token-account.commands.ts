@@ -27,4 +27,16 @@ export type UseTokens = {
   };
 };
 
-export type TokenAccountCommand = AddTokens | UseTokens | PaymentCommand;
+/** An admin's correction: `amount` is signed (a credit or a debit, never 0) and `reason` is required. */
+export type AdjustTokens = {
+  readonly type: 'AdjustTokens';
+  readonly data: {
+    readonly userId: string;
+    readonly amount: number;
+    readonly reason: string;
+    readonly transactionId: string;
+    readonly now: Date;
+  };
+};
+
+export type TokenAccountCommand = AddTokens | UseTokens | AdjustTokens | PaymentCommand;

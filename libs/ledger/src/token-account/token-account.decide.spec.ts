@@ -1,8 +1,8 @@
 import { deciderSpecification } from '../testing/decider-specification.js';
-import { DESCRIPTION_LENGTH_MAX, TOKEN_AMOUNT_MAX } from '../ledger.limits.js';
-import type { AddTokens, UseTokens } from './token-account.commands.js';
+import { DESCRIPTION_LENGTH_MAX, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX } from '../ledger.limits.js';
+import type { AddTokens, AdjustTokens, UseTokens } from './token-account.commands.js';
 import { tokenAccountDecider } from './token-account.decider.js';
-import type { TokensPurchased, TokensUsed } from './token-account.events.js';
+import type { TokensAdjusted, TokensPurchased, TokensUsed } from './token-account.events.js';
 
 const userId = '11111111-1111-4111-8111-111111111111';
 const paymentId = '22222222-2222-4222-8222-222222222222';
@@ -130,6 +130,81 @@ describe('token account: UseTokens', () => {
 
   it('rejects a description longer than the limit', () => {
     spec.given([purchased(100, 100)]).when(useTokens({ description: 'y'.repeat(DESCRIPTION_LENGTH_MAX + 1) })).thenThrows('DESCRIPTION_TOO_LONG');
+  });
+});
+
+function adjustTokens(overrides: Partial<AdjustTokens['data']> = {}): AdjustTokens {
+  return { type: 'AdjustTokens', data: { userId, amount: -30, reason: 'Refund of a failed call', transactionId, now, ...overrides } };
+}
+
+function adjustedNow(amount: number, balanceAfter: number, reason = 'Refund of a failed call'): TokensAdjusted {
+  return { type: 'TokensAdjusted', data: { userId, transactionId, amount, reason, balanceAfter, occurredAt: now.toISOString() } };
+}
+
+describe('token account: AdjustTokens', () => {
+  it('debits the balance with a negative adjustment and records the reason', () => {
+    spec
+      .given([purchased(100, 100)])
+      .when(adjustTokens())
+      .then([
+        {
+          type: 'TokensAdjusted',
+          data: { userId, transactionId, amount: -30, reason: 'Refund of a failed call', balanceAfter: 70, occurredAt: '2026-11-24T12:00:00.000Z' },
+        },
+      ]);
+  });
+
+  it('credits the balance with a positive adjustment, also on an account never credited', () => {
+    spec.given([purchased(100, 100), used(80, 20)]).when(adjustTokens({ amount: 5, reason: 'Goodwill' })).then([adjustedNow(5, 25, 'Goodwill')]);
+    spec.given([]).when(adjustTokens({ amount: 5, reason: 'Goodwill' })).then([adjustedNow(5, 5, 'Goodwill')]);
+  });
+
+  it('may take the balance down to exactly zero', () => {
+    spec.given([purchased(30, 30)]).when(adjustTokens({ amount: -30 })).then([adjustedNow(-30, 0)]);
+  });
+
+  it('refuses a debit below zero with the balance and the signed request', () => {
+    spec.given([purchased(100, 100), used(80, 20)]).when(adjustTokens({ amount: -21 })).thenThrows('ADJUSTMENT_EXCEEDS_BALANCE', { balance: 20, requested: -21 });
+    spec.given([]).when(adjustTokens({ amount: -1 })).thenThrows('ADJUSTMENT_EXCEEDS_BALANCE', { balance: 0, requested: -1 });
+  });
+
+  it('refuses a credit that would take the balance past the safe-integer maximum, as a purchase is refused', () => {
+    spec
+      .given([purchased(TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MAX, otherPaymentId)])
+      .when(adjustTokens({ amount: 1 }))
+      .thenThrows('BALANCE_OUT_OF_RANGE', { balance: TOKEN_AMOUNT_MAX, requested: 1 });
+  });
+
+  it('accepts the largest amount either way', () => {
+    spec.given([]).when(adjustTokens({ amount: TOKEN_AMOUNT_MAX })).then([adjustedNow(TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MAX)]);
+    spec
+      .given([purchased(TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MAX)])
+      .when(adjustTokens({ amount: -TOKEN_AMOUNT_MAX }))
+      .then([adjustedNow(-TOKEN_AMOUNT_MAX, 0)]);
+  });
+
+  it.each([0, -0, 1.5, -0.5, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, TOKEN_AMOUNT_MAX + 1, -TOKEN_AMOUNT_MAX - 1])(
+    'rejects the amount %p before looking at the balance',
+    (amount) => {
+      spec.given([purchased(100, 100)]).when(adjustTokens({ amount })).thenThrows('AMOUNT_OUT_OF_RANGE', { min: -TOKEN_AMOUNT_MAX, max: TOKEN_AMOUNT_MAX });
+    },
+  );
+
+  it.each(['', ' ', '\t\n '])('refuses the blank reason %j', (reason) => {
+    spec.given([purchased(100, 100)]).when(adjustTokens({ reason })).thenThrows('REASON_REQUIRED');
+  });
+
+  it('refuses a reason longer than the limit and accepts one of exactly the limit', () => {
+    spec.given([purchased(100, 100)]).when(adjustTokens({ reason: 'r'.repeat(REASON_LENGTH_MAX + 1) })).thenThrows('REASON_TOO_LONG', { max: REASON_LENGTH_MAX });
+    const longest = 'r'.repeat(REASON_LENGTH_MAX);
+    spec.given([purchased(100, 100)]).when(adjustTokens({ reason: longest })).then([adjustedNow(-30, 70, longest)]);
+  });
+
+  it('decides on the balance after earlier adjustments', () => {
+    spec
+      .given([purchased(10, 10), { type: 'TokensAdjusted', data: { userId, transactionId: 'tx-adj', amount: 15, reason: 'Goodwill', balanceAfter: 25, occurredAt: '2026-11-24T11:45:00.000Z' } }])
+      .when(useTokens({ amount: 25 }))
+      .then([{ type: 'TokensUsed', data: { userId, transactionId, amount: 25, description: 'Chat completion', balanceAfter: 0, occurredAt: now.toISOString() } }]);
   });
 });
 

@@ -1,7 +1,7 @@
 import { LedgerError } from '../ledger.errors.js';
-import { BALANCE_MAX, DESCRIPTION_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, isTokenAmount } from '../ledger.limits.js';
-import type { AddTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
-import type { TokenAccountEvent, TokensPurchased, TokensUsed } from './token-account.events.js';
+import { BALANCE_MAX, DESCRIPTION_LENGTH_MAX, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, isAdjustmentAmount, isTokenAmount } from '../ledger.limits.js';
+import type { AddTokens, AdjustTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
+import type { TokenAccountEvent, TokensAdjusted, TokensPurchased, TokensUsed } from './token-account.events.js';
 import type { TokenAccountState } from './token-account.state.js';
 import { capturePayment, expirePayment, initiatePayment, refundPayment } from './payment.decide.js';
 
@@ -11,6 +11,8 @@ export function decideTokenAccount(command: TokenAccountCommand, state: TokenAcc
       return addTokens(command, state);
     case 'UseTokens':
       return [useTokens(command, state)];
+    case 'AdjustTokens':
+      return [adjustTokens(command, state)];
     case 'InitiatePayment':
       return initiatePayment(command, state);
     case 'CapturePayment':
@@ -91,6 +93,45 @@ function useTokens({ data }: UseTokens, state: TokenAccountState): TokensUsed {
   };
 }
 
+/**
+ * An admin's correction, either way. A debit may empty the balance but not go below it; a credit
+ * respects the same ceiling as a purchase. No id makes it idempotent: a retry is made safe by the
+ * request's Idempotency-Key, as for usage.
+ */
+function adjustTokens({ data }: AdjustTokens, state: TokenAccountState): TokensAdjusted {
+  if (!isAdjustmentAmount(data.amount)) {
+    throw new LedgerError('AMOUNT_OUT_OF_RANGE', `amount must be a non-zero integer from -${TOKEN_AMOUNT_MAX} to ${TOKEN_AMOUNT_MAX}`, {
+      amount: data.amount,
+      min: -TOKEN_AMOUNT_MAX,
+      max: TOKEN_AMOUNT_MAX,
+    });
+  }
+  assertReason(data.reason);
+  if (data.amount < 0 && -data.amount > state.balance) {
+    throw new LedgerError('ADJUSTMENT_EXCEEDS_BALANCE', `an adjustment of ${data.amount} would take the balance ${state.balance} below zero`, {
+      balance: state.balance,
+      requested: data.amount,
+    });
+  }
+  if (data.amount > BALANCE_MAX - state.balance) {
+    throw new LedgerError('BALANCE_OUT_OF_RANGE', `a credit of ${data.amount} would take the balance above ${BALANCE_MAX}`, {
+      balance: state.balance,
+      requested: data.amount,
+    });
+  }
+  return {
+    type: 'TokensAdjusted',
+    data: {
+      userId: data.userId,
+      transactionId: data.transactionId,
+      amount: data.amount,
+      reason: data.reason,
+      balanceAfter: state.balance + data.amount,
+      occurredAt: data.now.toISOString(),
+    },
+  };
+}
+
 function assertAmount(amount: number): void {
   if (!isTokenAmount(amount)) {
     throw new LedgerError('AMOUNT_OUT_OF_RANGE', `amount must be an integer from ${TOKEN_AMOUNT_MIN} to ${TOKEN_AMOUNT_MAX}`, {
@@ -107,5 +148,12 @@ function assertDescription(description: string | null): void {
       length: description.length,
       max: DESCRIPTION_LENGTH_MAX,
     });
+  }
+}
+
+function assertReason(reason: string): void {
+  if (reason.trim() === '') throw new LedgerError('REASON_REQUIRED', 'an adjustment needs a reason that is not blank', { length: reason.length });
+  if (reason.length > REASON_LENGTH_MAX) {
+    throw new LedgerError('REASON_TOO_LONG', `reason must be at most ${REASON_LENGTH_MAX} characters`, { length: reason.length, max: REASON_LENGTH_MAX });
   }
 }

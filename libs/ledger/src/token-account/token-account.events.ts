@@ -3,8 +3,9 @@ import type { PaymentEvent, TokensRefunded } from './payment.events.js';
 
 /**
  * Events of one user's token account, stored in the stream `token-account-<userId>`.
- * Plain, readonly, JSON-serialisable data; amounts are positive integers and `balanceAfter` is the
- * balance once the event is applied, so read models and auditors never have to re-derive it.
+ * Plain, readonly, JSON-serialisable data; amounts are positive integers (signed only in
+ * `TokensAdjusted`) and `balanceAfter` is the balance once the event is applied, so read models and
+ * auditors never have to re-derive it.
  */
 export type TokensPurchased = {
   readonly type: 'TokensPurchased';
@@ -31,13 +32,31 @@ export type TokensUsed = {
   };
 };
 
-export type TokenAccountEvent = TokensPurchased | TokensUsed | TokensRefunded | PaymentEvent;
+/**
+ * An admin's correction of the balance, either way: an `adjustment` transaction. The only token event
+ * whose `amount` is signed (positive credits, negative debits, never 0). `reason` is required and is
+ * what the transaction's description shows.
+ */
+export type TokensAdjusted = {
+  readonly type: 'TokensAdjusted';
+  readonly data: {
+    readonly userId: string;
+    readonly transactionId: string;
+    readonly amount: number;
+    readonly reason: string;
+    readonly balanceAfter: number;
+    readonly occurredAt: string;
+  };
+};
+
+export type TokenAccountEvent = TokensPurchased | TokensUsed | TokensRefunded | TokensAdjusted | PaymentEvent;
 export type TokenAccountEventType = TokenAccountEvent['type'];
 
 export const TOKEN_ACCOUNT_EVENT_TYPES: ReadonlySet<string> = new Set<TokenAccountEventType>([
   'TokensPurchased',
   'TokensUsed',
   'TokensRefunded',
+  'TokensAdjusted',
   'PaymentInitiated',
   'PaymentCaptured',
   'PaymentFailed',

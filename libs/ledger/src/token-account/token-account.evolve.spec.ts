@@ -46,6 +46,24 @@ describe('token account: evolve', () => {
     expect(() => replay([credit, { ...credit, data: { ...credit.data, balanceAfter: 10 } }])).toThrow(LedgerInvariantViolation);
   });
 
+  it('folds adjustments either way into the balance', () => {
+    const state = replay([
+      { type: 'TokensPurchased', data: { userId, transactionId: 't1', paymentId: 'p1', amount: 10, description: null, balanceAfter: 10, occurredAt: at } },
+      { type: 'TokensAdjusted', data: { userId, transactionId: 't2', amount: -10, reason: 'Chargeback', balanceAfter: 0, occurredAt: at } },
+      { type: 'TokensAdjusted', data: { userId, transactionId: 't3', amount: 7, reason: 'Goodwill', balanceAfter: 7, occurredAt: at } },
+    ]);
+    expect(state.balance).toBe(7);
+    expect([...state.purchases.keys()]).toEqual(['p1']);
+  });
+
+  it.each([
+    ['drives the balance below zero', { amount: -1, balanceAfter: -1 }],
+    ['moves no tokens', { amount: 0, balanceAfter: 0 }],
+    ['records a balanceAfter the replay disagrees with', { amount: 5, balanceAfter: 6 }],
+  ])('fails loudly on an adjustment that %s', (_name, { amount, balanceAfter }) => {
+    expect(() => replay([{ type: 'TokensAdjusted', data: { userId, transactionId: 't', amount, reason: 'x', balanceAfter, occurredAt: at } }])).toThrow(LedgerInvariantViolation);
+  });
+
   it('fails loudly on an unknown event type', () => {
     expect(() => replay([{ type: 'TokensGifted', data: {} } as unknown as TokenAccountEvent])).toThrow(LedgerInvariantViolation);
   });

@@ -1,7 +1,7 @@
 import { fold } from '../decider.js';
 import { SnapshotRejected } from '../snapshot.js';
 import { tokenAccountDecider } from './token-account.decider.js';
-import type { TokenAccountEvent, TokensPurchased, TokensUsed } from './token-account.events.js';
+import type { TokenAccountEvent, TokensAdjusted, TokensPurchased, TokensUsed } from './token-account.events.js';
 import { tokenAccountSnapshot } from './token-account.snapshot.js';
 
 const userId = '11111111-1111-4111-8111-111111111111';
@@ -36,6 +36,15 @@ describe('token account: snapshot', () => {
   it('agrees only with the event whose balanceAfter it holds', () => {
     expect(tokenAccountSnapshot.agreesWith(state, used)).toBe(true);
     expect(tokenAccountSnapshot.agreesWith(state, bought)).toBe(false);
+  });
+
+  it('keeps an adjusted balance and agrees with the adjustment it follows', () => {
+    const adjusted: TokensAdjusted = { type: 'TokensAdjusted', data: { userId, transactionId: 't3', amount: -6, reason: 'Chargeback', balanceAfter: 0, occurredAt: at } };
+    const after = fold(tokenAccountDecider, state, [adjusted]);
+    const decoded = tokenAccountSnapshot.decode(stored(tokenAccountSnapshot.encode(after)));
+    expect(decoded.balance).toBe(0);
+    expect(tokenAccountSnapshot.agreesWith(decoded, adjusted)).toBe(true);
+    expect(tokenAccountSnapshot.agreesWith(state, adjusted)).toBe(false);
   });
 
   const encoded = tokenAccountSnapshot.encode(state) as { balance: number; purchases: Record<string, unknown>[] };

@@ -45,6 +45,7 @@ function statusAfter(type: TokenAccountEvent['type']): PaymentStatus | undefined
     case 'TokensPurchased':
     case 'TokensUsed':
     case 'TokensRefunded':
+    case 'TokensAdjusted':
       return undefined;
   }
 }

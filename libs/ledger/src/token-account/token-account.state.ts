@@ -41,6 +41,13 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       invariant(state.payments.get(event.data.paymentId)?.status === 'REFUNDED', `tokens refunded for payment ${event.data.paymentId} that is not refunded`);
       return { ...state, balance };
     }
+    case 'TokensAdjusted': {
+      const balance = state.balance + event.data.amount;
+      invariant(event.data.amount !== 0, 'an adjustment of 0 tokens');
+      invariant(balance >= 0 && balance <= BALANCE_MAX, `adjustment of ${event.data.amount} drives the balance ${state.balance} out of range`);
+      invariant(balance === event.data.balanceAfter, `adjustment records balanceAfter ${event.data.balanceAfter}, replay gives ${balance}`);
+      return { ...state, balance };
+    }
     case 'PaymentInitiated': {
       invariant(!state.payments.has(event.data.paymentId), `payment ${event.data.paymentId} initiated twice`);
       const payment: Payment = {
