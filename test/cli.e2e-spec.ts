@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ApiKeyRepository, JwtVerifier, loadAuthConfig, resolveAuthSettings } from '@app/auth';
-import { createProgram } from '../apps/cli/src/cli.js';
+import { runCli } from './support/run-cli.js';
 import { createTestDatabase, type TestDatabase } from './support/test-database.js';
 
 /**
@@ -11,10 +11,8 @@ import { createTestDatabase, type TestDatabase } from './support/test-database.j
  * database of their own through DATABASE_URL: their output and exit codes.
  */
 let databases: TestDatabase[] = [];
-const savedUrl = process.env.DATABASE_URL;
 
 afterEach(async () => {
-  process.env.DATABASE_URL = savedUrl;
   await Promise.all(databases.map((database) => database.drop()));
   databases = [];
 });
@@ -26,25 +24,8 @@ async function database(): Promise<TestDatabase> {
 }
 
 /** Runs one command on `on`; returns what it printed on stdout and its exit code. */
-async function cli(on: TestDatabase, ...args: string[]): Promise<{ output: string; exitCode: number }> {
-  process.env.DATABASE_URL = on.url;
-  let output = '';
-  const write = process.stdout.write.bind(process.stdout);
-  process.stdout.write = ((chunk: string | Uint8Array) => {
-    output += chunk.toString();
-    return true;
-  });
-  try {
-    await createProgram({ exitOverride: true }).parseAsync(['node', 'token-ledger', ...args]);
-  } catch (error) {
-    output += `error: ${error instanceof Error ? error.message : String(error)}\n`;
-    process.exitCode = 1;
-  } finally {
-    process.stdout.write = write;
-  }
-  const exitCode = Number(process.exitCode ?? 0);
-  process.exitCode = undefined;
-  return { output, exitCode };
+function cli(on: TestDatabase, ...args: string[]): Promise<{ output: string; exitCode: number }> {
+  return runCli({ DATABASE_URL: on.url }, ...args);
 }
 
 /** Transaction ids are cluster-wide: other test files' open transactions delay $all visibility, so wait for every event. */

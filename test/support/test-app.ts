@@ -15,6 +15,11 @@ export const TEST_JWT_SECRET = 'token-ledger-test-secret-0123456789abcdef';
 /** The actor of commands a test issues directly (not through HTTP). */
 export const TEST_ACTOR: CommandActor = { subject: 'test', role: 'system', kind: 'test' };
 /** The admin `http()` speaks as: one subject for every instance, as a client retrying on another instance is still itself. */
+/**
+ * DATA_DIR of test apps: the development secrets (the audit signing key) are created there once and
+ * reused, outside the worktree. Tests that check a bundle offline read the key from here.
+ */
+export const TEST_DATA_DIR = path.join(tmpdir(), 'token-ledger-test-data');
 export const TEST_ADMIN_SUBJECT = '00000000-0000-4000-8000-00000000ad01';
 const ROLES_CLAIM = 'app_metadata.roles';
 

@@ -5,6 +5,8 @@ import { TokenAccountsModule, type EventStoreChoice } from '@app/accounts';
 import { DatabaseModule } from '@app/database';
 import { AccountsController } from './accounts/accounts.controller.js';
 import { AdminController } from './admin/admin.controller.js';
+import { auditSigningKeyProvider } from './audit/audit-signing-key.js';
+import { AuditController } from './audit/audit.controller.js';
 import { ConfigError, type AppConfig } from './config/app.config.js';
 import { DatabaseHealthIndicator, HealthController } from './health/health.controller.js';
 import { ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
@@ -44,11 +46,12 @@ export class AppModule {
           jobIntervalMs: config.PAYMENT_JOB_INTERVAL_MS,
         }),
       ],
-      controllers: [AccountsController, HealthController, AdminController, PaymentsController, AccountPaymentsController],
+      controllers: [AccountsController, HealthController, AdminController, AuditController, PaymentsController, AccountPaymentsController],
       providers: [
         DatabaseHealthIndicator,
         { provide: AUTH_SETTINGS, useValue: auth },
         { provide: WEBHOOK_SECRET, useValue: webhookSecretOf(config) },
+        auditSigningKeyProvider(auth),
         { provide: IdempotencyStore, inject: [PG_POOL], useFactory: (pool: Pool) => new IdempotencyStore(pool, { ttlHours: config.IDEMPOTENCY_KEY_TTL_HOURS, lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS }) },
         {
           provide: IdempotencyPurgeJob,

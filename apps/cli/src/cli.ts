@@ -4,6 +4,7 @@ import { migrateDatabase } from '@app/database';
 import { PROJECTIONS, SEED_EVENTS_MAX, SEED_USERS_MAX, seedHistory, type RebuildView } from '@app/projections';
 import { SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError } from 'commander';
+import { addAuditCommands } from './audit-commands.js';
 import { connect, type Connection } from './database.js';
 
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -115,6 +116,8 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
         if (differences.length > 0) process.exitCode = 1;
       }),
     );
+
+  addAuditCommands(program, options);
 
   program
     .command('seed')

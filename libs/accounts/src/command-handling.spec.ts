@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { sealEvents } from '@app/audit';
 import { PostgresEventStore, type EventStore, type ReadStreamOptions, type RecordedEvent } from '@app/event-store';
 import { decideTokenAccount, LedgerError, tokenAccountDecider, tokenAccountSnapshot, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
@@ -70,7 +71,8 @@ async function seededUser(credit: number, usages: number): Promise<string> {
     balance -= 1;
     events.push({ id: randomUUID(), type: 'TokensUsed', data: { userId, transactionId: randomUUID(), amount: 1, description: null, balanceAfter: balance, occurredAt: at } } as never);
   }
-  await store.append(tokenAccountStreamId(userId), events, { expectedRevision: 'no_stream' });
+  // Sealed, as every append now is: an unsealed stream would cost one extra read at its first append.
+  await store.append(tokenAccountStreamId(userId), sealEvents(tokenAccountStreamId(userId), 0n, null, events) as never, { expectedRevision: 'no_stream' });
   return userId;
 }
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { EventIdConflictError, READ_COUNT_MAX, WrongExpectedRevisionError, type EventMetadata, type EventStore, type JsonValue, type Position, type RecordedEvent } from '@app/event-store';
+import { eventHash, HASH_METADATA_KEY, sealEvents } from '@app/audit';
 import { fold, SnapshotRejected, type Decider } from '@app/ledger';
 import { idempotentEventId, type IdempotentRequest } from './idempotent-request.js';
 import { KeyedMutex } from './keyed-mutex.js';
@@ -32,6 +33,12 @@ export type LoadedStream<State> = {
   readonly lastEventId: string | undefined;
   /** Revision of the newest stored snapshot this process knows of; -1n for none. */
   readonly snapshotRevision: bigint;
+  /**
+   * The chain hash of the event at `revision` (null for a stream with no events), which the next
+   * append's first event chains to. Undefined when that event was stored without one (written
+   * before hashes on append): the next append computes it from the whole stream first.
+   */
+  readonly headHash: string | null | undefined;
 };
 
 export type CommandHandlingOptions = {
@@ -136,14 +143,19 @@ export class CommandHandling {
           await this.snapshotIfDue(streamId, decider, loaded);
           return { state: loaded.state, events, position: loaded.position };
         }
-        const toAppend = events.map((event, index) => ({
-          id: idempotent === undefined ? randomUUID() : idempotentEventId(idempotent.requestId, index),
-          type: event.type,
-          data: event.data,
-          metadata,
-        }));
+        const previousHash = loaded.headHash === undefined ? await this.recomputedHeadHash(streamId, loaded.revision) : loaded.headHash;
+        loaded = { ...loaded, headHash: previousHash };
+        // Sealed on the state this decision was made on: the expected revision below guarantees the
+        // append extends exactly that chain, and a retry after a conflict reseals on the new state.
+        const toAppend = sealEvents(
+          streamId,
+          loaded.revision + 1n,
+          previousHash,
+          events.map((event, index) => ({ id: idempotent === undefined ? randomUUID() : idempotentEventId(idempotent.requestId, index), type: event.type, data: event.data, metadata })),
+        );
         try {
           const appended = await this.store.append(streamId, toAppend, { expectedRevision: loaded.revision < 0n ? 'no_stream' : loaded.revision });
+          let headHash = storedHashOf(toAppend[toAppend.length - 1]?.metadata);
           if (idempotent !== undefined) {
             // Same ids at the same place are a success without a write: another attempt of this
             // request, deciding on the same state, got there first. Its events are the truth.
@@ -153,6 +165,9 @@ export class CommandHandling {
               const state = (await this.catchUp(streamId, decider, loaded)).state;
               return { state, events: recorded.map((event) => asEvent<Event>(event)), position: appended.position, replayed: true };
             }
+            // Another attempt of this request may have appended the same events with other
+            // metadata (its own request id), so another hash: the stored one is the head.
+            headHash = storedHashOf(recorded[recorded.length - 1]?.metadata);
           }
           const after: LoadedStream<State> = {
             state: fold(decider, loaded.state, events),
@@ -160,6 +175,7 @@ export class CommandHandling {
             position: appended.position,
             lastEventId: toAppend[toAppend.length - 1]?.id,
             snapshotRevision: loaded.snapshotRevision,
+            headHash,
           };
           this.cache.set(streamId, after);
           await this.snapshotIfDue(streamId, decider, after);
@@ -218,7 +234,7 @@ export class CommandHandling {
   async load<Event extends DomainEvent, State>(streamId: string, decider: AnyDecider<Event, State>): Promise<LoadedStream<State>> {
     const start =
       (this.cache.get(streamId) as LoadedStream<State> | undefined) ??
-      (await this.fromSnapshot(streamId, decider)) ?? { state: decider.initialState, revision: -1n, position: undefined, lastEventId: undefined, snapshotRevision: -1n };
+      (await this.fromSnapshot(streamId, decider)) ?? { state: decider.initialState, revision: -1n, position: undefined, lastEventId: undefined, snapshotRevision: -1n, headHash: null };
     return this.catchUp(streamId, decider, start);
   }
 
@@ -233,16 +249,39 @@ export class CommandHandling {
   }
 
   private async readForward<Event extends DomainEvent, State>(streamId: string, decider: AnyDecider<Event, State>, start: LoadedStream<State>): Promise<LoadedStream<State>> {
-    let { state, revision, position, lastEventId } = start;
+    let { state, revision, position, lastEventId, headHash } = start;
     for (;;) {
       const page = await this.store.readStream(streamId, { fromRevision: revision + 1n, maxCount: READ_COUNT_MAX });
       for (const recorded of page) {
         state = decider.evolve(state, asEvent<Event>(recorded));
         ({ revision, position } = recorded);
         lastEventId = recorded.id;
+        headHash = storedHashOf(recorded.metadata);
       }
-      if (page.length < READ_COUNT_MAX) return { state, revision, position, lastEventId, snapshotRevision: start.snapshotRevision };
+      if (page.length < READ_COUNT_MAX) return { state, revision, position, lastEventId, snapshotRevision: start.snapshotRevision, headHash };
     }
+  }
+
+  /**
+   * The hash a stream's next event chains to when its head was stored without one: the chain over
+   * revisions 0..`revision`, each hashed as if it had been sealed (the hash never covers itself), so
+   * the first sealed event vouches for the whole unsealed prefix from then on. Paid once per such
+   * stream: its next append stores a hash. Events up to `revision` never change, so no lock is needed.
+   */
+  private async recomputedHeadHash(streamId: string, revision: bigint): Promise<string | null> {
+    let previous: string | null = null;
+    let next = 0n;
+    while (next <= revision) {
+      const page = await this.store.readStream(streamId, { fromRevision: next, maxCount: READ_COUNT_MAX });
+      for (const recorded of page) {
+        if (next > revision) break;
+        if (recorded.revision !== next) throw new Error(`stream ${streamId}: expected revision ${next}, read ${recorded.revision}`);
+        previous = eventHash(recorded, previous);
+        next += 1n;
+      }
+      if (page.length === 0) throw new Error(`stream ${streamId} ends before revision ${revision}`);
+    }
+    return previous;
   }
 
   /**
@@ -269,7 +308,7 @@ export class CommandHandling {
       return this.refuse(streamId, `revision ${stored.revision} is not event ${stored.lastEventId} in the stream`);
     }
     if (!schema.agreesWith(state, asEvent<Event>(last))) return this.refuse(streamId, `state disagrees with the event at revision ${stored.revision}`);
-    return { state, revision: stored.revision, position: last.position, lastEventId: last.id, snapshotRevision: stored.revision };
+    return { state, revision: stored.revision, position: last.position, lastEventId: last.id, snapshotRevision: stored.revision, headHash: storedHashOf(last.metadata) };
   }
 
   private refuse(streamId: string, problem: string): undefined {
@@ -291,6 +330,11 @@ export class CommandHandling {
     }
     this.cache.set(streamId, { ...loaded, snapshotRevision: loaded.revision });
   }
+}
+
+function storedHashOf(metadata: EventMetadata | undefined): string | undefined {
+  const hash = metadata?.[HASH_METADATA_KEY];
+  return typeof hash === 'string' ? hash : undefined;
 }
 
 function asEvent<Event>(recorded: RecordedEvent): Event {

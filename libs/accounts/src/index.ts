@@ -15,3 +15,4 @@ export * from './token-accounts.tokens.js';
 export * from './transaction.view.js';
 export * from './admin/account-verification.js';
 export * from './admin/projections-admin.js';
+export * from './admin/account-audit.js';

@@ -5,6 +5,7 @@ import { EVENT_STORE, EventStoreDBEventStore, PostgresEventStore, type EventStor
 import { TOKEN_ACCOUNTS_PROJECTION } from '@app/projections';
 import type { Pool } from 'pg';
 import { CommandHandling, DEFAULT_COMMAND_HANDLING_OPTIONS } from './command-handling.js';
+import { AccountAudit } from './admin/account-audit.js';
 import { ProjectionsAdmin } from './admin/projections-admin.js';
 import { AddTokensHandler } from './commands/add-tokens.command.js';
 import { UseTokensHandler } from './commands/use-tokens.command.js';
@@ -65,13 +66,18 @@ export class TokenAccountsModule {
               onLog: (message) => new Logger('Rebuilds').log(message),
             }),
         },
+        {
+          provide: AccountAudit,
+          inject: [EVENT_STORE, PG_POOL],
+          useFactory: (store: EventStore, pool: Pool) => new AccountAudit(store, pool, { eventsInPostgres: options.eventStore?.kind !== 'eventstoredb' }),
+        },
         AddTokensHandler,
         UseTokensHandler,
         AdjustTokensHandler,
         GetBalanceHandler,
         GetTransactionsHandler,
       ],
-      exports: [EVENT_STORE, ProjectionsLifecycle, ProjectionsAdmin, CommandHandling, ReadModelConsistency],
+      exports: [EVENT_STORE, ProjectionsLifecycle, ProjectionsAdmin, AccountAudit, CommandHandling, ReadModelConsistency],
     };
   }
 }

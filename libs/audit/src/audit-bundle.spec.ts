@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { createAuditBundle, verifyAuditBundle } from './audit-bundle.js';
-import { sealEvents } from './hash-chain.js';
+import { HASH_METADATA_KEY, sealEvents } from './hash-chain.js';
 import { sealedStream, STEPS, streamId, withData } from './testing.fixtures.js';
 
 const signer = generateKeyPairSync('ed25519');
@@ -77,5 +77,15 @@ describe('audit bundles', () => {
     const events = sealedStream(STEPS).map((event, index) => (index === 3 ? withData(event, { amount: 1 }) : event));
     expect(() => createAuditBundle(events, { privateKey: signer.privateKey, streamId, createdAt })).toThrow('revision 3 does not match its hash');
   });
-});
 
+  it('bundles a stream whose unsealed prefix a sealed event covers, and finds a forged prefix hash', () => {
+    const events = sealedStream(STEPS).map((event, index) => {
+      if (index > 1) return event;
+      const { [HASH_METADATA_KEY]: _hash, ...metadata } = event.metadata;
+      return { ...event, metadata };
+    });
+    const text = createAuditBundle(events, { privateKey: signer.privateKey, streamId, createdAt });
+    expect(verifyAuditBundle(text, signer.publicKey)).toMatchObject({ ok: true, eventCount: 5 });
+    expect(verifyAuditBundle(editLine(text, 1, (line) => ({ ...line, hash: 'f'.repeat(64) })), signer.publicKey)).toMatchObject({ ok: false, firstBadRevision: 1n });
+  });
+});

@@ -1,6 +1,6 @@
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { canonicalJson } from './canonical-json.js';
-import { HASH_CHAIN_VERSION, HASH_METADATA_KEY, storedHash, verifyChain, type ChainEvent, type JsonObject } from './hash-chain.js';
+import { eventHash, HASH_CHAIN_VERSION, HASH_METADATA_KEY, verifyChain, type ChainEvent, type JsonObject } from './hash-chain.js';
 
 export const BUNDLE_FORMAT = 'token-ledger-audit-bundle/1';
 
@@ -53,7 +53,13 @@ export function createAuditBundle(events: readonly BundleEvent[], options: { rea
   const chain = verifyChain(events);
   if (!chain.ok) throw new Error(`cannot bundle stream ${options.streamId}: ${chain.reason}`);
   if (events.some((event) => event.streamId !== options.streamId)) throw new Error(`cannot bundle stream ${options.streamId}: it holds events of another stream`);
-  const lines = events.map((event) => `${JSON.stringify(eventLine(event))}\n`).join('');
+  let previous: string | null = null;
+  const lines = events
+    .map((event) => {
+      previous = eventHash(event, previous);
+      return `${JSON.stringify(eventLine(event, previous))}\n`;
+    })
+    .join('');
   const privateKey = typeof options.privateKey === 'string' ? createPrivateKey(options.privateKey) : options.privateKey;
   const unsigned: Omit<BundleHead, 'signature'> = {
     kind: 'head',
@@ -71,9 +77,8 @@ export function createAuditBundle(events: readonly BundleEvent[], options: { rea
   return `${lines}${JSON.stringify({ ...unsigned, signature })}\n`;
 }
 
-function eventLine(event: BundleEvent): EventLine {
-  const hash = storedHash(event);
-  if (hash === undefined) throw new Error(`revision ${event.revision} has no hash`);
+/** `hash`: the chain hash at this event; for an event of an unsealed prefix, the one its metadata would have held. */
+function eventLine(event: BundleEvent, hash: string): EventLine {
   const { streamId, revision, position, createdAt, id, type, data, metadata } = event;
   return { kind: 'event', streamId, revision: revision.toString(), position, createdAt, id, type, data, metadata, hash };
 }
@@ -102,15 +107,24 @@ export function verifyAuditBundle(text: string, publicKey: KeyObject | string): 
     return { ok: false, reason: 'the head signature is not valid for this public key' };
   }
   const events: ChainEvent[] = [];
+  const lineHashes: string[] = [];
   for (const [index, raw] of rawLines.entries()) {
     const line = parseLine(raw);
     if (!isEventLine(line)) return { ok: false, reason: 'not an event record', line: index + 1 };
-    if (line.metadata[HASH_METADATA_KEY] !== line.hash) return { ok: false, reason: `the hash of revision ${line.revision} differs from its metadata`, line: index + 1 };
+    const stored = line.metadata[HASH_METADATA_KEY];
+    if (stored !== undefined && stored !== line.hash) return { ok: false, reason: `the hash of revision ${line.revision} differs from its metadata`, line: index + 1 };
+    lineHashes.push(line.hash);
     events.push({ streamId: line.streamId, revision: BigInt(line.revision), id: line.id, type: line.type, data: line.data, metadata: line.metadata });
   }
   if (events.some((event) => event.streamId !== head.streamId)) return { ok: false, reason: `the bundle holds events of a stream other than ${head.streamId}` };
   const chain = verifyChain(events, { anchor: { revision: BigInt(head.lastRevision), hash: head.headHash } });
   if (!chain.ok) return { ok: false, reason: chain.reason, firstBadRevision: chain.firstBadRevision };
+  // Lines of an unsealed prefix carry the hash their metadata lacks: it must be the chain's too.
+  let previous: string | null = null;
+  for (const [index, event] of events.entries()) {
+    previous = eventHash(event, previous);
+    if (lineHashes[index] !== previous) return { ok: false, reason: `the hash of revision ${event.revision} is not the chain's`, firstBadRevision: event.revision, line: index + 1 };
+  }
   const eventLines = rawLines.map((line) => `${line}\n`).join('');
   if (sha256(eventLines) !== head.eventLinesSha256) return { ok: false, reason: 'the event lines differ from the signed ones (a field outside the hash chain was changed)' };
   return { ok: true, streamId: head.streamId, eventCount: events.length, headHash: chain.headHash, reason: 'bundle intact' };

@@ -1,4 +1,4 @@
-import { canonicalEventForm, eventHash, HASH_METADATA_KEY, sealEvents, verifyChain } from './hash-chain.js';
+import { canonicalEventForm, eventHash, HASH_METADATA_KEY, recomputedHeadHash, sealEvents, verifyChain, type ChainEvent } from './hash-chain.js';
 import { sealedStream, STEPS, streamId, withData } from './testing.fixtures.js';
 
 describe('the hash chain', () => {
@@ -32,8 +32,8 @@ describe('the hash chain', () => {
 
   it('accepts an intact stream and an empty one', () => {
     const events = sealedStream(STEPS);
-    expect(verifyChain(events)).toEqual({ ok: true, eventCount: 5, headHash: events[4]?.metadata[HASH_METADATA_KEY], reason: 'chain intact' });
-    expect(verifyChain([])).toEqual({ ok: true, eventCount: 0, headHash: null, reason: 'chain intact' });
+    expect(verifyChain(events)).toEqual({ ok: true, eventCount: 5, headHash: events[4]?.metadata[HASH_METADATA_KEY], unsealedPrefix: 0, reason: 'chain intact' });
+    expect(verifyChain([])).toEqual({ ok: true, eventCount: 0, headHash: null, unsealedPrefix: 0, reason: 'chain intact' });
   });
 
   it('finds a changed amount at its revision', () => {
@@ -95,6 +95,37 @@ describe('the hash chain', () => {
     const events = sealedStream(STEPS);
     expect(verifyChain([events[0]!, { ...events[1]!, streamId: 'token-account-other' }])).toMatchObject({ ok: false, firstBadRevision: 1n });
     const { [HASH_METADATA_KEY]: _hash, ...bare } = events[0]!.metadata;
-    expect(verifyChain([{ ...events[0]!, metadata: bare }])).toMatchObject({ ok: false, firstBadRevision: 0n, reason: 'revision 0 has no hash' });
+    expect(verifyChain([{ ...events[0]!, metadata: bare }])).toMatchObject({ ok: false, firstBadRevision: 0n, reason: expect.stringMatching(/^revision 0 has no hash/) });
+  });
+});
+
+/** The events with their hashes removed, as a stream written before hashes on append holds them. */
+function unsealed(events: readonly ChainEvent[]): ChainEvent[] {
+  return events.map((event) => {
+    const { [HASH_METADATA_KEY]: _hash, ...metadata } = event.metadata;
+    return { ...event, metadata };
+  });
+}
+
+describe('a stream written before hashes on append', () => {
+  it('is covered from its first sealed event on: the prefix hashes as if it had been sealed', () => {
+    const events = sealedStream(STEPS);
+    const legacy = unsealed(events.slice(0, 3));
+    expect(recomputedHeadHash(legacy)).toBe(events[2]?.metadata[HASH_METADATA_KEY]);
+    expect(verifyChain([...legacy, ...events.slice(3)])).toEqual({ ok: true, eventCount: 5, headHash: events[4]?.metadata[HASH_METADATA_KEY], unsealedPrefix: 3, reason: 'chain intact' });
+  });
+
+  it('finds a change to the unsealed prefix at the first sealed event', () => {
+    const events = sealedStream(STEPS);
+    const legacy = unsealed(events.slice(0, 3));
+    legacy[1] = withData(events[1]!, { amount: 3 });
+    legacy[1] = unsealed([legacy[1]])[0]!;
+    expect(verifyChain([...legacy, ...events.slice(3)])).toMatchObject({ ok: false, firstBadRevision: 3n });
+  });
+
+  it('vouches for nothing when no event is sealed, and refuses a hash missing after a sealed event', () => {
+    const events = sealedStream(STEPS);
+    expect(verifyChain(unsealed(events))).toMatchObject({ ok: false, firstBadRevision: 0n, reason: expect.stringMatching(/^revision 0 has no hash \(revisions 0\.\.4 are unsealed/) });
+    expect(verifyChain([...events.slice(0, 2), ...unsealed(events.slice(2))])).toMatchObject({ ok: false, firstBadRevision: 2n, reason: 'revision 2 has no hash' });
   });
 });

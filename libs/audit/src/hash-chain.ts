@@ -66,7 +66,17 @@ export function storedHash(event: ChainEvent): string | undefined {
 }
 
 export type ChainVerification =
-  | { readonly ok: true; readonly eventCount: number; readonly headHash: string | null; readonly reason: 'chain intact' }
+  | {
+      readonly ok: true;
+      readonly eventCount: number;
+      readonly headHash: string | null;
+      /**
+       * Leading events stored without a hash (written before hashes on append). The first sealed
+       * event's hash covers them; they are only as trustworthy as the stream was when it was written.
+       */
+      readonly unsealedPrefix: number;
+      readonly reason: 'chain intact';
+    }
   | { readonly ok: false; readonly firstBadRevision: bigint; readonly reason: string };
 
 export type VerifyChainOptions = {
@@ -75,7 +85,11 @@ export type VerifyChainOptions = {
    * reach exactly this revision with exactly this hash. Without it, removing the newest events
    * cannot be told from a stream that never had them.
    */
-  readonly anchor?: { readonly revision: bigint; readonly hash: string | null };
+  readonly anchor?: {
+    readonly revision: bigint;
+    /** Omitted when only the revision is known (the store's record of the stream's length). */
+    readonly hash?: string | null;
+  };
 };
 
 /**
@@ -83,9 +97,16 @@ export type VerifyChainOptions = {
  * repeats, one stream id, and each stored hash equal to the recomputed one. Reports the first
  * revision where it fails: a changed event fails at itself, a deleted one at the revision it
  * leaves empty, an inserted or reordered one at the first place the order breaks.
+ *
+ * Streams written before hashes on append: a run of events without a hash is accepted only at the
+ * start of the stream, and only when a sealed event follows it. Its hashes are computed exactly as
+ * if they had been stored (the hash never covers itself), so the first sealed event's hash covers
+ * the whole prefix. An unsealed event after a sealed one, or a stream with no sealed event at all,
+ * fails: nothing vouches for it.
  */
 export function verifyChain(events: readonly ChainEvent[], options: VerifyChainOptions = {}): ChainVerification {
   let previous: string | null = null;
+  let unsealedPrefix = 0;
   for (const [index, event] of events.entries()) {
     const revision = BigInt(index);
     if (event.revision !== revision) {
@@ -96,12 +117,17 @@ export function verifyChain(events: readonly ChainEvent[], options: VerifyChainO
       return { ok: false, firstBadRevision: revision, reason: `revision ${revision} belongs to stream ${event.streamId}, not ${first.streamId}` };
     }
     const stored = storedHash(event);
-    if (stored === undefined) return { ok: false, firstBadRevision: revision, reason: `revision ${revision} has no hash` };
     const computed = eventHash(event, previous);
-    if (computed !== stored) {
+    if (stored === undefined) {
+      if (unsealedPrefix !== index) return { ok: false, firstBadRevision: revision, reason: `revision ${revision} has no hash` };
+      unsealedPrefix += 1;
+    } else if (computed !== stored) {
       return { ok: false, firstBadRevision: revision, reason: `revision ${revision} does not match its hash: the event or one before it was changed` };
     }
     previous = computed;
+  }
+  if (unsealedPrefix > 0 && unsealedPrefix === events.length) {
+    return { ok: false, firstBadRevision: 0n, reason: `revision 0 has no hash (revisions 0..${unsealedPrefix - 1} are unsealed: written before hashes on append, the next append seals them)` };
   }
   const anchor = options.anchor;
   if (anchor !== undefined) {
@@ -112,7 +138,21 @@ export function verifyChain(events: readonly ChainEvent[], options: VerifyChainO
     if (lastRevision > anchor.revision) {
       return { ok: false, firstBadRevision: anchor.revision + 1n, reason: `the stream goes past the anchor at revision ${anchor.revision}` };
     }
-    if (previous !== anchor.hash) return { ok: false, firstBadRevision: anchor.revision, reason: `the head hash at revision ${anchor.revision} differs from the anchor` };
+    if (anchor.hash !== undefined && previous !== anchor.hash) return { ok: false, firstBadRevision: anchor.revision, reason: `the head hash at revision ${anchor.revision} differs from the anchor` };
   }
-  return { ok: true, eventCount: events.length, headHash: previous, reason: 'chain intact' };
+  return { ok: true, eventCount: events.length, headHash: previous, unsealedPrefix, reason: 'chain intact' };
+}
+
+/**
+ * The hash the next event must chain to, for a stream whose head was stored without one (written
+ * before hashes on append): the chain computed over every event from revision 0, as if each had
+ * been sealed. Pass events in revision order, starting at revision 0.
+ */
+export function recomputedHeadHash(events: readonly ChainEvent[]): string | null {
+  let previous: string | null = null;
+  for (const [index, event] of events.entries()) {
+    if (event.revision !== BigInt(index)) throw new Error(`expected revision ${index}, found ${event.revision}`);
+    previous = eventHash(event, previous);
+  }
+  return previous;
 }

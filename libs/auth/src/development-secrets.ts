@@ -23,10 +23,15 @@ export async function loadOrCreateDevelopmentSecrets(dataDir: string): Promise<D
   await mkdir(dataDir, { recursive: true });
   await mkdir(directory, { recursive: true, mode: 0o700 });
   const jwtSecret = await loadOrCreate(join(directory, 'jwt-secret'), () => randomBytes(32).toString('base64url'));
-  const auditSigningKeyPem = await loadOrCreate(join(directory, 'audit-signing-key.pem'), () =>
+  const auditSigningKeyPem = await loadOrCreate(developmentAuditSigningKeyPath(dataDir), () =>
     generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
   );
   return { jwtSecret: jwtSecret.trim(), auditSigningKeyPem, directory };
+}
+
+/** Where the development bundle-signing key lives (`audit verify-bundle` reads its public half from there). */
+export function developmentAuditSigningKeyPath(dataDir: string): string {
+  return join(dataDir, 'secrets', 'audit-signing-key.pem');
 }
 
 /**

@@ -92,6 +92,7 @@ export const ENDPOINT_ACTIONS: readonly Endpoint[] = [
   { method: 'GET', path: '/v1/audit/accounts/{userId}/balance', action: 'audit.read', owner: 'path:userId' },
   { method: 'GET', path: '/v1/audit/accounts/{userId}/verify', action: 'audit.read', owner: 'path:userId' },
   { method: 'GET', path: '/v1/audit/accounts/{userId}/bundle', action: 'audit.read', owner: 'path:userId' },
+  { method: 'GET', path: '/v1/audit/signing-key', action: 'audit.read', owner: 'none' },
   { method: 'GET', path: '/v1/admin/projections', action: 'projections.status.read', owner: 'none' },
   { method: 'POST', path: '/v1/admin/projections/{name}/rebuild', action: 'projections.rebuild', owner: 'none' },
   { method: 'GET', path: '/v1/admin/projections/{name}/rebuilds/{id}', action: 'projections.status.read', owner: 'none' },

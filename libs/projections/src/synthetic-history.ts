@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { EventStore } from '@app/event-store';
+import { HASH_METADATA_KEY, sealEvents } from '@app/audit';
+import type { EventStore, EventToAppend } from '@app/event-store';
 import {
   decideTokenAccount,
   evolveTokenAccount,
@@ -45,7 +46,13 @@ export function seededUuid(random: () => number): string {
   return `${text.slice(0, 8)}-${text.slice(8, 12)}-4${text.slice(13, 16)}-${variant}${text.slice(17, 20)}-${text.slice(20)}`;
 }
 
-export type GeneratedAccount = { readonly userId: string; state: TokenAccountState; revision: bigint };
+export type GeneratedAccount = {
+  readonly userId: string;
+  state: TokenAccountState;
+  revision: bigint;
+  /** The chain hash of the event at `revision`; absent (null) before the first append. */
+  headHash?: string | null;
+};
 
 /**
  * The next command for an account: a purchase, or a usage the balance covers. Decided by the real
@@ -139,7 +146,7 @@ export async function appendDecided(
   startAt: Date,
   commands: CommandSource = nextCommand,
 ): Promise<void> {
-  const events = [];
+  const events: EventToAppend[] = [];
   for (let index = 0; index < count; index += 1) {
     const command = commands(random, account, new Date(startAt.getTime() + index * 60_000));
     for (const event of decideTokenAccount(command, account.state)) {
@@ -149,8 +156,12 @@ export async function appendDecided(
   }
   if (events.length === 0) return;
   const expectedRevision = account.revision < 0n ? 'no_stream' : account.revision;
-  await store.append(tokenAccountStreamId(account.userId), events, { expectedRevision });
+  const streamId = tokenAccountStreamId(account.userId);
+  // Sealed like every production append, so a seeded ledger verifies and bundles like a real one.
+  const sealed = sealEvents(streamId, account.revision + 1n, account.headHash ?? null, events);
+  await store.append(streamId, sealed, { expectedRevision });
   account.revision += BigInt(events.length);
+  account.headHash = sealed[sealed.length - 1]?.metadata[HASH_METADATA_KEY] as string;
 }
 
 export type SeedOptions = {

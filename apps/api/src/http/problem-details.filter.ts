@@ -1,5 +1,5 @@
 import { Catch, HttpException, HttpStatus, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
-import { ConcurrencyConflictError } from '@app/accounts';
+import { AccountNotFoundError, ChainBrokenError, ConcurrencyConflictError, StreamNotReplayableError } from '@app/accounts';
 import { PaymentProviderError, PaymentsError, type PaymentsErrorCode } from '@app/payments';
 import { LedgerError, type LedgerErrorCode } from '@app/ledger';
 import { RebuildInProgressError, UnknownProjectionError } from '@app/projections';
@@ -65,6 +65,9 @@ const TITLES: Record<string, string> = {
   UNAUTHENTICATED: 'Authentication required',
   FORBIDDEN: 'Not allowed',
   AUTHENTICATION_UNAVAILABLE: 'Credentials cannot be checked right now',
+  ACCOUNT_NOT_FOUND: 'The account has no events',
+  CHAIN_BROKEN: 'The hash chain of the stream does not verify',
+  STREAM_NOT_REPLAYABLE: 'The stream breaks the ledger invariants',
 };
 
 /** Every error leaves as an RFC 9457 problem (application/problem+json) with a stable `code`. */
@@ -103,6 +106,15 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     }
     if (exception instanceof RebuildInProgressError) {
       return problem(HttpStatus.CONFLICT, 'REBUILD_IN_PROGRESS', exception.message, instance, { projection: exception.projection, rebuildId: exception.rebuildId ?? null });
+    }
+    if (exception instanceof AccountNotFoundError) {
+      return problem(HttpStatus.NOT_FOUND, 'ACCOUNT_NOT_FOUND', exception.message, instance, { userId: exception.userId });
+    }
+    if (exception instanceof ChainBrokenError) {
+      return problem(HttpStatus.CONFLICT, 'CHAIN_BROKEN', exception.message, instance, { firstBadRevision: exception.firstBadRevision.toString(), reason: exception.reason });
+    }
+    if (exception instanceof StreamNotReplayableError) {
+      return problem(HttpStatus.CONFLICT, 'STREAM_NOT_REPLAYABLE', exception.message, instance, { reason: exception.reason });
     }
     if (exception instanceof HttpException) {
       const status = exception.getStatus();

@@ -1,6 +1,6 @@
 import { comparePositions, formatPosition, parsePosition, type EventStore, type RecordedEvent } from '@app/event-store';
 import { evolveTokenAccount, initialTokenAccountState, TOKEN_ACCOUNT_EVENT_TYPES, tokenAccountStreamId, type TokenAccountEvent } from '@app/ledger';
-import { accountProjections, readWholeStream, recomputeAccount, TOKEN_ACCOUNTS_PROJECTION, type Projection } from '@app/projections';
+import { accountProjections, lockCheckpoint, readWholeStream, recomputeAccount, TOKEN_ACCOUNTS_PROJECTION, type Projection } from '@app/projections';
 import type { Pool, PoolClient } from 'pg';
 
 export type AccountDifference = {
@@ -79,6 +79,9 @@ export async function verifyAccount(store: EventStore, pool: Pool, projections: 
     for (const projection of accountProjections(projections)) {
       const rows = projection.accountRows?.(userId);
       if (rows === undefined) continue;
+      // Lock the checkpoint before reading the stored rows: a runner in another process could
+      // otherwise commit rows and checkpoint between the two, and its rows would look missing.
+      await lockCheckpoint(client, projection.name);
       const stored = await readRows(client, rows.read);
       const recomputed = await recomputeAccount(client, store, projection, userId);
       const replayed = await readRows(client, rows.read);

@@ -1,0 +1,67 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { Controller, Get, Inject, Param, Query, StreamableFile } from '@nestjs/common';
+import { ApiConflictResponse, ApiNotFoundResponse, ApiOkResponse, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { AccountAudit, type AuditEvent } from '@app/accounts';
+import { keyId } from '@app/audit';
+import { UserIdParams } from '../accounts/accounts.dto.js';
+import { AUDIT_SIGNING_KEY } from './audit-signing-key.js';
+import { AuditBalanceQuery, AuditEventsQuery } from './audit.dto.js';
+
+const NDJSON = 'application/x-ndjson; charset=utf-8';
+
+/** The auditor's view of an account: raw stream, as-of balances, verification, signed bundles. Reads only. */
+@ApiTags('audit')
+@Controller({ path: 'audit', version: '1' })
+export class AuditController {
+  constructor(
+    private readonly audit: AccountAudit,
+    @Inject(AUDIT_SIGNING_KEY) private readonly signingKey: KeyObject,
+  ) {}
+
+  @Get('signing-key')
+  @ApiOkResponse({ description: 'The public key (PEM, SPKI) that verifies audit bundles, and its key id (SHA-256 of the SPKI DER).' })
+  publicKey() {
+    const publicKey = createPublicKey(this.signingKey);
+    return { algorithm: 'Ed25519', keyId: keyId(publicKey), publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString() };
+  }
+
+  @Get('accounts/:userId/events')
+  @ApiProduces('application/json', 'application/x-ndjson')
+  @ApiOkResponse({ description: 'A page of the raw stream and the next page\'s fromRevision; with format=ndjson, the whole stream, one event per line.' })
+  @ApiNotFoundResponse({ description: 'ACCOUNT_NOT_FOUND' })
+  async events(@Param() { userId }: UserIdParams, @Query() query: AuditEventsQuery) {
+    if (query.format === 'ndjson') return new StreamableFile(Readable.from(ndjsonLines(await this.audit.pages(userId))), { type: NDJSON });
+    return { userId, ...(await this.audit.page(userId, BigInt(query.fromRevision), query.limit)) };
+  }
+
+  @Get('accounts/:userId/balance')
+  @ApiOkResponse({ description: 'The balance replayed from the stream to the point, and the last revision applied (-1 before the first event).' })
+  @ApiNotFoundResponse({ description: 'ACCOUNT_NOT_FOUND' })
+  @ApiConflictResponse({ description: 'STREAM_NOT_REPLAYABLE: the stream breaks the ledger\'s invariants.' })
+  async balance(@Param() { userId }: UserIdParams, @Query() query: AuditBalanceQuery) {
+    return { userId, ...(await this.audit.balanceAsOf(userId, query.asOf())) };
+  }
+
+  @Get('accounts/:userId/verify')
+  @ApiOkResponse({ description: 'The hash chain (anchored to the stored stream revision) and every difference between the replay and the read models.' })
+  @ApiNotFoundResponse({ description: 'ACCOUNT_NOT_FOUND' })
+  async verify(@Param() { userId }: UserIdParams) {
+    return { userId, ...(await this.audit.verify(userId)) };
+  }
+
+  @Get('accounts/:userId/bundle')
+  @ApiProduces('application/x-ndjson')
+  @ApiOkResponse({ description: 'The signed audit bundle: one line per event, then the signed head. Check it with `npm run cli -- audit verify-bundle <file>`.' })
+  @ApiNotFoundResponse({ description: 'ACCOUNT_NOT_FOUND' })
+  @ApiConflictResponse({ description: 'CHAIN_BROKEN: the stream does not verify, so it is not signed.' })
+  async bundle(@Param() { userId }: UserIdParams) {
+    const { streamId, text } = await this.audit.bundle(userId, this.signingKey, new Date());
+    return new StreamableFile(Buffer.from(text, 'utf8'), { type: NDJSON, disposition: `attachment; filename="${streamId}.audit.ndjson"` });
+  }
+}
+
+/** One line per event, produced a page at a time as the response is read. */
+async function* ndjsonLines(pages: AsyncIterable<readonly AuditEvent[]>): AsyncGenerator<string> {
+  for await (const page of pages) yield page.map((event) => `${JSON.stringify(event)}\n`).join('');
+}

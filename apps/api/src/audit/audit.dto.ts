@@ -1,0 +1,57 @@
+import { ApiPropertyOptional } from '@nestjs/swagger';
+import { AUDIT_PAGE_SIZE_MAX } from '@app/accounts';
+import type { AsOf } from '@app/audit';
+import { Type } from 'class-transformer';
+import { IsIn, IsInt, IsISO8601, IsOptional, Max, Min } from 'class-validator';
+import { RequestValidationError } from '../http/request-validation.error.js';
+
+export const AUDIT_PAGE_SIZE_DEFAULT = 100;
+
+export class AuditEventsQuery {
+  @ApiPropertyOptional({ minimum: 0, default: 0, type: 'integer', description: 'First revision of the page.' })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  @Max(Number.MAX_SAFE_INTEGER)
+  fromRevision: number = 0;
+
+  @ApiPropertyOptional({ minimum: 1, maximum: AUDIT_PAGE_SIZE_MAX, default: AUDIT_PAGE_SIZE_DEFAULT, type: 'integer' })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(AUDIT_PAGE_SIZE_MAX)
+  limit: number = AUDIT_PAGE_SIZE_DEFAULT;
+
+  @ApiPropertyOptional({ enum: ['json', 'ndjson'], default: 'json', description: '`ndjson`: the whole stream, one event per line, streamed (paging parameters do not apply).' })
+  @IsOptional()
+  @IsIn(['json', 'ndjson'])
+  format: 'json' | 'ndjson' = 'json';
+}
+
+export class AuditBalanceQuery {
+  @ApiPropertyOptional({ format: 'date-time', description: 'Replay the events that occurred (data.occurredAt) at or before this time. Give this or revision.' })
+  @IsOptional()
+  @IsISO8601({ strict: true, strictSeparator: true })
+  at?: string;
+
+  @ApiPropertyOptional({ minimum: 0, type: 'integer', description: 'Replay up to and including this revision. Give this or at.' })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  @Max(Number.MAX_SAFE_INTEGER)
+  revision?: number;
+
+  /** The point to replay to; exactly one of `at` and `revision` names it. */
+  asOf(): AsOf {
+    if (this.at !== undefined && this.revision === undefined) return { at: new Date(this.at) };
+    if (this.revision !== undefined && this.at === undefined) return { revision: BigInt(this.revision) };
+    const message = 'give exactly one of at and revision';
+    throw new RequestValidationError([
+      { field: 'at', rule: 'exactlyOneOf', message },
+      { field: 'revision', rule: 'exactlyOneOf', message },
+    ]);
+  }
+}

@@ -1,0 +1,71 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { verifyAuditBundle } from '@app/audit';
+import { developmentAuditSigningKeyPath } from '@app/auth';
+import type { Command } from 'commander';
+
+/** Exit codes of `audit verify-bundle`: 0 intact, 1 not intact, 2 the command could not check (usage). */
+export const EXIT_INVALID = 1;
+export const EXIT_USAGE = 2;
+
+/**
+ * `audit verify-bundle <file>`: checks a bundle offline. It opens no database and calls no service:
+ * the bundle and a public key are all it needs.
+ */
+export function addAuditCommands(program: Command, options: { readonly exitOverride?: boolean } = {}): void {
+  const audit = program.command('audit').description('audit bundles, checked offline');
+  audit
+    .command('verify-bundle')
+    .description('check a signed audit bundle (no database, no service): exit 0 intact, 1 not intact, 2 usage error')
+    .argument('<file>', 'the bundle (NDJSON) from GET /v1/audit/accounts/{userId}/bundle')
+    .option('--public-key <file>', "the signer's public key (PEM); default: derived from the development key under DATA_DIR")
+    // Commander's own usage errors (missing file, unknown option) exit 2 here, apart from "not intact" (1).
+    .exitOverride((error) => {
+      if (options.exitOverride === true) throw error;
+      process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE);
+    })
+    .action(async (file: string, options: { publicKey?: string }) => {
+      const inputs = await readInputs(file, options.publicKey);
+      if (typeof inputs === 'string') {
+        process.stderr.write(`error: ${inputs}\n`);
+        process.exitCode = EXIT_USAGE;
+        return;
+      }
+      const result = verifyAuditBundle(inputs.bundle, inputs.publicKey);
+      if (result.ok) {
+        process.stdout.write(`bundle intact: ${result.streamId}, ${result.eventCount} events, head hash ${result.headHash ?? '-'}\n`);
+        return;
+      }
+      const where = result.firstBadRevision === undefined ? (result.line === undefined ? '' : ` at line ${result.line}`) : ` at revision ${result.firstBadRevision}`;
+      process.stdout.write(`bundle NOT intact${where}: ${result.reason}\n`);
+      process.exitCode = EXIT_INVALID;
+    });
+}
+
+/** The bundle text and the public key, or what kept them from being read. */
+async function readInputs(file: string, publicKeyFile: string | undefined): Promise<{ bundle: string; publicKey: KeyObject } | string> {
+  let bundle: string;
+  try {
+    bundle = await readFile(file, 'utf8');
+  } catch (error) {
+    return `cannot read the bundle ${file}: ${message(error)}`;
+  }
+  const keyFile = publicKeyFile ?? developmentAuditSigningKeyPath(path.resolve(process.env.DATA_DIR ?? '.data'));
+  let pem: string;
+  try {
+    pem = await readFile(keyFile, 'utf8');
+  } catch (error) {
+    return `cannot read the public key ${keyFile}${publicKeyFile === undefined ? ' (give --public-key <file>)' : ''}: ${message(error)}`;
+  }
+  try {
+    // A private key PEM (the development key) gives its public half; a public key PEM is used as is.
+    return { bundle, publicKey: createPublicKey(pem) };
+  } catch (error) {
+    return `${keyFile} holds no usable key: ${message(error)}`;
+  }
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

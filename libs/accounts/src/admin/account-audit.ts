@@ -1,0 +1,222 @@
+import type { KeyObject } from 'node:crypto';
+import { createAuditBundle, tokenAccountBalanceAsOf, verifyChain, type AsOf, type BundleEvent, type ChainVerification } from '@app/audit';
+import { formatPosition, READ_COUNT_MAX, type EventStore, type JsonValue, type RecordedEvent } from '@app/event-store';
+import { tokenAccountStreamId } from '@app/ledger';
+import { PROJECTIONS, type Projection } from '@app/projections';
+import type { Pool } from 'pg';
+import { verifyAccount, type AccountDifference } from './account-verification.js';
+
+/** The user has no stream: nothing to audit. */
+export class AccountNotFoundError extends Error {
+  override readonly name = 'AccountNotFoundError';
+
+  constructor(readonly userId: string) {
+    super(`no events for user ${userId}`);
+  }
+}
+
+/** A stored event as an auditor sees it: everything the store holds. */
+export type AuditEvent = {
+  readonly revision: string;
+  /** `$all` position, `"commit/prepare"`. */
+  readonly position: string;
+  readonly id: string;
+  readonly type: string;
+  readonly data: JsonValue;
+  readonly metadata: JsonValue;
+  /** When the store recorded it (created_at); the domain time is `data.occurredAt`. */
+  readonly time: string;
+};
+
+export type AuditEventPage = {
+  readonly data: readonly AuditEvent[];
+  /** The revision the store records as the stream's last. */
+  readonly streamRevision: string;
+  /** Where the next page starts; null after the last page. */
+  readonly nextFromRevision: string | null;
+};
+
+export type ChainReport = { readonly ok: true; readonly eventCount: number; readonly headHash: string | null; readonly unsealedPrefix: number; readonly reason: string } | { readonly ok: false; readonly firstBadRevision: string; readonly reason: string };
+
+export type AccountAuditReport = {
+  readonly ok: boolean;
+  readonly streamRevision: string;
+  readonly chain: ChainReport;
+  readonly readModels: {
+    readonly differences: readonly AccountDifference[];
+    /** Set when the replay itself failed (the stream breaks the ledger's invariants); nothing was compared then. */
+    readonly replayError: string | null;
+  };
+};
+
+export const AUDIT_PAGE_SIZE_MAX = 1_000;
+
+export type AccountAuditOptions = {
+  /**
+   * The events are in this PostgreSQL database: the stream's revision is read from `event_streams`,
+   * a record apart from the events, so removing the newest events is found. With EventStoreDB the
+   * last event read is the only record, which cannot show that.
+   */
+  readonly eventsInPostgres: boolean;
+  readonly projections?: readonly Projection[];
+};
+
+/**
+ * The auditor's view of one token account: its raw stream, the balance replayed to any point, the
+ * hash chain and read models checked against it, and a signed bundle to check offline.
+ */
+export class AccountAudit {
+  private readonly projections: readonly Projection[];
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly pool: Pool,
+    private readonly options: AccountAuditOptions,
+  ) {
+    this.projections = options.projections ?? PROJECTIONS;
+  }
+
+  /** Events from `fromRevision` on, at most `limit`; throws AccountNotFoundError for a user with no stream. */
+  async page(userId: string, fromRevision: bigint, limit: number): Promise<AuditEventPage> {
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > AUDIT_PAGE_SIZE_MAX) throw new RangeError(`limit must be 1..${AUDIT_PAGE_SIZE_MAX}, not ${limit}`);
+    const streamRevision = await this.streamRevision(userId);
+    const events = await this.store.readStream(tokenAccountStreamId(userId), { fromRevision, maxCount: limit });
+    const last = events[events.length - 1];
+    const more = last !== undefined && events.length === limit && last.revision < streamRevision;
+    return { data: events.map(auditEvent), streamRevision: streamRevision.toString(), nextFromRevision: more ? (last.revision + 1n).toString() : null };
+  }
+
+  /**
+   * The whole stream, one page of `pageSize` events at a time, for streaming out: only one page is
+   * in memory, and the next is read when the consumer asks for it. Checks the user exists first, so
+   * a caller can answer 404 before it starts a response.
+   */
+  async pages(userId: string, pageSize = AUDIT_PAGE_SIZE_MAX): Promise<AsyncIterable<readonly AuditEvent[]>> {
+    await this.streamRevision(userId);
+    const store = this.store;
+    return {
+      async *[Symbol.asyncIterator]() {
+        let from = 0n;
+        for (;;) {
+          const page = await store.readStream(tokenAccountStreamId(userId), { fromRevision: from, maxCount: pageSize });
+          if (page.length > 0) yield page.map(auditEvent);
+          const last = page[page.length - 1];
+          if (last === undefined || page.length < pageSize) return;
+          from = last.revision + 1n;
+        }
+      },
+    };
+  }
+
+  /** The balance replayed from the stream up to `asOf`, and the revision reached (-1 before the first event). */
+  async balanceAsOf(userId: string, asOf: AsOf): Promise<{ readonly balance: number; readonly revision: string }> {
+    await this.streamRevision(userId);
+    const events = await this.readStream(userId, 'revision' in asOf ? asOf.revision : undefined);
+    try {
+      const { balance, revision } = tokenAccountBalanceAsOf(events, asOf);
+      return { balance, revision: revision.toString() };
+    } catch (error) {
+      // The ledger's own invariants refuse the stream (a gap, an edited amount): report, not crash.
+      throw new StreamNotReplayableError(userId, error instanceof Error ? error.message : String(error));
+    }
+  }
+
+  /** The hash chain, anchored to the stream's recorded revision, and every difference between the replay and the read models. */
+  async verify(userId: string): Promise<AccountAuditReport> {
+    const streamRevision = await this.streamRevision(userId);
+    const events = await this.readStream(userId);
+    const chain = chainReport(verifyChain(events, { anchor: { revision: streamRevision } }));
+    let differences: readonly AccountDifference[] = [];
+    let replayError: string | null = null;
+    try {
+      differences = await verifyAccount(this.store, this.pool, this.projections, userId);
+    } catch (error) {
+      // A tampered stream can break the ledger's invariants during the replay: that is a finding.
+      replayError = error instanceof Error ? error.message : String(error);
+    }
+    const ok = chain.ok && differences.length === 0 && replayError === null;
+    return { ok, streamRevision: streamRevision.toString(), chain, readModels: { differences, replayError } };
+  }
+
+  /** The signed NDJSON bundle of the stream; throws if its chain is not intact (a bundle never vouches for a broken stream). */
+  async bundle(userId: string, privateKey: KeyObject, now: Date): Promise<{ readonly streamId: string; readonly text: string }> {
+    const streamId = tokenAccountStreamId(userId);
+    const streamRevision = await this.streamRevision(userId);
+    const events = await this.readStream(userId);
+    const chain = verifyChain(events, { anchor: { revision: streamRevision } });
+    if (!chain.ok) throw new ChainBrokenError(userId, chain.firstBadRevision, chain.reason);
+    const bundled: BundleEvent[] = events.map((event) => ({ ...event, position: formatPosition(event.position), createdAt: event.createdAt.toISOString() }));
+    return { streamId, text: createAuditBundle(bundled, { privateKey, streamId, createdAt: now.toISOString() }) };
+  }
+
+  /** The stream's last revision as the store records it, apart from the events themselves. */
+  private async streamRevision(userId: string): Promise<bigint> {
+    const streamId = tokenAccountStreamId(userId);
+    let revision: bigint | undefined;
+    if (this.options.eventsInPostgres) {
+      const row = await this.pool.query<{ revision: string }>('SELECT revision::text FROM event_streams WHERE stream_id = $1', [streamId]);
+      revision = row.rows[0] === undefined ? undefined : BigInt(row.rows[0].revision);
+    } else {
+      revision = (await this.store.readStream(streamId, { direction: 'backwards', maxCount: 1 }))[0]?.revision;
+    }
+    if (revision === undefined || revision < 0n) throw new AccountNotFoundError(userId);
+    return revision;
+  }
+
+  /** Events from revision 0 up to `upTo` (or the end), following revisions rather than counting, so a gap cannot make it loop. */
+  private async readStream(userId: string, upTo?: bigint): Promise<RecordedEvent[]> {
+    const events: RecordedEvent[] = [];
+    let from = 0n;
+    for (;;) {
+      const page = await this.store.readStream(tokenAccountStreamId(userId), { fromRevision: from, maxCount: READ_COUNT_MAX });
+      for (const event of page) {
+        if (upTo !== undefined && event.revision > upTo) return events;
+        events.push(event);
+      }
+      const last = page[page.length - 1];
+      if (last === undefined || page.length < READ_COUNT_MAX) return events;
+      from = last.revision + 1n;
+    }
+  }
+}
+
+/** The stream's chain is broken: it can be verified (and the break reported) but not bundled. */
+export class ChainBrokenError extends Error {
+  override readonly name = 'ChainBrokenError';
+
+  constructor(
+    readonly userId: string,
+    readonly firstBadRevision: bigint,
+    readonly reason: string,
+  ) {
+    super(`the hash chain of user ${userId} breaks at revision ${firstBadRevision}: ${reason}`);
+  }
+}
+
+/** The stream cannot be replayed: the ledger's invariants refuse it (it was changed outside the ledger). */
+export class StreamNotReplayableError extends Error {
+  override readonly name = 'StreamNotReplayableError';
+
+  constructor(
+    readonly userId: string,
+    readonly reason: string,
+  ) {
+    super(`the stream of user ${userId} cannot be replayed: ${reason}`);
+  }
+}
+
+function chainReport(chain: ChainVerification): ChainReport {
+  return chain.ok ? chain : { ok: false, firstBadRevision: chain.firstBadRevision.toString(), reason: chain.reason };
+}
+
+function auditEvent(event: RecordedEvent): AuditEvent {
+  return {
+    revision: event.revision.toString(),
+    position: formatPosition(event.position),
+    id: event.id,
+    type: event.type,
+    data: event.data,
+    metadata: event.metadata,
+    time: event.createdAt.toISOString(),
+  };
+}

@@ -1,0 +1,266 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AccountAudit, CommandHandling, eventMetadata, ReadModelConsistency } from '@app/accounts';
+import { decideTokenAccount, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
+import { runCli } from './support/run-cli.js';
+import { startTestApp, TEST_ACTOR, TEST_DATA_DIR, type TestApp } from './support/test-app.js';
+
+/**
+ * The auditor's API on the real app and database: raw stream pages and NDJSON, as-of balances,
+ * verification of the hash chain and the read models after direct SQL tampering, and signed
+ * bundles checked offline by the real CLI.
+ */
+let testApp: TestApp;
+let directory: string;
+
+beforeAll(async () => {
+  testApp = await startTestApp();
+  directory = await mkdtemp(join(tmpdir(), 'audit-e2e-'));
+});
+
+afterAll(async () => {
+  await testApp.close();
+});
+
+const T = (day: number) => new Date(Date.UTC(2026, 0, day, 10));
+
+/**
+ * Writes through the application's own CommandHandling (sealed like any command), at a chosen domain
+ * time, and waits until the projection has applied it: tests then tamper with events the runner has
+ * already passed (a runner that met a tampered event would stop, by design, and hold up every test).
+ */
+async function record(userId: string, kind: 'buy' | 'use', amount: number, now: Date): Promise<void> {
+  const transactionId = randomUUID();
+  const command: TokenAccountCommand =
+    kind === 'buy'
+      ? { type: 'AddTokens', data: { userId, amount, paymentId: randomUUID(), description: null, transactionId, now } }
+      : { type: 'UseTokens', data: { userId, amount, description: null, transactionId, now } };
+  const handled = await testApp.app.get(CommandHandling).handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), eventMetadata({ requestId: randomUUID(), actor: TEST_ACTOR }));
+  expect(await testApp.app.get(ReadModelConsistency).waitFor(handled.position)).toBe(true);
+}
+
+/** A purchase of 100 on day 1, then usages of 10 on days 2..(1 + usages). */
+async function account(usages: number): Promise<string> {
+  const userId = randomUUID();
+  await record(userId, 'buy', 100, T(1));
+  for (let day = 2; day < 2 + usages; day += 1) await record(userId, 'use', 10, T(day));
+  return userId;
+}
+
+async function verify(userId: string) {
+  const response = await testApp.http().get(`/v1/audit/accounts/${userId}/verify`).expect(200);
+  return response.body;
+}
+
+async function sql(text: string, values: unknown[]): Promise<void> {
+  await testApp.database.pool.query(text, values);
+}
+
+describe('auditor API: the raw stream', () => {
+  it('pages the stream with revision, position, type, data, metadata and time, and names the next page', async () => {
+    const userId = await account(9);
+    const revisions: string[] = [];
+    const pageSizes: number[] = [];
+    let from: string | null = '0';
+    while (from !== null) {
+      const body: { streamRevision: string; nextFromRevision: string | null; data: { revision: string }[] } = (await testApp.http().get(`/v1/audit/accounts/${userId}/events?fromRevision=${from}&limit=4`).expect(200)).body;
+      expect(body.streamRevision).toBe('9');
+      revisions.push(...body.data.map((event) => event.revision));
+      pageSizes.push(body.data.length);
+      from = body.nextFromRevision;
+    }
+    expect(pageSizes).toEqual([4, 4, 2]);
+    expect(revisions).toEqual(Array.from({ length: 10 }, (_, index) => String(index)));
+    const first = (await testApp.http().get(`/v1/audit/accounts/${userId}/events?limit=1`).expect(200)).body;
+    expect(first).toEqual({ userId, streamRevision: '9', nextFromRevision: '1', data: [expect.objectContaining({ revision: '0', type: 'TokensPurchased', position: expect.stringMatching(/^\d+\/\d+$/), time: expect.any(String) })] });
+    expect(first.data[0].data).toMatchObject({ amount: 100, balanceAfter: 100, occurredAt: T(1).toISOString() });
+    expect(first.data[0].metadata).toMatchObject({ schemaVersion: 1, hash: expect.stringMatching(/^[0-9a-f]{64}$/) });
+  });
+
+  it('streams the whole stream as NDJSON, the same events as the pages', async () => {
+    const userId = await account(9);
+    const paged = (await testApp.http().get(`/v1/audit/accounts/${userId}/events?limit=1000`).expect(200)).body.data;
+    const response = await testApp.http().get(`/v1/audit/accounts/${userId}/events?format=ndjson`).expect(200);
+    expect(response.headers['content-type']).toMatch(/^application\/x-ndjson/);
+    const lines = response.text.trimEnd().split('\n').map((line) => JSON.parse(line));
+    expect(lines).toEqual(paged);
+    // The stream is produced a page at a time: a small page size gives the same events in three pages.
+    const pages = [];
+    for await (const page of await testApp.app.get(AccountAudit).pages(userId, 4)) pages.push(page);
+    expect(pages.map((page) => page.length)).toEqual([4, 4, 2]);
+    expect(pages.flat()).toEqual(paged);
+  });
+
+  it('refuses bad paging parameters, naming the field and the rule', async () => {
+    const userId = await account(1);
+    for (const [query, field, rule] of [
+      ['limit=0', 'limit', 'min'],
+      ['limit=1001', 'limit', 'max'],
+      ['limit=2.5', 'limit', 'isInt'],
+      ['fromRevision=-1', 'fromRevision', 'min'],
+      ['format=csv', 'format', 'isIn'],
+    ] as const) {
+      const response = await testApp.http().get(`/v1/audit/accounts/${userId}/events?${query}`).expect(400);
+      expect(response.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [expect.objectContaining({ field, rule })] });
+    }
+  });
+
+  it('answers 404 ACCOUNT_NOT_FOUND for a user with no stream, on every account endpoint', async () => {
+    const userId = randomUUID();
+    for (const path of ['events', 'events?format=ndjson', 'balance?revision=0', 'verify', 'bundle']) {
+      const response = await testApp.http().get(`/v1/audit/accounts/${userId}/${path}`).expect(404);
+      expect(response.body).toMatchObject({ code: 'ACCOUNT_NOT_FOUND', userId });
+    }
+  });
+});
+
+describe('auditor API: balances as of a point', () => {
+  it('replays to a revision and to a time: before the first event, between events, after the last', async () => {
+    const userId = await account(3); // 100 on day 1, then 90, 80, 70 on days 2, 3, 4.
+    const balance = async (query: string) => (await testApp.http().get(`/v1/audit/accounts/${userId}/balance?${query}`).expect(200)).body;
+    expect(await balance('revision=0')).toEqual({ userId, balance: 100, revision: '0' });
+    expect(await balance('revision=2')).toEqual({ userId, balance: 80, revision: '2' });
+    expect(await balance('revision=99')).toEqual({ userId, balance: 70, revision: '3' });
+    expect(await balance(`at=${new Date(T(1).getTime() - 1).toISOString()}`)).toEqual({ userId, balance: 0, revision: '-1' });
+    expect(await balance(`at=${T(1).toISOString()}`)).toEqual({ userId, balance: 100, revision: '0' });
+    expect(await balance(`at=${new Date(T(3).getTime() + 3_600_000).toISOString()}`)).toEqual({ userId, balance: 80, revision: '2' });
+    expect(await balance('at=2027-01-01T00:00:00Z')).toEqual({ userId, balance: 70, revision: '3' });
+  });
+
+  it('takes exactly one of at and revision, each valid', async () => {
+    const userId = await account(1);
+    for (const query of ['', 'at=2026-01-01T00:00:00Z&revision=1']) {
+      const response = await testApp.http().get(`/v1/audit/accounts/${userId}/balance?${query}`).expect(400);
+      expect(response.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [{ field: 'at', rule: 'exactlyOneOf' }, { field: 'revision', rule: 'exactlyOneOf' }] });
+    }
+    expect((await testApp.http().get(`/v1/audit/accounts/${userId}/balance?at=yesterday`).expect(400)).body.errors).toEqual([expect.objectContaining({ field: 'at', rule: 'isIso8601' })]);
+    expect((await testApp.http().get(`/v1/audit/accounts/${userId}/balance?revision=-1`).expect(400)).body.errors).toEqual([expect.objectContaining({ field: 'revision', rule: 'min' })]);
+  });
+});
+
+describe('auditor API: verification', () => {
+  it('reports an intact chain and read models that match the replay', async () => {
+    const userId = await account(4);
+    expect(await verify(userId)).toEqual({
+      userId,
+      ok: true,
+      streamRevision: '4',
+      chain: { ok: true, eventCount: 5, headHash: expect.stringMatching(/^[0-9a-f]{64}$/), unsealedPrefix: 0, reason: 'chain intact' },
+      readModels: { differences: [], replayError: null },
+    });
+  });
+
+  it('finds a direct SQL change to an event amount at its revision', async () => {
+    const userId = await account(4);
+    await sql("UPDATE events SET data = jsonb_set(data, '{amount}', '1') WHERE stream_id = $1 AND stream_revision = 2", [tokenAccountStreamId(userId)]);
+    const report = await verify(userId);
+    expect(report).toMatchObject({ ok: false, chain: { ok: false, firstBadRevision: '2', reason: expect.stringContaining('does not match its hash') } });
+    // The edited amount no longer agrees with its balanceAfter: the ledger's own replay refuses it too.
+    expect(report.readModels.replayError).toMatch(/balanceAfter/);
+  });
+
+  it('finds a deleted middle event at the revision it leaves empty', async () => {
+    const userId = await account(4);
+    await sql('DELETE FROM events WHERE stream_id = $1 AND stream_revision = 2', [tokenAccountStreamId(userId)]);
+    expect(await verify(userId)).toMatchObject({ ok: false, chain: { ok: false, firstBadRevision: '2' } });
+  });
+
+  it('finds two events whose revisions were swapped', async () => {
+    const userId = await account(4);
+    const streamId = tokenAccountStreamId(userId);
+    await sql('UPDATE events SET stream_revision = 1000 WHERE stream_id = $1 AND stream_revision = 1', [streamId]);
+    await sql('UPDATE events SET stream_revision = 1 WHERE stream_id = $1 AND stream_revision = 2', [streamId]);
+    await sql('UPDATE events SET stream_revision = 2 WHERE stream_id = $1 AND stream_revision = 1000', [streamId]);
+    expect(await verify(userId)).toMatchObject({ ok: false, chain: { ok: false, firstBadRevision: '1' } });
+  });
+
+  it('finds the newest event deleted, against the revision the store records', async () => {
+    const userId = await account(4);
+    await sql('DELETE FROM events WHERE stream_id = $1 AND stream_revision = 4', [tokenAccountStreamId(userId)]);
+    expect(await verify(userId)).toMatchObject({ ok: false, streamRevision: '4', chain: { ok: false, firstBadRevision: '4', reason: expect.stringContaining('events were removed') } });
+  });
+
+  it('lists every corrupted read-model row: a transaction amount and the balance', async () => {
+    const userId = randomUUID();
+    await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ amount: 100, paymentId: randomUUID() }).expect(201);
+    for (let index = 0; index < 3; index += 1) await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 10 }).expect(201);
+    await sql('UPDATE token_transactions SET amount = -11 WHERE user_id = $1 AND stream_revision = 2', [userId]);
+    await sql('UPDATE user_tokens SET balance = 71 WHERE user_id = $1', [userId]);
+    const report = await verify(userId);
+    expect(report.chain.ok).toBe(true);
+    expect(report.ok).toBe(false);
+    expect(report.readModels.differences).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ userId, projection: 'token_accounts', kind: 'missing', detail: expect.stringMatching(new RegExp(`^\\(${userId},70,`)) }),
+        expect.objectContaining({ userId, projection: 'token_accounts', kind: 'unexpected', detail: expect.stringMatching(new RegExp(`^\\(${userId},71,`)) }),
+        expect.objectContaining({ kind: 'missing', detail: expect.stringContaining(',-10,usage,') }),
+        expect.objectContaining({ kind: 'unexpected', detail: expect.stringContaining(',-11,usage,') }),
+      ]),
+    );
+    expect(report.readModels.differences).toHaveLength(4);
+  });
+
+  it('keeps one intact chain when 30 usages race on one account over HTTP', async () => {
+    const userId = randomUUID();
+    await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ amount: 20, paymentId: randomUUID() }).expect(201);
+    const responses = await Promise.all(Array.from({ length: 30 }, () => testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1 })));
+    expect(responses.filter((response) => response.status === 201)).toHaveLength(20);
+    expect(await verify(userId)).toMatchObject({ ok: true, streamRevision: '20', chain: { ok: true, eventCount: 21 } });
+  });
+});
+
+describe('auditor API: signed bundles, checked offline by the CLI', () => {
+  async function downloadBundle(userId: string): Promise<string> {
+    const response = await testApp.http().get(`/v1/audit/accounts/${userId}/bundle`).expect(200);
+    expect(response.headers['content-type']).toMatch(/^application\/x-ndjson/);
+    expect(response.headers['content-disposition']).toBe(`attachment; filename="token-account-${userId}.audit.ndjson"`);
+    return response.text;
+  }
+
+  async function verifyBundle(text: string, ...options: string[]) {
+    const file = join(directory, `${randomUUID()}.ndjson`);
+    await writeFile(file, text);
+    return runCli({ DATA_DIR: TEST_DATA_DIR, DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' }, 'audit', 'verify-bundle', file, ...options);
+  }
+
+  it('passes an untouched bundle with the development key and with the published public key', async () => {
+    const userId = await account(4);
+    const text = await downloadBundle(userId);
+    const published = (await testApp.http().get('/v1/audit/signing-key').expect(200)).body;
+    expect(JSON.parse(text.trimEnd().split('\n').at(-1) ?? '')).toMatchObject({ kind: 'head', eventCount: 5, keyId: published.keyId });
+    expect(await verifyBundle(text)).toEqual({ output: `bundle intact: token-account-${userId}, 5 events, head hash ${JSON.parse(text.split('\n')[4] ?? '').hash}\n`, exitCode: 0 });
+    const keyFile = join(directory, 'public.pem');
+    await writeFile(keyFile, published.publicKeyPem);
+    expect((await verifyBundle(text, '--public-key', keyFile)).exitCode).toBe(0);
+  });
+
+  it('fails a bundle with a changed amount or a removed line, naming the first bad revision', async () => {
+    const userId = await account(4);
+    const text = await downloadBundle(userId);
+    const lines = text.split('\n');
+    const edited = [...lines];
+    edited[2] = (lines[2] ?? '').replace('"amount":10', '"amount":1');
+    expect(edited[2]).not.toBe(lines[2]);
+    expect(await verifyBundle(edited.join('\n'))).toEqual({ output: expect.stringMatching(/^bundle NOT intact at revision 2: revision 2 does not match its hash/), exitCode: 1 });
+    const removed = lines.filter((_, index) => index !== 1).join('\n');
+    expect(await verifyBundle(removed)).toEqual({ output: expect.stringMatching(/^bundle NOT intact at revision 1: /), exitCode: 1 });
+  });
+
+  it('exits 2 when it cannot read the bundle or the key, and never needs a database', async () => {
+    const missing = await runCli({ DATA_DIR: TEST_DATA_DIR }, 'audit', 'verify-bundle', join(directory, 'no-such-file.ndjson'));
+    expect(missing.exitCode).toBe(2);
+    const userId = await account(1);
+    const noKey = await verifyBundle(await downloadBundle(userId), '--public-key', join(directory, 'no-such-key.pem'));
+    expect(noKey.exitCode).toBe(2);
+    expect(await readFile(join(TEST_DATA_DIR, 'secrets', 'audit-signing-key.pem'), 'utf8')).toMatch(/BEGIN PRIVATE KEY/);
+  });
+
+  it('refuses to sign a stream whose chain is broken', async () => {
+    const userId = await account(2);
+    await sql("UPDATE events SET data = jsonb_set(data, '{amount}', '1') WHERE stream_id = $1 AND stream_revision = 1", [tokenAccountStreamId(userId)]);
+    const response = await testApp.http().get(`/v1/audit/accounts/${userId}/bundle`).expect(409);
+    expect(response.body).toMatchObject({ code: 'CHAIN_BROKEN', firstBadRevision: '1' });
+  });
+});
