@@ -10,8 +10,8 @@ const toList = ({ value }: { value: unknown }) => (typeof value === 'string' ? v
 
 /**
  * The authentication and audit settings, read from the environment like AppConfig (same rules: a
- * bad value stops the process, naming the variable and the rule). Not active yet: the HTTP wiring
- * (issue 6, after issues 4 and 5) will load it at start.
+ * bad value stops the process, naming the variable and the rule). The service (main.ts) and the CLI's
+ * `token` command load it.
  */
 export class AuthConfig {
   @IsIn(['development', 'test', 'production'])

@@ -17,7 +17,7 @@ import { LedgerWriteResponse, UserIdParams } from '../accounts/accounts.dto.js';
 import { commandContextOf, IDEMPOTENCY_KEY_API_HEADER } from '../http/command-context.js';
 import { AdjustmentRequest, ProjectionNameParams, RebuildParams } from './admin.dto.js';
 
-/** Operators' endpoints: projections, per-account rebuilds and balance adjustments. No authentication yet: roles arrive with issue 6. */
+/** Operators' endpoints: projections, per-account rebuilds and balance adjustments (roles: see ENDPOINT_ACTIONS). */
 @ApiTags('admin')
 @Controller({ path: 'admin', version: '1' })
 export class AdminController {
