@@ -209,6 +209,28 @@ describe('auditor API: verification', () => {
     expect(responses.filter((response) => response.status === 201)).toHaveLength(20);
     expect(await verify(userId)).toMatchObject({ ok: true, streamRevision: '20', chain: { ok: true, eventCount: 21 } });
   });
+
+  it('judges the chain up to the revision it anchored to while writes continue: no false alarm, bundles still signed', async () => {
+    const userId = randomUUID();
+    await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ amount: 1_000, paymentId: randomUUID() }).expect(201);
+    let writing = true;
+    const writer = (async () => {
+      let written = 0;
+      while (writing && written < 400) {
+        await Promise.all(Array.from({ length: 4 }, () => testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1 }).expect(201)));
+        written += 4;
+      }
+    })();
+    const chains: unknown[] = [];
+    const bundles: number[] = [];
+    for (let round = 0; round < 15; round += 1) {
+      chains.push((await verify(userId)).chain.ok);
+      bundles.push((await testApp.http().get(`/v1/audit/accounts/${userId}/bundle`)).status);
+    }
+    writing = false;
+    await writer;
+    expect({ chains, bundles }).toEqual({ chains: chains.map(() => true), bundles: bundles.map(() => 200) });
+  });
 });
 
 describe('auditor API: signed bundles, checked offline by the CLI', () => {

@@ -124,7 +124,8 @@ export class AccountAudit {
   /** The hash chain, anchored to the stream's recorded revision, and every difference between the replay and the read models. */
   async verify(userId: string): Promise<AccountAuditReport> {
     const streamRevision = await this.streamRevision(userId);
-    const events = await this.readStream(userId);
+    // Up to the anchor only: events appended after it was read are not this verification's to judge.
+    const events = await this.readStream(userId, streamRevision);
     const chain = chainReport(verifyChain(events, { anchor: { revision: streamRevision } }));
     let differences: readonly AccountDifference[] = [];
     let replayError: string | null = null;
@@ -142,7 +143,7 @@ export class AccountAudit {
   async bundle(userId: string, privateKey: KeyObject, now: Date): Promise<{ readonly streamId: string; readonly text: string }> {
     const streamId = tokenAccountStreamId(userId);
     const streamRevision = await this.streamRevision(userId);
-    const events = await this.readStream(userId);
+    const events = await this.readStream(userId, streamRevision);
     const chain = verifyChain(events, { anchor: { revision: streamRevision } });
     if (!chain.ok) throw new ChainBrokenError(userId, chain.firstBadRevision, chain.reason);
     const bundled: BundleEvent[] = events.map((event) => ({ ...event, position: formatPosition(event.position), createdAt: event.createdAt.toISOString() }));
