@@ -2,6 +2,7 @@ import { ApiProperty } from '@nestjs/swagger';
 import { REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX } from '@app/ledger';
 import { Transform } from 'class-transformer';
 import { IsInt, IsNotEmpty, IsString, Matches, Max, MaxLength, Min, NotEquals } from 'class-validator';
+import { IsStorableText } from '../http/storable-text.js';
 import { IsCanonicalUuid } from '../http/canonical-uuid.js';
 
 export class ProjectionNameParams {
@@ -31,5 +32,6 @@ export class AdjustmentRequest {
   @IsString()
   @IsNotEmpty({ message: 'reason must not be empty or blank' })
   @MaxLength(REASON_LENGTH_MAX)
+  @IsStorableText()
   reason!: string;
 }

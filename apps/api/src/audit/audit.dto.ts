@@ -2,7 +2,7 @@ import { ApiPropertyOptional } from '@nestjs/swagger';
 import { AUDIT_PAGE_SIZE_MAX } from '@app/accounts';
 import type { AsOf } from '@app/audit';
 import { Type } from 'class-transformer';
-import { IsIn, IsInt, IsISO8601, IsOptional, Max, Min } from 'class-validator';
+import { IsIn, IsInt, IsISO8601, IsOptional, Max, Min, Matches } from 'class-validator';
 import { RequestValidationError } from '../http/request-validation.error.js';
 
 export const AUDIT_PAGE_SIZE_DEFAULT = 100;
@@ -34,6 +34,8 @@ export class AuditBalanceQuery {
   @ApiPropertyOptional({ format: 'date-time', description: 'Replay the events that occurred (data.occurredAt) at or before this time. Give this or revision.' })
   @IsOptional()
   @IsISO8601({ strict: true, strictSeparator: true })
+  // Without an offset a time would be read in the server's time zone.
+  @Matches(/T.*(Z|[+-]\d{2}:?\d{2})$/, { message: 'at must be a date and time with a time zone (Z or +hh:mm)' })
   at?: string;
 
   @ApiPropertyOptional({ minimum: 0, type: 'integer', description: 'Replay up to and including this revision. Give this or at.' })

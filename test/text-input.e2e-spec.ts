@@ -1,0 +1,53 @@
+import { randomUUID } from 'node:crypto';
+import { startTestApp, type TestApp } from './support/test-app.js';
+
+/**
+ * Text the database or the hash chain cannot hold, and times without a zone: refused with a 400
+ * naming the field and the rule, and nothing written (they used to reach the append and fail there).
+ */
+let testApp: TestApp;
+
+beforeAll(async () => {
+  testApp = await startTestApp();
+});
+
+afterAll(async () => {
+  await testApp.close();
+});
+
+async function eventCount(userId: string): Promise<number> {
+  const result = await testApp.database.pool.query<{ n: string }>('SELECT count(*) AS n FROM events WHERE stream_id = $1', [`token-account-${userId}`]);
+  return Number(result.rows[0]?.n);
+}
+
+describe('text the ledger cannot store', () => {
+  it.each([
+    ['a NUL character', 'before\u0000after'],
+    ['an unpaired high surrogate', 'broken \uD83D text'],
+    ['an unpaired low surrogate', '\uDE00 alone'],
+  ])('is refused in a description and in an adjustment reason: %s', async (_name, text) => {
+    const userId = randomUUID();
+    const purchase = await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 5, description: text }).expect(400);
+    expect(purchase.body.errors).toEqual([expect.objectContaining({ field: 'description', rule: 'matches' })]);
+    const adjustment = await testApp.http().post(`/v1/admin/accounts/${userId}/adjustments`).send({ amount: 5, reason: text }).expect(400);
+    expect(adjustment.body.errors).toEqual([expect.objectContaining({ field: 'reason', rule: 'matches' })]);
+    expect(await eventCount(userId)).toBe(0);
+  });
+
+  it('accepts characters outside the basic plane written as a proper surrogate pair', async () => {
+    const userId = randomUUID();
+    const response = await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 5, description: 'tokens 🎉' }).expect(201);
+    expect(response.body.transaction.description).toBe('tokens 🎉');
+  });
+});
+
+describe('an as-of time', () => {
+  it('must carry a time zone', async () => {
+    const userId = randomUUID();
+    await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 5 }).expect(201);
+    const local = await testApp.http().get(`/v1/audit/accounts/${userId}/balance?at=2030-01-01T00:00:00`).expect(400);
+    expect(local.body.errors).toEqual([expect.objectContaining({ field: 'at', rule: 'matches' })]);
+    await testApp.http().get(`/v1/audit/accounts/${userId}/balance?at=2030-01-01T00:00:00Z`).expect(200);
+    await testApp.http().get(`/v1/audit/accounts/${userId}/balance?at=2030-01-01T00:00:00%2B02:00`).expect(200);
+  });
+});
