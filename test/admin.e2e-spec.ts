@@ -161,7 +161,7 @@ describe('admin: projections', () => {
     const rebuilt = await dump(testApp.database.pool);
     await testApp.app.close();
     const store = new PostgresEventStore(testApp.database.pool, { connectionString: testApp.database.url });
-    await testApp.database.pool.query('TRUNCATE user_tokens, token_transactions');
+    await testApp.database.pool.query('TRUNCATE user_tokens, token_transactions, token_accounts_inline_commits');
     await testApp.database.pool.query('DELETE FROM projection_checkpoints');
     const runner = new ProjectionRunner(store, testApp.database.pool, tokenAccountsProjection);
     runner.start();

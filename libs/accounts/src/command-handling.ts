@@ -16,6 +16,8 @@ export type HandledCommand<State, Event> = {
   readonly events: readonly Event[];
   /** Position of the stream's last event after the command, for read-your-writes. */
   readonly position: Position | undefined;
+  /** True when this command's events and their read-model rows committed in one transaction (inline projections). */
+  readonly readModelsCommitted?: boolean;
   /**
    * True when an idempotent request found its events already in the stream (an earlier attempt
    * appended them): `events` are those recorded events, `position` is the last one's, and nothing
@@ -179,7 +181,7 @@ export class CommandHandling {
           };
           this.cache.set(streamId, after);
           await this.snapshotIfDue(streamId, decider, after);
-          return { state: after.state, events, position: after.position };
+          return { state: after.state, events, position: after.position, readModelsCommitted: appended.hooksCommitted === true };
         } catch (error) {
           if (idempotent !== undefined && error instanceof EventIdConflictError) {
             // The ids are in the stream already, elsewhere than where this decision would go: an

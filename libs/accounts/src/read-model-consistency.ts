@@ -7,7 +7,8 @@ const POLL_INTERVAL_MS = 20;
 
 /**
  * Read-your-writes: a write responds only once the read models include it, so the caller's next read
- * of balance or history shows it. With the projection running in this process it waits on the
+ * of balance or history shows it. A write whose rows committed with its events (inline projection,
+ * PostgreSQL store) answers at once; otherwise (EventStoreDB, an idempotent replay) it waits. With the projection running in this process it waits on the
  * runner; otherwise it polls the checkpoint another process writes. Bounded by `timeoutMs`: the
  * write is committed either way, and a timeout is reported, not turned into a failure.
  */
@@ -19,8 +20,12 @@ export class ReadModelConsistency {
     private readonly timeoutMs: number,
   ) {}
 
-  async waitFor(position: Position | undefined): Promise<boolean> {
-    if (position === undefined) return true;
+  /**
+   * `committedWithAppend`: the write's read-model rows committed in its own transaction (an inline
+   * projection; `HandledCommand.readModelsCommitted`), so there is nothing to wait for.
+   */
+  async waitFor(position: Position | undefined, options: { readonly committedWithAppend?: boolean } = {}): Promise<boolean> {
+    if (position === undefined || options.committedWithAppend === true) return true;
     if (this.runner !== undefined && this.runner.state !== 'stopped') return this.runner.waitFor(position, this.timeoutMs);
     const deadline = Date.now() + this.timeoutMs;
     for (;;) {

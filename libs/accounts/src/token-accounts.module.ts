@@ -2,7 +2,7 @@ import { Logger, Module, type DynamicModule } from '@nestjs/common';
 import { CqrsModule } from '@nestjs/cqrs';
 import { PG_POOL } from '@app/database';
 import { EVENT_STORE, EventStoreDBEventStore, PostgresEventStore, type EventStore } from '@app/event-store';
-import { TOKEN_ACCOUNTS_PROJECTION } from '@app/projections';
+import { InlineProjections, PROJECTIONS, TOKEN_ACCOUNTS_PROJECTION } from '@app/projections';
 import type { Pool } from 'pg';
 import { CommandHandling, DEFAULT_COMMAND_HANDLING_OPTIONS } from './command-handling.js';
 import { AccountAudit } from './admin/account-audit.js';
@@ -36,7 +36,12 @@ export class TokenAccountsModule {
           useFactory: (pool: Pool): EventStore =>
             options.eventStore?.kind === 'eventstoredb'
               ? EventStoreDBEventStore.connect(options.eventStore.url)
-              : new PostgresEventStore(pool, { connectionString: options.databaseUrl, onError: (error) => logger.warn(`event notifications: ${error.message}`) }),
+              : new PostgresEventStore(pool, {
+                  connectionString: options.databaseUrl,
+                  onError: (error) => logger.warn(`event notifications: ${error.message}`),
+                  // Events and the rows they produce commit in one transaction: writes answer with read models that show them.
+                  appendHook: new InlineProjections(PROJECTIONS),
+                }),
         },
         {
           provide: CommandHandling,

@@ -25,13 +25,17 @@ export type LedgerWriteResult = {
   readonly readModelUpToDate: boolean;
 };
 
+/** Where a write landed, and whether its read-model rows committed with it (`HandledCommand` is one). */
+export type Written = { readonly position: Position | undefined; readonly readModelsCommitted?: boolean };
+
 /** A write's result: the decided transaction and balance, answered once the read models show it (or the wait timed out). */
-export async function ledgerWriteResult(transaction: TransactionView, position: Position | undefined, consistency: ReadModelConsistency): Promise<LedgerWriteResult> {
+export async function ledgerWriteResult(transaction: TransactionView, written: Written, consistency: ReadModelConsistency): Promise<LedgerWriteResult> {
+  const { position } = written;
   return {
     userId: transaction.userId,
     balance: transaction.balanceAfter,
     transaction,
     position: position === undefined ? null : formatPosition(position),
-    readModelUpToDate: await consistency.waitFor(position),
+    readModelUpToDate: await consistency.waitFor(position, { committedWithAppend: written.readModelsCommitted === true }),
   };
 }

@@ -1,4 +1,5 @@
 import type { Position } from './position.js';
+import type { PostgresCapabilities } from './postgres/postgres-capabilities.js';
 
 export type JsonValue = string | number | boolean | null | readonly JsonValue[] | { readonly [key: string]: JsonValue };
 export type EventMetadata = { readonly [key: string]: JsonValue };
@@ -30,6 +31,12 @@ export type AppendResult = {
   readonly nextRevision: bigint;
   /** Position of the last appended event in `$all`. */
   readonly position: Position;
+  /**
+   * Set when the events were written by this call and the adapter's append hook (PostgreSQL: the
+   * inline projections) committed in the same transaction: the read models already show them.
+   * Absent for an idempotent repeat, and from adapters without hooks.
+   */
+  readonly hooksCommitted?: true;
 };
 
 export type ReadStreamOptions = {
@@ -66,6 +73,8 @@ export interface EventStore {
   getStreamMetadata(streamId: string): Promise<StreamMetadata>;
   setStreamMetadata(streamId: string, metadata: StreamMetadata): Promise<void>;
   close(): Promise<void>;
+  /** Present when the events live in PostgreSQL, beside the read models. */
+  readonly postgres?: PostgresCapabilities;
 }
 
 export const EVENT_STORE = Symbol('EVENT_STORE');

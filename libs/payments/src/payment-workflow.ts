@@ -14,7 +14,7 @@ import {
   type TokenAccountCommand,
   type TokenAccountState,
 } from '@app/ledger';
-import { CommandHandling, eventMetadata, idempotentValueId, ReadModelConsistency, type CommandContext } from '@app/accounts';
+import { CommandHandling, eventMetadata, idempotentValueId, ReadModelConsistency, type CommandContext, type Written } from '@app/accounts';
 import { PaymentStreams } from './payment-streams.js';
 import { paymentView, type PaymentView, type PaymentWriteResult } from './payment.view.js';
 import { PaymentsError } from './payments.errors.js';
@@ -73,7 +73,7 @@ export class PaymentWorkflow {
     const handled = await this.commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), eventMetadata(context), idempotency);
     // A replay answers with the payment as its first attempt opened it (PENDING), whatever it became since.
     const opened = handled.replayed === true ? fold(tokenAccountDecider, tokenAccountDecider.initialState, handled.events) : handled.state;
-    return { ...paymentView(paymentIn(opened, paymentId)), position: positionText(handled.position), readModelUpToDate: await this.consistency.waitFor(handled.position) };
+    return { ...paymentView(paymentIn(opened, paymentId)), position: positionText(handled.position), readModelUpToDate: await this.upToDate(handled) };
   }
 
   /**
@@ -89,8 +89,8 @@ export class PaymentWorkflow {
     const current = paymentIn((await this.commands.load(tokenAccountStreamId(userId), tokenAccountDecider)).state, paymentId);
     if (isUnsettled(current) && (current.status === 'FAILED' || now.getTime() >= Date.parse(current.expiresAt))) {
       const settled = await this.settle(current, context, now);
-      await this.refuseUnlessCaptured(settled.state, paymentId, now, settled.position); // PAYMENT_EXPIRED unless the provider had captured
-      return this.result(userId, settled.state, paymentId, settled.position);
+      await this.refuseUnlessCaptured(settled.state, paymentId, now, settled); // PAYMENT_EXPIRED unless the provider had captured
+      return this.result(userId, settled.state, paymentId, settled);
     }
     // Asked once per request: a retry after a conflicting append records the same answer, and a
     // provider failure is the request's answer (502), which the client retries.
@@ -114,8 +114,8 @@ export class PaymentWorkflow {
       { readFirst: true },
     );
     // Throws PAYMENT_DECLINED (or PAYMENT_EXPIRED) for a payment that ended that way, now or before.
-    await this.refuseUnlessCaptured(handled.state, paymentId, now, handled.position);
-    return this.result(userId, handled.state, paymentId, handled.position);
+    await this.refuseUnlessCaptured(handled.state, paymentId, now, handled);
+    return this.result(userId, handled.state, paymentId, handled);
   }
 
   /**
@@ -141,7 +141,7 @@ export class PaymentWorkflow {
       // refund decided on a stale cached balance would return money for tokens already spent.
       { readFirst: true },
     );
-    return this.result(userId, handled.state, paymentId, handled.position);
+    return this.result(userId, handled.state, paymentId, handled);
   }
 
   /**
@@ -188,7 +188,7 @@ export class PaymentWorkflow {
     const userId = await this.ownerOf(paymentId);
     const loaded = await this.commands.load(tokenAccountStreamId(userId), tokenAccountDecider);
     const payment = paymentIn(loaded.state, paymentId);
-    if (isUnsettled(payment)) await this.consistency.waitFor((await this.settle(payment, context)).position);
+    if (isUnsettled(payment)) await this.upToDate(await this.settle(payment, context));
   }
 
   /**
@@ -196,11 +196,11 @@ export class PaymentWorkflow {
    * PaymentExpired): like every write, it answers once the read models include that append, so a
    * read right after the 402 or 409 shows the FAILED payment.
    */
-  private async refuseUnlessCaptured(state: TokenAccountState, paymentId: string, now: Date, position: Position | undefined): Promise<void> {
+  private async refuseUnlessCaptured(state: TokenAccountState, paymentId: string, now: Date, written: Written): Promise<void> {
     try {
       captureDecision(state, paymentId, now);
     } catch (error) {
-      await this.consistency.waitFor(position);
+      await this.upToDate(written);
       throw error;
     }
   }
@@ -223,9 +223,14 @@ export class PaymentWorkflow {
     return userId;
   }
 
-  private async result(userId: string, state: TokenAccountState, paymentId: string, position: Position | undefined): Promise<PaymentWriteResult> {
+  private async result(userId: string, state: TokenAccountState, paymentId: string, written: Written): Promise<PaymentWriteResult> {
     invariant(paymentIn(state, paymentId).userId === userId, `payment ${paymentId} is in the stream of another user`);
-    return { payment: paymentView(paymentIn(state, paymentId)), balance: state.balance, position: positionText(position), readModelUpToDate: await this.consistency.waitFor(position) };
+    return { payment: paymentView(paymentIn(state, paymentId)), balance: state.balance, position: positionText(written.position), readModelUpToDate: await this.upToDate(written) };
+  }
+
+  /** Whether the read models show the write: at once when they committed with it, else once the runner has applied it. */
+  private upToDate(written: Written): Promise<boolean> {
+    return this.consistency.waitFor(written.position, { committedWithAppend: written.readModelsCommitted === true });
   }
 }
 

@@ -36,18 +36,54 @@ export async function rebuildAccount(store: EventStore, pool: Pool, projections:
   }
 }
 
-/** Inside the caller's transaction: lock the projection's checkpoint, clear the account's rows, apply its events up to the checkpoint. */
+/** Inside the caller's transaction: lock the projection's checkpoint, clear the account's rows, apply the events they hold. */
 export async function recomputeAccount(client: PoolClient, store: EventStore, projection: Projection, userId: string): Promise<AccountRecomputation> {
+  return (await recomputeAccountEvents(client, store, projection, userId)).recomputation;
+}
+
+/**
+ * `recomputeAccount`, also returning the events the recomputed rows hold. The stream is held against
+ * appends meanwhile (when the events share the database): an inline append commits its events and
+ * rows together, and one landing between the reads would look like a difference.
+ */
+export async function recomputeAccountEvents(
+  client: PoolClient,
+  store: EventStore,
+  projection: Projection,
+  userId: string,
+): Promise<{ readonly recomputation: AccountRecomputation; readonly events: readonly RecordedEvent[] }> {
   const rows = projection.accountRows?.(userId);
   if (rows === undefined) throw new Error(`${projection.name} has no per-account rows`);
   const checkpoint = await lockCheckpoint(client, projection.name);
+  await store.postgres?.holdStream(client, rows.streamId);
   for (const change of rows.clear) await client.query(change.text, [...change.values]);
-  const events = checkpoint === undefined ? [] : (await readWholeStream(store, rows.streamId)).filter((event) => comparePositions(event.position, checkpoint) <= 0);
-  events.sort((a, b) => comparePositions(a.position, b.position));
+  const events = await eventsInReadModel(client, projection, await readWholeStream(store, rows.streamId), checkpoint);
   for (const event of events) {
     for (const change of projection.project(event)) await client.query(change.text, [...change.values]);
   }
-  return { name: projection.name, eventsApplied: events.length, checkpoint: checkpoint === undefined ? null : formatPosition(checkpoint) };
+  const recomputation = { name: projection.name, eventsApplied: events.length, checkpoint: checkpoint === undefined ? null : formatPosition(checkpoint) };
+  return { recomputation, events };
+}
+
+/**
+ * Of `events`, those the projection's tables hold, in `$all` order: every event at or before the
+ * checkpoint, and every later one its transaction applied inline. The rest are the runner's to apply.
+ */
+export async function eventsInReadModel(
+  client: PoolClient,
+  projection: Projection,
+  events: readonly RecordedEvent[],
+  checkpoint: Position | undefined,
+): Promise<readonly RecordedEvent[]> {
+  const passed = (event: RecordedEvent) => checkpoint !== undefined && comparePositions(event.position, checkpoint) <= 0;
+  const table = projection.bulkLoad?.inline?.appliedTransactions;
+  const later = [...new Set(events.filter((event) => !passed(event)).map((event) => event.position.commit.toString()))];
+  let inline = new Set<string>();
+  if (table !== undefined && later.length > 0) {
+    const result = await client.query<{ transaction_id: string }>(`SELECT transaction_id::text FROM ${table} WHERE transaction_id = ANY($1::xid8[])`, [later]);
+    inline = new Set(result.rows.map((row) => row.transaction_id));
+  }
+  return events.filter((event) => passed(event) || inline.has(event.position.commit.toString())).sort((a, b) => comparePositions(a.position, b.position));
 }
 
 export async function lockCheckpoint(client: PoolClient, name: string): Promise<Position | undefined> {

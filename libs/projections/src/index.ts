@@ -10,3 +10,4 @@ export * from './shadow-tables.js';
 export * from './token-accounts.bulk.js';
 export * from './synthetic-history.js';
 export * from './payments.projection.js';
+export * from './inline-projections.js';

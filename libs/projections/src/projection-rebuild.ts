@@ -435,6 +435,7 @@ export class ProjectionRebuilds {
         if (comparePositions(position, liveCheckpoint) < 0) {
           throw new Error(`the shadow of ${projection.name} ends at ${formatPosition(position)}, behind the live checkpoint ${formatPosition(liveCheckpoint)}`);
         }
+        await carryOverInlineTransactions(client, projection, shadow, position);
         await shadow.swap(retired);
         await client.query('UPDATE projection_checkpoints SET commit_position = $2, prepare_position = $3, updated_at = now() WHERE name = $1', [
           projection.name,
@@ -453,6 +454,30 @@ export class ProjectionRebuilds {
       }
     }
   }
+}
+
+/**
+ * Inside the swap: the transactions that applied the projection inline to the live tables after the
+ * shadow's position (they committed after the head was read, or while `$all` could not show them yet)
+ * are applied to the shadow too, and recorded in its applied-transactions table, so the runner will
+ * not apply them a second time. Writes to the live tables are blocked first, so the list is final;
+ * every such transaction has an id above the position's (a transaction still running when the head
+ * was read has a larger id than every visible one).
+ */
+async function carryOverInlineTransactions(client: pg.Client, projection: Projection, shadow: ShadowTables, position: Position): Promise<number> {
+  const inline = projection.bulkLoad?.inline;
+  if (inline === undefined) return 0;
+  await shadow.lockLiveAgainstWrites();
+  const pending = await client.query<{ transaction_id: string }>(
+    `SELECT transaction_id::text FROM ${shadow.liveTable(inline.appliedTransactions)} WHERE transaction_id > $1::text::xid8 ORDER BY transaction_id`,
+    [position.commit.toString()],
+  );
+  for (const { transaction_id: transactionId } of pending.rows) {
+    // Unqualified names resolve to the shadow tables on this session (search_path).
+    for (const statement of inline.statements(BigInt(transactionId))) await client.query(statement);
+    await client.query(`INSERT INTO ${client.escapeIdentifier(shadow.shadowSchema)}.${client.escapeIdentifier(inline.appliedTransactions)} (transaction_id) VALUES ($1::text::xid8)`, [transactionId]);
+  }
+  return pending.rows.length;
 }
 
 function positionValues(position: Position): [string, string] {

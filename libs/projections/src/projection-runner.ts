@@ -189,11 +189,24 @@ export class ProjectionRunner {
       }
     }
     if (!applied) {
-      await this.inTransaction(last, (client) => this.applyEventByEvent(client, batch));
+      await this.inTransaction(last, async (client) => this.applyEventByEvent(client, await this.notAppliedInline(client, batch)));
       this.batches.eventByEvent += 1;
     }
     this.checkpoint = last.position;
     this.releaseWaiters();
+  }
+
+  /**
+   * The events of `batch` that no inline application put in the tables already: those of
+   * transactions not recorded in the projection's applied-transactions table.
+   */
+  private async notAppliedInline(client: PoolClient, batch: readonly RecordedEvent[]): Promise<readonly RecordedEvent[]> {
+    const table = this.projection.bulkLoad?.inline?.appliedTransactions;
+    if (table === undefined) return batch;
+    const transactions = [...new Set(batch.map((event) => event.position.commit.toString()))];
+    const result = await client.query<{ transaction_id: string }>(`SELECT transaction_id::text FROM ${table} WHERE transaction_id = ANY($1::xid8[])`, [transactions]);
+    const applied = new Set(result.rows.map((row) => row.transaction_id));
+    return applied.size === 0 ? batch : batch.filter((event) => !applied.has(event.position.commit.toString()));
   }
 
   /** Claims the checkpoint, applies the batch and moves the checkpoint to `last`, in one transaction. */
@@ -208,6 +221,7 @@ export class ProjectionRunner {
         last.position.commit.toString(),
         last.position.prepare.toString(),
       ]);
+      await this.forgetPassedInlineTransactions(client, last.position);
       await client.query('COMMIT');
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
@@ -245,6 +259,16 @@ export class ProjectionRunner {
     if (bulk === undefined || min === undefined || batch.length < min) return false;
     const handled = new Set(bulk.eventTypes);
     return batch.every((event) => handled.has(event.type) || this.projection.project(event).length === 0);
+  }
+
+  /**
+   * Records of inline transactions the checkpoint has passed are no longer needed. Strictly before
+   * the checkpoint's transaction: a batch may end inside one, whose later events are still ahead.
+   */
+  private async forgetPassedInlineTransactions(client: PoolClient, checkpoint: Position): Promise<void> {
+    const table = this.projection.bulkLoad?.inline?.appliedTransactions;
+    if (table === undefined) return;
+    await client.query(`DELETE FROM ${table} WHERE transaction_id < $1::text::xid8`, [checkpoint.commit.toString()]);
   }
 
   /** Locks the checkpoint row and checks no other runner moved it since this one read it. */

@@ -44,6 +44,22 @@ export type BulkLoad = {
    * everything up to `$1`/`$2` and have their indexes: the rebuild's catch-up and the swap's last step.
    */
   readonly delta: readonly string[];
+  /**
+   * Present when the projection is applied inline: in the transaction that appends the events
+   * (PostgreSQL store only), so a command's events and rows commit together.
+   */
+  readonly inline?: InlineApplication;
+};
+
+/**
+ * How a projection applies the events of the transaction that is appending them. The statements take
+ * no parameters and see only that transaction's events; the transaction's id is then recorded in
+ * `appliedTransactions` (one of the projection's `tables`), and the `delta` statements and the
+ * catch-up runner leave events of recorded transactions alone.
+ */
+export type InlineApplication = {
+  readonly appliedTransactions: string;
+  readonly statements: (transactionId: bigint) => readonly string[];
 };
 
 /** The stream an account's rows come from, the statements that delete them, and queries that read them (one text column, `row`). */

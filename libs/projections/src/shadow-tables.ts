@@ -129,6 +129,19 @@ export class ShadowTables {
     }
   }
 
+  /**
+   * Blocks writes to the live tables (reads go on) until the transaction ends, taking the locks in
+   * the tables' declared order: the order inline applications take them, so neither waits on the other in a cycle.
+   */
+  async lockLiveAgainstWrites(): Promise<void> {
+    await this.client.query(`LOCK TABLE ${this.tables.map((table) => this.live(table)).join(', ')} IN EXCLUSIVE MODE`);
+  }
+
+  /** A live table's qualified name, for statements that must not resolve to the shadow. */
+  liveTable(table: string): string {
+    return this.live(table);
+  }
+
   /** A live index's definition (pg_get_indexdef), built concurrently on the shadow table instead. */
   private concurrently(definition: string, table: string): string {
     const onShadow = definition.replace(/^CREATE (UNIQUE )?INDEX (\S+) ON (ONLY )?\S+ USING /, (_match, unique: string | undefined, name: string) =>

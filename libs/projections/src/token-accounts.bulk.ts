@@ -1,14 +1,24 @@
 import { PAYMENT_TIMED_OUT, tokenAccountStreamId } from '@app/ledger';
 import type { AccountRows, BulkLoad } from './projection.js';
 
+/** The transactions whose events token_accounts applied inline (see the inline-projections migration). */
+export const TOKEN_ACCOUNTS_INLINE_COMMITS = 'token_accounts_inline_commits';
+
 const TOKEN_TYPES = `events.event_type IN ('TokensPurchased', 'TokensUsed', 'TokensRefunded', 'TokensAdjusted')`;
 const PAYMENT_UPDATE_TYPES = `events.event_type IN ('PaymentCaptured', 'PaymentFailed', 'PaymentExpired', 'PaymentRefunded')`;
 // Events up to the position $1/$2 (inclusive). Only committed events can be at or before a position
 // read as the head, so the set is fixed.
 const UP_TO = `(events.transaction_id, events.global_position) <= ($1::text::xid8, $2::bigint)`;
-// Events after $1/$2 (exclusive) and up to $3/$4 (inclusive).
+// Events after $1/$2 (exclusive) and up to $3/$4 (inclusive), less those an inline application
+// already put in these tables (their transactions are listed in the projection's own table).
 const BETWEEN = `(events.transaction_id, events.global_position) > ($1::text::xid8, $2::bigint)
-  AND (events.transaction_id, events.global_position) <= ($3::text::xid8, $4::bigint)`;
+  AND (events.transaction_id, events.global_position) <= ($3::text::xid8, $4::bigint)
+  AND NOT EXISTS (SELECT 1 FROM ${TOKEN_ACCOUNTS_INLINE_COMMITS} applied WHERE applied.transaction_id = events.transaction_id)`;
+
+/** The events one transaction appended: those of the inline application (a literal, so the index on `$all` order is used). */
+function ofTransaction(transactionId: bigint): string {
+  return `events.transaction_id = '${transactionId.toString()}'::xid8`;
+}
 const CHUNK = `events.global_position BETWEEN $3::bigint AND $4::bigint`;
 
 /** One token_transactions row per event, exactly as `project` writes it. */
@@ -110,6 +120,13 @@ export const tokenAccountsBulkLoad: BulkLoad = {
   chunked: [insertTransactions(`${UP_TO} AND ${CHUNK}`), insertPayments(`${UP_TO} AND ${CHUNK}`)],
   final: [upsertBalances(UP_TO, false), updatePayments(UP_TO)],
   delta: [insertTransactions(BETWEEN), upsertBalances(BETWEEN, true), insertPayments(BETWEEN), updatePayments(BETWEEN)],
+  inline: {
+    appliedTransactions: TOKEN_ACCOUNTS_INLINE_COMMITS,
+    statements: (transactionId) => {
+      const where = ofTransaction(transactionId);
+      return [insertTransactions(where), upsertBalances(where, true), insertPayments(where), updatePayments(where)];
+    },
+  },
 };
 
 export function tokenAccountsAccountRows(userId: string): AccountRows {

@@ -2,7 +2,7 @@ import { formatPosition, type RecordedEvent } from '@app/event-store';
 import { TOKEN_ACCOUNT_EVENT_TYPES, type TokenAccountEvent } from '@app/ledger';
 import { projectPaymentEvent } from './payments.projection.js';
 import type { Projection, RowChange } from './projection.js';
-import { tokenAccountsAccountRows, tokenAccountsBulkLoad } from './token-accounts.bulk.js';
+import { TOKEN_ACCOUNTS_INLINE_COMMITS, tokenAccountsAccountRows, tokenAccountsBulkLoad } from './token-accounts.bulk.js';
 
 export const TOKEN_ACCOUNTS_PROJECTION = 'token_accounts';
 
@@ -28,7 +28,7 @@ type TransactionType = 'purchase' | 'usage' | 'refund' | 'adjustment';
  */
 export const tokenAccountsProjection: Projection = {
   name: TOKEN_ACCOUNTS_PROJECTION,
-  tables: ['user_tokens', 'token_transactions', 'payments'],
+  tables: ['user_tokens', 'token_transactions', 'payments', TOKEN_ACCOUNTS_INLINE_COMMITS],
   bulkLoad: tokenAccountsBulkLoad,
   accountRows: tokenAccountsAccountRows,
   project(recorded: RecordedEvent): readonly RowChange[] {

@@ -1,6 +1,6 @@
-import { comparePositions, formatPosition, parsePosition, type EventStore, type RecordedEvent } from '@app/event-store';
+import { formatPosition, type EventStore, type RecordedEvent } from '@app/event-store';
 import { evolveTokenAccount, initialTokenAccountState, TOKEN_ACCOUNT_EVENT_TYPES, tokenAccountStreamId, type TokenAccountEvent } from '@app/ledger';
-import { accountProjections, lockCheckpoint, readWholeStream, recomputeAccount, TOKEN_ACCOUNTS_PROJECTION, type Projection } from '@app/projections';
+import { accountProjections, lockCheckpoint, readWholeStream, recomputeAccountEvents, TOKEN_ACCOUNTS_PROJECTION, type Projection } from '@app/projections';
 import type { Pool, PoolClient } from 'pg';
 
 export type AccountDifference = {
@@ -79,14 +79,16 @@ export async function verifyAccount(store: EventStore, pool: Pool, projections: 
     for (const projection of accountProjections(projections)) {
       const rows = projection.accountRows?.(userId);
       if (rows === undefined) continue;
-      // Lock the checkpoint before reading the stored rows: a runner in another process could
-      // otherwise commit rows and checkpoint between the two, and its rows would look missing.
+      // Lock the checkpoint and hold the stream before reading the stored rows: a runner in another
+      // process, or an inline append, could otherwise commit rows between the two reads, and they
+      // would look missing.
       await lockCheckpoint(client, projection.name);
+      await store.postgres?.holdStream(client, rows.streamId);
       const stored = await readRows(client, rows.read);
-      const recomputed = await recomputeAccount(client, store, projection, userId);
+      const recomputed = await recomputeAccountEvents(client, store, projection, userId);
       const replayed = await readRows(client, rows.read);
       differences.push(...compareRows(userId, projection.name, replayed, stored));
-      if (projection.name === TOKEN_ACCOUNTS_PROJECTION) differences.push(...(await compareFold(client, store, userId, recomputed.checkpoint)));
+      if (projection.name === TOKEN_ACCOUNTS_PROJECTION) differences.push(...(await compareFold(client, userId, recomputed.events)));
     }
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -131,13 +133,10 @@ async function knownAccounts(pool: Pool): Promise<readonly string[]> {
 }
 
 /**
- * The ledger's own fold of the events up to the checkpoint against what the replayed rows hold: the
+ * The ledger's own fold of the events the read model holds against what the replayed rows hold: the
  * balance, and each payment's status (the payments the fold knows and the rows the account has).
  */
-async function compareFold(client: PoolClient, store: EventStore, userId: string, checkpoint: string | null): Promise<AccountDifference[]> {
-  const upTo = checkpoint === null ? undefined : parsePosition(checkpoint);
-  const events = (await readWholeStream(store, tokenAccountStreamId(userId))).filter((event) => upTo !== undefined && comparePositions(event.position, upTo) <= 0);
-  events.sort((a, b) => comparePositions(a.position, b.position));
+async function compareFold(client: PoolClient, userId: string, events: readonly RecordedEvent[]): Promise<AccountDifference[]> {
   let state = initialTokenAccountState;
   for (const recorded of events) {
     const event = asTokenAccountEvent(recorded);

@@ -31,7 +31,7 @@ export class AddTokensHandler implements ICommandHandler<AddTokensCommand> {
     const handled = await this.commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), eventMetadata(context), context.idempotency);
     const purchase = handled.state.purchases.get(paymentId);
     invariant(purchase !== undefined, `payment ${paymentId} is not credited after AddTokens`);
-    return ledgerWriteResult(purchaseView(purchase), handled.position, this.consistency);
+    return ledgerWriteResult(purchaseView(purchase), handled, this.consistency);
   }
 }
 

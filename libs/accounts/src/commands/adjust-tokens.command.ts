@@ -45,6 +45,6 @@ export class AdjustTokensHandler implements ICommandHandler<AdjustTokensCommand>
       balanceAfter: adjusted.data.balanceAfter,
       createdAt: adjusted.data.occurredAt,
     } as const;
-    return ledgerWriteResult(transaction, handled.position, this.consistency);
+    return ledgerWriteResult(transaction, handled, this.consistency);
   }
 }

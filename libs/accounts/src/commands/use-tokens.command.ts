@@ -41,6 +41,6 @@ export class UseTokensHandler implements ICommandHandler<UseTokensCommand> {
       balanceAfter: used.data.balanceAfter,
       createdAt: used.data.occurredAt,
     } as const;
-    return ledgerWriteResult(transaction, handled.position, this.consistency);
+    return ledgerWriteResult(transaction, handled, this.consistency);
   }
 }

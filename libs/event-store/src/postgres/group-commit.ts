@@ -1,5 +1,6 @@
-import type { Pool } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import type { EventToAppend } from '../event-store.port.js';
+import type { AppendTransactionHook } from './append-transaction-hook.js';
 
 /** One append as the SQL functions take it: `kind` is any | no_stream | stream_exists | exact. */
 export type AppendRequest = {
@@ -16,6 +17,8 @@ export type AppendRow = {
   actual_revision: string;
   commit_position: string | null;
   prepare_position: string | null;
+  /** Set by GroupCommit: the append hook ran in the transaction that wrote these events, and committed with them. */
+  hooked?: true;
 };
 
 export type GroupCommitOptions = {
@@ -59,6 +62,7 @@ const APPEND_MANY = {
   text: 'SELECT * FROM append_to_streams($1::text[], $2::text[], $3::bigint[], $4::int[], $5::uuid[], $6::text[], $7::text[], $8::text[])',
 };
 type Statement = { readonly name: string; readonly text: string };
+type Queryable = Pool | PoolClient;
 
 /**
  * Group commit for appends. An append is sent at once when fewer than `maxInFlight` batches are
@@ -80,6 +84,8 @@ export class GroupCommit {
   constructor(
     private readonly pool: Pool,
     private readonly options: GroupCommitOptions = DEFAULT_GROUP_COMMIT_OPTIONS,
+    /** Work that commits in each batch's transaction, after its appends (inline projections). */
+    private readonly hook?: AppendTransactionHook,
   ) {}
 
   append(request: AppendRequest): Promise<AppendRow> {
@@ -118,17 +124,19 @@ export class GroupCommit {
   }
 
   private async run(batch: readonly Pending[]): Promise<void> {
-    let rows: (AppendRow | undefined)[];
+    let rows: readonly (AppendRow | undefined)[];
     this.counters.batches += 1;
     this.counters.appends += batch.length;
     try {
       const [only] = batch;
-      rows = batch.length === 1 && only !== undefined ? [await this.appendOne(APPEND_ONE, only.request)] : await this.appendMany(batch.map((pending) => pending.request));
+      rows = await this.transaction(async (db) =>
+        batch.length === 1 && only !== undefined ? [await this.appendOne(db, APPEND_ONE, only.request)] : this.appendMany(db, batch.map((pending) => pending.request)),
+      );
     } catch {
       this.counters.retriedAlone += batch.length;
       // One at a time, in arrival order: appends to one stream keep their order, and a database that
       // just failed a batch is not handed every one of its appends at once.
-      for (const pending of batch) await this.appendOne(APPEND_CHECKED, pending.request).then(pending.resolve, pending.reject);
+      for (const pending of batch) await this.appendAlone(pending.request).then(pending.resolve, pending.reject);
       return;
     }
     batch.forEach((pending, index) => {
@@ -138,9 +146,47 @@ export class GroupCommit {
     });
   }
 
-  private async appendMany(requests: readonly AppendRequest[]): Promise<(AppendRow | undefined)[]> {
+  /** One append in a transaction of its own, checked in every case under its stream's lock. */
+  private async appendAlone(request: AppendRequest): Promise<AppendRow> {
+    const [row] = await this.transaction(async (db) => [await this.appendOne(db, APPEND_CHECKED, request)]);
+    if (row === undefined) throw new Error('the append function returned no row');
+    return row;
+  }
+
+  /**
+   * Runs `append` as one transaction. Without a hook that is the append function's own statement
+   * (one round trip). With one: BEGIN, the append, the hook when anything was appended, COMMIT; the
+   * hook's writes commit with the events or not at all, and its failure fails every append of the
+   * transaction (the caller then retries them one by one, so only the append that caused it fails).
+   */
+  private async transaction(append: (db: Queryable) => Promise<(AppendRow | undefined)[]>): Promise<readonly (AppendRow | undefined)[]> {
+    const hook = this.hook;
+    if (hook === undefined) return append(this.pool);
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      const rows = await append(client);
+      const appended = rows.filter((row) => row?.status === 'appended');
+      const transactionId = appended[0]?.commit_position;
+      if (transactionId !== undefined && transactionId !== null) {
+        await hook.afterAppend(client, BigInt(transactionId));
+        for (const row of appended) if (row !== undefined) row.hooked = true;
+      }
+      await client.query('COMMIT');
+      return rows;
+    } catch (error) {
+      // A connection that cannot even roll back is dropped, not handed back to the pool.
+      await client.query('ROLLBACK').catch((rollbackError: unknown) => (broken = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError))));
+      throw error;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  private async appendMany(db: Queryable, requests: readonly AppendRequest[]): Promise<(AppendRow | undefined)[]> {
     const events = requests.flatMap((request) => request.events);
-    const result = await this.pool.query<AppendRow & { request: number }>({
+    const result = await db.query<AppendRow & { request: number }>({
       ...APPEND_MANY,
       values: [
         requests.map((request) => request.streamId),
@@ -158,9 +204,9 @@ export class GroupCommit {
     return rows;
   }
 
-  private async appendOne(statement: Statement, request: AppendRequest): Promise<AppendRow> {
+  private async appendOne(db: Queryable, statement: Statement, request: AppendRequest): Promise<AppendRow> {
     const { events } = request;
-    const result = await this.pool.query<AppendRow>({
+    const result = await db.query<AppendRow>({
       ...statement,
       values: [
         request.streamId,

@@ -1,4 +1,4 @@
-import type { Pool } from 'pg';
+import type { ClientBase, Pool } from 'pg';
 import {
   EventIdConflictError,
   WrongExpectedRevisionError,
@@ -17,6 +17,8 @@ import {
 import { checkAppendCount, checkedReadCount } from '../limits.js';
 import { START, type Position } from '../position.js';
 import { APPEND_CHANNEL, AppendWakeups } from './append-wakeups.js';
+import type { AppendTransactionHook } from './append-transaction-hook.js';
+import type { PostgresCapabilities } from './postgres-capabilities.js';
 import { DEFAULT_GROUP_COMMIT_OPTIONS, GroupCommit, type AppendRow, type GroupCommitOptions, type GroupCommitStats } from './group-commit.js';
 
 export type PostgresEventStoreOptions = {
@@ -29,6 +31,8 @@ export type PostgresEventStoreOptions = {
   readonly onError?: (error: Error) => void;
   /** How appends that arrive together share a transaction; see GroupCommit. */
   readonly groupCommit?: Partial<GroupCommitOptions>;
+  /** Work that commits in every append's transaction (the projection engine's inline projections). */
+  readonly appendHook?: AppendTransactionHook;
 };
 
 type EventRow = {
@@ -59,6 +63,12 @@ export class PostgresEventStore implements EventStore {
   private readonly pollIntervalMs: number;
   private readonly subscriptionBatchSize: number;
   private readonly groupCommit: GroupCommit;
+  readonly postgres: PostgresCapabilities = {
+    holdStream: async (client: ClientBase, streamId: string) => {
+      // Appends move the stream's row (UPDATE), which waits for this share lock.
+      await client.query('SELECT 1 FROM event_streams WHERE stream_id = $1 FOR SHARE', [streamId]);
+    },
+  };
 
   constructor(
     private readonly pool: Pool,
@@ -66,7 +76,7 @@ export class PostgresEventStore implements EventStore {
   ) {
     this.pollIntervalMs = options.pollIntervalMs ?? 250;
     this.subscriptionBatchSize = options.subscriptionBatchSize ?? 1_000;
-    this.groupCommit = new GroupCommit(pool, { ...DEFAULT_GROUP_COMMIT_OPTIONS, ...options.groupCommit });
+    this.groupCommit = new GroupCommit(pool, { ...DEFAULT_GROUP_COMMIT_OPTIONS, ...options.groupCommit }, options.appendHook);
     this.wakeups = new AppendWakeups(options.connectionString, options.onError ?? (() => undefined), () => this.pool.query('SELECT pg_notify($1, $2)', [APPEND_CHANNEL, '']));
   }
 
@@ -84,12 +94,12 @@ export class PostgresEventStore implements EventStore {
     switch (row.status) {
       case 'appended':
         this.wakeups.published();
-        return { nextRevision: BigInt(row.next_revision ?? ''), position: { commit: BigInt(row.commit_position ?? ''), prepare: BigInt(row.prepare_position ?? '') } };
+        return { ...appendResultOf(row), ...(row.hooked === true ? { hooksCommitted: true } : {}) };
       case 'already_appended':
         // Possibly this process's own append, found again after its connection was lost: wake the
         // subscribers as for any append (the wake-up is coalesced and cheap).
         this.wakeups.published();
-        return { nextRevision: BigInt(row.next_revision ?? ''), position: { commit: BigInt(row.commit_position ?? ''), prepare: BigInt(row.prepare_position ?? '') } };
+        return appendResultOf(row);
       case 'wrong_expected':
         throw new WrongExpectedRevisionError(streamId, expectedRevision, BigInt(row.actual_revision));
       case 'id_conflict':
@@ -173,6 +183,10 @@ export class PostgresEventStore implements EventStore {
 
 function isUniqueViolation(error: unknown, constraint: string): boolean {
   return error instanceof Error && 'code' in error && error.code === '23505' && 'constraint' in error && error.constraint === constraint;
+}
+
+function appendResultOf(row: AppendRow): AppendResult {
+  return { nextRevision: BigInt(row.next_revision ?? ''), position: { commit: BigInt(row.commit_position ?? ''), prepare: BigInt(row.prepare_position ?? '') } };
 }
 
 function isAborted(signal: AbortSignal | undefined): boolean {

@@ -1,0 +1,56 @@
+import type { AppendTransactionHook } from '@app/event-store';
+import type { PoolClient } from 'pg';
+import type { InlineApplication, Projection } from './projection.js';
+
+type Inline = { readonly name: string; readonly tables: readonly string[]; readonly inline: InlineApplication };
+
+/** The projections of `projections` that are applied inline. */
+export function inlineProjections(projections: readonly Projection[]): readonly Inline[] {
+  const inline: Inline[] = [];
+  for (const projection of projections) {
+    const application = projection.bulkLoad?.inline;
+    if (application === undefined) continue;
+    if (!projection.tables.includes(application.appliedTransactions)) {
+      throw new Error(`projection ${projection.name} applies inline but does not declare ${application.appliedTransactions} among its tables`);
+    }
+    inline.push({ name: projection.name, tables: projection.tables, inline: application });
+  }
+  return inline;
+}
+
+/**
+ * Applies the inline projections in the transaction that appends the events (the PostgreSQL store's
+ * append hook): their row changes and the record that this transaction applied them commit with the
+ * events, or none of it does. One round trip per transaction: every statement goes in one
+ * multi-statement query, which needs no parameters since each statement names the transaction itself.
+ */
+export class InlineProjections implements AppendTransactionHook {
+  private readonly projections: readonly Inline[];
+
+  constructor(projections: readonly Projection[]) {
+    this.projections = inlineProjections(projections);
+  }
+
+  /** The projections this hook applies. */
+  get names(): readonly string[] {
+    return this.projections.map((projection) => projection.name);
+  }
+
+  async afterAppend(client: PoolClient, transactionId: bigint): Promise<void> {
+    if (this.projections.length === 0) return;
+    await client.query(this.statements(transactionId).join(';\n'));
+  }
+
+  /**
+   * Every statement of one transaction's application, in order: for each projection, its tables
+   * locked in their declared order (the order a rebuild's swap locks them in, so the two never
+   * wait on each other in a cycle), its rows, then its record.
+   */
+  statements(transactionId: bigint): readonly string[] {
+    return this.projections.flatMap(({ tables, inline }) => [
+      `LOCK TABLE ${tables.join(', ')} IN ROW EXCLUSIVE MODE`,
+      ...inline.statements(transactionId),
+      `INSERT INTO ${inline.appliedTransactions} (transaction_id) VALUES ('${transactionId.toString()}'::xid8)`,
+    ]);
+  }
+}
