@@ -42,5 +42,8 @@ export function createPool(options: DatabaseOptions): Pool {
   // crash the process. Queries in flight fail on their own and are handled by their callers.
   const logger = new Logger('Database');
   pool.on('error', (error) => logger.warn(`idle database connection lost: ${error.message}`));
+  // A checked-out client whose connection is lost emits 'error' too, and pg-pool listens only to idle
+  // ones: unheard, it would end the process. Its query fails on its own, and pg-pool drops the client on release.
+  pool.on('connect', (client) => client.on('error', (error) => logger.warn(`database connection lost: ${error.message}`)));
   return pool;
 }

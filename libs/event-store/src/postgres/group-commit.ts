@@ -164,6 +164,9 @@ export class GroupCommit {
     if (hook === undefined) return append(this.pool);
     const client = await this.pool.connect();
     let broken: Error | undefined;
+    // A connection lost mid-transaction also emits 'error' on the client; unheard, that would end the process.
+    const onError = (error: Error) => (broken = error);
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const rows = await append(client);
@@ -180,6 +183,7 @@ export class GroupCommit {
       await client.query('ROLLBACK').catch((rollbackError: unknown) => (broken = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError))));
       throw error;
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
   }

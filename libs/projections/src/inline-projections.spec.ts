@@ -1,0 +1,194 @@
+import { randomUUID } from 'node:crypto';
+import { PostgresEventStore, type AppendTransactionHook, type EventToAppend } from '@app/event-store';
+import { decideTokenAccount, fold, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand, type TokenAccountState } from '@app/ledger';
+import type { PoolClient } from 'pg';
+import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
+import { eventsInReadModel } from './account-rebuild.js';
+import { readCheckpoint } from './checkpoints.js';
+import { InlineProjections } from './inline-projections.js';
+import { ProjectionRunner } from './projection-runner.js';
+import { TOKEN_ACCOUNTS_INLINE_COMMITS } from './token-accounts.bulk.js';
+import { tokenAccountsProjection } from './token-accounts.projection.js';
+
+let database: TestDatabase;
+const stores: PostgresEventStore[] = [];
+const runners: ProjectionRunner[] = [];
+const inline = new InlineProjections([tokenAccountsProjection]);
+const now = new Date('2026-11-24T12:00:00.000Z');
+
+beforeEach(async () => {
+  database = await createTestDatabase();
+});
+
+afterEach(async () => {
+  await Promise.all(runners.splice(0).map((runner) => runner.stop()));
+  await Promise.all(stores.splice(0).map((store) => store.close()));
+  await database.drop();
+});
+
+function storeWith(hook: AppendTransactionHook): PostgresEventStore {
+  const store = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: 20, appendHook: hook });
+  stores.push(store);
+  return store;
+}
+
+/** A decided account: its state and revision, so the next command appends where it must. */
+type Account = { readonly userId: string; state: TokenAccountState; revision: bigint };
+
+function account(): Account {
+  return { userId: randomUUID(), state: tokenAccountDecider.initialState, revision: -1n };
+}
+
+function purchase(userId: string, amount: number): TokenAccountCommand {
+  return { type: 'AddTokens', data: { userId, paymentId: randomUUID(), amount, description: null, transactionId: randomUUID(), now } };
+}
+
+function usage(userId: string, amount: number): TokenAccountCommand {
+  return { type: 'UseTokens', data: { userId, amount, description: null, transactionId: randomUUID(), now } };
+}
+
+/** Decides `command` on the account's state and appends at its revision; the account moves on only if the append commits. */
+async function run(store: PostgresEventStore, target: Account, command: TokenAccountCommand) {
+  const events = decideTokenAccount(command, target.state);
+  const toAppend: EventToAppend[] = events.map((event) => ({ id: randomUUID(), type: event.type, data: event.data }));
+  const result = await store.append(tokenAccountStreamId(target.userId), toAppend, { expectedRevision: target.revision < 0n ? 'no_stream' : target.revision });
+  target.state = fold(tokenAccountDecider, target.state, events);
+  target.revision = result.nextRevision;
+  return result;
+}
+
+async function rowsOf(userId: string): Promise<{ balance: string | null; transactions: number; events: number }> {
+  const balance = await database.pool.query<{ balance: string }>('SELECT balance::text FROM user_tokens WHERE user_id = $1', [userId]);
+  const transactions = await database.pool.query<{ count: string }>('SELECT count(*) FROM token_transactions WHERE user_id = $1', [userId]);
+  const events = await database.pool.query<{ count: string }>('SELECT count(*) FROM events WHERE stream_id = $1', [tokenAccountStreamId(userId)]);
+  return { balance: balance.rows[0]?.balance ?? null, transactions: Number(transactions.rows[0]?.count), events: Number(events.rows[0]?.count) };
+}
+
+async function appliedTransactions(): Promise<number> {
+  const result = await database.pool.query<{ count: string }>(`SELECT count(*) FROM ${TOKEN_ACCOUNTS_INLINE_COMMITS}`);
+  return Number(result.rows[0]?.count);
+}
+
+async function caughtUp(runner: ProjectionRunner, store: PostgresEventStore): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const head = await store.headPosition();
+    const checkpoint = await readCheckpoint(database.pool, tokenAccountsProjection.name);
+    if (head !== undefined && checkpoint !== undefined && checkpoint.commit === head.commit && checkpoint.prepare === head.prepare) return;
+    if (Date.now() > deadline) throw new Error('the runner did not catch up');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** A hook that runs the first `statementsBefore` statements of the real application, then ends its own session: the process died there. */
+function dyingAfter(statementsBefore: number): AppendTransactionHook {
+  return {
+    async afterAppend(client: PoolClient, transactionId: bigint) {
+      for (const statement of inline.statements(transactionId).slice(0, statementsBefore)) await client.query(statement);
+      await client.query('SELECT pg_terminate_backend(pg_backend_pid())');
+    },
+  };
+}
+
+describe('inline projections', () => {
+  it('commits the rows with the events, and the catch-up runner neither applies them again nor skips a plain append', async () => {
+    const store = storeWith(inline);
+    const buyer = account();
+    const first = await run(store, buyer, purchase(buyer.userId, 100));
+    await run(store, buyer, usage(buyer.userId, 30));
+    // The rows are there the moment the append returns: no runner has run.
+    expect(first.hooksCommitted).toBe(true);
+    expect(await rowsOf(buyer.userId)).toEqual({ balance: '70', transactions: 2, events: 2 });
+
+    // An append without the hook (another process, an older version): only the runner applies it.
+    const plain = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: 20 });
+    stores.push(plain);
+    const other = account();
+    expect((await run(plain, other, purchase(other.userId, 5))).hooksCommitted).toBeUndefined();
+    expect(await rowsOf(other.userId)).toEqual({ balance: null, transactions: 0, events: 1 });
+
+    const runner = new ProjectionRunner(store, database.pool, tokenAccountsProjection, { batchSizeMax: 1, retryDelayMsMin: 10, retryDelayMsMax: 50 });
+    runners.push(runner);
+    runner.start();
+    await caughtUp(runner, store);
+    expect(await rowsOf(buyer.userId)).toEqual({ balance: '70', transactions: 2, events: 2 });
+    expect(await rowsOf(other.userId)).toEqual({ balance: '5', transactions: 1, events: 1 });
+    expect(runner.failure).toBeUndefined();
+    // Records the checkpoint has passed are forgotten; at most the newest transaction's may remain.
+    expect(await appliedTransactions()).toBeLessThanOrEqual(1);
+  });
+
+  it('applies the set-based way too: a runner batch of inline and plain events applies only the plain ones', async () => {
+    const store = storeWith(inline);
+    const plain = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: 20 });
+    stores.push(plain);
+    const accounts = Array.from({ length: 30 }, () => account());
+    for (const [index, target] of accounts.entries()) await run(index % 3 === 0 ? plain : store, target, purchase(target.userId, index + 1));
+    const runner = new ProjectionRunner(store, database.pool, tokenAccountsProjection, { batchSizeMax: 100, retryDelayMsMin: 10, retryDelayMsMax: 50, setBasedBatchMin: 5 });
+    runners.push(runner);
+    runner.start();
+    await caughtUp(runner, store);
+    expect(runner.batches.setBased).toBeGreaterThan(0);
+    for (const [index, target] of accounts.entries()) expect(await rowsOf(target.userId)).toEqual({ balance: String(index + 1), transactions: 1, events: 1 });
+  });
+
+  // The statements of one inline transaction: LOCK, four row statements, the record; then COMMIT.
+  const statementCount = inline.statements(1n).length;
+  it.each(Array.from({ length: statementCount + 1 }, (_, index) => index))(
+    'leaves neither events nor rows when the session dies after %i statements of the application',
+    async (statementsBefore) => {
+      const buyer = account();
+      await run(storeWith(inline), buyer, purchase(buyer.userId, 50));
+      const dying = storeWith(dyingAfter(statementsBefore));
+      await expect(run(dying, { ...buyer }, usage(buyer.userId, 20))).rejects.toThrow();
+      expect(await rowsOf(buyer.userId)).toEqual({ balance: '50', transactions: 1, events: 1 });
+
+      // The process restarts: the same command goes through once, and the runner adds nothing.
+      const restarted = storeWith(inline);
+      await run(restarted, buyer, usage(buyer.userId, 20));
+      expect(await rowsOf(buyer.userId)).toEqual({ balance: '30', transactions: 2, events: 2 });
+      const runner = new ProjectionRunner(restarted, database.pool, tokenAccountsProjection, { batchSizeMax: 10, retryDelayMsMin: 10, retryDelayMsMax: 50 });
+      runners.push(runner);
+      runner.start();
+      await caughtUp(runner, restarted);
+      expect(await rowsOf(buyer.userId)).toEqual({ balance: '30', transactions: 2, events: 2 });
+    },
+  );
+
+  it('fails only the append whose rows cannot be written, and writes nothing of it', async () => {
+    const store = storeWith(inline);
+    const accounts = Array.from({ length: 10 }, () => account());
+    for (const target of accounts) await run(store, target, purchase(target.userId, 10));
+    // A row already holds the transaction id the fifth account's usage will write: its insert fails.
+    const command = usage(accounts[4]?.userId ?? '', 1);
+    const clashing = command.type === 'UseTokens' ? command.data.transactionId : '';
+    await database.pool.query(
+      `INSERT INTO token_transactions (id, user_id, amount, transaction_type, description, payment_id, balance_after, created_at, event_id, stream_revision)
+       VALUES ($1, $2, 1, 'purchase', NULL, NULL, 1, now(), $3, 99)`,
+      [clashing, randomUUID(), randomUUID()],
+    );
+    const results = await Promise.allSettled(accounts.map((target, index) => run(store, target, index === 4 ? command : usage(target.userId, 1))));
+    expect(results.map((result) => result.status)).toEqual(accounts.map((_, index) => (index === 4 ? 'rejected' : 'fulfilled')));
+    for (const [index, target] of accounts.entries()) {
+      expect(await rowsOf(target.userId)).toEqual(index === 4 ? { balance: '10', transactions: 1, events: 1 } : { balance: '9', transactions: 2, events: 2 });
+    }
+  });
+
+  it('counts inline-applied events past the checkpoint as held by the read model, and plain ones as not', async () => {
+    const store = storeWith(inline);
+    const plain = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: 20 });
+    stores.push(plain);
+    const buyer = account();
+    await run(store, buyer, purchase(buyer.userId, 10));
+    await run(plain, buyer, purchase(buyer.userId, 20));
+    await run(store, buyer, usage(buyer.userId, 5));
+    const events = await store.readStream(tokenAccountStreamId(buyer.userId));
+    const client = await database.pool.connect();
+    try {
+      const held = await eventsInReadModel(client, tokenAccountsProjection, events, undefined);
+      expect(held.map((event) => event.revision)).toEqual([0n, 2n]);
+    } finally {
+      client.release();
+    }
+  });
+});
