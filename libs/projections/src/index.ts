@@ -5,6 +5,7 @@ export * from './token-accounts.projection.js';
 export * from './account-rebuild.js';
 export * from './projection-rebuild.js';
 export * from './projection-registry.js';
+export * from './projections.errors.js';
 export * from './projection-status.js';
 export * from './shadow-tables.js';
 export * from './token-accounts.bulk.js';
