@@ -2,6 +2,7 @@ export * from './checkpoints.js';
 export * from './projection.js';
 export * from './projection-runner.js';
 export * from './token-accounts.projection.js';
+export * from './token-transaction.view.js';
 export * from './account-rebuild.js';
 export * from './projection-rebuild.js';
 export * from './projection-registry.js';
