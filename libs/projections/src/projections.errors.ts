@@ -23,7 +23,8 @@ export class RebuildInProgressError extends CodedError<ProjectionsErrorCode> {
 
   constructor(
     readonly projection: string,
-    readonly rebuildId: string | undefined,
+    /** The running rebuild, when its row could be read. */
+    readonly rebuildId?: string,
   ) {
     super('REBUILD_IN_PROGRESS', `a rebuild of ${projection} is already running${rebuildId === undefined ? '' : ` (${rebuildId})`}`, { projection, rebuildId: rebuildId ?? null });
   }

@@ -58,7 +58,7 @@ describe('ProblemDetailsFilter', () => {
 
   it('shows a running rebuild by id, and null when its id is unknown', () => {
     expect(answer(new RebuildInProgressError('token_accounts', 'r-1')).body).toMatchObject({ code: 'REBUILD_IN_PROGRESS', status: 409, projection: 'token_accounts', rebuildId: 'r-1' });
-    expect(answer(new RebuildInProgressError('token_accounts', undefined)).body).toMatchObject({ detail: 'a rebuild of token_accounts is already running', rebuildId: null });
+    expect(answer(new RebuildInProgressError('token_accounts')).body).toMatchObject({ detail: 'a rebuild of token_accounts is already running', rebuildId: null });
   });
 
   it('tells the caller to retry a provider failure, with its kind', () => {
