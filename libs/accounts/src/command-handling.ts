@@ -3,6 +3,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { EventIdConflictError, READ_COUNT_MAX, WrongExpectedRevisionError, type EventMetadata, type EventStore, type JsonValue, type Position, type RecordedEvent } from '@app/event-store';
 import { eventHash, HASH_METADATA_KEY, sealEvents } from '@app/audit';
 import { fold, SnapshotRejected, type Decider } from '@app/ledger';
+import { ConcurrencyConflictError } from './accounts.errors.js';
 import { idempotentEventId, type IdempotentRequest } from './idempotent-request.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import type { PostgresSnapshotStore } from './snapshots/postgres-snapshot-store.js';
@@ -56,10 +57,7 @@ export type CommandHandlingOptions = {
 
 export const DEFAULT_COMMAND_HANDLING_OPTIONS: CommandHandlingOptions = { cacheEntriesMax: 10_000, snapshotIntervalEvents: 500 };
 
-/** Optimistic concurrency failed this many times in a row: the caller may retry the request. */
-export class ConcurrencyConflictError extends Error {
-  override readonly name = 'ConcurrencyConflictError';
-}
+export { ConcurrencyConflictError } from './accounts.errors.js';
 
 export const CONFLICT_RETRIES_MAX = 5;
 

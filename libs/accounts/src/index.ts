@@ -1,3 +1,4 @@
+export * from './accounts.errors.js';
 export * from './command-context.js';
 export * from './command-handling.js';
 export * from './commands/add-tokens.command.js';

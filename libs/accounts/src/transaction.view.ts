@@ -1,19 +1,6 @@
 import { formatPosition, type Position } from '@app/event-store';
+import type { TransactionView } from '@app/projections';
 import type { ReadModelConsistency } from './read-model-consistency.js';
-
-export type TransactionType = 'purchase' | 'usage' | 'refund' | 'adjustment';
-
-/** A `token_transactions` row as the API shows it. `amount` is signed: negative for usage. */
-export type TransactionView = {
-  readonly id: string;
-  readonly userId: string;
-  readonly amount: number;
-  readonly transactionType: TransactionType;
-  readonly description: string | null;
-  readonly paymentId: string | null;
-  readonly balanceAfter: number;
-  readonly createdAt: string;
-};
 
 /** What a write returns: the decided outcome, and whether the read models already show it. */
 export type LedgerWriteResult = {

@@ -1,7 +1,8 @@
+import { CodedError } from '@app/ledger';
 import type pg from 'pg';
 import type { Actor } from './actor.js';
 import { generateApiKey, hashApiKeySecret, hashesEqual, parseApiKey, API_KEY_ROLES, type ApiKeyRole } from './api-keys.js';
-import { AuthenticationError } from './authentication.errors.js';
+import { AuthenticationError, type AuthErrorCode } from './authentication.errors.js';
 
 export type ApiKeyRecord = {
   readonly id: string;
@@ -12,11 +13,12 @@ export type ApiKeyRecord = {
   readonly lastUsedAt: Date | null;
 };
 
-export class ApiKeyNameTakenError extends Error {
+/** Active API keys have unique names, so an operator can tell them apart when revoking one. */
+export class ApiKeyNameTakenError extends CodedError<AuthErrorCode> {
   override readonly name = 'ApiKeyNameTakenError';
 
   constructor(readonly keyName: string) {
-    super(`an active API key is already named ${JSON.stringify(keyName)}`);
+    super('API_KEY_NAME_TAKEN', `an active API key is already named ${JSON.stringify(keyName)}`, { keyName });
   }
 }
 

@@ -1,29 +1,36 @@
+import { CodedError } from '@app/ledger';
+
 /**
  * Why a credential was refused. Every code answers 401 at the edge with the same public body; the
  * code goes to the log, so an operator can tell an expired token from a forged one while a caller
  * learns nothing it did not already know.
  */
-export type AuthenticationErrorCode =
-  | 'CREDENTIALS_MISSING'
-  | 'CREDENTIALS_AMBIGUOUS'
-  | 'TOKEN_MALFORMED'
-  | 'TOKEN_EXPIRED'
-  | 'TOKEN_NOT_YET_VALID'
-  | 'TOKEN_SIGNATURE_INVALID'
-  | 'TOKEN_ALGORITHM_NOT_ALLOWED'
-  | 'TOKEN_KEY_NOT_FOUND'
-  | 'TOKEN_CLAIM_INVALID'
-  | 'API_KEY_INVALID'
-  | 'API_KEY_REVOKED';
+export const AUTHENTICATION_ERROR_CODES = [
+  'CREDENTIALS_MISSING',
+  'CREDENTIALS_AMBIGUOUS',
+  'TOKEN_MALFORMED',
+  'TOKEN_EXPIRED',
+  'TOKEN_NOT_YET_VALID',
+  'TOKEN_SIGNATURE_INVALID',
+  'TOKEN_ALGORITHM_NOT_ALLOWED',
+  'TOKEN_KEY_NOT_FOUND',
+  'TOKEN_CLAIM_INVALID',
+  'API_KEY_INVALID',
+  'API_KEY_REVOKED',
+] as const;
 
-export class AuthenticationError extends Error {
+export type AuthenticationErrorCode = (typeof AUTHENTICATION_ERROR_CODES)[number];
+
+/** Every expected rejection of the auth lib: refused credentials, and the rest. */
+export const AUTH_ERROR_CODES = [...AUTHENTICATION_ERROR_CODES, 'AUTHENTICATION_UNAVAILABLE', 'FORBIDDEN', 'API_KEY_NAME_TAKEN'] as const;
+
+export type AuthErrorCode = (typeof AUTH_ERROR_CODES)[number];
+
+export class AuthenticationError extends CodedError<AuthenticationErrorCode> {
   override readonly name = 'AuthenticationError';
 
-  constructor(
-    readonly code: AuthenticationErrorCode,
-    message: string,
-  ) {
-    super(message);
+  constructor(code: AuthenticationErrorCode, message: string) {
+    super(code, message, {});
   }
 }
 
@@ -31,6 +38,19 @@ export class AuthenticationError extends Error {
  * The JSON Web Key Set could not be fetched or read: the service cannot judge the token, which is
  * not the caller's fault (503 at the edge, not 401).
  */
-export class KeySetUnavailableError extends Error {
+export class KeySetUnavailableError extends CodedError<AuthErrorCode> {
   override readonly name = 'KeySetUnavailableError';
+
+  constructor(message: string, options?: ErrorOptions) {
+    super('AUTHENTICATION_UNAVAILABLE', message, {}, options);
+  }
+}
+
+/** An authenticated caller asked for something its role's grants do not allow (403 at the edge). */
+export class AccessDeniedError extends CodedError<AuthErrorCode> {
+  override readonly name = 'AccessDeniedError';
+
+  constructor(message: string) {
+    super('FORBIDDEN', message, {});
+  }
 }

@@ -1,33 +1,53 @@
 /**
- * Expected rejections, as a closed union of codes. The HTTP edge maps each code to a status once;
- * nothing else in the code base inspects messages.
+ * What an expected rejection tells beyond its code: JSON values, which the HTTP edge shows to the
+ * caller as extra members of the problem body.
  */
-export type LedgerErrorCode =
-  | 'AMOUNT_OUT_OF_RANGE'
-  | 'DESCRIPTION_TOO_LONG'
-  | 'INSUFFICIENT_BALANCE'
-  | 'BALANCE_OUT_OF_RANGE'
-  | 'PAYMENT_ID_REUSED'
-  | 'PAYMENT_NOT_FOUND'
-  | 'PAYMENT_EXPIRED'
-  | 'PAYMENT_DECLINED'
-  | 'PAYMENT_NOT_CAPTURED'
-  | 'REFUND_EXCEEDS_BALANCE'
-  | 'ADJUSTMENT_EXCEEDS_BALANCE'
-  | 'REASON_REQUIRED'
-  | 'REASON_TOO_LONG';
+export type ErrorDetail = string | number | boolean | null | readonly ErrorDetail[] | { readonly [key: string]: ErrorDetail };
+export type ErrorDetails = { readonly [key: string]: ErrorDetail };
+
+/**
+ * The one base of every expected rejection in every lib: a code from its lib's closed union, and
+ * details. Each lib declares its codes as a list (its union is derived from it); the HTTP edge
+ * composes the lists and maps every code to a status once, so nothing inspects messages or error
+ * classes. Generic, so that the ledger imports nothing of ours and the other libs extend it.
+ */
+export abstract class CodedError<Code extends string, Details extends ErrorDetails = ErrorDetails> extends Error {
+  constructor(
+    readonly code: Code,
+    message: string,
+    readonly details: Details,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** The ledger's expected rejections, as a closed list of codes. */
+export const LEDGER_ERROR_CODES = [
+  'AMOUNT_OUT_OF_RANGE',
+  'DESCRIPTION_TOO_LONG',
+  'INSUFFICIENT_BALANCE',
+  'BALANCE_OUT_OF_RANGE',
+  'PAYMENT_ID_REUSED',
+  'PAYMENT_NOT_FOUND',
+  'PAYMENT_EXPIRED',
+  'PAYMENT_DECLINED',
+  'PAYMENT_NOT_CAPTURED',
+  'REFUND_EXCEEDS_BALANCE',
+  'ADJUSTMENT_EXCEEDS_BALANCE',
+  'REASON_REQUIRED',
+  'REASON_TOO_LONG',
+] as const;
+
+export type LedgerErrorCode = (typeof LEDGER_ERROR_CODES)[number];
 
 export type LedgerErrorDetails = Readonly<Record<string, string | number | null>>;
 
-export class LedgerError extends Error {
+export class LedgerError extends CodedError<LedgerErrorCode, LedgerErrorDetails> {
   override readonly name = 'LedgerError';
 
-  constructor(
-    readonly code: LedgerErrorCode,
-    message: string,
-    readonly details: LedgerErrorDetails = {},
-  ) {
-    super(message);
+  constructor(code: LedgerErrorCode, message: string, details: LedgerErrorDetails = {}) {
+    super(code, message, details);
   }
 }
 

@@ -1,13 +1,17 @@
-/** Rejections of the payments application layer (the ledger's own are `LedgerError`s). */
-export type PaymentsErrorCode = 'PACKAGE_NOT_FOUND' | 'PROVIDER_UNAVAILABLE';
+import { CodedError, type LedgerErrorDetails } from '@app/ledger';
 
-export class PaymentsError extends Error {
+/**
+ * Rejections of the payments application layer (the ledger's own are `LedgerError`s):
+ * PACKAGE_NOT_FOUND is a `PaymentsError`, PROVIDER_UNAVAILABLE a `PaymentProviderError`.
+ */
+export const PAYMENTS_ERROR_CODES = ['PACKAGE_NOT_FOUND', 'PROVIDER_UNAVAILABLE'] as const;
+
+export type PaymentsErrorCode = (typeof PAYMENTS_ERROR_CODES)[number];
+
+export class PaymentsError extends CodedError<PaymentsErrorCode, LedgerErrorDetails> {
   override readonly name = 'PaymentsError';
-  constructor(
-    readonly code: PaymentsErrorCode,
-    message: string,
-    readonly details: Readonly<Record<string, string | number | null>> = {},
-  ) {
-    super(message);
+
+  constructor(code: PaymentsErrorCode, message: string, details: LedgerErrorDetails = {}) {
+    super(code, message, details);
   }
 }

@@ -3,6 +3,7 @@ import { comparePositions, formatPosition, START, type EventStore, type Position
 import pg, { type Pool } from 'pg';
 import type { Projection } from './projection.js';
 import { findProjection, PROJECTIONS } from './projection-registry.js';
+import { RebuildInProgressError } from './projections.errors.js';
 import { assertRebuildableTables, dropSchema, ShadowTables } from './shadow-tables.js';
 
 export type RebuildPhase = 'loading' | 'indexing' | 'catching_up' | 'swapping' | 'completed' | 'failed';
@@ -48,18 +49,6 @@ export type ProjectionRebuildsOptions = {
   readonly swapLockTimeoutMs?: number;
   readonly onLog?: (message: string) => void;
 };
-
-/** A rebuild of this projection is running (in this process or another). */
-export class RebuildInProgressError extends Error {
-  override readonly name = 'RebuildInProgressError';
-
-  constructor(
-    readonly projection: string,
-    readonly rebuildId: string | undefined,
-  ) {
-    super(`a rebuild of ${projection} is already running${rebuildId === undefined ? '' : ` (${rebuildId})`}`);
-  }
-}
 
 type RebuildRow = {
   id: string;

@@ -3,6 +3,7 @@ import { TOKEN_ACCOUNT_EVENT_TYPES, type TokenAccountEvent } from '@app/ledger';
 import { projectPaymentEvent } from './payments.projection.js';
 import type { Projection, RowChange } from './projection.js';
 import { TOKEN_ACCOUNTS_INLINE_COMMITS, tokenAccountsAccountRows, tokenAccountsBulkLoad } from './token-accounts.bulk.js';
+import { transactionOf, type TransactionView } from './token-transaction.view.js';
 
 export const TOKEN_ACCOUNTS_PROJECTION = 'token_accounts';
 
@@ -20,11 +21,10 @@ const INSERT_TRANSACTION = `
   INSERT INTO token_transactions (id, user_id, amount, transaction_type, description, payment_id, balance_after, created_at, event_id, stream_revision)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`;
 
-type TransactionType = 'purchase' | 'usage' | 'refund' | 'adjustment';
-
 /**
- * `user_tokens` and `token_transactions`. Every value comes from the event (time included), so a
- * rebuild produces exactly the rows of the incremental build.
+ * `user_tokens`, `token_transactions` (the row is `transactionOf` the event) and `payments`. Every
+ * value comes from the event (time included), so a rebuild produces exactly the rows of the
+ * incremental build.
  */
 export const tokenAccountsProjection: Projection = {
   name: TOKEN_ACCOUNTS_PROJECTION,
@@ -36,14 +36,10 @@ export const tokenAccountsProjection: Projection = {
     const event = { type: recorded.type, data: recorded.data } as TokenAccountEvent;
     switch (event.type) {
       case 'TokensPurchased':
-        return transaction(recorded, event.data, 'purchase', event.data.amount, event.data.paymentId);
       case 'TokensUsed':
-        return transaction(recorded, event.data, 'usage', -event.data.amount, null);
       case 'TokensRefunded':
-        return transaction(recorded, event.data, 'refund', -event.data.amount, event.data.paymentId);
       case 'TokensAdjusted':
-        // The only signed event amount; the reason is the row's description.
-        return transaction(recorded, { ...event.data, description: event.data.reason }, 'adjustment', event.data.amount, null);
+        return transactionChanges(recorded, transactionOf(event));
       case 'PaymentInitiated':
       case 'PaymentCaptured':
       case 'PaymentFailed':
@@ -58,19 +54,12 @@ export const tokenAccountsProjection: Projection = {
   },
 };
 
-function transaction(
-  recorded: RecordedEvent,
-  data: { userId: string; transactionId: string; description: string | null; balanceAfter: number; occurredAt: string },
-  type: TransactionType,
-  signedAmount: number,
-  paymentId: string | null,
-): readonly RowChange[] {
+/** The row of the transaction, and the balance it leaves. */
+function transactionChanges(recorded: RecordedEvent, transaction: TransactionView): readonly RowChange[] {
   const revision = recorded.revision.toString();
+  const { id, userId, amount, transactionType, description, paymentId, balanceAfter, createdAt } = transaction;
   return [
-    { text: UPSERT_BALANCE, values: [data.userId, data.balanceAfter, data.occurredAt, revision, formatPosition(recorded.position)] },
-    {
-      text: INSERT_TRANSACTION,
-      values: [data.transactionId, data.userId, signedAmount, type, data.description, paymentId, data.balanceAfter, data.occurredAt, recorded.id, revision],
-    },
+    { text: UPSERT_BALANCE, values: [userId, balanceAfter, createdAt, revision, formatPosition(recorded.position)] },
+    { text: INSERT_TRANSACTION, values: [id, userId, amount, transactionType, description, paymentId, balanceAfter, createdAt, recorded.id, revision] },
   ];
 }

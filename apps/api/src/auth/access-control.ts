@@ -1,4 +1,4 @@
-import { AuthenticationError, authorize, ENDPOINT_ACTIONS, KeySetUnavailableError, PERMISSIONS, type Actor, type ApiKeyRepository, type Endpoint, type JwtVerifier } from '@app/auth';
+import { AccessDeniedError, AuthenticationError, authorize, ENDPOINT_ACTIONS, KeySetUnavailableError, PERMISSIONS, type Actor, type ApiKeyRepository, type Endpoint, type JwtVerifier } from '@app/auth';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { sendProblem } from '../http/problem-details.filter.js';
@@ -68,11 +68,11 @@ export function registerAccessControl(fastify: FastifyInstance, options: AccessC
       if (error instanceof AuthenticationError) {
         options.logger.info({ requestId: request.id, reason: error.code }, 'authentication refused');
         void reply.header('www-authenticate', `Bearer realm="token-ledger"${error.code === 'CREDENTIALS_MISSING' ? '' : ', error="invalid_token"'}`);
-        return sendProblem(reply, request, 401, 'UNAUTHENTICATED', 'missing or invalid credentials: send Authorization: Bearer <JWT> or X-API-Key');
+        return sendProblem(reply, request, error);
       }
       if (error instanceof KeySetUnavailableError) {
         options.logger.error({ requestId: request.id, err: error }, 'the JWKS could not be read');
-        return sendProblem(reply, request, 503, 'AUTHENTICATION_UNAVAILABLE', 'credentials cannot be checked right now; retry later');
+        return sendProblem(reply, request, error);
       }
       throw error;
     }
@@ -88,7 +88,7 @@ export function registerAccessControl(fastify: FastifyInstance, options: AccessC
     const decision = authorize(actor, endpoint.action, owner);
     if (decision.allowed) return undefined;
     options.logger.info({ requestId: request.id, subject: actor.subject, role: actor.role, action: endpoint.action, reason: decision.reason }, 'authorization refused');
-    return sendProblem(reply, request, 403, 'FORBIDDEN', `a ${actor.role} may not perform ${endpoint.action} here`);
+    return sendProblem(reply, request, new AccessDeniedError(`a ${actor.role} may not perform ${endpoint.action} here`));
   });
 }
 

@@ -1,10 +1,7 @@
 import { Catch, HttpException, HttpStatus, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
-import { AccountNotFoundError, ChainBrokenError, ConcurrencyConflictError, StreamNotReplayableError } from '@app/accounts';
-import { PaymentProviderError, PaymentsError, type PaymentsErrorCode } from '@app/payments';
-import { LedgerError, type LedgerErrorCode } from '@app/ledger';
-import { RebuildInProgressError, UnknownProjectionError } from '@app/projections';
+import type { CodedError } from '@app/ledger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { RequestValidationError } from './request-validation.error.js';
+import { isErrorCode, isMappedError, PROBLEM_TYPES, type ErrorCode } from './problem-types.js';
 
 export type ProblemDetails = {
   readonly type: string;
@@ -16,61 +13,11 @@ export type ProblemDetails = {
   readonly [extension: string]: unknown;
 };
 
-/** The HTTP status of each domain rejection, decided once, here. */
-const LEDGER_STATUS: Record<LedgerErrorCode, number> = {
-  AMOUNT_OUT_OF_RANGE: HttpStatus.BAD_REQUEST,
-  DESCRIPTION_TOO_LONG: HttpStatus.BAD_REQUEST,
-  INSUFFICIENT_BALANCE: HttpStatus.CONFLICT,
-  BALANCE_OUT_OF_RANGE: HttpStatus.UNPROCESSABLE_ENTITY,
-  PAYMENT_ID_REUSED: HttpStatus.CONFLICT,
-  PAYMENT_NOT_FOUND: HttpStatus.NOT_FOUND,
-  PAYMENT_EXPIRED: HttpStatus.CONFLICT,
-  PAYMENT_DECLINED: HttpStatus.PAYMENT_REQUIRED,
-  PAYMENT_NOT_CAPTURED: HttpStatus.CONFLICT,
-  REFUND_EXCEEDS_BALANCE: HttpStatus.CONFLICT,
-  ADJUSTMENT_EXCEEDS_BALANCE: HttpStatus.CONFLICT,
-  REASON_REQUIRED: HttpStatus.BAD_REQUEST,
-  REASON_TOO_LONG: HttpStatus.BAD_REQUEST,
-};
-
-const PAYMENTS_STATUS: Record<PaymentsErrorCode, number> = {
-  PACKAGE_NOT_FOUND: HttpStatus.NOT_FOUND,
-  PROVIDER_UNAVAILABLE: HttpStatus.BAD_GATEWAY,
-};
-
-const TITLES: Record<string, string> = {
-  VALIDATION_FAILED: 'The request is not valid',
-  INSUFFICIENT_BALANCE: 'Insufficient token balance',
-  PAYMENT_ID_REUSED: 'Payment already credited with a different payload',
-  BALANCE_OUT_OF_RANGE: 'Balance limit exceeded',
-  AMOUNT_OUT_OF_RANGE: 'Amount out of range',
-  DESCRIPTION_TOO_LONG: 'Description too long',
-  CONCURRENCY_CONFLICT: 'The account changed concurrently; retry the request',
-  PAYMENT_NOT_FOUND: 'Payment not found',
-  PAYMENT_EXPIRED: 'Payment expired',
-  PAYMENT_DECLINED: 'Payment declined by the provider',
-  PAYMENT_NOT_CAPTURED: 'Payment not captured',
-  REFUND_EXCEEDS_BALANCE: 'Refund exceeds the token balance',
-  ADJUSTMENT_EXCEEDS_BALANCE: 'Adjustment would take the balance below zero',
-  REASON_REQUIRED: 'Reason required',
-  REASON_TOO_LONG: 'Reason too long',
-  PACKAGE_NOT_FOUND: 'Token package not found',
-  PROVIDER_UNAVAILABLE: 'The payment provider did not answer; retry the request',
-  IDEMPOTENCY_KEY_INVALID: 'Idempotency-Key not valid',
-  IDEMPOTENCY_KEY_REUSED: 'Idempotency-Key reused with a different request',
-  IDEMPOTENCY_KEY_IN_PROGRESS: 'A request with this Idempotency-Key is in progress',
-  INTERNAL_ERROR: 'Internal error',
-  UNKNOWN_PROJECTION: 'No projection has this name',
-  REBUILD_IN_PROGRESS: 'A rebuild of this projection is already running',
-  UNAUTHENTICATED: 'Authentication required',
-  FORBIDDEN: 'Not allowed',
-  AUTHENTICATION_UNAVAILABLE: 'Credentials cannot be checked right now',
-  ACCOUNT_NOT_FOUND: 'The account has no events',
-  CHAIN_BROKEN: 'The hash chain of the stream does not verify',
-  STREAM_NOT_REPLAYABLE: 'The stream breaks the ledger invariants',
-};
-
-/** Every error leaves as an RFC 9457 problem (application/problem+json) with a stable `code`. */
+/**
+ * Every error leaves as an RFC 9457 problem (application/problem+json) with a stable `code`: an
+ * expected rejection by its code (PROBLEM_TYPES), Nest's and Fastify's own HTTP errors by their
+ * status, anything else as a logged 500.
+ */
 @Catch()
 export class ProblemDetailsFilter implements ExceptionFilter {
   private readonly logger = new Logger('HTTP');
@@ -85,52 +32,30 @@ export class ProblemDetailsFilter implements ExceptionFilter {
   }
 
   private toProblem(exception: unknown, instance: string): ProblemDetails {
-    if (exception instanceof RequestValidationError) {
-      return problem(HttpStatus.BAD_REQUEST, 'VALIDATION_FAILED', exception.message, instance, { errors: exception.violations });
-    }
-    if (exception instanceof LedgerError) {
-      return problem(LEDGER_STATUS[exception.code], exception.code, exception.message, instance, { ...exception.details });
-    }
-    if (exception instanceof PaymentsError) {
-      return problem(PAYMENTS_STATUS[exception.code], exception.code, exception.message, instance, { ...exception.details });
-    }
-    if (exception instanceof PaymentProviderError) {
-      // The provider may or may not have acted: the request is safe to retry, and a retry records the outcome once.
-      return problem(HttpStatus.BAD_GATEWAY, 'PROVIDER_UNAVAILABLE', `${exception.message}; retry the request`, instance, { providerError: exception.kind });
-    }
-    if (exception instanceof ConcurrencyConflictError) {
-      return problem(HttpStatus.CONFLICT, 'CONCURRENCY_CONFLICT', exception.message, instance);
-    }
-    if (exception instanceof UnknownProjectionError) {
-      return problem(HttpStatus.NOT_FOUND, 'UNKNOWN_PROJECTION', exception.message, instance, { projection: exception.projection });
-    }
-    if (exception instanceof RebuildInProgressError) {
-      return problem(HttpStatus.CONFLICT, 'REBUILD_IN_PROGRESS', exception.message, instance, { projection: exception.projection, rebuildId: exception.rebuildId ?? null });
-    }
-    if (exception instanceof AccountNotFoundError) {
-      return problem(HttpStatus.NOT_FOUND, 'ACCOUNT_NOT_FOUND', exception.message, instance, { userId: exception.userId });
-    }
-    if (exception instanceof ChainBrokenError) {
-      return problem(HttpStatus.CONFLICT, 'CHAIN_BROKEN', exception.message, instance, { firstBadRevision: exception.firstBadRevision.toString(), reason: exception.reason });
-    }
-    if (exception instanceof StreamNotReplayableError) {
-      return problem(HttpStatus.CONFLICT, 'STREAM_NOT_REPLAYABLE', exception.message, instance, { reason: exception.reason });
-    }
+    if (isMappedError(exception)) return codedProblem(exception, instance);
     if (exception instanceof HttpException) {
       const status = exception.getStatus();
-      return problem(status, httpCode(status), exception.message, instance, extensions(exception.getResponse()));
+      const code = httpCode(status);
+      return problem(status, code, titleOf(code, status), exception.message, instance, extensions(exception.getResponse()));
     }
     if (isFastifyClientError(exception)) {
-      return problem(exception.statusCode, exception.code ?? httpCode(exception.statusCode), exception.message, instance);
+      const code = exception.code ?? httpCode(exception.statusCode);
+      return problem(exception.statusCode, code, titleOf(code, exception.statusCode), exception.message, instance);
     }
-    return problem(HttpStatus.INTERNAL_SERVER_ERROR, 'INTERNAL_ERROR', 'An unexpected error occurred; it has been logged.', instance);
+    return problem(HttpStatus.INTERNAL_SERVER_ERROR, 'INTERNAL_ERROR', 'Internal error', 'An unexpected error occurred; it has been logged.', instance);
   }
 }
 
-export function problem(status: number, code: string, detail: string, instance: string, more: Record<string, unknown> = {}): ProblemDetails {
+/** The problem of an expected rejection, as PROBLEM_TYPES maps its code; its details become extra members. */
+export function codedProblem(error: CodedError<ErrorCode>, instance: string): ProblemDetails {
+  const type = PROBLEM_TYPES[error.code];
+  return problem(type.status, type.publicCode ?? error.code, type.title, type.detail?.(error.message) ?? error.message, instance, error.details);
+}
+
+function problem(status: number, code: string, title: string, detail: string, instance: string, more: Readonly<Record<string, unknown>> = {}): ProblemDetails {
   return {
     type: `urn:token-ledger:problem:${code.toLowerCase().replaceAll('_', '-')}`,
-    title: TITLES[code] ?? httpTitle(status),
+    title,
     status,
     code,
     detail,
@@ -139,13 +64,19 @@ export function problem(status: number, code: string, detail: string, instance: 
   };
 }
 
-/** Answers a request from a Fastify hook (outside Nest's filters) with a problem. */
-export function sendProblem(reply: FastifyReply, request: FastifyRequest, status: number, code: string, detail: string): FastifyReply {
-  return reply.code(status).header('content-type', 'application/problem+json; charset=utf-8').send(problem(status, code, detail, request.url));
+/** Answers a request from a Fastify hook (outside Nest's filters) with the problem of an expected rejection. */
+export function sendProblem(reply: FastifyReply, request: FastifyRequest, error: CodedError<ErrorCode>): FastifyReply {
+  const body = codedProblem(error, request.url);
+  return reply.code(body.status).header('content-type', 'application/problem+json; charset=utf-8').send(body);
 }
 
 function httpCode(status: number): string {
   return HttpStatus[status] ?? `HTTP_${status}`;
+}
+
+/** A Nest or Fastify error whose code happens to be one of ours (a Nest ForbiddenException is FORBIDDEN) gets our title. */
+function titleOf(code: string, status: number): string {
+  return isErrorCode(code) ? PROBLEM_TYPES[code].title : httpTitle(status);
 }
 
 function httpTitle(status: number): string {

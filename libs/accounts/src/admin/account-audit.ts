@@ -4,16 +4,8 @@ import { formatPosition, READ_COUNT_MAX, type EventStore, type JsonValue, type R
 import { tokenAccountStreamId } from '@app/ledger';
 import { PROJECTIONS, type Projection } from '@app/projections';
 import type { Pool } from 'pg';
+import { AccountNotFoundError, ChainBrokenError, StreamNotReplayableError } from '../accounts.errors.js';
 import { verifyAccount, type AccountDifference } from './account-verification.js';
-
-/** The user has no stream: nothing to audit. */
-export class AccountNotFoundError extends Error {
-  override readonly name = 'AccountNotFoundError';
-
-  constructor(readonly userId: string) {
-    super(`no events for user ${userId}`);
-  }
-}
 
 /** A stored event as an auditor sees it: everything the store holds. */
 export type AuditEvent = {
@@ -178,31 +170,6 @@ export class AccountAudit {
       if (last === undefined || page.length < READ_COUNT_MAX) return events;
       from = last.revision + 1n;
     }
-  }
-}
-
-/** The stream's chain is broken: it can be verified (and the break reported) but not bundled. */
-export class ChainBrokenError extends Error {
-  override readonly name = 'ChainBrokenError';
-
-  constructor(
-    readonly userId: string,
-    readonly firstBadRevision: bigint,
-    readonly reason: string,
-  ) {
-    super(`the hash chain of user ${userId} breaks at revision ${firstBadRevision}: ${reason}`);
-  }
-}
-
-/** The stream cannot be replayed: the ledger's invariants refuse it (it was changed outside the ledger). */
-export class StreamNotReplayableError extends Error {
-  override readonly name = 'StreamNotReplayableError';
-
-  constructor(
-    readonly userId: string,
-    readonly reason: string,
-  ) {
-    super(`the stream of user ${userId} cannot be replayed: ${reason}`);
   }
 }
 

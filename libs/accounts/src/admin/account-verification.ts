@@ -1,6 +1,6 @@
 import { formatPosition, type EventStore, type RecordedEvent } from '@app/event-store';
 import { evolveTokenAccount, initialTokenAccountState, TOKEN_ACCOUNT_EVENT_TYPES, tokenAccountStreamId, type TokenAccountEvent } from '@app/ledger';
-import { accountProjections, lockCheckpoint, readWholeStream, recomputeAccountEvents, TOKEN_ACCOUNTS_PROJECTION, type Projection } from '@app/projections';
+import { accountProjections, lockCheckpoint, readWholeStream, recomputeAccountEvents, TOKEN_ACCOUNTS_PROJECTION, transactionOf, type Projection } from '@app/projections';
 import type { Pool, PoolClient } from 'pg';
 
 export type AccountDifference = {
@@ -33,36 +33,10 @@ export async function replayAccount(store: EventStore, userId: string): Promise<
     const event = asTokenAccountEvent(recorded);
     if (event === undefined) return line(recorded, 0, state.balance, null, recorded.createdAt.toISOString());
     state = evolveTokenAccount(state, event);
-    return line(recorded, tokenMovement(event), state.balance, transactionDescription(event), event.data.occurredAt);
+    // The amount and description the event's transaction row shows; events without a row move no tokens.
+    const transaction = transactionOf(event);
+    return line(recorded, transaction?.amount ?? 0, state.balance, transaction?.description ?? null, event.data.occurredAt);
   });
-}
-
-/** Tokens an event moves, signed: purchases credit, usage and refunds debit, adjustments either, payment lifecycle events move none. */
-function tokenMovement(event: TokenAccountEvent): number {
-  switch (event.type) {
-    case 'TokensPurchased':
-    case 'TokensAdjusted':
-      return event.data.amount;
-    case 'TokensUsed':
-    case 'TokensRefunded':
-      return -event.data.amount;
-    case 'PaymentInitiated':
-    case 'PaymentCaptured':
-    case 'PaymentFailed':
-    case 'PaymentExpired':
-    case 'PaymentRefunded':
-      return 0;
-    default: {
-      const unknown: never = event;
-      throw new Error(`unknown token account event ${JSON.stringify(unknown)}`);
-    }
-  }
-}
-
-/** What the event's transaction row shows as its description: an adjustment's reason is its description. */
-function transactionDescription(event: TokenAccountEvent): string | null {
-  if (event.type === 'TokensAdjusted') return event.data.reason;
-  return 'description' in event.data ? event.data.description : null;
 }
 
 /**

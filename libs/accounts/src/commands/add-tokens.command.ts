@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId, type Purchase } from '@app/ledger';
+import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
+import { transactionOf } from '@app/projections';
 import { CommandHandling } from '../command-handling.js';
 import { eventMetadata, type CommandContext } from '../command-context.js';
 import { ReadModelConsistency } from '../read-model-consistency.js';
-import { ledgerWriteResult, type LedgerWriteResult, type TransactionView } from '../transaction.view.js';
+import { ledgerWriteResult, type LedgerWriteResult } from '../transaction.view.js';
 
 /** Credits the tokens of a payment, once per `paymentId`; a repeat returns the first result. */
 export class AddTokensCommand extends Command<LedgerWriteResult> {
@@ -31,19 +32,7 @@ export class AddTokensHandler implements ICommandHandler<AddTokensCommand> {
     const handled = await this.commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), eventMetadata(context), context.idempotency);
     const purchase = handled.state.purchases.get(paymentId);
     invariant(purchase !== undefined, `payment ${paymentId} is not credited after AddTokens`);
-    return ledgerWriteResult(purchaseView(purchase), handled, this.consistency);
+    // The state keeps each purchase's event data: a repeat answers with the first credit's row.
+    return ledgerWriteResult(transactionOf({ type: 'TokensPurchased', data: purchase }), handled, this.consistency);
   }
-}
-
-function purchaseView(purchase: Purchase): TransactionView {
-  return {
-    id: purchase.transactionId,
-    userId: purchase.userId,
-    amount: purchase.amount,
-    transactionType: 'purchase',
-    description: purchase.description,
-    paymentId: purchase.paymentId,
-    balanceAfter: purchase.balanceAfter,
-    createdAt: purchase.occurredAt,
-  };
 }

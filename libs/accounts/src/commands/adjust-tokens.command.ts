@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
+import { transactionOf } from '@app/projections';
 import { CommandHandling } from '../command-handling.js';
 import { eventMetadata, type CommandContext } from '../command-context.js';
 import { ReadModelConsistency } from '../read-model-consistency.js';
@@ -35,16 +36,6 @@ export class AdjustTokensHandler implements ICommandHandler<AdjustTokensCommand>
     // A replayed request's event is the one its first attempt recorded: the response is rebuilt from it.
     const [adjusted] = handled.events;
     invariant(adjusted?.type === 'TokensAdjusted', 'AdjustTokens appended no TokensAdjusted event');
-    const transaction = {
-      id: adjusted.data.transactionId,
-      userId,
-      amount: adjusted.data.amount,
-      transactionType: 'adjustment',
-      description: adjusted.data.reason,
-      paymentId: null,
-      balanceAfter: adjusted.data.balanceAfter,
-      createdAt: adjusted.data.occurredAt,
-    } as const;
-    return ledgerWriteResult(transaction, handled, this.consistency);
+    return ledgerWriteResult(transactionOf(adjusted), handled, this.consistency);
   }
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
+import { transactionOf } from '@app/projections';
 import { CommandHandling } from '../command-handling.js';
 import { eventMetadata, type CommandContext } from '../command-context.js';
 import { ReadModelConsistency } from '../read-model-consistency.js';
@@ -31,16 +32,6 @@ export class UseTokensHandler implements ICommandHandler<UseTokensCommand> {
     // A replayed request's event is the one its first attempt recorded: the response is rebuilt from it.
     const [used] = handled.events;
     invariant(used?.type === 'TokensUsed', 'UseTokens appended no TokensUsed event');
-    const transaction = {
-      id: used.data.transactionId,
-      userId,
-      amount: -used.data.amount,
-      transactionType: 'usage',
-      description: used.data.description,
-      paymentId: null,
-      balanceAfter: used.data.balanceAfter,
-      createdAt: used.data.occurredAt,
-    } as const;
-    return ledgerWriteResult(transaction, handled, this.consistency);
+    return ledgerWriteResult(transactionOf(used), handled, this.consistency);
   }
 }

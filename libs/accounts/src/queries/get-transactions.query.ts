@@ -2,7 +2,7 @@ import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
 import { PG_POOL, toSafeInteger } from '@app/database';
 import type { Pool } from 'pg';
-import type { TransactionType, TransactionView } from '../transaction.view.js';
+import type { TransactionType, TransactionView } from '@app/projections';
 
 export type TransactionPage = { readonly data: readonly TransactionView[]; readonly total: number; readonly limit: number; readonly offset: number };
 

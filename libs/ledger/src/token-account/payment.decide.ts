@@ -1,5 +1,6 @@
 import { invariant, LedgerError } from '../ledger.errors.js';
-import { BALANCE_MAX, CURRENCY_PATTERN, isMoneyAmount, isTokenAmount } from '../ledger.limits.js';
+import { CURRENCY_PATTERN, isMoneyAmount, isTokenAmount } from '../ledger.limits.js';
+import { assertBalanceFits } from './balance.rules.js';
 import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment } from './payment.commands.js';
 import { PAYMENT_TIMED_OUT, type PaymentCaptured, type PaymentExpired, type PaymentFailed, type PaymentInitiated, type PaymentRefunded, type TokensRefunded } from './payment.events.js';
 import type { Payment } from './payment.state.js';
@@ -54,9 +55,7 @@ export function captureDecision(state: TokenAccountState, paymentId: string, now
     case 'PENDING':
       if (now.getTime() >= Date.parse(payment.expiresAt)) throw expiredError(payment);
       // Checked here, before the provider takes the money, not only when the capture is recorded.
-      if (payment.tokens > BALANCE_MAX - state.balance) {
-        throw new LedgerError('BALANCE_OUT_OF_RANGE', `a credit of ${payment.tokens} would take the balance above ${BALANCE_MAX}`, { balance: state.balance, requested: payment.tokens });
-      }
+      assertBalanceFits(state.balance, payment.tokens);
       return 'capture';
     default: {
       const unknown: never = payment.status;
@@ -79,9 +78,7 @@ export function capturePayment({ data }: CapturePayment, state: TokenAccountStat
     if (payment.status !== 'PENDING') return [];
     return [{ type: 'PaymentFailed', data: { ...ids, reason: data.outcome.reason, occurredAt } }];
   }
-  if (payment.tokens > BALANCE_MAX - state.balance) {
-    throw new LedgerError('BALANCE_OUT_OF_RANGE', `a credit of ${payment.tokens} would take the balance above ${BALANCE_MAX}`, { balance: state.balance, requested: payment.tokens });
-  }
+  assertBalanceFits(state.balance, payment.tokens);
   return [
     { type: 'PaymentCaptured', data: { ...ids, providerTransactionId: data.outcome.providerTransactionId, occurredAt } },
     {

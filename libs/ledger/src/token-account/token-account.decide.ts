@@ -1,5 +1,6 @@
 import { LedgerError } from '../ledger.errors.js';
-import { BALANCE_MAX, DESCRIPTION_LENGTH_MAX, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, isAdjustmentAmount, isTokenAmount } from '../ledger.limits.js';
+import { DESCRIPTION_LENGTH_MAX, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, isAdjustmentAmount, isTokenAmount } from '../ledger.limits.js';
+import { assertBalanceFits } from './balance.rules.js';
 import type { AddTokens, AdjustTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
 import type { TokenAccountEvent, TokensAdjusted, TokensPurchased, TokensUsed } from './token-account.events.js';
 import type { TokenAccountState } from './token-account.state.js';
@@ -49,12 +50,7 @@ function addTokens({ data }: AddTokens, state: TokenAccountState): readonly Toke
       requestedAmount: data.amount,
     });
   }
-  if (data.amount > BALANCE_MAX - state.balance) {
-    throw new LedgerError('BALANCE_OUT_OF_RANGE', `a credit of ${data.amount} would take the balance above ${BALANCE_MAX}`, {
-      balance: state.balance,
-      requested: data.amount,
-    });
-  }
+  assertBalanceFits(state.balance, data.amount);
   return [
     {
       type: 'TokensPurchased',
@@ -113,12 +109,7 @@ function adjustTokens({ data }: AdjustTokens, state: TokenAccountState): TokensA
       requested: data.amount,
     });
   }
-  if (data.amount > BALANCE_MAX - state.balance) {
-    throw new LedgerError('BALANCE_OUT_OF_RANGE', `a credit of ${data.amount} would take the balance above ${BALANCE_MAX}`, {
-      balance: state.balance,
-      requested: data.amount,
-    });
-  }
+  assertBalanceFits(state.balance, data.amount);
   return {
     type: 'TokensAdjusted',
     data: {

@@ -1,4 +1,5 @@
-import type { CaptureOutcome } from '@app/ledger';
+import { CodedError, type CaptureOutcome } from '@app/ledger';
+import type { PaymentsErrorCode } from '../payments.errors.js';
 
 /** What the provider knows of an order; 'unknown' when it has no such order. */
 export type ProviderOrderStatus = 'created' | 'captured' | 'declined' | 'refunded' | 'unknown';
@@ -34,12 +35,17 @@ export interface PaymentProvider {
 
 export const PAYMENT_PROVIDER = Symbol('PAYMENT_PROVIDER');
 
-export class PaymentProviderError extends Error {
+/**
+ * The provider did not answer, or refused the call (PROVIDER_UNAVAILABLE): the caller cannot tell
+ * whether the call took effect, so the request is safe to retry and a retry records the outcome once.
+ */
+export class PaymentProviderError extends CodedError<PaymentsErrorCode> {
   override readonly name = 'PaymentProviderError';
+
   constructor(
     message: string,
     readonly kind: 'timeout' | 'unavailable' | 'rejected',
   ) {
-    super(message);
+    super('PROVIDER_UNAVAILABLE', message, { providerError: kind });
   }
 }

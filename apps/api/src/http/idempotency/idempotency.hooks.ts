@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { IDEMPOTENCY_CLOCK_MARGIN_MS, idempotentRequestId, type IdempotentRequest } from '@app/accounts';
 import { actorOf } from '../../auth/access-control.js';
 import { sendProblem } from '../problem-details.filter.js';
+import { IdempotencyKeyError } from './idempotency.errors.js';
 import type { IdempotencyStore } from './idempotency.store.js';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
@@ -48,7 +49,7 @@ export function registerIdempotency(fastify: FastifyInstance, store: Idempotency
     const header = request.headers[IDEMPOTENCY_HEADER];
     if (!MUTATING_METHODS.has(request.method) || header === undefined || isProviderNotification(request)) return undefined;
     if (typeof header !== 'string' || !KEY_PATTERN.test(header)) {
-      return sendProblem(reply, request, 400, 'IDEMPOTENCY_KEY_INVALID', 'Idempotency-Key must be 1 to 255 visible ASCII characters');
+      return sendProblem(reply, request, new IdempotencyKeyError('IDEMPOTENCY_KEY_INVALID', 'Idempotency-Key must be 1 to 255 visible ASCII characters'));
     }
     const scope = scopeOf(request);
     const requestHash = hashOf(request);
@@ -66,10 +67,10 @@ export function registerIdempotency(fastify: FastifyInstance, store: Idempotency
       return undefined;
     }
     if (claim.requestHash !== requestHash) {
-      return sendProblem(reply, request, 422, 'IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request (method, path or body)');
+      return sendProblem(reply, request, new IdempotencyKeyError('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request (method, path or body)'));
     }
     if (claim.kind === 'in_progress') {
-      return sendProblem(reply, request, 409, 'IDEMPOTENCY_KEY_IN_PROGRESS', 'a request with this Idempotency-Key is still in progress; retry later');
+      return sendProblem(reply, request, new IdempotencyKeyError('IDEMPOTENCY_KEY_IN_PROGRESS', 'a request with this Idempotency-Key is still in progress; retry later'));
     }
     return reply.code(claim.response.status).header('content-type', claim.response.contentType).header(REPLAYED_HEADER, 'true').send(claim.response.body);
   });

@@ -1,0 +1,101 @@
+import { ConsoleLogger, ForbiddenException, Logger, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
+import { AccountNotFoundError, ChainBrokenError, ConcurrencyConflictError, StreamNotReplayableError } from '@app/accounts';
+import { AccessDeniedError, ApiKeyNameTakenError, AuthenticationError, KeySetUnavailableError } from '@app/auth';
+import { CodedError, LedgerError } from '@app/ledger';
+import { PaymentProviderError, PaymentsError } from '@app/payments';
+import { RebuildInProgressError, UnknownProjectionError } from '@app/projections';
+import { IdempotencyKeyError } from './idempotency/idempotency.errors.js';
+import { ProblemDetailsFilter } from './problem-details.filter.js';
+import { RequestValidationError } from './request-validation.error.js';
+
+const INSTANCE = '/v1/accounts/u/use?x=1';
+
+/** What the filter sends for an exception: the status and the body. */
+function answer(exception: unknown): { status: number; body: unknown } {
+  const sent = { status: 0, body: undefined as unknown };
+  const reply = {
+    status: (status: number) => ((sent.status = status), reply),
+    header: () => reply,
+    send: (body: unknown) => ((sent.body = body), reply),
+  };
+  const host = { switchToHttp: () => ({ getRequest: () => ({ url: INSTANCE, method: 'POST' }), getResponse: () => reply }) };
+  new ProblemDetailsFilter().catch(exception, host as never);
+  return sent;
+}
+
+function body(type: string, title: string, status: number, code: string, detail: string, more: Record<string, unknown> = {}) {
+  return { status, body: { type: `urn:token-ledger:problem:${type}`, title, status, code, detail, instance: INSTANCE, ...more } };
+}
+
+describe('ProblemDetailsFilter', () => {
+  // The 500s below are logged on purpose; keep them out of the test output.
+  beforeAll(() => Logger.overrideLogger(false));
+  afterAll(() => Logger.overrideLogger(new ConsoleLogger()));
+
+  it("answers a ledger rejection with its code's status and its details", () => {
+    expect(answer(new LedgerError('INSUFFICIENT_BALANCE', 'short', { balance: 10, requested: 11 }))).toEqual(
+      body('insufficient-balance', 'Insufficient token balance', 409, 'INSUFFICIENT_BALANCE', 'short', { balance: 10, requested: 11 }),
+    );
+  });
+
+  it('answers the rejections of the other libs with the members they always had', () => {
+    expect(answer(new ConcurrencyConflictError('kept changing'))).toEqual(body('concurrency-conflict', 'The account changed concurrently; retry the request', 409, 'CONCURRENCY_CONFLICT', 'kept changing'));
+    expect(answer(new AccountNotFoundError('u-1'))).toEqual(body('account-not-found', 'The account has no events', 404, 'ACCOUNT_NOT_FOUND', 'no events for user u-1', { userId: 'u-1' }));
+    expect(answer(new ChainBrokenError('u-1', 7n, 'hash mismatch'))).toEqual(
+      body('chain-broken', 'The hash chain of the stream does not verify', 409, 'CHAIN_BROKEN', 'the hash chain of user u-1 breaks at revision 7: hash mismatch', { firstBadRevision: '7', reason: 'hash mismatch' }),
+    );
+    expect(answer(new StreamNotReplayableError('u-1', 'gap'))).toEqual(
+      body('stream-not-replayable', 'The stream breaks the ledger invariants', 409, 'STREAM_NOT_REPLAYABLE', 'the stream of user u-1 cannot be replayed: gap', { reason: 'gap' }),
+    );
+    expect(answer(new PaymentsError('PACKAGE_NOT_FOUND', 'no package x', { packageId: 'x', known: 'a' }))).toEqual(
+      body('package-not-found', 'Token package not found', 404, 'PACKAGE_NOT_FOUND', 'no package x', { packageId: 'x', known: 'a' }),
+    );
+    expect(answer(new UnknownProjectionError('nope', ['token_accounts']))).toEqual(
+      body('unknown-projection', 'No projection has this name', 404, 'UNKNOWN_PROJECTION', 'no projection is named nope; known: token_accounts', { projection: 'nope' }),
+    );
+    expect(answer(new ApiKeyNameTakenError('ops'))).toEqual(body('api-key-name-taken', 'An active API key already has this name', 409, 'API_KEY_NAME_TAKEN', 'an active API key is already named "ops"', { keyName: 'ops' }));
+  });
+
+  it('shows a running rebuild by id, and null when its id is unknown', () => {
+    expect(answer(new RebuildInProgressError('token_accounts', 'r-1')).body).toMatchObject({ code: 'REBUILD_IN_PROGRESS', status: 409, projection: 'token_accounts', rebuildId: 'r-1' });
+    expect(answer(new RebuildInProgressError('token_accounts')).body).toMatchObject({ detail: 'a rebuild of token_accounts is already running', rebuildId: null });
+  });
+
+  it('tells the caller to retry a provider failure, with its kind', () => {
+    expect(answer(new PaymentProviderError('mock provider timed out capturing o-1', 'timeout'))).toEqual(
+      body('provider-unavailable', 'The payment provider did not answer; retry the request', 502, 'PROVIDER_UNAVAILABLE', 'mock provider timed out capturing o-1; retry the request', { providerError: 'timeout' }),
+    );
+  });
+
+  it('keeps the reason of a refused credential and the JWKS failure out of the body', () => {
+    expect(answer(new AuthenticationError('TOKEN_EXPIRED', 'the token has expired'))).toEqual(
+      body('unauthenticated', 'Authentication required', 401, 'UNAUTHENTICATED', 'missing or invalid credentials: send Authorization: Bearer <JWT> or X-API-Key'),
+    );
+    expect(answer(new KeySetUnavailableError('the JSON Web Key Set could not be fetched'))).toEqual(
+      body('authentication-unavailable', 'Credentials cannot be checked right now', 503, 'AUTHENTICATION_UNAVAILABLE', 'credentials cannot be checked right now; retry later'),
+    );
+    expect(answer(new AccessDeniedError('a user may not perform x here'))).toEqual(body('forbidden', 'Not allowed', 403, 'FORBIDDEN', 'a user may not perform x here'));
+  });
+
+  it('lists every violated field of a request, and refuses a bad Idempotency-Key', () => {
+    const violations = [{ field: 'amount', rule: 'isInt', message: 'amount must be an integer' }];
+    expect(answer(new RequestValidationError(violations))).toEqual(body('validation-failed', 'The request is not valid', 400, 'VALIDATION_FAILED', 'amount must be an integer', { errors: violations }));
+    expect(answer(new IdempotencyKeyError('IDEMPOTENCY_KEY_REUSED', 'used with a different request'))).toEqual(
+      body('idempotency-key-reused', 'Idempotency-Key reused with a different request', 422, 'IDEMPOTENCY_KEY_REUSED', 'used with a different request'),
+    );
+  });
+
+  it("answers Nest's HTTP exceptions by their status, keeping what their response carried", () => {
+    expect(answer(new NotFoundException('no rebuild 1 of x'))).toEqual(body('not-found', 'Not found', 404, 'NOT_FOUND', 'no rebuild 1 of x'));
+    expect(answer(new ForbiddenException())).toEqual(body('forbidden', 'Not allowed', 403, 'FORBIDDEN', 'Forbidden'));
+    const health = answer(new ServiceUnavailableException({ details: { database: { status: 'down' } } }));
+    expect(health).toMatchObject({ status: 503, body: { status: 503, code: 'SERVICE_UNAVAILABLE', details: { database: { status: 'down' } } } });
+  });
+
+  it('answers an unknown error, or a coded one the table does not map, with a 500 that tells nothing', () => {
+    class Unmapped extends CodedError<'NOT_IN_THE_TABLE'> {}
+    const internal = body('internal-error', 'Internal error', 500, 'INTERNAL_ERROR', 'An unexpected error occurred; it has been logged.');
+    expect(answer(new Error('boom'))).toEqual(internal);
+    expect(answer(new Unmapped('NOT_IN_THE_TABLE', 'secret', {}))).toEqual(internal);
+  });
+});

@@ -1,0 +1,44 @@
+import { CodedError } from '@app/ledger';
+import { codedProblem } from './problem-details.filter.js';
+import { ERROR_CODES, PROBLEM_TYPES, type ErrorCode } from './problem-types.js';
+
+class Rejection extends CodedError<ErrorCode> {}
+
+describe('PROBLEM_TYPES', () => {
+  it('lists each code of every lib once', () => {
+    expect(ERROR_CODES.filter((code, index) => ERROR_CODES.indexOf(code) !== index)).toEqual([]);
+  });
+
+  it('maps exactly the codes the libs declare, no more', () => {
+    expect(Object.keys(PROBLEM_TYPES).sort()).toEqual([...ERROR_CODES].sort());
+  });
+
+  it.each([...ERROR_CODES])('maps %s to a 4xx or 5xx other than 500, with a title', (code) => {
+    const { status, title }: { status: number; title: string } = PROBLEM_TYPES[code];
+    expect(status >= 400 && status <= 599 && status !== 500).toBe(true);
+    expect(title.trim()).not.toBe('');
+  });
+
+  it.each([...ERROR_CODES])('answers %s with a problem of its status, type and code', (code) => {
+    const { status, title, publicCode } = PROBLEM_TYPES[code];
+    const shown = publicCode ?? code;
+    const body = codedProblem(new Rejection(code, 'what happened', { extra: 1 }), '/v1/somewhere');
+    expect(body).toMatchObject({ type: `urn:token-ledger:problem:${shown.toLowerCase().replaceAll('_', '-')}`, title, status, code: shown, instance: '/v1/somewhere', extra: 1 });
+    expect(body.detail).not.toBe('');
+  });
+
+  it('answers every refused credential alike, whatever the reason', () => {
+    const reasons = ERROR_CODES.filter((code) => PROBLEM_TYPES[code].publicCode === 'UNAUTHENTICATED');
+    expect(reasons).toContain('TOKEN_EXPIRED');
+    const bodies = reasons.map((code) => codedProblem(new Rejection(code, `secret reason ${code}`, {}), '/v1/x'));
+    expect(new Set(bodies.map((body) => JSON.stringify(body))).size).toBe(1);
+    expect(bodies[0]).toEqual({
+      type: 'urn:token-ledger:problem:unauthenticated',
+      title: 'Authentication required',
+      status: 401,
+      code: 'UNAUTHENTICATED',
+      detail: 'missing or invalid credentials: send Authorization: Bearer <JWT> or X-API-Key',
+      instance: '/v1/x',
+    });
+  });
+});

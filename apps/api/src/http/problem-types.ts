@@ -1,0 +1,103 @@
+import { HttpStatus } from '@nestjs/common';
+import { ACCOUNTS_ERROR_CODES } from '@app/accounts';
+import { AUTH_ERROR_CODES } from '@app/auth';
+import { CodedError, LEDGER_ERROR_CODES } from '@app/ledger';
+import { PAYMENTS_ERROR_CODES } from '@app/payments';
+import { PROJECTIONS_ERROR_CODES } from '@app/projections';
+import { IDEMPOTENCY_ERROR_CODES } from './idempotency/idempotency.errors.js';
+import { REQUEST_VALIDATION_ERROR_CODES } from './request-validation.error.js';
+
+/** Every code an expected rejection can carry: each lib's closed list, composed here at the edge. */
+export const ERROR_CODES = [
+  ...LEDGER_ERROR_CODES,
+  ...ACCOUNTS_ERROR_CODES,
+  ...PAYMENTS_ERROR_CODES,
+  ...PROJECTIONS_ERROR_CODES,
+  ...AUTH_ERROR_CODES,
+  ...REQUEST_VALIDATION_ERROR_CODES,
+  ...IDEMPOTENCY_ERROR_CODES,
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** How the caller is told of a code: an RFC 9457 problem of type `urn:token-ledger:problem:<code>`. */
+export type ProblemType = {
+  readonly status: HttpStatus;
+  readonly title: string;
+  /**
+   * The code (and so the type) the caller sees, when it is not the error's own: every refused
+   * credential answers alike, and the reason, the error's code, goes to the log only.
+   */
+  readonly publicCode?: string;
+  /** What the caller reads, when it is not the error's message (a message written for the log). */
+  readonly detail?: (message: string) => string;
+};
+
+const UNAUTHENTICATED: ProblemType = {
+  status: HttpStatus.UNAUTHORIZED,
+  title: 'Authentication required',
+  publicCode: 'UNAUTHENTICATED',
+  detail: () => 'missing or invalid credentials: send Authorization: Bearer <JWT> or X-API-Key',
+};
+
+/**
+ * The one mapping of codes to problems. A code added to any lib's list without an entry here does
+ * not compile.
+ */
+export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
+  AMOUNT_OUT_OF_RANGE: { status: HttpStatus.BAD_REQUEST, title: 'Amount out of range' },
+  DESCRIPTION_TOO_LONG: { status: HttpStatus.BAD_REQUEST, title: 'Description too long' },
+  INSUFFICIENT_BALANCE: { status: HttpStatus.CONFLICT, title: 'Insufficient token balance' },
+  BALANCE_OUT_OF_RANGE: { status: HttpStatus.UNPROCESSABLE_ENTITY, title: 'Balance limit exceeded' },
+  PAYMENT_ID_REUSED: { status: HttpStatus.CONFLICT, title: 'Payment already credited with a different payload' },
+  PAYMENT_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'Payment not found' },
+  PAYMENT_EXPIRED: { status: HttpStatus.CONFLICT, title: 'Payment expired' },
+  PAYMENT_DECLINED: { status: HttpStatus.PAYMENT_REQUIRED, title: 'Payment declined by the provider' },
+  PAYMENT_NOT_CAPTURED: { status: HttpStatus.CONFLICT, title: 'Payment not captured' },
+  REFUND_EXCEEDS_BALANCE: { status: HttpStatus.CONFLICT, title: 'Refund exceeds the token balance' },
+  ADJUSTMENT_EXCEEDS_BALANCE: { status: HttpStatus.CONFLICT, title: 'Adjustment would take the balance below zero' },
+  REASON_REQUIRED: { status: HttpStatus.BAD_REQUEST, title: 'Reason required' },
+  REASON_TOO_LONG: { status: HttpStatus.BAD_REQUEST, title: 'Reason too long' },
+
+  CONCURRENCY_CONFLICT: { status: HttpStatus.CONFLICT, title: 'The account changed concurrently; retry the request' },
+  ACCOUNT_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'The account has no events' },
+  CHAIN_BROKEN: { status: HttpStatus.CONFLICT, title: 'The hash chain of the stream does not verify' },
+  STREAM_NOT_REPLAYABLE: { status: HttpStatus.CONFLICT, title: 'The stream breaks the ledger invariants' },
+
+  PACKAGE_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'Token package not found' },
+  // The provider may or may not have acted: the request is safe to retry, and a retry records the outcome once.
+  PROVIDER_UNAVAILABLE: { status: HttpStatus.BAD_GATEWAY, title: 'The payment provider did not answer; retry the request', detail: (message) => `${message}; retry the request` },
+
+  UNKNOWN_PROJECTION: { status: HttpStatus.NOT_FOUND, title: 'No projection has this name' },
+  REBUILD_IN_PROGRESS: { status: HttpStatus.CONFLICT, title: 'A rebuild of this projection is already running' },
+
+  CREDENTIALS_MISSING: UNAUTHENTICATED,
+  CREDENTIALS_AMBIGUOUS: UNAUTHENTICATED,
+  TOKEN_MALFORMED: UNAUTHENTICATED,
+  TOKEN_EXPIRED: UNAUTHENTICATED,
+  TOKEN_NOT_YET_VALID: UNAUTHENTICATED,
+  TOKEN_SIGNATURE_INVALID: UNAUTHENTICATED,
+  TOKEN_ALGORITHM_NOT_ALLOWED: UNAUTHENTICATED,
+  TOKEN_KEY_NOT_FOUND: UNAUTHENTICATED,
+  TOKEN_CLAIM_INVALID: UNAUTHENTICATED,
+  API_KEY_INVALID: UNAUTHENTICATED,
+  API_KEY_REVOKED: UNAUTHENTICATED,
+  // Not the caller's fault, and the JWKS failure it carries is for the log.
+  AUTHENTICATION_UNAVAILABLE: { status: HttpStatus.SERVICE_UNAVAILABLE, title: 'Credentials cannot be checked right now', detail: () => 'credentials cannot be checked right now; retry later' },
+  FORBIDDEN: { status: HttpStatus.FORBIDDEN, title: 'Not allowed' },
+  API_KEY_NAME_TAKEN: { status: HttpStatus.CONFLICT, title: 'An active API key already has this name' },
+
+  VALIDATION_FAILED: { status: HttpStatus.BAD_REQUEST, title: 'The request is not valid' },
+  IDEMPOTENCY_KEY_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'Idempotency-Key not valid' },
+  IDEMPOTENCY_KEY_REUSED: { status: HttpStatus.UNPROCESSABLE_ENTITY, title: 'Idempotency-Key reused with a different request' },
+  IDEMPOTENCY_KEY_IN_PROGRESS: { status: HttpStatus.CONFLICT, title: 'A request with this Idempotency-Key is in progress' },
+};
+
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.hasOwn(PROBLEM_TYPES, code);
+}
+
+/** An expected rejection whose code the table maps; any other error is a 500 (or one of Nest's). */
+export function isMappedError(error: unknown): error is CodedError<ErrorCode> {
+  return error instanceof CodedError && typeof error.code === 'string' && isErrorCode(error.code);
+}

@@ -1,0 +1,49 @@
+import { CodedError } from '@app/ledger';
+
+/** The accounts lib's expected rejections: the command path's and the auditor's. */
+export const ACCOUNTS_ERROR_CODES = ['CONCURRENCY_CONFLICT', 'ACCOUNT_NOT_FOUND', 'CHAIN_BROKEN', 'STREAM_NOT_REPLAYABLE'] as const;
+
+export type AccountsErrorCode = (typeof ACCOUNTS_ERROR_CODES)[number];
+
+/** Optimistic concurrency failed this many times in a row: the caller may retry the request. */
+export class ConcurrencyConflictError extends CodedError<AccountsErrorCode> {
+  override readonly name = 'ConcurrencyConflictError';
+
+  constructor(message: string) {
+    super('CONCURRENCY_CONFLICT', message, {});
+  }
+}
+
+/** The user has no stream: nothing to audit. */
+export class AccountNotFoundError extends CodedError<AccountsErrorCode> {
+  override readonly name = 'AccountNotFoundError';
+
+  constructor(readonly userId: string) {
+    super('ACCOUNT_NOT_FOUND', `no events for user ${userId}`, { userId });
+  }
+}
+
+/** The stream's chain is broken: it can be verified (and the break reported) but not bundled. */
+export class ChainBrokenError extends CodedError<AccountsErrorCode> {
+  override readonly name = 'ChainBrokenError';
+
+  constructor(
+    readonly userId: string,
+    readonly firstBadRevision: bigint,
+    readonly reason: string,
+  ) {
+    super('CHAIN_BROKEN', `the hash chain of user ${userId} breaks at revision ${firstBadRevision}: ${reason}`, { firstBadRevision: firstBadRevision.toString(), reason });
+  }
+}
+
+/** The stream cannot be replayed: the ledger's invariants refuse it (it was changed outside the ledger). */
+export class StreamNotReplayableError extends CodedError<AccountsErrorCode> {
+  override readonly name = 'StreamNotReplayableError';
+
+  constructor(
+    readonly userId: string,
+    readonly reason: string,
+  ) {
+    super('STREAM_NOT_REPLAYABLE', `the stream of user ${userId} cannot be replayed: ${reason}`, { reason });
+  }
+}

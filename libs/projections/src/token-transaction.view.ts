@@ -1,0 +1,73 @@
+import type { TokenAccountEvent, TokensAdjusted, TokensPurchased, TokensRefunded, TokensUsed } from '@app/ledger';
+
+export type TransactionType = 'purchase' | 'usage' | 'refund' | 'adjustment';
+
+/** A `token_transactions` row as the API shows it. `amount` is signed: negative for usage and refunds. */
+export type TransactionView = {
+  readonly id: string;
+  readonly userId: string;
+  readonly amount: number;
+  readonly transactionType: TransactionType;
+  readonly description: string | null;
+  readonly paymentId: string | null;
+  readonly balanceAfter: number;
+  readonly createdAt: string;
+};
+
+/** The token account events that make a transaction row; the payment lifecycle events make none. */
+export type TransactionEvent = TokensPurchased | TokensUsed | TokensRefunded | TokensAdjusted;
+
+/**
+ * The one rule from an event to its `token_transactions` row, or null for an event that makes no
+ * row. The projection writes it (`tokenAccountsProjection.project`), the verification replay shows
+ * it, and the command handlers answer with it, so a response, a replay and the read model cannot
+ * disagree. Every value comes from the event, time included.
+ *
+ * Its SQL twin is `insertTransactions` in token-accounts.bulk.ts. The rebuild specs prove the two
+ * equal for every event type: projection-rebuild.spec.ts ("rebuilds payments in every state
+ * set-based, identically to the incremental build" and "merges later ranges of payment events
+ * set-based (the delta) at many cut points") compare every row the SQL writes with the rows of an
+ * incremental build through `project`, over histories with purchases, usage, refunds and
+ * adjustments both ways.
+ */
+export function transactionOf(event: TransactionEvent): TransactionView;
+export function transactionOf(event: TokenAccountEvent): TransactionView | null;
+export function transactionOf(event: TokenAccountEvent): TransactionView | null {
+  switch (event.type) {
+    case 'TokensPurchased':
+      return row(event.data, { amount: event.data.amount, transactionType: 'purchase', description: event.data.description, paymentId: event.data.paymentId });
+    case 'TokensUsed':
+      return row(event.data, { amount: -event.data.amount, transactionType: 'usage', description: event.data.description, paymentId: null });
+    case 'TokensRefunded':
+      return row(event.data, { amount: -event.data.amount, transactionType: 'refund', description: event.data.description, paymentId: event.data.paymentId });
+    case 'TokensAdjusted':
+      // The only signed event amount; the reason is the row's description.
+      return row(event.data, { amount: event.data.amount, transactionType: 'adjustment', description: event.data.reason, paymentId: null });
+    case 'PaymentInitiated':
+    case 'PaymentCaptured':
+    case 'PaymentFailed':
+    case 'PaymentExpired':
+    case 'PaymentRefunded':
+      return null;
+    default: {
+      const unknown: never = event;
+      throw new Error(`unknown token account event ${JSON.stringify(unknown)}`);
+    }
+  }
+}
+
+type RowData = { readonly transactionId: string; readonly userId: string; readonly balanceAfter: number; readonly occurredAt: string };
+type RowMovement = Pick<TransactionView, 'amount' | 'transactionType' | 'description' | 'paymentId'>;
+
+function row(data: RowData, movement: RowMovement): TransactionView {
+  return {
+    id: data.transactionId,
+    userId: data.userId,
+    amount: movement.amount,
+    transactionType: movement.transactionType,
+    description: movement.description,
+    paymentId: movement.paymentId,
+    balanceAfter: data.balanceAfter,
+    createdAt: data.occurredAt,
+  };
+}
