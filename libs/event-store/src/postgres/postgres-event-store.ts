@@ -18,7 +18,7 @@ import { checkAppendCount, checkedReadCount } from '../limits.js';
 import { START, type Position } from '../position.js';
 import { APPEND_CHANNEL, AppendWakeups } from './append-wakeups.js';
 import type { AppendTransactionHook } from './append-transaction-hook.js';
-import type { PostgresCapabilities } from './postgres-capabilities.js';
+import type { PostgresCapabilities, StreamFromSnapshot } from './postgres-capabilities.js';
 import { DEFAULT_GROUP_COMMIT_OPTIONS, GroupCommit, type AppendRow, type GroupCommitOptions, type GroupCommitStats } from './group-commit.js';
 
 export type PostgresEventStoreOptions = {
@@ -34,6 +34,8 @@ export type PostgresEventStoreOptions = {
   /** Work that commits in every append's transaction (the projection engine's inline projections). */
   readonly appendHook?: AppendTransactionHook;
 };
+
+type SnapshotColumns = { snapshot_revision: string | null; snapshot_event_id: string | null; snapshot_checksum: string | null; snapshot_state: string | null };
 
 type EventRow = {
   global_position: string;
@@ -68,6 +70,7 @@ export class PostgresEventStore implements EventStore {
       // Appends move the stream's row (UPDATE), which waits for this share lock.
       await client.query('SELECT 1 FROM event_streams WHERE stream_id = $1 FOR SHARE', [streamId]);
     },
+    readStreamFromSnapshot: (streamId, schemaVersion, maxCount) => this.readStreamFromSnapshot(streamId, schemaVersion, maxCount),
   };
 
   constructor(
@@ -126,6 +129,28 @@ export class PostgresEventStore implements EventStore {
       [streamId, from.toString(), maxCount],
     );
     return result.rows.map(toRecordedEvent);
+  }
+
+  private async readStreamFromSnapshot(streamId: string, schemaVersion: number, maxCount: number): Promise<StreamFromSnapshot> {
+    // One row per event; the snapshot's columns ride on every row, its state only on the first.
+    const result = await this.pool.query<Partial<EventRow> & SnapshotColumns>({
+      name: 'event_store_read_from_snapshot',
+      text: `SELECT snapshot.revision::text AS snapshot_revision, snapshot.last_event_id::text AS snapshot_event_id, snapshot.checksum AS snapshot_checksum,
+                    CASE WHEN stream.stream_revision IS NOT DISTINCT FROM snapshot.revision THEN snapshot.state END AS snapshot_state, stream.*
+               FROM (SELECT 1) AS one
+               LEFT JOIN snapshots AS snapshot ON snapshot.stream_id = $1 AND snapshot.schema_version = $2
+               LEFT JOIN LATERAL (SELECT ${EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_revision >= coalesce(snapshot.revision, 0)
+                                   ORDER BY stream_revision LIMIT $3) AS stream ON true
+              ORDER BY stream.stream_revision`,
+      values: [streamId, schemaVersion, checkedReadCount(maxCount)],
+    });
+    const first = result.rows[0];
+    const snapshot =
+      first?.snapshot_revision === null || first?.snapshot_revision === undefined
+        ? undefined
+        : { revision: BigInt(first.snapshot_revision), lastEventId: first.snapshot_event_id ?? '', state: first.snapshot_state ?? '', checksum: first.snapshot_checksum ?? '' };
+    const events = result.rows.filter((row): row is EventRow & SnapshotColumns => row.event_id !== null && row.event_id !== undefined).map(toRecordedEvent);
+    return { snapshot, events };
   }
 
   async readAll(options: ReadAllOptions = {}): Promise<readonly RecordedEvent[]> {
