@@ -148,12 +148,14 @@ export class AdvisoryLockLeadership {
     }
   }
 
-  /** Checks the session every retry interval; a check that fails or goes unanswered loses the session. */
+  /**
+   * Checks the session every retry interval, until stop or the session's loss. A check that fails or
+   * goes unanswered loses the session (reported once, as `deposed`).
+   */
   private async holdWhileAnswered(session: LeadershipSession, ended: AbortSignal): Promise<void> {
-    for (;;) {
+    while (!ended.aborted) {
       await sleep(this.timing.retryIntervalMs, ended);
-      if (ended.aborted) return;
-      await session.check();
+      if (!ended.aborted) await session.check().catch(() => undefined);
     }
   }
 }
