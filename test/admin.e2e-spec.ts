@@ -5,7 +5,7 @@ import { MockPaymentProvider, PAYMENT_PROVIDER } from '@app/payments';
 import { initialTokenAccountState } from '@app/ledger';
 import { appendDecided, ProjectionRunner, seededRandom, seededUuid, tokenAccountsProjection, type GeneratedAccount, type Projection } from '@app/projections';
 import type { Pool } from 'pg';
-import { startTestApp, type TestApp } from './support/test-app.js';
+import { startTestApp, startTestAppOn, type TestApp } from './support/test-app.js';
 
 const startAt = new Date('2026-11-24T12:00:00.000Z');
 
@@ -83,6 +83,26 @@ describe('admin: projections', () => {
       failure: null,
       rebuild: null,
     });
+  });
+
+  it('answers running on the instance that leads a projection, standby on one that contends, stopped on one that does not', async () => {
+    const follower = await startTestAppOn(testApp.database);
+    const idle = await startTestAppOn(testApp.database, { PROJECTIONS_ENABLED: 'false' });
+    try {
+      const states = async (instance: TestApp) =>
+        ((await instance.http().get('/v1/admin/projections').expect(200)).body.data as { name: string; state: string }[]).map((projection) => [projection.name, projection.state]);
+      // A write through the follower is projected by the leader, and the follower waits for its checkpoint.
+      const userId = randomUUID();
+      const written = await follower.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 10 }).expect(201);
+      expect(written.body).toMatchObject({ balance: 10, readModelUpToDate: true });
+      await caughtUp(testApp);
+      expect(await states(testApp)).toEqual([['token_accounts', 'running']]);
+      expect(await states(follower)).toEqual([['token_accounts', 'standby']]);
+      expect(await states(idle)).toEqual([['token_accounts', 'stopped']]);
+    } finally {
+      await follower.close();
+      await idle.close();
+    }
   });
 
   it('rebuilds while writes and reads run: no read sees a partial read model, the rows equal the incremental build, verify passes', async () => {

@@ -169,7 +169,7 @@ describe('crash safety', () => {
     await provider.behave('error_after_capture', orderId);
     await capture(paymentId).expect(502);
     const run = await theJob().runOnce(hoursFromNow(2));
-    expect(run).toMatchObject({ ran: true, failed: 0 });
+    expect(run).toMatchObject({ failed: 0 });
     expect(await eventually(() => balanceOf(userId), (balance) => balance === 100)).toBe(100);
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
     await capture(paymentId).expect(200);
@@ -182,7 +182,7 @@ describe('crash safety', () => {
     await capture(paymentId).expect(502);
     await provider.refund(orderId);
     const run = await theJob().runOnce(hoursFromNow(2));
-    expect(run).toMatchObject({ ran: true, failed: 0 });
+    expect(run).toMatchObject({ failed: 0 });
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefunded', 'TokensRefunded']);
     const stored = await eventually(() => http().get(`/v1/payments/${paymentId}`).then((response) => response.body as { status: string }), (body) => body.status === 'REFUNDED');
     expect(stored).toMatchObject({ status: 'REFUNDED', metadata: { tokensDebited: 100 } });
@@ -247,15 +247,13 @@ describe('expiry', () => {
     expect((await http().get(`/v1/payments/${paymentId}`).expect(200)).body.status).toBe('PENDING');
   });
 
-  it.each([
-    ['with the advisory lock', true],
-    ['even without the advisory lock', false],
-  ])('expires each payment once when two job instances run at once, %s', async (_name, lock) => {
+  // Leadership runs the scheduled job in one process at a time; this is the case it does not cover
+  // (two leaders for a moment, a manual run alongside): the expected revisions still expire each once.
+  it('expires each payment once when two job instances run at once', async () => {
     const users = Array.from({ length: 6 }, () => randomUUID());
     for (const userId of users) await buy(userId);
     const later = hoursFromNow(3);
-    const runs = await Promise.all([theJob().runOnce(later, { lock }), otherInstance(() => later).job.runOnce(later, { lock })]);
-    expect(runs.filter((run) => run.ran).length).toBeGreaterThanOrEqual(1);
+    await Promise.all([theJob().runOnce(later), otherInstance(() => later).job.runOnce(later)]);
     for (const userId of users) expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentExpired']);
   });
 });

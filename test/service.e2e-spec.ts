@@ -1,11 +1,9 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { mintToken, type Role } from '@app/auth';
+import { buildService, freePort, startService, waitUntilListening as ready, type ServiceProcess as Service } from './support/service-process.js';
 
 /**
  * The service as `npm start` runs it: the built bundle on the embedded PostgreSQL, started and
@@ -13,44 +11,24 @@ import { mintToken, type Role } from '@app/auth';
  * the one spec of main.ts, the embedded server's lifecycle and the Swagger UI (which cannot load
  * inside Jest's ESM sandbox).
  */
-const ROOT = path.resolve(import.meta.dirname, '..');
-const MAIN = path.join(ROOT, 'dist/apps/api/src/main.js');
-
-type Service = { readonly process: ChildProcess; readonly url: string; output(): string; exited: Promise<number | null> };
-
 let dataDir: string;
 let ports: { http: number; postgres: number };
 
 beforeAll(async () => {
-  await promisify(execFile)(process.execPath, [path.join(ROOT, 'node_modules/@nestjs/cli/bin/nest.js'), 'build', 'api'], { cwd: ROOT });
+  await buildService();
   const parent = await mkdtemp(path.join(tmpdir(), 'token-ledger-service-'));
   // As root the embedded server runs as the postgres user, who must be able to enter this directory.
   await chmod(parent, 0o755);
   dataDir = path.join(parent, 'data');
   ports = { http: await freePort(), postgres: await freePort() };
-}, 180_000);
+}, 240_000);
 
 afterAll(async () => {
   await rm(path.dirname(dataDir), { recursive: true, force: true });
 });
 
 function start(environment: Record<string, string> = {}): Service {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, PORT: String(ports.http), HOST: '127.0.0.1', DATA_DIR: dataDir, EMBEDDED_POSTGRES_PORT: String(ports.postgres), ...environment };
-  const child = spawn(process.execPath, [MAIN], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { process: child, url: `http://127.0.0.1:${ports.http}`, output: () => output, exited };
-}
-
-async function ready(service: Service): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (!service.output().includes('Token Ledger is listening')) {
-    if (service.process.exitCode !== null) throw new Error(`the service exited early:\n${service.output()}`);
-    if (Date.now() > deadline) throw new Error(`the service did not start:\n${service.output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  return startService({ PORT: String(ports.http), HOST: '127.0.0.1', DATA_DIR: dataDir, EMBEDDED_POSTGRES_PORT: String(ports.postgres), ...environment });
 }
 
 /** `Bearer <token>` signed with the development secret the service keeps under DATA_DIR, as `npm run cli -- token` mints it. */
@@ -133,14 +111,3 @@ describe('the service on its embedded PostgreSQL', () => {
     expect(service.output()).toMatch(/READ_YOUR_WRITES_TIMEOUT_MS=-1: .*must not be less than 0/);
   }, 30_000);
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}

@@ -13,6 +13,8 @@ import pg from 'pg';
 
 export const TEMPLATE_DATABASE = 'token_ledger_test_template';
 export const ADMIN_URL_VARIABLE = 'TOKEN_LEDGER_TEST_ADMIN_URL';
+// Names this run, for what is done once per run across workers (building the service: test/support/service-process.ts).
+export const RUN_ID_VARIABLE = 'TOKEN_LEDGER_TEST_RUN_ID';
 const MIGRATIONS_DIR = fileURLToPath(new URL('../../libs/database/migrations', import.meta.url));
 const PASSWORD = 'token-ledger-test';
 
@@ -39,6 +41,7 @@ export default async function globalSetup() {
     adminUrl = `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`;
   }
   process.env[ADMIN_URL_VARIABLE] = adminUrl;
+  process.env[RUN_ID_VARIABLE] = `${process.pid}-${Date.now()}`;
 
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();

@@ -9,8 +9,7 @@ import { auditSigningKeyProvider } from './audit/audit-signing-key.js';
 import { AuditController } from './audit/audit.controller.js';
 import { ConfigError, type AppConfig } from './config/app.config.js';
 import { DatabaseHealthIndicator, HealthController } from './health/health.controller.js';
-import { ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
-import { PG_POOL } from '@app/database';
+import { LeaderElection, PG_POOL } from '@app/database';
 import { PaymentsModule } from '@app/payments';
 import type { AuthSettings } from '@app/auth';
 import { AUTH_SETTINGS } from './auth/auth-settings.js';
@@ -36,7 +35,6 @@ export class AppModule {
           readYourWritesTimeoutMs: config.READ_YOUR_WRITES_TIMEOUT_MS,
           eventStore: eventStoreChoiceOf(config),
         }),
-        ScheduleModule.forRoot(),
         PaymentsModule.forRoot({
           provider: config.PAYMENT_PROVIDER,
           mockBehaviour: config.PAYMENT_MOCK_BEHAVIOUR,
@@ -55,8 +53,8 @@ export class AppModule {
         { provide: IdempotencyStore, inject: [PG_POOL], useFactory: (pool: Pool) => new IdempotencyStore(pool, { ttlHours: config.IDEMPOTENCY_KEY_TTL_HOURS, lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS }) },
         {
           provide: IdempotencyPurgeJob,
-          inject: [SchedulerRegistry, IdempotencyStore],
-          useFactory: (registry: SchedulerRegistry, store: IdempotencyStore) => new IdempotencyPurgeJob(registry, store, config.PAYMENT_JOBS_ENABLED),
+          inject: [LeaderElection, IdempotencyStore],
+          useFactory: (election: LeaderElection, store: IdempotencyStore) => new IdempotencyPurgeJob(election, store, config.PAYMENT_JOBS_ENABLED),
         },
       ],
     };

@@ -8,9 +8,10 @@ const POLL_INTERVAL_MS = 20;
 /**
  * Read-your-writes: a write responds only once the read models include it, so the caller's next read
  * of balance or history shows it. A write whose rows committed with its events (inline projection,
- * PostgreSQL store) answers at once; otherwise (EventStoreDB, an idempotent replay) it waits. With the projection running in this process it waits on the
- * runner; otherwise it polls the checkpoint another process writes. Bounded by `timeoutMs`: the
- * write is committed either way, and a timeout is reported, not turned into a failure.
+ * PostgreSQL store) answers at once. Otherwise (EventStoreDB, an idempotent replay): with the
+ * projection running in this process it waits on the runner; otherwise (another process leads the
+ * projection) it polls the checkpoint that process writes. Bounded by `timeoutMs`: the write is
+ * committed either way, and a timeout is reported, not turned into a failure.
  */
 export class ReadModelConsistency {
   constructor(
@@ -26,8 +27,12 @@ export class ReadModelConsistency {
    */
   async waitFor(position: Position | undefined, options: { readonly committedWithAppend?: boolean } = {}): Promise<boolean> {
     if (position === undefined || options.committedWithAppend === true) return true;
-    if (this.runner !== undefined && this.runner.state !== 'stopped') return this.runner.waitFor(position, this.timeoutMs);
     const deadline = Date.now() + this.timeoutMs;
+    if (this.runner !== undefined && this.runner.state !== 'stopped') {
+      if (await this.runner.waitFor(position, this.timeoutMs)) return true;
+      // The runner stopped before reaching it (this process lost the projection's leadership): the
+      // process that leads it now may still reach it in time.
+    }
     for (;;) {
       const checkpoint = await readCheckpoint(this.pool, this.projectionName);
       if (checkpoint !== undefined && comparePositions(checkpoint, position) >= 0) return true;

@@ -67,7 +67,7 @@ export class TokenAccountsModule {
             new ProjectionsAdmin(store, pool, {
               connectionString: options.databaseUrl,
               eventsInPostgres: options.eventStore?.kind !== 'eventstoredb',
-              runners: projections.runners,
+              runners: projections.views,
               onLog: (message) => new Logger('Rebuilds').log(message),
             }),
         },

@@ -1,5 +1,6 @@
 import { Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
 import { Pool, types } from 'pg';
+import { LeaderElection } from './leadership/leader-election.js';
 
 export const PG_POOL = Symbol('PG_POOL');
 export const InjectPool = () => Inject(PG_POOL);
@@ -30,8 +31,10 @@ export class DatabaseModule {
       providers: [
         { provide: PG_POOL, useFactory: () => createPool(options) },
         PoolCloser,
+        // Each worker's leadership holds its own session on this database (not a pooled connection).
+        { provide: LeaderElection, useFactory: () => new LeaderElection(options.url) },
       ],
-      exports: [PG_POOL],
+      exports: [PG_POOL, LeaderElection],
     };
   }
 }

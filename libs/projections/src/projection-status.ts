@@ -3,9 +3,15 @@ import type { Pool } from 'pg';
 import { readCheckpoint } from './checkpoints.js';
 import type { Projection } from './projection.js';
 import type { ProjectionRebuilds } from './projection-rebuild.js';
-import type { ProjectionFailure, ProjectionRunner } from './projection-runner.js';
+import type { ProjectionFailure, ProjectionState } from './projection-runner.js';
 
-export type ProjectionStatusState = 'running' | 'catching_up' | 'rebuilding' | 'failed' | 'stopped';
+export type ProjectionStatusState = 'running' | 'catching_up' | 'rebuilding' | 'failed' | 'standby' | 'stopped';
+
+/**
+ * A projection's runner as the process answering knows it: a `ProjectionRunner`, or `standby` while
+ * this process contends for the projection's leadership and another process runs it.
+ */
+export type ProjectionRunnerView = { readonly state: ProjectionState | 'standby'; readonly failure: ProjectionFailure | undefined };
 
 export type ProjectionStatus = {
   readonly name: string;
@@ -28,7 +34,7 @@ export type ProjectionStatusSources = {
   readonly pool: Pool;
   readonly projections: readonly Projection[];
   /** The runners of this process; a projection with none here reports `stopped`. */
-  readonly runners: ReadonlyMap<string, ProjectionRunner>;
+  readonly runners: ReadonlyMap<string, ProjectionRunnerView>;
   readonly rebuilds: ProjectionRebuilds;
   readonly eventsInPostgres: boolean;
 };

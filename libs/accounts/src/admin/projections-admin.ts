@@ -6,7 +6,7 @@ import {
   rebuildAccount,
   type AccountRebuildResult,
   type Projection,
-  type ProjectionRunner,
+  type ProjectionRunnerView,
   type ProjectionStatus,
   type RebuildView,
 } from '@app/projections';
@@ -19,8 +19,8 @@ export type ProjectionsAdminOptions = {
   /** The events are in this PostgreSQL database (not EventStoreDB): exact lag counts, bulk rebuilds, verify --all. */
   readonly eventsInPostgres: boolean;
   readonly projections?: readonly Projection[];
-  /** The projection runners of this process, by projection name. */
-  readonly runners?: ReadonlyMap<string, ProjectionRunner>;
+  /** The projection runners of this process (or `standby` for those another process leads), by projection name. */
+  readonly runners?: ReadonlyMap<string, ProjectionRunnerView>;
   readonly onLog?: (message: string) => void;
 };
 

@@ -3,18 +3,16 @@ import { systemActor, type CommandHandling } from '@app/accounts';
 import type { Pool } from 'pg';
 import type { PaymentWorkflow } from '../payment-workflow.js';
 
-/** Arbitrary, fixed: the advisory lock every instance's expiry job takes (pg_try_advisory_lock). */
-export const PAYMENT_EXPIRY_LOCK_KEY = 764_000_010;
 export const EXPIRY_BATCH_SIZE_MAX = 100;
 
-export type ExpiryRun = { readonly ran: boolean; readonly examined: number; readonly failed: number };
+export type ExpiryRun = { readonly examined: number; readonly failed: number };
 
 /**
  * Ends payments still PENDING after their expiry, asking the provider first: money it captured is
- * credited, a decline is recorded, the rest expire with 'Payment timed out'. Safe with several
- * instances: a session advisory lock lets one instance work at a time (the others skip the run),
- * and even without it each decision is idempotent and appended at an expected revision, so a
- * payment is expired once.
+ * credited, a decline is recorded, the rest expire with 'Payment timed out'. The scheduler runs it in
+ * one process at a time (the `payment-expiry` leadership); correctness does not rest on that: each
+ * decision is idempotent and appended at an expected revision, so runs that overlap (two leaders for
+ * a moment, a manual run) expire a payment once.
  */
 export class PaymentExpiryJob {
   constructor(
@@ -24,33 +22,9 @@ export class PaymentExpiryJob {
     private readonly onError: (paymentId: string, error: unknown) => void = () => undefined,
   ) {}
 
-  /** One pass at time `now`; `ran` is false when another instance held the lock. */
-  async runOnce(now: Date, options: { readonly lock: boolean } = { lock: true }): Promise<ExpiryRun> {
-    const client = await this.pool.connect();
-    // The lock belongs to this session: if unlocking fails, the connection is closed rather than
-    // returned to the pool still holding it (which would make every instance skip every run).
-    let broken: Error | undefined;
-    try {
-      if (options.lock) {
-        const locked = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [PAYMENT_EXPIRY_LOCK_KEY]);
-        if (locked.rows[0]?.locked !== true) return { ran: false, examined: 0, failed: 0 };
-      }
-      try {
-        return { ran: true, ...(await this.expireDue(client, now)) };
-      } finally {
-        if (options.lock) {
-          await client.query('SELECT pg_advisory_unlock($1)', [PAYMENT_EXPIRY_LOCK_KEY]).catch((error: unknown) => {
-            broken = error instanceof Error ? error : new Error(String(error));
-          });
-        }
-      }
-    } finally {
-      client.release(broken);
-    }
-  }
-
-  private async expireDue(client: { query: Pool['query'] }, now: Date): Promise<{ examined: number; failed: number }> {
-    const due = await client.query<{ id: string; user_id: string }>(
+  /** One pass at time `now`. */
+  async runOnce(now: Date): Promise<ExpiryRun> {
+    const due = await this.pool.query<{ id: string; user_id: string }>(
       `SELECT id, user_id FROM payments WHERE status = 'PENDING' AND expires_at <= $1 ORDER BY expires_at LIMIT $2`,
       [now.toISOString(), EXPIRY_BATCH_SIZE_MAX],
     );

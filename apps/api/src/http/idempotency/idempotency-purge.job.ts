@@ -1,30 +1,44 @@
-import { Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
-import { SchedulerRegistry } from '@nestjs/schedule';
+import { Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import { LeaderElection, intervalTask, type AdvisoryLockLeadership } from '@app/database';
 import { IdempotencyStore } from './idempotency.store.js';
 
 const PURGE_INTERVAL_MS = 3_600_000;
 
-/** Deletes expired Idempotency-Key rows once an hour (any instance may: the DELETE is idempotent). */
+/** The leadership worker of the purge. */
+export const IDEMPOTENCY_PURGE_WORKER = 'idempotency-purge';
+
+/**
+ * Deletes expired Idempotency-Key rows once an hour while this process leads `idempotency-purge`
+ * (the DELETE is idempotent; leadership only keeps N processes from repeating it).
+ */
 @Injectable()
-export class IdempotencyPurgeJob implements OnApplicationBootstrap {
+export class IdempotencyPurgeJob implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('Idempotency');
+  private readonly leadership: AdvisoryLockLeadership;
 
   constructor(
-    private readonly registry: SchedulerRegistry,
-    private readonly store: IdempotencyStore,
+    election: LeaderElection,
+    store: IdempotencyStore,
     private readonly enabled: boolean,
-  ) {}
-
-  onApplicationBootstrap(): void {
-    if (!this.enabled) return;
-    this.registry.addInterval(
-      'idempotency-purge',
-      setInterval(() => {
-        this.store.purge().then(
-          (purged) => purged > 0 && this.logger.log(`purged ${purged} expired idempotency keys`),
-          (error: unknown) => this.logger.warn(`purge failed: ${error instanceof Error ? error.message : String(error)}`),
-        );
-      }, PURGE_INTERVAL_MS),
+  ) {
+    this.leadership = election.of(
+      IDEMPOTENCY_PURGE_WORKER,
+      intervalTask({
+        intervalMs: PURGE_INTERVAL_MS,
+        run: async () => {
+          const purged = await store.purge();
+          if (purged > 0) this.logger.log(`purged ${purged} expired idempotency keys`);
+        },
+        onError: (error) => this.logger.warn(`purge failed: ${error instanceof Error ? error.message : String(error)}`),
+      }),
     );
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    if (this.enabled) await this.leadership.start();
+  }
+
+  beforeApplicationShutdown(): Promise<void> {
+    return this.leadership.stop();
   }
 }

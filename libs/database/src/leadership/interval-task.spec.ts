@@ -1,0 +1,76 @@
+import { intervalTask } from './interval-task.js';
+
+const INTERVAL_MS = 20;
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+describe('intervalTask', () => {
+  it('runs nothing before it leads, then runs every interval while it leads', async () => {
+    let runs = 0;
+    const task = intervalTask({ intervalMs: INTERVAL_MS, run: () => Promise.resolve(void (runs += 1)), onError: () => undefined });
+    await pause(5 * INTERVAL_MS);
+    expect(runs).toBe(0);
+    await task.lead();
+    await pause(10 * INTERVAL_MS);
+    await task.standDown();
+    expect(runs).toBeGreaterThanOrEqual(3);
+  });
+
+  it('never overlaps a slow run, and standing down waits for the run in flight and starts no other', async () => {
+    let running = 0;
+    let overlapped = false;
+    let finished = 0;
+    const task = intervalTask({
+      intervalMs: INTERVAL_MS,
+      run: async () => {
+        running += 1;
+        overlapped ||= running > 1;
+        await pause(5 * INTERVAL_MS);
+        running -= 1;
+        finished += 1;
+      },
+      onError: () => undefined,
+    });
+    await task.lead();
+    await pause(2 * INTERVAL_MS);
+    expect(running).toBe(1);
+    await task.standDown();
+    expect(running).toBe(0);
+    expect(finished).toBe(1);
+    await pause(5 * INTERVAL_MS);
+    expect(finished).toBe(1);
+    expect(overlapped).toBe(false);
+  });
+
+  it('reports a failed run and runs again at the next tick', async () => {
+    const errors: unknown[] = [];
+    let runs = 0;
+    const task = intervalTask({
+      intervalMs: INTERVAL_MS,
+      run: () => {
+        runs += 1;
+        return runs === 1 ? Promise.reject(new Error('provider down')) : Promise.resolve();
+      },
+      onError: (error) => errors.push(error),
+    });
+    await task.lead();
+    await pause(6 * INTERVAL_MS);
+    await task.standDown();
+    expect(errors).toEqual([new Error('provider down')]);
+    expect(runs).toBeGreaterThanOrEqual(2);
+  });
+
+  it('leads again after standing down', async () => {
+    let runs = 0;
+    const task = intervalTask({ intervalMs: INTERVAL_MS, run: () => Promise.resolve(void (runs += 1)), onError: () => undefined });
+    await task.lead();
+    await task.standDown();
+    const before = runs;
+    await task.lead();
+    await pause(6 * INTERVAL_MS);
+    await task.standDown();
+    expect(runs).toBeGreaterThan(before);
+  });
+});

@@ -1,0 +1,36 @@
+import type { LeaderTask } from './advisory-lock-leadership.js';
+
+export type IntervalTaskOptions = {
+  readonly intervalMs: number;
+  /** One run of the work; its failure goes to `onError` and the next tick runs it again. */
+  readonly run: () => Promise<void>;
+  readonly onError: (error: unknown) => void;
+};
+
+/**
+ * Work that runs every `intervalMs` while this process leads (the first run one interval after it
+ * wins). A run still going at the next tick is not overlapped; standing down clears the interval and
+ * waits for the run in flight, so no run of it outlives the leadership.
+ */
+export function intervalTask({ intervalMs, run, onError }: IntervalTaskOptions): LeaderTask {
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  const tick = () => {
+    if (running !== undefined) return;
+    running = run()
+      .catch(onError)
+      .finally(() => {
+        running = undefined;
+      });
+  };
+  return {
+    lead() {
+      timer ??= setInterval(tick, intervalMs);
+    },
+    async standDown() {
+      clearInterval(timer);
+      timer = undefined;
+      await running;
+    },
+  };
+}

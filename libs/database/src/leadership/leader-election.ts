@@ -1,0 +1,42 @@
+import { Logger } from '@nestjs/common';
+import { AdvisoryLockLeadership, LEADERSHIP_TIMING, type LeaderTask, type LeadershipEvent, type LeadershipTiming } from './advisory-lock-leadership.js';
+
+/** The application name of a leadership session: the worker and the OS process, for pg_stat_activity. */
+export function leadershipApplicationName(worker: string, processId: number = process.pid): string {
+  return `token-ledger leader ${worker} pid ${processId}`;
+}
+
+/** Makes the leaderships of this process's workers on one database, and logs what happens to them. */
+export class LeaderElection {
+  private readonly logger = new Logger('Leadership');
+
+  constructor(
+    private readonly connectionString: string,
+    private readonly timing: LeadershipTiming = LEADERSHIP_TIMING,
+  ) {}
+
+  /** The leadership of `worker`, not started: its owner starts it when the worker is enabled and stops it at shutdown. */
+  of(worker: string, task: LeaderTask): AdvisoryLockLeadership {
+    return new AdvisoryLockLeadership({
+      connectionString: this.connectionString,
+      worker,
+      task,
+      timing: this.timing,
+      applicationName: leadershipApplicationName(worker),
+      onEvent: (event) => this.log(worker, event),
+    });
+  }
+
+  private log(worker: string, event: LeadershipEvent): void {
+    switch (event.kind) {
+      case 'elected':
+        return this.logger.log(`this process leads ${worker}`);
+      case 'deposed':
+        return this.logger.warn(`lost the leadership of ${worker} (${event.reason}): its work stopped; contending again`);
+      case 'released':
+        return this.logger.log(`released the leadership of ${worker}`);
+      case 'error':
+        return this.logger.warn(`leadership of ${worker}: ${event.reason}; retrying every ${this.timing.retryIntervalMs} ms`);
+    }
+  }
+}

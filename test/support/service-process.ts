@@ -1,0 +1,81 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+/** The built service (`nest build api`) run as a child process, as `npm start` runs it. */
+export const ROOT = path.resolve(import.meta.dirname, '../..');
+const MAIN = path.join(ROOT, 'dist/apps/api/src/main.js');
+const BUILT_MARK = path.join(ROOT, 'dist/.built-by-test-run');
+const BUILD_WAIT_MS_MAX = 240_000;
+// Set by test/support/global-setup.js: one build per Jest run, whichever spec asks first.
+const RUN_ID_VARIABLE = 'TOKEN_LEDGER_TEST_RUN_ID';
+
+export type ServiceProcess = {
+  readonly process: ChildProcess;
+  readonly url: string;
+  output(): string;
+  readonly exited: Promise<number | null>;
+};
+
+/**
+ * Builds the service once per test run. Specs in parallel workers must not build side by side: the
+ * build empties dist/ while another spec may be starting the service from it. A directory made with
+ * mkdir (atomic) is the lock; the mark file says which run built dist/.
+ */
+export async function buildService(): Promise<void> {
+  const runId = process.env[RUN_ID_VARIABLE] ?? `standalone-${process.pid}`;
+  const lock = path.join(tmpdir(), `token-ledger-build-${runId}.lock`);
+  const deadline = Date.now() + BUILD_WAIT_MS_MAX;
+  while ((await readFile(BUILT_MARK, 'utf8').catch(() => '')) !== runId) {
+    if (Date.now() > deadline) throw new Error(`no build of the service within ${BUILD_WAIT_MS_MAX} ms (lock ${lock})`);
+    const locked = await mkdir(lock).then(
+      () => true,
+      () => false,
+    );
+    if (!locked) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      continue;
+    }
+    try {
+      if ((await readFile(BUILT_MARK, 'utf8').catch(() => '')) === runId) return;
+      await promisify(execFile)(process.execPath, [path.join(ROOT, 'node_modules/@nestjs/cli/bin/nest.js'), 'build', 'api'], { cwd: ROOT });
+      await writeFile(BUILT_MARK, runId);
+    } finally {
+      await rm(lock, { recursive: true, force: true });
+    }
+  }
+}
+
+/** Starts the built service with `environment` (plus PATH and HOME), collecting its output. */
+export function startService(environment: Record<string, string>): ServiceProcess {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, ...environment };
+  const child = spawn(process.execPath, [MAIN], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { process: child, url: `http://127.0.0.1:${environment.PORT ?? '3000'}`, output: () => output, exited };
+}
+
+export async function waitUntilListening(service: ServiceProcess, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!service.output().includes('Token Ledger is listening')) {
+    if (service.process.exitCode !== null) throw new Error(`the service exited early:\n${service.output()}`);
+    if (Date.now() > deadline) throw new Error(`the service did not start:\n${service.output()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
