@@ -37,7 +37,7 @@ async function record(userId: string, kind: 'buy' | 'use', amount: number, now: 
     kind === 'buy'
       ? { type: 'AddTokens', data: { userId, amount, paymentId: randomUUID(), description: null, transactionId, now } }
       : { type: 'UseTokens', data: { userId, amount, description: null, transactionId, now } };
-  const handled = await testApp.app.get(CommandHandling).handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), eventMetadata({ requestId: randomUUID(), actor: TEST_ACTOR }));
+  const handled = await testApp.app.get(CommandHandling).handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata({ requestId: randomUUID(), actor: TEST_ACTOR }) });
   expect(await testApp.app.get(ReadModelConsistency).waitFor(handled.position)).toBe(true);
 }
 

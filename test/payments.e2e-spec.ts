@@ -222,7 +222,7 @@ describe('a provider that hangs', () => {
     });
     await expect(workflow.capture(paymentId, { requestId: 'hanging', actor: TEST_ACTOR })).rejects.toMatchObject({ name: 'PaymentProviderError', kind: 'timeout' });
     // The stream's lock is free: a command on the account runs at once.
-    const next = await commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, () => [], {});
+    const next = await commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: () => [], metadata: {} });
     expect(next.events).toEqual([]);
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
   });
@@ -283,7 +283,7 @@ describe('refunds', () => {
     const { userId, paymentId, orderId } = await capturedPayment();
     const elsewhere = new CommandHandling(testApp.app.get<EventStore>(EVENT_STORE, { strict: false }), { cacheEntriesMax: 10, snapshotIntervalEvents: 500 });
     const spend = { type: 'UseTokens', data: { userId, amount: 100, description: null, transactionId: randomUUID(), now: new Date() } } as const;
-    await elsewhere.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(spend, state), {});
+    await elsewhere.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(spend, state), metadata: {} });
     const refundsBefore = provider.calls.refund;
     const refused = await refund(paymentId).expect(409);
     expect(refused.body).toMatchObject({ code: 'REFUND_EXCEEDS_BALANCE', balance: 0, requested: 100 });

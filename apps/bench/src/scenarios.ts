@@ -132,7 +132,7 @@ async function forEachConcurrently<T>(items: readonly T[], concurrency: number, 
 
 function useTokens(commands: CommandHandling, userId: string, amount = 1) {
   const command: TokenAccountCommand = { type: 'UseTokens', data: { userId, amount, description: null, transactionId: randomUUID(), now: at } };
-  return commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), {});
+  return commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: {} });
 }
 
 function purchase(userId: string, amount: number, balanceAfter: number): EventToAppend {

@@ -30,7 +30,7 @@ function processOn(store: PostgresEventStore, options: Partial<CommandHandlingOp
 }
 
 function run(commands: CommandHandling, command: TokenAccountCommand) {
-  return commands.handle(tokenAccountStreamId(command.data.userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), { schemaVersion: 1, requestId: randomUUID() });
+  return commands.handle({ streamId: tokenAccountStreamId(command.data.userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: { schemaVersion: 1, requestId: randomUUID() } });
 }
 
 const buy = (userId: string, amount: number): TokenAccountCommand => ({

@@ -20,6 +20,18 @@ class CountingStore {
       this.eventsRead += events.length;
       return events;
     };
+    const postgres = inner.postgres;
+    if (postgres !== undefined) {
+      // The store's one-round-trip read of a snapshot and the events from it counts as a read too.
+      const counted: typeof postgres = Object.create(postgres) as typeof postgres;
+      Object.defineProperty(this.store, 'postgres', { value: counted });
+      counted.readStreamFromSnapshot = async (streamId, schemaVersion, maxCount) => {
+        const read = await postgres.readStreamFromSnapshot(streamId, schemaVersion, maxCount);
+        this.reads += 1;
+        this.eventsRead += read.events.length;
+        return read;
+      };
+    }
   }
 }
 
@@ -59,7 +71,7 @@ function processWith(options: Partial<CommandHandlingOptions> = {}): CommandHand
 
 function use(commands: CommandHandling, userId: string, amount: number) {
   const command: TokenAccountCommand = { type: 'UseTokens', data: { userId, amount, description: null, transactionId: randomUUID(), now: new Date(at) } };
-  return commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), {});
+  return commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: {} });
 }
 
 /** A stream of one purchase of `credit` tokens followed by `usages` usages of 1 token. */
@@ -95,7 +107,7 @@ describe('command handling: loading a stream', () => {
     const [one, two] = [processWith(), processWith()];
     await use(one, userId, 5); // one caches a balance of 5
     const payment = { type: 'AddTokens', data: { userId, paymentId: randomUUID(), amount: 100, description: null, transactionId: randomUUID(), now: new Date(at) } } as const;
-    await two.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(payment, state), {});
+    await two.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(payment, state), metadata: {} });
     const spent = await use(one, userId, 50);
     expect(spent.events).toMatchObject([{ type: 'TokensUsed', data: { balanceAfter: 55 } }]);
   });
@@ -105,8 +117,8 @@ describe('command handling: loading a stream', () => {
     const [one, two] = [processWith(), processWith()];
     await use(one, userId, 1);
     const payment = { type: 'AddTokens', data: { userId, paymentId: randomUUID(), amount: 7, description: null, transactionId: randomUUID(), now: new Date(at) } } as const;
-    const first = await two.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(payment, state), {});
-    const repeat = await one.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(payment, state), {});
+    const first = await two.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(payment, state), metadata: {} });
+    const repeat = await one.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(payment, state), metadata: {} });
     expect(first.events).toHaveLength(1);
     expect(repeat.events).toEqual([]);
     expect(repeat.state.balance).toBe(16);
@@ -121,6 +133,22 @@ describe('command handling: loading a stream', () => {
     expect(fresh.state.balance).toBe(3_799);
     expect(counting.eventsRead).toBe(1); // the event at the snapshot's revision, to verify it
     expect(problems).toEqual([]);
+  });
+
+  it('loads an account that is not in memory with one read: the snapshot and the events after it together', async () => {
+    const short = await seededUser(50, 3);
+    counting.reads = 0;
+    expect((await use(processWith(), short, 1)).state.balance).toBe(46);
+    expect(counting.reads).toBe(1);
+
+    const long = await seededUser(5_000, 600);
+    await use(processWith(), long, 1); // due for a snapshot
+    await use(processWith(), long, 1); // ...and one event past it
+    counting.reads = 0;
+    counting.eventsRead = 0;
+    expect((await use(processWith(), long, 1)).state.balance).toBe(4_397);
+    expect(counting.reads).toBe(1);
+    expect(counting.eventsRead).toBe(2); // the event at the snapshot's revision, and the one after it
   });
 
   it('catches up on events another process appended since it cached the state', async () => {

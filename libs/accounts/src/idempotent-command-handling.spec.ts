@@ -58,7 +58,7 @@ function processOn(eventStore: EventStore = store): CommandHandling {
 /** UseTokens as the HTTP handler issues it: a fresh transaction id and time on every attempt. */
 function use(commands: CommandHandling, userId: string, amount: number, idempotent: IdempotentRequest) {
   const command: TokenAccountCommand = { type: 'UseTokens', data: { userId, amount, description: null, transactionId: randomUUID(), now: new Date() } };
-  return commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), { idempotencyKey: idempotent.key }, idempotent);
+  return commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: { idempotencyKey: idempotent.key }, idempotency: idempotent });
 }
 
 async function funded(amount: number): Promise<string> {

@@ -70,7 +70,7 @@ export class PaymentWorkflow {
       type: 'InitiatePayment',
       data: { userId, paymentId, orderId, packageId, tokens: chosen.tokens, amount: chosen.price, currency: chosen.currency, provider: this.provider.name, now, expiresAt: new Date(now.getTime() + this.options.pendingTtlMs) },
     };
-    const handled = await this.commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), eventMetadata(context), idempotency);
+    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency });
     // A replay answers with the payment as its first attempt opened it (PENDING), whatever it became since.
     const opened = handled.replayed === true ? fold(tokenAccountDecider, tokenAccountDecider.initialState, handled.events) : handled.state;
     return { ...paymentView(paymentIn(opened, paymentId)), position: positionText(handled.position), readModelUpToDate: await this.upToDate(handled) };
@@ -96,10 +96,10 @@ export class PaymentWorkflow {
     // provider failure is the request's answer (502), which the client retries.
     let outcome: CaptureOutcome | undefined;
     let providerFailure: Error | undefined;
-    const handled = await this.commands.handle(
-      tokenAccountStreamId(userId),
-      tokenAccountDecider,
-      async (state) => {
+    const handled = await this.commands.handle({
+      streamId: tokenAccountStreamId(userId),
+      decider: tokenAccountDecider,
+      decide: async (state) => {
         if (providerFailure !== undefined) throw providerFailure;
         if (outcome === undefined && captureDecision(state, paymentId, now) === 'done') return [];
         outcome ??= await this.provider.capture(paymentIn(state, paymentId).orderId).catch((error: unknown) => {
@@ -108,11 +108,10 @@ export class PaymentWorkflow {
         });
         return decideTokenAccount({ type: 'CapturePayment', data: { userId, paymentId, outcome, transactionId: randomUUID(), now } }, state);
       },
-      eventMetadata(context),
-      undefined,
+      metadata: eventMetadata(context),
       // Decided on the stream as it is, not a cached state another instance may have moved past.
-      { readFirst: true },
-    );
+      readFirst: true,
+    });
     // Throws PAYMENT_DECLINED (or PAYMENT_EXPIRED) for a payment that ended that way, now or before.
     await this.refuseUnlessCaptured(handled.state, paymentId, now, handled);
     return this.result(userId, handled.state, paymentId, handled);
@@ -126,21 +125,20 @@ export class PaymentWorkflow {
   async refund(paymentId: string, context: CommandContext): Promise<PaymentWriteResult> {
     const userId = await this.ownerOf(paymentId);
     let providerRefundId: string | undefined;
-    const handled = await this.commands.handle(
-      tokenAccountStreamId(userId),
-      tokenAccountDecider,
-      async (state) => {
+    const handled = await this.commands.handle({
+      streamId: tokenAccountStreamId(userId),
+      decider: tokenAccountDecider,
+      decide: async (state) => {
         // Once the provider has refunded, the refund is recorded whatever the balance has become.
         if (providerRefundId === undefined && (await this.refundDecisionOrRefunded(state, paymentId)) === 'done') return [];
         providerRefundId ??= (await this.provider.refund(paymentIn(state, paymentId).orderId)).providerRefundId;
         return decideTokenAccount({ type: 'RefundPayment', data: { userId, paymentId, providerRefundId, transactionId: randomUUID(), now: this.options.now() } }, state);
       },
-      eventMetadata(context),
-      undefined,
+      metadata: eventMetadata(context),
       // The balance check must see every spend, including those made through other instances: a
       // refund decided on a stale cached balance would return money for tokens already spent.
-      { readFirst: true },
-    );
+      readFirst: true,
+    });
     return this.result(userId, handled.state, paymentId, handled);
   }
 
@@ -214,7 +212,7 @@ export class PaymentWorkflow {
   }
 
   private decideAndAppend(userId: string, command: TokenAccountCommand, context: CommandContext) {
-    return this.commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), eventMetadata(context));
+    return this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context) });
   }
 
   private async ownerOf(paymentId: string): Promise<string> {

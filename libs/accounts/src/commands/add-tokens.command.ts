@@ -29,7 +29,7 @@ export class AddTokensHandler implements ICommandHandler<AddTokensCommand> {
 
   async execute({ userId, paymentId, amount, description, context }: AddTokensCommand): Promise<LedgerWriteResult> {
     const command = { type: 'AddTokens', data: { userId, paymentId, amount, description, transactionId: randomUUID(), now: new Date() } } as const;
-    const handled = await this.commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), eventMetadata(context), context.idempotency);
+    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     const purchase = handled.state.purchases.get(paymentId);
     invariant(purchase !== undefined, `payment ${paymentId} is not credited after AddTokens`);
     // The state keeps each purchase's event data: a repeat answers with the first credit's row.

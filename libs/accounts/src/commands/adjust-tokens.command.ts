@@ -32,7 +32,7 @@ export class AdjustTokensHandler implements ICommandHandler<AdjustTokensCommand>
 
   async execute({ userId, amount, reason, context }: AdjustTokensCommand): Promise<LedgerWriteResult> {
     const command = { type: 'AdjustTokens', data: { userId, amount, reason, transactionId: randomUUID(), now: new Date() } } as const;
-    const handled = await this.commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), eventMetadata(context), context.idempotency);
+    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     // A replayed request's event is the one its first attempt recorded: the response is rebuilt from it.
     const [adjusted] = handled.events;
     invariant(adjusted?.type === 'TokensAdjusted', 'AdjustTokens appended no TokensAdjusted event');

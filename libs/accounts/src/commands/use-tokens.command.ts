@@ -28,7 +28,7 @@ export class UseTokensHandler implements ICommandHandler<UseTokensCommand> {
 
   async execute({ userId, amount, description, context }: UseTokensCommand): Promise<LedgerWriteResult> {
     const command = { type: 'UseTokens', data: { userId, amount, description, transactionId: randomUUID(), now: new Date() } } as const;
-    const handled = await this.commands.handle(tokenAccountStreamId(userId), tokenAccountDecider, (state) => decideTokenAccount(command, state), eventMetadata(context), context.idempotency);
+    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     // A replayed request's event is the one its first attempt recorded: the response is rebuilt from it.
     const [used] = handled.events;
     invariant(used?.type === 'TokensUsed', 'UseTokens appended no TokensUsed event');

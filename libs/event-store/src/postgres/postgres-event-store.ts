@@ -132,11 +132,11 @@ export class PostgresEventStore implements EventStore {
   }
 
   private async readStreamFromSnapshot(streamId: string, schemaVersion: number, maxCount: number): Promise<StreamFromSnapshot> {
-    // One row per event; the snapshot's columns ride on every row, its state only on the first.
+    // One row per event (one row of nulls for none); the snapshot's columns ride on every row, its state only on the first.
     const result = await this.pool.query<Partial<EventRow> & SnapshotColumns>({
       name: 'event_store_read_from_snapshot',
       text: `SELECT snapshot.revision::text AS snapshot_revision, snapshot.last_event_id::text AS snapshot_event_id, snapshot.checksum AS snapshot_checksum,
-                    CASE WHEN stream.stream_revision IS NOT DISTINCT FROM snapshot.revision THEN snapshot.state END AS snapshot_state, stream.*
+                    CASE WHEN stream.stream_revision IS NULL OR stream.stream_revision = snapshot.revision THEN snapshot.state END AS snapshot_state, stream.*
                FROM (SELECT 1) AS one
                LEFT JOIN snapshots AS snapshot ON snapshot.stream_id = $1 AND snapshot.schema_version = $2
                LEFT JOIN LATERAL (SELECT ${EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_revision >= coalesce(snapshot.revision, 0)
