@@ -109,7 +109,7 @@ async function spendUntilKilled(child: ServiceProcess, killAfterMs: number): Pro
   return { sent, answered };
 }
 
-const accounts = Array.from({ length: ACCOUNTS }, () => randomUUID());
+const accounts: string[] = Array.from({ length: ACCOUNTS }, () => randomUUID());
 
 describe('the write path survives SIGKILL at any moment', () => {
   it('applies every keyed spend exactly once across kills and restarts, and the read models equal the replay', async () => {
