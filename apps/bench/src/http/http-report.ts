@@ -6,6 +6,7 @@ export type HttpBenchResults = {
   readonly startedAt: Date;
   /** nproc, CPU, memory, Node, PostgreSQL. */
   readonly machine: string;
+  readonly cores: number;
   readonly loadAveragesAtEnd: readonly number[];
   readonly users: number;
   readonly clients: number;
@@ -34,23 +35,46 @@ export function renderHttpResults(results: HttpBenchResults): string {
     '',
     `Machine: ${results.machine}; load average (1, 5, 15 minutes) at the end: ${results.loadAveragesAtEnd.map((load) => load.toFixed(2)).join(', ')}. A shared machine: other work may have run at the same time (see the load averages).`,
     '',
-    `${whole(results.users)} accounts, each credited ${whole(results.initialBalance)} tokens by \`POST /v1/accounts/{id}/purchases\` from ${results.clients} clients (${whole(results.purchasesPerSecond)} purchases/s; the CRUD reference's rows by SQL). Then, per target, ${results.clients} closed-loop clients (undici, one keep-alive connection and one request in flight each) spend 1 token per request on random accounts: ${whole(results.warmup)} warm-up requests, then ${whole(results.requests)} timed.`,
+    `${whole(results.users)} accounts, each credited ${whole(results.initialBalance)} tokens by \`POST /v1/accounts/{id}/purchases\` from ${results.clients} clients (${whole(results.purchasesPerSecond)} purchases/s${typeof crud === 'string' ? '' : "; the CRUD reference's rows by SQL"}). Then, per target, ${results.clients} closed-loop clients (undici, one keep-alive connection and one request in flight each) spend 1 token per request on random accounts: ${whole(results.warmup)} warm-up requests, then ${whole(results.requests)} timed.`,
     '',
     '| Target | Spends/s | p50 (ms) | p99 (ms) | Service CPU (µs/request) | PostgreSQL CPU (µs/request) | Load generator CPU (µs/request) | 1-minute load average at start |',
     '|---|---:|---:|---:|---:|---:|---:|---:|',
     spendRow('Token Ledger, the built service (`POST /v1/accounts/{id}/usage`)', service),
     typeof crud === 'string' ? `| CRUD reference | ${crud} | | | | | | |` : spendRow('CRUD reference (node:http + pg, one transaction per spend)', crud),
     typeof pgbench === 'string' ? `| pgbench single-row INSERT | ${pgbench} | | | | | | |` : pgbenchRow(pgbench, results.clients),
+    ...ratioTable(service, crud, pgbench),
     '',
-    '| Token Ledger / reference | Spends/s | Service CPU per request | PostgreSQL CPU per request |',
-    '|---|---:|---:|---:|',
-    ...(typeof crud === 'string' ? [] : [`| / CRUD reference | ${ratio(service.spendsPerSecond, crud.spendsPerSecond)} | ${ratio(service.processCpuUsPerRequest, crud.processCpuUsPerRequest)} | ${ratio(service.postgresCpuUsPerRequest, crud.postgresCpuUsPerRequest)} |`]),
-    ...(typeof pgbench === 'string' ? [] : [`| / pgbench INSERT | ${ratio(service.spendsPerSecond, pgbench.transactionsPerSecond)} | | ${ratio(service.postgresCpuUsPerRequest, pgbench.postgresCpuUsPerTransaction)} |`]),
+    reading(results),
     '',
     `Verified: every response was 201; every account's balance equals ${whole(results.initialBalance)} minus the spends the client counted for it, by SQL on \`user_tokens\`${typeof crud === 'string' ? '' : ' and on `bench_crud_accounts`'}, and through \`GET /v1/accounts/{id}/balance\` for ${whole(results.httpSampleSize)} accounts of each target.`,
     ...results.notes.map((note) => `\n${note}`),
   ];
   return lines.join('\n');
+}
+
+/**
+ * What the CPU columns imply: all the CPU a spend costs on this machine (server, PostgreSQL and the
+ * load generator) bounds the rate at `cores` seconds of CPU per second. A measured rate near its
+ * bound means the run was CPU-bound; far below, it waited on something else (locks, fsync, other load).
+ */
+function reading(results: HttpBenchResults): string {
+  const bound = (name: string, measurement: SpendMeasurement) => {
+    const parts = [measurement.processCpuUsPerRequest, measurement.postgresCpuUsPerRequest, measurement.loadGeneratorCpuUsPerRequest];
+    const cpuUs = parts.reduce((sum, part) => sum + part, 0);
+    const [server, postgres, client] = parts.map((part) => `${Math.round((part / cpuUs) * 100)}%`);
+    return `${name} used ${whole(cpuUs)} µs of CPU per spend in all (server ${server}, PostgreSQL ${postgres}, load generator ${client}), which bounds it at about ${whole((results.cores * 1_000_000) / cpuUs)} spends/s on ${results.cores} cores (measured: ${whole(measurement.spendsPerSecond)})`;
+  };
+  const crud = typeof results.crud === 'string' ? '' : `; ${bound('the CRUD reference', results.crud)}`;
+  return `Reading: ${bound('Token Ledger', results.service)}${crud}. A measured rate near its bound means the run was CPU-bound.`;
+}
+
+/** Ours over each reference that ran; nothing when neither did. */
+function ratioTable(service: SpendMeasurement, crud: SpendMeasurement | string, pgbench: PgbenchMeasurement | string): string[] {
+  const rows = [
+    ...(typeof crud === 'string' ? [] : [`| / CRUD reference | ${ratio(service.spendsPerSecond, crud.spendsPerSecond)} | ${ratio(service.processCpuUsPerRequest, crud.processCpuUsPerRequest)} | ${ratio(service.postgresCpuUsPerRequest, crud.postgresCpuUsPerRequest)} |`]),
+    ...(typeof pgbench === 'string' ? [] : [`| / pgbench INSERT | ${ratio(service.spendsPerSecond, pgbench.transactionsPerSecond)} | | ${ratio(service.postgresCpuUsPerRequest, pgbench.postgresCpuUsPerTransaction)} |`]),
+  ];
+  return rows.length === 0 ? [] : ['', '| Token Ledger / reference | Spends/s | Service CPU per request | PostgreSQL CPU per request |', '|---|---:|---:|---:|', ...rows];
 }
 
 function spendRow(name: string, measurement: SpendMeasurement): string {

@@ -128,6 +128,7 @@ async function runBench(options: Options, cleanup: Cleanup, cpuProfileDirectory:
     command: `npm run bench:http${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
     startedAt,
     machine,
+    cores: availableParallelism(),
     loadAveragesAtEnd: loadavg(),
     users: options.users,
     clients: options.clients,
