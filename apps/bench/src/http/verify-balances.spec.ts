@@ -30,7 +30,7 @@ describe('verifyBalancesBySql', () => {
   it('passes when every balance is the initial one minus the counted spends', async () => {
     await spend(userIds[1] as string, 2);
     await spend(userIds[2] as string, 1);
-    await expect(verifyBalancesBySql(database.pool, CRUD_ACCOUNTS_TABLE, expected, 0)).resolves.toEqual({ settledAfterMs: expect.any(Number) });
+    await expect(verifyBalancesBySql(database.pool, CRUD_ACCOUNTS_TABLE, expected, 0)).resolves.toEqual({ reads: 1 });
   });
 
   it('fails naming each account whose balance differs, with what it has and what it should have', async () => {
@@ -50,7 +50,7 @@ describe('verifyBalancesBySql', () => {
   it('waits for a balance that is behind to catch up, as a read model may be', async () => {
     await spend(userIds[1] as string, 2);
     setTimeout(() => void spend(userIds[2] as string, 1), 300);
-    const { settledAfterMs } = await verifyBalancesBySql(database.pool, CRUD_ACCOUNTS_TABLE, expected, 5_000);
-    expect(settledAfterMs).toBeGreaterThanOrEqual(250);
+    const { reads } = await verifyBalancesBySql(database.pool, CRUD_ACCOUNTS_TABLE, expected, 5_000);
+    expect(reads).toBeGreaterThan(1);
   });
 });
