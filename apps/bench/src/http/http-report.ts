@@ -37,7 +37,7 @@ export function renderHttpResults(results: HttpBenchResults): string {
     '',
     `${whole(results.users)} accounts, each credited ${whole(results.initialBalance)} tokens by \`POST /v1/accounts/{id}/purchases\` from ${results.clients} clients (${whole(results.purchasesPerSecond)} purchases/s${typeof crud === 'string' ? '' : "; the CRUD reference's rows by SQL"}). Then, per target, ${results.clients} closed-loop clients (undici, one keep-alive connection and one request in flight each) spend 1 token per request on random accounts: ${whole(results.warmup)} warm-up requests, then ${whole(results.requests)} timed.`,
     '',
-    '| Target | Spends/s | p50 (ms) | p99 (ms) | Service CPU (µs/request) | PostgreSQL CPU (µs/request) | Load generator CPU (µs/request) | 1-minute load average at start |',
+    '| Target | Spends/s | p50 (ms) | p99 (ms) | Server process CPU (µs/request) | PostgreSQL CPU (µs/request) | Load generator CPU (µs/request) | 1-minute load average at start |',
     '|---|---:|---:|---:|---:|---:|---:|---:|',
     spendRow('Token Ledger, the built service (`POST /v1/accounts/{id}/usage`)', service),
     typeof crud === 'string' ? `| CRUD reference | ${crud} | | | | | | |` : spendRow('CRUD reference (node:http + pg, one transaction per spend)', crud),
@@ -74,7 +74,7 @@ function ratioTable(service: SpendMeasurement, crud: SpendMeasurement | string, 
     ...(typeof crud === 'string' ? [] : [`| / CRUD reference | ${ratio(service.spendsPerSecond, crud.spendsPerSecond)} | ${ratio(service.processCpuUsPerRequest, crud.processCpuUsPerRequest)} | ${ratio(service.postgresCpuUsPerRequest, crud.postgresCpuUsPerRequest)} |`]),
     ...(typeof pgbench === 'string' ? [] : [`| / pgbench INSERT | ${ratio(service.spendsPerSecond, pgbench.transactionsPerSecond)} | | ${ratio(service.postgresCpuUsPerRequest, pgbench.postgresCpuUsPerTransaction)} |`]),
   ];
-  return rows.length === 0 ? [] : ['', '| Token Ledger / reference | Spends/s | Service CPU per request | PostgreSQL CPU per request |', '|---|---:|---:|---:|', ...rows];
+  return rows.length === 0 ? [] : ['', '| Token Ledger / reference | Spends/s | Server process CPU per request | PostgreSQL CPU per request |', '|---|---:|---:|---:|', ...rows];
 }
 
 function spendRow(name: string, measurement: SpendMeasurement): string {
