@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { migrateDatabase, startEmbeddedPostgres, type EmbeddedPostgresServer } from '@app/database';
+import { EMBEDDED_SERVICE_DATABASE, migrateDatabase, startEmbeddedPostgres, type EmbeddedPostgresServer } from '@app/database';
 import { pino } from 'pino';
 import { AuthConfigError, loadAuthConfig, resolveAuthSettings } from '@app/auth';
 import { ConfigError, loadConfig } from './config/app.config.js';
@@ -26,7 +26,7 @@ async function main(): Promise<void> {
     embedded = await startEmbeddedPostgres({
       dataDir,
       port: config.EMBEDDED_POSTGRES_PORT,
-      database: 'token_ledger',
+      database: EMBEDDED_SERVICE_DATABASE,
       persistent: true,
       onLog: (message) => logger.debug({ component: 'postgres' }, message.trim()),
     });

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { embeddedPostgresUrl, startEmbeddedPostgres } from '@app/database';
+import { EMBEDDED_SERVICE_DATABASE, embeddedPostgresUrl, startEmbeddedPostgres } from '@app/database';
 import { PostgresEventStore } from '@app/event-store';
 import pg, { type Pool } from 'pg';
 
@@ -9,8 +9,6 @@ export type Connection = {
   readonly store: PostgresEventStore;
   close(): Promise<void>;
 };
-
-const DATABASE = 'token_ledger';
 
 /**
  * The database the service uses: DATABASE_URL, else the embedded PostgreSQL under DATA_DIR. When the
@@ -26,9 +24,9 @@ export async function connect(): Promise<Connection> {
   if (url === undefined || url === '') {
     const port = Number(process.env.EMBEDDED_POSTGRES_PORT ?? 54329);
     if (!Number.isInteger(port) || port < 1024 || port > 65535) throw new Error(`EMBEDDED_POSTGRES_PORT must be an integer from 1024 to 65535, not ${process.env.EMBEDDED_POSTGRES_PORT}`);
-    url = embeddedPostgresUrl(port, DATABASE);
+    url = embeddedPostgresUrl(port, EMBEDDED_SERVICE_DATABASE);
     if (!(await answers(url))) {
-      const server = await startEmbeddedPostgres({ dataDir: path.resolve(process.env.DATA_DIR ?? '.data', 'postgres'), port, database: DATABASE, persistent: true });
+      const server = await startEmbeddedPostgres({ dataDir: path.resolve(process.env.DATA_DIR ?? '.data', 'postgres'), port, database: EMBEDDED_SERVICE_DATABASE, persistent: true });
       url = server.url;
       stopServer = () => server.stop();
     }

@@ -24,6 +24,9 @@ export type EmbeddedPostgresServer = {
 type EmbeddedPostgresInstance = { initialise(): Promise<void>; start(): Promise<void>; stop(): Promise<void> };
 type EmbeddedPostgresClass = new (options: Record<string, unknown>) => EmbeddedPostgresInstance;
 
+/** The database the service creates and uses on its embedded server; the CLI and the HTTP bench join it by this name. */
+export const EMBEDDED_SERVICE_DATABASE = 'token_ledger';
+
 const USER = 'postgres';
 // Local development only: the embedded server listens on localhost. Deployments use DATABASE_URL.
 const PASSWORD = 'token-ledger-embedded';
