@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type CryptoKey, type JSONWebKeySet, type JWSHeaderParameters, type FlattenedJWSInput, type JWTPayload } from 'jose';
 import { isRole, type Actor, type Role } from './actor.js';
 import { AuthenticationError, KeySetUnavailableError } from './authentication.errors.js';
+import { VerifiedTokenCache, type TokenValidity } from './verified-token-cache.js';
 
 export const ASYMMETRIC_ALGORITHMS = ['RS256', 'ES256'] as const;
 export type AsymmetricAlgorithm = (typeof ASYMMETRIC_ALGORITHMS)[number];
@@ -44,6 +45,7 @@ export class JwtVerifier {
     private readonly options: JwtVerifierOptions,
     private readonly algorithms: readonly string[],
     private readonly resolveKey: KeyResolver,
+    private readonly verified: VerifiedTokenCache,
   ) {}
 
   static async create(options: JwtVerifierOptions): Promise<JwtVerifier> {
@@ -64,7 +66,7 @@ export class JwtVerifier {
       if (keySet === undefined) throw new AuthenticationError('TOKEN_ALGORITHM_NOT_ALLOWED', `algorithm ${String(header.alg)} is not accepted`);
       return keySet(header, token);
     };
-    return new JwtVerifier(options, algorithms, resolveKey);
+    return new JwtVerifier(options, algorithms, resolveKey, new VerifiedTokenCache());
   }
 
   /** The algorithms a token may be signed with. */
@@ -72,7 +74,15 @@ export class JwtVerifier {
     return this.algorithms;
   }
 
-  async verify(token: string, currentDate?: Date): Promise<Actor> {
+  /**
+   * The actor a token stands for, or AuthenticationError. A token accepted before is answered from
+   * the VerifiedTokenCache while its claims still accept it (a backend sends the same token for
+   * minutes); jose verifies every other token.
+   */
+  async verify(token: string, currentDate: Date = new Date()): Promise<Actor> {
+    const nowSeconds = Math.floor(currentDate.getTime() / 1_000);
+    const remembered = this.verified.get(token, nowSeconds, performance.now());
+    if (remembered !== undefined) return remembered;
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, this.resolveKey, {
@@ -86,7 +96,16 @@ export class JwtVerifier {
     } catch (error) {
       throw this.translate(error);
     }
-    return { subject: subjectOf(payload), role: roleOf(payload, this.options.rolesClaim), kind: 'jwt' };
+    const actor: Actor = { subject: subjectOf(payload), role: roleOf(payload, this.options.rolesClaim), kind: 'jwt' };
+    this.verified.remember(token, actor, this.validityOf(payload), performance.now());
+    return actor;
+  }
+
+  /** The window in which jose accepts these claims: it checked `exp` (required) and `nbf` are numbers. */
+  private validityOf(payload: JWTPayload): TokenValidity {
+    const tolerance = this.options.clockToleranceSeconds;
+    if (typeof payload.exp !== 'number') throw new Error('jose accepted a token without a numeric exp');
+    return { validFromSeconds: (payload.nbf ?? Number.NEGATIVE_INFINITY) - tolerance, validUntilSeconds: payload.exp + tolerance };
   }
 
   private translate(error: unknown): Error {
