@@ -48,6 +48,15 @@ describe('ApiKeyRepository', () => {
     expect((await keys.find(record.id))?.lastUsedAt).toEqual(used?.lastUsedAt);
   });
 
+  it('records a use again once the last recorded one is older than the resolution', async () => {
+    const { key, record } = await keys.create({ name: 'stale-use', role: 'service' });
+    await database.pool.query("UPDATE api_keys SET last_used_at = now() - interval '61 seconds' WHERE id = $1", [record.id]);
+    const stale = (await keys.find(record.id))?.lastUsedAt;
+    await keys.authenticate(key);
+    const recorded = (await keys.find(record.id))?.lastUsedAt;
+    expect(recorded?.getTime()).toBeGreaterThan((stale?.getTime() ?? Number.POSITIVE_INFINITY) + 60_000);
+  });
+
   it('refuses malformed keys, unknown ids and wrong secrets alike', async () => {
     const { key } = await keys.create({ name: 'wrong-secret-target', role: 'admin' });
     const parsed = parseApiKey(key);

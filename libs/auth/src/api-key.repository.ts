@@ -61,16 +61,23 @@ export class ApiKeyRepository {
   async authenticate(presented: string): Promise<Actor> {
     const parsed = parseApiKey(presented);
     if (parsed === undefined) throw new AuthenticationError('API_KEY_INVALID', 'the API key is malformed');
-    const result = await this.pool.query<ApiKeyRow>('SELECT * FROM api_keys WHERE id = $1', [parsed.id]);
+    // The row says whether its last use is older than the resolution, so a key used within it costs
+    // this one statement: the UPDATE (which would change nothing) is not sent at all.
+    const result = await this.pool.query<ApiKeyRow & { last_use_stale: boolean }>(
+      `SELECT *, (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2)) AS last_use_stale FROM api_keys WHERE id = $1`,
+      [parsed.id, this.options.lastUsedResolutionSeconds],
+    );
     const row = result.rows[0];
     const matches = hashesEqual(hashApiKeySecret(parsed.secret), row?.hash ?? ABSENT_HASH);
     if (row === undefined || !matches) throw new AuthenticationError('API_KEY_INVALID', 'the API key is not valid');
     if (row.revoked_at !== null) throw new AuthenticationError('API_KEY_REVOKED', 'the API key has been revoked');
-    await this.pool.query(
-      `UPDATE api_keys SET last_used_at = now()
-        WHERE id = $1 AND revoked_at IS NULL AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))`,
-      [row.id, this.options.lastUsedResolutionSeconds],
-    );
+    if (row.last_use_stale) {
+      await this.pool.query(
+        `UPDATE api_keys SET last_used_at = now()
+          WHERE id = $1 AND revoked_at IS NULL AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))`,
+        [row.id, this.options.lastUsedResolutionSeconds],
+      );
+    }
     return { subject: row.id, role: row.role, kind: 'api_key' };
   }
 

@@ -19,9 +19,9 @@ function hs256(claims: JWTPayload, key = secret, header: Record<string, unknown>
     .sign(new TextEncoder().encode(key));
 }
 
-async function refusal(verifier: JwtVerifier, token: string): Promise<string> {
+async function refusal(verifier: JwtVerifier, token: string, currentDate?: Date): Promise<string> {
   try {
-    await verifier.verify(token);
+    await verifier.verify(token, currentDate);
   } catch (error) {
     if (error instanceof AuthenticationError) return error.code;
     throw error;
@@ -59,6 +59,15 @@ describe('JwtVerifier with HS256', () => {
     await expect(verifier.verify(await hs256({ exp: now - 5 }))).resolves.toMatchObject({ subject: userId });
     const strict = await JwtVerifier.create({ ...base, clockToleranceSeconds: 0 });
     expect(await refusal(strict, await hs256({ exp: now - 5 }))).toBe('TOKEN_EXPIRED');
+  });
+
+  it('refuses a token it accepted before once it has expired, or at a time before its nbf', async () => {
+    const token = await hs256({ nbf: now - 10, exp: now + 60, app_metadata: { roles: ['service'] } });
+    await expect(verifier.verify(token)).resolves.toEqual({ subject: userId, role: 'service', kind: 'jwt' });
+    await expect(verifier.verify(token, new Date((now + 89) * 1_000))).resolves.toMatchObject({ role: 'service' });
+    expect(await refusal(verifier, token, new Date((now + 90) * 1_000))).toBe('TOKEN_EXPIRED');
+    expect(await refusal(verifier, token, new Date((now - 41) * 1_000))).toBe('TOKEN_NOT_YET_VALID');
+    await expect(verifier.verify(token)).resolves.toMatchObject({ role: 'service' });
   });
 
   it('refuses a token that is not valid yet', async () => {

@@ -1,7 +1,8 @@
 import { AccessDeniedError, AuthenticationError, authorize, ENDPOINT_ACTIONS, KeySetUnavailableError, PERMISSIONS, type Actor, type ApiKeyRepository, type Endpoint, type JwtVerifier } from '@app/auth';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify';
 import type { Logger } from 'pino';
 import { sendProblem } from '../http/problem-details.filter.js';
+import { withHook } from '../http/route-hooks.js';
 
 export const API_KEY_HEADER = 'x-api-key';
 const BEARER = /^Bearer ([\w-]+\.[\w-]*\.[\w-]*)$/i;
@@ -31,36 +32,60 @@ export function actorOf(request: FastifyRequest): Actor | undefined {
   return actors.get(request);
 }
 
+/** A route's methods, with the endpoint each is (undefined: public), as classified when the route was added. */
+type RouteEndpoints = ReadonlyMap<string, Endpoint | undefined>;
+
 /**
- * Authentication and authorization for every route, as two Fastify hooks registered before any
- * other request hook, so a refused request does nothing else (in particular it claims no
- * Idempotency-Key and reaches no validation):
+ * Authentication and authorization for every route, as two hooks bound to each protected route
+ * when it is added, ahead of its other request hooks, so a refused request does nothing else (in
+ * particular it claims no Idempotency-Key and reaches no validation):
  * - onRequest: a protected route needs `Authorization: Bearer <JWT>` or `X-API-Key`, not both;
  *   anything else is 401 with one public body (the reason goes to the log);
  * - preHandler: the route's action (ENDPOINT_ACTIONS, the table the README shows) and the owner of
  *   the resource decide; a refusal is 403 and says nothing about the resource.
+ * The route table is read once per route, at start, not on every request; public routes get no hook.
+ * A global preHandler would run before the bound ones, so none may be added that acts for a caller.
  *
  * Every route must be classified: one that is neither in ENDPOINT_ACTIONS nor public stops the
- * application at start (onRoute), so a new endpoint cannot be open by omission.
+ * application at start (onRoute), and so does a listed route that was added without passing the
+ * onRoute hook (onReady), so a new endpoint cannot be open by omission.
  */
 export function registerAccessControl(fastify: FastifyInstance, options: AccessControlOptions): void {
   const endpoints = new Map(ENDPOINT_ACTIONS.map((endpoint) => [routeKey(endpoint.method, toFastifyPath(endpoint.path)), endpoint]));
-  const endpointOf = (request: FastifyRequest): Endpoint | undefined => {
-    const url = request.routeOptions.url;
-    return url === undefined ? undefined : endpoints.get(routeKey(request.method === 'HEAD' ? 'GET' : request.method, url));
-  };
+  const bound = new Set<Endpoint>();
 
   fastify.addHook('onRoute', (route) => {
-    const methods = Array.isArray(route.method) ? route.method : [route.method];
-    for (const method of methods) {
-      const effective = method === 'HEAD' ? 'GET' : method;
-      if (endpoints.has(routeKey(effective, route.url)) || PUBLIC_ROUTES.some((isPublic) => isPublic(effective, route.url))) continue;
-      throw new Error(`route ${method} ${route.url} has no access rule: add it to ENDPOINT_ACTIONS (libs/auth/src/permissions.ts) or to the public routes`);
-    }
+    const byMethod = classify(route.method, route.url, endpoints);
+    const protectedEndpoints = [...byMethod.values()].filter((endpoint) => endpoint !== undefined);
+    if (protectedEndpoints.length === 0) return;
+    for (const endpoint of protectedEndpoints) bound.add(endpoint);
+    route.onRequest = withHook(route.onRequest, authenticationHook(byMethod, options), 'first');
+    route.preHandler = withHook(route.preHandler, authorizationHook(byMethod, options), 'first');
   });
 
-  fastify.addHook('onRequest', async (request, reply) => {
-    if (endpointOf(request) === undefined) return undefined; // public, or no such route (404)
+  fastify.addHook('onReady', (done) => {
+    const unbound = ENDPOINT_ACTIONS.find((endpoint) => fastify.hasRoute({ method: endpoint.method, url: toFastifyPath(endpoint.path) }) && !bound.has(endpoint));
+    done(unbound === undefined ? undefined : new Error(`route ${unbound.method} ${toFastifyPath(unbound.path)} was added without its access hooks: register the access control before the routes`));
+  });
+}
+
+/** Each method of a route with its endpoint (undefined: public); throws for a method with no rule. */
+function classify(method: string | readonly string[], url: string, endpoints: ReadonlyMap<string, Endpoint>): RouteEndpoints {
+  const byMethod = new Map<string, Endpoint | undefined>();
+  for (const each of typeof method === 'string' ? [method] : method) {
+    const effective = each === 'HEAD' ? 'GET' : each;
+    const endpoint = endpoints.get(routeKey(effective, url));
+    if (endpoint === undefined && !PUBLIC_ROUTES.some((isPublic) => isPublic(effective, url))) {
+      throw new Error(`route ${each} ${url} has no access rule: add it to ENDPOINT_ACTIONS (libs/auth/src/permissions.ts) or to the public routes`);
+    }
+    byMethod.set(each, endpoint);
+  }
+  return byMethod;
+}
+
+function authenticationHook(byMethod: RouteEndpoints, options: AccessControlOptions): onRequestAsyncHookHandler {
+  return async (request, reply) => {
+    if (byMethod.get(request.method) === undefined) return undefined; // a public method of a route with a protected one
     try {
       actors.set(request, await authenticate(request, options));
       return undefined;
@@ -76,12 +101,14 @@ export function registerAccessControl(fastify: FastifyInstance, options: AccessC
       }
       throw error;
     }
-  });
+  };
+}
 
-  fastify.addHook('preHandler', async (request, reply) => {
-    const endpoint = endpointOf(request);
+function authorizationHook(byMethod: RouteEndpoints, options: AccessControlOptions): preHandlerAsyncHookHandler {
+  return async (request, reply) => {
+    const endpoint = byMethod.get(request.method);
+    if (endpoint === undefined) return undefined; // a public method of a route with a protected one
     const actor = actors.get(request);
-    if (endpoint === undefined) return undefined;
     if (actor === undefined) throw new Error(`no actor on protected route ${request.method} ${request.url}`);
     // The owner is looked up only when it decides: for an `own` grant.
     const owner = PERMISSIONS[endpoint.action][actor.role] === 'own' ? await ownerOf(endpoint, request, options) : undefined;
@@ -89,7 +116,7 @@ export function registerAccessControl(fastify: FastifyInstance, options: AccessC
     if (decision.allowed) return undefined;
     options.logger.info({ requestId: request.id, subject: actor.subject, role: actor.role, action: endpoint.action, reason: decision.reason }, 'authorization refused');
     return sendProblem(reply, request, new AccessDeniedError(`a ${actor.role} may not perform ${endpoint.action} here`));
-  });
+  };
 }
 
 async function authenticate(request: FastifyRequest, options: AccessControlOptions): Promise<Actor> {

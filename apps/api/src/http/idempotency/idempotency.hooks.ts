@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest, onSendAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify';
 import { IDEMPOTENCY_CLOCK_MARGIN_MS, idempotentRequestId, type IdempotentRequest } from '@app/accounts';
 import { actorOf } from '../../auth/access-control.js';
 import { sendProblem } from '../problem-details.filter.js';
+import { withHook } from '../route-hooks.js';
 import { IdempotencyKeyError } from './idempotency.errors.js';
 import type { IdempotencyStore } from './idempotency.store.js';
 
@@ -45,9 +46,23 @@ export function idempotentRequestOf(request: FastifyRequest): IdempotentRequest 
  * finds its earlier attempt's events in the stream and answers from them (CommandHandling.handle).
  */
 export function registerIdempotency(fastify: FastifyInstance, store: IdempotencyStore, options: IdempotencyOptions): void {
-  fastify.addHook('preHandler', async (request, reply) => {
+  const claim = claimingHook(store, options);
+  const complete = completingHook(store);
+  // Bound to the routes that can take a key, when each is added: reads and provider notifications
+  // (which carry their own signature, see isProviderNotification) get no hook at all.
+  fastify.addHook('onRoute', (route) => {
+    const methods = typeof route.method === 'string' ? [route.method] : route.method;
+    if (!methods.some((method) => MUTATING_METHODS.has(method)) || isProviderNotification(route.url)) return;
+    route.preHandler = withHook(route.preHandler, claim, 'last');
+    route.onSend = withHook(route.onSend, complete, 'last');
+  });
+}
+
+/** Claims the key of a request that sends one, or answers for the request that has it. */
+function claimingHook(store: IdempotencyStore, options: IdempotencyOptions): preHandlerAsyncHookHandler {
+  return async (request, reply) => {
     const header = request.headers[IDEMPOTENCY_HEADER];
-    if (!MUTATING_METHODS.has(request.method) || header === undefined || isProviderNotification(request)) return undefined;
+    if (header === undefined || !MUTATING_METHODS.has(request.method)) return undefined;
     if (typeof header !== 'string' || !KEY_PATTERN.test(header)) {
       return sendProblem(reply, request, new IdempotencyKeyError('IDEMPOTENCY_KEY_INVALID', 'Idempotency-Key must be 1 to 255 visible ASCII characters'));
     }
@@ -73,9 +88,12 @@ export function registerIdempotency(fastify: FastifyInstance, store: Idempotency
       return sendProblem(reply, request, new IdempotencyKeyError('IDEMPOTENCY_KEY_IN_PROGRESS', 'a request with this Idempotency-Key is still in progress; retry later'));
     }
     return reply.code(claim.response.status).header('content-type', claim.response.contentType).header(REPLAYED_HEADER, 'true').send(claim.response.body);
-  });
+  };
+}
 
-  fastify.addHook('onSend', async (request, reply, payload) => {
+/** Stores the response of a request that claimed a key, or frees the key when the response invites a retry. */
+function completingHook(store: IdempotencyStore): onSendAsyncHookHandler {
+  return async (request, reply, payload) => {
     const claimed = claims.get(request);
     if (claimed === undefined) return payload;
     const body = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString('utf8') : undefined;
@@ -92,7 +110,7 @@ export function registerIdempotency(fastify: FastifyInstance, store: Idempotency
     const contentType = reply.getHeader('content-type');
     await store.complete(claimed.scope, claimed.key, { status: reply.statusCode, contentType: typeof contentType === 'string' ? contentType : 'application/json; charset=utf-8', body });
     return payload;
-  });
+  };
 }
 
 /**
@@ -109,8 +127,8 @@ function scopeOf(request: FastifyRequest): string {
  * Provider notifications carry their own signature and are harmless to replay; a key on them would
  * only let an unsigned request write a row before the signature check refuses it.
  */
-function isProviderNotification(request: FastifyRequest): boolean {
-  return request.url.split('?')[0]?.startsWith('/v1/payments/webhooks/') === true;
+function isProviderNotification(routeUrl: string): boolean {
+  return routeUrl.startsWith('/v1/payments/webhooks/');
 }
 
 /** A response worth replaying: not a server failure, not a conflict the client is told to retry. */
