@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { PostgresEventStore, type AppendTransactionHook, type EventToAppend } from '@app/event-store';
 import { decideTokenAccount, fold, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand, type TokenAccountState } from '@app/ledger';
-import type { PoolClient } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { eventsInReadModel } from './account-rebuild.js';
 import { readCheckpoint } from './checkpoints.js';
@@ -80,12 +79,11 @@ async function caughtUp(runner: ProjectionRunner, store: PostgresEventStore): Pr
   }
 }
 
-/** A hook that runs the first `statementsBefore` statements of the real application, then ends its own session: the process died there. */
+/** A hook whose statements run the first `statementsBefore` of the real application, then end their own session: the process died there. */
 function dyingAfter(statementsBefore: number): AppendTransactionHook {
   return {
-    async afterAppend(client: PoolClient, transactionId: bigint) {
-      for (const statement of inline.statements(transactionId).slice(0, statementsBefore)) await client.query(statement);
-      await client.query('SELECT pg_terminate_backend(pg_backend_pid())');
+    statementsAfterAppend(transactionId: bigint) {
+      return [...inline.statements(transactionId).slice(0, statementsBefore), 'SELECT pg_terminate_backend(pg_backend_pid())'].join(';\n');
     },
   };
 }

@@ -1,5 +1,4 @@
 import type { AppendTransactionHook } from '@app/event-store';
-import type { PoolClient } from 'pg';
 import type { InlineApplication, Projection } from './projection.js';
 
 type Inline = { readonly name: string; readonly tables: readonly string[]; readonly inline: InlineApplication };
@@ -21,8 +20,9 @@ export function inlineProjections(projections: readonly Projection[]): readonly 
 /**
  * Applies the inline projections in the transaction that appends the events (the PostgreSQL store's
  * append hook): their row changes and the record that this transaction applied them commit with the
- * events, or none of it does. One round trip per transaction: every statement goes in one
- * multi-statement query, which needs no parameters since each statement names the transaction itself.
+ * events, or none of it does. No round trip of its own: the store sends these statements with the
+ * transaction's COMMIT, as one multi-statement query, which needs no parameters since each
+ * statement names the transaction itself.
  */
 export class InlineProjections implements AppendTransactionHook {
   private readonly projections: readonly Inline[];
@@ -36,9 +36,9 @@ export class InlineProjections implements AppendTransactionHook {
     return this.projections.map((projection) => projection.name);
   }
 
-  async afterAppend(client: PoolClient, transactionId: bigint): Promise<void> {
-    if (this.projections.length === 0) return;
-    await client.query(this.statements(transactionId).join(';\n'));
+  statementsAfterAppend(transactionId: bigint): string {
+    // A statement that does nothing keeps the text valid when no projection applies inline.
+    return this.projections.length === 0 ? 'SELECT 1' : this.statements(transactionId).join(';\n');
   }
 
   /**

@@ -1,5 +1,3 @@
-import type { PoolClient } from 'pg';
-
 /**
  * Work that must commit in the same transaction as appended events, offered only by the PostgreSQL
  * adapter (events and read models in one database). The projection engine installs one to apply
@@ -7,10 +5,10 @@ import type { PoolClient } from 'pg';
  */
 export interface AppendTransactionHook {
   /**
-   * Called once per transaction that appended events, before it commits, on that transaction's
-   * connection. `transactionId` is the commit part of every position appended in it: the events of
-   * this transaction are exactly `events.transaction_id = transactionId`. A throw rolls back every
-   * append of the transaction.
+   * SQL for one transaction that appended events: one or more statements without parameters, run
+   * after its appends in the same round trip as its COMMIT. `transactionId` is the commit part of
+   * every position appended in it: its events are exactly `events.transaction_id = transactionId`.
+   * A failing statement rolls back every append of the transaction.
    */
-  afterAppend(client: PoolClient, transactionId: bigint): Promise<void>;
+  statementsAfterAppend(transactionId: bigint): string;
 }

@@ -155,8 +155,8 @@ export class GroupCommit {
 
   /**
    * Runs `append` as one transaction. Without a hook that is the append function's own statement
-   * (one round trip). With one: BEGIN, the append, the hook when anything was appended, COMMIT; the
-   * hook's writes commit with the events or not at all, and its failure fails every append of the
+   * (one round trip). With one: BEGIN, the append, then the hook's statements (when anything was
+   * appended) and COMMIT together: three round trips. The hook's writes commit with the events or not at all, and its failure fails every append of the
    * transaction (the caller then retries them one by one, so only the append that caused it fails).
    */
   private async transaction(append: (db: Queryable) => Promise<(AppendRow | undefined)[]>): Promise<readonly (AppendRow | undefined)[]> {
@@ -172,11 +172,13 @@ export class GroupCommit {
       const rows = await append(client);
       const appended = rows.filter((row) => row?.status === 'appended');
       const transactionId = appended[0]?.commit_position;
-      if (transactionId !== undefined && transactionId !== null) {
-        await hook.afterAppend(client, BigInt(transactionId));
-        for (const row of appended) if (row !== undefined) row.hooked = true;
+      if (transactionId === undefined || transactionId === null) {
+        await client.query('COMMIT');
+        return rows;
       }
-      await client.query('COMMIT');
+      // The hook's statements and the COMMIT in one round trip: a failing statement skips the COMMIT.
+      await client.query(`${hook.statementsAfterAppend(BigInt(transactionId))};\nCOMMIT`);
+      for (const row of appended) if (row !== undefined) row.hooked = true;
       return rows;
     } catch (error) {
       // A connection that cannot even roll back is dropped, not handed back to the pool.
