@@ -1,4 +1,4 @@
-import { READ_COUNT_MAX, type EventMetadata, type EventStore, type JsonValue, type Position, type RecordedEvent, type SnapshotRow } from '@app/event-store';
+import { READ_COUNT_MAX, readStreamPages, type EventMetadata, type EventStore, type JsonValue, type Position, type RecordedEvent, type SnapshotRow } from '@app/event-store';
 import { eventHash, HASH_METADATA_KEY } from '@app/audit';
 import { SnapshotRejected, type Decider } from '@app/ledger';
 import { snapshotChecksum, type PostgresSnapshotStore } from './snapshots/postgres-snapshot-store.js';
@@ -88,11 +88,8 @@ export class StreamLoader {
   /** `start` plus the events appended after it, cached as the stream's newest known state. */
   async catchUp<Event extends DomainEvent, State>(streamId: string, decider: StateDecider<Event, State>, start: LoadedStream<State>): Promise<LoadedStream<State>> {
     let loaded = start;
-    for (;;) {
-      const page = await this.store.readStream(streamId, { fromRevision: loaded.revision + 1n, maxCount: READ_COUNT_MAX });
-      loaded = foldRecorded(decider, loaded, page);
-      if (page.length < READ_COUNT_MAX) return this.keep(streamId, loaded);
-    }
+    for await (const page of readStreamPages(this.store, streamId, { fromRevision: start.revision + 1n })) loaded = foldRecorded(decider, loaded, page);
+    return this.keep(streamId, loaded);
   }
 
   /**
@@ -104,16 +101,14 @@ export class StreamLoader {
   async recomputedHeadHash(streamId: string, revision: bigint): Promise<string | null> {
     let previous: string | null = null;
     let next = 0n;
-    while (next <= revision) {
-      const page = await this.store.readStream(streamId, { fromRevision: next, maxCount: READ_COUNT_MAX });
+    for await (const page of readStreamPages(this.store, streamId, { toRevision: revision })) {
       for (const recorded of page) {
-        if (next > revision) break;
         if (recorded.revision !== next) throw new Error(`stream ${streamId}: expected revision ${next}, read ${recorded.revision}`);
         previous = eventHash(recorded, previous);
         next += 1n;
       }
-      if (page.length === 0) throw new Error(`stream ${streamId} ends before revision ${revision}`);
     }
+    if (next <= revision) throw new Error(`stream ${streamId} ends before revision ${revision}`);
     return previous;
   }
 

@@ -1,5 +1,6 @@
 export * from './event-store.port.js';
 export * from './position.js';
+export * from './stream-reader.js';
 export * from './postgres/postgres-event-store.js';
 export type { PostgresCapabilities, SnapshotRow, StreamFromSnapshot } from './postgres/postgres-capabilities.js';
 export type { AppendTransactionHook } from './postgres/append-transaction-hook.js';

@@ -1,4 +1,4 @@
-import { comparePositions, formatPosition, READ_COUNT_MAX, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
+import { comparePositions, formatPosition, readWholeStream, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
 import type { Pool, PoolClient } from 'pg';
 import type { Projection } from './projection.js';
 
@@ -93,13 +93,4 @@ export async function lockCheckpoint(client: PoolClient, name: string): Promise<
   );
   const row = locked.rows[0];
   return row === undefined ? undefined : { commit: BigInt(row.commit_position), prepare: BigInt(row.prepare_position) };
-}
-
-export async function readWholeStream(store: EventStore, streamId: string): Promise<RecordedEvent[]> {
-  const events: RecordedEvent[] = [];
-  for (;;) {
-    const page = await store.readStream(streamId, { fromRevision: BigInt(events.length), maxCount: READ_COUNT_MAX });
-    events.push(...page);
-    if (page.length < READ_COUNT_MAX) return events;
-  }
 }

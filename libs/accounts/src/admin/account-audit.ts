@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { createAuditBundle, tokenAccountBalanceAsOf, verifyChain, type AsOf, type BundleEvent, type ChainVerification } from '@app/audit';
-import { formatPosition, READ_COUNT_MAX, type EventStore, type JsonValue, type RecordedEvent } from '@app/event-store';
+import { formatPosition, readStreamPages, readWholeStream, type EventStore, type JsonValue, type RecordedEvent } from '@app/event-store';
 import { tokenAccountStreamId } from '@app/ledger';
 import { PROJECTIONS, type Projection } from '@app/projections';
 import type { Pool } from 'pg';
@@ -88,14 +88,7 @@ export class AccountAudit {
     const store = this.store;
     return {
       async *[Symbol.asyncIterator]() {
-        let from = 0n;
-        for (;;) {
-          const page = await store.readStream(tokenAccountStreamId(userId), { fromRevision: from, maxCount: pageSize });
-          if (page.length > 0) yield page.map(auditEvent);
-          const last = page[page.length - 1];
-          if (last === undefined || page.length < pageSize) return;
-          from = last.revision + 1n;
-        }
+        for await (const page of readStreamPages(store, tokenAccountStreamId(userId), { pageSize })) yield page.map(auditEvent);
       },
     };
   }
@@ -103,7 +96,7 @@ export class AccountAudit {
   /** The balance replayed from the stream up to `asOf`, and the revision reached (-1 before the first event). */
   async balanceAsOf(userId: string, asOf: AsOf): Promise<{ readonly balance: number; readonly revision: string }> {
     await this.streamRevision(userId);
-    const events = await this.readStream(userId, 'revision' in asOf ? asOf.revision : undefined);
+    const events = await readWholeStream(this.store, tokenAccountStreamId(userId), 'revision' in asOf ? { toRevision: asOf.revision } : {});
     try {
       const { balance, revision } = tokenAccountBalanceAsOf(events, asOf);
       return { balance, revision: revision.toString() };
@@ -117,7 +110,7 @@ export class AccountAudit {
   async verify(userId: string): Promise<AccountAuditReport> {
     const streamRevision = await this.streamRevision(userId);
     // Up to the anchor only: events appended after it was read are not this verification's to judge.
-    const events = await this.readStream(userId, streamRevision);
+    const events = await readWholeStream(this.store, tokenAccountStreamId(userId), { toRevision: streamRevision });
     const chain = chainReport(verifyChain(events, { anchor: { revision: streamRevision } }));
     let differences: readonly AccountDifference[] = [];
     let replayError: string | null = null;
@@ -135,7 +128,7 @@ export class AccountAudit {
   async bundle(userId: string, privateKey: KeyObject, now: Date): Promise<{ readonly streamId: string; readonly text: string }> {
     const streamId = tokenAccountStreamId(userId);
     const streamRevision = await this.streamRevision(userId);
-    const events = await this.readStream(userId, streamRevision);
+    const events = await readWholeStream(this.store, tokenAccountStreamId(userId), { toRevision: streamRevision });
     const chain = verifyChain(events, { anchor: { revision: streamRevision } });
     if (!chain.ok) throw new ChainBrokenError(userId, chain.firstBadRevision, chain.reason);
     const bundled: BundleEvent[] = events.map((event) => ({ ...event, position: formatPosition(event.position), createdAt: event.createdAt.toISOString() }));
@@ -154,22 +147,6 @@ export class AccountAudit {
     }
     if (revision === undefined || revision < 0n) throw new AccountNotFoundError(userId);
     return revision;
-  }
-
-  /** Events from revision 0 up to `upTo` (or the end), following revisions rather than counting, so a gap cannot make it loop. */
-  private async readStream(userId: string, upTo?: bigint): Promise<RecordedEvent[]> {
-    const events: RecordedEvent[] = [];
-    let from = 0n;
-    for (;;) {
-      const page = await this.store.readStream(tokenAccountStreamId(userId), { fromRevision: from, maxCount: READ_COUNT_MAX });
-      for (const event of page) {
-        if (upTo !== undefined && event.revision > upTo) return events;
-        events.push(event);
-      }
-      const last = page[page.length - 1];
-      if (last === undefined || page.length < READ_COUNT_MAX) return events;
-      from = last.revision + 1n;
-    }
   }
 }
 

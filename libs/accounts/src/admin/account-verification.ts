@@ -1,6 +1,6 @@
-import { formatPosition, type EventStore, type RecordedEvent } from '@app/event-store';
+import { formatPosition, readWholeStream, type EventStore, type RecordedEvent } from '@app/event-store';
 import { evolveTokenAccount, initialTokenAccountState, TOKEN_ACCOUNT_EVENT_TYPES, tokenAccountStreamId, type TokenAccountEvent } from '@app/ledger';
-import { accountProjections, lockCheckpoint, readWholeStream, recomputeAccountEvents, TOKEN_ACCOUNTS_PROJECTION, transactionOf, type Projection } from '@app/projections';
+import { accountProjections, lockCheckpoint, recomputeAccountEvents, TOKEN_ACCOUNTS_PROJECTION, transactionOf, type Projection } from '@app/projections';
 import type { Pool, PoolClient } from 'pg';
 
 export type AccountDifference = {
