@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { comparePositions, formatPosition, START, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
 import pg, { type Pool } from 'pg';
+import { claimCheckpoint, writeCheckpoint } from './checkpoints.js';
 import type { Projection } from './projection.js';
 import { findProjection, PROJECTIONS } from './projection-registry.js';
 import { RebuildInProgressError } from './projections.errors.js';
@@ -407,11 +408,7 @@ export class ProjectionRebuilds {
       try {
         await client.query('BEGIN');
         await client.query(`SET LOCAL lock_timeout = ${Math.trunc(this.options.swapLockTimeoutMs ?? 5_000)}`);
-        await client.query('INSERT INTO projection_checkpoints (name, commit_position, prepare_position) VALUES ($1, 0, 0) ON CONFLICT (name) DO NOTHING', [projection.name]);
-        const live = await client.query<{ commit_position: string; prepare_position: string }>(
-          'SELECT commit_position::text, prepare_position::text FROM projection_checkpoints WHERE name = $1 FOR UPDATE',
-          [projection.name],
-        );
+        const liveCheckpoint = await claimCheckpoint(client, projection.name);
         // This transaction has an id now, so the head can no longer move past it until it commits.
         const head = await this.store.headPosition();
         while (head !== undefined && comparePositions(position, head) < 0) {
@@ -419,17 +416,12 @@ export class ProjectionRebuilds {
           if (step.applied === 0) break;
           position = step.position;
         }
-        const row = live.rows[0];
-        const liveCheckpoint: Position = row === undefined ? START : { commit: BigInt(row.commit_position), prepare: BigInt(row.prepare_position) };
         if (comparePositions(position, liveCheckpoint) < 0) {
           throw new Error(`the shadow of ${projection.name} ends at ${formatPosition(position)}, behind the live checkpoint ${formatPosition(liveCheckpoint)}`);
         }
         await carryOverInlineTransactions(client, projection, shadow, position);
         await shadow.swap(retired);
-        await client.query('UPDATE projection_checkpoints SET commit_position = $2, prepare_position = $3, updated_at = now() WHERE name = $1', [
-          projection.name,
-          ...positionValues(position),
-        ]);
+        await writeCheckpoint(client, projection.name, position);
         await progress.complete();
         await client.query('COMMIT');
         await dropSchema(client, retired);
