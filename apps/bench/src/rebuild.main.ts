@@ -61,7 +61,7 @@ async function main(): Promise<void> {
     seeded = Date.now() - seeded;
     report(`| seed ${events.toLocaleString('en-US')} events over ${users.toLocaleString('en-US')} users (real decider, appends of 100) | ${rate(events, seeded)} events/s | ${(seeded / 1000).toFixed(1)} s |`);
 
-    const rebuilds = new ProjectionRebuilds(store, pool, { connectionString: server.url, eventsInPostgres: true });
+    const rebuilds = new ProjectionRebuilds(store, pool, { connectionString: server.url });
     const coldXids = sampleRebuildXids(pool, rebuilds);
     const cold = await timedRebuild(rebuilds);
     const coldHeld = [...(await coldXids.stop())].map(([phase, held]) => `${phase} ${held.seconds.toFixed(2)} s (${held.query})`).join(', ');
@@ -154,7 +154,7 @@ function sampleLag(
   let running = true;
   const loop = (async () => {
     while (running) {
-      const [status] = await projectionStatuses({ store, pool, projections: [tokenAccountsProjection], runners: new Map([[TOKEN_ACCOUNTS_PROJECTION, runner]]), rebuilds, eventsInPostgres: true });
+      const [status] = await projectionStatuses({ store, pool, projections: [tokenAccountsProjection], runners: new Map([[TOKEN_ACCOUNTS_PROJECTION, runner]]), rebuilds });
       if (status !== undefined) {
         samples.push(status.lagSeconds);
         // Where in the rebuild the lag arises: its phase at the sample (none just before it starts and in the second after it ends).
@@ -216,7 +216,7 @@ function sampleRebuildXids(pool: Pool, rebuilds: ProjectionRebuilds): { stop(): 
 
 async function caughtUp(pool: Pool, store: PostgresEventStore, rebuilds: ProjectionRebuilds): Promise<void> {
   for (;;) {
-    const [status] = await projectionStatuses({ store, pool, projections: [tokenAccountsProjection], runners: new Map(), rebuilds, eventsInPostgres: true });
+    const [status] = await projectionStatuses({ store, pool, projections: [tokenAccountsProjection], runners: new Map(), rebuilds });
     if (status?.lagEvents === 0) return;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

@@ -245,7 +245,7 @@ async function withConnection(work: (connection: Connection) => Promise<void>): 
 
 function withAdmin(work: (admin: ProjectionsAdmin) => Promise<void>): Promise<void> {
   return withConnection(async ({ url, pool, store }) => {
-    const admin = new ProjectionsAdmin(store, pool, { connectionString: url, eventsInPostgres: true, onLog: (message) => process.stderr.write(`${message}\n`) });
+    const admin = new ProjectionsAdmin(store, pool, { connectionString: url, onLog: (message) => process.stderr.write(`${message}\n`) });
     try {
       await work(admin);
     } finally {

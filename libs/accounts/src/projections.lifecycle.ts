@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
-import { EVENT_STORE, PostgresEventStore, type EventStore } from '@app/event-store';
+import { EVENT_STORE, type EventStore } from '@app/event-store';
 import { LeaderElection, PG_POOL, type AdvisoryLockLeadership } from '@app/database';
 import {
   DEFAULT_RUNNER_OPTIONS,
@@ -42,7 +42,7 @@ export class ProjectionsLifecycle implements OnApplicationBootstrap, BeforeAppli
         new ProjectionRunner(store, pool, projection, {
           ...DEFAULT_RUNNER_OPTIONS,
           // Large batches (a runner catching up) in one set-based pass, when the events are in this database.
-          ...(store instanceof PostgresEventStore ? { setBasedBatchMin: SET_BASED_BATCH_MIN } : {}),
+          ...(store.postgres === undefined ? {} : { setBasedBatchMin: SET_BASED_BATCH_MIN }),
           onFailure: (name, failure) =>
             this.logger.error(`projection ${name} failed at ${failure.position} (${failure.eventType}), attempt ${failure.attempts}: ${failure.error}`),
         }),

@@ -66,7 +66,6 @@ export class TokenAccountsModule {
           useFactory: (store: EventStore, pool: Pool, projections: ProjectionsLifecycle) =>
             new ProjectionsAdmin(store, pool, {
               connectionString: options.databaseUrl,
-              eventsInPostgres: options.eventStore?.kind !== 'eventstoredb',
               runners: projections.views,
               onLog: (message) => new Logger('Rebuilds').log(message),
             }),
@@ -74,7 +73,7 @@ export class TokenAccountsModule {
         {
           provide: AccountAudit,
           inject: [EVENT_STORE, PG_POOL],
-          useFactory: (store: EventStore, pool: Pool) => new AccountAudit(store, pool, { eventsInPostgres: options.eventStore?.kind !== 'eventstoredb' }),
+          useFactory: (store: EventStore, pool: Pool) => new AccountAudit(store, pool),
         },
         AddTokensHandler,
         UseTokensHandler,

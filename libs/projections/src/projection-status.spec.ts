@@ -47,14 +47,13 @@ async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs 
 }
 
 async function statuses(projections: readonly Projection[], live: readonly ProjectionRunner[]): Promise<Map<string, ProjectionStatus>> {
-  const rebuilds = new ProjectionRebuilds(store, database.pool, { connectionString: database.url, eventsInPostgres: true, projections });
+  const rebuilds = new ProjectionRebuilds(store, database.pool, { connectionString: database.url, projections });
   const all = await projectionStatuses({
     store,
     pool: database.pool,
     projections,
     runners: new Map(live.map((each) => [each.projection.name, each])),
     rebuilds,
-    eventsInPostgres: true,
   });
   return new Map(all.map((status) => [status.name, status]));
 }

@@ -44,12 +44,6 @@ export type AccountAuditReport = {
 export const AUDIT_PAGE_SIZE_MAX = 1_000;
 
 export type AccountAuditOptions = {
-  /**
-   * The events are in this PostgreSQL database: the stream's revision is read from `event_streams`,
-   * a record apart from the events, so removing the newest events is found. With EventStoreDB the
-   * last event read is the only record, which cannot show that.
-   */
-  readonly eventsInPostgres: boolean;
   readonly projections?: readonly Projection[];
 };
 
@@ -63,7 +57,7 @@ export class AccountAudit {
   constructor(
     private readonly store: EventStore,
     private readonly pool: Pool,
-    private readonly options: AccountAuditOptions,
+    options: AccountAuditOptions = {},
   ) {
     this.projections = options.projections ?? PROJECTIONS;
   }
@@ -135,16 +129,16 @@ export class AccountAudit {
     return { streamId, text: createAuditBundle(bundled, { privateKey, streamId, createdAt: now.toISOString() }) };
   }
 
-  /** The stream's last revision as the store records it, apart from the events themselves. */
+  /**
+   * The stream's last revision as the store records it. The PostgreSQL store records it apart from
+   * the events, so removing the newest events is found; with EventStoreDB the last event read is the
+   * only record, which cannot show that.
+   */
   private async streamRevision(userId: string): Promise<bigint> {
     const streamId = tokenAccountStreamId(userId);
-    let revision: bigint | undefined;
-    if (this.options.eventsInPostgres) {
-      const row = await this.pool.query<{ revision: string }>('SELECT revision::text FROM event_streams WHERE stream_id = $1', [streamId]);
-      revision = row.rows[0] === undefined ? undefined : BigInt(row.rows[0].revision);
-    } else {
-      revision = (await this.store.readStream(streamId, { direction: 'backwards', maxCount: 1 }))[0]?.revision;
-    }
+    const postgres = this.store.postgres;
+    const revision =
+      postgres === undefined ? (await this.store.readStream(streamId, { direction: 'backwards', maxCount: 1 }))[0]?.revision : await postgres.recordedStreamRevision(streamId);
     if (revision === undefined || revision < 0n) throw new AccountNotFoundError(userId);
     return revision;
   }

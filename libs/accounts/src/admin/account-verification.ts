@@ -80,7 +80,7 @@ export async function verifyAllAccounts(
   projections: readonly Projection[],
   options: { readonly concurrency?: number; readonly onProgress?: (done: number, total: number) => void } = {},
 ): Promise<VerificationReport> {
-  const users = await knownAccounts(pool);
+  const users = await knownAccounts(store, pool);
   const differences: AccountDifference[] = [];
   let next = 0;
   let done = 0;
@@ -97,13 +97,12 @@ export async function verifyAllAccounts(
   return { accounts: users.length, differences };
 }
 
-/** Accounts with a stream in the PostgreSQL event store or a row in user_tokens. */
-async function knownAccounts(pool: Pool): Promise<readonly string[]> {
-  const result = await pool.query<{ user_id: string }>(
-    `SELECT substring(stream_id FROM ${'token-account-'.length + 1}) AS user_id FROM event_streams WHERE stream_id LIKE 'token-account-%'
-     UNION SELECT user_id::text FROM user_tokens ORDER BY 1`,
-  );
-  return result.rows.map((row) => row.user_id);
+/** Accounts with a stream in the PostgreSQL event store or a row in user_tokens, each once, in order. */
+async function knownAccounts(store: EventStore, pool: Pool): Promise<readonly string[]> {
+  const prefix = tokenAccountStreamId('');
+  const streams = (await store.postgres?.streamIdsStartingWith(prefix)) ?? [];
+  const rows = await pool.query<{ user_id: string }>('SELECT user_id::text FROM user_tokens');
+  return [...new Set([...streams.map((streamId) => streamId.slice(prefix.length)), ...rows.rows.map((row) => row.user_id)])].sort();
 }
 
 /**

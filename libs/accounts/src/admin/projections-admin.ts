@@ -16,8 +16,6 @@ import { replayAccount, verifyAccount, verifyAllAccounts, type AccountDifference
 
 export type ProjectionsAdminOptions = {
   readonly connectionString: string;
-  /** The events are in this PostgreSQL database (not EventStoreDB): exact lag counts, bulk rebuilds, verify --all. */
-  readonly eventsInPostgres: boolean;
   readonly projections?: readonly Projection[];
   /** The projection runners of this process (or `standby` for those another process leads), by projection name. */
   readonly runners?: ReadonlyMap<string, ProjectionRunnerView>;
@@ -37,7 +35,6 @@ export class ProjectionsAdmin implements BeforeApplicationShutdown {
     this.projections = options.projections ?? PROJECTIONS;
     this.rebuilds = new ProjectionRebuilds(store, pool, {
       connectionString: options.connectionString,
-      eventsInPostgres: options.eventsInPostgres,
       projections: this.projections,
       onLog: options.onLog,
     });
@@ -50,7 +47,6 @@ export class ProjectionsAdmin implements BeforeApplicationShutdown {
       projections: this.projections,
       runners: this.options.runners ?? new Map(),
       rebuilds: this.rebuilds,
-      eventsInPostgres: this.options.eventsInPostgres,
     });
   }
 
