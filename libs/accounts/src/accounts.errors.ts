@@ -1,18 +1,9 @@
 import { CodedError } from '@app/ledger';
 
-/** The accounts lib's expected rejections: the command path's and the auditor's. */
-export const ACCOUNTS_ERROR_CODES = ['CONCURRENCY_CONFLICT', 'ACCOUNT_NOT_FOUND', 'CHAIN_BROKEN', 'STREAM_NOT_REPLAYABLE'] as const;
+/** The accounts lib's expected rejections: the auditor's. */
+export const ACCOUNTS_ERROR_CODES = ['ACCOUNT_NOT_FOUND', 'CHAIN_BROKEN', 'STREAM_NOT_REPLAYABLE'] as const;
 
 export type AccountsErrorCode = (typeof ACCOUNTS_ERROR_CODES)[number];
-
-/** Optimistic concurrency failed this many times in a row: the caller may retry the request. */
-export class ConcurrencyConflictError extends CodedError<AccountsErrorCode> {
-  override readonly name = 'ConcurrencyConflictError';
-
-  constructor(message: string) {
-    super('CONCURRENCY_CONFLICT', message, {});
-  }
-}
 
 /** The user has no stream: nothing to audit. */
 export class AccountNotFoundError extends CodedError<AccountsErrorCode> {

@@ -4,7 +4,7 @@ import { PG_POOL } from '@app/database';
 import { EVENT_STORE, EventStoreDBEventStore, PostgresEventStore, type EventStore } from '@app/event-store';
 import { InlineProjections, PROJECTIONS, TOKEN_ACCOUNTS_PROJECTION } from '@app/projections';
 import type { Pool } from 'pg';
-import { CommandHandling, DEFAULT_COMMAND_HANDLING_OPTIONS } from './command-handling.js';
+import { CommandHandling, DEFAULT_COMMAND_HANDLING_OPTIONS, PostgresSnapshotStore, ReadModelConsistency } from '@app/event-sourcing';
 import { AccountAudit } from './admin/account-audit.js';
 import { ProjectionsAdmin } from './admin/projections-admin.js';
 import { AddTokensHandler } from './commands/add-tokens.command.js';
@@ -13,8 +13,6 @@ import { AdjustTokensHandler } from './commands/adjust-tokens.command.js';
 import { ProjectionsLifecycle } from './projections.lifecycle.js';
 import { GetBalanceHandler } from './queries/get-balance.query.js';
 import { GetTransactionsHandler } from './queries/get-transactions.query.js';
-import { ReadModelConsistency } from './read-model-consistency.js';
-import { PostgresSnapshotStore } from './snapshots/postgres-snapshot-store.js';
 import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from './token-accounts.tokens.js';
 
 /** Token accounts: the event store, command and query handlers, and the projections behind them. */

@@ -1,6 +1,6 @@
-import { formatPosition, type Position } from '@app/event-store';
+import type { ReadModelConsistency, Written } from '@app/event-sourcing';
+import { formatPosition } from '@app/event-store';
 import type { TransactionView } from '@app/projections';
-import type { ReadModelConsistency } from './read-model-consistency.js';
 
 /** What a write returns: the decided outcome, and whether the read models already show it. */
 export type LedgerWriteResult = {
@@ -11,9 +11,6 @@ export type LedgerWriteResult = {
   readonly position: string | null;
   readonly readModelUpToDate: boolean;
 };
-
-/** Where a write landed, and whether its read-model rows committed with it (`HandledCommand` is one). */
-export type Written = { readonly position: Position | undefined; readonly readModelsCommitted?: boolean };
 
 /** A write's result: the decided transaction and balance, answered once the read models show it (or the wait timed out). */
 export async function ledgerWriteResult(transaction: TransactionView, written: Written, consistency: ReadModelConsistency): Promise<LedgerWriteResult> {

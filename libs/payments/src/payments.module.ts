@@ -1,6 +1,6 @@
 import { Logger, Module, type DynamicModule } from '@nestjs/common';
 import { CqrsModule } from '@nestjs/cqrs';
-import { CommandHandling, ReadModelConsistency } from '@app/accounts';
+import { CommandHandling, ReadModelConsistency } from '@app/event-sourcing';
 import { PG_POOL } from '@app/database';
 import type { Pool } from 'pg';
 import { CapturePaymentHandler, InitiatePaymentHandler, RefundPaymentHandler, SettlePaymentHandler } from './commands/payment.commands.js';

@@ -1,6 +1,7 @@
 import { HttpStatus } from '@nestjs/common';
 import { ACCOUNTS_ERROR_CODES } from '@app/accounts';
 import { AUTH_ERROR_CODES } from '@app/auth';
+import { EVENT_SOURCING_ERROR_CODES } from '@app/event-sourcing';
 import { CodedError, LEDGER_ERROR_CODES } from '@app/ledger';
 import { PAYMENTS_ERROR_CODES } from '@app/payments';
 import { PROJECTIONS_ERROR_CODES } from '@app/projections';
@@ -10,6 +11,7 @@ import { REQUEST_VALIDATION_ERROR_CODES } from './request-validation.error.js';
 /** Every code an expected rejection can carry: each lib's closed list, composed here at the edge. */
 export const ERROR_CODES = [
   ...LEDGER_ERROR_CODES,
+  ...EVENT_SOURCING_ERROR_CODES,
   ...ACCOUNTS_ERROR_CODES,
   ...PAYMENTS_ERROR_CODES,
   ...PROJECTIONS_ERROR_CODES,

@@ -2,9 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
 import { transactionOf } from '@app/projections';
-import { CommandHandling } from '../command-handling.js';
-import { eventMetadata, type CommandContext } from '../command-context.js';
-import { ReadModelConsistency } from '../read-model-consistency.js';
+import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
 import { ledgerWriteResult, type LedgerWriteResult } from '../transaction.view.js';
 
 /** Spends tokens; refused with INSUFFICIENT_BALANCE when the balance is short. */

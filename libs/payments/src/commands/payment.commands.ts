@@ -1,5 +1,5 @@
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import type { CommandContext } from '@app/accounts';
+import type { CommandContext } from '@app/event-sourcing';
 import { PaymentWorkflow, type InitiatedPayment } from '../payment-workflow.js';
 import type { PaymentWriteResult } from '../payment.view.js';
 

@@ -1,5 +1,5 @@
 import { tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
-import { systemActor, type CommandHandling } from '@app/accounts';
+import { systemActor, type CommandHandling } from '@app/event-sourcing';
 import type { Pool } from 'pg';
 import type { PaymentWorkflow } from '../payment-workflow.js';
 

@@ -1,9 +1,11 @@
-import type { Position } from '@app/event-store';
+import { comparePositions, type Position } from '@app/event-store';
 import { readCheckpoint, type ProjectionRunner } from '@app/projections';
-import { comparePositions } from '@app/event-store';
 import type { Pool } from 'pg';
 
 const POLL_INTERVAL_MS = 20;
+
+/** Where a write landed, and whether its read-model rows committed with it (`HandledCommand` is one). */
+export type Written = { readonly position: Position | undefined; readonly readModelsCommitted?: boolean };
 
 /**
  * Read-your-writes: a write responds only once the read models include it, so the caller's next read

@@ -2,13 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { EventIdConflictError, WrongExpectedRevisionError, type EventMetadata, type EventStore, type EventToAppend, type Position } from '@app/event-store';
 import { sealEvents } from '@app/audit';
 import { fold, type Decider } from '@app/ledger';
-import { ConcurrencyConflictError } from './accounts.errors.js';
+import { ConcurrencyConflictError } from './event-sourcing.errors.js';
 import { findEarlierAttempt, recordedAttempt } from './idempotent-append.js';
 import { idempotentEventId, type IdempotentRequest } from './idempotent-request.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { asEvent, storedHashOf, StreamLoader, type DomainEvent, type LoadedStream, type StateDecider, type StreamLoaderOptions } from './stream-loader.js';
 
-export { ConcurrencyConflictError } from './accounts.errors.js';
+export { ConcurrencyConflictError } from './event-sourcing.errors.js';
 export type { DomainEvent, LoadedStream } from './stream-loader.js';
 
 export type HandledCommand<State, Event> = {
