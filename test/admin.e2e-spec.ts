@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { ProjectionsAdmin, verifyAccount } from '@app/accounts';
+import { ProjectionsAdmin, verifyAccount } from '@app/operations';
 import { EVENT_STORE, PostgresEventStore, type EventStore } from '@app/event-store';
 import { MockPaymentProvider, PAYMENT_PROVIDER } from '@app/payments';
 import { initialTokenAccountState } from '@app/ledger';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AccountAudit } from '@app/accounts';
+import { AccountAudit } from '@app/operations';
 import { CommandHandling, eventMetadata, ReadModelConsistency } from '@app/event-sourcing';
 import { decideTokenAccount, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
 import { runCli } from './support/run-cli.js';

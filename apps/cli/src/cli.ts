@@ -1,4 +1,4 @@
-import { ProjectionsAdmin } from '@app/accounts';
+import { ProjectionsAdmin } from '@app/operations';
 import { API_KEY_ROLES, ApiKeyRepository, loadAuthConfig, mintToken, resolveAuthSettings, ROLES, type ApiKeyRole, type Role } from '@app/auth';
 import { migrateDatabase } from '@app/database';
 import { PROJECTIONS, SEED_EVENTS_MAX, SEED_USERS_MAX, seedHistory, type RebuildView } from '@app/projections';

@@ -1,4 +1,3 @@
-export * from './accounts.errors.js';
 export * from './commands/add-tokens.command.js';
 export * from './commands/adjust-tokens.command.js';
 export * from './commands/use-tokens.command.js';
@@ -8,6 +7,3 @@ export * from './queries/get-transactions.query.js';
 export * from './token-accounts.module.js';
 export * from './token-accounts.tokens.js';
 export * from './transaction.view.js';
-export * from './admin/account-verification.js';
-export * from './admin/projections-admin.js';
-export * from './admin/account-audit.js';

@@ -5,8 +5,7 @@ import { EVENT_STORE, EventStoreDBEventStore, PostgresEventStore, type EventStor
 import { InlineProjections, PROJECTIONS, TOKEN_ACCOUNTS_PROJECTION } from '@app/projections';
 import type { Pool } from 'pg';
 import { CommandHandling, DEFAULT_COMMAND_HANDLING_OPTIONS, PostgresSnapshotStore, ReadModelConsistency } from '@app/event-sourcing';
-import { AccountAudit } from './admin/account-audit.js';
-import { ProjectionsAdmin } from './admin/projections-admin.js';
+import { AccountAudit, ProjectionsAdmin } from '@app/operations';
 import { AddTokensHandler } from './commands/add-tokens.command.js';
 import { UseTokensHandler } from './commands/use-tokens.command.js';
 import { AdjustTokensHandler } from './commands/adjust-tokens.command.js';

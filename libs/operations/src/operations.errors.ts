@@ -1,12 +1,12 @@
 import { CodedError } from '@app/ledger';
 
-/** The accounts lib's expected rejections: the auditor's. */
-export const ACCOUNTS_ERROR_CODES = ['ACCOUNT_NOT_FOUND', 'CHAIN_BROKEN', 'STREAM_NOT_REPLAYABLE'] as const;
+/** The operator tools' expected rejections: the auditor's. */
+export const OPERATIONS_ERROR_CODES = ['ACCOUNT_NOT_FOUND', 'CHAIN_BROKEN', 'STREAM_NOT_REPLAYABLE'] as const;
 
-export type AccountsErrorCode = (typeof ACCOUNTS_ERROR_CODES)[number];
+export type OperationsErrorCode = (typeof OPERATIONS_ERROR_CODES)[number];
 
 /** The user has no stream: nothing to audit. */
-export class AccountNotFoundError extends CodedError<AccountsErrorCode> {
+export class AccountNotFoundError extends CodedError<OperationsErrorCode> {
   override readonly name = 'AccountNotFoundError';
 
   constructor(readonly userId: string) {
@@ -15,7 +15,7 @@ export class AccountNotFoundError extends CodedError<AccountsErrorCode> {
 }
 
 /** The stream's chain is broken: it can be verified (and the break reported) but not bundled. */
-export class ChainBrokenError extends CodedError<AccountsErrorCode> {
+export class ChainBrokenError extends CodedError<OperationsErrorCode> {
   override readonly name = 'ChainBrokenError';
 
   constructor(
@@ -28,7 +28,7 @@ export class ChainBrokenError extends CodedError<AccountsErrorCode> {
 }
 
 /** The stream cannot be replayed: the ledger's invariants refuse it (it was changed outside the ledger). */
-export class StreamNotReplayableError extends CodedError<AccountsErrorCode> {
+export class StreamNotReplayableError extends CodedError<OperationsErrorCode> {
   override readonly name = 'StreamNotReplayableError';
 
   constructor(

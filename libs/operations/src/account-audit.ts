@@ -4,7 +4,7 @@ import { formatPosition, readStreamPages, readWholeStream, type EventStore, type
 import { tokenAccountStreamId } from '@app/ledger';
 import { PROJECTIONS, type Projection } from '@app/projections';
 import type { Pool } from 'pg';
-import { AccountNotFoundError, ChainBrokenError, StreamNotReplayableError } from '../accounts.errors.js';
+import { AccountNotFoundError, ChainBrokenError, StreamNotReplayableError } from './operations.errors.js';
 import { verifyAccount, type AccountDifference } from './account-verification.js';
 
 /** A stored event as an auditor sees it: everything the store holds. */

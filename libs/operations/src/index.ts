@@ -1,0 +1,4 @@
+export * from './account-audit.js';
+export * from './account-verification.js';
+export * from './operations.errors.js';
+export * from './projections-admin.js';
