@@ -13,7 +13,7 @@ import { MockPaymentProvider } from './provider/mock-payment-provider.js';
 import { PAYMENT_PROVIDER, type PaymentProvider } from './provider/payment-provider.port.js';
 import { GetPaymentHandler, ListPaymentsHandler } from './queries/payment.queries.js';
 
-/** Payments: the provider adapter, the payment use cases, their queries and the expiry job. Needs TokenAccountsModule. */
+/** Payments: the provider adapter, the payment use cases, their queries and the expiry job. Needs EventSourcingModule and DatabaseModule. */
 @Module({})
 export class PaymentsModule {
   static forRoot(options: PaymentsOptions): DynamicModule {

@@ -10,7 +10,7 @@ import {
   type ProjectionRunnerView,
 } from '@app/projections';
 import type { Pool } from 'pg';
-import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from './token-accounts.tokens.js';
+import { EVENT_SOURCING_OPTIONS, type EventSourcingOptions } from './event-sourcing.tokens.js';
 
 /** The leadership worker of a projection: one process at a time runs its runner. */
 export function projectionWorker(projection: string): string {
@@ -33,7 +33,7 @@ export class ProjectionsLifecycle implements OnApplicationBootstrap, BeforeAppli
   constructor(
     @Inject(EVENT_STORE) private readonly store: EventStore,
     @Inject(PG_POOL) pool: Pool,
-    @Inject(TOKEN_ACCOUNTS_OPTIONS) private readonly options: TokenAccountsOptions,
+    @Inject(EVENT_SOURCING_OPTIONS) private readonly options: EventSourcingOptions,
     election: LeaderElection,
   ) {
     this.runners = new Map(

@@ -1,7 +1,7 @@
-/** Nest injection tokens of the token-accounts module. */
-export const TOKEN_ACCOUNTS_OPTIONS = Symbol('TOKEN_ACCOUNTS_OPTIONS');
+/** Nest injection tokens of the event-sourcing module. */
+export const EVENT_SOURCING_OPTIONS = Symbol('EVENT_SOURCING_OPTIONS');
 
-export type TokenAccountsOptions = {
+export type EventSourcingOptions = {
   /** Run the projection runner in this process (the default); off for scaled-out API instances. */
   readonly projectionsEnabled: boolean;
   /** Longest a write waits for the read models to include it. */
