@@ -1,7 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { CqrsModule } from '@nestjs/cqrs';
 import { TerminusModule } from '@nestjs/terminus';
-import { TokenAccountsModule } from '@app/accounts';
+import { TokenAccountsModule } from '@app/token-accounts';
 import { DatabaseModule } from '@app/database';
 import { EventSourcingModule, type EventStoreChoice } from '@app/event-sourcing';
 import { OperationsModule } from '@app/operations';

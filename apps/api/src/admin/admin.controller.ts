@@ -11,7 +11,7 @@ import {
   ApiTags,
   ApiUnprocessableEntityResponse,
 } from '@nestjs/swagger';
-import { AdjustTokensCommand } from '@app/accounts';
+import { AdjustTokensCommand } from '@app/token-accounts';
 import { ProjectionsAdmin } from '@app/operations';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LedgerWriteResponse, UserIdParams } from '../accounts/accounts.dto.js';
