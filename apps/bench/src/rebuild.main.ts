@@ -5,21 +5,8 @@ import { parseArgs } from 'node:util';
 import { createPool, migrateDatabase, startEmbeddedPostgres, type EmbeddedPostgresServer } from '@app/database';
 import { PostgresEventStore } from '@app/event-store';
 import { initialTokenAccountState } from '@app/ledger';
-import {
-  appendDecided,
-  DEFAULT_RUNNER_OPTIONS,
-  ProjectionRebuilds,
-  ProjectionRunner,
-  projectionStatuses,
-  seededRandom,
-  seededUuid,
-  seedHistory,
-  SET_BASED_BATCH_MIN,
-  TOKEN_ACCOUNTS_PROJECTION,
-  tokenAccountsProjection,
-  type GeneratedAccount,
-  type RebuildView,
-} from '@app/projections';
+import { DEFAULT_RUNNER_OPTIONS, ProjectionRebuilds, ProjectionRunner, projectionStatuses, SET_BASED_BATCH_MIN, TOKEN_ACCOUNTS_PROJECTION, tokenAccountsProjection, type RebuildView } from '@app/projections';
+import { appendDecided, seededRandom, seededUuid, seedHistory, type GeneratedAccount } from '@app/testing';
 import pg, { type Pool } from 'pg';
 
 /**

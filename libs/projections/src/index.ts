@@ -10,6 +10,5 @@ export * from './projections.errors.js';
 export * from './projection-status.js';
 export * from './shadow-tables.js';
 export * from './token-accounts.bulk.js';
-export * from './synthetic-history.js';
 export * from './payments.projection.js';
 export * from './inline-projections.js';

@@ -7,7 +7,7 @@ import { ProjectionRebuilds, type ProjectionRebuildsOptions, type RebuildView } 
 import { ProjectionRunner } from './projection-runner.js';
 import type { Projection } from './projection.js';
 import { NOT_PROJECTION_TABLES, NotAProjectionTableError } from './shadow-tables.js';
-import { appendDecided, nextCommand, nextCommandWithPayments, seededRandom, seededUuid, type CommandSource, type GeneratedAccount } from './synthetic-history.js';
+import { appendDecided, nextCommand, nextCommandWithPayments, seededRandom, seededUuid, type CommandSource, type GeneratedAccount } from '@app/testing';
 import { tokenAccountsProjection } from './token-accounts.projection.js';
 import { initialTokenAccountState } from '@app/ledger';
 

@@ -5,7 +5,7 @@ import { ProjectionRebuilds } from './projection-rebuild.js';
 import { ProjectionRunner } from './projection-runner.js';
 import { projectionStatuses, type ProjectionStatus } from './projection-status.js';
 import type { Projection } from './projection.js';
-import { appendDecided, seededRandom, seededUuid } from './synthetic-history.js';
+import { appendDecided, seededRandom, seededUuid } from '@app/testing';
 import { tokenAccountsProjection } from './token-accounts.projection.js';
 
 let database: TestDatabase;
