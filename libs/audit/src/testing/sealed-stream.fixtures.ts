@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { sealEvents, type JsonObject } from './hash-chain.js';
-import type { BundleEvent } from './audit-bundle.js';
+import { sealEvents, type JsonObject } from '../hash-chain.js';
+import type { BundleEvent } from '../audit-bundle.js';
 
 export const userId = '6f1c2a9e-4b7d-4e0a-9c3b-2d5e8f7a1b40';
 export const streamId = `token-account-${userId}`;
