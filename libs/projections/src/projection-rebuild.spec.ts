@@ -8,7 +8,7 @@ import { ProjectionRunner } from './projection-runner.js';
 import type { Projection } from './projection.js';
 import { NOT_PROJECTION_TABLES, NotAProjectionTableError } from './shadow-tables.js';
 import { appendDecided, nextCommand, nextCommandWithPayments, seededRandom, seededUuid, type CommandSource, type GeneratedAccount } from '@app/testing';
-import { tokenAccountsProjection } from './token-accounts.projection.js';
+import { tokenAccountsProjection } from './read-models/token-accounts/token-accounts.projection.js';
 import { initialTokenAccountState } from '@app/ledger';
 
 let database: TestDatabase;

@@ -6,7 +6,7 @@ import { ProjectionRunner } from './projection-runner.js';
 import { projectionStatuses, type ProjectionStatus } from './projection-status.js';
 import type { Projection } from './projection.js';
 import { appendDecided, seededRandom, seededUuid } from '@app/testing';
-import { tokenAccountsProjection } from './token-accounts.projection.js';
+import { tokenAccountsProjection } from './read-models/token-accounts/token-accounts.projection.js';
 
 let database: TestDatabase;
 let store: PostgresEventStore;

@@ -1,6 +1,6 @@
 import type { RecordedEvent } from '@app/event-store';
 import { PAYMENT_TIMED_OUT, type PaymentEvent } from '@app/ledger';
-import type { RowChange } from './projection.js';
+import type { RowChange } from '../../projection.js';
 
 const INSERT_PAYMENT = `
   INSERT INTO payments (id, user_id, status, package_id, tokens_purchased, amount, currency, provider, order_id, metadata,

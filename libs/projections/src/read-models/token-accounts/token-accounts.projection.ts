@@ -1,7 +1,7 @@
 import { formatPosition, type RecordedEvent } from '@app/event-store';
 import { TOKEN_ACCOUNT_EVENT_TYPES, type TokenAccountEvent } from '@app/ledger';
 import { projectPaymentEvent } from './payments.projection.js';
-import type { Projection, RowChange } from './projection.js';
+import type { Projection, RowChange } from '../../projection.js';
 import { TOKEN_ACCOUNTS_INLINE_COMMITS, tokenAccountsAccountRows, tokenAccountsBulkLoad } from './token-accounts.bulk.js';
 import { transactionOf, type TransactionView } from './token-transaction.view.js';
 

@@ -1,5 +1,5 @@
 import { PAYMENT_TIMED_OUT, tokenAccountStreamId } from '@app/ledger';
-import type { AccountRows, BulkLoad } from './projection.js';
+import type { AccountRows, BulkLoad } from '../../projection.js';
 
 /** The transactions whose events token_accounts applied inline (see the inline-projections migration). */
 export const TOKEN_ACCOUNTS_INLINE_COMMITS = 'token_accounts_inline_commits';
