@@ -1,4 +1,4 @@
-import { Logger, Module, type DynamicModule } from '@nestjs/common';
+import { Logger, Module } from '@nestjs/common';
 import { PG_POOL } from '@app/database';
 import { EVENT_STORE, type EventStore } from '@app/event-store';
 import { EVENT_SOURCING_OPTIONS, ProjectionsLifecycle, type EventSourcingOptions } from '@app/event-sourcing';
