@@ -19,20 +19,7 @@ import pg, { type Pool } from 'pg';
  * committed swap. Results go to stdout and into docs/benchmarks.md with the command.
  */
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      users: { type: 'string', default: '10000' },
-      events: { type: 'string', default: '1000000' },
-      seed: { type: 'string', default: '1' },
-      writers: { type: 'string', default: '32' },
-      'no-write': { type: 'boolean', default: false },
-    },
-  });
-  const users = wholeNumber('users', values.users, 1, 1_000_000);
-  const events = wholeNumber('events', values.events, 1, 100_000_000);
-  const seed = wholeNumber('seed', values.seed, 0, 4_294_967_295);
-  const writers = wholeNumber('writers', values.writers, 0, 64);
-
+  const { users, events, seed, writers, writeResults: write } = benchOptions();
   const server = await startServer();
   const pool = createPool({ url: server.url, poolSizeMax: 30 });
   const store = new PostgresEventStore(pool, { connectionString: server.url });
@@ -95,7 +82,27 @@ async function main(): Promise<void> {
     ...lines,
   ].join('\n');
   process.stdout.write(`${rendered}\n`);
-  if (values['no-write'] !== true) await writeResults(rendered);
+  if (write) await writeResults(rendered);
+}
+
+/** The command line's options, checked. */
+function benchOptions(): { readonly users: number; readonly events: number; readonly seed: number; readonly writers: number; readonly writeResults: boolean } {
+  const { values } = parseArgs({
+    options: {
+      users: { type: 'string', default: '10000' },
+      events: { type: 'string', default: '1000000' },
+      seed: { type: 'string', default: '1' },
+      writers: { type: 'string', default: '32' },
+      'no-write': { type: 'boolean', default: false },
+    },
+  });
+  return {
+    users: wholeNumber('users', values.users, 1, 1_000_000),
+    events: wholeNumber('events', values.events, 1, 100_000_000),
+    seed: wholeNumber('seed', values.seed, 0, 4_294_967_295),
+    writers: wholeNumber('writers', values.writers, 0, 64),
+    writeResults: values['no-write'] !== true,
+  };
 }
 
 async function timedRebuild(rebuilds: ProjectionRebuilds): Promise<{ readonly seconds: number; readonly eventsPerSecond: number; readonly view: RebuildView }> {

@@ -79,7 +79,7 @@ export class CommandHandling {
   handle<Command, Event extends DomainEvent, State>(request: CommandRequest<Command, Event, State>): Promise<HandledCommand<State, Event>> {
     const { streamId, decider, idempotency } = request;
     return this.locks.run(streamId, async () => {
-      const earlier = idempotency === undefined ? undefined : await findEarlierAttempt<Event>(this.store, streamId, idempotency, idempotency.notBefore);
+      const earlier = idempotency === undefined ? undefined : await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
       if (earlier !== undefined) return { state: (await this.streams.load(streamId, decider)).state, ...earlier };
       let loaded = await this.startingState(request);
       for (let attempt = 1; ; attempt += 1) {
@@ -135,7 +135,7 @@ export class CommandHandling {
         }
         // Not final when the state includes this very request, appended by an attempt running
         // alongside (a lapsed lease): its spend must not turn the retry into INSUFFICIENT_BALANCE.
-        const earlier = idempotency === undefined ? undefined : await findEarlierAttempt<Event>(this.store, streamId, idempotency, idempotency.notBefore);
+        const earlier = idempotency === undefined ? undefined : await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
         if (earlier !== undefined) return { state: loaded.state, ...earlier };
         throw error;
       }
@@ -164,7 +164,7 @@ export class CommandHandling {
       if (idempotency === undefined || !(error instanceof EventIdConflictError)) throw error;
       // The ids are in the stream already, elsewhere than where this decision would go: an earlier
       // attempt of the request appended them (found however long ago that was).
-      const earlier = await findEarlierAttempt<Event>(this.store, streamId, idempotency, undefined);
+      const earlier = await findEarlierAttempt<Event>(this.store, streamId, idempotency);
       if (earlier === undefined) throw error;
       return { state: (await this.streams.catchUp(streamId, decider, on)).state, ...earlier };
     }

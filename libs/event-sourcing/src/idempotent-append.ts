@@ -18,7 +18,7 @@ export async function findEarlierAttempt<Event extends DomainEvent>(
   store: EventStore,
   streamId: string,
   request: IdempotentRequest,
-  notBefore: Date | undefined,
+  { notBefore }: { readonly notBefore?: Date } = {},
 ): Promise<EarlierAttempt<Event> | undefined> {
   const firstId = idempotentEventId(request.requestId, 0);
   let from: bigint | undefined;

@@ -286,7 +286,7 @@ export class ProjectionRebuilds {
           if (signal.aborted) throw new Interrupted();
           const bounds = [...upTo, chunk.first.toString(), chunk.last.toString()];
           for (const statement of bulk.chunked) await session.query(statement, bounds);
-          await progress.advance(await postgres.countEventsInChunk(head, chunk), undefined);
+          await progress.advance(await postgres.countEventsInChunk(head, chunk));
         }
       };
       const stopOthers = (error: unknown) => {
@@ -464,7 +464,8 @@ class Progress {
     await this.client.query('UPDATE projection_rebuilds SET events_total = GREATEST($2::bigint, events_done), updated_at = now() WHERE id = $1', [this.id, total]);
   }
 
-  async advance(events: number, position: Position | undefined): Promise<void> {
+  /** Counts `events` more done; `position`, when given, is how far the shadow tables have got. */
+  async advance(events: number, position?: Position): Promise<void> {
     this.done += events;
     await this.client.query(
       `UPDATE projection_rebuilds SET events_done = $2, events_total = GREATEST(events_total, $2::bigint),
