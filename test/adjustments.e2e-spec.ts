@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { ProjectionsAdmin } from '@app/accounts';
+import { ProjectionsAdmin } from '@app/operations';
 import { startTestApp, type TestApp } from './support/test-app.js';
 
 let testApp: TestApp;

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { ProjectionsAdmin, verifyAccount } from '@app/accounts';
+import { ProjectionsAdmin, verifyAccount } from '@app/operations';
 import { EVENT_STORE, PostgresEventStore, type EventStore } from '@app/event-store';
 import { MockPaymentProvider, PAYMENT_PROVIDER } from '@app/payments';
 import { initialTokenAccountState } from '@app/ledger';
-import { appendDecided, ProjectionRunner, seededRandom, seededUuid, tokenAccountsProjection, type GeneratedAccount, type Projection } from '@app/projections';
+import { ProjectionRunner, tokenAccountsProjection, type Projection } from '@app/projections';
+import { appendDecided, seededRandom, seededUuid, type GeneratedAccount } from '@app/testing';
 import type { Pool } from 'pg';
 import { startTestApp, startTestAppOn, type TestApp } from './support/test-app.js';
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { ReadModelConsistency } from '@app/accounts';
+import { ReadModelConsistency } from '@app/event-sourcing';
 import { IdempotencyStore } from '../apps/api/src/http/idempotency/idempotency.store.js';
 import { createTestDatabase, type TestDatabase } from './support/test-database.js';
 import { startTestAppOn, type TestApp } from './support/test-app.js';

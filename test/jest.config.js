@@ -16,7 +16,7 @@ export default {
     '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/test/tsconfig.spec.json', useESM: true }],
   },
   moduleNameMapper: {
-    '^@app/(ledger|event-store|projections|database|accounts|payments|auth|audit)$': '<rootDir>/libs/$1/src/index.ts',
+    '^@app/(ledger|event-store|event-sourcing|projections|database|token-accounts|operations|payments|auth|audit|testing)$': '<rootDir>/libs/$1/src/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },
   testEnvironment: 'node',

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { CommandHandling, ReadModelConsistency } from '@app/accounts';
+import { CommandHandling, ReadModelConsistency } from '@app/event-sourcing';
 import { EVENT_STORE, type EventStore } from '@app/event-store';
 import { decideTokenAccount, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
 import { MockPaymentProvider, PAYMENT_PROVIDER, PaymentExpiryJob, PaymentStreams, PaymentWorkflow, DEFAULT_TOKEN_PACKAGES, type PaymentProvider } from '@app/payments';

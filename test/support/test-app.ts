@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { CommandActor } from '@app/accounts';
+import type { CommandActor } from '@app/event-sourcing';
 import { loadAuthConfig, mintToken, resolveAuthSettings, type Role } from '@app/auth';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { pino } from 'pino';

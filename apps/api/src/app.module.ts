@@ -1,8 +1,10 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { CqrsModule } from '@nestjs/cqrs';
 import { TerminusModule } from '@nestjs/terminus';
-import { TokenAccountsModule, type EventStoreChoice } from '@app/accounts';
+import { TokenAccountsModule } from '@app/token-accounts';
 import { DatabaseModule } from '@app/database';
+import { EventSourcingModule, type EventStoreChoice } from '@app/event-sourcing';
+import { OperationsModule } from '@app/operations';
 import { AccountsController } from './accounts/accounts.controller.js';
 import { AdminController } from './admin/admin.controller.js';
 import { auditSigningKeyProvider } from './audit/audit-signing-key.js';
@@ -29,12 +31,14 @@ export class AppModule {
         DatabaseModule.forRoot({ url: databaseUrl, poolSizeMax: config.DATABASE_POOL_SIZE }),
         CqrsModule.forRoot(),
         TerminusModule.forRoot({ logger: false }),
-        TokenAccountsModule.forRoot({
+        EventSourcingModule.forRoot({
           databaseUrl,
           projectionsEnabled: config.PROJECTIONS_ENABLED,
           readYourWritesTimeoutMs: config.READ_YOUR_WRITES_TIMEOUT_MS,
           eventStore: eventStoreChoiceOf(config),
         }),
+        TokenAccountsModule,
+        OperationsModule,
         PaymentsModule.forRoot({
           provider: config.PAYMENT_PROVIDER,
           mockBehaviour: config.PAYMENT_MOCK_BEHAVIOUR,

@@ -5,21 +5,8 @@ import { parseArgs } from 'node:util';
 import { createPool, migrateDatabase, startEmbeddedPostgres, type EmbeddedPostgresServer } from '@app/database';
 import { PostgresEventStore } from '@app/event-store';
 import { initialTokenAccountState } from '@app/ledger';
-import {
-  appendDecided,
-  DEFAULT_RUNNER_OPTIONS,
-  ProjectionRebuilds,
-  ProjectionRunner,
-  projectionStatuses,
-  seededRandom,
-  seededUuid,
-  seedHistory,
-  SET_BASED_BATCH_MIN,
-  TOKEN_ACCOUNTS_PROJECTION,
-  tokenAccountsProjection,
-  type GeneratedAccount,
-  type RebuildView,
-} from '@app/projections';
+import { DEFAULT_RUNNER_OPTIONS, ProjectionRebuilds, ProjectionRunner, projectionStatuses, SET_BASED_BATCH_MIN, TOKEN_ACCOUNTS_PROJECTION, tokenAccountsProjection, type RebuildView } from '@app/projections';
+import { appendDecided, seededRandom, seededUuid, seedHistory, type GeneratedAccount } from '@app/testing';
 import pg, { type Pool } from 'pg';
 
 /**
@@ -32,20 +19,7 @@ import pg, { type Pool } from 'pg';
  * committed swap. Results go to stdout and into docs/benchmarks.md with the command.
  */
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      users: { type: 'string', default: '10000' },
-      events: { type: 'string', default: '1000000' },
-      seed: { type: 'string', default: '1' },
-      writers: { type: 'string', default: '32' },
-      'no-write': { type: 'boolean', default: false },
-    },
-  });
-  const users = wholeNumber('users', values.users, 1, 1_000_000);
-  const events = wholeNumber('events', values.events, 1, 100_000_000);
-  const seed = wholeNumber('seed', values.seed, 0, 4_294_967_295);
-  const writers = wholeNumber('writers', values.writers, 0, 64);
-
+  const { users, events, seed, writers, writeResults: write } = benchOptions();
   const server = await startServer();
   const pool = createPool({ url: server.url, poolSizeMax: 30 });
   const store = new PostgresEventStore(pool, { connectionString: server.url });
@@ -61,7 +35,7 @@ async function main(): Promise<void> {
     seeded = Date.now() - seeded;
     report(`| seed ${events.toLocaleString('en-US')} events over ${users.toLocaleString('en-US')} users (real decider, appends of 100) | ${rate(events, seeded)} events/s | ${(seeded / 1000).toFixed(1)} s |`);
 
-    const rebuilds = new ProjectionRebuilds(store, pool, { connectionString: server.url, eventsInPostgres: true });
+    const rebuilds = new ProjectionRebuilds(store, pool, { connectionString: server.url });
     const coldXids = sampleRebuildXids(pool, rebuilds);
     const cold = await timedRebuild(rebuilds);
     const coldHeld = [...(await coldXids.stop())].map(([phase, held]) => `${phase} ${held.seconds.toFixed(2)} s (${held.query})`).join(', ');
@@ -108,7 +82,27 @@ async function main(): Promise<void> {
     ...lines,
   ].join('\n');
   process.stdout.write(`${rendered}\n`);
-  if (values['no-write'] !== true) await writeResults(rendered);
+  if (write) await writeResults(rendered);
+}
+
+/** The command line's options, checked. */
+function benchOptions(): { readonly users: number; readonly events: number; readonly seed: number; readonly writers: number; readonly writeResults: boolean } {
+  const { values } = parseArgs({
+    options: {
+      users: { type: 'string', default: '10000' },
+      events: { type: 'string', default: '1000000' },
+      seed: { type: 'string', default: '1' },
+      writers: { type: 'string', default: '32' },
+      'no-write': { type: 'boolean', default: false },
+    },
+  });
+  return {
+    users: wholeNumber('users', values.users, 1, 1_000_000),
+    events: wholeNumber('events', values.events, 1, 100_000_000),
+    seed: wholeNumber('seed', values.seed, 0, 4_294_967_295),
+    writers: wholeNumber('writers', values.writers, 0, 64),
+    writeResults: values['no-write'] !== true,
+  };
 }
 
 async function timedRebuild(rebuilds: ProjectionRebuilds): Promise<{ readonly seconds: number; readonly eventsPerSecond: number; readonly view: RebuildView }> {
@@ -154,7 +148,7 @@ function sampleLag(
   let running = true;
   const loop = (async () => {
     while (running) {
-      const [status] = await projectionStatuses({ store, pool, projections: [tokenAccountsProjection], runners: new Map([[TOKEN_ACCOUNTS_PROJECTION, runner]]), rebuilds, eventsInPostgres: true });
+      const [status] = await projectionStatuses({ store, pool, projections: [tokenAccountsProjection], runners: new Map([[TOKEN_ACCOUNTS_PROJECTION, runner]]), rebuilds });
       if (status !== undefined) {
         samples.push(status.lagSeconds);
         // Where in the rebuild the lag arises: its phase at the sample (none just before it starts and in the second after it ends).
@@ -216,7 +210,7 @@ function sampleRebuildXids(pool: Pool, rebuilds: ProjectionRebuilds): { stop(): 
 
 async function caughtUp(pool: Pool, store: PostgresEventStore, rebuilds: ProjectionRebuilds): Promise<void> {
   for (;;) {
-    const [status] = await projectionStatuses({ store, pool, projections: [tokenAccountsProjection], runners: new Map(), rebuilds, eventsInPostgres: true });
+    const [status] = await projectionStatuses({ store, pool, projections: [tokenAccountsProjection], runners: new Map(), rebuilds });
     if (status?.lagEvents === 0) return;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

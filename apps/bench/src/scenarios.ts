@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { loadavg } from 'node:os';
-import { CommandHandling, PostgresSnapshotStore } from '@app/accounts';
+import { CommandHandling, PostgresSnapshotStore } from '@app/event-sourcing';
 import { createPool } from '@app/database';
 import { PostgresEventStore, START, type EventToAppend, type GroupCommitStats } from '@app/event-store';
 import { decideTokenAccount, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';

@@ -1,7 +1,8 @@
-import { ProjectionsAdmin } from '@app/accounts';
+import { ProjectionsAdmin } from '@app/operations';
 import { API_KEY_ROLES, ApiKeyRepository, loadAuthConfig, mintToken, resolveAuthSettings, ROLES, type ApiKeyRole, type Role } from '@app/auth';
 import { migrateDatabase } from '@app/database';
-import { PROJECTIONS, SEED_EVENTS_MAX, SEED_USERS_MAX, seedHistory, type RebuildView } from '@app/projections';
+import { PROJECTIONS, type RebuildView } from '@app/projections';
+import { SEED_EVENTS_MAX, SEED_USERS_MAX, seedHistory } from '@app/testing';
 import { SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError } from 'commander';
 import { addAuditCommands } from './audit-commands.js';
@@ -245,7 +246,7 @@ async function withConnection(work: (connection: Connection) => Promise<void>): 
 
 function withAdmin(work: (admin: ProjectionsAdmin) => Promise<void>): Promise<void> {
   return withConnection(async ({ url, pool, store }) => {
-    const admin = new ProjectionsAdmin(store, pool, { connectionString: url, eventsInPostgres: true, onLog: (message) => process.stderr.write(`${message}\n`) });
+    const admin = new ProjectionsAdmin(store, pool, { connectionString: url, onLog: (message) => process.stderr.write(`${message}\n`) });
     try {
       await work(admin);
     } finally {

@@ -1,5 +1,5 @@
 import { stateAsOf, tokenAccountBalanceAsOf } from './as-of.js';
-import { sealedStream, STEPS } from './testing.fixtures.js';
+import { sealedStream, STEPS } from './testing/sealed-stream.fixtures.js';
 
 // Balances after each step: 100, 70, 120, 50, 45.
 describe('as-of replay', () => {

@@ -1,7 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { createAuditBundle, verifyAuditBundle } from './audit-bundle.js';
 import { HASH_METADATA_KEY, sealEvents } from './hash-chain.js';
-import { sealedStream, STEPS, streamId, withData } from './testing.fixtures.js';
+import { sealedStream, STEPS, streamId, withData } from './testing/sealed-stream.fixtures.js';
 
 const signer = generateKeyPairSync('ed25519');
 const stranger = generateKeyPairSync('ed25519');

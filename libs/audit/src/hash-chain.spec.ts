@@ -1,5 +1,5 @@
 import { canonicalEventForm, eventHash, HASH_METADATA_KEY, recomputedHeadHash, sealEvents, verifyChain, type ChainEvent } from './hash-chain.js';
-import { sealedStream, STEPS, streamId, withData } from './testing.fixtures.js';
+import { sealedStream, STEPS, streamId, withData } from './testing/sealed-stream.fixtures.js';
 
 describe('the hash chain', () => {
   it('covers stream, revision, id, type, data, metadata without the hash, and the previous hash', () => {

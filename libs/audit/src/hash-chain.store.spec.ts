@@ -1,7 +1,7 @@
 import { PostgresEventStore } from '@app/event-store';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { verifyChain, type ChainEvent } from './hash-chain.js';
-import { sealedStream, STEPS, streamId } from './testing.fixtures.js';
+import { sealedStream, STEPS, streamId } from './testing/sealed-stream.fixtures.js';
 
 // The chain must survive a round trip through the real store (jsonb reorders keys and rewrites
 // whitespace: the canonical form makes that irrelevant), and a direct SQL change must show.

@@ -14,7 +14,7 @@ import {
   type TokenAccountCommand,
   type TokenAccountState,
 } from '@app/ledger';
-import { CommandHandling, eventMetadata, idempotentValueId, ReadModelConsistency, type CommandContext, type Written } from '@app/accounts';
+import { CommandHandling, eventMetadata, idempotentValueId, ReadModelConsistency, type CommandContext, type Written } from '@app/event-sourcing';
 import { PaymentStreams } from './payment-streams.js';
 import { paymentView, type PaymentView, type PaymentWriteResult } from './payment.view.js';
 import { PaymentsError } from './payments.errors.js';

@@ -1,11 +1,14 @@
 import { Logger, Module, type DynamicModule } from '@nestjs/common';
 import { CqrsModule } from '@nestjs/cqrs';
-import { CommandHandling, ReadModelConsistency } from '@app/accounts';
+import { CommandHandling, ReadModelConsistency } from '@app/event-sourcing';
 import { PG_POOL } from '@app/database';
 import type { Pool } from 'pg';
-import { CapturePaymentHandler, InitiatePaymentHandler, RefundPaymentHandler, SettlePaymentHandler } from './commands/payment.commands.js';
-import { PaymentExpiryJob } from './jobs/payment-expiry.job.js';
-import { PaymentJobsScheduler } from './jobs/payment-jobs.scheduler.js';
+import { CapturePaymentHandler } from './capture-payment/capture-payment.command.js';
+import { PaymentExpiryJob } from './expiry/payment-expiry.job.js';
+import { PaymentJobsScheduler } from './expiry/payment-jobs.scheduler.js';
+import { InitiatePaymentHandler } from './initiate-payment/initiate-payment.command.js';
+import { RefundPaymentHandler } from './refund-payment/refund-payment.command.js';
+import { SettlePaymentHandler } from './settle-payment/settle-payment.command.js';
 import { PaymentStreams } from './payment-streams.js';
 import { PaymentWorkflow } from './payment-workflow.js';
 import { PAYMENTS_OPTIONS, type PaymentsOptions } from './payments.tokens.js';
@@ -13,7 +16,7 @@ import { MockPaymentProvider } from './provider/mock-payment-provider.js';
 import { PAYMENT_PROVIDER, type PaymentProvider } from './provider/payment-provider.port.js';
 import { GetPaymentHandler, ListPaymentsHandler } from './queries/payment.queries.js';
 
-/** Payments: the provider adapter, the payment use cases, their queries and the expiry job. Needs TokenAccountsModule. */
+/** Payments: the provider adapter, the payment use cases, their queries and the expiry job. Needs EventSourcingModule and DatabaseModule. */
 @Module({})
 export class PaymentsModule {
   static forRoot(options: PaymentsOptions): DynamicModule {

@@ -1,5 +1,6 @@
-import { comparePositions, formatPosition, READ_COUNT_MAX, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
+import { comparePositions, formatPosition, readWholeStream, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
 import type { Pool, PoolClient } from 'pg';
+import { lockCheckpoint } from './checkpoints.js';
 import type { Projection } from './projection.js';
 
 export type AccountRecomputation = { readonly name: string; readonly eventsApplied: number; readonly checkpoint: string | null };
@@ -84,22 +85,4 @@ export async function eventsInReadModel(
     inline = new Set(result.rows.map((row) => row.transaction_id));
   }
   return events.filter((event) => passed(event) || inline.has(event.position.commit.toString())).sort((a, b) => comparePositions(a.position, b.position));
-}
-
-export async function lockCheckpoint(client: PoolClient, name: string): Promise<Position | undefined> {
-  const locked = await client.query<{ commit_position: string; prepare_position: string }>(
-    'SELECT commit_position::text, prepare_position::text FROM projection_checkpoints WHERE name = $1 FOR UPDATE',
-    [name],
-  );
-  const row = locked.rows[0];
-  return row === undefined ? undefined : { commit: BigInt(row.commit_position), prepare: BigInt(row.prepare_position) };
-}
-
-export async function readWholeStream(store: EventStore, streamId: string): Promise<RecordedEvent[]> {
-  const events: RecordedEvent[] = [];
-  for (;;) {
-    const page = await store.readStream(streamId, { fromRevision: BigInt(events.length), maxCount: READ_COUNT_MAX });
-    events.push(...page);
-    if (page.length < READ_COUNT_MAX) return events;
-  }
 }

@@ -6,8 +6,8 @@ import { eventsInReadModel } from './account-rebuild.js';
 import { readCheckpoint } from './checkpoints.js';
 import { InlineProjections } from './inline-projections.js';
 import { ProjectionRunner } from './projection-runner.js';
-import { TOKEN_ACCOUNTS_INLINE_COMMITS } from './token-accounts.bulk.js';
-import { tokenAccountsProjection } from './token-accounts.projection.js';
+import { TOKEN_ACCOUNTS_INLINE_COMMITS } from './read-models/token-accounts/token-accounts.bulk.js';
+import { tokenAccountsProjection } from './read-models/token-accounts/token-accounts.projection.js';
 
 let database: TestDatabase;
 const stores: PostgresEventStore[] = [];

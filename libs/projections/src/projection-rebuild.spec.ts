@@ -7,8 +7,8 @@ import { ProjectionRebuilds, type ProjectionRebuildsOptions, type RebuildView } 
 import { ProjectionRunner } from './projection-runner.js';
 import type { Projection } from './projection.js';
 import { NOT_PROJECTION_TABLES, NotAProjectionTableError } from './shadow-tables.js';
-import { appendDecided, nextCommand, nextCommandWithPayments, seededRandom, seededUuid, type CommandSource, type GeneratedAccount } from './synthetic-history.js';
-import { tokenAccountsProjection } from './token-accounts.projection.js';
+import { appendDecided, nextCommand, nextCommandWithPayments, seededRandom, seededUuid, type CommandSource, type GeneratedAccount } from '@app/testing';
+import { tokenAccountsProjection } from './read-models/token-accounts/token-accounts.projection.js';
 import { initialTokenAccountState } from '@app/ledger';
 
 let database: TestDatabase;
@@ -36,7 +36,7 @@ function newRunner(projection: Projection = tokenAccountsProjection, setBasedBat
 }
 
 function newRebuilds(overrides: Partial<ProjectionRebuildsOptions> = {}): ProjectionRebuilds {
-  const service = new ProjectionRebuilds(store, database.pool, { connectionString: database.url, eventsInPostgres: true, batchSizeMax: 100, chunkPositions: 250, ...overrides });
+  const service = new ProjectionRebuilds(store, database.pool, { connectionString: database.url, batchSizeMax: 100, chunkPositions: 250, ...overrides });
   rebuildServices.push(service);
   return service;
 }
@@ -565,12 +565,12 @@ describe('projection rebuild with payments', () => {
   it('refuses projections that declare a table that is not a read model, before anything is created', () => {
     for (const table of NOT_PROJECTION_TABLES) {
       const claiming: Projection = { ...tokenAccountsProjection, tables: [...tokenAccountsProjection.tables, table] };
-      expect(() => new ProjectionRebuilds(store, database.pool, { connectionString: database.url, eventsInPostgres: true, projections: [claiming] })).toThrow(
+      expect(() => new ProjectionRebuilds(store, database.pool, { connectionString: database.url, projections: [claiming] })).toThrow(
         new NotAProjectionTableError(tokenAccountsProjection.name, table),
       );
     }
     const twice: Projection = { ...tokenAccountsProjection, name: 'copy' };
-    expect(() => new ProjectionRebuilds(store, database.pool, { connectionString: database.url, eventsInPostgres: true, projections: [tokenAccountsProjection, twice] })).toThrow(
+    expect(() => new ProjectionRebuilds(store, database.pool, { connectionString: database.url, projections: [tokenAccountsProjection, twice] })).toThrow(
       'table user_tokens is declared by both token_accounts and copy',
     );
   });

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { comparePositions, formatPosition, START, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
+import { comparePositions, formatPosition, START, type EventStore, type GlobalPositionChunk, type Position, type PositionRange, type PostgresCapabilities, type RecordedEvent } from '@app/event-store';
 import pg, { type Pool } from 'pg';
+import { claimCheckpoint, writeCheckpoint } from './checkpoints.js';
 import type { Projection } from './projection.js';
 import { findProjection, PROJECTIONS } from './projection-registry.js';
 import { RebuildInProgressError } from './projections.errors.js';
@@ -28,8 +29,6 @@ export type ProjectionRebuildsOptions = {
   /** Each rebuild holds its own session (advisory lock, shadow writes, swap), outside the pool. */
   readonly connectionString: string;
   readonly projections?: readonly Projection[];
-  /** The events are in this database's `events` table: enables bulk loads and exact totals. */
-  readonly eventsInPostgres: boolean;
   /** Events per transaction when projecting event by event. */
   readonly batchSizeMax?: number;
   /** The swap starts once at most this many events are left; the swap's transaction applies them. */
@@ -257,25 +256,22 @@ export class ProjectionRebuilds {
 
   /** Set-based load up to the head, when the projection has one and the events are in this database. Returns the position reached. */
   private async bulkLoad(client: pg.Client, searchPath: string, projection: Projection, progress: Progress, signal: AbortSignal): Promise<Position | undefined> {
+    // Bulk SQL reads the events inside PostgreSQL: a store with the events elsewhere has none.
     const bulk = projection.bulkLoad;
-    if (bulk === undefined || !this.options.eventsInPostgres) return undefined;
+    const postgres = this.store.postgres;
+    if (bulk === undefined || postgres === undefined) return undefined;
     const head = await this.store.headPosition();
     if (head === undefined) return undefined;
-    if (!(await this.bulkCovers(client, projection, bulk.eventTypes, START, head))) {
+    if (!(await this.bulkCovers(postgres, projection, bulk.eventTypes, { after: START, upTo: head }))) {
       this.options.onLog?.(`rebuild of ${projection.name}: some event types are not covered by its bulk load; projecting event by event`);
       return undefined;
     }
-    const upTo = [head.commit.toString(), head.prepare.toString()];
-    const range = await client.query<{ first: string | null; last: string | null; total: string }>(
-      `SELECT min(global_position)::text AS first, max(global_position)::text AS last, count(*)::text AS total FROM events
-        WHERE (transaction_id, global_position) <= ($1::text::xid8, $2::bigint)`,
-      upTo,
-    );
-    const { first, last, total } = range.rows[0] ?? { first: null, last: null, total: '0' };
-    if (first === null || last === null) return undefined;
-    await progress.setTotal(Number(total));
-    const chunks: (readonly [bigint, bigint])[] = [];
-    for (let from = BigInt(first); from <= BigInt(last); from += BigInt(this.chunkPositions)) chunks.push([from, from + BigInt(this.chunkPositions) - 1n]);
+    const span = await postgres.globalPositionSpan(head);
+    if (span === undefined) return undefined;
+    await progress.setTotal(span.count);
+    const chunks: GlobalPositionChunk[] = [];
+    for (let first = span.first; first <= span.last; first += BigInt(this.chunkPositions)) chunks.push({ first, last: first + BigInt(this.chunkPositions) - 1n });
+    const upTo = positionValues(head);
     // Chunks are independent inserts, and one PostgreSQL statement runs on one core: two sessions
     // load them side by side. A failure in either stops both.
     const second = new pg.Client({ connectionString: this.options.connectionString, application_name: `token-ledger rebuild ${projection.name} (loader)` });
@@ -288,13 +284,9 @@ export class ProjectionRebuilds {
       const load = async (session: pg.Client): Promise<void> => {
         for (let chunk = chunks[next++]; chunk !== undefined && !failed; chunk = chunks[next++]) {
           if (signal.aborted) throw new Interrupted();
-          const bounds = [...upTo, chunk[0].toString(), chunk[1].toString()];
+          const bounds = [...upTo, chunk.first.toString(), chunk.last.toString()];
           for (const statement of bulk.chunked) await session.query(statement, bounds);
-          const counted = await session.query<{ count: string }>(
-            `SELECT count(*)::text AS count FROM events WHERE global_position BETWEEN $3::bigint AND $4::bigint AND (transaction_id, global_position) <= ($1::text::xid8, $2::bigint)`,
-            bounds,
-          );
-          await progress.advance(Number(counted.rows[0]?.count ?? 0), undefined);
+          await progress.advance(await postgres.countEventsInChunk(head, chunk));
         }
       };
       const stopOthers = (error: unknown) => {
@@ -312,16 +304,10 @@ export class ProjectionRebuilds {
     return head;
   }
 
-  /** True when every event type in (`after`, `upTo`] that the projection handles is one the bulk load handles too. */
-  private async bulkCovers(client: pg.Client, projection: Projection, covered: readonly string[], after: Position, upTo: Position): Promise<boolean> {
-    const others = await client.query<{ stream_id: string; stream_revision: string }>(
-      `SELECT DISTINCT ON (event_type) stream_id, stream_revision::text FROM events
-        WHERE event_type <> ALL($5::text[])
-          AND (transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND (transaction_id, global_position) <= ($3::text::xid8, $4::bigint)`,
-      [...positionValues(after), ...positionValues(upTo), covered],
-    );
-    for (const row of others.rows) {
-      const [sample] = await this.store.readStream(row.stream_id, { fromRevision: BigInt(row.stream_revision), maxCount: 1 });
+  /** True when every event type in the range that the projection handles is one the bulk load handles too. */
+  private async bulkCovers(postgres: PostgresCapabilities, projection: Projection, covered: readonly string[], range: PositionRange): Promise<boolean> {
+    for (const address of await postgres.eventsOfOtherTypes(range, covered)) {
+      const [sample] = await this.store.readStream(address.streamId, { fromRevision: address.revision, maxCount: 1 });
       if (sample !== undefined && projection.project(sample).length > 0) return false;
     }
     return true;
@@ -338,15 +324,16 @@ export class ProjectionRebuilds {
       if (signal.aborted) throw new Interrupted();
       const head = await this.store.headPosition();
       if (head === undefined || (position !== undefined && comparePositions(head, position) <= 0)) return position;
-      if (this.options.eventsInPostgres) {
-        const remaining = await this.countBetween(position ?? START, head);
+      const postgres = this.store.postgres;
+      if (postgres !== undefined) {
+        const remaining = await postgres.countEventsBetween({ after: position ?? START, upTo: head });
         await progress.setTotal(progress.done + remaining);
         if (remaining <= this.swapLagEventsMax) return position;
       }
       await client.query('BEGIN');
       const reached = await this.applyStep(client, projection, progress, position ?? START, head);
       await client.query('COMMIT');
-      if (!this.options.eventsInPostgres && reached.applied < this.batchSizeMax) return reached.position;
+      if (postgres === undefined && reached.applied < this.batchSizeMax) return reached.position;
       position = reached.position;
     }
   }
@@ -354,10 +341,11 @@ export class ProjectionRebuilds {
   /** Applies events after `after`, up to `head`: all of them set-based when the bulk load covers them, else one batch through `project`. */
   private async applyStep(client: pg.Client, projection: Projection, progress: Progress, after: Position, head: Position): Promise<{ applied: number; position: Position }> {
     const bulk = projection.bulkLoad;
-    if (bulk !== undefined && this.options.eventsInPostgres) {
-      const upTo = await this.stepEnd(after, head);
-      if (await this.bulkCovers(client, projection, bulk.eventTypes, after, upTo)) {
-        const applied = await this.countBetween(after, upTo);
+    const postgres = this.store.postgres;
+    if (bulk !== undefined && postgres !== undefined) {
+      const upTo = await postgres.positionAfterEvents({ after, upTo: head }, this.stepEventsMax);
+      if (await this.bulkCovers(postgres, projection, bulk.eventTypes, { after, upTo })) {
+        const applied = await postgres.countEventsBetween({ after, upTo });
         for (const statement of bulk.delta) await client.query(statement, [...positionValues(after), ...positionValues(upTo)]);
         await progress.advance(applied, upTo);
         return { applied, position: upTo };
@@ -369,27 +357,6 @@ export class ProjectionRebuilds {
     const position = lastPosition(batch);
     await progress.advance(batch.length, position);
     return { applied: batch.length, position };
-  }
-
-  /** The position `stepEventsMax` events after `after`, or `head` if fewer are left. */
-  private async stepEnd(after: Position, head: Position): Promise<Position> {
-    const result = await this.pool.query<{ commit: string; prepare: string }>(
-      `SELECT transaction_id::text AS commit, global_position::text AS prepare FROM events
-        WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND (transaction_id, global_position) <= ($3::text::xid8, $4::bigint)
-        ORDER BY transaction_id, global_position OFFSET $5 LIMIT 1`,
-      [...positionValues(after), ...positionValues(head), this.stepEventsMax - 1],
-    );
-    const row = result.rows[0];
-    return row === undefined ? head : { commit: BigInt(row.commit), prepare: BigInt(row.prepare) };
-  }
-
-  private async countBetween(after: Position, upTo: Position): Promise<number> {
-    const result = await this.pool.query<{ count: string }>(
-      `SELECT count(*)::text AS count FROM events
-        WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND (transaction_id, global_position) <= ($3::text::xid8, $4::bigint)`,
-      [...positionValues(after), ...positionValues(upTo)],
-    );
-    return Number(result.rows[0]?.count ?? 0);
   }
 
   /**
@@ -407,11 +374,7 @@ export class ProjectionRebuilds {
       try {
         await client.query('BEGIN');
         await client.query(`SET LOCAL lock_timeout = ${Math.trunc(this.options.swapLockTimeoutMs ?? 5_000)}`);
-        await client.query('INSERT INTO projection_checkpoints (name, commit_position, prepare_position) VALUES ($1, 0, 0) ON CONFLICT (name) DO NOTHING', [projection.name]);
-        const live = await client.query<{ commit_position: string; prepare_position: string }>(
-          'SELECT commit_position::text, prepare_position::text FROM projection_checkpoints WHERE name = $1 FOR UPDATE',
-          [projection.name],
-        );
+        const liveCheckpoint = await claimCheckpoint(client, projection.name);
         // This transaction has an id now, so the head can no longer move past it until it commits.
         const head = await this.store.headPosition();
         while (head !== undefined && comparePositions(position, head) < 0) {
@@ -419,17 +382,12 @@ export class ProjectionRebuilds {
           if (step.applied === 0) break;
           position = step.position;
         }
-        const row = live.rows[0];
-        const liveCheckpoint: Position = row === undefined ? START : { commit: BigInt(row.commit_position), prepare: BigInt(row.prepare_position) };
         if (comparePositions(position, liveCheckpoint) < 0) {
           throw new Error(`the shadow of ${projection.name} ends at ${formatPosition(position)}, behind the live checkpoint ${formatPosition(liveCheckpoint)}`);
         }
         await carryOverInlineTransactions(client, projection, shadow, position);
         await shadow.swap(retired);
-        await client.query('UPDATE projection_checkpoints SET commit_position = $2, prepare_position = $3, updated_at = now() WHERE name = $1', [
-          projection.name,
-          ...positionValues(position),
-        ]);
+        await writeCheckpoint(client, projection.name, position);
         await progress.complete();
         await client.query('COMMIT');
         await dropSchema(client, retired);
@@ -506,7 +464,8 @@ class Progress {
     await this.client.query('UPDATE projection_rebuilds SET events_total = GREATEST($2::bigint, events_done), updated_at = now() WHERE id = $1', [this.id, total]);
   }
 
-  async advance(events: number, position: Position | undefined): Promise<void> {
+  /** Counts `events` more done; `position`, when given, is how far the shadow tables have got. */
+  async advance(events: number, position?: Position): Promise<void> {
     this.done += events;
     await this.client.query(
       `UPDATE projection_rebuilds SET events_done = $2, events_total = GREATEST(events_total, $2::bigint),

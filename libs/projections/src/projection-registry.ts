@@ -1,6 +1,6 @@
 import type { Projection } from './projection.js';
 import { UnknownProjectionError } from './projections.errors.js';
-import { tokenAccountsProjection } from './token-accounts.projection.js';
+import { tokenAccountsProjection } from './read-models/token-accounts/token-accounts.projection.js';
 
 /**
  * Every projection this service runs. Status, rebuilds, per-account rebuilds and verification work

@@ -5,7 +5,7 @@ import { createTestDatabase, type TestDatabase } from '../../../test/support/tes
 import { readCheckpoint } from './checkpoints.js';
 import { ProjectionRunner, type ProjectionRunnerOptions } from './projection-runner.js';
 import type { Projection } from './projection.js';
-import { tokenAccountsProjection } from './token-accounts.projection.js';
+import { tokenAccountsProjection } from './read-models/token-accounts/token-accounts.projection.js';
 
 let database: TestDatabase;
 let store: PostgresEventStore;

@@ -1,6 +1,6 @@
 import { comparePositions, formatPosition, START, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
 import type { Pool, PoolClient } from 'pg';
-import { readCheckpoint } from './checkpoints.js';
+import { claimCheckpoint, readCheckpoint, writeCheckpoint } from './checkpoints.js';
 import type { Projection } from './projection.js';
 
 export type ProjectionState = 'stopped' | 'catching_up' | 'running' | 'failed';
@@ -214,13 +214,9 @@ export class ProjectionRunner {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
-      await this.claimCheckpoint(client);
+      await this.claimUnmovedCheckpoint(client);
       await work(client);
-      await client.query('UPDATE projection_checkpoints SET commit_position = $2, prepare_position = $3, updated_at = now() WHERE name = $1', [
-        this.projection.name,
-        last.position.commit.toString(),
-        last.position.prepare.toString(),
-      ]);
+      await writeCheckpoint(client, this.projection.name, last.position);
       await this.forgetPassedInlineTransactions(client, last.position);
       await client.query('COMMIT');
     } catch (error) {
@@ -272,17 +268,8 @@ export class ProjectionRunner {
   }
 
   /** Locks the checkpoint row and checks no other runner moved it since this one read it. */
-  private async claimCheckpoint(client: PoolClient): Promise<void> {
-    await client.query(
-      `INSERT INTO projection_checkpoints (name, commit_position, prepare_position) VALUES ($1, 0, 0) ON CONFLICT (name) DO NOTHING`,
-      [this.projection.name],
-    );
-    const stored = await client.query<{ commit_position: string; prepare_position: string }>(
-      'SELECT commit_position::text, prepare_position::text FROM projection_checkpoints WHERE name = $1 FOR UPDATE',
-      [this.projection.name],
-    );
-    const row = stored.rows[0];
-    const current: Position = row === undefined ? START : { commit: BigInt(row.commit_position), prepare: BigInt(row.prepare_position) };
+  private async claimUnmovedCheckpoint(client: PoolClient): Promise<void> {
+    const current = await claimCheckpoint(client, this.projection.name);
     if (comparePositions(current, this.checkpoint ?? START) !== 0) throw new CheckpointMoved(`checkpoint of ${this.projection.name} moved to ${formatPosition(current)}`);
   }
 

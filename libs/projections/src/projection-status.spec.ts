@@ -5,8 +5,8 @@ import { ProjectionRebuilds } from './projection-rebuild.js';
 import { ProjectionRunner } from './projection-runner.js';
 import { projectionStatuses, type ProjectionStatus } from './projection-status.js';
 import type { Projection } from './projection.js';
-import { appendDecided, seededRandom, seededUuid } from './synthetic-history.js';
-import { tokenAccountsProjection } from './token-accounts.projection.js';
+import { appendDecided, seededRandom, seededUuid } from '@app/testing';
+import { tokenAccountsProjection } from './read-models/token-accounts/token-accounts.projection.js';
 
 let database: TestDatabase;
 let store: PostgresEventStore;
@@ -47,14 +47,13 @@ async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs 
 }
 
 async function statuses(projections: readonly Projection[], live: readonly ProjectionRunner[]): Promise<Map<string, ProjectionStatus>> {
-  const rebuilds = new ProjectionRebuilds(store, database.pool, { connectionString: database.url, eventsInPostgres: true, projections });
+  const rebuilds = new ProjectionRebuilds(store, database.pool, { connectionString: database.url, projections });
   const all = await projectionStatuses({
     store,
     pool: database.pool,
     projections,
     runners: new Map(live.map((each) => [each.projection.name, each])),
     rebuilds,
-    eventsInPostgres: true,
   });
   return new Map(all.map((status) => [status.name, status]));
 }

@@ -36,7 +36,6 @@ export type ProjectionStatusSources = {
   /** The runners of this process; a projection with none here reports `stopped`. */
   readonly runners: ReadonlyMap<string, ProjectionRunnerView>;
   readonly rebuilds: ProjectionRebuilds;
-  readonly eventsInPostgres: boolean;
 };
 
 /** Checkpoint, head, lag, state and failure of every registered projection. */
@@ -59,18 +58,9 @@ async function statusOf(sources: ProjectionStatusSources, projection: Projection
     state,
     checkpoint: checkpoint === undefined ? null : formatPosition(checkpoint),
     head,
-    lagEvents: sources.eventsInPostgres ? await countAfter(sources.pool, after) : null,
+    lagEvents: (await sources.store.postgres?.countEventsAfter(after)) ?? null,
     lagSeconds: oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest.createdAt.getTime()) / 1000),
     failure: failure === undefined ? null : { ...failure, failedAt: failure.failedAt.toISOString() },
     rebuild: rebuild ?? null,
   };
-}
-
-async function countAfter(pool: Pool, after: { readonly commit: bigint; readonly prepare: bigint }): Promise<number> {
-  const result = await pool.query<{ count: string }>(
-    `SELECT count(*)::text AS count FROM events
-      WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())`,
-    [after.commit.toString(), after.prepare.toString()],
-  );
-  return Number(result.rows[0]?.count ?? 0);
 }

@@ -1,7 +1,7 @@
 import { Body, Controller, Get, HttpCode, HttpStatus, Param, Post, Query, Req } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import { ApiConflictResponse, ApiCreatedResponse, ApiOkResponse, ApiTags, ApiBadRequestResponse } from '@nestjs/swagger';
-import { AddTokensCommand, GetBalanceQuery, GetTransactionsQuery, UseTokensCommand } from '@app/accounts';
+import { AddTokensCommand, GetBalanceQuery, GetTransactionsQuery, UseTokensCommand } from '@app/token-accounts';
 import type { FastifyRequest } from 'fastify';
 import { commandContextOf } from '../http/command-context.js';
 import {

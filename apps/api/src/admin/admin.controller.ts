@@ -11,7 +11,8 @@ import {
   ApiTags,
   ApiUnprocessableEntityResponse,
 } from '@nestjs/swagger';
-import { AdjustTokensCommand, ProjectionsAdmin } from '@app/accounts';
+import { AdjustTokensCommand } from '@app/token-accounts';
+import { ProjectionsAdmin } from '@app/operations';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LedgerWriteResponse, UserIdParams } from '../accounts/accounts.dto.js';
 import { commandContextOf, IDEMPOTENCY_KEY_API_HEADER } from '../http/command-context.js';

@@ -2,7 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { Controller, Get, Inject, Param, Query, StreamableFile } from '@nestjs/common';
 import { ApiConflictResponse, ApiNotFoundResponse, ApiOkResponse, ApiProduces, ApiTags } from '@nestjs/swagger';
-import { AccountAudit, type AuditEvent } from '@app/accounts';
+import { AccountAudit, type AuditEvent } from '@app/operations';
 import { keyId } from '@app/audit';
 import { UserIdParams } from '../accounts/accounts.dto.js';
 import { AUDIT_SIGNING_KEY } from './audit-signing-key.js';

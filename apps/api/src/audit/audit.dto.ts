@@ -1,5 +1,5 @@
 import { ApiPropertyOptional } from '@nestjs/swagger';
-import { AUDIT_PAGE_SIZE_MAX } from '@app/accounts';
+import { AUDIT_PAGE_SIZE_MAX } from '@app/operations';
 import type { AsOf } from '@app/audit';
 import { Type } from 'class-transformer';
 import { IsIn, IsInt, IsISO8601, IsOptional, Max, Min, Matches } from 'class-validator';

@@ -1,4 +1,4 @@
-import type { CommandContext } from '@app/accounts';
+import type { CommandContext } from '@app/event-sourcing';
 import type { FastifyRequest } from 'fastify';
 import { actorOf } from '../auth/access-control.js';
 import { idempotentRequestOf } from './idempotency/idempotency.hooks.js';

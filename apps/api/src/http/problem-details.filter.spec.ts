@@ -1,5 +1,6 @@
 import { ConsoleLogger, ForbiddenException, Logger, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
-import { AccountNotFoundError, ChainBrokenError, ConcurrencyConflictError, StreamNotReplayableError } from '@app/accounts';
+import { AccountNotFoundError, ChainBrokenError, StreamNotReplayableError } from '@app/operations';
+import { ConcurrencyConflictError } from '@app/event-sourcing';
 import { AccessDeniedError, ApiKeyNameTakenError, AuthenticationError, KeySetUnavailableError } from '@app/auth';
 import { CodedError, LedgerError } from '@app/ledger';
 import { PaymentProviderError, PaymentsError } from '@app/payments';

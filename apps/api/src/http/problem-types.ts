@@ -1,7 +1,8 @@
 import { HttpStatus } from '@nestjs/common';
-import { ACCOUNTS_ERROR_CODES } from '@app/accounts';
 import { AUTH_ERROR_CODES } from '@app/auth';
+import { EVENT_SOURCING_ERROR_CODES } from '@app/event-sourcing';
 import { CodedError, LEDGER_ERROR_CODES } from '@app/ledger';
+import { OPERATIONS_ERROR_CODES } from '@app/operations';
 import { PAYMENTS_ERROR_CODES } from '@app/payments';
 import { PROJECTIONS_ERROR_CODES } from '@app/projections';
 import { IDEMPOTENCY_ERROR_CODES } from './idempotency/idempotency.errors.js';
@@ -10,7 +11,8 @@ import { REQUEST_VALIDATION_ERROR_CODES } from './request-validation.error.js';
 /** Every code an expected rejection can carry: each lib's closed list, composed here at the edge. */
 export const ERROR_CODES = [
   ...LEDGER_ERROR_CODES,
-  ...ACCOUNTS_ERROR_CODES,
+  ...EVENT_SOURCING_ERROR_CODES,
+  ...OPERATIONS_ERROR_CODES,
   ...PAYMENTS_ERROR_CODES,
   ...PROJECTIONS_ERROR_CODES,
   ...AUTH_ERROR_CODES,

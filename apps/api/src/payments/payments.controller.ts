@@ -11,7 +11,7 @@ import {
   ApiUnauthorizedResponse,
 } from '@nestjs/swagger';
 import { CapturePaymentCommand, GetPaymentQuery, InitiatePaymentCommand, ListPaymentsQuery, RefundPaymentCommand, SettlePaymentCommand } from '@app/payments';
-import { systemActor } from '@app/accounts';
+import { systemActor } from '@app/event-sourcing';
 import type { FastifyRequest } from 'fastify';
 import { commandContextOf, IDEMPOTENCY_KEY_API_HEADER } from '../http/command-context.js';
 import { UserIdParams } from '../accounts/accounts.dto.js';

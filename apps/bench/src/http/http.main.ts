@@ -3,7 +3,7 @@ import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { seededRandom, seededUuid } from '@app/projections';
+import { seededRandom, seededUuid } from '@app/testing';
 import pg from 'pg';
 import { startBuiltService, type BuiltService } from './built-service.js';
 import { stopChild } from './child-processes.js';

@@ -1,5 +1,6 @@
 import type { ClientBase } from 'pg';
 import type { RecordedEvent } from '../event-store.port.js';
+import type { Position } from '../position.js';
 
 /** A `snapshots` row as stored: the checksum is the caller's to check. */
 export type SnapshotRow = {
@@ -16,10 +17,24 @@ export type StreamFromSnapshot = {
   readonly events: readonly RecordedEvent[];
 };
 
+/** A stretch of `$all`: the events after `after` (exclusive) up to `upTo` (inclusive). */
+export type PositionRange = { readonly after: Position; readonly upTo: Position };
+
+/** The `events.global_position` values of a bulk load's chunk, both inclusive. */
+export type GlobalPositionChunk = { readonly first: bigint; readonly last: bigint };
+
+/** The events up to a position: their count and the span of their global positions (for chunking a bulk load). */
+export type GlobalPositionSpan = GlobalPositionChunk & { readonly count: number };
+
+/** Where to read one event: a stream and a revision. */
+export type EventAddress = { readonly streamId: string; readonly revision: bigint };
+
 /**
  * What the PostgreSQL adapter offers beyond the port, to code whose tables share its database (the
- * projection engine, verification). An adapter without it (EventStoreDB) leaves
- * `EventStore.postgres` undefined, and callers take their portable path.
+ * projection engine, verification, audit). An adapter without it (EventStoreDB) leaves
+ * `EventStore.postgres` undefined, and callers take their portable path. Only the adapter names the
+ * event tables: every read of them by other code is a method here (a spec scans for offenders),
+ * except the set-based projection SQL, which runs inside PostgreSQL by design.
  */
 export interface PostgresCapabilities {
   /** Blocks appends to `streamId` until the transaction of `client` ends; a stream with no row yet is not held. */
@@ -29,4 +44,23 @@ export interface PostgresCapabilities {
    * on, in ONE round trip and two index lookups: what loading a stream that is not in memory costs.
    */
   readStreamFromSnapshot(streamId: string, schemaVersion: number, maxCount: number): Promise<StreamFromSnapshot>;
+  /** The number of events `$all` readers can see after `after`: a reader's lag at that position. */
+  countEventsAfter(after: Position): Promise<number>;
+  /** The number of events in the range (every one committed: `upTo` was read as the head or before it). */
+  countEventsBetween(range: PositionRange): Promise<number>;
+  /** The events up to `upTo`: how many, and their first and last global positions; undefined for none. */
+  globalPositionSpan(upTo: Position): Promise<GlobalPositionSpan | undefined>;
+  /** The number of events up to `upTo` whose global position is in `chunk`. */
+  countEventsInChunk(upTo: Position, chunk: GlobalPositionChunk): Promise<number>;
+  /** The position of the `count`-th event of the range, or `range.upTo` when it holds fewer. */
+  positionAfterEvents(range: PositionRange, count: number): Promise<Position>;
+  /** One event of each type in the range that is not one of `types`, to ask a projection whether it handles that type. */
+  eventsOfOtherTypes(range: PositionRange, types: readonly string[]): Promise<readonly EventAddress[]>;
+  /**
+   * The revision the store records as the stream's last (-1n before its first event), kept apart
+   * from the events themselves, so removed newest events show; undefined for a stream never written.
+   */
+  recordedStreamRevision(streamId: string): Promise<bigint | undefined>;
+  /** The ids of every stream whose id starts with `prefix`. */
+  streamIdsStartingWith(prefix: string): Promise<readonly string[]>;
 }

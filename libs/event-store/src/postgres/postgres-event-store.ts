@@ -18,6 +18,7 @@ import { checkAppendCount, checkedReadCount } from '../limits.js';
 import { START, type Position } from '../position.js';
 import { APPEND_CHANNEL, AppendWakeups } from './append-wakeups.js';
 import type { AppendTransactionHook } from './append-transaction-hook.js';
+import { eventTableReads, VISIBLE } from './event-table-reads.js';
 import type { PostgresCapabilities, StreamFromSnapshot } from './postgres-capabilities.js';
 import { DEFAULT_GROUP_COMMIT_OPTIONS, GroupCommit, type AppendRow, type GroupCommitOptions, type GroupCommitStats } from './group-commit.js';
 
@@ -55,28 +56,26 @@ type EventRow = {
 const EVENT_COLUMNS =
   'global_position, transaction_id::text AS transaction_id, stream_id, stream_revision, event_id, event_type, data, metadata, created_at';
 
-// Only transactions older than every transaction still running are visible to $all readers: a
-// sequence value taken earlier but committed later would otherwise be skipped for good.
-const VISIBLE = 'transaction_id < pg_snapshot_xmin(pg_current_snapshot())';
-
 /** The default event store: one PostgreSQL database; appends arriving together share a transaction (GroupCommit). */
 export class PostgresEventStore implements EventStore {
   private readonly wakeups: AppendWakeups;
   private readonly pollIntervalMs: number;
   private readonly subscriptionBatchSize: number;
   private readonly groupCommit: GroupCommit;
-  readonly postgres: PostgresCapabilities = {
-    holdStream: async (client: ClientBase, streamId: string) => {
-      // Appends move the stream's row (UPDATE), which waits for this share lock.
-      await client.query('SELECT 1 FROM event_streams WHERE stream_id = $1 FOR SHARE', [streamId]);
-    },
-    readStreamFromSnapshot: (streamId, schemaVersion, maxCount) => this.readStreamFromSnapshot(streamId, schemaVersion, maxCount),
-  };
+  readonly postgres: PostgresCapabilities;
 
   constructor(
     private readonly pool: Pool,
     options: PostgresEventStoreOptions,
   ) {
+    this.postgres = {
+      holdStream: async (client: ClientBase, streamId: string) => {
+        // Appends move the stream's row (UPDATE), which waits for this share lock.
+        await client.query('SELECT 1 FROM event_streams WHERE stream_id = $1 FOR SHARE', [streamId]);
+      },
+      readStreamFromSnapshot: (streamId, schemaVersion, maxCount) => this.readStreamFromSnapshot(streamId, schemaVersion, maxCount),
+      ...eventTableReads(pool),
+    };
     this.pollIntervalMs = options.pollIntervalMs ?? 250;
     this.subscriptionBatchSize = options.subscriptionBatchSize ?? 1_000;
     this.groupCommit = new GroupCommit(pool, { ...DEFAULT_GROUP_COMMIT_OPTIONS, ...options.groupCommit }, options.appendHook);

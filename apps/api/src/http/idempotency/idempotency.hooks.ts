@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest, onSendAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify';
-import { IDEMPOTENCY_CLOCK_MARGIN_MS, idempotentRequestId, type IdempotentRequest } from '@app/accounts';
+import { IDEMPOTENCY_CLOCK_MARGIN_MS, idempotentRequestId, type IdempotentRequest } from '@app/event-sourcing';
 import { actorOf } from '../../auth/access-control.js';
 import { sendProblem } from '../problem-details.filter.js';
 import { withHook } from '../route-hooks.js';

@@ -1,0 +1,202 @@
+import { randomUUID } from 'node:crypto';
+import { EventIdConflictError, WrongExpectedRevisionError, type EventMetadata, type EventStore, type EventToAppend, type Position } from '@app/event-store';
+import { sealEvents } from '@app/audit';
+import { fold, type Decider } from '@app/ledger';
+import { ConcurrencyConflictError } from './event-sourcing.errors.js';
+import { findEarlierAttempt, recordedAttempt } from './idempotent-append.js';
+import { idempotentEventId, type IdempotentRequest } from './idempotent-request.js';
+import { KeyedMutex } from './keyed-mutex.js';
+import { asEvent, storedHashOf, StreamLoader, type DomainEvent, type LoadedStream, type StateDecider, type StreamLoaderOptions } from './stream-loader.js';
+
+export { ConcurrencyConflictError } from './event-sourcing.errors.js';
+export type { DomainEvent, LoadedStream } from './stream-loader.js';
+
+export type HandledCommand<State, Event> = {
+  readonly state: State;
+  /** The events this command appended; empty when it decided nothing (an idempotent repeat). */
+  readonly events: readonly Event[];
+  /** Position of the stream's last event after the command, for read-your-writes. */
+  readonly position: Position | undefined;
+  /** True when this command's events and their read-model rows committed in one transaction (inline projections). */
+  readonly readModelsCommitted?: boolean;
+  /**
+   * True when an idempotent request found its events already in the stream (an earlier attempt
+   * appended them): `events` are those recorded events, `position` is the last one's, and nothing
+   * was decided or appended now.
+   */
+  readonly replayed?: boolean;
+};
+
+/** One command for `CommandHandling.handle`. */
+export type CommandRequest<Command, Event extends DomainEvent, State> = {
+  readonly streamId: string;
+  readonly decider: Decider<Command, Event, State>;
+  /**
+   * The decision on the stream's state. May be async: a payment decision calls its provider under
+   * this stream's lock, so commands of this process on the stream wait for it instead of racing it.
+   */
+  readonly decide: (state: State) => readonly Event[] | Promise<readonly Event[]>;
+  readonly metadata: EventMetadata;
+  /**
+   * A request with an Idempotency-Key: its events get ids derived from the request, and if an
+   * earlier attempt of it already appended them, they are returned (`replayed`) instead of
+   * deciding again. This is what makes a retry after a crash spend or credit nothing twice.
+   */
+  readonly idempotency?: IdempotentRequest;
+  /**
+   * Catch up from the stream before deciding, even on a cached state. For decisions with an effect
+   * outside the ledger (a provider capture or refund): the expected revision would reject the append
+   * of a decision made on a stale state, but only after the effect happened.
+   */
+  readonly readFirst?: boolean;
+};
+
+export type CommandHandlingOptions = StreamLoaderOptions;
+
+export const DEFAULT_COMMAND_HANDLING_OPTIONS: CommandHandlingOptions = { cacheEntriesMax: 10_000, snapshotIntervalEvents: 500 };
+
+export const CONFLICT_RETRIES_MAX = 5;
+
+/** A decision and the state it was made on. */
+type Decided<Event, State> = { readonly events: readonly Event[]; readonly on: LoadedStream<State> };
+
+/**
+ * The whole command path: load the stream's state, decide, append at the expected revision; on a
+ * conflict (another process wrote the stream), catch up and decide again, a bounded number of
+ * times. Within a process, commands on one stream queue behind a per-stream mutex.
+ */
+export class CommandHandling {
+  private readonly locks = new KeyedMutex();
+  private readonly streams: StreamLoader;
+
+  constructor(
+    private readonly store: EventStore,
+    options: CommandHandlingOptions = DEFAULT_COMMAND_HANDLING_OPTIONS,
+  ) {
+    this.streams = new StreamLoader(store, options);
+  }
+
+  handle<Command, Event extends DomainEvent, State>(request: CommandRequest<Command, Event, State>): Promise<HandledCommand<State, Event>> {
+    const { streamId, decider, idempotency } = request;
+    return this.locks.run(streamId, async () => {
+      const earlier = idempotency === undefined ? undefined : await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
+      if (earlier !== undefined) return { state: (await this.streams.load(streamId, decider)).state, ...earlier };
+      let loaded = await this.startingState(request);
+      for (let attempt = 1; ; attempt += 1) {
+        const decided = await this.decideVerified(request, loaded);
+        if (!('on' in decided)) return decided;
+        if (decided.events.length === 0) {
+          await this.streams.snapshotIfDue(streamId, decider, decided.on);
+          return { state: decided.on.state, events: decided.events, position: decided.on.position };
+        }
+        try {
+          return await this.append(request, decided);
+        } catch (error) {
+          if (!(error instanceof WrongExpectedRevisionError)) throw error;
+          if (attempt >= CONFLICT_RETRIES_MAX) throw new ConcurrencyConflictError(`stream ${streamId} kept changing during ${CONFLICT_RETRIES_MAX} attempts`);
+          loaded = { ...(await this.streams.catchUp(streamId, decider, decided.on)), verified: true };
+        }
+      }
+    });
+  }
+
+  /** The stream's current state (cache, snapshot and newer events), for reads that decide nothing. */
+  load<Event extends DomainEvent, State>(streamId: string, decider: StateDecider<Event, State>): Promise<LoadedStream<State>> {
+    return this.streams.load(streamId, decider);
+  }
+
+  /** A cached state is trusted without a read (one round trip per command); `readFirst` catches it up first. */
+  private async startingState<Command, Event extends DomainEvent, State>(request: CommandRequest<Command, Event, State>): Promise<Verifiable<State>> {
+    const cached = this.streams.cached<State>(request.streamId);
+    if (cached === undefined) return { ...(await this.streams.load(request.streamId, request.decider)), verified: true };
+    if (request.readFirst === true) return { ...(await this.streams.catchUp(request.streamId, request.decider, cached)), verified: true };
+    return { ...cached, verified: false };
+  }
+
+  /**
+   * Decides on `loaded`. A rejection or a decision of nothing is final only on a state read from the
+   * stream (a cached one may be behind, and a stale state could wrongly refuse): on a cached state it
+   * reads the newer events and decides again.
+   */
+  private async decideVerified<Command, Event extends DomainEvent, State>(
+    request: CommandRequest<Command, Event, State>,
+    start: Verifiable<State>,
+  ): Promise<Decided<Event, State> | HandledCommand<State, Event>> {
+    const { streamId, decider, idempotency } = request;
+    let loaded = start;
+    for (;;) {
+      let events: readonly Event[];
+      try {
+        events = await request.decide(loaded.state);
+      } catch (error) {
+        if (!loaded.verified) {
+          loaded = { ...(await this.streams.catchUp(streamId, decider, loaded)), verified: true };
+          continue;
+        }
+        // Not final when the state includes this very request, appended by an attempt running
+        // alongside (a lapsed lease): its spend must not turn the retry into INSUFFICIENT_BALANCE.
+        const earlier = idempotency === undefined ? undefined : await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
+        if (earlier !== undefined) return { state: loaded.state, ...earlier };
+        throw error;
+      }
+      if (events.length > 0 || loaded.verified) return { events, on: loaded };
+      loaded = { ...(await this.streams.catchUp(streamId, decider, loaded)), verified: true };
+    }
+  }
+
+  /** Seals the decided events onto the stream's hash chain and appends them at the state's revision. */
+  private async append<Command, Event extends DomainEvent, State>(request: CommandRequest<Command, Event, State>, decided: Decided<Event, State>): Promise<HandledCommand<State, Event>> {
+    const { streamId, decider, idempotency, metadata } = request;
+    const on = decided.on;
+    // Sealed on the state this decision was made on: the expected revision guarantees the append
+    // extends exactly that chain, and a retry after a conflict reseals on the new state.
+    const previousHash = on.headHash === undefined ? await this.streams.recomputedHeadHash(streamId, on.revision) : on.headHash;
+    const toAppend = sealEvents(
+      streamId,
+      on.revision + 1n,
+      previousHash,
+      decided.events.map((event, index) => ({ id: idempotency === undefined ? randomUUID() : idempotentEventId(idempotency.requestId, index), type: event.type, data: event.data, metadata })),
+    );
+    let appended;
+    try {
+      appended = await this.store.append(streamId, toAppend, { expectedRevision: on.revision < 0n ? 'no_stream' : on.revision });
+    } catch (error) {
+      if (idempotency === undefined || !(error instanceof EventIdConflictError)) throw error;
+      // The ids are in the stream already, elsewhere than where this decision would go: an earlier
+      // attempt of the request appended them (found however long ago that was).
+      const earlier = await findEarlierAttempt<Event>(this.store, streamId, idempotency);
+      if (earlier === undefined) throw error;
+      return { state: (await this.streams.catchUp(streamId, decider, on)).state, ...earlier };
+    }
+    let headHash = storedHashOf(toAppend[toAppend.length - 1]?.metadata);
+    if (idempotency !== undefined) {
+      const attempt = await recordedAttempt(this.store, streamId, toAppend, appended.nextRevision);
+      if (!attempt.ours) {
+        const state = (await this.streams.catchUp(streamId, decider, on)).state;
+        return { state, events: attempt.recorded.map((event) => asEvent<Event>(event)), position: appended.position, replayed: true };
+      }
+      // Another attempt of this request may have appended the same events with other metadata (its
+      // own request id), so another hash: the stored one is the head.
+      headHash = storedHashOf(attempt.recorded[attempt.recorded.length - 1]?.metadata);
+    }
+    const after = afterAppend(decider, on, decided.events, toAppend, appended.nextRevision, appended.position, headHash);
+    this.streams.remember(streamId, after);
+    await this.streams.snapshotIfDue(streamId, decider, after);
+    return { state: after.state, events: decided.events, position: after.position, readModelsCommitted: appended.hooksCommitted === true };
+  }
+}
+
+/** A loaded state, and whether it was read from the stream just now (else it came from the cache). */
+type Verifiable<State> = LoadedStream<State> & { readonly verified: boolean };
+
+function afterAppend<Event extends DomainEvent, State>(
+  decider: StateDecider<Event, State>,
+  on: LoadedStream<State>,
+  events: readonly Event[],
+  appended: readonly EventToAppend[],
+  revision: bigint,
+  position: Position,
+  headHash: string | undefined,
+): LoadedStream<State> {
+  return { state: fold(decider, on.state, events), revision, position, lastEventId: appended[appended.length - 1]?.id, snapshotRevision: on.snapshotRevision, headHash };
+}

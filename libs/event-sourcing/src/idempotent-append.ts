@@ -1,0 +1,66 @@
+import { isDeepStrictEqual } from 'node:util';
+import type { EventStore, EventToAppend, Position, RecordedEvent } from '@app/event-store';
+import { idempotentEventId, type IdempotentRequest } from './idempotent-request.js';
+import { asEvent, type DomainEvent } from './stream-loader.js';
+
+/** Events read per page while looking for an idempotent request's events. */
+const FIND_PAGE_SIZE = 100;
+
+/** What an earlier attempt of a request appended: its events, where the last one landed. */
+export type EarlierAttempt<Event> = { readonly events: readonly Event[]; readonly position: Position; readonly replayed: true };
+
+/**
+ * The events an earlier attempt of `request` appended to the stream, if any: found by the derived
+ * id of its first event, searching backwards from the end and stopping at events recorded before
+ * `notBefore` (none of the request's can be older); without it, the whole stream.
+ */
+export async function findEarlierAttempt<Event extends DomainEvent>(
+  store: EventStore,
+  streamId: string,
+  request: IdempotentRequest,
+  { notBefore }: { readonly notBefore?: Date } = {},
+): Promise<EarlierAttempt<Event> | undefined> {
+  const firstId = idempotentEventId(request.requestId, 0);
+  let from: bigint | undefined;
+  for (;;) {
+    const page = await store.readStream(streamId, { direction: 'backwards', maxCount: FIND_PAGE_SIZE, ...(from === undefined ? {} : { fromRevision: from }) });
+    for (const recorded of page) {
+      if (recorded.id === firstId) return attemptFrom<Event>(store, streamId, request, recorded);
+      if (notBefore !== undefined && recorded.createdAt.getTime() < notBefore.getTime()) return undefined;
+    }
+    const oldest = page[page.length - 1];
+    if (page.length < FIND_PAGE_SIZE || oldest === undefined || oldest.revision === 0n) return undefined;
+    from = oldest.revision - 1n;
+  }
+}
+
+/** The request's events from its first one on (their ids are consecutive derivations of the request id). */
+async function attemptFrom<Event>(store: EventStore, streamId: string, request: IdempotentRequest, first: RecordedEvent): Promise<EarlierAttempt<Event>> {
+  const batch = await store.readStream(streamId, { fromRevision: first.revision, maxCount: FIND_PAGE_SIZE });
+  const events: RecordedEvent[] = [];
+  for (const [index, event] of batch.entries()) {
+    if (event.id !== idempotentEventId(request.requestId, index)) break;
+    events.push(event);
+  }
+  const last = events[events.length - 1] ?? first;
+  return { events: events.map((event) => asEvent<Event>(event)), position: last.position, replayed: true };
+}
+
+/**
+ * After an append of a request's events that the store accepted: the events as recorded there. The
+ * same ids at the same place are a success without a write when another attempt of the request,
+ * deciding on the same state, got there first; `ours` is false when what is recorded is not this
+ * decision (its events are then the truth), and `recorded` carries the stored metadata either way.
+ */
+export async function recordedAttempt(
+  store: EventStore,
+  streamId: string,
+  appended: readonly EventToAppend[],
+  nextRevision: bigint,
+): Promise<{ readonly ours: boolean; readonly recorded: readonly RecordedEvent[] }> {
+  const recorded = await store.readStream(streamId, { fromRevision: nextRevision - BigInt(appended.length) + 1n, maxCount: appended.length });
+  const ours =
+    recorded.length === appended.length &&
+    recorded.every((event, index) => event.id === appended[index]?.id && event.type === appended[index].type && isDeepStrictEqual(event.data, appended[index].data));
+  return { ours, recorded };
+}

@@ -1,0 +1,45 @@
+import { comparePositions, type Position } from '@app/event-store';
+import { readCheckpoint, type ProjectionRunner } from '@app/projections';
+import type { Pool } from 'pg';
+
+const POLL_INTERVAL_MS = 20;
+
+/** Where a write landed, and whether its read-model rows committed with it (`HandledCommand` is one). */
+export type Written = { readonly position: Position | undefined; readonly readModelsCommitted?: boolean };
+
+/**
+ * Read-your-writes: a write responds only once the read models include it, so the caller's next read
+ * of balance or history shows it. A write whose rows committed with its events (inline projection,
+ * PostgreSQL store) answers at once. Otherwise (EventStoreDB, an idempotent replay): with the
+ * projection running in this process it waits on the runner; otherwise (another process leads the
+ * projection) it polls the checkpoint that process writes. Bounded by `timeoutMs`: the write is
+ * committed either way, and a timeout is reported, not turned into a failure.
+ */
+export class ReadModelConsistency {
+  constructor(
+    private readonly pool: Pool,
+    private readonly runner: ProjectionRunner | undefined,
+    private readonly projectionName: string,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /**
+   * `committedWithAppend`: the write's read-model rows committed in its own transaction (an inline
+   * projection; `HandledCommand.readModelsCommitted`), so there is nothing to wait for.
+   */
+  async waitFor(position: Position | undefined, options: { readonly committedWithAppend?: boolean } = {}): Promise<boolean> {
+    if (position === undefined || options.committedWithAppend === true) return true;
+    const deadline = Date.now() + this.timeoutMs;
+    if (this.runner !== undefined && this.runner.state !== 'stopped') {
+      if (await this.runner.waitFor(position, this.timeoutMs)) return true;
+      // The runner stopped before reaching it (this process lost the projection's leadership): the
+      // process that leads it now may still reach it in time.
+    }
+    for (;;) {
+      const checkpoint = await readCheckpoint(this.pool, this.projectionName);
+      if (checkpoint !== undefined && comparePositions(checkpoint, position) >= 0) return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
+    }
+  }
+}

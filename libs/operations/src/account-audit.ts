@@ -1,0 +1,161 @@
+import type { KeyObject } from 'node:crypto';
+import { createAuditBundle, tokenAccountBalanceAsOf, verifyChain, type AsOf, type BundleEvent, type ChainVerification } from '@app/audit';
+import { formatPosition, readStreamPages, readWholeStream, type EventStore, type JsonValue, type RecordedEvent } from '@app/event-store';
+import { tokenAccountStreamId } from '@app/ledger';
+import { PROJECTIONS, type Projection } from '@app/projections';
+import type { Pool } from 'pg';
+import { AccountNotFoundError, ChainBrokenError, StreamNotReplayableError } from './operations.errors.js';
+import { verifyAccount, type AccountDifference } from './account-verification.js';
+
+/** A stored event as an auditor sees it: everything the store holds. */
+export type AuditEvent = {
+  readonly revision: string;
+  /** `$all` position, `"commit/prepare"`. */
+  readonly position: string;
+  readonly id: string;
+  readonly type: string;
+  readonly data: JsonValue;
+  readonly metadata: JsonValue;
+  /** When the store recorded it (created_at); the domain time is `data.occurredAt`. */
+  readonly time: string;
+};
+
+export type AuditEventPage = {
+  readonly data: readonly AuditEvent[];
+  /** The revision the store records as the stream's last. */
+  readonly streamRevision: string;
+  /** Where the next page starts; null after the last page. */
+  readonly nextFromRevision: string | null;
+};
+
+export type ChainReport = { readonly ok: true; readonly eventCount: number; readonly headHash: string | null; readonly unsealedPrefix: number; readonly reason: string } | { readonly ok: false; readonly firstBadRevision: string; readonly reason: string };
+
+export type AccountAuditReport = {
+  readonly ok: boolean;
+  readonly streamRevision: string;
+  readonly chain: ChainReport;
+  readonly readModels: {
+    readonly differences: readonly AccountDifference[];
+    /** Set when the replay itself failed (the stream breaks the ledger's invariants); nothing was compared then. */
+    readonly replayError: string | null;
+  };
+};
+
+export const AUDIT_PAGE_SIZE_MAX = 1_000;
+
+export type AccountAuditOptions = {
+  readonly projections?: readonly Projection[];
+};
+
+/**
+ * The auditor's view of one token account: its raw stream, the balance replayed to any point, the
+ * hash chain and read models checked against it, and a signed bundle to check offline.
+ */
+export class AccountAudit {
+  private readonly projections: readonly Projection[];
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly pool: Pool,
+    options: AccountAuditOptions = {},
+  ) {
+    this.projections = options.projections ?? PROJECTIONS;
+  }
+
+  /** Events from `fromRevision` on, at most `limit`; throws AccountNotFoundError for a user with no stream. */
+  async page(userId: string, fromRevision: bigint, limit: number): Promise<AuditEventPage> {
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > AUDIT_PAGE_SIZE_MAX) throw new RangeError(`limit must be 1..${AUDIT_PAGE_SIZE_MAX}, not ${limit}`);
+    const streamRevision = await this.streamRevision(userId);
+    const events = await this.store.readStream(tokenAccountStreamId(userId), { fromRevision, maxCount: limit });
+    const last = events[events.length - 1];
+    const more = last !== undefined && events.length === limit && last.revision < streamRevision;
+    return { data: events.map(auditEvent), streamRevision: streamRevision.toString(), nextFromRevision: more ? (last.revision + 1n).toString() : null };
+  }
+
+  /**
+   * The whole stream, one page of `pageSize` events at a time, for streaming out: only one page is
+   * in memory, and the next is read when the consumer asks for it. Checks the user exists first, so
+   * a caller can answer 404 before it starts a response.
+   */
+  async pages(userId: string, pageSize = AUDIT_PAGE_SIZE_MAX): Promise<AsyncIterable<readonly AuditEvent[]>> {
+    await this.streamRevision(userId);
+    const store = this.store;
+    return {
+      async *[Symbol.asyncIterator]() {
+        for await (const page of readStreamPages(store, tokenAccountStreamId(userId), { pageSize })) yield page.map(auditEvent);
+      },
+    };
+  }
+
+  /** The balance replayed from the stream up to `asOf`, and the revision reached (-1 before the first event). */
+  async balanceAsOf(userId: string, asOf: AsOf): Promise<{ readonly balance: number; readonly revision: string }> {
+    await this.streamRevision(userId);
+    const events = await readWholeStream(this.store, tokenAccountStreamId(userId), 'revision' in asOf ? { toRevision: asOf.revision } : {});
+    try {
+      const { balance, revision } = tokenAccountBalanceAsOf(events, asOf);
+      return { balance, revision: revision.toString() };
+    } catch (error) {
+      // The ledger's own invariants refuse the stream (a gap, an edited amount): report, not crash.
+      throw new StreamNotReplayableError(userId, error instanceof Error ? error.message : String(error));
+    }
+  }
+
+  /** The hash chain, anchored to the stream's recorded revision, and every difference between the replay and the read models. */
+  async verify(userId: string): Promise<AccountAuditReport> {
+    const streamRevision = await this.streamRevision(userId);
+    // Up to the anchor only: events appended after it was read are not this verification's to judge.
+    const events = await readWholeStream(this.store, tokenAccountStreamId(userId), { toRevision: streamRevision });
+    const chain = chainReport(verifyChain(events, { anchor: { revision: streamRevision } }));
+    let differences: readonly AccountDifference[] = [];
+    let replayError: string | null = null;
+    try {
+      differences = await verifyAccount(this.store, this.pool, this.projections, userId);
+    } catch (error) {
+      // A tampered stream can break the ledger's invariants during the replay: that is a finding.
+      replayError = error instanceof Error ? error.message : String(error);
+    }
+    const ok = chain.ok && differences.length === 0 && replayError === null;
+    return { ok, streamRevision: streamRevision.toString(), chain, readModels: { differences, replayError } };
+  }
+
+  /** The signed NDJSON bundle of the stream; throws if its chain is not intact (a bundle never vouches for a broken stream). */
+  async bundle(userId: string, privateKey: KeyObject, now: Date): Promise<{ readonly streamId: string; readonly text: string }> {
+    const streamId = tokenAccountStreamId(userId);
+    const streamRevision = await this.streamRevision(userId);
+    const events = await readWholeStream(this.store, tokenAccountStreamId(userId), { toRevision: streamRevision });
+    const chain = verifyChain(events, { anchor: { revision: streamRevision } });
+    if (!chain.ok) throw new ChainBrokenError(userId, chain.firstBadRevision, chain.reason);
+    const bundled: BundleEvent[] = events.map((event) => ({ ...event, position: formatPosition(event.position), createdAt: event.createdAt.toISOString() }));
+    return { streamId, text: createAuditBundle(bundled, { privateKey, streamId, createdAt: now.toISOString() }) };
+  }
+
+  /**
+   * The stream's last revision as the store records it. The PostgreSQL store records it apart from
+   * the events, so removing the newest events is found; with EventStoreDB the last event read is the
+   * only record, which cannot show that.
+   */
+  private async streamRevision(userId: string): Promise<bigint> {
+    const streamId = tokenAccountStreamId(userId);
+    const postgres = this.store.postgres;
+    const revision =
+      postgres === undefined ? (await this.store.readStream(streamId, { direction: 'backwards', maxCount: 1 }))[0]?.revision : await postgres.recordedStreamRevision(streamId);
+    if (revision === undefined || revision < 0n) throw new AccountNotFoundError(userId);
+    return revision;
+  }
+}
+
+function chainReport(chain: ChainVerification): ChainReport {
+  return chain.ok ? chain : { ok: false, firstBadRevision: chain.firstBadRevision.toString(), reason: chain.reason };
+}
+
+function auditEvent(event: RecordedEvent): AuditEvent {
+  return {
+    revision: event.revision.toString(),
+    position: formatPosition(event.position),
+    id: event.id,
+    type: event.type,
+    data: event.data,
+    metadata: event.metadata,
+    time: event.createdAt.toISOString(),
+  };
+}

@@ -1,0 +1,162 @@
+import { formatPosition, readWholeStream, type EventStore, type RecordedEvent } from '@app/event-store';
+import { evolveTokenAccount, initialTokenAccountState, TOKEN_ACCOUNT_EVENT_TYPES, tokenAccountStreamId, type TokenAccountEvent } from '@app/ledger';
+import { accountProjections, lockCheckpoint, recomputeAccountEvents, TOKEN_ACCOUNTS_PROJECTION, transactionOf, type Projection } from '@app/projections';
+import type { Pool, PoolClient } from 'pg';
+
+export type AccountDifference = {
+  readonly userId: string;
+  readonly projection: string;
+  /**
+   * `missing`: a row the replay gives that the read model lacks; `unexpected`: the reverse; `balance`:
+   * the domain fold disagrees with the balance; `payment`: it disagrees with a payment's status.
+   */
+  readonly kind: 'missing' | 'unexpected' | 'balance' | 'payment';
+  readonly detail: string;
+};
+
+export type ReplayLine = {
+  readonly revision: string;
+  readonly position: string;
+  readonly type: string;
+  /** Signed: credits positive, usage negative; 0 for events that do not move tokens. */
+  readonly amount: number;
+  /** The running balance folded by the ledger's own `evolve`. */
+  readonly balance: number;
+  readonly occurredAt: string;
+  readonly description: string | null;
+};
+
+/** The user's stream, event by event, with the balance the domain folds after each. */
+export async function replayAccount(store: EventStore, userId: string): Promise<readonly ReplayLine[]> {
+  let state = initialTokenAccountState;
+  return (await readWholeStream(store, tokenAccountStreamId(userId))).map((recorded) => {
+    const event = asTokenAccountEvent(recorded);
+    if (event === undefined) return line(recorded, 0, state.balance, null, recorded.createdAt.toISOString());
+    state = evolveTokenAccount(state, event);
+    // The amount and description the event's transaction row shows; events without a row move no tokens.
+    const transaction = transactionOf(event);
+    return line(recorded, transaction?.amount ?? 0, state.balance, transaction?.description ?? null, event.data.occurredAt);
+  });
+}
+
+/**
+ * Replays the account and compares with the read models, at one consistent point: in one transaction,
+ * each projection's checkpoint is locked, the account's rows are read, recomputed from its stream up
+ * to that checkpoint and read again; the transaction is rolled back, so nothing changes. The domain
+ * fold of the same events must give the stored balance.
+ */
+export async function verifyAccount(store: EventStore, pool: Pool, projections: readonly Projection[], userId: string): Promise<readonly AccountDifference[]> {
+  const client = await pool.connect();
+  const differences: AccountDifference[] = [];
+  try {
+    await client.query('BEGIN');
+    for (const projection of accountProjections(projections)) {
+      const rows = projection.accountRows?.(userId);
+      if (rows === undefined) continue;
+      // Lock the checkpoint and hold the stream before reading the stored rows: a runner in another
+      // process, or an inline append, could otherwise commit rows between the two reads, and they
+      // would look missing.
+      await lockCheckpoint(client, projection.name);
+      await store.postgres?.holdStream(client, rows.streamId);
+      const stored = await readRows(client, rows.read);
+      const recomputed = await recomputeAccountEvents(client, store, projection, userId);
+      const replayed = await readRows(client, rows.read);
+      differences.push(...compareRows(userId, projection.name, replayed, stored));
+      if (projection.name === TOKEN_ACCOUNTS_PROJECTION) differences.push(...(await compareFold(client, userId, recomputed.events)));
+    }
+  } finally {
+    await client.query('ROLLBACK').catch(() => undefined);
+    client.release();
+  }
+  return differences;
+}
+
+export type VerificationReport = { readonly accounts: number; readonly differences: readonly AccountDifference[] };
+
+/** Every account known to the event store or the read model, `concurrency` at a time. */
+export async function verifyAllAccounts(
+  store: EventStore,
+  pool: Pool,
+  projections: readonly Projection[],
+  options: { readonly concurrency?: number; readonly onProgress?: (done: number, total: number) => void } = {},
+): Promise<VerificationReport> {
+  const users = await knownAccounts(store, pool);
+  const differences: AccountDifference[] = [];
+  let next = 0;
+  let done = 0;
+  const worker = async () => {
+    while (next < users.length) {
+      const userId = users[next] as string;
+      next += 1;
+      differences.push(...(await verifyAccount(store, pool, projections, userId)));
+      done += 1;
+      options.onProgress?.(done, users.length);
+    }
+  };
+  await Promise.all(Array.from({ length: options.concurrency ?? 4 }, worker));
+  return { accounts: users.length, differences };
+}
+
+/** Accounts with a stream in the PostgreSQL event store or a row in user_tokens, each once, in order. */
+async function knownAccounts(store: EventStore, pool: Pool): Promise<readonly string[]> {
+  const prefix = tokenAccountStreamId('');
+  const streams = (await store.postgres?.streamIdsStartingWith(prefix)) ?? [];
+  const rows = await pool.query<{ user_id: string }>('SELECT user_id::text FROM user_tokens');
+  return [...new Set([...streams.map((streamId) => streamId.slice(prefix.length)), ...rows.rows.map((row) => row.user_id)])].sort();
+}
+
+/**
+ * The ledger's own fold of the events the read model holds against what the replayed rows hold: the
+ * balance, and each payment's status (the payments the fold knows and the rows the account has).
+ */
+async function compareFold(client: PoolClient, userId: string, events: readonly RecordedEvent[]): Promise<AccountDifference[]> {
+  let state = initialTokenAccountState;
+  for (const recorded of events) {
+    const event = asTokenAccountEvent(recorded);
+    if (event !== undefined) state = evolveTokenAccount(state, event);
+  }
+  const differences: AccountDifference[] = [];
+  const difference = (kind: AccountDifference['kind'], detail: string) => differences.push({ userId, projection: TOKEN_ACCOUNTS_PROJECTION, kind, detail });
+  // Read inside the transaction after the recomputation: what the replayed rows hold.
+  const stored = await client.query<{ balance: string }>('SELECT balance::text FROM user_tokens WHERE user_id = $1', [userId]);
+  const balance = stored.rows[0]?.balance ?? '0';
+  if (balance !== String(state.balance)) difference('balance', `fold gives ${state.balance}, read model holds ${balance}`);
+  const payments = await client.query<{ id: string; status: string }>('SELECT id::text, status FROM payments WHERE user_id = $1 ORDER BY id', [userId]);
+  const rows = new Map(payments.rows.map((row) => [row.id, row.status]));
+  for (const [paymentId, payment] of state.payments) {
+    const status = rows.get(paymentId.toLowerCase());
+    if (status !== payment.status) difference('payment', `payment ${paymentId}: fold gives ${payment.status}, read model holds ${status ?? 'no row'}`);
+    rows.delete(paymentId.toLowerCase());
+  }
+  for (const [paymentId, status] of rows) difference('payment', `payment ${paymentId}: read model holds ${status}, the stream has no such payment`);
+  return differences;
+}
+
+async function readRows(client: PoolClient, queries: readonly { readonly text: string; readonly values: readonly unknown[] }[]): Promise<string[]> {
+  const rows: string[] = [];
+  for (const query of queries) rows.push(...(await client.query<{ row: string }>(query.text, [...query.values])).rows.map((row) => row.row));
+  return rows;
+}
+
+function compareRows(userId: string, projection: string, replayed: readonly string[], stored: readonly string[]): AccountDifference[] {
+  const remaining = new Map<string, number>();
+  for (const row of stored) remaining.set(row, (remaining.get(row) ?? 0) + 1);
+  const differences: AccountDifference[] = [];
+  for (const row of replayed) {
+    const count = remaining.get(row) ?? 0;
+    if (count === 0) differences.push({ userId, projection, kind: 'missing', detail: row });
+    else remaining.set(row, count - 1);
+  }
+  for (const [row, count] of remaining) {
+    for (let index = 0; index < count; index += 1) differences.push({ userId, projection, kind: 'unexpected', detail: row });
+  }
+  return differences;
+}
+
+function asTokenAccountEvent(recorded: RecordedEvent): TokenAccountEvent | undefined {
+  return TOKEN_ACCOUNT_EVENT_TYPES.has(recorded.type) ? ({ type: recorded.type, data: recorded.data } as TokenAccountEvent) : undefined;
+}
+
+function line(recorded: RecordedEvent, amount: number, balance: number, description: string | null, occurredAt: string): ReplayLine {
+  return { revision: recorded.revision.toString(), position: formatPosition(recorded.position), type: recorded.type, amount, balance, occurredAt, description };
+}

@@ -1,0 +1,51 @@
+import type { RecordedEvent } from '@app/event-store';
+import { PAYMENT_TIMED_OUT, type PaymentEvent } from '@app/ledger';
+import type { RowChange } from '../../projection.js';
+
+const INSERT_PAYMENT = `
+  INSERT INTO payments (id, user_id, status, package_id, tokens_purchased, amount, currency, provider, order_id, metadata,
+                        created_at, updated_at, expires_at, last_event_id, last_event_revision)
+  VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7, $8, '{}'::jsonb, $9, $9, $10, $11, $12)`;
+
+const UPDATE_PAYMENT = `
+  UPDATE payments SET status = $2, provider_transaction_id = coalesce($3, provider_transaction_id), metadata = $4::jsonb,
+                      updated_at = $5, last_event_id = $6, last_event_revision = $7
+   WHERE id = $1`;
+
+/**
+ * The `payments` row of a payment event. Every value comes from the event; `metadata` holds what the
+ * classic table kept there: `error` for a FAILED payment ('Payment timed out' when it expired), the
+ * provider's refund id and the tokens taken back for a REFUNDED one.
+ */
+export function projectPaymentEvent(recorded: RecordedEvent, event: PaymentEvent): readonly RowChange[] {
+  const trace = [recorded.id, recorded.revision.toString()];
+  switch (event.type) {
+    case 'PaymentInitiated': {
+      const data = event.data;
+      return [
+        {
+          text: INSERT_PAYMENT,
+          values: [data.paymentId, data.userId, data.packageId, data.tokens, data.amount, data.currency, data.provider, data.orderId, data.occurredAt, data.expiresAt, ...trace],
+        },
+      ];
+    }
+    case 'PaymentCaptured':
+      return [update(event.data.paymentId, 'COMPLETED', event.data.providerTransactionId, {}, event.data.occurredAt, trace)];
+    case 'PaymentFailed':
+      return [update(event.data.paymentId, 'FAILED', null, { error: event.data.reason }, event.data.occurredAt, trace)];
+    case 'PaymentExpired':
+      return [update(event.data.paymentId, 'FAILED', null, { error: PAYMENT_TIMED_OUT }, event.data.occurredAt, trace)];
+    case 'PaymentRefunded': {
+      const { providerRefundId, tokensDebited } = event.data;
+      return [update(event.data.paymentId, 'REFUNDED', null, { providerRefundId, tokensDebited }, event.data.occurredAt, trace)];
+    }
+    default: {
+      const unknown: never = event;
+      throw new Error(`payments cannot project ${JSON.stringify(unknown)}`);
+    }
+  }
+}
+
+function update(paymentId: string, status: string, providerTransactionId: string | null, metadata: object, at: string, trace: readonly string[]): RowChange {
+  return { text: UPDATE_PAYMENT, values: [paymentId, status, providerTransactionId, JSON.stringify(metadata), at, ...trace] };
+}

@@ -1,0 +1,35 @@
+import { randomUUID } from 'node:crypto';
+import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
+import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
+import { transactionOf } from '@app/projections';
+import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
+import { ledgerWriteResult, type LedgerWriteResult } from '../transaction.view.js';
+
+/** Spends tokens; refused with INSUFFICIENT_BALANCE when the balance is short. */
+export class UseTokensCommand extends Command<LedgerWriteResult> {
+  constructor(
+    readonly userId: string,
+    readonly amount: number,
+    readonly description: string | null,
+    readonly context: CommandContext,
+  ) {
+    super();
+  }
+}
+
+@CommandHandler(UseTokensCommand)
+export class UseTokensHandler implements ICommandHandler<UseTokensCommand> {
+  constructor(
+    private readonly commands: CommandHandling,
+    private readonly consistency: ReadModelConsistency,
+  ) {}
+
+  async execute({ userId, amount, description, context }: UseTokensCommand): Promise<LedgerWriteResult> {
+    const command = { type: 'UseTokens', data: { userId, amount, description, transactionId: randomUUID(), now: new Date() } } as const;
+    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
+    // A replayed request's event is the one its first attempt recorded: the response is rebuilt from it.
+    const [used] = handled.events;
+    invariant(used?.type === 'TokensUsed', 'UseTokens appended no TokensUsed event');
+    return ledgerWriteResult(transactionOf(used), handled, this.consistency);
+  }
+}
