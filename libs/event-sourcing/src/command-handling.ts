@@ -55,7 +55,12 @@ export type CommandHandlingOptions = StreamLoaderOptions;
 
 export const DEFAULT_COMMAND_HANDLING_OPTIONS: CommandHandlingOptions = { cacheEntriesMax: 10_000, snapshotIntervalEvents: 500 };
 
-export const CONFLICT_RETRIES_MAX = 5;
+/**
+ * Decisions per command before CONCURRENCY_CONFLICT. Within a process commands on a stream queue
+ * behind its mutex; across processes on one hot stream the one with the current state in memory
+ * keeps winning and the other must read first, so it needs more tries than one race would.
+ */
+export const CONFLICT_RETRIES_MAX = 10;
 
 /** A decision and the state it was made on. */
 type Decided<Event, State> = { readonly events: readonly Event[]; readonly on: LoadedStream<State> };

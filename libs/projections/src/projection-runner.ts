@@ -25,9 +25,15 @@ export type ProjectionRunnerOptions = {
    */
   readonly setBasedBatchMin?: number;
   readonly onFailure?: (projection: string, failure: ProjectionFailure) => void;
+  /**
+   * After a batch near the head whose events were all applied inline, wait this long before reading
+   * on (0: not at all). The checkpoint then trails inline writes by up to this much, and an event
+   * appended without the inline projection waits up to this much longer to be applied.
+   */
+  readonly inlineWalkPauseMs?: number;
 };
 
-export const DEFAULT_RUNNER_OPTIONS: ProjectionRunnerOptions = { batchSizeMax: 500, retryDelayMsMin: 100, retryDelayMsMax: 30_000 };
+export const DEFAULT_RUNNER_OPTIONS: ProjectionRunnerOptions = { batchSizeMax: 500, retryDelayMsMin: 100, retryDelayMsMax: 30_000, inlineWalkPauseMs: 100 };
 
 /** A batch this large is cheaper as one set-based pass than as a statement per row change (PostgreSQL store only). */
 export const SET_BASED_BATCH_MIN = 50;
@@ -158,8 +164,12 @@ export class ProjectionRunner {
           batch.push(next.value);
           pending = readAhead(iterator);
         }
-        await this.apply(batch);
+        const applied = await this.apply(batch);
         onProgress();
+        // Near the head with nothing to apply, the events were applied inline with their append:
+        // walking past them need not be eager. Pausing lets the next walk cover many more of them
+        // in one transaction (events that do need applying wait at most this long).
+        if (applied === 0 && batch.length < this.options.batchSizeMax) await sleep(this.options.inlineWalkPauseMs ?? 0, signal);
         // Caught up when no further event is ready right now (a peek: `pending` is kept for the next batch).
         this.state = (await Promise.race([pending, nextTurn()])) === IDLE ? 'running' : 'catching_up';
       }
@@ -171,29 +181,42 @@ export class ProjectionRunner {
     }
   }
 
-  private async apply(batch: readonly RecordedEvent[]): Promise<void> {
+  /** Applies what the batch holds that the tables lack, and moves the checkpoint past it; returns how many events it applied. */
+  private async apply(batch: readonly RecordedEvent[]): Promise<number> {
     const last = batch[batch.length - 1];
-    if (last === undefined) return;
-    let applied = false;
-    if (this.setBasedFits(batch)) {
-      try {
-        await this.inTransaction(last, (client) => this.applySetBased(client, last.position));
-        applied = true;
-        this.batches.setBased += 1;
-      } catch (error) {
-        // A data error (SQLSTATE class 22 or 23): event by event below applies the same rows, or
-        // stops at the event that fails and names it. Anything else (a lost connection, a moved
-        // checkpoint) goes to the retry loop like any failed batch.
-        if (!isDataError(error)) throw error;
-        this.batches.setBasedFailed += 1;
-      }
-    }
-    if (!applied) {
-      await this.inTransaction(last, async (client) => this.applyEventByEvent(client, await this.notAppliedInline(client, batch)));
+    if (last === undefined) return 0;
+    let applied = 0;
+    await this.inTransaction(last, async (client) => {
+      const pending = await this.notAppliedInline(client, batch);
+      applied = pending.length;
+      if (pending.length === 0) return;
+      if (this.setBasedFits(pending) && (await this.appliedSetBased(client, last.position))) return;
+      await this.applyEventByEvent(client, pending);
       this.batches.eventByEvent += 1;
-    }
+    });
     this.checkpoint = last.position;
     this.releaseWaiters();
+    return applied;
+  }
+
+  /**
+   * The set-based delta, under a savepoint. A data error (SQLSTATE class 22 or 23) rolls back to it
+   * and answers false: event by event then applies the same rows, or stops at the event that fails
+   * and names it. Anything else (a lost connection) goes to the retry loop like any failed batch.
+   */
+  private async appliedSetBased(client: PoolClient, upTo: Position): Promise<boolean> {
+    await client.query('SAVEPOINT set_based');
+    try {
+      await this.applySetBased(client, upTo);
+    } catch (error) {
+      if (!isDataError(error)) throw error;
+      await client.query('ROLLBACK TO SAVEPOINT set_based');
+      this.batches.setBasedFailed += 1;
+      return false;
+    }
+    await client.query('RELEASE SAVEPOINT set_based');
+    this.batches.setBased += 1;
+    return true;
   }
 
   /**
