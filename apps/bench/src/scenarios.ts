@@ -4,6 +4,7 @@ import { CommandHandling, PostgresSnapshotStore } from '@app/event-sourcing';
 import { createPool } from '@app/database';
 import { PostgresEventStore, START, type EventToAppend, type GroupCommitStats } from '@app/event-store';
 import { decideTokenAccount, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
+import { InlineProjections, PROJECTIONS } from '@app/projections';
 import type { Pool } from 'pg';
 import { latency, peakRssMiB, throughput } from './measure.js';
 
@@ -60,9 +61,13 @@ async function checkpoints(url: string): Promise<number> {
   }
 }
 
-async function withStore<T>(url: string, poolSize: number, work: (store: PostgresEventStore, pool: Pool) => Promise<T>): Promise<T> {
+/**
+ * A store on a pool of `poolSize`. `readModels`: with the service's inline projections, so every
+ * append also commits the read-model rows it produces, as a command through the service does.
+ */
+async function withStore<T>(url: string, poolSize: number, work: (store: PostgresEventStore, pool: Pool) => Promise<T>, options: { readonly readModels?: boolean } = {}): Promise<T> {
   const pool = createPool({ url, poolSizeMax: poolSize });
-  const store = new PostgresEventStore(pool, { connectionString: url });
+  const store = new PostgresEventStore(pool, { connectionString: url, ...(options.readModels === true ? { appendHook: new InlineProjections(PROJECTIONS) } : {}) });
   try {
     return await work(store, pool);
   } finally {
@@ -140,6 +145,8 @@ function purchase(userId: string, amount: number, balanceAfter: number): EventTo
 }
 
 async function commands({ url, seconds }: Context, concurrency: number): Promise<readonly Measurement[]> {
+  // Alone, a command waits for its own commit; at 32, many share one: the bar is the raw insert itself.
+  const targetRatio = concurrency >= 32 ? 1.0 : 0.6;
   return withStore(url, concurrency + 4, async (store, pool) => {
     const users = Array.from({ length: STREAMS }, () => randomUUID());
     await forEachConcurrently(users, 32, (userId) => store.append(tokenAccountStreamId(userId), [purchase(userId, 1_000_000, 1_000_000)], { expectedRevision: 'no_stream' }));
@@ -157,22 +164,22 @@ async function commands({ url, seconds }: Context, concurrency: number): Promise
     return [
       { name: `raw INSERT ... COMMIT, concurrency ${concurrency}`, value: raw, unit: 'rows/s' },
       {
-        name: `UseTokens commands, first on each of ${STREAMS.toLocaleString('en')} accounts (load from the store, decide, append), concurrency ${concurrency}`,
+        name: `UseTokens commands with read models committed, first on each of ${STREAMS.toLocaleString('en')} accounts (load from the store, decide, append), concurrency ${concurrency}`,
         value: coldPerSecond,
         unit: 'commands/s',
         reference: raw,
       },
       {
-        name: `UseTokens commands, accounts cached (decide, append), concurrency ${concurrency}`,
+        name: `UseTokens commands with read models committed, accounts cached (decide, append), concurrency ${concurrency}`,
         value: result.perSecond,
         unit: 'commands/s',
         reference: raw,
-        target: '>= 0.6x raw',
-        met: result.perSecond / raw >= 0.6,
+        target: `>= ${targetRatio}x raw`,
+        met: result.perSecond / raw >= targetRatio,
       },
       appendsPerTransaction(before, store.groupCommitStats()),
     ];
-  });
+  }, { readModels: true });
 }
 
 /** Appends `usages` 1-token usages after one large purchase, 1,000 events per append. */
@@ -217,7 +224,7 @@ async function streamLengthLatency({ url }: Context): Promise<readonly Measureme
       { name: 'first command on the 100,000-event stream, no cache, snapshot table empty (replay, then snapshot)', value: coldSnapshot.p50Ms, unit: 'ms' },
       { name: 'first command on the 100,000-event stream, no cache, from the snapshot', value: fromSnapshot.p50Ms, unit: 'ms' },
     ];
-  });
+  }, { readModels: true });
 }
 
 async function catchUp({ url }: Context): Promise<readonly Measurement[]> {
