@@ -20,9 +20,9 @@ export function inlineProjections(projections: readonly Projection[]): readonly 
 /**
  * Applies the inline projections in the transaction that appends the events (the PostgreSQL store's
  * append hook): their row changes and the record that this transaction applied them commit with the
- * events, or none of it does. No round trip of its own: the store sends these statements with the
- * transaction's COMMIT, as one multi-statement query, which needs no parameters since each
- * statement names the transaction itself.
+ * events, or none of it does. No round trip of its own: the store's append functions execute these
+ * statements in the statement that appends (ADR 0002); they need no parameters, since each names
+ * the transaction as `pg_current_xact_id()`.
  */
 export class InlineProjections implements AppendTransactionHook {
   private readonly projections: readonly Inline[];
@@ -36,21 +36,30 @@ export class InlineProjections implements AppendTransactionHook {
     return this.projections.map((projection) => projection.name);
   }
 
-  statementsAfterAppend(transactionId: bigint): string {
+  statementsAfterAppend(): string {
     // A statement that does nothing keeps the text valid when no projection applies inline.
-    return this.projections.length === 0 ? 'SELECT 1' : this.statements(transactionId).join(';\n');
+    return this.projections.length === 0 ? 'SELECT 1' : this.statements(CURRENT_TRANSACTION).join(';\n');
   }
 
   /**
    * Every statement of one transaction's application, in order: for each projection, its tables
    * locked in their declared order (the order a rebuild's swap locks them in, so the two never
-   * wait on each other in a cycle), its rows, then its record.
+   * wait on each other in a cycle), its rows, then its record. `transaction` is an SQL expression
+   * of type xid8 naming the transaction whose events are applied.
    */
-  statements(transactionId: bigint): readonly string[] {
+  statements(transaction: string): readonly string[] {
     return this.projections.flatMap(({ tables, inline }) => [
       `LOCK TABLE ${tables.join(', ')} IN ROW EXCLUSIVE MODE`,
-      ...inline.statements(transactionId),
-      `INSERT INTO ${inline.appliedTransactions} (transaction_id) VALUES ('${transactionId.toString()}'::xid8)`,
+      ...inline.statements(transaction),
+      `INSERT INTO ${inline.appliedTransactions} (transaction_id) VALUES (${transaction})`,
     ]);
   }
+}
+
+/** The transaction running the statements: stable within it, so an index condition on it is usable. */
+export const CURRENT_TRANSACTION = 'pg_current_xact_id()';
+
+/** An xid8 literal, for applying another transaction's events (a rebuild's swap). */
+export function transactionLiteral(transactionId: bigint): string {
+  return `'${transactionId.toString()}'::xid8`;
 }

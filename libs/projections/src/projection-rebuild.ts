@@ -3,6 +3,7 @@ import { comparePositions, formatPosition, START, type EventStore, type GlobalPo
 import pg, { type Pool } from 'pg';
 import { claimCheckpoint, writeCheckpoint } from './checkpoints.js';
 import type { Projection } from './projection.js';
+import { transactionLiteral } from './inline-projections.js';
 import { findProjection, PROJECTIONS } from './projection-registry.js';
 import { RebuildInProgressError } from './projections.errors.js';
 import { assertRebuildableTables, dropSchema, ShadowTables } from './shadow-tables.js';
@@ -421,7 +422,7 @@ async function carryOverInlineTransactions(client: pg.Client, projection: Projec
   );
   for (const { transaction_id: transactionId } of pending.rows) {
     // Unqualified names resolve to the shadow tables on this session (search_path).
-    for (const statement of inline.statements(BigInt(transactionId))) await client.query(statement);
+    for (const statement of inline.statements(transactionLiteral(BigInt(transactionId)))) await client.query(statement);
     await client.query(`INSERT INTO ${client.escapeIdentifier(shadow.shadowSchema)}.${client.escapeIdentifier(inline.appliedTransactions)} (transaction_id) VALUES ($1::text::xid8)`, [transactionId]);
   }
   return pending.rows.length;

@@ -59,7 +59,8 @@ export type BulkLoad = {
  */
 export type InlineApplication = {
   readonly appliedTransactions: string;
-  readonly statements: (transactionId: bigint) => readonly string[];
+  /** `transaction`: an SQL expression of type xid8 (`pg_current_xact_id()`, or a literal). */
+  readonly statements: (transaction: string) => readonly string[];
 };
 
 /** The stream an account's rows come from, the statements that delete them, and queries that read them (one text column, `row`). */

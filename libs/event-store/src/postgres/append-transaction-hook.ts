@@ -5,10 +5,11 @@
  */
 export interface AppendTransactionHook {
   /**
-   * SQL for one transaction that appended events: one or more statements without parameters, run
-   * after its appends in the same round trip as its COMMIT. `transactionId` is the commit part of
-   * every position appended in it: its events are exactly `events.transaction_id = transactionId`.
-   * A failing statement rolls back every append of the transaction.
+   * SQL the append functions execute after the appends of a transaction that appended anything, in
+   * the same statement (one round trip): one or more statements without parameters, naming the
+   * transaction as `pg_current_xact_id()` (its events are `events.transaction_id =
+   * pg_current_xact_id()`). Asked once, when the store is made. A failing statement fails every
+   * append of the transaction.
    */
-  statementsAfterAppend(transactionId: bigint): string;
+  statementsAfterAppend(): string;
 }

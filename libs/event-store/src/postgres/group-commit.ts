@@ -1,4 +1,4 @@
-import type { Pool, PoolClient } from 'pg';
+import type { Pool } from 'pg';
 import type { EventToAppend } from '../event-store.port.js';
 import type { AppendTransactionHook } from './append-transaction-hook.js';
 
@@ -55,14 +55,24 @@ type Pending = {
 };
 
 // Named, so each connection parses and plans them once.
-const APPEND_ONE = { name: 'event_store_append_one', text: 'SELECT * FROM append_one($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[])' };
-const APPEND_CHECKED = { name: 'event_store_append_checked', text: 'SELECT * FROM append_to_stream($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[])' };
-const APPEND_MANY = {
-  name: 'event_store_append_many',
-  text: 'SELECT * FROM append_to_streams($1::text[], $2::text[], $3::bigint[], $4::int[], $5::uuid[], $6::text[], $7::text[], $8::text[])',
-};
+// Named, so each connection parses and plans them once. The `_then` twins also run the append
+// hook's SQL (the last parameter) in the same statement when anything was appended.
+const APPEND_ONE = statements('event_store_append_one', 'append_one', 'SELECT * FROM %s($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[]%s)', 8);
+const APPEND_CHECKED = statements('event_store_append_checked', 'append_to_stream', 'SELECT * FROM %s($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[]%s)', 8);
+const APPEND_MANY = statements(
+  'event_store_append_many',
+  'append_to_streams',
+  'SELECT * FROM %s($1::text[], $2::text[], $3::bigint[], $4::int[], $5::uuid[], $6::text[], $7::text[], $8::text[]%s)',
+  9,
+);
 type Statement = { readonly name: string; readonly text: string };
-type Queryable = Pool | PoolClient;
+/** A statement without the hook, and its twin that takes the hook's SQL as parameter `thenParameter`. */
+type Statements = { readonly plain: Statement; readonly then: Statement };
+
+function statements(name: string, fn: string, template: string, thenParameter: number): Statements {
+  const text = (function_: string, extra: string) => template.replace('%s', function_).replace('%s', extra);
+  return { plain: { name, text: text(fn, '') }, then: { name: `${name}_then`, text: text(`${fn}_then`, `, $${thenParameter}`) } };
+}
 
 /**
  * Group commit for appends. An append is sent at once when fewer than `maxInFlight` batches are
@@ -85,8 +95,12 @@ export class GroupCommit {
     private readonly pool: Pool,
     private readonly options: GroupCommitOptions = DEFAULT_GROUP_COMMIT_OPTIONS,
     /** Work that commits in each batch's transaction, after its appends (inline projections). */
-    private readonly hook?: AppendTransactionHook,
-  ) {}
+    hook?: AppendTransactionHook,
+  ) {
+    this.hookSql = hook?.statementsAfterAppend();
+  }
+
+  private readonly hookSql: string | undefined;
 
   append(request: AppendRequest): Promise<AppendRow> {
     return new Promise<AppendRow>((resolve, reject) => {
@@ -129,9 +143,7 @@ export class GroupCommit {
     this.counters.appends += batch.length;
     try {
       const [only] = batch;
-      rows = await this.transaction(async (db) =>
-        batch.length === 1 && only !== undefined ? [await this.appendOne(db, APPEND_ONE, only.request)] : this.appendMany(db, batch.map((pending) => pending.request)),
-      );
+      rows = batch.length === 1 && only !== undefined ? [await this.appendOne(APPEND_ONE, only.request)] : await this.appendMany(batch.map((pending) => pending.request));
     } catch {
       this.counters.retriedAlone += batch.length;
       // One at a time, in arrival order: appends to one stream keep their order, and a database that
@@ -148,52 +160,13 @@ export class GroupCommit {
 
   /** One append in a transaction of its own, checked in every case under its stream's lock. */
   private async appendAlone(request: AppendRequest): Promise<AppendRow> {
-    const [row] = await this.transaction(async (db) => [await this.appendOne(db, APPEND_CHECKED, request)]);
-    if (row === undefined) throw new Error('the append function returned no row');
-    return row;
+    return this.appendOne(APPEND_CHECKED, request);
   }
 
-  /**
-   * Runs `append` as one transaction. Without a hook that is the append function's own statement
-   * (one round trip). With one: BEGIN, the append, then the hook's statements (when anything was
-   * appended) and COMMIT together: three round trips. The hook's writes commit with the events or not at all, and its failure fails every append of the
-   * transaction (the caller then retries them one by one, so only the append that caused it fails).
-   */
-  private async transaction(append: (db: Queryable) => Promise<(AppendRow | undefined)[]>): Promise<readonly (AppendRow | undefined)[]> {
-    const hook = this.hook;
-    if (hook === undefined) return append(this.pool);
-    const client = await this.pool.connect();
-    let broken: Error | undefined;
-    // A connection lost mid-transaction also emits 'error' on the client; unheard, that would end the process.
-    const onError = (error: Error) => (broken = error);
-    client.on('error', onError);
-    try {
-      await client.query('BEGIN');
-      const rows = await append(client);
-      const appended = rows.filter((row) => row?.status === 'appended');
-      const transactionId = appended[0]?.commit_position;
-      if (transactionId === undefined || transactionId === null) {
-        await client.query('COMMIT');
-        return rows;
-      }
-      // The hook's statements and the COMMIT in one round trip: a failing statement skips the COMMIT.
-      await client.query(`${hook.statementsAfterAppend(BigInt(transactionId))};\nCOMMIT`);
-      for (const row of appended) if (row !== undefined) row.hooked = true;
-      return rows;
-    } catch (error) {
-      // A connection that cannot even roll back is dropped, not handed back to the pool.
-      await client.query('ROLLBACK').catch((rollbackError: unknown) => (broken = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError))));
-      throw error;
-    } finally {
-      client.off('error', onError);
-      client.release(broken);
-    }
-  }
-
-  private async appendMany(db: Queryable, requests: readonly AppendRequest[]): Promise<(AppendRow | undefined)[]> {
+  private async appendMany(requests: readonly AppendRequest[]): Promise<(AppendRow | undefined)[]> {
     const events = requests.flatMap((request) => request.events);
-    const result = await db.query<AppendRow & { request: number }>({
-      ...APPEND_MANY,
+    const result = await this.pool.query<AppendRow & { request: number }>({
+      ...this.statement(APPEND_MANY),
       values: [
         requests.map((request) => request.streamId),
         requests.map((request) => request.kind),
@@ -203,17 +176,18 @@ export class GroupCommit {
         events.map((event) => event.type),
         events.map((event) => JSON.stringify(event.data)),
         events.map((event) => JSON.stringify(event.metadata ?? {})),
+        ...this.hookValues(),
       ],
     });
     const rows: (AppendRow | undefined)[] = requests.map(() => undefined);
-    for (const row of result.rows) rows[row.request - 1] = row;
+    for (const row of result.rows) rows[row.request - 1] = this.marked(row);
     return rows;
   }
 
-  private async appendOne(db: Queryable, statement: Statement, request: AppendRequest): Promise<AppendRow> {
+  private async appendOne(statements: Statements, request: AppendRequest): Promise<AppendRow> {
     const { events } = request;
-    const result = await db.query<AppendRow>({
-      ...statement,
+    const result = await this.pool.query<AppendRow>({
+      ...this.statement(statements),
       values: [
         request.streamId,
         request.kind,
@@ -222,10 +196,26 @@ export class GroupCommit {
         events.map((event) => event.type),
         events.map((event) => JSON.stringify(event.data)),
         events.map((event) => JSON.stringify(event.metadata ?? {})),
+        ...this.hookValues(),
       ],
     });
     const row = result.rows[0];
     if (row === undefined) throw new Error('the append function returned no row');
+    return this.marked(row);
+  }
+
+  /** With a hook, the `_then` twin: the appends and the hook's SQL in one statement, one round trip, one transaction. */
+  private statement(statements: Statements): Statement {
+    return this.hookSql === undefined ? statements.plain : statements.then;
+  }
+
+  private hookValues(): string[] {
+    return this.hookSql === undefined ? [] : [this.hookSql];
+  }
+
+  /** An append the hook ran after (it appended, in a transaction whose hook SQL committed with it). */
+  private marked(row: AppendRow): AppendRow {
+    if (this.hookSql !== undefined && row.status === 'appended') row.hooked = true;
     return row;
   }
 }

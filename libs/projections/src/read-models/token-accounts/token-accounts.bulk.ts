@@ -15,9 +15,9 @@ const BETWEEN = `(events.transaction_id, events.global_position) > ($1::text::xi
   AND (events.transaction_id, events.global_position) <= ($3::text::xid8, $4::bigint)
   AND NOT EXISTS (SELECT 1 FROM ${TOKEN_ACCOUNTS_INLINE_COMMITS} applied WHERE applied.transaction_id = events.transaction_id)`;
 
-/** The events one transaction appended: those of the inline application (a literal, so the index on `$all` order is used). */
-function ofTransaction(transactionId: bigint): string {
-  return `events.transaction_id = '${transactionId.toString()}'::xid8`;
+/** The events one transaction appended: those of the inline application (`transaction`: an xid8 expression, stable, so the index on `$all` order is used). */
+function ofTransaction(transaction: string): string {
+  return `events.transaction_id = ${transaction}`;
 }
 const CHUNK = `events.global_position BETWEEN $3::bigint AND $4::bigint`;
 
@@ -122,8 +122,8 @@ export const tokenAccountsBulkLoad: BulkLoad = {
   delta: [insertTransactions(BETWEEN), upsertBalances(BETWEEN, true), insertPayments(BETWEEN), updatePayments(BETWEEN)],
   inline: {
     appliedTransactions: TOKEN_ACCOUNTS_INLINE_COMMITS,
-    statements: (transactionId) => {
-      const where = ofTransaction(transactionId);
+    statements: (transaction) => {
+      const where = ofTransaction(transaction);
       return [insertTransactions(where), upsertBalances(where, true), insertPayments(where), updatePayments(where)];
     },
   },
