@@ -3,8 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { LEADERSHIP_LOCK_NAMESPACE } from '@app/database';
-import { buildService, freePort, startService, waitUntilListening, type ServiceProcess } from './support/service-process.js';
-import { TEST_JWT_SECRET, testToken } from './support/test-app.js';
+import { buildService, startServiceOn, stopServices, type ServiceProcess } from './support/service-process.js';
+import { testToken } from './support/test-app.js';
 import { createTestDatabase, type TestDatabase } from './support/test-database.js';
 
 /**
@@ -36,28 +36,13 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
-  for (const child of [first, second]) {
-    if (child !== undefined && child.process.exitCode === null && child.process.signalCode === null) {
-      child.process.kill('SIGTERM');
-      await child.exited;
-    }
-  }
+  await stopServices([first, second]);
   await database?.drop();
   await rm(dataDir, { recursive: true, force: true });
 });
 
-async function startProcess(): Promise<ServiceProcess> {
-  const child = startService({
-    DATABASE_URL: database.url,
-    PORT: String(await freePort()),
-    HOST: '127.0.0.1',
-    NODE_ENV: 'test',
-    AUTH_JWT_SECRET: TEST_JWT_SECRET,
-    DATA_DIR: dataDir,
-    DATABASE_POOL_SIZE: '10',
-  });
-  await waitUntilListening(child);
-  return child;
+function startProcess(): Promise<ServiceProcess> {
+  return startServiceOn(database.url, dataDir);
 }
 
 /** Which OS process holds each worker's leadership lock, as PostgreSQL sees it (from the session's application name). */

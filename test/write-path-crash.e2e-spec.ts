@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { buildService, freePort, startService, waitUntilListening, type ServiceProcess } from './support/service-process.js';
-import { TEST_JWT_SECRET, testToken } from './support/test-app.js';
+import { buildService, startServiceOn, stopServices, type ServiceProcess } from './support/service-process.js';
+import { testToken } from './support/test-app.js';
 import { createTestDatabase, type TestDatabase } from './support/test-database.js';
 
 /**
@@ -33,29 +33,15 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
-  if (running !== undefined && running.process.exitCode === null && running.process.signalCode === null) {
-    running.process.kill('SIGTERM');
-    await running.exited;
-  }
+  await stopServices([running]);
   await database?.drop();
   await rm(dataDir, { recursive: true, force: true });
 });
 
 async function start(): Promise<ServiceProcess> {
-  const child = startService({
-    DATABASE_URL: database.url,
-    PORT: String(await freePort()),
-    HOST: '127.0.0.1',
-    NODE_ENV: 'test',
-    AUTH_JWT_SECRET: TEST_JWT_SECRET,
-    DATA_DIR: dataDir,
-    DATABASE_POOL_SIZE: '10',
-    // A key held by the killed process is taken over after a second, not the default minute.
-    IDEMPOTENCY_LOCK_SECONDS: '1',
-  });
-  await waitUntilListening(child);
-  running = child;
-  return child;
+  // A key held by the killed process is taken over after a second, not the default minute.
+  running = await startServiceOn(database.url, dataDir, { IDEMPOTENCY_LOCK_SECONDS: '1' });
+  return running;
 }
 
 type Spend = { readonly key: string; readonly userId: string };

@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { TEST_JWT_SECRET } from './test-app.js';
 
 /** The built service (`nest build api`) run as a child process, as `npm start` runs it. */
 export const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -78,4 +79,32 @@ export function freePort(): Promise<number> {
       server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
     });
   });
+}
+
+/**
+ * A process of the built service on an existing database (`DATABASE_URL`), listening on a free port,
+ * with the test JWT secret: what the multi-process and crash specs start, stop and kill.
+ */
+export async function startServiceOn(databaseUrl: string, dataDir: string, environment: Record<string, string> = {}): Promise<ServiceProcess> {
+  const child = startService({
+    DATABASE_URL: databaseUrl,
+    PORT: String(await freePort()),
+    HOST: '127.0.0.1',
+    NODE_ENV: 'test',
+    AUTH_JWT_SECRET: TEST_JWT_SECRET,
+    DATA_DIR: dataDir,
+    DATABASE_POOL_SIZE: '10',
+    ...environment,
+  });
+  await waitUntilListening(child);
+  return child;
+}
+
+/** Stops each process still running (SIGTERM) and waits for it. */
+export async function stopServices(children: readonly (ServiceProcess | undefined)[]): Promise<void> {
+  for (const child of children) {
+    if (child === undefined || child.process.exitCode !== null || child.process.signalCode !== null) continue;
+    child.process.kill('SIGTERM');
+    await child.exited;
+  }
 }
