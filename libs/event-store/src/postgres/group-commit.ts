@@ -54,25 +54,29 @@ type Pending = {
   readonly reject: (error: unknown) => void;
 };
 
-// Named, so each connection parses and plans them once.
-// Named, so each connection parses and plans them once. The `_then` twins also run the append
-// hook's SQL (the last parameter) in the same statement when anything was appended.
-const APPEND_ONE = statements('event_store_append_one', 'append_one', 'SELECT * FROM %s($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[]%s)', 8);
-const APPEND_CHECKED = statements('event_store_append_checked', 'append_to_stream', 'SELECT * FROM %s($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[]%s)', 8);
-const APPEND_MANY = statements(
-  'event_store_append_many',
-  'append_to_streams',
-  'SELECT * FROM %s($1::text[], $2::text[], $3::bigint[], $4::int[], $5::uuid[], $6::text[], $7::text[], $8::text[]%s)',
-  9,
-);
 type Statement = { readonly name: string; readonly text: string };
-/** A statement without the hook, and its twin that takes the hook's SQL as parameter `thenParameter`. */
+/** An append function's call, and its `_then` twin's, which also runs the hook's SQL (the last parameter). */
 type Statements = { readonly plain: Statement; readonly then: Statement };
 
-function statements(name: string, fn: string, template: string, thenParameter: number): Statements {
-  const text = (function_: string, extra: string) => template.replace('%s', function_).replace('%s', extra);
-  return { plain: { name, text: text(fn, '') }, then: { name: `${name}_then`, text: text(`${fn}_then`, `, $${thenParameter}`) } };
-}
+// Named, so each connection parses and plans them once.
+const APPEND_ONE: Statements = {
+  plain: { name: 'event_store_append_one', text: 'SELECT * FROM append_one($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[])' },
+  then: { name: 'event_store_append_one_then', text: 'SELECT * FROM append_one_then($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[], $8)' },
+};
+const APPEND_CHECKED: Statements = {
+  plain: { name: 'event_store_append_checked', text: 'SELECT * FROM append_to_stream($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[])' },
+  then: { name: 'event_store_append_checked_then', text: 'SELECT * FROM append_to_stream_then($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[], $8)' },
+};
+const APPEND_MANY: Statements = {
+  plain: {
+    name: 'event_store_append_many',
+    text: 'SELECT * FROM append_to_streams($1::text[], $2::text[], $3::bigint[], $4::int[], $5::uuid[], $6::text[], $7::text[], $8::text[])',
+  },
+  then: {
+    name: 'event_store_append_many_then',
+    text: 'SELECT * FROM append_to_streams_then($1::text[], $2::text[], $3::bigint[], $4::int[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9)',
+  },
+};
 
 /**
  * Group commit for appends. An append is sent at once when fewer than `maxInFlight` batches are
@@ -80,7 +84,9 @@ function statements(name: string, fn: string, template: string, thenParameter: n
  * and go together, in one transaction and one round trip, as soon as a slot frees. Many writers then
  * share one commit instead of paying one each, and each append still gets its own result.
  *
- * A batch of one goes through append_one, larger ones through append_to_streams. A batch that fails
+ * A batch of one goes through append_one, larger ones through append_to_streams; with an append
+ * hook (inline projections), through their `_then` twins, which run the hook's SQL in the same
+ * statement, so the batch is still one round trip and one transaction. A batch that fails
  * as a whole (an event id that exists elsewhere, a deadlock with another process, a lost
  * connection) is retried one append at a time through append_to_stream, which checks every case
  * under the stream lock: a failure belongs to the append that caused it, and an append that did
@@ -90,6 +96,8 @@ export class GroupCommit {
   private readonly queue: Pending[] = [];
   private inFlight = 0;
   private counters = { batches: 0, appends: 0, retriedAlone: 0 };
+  /** The hook's SQL, run by the `_then` append functions in every batch's statement. */
+  private readonly hookSql: string | undefined;
 
   constructor(
     private readonly pool: Pool,
@@ -99,8 +107,6 @@ export class GroupCommit {
   ) {
     this.hookSql = hook?.statementsAfterAppend();
   }
-
-  private readonly hookSql: string | undefined;
 
   append(request: AppendRequest): Promise<AppendRow> {
     return new Promise<AppendRow>((resolve, reject) => {
@@ -148,7 +154,7 @@ export class GroupCommit {
       this.counters.retriedAlone += batch.length;
       // One at a time, in arrival order: appends to one stream keep their order, and a database that
       // just failed a batch is not handed every one of its appends at once.
-      for (const pending of batch) await this.appendAlone(pending.request).then(pending.resolve, pending.reject);
+      for (const pending of batch) await this.appendOne(APPEND_CHECKED, pending.request).then(pending.resolve, pending.reject);
       return;
     }
     batch.forEach((pending, index) => {
@@ -156,11 +162,6 @@ export class GroupCommit {
       if (row === undefined) pending.reject(new Error(`append_to_streams returned no result for append ${index + 1}`));
       else pending.resolve(row);
     });
-  }
-
-  /** One append in a transaction of its own, checked in every case under its stream's lock. */
-  private async appendAlone(request: AppendRequest): Promise<AppendRow> {
-    return this.appendOne(APPEND_CHECKED, request);
   }
 
   private async appendMany(requests: readonly AppendRequest[]): Promise<(AppendRow | undefined)[]> {
