@@ -181,6 +181,13 @@ describe('inline projections', () => {
     }
   });
 
+  it('keeps the installed function identical to the statements it stands for', async () => {
+    const result = await database.pool.query<{ body: string }>("SELECT prosrc AS body FROM pg_proc WHERE proname = 'token_accounts_apply_inline'");
+    const normalized = (sql: string) => sql.replace(/\s+/g, ' ').trim();
+    expect(normalized(result.rows[0]?.body ?? '')).toBe(normalized(`BEGIN ${inline.statements(CURRENT_TRANSACTION).join(';\n')}; END;`));
+    expect(inline.statementsAfterAppend()).toBe('SELECT token_accounts_apply_inline()');
+  });
+
   it('counts inline-applied events past the checkpoint as held by the read model, and plain ones as not', async () => {
     const store = storeWith(inline);
     const plain = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: 20 });

@@ -38,7 +38,10 @@ export class InlineProjections implements AppendTransactionHook {
 
   statementsAfterAppend(): string {
     // A statement that does nothing keeps the text valid when no projection applies inline.
-    return this.projections.length === 0 ? 'SELECT 1' : this.statements(CURRENT_TRANSACTION).join(';\n');
+    if (this.projections.length === 0) return 'SELECT 1';
+    return this.projections
+      .map((projection) => (projection.inline.function === undefined ? this.statementsOf(projection, CURRENT_TRANSACTION).join(';\n') : `SELECT ${projection.inline.function}()`))
+      .join(';\n');
   }
 
   /**
@@ -48,11 +51,15 @@ export class InlineProjections implements AppendTransactionHook {
    * of type xid8 naming the transaction whose events are applied.
    */
   statements(transaction: string): readonly string[] {
-    return this.projections.flatMap(({ tables, inline }) => [
+    return this.projections.flatMap((projection) => this.statementsOf(projection, transaction));
+  }
+
+  private statementsOf({ tables, inline }: Inline, transaction: string): readonly string[] {
+    return [
       `LOCK TABLE ${tables.join(', ')} IN ROW EXCLUSIVE MODE`,
       ...inline.statements(transaction),
       `INSERT INTO ${inline.appliedTransactions} (transaction_id) VALUES (${transaction})`,
-    ]);
+    ];
   }
 }
 

@@ -61,6 +61,11 @@ export type InlineApplication = {
   readonly appliedTransactions: string;
   /** `transaction`: an SQL expression of type xid8 (`pg_current_xact_id()`, or a literal). */
   readonly statements: (transaction: string) => readonly string[];
+  /**
+   * A function (no arguments) whose body is `statements(pg_current_xact_id())` with the LOCK and the
+   * record, installed by a migration: called instead of the statements, its plans are kept per session.
+   */
+  readonly function?: string;
 };
 
 /** The stream an account's rows come from, the statements that delete them, and queries that read them (one text column, `row`). */

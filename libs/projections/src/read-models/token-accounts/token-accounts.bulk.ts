@@ -122,6 +122,8 @@ export const tokenAccountsBulkLoad: BulkLoad = {
   delta: [insertTransactions(BETWEEN), upsertBalances(BETWEEN, true), insertPayments(BETWEEN), updatePayments(BETWEEN)],
   inline: {
     appliedTransactions: TOKEN_ACCOUNTS_INLINE_COMMITS,
+    // Migration 042; the inline-projections spec proves its body equal to these statements.
+    function: 'token_accounts_apply_inline',
     statements: (transaction) => {
       const where = ofTransaction(transaction);
       return [insertTransactions(where), upsertBalances(where, true), insertPayments(where), updatePayments(where)];
