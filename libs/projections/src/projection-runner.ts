@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { comparePositions, formatPosition, START, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
 import type { Pool, PoolClient } from 'pg';
 import { claimCheckpoint, readCheckpoint, writeCheckpoint } from './checkpoints.js';
@@ -325,14 +326,7 @@ function nextTurn(): Promise<typeof IDLE> {
   return new Promise((resolve) => setImmediate(() => resolve(IDLE)));
 }
 
+/** Waits `ms`, or less when `signal` aborts; never rejects. */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
+  return delay(ms, undefined, { signal }).catch(() => undefined);
 }
