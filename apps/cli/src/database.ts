@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { EMBEDDED_SERVICE_DATABASE, embeddedPostgresUrl, startEmbeddedPostgres } from '@app/database';
 import { PostgresEventStore } from '@app/event-store';
+import { InlineProjections, PROJECTIONS } from '@app/projections';
 import pg, { type Pool } from 'pg';
 
 export type Connection = {
@@ -37,7 +38,9 @@ export async function connect(): Promise<Connection> {
   pool.on('error', (error) => {
     if (!closing) process.stderr.write(`database connection lost: ${error.message}\n`);
   });
-  const store = new PostgresEventStore(pool, { connectionString: url });
+  // With the service's inline projections: every PostgreSQL writer of a stream must apply them, or the
+  // runner would apply its events after later inline ones (docs/adr/0002-inline-projections.md).
+  const store = new PostgresEventStore(pool, { connectionString: url, appendHook: new InlineProjections(PROJECTIONS) });
   return {
     url,
     pool,
