@@ -1,6 +1,6 @@
 import { fold } from '../decider.js';
 import { LedgerError } from '../ledger.errors.js';
-import { BALANCE_MAX } from '../ledger.limits.js';
+import { BALANCE_MAX, LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment } from './payment.commands.js';
 import { captureDecision, refundDecision } from './payment.decide.js';
@@ -30,7 +30,17 @@ const initiated: PaymentInitiated = {
 const captured: PaymentCaptured = { type: 'PaymentCaptured', data: { userId, paymentId, orderId, providerTransactionId: 'MOCK-CAPTURE-1', occurredAt: later.toISOString() } };
 const credited: TokensPurchased = {
   type: 'TokensPurchased',
-  data: { userId, transactionId, paymentId, amount: 100, description: 'Token package starter', balanceAfter: 100, occurredAt: later.toISOString() },
+  data: {
+    userId,
+    transactionId,
+    paymentId,
+    amount: 100,
+    description: 'Token package starter',
+    balanceAfter: 100,
+    occurredAt: later.toISOString(),
+    lot: { lotId: transactionId, priority: LOT_PRIORITY_DEFAULT, expiresAt: null },
+    heldAfter: 0,
+  },
 };
 
 function capture(outcome: CapturePayment['data']['outcome'], now = later): CapturePayment {
@@ -41,7 +51,7 @@ const expire = (now: Date): ExpirePayment => ({ type: 'ExpirePayment', data: { u
 const refund: RefundPayment = { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 'MOCK-REFUND-1', transactionId: 'refund-tx', now: later } };
 const used = (amount: number, balanceAfter: number): TokensUsed => ({
   type: 'TokensUsed',
-  data: { userId, transactionId: 'use', amount, description: null, balanceAfter, occurredAt: later.toISOString() },
+  data: { userId, transactionId: 'use', amount, description: null, balanceAfter, occurredAt: later.toISOString(), draws: [{ lotId: transactionId, amount }], heldAfter: 0 },
 });
 const state = (events: readonly TokenAccountEvent[]) => fold(tokenAccountDecider, tokenAccountDecider.initialState, events);
 
@@ -74,7 +84,10 @@ describe('payments: CapturePayment', () => {
     spec.given([initiated]).when(approved).then([captured, credited]);
   });
   it('adds the package to an existing balance', () => {
-    const funded: TokensPurchased = { type: 'TokensPurchased', data: { ...credited.data, paymentId: 'other', transactionId: 'funding', balanceAfter: 40, amount: 40 } };
+    const funded: TokensPurchased = {
+      type: 'TokensPurchased',
+      data: { ...credited.data, paymentId: 'other', transactionId: 'funding', balanceAfter: 40, amount: 40, lot: { lotId: 'funding', priority: LOT_PRIORITY_DEFAULT, expiresAt: null } },
+    };
     spec
       .given([funded, initiated])
       .when(approved)
@@ -134,7 +147,17 @@ describe('payments: RefundPayment', () => {
   });
   const tokensRefunded = (amount: number, balanceAfter: number): TokensRefunded => ({
     type: 'TokensRefunded',
-    data: { userId, transactionId: 'refund-tx', paymentId, amount, description: 'Refund of token package starter', balanceAfter, occurredAt: later.toISOString() },
+    data: {
+      userId,
+      transactionId: 'refund-tx',
+      paymentId,
+      amount,
+      description: 'Refund of token package starter',
+      balanceAfter,
+      occurredAt: later.toISOString(),
+      draws: [{ lotId: transactionId, amount }],
+      heldAfter: 0,
+    },
   });
 
   it('marks the payment refunded and takes its tokens back in one decision', () => {

@@ -1,11 +1,13 @@
 import { invariant, LedgerError } from '../ledger.errors.js';
-import { CURRENCY_PATTERN, isMoneyAmount, isTokenAmount } from '../ledger.limits.js';
+import { CURRENCY_PATTERN, isLotPriority, isMoneyAmount, isTokenAmount, LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
 import { assertBalanceFits } from './balance.rules.js';
 import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment } from './payment.commands.js';
 import { PAYMENT_TIMED_OUT, type PaymentCaptured, type PaymentExpired, type PaymentFailed, type PaymentInitiated, type PaymentRefunded, type TokensRefunded } from './payment.events.js';
 import type { Payment } from './payment.state.js';
 import type { TokensPurchased } from './token-account.events.js';
 import type { TokenAccountState } from './token-account.state.js';
+import { assertLotRoom } from './hold.decide.js';
+import { freeOf, OPENING_LOT_ID, type LotTerms } from './lot.state.js';
 
 /** Opens a PENDING payment. Repeating it with the same payload decides nothing; another payload is refused. */
 export function initiatePayment({ data }: InitiatePayment, state: TokenAccountState): readonly PaymentInitiated[] {
@@ -56,6 +58,7 @@ export function captureDecision(state: TokenAccountState, paymentId: string, now
       if (now.getTime() >= Date.parse(payment.expiresAt)) throw expiredError(payment);
       // Checked here, before the provider takes the money, not only when the capture is recorded.
       assertBalanceFits(state.balance, payment.tokens);
+      assertLotRoom(state);
       return 'capture';
     default: {
       const unknown: never = payment.status;
@@ -91,9 +94,26 @@ export function capturePayment({ data }: CapturePayment, state: TokenAccountStat
         description: `Token package ${payment.packageId}`,
         balanceAfter: state.balance + payment.tokens,
         occurredAt,
+        lot: purchaseLot(data.transactionId, data.lot, data.now),
+        heldAfter: state.held,
       },
     },
   ];
+}
+
+/** The lot a capture credits, on its package's terms (a package's lifetime counts from the capture). */
+function purchaseLot(lotId: string, terms: CapturePayment['data']['lot'], now: Date): LotTerms {
+  const priority = terms?.priority ?? LOT_PRIORITY_DEFAULT;
+  const days = terms?.expiresInDays ?? null;
+  invariant(isLotPriority(priority) && (days === null || (Number.isSafeInteger(days) && days >= 1)), `package lot terms ${JSON.stringify(terms)} are not valid`);
+  return { lotId, priority, expiresAt: days === null ? null : new Date(now.getTime() + days * 86_400_000).toISOString() };
+}
+
+/** The lot a purchase credited (the opening lot for a purchase written before lots), and its tokens no hold has set aside. */
+function purchaseLotOf(state: TokenAccountState, paymentId: string): { readonly lotId: string; readonly free: number } {
+  const lotId = state.purchases.get(paymentId)?.lot?.lotId ?? OPENING_LOT_ID;
+  const lot = state.lots.get(lotId);
+  return { lotId, free: lot === undefined ? 0 : freeOf(lot) };
 }
 
 /** Expires a payment still PENDING after its expiry; anything else (not due, captured, failed) decides nothing. */
@@ -104,9 +124,11 @@ export function expirePayment({ data }: ExpirePayment, state: TokenAccountState)
 }
 
 /**
- * Whether a refund may go to the provider: 'refund' for a COMPLETED payment whose tokens are all
- * still in the balance, 'done' for one already refunded. A refund that would drive the balance below
- * zero is refused here, so nothing is refunded at the provider.
+ * Whether a refund may go to the provider: 'refund' for a COMPLETED payment whose lot still holds
+ * all its tokens, free of holds, 'done' for one already refunded. A refund takes back that
+ * purchase's own tokens, not whatever else is left: a purchase partly spent (or held) is refused
+ * here with REFUND_EXCEEDS_LOT, so nothing is refunded at the provider (an admin may refund the
+ * money outside and adjust the tokens).
  */
 export function refundDecision(state: TokenAccountState, paymentId: string): 'refund' | 'done' {
   const payment = existing(state, paymentId);
@@ -121,6 +143,15 @@ export function refundDecision(state: TokenAccountState, paymentId: string): 're
       requested: payment.tokens,
     });
   }
+  const { lotId, free } = purchaseLotOf(state, paymentId);
+  if (free < payment.tokens) {
+    throw new LedgerError('REFUND_EXCEEDS_LOT', `payment ${paymentId} credited ${payment.tokens} tokens to lot ${lotId}, of which ${free} are left unheld`, {
+      paymentId,
+      lotId,
+      requested: payment.tokens,
+      remaining: free,
+    });
+  }
   return 'refund';
 }
 
@@ -131,10 +162,11 @@ export function refundPayment({ data }: RefundPayment, state: TokenAccountState)
   if (payment.status !== 'COMPLETED') {
     throw new LedgerError('PAYMENT_NOT_CAPTURED', `payment ${data.paymentId} is ${payment.status}; only a captured payment can be refunded`, { paymentId: data.paymentId, paymentStatus: payment.status });
   }
-  // The check before the provider call saw enough balance; only a spend by another process in
+  // The check before the provider call saw the whole lot; only a spend by another process in
   // between can leave less. The money is back with the customer, so record the refund and take back
-  // what is left rather than lose the fact.
-  const tokensDebited = Math.min(payment.tokens, state.balance);
+  // what is left of the lot rather than lose the fact.
+  const { lotId, free } = purchaseLotOf(state, data.paymentId);
+  const tokensDebited = Math.min(payment.tokens, free);
   const occurredAt = data.now.toISOString();
   const refunded: PaymentRefunded = {
     type: 'PaymentRefunded',
@@ -153,6 +185,8 @@ export function refundPayment({ data }: RefundPayment, state: TokenAccountState)
         description: `Refund of token package ${payment.packageId}`,
         balanceAfter: state.balance - tokensDebited,
         occurredAt,
+        draws: [{ lotId, amount: tokensDebited }],
+        heldAfter: state.held,
       },
     },
   ];
