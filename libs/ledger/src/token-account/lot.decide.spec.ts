@@ -160,7 +160,7 @@ describe('lots: expiry', () => {
           type: 'LotExpired',
           data: {
             userId,
-            transactionId: expect.stringMatching(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/) as unknown as string,
+            transactionId: expect.stringMatching(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/),
             lotId: 'promo',
             amount: 15,
             expiresAt: expiry.toISOString(),

@@ -149,7 +149,7 @@ function decodeHold(item: unknown): Hold {
 
 function decodeEndedHold(item: unknown): [string, HoldEnd] {
   check(Array.isArray(item) && item.length === 2 && typeof item[0] === 'string' && HOLD_ENDS.includes(item[1] as HoldEnd), 'an ended hold is not valid');
-  return [item[0] as string, item[1] as HoldEnd];
+  return [item[0], item[1] as HoldEnd];
 }
 
 function byId<T extends { readonly paymentId: string }>(items: readonly unknown[], decode: (item: unknown) => T): ImmutableMap<string, T> {
