@@ -23,6 +23,10 @@ const expected: Record<Action, Record<Role, 'own' | 'any' | '-'>> = {
   'projections.status.read': { user: '-', service: '-', auditor: 'any', admin: 'any' },
   'projections.rebuild': { user: '-', service: '-', auditor: '-', admin: 'any' },
   'account.adjust': { user: '-', service: '-', auditor: '-', admin: 'any' },
+  'account.holds.read': { user: 'own', service: 'any', auditor: 'any', admin: 'any' },
+  'account.holds.write': { user: '-', service: 'any', auditor: '-', admin: 'any' },
+  'account.lots.read': { user: 'own', service: 'any', auditor: 'any', admin: 'any' },
+  'account.grant': { user: '-', service: '-', auditor: '-', admin: 'any' },
 };
 
 describe('authorize', () => {

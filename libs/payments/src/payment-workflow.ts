@@ -6,11 +6,13 @@ import {
   fold,
   invariant,
   LedgerError,
+  LOT_PRIORITY_DEFAULT,
   refundDecision,
   tokenAccountDecider,
   tokenAccountStreamId,
   type CaptureOutcome,
   type Payment,
+  type PurchaseLotTerms,
   type TokenAccountCommand,
   type TokenAccountState,
 } from '@app/ledger';
@@ -106,7 +108,8 @@ export class PaymentWorkflow {
           providerFailure = error instanceof Error ? error : new Error(String(error));
           throw providerFailure;
         });
-        return decideTokenAccount({ type: 'CapturePayment', data: { userId, paymentId, outcome, transactionId: randomUUID(), now } }, state);
+        const lot = this.lotTermsOf(paymentIn(state, paymentId).packageId);
+        return decideTokenAccount({ type: 'CapturePayment', data: { userId, paymentId, outcome, transactionId: randomUUID(), now, lot } }, state);
       },
       metadata: eventMetadata(context),
       // Decided on the stream as it is, not a cached state another instance may have moved past.
@@ -206,9 +209,18 @@ export class PaymentWorkflow {
   private record(payment: Payment, outcome: CaptureOutcome, context: CommandContext, now = this.options.now()) {
     const command: TokenAccountCommand = {
       type: 'CapturePayment',
-      data: { userId: payment.userId, paymentId: payment.paymentId, outcome, transactionId: randomUUID(), now },
+      data: { userId: payment.userId, paymentId: payment.paymentId, outcome, transactionId: randomUUID(), now, lot: this.lotTermsOf(payment.packageId) },
     };
     return this.decideAndAppend(payment.userId, command, context);
+  }
+
+  /**
+   * The lot terms of a package as configured now (the capture credits the lot): its priority and
+   * lifetime; a package no longer configured credits on the default terms.
+   */
+  private lotTermsOf(packageId: string): PurchaseLotTerms {
+    const offer = this.options.packages.find((candidate) => candidate.id === packageId);
+    return { priority: offer?.priority ?? LOT_PRIORITY_DEFAULT, expiresInDays: offer?.expiresInDays ?? null };
   }
 
   private decideAndAppend(userId: string, command: TokenAccountCommand, context: CommandContext) {

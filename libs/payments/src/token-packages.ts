@@ -5,6 +5,10 @@ export type TokenPackage = {
   /** Minor units of `currency` (cents for USD). */
   readonly price: number;
   readonly currency: string;
+  /** The lifetime of the tokens bought, in days from the capture; absent: they never expire. */
+  readonly expiresInDays?: number;
+  /** Their draw-down priority (lower is spent first); absent: the ledger's default for paid credit. */
+  readonly priority?: number;
 };
 
 export const DEFAULT_TOKEN_PACKAGES: readonly TokenPackage[] = [

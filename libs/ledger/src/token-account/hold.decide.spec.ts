@@ -170,11 +170,11 @@ describe('holds: SettleHold', () => {
   });
 
   it('answers HOLD_NOT_ACTIVE with how the hold ended, for a settle or release after a settle, a release or an expiry', () => {
-    spec.given(history([hold(), settle(10)])).when(settle(10)).thenThrows('HOLD_NOT_ACTIVE', { holdId, status: 'settled' });
-    spec.given(history([hold(), release()])).when(release()).thenThrows('HOLD_NOT_ACTIVE', { holdId, status: 'released' });
-    spec.given(history([hold(), release()])).when(settle(10)).thenThrows('HOLD_NOT_ACTIVE', { holdId, status: 'released' });
+    spec.given(history([hold(), settle(10)])).when(settle(10)).thenThrows('HOLD_NOT_ACTIVE', { holdId, holdStatus: 'settled' });
+    spec.given(history([hold(), release()])).when(release()).thenThrows('HOLD_NOT_ACTIVE', { holdId, holdStatus: 'released' });
+    spec.given(history([hold(), release()])).when(settle(10)).thenThrows('HOLD_NOT_ACTIVE', { holdId, holdStatus: 'released' });
     const expired = history([hold(), { type: 'ExpireCredits', data: { userId, transactionId: 'tx-job', now: new Date(expiresAt) } }]);
-    spec.given(expired).when(settle(10, after(3600))).thenThrows('HOLD_NOT_ACTIVE', { holdId, status: 'expired' });
+    spec.given(expired).when(settle(10, after(3600))).thenThrows('HOLD_NOT_ACTIVE', { holdId, holdStatus: 'expired' });
   });
 
   it('answers HOLD_NOT_FOUND for a hold the account never had', () => {
@@ -205,7 +205,7 @@ describe('holds: expiry at the exact instant', () => {
   });
 
   it('refuses a settle at expiresAt itself: the hold no longer counts', () => {
-    spec.given([funded, held]).when(settle(40, expiry)).thenThrows('HOLD_NOT_ACTIVE', { holdId, status: 'expired' });
+    spec.given([funded, held]).when(settle(40, expiry)).thenThrows('HOLD_NOT_ACTIVE', { holdId, holdStatus: 'expired' });
   });
 
   it('lets usage at expiresAt spend the tokens the hold had set aside, appending the expiry first', () => {

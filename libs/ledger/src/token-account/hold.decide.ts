@@ -248,6 +248,6 @@ function activeHold(state: TokenAccountState, holdId: string): Hold {
   const hold = state.holds.get(holdId);
   if (hold !== undefined) return hold;
   const ended = state.endedHolds.get(holdId);
-  if (ended !== undefined) throw new LedgerError('HOLD_NOT_ACTIVE', `hold ${holdId} is ${ended}`, { holdId, status: ended });
+  if (ended !== undefined) throw new LedgerError('HOLD_NOT_ACTIVE', `hold ${holdId} is ${ended}`, { holdId, holdStatus: ended });
   throw new LedgerError('HOLD_NOT_FOUND', `hold ${holdId} is not active on this account and has not ended recently`, { holdId });
 }
