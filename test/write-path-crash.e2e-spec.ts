@@ -115,7 +115,7 @@ describe('the write path survives SIGKILL at any moment', () => {
     for (const spend of all) expected.set(spend.userId, (expected.get(spend.userId) ?? 0) - 1);
     for (const userId of accounts) {
       const balance = await fetch(`${child.url}/v1/accounts/${userId}/balance`, { headers: { authorization: service } });
-      expect(await balance.json()).toEqual({ userId, balance: expected.get(userId) });
+      expect(await balance.json()).toMatchObject({ userId, balance: expected.get(userId), held: 0 });
       const used = await database.pool.query<{ count: string }>("SELECT count(*) FROM events WHERE stream_id = $1 AND event_type = 'TokensUsed'", [`token-account-${userId}`]);
       const rows = await database.pool.query<{ count: string }>("SELECT count(*) FROM token_transactions WHERE user_id = $1 AND transaction_type = 'usage'", [userId]);
       const spent = FUNDS - (expected.get(userId) ?? 0);
