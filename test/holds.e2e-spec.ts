@@ -226,3 +226,34 @@ describe('credit lots over HTTP', () => {
     expect(response.body.code).toBe('LOT_EXPIRY_OUT_OF_RANGE');
   });
 });
+
+describe('lots of purchases', () => {
+  it('refuses the refund of a package partly spent with REFUND_EXCEEDS_LOT, though other credit covers the balance', async () => {
+    const userId = randomUUID();
+    const { paymentId } = (await http().post('/v1/payments').send({ userId, packageId: 'starter' }).expect(201)).body as { paymentId: string };
+    await http().post(`/v1/payments/${paymentId}/capture`).send().expect(200);
+    await use(userId, 1).expect(201);
+    await http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 500 }).expect(201);
+    const refused = await http().post(`/v1/payments/${paymentId}/refund`).send().expect(409);
+    expect(refused.body).toMatchObject({ code: 'REFUND_EXCEEDS_LOT', paymentId, requested: 100, remaining: 99 });
+    expect(await balanceOf(userId)).toMatchObject({ balance: 599 });
+  });
+
+  it('credits a package to a lot on its configured terms (priority, lifetime in days)', async () => {
+    const packages = JSON.stringify([{ id: 'promo-pack', tokens: 40, price: 100, currency: 'USD', expiresInDays: 30, priority: 5 }]);
+    const other = await startTestApp({ CREDIT_EXPIRY_JOB_ENABLED: 'false', TOKEN_PACKAGES: packages });
+    try {
+      const userId = randomUUID();
+      const { paymentId } = (await other.http().post('/v1/payments').send({ userId, packageId: 'promo-pack' }).expect(201)).body as { paymentId: string };
+      const before = Date.now();
+      await other.http().post(`/v1/payments/${paymentId}/capture`).send().expect(200);
+      const lots = (await other.http().get(`/v1/accounts/${userId}/lots`).expect(200)).body.data as { source: string; priority: number; expiresAt: string; paymentId: string }[];
+      expect(lots).toEqual([expect.objectContaining({ source: 'purchase', priority: 5, paymentId, original: 40, remaining: 40 })]);
+      const lifetime = Date.parse(lots[0]?.expiresAt ?? '') - before;
+      expect(lifetime).toBeGreaterThan(30 * 86_400_000 - 60_000);
+      expect(lifetime).toBeLessThanOrEqual(30 * 86_400_000 + 60_000);
+    } finally {
+      await other.close();
+    }
+  });
+});

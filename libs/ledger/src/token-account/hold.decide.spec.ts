@@ -1,5 +1,5 @@
 import { fold } from '../decider.js';
-import { LedgerError } from '../ledger.errors.js';
+import { LedgerError, LedgerInvariantViolation } from '../ledger.errors.js';
 import { ACTIVE_HOLDS_MAX, DESCRIPTION_LENGTH_MAX, ENDED_HOLDS_REMEMBERED_MAX, HOLD_TTL_SECONDS_MAX, LOT_PRIORITY_DEFAULT, TOKEN_AMOUNT_MAX } from '../ledger.limits.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import type { HoldTokens, ReleaseHold, SettleHold } from './hold.commands.js';
@@ -261,5 +261,26 @@ describe('holds: AddTokens still credits while holds are active', () => {
     const add: AddTokens = { type: 'AddTokens', data: { userId, paymentId: 'pay-2', amount: 5, description: null, transactionId: 'lot-2', now } };
     const [purchase] = tokenAccountDecider.decide(add, fold(tokenAccountDecider, tokenAccountDecider.initialState, [funded, held]));
     expect(purchase).toMatchObject({ type: 'TokensPurchased', data: { balanceAfter: 105, heldAfter: 40, lot: { lotId: 'lot-2' } } });
+  });
+});
+
+describe('holds and lots: a corrupt stream fails loudly', () => {
+  const replay = (events: readonly TokenAccountEvent[]) => fold(tokenAccountDecider, tokenAccountDecider.initialState, events);
+
+  it.each<[string, TokenAccountEvent]>([
+    ['a hold reserving more than its lot holds', { ...held, data: { ...held.data, amount: 101, draws: [{ lotId, amount: 101 }], heldAfter: 101 } }],
+    ['a hold from a lot that does not exist', { ...held, data: { ...held.data, draws: [{ lotId: 'nowhere', amount: 40 }] } }],
+    ['a hold whose draws do not add up to it', { ...held, data: { ...held.data, draws: [{ lotId, amount: 39 }] } }],
+    ['a hold recording the wrong held total', { ...held, data: { ...held.data, heldAfter: 41 } }],
+    ['a usage drawing from a lot without the tokens', { type: 'TokensUsed', data: { userId, transactionId: 't', amount: 101, description: null, balanceAfter: -1, occurredAt: expiresAt, draws: [{ lotId, amount: 101 }], heldAfter: 0 } }],
+    ['a usage whose draws do not add up to it', { type: 'TokensUsed', data: { userId, transactionId: 't', amount: 10, description: null, balanceAfter: 90, occurredAt: expiresAt, draws: [{ lotId, amount: 9 }], heldAfter: 0 } }],
+    ['the end of a hold never placed', { type: 'HoldReleased', data: { userId, holdId: 'never', amount: 40, balanceAfter: 100, heldAfter: 0, occurredAt: expiresAt } }],
+  ])('refuses %s', (_name, event) => {
+    expect(() => replay([funded, event])).toThrow(LedgerInvariantViolation);
+  });
+
+  it('refuses a usage spending tokens a hold set aside', () => {
+    const spent: TokenAccountEvent = { type: 'TokensUsed', data: { userId, transactionId: 't', amount: 61, description: null, balanceAfter: 39, occurredAt: expiresAt, draws: [{ lotId, amount: 61 }], heldAfter: 40 } };
+    expect(() => replay([funded, held, spent])).toThrow(LedgerInvariantViolation);
   });
 });
