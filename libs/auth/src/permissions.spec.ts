@@ -56,7 +56,7 @@ describe('authorize', () => {
   });
 
   it('an auditor may read everything and write nothing', () => {
-    const writes: Action[] = ['account.usage.record', 'account.purchase.record', 'payment.create', 'payment.capture', 'payment.refund', 'projections.rebuild', 'account.adjust'];
+    const writes: Action[] = ['account.usage.record', 'account.purchase.record', 'payment.create', 'payment.capture', 'payment.refund', 'projections.rebuild', 'account.adjust', 'account.holds.write', 'account.grant'];
     for (const action of ACTIONS) {
       expect(authorize(actor('auditor'), action, bob).allowed).toBe(!writes.includes(action));
     }
