@@ -7,9 +7,9 @@
 ALTER TABLE payments DROP CONSTRAINT valid_payment_status;
 ALTER TABLE payments ADD CONSTRAINT valid_payment_status CHECK (status IN ('PENDING', 'COMPLETED', 'FAILED', 'REFUND_PENDING', 'REFUNDED'));
 
--- What the reconciliation job pages through: refunds asked for and not recorded, and recent
+-- What the reconciliation job pages through: PENDING payments, refunds asked for and not recorded, and recent
 -- payments whose provider state may disagree (by id, the keyset).
-CREATE INDEX idx_payments_refund_pending ON payments (id) WHERE status = 'REFUND_PENDING';
+CREATE INDEX idx_payments_unsettled ON payments (id) WHERE status IN ('PENDING', 'REFUND_PENDING');
 CREATE INDEX idx_payments_updated_at ON payments (updated_at, id) WHERE status IN ('COMPLETED', 'FAILED');
 
 CREATE OR REPLACE FUNCTION token_accounts_apply_inline() RETURNS void
@@ -75,7 +75,7 @@ $fn$;
 
 -- Down Migration
 DROP INDEX idx_payments_updated_at;
-DROP INDEX idx_payments_refund_pending;
+DROP INDEX idx_payments_unsettled;
 CREATE OR REPLACE FUNCTION token_accounts_apply_inline() RETURNS void
 LANGUAGE plpgsql AS $fn$
 BEGIN
