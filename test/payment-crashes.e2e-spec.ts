@@ -7,11 +7,13 @@ import {
   MockPaymentProvider,
   PAYMENT_PROVIDER,
   PaymentExpiryJob,
+  PaymentProviderError,
   PaymentReconciliationJob,
   PaymentStreams,
   PaymentWorkflow,
   RECONCILIATION_PAGE_SIZE,
   type PaymentFaultPoint,
+  type PaymentProvider,
 } from '@app/payments';
 import { startTestApp, TEST_ACTOR, type TestApp } from './support/test-app.js';
 
@@ -45,9 +47,9 @@ class SimulatedCrash extends Error {
 }
 
 /** A process of the service: its own command handling over the shared store, provider and database; it dies at `crashAt`. */
-function processOf(crashAt?: PaymentFaultPoint) {
+function processOf(crashAt?: PaymentFaultPoint, through: PaymentProvider = provider) {
   const commands = new CommandHandling(testApp.app.get<EventStore>(EVENT_STORE, { strict: false }), { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
-  const workflow = new PaymentWorkflow(commands, testApp.app.get(ReadModelConsistency, { strict: false }), provider, new PaymentStreams(testApp.database.pool), {
+  const workflow = new PaymentWorkflow(commands, testApp.app.get(ReadModelConsistency, { strict: false }), through, new PaymentStreams(testApp.database.pool), {
     packages: DEFAULT_TOKEN_PACKAGES,
     pendingTtlMs: HOUR_MS,
     now: () => new Date(),
@@ -160,6 +162,25 @@ describe('a crash between each provider call and the append after it', () => {
     await expect(processOf('refund:after-provider-refund').workflow.refund(paymentId, context())).rejects.toThrow(SimulatedCrash);
     const retried = await processOf().workflow.refund(paymentId, context());
     expect(retried).toMatchObject({ balance: 0, payment: { status: 'REFUNDED', metadata: { tokensDebited: 100 } } });
+    expect(await endState(userId, paymentId)).toEqual(REFUNDED);
+  });
+
+  it('a provider outage during the refund answers 502 and leaves the refund pending with its tokens reserved; the retry finishes it once', async () => {
+    const userId = randomUUID();
+    const { paymentId } = await captured(userId);
+    const unavailable: PaymentProvider = {
+      name: provider.name,
+      createOrder: (request) => provider.createOrder(request),
+      capture: (orderId, key) => provider.capture(orderId, key),
+      getOrder: (orderId) => provider.getOrder(orderId),
+      refund: () => Promise.reject(new PaymentProviderError('mock provider unavailable', 'unavailable')),
+    };
+    await expect(processOf(undefined, unavailable).workflow.refund(paymentId, context())).rejects.toMatchObject({ code: 'PROVIDER_UNAVAILABLE' });
+    expect(await endState(userId, paymentId)).toEqual({ ...CREDITED, status: 'REFUND_PENDING' });
+    expect((await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1 }).expect(409)).body).toMatchObject({ code: 'INSUFFICIENT_BALANCE', available: 0 });
+
+    const retried = await http().post(`/v1/payments/${paymentId}/refund`).send().expect(200);
+    expect(retried.body).toMatchObject({ balance: 0, payment: { status: 'REFUNDED', metadata: { tokensDebited: 100 } } });
     expect(await endState(userId, paymentId)).toEqual(REFUNDED);
   });
 
