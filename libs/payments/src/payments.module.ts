@@ -13,6 +13,7 @@ import { PaymentStreams } from './payment-streams.js';
 import { PaymentWorkflow } from './payment-workflow.js';
 import { PAYMENTS_OPTIONS, type PaymentsOptions } from './payments.tokens.js';
 import { MockPaymentProvider } from './provider/mock-payment-provider.js';
+import { NoPaymentProvider } from './provider/no-payment-provider.js';
 import { PAYMENT_PROVIDER, type PaymentProvider } from './provider/payment-provider.port.js';
 import { GetPaymentHandler, ListPaymentsHandler } from './queries/payment.queries.js';
 
@@ -27,7 +28,11 @@ export class PaymentsModule {
       providers: [
         { provide: PAYMENTS_OPTIONS, useValue: options },
         // One adapter per provider; `mock` is the embedded default.
-        { provide: PAYMENT_PROVIDER, inject: [PG_POOL], useFactory: (pool: Pool): PaymentProvider => new MockPaymentProvider(pool, options.mockBehaviour) },
+        {
+          provide: PAYMENT_PROVIDER,
+          inject: [PG_POOL],
+          useFactory: (pool: Pool): PaymentProvider => (options.provider === 'none' ? new NoPaymentProvider() : new MockPaymentProvider(pool, options.mockBehaviour)),
+        },
         { provide: PaymentStreams, inject: [PG_POOL], useFactory: (pool: Pool) => new PaymentStreams(pool) },
         {
           provide: PaymentWorkflow,
