@@ -47,7 +47,7 @@ function toTokenPackages({ value }: { value: unknown }): unknown {
 }
 
 /** `postgres://` or `postgresql://`, then a host (user info, port, database and parameters optional). */
-const POSTGRES_URL = /^postgres(ql)?:\/\/([^@/?#\s]+@)?[^@/?#\s:]+(:\d{1,5})?(\/[^\s?#]*)?(\?\S*)?$/;
+const POSTGRES_URL = /^postgres(ql)?:\/\/([^@/?#\s]+@)?(\[[\da-fA-F:.]+\]|[^@/?#\s:[\]]+)(:\d{1,5})?(\/[^\s?#]*)?(\?\S*)?$/;
 
 /** Signs the mock provider's webhooks when PAYMENT_WEBHOOK_SECRET is unset outside production. */
 export const DEVELOPMENT_WEBHOOK_SECRET = 'development-only-mock-webhook-secret';

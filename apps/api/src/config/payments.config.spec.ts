@@ -30,6 +30,7 @@ describe('payments configuration', () => {
 
   it('requires a webhook secret in production and uses the configured one', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/PAYMENT_WEBHOOK_SECRET is required when NODE_ENV=production/);
-    expect(webhookSecretOf(loadConfig({ NODE_ENV: 'production', PAYMENT_WEBHOOK_SECRET: 'a-long-enough-secret' }))).toBe('a-long-enough-secret');
+    const production = { NODE_ENV: 'production', PAYMENT_PROVIDER: 'none', DATABASE_URL: 'postgres://ledger@db.internal/ledger' };
+    expect(webhookSecretOf(loadConfig({ ...production, PAYMENT_WEBHOOK_SECRET: 'a-long-enough-secret' }))).toBe('a-long-enough-secret');
   });
 });
