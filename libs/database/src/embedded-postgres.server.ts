@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { Client } from 'pg';
-import { loadOrCreateEmbeddedPostgresSecrets } from './embedded-postgres.secrets.js';
+import { createInitdbPassword, loadOrCreateEmbeddedPostgresSecrets, readInitdbPassword, removeInitdbPassword } from './embedded-postgres.secrets.js';
 import { StartupError } from './startup.error.js';
 
 export type EmbeddedPostgresOptions = {
@@ -53,12 +53,14 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const secrets = await loadOrCreateEmbeddedPostgresSecrets(options.secretsDirectory);
   await refuseBusyPort(options.port);
   const log = recentLines(options.onLog);
+  const fresh = !existsSync(path.join(dataDir, 'PG_VERSION'));
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port: options.port,
     user: SUPERUSER,
-    password: secrets.superuserPassword,
+    // Used by initdb only, through a file others may read: a one-time password (createInitdbPassword).
+    password: fresh ? await createInitdbPassword(options.secretsDirectory) : secrets.superuserPassword,
     authMethod: 'scram-sha-256',
     persistent: options.persistent,
     createPostgresUser: true,
@@ -66,7 +68,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     onLog: log.add,
     onError: (error: unknown) => log.add(`embedded-postgres: ${String(error)}`),
   });
-  if (!existsSync(path.join(dataDir, 'PG_VERSION'))) await server.initialise();
+  if (fresh) await server.initialise();
   // embedded-postgres rejects with nothing when the server exits early: its log says why.
   await server.start().catch(() => {
     throw startFailure(options.port, dataDir, log.lines());
@@ -95,24 +97,35 @@ export function embeddedPostgresUrl(port: number, database: string, servicePassw
 }
 
 /**
- * The superuser's connection string. A data directory from before per-directory passwords answers
- * only to the old fixed one: it is opened with that once and given the random password.
+ * The superuser's connection string. A cluster that does not take the kept password yet is opened
+ * with the one it was made with and given the kept one: a new cluster's one-time initdb password, or
+ * the old fixed password of every data directory from before per-directory passwords.
  */
 async function openAsSuperuser(port: number, password: string, secretsDirectory: string): Promise<string> {
   const url = superuserUrl(port, password);
+  if (await opens(url)) {
+    await removeInitdbPassword(secretsDirectory);
+    return url;
+  }
+  const initdbPassword = await readInitdbPassword(secretsDirectory);
+  for (const previous of [initdbPassword, LEGACY_SUPERUSER_PASSWORD]) {
+    if (previous === undefined || !(await opens(superuserUrl(port, previous)))) continue;
+    await withClient(superuserUrl(port, previous), (client) => client.query(`ALTER ROLE ${SUPERUSER} WITH PASSWORD ${client.escapeLiteral(password)}`));
+    await removeInitdbPassword(secretsDirectory);
+    return url;
+  }
+  throw new StartupError('DATA_DIR', `the embedded PostgreSQL data directory does not accept the superuser password kept in ${secretsDirectory}: it was not created with this DATA_DIR's secrets`);
+}
+
+/** Whether `url` logs in; false when the password (or role) is refused, any other failure thrown. */
+async function opens(url: string): Promise<boolean> {
   try {
     await withClient(url, () => Promise.resolve());
-    return url;
+    return true;
   } catch (error) {
-    if (!isAuthenticationFailure(error)) throw error;
+    if (isAuthenticationFailure(error)) return false;
+    throw error;
   }
-  try {
-    await withClient(superuserUrl(port, LEGACY_SUPERUSER_PASSWORD), (client) => client.query(`ALTER ROLE ${SUPERUSER} WITH PASSWORD ${client.escapeLiteral(password)}`));
-  } catch (error) {
-    if (!isAuthenticationFailure(error)) throw error;
-    throw new StartupError('DATA_DIR', `the embedded PostgreSQL data directory does not accept the superuser password kept in ${secretsDirectory}: it was not created with this DATA_DIR's secrets`);
-  }
-  return url;
 }
 
 function superuserUrl(port: number, password: string): string {
