@@ -231,8 +231,9 @@ describe('stopping', () => {
       expect(new Set(answers.map((answer) => answer.body.balance)).size).toBe(32);
       expect(Math.min(...answers.map((answer) => answer.body.balance ?? -1))).toBe(1_000 - 32);
       expect(await service.exited).toBe(0);
-      // Well inside the 5 s a request waits for its read models: nothing waited on a stopped projection.
-      expect(Date.now() - signalledAt).toBeLessThan(3_000);
+      // Inside the 5 s a request may wait for its read models (and far from the 72 s keep-alive timeout):
+      // nothing waited on a stopped projection or an idle connection.
+      expect(Date.now() - signalledAt).toBeLessThan(5_000);
       expect(await accepts(Number(new URL(service.url).port))).toBe(false);
     } finally {
       if (service.process.exitCode === null) service.process.kill('SIGKILL');
