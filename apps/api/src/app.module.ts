@@ -71,6 +71,6 @@ export class AppModule {
 function eventStoreChoiceOf(config: AppConfig): EventStoreChoice {
   if (config.EVENT_STORE === 'postgres') return { kind: 'postgres' };
   // loadConfig has refused this already; a config built by hand has not.
-  if (config.EVENTSTORE_URL === undefined) throw new ConfigError('EVENTSTORE_URL is required when EVENT_STORE=eventstoredb');
+  if (config.EVENTSTORE_URL === undefined) throw new ConfigError(['EVENTSTORE_URL is required when EVENT_STORE=eventstoredb']);
   return { kind: 'eventstoredb', url: config.EVENTSTORE_URL };
 }

@@ -11,6 +11,7 @@ export * from './payments.errors.js';
 export * from './payments.module.js';
 export * from './payments.tokens.js';
 export * from './provider/mock-payment-provider.js';
+export * from './provider/no-payment-provider.js';
 export * from './provider/payment-provider.port.js';
 export * from './queries/payment.queries.js';
 export * from './token-packages.js';

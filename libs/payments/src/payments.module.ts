@@ -16,6 +16,7 @@ import { PaymentReconciliationJob } from './reconciliation/payment-reconciliatio
 import { PaymentWorkflow } from './payment-workflow.js';
 import { PAYMENTS_OPTIONS, type PaymentsOptions } from './payments.tokens.js';
 import { MockPaymentProvider } from './provider/mock-payment-provider.js';
+import { NoPaymentProvider } from './provider/no-payment-provider.js';
 import { PAYMENT_PROVIDER, type PaymentProvider } from './provider/payment-provider.port.js';
 import { GetPaymentHandler, ListPaymentsHandler } from './queries/payment.queries.js';
 
@@ -30,7 +31,11 @@ export class PaymentsModule {
       providers: [
         { provide: PAYMENTS_OPTIONS, useValue: options },
         // One adapter per provider; `mock` is the embedded default.
-        { provide: PAYMENT_PROVIDER, inject: [PG_POOL], useFactory: (pool: Pool): PaymentProvider => new MockPaymentProvider(pool, options.mockBehaviour) },
+        {
+          provide: PAYMENT_PROVIDER,
+          inject: [PG_POOL],
+          useFactory: (pool: Pool): PaymentProvider => (options.provider === 'none' ? new NoPaymentProvider() : new MockPaymentProvider(pool, options.mockBehaviour)),
+        },
         { provide: PaymentStreams, inject: [PG_POOL], useFactory: (pool: Pool) => new PaymentStreams(pool) },
         { provide: WebhookDeliveries, inject: [PG_POOL], useFactory: (pool: Pool) => new WebhookDeliveries(pool) },
         {

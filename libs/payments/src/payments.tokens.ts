@@ -4,9 +4,12 @@ import type { TokenPackage } from './token-packages.js';
 
 export const PAYMENTS_OPTIONS = Symbol('PAYMENTS_OPTIONS');
 
+/** The provider adapters built in: `mock` (development and tests) and `none` (no payments). */
+export const PAYMENT_PROVIDERS = ['mock', 'none'] as const;
+export type PaymentProviderName = (typeof PAYMENT_PROVIDERS)[number];
+
 export type PaymentsOptions = {
-  /** The provider adapter; `mock` is the only one built in. */
-  readonly provider: 'mock';
+  readonly provider: PaymentProviderName;
   readonly mockBehaviour: MockBehaviour;
   readonly packages: readonly TokenPackage[];
   readonly pendingTtlMs: number;

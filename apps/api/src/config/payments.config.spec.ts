@@ -32,7 +32,8 @@ describe('payments configuration', () => {
 
   it('requires a webhook secret in production and uses the configured one', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/PAYMENT_WEBHOOK_SECRET is required when NODE_ENV=production/);
-    expect(webhookSecretOf(loadConfig({ NODE_ENV: 'production', PAYMENT_WEBHOOK_SECRET: 'a-long-enough-secret' }))).toBe('a-long-enough-secret');
+    const production = { NODE_ENV: 'production', PAYMENT_PROVIDER: 'none', DATABASE_URL: 'postgres://ledger@db.internal/ledger' };
+    expect(webhookSecretOf(loadConfig({ ...production, PAYMENT_WEBHOOK_SECRET: 'a-long-enough-secret' }))).toBe('a-long-enough-secret');
   });
 
   it('defaults to a 5-minute webhook tolerance and a reconciliation of the last 72 hours every 5 minutes', () => {
