@@ -5,3 +5,4 @@ export * from './leadership/interval-task.js';
 export * from './leadership/leader-election.js';
 export * from './migrations.js';
 export * from './numbers.js';
+export * from './database-availability.js';

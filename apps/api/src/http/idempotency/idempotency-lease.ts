@@ -1,10 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
-import { AdvisoryLockLeadership, LEADERSHIP_LOCK_NAMESPACE, type LeadershipTiming } from '@app/database';
+import { AdvisoryLockLeadership, type LeadershipTiming } from '@app/database';
+
+/** The first key of every process's lease lock: apart from worker leadership and other advisory locks. */
+export const IDEMPOTENCY_LEASE_NAMESPACE = 'token-ledger-idempotency-lease';
 
 /**
  * Whom an in-progress Idempotency-Key belongs to: this process, for as long as it lives. The process
- * holds the session advisory lock `(LEADERSHIP_LOCK_NAMESPACE, owner)` on a dedicated connection (an
+ * holds the session advisory lock `(IDEMPOTENCY_LEASE_NAMESPACE, owner)` on a dedicated connection (an
  * `AdvisoryLockLeadership` nobody else contends for), and every key it claims records `owner`. When
  * the process dies, even by SIGKILL, its socket closes, PostgreSQL ends the session and frees the lock,
  * and a retry of the request takes the key over at once (IdempotencyStore.claim) instead of waiting
@@ -14,8 +17,8 @@ import { AdvisoryLockLeadership, LEADERSHIP_LOCK_NAMESPACE, type LeadershipTimin
 export class IdempotencyLease implements OnApplicationBootstrap, BeforeApplicationShutdown {
   /** The lock's second key; unique per process start, so a restarted process never inherits a dead one's keys. */
   readonly owner = `idempotency-lease ${randomUUID()}`;
-  /** The lock's first key, shared with worker leadership (a different second key never collides with a worker's). */
-  readonly namespace = LEADERSHIP_LOCK_NAMESPACE;
+  /** The lock's first key. */
+  readonly namespace = IDEMPOTENCY_LEASE_NAMESPACE;
   private readonly logger = new Logger('Idempotency');
   private readonly session: AdvisoryLockLeadership;
 
@@ -23,6 +26,7 @@ export class IdempotencyLease implements OnApplicationBootstrap, BeforeApplicati
     this.session = new AdvisoryLockLeadership({
       connectionString,
       worker: this.owner,
+      namespace: this.namespace,
       applicationName: `token-ledger idempotency lease pid ${process.pid}`,
       timing,
       task: { lead: () => undefined, standDown: () => Promise.resolve() },
