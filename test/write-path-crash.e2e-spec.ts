@@ -36,7 +36,7 @@ type Operation =
   | { readonly kind: 'purchase'; readonly userId: string; readonly key: string; readonly amount: number; readonly paymentId: string; done: boolean }
   | { readonly kind: 'payment'; readonly userId: string; readonly createKey: string; readonly captureKey: string; paymentId?: string; done: boolean };
 
-let parent: string;
+let parent: string | undefined;
 let dataDir: string;
 let postgresPort: number;
 let service: string;
@@ -58,8 +58,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopServices([running]);
-  await rm(parent, { recursive: true, force: true });
-});
+  if (parent !== undefined) await rm(parent, { recursive: true, force: true });
+}, 60_000);
 
 async function start(): Promise<ServiceProcess> {
   running = await startServiceOnDataDir(dataDir, postgresPort, { PAYMENT_JOBS_ENABLED: 'false' });
