@@ -77,4 +77,27 @@ describe('IdempotencyStore leases', () => {
     await new Promise((resolve) => setTimeout(resolve, 1_100));
     expect((await current.store.claim(SCOPE, key, HASH)).kind).toBe('claimed');
   });
+
+  it('takes a fresh owner when its lease session is lost, so the keys claimed before are free at once', async () => {
+    const first = await processOf();
+    const second = await processOf();
+    const key = randomUUID();
+    await first.store.claim(SCOPE, key, HASH);
+    const lostOwner = first.lease.owner;
+    // The session ends under the process (a database restart does the same), whose requests may have failed meanwhile without releasing their keys.
+    await database.pool.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND classid = hashtext($1)::oid AND objid = hashtext($2)::oid`,
+      [first.lease.namespace, lostOwner],
+    );
+    const deadline = Date.now() + 5_000;
+    while (!(first.lease.held && first.lease.owner !== lostOwner)) {
+      if (Date.now() > deadline) throw new Error('no new lease session');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect((await second.store.claim(SCOPE, key, HASH)).kind).toBe('claimed');
+    // Keys claimed on the new session are held as before.
+    const later = randomUUID();
+    await first.store.claim(SCOPE, later, HASH);
+    expect((await second.store.claim(SCOPE, later, HASH)).kind).toBe('in_progress');
+  });
 });
