@@ -69,7 +69,9 @@ export class IdempotencyLease implements OnApplicationBootstrap, BeforeApplicati
         if (event.kind === 'deposed') {
           this.logger.warn(`lost the idempotency lease session (${event.reason}); taking a new one`);
           // Not from inside the lock's own loop, which `stop` waits for.
-          setImmediate(() => (this.renewing = this.renewing.then(() => this.renew(lock))));
+          setImmediate(() => {
+            this.renewing = this.renewing.then(() => this.renew(lock));
+          });
         }
         if (event.kind === 'error') this.logger.warn(`idempotency lease session: ${event.reason}; retrying`);
       },
