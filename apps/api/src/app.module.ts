@@ -21,7 +21,7 @@ import { IdempotencyPurgeJob } from './http/idempotency/idempotency-purge.job.js
 import { IdempotencyLease } from './http/idempotency/idempotency-lease.js';
 import { IdempotencyStore } from './http/idempotency/idempotency.store.js';
 import { AccountPaymentsController, PaymentsController } from './payments/payments.controller.js';
-import { WEBHOOK_SECRET } from './payments/webhook-signature.guard.js';
+import { WEBHOOK_SETTINGS } from './payments/webhook-signature.guard.js';
 
 @Module({})
 export class AppModule {
@@ -47,13 +47,16 @@ export class AppModule {
           pendingTtlMs: config.PAYMENT_PENDING_TTL,
           jobsEnabled: config.PAYMENT_JOBS_ENABLED,
           jobIntervalMs: config.PAYMENT_JOB_INTERVAL_MS,
+          reconciliationIntervalMs: config.PAYMENT_RECONCILIATION_INTERVAL_MS,
+          reconciliationLookbackMs: config.PAYMENT_RECONCILIATION_LOOKBACK,
+          ...(config.PAYMENT_CRASH_AT === undefined ? {} : { crashAt: config.PAYMENT_CRASH_AT }),
         }),
       ],
       controllers: [AccountsController, HealthController, AdminController, AuditController, PaymentsController, AccountPaymentsController],
       providers: [
         DatabaseHealthIndicator,
         { provide: AUTH_SETTINGS, useValue: auth },
-        { provide: WEBHOOK_SECRET, useValue: webhookSecretOf(config) },
+        { provide: WEBHOOK_SETTINGS, useValue: { secret: webhookSecretOf(config), toleranceSeconds: config.PAYMENT_WEBHOOK_TOLERANCE_SECONDS } },
         auditSigningKeyProvider(auth),
         { provide: IdempotencyLease, useFactory: () => new IdempotencyLease(databaseUrl) },
         {

@@ -1,7 +1,8 @@
 import { plainToInstance, Transform } from 'class-transformer';
 import { IsBoolean, IsDefined, IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength, ValidateIf, validateSync } from 'class-validator';
 import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, ValidateNested, type ValidationError } from 'class-validator';
-import { DEFAULT_TOKEN_PACKAGES, MOCK_BEHAVIOURS, type MockBehaviour } from '@app/payments';
+import { Validate, ValidatorConstraint, type ValidationArguments, type ValidatorConstraintInterface } from 'class-validator';
+import { DEFAULT_TOKEN_PACKAGES, MOCK_BEHAVIOURS, PAYMENT_FAULT_POINTS, type MockBehaviour, type PaymentFaultPoint } from '@app/payments';
 
 const toBoolean = ({ value }: { value: unknown }) => (value === 'true' ? true : value === 'false' ? false : value);
 const toInteger = ({ value }: { value: unknown }) => (typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value);
@@ -44,6 +45,18 @@ function toTokenPackages({ value }: { value: unknown }): unknown {
   const parsed = fromJson({ value });
   if (!Array.isArray(parsed)) return parsed;
   return parsed.map((item: unknown) => (typeof item === 'object' && item !== null && !(item instanceof TokenPackageConfig) ? plainToInstance(TokenPackageConfig, item) : item));
+}
+
+/** A setting for tests of the built service: refused unless NODE_ENV=test. */
+@ValidatorConstraint({ name: 'onlyInTests' })
+class OnlyInTests implements ValidatorConstraintInterface {
+  validate(_value: unknown, validation: ValidationArguments): boolean {
+    return (validation.object as AppConfig).NODE_ENV === 'test';
+  }
+
+  defaultMessage(validation: ValidationArguments): string {
+    return `${validation.property} is for crash tests: it needs NODE_ENV=test`;
+  }
 }
 
 /** Signs the mock provider's webhooks when PAYMENT_WEBHOOK_SECRET is unset outside production. */
@@ -144,6 +157,33 @@ export class AppConfig {
   @Max(3_600_000)
   PAYMENT_JOB_INTERVAL_MS = 60_000;
 
+  /** How often the reconciliation job compares payments with the provider. */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(100)
+  @Max(24 * 3_600_000)
+  PAYMENT_RECONCILIATION_INTERVAL_MS = 300_000;
+
+  /** How far back COMPLETED and FAILED payments are compared with the provider: `72h`, `30m` or milliseconds. */
+  @Transform(toDurationMs)
+  @IsInt({ message: 'PAYMENT_RECONCILIATION_LOOKBACK must be a duration such as 72h, 30m or a number of milliseconds' })
+  @Min(60_000)
+  @Max(90 * 24 * 3_600_000)
+  PAYMENT_RECONCILIATION_LOOKBACK = 72 * 3_600_000;
+
+  /** How old (or early) a signed webhook's timestamp may be, in seconds. */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(1)
+  @Max(3_600)
+  PAYMENT_WEBHOOK_TOLERANCE_SECONDS = 300;
+
+  /** Crash tests of the built service: SIGKILL at this point of the payment flows. Refused unless NODE_ENV=test. */
+  @ValidateIf((config: AppConfig) => config.PAYMENT_CRASH_AT !== undefined)
+  @IsIn(PAYMENT_FAULT_POINTS)
+  @Validate(OnlyInTests)
+  PAYMENT_CRASH_AT?: PaymentFaultPoint;
+
   /** The token packages on sale, as a JSON array; clients name a package, never a price. */
   @Transform(toTokenPackages)
   @IsArray({ message: 'TOKEN_PACKAGES must be a JSON array of {id, tokens, price, currency}' })
@@ -186,7 +226,7 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-const KEYS = Object.keys(new AppConfig()).concat('DATABASE_URL', 'EVENTSTORE_URL', 'PAYMENT_WEBHOOK_SECRET');
+const KEYS = Object.keys(new AppConfig()).concat('DATABASE_URL', 'EVENTSTORE_URL', 'PAYMENT_WEBHOOK_SECRET', 'PAYMENT_CRASH_AT');
 
 export function loadConfig(environment: NodeJS.ProcessEnv): AppConfig {
   const present = Object.fromEntries(KEYS.filter((key) => environment[key] !== undefined && environment[key] !== '').map((key) => [key, environment[key]]));
