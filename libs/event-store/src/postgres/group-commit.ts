@@ -271,9 +271,11 @@ export class GroupCommit {
  * gave up on a connection that did not answer (or could not get one in time).
  */
 function deadlineOutcome(error: unknown): 'no' | 'unknown' | undefined {
-  if (!(error instanceof Error)) return undefined;
-  if ('code' in error && error.code === '57014') return 'no';
-  if (error.message === 'Query read timeout') return 'unknown';
-  if (error.message === 'timeout exceeded when trying to connect') return 'no';
+  // By shape: an error made by Node's own code may come from another realm and fail `instanceof Error`.
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  if (code === '57014') return 'no';
+  if (message === 'Query read timeout') return 'unknown';
+  if (message === 'timeout exceeded when trying to connect') return 'no';
   return undefined;
 }
