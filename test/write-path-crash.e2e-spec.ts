@@ -80,10 +80,14 @@ async function post(child: ServiceProcess, route: string, body: unknown, key: st
   }
 }
 
-/** Answers that say "not now, send it again": another attempt holds the key, a conflict, the database away. */
+/**
+ * Answers that say "not now, send it again": another attempt holds the key, a conflict, the database
+ * away (503), the provider unreachable (502: the mock keeps its books in the same database).
+ */
 function isRetryable(answer: Answer): boolean {
   if (answer.status === 409 && answer.body.code === 'IDEMPOTENCY_KEY_IN_PROGRESS') counts.inProgressAnswers += 1;
   if (answer.status === 503) counts.unavailableAnswers += 1;
+  if (answer.status === 502 && answer.body.code === 'PROVIDER_UNAVAILABLE') return true;
   return answer.status === 503 || (answer.status === 409 && (answer.body.code === 'IDEMPOTENCY_KEY_IN_PROGRESS' || answer.body.code === 'CONCURRENCY_CONFLICT'));
 }
 
