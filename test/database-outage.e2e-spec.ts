@@ -19,7 +19,7 @@ let instance: TestApp;
 const DATABASE = 'token_ledger_outage';
 
 async function startDatabase(): Promise<EmbeddedPostgresServer> {
-  server = await startEmbeddedPostgres({ dataDir: path.join(parent, 'pg'), port, database: DATABASE, persistent: true });
+  server = await startEmbeddedPostgres({ dataDir: path.join(parent, 'pg'), secretsDirectory: path.join(parent, 'secrets'), port, database: DATABASE, persistent: true });
   return server;
 }
 
