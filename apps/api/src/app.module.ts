@@ -19,9 +19,10 @@ import { AUTH_SETTINGS } from './auth/auth-settings.js';
 import type { Pool } from 'pg';
 import { webhookSecretOf } from './config/app.config.js';
 import { IdempotencyPurgeJob } from './http/idempotency/idempotency-purge.job.js';
+import { IdempotencyLease } from './http/idempotency/idempotency-lease.js';
 import { IdempotencyStore } from './http/idempotency/idempotency.store.js';
 import { AccountPaymentsController, PaymentsController } from './payments/payments.controller.js';
-import { WEBHOOK_SECRET } from './payments/webhook-signature.guard.js';
+import { WEBHOOK_SETTINGS } from './payments/webhook-signature.guard.js';
 
 @Module({})
 export class AppModule {
@@ -52,15 +53,24 @@ export class AppModule {
           pendingTtlMs: config.PAYMENT_PENDING_TTL,
           jobsEnabled: config.PAYMENT_JOBS_ENABLED,
           jobIntervalMs: config.PAYMENT_JOB_INTERVAL_MS,
+          reconciliationIntervalMs: config.PAYMENT_RECONCILIATION_INTERVAL_MS,
+          reconciliationLookbackMs: config.PAYMENT_RECONCILIATION_LOOKBACK,
+          ...(config.PAYMENT_CRASH_AT === undefined ? {} : { crashAt: config.PAYMENT_CRASH_AT }),
         }),
       ],
       controllers: [AccountsController, HoldsController, HealthController, AdminController, AuditController, PaymentsController, AccountPaymentsController],
       providers: [
         DatabaseHealthIndicator,
         { provide: AUTH_SETTINGS, useValue: auth },
-        { provide: WEBHOOK_SECRET, useValue: webhookSecretOf(config) },
+        { provide: WEBHOOK_SETTINGS, useValue: { secret: webhookSecretOf(config), toleranceSeconds: config.PAYMENT_WEBHOOK_TOLERANCE_SECONDS } },
         auditSigningKeyProvider(auth),
-        { provide: IdempotencyStore, inject: [PG_POOL], useFactory: (pool: Pool) => new IdempotencyStore(pool, { ttlHours: config.IDEMPOTENCY_KEY_TTL_HOURS, lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS }) },
+        { provide: IdempotencyLease, useFactory: () => new IdempotencyLease(databaseUrl) },
+        {
+          provide: IdempotencyStore,
+          inject: [PG_POOL, IdempotencyLease],
+          useFactory: (pool: Pool, lease: IdempotencyLease) =>
+            new IdempotencyStore(pool, { ttlHours: config.IDEMPOTENCY_KEY_TTL_HOURS, lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS, lease }),
+        },
         {
           provide: IdempotencyPurgeJob,
           inject: [LeaderElection, IdempotencyStore],
@@ -74,6 +84,6 @@ export class AppModule {
 function eventStoreChoiceOf(config: AppConfig): EventStoreChoice {
   if (config.EVENT_STORE === 'postgres') return { kind: 'postgres' };
   // loadConfig has refused this already; a config built by hand has not.
-  if (config.EVENTSTORE_URL === undefined) throw new ConfigError('EVENTSTORE_URL is required when EVENT_STORE=eventstoredb');
+  if (config.EVENTSTORE_URL === undefined) throw new ConfigError(['EVENTSTORE_URL is required when EVENT_STORE=eventstoredb']);
   return { kind: 'eventstoredb', url: config.EVENTSTORE_URL };
 }

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { ProjectionsAdmin } from '@app/operations';
 import { API_KEY_ROLES, ApiKeyRepository, loadAuthConfig, mintToken, resolveAuthSettings, ROLES, type ApiKeyRole, type Role } from '@app/auth';
 import { migrateDatabase } from '@app/database';
@@ -52,7 +53,10 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
             `${status.name}: ${status.state}, checkpoint ${status.checkpoint ?? '-'}, head ${status.head ?? '-'}, lag ${status.lagEvents ?? '?'} events / ${status.lagSeconds.toFixed(1)} s` +
               `${status.rebuild === null ? '' : `, rebuild ${status.rebuild.id} ${status.rebuild.phase}`}\n`,
           );
-          if (status.failure !== null) process.stdout.write(`  failed at ${status.failure.position} (${status.failure.eventType}), attempt ${status.failure.attempts}: ${status.failure.error}\n`);
+          if (status.failure !== null) {
+            const { position, eventType, attempts, firstFailedAt, error } = status.failure;
+            process.stdout.write(`  failed at ${position} (${eventType}), attempt ${attempts} since ${firstFailedAt}: ${error}\n`);
+          }
         }
         process.stdout.write('(a projection runs in the service process: here, without it, the state reads stopped)\n');
       }),
@@ -151,6 +155,8 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
       const { jwt } = await resolveAuthSettings(config);
       if (jwt.hs256Secret === undefined) throw new InvalidArgumentError('the service verifies tokens with a JWKS (AUTH_JWKS_URL or AUTH_JWKS_FILE): its identity provider issues them');
       const token = await mintToken({ role: options.role, sub: options.sub, ttl: options.ttl, secret: jwt.hs256Secret, rolesClaim: jwt.rolesClaim, issuer: jwt.issuer, audience: jwt.audience });
+      // A token signed for another DATA_DIR is refused with a 401 about the signature: say which secret signed this one.
+      if (config.AUTH_JWT_SECRET === undefined) process.stderr.write(`signed with the development secret of DATA_DIR=${path.resolve(config.DATA_DIR)}: only a service started with this DATA_DIR accepts it\n`);
       process.stdout.write(`${token}\n`);
     });
 

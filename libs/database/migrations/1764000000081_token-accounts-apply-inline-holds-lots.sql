@@ -1,6 +1,6 @@
 -- Up Migration
 
--- token_accounts' inline function again (it replaces migration 042's), for holds and credit lots:
+-- token_accounts' inline function again (it replaces migration 060's), for holds and credit lots:
 -- user_tokens takes `held` from the last event, and token_holds and token_lots are written in the
 -- same transaction as the events. The body is exactly InlineProjections.statements(CURRENT_TRANSACTION)
 -- for token_accounts; libs/projections/src/inline-projections.spec.ts fails if the two differ.
@@ -53,15 +53,16 @@ UPDATE payments SET
             last_event_id = last_event.event_id,
             last_event_revision = last_event.stream_revision
        FROM (SELECT DISTINCT ON (payment_id) (data->>'paymentId')::uuid AS payment_id,
-                    CASE event_type WHEN 'PaymentCaptured' THEN 'COMPLETED' WHEN 'PaymentRefunded' THEN 'REFUNDED' ELSE 'FAILED' END AS status,
+                    CASE event_type WHEN 'PaymentCaptured' THEN 'COMPLETED' WHEN 'PaymentRefundRequested' THEN 'REFUND_PENDING' WHEN 'PaymentRefunded' THEN 'REFUNDED' ELSE 'FAILED' END AS status,
                     CASE event_type
                       WHEN 'PaymentCaptured' THEN '{}'::jsonb
+                      WHEN 'PaymentRefundRequested' THEN '{}'::jsonb
                       WHEN 'PaymentFailed' THEN jsonb_build_object('error', data->'reason')
                       WHEN 'PaymentExpired' THEN jsonb_build_object('error', 'Payment timed out'::text)
                       ELSE jsonb_build_object('providerRefundId', data->'providerRefundId', 'tokensDebited', data->'tokensDebited')
                     END AS metadata,
                     (data->>'occurredAt')::timestamptz AS occurred_at, event_id, stream_revision
-               FROM events WHERE events.event_type IN ('PaymentCaptured', 'PaymentFailed', 'PaymentExpired', 'PaymentRefunded') AND events.transaction_id = pg_current_xact_id()
+               FROM events WHERE events.event_type IN ('PaymentCaptured', 'PaymentFailed', 'PaymentExpired', 'PaymentRefundRequested', 'PaymentRefunded') AND events.transaction_id = pg_current_xact_id()
               ORDER BY payment_id, transaction_id DESC, global_position DESC) AS last_event
        LEFT JOIN (SELECT DISTINCT ON (payment_id) (data->>'paymentId')::uuid AS payment_id, data->>'providerTransactionId' AS provider_transaction_id
                     FROM events WHERE events.event_type = 'PaymentCaptured' AND data->>'providerTransactionId' IS NOT NULL AND events.transaction_id = pg_current_xact_id()
@@ -156,15 +157,16 @@ UPDATE payments SET
             last_event_id = last_event.event_id,
             last_event_revision = last_event.stream_revision
        FROM (SELECT DISTINCT ON (payment_id) (data->>'paymentId')::uuid AS payment_id,
-                    CASE event_type WHEN 'PaymentCaptured' THEN 'COMPLETED' WHEN 'PaymentRefunded' THEN 'REFUNDED' ELSE 'FAILED' END AS status,
+                    CASE event_type WHEN 'PaymentCaptured' THEN 'COMPLETED' WHEN 'PaymentRefundRequested' THEN 'REFUND_PENDING' WHEN 'PaymentRefunded' THEN 'REFUNDED' ELSE 'FAILED' END AS status,
                     CASE event_type
                       WHEN 'PaymentCaptured' THEN '{}'::jsonb
+                      WHEN 'PaymentRefundRequested' THEN '{}'::jsonb
                       WHEN 'PaymentFailed' THEN jsonb_build_object('error', data->'reason')
                       WHEN 'PaymentExpired' THEN jsonb_build_object('error', 'Payment timed out'::text)
                       ELSE jsonb_build_object('providerRefundId', data->'providerRefundId', 'tokensDebited', data->'tokensDebited')
                     END AS metadata,
                     (data->>'occurredAt')::timestamptz AS occurred_at, event_id, stream_revision
-               FROM events WHERE events.event_type IN ('PaymentCaptured', 'PaymentFailed', 'PaymentExpired', 'PaymentRefunded') AND events.transaction_id = pg_current_xact_id()
+               FROM events WHERE events.event_type IN ('PaymentCaptured', 'PaymentFailed', 'PaymentExpired', 'PaymentRefundRequested', 'PaymentRefunded') AND events.transaction_id = pg_current_xact_id()
               ORDER BY payment_id, transaction_id DESC, global_position DESC) AS last_event
        LEFT JOIN (SELECT DISTINCT ON (payment_id) (data->>'paymentId')::uuid AS payment_id, data->>'providerTransactionId' AS provider_transaction_id
                     FROM events WHERE events.event_type = 'PaymentCaptured' AND data->>'providerTransactionId' IS NOT NULL AND events.transaction_id = pg_current_xact_id()

@@ -63,7 +63,8 @@ async function allVisible(): Promise<void> {
   await waitUntil(async () => (await store.readAll({ maxCount: 10_000 })).length === total);
 }
 
-async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+// Generous: on a loaded machine (tests of several branches at once) a live runner can lag far behind.
+async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error('condition not met in time');

@@ -1,5 +1,6 @@
 import { HttpStatus } from '@nestjs/common';
 import { AUTH_ERROR_CODES } from '@app/auth';
+import { DATABASE_ERROR_CODES } from '@app/database';
 import { EVENT_SOURCING_ERROR_CODES } from '@app/event-sourcing';
 import { CodedError, LEDGER_ERROR_CODES } from '@app/ledger';
 import { OPERATIONS_ERROR_CODES } from '@app/operations';
@@ -12,6 +13,7 @@ import { REQUEST_VALIDATION_ERROR_CODES } from './request-validation.error.js';
 export const ERROR_CODES = [
   ...LEDGER_ERROR_CODES,
   ...EVENT_SOURCING_ERROR_CODES,
+  ...DATABASE_ERROR_CODES,
   ...OPERATIONS_ERROR_CODES,
   ...PAYMENTS_ERROR_CODES,
   ...PROJECTIONS_ERROR_CODES,
@@ -33,6 +35,8 @@ export type ProblemType = {
   readonly publicCode?: string;
   /** What the caller reads, when it is not the error's message (a message written for the log). */
   readonly detail?: (message: string) => string;
+  /** Sent as `Retry-After` (seconds): the failure is passing, and the request is safe to send again then. */
+  readonly retryAfterSeconds?: number;
 };
 
 const UNAUTHENTICATED: ProblemType = {
@@ -76,6 +80,9 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   REFUND_EXCEEDS_LOT: { status: HttpStatus.CONFLICT, title: 'The purchase was partly spent or is held: its lot no longer holds all its tokens' },
 
   CONCURRENCY_CONFLICT: { status: HttpStatus.CONFLICT, title: 'The account changed concurrently; retry the request' },
+  // A lock held elsewhere or a database that stopped answering: with an Idempotency-Key the retry applies the work at most once.
+  APPEND_DEADLINE_EXCEEDED: { status: HttpStatus.SERVICE_UNAVAILABLE, title: 'The write did not finish in time; retry the request', retryAfterSeconds: 1 },
+  DATABASE_UNAVAILABLE: { status: HttpStatus.SERVICE_UNAVAILABLE, title: 'The database cannot be reached right now; retry shortly', retryAfterSeconds: 2 },
   ACCOUNT_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'The account has no events' },
   CHAIN_BROKEN: { status: HttpStatus.CONFLICT, title: 'The hash chain of the stream does not verify' },
   STREAM_NOT_REPLAYABLE: { status: HttpStatus.CONFLICT, title: 'The stream breaks the ledger invariants' },
@@ -83,6 +90,9 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   PACKAGE_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'Token package not found' },
   // The provider may or may not have acted: the request is safe to retry, and a retry records the outcome once.
   PROVIDER_UNAVAILABLE: { status: HttpStatus.BAD_GATEWAY, title: 'The payment provider did not answer; retry the request', detail: (message) => `${message}; retry the request` },
+
+  // Not a failure to retry: this deployment takes no payments (PAYMENT_PROVIDER=none).
+  PAYMENTS_DISABLED: { status: HttpStatus.NOT_IMPLEMENTED, title: 'This service takes no payments' },
 
   UNKNOWN_PROJECTION: { status: HttpStatus.NOT_FOUND, title: 'No projection has this name' },
   REBUILD_IN_PROGRESS: { status: HttpStatus.CONFLICT, title: 'A rebuild of this projection is already running' },
@@ -92,7 +102,13 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   TOKEN_MALFORMED: UNAUTHENTICATED,
   TOKEN_EXPIRED: UNAUTHENTICATED,
   TOKEN_NOT_YET_VALID: UNAUTHENTICATED,
-  TOKEN_SIGNATURE_INVALID: UNAUTHENTICATED,
+  // The one refusal worth naming to the caller: the token is well formed but was signed with another
+  // key, the operator's usual mistake (a development token minted with another DATA_DIR). It tells a
+  // forger nothing they did not know; it tells an operator which secret to look at.
+  TOKEN_SIGNATURE_INVALID: {
+    ...UNAUTHENTICATED,
+    detail: () => "the token's signature does not verify with this server's key: it was signed with another secret or key (for a development token: minted with another DATA_DIR)",
+  },
   TOKEN_ALGORITHM_NOT_ALLOWED: UNAUTHENTICATED,
   TOKEN_KEY_NOT_FOUND: UNAUTHENTICATED,
   TOKEN_CLAIM_INVALID: UNAUTHENTICATED,

@@ -6,7 +6,7 @@ import type { GrantVoided, HoldExpired, HoldReleased, HoldSettled, LotExpired, T
 import { isHoldActive, type Hold } from './hold.state.js';
 import { compareDrawOrder, derivedTransactionId, drawDown, freeOf, isLive, takeFromDraws, type Draw } from './lot.state.js';
 import type { TokensUsed } from './token-account.events.js';
-import { evolveTokenAccount, type TokenAccountState } from './token-account.state.js';
+import { availableBalance, evolveTokenAccount, type TokenAccountState } from './token-account.state.js';
 import { assertAmount, assertDescription, assertReason } from './token-account.rules.js';
 
 type Sweep = { readonly userId: string; readonly now: Date; readonly transactionId: string };
@@ -209,11 +209,12 @@ export function voidGrant({ data }: VoidGrant, state: TokenAccountState): readon
 
 /**
  * The draws that take `amount` from the available tokens, or INSUFFICIENT_AVAILABLE_BALANCE. The
- * state has had its expiries applied, so available (balance less held) is exactly the free tokens
- * of the live lots.
+ * state has had its expiries applied, so available (balance less held, less what refunds in
+ * progress reserved) is exactly the free tokens of the live lots.
  */
 export function spendable(state: TokenAccountState, amount: number, now: Date): readonly Draw[] {
-  const available = state.balance - state.held;
+  // Tokens reserved for refunds in progress are neither spendable nor held by a hold.
+  const available = availableBalance(state) - state.held;
   if (amount > available) {
     throw new LedgerError('INSUFFICIENT_AVAILABLE_BALANCE', `the available balance ${available} is less than the ${amount} tokens requested`, {
       balance: state.balance,

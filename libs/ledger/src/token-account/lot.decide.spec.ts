@@ -3,8 +3,7 @@ import { GRANT_PRIORITY_DEFAULT, LIVE_LOTS_MAX, LOT_PRIORITY_DEFAULT, LOT_PRIORI
 import { deciderSpecification } from '../testing/decider-specification.js';
 import type { ExpireCredits, GrantTokens, HoldTokens, SettleHold, VoidGrant } from './hold.commands.js';
 import { OPENING_LOT_ID, compareDrawOrder, drawDown, type Lot } from './lot.state.js';
-import type { CapturePayment, InitiatePayment, RefundPayment } from './payment.commands.js';
-import { refundDecision } from './payment.decide.js';
+import type { CapturePayment, InitiatePayment, RefundPayment, RequestRefund } from './payment.commands.js';
 import type { AddTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
 import { tokenAccountDecider } from './token-account.decider.js';
 import type { TokenAccountEvent } from './token-account.events.js';
@@ -242,6 +241,7 @@ describe('lots: refunds take back the purchase’s own lot', () => {
     data: { userId, paymentId, outcome: { status: 'captured', providerTransactionId: 'C-1' }, transactionId: 'lot-bought', now, ...(lot === undefined ? {} : { lot }) },
   });
   const refund: RefundPayment = { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 'R-1', transactionId: 'tx-refund', now } };
+  const request: RequestRefund = { type: 'RequestRefund', data: { userId, paymentId, now } };
 
   it('credits a capture to a lot on the package terms', () => {
     const events = history([initiate, capture({ priority: 50, expiresInDays: 365 })]);
@@ -251,19 +251,23 @@ describe('lots: refunds take back the purchase’s own lot', () => {
   it('refunds a purchase whose lot is whole, from that lot, even when other credit was spent', () => {
     const events = history([buy('paid', 50), initiate, capture(), use(50)]);
     // The usage drew the older lot first, so the purchase's lot is whole.
-    expect(refundDecision(stateOf(events), paymentId)).toBe('refund');
-    const refunded = tokenAccountDecider.decide(refund, stateOf(events));
+    const requested = history([request], events);
+    // The request reserves the purchase's tokens in its own lot: usage can no longer reach them.
+    expect(stateOf(requested).lots.get('lot-bought')).toMatchObject({ remaining: 100, reserved: 100 });
+    spec.given(requested).when(use(1)).thenThrows('INSUFFICIENT_BALANCE', { balance: 100, available: 0 });
+    const refunded = tokenAccountDecider.decide(refund, stateOf(requested));
     expect(refunded[1]).toMatchObject({ type: 'TokensRefunded', data: { amount: 100, draws: [{ lotId: 'lot-bought', amount: 100 }], balanceAfter: 0 } });
+    expect(stateOf([...requested, ...refunded]).lots.size).toBe(0);
   });
 
   it('refuses the refund of a purchase partly spent, though the balance holds as many tokens', () => {
     const events = history([initiate, capture(), buy('later', 500), use(1)]);
-    expect(() => refundDecision(stateOf(events), paymentId)).toThrow(expect.objectContaining({ code: 'REFUND_EXCEEDS_LOT', details: { paymentId, lotId: 'lot-bought', requested: 100, remaining: 99 } }) as Error);
+    spec.given(events).when(request).thenThrows('REFUND_EXCEEDS_LOT', { paymentId, lotId: 'lot-bought', requested: 100, remaining: 99 });
   });
 
   it('refuses the refund of a purchase partly held', () => {
     const events = history([initiate, capture(), hold('h', 1)]);
-    expect(() => refundDecision(stateOf(events), paymentId)).toThrow(expect.objectContaining({ code: 'REFUND_EXCEEDS_LOT' }) as Error);
+    spec.given(events).when(request).thenThrows('REFUND_EXCEEDS_LOT');
   });
 });
 

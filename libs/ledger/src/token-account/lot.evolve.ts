@@ -111,3 +111,12 @@ export function endHold(
   if (endedHolds.size > ENDED_HOLDS_REMEMBERED_MAX) endedHolds = endedHolds.delete(endedHolds.keySeq().first() as string);
   return { ...state, held, lots, holds: state.holds.delete(hold.holdId), endedHolds };
 }
+
+/** Sets `amount` tokens of a lot aside for a refund in progress (a negative amount gives them back). */
+export function reserveInLot(state: TokenAccountState, lotId: string, amount: number): TokenAccountState {
+  const lot = state.lots.get(lotId);
+  invariant(lot !== undefined && lot.reserved + amount >= 0 && lot.reserved + amount <= lot.remaining, `a refund reserves ${amount} tokens of lot ${lotId} that cannot hold them`);
+  const reserved = lot.reserved + amount;
+  if (lot.remaining === 0 && reserved === 0) return { ...state, lots: state.lots.delete(lotId) };
+  return { ...state, lots: state.lots.set(lotId, { ...lot, reserved }) };
+}

@@ -1,11 +1,20 @@
 import { invariant, LedgerError } from '../ledger.errors.js';
 import { CURRENCY_PATTERN, isLotPriority, isMoneyAmount, isTokenAmount, LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
 import { assertBalanceFits } from './balance.rules.js';
-import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment } from './payment.commands.js';
-import { PAYMENT_TIMED_OUT, type PaymentCaptured, type PaymentExpired, type PaymentFailed, type PaymentInitiated, type PaymentRefunded, type TokensRefunded } from './payment.events.js';
+import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment, RequestRefund } from './payment.commands.js';
+import {
+  PAYMENT_TIMED_OUT,
+  type PaymentCaptured,
+  type PaymentExpired,
+  type PaymentFailed,
+  type PaymentInitiated,
+  type PaymentRefunded,
+  type PaymentRefundRequested,
+  type TokensRefunded,
+} from './payment.events.js';
 import type { Payment } from './payment.state.js';
 import type { TokensPurchased } from './token-account.events.js';
-import type { TokenAccountState } from './token-account.state.js';
+import { availableBalance, type TokenAccountState } from './token-account.state.js';
 import { assertLotRoom } from './hold.decide.js';
 import { freeOf, OPENING_LOT_ID, type LotTerms } from './lot.state.js';
 
@@ -50,6 +59,7 @@ export function captureDecision(state: TokenAccountState, paymentId: string, now
   const payment = existing(state, paymentId);
   switch (payment.status) {
     case 'COMPLETED':
+    case 'REFUND_PENDING':
     case 'REFUNDED':
       return 'done';
     case 'FAILED':
@@ -74,7 +84,7 @@ export function captureDecision(state: TokenAccountState, paymentId: string, now
  */
 export function capturePayment({ data }: CapturePayment, state: TokenAccountState): readonly (PaymentCaptured | TokensPurchased | PaymentFailed)[] {
   const payment = existing(state, data.paymentId);
-  if (payment.status === 'COMPLETED' || payment.status === 'REFUNDED') return [];
+  if (payment.status === 'COMPLETED' || payment.status === 'REFUND_PENDING' || payment.status === 'REFUNDED') return [];
   const occurredAt = data.now.toISOString();
   const ids = { userId: payment.userId, paymentId: payment.paymentId, orderId: payment.orderId };
   if (data.outcome.status === 'declined') {
@@ -124,49 +134,54 @@ export function expirePayment({ data }: ExpirePayment, state: TokenAccountState)
 }
 
 /**
- * Whether a refund may go to the provider: 'refund' for a COMPLETED payment whose lot still holds
- * all its tokens, free of holds, 'done' for one already refunded. A refund takes back that
- * purchase's own tokens, not whatever else is left: a purchase partly spent (or held) is refused
- * here with REFUND_EXCEEDS_LOT, so nothing is refunded at the provider (an admin may refund the
- * money outside and adjust the tokens).
+ * Records that a refund is asked for, before any provider call: the payment becomes REFUND_PENDING
+ * and its tokens are reserved in the purchase's own lot, so nothing spends them while the provider
+ * refunds. Refused unless the payment is COMPLETED, its tokens are all available (not spent, not
+ * reserved by another refund: REFUND_EXCEEDS_BALANCE) and its lot still holds all of them free of
+ * holds (REFUND_EXCEEDS_LOT: a refund takes back that purchase's own tokens, not whatever else is
+ * left; a purchase partly spent is refused, and an admin may refund the money outside and adjust).
+ * A refund already asked for or made decides nothing (the caller carries it on).
  */
-export function refundDecision(state: TokenAccountState, paymentId: string): 'refund' | 'done' {
-  const payment = existing(state, paymentId);
-  if (payment.status === 'REFUNDED') return 'done';
-  if (payment.status !== 'COMPLETED') {
-    throw new LedgerError('PAYMENT_NOT_CAPTURED', `payment ${paymentId} is ${payment.status}; only a captured payment can be refunded`, { paymentId, paymentStatus: payment.status });
-  }
-  if (state.balance < payment.tokens) {
-    throw new LedgerError('REFUND_EXCEEDS_BALANCE', `refunding payment ${paymentId} would take back ${payment.tokens} tokens from a balance of ${state.balance}`, {
-      paymentId,
+export function requestRefund({ data }: RequestRefund, state: TokenAccountState): readonly PaymentRefundRequested[] {
+  const payment = existing(state, data.paymentId);
+  if (payment.status === 'REFUND_PENDING' || payment.status === 'REFUNDED') return [];
+  if (payment.status !== 'COMPLETED') throw notCaptured(payment);
+  const available = availableBalance(state);
+  if (available < payment.tokens) {
+    throw new LedgerError('REFUND_EXCEEDS_BALANCE', `refunding payment ${payment.paymentId} would take back ${payment.tokens} tokens from an available balance of ${available}`, {
+      paymentId: payment.paymentId,
       balance: state.balance,
+      available,
       requested: payment.tokens,
     });
   }
-  const { lotId, free } = purchaseLotOf(state, paymentId);
+  const { lotId, free } = purchaseLotOf(state, payment.paymentId);
   if (free < payment.tokens) {
-    throw new LedgerError('REFUND_EXCEEDS_LOT', `payment ${paymentId} credited ${payment.tokens} tokens to lot ${lotId}, of which ${free} are left unheld`, {
-      paymentId,
+    throw new LedgerError('REFUND_EXCEEDS_LOT', `payment ${payment.paymentId} credited ${payment.tokens} tokens to lot ${lotId}, of which ${free} are left unheld`, {
+      paymentId: payment.paymentId,
       lotId,
       requested: payment.tokens,
       remaining: free,
     });
   }
-  return 'refund';
+  return [{ type: 'PaymentRefundRequested', data: { userId: payment.userId, paymentId: payment.paymentId, orderId: payment.orderId, tokens: payment.tokens, occurredAt: data.now.toISOString() } }];
 }
 
-/** Records a refund the provider made: the payment REFUNDED and its tokens taken back, in one append. */
+/**
+ * Records a refund the provider made: the payment REFUNDED and its tokens taken back, in one append.
+ * Normally the payment is REFUND_PENDING and its tokens were reserved by the request. A COMPLETED
+ * payment is refunded here too when the provider refunded without a request of ours (an operator at
+ * the provider, found by reconciliation or a webhook): the money is back with the customer, so the
+ * refund is recorded and takes back what is left (`tokensDebited`), never a negative balance.
+ */
 export function refundPayment({ data }: RefundPayment, state: TokenAccountState): readonly (PaymentRefunded | TokensRefunded)[] {
   const payment = existing(state, data.paymentId);
   if (payment.status === 'REFUNDED') return [];
-  if (payment.status !== 'COMPLETED') {
-    throw new LedgerError('PAYMENT_NOT_CAPTURED', `payment ${data.paymentId} is ${payment.status}; only a captured payment can be refunded`, { paymentId: data.paymentId, paymentStatus: payment.status });
-  }
-  // The check before the provider call saw the whole lot; only a spend by another process in
-  // between can leave less. The money is back with the customer, so record the refund and take back
-  // what is left of the lot rather than lose the fact.
+  if (payment.status !== 'COMPLETED' && payment.status !== 'REFUND_PENDING') throw notCaptured(payment);
+  // A pending refund reserved the whole purchase in its lot, and the reservation ends with it. A
+  // refund the provider made without our request takes back what is left of the lot, free of holds.
   const { lotId, free } = purchaseLotOf(state, data.paymentId);
-  const tokensDebited = Math.min(payment.tokens, free);
+  const tokensDebited = payment.status === 'REFUND_PENDING' ? payment.tokens : Math.min(payment.tokens, free);
   const occurredAt = data.now.toISOString();
   const refunded: PaymentRefunded = {
     type: 'PaymentRefunded',
@@ -190,6 +205,13 @@ export function refundPayment({ data }: RefundPayment, state: TokenAccountState)
       },
     },
   ];
+}
+
+function notCaptured(payment: Payment): LedgerError {
+  return new LedgerError('PAYMENT_NOT_CAPTURED', `payment ${payment.paymentId} is ${payment.status}; only a captured payment can be refunded`, {
+    paymentId: payment.paymentId,
+    paymentStatus: payment.status,
+  });
 }
 
 function existing(state: TokenAccountState, paymentId: string): Payment {

@@ -47,16 +47,20 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
     check(isCount(held) && held <= balance, 'held is not a valid held total');
     check(isCount(lotsCreated), 'lotsCreated is not a count');
     check(Array.isArray(purchases) && Array.isArray(payments) && Array.isArray(lots) && Array.isArray(holds) && Array.isArray(endedHolds), 'a collection is not a list');
+    const decodedPayments = byId(payments as readonly unknown[], decodePayment);
+    // Derived, not stored: the tokens of the payments whose refund is pending, as evolve keeps them.
+    const reservedForRefunds = decodedPayments.reduce((total, payment) => (payment.status === 'REFUND_PENDING' ? total + payment.tokens : total), 0);
     const decodedLots = keyed(lots as readonly unknown[], decodeLot, (lot) => lot.lotId);
     const decodedHolds = keyed(holds as readonly unknown[], decodeHold, (hold) => hold.holdId);
     check(sum(decodedLots.valueSeq().map((lot) => lot.remaining)) === balance, 'lots do not add up to the balance');
     check(sum(decodedHolds.valueSeq().map((hold) => hold.amount)) === held, 'holds do not add up to the held total');
-    check(sum(decodedLots.valueSeq().map((lot) => lot.reserved)) === held, 'reservations do not add up to the held total');
+    check(sum(decodedLots.valueSeq().map((lot) => lot.reserved)) === held + reservedForRefunds, 'reservations do not add up to the held total and pending refunds');
     return {
       balance,
       held,
+      reservedForRefunds,
       purchases: byId(purchases as readonly unknown[], decodePurchase),
-      payments: byId(payments as readonly unknown[], decodePayment),
+      payments: decodedPayments,
       lots: decodedLots,
       lotsCreated,
       holds: decodedHolds,
@@ -80,6 +84,8 @@ function statusAfter(type: TokenAccountEvent['type']): PaymentStatus | undefined
     case 'PaymentFailed':
     case 'PaymentExpired':
       return 'FAILED';
+    case 'PaymentRefundRequested':
+      return 'REFUND_PENDING';
     case 'PaymentRefunded':
       return 'REFUNDED';
     case 'TokensPurchased':

@@ -4,7 +4,8 @@ import type { TokenAccountEvent, TokensPurchased } from './token-account.events.
 import type { Payment } from './payment.state.js';
 import type { Hold, HoldEnd } from './hold.state.js';
 import type { Lot } from './lot.state.js';
-import { creditLot, debitLots, endHold, evolveHold, holdOf, type LedgerMovement } from './lot.evolve.js';
+import { creditLot, debitLots, endHold, evolveHold, holdOf, reserveInLot, type LedgerMovement } from './lot.evolve.js';
+import { OPENING_LOT_ID } from './lot.state.js';
 
 export type Purchase = TokensPurchased['data'];
 
@@ -17,9 +18,14 @@ export type TokenAccountState = {
   readonly purchases: ImmutableMap<string, Purchase>;
   /** Every payment initiated on this account by its id, with its status (persistent too). */
   readonly payments: ImmutableMap<string, Payment>;
+  /** Tokens of REFUND_PENDING payments, reserved in their purchases' lots: part of the balance that nothing may spend. */
+  readonly reservedForRefunds: number;
   /** Tokens set aside by the holds in `holds` (active, or expired with no `HoldExpired` yet). */
   readonly held: number;
-  /** The lots with tokens left or reserved, by id; spent and expired lots leave. Their remainders sum to `balance`. */
+  /**
+   * The lots with tokens left or reserved, by id; spent and expired lots leave. Their remainders sum
+   * to `balance`, their reservations to `held + reservedForRefunds`.
+   */
   readonly lots: ImmutableMap<string, Lot>;
   /** Lots created so far: the next lot's `sequence`. */
   readonly lotsCreated: number;
@@ -33,12 +39,18 @@ export const initialTokenAccountState: TokenAccountState = {
   balance: 0,
   purchases: ImmutableMap(),
   payments: ImmutableMap(),
+  reservedForRefunds: 0,
   held: 0,
   lots: ImmutableMap(),
   lotsCreated: 0,
   holds: ImmutableMap(),
   endedHolds: OrderedMap(),
 };
+
+/** What a refund may take back and usage may reach: the balance less the tokens reserved for refunds in progress (never below 0). */
+export function availableBalance(state: TokenAccountState): number {
+  return Math.max(0, state.balance - state.reservedForRefunds);
+}
 
 export function evolveTokenAccount(state: TokenAccountState, event: TokenAccountEvent): TokenAccountState {
   switch (event.type) {
@@ -105,17 +117,29 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       const failure = event.type === 'PaymentFailed' ? 'declined' : 'expired';
       return withPayment(state, { ...payment, status: 'FAILED', failure, failureReason: event.data.reason, updatedAt: event.data.occurredAt });
     }
+    case 'PaymentRefundRequested': {
+      const payment = paymentOf(state, event.data.paymentId);
+      invariant(payment.status === 'COMPLETED', `refund of payment ${payment.paymentId} requested while ${payment.status}`);
+      invariant(event.data.tokens === payment.tokens, `refund request of payment ${payment.paymentId} reserves ${event.data.tokens} tokens, not its ${payment.tokens}`);
+      const reserved = withPayment(state, { ...payment, status: 'REFUND_PENDING', updatedAt: event.data.occurredAt });
+      // The tokens are reserved in the purchase's own lot, which the refund takes back.
+      return { ...reserveInLot(reserved, purchaseLotId(state, payment.paymentId), payment.tokens), reservedForRefunds: state.reservedForRefunds + payment.tokens };
+    }
     case 'PaymentRefunded': {
       const payment = paymentOf(state, event.data.paymentId);
-      invariant(payment.status === 'COMPLETED', `payment ${payment.paymentId} refunded while ${payment.status}`);
+      invariant(payment.status === 'COMPLETED' || payment.status === 'REFUND_PENDING', `payment ${payment.paymentId} refunded while ${payment.status}`);
       invariant(event.data.tokensDebited >= 0 && event.data.tokensDebited <= payment.tokens, `refund of payment ${payment.paymentId} debits ${event.data.tokensDebited} tokens`);
-      return withPayment(state, {
+      const refunded = withPayment(state, {
         ...payment,
         status: 'REFUNDED',
         providerRefundId: event.data.providerRefundId,
         tokensDebited: event.data.tokensDebited,
         updatedAt: event.data.occurredAt,
       });
+      // The reservation ends with the refund; the tokens leave with TokensRefunded, which follows.
+      if (payment.status !== 'REFUND_PENDING') return refunded;
+      const released = reserveInLot(refunded, purchaseLotId(state, payment.paymentId), -payment.tokens);
+      return { ...released, reservedForRefunds: state.reservedForRefunds - payment.tokens };
     }
     default: {
       const unknown: never = event;
@@ -127,6 +151,10 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
 /** The balance change an event records, with what it claims the balance and held total are after it. */
 function movement(data: { readonly amount: number; readonly balanceAfter: number; readonly heldAfter?: number; readonly occurredAt: string }, change: number): LedgerMovement {
   return { change, balanceAfter: data.balanceAfter, heldAfter: data.heldAfter ?? 0, occurredAt: data.occurredAt };
+}
+
+function purchaseLotId(state: TokenAccountState, paymentId: string): string {
+  return state.purchases.get(paymentId)?.lot?.lotId ?? OPENING_LOT_ID;
 }
 
 function paymentOf(state: TokenAccountState, paymentId: string): Payment {
