@@ -46,7 +46,9 @@ function send(endpoint: Endpoint, owner: { userId: string; paymentId: string }, 
     .replace('{userId}', owner.userId)
     .replace('{paymentId}', owner.paymentId)
     .replace('{name}', 'no_such_projection')
-    .replace('{id}', randomUUID());
+    .replace('{id}', randomUUID())
+    .replace('{holdId}', randomUUID())
+    .replace('{lotId}', randomUUID());
   const agent = testApp.anonymous();
   const request = endpoint.method === 'GET' ? agent.get(path) : agent.post(path).send(bodyFor(endpoint, owner));
   return request.set(credential.header, credential.value);
@@ -57,6 +59,9 @@ function bodyFor(endpoint: Endpoint, owner: { userId: string }): object {
   if (endpoint.path.endsWith('/usage')) return { amount: 1, description: 'role table' };
   if (endpoint.path.endsWith('/purchases')) return { paymentId: randomUUID(), amount: 1 };
   if (endpoint.path.endsWith('/adjustments')) return { amount: 1, reason: 'role table' };
+  if (endpoint.path.endsWith('/holds') || endpoint.path.endsWith('/settle')) return { amount: 1 };
+  if (endpoint.path.endsWith('/grants')) return { amount: 1, reason: 'role table' };
+  if (endpoint.path.endsWith('/void')) return { reason: 'role table' };
   return {};
 }
 

@@ -36,7 +36,7 @@ describe('balance', () => {
   it('is 0 for a user never seen', async () => {
     const userId = randomUUID();
     const response = await http().get(`/v1/accounts/${userId}/balance`).expect(200);
-    expect(response.body).toEqual({ userId, balance: 0 });
+    expect(response.body).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
   });
 });
 
@@ -52,7 +52,7 @@ describe('purchases', () => {
       transaction: { userId, amount: 100, transactionType: 'purchase', description: 'Starter pack', paymentId, balanceAfter: 100 },
     });
     expect(response.body.position).toMatch(/^\d+\/\d+$/);
-    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 100 });
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 100, held: 0, available: 100, nextExpiry: null });
     const history = await http().get(`/v1/accounts/${userId}/transactions`).expect(200);
     expect(history.body).toEqual({ data: [response.body.transaction], total: 1, limit: 10, offset: 0 });
   });
@@ -69,7 +69,7 @@ describe('purchases', () => {
     const first = await purchase(userId, body).expect(201);
     const again = await purchase(userId, body).expect(201);
     expect(again.body).toEqual(first.body);
-    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 25 });
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 25, held: 0, available: 25, nextExpiry: null });
     expect(await eventCount(userId)).toBe(1);
   });
 
@@ -89,7 +89,7 @@ describe('purchases', () => {
     const responses = await Promise.all(Array.from({ length: 20 }, () => purchase(userId, body)));
     expect(responses.map((response) => response.status)).toEqual(Array.from({ length: 20 }, () => 201));
     expect(new Set(responses.map((response) => response.body.transaction.id)).size).toBe(1);
-    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 7 });
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 7, held: 0, available: 7, nextExpiry: null });
     const history = await http().get(`/v1/accounts/${userId}/transactions`).expect(200);
     expect(history.body.total).toBe(1);
     expect(await eventCount(userId)).toBe(1);
@@ -105,7 +105,7 @@ describe('usage', () => {
       balance: 70,
       transaction: { amount: -30, transactionType: 'usage', description: 'Chat completion', paymentId: null, balanceAfter: 70 },
     });
-    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 70 });
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 70, held: 0, available: 70, nextExpiry: null });
   });
 
   it('refuses usage above the balance with 409 INSUFFICIENT_BALANCE and writes nothing', async () => {
@@ -113,7 +113,7 @@ describe('usage', () => {
     const response = await use(userId, { amount: 11 }).expect(409);
     expect(response.body).toMatchObject({ type: 'urn:token-ledger:problem:insufficient-balance', status: 409, code: 'INSUFFICIENT_BALANCE', balance: 10, requested: 11 });
     expect(await eventCount(userId)).toBe(1);
-    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 10 });
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 10, held: 0, available: 10, nextExpiry: null });
   });
 
   it('lets exactly 20 of 50 racing 1-token usages through a balance of 20', async () => {
@@ -124,7 +124,7 @@ describe('usage', () => {
     expect(statuses.filter((status) => status === 409)).toHaveLength(30);
     for (const refused of responses.filter((response) => response.status === 409)) expect(refused.body.code).toBe('INSUFFICIENT_BALANCE');
 
-    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 0 });
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 0, held: 0, available: 0, nextExpiry: null });
     const rows = await testApp.database.pool.query<{ balance_after: string }>(
       `SELECT balance_after FROM token_transactions WHERE user_id = $1 AND transaction_type = 'usage' ORDER BY stream_revision`,
       [userId],

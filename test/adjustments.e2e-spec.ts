@@ -57,7 +57,7 @@ describe('admin adjustments', () => {
       transaction: { userId, amount: -40, transactionType: 'adjustment', description: 'Chargeback on order 1042', paymentId: null, balanceAfter: 60 },
     });
     expect(response.body.position).toMatch(/^\d+\/\d+$/);
-    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 60 });
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 60, held: 0, available: 60, nextExpiry: null });
     const history = await http().get(`/v1/accounts/${userId}/transactions`).expect(200);
     expect(history.body.data[0]).toEqual(response.body.transaction);
     const [, adjusted] = await events(userId);
@@ -72,13 +72,13 @@ describe('admin adjustments', () => {
     const userId = randomUUID();
     const response = await adjust(userId, { amount: 25, reason: '  Goodwill credit  ' }).expect(201);
     expect(response.body).toMatchObject({ balance: 25, transaction: { amount: 25, transactionType: 'adjustment', description: 'Goodwill credit', balanceAfter: 25 } });
-    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 25 });
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 25, held: 0, available: 25, nextExpiry: null });
   });
 
   it('may take the balance to exactly zero', async () => {
     const userId = await fundedUser(30);
     await adjust(userId, { amount: -30, reason: 'Account closed' }).expect(201);
-    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 0 });
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 0, held: 0, available: 0, nextExpiry: null });
   });
 
   it('refuses a debit below zero with 409 ADJUSTMENT_EXCEEDS_BALANCE and writes nothing', async () => {
@@ -87,7 +87,7 @@ describe('admin adjustments', () => {
     expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
     expect(response.body).toMatchObject({ type: 'urn:token-ledger:problem:adjustment-exceeds-balance', status: 409, code: 'ADJUSTMENT_EXCEEDS_BALANCE', balance: 10, requested: -11 });
     expect((await events(userId)).map((event) => event.type)).toEqual(['TokensPurchased']);
-    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 10 });
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 10, held: 0, available: 10, nextExpiry: null });
     const stranger = randomUUID();
     await adjust(stranger, { amount: -1, reason: 'Nothing to take' }).expect(409);
     expect(await events(stranger)).toEqual([]);
@@ -120,7 +120,7 @@ describe('admin adjustments', () => {
       ['adjustment', -20, 30],
       ['purchase', 50, 50],
     ]);
-    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 100 });
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 100, held: 0, available: 100, nextExpiry: null });
   });
 
   it('replays the first response for a retry with the same Idempotency-Key and adjusts once', async () => {
@@ -134,7 +134,7 @@ describe('admin adjustments', () => {
     const recorded = await events(userId);
     expect(recorded.map((event) => event.type)).toEqual(['TokensPurchased', 'TokensAdjusted']);
     expect(recorded[1]?.metadata).toMatchObject({ idempotencyKey: key });
-    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 70 });
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 70, held: 0, available: 70, nextExpiry: null });
   });
 
   it('lets exactly 10 of 30 racing 10-token debits (adjustments and usage mixed) through a balance of 100', async () => {
@@ -148,7 +148,7 @@ describe('admin adjustments', () => {
     for (const [index, response] of responses.entries()) {
       if (response.status === 409) expect(response.body.code).toBe(index % 2 === 0 ? 'ADJUSTMENT_EXCEEDS_BALANCE' : 'INSUFFICIENT_BALANCE');
     }
-    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 0 });
+    await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 0, held: 0, available: 0, nextExpiry: null });
     const debits = (await rows(userId)).slice(1);
     expect(debits).toHaveLength(10);
     expect(debits.map((row) => [row.amount, row.balanceAfter])).toEqual(Array.from({ length: 10 }, (_, index) => [-10, 90 - index * 10]));

@@ -196,7 +196,7 @@ describe('admin: projections', () => {
     expect(violations).toEqual([]);
     await caughtUp(testApp);
     for (const userId of users) {
-      await testApp.http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: purchased.get(userId) });
+      await testApp.http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: purchased.get(userId), held: 0, available: purchased.get(userId), nextExpiry: null });
     }
     const admin = testApp.app.get(ProjectionsAdmin);
     expect(await admin.verifyAll()).toEqual({ accounts: users.length, differences: [] });
@@ -288,7 +288,7 @@ describe('admin: per-account rebuild', () => {
     expect(racing[0]?.body).toMatchObject({ userId, projections: [{ name: 'token_accounts', eventsApplied: expect.any(Number) }] });
     await caughtUp(testApp);
 
-    await testApp.http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 10 + 11 + 12 - 5 + 10 });
+    await testApp.http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 38, held: 0, available: 38, nextExpiry: null });
     const history = await testApp.http().get(`/v1/accounts/${userId}/transactions?limit=100`).expect(200);
     expect(history.body.total).toBe(14);
     expect(history.body.data.map((row: { balanceAfter: number }) => row.balanceAfter)).toEqual([38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 33, 21, 10]);
@@ -357,7 +357,7 @@ describe('admin: per-account rebuild', () => {
     const declinedRow = await testApp.http().get(`/v1/payments/${declined.paymentId}`).expect(200);
     expect(declinedRow.body).toMatchObject({ status: 'FAILED', metadata: { error: 'card_declined' } });
     // starter is 100 tokens: one kept before, one refunded, five bought during the race.
-    await testApp.http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 600 });
+    await testApp.http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 600, held: 0, available: 600, nextExpiry: null });
     expect(await admin.verifyAccount(userId)).toEqual([]);
   });
 

@@ -70,11 +70,11 @@ describe('the database stopped under a running service', () => {
       await new Promise((resolve) => setTimeout(resolve, 200));
       balance = await instance.http().get(`/v1/accounts/${userId}/balance`);
     }
-    expect(balance.body).toEqual({ userId, balance: 100 });
+    expect(balance.body).toEqual({ userId, balance: 100, held: 0, available: 100, nextExpiry: null });
     // The keyed write refused while the database was away is applied once when retried.
     const retry = await instance.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 30 }).expect(201);
     expect(retry.body).toMatchObject({ balance: 70 });
     await instance.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 30 }).expect(201);
-    await instance.http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 70 });
+    await instance.http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 70, held: 0, available: 70, nextExpiry: null });
   }, 90_000);
 });

@@ -12,7 +12,7 @@ import { createTestDatabase, type TestDatabase } from './support/test-database.j
  * commands from both decide on one ledger, and each background worker runs in exactly one of them
  * (advisory-lock leadership) until that process dies, when the other takes it over.
  */
-const WORKERS = ['idempotency-purge', 'payment-expiry', 'payment-reconciliation', 'projection:token_accounts'];
+const WORKERS = ['credit-expiry', 'idempotency-purge', 'payment-expiry', 'payment-reconciliation', 'projection:token_accounts'];
 const TAKEOVER_MS_MAX = 5_000;
 const SPEND_ATTEMPTS_MAX = 10;
 
@@ -134,9 +134,38 @@ describe('two processes of the service on one database', () => {
     expect(succeeded).toHaveLength(100);
     expect(refused.map((spend) => [spend.status, spend.body.code])).toEqual(Array.from({ length: 50 }, () => [409, 'INSUFFICIENT_BALANCE']));
     expect(succeeded.map((spend) => spend.body.balance).sort((a, b) => Number(a) - Number(b))).toEqual(Array.from({ length: 100 }, (_, index) => index));
-    for (const child of [first, second]) expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`)).body).toEqual({ userId, balance: 0 });
+    for (const child of [first, second]) expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`)).body).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
     expect(await count(`SELECT count(*)::text AS count FROM events WHERE stream_id = $1 AND event_type = 'TokensUsed'`, [`token-account-${userId}`])).toBe(100);
     expect(await count(`SELECT count(*)::text AS count FROM token_transactions WHERE user_id = $1 AND transaction_type = 'usage'`, [userId])).toBe(100);
+  }, 60_000);
+
+  it('ends racing holds through both processes exactly: 20 of 50 on a balance of 20, then each settled or released once through either', async () => {
+    const userId = randomUUID();
+    expect((await call(first, 'POST', `/v1/accounts/${userId}/purchases`, { paymentId: randomUUID(), amount: 20 })).status).toBe(201);
+    const conflicts = { count: 0 };
+    const placeHold = async (child: ServiceProcess): Promise<Answer> => {
+      for (let attempt = 1; ; attempt += 1) {
+        const answer = await call(child, 'POST', `/v1/accounts/${userId}/holds`, { amount: 1 });
+        if (answer.body.code !== 'CONCURRENCY_CONFLICT' || attempt === SPEND_ATTEMPTS_MAX) return answer;
+        conflicts.count += 1;
+      }
+    };
+    const holds = await Promise.all(Array.from({ length: 50 }, (_, index) => placeHold(index % 2 === 0 ? first : second)));
+    const placed = holds.filter((answer) => answer.status === 201);
+    expect(placed).toHaveLength(20);
+    expect(holds.filter((answer) => answer.status !== 201).map((answer) => answer.body.code)).toEqual(Array.from({ length: 30 }, () => 'INSUFFICIENT_AVAILABLE_BALANCE'));
+    // Settle half (1 token each) and release the rest, each through the other process than its neighbour, twice over: the second attempt is refused.
+    const ends = await Promise.all(
+      placed.flatMap((answer, index) =>
+        [first, second].map((child) => call(child, 'POST', `/v1/accounts/${userId}/holds/${String(answer.body.holdId)}/${index % 2 === 0 ? 'settle' : 'release'}`, { amount: 1 })),
+      ),
+    );
+    expect(ends.filter((answer) => answer.status === 200)).toHaveLength(20);
+    expect(ends.filter((answer) => answer.status !== 200).map((answer) => answer.body.code)).toEqual(
+      expect.arrayContaining(Array.from({ length: 20 }, () => expect.stringMatching(/^(HOLD_NOT_ACTIVE|CONCURRENCY_CONFLICT)$/) as unknown)),
+    );
+    for (const child of [first, second]) expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`)).body).toEqual({ userId, balance: 10, held: 0, available: 10, nextExpiry: null });
+    expect(await count(`SELECT count(*)::text AS count FROM events WHERE stream_id = $1 AND event_type IN ('HoldSettled', 'HoldReleased')`, [`token-account-${userId}`])).toBe(20);
   }, 60_000);
 
   it('hands every worker to the survivor within seconds when the leader is killed, and writes through it reach the read models', async () => {
@@ -150,7 +179,7 @@ describe('two processes of the service on one database', () => {
     const purchase = await call(second, 'POST', `/v1/accounts/${userId}/purchases`, { paymentId: randomUUID(), amount: 25 });
     const usage = await call(second, 'POST', `/v1/accounts/${userId}/usage`, { amount: 5 });
     expect([purchase.status, purchase.body.readModelUpToDate, usage.status, usage.body.readModelUpToDate]).toEqual([201, true, 201, true]);
-    expect((await call(second, 'GET', `/v1/accounts/${userId}/balance`)).body).toEqual({ userId, balance: 20 });
+    expect((await call(second, 'GET', `/v1/accounts/${userId}/balance`)).body).toEqual({ userId, balance: 20, held: 0, available: 20, nextExpiry: null });
     const history = await call(second, 'GET', `/v1/accounts/${userId}/transactions`);
     expect((history.body.data as { amount: number; balanceAfter: number }[]).map((row) => [row.amount, row.balanceAfter])).toEqual([
       [-5, 20],

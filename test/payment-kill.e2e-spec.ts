@@ -93,7 +93,7 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
 
     child = await start({});
     expect(await paymentSettled(child, paymentId, 'COMPLETED')).toMatchObject({ status: 'COMPLETED', providerTransactionId: `MOCK-CAPTURE-${paymentId}` });
-    expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 100 });
+    expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 100, held: 0, available: 100, nextExpiry: null });
     expect(await history(child, userId)).toEqual([['purchase', 100]]);
     await verified(child, userId);
     await stopServices([child]);
@@ -110,7 +110,7 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
 
     child = await start({});
     expect(await paymentSettled(child, paymentId, 'REFUNDED')).toMatchObject({ status: 'REFUNDED', metadata: { providerRefundId: `MOCK-REFUND-${paymentId}`, tokensDebited: 100 } });
-    expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 0 });
+    expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
     expect(await history(child, userId)).toEqual([
       ['purchase', 100],
       ['refund', -100],

@@ -90,7 +90,7 @@ describe('the service on its embedded PostgreSQL', () => {
       await ready(service);
       // The development secret was kept: a token minted before the restart still verifies.
       const balance = await fetch(`${service.url}/v1/accounts/${userId}/balance`, { headers: { authorization: await developmentToken('user', userId) } });
-      expect(await balance.json()).toEqual({ userId, balance: 40 });
+      expect(await balance.json()).toEqual({ userId, balance: 40, held: 0, available: 40, nextExpiry: null });
     } finally {
       expect(await stop(service, 'SIGINT')).toBe(0);
     }

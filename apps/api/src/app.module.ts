@@ -6,6 +6,7 @@ import { DatabaseModule } from '@app/database';
 import { EventSourcingModule, type EventStoreChoice } from '@app/event-sourcing';
 import { OperationsModule } from '@app/operations';
 import { AccountsController } from './accounts/accounts.controller.js';
+import { HoldsController } from './accounts/holds.controller.js';
 import { AdminController } from './admin/admin.controller.js';
 import { auditSigningKeyProvider } from './audit/audit-signing-key.js';
 import { AuditController } from './audit/audit.controller.js';
@@ -38,7 +39,12 @@ export class AppModule {
           readYourWritesTimeoutMs: config.READ_YOUR_WRITES_TIMEOUT_MS,
           eventStore: eventStoreChoiceOf(config),
         }),
-        TokenAccountsModule,
+        TokenAccountsModule.forRoot({
+          holdTtlSecondsDefault: config.HOLD_TTL_DEFAULT / 1_000,
+          holdTtlSecondsMax: config.HOLD_TTL_MAX / 1_000,
+          expiryJobEnabled: config.CREDIT_EXPIRY_JOB_ENABLED,
+          expiryJobIntervalMs: config.CREDIT_EXPIRY_JOB_INTERVAL_MS,
+        }),
         OperationsModule,
         PaymentsModule.forRoot({
           provider: config.PAYMENT_PROVIDER,
@@ -52,7 +58,7 @@ export class AppModule {
           ...(config.PAYMENT_CRASH_AT === undefined ? {} : { crashAt: config.PAYMENT_CRASH_AT }),
         }),
       ],
-      controllers: [AccountsController, HealthController, AdminController, AuditController, PaymentsController, AccountPaymentsController],
+      controllers: [AccountsController, HoldsController, HealthController, AdminController, AuditController, PaymentsController, AccountPaymentsController],
       providers: [
         DatabaseHealthIndicator,
         { provide: AUTH_SETTINGS, useValue: auth },

@@ -1,4 +1,4 @@
-import { tokenAccountDecider, type TokenAccountEvent } from '@app/ledger';
+import { compareDrawOrder, tokenAccountDecider, type TokenAccountEvent } from '@app/ledger';
 
 /** An event as read from a stream, enough to replay it. */
 export type ReplayableEvent = { readonly revision: bigint; readonly type: string; readonly data: unknown };
@@ -33,6 +33,35 @@ export function stateAsOf<Event, State>(
     revision = event.revision;
   }
   return { state, revision };
+}
+
+/** What an account holds at a point: totals, the active holds and the lots with tokens left (draw-down order). */
+export type TokenAccountSummary = {
+  readonly balance: number;
+  readonly held: number;
+  readonly available: number;
+  readonly holds: readonly { readonly holdId: string; readonly amount: number; readonly expiresAt: string }[];
+  readonly lots: readonly {
+    readonly lotId: string;
+    readonly source: string;
+    readonly remaining: number;
+    readonly reserved: number;
+    readonly priority: number;
+    readonly expiresAt: string | null;
+  }[];
+};
+
+/**
+ * A token account's summary at a point (zeros and nothing before its first event): what an auditor
+ * reads as of a revision or time, and what a bundle's signed head states of its last event.
+ */
+export function tokenAccountSummaryAsOf(events: readonly ReplayableEvent[], asOf: AsOf): TokenAccountSummary & { readonly revision: bigint } {
+  const { state, revision } = stateAsOf<TokenAccountEvent, typeof tokenAccountDecider.initialState>(events, tokenAccountDecider, asOf);
+  const holds = [...state.holds.values()]
+    .map(({ holdId, amount, expiresAt }) => ({ holdId, amount, expiresAt }))
+    .sort((left, right) => left.expiresAt.localeCompare(right.expiresAt) || left.holdId.localeCompare(right.holdId));
+  const lots = [...state.lots.values()].sort(compareDrawOrder).map(({ lotId, source, remaining, reserved, priority, expiresAt }) => ({ lotId, source, remaining, reserved, priority, expiresAt }));
+  return { balance: state.balance, held: state.held, available: state.balance - state.held, holds, lots, revision };
 }
 
 /** A token account's balance at a point (0 before its first event). */

@@ -1,6 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { canonicalJson } from './canonical-json.js';
 import { eventHash, HASH_CHAIN_VERSION, HASH_METADATA_KEY, verifyChain, type ChainEvent, type JsonObject } from './hash-chain.js';
+import { tokenAccountSummaryAsOf, type TokenAccountSummary } from './as-of.js';
 
 export const BUNDLE_FORMAT = 'token-ledger-audit-bundle/1';
 
@@ -40,6 +41,11 @@ export type BundleHead = {
   readonly createdAt: string;
   /** SHA-256 of the signer's public key (SPKI DER), to tell keys apart; never a reason to trust one. */
   readonly keyId: string;
+  /**
+   * For a token account: its balance, held total, active holds and lots with tokens left after the
+   * last event, as the ledger's replay gives them; a verifier replays the events and compares.
+   */
+  readonly ledger?: TokenAccountSummary;
   /** Ed25519 signature (base64) of the canonical JSON of this record without `signature`. */
   readonly signature: string;
 };
@@ -49,7 +55,10 @@ export type BundleHead = {
  * hash), then a head line signed with Ed25519. Throws if the events do not form an intact chain:
  * a bundle never vouches for a broken stream.
  */
-export function createAuditBundle(events: readonly BundleEvent[], options: { readonly privateKey: KeyObject | string; readonly streamId: string; readonly createdAt: string }): string {
+export function createAuditBundle(
+  events: readonly BundleEvent[],
+  options: { readonly privateKey: KeyObject | string; readonly streamId: string; readonly createdAt: string; readonly ledger?: TokenAccountSummary },
+): string {
   const chain = verifyChain(events);
   if (!chain.ok) throw new Error(`cannot bundle stream ${options.streamId}: ${chain.reason}`);
   if (events.some((event) => event.streamId !== options.streamId)) throw new Error(`cannot bundle stream ${options.streamId}: it holds events of another stream`);
@@ -72,6 +81,7 @@ export function createAuditBundle(events: readonly BundleEvent[], options: { rea
     eventLinesSha256: sha256(lines),
     createdAt: options.createdAt,
     keyId: keyId(createPublicKey(privateKey)),
+    ...(options.ledger === undefined ? {} : { ledger: options.ledger }),
   };
   const signature = sign(null, Buffer.from(canonicalJson(unsigned), 'utf8'), privateKey).toString('base64');
   return `${lines}${JSON.stringify({ ...unsigned, signature })}\n`;
@@ -127,7 +137,18 @@ export function verifyAuditBundle(text: string, publicKey: KeyObject | string): 
   }
   const eventLines = rawLines.map((line) => `${line}\n`).join('');
   if (sha256(eventLines) !== head.eventLinesSha256) return { ok: false, reason: 'the event lines differ from the signed ones (a field outside the hash chain was changed)' };
+  if (head.ledger !== undefined && !sameSummary(head.ledger, events)) return { ok: false, reason: 'the signed balance, holds or lots differ from the replay of the events' };
   return { ok: true, streamId: head.streamId, eventCount: events.length, headHash: chain.headHash, reason: 'bundle intact' };
+}
+
+function sameSummary(signed: TokenAccountSummary, events: readonly ChainEvent[]): boolean {
+  try {
+    const { revision: _revision, ...replayed } = tokenAccountSummaryAsOf(events, { revision: BigInt(events.length) - 1n });
+    return canonicalJson(replayed) === canonicalJson(signed);
+  } catch {
+    // Events the ledger cannot replay vouch for no summary.
+    return false;
+  }
 }
 
 /** SHA-256 of the public key's SPKI DER, hex. */

@@ -23,6 +23,10 @@ const expected: Record<Action, Record<Role, 'own' | 'any' | '-'>> = {
   'projections.status.read': { user: '-', service: '-', auditor: 'any', admin: 'any' },
   'projections.rebuild': { user: '-', service: '-', auditor: '-', admin: 'any' },
   'account.adjust': { user: '-', service: '-', auditor: '-', admin: 'any' },
+  'account.holds.read': { user: 'own', service: 'any', auditor: 'any', admin: 'any' },
+  'account.holds.write': { user: '-', service: 'any', auditor: '-', admin: 'any' },
+  'account.lots.read': { user: 'own', service: 'any', auditor: 'any', admin: 'any' },
+  'account.grant': { user: '-', service: '-', auditor: '-', admin: 'any' },
 };
 
 describe('authorize', () => {
@@ -52,7 +56,7 @@ describe('authorize', () => {
   });
 
   it('an auditor may read everything and write nothing', () => {
-    const writes: Action[] = ['account.usage.record', 'account.purchase.record', 'payment.create', 'payment.capture', 'payment.refund', 'projections.rebuild', 'account.adjust'];
+    const writes: Action[] = ['account.usage.record', 'account.purchase.record', 'payment.create', 'payment.capture', 'payment.refund', 'projections.rebuild', 'account.adjust', 'account.holds.write', 'account.grant'];
     for (const action of ACTIONS) {
       expect(authorize(actor('auditor'), action, bob).allowed).toBe(!writes.includes(action));
     }

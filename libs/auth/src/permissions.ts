@@ -17,6 +17,10 @@ export const ACTIONS = [
   'projections.status.read',
   'projections.rebuild',
   'account.adjust',
+  'account.holds.read',
+  'account.holds.write',
+  'account.lots.read',
+  'account.grant',
 ] as const;
 export type Action = (typeof ACTIONS)[number];
 
@@ -41,6 +45,11 @@ export const PERMISSIONS: { readonly [A in Action]: { readonly [R in Role]?: Sco
   'projections.status.read': { auditor: 'any', admin: 'any' },
   'projections.rebuild': { admin: 'any' },
   'account.adjust': { admin: 'any' },
+  'account.holds.read': { user: 'own', service: 'any', auditor: 'any', admin: 'any' },
+  // Holds are placed and ended by the backend that does the work, as usage is recorded.
+  'account.holds.write': { service: 'any', admin: 'any' },
+  'account.lots.read': { user: 'own', service: 'any', auditor: 'any', admin: 'any' },
+  'account.grant': { admin: 'any' },
 };
 
 export type AuthorizationDecision =
@@ -98,4 +107,11 @@ export const ENDPOINT_ACTIONS: readonly Endpoint[] = [
   { method: 'GET', path: '/v1/admin/projections/{name}/rebuilds/{id}', action: 'projections.status.read', owner: 'none' },
   { method: 'POST', path: '/v1/admin/accounts/{userId}/rebuild', action: 'projections.rebuild', owner: 'path:userId' },
   { method: 'POST', path: '/v1/admin/accounts/{userId}/adjustments', action: 'account.adjust', owner: 'path:userId' },
+  { method: 'POST', path: '/v1/accounts/{userId}/holds', action: 'account.holds.write', owner: 'path:userId' },
+  { method: 'POST', path: '/v1/accounts/{userId}/holds/{holdId}/settle', action: 'account.holds.write', owner: 'path:userId' },
+  { method: 'POST', path: '/v1/accounts/{userId}/holds/{holdId}/release', action: 'account.holds.write', owner: 'path:userId' },
+  { method: 'GET', path: '/v1/accounts/{userId}/holds', action: 'account.holds.read', owner: 'path:userId' },
+  { method: 'GET', path: '/v1/accounts/{userId}/lots', action: 'account.lots.read', owner: 'path:userId' },
+  { method: 'POST', path: '/v1/admin/accounts/{userId}/grants', action: 'account.grant', owner: 'path:userId' },
+  { method: 'POST', path: '/v1/admin/accounts/{userId}/grants/{lotId}/void', action: 'account.grant', owner: 'path:userId' },
 ];

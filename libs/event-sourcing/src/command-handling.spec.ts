@@ -230,7 +230,10 @@ describe('command handling: a wrong snapshot never makes a wrong decision', () =
   it('replays when a consistent-looking state disagrees with the event it claims to follow', async () => {
     const userId = await snapshottedUser();
     const { rows } = await database.pool.query<{ state: string }>('SELECT state FROM snapshots WHERE stream_id = $1', [tokenAccountStreamId(userId)]);
-    const forged = (rows[0] as { state: string }).state.replace('"balance":400', '"balance":900');
+    // Balance and one lot raised together, so the snapshot decodes (its lots add up to its balance).
+    const forged = (rows[0] as { state: string }).state
+      .replace('"balance":400', '"balance":900')
+      .replace(/"original":(\d+),"remaining":(\d+)/, (_match, original: string, remaining: string) => `"original":${Number(original) + 500},"remaining":${Number(remaining) + 500}`);
     await tamper(userId, 'state = $2, checksum = $3', [forged, snapshotChecksum(forged)]);
     await expectReplayedDecision(userId, /disagrees with the event at revision 600/);
   });

@@ -12,3 +12,8 @@ export * from './token-account/payment.commands.js';
 export * from './token-account/payment.decide.js';
 export * from './token-account/payment.events.js';
 export * from './token-account/payment.state.js';
+export * from './token-account/hold.commands.js';
+export * from './token-account/hold.decide.js';
+export * from './token-account/hold.events.js';
+export * from './token-account/hold.state.js';
+export * from './token-account/lot.state.js';

@@ -25,3 +25,27 @@ export function isMoneyAmount(value: number): boolean {
 
 /** ISO 4217 alphabetic code. */
 export const CURRENCY_PATTERN = /^[A-Z]{3}$/;
+
+/** Holds active on one account at a time: a hold beyond it is refused (HOLD_LIMIT_REACHED). */
+export const ACTIVE_HOLDS_MAX = 100;
+/**
+ * Ended holds an account remembers (the newest), so that settling or releasing one again answers
+ * HOLD_NOT_ACTIVE with how it ended; older ones answer HOLD_NOT_FOUND. Bounds the folded state.
+ */
+export const ENDED_HOLDS_REMEMBERED_MAX = 100;
+/** Credit lots with tokens left on one account: a credit beyond it is refused (LOT_LIMIT_REACHED). */
+export const LIVE_LOTS_MAX = 1000;
+/** Draw-down order: lower priorities are spent first. */
+export const LOT_PRIORITY_MIN = 0;
+export const LOT_PRIORITY_MAX = 1_000_000;
+/** The priority of paid credit (purchases), positive adjustments and the opening lot, unless a package says otherwise. */
+export const LOT_PRIORITY_DEFAULT = 100;
+/** The priority of an admin grant unless given: promotional credit is spent before paid credit. */
+export const GRANT_PRIORITY_DEFAULT = 10;
+/** A hold's time to live, in seconds: the service's configured default and maximum stay within it. */
+export const HOLD_TTL_SECONDS_MIN = 1;
+export const HOLD_TTL_SECONDS_MAX = 30 * 24 * 60 * 60;
+
+export function isLotPriority(value: number): boolean {
+  return Number.isSafeInteger(value) && value >= LOT_PRIORITY_MIN && value <= LOT_PRIORITY_MAX;
+}

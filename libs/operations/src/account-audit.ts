@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { createAuditBundle, tokenAccountBalanceAsOf, verifyChain, type AsOf, type BundleEvent, type ChainVerification } from '@app/audit';
+import { createAuditBundle, tokenAccountSummaryAsOf, verifyChain, type TokenAccountSummary, type AsOf, type BundleEvent, type ChainVerification } from '@app/audit';
 import { formatPosition, readStreamPages, readWholeStream, type EventStore, type JsonValue, type RecordedEvent } from '@app/event-store';
 import { tokenAccountStreamId } from '@app/ledger';
 import { PROJECTIONS, type Projection } from '@app/projections';
@@ -87,13 +87,16 @@ export class AccountAudit {
     };
   }
 
-  /** The balance replayed from the stream up to `asOf`, and the revision reached (-1 before the first event). */
-  async balanceAsOf(userId: string, asOf: AsOf): Promise<{ readonly balance: number; readonly revision: string }> {
+  /**
+   * The balance, held and available totals, active holds and lots with tokens left, replayed from
+   * the stream up to `asOf`, and the revision reached (-1 before the first event).
+   */
+  async balanceAsOf(userId: string, asOf: AsOf): Promise<TokenAccountSummary & { readonly revision: string }> {
     await this.streamRevision(userId);
     const events = await readWholeStream(this.store, tokenAccountStreamId(userId), 'revision' in asOf ? { toRevision: asOf.revision } : {});
     try {
-      const { balance, revision } = tokenAccountBalanceAsOf(events, asOf);
-      return { balance, revision: revision.toString() };
+      const { revision, ...summary } = tokenAccountSummaryAsOf(events, asOf);
+      return { ...summary, revision: revision.toString() };
     } catch (error) {
       // The ledger's own invariants refuse the stream (a gap, an edited amount): report, not crash.
       throw new StreamNotReplayableError(userId, error instanceof Error ? error.message : String(error));
@@ -126,7 +129,16 @@ export class AccountAudit {
     const chain = verifyChain(events, { anchor: { revision: streamRevision } });
     if (!chain.ok) throw new ChainBrokenError(userId, chain.firstBadRevision, chain.reason);
     const bundled: BundleEvent[] = events.map((event) => ({ ...event, position: formatPosition(event.position), createdAt: event.createdAt.toISOString() }));
-    return { streamId, text: createAuditBundle(bundled, { privateKey, streamId, createdAt: now.toISOString() }) };
+    const { revision: _revision, ...ledger } = this.replayed(userId, events);
+    return { streamId, text: createAuditBundle(bundled, { privateKey, streamId, createdAt: now.toISOString(), ledger }) };
+  }
+
+  private replayed(userId: string, events: readonly RecordedEvent[]): ReturnType<typeof tokenAccountSummaryAsOf> {
+    try {
+      return tokenAccountSummaryAsOf(events, { revision: BigInt(events.length) - 1n });
+    } catch (error) {
+      throw new StreamNotReplayableError(userId, error instanceof Error ? error.message : String(error));
+    }
   }
 
   /**

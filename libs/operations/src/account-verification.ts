@@ -118,9 +118,16 @@ async function compareFold(client: PoolClient, userId: string, events: readonly 
   const differences: AccountDifference[] = [];
   const difference = (kind: AccountDifference['kind'], detail: string) => differences.push({ userId, projection: TOKEN_ACCOUNTS_PROJECTION, kind, detail });
   // Read inside the transaction after the recomputation: what the replayed rows hold.
-  const stored = await client.query<{ balance: string }>('SELECT balance::text FROM user_tokens WHERE user_id = $1', [userId]);
+  const stored = await client.query<{ balance: string; held: string }>('SELECT balance::text, held::text FROM user_tokens WHERE user_id = $1', [userId]);
   const balance = stored.rows[0]?.balance ?? '0';
   if (balance !== String(state.balance)) difference('balance', `fold gives ${state.balance}, read model holds ${balance}`);
+  const held = stored.rows[0]?.held ?? '0';
+  if (held !== String(state.held)) difference('balance', `fold gives ${state.held} held, read model holds ${held}`);
+  // Lots with tokens left: the fold's live lots and the rows with a remainder are the same lots with the same remainders.
+  const lots = await client.query<{ lot_id: string; remaining: string }>('SELECT lot_id, remaining::text FROM token_lots WHERE user_id = $1 AND remaining > 0 ORDER BY lot_id', [userId]);
+  const folded = [...state.lots.values()].filter((lot) => lot.remaining > 0).map((lot) => `${lot.lotId}=${lot.remaining}`).sort();
+  const rowsHeld = lots.rows.map((row) => `${row.lot_id}=${row.remaining}`).sort();
+  if (folded.join(',') !== rowsHeld.join(',')) difference('balance', `fold gives lots ${folded.join(',')}, read model holds ${rowsHeld.join(',')}`);
   const payments = await client.query<{ id: string; status: string }>('SELECT id::text, status FROM payments WHERE user_id = $1 ORDER BY id', [userId]);
   const rows = new Map(payments.rows.map((row) => [row.id, row.status]));
   for (const [paymentId, payment] of state.payments) {

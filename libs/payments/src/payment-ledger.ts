@@ -6,6 +6,7 @@ import {
   tokenAccountDecider,
   tokenAccountStreamId,
   type Payment,
+  type PurchaseLotTerms,
   type TokenAccountCommand,
   type TokenAccountEvent,
   type TokenAccountState,
@@ -20,6 +21,8 @@ export class PaymentLedger {
     readonly commands: CommandHandling,
     private readonly consistency: ReadModelConsistency,
     private readonly streams: PaymentStreams,
+    /** The lot terms a capture of a package credits on. */
+    readonly lotTermsOf: (packageId: string) => PurchaseLotTerms,
   ) {}
 
   async ownerOf(paymentId: string): Promise<string> {

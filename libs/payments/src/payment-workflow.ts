@@ -10,7 +10,7 @@ import type { PaymentProvider } from './provider/payment-provider.port.js';
 import { timeLimited } from './provider/time-limited-provider.js';
 import { RefundPaymentFlow } from './refund-payment/refund-payment.flow.js';
 import { PaymentReconciler, type Reconciled } from './settle-payment/payment-reconciler.js';
-import type { TokenPackage } from './token-packages.js';
+import { packageLotTerms, type TokenPackage } from './token-packages.js';
 
 export type { InitiatedPayment } from './initiate-payment/initiate-payment.flow.js';
 export type { Reconciled } from './settle-payment/payment-reconciler.js';
@@ -42,7 +42,7 @@ export class PaymentWorkflow {
 
   constructor(commands: CommandHandling, consistency: ReadModelConsistency, provider: PaymentProvider, streams: PaymentStreams, options: PaymentWorkflowOptions) {
     const limited = timeLimited(provider, options.providerTimeoutMs);
-    const ledger = new PaymentLedger(commands, consistency, streams);
+    const ledger = new PaymentLedger(commands, consistency, streams, (packageId) => packageLotTerms(options.packages, packageId));
     this.ledger = ledger;
     const faults = options.faults ?? NO_FAULTS;
     this.reconciler = new PaymentReconciler(ledger, limited, faults, options.now);

@@ -1,3 +1,5 @@
+import { LOT_PRIORITY_DEFAULT, type PurchaseLotTerms } from '@app/ledger';
+
 /** A package of tokens at a price set by the server: clients name a package, never a price. */
 export type TokenPackage = {
   readonly id: string;
@@ -5,6 +7,10 @@ export type TokenPackage = {
   /** Minor units of `currency` (cents for USD). */
   readonly price: number;
   readonly currency: string;
+  /** The lifetime of the tokens bought, in days from the capture; absent: they never expire. */
+  readonly expiresInDays?: number;
+  /** Their draw-down priority (lower is spent first); absent: the ledger's default for paid credit. */
+  readonly priority?: number;
 };
 
 export const DEFAULT_TOKEN_PACKAGES: readonly TokenPackage[] = [
@@ -12,3 +18,12 @@ export const DEFAULT_TOKEN_PACKAGES: readonly TokenPackage[] = [
   { id: 'standard', tokens: 500, price: 2000, currency: 'USD' },
   { id: 'pro', tokens: 2000, price: 7000, currency: 'USD' },
 ];
+
+/**
+ * The lot terms of a package as configured now (its capture credits the lot): its priority and
+ * lifetime. A package no longer configured credits on the default terms.
+ */
+export function packageLotTerms(packages: readonly TokenPackage[], packageId: string): PurchaseLotTerms {
+  const offer = packages.find((candidate) => candidate.id === packageId);
+  return { priority: offer?.priority ?? LOT_PRIORITY_DEFAULT, expiresInDays: offer?.expiresInDays ?? null };
+}

@@ -4,7 +4,12 @@ import type { EventStore, EventToAppend } from '@app/event-store';
 import {
   decideTokenAccount,
   evolveTokenAccount,
+  expiriesDue,
+  fold,
   initialTokenAccountState,
+  isHoldActive,
+  isLive,
+  LedgerError,
   tokenAccountStreamId,
   type Payment,
   type PaymentStatus,
@@ -125,6 +130,48 @@ export function nextCommandWithPayments(random: () => number, account: Generated
     return { type: 'AdjustTokens', data: { userId, amount, reason: debit ? 'Chargeback' : 'Goodwill credit', transactionId: seededUuid(random), now } };
   }
   return nextCommand(random, account, now);
+}
+
+/**
+ * The next command for an account with holds and credit lots as well as payments: holds placed,
+ * settled (for less), released and left to expire; grants with and without expiry and priorities;
+ * voids; expiry runs at a later time; usage within the available balance; otherwise a command of
+ * `nextCommandWithPayments` (replaced by a purchase when holds or expiries leave it refused).
+ * Decided by the real decider, so streams are valid.
+ */
+export function nextCommandWithHoldsAndLots(random: () => number, account: GeneratedAccount, now: Date): TokenAccountCommand {
+  const userId = account.userId;
+  const transactionId = seededUuid(random);
+  const swept = fold({ evolve: evolveTokenAccount }, account.state, expiriesDue(account.state, { userId, now, transactionId }, 'probe'));
+  const available = swept.balance - swept.held;
+  const holds = [...swept.holds.values()].filter((hold) => isHoldActive(hold, now));
+  const draw = random();
+  const pick = <T>(items: readonly T[]) => items[Math.floor(random() * items.length)] as T;
+  if (draw < 0.14 && available > 0) {
+    const amount = 1 + Math.floor(random() * Math.min(available, 200));
+    return { type: 'HoldTokens', data: { userId, holdId: seededUuid(random), amount, description: random() < 0.5 ? 'estimate' : null, ttlSeconds: 60 + Math.floor(random() * 240), ttlSecondsMax: 3600, transactionId, now } };
+  }
+  if (draw < 0.24 && holds.length > 0) {
+    const hold = pick(holds);
+    return { type: 'SettleHold', data: { userId, holdId: hold.holdId, amount: 1 + Math.floor(random() * hold.amount), description: null, transactionId, now } };
+  }
+  if (draw < 0.29 && holds.length > 0) return { type: 'ReleaseHold', data: { userId, holdId: pick(holds).holdId, transactionId, now } };
+  if (draw < 0.39) {
+    const expiresAt = random() < 0.6 ? new Date(now.getTime() + (1 + Math.floor(random() * 5)) * 60_000) : null;
+    return { type: 'GrantTokens', data: { userId, amount: 1 + Math.floor(random() * 300), reason: 'Promotion', priority: Math.floor(random() * 3) * 50, expiresAt, transactionId, now } };
+  }
+  const grants = [...swept.lots.values()].filter((lot) => lot.source === 'grant' && lot.reserved === 0 && isLive(lot, now));
+  if (draw < 0.44 && grants.length > 0) return { type: 'VoidGrant', data: { userId, lotId: pick(grants).lotId, reason: 'Voided', transactionId, now } };
+  if (draw < 0.5) return { type: 'ExpireCredits', data: { userId, transactionId, now: new Date(now.getTime() + Math.floor(random() * 10) * 60_000) } };
+  if (draw < 0.62 && available > 0) return { type: 'UseTokens', data: { userId, amount: 1 + Math.floor(random() * Math.min(available, 300)), description: null, transactionId, now } };
+  const command = nextCommandWithPayments(random, account, now);
+  try {
+    decideTokenAccount(command, account.state);
+    return command;
+  } catch (error) {
+    if (!(error instanceof LedgerError)) throw error;
+    return { type: 'AddTokens', data: { userId, paymentId: seededUuid(random), amount: 1 + Math.floor(random() * 500), description: null, transactionId, now } };
+  }
 }
 
 function paymentsIn(state: TokenAccountState, status: PaymentStatus): Payment[] {

@@ -60,11 +60,15 @@ export class TransactionResponse {
   @ApiProperty({ format: 'uuid' }) id!: string;
   @ApiProperty({ format: 'uuid' }) userId!: string;
   @ApiProperty({ type: 'integer', description: 'Signed: negative for usage and refunds.' }) amount!: number;
-  @ApiProperty({ enum: ['purchase', 'usage', 'refund', 'adjustment'] }) transactionType!: string;
+  @ApiProperty({ enum: ['purchase', 'usage', 'refund', 'adjustment', 'expiry'] }) transactionType!: string;
   @ApiProperty({ nullable: true, type: String }) description!: string | null;
   @ApiProperty({ nullable: true, type: String, format: 'uuid' }) paymentId!: string | null;
   @ApiProperty({ type: 'integer' }) balanceAfter!: number;
   @ApiProperty({ format: 'date-time' }) createdAt!: string;
+  @ApiProperty({ nullable: true, type: String, format: 'uuid', description: 'The hold a usage settled.' }) holdId!: string | null;
+  @ApiProperty({ nullable: true, type: String, description: 'The lot a credit created.' }) lotId!: string | null;
+  @ApiProperty({ nullable: true, type: 'array', items: { type: 'object', properties: { lotId: { type: 'string' }, amount: { type: 'integer' } } }, description: 'The lots a debit drew from.' })
+  draws!: { lotId: string; amount: number }[] | null;
 }
 
 export class LedgerWriteResponse {
@@ -75,9 +79,18 @@ export class LedgerWriteResponse {
   @ApiProperty({ description: 'True when balance and history reads already include this write.' }) readModelUpToDate!: boolean;
 }
 
+class NextExpiryResponse {
+  @ApiProperty({ format: 'date-time' }) expiresAt!: string;
+  @ApiProperty({ type: 'integer' }) amount!: number;
+  @ApiProperty() lotId!: string;
+}
+
 export class BalanceResponse {
   @ApiProperty({ format: 'uuid' }) userId!: string;
   @ApiProperty({ type: 'integer' }) balance!: number;
+  @ApiProperty({ type: 'integer', description: 'Tokens active holds set aside.' }) held!: number;
+  @ApiProperty({ type: 'integer', description: 'balance - held.' }) available!: number;
+  @ApiProperty({ type: NextExpiryResponse, nullable: true, description: 'The next lot remainder due to expire.' }) nextExpiry!: NextExpiryResponse | null;
 }
 
 export class TransactionPageResponse {

@@ -11,12 +11,13 @@ import {
   ApiTags,
   ApiUnprocessableEntityResponse,
 } from '@nestjs/swagger';
-import { AdjustTokensCommand } from '@app/token-accounts';
+import { AdjustTokensCommand, GrantTokensCommand, VoidGrantCommand } from '@app/token-accounts';
 import { ProjectionsAdmin } from '@app/operations';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LedgerWriteResponse, UserIdParams } from '../accounts/accounts.dto.js';
 import { commandContextOf, IDEMPOTENCY_KEY_API_HEADER } from '../http/command-context.js';
 import { AdjustmentRequest, ProjectionNameParams, RebuildParams } from './admin.dto.js';
+import { GrantParams, GrantRequest, LotWriteResponse, VoidGrantRequest } from '../accounts/holds.dto.js';
 
 /** Operators' endpoints: projections, per-account rebuilds and balance adjustments (roles: see ENDPOINT_ACTIONS). */
 @ApiTags('admin')
@@ -69,5 +70,26 @@ export class AdminController {
   @ApiUnprocessableEntityResponse({ description: 'BALANCE_OUT_OF_RANGE: a credit would take the balance past the largest safe integer.' })
   adjust(@Param() { userId }: UserIdParams, @Body() body: AdjustmentRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new AdjustTokensCommand(userId, body.amount, body.reason, commandContextOf(request)));
+  }
+
+  @Post('accounts/:userId/grants')
+  @HttpCode(HttpStatus.CREATED)
+  @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
+  @ApiCreatedResponse({ type: LotWriteResponse, description: 'A promotional credit with a lot of its own (an adjustment row whose description is the reason).' })
+  @ApiBadRequestResponse({ description: 'VALIDATION_FAILED; LOT_EXPIRY_OUT_OF_RANGE (expiresAt not in the future).' })
+  @ApiConflictResponse({ description: 'LOT_LIMIT_REACHED.' })
+  grant(@Param() { userId }: UserIdParams, @Body() body: GrantRequest, @Req() request: FastifyRequest) {
+    const expiresAt = body.expiresAt === undefined ? null : new Date(body.expiresAt);
+    return this.commandBus.execute(new GrantTokensCommand(userId, body.amount, body.reason, expiresAt, body.priority ?? null, commandContextOf(request)));
+  }
+
+  @Post('accounts/:userId/grants/:lotId/void')
+  @HttpCode(HttpStatus.OK)
+  @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
+  @ApiOkResponse({ type: LotWriteResponse, description: "The grant's remainder taken back (a negative adjustment row with the reason)." })
+  @ApiConflictResponse({ description: 'LOT_NOT_A_GRANT; LOT_HELD (settle or release its holds first).' })
+  @ApiNotFoundResponse({ description: 'LOT_NOT_FOUND: no lot with tokens left has this id.' })
+  voidGrant(@Param() { userId, lotId }: GrantParams, @Body() body: VoidGrantRequest, @Req() request: FastifyRequest) {
+    return this.commandBus.execute(new VoidGrantCommand(userId, lotId, body.reason, commandContextOf(request)));
   }
 }

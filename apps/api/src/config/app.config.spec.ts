@@ -42,4 +42,19 @@ describe('configuration', () => {
     expect(() => loadConfig({ [key]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [key]: value })).toThrow(new RegExp(`${key}=`));
   });
+
+  it('reads hold times to live as durations, and refuses a default above the maximum, a part of a second, or beyond 30 days', () => {
+    expect(loadConfig({})).toMatchObject({ HOLD_TTL_DEFAULT: 900_000, HOLD_TTL_MAX: 86_400_000, CREDIT_EXPIRY_JOB_ENABLED: true, CREDIT_EXPIRY_JOB_INTERVAL_MS: 10_000 });
+    expect(loadConfig({ HOLD_TTL_DEFAULT: '5m', HOLD_TTL_MAX: '1h' })).toMatchObject({ HOLD_TTL_DEFAULT: 300_000, HOLD_TTL_MAX: 3_600_000 });
+    expect(() => loadConfig({ HOLD_TTL_DEFAULT: '2h', HOLD_TTL_MAX: '1h' })).toThrow(/HOLD_TTL_DEFAULT=7200000ms, HOLD_TTL_MAX=3600000ms/);
+    expect(() => loadConfig({ HOLD_TTL_DEFAULT: '1500ms' })).toThrow(ConfigError);
+    expect(() => loadConfig({ HOLD_TTL_MAX: '721h' })).toThrow(/HOLD_TTL_MAX/);
+  });
+
+  it('reads a package lot priority and lifetime, and refuses them out of range', () => {
+    const packages = (extra: object) => JSON.stringify([{ id: 'p', tokens: 10, price: 100, currency: 'USD', ...extra }]);
+    expect(loadConfig({ TOKEN_PACKAGES: packages({ expiresInDays: 30, priority: 5 }) }).TOKEN_PACKAGES[0]).toMatchObject({ expiresInDays: 30, priority: 5 });
+    expect(() => loadConfig({ TOKEN_PACKAGES: packages({ expiresInDays: 0 }) })).toThrow(/expiresInDays/);
+    expect(() => loadConfig({ TOKEN_PACKAGES: packages({ priority: -1 }) })).toThrow(/priority/);
+  });
 });

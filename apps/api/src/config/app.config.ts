@@ -3,6 +3,7 @@ import { IsBoolean, IsDefined, IsIn, IsInt, IsOptional, IsString, Matches, Max, 
 import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, ValidateNested, type ValidationError } from 'class-validator';
 import { Validate, ValidatorConstraint, type ValidationArguments, type ValidatorConstraintInterface } from 'class-validator';
 import { DEFAULT_TOKEN_PACKAGES, MOCK_BEHAVIOURS, PAYMENT_FAULT_POINTS, PAYMENT_PROVIDERS, type MockBehaviour, type PaymentFaultPoint, type PaymentProviderName } from '@app/payments';
+import { HOLD_TTL_SECONDS_MAX, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN } from '@app/ledger';
 
 const toBoolean = ({ value }: { value: unknown }) => (value === 'true' ? true : value === 'false' ? false : value);
 const toInteger = ({ value }: { value: unknown }) => (typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value);
@@ -38,6 +39,20 @@ export class TokenPackageConfig {
 
   @Matches(/^[A-Z]{3}$/, { message: 'currency must be an ISO 4217 code such as USD' })
   currency!: string;
+
+  /** The lifetime of the tokens bought, in days from the capture; absent: they never expire. */
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(36_500)
+  expiresInDays?: number;
+
+  /** Their draw-down priority (lower is spent first); absent: LOT_PRIORITY_DEFAULT. */
+  @IsOptional()
+  @IsInt()
+  @Min(LOT_PRIORITY_MIN)
+  @Max(LOT_PRIORITY_MAX)
+  priority?: number;
 }
 
 /** TOKEN_PACKAGES text -> TokenPackageConfig instances (validated as such); anything else is left for the validators to refuse. */
@@ -198,6 +213,31 @@ export class AppConfig {
   @Validate(OnlyInTests)
   PAYMENT_CRASH_AT?: PaymentFaultPoint;
 
+  /** A hold's time to live when the request names none: `15m`, `90s`, `1h` or milliseconds (whole seconds, at most HOLD_TTL_MAX). */
+  @Transform(toDurationMs)
+  @IsInt({ message: 'HOLD_TTL_DEFAULT must be a duration such as 15m, 90s or a number of milliseconds' })
+  @Min(1_000)
+  @Max(HOLD_TTL_SECONDS_MAX * 1_000)
+  HOLD_TTL_DEFAULT = 15 * 60_000;
+
+  /** The longest time to live a hold request may name (`expiresInSeconds`). */
+  @Transform(toDurationMs)
+  @IsInt({ message: 'HOLD_TTL_MAX must be a duration such as 24h, 30m or a number of milliseconds' })
+  @Min(1_000)
+  @Max(HOLD_TTL_SECONDS_MAX * 1_000)
+  HOLD_TTL_MAX = 24 * 3_600_000;
+
+  /** Run the credit expiry job (holds and lot remainders past their expiry) in this process. */
+  @Transform(toBoolean)
+  @IsBoolean()
+  CREDIT_EXPIRY_JOB_ENABLED = true;
+
+  @Transform(toInteger)
+  @IsInt()
+  @Min(100)
+  @Max(3_600_000)
+  CREDIT_EXPIRY_JOB_INTERVAL_MS = 10_000;
+
   /** The token packages on sale, as a JSON array; clients name a package, never a price. */
   @Transform(toTokenPackages)
   @IsArray({ message: 'TOKEN_PACKAGES must be a JSON array of {id, tokens, price, currency}' })
@@ -255,6 +295,9 @@ export function loadConfig(environment: NodeJS.ProcessEnv): AppConfig {
   const present = Object.fromEntries(KEYS.filter((key) => environment[key] !== undefined && environment[key] !== '').map((key) => [key, environment[key]]));
   const config = plainToInstance(AppConfig, present);
   const problems = validateSync(config, { whitelist: true }).map((error) => `${error.property}=${describeValue(error.property, error.value)}: ${constraintsOf(error).join('; ')}`);
+  if (config.HOLD_TTL_DEFAULT > config.HOLD_TTL_MAX || config.HOLD_TTL_DEFAULT % 1_000 !== 0 || config.HOLD_TTL_MAX % 1_000 !== 0) {
+    problems.push(`HOLD_TTL_DEFAULT=${config.HOLD_TTL_DEFAULT}ms, HOLD_TTL_MAX=${config.HOLD_TTL_MAX}ms: both whole seconds, the default at most the maximum`);
+  }
   problems.push(...checkAppConfig(config));
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

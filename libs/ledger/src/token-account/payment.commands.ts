@@ -20,8 +20,19 @@ export type CaptureOutcome = { readonly status: 'captured'; readonly providerTra
 
 export type CapturePayment = {
   readonly type: 'CapturePayment';
-  readonly data: { readonly userId: string; readonly paymentId: string; readonly outcome: CaptureOutcome; readonly transactionId: string; readonly now: Date };
+  readonly data: {
+    readonly userId: string;
+    readonly paymentId: string;
+    readonly outcome: CaptureOutcome;
+    readonly transactionId: string;
+    readonly now: Date;
+    /** The package's terms for the lot the capture credits; absent: LOT_PRIORITY_DEFAULT and no expiry. */
+    readonly lot?: PurchaseLotTerms;
+  };
 };
+
+/** A package's terms for its lots: a priority and a lifetime in days from the capture (null: no expiry). */
+export type PurchaseLotTerms = { readonly priority: number; readonly expiresInDays: number | null };
 
 export type ExpirePayment = {
   readonly type: 'ExpirePayment';

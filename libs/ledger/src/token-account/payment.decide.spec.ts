@@ -1,6 +1,6 @@
 import { fold } from '../decider.js';
 import { LedgerError } from '../ledger.errors.js';
-import { BALANCE_MAX } from '../ledger.limits.js';
+import { BALANCE_MAX, LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment, RequestRefund } from './payment.commands.js';
 import { captureDecision } from './payment.decide.js';
@@ -32,7 +32,17 @@ const initiated: PaymentInitiated = {
 const captured: PaymentCaptured = { type: 'PaymentCaptured', data: { userId, paymentId, orderId, providerTransactionId: 'MOCK-CAPTURE-1', occurredAt: later.toISOString() } };
 const credited: TokensPurchased = {
   type: 'TokensPurchased',
-  data: { userId, transactionId, paymentId, amount: 100, description: 'Token package starter', balanceAfter: 100, occurredAt: later.toISOString() },
+  data: {
+    userId,
+    transactionId,
+    paymentId,
+    amount: 100,
+    description: 'Token package starter',
+    balanceAfter: 100,
+    occurredAt: later.toISOString(),
+    lot: { lotId: transactionId, priority: LOT_PRIORITY_DEFAULT, expiresAt: null },
+    heldAfter: 0,
+  },
 };
 
 function capture(outcome: CapturePayment['data']['outcome'], now = later): CapturePayment {
@@ -43,7 +53,7 @@ const expire = (now: Date): ExpirePayment => ({ type: 'ExpirePayment', data: { u
 const refund: RefundPayment = { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 'MOCK-REFUND-1', transactionId: 'refund-tx', now: later } };
 const used = (amount: number, balanceAfter: number): TokensUsed => ({
   type: 'TokensUsed',
-  data: { userId, transactionId: 'use', amount, description: null, balanceAfter, occurredAt: later.toISOString() },
+  data: { userId, transactionId: 'use', amount, description: null, balanceAfter, occurredAt: later.toISOString(), draws: [{ lotId: transactionId, amount }], heldAfter: 0 },
 });
 const state = (events: readonly TokenAccountEvent[]) => fold(tokenAccountDecider, tokenAccountDecider.initialState, events);
 
@@ -76,7 +86,10 @@ describe('payments: CapturePayment', () => {
     spec.given([initiated]).when(approved).then([captured, credited]);
   });
   it('adds the package to an existing balance', () => {
-    const funded: TokensPurchased = { type: 'TokensPurchased', data: { ...credited.data, paymentId: 'other', transactionId: 'funding', balanceAfter: 40, amount: 40 } };
+    const funded: TokensPurchased = {
+      type: 'TokensPurchased',
+      data: { ...credited.data, paymentId: 'other', transactionId: 'funding', balanceAfter: 40, amount: 40, lot: { lotId: 'funding', priority: LOT_PRIORITY_DEFAULT, expiresAt: null } },
+    };
     spec
       .given([funded, initiated])
       .when(approved)
@@ -138,7 +151,17 @@ describe('payments: RequestRefund and RefundPayment', () => {
   });
   const tokensRefunded = (amount: number, balanceAfter: number): TokensRefunded => ({
     type: 'TokensRefunded',
-    data: { userId, transactionId: 'refund-tx', paymentId, amount, description: 'Refund of token package starter', balanceAfter, occurredAt: later.toISOString() },
+    data: {
+      userId,
+      transactionId: 'refund-tx',
+      paymentId,
+      amount,
+      description: 'Refund of token package starter',
+      balanceAfter,
+      occurredAt: later.toISOString(),
+      draws: [{ lotId: transactionId, amount }],
+      heldAfter: 0,
+    },
   });
   const use = (amount: number): TokenAccountCommand => ({ type: 'UseTokens', data: { userId, amount, description: null, transactionId: 'use', now: later } });
 
@@ -149,9 +172,15 @@ describe('payments: RequestRefund and RefundPayment', () => {
     expect([pending.balance, pending.reservedForRefunds, availableBalance(pending)]).toEqual([100, 100, 0]);
   });
   it('refuses to spend tokens reserved for a pending refund, and spends the rest', () => {
-    const funded: TokensPurchased = { type: 'TokensPurchased', data: { ...credited.data, paymentId: 'other', transactionId: 'funding', balanceAfter: 140, amount: 40 } };
+    const funding = { lotId: 'funding', priority: LOT_PRIORITY_DEFAULT, expiresAt: null };
+    const funded: TokensPurchased = { type: 'TokensPurchased', data: { ...credited.data, paymentId: 'other', transactionId: 'funding', balanceAfter: 140, amount: 40, lot: funding } };
     spec.given([initiated, captured, credited, requested]).when(use(1)).thenThrows('INSUFFICIENT_BALANCE', { balance: 100, available: 0, requested: 1 });
-    spec.given([initiated, captured, credited, funded, requested]).when(use(40)).then([used(40, 100)]);
+    // The refund's tokens are reserved in the purchase's lot, so the usage draws on the other one.
+    const fromFunding = used(40, 100);
+    spec
+      .given([initiated, captured, credited, funded, requested])
+      .when(use(40))
+      .then([{ ...fromFunding, data: { ...fromFunding.data, draws: [{ lotId: 'funding', amount: 40 }] } }]);
   });
   it('refuses the request when the available balance no longer holds the tokens', () => {
     spec.given([initiated, captured, credited, used(1, 99)]).when(requestRefund).thenThrows('REFUND_EXCEEDS_BALANCE', { balance: 99, available: 99, requested: 100 });

@@ -1,5 +1,5 @@
 import { invariant, LedgerError } from '../ledger.errors.js';
-import { CURRENCY_PATTERN, isMoneyAmount, isTokenAmount } from '../ledger.limits.js';
+import { CURRENCY_PATTERN, isLotPriority, isMoneyAmount, isTokenAmount, LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
 import { assertBalanceFits } from './balance.rules.js';
 import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment, RequestRefund } from './payment.commands.js';
 import {
@@ -15,6 +15,8 @@ import {
 import type { Payment } from './payment.state.js';
 import type { TokensPurchased } from './token-account.events.js';
 import { availableBalance, type TokenAccountState } from './token-account.state.js';
+import { assertLotRoom } from './hold.decide.js';
+import { freeOf, OPENING_LOT_ID, type LotTerms } from './lot.state.js';
 
 /** Opens a PENDING payment. Repeating it with the same payload decides nothing; another payload is refused. */
 export function initiatePayment({ data }: InitiatePayment, state: TokenAccountState): readonly PaymentInitiated[] {
@@ -66,6 +68,7 @@ export function captureDecision(state: TokenAccountState, paymentId: string, now
       if (now.getTime() >= Date.parse(payment.expiresAt)) throw expiredError(payment);
       // Checked here, before the provider takes the money, not only when the capture is recorded.
       assertBalanceFits(state.balance, payment.tokens);
+      assertLotRoom(state);
       return 'capture';
     default: {
       const unknown: never = payment.status;
@@ -101,9 +104,26 @@ export function capturePayment({ data }: CapturePayment, state: TokenAccountStat
         description: `Token package ${payment.packageId}`,
         balanceAfter: state.balance + payment.tokens,
         occurredAt,
+        lot: purchaseLot(data.transactionId, data.lot, data.now),
+        heldAfter: state.held,
       },
     },
   ];
+}
+
+/** The lot a capture credits, on its package's terms (a package's lifetime counts from the capture). */
+function purchaseLot(lotId: string, terms: CapturePayment['data']['lot'], now: Date): LotTerms {
+  const priority = terms?.priority ?? LOT_PRIORITY_DEFAULT;
+  const days = terms?.expiresInDays ?? null;
+  invariant(isLotPriority(priority) && (days === null || (Number.isSafeInteger(days) && days >= 1)), `package lot terms ${JSON.stringify(terms)} are not valid`);
+  return { lotId, priority, expiresAt: days === null ? null : new Date(now.getTime() + days * 86_400_000).toISOString() };
+}
+
+/** The lot a purchase credited (the opening lot for a purchase written before lots), and its tokens no hold has set aside. */
+function purchaseLotOf(state: TokenAccountState, paymentId: string): { readonly lotId: string; readonly free: number } {
+  const lotId = state.purchases.get(paymentId)?.lot?.lotId ?? OPENING_LOT_ID;
+  const lot = state.lots.get(lotId);
+  return { lotId, free: lot === undefined ? 0 : freeOf(lot) };
 }
 
 /** Expires a payment still PENDING after its expiry; anything else (not due, captured, failed) decides nothing. */
@@ -115,9 +135,12 @@ export function expirePayment({ data }: ExpirePayment, state: TokenAccountState)
 
 /**
  * Records that a refund is asked for, before any provider call: the payment becomes REFUND_PENDING
- * and its tokens are reserved, so nothing spends them while the provider refunds. Refused unless the
- * payment is COMPLETED and its tokens are all available (not spent, not reserved by another refund);
- * a refund already asked for or made decides nothing (the caller carries it on).
+ * and its tokens are reserved in the purchase's own lot, so nothing spends them while the provider
+ * refunds. Refused unless the payment is COMPLETED, its tokens are all available (not spent, not
+ * reserved by another refund: REFUND_EXCEEDS_BALANCE) and its lot still holds all of them free of
+ * holds (REFUND_EXCEEDS_LOT: a refund takes back that purchase's own tokens, not whatever else is
+ * left; a purchase partly spent is refused, and an admin may refund the money outside and adjust).
+ * A refund already asked for or made decides nothing (the caller carries it on).
  */
 export function requestRefund({ data }: RequestRefund, state: TokenAccountState): readonly PaymentRefundRequested[] {
   const payment = existing(state, data.paymentId);
@@ -130,6 +153,15 @@ export function requestRefund({ data }: RequestRefund, state: TokenAccountState)
       balance: state.balance,
       available,
       requested: payment.tokens,
+    });
+  }
+  const { lotId, free } = purchaseLotOf(state, payment.paymentId);
+  if (free < payment.tokens) {
+    throw new LedgerError('REFUND_EXCEEDS_LOT', `payment ${payment.paymentId} credited ${payment.tokens} tokens to lot ${lotId}, of which ${free} are left unheld`, {
+      paymentId: payment.paymentId,
+      lotId,
+      requested: payment.tokens,
+      remaining: free,
     });
   }
   return [{ type: 'PaymentRefundRequested', data: { userId: payment.userId, paymentId: payment.paymentId, orderId: payment.orderId, tokens: payment.tokens, occurredAt: data.now.toISOString() } }];
@@ -146,7 +178,10 @@ export function refundPayment({ data }: RefundPayment, state: TokenAccountState)
   const payment = existing(state, data.paymentId);
   if (payment.status === 'REFUNDED') return [];
   if (payment.status !== 'COMPLETED' && payment.status !== 'REFUND_PENDING') throw notCaptured(payment);
-  const tokensDebited = Math.min(payment.tokens, state.balance);
+  // A pending refund reserved the whole purchase in its lot, and the reservation ends with it. A
+  // refund the provider made without our request takes back what is left of the lot, free of holds.
+  const { lotId, free } = purchaseLotOf(state, data.paymentId);
+  const tokensDebited = payment.status === 'REFUND_PENDING' ? payment.tokens : Math.min(payment.tokens, free);
   const occurredAt = data.now.toISOString();
   const refunded: PaymentRefunded = {
     type: 'PaymentRefunded',
@@ -165,6 +200,8 @@ export function refundPayment({ data }: RefundPayment, state: TokenAccountState)
         description: `Refund of token package ${payment.packageId}`,
         balanceAfter: state.balance - tokensDebited,
         occurredAt,
+        draws: [{ lotId, amount: tokensDebited }],
+        heldAfter: state.held,
       },
     },
   ];

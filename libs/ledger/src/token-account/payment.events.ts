@@ -1,3 +1,5 @@
+import type { Draw } from './lot.state.js';
+
 /**
  * Payment lifecycle events of a user's token account, in the same stream as the token events
  * (`token-account-<userId>`), so that capturing a payment and crediting its tokens are one append.
@@ -77,6 +79,9 @@ export type TokensRefunded = {
     readonly description: string | null;
     readonly balanceAfter: number;
     readonly occurredAt: string;
+    /** From the purchase's lot; absent before lots (then from the opening lot). */
+    readonly draws?: readonly Draw[];
+    readonly heldAfter?: number;
   };
 };
 

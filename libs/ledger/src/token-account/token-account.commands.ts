@@ -1,3 +1,4 @@
+import type { HoldCommand } from './hold.commands.js';
 import type { PaymentCommand } from './payment.commands.js';
 
 /**
@@ -39,4 +40,4 @@ export type AdjustTokens = {
   };
 };
 
-export type TokenAccountCommand = AddTokens | UseTokens | AdjustTokens | PaymentCommand;
+export type TokenAccountCommand = AddTokens | UseTokens | AdjustTokens | PaymentCommand | HoldCommand;

@@ -1,5 +1,6 @@
 import { deciderSpecification } from '../testing/decider-specification.js';
-import { DESCRIPTION_LENGTH_MAX, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX } from '../ledger.limits.js';
+import { DESCRIPTION_LENGTH_MAX, LOT_PRIORITY_DEFAULT, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX } from '../ledger.limits.js';
+import { OPENING_LOT_ID } from './lot.state.js';
 import type { AddTokens, AdjustTokens, UseTokens } from './token-account.commands.js';
 import { tokenAccountDecider } from './token-account.decider.js';
 import type { TokensAdjusted, TokensPurchased, TokensUsed } from './token-account.events.js';
@@ -38,7 +39,7 @@ describe('token account: AddTokens', () => {
       .then([
         {
           type: 'TokensPurchased',
-          data: { userId, transactionId, paymentId, amount: 100, description: 'Starter pack', balanceAfter: 100, occurredAt: '2026-11-24T12:00:00.000Z' },
+          data: { userId, transactionId, paymentId, amount: 100, description: 'Starter pack', balanceAfter: 100, occurredAt: '2026-11-24T12:00:00.000Z', lot: { lotId: transactionId, priority: LOT_PRIORITY_DEFAULT, expiresAt: null }, heldAfter: 0 },
         },
       ]);
   });
@@ -50,7 +51,7 @@ describe('token account: AddTokens', () => {
       .then([
         {
           type: 'TokensPurchased',
-          data: { userId, transactionId, paymentId, amount: 70, description: 'Starter pack', balanceAfter: 100, occurredAt: '2026-11-24T12:00:00.000Z' },
+          data: { userId, transactionId, paymentId, amount: 70, description: 'Starter pack', balanceAfter: 100, occurredAt: '2026-11-24T12:00:00.000Z', lot: { lotId: transactionId, priority: LOT_PRIORITY_DEFAULT, expiresAt: null }, heldAfter: 0 },
         },
       ]);
   });
@@ -104,7 +105,7 @@ describe('token account: UseTokens', () => {
       .then([
         {
           type: 'TokensUsed',
-          data: { userId, transactionId, amount: 30, description: 'Chat completion', balanceAfter: 70, occurredAt: '2026-11-24T12:00:00.000Z' },
+          data: { userId, transactionId, amount: 30, description: 'Chat completion', balanceAfter: 70, occurredAt: '2026-11-24T12:00:00.000Z', draws: [{ lotId: OPENING_LOT_ID, amount: 30 }], heldAfter: 0 },
         },
       ]);
   });
@@ -113,7 +114,7 @@ describe('token account: UseTokens', () => {
     spec
       .given([purchased(30, 30)])
       .when(useTokens())
-      .then([{ type: 'TokensUsed', data: { userId, transactionId, amount: 30, description: 'Chat completion', balanceAfter: 0, occurredAt: '2026-11-24T12:00:00.000Z' } }]);
+      .then([{ type: 'TokensUsed', data: { userId, transactionId, amount: 30, description: 'Chat completion', balanceAfter: 0, occurredAt: '2026-11-24T12:00:00.000Z', draws: [{ lotId: OPENING_LOT_ID, amount: 30 }], heldAfter: 0 } }]);
   });
 
   it('rejects usage above the balance with the balance and the request', () => {
@@ -138,7 +139,8 @@ function adjustTokens(overrides: Partial<AdjustTokens['data']> = {}): AdjustToke
 }
 
 function adjustedNow(amount: number, balanceAfter: number, reason = 'Refund of a failed call'): TokensAdjusted {
-  return { type: 'TokensAdjusted', data: { userId, transactionId, amount, reason, balanceAfter, occurredAt: now.toISOString() } };
+  const lots = amount > 0 ? { lot: { lotId: transactionId, priority: LOT_PRIORITY_DEFAULT, expiresAt: null } } : { draws: [{ lotId: OPENING_LOT_ID, amount: -amount }] };
+  return { type: 'TokensAdjusted', data: { userId, transactionId, amount, reason, balanceAfter, occurredAt: now.toISOString(), ...lots, heldAfter: 0 } };
 }
 
 describe('token account: AdjustTokens', () => {
@@ -149,7 +151,7 @@ describe('token account: AdjustTokens', () => {
       .then([
         {
           type: 'TokensAdjusted',
-          data: { userId, transactionId, amount: -30, reason: 'Refund of a failed call', balanceAfter: 70, occurredAt: '2026-11-24T12:00:00.000Z' },
+          data: { userId, transactionId, amount: -30, reason: 'Refund of a failed call', balanceAfter: 70, occurredAt: '2026-11-24T12:00:00.000Z', draws: [{ lotId: OPENING_LOT_ID, amount: 30 }], heldAfter: 0 },
         },
       ]);
   });
@@ -204,10 +206,10 @@ describe('token account: AdjustTokens', () => {
     spec
       .given([purchased(10, 10), { type: 'TokensAdjusted', data: { userId, transactionId: 'tx-adj', amount: 15, reason: 'Goodwill', balanceAfter: 25, occurredAt: '2026-11-24T11:45:00.000Z' } }])
       .when(useTokens({ amount: 25 }))
-      .then([{ type: 'TokensUsed', data: { userId, transactionId, amount: 25, description: 'Chat completion', balanceAfter: 0, occurredAt: now.toISOString() } }]);
+      .then([{ type: 'TokensUsed', data: { userId, transactionId, amount: 25, description: 'Chat completion', balanceAfter: 0, occurredAt: now.toISOString(), draws: [{ lotId: OPENING_LOT_ID, amount: 25 }], heldAfter: 0 } }]);
   });
 });
 
 function purchasedNow(amount: number, balanceAfter: number, description: string | null = 'Starter pack'): TokensPurchased {
-  return { type: 'TokensPurchased', data: { userId, transactionId, paymentId, amount, description, balanceAfter, occurredAt: now.toISOString() } };
+  return { type: 'TokensPurchased', data: { userId, transactionId, paymentId, amount, description, balanceAfter, occurredAt: now.toISOString(), lot: { lotId: transactionId, priority: LOT_PRIORITY_DEFAULT, expiresAt: null }, heldAfter: 0 } };
 }

@@ -1,19 +1,34 @@
+import { fold } from '../decider.js';
 import { LedgerError } from '../ledger.errors.js';
-import { DESCRIPTION_LENGTH_MAX, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, isAdjustmentAmount, isTokenAmount } from '../ledger.limits.js';
+import { LOT_PRIORITY_DEFAULT, TOKEN_AMOUNT_MAX, isAdjustmentAmount } from '../ledger.limits.js';
 import { assertBalanceFits } from './balance.rules.js';
+import { assertLotRoom, expiriesDue, grantTokens, holdTokens, releaseHold, settleHold, spendable, voidGrant } from './hold.decide.js';
 import type { AddTokens, AdjustTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
 import type { TokenAccountEvent, TokensAdjusted, TokensPurchased, TokensUsed } from './token-account.events.js';
-import { availableBalance, type TokenAccountState } from './token-account.state.js';
+import { availableBalance, evolveTokenAccount, type TokenAccountState } from './token-account.state.js';
+import { assertAmount, assertDescription, assertReason } from './token-account.rules.js';
 import { capturePayment, expirePayment, initiatePayment, refundPayment, requestRefund } from './payment.decide.js';
 
 export function decideTokenAccount(command: TokenAccountCommand, state: TokenAccountState): readonly TokenAccountEvent[] {
   switch (command.type) {
     case 'AddTokens':
-      return addTokens(command, state);
+      return withExpiries(command.data, state, (swept) => addTokens(command, swept));
     case 'UseTokens':
-      return [useTokens(command, state)];
+      return withExpiries(command.data, state, (swept) => [useTokens(command, swept)]);
     case 'AdjustTokens':
-      return [adjustTokens(command, state)];
+      return withExpiries(command.data, state, (swept) => [adjustTokens(command, swept)]);
+    case 'HoldTokens':
+      return withExpiries(command.data, state, (swept) => holdTokens(command, swept));
+    case 'SettleHold':
+      return withExpiries(command.data, state, (swept) => settleHold(command, swept));
+    case 'ReleaseHold':
+      return withExpiries(command.data, state, (swept) => releaseHold(command, swept));
+    case 'GrantTokens':
+      return withExpiries(command.data, state, (swept) => grantTokens(command, swept));
+    case 'VoidGrant':
+      return withExpiries(command.data, state, (swept) => voidGrant(command, swept));
+    case 'ExpireCredits':
+      return expiriesDue(state, command.data, 'job');
     case 'InitiatePayment':
       return initiatePayment(command, state);
     case 'CapturePayment':
@@ -29,6 +44,24 @@ export function decideTokenAccount(command: TokenAccountCommand, state: TokenAcc
       throw new Error(`unknown token account command ${JSON.stringify(unknown)}`);
     }
   }
+}
+
+/**
+ * A decision at `now` on the state with the expiries due at `now` applied, appended with them (and
+ * with the lot expiries its own events make due: a settle or release can give tokens back to a lot
+ * already past its expiry). A decision of nothing (a repeated request) appends nothing.
+ */
+function withExpiries(
+  sweep: { readonly userId: string; readonly now: Date; readonly transactionId: string },
+  state: TokenAccountState,
+  decide: (swept: TokenAccountState) => readonly TokenAccountEvent[],
+): readonly TokenAccountEvent[] {
+  const before = expiriesDue(state, sweep, 'before');
+  const swept = fold({ evolve: evolveTokenAccount }, state, before);
+  const decided = decide(swept);
+  if (decided.length === 0) return [];
+  const after = expiriesDue(fold({ evolve: evolveTokenAccount }, swept, decided), sweep, 'after');
+  return [...before, ...decided, ...after];
 }
 
 /** Credits a payment once. Repeating it with the same payload decides nothing; a different payload is refused. */
@@ -53,6 +86,7 @@ function addTokens({ data }: AddTokens, state: TokenAccountState): readonly Toke
     });
   }
   assertBalanceFits(state.balance, data.amount);
+  assertLotRoom(state);
   return [
     {
       type: 'TokensPurchased',
@@ -64,11 +98,18 @@ function addTokens({ data }: AddTokens, state: TokenAccountState): readonly Toke
         description: data.description,
         balanceAfter: state.balance + data.amount,
         occurredAt: data.now.toISOString(),
+        lot: { lotId: data.transactionId, priority: LOT_PRIORITY_DEFAULT, expiresAt: null },
+        heldAfter: state.held,
       },
     },
   ];
 }
 
+/**
+ * Spends from the available balance (balance less held), drawing the lots in draw-down order.
+ * Above the balance: INSUFFICIENT_BALANCE; within it but above what is available:
+ * INSUFFICIENT_AVAILABLE_BALANCE.
+ */
 function useTokens({ data }: UseTokens, state: TokenAccountState): TokensUsed {
   assertAmount(data.amount);
   assertDescription(data.description);
@@ -82,6 +123,7 @@ function useTokens({ data }: UseTokens, state: TokenAccountState): TokensUsed {
       requested: data.amount,
     });
   }
+  const draws = spendable(state, data.amount, data.now);
   return {
     type: 'TokensUsed',
     data: {
@@ -91,14 +133,16 @@ function useTokens({ data }: UseTokens, state: TokenAccountState): TokensUsed {
       description: data.description,
       balanceAfter: state.balance - data.amount,
       occurredAt: data.now.toISOString(),
+      draws,
+      heldAfter: state.held,
     },
   };
 }
 
 /**
- * An admin's correction, either way. A debit may empty the balance but not go below it; a credit
- * respects the same ceiling as a purchase. No id makes it idempotent: a retry is made safe by the
- * request's Idempotency-Key, as for usage.
+ * An admin's correction, either way. A debit may empty the available balance but not go below it
+ * (held tokens stay with their holds); a credit creates a lot, as a purchase does. No id makes it
+ * idempotent: a retry is made safe by the request's Idempotency-Key, as for usage.
  */
 function adjustTokens({ data }: AdjustTokens, state: TokenAccountState): TokensAdjusted {
   if (!isAdjustmentAmount(data.amount)) {
@@ -109,48 +153,17 @@ function adjustTokens({ data }: AdjustTokens, state: TokenAccountState): TokensA
     });
   }
   assertReason(data.reason);
-  if (data.amount < 0 && -data.amount > state.balance) {
-    throw new LedgerError('ADJUSTMENT_EXCEEDS_BALANCE', `an adjustment of ${data.amount} would take the balance ${state.balance} below zero`, {
-      balance: state.balance,
-      requested: data.amount,
-    });
+  const common = { userId: data.userId, transactionId: data.transactionId, amount: data.amount, reason: data.reason, balanceAfter: state.balance + data.amount, occurredAt: data.now.toISOString() };
+  if (data.amount < 0) {
+    if (-data.amount > state.balance) {
+      throw new LedgerError('ADJUSTMENT_EXCEEDS_BALANCE', `an adjustment of ${data.amount} would take the balance ${state.balance} below zero`, {
+        balance: state.balance,
+        requested: data.amount,
+      });
+    }
+    return { type: 'TokensAdjusted', data: { ...common, draws: spendable(state, -data.amount, data.now), heldAfter: state.held } };
   }
   assertBalanceFits(state.balance, data.amount);
-  return {
-    type: 'TokensAdjusted',
-    data: {
-      userId: data.userId,
-      transactionId: data.transactionId,
-      amount: data.amount,
-      reason: data.reason,
-      balanceAfter: state.balance + data.amount,
-      occurredAt: data.now.toISOString(),
-    },
-  };
-}
-
-function assertAmount(amount: number): void {
-  if (!isTokenAmount(amount)) {
-    throw new LedgerError('AMOUNT_OUT_OF_RANGE', `amount must be an integer from ${TOKEN_AMOUNT_MIN} to ${TOKEN_AMOUNT_MAX}`, {
-      amount,
-      min: TOKEN_AMOUNT_MIN,
-      max: TOKEN_AMOUNT_MAX,
-    });
-  }
-}
-
-function assertDescription(description: string | null): void {
-  if (description !== null && description.length > DESCRIPTION_LENGTH_MAX) {
-    throw new LedgerError('DESCRIPTION_TOO_LONG', `description must be at most ${DESCRIPTION_LENGTH_MAX} characters`, {
-      length: description.length,
-      max: DESCRIPTION_LENGTH_MAX,
-    });
-  }
-}
-
-function assertReason(reason: string): void {
-  if (reason.trim() === '') throw new LedgerError('REASON_REQUIRED', 'an adjustment needs a reason that is not blank', { length: reason.length });
-  if (reason.length > REASON_LENGTH_MAX) {
-    throw new LedgerError('REASON_TOO_LONG', `reason must be at most ${REASON_LENGTH_MAX} characters`, { length: reason.length, max: REASON_LENGTH_MAX });
-  }
+  assertLotRoom(state);
+  return { type: 'TokensAdjusted', data: { ...common, lot: { lotId: data.transactionId, priority: LOT_PRIORITY_DEFAULT, expiresAt: null }, heldAfter: state.held } };
 }

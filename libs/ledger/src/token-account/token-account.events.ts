@@ -1,4 +1,6 @@
 import { invariant } from '../ledger.errors.js';
+import type { HoldEvent, LotEvent } from './hold.events.js';
+import type { Draw, LotTerms } from './lot.state.js';
 import type { PaymentEvent, TokensRefunded } from './payment.events.js';
 
 /**
@@ -17,6 +19,10 @@ export type TokensPurchased = {
     readonly description: string | null;
     readonly balanceAfter: number;
     readonly occurredAt: string;
+    /** The lot the credit creates; absent in events written before lots (they credit the opening lot). */
+    readonly lot?: LotTerms;
+    /** Absent before holds existed (then 0). */
+    readonly heldAfter?: number;
   };
 };
 
@@ -29,6 +35,11 @@ export type TokensUsed = {
     readonly description: string | null;
     readonly balanceAfter: number;
     readonly occurredAt: string;
+    /** Where the tokens came from; absent before lots (then all from the opening lot). */
+    readonly draws?: readonly Draw[];
+    /** The hold this usage settles (its `HoldSettled` precedes it in the same append). */
+    readonly holdId?: string;
+    readonly heldAfter?: number;
   };
 };
 
@@ -46,10 +57,15 @@ export type TokensAdjusted = {
     readonly reason: string;
     readonly balanceAfter: number;
     readonly occurredAt: string;
+    /** A credit's lot (absent before lots: the opening lot). */
+    readonly lot?: LotTerms;
+    /** A debit's draws (absent before lots: the opening lot). */
+    readonly draws?: readonly Draw[];
+    readonly heldAfter?: number;
   };
 };
 
-export type TokenAccountEvent = TokensPurchased | TokensUsed | TokensRefunded | TokensAdjusted | PaymentEvent;
+export type TokenAccountEvent = TokensPurchased | TokensUsed | TokensRefunded | TokensAdjusted | PaymentEvent | HoldEvent | LotEvent;
 export type TokenAccountEventType = TokenAccountEvent['type'];
 
 export const TOKEN_ACCOUNT_EVENT_TYPES: ReadonlySet<string> = new Set<TokenAccountEventType>([
@@ -63,6 +79,13 @@ export const TOKEN_ACCOUNT_EVENT_TYPES: ReadonlySet<string> = new Set<TokenAccou
   'PaymentExpired',
   'PaymentRefundRequested',
   'PaymentRefunded',
+  'TokensHeld',
+  'HoldSettled',
+  'HoldReleased',
+  'HoldExpired',
+  'TokensGranted',
+  'GrantVoided',
+  'LotExpired',
 ]);
 
 /** The stream of a user's account. The id must be in canonical (lower-case) form: streams are named by text. */

@@ -1,33 +1,74 @@
-import { Map as ImmutableMap } from 'immutable';
+import { Map as ImmutableMap, OrderedMap } from 'immutable';
 import { SnapshotRejected, type SnapshotSchema } from '../snapshot.js';
-import { BALANCE_MAX, CURRENCY_PATTERN, DESCRIPTION_LENGTH_MAX, isMoneyAmount, isTokenAmount } from '../ledger.limits.js';
+import { BALANCE_MAX, CURRENCY_PATTERN, DESCRIPTION_LENGTH_MAX, isLotPriority, isMoneyAmount, isTokenAmount } from '../ledger.limits.js';
 import type { TokenAccountEvent } from './token-account.events.js';
 import type { Purchase, TokenAccountState } from './token-account.state.js';
 import { PAYMENT_STATUSES, type Payment, type PaymentStatus } from './payment.state.js';
+import type { Hold, HoldEnd } from './hold.state.js';
+import type { Draw, Lot } from './lot.state.js';
 
-type EncodedTokenAccount = { readonly balance: number; readonly purchases: readonly Purchase[]; readonly payments: readonly Payment[] };
+type EncodedTokenAccount = {
+  readonly balance: number;
+  readonly held: number;
+  readonly purchases: readonly Purchase[];
+  readonly payments: readonly Payment[];
+  readonly lots: readonly Lot[];
+  readonly lotsCreated: number;
+  readonly holds: readonly Hold[];
+  readonly endedHolds: readonly (readonly [string, HoldEnd])[];
+};
 
-const VERSION = 2;
+const VERSION = 3;
+const HOLD_ENDS: readonly HoldEnd[] = ['settled', 'released', 'expired'];
+const LOT_SOURCES: readonly string[] = ['purchase', 'grant', 'adjustment', 'opening'];
 
 /**
- * Version 2: the balance, every credited purchase (for exact `paymentId` idempotency) and every
- * payment with its status (version 1 had no payments, so its snapshots are ignored and replayed).
- * Decoding checks every field, so a damaged snapshot is rejected rather than believed.
+ * Version 3: the balance and held total, every credited purchase (for exact `paymentId`
+ * idempotency), every payment with its status, the live lots, the active holds and how the newest
+ * ended holds ended (version 2 had no lots or holds, so its snapshots are ignored and replayed).
+ * Decoding checks every field and that lots and holds add up to the balance and held total, so a
+ * damaged snapshot is rejected rather than believed.
  */
 export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccountEvent> = {
   version: VERSION,
-  encode: (state): EncodedTokenAccount => ({ balance: state.balance, purchases: [...state.purchases.values()], payments: [...state.payments.values()] }),
+  encode: (state): EncodedTokenAccount => ({
+    balance: state.balance,
+    held: state.held,
+    purchases: [...state.purchases.values()],
+    payments: [...state.payments.values()],
+    lots: [...state.lots.values()],
+    lotsCreated: state.lotsCreated,
+    holds: [...state.holds.values()],
+    endedHolds: [...state.endedHolds.entries()],
+  }),
   decode: (encoded) => {
-    const { balance, purchases, payments } = expectRecord(encoded, 'snapshot');
-    check(typeof balance === 'number' && Number.isSafeInteger(balance) && balance >= 0 && balance <= BALANCE_MAX, 'balance is not a valid balance');
-    check(Array.isArray(purchases), 'purchases is not a list');
-    check(Array.isArray(payments), 'payments is not a list');
+    const { balance, held, purchases, payments, lots, lotsCreated, holds, endedHolds } = expectRecord(encoded, 'snapshot');
+    check(isCount(balance) && balance <= BALANCE_MAX, 'balance is not a valid balance');
+    check(isCount(held) && held <= balance, 'held is not a valid held total');
+    check(isCount(lotsCreated), 'lotsCreated is not a count');
+    check(Array.isArray(purchases) && Array.isArray(payments) && Array.isArray(lots) && Array.isArray(holds) && Array.isArray(endedHolds), 'a collection is not a list');
     const decodedPayments = byId(payments as readonly unknown[], decodePayment);
     // Derived, not stored: the tokens of the payments whose refund is pending, as evolve keeps them.
-    const reservedForRefunds = decodedPayments.reduce((sum, payment) => (payment.status === 'REFUND_PENDING' ? sum + payment.tokens : sum), 0);
-    return { balance, purchases: byId(purchases as readonly unknown[], decodePurchase), payments: decodedPayments, reservedForRefunds };
+    const reservedForRefunds = decodedPayments.reduce((total, payment) => (payment.status === 'REFUND_PENDING' ? total + payment.tokens : total), 0);
+    const decodedLots = keyed(lots as readonly unknown[], decodeLot, (lot) => lot.lotId);
+    const decodedHolds = keyed(holds as readonly unknown[], decodeHold, (hold) => hold.holdId);
+    check(sum(decodedLots.valueSeq().map((lot) => lot.remaining)) === balance, 'lots do not add up to the balance');
+    check(sum(decodedHolds.valueSeq().map((hold) => hold.amount)) === held, 'holds do not add up to the held total');
+    check(sum(decodedLots.valueSeq().map((lot) => lot.reserved)) === held + reservedForRefunds, 'reservations do not add up to the held total and pending refunds');
+    return {
+      balance,
+      held,
+      reservedForRefunds,
+      purchases: byId(purchases as readonly unknown[], decodePurchase),
+      payments: decodedPayments,
+      lots: decodedLots,
+      lotsCreated,
+      holds: decodedHolds,
+      endedHolds: OrderedMap((endedHolds as readonly unknown[]).map(decodeEndedHold)),
+    };
   },
   agreesWith: (state, lastEvent) => {
+    if ('heldAfter' in lastEvent.data && state.held !== (lastEvent.data.heldAfter ?? 0)) return false;
     if ('balanceAfter' in lastEvent.data) return state.balance === lastEvent.data.balanceAfter;
     const payment = state.payments.get(lastEvent.data.paymentId);
     return payment !== undefined && payment.updatedAt === lastEvent.data.occurredAt && payment.status === statusAfter(lastEvent.type);
@@ -51,8 +92,70 @@ function statusAfter(type: TokenAccountEvent['type']): PaymentStatus | undefined
     case 'TokensUsed':
     case 'TokensRefunded':
     case 'TokensAdjusted':
+    case 'TokensHeld':
+    case 'HoldSettled':
+    case 'HoldReleased':
+    case 'HoldExpired':
+    case 'TokensGranted':
+    case 'GrantVoided':
+    case 'LotExpired':
       return undefined;
   }
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+function sum(values: Iterable<number>): number {
+  let total = 0;
+  for (const value of values) total += value;
+  return total;
+}
+
+function keyed<T>(items: readonly unknown[], decode: (item: unknown) => T, keyOf: (item: T) => string): ImmutableMap<string, T> {
+  return ImmutableMap<string, T>().withMutations((map) => {
+    for (const item of items) {
+      const decoded = decode(item);
+      check(!map.has(keyOf(decoded)), `${keyOf(decoded)} appears twice`);
+      map.set(keyOf(decoded), decoded);
+    }
+  });
+}
+
+function decodeDraws(value: unknown): readonly Draw[] {
+  check(Array.isArray(value), 'draws are not a list');
+  return (value as readonly unknown[]).map((item) => {
+    const { lotId, amount } = expectRecord(item, 'draw');
+    check(typeof lotId === 'string' && typeof amount === 'number' && isTokenAmount(amount), 'a draw is not valid');
+    return { lotId, amount };
+  });
+}
+
+function decodeLot(item: unknown): Lot {
+  const { lotId, priority, expiresAt, source, paymentId, original, remaining, reserved, sequence } = expectRecord(item, 'lot');
+  check(typeof lotId === 'string' && typeof priority === 'number' && isLotPriority(priority), 'lot id or priority is not valid');
+  check(expiresAt === null || isTime(expiresAt), 'lot expiresAt is not a time');
+  check(typeof source === 'string' && LOT_SOURCES.includes(source), 'lot source is not valid');
+  check(paymentId === null || typeof paymentId === 'string', 'lot paymentId is not valid');
+  check(isCount(original) && isCount(remaining) && isCount(reserved) && isCount(sequence), 'lot amounts are not counts');
+  check(remaining <= original && reserved <= remaining && remaining + reserved > 0, 'lot amounts do not fit');
+  return { lotId, priority, expiresAt, source: source as Lot['source'], paymentId, original, remaining, reserved, sequence };
+}
+
+function decodeHold(item: unknown): Hold {
+  const { holdId, amount, description, expiresAt, createdAt, reservations } = expectRecord(item, 'hold');
+  check(typeof holdId === 'string' && typeof amount === 'number' && isTokenAmount(amount), 'hold id or amount is not valid');
+  check(description === null || (typeof description === 'string' && description.length <= DESCRIPTION_LENGTH_MAX), 'hold description is not valid');
+  check(isTime(expiresAt) && isTime(createdAt), 'hold times are not times');
+  const draws = decodeDraws(reservations);
+  check(sum(draws.map((draw) => draw.amount)) === amount, 'hold reservations do not add up to its amount');
+  return { holdId, amount, description, expiresAt, createdAt, reservations: draws };
+}
+
+function decodeEndedHold(item: unknown): [string, HoldEnd] {
+  check(Array.isArray(item) && item.length === 2 && typeof item[0] === 'string' && HOLD_ENDS.includes(item[1] as HoldEnd), 'an ended hold is not valid');
+  return [item[0], item[1] as HoldEnd];
 }
 
 function byId<T extends { readonly paymentId: string }>(items: readonly unknown[], decode: (item: unknown) => T): ImmutableMap<string, T> {
@@ -66,13 +169,19 @@ function byId<T extends { readonly paymentId: string }>(items: readonly unknown[
 }
 
 function decodePurchase(item: unknown): Purchase {
-  const { userId, transactionId, paymentId, amount, description, balanceAfter, occurredAt } = expectRecord(item, 'purchase');
+  const { userId, transactionId, paymentId, amount, description, balanceAfter, occurredAt, lot, heldAfter } = expectRecord(item, 'purchase');
   check(typeof userId === 'string' && typeof transactionId === 'string' && typeof paymentId === 'string', 'purchase ids are not strings');
   check(typeof amount === 'number' && isTokenAmount(amount), 'purchase amount is not a token amount');
   check(description === null || (typeof description === 'string' && description.length <= DESCRIPTION_LENGTH_MAX), 'purchase description is not valid');
   check(typeof balanceAfter === 'number' && Number.isSafeInteger(balanceAfter) && balanceAfter >= amount, 'purchase balanceAfter is not valid');
   check(isTime(occurredAt), 'purchase occurredAt is not a time');
-  return { userId, transactionId, paymentId, amount, description, balanceAfter, occurredAt };
+  check(heldAfter === undefined || isCount(heldAfter), 'purchase heldAfter is not valid');
+  const purchase: Purchase = { userId, transactionId, paymentId, amount, description, balanceAfter, occurredAt };
+  if (lot === undefined) return heldAfter === undefined ? purchase : { ...purchase, heldAfter };
+  const terms = expectRecord(lot, 'purchase lot');
+  check(typeof terms.lotId === 'string' && typeof terms.priority === 'number' && isLotPriority(terms.priority), 'purchase lot is not valid');
+  check(terms.expiresAt === null || isTime(terms.expiresAt), 'purchase lot expiresAt is not valid');
+  return { ...purchase, lot: { lotId: terms.lotId, priority: terms.priority, expiresAt: terms.expiresAt }, ...(heldAfter === undefined ? {} : { heldAfter }) };
 }
 
 function decodePayment(item: unknown): Payment {

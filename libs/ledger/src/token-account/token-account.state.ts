@@ -1,8 +1,11 @@
-import { Map as ImmutableMap } from 'immutable';
+import { Map as ImmutableMap, OrderedMap } from 'immutable';
 import { invariant, LedgerInvariantViolation } from '../ledger.errors.js';
-import { BALANCE_MAX } from '../ledger.limits.js';
 import type { TokenAccountEvent, TokensPurchased } from './token-account.events.js';
 import type { Payment } from './payment.state.js';
+import type { Hold, HoldEnd } from './hold.state.js';
+import type { Lot } from './lot.state.js';
+import { creditLot, debitLots, endHold, evolveHold, holdOf, reserveInLot, type LedgerMovement } from './lot.evolve.js';
+import { OPENING_LOT_ID } from './lot.state.js';
 
 export type Purchase = TokensPurchased['data'];
 
@@ -15,13 +18,36 @@ export type TokenAccountState = {
   readonly purchases: ImmutableMap<string, Purchase>;
   /** Every payment initiated on this account by its id, with its status (persistent too). */
   readonly payments: ImmutableMap<string, Payment>;
-  /** Tokens of REFUND_PENDING payments: part of the balance that usage may not spend. */
+  /** Tokens of REFUND_PENDING payments, reserved in their purchases' lots: part of the balance that nothing may spend. */
   readonly reservedForRefunds: number;
+  /** Tokens set aside by the holds in `holds` (active, or expired with no `HoldExpired` yet). */
+  readonly held: number;
+  /**
+   * The lots with tokens left or reserved, by id; spent and expired lots leave. Their remainders sum
+   * to `balance`, their reservations to `held + reservedForRefunds`.
+   */
+  readonly lots: ImmutableMap<string, Lot>;
+  /** Lots created so far: the next lot's `sequence`. */
+  readonly lotsCreated: number;
+  /** Holds not yet ended by an event, by id. Their amounts sum to `held`. */
+  readonly holds: ImmutableMap<string, Hold>;
+  /** How the newest ended holds ended (at most ENDED_HOLDS_REMEMBERED_MAX, oldest first). */
+  readonly endedHolds: OrderedMap<string, HoldEnd>;
 };
 
-export const initialTokenAccountState: TokenAccountState = { balance: 0, purchases: ImmutableMap(), payments: ImmutableMap(), reservedForRefunds: 0 };
+export const initialTokenAccountState: TokenAccountState = {
+  balance: 0,
+  purchases: ImmutableMap(),
+  payments: ImmutableMap(),
+  reservedForRefunds: 0,
+  held: 0,
+  lots: ImmutableMap(),
+  lotsCreated: 0,
+  holds: ImmutableMap(),
+  endedHolds: OrderedMap(),
+};
 
-/** What usage may spend: the balance less the tokens reserved for refunds in progress (never below 0). */
+/** What a refund may take back and usage may reach: the balance less the tokens reserved for refunds in progress (never below 0). */
 export function availableBalance(state: TokenAccountState): number {
   return Math.max(0, state.balance - state.reservedForRefunds);
 }
@@ -29,32 +55,41 @@ export function availableBalance(state: TokenAccountState): number {
 export function evolveTokenAccount(state: TokenAccountState, event: TokenAccountEvent): TokenAccountState {
   switch (event.type) {
     case 'TokensPurchased': {
-      const balance = state.balance + event.data.amount;
-      invariant(balance <= BALANCE_MAX, `balance ${balance} exceeds the maximum`);
-      invariant(balance === event.data.balanceAfter, `purchase records balanceAfter ${event.data.balanceAfter}, replay gives ${balance}`);
       invariant(!state.purchases.has(event.data.paymentId), `payment ${event.data.paymentId} credited twice`);
-      return { ...state, balance, purchases: state.purchases.set(event.data.paymentId, event.data) };
+      const credited = creditLot(state, movement(event.data, event.data.amount), 'purchase', event.data.lot, event.data.paymentId);
+      return { ...credited, purchases: state.purchases.set(event.data.paymentId, event.data) };
     }
     case 'TokensUsed': {
-      const balance = state.balance - event.data.amount;
-      invariant(balance >= 0, `usage of ${event.data.amount} drives the balance ${state.balance} below zero`);
-      invariant(balance === event.data.balanceAfter, `usage records balanceAfter ${event.data.balanceAfter}, replay gives ${balance}`);
-      return { ...state, balance };
+      invariant(event.data.holdId === undefined || state.endedHolds.get(event.data.holdId) === 'settled', `usage settles hold ${String(event.data.holdId)} that was not just settled`);
+      return debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
     }
     case 'TokensRefunded': {
-      const balance = state.balance - event.data.amount;
-      invariant(balance >= 0, `refund of ${event.data.amount} drives the balance ${state.balance} below zero`);
-      invariant(balance === event.data.balanceAfter, `refund records balanceAfter ${event.data.balanceAfter}, replay gives ${balance}`);
       invariant(state.payments.get(event.data.paymentId)?.status === 'REFUNDED', `tokens refunded for payment ${event.data.paymentId} that is not refunded`);
-      return { ...state, balance };
+      return debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
     }
     case 'TokensAdjusted': {
-      const balance = state.balance + event.data.amount;
       invariant(event.data.amount !== 0, 'an adjustment of 0 tokens');
-      invariant(balance >= 0 && balance <= BALANCE_MAX, `adjustment of ${event.data.amount} drives the balance ${state.balance} out of range`);
-      invariant(balance === event.data.balanceAfter, `adjustment records balanceAfter ${event.data.balanceAfter}, replay gives ${balance}`);
-      return { ...state, balance };
+      const change = movement(event.data, event.data.amount);
+      return event.data.amount > 0 ? creditLot(state, change, 'adjustment', event.data.lot, null) : debitLots(state, change, event.data.draws);
     }
+    case 'TokensGranted':
+      return creditLot(state, movement(event.data, event.data.amount), 'grant', event.data.lot, null);
+    case 'GrantVoided':
+      invariant(state.lots.get(event.data.lotId)?.source === 'grant', `void of lot ${event.data.lotId} that is not a grant`);
+      return debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
+    case 'LotExpired':
+      return debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
+    case 'TokensHeld':
+      return evolveHold(state, event);
+    case 'HoldSettled': {
+      const hold = holdOf(state, event.data.holdId);
+      invariant(event.data.settledAmount + event.data.releasedAmount === hold.amount, `settle of hold ${hold.holdId} splits ${hold.amount} wrongly`);
+      return endHold(state, event.data, 'settled');
+    }
+    case 'HoldReleased':
+      return endHold(state, event.data, 'released');
+    case 'HoldExpired':
+      return endHold(state, event.data, 'expired');
     case 'PaymentInitiated': {
       invariant(!state.payments.has(event.data.paymentId), `payment ${event.data.paymentId} initiated twice`);
       const payment: Payment = {
@@ -87,7 +122,8 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       invariant(payment.status === 'COMPLETED', `refund of payment ${payment.paymentId} requested while ${payment.status}`);
       invariant(event.data.tokens === payment.tokens, `refund request of payment ${payment.paymentId} reserves ${event.data.tokens} tokens, not its ${payment.tokens}`);
       const reserved = withPayment(state, { ...payment, status: 'REFUND_PENDING', updatedAt: event.data.occurredAt });
-      return { ...reserved, reservedForRefunds: state.reservedForRefunds + payment.tokens };
+      // The tokens are reserved in the purchase's own lot, which the refund takes back.
+      return { ...reserveInLot(reserved, purchaseLotId(state, payment.paymentId), payment.tokens), reservedForRefunds: state.reservedForRefunds + payment.tokens };
     }
     case 'PaymentRefunded': {
       const payment = paymentOf(state, event.data.paymentId);
@@ -101,13 +137,24 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
         updatedAt: event.data.occurredAt,
       });
       // The reservation ends with the refund; the tokens leave with TokensRefunded, which follows.
-      return payment.status === 'REFUND_PENDING' ? { ...refunded, reservedForRefunds: state.reservedForRefunds - payment.tokens } : refunded;
+      if (payment.status !== 'REFUND_PENDING') return refunded;
+      const released = reserveInLot(refunded, purchaseLotId(state, payment.paymentId), -payment.tokens);
+      return { ...released, reservedForRefunds: state.reservedForRefunds - payment.tokens };
     }
     default: {
       const unknown: never = event;
       throw new LedgerInvariantViolation(`unknown token account event ${JSON.stringify(unknown)}`);
     }
   }
+}
+
+/** The balance change an event records, with what it claims the balance and held total are after it. */
+function movement(data: { readonly amount: number; readonly balanceAfter: number; readonly heldAfter?: number; readonly occurredAt: string }, change: number): LedgerMovement {
+  return { change, balanceAfter: data.balanceAfter, heldAfter: data.heldAfter ?? 0, occurredAt: data.occurredAt };
+}
+
+function purchaseLotId(state: TokenAccountState, paymentId: string): string {
+  return state.purchases.get(paymentId)?.lot?.lotId ?? OPENING_LOT_ID;
 }
 
 function paymentOf(state: TokenAccountState, paymentId: string): Payment {

@@ -49,7 +49,8 @@ export class CapturePaymentFlow {
           throw providerFailure;
         });
         this.faults('capture:after-provider-capture');
-        return decideTokenAccount({ type: 'CapturePayment', data: { userId, paymentId, outcome, transactionId: randomUUID(), now } }, state);
+        const lot = this.ledger.lotTermsOf(paymentIn(state, paymentId).packageId);
+        return decideTokenAccount({ type: 'CapturePayment', data: { userId, paymentId, outcome, transactionId: randomUUID(), now, lot } }, state);
       },
       metadata: eventMetadata(context),
       // Decided on the stream as it is, not a cached state another instance may have moved past.

@@ -54,7 +54,7 @@ export class PaymentReconciler {
     let command: TokenAccountCommand;
     switch (step.kind) {
       case 'record-capture':
-        command = { type: 'CapturePayment', data: { ...ids, outcome: step.outcome, transactionId: randomUUID(), now } };
+        command = { type: 'CapturePayment', data: { ...ids, outcome: step.outcome, transactionId: randomUUID(), now, lot: this.ledger.lotTermsOf(payment.packageId) } };
         break;
       case 'expire':
         command = { type: 'ExpirePayment', data: { ...ids, now } };

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
+import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId, type TokensAdjusted } from '@app/ledger';
 import { transactionOf } from '@app/projections';
 import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
 import { ledgerWriteResult, type LedgerWriteResult } from '../transaction.view.js';
@@ -32,8 +32,9 @@ export class AdjustTokensHandler implements ICommandHandler<AdjustTokensCommand>
     const command = { type: 'AdjustTokens', data: { userId, amount, reason, transactionId: randomUUID(), now: new Date() } } as const;
     const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     // A replayed request's event is the one its first attempt recorded: the response is rebuilt from it.
-    const [adjusted] = handled.events;
-    invariant(adjusted?.type === 'TokensAdjusted', 'AdjustTokens appended no TokensAdjusted event');
+    // Expiries due at the command's time may precede it in the same append.
+    const adjusted = handled.events.find((event): event is TokensAdjusted => event.type === 'TokensAdjusted');
+    invariant(adjusted !== undefined, 'AdjustTokens appended no TokensAdjusted event');
     return ledgerWriteResult(transactionOf(adjusted), handled, this.consistency);
   }
 }

@@ -26,6 +26,9 @@ type TransactionRow = {
   payment_id: string | null;
   balance_after: string;
   created_at: string;
+  hold_id: string | null;
+  lot_id: string | null;
+  draws: readonly { lotId: string; amount: number }[] | null;
 };
 
 // One statement, so the page and the total come from one snapshot. The total is the projection's
@@ -35,7 +38,7 @@ const PAGE_SQL = `
          coalesce((
            SELECT json_agg(page ORDER BY page.stream_revision DESC) FROM (
              SELECT id, user_id, amount::text, transaction_type, description, payment_id, balance_after::text,
-                    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at, stream_revision
+                    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at, stream_revision, hold_id, lot_id, draws
                FROM token_transactions WHERE user_id = $1
               ORDER BY stream_revision DESC LIMIT $2 OFFSET $3
            ) page
@@ -67,5 +70,8 @@ function toView(row: TransactionRow): TransactionView {
     paymentId: row.payment_id,
     balanceAfter: toSafeInteger(row.balance_after, 'token_transactions.balance_after'),
     createdAt: row.created_at,
+    holdId: row.hold_id,
+    lotId: row.lot_id,
+    draws: row.draws,
   };
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
+import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId, type TokensUsed } from '@app/ledger';
 import { transactionOf } from '@app/projections';
 import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
 import { ledgerWriteResult, type LedgerWriteResult } from '../transaction.view.js';
@@ -28,8 +28,9 @@ export class UseTokensHandler implements ICommandHandler<UseTokensCommand> {
     const command = { type: 'UseTokens', data: { userId, amount, description, transactionId: randomUUID(), now: new Date() } } as const;
     const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     // A replayed request's event is the one its first attempt recorded: the response is rebuilt from it.
-    const [used] = handled.events;
-    invariant(used?.type === 'TokensUsed', 'UseTokens appended no TokensUsed event');
+    // Expiries due at the command's time may precede it in the same append.
+    const used = handled.events.find((event): event is TokensUsed => event.type === 'TokensUsed');
+    invariant(used !== undefined, 'UseTokens appended no TokensUsed event');
     return ledgerWriteResult(transactionOf(used), handled, this.consistency);
   }
 }

@@ -1,10 +1,23 @@
-import { PAYMENT_TIMED_OUT, tokenAccountStreamId } from '@app/ledger';
+import { LOT_PRIORITY_DEFAULT, OPENING_LOT_ID, PAYMENT_TIMED_OUT, tokenAccountStreamId } from '@app/ledger';
 import type { AccountRows, BulkLoad } from '../../projection.js';
+import { lotExpiredDescription } from './token-transaction.view.js';
 
 /** The transactions whose events token_accounts applied inline (see the inline-projections migration). */
 export const TOKEN_ACCOUNTS_INLINE_COMMITS = 'token_accounts_inline_commits';
 
-const TOKEN_TYPES = `events.event_type IN ('TokensPurchased', 'TokensUsed', 'TokensRefunded', 'TokensAdjusted')`;
+/** The events that make a token_transactions row (`transactionOf`). */
+const TOKEN_TYPES = `events.event_type IN ('TokensPurchased', 'TokensUsed', 'TokensRefunded', 'TokensAdjusted', 'TokensGranted', 'GrantVoided', 'LotExpired')`;
+/** The events that record the balance and held total after them: user_tokens takes the last one's. */
+const BALANCE_TYPES = `events.event_type IN ('TokensPurchased', 'TokensUsed', 'TokensRefunded', 'TokensAdjusted', 'TokensGranted', 'GrantVoided', 'LotExpired',
+                                              'TokensHeld', 'HoldSettled', 'HoldReleased', 'HoldExpired')`;
+const HOLD_END_TYPES = `events.event_type IN ('HoldSettled', 'HoldReleased', 'HoldExpired')`;
+/** Credits: each creates a lot (or, written before lots, adds to the opening lot). */
+const CREDIT_TYPES = `(events.event_type IN ('TokensPurchased', 'TokensGranted') OR (events.event_type = 'TokensAdjusted' AND (data->>'amount')::bigint > 0))`;
+/** Debits: each draws from lots (written before lots: from the opening lot). */
+const DEBIT_TYPES = `(events.event_type IN ('TokensUsed', 'TokensRefunded', 'GrantVoided', 'LotExpired') OR (events.event_type = 'TokensAdjusted' AND (data->>'amount')::bigint < 0))`;
+const OPENING = `'${OPENING_LOT_ID}'`;
+/** A lot's status after a debit: what closed it (expiry, void, a refund of its purchase), else spent or active by what is left. */
+const CLOSED_STATUSES = `('expired', 'voided', 'refunded')`;
 const PAYMENT_UPDATE_TYPES = `events.event_type IN ('PaymentCaptured', 'PaymentFailed', 'PaymentExpired', 'PaymentRefundRequested', 'PaymentRefunded')`;
 // Events up to the position $1/$2 (inclusive). Only committed events can be at or before a position
 // read as the head, so the set is fixed.
@@ -23,13 +36,18 @@ const CHUNK = `events.global_position BETWEEN $3::bigint AND $4::bigint`;
 
 /** One token_transactions row per event, exactly as `project` writes it. */
 function insertTransactions(where: string): string {
-  return `INSERT INTO token_transactions (id, user_id, amount, transaction_type, description, payment_id, balance_after, created_at, event_id, stream_revision)
+  const expired = lotExpiredDescription("' || (data->>'lotId') || '");
+  return `INSERT INTO token_transactions (id, user_id, amount, transaction_type, description, payment_id, balance_after, created_at, event_id, stream_revision,
+                                  hold_id, lot_id, draws)
      SELECT (data->>'transactionId')::uuid, (data->>'userId')::uuid,
-            CASE WHEN event_type IN ('TokensPurchased', 'TokensAdjusted') THEN (data->>'amount')::bigint ELSE -(data->>'amount')::bigint END,
-            CASE event_type WHEN 'TokensPurchased' THEN 'purchase' WHEN 'TokensUsed' THEN 'usage' WHEN 'TokensAdjusted' THEN 'adjustment' ELSE 'refund' END,
-            CASE event_type WHEN 'TokensAdjusted' THEN data->>'reason' ELSE data->>'description' END,
+            CASE WHEN event_type IN ('TokensPurchased', 'TokensAdjusted', 'TokensGranted') THEN (data->>'amount')::bigint ELSE -(data->>'amount')::bigint END,
+            CASE event_type WHEN 'TokensPurchased' THEN 'purchase' WHEN 'TokensUsed' THEN 'usage' WHEN 'TokensRefunded' THEN 'refund'
+                            WHEN 'LotExpired' THEN 'expiry' ELSE 'adjustment' END,
+            CASE WHEN event_type IN ('TokensAdjusted', 'TokensGranted', 'GrantVoided') THEN data->>'reason'
+                 WHEN event_type = 'LotExpired' THEN '${expired}' ELSE data->>'description' END,
             CASE WHEN event_type IN ('TokensPurchased', 'TokensRefunded') THEN (data->>'paymentId')::uuid END,
-            (data->>'balanceAfter')::bigint, (data->>'occurredAt')::timestamptz, event_id, stream_revision
+            (data->>'balanceAfter')::bigint, (data->>'occurredAt')::timestamptz, event_id, stream_revision,
+            (data->>'holdId')::uuid, data->'lot'->>'lotId', data->'draws'
        FROM events WHERE ${TOKEN_TYPES} AND ${where}`;
 }
 
@@ -45,13 +63,14 @@ function insertTransactions(where: string): string {
  * `$all` (and the live runner) meanwhile.
  */
 function upsertBalances(where: string, merge: boolean): string {
-  return `INSERT INTO user_tokens (user_id, balance, transaction_count, created_at, updated_at, last_event_revision, last_event_position)
-     SELECT user_id, balance_after, transaction_count, created_at, updated_at, stream_revision, transaction_id::text || '/' || global_position::text
-       FROM (SELECT DISTINCT ON (user_id) user_id, balance_after, count(*) OVER whole AS transaction_count, first_value(occurred_at) OVER whole AS created_at,
-                    occurred_at AS updated_at, stream_revision, transaction_id, global_position
+  return `INSERT INTO user_tokens (user_id, balance, held, transaction_count, created_at, updated_at, last_event_revision, last_event_position)
+     SELECT user_id, balance_after, held_after, transaction_count, created_at, updated_at, stream_revision, transaction_id::text || '/' || global_position::text
+       FROM (SELECT DISTINCT ON (user_id) user_id, balance_after, held_after, count(*) FILTER (WHERE makes_row) OVER whole AS transaction_count,
+                    first_value(occurred_at) OVER whole AS created_at, occurred_at AS updated_at, stream_revision, transaction_id, global_position
                FROM (SELECT (data->>'userId')::uuid AS user_id, (data->>'balanceAfter')::bigint AS balance_after,
+                            coalesce((data->>'heldAfter')::bigint, 0) AS held_after, ${TOKEN_TYPES} AS makes_row,
                             (data->>'occurredAt')::timestamptz AS occurred_at, stream_revision, transaction_id, global_position
-                       FROM events WHERE ${TOKEN_TYPES} AND ${where}) AS account_events
+                       FROM events WHERE ${BALANCE_TYPES} AND ${where}) AS account_events
              WINDOW whole AS (PARTITION BY user_id ORDER BY transaction_id, global_position ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
              ORDER BY user_id, transaction_id DESC, global_position DESC) AS last_events
       ORDER BY transaction_id, global_position
@@ -59,6 +78,7 @@ function upsertBalances(where: string, merge: boolean): string {
        merge
          ? `ON CONFLICT (user_id) DO UPDATE SET
               balance = excluded.balance,
+              held = excluded.held,
               transaction_count = user_tokens.transaction_count + excluded.transaction_count,
               updated_at = excluded.updated_at,
               last_event_revision = excluded.last_event_revision,
@@ -110,6 +130,76 @@ function updatePayments(where: string): string {
       WHERE payments.id = last_event.payment_id`;
 }
 
+/** One active `token_holds` row per `TokensHeld`, as `projectHoldEvent` inserts it. */
+function insertHolds(where: string): string {
+  return `INSERT INTO token_holds (hold_id, user_id, amount, description, status, expires_at, draws, created_at, event_id, stream_revision)
+     SELECT (data->>'holdId')::uuid, (data->>'userId')::uuid, (data->>'amount')::bigint, data->>'description', 'active',
+            (data->>'expiresAt')::timestamptz, data->'draws', (data->>'occurredAt')::timestamptz, event_id, stream_revision
+       FROM events WHERE events.event_type = 'TokensHeld' AND ${where}`;
+}
+
+/** Each ended hold's row: a hold ends once (settled, released or expired), so no order matters. */
+function endHolds(where: string): string {
+  return `UPDATE token_holds SET
+            status = ended.status, settled_amount = ended.settled_amount, transaction_id = ended.transaction_id, ended_at = ended.occurred_at
+       FROM (SELECT (data->>'holdId')::uuid AS hold_id,
+                    CASE event_type WHEN 'HoldSettled' THEN 'settled' WHEN 'HoldReleased' THEN 'released' ELSE 'expired' END AS status,
+                    (data->>'settledAmount')::bigint AS settled_amount, (data->>'transactionId')::uuid AS transaction_id,
+                    (data->>'occurredAt')::timestamptz AS occurred_at
+               FROM events WHERE ${HOLD_END_TYPES} AND ${where}) AS ended
+      WHERE token_holds.hold_id = ended.hold_id`;
+}
+
+/**
+ * One `token_lots` row per credit's lot; the credits of a stream written before lots add up in its
+ * opening lot. `merge` adds to an existing opening lot (the only lot two credits share).
+ */
+function upsertLots(where: string, merge: boolean): string {
+  return `INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at)
+     SELECT user_id, lot_id, source, payment_id, transaction_id, sum(amount), sum(amount), priority, expires_at, 'active', min(created_at)
+       FROM (SELECT (data->>'userId')::uuid AS user_id, coalesce(data->'lot'->>'lotId', ${OPENING}) AS lot_id,
+                    CASE WHEN data->'lot' IS NULL THEN 'opening' WHEN event_type = 'TokensPurchased' THEN 'purchase'
+                         WHEN event_type = 'TokensGranted' THEN 'grant' ELSE 'adjustment' END AS source,
+                    CASE WHEN data->'lot' IS NOT NULL AND event_type = 'TokensPurchased' THEN (data->>'paymentId')::uuid END AS payment_id,
+                    CASE WHEN data->'lot' IS NOT NULL THEN (data->>'transactionId')::uuid END AS transaction_id,
+                    (data->>'amount')::bigint AS amount, coalesce((data->'lot'->>'priority')::integer, ${LOT_PRIORITY_DEFAULT}) AS priority,
+                    (data->'lot'->>'expiresAt')::timestamptz AS expires_at, (data->>'occurredAt')::timestamptz AS created_at
+               FROM events WHERE ${CREDIT_TYPES} AND ${where}) AS credits
+      GROUP BY user_id, lot_id, source, payment_id, transaction_id, priority, expires_at
+     ${
+       merge
+         ? `ON CONFLICT (user_id, lot_id) DO UPDATE SET
+              original = token_lots.original + excluded.original,
+              remaining = token_lots.remaining + excluded.remaining,
+              status = 'active'`
+         : ''
+     }`;
+}
+
+/**
+ * Every lot's remainder after the debits of the range (their `draws`; a debit written before lots
+ * drew from the opening lot), and its status: the last event of the range that closed it (an
+ * expiry, a void, or a refund of the purchase it came from), else a status it was closed with
+ * before, else spent or active by what is left. The same rule `projectLotDraw` applies draw by draw.
+ */
+function debitLots(where: string): string {
+  return `UPDATE token_lots SET
+            remaining = token_lots.remaining - drawn.amount,
+            status = CASE WHEN drawn.closing IS NOT NULL AND (drawn.closing <> 'refunded' OR token_lots.source = 'purchase') THEN drawn.closing
+                          WHEN token_lots.status IN ${CLOSED_STATUSES} THEN token_lots.status
+                          WHEN token_lots.remaining - drawn.amount = 0 THEN 'spent' ELSE 'active' END
+       FROM (SELECT user_id, lot_id, sum(amount) AS amount,
+                    (array_agg(closing ORDER BY transaction_id DESC, global_position DESC) FILTER (WHERE closing IS NOT NULL))[1] AS closing
+               FROM (SELECT (data->>'userId')::uuid AS user_id, draw->>'lotId' AS lot_id, (draw->>'amount')::bigint AS amount,
+                            CASE event_type WHEN 'LotExpired' THEN 'expired' WHEN 'GrantVoided' THEN 'voided' WHEN 'TokensRefunded' THEN 'refunded' END AS closing,
+                            transaction_id, global_position
+                       FROM events CROSS JOIN LATERAL jsonb_array_elements(
+                              coalesce(data->'draws', jsonb_build_array(jsonb_build_object('lotId', ${OPENING}, 'amount', abs((data->>'amount')::bigint))))) AS draw
+                      WHERE ${DEBIT_TYPES} AND ${where}) AS draws
+              GROUP BY user_id, lot_id) AS drawn
+      WHERE token_lots.user_id = drawn.user_id AND token_lots.lot_id = drawn.lot_id`;
+}
+
 /**
  * token_accounts built set-based, inside PostgreSQL: no event leaves the database. Each value is the
  * one `tokenAccountsProjection.project` writes, for `user_tokens`, `token_transactions` and
@@ -117,17 +207,54 @@ function updatePayments(where: string): string {
  * inserted chunk by chunk and take their final state once every chunk is in.
  */
 export const tokenAccountsBulkLoad: BulkLoad = {
-  eventTypes: ['TokensPurchased', 'TokensUsed', 'TokensRefunded', 'TokensAdjusted', 'PaymentInitiated', 'PaymentCaptured', 'PaymentFailed', 'PaymentExpired', 'PaymentRefundRequested', 'PaymentRefunded'],
-  chunked: [insertTransactions(`${UP_TO} AND ${CHUNK}`), insertPayments(`${UP_TO} AND ${CHUNK}`)],
-  final: [upsertBalances(UP_TO, false), updatePayments(UP_TO)],
-  delta: [insertTransactions(BETWEEN), upsertBalances(BETWEEN, true), insertPayments(BETWEEN), updatePayments(BETWEEN)],
+  eventTypes: [
+    'TokensPurchased',
+    'TokensUsed',
+    'TokensRefunded',
+    'TokensAdjusted',
+    'PaymentInitiated',
+    'PaymentCaptured',
+    'PaymentFailed',
+    'PaymentExpired',
+    'PaymentRefundRequested',
+    'PaymentRefunded',
+    'TokensHeld',
+    'HoldSettled',
+    'HoldReleased',
+    'HoldExpired',
+    'TokensGranted',
+    'GrantVoided',
+    'LotExpired',
+  ],
+  // Lots are built in `final`: the opening lot gathers credits of every chunk.
+  chunked: [insertTransactions(`${UP_TO} AND ${CHUNK}`), insertPayments(`${UP_TO} AND ${CHUNK}`), insertHolds(`${UP_TO} AND ${CHUNK}`)],
+  final: [upsertBalances(UP_TO, false), updatePayments(UP_TO), endHolds(UP_TO), upsertLots(UP_TO, false), debitLots(UP_TO)],
+  delta: [
+    insertTransactions(BETWEEN),
+    upsertBalances(BETWEEN, true),
+    insertPayments(BETWEEN),
+    updatePayments(BETWEEN),
+    insertHolds(BETWEEN),
+    endHolds(BETWEEN),
+    upsertLots(BETWEEN, true),
+    debitLots(BETWEEN),
+  ],
   inline: {
     appliedTransactions: TOKEN_ACCOUNTS_INLINE_COMMITS,
-    // Migration 060 (first 042); the inline-projections spec proves its body equal to these statements.
+    // Migration 081 (first 042, then 060); the inline-projections spec proves its body equal to these statements.
     function: 'token_accounts_apply_inline',
     statements: (transaction) => {
       const where = ofTransaction(transaction);
-      return [insertTransactions(where), upsertBalances(where, true), insertPayments(where), updatePayments(where)];
+      return [
+        insertTransactions(where),
+        upsertBalances(where, true),
+        insertPayments(where),
+        updatePayments(where),
+        insertHolds(where),
+        endHolds(where),
+        upsertLots(where, true),
+        debitLots(where),
+      ];
     },
   },
 };
@@ -139,11 +266,15 @@ export function tokenAccountsAccountRows(userId: string): AccountRows {
       { text: 'DELETE FROM token_transactions WHERE user_id = $1', values: [userId] },
       { text: 'DELETE FROM user_tokens WHERE user_id = $1', values: [userId] },
       { text: 'DELETE FROM payments WHERE user_id = $1', values: [userId] },
+      { text: 'DELETE FROM token_holds WHERE user_id = $1', values: [userId] },
+      { text: 'DELETE FROM token_lots WHERE user_id = $1', values: [userId] },
     ],
     read: [
       { text: 'SELECT user_tokens::text AS row FROM user_tokens WHERE user_id = $1', values: [userId] },
       { text: 'SELECT token_transactions::text AS row FROM token_transactions WHERE user_id = $1 ORDER BY stream_revision', values: [userId] },
       { text: 'SELECT payments::text AS row FROM payments WHERE user_id = $1 ORDER BY created_at, id', values: [userId] },
+      { text: 'SELECT token_holds::text AS row FROM token_holds WHERE user_id = $1 ORDER BY stream_revision', values: [userId] },
+      { text: 'SELECT token_lots::text AS row FROM token_lots WHERE user_id = $1 ORDER BY lot_id', values: [userId] },
     ],
   };
 }

@@ -1,34 +1,39 @@
 import { formatPosition, type RecordedEvent } from '@app/event-store';
 import { TOKEN_ACCOUNT_EVENT_TYPES, type TokenAccountEvent } from '@app/ledger';
 import { projectPaymentEvent } from './payments.projection.js';
+import { projectHoldEvent, projectLotChanges } from './holds-and-lots.projection.js';
 import type { Projection, RowChange } from '../../projection.js';
 import { TOKEN_ACCOUNTS_INLINE_COMMITS, tokenAccountsAccountRows, tokenAccountsBulkLoad } from './token-accounts.bulk.js';
 import { transactionOf, type TransactionView } from './token-transaction.view.js';
 
 export const TOKEN_ACCOUNTS_PROJECTION = 'token_accounts';
 
+// $6: the held total after the event; $7: 1 for an event with a transaction row, 0 for a hold event.
 const UPSERT_BALANCE = `
-  INSERT INTO user_tokens (user_id, balance, transaction_count, created_at, updated_at, last_event_revision, last_event_position)
-  VALUES ($1, $2, 1, $3, $3, $4, $5)
+  INSERT INTO user_tokens (user_id, balance, transaction_count, created_at, updated_at, last_event_revision, last_event_position, held)
+  VALUES ($1, $2, $7, $3, $3, $4, $5, $6)
   ON CONFLICT (user_id) DO UPDATE SET
     balance = excluded.balance,
-    transaction_count = user_tokens.transaction_count + 1,
+    held = excluded.held,
+    transaction_count = user_tokens.transaction_count + excluded.transaction_count,
     updated_at = excluded.updated_at,
     last_event_revision = excluded.last_event_revision,
     last_event_position = excluded.last_event_position`;
 
 const INSERT_TRANSACTION = `
-  INSERT INTO token_transactions (id, user_id, amount, transaction_type, description, payment_id, balance_after, created_at, event_id, stream_revision)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`;
+  INSERT INTO token_transactions (id, user_id, amount, transaction_type, description, payment_id, balance_after, created_at, event_id, stream_revision,
+                                  hold_id, lot_id, draws)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb)`;
 
 /**
- * `user_tokens`, `token_transactions` (the row is `transactionOf` the event) and `payments`. Every
+ * `user_tokens`, `token_transactions` (the row is `transactionOf` the event), `payments`,
+ * `token_holds` and `token_lots`. Every
  * value comes from the event (time included), so a rebuild produces exactly the rows of the
  * incremental build.
  */
 export const tokenAccountsProjection: Projection = {
   name: TOKEN_ACCOUNTS_PROJECTION,
-  tables: ['user_tokens', 'token_transactions', 'payments', TOKEN_ACCOUNTS_INLINE_COMMITS],
+  tables: ['user_tokens', 'token_transactions', 'payments', 'token_holds', 'token_lots', TOKEN_ACCOUNTS_INLINE_COMMITS],
   bulkLoad: tokenAccountsBulkLoad,
   accountRows: tokenAccountsAccountRows,
   project(recorded: RecordedEvent): readonly RowChange[] {
@@ -39,7 +44,15 @@ export const tokenAccountsProjection: Projection = {
       case 'TokensUsed':
       case 'TokensRefunded':
       case 'TokensAdjusted':
-        return transactionChanges(recorded, transactionOf(event));
+      case 'TokensGranted':
+      case 'GrantVoided':
+      case 'LotExpired':
+        return [...transactionChanges(recorded, transactionOf(event), event.data.heldAfter ?? 0), ...projectLotChanges(event)];
+      case 'TokensHeld':
+      case 'HoldSettled':
+      case 'HoldReleased':
+      case 'HoldExpired':
+        return [balanceChange(recorded, event.data, 0), ...projectHoldEvent(event, recorded)];
       case 'PaymentInitiated':
       case 'PaymentCaptured':
       case 'PaymentFailed':
@@ -55,12 +68,24 @@ export const tokenAccountsProjection: Projection = {
   },
 };
 
-/** The row of the transaction, and the balance it leaves. */
-function transactionChanges(recorded: RecordedEvent, transaction: TransactionView): readonly RowChange[] {
+/** The row of the transaction, and the balance and held total it leaves. */
+function transactionChanges(recorded: RecordedEvent, transaction: TransactionView, heldAfter: number): readonly RowChange[] {
   const revision = recorded.revision.toString();
-  const { id, userId, amount, transactionType, description, paymentId, balanceAfter, createdAt } = transaction;
+  const { id, userId, amount, transactionType, description, paymentId, balanceAfter, createdAt, holdId, lotId, draws } = transaction;
   return [
-    { text: UPSERT_BALANCE, values: [userId, balanceAfter, createdAt, revision, formatPosition(recorded.position)] },
-    { text: INSERT_TRANSACTION, values: [id, userId, amount, transactionType, description, paymentId, balanceAfter, createdAt, recorded.id, revision] },
+    balanceChange(recorded, { userId, balanceAfter, heldAfter, occurredAt: createdAt }, 1),
+    {
+      text: INSERT_TRANSACTION,
+      values: [id, userId, amount, transactionType, description, paymentId, balanceAfter, createdAt, recorded.id, revision, holdId, lotId, draws === null ? null : JSON.stringify(draws)],
+    },
   ];
+}
+
+function balanceChange(
+  recorded: RecordedEvent,
+  data: { readonly userId: string; readonly balanceAfter: number; readonly heldAfter: number; readonly occurredAt: string },
+  transactions: 0 | 1,
+): RowChange {
+  const values = [data.userId, data.balanceAfter, data.occurredAt, recorded.revision.toString(), formatPosition(recorded.position), data.heldAfter, transactions];
+  return { text: UPSERT_BALANCE, values };
 }

@@ -14,6 +14,18 @@ const ROW_EVENTS = {
   TokensUsed: { type: 'TokensUsed', data: { userId, transactionId, amount: 30, description: null, balanceAfter: 120, occurredAt } },
   TokensRefunded: { type: 'TokensRefunded', data: { userId, transactionId, paymentId, amount: 100, description: 'Refund of payment', balanceAfter: 20, occurredAt } },
   TokensAdjusted: { type: 'TokensAdjusted', data: { userId, transactionId, amount: -20, reason: 'Chargeback', balanceAfter: 0, occurredAt } },
+  TokensGranted: {
+    type: 'TokensGranted',
+    data: { userId, transactionId, amount: 50, reason: 'Welcome bonus', lot: { lotId: transactionId, priority: 10, expiresAt: null }, balanceAfter: 50, heldAfter: 0, occurredAt },
+  },
+  GrantVoided: {
+    type: 'GrantVoided',
+    data: { userId, transactionId, lotId: 'lot-1', amount: 15, reason: 'Mistake', draws: [{ lotId: 'lot-1', amount: 15 }], balanceAfter: 35, heldAfter: 0, occurredAt },
+  },
+  LotExpired: {
+    type: 'LotExpired',
+    data: { userId, transactionId, lotId: 'lot-1', amount: 5, expiresAt: occurredAt, draws: [{ lotId: 'lot-1', amount: 5 }], balanceAfter: 30, heldAfter: 2, occurredAt },
+  },
 } as const satisfies Record<string, TokenAccountEvent>;
 
 const ROWLESS_EVENTS = {
@@ -26,9 +38,19 @@ const ROWLESS_EVENTS = {
   PaymentExpired: { type: 'PaymentExpired', data: { ...ids, reason: 'expired' } },
   PaymentRefundRequested: { type: 'PaymentRefundRequested', data: { ...ids, tokens: 100 } },
   PaymentRefunded: { type: 'PaymentRefunded', data: { ...ids, providerRefundId: 'refund-1', tokens: 100, tokensDebited: 100 } },
+  TokensHeld: {
+    type: 'TokensHeld',
+    data: { userId, holdId: 'hold-1', amount: 5, description: null, expiresAt: occurredAt, draws: [{ lotId: 'lot-1', amount: 5 }], balanceAfter: 50, heldAfter: 5, occurredAt },
+  },
+  HoldSettled: {
+    type: 'HoldSettled',
+    data: { userId, holdId: 'hold-1', amount: 5, settledAmount: 3, releasedAmount: 2, transactionId, balanceAfter: 50, heldAfter: 0, occurredAt },
+  },
+  HoldReleased: { type: 'HoldReleased', data: { userId, holdId: 'hold-1', amount: 5, balanceAfter: 50, heldAfter: 0, occurredAt } },
+  HoldExpired: { type: 'HoldExpired', data: { userId, holdId: 'hold-1', amount: 5, expiresAt: occurredAt, balanceAfter: 50, heldAfter: 0, occurredAt } },
 } as const satisfies Record<string, TokenAccountEvent>;
 
-const row = { id: transactionId, userId, createdAt: occurredAt };
+const row = { id: transactionId, userId, createdAt: occurredAt, holdId: null, lotId: null, draws: null };
 
 describe('transactionOf', () => {
   it('covers every token account event type', () => {
@@ -53,6 +75,36 @@ describe('transactionOf', () => {
     expect(transactionOf(credit)).toMatchObject({ amount: 5, transactionType: 'adjustment', balanceAfter: 25 });
   });
 
+  it('makes a grant a positive adjustment row of its lot, and its void a negative one with its draws', () => {
+    expect(transactionOf(ROW_EVENTS.TokensGranted)).toEqual({ ...row, amount: 50, transactionType: 'adjustment', description: 'Welcome bonus', paymentId: null, balanceAfter: 50, lotId: transactionId });
+    expect(transactionOf(ROW_EVENTS.GrantVoided)).toEqual({
+      ...row,
+      amount: -15,
+      transactionType: 'adjustment',
+      description: 'Mistake',
+      paymentId: null,
+      balanceAfter: 35,
+      draws: [{ lotId: 'lot-1', amount: 15 }],
+    });
+  });
+
+  it('makes a lot expiry a negative expiry row naming the lot', () => {
+    expect(transactionOf(ROW_EVENTS.LotExpired)).toEqual({
+      ...row,
+      amount: -5,
+      transactionType: 'expiry',
+      description: 'Credit lot lot-1 expired',
+      paymentId: null,
+      balanceAfter: 30,
+      draws: [{ lotId: 'lot-1', amount: 5 }],
+    });
+  });
+
+  it('links a usage that settled a hold to the hold and its draws', () => {
+    const settled = { type: 'TokensUsed', data: { ...ROW_EVENTS.TokensUsed.data, holdId: 'hold-1', draws: [{ lotId: 'lot-1', amount: 30 }], heldAfter: 0 } } as const;
+    expect(transactionOf(settled)).toMatchObject({ transactionType: 'usage', holdId: 'hold-1', draws: [{ lotId: 'lot-1', amount: 30 }] });
+  });
+
   it.each(Object.values(ROWLESS_EVENTS))('makes no row of $type', (event) => {
     expect(transactionOf(event)).toBeNull();
   });
@@ -73,9 +125,39 @@ describe('tokenAccountsProjection.project', () => {
   it.each(Object.values(ROW_EVENTS))('writes the row transactionOf gives for $type, with the event id and revision', (event) => {
     const transaction = transactionOf(event);
     const changes = tokenAccountsProjection.project(recorded(event));
-    expect(changes.map((change) => change.values)).toEqual([
-      [userId, transaction.balanceAfter, occurredAt, '7', '900/42'],
-      [transaction.id, userId, transaction.amount, transaction.transactionType, transaction.description, transaction.paymentId, transaction.balanceAfter, occurredAt, '00000000-0000-4000-8000-0000000000ee', '7'],
+    const heldAfter = 'heldAfter' in event.data ? event.data.heldAfter : 0;
+    const draws = transaction.draws === null ? null : JSON.stringify(transaction.draws);
+    expect(changes.slice(0, 2).map((change) => change.values)).toEqual([
+      [userId, transaction.balanceAfter, occurredAt, '7', '900/42', heldAfter, 1],
+      [
+        transaction.id,
+        userId,
+        transaction.amount,
+        transaction.transactionType,
+        transaction.description,
+        transaction.paymentId,
+        transaction.balanceAfter,
+        occurredAt,
+        '00000000-0000-4000-8000-0000000000ee',
+        '7',
+        transaction.holdId,
+        transaction.lotId,
+        draws,
+      ],
     ]);
+  });
+
+  it('credits the opening lot for a credit written before lots, and debits it for such a debit', () => {
+    const credit = tokenAccountsProjection.project(recorded(ROW_EVENTS.TokensPurchased))[2];
+    expect(credit?.values).toEqual([userId, 'opening', 'opening', null, null, 100, 100, null, occurredAt]);
+    const debit = tokenAccountsProjection.project(recorded(ROW_EVENTS.TokensUsed))[2];
+    expect(debit?.values).toEqual([userId, 'opening', 30, null]);
+  });
+
+  it('closes the lot an expiry draws from, and updates only the balance and the hold row for a hold event', () => {
+    expect(tokenAccountsProjection.project(recorded(ROW_EVENTS.LotExpired))[2]?.values).toEqual([userId, 'lot-1', 5, 'expired']);
+    const held = tokenAccountsProjection.project(recorded(ROWLESS_EVENTS.TokensHeld));
+    expect(held.map((change) => change.values[0])).toEqual([userId, 'hold-1']);
+    expect(held[0]?.values).toEqual([userId, 50, occurredAt, '7', '900/42', 5, 0]);
   });
 });

@@ -1,6 +1,6 @@
-import type { TokenAccountEvent, TokensAdjusted, TokensPurchased, TokensRefunded, TokensUsed } from '@app/ledger';
+import type { Draw, GrantVoided, LotExpired, TokenAccountEvent, TokensAdjusted, TokensGranted, TokensPurchased, TokensRefunded, TokensUsed } from '@app/ledger';
 
-export type TransactionType = 'purchase' | 'usage' | 'refund' | 'adjustment';
+export type TransactionType = 'purchase' | 'usage' | 'refund' | 'adjustment' | 'expiry';
 
 /** A `token_transactions` row as the API shows it. `amount` is signed: negative for usage and refunds. */
 export type TransactionView = {
@@ -12,10 +12,21 @@ export type TransactionView = {
   readonly paymentId: string | null;
   readonly balanceAfter: number;
   readonly createdAt: string;
+  /** The hold a usage settled. */
+  readonly holdId: string | null;
+  /** The lot a credit created (null for a credit written before lots). */
+  readonly lotId: string | null;
+  /** The lots a debit drew from (null for a debit written before lots: the opening lot). */
+  readonly draws: readonly Draw[] | null;
 };
 
-/** The token account events that make a transaction row; the payment lifecycle events make none. */
-export type TransactionEvent = TokensPurchased | TokensUsed | TokensRefunded | TokensAdjusted;
+/** The token account events that make a transaction row; the payment lifecycle and hold events make none. */
+export type TransactionEvent = TokensPurchased | TokensUsed | TokensRefunded | TokensAdjusted | TokensGranted | GrantVoided | LotExpired;
+
+/** What an expiry row says, in `transactionOf` and its SQL twin alike. */
+export function lotExpiredDescription(lotId: string): string {
+  return `Credit lot ${lotId} expired`;
+}
 
 /**
  * The one rule from an event to its `token_transactions` row, or null for an event that makes no
@@ -43,6 +54,16 @@ export function transactionOf(event: TokenAccountEvent): TransactionView | null 
     case 'TokensAdjusted':
       // The only signed event amount; the reason is the row's description.
       return row(event.data, { amount: event.data.amount, transactionType: 'adjustment', description: event.data.reason, paymentId: null });
+    case 'TokensGranted':
+      return row(event.data, { amount: event.data.amount, transactionType: 'adjustment', description: event.data.reason, paymentId: null });
+    case 'GrantVoided':
+      return row(event.data, { amount: -event.data.amount, transactionType: 'adjustment', description: event.data.reason, paymentId: null });
+    case 'LotExpired':
+      return row(event.data, { amount: -event.data.amount, transactionType: 'expiry', description: lotExpiredDescription(event.data.lotId), paymentId: null });
+    case 'TokensHeld':
+    case 'HoldSettled':
+    case 'HoldReleased':
+    case 'HoldExpired':
     case 'PaymentInitiated':
     case 'PaymentCaptured':
     case 'PaymentFailed':
@@ -57,7 +78,15 @@ export function transactionOf(event: TokenAccountEvent): TransactionView | null 
   }
 }
 
-type RowData = { readonly transactionId: string; readonly userId: string; readonly balanceAfter: number; readonly occurredAt: string };
+type RowData = {
+  readonly transactionId: string;
+  readonly userId: string;
+  readonly balanceAfter: number;
+  readonly occurredAt: string;
+  readonly holdId?: string;
+  readonly lot?: { readonly lotId: string };
+  readonly draws?: readonly Draw[];
+};
 type RowMovement = Pick<TransactionView, 'amount' | 'transactionType' | 'description' | 'paymentId'>;
 
 function row(data: RowData, movement: RowMovement): TransactionView {
@@ -70,5 +99,8 @@ function row(data: RowData, movement: RowMovement): TransactionView {
     paymentId: movement.paymentId,
     balanceAfter: data.balanceAfter,
     createdAt: data.occurredAt,
+    holdId: data.holdId ?? null,
+    lotId: data.lot?.lotId ?? null,
+    draws: data.draws ?? null,
   };
 }

@@ -1,0 +1,212 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { DESCRIPTION_LENGTH_MAX, HOLD_TTL_SECONDS_MAX, HOLD_TTL_SECONDS_MIN, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN } from '@app/ledger';
+import { HOLD_STATUSES, LOT_STATUSES, type HoldStatus, type LotStatus } from '@app/token-accounts';
+import { Transform, Type } from 'class-transformer';
+import { IsIn, IsInt, IsISO8601, IsNotEmpty, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { IsStorableText } from '../http/storable-text.js';
+import { IsCanonicalUuid } from '../http/canonical-uuid.js';
+import { HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, TransactionResponse, UserIdParams } from './accounts.dto.js';
+
+export class HoldParams extends UserIdParams {
+  @ApiProperty({ format: 'uuid' })
+  @IsCanonicalUuid()
+  holdId!: string;
+}
+
+export class HoldRequest {
+  @ApiProperty({ minimum: TOKEN_AMOUNT_MIN, maximum: TOKEN_AMOUNT_MAX, type: 'integer', description: 'The estimate to set aside.', example: 500 })
+  @IsInt()
+  @Min(TOKEN_AMOUNT_MIN)
+  @Max(TOKEN_AMOUNT_MAX)
+  amount!: number;
+
+  @ApiPropertyOptional({ maxLength: DESCRIPTION_LENGTH_MAX, nullable: true })
+  @IsOptional()
+  @IsString()
+  @MaxLength(DESCRIPTION_LENGTH_MAX)
+  @IsStorableText()
+  description?: string | null;
+
+  @ApiPropertyOptional({
+    type: 'integer',
+    minimum: HOLD_TTL_SECONDS_MIN,
+    maximum: HOLD_TTL_SECONDS_MAX,
+    description: 'How long the hold lives; default HOLD_TTL_DEFAULT (15 minutes), at most HOLD_TTL_MAX (24 hours) or HOLD_TTL_OUT_OF_RANGE.',
+  })
+  @IsOptional()
+  @IsInt()
+  @Min(HOLD_TTL_SECONDS_MIN)
+  @Max(HOLD_TTL_SECONDS_MAX)
+  expiresInSeconds?: number;
+}
+
+export class SettleRequest {
+  @ApiProperty({ minimum: TOKEN_AMOUNT_MIN, maximum: TOKEN_AMOUNT_MAX, type: 'integer', description: 'The actual cost: at most the held amount; the rest is released.', example: 320 })
+  @IsInt()
+  @Min(TOKEN_AMOUNT_MIN)
+  @Max(TOKEN_AMOUNT_MAX)
+  amount!: number;
+
+  @ApiPropertyOptional({ maxLength: DESCRIPTION_LENGTH_MAX, nullable: true, description: "The usage row's description; the hold's when absent." })
+  @IsOptional()
+  @IsString()
+  @MaxLength(DESCRIPTION_LENGTH_MAX)
+  @IsStorableText()
+  description?: string | null;
+}
+
+class PageQuery {
+  @ApiPropertyOptional({ minimum: 1, maximum: HISTORY_LIMIT_MAX, default: HISTORY_LIMIT_DEFAULT, type: 'integer' })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(HISTORY_LIMIT_MAX)
+  limit: number = HISTORY_LIMIT_DEFAULT;
+
+  @ApiPropertyOptional({ minimum: 0, default: 0, type: 'integer' })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  @Max(Number.MAX_SAFE_INTEGER)
+  offset: number = 0;
+}
+
+export class HoldsQuery extends PageQuery {
+  @ApiPropertyOptional({ enum: HOLD_STATUSES, description: 'Only holds in this state; all when absent.' })
+  @IsOptional()
+  @IsIn(HOLD_STATUSES)
+  status?: HoldStatus;
+}
+
+export class LotsQuery extends PageQuery {
+  @ApiPropertyOptional({ enum: LOT_STATUSES, description: 'Only lots in this state; all when absent.' })
+  @IsOptional()
+  @IsIn(LOT_STATUSES)
+  status?: LotStatus;
+}
+
+export class GrantParams extends UserIdParams {
+  @ApiProperty({ description: 'The lot of the grant (its transaction id).' })
+  @Matches(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, { message: 'lotId must be a lower-case UUID' })
+  lotId!: string;
+}
+
+const trimmed = ({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim() : value);
+
+export class GrantRequest {
+  @ApiProperty({ minimum: TOKEN_AMOUNT_MIN, maximum: TOKEN_AMOUNT_MAX, type: 'integer', example: 200 })
+  @IsInt()
+  @Min(TOKEN_AMOUNT_MIN)
+  @Max(TOKEN_AMOUNT_MAX)
+  amount!: number;
+
+  @ApiProperty({ minLength: 1, maxLength: REASON_LENGTH_MAX, example: 'Welcome bonus' })
+  @Transform(trimmed)
+  @IsString()
+  @IsNotEmpty({ message: 'reason must not be empty or blank' })
+  @MaxLength(REASON_LENGTH_MAX)
+  @IsStorableText()
+  reason!: string;
+
+  @ApiPropertyOptional({ format: 'date-time', description: 'When the remainder stops being spendable; never when absent. Must be in the future.' })
+  @IsOptional()
+  @IsISO8601({ strict: true })
+  expiresAt?: string;
+
+  @ApiPropertyOptional({ type: 'integer', minimum: LOT_PRIORITY_MIN, maximum: LOT_PRIORITY_MAX, description: 'Lower is spent first; default 10 (before paid credit at 100).' })
+  @IsOptional()
+  @IsInt()
+  @Min(LOT_PRIORITY_MIN)
+  @Max(LOT_PRIORITY_MAX)
+  priority?: number;
+}
+
+export class VoidGrantRequest {
+  @ApiProperty({ minLength: 1, maxLength: REASON_LENGTH_MAX, example: 'Granted to the wrong account' })
+  @Transform(trimmed)
+  @IsString()
+  @IsNotEmpty({ message: 'reason must not be empty or blank' })
+  @MaxLength(REASON_LENGTH_MAX)
+  @IsStorableText()
+  reason!: string;
+}
+
+class DrawResponse {
+  @ApiProperty() lotId!: string;
+  @ApiProperty({ type: 'integer' }) amount!: number;
+}
+
+class TotalsResponse {
+  @ApiProperty({ format: 'uuid' }) userId!: string;
+  @ApiProperty({ type: 'integer' }) balance!: number;
+  @ApiProperty({ type: 'integer', description: 'Tokens active holds set aside.' }) held!: number;
+  @ApiProperty({ type: 'integer', description: 'balance - held: what usage and new holds may take.' }) available!: number;
+  @ApiProperty({ nullable: true, type: String }) position!: string | null;
+  @ApiProperty() readModelUpToDate!: boolean;
+}
+
+export class HoldResponse extends TotalsResponse {
+  @ApiProperty({ format: 'uuid' }) holdId!: string;
+  @ApiProperty({ type: 'integer' }) amount!: number;
+  @ApiProperty({ nullable: true, type: String }) description!: string | null;
+  @ApiProperty({ format: 'date-time' }) expiresAt!: string;
+}
+
+export class SettleResponse extends TotalsResponse {
+  @ApiProperty({ format: 'uuid' }) holdId!: string;
+  @ApiProperty({ type: 'integer' }) settledAmount!: number;
+  @ApiProperty({ type: 'integer' }) releasedAmount!: number;
+  @ApiProperty({ type: TransactionResponse, description: 'The usage row, linked to the hold, with its draws.' }) transaction!: TransactionResponse;
+}
+
+export class ReleaseResponse extends TotalsResponse {
+  @ApiProperty({ format: 'uuid' }) holdId!: string;
+  @ApiProperty({ type: 'integer' }) releasedAmount!: number;
+}
+
+export class LotWriteResponse extends TotalsResponse {
+  @ApiProperty() lotId!: string;
+  @ApiProperty({ type: TransactionResponse }) transaction!: TransactionResponse;
+}
+
+class HoldViewResponse {
+  @ApiProperty({ format: 'uuid' }) holdId!: string;
+  @ApiProperty({ format: 'uuid' }) userId!: string;
+  @ApiProperty({ type: 'integer' }) amount!: number;
+  @ApiProperty({ nullable: true, type: String }) description!: string | null;
+  @ApiProperty({ enum: HOLD_STATUSES }) status!: string;
+  @ApiProperty({ format: 'date-time' }) expiresAt!: string;
+  @ApiProperty({ type: [DrawResponse], description: 'The lots whose tokens it set aside.' }) draws!: DrawResponse[];
+  @ApiProperty({ nullable: true, type: 'integer' }) settledAmount!: number | null;
+  @ApiProperty({ nullable: true, type: String, format: 'uuid', description: 'The usage transaction of its settle.' }) transactionId!: string | null;
+  @ApiProperty({ format: 'date-time' }) createdAt!: string;
+  @ApiProperty({ nullable: true, type: String, format: 'date-time' }) endedAt!: string | null;
+}
+
+export class HoldPageResponse {
+  @ApiProperty({ type: [HoldViewResponse] }) data!: HoldViewResponse[];
+  @ApiProperty({ type: 'integer' }) limit!: number;
+  @ApiProperty({ type: 'integer' }) offset!: number;
+}
+
+class LotViewResponse {
+  @ApiProperty() lotId!: string;
+  @ApiProperty({ format: 'uuid' }) userId!: string;
+  @ApiProperty({ enum: ['purchase', 'grant', 'adjustment', 'opening'] }) source!: string;
+  @ApiProperty({ nullable: true, type: String, format: 'uuid' }) paymentId!: string | null;
+  @ApiProperty({ nullable: true, type: String, format: 'uuid' }) transactionId!: string | null;
+  @ApiProperty({ type: 'integer' }) original!: number;
+  @ApiProperty({ type: 'integer' }) remaining!: number;
+  @ApiProperty({ type: 'integer' }) priority!: number;
+  @ApiProperty({ nullable: true, type: String, format: 'date-time' }) expiresAt!: string | null;
+  @ApiProperty({ enum: LOT_STATUSES }) status!: string;
+  @ApiProperty({ format: 'date-time' }) createdAt!: string;
+}
+
+export class LotPageResponse {
+  @ApiProperty({ type: [LotViewResponse], description: 'In draw-down order: priority, earliest expiry, oldest.' }) data!: LotViewResponse[];
+  @ApiProperty({ type: 'integer' }) limit!: number;
+  @ApiProperty({ type: 'integer' }) offset!: number;
+}

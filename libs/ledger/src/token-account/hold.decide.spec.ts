@@ -1,0 +1,286 @@
+import { fold } from '../decider.js';
+import { LedgerError, LedgerInvariantViolation } from '../ledger.errors.js';
+import { ACTIVE_HOLDS_MAX, DESCRIPTION_LENGTH_MAX, ENDED_HOLDS_REMEMBERED_MAX, HOLD_TTL_SECONDS_MAX, LOT_PRIORITY_DEFAULT, TOKEN_AMOUNT_MAX } from '../ledger.limits.js';
+import { deciderSpecification } from '../testing/decider-specification.js';
+import type { HoldTokens, ReleaseHold, SettleHold } from './hold.commands.js';
+import type { HoldExpired, TokensHeld } from './hold.events.js';
+import type { AddTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
+import { tokenAccountDecider } from './token-account.decider.js';
+import type { TokenAccountEvent, TokensPurchased } from './token-account.events.js';
+import { tokenAccountSnapshot } from './token-account.snapshot.js';
+
+const userId = '11111111-1111-4111-8111-111111111111';
+const holdId = '55555555-5555-4555-8555-555555555555';
+const lotId = 'lot-paid';
+const now = new Date('2026-11-24T12:00:00.000Z');
+const expiresAt = '2026-11-24T12:15:00.000Z';
+const spec = deciderSpecification(tokenAccountDecider);
+
+const funded: TokensPurchased = {
+  type: 'TokensPurchased',
+  data: {
+    userId,
+    transactionId: lotId,
+    paymentId: 'pay-1',
+    amount: 100,
+    description: null,
+    balanceAfter: 100,
+    occurredAt: '2026-11-24T11:00:00.000Z',
+    lot: { lotId, priority: LOT_PRIORITY_DEFAULT, expiresAt: null },
+    heldAfter: 0,
+  },
+};
+
+function hold(overrides: Partial<HoldTokens['data']> = {}): HoldTokens {
+  return { type: 'HoldTokens', data: { userId, holdId, amount: 40, description: 'Completion estimate', ttlSeconds: 900, ttlSecondsMax: 86_400, transactionId: 'tx-hold', now, ...overrides } };
+}
+
+function settle(amount: number, at = now, description: string | null = null): SettleHold {
+  return { type: 'SettleHold', data: { userId, holdId, amount, description, transactionId: 'tx-settle', now: at } };
+}
+
+function release(at = now, id = holdId): ReleaseHold {
+  return { type: 'ReleaseHold', data: { userId, holdId: id, transactionId: 'tx-release', now: at } };
+}
+
+function use(amount: number, at = now): UseTokens {
+  return { type: 'UseTokens', data: { userId, amount, description: null, transactionId: 'tx-use', now: at } };
+}
+
+const held: TokensHeld = {
+  type: 'TokensHeld',
+  data: {
+    userId,
+    holdId,
+    amount: 40,
+    description: 'Completion estimate',
+    expiresAt,
+    draws: [{ lotId, amount: 40 }],
+    balanceAfter: 100,
+    heldAfter: 40,
+    occurredAt: now.toISOString(),
+  },
+};
+
+/** The events a sequence of commands appends, each decided on the state the earlier ones left. */
+function history(commands: readonly TokenAccountCommand[], from: readonly TokenAccountEvent[] = [funded]): TokenAccountEvent[] {
+  const events = [...from];
+  for (const command of commands) events.push(...tokenAccountDecider.decide(command, fold(tokenAccountDecider, tokenAccountDecider.initialState, events)));
+  return events;
+}
+
+const after = (seconds: number) => new Date(now.getTime() + seconds * 1000);
+
+describe('holds: HoldTokens', () => {
+  it('sets tokens aside from the lots without changing the balance', () => {
+    spec.given([funded]).when(hold()).then([held]);
+  });
+
+  it('may hold exactly the available balance, and refuses one token more with the totals', () => {
+    spec.given([funded]).when(hold({ amount: 100 })).then([{ ...held, data: { ...held.data, amount: 100, draws: [{ lotId, amount: 100 }], heldAfter: 100 } }]);
+    spec.given([funded, held]).when(hold({ holdId: 'other', amount: 61 })).thenThrows('INSUFFICIENT_AVAILABLE_BALANCE', { balance: 100, held: 40, available: 60, requested: 61 });
+  });
+
+  it.each([0, -1, 1.5, TOKEN_AMOUNT_MAX + 1])('refuses the amount %p', (amount) => {
+    spec.given([funded]).when(hold({ amount })).thenThrows('AMOUNT_OUT_OF_RANGE');
+  });
+
+  it.each([0, -1, 0.5, 86_401])('refuses a time to live of %p seconds outside 1 to the configured maximum', (ttlSeconds) => {
+    spec.given([funded]).when(hold({ ttlSeconds })).thenThrows('HOLD_TTL_OUT_OF_RANGE', { min: 1, max: 86_400 });
+  });
+
+  it('caps the configured maximum time to live at the ledger limit, and accepts the limit itself', () => {
+    spec.given([funded]).when(hold({ ttlSeconds: HOLD_TTL_SECONDS_MAX + 1, ttlSecondsMax: Number.MAX_SAFE_INTEGER })).thenThrows('HOLD_TTL_OUT_OF_RANGE', { max: HOLD_TTL_SECONDS_MAX });
+    const [event] = tokenAccountDecider.decide(hold({ ttlSeconds: HOLD_TTL_SECONDS_MAX, ttlSecondsMax: HOLD_TTL_SECONDS_MAX }), fold(tokenAccountDecider, tokenAccountDecider.initialState, [funded]));
+    expect(event?.type === 'TokensHeld' && event.data.expiresAt).toBe(new Date(now.getTime() + HOLD_TTL_SECONDS_MAX * 1000).toISOString());
+  });
+
+  it('refuses a description longer than the limit', () => {
+    spec.given([funded]).when(hold({ description: 'd'.repeat(DESCRIPTION_LENGTH_MAX + 1) })).thenThrows('DESCRIPTION_TOO_LONG');
+  });
+
+  it('decides nothing for the same hold id with the same payload, and refuses it with another', () => {
+    spec.given([funded, held]).when(hold()).thenNothing();
+    spec.given([funded, held]).when(hold({ amount: 41 })).thenThrows('HOLD_ID_REUSED', { holdId });
+    spec.given([funded, held]).when(hold({ description: 'other' })).thenThrows('HOLD_ID_REUSED', { holdId });
+  });
+
+  it('refuses the id of a hold that has ended', () => {
+    spec.given(history([hold(), release()])).when(hold()).thenThrows('HOLD_ID_REUSED', { holdId });
+  });
+
+  it(`refuses hold number ${ACTIVE_HOLDS_MAX + 1} while ${ACTIVE_HOLDS_MAX} are active, and accepts it once one ended`, () => {
+    const full = history(Array.from({ length: ACTIVE_HOLDS_MAX }, (_, index) => hold({ holdId: `h-${index}`, amount: 1 })));
+    spec.given(full).when(hold({ amount: 1 })).thenThrows('HOLD_LIMIT_REACHED', { active: ACTIVE_HOLDS_MAX, max: ACTIVE_HOLDS_MAX });
+    const [placed] = tokenAccountDecider.decide(hold({ amount: 1 }), fold(tokenAccountDecider, tokenAccountDecider.initialState, history([release(now, 'h-0')], full)));
+    expect(placed?.type).toBe('TokensHeld');
+  });
+});
+
+describe('holds: usage draws on the available balance only', () => {
+  it('refuses usage of held tokens with INSUFFICIENT_AVAILABLE_BALANCE, and above the balance with INSUFFICIENT_BALANCE', () => {
+    spec.given([funded, held]).when(use(61)).thenThrows('INSUFFICIENT_AVAILABLE_BALANCE', { balance: 100, held: 40, available: 60, requested: 61 });
+    spec.given([funded, held]).when(use(101)).thenThrows('INSUFFICIENT_BALANCE', { balance: 100, requested: 101 });
+    spec
+      .given([funded, held])
+      .when(use(60))
+      .then([{ type: 'TokensUsed', data: { userId, transactionId: 'tx-use', amount: 60, description: null, balanceAfter: 40, occurredAt: now.toISOString(), draws: [{ lotId, amount: 60 }], heldAfter: 40 } }]);
+  });
+});
+
+describe('holds: SettleHold', () => {
+  it('debits the actual cost as a usage linked to the hold and releases the rest, in one decision', () => {
+    spec
+      .given([funded, held])
+      .when(settle(25, after(60), 'Completion: 25 tokens'))
+      .then([
+        {
+          type: 'HoldSettled',
+          data: { userId, holdId, amount: 40, settledAmount: 25, releasedAmount: 15, transactionId: 'tx-settle', balanceAfter: 100, heldAfter: 0, occurredAt: after(60).toISOString() },
+        },
+        {
+          type: 'TokensUsed',
+          data: {
+            userId,
+            transactionId: 'tx-settle',
+            amount: 25,
+            description: 'Completion: 25 tokens',
+            balanceAfter: 75,
+            occurredAt: after(60).toISOString(),
+            draws: [{ lotId, amount: 25 }],
+            holdId,
+            heldAfter: 0,
+          },
+        },
+      ]);
+  });
+
+  it('settles the whole hold, with the hold description when none is given', () => {
+    const [settled, used] = tokenAccountDecider.decide(settle(40), fold(tokenAccountDecider, tokenAccountDecider.initialState, [funded, held]));
+    expect(settled).toMatchObject({ type: 'HoldSettled', data: { settledAmount: 40, releasedAmount: 0 } });
+    expect(used).toMatchObject({ type: 'TokensUsed', data: { amount: 40, description: 'Completion estimate', balanceAfter: 60 } });
+  });
+
+  it('refuses a settle above the held amount, even when the available balance would cover it', () => {
+    spec.given([funded, held]).when(settle(41)).thenThrows('SETTLE_EXCEEDS_HOLD', { holdId, held: 40, requested: 41 });
+  });
+
+  it.each([0, -1, 2.5])('refuses to settle %p tokens (release the hold instead)', (amount) => {
+    spec.given([funded, held]).when(settle(amount)).thenThrows('AMOUNT_OUT_OF_RANGE');
+  });
+
+  it('answers HOLD_NOT_ACTIVE with how the hold ended, for a settle or release after a settle, a release or an expiry', () => {
+    spec.given(history([hold(), settle(10)])).when(settle(10)).thenThrows('HOLD_NOT_ACTIVE', { holdId, holdStatus: 'settled' });
+    spec.given(history([hold(), release()])).when(release()).thenThrows('HOLD_NOT_ACTIVE', { holdId, holdStatus: 'released' });
+    spec.given(history([hold(), release()])).when(settle(10)).thenThrows('HOLD_NOT_ACTIVE', { holdId, holdStatus: 'released' });
+    const expired = history([hold(), { type: 'ExpireCredits', data: { userId, transactionId: 'tx-job', now: new Date(expiresAt) } }]);
+    spec.given(expired).when(settle(10, after(3600))).thenThrows('HOLD_NOT_ACTIVE', { holdId, holdStatus: 'expired' });
+  });
+
+  it('answers HOLD_NOT_FOUND for a hold the account never had', () => {
+    spec.given([funded]).when(settle(10)).thenThrows('HOLD_NOT_FOUND', { holdId });
+    spec.given([funded]).when(release()).thenThrows('HOLD_NOT_FOUND', { holdId });
+  });
+});
+
+describe('holds: ReleaseHold', () => {
+  it('gives the held tokens back to the available balance', () => {
+    spec
+      .given([funded, held])
+      .when(release())
+      .then([{ type: 'HoldReleased', data: { userId, holdId, amount: 40, balanceAfter: 100, heldAfter: 0, occurredAt: now.toISOString() } }]);
+    const state = fold(tokenAccountDecider, tokenAccountDecider.initialState, history([hold(), release()]));
+    expect({ balance: state.balance, held: state.held, reserved: state.lots.get(lotId)?.reserved }).toEqual({ balance: 100, held: 0, reserved: 0 });
+  });
+});
+
+describe('holds: expiry at the exact instant', () => {
+  const expiry = new Date(expiresAt);
+  const justBefore = new Date(expiry.getTime() - 1);
+  const expired: HoldExpired = { type: 'HoldExpired', data: { userId, holdId, amount: 40, expiresAt, balanceAfter: 100, heldAfter: 0, occurredAt: expiresAt } };
+
+  it('still settles one millisecond before expiresAt', () => {
+    const [settled] = tokenAccountDecider.decide(settle(40, justBefore), fold(tokenAccountDecider, tokenAccountDecider.initialState, [funded, held]));
+    expect(settled?.type).toBe('HoldSettled');
+  });
+
+  it('refuses a settle at expiresAt itself: the hold no longer counts', () => {
+    spec.given([funded, held]).when(settle(40, expiry)).thenThrows('HOLD_NOT_ACTIVE', { holdId, holdStatus: 'expired' });
+  });
+
+  it('lets usage at expiresAt spend the tokens the hold had set aside, appending the expiry first', () => {
+    spec
+      .given([funded, held])
+      .when(use(100, expiry))
+      .then([expired, { type: 'TokensUsed', data: { userId, transactionId: 'tx-use', amount: 100, description: null, balanceAfter: 0, occurredAt: expiresAt, draws: [{ lotId, amount: 100 }], heldAfter: 0 } }]);
+    spec.given([funded, held]).when(use(100, justBefore)).thenThrows('INSUFFICIENT_AVAILABLE_BALANCE', { available: 60 });
+  });
+
+  it('is recorded by ExpireCredits at or after expiresAt, and not before', () => {
+    spec.given([funded, held]).when({ type: 'ExpireCredits', data: { userId, transactionId: 'tx-job', now: expiry } }).then([expired]);
+    spec.given([funded, held]).when({ type: 'ExpireCredits', data: { userId, transactionId: 'tx-job', now: justBefore } }).thenNothing();
+    spec.given([funded, held, expired]).when({ type: 'ExpireCredits', data: { userId, transactionId: 'tx-job', now: after(7200) } }).thenNothing();
+  });
+});
+
+describe('holds: bounded state', () => {
+  it(`forgets ended holds beyond the newest ${ENDED_HOLDS_REMEMBERED_MAX}, and keeps no ended hold among the active ones`, () => {
+    const commands: TokenAccountCommand[] = [];
+    for (let index = 0; index <= ENDED_HOLDS_REMEMBERED_MAX; index += 1) commands.push(hold({ holdId: `h-${index}`, amount: 1 }), release(now, `h-${index}`));
+    const state = fold(tokenAccountDecider, tokenAccountDecider.initialState, history(commands));
+    expect(state.holds.size).toBe(0);
+    expect(state.endedHolds.size).toBe(ENDED_HOLDS_REMEMBERED_MAX);
+    expect(state.endedHolds.has('h-0')).toBe(false);
+    expect(state.endedHolds.get(`h-${ENDED_HOLDS_REMEMBERED_MAX}`)).toBe('released');
+    spec.given(history(commands)).when(release(now, 'h-0')).thenThrows('HOLD_NOT_FOUND');
+  });
+
+  it('keeps holds and reservations through a snapshot, and decides alike on the decoded state', () => {
+    const events = history([hold(), hold({ holdId: 'second', amount: 10 }), settle(5)]);
+    const state = fold(tokenAccountDecider, tokenAccountDecider.initialState, events);
+    const decoded = tokenAccountSnapshot.decode(JSON.parse(JSON.stringify(tokenAccountSnapshot.encode(state))));
+    expect(decoded.holds.toJS()).toEqual(state.holds.toJS());
+    expect(decoded.lots.toJS()).toEqual(state.lots.toJS());
+    expect(decoded.endedHolds.toJS()).toEqual(state.endedHolds.toJS());
+    expect(tokenAccountSnapshot.agreesWith(decoded, events[events.length - 1] as TokenAccountEvent)).toBe(true);
+    const command = use(86);
+    expect(() => tokenAccountDecider.decide(command, decoded)).toThrow(expect.objectContaining({ code: 'INSUFFICIENT_AVAILABLE_BALANCE' }) as LedgerError);
+    expect(tokenAccountDecider.decide(use(85), decoded)).toEqual(tokenAccountDecider.decide(use(85), state));
+  });
+
+  it('rejects a snapshot whose holds do not add up to the held total', () => {
+    const state = fold(tokenAccountDecider, tokenAccountDecider.initialState, history([hold()]));
+    const encoded = tokenAccountSnapshot.encode(state) as Record<string, unknown>;
+    expect(() => tokenAccountSnapshot.decode({ ...encoded, held: 39 })).toThrow('snapshot');
+    expect(() => tokenAccountSnapshot.decode({ ...encoded, holds: [] })).toThrow('snapshot');
+  });
+});
+
+describe('holds: AddTokens still credits while holds are active', () => {
+  it('adds a lot and keeps the held total', () => {
+    const add: AddTokens = { type: 'AddTokens', data: { userId, paymentId: 'pay-2', amount: 5, description: null, transactionId: 'lot-2', now } };
+    const [purchase] = tokenAccountDecider.decide(add, fold(tokenAccountDecider, tokenAccountDecider.initialState, [funded, held]));
+    expect(purchase).toMatchObject({ type: 'TokensPurchased', data: { balanceAfter: 105, heldAfter: 40, lot: { lotId: 'lot-2' } } });
+  });
+});
+
+describe('holds and lots: a corrupt stream fails loudly', () => {
+  const replay = (events: readonly TokenAccountEvent[]) => fold(tokenAccountDecider, tokenAccountDecider.initialState, events);
+
+  it.each<[string, TokenAccountEvent]>([
+    ['a hold reserving more than its lot holds', { ...held, data: { ...held.data, amount: 101, draws: [{ lotId, amount: 101 }], heldAfter: 101 } }],
+    ['a hold from a lot that does not exist', { ...held, data: { ...held.data, draws: [{ lotId: 'nowhere', amount: 40 }] } }],
+    ['a hold whose draws do not add up to it', { ...held, data: { ...held.data, draws: [{ lotId, amount: 39 }] } }],
+    ['a hold recording the wrong held total', { ...held, data: { ...held.data, heldAfter: 41 } }],
+    ['a usage drawing from a lot without the tokens', { type: 'TokensUsed', data: { userId, transactionId: 't', amount: 101, description: null, balanceAfter: -1, occurredAt: expiresAt, draws: [{ lotId, amount: 101 }], heldAfter: 0 } }],
+    ['a usage whose draws do not add up to it', { type: 'TokensUsed', data: { userId, transactionId: 't', amount: 10, description: null, balanceAfter: 90, occurredAt: expiresAt, draws: [{ lotId, amount: 9 }], heldAfter: 0 } }],
+    ['the end of a hold never placed', { type: 'HoldReleased', data: { userId, holdId: 'never', amount: 40, balanceAfter: 100, heldAfter: 0, occurredAt: expiresAt } }],
+  ])('refuses %s', (_name, event) => {
+    expect(() => replay([funded, event])).toThrow(LedgerInvariantViolation);
+  });
+
+  it('refuses a usage spending tokens a hold set aside', () => {
+    const spent: TokenAccountEvent = { type: 'TokensUsed', data: { userId, transactionId: 't', amount: 61, description: null, balanceAfter: 39, occurredAt: expiresAt, draws: [{ lotId, amount: 61 }], heldAfter: 40 } };
+    expect(() => replay([funded, held, spent])).toThrow(LedgerInvariantViolation);
+  });
+});

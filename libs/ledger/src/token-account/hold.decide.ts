@@ -1,0 +1,254 @@
+import { invariant, LedgerError } from '../ledger.errors.js';
+import { ACTIVE_HOLDS_MAX, HOLD_TTL_SECONDS_MAX, HOLD_TTL_SECONDS_MIN, isLotPriority, LIVE_LOTS_MAX, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN } from '../ledger.limits.js';
+import { assertBalanceFits } from './balance.rules.js';
+import type { GrantTokens, HoldTokens, ReleaseHold, SettleHold, VoidGrant } from './hold.commands.js';
+import type { GrantVoided, HoldExpired, HoldReleased, HoldSettled, LotExpired, TokensGranted, TokensHeld } from './hold.events.js';
+import { isHoldActive, type Hold } from './hold.state.js';
+import { compareDrawOrder, derivedTransactionId, drawDown, freeOf, isLive, takeFromDraws, type Draw } from './lot.state.js';
+import type { TokensUsed } from './token-account.events.js';
+import { availableBalance, evolveTokenAccount, type TokenAccountState } from './token-account.state.js';
+import { assertAmount, assertDescription, assertReason } from './token-account.rules.js';
+
+type Sweep = { readonly userId: string; readonly now: Date; readonly transactionId: string };
+
+/**
+ * The expiries due at `now`, as events: holds past their `expiresAt` first (their reservations go
+ * back to the lots), then the unreserved remainder of every lot past its `expiresAt`. Every command
+ * that spends, holds or credits decides these first (and again after itself), so its decision and
+ * the events it appends agree on what is held and spendable at `now`. `phase` keeps the derived
+ * transaction ids of the two sweeps of one command apart.
+ */
+export function expiriesDue(state: TokenAccountState, { userId, now, transactionId }: Sweep, phase: string): readonly (HoldExpired | LotExpired)[] {
+  const events: (HoldExpired | LotExpired)[] = [];
+  let current = state;
+  const apply = (event: HoldExpired | LotExpired) => {
+    events.push(event);
+    current = evolveTokenAccount(current, event);
+  };
+  const occurredAt = now.toISOString();
+  const dueHolds = [...state.holds.values()].filter((hold) => !isHoldActive(hold, now));
+  dueHolds.sort((left, right) => Date.parse(left.expiresAt) - Date.parse(right.expiresAt) || compareText(left.holdId, right.holdId));
+  for (const hold of dueHolds) {
+    const data = { userId, holdId: hold.holdId, amount: hold.amount, expiresAt: hold.expiresAt, balanceAfter: current.balance, heldAfter: current.held - hold.amount, occurredAt };
+    apply({ type: 'HoldExpired', data });
+  }
+  const dueLots = [...current.lots.values()].filter((lot) => !isLive(lot, now) && freeOf(lot) > 0).sort(compareDrawOrder);
+  for (const lot of dueLots) {
+    const amount = freeOf(lot);
+    invariant(lot.expiresAt !== null, `lot ${lot.lotId} without expiry is due`);
+    apply({
+      type: 'LotExpired',
+      data: {
+        userId,
+        transactionId: derivedTransactionId(transactionId, `lot-expired:${lot.lotId}:${phase}`),
+        lotId: lot.lotId,
+        amount,
+        expiresAt: lot.expiresAt,
+        draws: [{ lotId: lot.lotId, amount }],
+        balanceAfter: current.balance - amount,
+        heldAfter: current.held,
+        occurredAt,
+      },
+    });
+  }
+  return events;
+}
+
+function compareText(left: string, right: string): number {
+  if (left === right) return 0;
+  return left < right ? -1 : 1;
+}
+
+/**
+ * Sets tokens aside for work whose cost is known later. A repeat of an active hold's id with the
+ * same amount and description decides nothing; with another payload, or the id of an ended hold, it
+ * is refused (HOLD_ID_REUSED).
+ */
+export function holdTokens({ data }: HoldTokens, state: TokenAccountState): readonly TokensHeld[] {
+  assertAmount(data.amount);
+  assertDescription(data.description);
+  const ttlSecondsMax = Math.min(data.ttlSecondsMax, HOLD_TTL_SECONDS_MAX);
+  if (!Number.isSafeInteger(data.ttlSeconds) || data.ttlSeconds < HOLD_TTL_SECONDS_MIN || data.ttlSeconds > ttlSecondsMax) {
+    throw new LedgerError('HOLD_TTL_OUT_OF_RANGE', `expiresInSeconds must be an integer from ${HOLD_TTL_SECONDS_MIN} to ${ttlSecondsMax}`, {
+      expiresInSeconds: data.ttlSeconds,
+      min: HOLD_TTL_SECONDS_MIN,
+      max: ttlSecondsMax,
+    });
+  }
+  const earlier = state.holds.get(data.holdId);
+  if (earlier !== undefined && earlier.amount === data.amount && earlier.description === data.description) return [];
+  if (earlier !== undefined || state.endedHolds.has(data.holdId)) {
+    throw new LedgerError('HOLD_ID_REUSED', `hold ${data.holdId} was already placed with another amount or description, or has ended`, { holdId: data.holdId });
+  }
+  if (state.holds.size >= ACTIVE_HOLDS_MAX) {
+    throw new LedgerError('HOLD_LIMIT_REACHED', `the account has ${state.holds.size} active holds, the most it may have`, { active: state.holds.size, max: ACTIVE_HOLDS_MAX });
+  }
+  const draws = spendable(state, data.amount, data.now);
+  return [
+    {
+      type: 'TokensHeld',
+      data: {
+        userId: data.userId,
+        holdId: data.holdId,
+        amount: data.amount,
+        description: data.description,
+        expiresAt: new Date(data.now.getTime() + data.ttlSeconds * 1000).toISOString(),
+        draws,
+        balanceAfter: state.balance,
+        heldAfter: state.held + data.amount,
+        occurredAt: data.now.toISOString(),
+      },
+    },
+  ];
+}
+
+/**
+ * Debits the actual cost from the hold's reservations (a `usage`) and releases the rest, in one
+ * append. A cost above the held amount is refused (SETTLE_EXCEEDS_HOLD): the caller settles the
+ * hold and records the excess as a usage of its own, which draws on the available balance.
+ */
+export function settleHold({ data }: SettleHold, state: TokenAccountState): readonly [HoldSettled, TokensUsed] {
+  assertAmount(data.amount);
+  assertDescription(data.description);
+  const hold = activeHold(state, data.holdId);
+  if (data.amount > hold.amount) {
+    throw new LedgerError('SETTLE_EXCEEDS_HOLD', `a settle of ${data.amount} exceeds the ${hold.amount} tokens of hold ${hold.holdId}`, { holdId: hold.holdId, held: hold.amount, requested: data.amount });
+  }
+  const occurredAt = data.now.toISOString();
+  const heldAfter = state.held - hold.amount;
+  return [
+    {
+      type: 'HoldSettled',
+      data: {
+        userId: data.userId,
+        holdId: hold.holdId,
+        amount: hold.amount,
+        settledAmount: data.amount,
+        releasedAmount: hold.amount - data.amount,
+        transactionId: data.transactionId,
+        balanceAfter: state.balance,
+        heldAfter,
+        occurredAt,
+      },
+    },
+    {
+      type: 'TokensUsed',
+      data: {
+        userId: data.userId,
+        transactionId: data.transactionId,
+        amount: data.amount,
+        description: data.description ?? hold.description,
+        balanceAfter: state.balance - data.amount,
+        occurredAt,
+        draws: takeFromDraws(hold.reservations, data.amount),
+        holdId: hold.holdId,
+        heldAfter,
+      },
+    },
+  ];
+}
+
+export function releaseHold({ data }: ReleaseHold, state: TokenAccountState): readonly HoldReleased[] {
+  const hold = activeHold(state, data.holdId);
+  return [
+    {
+      type: 'HoldReleased',
+      data: { userId: data.userId, holdId: hold.holdId, amount: hold.amount, balanceAfter: state.balance, heldAfter: state.held - hold.amount, occurredAt: data.now.toISOString() },
+    },
+  ];
+}
+
+/** A promotional credit with its own lot: by default spent before paid credit (GRANT_PRIORITY_DEFAULT), optionally expiring. */
+export function grantTokens({ data }: GrantTokens, state: TokenAccountState): readonly TokensGranted[] {
+  assertAmount(data.amount);
+  assertReason(data.reason);
+  assertLotTerms(data.priority, data.expiresAt, data.now);
+  assertLotRoom(state);
+  assertBalanceFits(state.balance, data.amount);
+  return [
+    {
+      type: 'TokensGranted',
+      data: {
+        userId: data.userId,
+        transactionId: data.transactionId,
+        amount: data.amount,
+        reason: data.reason,
+        lot: { lotId: data.transactionId, priority: data.priority, expiresAt: data.expiresAt?.toISOString() ?? null },
+        balanceAfter: state.balance + data.amount,
+        heldAfter: state.held,
+        occurredAt: data.now.toISOString(),
+      },
+    },
+  ];
+}
+
+/** Takes back what is left of a grant. Refused while a hold has set part of it aside (LOT_HELD): settle or release the hold first. */
+export function voidGrant({ data }: VoidGrant, state: TokenAccountState): readonly GrantVoided[] {
+  assertReason(data.reason);
+  const lot = state.lots.get(data.lotId);
+  if (lot === undefined) throw new LedgerError('LOT_NOT_FOUND', `lot ${data.lotId} has no tokens left on this account`, { lotId: data.lotId });
+  if (lot.source !== 'grant') throw new LedgerError('LOT_NOT_A_GRANT', `lot ${lot.lotId} comes from a ${lot.source}; only grants can be voided`, { lotId: lot.lotId, source: lot.source });
+  if (lot.reserved > 0) throw new LedgerError('LOT_HELD', `${lot.reserved} tokens of lot ${lot.lotId} are held`, { lotId: lot.lotId, reserved: lot.reserved });
+  return [
+    {
+      type: 'GrantVoided',
+      data: {
+        userId: data.userId,
+        transactionId: data.transactionId,
+        lotId: lot.lotId,
+        amount: lot.remaining,
+        reason: data.reason,
+        draws: [{ lotId: lot.lotId, amount: lot.remaining }],
+        balanceAfter: state.balance - lot.remaining,
+        heldAfter: state.held,
+        occurredAt: data.now.toISOString(),
+      },
+    },
+  ];
+}
+
+/**
+ * The draws that take `amount` from the available tokens, or INSUFFICIENT_AVAILABLE_BALANCE. The
+ * state has had its expiries applied, so available (balance less held, less what refunds in
+ * progress reserved) is exactly the free tokens of the live lots.
+ */
+export function spendable(state: TokenAccountState, amount: number, now: Date): readonly Draw[] {
+  // Tokens reserved for refunds in progress are neither spendable nor held by a hold.
+  const available = availableBalance(state) - state.held;
+  if (amount > available) {
+    throw new LedgerError('INSUFFICIENT_AVAILABLE_BALANCE', `the available balance ${available} is less than the ${amount} tokens requested`, {
+      balance: state.balance,
+      held: state.held,
+      available,
+      requested: amount,
+    });
+  }
+  const draws = drawDown(state.lots.values(), amount, now);
+  invariant(draws !== null, `the live lots do not hold the available ${available} tokens`);
+  return draws;
+}
+
+/** A credit creates a lot: refused when the account has LIVE_LOTS_MAX of them. */
+export function assertLotRoom(state: TokenAccountState): void {
+  if (state.lots.size >= LIVE_LOTS_MAX) {
+    throw new LedgerError('LOT_LIMIT_REACHED', `the account has ${state.lots.size} credit lots with tokens left, the most it may have`, { live: state.lots.size, max: LIVE_LOTS_MAX });
+  }
+}
+
+function assertLotTerms(priority: number, expiresAt: Date | null, now: Date): void {
+  if (!isLotPriority(priority)) {
+    throw new LedgerError('LOT_PRIORITY_OUT_OF_RANGE', `priority must be an integer from ${LOT_PRIORITY_MIN} to ${LOT_PRIORITY_MAX}`, { priority, min: LOT_PRIORITY_MIN, max: LOT_PRIORITY_MAX });
+  }
+  if (expiresAt !== null && !(expiresAt.getTime() > now.getTime())) {
+    throw new LedgerError('LOT_EXPIRY_OUT_OF_RANGE', 'expiresAt must be a valid time after now', { expiresAt: Number.isNaN(expiresAt.getTime()) ? null : expiresAt.toISOString(), now: now.toISOString() });
+  }
+}
+
+/** The active hold `holdId`, or why there is none: HOLD_NOT_ACTIVE with how it ended, or HOLD_NOT_FOUND. */
+function activeHold(state: TokenAccountState, holdId: string): Hold {
+  const hold = state.holds.get(holdId);
+  if (hold !== undefined) return hold;
+  const ended = state.endedHolds.get(holdId);
+  if (ended !== undefined) throw new LedgerError('HOLD_NOT_ACTIVE', `hold ${holdId} is ${ended}`, { holdId, holdStatus: ended });
+  throw new LedgerError('HOLD_NOT_FOUND', `hold ${holdId} is not active on this account and has not ended recently`, { holdId });
+}

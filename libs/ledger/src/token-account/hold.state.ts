@@ -1,0 +1,19 @@
+import type { Draw } from './lot.state.js';
+
+/** An active hold: tokens set aside until it is settled, released or expires. */
+export type Hold = {
+  readonly holdId: string;
+  readonly amount: number;
+  readonly description: string | null;
+  readonly expiresAt: string;
+  readonly createdAt: string;
+  /** The lots' tokens it set aside, in draw-down order: a settle debits from them in this order. */
+  readonly reservations: readonly Draw[];
+};
+
+export type HoldEnd = 'settled' | 'released' | 'expired';
+
+/** Whether the hold still counts as held at `now`: it stops at the instant of its `expiresAt`. */
+export function isHoldActive(hold: Pick<Hold, 'expiresAt'>, now: Date): boolean {
+  return Date.parse(hold.expiresAt) > now.getTime();
+}

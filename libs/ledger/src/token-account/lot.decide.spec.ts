@@ -1,0 +1,304 @@
+import { fold } from '../decider.js';
+import { GRANT_PRIORITY_DEFAULT, LIVE_LOTS_MAX, LOT_PRIORITY_DEFAULT, LOT_PRIORITY_MAX, REASON_LENGTH_MAX } from '../ledger.limits.js';
+import { deciderSpecification } from '../testing/decider-specification.js';
+import type { ExpireCredits, GrantTokens, HoldTokens, SettleHold, VoidGrant } from './hold.commands.js';
+import { OPENING_LOT_ID, compareDrawOrder, drawDown, type Lot } from './lot.state.js';
+import type { CapturePayment, InitiatePayment, RefundPayment, RequestRefund } from './payment.commands.js';
+import type { AddTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
+import { tokenAccountDecider } from './token-account.decider.js';
+import type { TokenAccountEvent } from './token-account.events.js';
+import { tokenAccountSnapshot } from './token-account.snapshot.js';
+
+const userId = '11111111-1111-4111-8111-111111111111';
+const now = new Date('2026-11-24T12:00:00.000Z');
+const inDays = (days: number) => new Date(now.getTime() + days * 86_400_000);
+const spec = deciderSpecification(tokenAccountDecider);
+
+const buy = (transactionId: string, amount: number, at = now): AddTokens => ({
+  type: 'AddTokens',
+  data: { userId, paymentId: `pay-${transactionId}`, amount, description: null, transactionId, now: at },
+});
+const grant = (transactionId: string, amount: number, overrides: Partial<GrantTokens['data']> = {}): GrantTokens => ({
+  type: 'GrantTokens',
+  data: { userId, amount, reason: 'Welcome bonus', priority: GRANT_PRIORITY_DEFAULT, expiresAt: inDays(30), transactionId, now, ...overrides },
+});
+const use = (amount: number, at = now, transactionId = 'tx-use'): UseTokens => ({ type: 'UseTokens', data: { userId, amount, description: null, transactionId, now: at } });
+const expireCredits = (at: Date): ExpireCredits => ({ type: 'ExpireCredits', data: { userId, transactionId: 'tx-job', now: at } });
+const voidGrant = (lotId: string, overrides: Partial<VoidGrant['data']> = {}): VoidGrant => ({
+  type: 'VoidGrant',
+  data: { userId, lotId, reason: 'Granted by mistake', transactionId: 'tx-void', now, ...overrides },
+});
+const hold = (holdId: string, amount: number, ttlSeconds = 3600): HoldTokens => ({
+  type: 'HoldTokens',
+  data: { userId, holdId, amount, description: null, ttlSeconds, ttlSecondsMax: 86_400 * 60, transactionId: `tx-${holdId}`, now },
+});
+
+function history(commands: readonly TokenAccountCommand[], from: readonly TokenAccountEvent[] = []): TokenAccountEvent[] {
+  const events = [...from];
+  for (const command of commands) events.push(...tokenAccountDecider.decide(command, fold(tokenAccountDecider, tokenAccountDecider.initialState, events)));
+  return events;
+}
+const stateOf = (events: readonly TokenAccountEvent[]) => fold(tokenAccountDecider, tokenAccountDecider.initialState, events);
+const drawsOf = (events: readonly TokenAccountEvent[]) => events.flatMap((event) => ('draws' in event.data && event.data.draws !== undefined ? [event.data.draws] : []));
+
+describe('lots: draw-down order', () => {
+  const lot = (lotId: string, priority: number, expiresAt: string | null, sequence: number): Lot => ({
+    lotId,
+    priority,
+    expiresAt,
+    sequence,
+    source: 'purchase',
+    paymentId: null,
+    original: 10,
+    remaining: 10,
+    reserved: 0,
+  });
+
+  it('spends lower priorities first, then the earliest expiry (none last), then the oldest', () => {
+    const lots = [
+      lot('paid-old', 100, null, 0),
+      lot('paid-expiring-late', 100, '2027-01-01T00:00:00.000Z', 1),
+      lot('promo', 10, '2026-12-24T00:00:00.000Z', 2),
+      lot('paid-expiring-soon', 100, '2026-12-01T00:00:00.000Z', 3),
+      lot('paid-new', 100, null, 4),
+    ];
+    expect([...lots].sort(compareDrawOrder).map((each) => each.lotId)).toEqual(['promo', 'paid-expiring-soon', 'paid-expiring-late', 'paid-old', 'paid-new']);
+    expect(drawDown(lots, 25, now)).toEqual([
+      { lotId: 'promo', amount: 10 },
+      { lotId: 'paid-expiring-soon', amount: 10 },
+      { lotId: 'paid-expiring-late', amount: 5 },
+    ]);
+    expect(drawDown(lots, 51, now)).toBeNull();
+  });
+
+  it('spends a promotional grant before paid credit and records the draws of each debit', () => {
+    const events = history([buy('paid', 100), grant('promo', 20), use(30)]);
+    expect(drawsOf(events)).toEqual([
+      [
+        { lotId: 'promo', amount: 20 },
+        { lotId: 'paid', amount: 10 },
+      ],
+    ]);
+    const state = stateOf(events);
+    expect([...state.lots.keys()]).toEqual(['paid']);
+    expect(state.lots.get('paid')?.remaining).toBe(90);
+  });
+});
+
+describe('lots: GrantTokens', () => {
+  it('credits a lot with its terms as an event with the reason', () => {
+    spec
+      .given([])
+      .when(grant('promo', 20))
+      .then([
+        {
+          type: 'TokensGranted',
+          data: {
+            userId,
+            transactionId: 'promo',
+            amount: 20,
+            reason: 'Welcome bonus',
+            lot: { lotId: 'promo', priority: GRANT_PRIORITY_DEFAULT, expiresAt: inDays(30).toISOString() },
+            balanceAfter: 20,
+            heldAfter: 0,
+            occurredAt: now.toISOString(),
+          },
+        },
+      ]);
+  });
+
+  it.each([-1, 1.5, LOT_PRIORITY_MAX + 1])('refuses the priority %p', (priority) => {
+    spec.given([]).when(grant('promo', 20, { priority })).thenThrows('LOT_PRIORITY_OUT_OF_RANGE');
+  });
+
+  it('refuses an expiry at or before now, and an invalid time', () => {
+    spec.given([]).when(grant('promo', 20, { expiresAt: now })).thenThrows('LOT_EXPIRY_OUT_OF_RANGE');
+    spec.given([]).when(grant('promo', 20, { expiresAt: new Date('nonsense') })).thenThrows('LOT_EXPIRY_OUT_OF_RANGE', { expiresAt: null });
+    spec.given([]).when(grant('promo', 20, { expiresAt: null, priority: 0 })).then([expect.objectContaining({ type: 'TokensGranted' }) as TokenAccountEvent]);
+  });
+
+  it('refuses a blank or too long reason and a zero amount', () => {
+    spec.given([]).when(grant('promo', 20, { reason: ' ' })).thenThrows('REASON_REQUIRED');
+    spec.given([]).when(grant('promo', 20, { reason: 'r'.repeat(REASON_LENGTH_MAX + 1) })).thenThrows('REASON_TOO_LONG');
+    spec.given([]).when(grant('promo', 0)).thenThrows('AMOUNT_OUT_OF_RANGE');
+  });
+
+  it(`refuses a credit once the account has ${LIVE_LOTS_MAX} lots with tokens left`, () => {
+    const full = history(Array.from({ length: LIVE_LOTS_MAX }, (_, index) => buy(`lot-${index}`, 1)));
+    spec.given(full).when(grant('promo', 1)).thenThrows('LOT_LIMIT_REACHED', { live: LIVE_LOTS_MAX, max: LIVE_LOTS_MAX });
+    spec.given(full).when(buy('one-more', 1)).thenThrows('LOT_LIMIT_REACHED');
+    spec.given(full).when({ type: 'AdjustTokens', data: { userId, amount: 1, reason: 'Goodwill', transactionId: 'adj', now } }).thenThrows('LOT_LIMIT_REACHED');
+    // A spent lot leaves, and makes room.
+    const [credit] = tokenAccountDecider.decide(grant('promo', 1), stateOf(history([use(1)], full)));
+    expect(credit?.type).toBe('TokensGranted');
+  });
+});
+
+describe('lots: expiry', () => {
+  const expiry = inDays(30);
+  const justBefore = new Date(expiry.getTime() - 1);
+
+  it('spends a lot up to one millisecond before its expiry, and not at it', () => {
+    const events = history([buy('paid', 10), grant('promo', 20)]);
+    expect(drawsOf(tokenAccountDecider.decide(use(25, justBefore), stateOf(events)))).toEqual([
+      [
+        { lotId: 'promo', amount: 20 },
+        { lotId: 'paid', amount: 5 },
+      ],
+    ]);
+    spec.given(events).when(use(25, expiry)).thenThrows('INSUFFICIENT_BALANCE', { balance: 10, requested: 25 });
+  });
+
+  it('appends the expiry of the remainder before a usage at the expiry, and the balance drops by it', () => {
+    const events = history([buy('paid', 10), grant('promo', 20), use(5)]);
+    spec
+      .given(events)
+      .when(use(10, expiry))
+      .then([
+        {
+          type: 'LotExpired',
+          data: {
+            userId,
+            transactionId: expect.stringMatching(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/),
+            lotId: 'promo',
+            amount: 15,
+            expiresAt: expiry.toISOString(),
+            draws: [{ lotId: 'promo', amount: 15 }],
+            balanceAfter: 10,
+            heldAfter: 0,
+            occurredAt: expiry.toISOString(),
+          },
+        },
+        {
+          type: 'TokensUsed',
+          data: { userId, transactionId: 'tx-use', amount: 10, description: null, balanceAfter: 0, occurredAt: expiry.toISOString(), draws: [{ lotId: 'paid', amount: 10 }], heldAfter: 0 },
+        },
+      ]);
+  });
+
+  it('is recorded by ExpireCredits from the expiry on, once', () => {
+    const events = history([grant('promo', 20)]);
+    spec.given(events).when(expireCredits(justBefore)).thenNothing();
+    const expired = history([expireCredits(expiry)], events);
+    expect(expired.slice(1)).toEqual([expect.objectContaining({ type: 'LotExpired', data: expect.objectContaining({ amount: 20, balanceAfter: 0 }) as unknown })]);
+    spec.given(expired).when(expireCredits(inDays(40))).thenNothing();
+    expect(stateOf(expired).lots.size).toBe(0);
+  });
+
+  it('leaves the part a hold set aside with the hold; the rest expires, and what the hold gives back expires after it', () => {
+    const events = history([grant('promo', 20, { expiresAt: inDays(10) }), hold('h', 15, 30 * 86_400), expireCredits(inDays(10))]);
+    expect(events[2]).toMatchObject({ type: 'LotExpired', data: { amount: 5, balanceAfter: 15, heldAfter: 15 } });
+    const settle: SettleHold = { type: 'SettleHold', data: { userId, holdId: 'h', amount: 10, description: null, transactionId: 'tx-settle', now: inDays(11) } };
+    const settled = tokenAccountDecider.decide(settle, stateOf(events));
+    expect(settled.map((event) => event.type)).toEqual(['HoldSettled', 'TokensUsed', 'LotExpired']);
+    expect(settled[1]).toMatchObject({ data: { draws: [{ lotId: 'promo', amount: 10 }], balanceAfter: 5 } });
+    expect(settled[2]).toMatchObject({ data: { amount: 5, balanceAfter: 0, heldAfter: 0 } });
+    expect(stateOf([...events, ...settled]).lots.size).toBe(0);
+  });
+});
+
+describe('lots: VoidGrant', () => {
+  it('takes back what is left of a grant with the reason', () => {
+    const events = history([buy('paid', 100), grant('promo', 20), use(5)]);
+    spec
+      .given(events)
+      .when(voidGrant('promo'))
+      .then([
+        {
+          type: 'GrantVoided',
+          data: {
+            userId,
+            transactionId: 'tx-void',
+            lotId: 'promo',
+            amount: 15,
+            reason: 'Granted by mistake',
+            draws: [{ lotId: 'promo', amount: 15 }],
+            balanceAfter: 100,
+            heldAfter: 0,
+            occurredAt: now.toISOString(),
+          },
+        },
+      ]);
+  });
+
+  it('refuses a lot that is not a grant, one with nothing left, one held, and a blank reason', () => {
+    const events = history([buy('paid', 100), grant('promo', 20)]);
+    spec.given(events).when(voidGrant('paid')).thenThrows('LOT_NOT_A_GRANT', { lotId: 'paid', source: 'purchase' });
+    spec.given(history([use(20)], events)).when(voidGrant('promo')).thenThrows('LOT_NOT_FOUND', { lotId: 'promo' });
+    spec.given(history([hold('h', 5)], events)).when(voidGrant('promo')).thenThrows('LOT_HELD', { lotId: 'promo', reserved: 5 });
+    spec.given(events).when(voidGrant('promo', { reason: '' })).thenThrows('REASON_REQUIRED');
+  });
+});
+
+describe('lots: refunds take back the purchase’s own lot', () => {
+  const paymentId = 'pay-provider';
+  const initiate: InitiatePayment = {
+    type: 'InitiatePayment',
+    data: { userId, paymentId, orderId: 'O-1', packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'mock', now, expiresAt: inDays(1) },
+  };
+  const capture = (lot?: CapturePayment['data']['lot']): CapturePayment => ({
+    type: 'CapturePayment',
+    data: { userId, paymentId, outcome: { status: 'captured', providerTransactionId: 'C-1' }, transactionId: 'lot-bought', now, ...(lot === undefined ? {} : { lot }) },
+  });
+  const refund: RefundPayment = { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 'R-1', transactionId: 'tx-refund', now } };
+  const request: RequestRefund = { type: 'RequestRefund', data: { userId, paymentId, now } };
+
+  it('credits a capture to a lot on the package terms', () => {
+    const events = history([initiate, capture({ priority: 50, expiresInDays: 365 })]);
+    expect(events[2]).toMatchObject({ type: 'TokensPurchased', data: { lot: { lotId: 'lot-bought', priority: 50, expiresAt: inDays(365).toISOString() } } });
+  });
+
+  it('refunds a purchase whose lot is whole, from that lot, even when other credit was spent', () => {
+    const events = history([buy('paid', 50), initiate, capture(), use(50)]);
+    // The usage drew the older lot first, so the purchase's lot is whole.
+    const requested = history([request], events);
+    // The request reserves the purchase's tokens in its own lot: usage can no longer reach them.
+    expect(stateOf(requested).lots.get('lot-bought')).toMatchObject({ remaining: 100, reserved: 100 });
+    spec.given(requested).when(use(1)).thenThrows('INSUFFICIENT_BALANCE', { balance: 100, available: 0 });
+    const refunded = tokenAccountDecider.decide(refund, stateOf(requested));
+    expect(refunded[1]).toMatchObject({ type: 'TokensRefunded', data: { amount: 100, draws: [{ lotId: 'lot-bought', amount: 100 }], balanceAfter: 0 } });
+    expect(stateOf([...requested, ...refunded]).lots.size).toBe(0);
+  });
+
+  it('refuses the refund of a purchase partly spent, though the balance holds as many tokens', () => {
+    const events = history([initiate, capture(), buy('later', 500), use(1)]);
+    spec.given(events).when(request).thenThrows('REFUND_EXCEEDS_LOT', { paymentId, lotId: 'lot-bought', requested: 100, remaining: 99 });
+  });
+
+  it('refuses the refund of a purchase partly held', () => {
+    const events = history([initiate, capture(), hold('h', 1)]);
+    spec.given(events).when(request).thenThrows('REFUND_EXCEEDS_LOT');
+  });
+});
+
+describe('lots: streams written before lots', () => {
+  const at = '2026-01-01T00:00:00.000Z';
+  const legacy: TokenAccountEvent[] = [
+    { type: 'TokensPurchased', data: { userId, transactionId: 't1', paymentId: 'p1', amount: 100, description: null, balanceAfter: 100, occurredAt: at } },
+    { type: 'TokensUsed', data: { userId, transactionId: 't2', amount: 30, description: null, balanceAfter: 70, occurredAt: at } },
+    { type: 'TokensAdjusted', data: { userId, transactionId: 't3', amount: 5, reason: 'Goodwill', balanceAfter: 75, occurredAt: at } },
+    { type: 'TokensAdjusted', data: { userId, transactionId: 't4', amount: -10, reason: 'Chargeback', balanceAfter: 65, occurredAt: at } },
+  ];
+
+  it('fold to the same balance with one opening lot without expiry holding all of it', () => {
+    const state = stateOf(legacy);
+    expect(state.balance).toBe(65);
+    expect([...state.lots.values()]).toEqual([
+      { lotId: OPENING_LOT_ID, source: 'opening', paymentId: null, priority: LOT_PRIORITY_DEFAULT, expiresAt: null, original: 105, remaining: 65, reserved: 0, sequence: 0 },
+    ]);
+  });
+
+  it('keep spending: new credit goes to lots of its own, the opening lot is spent in order', () => {
+    const events = history([grant('promo', 10, { expiresAt: null }), use(70)], legacy);
+    expect(drawsOf(events.slice(legacy.length))).toEqual([
+      [
+        { lotId: 'promo', amount: 10 },
+        { lotId: OPENING_LOT_ID, amount: 60 },
+      ],
+    ]);
+    const state = stateOf(events);
+    const decoded = tokenAccountSnapshot.decode(JSON.parse(JSON.stringify(tokenAccountSnapshot.encode(state))));
+    expect(decoded.lots.toJS()).toEqual(state.lots.toJS());
+    expect(decoded.balance).toBe(5);
+  });
+});

@@ -1,0 +1,102 @@
+import { createHash } from 'node:crypto';
+
+/** Tokens taken from one credit lot by a debit (or reserved from it by a hold). */
+export type Draw = { readonly lotId: string; readonly amount: number };
+
+/** What a credit event says of the lot it creates. */
+export type LotTerms = {
+  readonly lotId: string;
+  /** Lower is spent first. */
+  readonly priority: number;
+  /** When its remainder stops being spendable; null: never. */
+  readonly expiresAt: string | null;
+};
+
+export type LotSource = 'purchase' | 'grant' | 'adjustment' | 'opening';
+
+/**
+ * A credit lot with tokens left (or reserved by a hold). `remaining` counts in the balance;
+ * `reserved` is the part of it active holds have set aside. A lot whose `remaining` and `reserved`
+ * are both 0 leaves the state (it stays in the events and the read model).
+ */
+export type Lot = LotTerms & {
+  readonly source: LotSource;
+  readonly paymentId: string | null;
+  readonly original: number;
+  readonly remaining: number;
+  readonly reserved: number;
+  /** Creation order on the account: the last tie-breaker of the draw-down order ("oldest first"). */
+  readonly sequence: number;
+};
+
+/**
+ * The lot of every credit written before lots existed (events without `lot`), and the lot every
+ * debit without `draws` drew from: such streams fold to one lot with no expiry and their balance.
+ */
+export const OPENING_LOT_ID = 'opening';
+
+/** The part of a lot no hold has set aside. */
+export function freeOf(lot: Lot): number {
+  return lot.remaining - lot.reserved;
+}
+
+/** Whether the lot's remainder may still be spent at `now`: a lot stops being spendable at the instant of its `expiresAt`. */
+export function isLive(lot: Pick<Lot, 'expiresAt'>, now: Date): boolean {
+  return lot.expiresAt === null || Date.parse(lot.expiresAt) > now.getTime();
+}
+
+/** Draw-down order: priority (lower first), then earliest expiry (none last), then oldest. */
+export function compareDrawOrder(left: Lot, right: Lot): number {
+  if (left.priority !== right.priority) return left.priority - right.priority;
+  if (left.expiresAt !== right.expiresAt) {
+    if (left.expiresAt === null) return 1;
+    if (right.expiresAt === null) return -1;
+    return Date.parse(left.expiresAt) - Date.parse(right.expiresAt);
+  }
+  return left.sequence - right.sequence;
+}
+
+/**
+ * The draws that take `amount` from the free part of the lots live at `now`, in draw-down order,
+ * or null when they hold less than `amount`.
+ */
+export function drawDown(lots: Iterable<Lot>, amount: number, now: Date): readonly Draw[] | null {
+  const draws: Draw[] = [];
+  let rest = amount;
+  for (const lot of [...lots].filter((candidate) => isLive(candidate, now) && freeOf(candidate) > 0).sort(compareDrawOrder)) {
+    if (rest === 0) break;
+    const taken = Math.min(freeOf(lot), rest);
+    draws.push({ lotId: lot.lotId, amount: taken });
+    rest -= taken;
+  }
+  return rest === 0 ? draws : null;
+}
+
+/** The first `amount` tokens of `draws`, in their order (a settle takes its debit from the hold's reservations this way). */
+export function takeFromDraws(draws: readonly Draw[], amount: number): readonly Draw[] {
+  const taken: Draw[] = [];
+  let rest = amount;
+  for (const draw of draws) {
+    if (rest === 0) break;
+    const part = Math.min(draw.amount, rest);
+    taken.push({ lotId: draw.lotId, amount: part });
+    rest -= part;
+  }
+  return taken;
+}
+
+/** The sum of the draws' amounts. */
+export function drawnAmount(draws: readonly Draw[]): number {
+  return draws.reduce((sum, draw) => sum + draw.amount, 0);
+}
+
+/**
+ * An id for an event a command decides beside its own (a lot's expiry swept in with a usage): a
+ * UUID-shaped digest of the command's transaction id and what the event is about, so deciding
+ * stays pure and repeatable, and two commands never derive the same id.
+ */
+export function derivedTransactionId(transactionId: string, purpose: string): string {
+  const hex = createHash('sha256').update(`token-ledger:${transactionId}:${purpose}`).digest('hex');
+  const variant = ((Number.parseInt(hex.charAt(16), 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}

@@ -1,0 +1,86 @@
+import { Inject } from '@nestjs/common';
+import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
+import { PG_POOL, toSafeInteger } from '@app/database';
+import type { Draw } from '@app/ledger';
+import type { Pool } from 'pg';
+
+export const HOLD_STATUSES = ['active', 'settled', 'released', 'expired'] as const;
+export type HoldStatus = (typeof HOLD_STATUSES)[number];
+
+export type HoldView = {
+  readonly holdId: string;
+  readonly userId: string;
+  readonly amount: number;
+  readonly description: string | null;
+  readonly status: HoldStatus;
+  readonly expiresAt: string;
+  readonly draws: readonly Draw[];
+  readonly settledAmount: number | null;
+  /** The usage transaction of its settle. */
+  readonly transactionId: string | null;
+  readonly createdAt: string;
+  readonly endedAt: string | null;
+};
+
+export type HoldPage = { readonly data: readonly HoldView[]; readonly limit: number; readonly offset: number };
+
+/** A user's holds from `token_holds`, newest first, optionally of one status. */
+export class GetHoldsQuery extends Query<HoldPage> {
+  constructor(
+    readonly userId: string,
+    readonly status: HoldStatus | null,
+    readonly limit: number,
+    readonly offset: number,
+  ) {
+    super();
+  }
+}
+
+type HoldRow = {
+  hold_id: string;
+  user_id: string;
+  amount: string;
+  description: string | null;
+  status: HoldStatus;
+  expires_at: string;
+  draws: readonly Draw[];
+  settled_amount: string | null;
+  transaction_id: string | null;
+  created_at: string;
+  ended_at: string | null;
+};
+
+const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
+
+@QueryHandler(GetHoldsQuery)
+export class GetHoldsHandler implements IQueryHandler<GetHoldsQuery> {
+  constructor(@Inject(PG_POOL) private readonly pool: Pool) {}
+
+  async execute({ userId, status, limit, offset }: GetHoldsQuery): Promise<HoldPage> {
+    const result = await this.pool.query<HoldRow>(
+      `SELECT hold_id, user_id, amount::text, description, status, to_char(expires_at AT TIME ZONE 'UTC', ${ISO}) AS expires_at, draws,
+              settled_amount::text, transaction_id, to_char(created_at AT TIME ZONE 'UTC', ${ISO}) AS created_at,
+              to_char(ended_at AT TIME ZONE 'UTC', ${ISO}) AS ended_at
+         FROM token_holds WHERE user_id = $1 AND ($2::text IS NULL OR status = $2)
+        ORDER BY stream_revision DESC LIMIT $3 OFFSET $4`,
+      [userId, status, limit, offset],
+    );
+    return { data: result.rows.map(toView), limit, offset };
+  }
+}
+
+function toView(row: HoldRow): HoldView {
+  return {
+    holdId: row.hold_id,
+    userId: row.user_id,
+    amount: toSafeInteger(row.amount, 'token_holds.amount'),
+    description: row.description,
+    status: row.status,
+    expiresAt: row.expires_at,
+    draws: row.draws,
+    settledAmount: row.settled_amount === null ? null : toSafeInteger(row.settled_amount, 'token_holds.settled_amount'),
+    transactionId: row.transaction_id,
+    createdAt: row.created_at,
+    endedAt: row.ended_at,
+  };
+}

@@ -1,0 +1,38 @@
+import { randomUUID } from 'node:crypto';
+import { Inject } from '@nestjs/common';
+import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
+import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId, type HoldReleased } from '@app/ledger';
+import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
+import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
+import { totalsAfter, writeTrace, type AccountTotals, type WriteTrace } from './hold.view.js';
+
+export type ReleaseResult = AccountTotals & WriteTrace & { readonly userId: string; readonly holdId: string; readonly releasedAmount: number };
+
+/** Gives a hold's tokens back to the available balance; HOLD_NOT_ACTIVE once it ended. */
+export class ReleaseHoldCommand extends Command<ReleaseResult> {
+  constructor(
+    readonly userId: string,
+    readonly holdId: string,
+    readonly context: CommandContext,
+  ) {
+    super();
+  }
+}
+
+@CommandHandler(ReleaseHoldCommand)
+export class ReleaseHoldHandler implements ICommandHandler<ReleaseHoldCommand> {
+  constructor(
+    private readonly commands: CommandHandling,
+    private readonly consistency: ReadModelConsistency,
+    @Inject(TOKEN_ACCOUNTS_OPTIONS) private readonly options: TokenAccountsOptions,
+  ) {}
+
+  async execute({ userId, holdId, context }: ReleaseHoldCommand): Promise<ReleaseResult> {
+    const now = (this.options.now ?? (() => new Date()))();
+    const command = { type: 'ReleaseHold', data: { userId, holdId, transactionId: randomUUID(), now } } as const;
+    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
+    const released = handled.events.find((event): event is HoldReleased => event.type === 'HoldReleased');
+    invariant(released !== undefined, 'ReleaseHold appended no HoldReleased event');
+    return { userId, holdId: released.data.holdId, releasedAmount: released.data.amount, ...totalsAfter(handled.events), ...(await writeTrace(handled, this.consistency)) };
+  }
+}

@@ -1,0 +1,54 @@
+import { randomUUID } from 'node:crypto';
+import { Inject } from '@nestjs/common';
+import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
+import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId, type HoldSettled, type TokensUsed } from '@app/ledger';
+import { transactionOf, type TransactionView } from '@app/projections';
+import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
+import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
+import { totalsAfter, writeTrace, type AccountTotals, type WriteTrace } from './hold.view.js';
+
+export type SettleResult = AccountTotals &
+  WriteTrace & { readonly userId: string; readonly holdId: string; readonly settledAmount: number; readonly releasedAmount: number; readonly transaction: TransactionView };
+
+/**
+ * Debits the actual cost of held work (a `usage` linked to the hold) and releases the rest, in one
+ * append; refused with SETTLE_EXCEEDS_HOLD above the held amount, HOLD_NOT_ACTIVE once it ended.
+ */
+export class SettleHoldCommand extends Command<SettleResult> {
+  constructor(
+    readonly userId: string,
+    readonly holdId: string,
+    readonly amount: number,
+    readonly description: string | null,
+    readonly context: CommandContext,
+  ) {
+    super();
+  }
+}
+
+@CommandHandler(SettleHoldCommand)
+export class SettleHoldHandler implements ICommandHandler<SettleHoldCommand> {
+  constructor(
+    private readonly commands: CommandHandling,
+    private readonly consistency: ReadModelConsistency,
+    @Inject(TOKEN_ACCOUNTS_OPTIONS) private readonly options: TokenAccountsOptions,
+  ) {}
+
+  async execute({ userId, holdId, amount, description, context }: SettleHoldCommand): Promise<SettleResult> {
+    const now = (this.options.now ?? (() => new Date()))();
+    const command = { type: 'SettleHold', data: { userId, holdId, amount, description, transactionId: randomUUID(), now } } as const;
+    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
+    const settled = handled.events.find((event): event is HoldSettled => event.type === 'HoldSettled');
+    const used = handled.events.find((event): event is TokensUsed => event.type === 'TokensUsed');
+    invariant(settled !== undefined && used !== undefined, 'SettleHold appended no HoldSettled and TokensUsed events');
+    return {
+      userId,
+      holdId: settled.data.holdId,
+      settledAmount: settled.data.settledAmount,
+      releasedAmount: settled.data.releasedAmount,
+      transaction: transactionOf(used),
+      ...totalsAfter(handled.events),
+      ...(await writeTrace(handled, this.consistency)),
+    };
+  }
+}

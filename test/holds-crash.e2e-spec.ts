@@ -1,0 +1,140 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { buildService, startServiceOn, stopServices, type ServiceProcess } from './support/service-process.js';
+import { testToken } from './support/test-app.js';
+import { createTestDatabase, type TestDatabase } from './support/test-database.js';
+
+/**
+ * The built service killed with SIGKILL while clients reserve and settle on a few accounts with
+ * Idempotency-Keys (a hold of 3, then a settle of 2, each keyed). After each restart every
+ * unanswered request is retried with its key, and every hold answered or retried is settled. At the
+ * end every pair has spent exactly 2 and released 1: balances, held totals, holds and rows agree, and
+ * the auditor's verify finds no difference between replay and read models.
+ */
+const ACCOUNTS = 4;
+const FUNDS = 100_000;
+const CLIENTS = 8;
+const KILLS = 2;
+
+let database: TestDatabase;
+let dataDir: string;
+let service: string;
+let auditor: string;
+let running: ServiceProcess | undefined;
+
+beforeAll(async () => {
+  await buildService();
+  database = await createTestDatabase();
+  dataDir = await mkdtemp(path.join(tmpdir(), 'token-ledger-holds-crash-'));
+  service = `Bearer ${await testToken('service')}`;
+  auditor = `Bearer ${await testToken('auditor')}`;
+}, 240_000);
+
+afterAll(async () => {
+  await stopServices([running]);
+  await database?.drop();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+async function start(): Promise<ServiceProcess> {
+  running = await startServiceOn(database.url, dataDir, { IDEMPOTENCY_LOCK_SECONDS: '1' });
+  return running;
+}
+
+type Pair = { readonly userId: string; readonly holdKey: string; readonly settleKey: string; holdId?: string; settled: boolean };
+type Answer = { readonly status: number; readonly body: Record<string, unknown> };
+
+async function post(child: ServiceProcess, route: string, body: unknown, key: string): Promise<Answer> {
+  const response = await fetch(`${child.url}${route}`, {
+    method: 'POST',
+    headers: { authorization: service, 'content-type': 'application/json', 'idempotency-key': key },
+    body: JSON.stringify(body),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+/** Sends until answered with `ok`; "retry" refusals are retried. Undefined once the process is gone. */
+async function keyed(child: ServiceProcess, route: string, body: unknown, key: string, ok: number): Promise<Answer | undefined> {
+  for (;;) {
+    let answer: Answer;
+    try {
+      answer = await post(child, route, body, key);
+    } catch {
+      return undefined;
+    }
+    if (answer.status === ok) return answer;
+    if (answer.body.code !== 'IDEMPOTENCY_KEY_IN_PROGRESS' && answer.body.code !== 'CONCURRENCY_CONFLICT') throw new Error(`unexpected answer ${JSON.stringify(answer)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Holds then settles `pair`, as far as the process lets it; false when the process died first. */
+async function complete(child: ServiceProcess, pair: Pair): Promise<boolean> {
+  if (pair.holdId === undefined) {
+    const held = await keyed(child, `/v1/accounts/${pair.userId}/holds`, { amount: 3 }, pair.holdKey, 201);
+    if (held === undefined) return false;
+    pair.holdId = held.body.holdId as string;
+  }
+  if (!pair.settled) {
+    const settled = await keyed(child, `/v1/accounts/${pair.userId}/holds/${pair.holdId}/settle`, { amount: 2 }, pair.settleKey, 200);
+    if (settled === undefined) return false;
+    pair.settled = true;
+  }
+  return true;
+}
+
+async function runUntilKilled(child: ServiceProcess, killAfterMs: number, pairs: Pair[]): Promise<void> {
+  let alive = true;
+  const killer = setTimeout(() => {
+    alive = false;
+    child.process.kill('SIGKILL');
+  }, killAfterMs);
+  await Promise.all(
+    Array.from({ length: CLIENTS }, async (_, client) => {
+      for (let index = 0; alive; index += 1) {
+        const pair: Pair = { userId: accounts[(client + index) % ACCOUNTS] as string, holdKey: randomUUID(), settleKey: randomUUID(), settled: false };
+        pairs.push(pair);
+        if (!(await complete(child, pair))) return;
+      }
+    }),
+  );
+  clearTimeout(killer);
+  await child.exited;
+}
+
+const accounts: string[] = Array.from({ length: ACCOUNTS }, () => randomUUID());
+
+describe('holds and settles survive SIGKILL at any moment', () => {
+  it('applies every keyed hold and settle exactly once across kills and restarts, and the read models equal the replay', async () => {
+    let child = await start();
+    for (const userId of accounts) {
+      const funded = await fetch(`${child.url}/v1/accounts/${userId}/purchases`, {
+        method: 'POST',
+        headers: { authorization: service, 'content-type': 'application/json' },
+        body: JSON.stringify({ paymentId: randomUUID(), amount: FUNDS }),
+      });
+      expect(funded.status).toBe(201);
+    }
+    const pairs: Pair[] = [];
+    for (let kill = 0; kill < KILLS; kill += 1) {
+      await runUntilKilled(child, 500 + kill * 300, pairs);
+      child = await start();
+      for (const pair of pairs) expect(await complete(child, pair)).toBe(true);
+    }
+
+    for (const userId of accounts) {
+      const mine = pairs.filter((pair) => pair.userId === userId);
+      const balance = await fetch(`${child.url}/v1/accounts/${userId}/balance`, { headers: { authorization: service } });
+      expect(await balance.json()).toMatchObject({ userId, balance: FUNDS - 2 * mine.length, held: 0, available: FUNDS - 2 * mine.length });
+      const holds = await database.pool.query<{ status: string; count: string }>('SELECT status, count(*)::text AS count FROM token_holds WHERE user_id = $1 GROUP BY status', [userId]);
+      expect(holds.rows).toEqual([{ status: 'settled', count: String(mine.length) }]);
+      const events = await database.pool.query<{ count: string }>("SELECT count(*) FROM events WHERE stream_id = $1 AND event_type IN ('TokensHeld', 'HoldSettled', 'TokensUsed')", [`token-account-${userId}`]);
+      expect(Number(events.rows[0]?.count)).toBe(3 * mine.length);
+      const verify = await fetch(`${child.url}/v1/audit/accounts/${userId}/verify`, { headers: { authorization: auditor } });
+      expect(await verify.json()).toMatchObject({ ok: true, readModels: { differences: [], replayError: null } });
+    }
+    process.stdout.write(`holds crash: ${pairs.length} keyed hold + settle pairs over ${KILLS} kills, each applied once\n`);
+  }, 180_000);
+});

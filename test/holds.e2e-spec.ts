@@ -1,0 +1,259 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CreditExpiryJob } from '@app/token-accounts';
+import { startTestApp, type TestApp } from './support/test-app.js';
+
+let testApp: TestApp;
+
+beforeAll(async () => {
+  // The job is run by hand here, so the races below are the ones the tests make.
+  testApp = await startTestApp({ CREDIT_EXPIRY_JOB_ENABLED: 'false' });
+});
+
+afterAll(async () => {
+  await testApp.close();
+});
+
+const http = () => testApp.http();
+
+async function fundedUser(amount: number): Promise<string> {
+  const userId = randomUUID();
+  await http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount, description: 'Funding' }).expect(201);
+  return userId;
+}
+
+const hold = (userId: string, body: Record<string, unknown>) => http().post(`/v1/accounts/${userId}/holds`).send(body);
+const settle = (userId: string, holdId: string, body: Record<string, unknown>) => http().post(`/v1/accounts/${userId}/holds/${holdId}/settle`).send(body);
+const release = (userId: string, holdId: string) => http().post(`/v1/accounts/${userId}/holds/${holdId}/release`).send({});
+const use = (userId: string, amount: number) => http().post(`/v1/accounts/${userId}/usage`).send({ amount });
+const balanceOf = async (userId: string) => (await http().get(`/v1/accounts/${userId}/balance`).expect(200)).body as { balance: number; held: number; available: number };
+
+/** What the stream holds, the read models hold, and the history adds up to must agree. */
+async function expectConsistent(userId: string): Promise<void> {
+  const pool = testApp.database.pool;
+  const sums = await pool.query<{ history: string; balance: string; held: string; lots: string; holds: string }>(
+    `SELECT (SELECT coalesce(sum(amount), 0)::text FROM token_transactions WHERE user_id = $1) AS history,
+            (SELECT balance::text FROM user_tokens WHERE user_id = $1) AS balance,
+            (SELECT held::text FROM user_tokens WHERE user_id = $1) AS held,
+            (SELECT coalesce(sum(remaining), 0)::text FROM token_lots WHERE user_id = $1) AS lots,
+            (SELECT coalesce(sum(amount), 0)::text FROM token_holds WHERE user_id = $1 AND status = 'active') AS holds`,
+    [userId],
+  );
+  const row = sums.rows[0];
+  expect({ history: row?.history, lots: row?.lots, holds: row?.holds }).toEqual({ history: row?.balance, lots: row?.balance, holds: row?.held });
+  const verify = await http().get(`/v1/audit/accounts/${userId}/verify`).expect(200);
+  expect(verify.body).toMatchObject({ ok: true, readModels: { differences: [], replayError: null } });
+}
+
+describe('holds over HTTP', () => {
+  it('reserves, settles less than held and releases the rest in one append, with the totals at each step', async () => {
+    const userId = await fundedUser(1000);
+    const placed = await hold(userId, { amount: 500, description: 'GPT call estimate' }).expect(201);
+    expect(placed.body).toMatchObject({ userId, amount: 500, balance: 1000, held: 500, available: 500, readModelUpToDate: true });
+    const ttl = Date.parse(placed.body.expiresAt as string) - Date.now();
+    expect(ttl).toBeGreaterThan(14 * 60_000);
+    expect(ttl).toBeLessThanOrEqual(15 * 60_000);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 1000, held: 500, available: 500 });
+    const active = await http().get(`/v1/accounts/${userId}/holds?status=active`).expect(200);
+    expect(active.body.data).toEqual([expect.objectContaining({ holdId: placed.body.holdId, amount: 500, status: 'active' })]);
+
+    const holdId = placed.body.holdId as string;
+    const settled = await settle(userId, holdId, { amount: 320, description: 'GPT call: 320 tokens' }).expect(200);
+    expect(settled.body).toMatchObject({ holdId, settledAmount: 320, releasedAmount: 180, balance: 680, held: 0, available: 680 });
+    expect(settled.body.transaction).toMatchObject({ amount: -320, transactionType: 'usage', holdId, description: 'GPT call: 320 tokens' });
+    expect(await balanceOf(userId)).toMatchObject({ balance: 680, held: 0, available: 680 });
+    const ended = await http().get(`/v1/accounts/${userId}/holds?status=settled`).expect(200);
+    expect(ended.body.data).toEqual([expect.objectContaining({ holdId, status: 'settled', settledAmount: 320, transactionId: settled.body.transaction.id })]);
+    await expectConsistent(userId);
+  });
+
+  it('refuses a settle above the hold, answers HOLD_NOT_ACTIVE with the state after it ended, and HOLD_NOT_FOUND for an unknown hold', async () => {
+    const userId = await fundedUser(100);
+    const holdId = (await hold(userId, { amount: 40 }).expect(201)).body.holdId as string;
+    const above = await settle(userId, holdId, { amount: 41 }).expect(409);
+    expect(above.body).toMatchObject({ code: 'SETTLE_EXCEEDS_HOLD', held: 40, requested: 41 });
+    await release(userId, holdId).expect(200);
+    expect((await settle(userId, holdId, { amount: 10 }).expect(409)).body).toMatchObject({ code: 'HOLD_NOT_ACTIVE', holdStatus: 'released' });
+    expect((await release(userId, holdId).expect(409)).body).toMatchObject({ code: 'HOLD_NOT_ACTIVE', holdStatus: 'released' });
+    expect((await settle(userId, randomUUID(), { amount: 1 }).expect(404)).body.code).toBe('HOLD_NOT_FOUND');
+    expect(await balanceOf(userId)).toMatchObject({ balance: 100, held: 0, available: 100 });
+  });
+
+  it('answers a retried settle with its Idempotency-Key with the first answer, and a settle without it with HOLD_NOT_ACTIVE', async () => {
+    const userId = await fundedUser(100);
+    const holdId = (await hold(userId, { amount: 40 }).expect(201)).body.holdId as string;
+    const key = randomUUID();
+    const first = await settle(userId, holdId, { amount: 30 }).set('idempotency-key', key).expect(200);
+    const again = await settle(userId, holdId, { amount: 30 }).set('idempotency-key', key).expect(200);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.body).toEqual(first.body);
+    expect((await settle(userId, holdId, { amount: 30 }).expect(409)).body).toMatchObject({ code: 'HOLD_NOT_ACTIVE', holdStatus: 'settled' });
+    expect(await balanceOf(userId)).toMatchObject({ balance: 70, held: 0 });
+  });
+
+  it('lets usage draw on the available balance only', async () => {
+    const userId = await fundedUser(100);
+    await hold(userId, { amount: 80 }).expect(201);
+    expect((await use(userId, 21).expect(409)).body).toMatchObject({ code: 'INSUFFICIENT_AVAILABLE_BALANCE', balance: 100, held: 80, available: 20, requested: 21 });
+    await use(userId, 20).expect(201);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 80, held: 80, available: 0 });
+  });
+
+  it.each([
+    [{ amount: 0 }, 'amount'],
+    [{ amount: 1, expiresInSeconds: 0 }, 'expiresInSeconds'],
+    [{ amount: 1.5 }, 'amount'],
+  ])('refuses the hold %j naming %s', async (body, field) => {
+    const userId = await fundedUser(10);
+    const response = await hold(userId, body).expect(400);
+    expect(JSON.stringify(response.body)).toContain(field);
+  });
+
+  it('refuses a time to live above the configured maximum with HOLD_TTL_OUT_OF_RANGE', async () => {
+    const userId = await fundedUser(10);
+    expect((await hold(userId, { amount: 1, expiresInSeconds: 86_401 }).expect(400)).body).toMatchObject({ code: 'HOLD_TTL_OUT_OF_RANGE', max: 86_400 });
+  });
+
+  it('lets exactly 20 of 50 racing 1-token holds through a balance of 20', async () => {
+    const userId = await fundedUser(20);
+    const responses = await Promise.all(Array.from({ length: 50 }, () => hold(userId, { amount: 1 })));
+    const statuses = responses.map((response) => response.status);
+    expect(statuses.filter((status) => status === 201)).toHaveLength(20);
+    expect(responses.filter((response) => response.status === 409).map((response) => response.body.code as string)).toEqual(Array.from({ length: 30 }, () => 'INSUFFICIENT_AVAILABLE_BALANCE'));
+    expect(await balanceOf(userId)).toMatchObject({ balance: 20, held: 20, available: 0 });
+    const active = await testApp.database.pool.query<{ count: string }>(`SELECT count(*)::text FROM token_holds WHERE user_id = $1 AND status = 'active'`, [userId]);
+    expect(active.rows[0]?.count).toBe('20');
+    await expectConsistent(userId);
+  });
+});
+
+describe('hold expiry', () => {
+  /** Waits until `at` (a time string) is `offsetMs` away. */
+  const until = (at: string, offsetMs: number) => sleep(Math.max(0, Date.parse(at) + offsetMs - Date.now()));
+
+  it('settles and usages racing the expiry instant: one outcome for the hold, and exact totals', async () => {
+    const userId = await fundedUser(100);
+    const placed = await hold(userId, { amount: 60, expiresInSeconds: 1 }).expect(201);
+    const holdId = placed.body.holdId as string;
+    await until(placed.body.expiresAt as string, -40);
+    const requests = [
+      ...Array.from({ length: 5 }, () => settle(userId, holdId, { amount: 60 })),
+      ...Array.from({ length: 20 }, (_, index) => sleep(index * 4).then(() => use(userId, 5))),
+    ];
+    const responses = await Promise.all(requests);
+    const settles = responses.slice(0, 5);
+    const usages = responses.slice(5);
+    const settledCount = settles.filter((response) => response.status === 200).length;
+    expect(settledCount).toBeLessThanOrEqual(1);
+    for (const refused of settles.filter((response) => response.status !== 200)) {
+      expect(refused.status).toBe(409);
+      expect(refused.body).toMatchObject({ code: 'HOLD_NOT_ACTIVE', holdStatus: settledCount === 1 ? expect.stringMatching(/^(settled|expired)$/) : 'expired' });
+    }
+    for (const refused of usages.filter((response) => response.status !== 201)) expect(['INSUFFICIENT_AVAILABLE_BALANCE', 'INSUFFICIENT_BALANCE']).toContain(refused.body.code);
+    const used = usages.filter((response) => response.status === 201).length * 5;
+    await testApp.app.get(CreditExpiryJob).runOnce(new Date(Date.parse(placed.body.expiresAt as string) + 1));
+    // Nothing more spent than there was, held ends at 0 either way, and a settled hold took its 60.
+    expect(await balanceOf(userId)).toEqual(expect.objectContaining({ balance: 100 - used - settledCount * 60, held: 0 }));
+    if (settledCount === 1) expect(used).toBeLessThanOrEqual(40);
+    const status = await testApp.database.pool.query<{ status: string }>('SELECT status FROM token_holds WHERE hold_id = $1', [holdId]);
+    expect(status.rows[0]?.status).toBe(settledCount === 1 ? 'settled' : 'expired');
+    await expectConsistent(userId);
+  });
+
+  it('the expiry job racing a settle: the hold ends exactly once, and runs racing each other append one expiry', async () => {
+    const job = testApp.app.get(CreditExpiryJob);
+    for (let round = 0; round < 3; round += 1) {
+      const userId = await fundedUser(50);
+      const placed = await hold(userId, { amount: 30, expiresInSeconds: 1 }).expect(201);
+      const holdId = placed.body.holdId as string;
+      await until(placed.body.expiresAt as string, -5 + round * 5);
+      const [settled] = await Promise.all([settle(userId, holdId, { amount: 30 }), job.runOnce(new Date()), job.runOnce(new Date(Date.parse(placed.body.expiresAt as string)))]);
+      const ends = await testApp.database.pool.query<{ event_type: string }>(
+        `SELECT event_type FROM events WHERE stream_id = $1 AND event_type IN ('HoldSettled', 'HoldExpired', 'HoldReleased')`,
+        [`token-account-${userId}`],
+      );
+      expect(ends.rows).toHaveLength(1);
+      expect(ends.rows[0]?.event_type).toBe(settled.status === 200 ? 'HoldSettled' : 'HoldExpired');
+      if (settled.status !== 200) expect(settled.body).toMatchObject({ code: 'HOLD_NOT_ACTIVE', holdStatus: 'expired' });
+      expect(await balanceOf(userId)).toMatchObject({ balance: settled.status === 200 ? 20 : 50, held: 0 });
+      await expectConsistent(userId);
+    }
+  });
+});
+
+describe('credit lots over HTTP', () => {
+  it('spends a promotional grant before paid credit, records the draws, and expires its remainder', async () => {
+    const userId = await fundedUser(100);
+    const expiresAt = new Date(Date.now() + 1500).toISOString();
+    const granted = await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 50, reason: 'Welcome bonus', expiresAt }).expect(201);
+    const grantLot = granted.body.lotId as string;
+    expect(granted.body).toMatchObject({ balance: 150, transaction: { amount: 50, transactionType: 'adjustment', description: 'Welcome bonus', lotId: grantLot } });
+    expect((await http().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toMatchObject({ balance: 150, nextExpiry: { expiresAt, amount: 50, lotId: grantLot } });
+
+    const used = await use(userId, 30).expect(201);
+    expect(used.body.transaction.draws).toEqual([{ lotId: grantLot, amount: 30 }]);
+    const lots = await http().get(`/v1/accounts/${userId}/lots`).expect(200);
+    expect(lots.body.data.map((lot: { source: string; remaining: number; status: string }) => [lot.source, lot.remaining, lot.status])).toEqual([
+      ['grant', 20, 'active'],
+      ['purchase', 100, 'active'],
+    ]);
+
+    await sleep(Math.max(0, Date.parse(expiresAt) - Date.now() + 10));
+    expect((await testApp.app.get(CreditExpiryJob).runOnce(new Date())).expired).toBe(1);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 100, held: 0, available: 100 });
+    const history = await http().get(`/v1/accounts/${userId}/transactions?limit=1`).expect(200);
+    expect(history.body.data[0]).toMatchObject({ amount: -20, transactionType: 'expiry', draws: [{ lotId: grantLot, amount: 20 }] });
+    const expired = await http().get(`/v1/accounts/${userId}/lots?status=expired`).expect(200);
+    expect(expired.body.data).toEqual([expect.objectContaining({ lotId: grantLot, remaining: 0, status: 'expired' })]);
+    await expectConsistent(userId);
+  });
+
+  it('voids what is left of a grant, with the reason, and refuses a lot that is not a grant', async () => {
+    const userId = await fundedUser(10);
+    const lotId = (await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 40, reason: 'Promo' }).expect(201)).body.lotId as string;
+    await use(userId, 15).expect(201);
+    const voided = await http().post(`/v1/admin/accounts/${userId}/grants/${lotId}/void`).send({ reason: 'Wrong account' }).expect(200);
+    expect(voided.body).toMatchObject({ balance: 10, transaction: { amount: -25, transactionType: 'adjustment', description: 'Wrong account' } });
+    const purchaseLot = (await http().get(`/v1/accounts/${userId}/lots?status=active`).expect(200)).body.data[0].lotId as string;
+    expect((await http().post(`/v1/admin/accounts/${userId}/grants/${purchaseLot}/void`).send({ reason: 'x' }).expect(409)).body.code).toBe('LOT_NOT_A_GRANT');
+    expect((await http().post(`/v1/admin/accounts/${userId}/grants/${lotId}/void`).send({ reason: 'again' }).expect(404)).body.code).toBe('LOT_NOT_FOUND');
+    await expectConsistent(userId);
+  });
+
+  it('refuses a grant expiring in the past', async () => {
+    const userId = randomUUID();
+    const response = await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 5, reason: 'Late', expiresAt: '2020-01-01T00:00:00.000Z' }).expect(400);
+    expect(response.body.code).toBe('LOT_EXPIRY_OUT_OF_RANGE');
+  });
+});
+
+describe('lots of purchases', () => {
+  it('refuses the refund of a package partly spent with REFUND_EXCEEDS_LOT, though other credit covers the balance', async () => {
+    const userId = randomUUID();
+    const { paymentId } = (await http().post('/v1/payments').send({ userId, packageId: 'starter' }).expect(201)).body as { paymentId: string };
+    await http().post(`/v1/payments/${paymentId}/capture`).send().expect(200);
+    await use(userId, 1).expect(201);
+    await http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 500 }).expect(201);
+    const refused = await http().post(`/v1/payments/${paymentId}/refund`).send().expect(409);
+    expect(refused.body).toMatchObject({ code: 'REFUND_EXCEEDS_LOT', paymentId, requested: 100, remaining: 99 });
+    expect(await balanceOf(userId)).toMatchObject({ balance: 599 });
+  });
+
+  it('credits a package to a lot on its configured terms (priority, lifetime in days)', async () => {
+    const packages = JSON.stringify([{ id: 'promo-pack', tokens: 40, price: 100, currency: 'USD', expiresInDays: 30, priority: 5 }]);
+    const other = await startTestApp({ CREDIT_EXPIRY_JOB_ENABLED: 'false', TOKEN_PACKAGES: packages });
+    try {
+      const userId = randomUUID();
+      const { paymentId } = (await other.http().post('/v1/payments').send({ userId, packageId: 'promo-pack' }).expect(201)).body as { paymentId: string };
+      const before = Date.now();
+      await other.http().post(`/v1/payments/${paymentId}/capture`).send().expect(200);
+      const lots = (await other.http().get(`/v1/accounts/${userId}/lots`).expect(200)).body.data as { source: string; priority: number; expiresAt: string; paymentId: string }[];
+      expect(lots).toEqual([expect.objectContaining({ source: 'purchase', priority: 5, paymentId, original: 40, remaining: 40 })]);
+      const lifetime = Date.parse(lots[0]?.expiresAt ?? '') - before;
+      expect(lifetime).toBeGreaterThan(30 * 86_400_000 - 60_000);
+      expect(lifetime).toBeLessThanOrEqual(30 * 86_400_000 + 60_000);
+    } finally {
+      await other.close();
+    }
+  });
+});
