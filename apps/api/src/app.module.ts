@@ -19,6 +19,7 @@ import type { Pool } from 'pg';
 import { webhookSecretOf } from './config/app.config.js';
 import { IdempotencyPurgeJob } from './http/idempotency/idempotency-purge.job.js';
 import { IdempotencyStore } from './http/idempotency/idempotency.store.js';
+import { PackagesController } from './payments/packages.controller.js';
 import { AccountPaymentsController, PaymentsController } from './payments/payments.controller.js';
 import { WEBHOOK_SETTINGS } from './payments/webhook-signature.guard.js';
 
@@ -51,7 +52,7 @@ export class AppModule {
           ...(config.PAYMENT_CRASH_AT === undefined ? {} : { crashAt: config.PAYMENT_CRASH_AT }),
         }),
       ],
-      controllers: [AccountsController, HealthController, AdminController, AuditController, PaymentsController, AccountPaymentsController],
+      controllers: [AccountsController, HealthController, AdminController, AuditController, PaymentsController, AccountPaymentsController, PackagesController],
       providers: [
         DatabaseHealthIndicator,
         { provide: AUTH_SETTINGS, useValue: auth },

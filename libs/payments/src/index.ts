@@ -14,6 +14,7 @@ export * from './provider/mock-payment-provider.js';
 export * from './provider/no-payment-provider.js';
 export * from './provider/payment-provider.port.js';
 export * from './queries/payment.queries.js';
+export * from './queries/package.queries.js';
 export * from './token-packages.js';
 export * from './provider/time-limited-provider.js';
 export * from './payment-faults.js';

@@ -18,6 +18,7 @@ import { PAYMENTS_OPTIONS, type PaymentsOptions } from './payments.tokens.js';
 import { MockPaymentProvider } from './provider/mock-payment-provider.js';
 import { NoPaymentProvider } from './provider/no-payment-provider.js';
 import { PAYMENT_PROVIDER, type PaymentProvider } from './provider/payment-provider.port.js';
+import { ListPackagesHandler } from './queries/package.queries.js';
 import { GetPaymentHandler, ListPaymentsHandler } from './queries/payment.queries.js';
 
 /** Payments: the provider adapter, the payment use cases, their queries, the expiry and reconciliation jobs. Needs EventSourcingModule and DatabaseModule. */
@@ -74,6 +75,7 @@ export class PaymentsModule {
         SettlePaymentHandler,
         GetPaymentHandler,
         ListPaymentsHandler,
+        ListPackagesHandler,
       ],
       exports: [PAYMENT_PROVIDER, PaymentExpiryJob, PaymentReconciliationJob, PaymentWorkflow],
     };

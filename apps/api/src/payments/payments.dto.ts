@@ -84,3 +84,15 @@ export class PaymentPageResponse {
   @ApiProperty({ type: 'integer' }) limit!: number;
   @ApiProperty({ type: 'integer' }) offset!: number;
 }
+
+export class TokenPackageResponse {
+  @ApiProperty({ example: 'starter', description: 'The id a payment names (POST /v1/payments).' }) id!: string;
+  @ApiProperty({ type: 'integer', example: 100, description: 'Tokens credited when a payment for this package is captured.' }) tokens!: number;
+  @ApiProperty({ type: 'integer', example: 500, description: 'Price in minor units of currency (cents).' }) price!: number;
+  @ApiProperty({ example: 'USD', description: 'ISO 4217 code.' }) currency!: string;
+  @ApiProperty({ example: 'stripe', description: 'The payment provider that takes the money (PAYMENT_PROVIDER).' }) provider!: string;
+}
+
+export class TokenPackageListResponse {
+  @ApiProperty({ type: [TokenPackageResponse] }) data!: TokenPackageResponse[];
+}

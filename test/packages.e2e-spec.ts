@@ -1,0 +1,35 @@
+import { startTestApp, type TestApp } from './support/test-app.js';
+
+let testApp: TestApp;
+
+beforeAll(async () => {
+  testApp = await startTestApp({ PAYMENT_JOBS_ENABLED: 'false', TOKEN_PACKAGES: '[{"id":"mini","tokens":10,"price":99,"currency":"EUR"},{"id":"big","tokens":5000,"price":15000,"currency":"USD"}]' });
+});
+
+afterAll(async () => {
+  await testApp.close();
+});
+
+describe('GET /v1/packages', () => {
+  it('lists the configured packages, in order, to a caller without credentials', async () => {
+    const response = await testApp.anonymous().get('/v1/packages').expect(200);
+    expect(response.body).toEqual({
+      data: [
+        { id: 'mini', tokens: 10, price: 99, currency: 'EUR', provider: 'mock' },
+        { id: 'big', tokens: 5000, price: 15000, currency: 'USD', provider: 'mock' },
+      ],
+    });
+  });
+
+  it('answers an authenticated caller the same', async () => {
+    const user = await testApp.as('user');
+    const response = await user.get('/v1/packages').expect(200);
+    expect(response.body.data.map((item: { id: string }) => item.id)).toEqual(['mini', 'big']);
+  });
+
+  it('is in the OpenAPI document with its response shape', async () => {
+    const document = (await testApp.anonymous().get('/docs-json').expect(200)).body as { paths: Record<string, Record<string, { responses: Record<string, unknown> }>>; components: { schemas: Record<string, { required?: string[] }> } };
+    expect(Object.keys(document.paths['/v1/packages'] ?? {})).toEqual(['get']);
+    expect(document.components.schemas['TokenPackageResponse']?.required).toEqual(['id', 'tokens', 'price', 'currency', 'provider']);
+  });
+});
