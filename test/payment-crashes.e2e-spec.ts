@@ -173,6 +173,7 @@ describe('a crash between each provider call and the append after it', () => {
       createOrder: (request) => provider.createOrder(request),
       capture: (orderId, key) => provider.capture(orderId, key),
       getOrder: (orderId) => provider.getOrder(orderId),
+      cancel: (orderId) => provider.cancel(orderId),
       refund: () => Promise.reject(new PaymentProviderError('mock provider unavailable', 'unavailable')),
     };
     await expect(processOf(undefined, unavailable).workflow.refund(paymentId, context())).rejects.toMatchObject({ code: 'PROVIDER_UNAVAILABLE' });

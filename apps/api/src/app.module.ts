@@ -16,7 +16,7 @@ import { PaymentsModule } from '@app/payments';
 import type { AuthSettings } from '@app/auth';
 import { AUTH_SETTINGS } from './auth/auth-settings.js';
 import type { Pool } from 'pg';
-import { webhookSecretOf } from './config/app.config.js';
+import { stripeSettingsOf, webhookSecretOf } from './config/app.config.js';
 import { IdempotencyPurgeJob } from './http/idempotency/idempotency-purge.job.js';
 import { IdempotencyStore } from './http/idempotency/idempotency.store.js';
 import { PackagesController } from './payments/packages.controller.js';
@@ -43,6 +43,7 @@ export class AppModule {
         PaymentsModule.forRoot({
           provider: config.PAYMENT_PROVIDER,
           mockBehaviour: config.PAYMENT_MOCK_BEHAVIOUR,
+          ...(config.PAYMENT_PROVIDER === 'stripe' ? { stripe: stripeSettingsOf(config) } : {}),
           packages: config.TOKEN_PACKAGES,
           pendingTtlMs: config.PAYMENT_PENDING_TTL,
           jobsEnabled: config.PAYMENT_JOBS_ENABLED,

@@ -20,3 +20,6 @@ export * from './provider/time-limited-provider.js';
 export * from './payment-faults.js';
 export * from './reconciliation/payment-reconciliation.job.js';
 export * from './reconciliation/reconciliation.rules.js';
+export * from './provider/stripe/stripe-payment-provider.js';
+export * from './provider/stripe/stripe-webhooks.js';
+export * from './settle-payment/stripe-event.command.js';

@@ -69,6 +69,8 @@ export class PaymentResponse {
 export class CreatedPaymentResponse extends PaymentResponse {
   @ApiProperty({ nullable: true, type: String }) position!: string | null;
   @ApiProperty() readModelUpToDate!: boolean;
+  @ApiProperty({ nullable: true, type: String, description: "Stripe: the PaymentIntent's client_secret, for Stripe.js to confirm the payment in the browser. Null with providers that need none." })
+  clientSecret!: string | null;
 }
 
 export class PaymentWriteResponse {
