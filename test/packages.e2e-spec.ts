@@ -33,3 +33,10 @@ describe('GET /v1/packages', () => {
     expect(document.components.schemas['TokenPackageResponse']?.required).toEqual(['id', 'tokens', 'price', 'currency', 'provider']);
   });
 });
+
+describe('the Stripe webhook route with another provider', () => {
+  it('answers 404 PROVIDER_NOT_CONFIGURED and does nothing', async () => {
+    const response = await testApp.anonymous().post('/v1/payments/webhooks/stripe').set('content-type', 'application/json').set('stripe-signature', 't=1,v1=00').send('{"id":"evt_1"}').expect(404);
+    expect(response.body).toMatchObject({ code: 'PROVIDER_NOT_CONFIGURED' });
+  });
+});
