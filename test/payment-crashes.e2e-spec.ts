@@ -214,7 +214,7 @@ describe('a crash between each provider call and the append after it', () => {
 describe('the reconciliation job', () => {
   it('credits, not expires, a payment whose capture lands at the provider while the expiry cancels it', async () => {
     const userId = randomUUID();
-    const { paymentId, orderId } = await bought(userId);
+    const { paymentId } = await bought(userId);
     const racing: PaymentProvider = {
       name: provider.name,
       createOrder: (request) => provider.createOrder(request),

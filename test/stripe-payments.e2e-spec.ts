@@ -185,7 +185,7 @@ describe('buying tokens with Stripe', () => {
     const failed = await capture(paymentId).expect(502);
     expect(failed.body).toMatchObject({ code: 'PROVIDER_UNAVAILABLE', providerError: 'timeout' });
     expect(await balanceOf(userId)).toBe(0);
-    await eventually(async () => fake.paymentIntents.get(orderId)?.status, (status) => status === 'succeeded');
+    await eventually(() => Promise.resolve(fake.paymentIntents.get(orderId)?.status), (status) => status === 'succeeded');
     expect((await capture(paymentId).expect(200)).body.balance).toBe(100);
     expect(await eventTypes(userId)).toEqual(PURCHASED);
   });

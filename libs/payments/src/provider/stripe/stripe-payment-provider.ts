@@ -111,9 +111,16 @@ export class StripePaymentProvider implements PaymentProvider {
       }
       case 'canceled':
         return { status: 'canceled', providerTransactionId: null, declineReason: intent.cancellation_reason ?? 'canceled', providerRefundId: null };
-      default:
-        // Awaiting the buyer (a declined card may be replaced by another), or authorised and not captured.
+      // Awaiting the buyer (a declined card may be replaced by another), or authorised and not captured.
+      case 'requires_payment_method':
+      case 'requires_confirmation':
+      case 'requires_action':
+      case 'processing':
+      case 'requires_capture':
         return { status: 'created', providerTransactionId: null, declineReason: null, providerRefundId: null };
+      // The SDK's type leaves room for statuses Stripe may add; none is guessed at.
+      default:
+        throw new PaymentProviderError(`Stripe answered PaymentIntent ${orderId} with an unknown status ${intent.status}`, 'rejected');
     }
   }
 
@@ -191,8 +198,13 @@ function captureOutcomeOf(intent: Stripe.PaymentIntent): CaptureOutcome {
       throw notAuthorized(intent);
     case 'requires_capture':
       throw new PaymentProviderError(`Stripe left PaymentIntent ${intent.id} uncaptured`, 'unavailable');
-    default:
+    case 'requires_confirmation':
+    case 'requires_action':
+    case 'processing':
       throw notAuthorized(intent);
+    // The SDK's type leaves room for statuses Stripe may add; none is guessed at.
+    default:
+      throw new PaymentProviderError(`Stripe answered PaymentIntent ${intent.id} with an unknown status ${intent.status}`, 'rejected');
   }
 }
 
