@@ -206,6 +206,16 @@ describe('Stripe webhooks', () => {
     expect(fake.paymentIntents.get(orderId)?.status).toBe('requires_capture');
   });
 
+  it('answers 2xx to a late amount_capturable_updated for a PaymentIntent no longer authorised, and captures nothing', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    const intent = fake.paymentIntents.get(orderId);
+    const late = { ...eventOf('payment_intent.created', orderId), id: `evt_late_${paymentId}`, type: 'payment_intent.amount_capturable_updated', data: { object: { ...intent, status: 'requires_capture' } } };
+    expect((await deliver(late, autoApp).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false });
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'PENDING' });
+    expect(fake.paymentIntents.get(orderId)?.status).toBe('requires_payment_method');
+  });
+
   it('answers 2xx to events that are not about a payment of ours, and to event types it does not use', async () => {
     const client = stripeClient({ secretKey: fake.secretKey, webhookSecret: fake.webhookSecret, autoCapture: false, apiUrl: fake.url, maxNetworkRetries: 0, timeoutMs: 1_000, webhookToleranceSeconds: 300 });
     const foreign = await client.paymentIntents.create({ amount: 999, currency: 'usd', capture_method: 'manual', metadata: { order: 'from another app' } });

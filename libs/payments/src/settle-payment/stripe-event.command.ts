@@ -52,12 +52,17 @@ export class HandleStripeEventHandler implements ICommandHandler<HandleStripeEve
     return { received: true, duplicate: false, ignored: false };
   }
 
-  /** A capture refused for good (expired, declined) is an answer, not a failure to retry: the event is processed. */
+  /**
+   * A capture refused for good (expired, declined) is an answer, not a failure to retry: the event is
+   * processed. So is a PaymentIntent no longer authorised when the (late) event arrives: there is
+   * nothing to capture, and the payment waits for the buyer as before.
+   */
   private async capture(paymentId: string, context: CommandContext): Promise<void> {
     try {
       await this.workflow.capture(paymentId, context);
     } catch (error) {
       if (error instanceof LedgerError && (error.code === 'PAYMENT_EXPIRED' || error.code === 'PAYMENT_DECLINED')) return;
+      if (error instanceof PaymentsError && error.code === 'PAYMENT_NOT_AUTHORIZED') return;
       throw error;
     }
   }
