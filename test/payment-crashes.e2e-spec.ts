@@ -173,6 +173,7 @@ describe('a crash between each provider call and the append after it', () => {
       createOrder: (request) => provider.createOrder(request),
       capture: (orderId, key) => provider.capture(orderId, key),
       getOrder: (orderId) => provider.getOrder(orderId),
+      cancel: (orderId) => provider.cancel(orderId),
       refund: () => Promise.reject(new PaymentProviderError('mock provider unavailable', 'unavailable')),
     };
     await expect(processOf(undefined, unavailable).workflow.refund(paymentId, context())).rejects.toMatchObject({ code: 'PROVIDER_UNAVAILABLE' });
@@ -211,10 +212,38 @@ describe('a crash between each provider call and the append after it', () => {
 });
 
 describe('the reconciliation job', () => {
-  it('credits a payment the ledger expired while its capture was landing at the provider (capture racing the expiry, then a crash)', async () => {
+  it('credits, not expires, a payment whose capture lands at the provider while the expiry cancels it', async () => {
+    const userId = randomUUID();
+    const { paymentId } = await bought(userId);
+    const racing: PaymentProvider = {
+      name: provider.name,
+      createOrder: (request) => provider.createOrder(request),
+      capture: (id, key) => provider.capture(id, key),
+      getOrder: (id) => provider.getOrder(id),
+      refund: (id, key) => provider.refund(id, key),
+      // The capture in flight lands just before the expiry's cancel reaches the provider.
+      cancel: async (id) => {
+        await provider.capture(id, `capture-${paymentId}`);
+        return provider.cancel(id);
+      },
+    };
+    await processOf(undefined, racing).expiry.runOnce(new Date(Date.now() + 2 * HOUR_MS));
+    expect(await endState(userId, paymentId)).toEqual(CREDITED);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+  });
+
+  it('credits a payment the ledger expired while its capture was landing at a provider that cannot cancel (then a crash)', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await bought(userId);
-    const node = processOf();
+    const uncancellable: PaymentProvider = {
+      name: provider.name,
+      createOrder: (request) => provider.createOrder(request),
+      capture: (id, key) => provider.capture(id, key),
+      getOrder: (id) => provider.getOrder(id),
+      refund: (id, key) => provider.refund(id, key),
+      cancel: (id) => provider.getOrder(id),
+    };
+    const node = processOf(undefined, uncancellable);
     await node.expiry.runOnce(new Date(Date.now() + 2 * HOUR_MS));
     expect(await endState(userId, paymentId)).toEqual({ balance: 0, status: 'FAILED', order: 'created', transactions: [] });
     // The capture that was in flight lands at the provider; its process died before recording it.

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { PaymentFaultPoint } from '@app/payments';
 import { buildService, startServiceOn, stopServices, type ServiceProcess } from './support/service-process.js';
+import { FakeStripeServer } from './support/fake-stripe/fake-stripe-server.js';
 import { testToken } from './support/test-app.js';
 import { createTestDatabase, type TestDatabase } from './support/test-database.js';
 
@@ -118,5 +119,31 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
     expect(await providerOrder(paymentId)).toEqual({ status: 'refunded', capture_idempotency_key: `capture-${paymentId}`, refund_idempotency_key: `refund-${paymentId}` });
     await verified(child, userId);
     await stopServices([child]);
+  }, 120_000);
+
+  it('capture:after-provider-capture with Stripe: the PaymentIntent Stripe captured is credited once by the restarted service', async () => {
+    const fake = new FakeStripeServer();
+    await fake.start();
+    try {
+      const stripe = { PAYMENT_PROVIDER: 'stripe', STRIPE_SECRET_KEY: fake.secretKey, STRIPE_WEBHOOK_SECRET: fake.webhookSecret, STRIPE_API_URL: fake.url, STRIPE_AUTO_CAPTURE: 'false' };
+      const userId = randomUUID();
+      let child = await start({ ...stripe, PAYMENT_CRASH_AT: 'capture:after-provider-capture' satisfies PaymentFaultPoint });
+      const created = await call(child, 'POST', '/v1/payments', service, { userId, packageId: 'starter' });
+      const paymentId = created.body.paymentId as string;
+      const orderId = created.body.orderId as string;
+      expect(fake.confirmAsCustomer(orderId).status).toBe(200);
+      await dieDuring(child, `/v1/payments/${paymentId}/capture`, service);
+      expect(fake.paymentIntents.get(orderId)?.status).toBe('succeeded');
+
+      child = await start(stripe);
+      expect(await paymentSettled(child, paymentId, 'COMPLETED')).toMatchObject({ status: 'COMPLETED', provider: 'stripe', providerTransactionId: fake.paymentIntents.get(orderId)?.latest_charge });
+      expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 100 });
+      expect(await history(child, userId)).toEqual([['purchase', 100]]);
+      expect(fake.eventsOf('payment_intent.succeeded', orderId)).toHaveLength(1);
+      await verified(child, userId);
+      await stopServices([child]);
+    } finally {
+      await fake.stop();
+    }
   }, 120_000);
 });

@@ -210,6 +210,7 @@ describe('a provider that hangs', () => {
       createOrder: (request) => provider.createOrder(request),
       capture: () => new Promise(() => undefined),
       getOrder: (orderId) => provider.getOrder(orderId),
+      cancel: (orderId) => provider.cancel(orderId),
       refund: (orderId, key) => provider.refund(orderId, key),
     };
     const commands = new CommandHandling(testApp.app.get<EventStore>(EVENT_STORE, { strict: false }), { cacheEntriesMax: 10, snapshotIntervalEvents: 500 });

@@ -17,10 +17,11 @@ import { PaymentsModule } from '@app/payments';
 import type { AuthSettings } from '@app/auth';
 import { AUTH_SETTINGS } from './auth/auth-settings.js';
 import type { Pool } from 'pg';
-import { webhookSecretOf } from './config/app.config.js';
+import { stripeSettingsOf, webhookSecretOf } from './config/app.config.js';
 import { IdempotencyPurgeJob } from './http/idempotency/idempotency-purge.job.js';
 import { IdempotencyLease } from './http/idempotency/idempotency-lease.js';
 import { IdempotencyStore } from './http/idempotency/idempotency.store.js';
+import { PackagesController } from './payments/packages.controller.js';
 import { AccountPaymentsController, PaymentsController } from './payments/payments.controller.js';
 import { WEBHOOK_SETTINGS } from './payments/webhook-signature.guard.js';
 
@@ -49,6 +50,7 @@ export class AppModule {
         PaymentsModule.forRoot({
           provider: config.PAYMENT_PROVIDER,
           mockBehaviour: config.PAYMENT_MOCK_BEHAVIOUR,
+          ...(config.PAYMENT_PROVIDER === 'stripe' ? { stripe: stripeSettingsOf(config) } : {}),
           packages: config.TOKEN_PACKAGES,
           pendingTtlMs: config.PAYMENT_PENDING_TTL,
           jobsEnabled: config.PAYMENT_JOBS_ENABLED,
@@ -58,7 +60,7 @@ export class AppModule {
           ...(config.PAYMENT_CRASH_AT === undefined ? {} : { crashAt: config.PAYMENT_CRASH_AT }),
         }),
       ],
-      controllers: [AccountsController, HoldsController, HealthController, AdminController, AuditController, PaymentsController, AccountPaymentsController],
+      controllers: [AccountsController, HoldsController, HealthController, AdminController, AuditController, PaymentsController, AccountPaymentsController, PackagesController],
       providers: [
         DatabaseHealthIndicator,
         { provide: AUTH_SETTINGS, useValue: auth },

@@ -40,7 +40,13 @@ export class PaymentWorkflow {
   private readonly reconciler: PaymentReconciler;
   private readonly ledger: PaymentLedger;
 
-  constructor(commands: CommandHandling, consistency: ReadModelConsistency, provider: PaymentProvider, streams: PaymentStreams, options: PaymentWorkflowOptions) {
+  constructor(
+    commands: CommandHandling,
+    consistency: ReadModelConsistency,
+    provider: PaymentProvider,
+    private readonly streams: PaymentStreams,
+    options: PaymentWorkflowOptions,
+  ) {
     const limited = timeLimited(provider, options.providerTimeoutMs);
     const ledger = new PaymentLedger(commands, consistency, streams, (packageId) => packageLotTerms(options.packages, packageId));
     this.ledger = ledger;
@@ -74,6 +80,12 @@ export class PaymentWorkflow {
   /** A user's account as its stream says now (the jobs decide on it, not on the read model, which may lag). */
   stateOf(userId: string): Promise<TokenAccountState> {
     return this.ledger.load(userId);
+  }
+
+  /** The payment with this id as its stream says now, or undefined when there is none. */
+  async findPayment(paymentId: string): Promise<Payment | undefined> {
+    const userId = await this.streams.userOf(paymentId);
+    return userId === undefined ? undefined : (await this.ledger.load(userId)).payments.get(paymentId);
   }
 
   /** Reconciles the payment with this id, whatever its status (a provider notification). */

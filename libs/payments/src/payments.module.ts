@@ -14,10 +14,14 @@ import { killAt, NO_FAULTS } from './payment-faults.js';
 import { PaymentStreams } from './payment-streams.js';
 import { PaymentReconciliationJob } from './reconciliation/payment-reconciliation.job.js';
 import { PaymentWorkflow } from './payment-workflow.js';
-import { PAYMENTS_OPTIONS, type PaymentsOptions } from './payments.tokens.js';
+import { PAYMENTS_OPTIONS, STRIPE_WEBHOOKS, type PaymentsOptions } from './payments.tokens.js';
 import { MockPaymentProvider } from './provider/mock-payment-provider.js';
 import { NoPaymentProvider } from './provider/no-payment-provider.js';
 import { PAYMENT_PROVIDER, type PaymentProvider } from './provider/payment-provider.port.js';
+import { stripeCallDeadlineMs, stripeClient, StripePaymentProvider, type StripeSettings } from './provider/stripe/stripe-payment-provider.js';
+import { StripeWebhooks } from './provider/stripe/stripe-webhooks.js';
+import { HandleStripeEventHandler } from './settle-payment/stripe-event.command.js';
+import { ListPackagesHandler } from './queries/package.queries.js';
 import { GetPaymentHandler, ListPaymentsHandler } from './queries/payment.queries.js';
 
 /** Payments: the provider adapter, the payment use cases, their queries, the expiry and reconciliation jobs. Needs EventSourcingModule and DatabaseModule. */
@@ -25,6 +29,7 @@ import { GetPaymentHandler, ListPaymentsHandler } from './queries/payment.querie
 export class PaymentsModule {
   static forRoot(options: PaymentsOptions): DynamicModule {
     const now = options.now ?? (() => new Date());
+    const stripe = options.provider === 'stripe' ? stripeOf(options.stripe) : undefined;
     return {
       module: PaymentsModule,
       imports: [CqrsModule],
@@ -34,8 +39,12 @@ export class PaymentsModule {
         {
           provide: PAYMENT_PROVIDER,
           inject: [PG_POOL],
-          useFactory: (pool: Pool): PaymentProvider => (options.provider === 'none' ? new NoPaymentProvider() : new MockPaymentProvider(pool, options.mockBehaviour)),
+          useFactory: (pool: Pool): PaymentProvider => {
+            if (stripe !== undefined) return new StripePaymentProvider(stripe.client);
+            return options.provider === 'none' ? new NoPaymentProvider() : new MockPaymentProvider(pool, options.mockBehaviour);
+          },
         },
+        { provide: STRIPE_WEBHOOKS, useValue: stripe === undefined ? null : new StripeWebhooks(stripe.client, stripe.settings.webhookSecret, stripe.settings.webhookToleranceSeconds) },
         { provide: PaymentStreams, inject: [PG_POOL], useFactory: (pool: Pool) => new PaymentStreams(pool) },
         { provide: WebhookDeliveries, inject: [PG_POOL], useFactory: (pool: Pool) => new WebhookDeliveries(pool) },
         {
@@ -46,6 +55,7 @@ export class PaymentsModule {
               packages: options.packages,
               pendingTtlMs: options.pendingTtlMs,
               now,
+              ...(stripe === undefined ? {} : { providerTimeoutMs: stripeCallDeadlineMs(stripe.settings) }),
               faults: options.crashAt === undefined ? NO_FAULTS : killAt(options.crashAt),
             }),
         },
@@ -72,12 +82,19 @@ export class PaymentsModule {
         CapturePaymentHandler,
         RefundPaymentHandler,
         SettlePaymentHandler,
+        HandleStripeEventHandler,
         GetPaymentHandler,
         ListPaymentsHandler,
+        ListPackagesHandler,
       ],
       exports: [PAYMENT_PROVIDER, PaymentExpiryJob, PaymentReconciliationJob, PaymentWorkflow],
     };
   }
+}
+
+function stripeOf(settings: StripeSettings | undefined): { settings: StripeSettings; client: ReturnType<typeof stripeClient> } {
+  if (settings === undefined) throw new Error('PAYMENT_PROVIDER=stripe needs its settings (STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET)');
+  return { settings, client: stripeClient(settings) };
 }
 
 function describe(problem: unknown): string {

@@ -1,16 +1,21 @@
 import type { PaymentFaultPoint } from './payment-faults.js';
 import type { MockBehaviour } from './provider/mock-payment-provider.js';
+import type { StripeSettings } from './provider/stripe/stripe-payment-provider.js';
 import type { TokenPackage } from './token-packages.js';
 
 export const PAYMENTS_OPTIONS = Symbol('PAYMENTS_OPTIONS');
+/** The Stripe webhook verifier, or null when the provider is not Stripe. */
+export const STRIPE_WEBHOOKS = Symbol('STRIPE_WEBHOOKS');
 
-/** The provider adapters built in: `mock` (development and tests) and `none` (no payments). */
-export const PAYMENT_PROVIDERS = ['mock', 'none'] as const;
+/** The provider adapters built in: `mock` (development and tests), `none` (no payments) and `stripe`. */
+export const PAYMENT_PROVIDERS = ['mock', 'none', 'stripe'] as const;
 export type PaymentProviderName = (typeof PAYMENT_PROVIDERS)[number];
 
 export type PaymentsOptions = {
   readonly provider: PaymentProviderName;
   readonly mockBehaviour: MockBehaviour;
+  /** Required with `provider: 'stripe'`. */
+  readonly stripe?: StripeSettings;
   readonly packages: readonly TokenPackage[];
   readonly pendingTtlMs: number;
   /** Run the payment jobs in this process: expiry every `jobIntervalMs`, reconciliation every `reconciliationIntervalMs`. */

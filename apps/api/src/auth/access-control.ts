@@ -8,12 +8,14 @@ export const API_KEY_HEADER = 'x-api-key';
 const BEARER = /^Bearer ([\w-]+\.[\w-]*\.[\w-]*)$/i;
 
 /**
- * Routes anyone may call: the health check, the OpenAPI document and UI, and the payment provider's
- * notifications (which carry their own HMAC signature, checked by WebhookSignatureGuard).
+ * Routes anyone may call: the health check, the OpenAPI document and UI, the token packages on sale
+ * (a pricing page needs no credentials), and the payment providers' notifications (which carry their
+ * own signature, checked by WebhookSignatureGuard or the Stripe SDK).
  */
 const PUBLIC_ROUTES: readonly ((method: string, url: string) => boolean)[] = [
   (method, url) => isRead(method) && url === '/health',
   (method, url) => isRead(method) && (url === '/docs' || url === '/docs-json' || url.startsWith('/docs/')),
+  (method, url) => isRead(method) && url === '/v1/packages',
   (method, url) => method === 'POST' && url.startsWith('/v1/payments/webhooks/'),
 ];
 

@@ -2,7 +2,8 @@ import { plainToInstance, Transform } from 'class-transformer';
 import { IsBoolean, IsDefined, IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength, ValidateIf, validateSync } from 'class-validator';
 import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, ValidateNested, type ValidationError } from 'class-validator';
 import { Validate, ValidatorConstraint, type ValidationArguments, type ValidatorConstraintInterface } from 'class-validator';
-import { DEFAULT_TOKEN_PACKAGES, MOCK_BEHAVIOURS, PAYMENT_FAULT_POINTS, PAYMENT_PROVIDERS, type MockBehaviour, type PaymentFaultPoint, type PaymentProviderName } from '@app/payments';
+import { DEFAULT_TOKEN_PACKAGES, MOCK_BEHAVIOURS, PAYMENT_FAULT_POINTS, PAYMENT_PROVIDERS, STRIPE_API_URL, type MockBehaviour, type PaymentFaultPoint, type PaymentProviderName } from '@app/payments';
+import type { StripeSettings } from '@app/payments';
 import { HOLD_TTL_SECONDS_MAX, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN } from '@app/ledger';
 
 const toBoolean = ({ value }: { value: unknown }) => (value === 'true' ? true : value === 'false' ? false : value);
@@ -158,11 +159,47 @@ export class AppConfig {
   LOG_LEVEL: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' = 'info';
 
   /**
-   * The payment provider adapter: `mock` (development and tests: it approves every capture, so
-   * production refuses it) or `none` (no payments: the payment routes answer 501).
+   * The payment provider adapter: `stripe` (STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET), `mock`
+   * (development and tests: it approves every capture, so production refuses it) or `none` (no
+   * payments: the payment routes answer 501).
    */
   @IsIn(PAYMENT_PROVIDERS)
   PAYMENT_PROVIDER: PaymentProviderName = 'mock';
+
+  /** Stripe's secret API key (`sk_live_…`, `sk_test_…`, or a restricted `rk_…`); required with PAYMENT_PROVIDER=stripe. */
+  @ValidateIf((config: AppConfig) => config.PAYMENT_PROVIDER === 'stripe' || config.STRIPE_SECRET_KEY !== undefined)
+  @IsDefined({ message: 'STRIPE_SECRET_KEY is required when PAYMENT_PROVIDER=stripe' })
+  @Matches(/^(sk|rk)_(live|test)_[A-Za-z0-9_]{8,}$/, { message: 'STRIPE_SECRET_KEY must be a Stripe secret key (sk_live_…, sk_test_…, rk_…)' })
+  STRIPE_SECRET_KEY?: string;
+
+  /** The signing secret of the Stripe webhook endpoint (`whsec_…`); required with PAYMENT_PROVIDER=stripe. */
+  @ValidateIf((config: AppConfig) => config.PAYMENT_PROVIDER === 'stripe' || config.STRIPE_WEBHOOK_SECRET !== undefined)
+  @IsDefined({ message: 'STRIPE_WEBHOOK_SECRET is required when PAYMENT_PROVIDER=stripe' })
+  @Matches(/^whsec_[A-Za-z0-9_]{8,}$/, { message: 'STRIPE_WEBHOOK_SECRET must be a webhook signing secret (whsec_…)' })
+  STRIPE_WEBHOOK_SECRET?: string;
+
+  /** Capture an authorised PaymentIntent when its `payment_intent.amount_capturable_updated` webhook arrives, not only on the client's capture call. */
+  @Transform(toBoolean)
+  @IsBoolean()
+  STRIPE_AUTO_CAPTURE = true;
+
+  /** Stripe's API; only tests point it elsewhere (a local fake). Production refuses plain http. */
+  @Matches(/^https?:\/\/[^\s/?#]+\/?$/, { message: 'STRIPE_API_URL must be a URL such as https://api.stripe.com' })
+  STRIPE_API_URL = STRIPE_API_URL;
+
+  /** The SDK's retries of a Stripe call after a timeout, a connection error, a 409 or a 5xx (same idempotency key, exponential backoff). */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(0)
+  @Max(5)
+  STRIPE_MAX_NETWORK_RETRIES = 2;
+
+  /** One Stripe HTTP attempt's timeout in milliseconds. */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(100)
+  @Max(60_000)
+  STRIPE_TIMEOUT_MS = 5_000;
 
   /** How the mock provider answers captures of new orders (demos and manual tests). */
   @IsIn(MOCK_BEHAVIOURS)
@@ -272,6 +309,21 @@ export class AppConfig {
   IDEMPOTENCY_LOCK_SECONDS = 60;
 }
 
+/** The Stripe adapter's settings, when PAYMENT_PROVIDER=stripe (loadConfig has checked both secrets are there). */
+export function stripeSettingsOf(config: AppConfig): StripeSettings | undefined {
+  if (config.PAYMENT_PROVIDER !== 'stripe') return undefined;
+  if (config.STRIPE_SECRET_KEY === undefined || config.STRIPE_WEBHOOK_SECRET === undefined) throw new ConfigError(['STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET are required when PAYMENT_PROVIDER=stripe']);
+  return {
+    secretKey: config.STRIPE_SECRET_KEY,
+    webhookSecret: config.STRIPE_WEBHOOK_SECRET,
+    autoCapture: config.STRIPE_AUTO_CAPTURE,
+    apiUrl: config.STRIPE_API_URL,
+    maxNetworkRetries: config.STRIPE_MAX_NETWORK_RETRIES,
+    timeoutMs: config.STRIPE_TIMEOUT_MS,
+    webhookToleranceSeconds: config.PAYMENT_WEBHOOK_TOLERANCE_SECONDS,
+  };
+}
+
 export function webhookSecretOf(config: AppConfig): string {
   return config.PAYMENT_WEBHOOK_SECRET ?? DEVELOPMENT_WEBHOOK_SECRET;
 }
@@ -285,9 +337,9 @@ export class ConfigError extends Error {
   }
 }
 
-const KEYS = Object.keys(new AppConfig()).concat('DATABASE_URL', 'EVENTSTORE_URL', 'PAYMENT_WEBHOOK_SECRET', 'PAYMENT_CRASH_AT');
+const KEYS = Object.keys(new AppConfig()).concat('DATABASE_URL', 'EVENTSTORE_URL', 'PAYMENT_WEBHOOK_SECRET', 'PAYMENT_CRASH_AT', 'STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET');
 /** Shown in errors as `(hidden)`: a secret is named, never printed. */
-const SECRET_KEYS: ReadonlySet<string> = new Set(['PAYMENT_WEBHOOK_SECRET']);
+const SECRET_KEYS: ReadonlySet<string> = new Set(['PAYMENT_WEBHOOK_SECRET', 'STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET']);
 /** Connection strings: shown without their password. */
 const URL_KEYS: ReadonlySet<string> = new Set(['DATABASE_URL', 'EVENTSTORE_URL']);
 
@@ -315,6 +367,9 @@ export function checkAppConfig(config: AppConfig): string[] {
   }
   if (config.DATABASE_URL === undefined && config.EMBEDDED_POSTGRES_IN_PRODUCTION !== true) {
     problems.push('DATABASE_URL=(unset): production needs a PostgreSQL server; the embedded one is for a single machine only, allowed with EMBEDDED_POSTGRES_IN_PRODUCTION=true');
+  }
+  if (config.PAYMENT_PROVIDER === 'stripe' && !config.STRIPE_API_URL.startsWith('https://')) {
+    problems.push(`STRIPE_API_URL=${JSON.stringify(config.STRIPE_API_URL)}: production talks to Stripe over https only`);
   }
   if (config.PAYMENT_WEBHOOK_SECRET === DEVELOPMENT_WEBHOOK_SECRET) problems.push('PAYMENT_WEBHOOK_SECRET=(hidden): it is the public development secret; production needs its own');
   return problems;

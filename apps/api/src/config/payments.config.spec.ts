@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig, webhookSecretOf, DEVELOPMENT_WEBHOOK_SECRET } from './app.config.js';
+import { ConfigError, loadConfig, stripeSettingsOf, webhookSecretOf, DEVELOPMENT_WEBHOOK_SECRET } from './app.config.js';
 
 describe('payments configuration', () => {
   it('defaults to the mock provider, a one-hour pending TTL and the built-in packages', () => {
@@ -46,5 +46,35 @@ describe('payments configuration', () => {
     expect(() => loadConfig({ PAYMENT_CRASH_AT: 'refund:after-intent' })).toThrow(/PAYMENT_CRASH_AT is for crash tests: it needs NODE_ENV=test/);
     expect(() => loadConfig({ NODE_ENV: 'production', PAYMENT_WEBHOOK_SECRET: 'a-long-enough-secret', PAYMENT_CRASH_AT: 'refund:after-intent' })).toThrow(/PAYMENT_CRASH_AT/);
     expect(() => loadConfig({ NODE_ENV: 'test', PAYMENT_CRASH_AT: 'somewhere' })).toThrow(/PAYMENT_CRASH_AT=/);
+  });
+
+  describe('PAYMENT_PROVIDER=stripe', () => {
+    const stripe = { PAYMENT_PROVIDER: 'stripe', STRIPE_SECRET_KEY: 'sk_test_0123456789abcdef', STRIPE_WEBHOOK_SECRET: 'whsec_0123456789abcdef' };
+    const production = { NODE_ENV: 'production', DATABASE_URL: 'postgres://ledger@db.internal/ledger', PAYMENT_WEBHOOK_SECRET: 'a-long-enough-secret' };
+
+    it('reads its settings, with auto-capture on, Stripe\'s API, 2 retries and a 5 s timeout by default', () => {
+      expect(stripeSettingsOf(loadConfig(stripe))).toEqual({
+        secretKey: stripe.STRIPE_SECRET_KEY,
+        webhookSecret: stripe.STRIPE_WEBHOOK_SECRET,
+        autoCapture: true,
+        apiUrl: 'https://api.stripe.com',
+        maxNetworkRetries: 2,
+        timeoutMs: 5_000,
+        webhookToleranceSeconds: 300,
+      });
+      expect(stripeSettingsOf(loadConfig({}))).toBeUndefined();
+    });
+
+    it('refuses to start without either secret, naming each, and never prints them', () => {
+      expect(() => loadConfig({ PAYMENT_PROVIDER: 'stripe' })).toThrow(/STRIPE_SECRET_KEY is required when PAYMENT_PROVIDER=stripe[\s\S]*STRIPE_WEBHOOK_SECRET is required when PAYMENT_PROVIDER=stripe/);
+      expect(() => loadConfig({ ...stripe, STRIPE_SECRET_KEY: 'pk_test_0123456789abcdef' })).toThrow(/STRIPE_SECRET_KEY=\(hidden\): STRIPE_SECRET_KEY must be a Stripe secret key/);
+      expect(() => loadConfig({ ...stripe, STRIPE_WEBHOOK_SECRET: 'secret' })).toThrow(/STRIPE_WEBHOOK_SECRET=\(hidden\)/);
+    });
+
+    it('is accepted in production over https, and refused over plain http', () => {
+      expect(loadConfig({ ...production, ...stripe }).PAYMENT_PROVIDER).toBe('stripe');
+      expect(() => loadConfig({ ...production, ...stripe, STRIPE_API_URL: 'http://127.0.0.1:12111' })).toThrow(/STRIPE_API_URL="http:\/\/127.0.0.1:12111": production talks to Stripe over https only/);
+      expect(() => loadConfig({ ...production, PAYMENT_PROVIDER: 'mock' })).toThrow(/PAYMENT_PROVIDER=mock/);
+    });
   });
 });

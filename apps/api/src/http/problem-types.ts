@@ -93,6 +93,10 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
 
   // Not a failure to retry: this deployment takes no payments (PAYMENT_PROVIDER=none).
   PAYMENTS_DISABLED: { status: HttpStatus.NOT_IMPLEMENTED, title: 'This service takes no payments' },
+  // Nothing recorded: the buyer confirms the PaymentIntent with Stripe.js first, then the capture is retried.
+  PAYMENT_NOT_AUTHORIZED: { status: HttpStatus.CONFLICT, title: 'The buyer has not authorised the payment yet' },
+  WEBHOOK_SIGNATURE_INVALID: { status: HttpStatus.UNAUTHORIZED, title: 'Webhook signature missing, bad or too old' },
+  PROVIDER_NOT_CONFIGURED: { status: HttpStatus.NOT_FOUND, title: 'This payment provider is not configured here' },
 
   UNKNOWN_PROJECTION: { status: HttpStatus.NOT_FOUND, title: 'No projection has this name' },
   REBUILD_IN_PROGRESS: { status: HttpStatus.CONFLICT, title: 'A rebuild of this projection is already running' },

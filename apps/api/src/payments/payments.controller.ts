@@ -10,8 +10,9 @@ import {
   ApiTags,
   ApiUnauthorizedResponse,
 } from '@nestjs/swagger';
-import { CapturePaymentCommand, GetPaymentQuery, InitiatePaymentCommand, ListPaymentsQuery, RefundPaymentCommand, SettlePaymentCommand } from '@app/payments';
+import { CapturePaymentCommand, GetPaymentQuery, HandleStripeEventCommand, InitiatePaymentCommand, ListPaymentsQuery, RefundPaymentCommand, SettlePaymentCommand } from '@app/payments';
 import { systemActor } from '@app/event-sourcing';
+import type { RawBodyRequest } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { commandContextOf, IDEMPOTENCY_KEY_API_HEADER } from '../http/command-context.js';
 import { UserIdParams } from '../accounts/accounts.dto.js';
@@ -86,6 +87,18 @@ export class PaymentsController {
     const context = { requestId: request.id, actor: systemActor('mock-provider', 'webhook') };
     const { duplicate } = await this.commandBus.execute(new SettlePaymentCommand(body.paymentId, { provider: 'mock', eventId: body.id }, context));
     return { received: true, duplicate };
+  }
+
+  @Post('webhooks/stripe')
+  @HttpCode(HttpStatus.OK)
+  @ApiHeader({ name: 'stripe-signature', required: true, description: "Stripe's signature of the raw body (t=<unix seconds>,v1=<hex HMAC-SHA256>), checked by the Stripe SDK with STRIPE_WEBHOOK_SECRET" })
+  @ApiOkResponse({ description: '{ received: true, duplicate, ignored }: processed and committed; or this event id was processed before (duplicate); or the event is not about a payment of ours (ignored).' })
+  @ApiUnauthorizedResponse({ description: 'WEBHOOK_SIGNATURE_INVALID: missing or bad signature, or a timestamp outside PAYMENT_WEBHOOK_TOLERANCE_SECONDS; nothing happened.' })
+  @ApiNotFoundResponse({ description: 'PROVIDER_NOT_CONFIGURED: PAYMENT_PROVIDER is not stripe.' })
+  stripeWebhook(@Req() request: RawBodyRequest<FastifyRequest>) {
+    // The event is read from the exact bytes Stripe signed, never from the parsed body.
+    const context = { requestId: request.id, actor: systemActor('stripe', 'webhook') };
+    return this.commandBus.execute(new HandleStripeEventCommand(request.rawBody, request.headers['stripe-signature'], context));
   }
 }
 

@@ -69,6 +69,8 @@ export class PaymentResponse {
 export class CreatedPaymentResponse extends PaymentResponse {
   @ApiProperty({ nullable: true, type: String }) position!: string | null;
   @ApiProperty() readModelUpToDate!: boolean;
+  @ApiProperty({ nullable: true, type: String, description: "Stripe: the PaymentIntent's client_secret, for Stripe.js to confirm the payment in the browser. Null with providers that need none." })
+  clientSecret!: string | null;
 }
 
 export class PaymentWriteResponse {
@@ -83,4 +85,16 @@ export class PaymentPageResponse {
   @ApiProperty({ type: 'integer' }) total!: number;
   @ApiProperty({ type: 'integer' }) limit!: number;
   @ApiProperty({ type: 'integer' }) offset!: number;
+}
+
+export class TokenPackageResponse {
+  @ApiProperty({ example: 'starter', description: 'The id a payment names (POST /v1/payments).' }) id!: string;
+  @ApiProperty({ type: 'integer', example: 100, description: 'Tokens credited when a payment for this package is captured.' }) tokens!: number;
+  @ApiProperty({ type: 'integer', example: 500, description: 'Price in minor units of currency (cents).' }) price!: number;
+  @ApiProperty({ example: 'USD', description: 'ISO 4217 code.' }) currency!: string;
+  @ApiProperty({ example: 'stripe', description: 'The payment provider that takes the money (PAYMENT_PROVIDER).' }) provider!: string;
+}
+
+export class TokenPackageListResponse {
+  @ApiProperty({ type: [TokenPackageResponse] }) data!: TokenPackageResponse[];
 }

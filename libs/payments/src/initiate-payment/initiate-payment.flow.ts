@@ -9,7 +9,12 @@ import { PaymentsError } from '../payments.errors.js';
 import type { PaymentProvider } from '../provider/payment-provider.port.js';
 import type { TokenPackage } from '../token-packages.js';
 
-export type InitiatedPayment = PaymentView & { readonly position: string | null; readonly readModelUpToDate: boolean };
+/**
+ * The PENDING payment, and `clientSecret` when the provider's buyer approval needs one (Stripe.js
+ * confirms the PaymentIntent with it). The secret is not in the ledger: each request asks the
+ * provider's order for it again (the same order, by its idempotency key).
+ */
+export type InitiatedPayment = PaymentView & { readonly position: string | null; readonly readModelUpToDate: boolean; readonly clientSecret: string | null };
 
 /**
  * Opens a PENDING payment for a package: index row, provider order, then PaymentInitiated. A crash
@@ -37,7 +42,7 @@ export class InitiatePaymentFlow {
     const now = this.options.now();
     // The index row first: whatever happens next, the payment id leads to the right stream.
     await this.streams.record(paymentId, userId);
-    const { orderId } = await this.provider.createOrder({ paymentId, amount: chosen.price, currency: chosen.currency, description: `${chosen.tokens} tokens (${chosen.id})` });
+    const { orderId, clientSecret } = await this.provider.createOrder({ paymentId, userId, amount: chosen.price, currency: chosen.currency, description: `${chosen.tokens} tokens (${chosen.id})` });
     this.faults('initiate:after-create-order');
     const command: TokenAccountCommand = {
       type: 'InitiatePayment',
@@ -46,6 +51,6 @@ export class InitiatePaymentFlow {
     const handled = await this.ledger.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency });
     // A replay answers with the payment as its first attempt opened it (PENDING), whatever it became since.
     const opened = handled.replayed === true ? fold(tokenAccountDecider, tokenAccountDecider.initialState, handled.events) : handled.state;
-    return { ...paymentView(paymentIn(opened, paymentId)), position: positionText(handled.position), readModelUpToDate: await this.ledger.upToDate(handled) };
+    return { ...paymentView(paymentIn(opened, paymentId)), position: positionText(handled.position), readModelUpToDate: await this.ledger.upToDate(handled), clientSecret: clientSecret ?? null };
   }
 }

@@ -10,7 +10,7 @@ import { PaymentProviderError, type OrderRequest, type PaymentProvider, type Pro
 export type MockBehaviour = 'approve' | 'decline' | 'timeout' | 'error_after_capture';
 export const MOCK_BEHAVIOURS: readonly MockBehaviour[] = ['approve', 'decline', 'timeout', 'error_after_capture'];
 
-type OrderStatus = 'created' | 'captured' | 'declined' | 'refunded';
+type OrderStatus = 'created' | 'captured' | 'declined' | 'canceled' | 'refunded';
 type OrderRow = { payment_id: string; status: OrderStatus; behaviour: MockBehaviour };
 type OrderKeys = { capture_idempotency_key: string | null; refund_idempotency_key: string | null };
 
@@ -76,6 +76,7 @@ export class MockPaymentProvider implements PaymentProvider {
     if (order === undefined) return { status: 'declined', reason: 'order_not_found' };
     if (order.status === 'captured' || order.status === 'refunded') return captured(order.payment_id);
     if (order.status === 'declined') return { status: 'declined', reason: 'card_declined' };
+    if (order.status === 'canceled') return { status: 'declined', reason: 'canceled' };
     // The order was 'created': its behaviour decided what happened (and is now committed).
     switch (order.behaviour) {
       case 'approve':
@@ -100,7 +101,7 @@ export class MockPaymentProvider implements PaymentProvider {
     return {
       status: order.status,
       providerTransactionId: isCaptured ? captureId(order.payment_id) : null,
-      declineReason: order.status === 'declined' ? 'card_declined' : null,
+      declineReason: order.status === 'declined' ? 'card_declined' : order.status === 'canceled' ? 'canceled' : null,
       providerRefundId: order.status === 'refunded' ? refundId(order.payment_id) : null,
     };
   }
@@ -109,6 +110,12 @@ export class MockPaymentProvider implements PaymentProvider {
   async keysOf(orderId: string): Promise<{ capture: string | null; refund: string | null }> {
     const row = (await this.pool.query<OrderKeys>('SELECT capture_idempotency_key, refund_idempotency_key FROM mock_provider_orders WHERE order_id = $1', [orderId])).rows[0];
     return { capture: row?.capture_idempotency_key ?? null, refund: row?.refund_idempotency_key ?? null };
+  }
+
+  /** Cancels an order not captured (our expiry); answers the order as it is afterwards, captured if it was. */
+  async cancel(orderId: string): Promise<ProviderOrder> {
+    await this.pool.query(`UPDATE mock_provider_orders SET status = 'canceled', updated_at = now() WHERE order_id = $1 AND status = 'created'`, [orderId]);
+    return this.getOrder(orderId);
   }
 
   /** Refunds a captured order once; the key of the call that refunded it is kept, later calls answer the same refund. */

@@ -1,6 +1,6 @@
 import type { CaptureOutcome } from '@app/ledger';
 import { PaymentsError } from '../payments.errors.js';
-import type { PaymentProvider, ProviderOrder } from './payment-provider.port.js';
+import type { CreatedOrder, PaymentProvider, ProviderOrder } from './payment-provider.port.js';
 
 /**
  * `PAYMENT_PROVIDER=none`: a service that sells no tokens itself (purchases are recorded by a
@@ -11,7 +11,7 @@ import type { PaymentProvider, ProviderOrder } from './payment-provider.port.js'
 export class NoPaymentProvider implements PaymentProvider {
   readonly name = 'none';
 
-  createOrder(): Promise<{ readonly orderId: string }> {
+  createOrder(): Promise<CreatedOrder> {
     return Promise.reject(disabled());
   }
 
@@ -24,6 +24,10 @@ export class NoPaymentProvider implements PaymentProvider {
   }
 
   refund(): Promise<{ readonly providerRefundId: string }> {
+    return Promise.reject(disabled());
+  }
+
+  cancel(): Promise<ProviderOrder> {
     return Promise.reject(disabled());
   }
 }

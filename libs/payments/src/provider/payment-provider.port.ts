@@ -1,8 +1,13 @@
 import { CodedError, type CaptureOutcome } from '@app/ledger';
 import type { PaymentsErrorCode } from '../payments.errors.js';
 
-/** What the provider knows of an order; 'unknown' when it has no such order. */
-export type ProviderOrderStatus = 'created' | 'captured' | 'declined' | 'refunded' | 'unknown';
+/**
+ * What the provider knows of an order; 'unknown' when it has no such order. 'created' covers every
+ * state before the money is taken (awaiting the buyer, authorised and capturable); 'canceled' is an
+ * order the provider will never capture (cancelled at our expiry, or by an operator). An order
+ * partly refunded stays 'captured' until it is refunded whole (ADR 0021).
+ */
+export type ProviderOrderStatus = 'created' | 'captured' | 'declined' | 'canceled' | 'refunded' | 'unknown';
 
 export type ProviderOrder = {
   readonly status: ProviderOrderStatus;
@@ -18,7 +23,12 @@ export type OrderRequest = {
   readonly amount: number;
   readonly currency: string;
   readonly description: string;
+  /** Our user id, given to the provider as metadata (Stripe), so an operator sees whose payment it is. */
+  readonly userId: string;
 };
+
+/** A new order: its id, and what the client needs to let the buyer approve it (Stripe's PaymentIntent `client_secret`), if anything. */
+export type CreatedOrder = { readonly orderId: string; readonly clientSecret?: string };
 
 /**
  * A payment provider. Every call that moves money carries an idempotency key derived from the
@@ -30,16 +40,22 @@ export type OrderRequest = {
  */
 export interface PaymentProvider {
   readonly name: string;
-  createOrder(request: OrderRequest): Promise<{ readonly orderId: string }>;
+  createOrder(request: OrderRequest): Promise<CreatedOrder>;
   /** Captures the order's money; a decline is an outcome, not an error. */
   capture(orderId: string, idempotencyKey: string): Promise<CaptureOutcome>;
   getOrder(orderId: string): Promise<ProviderOrder>;
   /** Refunds the order's whole amount; refunding a refunded order answers its refund again. */
   refund(orderId: string, idempotencyKey: string): Promise<{ readonly providerRefundId: string }>;
+  /**
+   * Makes sure the provider never captures the order (our expiry): cancels it unless it was captured,
+   * and answers the order as the provider has it afterwards, so an order captured meanwhile is
+   * credited, not expired.
+   */
+  cancel(orderId: string, idempotencyKey: string): Promise<ProviderOrder>;
 }
 
 /** The idempotency key of a provider call that moves money: one per payment and operation, so every retry of it, by any process, is the same call. */
-export function providerIdempotencyKey(operation: 'capture' | 'refund', paymentId: string): string {
+export function providerIdempotencyKey(operation: 'create' | 'capture' | 'refund' | 'cancel', paymentId: string): string {
   return `${operation}-${paymentId}`;
 }
 

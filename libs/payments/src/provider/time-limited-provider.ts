@@ -23,5 +23,6 @@ export function timeLimited(provider: PaymentProvider, timeoutMs: number = PROVI
     capture: (orderId, idempotencyKey) => within('capture', provider.capture(orderId, idempotencyKey)),
     getOrder: (orderId) => within('getOrder', provider.getOrder(orderId)),
     refund: (orderId, idempotencyKey) => within('refund', provider.refund(orderId, idempotencyKey)),
+    cancel: (orderId, idempotencyKey) => within('cancel', provider.cancel(orderId, idempotencyKey)),
   };
 }

@@ -33,7 +33,7 @@ function order(status: ProviderOrderStatus): ProviderOrder {
   return {
     status,
     providerTransactionId: captured ? 'capture-1' : null,
-    declineReason: status === 'declined' ? 'card_declined' : null,
+    declineReason: status === 'declined' ? 'card_declined' : status === 'canceled' ? 'canceled' : null,
     providerRefundId: status === 'refunded' ? 'refund-1' : null,
   };
 }
@@ -49,6 +49,9 @@ describe('reconciliation rules: the ledger follows the provider', () => {
     ['PENDING', null, 'created', beforeExpiry, []],
     ['PENDING', null, 'created', afterExpiry, [{ kind: 'expire' }]],
     ['PENDING', null, 'unknown', afterExpiry, [{ kind: 'expire' }]],
+    ['PENDING', null, 'canceled', afterExpiry, [{ kind: 'expire' }]],
+    ['PENDING', null, 'canceled', beforeExpiry, [{ kind: 'record-capture', outcome: { status: 'declined', reason: 'canceled' } }]],
+    ['FAILED', 'expired', 'canceled', afterExpiry, []],
     ['FAILED', 'expired', 'captured', afterExpiry, [recordCapture]],
     ['FAILED', 'expired', 'refunded', afterExpiry, [recordCapture, recordRefund]],
     ['FAILED', 'expired', 'created', afterExpiry, []],
@@ -66,6 +69,7 @@ describe('reconciliation rules: the ledger follows the provider', () => {
     ['COMPLETED', 'created'],
     ['COMPLETED', 'declined'],
     ['REFUND_PENDING', 'unknown'],
+    ['COMPLETED', 'canceled'],
   ] as const)('leaves a %s payment whose order is %s to an operator: tokens without money', (status, orderStatus) => {
     expect(reconciliationOf(payment(status), order(orderStatus), afterExpiry)).toEqual({ unresolved: `payment payment is ${status} but its order is ${orderStatus} at the provider` });
   });

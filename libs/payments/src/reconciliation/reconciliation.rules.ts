@@ -24,7 +24,9 @@ export type Reconciliation = { readonly steps: readonly ReconciliationStep[] } |
  * | PENDING, FAILED          | captured               | record the capture (credit)                |
  * | PENDING, FAILED          | refunded               | record the capture, then the refund        |
  * | PENDING                  | declined               | record the decline (FAILED)                |
- * | PENDING, due             | created, unknown       | expire                                     |
+ * | PENDING, due             | created, unknown       | expire (the reconciler cancels the order first) |
+ * | PENDING, due             | canceled               | expire                                     |
+ * | PENDING, not due         | canceled               | record a decline (`canceled`)              |
  * | COMPLETED                | refunded               | record the refund (take back what is left) |
  * | REFUND_PENDING           | captured               | refund at the provider, record the refund  |
  * | REFUND_PENDING           | refunded               | record the refund                          |
@@ -42,7 +44,8 @@ export function reconciliationOf(payment: Payment, order: ProviderOrder, now: Da
       if (order.status === 'refunded') return { steps: [...captured, ...refunded] };
       if (payment.status === 'FAILED') return { steps: [] };
       if (order.status === 'declined') return { steps: [{ kind: 'record-capture', outcome: { status: 'declined', reason: order.declineReason ?? 'declined' } }] };
-      return { steps: now.getTime() >= Date.parse(payment.expiresAt) ? [{ kind: 'expire' }] : [] };
+      if (now.getTime() >= Date.parse(payment.expiresAt)) return { steps: [{ kind: 'expire' }] };
+      return { steps: order.status === 'canceled' ? [{ kind: 'record-capture', outcome: { status: 'declined', reason: order.declineReason ?? 'canceled' } }] : [] };
     case 'COMPLETED':
       if (order.status === 'captured') return { steps: [] };
       if (order.status === 'refunded') return { steps: refunded };

@@ -27,7 +27,12 @@ export class PaymentReconciler {
   async reconcile(payment: Payment, context: CommandContext, now = this.now()): Promise<Reconciled> {
     const order = await this.provider.getOrder(payment.orderId);
     this.faults('reconcile:after-provider-order');
-    const plan = reconciliationOf(payment, order, now);
+    let plan = reconciliationOf(payment, order, now);
+    if ('steps' in plan && plan.steps.some((step) => step.kind === 'expire')) {
+      // Before the ledger gives up on the payment, the provider must give up on it too (a buyer may
+      // still approve it): cancelled there, or, if it was captured meanwhile, credited instead.
+      plan = reconciliationOf(payment, await this.provider.cancel(payment.orderId, providerIdempotencyKey('cancel', payment.paymentId)), now);
+    }
     let reconciled: Reconciled | undefined;
     if ('steps' in plan) {
       for (const step of plan.steps) {

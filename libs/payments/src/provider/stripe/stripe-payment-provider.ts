@@ -1,0 +1,247 @@
+import type { CaptureOutcome } from '@app/ledger';
+import Stripe from 'stripe';
+import { PaymentsError } from '../../payments.errors.js';
+import { PaymentProviderError, providerIdempotencyKey, type CreatedOrder, type OrderRequest, type PaymentProvider, type ProviderOrder } from '../payment-provider.port.js';
+
+/** The Stripe adapter's settings (`PAYMENT_PROVIDER=stripe`, ADR 0021). */
+export type StripeSettings = {
+  readonly secretKey: string;
+  readonly webhookSecret: string;
+  /** Capture when `payment_intent.amount_capturable_updated` arrives, without waiting for the client's capture call. */
+  readonly autoCapture: boolean;
+  /** Stripe's API (`https://api.stripe.com`); tests point it at a local fake. */
+  readonly apiUrl: string;
+  /** The SDK's retries of a call that failed with a connection error, a timeout, a 409 or a 5xx (same idempotency key, exponential backoff). */
+  readonly maxNetworkRetries: number;
+  /** One HTTP attempt's timeout, in milliseconds. */
+  readonly timeoutMs: number;
+  /** How old a webhook's signed timestamp may be (Stripe's SDK default is 300 s). */
+  readonly webhookToleranceSeconds: number;
+};
+
+export const STRIPE_API_URL = 'https://api.stripe.com';
+/** Extra attempts at a call Stripe refused with 429 (rate limited): the SDK does not retry those itself. */
+const RATE_LIMIT_RETRIES = 2;
+const RATE_LIMIT_BACKOFF_MS = 250;
+
+/** The SDK client for these settings: Stripe's host, or the one `apiUrl` names (a fake in tests). */
+export function stripeClient(settings: StripeSettings): Stripe {
+  const url = new URL(settings.apiUrl);
+  const protocol = url.protocol === 'http:' ? 'http' : 'https';
+  return new Stripe(settings.secretKey, {
+    host: url.hostname,
+    port: url.port === '' ? (protocol === 'http' ? 80 : 443) : Number(url.port),
+    protocol,
+    maxNetworkRetries: settings.maxNetworkRetries,
+    timeout: settings.timeoutMs,
+    appInfo: { name: 'token-ledger' },
+  });
+}
+
+/** The longest one adapter call may take, retries included: the deadline of the workflow's time limit. */
+export function stripeCallDeadlineMs(settings: StripeSettings): number {
+  const attempts = (settings.maxNetworkRetries + 1) * (RATE_LIMIT_RETRIES + 1);
+  // The SDK waits at most 5 s between retries (its maxNetworkRetryDelay); 429 retries wait far less.
+  return attempts * settings.timeoutMs + settings.maxNetworkRetries * 5_000 + RATE_LIMIT_RETRIES * RATE_LIMIT_BACKOFF_MS * 4;
+}
+
+/**
+ * The payment provider port over Stripe PaymentIntents with manual capture:
+ * - an order is a PaymentIntent (`capture_method: manual`, metadata `{paymentId, userId}`, key
+ *   `create-<paymentId>`); the buyer authorises it with Stripe.js and its `client_secret`;
+ * - capture captures an authorised PaymentIntent (key `capture-<paymentId>`); one awaiting the buyer
+ *   is refused with PAYMENT_NOT_AUTHORIZED (nothing recorded), one whose card was declined is a decline
+ *   with Stripe's decline code;
+ * - refund refunds what is left of the charge (key `refund-<paymentId>`); a PaymentIntent refunded
+ *   already (in the dashboard) answers that refund;
+ * - cancel cancels an uncaptured PaymentIntent (our expiry) and answers it as Stripe has it after.
+ * Stripe's answer is read before capturing, so the key of a capture is only ever used on an
+ * authorised PaymentIntent (Stripe saves a refusal under its key and would replay it). Errors: a card
+ * error is a decline; rate limits, timeouts, connection errors and 5xx are retried (the SDK, and
+ * here for 429), then PROVIDER_UNAVAILABLE (502, safe to retry: every call is keyed or a read).
+ */
+export class StripePaymentProvider implements PaymentProvider {
+  readonly name = 'stripe';
+
+  constructor(private readonly stripe: Stripe) {}
+
+  async createOrder(request: OrderRequest): Promise<CreatedOrder> {
+    const intent = await this.call('create the PaymentIntent', () =>
+      this.stripe.paymentIntents.create(
+        {
+          amount: request.amount,
+          currency: request.currency.toLowerCase(),
+          capture_method: 'manual',
+          description: request.description,
+          metadata: { paymentId: request.paymentId, userId: request.userId },
+        },
+        { idempotencyKey: providerIdempotencyKey('create', request.paymentId) },
+      ),
+    );
+    return intent.client_secret === null ? { orderId: intent.id } : { orderId: intent.id, clientSecret: intent.client_secret };
+  }
+
+  async capture(orderId: string, idempotencyKey: string): Promise<CaptureOutcome> {
+    const intent = await this.retrieve(orderId);
+    if (intent === undefined) return { status: 'declined', reason: 'order_not_found' };
+    if (intent.status !== 'requires_capture') return captureOutcomeOf(intent);
+    try {
+      return captureOutcomeOf(await this.call('capture the PaymentIntent', () => this.stripe.paymentIntents.capture(orderId, {}, { idempotencyKey })));
+    } catch (error) {
+      if (error instanceof PaymentProviderError && error.cause instanceof Stripe.errors.StripeCardError) return { status: 'declined', reason: declineCodeOf(error.cause) };
+      // Captured (or cancelled) by someone else since it was read: the PaymentIntent says which.
+      if (error instanceof PaymentProviderError && isUnexpectedState(error.cause)) {
+        const now = await this.retrieve(orderId);
+        if (now !== undefined) return captureOutcomeOf(now);
+      }
+      throw error;
+    }
+  }
+
+  async getOrder(orderId: string): Promise<ProviderOrder> {
+    const intent = await this.retrieve(orderId);
+    if (intent === undefined) return { status: 'unknown', providerTransactionId: null, declineReason: null, providerRefundId: null };
+    switch (intent.status) {
+      case 'succeeded': {
+        const chargeId = idOf(intent.latest_charge);
+        const charge = chargeId === null ? undefined : await this.call('read the charge', () => this.stripe.charges.retrieve(chargeId));
+        // Refunded whole: the ledger takes the tokens back. A partial refund leaves it captured (ADR 0021).
+        const refundId = charge?.refunded === true ? await this.latestRefundId(orderId) : null;
+        return { status: refundId === null ? 'captured' : 'refunded', providerTransactionId: chargeId ?? intent.id, declineReason: null, providerRefundId: refundId };
+      }
+      case 'canceled':
+        return { status: 'canceled', providerTransactionId: null, declineReason: intent.cancellation_reason ?? 'canceled', providerRefundId: null };
+      // Awaiting the buyer (a declined card may be replaced by another), or authorised and not captured.
+      case 'requires_payment_method':
+      case 'requires_confirmation':
+      case 'requires_action':
+      case 'processing':
+      case 'requires_capture':
+        return { status: 'created', providerTransactionId: null, declineReason: null, providerRefundId: null };
+      // The SDK's type leaves room for statuses Stripe may add; none is guessed at.
+      default:
+        throw new PaymentProviderError(`Stripe answered PaymentIntent ${orderId} with an unknown status ${intent.status}`, 'rejected');
+    }
+  }
+
+  async refund(orderId: string, idempotencyKey: string): Promise<{ readonly providerRefundId: string }> {
+    try {
+      const refund = await this.call('refund the PaymentIntent', () =>
+        this.stripe.refunds.create({ payment_intent: orderId, reason: 'requested_by_customer', metadata: { idempotencyKey } }, { idempotencyKey }),
+      );
+      return { providerRefundId: refund.id };
+    } catch (error) {
+      // Refunded whole already (in the dashboard): that refund is the one the ledger records.
+      if (error instanceof PaymentProviderError && error.cause instanceof Stripe.errors.StripeInvalidRequestError && error.cause.code === 'charge_already_refunded') {
+        const order = await this.getOrder(orderId);
+        if (order.providerRefundId !== null) return { providerRefundId: order.providerRefundId };
+      }
+      throw error;
+    }
+  }
+
+  async cancel(orderId: string, idempotencyKey: string): Promise<ProviderOrder> {
+    const intent = await this.retrieve(orderId);
+    if (intent !== undefined && intent.status !== 'succeeded' && intent.status !== 'canceled') {
+      try {
+        await this.call('cancel the PaymentIntent', () => this.stripe.paymentIntents.cancel(orderId, { cancellation_reason: 'abandoned' }, { idempotencyKey }));
+      } catch (error) {
+        // Captured or cancelled since it was read: what it is now is the answer.
+        if (!(error instanceof PaymentProviderError && isUnexpectedState(error.cause))) throw error;
+      }
+    }
+    return this.getOrder(orderId);
+  }
+
+  /** The PaymentIntent, or undefined when Stripe has none with this id. */
+  private async retrieve(orderId: string): Promise<Stripe.PaymentIntent | undefined> {
+    try {
+      return await this.call('read the PaymentIntent', () => this.stripe.paymentIntents.retrieve(orderId));
+    } catch (error) {
+      if (error instanceof PaymentProviderError && error.cause instanceof Stripe.errors.StripeInvalidRequestError && error.cause.code === 'resource_missing') return undefined;
+      throw error;
+    }
+  }
+
+  private async latestRefundId(orderId: string): Promise<string | null> {
+    const refunds = await this.call('list the refunds', () => this.stripe.refunds.list({ payment_intent: orderId, limit: 1 }));
+    return refunds.data[0]?.id ?? null;
+  }
+
+  /** One SDK call, retried on 429, its failures as PaymentProviderError (the Stripe error as `cause`). */
+  private async call<T>(what: string, request: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await request();
+      } catch (error) {
+        if (error instanceof Stripe.errors.StripeRateLimitError && attempt < RATE_LIMIT_RETRIES) {
+          await new Promise((resolve) => setTimeout(resolve, RATE_LIMIT_BACKOFF_MS * 2 ** attempt));
+          continue;
+        }
+        throw providerErrorOf(what, error);
+      }
+    }
+  }
+}
+
+/** What an answered PaymentIntent means for a capture the client asked for. */
+function captureOutcomeOf(intent: Stripe.PaymentIntent): CaptureOutcome {
+  switch (intent.status) {
+    case 'succeeded':
+      return { status: 'captured', providerTransactionId: idOf(intent.latest_charge) ?? intent.id };
+    case 'canceled':
+      return { status: 'declined', reason: intent.cancellation_reason ?? 'canceled' };
+    case 'requires_payment_method':
+      if (intent.last_payment_error !== null && intent.last_payment_error !== undefined) {
+        return { status: 'declined', reason: intent.last_payment_error.decline_code ?? intent.last_payment_error.code ?? 'card_declined' };
+      }
+      throw notAuthorized(intent);
+    case 'requires_capture':
+      throw new PaymentProviderError(`Stripe left PaymentIntent ${intent.id} uncaptured`, 'unavailable');
+    case 'requires_confirmation':
+    case 'requires_action':
+    case 'processing':
+      throw notAuthorized(intent);
+    // The SDK's type leaves room for statuses Stripe may add; none is guessed at.
+    default:
+      throw new PaymentProviderError(`Stripe answered PaymentIntent ${intent.id} with an unknown status ${intent.status}`, 'rejected');
+  }
+}
+
+function notAuthorized(intent: Stripe.PaymentIntent): PaymentsError {
+  return new PaymentsError('PAYMENT_NOT_AUTHORIZED', `the buyer has not authorised PaymentIntent ${intent.id} yet (status ${intent.status}): confirm it with Stripe.js and its client_secret, then capture`, {
+    orderId: intent.id,
+    providerStatus: intent.status,
+  });
+}
+
+function declineCodeOf(error: Stripe.errors.StripeCardError): string {
+  return error.decline_code ?? error.code ?? 'card_declined';
+}
+
+function isUnexpectedState(error: unknown): boolean {
+  return error instanceof Stripe.errors.StripeInvalidRequestError && error.code === 'payment_intent_unexpected_state';
+}
+
+function idOf(value: string | { readonly id: string } | null): string | null {
+  return value === null ? null : typeof value === 'string' ? value : value.id;
+}
+
+/** A Stripe failure as the port's error: the caller cannot tell whether a timed-out call took effect, so every one is safe to retry. */
+function providerErrorOf(what: string, error: unknown): PaymentProviderError {
+  const kind = error instanceof Stripe.errors.StripeConnectionError && /timeout/i.test(error.message) ? 'timeout' : isTransient(error) ? 'unavailable' : 'rejected';
+  const detail = error instanceof Stripe.errors.StripeError ? `${error.type}${error.code === undefined ? '' : ` ${error.code}`}: ${error.message}` : String(error);
+  const wrapped = new PaymentProviderError(`Stripe: could not ${what} (${detail})`, kind);
+  (wrapped as { cause?: unknown }).cause = error;
+  return wrapped;
+}
+
+function isTransient(error: unknown): boolean {
+  return (
+    error instanceof Stripe.errors.StripeConnectionError ||
+    error instanceof Stripe.errors.StripeRateLimitError ||
+    error instanceof Stripe.errors.StripeAPIError ||
+    (error instanceof Stripe.errors.StripeError && (error.statusCode ?? 0) >= 500) ||
+    (error instanceof Stripe.errors.StripeIdempotencyError && error.code === 'idempotency_key_in_use')
+  );
+}

@@ -1,0 +1,186 @@
+import { randomUUID } from 'node:crypto';
+import { PaymentProviderError, StripePaymentProvider, stripeClient, StripeWebhooks, type StripeSettings } from '@app/payments';
+import { FakeStripeServer } from './support/fake-stripe/fake-stripe-server.js';
+
+/**
+ * The Stripe adapter over real HTTP, through the real `stripe` SDK, against the fake Stripe server
+ * (Stripe's documented shapes, not Stripe). The contract test at the end lists what the adapter
+ * sends, to be checked against Stripe's API reference.
+ */
+let fake: FakeStripeServer;
+let settings: StripeSettings;
+let provider: StripePaymentProvider;
+
+beforeAll(async () => {
+  fake = new FakeStripeServer();
+  await fake.start();
+  settings = { secretKey: fake.secretKey, webhookSecret: fake.webhookSecret, autoCapture: true, apiUrl: fake.url, maxNetworkRetries: 2, timeoutMs: 400, webhookToleranceSeconds: 300 };
+  provider = new StripePaymentProvider(stripeClient(settings));
+});
+
+afterAll(async () => {
+  await fake.stop();
+});
+
+async function order(amount = 500) {
+  const paymentId = randomUUID();
+  const created = await provider.createOrder({ paymentId, userId: randomUUID(), amount, currency: 'USD', description: '100 tokens (starter)' });
+  return { paymentId, ...created };
+}
+
+describe('Stripe adapter against the fake Stripe API', () => {
+  it('creates one PaymentIntent per payment (manual capture, metadata, client_secret), however often it is asked', async () => {
+    const first = await order();
+    const intent = fake.paymentIntents.get(first.orderId);
+    expect(intent).toMatchObject({ amount: 500, currency: 'usd', capture_method: 'manual', status: 'requires_payment_method', metadata: { paymentId: first.paymentId } });
+    expect(first.clientSecret).toBe(intent?.client_secret);
+    const again = await provider.createOrder({ paymentId: first.paymentId, userId: intent?.metadata['userId'] ?? '', amount: 500, currency: 'USD', description: '100 tokens (starter)' });
+    expect(again).toEqual({ orderId: first.orderId, clientSecret: first.clientSecret });
+    expect([...fake.paymentIntents.values()].filter((each) => each.metadata['paymentId'] === first.paymentId)).toHaveLength(1);
+  });
+
+  it('refuses to capture before the buyer authorised, captures once after, and answers a repeat with the same charge', async () => {
+    const { orderId, paymentId } = await order();
+    await expect(provider.capture(orderId, `capture-${paymentId}`)).rejects.toMatchObject({ code: 'PAYMENT_NOT_AUTHORIZED' });
+    expect(fake.confirmAsCustomer(orderId).status).toBe(200);
+    const captured = await provider.capture(orderId, `capture-${paymentId}`);
+    expect(captured).toEqual({ status: 'captured', providerTransactionId: fake.paymentIntents.get(orderId)?.latest_charge });
+    expect(await provider.capture(orderId, `capture-${paymentId}`)).toEqual(captured);
+    expect(fake.eventsOf('payment_intent.succeeded', orderId)).toHaveLength(1);
+    expect(await provider.getOrder(orderId)).toEqual({ status: 'captured', providerTransactionId: captured.status === 'captured' ? captured.providerTransactionId : '', declineReason: null, providerRefundId: null });
+  });
+
+  it('answers a declined card as a decline with its decline code', async () => {
+    const { orderId, paymentId } = await order();
+    const declined = fake.confirmAsCustomer(orderId, 'pm_card_visa_chargeDeclinedInsufficientFunds');
+    expect(declined).toMatchObject({ status: 402, body: { error: { type: 'card_error', code: 'card_declined', decline_code: 'insufficient_funds' } } });
+    expect(await provider.capture(orderId, `capture-${paymentId}`)).toEqual({ status: 'declined', reason: 'insufficient_funds' });
+    // The buyer may still try another card: the order is not over at Stripe.
+    expect((await provider.getOrder(orderId)).status).toBe('created');
+  });
+
+  it('retries a Stripe 500 during the capture with the same key and captures once', async () => {
+    const { orderId, paymentId } = await order();
+    fake.confirmAsCustomer(orderId);
+    fake.inject('POST', /\/capture$/, { kind: 'error', status: 500, type: 'api_error', when: 'before' });
+    expect(await provider.capture(orderId, `capture-${paymentId}`)).toMatchObject({ status: 'captured' });
+    const captures = fake.requests.filter((request) => request.path === `/v1/payment_intents/${orderId}/capture`);
+    expect(captures.map((request) => request.idempotencyKey)).toEqual([`capture-${paymentId}`, `capture-${paymentId}`]);
+  });
+
+  it('retries a timed-out capture whose effect happened, and reads the capture the first attempt made', async () => {
+    const { orderId, paymentId } = await order();
+    fake.confirmAsCustomer(orderId);
+    fake.inject('POST', /\/capture$/, { kind: 'delay', ms: 700 });
+    expect(await provider.capture(orderId, `capture-${paymentId}`)).toMatchObject({ status: 'captured' });
+    expect(fake.eventsOf('payment_intent.succeeded', orderId)).toHaveLength(1);
+  });
+
+  it('retries a 429 (rate limited) itself, then answers PROVIDER_UNAVAILABLE when Stripe keeps refusing', async () => {
+    const { orderId } = await order();
+    fake.inject('GET', new RegExp(`/payment_intents/${orderId}$`), { kind: 'error', status: 429, type: 'rate_limit_error', code: 'rate_limit', when: 'before' });
+    expect((await provider.getOrder(orderId)).status).toBe('created');
+    fake.inject('GET', new RegExp(`/payment_intents/${orderId}$`), { kind: 'error', status: 429, type: 'rate_limit_error', code: 'rate_limit', when: 'before' }, 3);
+    const refused = await provider.getOrder(orderId).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(PaymentProviderError);
+    expect(refused).toMatchObject({ code: 'PROVIDER_UNAVAILABLE', details: { providerError: 'unavailable' } });
+  });
+
+  it('refunds once with the key, and answers a refunded order with its refund', async () => {
+    const { orderId, paymentId } = await order();
+    fake.confirmAsCustomer(orderId);
+    await provider.capture(orderId, `capture-${paymentId}`);
+    const refund = await provider.refund(orderId, `refund-${paymentId}`);
+    expect(await provider.refund(orderId, `refund-${paymentId}`)).toEqual(refund);
+    expect([...fake.refunds.values()].filter((each) => each.payment_intent === orderId)).toHaveLength(1);
+    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'refunded', providerRefundId: refund.providerRefundId });
+  });
+
+  it('answers a dashboard refund as the refund, a partial one not, and our refund of the rest as a whole refund', async () => {
+    const { orderId, paymentId } = await order();
+    fake.confirmAsCustomer(orderId);
+    await provider.capture(orderId, `capture-${paymentId}`);
+    fake.dashboardRefund(orderId, 200);
+    expect((await provider.getOrder(orderId)).status).toBe('captured');
+    const rest = await provider.refund(orderId, `refund-${paymentId}`);
+    expect(fake.refunds.get(rest.providerRefundId)?.amount).toBe(300);
+    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'refunded', providerRefundId: rest.providerRefundId });
+
+    const other = await order();
+    fake.confirmAsCustomer(other.orderId);
+    await provider.capture(other.orderId, `capture-${other.paymentId}`);
+    const dashboard = fake.dashboardRefund(other.orderId);
+    expect(await provider.refund(other.orderId, `refund-${other.paymentId}`)).toEqual({ providerRefundId: dashboard.id });
+  });
+
+  it('cancels an uncaptured order, and answers one captured meanwhile as captured', async () => {
+    const waiting = await order();
+    expect(await provider.cancel(waiting.orderId, `cancel-${waiting.paymentId}`)).toMatchObject({ status: 'canceled', declineReason: 'abandoned' });
+    const paid = await order();
+    fake.confirmAsCustomer(paid.orderId);
+    await provider.capture(paid.orderId, `capture-${paid.paymentId}`);
+    expect(await provider.cancel(paid.orderId, `cancel-${paid.paymentId}`)).toMatchObject({ status: 'captured' });
+  });
+
+  it('answers an unknown PaymentIntent as unknown', async () => {
+    expect(await provider.getOrder('pi_nothing')).toEqual({ status: 'unknown', providerTransactionId: null, declineReason: null, providerRefundId: null });
+  });
+
+  it('verifies webhook signatures with the SDK over the raw body and finds our payment through the PaymentIntent', async () => {
+    const webhooks = new StripeWebhooks(stripeClient(settings), settings.webhookSecret, 300);
+    const { orderId, paymentId } = await order();
+    fake.confirmAsCustomer(orderId);
+    await provider.capture(orderId, `capture-${paymentId}`);
+    const [charge] = fake.eventsOf('charge.captured', orderId);
+    if (charge === undefined) throw new Error('no charge.captured event');
+    const { body, signature } = fake.signed(charge);
+    const event = webhooks.verify(Buffer.from(body), signature);
+    expect(await webhooks.notificationOf(event)).toEqual({ eventId: charge.id, type: 'charge.captured', action: 'reconcile', paymentId });
+    expect(() => webhooks.verify(Buffer.from(body.replace('"livemode":false', '"livemode":true')), signature)).toThrow(expect.objectContaining({ code: 'WEBHOOK_SIGNATURE_INVALID' }));
+    const old = fake.signed(charge, { timestamp: Math.floor(Date.now() / 1000) - 301 });
+    expect(() => webhooks.verify(Buffer.from(old.body), old.signature)).toThrow(/timestamp outside the tolerance zone/i);
+    const otherSecret = fake.signed(charge, { secret: 'whsec_another_secret_123' });
+    expect(() => webhooks.verify(Buffer.from(otherSecret.body), otherSecret.signature)).toThrow(expect.objectContaining({ code: 'WEBHOOK_SIGNATURE_INVALID' }));
+  });
+});
+
+describe('contract: what the adapter sends to Stripe (check against https://docs.stripe.com/api)', () => {
+  it('sends form-encoded, keyed POSTs with these parameters, and GETs without keys', async () => {
+    fake.requests.length = 0;
+    const { orderId, paymentId } = await order(2000);
+    fake.confirmAsCustomer(orderId);
+    await provider.capture(orderId, `capture-${paymentId}`);
+    await provider.refund(orderId, `refund-${paymentId}`);
+    const expired = await order(500);
+    await provider.cancel(expired.orderId, `cancel-${expired.paymentId}`);
+    const sent = fake.requests.map(({ method, path, params, idempotencyKey, contentType }) => ({
+      call: `${method} ${path.replace(orderId, '{pi}').replace(expired.orderId, '{pi}').replace(/ch_\w+/, '{ch}')}`,
+      params,
+      idempotencyKey: idempotencyKey?.replace(paymentId, '{paymentId}').replace(expired.paymentId, '{paymentId}').replace(/^stripe-node-retry-.*/, '(SDK default)'),
+      contentType,
+    }));
+    const userId = fake.paymentIntents.get(orderId)?.metadata['userId'];
+    const form = 'application/x-www-form-urlencoded';
+    expect(sent).toEqual([
+      {
+        call: 'POST /v1/payment_intents',
+        params: { amount: '2000', currency: 'usd', capture_method: 'manual', description: '100 tokens (starter)', metadata: { paymentId, userId } },
+        idempotencyKey: 'create-{paymentId}',
+        contentType: form,
+      },
+      { call: 'GET /v1/payment_intents/{pi}', params: {}, idempotencyKey: undefined, contentType: form },
+      { call: 'POST /v1/payment_intents/{pi}/capture', params: {}, idempotencyKey: 'capture-{paymentId}', contentType: form },
+      { call: 'POST /v1/refunds', params: { payment_intent: orderId, reason: 'requested_by_customer', metadata: { idempotencyKey: `refund-${paymentId}` } }, idempotencyKey: 'refund-{paymentId}', contentType: form },
+      {
+        call: 'POST /v1/payment_intents',
+        params: { amount: '500', currency: 'usd', capture_method: 'manual', description: '100 tokens (starter)', metadata: { paymentId: expired.paymentId, userId: fake.paymentIntents.get(expired.orderId)?.metadata['userId'] } },
+        idempotencyKey: 'create-{paymentId}',
+        contentType: form,
+      },
+      { call: 'GET /v1/payment_intents/{pi}', params: {}, idempotencyKey: undefined, contentType: form },
+      { call: 'POST /v1/payment_intents/{pi}/cancel', params: { cancellation_reason: 'abandoned' }, idempotencyKey: 'cancel-{paymentId}', contentType: form },
+      { call: 'GET /v1/payment_intents/{pi}', params: {}, idempotencyKey: undefined, contentType: form },
+    ]);
+    expect(new Set(fake.requests.map((request) => request.stripeVersion))).toEqual(new Set([fake.events[0]?.api_version]));
+  });
+});

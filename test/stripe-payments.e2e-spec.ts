@@ -1,0 +1,351 @@
+import { randomUUID } from 'node:crypto';
+import { CommandHandling, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
+import { EVENT_STORE, type EventStore } from '@app/event-store';
+import { DEFAULT_TOKEN_PACKAGES, PAYMENT_PROVIDER, PaymentExpiryJob, PaymentReconciliationJob, PaymentStreams, PaymentWorkflow, stripeClient, type PaymentFaultPoint, type PaymentProvider } from '@app/payments';
+import { FakeStripeServer, type FakeStripeEvent } from './support/fake-stripe/fake-stripe-server.js';
+import { startTestApp, startTestAppOn, TEST_ACTOR, type TestApp } from './support/test-app.js';
+
+/**
+ * Buying tokens with PAYMENT_PROVIDER=stripe, through the API, against the fake Stripe server (real
+ * HTTP, the real SDK; Stripe's documented shapes, not Stripe). `testApp` captures on the client's
+ * call only; `autoApp`, a second instance on the same database, also captures when the
+ * `payment_intent.amount_capturable_updated` webhook arrives (STRIPE_AUTO_CAPTURE).
+ */
+let fake: FakeStripeServer;
+let testApp: TestApp;
+let autoApp: TestApp;
+
+const HOUR_MS = 3_600_000;
+
+beforeAll(async () => {
+  fake = new FakeStripeServer();
+  await fake.start();
+  const stripe = {
+    PAYMENT_JOBS_ENABLED: 'false',
+    PAYMENT_PROVIDER: 'stripe',
+    STRIPE_SECRET_KEY: fake.secretKey,
+    STRIPE_WEBHOOK_SECRET: fake.webhookSecret,
+    STRIPE_API_URL: fake.url,
+    STRIPE_TIMEOUT_MS: '300',
+    STRIPE_MAX_NETWORK_RETRIES: '2',
+  };
+  testApp = await startTestApp({ ...stripe, STRIPE_AUTO_CAPTURE: 'false' });
+  autoApp = await startTestAppOn(testApp.database, { ...stripe, STRIPE_AUTO_CAPTURE: 'true' });
+});
+
+afterAll(async () => {
+  await autoApp.close();
+  await testApp.close();
+  await fake.stop();
+});
+
+const http = () => testApp.http();
+const context = (): CommandContext => ({ requestId: randomUUID(), actor: TEST_ACTOR });
+
+async function buy(userId: string, packageId = 'starter') {
+  const response = await http().post('/v1/payments').send({ userId, packageId }).expect(201);
+  return response.body as { paymentId: string; orderId: string; status: string; clientSecret: string | null };
+}
+
+const capture = (paymentId: string, app = testApp) => app.http().post(`/v1/payments/${paymentId}/capture`).send();
+const balanceOf = async (userId: string) => (await http().get(`/v1/accounts/${userId}/balance`).expect(200)).body.balance as number;
+const paymentOf = async (paymentId: string) => (await http().get(`/v1/payments/${paymentId}`).expect(200)).body as { status: string; providerTransactionId: string | null; metadata: Record<string, unknown> };
+
+/** Delivers a Stripe event to `app`'s webhook route, signed as Stripe signs (the SDK's test header). */
+function deliver(event: FakeStripeEvent | object, app = testApp, signature?: string) {
+  const signed = fake.signed(event);
+  return app.anonymous().post('/v1/payments/webhooks/stripe').set('content-type', 'application/json; charset=utf-8').set('stripe-signature', signature ?? signed.signature).send(signed.body);
+}
+
+/** The latest event of `type` about this PaymentIntent (or its charge). */
+function eventOf(type: string, orderId: string): FakeStripeEvent {
+  const intent = fake.paymentIntents.get(orderId);
+  const found = fake.eventsOf(type).filter((event) => {
+    const object = event.data.object as { id?: string; payment_intent?: string };
+    return object.id === orderId || object.payment_intent === orderId || (intent?.latest_charge !== null && object.id === intent?.latest_charge);
+  });
+  const last = found.at(-1);
+  if (last === undefined) throw new Error(`no ${type} event for ${orderId}`);
+  return last;
+}
+
+async function eventTypes(userId: string): Promise<string[]> {
+  const result = await testApp.database.pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [`token-account-${userId}`]);
+  return result.rows.map((row) => row.event_type);
+}
+
+const PURCHASED = ['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased'];
+
+/** Polls until `read` returns what `accept` wants (a webhook answered 2xx has committed; the read models follow). */
+async function eventually<T>(read: () => Promise<T>, accept: (value: T) => boolean): Promise<T> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const value = await read();
+    if (accept(value) || Date.now() > deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe('buying tokens with Stripe', () => {
+  it('opens a PaymentIntent for the package, waits for the buyer, then captures and credits once', async () => {
+    const userId = randomUUID();
+    const created = await buy(userId);
+    const intent = fake.paymentIntents.get(created.orderId);
+    expect(intent).toMatchObject({ amount: 500, currency: 'usd', capture_method: 'manual', metadata: { paymentId: created.paymentId, userId } });
+    expect(created).toMatchObject({ status: 'PENDING', clientSecret: intent?.client_secret });
+    expect((await capture(created.paymentId).expect(409)).body).toMatchObject({ code: 'PAYMENT_NOT_AUTHORIZED' });
+    expect(await paymentOf(created.paymentId)).toMatchObject({ status: 'PENDING' });
+    expect(fake.confirmAsCustomer(created.orderId).status).toBe(200); // Stripe.js with the client_secret
+    const captured = await capture(created.paymentId).expect(200);
+    expect(captured.body).toMatchObject({ balance: 100, payment: { status: 'COMPLETED', provider: 'stripe', providerTransactionId: fake.paymentIntents.get(created.orderId)?.latest_charge } });
+    expect((await capture(created.paymentId).expect(200)).body.balance).toBe(100);
+    // Stripe's notifications of what just happened change nothing more; a repeat is a duplicate.
+    const succeeded = eventOf('payment_intent.succeeded', created.orderId);
+    expect((await deliver(succeeded).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false });
+    expect((await deliver(succeeded).expect(200)).body).toEqual({ received: true, duplicate: true, ignored: false });
+    expect(await balanceOf(userId)).toBe(100);
+    expect(await eventTypes(userId)).toEqual(PURCHASED);
+  });
+
+  it('captures on the amount_capturable_updated webhook (auto-capture), and the client capture after it credits nothing more', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    fake.confirmAsCustomer(orderId);
+    expect((await deliver(eventOf('payment_intent.amount_capturable_updated', orderId), autoApp).expect(200)).body).toMatchObject({ duplicate: false, ignored: false });
+    expect(fake.paymentIntents.get(orderId)?.status).toBe('succeeded');
+    expect(await eventTypes(userId)).toEqual(PURCHASED);
+    expect((await capture(paymentId).expect(200)).body.balance).toBe(100);
+    expect(await eventTypes(userId)).toEqual(PURCHASED);
+  });
+
+  it('without auto-capture, the amount_capturable_updated webhook records nothing and the capture call credits', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    fake.confirmAsCustomer(orderId);
+    await deliver(eventOf('payment_intent.amount_capturable_updated', orderId)).expect(200);
+    expect(fake.paymentIntents.get(orderId)?.status).toBe('requires_capture');
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'PENDING' });
+    expect((await capture(paymentId).expect(200)).body.balance).toBe(100);
+  });
+
+  it('credits once whatever order the webhooks arrive in, after the capture and instead of it', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    fake.confirmAsCustomer(orderId);
+    const capturable = eventOf('payment_intent.amount_capturable_updated', orderId);
+    // Captured by another of our instances (its answer lost): the notifications arrive, newest first.
+    await stripeClient({ secretKey: fake.secretKey, webhookSecret: fake.webhookSecret, autoCapture: false, apiUrl: fake.url, maxNetworkRetries: 0, timeoutMs: 1_000, webhookToleranceSeconds: 300 }).paymentIntents.capture(orderId);
+    await deliver(eventOf('payment_intent.succeeded', orderId)).expect(200);
+    expect(await balanceOf(userId)).toBe(100);
+    await deliver(capturable, autoApp).expect(200);
+    await deliver(eventOf('charge.captured', orderId)).expect(200);
+    expect((await capture(paymentId).expect(200)).body.balance).toBe(100);
+    expect(await eventTypes(userId)).toEqual(PURCHASED);
+  });
+
+  it('answers a declined card 402 with its decline code and credits nothing', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    expect(fake.confirmAsCustomer(orderId, 'pm_card_visa_chargeDeclinedInsufficientFunds').status).toBe(402);
+    const declined = await capture(paymentId).expect(402);
+    expect(declined.body).toMatchObject({ code: 'PAYMENT_DECLINED', reason: 'insufficient_funds' });
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'FAILED' });
+    expect(await balanceOf(userId)).toBe(0);
+  });
+
+  it('credits once when 20 capture calls and 5 auto-capture webhooks race', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    fake.confirmAsCustomer(orderId);
+    const capturable = eventOf('payment_intent.amount_capturable_updated', orderId);
+    const [captures, webhooks] = await Promise.all([
+      Promise.all(Array.from({ length: 20 }, (_, index) => capture(paymentId, index % 2 === 0 ? testApp : autoApp))),
+      Promise.all(Array.from({ length: 5 }, () => deliver(capturable, autoApp))),
+    ]);
+    expect(captures.map((response) => response.status)).toEqual(Array.from({ length: 20 }, () => 200));
+    expect(webhooks.map((response) => response.status)).toEqual(Array.from({ length: 5 }, () => 200));
+    expect(await balanceOf(userId)).toBe(100);
+    expect(await eventTypes(userId)).toEqual(PURCHASED);
+    expect(fake.eventsOf('payment_intent.succeeded', orderId)).toHaveLength(1);
+  });
+
+  it('retries a Stripe 500 during the capture and captures once', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    fake.confirmAsCustomer(orderId);
+    fake.inject('POST', new RegExp(`/payment_intents/${orderId}/capture$`), { kind: 'error', status: 500, type: 'api_error', when: 'before' });
+    expect((await capture(paymentId).expect(200)).body.balance).toBe(100);
+  });
+
+  it('answers 502 when every attempt of the capture times out, and the retry records the capture Stripe made once', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    fake.confirmAsCustomer(orderId);
+    fake.inject('POST', new RegExp(`/payment_intents/${orderId}/capture$`), { kind: 'delay', ms: 1_200 }, 3);
+    const failed = await capture(paymentId).expect(502);
+    expect(failed.body).toMatchObject({ code: 'PROVIDER_UNAVAILABLE', providerError: 'timeout' });
+    expect(await balanceOf(userId)).toBe(0);
+    await eventually(() => Promise.resolve(fake.paymentIntents.get(orderId)?.status), (status) => status === 'succeeded');
+    expect((await capture(paymentId).expect(200)).body.balance).toBe(100);
+    expect(await eventTypes(userId)).toEqual(PURCHASED);
+  });
+});
+
+describe('Stripe webhooks', () => {
+  it('refuses a bad, missing or old signature with 401 and changes nothing', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    fake.confirmAsCustomer(orderId);
+    const event = eventOf('payment_intent.amount_capturable_updated', orderId);
+    const forged = fake.signed(event, { secret: 'whsec_not_the_right_secret' }).signature;
+    expect((await deliver(event, autoApp, forged).expect(401)).body).toMatchObject({ code: 'WEBHOOK_SIGNATURE_INVALID' });
+    const old = fake.signed(event, { timestamp: Math.floor(Date.now() / 1000) - 301 }).signature;
+    await deliver(event, autoApp, old).expect(401);
+    await autoApp.anonymous().post('/v1/payments/webhooks/stripe').set('content-type', 'application/json').send(JSON.stringify(event)).expect(401);
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'PENDING' });
+    expect(fake.paymentIntents.get(orderId)?.status).toBe('requires_capture');
+  });
+
+  it('answers 2xx to a late amount_capturable_updated for a PaymentIntent no longer authorised, and captures nothing', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    const intent = fake.paymentIntents.get(orderId);
+    const late = { ...eventOf('payment_intent.created', orderId), id: `evt_late_${paymentId}`, type: 'payment_intent.amount_capturable_updated', data: { object: { ...intent, status: 'requires_capture' } } };
+    expect((await deliver(late, autoApp).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false });
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'PENDING' });
+    expect(fake.paymentIntents.get(orderId)?.status).toBe('requires_payment_method');
+  });
+
+  it('answers 2xx to events that are not about a payment of ours, and to event types it does not use', async () => {
+    const client = stripeClient({ secretKey: fake.secretKey, webhookSecret: fake.webhookSecret, autoCapture: false, apiUrl: fake.url, maxNetworkRetries: 0, timeoutMs: 1_000, webhookToleranceSeconds: 300 });
+    const foreign = await client.paymentIntents.create({ amount: 999, currency: 'usd', capture_method: 'manual', metadata: { order: 'from another app' } });
+    fake.confirmAsCustomer(foreign.id);
+    expect((await deliver(eventOf('payment_intent.amount_capturable_updated', foreign.id), autoApp).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: true });
+    expect(fake.paymentIntents.get(foreign.id)?.status).toBe('requires_capture');
+    const unknownPayment = { ...eventOf('payment_intent.created', foreign.id), id: 'evt_unknown_payment', data: { object: { ...foreign, metadata: { paymentId: randomUUID() } } }, type: 'payment_intent.succeeded' };
+    expect((await deliver(unknownPayment).expect(200)).body).toMatchObject({ ignored: true });
+    expect((await deliver({ ...unknownPayment, id: 'evt_customer', type: 'customer.created', data: { object: { object: 'customer', id: 'cus_1' } } }).expect(200)).body).toMatchObject({ ignored: true });
+  });
+});
+
+describe('Stripe refunds', () => {
+  async function purchased(userId: string) {
+    const bought = await buy(userId);
+    fake.confirmAsCustomer(bought.orderId);
+    await capture(bought.paymentId).expect(200);
+    return bought;
+  }
+
+  it('refunds through Stripe with the refund key after recording the intent, once, and its charge.refunded webhook changes nothing more', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
+    const refunded = await http().post(`/v1/payments/${paymentId}/refund`).send().expect(200);
+    expect(refunded.body).toMatchObject({ balance: 0, payment: { status: 'REFUNDED' } });
+    const refunds = [...fake.refunds.values()].filter((refund) => refund.payment_intent === orderId);
+    expect(refunds).toHaveLength(1);
+    expect(fake.requests.filter((request) => request.path === '/v1/refunds' && request.method === 'POST').at(-1)?.idempotencyKey).toBe(`refund-${paymentId}`);
+    await http().post(`/v1/payments/${paymentId}/refund`).send().expect(200);
+    await deliver(eventOf('charge.refunded', orderId)).expect(200);
+    expect(await balanceOf(userId)).toBe(0);
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
+    expect([...fake.refunds.values()].filter((refund) => refund.payment_intent === orderId)).toHaveLength(1);
+  });
+
+  it('records a refund made in the dashboard (charge.refunded) as the refund, with its id', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
+    const refund = fake.dashboardRefund(orderId);
+    await deliver(eventOf('charge.refunded', orderId)).expect(200);
+    expect(await balanceOf(userId)).toBe(0);
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'REFUNDED', metadata: expect.objectContaining({ providerRefundId: refund.id }) });
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefunded', 'TokensRefunded']);
+  });
+
+  it('keeps the tokens of a partial dashboard refund, and takes them all back when the rest is refunded', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
+    fake.dashboardRefund(orderId, 100);
+    await deliver(eventOf('charge.refunded', orderId)).expect(200);
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'COMPLETED' });
+    expect(await balanceOf(userId)).toBe(100);
+    const rest = fake.dashboardRefund(orderId);
+    await deliver(eventOf('charge.refunded', orderId)).expect(200);
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'REFUNDED', metadata: expect.objectContaining({ providerRefundId: rest.id }) });
+    expect(await balanceOf(userId)).toBe(0);
+  });
+});
+
+describe('Stripe expiry and reconciliation', () => {
+  const expiryJob = () => testApp.app.get(PaymentExpiryJob, { strict: false });
+  const later = () => new Date(Date.now() + 2 * HOUR_MS);
+
+  it('cancels the PaymentIntent of an expired payment, so the buyer can no longer pay it', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    await expiryJob().runOnce(later());
+    expect(fake.paymentIntents.get(orderId)).toMatchObject({ status: 'canceled', cancellation_reason: 'abandoned' });
+    expect(await eventually(() => paymentOf(paymentId), (payment) => payment.status === 'FAILED')).toMatchObject({ status: 'FAILED', metadata: { error: 'Payment timed out' } });
+    expect(fake.confirmAsCustomer(orderId).status).toBe(400);
+  });
+
+  it('credits, not expires, a payment whose PaymentIntent succeeded anyway', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    fake.confirmAsCustomer(orderId);
+    // The cancel fails (Stripe unavailable): the payment stays PENDING for the next run.
+    fake.inject('POST', new RegExp(`/payment_intents/${orderId}/cancel$`), { kind: 'error', status: 500, type: 'api_error', when: 'before' }, 3);
+    expect(await expiryJob().runOnce(later())).toMatchObject({ failed: 1 });
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'PENDING' });
+    // Meanwhile it is captured at Stripe (its answer to us lost): the next run credits it.
+    await stripeClient({ secretKey: fake.secretKey, webhookSecret: fake.webhookSecret, autoCapture: false, apiUrl: fake.url, maxNetworkRetries: 0, timeoutMs: 1_000, webhookToleranceSeconds: 300 }).paymentIntents.capture(orderId);
+    await expiryJob().runOnce(later());
+    expect(await eventually(() => paymentOf(paymentId), (payment) => payment.status === 'COMPLETED')).toMatchObject({ status: 'COMPLETED' });
+    expect(await balanceOf(userId)).toBe(100);
+    expect(await eventTypes(userId)).toEqual(PURCHASED);
+  });
+
+  class SimulatedCrash extends Error {
+    override readonly name = 'SimulatedCrash';
+  }
+
+  /** A process of the service on the same database and Stripe, dying at `crashAt`. */
+  function processOf(crashAt: PaymentFaultPoint) {
+    const provider = testApp.app.get<PaymentProvider>(PAYMENT_PROVIDER, { strict: false });
+    const commands = new CommandHandling(testApp.app.get<EventStore>(EVENT_STORE, { strict: false }), { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+    return new PaymentWorkflow(commands, testApp.app.get(ReadModelConsistency, { strict: false }), provider, new PaymentStreams(testApp.database.pool), {
+      packages: DEFAULT_TOKEN_PACKAGES,
+      pendingTtlMs: HOUR_MS,
+      now: () => new Date(),
+      faults: (point) => {
+        if (point === crashAt) throw new SimulatedCrash(`crashed at ${point}`);
+      },
+    });
+  }
+
+  it('credits exactly once a capture Stripe made just before the process died, on the next reconciliation run', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    fake.confirmAsCustomer(orderId);
+    await expect(processOf('capture:after-provider-capture').capture(paymentId, context())).rejects.toThrow(SimulatedCrash);
+    expect(fake.paymentIntents.get(orderId)?.status).toBe('succeeded');
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
+    const reconciliation = testApp.app.get(PaymentReconciliationJob, { strict: false });
+    await reconciliation.runOnce(new Date());
+    await reconciliation.runOnce(new Date());
+    expect(await eventually(() => balanceOf(userId), (balance) => balance === 100)).toBe(100);
+    expect(await eventTypes(userId)).toEqual(PURCHASED);
+    expect(fake.eventsOf('payment_intent.succeeded', orderId)).toHaveLength(1);
+  });
+
+  it('finishes a refund whose Stripe call happened just before the process died, once', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    fake.confirmAsCustomer(orderId);
+    await capture(paymentId).expect(200);
+    await expect(processOf('refund:after-provider-refund').refund(paymentId, context())).rejects.toThrow(SimulatedCrash);
+    await testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date());
+    expect(await eventually(() => balanceOf(userId), (balance) => balance === 0)).toBe(0);
+    expect([...fake.refunds.values()].filter((refund) => refund.payment_intent === orderId)).toHaveLength(1);
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
+  });
+});
