@@ -15,6 +15,7 @@ import type { AppConfig } from './config/app.config.js';
 import { PinoNestLogger } from './http/pino-nest.logger.js';
 import { ProblemDetailsFilter } from './http/problem-details.filter.js';
 import { RequestValidationError } from './http/request-validation.error.js';
+import { registerRequestBodyParsers } from './http/request-body.js';
 import { registerIdempotency } from './http/idempotency/idempotency.hooks.js';
 import { IdempotencyStore } from './http/idempotency/idempotency.store.js';
 
@@ -43,12 +44,12 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth }
       return typeof header === 'string' && REQUEST_ID_PATTERN.test(header) ? header : randomUUID();
     },
   });
-  // rawBody: the webhook signature is checked over the exact bytes received (request.rawBody).
-  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, databaseUrl, auth), adapter, { logger: new PinoNestLogger(logger), rawBody: true });
+  // bodyParser: false: Nest would add a url-encoded form parser; the service parses JSON only, with
+  // its own parser (registerRequestBodyParsers), which also keeps the raw bytes for webhook signatures.
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, databaseUrl, auth), adapter, { logger: new PinoNestLogger(logger), bodyParser: false });
 
   const fastify = app.getHttpAdapter().getInstance();
-  // The API speaks JSON only: any other body is refused with 415 rather than validated as a string.
-  fastify.removeContentTypeParser(['text/plain']);
+  registerRequestBodyParsers(fastify);
   // One structured line per request; no headers or bodies, so no credentials reach the log.
   fastify.addHook('onSend', async (request, reply) => {
     void reply.header('x-request-id', request.id);
