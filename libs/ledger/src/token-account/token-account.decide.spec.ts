@@ -89,6 +89,12 @@ describe('token account: AddTokens', () => {
     spec.given([]).when(addTokens({ description: 'x'.repeat(DESCRIPTION_LENGTH_MAX + 1) })).thenThrows('DESCRIPTION_TOO_LONG');
   });
 
+  it('counts a description in characters: the limit in astral characters is accepted, one more is refused', () => {
+    const astral = '\u{1F389}'.repeat(DESCRIPTION_LENGTH_MAX);
+    spec.given([]).when(addTokens({ description: astral })).then([purchasedNow(100, 100, astral)]);
+    spec.given([]).when(addTokens({ description: `${astral}x` })).thenThrows('DESCRIPTION_TOO_LONG', { length: DESCRIPTION_LENGTH_MAX + 1, max: DESCRIPTION_LENGTH_MAX });
+  });
+
   it('accepts a description of exactly the limit and a missing description', () => {
     const longest = 'x'.repeat(DESCRIPTION_LENGTH_MAX);
     spec.given([]).when(addTokens({ description: longest })).then([purchasedNow(100, 100, longest)]);
@@ -192,6 +198,12 @@ describe('token account: AdjustTokens', () => {
 
   it.each(['', ' ', '\t\n '])('refuses the blank reason %j', (reason) => {
     spec.given([purchased(100, 100)]).when(adjustTokens({ reason })).thenThrows('REASON_REQUIRED');
+  });
+
+  it('counts a reason in characters, astral ones included', () => {
+    const astral = '\u{1D11E}'.repeat(REASON_LENGTH_MAX);
+    spec.given([purchased(100, 100)]).when(adjustTokens({ reason: astral })).then([adjustedNow(-30, 70, astral)]);
+    spec.given([purchased(100, 100)]).when(adjustTokens({ reason: `${astral}\u{1D11E}` })).thenThrows('REASON_TOO_LONG', { length: REASON_LENGTH_MAX + 1, max: REASON_LENGTH_MAX });
   });
 
   it('refuses a reason longer than the limit and accepts one of exactly the limit', () => {

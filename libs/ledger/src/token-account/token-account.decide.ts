@@ -1,5 +1,5 @@
 import { LedgerError } from '../ledger.errors.js';
-import { DESCRIPTION_LENGTH_MAX, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, isAdjustmentAmount, isTokenAmount } from '../ledger.limits.js';
+import { DESCRIPTION_LENGTH_MAX, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, isAdjustmentAmount, isTokenAmount, textLength } from '../ledger.limits.js';
 import { assertBalanceFits } from './balance.rules.js';
 import type { AddTokens, AdjustTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
 import type { TokenAccountEvent, TokensAdjusted, TokensPurchased, TokensUsed } from './token-account.events.js';
@@ -134,17 +134,17 @@ function assertAmount(amount: number): void {
 }
 
 function assertDescription(description: string | null): void {
-  if (description !== null && description.length > DESCRIPTION_LENGTH_MAX) {
+  if (description !== null && textLength(description) > DESCRIPTION_LENGTH_MAX) {
     throw new LedgerError('DESCRIPTION_TOO_LONG', `description must be at most ${DESCRIPTION_LENGTH_MAX} characters`, {
-      length: description.length,
+      length: textLength(description),
       max: DESCRIPTION_LENGTH_MAX,
     });
   }
 }
 
 function assertReason(reason: string): void {
-  if (reason.trim() === '') throw new LedgerError('REASON_REQUIRED', 'an adjustment needs a reason that is not blank', { length: reason.length });
-  if (reason.length > REASON_LENGTH_MAX) {
-    throw new LedgerError('REASON_TOO_LONG', `reason must be at most ${REASON_LENGTH_MAX} characters`, { length: reason.length, max: REASON_LENGTH_MAX });
+  if (reason.trim() === '') throw new LedgerError('REASON_REQUIRED', 'an adjustment needs a reason that is not blank', { length: textLength(reason) });
+  if (textLength(reason) > REASON_LENGTH_MAX) {
+    throw new LedgerError('REASON_TOO_LONG', `reason must be at most ${REASON_LENGTH_MAX} characters`, { length: textLength(reason), max: REASON_LENGTH_MAX });
   }
 }

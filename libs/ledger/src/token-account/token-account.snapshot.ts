@@ -1,6 +1,6 @@
 import { Map as ImmutableMap } from 'immutable';
 import { SnapshotRejected, type SnapshotSchema } from '../snapshot.js';
-import { BALANCE_MAX, CURRENCY_PATTERN, DESCRIPTION_LENGTH_MAX, isMoneyAmount, isTokenAmount } from '../ledger.limits.js';
+import { BALANCE_MAX, CURRENCY_PATTERN, DESCRIPTION_LENGTH_MAX, isMoneyAmount, isTokenAmount, textLength } from '../ledger.limits.js';
 import type { TokenAccountEvent } from './token-account.events.js';
 import type { Purchase, TokenAccountState } from './token-account.state.js';
 import { PAYMENT_STATUSES, type Payment, type PaymentStatus } from './payment.state.js';
@@ -64,7 +64,7 @@ function decodePurchase(item: unknown): Purchase {
   const { userId, transactionId, paymentId, amount, description, balanceAfter, occurredAt } = expectRecord(item, 'purchase');
   check(typeof userId === 'string' && typeof transactionId === 'string' && typeof paymentId === 'string', 'purchase ids are not strings');
   check(typeof amount === 'number' && isTokenAmount(amount), 'purchase amount is not a token amount');
-  check(description === null || (typeof description === 'string' && description.length <= DESCRIPTION_LENGTH_MAX), 'purchase description is not valid');
+  check(description === null || (typeof description === 'string' && textLength(description) <= DESCRIPTION_LENGTH_MAX), 'purchase description is not valid');
   check(typeof balanceAfter === 'number' && Number.isSafeInteger(balanceAfter) && balanceAfter >= amount, 'purchase balanceAfter is not valid');
   check(isTime(occurredAt), 'purchase occurredAt is not a time');
   return { userId, transactionId, paymentId, amount, description, balanceAfter, occurredAt };
