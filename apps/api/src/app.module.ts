@@ -6,6 +6,7 @@ import { DatabaseModule } from '@app/database';
 import { EventSourcingModule, type EventStoreChoice } from '@app/event-sourcing';
 import { OperationsModule } from '@app/operations';
 import { AccountsController } from './accounts/accounts.controller.js';
+import { PURCHASE_TOKENS_MAX } from './accounts/purchase-limit.js';
 import { AdminController } from './admin/admin.controller.js';
 import { auditSigningKeyProvider } from './audit/audit-signing-key.js';
 import { AuditController } from './audit/audit.controller.js';
@@ -53,6 +54,7 @@ export class AppModule {
         DatabaseHealthIndicator,
         { provide: AUTH_SETTINGS, useValue: auth },
         { provide: WEBHOOK_SECRET, useValue: webhookSecretOf(config) },
+        { provide: PURCHASE_TOKENS_MAX, useValue: config.PURCHASE_TOKENS_MAX },
         auditSigningKeyProvider(auth),
         { provide: IdempotencyStore, inject: [PG_POOL], useFactory: (pool: Pool) => new IdempotencyStore(pool, { ttlHours: config.IDEMPOTENCY_KEY_TTL_HOURS, lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS }) },
         {

@@ -176,6 +176,16 @@ export class AppConfig {
   @Min(1)
   @Max(3_600)
   IDEMPOTENCY_LOCK_SECONDS = 60;
+
+  /**
+   * The most one purchase recorded directly (`POST /v1/accounts/{userId}/purchases`, by a service)
+   * may credit; more is 400 AMOUNT_OUT_OF_RANGE naming `amount` and the cap.
+   */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(1)
+  @Max(Number.MAX_SAFE_INTEGER)
+  PURCHASE_TOKENS_MAX = 1_000_000;
 }
 
 export function webhookSecretOf(config: AppConfig): string {

@@ -85,6 +85,12 @@ describe('token account: AddTokens', () => {
       .thenThrows('BALANCE_OUT_OF_RANGE', { balance: TOKEN_AMOUNT_MAX, requested: 1 });
   });
 
+  it('caps one purchase at the amount cap the command carries, and not below it', () => {
+    spec.given([]).when(addTokens({ amount: 1_000_001, amountMax: 1_000_000 })).thenThrows('AMOUNT_OUT_OF_RANGE', { field: 'amount', amount: 1_000_001, min: 1, max: 1_000_000 });
+    spec.given([]).when(addTokens({ amount: TOKEN_AMOUNT_MAX, amountMax: 1_000_000 })).thenThrows('AMOUNT_OUT_OF_RANGE', { max: 1_000_000 });
+    spec.given([]).when(addTokens({ amount: 1_000_000, amountMax: 1_000_000 })).then([purchasedNow(1_000_000, 1_000_000)]);
+  });
+
   it('rejects a description longer than the limit', () => {
     spec.given([]).when(addTokens({ description: 'x'.repeat(DESCRIPTION_LENGTH_MAX + 1) })).thenThrows('DESCRIPTION_TOO_LONG');
   });
@@ -132,6 +138,12 @@ describe('token account: UseTokens', () => {
 
   it.each([0, -5, 0.5, TOKEN_AMOUNT_MAX + 1])('rejects the amount %p before looking at the balance', (amount) => {
     spec.given([purchased(100, 100)]).when(useTokens({ amount })).thenThrows('AMOUNT_OUT_OF_RANGE');
+  });
+
+  it('caps one purchase at the amount cap the command carries, and not below it', () => {
+    spec.given([]).when(addTokens({ amount: 1_000_001, amountMax: 1_000_000 })).thenThrows('AMOUNT_OUT_OF_RANGE', { field: 'amount', amount: 1_000_001, min: 1, max: 1_000_000 });
+    spec.given([]).when(addTokens({ amount: TOKEN_AMOUNT_MAX, amountMax: 1_000_000 })).thenThrows('AMOUNT_OUT_OF_RANGE', { max: 1_000_000 });
+    spec.given([]).when(addTokens({ amount: 1_000_000, amountMax: 1_000_000 })).then([purchasedNow(1_000_000, 1_000_000)]);
   });
 
   it('rejects a description longer than the limit', () => {

@@ -1,4 +1,4 @@
-import { LedgerError } from '../ledger.errors.js';
+import { invariant, LedgerError } from '../ledger.errors.js';
 import { DESCRIPTION_LENGTH_MAX, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, isAdjustmentAmount, isTokenAmount, textLength } from '../ledger.limits.js';
 import { assertBalanceFits } from './balance.rules.js';
 import type { AddTokens, AdjustTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
@@ -31,7 +31,7 @@ export function decideTokenAccount(command: TokenAccountCommand, state: TokenAcc
 
 /** Credits a payment once. Repeating it with the same payload decides nothing; a different payload is refused. */
 function addTokens({ data }: AddTokens, state: TokenAccountState): readonly TokensPurchased[] {
-  assertAmount(data.amount);
+  assertAmount(data.amount, data.amountMax);
   assertDescription(data.description);
   const earlier = state.purchases.get(data.paymentId);
   if (earlier !== undefined) {
@@ -123,12 +123,14 @@ function adjustTokens({ data }: AdjustTokens, state: TokenAccountState): TokensA
   };
 }
 
-function assertAmount(amount: number): void {
-  if (!isTokenAmount(amount)) {
-    throw new LedgerError('AMOUNT_OUT_OF_RANGE', `amount must be an integer from ${TOKEN_AMOUNT_MIN} to ${TOKEN_AMOUNT_MAX}`, {
+function assertAmount(amount: number, amountMax: number = TOKEN_AMOUNT_MAX): void {
+  invariant(isTokenAmount(amountMax), `an amount cap of ${amountMax} is not a token amount`);
+  if (!isTokenAmount(amount) || amount > amountMax) {
+    throw new LedgerError('AMOUNT_OUT_OF_RANGE', `amount must be an integer from ${TOKEN_AMOUNT_MIN} to ${amountMax}`, {
+      field: 'amount',
       amount,
       min: TOKEN_AMOUNT_MIN,
-      max: TOKEN_AMOUNT_MAX,
+      max: amountMax,
     });
   }
 }
