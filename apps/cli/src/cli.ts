@@ -1,5 +1,5 @@
 import { ProjectionsAdmin } from '@app/operations';
-import { API_KEY_ROLES, ApiKeyRepository, loadAuthConfig, mintToken, resolveAuthSettings, ROLES, type ApiKeyRole, type Role } from '@app/auth';
+import { API_KEY_ROLES, ApiKeyRepository, loadAuthConfig, mintToken, parseTtl, resolveAuthSettings, ROLES, type ApiKeyRole, type Role } from '@app/auth';
 import { migrateDatabase } from '@app/database';
 import { PROJECTIONS, type RebuildView } from '@app/projections';
 import { SEED_EVENTS_MAX, SEED_USERS_MAX, seedHistory } from '@app/testing';
@@ -150,6 +150,9 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
       if (config.NODE_ENV === 'production') throw new InvalidArgumentError('NODE_ENV=production: tokens come from your identity provider, not from this command');
       const { jwt } = await resolveAuthSettings(config);
       if (jwt.hs256Secret === undefined) throw new InvalidArgumentError('the service verifies tokens with a JWKS (AUTH_JWKS_URL or AUTH_JWKS_FILE): its identity provider issues them');
+      if (parseTtl(options.ttl) > config.AUTH_JWT_MAX_LIFETIME_SECONDS) {
+        throw new InvalidArgumentError(`--ttl ${options.ttl} is longer than AUTH_JWT_MAX_LIFETIME_SECONDS (${config.AUTH_JWT_MAX_LIFETIME_SECONDS} s): the service would refuse the token`);
+      }
       const token = await mintToken({ role: options.role, sub: options.sub, ttl: options.ttl, secret: jwt.hs256Secret, rolesClaim: jwt.rolesClaim, issuer: jwt.issuer, audience: jwt.audience });
       process.stdout.write(`${token}\n`);
     });

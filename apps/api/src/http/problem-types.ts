@@ -84,6 +84,8 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   TOKEN_ALGORITHM_NOT_ALLOWED: UNAUTHENTICATED,
   TOKEN_KEY_NOT_FOUND: UNAUTHENTICATED,
   TOKEN_CLAIM_INVALID: UNAUTHENTICATED,
+  // Said plainly: only a token with a valid signature gets this far, so its holder learns nothing but the rule.
+  TOKEN_LIFETIME_TOO_LONG: { ...UNAUTHENTICATED, detail: (message) => message },
   API_KEY_INVALID: UNAUTHENTICATED,
   API_KEY_REVOKED: UNAUTHENTICATED,
   // Not the caller's fault, and the JWKS failure it carries is for the log.

@@ -22,7 +22,7 @@ export function MaxCharacters(max: number): PropertyDecorator {
     constraints: [max],
     validator: {
       validate: (value: unknown) => typeof value === 'string' && textLength(value) <= max,
-      defaultMessage: ({ property }) => `${property} must be at most ${max} characters`,
+      defaultMessage: (validation) => `${validation?.property ?? 'text'} must be at most ${max} characters`,
     },
   });
 }
