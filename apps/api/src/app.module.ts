@@ -8,13 +8,14 @@ import { OperationsModule } from '@app/operations';
 import { AccountsController } from './accounts/accounts.controller.js';
 import { PURCHASE_TOKENS_MAX } from './accounts/purchase-limit.js';
 import { AdminController } from './admin/admin.controller.js';
+import { ApiKeysController } from './admin/api-keys.controller.js';
 import { auditSigningKeyProvider } from './audit/audit-signing-key.js';
 import { AuditController } from './audit/audit.controller.js';
 import { ConfigError, type AppConfig } from './config/app.config.js';
 import { DatabaseHealthIndicator, HealthController } from './health/health.controller.js';
 import { LeaderElection, PG_POOL } from '@app/database';
 import { PaymentsModule } from '@app/payments';
-import type { AuthSettings } from '@app/auth';
+import { ApiKeyRepository, type AuthSettings } from '@app/auth';
 import { AUTH_SETTINGS } from './auth/auth-settings.js';
 import type { Pool } from 'pg';
 import { webhookSecretOf } from './config/app.config.js';
@@ -49,12 +50,13 @@ export class AppModule {
           jobIntervalMs: config.PAYMENT_JOB_INTERVAL_MS,
         }),
       ],
-      controllers: [AccountsController, HealthController, AdminController, AuditController, PaymentsController, AccountPaymentsController],
+      controllers: [AccountsController, HealthController, AdminController, ApiKeysController, AuditController, PaymentsController, AccountPaymentsController],
       providers: [
         DatabaseHealthIndicator,
         { provide: AUTH_SETTINGS, useValue: auth },
         { provide: WEBHOOK_SECRET, useValue: webhookSecretOf(config) },
         { provide: PURCHASE_TOKENS_MAX, useValue: config.PURCHASE_TOKENS_MAX },
+        { provide: ApiKeyRepository, inject: [PG_POOL], useFactory: (pool: Pool) => new ApiKeyRepository(pool) },
         auditSigningKeyProvider(auth),
         { provide: IdempotencyStore, inject: [PG_POOL], useFactory: (pool: Pool) => new IdempotencyStore(pool, { ttlHours: config.IDEMPOTENCY_KEY_TTL_HOURS, lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS }) },
         {

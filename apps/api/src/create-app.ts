@@ -6,9 +6,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { ApiKeyRepository, JwtVerifier, type AuthSettings } from '@app/auth';
-import { PG_POOL } from '@app/database';
 import { PaymentStreams } from '@app/payments';
-import type { Pool } from 'pg';
 import { AppModule } from './app.module.js';
 import { registerAccessControl } from './auth/access-control.js';
 import type { AppConfig } from './config/app.config.js';
@@ -64,7 +62,7 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth }
   // First of the request hooks: a refused request claims no Idempotency-Key and reaches no handler.
   registerAccessControl(fastify, {
     verifier: await JwtVerifier.create(auth.jwt),
-    apiKeys: new ApiKeyRepository(app.get<Pool>(PG_POOL)),
+    apiKeys: app.get(ApiKeyRepository),
     paymentOwner: (paymentId) => app.get(PaymentStreams).userOf(paymentId),
     logger,
   });

@@ -88,10 +88,14 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   TOKEN_LIFETIME_TOO_LONG: { ...UNAUTHENTICATED, detail: (message) => message },
   API_KEY_INVALID: UNAUTHENTICATED,
   API_KEY_REVOKED: UNAUTHENTICATED,
+  API_KEY_EXPIRED: UNAUTHENTICATED,
   // Not the caller's fault, and the JWKS failure it carries is for the log.
   AUTHENTICATION_UNAVAILABLE: { status: HttpStatus.SERVICE_UNAVAILABLE, title: 'Credentials cannot be checked right now', detail: () => 'credentials cannot be checked right now; retry later' },
   FORBIDDEN: { status: HttpStatus.FORBIDDEN, title: 'Not allowed' },
   API_KEY_NAME_TAKEN: { status: HttpStatus.CONFLICT, title: 'An active API key already has this name' },
+  API_KEY_SCOPE_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'Scopes not usable by this API key role' },
+  API_KEY_EXPIRY_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'API key expiry not in the future' },
+  API_KEY_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'No API key has this id' },
 
   VALIDATION_FAILED: { status: HttpStatus.BAD_REQUEST, title: 'The request is not valid' },
   BODY_TOO_DEEP: { status: HttpStatus.BAD_REQUEST, title: 'The body nests too deeply' },

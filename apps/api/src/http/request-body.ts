@@ -73,7 +73,7 @@ export function registerRequestBodyParsers(fastify: FastifyInstance, depthMax: n
     }
     request.rawBody = body;
     // Fastify's parser (secure-json-parse: refuses __proto__ and constructor.prototype keys) takes a Buffer too.
-    parseJson(request, body as unknown as string, done);
+    void parseJson(request, body as unknown as string, done);
   });
   fastify.addContentTypeParser('*', (request: FastifyRequest, _payload, done) => {
     const received = request.headers['content-type'] ?? '(none)';

@@ -52,7 +52,7 @@ export function registerIdempotency(fastify: FastifyInstance, store: Idempotency
   // (which carry their own signature, see isProviderNotification) get no hook at all.
   fastify.addHook('onRoute', (route) => {
     const methods = typeof route.method === 'string' ? [route.method] : route.method;
-    if (!methods.some((method) => MUTATING_METHODS.has(method)) || isProviderNotification(route.url)) return;
+    if (!methods.some((method) => MUTATING_METHODS.has(method)) || isProviderNotification(route.url) || isApiKeyManagement(route.url)) return;
     route.preHandler = withHook(route.preHandler, claim, 'last');
     route.onSend = withHook(route.onSend, complete, 'last');
   });
@@ -129,6 +129,11 @@ function scopeOf(request: FastifyRequest): string {
  */
 function isProviderNotification(routeUrl: string): boolean {
   return routeUrl.startsWith('/v1/payments/webhooks/');
+}
+
+/** API keys are not created under an Idempotency-Key: the stored response would keep the new key's secret. */
+function isApiKeyManagement(routeUrl: string): boolean {
+  return routeUrl.startsWith('/v1/admin/api-keys');
 }
 
 /** A response worth replaying: not a server failure, not a conflict the client is told to retry. */
