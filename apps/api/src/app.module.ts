@@ -46,6 +46,7 @@ export class AppModule {
           mockBehaviour: config.PAYMENT_MOCK_BEHAVIOUR,
           packages: config.TOKEN_PACKAGES,
           pendingTtlMs: config.PAYMENT_PENDING_TTL,
+          pendingPaymentsMax: config.PENDING_PAYMENTS_MAX,
           jobsEnabled: config.PAYMENT_JOBS_ENABLED,
           jobIntervalMs: config.PAYMENT_JOB_INTERVAL_MS,
         }),

@@ -37,6 +37,7 @@ export const LEDGER_ERROR_CODES = [
   'ADJUSTMENT_EXCEEDS_BALANCE',
   'REASON_REQUIRED',
   'REASON_TOO_LONG',
+  'TOO_MANY_PENDING_PAYMENTS',
 ] as const;
 
 export type LedgerErrorCode = (typeof LEDGER_ERROR_CODES)[number];

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { formatPosition, type Position } from '@app/event-store';
 import {
+  assertMayOpenPayment,
   captureDecision,
   decideTokenAccount,
   fold,
@@ -26,6 +27,8 @@ export type PaymentWorkflowOptions = {
   readonly packages: readonly TokenPackage[];
   /** How long a payment may stay PENDING before it is expired. */
   readonly pendingTtlMs: number;
+  /** How many payments a user may have open at once (PENDING_PAYMENTS_MAX). */
+  readonly pendingPaymentsMax: number;
   readonly now: () => Date;
   /** Longest wait for one provider call (default PROVIDER_CALL_TIMEOUT_MS). */
   readonly providerTimeoutMs?: number;
@@ -63,14 +66,31 @@ export class PaymentWorkflow {
     const idempotency = context.idempotency;
     const paymentId = idempotency === undefined ? randomUUID() : idempotentValueId(idempotency.requestId, 'paymentId');
     const now = this.options.now();
-    // The index row first: whatever happens next, the payment id leads to the right stream.
-    await this.streams.record(paymentId, userId);
-    const { orderId } = await this.provider.createOrder({ paymentId, amount: chosen.price, currency: chosen.currency, description: `${chosen.tokens} tokens (${chosen.id})` });
-    const command: TokenAccountCommand = {
-      type: 'InitiatePayment',
-      data: { userId, paymentId, orderId, packageId, tokens: chosen.tokens, amount: chosen.price, currency: chosen.currency, provider: this.provider.name, now, expiresAt: new Date(now.getTime() + this.options.pendingTtlMs) },
-    };
-    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency });
+    const pendingPaymentsMax = this.options.pendingPaymentsMax;
+    // The index row and the provider's order are made under the stream's lock, once the state allows
+    // a new payment (at most PENDING_PAYMENTS_MAX open), so an initiation refused, even one of many
+    // racing, writes nothing and reaches no provider. The order is asked for once per request: a
+    // retry after a conflicting append records the same order.
+    let orderId: string | undefined;
+    const handled = await this.commands.handle({
+      streamId: tokenAccountStreamId(userId),
+      decider: tokenAccountDecider,
+      decide: async (state) => {
+        const data = { userId, paymentId, packageId, tokens: chosen.tokens, amount: chosen.price, currency: chosen.currency, provider: this.provider.name, now, expiresAt: new Date(now.getTime() + this.options.pendingTtlMs), pendingPaymentsMax };
+        // A payment already opened (a keyed retry) decides nothing and needs no new order.
+        const opened = state.payments.get(paymentId);
+        if (opened !== undefined) return decideTokenAccount({ type: 'InitiatePayment', data: { ...data, orderId: opened.orderId } }, state);
+        assertMayOpenPayment(state, now, pendingPaymentsMax);
+        // The index row before the order: whatever happens next, the payment id leads to the right stream.
+        if (orderId === undefined) await this.streams.record(paymentId, userId);
+        orderId ??= (await this.provider.createOrder({ paymentId, amount: chosen.price, currency: chosen.currency, description: `${chosen.tokens} tokens (${chosen.id})` })).orderId;
+        return decideTokenAccount({ type: 'InitiatePayment', data: { ...data, orderId } }, state);
+      },
+      metadata: eventMetadata(context),
+      idempotency,
+      // Decided on the stream as it is: the cap counts payments opened through every instance.
+      readFirst: true,
+    });
     // A replay answers with the payment as its first attempt opened it (PENDING), whatever it became since.
     const opened = handled.replayed === true ? fold(tokenAccountDecider, tokenAccountDecider.initialState, handled.events) : handled.state;
     return { ...paymentView(paymentIn(opened, paymentId)), position: positionText(handled.position), readModelUpToDate: await this.upToDate(handled) };

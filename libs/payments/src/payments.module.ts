@@ -33,7 +33,7 @@ export class PaymentsModule {
           provide: PaymentWorkflow,
           inject: [CommandHandling, ReadModelConsistency, PAYMENT_PROVIDER, PaymentStreams],
           useFactory: (commands: CommandHandling, consistency: ReadModelConsistency, provider: PaymentProvider, streams: PaymentStreams) =>
-            new PaymentWorkflow(commands, consistency, provider, streams, { packages: options.packages, pendingTtlMs: options.pendingTtlMs, now }),
+            new PaymentWorkflow(commands, consistency, provider, streams, { packages: options.packages, pendingTtlMs: options.pendingTtlMs, pendingPaymentsMax: options.pendingPaymentsMax, now }),
         },
         {
           provide: PaymentExpiryJob,

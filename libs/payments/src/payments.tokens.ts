@@ -9,6 +9,8 @@ export type PaymentsOptions = {
   readonly mockBehaviour: MockBehaviour;
   readonly packages: readonly TokenPackage[];
   readonly pendingTtlMs: number;
+  /** How many payments a user may have open (PENDING, before expiry) at once; one more is 409 TOO_MANY_PENDING_PAYMENTS. */
+  readonly pendingPaymentsMax: number;
   /** Run the pending-payment expiry job in this process, every `jobIntervalMs`. */
   readonly jobsEnabled: boolean;
   readonly jobIntervalMs: number;

@@ -186,6 +186,16 @@ export class AppConfig {
   @Min(1)
   @Max(Number.MAX_SAFE_INTEGER)
   PURCHASE_TOKENS_MAX = 1_000_000;
+
+  /**
+   * How many payments one user may have open (PENDING, before their expiry) at once; one more is 409
+   * TOO_MANY_PENDING_PAYMENTS, decided on the user's stream so racing requests cannot pass it.
+   */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(1)
+  @Max(1_000)
+  PENDING_PAYMENTS_MAX = 10;
 }
 
 export function webhookSecretOf(config: AppConfig): string {

@@ -62,6 +62,7 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   ADJUSTMENT_EXCEEDS_BALANCE: { status: HttpStatus.CONFLICT, title: 'Adjustment would take the balance below zero' },
   REASON_REQUIRED: { status: HttpStatus.BAD_REQUEST, title: 'Reason required' },
   REASON_TOO_LONG: { status: HttpStatus.BAD_REQUEST, title: 'Reason too long' },
+  TOO_MANY_PENDING_PAYMENTS: { status: HttpStatus.CONFLICT, title: 'Too many open payments' },
 
   CONCURRENCY_CONFLICT: { status: HttpStatus.CONFLICT, title: 'The account changed concurrently; retry the request' },
   ACCOUNT_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'The account has no events' },
