@@ -13,6 +13,7 @@ import type { AppConfig } from './config/app.config.js';
 import { PinoNestLogger } from './http/pino-nest.logger.js';
 import { ProblemDetailsFilter } from './http/problem-details.filter.js';
 import { RequestValidationError } from './http/request-validation.error.js';
+import { registerRateLimits } from './http/rate-limits.js';
 import { registerRequestBodyParsers } from './http/request-body.js';
 import { registerIdempotency } from './http/idempotency/idempotency.hooks.js';
 import { IdempotencyStore } from './http/idempotency/idempotency.store.js';
@@ -66,6 +67,10 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth }
     paymentOwner: (paymentId) => app.get(PaymentStreams).userOf(paymentId),
     logger,
   });
+  // After the access control: the address limit goes ahead of authentication, the credential limit after it.
+  if (config.RATE_LIMIT_ENABLED) {
+    await registerRateLimits(fastify, { windowSeconds: config.RATE_LIMIT_WINDOW_SECONDS, perIpMax: config.RATE_LIMIT_PER_IP_MAX, perCredentialMax: config.RATE_LIMIT_PER_CREDENTIAL_MAX });
+  }
   registerIdempotency(fastify, app.get(IdempotencyStore), { waitMsMax: IDEMPOTENCY_WAIT_MS_MAX, pollIntervalMs: IDEMPOTENCY_POLL_INTERVAL_MS });
 
   app.enableVersioning({ type: VersioningType.URI });

@@ -196,6 +196,35 @@ export class AppConfig {
   @Min(1)
   @Max(1_000)
   PENDING_PAYMENTS_MAX = 10;
+
+  /**
+   * Limit requests per client address and per credential (429 RATE_LIMITED with Retry-After). Counted
+   * in each process; turn off only where something in front already limits, or for benchmarks.
+   */
+  @Transform(toBoolean)
+  @IsBoolean()
+  RATE_LIMIT_ENABLED = true;
+
+  /** The counting window of both rate limits. */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(1)
+  @Max(3_600)
+  RATE_LIMIT_WINDOW_SECONDS = 60;
+
+  /** Requests one client address may make per window, on every route (the socket's address; behind a proxy, the proxy's). */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(1)
+  @Max(10_000_000)
+  RATE_LIMIT_PER_IP_MAX = 6_000;
+
+  /** Requests one credential (a JWT subject or an API key) may make per window. */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(1)
+  @Max(10_000_000)
+  RATE_LIMIT_PER_CREDENTIAL_MAX = 3_000;
 }
 
 export function webhookSecretOf(config: AppConfig): string {

@@ -6,6 +6,7 @@ import { OPERATIONS_ERROR_CODES } from '@app/operations';
 import { PAYMENTS_ERROR_CODES } from '@app/payments';
 import { PROJECTIONS_ERROR_CODES } from '@app/projections';
 import { IDEMPOTENCY_ERROR_CODES } from './idempotency/idempotency.errors.js';
+import { RATE_LIMIT_ERROR_CODES } from './rate-limits.js';
 import { REQUEST_BODY_ERROR_CODES } from './request-body.js';
 import { REQUEST_VALIDATION_ERROR_CODES } from './request-validation.error.js';
 
@@ -19,6 +20,7 @@ export const ERROR_CODES = [
   ...AUTH_ERROR_CODES,
   ...REQUEST_VALIDATION_ERROR_CODES,
   ...REQUEST_BODY_ERROR_CODES,
+  ...RATE_LIMIT_ERROR_CODES,
   ...IDEMPOTENCY_ERROR_CODES,
 ] as const;
 
@@ -101,6 +103,7 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   VALIDATION_FAILED: { status: HttpStatus.BAD_REQUEST, title: 'The request is not valid' },
   BODY_TOO_DEEP: { status: HttpStatus.BAD_REQUEST, title: 'The body nests too deeply' },
   UNSUPPORTED_MEDIA_TYPE: { status: HttpStatus.UNSUPPORTED_MEDIA_TYPE, title: 'Unsupported media type' },
+  RATE_LIMITED: { status: HttpStatus.TOO_MANY_REQUESTS, title: 'Too many requests; retry after the Retry-After seconds' },
   IDEMPOTENCY_KEY_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'Idempotency-Key not valid' },
   IDEMPOTENCY_KEY_REUSED: { status: HttpStatus.UNPROCESSABLE_ENTITY, title: 'Idempotency-Key reused with a different request' },
   IDEMPOTENCY_KEY_IN_PROGRESS: { status: HttpStatus.CONFLICT, title: 'A request with this Idempotency-Key is in progress' },
