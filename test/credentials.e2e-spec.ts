@@ -55,16 +55,13 @@ describe('an API key with scopes', () => {
 
 describe('/v1/admin/api-keys', () => {
   it('creates a key (shown once), lists it without a secret, and revokes it', async () => {
-    const created = await testApp
-      .http()
-      .post('/v1/admin/api-keys')
-      .set('idempotency-key', randomUUID())
-      .send({ name: 'billing', role: 'service', scopes: ['purchases:write', 'accounts:read'], expiresAt: '2099-01-01T00:00:00Z' })
-      .expect(201);
+    const body = { name: 'billing', role: 'service', scopes: ['purchases:write', 'accounts:read'], expiresAt: '2099-01-01T00:00:00Z' };
+    // Refused, not ignored: a stored response would keep the secret, and a retry would create a second key.
+    expect((await testApp.http().post('/v1/admin/api-keys').set('idempotency-key', randomUUID()).send(body).expect(400)).body).toMatchObject({ code: 'IDEMPOTENCY_KEY_INVALID' });
+    const created = await testApp.http().post('/v1/admin/api-keys').send(body).expect(201);
     expect(created.body).toMatchObject({ name: 'billing', role: 'service', scopes: ['purchases:write', 'accounts:read'], expiresAt: '2099-01-01T00:00:00.000Z', revokedAt: null });
     const secret = created.body.key as string;
     expect(secret).toMatch(/^tlk_/);
-    // The secret is not kept anywhere, not even as a stored Idempotency-Key response.
     expect(await count('SELECT count(*) AS n FROM idempotency_keys')).toBe(0);
     await testApp.anonymous().get(`/v1/accounts/${randomUUID()}/balance`).set('x-api-key', secret).expect(200);
 

@@ -11,7 +11,7 @@ import { AppModule } from './app.module.js';
 import { registerAccessControl } from './auth/access-control.js';
 import type { AppConfig } from './config/app.config.js';
 import { PinoNestLogger } from './http/pino-nest.logger.js';
-import { ProblemDetailsFilter } from './http/problem-details.filter.js';
+import { ProblemDetailsFilter, sendFrameworkProblem } from './http/problem-details.filter.js';
 import { RequestValidationError } from './http/request-validation.error.js';
 import { registerRateLimits } from './http/rate-limits.js';
 import { registerRequestBodyParsers } from './http/request-body.js';
@@ -38,6 +38,7 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth }
   const adapter = new FastifyAdapter({
     logger: false,
     bodyLimit: BODY_LIMIT_BYTES,
+    frameworkErrors: sendFrameworkProblem,
     genReqId: (request: { headers: Record<string, string | string[] | undefined> }) => {
       const header = request.headers['x-request-id'];
       return typeof header === 'string' && REQUEST_ID_PATTERN.test(header) ? header : randomUUID();

@@ -1,7 +1,8 @@
+import { isUtf8 } from 'node:buffer';
 import { CodedError } from '@app/ledger';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 
-export const REQUEST_BODY_ERROR_CODES = ['BODY_TOO_DEEP', 'UNSUPPORTED_MEDIA_TYPE'] as const;
+export const REQUEST_BODY_ERROR_CODES = ['BODY_TOO_DEEP', 'BODY_NOT_UTF8', 'UNSUPPORTED_MEDIA_TYPE'] as const;
 
 export type RequestBodyErrorCode = (typeof REQUEST_BODY_ERROR_CODES)[number];
 
@@ -69,6 +70,11 @@ export function registerRequestBodyParsers(fastify: FastifyInstance, depthMax: n
   fastify.addContentTypeParser(JSON_MEDIA_TYPE, { parseAs: 'buffer' }, (request: FastifyRequest, body: Buffer, done) => {
     if (nestsDeeperThan(body, depthMax)) {
       done(new RequestBodyError('BODY_TOO_DEEP', `the body nests objects and arrays deeper than ${depthMax} levels`, { depthMax }), undefined);
+      return;
+    }
+    // JSON is UTF-8 (RFC 8259); bytes that are not would be read as replacement characters, silently.
+    if (!isUtf8(body)) {
+      done(new RequestBodyError('BODY_NOT_UTF8', 'the body is not valid UTF-8', {}), undefined);
       return;
     }
     request.rawBody = body;
