@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { startTestApp, type TestApp } from './support/test-app.js';
+import request from 'supertest';
+import { startTestApp, startTestAppOn, testToken, type TestApp } from './support/test-app.js';
 
 /**
  * At most PENDING_PAYMENTS_MAX open payments per user, decided on the user's stream: a user could
@@ -43,6 +44,22 @@ describe('open payments per user', () => {
     await user.post('/v1/payments').send({ userId, packageId: 'starter' }).expect(409);
     const other = randomUUID();
     await (await testApp.as('user', other)).post('/v1/payments').send({ userId: other, packageId: 'starter' }).expect(201);
+  });
+
+  it('holds the cap across two instances on one database', async () => {
+    const second = await startTestAppOn(testApp.database, { PENDING_PAYMENTS_MAX: String(PENDING_MAX) });
+    try {
+      const userId = randomUUID();
+      const token = await testToken('user', userId);
+      const responses = await Promise.all(
+        Array.from({ length: 24 }, (_, index) => request((index % 2 === 0 ? testApp : second).app.getHttpServer()).post('/v1/payments').set('authorization', `Bearer ${token}`).send({ userId, packageId: 'starter' })),
+      );
+      expect(responses.filter((response) => response.status === 201)).toHaveLength(PENDING_MAX);
+      expect(responses.filter((response) => response.status === 409 && response.body.code === 'TOO_MANY_PENDING_PAYMENTS')).toHaveLength(24 - PENDING_MAX);
+      expect(await count("SELECT count(*) AS n FROM payments WHERE user_id = $1 AND status = 'PENDING'", [userId])).toBe(PENDING_MAX);
+    } finally {
+      await second.close();
+    }
   });
 
   it('replays a keyed initiation at the cap instead of refusing it', async () => {
