@@ -156,9 +156,11 @@ describe('bad credentials', () => {
   const key = new TextEncoder().encode(TEST_JWT_SECRET);
   const claims = { app_metadata: { roles: ['admin'] } };
 
-  function expectRefused(response: { status: number; body: Record<string, unknown>; headers: Record<string, string> }): void {
+  const SIGNED_WITH_ANOTHER_KEY = "the token's signature does not verify with this server's key: it was signed with another secret or key (for a development token: minted with another DATA_DIR)";
+
+  function expectRefused(response: { status: number; body: Record<string, unknown>; headers: Record<string, string> }, detail = 'missing or invalid credentials: send Authorization: Bearer <JWT> or X-API-Key'): void {
     expect(response.status).toBe(401);
-    expect(response.body).toMatchObject({ status: 401, code: 'UNAUTHENTICATED', detail: 'missing or invalid credentials: send Authorization: Bearer <JWT> or X-API-Key' });
+    expect(response.body).toMatchObject({ status: 401, code: 'UNAUTHENTICATED', detail });
     expect(response.headers['www-authenticate']).toMatch(/^Bearer realm="token-ledger"/);
   }
 
@@ -171,9 +173,11 @@ describe('bad credentials', () => {
     expectRefused(await bearer(await new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setSubject(userId).setIssuedAt(now - 7200).setExpirationTime(now - 3600).sign(key)));
   });
 
-  it('refuses a token signed with another secret', async () => {
+  it("refuses a token signed with another secret, saying the signature does not verify with this server's key", async () => {
     const other = new TextEncoder().encode('another-secret-another-secret-another-secret');
-    expectRefused(await bearer(await new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setSubject(userId).setExpirationTime('1h').sign(other)));
+    const response = await bearer(await new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setSubject(userId).setExpirationTime('1h').sign(other));
+    expectRefused(response, SIGNED_WITH_ANOTHER_KEY);
+    expect(JSON.stringify(response.body)).not.toContain(TEST_JWT_SECRET);
   });
 
   it('refuses an unsigned token (alg: none)', async () => {
@@ -186,7 +190,7 @@ describe('bad credentials', () => {
     const token = await testToken('user', userId);
     const [header, , signature] = token.split('.');
     const raised = Buffer.from(JSON.stringify({ sub: userId, app_metadata: { roles: ['admin'] }, exp: Math.floor(Date.now() / 1000) + 3600 })).toString('base64url');
-    expectRefused(await bearer(`${header}.${raised}.${signature}`));
+    expectRefused(await bearer(`${header}.${raised}.${signature}`), SIGNED_WITH_ANOTHER_KEY);
   });
 
   it('refuses a token signed with an RSA key the service does not trust', async () => {

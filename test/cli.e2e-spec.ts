@@ -1,8 +1,10 @@
-import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ApiKeyRepository, JwtVerifier, loadAuthConfig, resolveAuthSettings } from '@app/auth';
+import { EMBEDDED_SERVICE_DATABASE, migrateDatabase, startEmbeddedPostgres } from '@app/database';
+import { freePort } from './support/service-process.js';
 import { runCli } from './support/run-cli.js';
 import { createTestDatabase, type TestDatabase } from './support/test-database.js';
 
@@ -96,7 +98,8 @@ describe('admin CLI', () => {
   it('mints development tokens the service accepts, and refuses to in production', async () => {
     const on = await database();
     const dataDir = await mkdtemp(path.join(tmpdir(), 'token-ledger-cli-'));
-    const saved = { DATA_DIR: process.env.DATA_DIR, NODE_ENV: process.env.NODE_ENV, AUTH_JWT_SECRET: process.env.AUTH_JWT_SECRET, AUDIT_SIGNING_KEY_FILE: process.env.AUDIT_SIGNING_KEY_FILE };
+    const names = ['DATA_DIR', 'NODE_ENV', 'AUTH_JWT_SECRET', 'AUDIT_SIGNING_KEY_FILE', 'AUTH_JWT_ISSUER', 'AUTH_JWT_AUDIENCE'];
+    const saved = Object.fromEntries(names.map((name) => [name, process.env[name]]));
     process.env.DATA_DIR = dataDir;
     try {
       const sub = randomUUID();
@@ -111,13 +114,36 @@ describe('admin CLI', () => {
       // Longer than the service accepts (AUTH_JWT_MAX_LIFETIME_SECONDS, 24 h by default): not minted.
       expect(await cli(on, 'token', '--role', 'admin', '--sub', sub, '--ttl', '2d')).toEqual({ output: expect.stringContaining('AUTH_JWT_MAX_LIFETIME_SECONDS') as unknown, exitCode: 1 });
       // Even with production secrets configured: tokens there come from the identity provider.
-      Object.assign(process.env, { NODE_ENV: 'production', AUTH_JWT_SECRET: 'a-production-secret-of-at-least-32-chars', AUDIT_SIGNING_KEY_FILE: path.join(dataDir, 'secrets', 'audit-signing-key.pem') });
+      const productionKey = path.join(dataDir, 'production-audit.pem');
+      await writeFile(productionKey, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
+      Object.assign(process.env, { NODE_ENV: 'production', AUTH_JWT_SECRET: 'a-production-secret-of-at-least-32-chars', AUDIT_SIGNING_KEY_FILE: productionKey, AUTH_JWT_ISSUER: 'https://id.example/', AUTH_JWT_AUDIENCE: 'token-ledger' });
       expect(await cli(on, 'token', '--role', 'admin', '--sub', sub)).toEqual({ output: expect.stringContaining('NODE_ENV=production: tokens come from your identity provider') as unknown, exitCode: 1 });
     } finally {
       restore(saved);
       await rm(dataDir, { recursive: true, force: true });
     }
   });
+
+  it("joins only its own DATA_DIR's embedded server: the server of another data directory on that port is refused in one line", async () => {
+    const parent = await mkdtemp(path.join(tmpdir(), 'token-ledger-cli-embedded-'));
+    // As root the embedded server runs as the postgres user, who must be able to enter this directory.
+    await chmod(parent, 0o755);
+    const [mine, other] = [path.join(parent, 'mine'), path.join(parent, 'other')];
+    const port = await freePort();
+    const server = await startEmbeddedPostgres({ dataDir: path.join(mine, 'postgres'), secretsDirectory: path.join(mine, 'secrets'), port, database: EMBEDDED_SERVICE_DATABASE, persistent: true });
+    try {
+      await migrateDatabase(server.url);
+      const embedded = { DATABASE_URL: '', EMBEDDED_POSTGRES_PORT: String(port) };
+      expect(await runCli({ ...embedded, DATA_DIR: mine }, 'accounts', 'verify', '--all')).toEqual({ output: '0 accounts verified\nno differences\n', exitCode: 0 });
+      expect(await runCli({ ...embedded, DATA_DIR: other }, 'accounts', 'verify', '--all')).toEqual({
+        output: `error: EMBEDDED_POSTGRES_PORT=${port}: the PostgreSQL server on this port belongs to another data directory, not DATA_DIR=${other}; set the DATA_DIR and EMBEDDED_POSTGRES_PORT of the service you mean\n`,
+        exitCode: 1,
+      });
+    } finally {
+      await server.stop();
+      await rm(parent, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('creates, lists and revokes API keys; a key works until it is revoked', async () => {
     const on = await database();

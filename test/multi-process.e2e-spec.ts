@@ -12,7 +12,7 @@ import { createTestDatabase, type TestDatabase } from './support/test-database.j
  * commands from both decide on one ledger, and each background worker runs in exactly one of them
  * (advisory-lock leadership) until that process dies, when the other takes it over.
  */
-const WORKERS = ['idempotency-purge', 'payment-expiry', 'projection:token_accounts'];
+const WORKERS = ['idempotency-purge', 'payment-expiry', 'payment-reconciliation', 'projection:token_accounts'];
 const TAKEOVER_MS_MAX = 5_000;
 const SPEND_ATTEMPTS_MAX = 10;
 

@@ -85,7 +85,7 @@ describe('a restart between the capture at the provider and recording it', () =>
       // And it can be refunded there, once.
       await after.http().post(`/v1/payments/${bought.body.paymentId as string}/refund`).send().expect(200);
       await after.http().post(`/v1/payments/${bought.body.paymentId as string}/refund`).send().expect(200);
-      expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefunded', 'TokensRefunded']);
+      expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
     } finally {
       await after.close();
     }

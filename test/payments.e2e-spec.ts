@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { CommandHandling, ReadModelConsistency } from '@app/event-sourcing';
 import { EVENT_STORE, type EventStore } from '@app/event-store';
 import { decideTokenAccount, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
@@ -42,7 +42,7 @@ function otherInstance(now: () => Date = () => new Date()): { workflow: PaymentW
   const commands = new CommandHandling(store, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
   const consistency = testApp.app.get(ReadModelConsistency, { strict: false });
   const workflow = new PaymentWorkflow(commands, consistency, provider, new PaymentStreams(testApp.database.pool), { packages: DEFAULT_TOKEN_PACKAGES, pendingTtlMs: HOUR_MS, pendingPaymentsMax: 10, now });
-  return { workflow, job: new PaymentExpiryJob(testApp.database.pool, workflow, commands) };
+  return { workflow, job: new PaymentExpiryJob(testApp.database.pool, workflow) };
 }
 
 /** Polls until `read` returns what `accept` wants: the job does not wait for the read models. */
@@ -180,7 +180,7 @@ describe('crash safety', () => {
     const { paymentId, orderId } = await buy(userId);
     await provider.behave('error_after_capture', orderId);
     await capture(paymentId).expect(502);
-    await provider.refund(orderId);
+    await provider.refund(orderId, 'operator-refund');
     const run = await theJob().runOnce(hoursFromNow(2));
     expect(run).toMatchObject({ failed: 0 });
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefunded', 'TokensRefunded']);
@@ -210,7 +210,7 @@ describe('a provider that hangs', () => {
       createOrder: (request) => provider.createOrder(request),
       capture: () => new Promise(() => undefined),
       getOrder: (orderId) => provider.getOrder(orderId),
-      refund: (orderId) => provider.refund(orderId),
+      refund: (orderId, key) => provider.refund(orderId, key),
     };
     const commands = new CommandHandling(testApp.app.get<EventStore>(EVENT_STORE, { strict: false }), { cacheEntriesMax: 10, snapshotIntervalEvents: 500 });
     const consistency = testApp.app.get(ReadModelConsistency, { strict: false });
@@ -276,7 +276,8 @@ describe('refunds', () => {
     expect(again.body.payment).toEqual(refunded.body.payment);
     const history = await http().get(`/v1/accounts/${userId}/transactions`).expect(200);
     expect(history.body.data[0]).toMatchObject({ amount: -100, transactionType: 'refund', paymentId, balanceAfter: 0 });
-    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefunded', 'TokensRefunded']);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
+    expect(await provider.keysOf(orderId)).toEqual({ capture: `capture-${paymentId}`, refund: `refund-${paymentId}` });
   });
 
   it('refuses a refund when another instance spent the tokens since this one cached the account, and refunds nothing at the provider', async () => {
@@ -293,10 +294,10 @@ describe('refunds', () => {
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'TokensUsed']);
   });
 
-  it('records a refund the provider already made (its recording lost) even after tokens were spent, taking back what is left', async () => {
+  it('records a refund an operator made at the provider even after tokens were spent, taking back what is left', async () => {
     const { userId, paymentId, orderId } = await capturedPayment();
-    // An earlier attempt refunded at the provider, then died before its append.
-    await provider.refund(orderId);
+    // An operator refunded at the provider; the ledger has not heard of it.
+    await provider.refund(orderId, 'operator-refund');
     await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 30 }).expect(201);
     const recorded = await refund(paymentId).expect(200);
     expect(recorded.body).toMatchObject({ balance: 0, payment: { status: 'REFUNDED', metadata: { providerRefundId: `MOCK-REFUND-${paymentId}`, tokensDebited: 70 } } });
@@ -348,12 +349,14 @@ describe('mock provider webhook', () => {
     const request = http().post('/v1/payments/webhooks/mock').set('content-type', 'application/json');
     return (signature === undefined ? request : request.set('x-mock-signature', signature)).send(body);
   };
+  const nowSeconds = () => Math.floor(Date.now() / 1000);
+  const notification = (type: string, orderId: string, paymentId: string) => JSON.stringify({ id: `evt_${randomUUID()}`, type, orderId, paymentId });
 
-  async function capturedAtProviderOnly(): Promise<{ userId: string; paymentId: string; body: string }> {
+  async function capturedAtProviderOnly(): Promise<{ userId: string; paymentId: string; orderId: string; body: string }> {
     const userId = randomUUID();
     const { paymentId, orderId } = await buy(userId);
-    await provider.capture(orderId); // the provider captured; our process never heard of it
-    return { userId, paymentId, body: JSON.stringify({ type: 'order.captured', orderId, paymentId }) };
+    await provider.capture(orderId, `capture-${paymentId}`); // the provider captured; our process never heard of it
+    return { userId, paymentId, orderId, body: notification('order.captured', orderId, paymentId) };
   }
 
   it('refuses a missing or bad signature with 401 and changes nothing', async () => {
@@ -362,6 +365,7 @@ describe('mock provider webhook', () => {
     await hook(body, signWebhook('another secret entirely', body)).expect(401);
     await hook(body, signWebhook(DEVELOPMENT_WEBHOOK_SECRET, `${body} `)).expect(401);
     await hook(body, 'sha256=00').expect(401);
+    await hook(body, `t=${nowSeconds()}`).expect(401);
     const key = randomUUID();
     await http().post('/v1/payments/webhooks/mock').set('content-type', 'application/json').set('Idempotency-Key', key).send(body).expect(401);
     expect((await testApp.database.pool.query('SELECT 1 FROM idempotency_keys WHERE key = $1', [key])).rowCount).toBe(0);
@@ -369,13 +373,76 @@ describe('mock provider webhook', () => {
     expect((await http().get(`/v1/payments/${paymentId}`).expect(200)).body.status).toBe('PENDING');
   });
 
+  it('refuses the body-only signature of before: the timestamp is part of what is signed', async () => {
+    const { userId, body } = await capturedAtProviderOnly();
+    const bodyOnly = `sha256=${createHmac('sha256', DEVELOPMENT_WEBHOOK_SECRET).update(body).digest('hex')}`;
+    await hook(body, bodyOnly).expect(401);
+    // A valid v1 moved to another timestamp is not valid either.
+    const signed = signWebhook(DEVELOPMENT_WEBHOOK_SECRET, body, nowSeconds() - 10);
+    await hook(body, signed.replace(/^t=\d+/, `t=${nowSeconds()}`)).expect(401);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
+  });
+
+  it.each([
+    ['stale', -301],
+    ['from the future', 301],
+  ])('refuses a correctly signed delivery whose timestamp is %s beyond the 5-minute tolerance, and changes nothing', async (_, offsetSeconds) => {
+    const { userId, body } = await capturedAtProviderOnly();
+    const refused = await hook(body, signWebhook(DEVELOPMENT_WEBHOOK_SECRET, body, nowSeconds() + offsetSeconds)).expect(401);
+    expect(refused.body.detail).toMatch(/tolerance of 300 s/);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
+    // Within the tolerance the same notification is accepted.
+    await hook(body, signWebhook(DEVELOPMENT_WEBHOOK_SECRET, body, nowSeconds() + Math.sign(offsetSeconds) * 290)).expect(200);
+    expect(await balanceOf(userId)).toBe(100);
+  });
+
+  it('accepts a delivery signed with the old and the new secret during a rotation', async () => {
+    const { userId, body } = await capturedAtProviderOnly();
+    await hook(body, signWebhook(['the retired secret', DEVELOPMENT_WEBHOOK_SECRET], body)).expect(200, { received: true, duplicate: false });
+    expect(await balanceOf(userId)).toBe(100);
+  });
+
   it('records a signed capture notification, and a replay changes nothing', async () => {
     const { userId, body } = await capturedAtProviderOnly();
     const signature = signWebhook(DEVELOPMENT_WEBHOOK_SECRET, body);
-    await hook(body, signature).expect(200, { received: true });
-    await hook(body, signature).expect(200, { received: true });
+    await hook(body, signature).expect(200, { received: true, duplicate: false });
+    await hook(body, signature).expect(200, { received: true, duplicate: true });
     expect(await balanceOf(userId)).toBe(100);
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+  });
+
+  it('answers a replay of a processed delivery 2xx without effect, while a new notification is processed', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    const first = notification('order.captured', orderId, paymentId);
+    const signature = signWebhook(DEVELOPMENT_WEBHOOK_SECRET, first);
+    // Delivered while the order is not captured yet: processing it changes nothing.
+    await hook(first, signature).expect(200, { received: true, duplicate: false });
+    await provider.capture(orderId, `capture-${paymentId}`);
+    // The same signed delivery again (a replay, or the provider's retry): answered, not processed.
+    await hook(first, signature).expect(200, { received: true, duplicate: true });
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
+    const next = notification('order.captured', orderId, paymentId);
+    await hook(next, signWebhook(DEVELOPMENT_WEBHOOK_SECRET, next)).expect(200, { received: true, duplicate: false });
+    expect(await balanceOf(userId)).toBe(100);
+  });
+
+  it('records a refund an operator made at the provider when notified of it', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    await capture(paymentId).expect(200);
+    await provider.refund(orderId, 'operator-refund');
+    const body = notification('order.refunded', orderId, paymentId);
+    await hook(body, signWebhook(DEVELOPMENT_WEBHOOK_SECRET, body)).expect(200, { received: true, duplicate: false });
+    expect(await balanceOf(userId)).toBe(0);
+    expect((await http().get(`/v1/payments/${paymentId}`).expect(200)).body).toMatchObject({ status: 'REFUNDED', metadata: { providerRefundId: `MOCK-REFUND-${paymentId}`, tokensDebited: 100 } });
+  });
+
+  it('refuses a notification without an event id', async () => {
+    const { body } = await capturedAtProviderOnly();
+    const withoutId = JSON.stringify({ ...(JSON.parse(body) as object), id: undefined });
+    const refused = await hook(withoutId, signWebhook(DEVELOPMENT_WEBHOOK_SECRET, withoutId)).expect(400);
+    expect(refused.body.errors).toEqual([expect.objectContaining({ field: 'id' })]);
   });
 });
 

@@ -22,7 +22,7 @@ import { webhookSecretOf } from './config/app.config.js';
 import { IdempotencyPurgeJob } from './http/idempotency/idempotency-purge.job.js';
 import { IdempotencyStore } from './http/idempotency/idempotency.store.js';
 import { AccountPaymentsController, PaymentsController } from './payments/payments.controller.js';
-import { WEBHOOK_SECRET } from './payments/webhook-signature.guard.js';
+import { WEBHOOK_SETTINGS } from './payments/webhook-signature.guard.js';
 
 @Module({})
 export class AppModule {
@@ -49,13 +49,16 @@ export class AppModule {
           pendingPaymentsMax: config.PENDING_PAYMENTS_MAX,
           jobsEnabled: config.PAYMENT_JOBS_ENABLED,
           jobIntervalMs: config.PAYMENT_JOB_INTERVAL_MS,
+          reconciliationIntervalMs: config.PAYMENT_RECONCILIATION_INTERVAL_MS,
+          reconciliationLookbackMs: config.PAYMENT_RECONCILIATION_LOOKBACK,
+          ...(config.PAYMENT_CRASH_AT === undefined ? {} : { crashAt: config.PAYMENT_CRASH_AT }),
         }),
       ],
       controllers: [AccountsController, HealthController, AdminController, ApiKeysController, AuditController, PaymentsController, AccountPaymentsController],
       providers: [
         DatabaseHealthIndicator,
         { provide: AUTH_SETTINGS, useValue: auth },
-        { provide: WEBHOOK_SECRET, useValue: webhookSecretOf(config) },
+        { provide: WEBHOOK_SETTINGS, useValue: { secret: webhookSecretOf(config), toleranceSeconds: config.PAYMENT_WEBHOOK_TOLERANCE_SECONDS } },
         { provide: PURCHASE_TOKENS_MAX, useValue: config.PURCHASE_TOKENS_MAX },
         { provide: ApiKeyRepository, inject: [PG_POOL], useFactory: (pool: Pool) => new ApiKeyRepository(pool) },
         auditSigningKeyProvider(auth),
@@ -73,6 +76,6 @@ export class AppModule {
 function eventStoreChoiceOf(config: AppConfig): EventStoreChoice {
   if (config.EVENT_STORE === 'postgres') return { kind: 'postgres' };
   // loadConfig has refused this already; a config built by hand has not.
-  if (config.EVENTSTORE_URL === undefined) throw new ConfigError('EVENTSTORE_URL is required when EVENT_STORE=eventstoredb');
+  if (config.EVENTSTORE_URL === undefined) throw new ConfigError(['EVENTSTORE_URL is required when EVENT_STORE=eventstoredb']);
   return { kind: 'eventstoredb', url: config.EVENTSTORE_URL };
 }

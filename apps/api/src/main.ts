@@ -1,66 +1,109 @@
 import path from 'node:path';
-import { EMBEDDED_SERVICE_DATABASE, migrateDatabase, startEmbeddedPostgres, type EmbeddedPostgresServer } from '@app/database';
-import { pino } from 'pino';
-import { AuthConfigError, loadAuthConfig, resolveAuthSettings } from '@app/auth';
-import { ConfigError, loadConfig } from './config/app.config.js';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { checkDatabaseReachable, EMBEDDED_SERVICE_DATABASE, migrateDatabase, startEmbeddedPostgres, StartupError, type EmbeddedPostgresServer } from '@app/database';
+import { pino, type Logger } from 'pino';
+import { AuthConfigError, resolveAuthSettings } from '@app/auth';
+import { ConfigError, type AppConfig } from './config/app.config.js';
+import { loadServiceSettings } from './config/service-settings.js';
 import { createApp } from './create-app.js';
+import { registerHttpDrain } from './http/http-drain.js';
+
+/** Longest the requests in flight at SIGTERM may take before their connections are cut. */
+const DRAIN_TIMEOUT_MS = 8_000;
+
+/** What is running, for the signal handlers: they may arrive at any point of the start. */
+type Running = { embedded?: EmbeddedPostgresServer; app?: NestFastifyApplication; drain?: (timeoutMs: number) => Promise<void> };
 
 /**
  * Starts the service: on the embedded PostgreSQL when DATABASE_URL is unset, migrations first, then
- * the HTTP API with the projections. SIGINT/SIGTERM close the app, then the database.
+ * the HTTP API with the projections. SIGINT/SIGTERM stop HTTP first (requests in flight finish),
+ * then the workers and the app, then the database.
  */
 async function main(): Promise<void> {
-  const config = loadConfig(process.env);
+  // Every setting is checked before anything starts, and every problem is reported in one message.
+  const { config, authConfig } = loadServiceSettings(process.env);
   const logger = pino({ level: config.LOG_LEVEL, base: { service: 'token-ledger' } });
-  // Before the database: production without configured secrets stops here, naming what is missing.
-  const auth = await resolveAuthSettings(loadAuthConfig(process.env));
+  const auth = await resolveAuthSettings(authConfig);
   if (auth.secretsSource === 'development') {
     logger.warn({ directory: path.resolve(config.DATA_DIR, 'secrets') }, 'using development secrets (not for production); mint a token with: npm run cli -- token --role admin --sub <uuid>');
   }
+  const running: Running = {};
+  stopOnSignals(running, logger);
 
-  let embedded: EmbeddedPostgresServer | undefined;
   let databaseUrl = config.DATABASE_URL;
   if (databaseUrl === undefined) {
     const dataDir = path.resolve(config.DATA_DIR, 'postgres');
     logger.info({ dataDir, port: config.EMBEDDED_POSTGRES_PORT }, 'starting embedded PostgreSQL');
-    embedded = await startEmbeddedPostgres({
+    running.embedded = await startEmbeddedPostgres({
       dataDir,
+      secretsDirectory: path.resolve(config.DATA_DIR, 'secrets'),
       port: config.EMBEDDED_POSTGRES_PORT,
       database: EMBEDDED_SERVICE_DATABASE,
       persistent: true,
       onLog: (message) => logger.debug({ component: 'postgres' }, message.trim()),
     });
-    databaseUrl = embedded.url;
+    databaseUrl = running.embedded.url;
+  } else {
+    await checkDatabaseReachable(databaseUrl, 'DATABASE_URL');
   }
 
   try {
     await migrateDatabase(databaseUrl, (message) => logger.debug({ component: 'migrations' }, message));
-    const app = await createApp({ config, databaseUrl, logger, openApiUi: true, auth });
-    await app.listen({ port: config.PORT, host: config.HOST });
-    logger.info({ url: `http://localhost:${config.PORT}`, docs: `http://localhost:${config.PORT}/docs` }, 'Token Ledger is listening');
-
-    let stopping = false;
-    const shutdown = (signal: NodeJS.Signals) => {
-      if (stopping) return;
-      stopping = true;
-      logger.info({ signal }, 'shutting down');
-      void (async () => {
-        await app.close();
-        await embedded?.stop();
-        logger.info('stopped');
-        process.exit(0);
-      })();
-    };
-    process.once('SIGINT', shutdown);
-    process.once('SIGTERM', shutdown);
+    running.app = await createApp({ config, databaseUrl, logger, openApiUi: true, auth });
+    running.drain = registerHttpDrain(running.app);
+    await listen(running.app, config);
+    logger.info({ url: `http://${config.HOST}:${config.PORT}`, docs: `http://${config.HOST}:${config.PORT}/docs` }, 'Token Ledger is listening');
   } catch (error) {
-    await embedded?.stop();
+    await running.app?.close().catch(() => undefined);
+    await running.embedded?.stop();
     throw error;
   }
 }
 
+async function listen(app: NestFastifyApplication, config: AppConfig): Promise<void> {
+  try {
+    await app.listen({ port: config.PORT, host: config.HOST });
+  } catch (error) {
+    const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+    if (code === 'EADDRINUSE') throw new StartupError('PORT', `port ${config.PORT} on ${config.HOST} is already in use by another process`);
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new StartupError('HOST', `${config.HOST} is not an address of this machine (${String(code)})`);
+    throw error;
+  }
+}
+
+/**
+ * SIGINT/SIGTERM: HTTP stops accepting and drains the requests in flight while the projections and
+ * jobs still run (a request waiting on its read model gets it); then the app closes (workers, event
+ * store, pool) and the embedded PostgreSQL stops. A signal during the start stops what has started.
+ */
+function stopOnSignals(running: Running, logger: Logger): void {
+  let stopping = false;
+  const shutdown = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    void (async () => {
+      try {
+        await running.drain?.(DRAIN_TIMEOUT_MS);
+        await running.app?.close();
+        await running.embedded?.stop();
+        logger.info('stopped');
+        process.exit(0);
+      } catch (error) {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      }
+    })();
+  };
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
+}
+
 main().catch((error: unknown) => {
-  // The logger may not exist yet (bad configuration), so the reason goes to stderr as text.
-  process.stderr.write(`${error instanceof ConfigError || error instanceof AuthConfigError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  // The logger may not exist yet (bad configuration), so the reason goes to stderr as text: for the
+  // operator's mistakes one message naming the variable, for anything else the stack.
+  const expected = error instanceof ConfigError || error instanceof AuthConfigError;
+  const text = expected ? error.message : error instanceof StartupError ? `cannot start: ${error.message}` : error instanceof Error ? (error.stack ?? error.message) : String(error);
+  process.stderr.write(`${text}\n`);
   process.exit(1);
 });

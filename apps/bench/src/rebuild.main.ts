@@ -229,7 +229,7 @@ async function startServer(): Promise<Server> {
     parent = await mkdtemp(path.join(tmpdir(), 'token-ledger-rebuild-bench-'));
     // As root the server runs as the postgres user, who must be able to enter this directory.
     await chmod(parent, 0o755);
-    embedded = await startEmbeddedPostgres({ dataDir: path.join(parent, 'pg'), port: 55000 + Math.floor(Math.random() * 1_000), database: 'rebuild_bench', persistent: false });
+    embedded = await startEmbeddedPostgres({ dataDir: path.join(parent, 'pg'), secretsDirectory: path.join(parent, 'secrets'), port: 55000 + Math.floor(Math.random() * 1_000), database: 'rebuild_bench', persistent: false });
     url = embedded.url;
   }
   const client = new pg.Client({ connectionString: url });

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { ProjectionsAdmin } from '@app/operations';
 import { API_KEY_ROLES, API_KEY_SCOPES, ApiKeyRepository, isApiKeyScope, loadAuthConfig, mintToken, parseTtl, resolveAuthSettings, ROLES, type ApiKeyRole, type ApiKeyScope, type Role } from '@app/auth';
 import { migrateDatabase } from '@app/database';
@@ -154,6 +155,8 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
         throw new InvalidArgumentError(`--ttl ${options.ttl} is longer than AUTH_JWT_MAX_LIFETIME_SECONDS (${config.AUTH_JWT_MAX_LIFETIME_SECONDS} s): the service would refuse the token`);
       }
       const token = await mintToken({ role: options.role, sub: options.sub, ttl: options.ttl, secret: jwt.hs256Secret, rolesClaim: jwt.rolesClaim, issuer: jwt.issuer, audience: jwt.audience });
+      // A token signed for another DATA_DIR is refused with a 401 about the signature: say which secret signed this one.
+      if (config.AUTH_JWT_SECRET === undefined) process.stderr.write(`signed with the development secret of DATA_DIR=${path.resolve(config.DATA_DIR)}: only a service started with this DATA_DIR accepts it\n`);
       process.stdout.write(`${token}\n`);
     });
 

@@ -1,5 +1,6 @@
+import { connect as connectTcp } from 'node:net';
 import path from 'node:path';
-import { EMBEDDED_SERVICE_DATABASE, embeddedPostgresUrl, startEmbeddedPostgres } from '@app/database';
+import { EMBEDDED_SERVICE_DATABASE, embeddedPostgresUrl, isAuthenticationFailure, readEmbeddedServicePassword, runningPostmaster, startEmbeddedPostgres } from '@app/database';
 import { PostgresEventStore } from '@app/event-store';
 import { InlineProjections, PROJECTIONS } from '@app/projections';
 import pg, { type Pool } from 'pg';
@@ -13,8 +14,9 @@ export type Connection = {
 
 /**
  * The database the service uses: DATABASE_URL, else the embedded PostgreSQL under DATA_DIR. When the
- * service is already running on it (its port answers), the CLI connects to that server; otherwise it
- * starts the embedded server for the duration of the command. The events must be in PostgreSQL.
+ * service is already running on it (its port answers), the CLI connects to that server with the
+ * service role's password kept under DATA_DIR; otherwise it starts the embedded server for the
+ * duration of the command. The events must be in PostgreSQL.
  */
 export async function connect(): Promise<Connection> {
   if (process.env.EVENT_STORE !== undefined && process.env.EVENT_STORE !== 'postgres') {
@@ -25,9 +27,11 @@ export async function connect(): Promise<Connection> {
   if (url === undefined || url === '') {
     const port = Number(process.env.EMBEDDED_POSTGRES_PORT ?? 54329);
     if (!Number.isInteger(port) || port < 1024 || port > 65535) throw new Error(`EMBEDDED_POSTGRES_PORT must be an integer from 1024 to 65535, not ${process.env.EMBEDDED_POSTGRES_PORT}`);
-    url = embeddedPostgresUrl(port, EMBEDDED_SERVICE_DATABASE);
-    if (!(await answers(url))) {
-      const server = await startEmbeddedPostgres({ dataDir: path.resolve(process.env.DATA_DIR ?? '.data', 'postgres'), port, database: EMBEDDED_SERVICE_DATABASE, persistent: true });
+    const dataDir = path.resolve(process.env.DATA_DIR ?? '.data');
+    if (await listening(port)) {
+      url = await joinRunningServer(dataDir, port);
+    } else {
+      const server = await startEmbeddedPostgres({ dataDir: path.join(dataDir, 'postgres'), secretsDirectory: path.join(dataDir, 'secrets'), port, database: EMBEDDED_SERVICE_DATABASE, persistent: true });
       url = server.url;
       stopServer = () => server.stop();
     }
@@ -54,14 +58,38 @@ export async function connect(): Promise<Connection> {
   };
 }
 
-async function answers(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
+/**
+ * The service database on the server already listening on `port`, when that server is DATA_DIR's
+ * own: its postmaster.pid names this port, and it accepts the password kept under DATA_DIR. A
+ * server of another data directory is refused in one line, before anything is read from it.
+ */
+async function joinRunningServer(dataDir: string, port: number): Promise<string> {
+  const anotherDataDirectory = `EMBEDDED_POSTGRES_PORT=${port}: the PostgreSQL server on this port belongs to another data directory, not DATA_DIR=${dataDir}; set the DATA_DIR and EMBEDDED_POSTGRES_PORT of the service you mean`;
+  const password = await readEmbeddedServicePassword(path.join(dataDir, 'secrets'));
+  if (runningPostmaster(path.join(dataDir, 'postgres'))?.port !== port || password === undefined) throw new Error(anotherDataDirectory);
+  const url = embeddedPostgresUrl(port, EMBEDDED_SERVICE_DATABASE, password);
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
   client.on('error', () => undefined);
   try {
     await client.connect();
-    await client.end();
-    return true;
-  } catch {
-    return false;
+  } catch (error) {
+    throw isAuthenticationFailure(error) ? new Error(`${anotherDataDirectory} (it refuses this DATA_DIR's password)`) : error;
+  } finally {
+    await client.end().catch(() => undefined);
   }
+  return url;
+}
+
+/** Whether anything accepts TCP connections on 127.0.0.1:`port`. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connectTcp({ host: '127.0.0.1', port, timeout: 2_000 });
+    const done = (answer: boolean) => {
+      socket.destroy();
+      resolve(answer);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+    socket.once('timeout', () => done(false));
+  });
 }

@@ -6,6 +6,7 @@ import { AuthConfigError, loadAuthConfig, resolveAuthSettings } from './auth.con
 import { loadOrCreateDevelopmentSecrets } from './development-secrets.js';
 
 const secret = 'a-configured-secret-of-32-characters-or-more';
+const issuerAndAudience = { AUTH_JWT_ISSUER: 'https://id.example/', AUTH_JWT_AUDIENCE: 'token-ledger' };
 let directory: string;
 
 beforeEach(async () => {
@@ -43,8 +44,28 @@ describe('loadAuthConfig', () => {
     expect(message).toContain('NODE_ENV=production needs AUDIT_SIGNING_KEY_FILE');
     expect(problems({ NODE_ENV: 'production', AUTH_JWT_SECRET: secret })).toContain('AUDIT_SIGNING_KEY_FILE');
     expect(problems({ NODE_ENV: 'production', AUDIT_SIGNING_KEY_FILE: '/keys/audit.pem' })).toContain('AUTH_JWKS_URL');
-    expect(problems({ NODE_ENV: 'production', AUTH_JWT_SECRET: secret, AUDIT_SIGNING_KEY_FILE: '/keys/audit.pem' })).toBe('accepted');
-    expect(problems({ NODE_ENV: 'production', AUTH_JWKS_URL: 'https://id.example/jwks.json', AUDIT_SIGNING_KEY_FILE: '/keys/audit.pem' })).toBe('accepted');
+    expect(problems({ NODE_ENV: 'production', AUTH_JWT_SECRET: secret, AUDIT_SIGNING_KEY_FILE: '/keys/audit.pem', ...issuerAndAudience })).toBe('accepted');
+    expect(problems({ NODE_ENV: 'production', AUTH_JWKS_URL: 'https://id.example/jwks.json', AUDIT_SIGNING_KEY_FILE: '/keys/audit.pem', ...issuerAndAudience })).toBe('accepted');
+  });
+
+  it('refuses production without a JWT issuer and audience, naming each', () => {
+    const message = problems({ NODE_ENV: 'production', AUTH_JWT_SECRET: secret, AUDIT_SIGNING_KEY_FILE: '/keys/audit.pem' });
+    expect(message).toContain('NODE_ENV=production needs AUTH_JWT_ISSUER');
+    expect(message).toContain('NODE_ENV=production needs AUTH_JWT_AUDIENCE');
+    expect(problems({ NODE_ENV: 'production', AUTH_JWT_SECRET: secret, AUDIT_SIGNING_KEY_FILE: '/keys/audit.pem', AUTH_JWT_ISSUER: 'https://id.example/' })).not.toContain('AUTH_JWT_ISSUER');
+    // Outside production they stay optional.
+    expect(problems({})).toBe('accepted');
+  });
+
+  it('refuses the development secrets of DATA_DIR in production, without printing them', async () => {
+    const development = await loadOrCreateDevelopmentSecrets(directory);
+    const message = problems({ NODE_ENV: 'production', DATA_DIR: directory, AUTH_JWT_SECRET: development.jwtSecret, AUDIT_SIGNING_KEY_FILE: join(directory, 'secrets', 'audit-signing-key.pem'), ...issuerAndAudience });
+    expect(message).toContain(`AUTH_JWT_SECRET=(hidden): it is the development secret kept in ${join(directory, 'secrets', 'jwt-secret')}`);
+    expect(message).toContain('AUDIT_SIGNING_KEY_FILE=');
+    expect(message).toContain('it is the development key under DATA_DIR; production needs its own');
+    expect(message).not.toContain(development.jwtSecret);
+    // Outside production a development instance may name them.
+    expect(problems({ DATA_DIR: directory, AUTH_JWT_SECRET: development.jwtSecret })).toBe('accepted');
   });
 
   it('names each bad variable and its rule, never printing the secret', () => {
@@ -83,7 +104,7 @@ describe('resolveAuthSettings', () => {
   });
 
   it('uses the configured secrets and creates nothing when everything is configured', async () => {
-    const config = loadAuthConfig({ NODE_ENV: 'production', DATA_DIR: directory, AUTH_JWT_SECRET: secret, AUDIT_SIGNING_KEY_FILE: await signingKeyFile(), AUTH_JWT_ISSUER: 'https://id.example' });
+    const config = loadAuthConfig({ NODE_ENV: 'production', DATA_DIR: directory, AUTH_JWT_SECRET: secret, AUDIT_SIGNING_KEY_FILE: await signingKeyFile(), AUTH_JWT_ISSUER: 'https://id.example', AUTH_JWT_AUDIENCE: 'token-ledger' });
     const settings = await resolveAuthSettings(config);
     expect(settings).toMatchObject({ secretsSource: 'configured', jwt: { hs256Secret: secret, issuer: 'https://id.example', jwks: undefined } });
     await expect(stat(join(directory, 'secrets'))).rejects.toThrow('ENOENT');

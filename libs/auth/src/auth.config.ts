@@ -1,8 +1,10 @@
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { plainToInstance, Transform } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength, validateSync } from 'class-validator';
-import { loadOrCreateDevelopmentSecrets } from './development-secrets.js';
+import { developmentAuditSigningKeyPath, developmentJwtSecretPath, loadOrCreateDevelopmentSecrets } from './development-secrets.js';
 import { ASYMMETRIC_ALGORITHMS, CLOCK_TOLERANCE_SECONDS_MAX, HS256_SECRET_LENGTH_MIN, JWT_LIFETIME_SECONDS_DEFAULT, JWT_LIFETIME_SECONDS_MAX, type AsymmetricAlgorithm, type JwtVerifierOptions } from './jwt-verifier.js';
 
 const toInteger = ({ value }: { value: unknown }) => (typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value);
@@ -77,13 +79,21 @@ export class AuthConfig {
   AUDIT_SIGNING_KEY_FILE?: string;
 }
 
+/** Every problem found in the settings, one line each; the message lists them all at once. */
 export class AuthConfigError extends Error {
   override readonly name = 'AuthConfigError';
+
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
 }
 
 const KEYS = Object.keys(new AuthConfig()).concat('AUTH_JWT_SECRET', 'AUTH_JWKS_URL', 'AUTH_JWKS_FILE', 'AUTH_JWT_ISSUER', 'AUTH_JWT_AUDIENCE', 'AUDIT_SIGNING_KEY_FILE');
 
-/** Reads and checks the settings; throws AuthConfigError listing every problem. Pure. */
+/**
+ * Reads and checks the settings; throws AuthConfigError listing every problem. Reads no file except,
+ * in production, the development secrets under DATA_DIR, to refuse a configuration that reuses them.
+ */
 export function loadAuthConfig(environment: NodeJS.ProcessEnv): AuthConfig {
   const present = Object.fromEntries(KEYS.filter((key) => environment[key] !== undefined && environment[key] !== '').map((key) => [key, environment[key]]));
   const config = plainToInstance(AuthConfig, present);
@@ -91,7 +101,8 @@ export function loadAuthConfig(environment: NodeJS.ProcessEnv): AuthConfig {
     (error) => `${error.property}=${error.value === undefined ? '(unset)' : describe(error.property, error.value)}: ${Object.values(error.constraints ?? {}).join('; ')}`,
   );
   problems.push(...checkAuthConfig(config));
-  if (problems.length > 0) throw new AuthConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  if (config.NODE_ENV === 'production') problems.push(...developmentSecretsReused(config));
+  if (problems.length > 0) throw new AuthConfigError(problems);
   return config;
 }
 
@@ -109,8 +120,40 @@ export function checkAuthConfig(config: AuthConfig): string[] {
     }
     if (config.AUDIT_SIGNING_KEY_FILE === undefined) problems.push('NODE_ENV=production needs AUDIT_SIGNING_KEY_FILE (an Ed25519 private key) to sign audit bundles');
     if (config.AUTH_JWKS_URL?.startsWith('http://') === true) problems.push('AUTH_JWKS_URL must be https:// in production');
+    // Without them a token issued for another application of the same identity provider is accepted.
+    if (config.AUTH_JWT_ISSUER === undefined) problems.push('NODE_ENV=production needs AUTH_JWT_ISSUER: tokens of another issuer must be refused');
+    if (config.AUTH_JWT_AUDIENCE === undefined) problems.push('NODE_ENV=production needs AUTH_JWT_AUDIENCE: tokens meant for another service must be refused');
   }
   return problems;
+}
+
+/**
+ * Production settings that name a development secret: the JWT secret or the bundle-signing key that
+ * a development run created under DATA_DIR (readable next to the data, and able to sign any role).
+ */
+function developmentSecretsReused(config: AuthConfig): string[] {
+  const problems: string[] = [];
+  const developmentJwtSecret = readIfPresent(developmentJwtSecretPath(config.DATA_DIR))?.trim();
+  if (config.AUTH_JWT_SECRET !== undefined && developmentJwtSecret !== undefined && sameText(config.AUTH_JWT_SECRET, developmentJwtSecret)) {
+    problems.push(`AUTH_JWT_SECRET=(hidden): it is the development secret kept in ${developmentJwtSecretPath(config.DATA_DIR)}; production needs its own`);
+  }
+  if (config.AUDIT_SIGNING_KEY_FILE !== undefined && path.resolve(config.AUDIT_SIGNING_KEY_FILE) === path.resolve(developmentAuditSigningKeyPath(config.DATA_DIR))) {
+    problems.push(`AUDIT_SIGNING_KEY_FILE=${JSON.stringify(config.AUDIT_SIGNING_KEY_FILE)}: it is the development key under DATA_DIR; production needs its own`);
+  }
+  return problems;
+}
+
+function readIfPresent(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function sameText(left: string, right: string): boolean {
+  const [a, b] = [Buffer.from(left), Buffer.from(right)];
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 export type AuthSettings = {
@@ -127,7 +170,7 @@ export type AuthSettings = {
 export async function resolveAuthSettings(config: AuthConfig): Promise<AuthSettings> {
   const jwtConfigured = config.AUTH_JWT_SECRET !== undefined || config.AUTH_JWKS_URL !== undefined || config.AUTH_JWKS_FILE !== undefined;
   const needsDevelopment = !jwtConfigured || config.AUDIT_SIGNING_KEY_FILE === undefined;
-  if (needsDevelopment && config.NODE_ENV === 'production') throw new AuthConfigError(checkAuthConfig(config).join('\n'));
+  if (needsDevelopment && config.NODE_ENV === 'production') throw new AuthConfigError(checkAuthConfig(config));
   const development = needsDevelopment ? await loadOrCreateDevelopmentSecrets(config.DATA_DIR) : undefined;
   const jwks = config.AUTH_JWKS_URL !== undefined ? { url: config.AUTH_JWKS_URL } : config.AUTH_JWKS_FILE !== undefined ? { file: config.AUTH_JWKS_FILE } : undefined;
   const jwt: JwtVerifierOptions = {
@@ -142,7 +185,7 @@ export async function resolveAuthSettings(config: AuthConfig): Promise<AuthSetti
   };
   const auditSigningKeyPem = config.AUDIT_SIGNING_KEY_FILE !== undefined ? await readFile(config.AUDIT_SIGNING_KEY_FILE, 'utf8') : development?.auditSigningKeyPem;
   if (auditSigningKeyPem === undefined) throw new Error('unreachable: without AUDIT_SIGNING_KEY_FILE the development secrets were loaded');
-  if (!isEd25519PrivateKey(auditSigningKeyPem)) throw new AuthConfigError('AUDIT_SIGNING_KEY_FILE must hold an Ed25519 private key in PEM (PKCS#8)');
+  if (!isEd25519PrivateKey(auditSigningKeyPem)) throw new AuthConfigError(['AUDIT_SIGNING_KEY_FILE must hold an Ed25519 private key in PEM (PKCS#8)']);
   return { jwt, auditSigningKeyPem, secretsSource: development === undefined ? 'configured' : 'development' };
 }
 

@@ -22,11 +22,16 @@ export async function loadOrCreateDevelopmentSecrets(dataDir: string): Promise<D
   // embedded PostgreSQL (run as another user when we are root) must enter it.
   await mkdir(dataDir, { recursive: true });
   await mkdir(directory, { recursive: true, mode: 0o700 });
-  const jwtSecret = await loadOrCreate(join(directory, 'jwt-secret'), () => randomBytes(32).toString('base64url'));
+  const jwtSecret = await loadOrCreate(developmentJwtSecretPath(dataDir), () => randomBytes(32).toString('base64url'));
   const auditSigningKeyPem = await loadOrCreate(developmentAuditSigningKeyPath(dataDir), () =>
     generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
   );
   return { jwtSecret: jwtSecret.trim(), auditSigningKeyPem, directory };
+}
+
+/** Where the development HS256 secret lives (the CLI's `token` command signs with it). */
+export function developmentJwtSecretPath(dataDir: string): string {
+  return join(dataDir, 'secrets', 'jwt-secret');
 }
 
 /** Where the development bundle-signing key lives (`audit verify-bundle` reads its public half from there). */

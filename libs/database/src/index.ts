@@ -5,3 +5,6 @@ export * from './leadership/interval-task.js';
 export * from './leadership/leader-election.js';
 export * from './migrations.js';
 export * from './numbers.js';
+export * from './embedded-postgres.secrets.js';
+export * from './startup.error.js';
+export * from './database-reachability.js';

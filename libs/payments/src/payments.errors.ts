@@ -2,9 +2,9 @@ import { CodedError, type LedgerErrorDetails } from '@app/ledger';
 
 /**
  * Rejections of the payments application layer (the ledger's own are `LedgerError`s):
- * PACKAGE_NOT_FOUND is a `PaymentsError`, PROVIDER_UNAVAILABLE a `PaymentProviderError`.
+ * PACKAGE_NOT_FOUND and PAYMENTS_DISABLED are `PaymentsError`s, PROVIDER_UNAVAILABLE a `PaymentProviderError`.
  */
-export const PAYMENTS_ERROR_CODES = ['PACKAGE_NOT_FOUND', 'PROVIDER_UNAVAILABLE'] as const;
+export const PAYMENTS_ERROR_CODES = ['PACKAGE_NOT_FOUND', 'PROVIDER_UNAVAILABLE', 'PAYMENTS_DISABLED'] as const;
 
 export type PaymentsErrorCode = (typeof PAYMENTS_ERROR_CODES)[number];
 

@@ -9,14 +9,18 @@ import { PaymentJobsScheduler } from './expiry/payment-jobs.scheduler.js';
 import { InitiatePaymentHandler } from './initiate-payment/initiate-payment.command.js';
 import { RefundPaymentHandler } from './refund-payment/refund-payment.command.js';
 import { SettlePaymentHandler } from './settle-payment/settle-payment.command.js';
+import { WebhookDeliveries } from './settle-payment/webhook-deliveries.js';
+import { killAt, NO_FAULTS } from './payment-faults.js';
 import { PaymentStreams } from './payment-streams.js';
+import { PaymentReconciliationJob } from './reconciliation/payment-reconciliation.job.js';
 import { PaymentWorkflow } from './payment-workflow.js';
 import { PAYMENTS_OPTIONS, type PaymentsOptions } from './payments.tokens.js';
 import { MockPaymentProvider } from './provider/mock-payment-provider.js';
+import { NoPaymentProvider } from './provider/no-payment-provider.js';
 import { PAYMENT_PROVIDER, type PaymentProvider } from './provider/payment-provider.port.js';
 import { GetPaymentHandler, ListPaymentsHandler } from './queries/payment.queries.js';
 
-/** Payments: the provider adapter, the payment use cases, their queries and the expiry job. Needs EventSourcingModule and DatabaseModule. */
+/** Payments: the provider adapter, the payment use cases, their queries, the expiry and reconciliation jobs. Needs EventSourcingModule and DatabaseModule. */
 @Module({})
 export class PaymentsModule {
   static forRoot(options: PaymentsOptions): DynamicModule {
@@ -27,21 +31,40 @@ export class PaymentsModule {
       providers: [
         { provide: PAYMENTS_OPTIONS, useValue: options },
         // One adapter per provider; `mock` is the embedded default.
-        { provide: PAYMENT_PROVIDER, inject: [PG_POOL], useFactory: (pool: Pool): PaymentProvider => new MockPaymentProvider(pool, options.mockBehaviour) },
+        {
+          provide: PAYMENT_PROVIDER,
+          inject: [PG_POOL],
+          useFactory: (pool: Pool): PaymentProvider => (options.provider === 'none' ? new NoPaymentProvider() : new MockPaymentProvider(pool, options.mockBehaviour)),
+        },
         { provide: PaymentStreams, inject: [PG_POOL], useFactory: (pool: Pool) => new PaymentStreams(pool) },
+        { provide: WebhookDeliveries, inject: [PG_POOL], useFactory: (pool: Pool) => new WebhookDeliveries(pool) },
         {
           provide: PaymentWorkflow,
           inject: [CommandHandling, ReadModelConsistency, PAYMENT_PROVIDER, PaymentStreams],
           useFactory: (commands: CommandHandling, consistency: ReadModelConsistency, provider: PaymentProvider, streams: PaymentStreams) =>
-            new PaymentWorkflow(commands, consistency, provider, streams, { packages: options.packages, pendingTtlMs: options.pendingTtlMs, pendingPaymentsMax: options.pendingPaymentsMax, now }),
+            new PaymentWorkflow(commands, consistency, provider, streams, {
+              packages: options.packages,
+              pendingTtlMs: options.pendingTtlMs,
+              pendingPaymentsMax: options.pendingPaymentsMax,
+              now,
+              faults: options.crashAt === undefined ? NO_FAULTS : killAt(options.crashAt),
+            }),
         },
         {
           provide: PaymentExpiryJob,
-          inject: [PG_POOL, PaymentWorkflow, CommandHandling],
-          useFactory: (pool: Pool, workflow: PaymentWorkflow, commands: CommandHandling) => {
+          inject: [PG_POOL, PaymentWorkflow],
+          useFactory: (pool: Pool, workflow: PaymentWorkflow) => {
             const logger = new Logger('PaymentExpiry');
-            return new PaymentExpiryJob(pool, workflow, commands, (paymentId, error) =>
-              logger.warn(`payment ${paymentId} not settled, retried next run: ${error instanceof Error ? error.message : String(error)}`),
+            return new PaymentExpiryJob(pool, workflow, (paymentId, error) => logger.warn(`payment ${paymentId} not settled, retried next run: ${describe(error)}`));
+          },
+        },
+        {
+          provide: PaymentReconciliationJob,
+          inject: [PG_POOL, PaymentWorkflow],
+          useFactory: (pool: Pool, workflow: PaymentWorkflow) => {
+            const logger = new Logger('PaymentReconciliation');
+            return new PaymentReconciliationJob(pool, workflow, { lookbackMs: options.reconciliationLookbackMs }, (paymentId, problem) =>
+              logger.warn(`payment ${paymentId} disagrees with the provider, retried next run: ${describe(problem)}`),
             );
           },
         },
@@ -53,7 +76,11 @@ export class PaymentsModule {
         GetPaymentHandler,
         ListPaymentsHandler,
       ],
-      exports: [PAYMENT_PROVIDER, PaymentExpiryJob, PaymentWorkflow],
+      exports: [PAYMENT_PROVIDER, PaymentExpiryJob, PaymentReconciliationJob, PaymentWorkflow],
     };
   }
+}
+
+function describe(problem: unknown): string {
+  return problem instanceof Error ? problem.message : String(problem);
 }

@@ -1,19 +1,28 @@
+import type { PaymentFaultPoint } from './payment-faults.js';
 import type { MockBehaviour } from './provider/mock-payment-provider.js';
 import type { TokenPackage } from './token-packages.js';
 
 export const PAYMENTS_OPTIONS = Symbol('PAYMENTS_OPTIONS');
 
+/** The provider adapters built in: `mock` (development and tests) and `none` (no payments). */
+export const PAYMENT_PROVIDERS = ['mock', 'none'] as const;
+export type PaymentProviderName = (typeof PAYMENT_PROVIDERS)[number];
+
 export type PaymentsOptions = {
-  /** The provider adapter; `mock` is the only one built in. */
-  readonly provider: 'mock';
+  readonly provider: PaymentProviderName;
   readonly mockBehaviour: MockBehaviour;
   readonly packages: readonly TokenPackage[];
   readonly pendingTtlMs: number;
   /** How many payments a user may have open (PENDING, before expiry) at once; one more is 409 TOO_MANY_PENDING_PAYMENTS. */
   readonly pendingPaymentsMax: number;
-  /** Run the pending-payment expiry job in this process, every `jobIntervalMs`. */
+  /** Run the payment jobs in this process: expiry every `jobIntervalMs`, reconciliation every `reconciliationIntervalMs`. */
   readonly jobsEnabled: boolean;
   readonly jobIntervalMs: number;
+  readonly reconciliationIntervalMs: number;
+  /** How far back the reconciliation job compares COMPLETED and FAILED payments with the provider. */
+  readonly reconciliationLookbackMs: number;
+  /** Kill the process with SIGKILL at this point of the payment flows (crash tests of the built service only). */
+  readonly crashAt?: PaymentFaultPoint;
   /** The clock; tests inject one. */
   readonly now?: () => Date;
 };

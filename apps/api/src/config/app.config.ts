@@ -1,7 +1,8 @@
 import { plainToInstance, Transform } from 'class-transformer';
 import { IsBoolean, IsDefined, IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength, ValidateIf, validateSync } from 'class-validator';
 import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, ValidateNested, type ValidationError } from 'class-validator';
-import { DEFAULT_TOKEN_PACKAGES, MOCK_BEHAVIOURS, type MockBehaviour } from '@app/payments';
+import { Validate, ValidatorConstraint, type ValidationArguments, type ValidatorConstraintInterface } from 'class-validator';
+import { DEFAULT_TOKEN_PACKAGES, MOCK_BEHAVIOURS, PAYMENT_FAULT_POINTS, PAYMENT_PROVIDERS, type MockBehaviour, type PaymentFaultPoint, type PaymentProviderName } from '@app/payments';
 
 const toBoolean = ({ value }: { value: unknown }) => (value === 'true' ? true : value === 'false' ? false : value);
 const toInteger = ({ value }: { value: unknown }) => (typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value);
@@ -46,6 +47,21 @@ function toTokenPackages({ value }: { value: unknown }): unknown {
   return parsed.map((item: unknown) => (typeof item === 'object' && item !== null && !(item instanceof TokenPackageConfig) ? plainToInstance(TokenPackageConfig, item) : item));
 }
 
+/** A setting for tests of the built service: refused unless NODE_ENV=test. */
+@ValidatorConstraint({ name: 'onlyInTests' })
+class OnlyInTests implements ValidatorConstraintInterface {
+  validate(_value: unknown, validation: ValidationArguments): boolean {
+    return (validation.object as AppConfig).NODE_ENV === 'test';
+  }
+
+  defaultMessage(validation: ValidationArguments): string {
+    return `${validation.property} is for crash tests: it needs NODE_ENV=test`;
+  }
+}
+
+/** `postgres://` or `postgresql://`, then a host (user info, port, database and parameters optional). */
+const POSTGRES_URL = /^postgres(ql)?:\/\/([^@/?#\s]+@)?(\[[\da-fA-F:.]+\]|[^@/?#\s:[\]]+)(:\d{1,5})?(\/[^\s?#]*)?(\?\S*)?$/;
+
 /** Signs the mock provider's webhooks when PAYMENT_WEBHOOK_SECRET is unset outside production. */
 export const DEVELOPMENT_WEBHOOK_SECRET = 'development-only-mock-webhook-secret';
 
@@ -63,15 +79,23 @@ export class AppConfig {
   @Max(65535)
   PORT = 3000;
 
+  /** The address to listen on: loopback unless set, so an unconfigured instance is not on the network (a container sets 0.0.0.0). */
   @IsString()
   @MinLength(1)
-  HOST = '0.0.0.0';
+  HOST = '127.0.0.1';
 
   /** A PostgreSQL server to use; when unset the service starts an embedded PostgreSQL. */
   @IsOptional()
-  @IsString()
-  @MinLength(1)
+  @Matches(POSTGRES_URL, { message: 'DATABASE_URL must be a URL such as postgres://user:password@host:5432/database' })
   DATABASE_URL?: string;
+
+  /**
+   * Production runs on the embedded PostgreSQL only when this says so: it is one machine's database
+   * (no replica, no managed backups), which suits a single-machine deployment and nothing larger.
+   */
+  @Transform(toBoolean)
+  @IsBoolean()
+  EMBEDDED_POSTGRES_IN_PRODUCTION = false;
 
   /**
    * Where the events live: `postgres` (the database above) or `eventstoredb` (EVENTSTORE_URL). Read
@@ -118,9 +142,12 @@ export class AppConfig {
   @IsIn(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
   LOG_LEVEL: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' = 'info';
 
-  /** The payment provider adapter; `mock` is built in and the default. */
-  @IsIn(['mock'])
-  PAYMENT_PROVIDER = 'mock' as const;
+  /**
+   * The payment provider adapter: `mock` (development and tests: it approves every capture, so
+   * production refuses it) or `none` (no payments: the payment routes answer 501).
+   */
+  @IsIn(PAYMENT_PROVIDERS)
+  PAYMENT_PROVIDER: PaymentProviderName = 'mock';
 
   /** How the mock provider answers captures of new orders (demos and manual tests). */
   @IsIn(MOCK_BEHAVIOURS)
@@ -143,6 +170,33 @@ export class AppConfig {
   @Min(100)
   @Max(3_600_000)
   PAYMENT_JOB_INTERVAL_MS = 60_000;
+
+  /** How often the reconciliation job compares payments with the provider. */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(100)
+  @Max(24 * 3_600_000)
+  PAYMENT_RECONCILIATION_INTERVAL_MS = 300_000;
+
+  /** How far back COMPLETED and FAILED payments are compared with the provider: `72h`, `30m` or milliseconds. */
+  @Transform(toDurationMs)
+  @IsInt({ message: 'PAYMENT_RECONCILIATION_LOOKBACK must be a duration such as 72h, 30m or a number of milliseconds' })
+  @Min(60_000)
+  @Max(90 * 24 * 3_600_000)
+  PAYMENT_RECONCILIATION_LOOKBACK = 72 * 3_600_000;
+
+  /** How old (or early) a signed webhook's timestamp may be, in seconds. */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(1)
+  @Max(3_600)
+  PAYMENT_WEBHOOK_TOLERANCE_SECONDS = 300;
+
+  /** Crash tests of the built service: SIGKILL at this point of the payment flows. Refused unless NODE_ENV=test. */
+  @ValidateIf((config: AppConfig) => config.PAYMENT_CRASH_AT !== undefined)
+  @IsIn(PAYMENT_FAULT_POINTS)
+  @Validate(OnlyInTests)
+  PAYMENT_CRASH_AT?: PaymentFaultPoint;
 
   /** The token packages on sale, as a JSON array; clients name a package, never a price. */
   @Transform(toTokenPackages)
@@ -231,23 +285,64 @@ export function webhookSecretOf(config: AppConfig): string {
   return config.PAYMENT_WEBHOOK_SECRET ?? DEVELOPMENT_WEBHOOK_SECRET;
 }
 
+/** Every problem found in the settings, one line each; the message lists them all at once. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
+
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
 }
 
-const KEYS = Object.keys(new AppConfig()).concat('DATABASE_URL', 'EVENTSTORE_URL', 'PAYMENT_WEBHOOK_SECRET');
+const KEYS = Object.keys(new AppConfig()).concat('DATABASE_URL', 'EVENTSTORE_URL', 'PAYMENT_WEBHOOK_SECRET', 'PAYMENT_CRASH_AT');
+/** Shown in errors as `(hidden)`: a secret is named, never printed. */
+const SECRET_KEYS: ReadonlySet<string> = new Set(['PAYMENT_WEBHOOK_SECRET']);
+/** Connection strings: shown without their password. */
+const URL_KEYS: ReadonlySet<string> = new Set(['DATABASE_URL', 'EVENTSTORE_URL']);
 
 export function loadConfig(environment: NodeJS.ProcessEnv): AppConfig {
   const present = Object.fromEntries(KEYS.filter((key) => environment[key] !== undefined && environment[key] !== '').map((key) => [key, environment[key]]));
   const config = plainToInstance(AppConfig, present);
-  const errors = validateSync(config, { whitelist: true });
-  if (errors.length > 0) {
-    const lines = errors.map((error) => `${error.property}=${error.value === undefined ? '(unset)' : JSON.stringify(error.value)}: ${constraintsOf(error).join('; ')}`);
-    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
-  }
+  const problems = validateSync(config, { whitelist: true }).map((error) => `${error.property}=${describeValue(error.property, error.value)}: ${constraintsOf(error).join('; ')}`);
+  problems.push(...checkAppConfig(config));
+  if (problems.length > 0) throw new ConfigError(problems);
   return config;
 }
 
+/**
+ * What production refuses among values that are each valid: the mock provider, which approves every
+ * capture; the embedded PostgreSQL unless allowed; the development webhook secret, which is public.
+ */
+export function checkAppConfig(config: AppConfig): string[] {
+  if (config.NODE_ENV !== 'production') return [];
+  const problems: string[] = [];
+  if (config.PAYMENT_PROVIDER === 'mock') {
+    problems.push('PAYMENT_PROVIDER=mock: the mock provider approves every capture (free tokens); production needs a real provider, or PAYMENT_PROVIDER=none for no payments');
+  }
+  if (config.DATABASE_URL === undefined && config.EMBEDDED_POSTGRES_IN_PRODUCTION !== true) {
+    problems.push('DATABASE_URL=(unset): production needs a PostgreSQL server; the embedded one is for a single machine only, allowed with EMBEDDED_POSTGRES_IN_PRODUCTION=true');
+  }
+  if (config.PAYMENT_WEBHOOK_SECRET === DEVELOPMENT_WEBHOOK_SECRET) problems.push('PAYMENT_WEBHOOK_SECRET=(hidden): it is the public development secret; production needs its own');
+  return problems;
+}
+
+function describeValue(key: string, value: unknown): string {
+  if (value === undefined) return '(unset)';
+  if (SECRET_KEYS.has(key)) return '(hidden)';
+  if (URL_KEYS.has(key)) return withoutPassword(value);
+  return JSON.stringify(value);
+}
+
+/** The URL with its password replaced by `***`; text that does not parse may hold one anywhere, so it is hidden whole. */
+function withoutPassword(value: unknown): string {
+  try {
+    const url = new URL(String(value));
+    if (url.password !== '') url.password = '***';
+    return JSON.stringify(url.toString());
+  } catch {
+    return '(hidden: not a URL)';
+  }
+}
 /** The rules a value broke, including those of nested values (a token package), named by their path. */
 function constraintsOf(error: ValidationError, path = ''): string[] {
   const own = Object.values(error.constraints ?? {}).map((message) => (path === '' ? message : `${path}: ${message}`));

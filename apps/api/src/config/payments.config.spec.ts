@@ -23,6 +23,8 @@ describe('payments configuration', () => {
     ['TOKEN_PACKAGES', '[{"id":"a","tokens":1,"price":1,"currency":"USD"},{"id":"a","tokens":2,"price":2,"currency":"USD"}]', /ids must be unique/],
     ['IDEMPOTENCY_KEY_TTL_HOURS', '1', /IDEMPOTENCY_KEY_TTL_HOURS=/],
     ['PAYMENT_MOCK_BEHAVIOUR', 'random', /PAYMENT_MOCK_BEHAVIOUR=/],
+    ['PAYMENT_WEBHOOK_TOLERANCE_SECONDS', '0', /PAYMENT_WEBHOOK_TOLERANCE_SECONDS=/],
+    ['PAYMENT_RECONCILIATION_LOOKBACK', 'always', /PAYMENT_RECONCILIATION_LOOKBACK=/],
   ])('refuses %s=%s and says why', (key, value, message) => {
     expect(() => loadConfig({ [key]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [key]: value })).toThrow(message);
@@ -30,6 +32,19 @@ describe('payments configuration', () => {
 
   it('requires a webhook secret in production and uses the configured one', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/PAYMENT_WEBHOOK_SECRET is required when NODE_ENV=production/);
-    expect(webhookSecretOf(loadConfig({ NODE_ENV: 'production', PAYMENT_WEBHOOK_SECRET: 'a-long-enough-secret' }))).toBe('a-long-enough-secret');
+    const production = { NODE_ENV: 'production', PAYMENT_PROVIDER: 'none', DATABASE_URL: 'postgres://ledger@db.internal/ledger' };
+    expect(webhookSecretOf(loadConfig({ ...production, PAYMENT_WEBHOOK_SECRET: 'a-long-enough-secret' }))).toBe('a-long-enough-secret');
+  });
+
+  it('defaults to a 5-minute webhook tolerance and a reconciliation of the last 72 hours every 5 minutes', () => {
+    expect(loadConfig({})).toMatchObject({ PAYMENT_WEBHOOK_TOLERANCE_SECONDS: 300, PAYMENT_RECONCILIATION_LOOKBACK: 72 * 3_600_000, PAYMENT_RECONCILIATION_INTERVAL_MS: 300_000 });
+    expect(loadConfig({ PAYMENT_WEBHOOK_TOLERANCE_SECONDS: '60', PAYMENT_RECONCILIATION_LOOKBACK: '24h' })).toMatchObject({ PAYMENT_WEBHOOK_TOLERANCE_SECONDS: 60, PAYMENT_RECONCILIATION_LOOKBACK: 86_400_000 });
+  });
+
+  it('accepts a crash point only in tests, and only a known one', () => {
+    expect(loadConfig({ NODE_ENV: 'test', PAYMENT_CRASH_AT: 'refund:after-intent' }).PAYMENT_CRASH_AT).toBe('refund:after-intent');
+    expect(() => loadConfig({ PAYMENT_CRASH_AT: 'refund:after-intent' })).toThrow(/PAYMENT_CRASH_AT is for crash tests: it needs NODE_ENV=test/);
+    expect(() => loadConfig({ NODE_ENV: 'production', PAYMENT_WEBHOOK_SECRET: 'a-long-enough-secret', PAYMENT_CRASH_AT: 'refund:after-intent' })).toThrow(/PAYMENT_CRASH_AT/);
+    expect(() => loadConfig({ NODE_ENV: 'test', PAYMENT_CRASH_AT: 'somewhere' })).toThrow(/PAYMENT_CRASH_AT=/);
   });
 });

@@ -75,6 +75,9 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   // The provider may or may not have acted: the request is safe to retry, and a retry records the outcome once.
   PROVIDER_UNAVAILABLE: { status: HttpStatus.BAD_GATEWAY, title: 'The payment provider did not answer; retry the request', detail: (message) => `${message}; retry the request` },
 
+  // Not a failure to retry: this deployment takes no payments (PAYMENT_PROVIDER=none).
+  PAYMENTS_DISABLED: { status: HttpStatus.NOT_IMPLEMENTED, title: 'This service takes no payments' },
+
   UNKNOWN_PROJECTION: { status: HttpStatus.NOT_FOUND, title: 'No projection has this name' },
   REBUILD_IN_PROGRESS: { status: HttpStatus.CONFLICT, title: 'A rebuild of this projection is already running' },
 
@@ -83,7 +86,13 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   TOKEN_MALFORMED: UNAUTHENTICATED,
   TOKEN_EXPIRED: UNAUTHENTICATED,
   TOKEN_NOT_YET_VALID: UNAUTHENTICATED,
-  TOKEN_SIGNATURE_INVALID: UNAUTHENTICATED,
+  // The one refusal worth naming to the caller: the token is well formed but was signed with another
+  // key, the operator's usual mistake (a development token minted with another DATA_DIR). It tells a
+  // forger nothing they did not know; it tells an operator which secret to look at.
+  TOKEN_SIGNATURE_INVALID: {
+    ...UNAUTHENTICATED,
+    detail: () => "the token's signature does not verify with this server's key: it was signed with another secret or key (for a development token: minted with another DATA_DIR)",
+  },
   TOKEN_ALGORITHM_NOT_ALLOWED: UNAUTHENTICATED,
   TOKEN_KEY_NOT_FOUND: UNAUTHENTICATED,
   TOKEN_CLAIM_INVALID: UNAUTHENTICATED,

@@ -74,13 +74,18 @@ export class PaymentsController {
   @Post('webhooks/mock')
   @HttpCode(HttpStatus.OK)
   @UseGuards(WebhookSignatureGuard)
-  @ApiHeader({ name: WEBHOOK_SIGNATURE_HEADER, required: true, description: 'sha256=<hex HMAC-SHA256 of the raw body with PAYMENT_WEBHOOK_SECRET>' })
-  @ApiOkResponse({ description: 'Recorded (or already recorded: a replay changes nothing).' })
-  @ApiUnauthorizedResponse({ description: 'Missing or bad signature; nothing happened.' })
+  @ApiHeader({
+    name: WEBHOOK_SIGNATURE_HEADER,
+    required: true,
+    description: 't=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with PAYMENT_WEBHOOK_SECRET> (one v1 per secret during a rotation)',
+  })
+  @ApiOkResponse({ description: '{ received: true, duplicate }: recorded, or (duplicate) this event id was processed before and nothing happened.' })
+  @ApiUnauthorizedResponse({ description: 'Missing or bad signature, or a timestamp outside PAYMENT_WEBHOOK_TOLERANCE_SECONDS; nothing happened.' })
   async webhook(@Body() body: MockWebhookRequest, @Req() request: FastifyRequest) {
     // The notification only says where to look: the provider is asked what happened to the order.
-    await this.commandBus.execute(new SettlePaymentCommand(body.paymentId, { requestId: request.id, actor: systemActor('mock-provider', 'webhook') }));
-    return { received: true };
+    const context = { requestId: request.id, actor: systemActor('mock-provider', 'webhook') };
+    const { duplicate } = await this.commandBus.execute(new SettlePaymentCommand(body.paymentId, { provider: 'mock', eventId: body.id }, context));
+    return { received: true, duplicate };
   }
 }
 

@@ -29,10 +29,14 @@ export class PaymentListQuery extends HistoryQuery {
   status?: PaymentStatus;
 }
 
-/** A provider notification of the mock provider; the signature covers the raw body. */
+/** A provider notification of the mock provider; the signature covers its timestamp and the raw body. */
 export class MockWebhookRequest {
-  @ApiProperty({ enum: ['order.captured', 'order.declined'] })
-  @IsIn(['order.captured', 'order.declined'])
+  @ApiProperty({ description: "The provider's event id: the same on every retry of one notification; a second delivery of it changes nothing.", example: 'evt_1' })
+  @Matches(/^[A-Za-z0-9_-]{1,100}$/, { message: 'id must be 1-100 letters, digits, underscores or dashes' })
+  id!: string;
+
+  @ApiProperty({ enum: ['order.captured', 'order.declined', 'order.refunded'] })
+  @IsIn(['order.captured', 'order.declined', 'order.refunded'])
   type!: string;
 
   @ApiProperty({ description: 'The order id the provider gave us.' })

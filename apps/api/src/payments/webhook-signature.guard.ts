@@ -4,32 +4,73 @@ import type { RawBodyRequest } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 
 export const WEBHOOK_SIGNATURE_HEADER = 'x-mock-signature';
-/** Injection token of the webhook HMAC secret. */
-export const WEBHOOK_SECRET = Symbol('WEBHOOK_SECRET');
+/** Injection token of the webhook settings: the HMAC secret and the timestamp tolerance. */
+export const WEBHOOK_SETTINGS = Symbol('WEBHOOK_SETTINGS');
 
-/** `sha256=<hex HMAC-SHA256 of the raw body>`, the header value the mock provider sends. */
-export function signWebhook(secret: string, rawBody: string | Buffer): string {
-  return `sha256=${createHmac('sha256', secret).update(rawBody).digest('hex')}`;
+export type WebhookSettings = {
+  readonly secret: string;
+  /** How far a delivery's timestamp may be from our clock, either way (default 300 s). */
+  readonly toleranceSeconds: number;
+  /** The clock, in milliseconds; tests inject one. */
+  readonly nowMs?: () => number;
+};
+
+/** The longest header we parse: a timestamp and a handful of signatures (a secret rotation sends two). */
+const SIGNATURE_HEADER_LENGTH_MAX = 1_000;
+const HEX_SHA256 = /^[0-9a-f]{64}$/;
+
+/** The hex HMAC-SHA256 of `<t>.<raw body>`: what each `v1` of the header is. */
+function signatureOf(secret: string, timestampSeconds: number, rawBody: string | Buffer): string {
+  return createHmac('sha256', secret).update(`${timestampSeconds}.`).update(rawBody).digest('hex');
 }
 
 /**
- * Admits a webhook only when its signature header is the HMAC-SHA256 of the exact bytes received,
- * compared in constant time. It runs before validation and the handler: a bad or missing signature
- * is a 401 and nothing else happens.
+ * The header the mock provider sends, in Stripe's scheme: `t=<unix seconds>,v1=<hex HMAC-SHA256 of
+ * "<t>.<raw body>">`. During a secret rotation a provider sends one `v1` per secret.
+ */
+export function signWebhook(secrets: string | readonly string[], rawBody: string | Buffer, timestampSeconds = Math.floor(Date.now() / 1000)): string {
+  const signatures = (typeof secrets === 'string' ? [secrets] : secrets).map((secret) => `v1=${signatureOf(secret, timestampSeconds, rawBody)}`);
+  return [`t=${timestampSeconds}`, ...signatures].join(',');
+}
+
+/** `t` and every `v1` of a signature header; undefined when it is not one. Other schemes' entries are ignored. */
+export function parseSignatureHeader(header: string): { timestampSeconds: number; signatures: string[] } | undefined {
+  if (header.length > SIGNATURE_HEADER_LENGTH_MAX) return undefined;
+  let timestampSeconds: number | undefined;
+  const signatures: string[] = [];
+  for (const item of header.split(',')) {
+    const [key, value] = item.trim().split('=', 2);
+    if (key === 't' && value !== undefined && /^\d{1,12}$/.test(value)) timestampSeconds = Number(value);
+    else if (key === 'v1' && value !== undefined && HEX_SHA256.test(value)) signatures.push(value);
+  }
+  return timestampSeconds === undefined || signatures.length === 0 ? undefined : { timestampSeconds, signatures };
+}
+
+/**
+ * Admits a webhook only when one `v1` of its signature header is the HMAC-SHA256 of its timestamp
+ * and the exact bytes received (compared in constant time), and that timestamp is within the
+ * tolerance of our clock: a captured delivery cannot be replayed later, and within the tolerance a
+ * replay is answered without effect (the delivery's event id was processed). It runs before
+ * validation and the handler: a refusal is a 401 and nothing else happens.
  */
 @Injectable()
 export class WebhookSignatureGuard implements CanActivate {
-  constructor(@Inject(WEBHOOK_SECRET) private readonly secret: string) {}
+  constructor(@Inject(WEBHOOK_SETTINGS) private readonly settings: WebhookSettings) {}
 
   canActivate(context: ExecutionContext): boolean {
     const request = context.switchToHttp().getRequest<RawBodyRequest<FastifyRequest>>();
     const header = request.headers[WEBHOOK_SIGNATURE_HEADER];
     const rawBody = request.rawBody;
-    if (typeof header !== 'string' || rawBody === undefined) throw new UnauthorizedException('missing webhook signature');
-    const expected = Buffer.from(signWebhook(this.secret, rawBody));
-    const received = Buffer.from(header);
-    // timingSafeEqual needs equal lengths; the length of a well-formed signature is public anyway.
-    if (received.length !== expected.length || !timingSafeEqual(received, expected)) throw new UnauthorizedException('bad webhook signature');
+    const parsed = typeof header === 'string' ? parseSignatureHeader(header) : undefined;
+    if (parsed === undefined || rawBody === undefined) throw new UnauthorizedException('missing or malformed webhook signature: expected t=<unix seconds>,v1=<hex HMAC-SHA256>');
+    const expected = Buffer.from(signatureOf(this.settings.secret, parsed.timestampSeconds, rawBody), 'hex');
+    // Every candidate is compared, so the time taken does not say which one matched; all are 32 bytes.
+    const matches = parsed.signatures.map((signature) => timingSafeEqual(Buffer.from(signature, 'hex'), expected));
+    if (!matches.includes(true)) throw new UnauthorizedException('bad webhook signature');
+    const nowSeconds = (this.settings.nowMs ?? Date.now)() / 1000;
+    if (Math.abs(nowSeconds - parsed.timestampSeconds) > this.settings.toleranceSeconds) {
+      throw new UnauthorizedException(`webhook timestamp outside the tolerance of ${this.settings.toleranceSeconds} s`);
+    }
     return true;
   }
 }

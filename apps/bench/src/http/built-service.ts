@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { mintToken } from '@app/auth';
-import { EMBEDDED_SERVICE_DATABASE, embeddedPostgresUrl } from '@app/database';
+import { EMBEDDED_SERVICE_DATABASE, embeddedPostgresUrl, readEmbeddedServicePassword } from '@app/database';
 import { freeLoopbackPort, spawnNode, stopChild, waitForLogLine, type LoggedChild } from './child-processes.js';
 import type { Cleanup } from './cleanup.js';
 
@@ -38,7 +38,10 @@ export async function startBuiltService(options: { readonly root: string; readon
   if (postmasterPid === undefined) throw new Error(`the service is listening but no PostgreSQL runs on ${dataDir}/postgres`);
   const secret = (await readFile(path.join(dataDir, 'secrets', 'jwt-secret'), 'utf8')).trim();
   const token = await mintToken({ role: 'service', sub: randomUUID(), ttl: '12h', secret, rolesClaim: 'app_metadata.roles' });
-  return { origin: `http://127.0.0.1:${httpPort}`, child, postgresUrl: embeddedPostgresUrl(postgresPort, EMBEDDED_SERVICE_DATABASE), postmasterPid, authorization: `Bearer ${token}` };
+  const servicePassword = await readEmbeddedServicePassword(path.join(dataDir, 'secrets'));
+  if (servicePassword === undefined) throw new Error(`the service is listening but ${dataDir}/secrets holds no PostgreSQL password`);
+  const postgresUrl = embeddedPostgresUrl(postgresPort, EMBEDDED_SERVICE_DATABASE, servicePassword);
+  return { origin: `http://127.0.0.1:${httpPort}`, child, postgresUrl, postmasterPid, authorization: `Bearer ${token}` };
 }
 
 /**

@@ -30,9 +30,15 @@ export type ExpirePayment = {
   readonly data: { readonly userId: string; readonly paymentId: string; readonly now: Date };
 };
 
+/** Records that a refund is asked for, before the provider is called. */
+export type RequestRefund = {
+  readonly type: 'RequestRefund';
+  readonly data: { readonly userId: string; readonly paymentId: string; readonly now: Date };
+};
+
 export type RefundPayment = {
   readonly type: 'RefundPayment';
   readonly data: { readonly userId: string; readonly paymentId: string; readonly providerRefundId: string; readonly transactionId: string; readonly now: Date };
 };
 
-export type PaymentCommand = InitiatePayment | CapturePayment | ExpirePayment | RefundPayment;
+export type PaymentCommand = InitiatePayment | CapturePayment | ExpirePayment | RequestRefund | RefundPayment;

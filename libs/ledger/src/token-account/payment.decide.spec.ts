@@ -2,10 +2,12 @@ import { fold } from '../decider.js';
 import { LedgerError } from '../ledger.errors.js';
 import { BALANCE_MAX } from '../ledger.limits.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
-import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment } from './payment.commands.js';
-import { captureDecision, refundDecision } from './payment.decide.js';
-import type { PaymentCaptured, PaymentInitiated, TokensRefunded } from './payment.events.js';
+import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment, RequestRefund } from './payment.commands.js';
+import { captureDecision } from './payment.decide.js';
+import type { PaymentCaptured, PaymentInitiated, PaymentRefundRequested, TokensRefunded } from './payment.events.js';
 import { tokenAccountDecider } from './token-account.decider.js';
+import { availableBalance } from './token-account.state.js';
+import type { TokenAccountCommand } from './token-account.commands.js';
 import type { TokenAccountEvent, TokensPurchased, TokensUsed } from './token-account.events.js';
 import { tokenAccountSnapshot } from './token-account.snapshot.js';
 
@@ -152,7 +154,9 @@ describe('payments: ExpirePayment', () => {
   });
 });
 
-describe('payments: RefundPayment', () => {
+describe('payments: RequestRefund and RefundPayment', () => {
+  const requestRefund: RequestRefund = { type: 'RequestRefund', data: { userId, paymentId, now: later } };
+  const requested: PaymentRefundRequested = { type: 'PaymentRefundRequested', data: { userId, paymentId, orderId, tokens: 100, occurredAt: later.toISOString() } };
   const refunded = (tokensDebited: number): TokenAccountEvent => ({
     type: 'PaymentRefunded',
     data: { userId, paymentId, orderId, providerRefundId: 'MOCK-REFUND-1', tokens: 100, tokensDebited, occurredAt: later.toISOString() },
@@ -161,22 +165,49 @@ describe('payments: RefundPayment', () => {
     type: 'TokensRefunded',
     data: { userId, transactionId: 'refund-tx', paymentId, amount, description: 'Refund of token package starter', balanceAfter, occurredAt: later.toISOString() },
   });
+  const use = (amount: number): TokenAccountCommand => ({ type: 'UseTokens', data: { userId, amount, description: null, transactionId: 'use', now: later } });
 
-  it('marks the payment refunded and takes its tokens back in one decision', () => {
+  it('records the request before the provider is called: REFUND_PENDING with its tokens reserved', () => {
+    spec.given([initiated, captured, credited]).when(requestRefund).then([requested]);
+    const pending = state([initiated, captured, credited, requested]);
+    expect(pending.payments.get(paymentId)?.status).toBe('REFUND_PENDING');
+    expect([pending.balance, pending.reservedForRefunds, availableBalance(pending)]).toEqual([100, 100, 0]);
+  });
+  it('refuses to spend tokens reserved for a pending refund, and spends the rest', () => {
+    const funded: TokensPurchased = { type: 'TokensPurchased', data: { ...credited.data, paymentId: 'other', transactionId: 'funding', balanceAfter: 140, amount: 40 } };
+    spec.given([initiated, captured, credited, requested]).when(use(1)).thenThrows('INSUFFICIENT_BALANCE', { balance: 100, available: 0, requested: 1 });
+    spec.given([initiated, captured, credited, funded, requested]).when(use(40)).then([used(40, 100)]);
+  });
+  it('refuses the request when the available balance no longer holds the tokens', () => {
+    spec.given([initiated, captured, credited, used(1, 99)]).when(requestRefund).thenThrows('REFUND_EXCEEDS_BALANCE', { balance: 99, available: 99, requested: 100 });
+  });
+  it('decides no second request for a payment whose refund is pending or made, and refuses one never captured', () => {
+    spec.given([initiated, captured, credited, requested]).when(requestRefund).thenNothing();
+    spec.given([initiated, captured, credited, requested, refunded(100), tokensRefunded(100, 0)]).when(requestRefund).thenNothing();
+    spec.given([initiated]).when(requestRefund).thenThrows('PAYMENT_NOT_CAPTURED');
+  });
+  it('records the provider refund of a pending request: the reserved tokens leave and the reservation ends', () => {
+    spec.given([initiated, captured, credited, requested]).when(refund).then([refunded(100), tokensRefunded(100, 0)]);
+    const done = state([initiated, captured, credited, requested, refunded(100), tokensRefunded(100, 0)]);
+    expect([done.balance, done.reservedForRefunds, done.payments.get(paymentId)?.status]).toEqual([0, 0, 'REFUNDED']);
+  });
+  it('records a refund the provider made without a request of ours, taking back what is left', () => {
     spec.given([initiated, captured, credited]).when(refund).then([refunded(100), tokensRefunded(100, 0)]);
-  });
-  it('is refused before the provider when the balance no longer holds the tokens', () => {
-    const spent = state([initiated, captured, credited, used(1, 99)]);
-    expect(thrownCode(() => refundDecision(spent, paymentId))).toBe('REFUND_EXCEEDS_BALANCE');
-    expect(refundDecision(state([initiated, captured, credited]), paymentId)).toBe('refund');
-  });
-  it('records a refund the provider made after a concurrent spend, taking back what is left', () => {
     spec.given([initiated, captured, credited, used(70, 30)]).when(refund).then([refunded(30), tokensRefunded(30, 0)]);
   });
   it('decides nothing for a second refund and refuses to refund a payment never captured', () => {
-    spec.given([initiated, captured, credited, refunded(100), tokensRefunded(100, 0)]).when(refund).thenNothing();
+    spec.given([initiated, captured, credited, requested, refunded(100), tokensRefunded(100, 0)]).when(refund).thenNothing();
     spec.given([initiated]).when(refund).thenThrows('PAYMENT_NOT_CAPTURED');
-    expect(thrownCode(() => refundDecision(state([initiated]), paymentId))).toBe('PAYMENT_NOT_CAPTURED');
+  });
+  it('captures nothing more for a payment whose refund is pending', () => {
+    spec.given([initiated, captured, credited, requested]).when(approved).thenNothing();
+    expect(captureDecision(state([initiated, captured, credited, requested]), paymentId, later)).toBe('done');
+  });
+  it('keeps the reservation through a snapshot', () => {
+    const pending = state([initiated, captured, credited, requested]);
+    const decoded = tokenAccountSnapshot.decode(JSON.parse(JSON.stringify(tokenAccountSnapshot.encode(pending))));
+    expect(decoded.reservedForRefunds).toBe(100);
+    expect(tokenAccountSnapshot.agreesWith(pending, requested)).toBe(true);
   });
 });
 

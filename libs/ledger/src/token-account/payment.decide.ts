@@ -1,11 +1,20 @@
 import { invariant, LedgerError } from '../ledger.errors.js';
 import { CURRENCY_PATTERN, isMoneyAmount, isTokenAmount } from '../ledger.limits.js';
 import { assertBalanceFits } from './balance.rules.js';
-import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment } from './payment.commands.js';
-import { PAYMENT_TIMED_OUT, type PaymentCaptured, type PaymentExpired, type PaymentFailed, type PaymentInitiated, type PaymentRefunded, type TokensRefunded } from './payment.events.js';
+import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment, RequestRefund } from './payment.commands.js';
+import {
+  PAYMENT_TIMED_OUT,
+  type PaymentCaptured,
+  type PaymentExpired,
+  type PaymentFailed,
+  type PaymentInitiated,
+  type PaymentRefunded,
+  type PaymentRefundRequested,
+  type TokensRefunded,
+} from './payment.events.js';
 import type { Payment } from './payment.state.js';
 import type { TokensPurchased } from './token-account.events.js';
-import type { TokenAccountState } from './token-account.state.js';
+import { availableBalance, type TokenAccountState } from './token-account.state.js';
 
 /** Opens a PENDING payment. Repeating it with the same payload decides nothing; another payload is refused. */
 export function initiatePayment({ data }: InitiatePayment, state: TokenAccountState): readonly PaymentInitiated[] {
@@ -73,6 +82,7 @@ export function captureDecision(state: TokenAccountState, paymentId: string, now
   const payment = existing(state, paymentId);
   switch (payment.status) {
     case 'COMPLETED':
+    case 'REFUND_PENDING':
     case 'REFUNDED':
       return 'done';
     case 'FAILED':
@@ -96,7 +106,7 @@ export function captureDecision(state: TokenAccountState, paymentId: string, now
  */
 export function capturePayment({ data }: CapturePayment, state: TokenAccountState): readonly (PaymentCaptured | TokensPurchased | PaymentFailed)[] {
   const payment = existing(state, data.paymentId);
-  if (payment.status === 'COMPLETED' || payment.status === 'REFUNDED') return [];
+  if (payment.status === 'COMPLETED' || payment.status === 'REFUND_PENDING' || payment.status === 'REFUNDED') return [];
   const occurredAt = data.now.toISOString();
   const ids = { userId: payment.userId, paymentId: payment.paymentId, orderId: payment.orderId };
   if (data.outcome.status === 'declined') {
@@ -129,36 +139,38 @@ export function expirePayment({ data }: ExpirePayment, state: TokenAccountState)
 }
 
 /**
- * Whether a refund may go to the provider: 'refund' for a COMPLETED payment whose tokens are all
- * still in the balance, 'done' for one already refunded. A refund that would drive the balance below
- * zero is refused here, so nothing is refunded at the provider.
+ * Records that a refund is asked for, before any provider call: the payment becomes REFUND_PENDING
+ * and its tokens are reserved, so nothing spends them while the provider refunds. Refused unless the
+ * payment is COMPLETED and its tokens are all available (not spent, not reserved by another refund);
+ * a refund already asked for or made decides nothing (the caller carries it on).
  */
-export function refundDecision(state: TokenAccountState, paymentId: string): 'refund' | 'done' {
-  const payment = existing(state, paymentId);
-  if (payment.status === 'REFUNDED') return 'done';
-  if (payment.status !== 'COMPLETED') {
-    throw new LedgerError('PAYMENT_NOT_CAPTURED', `payment ${paymentId} is ${payment.status}; only a captured payment can be refunded`, { paymentId, paymentStatus: payment.status });
-  }
-  if (state.balance < payment.tokens) {
-    throw new LedgerError('REFUND_EXCEEDS_BALANCE', `refunding payment ${paymentId} would take back ${payment.tokens} tokens from a balance of ${state.balance}`, {
-      paymentId,
+export function requestRefund({ data }: RequestRefund, state: TokenAccountState): readonly PaymentRefundRequested[] {
+  const payment = existing(state, data.paymentId);
+  if (payment.status === 'REFUND_PENDING' || payment.status === 'REFUNDED') return [];
+  if (payment.status !== 'COMPLETED') throw notCaptured(payment);
+  const available = availableBalance(state);
+  if (available < payment.tokens) {
+    throw new LedgerError('REFUND_EXCEEDS_BALANCE', `refunding payment ${payment.paymentId} would take back ${payment.tokens} tokens from an available balance of ${available}`, {
+      paymentId: payment.paymentId,
       balance: state.balance,
+      available,
       requested: payment.tokens,
     });
   }
-  return 'refund';
+  return [{ type: 'PaymentRefundRequested', data: { userId: payment.userId, paymentId: payment.paymentId, orderId: payment.orderId, tokens: payment.tokens, occurredAt: data.now.toISOString() } }];
 }
 
-/** Records a refund the provider made: the payment REFUNDED and its tokens taken back, in one append. */
+/**
+ * Records a refund the provider made: the payment REFUNDED and its tokens taken back, in one append.
+ * Normally the payment is REFUND_PENDING and its tokens were reserved by the request. A COMPLETED
+ * payment is refunded here too when the provider refunded without a request of ours (an operator at
+ * the provider, found by reconciliation or a webhook): the money is back with the customer, so the
+ * refund is recorded and takes back what is left (`tokensDebited`), never a negative balance.
+ */
 export function refundPayment({ data }: RefundPayment, state: TokenAccountState): readonly (PaymentRefunded | TokensRefunded)[] {
   const payment = existing(state, data.paymentId);
   if (payment.status === 'REFUNDED') return [];
-  if (payment.status !== 'COMPLETED') {
-    throw new LedgerError('PAYMENT_NOT_CAPTURED', `payment ${data.paymentId} is ${payment.status}; only a captured payment can be refunded`, { paymentId: data.paymentId, paymentStatus: payment.status });
-  }
-  // The check before the provider call saw enough balance; only a spend by another process in
-  // between can leave less. The money is back with the customer, so record the refund and take back
-  // what is left rather than lose the fact.
+  if (payment.status !== 'COMPLETED' && payment.status !== 'REFUND_PENDING') throw notCaptured(payment);
   const tokensDebited = Math.min(payment.tokens, state.balance);
   const occurredAt = data.now.toISOString();
   const refunded: PaymentRefunded = {
@@ -181,6 +193,13 @@ export function refundPayment({ data }: RefundPayment, state: TokenAccountState)
       },
     },
   ];
+}
+
+function notCaptured(payment: Payment): LedgerError {
+  return new LedgerError('PAYMENT_NOT_CAPTURED', `payment ${payment.paymentId} is ${payment.status}; only a captured payment can be refunded`, {
+    paymentId: payment.paymentId,
+    paymentStatus: payment.status,
+  });
 }
 
 function existing(state: TokenAccountState, paymentId: string): Payment {

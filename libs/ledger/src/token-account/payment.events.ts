@@ -39,6 +39,16 @@ export type PaymentExpired = {
 };
 
 /**
+ * A refund was asked for and allowed: recorded BEFORE the provider is called, so a crash between the
+ * provider's refund and our record of it leaves a trace the reconciliation job finishes from. From
+ * here the payment is REFUND_PENDING and its `tokens` are reserved: usage cannot spend them.
+ */
+export type PaymentRefundRequested = {
+  readonly type: 'PaymentRefundRequested';
+  readonly data: { readonly userId: string; readonly paymentId: string; readonly orderId: string; readonly tokens: number; readonly occurredAt: string };
+};
+
+/**
  * The provider refunded the payment. `tokensDebited` is what `TokensRefunded` takes back: the
  * payment's tokens, or less only when a concurrent spend in another process emptied the balance
  * between the refund check and the provider's refund (the money is back with the customer either way).
@@ -70,7 +80,7 @@ export type TokensRefunded = {
   };
 };
 
-export type PaymentEvent = PaymentInitiated | PaymentCaptured | PaymentFailed | PaymentExpired | PaymentRefunded;
+export type PaymentEvent = PaymentInitiated | PaymentCaptured | PaymentFailed | PaymentExpired | PaymentRefundRequested | PaymentRefunded;
 
 /** What `metadata.error` says of an expired payment, as the classic system did. */
 export const PAYMENT_TIMED_OUT = 'Payment timed out';

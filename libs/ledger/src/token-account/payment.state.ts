@@ -1,6 +1,7 @@
 import type { PaymentInitiated } from './payment.events.js';
 
-export type PaymentStatus = 'PENDING' | 'COMPLETED' | 'FAILED' | 'REFUNDED';
+/** REFUND_PENDING: a refund was recorded as asked for and its tokens are reserved; the provider's refund is not recorded yet. */
+export type PaymentStatus = 'PENDING' | 'COMPLETED' | 'FAILED' | 'REFUND_PENDING' | 'REFUNDED';
 
 /** A payment as the token account knows it: what was initiated, and where its lifecycle stands. */
 export type Payment = PaymentInitiated['data'] & {
@@ -15,4 +16,4 @@ export type Payment = PaymentInitiated['data'] & {
   readonly updatedAt: string;
 };
 
-export const PAYMENT_STATUSES: readonly PaymentStatus[] = ['PENDING', 'COMPLETED', 'FAILED', 'REFUNDED'];
+export const PAYMENT_STATUSES: readonly PaymentStatus[] = ['PENDING', 'COMPLETED', 'FAILED', 'REFUND_PENDING', 'REFUNDED'];

@@ -3,8 +3,8 @@ import { DESCRIPTION_LENGTH_MAX, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOU
 import { assertBalanceFits } from './balance.rules.js';
 import type { AddTokens, AdjustTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
 import type { TokenAccountEvent, TokensAdjusted, TokensPurchased, TokensUsed } from './token-account.events.js';
-import type { TokenAccountState } from './token-account.state.js';
-import { capturePayment, expirePayment, initiatePayment, refundPayment } from './payment.decide.js';
+import { availableBalance, type TokenAccountState } from './token-account.state.js';
+import { capturePayment, expirePayment, initiatePayment, refundPayment, requestRefund } from './payment.decide.js';
 
 export function decideTokenAccount(command: TokenAccountCommand, state: TokenAccountState): readonly TokenAccountEvent[] {
   switch (command.type) {
@@ -20,6 +20,8 @@ export function decideTokenAccount(command: TokenAccountCommand, state: TokenAcc
       return capturePayment(command, state);
     case 'ExpirePayment':
       return expirePayment(command, state);
+    case 'RequestRefund':
+      return requestRefund(command, state);
     case 'RefundPayment':
       return refundPayment(command, state);
     default: {
@@ -70,9 +72,13 @@ function addTokens({ data }: AddTokens, state: TokenAccountState): readonly Toke
 function useTokens({ data }: UseTokens, state: TokenAccountState): TokensUsed {
   assertAmount(data.amount);
   assertDescription(data.description);
-  if (data.amount > state.balance) {
-    throw new LedgerError('INSUFFICIENT_BALANCE', `the balance ${state.balance} is less than the ${data.amount} tokens requested`, {
+  // Tokens of a payment being refunded are reserved: spending them would leave money returned and tokens kept.
+  const available = availableBalance(state);
+  if (data.amount > available) {
+    const reserved = available < state.balance ? ` (${state.balance - available} reserved for refunds)` : '';
+    throw new LedgerError('INSUFFICIENT_BALANCE', `the balance ${state.balance}${reserved} is less than the ${data.amount} tokens requested`, {
       balance: state.balance,
+      available,
       requested: data.amount,
     });
   }

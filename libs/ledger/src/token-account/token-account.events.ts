@@ -61,6 +61,7 @@ export const TOKEN_ACCOUNT_EVENT_TYPES: ReadonlySet<string> = new Set<TokenAccou
   'PaymentCaptured',
   'PaymentFailed',
   'PaymentExpired',
+  'PaymentRefundRequested',
   'PaymentRefunded',
 ]);
 

@@ -22,7 +22,10 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
     check(typeof balance === 'number' && Number.isSafeInteger(balance) && balance >= 0 && balance <= BALANCE_MAX, 'balance is not a valid balance');
     check(Array.isArray(purchases), 'purchases is not a list');
     check(Array.isArray(payments), 'payments is not a list');
-    return { balance, purchases: byId(purchases as readonly unknown[], decodePurchase), payments: byId(payments as readonly unknown[], decodePayment) };
+    const decodedPayments = byId(payments as readonly unknown[], decodePayment);
+    // Derived, not stored: the tokens of the payments whose refund is pending, as evolve keeps them.
+    const reservedForRefunds = decodedPayments.reduce((sum, payment) => (payment.status === 'REFUND_PENDING' ? sum + payment.tokens : sum), 0);
+    return { balance, purchases: byId(purchases as readonly unknown[], decodePurchase), payments: decodedPayments, reservedForRefunds };
   },
   agreesWith: (state, lastEvent) => {
     if ('balanceAfter' in lastEvent.data) return state.balance === lastEvent.data.balanceAfter;
@@ -40,6 +43,8 @@ function statusAfter(type: TokenAccountEvent['type']): PaymentStatus | undefined
     case 'PaymentFailed':
     case 'PaymentExpired':
       return 'FAILED';
+    case 'PaymentRefundRequested':
+      return 'REFUND_PENDING';
     case 'PaymentRefunded':
       return 'REFUNDED';
     case 'TokensPurchased':

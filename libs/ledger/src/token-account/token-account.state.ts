@@ -15,9 +15,16 @@ export type TokenAccountState = {
   readonly purchases: ImmutableMap<string, Purchase>;
   /** Every payment initiated on this account by its id, with its status (persistent too). */
   readonly payments: ImmutableMap<string, Payment>;
+  /** Tokens of REFUND_PENDING payments: part of the balance that usage may not spend. */
+  readonly reservedForRefunds: number;
 };
 
-export const initialTokenAccountState: TokenAccountState = { balance: 0, purchases: ImmutableMap(), payments: ImmutableMap() };
+export const initialTokenAccountState: TokenAccountState = { balance: 0, purchases: ImmutableMap(), payments: ImmutableMap(), reservedForRefunds: 0 };
+
+/** What usage may spend: the balance less the tokens reserved for refunds in progress (never below 0). */
+export function availableBalance(state: TokenAccountState): number {
+  return Math.max(0, state.balance - state.reservedForRefunds);
+}
 
 export function evolveTokenAccount(state: TokenAccountState, event: TokenAccountEvent): TokenAccountState {
   switch (event.type) {
@@ -75,17 +82,26 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       const failure = event.type === 'PaymentFailed' ? 'declined' : 'expired';
       return withPayment(state, { ...payment, status: 'FAILED', failure, failureReason: event.data.reason, updatedAt: event.data.occurredAt });
     }
+    case 'PaymentRefundRequested': {
+      const payment = paymentOf(state, event.data.paymentId);
+      invariant(payment.status === 'COMPLETED', `refund of payment ${payment.paymentId} requested while ${payment.status}`);
+      invariant(event.data.tokens === payment.tokens, `refund request of payment ${payment.paymentId} reserves ${event.data.tokens} tokens, not its ${payment.tokens}`);
+      const reserved = withPayment(state, { ...payment, status: 'REFUND_PENDING', updatedAt: event.data.occurredAt });
+      return { ...reserved, reservedForRefunds: state.reservedForRefunds + payment.tokens };
+    }
     case 'PaymentRefunded': {
       const payment = paymentOf(state, event.data.paymentId);
-      invariant(payment.status === 'COMPLETED', `payment ${payment.paymentId} refunded while ${payment.status}`);
+      invariant(payment.status === 'COMPLETED' || payment.status === 'REFUND_PENDING', `payment ${payment.paymentId} refunded while ${payment.status}`);
       invariant(event.data.tokensDebited >= 0 && event.data.tokensDebited <= payment.tokens, `refund of payment ${payment.paymentId} debits ${event.data.tokensDebited} tokens`);
-      return withPayment(state, {
+      const refunded = withPayment(state, {
         ...payment,
         status: 'REFUNDED',
         providerRefundId: event.data.providerRefundId,
         tokensDebited: event.data.tokensDebited,
         updatedAt: event.data.occurredAt,
       });
+      // The reservation ends with the refund; the tokens leave with TokensRefunded, which follows.
+      return payment.status === 'REFUND_PENDING' ? { ...refunded, reservedForRefunds: state.reservedForRefunds - payment.tokens } : refunded;
     }
     default: {
       const unknown: never = event;

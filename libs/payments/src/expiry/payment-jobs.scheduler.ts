@@ -1,46 +1,59 @@
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { LeaderElection, intervalTask, type AdvisoryLockLeadership } from '@app/database';
 import { PAYMENTS_OPTIONS, type PaymentsOptions } from '../payments.tokens.js';
+import { PaymentReconciliationJob } from '../reconciliation/payment-reconciliation.job.js';
 import { PaymentExpiryJob } from './payment-expiry.job.js';
 
-/** The leadership worker of the expiry job. */
+/** The leadership workers of the payment jobs. */
 export const PAYMENT_EXPIRY_WORKER = 'payment-expiry';
+export const PAYMENT_RECONCILIATION_WORKER = 'payment-reconciliation';
 
 /**
- * Runs the expiry job every `jobIntervalMs` while this process leads `payment-expiry` (one process
- * at a time across all on the database). A run still going at the next tick is not overlapped; one in
- * flight when leadership ends is waited for before the lock is released.
+ * Runs the expiry job every `jobIntervalMs` while this process leads `payment-expiry`, and the
+ * reconciliation job every `reconciliationIntervalMs` while it leads `payment-reconciliation` (each
+ * one process at a time across all on the database, independently). A run still going at the next
+ * tick is not overlapped; one in flight when leadership ends is waited for before the lock is released.
  */
 @Injectable()
 export class PaymentJobsScheduler implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('PaymentJobs');
-  private readonly leadership: AdvisoryLockLeadership;
+  private readonly leaderships: readonly AdvisoryLockLeadership[];
 
   constructor(
     election: LeaderElection,
-    private readonly job: PaymentExpiryJob,
+    private readonly expiry: PaymentExpiryJob,
+    private readonly reconciliation: PaymentReconciliationJob,
     @Inject(PAYMENTS_OPTIONS) private readonly options: PaymentsOptions,
   ) {
-    this.leadership = election.of(
-      PAYMENT_EXPIRY_WORKER,
-      intervalTask({
-        intervalMs: options.jobIntervalMs,
-        run: () => this.expire(),
-        onError: (error) => this.logger.error(`expiry run failed: ${error instanceof Error ? error.message : String(error)}`),
-      }),
-    );
+    const failed = (job: string) => (error: unknown) => this.logger.error(`${job} run failed: ${error instanceof Error ? error.message : String(error)}`);
+    this.leaderships = [
+      election.of(PAYMENT_EXPIRY_WORKER, intervalTask({ intervalMs: options.jobIntervalMs, run: () => this.expire(), onError: failed('expiry') })),
+      election.of(PAYMENT_RECONCILIATION_WORKER, intervalTask({ intervalMs: options.reconciliationIntervalMs, run: () => this.reconcile(), onError: failed('reconciliation') })),
+    ];
   }
 
   async onApplicationBootstrap(): Promise<void> {
-    if (this.options.jobsEnabled) await this.leadership.start();
+    if (!this.options.jobsEnabled) return;
+    for (const leadership of this.leaderships) await leadership.start();
   }
 
-  beforeApplicationShutdown(): Promise<void> {
-    return this.leadership.stop();
+  async beforeApplicationShutdown(): Promise<void> {
+    await Promise.all(this.leaderships.map((leadership) => leadership.stop()));
+  }
+
+  private now(): Date {
+    return (this.options.now ?? (() => new Date()))();
   }
 
   private async expire(): Promise<void> {
-    const run = await this.job.runOnce((this.options.now ?? (() => new Date()))());
+    const run = await this.expiry.runOnce(this.now());
     if (run.examined > 0) this.logger.log(`expiry run: ${run.examined} due payments examined, ${run.failed} failed`);
+  }
+
+  private async reconcile(): Promise<void> {
+    const run = await this.reconciliation.runOnce(this.now());
+    if (run.settled + run.unresolved + run.failed > 0) {
+      this.logger.log(`reconciliation run: ${run.examined} payments examined, ${run.settled} settled, ${run.unresolved} unresolved, ${run.failed} failed`);
+    }
   }
 }

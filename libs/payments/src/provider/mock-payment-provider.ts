@@ -12,6 +12,7 @@ export const MOCK_BEHAVIOURS: readonly MockBehaviour[] = ['approve', 'decline', 
 
 type OrderStatus = 'created' | 'captured' | 'declined' | 'refunded';
 type OrderRow = { payment_id: string; status: OrderStatus; behaviour: MockBehaviour };
+type OrderKeys = { capture_idempotency_key: string | null; refund_idempotency_key: string | null };
 
 /**
  * A provider that behaves like a real one: deterministic ids derived from the payment id, idempotent
@@ -51,7 +52,7 @@ export class MockPaymentProvider implements PaymentProvider {
     return { orderId };
   }
 
-  async capture(orderId: string): Promise<CaptureOutcome> {
+  async capture(orderId: string, idempotencyKey: string): Promise<CaptureOutcome> {
     this.calls.capture += 1;
     const client = await this.pool.connect();
     let order: OrderRow | undefined;
@@ -61,7 +62,9 @@ export class MockPaymentProvider implements PaymentProvider {
       order = (await client.query<OrderRow>('SELECT payment_id, status, behaviour FROM mock_provider_orders WHERE order_id = $1 FOR UPDATE', [orderId])).rows[0];
       if (order?.status === 'created') {
         next = order.behaviour === 'approve' || order.behaviour === 'error_after_capture' ? 'captured' : order.behaviour === 'decline' ? 'declined' : undefined;
-        if (next !== undefined) await client.query('UPDATE mock_provider_orders SET status = $2, updated_at = now() WHERE order_id = $1', [orderId, next]);
+        if (next !== undefined) {
+          await client.query('UPDATE mock_provider_orders SET status = $2, capture_idempotency_key = $3, updated_at = now() WHERE order_id = $1', [orderId, next, idempotencyKey]);
+        }
       }
       await client.query('COMMIT');
     } catch (error) {
@@ -92,25 +95,38 @@ export class MockPaymentProvider implements PaymentProvider {
 
   async getOrder(orderId: string): Promise<ProviderOrder> {
     const order = (await this.pool.query<OrderRow>('SELECT payment_id, status, behaviour FROM mock_provider_orders WHERE order_id = $1', [orderId])).rows[0];
-    if (order === undefined) return { status: 'unknown', providerTransactionId: null, declineReason: null };
+    if (order === undefined) return { status: 'unknown', providerTransactionId: null, declineReason: null, providerRefundId: null };
     const isCaptured = order.status === 'captured' || order.status === 'refunded';
     return {
       status: order.status,
       providerTransactionId: isCaptured ? captureId(order.payment_id) : null,
       declineReason: order.status === 'declined' ? 'card_declined' : null,
+      providerRefundId: order.status === 'refunded' ? refundId(order.payment_id) : null,
     };
   }
 
-  async refund(orderId: string): Promise<{ providerRefundId: string }> {
+  /** The idempotency keys of the capture and the refund that changed the order (tests check what the workflow sent). */
+  async keysOf(orderId: string): Promise<{ capture: string | null; refund: string | null }> {
+    const row = (await this.pool.query<OrderKeys>('SELECT capture_idempotency_key, refund_idempotency_key FROM mock_provider_orders WHERE order_id = $1', [orderId])).rows[0];
+    return { capture: row?.capture_idempotency_key ?? null, refund: row?.refund_idempotency_key ?? null };
+  }
+
+  /** Refunds a captured order once; the key of the call that refunded it is kept, later calls answer the same refund. */
+  async refund(orderId: string, idempotencyKey: string): Promise<{ providerRefundId: string }> {
     this.calls.refund += 1;
     const refunded = await this.pool.query<{ payment_id: string }>(
-      `UPDATE mock_provider_orders SET status = 'refunded', updated_at = now() WHERE order_id = $1 AND status IN ('captured', 'refunded') RETURNING payment_id`,
-      [orderId],
+      `UPDATE mock_provider_orders SET status = 'refunded', refund_idempotency_key = coalesce(refund_idempotency_key, $2), updated_at = now()
+        WHERE order_id = $1 AND status IN ('captured', 'refunded') RETURNING payment_id`,
+      [orderId, idempotencyKey],
     );
     const row = refunded.rows[0];
     if (row === undefined) throw new PaymentProviderError(`mock provider cannot refund ${orderId}: not captured`, 'rejected');
-    return { providerRefundId: `MOCK-REFUND-${row.payment_id}` };
+    return { providerRefundId: refundId(row.payment_id) };
   }
+}
+
+function refundId(paymentId: string): string {
+  return `MOCK-REFUND-${paymentId}`;
 }
 
 function captured(paymentId: string): CaptureOutcome {

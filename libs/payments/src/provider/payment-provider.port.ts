@@ -8,6 +8,8 @@ export type ProviderOrder = {
   readonly status: ProviderOrderStatus;
   readonly providerTransactionId: string | null;
   readonly declineReason: string | null;
+  /** The refund's id once the order is refunded (by us or by an operator at the provider). */
+  readonly providerRefundId: string | null;
 };
 
 export type OrderRequest = {
@@ -19,18 +21,26 @@ export type OrderRequest = {
 };
 
 /**
- * A payment provider. Every call is idempotent by order id (and `createOrder` by payment id), as
- * real providers are with an idempotency key: repeating a call after a timeout repeats its effect
- * at most once. A transient failure (timeout, unavailable) throws `PaymentProviderError`; the
- * caller does not know whether the call took effect, so it retries or asks `getOrder`.
+ * A payment provider. Every call that moves money carries an idempotency key derived from the
+ * payment id (`providerIdempotencyKey`), which an adapter sends as the provider's idempotency key
+ * (Stripe's `Idempotency-Key`, PayPal's `PayPal-Request-Id`): repeating a call after a timeout or a
+ * crash repeats its effect at most once. `createOrder` is idempotent by payment id. A transient
+ * failure (timeout, unavailable) throws `PaymentProviderError`; the caller does not know whether
+ * the call took effect, so it retries or asks `getOrder`.
  */
 export interface PaymentProvider {
   readonly name: string;
   createOrder(request: OrderRequest): Promise<{ readonly orderId: string }>;
   /** Captures the order's money; a decline is an outcome, not an error. */
-  capture(orderId: string): Promise<CaptureOutcome>;
+  capture(orderId: string, idempotencyKey: string): Promise<CaptureOutcome>;
   getOrder(orderId: string): Promise<ProviderOrder>;
-  refund(orderId: string): Promise<{ readonly providerRefundId: string }>;
+  /** Refunds the order's whole amount; refunding a refunded order answers its refund again. */
+  refund(orderId: string, idempotencyKey: string): Promise<{ readonly providerRefundId: string }>;
+}
+
+/** The idempotency key of a provider call that moves money: one per payment and operation, so every retry of it, by any process, is the same call. */
+export function providerIdempotencyKey(operation: 'capture' | 'refund', paymentId: string): string {
+  return `${operation}-${paymentId}`;
 }
 
 export const PAYMENT_PROVIDER = Symbol('PAYMENT_PROVIDER');

@@ -20,8 +20,8 @@ export function timeLimited(provider: PaymentProvider, timeoutMs: number = PROVI
   return {
     name: provider.name,
     createOrder: (request) => within('createOrder', provider.createOrder(request)),
-    capture: (orderId) => within('capture', provider.capture(orderId)),
+    capture: (orderId, idempotencyKey) => within('capture', provider.capture(orderId, idempotencyKey)),
     getOrder: (orderId) => within('getOrder', provider.getOrder(orderId)),
-    refund: (orderId) => within('refund', provider.refund(orderId)),
+    refund: (orderId, idempotencyKey) => within('refund', provider.refund(orderId, idempotencyKey)),
   };
 }

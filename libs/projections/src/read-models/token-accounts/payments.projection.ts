@@ -15,7 +15,7 @@ const UPDATE_PAYMENT = `
 /**
  * The `payments` row of a payment event. Every value comes from the event; `metadata` holds what the
  * classic table kept there: `error` for a FAILED payment ('Payment timed out' when it expired), the
- * provider's refund id and the tokens taken back for a REFUNDED one.
+ * provider's refund id and the tokens taken back for a REFUNDED one; nothing while REFUND_PENDING.
  */
 export function projectPaymentEvent(recorded: RecordedEvent, event: PaymentEvent): readonly RowChange[] {
   const trace = [recorded.id, recorded.revision.toString()];
@@ -35,6 +35,9 @@ export function projectPaymentEvent(recorded: RecordedEvent, event: PaymentEvent
       return [update(event.data.paymentId, 'FAILED', null, { error: event.data.reason }, event.data.occurredAt, trace)];
     case 'PaymentExpired':
       return [update(event.data.paymentId, 'FAILED', null, { error: PAYMENT_TIMED_OUT }, event.data.occurredAt, trace)];
+    case 'PaymentRefundRequested':
+      // The refund is asked for and its tokens reserved; the provider's refund is not recorded yet.
+      return [update(event.data.paymentId, 'REFUND_PENDING', null, {}, event.data.occurredAt, trace)];
     case 'PaymentRefunded': {
       const { providerRefundId, tokensDebited } = event.data;
       return [update(event.data.paymentId, 'REFUNDED', null, { providerRefundId, tokensDebited }, event.data.occurredAt, trace)];

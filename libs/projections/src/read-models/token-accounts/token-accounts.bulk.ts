@@ -5,7 +5,7 @@ import type { AccountRows, BulkLoad } from '../../projection.js';
 export const TOKEN_ACCOUNTS_INLINE_COMMITS = 'token_accounts_inline_commits';
 
 const TOKEN_TYPES = `events.event_type IN ('TokensPurchased', 'TokensUsed', 'TokensRefunded', 'TokensAdjusted')`;
-const PAYMENT_UPDATE_TYPES = `events.event_type IN ('PaymentCaptured', 'PaymentFailed', 'PaymentExpired', 'PaymentRefunded')`;
+const PAYMENT_UPDATE_TYPES = `events.event_type IN ('PaymentCaptured', 'PaymentFailed', 'PaymentExpired', 'PaymentRefundRequested', 'PaymentRefunded')`;
 // Events up to the position $1/$2 (inclusive). Only committed events can be at or before a position
 // read as the head, so the set is fixed.
 const UP_TO = `(events.transaction_id, events.global_position) <= ($1::text::xid8, $2::bigint)`;
@@ -93,9 +93,10 @@ function updatePayments(where: string): string {
             last_event_id = last_event.event_id,
             last_event_revision = last_event.stream_revision
        FROM (SELECT DISTINCT ON (payment_id) (data->>'paymentId')::uuid AS payment_id,
-                    CASE event_type WHEN 'PaymentCaptured' THEN 'COMPLETED' WHEN 'PaymentRefunded' THEN 'REFUNDED' ELSE 'FAILED' END AS status,
+                    CASE event_type WHEN 'PaymentCaptured' THEN 'COMPLETED' WHEN 'PaymentRefundRequested' THEN 'REFUND_PENDING' WHEN 'PaymentRefunded' THEN 'REFUNDED' ELSE 'FAILED' END AS status,
                     CASE event_type
                       WHEN 'PaymentCaptured' THEN '{}'::jsonb
+                      WHEN 'PaymentRefundRequested' THEN '{}'::jsonb
                       WHEN 'PaymentFailed' THEN jsonb_build_object('error', data->'reason')
                       WHEN 'PaymentExpired' THEN jsonb_build_object('error', '${timedOut}'::text)
                       ELSE jsonb_build_object('providerRefundId', data->'providerRefundId', 'tokensDebited', data->'tokensDebited')
@@ -116,13 +117,13 @@ function updatePayments(where: string): string {
  * inserted chunk by chunk and take their final state once every chunk is in.
  */
 export const tokenAccountsBulkLoad: BulkLoad = {
-  eventTypes: ['TokensPurchased', 'TokensUsed', 'TokensRefunded', 'TokensAdjusted', 'PaymentInitiated', 'PaymentCaptured', 'PaymentFailed', 'PaymentExpired', 'PaymentRefunded'],
+  eventTypes: ['TokensPurchased', 'TokensUsed', 'TokensRefunded', 'TokensAdjusted', 'PaymentInitiated', 'PaymentCaptured', 'PaymentFailed', 'PaymentExpired', 'PaymentRefundRequested', 'PaymentRefunded'],
   chunked: [insertTransactions(`${UP_TO} AND ${CHUNK}`), insertPayments(`${UP_TO} AND ${CHUNK}`)],
   final: [upsertBalances(UP_TO, false), updatePayments(UP_TO)],
   delta: [insertTransactions(BETWEEN), upsertBalances(BETWEEN, true), insertPayments(BETWEEN), updatePayments(BETWEEN)],
   inline: {
     appliedTransactions: TOKEN_ACCOUNTS_INLINE_COMMITS,
-    // Migration 042; the inline-projections spec proves its body equal to these statements.
+    // Migration 060 (first 042); the inline-projections spec proves its body equal to these statements.
     function: 'token_accounts_apply_inline',
     statements: (transaction) => {
       const where = ofTransaction(transaction);

@@ -44,6 +44,7 @@ export const tokenAccountsProjection: Projection = {
       case 'PaymentCaptured':
       case 'PaymentFailed':
       case 'PaymentExpired':
+      case 'PaymentRefundRequested':
       case 'PaymentRefunded':
         return projectPaymentEvent(recorded, event);
       default: {

@@ -24,6 +24,7 @@ const ROWLESS_EVENTS = {
   PaymentCaptured: { type: 'PaymentCaptured', data: { ...ids, providerTransactionId: 'txn-1' } },
   PaymentFailed: { type: 'PaymentFailed', data: { ...ids, reason: 'Card declined' } },
   PaymentExpired: { type: 'PaymentExpired', data: { ...ids, reason: 'expired' } },
+  PaymentRefundRequested: { type: 'PaymentRefundRequested', data: { ...ids, tokens: 100 } },
   PaymentRefunded: { type: 'PaymentRefunded', data: { ...ids, providerRefundId: 'refund-1', tokens: 100, tokensDebited: 100 } },
 } as const satisfies Record<string, TokenAccountEvent>;
 

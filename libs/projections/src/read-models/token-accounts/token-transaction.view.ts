@@ -47,6 +47,7 @@ export function transactionOf(event: TokenAccountEvent): TransactionView | null 
     case 'PaymentCaptured':
     case 'PaymentFailed':
     case 'PaymentExpired':
+    case 'PaymentRefundRequested':
     case 'PaymentRefunded':
       return null;
     default: {

@@ -1,0 +1,81 @@
+import { randomUUID } from 'node:crypto';
+import { captureDecision, decideTokenAccount, tokenAccountDecider, tokenAccountStreamId, type CaptureOutcome, type Payment, type TokenAccountState } from '@app/ledger';
+import { eventMetadata, type CommandContext, type Written } from '@app/event-sourcing';
+import type { PaymentFaults } from '../payment-faults.js';
+import { paymentIn, type PaymentLedger } from '../payment-ledger.js';
+import type { PaymentWriteResult } from '../payment.view.js';
+import { providerIdempotencyKey, type PaymentProvider } from '../provider/payment-provider.port.js';
+import type { PaymentReconciler } from '../settle-payment/payment-reconciler.js';
+
+/**
+ * Captures at the provider and credits the package, once. The provider is called under the
+ * stream's lock only when the state allows it, so racing captures in this process make one call;
+ * a repeat of a captured payment returns it without calling the provider. After the expiry, the
+ * provider is asked what happened instead: money it took is credited, otherwise the payment is
+ * expired and the capture refused. A crash between the provider's capture and the append leaves a
+ * PENDING payment captured at the provider: the client's retry, the webhook, the expiry job or the
+ * reconciliation job records it once.
+ */
+export class CapturePaymentFlow {
+  constructor(
+    private readonly ledger: PaymentLedger,
+    private readonly provider: PaymentProvider,
+    private readonly reconciler: PaymentReconciler,
+    private readonly faults: PaymentFaults,
+    private readonly now: () => Date,
+  ) {}
+
+  async capture(paymentId: string, context: CommandContext): Promise<PaymentWriteResult> {
+    const userId = await this.ledger.ownerOf(paymentId);
+    const now = this.now();
+    const current = paymentIn(await this.ledger.load(userId), paymentId);
+    if (isUnsettled(current) && (current.status === 'FAILED' || now.getTime() >= Date.parse(current.expiresAt))) {
+      const settled = await this.reconciler.reconcile(current, context, now);
+      await this.refuseUnlessCaptured(settled.state, paymentId, now, settled); // PAYMENT_EXPIRED unless the provider had captured
+      return this.ledger.result(userId, settled.state, paymentId, settled);
+    }
+    // Asked once per request: a retry after a conflicting append records the same answer, and a
+    // provider failure is the request's answer (502), which the client retries.
+    let outcome: CaptureOutcome | undefined;
+    let providerFailure: Error | undefined;
+    const handled = await this.ledger.commands.handle({
+      streamId: tokenAccountStreamId(userId),
+      decider: tokenAccountDecider,
+      decide: async (state) => {
+        if (providerFailure !== undefined) throw providerFailure;
+        if (outcome === undefined && captureDecision(state, paymentId, now) === 'done') return [];
+        outcome ??= await this.provider.capture(paymentIn(state, paymentId).orderId, providerIdempotencyKey('capture', paymentId)).catch((error: unknown) => {
+          providerFailure = error instanceof Error ? error : new Error(String(error));
+          throw providerFailure;
+        });
+        this.faults('capture:after-provider-capture');
+        return decideTokenAccount({ type: 'CapturePayment', data: { userId, paymentId, outcome, transactionId: randomUUID(), now } }, state);
+      },
+      metadata: eventMetadata(context),
+      // Decided on the stream as it is, not a cached state another instance may have moved past.
+      readFirst: true,
+    });
+    // Throws PAYMENT_DECLINED (or PAYMENT_EXPIRED) for a payment that ended that way, now or before.
+    await this.refuseUnlessCaptured(handled.state, paymentId, now, handled);
+    return this.ledger.result(userId, handled.state, paymentId, handled);
+  }
+
+  /**
+   * Throws what `captureDecision` refuses. The refusal may follow an append (PaymentFailed,
+   * PaymentExpired): like every write, it answers once the read models include that append, so a
+   * read right after the 402 or 409 shows the FAILED payment.
+   */
+  private async refuseUnlessCaptured(state: TokenAccountState, paymentId: string, now: Date, written: Written): Promise<void> {
+    try {
+      captureDecision(state, paymentId, now);
+    } catch (error) {
+      await this.ledger.upToDate(written);
+      throw error;
+    }
+  }
+}
+
+/** PENDING, or expired: the provider may still have taken the money (a capture racing the expiry). */
+function isUnsettled(payment: Payment): boolean {
+  return payment.status === 'PENDING' || (payment.status === 'FAILED' && payment.failure === 'expired');
+}

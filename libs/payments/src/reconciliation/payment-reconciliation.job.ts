@@ -1,0 +1,84 @@
+import { systemActor } from '@app/event-sourcing';
+import type { Pool } from 'pg';
+import type { PaymentWorkflow } from '../payment-workflow.js';
+import { keysetPages } from './keyset-pages.js';
+
+/** Payments read per query; a run reads as many pages as there are candidates. */
+export const RECONCILIATION_PAGE_SIZE = 100;
+
+export type ReconciliationJobOptions = {
+  /** How far back COMPLETED and FAILED payments are compared with the provider (by their last change). */
+  readonly lookbackMs: number;
+  readonly pageSize?: number;
+};
+
+export type ReconciliationRun = {
+  /** Payments compared with the provider. */
+  readonly examined: number;
+  /** Payments this run appended to (finished or reversed). */
+  readonly settled: number;
+  /** Payments whose disagreement no rule settles (reported to the operator each run). */
+  readonly unresolved: number;
+  /** Payments whose provider call or append failed; retried next run. */
+  readonly failed: number;
+};
+
+type CandidateRow = { readonly id: string; readonly user_id: string };
+
+// Keyset on id. Every PENDING payment (captured at the provider but not yet recorded; there are few:
+// they expire) and every refund asked for and not recorded, whatever their age; COMPLETED and FAILED
+// payments changed within the look-back (captured or refunded at the provider behind the ledger's back).
+const CANDIDATE_PAGE_SQL = `
+  SELECT id::text, user_id::text FROM payments
+   WHERE ($1::uuid IS NULL OR id > $1::uuid)
+     AND (status IN ('PENDING', 'REFUND_PENDING') OR (status IN ('COMPLETED', 'FAILED') AND updated_at >= $2))
+   ORDER BY id LIMIT $3`;
+
+/**
+ * Compares payments with the provider and settles every disagreement by the reconciliation rules
+ * (`reconciliation.rules.ts`): captured but not credited (a capture racing the expiry, then a crash),
+ * refunded but not debited, a refund asked for whose provider call never happened, a payment expired
+ * in the ledger but captured at the provider. A PENDING payment is expired only once due, as the
+ * expiry job would (the two may overlap; each decision is idempotent). Runs in one
+ * process at a time (the `payment-reconciliation` leadership); overlapping runs are safe for the
+ * same reasons as the expiry job's.
+ */
+export class PaymentReconciliationJob {
+  private readonly pageSize: number;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly workflow: PaymentWorkflow,
+    private readonly options: ReconciliationJobOptions,
+    private readonly onProblem: (paymentId: string, problem: unknown) => void = () => undefined,
+  ) {
+    this.pageSize = options.pageSize ?? RECONCILIATION_PAGE_SIZE;
+  }
+
+  async runOnce(now: Date): Promise<ReconciliationRun> {
+    const context = { requestId: `payment-reconciliation-${now.toISOString()}`, actor: systemActor('payment-reconciliation', 'job') };
+    const since = new Date(now.getTime() - this.options.lookbackMs).toISOString();
+    const pages = keysetPages<CandidateRow>(async (after, limit) => (await this.pool.query<CandidateRow>(CANDIDATE_PAGE_SQL, [after?.id ?? null, since, limit])).rows, this.pageSize);
+    const run = { examined: 0, settled: 0, unresolved: 0, failed: 0 };
+    for await (const page of pages) {
+      for (const { id, user_id: userId } of page) {
+        run.examined += 1;
+        try {
+          // The read model may lag: decide on the stream's own state.
+          const payment = (await this.workflow.stateOf(userId)).payments.get(id);
+          if (payment === undefined) continue;
+          const reconciled = await this.workflow.reconcile(payment, context, now);
+          if (reconciled.appended > 0) run.settled += 1;
+          if (reconciled.unresolved !== undefined) {
+            run.unresolved += 1;
+            this.onProblem(id, reconciled.unresolved);
+          }
+        } catch (error) {
+          run.failed += 1;
+          this.onProblem(id, error);
+        }
+      }
+    }
+    return run;
+  }
+}

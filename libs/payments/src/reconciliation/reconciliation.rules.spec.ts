@@ -1,0 +1,72 @@
+import type { Payment, PaymentStatus } from '@app/ledger';
+import type { ProviderOrder, ProviderOrderStatus } from '../provider/payment-provider.port.js';
+import { reconciliationOf } from './reconciliation.rules.js';
+
+const expiresAt = '2026-11-24T13:00:00.000Z';
+const beforeExpiry = new Date('2026-11-24T12:30:00.000Z');
+const afterExpiry = new Date('2026-11-24T13:00:00.000Z');
+
+function payment(status: PaymentStatus, failure: Payment['failure'] = null): Payment {
+  return {
+    userId: 'user',
+    paymentId: 'payment',
+    orderId: 'order',
+    packageId: 'starter',
+    tokens: 100,
+    amount: 500,
+    currency: 'USD',
+    provider: 'mock',
+    occurredAt: '2026-11-24T12:00:00.000Z',
+    expiresAt,
+    status,
+    failure,
+    failureReason: failure === null ? null : 'reason',
+    providerTransactionId: null,
+    providerRefundId: null,
+    tokensDebited: null,
+    updatedAt: '2026-11-24T12:00:00.000Z',
+  };
+}
+
+function order(status: ProviderOrderStatus): ProviderOrder {
+  const captured = status === 'captured' || status === 'refunded';
+  return {
+    status,
+    providerTransactionId: captured ? 'capture-1' : null,
+    declineReason: status === 'declined' ? 'card_declined' : null,
+    providerRefundId: status === 'refunded' ? 'refund-1' : null,
+  };
+}
+
+const recordCapture = { kind: 'record-capture', outcome: { status: 'captured', providerTransactionId: 'capture-1' } } as const;
+const recordRefund = { kind: 'record-refund', providerRefundId: 'refund-1' } as const;
+
+describe('reconciliation rules: the ledger follows the provider', () => {
+  it.each([
+    ['PENDING', null, 'captured', beforeExpiry, [recordCapture]],
+    ['PENDING', null, 'refunded', beforeExpiry, [recordCapture, recordRefund]],
+    ['PENDING', null, 'declined', beforeExpiry, [{ kind: 'record-capture', outcome: { status: 'declined', reason: 'card_declined' } }]],
+    ['PENDING', null, 'created', beforeExpiry, []],
+    ['PENDING', null, 'created', afterExpiry, [{ kind: 'expire' }]],
+    ['PENDING', null, 'unknown', afterExpiry, [{ kind: 'expire' }]],
+    ['FAILED', 'expired', 'captured', afterExpiry, [recordCapture]],
+    ['FAILED', 'expired', 'refunded', afterExpiry, [recordCapture, recordRefund]],
+    ['FAILED', 'expired', 'created', afterExpiry, []],
+    ['FAILED', 'declined', 'declined', afterExpiry, []],
+    ['COMPLETED', null, 'captured', afterExpiry, []],
+    ['COMPLETED', null, 'refunded', afterExpiry, [recordRefund]],
+    ['REFUND_PENDING', null, 'captured', afterExpiry, [{ kind: 'refund-at-provider' }]],
+    ['REFUND_PENDING', null, 'refunded', afterExpiry, [recordRefund]],
+    ['REFUNDED', null, 'refunded', afterExpiry, []],
+  ] as const)('%s (%s) with the order %s at %s: %j', (status, failure, orderStatus, now, steps) => {
+    expect(reconciliationOf(payment(status, failure), order(orderStatus), now)).toEqual({ steps });
+  });
+
+  it.each([
+    ['COMPLETED', 'created'],
+    ['COMPLETED', 'declined'],
+    ['REFUND_PENDING', 'unknown'],
+  ] as const)('leaves a %s payment whose order is %s to an operator: tokens without money', (status, orderStatus) => {
+    expect(reconciliationOf(payment(status), order(orderStatus), afterExpiry)).toEqual({ unresolved: `payment payment is ${status} but its order is ${orderStatus} at the provider` });
+  });
+});

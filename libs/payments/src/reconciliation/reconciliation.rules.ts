@@ -1,0 +1,61 @@
+import type { CaptureOutcome, Payment } from '@app/ledger';
+import type { ProviderOrder } from '../provider/payment-provider.port.js';
+
+/**
+ * One step that brings the ledger to what the provider says: record a capture or decline it made,
+ * expire a payment it never captured, call the provider's refund for a refund we asked for, record a
+ * refund it made.
+ */
+export type ReconciliationStep =
+  | { readonly kind: 'record-capture'; readonly outcome: CaptureOutcome }
+  | { readonly kind: 'expire' }
+  | { readonly kind: 'refund-at-provider' }
+  | { readonly kind: 'record-refund'; readonly providerRefundId: string };
+
+/** What to do about a payment: the steps in order, or why it cannot be settled automatically. */
+export type Reconciliation = { readonly steps: readonly ReconciliationStep[] } | { readonly unresolved: string };
+
+/**
+ * The reconciliation rules, one place for the expiry job, the reconciliation job, webhooks and a late
+ * capture. The provider has the last word about money; the ledger follows it:
+ *
+ * | ledger                   | provider               | steps                                      |
+ * |--------------------------|------------------------|--------------------------------------------|
+ * | PENDING, FAILED          | captured               | record the capture (credit)                |
+ * | PENDING, FAILED          | refunded               | record the capture, then the refund        |
+ * | PENDING                  | declined               | record the decline (FAILED)                |
+ * | PENDING, due             | created, unknown       | expire                                     |
+ * | COMPLETED                | refunded               | record the refund (take back what is left) |
+ * | REFUND_PENDING           | captured               | refund at the provider, record the refund  |
+ * | REFUND_PENDING           | refunded               | record the refund                          |
+ * | COMPLETED/REFUND_PENDING | created/declined/unknown | unresolved: tokens without money; an operator decides |
+ * | anything else            |                        | nothing                                    |
+ */
+export function reconciliationOf(payment: Payment, order: ProviderOrder, now: Date): Reconciliation {
+  const captured: readonly ReconciliationStep[] =
+    order.providerTransactionId === null ? [] : [{ kind: 'record-capture', outcome: { status: 'captured', providerTransactionId: order.providerTransactionId } }];
+  const refunded: readonly ReconciliationStep[] = order.providerRefundId === null ? [] : [{ kind: 'record-refund', providerRefundId: order.providerRefundId }];
+  switch (payment.status) {
+    case 'PENDING':
+    case 'FAILED':
+      if (order.status === 'captured') return { steps: captured };
+      if (order.status === 'refunded') return { steps: [...captured, ...refunded] };
+      if (payment.status === 'FAILED') return { steps: [] };
+      if (order.status === 'declined') return { steps: [{ kind: 'record-capture', outcome: { status: 'declined', reason: order.declineReason ?? 'declined' } }] };
+      return { steps: now.getTime() >= Date.parse(payment.expiresAt) ? [{ kind: 'expire' }] : [] };
+    case 'COMPLETED':
+      if (order.status === 'captured') return { steps: [] };
+      if (order.status === 'refunded') return { steps: refunded };
+      return { unresolved: `payment ${payment.paymentId} is COMPLETED but its order is ${order.status} at the provider` };
+    case 'REFUND_PENDING':
+      if (order.status === 'captured') return { steps: [{ kind: 'refund-at-provider' }] };
+      if (order.status === 'refunded') return { steps: refunded };
+      return { unresolved: `payment ${payment.paymentId} is REFUND_PENDING but its order is ${order.status} at the provider` };
+    case 'REFUNDED':
+      return { steps: [] };
+    default: {
+      const unknown: never = payment.status;
+      throw new Error(`unknown payment status ${String(unknown)}`);
+    }
+  }
+}

@@ -1,0 +1,63 @@
+import { randomUUID } from 'node:crypto';
+import { decideTokenAccount, LedgerError, tokenAccountDecider, tokenAccountStreamId, type TokenAccountEvent, type TokenAccountState } from '@app/ledger';
+import { eventMetadata, type CommandContext } from '@app/event-sourcing';
+import type { PaymentFaults } from '../payment-faults.js';
+import { paymentIn, type PaymentLedger } from '../payment-ledger.js';
+import type { PaymentWriteResult } from '../payment.view.js';
+import { providerIdempotencyKey, type PaymentProvider } from '../provider/payment-provider.port.js';
+
+/**
+ * Refunds a captured payment and takes its tokens back, once, in three steps that each survive a
+ * crash after them:
+ * 1. `PaymentRefundRequested` is appended (REFUND_PENDING, tokens reserved) when the ledger allows the
+ *    refund: decided with `readFirst`, so a spend through another process is seen;
+ * 2. the provider refunds, with the key `refund-<paymentId>`, so any retry refunds once;
+ * 3. `PaymentRefunded` and `TokensRefunded` are appended.
+ * A crash after 1 or 2 leaves a REFUND_PENDING payment; the client's retry, or the reconciliation
+ * job, carries it on from step 2. The account's lock is not held across the provider call: the
+ * reservation, not the lock, keeps the tokens from being spent meanwhile.
+ */
+export class RefundPaymentFlow {
+  constructor(
+    private readonly ledger: PaymentLedger,
+    private readonly provider: PaymentProvider,
+    private readonly faults: PaymentFaults,
+    private readonly now: () => Date,
+  ) {}
+
+  async refund(paymentId: string, context: CommandContext): Promise<PaymentWriteResult> {
+    const userId = await this.ledger.ownerOf(paymentId);
+    const requested = await this.ledger.commands.handle({
+      streamId: tokenAccountStreamId(userId),
+      decider: tokenAccountDecider,
+      decide: (state) => this.request(userId, paymentId, state),
+      metadata: eventMetadata(context),
+      // The balance check must see every spend, including those made through other instances.
+      readFirst: true,
+    });
+    const payment = paymentIn(requested.state, paymentId);
+    if (payment.status !== 'REFUND_PENDING') return this.ledger.result(userId, requested.state, paymentId, requested);
+    this.faults('refund:after-intent');
+    const { providerRefundId } = await this.provider.refund(payment.orderId, providerIdempotencyKey('refund', paymentId));
+    this.faults('refund:after-provider-refund');
+    const recorded = await this.ledger.decideAndAppend(userId, { type: 'RefundPayment', data: { userId, paymentId, providerRefundId, transactionId: randomUUID(), now: this.now() } }, context);
+    return this.ledger.result(userId, recorded.state, paymentId, recorded);
+  }
+
+  /**
+   * The refund request, except that a refund the provider made without our request (an operator at
+   * the provider) is recorded even when the tokens were spent since: refusing it would leave money
+   * returned and tokens kept, for good. It takes back what is left.
+   */
+  private async request(userId: string, paymentId: string, state: TokenAccountState): Promise<readonly TokenAccountEvent[]> {
+    const now = this.now();
+    try {
+      return decideTokenAccount({ type: 'RequestRefund', data: { userId, paymentId, now } }, state);
+    } catch (error) {
+      if (!(error instanceof LedgerError && error.code === 'REFUND_EXCEEDS_BALANCE')) throw error;
+      const order = await this.provider.getOrder(paymentIn(state, paymentId).orderId);
+      if (order.status !== 'refunded' || order.providerRefundId === null) throw error;
+      return decideTokenAccount({ type: 'RefundPayment', data: { userId, paymentId, providerRefundId: order.providerRefundId, transactionId: randomUUID(), now } }, state);
+    }
+  }
+}

@@ -1,0 +1,79 @@
+import { randomUUID } from 'node:crypto';
+import type { CommandContext, HandledCommand, Written } from '@app/event-sourcing';
+import type { Payment, TokenAccountCommand, TokenAccountEvent, TokenAccountState } from '@app/ledger';
+import type { PaymentFaults } from '../payment-faults.js';
+import type { PaymentLedger } from '../payment-ledger.js';
+import { providerIdempotencyKey, type PaymentProvider } from '../provider/payment-provider.port.js';
+import { reconciliationOf, type ReconciliationStep } from '../reconciliation/reconciliation.rules.js';
+
+/** The state after reconciling one payment, how many events it appended, and why it could not be settled if so. */
+export type Reconciled = Written & { readonly state: TokenAccountState; readonly appended: number; readonly unresolved?: string };
+
+/**
+ * Brings one payment's ledger state to what the provider says about its order
+ * (`reconciliationOf`): the expiry job, the reconciliation job, webhooks and a capture after the
+ * expiry all settle a payment through here. Every step is an idempotent decision appended at the
+ * expected revision, and every provider call it makes carries the payment's idempotency key, so a
+ * crash at any point is finished by the next run.
+ */
+export class PaymentReconciler {
+  constructor(
+    private readonly ledger: PaymentLedger,
+    private readonly provider: PaymentProvider,
+    private readonly faults: PaymentFaults,
+    private readonly now: () => Date,
+  ) {}
+
+  async reconcile(payment: Payment, context: CommandContext, now = this.now()): Promise<Reconciled> {
+    const order = await this.provider.getOrder(payment.orderId);
+    this.faults('reconcile:after-provider-order');
+    const plan = reconciliationOf(payment, order, now);
+    let reconciled: Reconciled | undefined;
+    if ('steps' in plan) {
+      for (const step of plan.steps) {
+        const handled = await this.apply(payment, step, context, now);
+        reconciled = { ...handled, appended: (reconciled?.appended ?? 0) + handled.events.length };
+      }
+    }
+    reconciled ??= { state: await this.ledger.load(payment.userId), position: undefined, appended: 0 };
+    return 'unresolved' in plan ? { ...reconciled, unresolved: plan.unresolved } : reconciled;
+  }
+
+  /** Reconciles the payment with this id, whatever its status (a provider notification). */
+  async reconcileById(paymentId: string, context: CommandContext): Promise<Reconciled> {
+    const userId = await this.ledger.ownerOf(paymentId);
+    const payment = (await this.ledger.load(userId)).payments.get(paymentId);
+    if (payment === undefined) return { state: await this.ledger.load(userId), position: undefined, appended: 0 };
+    const reconciled = await this.reconcile(payment, context);
+    await this.ledger.upToDate(reconciled);
+    return reconciled;
+  }
+
+  private async apply(payment: Payment, step: ReconciliationStep, context: CommandContext, now: Date): Promise<HandledCommand<TokenAccountState, TokenAccountEvent>> {
+    const ids = { userId: payment.userId, paymentId: payment.paymentId };
+    let command: TokenAccountCommand;
+    switch (step.kind) {
+      case 'record-capture':
+        command = { type: 'CapturePayment', data: { ...ids, outcome: step.outcome, transactionId: randomUUID(), now } };
+        break;
+      case 'expire':
+        command = { type: 'ExpirePayment', data: { ...ids, now } };
+        break;
+      case 'record-refund':
+        command = { type: 'RefundPayment', data: { ...ids, providerRefundId: step.providerRefundId, transactionId: randomUUID(), now } };
+        break;
+      case 'refund-at-provider': {
+        // A refund we asked for whose provider call never happened or whose answer was lost: the same key, so the provider refunds once.
+        const { providerRefundId } = await this.provider.refund(payment.orderId, providerIdempotencyKey('refund', payment.paymentId));
+        this.faults('reconcile:after-provider-refund');
+        command = { type: 'RefundPayment', data: { ...ids, providerRefundId, transactionId: randomUUID(), now } };
+        break;
+      }
+      default: {
+        const unknown: never = step;
+        throw new Error(`unknown reconciliation step ${JSON.stringify(unknown)}`);
+      }
+    }
+    return this.ledger.decideAndAppend(payment.userId, command, context);
+  }
+}

@@ -1,0 +1,293 @@
+import { randomUUID } from 'node:crypto';
+import { CommandHandling, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
+import { EVENT_STORE, type EventStore } from '@app/event-store';
+import {
+  DEFAULT_TOKEN_PACKAGES,
+  EXPIRY_PAGE_SIZE,
+  MockPaymentProvider,
+  PAYMENT_PROVIDER,
+  PaymentExpiryJob,
+  PaymentProviderError,
+  PaymentReconciliationJob,
+  PaymentStreams,
+  PaymentWorkflow,
+  RECONCILIATION_PAGE_SIZE,
+  type PaymentFaultPoint,
+  type PaymentProvider,
+} from '@app/payments';
+import { startTestApp, TEST_ACTOR, type TestApp } from './support/test-app.js';
+
+/**
+ * A crash injected at every named point between a provider call and the append after it (and after
+ * a refund's intent), through the workflow's fault seam: the flow stops there as a dead process
+ * would, nothing after the point runs. "After the restart" is a new workflow with its own command
+ * handling (no cache) on the same database and provider, as a new process would be; then one run of
+ * the reconciliation job. Each test checks the exact end state: balance, payment status, provider
+ * state, transactions and events. test/payment-kill.e2e-spec.ts does the same with a real SIGKILL.
+ */
+let testApp: TestApp;
+let provider: MockPaymentProvider;
+
+beforeAll(async () => {
+  testApp = await startTestApp({ PAYMENT_JOBS_ENABLED: 'false' });
+  provider = testApp.app.get<MockPaymentProvider>(PAYMENT_PROVIDER, { strict: false });
+});
+
+afterAll(async () => {
+  await testApp.close();
+});
+
+const HOUR_MS = 3_600_000;
+const LOOKBACK_MS = 72 * HOUR_MS;
+const http = () => testApp.http();
+const context = (): CommandContext => ({ requestId: randomUUID(), actor: TEST_ACTOR });
+
+class SimulatedCrash extends Error {
+  override readonly name = 'SimulatedCrash';
+}
+
+/** A process of the service: its own command handling over the shared store, provider and database; it dies at `crashAt`. */
+function processOf(crashAt?: PaymentFaultPoint, through: PaymentProvider = provider) {
+  const commands = new CommandHandling(testApp.app.get<EventStore>(EVENT_STORE, { strict: false }), { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+  const workflow = new PaymentWorkflow(commands, testApp.app.get(ReadModelConsistency, { strict: false }), through, new PaymentStreams(testApp.database.pool), {
+    packages: DEFAULT_TOKEN_PACKAGES,
+    pendingTtlMs: HOUR_MS,
+    pendingPaymentsMax: 10,
+    now: () => new Date(),
+    faults: (point) => {
+      if (point === crashAt) throw new SimulatedCrash(`crashed at ${point}`);
+    },
+  });
+  return {
+    workflow,
+    expiry: new PaymentExpiryJob(testApp.database.pool, workflow),
+    reconciliation: new PaymentReconciliationJob(testApp.database.pool, workflow, { lookbackMs: LOOKBACK_MS }),
+  };
+}
+
+async function eventTypes(userId: string): Promise<string[]> {
+  const result = await testApp.database.pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [`token-account-${userId}`]);
+  return result.rows.map((row) => row.event_type);
+}
+
+type EndState = { balance: number; status: string; order: string; transactions: readonly [string, number][] };
+
+/** Balance, payment row, provider order and history, as the read models and the provider show them. */
+async function endState(userId: string, paymentId: string): Promise<EndState> {
+  const balance = (await http().get(`/v1/accounts/${userId}/balance`).expect(200)).body.balance as number;
+  const status = (await http().get(`/v1/payments/${paymentId}`).expect(200)).body.status as string;
+  const order = (await provider.getOrder(`MOCK-ORDER-${paymentId}`)).status;
+  const history = (await http().get(`/v1/accounts/${userId}/transactions?limit=100`).expect(200)).body.data as { transactionType: string; amount: number }[];
+  return { balance, status, order, transactions: history.reverse().map((row) => [row.transactionType, row.amount]) };
+}
+
+const CREDITED: EndState = { balance: 100, status: 'COMPLETED', order: 'captured', transactions: [['purchase', 100]] };
+const REFUNDED: EndState = { balance: 0, status: 'REFUNDED', order: 'refunded', transactions: [['purchase', 100], ['refund', -100]] };
+
+async function bought(userId: string): Promise<{ paymentId: string; orderId: string }> {
+  const response = await http().post('/v1/payments').send({ userId, packageId: 'starter' }).expect(201);
+  return response.body as { paymentId: string; orderId: string };
+}
+
+async function captured(userId: string): Promise<{ paymentId: string; orderId: string }> {
+  const payment = await bought(userId);
+  await http().post(`/v1/payments/${payment.paymentId}/capture`).send().expect(200);
+  return payment;
+}
+
+describe('a crash between each provider call and the append after it', () => {
+  it('initiate:after-create-order: the retry with the same Idempotency-Key opens the same payment and order, and it captures once', async () => {
+    const userId = randomUUID();
+    const idempotency = { key: randomUUID(), requestId: randomUUID(), notBefore: new Date(Date.now() - 60_000) };
+    await expect(processOf('initiate:after-create-order').workflow.initiate(userId, 'starter', { ...context(), idempotency })).rejects.toThrow(SimulatedCrash);
+    expect(await eventTypes(userId)).toEqual([]);
+
+    const after = processOf();
+    const opened = await after.workflow.initiate(userId, 'starter', { ...context(), idempotency });
+    expect(await provider.getOrder(opened.orderId)).toMatchObject({ status: 'created' });
+    await after.reconciliation.runOnce(new Date());
+    await after.workflow.capture(opened.paymentId, context());
+    expect(await endState(userId, opened.paymentId)).toEqual(CREDITED);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+  });
+
+  it('capture:after-provider-capture: the reconciliation run credits the money the provider took, once', async () => {
+    const userId = randomUUID();
+    const { paymentId } = await bought(userId);
+    await expect(processOf('capture:after-provider-capture').workflow.capture(paymentId, context())).rejects.toThrow(SimulatedCrash);
+    expect(await endState(userId, paymentId)).toEqual({ balance: 0, status: 'PENDING', order: 'captured', transactions: [] });
+
+    const after = processOf();
+    expect(await after.reconciliation.runOnce(new Date())).toMatchObject({ failed: 0, unresolved: 0 });
+    expect(await endState(userId, paymentId)).toEqual(CREDITED);
+    await after.reconciliation.runOnce(new Date());
+    await after.workflow.capture(paymentId, context());
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+  });
+
+  it('refund:after-intent: the tokens stay reserved, and the reconciliation run refunds at the provider and debits, once', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await captured(userId);
+    await expect(processOf('refund:after-intent').workflow.refund(paymentId, context())).rejects.toThrow(SimulatedCrash);
+    expect(await endState(userId, paymentId)).toEqual({ ...CREDITED, status: 'REFUND_PENDING' });
+    // Nothing spends the tokens being refunded while the refund is unfinished.
+    const refused = await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1 }).expect(409);
+    expect(refused.body).toMatchObject({ code: 'INSUFFICIENT_BALANCE', balance: 100, available: 0 });
+
+    const after = processOf();
+    expect(await after.reconciliation.runOnce(new Date())).toMatchObject({ failed: 0, unresolved: 0 });
+    expect(await endState(userId, paymentId)).toEqual(REFUNDED);
+    expect(await provider.keysOf(orderId)).toEqual({ capture: `capture-${paymentId}`, refund: `refund-${paymentId}` });
+    await after.reconciliation.runOnce(new Date());
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
+  });
+
+  it('refund:after-provider-refund: the reconciliation run debits the refund the provider made, once', async () => {
+    const userId = randomUUID();
+    const { paymentId } = await captured(userId);
+    await expect(processOf('refund:after-provider-refund').workflow.refund(paymentId, context())).rejects.toThrow(SimulatedCrash);
+    expect(await endState(userId, paymentId)).toEqual({ ...CREDITED, status: 'REFUND_PENDING', order: 'refunded' });
+
+    const after = processOf();
+    await after.reconciliation.runOnce(new Date());
+    expect(await endState(userId, paymentId)).toEqual(REFUNDED);
+    // The client's retry of the refund answers the refunded payment and changes nothing.
+    const retried = await http().post(`/v1/payments/${paymentId}/refund`).send().expect(200);
+    expect(retried.body).toMatchObject({ balance: 0, payment: { status: 'REFUNDED' } });
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
+  });
+
+  it('refund:after-provider-refund: the client retrying the refund finishes it instead, once', async () => {
+    const userId = randomUUID();
+    const { paymentId } = await captured(userId);
+    await expect(processOf('refund:after-provider-refund').workflow.refund(paymentId, context())).rejects.toThrow(SimulatedCrash);
+    const retried = await processOf().workflow.refund(paymentId, context());
+    expect(retried).toMatchObject({ balance: 0, payment: { status: 'REFUNDED', metadata: { tokensDebited: 100 } } });
+    expect(await endState(userId, paymentId)).toEqual(REFUNDED);
+  });
+
+  it('a provider outage during the refund answers 502 and leaves the refund pending with its tokens reserved; the retry finishes it once', async () => {
+    const userId = randomUUID();
+    const { paymentId } = await captured(userId);
+    const unavailable: PaymentProvider = {
+      name: provider.name,
+      createOrder: (request) => provider.createOrder(request),
+      capture: (orderId, key) => provider.capture(orderId, key),
+      getOrder: (orderId) => provider.getOrder(orderId),
+      refund: () => Promise.reject(new PaymentProviderError('mock provider unavailable', 'unavailable')),
+    };
+    await expect(processOf(undefined, unavailable).workflow.refund(paymentId, context())).rejects.toMatchObject({ code: 'PROVIDER_UNAVAILABLE' });
+    expect(await endState(userId, paymentId)).toEqual({ ...CREDITED, status: 'REFUND_PENDING' });
+    expect((await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1 }).expect(409)).body).toMatchObject({ code: 'INSUFFICIENT_BALANCE', available: 0 });
+
+    const retried = await http().post(`/v1/payments/${paymentId}/refund`).send().expect(200);
+    expect(retried.body).toMatchObject({ balance: 0, payment: { status: 'REFUNDED', metadata: { tokensDebited: 100 } } });
+    expect(await endState(userId, paymentId)).toEqual(REFUNDED);
+  });
+
+  it('reconcile:after-provider-order: an expiry run that dies after asking the provider is finished by the next run', async () => {
+    const userId = randomUUID();
+    const { paymentId } = await bought(userId);
+    await expect(processOf('capture:after-provider-capture').workflow.capture(paymentId, context())).rejects.toThrow(SimulatedCrash);
+    const due = new Date(Date.now() + 2 * HOUR_MS);
+    const dying = await processOf('reconcile:after-provider-order').expiry.runOnce(due);
+    expect(dying.failed).toBeGreaterThanOrEqual(1);
+    expect(await endState(userId, paymentId)).toEqual({ balance: 0, status: 'PENDING', order: 'captured', transactions: [] });
+
+    await processOf().expiry.runOnce(due);
+    expect(await endState(userId, paymentId)).toEqual(CREDITED);
+  });
+
+  it('reconcile:after-provider-refund: a reconciliation run that dies after refunding at the provider is finished by the next run', async () => {
+    const userId = randomUUID();
+    const { paymentId } = await captured(userId);
+    await expect(processOf('refund:after-intent').workflow.refund(paymentId, context())).rejects.toThrow(SimulatedCrash);
+    const dying = await processOf('reconcile:after-provider-refund').reconciliation.runOnce(new Date());
+    expect(dying.failed).toBeGreaterThanOrEqual(1);
+    expect(await endState(userId, paymentId)).toEqual({ ...CREDITED, status: 'REFUND_PENDING', order: 'refunded' });
+
+    await processOf().reconciliation.runOnce(new Date());
+    expect(await endState(userId, paymentId)).toEqual(REFUNDED);
+  });
+});
+
+describe('the reconciliation job', () => {
+  it('credits a payment the ledger expired while its capture was landing at the provider (capture racing the expiry, then a crash)', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await bought(userId);
+    const node = processOf();
+    await node.expiry.runOnce(new Date(Date.now() + 2 * HOUR_MS));
+    expect(await endState(userId, paymentId)).toEqual({ balance: 0, status: 'FAILED', order: 'created', transactions: [] });
+    // The capture that was in flight lands at the provider; its process died before recording it.
+    await provider.capture(orderId, `capture-${paymentId}`);
+
+    expect(await node.reconciliation.runOnce(new Date())).toMatchObject({ failed: 0 });
+    expect(await endState(userId, paymentId)).toEqual(CREDITED);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentExpired', 'PaymentCaptured', 'TokensPurchased']);
+  });
+
+  it('debits a payment refunded at the provider without a request of ours', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await captured(userId);
+    await provider.refund(orderId, 'operator-refund');
+    await processOf().reconciliation.runOnce(new Date());
+    expect(await endState(userId, paymentId)).toEqual(REFUNDED);
+  });
+
+  it('reports, and leaves alone, a disagreement no rule settles', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await captured(userId);
+    // The provider lost the capture (it cannot happen with a real one): tokens without money.
+    await testApp.database.pool.query(`UPDATE mock_provider_orders SET status = 'created' WHERE order_id = $1`, [orderId]);
+    const problems: string[] = [];
+    const job = new PaymentReconciliationJob(testApp.database.pool, processOf().workflow, { lookbackMs: LOOKBACK_MS }, (id, problem) => problems.push(`${id}: ${String(problem)}`));
+    const run = await job.runOnce(new Date());
+    expect(run.unresolved).toBeGreaterThanOrEqual(1);
+    expect(problems).toContain(`${paymentId}: payment ${paymentId} is COMPLETED but its order is created at the provider`);
+    expect(await endState(userId, paymentId)).toEqual({ ...CREDITED, order: 'created' });
+    await testApp.database.pool.query(`UPDATE mock_provider_orders SET status = 'captured' WHERE order_id = $1`, [orderId]);
+  });
+
+  it(`pages through every payment to settle, more than one page (${RECONCILIATION_PAGE_SIZE}) of them`, async () => {
+    const node = processOf();
+    const users = Array.from({ length: RECONCILIATION_PAGE_SIZE + 5 }, () => randomUUID());
+    const payments: string[] = [];
+    for (const userId of users) {
+      const { paymentId, orderId } = await node.workflow.initiate(userId, 'starter', context());
+      await provider.capture(orderId, `capture-${paymentId}`);
+      payments.push(paymentId);
+    }
+    const run = await node.reconciliation.runOnce(new Date());
+    expect(run.examined).toBeGreaterThan(RECONCILIATION_PAGE_SIZE);
+    expect(run.settled).toBeGreaterThanOrEqual(users.length);
+    const balances = await testApp.database.pool.query<{ balance: string }>('SELECT balance::text FROM user_tokens WHERE user_id = ANY($1::uuid[])', [users]);
+    expect(balances.rows.map((row) => Number(row.balance))).toEqual(users.map(() => 100));
+    const statuses = await testApp.database.pool.query<{ status: string }>('SELECT DISTINCT status FROM payments WHERE id = ANY($1::uuid[])', [payments]);
+    expect(statuses.rows).toEqual([{ status: 'COMPLETED' }]);
+  });
+});
+
+describe('the expiry job', () => {
+  it(`pages through every due payment, more than one page (${EXPIRY_PAGE_SIZE}) of them`, async () => {
+    const node = processOf();
+    const payments: string[] = [];
+    for (let index = 0; index < EXPIRY_PAGE_SIZE + 5; index += 1) payments.push((await node.workflow.initiate(randomUUID(), 'starter', context())).paymentId);
+    const run = await node.expiry.runOnce(new Date(Date.now() + 2 * HOUR_MS));
+    expect(run.examined).toBeGreaterThan(EXPIRY_PAGE_SIZE);
+    expect(run.failed).toBe(0);
+    const statuses = await testApp.database.pool.query<{ status: string; error: string }>(`SELECT DISTINCT status, metadata->>'error' AS error FROM payments WHERE id = ANY($1::uuid[])`, [payments]);
+    expect(statuses.rows).toEqual([{ status: 'FAILED', error: 'Payment timed out' }]);
+  });
+
+  it('pages by expiry then id, so payments sharing one expiry instant are all examined', async () => {
+    const node = processOf();
+    const payments: string[] = [];
+    for (let index = 0; index < 7; index += 1) payments.push((await node.workflow.initiate(randomUUID(), 'starter', context())).paymentId);
+    // The same instant for all: a keyset on the expiry alone would skip the rest of a page boundary.
+    await testApp.database.pool.query(`UPDATE payments SET expires_at = '2026-01-01T00:00:00Z' WHERE id = ANY($1::uuid[])`, [payments]);
+    const job = new PaymentExpiryJob(testApp.database.pool, node.workflow, () => undefined, 3);
+    await job.runOnce(new Date(Date.now() + 2 * HOUR_MS));
+    const pending = await testApp.database.pool.query('SELECT 1 FROM payments WHERE id = ANY($1::uuid[]) AND status = $2', [payments, 'PENDING']);
+    expect(pending.rowCount).toBe(0);
+  });
+});

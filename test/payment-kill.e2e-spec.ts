@@ -1,0 +1,122 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { PaymentFaultPoint } from '@app/payments';
+import { buildService, startServiceOn, stopServices, type ServiceProcess } from './support/service-process.js';
+import { testToken } from './support/test-app.js';
+import { createTestDatabase, type TestDatabase } from './support/test-database.js';
+
+/**
+ * The built service killed with SIGKILL at a point of a payment flow (`PAYMENT_CRASH_AT`, accepted
+ * only with NODE_ENV=test) between a provider call and the append after it: no handler runs, nothing
+ * is flushed. The restarted service's reconciliation job (its own leader, every 200 ms here) then
+ * ends the payment exactly: balance, payment row, the provider's order, the history, and the
+ * auditor's verify.
+ */
+let database: TestDatabase;
+let dataDir: string;
+let service: string;
+let admin: string;
+let auditor: string;
+let running: ServiceProcess | undefined;
+
+beforeAll(async () => {
+  await buildService();
+  database = await createTestDatabase();
+  dataDir = await mkdtemp(path.join(tmpdir(), 'token-ledger-payment-kill-'));
+  [service, admin, auditor] = await Promise.all([testToken('service'), testToken('admin'), testToken('auditor')]).then((tokens) => tokens.map((token) => `Bearer ${token}`));
+}, 240_000);
+
+afterAll(async () => {
+  await stopServices([running]);
+  await database?.drop();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+async function start(environment: Record<string, string>): Promise<ServiceProcess> {
+  running = await startServiceOn(database.url, dataDir, { PAYMENT_RECONCILIATION_INTERVAL_MS: '200', ...environment });
+  return running;
+}
+
+async function call(child: ServiceProcess, method: string, route: string, authorization: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(`${child.url}${route}`, {
+    method,
+    headers: { authorization, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+/** Sends the request the process dies in: it gets no answer, and the process ends by SIGKILL. */
+async function dieDuring(child: ServiceProcess, route: string, authorization: string): Promise<void> {
+  await expect(call(child, 'POST', route, authorization)).rejects.toThrow();
+  await child.exited;
+  expect(child.process.signalCode).toBe('SIGKILL');
+}
+
+async function providerOrder(paymentId: string): Promise<{ status: string; capture_idempotency_key: string | null; refund_idempotency_key: string | null }> {
+  const result = await database.pool.query<{ status: string; capture_idempotency_key: string | null; refund_idempotency_key: string | null }>(
+    'SELECT status, capture_idempotency_key, refund_idempotency_key FROM mock_provider_orders WHERE payment_id = $1',
+    [paymentId],
+  );
+  return result.rows[0] ?? { status: 'absent', capture_idempotency_key: null, refund_idempotency_key: null };
+}
+
+async function paymentSettled(child: ServiceProcess, paymentId: string, status: string): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const payment = await call(child, 'GET', `/v1/payments/${paymentId}`, service);
+    if (payment.body.status === status || Date.now() > deadline) return payment.body;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function history(child: ServiceProcess, userId: string): Promise<[string, number][]> {
+  const page = await call(child, 'GET', `/v1/accounts/${userId}/transactions?limit=100`, service);
+  return (page.body.data as { transactionType: string; amount: number }[]).reverse().map((row) => [row.transactionType, row.amount]);
+}
+
+async function verified(child: ServiceProcess, userId: string): Promise<void> {
+  const verify = await call(child, 'GET', `/v1/audit/accounts/${userId}/verify`, auditor);
+  expect(verify.body).toMatchObject({ ok: true, readModels: { differences: [], replayError: null } });
+}
+
+describe('SIGKILL inside a payment flow, then a restart', () => {
+  it('capture:after-provider-capture: the money the provider took is credited once by the restarted service', async () => {
+    const userId = randomUUID();
+    let child = await start({ PAYMENT_CRASH_AT: 'capture:after-provider-capture' satisfies PaymentFaultPoint });
+    const created = await call(child, 'POST', '/v1/payments', service, { userId, packageId: 'starter' });
+    const paymentId = created.body.paymentId as string;
+    await dieDuring(child, `/v1/payments/${paymentId}/capture`, service);
+    expect(await providerOrder(paymentId)).toMatchObject({ status: 'captured', capture_idempotency_key: `capture-${paymentId}` });
+
+    child = await start({});
+    expect(await paymentSettled(child, paymentId, 'COMPLETED')).toMatchObject({ status: 'COMPLETED', providerTransactionId: `MOCK-CAPTURE-${paymentId}` });
+    expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 100 });
+    expect(await history(child, userId)).toEqual([['purchase', 100]]);
+    await verified(child, userId);
+    await stopServices([child]);
+  }, 120_000);
+
+  it.each(['refund:after-intent', 'refund:after-provider-refund'] satisfies PaymentFaultPoint[])('%s: the refund is finished once by the restarted service', async (point) => {
+    const userId = randomUUID();
+    let child = await start({ PAYMENT_CRASH_AT: point });
+    const created = await call(child, 'POST', '/v1/payments', service, { userId, packageId: 'starter' });
+    const paymentId = created.body.paymentId as string;
+    expect((await call(child, 'POST', `/v1/payments/${paymentId}/capture`, service)).status).toBe(200);
+    await dieDuring(child, `/v1/payments/${paymentId}/refund`, admin);
+    expect((await providerOrder(paymentId)).status).toBe(point === 'refund:after-intent' ? 'captured' : 'refunded');
+
+    child = await start({});
+    expect(await paymentSettled(child, paymentId, 'REFUNDED')).toMatchObject({ status: 'REFUNDED', metadata: { providerRefundId: `MOCK-REFUND-${paymentId}`, tokensDebited: 100 } });
+    expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 0 });
+    expect(await history(child, userId)).toEqual([
+      ['purchase', 100],
+      ['refund', -100],
+    ]);
+    expect(await providerOrder(paymentId)).toEqual({ status: 'refunded', capture_idempotency_key: `capture-${paymentId}`, refund_idempotency_key: `refund-${paymentId}` });
+    await verified(child, userId);
+    await stopServices([child]);
+  }, 120_000);
+});
