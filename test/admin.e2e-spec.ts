@@ -86,6 +86,29 @@ describe('admin: projections', () => {
     });
   });
 
+  it('shows the stored failure of a projection on every instance, and none once its runner gets past it', async () => {
+    const follower = await startTestAppOn(testApp.database);
+    try {
+      // What the runner of the leading process stores when a batch fails (libs/projections/src/projection-failures.ts).
+      await testApp.database.pool.query(
+        `INSERT INTO projection_failures (name, position, event_type, error, attempts, first_failed_at, failed_at)
+         VALUES ('token_accounts', '0/0', 'unknown', 'Connection terminated unexpectedly', 4, '2026-11-24T12:00:00Z', '2026-11-24T12:00:07Z')`,
+      );
+      for (const instance of [testApp, follower]) {
+        const status = ((await instance.http().get('/v1/admin/projections').expect(200)).body.data as Record<string, unknown>[])[0];
+        expect(status).toMatchObject({
+          state: 'failed',
+          failure: { position: '0/0', eventType: 'unknown', error: 'Connection terminated unexpectedly', attempts: 4, firstFailedAt: '2026-11-24T12:00:00.000Z', failedAt: '2026-11-24T12:00:07.000Z' },
+        });
+      }
+      await testApp.http().post(`/v1/accounts/${randomUUID()}/purchases`).send({ paymentId: randomUUID(), amount: 10 }).expect(201);
+      expect(await caughtUp(testApp)).toMatchObject({ state: 'running', failure: null });
+      expect((await follower.http().get('/v1/admin/projections').expect(200)).body.data).toMatchObject([{ state: 'standby', failure: null }]);
+    } finally {
+      await follower.close();
+    }
+  });
+
   it('answers running on the instance that leads a projection, standby on one that contends, stopped on one that does not', async () => {
     const follower = await startTestAppOn(testApp.database);
     const idle = await startTestAppOn(testApp.database, { PROJECTIONS_ENABLED: 'false' });

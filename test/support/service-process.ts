@@ -102,6 +102,32 @@ export async function startServiceOn(databaseUrl: string, dataDir: string, envir
   return child;
 }
 
+/**
+ * A process of the built service on its own embedded PostgreSQL under `dataDir` (no DATABASE_URL),
+ * as `npm start` runs it, with the test JWT secret: restarted on the same `dataDir`, it finds its data.
+ */
+export async function startServiceOnDataDir(dataDir: string, postgresPort: number, environment: Record<string, string> = {}): Promise<ServiceProcess> {
+  const child = startService({
+    PORT: String(await freePort()),
+    HOST: '127.0.0.1',
+    NODE_ENV: 'test',
+    AUTH_JWT_SECRET: TEST_JWT_SECRET,
+    DATA_DIR: dataDir,
+    EMBEDDED_POSTGRES_PORT: String(postgresPort),
+    DATABASE_POOL_SIZE: '10',
+    ...environment,
+  });
+  await waitUntilListening(child);
+  return child;
+}
+
+/** The pid of the embedded PostgreSQL's postmaster under `dataDir` (DATA_DIR/postgres/postmaster.pid). */
+export async function postmasterPidOf(dataDir: string): Promise<number> {
+  const pid = Number.parseInt((await readFile(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8')).split('\n')[0] ?? '', 10);
+  if (!Number.isSafeInteger(pid) || pid <= 0) throw new Error(`no postmaster pid under ${dataDir}`);
+  return pid;
+}
+
 /** Stops each process still running (SIGTERM) and waits for it. */
 export async function stopServices(children: readonly (ServiceProcess | undefined)[]): Promise<void> {
   for (const child of children) {

@@ -20,6 +20,7 @@ import { AUTH_SETTINGS } from './auth/auth-settings.js';
 import type { Pool } from 'pg';
 import { webhookSecretOf } from './config/app.config.js';
 import { IdempotencyPurgeJob } from './http/idempotency/idempotency-purge.job.js';
+import { IdempotencyLease } from './http/idempotency/idempotency-lease.js';
 import { IdempotencyStore } from './http/idempotency/idempotency.store.js';
 import { AccountPaymentsController, PaymentsController } from './payments/payments.controller.js';
 import { WEBHOOK_SETTINGS } from './payments/webhook-signature.guard.js';
@@ -62,7 +63,13 @@ export class AppModule {
         { provide: PURCHASE_TOKENS_MAX, useValue: config.PURCHASE_TOKENS_MAX },
         { provide: ApiKeyRepository, inject: [PG_POOL], useFactory: (pool: Pool) => new ApiKeyRepository(pool) },
         auditSigningKeyProvider(auth),
-        { provide: IdempotencyStore, inject: [PG_POOL], useFactory: (pool: Pool) => new IdempotencyStore(pool, { ttlHours: config.IDEMPOTENCY_KEY_TTL_HOURS, lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS }) },
+        { provide: IdempotencyLease, useFactory: () => new IdempotencyLease(databaseUrl) },
+        {
+          provide: IdempotencyStore,
+          inject: [PG_POOL, IdempotencyLease],
+          useFactory: (pool: Pool, lease: IdempotencyLease) =>
+            new IdempotencyStore(pool, { ttlHours: config.IDEMPOTENCY_KEY_TTL_HOURS, lockSeconds: config.IDEMPOTENCY_LOCK_SECONDS, lease }),
+        },
         {
           provide: IdempotencyPurgeJob,
           inject: [LeaderElection, IdempotencyStore],

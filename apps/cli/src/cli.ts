@@ -53,7 +53,10 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
             `${status.name}: ${status.state}, checkpoint ${status.checkpoint ?? '-'}, head ${status.head ?? '-'}, lag ${status.lagEvents ?? '?'} events / ${status.lagSeconds.toFixed(1)} s` +
               `${status.rebuild === null ? '' : `, rebuild ${status.rebuild.id} ${status.rebuild.phase}`}\n`,
           );
-          if (status.failure !== null) process.stdout.write(`  failed at ${status.failure.position} (${status.failure.eventType}), attempt ${status.failure.attempts}: ${status.failure.error}\n`);
+          if (status.failure !== null) {
+            const { position, eventType, attempts, firstFailedAt, error } = status.failure;
+            process.stdout.write(`  failed at ${position} (${eventType}), attempt ${attempts} since ${firstFailedAt}: ${error}\n`);
+          }
         }
         process.stdout.write('(a projection runs in the service process: here, without it, the state reads stopped)\n');
       }),

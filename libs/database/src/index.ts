@@ -8,3 +8,4 @@ export * from './numbers.js';
 export * from './embedded-postgres.secrets.js';
 export * from './startup.error.js';
 export * from './database-reachability.js';
+export * from './database-availability.js';

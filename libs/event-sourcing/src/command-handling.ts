@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { EventIdConflictError, WrongExpectedRevisionError, type EventMetadata, type EventStore, type EventToAppend, type Position } from '@app/event-store';
+import { AppendDeadlineExceededError, EventIdConflictError, WrongExpectedRevisionError, type EventMetadata, type EventStore, type EventToAppend, type Position } from '@app/event-store';
 import { sealEvents } from '@app/audit';
 import { fold, type Decider } from '@app/ledger';
-import { ConcurrencyConflictError } from './event-sourcing.errors.js';
+import { AppendDeadlineError, ConcurrencyConflictError } from './event-sourcing.errors.js';
 import { findEarlierAttempt, recordedAttempt } from './idempotent-append.js';
 import { idempotentEventId, type IdempotentRequest } from './idempotent-request.js';
 import { KeyedMutex } from './keyed-mutex.js';
@@ -166,6 +166,7 @@ export class CommandHandling {
     try {
       appended = await this.store.append(streamId, toAppend, { expectedRevision: on.revision < 0n ? 'no_stream' : on.revision });
     } catch (error) {
+      if (error instanceof AppendDeadlineExceededError) throw new AppendDeadlineError(error.message, { deadlineMs: error.deadlineMs, applied: error.applied }, { cause: error });
       if (idempotency === undefined || !(error instanceof EventIdConflictError)) throw error;
       // The ids are in the stream already, elsewhere than where this decision would go: an earlier
       // attempt of the request appended them (found however long ago that was).

@@ -32,7 +32,7 @@ export class EventSourcingModule {
               ? EventStoreDBEventStore.connect(options.eventStore.url)
               : new PostgresEventStore(pool, {
                   connectionString: options.databaseUrl,
-                  onError: (error) => logger.warn(`event notifications: ${error.message}`),
+                  onError: (error) => logger.warn(`event store connection: ${error.message}`),
                   // Events and the rows they produce commit in one transaction: writes answer with read models that show them.
                   appendHook: new InlineProjections(PROJECTIONS),
                 }),

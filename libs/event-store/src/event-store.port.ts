@@ -96,6 +96,26 @@ export class WrongExpectedRevisionError extends Error {
   }
 }
 
+/**
+ * The append did not finish within its deadline (a lock held elsewhere, a database that stopped
+ * answering). `applied` says what is known of it: `no` when the database cancelled it (its
+ * statement timeout), `unknown` when the connection stopped answering, in which case it may have
+ * committed and a retry must be idempotent (the same event ids) to be safe. Retryable either way.
+ */
+export class AppendDeadlineExceededError extends Error {
+  override readonly name = 'AppendDeadlineExceededError';
+  readonly code = 'APPEND_DEADLINE_EXCEEDED';
+
+  constructor(
+    readonly streamId: string,
+    readonly deadlineMs: number,
+    readonly applied: 'no' | 'unknown',
+    options?: ErrorOptions,
+  ) {
+    super(`stream ${streamId}: the append did not finish within ${deadlineMs} ms (${applied === 'no' ? 'cancelled, not applied' : 'connection not answering, outcome unknown'})`, options);
+  }
+}
+
 /** Some of the event ids were already appended, but not as this batch at this place. */
 export class EventIdConflictError extends Error {
   override readonly name = 'EventIdConflictError';

@@ -2,6 +2,7 @@ export * from './account-rebuild.js';
 export * from './checkpoints.js';
 export * from './inline-projections.js';
 export * from './projection.js';
+export * from './projection-failures.js';
 export * from './projection-rebuild.js';
 export * from './projection-registry.js';
 export * from './projection-runner.js';

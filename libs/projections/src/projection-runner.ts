@@ -2,17 +2,10 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { comparePositions, formatPosition, START, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
 import type { Pool, PoolClient } from 'pg';
 import { claimCheckpoint, readCheckpoint, writeCheckpoint } from './checkpoints.js';
+import { clearProjectionFailure, recordProjectionFailure, type ProjectionFailure } from './projection-failures.js';
 import type { Projection } from './projection.js';
 
 export type ProjectionState = 'stopped' | 'catching_up' | 'running' | 'failed';
-
-export type ProjectionFailure = {
-  readonly position: string;
-  readonly eventType: string;
-  readonly error: string;
-  readonly failedAt: Date;
-  readonly attempts: number;
-};
 
 export type ProjectionRunnerOptions = {
   readonly batchSizeMax: number;
@@ -65,6 +58,11 @@ export class ProjectionRunner {
   private readonly waiters = new Set<{ readonly position: Position; readonly resolve: (reached: boolean) => void }>();
   state: ProjectionState = 'stopped';
   failure: ProjectionFailure | undefined;
+  /**
+   * Whether `projection_failures` may hold a failure of this projection: one this runner recorded,
+   * or (until its first batch) one an earlier process left. The next batch deletes it with the checkpoint.
+   */
+  private failureMayBeStored = true;
   /** Batches applied by the set-based delta, and event by event, since this runner was made. */
   readonly batches = { setBased: 0, eventByEvent: 0, setBasedFailed: 0 };
 
@@ -138,10 +136,21 @@ export class ProjectionRunner {
           attempts,
         };
         this.options.onFailure?.(this.projection.name, this.failure);
+        await this.recordFailure(this.failure);
         const delayMs = Math.min(this.options.retryDelayMsMin * 2 ** (attempts - 1), this.options.retryDelayMsMax);
         await sleep(delayMs, signal);
       }
     }
+  }
+
+  /**
+   * Records the failure for every process to see (the status route). Best effort: the database may
+   * be what failed; the failure is still reported (onFailure) and kept in memory, and the next one is
+   * recorded again.
+   */
+  private async recordFailure(failure: ProjectionFailure): Promise<void> {
+    this.failureMayBeStored = true;
+    await recordProjectionFailure(this.pool, this.projection.name, failure).catch(() => undefined);
   }
 
   private async follow(signal: AbortSignal, onProgress: () => void): Promise<void> {
@@ -242,7 +251,9 @@ export class ProjectionRunner {
       await work(client);
       await writeCheckpoint(client, this.projection.name, last.position);
       await this.forgetPassedInlineTransactions(client, last.position);
+      if (this.failureMayBeStored) await clearProjectionFailure(client, this.projection.name);
       await client.query('COMMIT');
+      this.failureMayBeStored = false;
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw error;

@@ -102,4 +102,61 @@ describe('a projection that cannot apply an event', () => {
     const balance = await database.pool.query<{ balance: string }>('SELECT balance FROM user_tokens WHERE user_id = $1', [account.userId]);
     expect(balance.rows[0]?.balance).toBe(String(account.state.balance));
   });
+
+  it('stores the failure where every process reads it: a standby process and the CLI see it, after the runner is gone too, until the runner gets past it', async () => {
+    const random = seededRandom(22);
+    const account = { userId: seededUuid(random), state: initialTokenAccountState, revision: -1n };
+    for (let round = 0; round < 2; round += 1) await appendDecided(store, random, account, 5, new Date('2026-11-24T12:00:00.000Z'));
+    let events: readonly RecordedEvent[] = [];
+    await waitUntil(async () => (events = await store.readAll()).length === 10);
+    const poison = events[6] as RecordedEvent;
+    const broken: Projection = {
+      ...tokenAccountsProjection,
+      project: (event) => {
+        if (event.id === poison.id) throw new Error('cannot apply: handler bug');
+        return tokenAccountsProjection.project(event);
+      },
+    };
+    const failing = runner(broken);
+    await waitUntil(() => (failing.failure?.attempts ?? 0) >= 3);
+    const standby = { state: 'standby' as const, failure: undefined };
+    const seenWithoutRunner = async () => (await statuses([tokenAccountsProjection], [])).get('token_accounts');
+    const seenByStandby = (await projectionStatuses({
+      store,
+      pool: database.pool,
+      projections: [tokenAccountsProjection],
+      runners: new Map([['token_accounts', standby]]),
+      rebuilds: new ProjectionRebuilds(store, database.pool, { connectionString: database.url, projections: [tokenAccountsProjection] }),
+    }))[0];
+    expect(seenByStandby).toMatchObject({
+      state: 'failed',
+      failure: {
+        position: formatPosition(poison.position),
+        eventType: poison.type,
+        error: 'cannot apply: handler bug',
+        attempts: expect.any(Number) as unknown,
+        failedAt: expect.any(String) as unknown,
+        firstFailedAt: expect.any(String) as unknown,
+      },
+    });
+    expect(seenByStandby?.failure?.attempts).toBeGreaterThanOrEqual(3);
+    expect(Date.parse(seenByStandby?.failure?.firstFailedAt ?? '')).toBeLessThan(Date.parse(seenByStandby?.failure?.failedAt ?? ''));
+
+    // The process that ran it is gone: the failure is still there to see.
+    await failing.stop();
+    const afterStop = await seenWithoutRunner();
+    expect(afterStop).toMatchObject({ state: 'failed', failure: { position: formatPosition(poison.position) } });
+    // The failures at that position go on counting in another process.
+    const attemptsBefore = afterStop?.failure?.attempts ?? 0;
+    const stillBroken = runner(broken);
+    await waitUntil(async () => ((await seenWithoutRunner())?.failure?.attempts ?? 0) > attemptsBefore);
+    expect((await seenWithoutRunner())?.failure?.firstFailedAt).toBe(afterStop?.failure?.firstFailedAt);
+    await stillBroken.stop();
+
+    const fixed = runner(tokenAccountsProjection);
+    await waitUntil(async () => (await database.pool.query('SELECT 1 FROM token_transactions')).rowCount === 10);
+    expect(await seenWithoutRunner()).toMatchObject({ state: 'stopped', failure: null });
+    expect((await database.pool.query('SELECT 1 FROM projection_failures')).rowCount).toBe(0);
+    await fixed.stop();
+  });
 });

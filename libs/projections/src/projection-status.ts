@@ -3,13 +3,15 @@ import type { Pool } from 'pg';
 import { readCheckpoint } from './checkpoints.js';
 import type { Projection } from './projection.js';
 import type { ProjectionRebuilds } from './projection-rebuild.js';
-import type { ProjectionFailure, ProjectionState } from './projection-runner.js';
+import { readProjectionFailure, type ProjectionFailure } from './projection-failures.js';
+import type { ProjectionState } from './projection-runner.js';
 
 export type ProjectionStatusState = 'running' | 'catching_up' | 'rebuilding' | 'failed' | 'standby' | 'stopped';
 
 /**
  * A projection's runner as the process answering knows it: a `ProjectionRunner`, or `standby` while
- * this process contends for the projection's leadership and another process runs it.
+ * this process contends for the projection's leadership and another process runs it. A failure is
+ * read from `projection_failures`, so a standby process reports the leader's failure too.
  */
 export type ProjectionRunnerView = { readonly state: ProjectionState | 'standby'; readonly failure: ProjectionFailure | undefined };
 
@@ -24,7 +26,12 @@ export type ProjectionStatus = {
   readonly lagEvents: number | null;
   /** Age of the oldest event not yet applied; 0 when caught up. */
   readonly lagSeconds: number;
-  readonly failure: (Omit<ProjectionFailure, 'failedAt'> & { readonly failedAt: string }) | null;
+  /**
+   * The last failure since the checkpoint last moved, as stored by whichever process runs the
+   * projection (null when it has none): where it stopped, why, how many attempts failed there, when
+   * it first stopped there and when it last failed.
+   */
+  readonly failure: (Omit<ProjectionFailure, 'failedAt'> & { readonly failedAt: string; readonly firstFailedAt: string }) | null;
   /** The unfinished rebuild; `interrupted` when no process is running it any more (it died). */
   readonly rebuild: { readonly id: string; readonly phase: string; readonly interrupted: boolean } | null;
 };
@@ -51,7 +58,10 @@ async function statusOf(sources: ProjectionStatusSources, projection: Projection
   const runner = sources.runners.get(projection.name);
   const active = await sources.rebuilds.active(projection.name);
   const rebuild = active === undefined ? undefined : { id: active.id, phase: active.phase, interrupted: !(await sources.rebuilds.running(projection.name)) };
-  const failure = runner?.state === 'failed' ? runner.failure : undefined;
+  const stored = await readProjectionFailure(sources.pool, projection.name);
+  // This process's own runner may know of a failure it could not store (the database was what failed).
+  const remembered = runner?.state === 'failed' ? runner.failure : undefined;
+  const failure = stored ?? (remembered === undefined ? undefined : { ...remembered, firstFailedAt: remembered.failedAt });
   const state: ProjectionStatusState = failure !== undefined ? 'failed' : rebuild !== undefined && !rebuild.interrupted ? 'rebuilding' : (runner?.state ?? 'stopped');
   return {
     name: projection.name,
@@ -60,7 +70,7 @@ async function statusOf(sources: ProjectionStatusSources, projection: Projection
     head,
     lagEvents: (await sources.store.postgres?.countEventsAfter(after)) ?? null,
     lagSeconds: oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest.createdAt.getTime()) / 1000),
-    failure: failure === undefined ? null : { ...failure, failedAt: failure.failedAt.toISOString() },
+    failure: failure === undefined ? null : { ...failure, failedAt: failure.failedAt.toISOString(), firstFailedAt: failure.firstFailedAt.toISOString() },
     rebuild: rebuild ?? null,
   };
 }

@@ -1,6 +1,6 @@
 import { ConsoleLogger, ForbiddenException, Logger, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
 import { AccountNotFoundError, ChainBrokenError, StreamNotReplayableError } from '@app/operations';
-import { ConcurrencyConflictError } from '@app/event-sourcing';
+import { AppendDeadlineError, ConcurrencyConflictError } from '@app/event-sourcing';
 import { AccessDeniedError, ApiKeyNameTakenError, AuthenticationError, KeySetUnavailableError } from '@app/auth';
 import { CodedError, LedgerError } from '@app/ledger';
 import { PaymentProviderError, PaymentsError } from '@app/payments';
@@ -11,12 +11,17 @@ import { RequestValidationError } from './request-validation.error.js';
 
 const INSTANCE = '/v1/accounts/u/use?x=1';
 
-/** What the filter sends for an exception: the status and the body. */
+/** What the filter sends for an exception: the status and the body (and the headers, by `withHeaders`). */
 function answer(exception: unknown): { status: number; body: unknown } {
-  const sent = { status: 0, body: undefined as unknown };
+  const { status, body } = withHeaders(exception);
+  return { status, body };
+}
+
+function withHeaders(exception: unknown): { status: number; body: unknown; headers: Record<string, string> } {
+  const sent = { status: 0, body: undefined as unknown, headers: {} as Record<string, string> };
   const reply = {
     status: (status: number) => ((sent.status = status), reply),
-    header: () => reply,
+    header: (name: string, value: string) => ((sent.headers[name] = value), reply),
     send: (body: unknown) => ((sent.body = body), reply),
   };
   const host = { switchToHttp: () => ({ getRequest: () => ({ url: INSTANCE, method: 'POST' }), getResponse: () => reply }) };
@@ -91,6 +96,29 @@ describe('ProblemDetailsFilter', () => {
     expect(answer(new ForbiddenException())).toEqual(body('forbidden', 'Not allowed', 403, 'FORBIDDEN', 'Forbidden'));
     const health = answer(new ServiceUnavailableException({ details: { database: { status: 'down' } } }));
     expect(health).toMatchObject({ status: 503, body: { status: 503, code: 'SERVICE_UNAVAILABLE', details: { database: { status: 'down' } } } });
+  });
+
+  it('answers a database that cannot be reached with 503 DATABASE_UNAVAILABLE and Retry-After, whatever the driver said', () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    const shutdown = Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' });
+    const broken = Object.assign(new Error('connection failure'), { code: '08006' });
+    const aggregate = Object.assign(new AggregateError([refused], 'connect failed'), { code: undefined });
+    const wrapped = new Error('the batch failed', { cause: new Error('Connection terminated unexpectedly') });
+    const unavailable = body('database-unavailable', 'The database cannot be reached right now; retry shortly', 503, 'DATABASE_UNAVAILABLE', 'the database cannot be reached right now; retry shortly');
+    for (const failure of [refused, shutdown, broken, aggregate, wrapped, new Error('timeout exceeded when trying to connect')]) {
+      const sent = withHeaders(failure);
+      expect({ status: sent.status, body: sent.body, retryAfter: sent.headers['retry-after'] }).toEqual({ ...unavailable, retryAfter: '2' });
+    }
+    // A statement the server refused for another reason stays a 500.
+    expect(answer(Object.assign(new Error('syntax error'), { code: '42601' })).status).toBe(500);
+  });
+
+  it('tells the caller to retry an append past its deadline, with what is known of it', () => {
+    const sent = withHeaders(new AppendDeadlineError('stream s: the append did not finish within 5000 ms', { deadlineMs: 5_000, applied: 'no' }));
+    expect(sent).toEqual({
+      ...body('append-deadline-exceeded', 'The write did not finish in time; retry the request', 503, 'APPEND_DEADLINE_EXCEEDED', 'stream s: the append did not finish within 5000 ms', { deadlineMs: 5_000, applied: 'no' }),
+      headers: { 'retry-after': '1', 'content-type': 'application/problem+json; charset=utf-8' },
+    });
   });
 
   it('answers an unknown error, or a coded one the table does not map, with a 500 that tells nothing', () => {

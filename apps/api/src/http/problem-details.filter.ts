@@ -1,4 +1,5 @@
 import { Catch, HttpException, HttpStatus, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
+import { databaseUnavailableErrorOf } from '@app/database';
 import type { CodedError } from '@app/ledger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { isErrorCode, isMappedError, PROBLEM_TYPES, type ErrorCode } from './problem-types.js';
@@ -16,7 +17,8 @@ export type ProblemDetails = {
 /**
  * Every error leaves as an RFC 9457 problem (application/problem+json) with a stable `code`: an
  * expected rejection by its code (PROBLEM_TYPES), Nest's and Fastify's own HTTP errors by their
- * status, anything else as a logged 500.
+ * status, a database that cannot be reached as 503 DATABASE_UNAVAILABLE, anything else as a logged 500.
+ * A code whose type names a `retryAfterSeconds` also sends `Retry-After`.
  */
 @Catch()
 export class ProblemDetailsFilter implements ExceptionFilter {
@@ -26,24 +28,34 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     const http = host.switchToHttp();
     const request = http.getRequest<FastifyRequest>();
     const reply = http.getResponse<FastifyReply>();
-    const problem = this.toProblem(exception, request.url);
-    if (problem.status >= 500) this.logger.error(`${request.method} ${request.url} failed: ${describe(exception)}`, exception instanceof Error ? exception.stack : undefined);
-    void reply.status(problem.status).header('content-type', 'application/problem+json; charset=utf-8').send(problem);
+    const problem = problemOf(exception, request.url);
+    if (problem.status === 503) this.logger.warn(`${request.method} ${request.url}: ${problem.code} (${describe(exception)})`);
+    else if (problem.status >= 500) this.logger.error(`${request.method} ${request.url} failed: ${describe(exception)}`, exception instanceof Error ? exception.stack : undefined);
+    void withRetryAfter(reply.status(problem.status), problem).header('content-type', 'application/problem+json; charset=utf-8').send(problem);
   }
+}
 
-  private toProblem(exception: unknown, instance: string): ProblemDetails {
-    if (isMappedError(exception)) return codedProblem(exception, instance);
-    if (exception instanceof HttpException) {
-      const status = exception.getStatus();
-      const code = httpCode(status);
-      return problem(status, code, titleOf(code, status), exception.message, instance, extensions(exception.getResponse()));
-    }
-    if (isFastifyClientError(exception)) {
-      const code = exception.code ?? httpCode(exception.statusCode);
-      return problem(exception.statusCode, code, titleOf(code, exception.statusCode), exception.message, instance);
-    }
-    return problem(HttpStatus.INTERNAL_SERVER_ERROR, 'INTERNAL_ERROR', 'Internal error', 'An unexpected error occurred; it has been logged.', instance);
+/** The problem an exception answers with (see ProblemDetailsFilter); Fastify's error handler answers the same way. */
+export function problemOf(exception: unknown, instance: string): ProblemDetails {
+  if (isMappedError(exception)) return codedProblem(exception, instance);
+  const unavailable = databaseUnavailableErrorOf(exception);
+  if (unavailable !== undefined) return codedProblem(unavailable, instance);
+  if (exception instanceof HttpException) {
+    const status = exception.getStatus();
+    const code = httpCode(status);
+    return problem(status, code, titleOf(code, status), exception.message, instance, extensions(exception.getResponse()));
   }
+  if (isFastifyClientError(exception)) {
+    const code = exception.code ?? httpCode(exception.statusCode);
+    return problem(exception.statusCode, code, titleOf(code, exception.statusCode), exception.message, instance);
+  }
+  return problem(HttpStatus.INTERNAL_SERVER_ERROR, 'INTERNAL_ERROR', 'Internal error', 'An unexpected error occurred; it has been logged.', instance);
+}
+
+/** Sets `Retry-After` when the problem's code names one. */
+function withRetryAfter(reply: FastifyReply, body: ProblemDetails): FastifyReply {
+  const seconds = isErrorCode(body.code) ? PROBLEM_TYPES[body.code].retryAfterSeconds : undefined;
+  return seconds === undefined ? reply : reply.header('retry-after', String(seconds));
 }
 
 /** The problem of an expected rejection, as PROBLEM_TYPES maps its code; its details become extra members. */
@@ -78,7 +90,7 @@ export function sendFrameworkProblem(error: { readonly statusCode?: number; read
 /** Answers a request from a Fastify hook (outside Nest's filters) with the problem of an expected rejection. */
 export function sendProblem(reply: FastifyReply, request: FastifyRequest, error: CodedError<ErrorCode>): FastifyReply {
   const body = codedProblem(error, request.url);
-  return reply.code(body.status).header('content-type', 'application/problem+json; charset=utf-8').send(body);
+  return withRetryAfter(reply.code(body.status), body).header('content-type', 'application/problem+json; charset=utf-8').send(body);
 }
 
 function httpCode(status: number): string {

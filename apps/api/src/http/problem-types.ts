@@ -1,5 +1,6 @@
 import { HttpStatus } from '@nestjs/common';
 import { AUTH_ERROR_CODES } from '@app/auth';
+import { DATABASE_ERROR_CODES } from '@app/database';
 import { EVENT_SOURCING_ERROR_CODES } from '@app/event-sourcing';
 import { CodedError, LEDGER_ERROR_CODES } from '@app/ledger';
 import { OPERATIONS_ERROR_CODES } from '@app/operations';
@@ -14,6 +15,7 @@ import { REQUEST_VALIDATION_ERROR_CODES } from './request-validation.error.js';
 export const ERROR_CODES = [
   ...LEDGER_ERROR_CODES,
   ...EVENT_SOURCING_ERROR_CODES,
+  ...DATABASE_ERROR_CODES,
   ...OPERATIONS_ERROR_CODES,
   ...PAYMENTS_ERROR_CODES,
   ...PROJECTIONS_ERROR_CODES,
@@ -37,6 +39,8 @@ export type ProblemType = {
   readonly publicCode?: string;
   /** What the caller reads, when it is not the error's message (a message written for the log). */
   readonly detail?: (message: string) => string;
+  /** Sent as `Retry-After` (seconds): the failure is passing, and the request is safe to send again then. */
+  readonly retryAfterSeconds?: number;
 };
 
 const UNAUTHENTICATED: ProblemType = {
@@ -67,6 +71,9 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   TOO_MANY_PENDING_PAYMENTS: { status: HttpStatus.CONFLICT, title: 'Too many open payments' },
 
   CONCURRENCY_CONFLICT: { status: HttpStatus.CONFLICT, title: 'The account changed concurrently; retry the request' },
+  // A lock held elsewhere or a database that stopped answering: with an Idempotency-Key the retry applies the work at most once.
+  APPEND_DEADLINE_EXCEEDED: { status: HttpStatus.SERVICE_UNAVAILABLE, title: 'The write did not finish in time; retry the request', retryAfterSeconds: 1 },
+  DATABASE_UNAVAILABLE: { status: HttpStatus.SERVICE_UNAVAILABLE, title: 'The database cannot be reached right now; retry shortly', retryAfterSeconds: 2 },
   ACCOUNT_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'The account has no events' },
   CHAIN_BROKEN: { status: HttpStatus.CONFLICT, title: 'The hash chain of the stream does not verify' },
   STREAM_NOT_REPLAYABLE: { status: HttpStatus.CONFLICT, title: 'The stream breaks the ledger invariants' },

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import pg from 'pg';
+import { frozenableProxy } from '../../../../test/support/frozenable-proxy.js';
 import { createTestDatabase, type TestDatabase } from '../../../../test/support/test-database.js';
 import { AdvisoryLockLeadership, LEADERSHIP_LOCK_NAMESPACE, LEADERSHIP_TIMING, type LeadershipEvent, type LeadershipTiming } from './advisory-lock-leadership.js';
 
@@ -218,34 +218,3 @@ describe('advisory-lock leadership', () => {
   });
 });
 
-/** A TCP proxy to PostgreSQL that can stop forwarding (a silent network) and then cut every connection. */
-async function frozenableProxy(target: URL): Promise<{ url: string; freeze(): void; cut(): void; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  let frozen = false;
-  const server: Server = createServer((client) => {
-    const upstream = connect(Number(target.port), target.hostname);
-    for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.on('error', () => undefined);
-      socket.on('close', () => sockets.delete(socket));
-    }
-    client.on('data', (chunk: Buffer) => frozen || upstream.write(chunk));
-    upstream.on('data', (chunk: Buffer) => frozen || client.write(chunk));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('proxy has no port');
-  const url = new URL(target);
-  url.hostname = '127.0.0.1';
-  url.port = String(address.port);
-  return {
-    url: url.toString(),
-    freeze: () => {
-      frozen = true;
-    },
-    cut: () => {
-      for (const socket of sockets) socket.destroy();
-    },
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}

@@ -43,6 +43,8 @@ export type AdvisoryLockLeadershipOptions = {
   readonly connectionString: string;
   /** Names the work led; the lock key is derived from it, so every process must spell it the same. */
   readonly worker: string;
+  /** The lock's first key (LEADERSHIP_LOCK_NAMESPACE unless another use of session locks sets its own). */
+  readonly namespace?: string;
   readonly task: LeaderTask;
   /** Shown in pg_stat_activity for the leadership session (PostgreSQL keeps its first 63 bytes). */
   readonly applicationName: string;
@@ -75,6 +77,10 @@ export class AdvisoryLockLeadership {
 
   get worker(): string {
     return this.options.worker;
+  }
+
+  get namespace(): string {
+    return this.options.namespace ?? LEADERSHIP_LOCK_NAMESPACE;
   }
 
   get state(): LeadershipState {
@@ -124,7 +130,7 @@ export class AdvisoryLockLeadership {
   private async contendOn(session: LeadershipSession, stopping: AbortSignal, attempted: () => void): Promise<void> {
     const ended = AbortSignal.any([stopping, session.lost]);
     while (!ended.aborted) {
-      if (await session.tryLock(this.options.worker)) return this.leadOn(session, stopping, attempted);
+      if (await session.tryLock(this.namespace, this.options.worker)) return this.leadOn(session, stopping, attempted);
       attempted();
       await sleep(this.timing.retryIntervalMs, ended);
     }
@@ -143,7 +149,7 @@ export class AdvisoryLockLeadership {
       if (session.lost.aborted) this.options.onEvent?.({ kind: 'deposed', reason: messageOf(session.lost.reason) });
       await this.options.task.standDown();
       if (!session.lost.aborted) {
-        await session.unlock(this.options.worker);
+        await session.unlock(this.namespace, this.options.worker);
         this.options.onEvent?.({ kind: 'released' });
       }
     }
@@ -198,14 +204,14 @@ class LeadershipSession {
     return this.losing.signal;
   }
 
-  async tryLock(worker: string): Promise<boolean> {
-    const result = await this.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS locked', [LEADERSHIP_LOCK_NAMESPACE, worker]);
+  async tryLock(namespace: string, worker: string): Promise<boolean> {
+    const result = await this.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS locked', [namespace, worker]);
     return result.rows[0]?.locked === true;
   }
 
-  async unlock(worker: string): Promise<void> {
+  async unlock(namespace: string, worker: string): Promise<void> {
     // Should this fail, closing the session releases the lock all the same.
-    await this.query('SELECT pg_advisory_unlock(hashtext($1), hashtext($2))', [LEADERSHIP_LOCK_NAMESPACE, worker]).catch(() => undefined);
+    await this.query('SELECT pg_advisory_unlock(hashtext($1), hashtext($2))', [namespace, worker]).catch(() => undefined);
   }
 
   async check(): Promise<void> {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createTestDatabase, type TestDatabase } from '../../../../test/support/test-database.js';
-import { EventIdConflictError, WrongExpectedRevisionError, type AppendResult, type EventToAppend } from '../event-store.port.js';
+import { frozenableProxy } from '../../../../test/support/frozenable-proxy.js';
+import { AppendDeadlineExceededError, EventIdConflictError, WrongExpectedRevisionError, type AppendResult, type EventToAppend } from '../event-store.port.js';
 import { PostgresEventStore } from './postgres-event-store.js';
 
 function event(type = 'Happened', data: Record<string, number> = {}): EventToAppend {
@@ -181,6 +182,59 @@ describe('PostgreSQL event store: group commit', () => {
       await expect(refused).rejects.toMatchObject({ actual: -1n });
       await companion;
       expect(store.groupCommitStats()).toMatchObject({ batches: 2, appends: 3, retriedAlone: 0 });
+    });
+  });
+
+  describe('the append deadline', () => {
+    const DEADLINE_MS = 500;
+
+    it('fails an append blocked by a lock held elsewhere within the deadline, applies nothing, and lets the appends behind it through', async () => {
+      const stream = `group-${randomUUID()}`;
+      const other = `group-${randomUUID()}`;
+      const store = new PostgresEventStore(database.pool, { connectionString: database.url, groupCommit: { deadlineMs: DEADLINE_MS } });
+      const blocker = await database.pool.connect();
+      try {
+        await store.append(stream, [event()], { expectedRevision: 'no_stream' });
+        await blocker.query('BEGIN');
+        await blocker.query('SELECT 1 FROM event_streams WHERE stream_id = $1 FOR UPDATE', [stream]);
+        const startedAt = Date.now();
+        const blocked = store.append(stream, [event()], { expectedRevision: 0n });
+        // Arrives while the blocked batch is in flight: it waits for that batch, not for the lock.
+        const behind = store.append(other, [event()], { expectedRevision: 'no_stream' });
+        const failure: unknown = await blocked.catch((error: unknown) => error);
+        const failedAfterMs = Date.now() - startedAt;
+        expect(failure).toBeInstanceOf(AppendDeadlineExceededError);
+        expect(failure).toMatchObject({ code: 'APPEND_DEADLINE_EXCEEDED', streamId: stream, deadlineMs: DEADLINE_MS, applied: 'no' });
+        expect(failedAfterMs).toBeGreaterThanOrEqual(DEADLINE_MS - 50);
+        expect(failedAfterMs).toBeLessThan(DEADLINE_MS + 1_000);
+        await expect(behind).resolves.toMatchObject({ nextRevision: 0n });
+      } finally {
+        await blocker.query('ROLLBACK');
+        blocker.release();
+      }
+      // Nothing of the cancelled append committed: revision 0 is still the head.
+      await expect(store.append(stream, [event()], { expectedRevision: 0n })).resolves.toMatchObject({ nextRevision: 1n });
+      await store.close();
+    });
+
+    it('gives up on a connection that stops answering, drops it, and appends on a new one', async () => {
+      const proxy = await frozenableProxy(new URL(database.url));
+      const store = new PostgresEventStore(database.pool, { connectionString: proxy.url, groupCommit: { deadlineMs: DEADLINE_MS } });
+      try {
+        const stream = `group-${randomUUID()}`;
+        await store.append(stream, [event()], { expectedRevision: 'no_stream' });
+        proxy.freeze();
+        const startedAt = Date.now();
+        const failure: unknown = await store.append(stream, [event()], { expectedRevision: 0n }).catch((error: unknown) => error);
+        // The server never saw the statement, so only the client's own timeout can end the wait.
+        expect(failure).toMatchObject({ code: 'APPEND_DEADLINE_EXCEEDED', applied: 'unknown' });
+        expect(Date.now() - startedAt).toBeLessThan(DEADLINE_MS + 2_000);
+        proxy.thaw();
+        await expect(store.append(stream, [event()], { expectedRevision: 0n })).resolves.toMatchObject({ nextRevision: 1n });
+      } finally {
+        await store.close();
+        await proxy.close();
+      }
     });
   });
 });

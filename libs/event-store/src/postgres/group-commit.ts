@@ -1,5 +1,5 @@
-import type { Pool } from 'pg';
-import type { EventToAppend } from '../event-store.port.js';
+import pg, { type Pool } from 'pg';
+import { AppendDeadlineExceededError, type EventToAppend } from '../event-store.port.js';
 import type { AppendTransactionHook } from './append-transaction-hook.js';
 
 /** One append as the SQL functions take it: `kind` is any | no_stream | stream_exists | exact. */
@@ -28,6 +28,12 @@ export type GroupCommitOptions = {
   readonly maxAppends: number;
   /** Events in one batch at most (a larger single append still goes, alone). */
   readonly maxEvents: number;
+  /**
+   * Longest a batch's statement may run: the append connections' `statement_timeout`. The client
+   * gives up a little later (`query_timeout`) when the server does not answer at all, and drops that
+   * connection. A batch past it fails every append in it with AppendDeadlineExceededError.
+   */
+  readonly deadlineMs: number;
 };
 
 /** Counters since the store was made: how well appends are grouped, and how often a batch failed. */
@@ -46,7 +52,38 @@ export type GroupCommitStats = {
  * slow append (thousands of events, or a row lock held by another process) not hold up the rest, at
  * the price of smaller batches.
  */
-export const DEFAULT_GROUP_COMMIT_OPTIONS: GroupCommitOptions = { maxInFlight: 1, maxAppends: 128, maxEvents: 1_000 };
+export const DEFAULT_GROUP_COMMIT_OPTIONS: GroupCommitOptions = { maxInFlight: 1, maxAppends: 128, maxEvents: 1_000, deadlineMs: 5_000 };
+
+/**
+ * How much longer than the server's statement timeout the client waits for an answer: the server's
+ * cancellation, when it can still answer, arrives first and says for sure that nothing committed.
+ */
+const CLIENT_GRACE_MS = 1_000;
+
+/**
+ * The connections appends run on, apart from the shared pool: their `statement_timeout` is the
+ * append deadline, which no other query (a rebuild, a verification) should inherit. One per batch
+ * slot. A connection whose query timed out on the client is released with the error, so pg-pool
+ * discards it rather than hand a connection in an unknown state to the next batch.
+ */
+export function appendPool(connectionString: string, options: GroupCommitOptions, onError: (error: Error) => void): Pool {
+  const pool = new pg.Pool({
+    connectionString,
+    max: options.maxInFlight,
+    statement_timeout: options.deadlineMs,
+    query_timeout: options.deadlineMs + CLIENT_GRACE_MS,
+    connectionTimeoutMillis: options.deadlineMs,
+    keepAlive: true,
+    // Idle append connections never keep a process (a CLI command, a test) from exiting.
+    allowExitOnIdle: true,
+    application_name: 'token-ledger append',
+  });
+  // Without listeners, a connection lost while idle or checked out would end the process; the
+  // query on it fails on its own.
+  pool.on('error', onError);
+  pool.on('connect', (client) => client.on('error', onError));
+  return pool;
+}
 
 type Pending = {
   readonly request: AppendRequest;
@@ -150,7 +187,14 @@ export class GroupCommit {
     try {
       const [only] = batch;
       rows = batch.length === 1 && only !== undefined ? [await this.appendOne(APPEND_ONE, only.request)] : await this.appendMany(batch.map((pending) => pending.request));
-    } catch {
+    } catch (error) {
+      const applied = deadlineOutcome(error);
+      if (applied !== undefined) {
+        // Retrying the appends one by one would make each wait out the deadline again: they fail
+        // together, and their callers (retryable, with the same event ids) come back later.
+        for (const pending of batch) pending.reject(new AppendDeadlineExceededError(pending.request.streamId, this.options.deadlineMs, applied, { cause: error }));
+        return;
+      }
       this.counters.retriedAlone += batch.length;
       // One at a time, in arrival order: appends to one stream keep their order, and a database that
       // just failed a batch is not handed every one of its appends at once.
@@ -219,4 +263,19 @@ export class GroupCommit {
     if (this.hookSql !== undefined && row.status === 'appended') row.hooked = true;
     return row;
   }
+}
+
+/**
+ * Whether `error` is the append deadline passing, and what is known of the append then: `no` when
+ * the server cancelled the statement (SQLSTATE 57014: nothing committed), `unknown` when the client
+ * gave up on a connection that did not answer (or could not get one in time).
+ */
+function deadlineOutcome(error: unknown): 'no' | 'unknown' | undefined {
+  // By shape: an error made by Node's own code may come from another realm and fail `instanceof Error`.
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  if (code === '57014') return 'no';
+  if (message === 'Query read timeout') return 'unknown';
+  if (message === 'timeout exceeded when trying to connect') return 'no';
+  return undefined;
 }

@@ -20,10 +20,10 @@ import { APPEND_CHANNEL, AppendWakeups } from './append-wakeups.js';
 import type { AppendTransactionHook } from './append-transaction-hook.js';
 import { eventTableReads, VISIBLE } from './event-table-reads.js';
 import type { PostgresCapabilities, StreamFromSnapshot } from './postgres-capabilities.js';
-import { DEFAULT_GROUP_COMMIT_OPTIONS, GroupCommit, type AppendRow, type GroupCommitOptions, type GroupCommitStats } from './group-commit.js';
+import { appendPool, DEFAULT_GROUP_COMMIT_OPTIONS, GroupCommit, type AppendRow, type GroupCommitOptions, type GroupCommitStats } from './group-commit.js';
 
 export type PostgresEventStoreOptions = {
-  /** Used for the dedicated LISTEN connection; queries go through the pool. */
+  /** Used for the dedicated LISTEN connection and the append connections (see `appendPool`); other queries go through the pool. */
   readonly connectionString: string;
   /** Longest a live subscription waits without a notification before it reads again. */
   readonly pollIntervalMs?: number;
@@ -62,6 +62,7 @@ export class PostgresEventStore implements EventStore {
   private readonly pollIntervalMs: number;
   private readonly subscriptionBatchSize: number;
   private readonly groupCommit: GroupCommit;
+  private readonly appends: Pool;
   readonly postgres: PostgresCapabilities;
 
   constructor(
@@ -78,7 +79,9 @@ export class PostgresEventStore implements EventStore {
     };
     this.pollIntervalMs = options.pollIntervalMs ?? 250;
     this.subscriptionBatchSize = options.subscriptionBatchSize ?? 1_000;
-    this.groupCommit = new GroupCommit(pool, { ...DEFAULT_GROUP_COMMIT_OPTIONS, ...options.groupCommit }, options.appendHook);
+    const groupCommitOptions = { ...DEFAULT_GROUP_COMMIT_OPTIONS, ...options.groupCommit };
+    this.appends = appendPool(options.connectionString, groupCommitOptions, (error) => options.onError?.(error));
+    this.groupCommit = new GroupCommit(this.appends, groupCommitOptions, options.appendHook);
     this.wakeups = new AppendWakeups(options.connectionString, options.onError ?? (() => undefined), () => this.pool.query('SELECT pg_notify($1, $2)', [APPEND_CHANNEL, '']));
   }
 
@@ -202,6 +205,7 @@ export class PostgresEventStore implements EventStore {
 
   async close(): Promise<void> {
     await this.wakeups.close();
+    if (!this.appends.ending) await this.appends.end();
   }
 }
 

@@ -10,9 +10,26 @@ export type Claim =
 export type IdempotencyStoreOptions = {
   /** How long a key and its response are kept (at least 24 hours). */
   readonly ttlHours: number;
-  /** After this, an unfinished first request is presumed dead and its key may be taken over. */
+  /**
+   * After this, an unfinished first request is presumed lost (a live process that hangs) and its key
+   * may be taken over; a key whose process died is taken over at once (`lease`).
+   */
   readonly lockSeconds: number;
+  /** The advisory lock this process holds while it lives; recorded on every key it claims. */
+  readonly lease: { readonly namespace: string; readonly owner: string };
 };
+
+/**
+ * Whether the process that claimed the key still lives: some session holds its lease lock
+ * (IdempotencyLease). `$6` is the lock's first key. pg_locks is read only for a key in progress with
+ * the same request, the rare case of a retry. A row without an owner (claimed by an older version)
+ * counts as alive: its `locked_until` alone decides.
+ */
+const OWNER_ALIVE = `(idempotency_keys.lease_owner IS NULL OR EXISTS (
+  SELECT 1 FROM pg_locks AS held
+   WHERE held.locktype = 'advisory' AND held.granted AND held.objsubid = 2
+     AND held.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+     AND held.classid = hashtext($6)::oid AND held.objid = hashtext(idempotency_keys.lease_owner)::oid))`;
 
 type KeyRow = { request_hash: string; state: 'in_progress' | 'completed'; response_status: number | null; response_content_type: string | null; response_body: string | null };
 
@@ -24,22 +41,24 @@ export class IdempotencyStore {
   ) {}
 
   /**
-   * Claims the key for this request, or reports who has it. An expired row, or one whose request
-   * died while holding it or was released (same request, lease lapsed), is taken over. A takeover
-   * keeps `created_at`, the first claim of the key: no attempt of the request can be older.
+   * Claims the key for this request, or reports who has it. An expired row, or one of the same
+   * request whose process died (its lease lock is free), whose lease lapsed or which was released,
+   * is taken over. A takeover keeps `created_at`, the first claim of the key: no attempt of the
+   * request can be older.
    */
   async claim(scope: string, key: string, requestHash: string): Promise<Claim> {
     const claimed = await this.pool.query<{ created_at: Date }>(
-      `INSERT INTO idempotency_keys (scope, key, request_hash, state, locked_until, expires_at)
-       VALUES ($1, $2, $3, 'in_progress', now() + make_interval(secs => $4), now() + make_interval(hours => $5))
+      `INSERT INTO idempotency_keys (scope, key, request_hash, state, locked_until, expires_at, lease_owner)
+       VALUES ($1, $2, $3, 'in_progress', now() + make_interval(secs => $4), now() + make_interval(hours => $5), $7)
        ON CONFLICT (scope, key) DO UPDATE SET
          request_hash = excluded.request_hash, state = 'in_progress', response_status = NULL, response_content_type = NULL, response_body = NULL,
          created_at = CASE WHEN idempotency_keys.expires_at < now() THEN now() ELSE idempotency_keys.created_at END,
-         locked_until = excluded.locked_until, expires_at = excluded.expires_at
+         locked_until = excluded.locked_until, expires_at = excluded.expires_at, lease_owner = excluded.lease_owner
        WHERE idempotency_keys.expires_at < now()
-          OR (idempotency_keys.state = 'in_progress' AND idempotency_keys.locked_until < now() AND idempotency_keys.request_hash = excluded.request_hash)
+          OR (idempotency_keys.state = 'in_progress' AND idempotency_keys.request_hash = excluded.request_hash
+              AND (idempotency_keys.locked_until < now() OR NOT ${OWNER_ALIVE}))
        RETURNING created_at`,
-      [scope, key, requestHash, this.options.lockSeconds, this.options.ttlHours],
+      [scope, key, requestHash, this.options.lockSeconds, this.options.ttlHours, this.options.lease.namespace, this.options.lease.owner],
     );
     const row = claimed.rows[0];
     if (row !== undefined) return { kind: 'claimed', firstClaimedAt: row.created_at };
