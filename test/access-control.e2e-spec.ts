@@ -2,7 +2,7 @@ import { createHmac, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { API_KEY_ROLES, ApiKeyRepository, authorize, ENDPOINT_ACTIONS, ROLES, type Actor, type ApiKeyRole, type Endpoint, type Role } from '@app/auth';
+import { API_KEY_ROLES, ApiKeyRepository, authorize, ENDPOINT_ACTIONS, ROLES, scopesOfRole, type Actor, type ApiKeyRole, type Endpoint, type Role } from '@app/auth';
 import { exportJWK, SignJWT } from 'jose';
 import { toFastifyPath } from '../apps/api/src/auth/access-control.js';
 import { roleTableMarkdown } from './support/role-table.js';
@@ -50,7 +50,7 @@ function send(endpoint: Endpoint, owner: { userId: string; paymentId: string }, 
     .replace('{holdId}', randomUUID())
     .replace('{lotId}', randomUUID());
   const agent = testApp.anonymous();
-  const request = endpoint.method === 'GET' ? agent.get(path) : agent.post(path).send(bodyFor(endpoint, owner));
+  const request = endpoint.method === 'GET' ? agent.get(path) : endpoint.method === 'DELETE' ? agent.delete(path) : agent.post(path).send(bodyFor(endpoint, owner));
   return request.set(credential.header, credential.value);
 }
 
@@ -62,6 +62,7 @@ function bodyFor(endpoint: Endpoint, owner: { userId: string }): object {
   if (endpoint.path.endsWith('/holds') || endpoint.path.endsWith('/settle')) return { amount: 1 };
   if (endpoint.path.endsWith('/grants')) return { amount: 1, reason: 'role table' };
   if (endpoint.path.endsWith('/void')) return { reason: 'role table' };
+  if (endpoint.path.endsWith('/api-keys')) return { name: `role table ${randomUUID()}`, role: 'service' };
   return {};
 }
 
@@ -95,7 +96,7 @@ describe('the role table', () => {
 
   it.each(API_KEY_ROLES)('is enforced for every endpoint for a %s API key', async (role) => {
     const id = /^tlk_([0-9a-f]{24})_/.exec(apiKeys[role])?.[1] ?? '';
-    expect(await walkTable({ header: 'x-api-key', value: apiKeys[role], actor: { subject: id, role, kind: 'api_key' } })).toEqual([]);
+    expect(await walkTable({ header: 'x-api-key', value: apiKeys[role], actor: { subject: id, role, kind: 'api_key', scopes: scopesOfRole(role) } })).toEqual([]);
   }, 60_000);
 
   it('names only routes the application serves (and an unlisted route stops the app at start)', () => {

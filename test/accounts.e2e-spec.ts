@@ -57,6 +57,16 @@ describe('purchases', () => {
     expect(history.body).toEqual({ data: [response.body.transaction], total: 1, limit: 10, offset: 0 });
   });
 
+  it('caps one purchase at PURCHASE_TOKENS_MAX (1,000,000 by default): more is 400 naming amount and the cap, and nothing is written', async () => {
+    const userId = randomUUID();
+    for (const amount of [1_000_001, Number.MAX_SAFE_INTEGER]) {
+      const response = await purchase(userId, { paymentId: randomUUID(), amount }).expect(400);
+      expect(response.body).toMatchObject({ code: 'AMOUNT_OUT_OF_RANGE', field: 'amount', amount, max: 1_000_000 });
+    }
+    expect(await eventCount(userId)).toBe(0);
+    await purchase(userId, { paymentId: randomUUID(), amount: 1_000_000 }).expect(201);
+  });
+
   it('adds to the balance of an existing user', async () => {
     const userId = await fundedUser(40);
     const response = await purchase(userId, { paymentId: randomUUID(), amount: 60 }).expect(201);

@@ -111,6 +111,8 @@ describe('admin CLI', () => {
       expect((await cli(on, 'token', '--role', 'root', '--sub', sub)).exitCode).toBe(1);
       expect((await cli(on, 'token', '--role', 'admin', '--sub', 'me')).exitCode).toBe(1);
       expect((await cli(on, 'token', '--role', 'admin', '--sub', sub, '--ttl', '31d')).exitCode).toBe(1);
+      // Longer than the service accepts (AUTH_JWT_MAX_LIFETIME_SECONDS, 24 h by default): not minted.
+      expect(await cli(on, 'token', '--role', 'admin', '--sub', sub, '--ttl', '2d')).toEqual({ output: expect.stringContaining('AUTH_JWT_MAX_LIFETIME_SECONDS') as unknown, exitCode: 1 });
       // Even with production secrets configured: tokens there come from the identity provider.
       const productionKey = path.join(dataDir, 'production-audit.pem');
       await writeFile(productionKey, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
@@ -151,12 +153,28 @@ describe('admin CLI', () => {
     const repository = new ApiKeyRepository(on.pool);
     const actor = await repository.authenticate(key);
     expect(actor).toMatchObject({ role: 'service', kind: 'api_key' });
-    expect((await cli(on, 'api-keys', 'list')).output).toMatch(new RegExp(`^${actor.subject} service +billing backend created \\S+ last used \\S+\\n$`));
+    expect((await cli(on, 'api-keys', 'list')).output).toMatch(
+      new RegExp(`^${actor.subject} service +billing backend scopes accounts:read,usage:write,purchases:write,payments:write created \\S+ expires never last used \\S+\\n$`),
+    );
     expect(await cli(on, 'api-keys', 'revoke', actor.subject)).toEqual({ output: `revoked ${actor.subject}\n`, exitCode: 0 });
     await expect(repository.authenticate(key)).rejects.toMatchObject({ code: 'API_KEY_REVOKED' });
     expect((await cli(on, 'api-keys', 'list')).output).toContain('REVOKED');
     expect((await cli(on, 'api-keys', 'revoke', 'f'.repeat(24))).exitCode).toBe(1);
     expect((await cli(on, 'api-keys', 'create', '--name', 'x', '--role', 'user')).exitCode).toBe(1);
+  });
+
+  it('creates keys with scopes and an expiry, and refuses scopes the role cannot use', async () => {
+    const on = await database();
+    const created = await cli(on, 'api-keys', 'create', '--name', 'purchases only', '--role', 'service', '--scopes', 'purchases:write,accounts:read', '--expires-in', '90d');
+    expect(created.exitCode).toBe(0);
+    const actor = await new ApiKeyRepository(on.pool).authenticate(created.output.trim());
+    expect(actor).toMatchObject({ role: 'service', scopes: ['purchases:write', 'accounts:read'] });
+    const record = await new ApiKeyRepository(on.pool).find(actor.subject);
+    expect((record?.expiresAt?.getTime() ?? 0) - Date.now()).toBeGreaterThan(89 * 86_400_000);
+    expect((await cli(on, 'api-keys', 'list')).output).toMatch(/purchases only scopes purchases:write,accounts:read created \S+ expires 20\d\d-/);
+    expect((await cli(on, 'api-keys', 'create', '--name', 'y', '--role', 'auditor', '--scopes', 'usage:write')).exitCode).toBe(1);
+    expect((await cli(on, 'api-keys', 'create', '--name', 'z', '--role', 'service', '--scopes', 'everything')).exitCode).toBe(1);
+    expect((await cli(on, 'api-keys', 'create', '--name', 'w', '--role', 'service', '--expires-at', '2001-01-01T00:00:00Z')).exitCode).toBe(1);
   });
 });
 

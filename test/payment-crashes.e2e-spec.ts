@@ -52,6 +52,7 @@ function processOf(crashAt?: PaymentFaultPoint, through: PaymentProvider = provi
   const workflow = new PaymentWorkflow(commands, testApp.app.get(ReadModelConsistency, { strict: false }), through, new PaymentStreams(testApp.database.pool), {
     packages: DEFAULT_TOKEN_PACKAGES,
     pendingTtlMs: HOUR_MS,
+    pendingPaymentsMax: 10,
     now: () => new Date(),
     faults: (point) => {
       if (point === crashAt) throw new SimulatedCrash(`crashed at ${point}`);

@@ -41,7 +41,7 @@ function otherInstance(now: () => Date = () => new Date()): { workflow: PaymentW
   const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
   const commands = new CommandHandling(store, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
   const consistency = testApp.app.get(ReadModelConsistency, { strict: false });
-  const workflow = new PaymentWorkflow(commands, consistency, provider, new PaymentStreams(testApp.database.pool), { packages: DEFAULT_TOKEN_PACKAGES, pendingTtlMs: HOUR_MS, now });
+  const workflow = new PaymentWorkflow(commands, consistency, provider, new PaymentStreams(testApp.database.pool), { packages: DEFAULT_TOKEN_PACKAGES, pendingTtlMs: HOUR_MS, pendingPaymentsMax: 10, now });
   return { workflow, job: new PaymentExpiryJob(testApp.database.pool, workflow) };
 }
 
@@ -218,6 +218,7 @@ describe('a provider that hangs', () => {
     const workflow = new PaymentWorkflow(commands, consistency, hanging, new PaymentStreams(testApp.database.pool), {
       packages: DEFAULT_TOKEN_PACKAGES,
       pendingTtlMs: HOUR_MS,
+      pendingPaymentsMax: 10,
       now: () => new Date(),
       providerTimeoutMs: 200,
     });

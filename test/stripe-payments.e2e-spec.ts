@@ -315,6 +315,7 @@ describe('Stripe expiry and reconciliation', () => {
     return new PaymentWorkflow(commands, testApp.app.get(ReadModelConsistency, { strict: false }), provider, new PaymentStreams(testApp.database.pool), {
       packages: DEFAULT_TOKEN_PACKAGES,
       pendingTtlMs: HOUR_MS,
+      pendingPaymentsMax: 10,
       now: () => new Date(),
       faults: (point) => {
         if (point === crashAt) throw new SimulatedCrash(`crashed at ${point}`);

@@ -41,6 +41,31 @@ describe('text the ledger cannot store', () => {
   });
 });
 
+describe('text length', () => {
+  // One rule for validation and the ledger: characters are code points, so 500 emoji (1,000 UTF-16
+  // units) is the longest description; validation used to accept it and the ledger to refuse it.
+  const limit = '\u{1F389}'.repeat(500);
+
+  it('accepts a description and a reason of 500 astral characters', async () => {
+    const userId = randomUUID();
+    const purchase = await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 5, description: limit }).expect(201);
+    expect(purchase.body.transaction.description).toBe(limit);
+    const adjustment = await testApp.http().post(`/v1/admin/accounts/${userId}/adjustments`).send({ amount: 5, reason: limit }).expect(201);
+    expect(adjustment.body.transaction.description).toBe(limit);
+  });
+
+  it('refuses 501 characters at validation, whatever mix of planes, and writes nothing', async () => {
+    const userId = randomUUID();
+    for (const text of [`${limit}x`, `${limit}\u{1F389}`, `${'e\u0301'.repeat(250)}x`]) {
+      const purchase = await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 5, description: text }).expect(400);
+      expect(purchase.body.errors).toEqual([expect.objectContaining({ field: 'description', rule: 'maxLength', message: 'description must be at most 500 characters' })]);
+      const adjustment = await testApp.http().post(`/v1/admin/accounts/${userId}/adjustments`).send({ amount: 5, reason: text }).expect(400);
+      expect(adjustment.body.errors).toEqual([expect.objectContaining({ field: 'reason', rule: 'maxLength' })]);
+    }
+    expect(await eventCount(userId)).toBe(0);
+  });
+});
+
 describe('an as-of time', () => {
   it('must carry a time zone', async () => {
     const userId = randomUUID();

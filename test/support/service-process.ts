@@ -94,6 +94,8 @@ export async function startServiceOn(databaseUrl: string, dataDir: string, envir
     AUTH_JWT_SECRET: TEST_JWT_SECRET,
     DATA_DIR: dataDir,
     DATABASE_POOL_SIZE: '10',
+    // Load and crash tests send thousands of requests from one address with one credential.
+    RATE_LIMIT_ENABLED: 'false',
     ...environment,
   });
   await waitUntilListening(child);

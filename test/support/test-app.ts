@@ -60,7 +60,8 @@ export async function startTestApp(environment: NodeJS.ProcessEnv = {}): Promise
  * closing it stops the app only; the database stays for the next instance.
  */
 export async function startTestAppOn(database: TestDatabase, environment: NodeJS.ProcessEnv = {}): Promise<TestApp> {
-  const settings = { LOG_LEVEL: 'silent', NODE_ENV: 'test', AUTH_JWT_SECRET: TEST_JWT_SECRET, DATA_DIR: path.join(tmpdir(), 'token-ledger-test-data'), ...environment };
+  // Rate limits off unless a test turns them on: suites send many requests from one address.
+  const settings = { LOG_LEVEL: 'silent', NODE_ENV: 'test', AUTH_JWT_SECRET: TEST_JWT_SECRET, DATA_DIR: path.join(tmpdir(), 'token-ledger-test-data'), RATE_LIMIT_ENABLED: 'false', ...environment };
   const config = loadConfig(settings);
   const auth = await resolveAuthSettings(loadAuthConfig(settings));
   const app = await createApp({ config, databaseUrl: database.url, logger: pino({ level: 'silent' }), openApiUi: false, auth });

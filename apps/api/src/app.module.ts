@@ -7,14 +7,16 @@ import { EventSourcingModule, type EventStoreChoice } from '@app/event-sourcing'
 import { OperationsModule } from '@app/operations';
 import { AccountsController } from './accounts/accounts.controller.js';
 import { HoldsController } from './accounts/holds.controller.js';
+import { PURCHASE_TOKENS_MAX } from './accounts/purchase-limit.js';
 import { AdminController } from './admin/admin.controller.js';
+import { ApiKeysController } from './admin/api-keys.controller.js';
 import { auditSigningKeyProvider } from './audit/audit-signing-key.js';
 import { AuditController } from './audit/audit.controller.js';
 import { ConfigError, type AppConfig } from './config/app.config.js';
 import { DatabaseHealthIndicator, HealthController } from './health/health.controller.js';
 import { LeaderElection, PG_POOL } from '@app/database';
 import { PaymentsModule } from '@app/payments';
-import type { AuthSettings } from '@app/auth';
+import { ApiKeyRepository, type AuthSettings } from '@app/auth';
 import { AUTH_SETTINGS } from './auth/auth-settings.js';
 import type { Pool } from 'pg';
 import { stripeSettingsOf, webhookSecretOf } from './config/app.config.js';
@@ -53,6 +55,7 @@ export class AppModule {
           ...(config.PAYMENT_PROVIDER === 'stripe' ? { stripe: stripeSettingsOf(config) } : {}),
           packages: config.TOKEN_PACKAGES,
           pendingTtlMs: config.PAYMENT_PENDING_TTL,
+          pendingPaymentsMax: config.PENDING_PAYMENTS_MAX,
           jobsEnabled: config.PAYMENT_JOBS_ENABLED,
           jobIntervalMs: config.PAYMENT_JOB_INTERVAL_MS,
           reconciliationIntervalMs: config.PAYMENT_RECONCILIATION_INTERVAL_MS,
@@ -60,11 +63,13 @@ export class AppModule {
           ...(config.PAYMENT_CRASH_AT === undefined ? {} : { crashAt: config.PAYMENT_CRASH_AT }),
         }),
       ],
-      controllers: [AccountsController, HoldsController, HealthController, AdminController, AuditController, PaymentsController, AccountPaymentsController, PackagesController],
+      controllers: [AccountsController, HoldsController, HealthController, AdminController, ApiKeysController, AuditController, PaymentsController, AccountPaymentsController, PackagesController],
       providers: [
         DatabaseHealthIndicator,
         { provide: AUTH_SETTINGS, useValue: auth },
         { provide: WEBHOOK_SETTINGS, useValue: { secret: webhookSecretOf(config), toleranceSeconds: config.PAYMENT_WEBHOOK_TOLERANCE_SECONDS } },
+        { provide: PURCHASE_TOKENS_MAX, useValue: config.PURCHASE_TOKENS_MAX },
+        { provide: ApiKeyRepository, inject: [PG_POOL], useFactory: (pool: Pool) => new ApiKeyRepository(pool) },
         auditSigningKeyProvider(auth),
         { provide: IdempotencyLease, useFactory: () => new IdempotencyLease(databaseUrl) },
         {

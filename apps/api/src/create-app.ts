@@ -6,15 +6,15 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { ApiKeyRepository, JwtVerifier, type AuthSettings } from '@app/auth';
-import { PG_POOL } from '@app/database';
 import { PaymentStreams } from '@app/payments';
-import type { Pool } from 'pg';
 import { AppModule } from './app.module.js';
 import { registerAccessControl } from './auth/access-control.js';
 import type { AppConfig } from './config/app.config.js';
 import { PinoNestLogger } from './http/pino-nest.logger.js';
-import { ProblemDetailsFilter } from './http/problem-details.filter.js';
+import { ProblemDetailsFilter, sendFrameworkProblem } from './http/problem-details.filter.js';
 import { RequestValidationError } from './http/request-validation.error.js';
+import { registerRateLimits } from './http/rate-limits.js';
+import { registerRequestBodyParsers } from './http/request-body.js';
 import { registerIdempotency } from './http/idempotency/idempotency.hooks.js';
 import { IdempotencyStore } from './http/idempotency/idempotency.store.js';
 
@@ -38,17 +38,18 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth }
   const adapter = new FastifyAdapter({
     logger: false,
     bodyLimit: BODY_LIMIT_BYTES,
+    frameworkErrors: sendFrameworkProblem,
     genReqId: (request: { headers: Record<string, string | string[] | undefined> }) => {
       const header = request.headers['x-request-id'];
       return typeof header === 'string' && REQUEST_ID_PATTERN.test(header) ? header : randomUUID();
     },
   });
-  // rawBody: the webhook signature is checked over the exact bytes received (request.rawBody).
-  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, databaseUrl, auth), adapter, { logger: new PinoNestLogger(logger), rawBody: true });
+  // bodyParser: false: Nest would add a url-encoded form parser; the service parses JSON only, with
+  // its own parser (registerRequestBodyParsers), which also keeps the raw bytes for webhook signatures.
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, databaseUrl, auth), adapter, { logger: new PinoNestLogger(logger), bodyParser: false });
 
   const fastify = app.getHttpAdapter().getInstance();
-  // The API speaks JSON only: any other body is refused with 415 rather than validated as a string.
-  fastify.removeContentTypeParser(['text/plain']);
+  registerRequestBodyParsers(fastify);
   // One structured line per request; no headers or bodies, so no credentials reach the log.
   fastify.addHook('onSend', async (request, reply) => {
     void reply.header('x-request-id', request.id);
@@ -63,10 +64,14 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth }
   // First of the request hooks: a refused request claims no Idempotency-Key and reaches no handler.
   registerAccessControl(fastify, {
     verifier: await JwtVerifier.create(auth.jwt),
-    apiKeys: new ApiKeyRepository(app.get<Pool>(PG_POOL)),
+    apiKeys: app.get(ApiKeyRepository),
     paymentOwner: (paymentId) => app.get(PaymentStreams).userOf(paymentId),
     logger,
   });
+  // After the access control: the address limit goes ahead of authentication, the credential limit after it.
+  if (config.RATE_LIMIT_ENABLED) {
+    await registerRateLimits(fastify, { windowSeconds: config.RATE_LIMIT_WINDOW_SECONDS, perIpMax: config.RATE_LIMIT_PER_IP_MAX, perCredentialMax: config.RATE_LIMIT_PER_CREDENTIAL_MAX });
+  }
   registerIdempotency(fastify, app.get(IdempotencyStore), { waitMsMax: IDEMPOTENCY_WAIT_MS_MAX, pollIntervalMs: IDEMPOTENCY_POLL_INTERVAL_MS });
 
   app.enableVersioning({ type: VersioningType.URI });

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { ProjectionsAdmin } from '@app/operations';
-import { API_KEY_ROLES, ApiKeyRepository, loadAuthConfig, mintToken, resolveAuthSettings, ROLES, type ApiKeyRole, type Role } from '@app/auth';
+import { API_KEY_ROLES, API_KEY_SCOPES, ApiKeyRepository, isApiKeyScope, loadAuthConfig, mintToken, parseTtl, resolveAuthSettings, ROLES, type ApiKeyRole, type ApiKeyScope, type Role } from '@app/auth';
 import { migrateDatabase } from '@app/database';
 import { PROJECTIONS, type RebuildView } from '@app/projections';
 import { SEED_EVENTS_MAX, SEED_USERS_MAX, seedHistory } from '@app/testing';
@@ -154,6 +154,9 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
       if (config.NODE_ENV === 'production') throw new InvalidArgumentError('NODE_ENV=production: tokens come from your identity provider, not from this command');
       const { jwt } = await resolveAuthSettings(config);
       if (jwt.hs256Secret === undefined) throw new InvalidArgumentError('the service verifies tokens with a JWKS (AUTH_JWKS_URL or AUTH_JWKS_FILE): its identity provider issues them');
+      if (parseTtl(options.ttl) > config.AUTH_JWT_MAX_LIFETIME_SECONDS) {
+        throw new InvalidArgumentError(`--ttl ${options.ttl} is longer than AUTH_JWT_MAX_LIFETIME_SECONDS (${config.AUTH_JWT_MAX_LIFETIME_SECONDS} s): the service would refuse the token`);
+      }
       const token = await mintToken({ role: options.role, sub: options.sub, ttl: options.ttl, secret: jwt.hs256Secret, rolesClaim: jwt.rolesClaim, issuer: jwt.issuer, audience: jwt.audience });
       // A token signed for another DATA_DIR is refused with a 401 about the signature: say which secret signed this one.
       if (config.AUTH_JWT_SECRET === undefined) process.stderr.write(`signed with the development secret of DATA_DIR=${path.resolve(config.DATA_DIR)}: only a service started with this DATA_DIR accepts it\n`);
@@ -167,24 +170,31 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
     .description('create a key; its secret is printed once and stored only as a SHA-256 hash')
     .requiredOption('--name <name>', 'a name unique among active keys, e.g. the backend that uses it')
     .requiredOption('--role <role>', `one of ${API_KEY_ROLES.join(', ')}`, oneOf(API_KEY_ROLES))
-    .action((options: { name: string; role: ApiKeyRole }) =>
+    .option('--scopes <list>', `comma-separated, from ${API_KEY_SCOPES.join(', ')} (default: every scope of the role)`, scopeList)
+    .option('--expires-in <duration>', 'the key stops working after this: 12h, 90d (default: never)', expiryIn)
+    .option('--expires-at <time>', 'the key stops working at this time, e.g. 2027-06-30T00:00:00Z', expiryAt)
+    .action((options: { name: string; role: ApiKeyRole; scopes?: ApiKeyScope[]; expiresIn?: Date; expiresAt?: Date }) =>
       withConnection(async ({ pool }) => {
-        const { key, record } = await new ApiKeyRepository(pool).create(options);
-        process.stderr.write(`created ${record.id} (${record.name}, ${record.role}); the key below is shown only now:\n`);
+        if (options.expiresIn !== undefined && options.expiresAt !== undefined) throw new InvalidArgumentError('give --expires-in or --expires-at, not both');
+        const expiresAt = options.expiresIn ?? options.expiresAt ?? null;
+        const { key, record } = await new ApiKeyRepository(pool).create({ name: options.name, role: options.role, scopes: options.scopes, expiresAt });
+        process.stderr.write(
+          `created ${record.id} (${record.name}, ${record.role}, scopes ${record.scopes.join(',')}, expires ${record.expiresAt?.toISOString() ?? 'never'}); the key below is shown only now:\n`,
+        );
         process.stdout.write(`${key}\n`);
       }),
     );
 
   apiKeys
     .command('list')
-    .description('every key: id, name, role, created, last used, revoked')
+    .description('every key: id, role, name, scopes, created, expiry, last used, revoked')
     .action(() =>
       withConnection(async ({ pool }) => {
         const records = await new ApiKeyRepository(pool).list();
         if (records.length === 0) process.stdout.write('no API keys\n');
         for (const record of records) {
           process.stdout.write(
-            `${record.id} ${record.role.padEnd(7)} ${record.name} created ${record.createdAt.toISOString()} last used ${record.lastUsedAt?.toISOString() ?? '-'}${record.revokedAt === null ? '' : ` REVOKED ${record.revokedAt.toISOString()}`}\n`,
+            `${record.id} ${record.role.padEnd(7)} ${record.name} scopes ${record.scopes.join(',')} created ${record.createdAt.toISOString()} expires ${record.expiresAt?.toISOString() ?? 'never'} last used ${record.lastUsedAt?.toISOString() ?? '-'}${record.revokedAt === null ? '' : ` REVOKED ${record.revokedAt.toISOString()}`}\n`,
           );
         }
       }),
@@ -203,6 +213,27 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
     );
 
   return program;
+}
+
+function scopeList(value: string): ApiKeyScope[] {
+  const scopes = value.split(',').map((scope) => scope.trim());
+  const unknown = scopes.filter((scope) => !isApiKeyScope(scope));
+  if (unknown.length > 0) throw new InvalidArgumentError(`unknown scope ${unknown.join(', ')}; scopes are ${API_KEY_SCOPES.join(', ')}`);
+  return scopes.filter(isApiKeyScope);
+}
+
+/** `12h` or `90d`, up to ten years. */
+function expiryIn(value: string): Date {
+  const match = /^(\d{1,6})([hd])$/.exec(value);
+  const hours = match === null ? Number.NaN : Number(match[1]) * (match[2] === 'd' ? 24 : 1);
+  if (!(hours >= 1 && hours <= 10 * 366 * 24)) throw new InvalidArgumentError('must be a duration such as 12h or 90d, from 1 hour to 10 years');
+  return new Date(Date.now() + hours * 3_600_000);
+}
+
+function expiryAt(value: string): Date {
+  const at = new Date(value);
+  if (!/T.*(Z|[+-]\d{2}:?\d{2})$/.test(value) || Number.isNaN(at.getTime())) throw new InvalidArgumentError('must be a date and time with a time zone, e.g. 2027-06-30T00:00:00Z');
+  return at;
 }
 
 function oneOf<T extends string>(values: readonly T[]): (value: string) => T {

@@ -14,6 +14,11 @@ export type Actor = {
   readonly subject: string;
   readonly role: Role;
   readonly kind: 'jwt' | 'api_key';
+  /**
+   * An API key's scopes (permissions.ts: API_KEY_SCOPES), which narrow what its role allows.
+   * Undefined for a JWT: its role decides alone.
+   */
+  readonly scopes?: readonly string[];
 };
 
 /** The audit metadata of an actor: the fields an event's metadata records about who asked. */

@@ -26,6 +26,31 @@ async function refusal(presented: string): Promise<string> {
 }
 
 describe('ApiKeyRepository', () => {
+  it('keeps the scopes asked for, and gives a key made before scopes (NULL) the scopes of its role', async () => {
+    const { key, record } = await keys.create({ name: 'purchases-only', role: 'service', scopes: ['purchases:write'] });
+    expect(record.scopes).toEqual(['purchases:write']);
+    await expect(keys.authenticate(key)).resolves.toMatchObject({ scopes: ['purchases:write'] });
+    const legacy = await keys.create({ name: 'legacy', role: 'service' });
+    await database.pool.query('UPDATE api_keys SET scopes = NULL WHERE id = $1', [legacy.record.id]);
+    await expect(keys.authenticate(legacy.key)).resolves.toMatchObject({ role: 'service', scopes: ['accounts:read', 'usage:write', 'purchases:write', 'payments:write'] });
+  });
+
+  it('refuses scopes the role cannot use, and scopes a creating key does not hold', async () => {
+    await expect(keys.create({ name: 'auditor-writes', role: 'auditor', scopes: ['usage:write'] })).rejects.toMatchObject({ code: 'API_KEY_SCOPE_INVALID', details: { field: 'scopes', invalid: ['usage:write'] } });
+    await expect(keys.create({ name: 'none', role: 'service', scopes: [] })).rejects.toMatchObject({ code: 'API_KEY_SCOPE_INVALID' });
+    const grantor = { subject: 'a'.repeat(24), role: 'admin', kind: 'api_key', scopes: ['api-keys:manage', 'usage:write'] } as const;
+    await expect(keys.create({ name: 'escalation', role: 'admin', grantor })).rejects.toMatchObject({ code: 'FORBIDDEN', details: { missingScopes: expect.arrayContaining(['audit:read']) as unknown } });
+    await expect(keys.create({ name: 'narrower', role: 'service', scopes: ['usage:write'], grantor })).resolves.toMatchObject({ record: { scopes: ['usage:write'] } });
+  });
+
+  it('refuses a key after its expiry (API_KEY_EXPIRED), and an expiry that is not in the future', async () => {
+    const { key, record } = await keys.create({ name: 'short-lived', role: 'service', expiresAt: new Date(Date.now() + 60_000) });
+    await expect(keys.authenticate(key)).resolves.toMatchObject({ subject: record.id });
+    await database.pool.query("UPDATE api_keys SET created_at = now() - interval '2 hours', expires_at = now() - interval '1 second' WHERE id = $1", [record.id]);
+    expect(await refusal(key)).toBe('API_KEY_EXPIRED');
+    await expect(keys.create({ name: 'past', role: 'service', expiresAt: new Date(Date.now() - 1_000) })).rejects.toMatchObject({ code: 'API_KEY_EXPIRY_INVALID' });
+  });
+
   it('creates a key in the tlk_<id>_<secret> form and stores only the hash of its secret', async () => {
     const { key, record } = await keys.create({ name: 'billing-backend', role: 'service' });
     expect(key).toMatch(API_KEY_PATTERN);
@@ -40,7 +65,7 @@ describe('ApiKeyRepository', () => {
 
   it('authenticates a key as its role, with the key id as subject, and records its use', async () => {
     const { key, record } = await keys.create({ name: 'auditor-tool', role: 'auditor' });
-    await expect(keys.authenticate(key)).resolves.toEqual({ subject: record.id, role: 'auditor', kind: 'api_key' });
+    await expect(keys.authenticate(key)).resolves.toEqual({ subject: record.id, role: 'auditor', kind: 'api_key', scopes: ['accounts:read', 'audit:read', 'projections:read'] });
     const used = await keys.find(record.id);
     expect(used?.lastUsedAt).toBeInstanceOf(Date);
     // Within the resolution, a second use does not write again.
@@ -122,7 +147,7 @@ describe('ApiKeyRepository', () => {
   it('lists keys newest first without their hashes', async () => {
     const listed = await keys.list();
     expect(listed.length).toBeGreaterThanOrEqual(5);
-    for (const record of listed) expect(Object.keys(record).sort()).toEqual(['createdAt', 'id', 'lastUsedAt', 'name', 'revokedAt', 'role']);
+    for (const record of listed) expect(Object.keys(record).sort()).toEqual(['createdAt', 'expiresAt', 'id', 'lastUsedAt', 'name', 'revokedAt', 'role', 'scopes']);
     const times = listed.map((record) => record.createdAt.getTime());
     expect(times).toEqual([...times].sort((left, right) => right - left));
   });

@@ -2,16 +2,47 @@ import { CodedError } from '@app/ledger';
 import type pg from 'pg';
 import type { Actor } from './actor.js';
 import { generateApiKey, hashApiKeySecret, hashesEqual, parseApiKey, API_KEY_ROLES, type ApiKeyRole } from './api-keys.js';
-import { AuthenticationError, type AuthErrorCode } from './authentication.errors.js';
+import { AccessDeniedError, AuthenticationError, type AuthErrorCode } from './authentication.errors.js';
+import { isApiKeyScope, scopesOfRole, type ApiKeyScope } from './permissions.js';
 
 export type ApiKeyRecord = {
   readonly id: string;
   readonly name: string;
   readonly role: ApiKeyRole;
+  /** What the key may do within its role; a key made before scopes existed has its role's. */
+  readonly scopes: readonly ApiKeyScope[];
   readonly createdAt: Date;
+  /** After this the key is refused (401); null: it does not expire. */
+  readonly expiresAt: Date | null;
   readonly revokedAt: Date | null;
   readonly lastUsedAt: Date | null;
 };
+
+export type NewApiKey = {
+  readonly name: string;
+  readonly role: ApiKeyRole;
+  /** Defaults to every scope of the role. Each must be one the role can use. */
+  readonly scopes?: readonly ApiKeyScope[];
+  readonly expiresAt?: Date | null;
+  /**
+   * Who creates it, when that is an API key: a key can only hand on scopes it holds itself, so a key
+   * allowed to manage keys cannot mint one that does more than it may.
+   */
+  readonly grantor?: Actor;
+};
+
+export class ApiKeyNotFoundError extends CodedError<AuthErrorCode> {
+  override readonly name = 'ApiKeyNotFoundError';
+
+  constructor(readonly id: string) {
+    super('API_KEY_NOT_FOUND', `no API key has the id ${id}`, { id });
+  }
+}
+
+/** The scopes or expiry asked for a new key do not fit its role or the present (400 at the edge). */
+export class ApiKeyRequestError extends CodedError<AuthErrorCode> {
+  override readonly name = 'ApiKeyRequestError';
+}
 
 /** Active API keys have unique names, so an operator can tell them apart when revoking one. */
 export class ApiKeyNameTakenError extends CodedError<AuthErrorCode> {
@@ -27,7 +58,17 @@ export type ApiKeyRepositoryOptions = {
   readonly lastUsedResolutionSeconds: number;
 };
 
-type ApiKeyRow = { id: string; name: string; role: ApiKeyRole; hash: Buffer; created_at: Date; revoked_at: Date | null; last_used_at: Date | null };
+type ApiKeyRow = {
+  id: string;
+  name: string;
+  role: ApiKeyRole;
+  scopes: string[] | null;
+  hash: Buffer;
+  created_at: Date;
+  expires_at: Date | null;
+  revoked_at: Date | null;
+  last_used_at: Date | null;
+};
 
 const NAME_LENGTH_MAX = 100;
 // Compared against when the id is unknown, so an unknown id costs the same as a wrong secret.
@@ -41,12 +82,20 @@ export class ApiKeyRepository {
   ) {}
 
   /** Creates a key; the returned `key` is the only time its secret exists outside the caller. */
-  async create(input: { readonly name: string; readonly role: ApiKeyRole }): Promise<{ readonly key: string; readonly record: ApiKeyRecord }> {
+  async create(input: NewApiKey): Promise<{ readonly key: string; readonly record: ApiKeyRecord }> {
     if (input.name.length < 1 || input.name.length > NAME_LENGTH_MAX) throw new RangeError(`an API key name is 1 to ${NAME_LENGTH_MAX} characters`);
     if (!API_KEY_ROLES.includes(input.role)) throw new RangeError(`an API key role is one of ${API_KEY_ROLES.join(', ')}`);
+    const scopes = grantableScopes(input);
+    const expiresAt = input.expiresAt ?? null;
     const generated = generateApiKey();
     try {
-      const result = await this.pool.query<ApiKeyRow>('INSERT INTO api_keys (id, name, role, hash) VALUES ($1, $2, $3, $4) RETURNING *', [generated.id, input.name, input.role, generated.hash]);
+      const result = await this.pool.query<ApiKeyRow>(
+        // The expiry is compared with the database's clock, the one authenticate() judges it by.
+        `INSERT INTO api_keys (id, name, role, hash, scopes, expires_at)
+         SELECT $1, $2, $3, $4, $5, $6 WHERE $6::timestamptz IS NULL OR $6::timestamptz > now() RETURNING *`,
+        [generated.id, input.name, input.role, generated.hash, scopes, expiresAt],
+      );
+      if (result.rows.length === 0) throw new ApiKeyRequestError('API_KEY_EXPIRY_INVALID', `expiresAt ${expiresAt?.toISOString()} is not in the future`, { field: 'expiresAt' });
       return { key: generated.key, record: toRecord(single(result.rows)) };
     } catch (error) {
       if (isUniqueViolation(error, 'api_keys_active_name')) throw new ApiKeyNameTakenError(input.name);
@@ -63,14 +112,17 @@ export class ApiKeyRepository {
     if (parsed === undefined) throw new AuthenticationError('API_KEY_INVALID', 'the API key is malformed');
     // The row says whether its last use is older than the resolution, so a key used within it costs
     // this one statement: the UPDATE (which would change nothing) is not sent at all.
-    const result = await this.pool.query<ApiKeyRow & { last_use_stale: boolean }>(
-      `SELECT *, (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2)) AS last_use_stale FROM api_keys WHERE id = $1`,
+    const result = await this.pool.query<ApiKeyRow & { last_use_stale: boolean; expired: boolean }>(
+      `SELECT *, (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2)) AS last_use_stale,
+              (expires_at IS NOT NULL AND expires_at <= now()) AS expired
+         FROM api_keys WHERE id = $1`,
       [parsed.id, this.options.lastUsedResolutionSeconds],
     );
     const row = result.rows[0];
     const matches = hashesEqual(hashApiKeySecret(parsed.secret), row?.hash ?? ABSENT_HASH);
     if (row === undefined || !matches) throw new AuthenticationError('API_KEY_INVALID', 'the API key is not valid');
     if (row.revoked_at !== null) throw new AuthenticationError('API_KEY_REVOKED', 'the API key has been revoked');
+    if (row.expired) throw new AuthenticationError('API_KEY_EXPIRED', 'the API key has expired');
     if (row.last_use_stale) {
       await this.pool.query(
         `UPDATE api_keys SET last_used_at = now()
@@ -78,7 +130,7 @@ export class ApiKeyRepository {
         [row.id, this.options.lastUsedResolutionSeconds],
       );
     }
-    return { subject: row.id, role: row.role, kind: 'api_key' };
+    return { subject: row.id, role: row.role, kind: 'api_key', scopes: scopesOf(row) };
   }
 
   /** `revoked` for the one call that revoked it; the time of revocation never moves afterwards. */
@@ -107,7 +159,43 @@ export class ApiKeyRepository {
 }
 
 function toRecord(row: ApiKeyRow): ApiKeyRecord {
-  return { id: row.id, name: row.name, role: row.role, createdAt: row.created_at, revokedAt: row.revoked_at, lastUsedAt: row.last_used_at };
+  return {
+    id: row.id,
+    name: row.name,
+    role: row.role,
+    scopes: scopesOf(row),
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    revokedAt: row.revoked_at,
+    lastUsedAt: row.last_used_at,
+  };
+}
+
+/** A row's scopes: its own (names this version does not know grant nothing), or its role's for a key made before scopes. */
+function scopesOf(row: ApiKeyRow): readonly ApiKeyScope[] {
+  return row.scopes === null ? scopesOfRole(row.role) : row.scopes.filter(isApiKeyScope);
+}
+
+/**
+ * The scopes a new key gets: those asked for (or all of its role's), each one its role can use and,
+ * when an API key creates it, each one that key holds.
+ */
+function grantableScopes(input: NewApiKey): ApiKeyScope[] {
+  const ofRole = scopesOfRole(input.role);
+  const scopes = [...new Set(input.scopes ?? ofRole)];
+  if (scopes.length === 0) throw new ApiKeyRequestError('API_KEY_SCOPE_INVALID', 'an API key needs at least one scope', { field: 'scopes' });
+  const outsideRole = scopes.filter((scope) => !ofRole.includes(scope));
+  if (outsideRole.length > 0) {
+    throw new ApiKeyRequestError('API_KEY_SCOPE_INVALID', `a ${input.role} key cannot use ${outsideRole.join(', ')}; its scopes are ${ofRole.join(', ')}`, {
+      field: 'scopes',
+      invalid: outsideRole,
+      allowed: [...ofRole],
+    });
+  }
+  const held = input.grantor?.scopes;
+  const notHeld = held === undefined ? [] : scopes.filter((scope) => !held.includes(scope));
+  if (notHeld.length > 0) throw new AccessDeniedError(`this API key cannot grant ${notHeld.join(', ')}: it does not hold them`, { missingScopes: notHeld });
+  return scopes;
 }
 
 function single<T>(rows: readonly T[]): T {

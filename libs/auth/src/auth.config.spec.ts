@@ -35,7 +35,7 @@ async function signingKeyFile(): Promise<string> {
 
 describe('loadAuthConfig', () => {
   it('has working defaults outside production', () => {
-    expect(loadAuthConfig({})).toMatchObject({ NODE_ENV: 'development', AUTH_ROLES_CLAIM: 'app_metadata.roles', AUTH_CLOCK_TOLERANCE_SECONDS: 30, AUTH_JWT_ALGORITHMS: ['RS256', 'ES256'] });
+    expect(loadAuthConfig({})).toMatchObject({ NODE_ENV: 'development', AUTH_ROLES_CLAIM: 'app_metadata.roles', AUTH_CLOCK_TOLERANCE_SECONDS: 30, AUTH_JWT_ALGORITHMS: ['RS256', 'ES256'], AUTH_JWT_MAX_LIFETIME_SECONDS: 86_400 });
   });
 
   it('refuses to start in production without a token secret or key set, and without a bundle signing key', () => {
@@ -69,10 +69,11 @@ describe('loadAuthConfig', () => {
   });
 
   it('names each bad variable and its rule, never printing the secret', () => {
-    const message = problems({ AUTH_JWT_SECRET: 'short-secret', AUTH_CLOCK_TOLERANCE_SECONDS: '301', AUTH_JWT_ALGORITHMS: 'RS256,HS512', AUTH_ROLES_CLAIM: 'roles..x', AUTH_JWKS_URL: 'ftp://x' });
+    const message = problems({ AUTH_JWT_SECRET: 'short-secret', AUTH_JWT_MAX_LIFETIME_SECONDS: '59', AUTH_CLOCK_TOLERANCE_SECONDS: '301', AUTH_JWT_ALGORITHMS: 'RS256,HS512', AUTH_ROLES_CLAIM: 'roles..x', AUTH_JWKS_URL: 'ftp://x' });
     expect(message).toContain('AUTH_JWT_SECRET=(hidden)');
     expect(message).not.toContain('short-secret');
     expect(message).toContain('AUTH_CLOCK_TOLERANCE_SECONDS=301');
+    expect(message).toContain('AUTH_JWT_MAX_LIFETIME_SECONDS=59');
     expect(message).toContain('AUTH_JWT_ALGORITHMS must be a comma-separated list of RS256, ES256');
     expect(message).toContain('AUTH_ROLES_CLAIM must be a dotted claim path');
     expect(message).toContain('AUTH_JWKS_URL must be an http:// or https:// URL');

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { plainToInstance, Transform } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength, validateSync } from 'class-validator';
 import { developmentAuditSigningKeyPath, developmentJwtSecretPath, loadOrCreateDevelopmentSecrets } from './development-secrets.js';
-import { ASYMMETRIC_ALGORITHMS, CLOCK_TOLERANCE_SECONDS_MAX, HS256_SECRET_LENGTH_MIN, type AsymmetricAlgorithm, type JwtVerifierOptions } from './jwt-verifier.js';
+import { ASYMMETRIC_ALGORITHMS, CLOCK_TOLERANCE_SECONDS_MAX, HS256_SECRET_LENGTH_MIN, JWT_LIFETIME_SECONDS_DEFAULT, JWT_LIFETIME_SECONDS_MAX, type AsymmetricAlgorithm, type JwtVerifierOptions } from './jwt-verifier.js';
 
 const toInteger = ({ value }: { value: unknown }) => (typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value);
 const toList = ({ value }: { value: unknown }) => (typeof value === 'string' ? value.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '') : value);
@@ -60,6 +60,13 @@ export class AuthConfig {
   @Min(0)
   @Max(CLOCK_TOLERANCE_SECONDS_MAX)
   AUTH_CLOCK_TOLERANCE_SECONDS = 30;
+
+  /** The longest lifetime (`exp - iat`) of an accepted JWT; a longer one, or one without `exp`, is 401. */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(60)
+  @Max(JWT_LIFETIME_SECONDS_MAX)
+  AUTH_JWT_MAX_LIFETIME_SECONDS = JWT_LIFETIME_SECONDS_DEFAULT;
 
   /** Dotted path of the claim that carries the role(s). */
   @Matches(/^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*$/, { message: 'AUTH_ROLES_CLAIM must be a dotted claim path such as app_metadata.roles' })
@@ -173,6 +180,7 @@ export async function resolveAuthSettings(config: AuthConfig): Promise<AuthSetti
     issuer: config.AUTH_JWT_ISSUER,
     audience: config.AUTH_JWT_AUDIENCE,
     clockToleranceSeconds: config.AUTH_CLOCK_TOLERANCE_SECONDS,
+    lifetimeSecondsMax: config.AUTH_JWT_MAX_LIFETIME_SECONDS,
     rolesClaim: config.AUTH_ROLES_CLAIM,
   };
   const auditSigningKeyPem = config.AUDIT_SIGNING_KEY_FILE !== undefined ? await readFile(config.AUDIT_SIGNING_KEY_FILE, 'utf8') : development?.auditSigningKeyPem;

@@ -1,4 +1,4 @@
-import { CodedError } from '@app/ledger';
+import { CodedError, type ErrorDetails } from '@app/ledger';
 
 /**
  * Why a credential was refused. Every code answers 401 at the edge with the same public body; the
@@ -15,14 +15,24 @@ export const AUTHENTICATION_ERROR_CODES = [
   'TOKEN_ALGORITHM_NOT_ALLOWED',
   'TOKEN_KEY_NOT_FOUND',
   'TOKEN_CLAIM_INVALID',
+  'TOKEN_LIFETIME_TOO_LONG',
   'API_KEY_INVALID',
   'API_KEY_REVOKED',
+  'API_KEY_EXPIRED',
 ] as const;
 
 export type AuthenticationErrorCode = (typeof AUTHENTICATION_ERROR_CODES)[number];
 
 /** Every expected rejection of the auth lib: refused credentials, and the rest. */
-export const AUTH_ERROR_CODES = [...AUTHENTICATION_ERROR_CODES, 'AUTHENTICATION_UNAVAILABLE', 'FORBIDDEN', 'API_KEY_NAME_TAKEN'] as const;
+export const AUTH_ERROR_CODES = [
+  ...AUTHENTICATION_ERROR_CODES,
+  'AUTHENTICATION_UNAVAILABLE',
+  'FORBIDDEN',
+  'API_KEY_NAME_TAKEN',
+  'API_KEY_SCOPE_INVALID',
+  'API_KEY_EXPIRY_INVALID',
+  'API_KEY_NOT_FOUND',
+] as const;
 
 export type AuthErrorCode = (typeof AUTH_ERROR_CODES)[number];
 
@@ -46,11 +56,15 @@ export class KeySetUnavailableError extends CodedError<AuthErrorCode> {
   }
 }
 
-/** An authenticated caller asked for something its role's grants do not allow (403 at the edge). */
-export class AccessDeniedError extends CodedError<AuthErrorCode> {
+/**
+ * An authenticated caller asked for something its role's grants, or its API key's scopes, do not
+ * allow (403 at the edge). A missing scope is named (`missingScope`): the key's holder can only fix
+ * it by asking for a key with that scope, and learns nothing about any resource.
+ */
+export class AccessDeniedError extends CodedError<AuthErrorCode, ErrorDetails> {
   override readonly name = 'AccessDeniedError';
 
-  constructor(message: string) {
-    super('FORBIDDEN', message, {});
+  constructor(message: string, details: ErrorDetails = {}) {
+    super('FORBIDDEN', message, details);
   }
 }

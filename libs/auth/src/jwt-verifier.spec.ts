@@ -61,6 +61,29 @@ describe('JwtVerifier with HS256', () => {
     expect(await refusal(strict, await hs256({ exp: now - 5 }))).toBe('TOKEN_EXPIRED');
   });
 
+  it('refuses a token whose lifetime is longer than the maximum (24 hours by default), such as a 100-year one', async () => {
+    const century = await hs256({ iat: now, exp: now + 100 * 365 * 86_400 });
+    const refused = verifier.verify(century);
+    await expect(refused).rejects.toMatchObject({ code: 'TOKEN_LIFETIME_TOO_LONG' });
+    await expect(refused).rejects.toThrow(/at most 86400/);
+    expect(await refusal(verifier, await hs256({ iat: now, exp: now + 86_401 }))).toBe('TOKEN_LIFETIME_TOO_LONG');
+    await expect(verifier.verify(await hs256({ iat: now, exp: now + 86_400 }))).resolves.toMatchObject({ subject: userId });
+  });
+
+  it('measures a token without iat from now, and takes the configured maximum', async () => {
+    const hour = await JwtVerifier.create({ ...base, lifetimeSecondsMax: 3_600 });
+    const withoutIat = (exp: number) => new SignJWT({ sub: userId, exp }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(secret));
+    expect(await refusal(hour, await withoutIat(now + 3_700))).toBe('TOKEN_LIFETIME_TOO_LONG');
+    await expect(hour.verify(await withoutIat(now + 3_500))).resolves.toMatchObject({ subject: userId });
+    expect(await refusal(hour, await hs256({ iat: now - 100, exp: now + 3_550 }))).toBe('TOKEN_LIFETIME_TOO_LONG');
+    await expect(JwtVerifier.create({ ...base, lifetimeSecondsMax: 0 })).rejects.toThrow(/lifetimeSecondsMax/);
+  });
+
+  it('refuses a token without exp', async () => {
+    const token = await new SignJWT({ sub: userId, iat: now }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(secret));
+    expect(await refusal(verifier, token)).toBe('TOKEN_CLAIM_INVALID');
+  });
+
   it('refuses a token it accepted before once it has expired, or at a time before its nbf', async () => {
     const token = await hs256({ nbf: now - 10, exp: now + 60, app_metadata: { roles: ['service'] } });
     await expect(verifier.verify(token)).resolves.toEqual({ subject: userId, role: 'service', kind: 'jwt' });

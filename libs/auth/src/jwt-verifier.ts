@@ -10,6 +10,10 @@ export type AsymmetricAlgorithm = (typeof ASYMMETRIC_ALGORITHMS)[number];
 /** HS256 keys shorter than the hash (RFC 7518 section 3.2) are refused. */
 export const HS256_SECRET_LENGTH_MIN = 32;
 export const CLOCK_TOLERANCE_SECONDS_MAX = 300;
+/** The longest lifetime AUTH_JWT_MAX_LIFETIME_SECONDS may allow: 30 days, as the CLI's `token` mints at most. */
+export const JWT_LIFETIME_SECONDS_MAX = 30 * 24 * 3600;
+/** The default longest lifetime (`exp - iat`) of an accepted token: 24 hours. */
+export const JWT_LIFETIME_SECONDS_DEFAULT = 24 * 3600;
 
 export type JwksSource = { readonly file: string } | { readonly url: string };
 
@@ -25,6 +29,11 @@ export type JwtVerifierOptions = {
   /** When set, `aud` must contain it. */
   readonly audience?: string;
   readonly clockToleranceSeconds: number;
+  /**
+   * The longest lifetime a token may claim: `exp - iat`, or `exp - now` for a token without `iat`.
+   * A stolen token is good until its `exp`, so a token minted for a century is refused, not trusted.
+   */
+  readonly lifetimeSecondsMax?: number;
   /** Dotted path of the claim holding the role or roles, e.g. `app_metadata.roles` or `role`. */
   readonly rolesClaim: string;
   /** Remote JWKS: how long one fetch may take. */
@@ -53,6 +62,8 @@ export class JwtVerifier {
     if (options.hs256Secret !== undefined && options.hs256Secret.length < HS256_SECRET_LENGTH_MIN) {
       throw new Error(`the HS256 secret must be at least ${HS256_SECRET_LENGTH_MIN} characters`);
     }
+    const lifetime = options.lifetimeSecondsMax ?? JWT_LIFETIME_SECONDS_DEFAULT;
+    if (!Number.isInteger(lifetime) || lifetime < 1 || lifetime > JWT_LIFETIME_SECONDS_MAX) throw new Error(`lifetimeSecondsMax must be an integer from 1 to ${JWT_LIFETIME_SECONDS_MAX}`);
     if (!Number.isInteger(options.clockToleranceSeconds) || options.clockToleranceSeconds < 0 || options.clockToleranceSeconds > CLOCK_TOLERANCE_SECONDS_MAX) {
       throw new Error(`clockToleranceSeconds must be an integer from 0 to ${CLOCK_TOLERANCE_SECONDS_MAX}`);
     }
@@ -96,6 +107,7 @@ export class JwtVerifier {
     } catch (error) {
       throw this.translate(error);
     }
+    assertLifetime(payload, nowSeconds, this.options.lifetimeSecondsMax ?? JWT_LIFETIME_SECONDS_DEFAULT);
     const actor: Actor = { subject: subjectOf(payload), role: roleOf(payload, this.options.rolesClaim), kind: 'jwt' };
     this.verified.remember(token, actor, this.validityOf(payload), performance.now());
     return actor;
@@ -158,6 +170,19 @@ async function loadKeySet(source: JwksSource, timeoutMs: number): Promise<KeyRes
     throw new Error(`the JWKS file ${source.file} has no "keys" array`);
   }
   return createLocalJWKSet(parsed as JSONWebKeySet);
+}
+
+/**
+ * Refuses a token whose claimed lifetime is longer than allowed. Checked after the signature, so
+ * only the holder of a genuinely signed token learns the limit from the answer.
+ */
+function assertLifetime(payload: JWTPayload, nowSeconds: number, lifetimeSecondsMax: number): void {
+  if (typeof payload.exp !== 'number') throw new AuthenticationError('TOKEN_CLAIM_INVALID', 'the token has no numeric exp');
+  const issuedAt = typeof payload.iat === 'number' ? payload.iat : nowSeconds;
+  const lifetimeSeconds = payload.exp - issuedAt;
+  if (lifetimeSeconds > lifetimeSecondsMax) {
+    throw new AuthenticationError('TOKEN_LIFETIME_TOO_LONG', `the token's lifetime (exp - iat) is ${lifetimeSeconds} seconds; at most ${lifetimeSecondsMax} are accepted`);
+  }
 }
 
 function subjectOf(payload: JWTPayload): string {

@@ -1,5 +1,5 @@
 import { ROLES, type Actor, type Role } from './actor.js';
-import { ACTIONS, authorize, ENDPOINT_ACTIONS, type Action } from './permissions.js';
+import { ACTIONS, API_KEY_SCOPES, authorize, ENDPOINT_ACTIONS, scopesOfRole, type Action, type ApiKeyScope } from './permissions.js';
 
 const alice = '6f1c2a9e-4b7d-4e0a-9c3b-2d5e8f7a1b40';
 const bob = '0c9d4f2e-7a1b-4c3d-8e5f-6a7b8c9d0e1f';
@@ -27,6 +27,7 @@ const expected: Record<Action, Record<Role, 'own' | 'any' | '-'>> = {
   'account.holds.write': { user: '-', service: 'any', auditor: '-', admin: 'any' },
   'account.lots.read': { user: 'own', service: 'any', auditor: 'any', admin: 'any' },
   'account.grant': { user: '-', service: '-', auditor: '-', admin: 'any' },
+  'api_keys.manage': { user: '-', service: '-', auditor: '-', admin: 'any' },
 };
 
 describe('authorize', () => {
@@ -56,9 +57,37 @@ describe('authorize', () => {
   });
 
   it('an auditor may read everything and write nothing', () => {
-    const writes: Action[] = ['account.usage.record', 'account.purchase.record', 'payment.create', 'payment.capture', 'payment.refund', 'projections.rebuild', 'account.adjust', 'account.holds.write', 'account.grant'];
+    const writes: Action[] = ['account.usage.record', 'account.purchase.record', 'payment.create', 'payment.capture', 'payment.refund', 'projections.rebuild', 'account.adjust', 'account.holds.write', 'account.grant', 'api_keys.manage'];
     for (const action of ACTIONS) {
       expect(authorize(actor('auditor'), action, bob).allowed).toBe(!writes.includes(action));
+    }
+  });
+});
+
+describe('API key scopes', () => {
+  function key(role: Role, scopes: readonly ApiKeyScope[]): Actor {
+    return { subject: 'a1b2c3d4e5f6a1b2c3d4e5f6', role, kind: 'api_key', scopes };
+  }
+
+  it('allows an action only with its scope, and names the missing one', () => {
+    expect(authorize(key('service', ['purchases:write']), 'account.purchase.record', bob)).toEqual({ allowed: true });
+    expect(authorize(key('service', ['purchases:write']), 'account.usage.record', bob)).toEqual({ allowed: false, reason: 'SCOPE_MISSING', scope: 'usage:write' });
+    expect(authorize(key('service', ['purchases:write']), 'account.balance.read', bob)).toEqual({ allowed: false, reason: 'SCOPE_MISSING', scope: 'accounts:read' });
+  });
+
+  it('never widens the role: a scope the role cannot use grants nothing', () => {
+    expect(authorize(key('auditor', ['usage:write']), 'account.usage.record', bob)).toEqual({ allowed: false, reason: 'ROLE_NOT_ALLOWED' });
+  });
+
+  it('gives each role the scopes of the actions it may perform', () => {
+    expect(scopesOfRole('service')).toEqual(['accounts:read', 'usage:write', 'purchases:write', 'payments:write', 'holds:write']);
+    expect(scopesOfRole('auditor')).toEqual(['accounts:read', 'audit:read', 'projections:read']);
+    expect(scopesOfRole('admin')).toEqual(API_KEY_SCOPES);
+  });
+
+  it('a key with the scopes of its role may do exactly what its role may', () => {
+    for (const role of ['service', 'auditor', 'admin'] as const) {
+      for (const action of ACTIONS) expect(authorize(key(role, scopesOfRole(role)), action, bob)).toEqual(authorize(actor(role), action, bob));
     }
   });
 });

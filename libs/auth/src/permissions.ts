@@ -21,8 +21,63 @@ export const ACTIONS = [
   'account.holds.write',
   'account.lots.read',
   'account.grant',
+  'api_keys.manage',
 ] as const;
 export type Action = (typeof ACTIONS)[number];
+
+/**
+ * What an API key may be limited to, beside its role: each action needs one scope (ACTION_SCOPES).
+ * A key is allowed an action when its role allows it (PERMISSIONS) AND it carries the action's scope,
+ * so a billing backend's key can record purchases without being able to record usage, and an
+ * analytics key can read without writing. JWTs carry no scopes: their role decides alone.
+ */
+export const API_KEY_SCOPES = [
+  'accounts:read',
+  'usage:write',
+  'purchases:write',
+  'payments:write',
+  'refunds:write',
+  'adjustments:write',
+  'holds:write',
+  'grants:write',
+  'audit:read',
+  'projections:read',
+  'projections:write',
+  'api-keys:manage',
+] as const;
+export type ApiKeyScope = (typeof API_KEY_SCOPES)[number];
+
+export const ACTION_SCOPES: { readonly [A in Action]: ApiKeyScope } = {
+  'account.balance.read': 'accounts:read',
+  'account.history.read': 'accounts:read',
+  'account.payments.read': 'accounts:read',
+  'account.usage.record': 'usage:write',
+  'account.purchase.record': 'purchases:write',
+  'payment.create': 'payments:write',
+  'payment.capture': 'payments:write',
+  'payment.refund': 'refunds:write',
+  'audit.read': 'audit:read',
+  'projections.status.read': 'projections:read',
+  'projections.rebuild': 'projections:write',
+  'account.adjust': 'adjustments:write',
+  'account.holds.read': 'accounts:read',
+  'account.holds.write': 'holds:write',
+  'account.lots.read': 'accounts:read',
+  'account.grant': 'grants:write',
+  'api_keys.manage': 'api-keys:manage',
+};
+
+export function isApiKeyScope(value: unknown): value is ApiKeyScope {
+  return typeof value === 'string' && (API_KEY_SCOPES as readonly string[]).includes(value);
+}
+
+/**
+ * The scopes a role can use: those of every action the role may perform. A key created without
+ * scopes gets these, and so does a key made before scopes existed (its `scopes` column is NULL).
+ */
+export function scopesOfRole(role: Role): readonly ApiKeyScope[] {
+  return API_KEY_SCOPES.filter((scope) => ACTIONS.some((action) => ACTION_SCOPES[action] === scope && PERMISSIONS[action][role] !== undefined));
+}
 
 /**
  * `any`: on any user's resources. `own`: only when the resource belongs to the caller (its owner is
@@ -50,11 +105,13 @@ export const PERMISSIONS: { readonly [A in Action]: { readonly [R in Role]?: Sco
   'account.holds.write': { service: 'any', admin: 'any' },
   'account.lots.read': { user: 'own', service: 'any', auditor: 'any', admin: 'any' },
   'account.grant': { admin: 'any' },
+  'api_keys.manage': { admin: 'any' },
 };
 
 export type AuthorizationDecision =
   | { readonly allowed: true }
-  | { readonly allowed: false; readonly reason: 'ROLE_NOT_ALLOWED' | 'NOT_OWNER' };
+  | { readonly allowed: false; readonly reason: 'ROLE_NOT_ALLOWED' | 'NOT_OWNER' }
+  | { readonly allowed: false; readonly reason: 'SCOPE_MISSING'; readonly scope: ApiKeyScope };
 
 /**
  * Whether `actor` may perform `action` on a resource owned by `ownerId` (a user id). Pure. An `own`
@@ -65,6 +122,8 @@ export type AuthorizationDecision =
 export function authorize(actor: Actor, action: Action, ownerId?: string): AuthorizationDecision {
   const scope = PERMISSIONS[action][actor.role];
   if (scope === undefined) return { allowed: false, reason: 'ROLE_NOT_ALLOWED' };
+  const needed = ACTION_SCOPES[action];
+  if (actor.scopes !== undefined && !actor.scopes.includes(needed)) return { allowed: false, reason: 'SCOPE_MISSING', scope: needed };
   if (scope === 'any') return { allowed: true };
   if (ownerId !== undefined && sameId(ownerId, actor.subject)) return { allowed: true };
   return { allowed: false, reason: 'NOT_OWNER' };
@@ -76,7 +135,7 @@ function sameId(left: string, right: string): boolean {
 }
 
 export type Endpoint = {
-  readonly method: 'GET' | 'POST';
+  readonly method: 'GET' | 'POST' | 'DELETE';
   readonly path: string;
   readonly action: Action;
   /** Where the owning user id comes from, for `own` grants; `none` for endpoints with no owner. */
@@ -114,4 +173,7 @@ export const ENDPOINT_ACTIONS: readonly Endpoint[] = [
   { method: 'GET', path: '/v1/accounts/{userId}/lots', action: 'account.lots.read', owner: 'path:userId' },
   { method: 'POST', path: '/v1/admin/accounts/{userId}/grants', action: 'account.grant', owner: 'path:userId' },
   { method: 'POST', path: '/v1/admin/accounts/{userId}/grants/{lotId}/void', action: 'account.grant', owner: 'path:userId' },
+  { method: 'GET', path: '/v1/admin/api-keys', action: 'api_keys.manage', owner: 'none' },
+  { method: 'POST', path: '/v1/admin/api-keys', action: 'api_keys.manage', owner: 'none' },
+  { method: 'DELETE', path: '/v1/admin/api-keys/{id}', action: 'api_keys.manage', owner: 'none' },
 ];

@@ -51,6 +51,7 @@ export const LEDGER_ERROR_CODES = [
   'LOT_NOT_A_GRANT',
   'LOT_HELD',
   'REFUND_EXCEEDS_LOT',
+  'TOO_MANY_PENDING_PAYMENTS',
 ] as const;
 
 export type LedgerErrorCode = (typeof LEDGER_ERROR_CODES)[number];

@@ -5,9 +5,29 @@
 export const TOKEN_AMOUNT_MIN = 1;
 export const TOKEN_AMOUNT_MAX = Number.MAX_SAFE_INTEGER;
 export const BALANCE_MAX = Number.MAX_SAFE_INTEGER;
+/** Text lengths are counted in characters: Unicode code points (textLength), never UTF-16 units. */
 export const DESCRIPTION_LENGTH_MAX = 500;
 /** An admin adjustment's reason: required, and as long as a description may be. */
 export const REASON_LENGTH_MAX = 500;
+
+/**
+ * The one way text is measured, by the HTTP validation and by the ledger alike: Unicode code points,
+ * as PostgreSQL's `char_length` counts them. A character outside the basic plane (an emoji) is one,
+ * though JavaScript's `length` says two; a combining mark or a variation selector is one of its own.
+ */
+export function textLength(text: string): number {
+  let length = 0;
+  for (let index = 0; index < text.length; index += 1) {
+    const unit = text.charCodeAt(index);
+    // A high surrogate followed by a low one is one code point: skip the low one.
+    if (unit >= 0xd800 && unit <= 0xdbff && index + 1 < text.length) {
+      const next = text.charCodeAt(index + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) index += 1;
+    }
+    length += 1;
+  }
+  return length;
+}
 
 export function isTokenAmount(value: number): boolean {
   return Number.isSafeInteger(value) && value >= TOKEN_AMOUNT_MIN && value <= TOKEN_AMOUNT_MAX;

@@ -19,6 +19,8 @@ export type PaymentWorkflowOptions = {
   readonly packages: readonly TokenPackage[];
   /** How long a payment may stay PENDING before it is expired. */
   readonly pendingTtlMs: number;
+  /** How many payments a user may have open at once (PENDING_PAYMENTS_MAX). */
+  readonly pendingPaymentsMax: number;
   readonly now: () => Date;
   /** Longest wait for one provider call (default PROVIDER_CALL_TIMEOUT_MS). */
   readonly providerTimeoutMs?: number;

@@ -54,6 +54,7 @@ export class PaymentsModule {
             new PaymentWorkflow(commands, consistency, provider, streams, {
               packages: options.packages,
               pendingTtlMs: options.pendingTtlMs,
+              pendingPaymentsMax: options.pendingPaymentsMax,
               now,
               ...(stripe === undefined ? {} : { providerTimeoutMs: stripeCallDeadlineMs(stripe.settings) }),
               faults: options.crashAt === undefined ? NO_FAULTS : killAt(options.crashAt),

@@ -18,6 +18,8 @@ export type PaymentsOptions = {
   readonly stripe?: StripeSettings;
   readonly packages: readonly TokenPackage[];
   readonly pendingTtlMs: number;
+  /** How many payments a user may have open (PENDING, before expiry) at once; one more is 409 TOO_MANY_PENDING_PAYMENTS. */
+  readonly pendingPaymentsMax: number;
   /** Run the payment jobs in this process: expiry every `jobIntervalMs`, reconciliation every `reconciliationIntervalMs`. */
   readonly jobsEnabled: boolean;
   readonly jobIntervalMs: number;

@@ -102,7 +102,8 @@ export function nextCommandWithPayments(random: () => number, account: Generated
     const paymentId = seededUuid(random);
     return {
       type: 'InitiatePayment',
-      data: { userId, paymentId, orderId: `order-${paymentId}`, ...offer, currency: 'USD', provider: 'mock', now, expiresAt: new Date(now.getTime() + PAYMENT_TTL_MS) },
+      // No real cap here: a synthetic history exercises folding, not admission.
+      data: { userId, paymentId, orderId: `order-${paymentId}`, ...offer, currency: 'USD', provider: 'mock', now, expiresAt: new Date(now.getTime() + PAYMENT_TTL_MS), pendingPaymentsMax: Number.MAX_SAFE_INTEGER },
     };
   }
   if (draw < 0.35 && pending.length > 0) {

@@ -1,9 +1,10 @@
-import { Body, Controller, Get, HttpCode, HttpStatus, Param, Post, Query, Req } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, HttpStatus, Inject, Param, Post, Query, Req } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import { ApiConflictResponse, ApiCreatedResponse, ApiOkResponse, ApiTags, ApiBadRequestResponse } from '@nestjs/swagger';
 import { AddTokensCommand, GetBalanceQuery, GetTransactionsQuery, UseTokensCommand } from '@app/token-accounts';
 import type { FastifyRequest } from 'fastify';
 import { commandContextOf } from '../http/command-context.js';
+import { PURCHASE_TOKENS_MAX } from './purchase-limit.js';
 import {
   BalanceResponse,
   HistoryQuery,
@@ -22,6 +23,7 @@ export class AccountsController {
   constructor(
     private readonly commandBus: CommandBus,
     private readonly queryBus: QueryBus,
+    @Inject(PURCHASE_TOKENS_MAX) private readonly purchaseTokensMax: number,
   ) {}
 
   @Get('balance')
@@ -34,8 +36,9 @@ export class AccountsController {
   @HttpCode(HttpStatus.CREATED)
   @ApiCreatedResponse({ type: LedgerWriteResponse, description: 'Credited, or the first result again for a repeated paymentId.' })
   @ApiConflictResponse({ description: 'PAYMENT_ID_REUSED: the payment was credited with another amount or description.' })
+  @ApiBadRequestResponse({ description: 'AMOUNT_OUT_OF_RANGE above PURCHASE_TOKENS_MAX (the problem names the field and `max`).' })
   purchase(@Param() { userId }: UserIdParams, @Body() body: PurchaseRequest, @Req() request: FastifyRequest) {
-    return this.commandBus.execute(new AddTokensCommand(userId, body.paymentId, body.amount, body.description ?? null, commandContextOf(request)));
+    return this.commandBus.execute(new AddTokensCommand(userId, body.paymentId, body.amount, body.description ?? null, commandContextOf(request), this.purchaseTokensMax));
   }
 
   @Post('usage')

@@ -1,8 +1,8 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { DESCRIPTION_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN } from '@app/ledger';
-import { Type } from 'class-transformer';
-import { IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
-import { IsStorableText } from '../http/storable-text.js';
+import { QueryInteger } from '../http/query-integer.js';
+import { IsInt, IsOptional, IsString, Max, Min } from 'class-validator';
+import { IsStorableText, MaxCharacters } from '../http/storable-text.js';
 import { IsCanonicalUuid } from '../http/canonical-uuid.js';
 
 export const HISTORY_LIMIT_MAX = 100;
@@ -25,7 +25,7 @@ class TokenAmountRequest {
   @ApiPropertyOptional({ maxLength: DESCRIPTION_LENGTH_MAX, nullable: true })
   @IsOptional()
   @IsString()
-  @MaxLength(DESCRIPTION_LENGTH_MAX)
+  @MaxCharacters(DESCRIPTION_LENGTH_MAX)
   @IsStorableText()
   description?: string | null;
 }
@@ -41,7 +41,7 @@ export class UsageRequest extends TokenAmountRequest {}
 export class HistoryQuery {
   @ApiPropertyOptional({ minimum: 1, maximum: HISTORY_LIMIT_MAX, default: HISTORY_LIMIT_DEFAULT, type: 'integer' })
   @IsOptional()
-  @Type(() => Number)
+  @QueryInteger()
   @IsInt()
   @Min(1)
   @Max(HISTORY_LIMIT_MAX)
@@ -49,7 +49,7 @@ export class HistoryQuery {
 
   @ApiPropertyOptional({ minimum: 0, default: 0, type: 'integer' })
   @IsOptional()
-  @Type(() => Number)
+  @QueryInteger()
   @IsInt()
   @Min(0)
   @Max(Number.MAX_SAFE_INTEGER)

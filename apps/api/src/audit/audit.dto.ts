@@ -1,7 +1,7 @@
 import { ApiPropertyOptional } from '@nestjs/swagger';
 import { AUDIT_PAGE_SIZE_MAX } from '@app/operations';
 import type { AsOf } from '@app/audit';
-import { Type } from 'class-transformer';
+import { QueryInteger } from '../http/query-integer.js';
 import { IsIn, IsInt, IsISO8601, IsOptional, Max, Min, Matches } from 'class-validator';
 import { RequestValidationError } from '../http/request-validation.error.js';
 
@@ -10,7 +10,7 @@ export const AUDIT_PAGE_SIZE_DEFAULT = 100;
 export class AuditEventsQuery {
   @ApiPropertyOptional({ minimum: 0, default: 0, type: 'integer', description: 'First revision of the page.' })
   @IsOptional()
-  @Type(() => Number)
+  @QueryInteger()
   @IsInt()
   @Min(0)
   @Max(Number.MAX_SAFE_INTEGER)
@@ -18,7 +18,7 @@ export class AuditEventsQuery {
 
   @ApiPropertyOptional({ minimum: 1, maximum: AUDIT_PAGE_SIZE_MAX, default: AUDIT_PAGE_SIZE_DEFAULT, type: 'integer' })
   @IsOptional()
-  @Type(() => Number)
+  @QueryInteger()
   @IsInt()
   @Min(1)
   @Max(AUDIT_PAGE_SIZE_MAX)
@@ -40,7 +40,7 @@ export class AuditBalanceQuery {
 
   @ApiPropertyOptional({ minimum: 0, type: 'integer', description: 'Replay up to and including this revision. Give this or at.' })
   @IsOptional()
-  @Type(() => Number)
+  @QueryInteger()
   @IsInt()
   @Min(0)
   @Max(Number.MAX_SAFE_INTEGER)

@@ -117,6 +117,9 @@ function authorizationHook(byMethod: RouteEndpoints, options: AccessControlOptio
     const decision = authorize(actor, endpoint.action, owner);
     if (decision.allowed) return undefined;
     options.logger.info({ requestId: request.id, subject: actor.subject, role: actor.role, action: endpoint.action, reason: decision.reason }, 'authorization refused');
+    if (decision.reason === 'SCOPE_MISSING') {
+      return sendProblem(reply, request, new AccessDeniedError(`this API key lacks the scope ${decision.scope}, which ${endpoint.action} needs`, { missingScope: decision.scope }));
+    }
     return sendProblem(reply, request, new AccessDeniedError(`a ${actor.role} may not perform ${endpoint.action} here`));
   };
 }

@@ -21,6 +21,18 @@ describe('configuration', () => {
     expect(load).toThrow(/EVENTSTORE_URL=.*EVENTSTORE_URL is required when EVENT_STORE=eventstoredb/);
   });
 
+  it('limits input by default: purchases, open payments, request rates', () => {
+    expect(loadConfig({})).toMatchObject({
+      PURCHASE_TOKENS_MAX: 1_000_000,
+      PENDING_PAYMENTS_MAX: 10,
+      RATE_LIMIT_ENABLED: true,
+      RATE_LIMIT_WINDOW_SECONDS: 60,
+      RATE_LIMIT_PER_IP_MAX: 6_000,
+      RATE_LIMIT_PER_CREDENTIAL_MAX: 3_000,
+    });
+    expect(loadConfig({ PURCHASE_TOKENS_MAX: '500', PENDING_PAYMENTS_MAX: '3', RATE_LIMIT_ENABLED: 'false' })).toMatchObject({ PURCHASE_TOKENS_MAX: 500, PENDING_PAYMENTS_MAX: 3, RATE_LIMIT_ENABLED: false });
+  });
+
   it('reads numbers and booleans from their text', () => {
     expect(loadConfig({ PORT: '8080', PROJECTIONS_ENABLED: 'false', DATABASE_URL: 'postgres://x@h/db' })).toMatchObject({
       PORT: 8080,
@@ -38,6 +50,13 @@ describe('configuration', () => {
     ['EVENT_STORE', 'mongodb'],
     ['EVENTSTORE_URL', 'http://127.0.0.1:2113'],
     ['EVENTSTORE_URL', 'esdb://'],
+    ['PURCHASE_TOKENS_MAX', '0'],
+    ['PURCHASE_TOKENS_MAX', '9007199254740992'],
+    ['PENDING_PAYMENTS_MAX', '0'],
+    ['RATE_LIMIT_ENABLED', 'off'],
+    ['RATE_LIMIT_WINDOW_SECONDS', '0'],
+    ['RATE_LIMIT_PER_IP_MAX', 'many'],
+    ['RATE_LIMIT_PER_CREDENTIAL_MAX', '0'],
   ])('refuses %s=%s and names the variable', (key, value) => {
     expect(() => loadConfig({ [key]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [key]: value })).toThrow(new RegExp(`${key}=`));

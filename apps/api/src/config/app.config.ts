@@ -307,6 +307,55 @@ export class AppConfig {
   @Min(1)
   @Max(3_600)
   IDEMPOTENCY_LOCK_SECONDS = 60;
+
+  /**
+   * The most one purchase recorded directly (`POST /v1/accounts/{userId}/purchases`, by a service)
+   * may credit; more is 400 AMOUNT_OUT_OF_RANGE naming `amount` and the cap.
+   */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(1)
+  @Max(Number.MAX_SAFE_INTEGER)
+  PURCHASE_TOKENS_MAX = 1_000_000;
+
+  /**
+   * How many payments one user may have open (PENDING, before their expiry) at once; one more is 409
+   * TOO_MANY_PENDING_PAYMENTS, decided on the user's stream so racing requests cannot pass it.
+   */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(1)
+  @Max(1_000)
+  PENDING_PAYMENTS_MAX = 10;
+
+  /**
+   * Limit requests per client address and per credential (429 RATE_LIMITED with Retry-After). Counted
+   * in each process; turn off only where something in front already limits, or for benchmarks.
+   */
+  @Transform(toBoolean)
+  @IsBoolean()
+  RATE_LIMIT_ENABLED = true;
+
+  /** The counting window of both rate limits. */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(1)
+  @Max(3_600)
+  RATE_LIMIT_WINDOW_SECONDS = 60;
+
+  /** Requests one client address may make per window, on every route (the socket's address; behind a proxy, the proxy's). */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(1)
+  @Max(10_000_000)
+  RATE_LIMIT_PER_IP_MAX = 6_000;
+
+  /** Requests one credential (a JWT subject or an API key) may make per window. */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(1)
+  @Max(10_000_000)
+  RATE_LIMIT_PER_CREDENTIAL_MAX = 3_000;
 }
 
 /** The Stripe adapter's settings, when PAYMENT_PROVIDER=stripe (loadConfig has checked both secrets are there). */

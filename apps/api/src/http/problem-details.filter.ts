@@ -76,6 +76,17 @@ function problem(status: number, code: string, title: string, detail: string, in
   };
 }
 
+/**
+ * Fastify's own refusals made before any route or hook runs (a URL that is not valid percent-encoding,
+ * a path parameter longer than the router takes): the same problem body as every other 4xx, with
+ * Fastify's code, instead of Fastify's plain JSON.
+ */
+export function sendFrameworkProblem(error: { readonly statusCode?: number; readonly code?: string; readonly message: string }, request: FastifyRequest, reply: FastifyReply): void {
+  const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : HttpStatus.BAD_REQUEST;
+  const code = error.code ?? httpCode(status);
+  void reply.code(status).header('content-type', 'application/problem+json; charset=utf-8').send(problem(status, code, titleOf(code, status), error.message, request.url));
+}
+
 /** Answers a request from a Fastify hook (outside Nest's filters) with the problem of an expected rejection. */
 export function sendProblem(reply: FastifyReply, request: FastifyRequest, error: CodedError<ErrorCode>): FastifyReply {
   const body = codedProblem(error, request.url);

@@ -27,8 +27,10 @@ describe('PROBLEM_TYPES', () => {
     expect(body.detail).not.toBe('');
   });
 
-  it('answers every refused credential alike, whatever the reason, but for a signature made with another key', () => {
-    const reasons = ERROR_CODES.filter((code) => PROBLEM_TYPES[code].publicCode === 'UNAUTHENTICATED' && code !== 'TOKEN_SIGNATURE_INVALID');
+  it('answers every refused credential alike, whatever the reason, but for a signature made with another key and a lifetime only a genuine token can claim', () => {
+    const told = ['TOKEN_SIGNATURE_INVALID', 'TOKEN_LIFETIME_TOO_LONG'];
+    const reasons = ERROR_CODES.filter((code) => PROBLEM_TYPES[code].publicCode === 'UNAUTHENTICATED' && !told.includes(code));
+    expect(codedProblem(new Rejection('TOKEN_LIFETIME_TOO_LONG', 'the rule', {}), '/v1/x')).toMatchObject({ status: 401, code: 'UNAUTHENTICATED', detail: 'the rule' });
     expect(reasons).toContain('TOKEN_EXPIRED');
     const bodies = reasons.map((code) => codedProblem(new Rejection(code, `secret reason ${code}`, {}), '/v1/x'));
     expect(new Set(bodies.map((body) => JSON.stringify(body))).size).toBe(1);

@@ -7,6 +7,8 @@ import { OPERATIONS_ERROR_CODES } from '@app/operations';
 import { PAYMENTS_ERROR_CODES } from '@app/payments';
 import { PROJECTIONS_ERROR_CODES } from '@app/projections';
 import { IDEMPOTENCY_ERROR_CODES } from './idempotency/idempotency.errors.js';
+import { RATE_LIMIT_ERROR_CODES } from './rate-limits.js';
+import { REQUEST_BODY_ERROR_CODES } from './request-body.js';
 import { REQUEST_VALIDATION_ERROR_CODES } from './request-validation.error.js';
 
 /** Every code an expected rejection can carry: each lib's closed list, composed here at the edge. */
@@ -19,6 +21,8 @@ export const ERROR_CODES = [
   ...PROJECTIONS_ERROR_CODES,
   ...AUTH_ERROR_CODES,
   ...REQUEST_VALIDATION_ERROR_CODES,
+  ...REQUEST_BODY_ERROR_CODES,
+  ...RATE_LIMIT_ERROR_CODES,
   ...IDEMPOTENCY_ERROR_CODES,
 ] as const;
 
@@ -78,6 +82,7 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   LOT_NOT_A_GRANT: { status: HttpStatus.CONFLICT, title: 'Only a grant can be voided' },
   LOT_HELD: { status: HttpStatus.CONFLICT, title: 'Part of the lot is held' },
   REFUND_EXCEEDS_LOT: { status: HttpStatus.CONFLICT, title: 'The purchase was partly spent or is held: its lot no longer holds all its tokens' },
+  TOO_MANY_PENDING_PAYMENTS: { status: HttpStatus.CONFLICT, title: 'Too many open payments' },
 
   CONCURRENCY_CONFLICT: { status: HttpStatus.CONFLICT, title: 'The account changed concurrently; retry the request' },
   // A lock held elsewhere or a database that stopped answering: with an Idempotency-Key the retry applies the work at most once.
@@ -116,14 +121,24 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   TOKEN_ALGORITHM_NOT_ALLOWED: UNAUTHENTICATED,
   TOKEN_KEY_NOT_FOUND: UNAUTHENTICATED,
   TOKEN_CLAIM_INVALID: UNAUTHENTICATED,
+  // Said plainly: only a token with a valid signature gets this far, so its holder learns nothing but the rule.
+  TOKEN_LIFETIME_TOO_LONG: { ...UNAUTHENTICATED, detail: (message) => message },
   API_KEY_INVALID: UNAUTHENTICATED,
   API_KEY_REVOKED: UNAUTHENTICATED,
+  API_KEY_EXPIRED: UNAUTHENTICATED,
   // Not the caller's fault, and the JWKS failure it carries is for the log.
   AUTHENTICATION_UNAVAILABLE: { status: HttpStatus.SERVICE_UNAVAILABLE, title: 'Credentials cannot be checked right now', detail: () => 'credentials cannot be checked right now; retry later' },
   FORBIDDEN: { status: HttpStatus.FORBIDDEN, title: 'Not allowed' },
   API_KEY_NAME_TAKEN: { status: HttpStatus.CONFLICT, title: 'An active API key already has this name' },
+  API_KEY_SCOPE_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'Scopes not usable by this API key role' },
+  API_KEY_EXPIRY_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'API key expiry not in the future' },
+  API_KEY_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'No API key has this id' },
 
   VALIDATION_FAILED: { status: HttpStatus.BAD_REQUEST, title: 'The request is not valid' },
+  BODY_TOO_DEEP: { status: HttpStatus.BAD_REQUEST, title: 'The body nests too deeply' },
+  BODY_NOT_UTF8: { status: HttpStatus.BAD_REQUEST, title: 'The body is not UTF-8' },
+  UNSUPPORTED_MEDIA_TYPE: { status: HttpStatus.UNSUPPORTED_MEDIA_TYPE, title: 'Unsupported media type' },
+  RATE_LIMITED: { status: HttpStatus.TOO_MANY_REQUESTS, title: 'Too many requests; retry after the Retry-After seconds' },
   IDEMPOTENCY_KEY_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'Idempotency-Key not valid' },
   IDEMPOTENCY_KEY_REUSED: { status: HttpStatus.UNPROCESSABLE_ENTITY, title: 'Idempotency-Key reused with a different request' },
   IDEMPOTENCY_KEY_IN_PROGRESS: { status: HttpStatus.CONFLICT, title: 'A request with this Idempotency-Key is in progress' },

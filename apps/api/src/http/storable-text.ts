@@ -1,4 +1,5 @@
-import { Matches } from 'class-validator';
+import { textLength } from '@app/ledger';
+import { Matches, ValidateBy } from 'class-validator';
 
 /**
  * Text PostgreSQL can store in a jsonb event and RFC 8785 can canonicalize: no NUL character and no
@@ -8,4 +9,20 @@ import { Matches } from 'class-validator';
 export function IsStorableText(): PropertyDecorator {
   // eslint-disable-next-line no-control-regex -- matching NUL is the point
   return Matches(/^[^\u0000\uD800-\uDFFF]*$/u, { message: ({ property }) => `${property} must not contain NUL or unpaired surrogate characters` });
+}
+
+/**
+ * At most `max` characters, counted as the ledger counts them (textLength: code points). Replaces
+ * class-validator's MaxLength, whose count (UTF-16 units less surrogate pairs and variation
+ * selectors) is neither JavaScript's nor PostgreSQL's. The rule keeps MaxLength's name.
+ */
+export function MaxCharacters(max: number): PropertyDecorator {
+  return ValidateBy({
+    name: 'maxLength',
+    constraints: [max],
+    validator: {
+      validate: (value: unknown) => typeof value === 'string' && textLength(value) <= max,
+      defaultMessage: (validation) => `${validation?.property ?? 'text'} must be at most ${max} characters`,
+    },
+  });
 }

@@ -78,7 +78,7 @@ export function runSteps(
         const paymentId = id('pay');
         decide({
           type: 'InitiatePayment',
-          data: { userId, paymentId, orderId: id('order'), packageId: 'pack', tokens: step.tokens, amount: 100, currency: 'USD', provider: 'mock', now, expiresAt: new Date(clock + 3_600_000) },
+          data: { userId, paymentId, orderId: id('order'), packageId: 'pack', tokens: step.tokens, amount: 100, currency: 'USD', provider: 'mock', now, expiresAt: new Date(clock + 3_600_000), pendingPaymentsMax: 1_000 },
         });
         const lot = { priority: step.priority, expiresInDays: step.expiresInDays };
         decide({ type: 'CapturePayment', data: { userId, paymentId, outcome: { status: 'captured', providerTransactionId: id('txn') }, transactionId: id('lot'), now, lot } });

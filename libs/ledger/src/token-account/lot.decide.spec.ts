@@ -234,7 +234,7 @@ describe('lots: refunds take back the purchase’s own lot', () => {
   const paymentId = 'pay-provider';
   const initiate: InitiatePayment = {
     type: 'InitiatePayment',
-    data: { userId, paymentId, orderId: 'O-1', packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'mock', now, expiresAt: inDays(1) },
+    data: { userId, paymentId, orderId: 'O-1', packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'mock', now, expiresAt: inDays(1), pendingPaymentsMax: 10 },
   };
   const capture = (lot?: CapturePayment['data']['lot']): CapturePayment => ({
     type: 'CapturePayment',

@@ -12,6 +12,8 @@ export type InitiatePayment = {
     readonly provider: string;
     readonly now: Date;
     readonly expiresAt: Date;
+    /** How many payments the user may have open (PENDING and not yet expired at `now`) at once: PENDING_PAYMENTS_MAX. */
+    readonly pendingPaymentsMax: number;
   };
 };
 

@@ -23,7 +23,7 @@ const spec = deciderSpecification(tokenAccountDecider);
 
 const initiate: InitiatePayment = {
   type: 'InitiatePayment',
-  data: { userId, paymentId, orderId, packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'mock', now: startedAt, expiresAt },
+  data: { userId, paymentId, orderId, packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'mock', now: startedAt, expiresAt, pendingPaymentsMax: 10 },
 };
 const initiated: PaymentInitiated = {
   type: 'PaymentInitiated',
@@ -66,6 +66,31 @@ function thrownCode(run: () => unknown): string | undefined {
   }
   return undefined;
 }
+
+describe('payments: at most N open payments', () => {
+  const other = (index: number, at = startedAt): InitiatePayment => ({
+    type: 'InitiatePayment',
+    data: { ...initiate.data, paymentId: `00000000-0000-4000-8000-${String(index).padStart(12, '0')}`, orderId: `order-${index}`, now: at, expiresAt: new Date(at.getTime() + 3_600_000), pendingPaymentsMax: 3 },
+  });
+  const eventsOf = (commands: readonly InitiatePayment[]) => commands.flatMap((command) => tokenAccountDecider.decide(command, tokenAccountDecider.initialState));
+
+  it('refuses the payment past the cap with TOO_MANY_PENDING_PAYMENTS, pending and max', () => {
+    const three = eventsOf([other(1), other(2), other(3)]);
+    spec.given(three).when(other(4)).thenThrows('TOO_MANY_PENDING_PAYMENTS', { pending: 3, max: 3 });
+    spec.given(eventsOf([other(1), other(2)])).when(other(3)).then(eventsOf([other(3)]));
+  });
+
+  it('still answers a repeat of an open payment at the cap (idempotent), and counts no captured, failed or expired one', () => {
+    const three = eventsOf([other(1), other(2), other(3)]);
+    spec.given(three).when(other(2)).thenNothing();
+    const capturedOne: PaymentCaptured = { type: 'PaymentCaptured', data: { userId, paymentId: other(1).data.paymentId, orderId: 'order-1', providerTransactionId: 'T', occurredAt: later.toISOString() } };
+    const creditedOne: TokensPurchased = { ...credited, data: { ...credited.data, paymentId: other(1).data.paymentId } };
+    spec.given([...three, capturedOne, creditedOne]).when(other(4, later)).then(eventsOf([other(4, later)]));
+    // Past their expiry the three are not open any more, even before the expiry job records it.
+    const afterwards = new Date(startedAt.getTime() + 3_600_000);
+    spec.given(three).when(other(4, afterwards)).then(eventsOf([other(4, afterwards)]));
+  });
+});
 
 describe('payments: InitiatePayment', () => {
   it('opens a PENDING payment with every value in the event', () => {

@@ -47,7 +47,32 @@ export function initiatePayment({ data }: InitiatePayment, state: TokenAccountSt
   if (state.purchases.has(data.paymentId)) {
     throw new LedgerError('PAYMENT_ID_REUSED', `payment ${data.paymentId} was already credited directly`, { paymentId: data.paymentId });
   }
+  assertMayOpenPayment(state, data.now, data.pendingPaymentsMax);
   return [event];
+}
+
+/**
+ * Refuses a new payment while the user already has `pendingPaymentsMax` open: PENDING and before
+ * their expiry (one past it is over, whether or not the expiry job has recorded it yet). Checked
+ * before the provider is asked for an order, and again when the payment is recorded.
+ */
+export function assertMayOpenPayment(state: TokenAccountState, now: Date, pendingPaymentsMax: number): void {
+  invariant(Number.isSafeInteger(pendingPaymentsMax) && pendingPaymentsMax >= 1, `pendingPaymentsMax ${pendingPaymentsMax} is not a positive integer`);
+  const open = openPaymentCount(state, now);
+  if (open >= pendingPaymentsMax) {
+    throw new LedgerError('TOO_MANY_PENDING_PAYMENTS', `the user has ${open} open payments, the most allowed; capture or let one expire first`, {
+      pending: open,
+      max: pendingPaymentsMax,
+    });
+  }
+}
+
+function openPaymentCount(state: TokenAccountState, now: Date): number {
+  let open = 0;
+  for (const payment of state.payments.values()) {
+    if (payment.status === 'PENDING' && now.getTime() < Date.parse(payment.expiresAt)) open += 1;
+  }
+  return open;
 }
 
 /**

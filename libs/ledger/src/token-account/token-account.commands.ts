@@ -14,6 +14,11 @@ export type AddTokens = {
     readonly description: string | null;
     readonly transactionId: string;
     readonly now: Date;
+    /**
+     * The most this one purchase may credit, when the caller is capped below TOKEN_AMOUNT_MAX (a
+     * purchase a service records directly: PURCHASE_TOKENS_MAX). Absent: TOKEN_AMOUNT_MAX.
+     */
+    readonly amountMax?: number;
   };
 };
 

@@ -86,8 +86,20 @@ describe('token account: AddTokens', () => {
       .thenThrows('BALANCE_OUT_OF_RANGE', { balance: TOKEN_AMOUNT_MAX, requested: 1 });
   });
 
+  it('caps one purchase at the amount cap the command carries, and not below it', () => {
+    spec.given([]).when(addTokens({ amount: 1_000_001, amountMax: 1_000_000 })).thenThrows('AMOUNT_OUT_OF_RANGE', { field: 'amount', amount: 1_000_001, min: 1, max: 1_000_000 });
+    spec.given([]).when(addTokens({ amount: TOKEN_AMOUNT_MAX, amountMax: 1_000_000 })).thenThrows('AMOUNT_OUT_OF_RANGE', { max: 1_000_000 });
+    spec.given([]).when(addTokens({ amount: 1_000_000, amountMax: 1_000_000 })).then([purchasedNow(1_000_000, 1_000_000)]);
+  });
+
   it('rejects a description longer than the limit', () => {
     spec.given([]).when(addTokens({ description: 'x'.repeat(DESCRIPTION_LENGTH_MAX + 1) })).thenThrows('DESCRIPTION_TOO_LONG');
+  });
+
+  it('counts a description in characters: the limit in astral characters is accepted, one more is refused', () => {
+    const astral = '\u{1F389}'.repeat(DESCRIPTION_LENGTH_MAX);
+    spec.given([]).when(addTokens({ description: astral })).then([purchasedNow(100, 100, astral)]);
+    spec.given([]).when(addTokens({ description: `${astral}x` })).thenThrows('DESCRIPTION_TOO_LONG', { length: DESCRIPTION_LENGTH_MAX + 1, max: DESCRIPTION_LENGTH_MAX });
   });
 
   it('accepts a description of exactly the limit and a missing description', () => {
@@ -127,6 +139,12 @@ describe('token account: UseTokens', () => {
 
   it.each([0, -5, 0.5, TOKEN_AMOUNT_MAX + 1])('rejects the amount %p before looking at the balance', (amount) => {
     spec.given([purchased(100, 100)]).when(useTokens({ amount })).thenThrows('AMOUNT_OUT_OF_RANGE');
+  });
+
+  it('caps one purchase at the amount cap the command carries, and not below it', () => {
+    spec.given([]).when(addTokens({ amount: 1_000_001, amountMax: 1_000_000 })).thenThrows('AMOUNT_OUT_OF_RANGE', { field: 'amount', amount: 1_000_001, min: 1, max: 1_000_000 });
+    spec.given([]).when(addTokens({ amount: TOKEN_AMOUNT_MAX, amountMax: 1_000_000 })).thenThrows('AMOUNT_OUT_OF_RANGE', { max: 1_000_000 });
+    spec.given([]).when(addTokens({ amount: 1_000_000, amountMax: 1_000_000 })).then([purchasedNow(1_000_000, 1_000_000)]);
   });
 
   it('rejects a description longer than the limit', () => {
@@ -194,6 +212,12 @@ describe('token account: AdjustTokens', () => {
 
   it.each(['', ' ', '\t\n '])('refuses the blank reason %j', (reason) => {
     spec.given([purchased(100, 100)]).when(adjustTokens({ reason })).thenThrows('REASON_REQUIRED');
+  });
+
+  it('counts a reason in characters, astral ones included', () => {
+    const astral = '\u{1D11E}'.repeat(REASON_LENGTH_MAX);
+    spec.given([purchased(100, 100)]).when(adjustTokens({ reason: astral })).then([adjustedNow(-30, 70, astral)]);
+    spec.given([purchased(100, 100)]).when(adjustTokens({ reason: `${astral}\u{1D11E}` })).thenThrows('REASON_TOO_LONG', { length: REASON_LENGTH_MAX + 1, max: REASON_LENGTH_MAX });
   });
 
   it('refuses a reason longer than the limit and accepts one of exactly the limit', () => {

@@ -66,7 +66,7 @@ function withExpiries(
 
 /** Credits a payment once. Repeating it with the same payload decides nothing; a different payload is refused. */
 function addTokens({ data }: AddTokens, state: TokenAccountState): readonly TokensPurchased[] {
-  assertAmount(data.amount);
+  assertAmount(data.amount, data.amountMax);
   assertDescription(data.description);
   const earlier = state.purchases.get(data.paymentId);
   if (earlier !== undefined) {

@@ -1,30 +1,32 @@
-import { LedgerError } from '../ledger.errors.js';
-import { DESCRIPTION_LENGTH_MAX, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, isTokenAmount } from '../ledger.limits.js';
+import { invariant, LedgerError } from '../ledger.errors.js';
+import { DESCRIPTION_LENGTH_MAX, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, isTokenAmount, textLength } from '../ledger.limits.js';
 
-/** Checks of a command's values that several decisions share. */
+/** Checks of a command's values that several decisions share. Text is measured in characters (code points), as validation and PostgreSQL count it. */
 
-export function assertAmount(amount: number): void {
-  if (!isTokenAmount(amount)) {
-    throw new LedgerError('AMOUNT_OUT_OF_RANGE', `amount must be an integer from ${TOKEN_AMOUNT_MIN} to ${TOKEN_AMOUNT_MAX}`, {
+export function assertAmount(amount: number, amountMax: number = TOKEN_AMOUNT_MAX): void {
+  invariant(isTokenAmount(amountMax), `an amount cap of ${amountMax} is not a token amount`);
+  if (!isTokenAmount(amount) || amount > amountMax) {
+    throw new LedgerError('AMOUNT_OUT_OF_RANGE', `amount must be an integer from ${TOKEN_AMOUNT_MIN} to ${amountMax}`, {
+      field: 'amount',
       amount,
       min: TOKEN_AMOUNT_MIN,
-      max: TOKEN_AMOUNT_MAX,
+      max: amountMax,
     });
   }
 }
 
 export function assertDescription(description: string | null): void {
-  if (description !== null && description.length > DESCRIPTION_LENGTH_MAX) {
+  if (description !== null && textLength(description) > DESCRIPTION_LENGTH_MAX) {
     throw new LedgerError('DESCRIPTION_TOO_LONG', `description must be at most ${DESCRIPTION_LENGTH_MAX} characters`, {
-      length: description.length,
+      length: textLength(description),
       max: DESCRIPTION_LENGTH_MAX,
     });
   }
 }
 
 export function assertReason(reason: string): void {
-  if (reason.trim() === '') throw new LedgerError('REASON_REQUIRED', 'an adjustment needs a reason that is not blank', { length: reason.length });
-  if (reason.length > REASON_LENGTH_MAX) {
-    throw new LedgerError('REASON_TOO_LONG', `reason must be at most ${REASON_LENGTH_MAX} characters`, { length: reason.length, max: REASON_LENGTH_MAX });
+  if (reason.trim() === '') throw new LedgerError('REASON_REQUIRED', 'an adjustment needs a reason that is not blank', { length: textLength(reason) });
+  if (textLength(reason) > REASON_LENGTH_MAX) {
+    throw new LedgerError('REASON_TOO_LONG', `reason must be at most ${REASON_LENGTH_MAX} characters`, { length: textLength(reason), max: REASON_LENGTH_MAX });
   }
 }

@@ -1,6 +1,6 @@
 import { Map as ImmutableMap, OrderedMap } from 'immutable';
 import { SnapshotRejected, type SnapshotSchema } from '../snapshot.js';
-import { BALANCE_MAX, CURRENCY_PATTERN, DESCRIPTION_LENGTH_MAX, isLotPriority, isMoneyAmount, isTokenAmount } from '../ledger.limits.js';
+import { BALANCE_MAX, CURRENCY_PATTERN, DESCRIPTION_LENGTH_MAX, isLotPriority, isMoneyAmount, isTokenAmount, textLength } from '../ledger.limits.js';
 import type { TokenAccountEvent } from './token-account.events.js';
 import type { Purchase, TokenAccountState } from './token-account.state.js';
 import { PAYMENT_STATUSES, type Payment, type PaymentStatus } from './payment.state.js';
@@ -146,7 +146,7 @@ function decodeLot(item: unknown): Lot {
 function decodeHold(item: unknown): Hold {
   const { holdId, amount, description, expiresAt, createdAt, reservations } = expectRecord(item, 'hold');
   check(typeof holdId === 'string' && typeof amount === 'number' && isTokenAmount(amount), 'hold id or amount is not valid');
-  check(description === null || (typeof description === 'string' && description.length <= DESCRIPTION_LENGTH_MAX), 'hold description is not valid');
+  check(description === null || (typeof description === 'string' && textLength(description) <= DESCRIPTION_LENGTH_MAX), 'hold description is not valid');
   check(isTime(expiresAt) && isTime(createdAt), 'hold times are not times');
   const draws = decodeDraws(reservations);
   check(sum(draws.map((draw) => draw.amount)) === amount, 'hold reservations do not add up to its amount');
@@ -172,7 +172,7 @@ function decodePurchase(item: unknown): Purchase {
   const { userId, transactionId, paymentId, amount, description, balanceAfter, occurredAt, lot, heldAfter } = expectRecord(item, 'purchase');
   check(typeof userId === 'string' && typeof transactionId === 'string' && typeof paymentId === 'string', 'purchase ids are not strings');
   check(typeof amount === 'number' && isTokenAmount(amount), 'purchase amount is not a token amount');
-  check(description === null || (typeof description === 'string' && description.length <= DESCRIPTION_LENGTH_MAX), 'purchase description is not valid');
+  check(description === null || (typeof description === 'string' && textLength(description) <= DESCRIPTION_LENGTH_MAX), 'purchase description is not valid');
   check(typeof balanceAfter === 'number' && Number.isSafeInteger(balanceAfter) && balanceAfter >= amount, 'purchase balanceAfter is not valid');
   check(isTime(occurredAt), 'purchase occurredAt is not a time');
   check(heldAfter === undefined || isCount(heldAfter), 'purchase heldAfter is not valid');

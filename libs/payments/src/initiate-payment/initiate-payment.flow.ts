@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { decideTokenAccount, fold, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
+import { assertMayOpenPayment, decideTokenAccount, fold, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
 import { eventMetadata, idempotentValueId, type CommandContext } from '@app/event-sourcing';
 import type { PaymentFaults } from '../payment-faults.js';
 import { paymentIn, positionText, type PaymentLedger } from '../payment-ledger.js';
@@ -17,7 +17,8 @@ import type { TokenPackage } from '../token-packages.js';
 export type InitiatedPayment = PaymentView & { readonly position: string | null; readonly readModelUpToDate: boolean; readonly clientSecret: string | null };
 
 /**
- * Opens a PENDING payment for a package: index row, provider order, then PaymentInitiated. A crash
+ * Opens a PENDING payment for a package, unless the user has PENDING_PAYMENTS_MAX open already:
+ * index row, provider order, then PaymentInitiated, under the stream's lock. A crash
  * after the provider's order leaves an order nobody can capture (the payment id leads to no
  * payment); a retry with the same Idempotency-Key opens the same order and records it.
  */
@@ -27,7 +28,7 @@ export class InitiatePaymentFlow {
     private readonly provider: PaymentProvider,
     private readonly streams: PaymentStreams,
     private readonly faults: PaymentFaults,
-    private readonly options: { readonly packages: readonly TokenPackage[]; readonly pendingTtlMs: number; readonly now: () => Date },
+    private readonly options: { readonly packages: readonly TokenPackage[]; readonly pendingTtlMs: number; readonly pendingPaymentsMax: number; readonly now: () => Date },
   ) {}
 
   async initiate(userId: string, packageId: string, context: CommandContext): Promise<InitiatedPayment> {
@@ -40,15 +41,39 @@ export class InitiatePaymentFlow {
     const idempotency = context.idempotency;
     const paymentId = idempotency === undefined ? randomUUID() : idempotentValueId(idempotency.requestId, 'paymentId');
     const now = this.options.now();
-    // The index row first: whatever happens next, the payment id leads to the right stream.
-    await this.streams.record(paymentId, userId);
-    const { orderId, clientSecret } = await this.provider.createOrder({ paymentId, userId, amount: chosen.price, currency: chosen.currency, description: `${chosen.tokens} tokens (${chosen.id})` });
-    this.faults('initiate:after-create-order');
-    const command: TokenAccountCommand = {
-      type: 'InitiatePayment',
-      data: { userId, paymentId, orderId, packageId, tokens: chosen.tokens, amount: chosen.price, currency: chosen.currency, provider: this.provider.name, now, expiresAt: new Date(now.getTime() + this.options.pendingTtlMs) },
-    };
-    const handled = await this.ledger.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency });
+    const { pendingPaymentsMax } = this.options;
+    // The index row and the provider's order are made under the stream's lock, once the state allows
+    // a new payment (at most PENDING_PAYMENTS_MAX open), so an initiation refused, even one of many
+    // racing, writes nothing and reaches no provider. The order is asked for once per request: a
+    // retry after a conflicting append records the same order.
+    const order = { paymentId, userId, amount: chosen.price, currency: chosen.currency, description: `${chosen.tokens} tokens (${chosen.id})` };
+    let orderId: string | undefined;
+    let clientSecret: string | undefined;
+    const handled = await this.ledger.commands.handle({
+      streamId: tokenAccountStreamId(userId),
+      decider: tokenAccountDecider,
+      decide: async (state) => {
+        const data = { userId, paymentId, packageId, tokens: chosen.tokens, amount: chosen.price, currency: chosen.currency, provider: this.provider.name, now, expiresAt: new Date(now.getTime() + this.options.pendingTtlMs), pendingPaymentsMax };
+        // A payment already opened (a keyed retry) decides nothing and needs no new order.
+        const opened = state.payments.get(paymentId);
+        if (opened !== undefined) return decideTokenAccount({ type: 'InitiatePayment', data: { ...data, orderId: opened.orderId } }, state);
+        assertMayOpenPayment(state, now, pendingPaymentsMax);
+        if (orderId === undefined) {
+          // The index row before the order: whatever happens next, the payment id leads to the right stream.
+          await this.streams.record(paymentId, userId);
+          ({ orderId, clientSecret } = await this.provider.createOrder(order));
+          this.faults('initiate:after-create-order');
+        }
+        return decideTokenAccount({ type: 'InitiatePayment', data: { ...data, orderId } }, state);
+      },
+      metadata: eventMetadata(context),
+      idempotency,
+      // Decided on the stream as it is: the cap counts payments opened through every instance.
+      readFirst: true,
+    });
+    // A retry that found its payment opened asked the provider for nothing: the order's client secret
+    // (Stripe.js needs it) comes from the same order again, by its idempotency key.
+    if (orderId === undefined) ({ clientSecret } = await this.provider.createOrder(order));
     // A replay answers with the payment as its first attempt opened it (PENDING), whatever it became since.
     const opened = handled.replayed === true ? fold(tokenAccountDecider, tokenAccountDecider.initialState, handled.events) : handled.state;
     return { ...paymentView(paymentIn(opened, paymentId)), position: positionText(handled.position), readModelUpToDate: await this.ledger.upToDate(handled), clientSecret: clientSecret ?? null };

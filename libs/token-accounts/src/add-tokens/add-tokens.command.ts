@@ -13,6 +13,8 @@ export class AddTokensCommand extends Command<LedgerWriteResult> {
     readonly amount: number,
     readonly description: string | null,
     readonly context: CommandContext,
+    /** The most this purchase may credit (PURCHASE_TOKENS_MAX for one recorded over HTTP); absent: TOKEN_AMOUNT_MAX. */
+    readonly amountMax?: number,
   ) {
     super();
   }
@@ -25,8 +27,8 @@ export class AddTokensHandler implements ICommandHandler<AddTokensCommand> {
     private readonly consistency: ReadModelConsistency,
   ) {}
 
-  async execute({ userId, paymentId, amount, description, context }: AddTokensCommand): Promise<LedgerWriteResult> {
-    const command = { type: 'AddTokens', data: { userId, paymentId, amount, description, transactionId: randomUUID(), now: new Date() } } as const;
+  async execute({ userId, paymentId, amount, description, context, amountMax }: AddTokensCommand): Promise<LedgerWriteResult> {
+    const command = { type: 'AddTokens', data: { userId, paymentId, amount, description, transactionId: randomUUID(), now: new Date(), amountMax } } as const;
     const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     const purchase = handled.state.purchases.get(paymentId);
     invariant(purchase !== undefined, `payment ${paymentId} is not credited after AddTokens`);

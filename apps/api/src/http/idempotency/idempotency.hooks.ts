@@ -53,10 +53,23 @@ export function registerIdempotency(fastify: FastifyInstance, store: Idempotency
   fastify.addHook('onRoute', (route) => {
     const methods = typeof route.method === 'string' ? [route.method] : route.method;
     if (!methods.some((method) => MUTATING_METHODS.has(method)) || isProviderNotification(route.url)) return;
+    if (isApiKeyManagement(route.url)) {
+      route.preHandler = withHook(route.preHandler, refuseKey, 'last');
+      return;
+    }
     route.preHandler = withHook(route.preHandler, claim, 'last');
     route.onSend = withHook(route.onSend, complete, 'last');
   });
 }
+
+/**
+ * Where a key cannot be honoured, one sent is refused rather than ignored: a client that retries
+ * trusting it would do the work twice.
+ */
+const refuseKey: preHandlerAsyncHookHandler = async (request, reply) => {
+  if (request.headers[IDEMPOTENCY_HEADER] === undefined) return undefined;
+  return sendProblem(reply, request, new IdempotencyKeyError('IDEMPOTENCY_KEY_INVALID', 'this route does not take an Idempotency-Key: the stored response would keep the new key\'s secret'));
+};
 
 /** Claims the key of a request that sends one, or answers for the request that has it. */
 function claimingHook(store: IdempotencyStore, options: IdempotencyOptions): preHandlerAsyncHookHandler {
@@ -129,6 +142,11 @@ function scopeOf(request: FastifyRequest): string {
  */
 function isProviderNotification(routeUrl: string): boolean {
   return routeUrl.startsWith('/v1/payments/webhooks/');
+}
+
+/** API keys are not created under an Idempotency-Key: the stored response would keep the new key's secret. */
+function isApiKeyManagement(routeUrl: string): boolean {
+  return routeUrl.startsWith('/v1/admin/api-keys');
 }
 
 /** A response worth replaying: not a server failure, not a conflict the client is told to retry. */

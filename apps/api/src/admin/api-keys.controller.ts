@@ -1,0 +1,62 @@
+import { Body, Controller, Delete, Get, HttpCode, HttpStatus, Param, Post, Req } from '@nestjs/common';
+import { ApiBadRequestResponse, ApiConflictResponse, ApiCreatedResponse, ApiNotFoundResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ApiKeyNotFoundError, ApiKeyRepository, type ApiKeyRecord } from '@app/auth';
+import type { FastifyRequest } from 'fastify';
+import { actorOf } from '../auth/access-control.js';
+import { ApiKeyIdParams, CreateApiKeyRequest } from './api-keys.dto.js';
+
+/**
+ * Service API keys, as the CLI's `api-keys` commands manage them: create (the secret is in that one
+ * response, never stored or shown again), list, revoke. Idempotency-Key is not honoured here: a
+ * stored response would keep the secret.
+ */
+@ApiTags('admin')
+@Controller({ path: 'admin/api-keys', version: '1' })
+export class ApiKeysController {
+  constructor(private readonly keys: ApiKeyRepository) {}
+
+  @Get()
+  @ApiOkResponse({ description: 'Every key, newest first: id, name, role, scopes, created, expires, revoked, last used. Never a secret.' })
+  async list() {
+    return { data: (await this.keys.list()).map(view) };
+  }
+
+  @Post()
+  @HttpCode(HttpStatus.CREATED)
+  @ApiCreatedResponse({ description: 'The key (`key`, shown only in this response) and its record.' })
+  @ApiBadRequestResponse({ description: 'VALIDATION_FAILED; API_KEY_SCOPE_INVALID (a scope the role cannot use); API_KEY_EXPIRY_INVALID (not in the future).' })
+  @ApiConflictResponse({ description: 'API_KEY_NAME_TAKEN' })
+  async create(@Body() body: CreateApiKeyRequest, @Req() request: FastifyRequest) {
+    const { key, record } = await this.keys.create({
+      name: body.name,
+      role: body.role,
+      scopes: body.scopes,
+      expiresAt: body.expiresAt === undefined || body.expiresAt === null ? null : new Date(body.expiresAt),
+      grantor: actorOf(request),
+    });
+    return { key, ...view(record) };
+  }
+
+  @Delete(':id')
+  @ApiOkResponse({ description: 'The key, revoked (revoking a revoked key changes nothing).' })
+  @ApiNotFoundResponse({ description: 'API_KEY_NOT_FOUND' })
+  async revoke(@Param() { id }: ApiKeyIdParams) {
+    if ((await this.keys.revoke(id)) === 'not_found') throw new ApiKeyNotFoundError(id);
+    const record = await this.keys.find(id);
+    if (record === undefined) throw new ApiKeyNotFoundError(id);
+    return view(record);
+  }
+}
+
+function view(record: ApiKeyRecord) {
+  return {
+    id: record.id,
+    name: record.name,
+    role: record.role,
+    scopes: record.scopes,
+    createdAt: record.createdAt.toISOString(),
+    expiresAt: record.expiresAt?.toISOString() ?? null,
+    revokedAt: record.revokedAt?.toISOString() ?? null,
+    lastUsedAt: record.lastUsedAt?.toISOString() ?? null,
+  };
+}

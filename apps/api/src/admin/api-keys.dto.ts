@@ -1,0 +1,39 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { API_KEY_ROLES, API_KEY_SCOPES, type ApiKeyRole, type ApiKeyScope } from '@app/auth';
+import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsIn, IsISO8601, IsOptional, IsString, Matches, MinLength } from 'class-validator';
+import { IsStorableText, MaxCharacters } from '../http/storable-text.js';
+
+export class ApiKeyIdParams {
+  @ApiProperty({ description: 'The 24 hex characters after tlk_.', example: '0123456789abcdef01234567' })
+  @Matches(/^[0-9a-f]{24}$/, { message: 'id must be an API key id: 24 lower-case hex characters' })
+  id!: string;
+}
+
+/** A new API key: its secret is in the response only. */
+export class CreateApiKeyRequest {
+  @ApiProperty({ minLength: 1, maxLength: 100, description: 'Unique among active keys, e.g. the backend that uses it.' })
+  @IsString()
+  @MinLength(1)
+  @MaxCharacters(100)
+  @IsStorableText()
+  name!: string;
+
+  @ApiProperty({ enum: API_KEY_ROLES })
+  @IsIn(API_KEY_ROLES)
+  role!: ApiKeyRole;
+
+  @ApiPropertyOptional({ enum: API_KEY_SCOPES, isArray: true, description: 'Defaults to every scope of the role; each must be one the role can use.' })
+  @IsOptional()
+  @IsArray()
+  @ArrayMinSize(1)
+  @ArrayMaxSize(API_KEY_SCOPES.length)
+  @ArrayUnique()
+  @IsIn(API_KEY_SCOPES, { each: true })
+  scopes?: ApiKeyScope[];
+
+  @ApiPropertyOptional({ format: 'date-time', nullable: true, description: 'When the key stops working; in the future. Absent or null: never.' })
+  @IsOptional()
+  @IsISO8601({ strict: true, strictSeparator: true })
+  @Matches(/T.*(Z|[+-]\d{2}:?\d{2})$/, { message: 'expiresAt must be a date and time with a time zone (Z or +hh:mm)' })
+  expiresAt?: string | null;
+}

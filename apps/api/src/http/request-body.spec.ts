@@ -1,0 +1,29 @@
+import { nestsDeeperThan } from './request-body.js';
+
+function nested(depth: number): string {
+  return '['.repeat(depth) + ']'.repeat(depth);
+}
+
+describe('nestsDeeperThan', () => {
+  it('allows nesting up to the limit and refuses one level more', () => {
+    expect(nestsDeeperThan(Buffer.from(nested(32)), 32)).toBe(false);
+    expect(nestsDeeperThan(Buffer.from(nested(33)), 32)).toBe(true);
+    expect(nestsDeeperThan(Buffer.from(`{"a":${'{"b":'.repeat(32)}1${'}'.repeat(32)}}`), 32)).toBe(true);
+  });
+
+  it('counts objects and arrays alike, and siblings do not add up', () => {
+    expect(nestsDeeperThan(Buffer.from('{"a":[{"b":[1]}]}'), 4)).toBe(false);
+    expect(nestsDeeperThan(Buffer.from('{"a":[{"b":[1]}]}'), 3)).toBe(true);
+    expect(nestsDeeperThan(Buffer.from('[[1],[2],[3],[4]]'), 2)).toBe(false);
+  });
+
+  it('ignores brackets inside strings, including after escaped quotes and backslashes', () => {
+    expect(nestsDeeperThan(Buffer.from(JSON.stringify({ text: '[[[[[[{{{{' })), 1)).toBe(false);
+    expect(nestsDeeperThan(Buffer.from(JSON.stringify({ text: 'say \\"[[[[" and \\\\' })), 1)).toBe(false);
+    expect(nestsDeeperThan(Buffer.from(JSON.stringify({ text: '\\', more: ['['] })), 2)).toBe(false);
+  });
+
+  it('judges 100,000 levels without recursion', () => {
+    expect(nestsDeeperThan(Buffer.from(nested(100_000)), 32)).toBe(true);
+  });
+});

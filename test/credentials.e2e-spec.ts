@@ -1,0 +1,134 @@
+import { randomUUID } from 'node:crypto';
+import { ApiKeyRepository, type ApiKeyRole, type ApiKeyScope } from '@app/auth';
+import { SignJWT } from 'jose';
+import { startTestApp, TEST_JWT_SECRET, type TestApp } from './support/test-app.js';
+
+/**
+ * Credentials with limits: API keys with scopes and an expiry (managed over HTTP as by the CLI), and
+ * JWTs with a maximum lifetime. Keys used to carry a role only, and a 100-year token was accepted.
+ */
+let testApp: TestApp;
+let repository: ApiKeyRepository;
+
+beforeAll(async () => {
+  testApp = await startTestApp();
+  repository = new ApiKeyRepository(testApp.database.pool);
+});
+
+afterAll(async () => {
+  await testApp.close();
+});
+
+async function key(role: ApiKeyRole, scopes?: ApiKeyScope[], expiresAt?: Date): Promise<string> {
+  return (await repository.create({ name: `key ${randomUUID()}`, role, scopes, expiresAt })).key;
+}
+
+async function count(sql: string, parameters: unknown[] = []): Promise<number> {
+  return Number((await testApp.database.pool.query<{ n: string }>(sql, parameters)).rows[0]?.n);
+}
+
+describe('an API key with scopes', () => {
+  it('may do what its scopes allow, and gets 403 naming the missing scope for the rest, writing nothing', async () => {
+    const purchasesOnly = await key('service', ['purchases:write']);
+    const userId = randomUUID();
+    await testApp.anonymous().post(`/v1/accounts/${userId}/purchases`).set('x-api-key', purchasesOnly).send({ paymentId: randomUUID(), amount: 10 }).expect(201);
+    const usage = await testApp.anonymous().post(`/v1/accounts/${userId}/usage`).set('x-api-key', purchasesOnly).set('idempotency-key', randomUUID()).send({ amount: 1 }).expect(403);
+    expect(usage.body).toMatchObject({ code: 'FORBIDDEN', missingScope: 'usage:write' });
+    expect(usage.body.detail).toContain('usage:write');
+    const balance = await testApp.anonymous().get(`/v1/accounts/${userId}/balance`).set('x-api-key', purchasesOnly).expect(403);
+    expect(balance.body).toMatchObject({ code: 'FORBIDDEN', missingScope: 'accounts:read' });
+    expect(await count('SELECT count(*) AS n FROM events WHERE stream_id = $1', [`token-account-${userId}`])).toBe(1);
+    expect(await count('SELECT count(*) AS n FROM idempotency_keys')).toBe(0);
+  });
+
+  it('is refused with 401 once expired or revoked', async () => {
+    const expiring = await repository.create({ name: `expiring ${randomUUID()}`, role: 'service', expiresAt: new Date(Date.now() + 60_000) });
+    const path = `/v1/accounts/${randomUUID()}/balance`;
+    await testApp.anonymous().get(path).set('x-api-key', expiring.key).expect(200);
+    await testApp.database.pool.query("UPDATE api_keys SET created_at = now() - interval '1 day', expires_at = now() - interval '1 second' WHERE id = $1", [expiring.record.id]);
+    expect((await testApp.anonymous().get(path).set('x-api-key', expiring.key).expect(401)).body).toMatchObject({ code: 'UNAUTHENTICATED' });
+    const revoked = await repository.create({ name: `revoked ${randomUUID()}`, role: 'service' });
+    await repository.revoke(revoked.record.id);
+    await testApp.anonymous().get(path).set('x-api-key', revoked.key).expect(401);
+  });
+});
+
+describe('/v1/admin/api-keys', () => {
+  it('creates a key (shown once), lists it without a secret, and revokes it', async () => {
+    const body = { name: 'billing', role: 'service', scopes: ['purchases:write', 'accounts:read'], expiresAt: '2099-01-01T00:00:00Z' };
+    // Refused, not ignored: a stored response would keep the secret, and a retry would create a second key.
+    expect((await testApp.http().post('/v1/admin/api-keys').set('idempotency-key', randomUUID()).send(body).expect(400)).body).toMatchObject({ code: 'IDEMPOTENCY_KEY_INVALID' });
+    const created = await testApp.http().post('/v1/admin/api-keys').send(body).expect(201);
+    expect(created.body).toMatchObject({ name: 'billing', role: 'service', scopes: ['purchases:write', 'accounts:read'], expiresAt: '2099-01-01T00:00:00.000Z', revokedAt: null });
+    const secret = created.body.key as string;
+    expect(secret).toMatch(/^tlk_/);
+    expect(await count('SELECT count(*) AS n FROM idempotency_keys')).toBe(0);
+    await testApp.anonymous().get(`/v1/accounts/${randomUUID()}/balance`).set('x-api-key', secret).expect(200);
+
+    const listed = await testApp.http().get('/v1/admin/api-keys').expect(200);
+    const entry = (listed.body.data as { id: string }[]).find((each) => each.id === created.body.id);
+    expect(entry).toEqual({ ...created.body, key: undefined, lastUsedAt: expect.any(String) as unknown });
+    expect(JSON.stringify(listed.body)).not.toContain(secret.slice(-43));
+
+    const revoked = await testApp.http().delete(`/v1/admin/api-keys/${created.body.id as string}`).expect(200);
+    expect(revoked.body.revokedAt).toEqual(expect.any(String));
+    await testApp.anonymous().get(`/v1/accounts/${randomUUID()}/balance`).set('x-api-key', secret).expect(401);
+    await testApp.http().delete(`/v1/admin/api-keys/${created.body.id as string}`).expect(200);
+  });
+
+  it.each([
+    [{ name: 'x', role: 'auditor', scopes: ['usage:write'] }, 400, 'API_KEY_SCOPE_INVALID'],
+    [{ name: 'x', role: 'service', scopes: ['everything'] }, 400, 'VALIDATION_FAILED'],
+    [{ name: 'x', role: 'service', scopes: [] }, 400, 'VALIDATION_FAILED'],
+    [{ name: 'x', role: 'user' }, 400, 'VALIDATION_FAILED'],
+    [{ name: '', role: 'service' }, 400, 'VALIDATION_FAILED'],
+    [{ name: 'x', role: 'service', expiresAt: '2001-01-01T00:00:00Z' }, 400, 'API_KEY_EXPIRY_INVALID'],
+    [{ name: 'x', role: 'service', expiresAt: '2099-01-01T00:00:00' }, 400, 'VALIDATION_FAILED'],
+    [{ name: 'x', role: 'service', expiresAt: 'tomorrow' }, 400, 'VALIDATION_FAILED'],
+  ])('refuses %j with %i %s and creates nothing', async (body, status, code) => {
+    const before = await count('SELECT count(*) AS n FROM api_keys');
+    expect((await testApp.http().post('/v1/admin/api-keys').send(body).expect(status)).body).toMatchObject({ code });
+    expect(await count('SELECT count(*) AS n FROM api_keys')).toBe(before);
+  });
+
+  it('answers 404 for an unknown id and 400 for a malformed one', async () => {
+    expect((await testApp.http().delete(`/v1/admin/api-keys/${'f'.repeat(24)}`).expect(404)).body).toMatchObject({ code: 'API_KEY_NOT_FOUND' });
+    expect((await testApp.http().delete('/v1/admin/api-keys/not-an-id').expect(400)).body).toMatchObject({ code: 'VALIDATION_FAILED' });
+  });
+
+  it('is for admins, and a key that manages keys can only hand on scopes it holds', async () => {
+    await (await testApp.as('service')).get('/v1/admin/api-keys').expect(403);
+    const manager = await key('admin', ['api-keys:manage', 'usage:write']);
+    const escalation = await testApp.anonymous().post('/v1/admin/api-keys').set('x-api-key', manager).send({ name: `admin ${randomUUID()}`, role: 'admin' }).expect(403);
+    expect(escalation.body.missingScopes).toEqual(expect.arrayContaining(['audit:read', 'adjustments:write']));
+    await testApp.anonymous().post('/v1/admin/api-keys').set('x-api-key', manager).send({ name: `usage ${randomUUID()}`, role: 'service', scopes: ['usage:write'] }).expect(201);
+  });
+});
+
+describe('a JWT', () => {
+  async function token(lifetimeSeconds: number): Promise<string> {
+    const now = Math.floor(Date.now() / 1_000);
+    return new SignJWT({ sub: randomUUID(), app_metadata: { roles: ['admin'] } })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuedAt(now)
+      .setExpirationTime(now + lifetimeSeconds)
+      .sign(new TextEncoder().encode(TEST_JWT_SECRET));
+  }
+
+  it('living 100 years is refused with 401 saying why; one of 24 hours is accepted', async () => {
+    const century = await testApp.anonymous().get(`/v1/accounts/${randomUUID()}/balance`).set('authorization', `Bearer ${await token(100 * 365 * 86_400)}`).expect(401);
+    expect(century.body).toMatchObject({ code: 'UNAUTHENTICATED' });
+    expect(century.body.detail).toMatch(/lifetime .* at most 86400/);
+    await testApp.anonymous().get(`/v1/accounts/${randomUUID()}/balance`).set('authorization', `Bearer ${await token(86_400)}`).expect(200);
+  });
+
+  it('follows AUTH_JWT_MAX_LIFETIME_SECONDS', async () => {
+    const strict = await startTestApp({ AUTH_JWT_MAX_LIFETIME_SECONDS: '600' });
+    try {
+      await strict.anonymous().get(`/v1/accounts/${randomUUID()}/balance`).set('authorization', `Bearer ${await token(601)}`).expect(401);
+      await strict.anonymous().get(`/v1/accounts/${randomUUID()}/balance`).set('authorization', `Bearer ${await token(600)}`).expect(200);
+    } finally {
+      await strict.close();
+    }
+  });
+});
