@@ -154,7 +154,7 @@ describe('admin CLI', () => {
     const actor = await repository.authenticate(key);
     expect(actor).toMatchObject({ role: 'service', kind: 'api_key' });
     expect((await cli(on, 'api-keys', 'list')).output).toMatch(
-      new RegExp(`^${actor.subject} service +billing backend scopes accounts:read,usage:write,purchases:write,payments:write created \\S+ expires never last used \\S+\\n$`),
+      new RegExp(`^${actor.subject} service +billing backend scopes accounts:read,usage:write,purchases:write,payments:write,holds:write created \\S+ expires never last used \\S+\\n$`),
     );
     expect(await cli(on, 'api-keys', 'revoke', actor.subject)).toEqual({ output: `revoked ${actor.subject}\n`, exitCode: 0 });
     await expect(repository.authenticate(key)).rejects.toMatchObject({ code: 'API_KEY_REVOKED' });

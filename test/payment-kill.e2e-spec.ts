@@ -137,7 +137,7 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
 
       child = await start(stripe);
       expect(await paymentSettled(child, paymentId, 'COMPLETED')).toMatchObject({ status: 'COMPLETED', provider: 'stripe', providerTransactionId: fake.paymentIntents.get(orderId)?.latest_charge });
-      expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 100 });
+      expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 100, held: 0, available: 100, nextExpiry: null });
       expect(await history(child, userId)).toEqual([['purchase', 100]]);
       expect(fake.eventsOf('payment_intent.succeeded', orderId)).toHaveLength(1);
       await verified(child, userId);
