@@ -29,7 +29,8 @@ export async function startBuiltService(options: { readonly root: string; readon
   const dataDir = path.join(options.parentDirectory, 'data');
   const [httpPort, postgresPort] = [await freeLoopbackPort(), await freeLoopbackPort()];
   // RATE_LIMIT_ENABLED=false: the benchmark's clients are one address and a few credentials, at rates far past the defaults.
-  const env = { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', PORT: String(httpPort), DATA_DIR: dataDir, EMBEDDED_POSTGRES_PORT: String(postgresPort), RATE_LIMIT_ENABLED: 'false' };
+  // PURCHASE_TOKENS_MAX: each account is seeded by one purchase of a billion tokens, so no spend ever runs out.
+  const env = { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', PORT: String(httpPort), DATA_DIR: dataDir, EMBEDDED_POSTGRES_PORT: String(postgresPort), RATE_LIMIT_ENABLED: 'false', PURCHASE_TOKENS_MAX: '1000000000' };
   const profiling = options.cpuProfileDirectory === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDirectory}`];
   const child = spawnNode([...profiling, main], { cwd: options.root, env, logFile: path.join(options.parentDirectory, 'service.log') });
   options.cleanup.add('stop the service', () => stopService(child, dataDir));

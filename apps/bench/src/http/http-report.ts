@@ -1,4 +1,5 @@
 import type { PgbenchMeasurement } from './pgbench.js';
+import type { HoldSettleMeasurement } from './hold-settle-phase.js';
 import type { SpendMeasurement } from './spend-phase.js';
 
 export type HttpBenchResults = {
@@ -15,6 +16,7 @@ export type HttpBenchResults = {
   readonly initialBalance: number;
   readonly purchasesPerSecond: number;
   readonly service: SpendMeasurement;
+  readonly holdSettle: HoldSettleMeasurement;
   readonly crud: SpendMeasurement | string;
   readonly pgbench: PgbenchMeasurement | string;
   /** Accounts whose balance was also read through GET /v1/accounts/{id}/balance, per target. */
@@ -44,12 +46,19 @@ export function renderHttpResults(results: HttpBenchResults): string {
     typeof pgbench === 'string' ? `| pgbench single-row INSERT | ${pgbench} | | | | | | |` : pgbenchRow(pgbench, results.clients),
     ...ratioTable(service, crud, pgbench),
     '',
+    holdSettleLine(results),
+    '',
     reading(results),
     '',
     `Verified: every response was 201; every account's balance equals ${whole(results.initialBalance)} minus the spends the client counted for it, by SQL on \`user_tokens\`${typeof crud === 'string' ? '' : ' and on `bench_crud_accounts`'}, and through \`GET /v1/accounts/{id}/balance\` for ${whole(results.httpSampleSize)} accounts of each target.`,
     ...results.notes.map((note) => `\n${note}`),
   ];
   return lines.join('\n');
+}
+
+/** A hold + settle pair against the spend: the issue's bar is that a pair costs no more than two spends (pairs/s >= 0.5x spends/s). */
+function holdSettleLine({ holdSettle, service, clients, requests }: HttpBenchResults): string {
+  return `Hold + settle: ${clients} closed-loop clients ran ${whole(requests)} pairs (\`POST .../holds\` of 2 tokens, then \`POST .../holds/{holdId}/settle\` of 1) on the same accounts: ${whole(holdSettle.pairsPerSecond)} pairs/s, ${ratio(holdSettle.pairsPerSecond, service.spendsPerSecond)} the spends/s (a pair costing two spends would be 0.50x), p50 ${milliseconds(holdSettle.latency.p50Ms)} ms, p99 ${milliseconds(holdSettle.latency.p99Ms)} ms per pair; afterwards every balance equals its purchase minus its spends and pairs, and nothing is held.`;
 }
 
 /**

@@ -14,6 +14,7 @@ import { CRUD_ACCOUNTS_TABLE } from './crud-schema.js';
 import { renderHttpResults, withHttpResults, type HttpBenchResults } from './http-report.js';
 import { pgbenchVersion, runPgbench, type PgbenchMeasurement } from './pgbench.js';
 import { clockTicksPerSecond, readProcessTimes } from './process-cpu.js';
+import { measureHoldSettlePairs } from './hold-settle-phase.js';
 import { measureSpends, type SpendMeasurement, type SpendPlan, type SpendTarget } from './spend-phase.js';
 import { verifyBalancesBySql, verifyBalancesOverHttp, type ExpectedBalances } from './verify-balances.js';
 
@@ -66,9 +67,9 @@ function parseOptions(): Options {
   };
 }
 
-/** 15 minutes for starting, verifying and pgbench, plus every seed and spend at a pessimistic 100 requests/s. */
+/** 15 minutes for starting, verifying and pgbench, plus every seed, spend and hold + settle pair at a pessimistic 100 requests/s. */
 function timeLimitMs(options: Options): number {
-  return 15 * 60_000 + (options.users + 2 * (options.warmup + options.requests)) * 10;
+  return 15 * 60_000 + (options.users + 2 * (options.warmup + options.requests) + 2 * options.requests) * 10;
 }
 
 async function main(): Promise<void> {
@@ -118,6 +119,12 @@ async function runBench(options: Options, cleanup: Cleanup, cpuProfileDirectory:
   const ours = await measureSpends(serviceTarget, plan, ticksPerSecond);
   await verify(serviceTarget, pool, 'user_tokens', plan, ours);
   report('Token Ledger', ours);
+  process.stderr.write(`Token Ledger: ${options.requests} timed hold + settle pairs from ${options.clients} clients...\n`);
+  const holdSettle = await measureHoldSettlePairs(serviceTarget, plan);
+  const afterPairs: ExpectedBalances = { userIds: plan.userIds, balanceOf: (index) => INITIAL_BALANCE - (ours.spendsByAccount[index] ?? 0) - (holdSettle.pairsByAccount[index] ?? 0) };
+  await verifyBalancesBySql(pool, 'user_tokens', afterPairs);
+  await verifyNothingHeld(pool);
+  process.stderr.write(`  hold + settle: ${Math.round(holdSettle.pairsPerSecond)} pairs/s (${(holdSettle.pairsPerSecond / ours.spendsPerSecond).toFixed(2)} of the spends/s), p50 ${holdSettle.latency.p50Ms.toFixed(2)} ms, p99 ${holdSettle.latency.p99Ms.toFixed(2)} ms per pair; balances verified\n`);
 
   const notes: string[] = [];
   const crud = options.skipCrud ? 'skipped (--skip-crud)' : await runCrud({ options, plan, service, pool, parentDirectory, cleanup, ticksPerSecond, notes });
@@ -137,6 +144,7 @@ async function runBench(options: Options, cleanup: Cleanup, cpuProfileDirectory:
     initialBalance: INITIAL_BALANCE,
     purchasesPerSecond,
     service: ours,
+    holdSettle,
     crud,
     pgbench,
     httpSampleSize: Math.min(HTTP_SAMPLE_SIZE, options.users),
@@ -173,6 +181,12 @@ async function verify(target: SpendTarget, pool: pg.Pool, table: 'user_tokens' |
   const { reads } = await verifyBalancesBySql(pool, table, expected);
   const sampled = await verifyBalancesOverHttp(target, expected, HTTP_SAMPLE_SIZE);
   process.stderr.write(`  verified: ${plan.userIds.length} balances in ${table} (${reads === 1 ? 'matched at the first read' : `matched at read ${reads}, 200 ms apart`}), ${sampled} through GET /v1/accounts/{id}/balance\n`);
+}
+
+/** Every hold of the pairs was settled: no account still holds tokens. */
+async function verifyNothingHeld(pool: pg.Pool): Promise<void> {
+  const { rows } = await pool.query<{ accounts: string }>('SELECT count(*) AS accounts FROM user_tokens WHERE held <> 0');
+  if (rows[0]?.accounts !== '0') throw new Error(`${rows[0]?.accounts ?? '?'} accounts still hold tokens after every hold was settled`);
 }
 
 function report(name: string, measurement: SpendMeasurement): void {
