@@ -47,8 +47,10 @@ describe('authorize', () => {
     }
   });
 
-  it('compares user ids without regard to case', () => {
+  it('compares user ids without regard to case, whichever side is in upper case', () => {
     expect(authorize(actor('user', alice.toUpperCase()), 'account.balance.read', alice)).toEqual({ allowed: true });
+    expect(authorize(actor('user', alice), 'account.balance.read', alice.toUpperCase())).toEqual({ allowed: true });
+    expect(authorize(actor('user', alice.toUpperCase()), 'account.balance.read', bob.toUpperCase())).toEqual({ allowed: false, reason: 'NOT_OWNER' });
   });
 
   it('an auditor may read everything and write nothing', () => {
