@@ -5,6 +5,7 @@ import { deciderSpecification } from '../testing/decider-specification.js';
 import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment } from './payment.commands.js';
 import { captureDecision, refundDecision } from './payment.decide.js';
 import type { PaymentCaptured, PaymentInitiated, TokensRefunded } from './payment.events.js';
+import type { Payment } from './payment.state.js';
 import { tokenAccountDecider } from './token-account.decider.js';
 import type { TokenAccountEvent, TokensPurchased, TokensUsed } from './token-account.events.js';
 import { tokenAccountSnapshot } from './token-account.snapshot.js';
@@ -349,3 +350,25 @@ function thrown(run: () => unknown): unknown {
   }
   return undefined;
 }
+
+describe('payments: a state no stream can produce is refused, never decided on', () => {
+  it('refuses to send a capture for a payment in a status it does not know', () => {
+    const known = state([initiated]);
+    const corrupt = { ...known, payments: known.payments.set(paymentId, { ...(known.payments.get(paymentId) as Payment), status: 'SETTLED' as Payment['status'] }) };
+    const error = thrown(() => captureDecision(corrupt, paymentId, later));
+    // A bug or corrupt data, not a rejection a client could act on.
+    expect(error).toBeInstanceOf(Error);
+    expect(error).not.toBeInstanceOf(LedgerError);
+  });
+
+  it('tells a client that a declined payment gave no reason when the provider gave none', () => {
+    const declined = state([initiated, { type: 'PaymentFailed', data: { userId, paymentId, orderId, reason: 'card_declined', occurredAt: later.toISOString() } }]);
+    const withoutReason = { ...declined, payments: declined.payments.set(paymentId, { ...(declined.payments.get(paymentId) as Payment), failureReason: null }) };
+    expect(thrown(() => captureDecision(withoutReason, paymentId, later))).toMatchObject({
+      code: 'PAYMENT_DECLINED',
+      details: { paymentId, reason: null },
+      message: `payment ${paymentId} was declined: no reason given`,
+    });
+  });
+});
+

@@ -1,6 +1,7 @@
+import { LedgerError } from '../ledger.errors.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import { DESCRIPTION_LENGTH_MAX, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX } from '../ledger.limits.js';
-import type { AddTokens, AdjustTokens, UseTokens } from './token-account.commands.js';
+import type { AddTokens, AdjustTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
 import { tokenAccountDecider } from './token-account.decider.js';
 import type { TokensAdjusted, TokensPurchased, TokensUsed } from './token-account.events.js';
 
@@ -272,3 +273,18 @@ describe('token account: a debit is checked against the balance whatever the ord
     spec.given([purchased(10, 10)]).when(adjustTokens({ amount: -10 })).then([adjustedNow(-10, 0)]);
   });
 });
+
+describe('token account: a command it does not know', () => {
+  it('fails loudly instead of deciding nothing', () => {
+    let error: unknown;
+    try {
+      tokenAccountDecider.decide({ type: 'GiftTokens', data: {} } as unknown as TokenAccountCommand, tokenAccountDecider.initialState);
+    } catch (thrown) {
+      error = thrown;
+    }
+    // A bug in the caller, not a rejection a client could act on.
+    expect(error).toBeInstanceOf(Error);
+    expect(error).not.toBeInstanceOf(LedgerError);
+  });
+});
+
