@@ -248,14 +248,14 @@ describe('token account: properties of random command sequences', () => {
       fc.property(sequences, (steps) => {
         run(steps);
       }),
-      { numRuns: 150 },
+      { numRuns: 100 },
     );
   });
 
   it('reaches every event type and the rejections that guard money, so the properties are tried on them', () => {
     const events = new Set<string>();
     const refusals = new Set<string>();
-    for (const steps of fc.sample(sequences, { numRuns: 150, seed: 17 })) {
+    for (const steps of fc.sample(sequences, { numRuns: 100, seed: 17 })) {
       const { history, refused } = run(steps);
       for (const event of history) events.add(event.type);
       for (const code of refused) refusals.add(code);
