@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import { Pool } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../../../test/support/test-database.js';
 import type { EventToAppend, RecordedEvent } from '../event-store.port.js';
 import { START } from '../position.js';
-import { PostgresEventStore } from './postgres-event-store.js';
+import { PostgresEventStore, type PostgresEventStoreOptions } from './postgres-event-store.js';
 
 /**
  * Live subscriptions are woken by the appends of their own process at once and by those of other
@@ -22,14 +23,14 @@ describe('PostgreSQL event store: wake-ups of live subscriptions', () => {
   const stores: PostgresEventStore[] = [];
   const controllers: AbortController[] = [];
 
-  function store(): PostgresEventStore {
-    const made = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: SLOW_POLL_MS });
+  function store(options: Partial<PostgresEventStoreOptions> = {}): PostgresEventStore {
+    const made = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: SLOW_POLL_MS, ...options });
     stores.push(made);
     return made;
   }
 
   /** Collects the events of `streams` from a live subscription of `subscriber`, from the head on. */
-  async function subscribe(subscriber: PostgresEventStore, streams: readonly string[]) {
+  async function subscribe(subscriber: PostgresEventStore, streams: readonly string[], settleMs = 200) {
     const controller = new AbortController();
     controllers.push(controller);
     const received: string[] = [];
@@ -40,7 +41,7 @@ describe('PostgreSQL event store: wake-ups of live subscriptions', () => {
       }
     })();
     // Let the subscription read once and start waiting (and LISTENing) before the test appends.
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await new Promise((resolve) => setTimeout(resolve, settleMs));
     return { received, controller, done };
   }
 
@@ -133,4 +134,105 @@ describe('PostgreSQL event store: wake-ups of live subscriptions', () => {
     // Only the reader has subscribers, and it listens on one connection for all of them.
     expect(Number(listening.rows[0]?.count)).toBe(1);
   });
+
+  async function listeningConnections(): Promise<number> {
+    const listening = await database.pool.query<{ count: string }>(
+      "SELECT count(*) AS count FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN event_store_appended'",
+    );
+    return Number(listening.rows[0]?.count);
+  }
+
+  it('finds an append that committed while it was starting to listen', async () => {
+    const [writer, reader] = [store(), store()];
+    const stream = `wake-${randomUUID()}`;
+    // No pause: the append races the reader's first read and its LISTEN. Whichever wins, the reader
+    // must see the event now, not at its next poll (it reads again once it listens).
+    const { received } = await subscribe(reader, [stream], 0);
+    await writer.append(stream, [event('WhileConnecting')], { expectedRevision: 'no_stream' });
+    await eventually(received, ['WhileConnecting']);
+  });
+
+  it('reads page after page without waiting while the pages are full', async () => {
+    const writer = store();
+    const stream = `wake-${randomUUID()}`;
+    const after = (await writer.headPosition()) ?? START;
+    const types = Array.from({ length: 7 }, (_, index) => `Paged${index}`);
+    await writer.append(stream, types.map(event), { expectedRevision: 'no_stream' });
+    const reader = store({ subscriptionBatchSize: 2 });
+    const controller = new AbortController();
+    controllers.push(controller);
+    const received: string[] = [];
+    const startedAt = Date.now();
+    for await (const recorded of reader.subscribeToAll({ after, signal: controller.signal })) {
+      if (recorded.streamId === stream) received.push(recorded.type);
+      if (received.length === types.length) break;
+    }
+    expect(received).toEqual(types);
+    expect(Date.now() - startedAt).toBeLessThan(WOKEN_WITHIN_MS);
+  });
+
+  it('delivers nothing more once aborted, even from a page already read', async () => {
+    const writer = store();
+    const stream = `wake-${randomUUID()}`;
+    const after = (await writer.headPosition()) ?? START;
+    await writer.append(stream, ['A', 'B', 'C', 'D'].map(event), { expectedRevision: 'no_stream' });
+    const controller = new AbortController();
+    const received: string[] = [];
+    for await (const recorded of writer.subscribeToAll({ after, signal: controller.signal })) {
+      if (recorded.streamId !== stream) continue;
+      received.push(recorded.type);
+      if (received.length === 2) controller.abort();
+    }
+    expect(received).toEqual(['A', 'B']);
+  });
+
+  /** Until `count` connections of this database LISTEN, or the deadline. */
+  async function eventuallyListening(count: number): Promise<void> {
+    const deadline = Date.now() + WOKEN_WITHIN_MS;
+    while ((await listeningConnections()) !== count && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await listeningConnections()).toBe(count);
+  }
+
+  it('reports a lost LISTEN connection, falls back to its poll, and listens again at its next wait', async () => {
+    const errors: Error[] = [];
+    const writer = store();
+    const reader = store({ onError: (error) => errors.push(error), pollIntervalMs: 300 });
+    const stream = `wake-${randomUUID()}`;
+    const { received } = await subscribe(reader, [stream]);
+    await eventuallyListening(1);
+    await database.pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN event_store_appended'");
+    const deadline = Date.now() + WOKEN_WITHIN_MS;
+    while (errors.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(errors).toEqual([expect.any(Error)]);
+    await eventuallyListening(1);
+    await writer.append(stream, [event('AfterReconnect')], { expectedRevision: 'no_stream' });
+    await eventually(received, ['AfterReconnect']);
+  });
+
+  it('closes its LISTEN connection when the store closes', async () => {
+    const reader = store();
+    const { controller, done } = await subscribe(reader, []);
+    await eventuallyListening(1);
+    controller.abort();
+    await done;
+    await reader.close();
+    expect(await listeningConnections()).toBe(0);
+  });
+
+  it('reports a NOTIFY that fails instead of throwing it at the append', async () => {
+    const pool = new Pool({ connectionString: database.url, max: 2 });
+    const errors: Error[] = [];
+    const writer = new PostgresEventStore(pool, { connectionString: database.url, onError: (error) => errors.push(error) });
+    try {
+      await writer.append(`wake-${randomUUID()}`, [event('Notified')], { expectedRevision: 'no_stream' });
+      // The NOTIFY goes a few milliseconds after the append, through a pool that is gone by then.
+      await pool.end();
+      const deadline = Date.now() + WOKEN_WITHIN_MS;
+      while (errors.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+      expect(errors).toEqual([expect.any(Error)]);
+    } finally {
+      await writer.close();
+    }
+  });
 });
+
