@@ -32,7 +32,7 @@ describe('ApiKeyRepository', () => {
     await expect(keys.authenticate(key)).resolves.toMatchObject({ scopes: ['purchases:write'] });
     const legacy = await keys.create({ name: 'legacy', role: 'service' });
     await database.pool.query('UPDATE api_keys SET scopes = NULL WHERE id = $1', [legacy.record.id]);
-    await expect(keys.authenticate(legacy.key)).resolves.toMatchObject({ role: 'service', scopes: ['accounts:read', 'usage:write', 'purchases:write', 'payments:write'] });
+    await expect(keys.authenticate(legacy.key)).resolves.toMatchObject({ role: 'service', scopes: ['accounts:read', 'usage:write', 'purchases:write', 'payments:write', 'holds:write'] });
   });
 
   it('refuses scopes the role cannot use, and scopes a creating key does not hold', async () => {
