@@ -22,6 +22,8 @@ describe('PostgreSQL event store: wake-ups of live subscriptions', () => {
   let database: TestDatabase;
   const stores: PostgresEventStore[] = [];
   const controllers: AbortController[] = [];
+  /** Stores seen LISTENing: one connection serves all of a store's subscriptions. */
+  const listeningStores = new WeakSet<PostgresEventStore>();
 
   function store(options: Partial<PostgresEventStoreOptions> = {}): PostgresEventStore {
     const made = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: SLOW_POLL_MS, ...options });
@@ -35,12 +37,19 @@ describe('PostgreSQL event store: wake-ups of live subscriptions', () => {
     controllers.push(controller);
     const received: string[] = [];
     const after = (await subscriber.headPosition()) ?? START;
+    const listeningBefore = await listeningConnections();
     const done = (async () => {
       for await (const recorded of subscriber.subscribeToAll({ after, signal: controller.signal }) as AsyncIterable<RecordedEvent>) {
         if (streams.includes(recorded.streamId)) received.push(recorded.type);
       }
     })();
-    // Let the subscription read once and start waiting (and LISTENing) before the test appends.
+    // Let the subscription read once and start waiting (and LISTENing) before the test appends: wait
+    // for its LISTEN connection (a fixed pause alone was too short on a loaded machine), then settle.
+    if (!listeningStores.has(subscriber)) {
+      const deadline = Date.now() + WOKEN_WITHIN_MS;
+      while ((await listeningConnections()) <= listeningBefore && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      listeningStores.add(subscriber);
+    }
     await new Promise((resolve) => setTimeout(resolve, settleMs));
     return { received, controller, done };
   }
