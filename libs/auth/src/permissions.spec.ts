@@ -1,5 +1,5 @@
 import { ROLES, type Actor, type Role } from './actor.js';
-import { ACTIONS, API_KEY_SCOPES, authorize, ENDPOINT_ACTIONS, scopesOfRole, type Action, type ApiKeyScope } from './permissions.js';
+import { ACTIONS, API_KEY_SCOPES, authorize, ENDPOINT_ACTIONS, scopesOfRole, type Action, type ApiKeyScope, type Endpoint } from './permissions.js';
 
 const alice = '6f1c2a9e-4b7d-4e0a-9c3b-2d5e8f7a1b40';
 const bob = '0c9d4f2e-7a1b-4c3d-8e5f-6a7b8c9d0e1f';
@@ -52,8 +52,10 @@ describe('authorize', () => {
     }
   });
 
-  it('compares user ids without regard to case', () => {
+  it('compares user ids without regard to case, whichever side is in upper case', () => {
     expect(authorize(actor('user', alice.toUpperCase()), 'account.balance.read', alice)).toEqual({ allowed: true });
+    expect(authorize(actor('user', alice), 'account.balance.read', alice.toUpperCase())).toEqual({ allowed: true });
+    expect(authorize(actor('user', alice.toUpperCase()), 'account.balance.read', bob.toUpperCase())).toEqual({ allowed: false, reason: 'NOT_OWNER' });
   });
 
   it('an auditor may read everything and write nothing', () => {
@@ -119,5 +121,46 @@ describe('ENDPOINT_ACTIONS', () => {
         'POST /v1/admin/projections/{name}/rebuild',
       ]),
     );
+  });
+});
+
+describe('ENDPOINT_ACTIONS: where each route finds the owner it checks', () => {
+  // Written out independently of ENDPOINT_ACTIONS. The owner source is what stops a user from acting
+  // on another user's account: a capture checked against a user id from the body, say, instead of the
+  // payment's own user, would let anyone capture anyone's payment by naming themselves.
+  const expectedEndpoints: readonly (readonly [string, Action, Endpoint['owner']])[] = [
+    ['GET /v1/accounts/{userId}/balance', 'account.balance.read', 'path:userId'],
+    ['GET /v1/accounts/{userId}/transactions', 'account.history.read', 'path:userId'],
+    ['GET /v1/accounts/{userId}/payments', 'account.payments.read', 'path:userId'],
+    ['GET /v1/payments/{paymentId}', 'account.payments.read', 'payment'],
+    ['POST /v1/accounts/{userId}/usage', 'account.usage.record', 'path:userId'],
+    ['POST /v1/accounts/{userId}/purchases', 'account.purchase.record', 'path:userId'],
+    ['POST /v1/payments', 'payment.create', 'body:userId'],
+    ['POST /v1/payments/{paymentId}/capture', 'payment.capture', 'payment'],
+    ['POST /v1/payments/{paymentId}/refund', 'payment.refund', 'payment'],
+    ['GET /v1/audit/accounts/{userId}/events', 'audit.read', 'path:userId'],
+    ['GET /v1/audit/accounts/{userId}/balance', 'audit.read', 'path:userId'],
+    ['GET /v1/audit/accounts/{userId}/verify', 'audit.read', 'path:userId'],
+    ['GET /v1/audit/accounts/{userId}/bundle', 'audit.read', 'path:userId'],
+    ['GET /v1/audit/signing-key', 'audit.read', 'none'],
+    ['GET /v1/admin/projections', 'projections.status.read', 'none'],
+    ['POST /v1/admin/projections/{name}/rebuild', 'projections.rebuild', 'none'],
+    ['GET /v1/admin/projections/{name}/rebuilds/{id}', 'projections.status.read', 'none'],
+    ['POST /v1/admin/accounts/{userId}/rebuild', 'projections.rebuild', 'path:userId'],
+    ['POST /v1/admin/accounts/{userId}/adjustments', 'account.adjust', 'path:userId'],
+    ['POST /v1/accounts/{userId}/holds', 'account.holds.write', 'path:userId'],
+    ['POST /v1/accounts/{userId}/holds/{holdId}/settle', 'account.holds.write', 'path:userId'],
+    ['POST /v1/accounts/{userId}/holds/{holdId}/release', 'account.holds.write', 'path:userId'],
+    ['GET /v1/accounts/{userId}/holds', 'account.holds.read', 'path:userId'],
+    ['GET /v1/accounts/{userId}/lots', 'account.lots.read', 'path:userId'],
+    ['POST /v1/admin/accounts/{userId}/grants', 'account.grant', 'path:userId'],
+    ['POST /v1/admin/accounts/{userId}/grants/{lotId}/void', 'account.grant', 'path:userId'],
+    ['GET /v1/admin/api-keys', 'api_keys.manage', 'none'],
+    ['POST /v1/admin/api-keys', 'api_keys.manage', 'none'],
+    ['DELETE /v1/admin/api-keys/{id}', 'api_keys.manage', 'none'],
+  ];
+
+  it('maps every route to its action and owner source, and no other route', () => {
+    expect(ENDPOINT_ACTIONS.map((endpoint) => [`${endpoint.method} ${endpoint.path}`, endpoint.action, endpoint.owner])).toEqual(expectedEndpoints);
   });
 });

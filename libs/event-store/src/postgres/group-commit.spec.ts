@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import { Client } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../../../test/support/test-database.js';
 import { frozenableProxy } from '../../../../test/support/frozenable-proxy.js';
 import { AppendDeadlineExceededError, EventIdConflictError, WrongExpectedRevisionError, type AppendResult, type EventToAppend } from '../event-store.port.js';
+import type { GroupCommitOptions } from './group-commit.js';
 import { PostgresEventStore } from './postgres-event-store.js';
 
 function event(type = 'Happened', data: Record<string, number> = {}): EventToAppend {
@@ -23,8 +25,8 @@ describe('PostgreSQL event store: group commit', () => {
     await database.drop();
   });
 
-  async function withStore<T>(maxInFlight: number, work: (store: PostgresEventStore) => Promise<T>): Promise<T> {
-    const store = new PostgresEventStore(database.pool, { connectionString: database.url, groupCommit: { maxInFlight } });
+  async function withStore<T>(maxInFlight: number, work: (store: PostgresEventStore) => Promise<T>, limits: Partial<GroupCommitOptions> = {}): Promise<T> {
+    const store = new PostgresEventStore(database.pool, { connectionString: database.url, groupCommit: { maxInFlight, ...limits } });
     try {
       return await work(store);
     } finally {
@@ -237,4 +239,91 @@ describe('PostgreSQL event store: group commit', () => {
       }
     });
   });
+  /** Appends `sizes.length` appends (of that many events each) queued behind a blocker; returns the transactions each landed in. */
+  async function batchesOf(sizes: readonly number[], limits: Partial<GroupCommitOptions>): Promise<{ readonly transactions: number[]; readonly batches: number }> {
+    const streams = sizes.map(() => `group-${randomUUID()}`);
+    const stats = await withStore(
+      1,
+      async (store) => {
+        const blocker = store.append(`group-${randomUUID()}`, [event()], { expectedRevision: 'any' });
+        const queued = streams.map((stream, index) => store.append(stream, Array.from({ length: sizes[index] ?? 0 }, () => event()), { expectedRevision: 'no_stream' }));
+        await blocker;
+        await Promise.all(queued);
+        return store.groupCommitStats();
+      },
+      limits,
+    );
+    const rows = await database.pool.query<{ stream_id: string; transaction_id: string }>('SELECT DISTINCT stream_id, transaction_id::text FROM events WHERE stream_id = ANY($1)', [streams]);
+    const transactionOf = new Map(rows.rows.map((row) => [row.stream_id, row.transaction_id]));
+    // Numbers the transactions in order of first use, so that the grouping reads as [0, 0, 1, ...].
+    const order = [...new Set(streams.map((stream) => transactionOf.get(stream)))];
+    return { transactions: streams.map((stream) => order.indexOf(transactionOf.get(stream))), batches: stats.batches - 1 };
+  }
+
+  it('puts at most maxAppends appends in one batch, exactly maxAppends included', async () => {
+    expect(await batchesOf([1, 1, 1, 1, 1, 1, 1], { maxAppends: 3 })).toEqual({ transactions: [0, 0, 0, 1, 1, 1, 2], batches: 3 });
+  });
+
+  it('puts at most maxEvents events in one batch, exactly maxEvents included', async () => {
+    expect(await batchesOf([2, 2, 1, 3, 2], { maxEvents: 5 })).toEqual({ transactions: [0, 0, 0, 1, 1], batches: 2 });
+  });
+
+  it('sends an append larger than maxEvents alone rather than refuse it', async () => {
+    expect(await batchesOf([1, 7, 1], { maxEvents: 5 })).toEqual({ transactions: [0, 1, 2], batches: 3 });
+  });
+
+  it('answers an event id another transaction was writing at the same moment as a conflict, not a database error', async () => {
+    const holder = new Client({ connectionString: database.url });
+    await holder.connect();
+    try {
+      const usedElsewhere = event('UsedElsewhere');
+      const heldOpen = event('HeldOpen');
+      const elsewhere = `group-${randomUUID()}`;
+      const existing = `group-${randomUUID()}`;
+      await withStore(1, async (store) => {
+        await store.append(elsewhere, [usedElsewhere], { expectedRevision: 'no_stream' });
+        await store.append(existing, [event()], { expectedRevision: 'no_stream' });
+      });
+      // Another transaction writes `heldOpen` and has not committed yet.
+      await holder.query('BEGIN');
+      await holder.query(`SELECT * FROM append_to_stream($1, 'no_stream', NULL, $2::uuid[], $3::text[], $4::text[], $5::text[])`, [
+        `group-${randomUUID()}`,
+        [heldOpen.id],
+        [heldOpen.type],
+        ['{}'],
+        ['{}'],
+      ]);
+      const outcomes = await withStore(1, async (store) => {
+        const blocker = store.append(`group-${randomUUID()}`, [event()], { expectedRevision: 'any' });
+        // One batch. The first append fails it at once on the unique index (exact and new, it passes
+        // the batch's own check; its id is committed elsewhere). Retried alone, the second then waits
+        // on the open transaction's id, which commits first: its insert fails on the index too.
+        const conflicting = store.append(existing, [usedElsewhere], { expectedRevision: 0n });
+        const racing = store.append(`group-${randomUUID()}`, [heldOpen], { expectedRevision: 'no_stream' });
+        await blocker;
+        await waitForLockWait();
+        await holder.query('COMMIT');
+        return settle([conflicting, racing]);
+      });
+      expect(outcomes).toEqual([
+        { status: 'rejected', reason: expect.any(EventIdConflictError) },
+        { status: 'rejected', reason: expect.any(EventIdConflictError) },
+      ]);
+    } finally {
+      await holder.end();
+    }
+  });
+
+  /** Until a session of this database waits for a lock (the append behind the open transaction). */
+  async function waitForLockWait(): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const waiting = await database.pool.query<{ count: string }>(
+        "SELECT count(*) AS count FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+      );
+      if (Number(waiting.rows[0]?.count) > 0) return;
+      if (Date.now() > deadline) throw new Error('no append waited on the open transaction');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
 });

@@ -4,7 +4,8 @@ import { LedgerError, type LedgerErrorCode, type LedgerErrorDetails } from '../l
 /**
  * given(events).when(command).then(events) for a pure decider: the specification style of Emmett and
  * Oskar Dudycz's samples. `then` checks the decided events exactly; `thenThrows` checks the code and,
- * when given, the details; `thenNothing` checks an idempotent no-op.
+ * when given, the details and the message (the problem's `detail` a client reads); `thenNothing`
+ * checks an idempotent no-op.
  */
 export function deciderSpecification<Command, Event, State>(decider: Decider<Command, Event, State>) {
   return {
@@ -19,7 +20,7 @@ export function deciderSpecification<Command, Event, State>(decider: Decider<Com
             thenNothing(): void {
               expect(run()).toEqual([]);
             },
-            thenThrows(code: LedgerErrorCode, details?: LedgerErrorDetails): void {
+            thenThrows(code: LedgerErrorCode, details?: LedgerErrorDetails, message?: string): void {
               let thrown: unknown;
               try {
                 run();
@@ -29,6 +30,7 @@ export function deciderSpecification<Command, Event, State>(decider: Decider<Com
               expect(thrown).toBeInstanceOf(LedgerError);
               expect((thrown as LedgerError).code).toBe(code);
               if (details !== undefined) expect((thrown as LedgerError).details).toMatchObject(details);
+              if (message !== undefined) expect((thrown as LedgerError).message).toBe(message);
             },
           };
         },

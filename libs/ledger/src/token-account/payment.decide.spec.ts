@@ -1,10 +1,11 @@
 import { fold } from '../decider.js';
-import { LedgerError } from '../ledger.errors.js';
+import { LedgerError, LedgerInvariantViolation } from '../ledger.errors.js';
 import { BALANCE_MAX, LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment, RequestRefund } from './payment.commands.js';
 import { captureDecision } from './payment.decide.js';
 import type { PaymentCaptured, PaymentInitiated, PaymentRefundRequested, TokensRefunded } from './payment.events.js';
+import type { Payment } from './payment.state.js';
 import { tokenAccountDecider } from './token-account.decider.js';
 import { availableBalance } from './token-account.state.js';
 import type { TokenAccountCommand } from './token-account.commands.js';
@@ -51,6 +52,8 @@ function capture(outcome: CapturePayment['data']['outcome'], now = later): Captu
 const approved = capture({ status: 'captured', providerTransactionId: 'MOCK-CAPTURE-1' });
 const expire = (now: Date): ExpirePayment => ({ type: 'ExpirePayment', data: { userId, paymentId, now } });
 const refund: RefundPayment = { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 'MOCK-REFUND-1', transactionId: 'refund-tx', now: later } };
+const requestRefundCommand: RequestRefund = { type: 'RequestRefund', data: { userId, paymentId, now: later } };
+const refundRequested: PaymentRefundRequested = { type: 'PaymentRefundRequested', data: { userId, paymentId, orderId, tokens: 100, occurredAt: later.toISOString() } };
 const used = (amount: number, balanceAfter: number): TokensUsed => ({
   type: 'TokensUsed',
   data: { userId, transactionId: 'use', amount, description: null, balanceAfter, occurredAt: later.toISOString(), draws: [{ lotId: transactionId, amount }], heldAfter: 0 },
@@ -256,3 +259,229 @@ describe('payments: snapshot', () => {
     expect(tokenAccountSnapshot.agreesWith(state([initiated]), captured)).toBe(false);
   });
 });
+
+describe('payments: what a late or repeated provider answer may not change', () => {
+  const refunded: TokenAccountEvent = {
+    type: 'PaymentRefunded',
+    data: { userId, paymentId, orderId, providerRefundId: 'MOCK-REFUND-1', tokens: 100, tokensDebited: 100, occurredAt: later.toISOString() },
+  };
+  const takenBack: TokensRefunded = {
+    type: 'TokensRefunded',
+    data: {
+      userId,
+      transactionId: 'refund-tx',
+      paymentId,
+      amount: 100,
+      description: 'Refund of token package starter',
+      balanceAfter: 0,
+      occurredAt: later.toISOString(),
+      draws: [{ lotId: transactionId, amount: 100 }],
+      heldAfter: 0,
+    },
+  };
+  const history = [initiated, captured, credited, refunded, takenBack];
+
+  it('credits nothing again when a refunded payment is reported captured (a late webhook)', () => {
+    spec.given(history).when(approved).thenNothing();
+    spec.given(history).when(capture({ status: 'declined', reason: 'card_declined' })).thenNothing();
+    expect(captureDecision(state(history), paymentId, later)).toBe('done');
+  });
+
+  it('decides nothing for a second refund request (RequestRefund on a REFUNDED or REFUND_PENDING payment), so the provider is not asked twice', () => {
+    spec.given(history).when(requestRefundCommand).thenNothing();
+    spec.given([initiated, captured, credited, refundRequested]).when(requestRefundCommand).thenNothing();
+  });
+
+  it('records nothing when the provider declines a payment that already expired', () => {
+    const expiredEvent: TokenAccountEvent = { type: 'PaymentExpired', data: { userId, paymentId, orderId, reason: 'Payment timed out', occurredAt: afterExpiry.toISOString() } };
+    spec.given([initiated, expiredEvent]).when(capture({ status: 'declined', reason: 'card_declined' }, afterExpiry)).thenNothing();
+  });
+
+  it('refuses to record a capture whose tokens would take the balance past the maximum', () => {
+    const nearMax: TokensPurchased = {
+      type: 'TokensPurchased',
+      data: { userId, transactionId: 'big', paymentId: 'external', amount: BALANCE_MAX - 99, description: null, balanceAfter: BALANCE_MAX - 99, occurredAt: startedAt.toISOString() },
+    };
+    spec.given([nearMax, initiated]).when(approved).thenThrows('BALANCE_OUT_OF_RANGE', { balance: BALANCE_MAX - 99, requested: 100 });
+    const exactlyMax = { ...nearMax, data: { ...nearMax.data, amount: BALANCE_MAX - 100, balanceAfter: BALANCE_MAX - 100 } };
+    spec
+      .given([exactlyMax, initiated])
+      .when(approved)
+      .then([captured, { ...credited, data: { ...credited.data, balanceAfter: BALANCE_MAX } }]);
+  });
+
+  it('allows a capture up to the instant before expiry and refuses it from the expiry on', () => {
+    const justBefore = new Date(expiresAt.getTime() - 1);
+    expect(captureDecision(state([initiated]), paymentId, justBefore)).toBe('capture');
+    expect(thrownCode(() => captureDecision(state([initiated]), paymentId, expiresAt))).toBe('PAYMENT_EXPIRED');
+  });
+
+  it('expires a payment exactly at its expiry, and not a millisecond before', () => {
+    spec.given([initiated]).when(expire(new Date(expiresAt.getTime() - 1))).thenNothing();
+    spec
+      .given([initiated])
+      .when(expire(expiresAt))
+      .then([{ type: 'PaymentExpired', data: { userId, paymentId, orderId, reason: 'Payment timed out', occurredAt: expiresAt.toISOString() } }]);
+  });
+
+  it('refunds a payment whose tokens are all spent by recording the refund alone, debiting nothing', () => {
+    const spentAll = used(100, 0);
+    spec
+      .given([initiated, captured, credited, spentAll])
+      .when(refund)
+      .then([{ type: 'PaymentRefunded', data: { userId, paymentId, orderId, providerRefundId: 'MOCK-REFUND-1', tokens: 100, tokensDebited: 0, occurredAt: later.toISOString() } }]);
+  });
+
+  it('allows a refund request when the balance holds exactly the payment tokens, spent from another lot', () => {
+    const funded: TokensPurchased = {
+      type: 'TokensPurchased',
+      data: { ...credited.data, paymentId: 'other', transactionId: 'funding', amount: 5, balanceAfter: 105, lot: { lotId: 'funding', priority: LOT_PRIORITY_DEFAULT, expiresAt: null } },
+    };
+    const fromFunding = used(5, 100);
+    const spentFromFunding: TokensUsed = { ...fromFunding, data: { ...fromFunding.data, draws: [{ lotId: 'funding', amount: 5 }] } };
+    spec.given([initiated, captured, credited, funded, spentFromFunding]).when(requestRefundCommand).then([refundRequested]);
+  });
+
+  it('refuses a refund request with REFUND_EXCEEDS_LOT (since lots) when the balance holds the payment tokens but they were spent from the purchase lot', () => {
+    const funded: TokensPurchased = {
+      type: 'TokensPurchased',
+      data: { ...credited.data, paymentId: 'other', transactionId: 'funding', amount: 5, balanceAfter: 105, lot: { lotId: 'funding', priority: LOT_PRIORITY_DEFAULT, expiresAt: null } },
+    };
+    spec
+      .given([initiated, captured, credited, funded, used(5, 100)])
+      .when(requestRefundCommand)
+      .thenThrows('REFUND_EXCEEDS_LOT', { paymentId, lotId: transactionId, requested: 100, remaining: 95 });
+  });
+});
+
+describe('payments: InitiatePayment repeated under the same id', () => {
+  it.each<[string, Partial<InitiatePayment['data']>]>([
+    ['another order', { orderId: 'MOCK-ORDER-2' }],
+    ['another package', { packageId: 'pro' }],
+    ['another number of tokens', { tokens: 101 }],
+    ['another price', { amount: 501 }],
+  ])('refuses the same payment id with %s', (_name, change) => {
+    spec
+      .given([initiated])
+      .when({ ...initiate, data: { ...initiate.data, ...change } })
+      .thenThrows('PAYMENT_ID_REUSED', { paymentId }, `payment ${paymentId} was already initiated with another order or package`);
+  });
+
+  it('decides nothing for a retry that arrives later, with a later expiry', () => {
+    spec
+      .given([initiated])
+      .when({ ...initiate, data: { ...initiate.data, now: later, expiresAt: new Date(expiresAt.getTime() + 600_000) } })
+      .thenNothing();
+  });
+
+  it('refuses a payment id credited directly, naming it', () => {
+    const direct: TokensPurchased = { type: 'TokensPurchased', data: { ...credited.data, description: null } };
+    spec.given([direct]).when(initiate).thenThrows('PAYMENT_ID_REUSED', { paymentId }, `payment ${paymentId} was already credited directly`);
+  });
+});
+
+describe('payments: a package the catalogue could never offer is a bug, not a rejection', () => {
+  const initiateWith = (change: Partial<InitiatePayment['data']>): InitiatePayment => ({ ...initiate, data: { ...initiate.data, ...change } });
+  const violation = (change: Partial<InitiatePayment['data']>) => {
+    try {
+      tokenAccountDecider.decide(initiateWith(change), tokenAccountDecider.initialState);
+    } catch (error) {
+      return error;
+    }
+    return undefined;
+  };
+
+  it.each<[string, Partial<InitiatePayment['data']>]>([
+    ['no tokens', { tokens: 0 }],
+    ['a price of 0', { amount: 0 }],
+    ['a fractional price', { amount: 4.5 }],
+    ['a currency of four letters', { currency: 'USDX' }],
+    ['a currency in lower case', { currency: 'usd' }],
+    ['an expiry at its start', { expiresAt: startedAt }],
+    ['an expiry before its start', { expiresAt: new Date(startedAt.getTime() - 1) }],
+  ])('stops on a package with %s', (_name, change) => {
+    expect(violation(change)).toBeInstanceOf(LedgerInvariantViolation);
+  });
+
+  it('accepts the smallest price, one token and an expiry a millisecond after the start', () => {
+    const smallest = { tokens: 1, amount: 1, expiresAt: new Date(startedAt.getTime() + 1) };
+    spec
+      .given([])
+      .when(initiateWith(smallest))
+      .then([{ ...initiated, data: { ...initiated.data, tokens: 1, amount: 1, expiresAt: smallest.expiresAt.toISOString() } }]);
+  });
+});
+
+describe('payments: what a refused request tells the client (code, details and the problem detail)', () => {
+  it('a capture of an unknown payment', () => {
+    spec.given([]).when(approved).thenThrows('PAYMENT_NOT_FOUND', { paymentId }, `payment ${paymentId} does not exist on this account`);
+  });
+
+  it('a capture request for a declined payment, with the provider reason', () => {
+    const declined = state([initiated, { type: 'PaymentFailed', data: { userId, paymentId, orderId, reason: 'card_declined', occurredAt: later.toISOString() } }]);
+    expect(thrown(() => captureDecision(declined, paymentId, later))).toMatchObject({
+      code: 'PAYMENT_DECLINED',
+      details: { paymentId, reason: 'card_declined' },
+      message: `payment ${paymentId} was declined: card_declined`,
+    });
+  });
+
+  it('a capture request for an expired payment, with its expiry', () => {
+    expect(thrown(() => captureDecision(state([initiated]), paymentId, afterExpiry))).toMatchObject({
+      code: 'PAYMENT_EXPIRED',
+      details: { paymentId, expiresAt: expiresAt.toISOString() },
+      message: `payment ${paymentId} expired at ${expiresAt.toISOString()}`,
+    });
+  });
+
+  it('a refund of a payment never captured, with its status', () => {
+    const message = `payment ${paymentId} is PENDING; only a captured payment can be refunded`;
+    spec.given([initiated]).when(refund).thenThrows('PAYMENT_NOT_CAPTURED', { paymentId, paymentStatus: 'PENDING' }, message);
+    spec.given([initiated]).when(requestRefundCommand).thenThrows('PAYMENT_NOT_CAPTURED', { paymentId, paymentStatus: 'PENDING' }, message);
+  });
+
+  it('a refund request the available balance no longer covers, with the balance, the available tokens and the tokens it would take', () => {
+    spec
+      .given([initiated, captured, credited, used(1, 99)])
+      .when(requestRefundCommand)
+      .thenThrows('REFUND_EXCEEDS_BALANCE', { paymentId, balance: 99, available: 99, requested: 100 }, `refunding payment ${paymentId} would take back 100 tokens from an available balance of 99`);
+  });
+
+  it('a direct credit under a provider payment id', () => {
+    spec
+      .given([initiated])
+      .when({ type: 'AddTokens', data: { userId, paymentId, amount: 100, description: null, transactionId, now: later } })
+      .thenThrows('PAYMENT_ID_REUSED', { paymentId, creditedAmount: null, requestedAmount: 100 }, `payment ${paymentId} is a provider payment; it is credited by its capture`);
+  });
+});
+
+function thrown(run: () => unknown): unknown {
+  try {
+    run();
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+}
+
+describe('payments: a state no stream can produce is refused, never decided on', () => {
+  it('refuses to send a capture for a payment in a status it does not know', () => {
+    const known = state([initiated]);
+    const corrupt = { ...known, payments: known.payments.set(paymentId, { ...(known.payments.get(paymentId) as Payment), status: 'SETTLED' as Payment['status'] }) };
+    const error = thrown(() => captureDecision(corrupt, paymentId, later));
+    // A bug or corrupt data, not a rejection a client could act on.
+    expect(error).toBeInstanceOf(Error);
+    expect(error).not.toBeInstanceOf(LedgerError);
+  });
+
+  it('tells a client that a declined payment gave no reason when the provider gave none', () => {
+    const declined = state([initiated, { type: 'PaymentFailed', data: { userId, paymentId, orderId, reason: 'card_declined', occurredAt: later.toISOString() } }]);
+    const withoutReason = { ...declined, payments: declined.payments.set(paymentId, { ...(declined.payments.get(paymentId) as Payment), failureReason: null }) };
+    expect(thrown(() => captureDecision(withoutReason, paymentId, later))).toMatchObject({
+      code: 'PAYMENT_DECLINED',
+      details: { paymentId, reason: null },
+      message: `payment ${paymentId} was declined: no reason given`,
+    });
+  });
+});
+

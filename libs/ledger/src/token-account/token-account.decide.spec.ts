@@ -1,7 +1,8 @@
+import { LedgerError } from '../ledger.errors.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import { DESCRIPTION_LENGTH_MAX, LOT_PRIORITY_DEFAULT, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX } from '../ledger.limits.js';
 import { OPENING_LOT_ID } from './lot.state.js';
-import type { AddTokens, AdjustTokens, UseTokens } from './token-account.commands.js';
+import type { AddTokens, AdjustTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
 import { tokenAccountDecider } from './token-account.decider.js';
 import type { TokensAdjusted, TokensPurchased, TokensUsed } from './token-account.events.js';
 
@@ -237,3 +238,79 @@ describe('token account: AdjustTokens', () => {
 function purchasedNow(amount: number, balanceAfter: number, description: string | null = 'Starter pack'): TokensPurchased {
   return { type: 'TokensPurchased', data: { userId, transactionId, paymentId, amount, description, balanceAfter, occurredAt: now.toISOString(), lot: { lotId: transactionId, priority: LOT_PRIORITY_DEFAULT, expiresAt: null }, heldAfter: 0 } };
 }
+
+describe('token account: what a refused command tells the client (code, details and the problem detail)', () => {
+  it('an amount out of range, with the range', () => {
+    spec
+      .given([])
+      .when(addTokens({ amount: 0 }))
+      .thenThrows('AMOUNT_OUT_OF_RANGE', { amount: 0, min: 1, max: TOKEN_AMOUNT_MAX }, `amount must be an integer from 1 to ${TOKEN_AMOUNT_MAX}`);
+    spec
+      .given([])
+      .when(adjustTokens({ amount: 0 }))
+      .thenThrows('AMOUNT_OUT_OF_RANGE', { amount: 0, min: -TOKEN_AMOUNT_MAX, max: TOKEN_AMOUNT_MAX }, `amount must be a non-zero integer from -${TOKEN_AMOUNT_MAX} to ${TOKEN_AMOUNT_MAX}`);
+  });
+
+  it('a description too long, with its length and the limit', () => {
+    spec
+      .given([])
+      .when(useTokens({ description: 'y'.repeat(DESCRIPTION_LENGTH_MAX + 1) }))
+      .thenThrows('DESCRIPTION_TOO_LONG', { length: DESCRIPTION_LENGTH_MAX + 1, max: DESCRIPTION_LENGTH_MAX }, `description must be at most ${DESCRIPTION_LENGTH_MAX} characters`);
+  });
+
+  it('a usage above the balance', () => {
+    spec.given([purchased(10, 10)]).when(useTokens({ amount: 11 })).thenThrows('INSUFFICIENT_BALANCE', { balance: 10, requested: 11 }, 'the balance 10 is less than the 11 tokens requested');
+  });
+
+  it('a payment id credited before with another amount', () => {
+    spec
+      .given([purchased(100, 100)])
+      .when(addTokens({ amount: 101 }))
+      .thenThrows('PAYMENT_ID_REUSED', { paymentId, creditedAmount: 100, requestedAmount: 101 }, `payment ${paymentId} was already credited with a different amount or description`);
+  });
+
+  it('a debit below zero', () => {
+    spec.given([purchased(10, 10)]).when(adjustTokens({ amount: -11 })).thenThrows('ADJUSTMENT_EXCEEDS_BALANCE', { balance: 10, requested: -11 }, 'an adjustment of -11 would take the balance 10 below zero');
+  });
+
+  it('a reason blank or too long', () => {
+    spec.given([]).when(adjustTokens({ reason: '  ' })).thenThrows('REASON_REQUIRED', { length: 2 }, 'an adjustment needs a reason that is not blank');
+    spec
+      .given([])
+      .when(adjustTokens({ amount: 5, reason: 'r'.repeat(REASON_LENGTH_MAX + 1) }))
+      .thenThrows('REASON_TOO_LONG', { length: REASON_LENGTH_MAX + 1, max: REASON_LENGTH_MAX }, `reason must be at most ${REASON_LENGTH_MAX} characters`);
+  });
+
+  it('a credit past the maximum balance', () => {
+    spec
+      .given([purchased(TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MAX, otherPaymentId)])
+      .when(addTokens({ amount: 1 }))
+      .thenThrows('BALANCE_OUT_OF_RANGE', { balance: TOKEN_AMOUNT_MAX, requested: 1 }, `a credit of 1 would take the balance above ${TOKEN_AMOUNT_MAX}`);
+  });
+});
+
+describe('token account: a debit is checked against the balance whatever the order of the checks', () => {
+  it('credits back to an account at zero with a positive adjustment, and debits it exactly to zero again', () => {
+    spec.given([purchased(10, 10), used(10, 0)]).when(adjustTokens({ amount: 3, reason: 'Goodwill' })).then([adjustedNow(3, 3, 'Goodwill')]);
+  });
+
+  it('refuses a debit of one more than the balance and allows one equal to it', () => {
+    spec.given([purchased(10, 10)]).when(useTokens({ amount: 10 })).then([{ type: 'TokensUsed', data: { userId, transactionId, amount: 10, description: 'Chat completion', balanceAfter: 0, occurredAt: now.toISOString(), draws: [{ lotId: 'opening', amount: 10 }], heldAfter: 0 } }]);
+    spec.given([purchased(10, 10)]).when(adjustTokens({ amount: -10 })).then([adjustedNow(-10, 0)]);
+  });
+});
+
+describe('token account: a command it does not know', () => {
+  it('fails loudly instead of deciding nothing', () => {
+    let error: unknown;
+    try {
+      tokenAccountDecider.decide({ type: 'GiftTokens', data: {} } as unknown as TokenAccountCommand, tokenAccountDecider.initialState);
+    } catch (thrown) {
+      error = thrown;
+    }
+    // A bug in the caller, not a rejection a client could act on.
+    expect(error).toBeInstanceOf(Error);
+    expect(error).not.toBeInstanceOf(LedgerError);
+  });
+});
+

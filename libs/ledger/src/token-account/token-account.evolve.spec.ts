@@ -1,5 +1,6 @@
 import { fold } from '../decider.js';
 import { LedgerInvariantViolation } from '../ledger.errors.js';
+import { BALANCE_MAX } from '../ledger.limits.js';
 import { tokenAccountDecider } from './token-account.decider.js';
 import type { TokenAccountEvent } from './token-account.events.js';
 
@@ -66,5 +67,106 @@ describe('token account: evolve', () => {
 
   it('fails loudly on an unknown event type', () => {
     expect(() => replay([{ type: 'TokensGifted', data: {} } as unknown as TokenAccountEvent])).toThrow(LedgerInvariantViolation);
+  });
+});
+
+describe('token account: evolve re-checks every recorded balance', () => {
+  const credit = (amount: number, balanceAfter: number, paymentId = 'p1') =>
+    ({ type: 'TokensPurchased', data: { userId, transactionId: `t-${paymentId}`, paymentId, amount, description: null, balanceAfter, occurredAt: at } }) as const;
+  const use = (amount: number, balanceAfter: number) => ({ type: 'TokensUsed', data: { userId, transactionId: 'tu', amount, description: null, balanceAfter, occurredAt: at } }) as const;
+
+  it('replays a usage, an adjustment and a purchase that take the balance exactly to zero or to the maximum', () => {
+    expect(replay([credit(10, 10), use(10, 0)]).balance).toBe(0);
+    expect(replay([credit(10, 10), { type: 'TokensAdjusted', data: { userId, transactionId: 'ta', amount: -10, reason: 'x', balanceAfter: 0, occurredAt: at } }]).balance).toBe(0);
+    expect(replay([credit(BALANCE_MAX, BALANCE_MAX)]).balance).toBe(BALANCE_MAX);
+    expect(replay([{ type: 'TokensAdjusted', data: { userId, transactionId: 'ta', amount: BALANCE_MAX, reason: 'x', balanceAfter: BALANCE_MAX, occurredAt: at } }]).balance).toBe(BALANCE_MAX);
+  });
+
+  it.each<[string, readonly TokenAccountEvent[]]>([
+    ['a usage whose balanceAfter disagrees with the replay', [credit(10, 10), use(4, 7)]],
+    ['a purchase past the maximum balance', [credit(BALANCE_MAX, BALANCE_MAX), credit(1, BALANCE_MAX + 1, 'p2')]],
+    ['an adjustment past the maximum balance', [credit(BALANCE_MAX, BALANCE_MAX), { type: 'TokensAdjusted', data: { userId, transactionId: 'ta', amount: 1, reason: 'x', balanceAfter: BALANCE_MAX + 1, occurredAt: at } }]],
+  ])('fails loudly on %s', (_name, events) => {
+    expect(() => replay(events)).toThrow(LedgerInvariantViolation);
+  });
+});
+
+describe('token account: evolve re-checks every payment status move', () => {
+  const paymentId = 'pay-1';
+  const orderId = 'ORDER-1';
+  const initiated: TokenAccountEvent = {
+    type: 'PaymentInitiated',
+    data: { userId, paymentId, orderId, packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'mock', occurredAt: at, expiresAt: '2026-11-24T12:00:00.000Z' },
+  };
+  const captured: TokenAccountEvent = { type: 'PaymentCaptured', data: { userId, paymentId, orderId, providerTransactionId: 'CAPTURE-1', occurredAt: '2026-11-24T11:10:00.000Z' } };
+  const credited: TokenAccountEvent = {
+    type: 'TokensPurchased',
+    data: { userId, transactionId: 'tc', paymentId, amount: 100, description: 'Token package starter', balanceAfter: 100, occurredAt: '2026-11-24T11:10:00.000Z' },
+  };
+  const declined: TokenAccountEvent = { type: 'PaymentFailed', data: { userId, paymentId, orderId, reason: 'card_declined', occurredAt: '2026-11-24T11:05:00.000Z' } };
+  const expired: TokenAccountEvent = { type: 'PaymentExpired', data: { userId, paymentId, orderId, reason: 'Payment timed out', occurredAt: '2026-11-24T12:00:00.000Z' } };
+  const refunded = (tokensDebited: number): TokenAccountEvent => ({
+    type: 'PaymentRefunded',
+    data: { userId, paymentId, orderId, providerRefundId: 'REFUND-1', tokens: 100, tokensDebited, occurredAt: '2026-11-24T11:20:00.000Z' },
+  });
+  const tokensRefunded = (amount: number, balanceAfter: number): TokenAccountEvent => ({
+    type: 'TokensRefunded',
+    data: { userId, transactionId: 'tr', paymentId, amount, description: 'Refund of token package starter', balanceAfter, occurredAt: '2026-11-24T11:20:00.000Z' },
+  });
+  const use = (amount: number, balanceAfter: number): TokenAccountEvent => ({ type: 'TokensUsed', data: { userId, transactionId: 'tu', amount, description: null, balanceAfter, occurredAt: at } });
+  const paymentAfter = (events: readonly TokenAccountEvent[]) => replay(events).payments.get(paymentId);
+  const pending = {
+    ...initiated.data,
+    status: 'PENDING',
+    failure: null,
+    failureReason: null,
+    providerTransactionId: null,
+    providerRefundId: null,
+    tokensDebited: null,
+    updatedAt: at,
+  };
+
+  it('keeps each payment with where its lifecycle stands, as the read model and the next decision need it', () => {
+    expect(paymentAfter([initiated])).toEqual(pending);
+    expect(paymentAfter([initiated, captured, credited])).toEqual({ ...pending, status: 'COMPLETED', providerTransactionId: 'CAPTURE-1', updatedAt: '2026-11-24T11:10:00.000Z' });
+    expect(paymentAfter([initiated, declined])).toEqual({ ...pending, status: 'FAILED', failure: 'declined', failureReason: 'card_declined', updatedAt: '2026-11-24T11:05:00.000Z' });
+    expect(paymentAfter([initiated, expired])).toEqual({ ...pending, status: 'FAILED', failure: 'expired', failureReason: 'Payment timed out', updatedAt: '2026-11-24T12:00:00.000Z' });
+    expect(paymentAfter([initiated, captured, credited, refunded(100), tokensRefunded(100, 0)])).toEqual({
+      ...pending,
+      status: 'REFUNDED',
+      providerTransactionId: 'CAPTURE-1',
+      providerRefundId: 'REFUND-1',
+      tokensDebited: 100,
+      updatedAt: '2026-11-24T11:20:00.000Z',
+    });
+  });
+
+  it('replays a capture that raced an expiry or a decline: the provider took the money', () => {
+    expect(paymentAfter([initiated, expired, captured, credited])?.status).toBe('COMPLETED');
+    expect(paymentAfter([initiated, declined, captured, credited])?.status).toBe('COMPLETED');
+  });
+
+  it('replays a refund that took back everything, only part, or nothing', () => {
+    expect(replay([initiated, captured, credited, refunded(100), tokensRefunded(100, 0)]).balance).toBe(0);
+    expect(replay([initiated, captured, credited, use(70, 30), refunded(30), tokensRefunded(30, 0)]).balance).toBe(0);
+    expect(replay([initiated, captured, credited, use(100, 0), refunded(0)]).balance).toBe(0);
+  });
+
+  it.each<[string, readonly TokenAccountEvent[]]>([
+    ['a payment initiated twice', [initiated, initiated]],
+    ['an event for a payment never initiated', [captured]],
+    ['a capture of a payment already captured', [initiated, captured, credited, captured]],
+    ['a capture of a refunded payment', [initiated, captured, credited, refunded(100), tokensRefunded(100, 0), captured]],
+    ['a decline of a captured payment', [initiated, captured, credited, declined]],
+    ['an expiry of a payment already failed', [initiated, declined, expired]],
+    ['a refund of a payment never captured', [initiated, refunded(0)]],
+    ['a refund of a payment already refunded', [initiated, captured, credited, refunded(100), tokensRefunded(100, 0), refunded(0)]],
+    ['a refund that debits more than the payment credited', [initiated, captured, credited, refunded(101)]],
+    ['a refund that debits a negative number of tokens', [initiated, captured, credited, refunded(-1)]],
+    ['tokens refunded for a payment not refunded', [initiated, captured, credited, tokensRefunded(100, 0)]],
+    ['tokens refunded below zero', [initiated, captured, credited, use(100, 0), refunded(100), tokensRefunded(100, -100)]],
+    ['tokens refunded with a balanceAfter the replay disagrees with', [initiated, captured, credited, refunded(100), tokensRefunded(100, 1)]],
+  ])('fails loudly on %s', (_name, events) => {
+    expect(() => replay(events)).toThrow(LedgerInvariantViolation);
   });
 });

@@ -1,0 +1,247 @@
+import { randomUUID } from 'node:crypto';
+import { Pool } from 'pg';
+import { createTestDatabase, type TestDatabase } from '../../../../test/support/test-database.js';
+import type { EventToAppend, RecordedEvent } from '../event-store.port.js';
+import { START } from '../position.js';
+import { PostgresEventStore, type PostgresEventStoreOptions } from './postgres-event-store.js';
+
+/**
+ * Live subscriptions are woken by the appends of their own process at once and by those of other
+ * processes through LISTEN/NOTIFY. Here polling is all but off (a minute between reads), so a
+ * subscriber that sees an event within seconds was woken, not polled: take the wake-up away and these
+ * tests time out.
+ */
+const SLOW_POLL_MS = 60_000;
+const WOKEN_WITHIN_MS = 5_000;
+
+function event(type: string): EventToAppend {
+  return { id: randomUUID(), type, data: {} };
+}
+
+describe('PostgreSQL event store: wake-ups of live subscriptions', () => {
+  let database: TestDatabase;
+  const stores: PostgresEventStore[] = [];
+  const controllers: AbortController[] = [];
+  /** Stores seen LISTENing: one connection serves all of a store's subscriptions. */
+  const listeningStores = new WeakSet<PostgresEventStore>();
+
+  function store(options: Partial<PostgresEventStoreOptions> = {}): PostgresEventStore {
+    const made = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: SLOW_POLL_MS, ...options });
+    stores.push(made);
+    return made;
+  }
+
+  /** Collects the events of `streams` from a live subscription of `subscriber`, from the head on. */
+  async function subscribe(subscriber: PostgresEventStore, streams: readonly string[], settleMs = 200) {
+    const controller = new AbortController();
+    controllers.push(controller);
+    const received: string[] = [];
+    const after = (await subscriber.headPosition()) ?? START;
+    const listeningBefore = await listeningConnections();
+    const done = (async () => {
+      for await (const recorded of subscriber.subscribeToAll({ after, signal: controller.signal }) as AsyncIterable<RecordedEvent>) {
+        if (streams.includes(recorded.streamId)) received.push(recorded.type);
+      }
+    })();
+    // Let the subscription read once and start waiting (and LISTENing) before the test appends: wait
+    // for its LISTEN connection (a fixed pause alone was too short on a loaded machine), then settle.
+    if (!listeningStores.has(subscriber)) {
+      const deadline = Date.now() + WOKEN_WITHIN_MS;
+      while ((await listeningConnections()) <= listeningBefore && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      listeningStores.add(subscriber);
+    }
+    await new Promise((resolve) => setTimeout(resolve, settleMs));
+    return { received, controller, done };
+  }
+
+  async function eventually(received: readonly string[], expected: readonly string[]): Promise<void> {
+    const deadline = Date.now() + WOKEN_WITHIN_MS;
+    while (received.length < expected.length && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(received).toEqual(expected);
+  }
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+  });
+
+  afterEach(async () => {
+    for (const controller of controllers.splice(0)) controller.abort();
+    await Promise.all(stores.splice(0).map((each) => each.close()));
+  });
+
+  afterAll(async () => {
+    await database.drop();
+  });
+
+  it("wakes another process's subscriber through NOTIFY, not by its poll", async () => {
+    const [writer, reader] = [store(), store()];
+    const stream = `wake-${randomUUID()}`;
+    const { received } = await subscribe(reader, [stream]);
+    await writer.append(stream, [event('FromAnotherProcess')], { expectedRevision: 'no_stream' });
+    await eventually(received, ['FromAnotherProcess']);
+  });
+
+  it("wakes another process's subscriber for every append of a burst, the last one included", async () => {
+    const [writer, reader] = [store(), store()];
+    const stream = `wake-${randomUUID()}`;
+    const { received } = await subscribe(reader, [stream]);
+    const types = Array.from({ length: 30 }, (_, index) => `Burst${index}`);
+    // One after another, so that appends also commit while a NOTIFY is on its way: each must still
+    // lead to one more NOTIFY, or the subscriber misses the last ones until its next poll.
+    for (const [index, type] of types.entries()) await writer.append(stream, [event(type)], { expectedRevision: index === 0 ? 'no_stream' : BigInt(index - 1) });
+    await eventually(received, types);
+  });
+
+  it('wakes a subscriber of the same process at once, for each of many appends', async () => {
+    const single = store();
+    const stream = `wake-${randomUUID()}`;
+    const { received } = await subscribe(single, [stream]);
+    const types = Array.from({ length: 20 }, (_, index) => `Own${index}`);
+    for (const [index, type] of types.entries()) await single.append(stream, [event(type)], { expectedRevision: index === 0 ? 'no_stream' : BigInt(index - 1) });
+    await eventually(received, types);
+  });
+
+  it('wakes the subscribers when a retried append finds its events already appended (a commit whose answer was lost)', async () => {
+    const single = store();
+    const stream = `wake-${randomUUID()}`;
+    const lost = event('CommittedButUnanswered');
+    const { received } = await subscribe(single, [stream]);
+    // The append commits, but its process never hears so (nor does any subscriber): written by SQL alone.
+    await database.pool.query(`SELECT * FROM append_to_stream($1, 'no_stream', NULL, $2::uuid[], $3::text[], $4::text[], $5::text[])`, [
+      stream,
+      [lost.id],
+      [lost.type],
+      ['{}'],
+      ['{}'],
+    ]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(received).toEqual([]);
+    await expect(single.append(stream, [lost], { expectedRevision: 'no_stream' })).resolves.toMatchObject({ nextRevision: 0n });
+    await eventually(received, ['CommittedButUnanswered']);
+  });
+
+  it('ends a waiting subscription as soon as it is aborted', async () => {
+    const single = store();
+    const { controller, done } = await subscribe(single, []);
+    const abortedAt = Date.now();
+    controller.abort();
+    await done;
+    expect(Date.now() - abortedAt).toBeLessThan(WOKEN_WITHIN_MS);
+  });
+
+  it('listens on one connection however many times its subscribers wait', async () => {
+    const [writer, reader] = [store(), store()];
+    const stream = `wake-${randomUUID()}`;
+    const first = await subscribe(reader, [stream]);
+    const second = await subscribe(reader, [stream]);
+    for (const index of [0, 1, 2]) await writer.append(stream, [event(`E${index}`)], { expectedRevision: index === 0 ? 'no_stream' : BigInt(index - 1) });
+    await eventually(first.received, ['E0', 'E1', 'E2']);
+    await eventually(second.received, ['E0', 'E1', 'E2']);
+    const listening = await database.pool.query<{ count: string }>(
+      "SELECT count(*) AS count FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN event_store_appended'",
+    );
+    // Only the reader has subscribers, and it listens on one connection for all of them.
+    expect(Number(listening.rows[0]?.count)).toBe(1);
+  });
+
+  async function listeningConnections(): Promise<number> {
+    const listening = await database.pool.query<{ count: string }>(
+      "SELECT count(*) AS count FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN event_store_appended'",
+    );
+    return Number(listening.rows[0]?.count);
+  }
+
+  it('finds an append that committed while it was starting to listen', async () => {
+    const [writer, reader] = [store(), store()];
+    const stream = `wake-${randomUUID()}`;
+    // No pause: the append races the reader's first read and its LISTEN. Whichever wins, the reader
+    // must see the event now, not at its next poll (it reads again once it listens).
+    const { received } = await subscribe(reader, [stream], 0);
+    await writer.append(stream, [event('WhileConnecting')], { expectedRevision: 'no_stream' });
+    await eventually(received, ['WhileConnecting']);
+  });
+
+  it('reads page after page without waiting while the pages are full', async () => {
+    const writer = store();
+    const stream = `wake-${randomUUID()}`;
+    const after = (await writer.headPosition()) ?? START;
+    const types = Array.from({ length: 7 }, (_, index) => `Paged${index}`);
+    await writer.append(stream, types.map(event), { expectedRevision: 'no_stream' });
+    const reader = store({ subscriptionBatchSize: 2 });
+    const controller = new AbortController();
+    controllers.push(controller);
+    const received: string[] = [];
+    const startedAt = Date.now();
+    for await (const recorded of reader.subscribeToAll({ after, signal: controller.signal })) {
+      if (recorded.streamId === stream) received.push(recorded.type);
+      if (received.length === types.length) break;
+    }
+    expect(received).toEqual(types);
+    expect(Date.now() - startedAt).toBeLessThan(WOKEN_WITHIN_MS);
+  });
+
+  it('delivers nothing more once aborted, even from a page already read', async () => {
+    const writer = store();
+    const stream = `wake-${randomUUID()}`;
+    const after = (await writer.headPosition()) ?? START;
+    await writer.append(stream, ['A', 'B', 'C', 'D'].map(event), { expectedRevision: 'no_stream' });
+    const controller = new AbortController();
+    const received: string[] = [];
+    for await (const recorded of writer.subscribeToAll({ after, signal: controller.signal })) {
+      if (recorded.streamId !== stream) continue;
+      received.push(recorded.type);
+      if (received.length === 2) controller.abort();
+    }
+    expect(received).toEqual(['A', 'B']);
+  });
+
+  /** Until `count` connections of this database LISTEN, or the deadline. */
+  async function eventuallyListening(count: number): Promise<void> {
+    const deadline = Date.now() + WOKEN_WITHIN_MS;
+    while ((await listeningConnections()) !== count && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await listeningConnections()).toBe(count);
+  }
+
+  it('reports a lost LISTEN connection, falls back to its poll, and listens again at its next wait', async () => {
+    const errors: Error[] = [];
+    const writer = store();
+    const reader = store({ onError: (error) => errors.push(error), pollIntervalMs: 300 });
+    const stream = `wake-${randomUUID()}`;
+    const { received } = await subscribe(reader, [stream]);
+    await eventuallyListening(1);
+    await database.pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN event_store_appended'");
+    const deadline = Date.now() + WOKEN_WITHIN_MS;
+    while (errors.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(errors).toEqual([expect.any(Error)]);
+    await eventuallyListening(1);
+    await writer.append(stream, [event('AfterReconnect')], { expectedRevision: 'no_stream' });
+    await eventually(received, ['AfterReconnect']);
+  });
+
+  it('closes its LISTEN connection when the store closes', async () => {
+    const reader = store();
+    const { controller, done } = await subscribe(reader, []);
+    await eventuallyListening(1);
+    controller.abort();
+    await done;
+    await reader.close();
+    expect(await listeningConnections()).toBe(0);
+  });
+
+  it('reports a NOTIFY that fails instead of throwing it at the append', async () => {
+    const pool = new Pool({ connectionString: database.url, max: 2 });
+    const errors: Error[] = [];
+    const writer = new PostgresEventStore(pool, { connectionString: database.url, onError: (error) => errors.push(error) });
+    try {
+      await writer.append(`wake-${randomUUID()}`, [event('Notified')], { expectedRevision: 'no_stream' });
+      // The NOTIFY goes a few milliseconds after the append, through a pool that is gone by then.
+      await pool.end();
+      const deadline = Date.now() + WOKEN_WITHIN_MS;
+      while (errors.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+      expect(errors).toEqual([expect.any(Error)]);
+    } finally {
+      await writer.close();
+    }
+  });
+});
+

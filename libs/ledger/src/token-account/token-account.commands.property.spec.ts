@@ -1,0 +1,406 @@
+import fc from 'fast-check';
+import { fold } from '../decider.js';
+import { LEDGER_ERROR_CODES, LedgerError } from '../ledger.errors.js';
+import { BALANCE_MAX, GRANT_PRIORITY_DEFAULT, HOLD_TTL_SECONDS_MAX, TOKEN_AMOUNT_MAX } from '../ledger.limits.js';
+import { captureDecision } from './payment.decide.js';
+import type { TokenAccountCommand } from './token-account.commands.js';
+import { tokenAccountDecider } from './token-account.decider.js';
+import type { TokenAccountEvent } from './token-account.events.js';
+import { tokenAccountSnapshot } from './token-account.snapshot.js';
+import { availableBalance, type TokenAccountState } from './token-account.state.js';
+
+/*
+ * Random command sequences, with the clock moving between commands, against the invariants an
+ * auditor relies on: the balance is the credits less the debits and never leaves its range, a repeated
+ * idempotent command decides nothing, replaying the decided events (as stored, through JSON) gives the
+ * same state, and a snapshot decodes to the state the replay gives.
+ *
+ * Each command type has one row in COMMAND_GENERATORS; a new command added to TokenAccountCommand is
+ * a type error here until it has its row.
+ */
+
+const userId = '11111111-1111-4111-8111-111111111111';
+const start = Date.parse('2026-11-24T12:00:00.000Z');
+const MINUTE_MS = 60_000;
+
+/**
+ * Small pools, so that sequences repeat ids and collide (direct credits and provider payments share
+ * one), and a payment is often taken through its whole lifecycle.
+ */
+const DIRECT_PAYMENT_IDS = ['direct-1', 'shared-1'] as const;
+const PROVIDER_PAYMENT_IDS = ['provider-1', 'shared-1'] as const;
+/** The largest package can only be captured on an empty balance: the capture ceiling is tried. */
+const PACKAGES = [
+  { packageId: 'starter', tokens: 100, amount: 500 },
+  { packageId: 'pro', tokens: 1_000, amount: 4_000 },
+  { packageId: 'whale', tokens: TOKEN_AMOUNT_MAX, amount: 1 },
+] as const;
+
+const HOLD_IDS = ['hold-1', 'hold-2'] as const;
+
+/**
+ * What a step knows when it builds its command: the time, a transaction id of its own, and the ids of
+ * the account's lots (a VoidGrant names one of them, or one that does not exist).
+ */
+type Clock = { readonly now: Date; readonly transactionId: string; readonly lotIds: readonly string[] };
+type CommandType = TokenAccountCommand['type'];
+type CommandOf<Type extends CommandType> = Extract<TokenAccountCommand, { readonly type: Type }>;
+type CommandGenerator<Type extends CommandType> = {
+  /** A command built at the step's time; the same recipe at a later time is the command's retry. */
+  readonly recipe: fc.Arbitrary<(clock: Clock) => CommandOf<Type>>;
+  /** Whether repeating the command after it decided something must decide nothing. */
+  readonly idempotent: boolean;
+};
+
+/** Mostly ordinary amounts, sometimes the largest, sometimes one out of range (refused, deciding nothing). */
+const tokenAmount = fc.oneof(
+  { weight: 8, arbitrary: fc.integer({ min: 1, max: 300 }) },
+  { weight: 1, arbitrary: fc.constant(TOKEN_AMOUNT_MAX) },
+  { weight: 1, arbitrary: fc.constantFrom(0, -1, 1.5, TOKEN_AMOUNT_MAX + 1) },
+);
+
+const COMMAND_GENERATORS: { readonly [Type in CommandType]: CommandGenerator<Type> } = {
+  AddTokens: {
+    idempotent: true,
+    recipe: fc
+      .record({ paymentId: fc.constantFrom(...DIRECT_PAYMENT_IDS), amount: tokenAmount, description: fc.constantFrom(null, 'Starter pack') })
+      .map((data) => (clock) => ({ type: 'AddTokens', data: { ...data, userId, transactionId: clock.transactionId, now: clock.now } })),
+  },
+  UseTokens: {
+    idempotent: false,
+    recipe: fc
+      .record({ amount: tokenAmount, description: fc.constantFrom(null, 'Chat completion') })
+      .map((data) => (clock) => ({ type: 'UseTokens', data: { ...data, userId, transactionId: clock.transactionId, now: clock.now } })),
+  },
+  AdjustTokens: {
+    idempotent: false,
+    recipe: fc
+      .record({ amount: fc.oneof(fc.integer({ min: -300, max: 300 }), fc.constant(-TOKEN_AMOUNT_MAX)), reason: fc.constantFrom('Goodwill', ' ') })
+      .map((data) => (clock) => ({ type: 'AdjustTokens', data: { ...data, userId, transactionId: clock.transactionId, now: clock.now } })),
+  },
+  InitiatePayment: {
+    idempotent: true,
+    recipe: fc
+      .record({ paymentId: fc.constantFrom(...PROVIDER_PAYMENT_IDS), product: fc.constantFrom(...PACKAGES), otherOrder: fc.boolean(), validForMs: fc.integer({ min: 1, max: 60 * MINUTE_MS }),
+        pendingPaymentsMax: fc.constantFrom(1, 10),
+      })
+      .map(({ paymentId, product, otherOrder, validForMs, pendingPaymentsMax }) => (clock) => ({
+        type: 'InitiatePayment',
+        data: {
+          userId,
+          paymentId,
+          orderId: otherOrder ? `order-other-${paymentId}` : `order-${paymentId}`,
+          ...product,
+          currency: 'USD',
+          provider: 'mock',
+          now: clock.now,
+          expiresAt: new Date(clock.now.getTime() + validForMs),
+          pendingPaymentsMax,
+        },
+      })),
+  },
+  CapturePayment: {
+    idempotent: true,
+    recipe: fc
+      .record({
+        paymentId: fc.constantFrom(...PROVIDER_PAYMENT_IDS),
+        outcome: fc.constantFrom({ status: 'captured', providerTransactionId: 'capture-1' } as const, { status: 'declined', reason: 'card_declined' } as const),
+      })
+      .map((data) => (clock) => ({ type: 'CapturePayment', data: { ...data, userId, transactionId: clock.transactionId, now: clock.now } })),
+  },
+  ExpirePayment: {
+    idempotent: true,
+    recipe: fc.constantFrom(...PROVIDER_PAYMENT_IDS).map((paymentId) => (clock) => ({ type: 'ExpirePayment', data: { userId, paymentId, now: clock.now } })),
+  },
+  RequestRefund: {
+    idempotent: true,
+    recipe: fc.constantFrom(...PROVIDER_PAYMENT_IDS).map((paymentId) => (clock) => ({ type: 'RequestRefund', data: { userId, paymentId, now: clock.now } })),
+  },
+  RefundPayment: {
+    idempotent: true,
+    recipe: fc
+      .constantFrom(...PROVIDER_PAYMENT_IDS)
+      .map((paymentId) => (clock) => ({ type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 'refund-1', transactionId: clock.transactionId, now: clock.now } })),
+  },
+  HoldTokens: {
+    // A repeat of an active hold decides nothing; its time-to-live is at least 2 s, so it is still active at the retry.
+    idempotent: true,
+    recipe: fc
+      .record({
+        holdId: fc.constantFrom(...HOLD_IDS),
+        amount: tokenAmount,
+        description: fc.constantFrom(null, 'Chat completion'),
+        ttlSeconds: fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 2, max: 6 * 60 * 60 }) }, { weight: 1, arbitrary: fc.constantFrom(0, HOLD_TTL_SECONDS_MAX + 1) }),
+      })
+      .map((data) => (clock) => ({ type: 'HoldTokens', data: { ...data, userId, ttlSecondsMax: HOLD_TTL_SECONDS_MAX, transactionId: clock.transactionId, now: clock.now } })),
+  },
+  SettleHold: {
+    // A settled hold has ended: settling it again is refused (HOLD_NOT_ACTIVE), not ignored.
+    idempotent: false,
+    recipe: fc
+      .record({ holdId: fc.constantFrom(...HOLD_IDS), amount: fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 1, max: 300 }) }, { weight: 1, arbitrary: fc.constant(0) }), description: fc.constantFrom(null, 'Settled') })
+      .map((data) => (clock) => ({ type: 'SettleHold', data: { ...data, userId, transactionId: clock.transactionId, now: clock.now } })),
+  },
+  ReleaseHold: {
+    idempotent: false,
+    recipe: fc.constantFrom(...HOLD_IDS).map((holdId) => (clock) => ({ type: 'ReleaseHold', data: { userId, holdId, transactionId: clock.transactionId, now: clock.now } })),
+  },
+  ExpireCredits: {
+    // A later run may find more due: not a repeat that must decide nothing.
+    idempotent: false,
+    recipe: fc.constant((clock: Clock) => ({ type: 'ExpireCredits', data: { userId, transactionId: clock.transactionId, now: clock.now } })),
+  },
+  GrantTokens: {
+    idempotent: false,
+    recipe: fc
+      .record({
+        amount: tokenAmount,
+        reason: fc.oneof({ weight: 9, arbitrary: fc.constant('Promotion') }, { weight: 1, arbitrary: fc.constant(' ') }),
+        priority: fc.oneof({ weight: 9, arbitrary: fc.constantFrom(GRANT_PRIORITY_DEFAULT, 0, 500) }, { weight: 1, arbitrary: fc.constant(-1) }),
+        // Mostly expiring within two hours, so lots expire during a sequence; 0 (at now) is refused.
+        expiresInMs: fc.option(fc.integer({ min: 0, max: 120 * MINUTE_MS }), { nil: null }),
+      })
+      .map(({ expiresInMs, ...data }) => (clock) => ({
+        type: 'GrantTokens',
+        data: { ...data, userId, expiresAt: expiresInMs === null ? null : new Date(clock.now.getTime() + expiresInMs), transactionId: clock.transactionId, now: clock.now },
+      })),
+  },
+  VoidGrant: {
+    // A voided grant's lot is gone: voiding it again is refused (LOT_NOT_FOUND).
+    idempotent: false,
+    recipe: fc
+      .record({ pick: fc.nat(), missing: fc.boolean(), reason: fc.oneof({ weight: 9, arbitrary: fc.constant('Abuse') }, { weight: 1, arbitrary: fc.constant(' ') }) })
+      .map(({ pick, missing, reason }) => (clock) => ({
+        type: 'VoidGrant',
+        data: { userId, lotId: missing || clock.lotIds.length === 0 ? 'no-such-lot' : (clock.lotIds[pick % clock.lotIds.length] as string), reason, transactionId: clock.transactionId, now: clock.now },
+      })),
+  },
+};
+
+type Step =
+  | { readonly kind: 'advance'; readonly ms: number }
+  | { readonly kind: 'command'; readonly recipe: (clock: Clock) => TokenAccountCommand; readonly idempotent: boolean };
+
+/** Payments and holds are drawn more often than the rest, so that sequences take them through their lifecycles (a capture and a refund request, a settle or release). */
+const WEIGHTS: { readonly [Type in CommandType]?: number } = { InitiatePayment: 3, CapturePayment: 3, RequestRefund: 2, GrantTokens: 2, HoldTokens: 2, SettleHold: 2, ReleaseHold: 2 };
+const generators: readonly { readonly recipe: fc.Arbitrary<(clock: Clock) => TokenAccountCommand>; readonly idempotent: boolean; readonly weight: number }[] = (
+  Object.keys(COMMAND_GENERATORS) as CommandType[]
+).map((type) => ({ ...(COMMAND_GENERATORS[type] as CommandGenerator<CommandType>), weight: WEIGHTS[type] ?? 1 }));
+// The clock moves often enough for payments, holds and lots to expire during a sequence.
+const step: fc.Arbitrary<Step> = fc.oneof(
+  { weight: 4, arbitrary: fc.integer({ min: 1, max: 90 * MINUTE_MS }).map((ms): Step => ({ kind: 'advance', ms })) },
+  ...generators.map(({ recipe, idempotent, weight }) => ({ weight, arbitrary: recipe.map((build): Step => ({ kind: 'command', recipe: build, idempotent })) })),
+);
+// size 'max': fast-check's default size keeps arrays far shorter than maxLength.
+const sequences = fc.array(step, { minLength: 1, maxLength: 60, size: 'max' });
+
+function decided(command: TokenAccountCommand, state: TokenAccountState): readonly TokenAccountEvent[] | LedgerError {
+  try {
+    return tokenAccountDecider.decide(command, state);
+  } catch (error) {
+    // Only an expected rejection is an answer; anything else fails the property.
+    if (error instanceof LedgerError) return error;
+    throw error;
+  }
+}
+
+function replay(events: readonly TokenAccountEvent[]): TokenAccountState {
+  return fold(tokenAccountDecider, tokenAccountDecider.initialState, events);
+}
+
+/** The state as plain data, to compare two states whatever their maps' insertion order. */
+function plain(state: TokenAccountState) {
+  return {
+    balance: state.balance,
+    held: state.held,
+    reservedForRefunds: state.reservedForRefunds,
+    purchases: state.purchases.toJS(),
+    payments: state.payments.toJS(),
+    lots: state.lots.toJS(),
+    holds: state.holds.toJS(),
+    endedHolds: state.endedHolds.toJS(),
+  };
+}
+
+/**
+ * Signed tokens an event moves: credits positive, debits negative (a lot's expiry and a voided grant
+ * too); payment lifecycle events, refund requests (a reservation) and hold events (the settle's debit
+ * is its TokensUsed) none.
+ */
+function tokensMoved(event: TokenAccountEvent): number {
+  switch (event.type) {
+    case 'TokensPurchased':
+    case 'TokensAdjusted':
+    case 'TokensGranted':
+      return event.data.amount;
+    case 'TokensUsed':
+    case 'TokensRefunded':
+    case 'GrantVoided':
+    case 'LotExpired':
+      return -event.data.amount;
+    case 'TokensHeld':
+    case 'HoldSettled':
+    case 'HoldReleased':
+    case 'HoldExpired':
+    case 'PaymentRefundRequested':
+    case 'PaymentInitiated':
+    case 'PaymentCaptured':
+    case 'PaymentFailed':
+    case 'PaymentExpired':
+    case 'PaymentRefunded':
+      return 0;
+  }
+}
+
+function expectInvariants(state: TokenAccountState, history: readonly TokenAccountEvent[]): void {
+  expect(state.balance).toBe(history.reduce((sum, event) => sum + tokensMoved(event), 0));
+  expect(state.balance).toBeGreaterThanOrEqual(0);
+  expect(state.balance).toBeLessThanOrEqual(BALANCE_MAX);
+  // What holds and pending refunds set aside is part of the balance, never more than it.
+  expect(state.held).toBe([...state.holds.values()].reduce((sum, hold) => sum + hold.amount, 0));
+  expect(state.reservedForRefunds).toBe([...state.payments.values()].filter((payment) => payment.status === 'REFUND_PENDING').reduce((sum, payment) => sum + payment.tokens, 0));
+  expect(availableBalance(state)).toBeGreaterThanOrEqual(0);
+  expect(availableBalance(state)).toBeLessThanOrEqual(state.balance);
+
+  const credits = history.filter((event) => event.type === 'TokensPurchased');
+  expect(new Set(credits.map((event) => event.data.paymentId)).size).toBe(credits.length);
+  for (const payment of state.payments.values()) {
+    // A provider payment's tokens are credited exactly once, when it is captured, and only then.
+    const credited = credits.filter((event) => event.data.paymentId === payment.paymentId).map((event) => event.data.amount);
+    expect(credited).toEqual(['COMPLETED', 'REFUND_PENDING', 'REFUNDED'].includes(payment.status) ? [payment.tokens] : []);
+    const takenBack = history.filter((event) => event.type === 'TokensRefunded' && event.data.paymentId === payment.paymentId).reduce((sum, event) => sum - tokensMoved(event), 0);
+    expect(takenBack).toBe(payment.tokensDebited ?? 0);
+  }
+
+  // Replaying what would be stored gives the same state; so does the snapshot, which agrees with its last event.
+  const stored = JSON.parse(JSON.stringify(history)) as TokenAccountEvent[];
+  expect(plain(replay(stored))).toEqual(plain(state));
+  const snapshot = tokenAccountSnapshot.decode(JSON.parse(JSON.stringify(tokenAccountSnapshot.encode(state))));
+  expect(plain(snapshot)).toEqual(plain(state));
+  const last = stored.at(-1);
+  if (last !== undefined) expect(tokenAccountSnapshot.agreesWith(snapshot, last)).toBe(true);
+}
+
+/**
+ * What the handlers ask before calling the provider agrees with what the decider then records: a
+ * capture allowed is credited, 'done' decides nothing; a refund request is recorded only when the
+ * available balance holds all the payment's tokens, and decides nothing once one is pending or made.
+ */
+function expectGatesAgree(command: TokenAccountCommand, state: TokenAccountState, outcome: readonly TokenAccountEvent[] | LedgerError): void {
+  if (command.type === 'CapturePayment' && command.data.outcome.status === 'captured' && state.payments.has(command.data.paymentId)) {
+    const gate = gateOf(() => captureDecision(state, command.data.paymentId, command.data.now));
+    if (gate === 'done') expect(outcome).toEqual([]);
+    if (gate === 'capture') expect(Array.isArray(outcome) ? outcome.map((event) => event.type) : outcome).toEqual(['PaymentCaptured', 'TokensPurchased']);
+  }
+  const payment = command.type === 'RequestRefund' ? state.payments.get(command.data.paymentId) : undefined;
+  if (payment !== undefined) {
+    if (payment.status === 'REFUND_PENDING' || payment.status === 'REFUNDED') expect(outcome).toEqual([]);
+    if (Array.isArray(outcome) && outcome.length > 0) {
+      expect(outcome.map((event) => event.type)).toEqual(['PaymentRefundRequested']);
+      expect(availableBalance(state)).toBeGreaterThanOrEqual(payment.tokens);
+    }
+  }
+}
+
+function gateOf<Gate extends string>(ask: () => Gate): Gate | 'refused' {
+  try {
+    return ask();
+  } catch (error) {
+    if (error instanceof LedgerError) return 'refused';
+    throw error;
+  }
+}
+
+/** Runs the steps, checking every property on the way; returns what was decided and what was refused. */
+function run(steps: readonly Step[]): { readonly history: readonly TokenAccountEvent[]; readonly refused: readonly string[] } {
+  const refused: string[] = [];
+  let now = start;
+  let state = tokenAccountDecider.initialState;
+  const history: TokenAccountEvent[] = [];
+  steps.forEach((next, index) => {
+    if (next.kind === 'advance') {
+      now += next.ms;
+      return;
+    }
+    const lotIds = [...state.lots.keys()];
+    const command = next.recipe({ now: new Date(now), transactionId: `tx-${index}`, lotIds });
+    const outcome = decided(command, state);
+    expectGatesAgree(command, state, outcome);
+    if (outcome instanceof LedgerError) {
+      expect(LEDGER_ERROR_CODES).toContain(outcome.code);
+      refused.push(outcome.code);
+      return;
+    }
+    // evolve re-checks every event (balanceAfter, payment status moves); a violation throws here.
+    state = fold(tokenAccountDecider, state, outcome);
+    history.push(...outcome);
+    expectInvariants(state, history);
+    if (next.idempotent && outcome.length > 0) {
+      const retry = next.recipe({ now: new Date(now + 1_000), transactionId: `retry-${index}`, lotIds });
+      expect(decided(retry, state)).toEqual([]);
+    }
+  });
+  return { history, refused };
+}
+
+describe('token account: properties of random command sequences', () => {
+  it('keeps the balance equal to credits less debits, in range, replayable and snapshot-safe; repeats decide nothing', () => {
+    fc.assert(
+      fc.property(sequences, (steps) => {
+        run(steps);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('reaches every event type and the rejections that guard money, so the properties are tried on them', () => {
+    const events = new Set<string>();
+    const refusals = new Set<string>();
+    for (const steps of fc.sample(sequences, { numRuns: 300, seed: 17 })) {
+      const { history, refused } = run(steps);
+      for (const event of history) events.add(event.type);
+      for (const code of refused) refusals.add(code);
+    }
+    expect([...events].sort()).toEqual(
+      [
+        'GrantVoided',
+        'HoldExpired',
+        'HoldReleased',
+        'HoldSettled',
+        'LotExpired',
+        'PaymentCaptured',
+        'PaymentExpired',
+        'PaymentFailed',
+        'PaymentInitiated',
+        'PaymentRefundRequested',
+        'PaymentRefunded',
+        'TokensAdjusted',
+        'TokensGranted',
+        'TokensHeld',
+        'TokensPurchased',
+        'TokensRefunded',
+        'TokensUsed',
+      ].sort(),
+    );
+    expect([...refusals]).toEqual(
+      expect.arrayContaining([
+        'AMOUNT_OUT_OF_RANGE',
+        'INSUFFICIENT_BALANCE',
+        'INSUFFICIENT_AVAILABLE_BALANCE',
+        'BALANCE_OUT_OF_RANGE',
+        'PAYMENT_ID_REUSED',
+        'PAYMENT_NOT_FOUND',
+        'PAYMENT_NOT_CAPTURED',
+        'TOO_MANY_PENDING_PAYMENTS',
+        'REFUND_EXCEEDS_BALANCE',
+        'REFUND_EXCEEDS_LOT',
+        'ADJUSTMENT_EXCEEDS_BALANCE',
+        'REASON_REQUIRED',
+        'HOLD_ID_REUSED',
+        'HOLD_NOT_ACTIVE',
+        'SETTLE_EXCEEDS_HOLD',
+        'LOT_HELD',
+      ]),
+    );
+  });
+});
