@@ -92,6 +92,27 @@ describe('PostgreSQL event store: wake-ups of live subscriptions', () => {
     await eventually(received, types);
   });
 
+  it('finds appends held back by an older transaction once it ends, without waiting for its poll', async () => {
+    const single = store();
+    const stream = `wake-${randomUUID()}`;
+    const { received } = await subscribe(single, [stream]);
+    // A transaction older than the appends keeps them out of $all's visible range (a late commit is
+    // never skipped): the wakes arrive while nothing new is visible, and none comes after it ends.
+    const older = await database.pool.connect();
+    try {
+      await older.query('BEGIN');
+      await older.query('SELECT pg_current_xact_id()');
+      const types = ['HeldBack0', 'HeldBack1', 'HeldBack2'];
+      for (const [index, type] of types.entries()) await single.append(stream, [event(type)], { expectedRevision: index === 0 ? 'no_stream' : BigInt(index - 1) });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(received).toEqual([]);
+      await older.query('COMMIT');
+      await eventually(received, types);
+    } finally {
+      older.release();
+    }
+  });
+
   it('wakes a subscriber of the same process at once, for each of many appends', async () => {
     const single = store();
     const stream = `wake-${randomUUID()}`;

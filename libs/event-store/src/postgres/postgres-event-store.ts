@@ -51,6 +51,9 @@ type EventRow = {
 };
 
 
+/** The first re-read after a wake that found nothing visible; later ones double up to the poll interval. */
+const HELD_BACK_RETRY_FIRST_MS = 10;
+
 // Careful: `transaction_id` is selected as text, and a bare ORDER BY name binds to the output column
 // first, which would sort xids as strings ('1000' < '999'). Every ORDER BY below qualifies `events.`.
 const EVENT_COLUMNS =
@@ -169,6 +172,11 @@ export class PostgresEventStore implements EventStore {
   async *subscribeToAll(options: SubscribeToAllOptions = {}): AsyncGenerator<RecordedEvent> {
     let position = options.after ?? START;
     const { signal } = options;
+    let previousGeneration = this.wakeups.generation;
+    // A wake whose read finds nothing may mean events committed but held back by the visibility rule
+    // (an older transaction anywhere in the cluster still runs): nothing will wake us again for them,
+    // so read again after a short wait, doubling up to the poll interval, until a read finds events.
+    let heldBackRetryMs = 0;
     while (!isAborted(signal)) {
       const generation = this.wakeups.generation;
       const batch = await this.readAll({ after: position, maxCount: this.subscriptionBatchSize });
@@ -177,7 +185,11 @@ export class PostgresEventStore implements EventStore {
         yield event;
         position = event.position;
       }
-      if (batch.length < this.subscriptionBatchSize) await this.wakeups.waitAfter(generation, this.pollIntervalMs, signal);
+      if (batch.length > 0) heldBackRetryMs = 0;
+      else if (generation !== previousGeneration) heldBackRetryMs = HELD_BACK_RETRY_FIRST_MS;
+      else if (heldBackRetryMs > 0) heldBackRetryMs = heldBackRetryMs * 2 >= this.pollIntervalMs ? 0 : heldBackRetryMs * 2;
+      previousGeneration = generation;
+      if (batch.length < this.subscriptionBatchSize) await this.wakeups.waitAfter(generation, heldBackRetryMs > 0 ? heldBackRetryMs : this.pollIntervalMs, signal);
     }
   }
 
