@@ -220,6 +220,26 @@ describe('credit lots over HTTP', () => {
     await expectConsistent(userId);
   });
 
+  it('grants, a void and usages racing on one account: every token accounted for, exactly', async () => {
+    const userId = await fundedUser(10);
+    const voidable = (await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 50, reason: 'Promo' }).expect(201)).body.lotId as string;
+    const responses = await Promise.all([
+      ...Array.from({ length: 10 }, (_, index) => http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 5, reason: `Bonus ${index}` })),
+      http().post(`/v1/admin/accounts/${userId}/grants/${voidable}/void`).send({ reason: 'Wrong account' }),
+      ...Array.from({ length: 20 }, () => use(userId, 5)),
+    ]);
+    const [grants, [voided], usages] = [responses.slice(0, 10), responses.slice(10, 11), responses.slice(11)];
+    expect(grants.map((response) => response.status)).toEqual(Array.from({ length: 10 }, () => 201));
+    // The void takes what is left of the grant when it lands; spent whole first, the grant is gone (404).
+    expect([200, 404]).toContain(voided?.status);
+    const voidedAmount = voided?.status === 200 ? -(voided.body.transaction.amount as number) : 0;
+    const refused = usages.filter((response) => response.status !== 201).map((response) => [response.status, response.body.code]);
+    expect(refused.filter(([status, code]) => !(status === 409 && ['INSUFFICIENT_BALANCE', 'INSUFFICIENT_AVAILABLE_BALANCE'].includes(code as string)))).toEqual([]);
+    const spent = usages.filter((response) => response.status === 201).length * 5;
+    expect(await balanceOf(userId)).toMatchObject({ balance: 10 + 50 + 50 - voidedAmount - spent, held: 0 });
+    await expectConsistent(userId);
+  });
+
   it('refuses a grant expiring in the past', async () => {
     const userId = randomUUID();
     const response = await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 5, reason: 'Late', expiresAt: '2020-01-01T00:00:00.000Z' }).expect(400);
