@@ -65,6 +65,27 @@ const BODIES: Record<string, { readonly valid: () => Record<string, unknown>; re
     valid: () => ({ amount: 1, reason: 'fuzz' }),
     fields: { amount: amounts([]), reason: [...texts(), 'null', '""', '"   "'] },
   },
+  'POST /v1/accounts/{userId}/holds': {
+    valid: () => ({ amount: 1, description: 'fuzz' }),
+    fields: { amount: amounts(['-1']), description: texts(), expiresInSeconds: ['0', '-1', '1.5', '"60"', 'true', '[]', '100000000', '9007199254740993'] },
+  },
+  'POST /v1/accounts/{userId}/holds/{holdId}/settle': {
+    valid: () => ({ amount: 1, description: 'fuzz' }),
+    fields: { amount: amounts(['-1']), description: texts() },
+  },
+  'POST /v1/admin/accounts/{userId}/grants': {
+    valid: () => ({ amount: 1, reason: 'fuzz' }),
+    fields: {
+      amount: amounts([]),
+      reason: [...texts(), 'null', '""', '"   "'],
+      priority: ['-1', '1.5', '"1"', 'true', '1000001'],
+      expiresAt: ['"2001-01-01T00:00:00Z"', '"tomorrow"', '1', '"2099-02-30T00:00:00Z"'],
+    },
+  },
+  'POST /v1/admin/accounts/{userId}/grants/{lotId}/void': {
+    valid: () => ({ reason: 'fuzz' }),
+    fields: { reason: [...texts(), 'null', '""', '"   "'] },
+  },
   'POST /v1/admin/api-keys': {
     valid: () => ({ name: `fuzz ${randomUUID()}`, role: 'service' }),
     fields: {
@@ -136,7 +157,7 @@ const BAD_BODIES: readonly [string, string | Buffer][] = [
 ];
 
 function pathOf(endpoint: Endpoint, spoil?: { readonly param: string; readonly value: string }): string {
-  const values: Record<string, string> = { userId: valid.userId, paymentId: valid.paymentId, name: 'token_accounts', id: endpoint.path.includes('api-keys') ? valid.apiKeyId : randomUUID() };
+  const values: Record<string, string> = { userId: valid.userId, paymentId: valid.paymentId, name: 'token_accounts', holdId: randomUUID(), lotId: randomUUID(), id: endpoint.path.includes('api-keys') ? valid.apiKeyId : randomUUID() };
   return endpoint.path.replace(/\{(\w+)\}/g, (_match, param: string) => (spoil?.param === param ? spoil.value : (values[param] ?? '')));
 }
 
