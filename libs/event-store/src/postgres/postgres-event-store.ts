@@ -172,13 +172,14 @@ export class PostgresEventStore implements EventStore {
   async *subscribeToAll(options: SubscribeToAllOptions = {}): AsyncGenerator<RecordedEvent> {
     let position = options.after ?? START;
     const { signal } = options;
-    let previousGeneration = this.wakeups.generation;
-    // A wake whose read finds nothing may mean events committed but held back by the visibility rule
+    let previousCommitWakes = this.wakeups.commitWakes;
+    // A commit's wake whose read finds nothing may mean events committed but held back by the visibility rule
     // (an older transaction anywhere in the cluster still runs): nothing will wake us again for them,
     // so read again after a short wait, doubling up to the poll interval, until a read finds events.
     let heldBackRetryMs = 0;
     while (!isAborted(signal)) {
       const generation = this.wakeups.generation;
+      const commitWakes = this.wakeups.commitWakes;
       const batch = await this.readAll({ after: position, maxCount: this.subscriptionBatchSize });
       for (const event of batch) {
         if (isAborted(signal)) return;
@@ -186,9 +187,9 @@ export class PostgresEventStore implements EventStore {
         position = event.position;
       }
       if (batch.length > 0) heldBackRetryMs = 0;
-      else if (generation !== previousGeneration) heldBackRetryMs = HELD_BACK_RETRY_FIRST_MS;
+      else if (commitWakes !== previousCommitWakes) heldBackRetryMs = HELD_BACK_RETRY_FIRST_MS;
       else if (heldBackRetryMs > 0) heldBackRetryMs = heldBackRetryMs * 2 >= this.pollIntervalMs ? 0 : heldBackRetryMs * 2;
-      previousGeneration = generation;
+      previousCommitWakes = commitWakes;
       if (batch.length < this.subscriptionBatchSize) await this.wakeups.waitAfter(generation, heldBackRetryMs > 0 ? heldBackRetryMs : this.pollIntervalMs, signal);
     }
   }
