@@ -1,11 +1,14 @@
 import { Client } from 'undici';
 import { summarizeLatency, type LatencySummary } from './latency-summary.js';
-import type { SpendPlan, SpendTarget } from './spend-phase.js';
+import { sampleCpu, type SpendPlan, type SpendTarget } from './spend-phase.js';
 
 export type HoldSettleMeasurement = {
   readonly pairsPerSecond: number;
   /** Of the pair: from the hold's request to the settle's response. */
   readonly latency: LatencySummary;
+  /** CPU time per pair of the service's process and of its PostgreSQL (postmaster and children). */
+  readonly processCpuUsPerPair: number;
+  readonly postgresCpuUsPerPair: number;
   /** Settled pairs per account: each took exactly 1 token. */
   readonly pairsByAccount: Uint32Array;
 };
@@ -20,7 +23,7 @@ const ERROR_BODY_LENGTH_MAX = 1_000;
  * sequence from its start), `plan.requests` pairs in all, timed whole. The first unexpected status
  * fails the run.
  */
-export async function measureHoldSettlePairs(target: SpendTarget, plan: SpendPlan): Promise<HoldSettleMeasurement> {
+export async function measureHoldSettlePairs(target: SpendTarget, plan: SpendPlan, ticksPerSecond: number): Promise<HoldSettleMeasurement> {
   const pairs = plan.requests;
   const latenciesMs = new Float64Array(pairs);
   const pairsByAccount = new Uint32Array(plan.userIds.length);
@@ -51,9 +54,18 @@ export async function measureHoldSettlePairs(target: SpendTarget, plan: SpendPla
       await connection.close();
     }
   };
+  const before = sampleCpu(target);
   const started = performance.now();
   await Promise.all(Array.from({ length: plan.clients }, client));
   const elapsedMs = performance.now() - started;
+  const after = sampleCpu(target);
   if (failure !== undefined) throw failure;
-  return { pairsPerSecond: pairs / (elapsedMs / 1_000), latency: summarizeLatency(latenciesMs), pairsByAccount };
+  const microsecondsPerPair = (ticks: number) => (ticks * 1_000_000) / ticksPerSecond / pairs;
+  return {
+    pairsPerSecond: pairs / (elapsedMs / 1_000),
+    latency: summarizeLatency(latenciesMs),
+    processCpuUsPerPair: microsecondsPerPair(after.processTicks - before.processTicks),
+    postgresCpuUsPerPair: microsecondsPerPair(after.postgresTicks - before.postgresTicks),
+    pairsByAccount,
+  };
 }

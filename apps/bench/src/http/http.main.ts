@@ -120,11 +120,11 @@ async function runBench(options: Options, cleanup: Cleanup, cpuProfileDirectory:
   await verify(serviceTarget, pool, 'user_tokens', plan, ours);
   report('Token Ledger', ours);
   process.stderr.write(`Token Ledger: ${options.requests} timed hold + settle pairs from ${options.clients} clients...\n`);
-  const holdSettle = await measureHoldSettlePairs(serviceTarget, plan);
+  const holdSettle = await measureHoldSettlePairs(serviceTarget, plan, ticksPerSecond);
   const afterPairs: ExpectedBalances = { userIds: plan.userIds, balanceOf: (index) => INITIAL_BALANCE - (ours.spendsByAccount[index] ?? 0) - (holdSettle.pairsByAccount[index] ?? 0) };
   await verifyBalancesBySql(pool, 'user_tokens', afterPairs);
   await verifyNothingHeld(pool);
-  process.stderr.write(`  hold + settle: ${Math.round(holdSettle.pairsPerSecond)} pairs/s (${(holdSettle.pairsPerSecond / ours.spendsPerSecond).toFixed(2)} of the spends/s), p50 ${holdSettle.latency.p50Ms.toFixed(2)} ms, p99 ${holdSettle.latency.p99Ms.toFixed(2)} ms per pair; balances verified\n`);
+  process.stderr.write(`  hold + settle: ${Math.round(holdSettle.pairsPerSecond)} pairs/s (${(holdSettle.pairsPerSecond / ours.spendsPerSecond).toFixed(2)} of the spends/s), p50 ${holdSettle.latency.p50Ms.toFixed(2)} ms, p99 ${holdSettle.latency.p99Ms.toFixed(2)} ms per pair; CPU µs/pair: process ${Math.round(holdSettle.processCpuUsPerPair)}, PostgreSQL ${Math.round(holdSettle.postgresCpuUsPerPair)}; balances verified\n`);
 
   const notes: string[] = [];
   const crud = options.skipCrud ? 'skipped (--skip-crud)' : await runCrud({ options, plan, service, pool, parentDirectory, cleanup, ticksPerSecond, notes });

@@ -72,9 +72,9 @@ export async function measureSpends(target: SpendTarget, plan: SpendPlan, ticksP
   };
 }
 
-type CpuSample = { readonly processTicks: number; readonly postgresTicks: number; readonly loadGeneratorUs: number };
+export type CpuSample = { readonly processTicks: number; readonly postgresTicks: number; readonly loadGeneratorUs: number };
 
-function sampleCpu(target: SpendTarget): CpuSample {
+export function sampleCpu(target: SpendTarget): CpuSample {
   const table = readProcessTable();
   const server = table.find((entry) => entry.pid === target.processPid);
   if (server === undefined) throw new Error(`the process under test (pid ${target.processPid}) has ended`);
