@@ -50,8 +50,9 @@ export class AccountsController {
   }
 
   @Get('transactions')
-  @ApiOkResponse({ type: TransactionPageResponse, description: 'Newest first.' })
-  transactions(@Param() { userId }: UserIdParams, @Query() { limit, offset }: HistoryQuery) {
-    return this.queryBus.execute(new GetTransactionsQuery(userId, limit, offset));
+  @ApiOkResponse({ type: TransactionPageResponse, description: 'Newest first; by cursor (stable) or offset (classic, unstable).' })
+  @ApiBadRequestResponse({ description: 'INVALID_CURSOR: the cursor is not a nextCursor of this list, user and filter.' })
+  transactions(@Param() { userId }: UserIdParams, @Query() query: HistoryQuery) {
+    return this.queryBus.execute(new GetTransactionsQuery(userId, query.limit, query.position()));
   }
 }

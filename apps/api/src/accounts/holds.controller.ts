@@ -47,14 +47,16 @@ export class HoldsController {
   }
 
   @Get('holds')
-  @ApiOkResponse({ type: HoldPageResponse, description: 'Newest first.' })
-  holds(@Param() { userId }: UserIdParams, @Query() { status, limit, offset }: HoldsQuery) {
-    return this.queryBus.execute(new GetHoldsQuery(userId, status ?? null, limit, offset));
+  @ApiOkResponse({ type: HoldPageResponse, description: 'Newest first; by cursor (stable) or offset (classic, unstable).' })
+  @ApiBadRequestResponse({ description: 'INVALID_CURSOR: the cursor is not a nextCursor of this list, user and filter.' })
+  holds(@Param() { userId }: UserIdParams, @Query() query: HoldsQuery) {
+    return this.queryBus.execute(new GetHoldsQuery(userId, query.status ?? null, query.limit, query.position()));
   }
 
   @Get('lots')
-  @ApiOkResponse({ type: LotPageResponse })
-  lots(@Param() { userId }: UserIdParams, @Query() { status, limit, offset }: LotsQuery) {
-    return this.queryBus.execute(new GetLotsQuery(userId, status ?? null, limit, offset));
+  @ApiOkResponse({ type: LotPageResponse, description: 'In draw-down order; by cursor (stable) or offset (classic, unstable).' })
+  @ApiBadRequestResponse({ description: 'INVALID_CURSOR: the cursor is not a nextCursor of this list, user and filter.' })
+  lots(@Param() { userId }: UserIdParams, @Query() query: LotsQuery) {
+    return this.queryBus.execute(new GetLotsQuery(userId, query.status ?? null, query.limit, query.position()));
   }
 }

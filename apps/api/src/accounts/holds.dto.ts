@@ -1,11 +1,12 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { DESCRIPTION_LENGTH_MAX, HOLD_TTL_SECONDS_MAX, HOLD_TTL_SECONDS_MIN, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN } from '@app/ledger';
 import { HOLD_STATUSES, LOT_STATUSES, type HoldStatus, type LotStatus } from '@app/token-accounts';
-import { Transform, Type } from 'class-transformer';
+import { Transform } from 'class-transformer';
 import { IsIn, IsInt, IsISO8601, IsNotEmpty, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
 import { IsStorableText } from '../http/storable-text.js';
 import { IsCanonicalUuid } from '../http/canonical-uuid.js';
-import { HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, TransactionResponse, UserIdParams } from './accounts.dto.js';
+import { TransactionResponse, UserIdParams } from './accounts.dto.js';
+import { PageQuery, PageResponse } from '../http/page-query.js';
 
 export class HoldParams extends UserIdParams {
   @ApiProperty({ format: 'uuid' })
@@ -53,24 +54,6 @@ export class SettleRequest {
   @MaxLength(DESCRIPTION_LENGTH_MAX)
   @IsStorableText()
   description?: string | null;
-}
-
-class PageQuery {
-  @ApiPropertyOptional({ minimum: 1, maximum: HISTORY_LIMIT_MAX, default: HISTORY_LIMIT_DEFAULT, type: 'integer' })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(HISTORY_LIMIT_MAX)
-  limit: number = HISTORY_LIMIT_DEFAULT;
-
-  @ApiPropertyOptional({ minimum: 0, default: 0, type: 'integer' })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(0)
-  @Max(Number.MAX_SAFE_INTEGER)
-  offset: number = 0;
 }
 
 export class HoldsQuery extends PageQuery {
@@ -185,10 +168,8 @@ class HoldViewResponse {
   @ApiProperty({ nullable: true, type: String, format: 'date-time' }) endedAt!: string | null;
 }
 
-export class HoldPageResponse {
+export class HoldPageResponse extends PageResponse {
   @ApiProperty({ type: [HoldViewResponse] }) data!: HoldViewResponse[];
-  @ApiProperty({ type: 'integer' }) limit!: number;
-  @ApiProperty({ type: 'integer' }) offset!: number;
 }
 
 class LotViewResponse {
@@ -205,8 +186,6 @@ class LotViewResponse {
   @ApiProperty({ format: 'date-time' }) createdAt!: string;
 }
 
-export class LotPageResponse {
+export class LotPageResponse extends PageResponse {
   @ApiProperty({ type: [LotViewResponse], description: 'In draw-down order: priority, earliest expiry, oldest.' }) data!: LotViewResponse[];
-  @ApiProperty({ type: 'integer' }) limit!: number;
-  @ApiProperty({ type: 'integer' }) offset!: number;
 }
