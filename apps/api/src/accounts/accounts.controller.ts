@@ -45,8 +45,9 @@ export class AccountsController {
   @HttpCode(HttpStatus.CREATED)
   @ApiCreatedResponse({ type: LedgerWriteResponse })
   @ApiConflictResponse({ description: 'INSUFFICIENT_BALANCE, with balance and requested.' })
+  @ApiBadRequestResponse({ description: 'VALIDATION_FAILED naming metadata and the rule it breaks (metadataKeysMax, metadataKey, metadataValueType, ...).' })
   use(@Param() { userId }: UserIdParams, @Body() body: UsageRequest, @Req() request: FastifyRequest) {
-    return this.commandBus.execute(new UseTokensCommand(userId, body.amount, body.description ?? null, commandContextOf(request)));
+    return this.commandBus.execute(new UseTokensCommand(userId, body.amount, body.description ?? null, commandContextOf(request), body.metadata ?? null));
   }
 
   @Get('transactions')

@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { DESCRIPTION_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN } from '@app/ledger';
+import { DESCRIPTION_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, type Metadata } from '@app/ledger';
+import { IsMetadata, MetadataResponse } from '../http/metadata.js';
 import { IsInt, IsOptional, IsString, Max, Min } from 'class-validator';
 import { PageQuery, PageResponse } from '../http/page-query.js';
 import { IsStorableText, MaxCharacters } from '../http/storable-text.js';
@@ -33,7 +34,10 @@ export class PurchaseRequest extends TokenAmountRequest {
   paymentId!: string;
 }
 
-export class UsageRequest extends TokenAmountRequest {}
+export class UsageRequest extends TokenAmountRequest {
+  @IsMetadata('Your own data on this debit (a model name, a request id), stored in its event and shown in history and the audit API.')
+  metadata?: Metadata | null;
+}
 
 /** The history's paging: limit, and a cursor or an offset. */
 export class HistoryQuery extends PageQuery {}
@@ -51,6 +55,7 @@ export class TransactionResponse {
   @ApiProperty({ nullable: true, type: String, description: 'The lot a credit created.' }) lotId!: string | null;
   @ApiProperty({ nullable: true, type: 'array', items: { type: 'object', properties: { lotId: { type: 'string' }, amount: { type: 'integer' } } }, description: 'The lots a debit drew from.' })
   draws!: { lotId: string; amount: number }[] | null;
+  @MetadataResponse("The caller's metadata of a usage (its settle's, else its hold's); null otherwise.") metadata!: Metadata | null;
 }
 
 export class LedgerWriteResponse {

@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { DESCRIPTION_LENGTH_MAX, HOLD_TTL_SECONDS_MAX, HOLD_TTL_SECONDS_MIN, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN } from '@app/ledger';
+import { IsMetadata, MetadataResponse } from '../http/metadata.js';
+import { type Metadata, DESCRIPTION_LENGTH_MAX, HOLD_TTL_SECONDS_MAX, HOLD_TTL_SECONDS_MIN, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN } from '@app/ledger';
 import { HOLD_STATUSES, LOT_STATUSES, type HoldStatus, type LotStatus } from '@app/token-accounts';
 import { Transform } from 'class-transformer';
 import { IsIn, IsInt, IsISO8601, IsNotEmpty, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
@@ -39,6 +40,9 @@ export class HoldRequest {
   @Min(HOLD_TTL_SECONDS_MIN)
   @Max(HOLD_TTL_SECONDS_MAX)
   expiresInSeconds?: number;
+
+  @IsMetadata('Your own data on this hold, kept with it; its settle takes it unless given its own.')
+  metadata?: Metadata | null;
 }
 
 export class SettleRequest {
@@ -54,6 +58,9 @@ export class SettleRequest {
   @MaxLength(DESCRIPTION_LENGTH_MAX)
   @IsStorableText()
   description?: string | null;
+
+  @IsMetadata("The usage row's metadata; the hold's when absent.")
+  metadata?: Metadata | null;
 }
 
 export class HoldsQuery extends PageQuery {
@@ -135,6 +142,7 @@ export class HoldResponse extends TotalsResponse {
   @ApiProperty({ type: 'integer' }) amount!: number;
   @ApiProperty({ nullable: true, type: String }) description!: string | null;
   @ApiProperty({ format: 'date-time' }) expiresAt!: string;
+  @MetadataResponse("The caller's metadata of the hold; null when none.") metadata!: Metadata | null;
 }
 
 export class SettleResponse extends TotalsResponse {
@@ -166,6 +174,7 @@ class HoldViewResponse {
   @ApiProperty({ nullable: true, type: String, format: 'uuid', description: 'The usage transaction of its settle.' }) transactionId!: string | null;
   @ApiProperty({ format: 'date-time' }) createdAt!: string;
   @ApiProperty({ nullable: true, type: String, format: 'date-time' }) endedAt!: string | null;
+  @MetadataResponse("The caller's metadata of the hold; null when none.") metadata!: Metadata | null;
 }
 
 export class HoldPageResponse extends PageResponse {

@@ -84,6 +84,7 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   LOT_HELD: { status: HttpStatus.CONFLICT, title: 'Part of the lot is held' },
   REFUND_EXCEEDS_LOT: { status: HttpStatus.CONFLICT, title: 'The purchase was partly spent or is held: its lot no longer holds all its tokens' },
   TOO_MANY_PENDING_PAYMENTS: { status: HttpStatus.CONFLICT, title: 'Too many open payments' },
+  METADATA_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'Metadata breaks a rule (named in rule)' },
 
   CONCURRENCY_CONFLICT: { status: HttpStatus.CONFLICT, title: 'The account changed concurrently; retry the request' },
   // A lock held elsewhere or a database that stopped answering: with an Idempotency-Key the retry applies the work at most once.

@@ -2,6 +2,7 @@ import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
 import { PG_POOL, pageOf, startOf, toSafeInteger, type CursorShape, type Page, type PagePosition } from '@app/database';
 import type { Pool } from 'pg';
+import type { Metadata } from '@app/ledger';
 import type { TransactionType, TransactionView } from '@app/projections';
 
 export type TransactionPage = Page<TransactionView> & { readonly total: number };
@@ -33,6 +34,7 @@ type TransactionRow = {
   lot_id: string | null;
   draws: readonly { lotId: string; amount: number }[] | null;
   stream_revision: string;
+  metadata: Metadata | null;
 };
 
 // One statement, so the page and the total come from one snapshot. The total is the projection's
@@ -44,7 +46,7 @@ export const TRANSACTIONS_PAGE_SQL = `
          coalesce((
            SELECT json_agg(page ORDER BY page.stream_revision::bigint DESC) FROM (
              SELECT id, user_id, amount::text, transaction_type, description, payment_id, balance_after::text,
-                    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at, stream_revision::text, hold_id, lot_id, draws
+                    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at, stream_revision::text, hold_id, lot_id, draws, metadata
                FROM token_transactions WHERE user_id = $1 AND ($4::bigint IS NULL OR stream_revision < $4::bigint)
               ORDER BY token_transactions.stream_revision DESC LIMIT $2 OFFSET $3
            ) page
@@ -79,5 +81,6 @@ function toView(row: TransactionRow): TransactionView {
     holdId: row.hold_id,
     lotId: row.lot_id,
     draws: row.draws,
+    metadata: row.metadata,
   };
 }

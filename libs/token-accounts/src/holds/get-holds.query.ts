@@ -1,7 +1,7 @@
 import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
 import { PG_POOL, pageOf, startOf, toSafeInteger, type CursorShape, type Page, type PagePosition } from '@app/database';
-import type { Draw } from '@app/ledger';
+import type { Draw, Metadata } from '@app/ledger';
 import type { Pool } from 'pg';
 
 export const HOLD_STATUSES = ['active', 'settled', 'released', 'expired'] as const;
@@ -20,6 +20,8 @@ export type HoldView = {
   readonly transactionId: string | null;
   readonly createdAt: string;
   readonly endedAt: string | null;
+  /** The caller's metadata of the hold; null when none was given. */
+  readonly metadata: Metadata | null;
 };
 
 export type HoldPage = Page<HoldView>;
@@ -52,6 +54,7 @@ type HoldRow = {
   created_at: string;
   ended_at: string | null;
   stream_revision: string;
+  metadata: Metadata | null;
 };
 
 const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
@@ -62,7 +65,7 @@ const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
 export const HOLDS_PAGE_SQL = `
   SELECT hold_id, user_id, amount::text, description, status, to_char(expires_at AT TIME ZONE 'UTC', ${ISO}) AS expires_at, draws,
          settled_amount::text, transaction_id, to_char(created_at AT TIME ZONE 'UTC', ${ISO}) AS created_at,
-         to_char(ended_at AT TIME ZONE 'UTC', ${ISO}) AS ended_at, stream_revision::text
+         to_char(ended_at AT TIME ZONE 'UTC', ${ISO}) AS ended_at, stream_revision::text, metadata
     FROM token_holds WHERE user_id = $1 AND ($2::text IS NULL OR status = $2) AND ($5::bigint IS NULL OR stream_revision < $5::bigint)
    ORDER BY token_holds.stream_revision DESC LIMIT $3 OFFSET $4`;
 
@@ -91,5 +94,6 @@ function toView(row: HoldRow): HoldView {
     transactionId: row.transaction_id,
     createdAt: row.created_at,
     endedAt: row.ended_at,
+    metadata: row.metadata,
   };
 }
