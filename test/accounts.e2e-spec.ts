@@ -263,7 +263,7 @@ describe('service endpoints', () => {
     );
     expect(Object.keys(response.body.components.schemas.PurchaseRequest.properties).sort()).toEqual(['amount', 'description', 'paymentId']);
     expect(response.body.components.schemas.PurchaseRequest.required.sort()).toEqual(['amount', 'paymentId']);
-    expect(Object.keys(response.body.components.schemas.UsageRequest.properties).sort()).toEqual(['amount', 'description']);
+    expect(Object.keys(response.body.components.schemas.UsageRequest.properties).sort()).toEqual(['amount', 'description', 'metadata']);
   });
 
   it('echoes a valid request id and makes one otherwise', async () => {
