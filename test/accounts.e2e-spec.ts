@@ -54,7 +54,7 @@ describe('purchases', () => {
     expect(response.body.position).toMatch(/^\d+\/\d+$/);
     await http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 100, held: 0, available: 100, nextExpiry: null });
     const history = await http().get(`/v1/accounts/${userId}/transactions`).expect(200);
-    expect(history.body).toEqual({ data: [response.body.transaction], total: 1, limit: 10, offset: 0 });
+    expect(history.body).toEqual({ data: [response.body.transaction], total: 1, limit: 10, offset: 0, hasMore: false, nextCursor: null });
   });
 
   it('caps one purchase at PURCHASE_TOKENS_MAX (1,000,000 by default): more is 400 naming amount and the cap, and nothing is written', async () => {
@@ -148,19 +148,19 @@ describe('history', () => {
     const userId = await fundedUser(100);
     for (const amount of [1, 2, 3, 4]) await use(userId, { amount }).expect(201);
     const first = await http().get(`/v1/accounts/${userId}/transactions?limit=2`).expect(200);
-    expect(first.body).toMatchObject({ total: 5, limit: 2, offset: 0 });
+    expect(first.body).toMatchObject({ total: 5, limit: 2, offset: 0, hasMore: true });
     expect(first.body.data.map((row: { amount: number }) => row.amount)).toEqual([-4, -3]);
     const second = await http().get(`/v1/accounts/${userId}/transactions?limit=2&offset=2`).expect(200);
     expect(second.body.data.map((row: { amount: number }) => row.amount)).toEqual([-2, -1]);
     const last = await http().get(`/v1/accounts/${userId}/transactions?limit=2&offset=4`).expect(200);
     expect(last.body.data.map((row: { transactionType: string; balanceAfter: number }) => [row.transactionType, row.balanceAfter])).toEqual([['purchase', 100]]);
     const beyond = await http().get(`/v1/accounts/${userId}/transactions?offset=50`).expect(200);
-    expect(beyond.body).toEqual({ data: [], total: 5, limit: 10, offset: 50 });
+    expect(beyond.body).toEqual({ data: [], total: 5, limit: 10, offset: 50, hasMore: false, nextCursor: null });
   });
 
   it('is empty with total 0 for a user never seen', async () => {
     const response = await http().get(`/v1/accounts/${randomUUID()}/transactions`).expect(200);
-    expect(response.body).toEqual({ data: [], total: 0, limit: 10, offset: 0 });
+    expect(response.body).toEqual({ data: [], total: 0, limit: 10, offset: 0, hasMore: false, nextCursor: null });
   });
 
   it('keeps the sum of transaction amounts equal to every balance', async () => {
@@ -263,7 +263,7 @@ describe('service endpoints', () => {
     );
     expect(Object.keys(response.body.components.schemas.PurchaseRequest.properties).sort()).toEqual(['amount', 'description', 'paymentId']);
     expect(response.body.components.schemas.PurchaseRequest.required.sort()).toEqual(['amount', 'paymentId']);
-    expect(Object.keys(response.body.components.schemas.UsageRequest.properties).sort()).toEqual(['amount', 'description']);
+    expect(Object.keys(response.body.components.schemas.UsageRequest.properties).sort()).toEqual(['amount', 'description', 'metadata']);
   });
 
   it('echoes a valid request id and makes one otherwise', async () => {

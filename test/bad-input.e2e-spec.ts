@@ -51,7 +51,7 @@ const BAD_UUIDS = ['not-a-uuid', '12345', '00000000-0000-0000-0000-00000000000g'
 const BODIES: Record<string, { readonly valid: () => Record<string, unknown>; readonly fields: Record<string, readonly string[]> }> = {
   'POST /v1/accounts/{userId}/usage': {
     valid: () => ({ amount: 1, description: 'fuzz' }),
-    fields: { amount: amounts(['-1']), description: texts() },
+    fields: { amount: amounts(['-1']), description: texts(), metadata: metadatas() },
   },
   'POST /v1/accounts/{userId}/purchases': {
     valid: () => ({ paymentId: randomUUID(), amount: 1, description: 'fuzz' }),
@@ -67,11 +67,11 @@ const BODIES: Record<string, { readonly valid: () => Record<string, unknown>; re
   },
   'POST /v1/accounts/{userId}/holds': {
     valid: () => ({ amount: 1, description: 'fuzz' }),
-    fields: { amount: amounts(['-1']), description: texts(), expiresInSeconds: ['0', '-1', '1.5', '"60"', 'true', '[]', '100000000', '9007199254740993'] },
+    fields: { amount: amounts(['-1']), description: texts(), expiresInSeconds: ['0', '-1', '1.5', '"60"', 'true', '[]', '100000000', '9007199254740993'], metadata: metadatas() },
   },
   'POST /v1/accounts/{userId}/holds/{holdId}/settle': {
     valid: () => ({ amount: 1, description: 'fuzz' }),
-    fields: { amount: amounts(['-1']), description: texts() },
+    fields: { amount: amounts(['-1']), description: texts(), metadata: metadatas() },
   },
   'POST /v1/admin/accounts/{userId}/grants': {
     valid: () => ({ amount: 1, reason: 'fuzz' }),
@@ -105,6 +105,12 @@ function uuids(): string[] {
   return ['null', '1', '""', '[]', '{}', ...BAD_UUIDS.filter((uuid) => !uuid.includes('%')).map((uuid) => JSON.stringify(uuid)), '"\\ud800"', '"0000000\\u0000-0000-4000-8000-000000000000"'];
 }
 
+/** Metadata that breaks one rule each (object, keys, key format, value type, length, text). */
+function metadatas(): string[] {
+  const tooMany = JSON.stringify(Object.fromEntries(Array.from({ length: 21 }, (_, index) => [`k${index}`, index])));
+  return ['1', '"x"', '[]', 'true', tooMany, '{"":1}', '{"a b":1}', `{"${'k'.repeat(41)}":1}`, '{"a":{"b":1}}', '{"a":[1]}', '{"a":null}', `{"a":${JSON.stringify('x'.repeat(501))}}`, '{"a":"x\\u0000"}', '{"a":"\\ud800"}'];
+}
+
 function texts(): string[] {
   return ['1', 'true', '[]', '{}', '["x"]', '"a\\u0000b"', '"\\ud800"', '"\\udc00 x"', '"x\\ud83d"', JSON.stringify('x'.repeat(501)), JSON.stringify(ASTRAL_501), JSON.stringify(`${'e\u0301'.repeat(250)}x`)];
 }
@@ -115,10 +121,15 @@ function withField(body: Record<string, unknown>, field: string, raw: string): s
   return JSON.stringify({ ...body, [field]: '__FUZZ_VALUE__' }).replace(marker, raw);
 }
 
+/** Cursors that are no list's nextCursor, and a cursor beside an offset. */
+const CURSORS = ['cursor=', 'cursor=x', 'cursor=%00', 'cursor=abc%2B%2F', `cursor=${'A'.repeat(600)}`, 'cursor[]=x', 'cursor=a&cursor=b', `cursor=${Buffer.from('{"v":1,"l":"x","s":"y","k":[]}').toString('base64url')}&offset=1`];
+
 /** Invalid values for each query parameter of the routes that take one. */
 const QUERIES: Record<string, readonly string[]> = {
-  'GET /v1/accounts/{userId}/transactions': ['limit=0', 'limit=101', 'limit=1e309', 'limit=-1', 'limit=1.5', 'limit=abc', 'limit=0x10', 'limit=1&limit=2', 'limit[]=1', 'limit[a]=1', 'offset=-1', 'offset=9007199254740993', 'offset=1e400', 'unknown=1', 'limit=%00', 'limit=%F0%9F%8E%89'],
-  'GET /v1/accounts/{userId}/payments': ['status=pending', 'status=DONE', 'status[$ne]=x', 'status=PENDING&status=FAILED', 'limit=0', 'limit=9007199254740993', 'offset=x', 'unknown=1'],
+  'GET /v1/accounts/{userId}/transactions': ['limit=0', 'limit=101', 'limit=1e309', 'limit=-1', 'limit=1.5', 'limit=abc', 'limit=0x10', 'limit=1&limit=2', 'limit[]=1', 'limit[a]=1', 'offset=-1', 'offset=9007199254740993', 'offset=1e400', 'unknown=1', 'limit=%00', 'limit=%F0%9F%8E%89', ...CURSORS],
+  'GET /v1/accounts/{userId}/payments': ['status=pending', 'status=DONE', 'status[$ne]=x', 'status=PENDING&status=FAILED', 'limit=0', 'limit=9007199254740993', 'offset=x', 'unknown=1', ...CURSORS],
+  'GET /v1/accounts/{userId}/holds': ['status=open', 'limit=0', 'offset=-1', ...CURSORS],
+  'GET /v1/accounts/{userId}/lots': ['status=live', 'limit=101', 'offset=x', ...CURSORS],
   'GET /v1/audit/accounts/{userId}/events': ['fromRevision=-1', 'fromRevision=1e400', 'fromRevision=9007199254740993', 'limit=0', 'limit=100000', 'format=xml', 'format=json&format=ndjson', 'unknown=1'],
   'GET /v1/audit/accounts/{userId}/balance': ['at=2030-13-45T00:00:00Z', 'at=yesterday', 'at=2030-01-01T00:00:00', 'revision=-1', 'revision=1.5', 'revision=99999999999999999999999', 'at=2030-01-01T00:00:00Z&revision=1', 'at=', 'at[]=x', 'revision=0&revision=1'],
 };

@@ -70,7 +70,7 @@ describe('buying a package', () => {
     const history = await http().get(`/v1/accounts/${userId}/transactions`).expect(200);
     expect(history.body.data).toMatchObject([{ amount: 100, transactionType: 'purchase', paymentId: created.paymentId, balanceAfter: 100 }]);
     const payments = await http().get(`/v1/accounts/${userId}/payments?status=COMPLETED`).expect(200);
-    expect(payments.body).toEqual({ data: [captured.body.payment], total: 1, limit: 10, offset: 0 });
+    expect(payments.body).toEqual({ data: [captured.body.payment], total: 1, limit: 10, offset: 0, hasMore: false, nextCursor: null });
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
   });
 

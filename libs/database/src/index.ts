@@ -9,3 +9,5 @@ export * from './embedded-postgres.secrets.js';
 export * from './startup.error.js';
 export * from './database-reachability.js';
 export * from './database-availability.js';
+export * from './paging/keyset-cursor.js';
+export * from './paging/keyset-pages.js';

@@ -1,6 +1,7 @@
 export * from './decider.js';
 export * from './ledger.errors.js';
 export * from './ledger.limits.js';
+export * from './metadata.js';
 export * from './snapshot.js';
 export * from './token-account/token-account.commands.js';
 export * from './token-account/token-account.decide.js';

@@ -19,6 +19,7 @@ describe('ledger errors', () => {
         'REFUND_EXCEEDS_BALANCE',
         'REFUND_EXCEEDS_LOT',
         'TOO_MANY_PENDING_PAYMENTS',
+        'METADATA_INVALID',
         'INSUFFICIENT_AVAILABLE_BALANCE',
         'HOLD_NOT_FOUND',
         'HOLD_NOT_ACTIVE',

@@ -52,6 +52,7 @@ export const LEDGER_ERROR_CODES = [
   'LOT_HELD',
   'REFUND_EXCEEDS_LOT',
   'TOO_MANY_PENDING_PAYMENTS',
+  'METADATA_INVALID',
 ] as const;
 
 export type LedgerErrorCode = (typeof LEDGER_ERROR_CODES)[number];

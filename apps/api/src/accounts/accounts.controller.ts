@@ -45,13 +45,15 @@ export class AccountsController {
   @HttpCode(HttpStatus.CREATED)
   @ApiCreatedResponse({ type: LedgerWriteResponse })
   @ApiConflictResponse({ description: 'INSUFFICIENT_BALANCE, with balance and requested.' })
+  @ApiBadRequestResponse({ description: 'VALIDATION_FAILED naming metadata and the rule it breaks (metadataKeysMax, metadataKey, metadataValueType, ...).' })
   use(@Param() { userId }: UserIdParams, @Body() body: UsageRequest, @Req() request: FastifyRequest) {
-    return this.commandBus.execute(new UseTokensCommand(userId, body.amount, body.description ?? null, commandContextOf(request)));
+    return this.commandBus.execute(new UseTokensCommand(userId, body.amount, body.description ?? null, commandContextOf(request), body.metadata ?? null));
   }
 
   @Get('transactions')
-  @ApiOkResponse({ type: TransactionPageResponse, description: 'Newest first.' })
-  transactions(@Param() { userId }: UserIdParams, @Query() { limit, offset }: HistoryQuery) {
-    return this.queryBus.execute(new GetTransactionsQuery(userId, limit, offset));
+  @ApiOkResponse({ type: TransactionPageResponse, description: 'Newest first; by cursor (stable) or offset (classic, unstable).' })
+  @ApiBadRequestResponse({ description: 'INVALID_CURSOR: the cursor is not a nextCursor of this list, user and filter.' })
+  transactions(@Param() { userId }: UserIdParams, @Query() query: HistoryQuery) {
+    return this.queryBus.execute(new GetTransactionsQuery(userId, query.limit, query.position()));
   }
 }

@@ -1,12 +1,10 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { DESCRIPTION_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN } from '@app/ledger';
-import { QueryInteger } from '../http/query-integer.js';
+import { DESCRIPTION_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, type Metadata } from '@app/ledger';
+import { IsMetadata, MetadataResponse } from '../http/metadata.js';
 import { IsInt, IsOptional, IsString, Max, Min } from 'class-validator';
+import { PageQuery, PageResponse } from '../http/page-query.js';
 import { IsStorableText, MaxCharacters } from '../http/storable-text.js';
 import { IsCanonicalUuid } from '../http/canonical-uuid.js';
-
-export const HISTORY_LIMIT_MAX = 100;
-export const HISTORY_LIMIT_DEFAULT = 10;
 
 export class UserIdParams {
   @ApiProperty({ format: 'uuid' })
@@ -36,25 +34,13 @@ export class PurchaseRequest extends TokenAmountRequest {
   paymentId!: string;
 }
 
-export class UsageRequest extends TokenAmountRequest {}
-
-export class HistoryQuery {
-  @ApiPropertyOptional({ minimum: 1, maximum: HISTORY_LIMIT_MAX, default: HISTORY_LIMIT_DEFAULT, type: 'integer' })
-  @IsOptional()
-  @QueryInteger()
-  @IsInt()
-  @Min(1)
-  @Max(HISTORY_LIMIT_MAX)
-  limit: number = HISTORY_LIMIT_DEFAULT;
-
-  @ApiPropertyOptional({ minimum: 0, default: 0, type: 'integer' })
-  @IsOptional()
-  @QueryInteger()
-  @IsInt()
-  @Min(0)
-  @Max(Number.MAX_SAFE_INTEGER)
-  offset: number = 0;
+export class UsageRequest extends TokenAmountRequest {
+  @IsMetadata('Your own data on this debit (a model name, a request id), stored in its event and shown in history and the audit API.')
+  metadata?: Metadata | null;
 }
+
+/** The history's paging: limit, and a cursor or an offset. */
+export class HistoryQuery extends PageQuery {}
 
 export class TransactionResponse {
   @ApiProperty({ format: 'uuid' }) id!: string;
@@ -69,6 +55,7 @@ export class TransactionResponse {
   @ApiProperty({ nullable: true, type: String, description: 'The lot a credit created.' }) lotId!: string | null;
   @ApiProperty({ nullable: true, type: 'array', items: { type: 'object', properties: { lotId: { type: 'string' }, amount: { type: 'integer' } } }, description: 'The lots a debit drew from.' })
   draws!: { lotId: string; amount: number }[] | null;
+  @MetadataResponse("The caller's metadata of a usage (its settle's, else its hold's); null otherwise.") metadata!: Metadata | null;
 }
 
 export class LedgerWriteResponse {
@@ -93,9 +80,7 @@ export class BalanceResponse {
   @ApiProperty({ type: NextExpiryResponse, nullable: true, description: 'The next lot remainder due to expire.' }) nextExpiry!: NextExpiryResponse | null;
 }
 
-export class TransactionPageResponse {
+export class TransactionPageResponse extends PageResponse {
   @ApiProperty({ type: [TransactionResponse] }) data!: TransactionResponse[];
-  @ApiProperty({ type: 'integer' }) total!: number;
-  @ApiProperty({ type: 'integer' }) limit!: number;
-  @ApiProperty({ type: 'integer' }) offset!: number;
+  @ApiProperty({ type: 'integer', description: 'Every transaction of the account.' }) total!: number;
 }

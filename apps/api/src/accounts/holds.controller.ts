@@ -23,7 +23,7 @@ export class HoldsController {
   @ApiCreatedResponse({ type: HoldResponse, description: 'The hold, its expiry, and the totals after it.' })
   @ApiConflictResponse({ description: 'INSUFFICIENT_AVAILABLE_BALANCE (with balance, held, available, requested); HOLD_LIMIT_REACHED.' })
   hold(@Param() { userId }: UserIdParams, @Body() body: HoldRequest, @Req() request: FastifyRequest) {
-    return this.commandBus.execute(new HoldTokensCommand(userId, body.amount, body.description ?? null, body.expiresInSeconds ?? null, commandContextOf(request)));
+    return this.commandBus.execute(new HoldTokensCommand(userId, body.amount, body.description ?? null, body.expiresInSeconds ?? null, commandContextOf(request), body.metadata ?? null));
   }
 
   @Post('holds/:holdId/settle')
@@ -33,7 +33,7 @@ export class HoldsController {
   @ApiConflictResponse({ description: 'SETTLE_EXCEEDS_HOLD (with held and requested); HOLD_NOT_ACTIVE (with status: settled, released or expired).' })
   @ApiNotFoundResponse({ description: 'HOLD_NOT_FOUND.' })
   settle(@Param() { userId, holdId }: HoldParams, @Body() body: SettleRequest, @Req() request: FastifyRequest) {
-    return this.commandBus.execute(new SettleHoldCommand(userId, holdId, body.amount, body.description ?? null, commandContextOf(request)));
+    return this.commandBus.execute(new SettleHoldCommand(userId, holdId, body.amount, body.description ?? null, commandContextOf(request), body.metadata ?? null));
   }
 
   @Post('holds/:holdId/release')
@@ -47,14 +47,16 @@ export class HoldsController {
   }
 
   @Get('holds')
-  @ApiOkResponse({ type: HoldPageResponse, description: 'Newest first.' })
-  holds(@Param() { userId }: UserIdParams, @Query() { status, limit, offset }: HoldsQuery) {
-    return this.queryBus.execute(new GetHoldsQuery(userId, status ?? null, limit, offset));
+  @ApiOkResponse({ type: HoldPageResponse, description: 'Newest first; by cursor (stable) or offset (classic, unstable).' })
+  @ApiBadRequestResponse({ description: 'INVALID_CURSOR: the cursor is not a nextCursor of this list, user and filter.' })
+  holds(@Param() { userId }: UserIdParams, @Query() query: HoldsQuery) {
+    return this.queryBus.execute(new GetHoldsQuery(userId, query.status ?? null, query.limit, query.position()));
   }
 
   @Get('lots')
-  @ApiOkResponse({ type: LotPageResponse })
-  lots(@Param() { userId }: UserIdParams, @Query() { status, limit, offset }: LotsQuery) {
-    return this.queryBus.execute(new GetLotsQuery(userId, status ?? null, limit, offset));
+  @ApiOkResponse({ type: LotPageResponse, description: 'In draw-down order; by cursor (stable) or offset (classic, unstable).' })
+  @ApiBadRequestResponse({ description: 'INVALID_CURSOR: the cursor is not a nextCursor of this list, user and filter.' })
+  lots(@Param() { userId }: UserIdParams, @Query() query: LotsQuery) {
+    return this.queryBus.execute(new GetLotsQuery(userId, query.status ?? null, query.limit, query.position()));
   }
 }

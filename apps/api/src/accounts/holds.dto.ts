@@ -1,11 +1,13 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { DESCRIPTION_LENGTH_MAX, HOLD_TTL_SECONDS_MAX, HOLD_TTL_SECONDS_MIN, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN } from '@app/ledger';
+import { IsMetadata, MetadataResponse } from '../http/metadata.js';
+import { type Metadata, DESCRIPTION_LENGTH_MAX, HOLD_TTL_SECONDS_MAX, HOLD_TTL_SECONDS_MIN, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN } from '@app/ledger';
 import { HOLD_STATUSES, LOT_STATUSES, type HoldStatus, type LotStatus } from '@app/token-accounts';
-import { Transform, Type } from 'class-transformer';
+import { Transform } from 'class-transformer';
 import { IsIn, IsInt, IsISO8601, IsNotEmpty, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
 import { IsStorableText } from '../http/storable-text.js';
 import { IsCanonicalUuid } from '../http/canonical-uuid.js';
-import { HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, TransactionResponse, UserIdParams } from './accounts.dto.js';
+import { TransactionResponse, UserIdParams } from './accounts.dto.js';
+import { PageQuery, PageResponse } from '../http/page-query.js';
 
 export class HoldParams extends UserIdParams {
   @ApiProperty({ format: 'uuid' })
@@ -38,6 +40,9 @@ export class HoldRequest {
   @Min(HOLD_TTL_SECONDS_MIN)
   @Max(HOLD_TTL_SECONDS_MAX)
   expiresInSeconds?: number;
+
+  @IsMetadata('Your own data on this hold, kept with it; its settle takes it unless given its own.')
+  metadata?: Metadata | null;
 }
 
 export class SettleRequest {
@@ -53,24 +58,9 @@ export class SettleRequest {
   @MaxLength(DESCRIPTION_LENGTH_MAX)
   @IsStorableText()
   description?: string | null;
-}
 
-class PageQuery {
-  @ApiPropertyOptional({ minimum: 1, maximum: HISTORY_LIMIT_MAX, default: HISTORY_LIMIT_DEFAULT, type: 'integer' })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(HISTORY_LIMIT_MAX)
-  limit: number = HISTORY_LIMIT_DEFAULT;
-
-  @ApiPropertyOptional({ minimum: 0, default: 0, type: 'integer' })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(0)
-  @Max(Number.MAX_SAFE_INTEGER)
-  offset: number = 0;
+  @IsMetadata("The usage row's metadata; the hold's when absent.")
+  metadata?: Metadata | null;
 }
 
 export class HoldsQuery extends PageQuery {
@@ -152,6 +142,7 @@ export class HoldResponse extends TotalsResponse {
   @ApiProperty({ type: 'integer' }) amount!: number;
   @ApiProperty({ nullable: true, type: String }) description!: string | null;
   @ApiProperty({ format: 'date-time' }) expiresAt!: string;
+  @MetadataResponse("The caller's metadata of the hold; null when none.") metadata!: Metadata | null;
 }
 
 export class SettleResponse extends TotalsResponse {
@@ -183,12 +174,11 @@ class HoldViewResponse {
   @ApiProperty({ nullable: true, type: String, format: 'uuid', description: 'The usage transaction of its settle.' }) transactionId!: string | null;
   @ApiProperty({ format: 'date-time' }) createdAt!: string;
   @ApiProperty({ nullable: true, type: String, format: 'date-time' }) endedAt!: string | null;
+  @MetadataResponse("The caller's metadata of the hold; null when none.") metadata!: Metadata | null;
 }
 
-export class HoldPageResponse {
+export class HoldPageResponse extends PageResponse {
   @ApiProperty({ type: [HoldViewResponse] }) data!: HoldViewResponse[];
-  @ApiProperty({ type: 'integer' }) limit!: number;
-  @ApiProperty({ type: 'integer' }) offset!: number;
 }
 
 class LotViewResponse {
@@ -205,8 +195,6 @@ class LotViewResponse {
   @ApiProperty({ format: 'date-time' }) createdAt!: string;
 }
 
-export class LotPageResponse {
+export class LotPageResponse extends PageResponse {
   @ApiProperty({ type: [LotViewResponse], description: 'In draw-down order: priority, earliest expiry, oldest.' }) data!: LotViewResponse[];
-  @ApiProperty({ type: 'integer' }) limit!: number;
-  @ApiProperty({ type: 'integer' }) offset!: number;
 }

@@ -1,6 +1,6 @@
 import { HttpStatus } from '@nestjs/common';
 import { AUTH_ERROR_CODES } from '@app/auth';
-import { DATABASE_ERROR_CODES } from '@app/database';
+import { DATABASE_ERROR_CODES, PAGING_ERROR_CODES } from '@app/database';
 import { EVENT_SOURCING_ERROR_CODES } from '@app/event-sourcing';
 import { CodedError, LEDGER_ERROR_CODES } from '@app/ledger';
 import { OPERATIONS_ERROR_CODES } from '@app/operations';
@@ -16,6 +16,7 @@ export const ERROR_CODES = [
   ...LEDGER_ERROR_CODES,
   ...EVENT_SOURCING_ERROR_CODES,
   ...DATABASE_ERROR_CODES,
+  ...PAGING_ERROR_CODES,
   ...OPERATIONS_ERROR_CODES,
   ...PAYMENTS_ERROR_CODES,
   ...PROJECTIONS_ERROR_CODES,
@@ -83,11 +84,13 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   LOT_HELD: { status: HttpStatus.CONFLICT, title: 'Part of the lot is held' },
   REFUND_EXCEEDS_LOT: { status: HttpStatus.CONFLICT, title: 'The purchase was partly spent or is held: its lot no longer holds all its tokens' },
   TOO_MANY_PENDING_PAYMENTS: { status: HttpStatus.CONFLICT, title: 'Too many open payments' },
+  METADATA_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'Metadata breaks a rule (named in rule)' },
 
   CONCURRENCY_CONFLICT: { status: HttpStatus.CONFLICT, title: 'The account changed concurrently; retry the request' },
   // A lock held elsewhere or a database that stopped answering: with an Idempotency-Key the retry applies the work at most once.
   APPEND_DEADLINE_EXCEEDED: { status: HttpStatus.SERVICE_UNAVAILABLE, title: 'The write did not finish in time; retry the request', retryAfterSeconds: 1 },
   DATABASE_UNAVAILABLE: { status: HttpStatus.SERVICE_UNAVAILABLE, title: 'The database cannot be reached right now; retry shortly', retryAfterSeconds: 2 },
+  INVALID_CURSOR: { status: HttpStatus.BAD_REQUEST, title: 'The cursor is not a position in this list' },
   ACCOUNT_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'The account has no events' },
   CHAIN_BROKEN: { status: HttpStatus.CONFLICT, title: 'The hash chain of the stream does not verify' },
   STREAM_NOT_REPLAYABLE: { status: HttpStatus.CONFLICT, title: 'The stream breaks the ledger invariants' },

@@ -109,8 +109,9 @@ export class AccountPaymentsController {
   constructor(private readonly queryBus: QueryBus) {}
 
   @Get()
-  @ApiOkResponse({ type: PaymentPageResponse, description: 'Newest first.' })
-  list(@Param() { userId }: UserIdParams, @Query() { limit, offset, status }: PaymentListQuery) {
-    return this.queryBus.execute(new ListPaymentsQuery(userId, limit, offset, status));
+  @ApiOkResponse({ type: PaymentPageResponse, description: 'Newest first; by cursor (stable) or offset (classic, unstable).' })
+  @ApiBadRequestResponse({ description: 'INVALID_CURSOR: the cursor is not a nextCursor of this list, user and filter.' })
+  list(@Param() { userId }: UserIdParams, @Query() query: PaymentListQuery) {
+    return this.queryBus.execute(new ListPaymentsQuery(userId, query.limit, query.position(), query.status));
   }
 }

@@ -3,6 +3,7 @@ import { PAYMENT_STATUSES, type PaymentStatus } from '@app/ledger';
 import { IsIn, IsOptional, IsString, Matches, MaxLength } from 'class-validator';
 import { HistoryQuery } from '../accounts/accounts.dto.js';
 import { IsCanonicalUuid } from '../http/canonical-uuid.js';
+import { PageResponse } from '../http/page-query.js';
 
 export class CreatePaymentRequest {
   @ApiProperty({ format: 'uuid' })
@@ -21,7 +22,7 @@ export class PaymentIdParams {
   paymentId!: string;
 }
 
-/** The history's paging (limit, offset), and a status to filter by. */
+/** The list's paging (limit, and a cursor or an offset), and a status to filter by. */
 export class PaymentListQuery extends HistoryQuery {
   @ApiPropertyOptional({ enum: PAYMENT_STATUSES })
   @IsOptional()
@@ -80,11 +81,9 @@ export class PaymentWriteResponse {
   @ApiProperty() readModelUpToDate!: boolean;
 }
 
-export class PaymentPageResponse {
+export class PaymentPageResponse extends PageResponse {
   @ApiProperty({ type: [PaymentResponse] }) data!: PaymentResponse[];
-  @ApiProperty({ type: 'integer' }) total!: number;
-  @ApiProperty({ type: 'integer' }) limit!: number;
-  @ApiProperty({ type: 'integer' }) offset!: number;
+  @ApiProperty({ type: 'integer', description: 'Every payment of the account (of the status, when given).' }) total!: number;
 }
 
 export class TokenPackageResponse {

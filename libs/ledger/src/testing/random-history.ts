@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { fold } from '../decider.js';
 import { LedgerError } from '../ledger.errors.js';
+import type { Metadata } from '../metadata.js';
 import { tokenAccountDecider } from '../token-account/token-account.decider.js';
 import type { TokenAccountCommand } from '../token-account/token-account.commands.js';
 import type { TokenAccountEvent } from '../token-account/token-account.events.js';
@@ -90,13 +91,13 @@ export function runSteps(
         break;
       }
       case 'hold':
-        decide({ type: 'HoldTokens', data: { userId, holdId: id('hold'), amount: step.amount, description: null, ttlSeconds: step.ttlMinutes * 60, ttlSecondsMax: 86_400, transactionId: id('tx'), now } });
+        decide({ type: 'HoldTokens', data: { userId, holdId: id('hold'), amount: step.amount, description: null, metadata: metadataOf(step.amount, 2), ttlSeconds: step.ttlMinutes * 60, ttlSecondsMax: 86_400, transactionId: id('tx'), now } });
         break;
       case 'settle': {
         const hold = pickOf([...state.holds.values()], step.pick);
         if (hold !== undefined) {
           const settled = Math.max(1, Math.round(hold.amount * step.share));
-          decide({ type: 'SettleHold', data: { userId, holdId: hold.holdId, amount: settled, description: null, transactionId: id('tx'), now } });
+          decide({ type: 'SettleHold', data: { userId, holdId: hold.holdId, amount: settled, description: null, metadata: metadataOf(settled, 3), transactionId: id('tx'), now } });
         }
         break;
       }
@@ -106,7 +107,7 @@ export function runSteps(
         break;
       }
       case 'use':
-        decide({ type: 'UseTokens', data: { userId, amount: step.amount, description: null, transactionId: id('tx'), now } });
+        decide({ type: 'UseTokens', data: { userId, amount: step.amount, description: null, metadata: metadataOf(step.amount, 2), transactionId: id('tx'), now } });
         break;
       case 'adjust':
         decide({ type: 'AdjustTokens', data: { userId, amount: step.amount, reason: 'Correction', transactionId: id('lot'), now } });
@@ -136,3 +137,10 @@ export function runSteps(
   return events;
 }
 
+/**
+ * Caller metadata on some holds, settles and usages (a settle without takes its hold's), chosen from
+ * the amount so that it draws nothing from the random sequence: histories stay what their seeds made.
+ */
+function metadataOf(amount: number, every: number): Metadata | null {
+  return amount % every === 0 ? { model: `model-${amount % 5}`, tokens: amount, cached: amount % 4 === 0 } : null;
+}

@@ -1,3 +1,5 @@
+import type { Metadata } from '../metadata.js';
+
 /**
  * Commands of holds and credit lots. Like every command they carry the time and the new ids, so
  * deciding stays pure; `transactionId` also seeds the ids of expiries decided beside them.
@@ -9,6 +11,8 @@ export type HoldTokens = {
     readonly holdId: string;
     readonly amount: number;
     readonly description: string | null;
+    /** The caller's metadata, kept with the hold; null or absent: none. */
+    readonly metadata?: Metadata | null;
     readonly ttlSeconds: number;
     /** The service's configured maximum (at most HOLD_TTL_SECONDS_MAX). */
     readonly ttlSecondsMax: number;
@@ -26,6 +30,8 @@ export type SettleHold = {
     readonly amount: number;
     /** The usage's description; null takes the hold's. */
     readonly description: string | null;
+    /** The usage's metadata; null or absent takes the hold's. */
+    readonly metadata?: Metadata | null;
     readonly transactionId: string;
     readonly now: Date;
   };

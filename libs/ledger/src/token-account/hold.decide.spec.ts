@@ -284,3 +284,54 @@ describe('holds and lots: a corrupt stream fails loudly', () => {
     expect(() => replay([funded, held, spent])).toThrow(LedgerInvariantViolation);
   });
 });
+
+describe('holds: metadata', () => {
+  const metadata = { model: 'gpt-4o', requestId: 'req-1' };
+
+  it('keeps the caller metadata on the hold, and a settle without its own puts the hold\'s on the usage', () => {
+    const placed = history([hold({ metadata })]);
+    expect(placed.at(-1)).toEqual({ ...held, data: { ...held.data, metadata } });
+    const settled = history([settle(30)], placed);
+    expect(settled.at(-1)).toMatchObject({ type: 'TokensUsed', data: { holdId, amount: 30, metadata } });
+  });
+
+  it("puts the settle's own metadata on the usage", () => {
+    const own = { model: 'gpt-4o-mini', tokens: 812 };
+    const settled = history([hold({ metadata }), { ...settle(30), data: { ...settle(30).data, metadata: own } }]);
+    expect(settled.at(-1)).toMatchObject({ type: 'TokensUsed', data: { metadata: own } });
+  });
+
+  it('writes no metadata member when none was given, so events stay as they were', () => {
+    const events = history([hold(), settle(30)]);
+    expect(events.slice(1).every((event) => !('metadata' in event.data))).toBe(true);
+  });
+
+  it('keeps the hold metadata through a snapshot', () => {
+    const state = fold(tokenAccountDecider, tokenAccountDecider.initialState, history([hold({ metadata })]));
+    const decoded = tokenAccountSnapshot.decode(JSON.parse(JSON.stringify(tokenAccountSnapshot.encode(state))));
+    expect(decoded.holds.get(holdId)?.metadata).toEqual(metadata);
+  });
+
+  it('refuses bad metadata on a hold and on a settle with METADATA_INVALID naming field and rule', () => {
+    spec.given([funded]).when(hold({ metadata: { nested: { a: 1 } } as never })).thenThrows('METADATA_INVALID', { field: 'metadata.nested', rule: 'metadataValueType' });
+    spec.given([funded, held]).when({ ...settle(30), data: { ...settle(30).data, metadata: { '': 1 } } }).thenThrows('METADATA_INVALID', { field: 'metadata', rule: 'metadataKey' });
+  });
+
+  it('treats a repeated hold id with other metadata as a different payload (HOLD_ID_REUSED)', () => {
+    spec.given([funded, { ...held, data: { ...held.data, metadata } }]).when(hold({ metadata })).then([]);
+    spec.given([funded, { ...held, data: { ...held.data, metadata } }]).when(hold({ metadata: { model: 'other' } })).thenThrows('HOLD_ID_REUSED', { holdId });
+    spec.given([funded, held]).when(hold({ metadata })).thenThrows('HOLD_ID_REUSED', { holdId });
+  });
+});
+
+describe('usage: metadata', () => {
+  it('stores the caller metadata in TokensUsed', () => {
+    const events = history([{ ...use(10), data: { ...use(10).data, metadata: { model: 'gpt-4o', cached: true, tokens: 10 } } }]);
+    expect(events.at(-1)).toMatchObject({ type: 'TokensUsed', data: { amount: 10, metadata: { model: 'gpt-4o', cached: true, tokens: 10 } } });
+  });
+
+  it('refuses metadata with too many keys before looking at the balance', () => {
+    const tooMany = Object.fromEntries(Array.from({ length: 21 }, (_, index) => [`k${index}`, index]));
+    spec.given([]).when({ ...use(10), data: { ...use(10).data, metadata: tooMany } }).thenThrows('METADATA_INVALID', { field: 'metadata', rule: 'metadataKeysMax' });
+  });
+});

@@ -1,4 +1,5 @@
 import { invariant, LedgerError } from '../ledger.errors.js';
+import { sameMetadata, type Metadata } from '../metadata.js';
 import { ACTIVE_HOLDS_MAX, HOLD_TTL_SECONDS_MAX, HOLD_TTL_SECONDS_MIN, isLotPriority, LIVE_LOTS_MAX, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN } from '../ledger.limits.js';
 import { assertBalanceFits } from './balance.rules.js';
 import type { GrantTokens, HoldTokens, ReleaseHold, SettleHold, VoidGrant } from './hold.commands.js';
@@ -7,7 +8,7 @@ import { isHoldActive, type Hold } from './hold.state.js';
 import { compareDrawOrder, derivedTransactionId, drawDown, freeOf, isLive, takeFromDraws, type Draw } from './lot.state.js';
 import type { TokensUsed } from './token-account.events.js';
 import { availableBalance, evolveTokenAccount, type TokenAccountState } from './token-account.state.js';
-import { assertAmount, assertDescription, assertReason } from './token-account.rules.js';
+import { assertAmount, assertDescription, assertMetadata, assertReason } from './token-account.rules.js';
 
 type Sweep = { readonly userId: string; readonly now: Date; readonly transactionId: string };
 
@@ -67,6 +68,7 @@ function compareText(left: string, right: string): number {
 export function holdTokens({ data }: HoldTokens, state: TokenAccountState): readonly TokensHeld[] {
   assertAmount(data.amount);
   assertDescription(data.description);
+  assertMetadata(data.metadata);
   const ttlSecondsMax = Math.min(data.ttlSecondsMax, HOLD_TTL_SECONDS_MAX);
   if (!Number.isSafeInteger(data.ttlSeconds) || data.ttlSeconds < HOLD_TTL_SECONDS_MIN || data.ttlSeconds > ttlSecondsMax) {
     throw new LedgerError('HOLD_TTL_OUT_OF_RANGE', `expiresInSeconds must be an integer from ${HOLD_TTL_SECONDS_MIN} to ${ttlSecondsMax}`, {
@@ -76,9 +78,9 @@ export function holdTokens({ data }: HoldTokens, state: TokenAccountState): read
     });
   }
   const earlier = state.holds.get(data.holdId);
-  if (earlier !== undefined && earlier.amount === data.amount && earlier.description === data.description) return [];
+  if (earlier !== undefined && earlier.amount === data.amount && earlier.description === data.description && sameMetadata(earlier.metadata, data.metadata)) return [];
   if (earlier !== undefined || state.endedHolds.has(data.holdId)) {
-    throw new LedgerError('HOLD_ID_REUSED', `hold ${data.holdId} was already placed with another amount or description, or has ended`, { holdId: data.holdId });
+    throw new LedgerError('HOLD_ID_REUSED', `hold ${data.holdId} was already placed with another amount, description or metadata, or has ended`, { holdId: data.holdId });
   }
   if (state.holds.size >= ACTIVE_HOLDS_MAX) {
     throw new LedgerError('HOLD_LIMIT_REACHED', `the account has ${state.holds.size} active holds, the most it may have`, { active: state.holds.size, max: ACTIVE_HOLDS_MAX });
@@ -97,6 +99,7 @@ export function holdTokens({ data }: HoldTokens, state: TokenAccountState): read
         balanceAfter: state.balance,
         heldAfter: state.held + data.amount,
         occurredAt: data.now.toISOString(),
+        ...metadataOf(data.metadata),
       },
     },
   ];
@@ -110,6 +113,7 @@ export function holdTokens({ data }: HoldTokens, state: TokenAccountState): read
 export function settleHold({ data }: SettleHold, state: TokenAccountState): readonly [HoldSettled, TokensUsed] {
   assertAmount(data.amount);
   assertDescription(data.description);
+  assertMetadata(data.metadata);
   const hold = activeHold(state, data.holdId);
   if (data.amount > hold.amount) {
     throw new LedgerError('SETTLE_EXCEEDS_HOLD', `a settle of ${data.amount} exceeds the ${hold.amount} tokens of hold ${hold.holdId}`, { holdId: hold.holdId, held: hold.amount, requested: data.amount });
@@ -143,9 +147,15 @@ export function settleHold({ data }: SettleHold, state: TokenAccountState): read
         draws: takeFromDraws(hold.reservations, data.amount),
         holdId: hold.holdId,
         heldAfter,
+        ...metadataOf(data.metadata ?? hold.metadata),
       },
     },
   ];
+}
+
+/** An event's `metadata` member: present only when there is some, so events without it stay as they were. */
+function metadataOf(metadata: Metadata | null | undefined): { readonly metadata?: Metadata } {
+  return metadata === null || metadata === undefined ? {} : { metadata };
 }
 
 export function releaseHold({ data }: ReleaseHold, state: TokenAccountState): readonly HoldReleased[] {

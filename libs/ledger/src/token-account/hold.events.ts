@@ -1,3 +1,4 @@
+import type { Metadata } from '../metadata.js';
 import type { Draw, LotTerms } from './lot.state.js';
 
 /**
@@ -19,6 +20,8 @@ export type TokensHeld = {
     readonly balanceAfter: number;
     readonly heldAfter: number;
     readonly occurredAt: string;
+    /** The caller's metadata; absent when none was given. */
+    readonly metadata?: Metadata;
   };
 };
 

@@ -1,3 +1,4 @@
+import type { Metadata } from '../metadata.js';
 import type { Draw } from './lot.state.js';
 
 /** An active hold: tokens set aside until it is settled, released or expires. */
@@ -5,6 +6,8 @@ export type Hold = {
   readonly holdId: string;
   readonly amount: number;
   readonly description: string | null;
+  /** The caller's metadata of the hold: a settle without its own takes it. Absent when none. */
+  readonly metadata?: Metadata;
   readonly expiresAt: string;
   readonly createdAt: string;
   /** The lots' tokens it set aside, in draw-down order: a settle debits from them in this order. */

@@ -78,7 +78,15 @@ export function evolveHold(state: TokenAccountState, { data }: TokensHeld): Toke
       map.set(lot.lotId, { ...lot, reserved: lot.reserved + draw.amount });
     }
   });
-  const hold: Hold = { holdId: data.holdId, amount: data.amount, description: data.description, expiresAt: data.expiresAt, createdAt: data.occurredAt, reservations: data.draws };
+  const hold: Hold = {
+    holdId: data.holdId,
+    amount: data.amount,
+    description: data.description,
+    ...(data.metadata === undefined ? {} : { metadata: data.metadata }),
+    expiresAt: data.expiresAt,
+    createdAt: data.occurredAt,
+    reservations: data.draws,
+  };
   return { ...state, held, lots, holds: state.holds.set(hold.holdId, hold) };
 }
 

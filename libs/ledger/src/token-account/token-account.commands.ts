@@ -1,3 +1,4 @@
+import type { Metadata } from '../metadata.js';
 import type { HoldCommand } from './hold.commands.js';
 import type { PaymentCommand } from './payment.commands.js';
 
@@ -28,6 +29,8 @@ export type UseTokens = {
     readonly userId: string;
     readonly amount: number;
     readonly description: string | null;
+    /** The caller's metadata, stored in the event; null or absent: none. */
+    readonly metadata?: Metadata | null;
     readonly transactionId: string;
     readonly now: Date;
   };

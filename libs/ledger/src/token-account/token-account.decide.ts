@@ -6,7 +6,7 @@ import { assertLotRoom, expiriesDue, grantTokens, holdTokens, releaseHold, settl
 import type { AddTokens, AdjustTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
 import type { TokenAccountEvent, TokensAdjusted, TokensPurchased, TokensUsed } from './token-account.events.js';
 import { availableBalance, evolveTokenAccount, type TokenAccountState } from './token-account.state.js';
-import { assertAmount, assertDescription, assertReason } from './token-account.rules.js';
+import { assertAmount, assertDescription, assertMetadata, assertReason } from './token-account.rules.js';
 import { capturePayment, expirePayment, initiatePayment, refundPayment, requestRefund } from './payment.decide.js';
 
 export function decideTokenAccount(command: TokenAccountCommand, state: TokenAccountState): readonly TokenAccountEvent[] {
@@ -113,6 +113,7 @@ function addTokens({ data }: AddTokens, state: TokenAccountState): readonly Toke
 function useTokens({ data }: UseTokens, state: TokenAccountState): TokensUsed {
   assertAmount(data.amount);
   assertDescription(data.description);
+  assertMetadata(data.metadata);
   // Tokens of a payment being refunded are reserved: spending them would leave money returned and tokens kept.
   const available = availableBalance(state);
   if (data.amount > available) {
@@ -135,6 +136,7 @@ function useTokens({ data }: UseTokens, state: TokenAccountState): TokensUsed {
       occurredAt: data.now.toISOString(),
       draws,
       heldAfter: state.held,
+      ...(data.metadata === null || data.metadata === undefined ? {} : { metadata: data.metadata }),
     },
   };
 }

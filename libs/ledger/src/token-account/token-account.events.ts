@@ -1,4 +1,5 @@
 import { invariant } from '../ledger.errors.js';
+import type { Metadata } from '../metadata.js';
 import type { HoldEvent, LotEvent } from './hold.events.js';
 import type { Draw, LotTerms } from './lot.state.js';
 import type { PaymentEvent, TokensRefunded } from './payment.events.js';
@@ -39,6 +40,8 @@ export type TokensUsed = {
     readonly draws?: readonly Draw[];
     /** The hold this usage settles (its `HoldSettled` precedes it in the same append). */
     readonly holdId?: string;
+    /** The caller's metadata; absent when none was given. */
+    readonly metadata?: Metadata;
     readonly heldAfter?: number;
   };
 };

@@ -1,4 +1,5 @@
 import { invariant, LedgerError } from '../ledger.errors.js';
+import { metadataViolation, type Metadata } from '../metadata.js';
 import { DESCRIPTION_LENGTH_MAX, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, isTokenAmount, textLength } from '../ledger.limits.js';
 
 /** Checks of a command's values that several decisions share. Text is measured in characters (code points), as validation and PostgreSQL count it. */
@@ -22,6 +23,13 @@ export function assertDescription(description: string | null): void {
       max: DESCRIPTION_LENGTH_MAX,
     });
   }
+}
+
+/** The caller's metadata, when given: a flat object within the bounds of `metadataViolation`; the refusal names the rule broken. */
+export function assertMetadata(metadata: Metadata | null | undefined): void {
+  if (metadata === null || metadata === undefined) return;
+  const violation = metadataViolation(metadata);
+  if (violation !== null) throw new LedgerError('METADATA_INVALID', violation.message, { field: violation.field, rule: violation.rule });
 }
 
 export function assertReason(reason: string): void {

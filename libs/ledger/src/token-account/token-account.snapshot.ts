@@ -1,4 +1,5 @@
 import { Map as ImmutableMap, OrderedMap } from 'immutable';
+import { metadataViolation, type Metadata } from '../metadata.js';
 import { SnapshotRejected, type SnapshotSchema } from '../snapshot.js';
 import { BALANCE_MAX, CURRENCY_PATTERN, DESCRIPTION_LENGTH_MAX, isLotPriority, isMoneyAmount, isTokenAmount, textLength } from '../ledger.limits.js';
 import type { TokenAccountEvent } from './token-account.events.js';
@@ -144,13 +145,14 @@ function decodeLot(item: unknown): Lot {
 }
 
 function decodeHold(item: unknown): Hold {
-  const { holdId, amount, description, expiresAt, createdAt, reservations } = expectRecord(item, 'hold');
+  const { holdId, amount, description, metadata, expiresAt, createdAt, reservations } = expectRecord(item, 'hold');
   check(typeof holdId === 'string' && typeof amount === 'number' && isTokenAmount(amount), 'hold id or amount is not valid');
   check(description === null || (typeof description === 'string' && textLength(description) <= DESCRIPTION_LENGTH_MAX), 'hold description is not valid');
+  check(metadata === undefined || metadataViolation(metadata) === null, 'hold metadata is not valid');
   check(isTime(expiresAt) && isTime(createdAt), 'hold times are not times');
   const draws = decodeDraws(reservations);
   check(sum(draws.map((draw) => draw.amount)) === amount, 'hold reservations do not add up to its amount');
-  return { holdId, amount, description, expiresAt, createdAt, reservations: draws };
+  return { holdId, amount, description, ...(metadata === undefined ? {} : { metadata: metadata as Metadata }), expiresAt, createdAt, reservations: draws };
 }
 
 function decodeEndedHold(item: unknown): [string, HoldEnd] {

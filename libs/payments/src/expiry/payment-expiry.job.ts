@@ -1,7 +1,7 @@
 import { systemActor } from '@app/event-sourcing';
 import type { Pool } from 'pg';
 import type { PaymentWorkflow } from '../payment-workflow.js';
-import { keysetPages } from '../reconciliation/keyset-pages.js';
+import { keysetPages } from '@app/database';
 
 /** Due payments read per query; a run reads as many pages as there are due payments. */
 export const EXPIRY_PAGE_SIZE = 100;

@@ -1,11 +1,14 @@
 import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
-import { PG_POOL, toSafeInteger } from '@app/database';
+import { KEY_TIMESTAMP_FORMAT, PG_POOL, pageOf, startOf, toSafeInteger, type CursorShape, type Page, type PagePosition } from '@app/database';
 import { LedgerError, type PaymentStatus } from '@app/ledger';
 import type { Pool } from 'pg';
 import type { PaymentView } from '../payment.view.js';
 
-export type PaymentPage = { readonly data: readonly PaymentView[]; readonly total: number; readonly limit: number; readonly offset: number };
+export type PaymentPage = Page<PaymentView> & { readonly total: number };
+
+/** The payments' keyset: creation time, newest first, then id. A new payment is created now, so it lands before any cursor. */
+export const PAYMENTS_CURSOR: CursorShape = { list: 'payments', parts: ['timestamp', 'uuid'] };
 
 /** One payment from the `payments` read model. */
 export class GetPaymentQuery extends Query<PaymentView> {
@@ -14,12 +17,12 @@ export class GetPaymentQuery extends Query<PaymentView> {
   }
 }
 
-/** A user's payments, newest first, optionally of one status, with the total. */
+/** A user's payments, newest first, optionally of one status, with the total; by offset or after a cursor. */
 export class ListPaymentsQuery extends Query<PaymentPage> {
   constructor(
     readonly userId: string,
     readonly limit: number,
-    readonly offset: number,
+    readonly position: PagePosition,
     readonly status: PaymentStatus | undefined,
   ) {
     super();
@@ -43,15 +46,22 @@ type PaymentRow = {
   expires_at: string;
 };
 
+type PaymentPageRow = PaymentRow & { key_created_at: string };
+
 const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS ${column}`;
 const COLUMNS = `id, user_id, order_id, package_id, status, tokens_purchased::text, amount::text, currency, provider, provider_transaction_id, metadata,
                  ${iso('created_at')}, ${iso('updated_at')}, ${iso('expires_at')}`;
 
-// One statement, so the page and its total come from one snapshot.
-const PAGE_SQL = `
-  WITH mine AS (SELECT * FROM payments WHERE user_id = $1 AND ($4::text IS NULL OR status = $4))
-  SELECT (SELECT count(*) FROM mine)::text AS total,
-         coalesce((SELECT json_agg(page ORDER BY page.created_at DESC, page.id) FROM (SELECT ${COLUMNS} FROM mine ORDER BY created_at DESC, id LIMIT $2 OFFSET $3) page), '[]'::json) AS rows`;
+// One statement, so the page and its total come from one snapshot. $2: one row more than the page,
+// to know whether more follow; $5/$6: a cursor's creation time and id (the page starts after them),
+// else null. The index idx_payments_user_created_at_id serves the order and the comparison.
+export const PAYMENTS_PAGE_SQL = `
+  SELECT (SELECT count(*) FROM payments WHERE user_id = $1 AND ($4::text IS NULL OR status = $4))::text AS total,
+         coalesce((SELECT json_agg(page ORDER BY page.key_created_at DESC, page.id DESC) FROM (
+           SELECT ${COLUMNS}, to_char(created_at AT TIME ZONE 'UTC', ${KEY_TIMESTAMP_FORMAT}) AS key_created_at
+             FROM payments
+            WHERE user_id = $1 AND ($4::text IS NULL OR status = $4) AND ($5::timestamptz IS NULL OR (created_at, id) < ($5::timestamptz, $6::uuid))
+            ORDER BY payments.created_at DESC, payments.id DESC LIMIT $2 OFFSET $3) page), '[]'::json) AS rows`;
 
 @QueryHandler(GetPaymentQuery)
 export class GetPaymentHandler implements IQueryHandler<GetPaymentQuery> {
@@ -69,10 +79,15 @@ export class GetPaymentHandler implements IQueryHandler<GetPaymentQuery> {
 export class ListPaymentsHandler implements IQueryHandler<ListPaymentsQuery> {
   constructor(@Inject(PG_POOL) private readonly pool: Pool) {}
 
-  async execute({ userId, limit, offset, status }: ListPaymentsQuery): Promise<PaymentPage> {
-    const result = await this.pool.query<{ total: string; rows: PaymentRow[] }>(PAGE_SQL, [userId, limit, offset, status ?? null]);
+  async execute({ userId, limit, position, status }: ListPaymentsQuery): Promise<PaymentPage> {
+    const scope = `${userId}/${status ?? ''}`;
+    const { after, offset } = startOf(PAYMENTS_CURSOR, scope, position);
+    const result = await this.pool.query<{ total: string; rows: PaymentPageRow[] }>(PAYMENTS_PAGE_SQL, [userId, limit + 1, offset, status ?? null, after?.[0] ?? null, after?.[1] ?? null]);
     const row = result.rows[0];
-    return { data: (row?.rows ?? []).map(toView), total: row === undefined ? 0 : toSafeInteger(row.total, 'count(payments)'), limit, offset };
+    return {
+      ...pageOf(row?.rows ?? [], { shape: PAYMENTS_CURSOR, scope, limit, position }, (payment) => [payment.key_created_at, payment.id], toView),
+      total: row === undefined ? 0 : toSafeInteger(row.total, 'count(payments)'),
+    };
   }
 }
 

@@ -1,7 +1,7 @@
 import { systemActor } from '@app/event-sourcing';
 import type { Pool } from 'pg';
 import type { PaymentWorkflow } from '../payment-workflow.js';
-import { keysetPages } from './keyset-pages.js';
+import { keysetPages } from '@app/database';
 
 /** Payments read per query; a run reads as many pages as there are candidates. */
 export const RECONCILIATION_PAGE_SIZE = 100;

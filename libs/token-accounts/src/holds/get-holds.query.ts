@@ -1,7 +1,7 @@
 import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
-import { PG_POOL, toSafeInteger } from '@app/database';
-import type { Draw } from '@app/ledger';
+import { PG_POOL, pageOf, startOf, toSafeInteger, type CursorShape, type Page, type PagePosition } from '@app/database';
+import type { Draw, Metadata } from '@app/ledger';
 import type { Pool } from 'pg';
 
 export const HOLD_STATUSES = ['active', 'settled', 'released', 'expired'] as const;
@@ -20,17 +20,22 @@ export type HoldView = {
   readonly transactionId: string | null;
   readonly createdAt: string;
   readonly endedAt: string | null;
+  /** The caller's metadata of the hold; null when none was given. */
+  readonly metadata: Metadata | null;
 };
 
-export type HoldPage = { readonly data: readonly HoldView[]; readonly limit: number; readonly offset: number };
+export type HoldPage = Page<HoldView>;
 
-/** A user's holds from `token_holds`, newest first, optionally of one status. */
+/** The holds' keyset: the revision of the hold's `TokensHeld`, newest first (fixed for the hold's life; new holds come before any cursor). */
+export const HOLDS_CURSOR: CursorShape = { list: 'holds', parts: ['revision'] };
+
+/** A user's holds from `token_holds`, newest first, optionally of one status; by offset or after a cursor. */
 export class GetHoldsQuery extends Query<HoldPage> {
   constructor(
     readonly userId: string,
     readonly status: HoldStatus | null,
     readonly limit: number,
-    readonly offset: number,
+    readonly position: PagePosition,
   ) {
     super();
   }
@@ -48,24 +53,31 @@ type HoldRow = {
   transaction_id: string | null;
   created_at: string;
   ended_at: string | null;
+  stream_revision: string;
+  metadata: Metadata | null;
 };
 
 const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
+
+// $3: one row more than the page, to know whether more follow; $5: the revision of a cursor (the
+// page starts below it), else null. The index on (user_id, stream_revision) serves the order and the
+// cursor's comparison; a status filters along it.
+export const HOLDS_PAGE_SQL = `
+  SELECT hold_id, user_id, amount::text, description, status, to_char(expires_at AT TIME ZONE 'UTC', ${ISO}) AS expires_at, draws,
+         settled_amount::text, transaction_id, to_char(created_at AT TIME ZONE 'UTC', ${ISO}) AS created_at,
+         to_char(ended_at AT TIME ZONE 'UTC', ${ISO}) AS ended_at, stream_revision::text, metadata
+    FROM token_holds WHERE user_id = $1 AND ($2::text IS NULL OR status = $2) AND ($5::bigint IS NULL OR stream_revision < $5::bigint)
+   ORDER BY token_holds.stream_revision DESC LIMIT $3 OFFSET $4`;
 
 @QueryHandler(GetHoldsQuery)
 export class GetHoldsHandler implements IQueryHandler<GetHoldsQuery> {
   constructor(@Inject(PG_POOL) private readonly pool: Pool) {}
 
-  async execute({ userId, status, limit, offset }: GetHoldsQuery): Promise<HoldPage> {
-    const result = await this.pool.query<HoldRow>(
-      `SELECT hold_id, user_id, amount::text, description, status, to_char(expires_at AT TIME ZONE 'UTC', ${ISO}) AS expires_at, draws,
-              settled_amount::text, transaction_id, to_char(created_at AT TIME ZONE 'UTC', ${ISO}) AS created_at,
-              to_char(ended_at AT TIME ZONE 'UTC', ${ISO}) AS ended_at
-         FROM token_holds WHERE user_id = $1 AND ($2::text IS NULL OR status = $2)
-        ORDER BY stream_revision DESC LIMIT $3 OFFSET $4`,
-      [userId, status, limit, offset],
-    );
-    return { data: result.rows.map(toView), limit, offset };
+  async execute({ userId, status, limit, position }: GetHoldsQuery): Promise<HoldPage> {
+    const scope = `${userId}/${status ?? ''}`;
+    const { after, offset } = startOf(HOLDS_CURSOR, scope, position);
+    const result = await this.pool.query<HoldRow>(HOLDS_PAGE_SQL, [userId, status, limit + 1, offset, after?.[0] ?? null]);
+    return pageOf(result.rows, { shape: HOLDS_CURSOR, scope, limit, position }, (hold) => [hold.stream_revision], toView);
   }
 }
 
@@ -82,5 +94,6 @@ function toView(row: HoldRow): HoldView {
     transactionId: row.transaction_id,
     createdAt: row.created_at,
     endedAt: row.ended_at,
+    metadata: row.metadata,
   };
 }

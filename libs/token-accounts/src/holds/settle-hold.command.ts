@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId, type HoldSettled, type TokensUsed } from '@app/ledger';
+import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId, type HoldSettled, type Metadata, type TokensUsed } from '@app/ledger';
 import { transactionOf, type TransactionView } from '@app/projections';
 import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
 import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
@@ -21,6 +21,8 @@ export class SettleHoldCommand extends Command<SettleResult> {
     readonly amount: number,
     readonly description: string | null,
     readonly context: CommandContext,
+    /** The usage's metadata; null takes the hold's. */
+    readonly metadata: Metadata | null = null,
   ) {
     super();
   }
@@ -34,9 +36,9 @@ export class SettleHoldHandler implements ICommandHandler<SettleHoldCommand> {
     @Inject(TOKEN_ACCOUNTS_OPTIONS) private readonly options: TokenAccountsOptions,
   ) {}
 
-  async execute({ userId, holdId, amount, description, context }: SettleHoldCommand): Promise<SettleResult> {
+  async execute({ userId, holdId, amount, description, context, metadata }: SettleHoldCommand): Promise<SettleResult> {
     const now = (this.options.now ?? (() => new Date()))();
-    const command = { type: 'SettleHold', data: { userId, holdId, amount, description, transactionId: randomUUID(), now } } as const;
+    const command = { type: 'SettleHold', data: { userId, holdId, amount, description, metadata, transactionId: randomUUID(), now } } as const;
     const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     const settled = handled.events.find((event): event is HoldSettled => event.type === 'HoldSettled');
     const used = handled.events.find((event): event is TokensUsed => event.type === 'TokensUsed');

@@ -1,6 +1,6 @@
 import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
-import { PG_POOL, toSafeInteger } from '@app/database';
+import { KEY_TIMESTAMP_FORMAT, PG_POOL, pageOf, startOf, toSafeInteger, type CursorShape, type Page, type PagePosition } from '@app/database';
 import type { LotSource } from '@app/ledger';
 import type { Pool } from 'pg';
 
@@ -21,15 +21,22 @@ export type LotView = {
   readonly createdAt: string;
 };
 
-export type LotPage = { readonly data: readonly LotView[]; readonly limit: number; readonly offset: number };
+export type LotPage = Page<LotView>;
 
-/** A user's credit lots from `token_lots`, in draw-down order (priority, earliest expiry, oldest), optionally of one status. */
+/**
+ * The lots' keyset: the draw-down order, priority, expiry (none last), creation, lot id. None of
+ * them changes in a lot's life; a lot credited meanwhile lands where its keys put it, so it is shown
+ * only if that is after the cursor, and no other lot moves.
+ */
+export const LOTS_CURSOR: CursorShape = { list: 'lots', parts: ['integer', 'timestampOrNull', 'timestamp', 'text'] };
+
+/** A user's credit lots from `token_lots`, in draw-down order (priority, earliest expiry, oldest), optionally of one status; by offset or after a cursor. */
 export class GetLotsQuery extends Query<LotPage> {
   constructor(
     readonly userId: string,
     readonly status: LotStatus | null,
     readonly limit: number,
-    readonly offset: number,
+    readonly position: PagePosition,
   ) {
     super();
   }
@@ -47,23 +54,37 @@ type LotRow = {
   expires_at: string | null;
   status: LotStatus;
   created_at: string;
+  key_expires_at: string | null;
+  key_created_at: string;
 };
 
 const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
+
+/** A lot without an expiry sorts after every expiry: the same order as `expires_at NULLS LAST`, in an expression the index holds. */
+const EXPIRY_ORDER = `coalesce(expires_at, 'infinity'::timestamptz)`;
+
+// $3: one row more than the page, to know whether more follow; $5: a cursor's key as a JSON array
+// [priority, expiresAt or null, createdAt, lotId] (the page starts after it), else null. The index
+// idx_token_lots_draw_order holds the same tuple, so it serves the order and the comparison.
+export const LOTS_PAGE_SQL = `
+  SELECT lot_id, user_id, source, payment_id, transaction_id, original::text, remaining::text, priority,
+         to_char(expires_at AT TIME ZONE 'UTC', ${ISO}) AS expires_at, status, to_char(created_at AT TIME ZONE 'UTC', ${ISO}) AS created_at,
+         to_char(expires_at AT TIME ZONE 'UTC', ${KEY_TIMESTAMP_FORMAT}) AS key_expires_at, to_char(created_at AT TIME ZONE 'UTC', ${KEY_TIMESTAMP_FORMAT}) AS key_created_at
+    FROM token_lots
+   WHERE user_id = $1 AND ($2::text IS NULL OR status = $2)
+     AND ($5::jsonb IS NULL OR (priority, ${EXPIRY_ORDER}, created_at, lot_id)
+                               > (($5::jsonb->>0)::integer, coalesce(($5::jsonb->>1)::timestamptz, 'infinity'::timestamptz), ($5::jsonb->>2)::timestamptz, $5::jsonb->>3))
+   ORDER BY token_lots.priority, ${EXPIRY_ORDER}, token_lots.created_at, token_lots.lot_id LIMIT $3 OFFSET $4`;
 
 @QueryHandler(GetLotsQuery)
 export class GetLotsHandler implements IQueryHandler<GetLotsQuery> {
   constructor(@Inject(PG_POOL) private readonly pool: Pool) {}
 
-  async execute({ userId, status, limit, offset }: GetLotsQuery): Promise<LotPage> {
-    const result = await this.pool.query<LotRow>(
-      `SELECT lot_id, user_id, source, payment_id, transaction_id, original::text, remaining::text, priority,
-              to_char(expires_at AT TIME ZONE 'UTC', ${ISO}) AS expires_at, status, to_char(created_at AT TIME ZONE 'UTC', ${ISO}) AS created_at
-         FROM token_lots WHERE user_id = $1 AND ($2::text IS NULL OR status = $2)
-        ORDER BY priority, expires_at NULLS LAST, created_at, lot_id LIMIT $3 OFFSET $4`,
-      [userId, status, limit, offset],
-    );
-    return { data: result.rows.map(toView), limit, offset };
+  async execute({ userId, status, limit, position }: GetLotsQuery): Promise<LotPage> {
+    const scope = `${userId}/${status ?? ''}`;
+    const { after, offset } = startOf(LOTS_CURSOR, scope, position);
+    const result = await this.pool.query<LotRow>(LOTS_PAGE_SQL, [userId, status, limit + 1, offset, after === null ? null : JSON.stringify(after)]);
+    return pageOf(result.rows, { shape: LOTS_CURSOR, scope, limit, position }, (lot) => [lot.priority, lot.key_expires_at, lot.key_created_at, lot.lot_id], toView);
   }
 }
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId, type TokensUsed } from '@app/ledger';
+import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId, type Metadata, type TokensUsed } from '@app/ledger';
 import { transactionOf } from '@app/projections';
 import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
 import { ledgerWriteResult, type LedgerWriteResult } from '../transaction.view.js';
@@ -12,6 +12,8 @@ export class UseTokensCommand extends Command<LedgerWriteResult> {
     readonly amount: number,
     readonly description: string | null,
     readonly context: CommandContext,
+    /** The caller's metadata, stored in the event and shown in history; null: none. */
+    readonly metadata: Metadata | null = null,
   ) {
     super();
   }
@@ -24,8 +26,8 @@ export class UseTokensHandler implements ICommandHandler<UseTokensCommand> {
     private readonly consistency: ReadModelConsistency,
   ) {}
 
-  async execute({ userId, amount, description, context }: UseTokensCommand): Promise<LedgerWriteResult> {
-    const command = { type: 'UseTokens', data: { userId, amount, description, transactionId: randomUUID(), now: new Date() } } as const;
+  async execute({ userId, amount, description, context, metadata }: UseTokensCommand): Promise<LedgerWriteResult> {
+    const command = { type: 'UseTokens', data: { userId, amount, description, metadata, transactionId: randomUUID(), now: new Date() } } as const;
     const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     // A replayed request's event is the one its first attempt recorded: the response is rebuilt from it.
     // Expiries due at the command's time may precede it in the same append.

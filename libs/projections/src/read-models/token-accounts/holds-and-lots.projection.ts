@@ -4,8 +4,8 @@ import type { RowChange } from '../../projection.js';
 import type { TransactionEvent } from './token-transaction.view.js';
 
 const INSERT_HOLD = `
-  INSERT INTO token_holds (hold_id, user_id, amount, description, status, expires_at, draws, created_at, event_id, stream_revision)
-  VALUES ($1, $2, $3, $4, 'active', $5, $6::jsonb, $7, $8, $9)`;
+  INSERT INTO token_holds (hold_id, user_id, amount, description, status, expires_at, draws, created_at, event_id, stream_revision, metadata)
+  VALUES ($1, $2, $3, $4, 'active', $5, $6::jsonb, $7, $8, $9, $10::jsonb)`;
 
 const END_HOLD = `
   UPDATE token_holds SET status = $2, settled_amount = $3, transaction_id = $4, ended_at = $5 WHERE hold_id = $1`;
@@ -35,7 +35,18 @@ export function projectHoldEvent(event: HoldEvent, recorded: RecordedEvent): rea
       return [
         {
           text: INSERT_HOLD,
-          values: [data.holdId, data.userId, event.data.amount, event.data.description, event.data.expiresAt, JSON.stringify(event.data.draws), data.occurredAt, recorded.id, recorded.revision.toString()],
+          values: [
+            data.holdId,
+            data.userId,
+            event.data.amount,
+            event.data.description,
+            event.data.expiresAt,
+            JSON.stringify(event.data.draws),
+            data.occurredAt,
+            recorded.id,
+            recorded.revision.toString(),
+            event.data.metadata === undefined ? null : JSON.stringify(event.data.metadata),
+          ],
         },
       ];
     case 'HoldSettled':

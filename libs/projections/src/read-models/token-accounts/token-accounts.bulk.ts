@@ -38,7 +38,7 @@ const CHUNK = `events.global_position BETWEEN $3::bigint AND $4::bigint`;
 function insertTransactions(where: string): string {
   const expired = lotExpiredDescription("' || (data->>'lotId') || '");
   return `INSERT INTO token_transactions (id, user_id, amount, transaction_type, description, payment_id, balance_after, created_at, event_id, stream_revision,
-                                  hold_id, lot_id, draws)
+                                  hold_id, lot_id, draws, metadata)
      SELECT (data->>'transactionId')::uuid, (data->>'userId')::uuid,
             CASE WHEN event_type IN ('TokensPurchased', 'TokensAdjusted', 'TokensGranted') THEN (data->>'amount')::bigint ELSE -(data->>'amount')::bigint END,
             CASE event_type WHEN 'TokensPurchased' THEN 'purchase' WHEN 'TokensUsed' THEN 'usage' WHEN 'TokensRefunded' THEN 'refund'
@@ -47,7 +47,7 @@ function insertTransactions(where: string): string {
                  WHEN event_type = 'LotExpired' THEN '${expired}' ELSE data->>'description' END,
             CASE WHEN event_type IN ('TokensPurchased', 'TokensRefunded') THEN (data->>'paymentId')::uuid END,
             (data->>'balanceAfter')::bigint, (data->>'occurredAt')::timestamptz, event_id, stream_revision,
-            (data->>'holdId')::uuid, data->'lot'->>'lotId', data->'draws'
+            (data->>'holdId')::uuid, data->'lot'->>'lotId', data->'draws', CASE WHEN event_type = 'TokensUsed' THEN data->'metadata' END
        FROM events WHERE ${TOKEN_TYPES} AND ${where}`;
 }
 
@@ -132,9 +132,9 @@ function updatePayments(where: string): string {
 
 /** One active `token_holds` row per `TokensHeld`, as `projectHoldEvent` inserts it. */
 function insertHolds(where: string): string {
-  return `INSERT INTO token_holds (hold_id, user_id, amount, description, status, expires_at, draws, created_at, event_id, stream_revision)
+  return `INSERT INTO token_holds (hold_id, user_id, amount, description, status, expires_at, draws, created_at, event_id, stream_revision, metadata)
      SELECT (data->>'holdId')::uuid, (data->>'userId')::uuid, (data->>'amount')::bigint, data->>'description', 'active',
-            (data->>'expiresAt')::timestamptz, data->'draws', (data->>'occurredAt')::timestamptz, event_id, stream_revision
+            (data->>'expiresAt')::timestamptz, data->'draws', (data->>'occurredAt')::timestamptz, event_id, stream_revision, data->'metadata'
        FROM events WHERE events.event_type = 'TokensHeld' AND ${where}`;
 }
 

@@ -22,8 +22,8 @@ const UPSERT_BALANCE = `
 
 const INSERT_TRANSACTION = `
   INSERT INTO token_transactions (id, user_id, amount, transaction_type, description, payment_id, balance_after, created_at, event_id, stream_revision,
-                                  hold_id, lot_id, draws)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb)`;
+                                  hold_id, lot_id, draws, metadata)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14::jsonb)`;
 
 /**
  * `user_tokens`, `token_transactions` (the row is `transactionOf` the event), `payments`,
@@ -71,12 +71,14 @@ export const tokenAccountsProjection: Projection = {
 /** The row of the transaction, and the balance and held total it leaves. */
 function transactionChanges(recorded: RecordedEvent, transaction: TransactionView, heldAfter: number): readonly RowChange[] {
   const revision = recorded.revision.toString();
-  const { id, userId, amount, transactionType, description, paymentId, balanceAfter, createdAt, holdId, lotId, draws } = transaction;
+  const { id, userId, amount, transactionType, description, paymentId, balanceAfter, createdAt, holdId, lotId, draws, metadata } = transaction;
   return [
     balanceChange(recorded, { userId, balanceAfter, heldAfter, occurredAt: createdAt }, 1),
     {
       text: INSERT_TRANSACTION,
-      values: [id, userId, amount, transactionType, description, paymentId, balanceAfter, createdAt, recorded.id, revision, holdId, lotId, draws === null ? null : JSON.stringify(draws)],
+      values: [id, userId, amount, transactionType, description, paymentId, balanceAfter, createdAt, recorded.id, revision, holdId, lotId, draws === null ? null : JSON.stringify(draws),
+        metadata === null ? null : JSON.stringify(metadata),
+      ],
     },
   ];
 }

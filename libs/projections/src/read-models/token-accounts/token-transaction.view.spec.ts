@@ -50,7 +50,18 @@ const ROWLESS_EVENTS = {
   HoldExpired: { type: 'HoldExpired', data: { userId, holdId: 'hold-1', amount: 5, expiresAt: occurredAt, balanceAfter: 50, heldAfter: 0, occurredAt } },
 } as const satisfies Record<string, TokenAccountEvent>;
 
-const row = { id: transactionId, userId, createdAt: occurredAt, holdId: null, lotId: null, draws: null };
+const row = { id: transactionId, userId, createdAt: occurredAt, holdId: null, lotId: null, draws: null, metadata: null };
+
+const recordedOf = (event: TokenAccountEvent): RecordedEvent => ({
+  id: '00000000-0000-4000-8000-0000000000ee',
+  streamId: `token-account-${userId}`,
+  revision: 7n,
+  position: { commit: 900n, prepare: 42n },
+  type: event.type,
+  data: event.data,
+  metadata: {},
+  createdAt: new Date(occurredAt),
+});
 
 describe('transactionOf', () => {
   it('covers every token account event type', () => {
@@ -105,22 +116,21 @@ describe('transactionOf', () => {
     expect(transactionOf(settled)).toMatchObject({ transactionType: 'usage', holdId: 'hold-1', draws: [{ lotId: 'lot-1', amount: 30 }] });
   });
 
+  it("shows a usage's metadata, and writes it as the row's jsonb", () => {
+    const metadata = { model: 'gpt-4o', requestId: 'req-1', tokens: 812, cached: false };
+    const used = { type: 'TokensUsed', data: { ...ROW_EVENTS.TokensUsed.data, metadata } } as const;
+    expect(transactionOf(used)).toEqual({ ...row, amount: -30, transactionType: 'usage', description: null, paymentId: null, balanceAfter: 120, metadata });
+    expect(tokenAccountsProjection.project(recordedOf(used))[1]?.values.at(-1)).toBe(JSON.stringify(metadata));
+  });
+
   it.each(Object.values(ROWLESS_EVENTS))('makes no row of $type', (event) => {
     expect(transactionOf(event)).toBeNull();
   });
 });
 
+
 describe('tokenAccountsProjection.project', () => {
-  const recorded = (event: TokenAccountEvent): RecordedEvent => ({
-    id: '00000000-0000-4000-8000-0000000000ee',
-    streamId: `token-account-${userId}`,
-    revision: 7n,
-    position: { commit: 900n, prepare: 42n },
-    type: event.type,
-    data: event.data,
-    metadata: {},
-    createdAt: new Date(occurredAt),
-  });
+  const recorded = recordedOf;
 
   it.each(Object.values(ROW_EVENTS))('writes the row transactionOf gives for $type, with the event id and revision', (event) => {
     const transaction = transactionOf(event);
@@ -143,6 +153,7 @@ describe('tokenAccountsProjection.project', () => {
         transaction.holdId,
         transaction.lotId,
         draws,
+        null,
       ],
     ]);
   });

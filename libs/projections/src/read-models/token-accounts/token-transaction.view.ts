@@ -1,4 +1,4 @@
-import type { Draw, GrantVoided, LotExpired, TokenAccountEvent, TokensAdjusted, TokensGranted, TokensPurchased, TokensRefunded, TokensUsed } from '@app/ledger';
+import type { Draw, GrantVoided, Metadata, LotExpired, TokenAccountEvent, TokensAdjusted, TokensGranted, TokensPurchased, TokensRefunded, TokensUsed } from '@app/ledger';
 
 export type TransactionType = 'purchase' | 'usage' | 'refund' | 'adjustment' | 'expiry';
 
@@ -18,6 +18,8 @@ export type TransactionView = {
   readonly lotId: string | null;
   /** The lots a debit drew from (null for a debit written before lots: the opening lot). */
   readonly draws: readonly Draw[] | null;
+  /** The caller's metadata of a usage (its settle's, else its hold's); null for every other row and a usage without. */
+  readonly metadata: Metadata | null;
 };
 
 /** The token account events that make a transaction row; the payment lifecycle and hold events make none. */
@@ -86,6 +88,7 @@ type RowData = {
   readonly holdId?: string;
   readonly lot?: { readonly lotId: string };
   readonly draws?: readonly Draw[];
+  readonly metadata?: Metadata;
 };
 type RowMovement = Pick<TransactionView, 'amount' | 'transactionType' | 'description' | 'paymentId'>;
 
@@ -102,5 +105,6 @@ function row(data: RowData, movement: RowMovement): TransactionView {
     holdId: data.holdId ?? null,
     lotId: data.lot?.lotId ?? null,
     draws: data.draws ?? null,
+    metadata: data.metadata ?? null,
   };
 }
