@@ -1,5 +1,5 @@
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ApiKeyRepository, JwtVerifier, loadAuthConfig, resolveAuthSettings } from '@app/auth';
@@ -175,6 +175,14 @@ describe('admin CLI', () => {
     expect((await cli(on, 'api-keys', 'create', '--name', 'y', '--role', 'auditor', '--scopes', 'usage:write')).exitCode).toBe(1);
     expect((await cli(on, 'api-keys', 'create', '--name', 'z', '--role', 'service', '--scopes', 'everything')).exitCode).toBe(1);
     expect((await cli(on, 'api-keys', 'create', '--name', 'w', '--role', 'service', '--expires-at', '2001-01-01T00:00:00Z')).exitCode).toBe(1);
+  });
+
+  it("prints the repository's version with --version and -V, and opens no database for it", async () => {
+    const manifest = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      // A database that cannot be reached: a command that opened it would fail.
+      expect(await runCli({ DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' }, flag)).toEqual({ output: `token-ledger ${manifest.version}\n`, exitCode: 0 });
+    }
   });
 });
 

@@ -3,7 +3,7 @@ import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { mintToken, type Role } from '@app/auth';
-import { buildService, freePort, startService, waitUntilListening as ready, type ServiceProcess as Service } from './support/service-process.js';
+import { buildService, freePort, metricsUrlOf, startService, waitUntilListening as ready, type ServiceProcess as Service } from './support/service-process.js';
 
 /**
  * The service as `npm start` runs it: the built bundle on the embedded PostgreSQL, started and
@@ -76,6 +76,22 @@ describe('the service on its embedded PostgreSQL', () => {
       expect(docs.headers.get('content-type')).toMatch(/^text\/html/);
       expect(await docs.text()).toContain('swagger');
       expect((await fetch(`${service.url}/health`)).status).toBe(200);
+      expect((await fetch(`${service.url}/health/live`)).status).toBe(200);
+      expect((await fetch(`${service.url}/health/ready`)).status).toBe(200);
+
+      // Metrics on a port of their own, on loopback; the API's port does not serve them.
+      const metricsUrl = metricsUrlOf(service);
+      expect(metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+      expect(metricsUrl).not.toBe(`${service.url}/metrics`);
+      expect((await fetch(`${service.url}/metrics`)).status).toBe(404);
+      const metrics = await fetch(metricsUrl);
+      expect(metrics.status).toBe(200);
+      expect(metrics.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+      const text = await metrics.text();
+      expect(text).toContain('token_ledger_http_request_duration_seconds_count{method="POST",route="/v1/accounts/:userId/purchases",status_code="201"} 1');
+      expect(text).toContain('token_ledger_command_outcomes_total{route="/v1/accounts/:userId/purchases",outcome="ok"} 1');
+      expect(text).toMatch(/token_ledger_projection_lag_seconds\{projection="token_accounts"\} [\d.e-]+/);
+      expect(text).toContain('process_cpu_seconds_total');
     } finally {
       expect(await stop(service, 'SIGTERM')).toBe(0);
     }

@@ -1,3 +1,4 @@
+import { CommanderError } from 'commander';
 import { createProgram } from '../../apps/cli/src/cli.js';
 
 /**
@@ -16,8 +17,11 @@ export async function runCli(environment: NodeJS.ProcessEnv, ...args: string[]):
   try {
     await createProgram({ exitOverride: true }).parseAsync(['node', 'token-ledger', ...args]);
   } catch (error) {
-    output += `error: ${error instanceof Error ? error.message : String(error)}\n`;
-    process.exitCode = 1;
+    // Under exitOverride, --help and --version end by throwing with exit code 0: what they printed is the answer.
+    if (!(error instanceof CommanderError && error.exitCode === 0)) {
+      output += `error: ${error instanceof Error ? error.message : String(error)}\n`;
+      process.exitCode = 1;
+    }
   } finally {
     process.stdout.write = write;
     for (const [key, value] of Object.entries(saved)) {

@@ -52,13 +52,21 @@ export async function buildService(): Promise<void> {
 
 /** Starts the built service with `environment` (plus PATH and HOME), collecting its output. */
 export function startService(environment: Record<string, string>): ServiceProcess {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, ...environment };
+  // METRICS_PORT=0: processes started side by side must not contend for the default metrics port.
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, METRICS_PORT: '0', ...environment };
   const child = spawn(process.execPath, [MAIN], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return { process: child, url: `http://127.0.0.1:${environment.PORT ?? '3000'}`, output: () => output, exited };
+}
+
+/** The metrics URL a started service logged (METRICS_PORT=0 lets it pick the port). */
+export function metricsUrlOf(service: ServiceProcess): string {
+  const match = /"metrics":"(http:\/\/[^"]+)"/.exec(service.output());
+  if (match?.[1] === undefined) throw new Error(`the service logged no metrics URL:\n${service.output()}`);
+  return match[1];
 }
 
 export async function waitUntilListening(service: ServiceProcess, timeoutMs = 60_000): Promise<void> {

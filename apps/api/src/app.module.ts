@@ -13,7 +13,8 @@ import { ApiKeysController } from './admin/api-keys.controller.js';
 import { auditSigningKeyProvider } from './audit/audit-signing-key.js';
 import { AuditController } from './audit/audit.controller.js';
 import { ConfigError, type AppConfig } from './config/app.config.js';
-import { DatabaseHealthIndicator, HealthController } from './health/health.controller.js';
+import { DatabaseHealthIndicator, HealthController, READINESS_SETTINGS, ReadModelsHealthIndicator } from './health/health.controller.js';
+import { ServiceMetrics } from './metrics/service-metrics.js';
 import { LeaderElection, PG_POOL } from '@app/database';
 import { PaymentsModule } from '@app/payments';
 import { ApiKeyRepository, type AuthSettings } from '@app/auth';
@@ -29,11 +30,11 @@ import { WEBHOOK_SETTINGS } from './payments/webhook-signature.guard.js';
 
 @Module({})
 export class AppModule {
-  static forRoot(config: AppConfig, databaseUrl: string, auth: AuthSettings): DynamicModule {
+  static forRoot(config: AppConfig, databaseUrl: string, auth: AuthSettings, metrics: ServiceMetrics): DynamicModule {
     return {
       module: AppModule,
       imports: [
-        DatabaseModule.forRoot({ url: databaseUrl, poolSizeMax: config.DATABASE_POOL_SIZE }),
+        DatabaseModule.forRoot({ url: databaseUrl, poolSizeMax: config.DATABASE_POOL_SIZE, onJobRun: (job, outcome, durationMs) => metrics.observeJobRun(job, outcome, durationMs) }),
         CqrsModule.forRoot(),
         TerminusModule.forRoot({ logger: false }),
         EventSourcingModule.forRoot({
@@ -41,6 +42,7 @@ export class AppModule {
           projectionsEnabled: config.PROJECTIONS_ENABLED,
           readYourWritesTimeoutMs: config.READ_YOUR_WRITES_TIMEOUT_MS,
           eventStore: eventStoreChoiceOf(config),
+          onAppendBatch: (appends) => metrics.appendBatchSize.observe(appends),
         }),
         TokenAccountsModule.forRoot({
           holdTtlSecondsDefault: config.HOLD_TTL_DEFAULT / 1_000,
@@ -66,6 +68,9 @@ export class AppModule {
       controllers: [AccountsController, HoldsController, HealthController, AdminController, ApiKeysController, AuditController, PaymentsController, AccountPaymentsController, PackagesController],
       providers: [
         DatabaseHealthIndicator,
+        ReadModelsHealthIndicator,
+        { provide: READINESS_SETTINGS, useValue: { maxProjectionLagMs: config.READY_MAX_PROJECTION_LAG } },
+        { provide: ServiceMetrics, useValue: metrics },
         { provide: AUTH_SETTINGS, useValue: auth },
         { provide: WEBHOOK_SETTINGS, useValue: { secret: webhookSecretOf(config), toleranceSeconds: config.PAYMENT_WEBHOOK_TOLERANCE_SECONDS } },
         { provide: PURCHASE_TOKENS_MAX, useValue: config.PURCHASE_TOKENS_MAX },

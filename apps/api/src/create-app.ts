@@ -17,6 +17,11 @@ import { registerRateLimits } from './http/rate-limits.js';
 import { registerRequestBodyParsers } from './http/request-body.js';
 import { registerIdempotency } from './http/idempotency/idempotency.hooks.js';
 import { IdempotencyStore } from './http/idempotency/idempotency.store.js';
+import { registerRequestContext } from './http/request-context.js';
+import { corsOptionsOf } from './http/cors.js';
+import { registerHttpMetrics } from './metrics/http-metrics.js';
+import { readModelProbes } from './metrics/read-model-probes.js';
+import { ServiceMetrics } from './metrics/service-metrics.js';
 
 export type CreateAppOptions = {
   readonly config: AppConfig;
@@ -26,6 +31,8 @@ export type CreateAppOptions = {
   readonly auth: AuthSettings;
   /** The Swagger UI needs @fastify/static, which Jest's module system cannot load; tests keep the JSON only. */
   readonly openApiUi: boolean;
+  /** Where the app's metrics go; a registry of its own when not given. The service serves it on METRICS_PORT (main.ts). */
+  readonly metrics?: ServiceMetrics;
 };
 
 const REQUEST_ID_PATTERN = /^[\w.:-]{1,128}$/;
@@ -34,7 +41,7 @@ const IDEMPOTENCY_WAIT_MS_MAX = 10_000;
 const IDEMPOTENCY_POLL_INTERVAL_MS = 20;
 
 /** The whole HTTP application, configured the same way for the service and for the end-to-end tests. */
-export async function createApp({ config, databaseUrl, logger, openApiUi, auth }: CreateAppOptions): Promise<NestFastifyApplication> {
+export async function createApp({ config, databaseUrl, logger, openApiUi, auth, metrics = new ServiceMetrics() }: CreateAppOptions): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
     logger: false,
     bodyLimit: BODY_LIMIT_BYTES,
@@ -46,9 +53,14 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth }
   });
   // bodyParser: false: Nest would add a url-encoded form parser; the service parses JSON only, with
   // its own parser (registerRequestBodyParsers), which also keeps the raw bytes for webhook signatures.
-  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, databaseUrl, auth), adapter, { logger: new PinoNestLogger(logger), bodyParser: false });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, databaseUrl, auth, metrics), adapter, { logger: new PinoNestLogger(logger), bodyParser: false });
 
   const fastify = app.getHttpAdapter().getInstance();
+  // First: every hook and handler after it, and every line they log, belongs to the request's context.
+  registerRequestContext(fastify);
+  registerHttpMetrics(fastify, metrics);
+  metrics.readFrom(readModelProbes(app));
+  if (config.CORS_ORIGINS.length > 0) app.enableCors(corsOptionsOf(config.CORS_ORIGINS));
   registerRequestBodyParsers(fastify);
   // One structured line per request; no headers or bodies, so no credentials reach the log.
   fastify.addHook('onSend', async (request, reply) => {

@@ -1,18 +1,24 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { checkDatabaseReachable, EMBEDDED_SERVICE_DATABASE, migrateDatabase, startEmbeddedPostgres, StartupError, type EmbeddedPostgresServer } from '@app/database';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { AuthConfigError, resolveAuthSettings } from '@app/auth';
 import { ConfigError, type AppConfig } from './config/app.config.js';
 import { loadServiceSettings } from './config/service-settings.js';
 import { createApp } from './create-app.js';
 import { registerHttpDrain } from './http/http-drain.js';
+import { createServiceLogger } from './http/service-logger.js';
+import { startMetricsServer, type MetricsServer } from './metrics/metrics-server.js';
+import { ServiceMetrics } from './metrics/service-metrics.js';
 
 /** Longest the requests in flight at SIGTERM may take before their connections are cut. */
 const DRAIN_TIMEOUT_MS = 8_000;
+/** Read at start when it exists; `.env.example` lists every variable with its default. */
+const ENV_FILE = '.env';
 
 /** What is running, for the signal handlers: they may arrive at any point of the start. */
-type Running = { embedded?: EmbeddedPostgresServer; app?: NestFastifyApplication; drain?: (timeoutMs: number) => Promise<void> };
+type Running = { embedded?: EmbeddedPostgresServer; app?: NestFastifyApplication; drain?: (timeoutMs: number) => Promise<void>; metrics?: MetricsServer };
 
 /**
  * Starts the service: on the embedded PostgreSQL when DATABASE_URL is unset, migrations first, then
@@ -20,9 +26,11 @@ type Running = { embedded?: EmbeddedPostgresServer; app?: NestFastifyApplication
  * then the workers and the app, then the database.
  */
 async function main(): Promise<void> {
+  // A .env file in the working directory supplies what the environment does not set (the environment wins).
+  if (existsSync(ENV_FILE)) process.loadEnvFile(ENV_FILE);
   // Every setting is checked before anything starts, and every problem is reported in one message.
   const { config, authConfig } = loadServiceSettings(process.env);
-  const logger = pino({ level: config.LOG_LEVEL, base: { service: 'token-ledger' } });
+  const logger = createServiceLogger(config);
   const auth = await resolveAuthSettings(authConfig);
   if (auth.secretsSource === 'development') {
     logger.warn({ directory: path.resolve(config.DATA_DIR, 'secrets') }, 'using development secrets (not for production); mint a token with: npm run cli -- token --role admin --sub <uuid>');
@@ -49,11 +57,17 @@ async function main(): Promise<void> {
 
   try {
     await migrateDatabase(databaseUrl, (message) => logger.debug({ component: 'migrations' }, message));
-    running.app = await createApp({ config, databaseUrl, logger, openApiUi: true, auth });
+    const metrics = new ServiceMetrics();
+    running.app = await createApp({ config, databaseUrl, logger, openApiUi: true, auth, metrics });
     running.drain = registerHttpDrain(running.app);
     await listen(running.app, config);
-    logger.info({ url: `http://${config.HOST}:${config.PORT}`, docs: `http://${config.HOST}:${config.PORT}/docs` }, 'Token Ledger is listening');
+    if (config.METRICS_ENABLED) running.metrics = await listenForMetrics(metrics, config);
+    logger.info(
+      { url: `http://${config.HOST}:${config.PORT}`, docs: `http://${config.HOST}:${config.PORT}/docs`, metrics: running.metrics?.url ?? 'off' },
+      'Token Ledger is listening',
+    );
   } catch (error) {
+    await running.metrics?.close();
     await running.app?.close().catch(() => undefined);
     await running.embedded?.stop();
     throw error;
@@ -67,6 +81,17 @@ async function listen(app: NestFastifyApplication, config: AppConfig): Promise<v
     const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
     if (code === 'EADDRINUSE') throw new StartupError('PORT', `port ${config.PORT} on ${config.HOST} is already in use by another process`);
     if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new StartupError('HOST', `${config.HOST} is not an address of this machine (${String(code)})`);
+    throw error;
+  }
+}
+
+async function listenForMetrics(metrics: ServiceMetrics, config: AppConfig): Promise<MetricsServer> {
+  try {
+    return await startMetricsServer(metrics, { host: config.METRICS_HOST, port: config.METRICS_PORT });
+  } catch (error) {
+    const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+    if (code === 'EADDRINUSE') throw new StartupError('METRICS_PORT', `port ${config.METRICS_PORT} on ${config.METRICS_HOST} is already in use by another process (METRICS_ENABLED=false turns the metrics port off)`);
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new StartupError('METRICS_HOST', `${config.METRICS_HOST} is not an address of this machine (${String(code)})`);
     throw error;
   }
 }
@@ -85,6 +110,7 @@ function stopOnSignals(running: Running, logger: Logger): void {
     void (async () => {
       try {
         await running.drain?.(DRAIN_TIMEOUT_MS);
+        await running.metrics?.close();
         await running.app?.close();
         await running.embedded?.stop();
         logger.info('stopped');

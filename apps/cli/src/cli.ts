@@ -1,13 +1,13 @@
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ProjectionsAdmin } from '@app/operations';
+import { fileURLToPath } from 'node:url';
+import type { ProjectionsAdmin } from '@app/operations';
 import { API_KEY_ROLES, API_KEY_SCOPES, ApiKeyRepository, isApiKeyScope, loadAuthConfig, mintToken, parseTtl, resolveAuthSettings, ROLES, type ApiKeyRole, type ApiKeyScope, type Role } from '@app/auth';
-import { migrateDatabase } from '@app/database';
-import { PROJECTIONS, type RebuildView } from '@app/projections';
-import { SEED_EVENTS_MAX, SEED_USERS_MAX, seedHistory } from '@app/testing';
-import { SingleBar } from 'cli-progress';
+import type { RebuildView } from '@app/projections';
+import { SEED_EVENTS_MAX, SEED_USERS_MAX } from '@app/testing';
 import { Command, InvalidArgumentError } from 'commander';
 import { addAuditCommands } from './audit-commands.js';
-import { connect, type Connection } from './database.js';
+import type { Connection } from './database.js';
 
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const PROGRESS_INTERVAL_MS = 200;
@@ -21,6 +21,7 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
   const program = new Command('token-ledger')
     .description('Token Ledger admin CLI (DATABASE_URL, or the embedded PostgreSQL under DATA_DIR)')
     .showHelpAfterError()
+    .version(`token-ledger ${packageVersion()}`, '-V, --version', 'print the version')
     .configureOutput({ outputError: (text, write) => write(text) });
   // Set before the commands are added: commander copies it to each subcommand when it is created.
   if (options.exitOverride === true) program.exitOverride();
@@ -30,6 +31,7 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
     .description('apply the database migrations')
     .action(() =>
       withConnection(async ({ url }) => {
+        const { migrateDatabase } = await import('./database-tools.js');
         await migrateDatabase(url, (message) => process.stdout.write(`${message}\n`));
         process.stdout.write('migrations applied\n');
       }),
@@ -65,7 +67,7 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
   projections
     .command('rebuild')
     .description('rebuild one projection, or all one after another, into shadow tables and swap them in')
-    .argument('[name]', `a projection: ${PROJECTIONS.map((projection) => projection.name).join(', ')}`)
+    .argument('[name]', 'a projection, as `projections status` names it')
     .action((name: string | undefined) =>
       withAdmin(async (admin) => {
         const names = name === undefined ? admin.projections.map((projection) => projection.name) : [name];
@@ -105,6 +107,7 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
         if (userId !== undefined) {
           differences = await admin.verifyAccount(userId);
         } else {
+          const { SingleBar } = await import('./database-tools.js');
           const bar = new SingleBar({ format: 'verify [{bar}] {value}/{total} accounts', stream: process.stderr });
           let started = false;
           const report = await admin.verifyAll((done, total) => {
@@ -132,6 +135,7 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
     .option('--seed <s>', 'generator seed (0..4294967295)', integer(0, 4_294_967_295), 1)
     .action((options: { users: number; events: number; seed: number }) =>
       withConnection(async ({ store }) => {
+        const { SingleBar, seedHistory } = await import('./database-tools.js');
         const bar = new SingleBar({ format: 'seed [{bar}] {value}/{total} events', stream: process.stderr });
         bar.start(options.events, 0);
         const started = Date.now();
@@ -246,6 +250,7 @@ function oneOf<T extends string>(values: readonly T[]): (value: string) => T {
 async function rebuildWithProgress(admin: ProjectionsAdmin, name: string): Promise<RebuildView> {
   const started = await admin.startRebuild(name);
   process.stderr.write(`rebuild ${started.id} of ${name}\n`);
+  const { SingleBar } = await import('./database-tools.js');
   const bar = new SingleBar({ format: `${name} [{bar}] {value}/{total} events | {phase} | {rate} events/s | ETA {eta_s}s`, stream: process.stderr });
   bar.start(Math.max(started.eventsTotal, 1), 0, { phase: started.phase, rate: 0, eta_s: '-' });
   const finished = await new Promise<RebuildView>((resolve, reject) => {
@@ -273,6 +278,8 @@ async function rebuildWithProgress(admin: ProjectionsAdmin, name: string): Promi
 }
 
 async function withConnection(work: (connection: Connection) => Promise<void>): Promise<void> {
+  // Loaded when a command needs the database, so that `token` or `--version` answers without loading it.
+  const { connect } = await import('./database-tools.js');
   const connection = await connect();
   try {
     await work(connection);
@@ -283,6 +290,7 @@ async function withConnection(work: (connection: Connection) => Promise<void>): 
 
 function withAdmin(work: (admin: ProjectionsAdmin) => Promise<void>): Promise<void> {
   return withConnection(async ({ url, pool, store }) => {
+    const { ProjectionsAdmin } = await import('./database-tools.js');
     const admin = new ProjectionsAdmin(store, pool, { connectionString: url, onLog: (message) => process.stderr.write(`${message}\n`) });
     try {
       await work(admin);
@@ -303,5 +311,17 @@ function integer(min: number, max: number): (value: string) => number {
     if (!/^\d+$/.test(value) || !Number.isSafeInteger(parsed) || parsed < min || parsed > max) throw new InvalidArgumentError(`must be a whole number from ${min} to ${max}`);
     return parsed;
   };
+}
+
+/** The version in the repository's package.json, found above this file (the sources run from apps/cli/src, the build from dist/apps/cli/src). */
+function packageVersion(): string {
+  for (let directory = path.dirname(fileURLToPath(import.meta.url)); ; directory = path.dirname(directory)) {
+    const file = path.join(directory, 'package.json');
+    if (existsSync(file)) {
+      const manifest = JSON.parse(readFileSync(file, 'utf8')) as { name?: unknown; version?: unknown };
+      if (manifest.name === 'token-ledger' && typeof manifest.version === 'string') return manifest.version;
+    }
+    if (path.dirname(directory) === directory) throw new Error('the CLI is not inside the token-ledger repository: no package.json of it above this file');
+  }
 }
 

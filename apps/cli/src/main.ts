@@ -1,4 +1,8 @@
+import { existsSync } from 'node:fs';
 import { createProgram } from './cli.js';
+
+// As the service does: a .env file in the working directory supplies what the environment does not set.
+if (existsSync('.env')) process.loadEnvFile('.env');
 
 createProgram()
   .parseAsync(process.argv)

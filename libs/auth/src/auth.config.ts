@@ -89,6 +89,8 @@ export class AuthConfigError extends Error {
 }
 
 const KEYS = Object.keys(new AuthConfig()).concat('AUTH_JWT_SECRET', 'AUTH_JWKS_URL', 'AUTH_JWKS_FILE', 'AUTH_JWT_ISSUER', 'AUTH_JWT_AUDIENCE', 'AUDIT_SIGNING_KEY_FILE');
+/** Every variable loadAuthConfig reads. */
+export const AUTH_CONFIG_VARIABLES: readonly string[] = KEYS;
 
 /**
  * Reads and checks the settings; throws AuthConfigError listing every problem. Reads no file except,

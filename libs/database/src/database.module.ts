@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
 import { Pool, types } from 'pg';
-import { LeaderElection } from './leadership/leader-election.js';
+import { LEADERSHIP_TIMING } from './leadership/advisory-lock-leadership.js';
+import { LeaderElection, type JobRunObserver } from './leadership/leader-election.js';
 
 export const PG_POOL = Symbol('PG_POOL');
 export const InjectPool = () => Inject(PG_POOL);
@@ -8,6 +9,8 @@ export const InjectPool = () => Inject(PG_POOL);
 export type DatabaseOptions = {
   readonly url: string;
   readonly poolSizeMax: number;
+  /** Hears the runs of the interval jobs (metrics). */
+  readonly onJobRun?: JobRunObserver;
 };
 
 // bigint (int8) and numeric arrive as strings: the callers convert them with range checks.
@@ -32,7 +35,7 @@ export class DatabaseModule {
         { provide: PG_POOL, useFactory: () => createPool(options) },
         PoolCloser,
         // Each worker's leadership holds its own session on this database (not a pooled connection).
-        { provide: LeaderElection, useFactory: () => new LeaderElection(options.url) },
+        { provide: LeaderElection, useFactory: () => new LeaderElection(options.url, LEADERSHIP_TIMING, options.onJobRun) },
       ],
       exports: [PG_POOL, LeaderElection],
     };

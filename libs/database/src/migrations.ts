@@ -1,4 +1,6 @@
+import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import type { QueryResult, QueryResultRow } from 'pg';
 import { runner } from 'node-pg-migrate';
 
 /**
@@ -18,3 +20,16 @@ export async function migrateDatabase(databaseUrl: string, log: (message: string
     logger: { debug: log, info: log, warn: log, error: log },
   });
 }
+
+/**
+ * The migrations shipped with this build that the database has not recorded as applied (readiness:
+ * an instance of a newer version must not serve before its tables exist). Empty when up to date.
+ */
+export async function pendingMigrations(pool: Queryable): Promise<readonly string[]> {
+  const shipped = (await readdir(MIGRATIONS_DIR)).filter((file) => file.endsWith('.sql')).map((file) => file.slice(0, -'.sql'.length));
+  const applied = await pool.query<{ name: string }>('SELECT name FROM pgmigrations');
+  const names = new Set(applied.rows.map((row) => row.name));
+  return shipped.filter((name) => !names.has(name)).sort();
+}
+
+type Queryable = { query<R extends QueryResultRow>(text: string): Promise<QueryResult<R>> };

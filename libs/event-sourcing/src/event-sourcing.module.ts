@@ -35,6 +35,7 @@ export class EventSourcingModule {
                   onError: (error) => logger.warn(`event store connection: ${error.message}`),
                   // Events and the rows they produce commit in one transaction: writes answer with read models that show them.
                   appendHook: new InlineProjections(PROJECTIONS),
+                  ...(options.onAppendBatch === undefined ? {} : { onAppendBatch: options.onAppendBatch }),
                 }),
         },
         {

@@ -10,6 +10,8 @@ export type EventSourcingOptions = {
   readonly databaseUrl: string;
   /** Where the events live; PostgreSQL (the database above) when unset. */
   readonly eventStore?: EventStoreChoice;
+  /** Told the number of appends of every group-commit batch of the PostgreSQL store (metrics). */
+  readonly onAppendBatch?: (appends: number) => void;
 };
 
 /** The event store adapter: PostgreSQL, or an EventStoreDB / KurrentDB server or cluster at `url` (esdb://...). */

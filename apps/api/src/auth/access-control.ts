@@ -13,7 +13,9 @@ const BEARER = /^Bearer ([\w-]+\.[\w-]*\.[\w-]*)$/i;
  * own signature, checked by WebhookSignatureGuard or the Stripe SDK).
  */
 const PUBLIC_ROUTES: readonly ((method: string, url: string) => boolean)[] = [
-  (method, url) => isRead(method) && url === '/health',
+  (method, url) => isRead(method) && (url === '/health' || url === '/health/live' || url === '/health/ready'),
+  // The CORS preflight (CORS_ORIGINS): it carries no credentials by design, and @fastify/cors answers it.
+  (method, url) => method === 'OPTIONS' && url === '*',
   (method, url) => isRead(method) && (url === '/docs' || url === '/docs-json' || url.startsWith('/docs/')),
   (method, url) => isRead(method) && url === '/v1/packages',
   (method, url) => method === 'POST' && url.startsWith('/v1/payments/webhooks/'),

@@ -76,4 +76,29 @@ describe('configuration', () => {
     expect(() => loadConfig({ TOKEN_PACKAGES: packages({ expiresInDays: 0 }) })).toThrow(/expiresInDays/);
     expect(() => loadConfig({ TOKEN_PACKAGES: packages({ priority: -1 }) })).toThrow(/priority/);
   });
+
+  it('serves metrics on loopback port 9464 by default, takes the readiness lag as a duration, and has CORS off', () => {
+    expect(loadConfig({})).toMatchObject({ METRICS_ENABLED: true, METRICS_HOST: '127.0.0.1', METRICS_PORT: 9464, READY_MAX_PROJECTION_LAG: 60_000, CORS_ORIGINS: [], LOG_FORMAT: 'auto' });
+    expect(loadConfig({ METRICS_PORT: '0', METRICS_HOST: '0.0.0.0', READY_MAX_PROJECTION_LAG: '2m', LOG_FORMAT: 'json' })).toMatchObject({
+      METRICS_PORT: 0,
+      METRICS_HOST: '0.0.0.0',
+      READY_MAX_PROJECTION_LAG: 120_000,
+      LOG_FORMAT: 'json',
+    });
+  });
+
+  it('reads CORS_ORIGINS as a comma-separated list of origins', () => {
+    expect(loadConfig({ CORS_ORIGINS: 'https://app.example.com, http://localhost:5173' }).CORS_ORIGINS).toEqual(['https://app.example.com', 'http://localhost:5173']);
+  });
+
+  it.each(['*', 'https://app.example.com/', 'app.example.com', 'https://app.example.com/path'])('refuses CORS_ORIGINS=%s, naming the variable and the form', (origins) => {
+    expect(() => loadConfig({ CORS_ORIGINS: origins })).toThrow(/CORS_ORIGINS=.*CORS_ORIGINS must be origins such as https:\/\/app\.example\.com/);
+  });
+
+  it('refuses a readiness lag below a second, a metrics port out of range and an unknown log format', () => {
+    const load = () => loadConfig({ READY_MAX_PROJECTION_LAG: '10ms', METRICS_PORT: '70000', LOG_FORMAT: 'xml' });
+    expect(load).toThrow(/READY_MAX_PROJECTION_LAG=10: .*must not be less than 1000/);
+    expect(load).toThrow(/METRICS_PORT=70000: .*must not be greater than 65535/);
+    expect(load).toThrow(/LOG_FORMAT="xml": .*must be one of the following values: auto, json, pretty/);
+  });
 });

@@ -75,6 +75,19 @@ class OnlyInTests implements ValidatorConstraintInterface {
   }
 }
 
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+/** An origin as browsers send it: scheme, host and an optional port. */
+const ORIGIN = /^https?:\/\/[^\s/?#*,]+$/;
+const toOriginList = ({ value }: { value: unknown }) =>
+  typeof value === 'string'
+    ? value
+        .split(',')
+        .map((origin) => origin.trim())
+        .filter((origin) => origin !== '')
+    : value;
+
 /** `postgres://` or `postgresql://`, then a host (user info, port, database and parameters optional). */
 const POSTGRES_URL = /^postgres(ql)?:\/\/([^@/?#\s]+@)?(\[[\da-fA-F:.]+\]|[^@/?#\s:[\]]+)(:\d{1,5})?(\/[^\s?#]*)?(\?\S*)?$/;
 
@@ -157,6 +170,47 @@ export class AppConfig {
 
   @IsIn(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
   LOG_LEVEL: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' = 'info';
+
+  /**
+   * `json`: one JSON object a line (what log shippers read); `pretty`: coloured text through pino-pretty
+   * (a development dependency, so not installed by `npm ci --omit=dev`); `auto`: pretty when
+   * NODE_ENV=development and the output is a terminal, JSON otherwise.
+   */
+  @IsIn(LOG_FORMATS)
+  LOG_FORMAT: LogFormat = 'auto';
+
+  /** Serve Prometheus metrics (`GET /metrics`) on a port of their own, apart from the API. */
+  @Transform(toBoolean)
+  @IsBoolean()
+  METRICS_ENABLED = true;
+
+  /** The address of the metrics port: loopback unless set, so the numbers are not on the network by accident. */
+  @IsString()
+  @MinLength(1)
+  METRICS_HOST = '127.0.0.1';
+
+  /** The metrics port (0: any free port, logged at start). */
+  @Transform(toInteger)
+  @IsInt()
+  @Min(0)
+  @Max(65535)
+  METRICS_PORT = 9464;
+
+  /** `GET /health/ready` answers 503 while a read model is further behind the events than this: `30s`, `2m` or milliseconds. */
+  @Transform(toDurationMs)
+  @IsInt({ message: 'READY_MAX_PROJECTION_LAG must be a duration such as 30s, 2m or a number of milliseconds' })
+  @Min(1_000)
+  @Max(24 * 3_600_000)
+  READY_MAX_PROJECTION_LAG = 60_000;
+
+  /**
+   * Browser origins allowed to call the API (CORS), comma-separated: `https://app.example.com,http://localhost:5173`.
+   * Unset: no CORS headers, so browsers refuse cross-origin calls.
+   */
+  @Transform(toOriginList)
+  @IsArray()
+  @Matches(ORIGIN, { each: true, message: 'CORS_ORIGINS must be origins such as https://app.example.com (scheme, host and port; no path, no *), comma-separated' })
+  CORS_ORIGINS: string[] = [];
 
   /**
    * The payment provider adapter: `stripe` (STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET), `mock`
@@ -387,6 +441,8 @@ export class ConfigError extends Error {
 }
 
 const KEYS = Object.keys(new AppConfig()).concat('DATABASE_URL', 'EVENTSTORE_URL', 'PAYMENT_WEBHOOK_SECRET', 'PAYMENT_CRASH_AT', 'STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET');
+/** Every variable loadConfig reads (`.env.example` lists them; its spec checks). */
+export const APP_CONFIG_VARIABLES: readonly string[] = KEYS;
 /** Shown in errors as `(hidden)`: a secret is named, never printed. */
 const SECRET_KEYS: ReadonlySet<string> = new Set(['PAYMENT_WEBHOOK_SECRET', 'STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET']);
 /** Connection strings: shown without their password. */

@@ -1,8 +1,13 @@
 import { Controller, Get, Inject, Injectable } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
-import { PG_POOL } from '@app/database';
+import { PG_POOL, pendingMigrations } from '@app/database';
+import { ProjectionsAdmin } from '@app/operations';
 import type { Pool } from 'pg';
+
+/** Injection token of the readiness settings (READY_MAX_PROJECTION_LAG). */
+export const READINESS_SETTINGS = Symbol('READINESS_SETTINGS');
+export type ReadinessSettings = { readonly maxProjectionLagMs: number };
 
 @Injectable()
 export class DatabaseHealthIndicator {
@@ -20,20 +25,72 @@ export class DatabaseHealthIndicator {
       return indicator.down({ message: error instanceof Error ? error.message : String(error) });
     }
   }
+
+  /** Down while a migration of this build is not applied (an older schema than the code expects). */
+  async migrations(key: string) {
+    const indicator = this.indicators.check(key);
+    try {
+      const pending = await pendingMigrations(this.pool);
+      return pending.length === 0 ? indicator.up() : indicator.down({ pending });
+    } catch (error) {
+      return indicator.down({ message: error instanceof Error ? error.message : String(error) });
+    }
+  }
 }
 
-/** Liveness and readiness in one: 200 when the database answers, 503 otherwise. */
+@Injectable()
+export class ReadModelsHealthIndicator {
+  constructor(
+    private readonly projections: ProjectionsAdmin,
+    private readonly indicators: HealthIndicatorService,
+    @Inject(READINESS_SETTINGS) private readonly settings: ReadinessSettings,
+  ) {}
+
+  /** Down while a projection is further behind the events than READY_MAX_PROJECTION_LAG, or failed. */
+  async check(key: string) {
+    const indicator = this.indicators.check(key);
+    try {
+      const statuses = await this.projections.status();
+      const maxLagSeconds = this.settings.maxProjectionLagMs / 1_000;
+      const behind = statuses.filter((status) => status.lagSeconds > maxLagSeconds || status.state === 'failed');
+      const lags = Object.fromEntries(statuses.map((status) => [status.name, { state: status.state, lagSeconds: Math.round(status.lagSeconds * 10) / 10 }]));
+      return behind.length === 0 ? indicator.up({ maxLagSeconds, projections: lags }) : indicator.down({ maxLagSeconds, projections: lags });
+    } catch (error) {
+      return indicator.down({ message: error instanceof Error ? error.message : String(error) });
+    }
+  }
+}
+
+/**
+ * Liveness (`/health/live`: the process answers; it checks nothing else, so a database outage does
+ * not get the process restarted) and readiness (`/health/ready`: the database answers, its schema
+ * is this build's, and the read models are within READY_MAX_PROJECTION_LAG of the events). `/health`
+ * answers as it always has: 200 when the database answers, 503 otherwise.
+ */
 @ApiTags('health')
 @Controller('health')
 export class HealthController {
   constructor(
     private readonly health: HealthCheckService,
     private readonly database: DatabaseHealthIndicator,
+    private readonly readModels: ReadModelsHealthIndicator,
   ) {}
 
   @Get()
   @HealthCheck()
   check() {
     return this.health.check([() => this.database.check('database')]);
+  }
+
+  @Get('live')
+  @HealthCheck()
+  live() {
+    return this.health.check([]);
+  }
+
+  @Get('ready')
+  @HealthCheck()
+  ready() {
+    return this.health.check([() => this.database.check('database'), () => this.database.migrations('migrations'), () => this.readModels.check('readModels')]);
   }
 }

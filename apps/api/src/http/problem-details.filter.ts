@@ -106,12 +106,17 @@ function httpTitle(status: number): string {
   return httpCode(status).toLowerCase().replaceAll('_', ' ').replace(/^./, (first) => first.toUpperCase());
 }
 
-/** Keeps what a Nest HttpException carried beyond its message (terminus puts the health report there). */
+/**
+ * Keeps what a Nest HttpException carried beyond its message (terminus puts the health report there),
+ * never a member of the problem itself: a health report's `status: 'error'` is not a status code.
+ */
 function extensions(response: string | object): Record<string, unknown> {
   if (typeof response !== 'object') return {};
   const { message: _message, statusCode: _statusCode, error: _error, ...rest } = response as Record<string, unknown>;
-  return rest;
+  return Object.fromEntries(Object.entries(rest).filter(([member]) => !PROBLEM_MEMBERS.has(member)));
 }
+
+const PROBLEM_MEMBERS: ReadonlySet<string> = new Set(['type', 'title', 'status', 'code', 'detail', 'instance']);
 
 function isFastifyClientError(error: unknown): error is { statusCode: number; code?: string; message: string } {
   if (typeof error !== 'object' || error === null) return false;

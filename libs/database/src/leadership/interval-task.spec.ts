@@ -62,6 +62,28 @@ describe('intervalTask', () => {
     expect(runs).toBeGreaterThanOrEqual(2);
   });
 
+  it('tells the observer of every finished run, succeeded or failed, with its duration', async () => {
+    const reported: { outcome: string; durationMs: number }[] = [];
+    let runs = 0;
+    const task = intervalTask({
+      intervalMs: INTERVAL_MS,
+      run: async () => {
+        runs += 1;
+        await pause(INTERVAL_MS / 2);
+        if (runs === 1) throw new Error('provider down');
+      },
+      onError: () => undefined,
+      onRun: (outcome, durationMs) => reported.push({ outcome, durationMs }),
+    });
+    await task.lead();
+    await pause(6 * INTERVAL_MS);
+    await task.standDown();
+    expect(reported.length).toBe(runs);
+    expect(reported[0]?.outcome).toBe('failed');
+    expect(reported.slice(1).map((run) => run.outcome)).toEqual(Array.from({ length: runs - 1 }, () => 'succeeded'));
+    for (const run of reported) expect(run.durationMs).toBeGreaterThanOrEqual(INTERVAL_MS / 2 - 1);
+  });
+
   it('leads again after standing down', async () => {
     let runs = 0;
     const task = intervalTask({ intervalMs: INTERVAL_MS, run: () => Promise.resolve(void (runs += 1)), onError: () => undefined });

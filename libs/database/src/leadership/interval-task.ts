@@ -5,20 +5,31 @@ export type IntervalTaskOptions = {
   /** One run of the work; its failure goes to `onError` and the next tick runs it again. */
   readonly run: () => Promise<void>;
   readonly onError: (error: unknown) => void;
+  /** Told of every finished run: whether it succeeded, and how long it took (metrics). */
+  readonly onRun?: (outcome: JobRunOutcome, durationMs: number) => void;
 };
+
+export type JobRunOutcome = 'succeeded' | 'failed';
 
 /**
  * Work that runs every `intervalMs` while this process leads (the first run one interval after it
  * wins). A run still going at the next tick is not overlapped; standing down clears the interval and
  * waits for the run in flight, so no run of it outlives the leadership.
  */
-export function intervalTask({ intervalMs, run, onError }: IntervalTaskOptions): LeaderTask {
+export function intervalTask({ intervalMs, run, onError, onRun }: IntervalTaskOptions): LeaderTask {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   const tick = () => {
     if (running !== undefined) return;
+    const started = performance.now();
     running = run()
-      .catch(onError)
+      .then(
+        () => onRun?.('succeeded', performance.now() - started),
+        (error: unknown) => {
+          onRun?.('failed', performance.now() - started);
+          onError(error);
+        },
+      )
       .finally(() => {
         running = undefined;
       });

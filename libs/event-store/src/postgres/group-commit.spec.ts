@@ -56,6 +56,18 @@ describe('PostgreSQL event store: group commit', () => {
     }
   });
 
+  it('reports the size of every batch it sends: the lone first append, then the 39 queued behind it', async () => {
+    const streams = Array.from({ length: 40 }, () => `group-${randomUUID()}`);
+    const sizes: number[] = [];
+    const store = new PostgresEventStore(database.pool, { connectionString: database.url, groupCommit: { maxInFlight: 1 }, onAppendBatch: (appends) => sizes.push(appends) });
+    try {
+      await Promise.all(streams.map((stream) => store.append(stream, [event()], { expectedRevision: 'no_stream' })));
+    } finally {
+      await store.close();
+    }
+    expect(sizes).toEqual([1, 39]);
+  });
+
   it('appends a batch of ordinary appends to existing streams set-wise, with the right revisions and positions', async () => {
     const streams = Array.from({ length: 30 }, () => `group-${randomUUID()}`);
     await withStore(4, (store) => Promise.all(streams.map((stream) => store.append(stream, [event()], { expectedRevision: 'no_stream' }))));

@@ -141,6 +141,8 @@ export class GroupCommit {
     private readonly options: GroupCommitOptions = DEFAULT_GROUP_COMMIT_OPTIONS,
     /** Work that commits in each batch's transaction, after its appends (inline projections). */
     hook?: AppendTransactionHook,
+    /** Told the size of every batch as it is sent (metrics). */
+    private readonly onBatch?: (appends: number) => void,
   ) {
     this.hookSql = hook?.statementsAfterAppend();
   }
@@ -184,6 +186,7 @@ export class GroupCommit {
     let rows: readonly (AppendRow | undefined)[];
     this.counters.batches += 1;
     this.counters.appends += batch.length;
+    this.onBatch?.(batch.length);
     try {
       const [only] = batch;
       rows = batch.length === 1 && only !== undefined ? [await this.appendOne(APPEND_ONE, only.request)] : await this.appendMany(batch.map((pending) => pending.request));

@@ -34,6 +34,8 @@ export type PostgresEventStoreOptions = {
   readonly groupCommit?: Partial<GroupCommitOptions>;
   /** Work that commits in every append's transaction (the projection engine's inline projections). */
   readonly appendHook?: AppendTransactionHook;
+  /** Told the number of appends of every group-commit batch as it is sent (metrics). */
+  readonly onAppendBatch?: (appends: number) => void;
 };
 
 type SnapshotColumns = { snapshot_revision: string | null; snapshot_event_id: string | null; snapshot_checksum: string | null; snapshot_state: string | null };
@@ -84,7 +86,7 @@ export class PostgresEventStore implements EventStore {
     this.subscriptionBatchSize = options.subscriptionBatchSize ?? 1_000;
     const groupCommitOptions = { ...DEFAULT_GROUP_COMMIT_OPTIONS, ...options.groupCommit };
     this.appends = appendPool(options.connectionString, groupCommitOptions, (error) => options.onError?.(error));
-    this.groupCommit = new GroupCommit(this.appends, groupCommitOptions, options.appendHook);
+    this.groupCommit = new GroupCommit(this.appends, groupCommitOptions, options.appendHook, options.onAppendBatch);
     this.wakeups = new AppendWakeups(options.connectionString, options.onError ?? (() => undefined), () => this.pool.query('SELECT pg_notify($1, $2)', [APPEND_CHANNEL, '']));
   }
 

@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
-import { LeaderElection, intervalTask, type AdvisoryLockLeadership } from '@app/database';
+import { LeaderElection, type AdvisoryLockLeadership } from '@app/database';
 import { PAYMENTS_OPTIONS, type PaymentsOptions } from '../payments.tokens.js';
 import { PaymentReconciliationJob } from '../reconciliation/payment-reconciliation.job.js';
 import { PaymentExpiryJob } from './payment-expiry.job.js';
@@ -27,8 +27,8 @@ export class PaymentJobsScheduler implements OnApplicationBootstrap, BeforeAppli
   ) {
     const failed = (job: string) => (error: unknown) => this.logger.error(`${job} run failed: ${error instanceof Error ? error.message : String(error)}`);
     this.leaderships = [
-      election.of(PAYMENT_EXPIRY_WORKER, intervalTask({ intervalMs: options.jobIntervalMs, run: () => this.expire(), onError: failed('expiry') })),
-      election.of(PAYMENT_RECONCILIATION_WORKER, intervalTask({ intervalMs: options.reconciliationIntervalMs, run: () => this.reconcile(), onError: failed('reconciliation') })),
+      election.every(PAYMENT_EXPIRY_WORKER, { intervalMs: options.jobIntervalMs, run: () => this.expire(), onError: failed('expiry') }),
+      election.every(PAYMENT_RECONCILIATION_WORKER, { intervalMs: options.reconciliationIntervalMs, run: () => this.reconcile(), onError: failed('reconciliation') }),
     ];
   }
 

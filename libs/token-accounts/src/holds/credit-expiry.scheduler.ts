@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
-import { LeaderElection, intervalTask, type AdvisoryLockLeadership } from '@app/database';
+import { LeaderElection, type AdvisoryLockLeadership } from '@app/database';
 import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
 import { CreditExpiryJob } from './credit-expiry.job.js';
 
@@ -20,13 +20,13 @@ export class CreditExpiryScheduler implements OnApplicationBootstrap, BeforeAppl
     private readonly job: CreditExpiryJob,
     @Inject(TOKEN_ACCOUNTS_OPTIONS) private readonly options: TokenAccountsOptions,
   ) {
-    this.leadership = election.of(
+    this.leadership = election.every(
       CREDIT_EXPIRY_WORKER,
-      intervalTask({
+      {
         intervalMs: options.expiryJobIntervalMs,
         run: () => this.expire(),
         onError: (error) => this.logger.error(`credit expiry run failed: ${error instanceof Error ? error.message : String(error)}`),
-      }),
+      },
     );
   }
 

@@ -1,5 +1,5 @@
 import { Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
-import { LeaderElection, intervalTask, type AdvisoryLockLeadership } from '@app/database';
+import { LeaderElection, type AdvisoryLockLeadership } from '@app/database';
 import { IdempotencyStore } from './idempotency.store.js';
 
 const PURGE_INTERVAL_MS = 3_600_000;
@@ -21,16 +21,16 @@ export class IdempotencyPurgeJob implements OnApplicationBootstrap, BeforeApplic
     store: IdempotencyStore,
     private readonly enabled: boolean,
   ) {
-    this.leadership = election.of(
+    this.leadership = election.every(
       IDEMPOTENCY_PURGE_WORKER,
-      intervalTask({
+      {
         intervalMs: PURGE_INTERVAL_MS,
         run: async () => {
           const purged = await store.purge();
           if (purged > 0) this.logger.log(`purged ${purged} expired idempotency keys`);
         },
         onError: (error) => this.logger.warn(`purge failed: ${error instanceof Error ? error.message : String(error)}`),
-      }),
+      },
     );
   }
 

@@ -1,0 +1,41 @@
+import { createRequire } from 'node:module';
+import { StartupError } from '@app/database';
+import { pino, type Logger } from 'pino';
+import type { AppConfig, LogFormat } from '../config/app.config.js';
+import { requestIdMixin } from './request-context.js';
+
+/** What the service writes its lines as; `pretty` needs pino-pretty, a development dependency. */
+export function logOutputOf(format: LogFormat, { nodeEnv, terminal, prettyInstalled }: { nodeEnv: AppConfig['NODE_ENV']; terminal: boolean; prettyInstalled: boolean }): 'json' | 'pretty' {
+  switch (format) {
+    case 'json':
+      return 'json';
+    case 'pretty':
+      if (!prettyInstalled) throw new StartupError('LOG_FORMAT', 'pretty needs pino-pretty, a development dependency that is not installed here (npm ci --omit=dev); use json or auto');
+      return 'pretty';
+    case 'auto':
+      return nodeEnv === 'development' && terminal && prettyInstalled ? 'pretty' : 'json';
+  }
+}
+
+function prettyInstalled(): boolean {
+  try {
+    createRequire(import.meta.url).resolve('pino-pretty');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The service's logger: JSON lines (or pino-pretty's text on a developer's terminal, LOG_FORMAT), each
+ * line written during a request carrying its `requestId` (requestIdMixin).
+ */
+export function createServiceLogger(config: AppConfig): Logger {
+  const output = logOutputOf(config.LOG_FORMAT, { nodeEnv: config.NODE_ENV, terminal: process.stdout.isTTY, prettyInstalled: prettyInstalled() });
+  return pino({
+    level: config.LOG_LEVEL,
+    base: { service: 'token-ledger' },
+    mixin: requestIdMixin,
+    ...(output === 'pretty' ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' } } } : {}),
+  });
+}

@@ -1,0 +1,223 @@
+import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { loadAuthConfig, resolveAuthSettings } from '@app/auth';
+import { pino } from 'pino';
+import request from 'supertest';
+import { loadConfig } from '../apps/api/src/config/app.config.js';
+import { createApp } from '../apps/api/src/create-app.js';
+import { requestIdMixin } from '../apps/api/src/http/request-context.js';
+import { ServiceMetrics } from '../apps/api/src/metrics/service-metrics.js';
+import { startTestApp, TEST_JWT_SECRET, testToken, type TestApp } from './support/test-app.js';
+import { createTestDatabase, type TestDatabase } from './support/test-database.js';
+
+/** The operators' view of the app: metrics, liveness and readiness, CORS, and the request id on every log line. */
+
+async function scrape(app: TestApp): Promise<string> {
+  return (await app.app.get(ServiceMetrics).text()).body;
+}
+
+async function eventually(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('metrics', () => {
+  let app: TestApp;
+
+  beforeAll(async () => {
+    app = await startTestApp({ CREDIT_EXPIRY_JOB_INTERVAL_MS: '100', PAYMENT_JOB_INTERVAL_MS: '100' });
+  });
+
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('counts requests by route template and status, commands by outcome code, and group-commit batches', async () => {
+    const userId = randomUUID();
+    await app.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 10 }).expect(201);
+    await app.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 11 }).expect(409);
+    await app.http().get(`/v1/accounts/${userId}/balance`).expect(200);
+    await app.http().get(`/v1/no-such-route/${randomUUID()}`).expect(404);
+
+    const text = await scrape(app);
+    expect(text).toContain('token_ledger_http_request_duration_seconds_count{method="GET",route="/v1/accounts/:userId/balance",status_code="200"} 1');
+    expect(text).toContain('token_ledger_http_request_duration_seconds_count{method="POST",route="/v1/accounts/:userId/usage",status_code="409"} 1');
+    // A URL that matched no route is one series, whatever its path: ids never become labels.
+    expect(text).toContain('token_ledger_http_request_duration_seconds_count{method="GET",route="unmatched",status_code="404"} 1');
+    expect(text).not.toContain(userId);
+    expect(text).toContain('token_ledger_command_outcomes_total{route="/v1/accounts/:userId/purchases",outcome="ok"} 1');
+    expect(text).toContain('token_ledger_command_outcomes_total{route="/v1/accounts/:userId/usage",outcome="INSUFFICIENT_BALANCE"} 1');
+    expect(text).toMatch(/^token_ledger_group_commit_batch_appends_count [1-9]\d*$/m);
+    expect(text).toMatch(/^token_ledger_group_commit_batch_appends_bucket\{le="1"\} [1-9]\d*$/m);
+  });
+
+  it('counts webhooks by provider and outcome', async () => {
+    await app.anonymous().post('/v1/payments/webhooks/mock').set('content-type', 'application/json').send({ type: 'payment.captured', orderId: 'x' }).expect(401);
+    const text = await scrape(app);
+    expect(text).toMatch(/^token_ledger_webhooks_total\{provider="mock",outcome="[A-Z_]+"\} 1$/m);
+  });
+
+  it('reads projection lag and open payments at scrape', async () => {
+    const userId = randomUUID();
+    await app.http().post('/v1/payments').send({ userId, packageId: 'starter' }).expect(201);
+    const text = await scrape(app);
+    expect(text).toContain('token_ledger_payments_open{status="PENDING"} 1');
+    expect(text).toContain('token_ledger_payments_open{status="REFUND_PENDING"} 0');
+    expect(text).toMatch(/^token_ledger_projection_lag_seconds\{projection="token_accounts"\} [\d.e-]+$/m);
+    expect(text).toMatch(/^token_ledger_projection_lag_events\{projection="token_accounts"\} \d+$/m);
+  });
+
+  it('counts the runs of the interval jobs by job and outcome', async () => {
+    await eventually(async () => /^token_ledger_job_runs_total\{job="credit-expiry",outcome="succeeded"\} [1-9]/m.test(await scrape(app)));
+    await eventually(async () => /^token_ledger_job_runs_total\{job="payment-expiry",outcome="succeeded"\} [1-9]/m.test(await scrape(app)));
+    expect(await scrape(app)).toMatch(/^token_ledger_job_run_duration_seconds_count\{job="credit-expiry"\} [1-9]/m);
+  });
+});
+
+describe('health', () => {
+  let app: TestApp;
+
+  beforeAll(async () => {
+    // No projection runner here: the checkpoint stays where it is, so the read models fall behind on purpose.
+    app = await startTestApp({ PROJECTIONS_ENABLED: 'false', READY_MAX_PROJECTION_LAG: '1s', READ_YOUR_WRITES_TIMEOUT_MS: '0' });
+  });
+
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('is live and ready without credentials while the database answers, the schema is current and the read models keep up', async () => {
+    expect((await app.anonymous().get('/health/live').expect(200)).body).toEqual({ status: 'ok', info: {}, error: {}, details: {} });
+    const ready = await app.anonymous().get('/health/ready').expect(200);
+    expect(ready.body.info).toEqual({
+      database: { status: 'up' },
+      migrations: { status: 'up' },
+      readModels: { status: 'up', maxLagSeconds: 1, projections: { token_accounts: { state: 'stopped', lagSeconds: 0 } } },
+    });
+    expect((await app.anonymous().get('/health').expect(200)).body.info).toEqual({ database: { status: 'up' } });
+  });
+
+  it('is not ready while a projection is further behind than READY_MAX_PROJECTION_LAG, and still live', async () => {
+    await app.http().post(`/v1/accounts/${randomUUID()}/purchases`).send({ paymentId: randomUUID(), amount: 5 }).expect(201);
+    await eventually(async () => (await app.anonymous().get('/health/ready')).status === 503, 5_000);
+    const ready = await app.anonymous().get('/health/ready').expect(503);
+    // A problem (application/problem+json) whose `details` has every check, the failing one down.
+    expect(ready.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(ready.body.details.database).toEqual({ status: 'up' });
+    expect(ready.body.details.readModels.status).toBe('down');
+    expect(ready.body.details.readModels.projections.token_accounts.lagSeconds).toBeGreaterThan(1);
+    await app.anonymous().get('/health/live').expect(200);
+    await app.anonymous().get('/health').expect(200);
+  });
+
+  it('is not ready while a migration of this build is not applied', async () => {
+    const [latest] = (await app.database.pool.query<{ name: string }>('DELETE FROM pgmigrations WHERE id = (SELECT max(id) FROM pgmigrations) RETURNING name')).rows;
+    try {
+      const ready = await app.anonymous().get('/health/ready').expect(503);
+      expect(ready.body).toMatchObject({ status: 503, code: 'SERVICE_UNAVAILABLE' });
+      expect(ready.body.details.migrations).toEqual({ status: 'down', pending: [latest?.name] });
+    } finally {
+      await app.database.pool.query('INSERT INTO pgmigrations (name, run_on) VALUES ($1, now())', [latest?.name]);
+    }
+  });
+});
+
+describe('CORS', () => {
+  let app: TestApp;
+  const allowed = 'https://app.example.com';
+
+  beforeAll(async () => {
+    app = await startTestApp({ CORS_ORIGINS: `${allowed}, http://localhost:5173` });
+  });
+
+  afterAll(async () => {
+    await app.close();
+  });
+
+  const preflight = (origin: string) =>
+    app.anonymous().options(`/v1/accounts/${randomUUID()}/balance`).set('origin', origin).set('access-control-request-method', 'GET').set('access-control-request-headers', 'authorization');
+
+  it('answers a preflight from an allowed origin, and a user reads their balance with their token', async () => {
+    const answer = await preflight(allowed).expect(204);
+    expect(answer.headers['access-control-allow-origin']).toBe(allowed);
+    expect(answer.headers['access-control-allow-headers']).toMatch(/Authorization/);
+    expect(answer.headers['access-control-allow-methods']).toMatch(/GET/);
+
+    const userId = randomUUID();
+    const balance = await request(app.app.getHttpServer())
+      .get(`/v1/accounts/${userId}/balance`)
+      .set('origin', allowed)
+      .set('authorization', `Bearer ${await testToken('user', userId)}`)
+      .expect(200);
+    expect(balance.headers['access-control-allow-origin']).toBe(allowed);
+    expect(balance.headers['access-control-expose-headers']).toMatch(/X-Request-Id/);
+  });
+
+  it('gives a preflight from any other origin no permission, so the browser refuses it', async () => {
+    const answer = await preflight('https://evil.example.com');
+    // Without Access-Control-Allow-Origin naming it, the browser stops there.
+    expect(answer.headers['access-control-allow-origin']).toBeUndefined();
+  });
+
+  it('is off unless CORS_ORIGINS is set', async () => {
+    const plain = await startTestApp();
+    try {
+      const answer = await plain.anonymous().options(`/v1/accounts/${randomUUID()}/balance`).set('origin', allowed).set('access-control-request-method', 'GET');
+      expect(answer.status).toBe(404);
+      expect(answer.headers['access-control-allow-origin']).toBeUndefined();
+    } finally {
+      await plain.close();
+    }
+  });
+});
+
+describe('request logs', () => {
+  let database: TestDatabase;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+  });
+
+  afterAll(async () => {
+    await database.drop();
+  });
+
+  it("puts the request id on every line of a request, the 500's stack included", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString().split('\n').filter((text) => text !== '')) lines.push(JSON.parse(line) as Record<string, unknown>);
+        done();
+      },
+    });
+    const settings = { NODE_ENV: 'test', AUTH_JWT_SECRET: TEST_JWT_SECRET, DATA_DIR: path.join(tmpdir(), 'token-ledger-test-data'), RATE_LIMIT_ENABLED: 'false' };
+    const logger = pino({ level: 'info', mixin: requestIdMixin }, sink);
+    const app = await createApp({ config: loadConfig(settings), databaseUrl: database.url, logger, openApiUi: false, auth: await resolveAuthSettings(loadAuthConfig(settings)) });
+    await app.init();
+    await app.getHttpAdapter().getInstance().ready();
+    try {
+      const userId = randomUUID();
+      const token = `Bearer ${await testToken('admin')}`;
+      await request(app.getHttpServer()).post(`/v1/accounts/${userId}/purchases`).set('authorization', token).set('x-request-id', 'purchase-1').send({ paymentId: randomUUID(), amount: 3 }).expect(201);
+      // A read model that is not there: an unexpected failure, logged with its stack as a 500.
+      await database.pool.query('ALTER TABLE user_tokens RENAME TO user_tokens_elsewhere');
+      const failed = await request(app.getHttpServer()).get(`/v1/accounts/${userId}/balance`).set('authorization', token).set('x-request-id', 'balance-1').expect(500);
+      expect(failed.headers['x-request-id']).toBe('balance-1');
+      await database.pool.query('ALTER TABLE user_tokens_elsewhere RENAME TO user_tokens');
+
+      const errorLine = lines.find((line) => line.level === 50);
+      expect(errorLine).toMatchObject({ requestId: 'balance-1', context: 'HTTP', stack: expect.stringContaining('user_tokens') });
+      expect(lines.filter((line) => line.requestId === 'balance-1').map((line) => line.msg)).toEqual([expect.stringContaining('failed'), 'request completed']);
+      expect(lines.filter((line) => line.requestId === 'purchase-1').map((line) => line.msg)).toEqual(['request completed']);
+      // Lines outside any request carry none.
+      expect(lines.filter((line) => line.requestId === undefined).every((line) => line.msg !== 'request completed')).toBe(true);
+    } finally {
+      await app.close();
+    }
+  });
+});
