@@ -53,7 +53,8 @@ export class ReadModelsHealthIndicator {
       const statuses = await this.projections.status();
       const maxLagSeconds = this.settings.maxProjectionLagMs / 1_000;
       const behind = statuses.filter((status) => status.lagSeconds > maxLagSeconds || status.state === 'failed');
-      const lags = Object.fromEntries(statuses.map((status) => [status.name, { state: status.state, lagSeconds: Math.round(status.lagSeconds * 10) / 10 }]));
+      // Tenths of a second, rounded up: a lag reported as the limit itself would read as within it.
+      const lags = Object.fromEntries(statuses.map((status) => [status.name, { state: status.state, lagSeconds: Math.ceil(status.lagSeconds * 10) / 10 }]));
       return behind.length === 0 ? indicator.up({ maxLagSeconds, projections: lags }) : indicator.down({ maxLagSeconds, projections: lags });
     } catch (error) {
       return indicator.down({ message: error instanceof Error ? error.message : String(error) });
