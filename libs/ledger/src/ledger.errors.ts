@@ -52,6 +52,8 @@ export const LEDGER_ERROR_CODES = [
   'LOT_HELD',
   'REFUND_EXCEEDS_LOT',
   'TOO_MANY_PENDING_PAYMENTS',
+  'ACCOUNT_IN_SHORTFALL',
+  'PAYMENT_DISPUTED',
 ] as const;
 
 export type LedgerErrorCode = (typeof LEDGER_ERROR_CODES)[number];

@@ -83,6 +83,8 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   LOT_HELD: { status: HttpStatus.CONFLICT, title: 'Part of the lot is held' },
   REFUND_EXCEEDS_LOT: { status: HttpStatus.CONFLICT, title: 'The purchase was partly spent or is held: its lot no longer holds all its tokens' },
   TOO_MANY_PENDING_PAYMENTS: { status: HttpStatus.CONFLICT, title: 'Too many open payments' },
+  ACCOUNT_IN_SHORTFALL: { status: HttpStatus.CONFLICT, title: 'Lost payment disputes left the account owing tokens: nothing can be spent until a credit covers them' },
+  PAYMENT_DISPUTED: { status: HttpStatus.CONFLICT, title: 'The payment is disputed: its money goes back through the dispute, not a refund' },
 
   CONCURRENCY_CONFLICT: { status: HttpStatus.CONFLICT, title: 'The account changed concurrently; retry the request' },
   // A lock held elsewhere or a database that stopped answering: with an Idempotency-Key the retry applies the work at most once.

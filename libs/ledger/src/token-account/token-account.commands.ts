@@ -1,5 +1,6 @@
 import type { HoldCommand } from './hold.commands.js';
 import type { PaymentCommand } from './payment.commands.js';
+import type { RecordDispute } from './dispute.commands.js';
 
 /**
  * Commands carry everything `decide` needs, including the time and the new transaction id, so that
@@ -45,4 +46,4 @@ export type AdjustTokens = {
   };
 };
 
-export type TokenAccountCommand = AddTokens | UseTokens | AdjustTokens | PaymentCommand | HoldCommand;
+export type TokenAccountCommand = AddTokens | UseTokens | AdjustTokens | PaymentCommand | HoldCommand | RecordDispute;
