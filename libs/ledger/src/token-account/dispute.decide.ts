@@ -83,7 +83,9 @@ export function tokensOwed(payment: Payment): number {
       return payment.tokens;
     case 'REFUNDED':
       return payment.tokens - (payment.tokensDebited ?? payment.tokens);
-    default:
+    case 'REFUND_PENDING':
+    case 'PENDING':
+    case 'FAILED':
       return 0;
   }
 }
