@@ -183,6 +183,11 @@ export class FakeStripeServer {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
+  /** Stripe prunes idempotency keys after 24 hours: after this, the key's next request runs afresh. */
+  forgetIdempotencyKey(key: string): void {
+    this.saved.delete(key);
+  }
+
   /** The next `times` requests of `method` on a path matching `path` meet `fault`. */
   inject(method: string, path: RegExp, fault: InjectedFault, times = 1): void {
     this.faults.push({ method, path, fault, times });

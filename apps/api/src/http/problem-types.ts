@@ -96,6 +96,12 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
 
   PACKAGE_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'Token package not found' },
   // The provider may or may not have acted: the request is safe to retry, and a retry records the outcome once.
+  PROVIDER_RATE_LIMITED: {
+    status: HttpStatus.SERVICE_UNAVAILABLE,
+    title: 'The payment provider is limiting our requests; retry shortly',
+    detail: (message) => `${message}; retry the request`,
+    retryAfterSeconds: 2,
+  },
   PROVIDER_UNAVAILABLE: { status: HttpStatus.BAD_GATEWAY, title: 'The payment provider did not answer; retry the request', detail: (message) => `${message}; retry the request` },
 
   // Not a failure to retry: this deployment takes no payments (PAYMENT_PROVIDER=none).

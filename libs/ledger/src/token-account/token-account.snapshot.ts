@@ -49,12 +49,12 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
   }),
   decode: (encoded) => {
     const { balance, held, purchases, payments, lots, lotsCreated, holds, endedHolds, disputes, shortfall } = expectRecord(encoded, 'snapshot');
-    check(isCount(shortfall) && shortfall <= BALANCE_MAX, 'shortfall is not a count');
-    check(Array.isArray(disputes), 'disputes is not a list');
     check(isCount(balance) && balance <= BALANCE_MAX, 'balance is not a valid balance');
     check(isCount(held) && held <= balance, 'held is not a valid held total');
     check(isCount(lotsCreated), 'lotsCreated is not a count');
     check(Array.isArray(purchases) && Array.isArray(payments) && Array.isArray(lots) && Array.isArray(holds) && Array.isArray(endedHolds), 'a collection is not a list');
+    check(isCount(shortfall) && shortfall <= BALANCE_MAX, 'shortfall is not a count');
+    check(Array.isArray(disputes), 'disputes is not a list');
     const decodedPayments = byId(payments as readonly unknown[], decodePayment);
     // Derived, not stored: the tokens of the payments whose refund is pending, as evolve keeps them.
     const reservedForRefunds = decodedPayments.reduce((total, payment) => (payment.status === 'REFUND_PENDING' ? total + payment.tokens : total), 0);
