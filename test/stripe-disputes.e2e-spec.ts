@@ -162,6 +162,24 @@ describe('Stripe disputes', () => {
     await expectAudited(userId, 0);
   });
 
+  it('answers a direct purchase or a grant made during a shortfall with the balance left after paying it off', async () => {
+    const userId = randomUUID();
+    const { orderId } = await purchased(userId);
+    await use(userId, 100).expect(201);
+    const dispute = fake.openDispute(orderId);
+    fake.closeDispute(dispute.id, 'lost');
+    await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 0, shortfall: 100 });
+    const bought = await http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 60, description: 'Top-up' }).expect(201);
+    // The row is the purchase (+60, balance 60 after it); the 60 then paid off the shortfall.
+    expect(bought.body).toMatchObject({ balance: 0, transaction: { amount: 60, transactionType: 'purchase', balanceAfter: 60 } });
+    expect(await balanceOf(userId)).toMatchObject({ balance: 0, shortfall: 40 });
+    const granted = await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 50, reason: 'Goodwill' }).expect(201);
+    expect(granted.body).toMatchObject({ balance: 10, transaction: { amount: 50 } });
+    expect(await balanceOf(userId)).toEqual({ userId, balance: 10, held: 0, available: 10, nextExpiry: null });
+    await expectAudited(userId, 0);
+  });
+
   it('applies each dispute once whatever the order and number of its webhooks', async () => {
     const userId = randomUUID();
     const { orderId } = await purchased(userId);
