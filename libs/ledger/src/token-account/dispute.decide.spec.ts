@@ -212,6 +212,23 @@ describe('disputes: the shortfall blocks spending until credits cover it', () =>
     expect(tokenAccountDecider.decide({ type: 'UseTokens', data: { userId, amount: 80, description: null, transactionId: 'use-3', now: later } }, settled).map((event) => event.type)).toEqual(['TokensUsed']);
   });
 
+  it('pays the shortfall off from the tokens a released hold gives back', () => {
+    const held: TokensHeld = {
+      type: 'TokensHeld',
+      data: { userId, holdId: 'hold-9', amount: 30, description: null, expiresAt: '2026-12-31T00:00:00.000Z', draws: [{ lotId: purchaseLot, amount: 30 }], balanceAfter: 100, heldAfter: 30, occurredAt: capturedAt.toISOString() },
+    };
+    // 70 free tokens charged back, 30 held: the dispute owed 100, so 30 are owed until the hold ends.
+    const history = [...paid, held, opened, closed('lost', 100, 70, 30), chargedBack(70, 30, [{ lotId: purchaseLot, amount: 70 }], 30)];
+    const events = tokenAccountDecider.decide({ type: 'ReleaseHold', data: { userId, holdId: 'hold-9', transactionId: 'release-tx', now: later } }, state(history));
+    expect(events.map((event) => event.type)).toEqual(['HoldReleased', 'ShortfallCovered']);
+    expect(events[1]?.data).toMatchObject({ amount: 30, balanceAfter: 0, shortfallAfter: 0, draws: [{ lotId: purchaseLot, amount: 30 }] });
+  });
+
+  it('takes nothing for a payment whose refund is pending: the refund takes its tokens', () => {
+    const requested: TokenAccountEvent = { type: 'PaymentRefundRequested', data: { userId, paymentId, orderId, tokens: 100, occurredAt: capturedAt.toISOString() } };
+    spec.given([...paid, requested, opened]).when(dispute('lost')).then([closed('lost', 0, 0, 0)]);
+  });
+
   it('fails loudly on a stream whose close records a shortfall replay does not give', () => {
     expect(() => state([...paid, used(70, 30), opened, closed('lost', 100, 30, 60)])).toThrow('records shortfallAfter 60, replay gives 70');
   });
