@@ -27,7 +27,7 @@ export class HandleStripeEventCommand extends Command<StripeEventOutcome> {
  * captured when STRIPE_AUTO_CAPTURE is on (the same capture as the client's, so the tokens are
  * credited once whichever comes first); every other event of ours reconciles the payment with
  * Stripe (asked, not taken from the event, so order and repeats do not matter); a dispute event is
- * recorded as the event reports the dispute (by its id, so repeats and any order decide the same). The delivery is
+ * recorded as Stripe reports the dispute now (by its id, so repeats and any order decide the same). The delivery is
  * recorded after its effect is committed, and the answer (2xx) follows that: a failure is a 5xx,
  * which Stripe retries.
  */

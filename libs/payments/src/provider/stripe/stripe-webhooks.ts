@@ -49,7 +49,8 @@ type EventObject = { object?: string; metadata?: Record<string, string>; payment
  * Stripe's webhook deliveries: the signature checked by the SDK over the raw body (Stripe's scheme,
  * `t=…,v1=…`, within the tolerance), then the payment found through the PaymentIntent's metadata
  * (`paymentId`, set when we created it). A charge or refund event names its PaymentIntent, which is
- * read from Stripe for its metadata. Events of PaymentIntents without our metadata are not ours.
+ * read from Stripe for its metadata; a dispute event's dispute is read from Stripe too. Events of
+ * PaymentIntents without our metadata are not ours.
  */
 export class StripeWebhooks {
   constructor(
@@ -77,7 +78,11 @@ export class StripeWebhooks {
     const paymentId = await this.paymentIdOf(object);
     if (paymentId === undefined) return undefined;
     const notification = { eventId: event.id, type: event.type, action, paymentId };
-    return action === 'dispute' ? { ...notification, dispute: disputeOf(object as unknown as Stripe.Dispute) } : notification;
+    if (action !== 'dispute') return notification;
+    // As for every event that moves money, the dispute is read from Stripe, not taken from the event.
+    const disputeId = (object as { id?: unknown }).id;
+    if (typeof disputeId !== 'string') throw new Error(`the Stripe dispute event ${event.id} names no dispute`);
+    return { ...notification, dispute: disputeOf(await this.stripe.disputes.retrieve(disputeId)) };
   }
 
   private async paymentIdOf(object: EventObject): Promise<string | undefined> {
@@ -96,7 +101,7 @@ export class StripeWebhooks {
   }
 }
 
-/** The ledger's view of a Stripe `Dispute` (API reference: Disputes): its id, where it stands, the money disputed and why. */
+/** The ledger's view of a Stripe `Dispute` as Stripe has it now (API reference: Disputes): its id, where it stands, the money disputed and why. */
 function disputeOf(dispute: Stripe.Dispute): ProviderDispute {
   if (typeof dispute.id !== 'string' || !Number.isSafeInteger(dispute.amount) || dispute.amount < 1 || typeof dispute.currency !== 'string') {
     // Signed by Stripe, so not the sender's mistake to answer with a 4xx: a 500, which Stripe retries, and a log line.
