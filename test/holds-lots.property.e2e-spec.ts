@@ -8,7 +8,7 @@ import { runSteps, stepArbitrary } from '../libs/ledger/src/testing/random-histo
 import { createTestDatabase, type TestDatabase } from './support/test-database.js';
 
 /**
- * Random histories of purchases, payments and refunds, grants and voids, holds, settles, releases,
+ * Random histories of purchases, payments, refunds and disputes, grants and voids, holds, settles, releases,
  * usages, adjustments and expiries, appended through the real write path (each decision one append,
  * its read-model rows written inline in the same transaction): the read models equal the ledger's
  * fold and a replay of the stream through the projection, and keep the ledger's equations.
@@ -37,8 +37,8 @@ async function appendHistory(userId: string, batches: readonly (readonly TokenAc
 
 async function readModels(userId: string) {
   const pool = database.pool;
-  const totals = await pool.query<{ balance: string; held: string; available: string; history: string }>(
-    `SELECT balance::text, held::text, available::text, (SELECT coalesce(sum(amount), 0)::text FROM token_transactions WHERE user_id = $1) AS history
+  const totals = await pool.query<{ balance: string; held: string; available: string; shortfall: string; history: string }>(
+    `SELECT balance::text, held::text, available::text, shortfall::text, (SELECT coalesce(sum(amount), 0)::text FROM token_transactions WHERE user_id = $1) AS history
        FROM user_tokens WHERE user_id = $1`,
     [userId],
   );
@@ -71,7 +71,13 @@ describe('holds and lots: random histories through the write path', () => {
         await appendHistory(userId, batches);
         const rows = await readModels(userId);
         const state = final;
-        expect(rows.totals).toEqual({ balance: String(state.balance), held: String(state.held), available: String(state.balance - state.held), history: String(state.balance) });
+        expect(rows.totals).toEqual({
+          balance: String(state.balance),
+          held: String(state.held),
+          available: String(state.balance - state.held),
+          shortfall: String(state.shortfall),
+          history: String(state.balance),
+        });
         expect(rows.lots).toEqual([...state.lots.values()].filter((lot) => lot.remaining > 0).map((lot) => `${lot.lotId}=${lot.remaining}`).sort());
         expect(rows.holds).toEqual([...state.holds.values()].map((hold) => `${hold.holdId}=${hold.amount}`).sort());
         expect(Number(rows.totals?.held)).toBeLessThanOrEqual(Number(rows.totals?.balance));

@@ -172,6 +172,7 @@ describe('a crash between each provider call and the append after it', () => {
     const unavailable: PaymentProvider = {
       name: provider.name,
       createOrder: (request) => provider.createOrder(request),
+      clientSecretOf: () => provider.clientSecretOf(),
       capture: (orderId, key) => provider.capture(orderId, key),
       getOrder: (orderId) => provider.getOrder(orderId),
       cancel: (orderId) => provider.cancel(orderId),
@@ -219,6 +220,7 @@ describe('the reconciliation job', () => {
     const racing: PaymentProvider = {
       name: provider.name,
       createOrder: (request) => provider.createOrder(request),
+      clientSecretOf: () => provider.clientSecretOf(),
       capture: (id, key) => provider.capture(id, key),
       getOrder: (id) => provider.getOrder(id),
       refund: (id, key) => provider.refund(id, key),
@@ -239,6 +241,7 @@ describe('the reconciliation job', () => {
     const uncancellable: PaymentProvider = {
       name: provider.name,
       createOrder: (request) => provider.createOrder(request),
+      clientSecretOf: () => provider.clientSecretOf(),
       capture: (id, key) => provider.capture(id, key),
       getOrder: (id) => provider.getOrder(id),
       refund: (id, key) => provider.refund(id, key),

@@ -208,6 +208,7 @@ describe('a provider that hangs', () => {
     const hanging: PaymentProvider = {
       name: provider.name,
       createOrder: (request) => provider.createOrder(request),
+      clientSecretOf: () => provider.clientSecretOf(),
       capture: () => new Promise(() => undefined),
       getOrder: (orderId) => provider.getOrder(orderId),
       cancel: (orderId) => provider.cancel(orderId),

@@ -76,14 +76,14 @@ describe('Stripe adapter against the fake Stripe API', () => {
     expect(fake.eventsOf('payment_intent.succeeded', orderId)).toHaveLength(1);
   });
 
-  it('retries a 429 (rate limited) itself, then answers PROVIDER_UNAVAILABLE when Stripe keeps refusing', async () => {
+  it('retries a 429 (rate limited) itself, then answers PROVIDER_RATE_LIMITED when Stripe keeps refusing', async () => {
     const { orderId } = await order();
     fake.inject('GET', new RegExp(`/payment_intents/${orderId}$`), { kind: 'error', status: 429, type: 'rate_limit_error', code: 'rate_limit', when: 'before' });
     expect((await provider.getOrder(orderId)).status).toBe('created');
     fake.inject('GET', new RegExp(`/payment_intents/${orderId}$`), { kind: 'error', status: 429, type: 'rate_limit_error', code: 'rate_limit', when: 'before' }, 3);
     const refused = await provider.getOrder(orderId).catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(PaymentProviderError);
-    expect(refused).toMatchObject({ code: 'PROVIDER_UNAVAILABLE', details: { providerError: 'unavailable' } });
+    expect(refused).toMatchObject({ code: 'PROVIDER_RATE_LIMITED', details: { providerError: 'rate_limited' } });
   });
 
   it('refunds once with the key, and answers a refunded order with its refund', async () => {

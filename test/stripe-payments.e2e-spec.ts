@@ -107,6 +107,20 @@ describe('buying tokens with Stripe', () => {
     expect(await eventTypes(userId)).toEqual(PURCHASED);
   });
 
+  it('answers a keyed replay of POST /v1/payments with the same PaymentIntent, read (not created again) after Stripe forgot the create key', async () => {
+    const userId = randomUUID();
+    const key = randomUUID();
+    const first = (await http().post('/v1/payments').set('Idempotency-Key', key).send({ userId, packageId: 'starter' }).expect(201)).body as { paymentId: string; orderId: string; clientSecret: string };
+    // A day later: our key row has expired (or its answer was lost in a crash), and Stripe no longer knows `create-<paymentId>`.
+    await testApp.database.pool.query('DELETE FROM idempotency_keys WHERE key = $1', [key]);
+    fake.forgetIdempotencyKey(`create-${first.paymentId}`);
+    const again = (await http().post('/v1/payments').set('Idempotency-Key', key).send({ userId, packageId: 'starter' }).expect(201)).body as typeof first;
+    expect(again).toMatchObject({ paymentId: first.paymentId, orderId: first.orderId, clientSecret: first.clientSecret });
+    expect(fake.requests.filter((request) => request.method === 'POST' && request.path === '/v1/payment_intents' && request.idempotencyKey === `create-${first.paymentId}`)).toHaveLength(1);
+    expect([...fake.paymentIntents.values()].filter((intent) => intent.metadata['paymentId'] === first.paymentId)).toHaveLength(1);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
+  });
+
   it('captures on the amount_capturable_updated webhook (auto-capture), and the client capture after it credits nothing more', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await buy(userId);
@@ -175,6 +189,23 @@ describe('buying tokens with Stripe', () => {
     fake.confirmAsCustomer(orderId);
     fake.inject('POST', new RegExp(`/payment_intents/${orderId}/capture$`), { kind: 'error', status: 500, type: 'api_error', when: 'before' });
     expect((await capture(paymentId).expect(200)).body.balance).toBe(100);
+  });
+
+  it('answers 503 PROVIDER_RATE_LIMITED with Retry-After when Stripe keeps answering 429, and the retry captures once', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    fake.confirmAsCustomer(orderId);
+    const capturePath = new RegExp(`/payment_intents/${orderId}/capture$`);
+    fake.inject('POST', capturePath, { kind: 'error', status: 429, type: 'rate_limit_error', code: 'rate_limit', when: 'before' }, 3);
+    const limited = await capture(paymentId).expect(503);
+    expect(limited.body).toMatchObject({ code: 'PROVIDER_RATE_LIMITED', providerError: 'rate_limited' });
+    expect(limited.headers['retry-after']).toBe('2');
+    // The adapter tried three times (it retries 429 itself); nothing was captured or recorded.
+    expect(fake.requests.filter((request) => request.method === 'POST' && capturePath.test(request.path))).toHaveLength(3);
+    expect(fake.paymentIntents.get(orderId)?.status).toBe('requires_capture');
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
+    expect((await capture(paymentId).expect(200)).body.balance).toBe(100);
+    expect(await eventTypes(userId)).toEqual(PURCHASED);
   });
 
   it('answers 502 when every attempt of the capture times out, and the retry records the capture Stripe made once', async () => {

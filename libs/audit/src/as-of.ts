@@ -49,6 +49,12 @@ export type TokenAccountSummary = {
     readonly priority: number;
     readonly expiresAt: string | null;
   }[];
+  /**
+   * Only for an account with disputes (so summaries signed before disputes existed stay the same):
+   * the tokens lost disputes took back that the account did not hold (ADR 0024), and every dispute.
+   */
+  readonly shortfall?: number;
+  readonly disputes?: readonly { readonly disputeId: string; readonly paymentId: string; readonly status: string }[];
 };
 
 /**
@@ -61,7 +67,10 @@ export function tokenAccountSummaryAsOf(events: readonly ReplayableEvent[], asOf
     .map(({ holdId, amount, expiresAt }) => ({ holdId, amount, expiresAt }))
     .sort((left, right) => left.expiresAt.localeCompare(right.expiresAt) || left.holdId.localeCompare(right.holdId));
   const lots = [...state.lots.values()].sort(compareDrawOrder).map(({ lotId, source, remaining, reserved, priority, expiresAt }) => ({ lotId, source, remaining, reserved, priority, expiresAt }));
-  return { balance: state.balance, held: state.held, available: state.balance - state.held, holds, lots, revision };
+  const summary = { balance: state.balance, held: state.held, available: state.balance - state.held, holds, lots, revision };
+  if (state.disputes.size === 0) return summary;
+  const disputes = [...state.disputes.values()].map(({ disputeId, paymentId, status }) => ({ disputeId, paymentId, status })).sort((left, right) => left.disputeId.localeCompare(right.disputeId));
+  return { ...summary, shortfall: state.shortfall, disputes };
 }
 
 /** A token account's balance at a point (0 before its first event). */

@@ -18,3 +18,7 @@ export * from './token-account/hold.decide.js';
 export * from './token-account/hold.events.js';
 export * from './token-account/hold.state.js';
 export * from './token-account/lot.state.js';
+export * from './token-account/dispute.commands.js';
+export * from './token-account/dispute.decide.js';
+export * from './token-account/dispute.events.js';
+export * from './token-account/dispute.state.js';

@@ -4,12 +4,14 @@ describe('ledger errors', () => {
   it('offers clients exactly these rejection codes (each one has a problem type at the HTTP edge)', () => {
     expect([...LEDGER_ERROR_CODES].sort()).toEqual(
       [
+        'ACCOUNT_IN_SHORTFALL',
         'ADJUSTMENT_EXCEEDS_BALANCE',
         'AMOUNT_OUT_OF_RANGE',
         'BALANCE_OUT_OF_RANGE',
         'DESCRIPTION_TOO_LONG',
         'INSUFFICIENT_BALANCE',
         'PAYMENT_DECLINED',
+        'PAYMENT_DISPUTED',
         'PAYMENT_EXPIRED',
         'PAYMENT_ID_REUSED',
         'PAYMENT_NOT_CAPTURED',

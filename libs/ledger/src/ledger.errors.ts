@@ -53,6 +53,8 @@ export const LEDGER_ERROR_CODES = [
   'REFUND_EXCEEDS_LOT',
   'TOO_MANY_PENDING_PAYMENTS',
   'METADATA_INVALID',
+  'ACCOUNT_IN_SHORTFALL',
+  'PAYMENT_DISPUTED',
 ] as const;
 
 export type LedgerErrorCode = (typeof LEDGER_ERROR_CODES)[number];

@@ -1,7 +1,8 @@
 /**
  * The named points of the payment flows where a crash leaves the provider and the ledger apart: after
  * each provider call that changes or reads money, before the append that records it, and after a
- * refund's intent, before the provider is called.
+ * refund's intent, before the provider is called; and after a dispute's append, before the webhook
+ * that reported it records its delivery (the provider sends it again).
  */
 export const PAYMENT_FAULT_POINTS = [
   'initiate:after-create-order',
@@ -10,6 +11,7 @@ export const PAYMENT_FAULT_POINTS = [
   'refund:after-provider-refund',
   'reconcile:after-provider-order',
   'reconcile:after-provider-refund',
+  'dispute:after-append',
 ] as const;
 
 export type PaymentFaultPoint = (typeof PAYMENT_FAULT_POINTS)[number];

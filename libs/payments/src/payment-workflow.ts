@@ -9,11 +9,13 @@ import type { PaymentWriteResult } from './payment.view.js';
 import type { PaymentProvider } from './provider/payment-provider.port.js';
 import { timeLimited } from './provider/time-limited-provider.js';
 import { RefundPaymentFlow } from './refund-payment/refund-payment.flow.js';
+import { RecordDisputeFlow, type ProviderDispute, type RecordedDispute } from './record-dispute/record-dispute.flow.js';
 import { PaymentReconciler, type Reconciled } from './settle-payment/payment-reconciler.js';
 import { packageLotTerms, type TokenPackage } from './token-packages.js';
 
 export type { InitiatedPayment } from './initiate-payment/initiate-payment.flow.js';
 export type { Reconciled } from './settle-payment/payment-reconciler.js';
+export type { ProviderDispute, RecordedDispute } from './record-dispute/record-dispute.flow.js';
 
 export type PaymentWorkflowOptions = {
   readonly packages: readonly TokenPackage[];
@@ -40,6 +42,7 @@ export class PaymentWorkflow {
   private readonly capturing: CapturePaymentFlow;
   private readonly refunding: RefundPaymentFlow;
   private readonly reconciler: PaymentReconciler;
+  private readonly disputes: RecordDisputeFlow;
   private readonly ledger: PaymentLedger;
 
   constructor(
@@ -57,6 +60,7 @@ export class PaymentWorkflow {
     this.initiating = new InitiatePaymentFlow(ledger, limited, streams, faults, options);
     this.capturing = new CapturePaymentFlow(ledger, limited, this.reconciler, faults, options.now);
     this.refunding = new RefundPaymentFlow(ledger, limited, faults, options.now);
+    this.disputes = new RecordDisputeFlow(ledger, this.reconciler, faults, options.now);
   }
 
   /** Opens a PENDING payment for a package. */
@@ -72,6 +76,11 @@ export class PaymentWorkflow {
   /** Records the refund's intent, refunds at the provider, then takes the tokens back, once. */
   refund(paymentId: string, context: CommandContext): Promise<PaymentWriteResult> {
     return this.refunding.refund(paymentId, context);
+  }
+
+  /** Records a dispute the provider reported; a lost one takes the purchase's tokens back (ADR 0024). */
+  recordDispute(paymentId: string, dispute: ProviderDispute, context: CommandContext): Promise<RecordedDispute> {
+    return this.disputes.record(paymentId, dispute, context);
   }
 
   /** Brings a payment to what the provider says about it (the jobs' path). */

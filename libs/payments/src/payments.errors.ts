@@ -6,7 +6,7 @@ import { CodedError, type LedgerErrorDetails } from '@app/ledger';
  * WEBHOOK_SIGNATURE_INVALID and PROVIDER_NOT_CONFIGURED (a provider's webhook route when another
  * provider is configured) are `PaymentsError`s, PROVIDER_UNAVAILABLE a `PaymentProviderError`.
  */
-export const PAYMENTS_ERROR_CODES = ['PACKAGE_NOT_FOUND', 'PROVIDER_UNAVAILABLE', 'PAYMENTS_DISABLED', 'PAYMENT_NOT_AUTHORIZED', 'WEBHOOK_SIGNATURE_INVALID', 'PROVIDER_NOT_CONFIGURED'] as const;
+export const PAYMENTS_ERROR_CODES = ['PACKAGE_NOT_FOUND', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'PAYMENTS_DISABLED', 'PAYMENT_NOT_AUTHORIZED', 'WEBHOOK_SIGNATURE_INVALID', 'PROVIDER_NOT_CONFIGURED'] as const;
 
 export type PaymentsErrorCode = (typeof PAYMENTS_ERROR_CODES)[number];
 

@@ -7,9 +7,9 @@ import { ProjectionRebuilds, type ProjectionRebuildsOptions, type RebuildView } 
 import { ProjectionRunner } from './projection-runner.js';
 import type { Projection } from './projection.js';
 import { NOT_PROJECTION_TABLES, NotAProjectionTableError } from './shadow-tables.js';
-import { appendDecided, nextCommand, nextCommandWithHoldsAndLots, nextCommandWithPayments, seededRandom, seededUuid, type CommandSource, type GeneratedAccount } from '@app/testing';
+import { appendDecided, nextCommand, nextCommandWithDisputes, nextCommandWithHoldsAndLots, nextCommandWithPayments, seededRandom, seededUuid, type CommandSource, type GeneratedAccount } from '@app/testing';
 import { tokenAccountsProjection } from './read-models/token-accounts/token-accounts.projection.js';
-import { initialTokenAccountState } from '@app/ledger';
+import { initialTokenAccountState, type TokenAccountCommand } from '@app/ledger';
 
 let database: TestDatabase;
 let store: PostgresEventStore;
@@ -551,6 +551,53 @@ describe('projection rebuild with payments', () => {
     const last = events.length - 1;
     const cuts = new Set([0, 1, 5, Math.floor(last / 3), Math.floor(last / 2), last - 1, last]);
     for (const type of new Set(events.map((event) => event.type))) {
+      const first = events.findIndex((event) => event.type === type);
+      for (const cut of [first - 1, first]) if (cut >= 0) cuts.add(cut);
+    }
+    const lastPosition = Number((await database.pool.query<{ max: string }>('SELECT max(global_position)::text AS max FROM events')).rows[0]?.max);
+    for (const cut of [...cuts].sort((a, b) => a - b)) {
+      await database.pool.query('TRUNCATE user_tokens, token_transactions, payments, token_holds, token_lots');
+      for (let from = 0; from <= lastPosition; from += 20) {
+        for (const statement of bulk.chunked) await database.pool.query(statement, [...values(at(cut)), String(from), String(from + 19)]);
+      }
+      for (const statement of bulk.final) await database.pool.query(statement, values(at(cut)));
+      const middle = at(Math.floor((cut + last) / 2));
+      for (const statement of bulk.delta) await database.pool.query(statement, [...values(at(cut)), ...values(middle)]);
+      for (const statement of bulk.delta) await database.pool.query(statement, [...values(middle), ...values(at(last))]);
+      expect([cut, await dump(database.pool)]).toEqual([cut, expected]);
+    }
+  });
+
+  it('builds disputes, chargebacks and shortfalls set-based (bulk and delta, at many cut points) identically to the incremental build', async () => {
+    const random = seededRandom(47);
+    await writeHistory(random, accounts(random, 8), 16, 6, nextCommandWithDisputes);
+    // And one account left owing: 60 of its 100 purchased tokens spent, then the dispute lost.
+    const [debtor] = accounts(random, 1) as [GeneratedAccount];
+    const paymentId = seededUuid(random);
+    const payment = { userId: debtor.userId, paymentId };
+    const script: TokenAccountCommand[] = [
+      { type: 'InitiatePayment', data: { ...payment, orderId: 'pi_debtor', packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'stripe', now: startAt, expiresAt: new Date(startAt.getTime() + 3_600_000), pendingPaymentsMax: 5 } },
+      { type: 'CapturePayment', data: { ...payment, outcome: { status: 'captured', providerTransactionId: 'ch_debtor' }, transactionId: seededUuid(random), now: startAt } },
+      { type: 'UseTokens', data: { userId: debtor.userId, amount: 60, description: null, transactionId: seededUuid(random), now: startAt } },
+      { type: 'RecordDispute', data: { ...payment, disputeId: 'dp_debtor', status: 'lost', amount: 500, currency: 'USD', reason: 'fraudulent', transactionId: seededUuid(random), now: startAt } },
+    ];
+    await appendDecided(store, random, debtor, script.length, startAt, () => script.shift() as TokenAccountCommand);
+    await allVisible();
+    const events = await store.readAll({ maxCount: 10_000 });
+    const expected = await incrementalDump();
+    const kinds = await database.pool.query<{ kind: string }>(
+      `SELECT DISTINCT 'dispute:' || dispute_status AS kind FROM payments WHERE dispute_status IS NOT NULL
+        UNION SELECT DISTINCT 'row:' || transaction_type || ':' || (payment_id IS NULL)::text FROM token_transactions
+        UNION SELECT DISTINCT 'shortfall' FROM user_tokens WHERE shortfall > 0`,
+    );
+    expect(kinds.rows.map((row) => row.kind)).toEqual(expect.arrayContaining(['dispute:open', 'dispute:won', 'dispute:lost', 'row:chargeback:false', 'row:chargeback:true', 'shortfall']));
+    const bulk = tokenAccountsProjection.bulkLoad;
+    if (bulk === undefined) throw new Error('token_accounts has a bulk load');
+    const at = (index: number) => (events[index] as RecordedEvent).position;
+    const values = (position: Position) => [position.commit.toString(), position.prepare.toString()];
+    const last = events.length - 1;
+    const cuts = new Set([0, Math.floor(last / 3), Math.floor(last / 2), last - 1, last]);
+    for (const type of ['PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack', 'ShortfallCovered']) {
       const first = events.findIndex((event) => event.type === type);
       for (const cut of [first - 1, first]) if (cut >= 0) cuts.add(cut);
     }

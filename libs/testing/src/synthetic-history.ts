@@ -175,6 +175,39 @@ export function nextCommandWithHoldsAndLots(random: () => number, account: Gener
   }
 }
 
+/**
+ * The next command for an account with disputes as well: now and then a dispute of a captured
+ * payment reported open, won or lost (a lost one after the tokens were spent leaves a shortfall,
+ * which later credits cover); otherwise a command of `nextCommandWithPayments` or
+ * `nextCommandWithHoldsAndLots` (replaced by a purchase when refused). Decided by the
+ * real decider, so streams are valid.
+ */
+export function nextCommandWithDisputes(random: () => number, account: GeneratedAccount, now: Date): TokenAccountCommand {
+  const state = account.state;
+  const disputed = new Set([...state.disputes.values()].map((dispute) => dispute.paymentId));
+  const open = [...state.disputes.values()].filter((dispute) => dispute.status === 'open');
+  const disputable = [...state.payments.values()].filter((payment) => (payment.status === 'COMPLETED' || payment.status === 'REFUNDED') && !disputed.has(payment.paymentId));
+  const report = (payment: Payment, disputeId: string, status: 'open' | 'won' | 'lost'): TokenAccountCommand => ({
+    type: 'RecordDispute',
+    data: { userId: account.userId, paymentId: payment.paymentId, disputeId, status, amount: payment.amount, currency: payment.currency, reason: 'fraudulent', transactionId: seededUuid(random), now },
+  });
+  const draw = random();
+  const dispute = open[Math.floor(random() * open.length)];
+  const payment = dispute === undefined ? undefined : state.payments.get(dispute.paymentId);
+  if (draw < 0.15 && dispute !== undefined && payment !== undefined) return report(payment, dispute.disputeId, random() < 0.5 ? 'won' : 'lost');
+  const fresh = disputable[Math.floor(random() * disputable.length)];
+  if (draw < 0.3 && fresh !== undefined) return report(fresh, `dp_${fresh.paymentId}`, random() < 0.6 ? 'open' : 'lost');
+  // Payments more often than holds and lots, so there is more to dispute; a spend the shortfall refuses becomes a purchase.
+  const command = draw < 0.65 ? nextCommandWithPayments(random, account, now) : nextCommandWithHoldsAndLots(random, account, now);
+  try {
+    decideTokenAccount(command, state);
+    return command;
+  } catch (error) {
+    if (!(error instanceof LedgerError)) throw error;
+    return { type: 'AddTokens', data: { userId: account.userId, paymentId: seededUuid(random), amount: 1 + Math.floor(random() * 100), description: null, transactionId: seededUuid(random), now } };
+  }
+}
+
 function paymentsIn(state: TokenAccountState, status: PaymentStatus): Payment[] {
   return [...state.payments.values()].filter((payment) => payment.status === status);
 }

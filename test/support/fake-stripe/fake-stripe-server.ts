@@ -21,6 +21,9 @@ import Stripe from 'stripe';
  *   with `decline_code` and leaves the PaymentIntent in requires_payment_method with
  *   `last_payment_error`; capture or cancel in a state that does not allow it is 400
  *   `invalid_request_error` / `payment_intent_unexpected_state`;
+ * - disputes of a captured charge (`dp_…`, `needs_response`, closed as `won` or `lost`), with the
+ *   `charge.dispute.created` and `charge.dispute.closed` events and `GET /v1/disputes/{id}`; the charge
+ *   is marked `disputed`, and a disputed charge cannot be refunded (400 `charge_disputed`);
  * - refunds of a succeeded PaymentIntent (whole or partial), `charge_already_refunded` once nothing is
  *   left, the charge's `amount_refunded` and `refunded`;
  * - error bodies `{ error: { type, code, decline_code, message, param } }` with Stripe's statuses
@@ -84,6 +87,24 @@ type FakeRefund = {
   status: 'succeeded';
 };
 
+/** Stripe's `Dispute` object (API reference: Disputes), the fields the adapter and the tests read. */
+export type FakeDispute = {
+  id: string;
+  object: 'dispute';
+  amount: number;
+  balance_transactions: object[];
+  charge: string;
+  created: number;
+  currency: string;
+  evidence_details: { due_by: number; has_evidence: boolean; past_due: boolean; submission_count: number };
+  is_charge_refundable: boolean;
+  livemode: false;
+  metadata: Record<string, string>;
+  payment_intent: string | null;
+  reason: string;
+  status: 'warning_needs_response' | 'warning_under_review' | 'warning_closed' | 'needs_response' | 'under_review' | 'won' | 'lost';
+};
+
 export type StripeErrorBody = { type: string; code?: string; decline_code?: string; message: string; param?: string; payment_intent?: FakePaymentIntent };
 
 export type FakeStripeEvent = { id: string; object: 'event'; api_version: string; created: number; livemode: false; pending_webhooks: number; type: string; data: { object: object } };
@@ -118,6 +139,7 @@ export class FakeStripeServer {
   readonly paymentIntents = new Map<string, FakePaymentIntent>();
   readonly charges = new Map<string, FakeCharge>();
   readonly refunds = new Map<string, FakeRefund>();
+  readonly disputes = new Map<string, FakeDispute>();
   readonly events: FakeStripeEvent[] = [];
   readonly requests: RecordedRequest[] = [];
   private readonly saved = new Map<string, Saved>();
@@ -137,6 +159,7 @@ export class FakeStripeServer {
       { method: 'POST', path: /^\/v1\/refunds$/, handler: (params) => this.createRefund(params) },
       { method: 'GET', path: /^\/v1\/refunds$/, handler: (params) => this.listRefunds(params) },
       { method: 'GET', path: /^\/v1\/charges\/([^/]+)$/, handler: (_, match) => ({ status: 200, body: this.charge(match[1] ?? '') }) },
+      { method: 'GET', path: /^\/v1\/disputes\/([^/]+)$/, handler: (_, match) => ({ status: 200, body: this.disputeById(match[1] ?? '') }) },
     ];
   }
 
@@ -160,6 +183,11 @@ export class FakeStripeServer {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
+  /** Stripe prunes idempotency keys after 24 hours: after this, the key's next request runs afresh. */
+  forgetIdempotencyKey(key: string): void {
+    this.saved.delete(key);
+  }
+
   /** The next `times` requests of `method` on a path matching `path` meet `fault`. */
   inject(method: string, path: RegExp, fault: InjectedFault, times = 1): void {
     this.faults.push({ method, path, fault, times });
@@ -178,6 +206,46 @@ export class FakeStripeServer {
   /** An operator refunds in Stripe's dashboard (no idempotency key of ours), the whole remaining amount unless `amount`. */
   dashboardRefund(paymentIntentId: string, amount?: number): FakeRefund {
     return this.refund({ payment_intent: paymentIntentId, ...(amount === undefined ? {} : { amount: String(amount) }) });
+  }
+
+  /**
+   * The card's bank disputes the captured charge of this PaymentIntent (the whole amount): Stripe
+   * creates the dispute in `needs_response` and sends `charge.dispute.created`.
+   */
+  openDispute(paymentIntentId: string, reason = 'fraudulent'): FakeDispute {
+    const intent = this.intent(paymentIntentId);
+    const charge = this.charge(intent.latest_charge ?? '');
+    if (!charge.captured) throw new Error(`charge ${charge.id} is not captured: nothing to dispute`);
+    const created = nowSeconds();
+    const dispute: FakeDispute = {
+      id: `dp_${this.next()}`,
+      object: 'dispute',
+      amount: charge.amount_captured,
+      balance_transactions: [],
+      charge: charge.id,
+      created,
+      currency: charge.currency,
+      evidence_details: { due_by: created + 7 * 86_400, has_evidence: false, past_due: false, submission_count: 0 },
+      is_charge_refundable: false,
+      livemode: false,
+      metadata: {},
+      payment_intent: intent.id,
+      reason,
+      status: 'needs_response',
+    };
+    this.disputes.set(dispute.id, dispute);
+    charge.disputed = true;
+    this.emit('charge.dispute.created', dispute);
+    return dispute;
+  }
+
+  /** The bank decides the dispute: `charge.dispute.closed` with status won or lost. */
+  closeDispute(disputeId: string, outcome: 'won' | 'lost'): FakeDispute {
+    const dispute = this.disputeById(disputeId);
+    if (dispute.status === 'won' || dispute.status === 'lost') throw new Error(`dispute ${disputeId} is already ${dispute.status}`);
+    dispute.status = outcome;
+    this.emit('charge.dispute.closed', dispute);
+    return dispute;
   }
 
   /** The PaymentIntent whose metadata names our payment. */
@@ -378,6 +446,7 @@ export class FakeStripeServer {
     if (intent.status !== 'succeeded' || charge === undefined) {
       throw new StripeFailure(400, { type: 'invalid_request_error', code: 'charge_not_captured', message: `This PaymentIntent (${intentId}) does not have a successful charge to refund.` });
     }
+    if (charge.disputed) throw new StripeFailure(400, { type: 'invalid_request_error', code: 'charge_disputed', message: `Charge ${charge.id} has been charged back; cannot issue a refund.` });
     const left = charge.amount_captured - charge.amount_refunded;
     if (left <= 0) throw new StripeFailure(400, { type: 'invalid_request_error', code: 'charge_already_refunded', message: `Charge ${charge.id} has already been refunded.` });
     const amount = integerParam(params, 'amount') ?? left;
@@ -419,6 +488,12 @@ export class FakeStripeServer {
     const charge = this.charges.get(id);
     if (charge === undefined) throw new StripeFailure(404, { type: 'invalid_request_error', code: 'resource_missing', param: 'id', message: `No such charge: '${id}'` });
     return charge;
+  }
+
+  private disputeById(id: string): FakeDispute {
+    const dispute = this.disputes.get(id);
+    if (dispute === undefined) throw new StripeFailure(404, { type: 'invalid_request_error', code: 'resource_missing', param: 'dispute', message: `No such dispute: '${id}'` });
+    return dispute;
   }
 
   private emit(type: string, object: object): void {

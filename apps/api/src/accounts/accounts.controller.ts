@@ -44,7 +44,7 @@ export class AccountsController {
   @Post('usage')
   @HttpCode(HttpStatus.CREATED)
   @ApiCreatedResponse({ type: LedgerWriteResponse })
-  @ApiConflictResponse({ description: 'INSUFFICIENT_BALANCE, with balance and requested.' })
+  @ApiConflictResponse({ description: 'INSUFFICIENT_BALANCE, with balance and requested; ACCOUNT_IN_SHORTFALL, with shortfall (tokens lost payment disputes left owing).' })
   @ApiBadRequestResponse({ description: 'VALIDATION_FAILED naming metadata and the rule it breaks (metadataKeysMax, metadataKey, metadataValueType, ...).' })
   use(@Param() { userId }: UserIdParams, @Body() body: UsageRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new UseTokensCommand(userId, body.amount, body.description ?? null, commandContextOf(request), body.metadata ?? null));

@@ -46,7 +46,7 @@ export class TransactionResponse {
   @ApiProperty({ format: 'uuid' }) id!: string;
   @ApiProperty({ format: 'uuid' }) userId!: string;
   @ApiProperty({ type: 'integer', description: 'Signed: negative for usage and refunds.' }) amount!: number;
-  @ApiProperty({ enum: ['purchase', 'usage', 'refund', 'adjustment', 'expiry'] }) transactionType!: string;
+  @ApiProperty({ enum: ['purchase', 'usage', 'refund', 'adjustment', 'expiry', 'chargeback'] }) transactionType!: string;
   @ApiProperty({ nullable: true, type: String }) description!: string | null;
   @ApiProperty({ nullable: true, type: String, format: 'uuid' }) paymentId!: string | null;
   @ApiProperty({ type: 'integer' }) balanceAfter!: number;
@@ -78,6 +78,12 @@ export class BalanceResponse {
   @ApiProperty({ type: 'integer', description: 'Tokens active holds set aside.' }) held!: number;
   @ApiProperty({ type: 'integer', description: 'balance - held.' }) available!: number;
   @ApiProperty({ type: NextExpiryResponse, nullable: true, description: 'The next lot remainder due to expire.' }) nextExpiry!: NextExpiryResponse | null;
+  @ApiPropertyOptional({
+    type: 'integer',
+    minimum: 1,
+    description: 'Present only while lost payment disputes left the account owing tokens: usage and new holds are refused (409 ACCOUNT_IN_SHORTFALL) until credits cover it.',
+  })
+  shortfall?: number;
 }
 
 export class TransactionPageResponse extends PageResponse {

@@ -21,7 +21,7 @@ export class HoldsController {
   @HttpCode(HttpStatus.CREATED)
   @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
   @ApiCreatedResponse({ type: HoldResponse, description: 'The hold, its expiry, and the totals after it.' })
-  @ApiConflictResponse({ description: 'INSUFFICIENT_AVAILABLE_BALANCE (with balance, held, available, requested); HOLD_LIMIT_REACHED.' })
+  @ApiConflictResponse({ description: 'INSUFFICIENT_AVAILABLE_BALANCE (with balance, held, available, requested); HOLD_LIMIT_REACHED; ACCOUNT_IN_SHORTFALL (with shortfall: tokens lost payment disputes left owing).' })
   hold(@Param() { userId }: UserIdParams, @Body() body: HoldRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new HoldTokensCommand(userId, body.amount, body.description ?? null, body.expiresInSeconds ?? null, commandContextOf(request), body.metadata ?? null));
   }

@@ -36,7 +36,7 @@ export class AuditController {
   }
 
   @Get('accounts/:userId/balance')
-  @ApiOkResponse({ description: 'The balance replayed from the stream to the point, and the last revision applied (-1 before the first event).' })
+  @ApiOkResponse({ description: 'The balance replayed from the stream to the point, and the last revision applied (-1 before the first event); for an account with payment disputes also its shortfall and every dispute (ADR 0024).' })
   @ApiNotFoundResponse({ description: 'ACCOUNT_NOT_FOUND' })
   @ApiConflictResponse({ description: 'STREAM_NOT_REPLAYABLE: the stream breaks the ledger\'s invariants.' })
   async balance(@Param() { userId }: UserIdParams, @Query() query: AuditBalanceQuery) {

@@ -85,6 +85,8 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   REFUND_EXCEEDS_LOT: { status: HttpStatus.CONFLICT, title: 'The purchase was partly spent or is held: its lot no longer holds all its tokens' },
   TOO_MANY_PENDING_PAYMENTS: { status: HttpStatus.CONFLICT, title: 'Too many open payments' },
   METADATA_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'Metadata breaks a rule (named in rule)' },
+  ACCOUNT_IN_SHORTFALL: { status: HttpStatus.CONFLICT, title: 'Lost payment disputes left the account owing tokens: nothing can be spent until a credit covers them' },
+  PAYMENT_DISPUTED: { status: HttpStatus.CONFLICT, title: 'The payment is disputed: its money goes back through the dispute, not a refund' },
 
   CONCURRENCY_CONFLICT: { status: HttpStatus.CONFLICT, title: 'The account changed concurrently; retry the request' },
   // A lock held elsewhere or a database that stopped answering: with an Idempotency-Key the retry applies the work at most once.
@@ -97,6 +99,12 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
 
   PACKAGE_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'Token package not found' },
   // The provider may or may not have acted: the request is safe to retry, and a retry records the outcome once.
+  PROVIDER_RATE_LIMITED: {
+    status: HttpStatus.SERVICE_UNAVAILABLE,
+    title: 'The payment provider is limiting our requests; retry shortly',
+    detail: (message) => `${message}; retry the request`,
+    retryAfterSeconds: 2,
+  },
   PROVIDER_UNAVAILABLE: { status: HttpStatus.BAD_GATEWAY, title: 'The payment provider did not answer; retry the request', detail: (message) => `${message}; retry the request` },
 
   // Not a failure to retry: this deployment takes no payments (PAYMENT_PROVIDER=none).

@@ -51,7 +51,7 @@ export class PaymentsController {
   @HttpCode(HttpStatus.OK)
   @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
   @ApiOkResponse({ type: PaymentWriteResponse, description: 'Captured and credited; a repeat returns the payment without crediting again.' })
-  @ApiConflictResponse({ description: 'PAYMENT_EXPIRED. Also 402 PAYMENT_DECLINED, 404 PAYMENT_NOT_FOUND, 502 PROVIDER_UNAVAILABLE (retry).' })
+  @ApiConflictResponse({ description: 'PAYMENT_EXPIRED. Also 402 PAYMENT_DECLINED, 404 PAYMENT_NOT_FOUND, 502 PROVIDER_UNAVAILABLE and 503 PROVIDER_RATE_LIMITED with Retry-After (retry).' })
   capture(@Param() { paymentId }: PaymentIdParams, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new CapturePaymentCommand(paymentId, commandContextOf(request)));
   }
@@ -60,7 +60,7 @@ export class PaymentsController {
   @HttpCode(HttpStatus.OK)
   @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
   @ApiOkResponse({ type: PaymentWriteResponse, description: 'Refunded at the provider and the tokens taken back; a repeat refunds nothing more.' })
-  @ApiConflictResponse({ description: 'REFUND_EXCEEDS_BALANCE (nothing refunded), PAYMENT_NOT_CAPTURED.' })
+  @ApiConflictResponse({ description: 'REFUND_EXCEEDS_BALANCE (nothing refunded), PAYMENT_NOT_CAPTURED, PAYMENT_DISPUTED (an open or lost dispute, with disputeId and disputeStatus).' })
   refund(@Param() { paymentId }: PaymentIdParams, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new RefundPaymentCommand(paymentId, commandContextOf(request)));
   }

@@ -9,7 +9,8 @@ import type { TokenAccountState } from '../token-account/token-account.state.js'
 
 /**
  * Random sequences of purchases (direct and through a provider payment), grants, holds, settles,
- * releases, usages, adjustments, voids, refunds, expiry runs and clock advances. Every command is
+ * releases, usages, adjustments, voids, refunds, disputes (opened, won, lost: chargebacks and
+ * shortfalls), expiry runs and clock advances. Every command is
  * decided by the real decider (refusals are part of the sequence); after each step the folded state
  * must keep the ledger's equations.
  */
@@ -26,6 +27,7 @@ export type Step =
   | { readonly kind: 'adjust'; readonly amount: number }
   | { readonly kind: 'void'; readonly pick: number }
   | { readonly kind: 'refund'; readonly pick: number }
+  | { readonly kind: 'dispute'; readonly pick: number; readonly status: 'open' | 'won' | 'lost' }
   | { readonly kind: 'expire' }
   | { readonly kind: 'tick'; readonly minutes: number };
 
@@ -41,6 +43,7 @@ export const stepArbitrary: fc.Arbitrary<Step> = fc.oneof(
   fc.record({ kind: fc.constant('adjust' as const), amount: fc.integer({ min: -300, max: 300 }).filter((value) => value !== 0) }),
   fc.record({ kind: fc.constant('void' as const), pick: fc.nat() }),
   fc.record({ kind: fc.constant('refund' as const), pick: fc.nat() }),
+  fc.record({ kind: fc.constant('dispute' as const), pick: fc.nat(), status: fc.constantFrom('open' as const, 'won' as const, 'lost' as const, 'lost' as const) }),
   fc.constant({ kind: 'expire' as const }),
   fc.record({ kind: fc.constant('tick' as const), minutes: fc.integer({ min: 1, max: 24 * 60 }) }),
 );
@@ -124,6 +127,14 @@ export function runSteps(
         if (payment === undefined) break;
         if (payment.status === 'COMPLETED' && step.pick % 3 !== 2) decide({ type: 'RequestRefund', data: { userId, paymentId: payment.paymentId, now } });
         if (step.pick % 2 === 1) decide({ type: 'RefundPayment', data: { userId, paymentId: payment.paymentId, providerRefundId: id('refund'), transactionId: id('tx'), now } });
+        break;
+      }
+      case 'dispute': {
+        // One dispute per payment, reported open, won or lost (a report after its close decides nothing).
+        const payment = pickOf([...state.payments.values()].filter((candidate) => candidate.status !== 'PENDING' && candidate.status !== 'FAILED'), step.pick);
+        if (payment === undefined) break;
+        const disputeId = `dp-${payment.paymentId}`;
+        decide({ type: 'RecordDispute', data: { userId, paymentId: payment.paymentId, disputeId, status: step.status, amount: 100, currency: 'USD', reason: 'fraudulent', transactionId: id('tx'), now } });
         break;
       }
       case 'expire':

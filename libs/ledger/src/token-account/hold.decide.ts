@@ -5,6 +5,7 @@ import { assertBalanceFits } from './balance.rules.js';
 import type { GrantTokens, HoldTokens, ReleaseHold, SettleHold, VoidGrant } from './hold.commands.js';
 import type { GrantVoided, HoldExpired, HoldReleased, HoldSettled, LotExpired, TokensGranted, TokensHeld } from './hold.events.js';
 import { isHoldActive, type Hold } from './hold.state.js';
+import { assertNoShortfall } from './dispute.decide.js';
 import { compareDrawOrder, derivedTransactionId, drawDown, freeOf, isLive, takeFromDraws, type Draw } from './lot.state.js';
 import type { TokensUsed } from './token-account.events.js';
 import { availableBalance, evolveTokenAccount, type TokenAccountState } from './token-account.state.js';
@@ -82,6 +83,7 @@ export function holdTokens({ data }: HoldTokens, state: TokenAccountState): read
   if (earlier !== undefined || state.endedHolds.has(data.holdId)) {
     throw new LedgerError('HOLD_ID_REUSED', `hold ${data.holdId} was already placed with another amount, description or metadata, or has ended`, { holdId: data.holdId });
   }
+  assertNoShortfall(state);
   if (state.holds.size >= ACTIVE_HOLDS_MAX) {
     throw new LedgerError('HOLD_LIMIT_REACHED', `the account has ${state.holds.size} active holds, the most it may have`, { active: state.holds.size, max: ACTIVE_HOLDS_MAX });
   }

@@ -17,6 +17,7 @@ import type { TokensPurchased } from './token-account.events.js';
 import { availableBalance, type TokenAccountState } from './token-account.state.js';
 import { assertLotRoom } from './hold.decide.js';
 import { freeOf, OPENING_LOT_ID, type LotTerms } from './lot.state.js';
+import { blockingDisputeOf } from './dispute.decide.js';
 
 /** Opens a PENDING payment. Repeating it with the same payload decides nothing; another payload is refused. */
 export function initiatePayment({ data }: InitiatePayment, state: TokenAccountState): readonly PaymentInitiated[] {
@@ -171,6 +172,14 @@ export function requestRefund({ data }: RequestRefund, state: TokenAccountState)
   const payment = existing(state, data.paymentId);
   if (payment.status === 'REFUND_PENDING' || payment.status === 'REFUNDED') return [];
   if (payment.status !== 'COMPLETED') throw notCaptured(payment);
+  const dispute = blockingDisputeOf(state, payment.paymentId);
+  if (dispute !== undefined) {
+    throw new LedgerError('PAYMENT_DISPUTED', `payment ${payment.paymentId} has a ${dispute.status} dispute ${dispute.disputeId}; its money goes back through the dispute`, {
+      paymentId: payment.paymentId,
+      disputeId: dispute.disputeId,
+      disputeStatus: dispute.status,
+    });
+  }
   const available = availableBalance(state);
   if (available < payment.tokens) {
     throw new LedgerError('REFUND_EXCEEDS_BALANCE', `refunding payment ${payment.paymentId} would take back ${payment.tokens} tokens from an available balance of ${available}`, {
@@ -206,7 +215,9 @@ export function refundPayment({ data }: RefundPayment, state: TokenAccountState)
   // A pending refund reserved the whole purchase in its lot, and the reservation ends with it. A
   // refund the provider made without our request takes back what is left of the lot, free of holds.
   const { lotId, free } = purchaseLotOf(state, data.paymentId);
-  const tokensDebited = payment.status === 'REFUND_PENDING' ? payment.tokens : Math.min(payment.tokens, free);
+  // A lost dispute already took the purchase's tokens back (or owes them as shortfall).
+  const chargedBack = blockingDisputeOf(state, data.paymentId)?.status === 'lost';
+  const tokensDebited = payment.status === 'REFUND_PENDING' ? payment.tokens : chargedBack ? 0 : Math.min(payment.tokens, free);
   const occurredAt = data.now.toISOString();
   const refunded: PaymentRefunded = {
     type: 'PaymentRefunded',

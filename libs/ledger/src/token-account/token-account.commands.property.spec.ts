@@ -165,6 +165,16 @@ const COMMAND_GENERATORS: { readonly [Type in CommandType]: CommandGenerator<Typ
         data: { ...data, userId, expiresAt: expiresInMs === null ? null : new Date(clock.now.getTime() + expiresInMs), transactionId: clock.transactionId, now: clock.now },
       })),
   },
+  RecordDispute: {
+    // Reported again with the same status, a dispute decides nothing; a closed one stays closed.
+    idempotent: true,
+    recipe: fc
+      .record({ paymentId: fc.constantFrom(...PROVIDER_PAYMENT_IDS), second: fc.boolean(), status: fc.constantFrom('open', 'won', 'lost', 'lost') })
+      .map(({ paymentId, second, status }) => (clock) => ({
+        type: 'RecordDispute',
+        data: { userId, paymentId, disputeId: `dp-${paymentId}-${second ? 2 : 1}`, status, amount: 500, currency: 'USD', reason: 'fraudulent', transactionId: clock.transactionId, now: clock.now },
+      })),
+  },
   VoidGrant: {
     // A voided grant's lot is gone: voiding it again is refused (LOT_NOT_FOUND).
     idempotent: false,
@@ -182,7 +192,7 @@ type Step =
   | { readonly kind: 'command'; readonly recipe: (clock: Clock) => TokenAccountCommand; readonly idempotent: boolean };
 
 /** Payments and holds are drawn more often than the rest, so that sequences take them through their lifecycles (a capture and a refund request, a settle or release). */
-const WEIGHTS: { readonly [Type in CommandType]?: number } = { InitiatePayment: 3, CapturePayment: 3, RequestRefund: 2, GrantTokens: 2, HoldTokens: 2, SettleHold: 2, ReleaseHold: 2 };
+const WEIGHTS: { readonly [Type in CommandType]?: number } = { InitiatePayment: 3, CapturePayment: 3, RequestRefund: 2, GrantTokens: 2, HoldTokens: 2, SettleHold: 2, ReleaseHold: 2, RecordDispute: 3 };
 const generators: readonly { readonly recipe: fc.Arbitrary<(clock: Clock) => TokenAccountCommand>; readonly idempotent: boolean; readonly weight: number }[] = (
   Object.keys(COMMAND_GENERATORS) as CommandType[]
 ).map((type) => ({ ...(COMMAND_GENERATORS[type] as CommandGenerator<CommandType>), weight: WEIGHTS[type] ?? 1 }));
@@ -219,6 +229,8 @@ function plain(state: TokenAccountState) {
     lots: state.lots.toJS(),
     holds: state.holds.toJS(),
     endedHolds: state.endedHolds.toJS(),
+    disputes: state.disputes.toJS(),
+    shortfall: state.shortfall,
   };
 }
 
@@ -237,7 +249,11 @@ function tokensMoved(event: TokenAccountEvent): number {
     case 'TokensRefunded':
     case 'GrantVoided':
     case 'LotExpired':
+    case 'TokensChargedBack':
+    case 'ShortfallCovered':
       return -event.data.amount;
+    case 'PaymentDisputeOpened':
+    case 'PaymentDisputeClosed':
     case 'TokensHeld':
     case 'HoldSettled':
     case 'HoldReleased':
@@ -271,6 +287,12 @@ function expectInvariants(state: TokenAccountState, history: readonly TokenAccou
     const takenBack = history.filter((event) => event.type === 'TokensRefunded' && event.data.paymentId === payment.paymentId).reduce((sum, event) => sum - tokensMoved(event), 0);
     expect(takenBack).toBe(payment.tokensDebited ?? 0);
   }
+
+  // Every token a lost dispute owed is taken back at once, covered later, or still owed; while any is owed nothing is free to spend.
+  const sumOf = (type: 'PaymentDisputeClosed' | 'TokensChargedBack' | 'ShortfallCovered') =>
+    history.reduce((sum, event) => (event.type !== type ? sum : sum + (event.type === 'PaymentDisputeClosed' ? event.data.tokens : event.data.amount)), 0);
+  expect(sumOf('PaymentDisputeClosed')).toBe(sumOf('TokensChargedBack') + sumOf('ShortfallCovered') + state.shortfall);
+  if (state.shortfall > 0) expect(availableBalance(state) - state.held).toBe(0);
 
   // Replaying what would be stored gives the same state; so does the snapshot, which agrees with its last event.
   const stored = JSON.parse(JSON.stringify(history)) as TokenAccountEvent[];
@@ -369,6 +391,10 @@ describe('token account: properties of random command sequences', () => {
         'HoldSettled',
         'LotExpired',
         'PaymentCaptured',
+        'PaymentDisputeClosed',
+        'PaymentDisputeOpened',
+        'ShortfallCovered',
+        'TokensChargedBack',
         'PaymentExpired',
         'PaymentFailed',
         'PaymentInitiated',
@@ -400,6 +426,8 @@ describe('token account: properties of random command sequences', () => {
         'HOLD_NOT_ACTIVE',
         'SETTLE_EXCEEDS_HOLD',
         'LOT_HELD',
+        'ACCOUNT_IN_SHORTFALL',
+        'PAYMENT_DISPUTED',
       ]),
     );
   });

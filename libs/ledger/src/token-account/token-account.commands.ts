@@ -1,6 +1,7 @@
 import type { Metadata } from '../metadata.js';
 import type { HoldCommand } from './hold.commands.js';
 import type { PaymentCommand } from './payment.commands.js';
+import type { RecordDispute } from './dispute.commands.js';
 
 /**
  * Commands carry everything `decide` needs, including the time and the new transaction id, so that
@@ -48,4 +49,4 @@ export type AdjustTokens = {
   };
 };
 
-export type TokenAccountCommand = AddTokens | UseTokens | AdjustTokens | PaymentCommand | HoldCommand;
+export type TokenAccountCommand = AddTokens | UseTokens | AdjustTokens | PaymentCommand | HoldCommand | RecordDispute;

@@ -7,9 +7,20 @@ import type { AddTokens, AdjustTokens, TokenAccountCommand, UseTokens } from './
 import type { TokenAccountEvent, TokensAdjusted, TokensPurchased, TokensUsed } from './token-account.events.js';
 import { availableBalance, evolveTokenAccount, type TokenAccountState } from './token-account.state.js';
 import { assertAmount, assertDescription, assertMetadata, assertReason } from './token-account.rules.js';
+import { assertNoShortfall, recordDispute, shortfallCovered } from './dispute.decide.js';
 import { capturePayment, expirePayment, initiatePayment, refundPayment, requestRefund } from './payment.decide.js';
 
+/**
+ * The command's decision, followed by what pays off the shortfall of lost disputes when the decision
+ * leaves free tokens (a credit, a hold's end) while there is one (ADR 0024).
+ */
 export function decideTokenAccount(command: TokenAccountCommand, state: TokenAccountState): readonly TokenAccountEvent[] {
+  const decided = decideCommand(command, state);
+  if (decided.length === 0 || state.shortfall === 0) return decided;
+  return [...decided, ...shortfallCovered(fold({ evolve: evolveTokenAccount }, state, decided), command.data)];
+}
+
+function decideCommand(command: TokenAccountCommand, state: TokenAccountState): readonly TokenAccountEvent[] {
   switch (command.type) {
     case 'AddTokens':
       return withExpiries(command.data, state, (swept) => addTokens(command, swept));
@@ -39,6 +50,8 @@ export function decideTokenAccount(command: TokenAccountCommand, state: TokenAcc
       return requestRefund(command, state);
     case 'RefundPayment':
       return refundPayment(command, state);
+    case 'RecordDispute':
+      return withExpiries(command.data, state, (swept) => recordDispute(command, swept));
     default: {
       const unknown: never = command;
       throw new Error(`unknown token account command ${JSON.stringify(unknown)}`);
@@ -114,6 +127,7 @@ function useTokens({ data }: UseTokens, state: TokenAccountState): TokensUsed {
   assertAmount(data.amount);
   assertDescription(data.description);
   assertMetadata(data.metadata);
+  assertNoShortfall(state);
   // Tokens of a payment being refunded are reserved: spending them would leave money returned and tokens kept.
   const available = availableBalance(state);
   if (data.amount > available) {

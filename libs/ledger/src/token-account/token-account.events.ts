@@ -3,6 +3,7 @@ import type { Metadata } from '../metadata.js';
 import type { HoldEvent, LotEvent } from './hold.events.js';
 import type { Draw, LotTerms } from './lot.state.js';
 import type { PaymentEvent, TokensRefunded } from './payment.events.js';
+import type { DisputeEvent } from './dispute.events.js';
 
 /**
  * Events of one user's token account, stored in the stream `token-account-<userId>`.
@@ -68,7 +69,7 @@ export type TokensAdjusted = {
   };
 };
 
-export type TokenAccountEvent = TokensPurchased | TokensUsed | TokensRefunded | TokensAdjusted | PaymentEvent | HoldEvent | LotEvent;
+export type TokenAccountEvent = TokensPurchased | TokensUsed | TokensRefunded | TokensAdjusted | PaymentEvent | HoldEvent | LotEvent | DisputeEvent;
 export type TokenAccountEventType = TokenAccountEvent['type'];
 
 export const TOKEN_ACCOUNT_EVENT_TYPES: ReadonlySet<string> = new Set<TokenAccountEventType>([
@@ -89,6 +90,10 @@ export const TOKEN_ACCOUNT_EVENT_TYPES: ReadonlySet<string> = new Set<TokenAccou
   'TokensGranted',
   'GrantVoided',
   'LotExpired',
+  'PaymentDisputeOpened',
+  'PaymentDisputeClosed',
+  'TokensChargedBack',
+  'ShortfallCovered',
 ]);
 
 /** The stream of a user's account. The id must be in canonical (lower-case) form: streams are named by text. */

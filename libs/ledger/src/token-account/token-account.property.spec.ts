@@ -19,7 +19,7 @@ describe('token account: properties of random histories', () => {
   it('generates histories with every kind of hold and lot event, so the properties below are about them', () => {
     const types = new Set(fc.sample(fc.array(stepArbitrary, { minLength: 20, maxLength: 80 }), { numRuns: 200, seed: 7 }).flatMap((steps) => runSteps(steps).map((event) => event.type)));
     expect([...types].sort()).toEqual(
-      expect.arrayContaining(['GrantVoided', 'HoldExpired', 'HoldReleased', 'HoldSettled', 'LotExpired', 'PaymentRefundRequested', 'TokensAdjusted', 'TokensGranted', 'TokensHeld', 'TokensPurchased', 'TokensRefunded', 'TokensUsed']),
+      expect.arrayContaining(['GrantVoided', 'HoldExpired', 'HoldReleased', 'HoldSettled', 'LotExpired', 'PaymentRefundRequested', 'TokensAdjusted', 'TokensGranted', 'TokensHeld', 'TokensPurchased', 'TokensRefunded', 'TokensUsed', 'PaymentDisputeClosed', 'TokensChargedBack', 'ShortfallCovered']),
     );
   });
 
@@ -70,7 +70,9 @@ describe('token account: properties of random histories', () => {
         let debited = 0;
         for (const event of events) {
           if (event.type === 'TokensPurchased' || event.type === 'TokensGranted' || (event.type === 'TokensAdjusted' && event.data.amount > 0)) credited += event.data.amount;
-          if (event.type === 'TokensUsed' || event.type === 'TokensRefunded' || event.type === 'GrantVoided' || event.type === 'LotExpired') debited += event.data.amount;
+          if (event.type === 'TokensUsed' || event.type === 'TokensRefunded' || event.type === 'GrantVoided' || event.type === 'LotExpired' || event.type === 'TokensChargedBack' || event.type === 'ShortfallCovered') {
+            debited += event.data.amount;
+          }
           if (event.type === 'TokensAdjusted' && event.data.amount < 0) debited -= event.data.amount;
           expect(debited).toBeLessThanOrEqual(credited);
         }

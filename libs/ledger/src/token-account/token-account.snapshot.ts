@@ -7,6 +7,7 @@ import type { Purchase, TokenAccountState } from './token-account.state.js';
 import { PAYMENT_STATUSES, type Payment, type PaymentStatus } from './payment.state.js';
 import type { Hold, HoldEnd } from './hold.state.js';
 import type { Draw, Lot } from './lot.state.js';
+import { DISPUTE_STATUSES, type Dispute, type DisputeStatus } from './dispute.state.js';
 
 type EncodedTokenAccount = {
   readonly balance: number;
@@ -17,14 +18,17 @@ type EncodedTokenAccount = {
   readonly lotsCreated: number;
   readonly holds: readonly Hold[];
   readonly endedHolds: readonly (readonly [string, HoldEnd])[];
+  readonly disputes: readonly Dispute[];
+  readonly shortfall: number;
 };
 
-const VERSION = 3;
+const VERSION = 4;
 const HOLD_ENDS: readonly HoldEnd[] = ['settled', 'released', 'expired'];
 const LOT_SOURCES: readonly string[] = ['purchase', 'grant', 'adjustment', 'opening'];
 
 /**
- * Version 3: the balance and held total, every credited purchase (for exact `paymentId`
+ * Version 4 adds the disputes and the shortfall of lost ones (version 3 snapshots are ignored and
+ * the stream replayed). Version 3: the balance and held total, every credited purchase (for exact `paymentId`
  * idempotency), every payment with its status, the live lots, the active holds and how the newest
  * ended holds ended (version 2 had no lots or holds, so its snapshots are ignored and replayed).
  * Decoding checks every field and that lots and holds add up to the balance and held total, so a
@@ -41,13 +45,17 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
     lotsCreated: state.lotsCreated,
     holds: [...state.holds.values()],
     endedHolds: [...state.endedHolds.entries()],
+    disputes: [...state.disputes.values()],
+    shortfall: state.shortfall,
   }),
   decode: (encoded) => {
-    const { balance, held, purchases, payments, lots, lotsCreated, holds, endedHolds } = expectRecord(encoded, 'snapshot');
+    const { balance, held, purchases, payments, lots, lotsCreated, holds, endedHolds, disputes, shortfall } = expectRecord(encoded, 'snapshot');
     check(isCount(balance) && balance <= BALANCE_MAX, 'balance is not a valid balance');
     check(isCount(held) && held <= balance, 'held is not a valid held total');
     check(isCount(lotsCreated), 'lotsCreated is not a count');
     check(Array.isArray(purchases) && Array.isArray(payments) && Array.isArray(lots) && Array.isArray(holds) && Array.isArray(endedHolds), 'a collection is not a list');
+    check(isCount(shortfall) && shortfall <= BALANCE_MAX, 'shortfall is not a count');
+    check(Array.isArray(disputes), 'disputes is not a list');
     const decodedPayments = byId(payments as readonly unknown[], decodePayment);
     // Derived, not stored: the tokens of the payments whose refund is pending, as evolve keeps them.
     const reservedForRefunds = decodedPayments.reduce((total, payment) => (payment.status === 'REFUND_PENDING' ? total + payment.tokens : total), 0);
@@ -66,9 +74,16 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
       lotsCreated,
       holds: decodedHolds,
       endedHolds: OrderedMap((endedHolds as readonly unknown[]).map(decodeEndedHold)),
+      disputes: keyed(disputes as readonly unknown[], (item) => decodeDispute(item, decodedPayments), (dispute) => dispute.disputeId),
+      shortfall,
     };
   },
   agreesWith: (state, lastEvent) => {
+    if ('shortfallAfter' in lastEvent.data && state.shortfall !== lastEvent.data.shortfallAfter) return false;
+    if (lastEvent.type === 'PaymentDisputeOpened' || lastEvent.type === 'PaymentDisputeClosed') {
+      const dispute = state.disputes.get(lastEvent.data.disputeId);
+      return dispute !== undefined && dispute.status === (lastEvent.type === 'PaymentDisputeOpened' ? 'open' : lastEvent.data.outcome);
+    }
     if ('heldAfter' in lastEvent.data && state.held !== (lastEvent.data.heldAfter ?? 0)) return false;
     if ('balanceAfter' in lastEvent.data) return state.balance === lastEvent.data.balanceAfter;
     const payment = state.payments.get(lastEvent.data.paymentId);
@@ -100,6 +115,10 @@ function statusAfter(type: TokenAccountEvent['type']): PaymentStatus | undefined
     case 'TokensGranted':
     case 'GrantVoided':
     case 'LotExpired':
+    case 'PaymentDisputeOpened':
+    case 'PaymentDisputeClosed':
+    case 'TokensChargedBack':
+    case 'ShortfallCovered':
       return undefined;
   }
 }
@@ -200,6 +219,14 @@ function decodePayment(item: unknown): Payment {
   check([failureReason, providerTransactionId, providerRefundId].every((value) => value === null || typeof value === 'string'), 'payment references are not valid');
   check(tokensDebited === null || (typeof tokensDebited === 'number' && Number.isSafeInteger(tokensDebited) && tokensDebited >= 0), 'payment tokensDebited is not valid');
   return record as Payment;
+}
+
+function decodeDispute(item: unknown, payments: ImmutableMap<string, Payment>): Dispute {
+  const { disputeId, paymentId, status, openedAt, closedAt } = expectRecord(item, 'dispute');
+  check(typeof disputeId === 'string' && typeof paymentId === 'string' && payments.has(paymentId), 'dispute ids are not valid');
+  check(DISPUTE_STATUSES.includes(status as DisputeStatus), 'dispute status is not a status');
+  check(isTime(openedAt) && (closedAt === null || isTime(closedAt)) && (closedAt === null) === (status === 'open'), 'dispute times are not valid');
+  return { disputeId, paymentId, status: status as DisputeStatus, openedAt, closedAt };
 }
 
 function isTime(value: unknown): value is string {

@@ -4,6 +4,7 @@ import type { TokenAccountEvent, TokensPurchased } from './token-account.events.
 import type { Payment } from './payment.state.js';
 import type { Hold, HoldEnd } from './hold.state.js';
 import type { Lot } from './lot.state.js';
+import type { Dispute } from './dispute.state.js';
 import { creditLot, debitLots, endHold, evolveHold, holdOf, reserveInLot, type LedgerMovement } from './lot.evolve.js';
 import { OPENING_LOT_ID } from './lot.state.js';
 
@@ -33,6 +34,13 @@ export type TokenAccountState = {
   readonly holds: ImmutableMap<string, Hold>;
   /** How the newest ended holds ended (at most ENDED_HOLDS_REMEMBERED_MAX, oldest first). */
   readonly endedHolds: OrderedMap<string, HoldEnd>;
+  /** Every dispute of this account's payments, by the provider's dispute id. */
+  readonly disputes: ImmutableMap<string, Dispute>;
+  /**
+   * Tokens lost disputes took back that the account no longer held (ADR 0024). While above 0 no
+   * usage or hold is accepted, and every decision that leaves free tokens pays it off first.
+   */
+  readonly shortfall: number;
 };
 
 export const initialTokenAccountState: TokenAccountState = {
@@ -45,6 +53,8 @@ export const initialTokenAccountState: TokenAccountState = {
   lotsCreated: 0,
   holds: ImmutableMap(),
   endedHolds: OrderedMap(),
+  disputes: ImmutableMap(),
+  shortfall: 0,
 };
 
 /** What a refund may take back and usage may reach: the balance less the tokens reserved for refunds in progress (never below 0). */
@@ -140,6 +150,28 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       if (payment.status !== 'REFUND_PENDING') return refunded;
       const released = reserveInLot(refunded, purchaseLotId(state, payment.paymentId), -payment.tokens);
       return { ...released, reservedForRefunds: state.reservedForRefunds - payment.tokens };
+    }
+    case 'PaymentDisputeOpened': {
+      const payment = paymentOf(state, event.data.paymentId);
+      invariant(payment.status === 'COMPLETED' || payment.status === 'REFUND_PENDING' || payment.status === 'REFUNDED', `payment ${payment.paymentId} disputed while ${payment.status}`);
+      invariant(!state.disputes.has(event.data.disputeId), `dispute ${event.data.disputeId} opened twice`);
+      const dispute: Dispute = { disputeId: event.data.disputeId, paymentId: payment.paymentId, status: 'open', openedAt: event.data.occurredAt, closedAt: null };
+      return { ...state, disputes: state.disputes.set(dispute.disputeId, dispute) };
+    }
+    case 'PaymentDisputeClosed': {
+      const dispute = state.disputes.get(event.data.disputeId);
+      invariant(dispute?.status === 'open' && dispute.paymentId === event.data.paymentId, `dispute ${event.data.disputeId} closed while not open on payment ${event.data.paymentId}`);
+      const { tokens, tokensDebited, shortfallAfter, outcome } = event.data;
+      invariant(tokensDebited >= 0 && tokensDebited <= tokens && (outcome === 'lost' || tokens === 0), `dispute ${dispute.disputeId} ${outcome} debits ${tokensDebited} of ${tokens} tokens`);
+      invariant(shortfallAfter === state.shortfall + tokens - tokensDebited, `dispute ${dispute.disputeId} records shortfallAfter ${shortfallAfter}, replay gives ${state.shortfall + tokens - tokensDebited}`);
+      return { ...state, shortfall: shortfallAfter, disputes: state.disputes.set(dispute.disputeId, { ...dispute, status: outcome, closedAt: event.data.occurredAt }) };
+    }
+    case 'TokensChargedBack':
+      invariant(state.disputes.get(event.data.disputeId)?.status === 'lost', `tokens charged back for dispute ${event.data.disputeId} that is not lost`);
+      return debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
+    case 'ShortfallCovered': {
+      invariant(event.data.amount <= state.shortfall && event.data.shortfallAfter === state.shortfall - event.data.amount, `a cover of ${event.data.amount} of a shortfall of ${state.shortfall}`);
+      return { ...debitLots(state, movement(event.data, -event.data.amount), event.data.draws), shortfall: event.data.shortfallAfter };
     }
     default: {
       const unknown: never = event;

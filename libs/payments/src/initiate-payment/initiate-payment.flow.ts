@@ -11,8 +11,8 @@ import type { TokenPackage } from '../token-packages.js';
 
 /**
  * The PENDING payment, and `clientSecret` when the provider's buyer approval needs one (Stripe.js
- * confirms the PaymentIntent with it). The secret is not in the ledger: each request asks the
- * provider's order for it again (the same order, by its idempotency key).
+ * confirms the PaymentIntent with it). The secret is not in the ledger: a replay reads it from the
+ * provider's order.
  */
 export type InitiatedPayment = PaymentView & { readonly position: string | null; readonly readModelUpToDate: boolean; readonly clientSecret: string | null };
 
@@ -71,11 +71,11 @@ export class InitiatePaymentFlow {
       // Decided on the stream as it is: the cap counts payments opened through every instance.
       readFirst: true,
     });
-    // A retry that found its payment opened asked the provider for nothing: the order's client secret
-    // (Stripe.js needs it) comes from the same order again, by its idempotency key.
-    if (orderId === undefined) ({ clientSecret } = await this.provider.createOrder(order));
     // A replay answers with the payment as its first attempt opened it (PENDING), whatever it became since.
     const opened = handled.replayed === true ? fold(tokenAccountDecider, tokenAccountDecider.initialState, handled.events) : handled.state;
+    // A retry that found its payment opened asked the provider for nothing: the order's client secret
+    // (Stripe.js needs it) is read from the order, never asked for by creating it again.
+    if (orderId === undefined) clientSecret = (await this.provider.clientSecretOf(paymentIn(opened, paymentId).orderId)) ?? undefined;
     return { ...paymentView(paymentIn(opened, paymentId)), position: positionText(handled.position), readModelUpToDate: await this.ledger.upToDate(handled), clientSecret: clientSecret ?? null };
   }
 }

@@ -52,6 +52,11 @@ export class MockPaymentProvider implements PaymentProvider {
     return { orderId };
   }
 
+  /** The mock's buyer approves by its behaviour: there is nothing for a client to hold. */
+  clientSecretOf(): Promise<string | null> {
+    return Promise.resolve(null);
+  }
+
   async capture(orderId: string, idempotencyKey: string): Promise<CaptureOutcome> {
     this.calls.capture += 1;
     const client = await this.pool.connect();

@@ -15,6 +15,10 @@ export class NoPaymentProvider implements PaymentProvider {
     return Promise.reject(disabled());
   }
 
+  clientSecretOf(): Promise<string | null> {
+    return Promise.reject(disabled());
+  }
+
   capture(): Promise<CaptureOutcome> {
     return Promise.reject(disabled());
   }

@@ -41,6 +41,13 @@ export type CreatedOrder = { readonly orderId: string; readonly clientSecret?: s
 export interface PaymentProvider {
   readonly name: string;
   createOrder(request: OrderRequest): Promise<CreatedOrder>;
+  /**
+   * What the client needs to let the buyer approve an order made before (Stripe: the PaymentIntent's
+   * `client_secret`, read, not created again), or null when the provider needs nothing. A keyed replay
+   * of `POST /v1/payments` answers with it: asking to create the order again would rely on the
+   * provider still remembering the idempotency key (Stripe forgets keys after 24 hours).
+   */
+  clientSecretOf(orderId: string): Promise<string | null>;
   /** Captures the order's money; a decline is an outcome, not an error. */
   capture(orderId: string, idempotencyKey: string): Promise<CaptureOutcome>;
   getOrder(orderId: string): Promise<ProviderOrder>;
@@ -62,16 +69,17 @@ export function providerIdempotencyKey(operation: 'create' | 'capture' | 'refund
 export const PAYMENT_PROVIDER = Symbol('PAYMENT_PROVIDER');
 
 /**
- * The provider did not answer, or refused the call (PROVIDER_UNAVAILABLE): the caller cannot tell
- * whether the call took effect, so the request is safe to retry and a retry records the outcome once.
+ * The provider did not answer, or refused the call (PROVIDER_UNAVAILABLE, 502), or kept refusing it
+ * as rate limited after our retries (PROVIDER_RATE_LIMITED, 503 with Retry-After): the caller cannot
+ * tell whether the call took effect, so the request is safe to retry and a retry records the outcome once.
  */
 export class PaymentProviderError extends CodedError<PaymentsErrorCode> {
   override readonly name = 'PaymentProviderError';
 
   constructor(
     message: string,
-    readonly kind: 'timeout' | 'unavailable' | 'rejected',
+    readonly kind: 'timeout' | 'unavailable' | 'rejected' | 'rate_limited',
   ) {
-    super('PROVIDER_UNAVAILABLE', message, { providerError: kind });
+    super(kind === 'rate_limited' ? 'PROVIDER_RATE_LIMITED' : 'PROVIDER_UNAVAILABLE', message, { providerError: kind });
   }
 }

@@ -20,6 +20,7 @@ export function timeLimited(provider: PaymentProvider, timeoutMs: number = PROVI
   return {
     name: provider.name,
     createOrder: (request) => within('createOrder', provider.createOrder(request)),
+    clientSecretOf: (orderId) => within('clientSecretOf', provider.clientSecretOf(orderId)),
     capture: (orderId, idempotencyKey) => within('capture', provider.capture(orderId, idempotencyKey)),
     getOrder: (orderId) => within('getOrder', provider.getOrder(orderId)),
     refund: (orderId, idempotencyKey) => within('refund', provider.refund(orderId, idempotencyKey)),

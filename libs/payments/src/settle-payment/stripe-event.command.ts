@@ -26,7 +26,8 @@ export class HandleStripeEventCommand extends Command<StripeEventOutcome> {
  * Verifies the delivery, then, unless its event id was processed: an authorised PaymentIntent is
  * captured when STRIPE_AUTO_CAPTURE is on (the same capture as the client's, so the tokens are
  * credited once whichever comes first); every other event of ours reconciles the payment with
- * Stripe (asked, not taken from the event, so order and repeats do not matter). The delivery is
+ * Stripe (asked, not taken from the event, so order and repeats do not matter); a dispute event is
+ * recorded as Stripe reports the dispute now (by its id, so repeats and any order decide the same). The delivery is
  * recorded after its effect is committed, and the answer (2xx) follows that: a failure is a 5xx,
  * which Stripe retries.
  */
@@ -46,7 +47,8 @@ export class HandleStripeEventHandler implements ICommandHandler<HandleStripeEve
     if (await this.deliveries.processed(delivery)) return { received: true, duplicate: true, ignored: false };
     const notification = await this.webhooks.notificationOf(event);
     if (notification === undefined || !(await this.isOurs(notification.paymentId))) return { received: true, duplicate: false, ignored: true };
-    if (notification.action === 'capture' && this.options.stripe?.autoCapture === true) await this.capture(notification.paymentId, context);
+    if (notification.dispute !== undefined) await this.workflow.recordDispute(notification.paymentId, notification.dispute, context);
+    else if (notification.action === 'capture' && this.options.stripe?.autoCapture === true) await this.capture(notification.paymentId, context);
     else await this.workflow.reconcileById(notification.paymentId, context);
     await this.deliveries.record(delivery, notification.paymentId);
     return { received: true, duplicate: false, ignored: false };

@@ -48,7 +48,8 @@ export function stripeCallDeadlineMs(settings: StripeSettings): number {
 /**
  * The payment provider port over Stripe PaymentIntents with manual capture:
  * - an order is a PaymentIntent (`capture_method: manual`, metadata `{paymentId, userId}`, key
- *   `create-<paymentId>`); the buyer authorises it with Stripe.js and its `client_secret`;
+ *   `create-<paymentId>`); the buyer authorises it with Stripe.js and its `client_secret`, which a
+ *   replay reads from the PaymentIntent (the key is not used again);
  * - capture captures an authorised PaymentIntent (key `capture-<paymentId>`); one awaiting the buyer
  *   is refused with PAYMENT_NOT_AUTHORIZED (nothing recorded), one whose card was declined is a decline
  *   with Stripe's decline code;
@@ -58,7 +59,8 @@ export function stripeCallDeadlineMs(settings: StripeSettings): number {
  * Stripe's answer is read before capturing, so the key of a capture is only ever used on an
  * authorised PaymentIntent (Stripe saves a refusal under its key and would replay it). Errors: a card
  * error is a decline; rate limits, timeouts, connection errors and 5xx are retried (the SDK, and
- * here for 429), then PROVIDER_UNAVAILABLE (502, safe to retry: every call is keyed or a read).
+ * here for 429), then PROVIDER_UNAVAILABLE (502), or PROVIDER_RATE_LIMITED (503 with Retry-After) for
+ * a 429 that outlasted the retries: both safe to retry, since every call is keyed or a read.
  */
 export class StripePaymentProvider implements PaymentProvider {
   readonly name = 'stripe';
@@ -79,6 +81,11 @@ export class StripePaymentProvider implements PaymentProvider {
       ),
     );
     return intent.client_secret === null ? { orderId: intent.id } : { orderId: intent.id, clientSecret: intent.client_secret };
+  }
+
+  /** The PaymentIntent's `client_secret`, read (`GET /v1/payment_intents/{id}`); null when Stripe has no such PaymentIntent. */
+  async clientSecretOf(orderId: string): Promise<string | null> {
+    return (await this.retrieve(orderId))?.client_secret ?? null;
   }
 
   async capture(orderId: string, idempotencyKey: string): Promise<CaptureOutcome> {
@@ -229,7 +236,14 @@ function idOf(value: string | { readonly id: string } | null): string | null {
 
 /** A Stripe failure as the port's error: the caller cannot tell whether a timed-out call took effect, so every one is safe to retry. */
 function providerErrorOf(what: string, error: unknown): PaymentProviderError {
-  const kind = error instanceof Stripe.errors.StripeConnectionError && /timeout/i.test(error.message) ? 'timeout' : isTransient(error) ? 'unavailable' : 'rejected';
+  const kind =
+    error instanceof Stripe.errors.StripeRateLimitError
+      ? 'rate_limited'
+      : error instanceof Stripe.errors.StripeConnectionError && /timeout/i.test(error.message)
+        ? 'timeout'
+        : isTransient(error)
+          ? 'unavailable'
+          : 'rejected';
   const detail = error instanceof Stripe.errors.StripeError ? `${error.type}${error.code === undefined ? '' : ` ${error.code}`}: ${error.message}` : String(error);
   const wrapped = new PaymentProviderError(`Stripe: could not ${what} (${detail})`, kind);
   (wrapped as { cause?: unknown }).cause = error;

@@ -1,8 +1,13 @@
 import Stripe from 'stripe';
 import { PaymentsError } from '../../payments.errors.js';
 
-/** What a Stripe event asks of the ledger: capture (an authorised PaymentIntent, with auto-capture), or reconcile the payment with Stripe. */
-export type StripeEventAction = 'capture' | 'reconcile';
+import type { ProviderDispute } from '../../record-dispute/record-dispute.flow.js';
+
+/**
+ * What a Stripe event asks of the ledger: capture (an authorised PaymentIntent, with auto-capture),
+ * reconcile the payment with Stripe, or record the dispute the event carries.
+ */
+export type StripeEventAction = 'capture' | 'reconcile' | 'dispute';
 
 /** The event types that concern a payment of ours, and what each one asks; others are answered 2xx and ignored. */
 const ACTIONS: Readonly<Record<string, StripeEventAction>> = {
@@ -15,18 +20,37 @@ const ACTIONS: Readonly<Record<string, StripeEventAction>> = {
   'charge.refund.updated': 'reconcile',
   'refund.created': 'reconcile',
   'refund.updated': 'reconcile',
+  'charge.dispute.created': 'dispute',
+  'charge.dispute.updated': 'dispute',
+  'charge.dispute.closed': 'dispute',
 };
+
+/**
+ * Stripe's dispute statuses as the ledger counts them: `lost` takes the tokens back; `won`, and an
+ * inquiry closed without a chargeback (`warning_closed`) or a dispute prevented, move nothing; every
+ * other status is still open.
+ */
+const DISPUTE_OUTCOMES: Readonly<Record<string, 'won' | 'lost'>> = { won: 'won', warning_closed: 'won', prevented: 'won', lost: 'lost' };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-/** A verified event that concerns a payment of ours. */
-export type StripeNotification = { readonly eventId: string; readonly type: string; readonly action: StripeEventAction; readonly paymentId: string };
+/** A verified event that concerns a payment of ours; a dispute event carries the dispute as Stripe reported it. */
+export type StripeNotification = {
+  readonly eventId: string;
+  readonly type: string;
+  readonly action: StripeEventAction;
+  readonly paymentId: string;
+  readonly dispute?: ProviderDispute;
+};
+
+type EventObject = { object?: string; metadata?: Record<string, string>; payment_intent?: string | { id: string } | null; charge?: string | { id: string } | null };
 
 /**
  * Stripe's webhook deliveries: the signature checked by the SDK over the raw body (Stripe's scheme,
  * `t=…,v1=…`, within the tolerance), then the payment found through the PaymentIntent's metadata
  * (`paymentId`, set when we created it). A charge or refund event names its PaymentIntent, which is
- * read from Stripe for its metadata. Events of PaymentIntents without our metadata are not ours.
+ * read from Stripe for its metadata; a dispute event's dispute is read from Stripe too. Events of
+ * PaymentIntents without our metadata are not ours.
  */
 export class StripeWebhooks {
   constructor(
@@ -50,14 +74,24 @@ export class StripeWebhooks {
   async notificationOf(event: Stripe.Event): Promise<StripeNotification | undefined> {
     const action = ACTIONS[event.type];
     if (action === undefined) return undefined;
-    const paymentId = await this.paymentIdOf(event.data.object as { object?: string; metadata?: Record<string, string>; payment_intent?: string | { id: string } | null });
-    return paymentId === undefined ? undefined : { eventId: event.id, type: event.type, action, paymentId };
+    const object = event.data.object as EventObject;
+    const paymentId = await this.paymentIdOf(object);
+    if (paymentId === undefined) return undefined;
+    const notification = { eventId: event.id, type: event.type, action, paymentId };
+    if (action !== 'dispute') return notification;
+    // As for every event that moves money, the dispute is read from Stripe, not taken from the event.
+    const disputeId = (object as { id?: unknown }).id;
+    if (typeof disputeId !== 'string') throw new Error(`the Stripe dispute event ${event.id} names no dispute`);
+    return { ...notification, dispute: disputeOf(await this.stripe.disputes.retrieve(disputeId)) };
   }
 
-  private async paymentIdOf(object: { object?: string; metadata?: Record<string, string>; payment_intent?: string | { id: string } | null }): Promise<string | undefined> {
+  private async paymentIdOf(object: EventObject): Promise<string | undefined> {
     let metadata = object.object === 'payment_intent' ? object.metadata : undefined;
     if (metadata === undefined) {
-      const intent = object.payment_intent;
+      let intent = object.payment_intent;
+      // A dispute of an older API version names only its charge, whose PaymentIntent is read.
+      const charge = typeof object.charge === 'string' ? object.charge : object.charge?.id;
+      if ((intent === undefined || intent === null) && object.object === 'dispute' && charge !== undefined) intent = (await this.stripe.charges.retrieve(charge)).payment_intent;
       const intentId = typeof intent === 'string' ? intent : intent?.id;
       if (intentId === undefined) return undefined;
       metadata = (await this.stripe.paymentIntents.retrieve(intentId)).metadata;
@@ -65,4 +99,13 @@ export class StripeWebhooks {
     const paymentId = metadata['paymentId']?.toLowerCase();
     return paymentId !== undefined && UUID.test(paymentId) ? paymentId : undefined;
   }
+}
+
+/** The ledger's view of a Stripe `Dispute` as Stripe has it now (API reference: Disputes): its id, where it stands, the money disputed and why. */
+function disputeOf(dispute: Stripe.Dispute): ProviderDispute {
+  if (typeof dispute.id !== 'string' || !Number.isSafeInteger(dispute.amount) || dispute.amount < 1 || typeof dispute.currency !== 'string') {
+    // Signed by Stripe, so not the sender's mistake to answer with a 4xx: a 500, which Stripe retries, and a log line.
+    throw new Error(`the Stripe dispute event carries no valid dispute: ${JSON.stringify({ id: dispute.id, amount: dispute.amount, currency: dispute.currency })}`);
+  }
+  return { disputeId: dispute.id, status: DISPUTE_OUTCOMES[dispute.status] ?? 'open', amount: dispute.amount, currency: dispute.currency.toUpperCase(), reason: String(dispute.reason) };
 }

@@ -83,6 +83,9 @@ export function projectLotChanges(event: TransactionEvent): readonly RowChange[]
       return debit(event.data, 'voided');
     case 'LotExpired':
       return debit(event.data, 'expired');
+    case 'TokensChargedBack':
+    case 'ShortfallCovered':
+      return debit(event.data, null);
     default: {
       const unknown: never = event;
       throw new Error(`token_lots cannot project ${JSON.stringify(unknown)}`);

@@ -1,5 +1,5 @@
 import type { RecordedEvent } from '@app/event-store';
-import { PAYMENT_TIMED_OUT, type PaymentEvent } from '@app/ledger';
+import { PAYMENT_TIMED_OUT, type PaymentDisputeClosed, type PaymentDisputeOpened, type PaymentEvent } from '@app/ledger';
 import type { RowChange } from '../../projection.js';
 
 const INSERT_PAYMENT = `
@@ -51,4 +51,25 @@ export function projectPaymentEvent(recorded: RecordedEvent, event: PaymentEvent
 
 function update(paymentId: string, status: string, providerTransactionId: string | null, metadata: object, at: string, trace: readonly string[]): RowChange {
   return { text: UPDATE_PAYMENT, values: [paymentId, status, providerTransactionId, JSON.stringify(metadata), at, ...trace] };
+}
+
+const UPDATE_DISPUTE = 'UPDATE payments SET dispute_id = $2, dispute_status = $3 WHERE id = $1';
+const UPDATE_SHORTFALL = 'UPDATE user_tokens SET shortfall = $2 WHERE user_id = $1';
+
+/**
+ * A dispute's mark on its `payments` row (its id and status: open, won or lost; the row's status
+ * stays what the payment's lifecycle made it), and a close's shortfall on `user_tokens`.
+ */
+export function projectDisputeEvent(event: PaymentDisputeOpened | PaymentDisputeClosed): readonly RowChange[] {
+  const { paymentId, disputeId } = event.data;
+  if (event.type === 'PaymentDisputeOpened') return [{ text: UPDATE_DISPUTE, values: [paymentId, disputeId, 'open'] }];
+  return [
+    { text: UPDATE_DISPUTE, values: [paymentId, disputeId, event.data.outcome] },
+    { text: UPDATE_SHORTFALL, values: [event.data.userId, event.data.shortfallAfter] },
+  ];
+}
+
+/** The shortfall a cover leaves on `user_tokens`. */
+export function projectShortfall(userId: string, shortfallAfter: number): RowChange {
+  return { text: UPDATE_SHORTFALL, values: [userId, shortfallAfter] };
 }

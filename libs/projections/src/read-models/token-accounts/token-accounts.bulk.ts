@@ -6,15 +6,16 @@ import { lotExpiredDescription } from './token-transaction.view.js';
 export const TOKEN_ACCOUNTS_INLINE_COMMITS = 'token_accounts_inline_commits';
 
 /** The events that make a token_transactions row (`transactionOf`). */
-const TOKEN_TYPES = `events.event_type IN ('TokensPurchased', 'TokensUsed', 'TokensRefunded', 'TokensAdjusted', 'TokensGranted', 'GrantVoided', 'LotExpired')`;
+const TOKEN_TYPES = `events.event_type IN ('TokensPurchased', 'TokensUsed', 'TokensRefunded', 'TokensAdjusted', 'TokensGranted', 'GrantVoided', 'LotExpired',
+                                            'TokensChargedBack', 'ShortfallCovered')`;
 /** The events that record the balance and held total after them: user_tokens takes the last one's. */
 const BALANCE_TYPES = `events.event_type IN ('TokensPurchased', 'TokensUsed', 'TokensRefunded', 'TokensAdjusted', 'TokensGranted', 'GrantVoided', 'LotExpired',
-                                              'TokensHeld', 'HoldSettled', 'HoldReleased', 'HoldExpired')`;
+                                              'TokensChargedBack', 'ShortfallCovered', 'TokensHeld', 'HoldSettled', 'HoldReleased', 'HoldExpired')`;
 const HOLD_END_TYPES = `events.event_type IN ('HoldSettled', 'HoldReleased', 'HoldExpired')`;
 /** Credits: each creates a lot (or, written before lots, adds to the opening lot). */
 const CREDIT_TYPES = `(events.event_type IN ('TokensPurchased', 'TokensGranted') OR (events.event_type = 'TokensAdjusted' AND (data->>'amount')::bigint > 0))`;
 /** Debits: each draws from lots (written before lots: from the opening lot). */
-const DEBIT_TYPES = `(events.event_type IN ('TokensUsed', 'TokensRefunded', 'GrantVoided', 'LotExpired') OR (events.event_type = 'TokensAdjusted' AND (data->>'amount')::bigint < 0))`;
+const DEBIT_TYPES = `(events.event_type IN ('TokensUsed', 'TokensRefunded', 'GrantVoided', 'LotExpired', 'TokensChargedBack', 'ShortfallCovered') OR (events.event_type = 'TokensAdjusted' AND (data->>'amount')::bigint < 0))`;
 const OPENING = `'${OPENING_LOT_ID}'`;
 /** A lot's status after a debit: what closed it (expiry, void, a refund of its purchase), else spent or active by what is left. */
 const CLOSED_STATUSES = `('expired', 'voided', 'refunded')`;
@@ -42,10 +43,10 @@ function insertTransactions(where: string): string {
      SELECT (data->>'transactionId')::uuid, (data->>'userId')::uuid,
             CASE WHEN event_type IN ('TokensPurchased', 'TokensAdjusted', 'TokensGranted') THEN (data->>'amount')::bigint ELSE -(data->>'amount')::bigint END,
             CASE event_type WHEN 'TokensPurchased' THEN 'purchase' WHEN 'TokensUsed' THEN 'usage' WHEN 'TokensRefunded' THEN 'refund'
-                            WHEN 'LotExpired' THEN 'expiry' ELSE 'adjustment' END,
+                            WHEN 'LotExpired' THEN 'expiry' WHEN 'TokensChargedBack' THEN 'chargeback' WHEN 'ShortfallCovered' THEN 'chargeback' ELSE 'adjustment' END,
             CASE WHEN event_type IN ('TokensAdjusted', 'TokensGranted', 'GrantVoided') THEN data->>'reason'
                  WHEN event_type = 'LotExpired' THEN '${expired}' ELSE data->>'description' END,
-            CASE WHEN event_type IN ('TokensPurchased', 'TokensRefunded') THEN (data->>'paymentId')::uuid END,
+            CASE WHEN event_type IN ('TokensPurchased', 'TokensRefunded', 'TokensChargedBack') THEN (data->>'paymentId')::uuid END,
             (data->>'balanceAfter')::bigint, (data->>'occurredAt')::timestamptz, event_id, stream_revision,
             (data->>'holdId')::uuid, data->'lot'->>'lotId', data->'draws', CASE WHEN event_type = 'TokensUsed' THEN data->'metadata' END
        FROM events WHERE ${TOKEN_TYPES} AND ${where}`;
@@ -128,6 +129,28 @@ function updatePayments(where: string): string {
                     FROM events WHERE events.event_type = 'PaymentCaptured' AND data->>'providerTransactionId' IS NOT NULL AND ${where}
                    ORDER BY payment_id, transaction_id DESC, global_position DESC) AS captured ON captured.payment_id = last_event.payment_id
       WHERE payments.id = last_event.payment_id`;
+}
+
+/**
+ * Each disputed payment's dispute id and status after the range's dispute events (the last one in
+ * `$all` order), as `projectDisputeEvent` sets them event by event.
+ */
+function updateDisputes(where: string): string {
+  return `UPDATE payments SET dispute_id = last_event.dispute_id, dispute_status = last_event.dispute_status
+       FROM (SELECT DISTINCT ON (payment_id) (data->>'paymentId')::uuid AS payment_id, data->>'disputeId' AS dispute_id,
+                    CASE event_type WHEN 'PaymentDisputeOpened' THEN 'open' ELSE data->>'outcome' END AS dispute_status
+               FROM events WHERE events.event_type IN ('PaymentDisputeOpened', 'PaymentDisputeClosed') AND ${where}
+              ORDER BY payment_id, transaction_id DESC, global_position DESC) AS last_event
+      WHERE payments.id = last_event.payment_id`;
+}
+
+/** Each account's shortfall after the range: the `shortfallAfter` of its last dispute close or cover in `$all` order. */
+function updateShortfalls(where: string): string {
+  return `UPDATE user_tokens SET shortfall = last_event.shortfall
+       FROM (SELECT DISTINCT ON (user_id) (data->>'userId')::uuid AS user_id, (data->>'shortfallAfter')::bigint AS shortfall
+               FROM events WHERE events.event_type IN ('PaymentDisputeClosed', 'ShortfallCovered') AND ${where}
+              ORDER BY user_id, transaction_id DESC, global_position DESC) AS last_event
+      WHERE user_tokens.user_id = last_event.user_id`;
 }
 
 /** One active `token_holds` row per `TokensHeld`, as `projectHoldEvent` inserts it. */
@@ -225,10 +248,14 @@ export const tokenAccountsBulkLoad: BulkLoad = {
     'TokensGranted',
     'GrantVoided',
     'LotExpired',
+    'PaymentDisputeOpened',
+    'PaymentDisputeClosed',
+    'TokensChargedBack',
+    'ShortfallCovered',
   ],
   // Lots are built in `final`: the opening lot gathers credits of every chunk.
   chunked: [insertTransactions(`${UP_TO} AND ${CHUNK}`), insertPayments(`${UP_TO} AND ${CHUNK}`), insertHolds(`${UP_TO} AND ${CHUNK}`)],
-  final: [upsertBalances(UP_TO, false), updatePayments(UP_TO), endHolds(UP_TO), upsertLots(UP_TO, false), debitLots(UP_TO)],
+  final: [upsertBalances(UP_TO, false), updatePayments(UP_TO), endHolds(UP_TO), upsertLots(UP_TO, false), debitLots(UP_TO), updateDisputes(UP_TO), updateShortfalls(UP_TO)],
   delta: [
     insertTransactions(BETWEEN),
     upsertBalances(BETWEEN, true),
@@ -238,10 +265,12 @@ export const tokenAccountsBulkLoad: BulkLoad = {
     endHolds(BETWEEN),
     upsertLots(BETWEEN, true),
     debitLots(BETWEEN),
+    updateDisputes(BETWEEN),
+    updateShortfalls(BETWEEN),
   ],
   inline: {
     appliedTransactions: TOKEN_ACCOUNTS_INLINE_COMMITS,
-    // Migration 081 (first 042, then 060); the inline-projections spec proves its body equal to these statements.
+    // Migration 110 (first 042, then 060, then 081); the inline-projections spec proves its body equal to these statements.
     function: 'token_accounts_apply_inline',
     statements: (transaction) => {
       const where = ofTransaction(transaction);
@@ -254,6 +283,8 @@ export const tokenAccountsBulkLoad: BulkLoad = {
         endHolds(where),
         upsertLots(where, true),
         debitLots(where),
+        updateDisputes(where),
+        updateShortfalls(where),
       ];
     },
   },

@@ -1,6 +1,6 @@
 import { formatPosition, type RecordedEvent } from '@app/event-store';
 import { TOKEN_ACCOUNT_EVENT_TYPES, type TokenAccountEvent } from '@app/ledger';
-import { projectPaymentEvent } from './payments.projection.js';
+import { projectDisputeEvent, projectPaymentEvent, projectShortfall } from './payments.projection.js';
 import { projectHoldEvent, projectLotChanges } from './holds-and-lots.projection.js';
 import type { Projection, RowChange } from '../../projection.js';
 import { TOKEN_ACCOUNTS_INLINE_COMMITS, tokenAccountsAccountRows, tokenAccountsBulkLoad } from './token-accounts.bulk.js';
@@ -47,7 +47,13 @@ export const tokenAccountsProjection: Projection = {
       case 'TokensGranted':
       case 'GrantVoided':
       case 'LotExpired':
+      case 'TokensChargedBack':
         return [...transactionChanges(recorded, transactionOf(event), event.data.heldAfter ?? 0), ...projectLotChanges(event)];
+      case 'ShortfallCovered':
+        return [...transactionChanges(recorded, transactionOf(event), event.data.heldAfter), ...projectLotChanges(event), projectShortfall(event.data.userId, event.data.shortfallAfter)];
+      case 'PaymentDisputeOpened':
+      case 'PaymentDisputeClosed':
+        return projectDisputeEvent(event);
       case 'TokensHeld':
       case 'HoldSettled':
       case 'HoldReleased':

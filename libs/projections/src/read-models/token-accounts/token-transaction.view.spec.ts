@@ -1,5 +1,5 @@
 import type { RecordedEvent } from '@app/event-store';
-import { TOKEN_ACCOUNT_EVENT_TYPES, type TokenAccountEvent } from '@app/ledger';
+import { SHORTFALL_COVERED_DESCRIPTION, TOKEN_ACCOUNT_EVENT_TYPES, type TokenAccountEvent } from '@app/ledger';
 import { tokenAccountsProjection } from './token-accounts.projection.js';
 import { transactionOf } from './token-transaction.view.js';
 
@@ -26,6 +26,14 @@ const ROW_EVENTS = {
     type: 'LotExpired',
     data: { userId, transactionId, lotId: 'lot-1', amount: 5, expiresAt: occurredAt, draws: [{ lotId: 'lot-1', amount: 5 }], balanceAfter: 30, heldAfter: 2, occurredAt },
   },
+  TokensChargedBack: {
+    type: 'TokensChargedBack',
+    data: { userId, transactionId, paymentId, disputeId: 'dp_1', amount: 25, description: 'Chargeback of token package starter (dispute dp_1)', draws: [{ lotId: 'lot-1', amount: 25 }], balanceAfter: 5, heldAfter: 0, occurredAt },
+  },
+  ShortfallCovered: {
+    type: 'ShortfallCovered',
+    data: { userId, transactionId, amount: 40, description: SHORTFALL_COVERED_DESCRIPTION, draws: [{ lotId: 'lot-2', amount: 40 }], balanceAfter: 60, heldAfter: 0, shortfallAfter: 35, occurredAt },
+  },
 } as const satisfies Record<string, TokenAccountEvent>;
 
 const ROWLESS_EVENTS = {
@@ -48,6 +56,8 @@ const ROWLESS_EVENTS = {
   },
   HoldReleased: { type: 'HoldReleased', data: { userId, holdId: 'hold-1', amount: 5, balanceAfter: 50, heldAfter: 0, occurredAt } },
   HoldExpired: { type: 'HoldExpired', data: { userId, holdId: 'hold-1', amount: 5, expiresAt: occurredAt, balanceAfter: 50, heldAfter: 0, occurredAt } },
+  PaymentDisputeOpened: { type: 'PaymentDisputeOpened', data: { ...ids, disputeId: 'dp_1', amount: 500, currency: 'USD', reason: 'fraudulent' } },
+  PaymentDisputeClosed: { type: 'PaymentDisputeClosed', data: { ...ids, disputeId: 'dp_1', outcome: 'lost', tokens: 100, tokensDebited: 25, shortfallAfter: 75 } },
 } as const satisfies Record<string, TokenAccountEvent>;
 
 const row = { id: transactionId, userId, createdAt: occurredAt, holdId: null, lotId: null, draws: null, metadata: null };
@@ -111,6 +121,19 @@ describe('transactionOf', () => {
     });
   });
 
+  it('makes a chargeback a negative chargeback row of its payment, and a shortfall cover one of no payment', () => {
+    expect(transactionOf(ROW_EVENTS.TokensChargedBack)).toEqual({
+      ...row,
+      amount: -25,
+      transactionType: 'chargeback',
+      description: 'Chargeback of token package starter (dispute dp_1)',
+      paymentId,
+      balanceAfter: 5,
+      draws: [{ lotId: 'lot-1', amount: 25 }],
+    });
+    expect(transactionOf(ROW_EVENTS.ShortfallCovered)).toMatchObject({ amount: -40, transactionType: 'chargeback', description: SHORTFALL_COVERED_DESCRIPTION, paymentId: null, balanceAfter: 60 });
+  });
+
   it('links a usage that settled a hold to the hold and its draws', () => {
     const settled = { type: 'TokensUsed', data: { ...ROW_EVENTS.TokensUsed.data, holdId: 'hold-1', draws: [{ lotId: 'lot-1', amount: 30 }], heldAfter: 0 } } as const;
     expect(transactionOf(settled)).toMatchObject({ transactionType: 'usage', holdId: 'hold-1', draws: [{ lotId: 'lot-1', amount: 30 }] });
@@ -163,6 +186,15 @@ describe('tokenAccountsProjection.project', () => {
     expect(credit?.values).toEqual([userId, 'opening', 'opening', null, null, 100, 100, null, occurredAt]);
     const debit = tokenAccountsProjection.project(recorded(ROW_EVENTS.TokensUsed))[2];
     expect(debit?.values).toEqual([userId, 'opening', 30, null]);
+  });
+
+  it('marks the payment of a dispute event, and sets the shortfall a close or a cover leaves', () => {
+    expect(tokenAccountsProjection.project(recorded(ROWLESS_EVENTS.PaymentDisputeOpened)).map((change) => change.values)).toEqual([[paymentId, 'dp_1', 'open']]);
+    expect(tokenAccountsProjection.project(recorded(ROWLESS_EVENTS.PaymentDisputeClosed)).map((change) => change.values)).toEqual([
+      [paymentId, 'dp_1', 'lost'],
+      [userId, 75],
+    ]);
+    expect(tokenAccountsProjection.project(recorded(ROW_EVENTS.ShortfallCovered)).at(-1)?.values).toEqual([userId, 35]);
   });
 
   it('closes the lot an expiry draws from, and updates only the balance and the hold row for a hold event', () => {

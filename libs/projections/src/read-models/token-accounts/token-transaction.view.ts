@@ -1,6 +1,7 @@
-import type { Draw, GrantVoided, Metadata, LotExpired, TokenAccountEvent, TokensAdjusted, TokensGranted, TokensPurchased, TokensRefunded, TokensUsed } from '@app/ledger';
+import type { Draw, GrantVoided, LotExpired, Metadata, ShortfallCovered, TokenAccountEvent, TokensAdjusted, TokensChargedBack, TokensGranted, TokensPurchased, TokensRefunded, TokensUsed } from '@app/ledger';
 
-export type TransactionType = 'purchase' | 'usage' | 'refund' | 'adjustment' | 'expiry';
+/** `chargeback`: tokens a lost payment dispute took back, at once or later by paying off the shortfall (ADR 0024). */
+export type TransactionType = 'purchase' | 'usage' | 'refund' | 'adjustment' | 'expiry' | 'chargeback';
 
 /** A `token_transactions` row as the API shows it. `amount` is signed: negative for usage and refunds. */
 export type TransactionView = {
@@ -23,7 +24,7 @@ export type TransactionView = {
 };
 
 /** The token account events that make a transaction row; the payment lifecycle and hold events make none. */
-export type TransactionEvent = TokensPurchased | TokensUsed | TokensRefunded | TokensAdjusted | TokensGranted | GrantVoided | LotExpired;
+export type TransactionEvent = TokensPurchased | TokensUsed | TokensRefunded | TokensAdjusted | TokensGranted | GrantVoided | LotExpired | TokensChargedBack | ShortfallCovered;
 
 /** What an expiry row says, in `transactionOf` and its SQL twin alike. */
 export function lotExpiredDescription(lotId: string): string {
@@ -62,6 +63,12 @@ export function transactionOf(event: TokenAccountEvent): TransactionView | null 
       return row(event.data, { amount: -event.data.amount, transactionType: 'adjustment', description: event.data.reason, paymentId: null });
     case 'LotExpired':
       return row(event.data, { amount: -event.data.amount, transactionType: 'expiry', description: lotExpiredDescription(event.data.lotId), paymentId: null });
+    case 'TokensChargedBack':
+      return row(event.data, { amount: -event.data.amount, transactionType: 'chargeback', description: event.data.description, paymentId: event.data.paymentId });
+    case 'ShortfallCovered':
+      return row(event.data, { amount: -event.data.amount, transactionType: 'chargeback', description: event.data.description, paymentId: null });
+    case 'PaymentDisputeOpened':
+    case 'PaymentDisputeClosed':
     case 'TokensHeld':
     case 'HoldSettled':
     case 'HoldReleased':

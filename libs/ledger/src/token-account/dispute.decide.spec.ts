@@ -1,0 +1,243 @@
+import { fold } from '../decider.js';
+import { LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
+import { deciderSpecification } from '../testing/decider-specification.js';
+import type { RecordDispute } from './dispute.commands.js';
+import { SHORTFALL_COVERED_DESCRIPTION, type PaymentDisputeClosed, type PaymentDisputeOpened, type ShortfallCovered, type TokensChargedBack } from './dispute.events.js';
+import { derivedTransactionId } from './lot.state.js';
+import type { PaymentCaptured, PaymentInitiated } from './payment.events.js';
+import type { TokenAccountCommand } from './token-account.commands.js';
+import { tokenAccountDecider } from './token-account.decider.js';
+import type { TokenAccountEvent, TokensPurchased, TokensUsed } from './token-account.events.js';
+import { tokenAccountSnapshot } from './token-account.snapshot.js';
+import type { TokensGranted, TokensHeld } from './hold.events.js';
+
+const userId = '11111111-1111-4111-8111-111111111111';
+const paymentId = '22222222-2222-4222-8222-222222222222';
+const orderId = 'pi_1';
+const purchaseLot = 'purchase-tx';
+const disputeId = 'dp_1';
+const startedAt = new Date('2026-11-24T12:00:00.000Z');
+const capturedAt = new Date('2026-11-24T12:10:00.000Z');
+const disputedAt = new Date('2026-11-25T09:00:00.000Z');
+const closedAt = new Date('2026-12-20T09:00:00.000Z');
+const spec = deciderSpecification(tokenAccountDecider);
+
+const initiated: PaymentInitiated = {
+  type: 'PaymentInitiated',
+  data: { userId, paymentId, orderId, packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'stripe', occurredAt: startedAt.toISOString(), expiresAt: '2026-11-24T13:00:00.000Z' },
+};
+const captured: PaymentCaptured = { type: 'PaymentCaptured', data: { userId, paymentId, orderId, providerTransactionId: 'ch_1', occurredAt: capturedAt.toISOString() } };
+const purchased: TokensPurchased = {
+  type: 'TokensPurchased',
+  data: {
+    userId,
+    transactionId: purchaseLot,
+    paymentId,
+    amount: 100,
+    description: 'Token package starter',
+    balanceAfter: 100,
+    occurredAt: capturedAt.toISOString(),
+    lot: { lotId: purchaseLot, priority: LOT_PRIORITY_DEFAULT, expiresAt: null },
+    heldAfter: 0,
+  },
+};
+const paid = [initiated, captured, purchased];
+const granted = (amount: number, balanceAfter: number, heldAfter = 0): TokensGranted => ({
+  type: 'TokensGranted',
+  data: { userId, transactionId: 'grant-tx', amount, reason: 'Welcome', lot: { lotId: 'grant-tx', priority: 10, expiresAt: null }, balanceAfter, heldAfter, occurredAt: capturedAt.toISOString() },
+});
+const used = (amount: number, balanceAfter: number, draws = [{ lotId: purchaseLot, amount }]): TokensUsed => ({
+  type: 'TokensUsed',
+  data: { userId, transactionId: 'use-tx', amount, description: null, balanceAfter, occurredAt: capturedAt.toISOString(), draws, heldAfter: 0 },
+});
+
+function dispute(status: RecordDispute['data']['status'], now = status === 'open' ? disputedAt : closedAt, id = disputeId): RecordDispute {
+  return { type: 'RecordDispute', data: { userId, paymentId, disputeId: id, status, amount: 500, currency: 'USD', reason: 'fraudulent', transactionId: 'dispute-tx', now } };
+}
+const opened: PaymentDisputeOpened = {
+  type: 'PaymentDisputeOpened',
+  data: { userId, paymentId, orderId, disputeId, amount: 500, currency: 'USD', reason: 'fraudulent', occurredAt: disputedAt.toISOString() },
+};
+const closed = (outcome: 'won' | 'lost', tokens: number, tokensDebited: number, shortfallAfter: number, at = closedAt): PaymentDisputeClosed => ({
+  type: 'PaymentDisputeClosed',
+  data: { userId, paymentId, orderId, disputeId, outcome, tokens, tokensDebited, shortfallAfter, occurredAt: at.toISOString() },
+});
+const chargedBack = (amount: number, balanceAfter: number, draws: TokensChargedBack['data']['draws'], heldAfter = 0): TokensChargedBack => ({
+  type: 'TokensChargedBack',
+  data: {
+    userId,
+    transactionId: 'dispute-tx',
+    paymentId,
+    disputeId,
+    amount,
+    description: `Chargeback of token package starter (dispute ${disputeId})`,
+    balanceAfter,
+    heldAfter,
+    draws,
+    occurredAt: closedAt.toISOString(),
+  },
+});
+const state = (events: readonly TokenAccountEvent[]) => fold(tokenAccountDecider, tokenAccountDecider.initialState, events);
+
+describe('disputes: recorded by dispute id, in any order', () => {
+  it('records an opened dispute and moves no tokens', () => {
+    spec.given(paid).when(dispute('open')).then([opened]);
+  });
+
+  it('decides nothing for a repeated open, a repeated close or an open that arrives after the close', () => {
+    spec.given([...paid, opened]).when(dispute('open')).thenNothing();
+    spec.given([...paid, opened, closed('won', 0, 0, 0)]).when(dispute('won')).thenNothing();
+    spec.given([...paid, opened, closed('won', 0, 0, 0)]).when(dispute('open')).thenNothing();
+    spec.given([...paid, opened, closed('lost', 100, 100, 0), chargedBack(100, 0, [{ lotId: purchaseLot, amount: 100 }])]).when(dispute('lost')).thenNothing();
+  });
+
+  it('keeps the first close: a closed dispute reported with another outcome decides nothing', () => {
+    spec.given([...paid, opened, closed('won', 0, 0, 0)]).when(dispute('lost')).thenNothing();
+  });
+
+  it('records the opening with the close when the close arrives first', () => {
+    spec
+      .given(paid)
+      .when(dispute('lost'))
+      .then([{ ...opened, data: { ...opened.data, occurredAt: closedAt.toISOString() } }, closed('lost', 100, 100, 0), chargedBack(100, 0, [{ lotId: purchaseLot, amount: 100 }])]);
+  });
+
+  it('takes nothing when the dispute is won', () => {
+    spec.given([...paid, opened]).when(dispute('won')).then([closed('won', 0, 0, 0)]);
+  });
+
+  it('refuses a dispute of a payment not captured (PAYMENT_NOT_CAPTURED) or unknown (PAYMENT_NOT_FOUND)', () => {
+    spec.given([initiated]).when(dispute('open')).thenThrows('PAYMENT_NOT_CAPTURED', { paymentId, paymentStatus: 'PENDING' });
+    spec.given([]).when(dispute('open')).thenThrows('PAYMENT_NOT_FOUND', { paymentId });
+  });
+});
+
+describe('disputes: a lost dispute takes the purchase back', () => {
+  it('debits the purchase lot first, then the other lots in draw-down order', () => {
+    // 60 of the purchase spent; a grant of 50 holds the rest the dispute takes.
+    const history = [...paid, granted(50, 150), used(60, 90), opened];
+    spec
+      .given(history)
+      .when(dispute('lost'))
+      .then([
+        closed('lost', 100, 90, 10),
+        chargedBack(90, 0, [
+          { lotId: purchaseLot, amount: 40 },
+          { lotId: 'grant-tx', amount: 50 },
+        ]),
+      ]);
+  });
+
+  it('records the part the account no longer holds as its shortfall', () => {
+    const after = state([...paid, used(70, 30), opened, closed('lost', 100, 30, 70), chargedBack(30, 0, [{ lotId: purchaseLot, amount: 30 }])]);
+    expect({ balance: after.balance, shortfall: after.shortfall }).toEqual({ balance: 0, shortfall: 70 });
+  });
+
+  it('leaves held tokens with their hold: only free tokens are taken', () => {
+    const held: TokensHeld = {
+      type: 'TokensHeld',
+      data: { userId, holdId: 'hold-1', amount: 30, description: null, expiresAt: '2026-12-31T00:00:00.000Z', draws: [{ lotId: purchaseLot, amount: 30 }], balanceAfter: 100, heldAfter: 30, occurredAt: capturedAt.toISOString() },
+    };
+    spec
+      .given([...paid, held, opened])
+      .when(dispute('lost'))
+      .then([closed('lost', 100, 70, 30), chargedBack(70, 30, [{ lotId: purchaseLot, amount: 70 }], 30)]);
+  });
+
+  it('takes nothing more of a payment a refund already took back', () => {
+    const refunded: TokenAccountEvent[] = [
+      { type: 'PaymentRefunded', data: { userId, paymentId, orderId, providerRefundId: 're_1', tokens: 100, tokensDebited: 100, occurredAt: capturedAt.toISOString() } },
+      { type: 'TokensRefunded', data: { userId, transactionId: 'refund-tx', paymentId, amount: 100, description: null, balanceAfter: 0, occurredAt: capturedAt.toISOString(), draws: [{ lotId: purchaseLot, amount: 100 }], heldAfter: 0 } },
+    ];
+    spec.given([...paid, ...refunded, opened]).when(dispute('lost')).then([closed('lost', 0, 0, 0)]);
+  });
+
+  it('refuses a refund of a payment with an open or lost dispute (PAYMENT_DISPUTED), and allows one after a won dispute', () => {
+    const request: TokenAccountCommand = { type: 'RequestRefund', data: { userId, paymentId, now: closedAt } };
+    spec.given([...paid, opened]).when(request).thenThrows('PAYMENT_DISPUTED', { paymentId, disputeId, disputeStatus: 'open' });
+    spec.given([...paid, opened, closed('won', 0, 0, 0)]).when(request).then([{ type: 'PaymentRefundRequested', data: { userId, paymentId, orderId, tokens: 100, occurredAt: closedAt.toISOString() } }]);
+  });
+
+  it('takes nothing again when the provider reports a refund of a payment whose dispute was lost', () => {
+    const history = [...paid, opened, closed('lost', 100, 100, 0), chargedBack(100, 0, [{ lotId: purchaseLot, amount: 100 }])];
+    spec
+      .given(history)
+      .when({ type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 're_1', transactionId: 'refund-tx', now: closedAt } })
+      .then([{ type: 'PaymentRefunded', data: { userId, paymentId, orderId, providerRefundId: 're_1', tokens: 100, tokensDebited: 0, occurredAt: closedAt.toISOString() } }]);
+  });
+});
+
+describe('disputes: the shortfall blocks spending until credits cover it', () => {
+  const inShortfall = [...paid, used(70, 30), opened, closed('lost', 100, 30, 70), chargedBack(30, 0, [{ lotId: purchaseLot, amount: 30 }])];
+  const later = new Date('2026-12-21T09:00:00.000Z');
+
+  it('refuses usage and new holds with ACCOUNT_IN_SHORTFALL and the amount owed', () => {
+    spec.given(inShortfall).when({ type: 'UseTokens', data: { userId, amount: 1, description: null, transactionId: 'use-2', now: later } }).thenThrows('ACCOUNT_IN_SHORTFALL', { shortfall: 70 });
+    spec
+      .given(inShortfall)
+      .when({ type: 'HoldTokens', data: { userId, holdId: 'hold-2', amount: 1, description: null, ttlSeconds: 60, ttlSecondsMax: 3600, transactionId: 'hold-tx', now: later } })
+      .thenThrows('ACCOUNT_IN_SHORTFALL', { shortfall: 70 });
+  });
+
+  it('pays the shortfall off first from a later credit, and spends again once it is covered', () => {
+    const grant: TokenAccountCommand = { type: 'GrantTokens', data: { userId, amount: 50, reason: 'Goodwill', priority: 10, expiresAt: null, transactionId: 'grant-2', now: later } };
+    const grantedLater: TokensGranted = {
+      type: 'TokensGranted',
+      data: { userId, transactionId: 'grant-2', amount: 50, reason: 'Goodwill', lot: { lotId: 'grant-2', priority: 10, expiresAt: null }, balanceAfter: 50, heldAfter: 0, occurredAt: later.toISOString() },
+    };
+    const covered = (amount: number, balanceAfter: number, shortfallAfter: number, lotId: string, transactionId: string): ShortfallCovered => ({
+      type: 'ShortfallCovered',
+      data: {
+        userId,
+        transactionId: derivedTransactionId(transactionId, 'shortfall-covered'),
+        amount,
+        description: SHORTFALL_COVERED_DESCRIPTION,
+        balanceAfter,
+        heldAfter: 0,
+        shortfallAfter,
+        draws: [{ lotId, amount }],
+        occurredAt: later.toISOString(),
+      },
+    });
+    spec.given(inShortfall).when(grant).then([grantedLater, covered(50, 0, 20, 'grant-2', 'grant-2')]);
+    const partlyCovered = [...inShortfall, grantedLater, covered(50, 0, 20, 'grant-2', 'grant-2')];
+    const purchase: TokenAccountCommand = { type: 'AddTokens', data: { userId, paymentId: 'direct-1', amount: 100, description: null, transactionId: 'buy-2', now: later } };
+    const bought: TokensPurchased = {
+      type: 'TokensPurchased',
+      data: { userId, transactionId: 'buy-2', paymentId: 'direct-1', amount: 100, description: null, balanceAfter: 100, occurredAt: later.toISOString(), lot: { lotId: 'buy-2', priority: LOT_PRIORITY_DEFAULT, expiresAt: null }, heldAfter: 0 },
+    };
+    spec.given(partlyCovered).when(purchase).then([bought, covered(20, 80, 0, 'buy-2', 'buy-2')]);
+    const settled = state([...partlyCovered, bought, covered(20, 80, 0, 'buy-2', 'buy-2')]);
+    expect({ balance: settled.balance, shortfall: settled.shortfall }).toEqual({ balance: 80, shortfall: 0 });
+    expect(tokenAccountDecider.decide({ type: 'UseTokens', data: { userId, amount: 80, description: null, transactionId: 'use-3', now: later } }, settled).map((event) => event.type)).toEqual(['TokensUsed']);
+  });
+
+  it('pays the shortfall off from the tokens a released hold gives back', () => {
+    const held: TokensHeld = {
+      type: 'TokensHeld',
+      data: { userId, holdId: 'hold-9', amount: 30, description: null, expiresAt: '2026-12-31T00:00:00.000Z', draws: [{ lotId: purchaseLot, amount: 30 }], balanceAfter: 100, heldAfter: 30, occurredAt: capturedAt.toISOString() },
+    };
+    // 70 free tokens charged back, 30 held: the dispute owed 100, so 30 are owed until the hold ends.
+    const history = [...paid, held, opened, closed('lost', 100, 70, 30), chargedBack(70, 30, [{ lotId: purchaseLot, amount: 70 }], 30)];
+    const events = tokenAccountDecider.decide({ type: 'ReleaseHold', data: { userId, holdId: 'hold-9', transactionId: 'release-tx', now: later } }, state(history));
+    expect(events.map((event) => event.type)).toEqual(['HoldReleased', 'ShortfallCovered']);
+    expect(events[1]?.data).toMatchObject({ amount: 30, balanceAfter: 0, shortfallAfter: 0, draws: [{ lotId: purchaseLot, amount: 30 }] });
+  });
+
+  it('takes nothing for a payment whose refund is pending: the refund takes its tokens', () => {
+    const requested: TokenAccountEvent = { type: 'PaymentRefundRequested', data: { userId, paymentId, orderId, tokens: 100, occurredAt: capturedAt.toISOString() } };
+    spec.given([...paid, requested, opened]).when(dispute('lost')).then([closed('lost', 0, 0, 0)]);
+  });
+
+  it('fails loudly on a stream whose close records a shortfall replay does not give', () => {
+    expect(() => state([...paid, used(70, 30), opened, closed('lost', 100, 30, 60)])).toThrow('records shortfallAfter 60, replay gives 70');
+  });
+
+  it('keeps disputes and the shortfall in the snapshot, and ignores snapshots of version 3', () => {
+    const current = state(inShortfall);
+    const decoded = tokenAccountSnapshot.decode(JSON.parse(JSON.stringify(tokenAccountSnapshot.encode(current))));
+    expect({ shortfall: decoded.shortfall, disputes: decoded.disputes.toJS() }).toEqual({ shortfall: 70, disputes: current.disputes.toJS() });
+    expect(tokenAccountSnapshot.version).toBe(4);
+    expect(() => tokenAccountSnapshot.decode({ ...(tokenAccountSnapshot.encode(current) as object), shortfall: -1 })).toThrow('shortfall is not a count');
+  });
+});

@@ -1,0 +1,164 @@
+import { invariant, LedgerError } from '../ledger.errors.js';
+import { BALANCE_MAX, CURRENCY_PATTERN, isMoneyAmount } from '../ledger.limits.js';
+import type { RecordDispute } from './dispute.commands.js';
+import { SHORTFALL_COVERED_DESCRIPTION, type DisputeEvent, type PaymentDisputeClosed, type ShortfallCovered, type TokensChargedBack } from './dispute.events.js';
+import type { Dispute } from './dispute.state.js';
+import { compareDrawOrder, derivedTransactionId, freeOf, isLive, OPENING_LOT_ID, type Draw, type Lot } from './lot.state.js';
+import type { Payment } from './payment.state.js';
+import type { TokenAccountState } from './token-account.state.js';
+
+/**
+ * Records a dispute as the provider reports it now. Unknown: `PaymentDisputeOpened`, and when it is
+ * already closed, `PaymentDisputeClosed` after it (a `closed` notification that overtook its
+ * `created`). Known and open: a close, or nothing. Known and closed: nothing, whatever is reported
+ * (a closed dispute is final). A lost dispute takes back what the purchase credited (`tokensOwed`)
+ * from the free tokens, the purchase's own lot first; the part the account no longer holds is added
+ * to the shortfall. Only a captured payment can be disputed (PAYMENT_NOT_CAPTURED: the caller
+ * settles the payment with the provider first).
+ */
+export function recordDispute({ data }: RecordDispute, state: TokenAccountState): readonly DisputeEvent[] {
+  invariant(data.disputeId !== '' && isMoneyAmount(data.amount) && CURRENCY_PATTERN.test(data.currency), `dispute ${data.disputeId} of ${data.amount} ${data.currency} is not valid`);
+  const payment = state.payments.get(data.paymentId);
+  if (payment === undefined) throw new LedgerError('PAYMENT_NOT_FOUND', `payment ${data.paymentId} does not exist on this account`, { paymentId: data.paymentId });
+  if (payment.status !== 'COMPLETED' && payment.status !== 'REFUND_PENDING' && payment.status !== 'REFUNDED') {
+    throw new LedgerError('PAYMENT_NOT_CAPTURED', `payment ${payment.paymentId} is ${payment.status}; only a captured payment can be disputed`, {
+      paymentId: payment.paymentId,
+      paymentStatus: payment.status,
+    });
+  }
+  const earlier = state.disputes.get(data.disputeId);
+  invariant(earlier === undefined || earlier.paymentId === payment.paymentId, `dispute ${data.disputeId} is about payment ${String(earlier?.paymentId)}, not ${payment.paymentId}`);
+  if (earlier !== undefined && (earlier.status !== 'open' || data.status === 'open')) return [];
+  const occurredAt = data.now.toISOString();
+  const ids = { userId: payment.userId, paymentId: payment.paymentId, orderId: payment.orderId, disputeId: data.disputeId };
+  const opened: DisputeEvent[] = earlier === undefined ? [{ type: 'PaymentDisputeOpened', data: { ...ids, amount: data.amount, currency: data.currency, reason: data.reason, occurredAt } }] : [];
+  if (data.status === 'open') return opened;
+  if (data.status === 'won') return [...opened, closed(ids, 'won', 0, [], state.shortfall, occurredAt)];
+  const tokens = tokensOwed(payment);
+  const draws = chargebackDraws(state, payment.paymentId, tokens, data.now);
+  const debited = sumOf(draws);
+  if (tokens - debited > BALANCE_MAX - state.shortfall) {
+    // Only reachable with purchases near BALANCE_MAX; refused, as a credit that would overflow is.
+    throw new LedgerError('BALANCE_OUT_OF_RANGE', `a shortfall of ${state.shortfall + tokens - debited} tokens would exceed ${BALANCE_MAX}`, { balance: state.balance, requested: tokens - debited });
+  }
+  const close = closed(ids, 'lost', tokens, draws, state.shortfall + tokens - debited, occurredAt);
+  if (debited === 0) return [...opened, close];
+  const chargedBack: TokensChargedBack = {
+    type: 'TokensChargedBack',
+    data: {
+      userId: payment.userId,
+      transactionId: data.transactionId,
+      paymentId: payment.paymentId,
+      disputeId: data.disputeId,
+      amount: debited,
+      description: `Chargeback of token package ${payment.packageId} (dispute ${data.disputeId})`,
+      balanceAfter: state.balance - debited,
+      heldAfter: state.held,
+      draws,
+      occurredAt,
+    },
+  };
+  return [...opened, close, chargedBack];
+}
+
+function closed(
+  ids: { readonly userId: string; readonly paymentId: string; readonly orderId: string; readonly disputeId: string },
+  outcome: PaymentDisputeClosed['data']['outcome'],
+  tokens: number,
+  draws: readonly Draw[],
+  shortfallAfter: number,
+  occurredAt: string,
+): PaymentDisputeClosed {
+  return { type: 'PaymentDisputeClosed', data: { ...ids, outcome, tokens, tokensDebited: sumOf(draws), shortfallAfter, occurredAt } };
+}
+
+/**
+ * The tokens a lost dispute takes back: what the purchase credited, less what a refund already took
+ * back. A payment whose refund is pending owes nothing here: its refund reserved all its tokens and
+ * takes them when the provider's refund is recorded.
+ */
+export function tokensOwed(payment: Payment): number {
+  switch (payment.status) {
+    case 'COMPLETED':
+      return payment.tokens;
+    case 'REFUNDED':
+      return payment.tokens - (payment.tokensDebited ?? payment.tokens);
+    case 'REFUND_PENDING':
+    case 'PENDING':
+    case 'FAILED':
+      return 0;
+  }
+}
+
+/**
+ * Up to `tokens` from the free tokens of the live lots (held tokens and tokens reserved for a refund
+ * stay where they are): the purchase's own lot first, then the others in draw-down order.
+ */
+function chargebackDraws(state: TokenAccountState, paymentId: string, tokens: number, now: Date): readonly Draw[] {
+  const ownLotId = state.purchases.get(paymentId)?.lot?.lotId ?? OPENING_LOT_ID;
+  const lots = freeLots(state, now).sort((left, right) => Number(right.lotId === ownLotId) - Number(left.lotId === ownLotId) || compareDrawOrder(left, right));
+  return drawUpTo(lots, tokens);
+}
+
+/**
+ * What pays off the shortfall once a decision has left free tokens on the account (a credit, or a
+ * hold that ended): as much of the shortfall as the free tokens cover, in draw-down order. Nothing
+ * while the shortfall is 0 or nothing is free.
+ */
+export function shortfallCovered(state: TokenAccountState, sweep: { readonly userId: string; readonly now: Date; readonly transactionId?: string }): readonly ShortfallCovered[] {
+  if (state.shortfall === 0) return [];
+  const draws = drawUpTo(freeLots(state, sweep.now).sort(compareDrawOrder), state.shortfall);
+  const amount = sumOf(draws);
+  if (amount === 0) return [];
+  invariant(sweep.transactionId !== undefined, 'a decision that frees tokens during a shortfall carries no transaction id');
+  return [
+    {
+      type: 'ShortfallCovered',
+      data: {
+        userId: sweep.userId,
+        transactionId: derivedTransactionId(sweep.transactionId, 'shortfall-covered'),
+        amount,
+        description: SHORTFALL_COVERED_DESCRIPTION,
+        balanceAfter: state.balance - amount,
+        heldAfter: state.held,
+        shortfallAfter: state.shortfall - amount,
+        draws,
+        occurredAt: sweep.now.toISOString(),
+      },
+    },
+  ];
+}
+
+/** Spending on the user's behalf (usage, a new hold) is refused while lost disputes are not paid off. */
+export function assertNoShortfall(state: TokenAccountState): void {
+  if (state.shortfall > 0) {
+    throw new LedgerError('ACCOUNT_IN_SHORTFALL', `the account owes ${state.shortfall} tokens of lost payment disputes; a purchase or grant covers them first`, {
+      shortfall: state.shortfall,
+    });
+  }
+}
+
+/** A dispute of this payment that is open or lost, if any: its refund is refused (the money goes back through the dispute). */
+export function blockingDisputeOf(state: TokenAccountState, paymentId: string): Dispute | undefined {
+  return state.disputes.find((dispute) => dispute.paymentId === paymentId && dispute.status !== 'won');
+}
+
+function freeLots(state: TokenAccountState, now: Date): Lot[] {
+  return [...state.lots.values()].filter((lot) => isLive(lot, now) && freeOf(lot) > 0);
+}
+
+function drawUpTo(lots: readonly Lot[], amount: number): readonly Draw[] {
+  const draws: Draw[] = [];
+  let rest = amount;
+  for (const lot of lots) {
+    if (rest === 0) break;
+    const taken = Math.min(freeOf(lot), rest);
+    draws.push({ lotId: lot.lotId, amount: taken });
+    rest -= taken;
+  }
+  return draws;
+}
+
+function sumOf(draws: readonly Draw[]): number {
+  return draws.reduce((total, draw) => total + draw.amount, 0);
+}

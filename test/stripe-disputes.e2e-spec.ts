@@ -1,0 +1,280 @@
+import { randomUUID } from 'node:crypto';
+import { CommandHandling, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
+import { EVENT_STORE, type EventStore } from '@app/event-store';
+import { DEFAULT_TOKEN_PACKAGES, PAYMENT_PROVIDER, PaymentStreams, PaymentWorkflow, stripeClient, type PaymentFaultPoint, type PaymentProvider } from '@app/payments';
+import { FakeStripeServer, type FakeStripeEvent } from './support/fake-stripe/fake-stripe-server.js';
+import { startTestApp, startTestAppOn, TEST_ACTOR, type TestApp } from './support/test-app.js';
+
+/**
+ * Payment disputes (chargebacks) with PAYMENT_PROVIDER=stripe, against the fake Stripe server (its
+ * Dispute objects and signed `charge.dispute.*` events follow Stripe's documented shapes; it is not
+ * Stripe). A lost dispute takes the purchase's tokens back; what the account no longer holds is its
+ * shortfall, which refuses usage and holds until a credit covers it (ADR 0024).
+ */
+let fake: FakeStripeServer;
+let testApp: TestApp;
+let secondApp: TestApp;
+
+const HOUR_MS = 3_600_000;
+
+beforeAll(async () => {
+  fake = new FakeStripeServer();
+  await fake.start();
+  const stripe = {
+    PAYMENT_JOBS_ENABLED: 'false',
+    PAYMENT_PROVIDER: 'stripe',
+    STRIPE_SECRET_KEY: fake.secretKey,
+    STRIPE_WEBHOOK_SECRET: fake.webhookSecret,
+    STRIPE_API_URL: fake.url,
+    STRIPE_TIMEOUT_MS: '300',
+    STRIPE_MAX_NETWORK_RETRIES: '2',
+    STRIPE_AUTO_CAPTURE: 'false',
+  };
+  testApp = await startTestApp(stripe);
+  secondApp = await startTestAppOn(testApp.database, stripe);
+});
+
+afterAll(async () => {
+  await secondApp.close();
+  await testApp.close();
+  await fake.stop();
+});
+
+const http = () => testApp.http();
+const context = (): CommandContext => ({ requestId: randomUUID(), actor: TEST_ACTOR });
+
+/** A Stripe purchase of `packageId`, paid by the buyer and captured: its tokens credited. */
+async function purchased(userId: string, packageId = 'starter') {
+  const bought = (await http().post('/v1/payments').send({ userId, packageId }).expect(201)).body as { paymentId: string; orderId: string };
+  expect(fake.confirmAsCustomer(bought.orderId).status).toBe(200);
+  await http().post(`/v1/payments/${bought.paymentId}/capture`).send().expect(200);
+  return bought;
+}
+
+function deliver(event: FakeStripeEvent | object, app = testApp) {
+  const signed = fake.signed(event);
+  return app.anonymous().post('/v1/payments/webhooks/stripe').set('content-type', 'application/json; charset=utf-8').set('stripe-signature', signed.signature).send(signed.body);
+}
+
+/** The event of `type` about this dispute (the last one). */
+function disputeEvent(type: 'charge.dispute.created' | 'charge.dispute.closed', disputeId: string): FakeStripeEvent {
+  const found = fake.eventsOf(type, disputeId).at(-1);
+  if (found === undefined) throw new Error(`no ${type} event for ${disputeId}`);
+  return found;
+}
+
+const use = (userId: string, amount: number, app = testApp) => app.http().post(`/v1/accounts/${userId}/usage`).send({ amount });
+const balanceOf = async (userId: string) => (await http().get(`/v1/accounts/${userId}/balance`).expect(200)).body as { balance: number; held: number; available: number; shortfall?: number };
+
+async function eventTypes(userId: string): Promise<string[]> {
+  const result = await testApp.database.pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [`token-account-${userId}`]);
+  return result.rows.map((row) => row.event_type);
+}
+
+/** The read models of the account: its totals, its chargeback history rows, and the dispute marks of its payments. */
+async function readModels(userId: string) {
+  const pool = testApp.database.pool;
+  const totals = await pool.query<{ balance: string; shortfall: string; history: string }>(
+    `SELECT balance::text, shortfall::text, (SELECT coalesce(sum(amount), 0)::text FROM token_transactions WHERE user_id = $1) AS history FROM user_tokens WHERE user_id = $1`,
+    [userId],
+  );
+  const chargebacks = await pool.query<{ amount: string; payment_id: string | null }>(
+    `SELECT amount::text, payment_id::text FROM token_transactions WHERE user_id = $1 AND transaction_type = 'chargeback' ORDER BY stream_revision`,
+    [userId],
+  );
+  const payments = await pool.query<{ id: string; status: string; dispute_id: string | null; dispute_status: string | null }>('SELECT id::text, status, dispute_id, dispute_status FROM payments WHERE user_id = $1 ORDER BY created_at', [
+    userId,
+  ]);
+  return { totals: totals.rows[0], chargebacks: chargebacks.rows.map((row) => [Number(row.amount), row.payment_id]), payments: payments.rows };
+}
+
+/** The audit API's verification of the stream and the read models, and its replayed summary. */
+async function expectAudited(userId: string, shortfall: number): Promise<void> {
+  const verify = await http().get(`/v1/audit/accounts/${userId}/verify`).expect(200);
+  expect(verify.body).toMatchObject({ ok: true, readModels: { differences: [], replayError: null } });
+  const asOf = await http().get(`/v1/audit/accounts/${userId}/balance?at=${encodeURIComponent(new Date(Date.now() + HOUR_MS).toISOString())}`).expect(200);
+  expect(asOf.body).toMatchObject({ shortfall });
+}
+
+const PURCHASED = ['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased'];
+
+describe('Stripe disputes', () => {
+  it('records an opened dispute, then takes the tokens back when it is lost', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
+    const dispute = fake.openDispute(orderId);
+    expect((await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false });
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentDisputeOpened']);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 100 });
+    expect((await readModels(userId)).payments).toEqual([{ id: paymentId, status: 'COMPLETED', dispute_id: dispute.id, dispute_status: 'open' }]);
+    // While the dispute is open, the money cannot also be refunded.
+    expect((await http().post(`/v1/payments/${paymentId}/refund`).send().expect(409)).body).toMatchObject({ code: 'PAYMENT_DISPUTED', disputeId: dispute.id, disputeStatus: 'open' });
+
+    fake.closeDispute(dispute.id, 'lost');
+    await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack']);
+    expect(await balanceOf(userId)).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
+    expect(await readModels(userId)).toEqual({
+      totals: { balance: '0', shortfall: '0', history: '0' },
+      chargebacks: [[-100, paymentId]],
+      payments: [{ id: paymentId, status: 'COMPLETED', dispute_id: dispute.id, dispute_status: 'lost' }],
+    });
+    await expectAudited(userId, 0);
+  });
+
+  it('takes nothing when the dispute is won', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
+    const dispute = fake.openDispute(orderId);
+    await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200);
+    fake.closeDispute(dispute.id, 'won');
+    await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentDisputeOpened', 'PaymentDisputeClosed']);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 100 });
+    expect((await readModels(userId)).payments).toEqual([{ id: paymentId, status: 'COMPLETED', dispute_id: dispute.id, dispute_status: 'won' }]);
+    expect((await use(userId, 100).expect(201)).body).toMatchObject({ balance: 0 });
+  });
+
+  it('records the part already spent as a shortfall, refuses spending until a purchase covers it, then spends again', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
+    await use(userId, 70).expect(201);
+    const dispute = fake.openDispute(orderId);
+    fake.closeDispute(dispute.id, 'lost');
+    await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
+    expect(await balanceOf(userId)).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null, shortfall: 70 });
+    const refused = await use(userId, 1).expect(409);
+    expect(refused.body).toMatchObject({ code: 'ACCOUNT_IN_SHORTFALL', shortfall: 70 });
+    expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect((await http().post(`/v1/accounts/${userId}/holds`).send({ amount: 1 }).expect(409)).body).toMatchObject({ code: 'ACCOUNT_IN_SHORTFALL', shortfall: 70 });
+    await expectAudited(userId, 70);
+
+    // The next purchase (100) pays the 70 off first; 30 are left to spend.
+    const next = await purchased(userId);
+    expect(await balanceOf(userId)).toEqual({ userId, balance: 30, held: 0, available: 30, nextExpiry: null });
+    expect((await readModels(userId)).chargebacks).toEqual([
+      [-30, paymentId],
+      [-70, null],
+    ]);
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'TokensUsed', 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack', ...PURCHASED, 'ShortfallCovered']);
+    expect((await use(userId, 30).expect(201)).body).toMatchObject({ balance: 0 });
+    expect(next.paymentId).not.toBe(paymentId);
+    await expectAudited(userId, 0);
+  });
+
+  it('answers a direct purchase or a grant made during a shortfall with the balance left after paying it off', async () => {
+    const userId = randomUUID();
+    const { orderId } = await purchased(userId);
+    await use(userId, 100).expect(201);
+    const dispute = fake.openDispute(orderId);
+    fake.closeDispute(dispute.id, 'lost');
+    await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 0, shortfall: 100 });
+    const bought = await http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 60, description: 'Top-up' }).expect(201);
+    // The row is the purchase (+60, balance 60 after it); the 60 then paid off the shortfall.
+    expect(bought.body).toMatchObject({ balance: 0, transaction: { amount: 60, transactionType: 'purchase', balanceAfter: 60 } });
+    expect(await balanceOf(userId)).toMatchObject({ balance: 0, shortfall: 40 });
+    const granted = await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 50, reason: 'Goodwill' }).expect(201);
+    expect(granted.body).toMatchObject({ balance: 10, transaction: { amount: 50 } });
+    expect(await balanceOf(userId)).toEqual({ userId, balance: 10, held: 0, available: 10, nextExpiry: null });
+    await expectAudited(userId, 0);
+  });
+
+  it('applies each dispute once whatever the order and number of its webhooks', async () => {
+    const userId = randomUUID();
+    const { orderId } = await purchased(userId);
+    const dispute = fake.openDispute(orderId);
+    const created = disputeEvent('charge.dispute.created', dispute.id);
+    fake.closeDispute(dispute.id, 'lost');
+    const closed = disputeEvent('charge.dispute.closed', dispute.id);
+    // The close overtakes the creation, and both are delivered again.
+    expect((await deliver(closed).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false });
+    expect((await deliver(created, secondApp).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false });
+    expect((await deliver(closed, secondApp).expect(200)).body).toEqual({ received: true, duplicate: true, ignored: false });
+    // A copy of the creation under another event id (as `charge.dispute.updated` would be) decides nothing either.
+    await deliver({ ...created, id: `evt_copy_${dispute.id}`, type: 'charge.dispute.updated' }).expect(200);
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack']);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 0 });
+  });
+
+  it('ends exactly when 30 spends on two instances race the lost-dispute webhook: balance 0, shortfall = what the accepted spends took', async () => {
+    const userId = randomUUID();
+    const { orderId } = await purchased(userId);
+    const dispute = fake.openDispute(orderId);
+    fake.closeDispute(dispute.id, 'lost');
+    const closed = disputeEvent('charge.dispute.closed', dispute.id);
+    const [webhooks, spends] = await Promise.all([
+      Promise.all([deliver(closed), deliver(closed, secondApp)]),
+      Promise.all(Array.from({ length: 30 }, (_, index) => use(userId, 5, index % 2 === 0 ? testApp : secondApp))),
+    ]);
+    expect(webhooks.map((response) => response.status)).toEqual([200, 200]);
+    const accepted = spends.filter((response) => response.status === 201).length;
+    const refusals = new Set(spends.filter((response) => response.status !== 201).map((response) => `${response.status} ${(response.body as { code: string }).code}`));
+    expect([...refusals].every((refusal) => refusal === '409 ACCOUNT_IN_SHORTFALL' || refusal === '409 INSUFFICIENT_BALANCE')).toBe(true);
+    expect(accepted).toBeLessThanOrEqual(20);
+    const shortfall = 5 * accepted;
+    const models = await readModels(userId);
+    expect(models.totals).toEqual({ balance: '0', shortfall: String(shortfall), history: '0' });
+    expect(models.chargebacks.reduce((sum, [amount]) => sum + Number(amount), 0)).toBe(shortfall - 100);
+    const types = await eventTypes(userId);
+    expect(types.filter((type) => type === 'PaymentDisputeClosed')).toHaveLength(1);
+    expect(types.filter((type) => type === 'TokensUsed')).toHaveLength(accepted);
+    await expectAudited(userId, shortfall);
+  });
+
+  it('credits, then takes back, a payment captured at Stripe whose capture the ledger never recorded', async () => {
+    const userId = randomUUID();
+    const bought = (await http().post('/v1/payments').send({ userId, packageId: 'starter' }).expect(201)).body as { paymentId: string; orderId: string };
+    fake.confirmAsCustomer(bought.orderId);
+    // Captured by another client of the account (its answer, and its webhooks, lost to us).
+    await stripeClient({ secretKey: fake.secretKey, webhookSecret: fake.webhookSecret, autoCapture: false, apiUrl: fake.url, maxNetworkRetries: 0, timeoutMs: 1_000, webhookToleranceSeconds: 300 }).paymentIntents.capture(bought.orderId);
+    const dispute = fake.openDispute(bought.orderId);
+    fake.closeDispute(dispute.id, 'lost');
+    await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack']);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 0 });
+  });
+
+  it('ignores a dispute of a PaymentIntent that is not ours with 2xx', async () => {
+    const client = stripeClient({ secretKey: fake.secretKey, webhookSecret: fake.webhookSecret, autoCapture: false, apiUrl: fake.url, maxNetworkRetries: 0, timeoutMs: 1_000, webhookToleranceSeconds: 300 });
+    const foreign = await client.paymentIntents.create({ amount: 999, currency: 'usd', capture_method: 'manual', metadata: { order: 'from another app' } });
+    fake.confirmAsCustomer(foreign.id);
+    await client.paymentIntents.capture(foreign.id);
+    const dispute = fake.openDispute(foreign.id);
+    expect((await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: true });
+  });
+
+  class SimulatedCrash extends Error {
+    override readonly name = 'SimulatedCrash';
+  }
+
+  /** A process of the service on the same database and Stripe, dying at `crashAt`. */
+  function processOf(crashAt: PaymentFaultPoint) {
+    const provider = testApp.app.get<PaymentProvider>(PAYMENT_PROVIDER, { strict: false });
+    const commands = new CommandHandling(testApp.app.get<EventStore>(EVENT_STORE, { strict: false }), { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+    return new PaymentWorkflow(commands, testApp.app.get(ReadModelConsistency, { strict: false }), provider, new PaymentStreams(testApp.database.pool), {
+      packages: DEFAULT_TOKEN_PACKAGES,
+      pendingTtlMs: HOUR_MS,
+      pendingPaymentsMax: 10,
+      now: () => new Date(),
+      faults: (point) => {
+        if (point === crashAt) throw new SimulatedCrash(`crashed at ${point}`);
+      },
+    });
+  }
+
+  it('dispute:after-append: a process that dies after recording the lost dispute, before the delivery is recorded, is not applied twice by Stripe’s retry', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
+    const dispute = fake.openDispute(orderId);
+    fake.closeDispute(dispute.id, 'lost');
+    const closed = disputeEvent('charge.dispute.closed', dispute.id);
+    const reported = { disputeId: dispute.id, status: 'lost', amount: dispute.amount, currency: 'USD', reason: dispute.reason } as const;
+    await expect(processOf('dispute:after-append').recordDispute(paymentId, reported, context())).rejects.toThrow(SimulatedCrash);
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack']);
+    // Stripe got no 2xx and delivers the event again.
+    expect((await deliver(closed).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false });
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack']);
+    expect(await readModels(userId)).toMatchObject({ totals: { balance: '0', shortfall: '0', history: '0' }, chargebacks: [[-100, paymentId]] });
+  });
+});
