@@ -289,9 +289,10 @@ function expectInvariants(state: TokenAccountState, history: readonly TokenAccou
   }
 
   // Every token a lost dispute owed is taken back at once, covered later, or still owed; while any is owed nothing is free to spend.
+  // Summed exactly: the disputes of a long history can owe more in all than a safe integer holds.
   const sumOf = (type: 'PaymentDisputeClosed' | 'TokensChargedBack' | 'ShortfallCovered') =>
-    history.reduce((sum, event) => (event.type !== type ? sum : sum + (event.type === 'PaymentDisputeClosed' ? event.data.tokens : event.data.amount)), 0);
-  expect(sumOf('PaymentDisputeClosed')).toBe(sumOf('TokensChargedBack') + sumOf('ShortfallCovered') + state.shortfall);
+    history.reduce((sum, event) => (event.type !== type ? sum : sum + BigInt(event.type === 'PaymentDisputeClosed' ? event.data.tokens : event.data.amount)), 0n);
+  expect(sumOf('PaymentDisputeClosed')).toBe(sumOf('TokensChargedBack') + sumOf('ShortfallCovered') + BigInt(state.shortfall));
   if (state.shortfall > 0) expect(availableBalance(state) - state.held).toBe(0);
 
   // Replaying what would be stored gives the same state; so does the snapshot, which agrees with its last event.
