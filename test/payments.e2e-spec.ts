@@ -340,6 +340,19 @@ describe('refunds', () => {
     expect((await eventTypes(userId)).filter((type) => type === 'TokensRefunded')).toHaveLength(1);
   });
 
+  it('refuses a refund whose body names an amount, a partial refund being no part of the API, and refunds nothing', async () => {
+    const { userId, paymentId, orderId } = await capturedPayment();
+    const refundsBefore = provider.calls.refund;
+    const refused = await http().post(`/v1/payments/${paymentId}/refund`).send({ amount: 50 }).expect(400);
+    expect(refused.body).toMatchObject({ code: 'VALIDATION_FAILED' });
+    expect(refused.body.errors.map((error: { field: string }) => error.field)).toEqual(['amount']);
+    expect(provider.calls.refund).toBe(refundsBefore);
+    expect((await provider.getOrder(orderId)).status).toBe('captured');
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+    // An empty object is a whole refund, as no body is.
+    expect((await http().post(`/v1/payments/${paymentId}/refund`).send({}).expect(200)).body.payment.status).toBe('REFUNDED');
+  });
+
   it('refuses to refund a payment never captured', async () => {
     const { paymentId } = await buy(randomUUID());
     expect((await refund(paymentId).expect(409)).body.code).toBe('PAYMENT_NOT_CAPTURED');

@@ -25,6 +25,7 @@ import {
   PaymentPageResponse,
   PaymentResponse,
   PaymentWriteResponse,
+  RefundPaymentRequest,
 } from './payments.dto.js';
 import { WEBHOOK_SIGNATURE_HEADER, WebhookSignatureGuard } from './webhook-signature.guard.js';
 
@@ -61,7 +62,8 @@ export class PaymentsController {
   @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
   @ApiOkResponse({ type: PaymentWriteResponse, description: 'Refunded at the provider and the tokens taken back; a repeat refunds nothing more.' })
   @ApiConflictResponse({ description: 'REFUND_EXCEEDS_BALANCE (nothing refunded), PAYMENT_NOT_CAPTURED, PAYMENT_DISPUTED (an open or lost dispute, with disputeId and disputeStatus).' })
-  refund(@Param() { paymentId }: PaymentIdParams, @Req() request: FastifyRequest) {
+  @ApiBadRequestResponse({ description: 'VALIDATION_FAILED: a refund is whole; a body naming an amount (or any property) is refused.' })
+  refund(@Param() { paymentId }: PaymentIdParams, @Body() _whole: RefundPaymentRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new RefundPaymentCommand(paymentId, commandContextOf(request)));
   }
 
