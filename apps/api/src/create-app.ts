@@ -17,6 +17,7 @@ import { registerRateLimits } from './http/rate-limits.js';
 import { registerRequestBodyParsers } from './http/request-body.js';
 import { registerIdempotency } from './http/idempotency/idempotency.hooks.js';
 import { IdempotencyStore } from './http/idempotency/idempotency.store.js';
+import { completeContract } from './openapi/contract.js';
 
 export type CreateAppOptions = {
   readonly config: AppConfig;
@@ -86,7 +87,8 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth }
     }),
   );
 
-  const document = SwaggerModule.createDocument(
+  // completeContract adds what the hooks and tables decide (problems, Idempotency-Key, public routes): see ADR 0025.
+  const document = completeContract(SwaggerModule.createDocument(
     app,
     new DocumentBuilder()
       .setTitle('Token Ledger')
@@ -97,7 +99,7 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth }
       .addSecurityRequirements('bearer')
       .addSecurityRequirements('apiKey')
       .build(),
-  );
+  ));
   SwaggerModule.setup('docs', app, document, { ui: openApiUi, raw: ['json'], jsonDocumentUrl: 'docs-json' });
   return app;
 }
