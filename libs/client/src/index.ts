@@ -7,12 +7,12 @@ export type { components, operations, paths };
 export type Problem = components['schemas']['Problem'];
 
 /** How the client proves who it is: a JWT (users, operators) or an API key (services); none for the public routes. */
-export type Credentials = { readonly bearerToken: string } | { readonly apiKey: string };
+export type Auth = { readonly bearerToken: string } | { readonly apiKey: string };
 
 export type TokenLedgerClientOptions = Omit<ClientOptions, 'baseUrl'> & {
   /** Where the service is, e.g. `http://localhost:3000` (the paths carry `/v1`). */
   readonly baseUrl: string;
-  readonly credentials?: Credentials;
+  readonly auth?: Auth;
 };
 
 /** A typed client of every operation in the document the service serves (openapi-fetch over `fetch`). */
@@ -23,13 +23,13 @@ export type TokenLedgerClient = Client<paths>;
  * the operation's success response, `error` by its problem responses, so `error.code` can be
  * switched on exhaustively.
  */
-export function createTokenLedgerClient({ baseUrl, credentials, headers, ...options }: TokenLedgerClientOptions): TokenLedgerClient {
-  return createClient<paths>({ ...options, baseUrl, headers: { ...credentialHeaders(credentials), ...headersRecord(headers) } });
+export function createTokenLedgerClient({ baseUrl, auth, headers, ...options }: TokenLedgerClientOptions): TokenLedgerClient {
+  return createClient<paths>({ ...options, baseUrl, headers: { ...credentialHeaders(auth), ...headersRecord(headers) } });
 }
 
-function credentialHeaders(credentials: Credentials | undefined): Record<string, string> {
-  if (credentials === undefined) return {};
-  return 'apiKey' in credentials ? { 'x-api-key': credentials.apiKey } : { authorization: `Bearer ${credentials.bearerToken}` };
+function credentialHeaders(auth: Auth | undefined): Record<string, string> {
+  if (auth === undefined) return {};
+  return 'apiKey' in auth ? { 'x-api-key': auth.apiKey } : { authorization: `Bearer ${auth.bearerToken}` };
 }
 
 function headersRecord(headers: ClientOptions['headers']): Record<string, string> {

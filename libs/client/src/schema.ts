@@ -613,7 +613,7 @@ export interface components {
         };
         PurchaseRequest: {
             amount: number;
-            description?: Record<string, never> | null;
+            description?: string | null;
             /**
              * Format: uuid
              * @description The payment that paid for the tokens; each payment is credited once.
@@ -660,7 +660,7 @@ export interface components {
         };
         UsageRequest: {
             amount: number;
-            description?: Record<string, never> | null;
+            description?: string | null;
         };
         TransactionPageResponse: {
             data: components["schemas"]["TransactionResponse"][];
@@ -674,7 +674,7 @@ export interface components {
              * @example 500
              */
             amount: number;
-            description?: Record<string, never> | null;
+            description?: string | null;
             /** @description How long the hold lives; default HOLD_TTL_DEFAULT (15 minutes), at most HOLD_TTL_MAX (24 hours) or HOLD_TTL_OUT_OF_RANGE. */
             expiresInSeconds?: number;
         };
@@ -702,7 +702,7 @@ export interface components {
              */
             amount: number;
             /** @description The usage row's description; the hold's when absent. */
-            description?: Record<string, never> | null;
+            description?: string | null;
         };
         SettleResponse: {
             /** Format: uuid */
@@ -940,7 +940,7 @@ export interface components {
              * Format: date-time
              * @description When the key stops working; in the future. Absent or null: never.
              */
-            expiresAt?: Record<string, never> | null;
+            expiresAt?: string | null;
         };
         CreatedApiKeyResponse: {
             /**

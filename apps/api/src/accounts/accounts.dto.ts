@@ -22,7 +22,7 @@ class TokenAmountRequest {
   @Max(TOKEN_AMOUNT_MAX)
   amount!: number;
 
-  @ApiPropertyOptional({ maxLength: DESCRIPTION_LENGTH_MAX, nullable: true })
+  @ApiPropertyOptional({ type: String, maxLength: DESCRIPTION_LENGTH_MAX, nullable: true })
   @IsOptional()
   @IsString()
   @MaxCharacters(DESCRIPTION_LENGTH_MAX)

@@ -20,7 +20,7 @@ export class HoldRequest {
   @Max(TOKEN_AMOUNT_MAX)
   amount!: number;
 
-  @ApiPropertyOptional({ maxLength: DESCRIPTION_LENGTH_MAX, nullable: true })
+  @ApiPropertyOptional({ type: String, maxLength: DESCRIPTION_LENGTH_MAX, nullable: true })
   @IsOptional()
   @IsString()
   @MaxLength(DESCRIPTION_LENGTH_MAX)
@@ -47,7 +47,7 @@ export class SettleRequest {
   @Max(TOKEN_AMOUNT_MAX)
   amount!: number;
 
-  @ApiPropertyOptional({ maxLength: DESCRIPTION_LENGTH_MAX, nullable: true, description: "The usage row's description; the hold's when absent." })
+  @ApiPropertyOptional({ type: String, maxLength: DESCRIPTION_LENGTH_MAX, nullable: true, description: "The usage row's description; the hold's when absent." })
   @IsOptional()
   @IsString()
   @MaxLength(DESCRIPTION_LENGTH_MAX)

@@ -31,7 +31,7 @@ export class CreateApiKeyRequest {
   @IsIn(API_KEY_SCOPES, { each: true })
   scopes?: ApiKeyScope[];
 
-  @ApiPropertyOptional({ format: 'date-time', nullable: true, description: 'When the key stops working; in the future. Absent or null: never.' })
+  @ApiPropertyOptional({ type: String, format: 'date-time', nullable: true, description: 'When the key stops working; in the future. Absent or null: never.' })
   @IsOptional()
   @IsISO8601({ strict: true, strictSeparator: true })
   @Matches(/T.*(Z|[+-]\d{2}:?\d{2})$/, { message: 'expiresAt must be a date and time with a time zone (Z or +hh:mm)' })
