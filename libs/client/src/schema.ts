@@ -612,11 +612,14 @@ export interface components {
             nextExpiry: components["schemas"]["NextExpiryResponse"] | null;
         };
         PurchaseRequest: {
+            /** @example 30 */
             amount: number;
+            /** @example chat completion */
             description?: string | null;
             /**
              * Format: uuid
              * @description The payment that paid for the tokens; each payment is credited once.
+             * @example 0c9d4f2e-5b1a-4e7c-8f3d-2a6b9c1e7d40
              */
             paymentId: string;
         };
@@ -659,7 +662,9 @@ export interface components {
             readModelUpToDate: boolean;
         };
         UsageRequest: {
+            /** @example 30 */
             amount: number;
+            /** @example chat completion */
             description?: string | null;
         };
         TransactionPageResponse: {
@@ -674,6 +679,7 @@ export interface components {
              * @example 500
              */
             amount: number;
+            /** @example streaming reply */
             description?: string | null;
             /** @description How long the hold lives; default HOLD_TTL_DEFAULT (15 minutes), at most HOLD_TTL_MAX (24 hours) or HOLD_TTL_OUT_OF_RANGE. */
             expiresInSeconds?: number;
@@ -930,7 +936,10 @@ export interface components {
             data: components["schemas"]["ApiKeyResponse"][];
         };
         CreateApiKeyRequest: {
-            /** @description Unique among active keys, e.g. the backend that uses it. */
+            /**
+             * @description Unique among active keys, e.g. the backend that uses it.
+             * @example billing-backend
+             */
             name: string;
             /** @enum {string} */
             role: "service" | "auditor" | "admin";
@@ -1074,7 +1083,10 @@ export interface components {
             readModels: components["schemas"]["ReadModelReportResponse"];
         };
         CreatePaymentRequest: {
-            /** Format: uuid */
+            /**
+             * Format: uuid
+             * @example 8d0e0a57-2a4f-4f0e-9d3c-6a1f0b7f2c11
+             */
             userId: string;
             /**
              * @description A token package id from the server configuration (TOKEN_PACKAGES).

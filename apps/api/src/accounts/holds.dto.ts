@@ -20,7 +20,7 @@ export class HoldRequest {
   @Max(TOKEN_AMOUNT_MAX)
   amount!: number;
 
-  @ApiPropertyOptional({ type: String, maxLength: DESCRIPTION_LENGTH_MAX, nullable: true })
+  @ApiPropertyOptional({ type: String, maxLength: DESCRIPTION_LENGTH_MAX, nullable: true, example: 'streaming reply' })
   @IsOptional()
   @IsString()
   @MaxLength(DESCRIPTION_LENGTH_MAX)

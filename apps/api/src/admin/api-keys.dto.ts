@@ -11,7 +11,7 @@ export class ApiKeyIdParams {
 
 /** A new API key: its secret is in the response only. */
 export class CreateApiKeyRequest {
-  @ApiProperty({ minLength: 1, maxLength: 100, description: 'Unique among active keys, e.g. the backend that uses it.' })
+  @ApiProperty({ minLength: 1, maxLength: 100, description: 'Unique among active keys, e.g. the backend that uses it.', example: 'billing-backend' })
   @IsString()
   @MinLength(1)
   @MaxCharacters(100)
