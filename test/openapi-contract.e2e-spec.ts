@@ -180,6 +180,7 @@ function violations(value: unknown, schema: Schema, at: string): string[] {
     case 'string':
     case 'boolean':
       return typeof value === schema.type ? [] : [`${at}: not a ${schema.type}`];
+    case undefined: // no type stated: anything
     default:
       return [];
   }
