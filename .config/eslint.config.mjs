@@ -50,10 +50,18 @@ const dependencyRules = [
     { files: TEST_CODE.map((pattern) => `libs/${lib}/${pattern}`), rules: { 'no-restricted-imports': ['error', libRestrictions(lib, false)] } },
   ]),
   { files: ['apps/api/**/*.ts'], ignores: TEST_CODE, rules: { 'no-restricted-imports': ['error', { paths: [TESTING] }] } },
+  // The client is a package of its own, for other repositories: the generated schema and openapi-fetch, nothing of the service.
+  {
+    files: ['libs/client/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [...PATH_PATTERNS, { group: ['@app/*', '@nestjs/*'], message: 'The client depends on its generated schema and openapi-fetch only: it is built and shipped without the service.' }] }],
+    },
+  },
 ];
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', '*.js', '*.mjs'] },
+  // libs/client/src/schema.ts is generated (npm run client:generate).
+  { ignores: ['dist/**', '**/dist/**', 'node_modules/**', 'coverage/**', '*.js', '*.mjs', 'libs/client/src/schema.ts'] },
   eslint.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

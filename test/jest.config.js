@@ -17,6 +17,7 @@ export default {
   },
   moduleNameMapper: {
     '^@app/(ledger|event-store|event-sourcing|projections|database|token-accounts|operations|payments|auth|audit|testing)$': '<rootDir>/libs/$1/src/index.ts',
+    '^@token-ledger/client$': '<rootDir>/libs/client/src/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },
   testEnvironment: 'node',

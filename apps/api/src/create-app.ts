@@ -22,6 +22,7 @@ import { corsOptionsOf } from './http/cors.js';
 import { registerHttpMetrics } from './metrics/http-metrics.js';
 import { readModelProbes } from './metrics/read-model-probes.js';
 import { ServiceMetrics } from './metrics/service-metrics.js';
+import { completeContract } from './openapi/contract.js';
 
 export type CreateAppOptions = {
   readonly config: AppConfig;
@@ -98,7 +99,8 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth, 
     }),
   );
 
-  const document = SwaggerModule.createDocument(
+  // completeContract adds what the hooks and tables decide (problems, Idempotency-Key, public routes): see ADR 0025.
+  const document = completeContract(SwaggerModule.createDocument(
     app,
     new DocumentBuilder()
       .setTitle('Token Ledger')
@@ -109,7 +111,7 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth, 
       .addSecurityRequirements('bearer')
       .addSecurityRequirements('apiKey')
       .build(),
-  );
+  ));
   SwaggerModule.setup('docs', app, document, { ui: openApiUi, raw: ['json'], jsonDocumentUrl: 'docs-json' });
   return app;
 }

@@ -1,9 +1,10 @@
 import { Body, Controller, Get, HttpCode, HttpStatus, Inject, Param, Post, Query, Req } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
-import { ApiConflictResponse, ApiCreatedResponse, ApiOkResponse, ApiTags, ApiBadRequestResponse } from '@nestjs/swagger';
+import { ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { AddTokensCommand, GetBalanceQuery, GetTransactionsQuery, UseTokensCommand } from '@app/token-accounts';
 import type { FastifyRequest } from 'fastify';
 import { commandContextOf } from '../http/command-context.js';
+import { ApiProblems, COMMAND_WRITE_PROBLEMS } from '../openapi/api-problems.decorator.js';
 import { PURCHASE_TOKENS_MAX } from './purchase-limit.js';
 import {
   BalanceResponse,
@@ -17,7 +18,6 @@ import {
 
 /** Token accounts: maps requests to commands and queries, nothing more. */
 @ApiTags('accounts')
-@ApiBadRequestResponse({ description: 'Validation failed: problem VALIDATION_FAILED naming each field and rule.' })
 @Controller({ path: 'accounts/:userId', version: '1' })
 export class AccountsController {
   constructor(
@@ -27,6 +27,7 @@ export class AccountsController {
   ) {}
 
   @Get('balance')
+  @ApiOperation({ operationId: 'getBalance', summary: 'Read the balance of an account', description: 'Balance, tokens held and available, and the next lot to expire. A user never seen has 0.' })
   @ApiOkResponse({ type: BalanceResponse, description: 'The balance; 0 for a user never seen.' })
   balance(@Param() { userId }: UserIdParams) {
     return this.queryBus.execute(new GetBalanceQuery(userId));
@@ -35,24 +36,29 @@ export class AccountsController {
   @Post('purchases')
   @HttpCode(HttpStatus.CREATED)
   @ApiCreatedResponse({ type: LedgerWriteResponse, description: 'Credited, or the first result again for a repeated paymentId.' })
-  @ApiConflictResponse({ description: 'PAYMENT_ID_REUSED: the payment was credited with another amount or description.' })
-  @ApiBadRequestResponse({ description: 'AMOUNT_OUT_OF_RANGE above PURCHASE_TOKENS_MAX (the problem names the field and `max`).' })
+  @ApiOperation({
+    operationId: 'recordPurchase',
+    summary: 'Credit tokens paid for elsewhere',
+    description: 'Credits a payment taken outside this service, once per paymentId: a repeat with the same payload returns the first result; with another, 409 PAYMENT_ID_REUSED. Above PURCHASE_TOKENS_MAX: 400 AMOUNT_OUT_OF_RANGE naming the field and `max`.',
+  })
+  @ApiProblems('AMOUNT_OUT_OF_RANGE', 'DESCRIPTION_TOO_LONG', 'PAYMENT_ID_REUSED', 'LOT_LIMIT_REACHED', 'BALANCE_OUT_OF_RANGE', ...COMMAND_WRITE_PROBLEMS)
   purchase(@Param() { userId }: UserIdParams, @Body() body: PurchaseRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new AddTokensCommand(userId, body.paymentId, body.amount, body.description ?? null, commandContextOf(request), this.purchaseTokensMax));
   }
 
   @Post('usage')
   @HttpCode(HttpStatus.CREATED)
-  @ApiCreatedResponse({ type: LedgerWriteResponse })
-  @ApiConflictResponse({ description: 'INSUFFICIENT_BALANCE, with balance and requested; ACCOUNT_IN_SHORTFALL, with shortfall (tokens lost payment disputes left owing).' })
-  @ApiBadRequestResponse({ description: 'VALIDATION_FAILED naming metadata and the rule it breaks (metadataKeysMax, metadataKey, metadataValueType, ...).' })
+  @ApiOperation({ operationId: 'useTokens', summary: 'Spend tokens', description: 'Debits the account; 409 INSUFFICIENT_BALANCE (with `balance` and `requested`) when its available balance is short, 409 ACCOUNT_IN_SHORTFALL (with `shortfall`) while lost payment disputes leave it owing; `metadata` is the caller\'s, returned in history.' })
+  @ApiCreatedResponse({ type: LedgerWriteResponse, description: 'Debited: the usage transaction and the balance after it.' })
+  @ApiProblems('AMOUNT_OUT_OF_RANGE', 'DESCRIPTION_TOO_LONG', 'INSUFFICIENT_BALANCE', 'ACCOUNT_IN_SHORTFALL', 'METADATA_INVALID', ...COMMAND_WRITE_PROBLEMS)
   use(@Param() { userId }: UserIdParams, @Body() body: UsageRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new UseTokensCommand(userId, body.amount, body.description ?? null, commandContextOf(request), body.metadata ?? null));
   }
 
   @Get('transactions')
+  @ApiOperation({ operationId: 'listTransactions', summary: 'List the transactions of an account', description: 'Newest first; by cursor (stable while rows arrive) or offset (classic, unstable).' })
   @ApiOkResponse({ type: TransactionPageResponse, description: 'Newest first; by cursor (stable) or offset (classic, unstable).' })
-  @ApiBadRequestResponse({ description: 'INVALID_CURSOR: the cursor is not a nextCursor of this list, user and filter.' })
+  @ApiProblems('INVALID_CURSOR')
   transactions(@Param() { userId }: UserIdParams, @Query() query: HistoryQuery) {
     return this.queryBus.execute(new GetTransactionsQuery(userId, query.limit, query.position()));
   }

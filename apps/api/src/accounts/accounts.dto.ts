@@ -7,20 +7,20 @@ import { IsStorableText, MaxCharacters } from '../http/storable-text.js';
 import { IsCanonicalUuid } from '../http/canonical-uuid.js';
 
 export class UserIdParams {
-  @ApiProperty({ format: 'uuid' })
+  @ApiProperty({ format: 'uuid', example: '8d0e0a57-2a4f-4f0e-9d3c-6a1f0b7f2c11' })
   @IsCanonicalUuid()
   userId!: string;
 }
 
 /** What every ledger write carries: a token amount and an optional description. */
 class TokenAmountRequest {
-  @ApiProperty({ minimum: TOKEN_AMOUNT_MIN, maximum: TOKEN_AMOUNT_MAX, type: 'integer' })
+  @ApiProperty({ minimum: TOKEN_AMOUNT_MIN, maximum: TOKEN_AMOUNT_MAX, type: 'integer', example: 30 })
   @IsInt()
   @Min(TOKEN_AMOUNT_MIN)
   @Max(TOKEN_AMOUNT_MAX)
   amount!: number;
 
-  @ApiPropertyOptional({ maxLength: DESCRIPTION_LENGTH_MAX, nullable: true })
+  @ApiPropertyOptional({ type: String, maxLength: DESCRIPTION_LENGTH_MAX, nullable: true, example: 'chat completion' })
   @IsOptional()
   @IsString()
   @MaxCharacters(DESCRIPTION_LENGTH_MAX)
@@ -29,7 +29,7 @@ class TokenAmountRequest {
 }
 
 export class PurchaseRequest extends TokenAmountRequest {
-  @ApiProperty({ format: 'uuid', description: 'The payment that paid for the tokens; each payment is credited once.' })
+  @ApiProperty({ format: 'uuid', description: 'The payment that paid for the tokens; each payment is credited once.', example: '0c9d4f2e-5b1a-4e7c-8f3d-2a6b9c1e7d40' })
   @IsCanonicalUuid()
   paymentId!: string;
 }

@@ -22,7 +22,7 @@ export class HoldRequest {
   @Max(TOKEN_AMOUNT_MAX)
   amount!: number;
 
-  @ApiPropertyOptional({ maxLength: DESCRIPTION_LENGTH_MAX, nullable: true })
+  @ApiPropertyOptional({ type: String, maxLength: DESCRIPTION_LENGTH_MAX, nullable: true, example: 'streaming reply' })
   @IsOptional()
   @IsString()
   @MaxLength(DESCRIPTION_LENGTH_MAX)
@@ -52,7 +52,7 @@ export class SettleRequest {
   @Max(TOKEN_AMOUNT_MAX)
   amount!: number;
 
-  @ApiPropertyOptional({ maxLength: DESCRIPTION_LENGTH_MAX, nullable: true, description: "The usage row's description; the hold's when absent." })
+  @ApiPropertyOptional({ type: String, maxLength: DESCRIPTION_LENGTH_MAX, nullable: true, description: "The usage row's description; the hold's when absent." })
   @IsOptional()
   @IsString()
   @MaxLength(DESCRIPTION_LENGTH_MAX)

@@ -1,21 +1,13 @@
 import { Body, Controller, Get, HttpCode, HttpStatus, NotFoundException, Param, Post, Req, Res } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
-import {
-  ApiAcceptedResponse,
-  ApiBadRequestResponse,
-  ApiConflictResponse,
-  ApiCreatedResponse,
-  ApiHeader,
-  ApiNotFoundResponse,
-  ApiOkResponse,
-  ApiTags,
-  ApiUnprocessableEntityResponse,
-} from '@nestjs/swagger';
+import { ApiAcceptedResponse, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { AdjustTokensCommand, GrantTokensCommand, VoidGrantCommand } from '@app/token-accounts';
 import { ProjectionsAdmin } from '@app/operations';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LedgerWriteResponse, UserIdParams } from '../accounts/accounts.dto.js';
-import { commandContextOf, IDEMPOTENCY_KEY_API_HEADER } from '../http/command-context.js';
+import { commandContextOf } from '../http/command-context.js';
+import { ApiProblems, COMMAND_WRITE_PROBLEMS } from '../openapi/api-problems.decorator.js';
+import { AccountRebuildResponse, ProjectionStatusListResponse, RebuildResponse } from './admin.responses.js';
 import { AdjustmentRequest, ProjectionNameParams, RebuildParams } from './admin.dto.js';
 import { GrantParams, GrantRequest, LotWriteResponse, VoidGrantRequest } from '../accounts/holds.dto.js';
 
@@ -29,16 +21,21 @@ export class AdminController {
   ) {}
 
   @Get('projections')
-  @ApiOkResponse({ description: 'Every projection: state, checkpoint, head, lag in events and seconds, failure, running rebuild.' })
+  @ApiOperation({ operationId: 'listProjections', summary: 'Read the state of every projection' })
+  @ApiOkResponse({ type: ProjectionStatusListResponse, description: 'Every projection: state, checkpoint, head, lag in events and seconds, failure, running rebuild.' })
   async projections() {
     return { data: await this.admin.status() };
   }
 
   @Post('projections/:name/rebuild')
   @HttpCode(HttpStatus.ACCEPTED)
-  @ApiAcceptedResponse({ description: 'The rebuild started; its progress is at the Location header.' })
-  @ApiNotFoundResponse({ description: 'UNKNOWN_PROJECTION' })
-  @ApiConflictResponse({ description: 'REBUILD_IN_PROGRESS, with the running rebuild id.' })
+  @ApiOperation({ operationId: 'startProjectionRebuild', summary: 'Rebuild a projection without downtime', description: 'Builds shadow tables and swaps them in; 409 REBUILD_IN_PROGRESS with the running rebuild id.' })
+  @ApiAcceptedResponse({
+    type: RebuildResponse,
+    description: 'The rebuild started; its progress is at the Location header.',
+    headers: { Location: { description: 'Where its progress is read.', schema: { type: 'string' } } },
+  })
+  @ApiProblems('UNKNOWN_PROJECTION', 'REBUILD_IN_PROGRESS')
   async rebuild(@Param() { name }: ProjectionNameParams, @Res({ passthrough: true }) reply: FastifyReply) {
     const rebuild = await this.admin.startRebuild(name);
     void reply.header('location', `/v1/admin/projections/${name}/rebuilds/${rebuild.id}`);
@@ -46,8 +43,9 @@ export class AdminController {
   }
 
   @Get('projections/:name/rebuilds/:id')
-  @ApiOkResponse({ description: 'Progress: phase, events done and total, events/s, ETA, error.' })
-  @ApiNotFoundResponse({ description: 'No such rebuild of this projection.' })
+  @ApiOperation({ operationId: 'getProjectionRebuild', summary: 'Read the progress of a rebuild' })
+  @ApiOkResponse({ type: RebuildResponse, description: 'Progress: phase, events done and total, events/s, ETA, error.' })
+  @ApiProblems('NOT_FOUND')
   async rebuildProgress(@Param() { name, id }: RebuildParams) {
     const rebuild = await this.admin.getRebuild(id);
     if (rebuild === undefined || rebuild.projection !== name) throw new NotFoundException(`no rebuild ${id} of ${name}`);
@@ -56,28 +54,30 @@ export class AdminController {
 
   @Post('accounts/:userId/rebuild')
   @HttpCode(HttpStatus.OK)
-  @ApiOkResponse({ description: "The user's rows recomputed from the stream in every projection that has per-account rows." })
+  @ApiOperation({ operationId: 'rebuildAccount', summary: "Recompute one account's read-model rows" })
+  @ApiOkResponse({ type: AccountRebuildResponse, description: "The user's rows recomputed from the stream in every projection that has per-account rows." })
   rebuildAccount(@Param() { userId }: UserIdParams) {
     return this.admin.rebuildAccount(userId);
   }
 
   @Post('accounts/:userId/adjustments')
   @HttpCode(HttpStatus.CREATED)
-  @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
+  @ApiOperation({
+    operationId: 'adjustBalance',
+    summary: 'Adjust a balance, with a reason',
+    description: 'A signed credit or debit; 409 ADJUSTMENT_EXCEEDS_BALANCE (with balance and requested) when a debit would take the balance below zero, 422 BALANCE_OUT_OF_RANGE when a credit would pass the largest safe integer.',
+  })
   @ApiCreatedResponse({ type: LedgerWriteResponse, description: "The adjustment transaction (its description is the reason) and the new balance; a user never seen may be credited." })
-  @ApiBadRequestResponse({ description: 'VALIDATION_FAILED naming each field and rule (amount 0, not an integer, beyond the safe range; reason missing, blank or too long).' })
-  @ApiConflictResponse({ description: 'ADJUSTMENT_EXCEEDS_BALANCE, with balance and requested: a debit may not take the balance below zero; nothing is written.' })
-  @ApiUnprocessableEntityResponse({ description: 'BALANCE_OUT_OF_RANGE: a credit would take the balance past the largest safe integer.' })
+  @ApiProblems('AMOUNT_OUT_OF_RANGE', 'REASON_REQUIRED', 'REASON_TOO_LONG', 'ADJUSTMENT_EXCEEDS_BALANCE', 'BALANCE_OUT_OF_RANGE', 'LOT_LIMIT_REACHED', ...COMMAND_WRITE_PROBLEMS)
   adjust(@Param() { userId }: UserIdParams, @Body() body: AdjustmentRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new AdjustTokensCommand(userId, body.amount, body.reason, commandContextOf(request)));
   }
 
   @Post('accounts/:userId/grants')
   @HttpCode(HttpStatus.CREATED)
-  @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
+  @ApiOperation({ operationId: 'grantTokens', summary: 'Grant promotional tokens', description: 'A credit with a lot of its own, an optional expiry and priority; 400 LOT_EXPIRY_OUT_OF_RANGE when expiresAt is not in the future.' })
   @ApiCreatedResponse({ type: LotWriteResponse, description: 'A promotional credit with a lot of its own (an adjustment row whose description is the reason).' })
-  @ApiBadRequestResponse({ description: 'VALIDATION_FAILED; LOT_EXPIRY_OUT_OF_RANGE (expiresAt not in the future).' })
-  @ApiConflictResponse({ description: 'LOT_LIMIT_REACHED.' })
+  @ApiProblems('AMOUNT_OUT_OF_RANGE', 'REASON_REQUIRED', 'REASON_TOO_LONG', 'LOT_EXPIRY_OUT_OF_RANGE', 'LOT_PRIORITY_OUT_OF_RANGE', 'LOT_LIMIT_REACHED', 'BALANCE_OUT_OF_RANGE', ...COMMAND_WRITE_PROBLEMS)
   grant(@Param() { userId }: UserIdParams, @Body() body: GrantRequest, @Req() request: FastifyRequest) {
     const expiresAt = body.expiresAt === undefined ? null : new Date(body.expiresAt);
     return this.commandBus.execute(new GrantTokensCommand(userId, body.amount, body.reason, expiresAt, body.priority ?? null, commandContextOf(request)));
@@ -85,10 +85,9 @@ export class AdminController {
 
   @Post('accounts/:userId/grants/:lotId/void')
   @HttpCode(HttpStatus.OK)
-  @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
+  @ApiOperation({ operationId: 'voidGrant', summary: "Take back a grant's remainder", description: '409 LOT_NOT_A_GRANT, or LOT_HELD (settle or release its holds first); 404 LOT_NOT_FOUND when no lot with tokens left has this id.' })
   @ApiOkResponse({ type: LotWriteResponse, description: "The grant's remainder taken back (a negative adjustment row with the reason)." })
-  @ApiConflictResponse({ description: 'LOT_NOT_A_GRANT; LOT_HELD (settle or release its holds first).' })
-  @ApiNotFoundResponse({ description: 'LOT_NOT_FOUND: no lot with tokens left has this id.' })
+  @ApiProblems('REASON_REQUIRED', 'REASON_TOO_LONG', 'LOT_NOT_FOUND', 'LOT_NOT_A_GRANT', 'LOT_HELD', ...COMMAND_WRITE_PROBLEMS)
   voidGrant(@Param() { userId, lotId }: GrantParams, @Body() body: VoidGrantRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new VoidGrantCommand(userId, lotId, body.reason, commandContextOf(request)));
   }

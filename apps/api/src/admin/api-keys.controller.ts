@@ -1,9 +1,11 @@
 import { Body, Controller, Delete, Get, HttpCode, HttpStatus, Param, Post, Req } from '@nestjs/common';
-import { ApiBadRequestResponse, ApiConflictResponse, ApiCreatedResponse, ApiNotFoundResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { ApiKeyNotFoundError, ApiKeyRepository, type ApiKeyRecord } from '@app/auth';
 import type { FastifyRequest } from 'fastify';
 import { actorOf } from '../auth/access-control.js';
+import { ApiProblems } from '../openapi/api-problems.decorator.js';
 import { ApiKeyIdParams, CreateApiKeyRequest } from './api-keys.dto.js';
+import { ApiKeyListResponse, ApiKeyResponse, CreatedApiKeyResponse } from './api-keys.responses.js';
 
 /**
  * Service API keys, as the CLI's `api-keys` commands manage them: create (the secret is in that one
@@ -16,16 +18,21 @@ export class ApiKeysController {
   constructor(private readonly keys: ApiKeyRepository) {}
 
   @Get()
-  @ApiOkResponse({ description: 'Every key, newest first: id, name, role, scopes, created, expires, revoked, last used. Never a secret.' })
+  @ApiOperation({ operationId: 'listApiKeys', summary: 'List the API keys' })
+  @ApiOkResponse({ type: ApiKeyListResponse, description: 'Every key, newest first: id, name, role, scopes, created, expires, revoked, last used. Never a secret.' })
   async list() {
     return { data: (await this.keys.list()).map(view) };
   }
 
   @Post()
   @HttpCode(HttpStatus.CREATED)
-  @ApiCreatedResponse({ description: 'The key (`key`, shown only in this response) and its record.' })
-  @ApiBadRequestResponse({ description: 'VALIDATION_FAILED; API_KEY_SCOPE_INVALID (a scope the role cannot use); API_KEY_EXPIRY_INVALID (not in the future).' })
-  @ApiConflictResponse({ description: 'API_KEY_NAME_TAKEN' })
+  @ApiOperation({
+    operationId: 'createApiKey',
+    summary: 'Create an API key',
+    description: 'The secret is in this response only. Idempotency-Key is refused here (a stored response would keep the secret). 400 API_KEY_SCOPE_INVALID (a scope the role cannot use), API_KEY_EXPIRY_INVALID (not in the future).',
+  })
+  @ApiCreatedResponse({ type: CreatedApiKeyResponse, description: 'The key (`key`, shown only in this response) and its record.' })
+  @ApiProblems('API_KEY_SCOPE_INVALID', 'API_KEY_EXPIRY_INVALID', 'API_KEY_NAME_TAKEN')
   async create(@Body() body: CreateApiKeyRequest, @Req() request: FastifyRequest) {
     const { key, record } = await this.keys.create({
       name: body.name,
@@ -38,8 +45,9 @@ export class ApiKeysController {
   }
 
   @Delete(':id')
-  @ApiOkResponse({ description: 'The key, revoked (revoking a revoked key changes nothing).' })
-  @ApiNotFoundResponse({ description: 'API_KEY_NOT_FOUND' })
+  @ApiOperation({ operationId: 'revokeApiKey', summary: 'Revoke an API key' })
+  @ApiOkResponse({ type: ApiKeyResponse, description: 'The key, revoked (revoking a revoked key changes nothing).' })
+  @ApiProblems('API_KEY_NOT_FOUND')
   async revoke(@Param() { id }: ApiKeyIdParams) {
     if ((await this.keys.revoke(id)) === 'not_found') throw new ApiKeyNotFoundError(id);
     const record = await this.keys.find(id);

@@ -11,7 +11,7 @@ export class ApiKeyIdParams {
 
 /** A new API key: its secret is in the response only. */
 export class CreateApiKeyRequest {
-  @ApiProperty({ minLength: 1, maxLength: 100, description: 'Unique among active keys, e.g. the backend that uses it.' })
+  @ApiProperty({ minLength: 1, maxLength: 100, description: 'Unique among active keys, e.g. the backend that uses it.', example: 'billing-backend' })
   @IsString()
   @MinLength(1)
   @MaxCharacters(100)
@@ -31,7 +31,7 @@ export class CreateApiKeyRequest {
   @IsIn(API_KEY_SCOPES, { each: true })
   scopes?: ApiKeyScope[];
 
-  @ApiPropertyOptional({ format: 'date-time', nullable: true, description: 'When the key stops working; in the future. Absent or null: never.' })
+  @ApiPropertyOptional({ type: String, format: 'date-time', nullable: true, description: 'When the key stops working; in the future. Absent or null: never.' })
   @IsOptional()
   @IsISO8601({ strict: true, strictSeparator: true })
   @Matches(/T.*(Z|[+-]\d{2}:?\d{2})$/, { message: 'expiresAt must be a date and time with a time zone (Z or +hh:mm)' })

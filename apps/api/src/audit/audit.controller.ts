@@ -1,17 +1,20 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { Controller, Get, Inject, Param, Query, StreamableFile } from '@nestjs/common';
-import { ApiConflictResponse, ApiNotFoundResponse, ApiOkResponse, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { ApiExtraModels, ApiOkResponse, ApiOperation, ApiTags, getSchemaPath } from '@nestjs/swagger';
 import { AccountAudit, type AuditEvent } from '@app/operations';
 import { keyId } from '@app/audit';
 import { UserIdParams } from '../accounts/accounts.dto.js';
 import { AUDIT_SIGNING_KEY } from './audit-signing-key.js';
 import { AuditBalanceQuery, AuditEventsQuery } from './audit.dto.js';
+import { ApiProblems } from '../openapi/api-problems.decorator.js';
+import { AuditBalanceResponse, AuditEventPageResponse, AuditVerifyResponse, SigningKeyResponse } from './audit.responses.js';
 
 const NDJSON = 'application/x-ndjson; charset=utf-8';
 
 /** The auditor's view of an account: raw stream, as-of balances, verification, signed bundles. Reads only. */
 @ApiTags('audit')
+@ApiExtraModels(AuditEventPageResponse)
 @Controller({ path: 'audit', version: '1' })
 export class AuditController {
   constructor(
@@ -20,41 +23,51 @@ export class AuditController {
   ) {}
 
   @Get('signing-key')
-  @ApiOkResponse({ description: 'The public key (PEM, SPKI) that verifies audit bundles, and its key id (SHA-256 of the SPKI DER).' })
+  @ApiOperation({ operationId: 'getAuditSigningKey', summary: 'Read the key that verifies audit bundles' })
+  @ApiOkResponse({ type: SigningKeyResponse, description: 'The public key (PEM, SPKI) that verifies audit bundles, and its key id (SHA-256 of the SPKI DER).' })
   publicKey() {
     const publicKey = createPublicKey(this.signingKey);
     return { algorithm: 'Ed25519', keyId: keyId(publicKey), publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString() };
   }
 
   @Get('accounts/:userId/events')
-  @ApiProduces('application/json', 'application/x-ndjson')
-  @ApiOkResponse({ description: 'A page of the raw stream and the next page\'s fromRevision; with format=ndjson, the whole stream, one event per line.' })
-  @ApiNotFoundResponse({ description: 'ACCOUNT_NOT_FOUND' })
+  @ApiOperation({ operationId: 'listAuditEvents', summary: 'Read the raw event stream of an account' })
+  @ApiOkResponse({
+    description: "A page of the raw stream and the next page's fromRevision; with format=ndjson, the whole stream, one event per line.",
+    content: {
+      'application/json': { schema: { $ref: getSchemaPath(AuditEventPageResponse) } },
+      'application/x-ndjson': { schema: { type: 'string', description: 'One event (as in data[] of the JSON page) per line.' } },
+    },
+  })
+  @ApiProblems('ACCOUNT_NOT_FOUND')
   async events(@Param() { userId }: UserIdParams, @Query() query: AuditEventsQuery) {
     if (query.format === 'ndjson') return new StreamableFile(Readable.from(ndjsonLines(await this.audit.pages(userId))), { type: NDJSON });
     return { userId, ...(await this.audit.page(userId, BigInt(query.fromRevision), query.limit)) };
   }
 
   @Get('accounts/:userId/balance')
-  @ApiOkResponse({ description: 'The balance replayed from the stream to the point, and the last revision applied (-1 before the first event); for an account with payment disputes also its shortfall and every dispute (ADR 0024).' })
-  @ApiNotFoundResponse({ description: 'ACCOUNT_NOT_FOUND' })
-  @ApiConflictResponse({ description: 'STREAM_NOT_REPLAYABLE: the stream breaks the ledger\'s invariants.' })
+  @ApiOperation({ operationId: 'getAuditBalance', summary: 'Replay the balance of an account as of a time or revision' })
+  @ApiOkResponse({ type: AuditBalanceResponse, description: 'The balance replayed from the stream to the point, and the last revision applied (-1 before the first event); for an account with payment disputes also its shortfall and every dispute (ADR 0024).' })
+  @ApiProblems('ACCOUNT_NOT_FOUND', 'STREAM_NOT_REPLAYABLE')
   async balance(@Param() { userId }: UserIdParams, @Query() query: AuditBalanceQuery) {
     return { userId, ...(await this.audit.balanceAsOf(userId, query.asOf())) };
   }
 
   @Get('accounts/:userId/verify')
-  @ApiOkResponse({ description: 'The hash chain (anchored to the stored stream revision) and every difference between the replay and the read models.' })
-  @ApiNotFoundResponse({ description: 'ACCOUNT_NOT_FOUND' })
+  @ApiOperation({ operationId: 'verifyAccount', summary: 'Verify the hash chain and read models of an account' })
+  @ApiOkResponse({ type: AuditVerifyResponse, description: 'The hash chain (anchored to the stored stream revision) and every difference between the replay and the read models.' })
+  @ApiProblems('ACCOUNT_NOT_FOUND')
   async verify(@Param() { userId }: UserIdParams) {
     return { userId, ...(await this.audit.verify(userId)) };
   }
 
   @Get('accounts/:userId/bundle')
-  @ApiProduces('application/x-ndjson')
-  @ApiOkResponse({ description: 'The signed audit bundle: one line per event, then the signed head. Check it with `npm run cli -- audit verify-bundle <file>`.' })
-  @ApiNotFoundResponse({ description: 'ACCOUNT_NOT_FOUND' })
-  @ApiConflictResponse({ description: 'CHAIN_BROKEN: the stream does not verify, so it is not signed.' })
+  @ApiOperation({ operationId: 'getAuditBundle', summary: 'Download a signed audit bundle of an account' })
+  @ApiOkResponse({
+    description: 'The signed audit bundle: one line per event, then the signed head. Check it with `npm run cli -- audit verify-bundle <file>`.',
+    content: { 'application/x-ndjson': { schema: { type: 'string' } } },
+  })
+  @ApiProblems('ACCOUNT_NOT_FOUND', 'CHAIN_BROKEN')
   async bundle(@Param() { userId }: UserIdParams) {
     const { streamId, text } = await this.audit.bundle(userId, this.signingKey, new Date());
     return new StreamableFile(Buffer.from(text, 'utf8'), { type: NDJSON, disposition: `attachment; filename="${streamId}.audit.ndjson"` });

@@ -21,6 +21,11 @@ const PUBLIC_ROUTES: readonly ((method: string, url: string) => boolean)[] = [
   (method, url) => method === 'POST' && url.startsWith('/v1/payments/webhooks/'),
 ];
 
+/** Whether anyone may call the route (method, and URL as Fastify or the OpenAPI document names it). */
+export function isPublicRoute(method: string, url: string): boolean {
+  return PUBLIC_ROUTES.some((isPublic) => isPublic(method.toUpperCase(), url));
+}
+
 export type AccessControlOptions = {
   readonly verifier: JwtVerifier;
   readonly apiKeys: ApiKeyRepository;
@@ -79,7 +84,7 @@ function classify(method: string | readonly string[], url: string, endpoints: Re
   for (const each of typeof method === 'string' ? [method] : method) {
     const effective = each === 'HEAD' ? 'GET' : each;
     const endpoint = endpoints.get(routeKey(effective, url));
-    if (endpoint === undefined && !PUBLIC_ROUTES.some((isPublic) => isPublic(effective, url))) {
+    if (endpoint === undefined && !isPublicRoute(effective, url)) {
       throw new Error(`route ${each} ${url} has no access rule: add it to ENDPOINT_ACTIONS (libs/auth/src/permissions.ts) or to the public routes`);
     }
     byMethod.set(each, endpoint);

@@ -1,5 +1,6 @@
 import { Controller, Get, Inject, Injectable } from '@nestjs/common';
-import { ApiTags } from '@nestjs/swagger';
+import { ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiProblems } from '../openapi/api-problems.decorator.js';
 import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
 import { PG_POOL, pendingMigrations } from '@app/database';
 import { ProjectionsAdmin } from '@app/operations';
@@ -79,6 +80,22 @@ export class HealthController {
 
   @Get()
   @HealthCheck()
+  @ApiOperation({ operationId: 'checkHealth', summary: 'Check that the service and its database answer' })
+  @ApiProblems('SERVICE_UNAVAILABLE')
+  // Stated here rather than left to @HealthCheck, whose schema depends on how @nestjs/swagger was loaded (Jest's ESM loader gives none).
+  @ApiOkResponse({
+    description: 'Every check is up.',
+    schema: {
+      type: 'object',
+      required: ['status', 'info', 'error', 'details'],
+      properties: {
+        status: { type: 'string', enum: ['ok'] },
+        info: { type: 'object', additionalProperties: true, example: { database: { status: 'up' } } },
+        error: { type: 'object', additionalProperties: true, example: {} },
+        details: { type: 'object', additionalProperties: true, example: { database: { status: 'up' } } },
+      },
+    },
+  })
   check() {
     return this.health.check([() => this.database.check('database')]);
   }

@@ -19,6 +19,3 @@ export function commandContextOf(request: FastifyRequest): CommandContext {
   const idempotency = idempotentRequestOf(request);
   return { requestId: request.id, correlationId, actor, ...(idempotency === undefined ? {} : { idempotency }) };
 }
-
-/** How the OpenAPI document describes the Idempotency-Key header of a write. */
-export const IDEMPOTENCY_KEY_API_HEADER = { name: 'Idempotency-Key', required: false, description: 'Repeats with the same key and body return the first response.' };

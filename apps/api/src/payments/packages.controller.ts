@@ -1,6 +1,6 @@
 import { Controller, Get } from '@nestjs/common';
 import { QueryBus } from '@nestjs/cqrs';
-import { ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { ListPackagesQuery } from '@app/payments';
 import { TokenPackageListResponse } from './payments.dto.js';
 
@@ -11,6 +11,7 @@ export class PackagesController {
   constructor(private readonly queryBus: QueryBus) {}
 
   @Get()
+  @ApiOperation({ operationId: 'listPackages', summary: 'List the token packages on sale' })
   @ApiOkResponse({ type: TokenPackageListResponse, description: 'Every configured package (TOKEN_PACKAGES), in configured order. No credentials needed.' })
   list() {
     return this.queryBus.execute(new ListPackagesQuery());

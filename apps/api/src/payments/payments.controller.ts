@@ -1,20 +1,13 @@
 import { Body, Controller, Get, HttpCode, HttpStatus, Param, Post, Query, Req, UseGuards } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
-import {
-  ApiBadRequestResponse,
-  ApiConflictResponse,
-  ApiCreatedResponse,
-  ApiHeader,
-  ApiNotFoundResponse,
-  ApiOkResponse,
-  ApiTags,
-  ApiUnauthorizedResponse,
-} from '@nestjs/swagger';
+import { ApiCreatedResponse, ApiHeader, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CapturePaymentCommand, GetPaymentQuery, HandleStripeEventCommand, InitiatePaymentCommand, ListPaymentsQuery, RefundPaymentCommand, SettlePaymentCommand } from '@app/payments';
 import { systemActor } from '@app/event-sourcing';
 import type { RawBodyRequest } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
-import { commandContextOf, IDEMPOTENCY_KEY_API_HEADER } from '../http/command-context.js';
+import { commandContextOf } from '../http/command-context.js';
+import { ApiProblems, COMMAND_WRITE_PROBLEMS } from '../openapi/api-problems.decorator.js';
+import { MockWebhookResponse, StripeWebhookResponse } from './webhook.responses.js';
 import { UserIdParams } from '../accounts/accounts.dto.js';
 import {
   CreatedPaymentResponse,
@@ -31,7 +24,6 @@ import { WEBHOOK_SIGNATURE_HEADER, WebhookSignatureGuard } from './webhook-signa
 
 /** Payments: maps requests to commands and queries, nothing more. */
 @ApiTags('payments')
-@ApiBadRequestResponse({ description: 'Validation failed: problem VALIDATION_FAILED naming each field and rule.' })
 @Controller({ path: 'payments', version: '1' })
 export class PaymentsController {
   constructor(
@@ -41,35 +33,35 @@ export class PaymentsController {
 
   @Post()
   @HttpCode(HttpStatus.CREATED)
-  @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
+  @ApiOperation({ operationId: 'createPayment', summary: 'Start a payment for a token package', description: 'A PENDING payment at the provider, priced by the server; capture it once the buyer has paid.' })
   @ApiCreatedResponse({ type: CreatedPaymentResponse, description: 'A PENDING payment for the package, priced by the server.' })
-  @ApiNotFoundResponse({ description: 'PACKAGE_NOT_FOUND' })
+  @ApiProblems('PACKAGE_NOT_FOUND', 'TOO_MANY_PENDING_PAYMENTS', 'PAYMENTS_DISABLED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', ...COMMAND_WRITE_PROBLEMS)
   create(@Body() body: CreatePaymentRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new InitiatePaymentCommand(body.userId, body.packageId, commandContextOf(request)));
   }
 
   @Post(':paymentId/capture')
   @HttpCode(HttpStatus.OK)
-  @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
+  @ApiOperation({ operationId: 'capturePayment', summary: 'Capture a payment and credit its tokens', description: 'Capture and credit are one append: a repeat returns the payment without crediting again. 502 PROVIDER_UNAVAILABLE is safe to retry.' })
   @ApiOkResponse({ type: PaymentWriteResponse, description: 'Captured and credited; a repeat returns the payment without crediting again.' })
-  @ApiConflictResponse({ description: 'PAYMENT_EXPIRED. Also 402 PAYMENT_DECLINED, 404 PAYMENT_NOT_FOUND, 502 PROVIDER_UNAVAILABLE and 503 PROVIDER_RATE_LIMITED with Retry-After (retry).' })
+  @ApiProblems('PAYMENT_NOT_FOUND', 'PAYMENT_EXPIRED', 'PAYMENT_DECLINED', 'PAYMENT_NOT_AUTHORIZED', 'PAYMENTS_DISABLED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'LOT_LIMIT_REACHED', 'BALANCE_OUT_OF_RANGE', ...COMMAND_WRITE_PROBLEMS)
   capture(@Param() { paymentId }: PaymentIdParams, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new CapturePaymentCommand(paymentId, commandContextOf(request)));
   }
 
   @Post(':paymentId/refund')
   @HttpCode(HttpStatus.OK)
-  @ApiHeader(IDEMPOTENCY_KEY_API_HEADER)
+  @ApiOperation({ operationId: 'refundPayment', summary: 'Refund a payment and take its tokens back', description: '409 REFUND_EXCEEDS_BALANCE or REFUND_EXCEEDS_LOT (nothing refunded), PAYMENT_NOT_CAPTURED.' })
   @ApiOkResponse({ type: PaymentWriteResponse, description: 'Refunded at the provider and the tokens taken back; a repeat refunds nothing more.' })
-  @ApiConflictResponse({ description: 'REFUND_EXCEEDS_BALANCE (nothing refunded), PAYMENT_NOT_CAPTURED, PAYMENT_DISPUTED (an open or lost dispute, with disputeId and disputeStatus).' })
-  @ApiBadRequestResponse({ description: 'VALIDATION_FAILED: a refund is whole; a body naming an amount (or any property) is refused.' })
+  @ApiProblems('PAYMENT_NOT_FOUND', 'PAYMENT_NOT_CAPTURED', 'REFUND_EXCEEDS_BALANCE', 'REFUND_EXCEEDS_LOT', 'PAYMENT_DISPUTED', 'PAYMENTS_DISABLED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', ...COMMAND_WRITE_PROBLEMS)
   refund(@Param() { paymentId }: PaymentIdParams, @Body() _whole: RefundPaymentRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new RefundPaymentCommand(paymentId, commandContextOf(request)));
   }
 
   @Get(':paymentId')
-  @ApiOkResponse({ type: PaymentResponse })
-  @ApiNotFoundResponse({ description: 'PAYMENT_NOT_FOUND' })
+  @ApiOperation({ operationId: 'getPayment', summary: 'Read a payment' })
+  @ApiOkResponse({ type: PaymentResponse, description: 'The payment as the ledger knows it.' })
+  @ApiProblems('PAYMENT_NOT_FOUND')
   get(@Param() { paymentId }: PaymentIdParams) {
     return this.queryBus.execute(new GetPaymentQuery(paymentId));
   }
@@ -82,8 +74,9 @@ export class PaymentsController {
     required: true,
     description: 't=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with PAYMENT_WEBHOOK_SECRET> (one v1 per secret during a rotation)',
   })
-  @ApiOkResponse({ description: '{ received: true, duplicate }: recorded, or (duplicate) this event id was processed before and nothing happened.' })
-  @ApiUnauthorizedResponse({ description: 'Missing or bad signature, or a timestamp outside PAYMENT_WEBHOOK_TOLERANCE_SECONDS; nothing happened.' })
+  @ApiOperation({ operationId: 'receiveMockWebhook', summary: "Receive the mock provider's signed notification", description: '401 when the signature is missing or bad, or its timestamp is outside PAYMENT_WEBHOOK_TOLERANCE_SECONDS; nothing happens then.' })
+  @ApiOkResponse({ type: MockWebhookResponse, description: 'Recorded, or (duplicate) this event id was processed before and nothing happened.' })
+  @ApiProblems('UNAUTHORIZED', 'PAYMENT_NOT_FOUND', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'DATABASE_UNAVAILABLE', ...COMMAND_WRITE_PROBLEMS)
   async webhook(@Body() body: MockWebhookRequest, @Req() request: FastifyRequest) {
     // The notification only says where to look: the provider is asked what happened to the order.
     const context = { requestId: request.id, actor: systemActor('mock-provider', 'webhook') };
@@ -94,9 +87,9 @@ export class PaymentsController {
   @Post('webhooks/stripe')
   @HttpCode(HttpStatus.OK)
   @ApiHeader({ name: 'stripe-signature', required: true, description: "Stripe's signature of the raw body (t=<unix seconds>,v1=<hex HMAC-SHA256>), checked by the Stripe SDK with STRIPE_WEBHOOK_SECRET" })
-  @ApiOkResponse({ description: '{ received: true, duplicate, ignored }: processed and committed; or this event id was processed before (duplicate); or the event is not about a payment of ours (ignored).' })
-  @ApiUnauthorizedResponse({ description: 'WEBHOOK_SIGNATURE_INVALID: missing or bad signature, or a timestamp outside PAYMENT_WEBHOOK_TOLERANCE_SECONDS; nothing happened.' })
-  @ApiNotFoundResponse({ description: 'PROVIDER_NOT_CONFIGURED: PAYMENT_PROVIDER is not stripe.' })
+  @ApiOperation({ operationId: 'receiveStripeWebhook', summary: "Receive Stripe's signed event", description: '401 WEBHOOK_SIGNATURE_INVALID when the signature is missing or bad or too old; 404 PROVIDER_NOT_CONFIGURED when PAYMENT_PROVIDER is not stripe.' })
+  @ApiOkResponse({ type: StripeWebhookResponse, description: 'Processed and committed; or this event id was processed before (duplicate); or the event is not about a payment of ours (ignored).' })
+  @ApiProblems('WEBHOOK_SIGNATURE_INVALID', 'PROVIDER_NOT_CONFIGURED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'DATABASE_UNAVAILABLE', ...COMMAND_WRITE_PROBLEMS)
   stripeWebhook(@Req() request: RawBodyRequest<FastifyRequest>) {
     // The event is read from the exact bytes Stripe signed, never from the parsed body.
     const context = { requestId: request.id, actor: systemActor('stripe', 'webhook') };
@@ -111,8 +104,9 @@ export class AccountPaymentsController {
   constructor(private readonly queryBus: QueryBus) {}
 
   @Get()
+  @ApiOperation({ operationId: 'listPayments', summary: 'List the payments of an account', description: 'Newest first, optionally of one status; by cursor (stable while rows arrive) or offset (classic, unstable).' })
   @ApiOkResponse({ type: PaymentPageResponse, description: 'Newest first; by cursor (stable) or offset (classic, unstable).' })
-  @ApiBadRequestResponse({ description: 'INVALID_CURSOR: the cursor is not a nextCursor of this list, user and filter.' })
+  @ApiProblems('INVALID_CURSOR')
   list(@Param() { userId }: UserIdParams, @Query() query: PaymentListQuery) {
     return this.queryBus.execute(new ListPaymentsQuery(userId, query.limit, query.position(), query.status));
   }

@@ -6,7 +6,7 @@ import { IsCanonicalUuid } from '../http/canonical-uuid.js';
 import { PageResponse } from '../http/page-query.js';
 
 export class CreatePaymentRequest {
-  @ApiProperty({ format: 'uuid' })
+  @ApiProperty({ format: 'uuid', example: '8d0e0a57-2a4f-4f0e-9d3c-6a1f0b7f2c11' })
   @IsCanonicalUuid()
   userId!: string;
 

@@ -9,7 +9,8 @@ import type { IdempotencyStore } from './idempotency.store.js';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 export const REPLAYED_HEADER = 'idempotent-replayed';
-const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
+/** 1 to 255 visible ASCII characters (the OpenAPI document states the same pattern). */
+export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 const MUTATING_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 export type IdempotencyOptions = {
@@ -51,15 +52,26 @@ export function registerIdempotency(fastify: FastifyInstance, store: Idempotency
   // Bound to the routes that can take a key, when each is added: reads and provider notifications
   // (which carry their own signature, see isProviderNotification) get no hook at all.
   fastify.addHook('onRoute', (route) => {
-    const methods = typeof route.method === 'string' ? [route.method] : route.method;
-    if (!methods.some((method) => MUTATING_METHODS.has(method)) || isProviderNotification(route.url)) return;
-    if (isApiKeyManagement(route.url)) {
+    const handling = idempotencyKeyHandling(route.method, route.url);
+    if (handling === 'none') return;
+    if (handling === 'refused') {
       route.preHandler = withHook(route.preHandler, refuseKey, 'last');
       return;
     }
     route.preHandler = withHook(route.preHandler, claim, 'last');
     route.onSend = withHook(route.onSend, complete, 'last');
   });
+}
+
+/**
+ * What a route does with an Idempotency-Key: `honoured` (claimed, the response stored and replayed),
+ * `refused` (a request that sends one is refused) or `none` (reads and provider notifications: the
+ * header is not looked at). The hooks and the OpenAPI document both ask this.
+ */
+export function idempotencyKeyHandling(method: string | readonly string[], routeUrl: string): 'honoured' | 'refused' | 'none' {
+  const methods = typeof method === 'string' ? [method] : method;
+  if (!methods.some((each) => MUTATING_METHODS.has(each.toUpperCase())) || isProviderNotification(routeUrl)) return 'none';
+  return isApiKeyManagement(routeUrl) ? 'refused' : 'honoured';
 }
 
 /**
@@ -76,7 +88,7 @@ function claimingHook(store: IdempotencyStore, options: IdempotencyOptions): pre
   return async (request, reply) => {
     const header = request.headers[IDEMPOTENCY_HEADER];
     if (header === undefined || !MUTATING_METHODS.has(request.method)) return undefined;
-    if (typeof header !== 'string' || !KEY_PATTERN.test(header)) {
+    if (typeof header !== 'string' || !IDEMPOTENCY_KEY_PATTERN.test(header)) {
       return sendProblem(reply, request, new IdempotencyKeyError('IDEMPOTENCY_KEY_INVALID', 'Idempotency-Key must be 1 to 255 visible ASCII characters'));
     }
     const scope = scopeOf(request);

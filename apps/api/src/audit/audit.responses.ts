@@ -1,0 +1,80 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+
+// The shapes the auditor's endpoints answer with, for the OpenAPI document: what AccountAudit returns, as JSON.
+
+export class SigningKeyResponse {
+  @ApiProperty({ enum: ['Ed25519'] }) algorithm!: string;
+  @ApiProperty({ description: 'SHA-256 of the SPKI DER, hex.' }) keyId!: string;
+  @ApiProperty({ description: 'The public key, PEM (SPKI).' }) publicKeyPem!: string;
+}
+
+class AuditEventResponse {
+  @ApiProperty({ description: 'The stream revision, as a decimal string.', example: '0' }) revision!: string;
+  @ApiProperty({ description: '$all position, "commit/prepare".' }) position!: string;
+  @ApiProperty({ format: 'uuid' }) id!: string;
+  @ApiProperty({ example: 'TokensPurchased' }) type!: string;
+  @ApiProperty({ type: 'object', additionalProperties: true, description: 'The event as appended; the domain time is data.occurredAt.' }) data!: Record<string, unknown>;
+  @ApiProperty({ type: 'object', additionalProperties: true, description: 'Actor, request, causation and correlation ids, Idempotency-Key, hash.' }) metadata!: Record<string, unknown>;
+  @ApiProperty({ format: 'date-time', description: 'When the store recorded it.' }) time!: string;
+}
+
+export class AuditEventPageResponse {
+  @ApiProperty({ format: 'uuid' }) userId!: string;
+  @ApiProperty({ type: [AuditEventResponse] }) data!: AuditEventResponse[];
+  @ApiProperty({ description: "The stream's last revision as the store records it." }) streamRevision!: string;
+  @ApiProperty({ nullable: true, type: String, description: 'Where the next page starts; null after the last page.' }) nextFromRevision!: string | null;
+}
+
+class AuditHoldResponse {
+  @ApiProperty({ format: 'uuid' }) holdId!: string;
+  @ApiProperty({ type: 'integer' }) amount!: number;
+  @ApiProperty({ format: 'date-time' }) expiresAt!: string;
+}
+
+class AuditLotResponse {
+  @ApiProperty() lotId!: string;
+  @ApiProperty() source!: string;
+  @ApiProperty({ type: 'integer' }) remaining!: number;
+  @ApiProperty({ type: 'integer' }) reserved!: number;
+  @ApiProperty({ type: 'integer' }) priority!: number;
+  @ApiProperty({ nullable: true, type: String, format: 'date-time' }) expiresAt!: string | null;
+}
+
+export class AuditBalanceResponse {
+  @ApiProperty({ format: 'uuid' }) userId!: string;
+  @ApiProperty({ type: 'integer' }) balance!: number;
+  @ApiProperty({ type: 'integer' }) held!: number;
+  @ApiProperty({ type: 'integer' }) available!: number;
+  @ApiProperty({ type: [AuditHoldResponse] }) holds!: AuditHoldResponse[];
+  @ApiProperty({ type: [AuditLotResponse] }) lots!: AuditLotResponse[];
+  @ApiProperty({ description: 'The last revision applied; -1 before the first event.', example: '3' }) revision!: string;
+}
+
+class ChainReportResponse {
+  @ApiProperty() ok!: boolean;
+  @ApiProperty() reason!: string;
+  @ApiPropertyOptional({ type: 'integer', description: 'When ok.' }) eventCount?: number;
+  @ApiPropertyOptional({ nullable: true, type: String, description: 'When ok.' }) headHash?: string | null;
+  @ApiPropertyOptional({ type: 'integer', description: 'When ok: events written before the chain, not sealed.' }) unsealedPrefix?: number;
+  @ApiPropertyOptional({ description: 'When not ok.' }) firstBadRevision?: string;
+}
+
+class AccountDifferenceResponse {
+  @ApiProperty({ format: 'uuid' }) userId!: string;
+  @ApiProperty() projection!: string;
+  @ApiProperty({ enum: ['missing', 'unexpected', 'balance', 'payment'] }) kind!: string;
+  @ApiProperty() detail!: string;
+}
+
+class ReadModelReportResponse {
+  @ApiProperty({ type: [AccountDifferenceResponse] }) differences!: AccountDifferenceResponse[];
+  @ApiProperty({ nullable: true, type: String, description: 'Set when the replay itself failed; nothing was compared then.' }) replayError!: string | null;
+}
+
+export class AuditVerifyResponse {
+  @ApiProperty({ format: 'uuid' }) userId!: string;
+  @ApiProperty() ok!: boolean;
+  @ApiProperty() streamRevision!: string;
+  @ApiProperty({ type: ChainReportResponse }) chain!: ChainReportResponse;
+  @ApiProperty({ type: ReadModelReportResponse }) readModels!: ReadModelReportResponse;
+}

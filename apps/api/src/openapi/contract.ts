@@ -1,0 +1,182 @@
+import { ENDPOINT_ACTIONS } from '@app/auth';
+import type { OpenAPIObject, OperationObject, ParameterObject, ReferenceObject, ResponseObject, SchemaObject, TagObject } from '@nestjs/swagger';
+import { isPublicRoute } from '../auth/access-control.js';
+import { IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY_PATTERN, idempotencyKeyHandling, REPLAYED_HEADER } from '../http/idempotency/idempotency.hooks.js';
+import { describeProblem, PROBLEM_CODES_EXTENSION, type ProblemCode } from './api-problems.decorator.js';
+
+/** Every tag an operation may carry, declared once with what it groups. */
+export const API_TAGS: readonly TagObject[] = [
+  { name: 'accounts', description: 'Balances, purchases, usage and the transaction history of a token account.' },
+  { name: 'holds and lots', description: 'Holds (reserve, settle, release) and the credit lots of a token account.' },
+  { name: 'payments', description: "Token packages on sale, payments through the configured provider, and the providers' signed notifications." },
+  { name: 'audit', description: "The auditor's view of an account: raw events, balances as of a point, verification, signed bundles." },
+  { name: 'admin', description: 'Operators: projections and their rebuilds, per-account rebuilds, adjustments, grants and API keys.' },
+  { name: 'health', description: 'Whether the process and its database answer.' },
+];
+
+export const PROBLEM_MEDIA_TYPE = 'application/problem+json';
+const PROBLEM_SCHEMA_REF = '#/components/schemas/Problem';
+const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace'] as const;
+
+/** Every operation's problem codes beside its own, by what the operation is. */
+const PROTECTED_PROBLEMS: readonly ProblemCode[] = ['CREDENTIALS_MISSING', 'FORBIDDEN', 'AUTHENTICATION_UNAVAILABLE', 'DATABASE_UNAVAILABLE'];
+const BODY_PROBLEMS: readonly ProblemCode[] = ['BODY_TOO_DEEP', 'BODY_NOT_UTF8', 'UNSUPPORTED_MEDIA_TYPE'];
+const KEYED_PROBLEMS: readonly ProblemCode[] = ['IDEMPOTENCY_KEY_INVALID', 'IDEMPOTENCY_KEY_REUSED', 'IDEMPOTENCY_KEY_IN_PROGRESS'];
+
+const PROBLEM_SCHEMA: SchemaObject = {
+  type: 'object',
+  description:
+    'An RFC 9457 problem. `code` is stable and names the rule; `type` is `urn:token-ledger:problem:<code in kebab case>`. ' +
+    'A code may add members of its own (INSUFFICIENT_BALANCE: `balance`, `requested`; VALIDATION_FAILED: `errors`).',
+  required: ['type', 'title', 'status', 'code', 'detail', 'instance'],
+  properties: {
+    type: { type: 'string', example: 'urn:token-ledger:problem:insufficient-balance' },
+    title: { type: 'string', example: 'Insufficient token balance' },
+    status: { type: 'integer', minimum: 400, maximum: 599, example: 409 },
+    code: { type: 'string', example: 'INSUFFICIENT_BALANCE' },
+    detail: { type: 'string', example: 'balance 5 is less than the 10 tokens requested' },
+    instance: { type: 'string', description: 'The request path.', example: '/v1/accounts/8d0e0a57-2a4f-4f0e-9d3c-6a1f0b7f2c11/usage' },
+    errors: {
+      type: 'array',
+      description: 'VALIDATION_FAILED: every field and rule the request broke.',
+      items: {
+        type: 'object',
+        required: ['field', 'rule', 'message'],
+        properties: {
+          field: { type: 'string', example: 'amount' },
+          rule: { type: 'string', example: 'min' },
+          message: { type: 'string', example: 'amount must not be less than 1' },
+        },
+      },
+    },
+  },
+  additionalProperties: true,
+};
+
+const IDEMPOTENCY_KEY_PARAMETER: ParameterObject = {
+  name: 'Idempotency-Key',
+  in: 'header',
+  required: false,
+  description:
+    'Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; ' +
+    'the same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.',
+  schema: { type: 'string', minLength: 1, maxLength: 255, pattern: IDEMPOTENCY_KEY_PATTERN.source },
+  example: '6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21',
+};
+
+/**
+ * The served document made a contract a client can be generated from: every operation gets the
+ * problem responses its kind and its own `@ApiProblems` codes can answer (one shared schema,
+ * `application/problem+json`, an example per code), the Idempotency-Key header where the hooks
+ * honour one, `security: []` where the access control lets anyone in; the document gets its tags,
+ * servers and licence. What the hooks and tables decide is asked of them, not written twice.
+ */
+export function completeContract(document: OpenAPIObject): OpenAPIObject {
+  const used = new Set<string>();
+  for (const [path, item] of Object.entries(document.paths)) {
+    for (const method of HTTP_METHODS) {
+      const operation = item[method];
+      if (operation === undefined) continue;
+      completeOperation(method.toUpperCase(), path, operation);
+      for (const tag of operation.tags ?? []) used.add(tag);
+    }
+  }
+  const declared = new Set(API_TAGS.map((tag) => tag.name));
+  return {
+    ...document,
+    info: { ...document.info, license: { name: 'UNLICENSED' } },
+    servers: document.servers !== undefined && document.servers.length > 0 ? document.servers : [{ url: '/', description: 'The service that serves this document' }],
+    // A tag no row describes is still declared, so the linter names it (tag-description) instead of the document hiding it.
+    tags: [...API_TAGS, ...[...used].filter((name) => !declared.has(name)).map((name) => ({ name }))],
+    components: { ...document.components, schemas: { ...document.components?.schemas, Problem: PROBLEM_SCHEMA } },
+  };
+}
+
+function completeOperation(method: string, path: string, operation: OperationObject): void {
+  const extensions = operation as unknown as Record<string, unknown>;
+  const own = (extensions[PROBLEM_CODES_EXTENSION] ?? []) as readonly ProblemCode[];
+  delete extensions[PROBLEM_CODES_EXTENSION];
+
+  const isProtected = ENDPOINT_ACTIONS.some((endpoint) => endpoint.method === method && endpoint.path === path);
+  if (!isProtected && isPublicRoute(method, path)) operation.security = [];
+  const keys = idempotencyKeyHandling(method, path);
+  if (keys === 'honoured') {
+    operation.parameters = [...(operation.parameters ?? []).filter((parameter) => !isIdempotencyKeyParameter(parameter)), IDEMPOTENCY_KEY_PARAMETER];
+    for (const [status, response] of Object.entries(operation.responses)) {
+      if (status.startsWith('2') && response !== undefined && !('$ref' in response)) {
+        response.headers = { ...response.headers, [headerName(REPLAYED_HEADER)]: { description: 'Present (true) when this is the stored response of an earlier request with the same Idempotency-Key.', schema: { type: 'string', enum: ['true'] } } };
+      }
+    }
+  }
+
+  const codes = new Set<ProblemCode>(['INTERNAL_ERROR', 'RATE_LIMITED', ...own]);
+  if (isProtected) for (const code of PROTECTED_PROBLEMS) codes.add(code);
+  if ((operation.parameters ?? []).length > 0 || operation.requestBody !== undefined) codes.add('VALIDATION_FAILED');
+  if (method !== 'GET' && method !== 'HEAD') for (const code of BODY_PROBLEMS) codes.add(code);
+  if (keys === 'honoured') for (const code of KEYED_PROBLEMS) codes.add(code);
+  if (keys === 'refused') codes.add('IDEMPOTENCY_KEY_INVALID');
+  addProblemResponses(operation, path, [...codes]);
+}
+
+/** One response per status the codes answer with, replacing any error response a decorator described. */
+function addProblemResponses(operation: OperationObject, path: string, codes: readonly ProblemCode[]): void {
+  const byStatus = new Map<number, ProblemCode[]>();
+  for (const code of codes) {
+    const { status } = describeProblem(code);
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+  }
+  const responses: Record<string, ResponseObject | ReferenceObject | undefined> = {};
+  for (const [status, response] of Object.entries(operation.responses)) {
+    if (!isErrorStatus(status)) responses[status] = response;
+    // An error response a decorator described without a code keeps its words, with the problem schema.
+    else if (!byStatus.has(Number(status)) && response !== undefined && !('$ref' in response)) responses[status] = { description: response.description, content: { [PROBLEM_MEDIA_TYPE]: { schema: { $ref: PROBLEM_SCHEMA_REF } } } };
+  }
+  for (const [status, statusCodes] of [...byStatus].sort(([a], [b]) => a - b)) responses[String(status)] = problemResponse(path, statusCodes);
+  operation.responses = responses;
+}
+
+function problemResponse(path: string, codes: readonly ProblemCode[]): ResponseObject {
+  const described = codes.map((code) => ({ code, ...describeProblem(code) }));
+  const publicCodes = [...new Set(described.map((problem) => problem.publicCode))].sort();
+  const examples = Object.fromEntries(
+    described
+      .filter((problem, index) => described.findIndex((other) => other.publicCode === problem.publicCode) === index)
+      .map((problem) => [problem.publicCode, { summary: problem.title, value: exampleProblem(problem.publicCode, problem.status, problem.title, problem.detail, path) }]),
+  );
+  const retryAfter = described.some((problem) => problem.retryAfterSeconds !== undefined || problem.code === 'RATE_LIMITED');
+  return {
+    description: publicCodes.map((code) => `\`${code}\`: ${described.find((problem) => problem.publicCode === code)?.title ?? code}`).join('; '),
+    ...(retryAfter ? { headers: { 'Retry-After': { description: 'Seconds after which the request may be sent again (the codes that name one).', schema: { type: 'integer', minimum: 1 } } } } : {}),
+    content: {
+      [PROBLEM_MEDIA_TYPE]: {
+        schema: { allOf: [{ $ref: PROBLEM_SCHEMA_REF }, { type: 'object', required: ['code'], properties: { code: { type: 'string', enum: publicCodes } } }] },
+        examples,
+      },
+    },
+  };
+}
+
+function exampleProblem(code: string, status: number, title: string, detail: string, path: string): Record<string, unknown> {
+  return {
+    type: `urn:token-ledger:problem:${code.toLowerCase().replaceAll('_', '-')}`,
+    title,
+    status,
+    code,
+    detail,
+    instance: path,
+    ...(code === 'VALIDATION_FAILED' ? { detail: 'amount must not be less than 1', errors: [{ field: 'amount', rule: 'min', message: 'amount must not be less than 1' }] } : {}),
+  };
+}
+
+function isErrorStatus(status: string): boolean {
+  return /^[45]\d\d$/.test(status) || /^[45]XX$/i.test(status);
+}
+
+function isIdempotencyKeyParameter(parameter: ParameterObject | ReferenceObject): boolean {
+  return !('$ref' in parameter) && parameter.in === 'header' && parameter.name.toLowerCase() === IDEMPOTENCY_HEADER;
+}
+
+/** `idempotent-replayed` -> `Idempotent-Replayed`, as the header is written in documentation. */
+function headerName(lowerCase: string): string {
+  return lowerCase.replace(/(^|-)([a-z])/g, (_match, dash: string, letter: string) => `${dash}${letter.toUpperCase()}`);
+}

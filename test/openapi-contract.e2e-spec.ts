@@ -1,0 +1,248 @@
+import { randomUUID } from 'node:crypto';
+import { ENDPOINT_ACTIONS } from '@app/auth';
+import { DEVELOPMENT_WEBHOOK_SECRET } from '../apps/api/src/config/app.config.js';
+import { signWebhook } from '../apps/api/src/payments/webhook-signature.guard.js';
+import { isPublicRoute } from '../apps/api/src/auth/access-control.js';
+import { idempotencyKeyHandling } from '../apps/api/src/http/idempotency/idempotency.hooks.js';
+import { ERROR_CODES, PROBLEM_TYPES } from '../apps/api/src/http/problem-types.js';
+import { PROBLEM_MEDIA_TYPE } from '../apps/api/src/openapi/contract.js';
+import { startTestApp, type TestApp } from './support/test-app.js';
+
+type Schema = {
+  $ref?: string;
+  type?: string;
+  nullable?: boolean;
+  allOf?: Schema[];
+  properties?: Record<string, Schema>;
+  additionalProperties?: unknown;
+  items?: Schema;
+  enum?: unknown[];
+  required?: string[];
+};
+type Response = { description: string; content?: Record<string, { schema?: Schema; examples?: Record<string, { value: { code: string; status: number } }> }> };
+type Parameter = { name: string; in: string };
+type Operation = { operationId?: string; summary?: string; tags?: string[]; security?: unknown[]; parameters?: Parameter[]; responses: Record<string, Response> };
+type Document = {
+  info: { license?: { name: string } };
+  servers?: { url: string }[];
+  tags?: { name: string; description?: string }[];
+  security?: unknown[];
+  paths: Record<string, Record<string, Operation>>;
+  components: { schemas: Record<string, Schema> };
+};
+
+let testApp: TestApp;
+let document: Document;
+
+beforeAll(async () => {
+  testApp = await startTestApp();
+  document = (await testApp.anonymous().get('/docs-json').expect(200)).body as Document;
+});
+
+afterAll(async () => {
+  await testApp.close();
+});
+
+function operations(): { method: string; path: string; operation: Operation }[] {
+  return Object.entries(document.paths).flatMap(([path, item]) => Object.entries(item).map(([method, operation]) => ({ method: method.toUpperCase(), path, operation })));
+}
+
+/** The codes a problem response names (its schema's enum), or undefined when it is not a problem response. */
+function problemCodes(response: Response | undefined): string[] | undefined {
+  const schema = response?.content?.[PROBLEM_MEDIA_TYPE]?.schema;
+  if (schema?.allOf?.[0]?.$ref !== '#/components/schemas/Problem') return undefined;
+  return schema.allOf[1]?.properties?.['code']?.enum as string[] | undefined;
+}
+
+describe('the OpenAPI document the service serves', () => {
+  it('names every operation: a readable, unique operationId, a summary and a declared, described tag', () => {
+    const declared = new Map((document.tags ?? []).map((tag) => [tag.name, tag.description]));
+    const ids = operations().map(({ operation }) => operation.operationId);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const { method, path, operation } of operations()) {
+      const where = `${method} ${path}`;
+      expect({ where, operationId: operation.operationId }).toEqual({ where, operationId: expect.stringMatching(/^[a-z][A-Za-z]+$/) });
+      expect({ where, summary: operation.summary }).toEqual({ where, summary: expect.stringMatching(/\S/) });
+      expect(operation.tags?.length).toBeGreaterThan(0);
+      for (const tag of operation.tags ?? []) expect({ tag, description: declared.get(tag) }).toEqual({ tag, description: expect.stringMatching(/\S/) });
+    }
+  });
+
+  it('has servers, a licence and credentials required everywhere but on the public routes, which say security: []', () => {
+    expect(document.servers?.length).toBeGreaterThan(0);
+    expect(document.info.license?.name).toBe('UNLICENSED');
+    expect(document.security).toEqual([{ bearer: [] }, { apiKey: [] }]);
+    const publicOperations = operations().filter(({ method, path }) => isPublicRoute(method, path));
+    expect(publicOperations.map(({ method, path }) => `${method} ${path}`).sort()).toEqual(['GET /health', 'GET /v1/packages', 'POST /v1/payments/webhooks/mock', 'POST /v1/payments/webhooks/stripe']);
+    for (const { operation } of publicOperations) expect(operation.security).toEqual([]);
+    for (const { operation } of operations().filter(({ method, path }) => !isPublicRoute(method, path))) expect(operation.security).toBeUndefined();
+  });
+
+  it('documents 401 UNAUTHENTICATED and 403 FORBIDDEN as problems on every operation that needs credentials', () => {
+    const protectedOperations = operations().filter(({ method, path }) => ENDPOINT_ACTIONS.some((endpoint) => endpoint.method === method && endpoint.path === path));
+    expect(protectedOperations).toHaveLength(ENDPOINT_ACTIONS.length);
+    for (const { method, path, operation } of protectedOperations) {
+      const where = `${method} ${path}`;
+      expect({ where, codes: problemCodes(operation.responses['401']) }).toEqual({ where, codes: ['UNAUTHENTICATED'] });
+      expect({ where, codes: problemCodes(operation.responses['403']) }).toEqual({ where, codes: ['FORBIDDEN'] });
+      expect({ where, codes: problemCodes(operation.responses['429']) }).toEqual({ where, codes: ['RATE_LIMITED'] });
+    }
+  });
+
+  it('answers every 4xx and 5xx with the shared problem schema, as application/problem+json, with an example of each code', () => {
+    expect(document.components.schemas['Problem']?.required).toEqual(['type', 'title', 'status', 'code', 'detail', 'instance']);
+    for (const { method, path, operation } of operations()) {
+      const errorStatuses = Object.keys(operation.responses).filter((status) => /^[45]/.test(status));
+      expect(errorStatuses.length).toBeGreaterThan(0);
+      for (const status of errorStatuses) {
+        const where = `${method} ${path} ${status}`;
+        const codes = problemCodes(operation.responses[status]);
+        expect({ where, codes }).toEqual({ where, codes: expect.arrayContaining([expect.any(String)]) });
+        const examples = operation.responses[status]?.content?.[PROBLEM_MEDIA_TYPE]?.examples ?? {};
+        expect({ where, examples: Object.keys(examples).sort() }).toEqual({ where, examples: codes });
+        for (const example of Object.values(examples)) expect(example.value.status).toBe(Number(status));
+      }
+    }
+  });
+
+  it('documents every code of the error-code table that a caller can receive, each under the status the table gives it', () => {
+    const documented = new Map<string, Set<number>>();
+    for (const { operation } of operations()) {
+      for (const [status, response] of Object.entries(operation.responses)) {
+        for (const code of problemCodes(response) ?? []) documented.set(code, (documented.get(code) ?? new Set()).add(Number(status)));
+      }
+    }
+    for (const code of ERROR_CODES) {
+      const type = PROBLEM_TYPES[code];
+      const publicCode = type.publicCode ?? code;
+      expect({ publicCode, statuses: [...(documented.get(publicCode) ?? [])] }).toEqual({ publicCode, statuses: [type.status] });
+    }
+  });
+
+  it('declares the Idempotency-Key header on exactly the operations whose hooks honour it', () => {
+    for (const { method, path, operation } of operations()) {
+      const declared = (operation.parameters ?? []).some((parameter) => parameter.in === 'header' && parameter.name === 'Idempotency-Key');
+      expect({ where: `${method} ${path}`, declared }).toEqual({ where: `${method} ${path}`, declared: idempotencyKeyHandling(method, path) === 'honoured' });
+    }
+    const posts = operations().filter(({ method }) => method === 'POST');
+    expect(posts.filter(({ operation }) => (operation.parameters ?? []).some((parameter) => parameter.name === 'Idempotency-Key')).map(({ path }) => path)).toEqual(
+      posts.map(({ path }) => path).filter((path) => !path.startsWith('/v1/payments/webhooks/') && path !== '/v1/admin/api-keys'),
+    );
+  });
+
+  it('types the body of every success response (no response a client would type as having no content)', () => {
+    for (const { method, path, operation } of operations()) {
+      for (const [status, response] of Object.entries(operation.responses).filter(([status]) => /^2/.test(status))) {
+        const schemas = Object.values(response.content ?? {}).map((media) => media.schema);
+        expect({ where: `${method} ${path} ${status}`, typed: schemas.length > 0 && schemas.every((schema) => schema !== undefined) }).toEqual({ where: `${method} ${path} ${status}`, typed: true });
+      }
+    }
+  });
+
+  it('gives every property a type a client can use: no object without members (a `string | null` field left to reflection)', () => {
+    type PropertySchema = Schema & { type?: string; additionalProperties?: unknown };
+    for (const [name, schema] of Object.entries(document.components.schemas)) {
+      for (const [property, value] of Object.entries((schema.properties ?? {}) as Record<string, PropertySchema>)) {
+        const shapeless = value.type === 'object' && value.properties === undefined && value.additionalProperties === undefined && value.allOf === undefined && value.$ref === undefined;
+        expect({ property: `${name}.${property}`, shapeless }).toEqual({ property: `${name}.${property}`, shapeless: false });
+      }
+    }
+  });
+});
+
+/**
+ * What a body breaks of its documented schema: a missing required member, a member of another type,
+ * a value outside its enum, or a member the schema does not name (where it allows no others).
+ */
+function violations(value: unknown, schema: Schema, at: string): string[] {
+  if (schema.$ref !== undefined) return violations(value, document.components.schemas[schema.$ref.replace('#/components/schemas/', '')] ?? {}, at);
+  if (value === null) return schema.nullable === true ? [] : [`${at}: null`];
+  if (schema.allOf !== undefined) return schema.allOf.flatMap((part) => violations(value, part, at));
+  if (schema.enum !== undefined && !schema.enum.includes(value)) return [`${at}: ${JSON.stringify(value)} not in ${JSON.stringify(schema.enum)}`];
+  switch (schema.type) {
+    case 'object': {
+      if (typeof value !== 'object' || Array.isArray(value)) return [`${at}: not an object`];
+      const record = value as Record<string, unknown>;
+      const missing = (schema.required ?? []).filter((name) => !(name in record)).map((name) => `${at}.${name}: missing`);
+      const members = Object.entries(record).flatMap(([name, member]) => {
+        const property = schema.properties?.[name];
+        if (property !== undefined) return violations(member, property, `${at}.${name}`);
+        return schema.additionalProperties === undefined || schema.additionalProperties === false ? [`${at}.${name}: not documented`] : [];
+      });
+      return [...missing, ...members];
+    }
+    case 'array':
+      return Array.isArray(value) ? value.flatMap((item, index) => violations(item, schema.items ?? {}, `${at}[${index}]`)) : [`${at}: not an array`];
+    case 'integer':
+      return Number.isInteger(value) ? [] : [`${at}: not an integer`];
+    case 'number':
+      return typeof value === 'number' ? [] : [`${at}: not a number`];
+    case 'string':
+    case 'boolean':
+      return typeof value === schema.type ? [] : [`${at}: not a ${schema.type}`];
+    case undefined: // no type stated: anything
+    default:
+      return [];
+  }
+}
+
+describe('what the service answers, against the document', () => {
+  it('sends, on every read and write of a day in the life of an account, bodies that match the documented success schemas', async () => {
+    const http = () => testApp.http();
+    const userId = randomUUID();
+    const purchase = await http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100, description: null }).expect(201);
+    const hold = await http().post(`/v1/accounts/${userId}/holds`).send({ amount: 10 }).expect(201);
+    const key = await http().post('/v1/admin/api-keys').send({ name: `contract ${randomUUID()}`, role: 'auditor' }).expect(201);
+    const payment = await http().post('/v1/payments').send({ userId, packageId: 'starter' }).expect(201);
+    const webhookBody = JSON.stringify({ id: `evt_${randomUUID()}`, type: 'order.captured', orderId: payment.body.orderId, paymentId: payment.body.paymentId });
+    const calls = [
+      ['POST', '/v1/accounts/{userId}/purchases', purchase],
+      ['POST', '/v1/accounts/{userId}/holds', hold],
+      ['POST', '/v1/admin/api-keys', key],
+      ['POST', '/v1/payments', payment],
+      ['POST', '/v1/payments/webhooks/mock', await testApp.anonymous().post('/v1/payments/webhooks/mock').set('content-type', 'application/json').set('x-mock-signature', signWebhook(DEVELOPMENT_WEBHOOK_SECRET, webhookBody)).send(webhookBody).expect(200)],
+      ['GET', '/v1/payments/{paymentId}', await http().get(`/v1/payments/${payment.body.paymentId}`).expect(200)],
+      ['POST', '/v1/accounts/{userId}/usage', await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 5, description: 'contract' }).expect(201)],
+      ['POST', '/v1/accounts/{userId}/holds/{holdId}/settle', await http().post(`/v1/accounts/${userId}/holds/${hold.body.holdId}/settle`).send({ amount: 4 }).expect(200)],
+      ['POST', '/v1/admin/accounts/{userId}/grants', await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 7, reason: 'welcome' }).expect(201)],
+      ['POST', '/v1/admin/accounts/{userId}/adjustments', await http().post(`/v1/admin/accounts/${userId}/adjustments`).send({ amount: -1, reason: 'correction' }).expect(201)],
+      ['GET', '/v1/accounts/{userId}/balance', await http().get(`/v1/accounts/${userId}/balance`).expect(200)],
+      ['GET', '/v1/accounts/{userId}/transactions', await http().get(`/v1/accounts/${userId}/transactions`).expect(200)],
+      ['GET', '/v1/accounts/{userId}/holds', await http().get(`/v1/accounts/${userId}/holds`).expect(200)],
+      ['GET', '/v1/accounts/{userId}/lots', await http().get(`/v1/accounts/${userId}/lots`).expect(200)],
+      ['GET', '/v1/accounts/{userId}/payments', await http().get(`/v1/accounts/${userId}/payments`).expect(200)],
+      ['GET', '/v1/packages', await testApp.anonymous().get('/v1/packages').expect(200)],
+      ['GET', '/v1/admin/projections', await http().get('/v1/admin/projections').expect(200)],
+      ['POST', '/v1/admin/accounts/{userId}/rebuild', await http().post(`/v1/admin/accounts/${userId}/rebuild`).expect(200)],
+      ['GET', '/v1/admin/api-keys', await http().get('/v1/admin/api-keys').expect(200)],
+      ['DELETE', '/v1/admin/api-keys/{id}', await http().delete(`/v1/admin/api-keys/${key.body.id}`).expect(200)],
+      ['GET', '/v1/audit/signing-key', await http().get('/v1/audit/signing-key').expect(200)],
+      ['GET', '/v1/audit/accounts/{userId}/events', await http().get(`/v1/audit/accounts/${userId}/events`).expect(200)],
+      ['GET', '/v1/audit/accounts/{userId}/balance', await http().get(`/v1/audit/accounts/${userId}/balance?revision=1`).expect(200)],
+      ['GET', '/v1/audit/accounts/{userId}/verify', await http().get(`/v1/audit/accounts/${userId}/verify`).expect(200)],
+    ] as const;
+    for (const [method, path, response] of calls) {
+      const documented = document.paths[path]?.[method.toLowerCase()]?.responses[String(response.status)]?.content?.['application/json']?.schema;
+      expect({ call: `${method} ${path} ${response.status}`, documented: documented !== undefined, violations: violations(response.body, documented ?? {}, 'body') }).toEqual({
+        call: `${method} ${path} ${response.status}`,
+        documented: true,
+        violations: [],
+      });
+    }
+  });
+
+  it('sends problems that match the shared problem schema', async () => {
+    const userId = randomUUID();
+    const problems = [
+      await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1 }).expect(409),
+      await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 0 }).expect(400),
+      await testApp.anonymous().get(`/v1/accounts/${userId}/balance`).expect(401),
+      await (await testApp.as('user')).get(`/v1/accounts/${userId}/balance`).expect(403),
+      await testApp.http().get(`/v1/audit/accounts/${userId}/verify`).expect(404),
+    ];
+    for (const problem of problems) {
+      expect(problem.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect({ code: problem.body.code, violations: violations(problem.body, { $ref: '#/components/schemas/Problem' }, 'body') }).toEqual({ code: problem.body.code, violations: [] });
+    }
+  });
+});
