@@ -45,6 +45,7 @@ type UsageProblemCode = NonNullable<Awaited<ReturnType<typeof useTokens>>['error
  * other: the test below compares this list with the document the service serves.
  */
 const USAGE_PROBLEM_CODES: Record<UsageProblemCode, true> = {
+  ACCOUNT_IN_SHORTFALL: true,
   AMOUNT_OUT_OF_RANGE: true,
   APPEND_DEADLINE_EXCEEDED: true,
   AUTHENTICATION_UNAVAILABLE: true,
@@ -59,6 +60,7 @@ const USAGE_PROBLEM_CODES: Record<UsageProblemCode, true> = {
   IDEMPOTENCY_KEY_REUSED: true,
   INSUFFICIENT_BALANCE: true,
   INTERNAL_ERROR: true,
+  METADATA_INVALID: true,
   RATE_LIMITED: true,
   UNAUTHENTICATED: true,
   UNSUPPORTED_MEDIA_TYPE: true,

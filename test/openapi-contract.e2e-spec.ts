@@ -73,7 +73,7 @@ describe('the OpenAPI document the service serves', () => {
     expect(document.info.license?.name).toBe('UNLICENSED');
     expect(document.security).toEqual([{ bearer: [] }, { apiKey: [] }]);
     const publicOperations = operations().filter(({ method, path }) => isPublicRoute(method, path));
-    expect(publicOperations.map(({ method, path }) => `${method} ${path}`).sort()).toEqual(['GET /health', 'GET /v1/packages', 'POST /v1/payments/webhooks/mock', 'POST /v1/payments/webhooks/stripe']);
+    expect(publicOperations.map(({ method, path }) => `${method} ${path}`).sort()).toEqual(['GET /health', 'GET /health/live', 'GET /health/ready', 'GET /v1/packages', 'POST /v1/payments/webhooks/mock', 'POST /v1/payments/webhooks/stripe']);
     for (const { operation } of publicOperations) expect(operation.security).toEqual([]);
     for (const { operation } of operations().filter(({ method, path }) => !isPublicRoute(method, path))) expect(operation.security).toBeUndefined();
   });

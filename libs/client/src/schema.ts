@@ -52,7 +52,7 @@ export interface paths {
         put?: never;
         /**
          * Spend tokens
-         * @description Debits the account; 409 INSUFFICIENT_BALANCE (with `balance` and `requested`) when its available balance is short.
+         * @description Debits the account; 409 INSUFFICIENT_BALANCE (with `balance` and `requested`) when its available balance is short, 409 ACCOUNT_IN_SHORTFALL (with `shortfall`) while lost payment disputes leave it owing; `metadata` is the caller's, returned in history.
          */
         post: operations["useTokens"];
         delete?: never;
@@ -70,7 +70,7 @@ export interface paths {
         };
         /**
          * List the transactions of an account
-         * @description Newest first, by offset.
+         * @description Newest first; by cursor (stable while rows arrive) or offset (classic, unstable).
          */
         get: operations["listTransactions"];
         put?: never;
@@ -90,7 +90,7 @@ export interface paths {
         };
         /**
          * List the holds of an account
-         * @description Newest first, by offset; optionally of one status.
+         * @description Newest first, optionally of one status; by cursor (stable while rows arrive) or offset (classic, unstable).
          */
         get: operations["listHolds"];
         put?: never;
@@ -154,7 +154,7 @@ export interface paths {
         };
         /**
          * List the credit lots of an account
-         * @description The lots debits draw from, in draw order; optionally of one status.
+         * @description The lots debits draw from, in draw order, optionally of one status; by cursor (stable while rows arrive) or offset (classic, unstable).
          */
         get: operations["listLots"];
         put?: never;
@@ -174,6 +174,40 @@ export interface paths {
         };
         /** Check that the service and its database answer */
         get: operations["checkHealth"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/health/live": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Check that the process answers (liveness: checks nothing else) */
+        get: operations["checkLiveness"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/health/ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Check that the service can serve: database, migrations, read-model lag */
+        get: operations["checkReadiness"];
         put?: never;
         post?: never;
         delete?: never;
@@ -562,7 +596,7 @@ export interface paths {
         };
         /**
          * List the payments of an account
-         * @description Newest first, by offset; optionally of one status.
+         * @description Newest first, optionally of one status; by cursor (stable while rows arrive) or offset (classic, unstable).
          */
         get: operations["listPayments"];
         put?: never;
@@ -610,6 +644,8 @@ export interface components {
             available: number;
             /** @description The next lot remainder due to expire. */
             nextExpiry: components["schemas"]["NextExpiryResponse"] | null;
+            /** @description Present only while lost payment disputes left the account owing tokens: usage and new holds are refused (409 ACCOUNT_IN_SHORTFALL) until credits cover it. */
+            shortfall?: number;
         };
         PurchaseRequest: {
             /** @example 30 */
@@ -631,7 +667,7 @@ export interface components {
             /** @description Signed: negative for usage and refunds. */
             amount: number;
             /** @enum {string} */
-            transactionType: "purchase" | "usage" | "refund" | "adjustment" | "expiry";
+            transactionType: "purchase" | "usage" | "refund" | "adjustment" | "expiry" | "chargeback";
             description: string | null;
             /** Format: uuid */
             paymentId: string | null;
@@ -650,6 +686,17 @@ export interface components {
                 lotId?: string;
                 amount?: number;
             }[] | null;
+            /**
+             * @description The caller's metadata of a usage (its settle's, else its hold's); null otherwise.
+             * @example {
+             *       "model": "gpt-4o",
+             *       "requestId": "req_8f2c",
+             *       "cached": false
+             *     }
+             */
+            metadata: {
+                [key: string]: string | number | boolean;
+            } | null;
         };
         LedgerWriteResponse: {
             /** Format: uuid */
@@ -666,12 +713,29 @@ export interface components {
             amount: number;
             /** @example chat completion */
             description?: string | null;
+            /**
+             * @description Your own data on this debit (a model name, a request id), stored in its event and shown in history and the audit API. A flat object: at most 20 keys matching ^[A-Za-z][A-Za-z0-9_.:-]{0,39}$, values strings (at most 500 characters), finite numbers or booleans; no nested objects, arrays or null values. A broken rule is 400 naming it (metadataKeysMax, metadataKey, metadataValueType, ...).
+             * @example {
+             *       "model": "gpt-4o",
+             *       "requestId": "req_8f2c",
+             *       "cached": false
+             *     }
+             */
+            metadata?: {
+                [key: string]: string | number | boolean;
+            } | null;
         };
         TransactionPageResponse: {
-            data: components["schemas"]["TransactionResponse"][];
-            total: number;
             limit: number;
-            offset: number;
+            /** @description The offset the page was asked at; null for a page asked by cursor. */
+            offset: number | null;
+            /** @description Whether rows follow this page. */
+            hasMore: boolean;
+            /** @description Pass as cursor for the next page; null when hasMore is false. */
+            nextCursor: string | null;
+            data: components["schemas"]["TransactionResponse"][];
+            /** @description Every transaction of the account. */
+            total: number;
         };
         HoldRequest: {
             /**
@@ -683,6 +747,17 @@ export interface components {
             description?: string | null;
             /** @description How long the hold lives; default HOLD_TTL_DEFAULT (15 minutes), at most HOLD_TTL_MAX (24 hours) or HOLD_TTL_OUT_OF_RANGE. */
             expiresInSeconds?: number;
+            /**
+             * @description Your own data on this hold, kept with it; its settle takes it unless given its own. A flat object: at most 20 keys matching ^[A-Za-z][A-Za-z0-9_.:-]{0,39}$, values strings (at most 500 characters), finite numbers or booleans; no nested objects, arrays or null values. A broken rule is 400 naming it (metadataKeysMax, metadataKey, metadataValueType, ...).
+             * @example {
+             *       "model": "gpt-4o",
+             *       "requestId": "req_8f2c",
+             *       "cached": false
+             *     }
+             */
+            metadata?: {
+                [key: string]: string | number | boolean;
+            } | null;
         };
         HoldResponse: {
             /** Format: uuid */
@@ -700,6 +775,17 @@ export interface components {
             description: string | null;
             /** Format: date-time */
             expiresAt: string;
+            /**
+             * @description The caller's metadata of the hold; null when none.
+             * @example {
+             *       "model": "gpt-4o",
+             *       "requestId": "req_8f2c",
+             *       "cached": false
+             *     }
+             */
+            metadata: {
+                [key: string]: string | number | boolean;
+            } | null;
         };
         SettleRequest: {
             /**
@@ -709,6 +795,17 @@ export interface components {
             amount: number;
             /** @description The usage row's description; the hold's when absent. */
             description?: string | null;
+            /**
+             * @description The usage row's metadata; the hold's when absent. A flat object: at most 20 keys matching ^[A-Za-z][A-Za-z0-9_.:-]{0,39}$, values strings (at most 500 characters), finite numbers or booleans; no nested objects, arrays or null values. A broken rule is 400 naming it (metadataKeysMax, metadataKey, metadataValueType, ...).
+             * @example {
+             *       "model": "gpt-4o",
+             *       "requestId": "req_8f2c",
+             *       "cached": false
+             *     }
+             */
+            metadata?: {
+                [key: string]: string | number | boolean;
+            } | null;
         };
         SettleResponse: {
             /** Format: uuid */
@@ -768,11 +865,27 @@ export interface components {
             createdAt: string;
             /** Format: date-time */
             endedAt: string | null;
+            /**
+             * @description The caller's metadata of the hold; null when none.
+             * @example {
+             *       "model": "gpt-4o",
+             *       "requestId": "req_8f2c",
+             *       "cached": false
+             *     }
+             */
+            metadata: {
+                [key: string]: string | number | boolean;
+            } | null;
         };
         HoldPageResponse: {
-            data: components["schemas"]["HoldViewResponse"][];
             limit: number;
-            offset: number;
+            /** @description The offset the page was asked at; null for a page asked by cursor. */
+            offset: number | null;
+            /** @description Whether rows follow this page. */
+            hasMore: boolean;
+            /** @description Pass as cursor for the next page; null when hasMore is false. */
+            nextCursor: string | null;
+            data: components["schemas"]["HoldViewResponse"][];
         };
         LotViewResponse: {
             lotId: string;
@@ -795,10 +908,15 @@ export interface components {
             createdAt: string;
         };
         LotPageResponse: {
+            limit: number;
+            /** @description The offset the page was asked at; null for a page asked by cursor. */
+            offset: number | null;
+            /** @description Whether rows follow this page. */
+            hasMore: boolean;
+            /** @description Pass as cursor for the next page; null when hasMore is false. */
+            nextCursor: string | null;
             /** @description In draw-down order: priority, earliest expiry, oldest. */
             data: components["schemas"]["LotViewResponse"][];
-            limit: number;
-            offset: number;
         };
         ProjectionFailureResponse: {
             /** @description The failing event's position (commit/prepare), or `unknown` when the batch failed before any event. */
@@ -1161,6 +1279,7 @@ export interface components {
             position: string | null;
             readModelUpToDate: boolean;
         };
+        RefundPaymentRequest: Record<string, never>;
         MockWebhookRequest: {
             /**
              * @description The provider's event id: the same on every retry of one notification; a second delivery of it changes nothing.
@@ -1192,10 +1311,16 @@ export interface components {
             ignored: boolean;
         };
         PaymentPageResponse: {
-            data: components["schemas"]["PaymentResponse"][];
-            total: number;
             limit: number;
-            offset: number;
+            /** @description The offset the page was asked at; null for a page asked by cursor. */
+            offset: number | null;
+            /** @description Whether rows follow this page. */
+            hasMore: boolean;
+            /** @description Pass as cursor for the next page; null when hasMore is false. */
+            nextCursor: string | null;
+            data: components["schemas"]["PaymentResponse"][];
+            /** @description Every payment of the account (of the status, when given). */
+            total: number;
         };
         TokenPackageResponse: {
             /**
@@ -1541,7 +1666,7 @@ export interface operations {
                     "application/json": components["schemas"]["LedgerWriteResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1549,7 +1674,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "AMOUNT_OUT_OF_RANGE" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -1577,7 +1702,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_BALANCE`: Insufficient token balance */
+            /** @description `ACCOUNT_IN_SHORTFALL`: Lost payment disputes left the account owing tokens: nothing can be spent until a credit covers them; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_BALANCE`: Insufficient token balance */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1585,7 +1710,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "INSUFFICIENT_BALANCE";
+                        code: "ACCOUNT_IN_SHORTFALL" | "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "INSUFFICIENT_BALANCE";
                     };
                 };
             };
@@ -1658,7 +1783,11 @@ export interface operations {
     listTransactions: {
         parameters: {
             query?: {
+                /** @description Rows per page. */
                 limit?: number;
+                /** @description The previous page's nextCursor, unchanged: the page starts after its last row. Stable while rows are written. Not with offset; anything else is 400 INVALID_CURSOR. */
+                cursor?: string;
+                /** @description Classic offset paging, unstable: a row written between two pages shifts them (a row repeated or skipped). Prefer cursor; not with it. */
                 offset?: number;
             };
             header?: never;
@@ -1669,7 +1798,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Newest first. */
+            /** @description Newest first; by cursor (stable) or offset (classic, unstable). */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1678,7 +1807,7 @@ export interface operations {
                     "application/json": components["schemas"]["TransactionPageResponse"];
                 };
             };
-            /** @description `VALIDATION_FAILED`: The request is not valid */
+            /** @description `INVALID_CURSOR`: The cursor is not a position in this list; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1686,7 +1815,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "VALIDATION_FAILED";
+                        code: "INVALID_CURSOR" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -1759,7 +1888,11 @@ export interface operations {
     listHolds: {
         parameters: {
             query?: {
+                /** @description Rows per page. */
                 limit?: number;
+                /** @description The previous page's nextCursor, unchanged: the page starts after its last row. Stable while rows are written. Not with offset; anything else is 400 INVALID_CURSOR. */
+                cursor?: string;
+                /** @description Classic offset paging, unstable: a row written between two pages shifts them (a row repeated or skipped). Prefer cursor; not with it. */
                 offset?: number;
                 /** @description Only holds in this state; all when absent. */
                 status?: "active" | "settled" | "released" | "expired";
@@ -1772,7 +1905,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Newest first. */
+            /** @description Newest first; by cursor (stable) or offset (classic, unstable). */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1781,7 +1914,7 @@ export interface operations {
                     "application/json": components["schemas"]["HoldPageResponse"];
                 };
             };
-            /** @description `VALIDATION_FAILED`: The request is not valid */
+            /** @description `INVALID_CURSOR`: The cursor is not a position in this list; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1789,7 +1922,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "VALIDATION_FAILED";
+                        code: "INVALID_CURSOR" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -1891,7 +2024,7 @@ export interface operations {
                     "application/json": components["schemas"]["HoldResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `HOLD_TTL_OUT_OF_RANGE`: Hold time to live out of range; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `HOLD_TTL_OUT_OF_RANGE`: Hold time to live out of range; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1899,7 +2032,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "HOLD_TTL_OUT_OF_RANGE" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "AMOUNT_OUT_OF_RANGE" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "HOLD_TTL_OUT_OF_RANGE" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -1927,7 +2060,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `HOLD_ID_REUSED`: Hold id already used with a different payload; `HOLD_LIMIT_REACHED`: Too many active holds on this account; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens) */
+            /** @description `ACCOUNT_IN_SHORTFALL`: Lost payment disputes left the account owing tokens: nothing can be spent until a credit covers them; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `HOLD_ID_REUSED`: Hold id already used with a different payload; `HOLD_LIMIT_REACHED`: Too many active holds on this account; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1935,7 +2068,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "CONCURRENCY_CONFLICT" | "HOLD_ID_REUSED" | "HOLD_LIMIT_REACHED" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "INSUFFICIENT_AVAILABLE_BALANCE";
+                        code: "ACCOUNT_IN_SHORTFALL" | "CONCURRENCY_CONFLICT" | "HOLD_ID_REUSED" | "HOLD_LIMIT_REACHED" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "INSUFFICIENT_AVAILABLE_BALANCE";
                     };
                 };
             };
@@ -2322,7 +2455,11 @@ export interface operations {
     listLots: {
         parameters: {
             query?: {
+                /** @description Rows per page. */
                 limit?: number;
+                /** @description The previous page's nextCursor, unchanged: the page starts after its last row. Stable while rows are written. Not with offset; anything else is 400 INVALID_CURSOR. */
+                cursor?: string;
+                /** @description Classic offset paging, unstable: a row written between two pages shifts them (a row repeated or skipped). Prefer cursor; not with it. */
                 offset?: number;
                 /** @description Only lots in this state; all when absent. */
                 status?: "active" | "spent" | "expired" | "voided" | "refunded";
@@ -2335,7 +2472,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A page of lots. */
+            /** @description In draw-down order; by cursor (stable) or offset (classic, unstable). */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2344,7 +2481,7 @@ export interface operations {
                     "application/json": components["schemas"]["LotPageResponse"];
                 };
             };
-            /** @description `VALIDATION_FAILED`: The request is not valid */
+            /** @description `INVALID_CURSOR`: The cursor is not a position in this list; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2352,7 +2489,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "VALIDATION_FAILED";
+                        code: "INVALID_CURSOR" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -2423,6 +2560,233 @@ export interface operations {
         };
     };
     checkHealth: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description Every check is up.
+             *
+             *     The Health Check is successful
+             */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @example ok
+                         * @enum {string}
+                         */
+                        status?: "ok" | "degraded";
+                        /**
+                         * @example {
+                         *       "database": {
+                         *         "status": "up",
+                         *         "responseTime": 12
+                         *       }
+                         *     }
+                         */
+                        info?: {
+                            [key: string]: {
+                                /** @enum {string} */
+                                status: "up" | "degraded" | "down";
+                                /** @description Time the health indicator took to respond, in ms */
+                                responseTime?: number;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        } | null;
+                        /** @example {} */
+                        error?: {
+                            [key: string]: {
+                                /** @enum {string} */
+                                status: "up" | "degraded" | "down";
+                                /** @description Time the health indicator took to respond, in ms */
+                                responseTime?: number;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        } | null;
+                        /**
+                         * @example {
+                         *       "database": {
+                         *         "status": "up",
+                         *         "responseTime": 12
+                         *       }
+                         *     }
+                         */
+                        details?: {
+                            [key: string]: {
+                                /** @enum {string} */
+                                status: "up" | "degraded" | "down";
+                                /** @description Time the health indicator took to respond, in ms */
+                                responseTime?: number;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        };
+                    };
+                };
+            };
+            /** @description `RATE_LIMITED`: Too many requests; retry after the Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description Seconds after which the request may be sent again (the codes that name one). */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "RATE_LIMITED";
+                    };
+                };
+            };
+            /** @description `INTERNAL_ERROR`: Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "INTERNAL_ERROR";
+                    };
+                };
+            };
+            /** @description `SERVICE_UNAVAILABLE`: Service unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "SERVICE_UNAVAILABLE";
+                    };
+                };
+            };
+        };
+    };
+    checkLiveness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description Every check is up.
+             *
+             *     The Health Check is successful
+             */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @example ok
+                         * @enum {string}
+                         */
+                        status?: "ok" | "degraded";
+                        /**
+                         * @example {
+                         *       "database": {
+                         *         "status": "up",
+                         *         "responseTime": 12
+                         *       }
+                         *     }
+                         */
+                        info?: {
+                            [key: string]: {
+                                /** @enum {string} */
+                                status: "up" | "degraded" | "down";
+                                /** @description Time the health indicator took to respond, in ms */
+                                responseTime?: number;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        } | null;
+                        /** @example {} */
+                        error?: {
+                            [key: string]: {
+                                /** @enum {string} */
+                                status: "up" | "degraded" | "down";
+                                /** @description Time the health indicator took to respond, in ms */
+                                responseTime?: number;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        } | null;
+                        /**
+                         * @example {
+                         *       "database": {
+                         *         "status": "up",
+                         *         "responseTime": 12
+                         *       }
+                         *     }
+                         */
+                        details?: {
+                            [key: string]: {
+                                /** @enum {string} */
+                                status: "up" | "degraded" | "down";
+                                /** @description Time the health indicator took to respond, in ms */
+                                responseTime?: number;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        };
+                    };
+                };
+            };
+            /** @description `RATE_LIMITED`: Too many requests; retry after the Retry-After seconds */
+            429: {
+                headers: {
+                    /** @description Seconds after which the request may be sent again (the codes that name one). */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "RATE_LIMITED";
+                    };
+                };
+            };
+            /** @description `INTERNAL_ERROR`: Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "INTERNAL_ERROR";
+                    };
+                };
+            };
+            /** @description The Health Check is not successful */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    checkReadiness: {
         parameters: {
             query?: never;
             header?: never;
@@ -4030,7 +4394,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The balance replayed from the stream to the point, and the last revision applied (-1 before the first event). */
+            /** @description The balance replayed from the stream to the point, and the last revision applied (-1 before the first event); for an account with payment disputes also its shortfall and every dispute (ADR 0024). */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -4537,7 +4901,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `APPEND_DEADLINE_EXCEEDED`: The write did not finish in time; retry the request; `AUTHENTICATION_UNAVAILABLE`: Credentials cannot be checked right now; `DATABASE_UNAVAILABLE`: The database cannot be reached right now; retry shortly */
+            /** @description `APPEND_DEADLINE_EXCEEDED`: The write did not finish in time; retry the request; `AUTHENTICATION_UNAVAILABLE`: Credentials cannot be checked right now; `DATABASE_UNAVAILABLE`: The database cannot be reached right now; retry shortly; `PROVIDER_RATE_LIMITED`: The payment provider is limiting our requests; retry shortly */
             503: {
                 headers: {
                     /** @description Seconds after which the request may be sent again (the codes that name one). */
@@ -4547,7 +4911,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "APPEND_DEADLINE_EXCEEDED" | "AUTHENTICATION_UNAVAILABLE" | "DATABASE_UNAVAILABLE";
+                        code: "APPEND_DEADLINE_EXCEEDED" | "AUTHENTICATION_UNAVAILABLE" | "DATABASE_UNAVAILABLE" | "PROVIDER_RATE_LIMITED";
                     };
                 };
             };
@@ -4727,7 +5091,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `APPEND_DEADLINE_EXCEEDED`: The write did not finish in time; retry the request; `AUTHENTICATION_UNAVAILABLE`: Credentials cannot be checked right now; `DATABASE_UNAVAILABLE`: The database cannot be reached right now; retry shortly */
+            /** @description `APPEND_DEADLINE_EXCEEDED`: The write did not finish in time; retry the request; `AUTHENTICATION_UNAVAILABLE`: Credentials cannot be checked right now; `DATABASE_UNAVAILABLE`: The database cannot be reached right now; retry shortly; `PROVIDER_RATE_LIMITED`: The payment provider is limiting our requests; retry shortly */
             503: {
                 headers: {
                     /** @description Seconds after which the request may be sent again (the codes that name one). */
@@ -4737,7 +5101,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "APPEND_DEADLINE_EXCEEDED" | "AUTHENTICATION_UNAVAILABLE" | "DATABASE_UNAVAILABLE";
+                        code: "APPEND_DEADLINE_EXCEEDED" | "AUTHENTICATION_UNAVAILABLE" | "DATABASE_UNAVAILABLE" | "PROVIDER_RATE_LIMITED";
                     };
                 };
             };
@@ -4758,7 +5122,11 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RefundPaymentRequest"];
+            };
+        };
         responses: {
             /** @description Refunded at the provider and the tokens taken back; a repeat refunds nothing more. */
             200: {
@@ -4819,7 +5187,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `PAYMENT_NOT_CAPTURED`: Payment not captured; `REFUND_EXCEEDS_BALANCE`: Refund exceeds the token balance; `REFUND_EXCEEDS_LOT`: The purchase was partly spent or is held: its lot no longer holds all its tokens */
+            /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `PAYMENT_DISPUTED`: The payment is disputed: its money goes back through the dispute, not a refund; `PAYMENT_NOT_CAPTURED`: Payment not captured; `REFUND_EXCEEDS_BALANCE`: Refund exceeds the token balance; `REFUND_EXCEEDS_LOT`: The purchase was partly spent or is held: its lot no longer holds all its tokens */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4827,7 +5195,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "PAYMENT_NOT_CAPTURED" | "REFUND_EXCEEDS_BALANCE" | "REFUND_EXCEEDS_LOT";
+                        code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "PAYMENT_DISPUTED" | "PAYMENT_NOT_CAPTURED" | "REFUND_EXCEEDS_BALANCE" | "REFUND_EXCEEDS_LOT";
                     };
                 };
             };
@@ -4905,7 +5273,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `APPEND_DEADLINE_EXCEEDED`: The write did not finish in time; retry the request; `AUTHENTICATION_UNAVAILABLE`: Credentials cannot be checked right now; `DATABASE_UNAVAILABLE`: The database cannot be reached right now; retry shortly */
+            /** @description `APPEND_DEADLINE_EXCEEDED`: The write did not finish in time; retry the request; `AUTHENTICATION_UNAVAILABLE`: Credentials cannot be checked right now; `DATABASE_UNAVAILABLE`: The database cannot be reached right now; retry shortly; `PROVIDER_RATE_LIMITED`: The payment provider is limiting our requests; retry shortly */
             503: {
                 headers: {
                     /** @description Seconds after which the request may be sent again (the codes that name one). */
@@ -4915,7 +5283,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "APPEND_DEADLINE_EXCEEDED" | "AUTHENTICATION_UNAVAILABLE" | "DATABASE_UNAVAILABLE";
+                        code: "APPEND_DEADLINE_EXCEEDED" | "AUTHENTICATION_UNAVAILABLE" | "DATABASE_UNAVAILABLE" | "PROVIDER_RATE_LIMITED";
                     };
                 };
             };
@@ -5154,7 +5522,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `APPEND_DEADLINE_EXCEEDED`: The write did not finish in time; retry the request; `DATABASE_UNAVAILABLE`: The database cannot be reached right now; retry shortly */
+            /** @description `APPEND_DEADLINE_EXCEEDED`: The write did not finish in time; retry the request; `DATABASE_UNAVAILABLE`: The database cannot be reached right now; retry shortly; `PROVIDER_RATE_LIMITED`: The payment provider is limiting our requests; retry shortly */
             503: {
                 headers: {
                     /** @description Seconds after which the request may be sent again (the codes that name one). */
@@ -5164,7 +5532,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "APPEND_DEADLINE_EXCEEDED" | "DATABASE_UNAVAILABLE";
+                        code: "APPEND_DEADLINE_EXCEEDED" | "DATABASE_UNAVAILABLE" | "PROVIDER_RATE_LIMITED";
                     };
                 };
             };
@@ -5289,7 +5657,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `APPEND_DEADLINE_EXCEEDED`: The write did not finish in time; retry the request; `DATABASE_UNAVAILABLE`: The database cannot be reached right now; retry shortly */
+            /** @description `APPEND_DEADLINE_EXCEEDED`: The write did not finish in time; retry the request; `DATABASE_UNAVAILABLE`: The database cannot be reached right now; retry shortly; `PROVIDER_RATE_LIMITED`: The payment provider is limiting our requests; retry shortly */
             503: {
                 headers: {
                     /** @description Seconds after which the request may be sent again (the codes that name one). */
@@ -5299,7 +5667,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "APPEND_DEADLINE_EXCEEDED" | "DATABASE_UNAVAILABLE";
+                        code: "APPEND_DEADLINE_EXCEEDED" | "DATABASE_UNAVAILABLE" | "PROVIDER_RATE_LIMITED";
                     };
                 };
             };
@@ -5308,7 +5676,11 @@ export interface operations {
     listPayments: {
         parameters: {
             query?: {
+                /** @description Rows per page. */
                 limit?: number;
+                /** @description The previous page's nextCursor, unchanged: the page starts after its last row. Stable while rows are written. Not with offset; anything else is 400 INVALID_CURSOR. */
+                cursor?: string;
+                /** @description Classic offset paging, unstable: a row written between two pages shifts them (a row repeated or skipped). Prefer cursor; not with it. */
                 offset?: number;
                 status?: "PENDING" | "COMPLETED" | "FAILED" | "REFUND_PENDING" | "REFUNDED";
             };
@@ -5320,7 +5692,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Newest first. */
+            /** @description Newest first; by cursor (stable) or offset (classic, unstable). */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -5329,7 +5701,7 @@ export interface operations {
                     "application/json": components["schemas"]["PaymentPageResponse"];
                 };
             };
-            /** @description `VALIDATION_FAILED`: The request is not valid */
+            /** @description `INVALID_CURSOR`: The cursor is not a position in this list; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5337,7 +5709,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "VALIDATION_FAILED";
+                        code: "INVALID_CURSOR" | "VALIDATION_FAILED";
                     };
                 };
             };

@@ -64,6 +64,24 @@ export class ReadModelsHealthIndicator {
 }
 
 /**
+ * A health route's 200 body, stated here rather than left to @HealthCheck, whose schema depends on how
+ * @nestjs/swagger was loaded (Jest's ESM loader gives none).
+ */
+const HEALTH_OK = {
+  description: 'Every check is up.',
+  schema: {
+    type: 'object',
+    required: ['status', 'info', 'error', 'details'],
+    properties: {
+      status: { type: 'string', enum: ['ok'] },
+      info: { type: 'object', additionalProperties: true, example: { database: { status: 'up' } } },
+      error: { type: 'object', additionalProperties: true, example: {} },
+      details: { type: 'object', additionalProperties: true, example: { database: { status: 'up' } } },
+    },
+  },
+} as const;
+
+/**
  * Liveness (`/health/live`: the process answers; it checks nothing else, so a database outage does
  * not get the process restarted) and readiness (`/health/ready`: the database answers, its schema
  * is this build's, and the read models are within READY_MAX_PROJECTION_LAG of the events). `/health`
@@ -82,32 +100,24 @@ export class HealthController {
   @HealthCheck()
   @ApiOperation({ operationId: 'checkHealth', summary: 'Check that the service and its database answer' })
   @ApiProblems('SERVICE_UNAVAILABLE')
-  // Stated here rather than left to @HealthCheck, whose schema depends on how @nestjs/swagger was loaded (Jest's ESM loader gives none).
-  @ApiOkResponse({
-    description: 'Every check is up.',
-    schema: {
-      type: 'object',
-      required: ['status', 'info', 'error', 'details'],
-      properties: {
-        status: { type: 'string', enum: ['ok'] },
-        info: { type: 'object', additionalProperties: true, example: { database: { status: 'up' } } },
-        error: { type: 'object', additionalProperties: true, example: {} },
-        details: { type: 'object', additionalProperties: true, example: { database: { status: 'up' } } },
-      },
-    },
-  })
+  @ApiOkResponse(HEALTH_OK)
   check() {
     return this.health.check([() => this.database.check('database')]);
   }
 
   @Get('live')
   @HealthCheck()
+  @ApiOperation({ operationId: 'checkLiveness', summary: 'Check that the process answers (liveness: checks nothing else)' })
+  @ApiOkResponse(HEALTH_OK)
   live() {
     return this.health.check([]);
   }
 
   @Get('ready')
   @HealthCheck()
+  @ApiOperation({ operationId: 'checkReadiness', summary: 'Check that the service can serve: database, migrations, read-model lag' })
+  @ApiProblems('SERVICE_UNAVAILABLE')
+  @ApiOkResponse(HEALTH_OK)
   ready() {
     return this.health.check([() => this.database.check('database'), () => this.database.migrations('migrations'), () => this.readModels.check('readModels')]);
   }
