@@ -158,6 +158,26 @@ describe('disputes: a lost dispute takes the purchase back', () => {
     spec.given([...paid, opened, closed('won', 0, 0, 0)]).when(request).then([{ type: 'PaymentRefundRequested', data: { userId, paymentId, orderId, tokens: 100, occurredAt: closedAt.toISOString() } }]);
   });
 
+  it("refunds another payment of the account: only the disputed payment's own refund is refused", () => {
+    const otherPaymentId = '33333333-3333-4333-8333-333333333333';
+    const other = (event: PaymentInitiated | PaymentCaptured | TokensPurchased) => ({ ...event, data: { ...event.data, paymentId: otherPaymentId, orderId: 'pi_2' } }) as TokenAccountEvent;
+    const otherPurchase = { ...purchased, data: { ...purchased.data, transactionId: 'other-tx', balanceAfter: 200, lot: { ...purchased.data.lot, lotId: 'other-tx' } } };
+    const history = [...paid, other(initiated), other(captured), other(otherPurchase), opened];
+    const request: TokenAccountCommand = { type: 'RequestRefund', data: { userId, paymentId: otherPaymentId, now: closedAt } };
+    spec.given(history).when(request).then([{ type: 'PaymentRefundRequested', data: { userId, paymentId: otherPaymentId, orderId: 'pi_2', tokens: 100, occurredAt: closedAt.toISOString() } }]);
+  });
+
+  it('takes back the purchase lot first even when another lot comes before it in draw-down order', () => {
+    // The grant is older than the purchase and drawn first by usage; the chargeback still starts with the purchase's lot.
+    const grantFirst: TokensGranted = { ...granted(50, 50), data: { ...granted(50, 50).data, lot: { lotId: 'grant-tx', priority: 10, expiresAt: null } } };
+    const purchasedAfter: TokensPurchased = { ...purchased, data: { ...purchased.data, balanceAfter: 150 } };
+    const history = [grantFirst, initiated, captured, purchasedAfter, opened];
+    spec
+      .given(history)
+      .when(dispute('lost'))
+      .then([closed('lost', 100, 100, 0), chargedBack(100, 50, [{ lotId: purchaseLot, amount: 100 }])]);
+  });
+
   it('takes nothing again when the provider reports a refund of a payment whose dispute was lost', () => {
     const history = [...paid, opened, closed('lost', 100, 100, 0), chargedBack(100, 0, [{ lotId: purchaseLot, amount: 100 }])];
     spec
