@@ -64,17 +64,14 @@ export function codedProblem(error: CodedError<ErrorCode>, instance: string): Pr
   return problem(type.status, type.publicCode ?? error.code, type.title, type.detail?.(error.message) ?? error.message, instance, error.details);
 }
 
-/** The members RFC 9457 and our contract define come last: a detail or extension named like one (terminus' `status`) cannot replace it. */
+/**
+ * The members RFC 9457 and our contract define, then the extensions. The defined ones are written
+ * again after the extensions, so a detail named like one (terminus' `status`) cannot replace it; they
+ * keep their place first in the body.
+ */
 function problem(status: number, code: string, title: string, detail: string, instance: string, more: Readonly<Record<string, unknown>> = {}): ProblemDetails {
-  return {
-    ...more,
-    type: `urn:token-ledger:problem:${code.toLowerCase().replaceAll('_', '-')}`,
-    title,
-    status,
-    code,
-    detail,
-    instance,
-  };
+  const defined = { type: `urn:token-ledger:problem:${code.toLowerCase().replaceAll('_', '-')}`, title, status, code, detail, instance };
+  return { ...defined, ...more, ...defined };
 }
 
 /**

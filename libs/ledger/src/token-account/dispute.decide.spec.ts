@@ -161,7 +161,7 @@ describe('disputes: a lost dispute takes the purchase back', () => {
   it("refunds another payment of the account: only the disputed payment's own refund is refused", () => {
     const otherPaymentId = '33333333-3333-4333-8333-333333333333';
     const other = (event: PaymentInitiated | PaymentCaptured | TokensPurchased) => ({ ...event, data: { ...event.data, paymentId: otherPaymentId, orderId: 'pi_2' } }) as TokenAccountEvent;
-    const otherPurchase = { ...purchased, data: { ...purchased.data, transactionId: 'other-tx', balanceAfter: 200, lot: { ...purchased.data.lot, lotId: 'other-tx' } } };
+    const otherPurchase = { ...purchased, data: { ...purchased.data, transactionId: 'other-tx', balanceAfter: 200, lot: { lotId: 'other-tx', priority: LOT_PRIORITY_DEFAULT, expiresAt: null } } };
     const history = [...paid, other(initiated), other(captured), other(otherPurchase), opened];
     const request: TokenAccountCommand = { type: 'RequestRefund', data: { userId, paymentId: otherPaymentId, now: closedAt } };
     spec.given(history).when(request).then([{ type: 'PaymentRefundRequested', data: { userId, paymentId: otherPaymentId, orderId: 'pi_2', tokens: 100, occurredAt: closedAt.toISOString() } }]);
