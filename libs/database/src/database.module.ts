@@ -1,3 +1,4 @@
+import { AsyncResource } from 'node:async_hooks';
 import { Inject, Injectable, Logger, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
 import { Pool, types } from 'pg';
 import { LEADERSHIP_TIMING } from './leadership/advisory-lock-leadership.js';
@@ -47,9 +48,12 @@ export function createPool(options: DatabaseOptions): Pool {
   // An idle client that loses its connection is dropped from the pool; without a listener pg would
   // crash the process. Queries in flight fail on their own and are handled by their callers.
   const logger = new Logger('Database');
-  pool.on('error', (error) => logger.warn(`idle database connection lost: ${error.message}`));
+  // Bound here, outside any request: a connection's events run in the async context of the request
+  // that opened it, and its loss (at shutdown, say) is no part of that request or its log lines.
+  pool.on('error', AsyncResource.bind((error: Error) => logger.warn(`idle database connection lost: ${error.message}`)));
   // A checked-out client whose connection is lost emits 'error' too, and pg-pool listens only to idle
   // ones: unheard, it would end the process. Its query fails on its own, and pg-pool drops the client on release.
-  pool.on('connect', (client) => client.on('error', (error) => logger.warn(`database connection lost: ${error.message}`)));
+  const lost = AsyncResource.bind((error: Error) => logger.warn(`database connection lost: ${error.message}`));
+  pool.on('connect', (client) => client.on('error', lost));
   return pool;
 }
