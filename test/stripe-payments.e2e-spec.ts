@@ -4,6 +4,8 @@ import { EVENT_STORE, type EventStore } from '@app/event-store';
 import { DEFAULT_TOKEN_PACKAGES, PAYMENT_PROVIDER, PaymentExpiryJob, PaymentReconciliationJob, PaymentStreams, PaymentWorkflow, stripeClient, type PaymentFaultPoint, type PaymentProvider } from '@app/payments';
 import { FakeStripeServer, type FakeStripeEvent } from './support/fake-stripe/fake-stripe-server.js';
 import { startTestApp, startTestAppOn, TEST_ACTOR, type TestApp } from './support/test-app.js';
+import { DEVELOPMENT_WEBHOOK_SECRET } from '../apps/api/src/config/app.config.js';
+import { signWebhook, WEBHOOK_SIGNATURE_HEADER } from '../apps/api/src/payments/webhook-signature.guard.js';
 
 /**
  * Buying tokens with PAYMENT_PROVIDER=stripe, through the API, against the fake Stripe server (real
@@ -235,6 +237,23 @@ describe('Stripe webhooks', () => {
     await autoApp.anonymous().post('/v1/payments/webhooks/stripe').set('content-type', 'application/json').send(JSON.stringify(event)).expect(401);
     expect(await paymentOf(paymentId)).toMatchObject({ status: 'PENDING' });
     expect(fake.paymentIntents.get(orderId)?.status).toBe('requires_capture');
+  });
+
+  it("closes the mock provider's webhook route: even signed with the development secret, 404 PROVIDER_NOT_CONFIGURED and nothing happens", async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    fake.confirmAsCustomer(orderId);
+    const body = JSON.stringify({ id: `evt_mock_${paymentId}`, type: 'order.captured', paymentId });
+    const refused = await testApp
+      .anonymous()
+      .post('/v1/payments/webhooks/mock')
+      .set('content-type', 'application/json')
+      .set(WEBHOOK_SIGNATURE_HEADER, signWebhook(DEVELOPMENT_WEBHOOK_SECRET, body))
+      .send(body)
+      .expect(404);
+    expect(refused.body).toMatchObject({ code: 'PROVIDER_NOT_CONFIGURED' });
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'PENDING' });
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
   });
 
   it('answers 2xx to a late amount_capturable_updated for a PaymentIntent no longer authorised, and captures nothing', async () => {

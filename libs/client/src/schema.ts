@@ -558,7 +558,7 @@ export interface paths {
         put?: never;
         /**
          * Receive the mock provider's signed notification
-         * @description 401 when the signature is missing or bad, or its timestamp is outside PAYMENT_WEBHOOK_TOLERANCE_SECONDS; nothing happens then.
+         * @description 401 when the signature is missing or bad, or its timestamp is outside PAYMENT_WEBHOOK_TOLERANCE_SECONDS; 404 PROVIDER_NOT_CONFIGURED when PAYMENT_PROVIDER is not mock; nothing happens then.
          */
         post: operations["receiveMockWebhook"];
         delete?: never;
@@ -5448,7 +5448,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `PAYMENT_NOT_FOUND`: Payment not found */
+            /** @description `PAYMENT_NOT_FOUND`: Payment not found; `PROVIDER_NOT_CONFIGURED`: This payment provider is not configured here */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5456,7 +5456,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "PAYMENT_NOT_FOUND";
+                        code: "PAYMENT_NOT_FOUND" | "PROVIDER_NOT_CONFIGURED";
                     };
                 };
             };

@@ -338,9 +338,11 @@ export class AppConfig {
   @ValidateNested({ each: true })
   TOKEN_PACKAGES: TokenPackageConfig[] = DEFAULT_TOKEN_PACKAGES.map((item) => Object.assign(new TokenPackageConfig(), item));
 
-  /** HMAC-SHA256 key of provider webhooks. Required in production; elsewhere a development default applies. */
-  @ValidateIf((config: AppConfig) => config.NODE_ENV === 'production' || config.PAYMENT_WEBHOOK_SECRET !== undefined)
-  @IsDefined({ message: 'PAYMENT_WEBHOOK_SECRET is required when NODE_ENV=production' })
+  /**
+   * HMAC-SHA256 key of the mock provider's webhooks; unset, a development default applies. Only the
+   * mock's route reads it, and production refuses the mock, so production needs none.
+   */
+  @ValidateIf((config: AppConfig) => config.PAYMENT_WEBHOOK_SECRET !== undefined)
   @IsString()
   @MinLength(16)
   PAYMENT_WEBHOOK_SECRET?: string;
@@ -427,7 +429,9 @@ export function stripeSettingsOf(config: AppConfig): StripeSettings | undefined 
   };
 }
 
-export function webhookSecretOf(config: AppConfig): string {
+/** The mock provider's webhook secret; null when another provider is configured (its route then answers PROVIDER_NOT_CONFIGURED). */
+export function webhookSecretOf(config: AppConfig): string | null {
+  if (config.PAYMENT_PROVIDER !== 'mock') return null;
   return config.PAYMENT_WEBHOOK_SECRET ?? DEVELOPMENT_WEBHOOK_SECRET;
 }
 

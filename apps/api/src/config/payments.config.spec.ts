@@ -30,10 +30,13 @@ describe('payments configuration', () => {
     expect(() => loadConfig({ [key]: value })).toThrow(message);
   });
 
-  it('requires a webhook secret in production and uses the configured one', () => {
-    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/PAYMENT_WEBHOOK_SECRET is required when NODE_ENV=production/);
-    const production = { NODE_ENV: 'production', PAYMENT_PROVIDER: 'none', DATABASE_URL: 'postgres://ledger@db.internal/ledger' };
-    expect(webhookSecretOf(loadConfig({ ...production, PAYMENT_WEBHOOK_SECRET: 'a-long-enough-secret' }))).toBe('a-long-enough-secret');
+  it("uses the mock's webhook secret only with the mock provider, so production (which refuses the mock) needs none", () => {
+    expect(webhookSecretOf(loadConfig({ PAYMENT_WEBHOOK_SECRET: 'a-long-enough-secret' }))).toBe('a-long-enough-secret');
+    const stripe = { STRIPE_SECRET_KEY: 'sk_test_0123456789abcdef', STRIPE_WEBHOOK_SECRET: 'whsec_0123456789abcdef' };
+    expect(webhookSecretOf(loadConfig({ PAYMENT_PROVIDER: 'stripe', ...stripe, PAYMENT_WEBHOOK_SECRET: 'a-long-enough-secret' }))).toBeNull();
+    const production = { NODE_ENV: 'production', DATABASE_URL: 'postgres://ledger@db.internal/ledger' };
+    expect(webhookSecretOf(loadConfig({ ...production, PAYMENT_PROVIDER: 'none' }))).toBeNull();
+    expect(webhookSecretOf(loadConfig({ ...production, PAYMENT_PROVIDER: 'stripe', ...stripe }))).toBeNull();
   });
 
   it('defaults to a 5-minute webhook tolerance and a reconciliation of the last 72 hours every 5 minutes', () => {

@@ -2,13 +2,15 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { Inject, Injectable, UnauthorizedException, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import type { RawBodyRequest } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
+import { PaymentsError } from '@app/payments';
 
 export const WEBHOOK_SIGNATURE_HEADER = 'x-mock-signature';
 /** Injection token of the webhook settings: the HMAC secret and the timestamp tolerance. */
 export const WEBHOOK_SETTINGS = Symbol('WEBHOOK_SETTINGS');
 
 export type WebhookSettings = {
-  readonly secret: string;
+  /** The mock provider's secret; null when the mock is not this service's provider. */
+  readonly secret: string | null;
   /** How far a delivery's timestamp may be from our clock, either way (default 300 s). */
   readonly toleranceSeconds: number;
   /** The clock, in milliseconds; tests inject one. */
@@ -58,12 +60,14 @@ export class WebhookSignatureGuard implements CanActivate {
   constructor(@Inject(WEBHOOK_SETTINGS) private readonly settings: WebhookSettings) {}
 
   canActivate(context: ExecutionContext): boolean {
+    const { secret } = this.settings;
+    if (secret === null) throw new PaymentsError('PROVIDER_NOT_CONFIGURED', "this service's payment provider is not the mock: its webhook route takes nothing");
     const request = context.switchToHttp().getRequest<RawBodyRequest<FastifyRequest>>();
     const header = request.headers[WEBHOOK_SIGNATURE_HEADER];
     const rawBody = request.rawBody;
     const parsed = typeof header === 'string' ? parseSignatureHeader(header) : undefined;
     if (parsed === undefined || rawBody === undefined) throw new UnauthorizedException('missing or malformed webhook signature: expected t=<unix seconds>,v1=<hex HMAC-SHA256>');
-    const expected = Buffer.from(signatureOf(this.settings.secret, parsed.timestampSeconds, rawBody), 'hex');
+    const expected = Buffer.from(signatureOf(secret, parsed.timestampSeconds, rawBody), 'hex');
     // Every candidate is compared, so the time taken does not say which one matched; all are 32 bytes.
     const matches = parsed.signatures.map((signature) => timingSafeEqual(Buffer.from(signature, 'hex'), expected));
     if (!matches.includes(true)) throw new UnauthorizedException('bad webhook signature');
