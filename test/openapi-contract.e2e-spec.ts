@@ -23,7 +23,7 @@ type Response = { description: string; content?: Record<string, { schema?: Schem
 type Parameter = { name: string; in: string };
 type Operation = { operationId?: string; summary?: string; tags?: string[]; security?: unknown[]; parameters?: Parameter[]; responses: Record<string, Response> };
 type Document = {
-  info: { license?: { name: string } };
+  info: { license?: { name: string; url?: string } };
   servers?: { url: string }[];
   tags?: { name: string; description?: string }[];
   security?: unknown[];
@@ -70,7 +70,7 @@ describe('the OpenAPI document the service serves', () => {
 
   it('has servers, a licence and credentials required everywhere but on the public routes, which say security: []', () => {
     expect(document.servers?.length).toBeGreaterThan(0);
-    expect(document.info.license?.name).toBe('UNLICENSED');
+    expect(document.info.license).toEqual({ name: 'UNLICENSED (no licence granted)', url: expect.stringMatching(/^https:\/\//) });
     expect(document.security).toEqual([{ bearer: [] }, { apiKey: [] }]);
     const publicOperations = operations().filter(({ method, path }) => isPublicRoute(method, path));
     expect(publicOperations.map(({ method, path }) => `${method} ${path}`).sort()).toEqual(['GET /health', 'GET /health/live', 'GET /health/ready', 'GET /v1/packages', 'POST /v1/payments/webhooks/mock', 'POST /v1/payments/webhooks/stripe']);

@@ -65,6 +65,12 @@ const IDEMPOTENCY_KEY_PARAMETER: ParameterObject = {
 };
 
 /**
+ * The project's licence as package.json names it: `UNLICENSED`, npm's term for no licence granted.
+ * The URL is where npm defines that term (there is no licence text of ours to link to).
+ */
+const LICENSE = { name: 'UNLICENSED (no licence granted)', url: 'https://docs.npmjs.com/cli/v10/configuring-npm/package-json#license' } as const;
+
+/**
  * The served document made a contract a client can be generated from: every operation gets the
  * problem responses its kind and its own `@ApiProblems` codes can answer (one shared schema,
  * `application/problem+json`, an example per code), the Idempotency-Key header where the hooks
@@ -84,7 +90,7 @@ export function completeContract(document: OpenAPIObject): OpenAPIObject {
   const declared = new Set(API_TAGS.map((tag) => tag.name));
   return {
     ...document,
-    info: { ...document.info, license: { name: 'UNLICENSED' } },
+    info: { ...document.info, license: LICENSE },
     servers: document.servers !== undefined && document.servers.length > 0 ? document.servers : [{ url: '/', description: 'The service that serves this document' }],
     // A tag no row describes is still declared, so the linter names it (tag-description) instead of the document hiding it.
     tags: [...API_TAGS, ...[...used].filter((name) => !declared.has(name)).map((name) => ({ name }))],
