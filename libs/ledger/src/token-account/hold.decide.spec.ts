@@ -89,6 +89,11 @@ describe('holds: HoldTokens', () => {
     spec.given([funded]).when(hold({ ttlSeconds })).thenThrows('HOLD_TTL_OUT_OF_RANGE', { min: 1, max: 86_400 });
   });
 
+  it('accepts the shortest time to live, one second', () => {
+    const [event] = tokenAccountDecider.decide(hold({ ttlSeconds: 1 }), fold(tokenAccountDecider, tokenAccountDecider.initialState, [funded]));
+    expect(event?.type === 'TokensHeld' && event.data.expiresAt).toBe(after(1).toISOString());
+  });
+
   it('caps the configured maximum time to live at the ledger limit, and accepts the limit itself', () => {
     spec.given([funded]).when(hold({ ttlSeconds: HOLD_TTL_SECONDS_MAX + 1, ttlSecondsMax: Number.MAX_SAFE_INTEGER })).thenThrows('HOLD_TTL_OUT_OF_RANGE', { max: HOLD_TTL_SECONDS_MAX });
     const [event] = tokenAccountDecider.decide(hold({ ttlSeconds: HOLD_TTL_SECONDS_MAX, ttlSecondsMax: HOLD_TTL_SECONDS_MAX }), fold(tokenAccountDecider, tokenAccountDecider.initialState, [funded]));
@@ -220,6 +225,16 @@ describe('holds: expiry at the exact instant', () => {
     spec.given([funded, held]).when({ type: 'ExpireCredits', data: { userId, transactionId: 'tx-job', now: expiry } }).then([expired]);
     spec.given([funded, held]).when({ type: 'ExpireCredits', data: { userId, transactionId: 'tx-job', now: justBefore } }).thenNothing();
     spec.given([funded, held, expired]).when({ type: 'ExpireCredits', data: { userId, transactionId: 'tx-job', now: after(7200) } }).thenNothing();
+  });
+});
+
+describe('holds: the order of expiries due together', () => {
+  it('expires the holds due at one instant earliest expiry first, then by hold id, whatever order they were placed in', () => {
+    // Placed: z (expires last), b and a (expire together, earlier); all three are due an hour later.
+    const placed = history([hold({ holdId: 'z', amount: 1, ttlSeconds: 600 }), hold({ holdId: 'b', amount: 1, ttlSeconds: 300 }), hold({ holdId: 'a', amount: 1, ttlSeconds: 300 })]);
+    const due = tokenAccountDecider.decide({ type: 'ExpireCredits', data: { userId, transactionId: 'tx-job', now: after(3600) } }, fold(tokenAccountDecider, tokenAccountDecider.initialState, placed));
+    expect(due.map((event) => (event.type === 'HoldExpired' ? event.data.holdId : event.type))).toEqual(['a', 'b', 'z']);
+    expect(due.map((event) => (event.type === 'HoldExpired' ? event.data.heldAfter : undefined))).toEqual([2, 1, 0]);
   });
 });
 
