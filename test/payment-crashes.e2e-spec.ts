@@ -1,20 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { CommandHandling, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
-import { EVENT_STORE, type EventStore } from '@app/event-store';
-import {
-  DEFAULT_TOKEN_PACKAGES,
-  EXPIRY_PAGE_SIZE,
-  MockPaymentProvider,
-  PAYMENT_PROVIDER,
-  PaymentExpiryJob,
-  PaymentProviderError,
-  PaymentReconciliationJob,
-  PaymentStreams,
-  PaymentWorkflow,
-  RECONCILIATION_PAGE_SIZE,
-  type PaymentFaultPoint,
-  type PaymentProvider,
-} from '@app/payments';
+import { crashingWorkflow, SimulatedCrash } from './support/crashing-payments.js';
+import type { CommandContext } from '@app/event-sourcing';
+import { EXPIRY_PAGE_SIZE, MockPaymentProvider, PAYMENT_PROVIDER, PaymentExpiryJob, PaymentProviderError, PaymentReconciliationJob, RECONCILIATION_PAGE_SIZE, type PaymentFaultPoint, type PaymentProvider } from '@app/payments';
 import { startTestApp, TEST_ACTOR, type TestApp } from './support/test-app.js';
 
 /**
@@ -42,22 +29,9 @@ const LOOKBACK_MS = 72 * HOUR_MS;
 const http = () => testApp.http();
 const context = (): CommandContext => ({ requestId: randomUUID(), actor: TEST_ACTOR });
 
-class SimulatedCrash extends Error {
-  override readonly name = 'SimulatedCrash';
-}
-
 /** A process of the service: its own command handling over the shared store, provider and database; it dies at `crashAt`. */
 function processOf(crashAt?: PaymentFaultPoint, through: PaymentProvider = provider) {
-  const commands = new CommandHandling(testApp.app.get<EventStore>(EVENT_STORE, { strict: false }), { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
-  const workflow = new PaymentWorkflow(commands, testApp.app.get(ReadModelConsistency, { strict: false }), through, new PaymentStreams(testApp.database.pool), {
-    packages: DEFAULT_TOKEN_PACKAGES,
-    pendingTtlMs: HOUR_MS,
-    pendingPaymentsMax: 10,
-    now: () => new Date(),
-    faults: (point) => {
-      if (point === crashAt) throw new SimulatedCrash(`crashed at ${point}`);
-    },
-  });
+  const workflow = crashingWorkflow(testApp, crashAt, through);
   return {
     workflow,
     expiry: new PaymentExpiryJob(testApp.database.pool, workflow),

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { CommandHandling, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
-import { EVENT_STORE, type EventStore } from '@app/event-store';
-import { DEFAULT_TOKEN_PACKAGES, PAYMENT_PROVIDER, PaymentExpiryJob, PaymentReconciliationJob, PaymentStreams, PaymentWorkflow, stripeClient, type PaymentFaultPoint, type PaymentProvider } from '@app/payments';
+import { crashingWorkflow, SimulatedCrash } from './support/crashing-payments.js';
+import type { CommandContext } from '@app/event-sourcing';
+import { PaymentExpiryJob, PaymentReconciliationJob, stripeClient, type PaymentFaultPoint } from '@app/payments';
 import { FakeStripeServer, type FakeStripeEvent } from './support/fake-stripe/fake-stripe-server.js';
 import { startTestApp, startTestAppOn, TEST_ACTOR, type TestApp } from './support/test-app.js';
 import { DEVELOPMENT_WEBHOOK_SECRET } from '../apps/api/src/config/app.config.js';
@@ -354,24 +354,8 @@ describe('Stripe expiry and reconciliation', () => {
     expect(await eventTypes(userId)).toEqual(PURCHASED);
   });
 
-  class SimulatedCrash extends Error {
-    override readonly name = 'SimulatedCrash';
-  }
-
   /** A process of the service on the same database and Stripe, dying at `crashAt`. */
-  function processOf(crashAt: PaymentFaultPoint) {
-    const provider = testApp.app.get<PaymentProvider>(PAYMENT_PROVIDER, { strict: false });
-    const commands = new CommandHandling(testApp.app.get<EventStore>(EVENT_STORE, { strict: false }), { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
-    return new PaymentWorkflow(commands, testApp.app.get(ReadModelConsistency, { strict: false }), provider, new PaymentStreams(testApp.database.pool), {
-      packages: DEFAULT_TOKEN_PACKAGES,
-      pendingTtlMs: HOUR_MS,
-      pendingPaymentsMax: 10,
-      now: () => new Date(),
-      faults: (point) => {
-        if (point === crashAt) throw new SimulatedCrash(`crashed at ${point}`);
-      },
-    });
-  }
+  const processOf = (crashAt: PaymentFaultPoint) => crashingWorkflow(testApp, crashAt);
 
   it('credits exactly once a capture Stripe made just before the process died, on the next reconciliation run', async () => {
     const userId = randomUUID();
