@@ -1,4 +1,4 @@
-import { LOT_PRIORITY_DEFAULT, OPENING_LOT_ID, PAYMENT_TIMED_OUT, tokenAccountStreamId } from '@app/ledger';
+import { LOT_PRIORITY_DEFAULT, OPENING_LOT_ID, PAYMENT_TIMED_OUT, TOKEN_ACCOUNT_EVENT_TYPES, tokenAccountStreamId } from '@app/ledger';
 import type { AccountRows, BulkLoad } from '../../projection.js';
 import { lotExpiredDescription } from './token-transaction.view.js';
 
@@ -230,29 +230,8 @@ function debitLots(where: string): string {
  * inserted chunk by chunk and take their final state once every chunk is in.
  */
 export const tokenAccountsBulkLoad: BulkLoad = {
-  eventTypes: [
-    'TokensPurchased',
-    'TokensUsed',
-    'TokensRefunded',
-    'TokensAdjusted',
-    'PaymentInitiated',
-    'PaymentCaptured',
-    'PaymentFailed',
-    'PaymentExpired',
-    'PaymentRefundRequested',
-    'PaymentRefunded',
-    'TokensHeld',
-    'HoldSettled',
-    'HoldReleased',
-    'HoldExpired',
-    'TokensGranted',
-    'GrantVoided',
-    'LotExpired',
-    'PaymentDisputeOpened',
-    'PaymentDisputeClosed',
-    'TokensChargedBack',
-    'ShortfallCovered',
-  ],
+  // Every event the token account folds: the bulk SQL below says what each one writes.
+  eventTypes: [...TOKEN_ACCOUNT_EVENT_TYPES],
   // Lots are built in `final`: the opening lot gathers credits of every chunk.
   chunked: [insertTransactions(`${UP_TO} AND ${CHUNK}`), insertPayments(`${UP_TO} AND ${CHUNK}`), insertHolds(`${UP_TO} AND ${CHUNK}`)],
   final: [upsertBalances(UP_TO, false), updatePayments(UP_TO), endHolds(UP_TO), upsertLots(UP_TO, false), debitLots(UP_TO), updateDisputes(UP_TO), updateShortfalls(UP_TO)],
