@@ -34,8 +34,15 @@ const hold = (holdId: string, amount: number, ttlSeconds = 3600): HoldTokens => 
 });
 
 function history(commands: readonly TokenAccountCommand[], from: readonly TokenAccountEvent[] = []): TokenAccountEvent[] {
+  // The state is folded along, one event at a time (as fold would from the start), so a long history
+  // costs one evolve per event rather than a replay per command.
   const events = [...from];
-  for (const command of commands) events.push(...tokenAccountDecider.decide(command, fold(tokenAccountDecider, tokenAccountDecider.initialState, events)));
+  let state = fold(tokenAccountDecider, tokenAccountDecider.initialState, events);
+  for (const command of commands) {
+    const decided = tokenAccountDecider.decide(command, state);
+    events.push(...decided);
+    state = fold(tokenAccountDecider, state, decided);
+  }
   return events;
 }
 const stateOf = (events: readonly TokenAccountEvent[]) => fold(tokenAccountDecider, tokenAccountDecider.initialState, events);

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { fold } from '../decider.js';
 import { LEDGER_ERROR_CODES, LedgerError } from '../ledger.errors.js';
 import { BALANCE_MAX, GRANT_PRIORITY_DEFAULT, HOLD_TTL_SECONDS_MAX, TOKEN_AMOUNT_MAX } from '../ledger.limits.js';
+import { propertyRuns } from '../testing/property-runs.js';
 import { captureDecision } from './payment.decide.js';
 import type { TokenAccountCommand } from './token-account.commands.js';
 import { tokenAccountDecider } from './token-account.decider.js';
@@ -269,39 +270,52 @@ function tokensMoved(event: TokenAccountEvent): number {
 }
 
 function expectInvariants(state: TokenAccountState, history: readonly TokenAccountEvent[]): void {
-  expect(state.balance).toBe(history.reduce((sum, event) => sum + tokensMoved(event), 0));
-  expect(state.balance).toBeGreaterThanOrEqual(0);
-  expect(state.balance).toBeLessThanOrEqual(BALANCE_MAX);
-  // What holds and pending refunds set aside is part of the balance, never more than it.
-  expect(state.held).toBe([...state.holds.values()].reduce((sum, hold) => sum + hold.amount, 0));
-  expect(state.reservedForRefunds).toBe([...state.payments.values()].filter((payment) => payment.status === 'REFUND_PENDING').reduce((sum, payment) => sum + payment.tokens, 0));
-  expect(availableBalance(state)).toBeGreaterThanOrEqual(0);
-  expect(availableBalance(state)).toBeLessThanOrEqual(state.balance);
-
+  // One comparison per step rather than one `expect` per rule: the properties check thousands of
+  // steps, and under mutation testing once per mutant; a failure still names the rule that broke.
+  const available = availableBalance(state);
   const credits = history.filter((event) => event.type === 'TokensPurchased');
-  expect(new Set(credits.map((event) => event.data.paymentId)).size).toBe(credits.length);
-  for (const payment of state.payments.values()) {
-    // A provider payment's tokens are credited exactly once, when it is captured, and only then.
-    const credited = credits.filter((event) => event.data.paymentId === payment.paymentId).map((event) => event.data.amount);
-    expect(credited).toEqual(['COMPLETED', 'REFUND_PENDING', 'REFUNDED'].includes(payment.status) ? [payment.tokens] : []);
-    const takenBack = history.filter((event) => event.type === 'TokensRefunded' && event.data.paymentId === payment.paymentId).reduce((sum, event) => sum - tokensMoved(event), 0);
-    expect(takenBack).toBe(payment.tokensDebited ?? 0);
-  }
-
+  const payments = [...state.payments.values()];
   // Every token a lost dispute owed is taken back at once, covered later, or still owed; while any is owed nothing is free to spend.
   // Summed exactly: the disputes of a long history can owe more in all than a safe integer holds.
   const sumOf = (type: 'PaymentDisputeClosed' | 'TokensChargedBack' | 'ShortfallCovered') =>
     history.reduce((sum, event) => (event.type !== type ? sum : sum + BigInt(event.type === 'PaymentDisputeClosed' ? event.data.tokens : event.data.amount)), 0n);
-  expect(sumOf('PaymentDisputeClosed')).toBe(sumOf('TokensChargedBack') + sumOf('ShortfallCovered') + BigInt(state.shortfall));
-  if (state.shortfall > 0) expect(availableBalance(state) - state.held).toBe(0);
-
   // Replaying what would be stored gives the same state; so does the snapshot, which agrees with its last event.
   const stored = JSON.parse(JSON.stringify(history)) as TokenAccountEvent[];
-  expect(plain(replay(stored))).toEqual(plain(state));
   const snapshot = tokenAccountSnapshot.decode(JSON.parse(JSON.stringify(tokenAccountSnapshot.encode(state))));
-  expect(plain(snapshot)).toEqual(plain(state));
   const last = stored.at(-1);
-  if (last !== undefined) expect(tokenAccountSnapshot.agreesWith(snapshot, last)).toBe(true);
+  expect({
+    balance: state.balance,
+    balanceInRange: state.balance >= 0 && state.balance <= BALANCE_MAX,
+    // What holds and pending refunds set aside is part of the balance, never more than it.
+    held: state.held,
+    reservedForRefunds: state.reservedForRefunds,
+    availableInRange: available >= 0 && available <= state.balance,
+    creditedPaymentIds: new Set(credits.map((event) => event.data.paymentId)).size,
+    // A provider payment's tokens are credited exactly once, when it is captured, and only then.
+    creditedPerPayment: payments.map((payment) => credits.filter((event) => event.data.paymentId === payment.paymentId).map((event) => event.data.amount)),
+    takenBackPerPayment: payments.map((payment) =>
+      history.filter((event) => event.type === 'TokensRefunded' && event.data.paymentId === payment.paymentId).reduce((sum, event) => sum - tokensMoved(event), 0),
+    ),
+    disputedTokens: sumOf('PaymentDisputeClosed'),
+    spendableWhileOwing: state.shortfall > 0 ? available - state.held : 0,
+    replayed: plain(replay(stored)),
+    snapshot: plain(snapshot),
+    snapshotAgreesWithLastEvent: last === undefined ? true : tokenAccountSnapshot.agreesWith(snapshot, last),
+  }).toEqual({
+    balance: history.reduce((sum, event) => sum + tokensMoved(event), 0),
+    balanceInRange: true,
+    held: [...state.holds.values()].reduce((sum, hold) => sum + hold.amount, 0),
+    reservedForRefunds: payments.filter((payment) => payment.status === 'REFUND_PENDING').reduce((sum, payment) => sum + payment.tokens, 0),
+    availableInRange: true,
+    creditedPaymentIds: credits.length,
+    creditedPerPayment: payments.map((payment) => (['COMPLETED', 'REFUND_PENDING', 'REFUNDED'].includes(payment.status) ? [payment.tokens] : [])),
+    takenBackPerPayment: payments.map((payment) => payment.tokensDebited ?? 0),
+    disputedTokens: sumOf('TokensChargedBack') + sumOf('ShortfallCovered') + BigInt(state.shortfall),
+    spendableWhileOwing: 0,
+    replayed: plain(state),
+    snapshot: plain(state),
+    snapshotAgreesWithLastEvent: true,
+  });
 }
 
 /**
@@ -372,7 +386,7 @@ describe('token account: properties of random command sequences', () => {
       fc.property(sequences, (steps) => {
         run(steps);
       }),
-      { numRuns: 100 },
+      { numRuns: propertyRuns(100) },
     );
   });
 

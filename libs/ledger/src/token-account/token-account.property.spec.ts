@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { fold } from '../decider.js';
+import { propertyRuns } from '../testing/property-runs.js';
 import { runSteps as runWith, stepArbitrary, type Step } from '../testing/random-history.js';
 import { tokenAccountDecider } from './token-account.decider.js';
 import type { TokenAccountEvent } from './token-account.events.js';
@@ -35,7 +36,7 @@ describe('token account: properties of random histories', () => {
           for (const lot of state.lots.values()) expect(lot.reserved <= lot.remaining && lot.remaining + lot.reserved > 0).toBe(true);
         });
       }),
-      { numRuns: 120 },
+      { numRuns: propertyRuns(120) },
     );
   });
 
@@ -58,7 +59,7 @@ describe('token account: properties of random histories', () => {
           });
         }
       }),
-      { numRuns: 200 },
+      { numRuns: propertyRuns(200) },
     );
   });
 
@@ -79,7 +80,7 @@ describe('token account: properties of random histories', () => {
         const final = fold(tokenAccountDecider, tokenAccountDecider.initialState, events);
         expect(final.balance).toBe(credited - debited);
       }),
-      { numRuns: 200 },
+      { numRuns: propertyRuns(200) },
     );
   });
 });
