@@ -1,5 +1,6 @@
 import { fold } from '../decider.js';
-import { LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
+import { LedgerInvariantViolation } from '../ledger.errors.js';
+import { BALANCE_MAX, LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import type { RecordDispute } from './dispute.commands.js';
 import { SHORTFALL_COVERED_DESCRIPTION, type PaymentDisputeClosed, type PaymentDisputeOpened, type ShortfallCovered, type TokensChargedBack } from './dispute.events.js';
@@ -259,5 +260,124 @@ describe('disputes: the shortfall blocks spending until credits cover it', () =>
     expect({ shortfall: decoded.shortfall, disputes: decoded.disputes.toJS() }).toEqual({ shortfall: 70, disputes: current.disputes.toJS() });
     expect(tokenAccountSnapshot.version).toBe(4);
     expect(() => tokenAccountSnapshot.decode({ ...(tokenAccountSnapshot.encode(current) as object), shortfall: -1 })).toThrow('shortfall is not a count');
+  });
+});
+
+describe('disputes: what is owed, at the limits', () => {
+  const later = new Date('2026-12-21T09:00:00.000Z');
+  /** A captured provider payment of `tokens`, credited to a lot of its own. */
+  const payment = (id: string, tokens: number, balanceAfter: number): TokenAccountEvent[] => [
+    { ...initiated, data: { ...initiated.data, paymentId: id, orderId: `pi_${id}`, tokens } },
+    { ...captured, data: { ...captured.data, paymentId: id, orderId: `pi_${id}` } },
+    { ...purchased, data: { ...purchased.data, paymentId: id, transactionId: `buy-${id}`, amount: tokens, balanceAfter, lot: { lotId: `buy-${id}`, priority: LOT_PRIORITY_DEFAULT, expiresAt: null } } },
+  ];
+  const spent = (id: string, amount: number, balanceAfter: number): TokensUsed => used(amount, balanceAfter, [{ lotId: `buy-${id}`, amount }]);
+  const lost = (id: string, dispute = `dp_${id}`): RecordDispute => ({
+    type: 'RecordDispute',
+    data: { userId, paymentId: id, disputeId: dispute, status: 'lost', amount: 500, currency: 'USD', reason: 'fraudulent', transactionId: `tx-${dispute}`, now: closedAt },
+  });
+
+  it('takes back a payment of BALANCE_MAX tokens whole, and owes all of it when all was spent', () => {
+    const [, close, chargeBack] = tokenAccountDecider.decide(lost('big'), state(payment('big', BALANCE_MAX, BALANCE_MAX)));
+    expect({ close: close?.data, chargeBack: chargeBack?.data }).toMatchObject({
+      close: { tokens: BALANCE_MAX, tokensDebited: BALANCE_MAX, shortfallAfter: 0 },
+      chargeBack: { amount: BALANCE_MAX, balanceAfter: 0 },
+    });
+    const owed = tokenAccountDecider.decide(lost('big'), state([...payment('big', BALANCE_MAX, BALANCE_MAX), spent('big', BALANCE_MAX, 0)]));
+    expect(owed.map((event) => event.type)).toEqual(['PaymentDisputeOpened', 'PaymentDisputeClosed']);
+    expect(owed[1]?.data).toMatchObject({ tokens: BALANCE_MAX, tokensDebited: 0, shortfallAfter: BALANCE_MAX });
+  });
+
+  it('refuses a lost dispute that would owe more than BALANCE_MAX in all (BALANCE_OUT_OF_RANGE), with the amounts', () => {
+    // Two payments spent; the first one's loss already owes all but 5 of BALANCE_MAX.
+    const history = [
+      ...payment('first', BALANCE_MAX - 5, BALANCE_MAX - 5),
+      spent('first', BALANCE_MAX - 5, 0),
+      ...payment('second', 10, 10),
+      spent('second', 10, 0),
+    ];
+    const afterFirst = [...history, ...tokenAccountDecider.decide(lost('first'), state(history))];
+    expect(state(afterFirst).shortfall).toBe(BALANCE_MAX - 5);
+    spec
+      .given(afterFirst)
+      .when(lost('second'))
+      .thenThrows('BALANCE_OUT_OF_RANGE', { balance: 0, requested: 10 }, `a shortfall of ${BALANCE_MAX - 5 + 10} tokens would exceed ${BALANCE_MAX}`);
+    // Owing exactly BALANCE_MAX is allowed.
+    const exact = [...payment('first', BALANCE_MAX - 10, BALANCE_MAX - 10), spent('first', BALANCE_MAX - 10, 0), ...payment('second', 10, 10), spent('second', 10, 0)];
+    const afterExactFirst = [...exact, ...tokenAccountDecider.decide(lost('first'), state(exact))];
+    const closing = tokenAccountDecider.decide(lost('second'), state(afterExactFirst));
+    expect(closing[1]?.data).toMatchObject({ tokens: 10, tokensDebited: 0, shortfallAfter: BALANCE_MAX });
+  });
+
+  it('takes back what a refund could not: a payment refunded in part owes the rest', () => {
+    // 60 of the 100 were spent when the provider refunded the payment: the refund took back 40.
+    const refundedInPart: TokenAccountEvent[] = [
+      { type: 'PaymentRefunded', data: { userId, paymentId, orderId, providerRefundId: 're_1', tokens: 100, tokensDebited: 40, occurredAt: capturedAt.toISOString() } },
+      { type: 'TokensRefunded', data: { userId, transactionId: 'refund-tx', paymentId, amount: 40, description: null, balanceAfter: 0, occurredAt: capturedAt.toISOString(), draws: [{ lotId: purchaseLot, amount: 40 }], heldAfter: 0 } },
+    ];
+    spec
+      .given([...paid, used(60, 40), ...refundedInPart, granted(100, 100), opened])
+      .when(dispute('lost'))
+      .then([closed('lost', 60, 60, 0), chargedBack(60, 40, [{ lotId: 'grant-tx', amount: 60 }])]);
+  });
+
+  it('pays the shortfall off in draw-down order when a released hold frees several lots', () => {
+    // The hold set aside both lots; the grant (priority 10) is spent before the purchase (default priority), though created after it.
+    const held: TokensHeld = {
+      type: 'TokensHeld',
+      data: {
+        userId,
+        holdId: 'hold-all',
+        amount: 150,
+        description: null,
+        expiresAt: '2026-12-31T00:00:00.000Z',
+        draws: [
+          { lotId: purchaseLot, amount: 100 },
+          { lotId: 'grant-tx', amount: 50 },
+        ],
+        balanceAfter: 150,
+        heldAfter: 150,
+        occurredAt: capturedAt.toISOString(),
+      },
+    };
+    const history = [...paid, granted(50, 150), held, opened, closed('lost', 100, 0, 100)];
+    const events = tokenAccountDecider.decide({ type: 'ReleaseHold', data: { userId, holdId: 'hold-all', transactionId: 'release-tx', now: later } }, state(history));
+    expect(events.map((event) => event.type)).toEqual(['HoldReleased', 'ShortfallCovered']);
+    expect(events[1]?.data).toMatchObject({
+      amount: 100,
+      balanceAfter: 50,
+      shortfallAfter: 0,
+      draws: [
+        { lotId: 'grant-tx', amount: 50 },
+        { lotId: purchaseLot, amount: 50 },
+      ],
+    });
+  });
+
+  it('tells the client why a dispute or a spend is refused (the problem detail)', () => {
+    spec.given([initiated]).when(dispute('open')).thenThrows('PAYMENT_NOT_CAPTURED', { paymentId }, `payment ${paymentId} is PENDING; only a captured payment can be disputed`);
+    spec.given([]).when(dispute('open')).thenThrows('PAYMENT_NOT_FOUND', { paymentId }, `payment ${paymentId} does not exist on this account`);
+    const inShortfall = [...paid, used(70, 30), opened, closed('lost', 100, 30, 70), chargedBack(30, 0, [{ lotId: purchaseLot, amount: 30 }])];
+    spec
+      .given(inShortfall)
+      .when({ type: 'UseTokens', data: { userId, amount: 1, description: null, transactionId: 'use-2', now: later } })
+      .thenThrows('ACCOUNT_IN_SHORTFALL', { shortfall: 70 }, 'the account owes 70 tokens of lost payment disputes; a purchase or grant covers them first');
+  });
+
+  it('fails loudly on a dispute without an id, with an amount that is not money or a currency that is not ISO 4217', () => {
+    const reported = (data: Partial<RecordDispute['data']>): RecordDispute => ({ ...dispute('open'), data: { ...dispute('open').data, ...data } });
+    for (const bad of [{ disputeId: '' }, { amount: 0 }, { amount: 1.5 }, { currency: 'usd' }]) {
+      expect(() => tokenAccountDecider.decide(reported(bad), state(paid))).toThrow(LedgerInvariantViolation);
+    }
+    expect(tokenAccountDecider.decide(reported({ amount: 1, currency: 'EUR' }), state(paid)).map((event) => event.type)).toEqual(['PaymentDisputeOpened']);
+  });
+
+  it('fails loudly on a dispute id reported again for another payment', () => {
+    const otherPaymentId = '33333333-3333-4333-8333-333333333333';
+    const history = [...paid, ...payment(otherPaymentId, 100, 200), opened];
+    const moved: RecordDispute = { ...dispute('lost'), data: { ...dispute('lost').data, paymentId: otherPaymentId } };
+    const before = state(history);
+    expect(before.payments.get(otherPaymentId)?.status).toBe('COMPLETED');
+    expect(() => tokenAccountDecider.decide(moved, before)).toThrow(LedgerInvariantViolation);
   });
 });
