@@ -1,6 +1,6 @@
 import { fold } from '../decider.js';
 import { LedgerError, LedgerInvariantViolation } from '../ledger.errors.js';
-import { BALANCE_MAX, LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
+import { BALANCE_MAX, LOT_PRIORITY_DEFAULT, LOT_PRIORITY_MAX } from '../ledger.limits.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment, RequestRefund } from './payment.commands.js';
 import { captureDecision } from './payment.decide.js';
@@ -485,3 +485,82 @@ describe('payments: a state no stream can produce is refused, never decided on',
   });
 });
 
+
+describe('payments: guards a caller cannot pass, and what clients read', () => {
+  it('fails loudly on a cap of open payments that is not a positive integer (a configuration error)', () => {
+    for (const pendingPaymentsMax of [0, 1.5]) {
+      expect(() => tokenAccountDecider.decide({ ...initiate, data: { ...initiate.data, pendingPaymentsMax } }, tokenAccountDecider.initialState)).toThrow(LedgerInvariantViolation);
+    }
+    spec.given([]).when({ ...initiate, data: { ...initiate.data, pendingPaymentsMax: 1 } }).then([initiated]);
+  });
+
+  it("fails loudly on a package's lot terms out of range: priority, or a lifetime that is not a whole number of days from 1", () => {
+    const withTerms = (lot: CapturePayment['data']['lot']): CapturePayment => ({ ...approved, data: { ...approved.data, lot } });
+    for (const lot of [
+      { priority: -1, expiresInDays: null },
+      { priority: LOT_PRIORITY_MAX + 1, expiresInDays: null },
+      { priority: 10, expiresInDays: 0 },
+      { priority: 10, expiresInDays: 1.5 },
+    ]) {
+      expect(() => tokenAccountDecider.decide(withTerms(lot), state([initiated]))).toThrow(LedgerInvariantViolation);
+    }
+    const [, purchase] = tokenAccountDecider.decide(withTerms({ priority: 10, expiresInDays: 1 }), state([initiated]));
+    expect(purchase?.type === 'TokensPurchased' && purchase.data.lot).toEqual({ lotId: transactionId, priority: 10, expiresAt: new Date(later.getTime() + 86_400_000).toISOString() });
+  });
+
+  it('tells the client why a payment or a refund request is refused (the problem detail)', () => {
+    const one = { ...initiate, data: { ...initiate.data, pendingPaymentsMax: 1 } };
+    spec
+      .given([initiated])
+      .when({ ...one, data: { ...one.data, paymentId: '33333333-3333-4333-8333-333333333333', orderId: 'order-2' } })
+      .thenThrows('TOO_MANY_PENDING_PAYMENTS', { pending: 1, max: 1 }, 'the user has 1 open payments, the most allowed; capture or let one expire first');
+    const opened: TokenAccountEvent = {
+      type: 'PaymentDisputeOpened',
+      data: { userId, paymentId, orderId, disputeId: 'dp_1', amount: 500, currency: 'USD', reason: 'fraudulent', occurredAt: later.toISOString() },
+    };
+    spec
+      .given([initiated, captured, credited, opened])
+      .when(requestRefundCommand)
+      .thenThrows('PAYMENT_DISPUTED', { disputeId: 'dp_1' }, `payment ${paymentId} has a open dispute dp_1; its money goes back through the dispute`);
+    const funded: TokensPurchased = {
+      type: 'TokensPurchased',
+      data: { ...credited.data, paymentId: 'other', transactionId: 'funding', amount: 5, balanceAfter: 105, lot: { lotId: 'funding', priority: LOT_PRIORITY_DEFAULT, expiresAt: null } },
+    };
+    spec
+      .given([initiated, captured, credited, funded, used(5, 100)])
+      .when(requestRefundCommand)
+      .thenThrows('REFUND_EXCEEDS_LOT', { requested: 100, remaining: 95 }, `payment ${paymentId} credited 100 tokens to lot ${transactionId}, of which 95 are left unheld`);
+  });
+
+  it('tells the client how many tokens a pending refund reserves when it refuses a usage', () => {
+    const funded: TokensPurchased = {
+      type: 'TokensPurchased',
+      data: { ...credited.data, paymentId: 'other', transactionId: 'funding', amount: 40, balanceAfter: 140, lot: { lotId: 'funding', priority: LOT_PRIORITY_DEFAULT, expiresAt: null } },
+    };
+    spec
+      .given([initiated, captured, credited, funded, refundRequested])
+      .when({ type: 'UseTokens', data: { userId, amount: 41, description: null, transactionId: 'use', now: later } })
+      .thenThrows('INSUFFICIENT_BALANCE', { balance: 140, available: 40, requested: 41 }, 'the balance 140 (100 reserved for refunds) is less than the 41 tokens requested');
+  });
+
+  it('takes nothing again on a refund after a lost dispute, though the purchase (written before lots) shares its lot with other credit', () => {
+    // Before lots every credit went to the opening lot: after the chargeback it still holds the other purchase's 100.
+    const withoutLot = (event: TokensPurchased): TokensPurchased => {
+      const { lot: _lot, heldAfter: _heldAfter, ...data } = event.data;
+      return { ...event, data };
+    };
+    const other = withoutLot({ ...credited, data: { ...credited.data, paymentId: 'direct-1', transactionId: 'direct-tx', balanceAfter: 200 } });
+    const lost: TokenAccountEvent[] = [
+      { type: 'PaymentDisputeOpened', data: { userId, paymentId, orderId, disputeId: 'dp_1', amount: 500, currency: 'USD', reason: 'fraudulent', occurredAt: later.toISOString() } },
+      { type: 'PaymentDisputeClosed', data: { userId, paymentId, orderId, disputeId: 'dp_1', outcome: 'lost', tokens: 100, tokensDebited: 100, shortfallAfter: 0, occurredAt: later.toISOString() } },
+      {
+        type: 'TokensChargedBack',
+        data: { userId, transactionId: 'dispute-tx', paymentId, disputeId: 'dp_1', amount: 100, description: 'Chargeback', balanceAfter: 100, heldAfter: 0, draws: [{ lotId: 'opening', amount: 100 }], occurredAt: later.toISOString() },
+      },
+    ];
+    spec
+      .given([initiated, captured, withoutLot(credited), other, ...lost])
+      .when(refund)
+      .then([{ type: 'PaymentRefunded', data: { userId, paymentId, orderId, providerRefundId: 'MOCK-REFUND-1', tokens: 100, tokensDebited: 0, occurredAt: later.toISOString() } }]);
+  });
+});

@@ -1,3 +1,4 @@
+import { fold } from '../decider.js';
 import { LedgerError } from '../ledger.errors.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import { DESCRIPTION_LENGTH_MAX, LOT_PRIORITY_DEFAULT, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX } from '../ledger.limits.js';
@@ -314,3 +315,14 @@ describe('token account: a command it does not know', () => {
   });
 });
 
+
+describe('token account: what a usage records', () => {
+  it('records no metadata member for a usage whose metadata is null or absent, and the metadata given', () => {
+    for (const metadata of [null, undefined]) {
+      const [usage] = tokenAccountDecider.decide(useTokens({ metadata }), fold(tokenAccountDecider, tokenAccountDecider.initialState, [purchased(100, 100)]));
+      expect(usage !== undefined && 'metadata' in usage.data).toBe(false);
+    }
+    const [usage] = tokenAccountDecider.decide(useTokens({ metadata: { model: 'gpt-4o' } }), fold(tokenAccountDecider, tokenAccountDecider.initialState, [purchased(100, 100)]));
+    expect(usage?.data).toMatchObject({ metadata: { model: 'gpt-4o' } });
+  });
+});
