@@ -170,3 +170,27 @@ describe('token account: evolve re-checks every payment status move', () => {
     expect(() => replay(events)).toThrow(LedgerInvariantViolation);
   });
 });
+
+describe('token account: evolve re-checks what lots and holds record', () => {
+  const purchase = (heldAfter?: number): TokenAccountEvent => ({
+    type: 'TokensPurchased',
+    data: { userId, transactionId: 'tp', paymentId: 'pay-1', amount: 100, description: null, balanceAfter: 100, occurredAt: at, ...(heldAfter === undefined ? {} : { heldAfter }) },
+  });
+
+  it('fails loudly on an event whose heldAfter disagrees with the replay', () => {
+    expect(replay([purchase(0)]).balance).toBe(100);
+    expect(() => replay([purchase(3)])).toThrow(LedgerInvariantViolation);
+  });
+
+  it('fails loudly on a refund request that reserves more of the purchase lot than it has left', () => {
+    const initiated: TokenAccountEvent = {
+      type: 'PaymentInitiated',
+      data: { userId, paymentId: 'pay-1', orderId: 'ORDER-1', packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'mock', occurredAt: at, expiresAt: '2026-11-24T12:00:00.000Z' },
+    };
+    const captured: TokenAccountEvent = { type: 'PaymentCaptured', data: { userId, paymentId: 'pay-1', orderId: 'ORDER-1', providerTransactionId: 'CAPTURE-1', occurredAt: at } };
+    const requested = (tokens: number): TokenAccountEvent => ({ type: 'PaymentRefundRequested', data: { userId, paymentId: 'pay-1', orderId: 'ORDER-1', tokens, occurredAt: at } });
+    const spent: TokenAccountEvent = { type: 'TokensUsed', data: { userId, transactionId: 'tu', amount: 60, description: null, balanceAfter: 40, occurredAt: at } };
+    expect(replay([initiated, captured, purchase(), requested(100)]).reservedForRefunds).toBe(100);
+    expect(() => replay([initiated, captured, purchase(), spent, requested(100)])).toThrow(LedgerInvariantViolation);
+  });
+});
