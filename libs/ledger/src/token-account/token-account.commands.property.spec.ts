@@ -327,7 +327,9 @@ function expectGatesAgree(command: TokenAccountCommand, state: TokenAccountState
   if (command.type === 'CapturePayment' && command.data.outcome.status === 'captured' && state.payments.has(command.data.paymentId)) {
     const gate = gateOf(() => captureDecision(state, command.data.paymentId, command.data.now));
     if (gate === 'done') expect(outcome).toEqual([]);
-    if (gate === 'capture') expect(Array.isArray(outcome) ? outcome.map((event) => event.type) : outcome).toEqual(['PaymentCaptured', 'TokensPurchased']);
+    // A credit while lost disputes are owed pays them off first (ADR 0024).
+    const credited = state.shortfall > 0 ? ['PaymentCaptured', 'TokensPurchased', 'ShortfallCovered'] : ['PaymentCaptured', 'TokensPurchased'];
+    if (gate === 'capture') expect(Array.isArray(outcome) ? outcome.map((event) => event.type) : outcome).toEqual(credited);
   }
   const payment = command.type === 'RequestRefund' ? state.payments.get(command.data.paymentId) : undefined;
   if (payment !== undefined) {
