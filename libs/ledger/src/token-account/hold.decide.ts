@@ -7,7 +7,6 @@ import type { GrantVoided, HoldExpired, HoldReleased, HoldSettled, LotExpired, T
 import { isHoldActive, type Hold } from './hold.state.js';
 import { assertNoShortfall } from './dispute.decide.js';
 import { compareDrawOrder, derivedTransactionId, drawDown, freeOf, isLive, takeFromDraws, type Draw } from './lot.state.js';
-import type { TokensUsed } from './token-account.events.js';
 import { availableBalance, evolveTokenAccount, type TokenAccountState } from './token-account.state.js';
 import { assertAmount, assertDescription, assertMetadata, assertReason } from './token-account.rules.js';
 
@@ -109,10 +108,10 @@ export function holdTokens({ data }: HoldTokens, state: TokenAccountState): read
 
 /**
  * Debits the actual cost from the hold's reservations (a `usage`) and releases the rest, in one
- * append. A cost above the held amount is refused (SETTLE_EXCEEDS_HOLD): the caller settles the
- * hold and records the excess as a usage of its own, which draws on the available balance.
+ * event (ADR 0028). A cost above the held amount is refused (SETTLE_EXCEEDS_HOLD): the caller settles
+ * the hold and records the excess as a usage of its own, which draws on the available balance.
  */
-export function settleHold({ data }: SettleHold, state: TokenAccountState): readonly [HoldSettled, TokensUsed] {
+export function settleHold({ data }: SettleHold, state: TokenAccountState): readonly [HoldSettled] {
   assertAmount(data.amount);
   assertDescription(data.description);
   assertMetadata(data.metadata);
@@ -120,8 +119,6 @@ export function settleHold({ data }: SettleHold, state: TokenAccountState): read
   if (data.amount > hold.amount) {
     throw new LedgerError('SETTLE_EXCEEDS_HOLD', `a settle of ${data.amount} exceeds the ${hold.amount} tokens of hold ${hold.holdId}`, { holdId: hold.holdId, held: hold.amount, requested: data.amount });
   }
-  const occurredAt = data.now.toISOString();
-  const heldAfter = state.held - hold.amount;
   return [
     {
       type: 'HoldSettled',
@@ -132,23 +129,11 @@ export function settleHold({ data }: SettleHold, state: TokenAccountState): read
         settledAmount: data.amount,
         releasedAmount: hold.amount - data.amount,
         transactionId: data.transactionId,
-        balanceAfter: state.balance,
-        heldAfter,
-        occurredAt,
-      },
-    },
-    {
-      type: 'TokensUsed',
-      data: {
-        userId: data.userId,
-        transactionId: data.transactionId,
-        amount: data.amount,
         description: data.description ?? hold.description,
-        balanceAfter: state.balance - data.amount,
-        occurredAt,
         draws: takeFromDraws(hold.reservations, data.amount),
-        holdId: hold.holdId,
-        heldAfter,
+        balanceAfter: state.balance - data.amount,
+        heldAfter: state.held - hold.amount,
+        occurredAt: data.now.toISOString(),
         ...metadataOf(data.metadata ?? hold.metadata),
       },
     },

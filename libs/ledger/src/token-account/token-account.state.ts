@@ -3,6 +3,7 @@ import { invariant, LedgerInvariantViolation } from '../ledger.errors.js';
 import type { TokenAccountEvent, TokensPurchased } from './token-account.events.js';
 import type { Payment } from './payment.state.js';
 import type { Hold, HoldEnd } from './hold.state.js';
+import { isSettleWithDebit } from './hold.events.js';
 import type { Lot } from './lot.state.js';
 import type { Dispute } from './dispute.state.js';
 import { creditLot, debitLots, endHold, evolveHold, holdOf, reserveInLot, type LedgerMovement } from './lot.evolve.js';
@@ -94,7 +95,12 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
     case 'HoldSettled': {
       const hold = holdOf(state, event.data.holdId);
       invariant(event.data.settledAmount + event.data.releasedAmount === hold.amount, `settle of hold ${hold.holdId} splits ${hold.amount} wrongly`);
-      return endHold(state, event.data, 'settled');
+      // Written before ADR 0028: the settle's TokensUsed follows and debits.
+      if (!isSettleWithDebit(event.data)) return endHold(state, event.data, 'settled');
+      invariant(event.data.settledAmount > 0, `settle of hold ${hold.holdId} debits ${event.data.settledAmount} tokens`);
+      // The reservations go back to their lots, then the settled amount leaves them.
+      const ended = endHold(state, { holdId: hold.holdId, amount: event.data.amount, balanceAfter: state.balance, heldAfter: event.data.heldAfter }, 'settled');
+      return debitLots(ended, movement(event.data, -event.data.settledAmount), event.data.draws);
     }
     case 'HoldReleased':
       return endHold(state, event.data, 'released');
