@@ -21,6 +21,7 @@ type Sweep = { readonly userId: string; readonly now: Date; readonly transaction
  * transaction ids of the two sweeps of one command apart.
  */
 export function expiriesDue(state: TokenAccountState, { userId, now, transactionId }: Sweep, phase: string): readonly (HoldExpired | LotExpired)[] {
+  if (!anyExpiryDue(state, now)) return NOTHING_DUE;
   const events: (HoldExpired | LotExpired)[] = [];
   let current = state;
   const apply = (event: HoldExpired | LotExpired) => {
@@ -54,6 +55,16 @@ export function expiriesDue(state: TokenAccountState, { userId, now, transaction
     });
   }
   return events;
+}
+
+const NOTHING_DUE: readonly (HoldExpired | LotExpired)[] = Object.freeze([]);
+
+/**
+ * Whether `expiriesDue` finds anything, without its lists and sorts: the common case of every
+ * command, which sweeps twice. With no hold due the lots it would look at are the state's own.
+ */
+function anyExpiryDue(state: TokenAccountState, now: Date): boolean {
+  return state.holds.some((hold) => !isHoldActive(hold, now)) || state.lots.some((lot) => !isLive(lot, now) && freeOf(lot) > 0);
 }
 
 function compareText(left: string, right: string): number {
