@@ -1,3 +1,4 @@
+import type { Decision } from '../decider.js';
 import { invariant, LedgerError } from '../ledger.errors.js';
 import { sameMetadata, type Metadata } from '../metadata.js';
 import { ACTIVE_HOLDS_MAX, HOLD_TTL_SECONDS_MAX, HOLD_TTL_SECONDS_MIN, isLotPriority, LIVE_LOTS_MAX, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN } from '../ledger.limits.js';
@@ -19,7 +20,13 @@ type Sweep = { readonly userId: string; readonly now: Date; readonly transaction
  * the events it appends agree on what is held and spendable at `now`. `phase` keeps the derived
  * transaction ids of the two sweeps of one command apart.
  */
-export function expiriesDue(state: TokenAccountState, { userId, now, transactionId }: Sweep, phase: string): readonly (HoldExpired | LotExpired)[] {
+export function expiriesDue(state: TokenAccountState, sweep: Sweep, phase: string): readonly (HoldExpired | LotExpired)[] {
+  return sweepExpiries(state, sweep, phase).events;
+}
+
+/** `expiriesDue`'s events with the state after them (see `Decision`). */
+export function sweepExpiries(state: TokenAccountState, { userId, now, transactionId }: Sweep, phase: string): Decision<HoldExpired | LotExpired, TokenAccountState> {
+  if (!anyExpiryDue(state, now)) return { events: NOTHING_DUE, state };
   const events: (HoldExpired | LotExpired)[] = [];
   let current = state;
   const apply = (event: HoldExpired | LotExpired) => {
@@ -52,7 +59,17 @@ export function expiriesDue(state: TokenAccountState, { userId, now, transaction
       },
     });
   }
-  return events;
+  return { events, state: current };
+}
+
+const NOTHING_DUE: readonly (HoldExpired | LotExpired)[] = Object.freeze([]);
+
+/**
+ * Whether `expiriesDue` finds anything, without its lists and sorts: the common case of every
+ * command, which sweeps twice. With no hold due the lots it would look at are the state's own.
+ */
+function anyExpiryDue(state: TokenAccountState, now: Date): boolean {
+  return state.holds.some((hold) => !isHoldActive(hold, now)) || state.lots.some((lot) => !isLive(lot, now) && freeOf(lot) > 0);
 }
 
 function compareText(left: string, right: string): number {

@@ -20,3 +20,66 @@ export type HoldEnd = 'settled' | 'released' | 'expired';
 export function isHoldActive(hold: Pick<Hold, 'expiresAt'>, now: Date): boolean {
   return Date.parse(hold.expiresAt) > now.getTime();
 }
+
+/**
+ * How the newest ended holds ended, by hold id, oldest first; `with` forgets the oldest when the
+ * list grows past its bound. Persistent: a change copies the two short arrays (at most
+ * ENDED_HOLDS_REMEMBERED_MAX references each), which costs far less per ended hold than an
+ * Immutable OrderedMap's `set` and `delete` of its first key (its index map and its list, which it
+ * re-compacts). A lookup scans from the newest: the usage of a settle looks up the hold just ended.
+ * It behaves as that OrderedMap did: ending a hold it still remembers changes its entry in place.
+ */
+export class EndedHolds {
+  static readonly none = new EndedHolds([], []);
+
+  private constructor(
+    private readonly holdIds: readonly string[],
+    private readonly ends: readonly HoldEnd[],
+  ) {}
+
+  /** The ended holds of `entries`, oldest first, as a snapshot records them (a repeated id keeps its first place and its last end). */
+  static of(entries: Iterable<readonly [string, HoldEnd]>): EndedHolds {
+    let ended = EndedHolds.none;
+    for (const [holdId, end] of entries) ended = ended.with(holdId, end, Number.POSITIVE_INFINITY);
+    return ended;
+  }
+
+  get size(): number {
+    return this.holdIds.length;
+  }
+
+  get(holdId: string): HoldEnd | undefined {
+    const at = this.holdIds.lastIndexOf(holdId);
+    return at < 0 ? undefined : this.ends[at];
+  }
+
+  has(holdId: string): boolean {
+    return this.holdIds.lastIndexOf(holdId) >= 0;
+  }
+
+  /** These ended holds and `holdId`'s end, the oldest forgotten when that makes more than `rememberedMax`. */
+  with(holdId: string, end: HoldEnd, rememberedMax: number): EndedHolds {
+    const at = this.holdIds.lastIndexOf(holdId);
+    if (at >= 0) {
+      const ends = this.ends.slice();
+      ends[at] = end;
+      return new EndedHolds(this.holdIds, ends);
+    }
+    const forget = this.holdIds.length + 1 > rememberedMax ? 1 : 0;
+    const holdIds = this.holdIds.slice(forget);
+    const ends = this.ends.slice(forget);
+    holdIds.push(holdId);
+    ends.push(end);
+    return new EndedHolds(holdIds, ends);
+  }
+
+  /** Every hold id with its end, oldest first. */
+  *entries(): IterableIterator<[string, HoldEnd]> {
+    for (let index = 0; index < this.holdIds.length; index += 1) yield [this.holdIds[index] as string, this.ends[index] as HoldEnd];
+  }
+
+  /** A plain object of the ends by hold id (as Immutable's `toJS` gives), for a test or a log to show. */
+  toJS(): Record<string, HoldEnd> {
+    return Object.fromEntries(this.entries());
+  }
+}

@@ -1,8 +1,8 @@
-import { Map as ImmutableMap, OrderedMap } from 'immutable';
+import { Map as ImmutableMap } from 'immutable';
 import { invariant, LedgerInvariantViolation } from '../ledger.errors.js';
 import type { TokenAccountEvent, TokensPurchased } from './token-account.events.js';
 import type { Payment } from './payment.state.js';
-import type { Hold, HoldEnd } from './hold.state.js';
+import { EndedHolds, type Hold } from './hold.state.js';
 import { isSettleWithDebit } from './hold.events.js';
 import type { Lot } from './lot.state.js';
 import type { Dispute } from './dispute.state.js';
@@ -34,7 +34,7 @@ export type TokenAccountState = {
   /** Holds not yet ended by an event, by id. Their amounts sum to `held`. */
   readonly holds: ImmutableMap<string, Hold>;
   /** How the newest ended holds ended (at most ENDED_HOLDS_REMEMBERED_MAX, oldest first). */
-  readonly endedHolds: OrderedMap<string, HoldEnd>;
+  readonly endedHolds: EndedHolds;
   /** Every dispute of this account's payments, by the provider's dispute id. */
   readonly disputes: ImmutableMap<string, Dispute>;
   /**
@@ -53,7 +53,7 @@ export const initialTokenAccountState: TokenAccountState = {
   lots: ImmutableMap(),
   lotsCreated: 0,
   holds: ImmutableMap(),
-  endedHolds: OrderedMap(),
+  endedHolds: EndedHolds.none,
   disputes: ImmutableMap(),
   shortfall: 0,
 };

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId, type HoldSettled, type Metadata } from '@app/ledger';
+import { decideTokenAccountWithState, invariant, tokenAccountDecider, tokenAccountStreamId, type HoldSettled, type Metadata } from '@app/ledger';
 import { transactionOf, type TransactionView } from '@app/projections';
 import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
 import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
@@ -39,7 +39,7 @@ export class SettleHoldHandler implements ICommandHandler<SettleHoldCommand> {
   async execute({ userId, holdId, amount, description, context, metadata }: SettleHoldCommand): Promise<SettleResult> {
     const now = (this.options.now ?? (() => new Date()))();
     const command = { type: 'SettleHold', data: { userId, holdId, amount, description, metadata, transactionId: randomUUID(), now } } as const;
-    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
+    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     const settled = handled.events.find((event): event is HoldSettled => event.type === 'HoldSettled');
     invariant(settled !== undefined, 'SettleHold appended no HoldSettled event');
     // Null only for a settle written before ADR 0028 (its TokensUsed made the row), which a replay of
