@@ -274,6 +274,17 @@ describe('holds: bounded state', () => {
     spec.given(history(commands)).when(release(now, 'h-0')).thenThrows('HOLD_NOT_FOUND');
   });
 
+  it('tells apart ended holds whose ids share a lookup hash (hold-329599 and hold-532382 do)', () => {
+    const [first, second] = ['hold-329599', 'hold-532382'];
+    const ended = history([hold({ holdId: first, amount: 1 }), release(now, first)]);
+    spec.given(ended).when(release(now, first)).thenThrows('HOLD_NOT_ACTIVE', { holdId: first, holdStatus: 'released' });
+    spec.given(ended).when(release(now, second)).thenThrows('HOLD_NOT_FOUND', { holdId: second });
+    const both = history([hold({ holdId: second, amount: 1 }), { ...settle(1), data: { ...settle(1).data, holdId: second } }], ended);
+    expect(both.at(-1)).toMatchObject({ type: 'HoldSettled', data: { holdId: second } });
+    const state = fold(tokenAccountDecider, tokenAccountDecider.initialState, both);
+    expect([state.endedHolds.get(first), state.endedHolds.get(second)]).toEqual(['released', 'settled']);
+  });
+
   it('keeps holds and reservations through a snapshot, and decides alike on the decoded state', () => {
     const events = history([hold(), hold({ holdId: 'second', amount: 10 }), settle(5)]);
     const state = fold(tokenAccountDecider, tokenAccountDecider.initialState, events);
