@@ -131,7 +131,8 @@ describe('holds and settles survive SIGKILL at any moment', () => {
       const holds = await database.pool.query<{ status: string; count: string }>('SELECT status, count(*)::text AS count FROM token_holds WHERE user_id = $1 GROUP BY status', [userId]);
       expect(holds.rows).toEqual([{ status: 'settled', count: String(mine.length) }]);
       const events = await database.pool.query<{ count: string }>("SELECT count(*) FROM events WHERE stream_id = $1 AND event_type IN ('TokensHeld', 'HoldSettled', 'TokensUsed')", [`token-account-${userId}`]);
-      expect(Number(events.rows[0]?.count)).toBe(3 * mine.length);
+      // One TokensHeld and one HoldSettled (which also debits, ADR 0028) per pair: none twice.
+      expect(Number(events.rows[0]?.count)).toBe(2 * mine.length);
       const verify = await fetch(`${child.url}/v1/audit/accounts/${userId}/verify`, { headers: { authorization: auditor } });
       expect(await verify.json()).toMatchObject({ ok: true, readModels: { differences: [], replayError: null } });
     }

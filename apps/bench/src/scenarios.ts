@@ -3,7 +3,7 @@ import { loadavg } from 'node:os';
 import { CommandHandling, PostgresSnapshotStore } from '@app/event-sourcing';
 import { createPool } from '@app/database';
 import { PostgresEventStore, START, type EventToAppend, type GroupCommitStats } from '@app/event-store';
-import { decideTokenAccount, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
+import { decideTokenAccountWithState, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
 import { InlineProjections, PROJECTIONS } from '@app/projections';
 import type { Pool } from 'pg';
 import { latency, peakRssMiB, throughput } from './measure.js';
@@ -137,7 +137,7 @@ async function forEachConcurrently<T>(items: readonly T[], concurrency: number, 
 
 function useTokens(commands: CommandHandling, userId: string, amount = 1) {
   const command: TokenAccountCommand = { type: 'UseTokens', data: { userId, amount, description: null, transactionId: randomUUID(), now: at } };
-  return commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: {} });
+  return commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: {} });
 }
 
 function purchase(userId: string, amount: number, balanceAfter: number): EventToAppend {

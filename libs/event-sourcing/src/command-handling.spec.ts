@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sealEvents } from '@app/audit';
 import { PostgresEventStore, type EventStore, type ReadStreamOptions, type RecordedEvent } from '@app/event-store';
-import { decideTokenAccount, LedgerError, tokenAccountDecider, tokenAccountSnapshot, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
+import { decideTokenAccount, decideTokenAccountWithState, LedgerError, tokenAccountDecider, tokenAccountSnapshot, tokenAccountStreamId, type TokenAccountCommand, type TokenAccountState } from '@app/ledger';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { CommandHandling, ConcurrencyConflictError, type CommandHandlingOptions } from './command-handling.js';
 import { PostgresSnapshotStore, snapshotChecksum } from './snapshots/postgres-snapshot-store.js';
@@ -265,5 +265,30 @@ describe('command handling: a wrong snapshot never makes a wrong decision', () =
       tokenAccountStreamId(userId),
     ]);
     expect(row.rows[0]).toEqual({ schema_version: tokenAccountSnapshot.version, revision: '601' });
+  });
+});
+
+describe('command handling: a decision that computed its state', () => {
+  it('keeps the state the decision computed after its events instead of folding them again, and decides the next command on it', async () => {
+    const userId = await seededUser(10, 0);
+    const commands = processWith();
+    await use(commands, userId, 1);
+    const command: TokenAccountCommand = { type: 'UseTokens', data: { userId, amount: 3, description: null, transactionId: randomUUID(), now: new Date(at) } };
+    let computed: TokenAccountState | undefined;
+    const handled = await commands.handle({
+      streamId: tokenAccountStreamId(userId),
+      decider: tokenAccountDecider,
+      decide: (state) => {
+        const decision = decideTokenAccountWithState(command, state);
+        computed = decision.state;
+        return decision;
+      },
+      metadata: {},
+    });
+    expect(handled.events).toMatchObject([{ type: 'TokensUsed', data: { balanceAfter: 6 } }]);
+    expect(handled.state).toBe(computed);
+    counting.reads = 0;
+    expect((await use(commands, userId, 2)).state.balance).toBe(4);
+    expect(counting.reads).toBe(0);
   });
 });

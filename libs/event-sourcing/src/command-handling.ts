@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { AppendDeadlineExceededError, EventIdConflictError, WrongExpectedRevisionError, type EventMetadata, type EventStore, type EventToAppend, type Position } from '@app/event-store';
 import { sealEvents } from '@app/audit';
-import { fold, type Decider } from '@app/ledger';
+import { fold, type Decider, type Decision } from '@app/ledger';
 import { AppendDeadlineError, ConcurrencyConflictError } from './event-sourcing.errors.js';
 import { findEarlierAttempt, recordedAttempt } from './idempotent-append.js';
 import { idempotentEventId, type IdempotentRequest } from './idempotent-request.js';
@@ -34,8 +34,10 @@ export type CommandRequest<Command, Event extends DomainEvent, State> = {
   /**
    * The decision on the stream's state. May be async: a payment decision calls its provider under
    * this stream's lock, so commands of this process on the stream wait for it instead of racing it.
+   * A decide that folds its events anyway returns them with the state after them (a `Decision`),
+   * which the command path then keeps instead of folding them again.
    */
-  readonly decide: (state: State) => readonly Event[] | Promise<readonly Event[]>;
+  readonly decide: (state: State) => readonly Event[] | Decision<Event, State> | Promise<readonly Event[] | Decision<Event, State>>;
   readonly metadata: EventMetadata;
   /**
    * A request with an Idempotency-Key: its events get ids derived from the request, and if an
@@ -62,8 +64,8 @@ export const DEFAULT_COMMAND_HANDLING_OPTIONS: CommandHandlingOptions = { cacheE
  */
 export const CONFLICT_RETRIES_MAX = 10;
 
-/** A decision and the state it was made on. */
-type Decided<Event, State> = { readonly events: readonly Event[]; readonly on: LoadedStream<State> };
+/** A decision, the state it was made on, and the state after its events when the decision computed it. */
+type Decided<Event, State> = { readonly events: readonly Event[]; readonly on: LoadedStream<State>; readonly after?: { readonly state: State } };
 
 /**
  * The whole command path: load the stream's state, decide, append at the expected revision; on a
@@ -130,9 +132,9 @@ export class CommandHandling {
     const { streamId, decider, idempotency } = request;
     let loaded = start;
     for (;;) {
-      let events: readonly Event[];
+      let decision: readonly Event[] | Decision<Event, State>;
       try {
-        events = await request.decide(loaded.state);
+        decision = await request.decide(loaded.state);
       } catch (error) {
         if (!loaded.verified) {
           loaded = { ...(await this.streams.catchUp(streamId, decider, loaded)), verified: true };
@@ -144,7 +146,8 @@ export class CommandHandling {
         if (earlier !== undefined) return { state: loaded.state, ...earlier };
         throw error;
       }
-      if (events.length > 0 || loaded.verified) return { events, on: loaded };
+      const events = 'events' in decision ? decision.events : decision;
+      if (events.length > 0 || loaded.verified) return { events, on: loaded, ...('events' in decision ? { after: { state: decision.state } } : {}) };
       loaded = { ...(await this.streams.catchUp(streamId, decider, loaded)), verified: true };
     }
   }
@@ -185,7 +188,7 @@ export class CommandHandling {
       // own request id), so another hash: the stored one is the head.
       headHash = storedHashOf(attempt.recorded[attempt.recorded.length - 1]?.metadata);
     }
-    const after = afterAppend(decider, on, decided.events, toAppend, appended.nextRevision, appended.position, headHash);
+    const after = afterAppend(decider, decided, toAppend, appended.nextRevision, appended.position, headHash);
     this.streams.remember(streamId, after);
     await this.streams.snapshotIfDue(streamId, decider, after);
     return { state: after.state, events: decided.events, position: after.position, readModelsCommitted: appended.hooksCommitted === true };
@@ -197,12 +200,13 @@ type Verifiable<State> = LoadedStream<State> & { readonly verified: boolean };
 
 function afterAppend<Event extends DomainEvent, State>(
   decider: StateDecider<Event, State>,
-  on: LoadedStream<State>,
-  events: readonly Event[],
+  { on, events, after }: Decided<Event, State>,
   appended: readonly EventToAppend[],
   revision: bigint,
   position: Position,
   headHash: string | undefined,
 ): LoadedStream<State> {
-  return { state: fold(decider, on.state, events), revision, position, lastEventId: appended[appended.length - 1]?.id, snapshotRevision: on.snapshotRevision, headHash };
+  // The state the decision computed is the fold of its events on `on`: it is not folded again.
+  const state = after === undefined ? fold(decider, on.state, events) : after.state;
+  return { state, revision, position, lastEventId: appended[appended.length - 1]?.id, snapshotRevision: on.snapshotRevision, headHash };
 }

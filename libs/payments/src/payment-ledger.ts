@@ -1,6 +1,6 @@
 import { formatPosition, type Position } from '@app/event-store';
 import {
-  decideTokenAccount,
+  decideTokenAccountWithState,
   invariant,
   LedgerError,
   tokenAccountDecider,
@@ -37,7 +37,7 @@ export class PaymentLedger {
   }
 
   decideAndAppend(userId: string, command: TokenAccountCommand, context: CommandContext): Promise<HandledCommand<TokenAccountState, TokenAccountEvent>> {
-    return this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context) });
+    return this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context) });
   }
 
   async result(userId: string, state: TokenAccountState, paymentId: string, written: Written): Promise<PaymentWriteResult> {

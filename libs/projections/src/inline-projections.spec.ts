@@ -1,10 +1,11 @@
+import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import { comparePositions, PostgresEventStore, type AppendTransactionHook, type EventToAppend } from '@app/event-store';
 import { decideTokenAccount, fold, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand, type TokenAccountState } from '@app/ledger';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { eventsInReadModel } from './account-rebuild.js';
 import { readCheckpoint } from './checkpoints.js';
-import { CURRENT_TRANSACTION, InlineProjections } from './inline-projections.js';
+import { CURRENT_TRANSACTION, INLINE_FUNCTION_SETTINGS, InlineProjections } from './inline-projections.js';
 import { ProjectionRunner } from './projection-runner.js';
 import { TOKEN_ACCOUNTS_INLINE_COMMITS } from './read-models/token-accounts/token-accounts.bulk.js';
 import { tokenAccountsProjection } from './read-models/token-accounts/token-accounts.projection.js';
@@ -186,6 +187,64 @@ describe('inline projections', () => {
     const normalized = (sql: string) => sql.replace(/\s+/g, ' ').trim();
     expect(normalized(result.rows[0]?.body ?? '')).toBe(normalized(`BEGIN ${inline.statements(CURRENT_TRANSACTION).join(';\n')}; END;`));
     expect(inline.statementsAfterAppend()).toBe('SELECT token_accounts_apply_inline()');
+    const settings = await database.pool.query<{ config: string[] | null }>("SELECT proconfig AS config FROM pg_proc WHERE proname = 'token_accounts_apply_inline'");
+    expect(settings.rows[0]?.config ?? []).toEqual(Object.entries(INLINE_FUNCTION_SETTINGS).map(([name, value]) => `${name}=${value}`));
+  });
+
+  it('finds the rows a batch changes by their keys, not by reading whole tables, however large they grow', async () => {
+    // 3,000 accounts with a payment, a settled hold, a lot and a balance each, and statistics that know it.
+    await database.pool.query(`
+      WITH accounts AS (SELECT gen_random_uuid() AS user_id, n FROM generate_series(1, 3000) AS n)
+      , balances AS (INSERT INTO user_tokens (user_id, balance, transaction_count, created_at, updated_at, last_event_revision, last_event_position, held)
+                     SELECT user_id, 10, 1, now(), now(), 0, '0/' || n, 0 FROM accounts)
+      , held AS (INSERT INTO token_holds (hold_id, user_id, amount, description, status, expires_at, draws, created_at, event_id, stream_revision, settled_amount, ended_at)
+                 SELECT gen_random_uuid(), user_id, 1, NULL, 'settled', now(), '[]', now(), gen_random_uuid(), 1, 1, now() FROM accounts)
+      , paid AS (INSERT INTO payments (id, user_id, status, package_id, tokens_purchased, amount, currency, provider, order_id, metadata, created_at, updated_at, expires_at, last_event_id, last_event_revision)
+                 SELECT gen_random_uuid(), user_id, 'COMPLETED', 'starter', 10, 500, 'USD', 'mock', 'order-' || n, '{}', now(), now(), now(), gen_random_uuid(), 0 FROM accounts)
+      INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at)
+      SELECT user_id, gen_random_uuid()::text, 'purchase', NULL, NULL, 10, 10, 100, NULL, 'active', now() FROM accounts`);
+    await database.pool.query('ANALYZE user_tokens, token_lots, payments, token_holds, token_transactions');
+    // Every statement the function runs is explained to the session that runs it (auto_explain).
+    const name = new URL(database.url).pathname.slice(1);
+    for (const setting of ["session_preload_libraries = 'auto_explain'", 'auto_explain.log_min_duration = 0', 'auto_explain.log_nested_statements = on', 'auto_explain.log_level = notice']) {
+      await database.pool.query(`ALTER DATABASE ${name} SET ${setting}`);
+    }
+    // One batch, as a group commit appends it: a usage from one of those lots, and a hold settled in one event.
+    const [seeded] = (await database.pool.query<{ user_id: string; lot_id: string }>('SELECT user_id, lot_id FROM token_lots LIMIT 1')).rows;
+    if (seeded === undefined) throw new Error('no lot');
+    const { user_id: userId, lot_id: lotId } = seeded;
+    const [at, holdId, draws] = [now.toISOString(), randomUUID(), [{ lotId, amount: 1 }]];
+    const batch = [
+      { type: 'TokensUsed', data: { userId, transactionId: randomUUID(), amount: 1, description: null, balanceAfter: 9, occurredAt: at, draws, heldAfter: 0 } },
+      { type: 'TokensHeld', data: { userId, holdId, amount: 2, description: null, expiresAt: new Date(now.getTime() + 60_000).toISOString(), draws: [{ lotId, amount: 2 }], balanceAfter: 9, heldAfter: 2, occurredAt: at } },
+      { type: 'HoldSettled', data: { userId, holdId, amount: 2, settledAmount: 1, releasedAmount: 1, transactionId: randomUUID(), description: null, draws, balanceAfter: 8, heldAfter: 0, occurredAt: at } },
+    ];
+    const explained = new pg.Client({ connectionString: database.url });
+    const plans: string[] = [];
+    const applied: string[] = [];
+    explained.on('notice', (notice) => plans.push(notice.message ?? ''));
+    await explained.connect();
+    try {
+      await explained.query('BEGIN');
+      await explained.query('INSERT INTO event_streams (stream_id, revision) VALUES ($1, 2)', [tokenAccountStreamId(userId)]);
+      for (const [revision, event] of batch.entries()) {
+        await explained.query('INSERT INTO events (stream_id, stream_revision, event_id, event_type, data) VALUES ($1, $2, $3, $4, $5)', [tokenAccountStreamId(userId), revision, randomUUID(), event.type, event.data]);
+      }
+      plans.length = 0;
+      await explained.query('SELECT token_accounts_apply_inline()');
+      applied.push(...plans);
+      const lot = await explained.query<{ remaining: string }>('SELECT remaining::text FROM token_lots WHERE user_id = $1 AND lot_id = $2', [userId, lotId]);
+      expect(lot.rows).toEqual([{ remaining: '8' }]);
+    } finally {
+      await explained.query('ROLLBACK');
+      await explained.end();
+    }
+    // Every statement of the function, each explained once.
+    const nested = applied.filter((plan) => plan.includes('Query Text:') && !plan.includes('Query Text: SELECT token_accounts_apply_inline()'));
+    expect(nested.length).toBe(inline.statements(CURRENT_TRANSACTION).length - 1);
+    for (const table of ['token_lots', 'user_tokens', 'payments', 'token_holds', 'token_transactions']) {
+      expect(nested.filter((plan) => plan.includes(`Seq Scan on ${table}`))).toEqual([]);
+    }
   });
 
   it('counts inline-applied events past the checkpoint as held by the read model, and plain ones as not', async () => {

@@ -63,6 +63,18 @@ export class InlineProjections implements AppendTransactionHook {
   }
 }
 
+/**
+ * The planner settings the inline function runs with (its `SET` clauses; migration 124). Its
+ * statements join one transaction's events (a group commit: a few to 1,000) to the rows they change,
+ * and the planner cannot know that few: `transaction_id = pg_current_xact_id()` is estimated from the
+ * column's statistics, and each `jsonb_array_elements` at 100 rows, so it chose hash joins that read
+ * all of `token_lots` (and `payments`, `user_tokens`) once per batch: 0.7 ms a batch at 1,000 lots,
+ * growing with the table (measured with pg_stat_statements during `npm run bench:http`). Without hash
+ * and merge joins every join is a nested loop on the written table's key. A migration that replaces
+ * the function must repeat these clauses; the inline-projections spec fails otherwise.
+ */
+export const INLINE_FUNCTION_SETTINGS: Readonly<Record<string, string>> = { enable_hashjoin: 'off', enable_mergejoin: 'off' };
+
 /** The transaction running the statements: stable within it, so an index condition on it is usable. */
 export const CURRENT_TRANSACTION = 'pg_current_xact_id()';
 

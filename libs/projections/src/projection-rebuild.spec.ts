@@ -533,10 +533,29 @@ describe('projection rebuild with payments', () => {
         { id: seededUuid(random), type: 'TokensAdjusted', data: { userId, transactionId: seededUuid(random), amount: 5, reason: 'Goodwill', balanceAfter: 55, occurredAt: at } },
       ], { expectedRevision: 'no_stream' });
     }
+    // A stream with a settle written before ADR 0028: a HoldSettled without draws, then its TokensUsed.
+    const settledBefore = seededUuid(random);
+    {
+      const [userId, at, lotId, holdId, usageId] = [settledBefore, startAt.toISOString(), seededUuid(random), seededUuid(random), seededUuid(random)];
+      const draws = [{ lotId, amount: 30 }];
+      await store.append(`token-account-${userId}`, [
+        { id: seededUuid(random), type: 'TokensPurchased', data: { userId, transactionId: lotId, paymentId: seededUuid(random), amount: 100, description: null, balanceAfter: 100, occurredAt: at, lot: { lotId, priority: 100, expiresAt: null }, heldAfter: 0 } },
+        { id: seededUuid(random), type: 'TokensHeld', data: { userId, holdId, amount: 40, description: 'Estimate', expiresAt: new Date(startAt.getTime() + 900_000).toISOString(), draws: [{ lotId, amount: 40 }], balanceAfter: 100, heldAfter: 40, occurredAt: at } },
+        { id: seededUuid(random), type: 'HoldSettled', data: { userId, holdId, amount: 40, settledAmount: 30, releasedAmount: 10, transactionId: usageId, balanceAfter: 100, heldAfter: 0, occurredAt: at } },
+        { id: seededUuid(random), type: 'TokensUsed', data: { userId, transactionId: usageId, amount: 30, description: 'Estimate', balanceAfter: 70, occurredAt: at, draws, holdId, heldAfter: 0 } },
+      ], { expectedRevision: 'no_stream' });
+    }
     await writeHistory(random, accounts(random, 8), 10, 6, nextCommandWithHoldsAndLots);
     await allVisible();
     const events = await store.readAll({ maxCount: 10_000 });
     const expected = await incrementalDump();
+    // Both forms of a settle make one usage row linked to the hold, and leave the lot what the settle left.
+    const settleRows = await database.pool.query<{ user_id: string; amount: string; balance_after: string; remaining: string }>(
+      `SELECT t.user_id, t.amount::text, t.balance_after::text, l.remaining::text FROM token_transactions t JOIN token_holds h ON h.hold_id = t.hold_id
+         JOIN token_lots l ON l.user_id = t.user_id WHERE t.transaction_type = 'usage' AND h.status = 'settled' AND h.transaction_id = t.id`,
+    );
+    expect(settleRows.rows.find((row) => row.user_id === settledBefore)).toEqual({ user_id: settledBefore, amount: '-30', balance_after: '70', remaining: '70' });
+    expect(settleRows.rows.filter((row) => row.user_id !== settledBefore).length).toBeGreaterThan(0);
     const kinds = await database.pool.query<{ kind: string }>(
       `SELECT DISTINCT 'hold:' || status AS kind FROM token_holds UNION SELECT DISTINCT 'lot:' || source || ':' || status FROM token_lots
         UNION SELECT DISTINCT 'row:' || transaction_type FROM token_transactions`,

@@ -3,7 +3,7 @@ import { LedgerError, LedgerInvariantViolation } from '../ledger.errors.js';
 import { ACTIVE_HOLDS_MAX, DESCRIPTION_LENGTH_MAX, ENDED_HOLDS_REMEMBERED_MAX, HOLD_TTL_SECONDS_MAX, LOT_PRIORITY_DEFAULT, TOKEN_AMOUNT_MAX } from '../ledger.limits.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import type { HoldTokens, ReleaseHold, SettleHold } from './hold.commands.js';
-import type { HoldExpired, TokensHeld } from './hold.events.js';
+import type { HoldExpired, HoldSettled, TokensHeld } from './hold.events.js';
 import type { AddTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
 import { tokenAccountDecider } from './token-account.decider.js';
 import type { TokenAccountEvent, TokensPurchased } from './token-account.events.js';
@@ -134,36 +134,60 @@ describe('holds: usage draws on the available balance only', () => {
 });
 
 describe('holds: SettleHold', () => {
-  it('debits the actual cost as a usage linked to the hold and releases the rest, in one decision', () => {
+  it('debits the actual cost as a usage linked to the hold and releases the rest, in one event', () => {
     spec
       .given([funded, held])
       .when(settle(25, after(60), 'Completion: 25 tokens'))
       .then([
         {
           type: 'HoldSettled',
-          data: { userId, holdId, amount: 40, settledAmount: 25, releasedAmount: 15, transactionId: 'tx-settle', balanceAfter: 100, heldAfter: 0, occurredAt: after(60).toISOString() },
-        },
-        {
-          type: 'TokensUsed',
           data: {
             userId,
-            transactionId: 'tx-settle',
-            amount: 25,
-            description: 'Completion: 25 tokens',
-            balanceAfter: 75,
-            occurredAt: after(60).toISOString(),
-            draws: [{ lotId, amount: 25 }],
             holdId,
+            amount: 40,
+            settledAmount: 25,
+            releasedAmount: 15,
+            transactionId: 'tx-settle',
+            description: 'Completion: 25 tokens',
+            draws: [{ lotId, amount: 25 }],
+            balanceAfter: 75,
             heldAfter: 0,
+            occurredAt: after(60).toISOString(),
           },
         },
       ]);
+    const state = fold(tokenAccountDecider, tokenAccountDecider.initialState, history([hold(), settle(25, after(60))]));
+    expect({ balance: state.balance, held: state.held, remaining: state.lots.get(lotId)?.remaining, reserved: state.lots.get(lotId)?.reserved }).toEqual({ balance: 75, held: 0, remaining: 75, reserved: 0 });
   });
 
   it('settles the whole hold, with the hold description when none is given', () => {
-    const [settled, used] = tokenAccountDecider.decide(settle(40), fold(tokenAccountDecider, tokenAccountDecider.initialState, [funded, held]));
-    expect(settled).toMatchObject({ type: 'HoldSettled', data: { settledAmount: 40, releasedAmount: 0 } });
-    expect(used).toMatchObject({ type: 'TokensUsed', data: { amount: 40, description: 'Completion estimate', balanceAfter: 60 } });
+    const [settled, ...rest] = tokenAccountDecider.decide(settle(40), fold(tokenAccountDecider, tokenAccountDecider.initialState, [funded, held]));
+    expect(settled).toMatchObject({ type: 'HoldSettled', data: { settledAmount: 40, releasedAmount: 0, description: 'Completion estimate', balanceAfter: 60, draws: [{ lotId, amount: 40 }] } });
+    expect(rest).toEqual([]);
+  });
+
+  it('replays a settle written before ADR 0028 (a HoldSettled without draws, then its TokensUsed) to the same state as one written now', () => {
+    const written = history([hold(), settle(25, after(60), 'Completion')]);
+    const [settledNow] = written.slice(-1) as [HoldSettled];
+    const { description, draws, ...kept } = settledNow.data;
+    const before: TokenAccountEvent[] = [
+      ...written.slice(0, -1),
+      { type: 'HoldSettled', data: { ...kept, balanceAfter: 100 } },
+      { type: 'TokensUsed', data: { userId, transactionId: 'tx-settle', amount: 25, description: description ?? null, balanceAfter: 75, occurredAt: after(60).toISOString(), draws: draws ?? [], holdId, heldAfter: 0 } },
+    ];
+    const replayed = fold(tokenAccountDecider, tokenAccountDecider.initialState, before);
+    expect(replayed).toEqual(fold(tokenAccountDecider, tokenAccountDecider.initialState, written));
+    expect(() => tokenAccountDecider.decide(settle(10), replayed)).toThrow(expect.objectContaining({ code: 'HOLD_NOT_ACTIVE', details: { holdId, holdStatus: 'settled' } }));
+  });
+
+  it('fails replay of a settle whose balanceAfter or draws disagree with its debit', () => {
+    const written = history([hold(), settle(25, after(60))]);
+    const [settledNow] = written.slice(-1) as [HoldSettled];
+    const replayWith = (data: Partial<HoldSettled['data']>) => () => fold(tokenAccountDecider, tokenAccountDecider.initialState, [...written.slice(0, -1), { type: 'HoldSettled', data: { ...settledNow.data, ...data } }]);
+    expect(replayWith({})).not.toThrow();
+    expect(replayWith({ balanceAfter: 100 })).toThrow(LedgerInvariantViolation);
+    expect(replayWith({ draws: [{ lotId, amount: 24 }] })).toThrow(LedgerInvariantViolation);
+    expect(replayWith({ heldAfter: 40 })).toThrow(LedgerInvariantViolation);
   });
 
   it('refuses a settle above the held amount, even when the available balance would cover it', () => {
@@ -250,6 +274,17 @@ describe('holds: bounded state', () => {
     spec.given(history(commands)).when(release(now, 'h-0')).thenThrows('HOLD_NOT_FOUND');
   });
 
+  it('tells apart ended holds whose ids share a lookup hash (hold-329599 and hold-532382 do)', () => {
+    const [first, second] = ['hold-329599', 'hold-532382'];
+    const ended = history([hold({ holdId: first, amount: 1 }), release(now, first)]);
+    spec.given(ended).when(release(now, first)).thenThrows('HOLD_NOT_ACTIVE', { holdId: first, holdStatus: 'released' });
+    spec.given(ended).when(release(now, second)).thenThrows('HOLD_NOT_FOUND', { holdId: second });
+    const both = history([hold({ holdId: second, amount: 1 }), { ...settle(1), data: { ...settle(1).data, holdId: second } }], ended);
+    expect(both.at(-1)).toMatchObject({ type: 'HoldSettled', data: { holdId: second } });
+    const state = fold(tokenAccountDecider, tokenAccountDecider.initialState, both);
+    expect([state.endedHolds.get(first), state.endedHolds.get(second)]).toEqual(['released', 'settled']);
+  });
+
   it('keeps holds and reservations through a snapshot, and decides alike on the decoded state', () => {
     const events = history([hold(), hold({ holdId: 'second', amount: 10 }), settle(5)]);
     const state = fold(tokenAccountDecider, tokenAccountDecider.initialState, events);
@@ -307,13 +342,13 @@ describe('holds: metadata', () => {
     const placed = history([hold({ metadata })]);
     expect(placed.at(-1)).toEqual({ ...held, data: { ...held.data, metadata } });
     const settled = history([settle(30)], placed);
-    expect(settled.at(-1)).toMatchObject({ type: 'TokensUsed', data: { holdId, amount: 30, metadata } });
+    expect(settled.at(-1)).toMatchObject({ type: 'HoldSettled', data: { holdId, settledAmount: 30, metadata } });
   });
 
   it("puts the settle's own metadata on the usage", () => {
     const own = { model: 'gpt-4o-mini', tokens: 812 };
     const settled = history([hold({ metadata }), { ...settle(30), data: { ...settle(30).data, metadata: own } }]);
-    expect(settled.at(-1)).toMatchObject({ type: 'TokensUsed', data: { metadata: own } });
+    expect(settled.at(-1)).toMatchObject({ type: 'HoldSettled', data: { metadata: own } });
   });
 
   it('writes no metadata member when none was given, so events stay as they were', () => {

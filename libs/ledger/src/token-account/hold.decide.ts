@@ -1,3 +1,4 @@
+import type { Decision } from '../decider.js';
 import { invariant, LedgerError } from '../ledger.errors.js';
 import { sameMetadata, type Metadata } from '../metadata.js';
 import { ACTIVE_HOLDS_MAX, HOLD_TTL_SECONDS_MAX, HOLD_TTL_SECONDS_MIN, isLotPriority, LIVE_LOTS_MAX, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN } from '../ledger.limits.js';
@@ -7,7 +8,6 @@ import type { GrantVoided, HoldExpired, HoldReleased, HoldSettled, LotExpired, T
 import { isHoldActive, type Hold } from './hold.state.js';
 import { assertNoShortfall } from './dispute.decide.js';
 import { compareDrawOrder, derivedTransactionId, drawDown, freeOf, isLive, takeFromDraws, type Draw } from './lot.state.js';
-import type { TokensUsed } from './token-account.events.js';
 import { availableBalance, evolveTokenAccount, type TokenAccountState } from './token-account.state.js';
 import { assertAmount, assertDescription, assertMetadata, assertReason } from './token-account.rules.js';
 
@@ -20,7 +20,13 @@ type Sweep = { readonly userId: string; readonly now: Date; readonly transaction
  * the events it appends agree on what is held and spendable at `now`. `phase` keeps the derived
  * transaction ids of the two sweeps of one command apart.
  */
-export function expiriesDue(state: TokenAccountState, { userId, now, transactionId }: Sweep, phase: string): readonly (HoldExpired | LotExpired)[] {
+export function expiriesDue(state: TokenAccountState, sweep: Sweep, phase: string): readonly (HoldExpired | LotExpired)[] {
+  return sweepExpiries(state, sweep, phase).events;
+}
+
+/** `expiriesDue`'s events with the state after them (see `Decision`). */
+export function sweepExpiries(state: TokenAccountState, { userId, now, transactionId }: Sweep, phase: string): Decision<HoldExpired | LotExpired, TokenAccountState> {
+  if (!anyExpiryDue(state, now)) return { events: NOTHING_DUE, state };
   const events: (HoldExpired | LotExpired)[] = [];
   let current = state;
   const apply = (event: HoldExpired | LotExpired) => {
@@ -53,7 +59,17 @@ export function expiriesDue(state: TokenAccountState, { userId, now, transaction
       },
     });
   }
-  return events;
+  return { events, state: current };
+}
+
+const NOTHING_DUE: readonly (HoldExpired | LotExpired)[] = Object.freeze([]);
+
+/**
+ * Whether `expiriesDue` finds anything, without its lists and sorts: the common case of every
+ * command, which sweeps twice. With no hold due the lots it would look at are the state's own.
+ */
+function anyExpiryDue(state: TokenAccountState, now: Date): boolean {
+  return state.holds.some((hold) => !isHoldActive(hold, now)) || state.lots.some((lot) => !isLive(lot, now) && freeOf(lot) > 0);
 }
 
 function compareText(left: string, right: string): number {
@@ -109,10 +125,10 @@ export function holdTokens({ data }: HoldTokens, state: TokenAccountState): read
 
 /**
  * Debits the actual cost from the hold's reservations (a `usage`) and releases the rest, in one
- * append. A cost above the held amount is refused (SETTLE_EXCEEDS_HOLD): the caller settles the
- * hold and records the excess as a usage of its own, which draws on the available balance.
+ * event (ADR 0028). A cost above the held amount is refused (SETTLE_EXCEEDS_HOLD): the caller settles
+ * the hold and records the excess as a usage of its own, which draws on the available balance.
  */
-export function settleHold({ data }: SettleHold, state: TokenAccountState): readonly [HoldSettled, TokensUsed] {
+export function settleHold({ data }: SettleHold, state: TokenAccountState): readonly [HoldSettled] {
   assertAmount(data.amount);
   assertDescription(data.description);
   assertMetadata(data.metadata);
@@ -120,8 +136,6 @@ export function settleHold({ data }: SettleHold, state: TokenAccountState): read
   if (data.amount > hold.amount) {
     throw new LedgerError('SETTLE_EXCEEDS_HOLD', `a settle of ${data.amount} exceeds the ${hold.amount} tokens of hold ${hold.holdId}`, { holdId: hold.holdId, held: hold.amount, requested: data.amount });
   }
-  const occurredAt = data.now.toISOString();
-  const heldAfter = state.held - hold.amount;
   return [
     {
       type: 'HoldSettled',
@@ -132,23 +146,11 @@ export function settleHold({ data }: SettleHold, state: TokenAccountState): read
         settledAmount: data.amount,
         releasedAmount: hold.amount - data.amount,
         transactionId: data.transactionId,
-        balanceAfter: state.balance,
-        heldAfter,
-        occurredAt,
-      },
-    },
-    {
-      type: 'TokensUsed',
-      data: {
-        userId: data.userId,
-        transactionId: data.transactionId,
-        amount: data.amount,
         description: data.description ?? hold.description,
-        balanceAfter: state.balance - data.amount,
-        occurredAt,
         draws: takeFromDraws(hold.reservations, data.amount),
-        holdId: hold.holdId,
-        heldAfter,
+        balanceAfter: state.balance - data.amount,
+        heldAfter: state.held - hold.amount,
+        occurredAt: data.now.toISOString(),
         ...metadataOf(data.metadata ?? hold.metadata),
       },
     },

@@ -26,23 +26,41 @@ export type TokensHeld = {
 };
 
 /**
- * A hold ended by its settle: `settledAmount` is debited by the `TokensUsed` (with this `holdId`)
- * appended right after it, in the same append; `releasedAmount` goes back to available.
+ * A hold ended by its settle, in one event: `settledAmount` is debited from the hold's reservations
+ * (`draws`, a `usage` transaction `transactionId`) and `releasedAmount` goes back to available;
+ * `balanceAfter` is after the debit (ADR 0028).
+ *
+ * Written before ADR 0028, a settle was two events: this one without `draws`, `description` or
+ * `metadata`, its `balanceAfter` the balance before the debit, followed in the same append by the
+ * `TokensUsed` (with this `holdId`) that debited. Replay, read models and audits accept both forms;
+ * `isSettleWithDebit` tells them apart.
  */
 export type HoldSettled = {
   readonly type: 'HoldSettled';
   readonly data: {
     readonly userId: string;
     readonly holdId: string;
+    /** The hold's amount: `settledAmount + releasedAmount`. */
     readonly amount: number;
     readonly settledAmount: number;
     readonly releasedAmount: number;
     readonly transactionId: string;
+    /** The usage's description: the settle's, else the hold's. Absent before ADR 0028. */
+    readonly description?: string | null;
+    /** The lots the settled amount came from, taken from the hold's reservations in their order. Absent before ADR 0028. */
+    readonly draws?: readonly Draw[];
     readonly balanceAfter: number;
     readonly heldAfter: number;
     readonly occurredAt: string;
+    /** The usage's metadata: the settle's, else the hold's; absent when neither had any. */
+    readonly metadata?: Metadata;
   };
 };
+
+/** The settle records its own debit (since ADR 0028), rather than a `TokensUsed` after it. */
+export function isSettleWithDebit(data: HoldSettled['data']): data is HoldSettled['data'] & { readonly draws: readonly Draw[] } {
+  return data.draws !== undefined;
+}
 
 /** A hold ended without a debit: released by the caller. */
 export type HoldReleased = {

@@ -115,9 +115,7 @@ export function endHold(
       else map.set(lot.lotId, { ...lot, reserved });
     }
   });
-  let endedHolds = state.endedHolds.set(hold.holdId, end);
-  if (endedHolds.size > ENDED_HOLDS_REMEMBERED_MAX) endedHolds = endedHolds.delete(endedHolds.keySeq().first() as string);
-  return { ...state, held, lots, holds: state.holds.delete(hold.holdId), endedHolds };
+  return { ...state, held, lots, holds: state.holds.delete(hold.holdId), endedHolds: state.endedHolds.with(hold.holdId, end, ENDED_HOLDS_REMEMBERED_MAX) };
 }
 
 /** Sets `amount` tokens of a lot aside for a refund in progress (a negative amount gives them back). */

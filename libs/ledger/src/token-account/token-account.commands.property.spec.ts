@@ -237,8 +237,8 @@ function plain(state: TokenAccountState) {
 
 /**
  * Signed tokens an event moves: credits positive, debits negative (a lot's expiry and a voided grant
- * too); payment lifecycle events, refund requests (a reservation) and hold events (the settle's debit
- * is its TokensUsed) none.
+ * too), a settle its settled amount (ADR 0028); payment lifecycle events, refund requests (a
+ * reservation) and the other hold events none.
  */
 function tokensMoved(event: TokenAccountEvent): number {
   switch (event.type) {
@@ -253,10 +253,11 @@ function tokensMoved(event: TokenAccountEvent): number {
     case 'TokensChargedBack':
     case 'ShortfallCovered':
       return -event.data.amount;
+    case 'HoldSettled':
+      return -event.data.settledAmount;
     case 'PaymentDisputeOpened':
     case 'PaymentDisputeClosed':
     case 'TokensHeld':
-    case 'HoldSettled':
     case 'HoldReleased':
     case 'HoldExpired':
     case 'PaymentRefundRequested':

@@ -1,8 +1,8 @@
-import { fold } from '../decider.js';
+import { fold, type Decision } from '../decider.js';
 import { LedgerError } from '../ledger.errors.js';
 import { LOT_PRIORITY_DEFAULT, TOKEN_AMOUNT_MAX, isAdjustmentAmount } from '../ledger.limits.js';
 import { assertBalanceFits } from './balance.rules.js';
-import { assertLotRoom, expiriesDue, grantTokens, holdTokens, releaseHold, settleHold, spendable, voidGrant } from './hold.decide.js';
+import { assertLotRoom, grantTokens, holdTokens, releaseHold, settleHold, spendable, sweepExpiries, voidGrant } from './hold.decide.js';
 import type { AddTokens, AdjustTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
 import type { TokenAccountEvent, TokensAdjusted, TokensPurchased, TokensUsed } from './token-account.events.js';
 import { availableBalance, evolveTokenAccount, type TokenAccountState } from './token-account.state.js';
@@ -15,12 +15,22 @@ import { capturePayment, expirePayment, initiatePayment, refundPayment, requestR
  * leaves free tokens (a credit, a hold's end) while there is one (ADR 0024).
  */
 export function decideTokenAccount(command: TokenAccountCommand, state: TokenAccountState): readonly TokenAccountEvent[] {
-  const decided = decideCommand(command, state);
-  if (decided.length === 0 || state.shortfall === 0) return decided;
-  return [...decided, ...shortfallCovered(fold({ evolve: evolveTokenAccount }, state, decided), command.data)];
+  return decideTokenAccountWithState(command, state).events;
 }
 
-function decideCommand(command: TokenAccountCommand, state: TokenAccountState): readonly TokenAccountEvent[] {
+/** `decideTokenAccount`'s events with the state after them, which deciding folds anyway (see `Decision`). */
+export function decideTokenAccountWithState(command: TokenAccountCommand, state: TokenAccountState): TokenAccountDecision {
+  const decided = decideCommand(command, state);
+  if (decided.events.length === 0 || state.shortfall === 0) return decided;
+  const covered = shortfallCovered(decided.state, command.data);
+  return { events: [...decided.events, ...covered], state: fold(evolver, decided.state, covered) };
+}
+
+export type TokenAccountDecision = Decision<TokenAccountEvent, TokenAccountState>;
+
+const evolver = { evolve: evolveTokenAccount };
+
+function decideCommand(command: TokenAccountCommand, state: TokenAccountState): TokenAccountDecision {
   switch (command.type) {
     case 'AddTokens':
       return withExpiries(command.data, state, (swept) => addTokens(command, swept));
@@ -39,17 +49,17 @@ function decideCommand(command: TokenAccountCommand, state: TokenAccountState): 
     case 'VoidGrant':
       return withExpiries(command.data, state, (swept) => voidGrant(command, swept));
     case 'ExpireCredits':
-      return expiriesDue(state, command.data, 'job');
+      return sweepExpiries(state, command.data, 'job');
     case 'InitiatePayment':
-      return initiatePayment(command, state);
+      return folded(state, initiatePayment(command, state));
     case 'CapturePayment':
-      return capturePayment(command, state);
+      return folded(state, capturePayment(command, state));
     case 'ExpirePayment':
-      return expirePayment(command, state);
+      return folded(state, expirePayment(command, state));
     case 'RequestRefund':
-      return requestRefund(command, state);
+      return folded(state, requestRefund(command, state));
     case 'RefundPayment':
-      return refundPayment(command, state);
+      return folded(state, refundPayment(command, state));
     case 'RecordDispute':
       return withExpiries(command.data, state, (swept) => recordDispute(command, swept));
     default: {
@@ -57,6 +67,10 @@ function decideCommand(command: TokenAccountCommand, state: TokenAccountState): 
       throw new Error(`unknown token account command ${JSON.stringify(unknown)}`);
     }
   }
+}
+
+function folded(state: TokenAccountState, events: readonly TokenAccountEvent[]): TokenAccountDecision {
+  return { events, state: fold(evolver, state, events) };
 }
 
 /**
@@ -68,13 +82,12 @@ function withExpiries(
   sweep: { readonly userId: string; readonly now: Date; readonly transactionId: string },
   state: TokenAccountState,
   decide: (swept: TokenAccountState) => readonly TokenAccountEvent[],
-): readonly TokenAccountEvent[] {
-  const before = expiriesDue(state, sweep, 'before');
-  const swept = fold({ evolve: evolveTokenAccount }, state, before);
-  const decided = decide(swept);
-  if (decided.length === 0) return [];
-  const after = expiriesDue(fold({ evolve: evolveTokenAccount }, swept, decided), sweep, 'after');
-  return [...before, ...decided, ...after];
+): TokenAccountDecision {
+  const before = sweepExpiries(state, sweep, 'before');
+  const decided = decide(before.state);
+  if (decided.length === 0) return { events: [], state };
+  const after = sweepExpiries(fold(evolver, before.state, decided), sweep, 'after');
+  return { events: [...before.events, ...decided, ...after.events], state: after.state };
 }
 
 /** Credits a payment once. Repeating it with the same payload decides nothing; a different payload is refused. */

@@ -39,7 +39,7 @@ export type TokensUsed = {
     readonly occurredAt: string;
     /** Where the tokens came from; absent before lots (then all from the opening lot). */
     readonly draws?: readonly Draw[];
-    /** The hold this usage settles (its `HoldSettled` precedes it in the same append). */
+    /** Written before ADR 0028 only: the hold this usage settles (its `HoldSettled` precedes it in the same append). */
     readonly holdId?: string;
     /** The caller's metadata; absent when none was given. */
     readonly metadata?: Metadata;

@@ -75,6 +75,7 @@ describe('token account: properties of random histories', () => {
             debited += event.data.amount;
           }
           if (event.type === 'TokensAdjusted' && event.data.amount < 0) debited -= event.data.amount;
+          if (event.type === 'HoldSettled') debited += event.data.settledAmount;
           expect(debited).toBeLessThanOrEqual(credited);
         }
         const final = fold(tokenAccountDecider, tokenAccountDecider.initialState, events);

@@ -1,11 +1,11 @@
-import { Map as ImmutableMap, OrderedMap } from 'immutable';
+import { Map as ImmutableMap } from 'immutable';
 import { metadataViolation, type Metadata } from '../metadata.js';
 import { SnapshotRejected, type SnapshotSchema } from '../snapshot.js';
 import { BALANCE_MAX, CURRENCY_PATTERN, DESCRIPTION_LENGTH_MAX, isLotPriority, isMoneyAmount, isTokenAmount, textLength } from '../ledger.limits.js';
 import type { TokenAccountEvent } from './token-account.events.js';
 import type { Purchase, TokenAccountState } from './token-account.state.js';
 import { PAYMENT_STATUSES, type Payment, type PaymentStatus } from './payment.state.js';
-import type { Hold, HoldEnd } from './hold.state.js';
+import { EndedHolds, type Hold, type HoldEnd } from './hold.state.js';
 import type { Draw, Lot } from './lot.state.js';
 import { DISPUTE_STATUSES, type Dispute, type DisputeStatus } from './dispute.state.js';
 
@@ -73,7 +73,7 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
       lots: decodedLots,
       lotsCreated,
       holds: decodedHolds,
-      endedHolds: OrderedMap((endedHolds as readonly unknown[]).map(decodeEndedHold)),
+      endedHolds: EndedHolds.of((endedHolds as readonly unknown[]).map(decodeEndedHold)),
       disputes: keyed(disputes as readonly unknown[], (item) => decodeDispute(item, decodedPayments), (dispute) => dispute.disputeId),
       shortfall,
     };

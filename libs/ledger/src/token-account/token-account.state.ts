@@ -1,8 +1,9 @@
-import { Map as ImmutableMap, OrderedMap } from 'immutable';
+import { Map as ImmutableMap } from 'immutable';
 import { invariant, LedgerInvariantViolation } from '../ledger.errors.js';
 import type { TokenAccountEvent, TokensPurchased } from './token-account.events.js';
 import type { Payment } from './payment.state.js';
-import type { Hold, HoldEnd } from './hold.state.js';
+import { EndedHolds, type Hold } from './hold.state.js';
+import { isSettleWithDebit } from './hold.events.js';
 import type { Lot } from './lot.state.js';
 import type { Dispute } from './dispute.state.js';
 import { creditLot, debitLots, endHold, evolveHold, holdOf, reserveInLot, type LedgerMovement } from './lot.evolve.js';
@@ -33,7 +34,7 @@ export type TokenAccountState = {
   /** Holds not yet ended by an event, by id. Their amounts sum to `held`. */
   readonly holds: ImmutableMap<string, Hold>;
   /** How the newest ended holds ended (at most ENDED_HOLDS_REMEMBERED_MAX, oldest first). */
-  readonly endedHolds: OrderedMap<string, HoldEnd>;
+  readonly endedHolds: EndedHolds;
   /** Every dispute of this account's payments, by the provider's dispute id. */
   readonly disputes: ImmutableMap<string, Dispute>;
   /**
@@ -52,7 +53,7 @@ export const initialTokenAccountState: TokenAccountState = {
   lots: ImmutableMap(),
   lotsCreated: 0,
   holds: ImmutableMap(),
-  endedHolds: OrderedMap(),
+  endedHolds: EndedHolds.none,
   disputes: ImmutableMap(),
   shortfall: 0,
 };
@@ -94,7 +95,12 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
     case 'HoldSettled': {
       const hold = holdOf(state, event.data.holdId);
       invariant(event.data.settledAmount + event.data.releasedAmount === hold.amount, `settle of hold ${hold.holdId} splits ${hold.amount} wrongly`);
-      return endHold(state, event.data, 'settled');
+      // Written before ADR 0028: the settle's TokensUsed follows and debits.
+      if (!isSettleWithDebit(event.data)) return endHold(state, event.data, 'settled');
+      invariant(event.data.settledAmount > 0, `settle of hold ${hold.holdId} debits ${event.data.settledAmount} tokens`);
+      // The reservations go back to their lots, then the settled amount leaves them.
+      const ended = endHold(state, { holdId: hold.holdId, amount: event.data.amount, balanceAfter: state.balance, heldAfter: event.data.heldAfter }, 'settled');
+      return debitLots(ended, movement(event.data, -event.data.settledAmount), event.data.draws);
     }
     case 'HoldReleased':
       return endHold(state, event.data, 'released');

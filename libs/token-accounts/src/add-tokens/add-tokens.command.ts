@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
+import { decideTokenAccountWithState, invariant, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
 import { transactionOf } from '@app/projections';
 import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
 import { ledgerWriteResult, type LedgerWriteResult } from '../transaction.view.js';
@@ -29,7 +29,7 @@ export class AddTokensHandler implements ICommandHandler<AddTokensCommand> {
 
   async execute({ userId, paymentId, amount, description, context, amountMax }: AddTokensCommand): Promise<LedgerWriteResult> {
     const command = { type: 'AddTokens', data: { userId, paymentId, amount, description, transactionId: randomUUID(), now: new Date(), amountMax } } as const;
-    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
+    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     const purchase = handled.state.purchases.get(paymentId);
     invariant(purchase !== undefined, `payment ${paymentId} is not credited after AddTokens`);
     // The state keeps each purchase's event data: a repeat answers with the first credit's row.

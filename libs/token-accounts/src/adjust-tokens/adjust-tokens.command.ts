@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId, type TokensAdjusted } from '@app/ledger';
+import { decideTokenAccountWithState, invariant, tokenAccountDecider, tokenAccountStreamId, type TokensAdjusted } from '@app/ledger';
 import { transactionOf } from '@app/projections';
 import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
 import { ledgerWriteResult, type LedgerWriteResult } from '../transaction.view.js';
@@ -30,7 +30,7 @@ export class AdjustTokensHandler implements ICommandHandler<AdjustTokensCommand>
 
   async execute({ userId, amount, reason, context }: AdjustTokensCommand): Promise<LedgerWriteResult> {
     const command = { type: 'AdjustTokens', data: { userId, amount, reason, transactionId: randomUUID(), now: new Date() } } as const;
-    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
+    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     // A replayed request's event is the one its first attempt recorded: the response is rebuilt from it.
     // Expiries due at the command's time may precede it in the same append.
     const adjusted = handled.events.find((event): event is TokensAdjusted => event.type === 'TokensAdjusted');

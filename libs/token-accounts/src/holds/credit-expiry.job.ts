@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { decideTokenAccount, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
+import { decideTokenAccountWithState, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
 import { eventMetadata, systemActor, type CommandHandling } from '@app/event-sourcing';
 import type { Pool } from 'pg';
 
@@ -61,7 +61,7 @@ export class CreditExpiryJob {
     const handled = await this.commands.handle({
       streamId: tokenAccountStreamId(userId),
       decider: tokenAccountDecider,
-      decide: (state) => decideTokenAccount(command, state),
+      decide: (state) => decideTokenAccountWithState(command, state),
       metadata: eventMetadata({ actor: systemActor('credit-expiry', 'job'), requestId: `credit-expiry-${now.toISOString()}` }),
     });
     return handled.events.length;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId, type Metadata, type TokensHeld } from '@app/ledger';
+import { decideTokenAccountWithState, invariant, tokenAccountDecider, tokenAccountStreamId, type Metadata, type TokensHeld } from '@app/ledger';
 import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
 import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
 import { totalsAfter, writeTrace, type AccountTotals, type WriteTrace } from './hold.view.js';
@@ -38,7 +38,7 @@ export class HoldTokensHandler implements ICommandHandler<HoldTokensCommand> {
     const ttlSeconds = expiresInSeconds ?? this.options.holdTtlSecondsDefault;
     const data = { userId, holdId: randomUUID(), amount, description, metadata, ttlSeconds, ttlSecondsMax: this.options.holdTtlSecondsMax, transactionId: randomUUID(), now };
     const command = { type: 'HoldTokens', data } as const;
-    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
+    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     // A replayed request's hold is the one its first attempt recorded.
     const held = handled.events.find((event): event is TokensHeld => event.type === 'TokensHeld');
     invariant(held !== undefined, 'HoldTokens appended no TokensHeld event');

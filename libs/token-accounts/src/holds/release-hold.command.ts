@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId, type HoldReleased } from '@app/ledger';
+import { decideTokenAccountWithState, invariant, tokenAccountDecider, tokenAccountStreamId, type HoldReleased } from '@app/ledger';
 import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
 import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
 import { totalsAfter, writeTrace, type AccountTotals, type WriteTrace } from './hold.view.js';
@@ -30,7 +30,7 @@ export class ReleaseHoldHandler implements ICommandHandler<ReleaseHoldCommand> {
   async execute({ userId, holdId, context }: ReleaseHoldCommand): Promise<ReleaseResult> {
     const now = (this.options.now ?? (() => new Date()))();
     const command = { type: 'ReleaseHold', data: { userId, holdId, transactionId: randomUUID(), now } } as const;
-    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
+    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     const released = handled.events.find((event): event is HoldReleased => event.type === 'HoldReleased');
     invariant(released !== undefined, 'ReleaseHold appended no HoldReleased event');
     return { userId, holdId: released.data.holdId, releasedAmount: released.data.amount, ...totalsAfter(handled.events), ...(await writeTrace(handled, this.consistency)) };

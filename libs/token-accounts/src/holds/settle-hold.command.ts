@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId, type HoldSettled, type Metadata, type TokensUsed } from '@app/ledger';
+import { decideTokenAccountWithState, invariant, tokenAccountDecider, tokenAccountStreamId, type HoldSettled, type Metadata } from '@app/ledger';
 import { transactionOf, type TransactionView } from '@app/projections';
 import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
 import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
@@ -39,16 +39,19 @@ export class SettleHoldHandler implements ICommandHandler<SettleHoldCommand> {
   async execute({ userId, holdId, amount, description, context, metadata }: SettleHoldCommand): Promise<SettleResult> {
     const now = (this.options.now ?? (() => new Date()))();
     const command = { type: 'SettleHold', data: { userId, holdId, amount, description, metadata, transactionId: randomUUID(), now } } as const;
-    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
+    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     const settled = handled.events.find((event): event is HoldSettled => event.type === 'HoldSettled');
-    const used = handled.events.find((event): event is TokensUsed => event.type === 'TokensUsed');
-    invariant(settled !== undefined && used !== undefined, 'SettleHold appended no HoldSettled and TokensUsed events');
+    invariant(settled !== undefined, 'SettleHold appended no HoldSettled event');
+    // Null only for a settle written before ADR 0028 (its TokensUsed made the row), which a replay of
+    // an Idempotency-Key may return.
+    const transaction = transactionOf(settled) ?? handled.events.map((event) => transactionOf(event)).find((row) => row?.holdId === settled.data.holdId);
+    invariant(transaction !== undefined && transaction !== null, 'SettleHold appended no usage');
     return {
       userId,
       holdId: settled.data.holdId,
       settledAmount: settled.data.settledAmount,
       releasedAmount: settled.data.releasedAmount,
-      transaction: transactionOf(used),
+      transaction,
       ...totalsAfter(handled.events),
       ...(await writeTrace(handled, this.consistency)),
     };

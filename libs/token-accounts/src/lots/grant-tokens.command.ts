@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import { decideTokenAccount, GRANT_PRIORITY_DEFAULT, invariant, tokenAccountDecider, tokenAccountStreamId, type GrantVoided, type TokensGranted } from '@app/ledger';
+import { decideTokenAccountWithState, GRANT_PRIORITY_DEFAULT, invariant, tokenAccountDecider, tokenAccountStreamId, type GrantVoided, type TokensGranted } from '@app/ledger';
 import { transactionOf, type TransactionView } from '@app/projections';
 import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
 import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
@@ -48,7 +48,7 @@ export class GrantTokensHandler implements ICommandHandler<GrantTokensCommand> {
     const now = (this.options.now ?? (() => new Date()))();
     const data = { userId, amount, reason, expiresAt, priority: priority ?? GRANT_PRIORITY_DEFAULT, transactionId: randomUUID(), now };
     const command = { type: 'GrantTokens', data } as const;
-    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
+    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     const granted = handled.events.find((event): event is TokensGranted => event.type === 'TokensGranted');
     invariant(granted !== undefined, 'GrantTokens appended no TokensGranted event');
     return { userId, lotId: granted.data.lot.lotId, transaction: transactionOf(granted), ...totalsAfter(handled.events), ...(await writeTrace(handled, this.consistency)) };
@@ -66,7 +66,7 @@ export class VoidGrantHandler implements ICommandHandler<VoidGrantCommand> {
   async execute({ userId, lotId, reason, context }: VoidGrantCommand): Promise<LotWriteResult> {
     const now = (this.options.now ?? (() => new Date()))();
     const command = { type: 'VoidGrant', data: { userId, lotId, reason, transactionId: randomUUID(), now } } as const;
-    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
+    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     const voided = handled.events.find((event): event is GrantVoided => event.type === 'GrantVoided');
     invariant(voided !== undefined, 'VoidGrant appended no GrantVoided event');
     return { userId, lotId: voided.data.lotId, transaction: transactionOf(voided), ...totalsAfter(handled.events), ...(await writeTrace(handled, this.consistency)) };

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import { decideTokenAccount, invariant, tokenAccountDecider, tokenAccountStreamId, type Metadata, type TokensUsed } from '@app/ledger';
+import { decideTokenAccountWithState, invariant, tokenAccountDecider, tokenAccountStreamId, type Metadata, type TokensUsed } from '@app/ledger';
 import { transactionOf } from '@app/projections';
 import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
 import { ledgerWriteResult, type LedgerWriteResult } from '../transaction.view.js';
@@ -28,7 +28,7 @@ export class UseTokensHandler implements ICommandHandler<UseTokensCommand> {
 
   async execute({ userId, amount, description, context, metadata }: UseTokensCommand): Promise<LedgerWriteResult> {
     const command = { type: 'UseTokens', data: { userId, amount, description, metadata, transactionId: randomUUID(), now: new Date() } } as const;
-    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
+    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     // A replayed request's event is the one its first attempt recorded: the response is rebuilt from it.
     // Expiries due at the command's time may precede it in the same append.
     const used = handled.events.find((event): event is TokensUsed => event.type === 'TokensUsed');

@@ -1,5 +1,5 @@
 import type { RecordedEvent } from '@app/event-store';
-import { LOT_PRIORITY_DEFAULT, OPENING_LOT_ID, type Draw, type HoldEvent, type LotTerms } from '@app/ledger';
+import { isSettleWithDebit, LOT_PRIORITY_DEFAULT, OPENING_LOT_ID, type Draw, type HoldEvent, type HoldSettled, type LotTerms } from '@app/ledger';
 import type { RowChange } from '../../projection.js';
 import type { TransactionEvent } from './token-transaction.view.js';
 
@@ -67,8 +67,11 @@ export function projectHoldEvent(event: HoldEvent, recorded: RecordedEvent): rea
  * lots: adds to the opening lot), a debit takes its draws from their lots (written before lots: from
  * the opening lot), and an expiry, a void or a purchase's refund closes the lot it draws from.
  */
-export function projectLotChanges(event: TransactionEvent): readonly RowChange[] {
+export function projectLotChanges(event: TransactionEvent | HoldSettled): readonly RowChange[] {
   switch (event.type) {
+    case 'HoldSettled':
+      // Written before ADR 0028 (no draws), the settle's TokensUsed debited.
+      return isSettleWithDebit(event.data) ? debit({ ...event.data, amount: event.data.settledAmount }, null) : [];
     case 'TokensPurchased':
       return [credit(event.data, 'purchase', event.data.lot, event.data.paymentId)];
     case 'TokensGranted':

@@ -5,9 +5,11 @@ import { lotExpiredDescription } from './token-transaction.view.js';
 /** The transactions whose events token_accounts applied inline (see the inline-projections migration). */
 export const TOKEN_ACCOUNTS_INLINE_COMMITS = 'token_accounts_inline_commits';
 
+/** A settle that records its own debit (ADR 0028); one written before has no draws, and its TokensUsed debits. */
+const SETTLE_WITH_DEBIT = `(events.event_type = 'HoldSettled' AND events.data->'draws' IS NOT NULL)`;
 /** The events that make a token_transactions row (`transactionOf`). */
-const TOKEN_TYPES = `events.event_type IN ('TokensPurchased', 'TokensUsed', 'TokensRefunded', 'TokensAdjusted', 'TokensGranted', 'GrantVoided', 'LotExpired',
-                                            'TokensChargedBack', 'ShortfallCovered')`;
+const TOKEN_TYPES = `(events.event_type IN ('TokensPurchased', 'TokensUsed', 'TokensRefunded', 'TokensAdjusted', 'TokensGranted', 'GrantVoided', 'LotExpired',
+                                             'TokensChargedBack', 'ShortfallCovered') OR ${SETTLE_WITH_DEBIT})`;
 /** The events that record the balance and held total after them: user_tokens takes the last one's. */
 const BALANCE_TYPES = `events.event_type IN ('TokensPurchased', 'TokensUsed', 'TokensRefunded', 'TokensAdjusted', 'TokensGranted', 'GrantVoided', 'LotExpired',
                                               'TokensChargedBack', 'ShortfallCovered', 'TokensHeld', 'HoldSettled', 'HoldReleased', 'HoldExpired')`;
@@ -15,7 +17,8 @@ const HOLD_END_TYPES = `events.event_type IN ('HoldSettled', 'HoldReleased', 'Ho
 /** Credits: each creates a lot (or, written before lots, adds to the opening lot). */
 const CREDIT_TYPES = `(events.event_type IN ('TokensPurchased', 'TokensGranted') OR (events.event_type = 'TokensAdjusted' AND (data->>'amount')::bigint > 0))`;
 /** Debits: each draws from lots (written before lots: from the opening lot). */
-const DEBIT_TYPES = `(events.event_type IN ('TokensUsed', 'TokensRefunded', 'GrantVoided', 'LotExpired', 'TokensChargedBack', 'ShortfallCovered') OR (events.event_type = 'TokensAdjusted' AND (data->>'amount')::bigint < 0))`;
+const DEBIT_TYPES = `(events.event_type IN ('TokensUsed', 'TokensRefunded', 'GrantVoided', 'LotExpired', 'TokensChargedBack', 'ShortfallCovered') OR (events.event_type = 'TokensAdjusted' AND (data->>'amount')::bigint < 0)
+                      OR ${SETTLE_WITH_DEBIT})`;
 const OPENING = `'${OPENING_LOT_ID}'`;
 /** A lot's status after a debit: what closed it (expiry, void, a refund of its purchase), else spent or active by what is left. */
 const CLOSED_STATUSES = `('expired', 'voided', 'refunded')`;
@@ -41,14 +44,15 @@ function insertTransactions(where: string): string {
   return `INSERT INTO token_transactions (id, user_id, amount, transaction_type, description, payment_id, balance_after, created_at, event_id, stream_revision,
                                   hold_id, lot_id, draws, metadata)
      SELECT (data->>'transactionId')::uuid, (data->>'userId')::uuid,
-            CASE WHEN event_type IN ('TokensPurchased', 'TokensAdjusted', 'TokensGranted') THEN (data->>'amount')::bigint ELSE -(data->>'amount')::bigint END,
-            CASE event_type WHEN 'TokensPurchased' THEN 'purchase' WHEN 'TokensUsed' THEN 'usage' WHEN 'TokensRefunded' THEN 'refund'
+            CASE WHEN event_type IN ('TokensPurchased', 'TokensAdjusted', 'TokensGranted') THEN (data->>'amount')::bigint
+                 WHEN event_type = 'HoldSettled' THEN -(data->>'settledAmount')::bigint ELSE -(data->>'amount')::bigint END,
+            CASE event_type WHEN 'TokensPurchased' THEN 'purchase' WHEN 'TokensUsed' THEN 'usage' WHEN 'HoldSettled' THEN 'usage' WHEN 'TokensRefunded' THEN 'refund'
                             WHEN 'LotExpired' THEN 'expiry' WHEN 'TokensChargedBack' THEN 'chargeback' WHEN 'ShortfallCovered' THEN 'chargeback' ELSE 'adjustment' END,
             CASE WHEN event_type IN ('TokensAdjusted', 'TokensGranted', 'GrantVoided') THEN data->>'reason'
                  WHEN event_type = 'LotExpired' THEN '${expired}' ELSE data->>'description' END,
             CASE WHEN event_type IN ('TokensPurchased', 'TokensRefunded', 'TokensChargedBack') THEN (data->>'paymentId')::uuid END,
             (data->>'balanceAfter')::bigint, (data->>'occurredAt')::timestamptz, event_id, stream_revision,
-            (data->>'holdId')::uuid, data->'lot'->>'lotId', data->'draws', CASE WHEN event_type = 'TokensUsed' THEN data->'metadata' END
+            (data->>'holdId')::uuid, data->'lot'->>'lotId', data->'draws', CASE WHEN event_type IN ('TokensUsed', 'HoldSettled') THEN data->'metadata' END
        FROM events WHERE ${TOKEN_TYPES} AND ${where}`;
 }
 
@@ -249,7 +253,7 @@ export const tokenAccountsBulkLoad: BulkLoad = {
   ],
   inline: {
     appliedTransactions: TOKEN_ACCOUNTS_INLINE_COMMITS,
-    // Migration 110 (first 042, then 060, then 081); the inline-projections spec proves its body equal to these statements.
+    // Migration 123 (first 042, then 060, 081, 110 and 122); the inline-projections spec proves its body equal to these statements.
     function: 'token_accounts_apply_inline',
     statements: (transaction) => {
       const where = ofTransaction(transaction);

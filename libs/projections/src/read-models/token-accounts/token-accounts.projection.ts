@@ -54,8 +54,13 @@ export const tokenAccountsProjection: Projection = {
       case 'PaymentDisputeOpened':
       case 'PaymentDisputeClosed':
         return projectDisputeEvent(event);
+      case 'HoldSettled': {
+        // Since ADR 0028 the settle is also the usage: its row, its lot draws and the hold's end.
+        const transaction = transactionOf(event);
+        if (transaction === null) return [balanceChange(recorded, event.data, 0), ...projectHoldEvent(event, recorded)];
+        return [...transactionChanges(recorded, transaction, event.data.heldAfter), ...projectHoldEvent(event, recorded), ...projectLotChanges(event)];
+      }
       case 'TokensHeld':
-      case 'HoldSettled':
       case 'HoldReleased':
       case 'HoldExpired':
         return [balanceChange(recorded, event.data, 0), ...projectHoldEvent(event, recorded)];

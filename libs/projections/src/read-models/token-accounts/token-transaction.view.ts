@@ -1,4 +1,4 @@
-import type { Draw, GrantVoided, LotExpired, Metadata, ShortfallCovered, TokenAccountEvent, TokensAdjusted, TokensChargedBack, TokensGranted, TokensPurchased, TokensRefunded, TokensUsed } from '@app/ledger';
+import { isSettleWithDebit, type Draw, type GrantVoided, type LotExpired, type Metadata, type ShortfallCovered, type TokenAccountEvent, type TokensAdjusted, type TokensChargedBack, type TokensGranted, type TokensPurchased, type TokensRefunded, type TokensUsed } from '@app/ledger';
 
 /** `chargeback`: tokens a lost payment dispute took back, at once or later by paying off the shortfall (ADR 0024). */
 export type TransactionType = 'purchase' | 'usage' | 'refund' | 'adjustment' | 'expiry' | 'chargeback';
@@ -23,7 +23,10 @@ export type TransactionView = {
   readonly metadata: Metadata | null;
 };
 
-/** The token account events that make a transaction row; the payment lifecycle and hold events make none. */
+/**
+ * The token account events that always make a transaction row. Of the others, a `HoldSettled` makes a
+ * `usage` row since ADR 0028 (before, its `TokensUsed` did); payment lifecycle and other hold events make none.
+ */
 export type TransactionEvent = TokensPurchased | TokensUsed | TokensRefunded | TokensAdjusted | TokensGranted | GrantVoided | LotExpired | TokensChargedBack | ShortfallCovered;
 
 /** What an expiry row says, in `transactionOf` and its SQL twin alike. */
@@ -67,10 +70,14 @@ export function transactionOf(event: TokenAccountEvent): TransactionView | null 
       return row(event.data, { amount: -event.data.amount, transactionType: 'chargeback', description: event.data.description, paymentId: event.data.paymentId });
     case 'ShortfallCovered':
       return row(event.data, { amount: -event.data.amount, transactionType: 'chargeback', description: event.data.description, paymentId: null });
+    case 'HoldSettled': {
+      const { data } = event;
+      if (!isSettleWithDebit(data)) return null;
+      return row(data, { amount: -data.settledAmount, transactionType: 'usage', description: data.description ?? null, paymentId: null });
+    }
     case 'PaymentDisputeOpened':
     case 'PaymentDisputeClosed':
     case 'TokensHeld':
-    case 'HoldSettled':
     case 'HoldReleased':
     case 'HoldExpired':
     case 'PaymentInitiated':
