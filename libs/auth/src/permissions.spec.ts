@@ -1,5 +1,5 @@
 import { ROLES, type Actor, type Role } from './actor.js';
-import { ACTIONS, API_KEY_SCOPES, authorize, ENDPOINT_ACTIONS, scopesOfRole, type Action, type ApiKeyScope, type Endpoint } from './permissions.js';
+import { ACTIONS, API_KEY_SCOPES, authorize, ENDPOINT_ACTIONS, isApiKeyScope, scopesOfRole, type Action, type ApiKeyScope, type Endpoint } from './permissions.js';
 
 const alice = '6f1c2a9e-4b7d-4e0a-9c3b-2d5e8f7a1b40';
 const bob = '0c9d4f2e-7a1b-4c3d-8e5f-6a7b8c9d0e1f';
@@ -162,5 +162,12 @@ describe('ENDPOINT_ACTIONS: where each route finds the owner it checks', () => {
 
   it('maps every route to its action and owner source, and no other route', () => {
     expect(ENDPOINT_ACTIONS.map((endpoint) => [`${endpoint.method} ${endpoint.path}`, endpoint.action, endpoint.owner])).toEqual(expectedEndpoints);
+  });
+});
+
+describe('API key scopes read from storage or the command line', () => {
+  it('keeps every scope of the list and drops anything else, so an unknown stored scope grants nothing', () => {
+    expect(API_KEY_SCOPES.filter(isApiKeyScope)).toEqual([...API_KEY_SCOPES]);
+    expect(['accounts:admin', 'ACCOUNTS:READ', '', 'accounts:read ', 42, null, undefined, ['accounts:read']].filter(isApiKeyScope)).toEqual([]);
   });
 });
