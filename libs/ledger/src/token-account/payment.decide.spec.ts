@@ -521,7 +521,7 @@ describe('payments: guards a caller cannot pass, and what clients read', () => {
     spec
       .given([initiated, captured, credited, opened])
       .when(requestRefundCommand)
-      .thenThrows('PAYMENT_DISPUTED', { disputeId: 'dp_1' }, `payment ${paymentId} has a open dispute dp_1; its money goes back through the dispute`);
+      .thenThrows('PAYMENT_DISPUTED', { disputeId: 'dp_1' }, `payment ${paymentId} has dispute dp_1 (open); its money goes back through the dispute`);
     const funded: TokensPurchased = {
       type: 'TokensPurchased',
       data: { ...credited.data, paymentId: 'other', transactionId: 'funding', amount: 5, balanceAfter: 105, lot: { lotId: 'funding', priority: LOT_PRIORITY_DEFAULT, expiresAt: null } },

@@ -174,7 +174,7 @@ export function requestRefund({ data }: RequestRefund, state: TokenAccountState)
   if (payment.status !== 'COMPLETED') throw notCaptured(payment);
   const dispute = blockingDisputeOf(state, payment.paymentId);
   if (dispute !== undefined) {
-    throw new LedgerError('PAYMENT_DISPUTED', `payment ${payment.paymentId} has a ${dispute.status} dispute ${dispute.disputeId}; its money goes back through the dispute`, {
+    throw new LedgerError('PAYMENT_DISPUTED', `payment ${payment.paymentId} has dispute ${dispute.disputeId} (${dispute.status}); its money goes back through the dispute`, {
       paymentId: payment.paymentId,
       disputeId: dispute.disputeId,
       disputeStatus: dispute.status,
