@@ -26,7 +26,7 @@ export function isHoldActive(hold: Pick<Hold, 'expiresAt'>, now: Date): boolean 
  * list grows past its bound. Persistent: a change copies the two short arrays (at most
  * ENDED_HOLDS_REMEMBERED_MAX references each), which costs far less per ended hold than an
  * Immutable OrderedMap's `set` and `delete` of its first key (its index map and its list, which it
- * re-compacts). A lookup scans from the newest: the usage of a settle looks up the hold just ended.
+ * re-compacts). A lookup scans from the newest (a `TokensUsed` written before ADR 0028 looks up the hold just ended).
  * It scans a third array, a 32-bit hash of each id, and compares the ids only where the hashes
  * match: comparing two distinct UUID strings costs V8 about 30 ns, so a scan of 100 ids cost about
  * 3 µs, paid by every new hold (HOLD_ID_REUSED) and every end.
