@@ -285,6 +285,19 @@ describe('holds: bounded state', () => {
     expect([state.endedHolds.get(first), state.endedHolds.get(second)]).toEqual(['released', 'settled']);
   });
 
+  it('remembers how holds ended through a snapshot: an ended id is still refused, and how it ended still told', () => {
+    const events = history([hold(), settle(5), hold({ holdId: 'second', amount: 10 }), release(now, 'second')]);
+    const decoded = tokenAccountSnapshot.decode(JSON.parse(JSON.stringify(tokenAccountSnapshot.encode(fold(tokenAccountDecider, tokenAccountDecider.initialState, events)))));
+    expect(decoded.endedHolds.toJS()).toEqual({ [holdId]: 'settled', second: 'released' });
+    expect([...decoded.endedHolds.entries()]).toEqual([
+      [holdId, 'settled'],
+      ['second', 'released'],
+    ]);
+    spec.given(events).when(hold()).thenThrows('HOLD_ID_REUSED', { holdId });
+    expect(() => tokenAccountDecider.decide(hold(), decoded)).toThrow(expect.objectContaining({ code: 'HOLD_ID_REUSED', details: { holdId } }) as LedgerError);
+    expect(() => tokenAccountDecider.decide(release(now, 'second'), decoded)).toThrow(expect.objectContaining({ code: 'HOLD_NOT_ACTIVE', details: { holdId: 'second', holdStatus: 'released' } }) as LedgerError);
+  });
+
   it('keeps holds and reservations through a snapshot, and decides alike on the decoded state', () => {
     const events = history([hold(), hold({ holdId: 'second', amount: 10 }), settle(5)]);
     const state = fold(tokenAccountDecider, tokenAccountDecider.initialState, events);

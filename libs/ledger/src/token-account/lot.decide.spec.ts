@@ -2,7 +2,7 @@ import { fold } from '../decider.js';
 import { GRANT_PRIORITY_DEFAULT, LIVE_LOTS_MAX, LOT_PRIORITY_DEFAULT, LOT_PRIORITY_MAX, REASON_LENGTH_MAX } from '../ledger.limits.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import type { ExpireCredits, GrantTokens, HoldTokens, SettleHold, VoidGrant } from './hold.commands.js';
-import { OPENING_LOT_ID, compareDrawOrder, drawDown, type Lot } from './lot.state.js';
+import { OPENING_LOT_ID, compareDrawOrder, derivedTransactionId, drawDown, type Lot } from './lot.state.js';
 import type { CapturePayment, InitiatePayment, RefundPayment, RequestRefund } from './payment.commands.js';
 import type { AddTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
 import { tokenAccountDecider } from './token-account.decider.js';
@@ -78,6 +78,23 @@ describe('lots: draw-down order', () => {
     expect(drawDown(lots, 51, now)).toBeNull();
   });
 
+  it('spends the older of two lots alike first, whatever order they are given in', () => {
+    const order = (lots: readonly Lot[]) => [...lots].sort(compareDrawOrder).map((each) => each.lotId);
+    expect(order([lot('newer', 100, null, 7), lot('older', 100, null, 3)])).toEqual(['older', 'newer']);
+    expect(order([lot('newer', 100, '2027-01-01T00:00:00.000Z', 7), lot('older', 100, '2027-01-01T00:00:00.000Z', 3)])).toEqual(['older', 'newer']);
+    expect(drawDown([lot('newer', 100, null, 7), lot('older', 100, null, 3)], 15, now)).toEqual([
+      { lotId: 'older', amount: 10 },
+      { lotId: 'newer', amount: 5 },
+    ]);
+  });
+
+  it('spends lots alike oldest first past 8 lots, where the state no longer iterates them in creation order', () => {
+    const purchases = Array.from({ length: 12 }, (_, index) => buy(`paid-${index}`, 1));
+    const state = stateOf(history(purchases));
+    expect([...state.lots.keys()]).not.toEqual(purchases.map((each) => each.data.transactionId));
+    expect(drawsOf(history([use(12)], history(purchases)))).toEqual([purchases.map((each) => ({ lotId: each.data.transactionId, amount: 1 }))]);
+  });
+
   it('spends a promotional grant before paid credit and records the draws of each debit', () => {
     const events = history([buy('paid', 100), grant('promo', 20), use(30)]);
     expect(drawsOf(events)).toEqual([
@@ -89,6 +106,22 @@ describe('lots: draw-down order', () => {
     const state = stateOf(events);
     expect([...state.lots.keys()]).toEqual(['paid']);
     expect(state.lots.get('paid')?.remaining).toBe(90);
+  });
+});
+
+describe('lots: the ids of events a command decides beside its own', () => {
+  it('derives a UUID v4-shaped id from the transaction id of the command and the purpose, the same on every run and version', () => {
+    // The ids are written in events and the transactions read model: a change of the derivation is a change of stored data.
+    expect(derivedTransactionId('tx-job', 'shortfall-covered')).toBe('c83f8992-444a-4a86-b4fc-34fb9d241abb');
+    expect(derivedTransactionId('tx-use', 'shortfall-covered')).toBe('9d20b4e0-d005-4d84-a735-2ae72f463d1b');
+    expect(derivedTransactionId('tx-job', 'lot-expired:paid:before')).toBe('066b11c6-6f79-4977-b7d4-89a913f9fb3b');
+    expect(derivedTransactionId('tx-job', 'lot-expired:paid:after')).toBe('0a903457-b95c-4305-9814-0c36e1cf4929');
+  });
+
+  it('never derives one id for two commands or two purposes', () => {
+    const ids = ['tx-1', 'tx-2'].flatMap((transactionId) => ['lot-expired:a:before', 'lot-expired:a:after', 'lot-expired:b:before', 'shortfall-covered'].map((purpose) => derivedTransactionId(transactionId, purpose)));
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   });
 });
 

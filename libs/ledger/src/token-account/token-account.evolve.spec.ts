@@ -1,8 +1,11 @@
 import { fold } from '../decider.js';
 import { LedgerInvariantViolation } from '../ledger.errors.js';
-import { BALANCE_MAX } from '../ledger.limits.js';
+import { BALANCE_MAX, GRANT_PRIORITY_DEFAULT, LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
+import { SHORTFALL_COVERED_DESCRIPTION, type PaymentDisputeClosed, type PaymentDisputeOpened, type ShortfallCovered, type TokensChargedBack } from './dispute.events.js';
+import type { HoldSettled, TokensHeld } from './hold.events.js';
 import { tokenAccountDecider } from './token-account.decider.js';
-import type { TokenAccountEvent } from './token-account.events.js';
+import type { LotTerms } from './lot.state.js';
+import type { TokenAccountEvent, TokensUsed } from './token-account.events.js';
 
 const userId = '11111111-1111-4111-8111-111111111111';
 const at = '2026-11-24T11:00:00.000Z';
@@ -193,4 +196,157 @@ describe('token account: evolve re-checks what lots and holds record', () => {
     expect(replay([initiated, captured, purchase(), requested(100)]).reservedForRefunds).toBe(100);
     expect(() => replay([initiated, captured, purchase(), spent, requested(100)])).toThrow(LedgerInvariantViolation);
   });
+});
+
+describe('token account: evolve refuses a corrupt hold, grant, refund or dispute event', () => {
+  // Each case replays a stream decide could have written, then the same stream with one event
+  // wrong: the first folds, the second fails loudly, so the check (not another) refuses it.
+  const lotId = 'lot-paid';
+  const paymentId = 'pay-1';
+  const orderId = 'ORDER-1';
+  const later = '2026-11-24T12:00:00.000Z';
+  const paidLot = { lotId, priority: LOT_PRIORITY_DEFAULT, expiresAt: null };
+  const initiated = (id = paymentId, tokens = 100): TokenAccountEvent => ({
+    type: 'PaymentInitiated',
+    data: { userId, paymentId: id, orderId: `order-${id}`, packageId: 'starter', tokens, amount: 500, currency: 'USD', provider: 'stripe', occurredAt: at, expiresAt: later },
+  });
+  const captured = (id = paymentId): TokenAccountEvent => ({ type: 'PaymentCaptured', data: { userId, paymentId: id, orderId: `order-${id}`, providerTransactionId: `ch-${id}`, occurredAt: at } });
+  /** A purchase crediting its own lot, or (`lot` null: written before lots) the opening lot. */
+  const purchased = (id: string, amount: number, balanceAfter: number, lot: LotTerms | null = { ...paidLot, lotId: `lot-${id}` }): TokenAccountEvent => ({
+    type: 'TokensPurchased',
+    data: { userId, transactionId: `tp-${id}`, paymentId: id, amount, description: null, balanceAfter, occurredAt: at, ...(lot === null ? {} : { lot, heldAfter: 0 }) },
+  });
+  const paid = [initiated(), captured(), purchased(paymentId, 100, 100, paidLot)];
+  const held = (amount: number): TokensHeld => ({
+    type: 'TokensHeld',
+    data: { userId, holdId: 'hold-1', amount, description: null, expiresAt: later, draws: [{ lotId, amount }], balanceAfter: 100, heldAfter: amount, occurredAt: at },
+  });
+  const released = (amount: number): TokenAccountEvent => ({ type: 'HoldReleased', data: { userId, holdId: 'hold-1', amount, balanceAfter: 100, heldAfter: 0, occurredAt: at } });
+  const settled = (settledAmount: number, releasedAmount: number): HoldSettled => ({
+    type: 'HoldSettled',
+    data: {
+      userId,
+      holdId: 'hold-1',
+      amount: 40,
+      settledAmount,
+      releasedAmount,
+      transactionId: 'tx-settle',
+      description: null,
+      draws: [{ lotId, amount: settledAmount }],
+      balanceAfter: 100 - settledAmount,
+      heldAfter: 0,
+      occurredAt: at,
+    },
+  });
+  /** A settle as written before ADR 0028: the HoldSettled records no debit, the TokensUsed naming the hold debits. */
+  const settledBefore = (settledAmount: number, releasedAmount: number): HoldSettled => {
+    const { draws: _draws, description: _description, ...data } = settled(settledAmount, releasedAmount).data;
+    return { type: 'HoldSettled', data: { ...data, balanceAfter: 100 } };
+  };
+  const usedFor = (holdId: string, amount: number): TokensUsed => ({
+    type: 'TokensUsed',
+    data: { userId, transactionId: 'tx-settle', amount, description: null, balanceAfter: 100 - amount, occurredAt: at, draws: [{ lotId, amount }], holdId, heldAfter: 0 },
+  });
+  const granted: TokenAccountEvent = {
+    type: 'TokensGranted',
+    data: { userId, transactionId: 'tx-grant', amount: 20, reason: 'Welcome', lot: { lotId: 'lot-grant', priority: GRANT_PRIORITY_DEFAULT, expiresAt: null }, balanceAfter: 120, heldAfter: 0, occurredAt: at },
+  };
+  const voided = (voidedLot: string, amount: number, balanceAfter: number): TokenAccountEvent => ({
+    type: 'GrantVoided',
+    data: { userId, transactionId: 'tx-void', lotId: voidedLot, amount, reason: 'Granted by mistake', draws: [{ lotId: voidedLot, amount }], balanceAfter, heldAfter: 0, occurredAt: at },
+  });
+  const refundRequested = (tokens: number, id = paymentId): TokenAccountEvent => ({ type: 'PaymentRefundRequested', data: { userId, paymentId: id, orderId: `order-${id}`, tokens, occurredAt: at } });
+  const disputeOpened = (id = paymentId): PaymentDisputeOpened => ({
+    type: 'PaymentDisputeOpened',
+    data: { userId, paymentId: id, orderId: `order-${id}`, disputeId: 'dp-1', amount: 500, currency: 'USD', reason: 'fraudulent', occurredAt: at },
+  });
+  const disputeClosed = (outcome: 'won' | 'lost', tokens: number, tokensDebited: number, shortfallAfter: number, id = paymentId): PaymentDisputeClosed => ({
+    type: 'PaymentDisputeClosed',
+    data: { userId, paymentId: id, orderId: `order-${id}`, disputeId: 'dp-1', outcome, tokens, tokensDebited, shortfallAfter, occurredAt: at },
+  });
+  const chargedBack = (amount: number, balanceAfter: number): TokensChargedBack => ({
+    type: 'TokensChargedBack',
+    data: { userId, transactionId: 'tx-dispute', paymentId, disputeId: 'dp-1', amount, description: 'Chargeback', balanceAfter, heldAfter: 0, draws: [{ lotId, amount }], occurredAt: at },
+  });
+  const covered = (amount: number, shortfallAfter: number, balanceAfter: number): ShortfallCovered => ({
+    type: 'ShortfallCovered',
+    data: { userId, transactionId: 'tx-cover', amount, description: SHORTFALL_COVERED_DESCRIPTION, balanceAfter, heldAfter: 0, shortfallAfter, draws: [{ lotId: 'lot-grant', amount }], occurredAt: at },
+  });
+
+  function expectRefused(valid: readonly TokenAccountEvent[], corrupt: readonly TokenAccountEvent[]): void {
+    expect(() => replay(valid)).not.toThrow();
+    expect(() => replay(corrupt)).toThrow(LedgerInvariantViolation);
+  }
+
+  it('fails loudly on a usage naming a hold that was released, or never placed, rather than just settled', () => {
+    const valid = [...paid, held(40), settledBefore(25, 15), usedFor('hold-1', 25)];
+    expect(replay(valid)).toMatchObject({ balance: 75, held: 0 });
+    expectRefused(valid, [...paid, held(40), released(40), usedFor('hold-1', 25)]);
+    expectRefused(valid, [...paid, usedFor('hold-none', 25)]);
+  });
+
+  it('fails loudly on a settle whose settled and released amounts do not add up to the hold, in either form', () => {
+    expectRefused([...paid, held(40), settled(25, 15)], [...paid, held(40), settled(25, 14)]);
+    expectRefused([...paid, held(40), settled(25, 15)], [...paid, held(40), settled(24, 15)]);
+    expectRefused([...paid, held(40), settledBefore(25, 15), usedFor('hold-1', 25)], [...paid, held(40), settledBefore(25, 16), usedFor('hold-1', 25)]);
+  });
+
+  it('fails loudly on a void of a lot that is not a grant (a purchase is taken back by a refund or a dispute, never voided)', () => {
+    expect(replay([...paid, granted, voided('lot-grant', 20, 100)]).lots.has('lot-grant')).toBe(false);
+    expectRefused([...paid, granted, voided('lot-grant', 20, 100)], [...paid, granted, voided(lotId, 20, 100)]);
+  });
+
+  it('fails loudly on a refund request of a payment not completed, or reserving other than its tokens', () => {
+    // A purchase written before lots credits the opening lot, which a payment without its own purchase would reserve from.
+    const opening = purchased('pay-old', 200, 200, null);
+    const completed = [opening, initiated(), captured(), purchased(paymentId, 100, 300, null)];
+    expect(replay([...completed, refundRequested(100)]).reservedForRefunds).toBe(100);
+    expectRefused([...completed, refundRequested(100)], [opening, initiated(), refundRequested(100)]);
+    expectRefused([...completed, refundRequested(100)], [opening, initiated(), { type: 'PaymentFailed', data: { userId, paymentId, orderId, reason: 'card_declined', occurredAt: at } }, refundRequested(100)]);
+    expectRefused([...completed, refundRequested(100)], [...completed, refundRequested(50)]);
+    expectRefused([...completed, refundRequested(100)], [...completed, refundRequested(99)]);
+  });
+
+  it('fails loudly on a dispute of a payment never captured', () => {
+    expectRefused([...paid, disputeOpened()], [initiated(), disputeOpened()]);
+    expectRefused([...paid, disputeOpened()], [initiated(), { type: 'PaymentExpired', data: { userId, paymentId, orderId, reason: 'Payment timed out', occurredAt: later } }, disputeOpened()]);
+  });
+
+  it('fails loudly on a dispute closed on another payment than the one it was opened on', () => {
+    const both = [...paid, initiated('pay-2'), captured('pay-2'), purchased('pay-2', 50, 150), disputeOpened()];
+    expect(replay([...both, disputeClosed('won', 0, 0, 0)]).disputes.get('dp-1')?.status).toBe('won');
+    expectRefused([...both, disputeClosed('won', 0, 0, 0)], [...both, disputeClosed('won', 0, 0, 0, 'pay-2')]);
+  });
+
+  it('fails loudly on a dispute closed with tokensDebited below 0 or above what it owes, or a won dispute that takes tokens', () => {
+    const open = [...paid, disputeOpened()];
+    expect(replay([...open, disputeClosed('lost', 100, 100, 0), chargedBack(100, 0)])).toMatchObject({ balance: 0, shortfall: 0 });
+    expect(replay([...open, disputeClosed('lost', 100, 0, 100)]).shortfall).toBe(100);
+    // Each corrupt close records the shortfallAfter its own numbers give, so only the range check can refuse it.
+    expectRefused([...open, disputeClosed('lost', 100, 100, 0)], [...open, disputeClosed('lost', 100, -1, 101)]);
+    expectRefused([...open, disputeClosed('lost', 100, 100, 0)], [...open, disputeClosed('lost', 100, 101, -1)]);
+    expectRefused([...open, disputeClosed('won', 0, 0, 0)], [...open, disputeClosed('won', 100, 100, 0)]);
+    expectRefused([...open, disputeClosed('won', 0, 0, 0)], [...open, disputeClosed('won', 100, 0, 100)]);
+  });
+
+  it('fails loudly on tokens charged back for a dispute that is open or won, not lost', () => {
+    const open = [...paid, disputeOpened()];
+    expectRefused([...open, disputeClosed('lost', 100, 100, 0), chargedBack(100, 0)], [...open, chargedBack(100, 0)]);
+    expectRefused([...open, disputeClosed('lost', 100, 100, 0), chargedBack(100, 0)], [...open, disputeClosed('won', 0, 0, 0), chargedBack(100, 0)]);
+  });
+
+  it('fails loudly on a cover of more than the shortfall, or one whose shortfallAfter disagrees with the replay', () => {
+    // 60 spent, then the dispute is lost: 40 are taken back, 60 owed; a grant of 100 covers them.
+    const owing = [...paid, use(60, 40), disputeOpened(), disputeClosed('lost', 100, 40, 60), chargedBack(40, 0), { ...granted, data: { ...granted.data, amount: 100, balanceAfter: 100 } }];
+    expect(replay([...owing, covered(60, 0, 40)])).toMatchObject({ balance: 40, shortfall: 0 });
+    expect(replay([...owing, covered(30, 30, 70)])).toMatchObject({ balance: 70, shortfall: 30 });
+    expectRefused([...owing, covered(60, 0, 40)], [...owing, covered(61, -1, 39)]);
+    expectRefused([...owing, covered(60, 0, 40)], [...owing, covered(100, -40, 0)]);
+    expectRefused([...owing, covered(30, 30, 70)], [...owing, covered(30, 20, 70)]);
+    expectRefused([...owing, covered(30, 30, 70)], [...owing, covered(30, 31, 70)]);
+  });
+
+  function use(amount: number, balanceAfter: number): TokensUsed {
+    return { type: 'TokensUsed', data: { userId, transactionId: 'tu', amount, description: null, balanceAfter, occurredAt: at, draws: [{ lotId, amount }], heldAfter: 0 } };
+  }
 });

@@ -79,8 +79,10 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       return debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
     }
     case 'TokensAdjusted': {
+      // Stryker disable next-line ConditionalExpression: equivalent, a change of 0 is refused by creditLot and debitLots too (the same LedgerInvariantViolation); this names it in the log.
       invariant(event.data.amount !== 0, 'an adjustment of 0 tokens');
       const change = movement(event.data, event.data.amount);
+      // Stryker disable next-line EqualityOperator: `>=` differs only at 0, refused just above.
       return event.data.amount > 0 ? creditLot(state, change, 'adjustment', event.data.lot, null) : debitLots(state, change, event.data.draws);
     }
     case 'TokensGranted':
@@ -97,6 +99,7 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       invariant(event.data.settledAmount + event.data.releasedAmount === hold.amount, `settle of hold ${hold.holdId} splits ${hold.amount} wrongly`);
       // Written before ADR 0028: the settle's TokensUsed follows and debits.
       if (!isSettleWithDebit(event.data)) return endHold(state, event.data, 'settled');
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: equivalent, a settled amount of 0 or less is a debit of no tokens or a credit, which debitLots refuses with the same LedgerInvariantViolation; this names the hold in the log.
       invariant(event.data.settledAmount > 0, `settle of hold ${hold.holdId} debits ${event.data.settledAmount} tokens`);
       // The reservations go back to their lots, then the settled amount leaves them.
       const ended = endHold(state, { holdId: hold.holdId, amount: event.data.amount, balanceAfter: state.balance, heldAfter: event.data.heldAfter }, 'settled');
