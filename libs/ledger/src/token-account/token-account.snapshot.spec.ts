@@ -1,8 +1,11 @@
 import { fold } from '../decider.js';
-import { BALANCE_MAX } from '../ledger.limits.js';
+import { BALANCE_MAX, DESCRIPTION_LENGTH_MAX, LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
 import { SnapshotRejected } from '../snapshot.js';
+import type { TokenAccountCommand } from './token-account.commands.js';
 import { tokenAccountDecider } from './token-account.decider.js';
 import type { TokenAccountEvent, TokensAdjusted, TokensPurchased, TokensUsed } from './token-account.events.js';
+import type { TokenAccountState } from './token-account.state.js';
+import type { DisputeStatus } from './dispute.state.js';
 import { tokenAccountSnapshot } from './token-account.snapshot.js';
 
 const userId = '11111111-1111-4111-8111-111111111111';
@@ -15,6 +18,17 @@ const state = fold(tokenAccountDecider, tokenAccountDecider.initialState, events
 /** Encodes, then sends through JSON text as the snapshot store does. */
 function stored(value: unknown): unknown {
   return JSON.parse(JSON.stringify(value)) as unknown;
+}
+
+/**
+ * Decoding `value` is refused as a damaged snapshot (the loader then replays the stream), for `reason`: the
+ * problem the loader logs. Each table below damages one field, and the reason shows that the check of that
+ * field refused it, not a later total that the damage happens to upset as well.
+ */
+function expectRefused(value: unknown, reason: string): void {
+  const decode = () => tokenAccountSnapshot.decode(value);
+  expect(decode).toThrow(SnapshotRejected);
+  expect(decode).toThrow(new SnapshotRejected(`token account snapshot v4: ${reason}`));
 }
 
 describe('token account: snapshot', () => {
@@ -50,19 +64,21 @@ describe('token account: snapshot', () => {
 
   const encoded = tokenAccountSnapshot.encode(state) as { balance: number; purchases: Record<string, unknown>[] };
   const purchase = encoded.purchases[0] as Record<string, unknown>;
-  it.each<[string, unknown]>([
-    ['not an object', [1, 2]],
-    ['null', null],
-    ['a negative balance', { ...encoded, balance: -1 }],
-    ['a fractional balance', { ...encoded, balance: 1.5 }],
-    ['a balance as text', { ...encoded, balance: '6' }],
-    ['purchases that are not a list', { ...encoded, purchases: {} }],
-    ['a purchase with a zero amount', { ...encoded, purchases: [{ ...purchase, amount: 0 }] }],
-    ['a purchase without a payment id', { ...encoded, purchases: [{ ...purchase, paymentId: undefined }] }],
-    ['a purchase with a bad time', { ...encoded, purchases: [{ ...purchase, occurredAt: 'yesterday' }] }],
-    ['the same payment twice', { ...encoded, purchases: [purchase, purchase] }],
-  ])('rejects a snapshot with %s', (_name, value) => {
-    expect(() => tokenAccountSnapshot.decode(value)).toThrow(SnapshotRejected);
+  it.each<[string, unknown, string]>([
+    ['not an object', [1, 2], 'snapshot is not an object'],
+    ['null', null, 'snapshot is not an object'],
+    ['a text', 'snapshot', 'snapshot is not an object'],
+    ['a negative balance', { ...encoded, balance: -1 }, 'balance is not a valid balance'],
+    ['a fractional balance', { ...encoded, balance: 1.5 }, 'balance is not a valid balance'],
+    ['a balance as text', { ...encoded, balance: '6' }, 'balance is not a valid balance'],
+    ['purchases that are not a list', { ...encoded, purchases: {} }, 'a collection is not a list'],
+    ['a purchase that is not an object', { ...encoded, purchases: ['p1'] }, 'purchase is not an object'],
+    ['a purchase with a zero amount', { ...encoded, purchases: [{ ...purchase, amount: 0 }] }, 'purchase amount is not a token amount'],
+    ['a purchase without a payment id', { ...encoded, purchases: [{ ...purchase, paymentId: undefined }] }, 'purchase ids are not strings'],
+    ['a purchase with a bad time', { ...encoded, purchases: [{ ...purchase, occurredAt: 'yesterday' }] }, 'purchase occurredAt is not a time'],
+    ['the same payment twice', { ...encoded, purchases: [purchase, purchase] }, 'payment p1 appears twice'],
+  ])('rejects a snapshot with %s, naming what is wrong', (_name, value, reason) => {
+    expectRefused(value, reason);
   });
 });
 
@@ -122,6 +138,7 @@ describe('token account: snapshot of payments', () => {
   const purchase = encoded.purchases[0] as Record<string, unknown>;
   const withPayment = (change: Record<string, unknown>) => ({ ...encoded, payments: [{ ...payment, ...change }] });
   const withPurchase = (change: Record<string, unknown>) => ({ ...encoded, purchases: [{ ...purchase, ...change }] });
+  const purchaseLot = { lotId: 'tc', priority: 100, expiresAt: '2026-12-24T11:00:00.000Z' };
 
   it('decodes every payment field as it was, so a decision from a snapshot is the decision from the replay', () => {
     const decoded = tokenAccountSnapshot.decode(encoded);
@@ -139,46 +156,51 @@ describe('token account: snapshot of payments', () => {
     expect(tokenAccountSnapshot.decode(withPayment(change)).payments.get(paymentId)).toMatchObject(change);
   });
 
-  it.each<[string, unknown]>([
-    ['a balance above the maximum', { ...encoded, balance: BALANCE_MAX + 1 }],
-    ['payments that are not a list', { ...encoded, payments: {} }],
-    ['no purchases', { balance: encoded.balance, payments: encoded.payments }],
-    ['a payment that is not an object', { ...encoded, payments: ['pay-1'] }],
-    ['the same payment twice', { ...encoded, payments: [payment, payment] }],
-    ['a payment whose user is not text', withPayment({ userId: 7 })],
-    ['a payment without an id', withPayment({ paymentId: undefined })],
-    ['a payment whose order is not text', withPayment({ orderId: null })],
-    ['a payment whose package is not text', withPayment({ packageId: 1 })],
-    ['a payment whose provider is not text', withPayment({ provider: false })],
-    ['a payment of no tokens', withPayment({ tokens: 0 })],
-    ['a payment of tokens as text', withPayment({ tokens: '100' })],
-    ['a payment of fractional tokens', withPayment({ tokens: 1.5 })],
-    ['a payment with a price of 0', withPayment({ amount: 0 })],
-    ['a payment with a price as text', withPayment({ amount: '500' })],
-    ['a payment in a currency of four letters', withPayment({ currency: 'USDX' })],
-    ['a payment in a currency in lower case', withPayment({ currency: 'usd' })],
-    ['a payment in a currency that is not text', withPayment({ currency: 840 })],
-    ['a payment with a bad start time', withPayment({ occurredAt: 'yesterday' })],
-    ['a payment with a bad expiry', withPayment({ expiresAt: null })],
-    ['a payment with a bad update time', withPayment({ updatedAt: 12 })],
-    ['a payment with an unknown status', withPayment({ status: 'SETTLED' })],
-    ['a payment with an unknown failure', withPayment({ failure: 'timeout' })],
-    ['a payment whose failure reason is not text', withPayment({ failureReason: 3 })],
-    ['a payment whose capture reference is not text', withPayment({ providerTransactionId: 3 })],
-    ['a payment whose refund reference is not text', withPayment({ providerRefundId: {} })],
-    ['a payment that debited a negative number of tokens', withPayment({ tokensDebited: -1 })],
-    ['a payment that debited a fractional number of tokens', withPayment({ tokensDebited: 0.5 })],
-    ['a payment that debited tokens given as text', withPayment({ tokensDebited: '100' })],
-    ['a purchase whose user is not text', withPurchase({ userId: 1 })],
-    ['a purchase whose transaction is not text', withPurchase({ transactionId: null })],
-    ['a purchase of tokens as text', withPurchase({ amount: '100' })],
-    ['a purchase whose description is too long', withPurchase({ description: 'x'.repeat(501) })],
-    ['a purchase whose description is not text', withPurchase({ description: 5 })],
-    ['a purchase whose balanceAfter is below its amount', withPurchase({ balanceAfter: 99 })],
-    ['a purchase whose balanceAfter is fractional', withPurchase({ balanceAfter: 100.5 })],
-    ['a purchase whose balanceAfter is text', withPurchase({ balanceAfter: '100' })],
-  ])('rejects a snapshot with %s', (_name, value) => {
-    expect(() => tokenAccountSnapshot.decode(value)).toThrow(SnapshotRejected);
+  it.each<[string, unknown, string]>([
+    ['a balance above the maximum', { ...encoded, balance: BALANCE_MAX + 1 }, 'balance is not a valid balance'],
+    ['payments that are not a list', { ...encoded, payments: {} }, 'a collection is not a list'],
+    ['no purchases', { ...encoded, purchases: undefined }, 'a collection is not a list'],
+    ['a payment that is not an object', { ...encoded, payments: ['pay-1'] }, 'payment is not an object'],
+    ['the same payment twice', { ...encoded, payments: [payment, payment] }, 'payment pay-1 appears twice'],
+    ['a payment whose user is not text', withPayment({ userId: 7 }), 'payment ids are not strings'],
+    ['a payment without an id', withPayment({ paymentId: undefined }), 'payment ids are not strings'],
+    ['a payment whose order is not text', withPayment({ orderId: null }), 'payment ids are not strings'],
+    ['a payment whose package is not text', withPayment({ packageId: 1 }), 'payment ids are not strings'],
+    ['a payment whose provider is not text', withPayment({ provider: false }), 'payment ids are not strings'],
+    ['a payment of no tokens', withPayment({ tokens: 0 }), 'payment tokens is not a token amount'],
+    ['a payment of tokens as text', withPayment({ tokens: '100' }), 'payment tokens is not a token amount'],
+    ['a payment of fractional tokens', withPayment({ tokens: 1.5 }), 'payment tokens is not a token amount'],
+    ['a payment with a price of 0', withPayment({ amount: 0 }), 'payment amount is not a price'],
+    ['a payment with a price as text', withPayment({ amount: '500' }), 'payment amount is not a price'],
+    ['a payment in a currency of four letters', withPayment({ currency: 'USDX' }), 'payment currency is not a currency'],
+    ['a payment in a currency in lower case', withPayment({ currency: 'usd' }), 'payment currency is not a currency'],
+    ['a payment in a currency that is not text', withPayment({ currency: 840 }), 'payment currency is not a currency'],
+    ['a payment with a bad start time', withPayment({ occurredAt: 'yesterday' }), 'payment times are not times'],
+    ['a payment with a bad expiry', withPayment({ expiresAt: null }), 'payment times are not times'],
+    ['a payment with a bad update time', withPayment({ updatedAt: 12 }), 'payment times are not times'],
+    ['a payment with an unknown status', withPayment({ status: 'SETTLED' }), 'payment status is not a status'],
+    ['a payment with an unknown failure', withPayment({ failure: 'timeout' }), 'payment failure is not valid'],
+    ['a payment whose failure reason is not text', withPayment({ failureReason: 3 }), 'payment references are not valid'],
+    ['a payment whose capture reference is not text', withPayment({ providerTransactionId: 3 }), 'payment references are not valid'],
+    ['a payment whose refund reference is not text', withPayment({ providerRefundId: {} }), 'payment references are not valid'],
+    ['a payment that debited a negative number of tokens', withPayment({ tokensDebited: -1 }), 'payment tokensDebited is not valid'],
+    ['a payment that debited a fractional number of tokens', withPayment({ tokensDebited: 0.5 }), 'payment tokensDebited is not valid'],
+    ['a payment that debited tokens given as text', withPayment({ tokensDebited: '100' }), 'payment tokensDebited is not valid'],
+    ['a purchase whose user is not text', withPurchase({ userId: 1 }), 'purchase ids are not strings'],
+    ['a purchase whose transaction is not text', withPurchase({ transactionId: null }), 'purchase ids are not strings'],
+    ['a purchase of tokens as text', withPurchase({ amount: '100' }), 'purchase amount is not a token amount'],
+    ['a purchase whose description is too long', withPurchase({ description: 'x'.repeat(501) }), 'purchase description is not valid'],
+    ['a purchase whose description is not text', withPurchase({ description: 5 }), 'purchase description is not valid'],
+    ['a purchase whose balanceAfter is below its amount', withPurchase({ balanceAfter: 99 }), 'purchase balanceAfter is not valid'],
+    ['a purchase whose balanceAfter is fractional', withPurchase({ balanceAfter: 100.5 }), 'purchase balanceAfter is not valid'],
+    ['a purchase whose balanceAfter is text', withPurchase({ balanceAfter: '100' }), 'purchase balanceAfter is not valid'],
+    ['a purchase whose heldAfter is negative', withPurchase({ heldAfter: -1 }), 'purchase heldAfter is not valid'],
+    ['a purchase whose lot is not an object', withPurchase({ lot: 'tc' }), 'purchase lot is not an object'],
+    ['a purchase whose lot has no id', withPurchase({ lot: { ...purchaseLot, lotId: 7 } }), 'purchase lot is not valid'],
+    ['a purchase whose lot priority is out of range', withPurchase({ lot: { ...purchaseLot, priority: -1 } }), 'purchase lot is not valid'],
+    ['a purchase whose lot expiry is not a time', withPurchase({ lot: { ...purchaseLot, expiresAt: 'never' } }), 'purchase lot expiresAt is not valid'],
+  ])('rejects a snapshot with %s, naming what is wrong', (_name, value, reason) => {
+    expectRefused(value, reason);
   });
 
   it('accepts a purchase whose description is exactly as long as allowed, or missing', () => {
@@ -187,3 +209,198 @@ describe('token account: snapshot of payments', () => {
     expect(tokenAccountSnapshot.decode(withPurchase({ balanceAfter: 100 })).purchases.get(paymentId)?.balanceAfter).toBe(100);
   });
 });
+
+describe('token account: snapshot of lots, holds and disputes', () => {
+  const paymentId = 'pay-1';
+  const startedAt = '2026-11-24T11:00:00.000Z';
+  const now = new Date('2026-11-24T12:00:00.000Z');
+  const replay = (history: readonly TokenAccountEvent[]) => fold(tokenAccountDecider, tokenAccountDecider.initialState, history);
+  /** The events of `commands`, each decided on the state the events before it leave, after `from`. */
+  function decided(from: readonly TokenAccountEvent[], commands: readonly TokenAccountCommand[]): TokenAccountEvent[] {
+    const events = [...from];
+    for (const command of commands) events.push(...tokenAccountDecider.decide(command, replay(events)));
+    return events;
+  }
+  const paid: TokenAccountEvent[] = [
+    {
+      type: 'PaymentInitiated',
+      data: { userId, paymentId, orderId: 'pi_1', packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'stripe', occurredAt: startedAt, expiresAt: '2026-11-24T12:00:00.000Z' },
+    },
+    { type: 'PaymentCaptured', data: { userId, paymentId, orderId: 'pi_1', providerTransactionId: 'ch_1', occurredAt: startedAt } },
+    {
+      type: 'TokensPurchased',
+      data: {
+        userId,
+        transactionId: 'buy',
+        paymentId,
+        amount: 100,
+        description: 'Token package starter',
+        balanceAfter: 100,
+        occurredAt: startedAt,
+        lot: { lotId: 'buy', priority: LOT_PRIORITY_DEFAULT, expiresAt: null },
+        heldAfter: 0,
+      },
+    },
+  ];
+  const granted: TokenAccountEvent = {
+    type: 'TokensGranted',
+    data: { userId, transactionId: 'grant', amount: 10, reason: 'Welcome', lot: { lotId: 'grant', priority: 10, expiresAt: '2026-12-24T11:00:00.000Z' }, balanceAfter: 110, heldAfter: 0, occurredAt: startedAt },
+  };
+  const dispute = (disputeId: string, status: 'open' | 'won' | 'lost'): TokenAccountCommand => ({
+    type: 'RecordDispute',
+    data: { userId, paymentId, disputeId, status, amount: 500, currency: 'USD', reason: 'fraudulent', transactionId: `tx-${disputeId}`, now },
+  });
+  const hold = (holdId: string, amount: number, extra: { description?: string; metadata?: Record<string, string> } = {}): TokenAccountCommand => ({
+    type: 'HoldTokens',
+    data: { userId, holdId, amount, description: extra.description ?? null, metadata: extra.metadata, ttlSeconds: 900, ttlSecondsMax: 86_400, transactionId: `tx-${holdId}`, now },
+  });
+  // Two lots (the paid one, and a grant spent first), a hold with metadata reserving from both, one without, a hold
+  // released, an open and a won dispute.
+  const events = decided(
+    [...paid, granted],
+    [
+      hold('h1', 40, { description: 'Completion estimate', metadata: { model: 'gpt-4o' } }),
+      hold('h2', 15),
+      hold('h3', 5),
+      { type: 'ReleaseHold', data: { userId, holdId: 'h3', transactionId: 'tx-r3', now } },
+      dispute('dp_1', 'open'),
+      dispute('dp_2', 'won'),
+    ],
+  );
+  const state = replay(events);
+  type Encoded = { lots: Record<string, unknown>[]; holds: Record<string, unknown>[]; endedHolds: unknown[]; disputes: Record<string, unknown>[] } & Record<string, unknown>;
+  const encoded = stored(tokenAccountSnapshot.encode(state)) as Encoded;
+  const [paidLot, grantLot] = encoded.lots as [Record<string, unknown>, Record<string, unknown>];
+  const [openDispute, wonDispute] = encoded.disputes as [Record<string, unknown>, Record<string, unknown>];
+  const [held, bare] = encoded.holds as [Record<string, unknown>, Record<string, unknown>];
+  const withLots = (...lots: unknown[]) => ({ ...encoded, lots });
+  const withHold = (change: Record<string, unknown>) => ({ ...encoded, holds: [{ ...held, ...change }, bare] });
+  const withDisputes = (...disputes: unknown[]) => ({ ...encoded, disputes });
+
+  it('starts from the state it claims: two lots, a hold reserving from both, one without metadata, a hold ended, an open and a won dispute', () => {
+    expect({ paidLot, grantLot, held, bare, endedHolds: encoded.endedHolds, disputes: encoded.disputes.map((item) => [item.disputeId, item.status]) }).toStrictEqual({
+      paidLot: expect.objectContaining({ lotId: 'buy', original: 100, remaining: 100, reserved: 45 }),
+      grantLot: expect.objectContaining({ lotId: 'grant', original: 10, remaining: 10, reserved: 10 }),
+      held: expect.objectContaining({ holdId: 'h1', amount: 40, metadata: { model: 'gpt-4o' }, reservations: [{ lotId: 'grant', amount: 10 }, { lotId: 'buy', amount: 30 }] }),
+      bare: { holdId: 'h2', amount: 15, description: null, expiresAt: '2026-11-24T12:15:00.000Z', createdAt: now.toISOString(), reservations: [{ lotId: 'buy', amount: 15 }] },
+      endedHolds: [['h3', 'released']],
+      disputes: [['dp_1', 'open'], ['dp_2', 'won']],
+    });
+  });
+
+  it('decodes to exactly the replayed state, no member added or dropped', () => {
+    expect(plain(tokenAccountSnapshot.decode(encoded))).toStrictEqual(plain(state));
+    // Purchases written before lots (no lot) or before holds (no heldAfter) keep exactly the members they had.
+    const before = replay([
+      { type: 'TokensPurchased', data: { userId, transactionId: 't1', paymentId: 'old-1', amount: 5, description: null, balanceAfter: 5, occurredAt: startedAt } },
+      { type: 'TokensPurchased', data: { userId, transactionId: 't2', paymentId: 'old-2', amount: 5, description: null, balanceAfter: 10, occurredAt: startedAt, heldAfter: 0 } },
+      { type: 'TokensPurchased', data: { userId, transactionId: 't3', paymentId: 'old-3', amount: 5, description: null, balanceAfter: 15, occurredAt: startedAt, lot: { lotId: 't3', priority: 100, expiresAt: null } } },
+    ]);
+    expect(plain(tokenAccountSnapshot.decode(stored(tokenAccountSnapshot.encode(before))))).toStrictEqual(plain(before));
+  });
+
+  it.each<[string, unknown]>([
+    ['a shortfall of BALANCE_MAX (all of a lost payment of the largest size, spent)', { ...encoded, shortfall: BALANCE_MAX }],
+    ['a hold whose description is exactly as long as allowed', withHold({ description: 'x'.repeat(DESCRIPTION_LENGTH_MAX) })],
+    ['a hold without metadata', withHold({ metadata: undefined })],
+  ])('accepts a snapshot with %s', (_name, value) => {
+    expect(() => tokenAccountSnapshot.decode(value)).not.toThrow();
+  });
+
+  it.each<[string, unknown, string]>([
+    ['a held total above the balance', { ...encoded, held: 111 }, 'held is not a valid held total'],
+    ['a held total as text', { ...encoded, held: '55' }, 'held is not a valid held total'],
+    ['a lotsCreated below 0', { ...encoded, lotsCreated: -1 }, 'lotsCreated is not a count'],
+    ['lots that are not a list', { ...encoded, lots: {} }, 'a collection is not a list'],
+    ['holds that are not a list', { ...encoded, holds: null }, 'a collection is not a list'],
+    ['ended holds that are not a list', { ...encoded, endedHolds: 'h3' }, 'a collection is not a list'],
+    ['a shortfall above BALANCE_MAX', { ...encoded, shortfall: BALANCE_MAX + 1 }, 'shortfall is not a count'],
+    ['disputes that are not a list', { ...encoded, disputes: {} }, 'disputes is not a list'],
+    // The totals: each damage leaves every lot and hold valid on its own.
+    ['a balance more than its lots hold', { ...encoded, balance: 111 }, 'lots do not add up to the balance'],
+    ['a balance of BALANCE_MAX its lots do not hold', { ...encoded, balance: BALANCE_MAX }, 'lots do not add up to the balance'],
+    ['a held total its holds do not add up to', { ...encoded, held: 54 }, 'holds do not add up to the held total'],
+    ['a lot reserving less than the holds set aside', withLots({ ...paidLot, reserved: 44 }, grantLot), 'reservations do not add up to the held total and pending refunds'],
+    ['the same lot twice', withLots(paidLot, paidLot, grantLot), 'buy appears twice'],
+    ['the same hold twice', { ...encoded, holds: [held, held] }, 'h1 appears twice'],
+    ['the same dispute twice', withDisputes(openDispute, openDispute), 'dp_1 appears twice'],
+    // Lots.
+    ['a lot that is not an object', withLots('buy', grantLot), 'lot is not an object'],
+    ['a lot whose id is not text', withLots({ ...paidLot, lotId: 1 }, grantLot), 'lot id or priority is not valid'],
+    ['a lot whose priority is out of range', withLots({ ...paidLot, priority: -1 }, grantLot), 'lot id or priority is not valid'],
+    ['a lot whose expiry is not a time', withLots({ ...paidLot, expiresAt: 'never' }, grantLot), 'lot expiresAt is not a time'],
+    ['a lot of an unknown source', withLots({ ...paidLot, source: 'gift' }, grantLot), 'lot source is not valid'],
+    ['a lot whose source is not text', withLots({ ...paidLot, source: 1 }, grantLot), 'lot source is not valid'],
+    ['a lot whose paymentId is not text', withLots({ ...paidLot, paymentId: 1 }, grantLot), 'lot paymentId is not valid'],
+    ['a lot whose sequence is not a count', withLots({ ...paidLot, sequence: 0.5 }, grantLot), 'lot amounts are not counts'],
+    ['a lot with more left than it was created with', withLots({ ...paidLot, original: 99 }, grantLot), 'lot amounts do not fit'],
+    // The paid lot's reservation moved to the grant lot: the totals still add up, the grant lot reserves 55 of its 10.
+    ['a lot reserving more than it has left', withLots({ ...paidLot, reserved: 0 }, { ...grantLot, reserved: 55 }), 'lot amounts do not fit'],
+    ['a lot with nothing left and nothing reserved (replay drops it)', withLots(paidLot, grantLot, { ...grantLot, lotId: 'spent', remaining: 0, reserved: 0 }), 'lot amounts do not fit'],
+    // Holds.
+    ['a hold that is not an object', { ...encoded, holds: ['h1'] }, 'hold is not an object'],
+    ['a hold of no tokens', withHold({ amount: 0 }), 'hold id or amount is not valid'],
+    ['a hold whose id is not text', withHold({ holdId: null }), 'hold id or amount is not valid'],
+    ['a hold whose description is too long', withHold({ description: 'x'.repeat(DESCRIPTION_LENGTH_MAX + 1) }), 'hold description is not valid'],
+    ['a hold whose description is not text', withHold({ description: 5 }), 'hold description is not valid'],
+    ['a hold with nested metadata', withHold({ metadata: { nested: { a: 1 } } }), 'hold metadata is not valid'],
+    ['a hold whose expiry is not a time', withHold({ expiresAt: 'later' }), 'hold times are not times'],
+    ['a hold whose creation is not a time', withHold({ createdAt: null }), 'hold times are not times'],
+    ['a hold whose reservations are not a list', withHold({ reservations: {} }), 'draws are not a list'],
+    ['a hold with a reservation that is not an object', withHold({ reservations: ['grant'] }), 'draw is not an object'],
+    ['a hold with a reservation of no tokens', withHold({ reservations: [{ lotId: 'grant', amount: 0 }, { lotId: 'buy', amount: 40 }] }), 'a draw is not valid'],
+    ['a hold with a reservation from a lot id that is not text', withHold({ reservations: [{ lotId: 3, amount: 10 }, { lotId: 'buy', amount: 30 }] }), 'a draw is not valid'],
+    ['a hold whose reservations do not add up to it', withHold({ reservations: [{ lotId: 'grant', amount: 10 }, { lotId: 'buy', amount: 29 }] }), 'hold reservations do not add up to its amount'],
+    // Ended holds.
+    ['an ended hold of an unknown end', { ...encoded, endedHolds: [['h3', 'cancelled']] }, 'an ended hold is not valid'],
+    ['an ended hold with a third member', { ...encoded, endedHolds: [['h3', 'released', 'settled']] }, 'an ended hold is not valid'],
+    ['an ended hold whose id is not text', { ...encoded, endedHolds: [[2, 'released']] }, 'an ended hold is not valid'],
+    ['an ended hold that is not a pair', { ...encoded, endedHolds: [{ h3: 'released' }] }, 'an ended hold is not valid'],
+    // Disputes.
+    ['a dispute that is not an object', withDisputes('dp_1', wonDispute), 'dispute is not an object'],
+    ['a dispute whose id is not text', withDisputes({ ...openDispute, disputeId: 1 }, wonDispute), 'dispute ids are not valid'],
+    ['a dispute of a payment the snapshot does not know', withDisputes({ ...openDispute, paymentId: 'pay-9' }, wonDispute), 'dispute ids are not valid'],
+    ['a dispute of an unknown status', withDisputes({ ...openDispute, status: 'pending' }, wonDispute), 'dispute status is not a status'],
+    ['an open dispute with a close time', withDisputes({ ...openDispute, closedAt: now.toISOString() }, wonDispute), 'dispute times are not valid'],
+    ['a closed dispute without a close time', withDisputes(openDispute, { ...wonDispute, closedAt: null }), 'dispute times are not valid'],
+    ['a dispute whose opening is not a time', withDisputes({ ...openDispute, openedAt: 'today' }, wonDispute), 'dispute times are not valid'],
+    ['a dispute whose close is not a time', withDisputes(openDispute, { ...wonDispute, closedAt: 'today' }), 'dispute times are not valid'],
+  ])('rejects a snapshot with %s, naming what is wrong', (_name, value, reason) => {
+    expectRefused(value, reason);
+  });
+
+  // A lost dispute that owes 70 (70 of the 100 tokens were spent), then a grant that covers 20 of it.
+  const owing = decided(paid, [{ type: 'UseTokens', data: { userId, amount: 70, description: null, transactionId: 'use', now } }, dispute('dp_1', 'lost')]);
+  const covered = decided(owing, [{ type: 'GrantTokens', data: { userId, amount: 20, reason: 'Goodwill', priority: 10, expiresAt: null, transactionId: 'grant-2', now } }]);
+  const upTo = (history: readonly TokenAccountEvent[], type: TokenAccountEvent['type']) => history.slice(0, history.findIndex((event) => event.type === type) + 1);
+  const setDispute =
+    (disputeId: string, status: DisputeStatus, closedAt: string | null) =>
+    (state: TokenAccountState): TokenAccountState => ({ ...state, disputes: state.disputes.map((item) => (item.disputeId === disputeId ? { ...item, status, closedAt } : item)) });
+
+  it.each<[string, string, readonly TokenAccountEvent[], (state: TokenAccountState) => TokenAccountState]>([
+    ['the shortfall', 'the close of a lost dispute', upTo(owing, 'PaymentDisputeClosed'), (state) => ({ ...state, shortfall: state.shortfall + 1 })],
+    ['the shortfall', 'a cover of the shortfall', upTo(covered, 'ShortfallCovered'), (state) => ({ ...state, shortfall: state.shortfall - 1 })],
+    ['the status of the dispute', 'the close of a lost dispute', upTo(owing, 'PaymentDisputeClosed'), setDispute('dp_1', 'open', null)],
+    ['the status of the dispute', 'the close of a won dispute', upTo(events, 'PaymentDisputeClosed'), setDispute('dp_2', 'lost', now.toISOString())],
+    ['the status of the dispute', 'the opening of a dispute', upTo(events, 'PaymentDisputeOpened'), setDispute('dp_1', 'won', now.toISOString())],
+    ['the dispute itself (unknown)', 'the opening of a dispute', upTo(events, 'PaymentDisputeOpened'), (state) => ({ ...state, disputes: state.disputes.clear() })],
+    ['the held total', 'a hold', upTo(events, 'TokensHeld'), (state) => ({ ...state, held: state.held - 1 })],
+    ['the held total', 'the release of a hold', upTo(events, 'HoldReleased'), (state) => ({ ...state, held: state.held + 1 })],
+  ])('disagrees, by %s alone, with %s it claims to follow', (_member, _event, history, damage) => {
+    const last = history.at(-1) as TokenAccountEvent;
+    expect([tokenAccountSnapshot.agreesWith(replay(history), last), tokenAccountSnapshot.agreesWith(damage(replay(history)), last)]).toEqual([true, false]);
+  });
+});
+
+/** The state as plain data, each map as an object by its key. */
+function plain(state: TokenAccountState): Record<string, unknown> {
+  return {
+    ...state,
+    purchases: state.purchases.toJS(),
+    payments: state.payments.toJS(),
+    lots: state.lots.toJS(),
+    holds: state.holds.toJS(),
+    endedHolds: state.endedHolds.toJS(),
+    disputes: state.disputes.toJS(),
+  };
+}
