@@ -135,6 +135,10 @@ describe('holds: what a refused command tells the client (code, details and the 
       .given([funded, held])
       .when(hold({ amount: 41 }))
       .thenThrows('HOLD_ID_REUSED', { holdId }, `hold ${holdId} was already placed with another amount, description or metadata, or has ended`);
+    spec
+      .given([funded, held])
+      .when(hold({ holdId: 'other', amount: 61 }))
+      .thenThrows('INSUFFICIENT_AVAILABLE_BALANCE', { balance: 100, held: 40, available: 60, requested: 61 }, 'the available balance 60 is less than the 61 tokens requested');
   });
 
   it('tells the client why a settle or a release is refused', () => {

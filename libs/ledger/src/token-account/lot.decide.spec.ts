@@ -206,6 +206,15 @@ describe('lots: expiry', () => {
     expect(stateOf(expired).lots.size).toBe(0);
   });
 
+  it('expires the lots due together in draw-down order, whatever order they were credited in', () => {
+    const events = history([grant('late', 20, { expiresAt: inDays(20) }), grant('early', 10, { expiresAt: inDays(10) })]);
+    const expired = tokenAccountDecider.decide(expireCredits(inDays(30)), stateOf(events));
+    expect(expired.map((event) => (event.type === 'LotExpired' ? [event.data.lotId, event.data.balanceAfter] : event.type))).toEqual([
+      ['early', 20],
+      ['late', 0],
+    ]);
+  });
+
   it('leaves the part a hold set aside with the hold; the rest expires, and what the hold gives back expires after it', () => {
     const events = history([grant('promo', 20, { expiresAt: inDays(10) }), hold('h', 15, 30 * 86_400), expireCredits(inDays(10))]);
     expect(events[2]).toMatchObject({ type: 'LotExpired', data: { amount: 5, balanceAfter: 15, heldAfter: 15 } });
