@@ -271,6 +271,14 @@ describe('holds: expiry at the exact instant', () => {
     spec.given([funded, held]).when(use(100, justBefore)).thenThrows('INSUFFICIENT_AVAILABLE_BALANCE', { available: 60 });
   });
 
+  it('expires a hold that is due while another is still active, and refuses to settle it', () => {
+    const placed = history([hold({ holdId: 'short', amount: 10, ttlSeconds: 60 }), hold({ holdId: 'long', amount: 20, ttlSeconds: 7200 })]);
+    const at = after(600);
+    const due = tokenAccountDecider.decide({ type: 'ExpireCredits', data: { userId, transactionId: 'tx-job', now: at } }, fold(tokenAccountDecider, tokenAccountDecider.initialState, placed));
+    expect(due).toEqual([expect.objectContaining({ type: 'HoldExpired', data: expect.objectContaining({ holdId: 'short', heldAfter: 20 }) as unknown })]);
+    spec.given(placed).when({ ...settle(10, at), data: { ...settle(10, at).data, holdId: 'short' } }).thenThrows('HOLD_NOT_ACTIVE', { holdId: 'short', holdStatus: 'expired' });
+  });
+
   it('is recorded by ExpireCredits at or after expiresAt, and not before', () => {
     spec.given([funded, held]).when({ type: 'ExpireCredits', data: { userId, transactionId: 'tx-job', now: expiry } }).then([expired]);
     spec.given([funded, held]).when({ type: 'ExpireCredits', data: { userId, transactionId: 'tx-job', now: justBefore } }).thenNothing();

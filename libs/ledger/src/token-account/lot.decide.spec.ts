@@ -213,6 +213,8 @@ describe('lots: expiry', () => {
       ['early', 20],
       ['late', 0],
     ]);
+    // Each expiry is a ledger transaction of its own.
+    expect(new Set(expired.map((event) => (event.type === 'LotExpired' ? event.data.transactionId : event.type))).size).toBe(2);
   });
 
   it('leaves the part a hold set aside with the hold; the rest expires, and what the hold gives back expires after it', () => {
@@ -273,9 +275,10 @@ describe('lots: refunds take back the purchase’s own lot', () => {
   const refund: RefundPayment = { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 'R-1', transactionId: 'tx-refund', now } };
   const request: RequestRefund = { type: 'RequestRefund', data: { userId, paymentId, now } };
 
-  it('credits a capture to a lot on the package terms', () => {
+  it('credits a capture to a lot on the package terms, which remembers the payment it came from', () => {
     const events = history([initiate, capture({ priority: 50, expiresInDays: 365 })]);
     expect(events[2]).toMatchObject({ type: 'TokensPurchased', data: { lot: { lotId: 'lot-bought', priority: 50, expiresAt: inDays(365).toISOString() } } });
+    expect(stateOf(events).lots.get('lot-bought')).toMatchObject({ source: 'purchase', paymentId });
   });
 
   it('refunds a purchase whose lot is whole, from that lot, even when other credit was spent', () => {
