@@ -116,9 +116,35 @@ describe('holds: HoldTokens', () => {
 
   it(`refuses hold number ${ACTIVE_HOLDS_MAX + 1} while ${ACTIVE_HOLDS_MAX} are active, and accepts it once one ended`, () => {
     const full = history(Array.from({ length: ACTIVE_HOLDS_MAX }, (_, index) => hold({ holdId: `h-${index}`, amount: 1 })));
-    spec.given(full).when(hold({ amount: 1 })).thenThrows('HOLD_LIMIT_REACHED', { active: ACTIVE_HOLDS_MAX, max: ACTIVE_HOLDS_MAX });
+    spec
+      .given(full)
+      .when(hold({ amount: 1 }))
+      .thenThrows('HOLD_LIMIT_REACHED', { active: ACTIVE_HOLDS_MAX, max: ACTIVE_HOLDS_MAX }, `the account has ${ACTIVE_HOLDS_MAX} active holds, the most it may have`);
     const [placed] = tokenAccountDecider.decide(hold({ amount: 1 }), fold(tokenAccountDecider, tokenAccountDecider.initialState, history([release(now, 'h-0')], full)));
     expect(placed?.type).toBe('TokensHeld');
+  });
+});
+
+describe('holds: what a refused command tells the client (code, details and the problem detail)', () => {
+  it('tells the client why a hold is refused', () => {
+    spec
+      .given([funded])
+      .when(hold({ ttlSeconds: 0, ttlSecondsMax: 3600 }))
+      .thenThrows('HOLD_TTL_OUT_OF_RANGE', { expiresInSeconds: 0, min: 1, max: 3600 }, 'expiresInSeconds must be an integer from 1 to 3600');
+    spec
+      .given([funded, held])
+      .when(hold({ amount: 41 }))
+      .thenThrows('HOLD_ID_REUSED', { holdId }, `hold ${holdId} was already placed with another amount, description or metadata, or has ended`);
+    spec
+      .given([funded, held])
+      .when(hold({ holdId: 'other', amount: 61 }))
+      .thenThrows('INSUFFICIENT_AVAILABLE_BALANCE', { balance: 100, held: 40, available: 60, requested: 61 }, 'the available balance 60 is less than the 61 tokens requested');
+  });
+
+  it('tells the client why a settle or a release is refused', () => {
+    spec.given([funded, held]).when(settle(41)).thenThrows('SETTLE_EXCEEDS_HOLD', { holdId, held: 40, requested: 41 }, `a settle of 41 exceeds the 40 tokens of hold ${holdId}`);
+    spec.given(history([hold(), release()])).when(settle(10)).thenThrows('HOLD_NOT_ACTIVE', { holdId, holdStatus: 'released' }, `hold ${holdId} is released`);
+    spec.given([funded]).when(release()).thenThrows('HOLD_NOT_FOUND', { holdId }, `hold ${holdId} is not active on this account and has not ended recently`);
   });
 });
 
@@ -245,6 +271,14 @@ describe('holds: expiry at the exact instant', () => {
     spec.given([funded, held]).when(use(100, justBefore)).thenThrows('INSUFFICIENT_AVAILABLE_BALANCE', { available: 60 });
   });
 
+  it('expires a hold that is due while another is still active, and refuses to settle it', () => {
+    const placed = history([hold({ holdId: 'short', amount: 10, ttlSeconds: 60 }), hold({ holdId: 'long', amount: 20, ttlSeconds: 7200 })]);
+    const at = after(600);
+    const due = tokenAccountDecider.decide({ type: 'ExpireCredits', data: { userId, transactionId: 'tx-job', now: at } }, fold(tokenAccountDecider, tokenAccountDecider.initialState, placed));
+    expect(due).toEqual([expect.objectContaining({ type: 'HoldExpired', data: expect.objectContaining({ holdId: 'short', heldAfter: 20 }) as unknown })]);
+    spec.given(placed).when({ ...settle(10, at), data: { ...settle(10, at).data, holdId: 'short' } }).thenThrows('HOLD_NOT_ACTIVE', { holdId: 'short', holdStatus: 'expired' });
+  });
+
   it('is recorded by ExpireCredits at or after expiresAt, and not before', () => {
     spec.given([funded, held]).when({ type: 'ExpireCredits', data: { userId, transactionId: 'tx-job', now: expiry } }).then([expired]);
     spec.given([funded, held]).when({ type: 'ExpireCredits', data: { userId, transactionId: 'tx-job', now: justBefore } }).thenNothing();
@@ -254,11 +288,15 @@ describe('holds: expiry at the exact instant', () => {
 
 describe('holds: the order of expiries due together', () => {
   it('expires the holds due at one instant earliest expiry first, then by hold id, whatever order they were placed in', () => {
-    // Placed: z (expires last), b and a (expire together, earlier); all three are due an hour later.
-    const placed = history([hold({ holdId: 'z', amount: 1, ttlSeconds: 600 }), hold({ holdId: 'b', amount: 1, ttlSeconds: 300 }), hold({ holdId: 'a', amount: 1, ttlSeconds: 300 })]);
-    const due = tokenAccountDecider.decide({ type: 'ExpireCredits', data: { userId, transactionId: 'tx-job', now: after(3600) } }, fold(tokenAccountDecider, tokenAccountDecider.initialState, placed));
-    expect(due.map((event) => (event.type === 'HoldExpired' ? event.data.holdId : event.type))).toEqual(['a', 'b', 'z']);
-    expect(due.map((event) => (event.type === 'HoldExpired' ? event.data.heldAfter : undefined))).toEqual([2, 1, 0]);
+    // z expires last; a and b expire together, earlier; all three are due an hour later. Placed in
+    // both orders of a and b, so that neither the order of placing nor a comparison of ids that
+    // always answers "before" gives the order by id.
+    for (const order of [['z', 'b', 'a'], ['z', 'a', 'b']]) {
+      const placed = history(order.map((id) => hold({ holdId: id, amount: 1, ttlSeconds: id === 'z' ? 600 : 300 })));
+      const due = tokenAccountDecider.decide({ type: 'ExpireCredits', data: { userId, transactionId: 'tx-job', now: after(3600) } }, fold(tokenAccountDecider, tokenAccountDecider.initialState, placed));
+      expect(due.map((event) => (event.type === 'HoldExpired' ? event.data.holdId : event.type))).toEqual(['a', 'b', 'z']);
+      expect(due.map((event) => (event.type === 'HoldExpired' ? event.data.heldAfter : undefined))).toEqual([2, 1, 0]);
+    }
   });
 });
 

@@ -1,5 +1,5 @@
 import { fold } from '../decider.js';
-import { GRANT_PRIORITY_DEFAULT, LIVE_LOTS_MAX, LOT_PRIORITY_DEFAULT, LOT_PRIORITY_MAX, REASON_LENGTH_MAX } from '../ledger.limits.js';
+import { GRANT_PRIORITY_DEFAULT, LIVE_LOTS_MAX, LOT_PRIORITY_DEFAULT, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, REASON_LENGTH_MAX } from '../ledger.limits.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import type { ExpireCredits, GrantTokens, HoldTokens, SettleHold, VoidGrant } from './hold.commands.js';
 import { OPENING_LOT_ID, compareDrawOrder, derivedTransactionId, drawDown, type Lot } from './lot.state.js';
@@ -163,9 +163,23 @@ describe('lots: GrantTokens', () => {
     spec.given([]).when(grant('promo', 0)).thenThrows('AMOUNT_OUT_OF_RANGE');
   });
 
+  it('tells the client why a grant is refused (the problem detail)', () => {
+    spec
+      .given([])
+      .when(grant('promo', 20, { priority: -1 }))
+      .thenThrows('LOT_PRIORITY_OUT_OF_RANGE', { priority: -1, min: LOT_PRIORITY_MIN, max: LOT_PRIORITY_MAX }, `priority must be an integer from ${LOT_PRIORITY_MIN} to ${LOT_PRIORITY_MAX}`);
+    spec
+      .given([])
+      .when(grant('promo', 20, { expiresAt: now }))
+      .thenThrows('LOT_EXPIRY_OUT_OF_RANGE', { expiresAt: now.toISOString(), now: now.toISOString() }, 'expiresAt must be a valid time after now');
+  });
+
   it(`refuses a credit once the account has ${LIVE_LOTS_MAX} lots with tokens left`, () => {
     const full = history(Array.from({ length: LIVE_LOTS_MAX }, (_, index) => buy(`lot-${index}`, 1)));
-    spec.given(full).when(grant('promo', 1)).thenThrows('LOT_LIMIT_REACHED', { live: LIVE_LOTS_MAX, max: LIVE_LOTS_MAX });
+    spec
+      .given(full)
+      .when(grant('promo', 1))
+      .thenThrows('LOT_LIMIT_REACHED', { live: LIVE_LOTS_MAX, max: LIVE_LOTS_MAX }, `the account has ${LIVE_LOTS_MAX} credit lots with tokens left, the most it may have`);
     spec.given(full).when(buy('one-more', 1)).thenThrows('LOT_LIMIT_REACHED');
     spec.given(full).when({ type: 'AdjustTokens', data: { userId, amount: 1, reason: 'Goodwill', transactionId: 'adj', now } }).thenThrows('LOT_LIMIT_REACHED');
     // A spent lot leaves, and makes room.
@@ -225,6 +239,17 @@ describe('lots: expiry', () => {
     expect(stateOf(expired).lots.size).toBe(0);
   });
 
+  it('expires the lots due together in draw-down order, whatever order they were credited in', () => {
+    const events = history([grant('late', 20, { expiresAt: inDays(20) }), grant('early', 10, { expiresAt: inDays(10) })]);
+    const expired = tokenAccountDecider.decide(expireCredits(inDays(30)), stateOf(events));
+    expect(expired.map((event) => (event.type === 'LotExpired' ? [event.data.lotId, event.data.balanceAfter] : event.type))).toEqual([
+      ['early', 20],
+      ['late', 0],
+    ]);
+    // Each expiry is a ledger transaction of its own.
+    expect(new Set(expired.map((event) => (event.type === 'LotExpired' ? event.data.transactionId : event.type))).size).toBe(2);
+  });
+
   it('leaves the part a hold set aside with the hold; the rest expires, and what the hold gives back expires after it', () => {
     const events = history([grant('promo', 20, { expiresAt: inDays(10) }), hold('h', 15, 30 * 86_400), expireCredits(inDays(10))]);
     expect(events[2]).toMatchObject({ type: 'LotExpired', data: { amount: 5, balanceAfter: 15, heldAfter: 15 } });
@@ -261,11 +286,11 @@ describe('lots: VoidGrant', () => {
       ]);
   });
 
-  it('refuses a lot that is not a grant, one with nothing left, one held, and a blank reason', () => {
+  it('refuses a lot that is not a grant, one with nothing left, one held, and a blank reason, and tells the client why', () => {
     const events = history([buy('paid', 100), grant('promo', 20)]);
-    spec.given(events).when(voidGrant('paid')).thenThrows('LOT_NOT_A_GRANT', { lotId: 'paid', source: 'purchase' });
-    spec.given(history([use(20)], events)).when(voidGrant('promo')).thenThrows('LOT_NOT_FOUND', { lotId: 'promo' });
-    spec.given(history([hold('h', 5)], events)).when(voidGrant('promo')).thenThrows('LOT_HELD', { lotId: 'promo', reserved: 5 });
+    spec.given(events).when(voidGrant('paid')).thenThrows('LOT_NOT_A_GRANT', { lotId: 'paid', source: 'purchase' }, 'lot paid comes from a purchase; only grants can be voided');
+    spec.given(history([use(20)], events)).when(voidGrant('promo')).thenThrows('LOT_NOT_FOUND', { lotId: 'promo' }, 'lot promo has no tokens left on this account');
+    spec.given(history([hold('h', 5)], events)).when(voidGrant('promo')).thenThrows('LOT_HELD', { lotId: 'promo', reserved: 5 }, '5 tokens of lot promo are held');
     spec.given(events).when(voidGrant('promo', { reason: '' })).thenThrows('REASON_REQUIRED');
   });
 });
@@ -283,9 +308,10 @@ describe('lots: refunds take back the purchase’s own lot', () => {
   const refund: RefundPayment = { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 'R-1', transactionId: 'tx-refund', now } };
   const request: RequestRefund = { type: 'RequestRefund', data: { userId, paymentId, now } };
 
-  it('credits a capture to a lot on the package terms', () => {
+  it('credits a capture to a lot on the package terms, which remembers the payment it came from', () => {
     const events = history([initiate, capture({ priority: 50, expiresInDays: 365 })]);
     expect(events[2]).toMatchObject({ type: 'TokensPurchased', data: { lot: { lotId: 'lot-bought', priority: 50, expiresAt: inDays(365).toISOString() } } });
+    expect(stateOf(events).lots.get('lot-bought')).toMatchObject({ source: 'purchase', paymentId });
   });
 
   it('refunds a purchase whose lot is whole, from that lot, even when other credit was spent', () => {

@@ -110,9 +110,9 @@ export function endHold(
     for (const reservation of hold.reservations) {
       const lot = map.get(reservation.lotId);
       invariant(lot !== undefined && lot.reserved >= reservation.amount, `hold ${hold.holdId} returns ${reservation.amount} to lot ${reservation.lotId} that holds less`);
-      const reserved = lot.reserved - reservation.amount;
-      if (lot.remaining === 0 && reserved === 0) map.delete(lot.lotId);
-      else map.set(lot.lotId, { ...lot, reserved });
+      // Returning a reservation empties no lot: a lot in the state always has tokens (`remaining`, at
+      // least `reserved`, which this reservation is part of); a debit that empties one removes it.
+      map.set(lot.lotId, { ...lot, reserved: lot.reserved - reservation.amount });
     }
   });
   return { ...state, held, lots, holds: state.holds.delete(hold.holdId), endedHolds: state.endedHolds.with(hold.holdId, end, ENDED_HOLDS_REMEMBERED_MAX) };
@@ -122,7 +122,6 @@ export function endHold(
 export function reserveInLot(state: TokenAccountState, lotId: string, amount: number): TokenAccountState {
   const lot = state.lots.get(lotId);
   invariant(lot !== undefined && lot.reserved + amount >= 0 && lot.reserved + amount <= lot.remaining, `a refund reserves ${amount} tokens of lot ${lotId} that cannot hold them`);
-  const reserved = lot.reserved + amount;
-  if (lot.remaining === 0 && reserved === 0) return { ...state, lots: state.lots.delete(lotId) };
-  return { ...state, lots: state.lots.set(lotId, { ...lot, reserved }) };
+  // Only `reserved` changes, so the lot keeps its tokens (see endHold).
+  return { ...state, lots: state.lots.set(lotId, { ...lot, reserved: lot.reserved + amount }) };
 }

@@ -350,3 +350,49 @@ describe('token account: evolve refuses a corrupt hold, grant, refund or dispute
     return { type: 'TokensUsed', data: { userId, transactionId: 'tu', amount, description: null, balanceAfter, occurredAt: at, draws: [{ lotId, amount }], heldAfter: 0 } };
   }
 });
+
+describe('token account: evolve refuses a corrupt credit, debit, hold or hold end', () => {
+  const lotTerms = (lotId: string) => ({ lotId, priority: 100, expiresAt: null });
+  const bought = (transactionId: string, amount: number, balanceAfter: number): TokenAccountEvent => ({
+    type: 'TokensPurchased',
+    data: { userId, transactionId, paymentId: `pay-${transactionId}`, amount, description: null, balanceAfter, heldAfter: 0, occurredAt: at, lot: lotTerms(transactionId) },
+  });
+  const used = (amount: number, balanceAfter: number, draws: readonly { lotId: string; amount: number }[], heldAfter = 0): TokenAccountEvent => ({
+    type: 'TokensUsed',
+    data: { userId, transactionId: 'tu', amount, description: null, balanceAfter, heldAfter, occurredAt: at, draws },
+  });
+  const held = (amount: number, draws: readonly { lotId: string; amount: number }[], totals: { balanceAfter: number; heldAfter: number }): TokenAccountEvent => ({
+    type: 'TokensHeld',
+    data: { userId, holdId: 'h', amount, description: null, expiresAt: '2026-11-24T12:00:00.000Z', draws, ...totals, occurredAt: at },
+  });
+  const released = (amount: number, totals: { balanceAfter: number; heldAfter: number }): TokenAccountEvent => ({
+    type: 'HoldReleased',
+    data: { userId, holdId: 'h', amount, ...totals, occurredAt: at },
+  });
+  // Two lots of 50; 30 of lot a spent: a has 20 free, b 50, the balance is 70.
+  const funded = [bought('a', 50, 50), bought('b', 50, 100), used(30, 70, [{ lotId: 'a', amount: 30 }])];
+  const holding = [...funded, held(40, [{ lotId: 'b', amount: 40 }], { balanceAfter: 70, heldAfter: 40 })];
+
+  it('replays the valid stream these cases break', () => {
+    expect(replay([...holding, released(40, { balanceAfter: 70, heldAfter: 0 })])).toMatchObject({ balance: 70, held: 0 });
+    expect(replay([bought('max', BALANCE_MAX, BALANCE_MAX)]).balance).toBe(BALANCE_MAX);
+  });
+
+  it.each<[string, readonly TokenAccountEvent[]]>([
+    ['a credit past the maximum balance', [bought('max', BALANCE_MAX, BALANCE_MAX), bought('one', 1, BALANCE_MAX + 1)]],
+    ['a credit of no tokens', [...funded, bought('c', 0, 70)]],
+    ['a debit of no tokens', [...funded, used(0, 70, [])]],
+    ['a debit drawing 0 from one lot', [...funded, used(10, 60, [{ lotId: 'a', amount: 0 }, { lotId: 'b', amount: 10 }])]],
+    ['a debit drawing a fraction of a token', [...funded, used(10, 60, [{ lotId: 'a', amount: 9.5 }, { lotId: 'b', amount: 0.5 }])]],
+    ['a hold of no tokens', [...funded, held(0, [], { balanceAfter: 70, heldAfter: 0 })]],
+    ['a hold recording another balance', [...funded, held(40, [{ lotId: 'b', amount: 40 }], { balanceAfter: 71, heldAfter: 40 })]],
+    ['a hold reserving 0 of one lot', [...funded, held(40, [{ lotId: 'a', amount: 0 }, { lotId: 'b', amount: 40 }], { balanceAfter: 70, heldAfter: 40 })]],
+    ['a hold reserving more of a lot than it has free', [...funded, held(40, [{ lotId: 'a', amount: 40 }], { balanceAfter: 70, heldAfter: 40 })]],
+    ['the end of a hold recording another amount than the hold', [...holding, released(39, { balanceAfter: 70, heldAfter: 0 })]],
+    ['the end of a hold recording another held total', [...holding, released(40, { balanceAfter: 70, heldAfter: 40 })]],
+    ['the end of a hold recording another balance', [...holding, released(40, { balanceAfter: 69, heldAfter: 0 })]],
+  ])('%s', (_, events) => {
+    expect(() => replay(events.slice(0, -1))).not.toThrow();
+    expect(() => replay(events)).toThrow(LedgerInvariantViolation);
+  });
+});
