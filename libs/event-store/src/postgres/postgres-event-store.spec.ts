@@ -143,3 +143,38 @@ describe('PostgreSQL event store: $all under interleaved transactions', () => {
     expect(received).toEqual(['First', 'Second']);
   });
 });
+
+describe('PostgreSQL event store: a lost append connection', () => {
+  let database: TestDatabase;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+  });
+
+  afterAll(async () => {
+    await database.drop();
+  });
+
+  it('is reported to onError while idle, and the next append gets a fresh connection', async () => {
+    const errors: Error[] = [];
+    const store = new PostgresEventStore(database.pool, { connectionString: database.url, onError: (error) => errors.push(error) });
+    try {
+      const stream = `lost-${randomUUID()}`;
+      await store.append(stream, [{ id: randomUUID(), type: 'Before', data: {} }], { expectedRevision: 'no_stream' });
+      const killed = await database.pool.query<{ pid: number }>(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'token-ledger append'",
+      );
+      expect(killed.rows.length).toBeGreaterThan(0);
+      await database.pool.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [killed.rows.map((row) => row.pid)]);
+      const deadline = Date.now() + 5_000;
+      while (errors.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      // Unreported, a lost idle connection would end the process (pg emits 'error' with no listener).
+      expect(errors.length).toBeGreaterThan(0);
+      expect(errors.every((error) => error instanceof Error)).toBe(true);
+      await store.append(stream, [{ id: randomUUID(), type: 'After', data: {} }], { expectedRevision: 0n });
+      expect((await store.readStream(stream)).map((recorded) => recorded.type)).toEqual(['Before', 'After']);
+    } finally {
+      await store.close();
+    }
+  });
+});
