@@ -45,6 +45,11 @@ describe('ledger errors', () => {
     expect(new LedgerError('PAYMENT_NOT_FOUND', 'gone').details).toEqual({});
   });
 
+  it('names its class where it is logged (a rejection and a corrupt stream must not read alike)', () => {
+    expect(String(new LedgerError('PAYMENT_NOT_FOUND', 'gone'))).toBe('LedgerError: gone');
+    expect(String(new LedgerInvariantViolation('a balance below zero'))).toBe('LedgerInvariantViolation: a balance below zero');
+  });
+
   it('asserts an invariant by throwing only when it does not hold', () => {
     expect(() => invariant(true, 'holds')).not.toThrow();
     expect(() => invariant(false, 'a balance below zero')).toThrow(new LedgerInvariantViolation('a balance below zero'));

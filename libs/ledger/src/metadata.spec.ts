@@ -1,4 +1,4 @@
-import { METADATA_KEYS_MAX, METADATA_STRING_LENGTH_MAX, metadataViolation, sameMetadata } from './metadata.js';
+import { METADATA_KEY_LENGTH_MAX, METADATA_KEYS_MAX, METADATA_STRING_LENGTH_MAX, metadataViolation, sameMetadata } from './metadata.js';
 
 const ruleOf = (value: unknown) => metadataViolation(value)?.rule ?? null;
 
@@ -15,12 +15,13 @@ describe('metadata rules', () => {
 
   it.each([
     ['null', null],
+    ['undefined', undefined],
     ['an array', ['a']],
     ['a string', 'model=gpt'],
     ['a number', 5],
     ['an object with another prototype', new Date(0)],
   ])('refuses %s as metadataObject', (_, value) => {
-    expect(ruleOf(value)).toBe('metadataObject');
+    expect(metadataViolation(value)).toEqual({ rule: 'metadataObject', field: 'metadata', message: 'metadata must be an object of strings, numbers and booleans' });
   });
 
   it('refuses more than the most keys as metadataKeysMax', () => {
@@ -32,6 +33,15 @@ describe('metadata rules', () => {
     expect(ruleOf({ [key]: 1 })).toBe('metadataKey');
   });
 
+  it('names the refused key in its message, cut one character past the longest allowed', () => {
+    const key = `k${'x'.repeat(60)}`;
+    expect(metadataViolation({ [key]: 1 })).toEqual({
+      rule: 'metadataKey',
+      field: 'metadata',
+      message: `metadata keys must be 1 to ${METADATA_KEY_LENGTH_MAX} characters: a letter, then letters, digits, _ . : or - ("${key.slice(0, 41)}" is not)`,
+    });
+  });
+
   it.each([
     ['a nested object', { deep: { a: 1 } }],
     ['an array', [1, 2]],
@@ -39,11 +49,19 @@ describe('metadata rules', () => {
     ['NaN', Number.NaN],
     ['Infinity', Number.POSITIVE_INFINITY],
   ])('refuses %s as a value (metadataValueType), naming the key', (_, value) => {
-    expect(metadataViolation({ model: 'ok', bad: value })).toMatchObject({ rule: 'metadataValueType', field: 'metadata.bad' });
+    expect(metadataViolation({ model: 'ok', bad: value })).toEqual({
+      rule: 'metadataValueType',
+      field: 'metadata.bad',
+      message: 'metadata.bad must be a string, a finite number or a boolean (no objects, arrays or null)',
+    });
   });
 
   it('refuses a string one character too long as metadataValueLength', () => {
-    expect(metadataViolation({ prompt: 'x'.repeat(METADATA_STRING_LENGTH_MAX + 1) })).toMatchObject({ rule: 'metadataValueLength', field: 'metadata.prompt' });
+    expect(metadataViolation({ prompt: 'x'.repeat(METADATA_STRING_LENGTH_MAX + 1) })).toEqual({
+      rule: 'metadataValueLength',
+      field: 'metadata.prompt',
+      message: `metadata.prompt must be at most ${METADATA_STRING_LENGTH_MAX} characters`,
+    });
   });
 
   it.each([
@@ -51,7 +69,7 @@ describe('metadata rules', () => {
     ['a lone high surrogate', 'a\uD800'],
     ['a lone low surrogate', '\uDC00b'],
   ])('refuses %s in a string as metadataValueText', (_, text) => {
-    expect(ruleOf({ text })).toBe('metadataValueText');
+    expect(metadataViolation({ text })).toEqual({ rule: 'metadataValueText', field: 'metadata.text', message: 'metadata.text must not contain NUL or unpaired surrogate characters' });
   });
 
   it('compares entries, not key order', () => {
