@@ -9,6 +9,7 @@ import { tokenAccountDecider } from './token-account.decider.js';
 import type { TokenAccountEvent } from './token-account.events.js';
 import { tokenAccountSnapshot } from './token-account.snapshot.js';
 import { availableBalance, type TokenAccountState } from './token-account.state.js';
+import { plainState } from '../testing/plain-state.js';
 
 /*
  * Random command sequences, with the clock moving between commands, against the invariants an
@@ -219,22 +220,6 @@ function replay(events: readonly TokenAccountEvent[]): TokenAccountState {
   return fold(tokenAccountDecider, tokenAccountDecider.initialState, events);
 }
 
-/** The state as plain data, to compare two states whatever their maps' insertion order. */
-function plain(state: TokenAccountState) {
-  return {
-    balance: state.balance,
-    held: state.held,
-    reservedForRefunds: state.reservedForRefunds,
-    purchases: state.purchases.toJS(),
-    payments: state.payments.toJS(),
-    lots: state.lots.toJS(),
-    holds: state.holds.toJS(),
-    endedHolds: state.endedHolds.toJS(),
-    disputes: state.disputes.toJS(),
-    shortfall: state.shortfall,
-  };
-}
-
 /**
  * Signed tokens an event moves: credits positive, debits negative (a lot's expiry and a voided grant
  * too), a settle its settled amount (ADR 0028); payment lifecycle events, refund requests (a
@@ -299,8 +284,8 @@ function expectInvariants(state: TokenAccountState, history: readonly TokenAccou
     ),
     disputedTokens: sumOf('PaymentDisputeClosed'),
     spendableWhileOwing: state.shortfall > 0 ? available - state.held : 0,
-    replayed: plain(replay(stored)),
-    snapshot: plain(snapshot),
+    replayed: plainState(replay(stored)),
+    snapshot: plainState(snapshot),
     snapshotAgreesWithLastEvent: last === undefined ? true : tokenAccountSnapshot.agreesWith(snapshot, last),
   }).toEqual({
     balance: history.reduce((sum, event) => sum + tokensMoved(event), 0),
@@ -313,8 +298,8 @@ function expectInvariants(state: TokenAccountState, history: readonly TokenAccou
     takenBackPerPayment: payments.map((payment) => payment.tokensDebited ?? 0),
     disputedTokens: sumOf('TokensChargedBack') + sumOf('ShortfallCovered') + BigInt(state.shortfall),
     spendableWhileOwing: 0,
-    replayed: plain(state),
-    snapshot: plain(state),
+    replayed: plainState(state),
+    snapshot: plainState(state),
     snapshotAgreesWithLastEvent: true,
   });
 }

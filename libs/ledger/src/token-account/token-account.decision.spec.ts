@@ -7,25 +7,13 @@ import { decideTokenAccount, decideTokenAccountWithState } from './token-account
 import { tokenAccountDecider } from './token-account.decider.js';
 import type { TokenAccountEvent } from './token-account.events.js';
 import type { TokenAccountState } from './token-account.state.js';
+import { plainState } from '../testing/plain-state.js';
 
 /**
  * `decideTokenAccountWithState` gives the command path the state after the decided events, which it
  * keeps instead of folding them again: that state must be exactly the fold of those events.
  */
 const userId = '11111111-1111-4111-8111-111111111111';
-
-/** Every member of the state as plain data (ended holds in their order), to compare two states. */
-function plain(state: TokenAccountState): Record<string, unknown> {
-  return {
-    ...state,
-    purchases: state.purchases.toJS(),
-    payments: state.payments.toJS(),
-    lots: state.lots.toJS(),
-    holds: state.holds.toJS(),
-    endedHolds: [...state.endedHolds.entries()],
-    disputes: state.disputes.toJS(),
-  };
-}
 
 /** The decision's state is the fold of its events, and its events are `decideTokenAccount`'s; undefined when the command is refused. */
 function checked(command: TokenAccountCommand, state: TokenAccountState): { readonly events: readonly TokenAccountEvent[]; readonly state: TokenAccountState } | undefined {
@@ -37,7 +25,7 @@ function checked(command: TokenAccountCommand, state: TokenAccountState): { read
     throw error;
   }
   expect(decision.events).toEqual(decideTokenAccount(command, state));
-  expect(plain(decision.state)).toEqual(plain(fold(tokenAccountDecider, state, decision.events)));
+  expect(plainState(decision.state)).toEqual(plainState(fold(tokenAccountDecider, state, decision.events)));
   return decision;
 }
 

@@ -7,6 +7,7 @@ import type { TokenAccountEvent, TokensAdjusted, TokensPurchased, TokensUsed } f
 import type { TokenAccountState } from './token-account.state.js';
 import type { DisputeStatus } from './dispute.state.js';
 import { tokenAccountSnapshot } from './token-account.snapshot.js';
+import { plainState } from '../testing/plain-state.js';
 
 const userId = '11111111-1111-4111-8111-111111111111';
 const at = '2026-11-24T11:00:00.000Z';
@@ -289,14 +290,14 @@ describe('token account: snapshot of lots, holds and disputes', () => {
   });
 
   it('decodes to exactly the replayed state, no member added or dropped', () => {
-    expect(plain(tokenAccountSnapshot.decode(encoded))).toStrictEqual(plain(state));
+    expect(plainState(tokenAccountSnapshot.decode(encoded))).toStrictEqual(plainState(state));
     // Purchases written before lots (no lot) or before holds (no heldAfter) keep exactly the members they had.
     const before = replay([
       { type: 'TokensPurchased', data: { userId, transactionId: 't1', paymentId: 'old-1', amount: 5, description: null, balanceAfter: 5, occurredAt: startedAt } },
       { type: 'TokensPurchased', data: { userId, transactionId: 't2', paymentId: 'old-2', amount: 5, description: null, balanceAfter: 10, occurredAt: startedAt, heldAfter: 0 } },
       { type: 'TokensPurchased', data: { userId, transactionId: 't3', paymentId: 'old-3', amount: 5, description: null, balanceAfter: 15, occurredAt: startedAt, lot: { lotId: 't3', priority: 100, expiresAt: null } } },
     ]);
-    expect(plain(tokenAccountSnapshot.decode(stored(tokenAccountSnapshot.encode(before))))).toStrictEqual(plain(before));
+    expect(plainState(tokenAccountSnapshot.decode(stored(tokenAccountSnapshot.encode(before))))).toStrictEqual(plainState(before));
   });
 
   it.each<[string, unknown]>([
@@ -391,16 +392,3 @@ describe('token account: snapshot of lots, holds and disputes', () => {
     expect([tokenAccountSnapshot.agreesWith(replay(history), last), tokenAccountSnapshot.agreesWith(damage(replay(history)), last)]).toEqual([true, false]);
   });
 });
-
-/** The state as plain data, each map as an object by its key. */
-function plain(state: TokenAccountState): Record<string, unknown> {
-  return {
-    ...state,
-    purchases: state.purchases.toJS(),
-    payments: state.payments.toJS(),
-    lots: state.lots.toJS(),
-    holds: state.holds.toJS(),
-    endedHolds: state.endedHolds.toJS(),
-    disputes: state.disputes.toJS(),
-  };
-}
