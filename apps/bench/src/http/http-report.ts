@@ -57,8 +57,10 @@ export function renderHttpResults(results: HttpBenchResults): string {
 }
 
 /** A hold + settle pair against the spend: the issue's bar is that a pair costs no more than two spends (pairs/s >= 0.5x spends/s). */
-function holdSettleLine({ holdSettle, service, clients, requests }: HttpBenchResults): string {
-  return `Hold + settle: ${clients} closed-loop clients ran ${whole(requests)} pairs (\`POST .../holds\` of 2 tokens, then \`POST .../holds/{holdId}/settle\` of 1) on the same accounts: ${whole(holdSettle.pairsPerSecond)} pairs/s, ${ratio(holdSettle.pairsPerSecond, service.spendsPerSecond)} the spends/s (a pair costing two spends would be 0.50x), p50 ${milliseconds(holdSettle.latency.p50Ms)} ms, p99 ${milliseconds(holdSettle.latency.p99Ms)} ms per pair; CPU per pair: process ${whole(holdSettle.processCpuUsPerPair)} µs, PostgreSQL ${whole(holdSettle.postgresCpuUsPerPair)} µs (two spends: ${whole(2 * service.processCpuUsPerRequest)} and ${whole(2 * service.postgresCpuUsPerRequest)}); afterwards every balance equals its purchase minus its spends and pairs, and nothing is held.`;
+function holdSettleLine({ holdSettle, service, clients, warmup, requests }: HttpBenchResults): string {
+  const pairCpu = holdSettle.processCpuUsPerPair + holdSettle.postgresCpuUsPerPair;
+  const twoSpendsCpu = 2 * (service.processCpuUsPerRequest + service.postgresCpuUsPerRequest);
+  return `Hold + settle: ${clients} closed-loop clients ran ${whole(warmup)} warm-up and ${whole(requests)} timed pairs (\`POST .../holds\` of 2 tokens, then \`POST .../holds/{holdId}/settle\` of 1) on the same accounts, 1-minute load average ${holdSettle.loadAverage.toFixed(2)} at start: ${whole(holdSettle.pairsPerSecond)} pairs/s, ${ratio(holdSettle.pairsPerSecond, service.spendsPerSecond)} the spends/s (a pair costing two spends would be 0.50x), p50 ${milliseconds(holdSettle.latency.p50Ms)} ms, p99 ${milliseconds(holdSettle.latency.p99Ms)} ms per pair; CPU per pair: process ${whole(holdSettle.processCpuUsPerPair)} µs, PostgreSQL ${whole(holdSettle.postgresCpuUsPerPair)} µs, ${whole(pairCpu)} µs in all against ${whole(twoSpendsCpu)} for two spends (${(pairCpu / twoSpendsCpu).toFixed(2)}x); afterwards every balance equals its purchase minus its spends and pairs, and nothing is held.`;
 }
 
 /**

@@ -116,10 +116,12 @@ async function runBench(options: Options, cleanup: Cleanup, cpuProfileDirectory:
   const ticksPerSecond = clockTicksPerSecond();
   const serviceTarget: SpendTarget = { origin: service.origin, authorization: service.authorization, processPid: service.child.pid, postmasterPid: service.postmasterPid };
   process.stderr.write(`Token Ledger: ${options.warmup} warm-up and ${options.requests} timed spends from ${options.clients} clients...\n`);
+  await settleDatabase(pool);
   const ours = await measureSpends(serviceTarget, plan, ticksPerSecond);
   await verify(serviceTarget, pool, 'user_tokens', plan, ours);
   report('Token Ledger', ours);
   process.stderr.write(`Token Ledger: ${options.requests} timed hold + settle pairs from ${options.clients} clients...\n`);
+  await settleDatabase(pool);
   const holdSettle = await measureHoldSettlePairs(serviceTarget, plan, ticksPerSecond);
   const afterPairs: ExpectedBalances = { userIds: plan.userIds, balanceOf: (index) => INITIAL_BALANCE - (ours.spendsByAccount[index] ?? 0) - (holdSettle.pairsByAccount[index] ?? 0) };
   await verifyBalancesBySql(pool, 'user_tokens', afterPairs);
@@ -213,6 +215,7 @@ async function runCrud(context: PhaseContext & { readonly plan: SpendPlan; reado
   process.stderr.write('CRUD reference: seeding by SQL and starting...\n');
   const crud = await startCrudReference({ pool, postgresUrl: service.postgresUrl, userIds: plan.userIds, balance: INITIAL_BALANCE, parentDirectory: context.parentDirectory, cleanup: context.cleanup });
   const target: SpendTarget = { origin: crud.origin, authorization: service.authorization, processPid: crud.child.pid, postmasterPid: service.postmasterPid };
+  await settleDatabase(pool);
   const serviceTicksBefore = readProcessTimes(service.child.pid)?.ownTicks ?? Number.NaN;
   const startedMs = performance.now();
   const measurement = await measureSpends(target, plan, context.ticksPerSecond);
@@ -244,6 +247,16 @@ async function runPgbenchIfAvailable(context: PhaseContext): Promise<PgbenchMeas
   });
   process.stderr.write(`  ${Math.round(measurement.transactionsPerSecond)} inserts/s, p50 ${measurement.latency.p50Ms.toFixed(2)} ms, p99 ${measurement.latency.p99Ms.toFixed(2)} ms; PostgreSQL ${Math.round(measurement.postgresCpuUsPerTransaction)} µs/insert\n`);
   return measurement;
+}
+
+/**
+ * Before each timed phase, untimed: the vacuuming that the writes before it left for autovacuum is
+ * done now, so that no phase is charged with the last one's (PostgreSQL's CPU is its postmaster with
+ * every child, autovacuum workers included). The phases run one after another on one database; the
+ * hold + settle pairs, measured after the spends, were otherwise charged with the spends' dead rows.
+ */
+async function settleDatabase(pool: pg.Pool): Promise<void> {
+  await pool.query('VACUUM (ANALYZE)');
 }
 
 function wholeNumber(name: string, text: string, min: number, max: number): number {
