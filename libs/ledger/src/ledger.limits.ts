@@ -23,7 +23,7 @@ export function textLength(text: string): number {
     if (
       unit >= 0xd800 &&
       unit <= 0xdbff &&
-      // Stryker disable next-line EqualityOperator,ArithmeticOperator: equivalent, past the last unit charCodeAt gives NaN, which is no low surrogate.
+      // Stryker disable next-line ConditionalExpression,EqualityOperator,ArithmeticOperator: equivalent, past the last unit charCodeAt gives NaN, which is no low surrogate.
       index + 1 < text.length
     ) {
       const next = text.charCodeAt(index + 1);
