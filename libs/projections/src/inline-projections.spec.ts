@@ -191,8 +191,8 @@ describe('inline projections', () => {
     expect(settings.rows[0]?.config ?? []).toEqual(Object.entries(INLINE_FUNCTION_SETTINGS).map(([name, value]) => `${name}=${value}`));
   });
 
-  it('finds the rows a batch changes by their keys, not by reading whole tables, however large they grow', async () => {
-    // 3,000 accounts with a payment, a settled hold, a lot and a balance each, and statistics that know it.
+  /** 3,000 accounts with a payment, a settled hold, a lot and a balance each. */
+  async function seedAccounts(): Promise<void> {
     await database.pool.query(`
       WITH accounts AS (SELECT gen_random_uuid() AS user_id, n FROM generate_series(1, 3000) AS n)
       , balances AS (INSERT INTO user_tokens (user_id, balance, transaction_count, created_at, updated_at, last_event_revision, last_event_position, held)
@@ -203,47 +203,93 @@ describe('inline projections', () => {
                  SELECT gen_random_uuid(), user_id, 'COMPLETED', 'starter', 10, 500, 'USD', 'mock', 'order-' || n, '{}', now(), now(), now(), gen_random_uuid(), 0 FROM accounts)
       INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at)
       SELECT user_id, gen_random_uuid()::text, 'purchase', NULL, NULL, 10, 10, 100, NULL, 'active', now() FROM accounts`);
-    await database.pool.query('ANALYZE user_tokens, token_lots, payments, token_holds, token_transactions');
-    // Every statement the function runs is explained to the session that runs it (auto_explain).
+  }
+
+  /** A session whose every statement, the function's nested ones included, is explained to it (auto_explain). */
+  async function explainedSession(): Promise<{ readonly client: pg.Client; readonly plans: string[] }> {
     const name = new URL(database.url).pathname.slice(1);
     for (const setting of ["session_preload_libraries = 'auto_explain'", 'auto_explain.log_min_duration = 0', 'auto_explain.log_nested_statements = on', 'auto_explain.log_level = notice']) {
       await database.pool.query(`ALTER DATABASE ${name} SET ${setting}`);
     }
-    // One batch, as a group commit appends it: a usage from one of those lots, and a hold settled in one event.
-    const [seeded] = (await database.pool.query<{ user_id: string; lot_id: string }>('SELECT user_id, lot_id FROM token_lots LIMIT 1')).rows;
-    if (seeded === undefined) throw new Error('no lot');
-    const { user_id: userId, lot_id: lotId } = seeded;
+    const client = new pg.Client({ connectionString: database.url });
+    const plans: string[] = [];
+    client.on('notice', (notice) => plans.push(notice.message ?? ''));
+    await client.connect();
+    return { client, plans };
+  }
+
+  /**
+   * One batch as a group commit appends it, on a lot of `userId`'s (a new account and lot when none
+   * is given): a usage from the lot, and a hold settled in one event. Applied by the function in
+   * `session`, then rolled back; returns the plans of the function's statements.
+   */
+  async function applyOneBatch(session: { readonly client: pg.Client; readonly plans: string[] }, seeded?: { readonly userId: string; readonly lotId: string }): Promise<string[]> {
+    const { client, plans } = session;
+    const userId = seeded?.userId ?? randomUUID();
+    const lotId = seeded?.lotId ?? randomUUID();
     const [at, holdId, draws] = [now.toISOString(), randomUUID(), [{ lotId, amount: 1 }]];
     const batch = [
       { type: 'TokensUsed', data: { userId, transactionId: randomUUID(), amount: 1, description: null, balanceAfter: 9, occurredAt: at, draws, heldAfter: 0 } },
       { type: 'TokensHeld', data: { userId, holdId, amount: 2, description: null, expiresAt: new Date(now.getTime() + 60_000).toISOString(), draws: [{ lotId, amount: 2 }], balanceAfter: 9, heldAfter: 2, occurredAt: at } },
       { type: 'HoldSettled', data: { userId, holdId, amount: 2, settledAmount: 1, releasedAmount: 1, transactionId: randomUUID(), description: null, draws, balanceAfter: 8, heldAfter: 0, occurredAt: at } },
     ];
-    const explained = new pg.Client({ connectionString: database.url });
-    const plans: string[] = [];
     const applied: string[] = [];
-    explained.on('notice', (notice) => plans.push(notice.message ?? ''));
-    await explained.connect();
     try {
-      await explained.query('BEGIN');
-      await explained.query('INSERT INTO event_streams (stream_id, revision) VALUES ($1, 2)', [tokenAccountStreamId(userId)]);
+      await client.query('BEGIN');
+      if (seeded === undefined) {
+        await client.query(
+          "INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at) VALUES ($1, $2, 'purchase', NULL, NULL, 10, 10, 100, NULL, 'active', now())",
+          [userId, lotId],
+        );
+      }
+      await client.query('INSERT INTO event_streams (stream_id, revision) VALUES ($1, 2)', [tokenAccountStreamId(userId)]);
       for (const [revision, event] of batch.entries()) {
-        await explained.query('INSERT INTO events (stream_id, stream_revision, event_id, event_type, data) VALUES ($1, $2, $3, $4, $5)', [tokenAccountStreamId(userId), revision, randomUUID(), event.type, event.data]);
+        await client.query('INSERT INTO events (stream_id, stream_revision, event_id, event_type, data) VALUES ($1, $2, $3, $4, $5)', [tokenAccountStreamId(userId), revision, randomUUID(), event.type, event.data]);
       }
       plans.length = 0;
-      await explained.query('SELECT token_accounts_apply_inline()');
+      await client.query('SELECT token_accounts_apply_inline()');
       applied.push(...plans);
-      const lot = await explained.query<{ remaining: string }>('SELECT remaining::text FROM token_lots WHERE user_id = $1 AND lot_id = $2', [userId, lotId]);
+      const lot = await client.query<{ remaining: string }>('SELECT remaining::text FROM token_lots WHERE user_id = $1 AND lot_id = $2', [userId, lotId]);
       expect(lot.rows).toEqual([{ remaining: '8' }]);
     } finally {
-      await explained.query('ROLLBACK');
-      await explained.end();
+      await client.query('ROLLBACK');
     }
     // Every statement of the function, each explained once.
     const nested = applied.filter((plan) => plan.includes('Query Text:') && !plan.includes('Query Text: SELECT token_accounts_apply_inline()'));
     expect(nested.length).toBe(inline.statements(CURRENT_TRANSACTION).length - 1);
-    for (const table of ['token_lots', 'user_tokens', 'payments', 'token_holds', 'token_transactions']) {
-      expect(nested.filter((plan) => plan.includes(`Seq Scan on ${table}`))).toEqual([]);
+    return nested;
+  }
+
+  const WRITTEN_TABLES = ['token_lots', 'user_tokens', 'payments', 'token_holds', 'token_transactions'];
+  const seqScans = (plans: readonly string[]) => WRITTEN_TABLES.flatMap((table) => plans.filter((plan) => plan.includes(`Seq Scan on ${table}`)));
+
+  it('finds the rows a batch changes by their keys, not by reading whole tables, however large they grow', async () => {
+    await seedAccounts();
+    await database.pool.query('ANALYZE user_tokens, token_lots, payments, token_holds, token_transactions');
+    const session = await explainedSession();
+    try {
+      const [seeded] = (await database.pool.query<{ user_id: string; lot_id: string }>('SELECT user_id, lot_id FROM token_lots LIMIT 1')).rows;
+      if (seeded === undefined) throw new Error('no lot');
+      expect(seqScans(await applyOneBatch(session, { userId: seeded.user_id, lotId: seeded.lot_id }))).toEqual([]);
+    } finally {
+      await session.client.end();
+    }
+  });
+
+  it('keeps finding them by key when the statistics were taken while the tables were empty (a rebuild, a new deployment)', async () => {
+    // Analyzed empty, as a rebuild leaves a table no account has used (holds, say), and a session's
+    // plans made then: the function keeps its plans for the session, and nothing invalidates them
+    // while the table fills until autovacuum analyzes it again.
+    await database.pool.query('ANALYZE user_tokens, token_lots, payments, token_holds, token_transactions');
+    const session = await explainedSession();
+    try {
+      expect(seqScans(await applyOneBatch(session))).toEqual([]);
+      await seedAccounts();
+      const [seeded] = (await database.pool.query<{ user_id: string; lot_id: string }>('SELECT user_id, lot_id FROM token_lots LIMIT 1')).rows;
+      if (seeded === undefined) throw new Error('no lot');
+      expect(seqScans(await applyOneBatch(session, { userId: seeded.user_id, lotId: seeded.lot_id }))).toEqual([]);
+    } finally {
+      await session.client.end();
     }
   });
 

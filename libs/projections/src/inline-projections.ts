@@ -70,10 +70,13 @@ export class InlineProjections implements AppendTransactionHook {
  * column's statistics, and each `jsonb_array_elements` at 100 rows, so it chose hash joins that read
  * all of `token_lots` (and `payments`, `user_tokens`) once per batch: 0.7 ms a batch at 1,000 lots,
  * growing with the table (measured with pg_stat_statements during `npm run bench:http`). Without hash
- * and merge joins every join is a nested loop on the written table's key. A migration that replaces
- * the function must repeat these clauses; the inline-projections spec fails otherwise.
+ * and merge joins every join is a nested loop on the written table's key. And the function keeps its
+ * plans for the life of a connection: made while a table was analyzed empty (after a rebuild, on a
+ * new deployment) they read it whole by a sequential scan, and went on doing so as it filled
+ * (migration 125): no statement here needs one. A migration that replaces the function must repeat
+ * these clauses; the inline-projections spec fails otherwise.
  */
-export const INLINE_FUNCTION_SETTINGS: Readonly<Record<string, string>> = { enable_hashjoin: 'off', enable_mergejoin: 'off' };
+export const INLINE_FUNCTION_SETTINGS: Readonly<Record<string, string>> = { enable_hashjoin: 'off', enable_mergejoin: 'off', enable_seqscan: 'off' };
 
 /** The transaction running the statements: stable within it, so an index condition on it is usable. */
 export const CURRENT_TRANSACTION = 'pg_current_xact_id()';
