@@ -260,6 +260,12 @@ describe('inline projections', () => {
     return nested;
   }
 
+  async function aSeededLot(): Promise<{ readonly userId: string; readonly lotId: string }> {
+    const [seeded] = (await database.pool.query<{ userId: string; lotId: string }>('SELECT user_id AS "userId", lot_id AS "lotId" FROM token_lots LIMIT 1')).rows;
+    if (seeded === undefined) throw new Error('no lot');
+    return seeded;
+  }
+
   const WRITTEN_TABLES = ['token_lots', 'user_tokens', 'payments', 'token_holds', 'token_transactions'];
   const seqScans = (plans: readonly string[]) => WRITTEN_TABLES.flatMap((table) => plans.filter((plan) => plan.includes(`Seq Scan on ${table}`)));
 
@@ -268,9 +274,7 @@ describe('inline projections', () => {
     await database.pool.query('ANALYZE user_tokens, token_lots, payments, token_holds, token_transactions');
     const session = await explainedSession();
     try {
-      const [seeded] = (await database.pool.query<{ user_id: string; lot_id: string }>('SELECT user_id, lot_id FROM token_lots LIMIT 1')).rows;
-      if (seeded === undefined) throw new Error('no lot');
-      expect(seqScans(await applyOneBatch(session, { userId: seeded.user_id, lotId: seeded.lot_id }))).toEqual([]);
+      expect(seqScans(await applyOneBatch(session, await aSeededLot()))).toEqual([]);
     } finally {
       await session.client.end();
     }
@@ -285,9 +289,7 @@ describe('inline projections', () => {
     try {
       expect(seqScans(await applyOneBatch(session))).toEqual([]);
       await seedAccounts();
-      const [seeded] = (await database.pool.query<{ user_id: string; lot_id: string }>('SELECT user_id, lot_id FROM token_lots LIMIT 1')).rows;
-      if (seeded === undefined) throw new Error('no lot');
-      expect(seqScans(await applyOneBatch(session, { userId: seeded.user_id, lotId: seeded.lot_id }))).toEqual([]);
+      expect(seqScans(await applyOneBatch(session, await aSeededLot()))).toEqual([]);
     } finally {
       await session.client.end();
     }
