@@ -5,7 +5,7 @@
 // The targets whose specs need PostgreSQL get one embedded server for the whole run, made as Jest's
 // global setup makes it (test/support/global-setup.js), since Stryker calls Jest once per mutant.
 // Exits non-zero when any target fails or scores below its `thresholds.break`.
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -38,7 +38,14 @@ try {
     if (TARGETS[target].database) await database();
     const config = path.join('.config/stryker', `${target}.conf.json`);
     console.log(`\n== mutation testing: ${target} (${config}) ==`);
-    const run = spawnSync('npx', ['stryker', 'run', config, ...strykerOptions], { cwd: root, stdio: 'inherit', env: process.env });
+    // Not spawnSync: the embedded PostgreSQL writes its log through this process's event loop, and a
+    // blocked loop stops draining it. Once its pipe filled, every PostgreSQL process that logged (the
+    // checkpointer first) blocked on the write, so each mutant after that timed out on a stuck server.
+    const run = await new Promise((resolve, reject) => {
+      const child = spawn('npx', ['stryker', 'run', config, ...strykerOptions], { cwd: root, stdio: 'inherit', env: process.env });
+      child.on('error', reject);
+      child.on('exit', (status, signal) => resolve({ status, signal }));
+    });
     if (run.status !== 0) failed.push(`${target} (exit ${run.status ?? run.signal})`);
   }
 } finally {
