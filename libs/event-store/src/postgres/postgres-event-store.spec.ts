@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../../../test/support/test-database.js';
-import type { RecordedEvent } from '../event-store.port.js';
+import { EventIdConflictError, type RecordedEvent } from '../event-store.port.js';
 import { START, type Position } from '../position.js';
 import { describeEventStoreContract } from '../testing/event-store.contract.js';
 import { PostgresEventStore } from './postgres-event-store.js';
@@ -117,6 +117,32 @@ describe('PostgreSQL event store: $all under interleaved transactions', () => {
     expect(first.map((recorded) => recorded.type)).toEqual(['Xid9', 'Xid10', 'Xid100']);
     const afterFirst = await store.readAll({ after: (first[0] as RecordedEvent).position, maxCount: 2 });
     expect(afterFirst.map((recorded) => recorded.type)).toEqual(['Xid10', 'Xid100']);
+  });
+
+  it('answers EventIdConflictError, not a database error, to an append that loses a race for the same event id', async () => {
+    // Another transaction has written the id and not committed: this append's insert waits on the
+    // unique index, then fails on it once that transaction commits (no check before could see it).
+    const eventId = randomUUID();
+    const [theirs, ours] = [`race-a-${randomUUID()}`, `race-b-${randomUUID()}`];
+    await first.query('BEGIN');
+    await first.query(`SELECT * FROM append_to_stream($1, 'any', NULL, $2::uuid[], $3::text[], $4::text[], $5::text[])`, [theirs, [eventId], ['Theirs'], ['{}'], ['{}']]);
+    const losing = store.append(ours, [{ id: eventId, type: 'Ours', data: {} }], { expectedRevision: 'no_stream' });
+    const outcome = losing.then(
+      () => 'appended',
+      (error: unknown) => error,
+    );
+    // Commit only once the append is waiting on that index, or it would find the id committed.
+    const deadline = Date.now() + 5_000;
+    const waiting = async () =>
+      (await database.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'token-ledger append' AND wait_event_type = 'Lock'")).rowCount;
+    while ((await waiting()) === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(await waiting()).toBe(1);
+    await first.query('COMMIT');
+    const error = await outcome;
+    expect(error).toBeInstanceOf(EventIdConflictError);
+    expect(error).toMatchObject({ streamId: ours });
+    expect(await store.readStream(ours)).toEqual([]);
+    expect((await store.readStream(theirs)).map((recorded) => recorded.type)).toEqual(['Theirs']);
   });
 
   it('delivers both interleaved events to a live subscription, in order, exactly once', async () => {
