@@ -3,6 +3,7 @@ import { Pool } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../../../test/support/test-database.js';
 import type { EventToAppend, RecordedEvent } from '../event-store.port.js';
 import { START } from '../position.js';
+import { AppendWakeups } from './append-wakeups.js';
 import { PostgresEventStore, type PostgresEventStoreOptions } from './postgres-event-store.js';
 
 /**
@@ -266,3 +267,83 @@ describe('PostgreSQL event store: wake-ups of live subscriptions', () => {
   });
 });
 
+
+describe('AppendWakeups: one NOTIFY for appends that commit together', () => {
+  let database: TestDatabase;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+  });
+
+  afterAll(async () => {
+    await database.drop();
+  });
+
+  const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  /** Wake-ups whose NOTIFY is counted, and held open until `release` is called. */
+  function counted() {
+    let notifies = 0;
+    let release: () => void = () => undefined;
+    const wakeups = new AppendWakeups(database.url, () => undefined, async () => {
+      notifies += 1;
+      await new Promise<void>((resolve) => (release = resolve));
+    });
+    return { wakeups, notifies: () => notifies, release: () => release() };
+  }
+
+  it('sends one NOTIFY for appends published together, one more for those published while it is sent, then none', async () => {
+    const { wakeups, notifies, release } = counted();
+    try {
+      for (let append = 0; append < 5; append += 1) wakeups.published();
+      await pause(50);
+      expect(notifies()).toBe(1);
+      // Published while that NOTIFY is on its way: gathered into exactly one more.
+      for (let append = 0; append < 3; append += 1) wakeups.published();
+      release();
+      await pause(50);
+      expect(notifies()).toBe(2);
+      release();
+      await pause(50);
+      expect(notifies()).toBe(2);
+      // Done publishing: the next append notifies again.
+      wakeups.published();
+      await pause(50);
+      expect(notifies()).toBe(3);
+      release();
+      expect(wakeups.commitWakes).toBe(9);
+    } finally {
+      await wakeups.close();
+    }
+  });
+
+  it('sends no NOTIFY once closed', async () => {
+    const { wakeups, notifies } = counted();
+    wakeups.published();
+    await wakeups.close();
+    await pause(50);
+    expect(notifies()).toBe(0);
+  });
+
+  it('returns from a wait at once when an append came since the generation read, on abort, or once closed; counts a new LISTEN as no commit', async () => {
+    const { wakeups } = counted();
+    const within = async (wait: Promise<void>) => expect(await Promise.race([wait.then(() => 'returned'), pause(2_000).then(() => 'waiting')])).toBe('returned');
+    try {
+      const before = wakeups.generation;
+      await within(wakeups.waitAfter(before, 10));
+      // Listening now: that wake is not a commit.
+      expect(wakeups.commitWakes).toBe(0);
+      expect(wakeups.generation).toBeGreaterThan(before);
+      await within(wakeups.waitAfter(before, 60_000));
+      const aborted = new AbortController();
+      aborted.abort();
+      await within(wakeups.waitAfter(wakeups.generation, 60_000, aborted.signal));
+      const waiting = wakeups.waitAfter(wakeups.generation, 60_000);
+      await wakeups.close();
+      await within(waiting);
+      await within(wakeups.waitAfter(wakeups.generation, 60_000));
+    } finally {
+      await wakeups.close();
+    }
+  });
+});
