@@ -280,6 +280,12 @@ describe('AppendWakeups: one NOTIFY for appends that commit together', () => {
   });
 
   const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  /** Until `count()` reaches `atLeast` (a loaded machine fires timers late), or 5 s. */
+  async function eventuallyCount(count: () => number, atLeast: number): Promise<number> {
+    const deadline = Date.now() + 5_000;
+    while (count() < atLeast && Date.now() < deadline) await pause(5);
+    return count();
+  }
 
   /** Wake-ups whose NOTIFY is counted, and held open until `release` is called. */
   function counted() {
@@ -296,20 +302,19 @@ describe('AppendWakeups: one NOTIFY for appends that commit together', () => {
     const { wakeups, notifies, release } = counted();
     try {
       for (let append = 0; append < 5; append += 1) wakeups.published();
+      expect(await eventuallyCount(notifies, 1)).toBe(1);
       await pause(50);
       expect(notifies()).toBe(1);
       // Published while that NOTIFY is on its way: gathered into exactly one more.
       for (let append = 0; append < 3; append += 1) wakeups.published();
       release();
-      await pause(50);
-      expect(notifies()).toBe(2);
+      expect(await eventuallyCount(notifies, 2)).toBe(2);
       release();
       await pause(50);
       expect(notifies()).toBe(2);
       // Done publishing: the next append notifies again.
       wakeups.published();
-      await pause(50);
-      expect(notifies()).toBe(3);
+      expect(await eventuallyCount(notifies, 3)).toBe(3);
       release();
       expect(wakeups.commitWakes).toBe(9);
     } finally {
