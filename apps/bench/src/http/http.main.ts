@@ -254,6 +254,7 @@ async function runPgbenchIfAvailable(context: PhaseContext): Promise<PgbenchMeas
  * done now, so that no phase is charged with the last one's (PostgreSQL's CPU is its postmaster with
  * every child, autovacuum workers included). The phases run one after another on one database; the
  * hold + settle pairs, measured after the spends, were otherwise charged with the spends' dead rows.
+ * ANALYZE gives every table statistics, as autovacuum would in a running deployment.
  */
 async function settleDatabase(pool: pg.Pool): Promise<void> {
   await pool.query('VACUUM (ANALYZE)');
