@@ -121,7 +121,8 @@ describe('PostgreSQL event store: $all under interleaved transactions', () => {
 
   it('answers EventIdConflictError, not a database error, to an append that loses a race for the same event id', async () => {
     // Another transaction has written the id and not committed: this append's insert waits on the
-    // unique index, then fails on it once that transaction commits (no check before could see it).
+    // unique index and fails on it once that transaction commits (no check before could see it);
+    // group commit retries it alone, and the retry finds the id committed (docs/quality.md).
     const eventId = randomUUID();
     const [theirs, ours] = [`race-a-${randomUUID()}`, `race-b-${randomUUID()}`];
     await first.query('BEGIN');
