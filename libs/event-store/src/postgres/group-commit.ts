@@ -97,19 +97,37 @@ type Statements = { readonly plain: Statement; readonly then: Statement };
 
 // Named, so each connection parses and plans them once.
 const APPEND_ONE: Statements = {
-  plain: { name: 'event_store_append_one', text: 'SELECT * FROM append_one($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[])' },
-  then: { name: 'event_store_append_one_then', text: 'SELECT * FROM append_one_then($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[], $8)' },
+  plain: {
+    // Stryker disable next-line StringLiteral: equivalent in behaviour; emptied, pg sends the statement unnamed and it is parsed and planned on every call (a cost, not a result).
+    name: 'event_store_append_one',
+    text: 'SELECT * FROM append_one($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[])',
+  },
+  then: {
+    // Stryker disable next-line StringLiteral: equivalent in behaviour, as above.
+    name: 'event_store_append_one_then',
+    text: 'SELECT * FROM append_one_then($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[], $8)',
+  },
 };
 const APPEND_CHECKED: Statements = {
-  plain: { name: 'event_store_append_checked', text: 'SELECT * FROM append_to_stream($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[])' },
-  then: { name: 'event_store_append_checked_then', text: 'SELECT * FROM append_to_stream_then($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[], $8)' },
+  plain: {
+    // Stryker disable next-line StringLiteral: equivalent in behaviour, as above.
+    name: 'event_store_append_checked',
+    text: 'SELECT * FROM append_to_stream($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[])',
+  },
+  then: {
+    // Stryker disable next-line StringLiteral: equivalent in behaviour, as above.
+    name: 'event_store_append_checked_then',
+    text: 'SELECT * FROM append_to_stream_then($1, $2, $3, $4::uuid[], $5::text[], $6::text[], $7::text[], $8)',
+  },
 };
 const APPEND_MANY: Statements = {
   plain: {
+    // Stryker disable next-line StringLiteral: equivalent in behaviour, as above.
     name: 'event_store_append_many',
     text: 'SELECT * FROM append_to_streams($1::text[], $2::text[], $3::bigint[], $4::int[], $5::uuid[], $6::text[], $7::text[], $8::text[])',
   },
   then: {
+    // Stryker disable next-line StringLiteral: equivalent in behaviour, as above.
     name: 'event_store_append_many_then',
     text: 'SELECT * FROM append_to_streams_then($1::text[], $2::text[], $3::bigint[], $4::int[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9)',
   },
