@@ -338,7 +338,15 @@ describe('AppendWakeups: one NOTIFY for appends that commit together', () => {
 
   it('returns from a wait at once when an append came since the generation read, on abort, or once closed; counts a new LISTEN as no commit', async () => {
     const { wakeups } = counted();
-    const within = async (wait: Promise<void>) => expect(await Promise.race([wait.then(() => 'returned'), pause(2_000).then(() => 'waiting')])).toBe('returned');
+    const within = async (wait: Promise<void>) => {
+      let timer: NodeJS.Timeout | undefined;
+      const waiting = new Promise<string>((resolve) => (timer = setTimeout(() => resolve('waiting'), 2_000)));
+      try {
+        expect(await Promise.race([wait.then(() => 'returned'), waiting])).toBe('returned');
+      } finally {
+        clearTimeout(timer);
+      }
+    };
     try {
       const before = wakeups.generation;
       await within(wakeups.waitAfter(before, 10));
