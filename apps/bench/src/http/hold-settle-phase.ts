@@ -7,6 +7,8 @@ export type HoldSettleMeasurement = {
   readonly pairsPerSecond: number;
   /** Of the pair: from the hold's request to the settle's response. */
   readonly latency: LatencySummary;
+  /** The timed pairs' latencies, ascending. */
+  readonly latenciesMs: Float64Array;
   /** CPU time per pair of the service's process and of its PostgreSQL (postmaster and children). */
   readonly processCpuUsPerPair: number;
   readonly postgresCpuUsPerPair: number;
@@ -73,6 +75,7 @@ export async function measureHoldSettlePairs(target: SpendTarget, plan: SpendPla
   return {
     pairsPerSecond: plan.requests / (elapsedMs / 1_000),
     latency: summarizeLatency(latenciesMs),
+    latenciesMs,
     processCpuUsPerPair: microsecondsPerPair(after.processTicks - before.processTicks),
     postgresCpuUsPerPair: microsecondsPerPair(after.postgresTicks - before.postgresTicks),
     loadAverage,

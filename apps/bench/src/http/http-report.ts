@@ -13,10 +13,14 @@ export type HttpBenchResults = {
   readonly clients: number;
   readonly warmup: number;
   readonly requests: number;
+  /** The service's spends and pairs alternated in this many rounds. */
+  readonly rounds: number;
   readonly initialBalance: number;
   readonly purchasesPerSecond: number;
   readonly service: SpendMeasurement;
   readonly holdSettle: HoldSettleMeasurement;
+  /** Each round's pairs/s over its spends/s. */
+  readonly pairRatioByRound: readonly number[];
   readonly crud: SpendMeasurement | string;
   readonly pgbench: PgbenchMeasurement | string;
   /** Accounts whose balance was also read through GET /v1/accounts/{id}/balance, per target. */
@@ -37,7 +41,7 @@ export function renderHttpResults(results: HttpBenchResults): string {
     '',
     `Machine: ${results.machine}; load average (1, 5, 15 minutes) at the end: ${results.loadAveragesAtEnd.map((load) => load.toFixed(2)).join(', ')}. A shared machine: other work may have run at the same time (see the load averages).`,
     '',
-    `${whole(results.users)} accounts, each credited ${whole(results.initialBalance)} tokens by \`POST /v1/accounts/{id}/purchases\` from ${results.clients} clients (${whole(results.purchasesPerSecond)} purchases/s${typeof crud === 'string' ? '' : "; the CRUD reference's rows by SQL"}). Then, per target, ${results.clients} closed-loop clients (undici, one keep-alive connection and one request in flight each) spend 1 token per request on random accounts: ${whole(results.warmup)} warm-up requests, then ${whole(results.requests)} timed.`,
+    `${whole(results.users)} accounts, each credited ${whole(results.initialBalance)} tokens by \`POST /v1/accounts/{id}/purchases\` from ${results.clients} clients (${whole(results.purchasesPerSecond)} purchases/s${typeof crud === 'string' ? '' : "; the CRUD reference's rows by SQL"}). Then, per target, ${results.clients} closed-loop clients (undici, one keep-alive connection and one request in flight each) spend 1 token per request on random accounts: ${whole(results.warmup)} warm-up requests, then ${whole(results.requests)} timed; the service's ${rounds(results)}.`,
     '',
     '| Target | Spends/s | p50 (ms) | p99 (ms) | Server process CPU (µs/request) | PostgreSQL CPU (µs/request) | Load generator CPU (µs/request) | 1-minute load average at start |',
     '|---|---:|---:|---:|---:|---:|---:|---:|',
@@ -50,17 +54,25 @@ export function renderHttpResults(results: HttpBenchResults): string {
     '',
     reading(results),
     '',
-    `Verified: every response was 201; every account's balance equals ${whole(results.initialBalance)} minus the spends the client counted for it, by SQL on \`user_tokens\`${typeof crud === 'string' ? '' : ' and on `bench_crud_accounts`'}, and through \`GET /v1/accounts/{id}/balance\` for ${whole(results.httpSampleSize)} accounts of each target.`,
+    `Verified: every response was the expected 201 (200 for a settle); every account's balance equals ${whole(results.initialBalance)} minus the spends (and, for the service, the pairs) the clients counted for it, by SQL on \`user_tokens\`${typeof crud === 'string' ? '' : ' and on `bench_crud_accounts`'}, and through \`GET /v1/accounts/{id}/balance\` for ${whole(results.httpSampleSize)} accounts of each target.`,
     ...results.notes.map((note) => `\n${note}`),
   ];
   return lines.join('\n');
 }
 
+/** How the service's spends and pairs were interleaved. */
+function rounds({ rounds: count, warmup, requests }: HttpBenchResults): string {
+  if (count === 1) return 'spends ran first, then as many hold + settle pairs (below)';
+  const [fewest, most] = [Math.floor(requests / count), Math.ceil(requests / count)].map(whole);
+  return `spends and hold + settle pairs (below) alternated in ${count} rounds of ${fewest === most ? fewest : `${fewest} to ${most}`} timed spends, then as many timed pairs, each after \`VACUUM (ANALYZE)\`; the warm-ups (${whole(warmup)} of each) went before the first round's`;
+}
+
 /** A hold + settle pair against the spend: the issue's bar is that a pair costs no more than two spends (pairs/s >= 0.5x spends/s). */
-function holdSettleLine({ holdSettle, service, clients, warmup, requests }: HttpBenchResults): string {
+function holdSettleLine({ holdSettle, service, clients, warmup, requests, pairRatioByRound }: HttpBenchResults): string {
   const pairCpu = holdSettle.processCpuUsPerPair + holdSettle.postgresCpuUsPerPair;
   const twoSpendsCpu = 2 * (service.processCpuUsPerRequest + service.postgresCpuUsPerRequest);
-  return `Hold + settle: ${clients} closed-loop clients ran ${whole(warmup)} warm-up and ${whole(requests)} timed pairs (\`POST .../holds\` of 2 tokens, then \`POST .../holds/{holdId}/settle\` of 1) on the same accounts, 1-minute load average ${holdSettle.loadAverage.toFixed(2)} at start: ${whole(holdSettle.pairsPerSecond)} pairs/s, ${ratio(holdSettle.pairsPerSecond, service.spendsPerSecond)} the spends/s (a pair costing two spends would be 0.50x), p50 ${milliseconds(holdSettle.latency.p50Ms)} ms, p99 ${milliseconds(holdSettle.latency.p99Ms)} ms per pair; CPU per pair: process ${whole(holdSettle.processCpuUsPerPair)} µs, PostgreSQL ${whole(holdSettle.postgresCpuUsPerPair)} µs, ${whole(pairCpu)} µs in all against ${whole(twoSpendsCpu)} for two spends (${(pairCpu / twoSpendsCpu).toFixed(2)}x); afterwards every balance equals its purchase minus its spends and pairs, and nothing is held.`;
+  const byRound = pairRatioByRound.length > 1 ? ` (by round: ${pairRatioByRound.map((value) => `${value.toFixed(2)}x`).join(', ')})` : '';
+  return `Hold + settle: ${clients} closed-loop clients ran ${whole(warmup)} warm-up and ${whole(requests)} timed pairs (\`POST .../holds\` of 2 tokens, then \`POST .../holds/{holdId}/settle\` of 1) on the same accounts, 1-minute load average ${holdSettle.loadAverage.toFixed(2)} at the first round's start: ${whole(holdSettle.pairsPerSecond)} pairs/s, ${ratio(holdSettle.pairsPerSecond, service.spendsPerSecond)} the spends/s${byRound} (a pair costing two spends would be 0.50x), p50 ${milliseconds(holdSettle.latency.p50Ms)} ms, p99 ${milliseconds(holdSettle.latency.p99Ms)} ms per pair; CPU per pair: process ${whole(holdSettle.processCpuUsPerPair)} µs, PostgreSQL ${whole(holdSettle.postgresCpuUsPerPair)} µs, ${whole(pairCpu)} µs in all against ${whole(twoSpendsCpu)} for two spends (${(pairCpu / twoSpendsCpu).toFixed(2)}x); afterwards every balance equals its purchase minus its spends and pairs, and nothing is held.`;
 }
 
 /**

@@ -8,22 +8,24 @@ import pg from 'pg';
 import { startBuiltService, type BuiltService } from './built-service.js';
 import { stopChild } from './child-processes.js';
 import { Cleanup, exitCleanlyOnSignalsAndDeadline } from './cleanup.js';
+import { measureAlternating } from './alternating-rounds.js';
 import { runClosedLoop } from './closed-loop.js';
 import { startCrudReference } from './crud-reference.js';
 import { CRUD_ACCOUNTS_TABLE } from './crud-schema.js';
 import { renderHttpResults, withHttpResults, type HttpBenchResults } from './http-report.js';
 import { pgbenchVersion, runPgbench, type PgbenchMeasurement } from './pgbench.js';
 import { clockTicksPerSecond, readProcessTimes } from './process-cpu.js';
-import { measureHoldSettlePairs } from './hold-settle-phase.js';
+import type { HoldSettleMeasurement } from './hold-settle-phase.js';
 import { measureSpends, type SpendMeasurement, type SpendPlan, type SpendTarget } from './spend-phase.js';
 import { verifyBalancesBySql, verifyBalancesOverHttp, type ExpectedBalances } from './verify-balances.js';
 
 /**
- * `npm run bench:http [-- --users 1000 --clients 32 --requests 20000 --warmup 1000 --skip-crud --skip-pgbench --cpu-prof --no-write]`
+ * `npm run bench:http [-- --users 1000 --clients 32 --requests 20000 --warmup 1000 --rounds 4 --skip-crud --skip-pgbench --cpu-prof --no-write]`
  *
  * The built service (`node dist/apps/api/src/main.js`, on its embedded PostgreSQL, in a temporary
- * DATA_DIR) under closed-loop HTTP spends, against a plain CRUD service and pgbench's single-row
- * INSERT on the same PostgreSQL; every balance verified. A complete run (no --skip-*, no --cpu-prof,
+ * DATA_DIR) under closed-loop HTTP spends, and hold + settle pairs in rounds alternating with them,
+ * against a plain CRUD service and pgbench's single-row INSERT on the same PostgreSQL; every balance
+ * verified. A complete run (no --skip-*, no --cpu-prof,
  * no --no-write) writes its results into docs/benchmarks.md, one block per account count.
  */
 type Options = {
@@ -31,6 +33,7 @@ type Options = {
   readonly clients: number;
   readonly requests: number;
   readonly warmup: number;
+  readonly rounds: number;
   readonly skipCrud: boolean;
   readonly skipPgbench: boolean;
   readonly cpuProfile: boolean;
@@ -49,17 +52,20 @@ function parseOptions(): Options {
       clients: { type: 'string', default: '32' },
       requests: { type: 'string', default: '20000' },
       warmup: { type: 'string', default: '1000' },
+      rounds: { type: 'string', default: '4' },
       'skip-crud': { type: 'boolean', default: false },
       'skip-pgbench': { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
       'no-write': { type: 'boolean', default: false },
     },
   });
+  const requests = wholeNumber('requests', values.requests, 1, 1_000_000);
   return {
     users: wholeNumber('users', values.users, 1, 1_000_000),
     clients: wholeNumber('clients', values.clients, 1, 256),
-    requests: wholeNumber('requests', values.requests, 1, 1_000_000),
+    requests,
     warmup: wholeNumber('warmup', values.warmup, 0, 1_000_000),
+    rounds: wholeNumber('rounds', values.rounds, 1, Math.min(100, requests)),
     skipCrud: values['skip-crud'],
     skipPgbench: values['skip-pgbench'],
     cpuProfile: values['cpu-prof'],
@@ -67,9 +73,9 @@ function parseOptions(): Options {
   };
 }
 
-/** 15 minutes for starting, verifying and pgbench, plus every seed, spend and hold + settle pair at a pessimistic 100 requests/s. */
+/** 15 minutes for starting, verifying and pgbench, a minute per round for settling, plus every seed, spend and hold + settle pair at a pessimistic 100 requests/s. */
 function timeLimitMs(options: Options): number {
-  return 15 * 60_000 + (options.users + 2 * (options.warmup + options.requests) + 2 * options.requests) * 10;
+  return 15 * 60_000 + options.rounds * 60_000 + (options.users + 2 * (options.warmup + options.requests) + 2 * options.requests) * 10;
 }
 
 async function main(): Promise<void> {
@@ -115,18 +121,25 @@ async function runBench(options: Options, cleanup: Cleanup, cpuProfileDirectory:
   const purchasesPerSecond = await seedOverHttp(service, options.clients, plan.userIds);
   const ticksPerSecond = clockTicksPerSecond();
   const serviceTarget: SpendTarget = { origin: service.origin, authorization: service.authorization, processPid: service.child.pid, postmasterPid: service.postmasterPid };
-  process.stderr.write(`Token Ledger: ${options.warmup} warm-up and ${options.requests} timed spends from ${options.clients} clients...\n`);
-  await settleDatabase(pool);
-  const ours = await measureSpends(serviceTarget, plan, ticksPerSecond);
-  await verify(serviceTarget, pool, 'user_tokens', plan, ours);
-  report('Token Ledger', ours);
-  process.stderr.write(`Token Ledger: ${options.requests} timed hold + settle pairs from ${options.clients} clients...\n`);
-  await settleDatabase(pool);
-  const holdSettle = await measureHoldSettlePairs(serviceTarget, plan, ticksPerSecond);
-  const afterPairs: ExpectedBalances = { userIds: plan.userIds, balanceOf: (index) => INITIAL_BALANCE - (ours.spendsByAccount[index] ?? 0) - (holdSettle.pairsByAccount[index] ?? 0) };
-  await verifyBalancesBySql(pool, 'user_tokens', afterPairs);
+  process.stderr.write(`Token Ledger: ${options.warmup} warm-up and ${options.requests} timed spends, and as many hold + settle pairs, from ${options.clients} clients in ${options.rounds} alternating rounds...\n`);
+  const alternating = await measureAlternating({
+    target: serviceTarget,
+    plan,
+    rounds: options.rounds,
+    ticksPerSecond,
+    settle: () => settleDatabase(pool),
+    onRound: (round, spends, pairs) => {
+      report(`round ${round + 1} of ${options.rounds}, spends`, spends);
+      reportPairs(`round ${round + 1} of ${options.rounds}, hold + settle`, pairs, spends);
+    },
+  });
+  const ours = alternating.spends;
+  const holdSettle = alternating.pairs;
+  const expected: ExpectedBalances = { userIds: plan.userIds, balanceOf: (index) => INITIAL_BALANCE - (ours.spendsByAccount[index] ?? 0) - (holdSettle.pairsByAccount[index] ?? 0) };
+  await verify(serviceTarget, pool, 'user_tokens', expected);
   await verifyNothingHeld(pool);
-  process.stderr.write(`  hold + settle: ${Math.round(holdSettle.pairsPerSecond)} pairs/s (${(holdSettle.pairsPerSecond / ours.spendsPerSecond).toFixed(2)} of the spends/s), p50 ${holdSettle.latency.p50Ms.toFixed(2)} ms, p99 ${holdSettle.latency.p99Ms.toFixed(2)} ms per pair; CPU µs/pair: process ${Math.round(holdSettle.processCpuUsPerPair)}, PostgreSQL ${Math.round(holdSettle.postgresCpuUsPerPair)}; balances verified\n`);
+  report('Token Ledger, all rounds, spends', ours);
+  reportPairs('Token Ledger, all rounds, hold + settle', holdSettle, ours);
 
   const notes: string[] = [];
   const crud = options.skipCrud ? 'skipped (--skip-crud)' : await runCrud({ options, plan, service, pool, parentDirectory, cleanup, ticksPerSecond, notes });
@@ -145,8 +158,10 @@ async function runBench(options: Options, cleanup: Cleanup, cpuProfileDirectory:
     requests: options.requests,
     initialBalance: INITIAL_BALANCE,
     purchasesPerSecond,
+    rounds: options.rounds,
     service: ours,
     holdSettle,
+    pairRatioByRound: alternating.pairRatioByRound,
     crud,
     pgbench,
     httpSampleSize: Math.min(HTTP_SAMPLE_SIZE, options.users),
@@ -178,11 +193,10 @@ async function seedOverHttp(service: BuiltService, clients: number, userIds: rea
   return purchasesPerSecond;
 }
 
-async function verify(target: SpendTarget, pool: pg.Pool, table: 'user_tokens' | typeof CRUD_ACCOUNTS_TABLE, plan: SpendPlan, measurement: SpendMeasurement): Promise<void> {
-  const expected: ExpectedBalances = { userIds: plan.userIds, balanceOf: (index) => INITIAL_BALANCE - (measurement.spendsByAccount[index] ?? 0) };
+async function verify(target: SpendTarget, pool: pg.Pool, table: 'user_tokens' | typeof CRUD_ACCOUNTS_TABLE, expected: ExpectedBalances): Promise<void> {
   const { reads } = await verifyBalancesBySql(pool, table, expected);
   const sampled = await verifyBalancesOverHttp(target, expected, HTTP_SAMPLE_SIZE);
-  process.stderr.write(`  verified: ${plan.userIds.length} balances in ${table} (${reads === 1 ? 'matched at the first read' : `matched at read ${reads}, 200 ms apart`}), ${sampled} through GET /v1/accounts/{id}/balance\n`);
+  process.stderr.write(`  verified: ${expected.userIds.length} balances in ${table} (${reads === 1 ? 'matched at the first read' : `matched at read ${reads}, 200 ms apart`}), ${sampled} through GET /v1/accounts/{id}/balance\n`);
 }
 
 /** Every hold of the pairs was settled: no account still holds tokens. */
@@ -195,6 +209,12 @@ function report(name: string, measurement: SpendMeasurement): void {
   const { spendsPerSecond, latency, processCpuUsPerRequest, postgresCpuUsPerRequest, loadGeneratorCpuUsPerRequest, loadAverage } = measurement;
   process.stderr.write(
     `  ${name}: ${Math.round(spendsPerSecond)} spends/s, p50 ${latency.p50Ms.toFixed(2)} ms, p99 ${latency.p99Ms.toFixed(2)} ms; CPU µs/request: process ${Math.round(processCpuUsPerRequest)}, PostgreSQL ${Math.round(postgresCpuUsPerRequest)}, load generator ${Math.round(loadGeneratorCpuUsPerRequest)}; load average ${loadAverage.toFixed(2)}\n`,
+  );
+}
+
+function reportPairs(name: string, pairs: HoldSettleMeasurement, spends: SpendMeasurement): void {
+  process.stderr.write(
+    `  ${name}: ${Math.round(pairs.pairsPerSecond)} pairs/s (${(pairs.pairsPerSecond / spends.spendsPerSecond).toFixed(2)}x the spends/s), p50 ${pairs.latency.p50Ms.toFixed(2)} ms, p99 ${pairs.latency.p99Ms.toFixed(2)} ms per pair; CPU µs/pair: process ${Math.round(pairs.processCpuUsPerPair)}, PostgreSQL ${Math.round(pairs.postgresCpuUsPerPair)}; load average ${pairs.loadAverage.toFixed(2)}\n`,
   );
 }
 
@@ -220,7 +240,7 @@ async function runCrud(context: PhaseContext & { readonly plan: SpendPlan; reado
   const startedMs = performance.now();
   const measurement = await measureSpends(target, plan, context.ticksPerSecond);
   const serviceCpuMsPerSecond = (((readProcessTimes(service.child.pid)?.ownTicks ?? Number.NaN) - serviceTicksBefore) * 1_000) / context.ticksPerSecond / ((performance.now() - startedMs) / 1_000);
-  await verify(target, pool, CRUD_ACCOUNTS_TABLE, plan, measurement);
+  await verify(target, pool, CRUD_ACCOUNTS_TABLE, { userIds: plan.userIds, balanceOf: (index) => INITIAL_BALANCE - (measurement.spendsByAccount[index] ?? 0) });
   report('CRUD reference', measurement);
   await stopChild(crud.child);
   context.notes.push(
@@ -252,8 +272,8 @@ async function runPgbenchIfAvailable(context: PhaseContext): Promise<PgbenchMeas
 /**
  * Before each timed phase, untimed: the vacuuming that the writes before it left for autovacuum is
  * done now, so that no phase is charged with the last one's (PostgreSQL's CPU is its postmaster with
- * every child, autovacuum workers included). The phases run one after another on one database; the
- * hold + settle pairs, measured after the spends, were otherwise charged with the spends' dead rows.
+ * every child, autovacuum workers included). The phases run one after another on one database: each
+ * round's pairs, measured after its spends, were otherwise charged with the spends' dead rows.
  * ANALYZE gives every table statistics, as autovacuum would in a running deployment.
  */
 async function settleDatabase(pool: pg.Pool): Promise<void> {

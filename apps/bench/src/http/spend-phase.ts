@@ -24,6 +24,8 @@ export type SpendPlan = {
 export type SpendMeasurement = {
   readonly spendsPerSecond: number;
   readonly latency: LatencySummary;
+  /** The timed requests' latencies, ascending: rounds of one run are summarized together. */
+  readonly latenciesMs: Float64Array;
   readonly processCpuUsPerRequest: number;
   readonly postgresCpuUsPerRequest: number;
   readonly loadGeneratorCpuUsPerRequest: number;
@@ -64,6 +66,7 @@ export async function measureSpends(target: SpendTarget, plan: SpendPlan, ticksP
   return {
     spendsPerSecond: plan.requests / (timed.elapsedMs / 1_000),
     latency: summarizeLatency(timed.latenciesMs),
+    latenciesMs: timed.latenciesMs,
     processCpuUsPerRequest: microsecondsPerRequest(after.processTicks - before.processTicks),
     postgresCpuUsPerRequest: microsecondsPerRequest(after.postgresTicks - before.postgresTicks),
     loadGeneratorCpuUsPerRequest: (after.loadGeneratorUs - before.loadGeneratorUs) / plan.requests,

@@ -1,0 +1,113 @@
+import { summarizeLatency } from './latency-summary.js';
+import { measureHoldSettlePairs, type HoldSettleMeasurement } from './hold-settle-phase.js';
+import { measureSpends, type SpendMeasurement, type SpendPlan, type SpendTarget } from './spend-phase.js';
+
+/** The spends and the hold + settle pairs of one service, measured in alternating rounds. */
+export type AlternatingMeasurement = {
+  readonly spends: SpendMeasurement;
+  readonly pairs: HoldSettleMeasurement;
+  /** Each round's pairs/s over its spends/s, in order: how much the ratio moved within the run. */
+  readonly pairRatioByRound: readonly number[];
+};
+
+/**
+ * Round `round` (from 0) of `rounds`: its slice of the plan's timed requests (as even as they split;
+ * the first rounds take one more), the plan's whole warm-up before the first. Rounds go through the
+ * plan's sequence in order, so all of them together send exactly the plan's requests.
+ */
+export function roundPlan(plan: SpendPlan, rounds: number, round: number): SpendPlan {
+  if (!Number.isSafeInteger(rounds) || rounds < 1 || rounds > plan.requests) throw new Error(`rounds must be a whole number from 1 to the ${plan.requests} timed requests, not ${rounds}`);
+  if (!Number.isSafeInteger(round) || round < 0 || round >= rounds) throw new Error(`round must be a whole number from 0 to ${rounds - 1}, not ${round}`);
+  const base = Math.floor(plan.requests / rounds);
+  const extra = plan.requests % rounds;
+  const start = round * base + Math.min(round, extra);
+  const requests = base + (round < extra ? 1 : 0);
+  const warmup = round === 0 ? plan.warmup : 0;
+  return { ...plan, warmup, requests, accountByRequest: plan.accountByRequest.subarray(plan.warmup + start - warmup, plan.warmup + start + requests) };
+}
+
+/** Rounds of spends as one measurement: rate over the summed time, CPU per request over every request, latencies of all. */
+export function combineSpends(rounds: readonly SpendMeasurement[]): SpendMeasurement {
+  const first = firstOf(rounds);
+  const counts = rounds.map((round) => round.latenciesMs.length);
+  const latenciesMs = concatenated(rounds.map((round) => round.latenciesMs));
+  const perRequest = (value: (round: SpendMeasurement) => number) => rounds.reduce((sum, round, index) => sum + value(round) * (counts[index] as number), 0) / latenciesMs.length;
+  return {
+    spendsPerSecond: latenciesMs.length / rounds.reduce((seconds, round, index) => seconds + (counts[index] as number) / round.spendsPerSecond, 0),
+    latency: summarizeLatency(latenciesMs),
+    latenciesMs,
+    processCpuUsPerRequest: perRequest((round) => round.processCpuUsPerRequest),
+    postgresCpuUsPerRequest: perRequest((round) => round.postgresCpuUsPerRequest),
+    loadGeneratorCpuUsPerRequest: perRequest((round) => round.loadGeneratorCpuUsPerRequest),
+    loadAverage: first.loadAverage,
+    spendsByAccount: summed(rounds.map((round) => round.spendsByAccount)),
+  };
+}
+
+/** Rounds of pairs as one measurement, as combineSpends. */
+export function combinePairs(rounds: readonly HoldSettleMeasurement[]): HoldSettleMeasurement {
+  const first = firstOf(rounds);
+  const counts = rounds.map((round) => round.latenciesMs.length);
+  const latenciesMs = concatenated(rounds.map((round) => round.latenciesMs));
+  const perPair = (value: (round: HoldSettleMeasurement) => number) => rounds.reduce((sum, round, index) => sum + value(round) * (counts[index] as number), 0) / latenciesMs.length;
+  return {
+    pairsPerSecond: latenciesMs.length / rounds.reduce((seconds, round, index) => seconds + (counts[index] as number) / round.pairsPerSecond, 0),
+    latency: summarizeLatency(latenciesMs),
+    latenciesMs,
+    processCpuUsPerPair: perPair((round) => round.processCpuUsPerPair),
+    postgresCpuUsPerPair: perPair((round) => round.postgresCpuUsPerPair),
+    loadAverage: first.loadAverage,
+    pairsByAccount: summed(rounds.map((round) => round.pairsByAccount)),
+  };
+}
+
+/**
+ * The service's spends and pairs, alternating: in each of `rounds` rounds a slice of the timed spends,
+ * then the same slice of the sequence as pairs, each after `settle` (untimed). One phase after the
+ * other would charge whatever drifts over a run (the machine's other load, the tables' growth, the
+ * process warming up) to whichever phase ran later; alternating spreads it over both.
+ */
+export async function measureAlternating(options: {
+  readonly target: SpendTarget;
+  readonly plan: SpendPlan;
+  readonly rounds: number;
+  readonly ticksPerSecond: number;
+  readonly settle: () => Promise<void>;
+  readonly onRound?: (round: number, spends: SpendMeasurement, pairs: HoldSettleMeasurement) => void;
+}): Promise<AlternatingMeasurement> {
+  const spends: SpendMeasurement[] = [];
+  const pairs: HoldSettleMeasurement[] = [];
+  for (let round = 0; round < options.rounds; round += 1) {
+    const plan = roundPlan(options.plan, options.rounds, round);
+    await options.settle();
+    const spent = await measureSpends(options.target, plan, options.ticksPerSecond);
+    await options.settle();
+    const paired = await measureHoldSettlePairs(options.target, plan, options.ticksPerSecond);
+    spends.push(spent);
+    pairs.push(paired);
+    options.onRound?.(round, spent, paired);
+  }
+  return { spends: combineSpends(spends), pairs: combinePairs(pairs), pairRatioByRound: pairs.map((paired, index) => paired.pairsPerSecond / (spends[index] as SpendMeasurement).spendsPerSecond) };
+}
+
+function firstOf<T>(rounds: readonly T[]): T {
+  const first = rounds[0];
+  if (first === undefined) throw new Error('no rounds to combine');
+  return first;
+}
+
+function concatenated(parts: readonly Float64Array[]): Float64Array {
+  const all = new Float64Array(parts.reduce((length, part) => length + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    all.set(part, offset);
+    offset += part.length;
+  }
+  return all;
+}
+
+function summed(parts: readonly Uint32Array[]): Uint32Array {
+  const total = new Uint32Array(firstOf(parts).length);
+  for (const part of parts) for (let index = 0; index < part.length; index += 1) total[index] = (total[index] as number) + (part[index] as number);
+  return total;
+}
