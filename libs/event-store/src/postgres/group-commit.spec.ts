@@ -140,6 +140,50 @@ describe('PostgreSQL event store: group commit', () => {
     );
   });
 
+  it('answers EventIdConflictError when an append retried alone loses a race for its event id (the store translates the unique violation)', async () => {
+    // A batch fails as a whole on one append's id used elsewhere; the other append, retried alone,
+    // passes its check (the id is written by a transaction not yet committed), waits on the unique
+    // index, and fails on it when that transaction commits. Only the store's own translation of the
+    // unique violation makes that an EventIdConflictError rather than a database error.
+    const [ours, existing, other, theirs] = [`group-${randomUUID()}`, `group-${randomUUID()}`, `group-${randomUUID()}`, `group-${randomUUID()}`];
+    const usedElsewhere = event('UsedElsewhere');
+    const raced = event('Raced');
+    await withStore(1, async (store) => {
+      await store.append(ours, [event()], { expectedRevision: 'no_stream' });
+      await store.append(existing, [event()], { expectedRevision: 'no_stream' });
+      await store.append(other, [usedElsewhere], { expectedRevision: 'no_stream' });
+    });
+    const racer = await database.pool.connect();
+    try {
+      await racer.query('BEGIN');
+      await racer.query(`SELECT * FROM append_to_stream($1, 'any', NULL, $2::uuid[], $3::text[], $4::text[], $5::text[])`, [theirs, [raced.id], [raced.type], ['{}'], ['{}']]);
+      const { outcomes, retriedAlone } = await withStore(1, async (store) => {
+        const blocker = store.append(`group-${randomUUID()}`, [event()], { expectedRevision: 'any' });
+        // Queued behind the blocker, they go as one batch, in this order: the first fails it at once.
+        const batch = settle([store.append(existing, [usedElsewhere], { expectedRevision: 0n }), store.append(ours, [raced], { expectedRevision: 0n })]);
+        await blocker;
+        // The retry of `ours` waits on the racer's uncommitted id: commit it only then.
+        const deadline = Date.now() + 10_000;
+        const waiting = async () =>
+          (await database.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'token-ledger append' AND wait_event_type = 'Lock'")).rowCount;
+        while ((await waiting()) === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+        expect(await waiting()).toBe(1);
+        await racer.query('COMMIT');
+        return { outcomes: await batch, retriedAlone: store.groupCommitStats().retriedAlone };
+      });
+      const [conflict, lost] = outcomes;
+      expect(conflict).toMatchObject({ status: 'rejected', reason: expect.any(EventIdConflictError) });
+      expect(lost).toMatchObject({ status: 'rejected', reason: expect.any(EventIdConflictError) });
+      expect(lost?.status === 'rejected' && (lost.reason as EventIdConflictError).streamId).toBe(ours);
+      expect(retriedAlone).toBe(2);
+    } finally {
+      await racer.query('ROLLBACK').catch(() => undefined);
+      racer.release();
+    }
+    const counts = await database.pool.query<{ stream_id: string; count: string }>('SELECT stream_id, count(*) AS count FROM events WHERE stream_id = ANY($1) GROUP BY stream_id', [[ours, existing, theirs]]);
+    expect(Object.fromEntries(counts.rows.map((row) => [row.stream_id, Number(row.count)]))).toEqual({ [ours]: 1, [existing]: 1, [theirs]: 1 });
+  });
+
   it('applies appends to one stream within a batch in arrival order', async () => {
     const stream = `group-${randomUUID()}`;
     const results = await withStore(1, async (store) => {

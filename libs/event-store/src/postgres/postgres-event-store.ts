@@ -1,4 +1,4 @@
-import type { ClientBase, Pool } from 'pg';
+import { DatabaseError, type ClientBase, type Pool } from 'pg';
 import {
   EventIdConflictError,
   WrongExpectedRevisionError,
@@ -237,7 +237,7 @@ export function nextHeldBackRetryMs(currentMs: number, read: { readonly found: b
 }
 
 function isUniqueViolation(error: unknown, constraint: string): boolean {
-  return error instanceof Error && 'code' in error && error.code === '23505' && 'constraint' in error && error.constraint === constraint;
+  return error instanceof DatabaseError && error.code === '23505' && error.constraint === constraint;
 }
 
 function appendResultOf(row: AppendRow): AppendResult {
