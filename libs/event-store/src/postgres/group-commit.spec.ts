@@ -275,6 +275,26 @@ describe('PostgreSQL event store: group commit', () => {
       await store.close();
     });
 
+    it('fails an append that cannot get a connection within the deadline as not applied, once, and appends when one can be had', async () => {
+      const proxy = await frozenableProxy(new URL(database.url));
+      const store = new PostgresEventStore(database.pool, { connectionString: proxy.url, groupCommit: { deadlineMs: DEADLINE_MS } });
+      try {
+        const stream = `group-${randomUUID()}`;
+        // No append connection yet, and none can be opened: the server never hears of the append.
+        proxy.freeze();
+        const failure: unknown = await store.append(stream, [event()], { expectedRevision: 'no_stream' }).catch((error: unknown) => error);
+        expect(failure).toBeInstanceOf(AppendDeadlineExceededError);
+        expect(failure).toMatchObject({ code: 'APPEND_DEADLINE_EXCEEDED', streamId: stream, deadlineMs: DEADLINE_MS, applied: 'no' });
+        // Failed as a deadline, not retried alone (which would wait for a connection again).
+        expect(store.groupCommitStats().retriedAlone).toBe(0);
+        proxy.thaw();
+        await expect(store.append(stream, [event()], { expectedRevision: 'no_stream' })).resolves.toMatchObject({ nextRevision: 0n });
+      } finally {
+        await store.close();
+        await proxy.close();
+      }
+    });
+
     it('gives up on a connection that stops answering, drops it, and appends on a new one', async () => {
       const proxy = await frozenableProxy(new URL(database.url));
       const store = new PostgresEventStore(database.pool, { connectionString: proxy.url, groupCommit: { deadlineMs: DEADLINE_MS } });

@@ -288,8 +288,11 @@ export class GroupCommit {
 
 /**
  * Whether `error` is the append deadline passing, and what is known of the append then: `no` when
- * the server cancelled the statement (SQLSTATE 57014: nothing committed), `unknown` when the client
- * gave up on a connection that did not answer (or could not get one in time).
+ * the server cancelled the statement (SQLSTATE 57014: nothing committed) or no connection could be
+ * had in time (nothing was sent), `unknown` when the client gave up on a connection that did not
+ * answer. pg-pool (3.x) words the two connection cases differently: opening a new connection that
+ * did not complete in time, and waiting for one of a full pool (which group commit, never taking
+ * more than `maxInFlight`, should not meet).
  */
 function deadlineOutcome(error: unknown): 'no' | 'unknown' | undefined {
   // By shape: an error made by Node's own code may come from another realm and fail `instanceof Error`.
@@ -297,6 +300,6 @@ function deadlineOutcome(error: unknown): 'no' | 'unknown' | undefined {
   const { code, message } = error as { code?: unknown; message?: unknown };
   if (code === '57014') return 'no';
   if (message === 'Query read timeout') return 'unknown';
-  if (message === 'timeout exceeded when trying to connect') return 'no';
+  if (message === 'Connection terminated due to connection timeout' || message === 'timeout exceeded when trying to connect') return 'no';
   return undefined;
 }
