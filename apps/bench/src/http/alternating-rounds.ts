@@ -28,35 +28,29 @@ export function roundPlan(plan: SpendPlan, rounds: number, round: number): Spend
 
 /** Rounds of spends as one measurement: rate over the summed time, CPU per request over every request, latencies of all. */
 export function combineSpends(rounds: readonly SpendMeasurement[]): SpendMeasurement {
-  const first = firstOf(rounds);
-  const counts = rounds.map((round) => round.latenciesMs.length);
-  const latenciesMs = concatenated(rounds.map((round) => round.latenciesMs));
-  const perRequest = (value: (round: SpendMeasurement) => number) => rounds.reduce((sum, round, index) => sum + value(round) * (counts[index] as number), 0) / latenciesMs.length;
+  const pool = pooled(rounds, (round) => round.spendsPerSecond);
   return {
-    spendsPerSecond: latenciesMs.length / rounds.reduce((seconds, round, index) => seconds + (counts[index] as number) / round.spendsPerSecond, 0),
-    latency: summarizeLatency(latenciesMs),
-    latenciesMs,
-    processCpuUsPerRequest: perRequest((round) => round.processCpuUsPerRequest),
-    postgresCpuUsPerRequest: perRequest((round) => round.postgresCpuUsPerRequest),
-    loadGeneratorCpuUsPerRequest: perRequest((round) => round.loadGeneratorCpuUsPerRequest),
-    loadAverage: first.loadAverage,
+    spendsPerSecond: pool.perSecond,
+    latency: pool.latency,
+    latenciesMs: pool.latenciesMs,
+    processCpuUsPerRequest: pool.mean((round) => round.processCpuUsPerRequest),
+    postgresCpuUsPerRequest: pool.mean((round) => round.postgresCpuUsPerRequest),
+    loadGeneratorCpuUsPerRequest: pool.mean((round) => round.loadGeneratorCpuUsPerRequest),
+    loadAverage: pool.loadAverage,
     spendsByAccount: summed(rounds.map((round) => round.spendsByAccount)),
   };
 }
 
 /** Rounds of pairs as one measurement, as combineSpends. */
 export function combinePairs(rounds: readonly HoldSettleMeasurement[]): HoldSettleMeasurement {
-  const first = firstOf(rounds);
-  const counts = rounds.map((round) => round.latenciesMs.length);
-  const latenciesMs = concatenated(rounds.map((round) => round.latenciesMs));
-  const perPair = (value: (round: HoldSettleMeasurement) => number) => rounds.reduce((sum, round, index) => sum + value(round) * (counts[index] as number), 0) / latenciesMs.length;
+  const pool = pooled(rounds, (round) => round.pairsPerSecond);
   return {
-    pairsPerSecond: latenciesMs.length / rounds.reduce((seconds, round, index) => seconds + (counts[index] as number) / round.pairsPerSecond, 0),
-    latency: summarizeLatency(latenciesMs),
-    latenciesMs,
-    processCpuUsPerPair: perPair((round) => round.processCpuUsPerPair),
-    postgresCpuUsPerPair: perPair((round) => round.postgresCpuUsPerPair),
-    loadAverage: first.loadAverage,
+    pairsPerSecond: pool.perSecond,
+    latency: pool.latency,
+    latenciesMs: pool.latenciesMs,
+    processCpuUsPerPair: pool.mean((round) => round.processCpuUsPerPair),
+    postgresCpuUsPerPair: pool.mean((round) => round.postgresCpuUsPerPair),
+    loadAverage: pool.loadAverage,
     pairsByAccount: summed(rounds.map((round) => round.pairsByAccount)),
   };
 }
@@ -88,6 +82,25 @@ export async function measureAlternating(options: {
     options.onRound?.(round, spent, paired);
   }
   return { spends: combineSpends(spends), pairs: combinePairs(pairs), pairRatioByRound: pairs.map((paired, index) => paired.pairsPerSecond / (spends[index] as SpendMeasurement).spendsPerSecond) };
+}
+
+/**
+ * What rounds of one kind share: each round's timed count is its number of latency samples, its time
+ * that count over its rate; the rate is over the summed time, a per-request value the mean over every
+ * request, the load average the first round's.
+ */
+function pooled<T extends { readonly latenciesMs: Float64Array; readonly loadAverage: number }>(rounds: readonly T[], perSecond: (round: T) => number) {
+  const { loadAverage } = firstOf(rounds);
+  const counts = rounds.map((round) => round.latenciesMs.length);
+  const latenciesMs = concatenated(rounds.map((round) => round.latenciesMs));
+  const weighted = (value: (round: T, count: number) => number) => rounds.reduce((sum, round, index) => sum + value(round, counts[index] as number), 0);
+  return {
+    perSecond: latenciesMs.length / weighted((round, count) => count / perSecond(round)),
+    latency: summarizeLatency(latenciesMs),
+    latenciesMs,
+    mean: (value: (round: T) => number) => weighted((round, count) => value(round) * count) / latenciesMs.length,
+    loadAverage,
+  };
 }
 
 function firstOf<T>(rounds: readonly T[]): T {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../../../test/support/test-database.js';
 import { frozenableProxy } from '../../../../test/support/frozenable-proxy.js';
+import { untilASessionWaitsOnALock } from '../../../../test/support/lock-wait.js';
 import { AppendDeadlineExceededError, EventIdConflictError, WrongExpectedRevisionError, type AppendResult, type EventToAppend } from '../event-store.port.js';
 import type { GroupCommitOptions } from './group-commit.js';
 import { PostgresEventStore } from './postgres-event-store.js';
@@ -163,11 +164,7 @@ describe('PostgreSQL event store: group commit', () => {
         const batch = settle([store.append(existing, [usedElsewhere], { expectedRevision: 0n }), store.append(ours, [raced], { expectedRevision: 0n })]);
         await blocker;
         // The retry of `ours` waits on the racer's uncommitted id: commit it only then.
-        const deadline = Date.now() + 10_000;
-        const waiting = async () =>
-          (await database.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'token-ledger append' AND wait_event_type = 'Lock'")).rowCount;
-        while ((await waiting()) === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-        expect(await waiting()).toBe(1);
+        await untilASessionWaitsOnALock(database.pool);
         await racer.query('COMMIT');
         return { outcomes: await batch, retriedAlone: store.groupCommitStats().retriedAlone };
       });
@@ -377,7 +374,7 @@ describe('PostgreSQL event store: group commit', () => {
         const conflicting = store.append(existing, [usedElsewhere], { expectedRevision: 0n });
         const racing = store.append(`group-${randomUUID()}`, [heldOpen], { expectedRevision: 'no_stream' });
         await blocker;
-        await waitForLockWait();
+        await untilASessionWaitsOnALock(database.pool);
         await holder.query('COMMIT');
         return settle([conflicting, racing]);
       });
@@ -389,17 +386,4 @@ describe('PostgreSQL event store: group commit', () => {
       await holder.end();
     }
   });
-
-  /** Until a session of this database waits for a lock (the append behind the open transaction). */
-  async function waitForLockWait(): Promise<void> {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const waiting = await database.pool.query<{ count: string }>(
-        "SELECT count(*) AS count FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-      );
-      if (Number(waiting.rows[0]?.count) > 0) return;
-      if (Date.now() > deadline) throw new Error('no append waited on the open transaction');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  }
 });

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../../../test/support/test-database.js';
+import { untilASessionWaitsOnALock } from '../../../../test/support/lock-wait.js';
 import { EventIdConflictError, type RecordedEvent } from '../event-store.port.js';
 import { START, type Position } from '../position.js';
 import { describeEventStoreContract } from '../testing/event-store.contract.js';
@@ -133,11 +134,7 @@ describe('PostgreSQL event store: $all under interleaved transactions', () => {
       (error: unknown) => error,
     );
     // Commit only once the append is waiting on that index, or it would find the id committed.
-    const deadline = Date.now() + 5_000;
-    const waiting = async () =>
-      (await database.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'token-ledger append' AND wait_event_type = 'Lock'")).rowCount;
-    while ((await waiting()) === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-    expect(await waiting()).toBe(1);
+    await untilASessionWaitsOnALock(database.pool);
     await first.query('COMMIT');
     const error = await outcome;
     expect(error).toBeInstanceOf(EventIdConflictError);
