@@ -17,7 +17,8 @@ const hook: AppendTransactionHook = {
       IF EXISTS (SELECT 1 FROM events WHERE transaction_id = pg_current_xact_id() AND event_type = 'Poison') THEN
         RAISE EXCEPTION 'a poison event';
       END IF;
-    END $$;`,
+    END $$;
+    INSERT INTO hook_unique_rows (key) SELECT event_type FROM events WHERE transaction_id = pg_current_xact_id() AND event_type = 'OncePerDatabase';`,
 };
 
 function event(type = 'Happened'): EventToAppend {
@@ -31,6 +32,7 @@ describe('PostgreSQL event store: the append hook', () => {
   beforeAll(async () => {
     database = await createTestDatabase();
     await database.pool.query('CREATE TABLE hook_marks (transaction_id xid8 NOT NULL, events integer NOT NULL)');
+    await database.pool.query('CREATE TABLE hook_unique_rows (key text PRIMARY KEY)');
     store = new PostgresEventStore(database.pool, { connectionString: database.url, appendHook: hook, groupCommit: { maxInFlight: 1 } });
   });
 
@@ -69,6 +71,17 @@ describe('PostgreSQL event store: the append hook', () => {
     await store.append(stream, events, { expectedRevision: 'no_stream' });
     const again = await store.append(stream, events, { expectedRevision: 'no_stream' });
     expect(again).toEqual({ nextRevision: 0n, position: again.position });
+  });
+
+  it("answers a unique violation of the hook's own rows as the database error it is, not as an event id conflict, and writes nothing", async () => {
+    // An event id conflict means "these events are already appended", which a caller may take for
+    // its own earlier attempt; a read model's row that cannot be written is no such thing.
+    await store.append(`hook-${randomUUID()}`, [event('OncePerDatabase')], { expectedRevision: 'no_stream' });
+    const stream = `hook-${randomUUID()}`;
+    const failure: unknown = await store.append(stream, [event('OncePerDatabase')], { expectedRevision: 'no_stream' }).catch((error: unknown) => error);
+    expect(failure).not.toBeInstanceOf(EventIdConflictError);
+    expect(failure).toMatchObject({ code: '23505', constraint: 'hook_unique_rows_pkey' });
+    expect(await store.readStream(stream)).toEqual([]);
   });
 
   it('fails only the append whose hook fails, in a batch too, and writes none of its events', async () => {
