@@ -31,7 +31,7 @@ export type HttpBenchResults = {
 const whole = (value: number) => Math.round(value).toLocaleString('en-US');
 const milliseconds = (value: number) => value.toFixed(2);
 // Rounded down, as in the store bench: a ratio shown never claims more than was measured.
-const ratio = (ours: number, reference: number) => `${(Math.floor((ours / reference) * 100) / 100).toFixed(2)}x`;
+export const ratio = (ours: number, reference: number) => `${(Math.floor((ours / reference) * 100) / 100).toFixed(2)}x`;
 
 /** The run as Markdown: command, machine, the table, the ratios and what was verified. */
 export function renderHttpResults(results: HttpBenchResults): string {
@@ -71,7 +71,7 @@ function rounds({ rounds: count, warmup, requests }: HttpBenchResults): string {
 function holdSettleLine({ holdSettle, service, clients, warmup, requests, pairRatioByRound }: HttpBenchResults): string {
   const pairCpu = holdSettle.processCpuUsPerPair + holdSettle.postgresCpuUsPerPair;
   const twoSpendsCpu = 2 * (service.processCpuUsPerRequest + service.postgresCpuUsPerRequest);
-  const byRound = pairRatioByRound.length > 1 ? ` (by round: ${pairRatioByRound.map((value) => `${value.toFixed(2)}x`).join(', ')})` : '';
+  const byRound = pairRatioByRound.length > 1 ? ` (by round: ${pairRatioByRound.map((value) => ratio(value, 1)).join(', ')})` : '';
   return `Hold + settle: ${clients} closed-loop clients ran ${whole(warmup)} warm-up and ${whole(requests)} timed pairs (\`POST .../holds\` of 2 tokens, then \`POST .../holds/{holdId}/settle\` of 1) on the same accounts, 1-minute load average ${holdSettle.loadAverage.toFixed(2)} at the first round's start: ${whole(holdSettle.pairsPerSecond)} pairs/s, ${ratio(holdSettle.pairsPerSecond, service.spendsPerSecond)} the spends/s${byRound} (a pair costing two spends would be 0.50x), p50 ${milliseconds(holdSettle.latency.p50Ms)} ms, p99 ${milliseconds(holdSettle.latency.p99Ms)} ms per pair; CPU per pair: process ${whole(holdSettle.processCpuUsPerPair)} µs, PostgreSQL ${whole(holdSettle.postgresCpuUsPerPair)} µs, ${whole(pairCpu)} µs in all against ${whole(twoSpendsCpu)} for two spends (${(pairCpu / twoSpendsCpu).toFixed(2)}x); afterwards every balance equals its purchase minus its spends and pairs, and nothing is held.`;
 }
 

@@ -12,7 +12,7 @@ import { measureAlternating } from './alternating-rounds.js';
 import { runClosedLoop } from './closed-loop.js';
 import { startCrudReference } from './crud-reference.js';
 import { CRUD_ACCOUNTS_TABLE } from './crud-schema.js';
-import { renderHttpResults, withHttpResults, type HttpBenchResults } from './http-report.js';
+import { ratio, renderHttpResults, withHttpResults, type HttpBenchResults } from './http-report.js';
 import { pgbenchVersion, runPgbench, type PgbenchMeasurement } from './pgbench.js';
 import { clockTicksPerSecond, readProcessTimes } from './process-cpu.js';
 import type { HoldSettleMeasurement } from './hold-settle-phase.js';
@@ -25,8 +25,8 @@ import { verifyBalancesBySql, verifyBalancesOverHttp, type ExpectedBalances } fr
  * The built service (`node dist/apps/api/src/main.js`, on its embedded PostgreSQL, in a temporary
  * DATA_DIR) under closed-loop HTTP spends, and hold + settle pairs in rounds alternating with them,
  * against a plain CRUD service and pgbench's single-row INSERT on the same PostgreSQL; every balance
- * verified. A complete run (no --skip-*, no --cpu-prof,
- * no --no-write) writes its results into docs/benchmarks.md, one block per account count.
+ * verified. A complete run (no --skip-*, no --cpu-prof, no --no-write) writes its results into
+ * docs/benchmarks.md, one block per account count.
  */
 type Options = {
   readonly users: number;
@@ -214,7 +214,7 @@ function report(name: string, measurement: SpendMeasurement): void {
 
 function reportPairs(name: string, pairs: HoldSettleMeasurement, spends: SpendMeasurement): void {
   process.stderr.write(
-    `  ${name}: ${Math.round(pairs.pairsPerSecond)} pairs/s (${(pairs.pairsPerSecond / spends.spendsPerSecond).toFixed(2)}x the spends/s), p50 ${pairs.latency.p50Ms.toFixed(2)} ms, p99 ${pairs.latency.p99Ms.toFixed(2)} ms per pair; CPU µs/pair: process ${Math.round(pairs.processCpuUsPerPair)}, PostgreSQL ${Math.round(pairs.postgresCpuUsPerPair)}; load average ${pairs.loadAverage.toFixed(2)}\n`,
+    `  ${name}: ${Math.round(pairs.pairsPerSecond)} pairs/s (${ratio(pairs.pairsPerSecond, spends.spendsPerSecond)} the spends/s), p50 ${pairs.latency.p50Ms.toFixed(2)} ms, p99 ${pairs.latency.p99Ms.toFixed(2)} ms per pair; CPU µs/pair: process ${Math.round(pairs.processCpuUsPerPair)}, PostgreSQL ${Math.round(pairs.postgresCpuUsPerPair)}; load average ${pairs.loadAverage.toFixed(2)}\n`,
   );
 }
 
