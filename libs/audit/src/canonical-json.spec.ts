@@ -1,3 +1,5 @@
+import canonicalize from 'canonicalize';
+import fc from 'fast-check';
 import { canonicalJson } from './canonical-json.js';
 
 // Examples from RFC 8785 (JSON Canonicalization Scheme).
@@ -43,5 +45,54 @@ describe('canonicalJson (RFC 8785)', () => {
     expect(() => canonicalJson('\ud800')).toThrow('Lone surrogate');
     expect(() => canonicalJson(undefined)).toThrow('no JSON form');
     expect(() => canonicalJson({ revision: 1n })).toThrow();
+  });
+
+  it('refuses a lone surrogate anywhere: in a nested value, in a key, after an escaped backslash', () => {
+    expect(() => canonicalJson({ data: { description: 'ok\udc00' } })).toThrow('Lone surrogate');
+    expect(() => canonicalJson({ ['\ud83d']: 1 })).toThrow('Lone surrogate');
+    expect(() => canonicalJson(['\\\ud800'])).toThrow('Lone surrogate');
+    // A backslash followed by the letters "ud800" is text, and a surrogate pair is well formed.
+    expect(canonicalJson('\\ud800')).toBe('"\\\\ud800"');
+    expect(canonicalJson('\ud83d\ude00')).toBe('"\ud83d\ude00"');
+  });
+});
+
+// The hash chains already written were canonicalized by `canonicalize` 4 (ADR 0006): the text of every
+// value must stay byte for byte what it gave, or a chain sealed before would no longer verify.
+describe('canonicalJson against the canonicalize package it replaced', () => {
+  /** `canonicalize`'s text, or 'refused' when it throws (as canonicalJson must then). */
+  function reference(value: unknown): string {
+    try {
+      return canonicalize(value) ?? 'refused';
+    } catch {
+      return 'refused';
+    }
+  }
+  function ours(value: unknown): string {
+    try {
+      return canonicalJson(value);
+    } catch {
+      return 'refused';
+    }
+  }
+
+  it('gives the same text for any JSON value', () => {
+    fc.assert(
+      fc.property(fc.jsonValue({ stringUnit: 'binary', maxDepth: 4 }), (value) => {
+        expect(ours(value)).toBe(reference(value));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('refuses exactly the texts it refused: any UTF-16 code units, lone surrogates and backslashes among them', () => {
+    const unit = fc.oneof(fc.constantFrom('\\', 'ud800', 'udc00', 'ud8', '00', '\ud800', '\udbff', '\udc00', '\udfff', '\ud83d\ude00', '"', '\n', 'a'), fc.integer({ min: 0, max: 0xffff }).map((code) => String.fromCharCode(code)));
+    const text = fc.string({ unit, maxLength: 12 });
+    fc.assert(
+      fc.property(fc.dictionary(text, fc.oneof(text, fc.array(text, { maxLength: 3 })), { maxKeys: 4 }), (value) => {
+        expect(ours(value)).toBe(reference(value));
+      }),
+      { numRuns: 5000 },
+    );
   });
 });
