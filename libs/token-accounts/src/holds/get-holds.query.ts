@@ -61,7 +61,8 @@ const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
 
 // $3: one row more than the page, to know whether more follow; $5: the revision of a cursor (the
 // page starts below it), else null. The index on (user_id, stream_revision) serves the order and the
-// cursor's comparison; a status filters along it.
+// cursor's comparison, and a status filters along it; for `active` (the status bound as a value, so
+// the plan is made for it) the partial index of active holds serves them alone.
 export const HOLDS_PAGE_SQL = `
   SELECT hold_id, user_id, amount::text, description, status, to_char(expires_at AT TIME ZONE 'UTC', ${ISO}) AS expires_at, draws,
          settled_amount::text, transaction_id, to_char(created_at AT TIME ZONE 'UTC', ${ISO}) AS created_at,
