@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { HOLDS_PAGE_SQL, LOTS_PAGE_SQL, TRANSACTIONS_PAGE_SQL } from '@app/token-accounts';
+import { DUE_ACCOUNTS_SQL, HOLDS_PAGE_SQL, LOTS_PAGE_SQL, TRANSACTIONS_PAGE_SQL } from '@app/token-accounts';
 import { PAYMENTS_PAGE_SQL } from '@app/payments';
 import { startTestApp, type TestApp } from './support/test-app.js';
 
@@ -214,4 +214,14 @@ describe('the indexes that serve the keyset orders', () => {
     expect(limited.filter((node) => String(node['Node Type']).includes('Sort'))).toEqual([]);
     expect(limited.filter((node) => node['Index Name'] === index).map((node) => node['Node Type'])).toEqual([expect.stringMatching(/^Index (Only )?Scan$/)]);
   });
+
+  it('the expiry job reads due holds and lots from their partial indexes, not every hold or lot that ended', async () => {
+    const plan = await planOf(DUE_ACCOUNTS_SQL, [new Date().toISOString(), randomUUID(), 100]);
+    const scanned = (table: string) => plan.filter((node) => node['Relation Name'] === table).map((node) => node['Index Name']);
+    // Either partial index of active holds (by expiry, or by account in list order) reads active holds only.
+    expect(scanned('token_holds')).toEqual([expect.stringMatching(/^idx_token_holds_(active_expiry|user_active)$/)]);
+    expect(scanned('token_lots')).toEqual(['idx_token_lots_due']);
+    expect(plan.filter((node) => node['Node Type'] === 'Seq Scan')).toEqual([]);
+  });
 });
+

@@ -312,4 +312,43 @@ describe('inline projections', () => {
       client.release();
     }
   });
+
+  it('updates a debited lot and the balance in place (HOT): no index names a column a debit changes', async () => {
+    // A HOT update writes no index entries; PostgreSQL allows it only when no column an index names
+    // (its predicate included) changes. Debits change token_lots.remaining (migration 127) and
+    // user_tokens' totals.
+    const indexes = await database.pool.query<{ definition: string }>(
+      `SELECT pg_get_indexdef(indexrelid) AS definition FROM pg_index WHERE indrelid IN ('token_lots'::regclass, 'user_tokens'::regclass)`,
+    );
+    const debited = /\b(remaining|balance|held|transaction_count|updated_at|last_event_revision|last_event_position)\b/;
+    expect(indexes.rows.map((row) => row.definition).filter((definition) => debited.test(definition))).toEqual([]);
+
+    const store = storeWith(inline);
+    const buyer = account();
+    await run(store, buyer, purchase(buyer.userId, 100));
+    const usages = 20;
+    for (let index = 0; index < usages; index += 1) await run(store, buyer, usage(buyer.userId, 1));
+    // The appends' sessions report their counts when they end: close them, then wait for the report.
+    await store.close();
+    const updateCounts = async () => {
+      await database.pool.query('SELECT pg_stat_clear_snapshot()');
+      const result = await database.pool.query<{ table: string; updates: string; hot: string }>(
+        `SELECT relname AS table, n_tup_upd::text AS updates, n_tup_hot_upd::text AS hot FROM pg_stat_user_tables
+          WHERE relname IN ('token_lots', 'user_tokens') ORDER BY relname`,
+      );
+      return result.rows.map((row) => ({ table: row.table, updates: Number(row.updates), hot: Number(row.hot) }));
+    };
+    const deadline = Date.now() + 20_000;
+    let counts = await updateCounts();
+    while (!counts.every((count) => count.updates >= usages) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      counts = await updateCounts();
+    }
+    // The purchase inserts both rows; each usage updates each once, every one of them in place.
+    expect(counts).toEqual([
+      { table: 'token_lots', updates: usages, hot: usages },
+      { table: 'user_tokens', updates: usages, hot: usages },
+    ]);
+    expect(await rowsOf(buyer.userId)).toEqual({ balance: String(100 - usages), transactions: usages + 1, events: usages + 1 });
+  });
 });

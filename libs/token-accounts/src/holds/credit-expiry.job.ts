@@ -8,6 +8,17 @@ export const CREDIT_EXPIRY_PAGE_SIZE = 100;
 /** Pages per run: the rest waits for the next run. */
 export const CREDIT_EXPIRY_PAGES_MAX = 100;
 
+/**
+ * A page of the accounts with a hold or a lot due at $1, after the account $2: each side read from
+ * its partial index (active holds by expiry; lots with tokens left and an expiry), so a run reads
+ * what is due, not every hold or lot that ever ended.
+ */
+export const DUE_ACCOUNTS_SQL = `SELECT user_id FROM (
+           SELECT user_id FROM token_holds WHERE status = 'active' AND expires_at <= $1
+           UNION
+           SELECT user_id FROM token_lots WHERE has_remaining AND expires_at <= $1) AS due
+          WHERE user_id > $2 ORDER BY user_id LIMIT $3`;
+
 export type CreditExpiryRun = { readonly examined: number; readonly expired: number; readonly failed: number };
 
 /**
@@ -32,11 +43,7 @@ export class CreditExpiryJob {
     let failed = 0;
     for (let page = 0; page < CREDIT_EXPIRY_PAGES_MAX; page += 1) {
       const due = await this.pool.query<{ user_id: string }>(
-        `SELECT user_id FROM (
-           SELECT user_id FROM token_holds WHERE status = 'active' AND expires_at <= $1
-           UNION
-           SELECT user_id FROM token_lots WHERE remaining > 0 AND expires_at <= $1) AS due
-          WHERE user_id > $2 ORDER BY user_id LIMIT $3`,
+        DUE_ACCOUNTS_SQL,
         [now.toISOString(), after, CREDIT_EXPIRY_PAGE_SIZE],
       );
       for (const { user_id: userId } of due.rows) {
