@@ -17,7 +17,6 @@ import { registerRateLimits } from './http/rate-limits.js';
 import { registerRequestBodyParsers } from './http/request-body.js';
 import { registerIdempotency } from './http/idempotency/idempotency.hooks.js';
 import { IdempotencyStore } from './http/idempotency/idempotency.store.js';
-import { registerRequestContext } from './http/request-context.js';
 import { corsOptionsOf } from './http/cors.js';
 import { registerHttpMetrics } from './metrics/http-metrics.js';
 import { readModelProbes } from './metrics/read-model-probes.js';
@@ -57,8 +56,6 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth, 
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, databaseUrl, auth, metrics), adapter, { logger: new PinoNestLogger(logger), bodyParser: false });
 
   const fastify = app.getHttpAdapter().getInstance();
-  // First: every hook and handler after it, and every line they log, belongs to the request's context.
-  registerRequestContext(fastify);
   registerHttpMetrics(fastify, metrics);
   metrics.readFrom(readModelProbes(app));
   if (config.CORS_ORIGINS.length > 0) app.enableCors(corsOptionsOf(config.CORS_ORIGINS));
@@ -88,7 +85,7 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth, 
   registerIdempotency(fastify, app.get(IdempotencyStore), { waitMsMax: IDEMPOTENCY_WAIT_MS_MAX, pollIntervalMs: IDEMPOTENCY_POLL_INTERVAL_MS });
 
   app.enableVersioning({ type: VersioningType.URI });
-  app.useGlobalFilters(new ProblemDetailsFilter());
+  app.useGlobalFilters(new ProblemDetailsFilter(logger));
   app.useGlobalPipes(
     new ValidationPipe({
       whitelist: true,

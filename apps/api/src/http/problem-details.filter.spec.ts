@@ -1,4 +1,4 @@
-import { ConsoleLogger, ForbiddenException, Logger, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
+import { ForbiddenException, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
 import { AccountNotFoundError, ChainBrokenError, StreamNotReplayableError } from '@app/operations';
 import { AppendDeadlineError, ConcurrencyConflictError } from '@app/event-sourcing';
 import { AccessDeniedError, ApiKeyNameTakenError, AuthenticationError, KeySetUnavailableError } from '@app/auth';
@@ -10,6 +10,13 @@ import { ProblemDetailsFilter } from './problem-details.filter.js';
 import { RequestValidationError } from './request-validation.error.js';
 
 const INSTANCE = '/v1/accounts/u/use?x=1';
+
+/** The lines the filter logs, as pino gets them: the fields, then the message. */
+const logged: { level: 'warn' | 'error'; fields: unknown; message: string }[] = [];
+const logger = {
+  warn: (fields: unknown, message: string) => logged.push({ level: 'warn', fields, message }),
+  error: (fields: unknown, message: string) => logged.push({ level: 'error', fields, message }),
+};
 
 /** What the filter sends for an exception: the status and the body (and the headers, by `withHeaders`). */
 function answer(exception: unknown): { status: number; body: unknown } {
@@ -24,8 +31,8 @@ function withHeaders(exception: unknown): { status: number; body: unknown; heade
     header: (name: string, value: string) => ((sent.headers[name] = value), reply),
     send: (body: unknown) => ((sent.body = body), reply),
   };
-  const host = { switchToHttp: () => ({ getRequest: () => ({ url: INSTANCE, method: 'POST' }), getResponse: () => reply }) };
-  new ProblemDetailsFilter().catch(exception, host as never);
+  const host = { switchToHttp: () => ({ getRequest: () => ({ url: INSTANCE, method: 'POST', id: 'req-1' }), getResponse: () => reply }) };
+  new ProblemDetailsFilter(logger as never).catch(exception, host as never);
   return sent;
 }
 
@@ -34,9 +41,7 @@ function body(type: string, title: string, status: number, code: string, detail:
 }
 
 describe('ProblemDetailsFilter', () => {
-  // The 500s below are logged on purpose; keep them out of the test output.
-  beforeAll(() => Logger.overrideLogger(false));
-  afterAll(() => Logger.overrideLogger(new ConsoleLogger()));
+  beforeEach(() => logged.splice(0));
 
   it("answers a ledger rejection with its code's status and its details", () => {
     expect(answer(new LedgerError('INSUFFICIENT_BALANCE', 'short', { balance: 10, requested: 11 }))).toEqual(
@@ -126,5 +131,16 @@ describe('ProblemDetailsFilter', () => {
     const internal = body('internal-error', 'Internal error', 500, 'INTERNAL_ERROR', 'An unexpected error occurred; it has been logged.');
     expect(answer(new Error('boom'))).toEqual(internal);
     expect(answer(new Unmapped('NOT_IN_THE_TABLE', 'secret', {}))).toEqual(internal);
+  });
+
+  it("logs a 500 with the request's id and the stack, a 503 with the id, and an expected rejection not at all", () => {
+    const boom = new Error('boom');
+    answer(boom);
+    answer(new AppendDeadlineError('stream s: the append did not finish within 5000 ms', { deadlineMs: 5_000, applied: 'no' }));
+    answer(new LedgerError('INSUFFICIENT_BALANCE', 'short', { balance: 10, requested: 11 }));
+    expect(logged).toEqual([
+      { level: 'error', fields: { requestId: 'req-1', context: 'HTTP', stack: boom.stack }, message: `POST ${INSTANCE} failed: Error: boom` },
+      { level: 'warn', fields: { requestId: 'req-1', context: 'HTTP' }, message: expect.stringContaining(`POST ${INSTANCE}: APPEND_DEADLINE_EXCEEDED`) as unknown },
+    ]);
   });
 });

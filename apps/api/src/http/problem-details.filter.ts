@@ -1,7 +1,8 @@
-import { Catch, HttpException, HttpStatus, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
+import { Catch, HttpException, HttpStatus, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import { databaseUnavailableErrorOf } from '@app/database';
 import type { CodedError } from '@app/ledger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
 import { isErrorCode, isMappedError, PROBLEM_TYPES, type ErrorCode } from './problem-types.js';
 
 export type ProblemDetails = {
@@ -18,19 +19,22 @@ export type ProblemDetails = {
  * Every error leaves as an RFC 9457 problem (application/problem+json) with a stable `code`: an
  * expected rejection by its code (PROBLEM_TYPES), Nest's and Fastify's own HTTP errors by their
  * status, a database that cannot be reached as 503 DATABASE_UNAVAILABLE, anything else as a logged 500.
- * A code whose type names a `retryAfterSeconds` also sends `Retry-After`.
+ * A code whose type names a `retryAfterSeconds` also sends `Retry-After`. The 503 and 500 lines carry
+ * the request's `requestId`, as its `request completed` line does.
  */
 @Catch()
 export class ProblemDetailsFilter implements ExceptionFilter {
-  private readonly logger = new Logger('HTTP');
+  constructor(private readonly logger: Pick<Logger, 'warn' | 'error'>) {}
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const http = host.switchToHttp();
     const request = http.getRequest<FastifyRequest>();
     const reply = http.getResponse<FastifyReply>();
     const problem = problemOf(exception, request.url);
-    if (problem.status === 503) this.logger.warn(`${request.method} ${request.url}: ${problem.code} (${describe(exception)})`);
-    else if (problem.status >= 500) this.logger.error(`${request.method} ${request.url} failed: ${describe(exception)}`, exception instanceof Error ? exception.stack : undefined);
+    if (problem.status === 503) this.logger.warn({ requestId: request.id, context: 'HTTP' }, `${request.method} ${request.url}: ${problem.code} (${describe(exception)})`);
+    else if (problem.status >= 500) {
+      this.logger.error({ requestId: request.id, context: 'HTTP', ...(exception instanceof Error ? { stack: exception.stack } : {}) }, `${request.method} ${request.url} failed: ${describe(exception)}`);
+    }
     void withRetryAfter(reply.status(problem.status), problem).header('content-type', 'application/problem+json; charset=utf-8').send(problem);
   }
 }
