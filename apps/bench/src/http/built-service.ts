@@ -21,16 +21,35 @@ export type BuiltService = {
 /**
  * Starts `dist/apps/api/src/main.js` with a fresh DATA_DIR under `parentDirectory` (the embedded
  * PostgreSQL, its data and the development secrets) on free loopback ports, and waits for its
- * "listening" line. With `cpuProfileDirectory` node writes a CPU profile there when the service exits.
+ * "listening" line. With `cpuProfileDirectory` node writes a CPU profile there when the service exits;
+ * `env` adds to (or overrides) the variables it is started with; `dataDirectory` restarts on the
+ * DATA_DIR of an earlier start (its log goes to the new `parentDirectory`).
  */
-export async function startBuiltService(options: { readonly root: string; readonly parentDirectory: string; readonly cpuProfileDirectory?: string; readonly cleanup: Cleanup }): Promise<BuiltService> {
+export async function startBuiltService(options: {
+  readonly root: string;
+  readonly parentDirectory: string;
+  readonly cpuProfileDirectory?: string;
+  readonly cleanup: Cleanup;
+  readonly env?: Readonly<Record<string, string>>;
+  readonly dataDirectory?: string;
+}): Promise<BuiltService> {
   const main = path.join(options.root, 'dist/apps/api/src/main.js');
   if (!existsSync(main)) throw new Error(`${main} is missing: run the bench with npm run bench:http, which builds the service first`);
-  const dataDir = path.join(options.parentDirectory, 'data');
+  const dataDir = options.dataDirectory ?? path.join(options.parentDirectory, 'data');
   const [httpPort, postgresPort] = [await freeLoopbackPort(), await freeLoopbackPort()];
   // RATE_LIMIT_ENABLED=false: the benchmark's clients are one address and a few credentials, at rates far past the defaults.
   // PURCHASE_TOKENS_MAX: each account is seeded by one purchase of a billion tokens, so no spend ever runs out.
-  const env = { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', PORT: String(httpPort), DATA_DIR: dataDir, EMBEDDED_POSTGRES_PORT: String(postgresPort), RATE_LIMIT_ENABLED: 'false', PURCHASE_TOKENS_MAX: '1000000000' };
+  const env = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    HOST: '127.0.0.1',
+    PORT: String(httpPort),
+    DATA_DIR: dataDir,
+    EMBEDDED_POSTGRES_PORT: String(postgresPort),
+    RATE_LIMIT_ENABLED: 'false',
+    PURCHASE_TOKENS_MAX: '1000000000',
+    ...options.env,
+  };
   const profiling = options.cpuProfileDirectory === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDirectory}`];
   const child = spawnNode([...profiling, main], { cwd: options.root, env, logFile: path.join(options.parentDirectory, 'service.log') });
   options.cleanup.add('stop the service', () => stopService(child, dataDir));
