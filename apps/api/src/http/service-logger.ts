@@ -29,7 +29,7 @@ function prettyInstalled(): boolean {
  * The service's logger: JSON lines (or pino-pretty's text on a developer's terminal, LOG_FORMAT). The
  * lines of a request name its `requestId` themselves (the `request completed` line, the access
  * control's refusals, the 500s and 503s of ProblemDetailsFilter). Not by an AsyncLocalStorage mixin:
- * on Node 20 one installs promise hooks for every promise of the process, which cost about 10% of the
+ * on Node 20 one installs promise hooks for every promise of the process, which cost 15 to 20% of the
  * service's CPU per request (ADR 0027).
  */
 export function createServiceLogger(config: AppConfig): Logger {
