@@ -8,6 +8,7 @@ import { migrateDatabase, startEmbeddedPostgres, type EmbeddedPostgresServer } f
 import pg from 'pg';
 import { runScenario, SCENARIOS, type ScenarioResult } from './scenarios.js';
 import { renderResults } from './report.js';
+import { runMain } from './command-line.js';
 
 /**
  * `npm run bench:store [-- --only appends-c32,latency] [--seconds 10]`
@@ -137,7 +138,4 @@ async function writeResults(rendered: string): Promise<void> {
   process.stderr.write(`results written to ${file}\n`);
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-  process.exit(1);
-});
+runMain(main);

@@ -8,6 +8,7 @@ import { initialTokenAccountState } from '@app/ledger';
 import { DEFAULT_RUNNER_OPTIONS, ProjectionRebuilds, ProjectionRunner, projectionStatuses, SET_BASED_BATCH_MIN, TOKEN_ACCOUNTS_PROJECTION, tokenAccountsProjection, type RebuildView } from '@app/projections';
 import { appendDecided, seededRandom, seededUuid, seedHistory, type GeneratedAccount } from '@app/testing';
 import pg, { type Pool } from 'pg';
+import { runMain, wholeNumber } from './command-line.js';
 
 /**
  * `npm run bench:rebuild [-- --users 10000 --events 1000000 --seed 1 --writers 32 --no-write]`
@@ -246,12 +247,6 @@ async function startServer(): Promise<Server> {
   };
 }
 
-function wholeNumber(name: string, text: string, min: number, max: number): number {
-  const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min || value > max) throw new Error(`--${name} must be a whole number from ${min} to ${max}, not ${text}`);
-  return value;
-}
-
 function rate(count: number, milliseconds: number): string {
   return Math.round(count / Math.max(milliseconds / 1000, 0.001)).toLocaleString('en-US');
 }
@@ -275,7 +270,4 @@ async function writeResults(rendered: string): Promise<void> {
   process.stderr.write(`results written to ${file}\n`);
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-  process.exit(1);
-});
+runMain(main);

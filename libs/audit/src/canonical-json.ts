@@ -11,9 +11,9 @@ import { configure } from 'safe-stable-stringify';
 const stringify = configure({ deterministic: true, strict: true, bigint: false, circularValue: Error });
 
 /**
- * A lone surrogate as the stringifier writes it: `\udXXX` after an even run of backslashes (an odd
- * one makes the backslash of `\u` a character of the text, escaped). Well-formed pairs are written
- * as they are, never escaped.
+ * A lone surrogate as the stringifier writes it, `\ud800` to `\udfff`, after an even run of
+ * backslashes (an odd one makes the backslash of `\u` a character of the text, escaped).
+ * Well-formed pairs are written as they are, never escaped.
  */
 const ESCAPED_LONE_SURROGATE = /(?<!\\)(?:\\\\)*\\ud[89a-f][0-9a-f]{2}/;
 

@@ -18,6 +18,7 @@ import { clockTicksPerSecond, readProcessTimes } from './process-cpu.js';
 import type { HoldSettleMeasurement } from './hold-settle-phase.js';
 import { measureSpends, type SpendMeasurement, type SpendPlan, type SpendTarget } from './spend-phase.js';
 import { verifyBalancesBySql, verifyBalancesOverHttp, type ExpectedBalances } from './verify-balances.js';
+import { runMain, wholeNumber } from '../command-line.js';
 
 /**
  * `npm run bench:http [-- --users 1000 --clients 32 --requests 20000 --warmup 1000 --rounds 4 --skip-crud --skip-pgbench --cpu-prof --no-write]`
@@ -280,13 +281,4 @@ async function settleDatabase(pool: pg.Pool): Promise<void> {
   await pool.query('VACUUM (ANALYZE)');
 }
 
-function wholeNumber(name: string, text: string, min: number, max: number): number {
-  const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min || value > max) throw new Error(`--${name} must be a whole number from ${min} to ${max}, not ${text}`);
-  return value;
-}
-
-main().catch((error: unknown) => {
-  process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-  process.exit(1);
-});
+runMain(main);

@@ -12,6 +12,7 @@ import { Cleanup, exitCleanlyOnSignalsAndDeadline } from './cleanup.js';
 import { runClosedLoop } from './closed-loop.js';
 import { clockTicksPerSecond } from './process-cpu.js';
 import { measureSpends, type SpendTarget } from './spend-phase.js';
+import { runMain, wholeNumber } from '../command-line.js';
 
 /**
  * `npm run bench:versus -- --baseline <git revision> [--rounds 6 --requests 3000 --warmup 2000 --users 1000 --clients 32 --statements]`
@@ -231,13 +232,4 @@ function report(options: Options, sides: readonly Side[]): string {
   return lines.join('\n');
 }
 
-function wholeNumber(name: string, text: string, min: number, max: number): number {
-  const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min || value > max) throw new Error(`--${name} must be a whole number from ${min} to ${max}, not ${text}`);
-  return value;
-}
-
-main().catch((error: unknown) => {
-  process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-  process.exit(1);
-});
+runMain(main);
