@@ -4,7 +4,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { randomUUID } from 'node:crypto';
-import { seededRandom } from '@app/testing';
+import { seededRandom, seededUuid } from '@app/testing';
 import pg from 'pg';
 import { startBuiltService, type BuiltService } from './built-service.js';
 import { freeLoopbackPort } from './child-processes.js';
@@ -12,6 +12,7 @@ import { Cleanup, exitCleanlyOnSignalsAndDeadline } from './cleanup.js';
 import { runClosedLoop } from './closed-loop.js';
 import { clockTicksPerSecond } from './process-cpu.js';
 import { measureSpends, type SpendTarget } from './spend-phase.js';
+import { addStatementRows, renderVersus, type StatementRow, type StatementTotals, type VersusSide, type VersusTotals } from './versus-report.js';
 import { runMain, wholeNumber } from '../command-line.js';
 
 /**
@@ -46,8 +47,9 @@ type Side = {
   readonly pool: pg.Pool;
   /** The superuser's connection to the service database, with --statements. */
   readonly statements: pg.Client | undefined;
-  readonly totals: { processUs: number; postgresUs: number; elapsedMs: number; requests: number };
-  readonly statementTotals: Map<string, { timeMs: number; wal: number; calls: number }>;
+  readonly totals: VersusTotals;
+  /** With --statements. */
+  readonly statementTotals: StatementTotals | undefined;
 };
 
 const ROOT = path.resolve(import.meta.dirname, '../../../../..');
@@ -107,12 +109,12 @@ async function compare(options: Options, cleanup: Cleanup): Promise<string> {
   await run('npm', ['ci', '--no-audit', '--no-fund'], { cwd: baselineRoot, maxBuffer: 64 * 1024 * 1024 });
   await run('npx', ['nest', 'build', 'api'], { cwd: baselineRoot, maxBuffer: 64 * 1024 * 1024 });
 
-  const sides = [
+  const sides: [Side, Side] = [
     await startSide('baseline', `${baselineCommit} (--baseline ${options.baseline})`, baselineRoot, parent, options, cleanup),
     await startSide('current', `${currentCommit}${dirty ? ' with uncommitted changes' : ''} (this checkout)`, ROOT, parent, options, cleanup),
   ];
   const random = seededRandom('bench:versus');
-  const userIds = Array.from({ length: options.users }, () => randomUUID());
+  const userIds = Array.from({ length: options.users }, () => seededUuid(random));
   const accountByRequest = Uint32Array.from({ length: options.warmup + options.rounds * options.requests }, () => Math.floor(random() * options.users));
   for (const side of sides) {
     process.stderr.write(`seeding ${options.users} accounts of the ${side.name} service...\n`);
@@ -135,7 +137,7 @@ async function compare(options: Options, cleanup: Cleanup): Promise<string> {
     side.totals.postgresUs += measured.postgresCpuUsPerRequest * requests;
     side.totals.elapsedMs += (requests / measured.spendsPerSecond) * 1_000;
     side.totals.requests += requests;
-    if (side.statements !== undefined) await addStatements(side);
+    if (side.statements !== undefined) await addStatements(side, side.statements);
     process.stderr.write(
       `  ${side.name}: ${Math.round(measured.spendsPerSecond)} spends/s, CPU µs/request: process ${Math.round(measured.processCpuUsPerRequest)}, PostgreSQL ${Math.round(measured.postgresCpuUsPerRequest)}; load average ${(loadavg()[0] ?? Number.NaN).toFixed(2)}\n`,
     );
@@ -146,7 +148,10 @@ async function compare(options: Options, cleanup: Cleanup): Promise<string> {
     const offset = options.warmup + round * options.requests;
     for (const side of round % 2 === 0 ? sides : [...sides].reverse()) await spendOn(side, offset, options.requests, true);
   }
-  return report(options, sides);
+  const [baseline, current] = sides;
+  const heading = `bench:versus, ${new Date().toISOString()}: ${options.rounds} alternating rounds of ${options.requests} spends (after ${options.warmup} warm-up spends each), ${options.clients} clients, ${options.users} accounts; ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown'}), load average at the end ${loadavg().map((value) => value.toFixed(2)).join(', ')}.`;
+  const view = (side: Side): VersusSide => ({ name: side.name, label: side.label, totals: side.totals, ...(side.statementTotals === undefined ? {} : { statements: side.statementTotals }) });
+  return renderVersus(heading, view(baseline), view(current), STATEMENTS_SHOWN);
 }
 
 async function startSide(name: Side['name'], label: string, root: string, parent: string, options: Options, cleanup: Cleanup): Promise<Side> {
@@ -178,7 +183,7 @@ async function startSide(name: Side['name'], label: string, root: string, parent
   pool.on('error', (error) => process.stderr.write(`${name} database connection: ${error.message}\n`));
   cleanup.add(`close the ${name} bench connections`, () => pool.end());
   const target: SpendTarget = { origin: service.origin, authorization: service.authorization, processPid: service.child.pid, postmasterPid: service.postmasterPid };
-  return { name, label, service, target, pool, statements, totals: { processUs: 0, postgresUs: 0, elapsedMs: 0, requests: 0 }, statementTotals: new Map() };
+  return { name, label, service, target, pool, statements, totals: { processUs: 0, postgresUs: 0, elapsedMs: 0, requests: 0 }, statementTotals: statements === undefined ? undefined : new Map() };
 }
 
 /** The embedded server's superuser (its password is kept in the data directory's secrets), on `database`. */
@@ -190,46 +195,12 @@ async function superuserClient(service: BuiltService, dataDirectory: string, dat
   return client;
 }
 
-/** Adds the round's statements (since the reset before it) to the side's totals, by statement text. */
-async function addStatements(side: Side): Promise<void> {
-  const result = await side.statements?.query<{ query: string; calls: string; time_ms: number; wal: string }>(
+/** Adds the round's statements (since the reset before it) to the side's totals. */
+async function addStatements(side: Side, client: pg.Client): Promise<void> {
+  const result = await client.query<StatementRow>(
     `SELECT regexp_replace(query, '\\s+', ' ', 'g') AS query, calls::text, total_exec_time AS time_ms, wal_records::text AS wal FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
   );
-  for (const row of result?.rows ?? []) {
-    const totals = side.statementTotals.get(row.query) ?? { timeMs: 0, wal: 0, calls: 0 };
-    side.statementTotals.set(row.query, { timeMs: totals.timeMs + row.time_ms, wal: totals.wal + Number(row.wal), calls: totals.calls + Number(row.calls) });
-  }
-}
-
-function report(options: Options, sides: readonly Side[]): string {
-  const [baseline, current] = sides as [Side, Side];
-  const per = (side: Side) => ({
-    rate: side.totals.requests / (side.totals.elapsedMs / 1_000),
-    processUs: side.totals.processUs / side.totals.requests,
-    postgresUs: side.totals.postgresUs / side.totals.requests,
-  });
-  const [b, c] = [per(baseline), per(current)];
-  const times = (value: number) => `${value.toFixed(2)}x`;
-  const lines = [
-    `bench:versus, ${new Date().toISOString()}: ${options.rounds} alternating rounds of ${options.requests} spends (after ${options.warmup} warm-up spends each), ${options.clients} clients, ${options.users} accounts; ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown'}), load average at the end ${loadavg().map((value) => value.toFixed(2)).join(', ')}.`,
-    '',
-    '| Service | Spends/s | Process CPU (µs/spend) | PostgreSQL CPU (µs/spend) |',
-    '|---|---:|---:|---:|',
-    `| baseline ${baseline.label} | ${Math.round(b.rate)} | ${Math.round(b.processUs)} | ${Math.round(b.postgresUs)} |`,
-    `| current ${current.label} | ${Math.round(c.rate)} | ${Math.round(c.processUs)} | ${Math.round(c.postgresUs)} |`,
-    `| current / baseline | ${times(c.rate / b.rate)} | ${times(c.processUs / b.processUs)} | ${times(c.postgresUs / b.postgresUs)} |`,
-  ];
-  if (options.statements) {
-    for (const side of sides) {
-      lines.push('', `The ${side.name} service's costliest statements (pg_stat_statements, track = all; nested statements are also inside their caller's time), per spend:`, '');
-      lines.push('| Time (µs) | WAL records | Calls | Statement |', '|---:|---:|---:|---|');
-      const ranked = [...side.statementTotals.entries()].sort((left, right) => right[1].timeMs - left[1].timeMs).slice(0, STATEMENTS_SHOWN);
-      for (const [query, totals] of ranked) {
-        lines.push(`| ${((totals.timeMs * 1_000) / side.totals.requests).toFixed(1)} | ${(totals.wal / side.totals.requests).toFixed(2)} | ${totals.calls} | \`${query.slice(0, 100).replaceAll('|', '\\|')}\` |`);
-      }
-    }
-  }
-  return lines.join('\n');
+  if (side.statementTotals !== undefined) addStatementRows(side.statementTotals, result.rows);
 }
 
 runMain(main);
