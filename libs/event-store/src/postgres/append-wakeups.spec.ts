@@ -20,6 +20,9 @@ const SLOW_POLL_MS = 60_000;
  * as much again. 5 s failed about one run in ten of this folder.
  */
 const WOKEN_WITHIN_MS = 20_000;
+/** A hold-up past the doubling of the held-back retries (10 ms to 640 ms, 1.27 s in all), and how soon after it the event must be read: the 1 s cap, plus room for a loaded machine. */
+const HELD_LONG_MS = 6_000;
+const HELD_LONG_READ_WITHIN_MS = 2_500;
 
 function event(type: string): EventToAppend {
   return { id: randomUUID(), type, data: {} };
@@ -115,6 +118,29 @@ describe('PostgreSQL event store: wake-ups of live subscriptions', () => {
       expect(received).toEqual([]);
       await older.query('COMMIT');
       await eventually(received, types);
+    } finally {
+      older.release();
+    }
+  });
+
+  it('reads appends held back for seconds within about a second of the older transaction ending, however long its poll', async () => {
+    const single = store();
+    const stream = `wake-${randomUUID()}`;
+    const { received } = await subscribe(single, [stream]);
+    const older = await database.pool.connect();
+    try {
+      await older.query('BEGIN');
+      await older.query('SELECT pg_current_xact_id()');
+      await single.append(stream, [event('HeldLong')], { expectedRevision: 'no_stream' });
+      // Retries doubling without a cap would have waited 10 ms to 5.12 s by now: the next read
+      // would come about 4 s after the commit below (the wait before it is 5.12 s). Capped at a
+      // second, it comes within one.
+      await new Promise((resolve) => setTimeout(resolve, HELD_LONG_MS));
+      expect(received).toEqual([]);
+      await older.query('COMMIT');
+      const committedAt = Date.now();
+      await eventually(received, ['HeldLong']);
+      expect(Date.now() - committedAt).toBeLessThan(HELD_LONG_READ_WITHIN_MS);
     } finally {
       older.release();
     }

@@ -53,8 +53,9 @@ type EventRow = {
 };
 
 
-/** The first re-read after a wake that found nothing visible; later ones double up to the poll interval. */
+/** The first re-read after a wake that found nothing visible; later ones double up to HELD_BACK_RETRY_MAX_MS (see nextHeldBackRetry). */
 const HELD_BACK_RETRY_FIRST_MS = 10;
+const HELD_BACK_RETRY_MAX_MS = 1_000;
 
 // Careful: `transaction_id` is selected as text, and a bare ORDER BY name binds to the output column
 // first, which would sort xids as strings ('1000' < '999'). Every ORDER BY below qualifies `events.`.
@@ -178,8 +179,8 @@ export class PostgresEventStore implements EventStore {
     let previousCommitWakes = this.wakeups.commitWakes;
     // A commit's wake whose read finds nothing may mean events committed but held back by the visibility rule
     // (an older transaction anywhere in the cluster still runs): nothing will wake us again for them,
-    // so read again after a short wait, doubling up to the poll interval, until a read finds events.
-    let heldBackRetryMs = 0;
+    // so read again after a short wait (nextHeldBackRetry), until a read finds events or the poll takes over.
+    let heldBackRetry = NO_HELD_BACK_RETRY;
     while (!isAborted(signal)) {
       const generation = this.wakeups.generation;
       const commitWakes = this.wakeups.commitWakes;
@@ -189,9 +190,9 @@ export class PostgresEventStore implements EventStore {
         yield event;
         position = event.position;
       }
-      heldBackRetryMs = nextHeldBackRetryMs(heldBackRetryMs, { found: batch.length > 0, woken: commitWakes !== previousCommitWakes, pollIntervalMs: this.pollIntervalMs });
+      heldBackRetry = nextHeldBackRetry(heldBackRetry, { found: batch.length > 0, woken: commitWakes !== previousCommitWakes, pollIntervalMs: this.pollIntervalMs });
       previousCommitWakes = commitWakes;
-      if (batch.length < this.subscriptionBatchSize) await this.wakeups.waitAfter(generation, heldBackRetryMs > 0 ? heldBackRetryMs : this.pollIntervalMs, signal);
+      if (batch.length < this.subscriptionBatchSize) await this.wakeups.waitAfter(generation, heldBackRetry.waitMs > 0 ? heldBackRetry.waitMs : this.pollIntervalMs, signal);
     }
   }
 
@@ -223,17 +224,27 @@ export class PostgresEventStore implements EventStore {
   }
 }
 
+/** Where a live subscription's re-reads for held-back events stand: the next wait (0: none, wait for a wake-up or the poll) and the waits so far. */
+export type HeldBackRetry = { readonly waitMs: number; readonly waitedMs: number };
+
+export const NO_HELD_BACK_RETRY: HeldBackRetry = Object.freeze({ waitMs: 0, waitedMs: 0 });
+
 /**
- * The wait before a live subscription reads again for events held back by the visibility rule, in
- * milliseconds; 0 means none is held back, so wait for a wake-up or the poll. A read that finds
- * events ends the retries; a commit's wake whose read finds nothing starts them at
- * HELD_BACK_RETRY_FIRST_MS; each further empty read doubles the wait, and once it would reach the
- * poll interval the retries stop (the poll takes over).
+ * The next re-read of a live subscription for events held back by the visibility rule. A read that
+ * finds events ends the retries; a commit's wake whose read finds nothing starts them at
+ * HELD_BACK_RETRY_FIRST_MS; each further empty read doubles the wait, up to HELD_BACK_RETRY_MAX_MS.
+ * The retries stop (the poll takes over) once the next wait would reach the poll interval, or the
+ * waits so far add up to it. So events held back for H seconds are read at most
+ * HELD_BACK_RETRY_MAX_MS after they become visible, while H is under the poll interval: with a long
+ * poll, doubling without the cap made that up to H again (a 10 s hold-up read 20 s late).
  */
-export function nextHeldBackRetryMs(currentMs: number, read: { readonly found: boolean; readonly woken: boolean; readonly pollIntervalMs: number }): number {
-  if (read.found) return 0;
-  if (read.woken) return HELD_BACK_RETRY_FIRST_MS;
-  return currentMs * 2 >= read.pollIntervalMs ? 0 : currentMs * 2;
+export function nextHeldBackRetry(current: HeldBackRetry, read: { readonly found: boolean; readonly woken: boolean; readonly pollIntervalMs: number }): HeldBackRetry {
+  if (read.found) return NO_HELD_BACK_RETRY;
+  if (read.woken) return { waitMs: HELD_BACK_RETRY_FIRST_MS, waitedMs: 0 };
+  if (current.waitMs === 0) return NO_HELD_BACK_RETRY;
+  const waitedMs = current.waitedMs + current.waitMs;
+  const waitMs = Math.min(current.waitMs * 2, HELD_BACK_RETRY_MAX_MS);
+  return waitMs >= read.pollIntervalMs || waitedMs >= read.pollIntervalMs ? NO_HELD_BACK_RETRY : { waitMs, waitedMs };
 }
 
 function isUniqueViolation(error: unknown, constraint: string): boolean {
