@@ -1,4 +1,4 @@
-import { combinePairs, combineSpends, roundPlan } from './alternating-rounds.js';
+import { combinePairs, combineSpends, pairCpuRatio, roundPlan, spendsFirst } from './alternating-rounds.js';
 import type { HoldSettleMeasurement } from './hold-settle-phase.js';
 import type { SpendMeasurement, SpendPlan } from './spend-phase.js';
 
@@ -74,5 +74,27 @@ describe('combining rounds', () => {
     expect(combined.latency).toEqual({ count: 200, p50Ms: 50, p99Ms: 148, maxMs: 150 });
     expect(combined.loadAverage).toBe(50);
     expect([...combined.pairsByAccount]).toEqual([200]);
+  });
+
+  it("compares a round's CPU per pair, process and PostgreSQL together, with two of its spends", () => {
+    const spent = spends(100, 100, 300, 1, [0]);
+    const paired: HoldSettleMeasurement = {
+      pairsPerSecond: 50,
+      latency: { count: 1, p50Ms: 1, p99Ms: 1, maxMs: 1 },
+      latenciesMs: Float64Array.of(1),
+      processCpuUsPerPair: 500,
+      postgresCpuUsPerPair: 400,
+      loadAverage: 1,
+      pairsByAccount: Uint32Array.of(1),
+    };
+    // Two spends: 2 x (300 + 150) = 900 µs, as the pair's 500 + 400.
+    expect(pairCpuRatio(spent, paired)).toBe(1);
+    expect(pairCpuRatio(spent, { ...paired, postgresCpuUsPerPair: 490 })).toBeCloseTo(1.1, 10);
+  });
+});
+
+describe('spendsFirst', () => {
+  it('times the spends first in even rounds and the pairs first in odd ones, so neither phase always runs later', () => {
+    expect([0, 1, 2, 3, 4, 5].map(spendsFirst)).toEqual([true, false, true, false, true, false]);
   });
 });

@@ -8,7 +8,23 @@ export type AlternatingMeasurement = {
   readonly pairs: HoldSettleMeasurement;
   /** Each round's pairs/s over its spends/s, in order: how much the ratio moved within the run. */
   readonly pairRatioByRound: readonly number[];
+  /** Each round's CPU per pair (the service's process and its PostgreSQL) over that of two of its spends, in order. */
+  readonly pairCpuRatioByRound: readonly number[];
 };
+
+/**
+ * Whether round `round` (from 0) times its spends before its pairs: even rounds do, odd rounds time
+ * the pairs first (A B, B A, ...). With the spends always first, whatever grows within a run (the
+ * tables, the machine's other load) fell on the pairs of every round.
+ */
+export function spendsFirst(round: number): boolean {
+  return round % 2 === 0;
+}
+
+/** A round's CPU per pair over that of two of its spends: the issue's bar is at most 1. */
+export function pairCpuRatio(spends: SpendMeasurement, pairs: HoldSettleMeasurement): number {
+  return (pairs.processCpuUsPerPair + pairs.postgresCpuUsPerPair) / (2 * (spends.processCpuUsPerRequest + spends.postgresCpuUsPerRequest));
+}
 
 /**
  * Round `round` (from 0) of `rounds`: its slice of the plan's timed requests (as even as they split;
@@ -56,10 +72,11 @@ export function combinePairs(rounds: readonly HoldSettleMeasurement[]): HoldSett
 }
 
 /**
- * The service's spends and pairs, alternating: in each of `rounds` rounds a slice of the timed spends,
- * then the same slice of the sequence as pairs, each after `settle` (untimed). One phase after the
- * other would charge whatever drifts over a run (the machine's other load, the tables' growth, the
- * process warming up) to whichever phase ran later; alternating spreads it over both.
+ * The service's spends and pairs, alternating: in each of `rounds` rounds a slice of the timed spends
+ * and the same slice of the sequence as pairs, in the order `spendsFirst` gives, each after `settle`
+ * (untimed). One phase after the other would charge whatever drifts over a run (the machine's other
+ * load, the tables' growth, the process warming up) to whichever phase ran later; alternating, in
+ * turns, spreads it over both.
  */
 export async function measureAlternating(options: {
   readonly target: SpendTarget;
@@ -73,15 +90,33 @@ export async function measureAlternating(options: {
   const pairs: HoldSettleMeasurement[] = [];
   for (let round = 0; round < options.rounds; round += 1) {
     const plan = roundPlan(options.plan, options.rounds, round);
-    await options.settle();
-    const spent = await measureSpends(options.target, plan, options.ticksPerSecond);
-    await options.settle();
-    const paired = await measureHoldSettlePairs(options.target, plan, options.ticksPerSecond);
+    const spend = async () => {
+      await options.settle();
+      return measureSpends(options.target, plan, options.ticksPerSecond);
+    };
+    const pair = async () => {
+      await options.settle();
+      return measureHoldSettlePairs(options.target, plan, options.ticksPerSecond);
+    };
+    let spent: SpendMeasurement;
+    let paired: HoldSettleMeasurement;
+    if (spendsFirst(round)) {
+      spent = await spend();
+      paired = await pair();
+    } else {
+      paired = await pair();
+      spent = await spend();
+    }
     spends.push(spent);
     pairs.push(paired);
     options.onRound?.(round, spent, paired);
   }
-  return { spends: combineSpends(spends), pairs: combinePairs(pairs), pairRatioByRound: pairs.map((paired, index) => paired.pairsPerSecond / (spends[index] as SpendMeasurement).spendsPerSecond) };
+  return {
+    spends: combineSpends(spends),
+    pairs: combinePairs(pairs),
+    pairRatioByRound: pairs.map((paired, index) => paired.pairsPerSecond / (spends[index] as SpendMeasurement).spendsPerSecond),
+    pairCpuRatioByRound: pairs.map((paired, index) => pairCpuRatio(spends[index] as SpendMeasurement, paired)),
+  };
 }
 
 /**

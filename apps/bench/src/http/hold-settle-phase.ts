@@ -30,11 +30,15 @@ const ERROR_BODY_LENGTH_MAX = 1_000;
  */
 export async function measureHoldSettlePairs(target: SpendTarget, plan: SpendPlan, ticksPerSecond: number): Promise<HoldSettleMeasurement> {
   const pairsByAccount = new Uint32Array(plan.userIds.length);
-  const post = async (connection: Client, path: string, body: string, expected: number): Promise<unknown> => {
+  /** Sends the request and checks its status; the body is read whole (and parsed) only where `read` asks, as the spends' load generator reads none. */
+  const post = async (connection: Client, path: string, body: string, expected: number, read: boolean): Promise<unknown> => {
     const response = await connection.request({ method: 'POST', path, headers: { authorization: target.authorization, 'content-type': 'application/json' }, body });
-    const text = await response.body.text();
-    if (response.statusCode !== expected) throw new Error(`POST ${path} answered ${response.statusCode}, not ${expected}: ${text.slice(0, ERROR_BODY_LENGTH_MAX)}`);
-    return JSON.parse(text) as unknown;
+    if (response.statusCode !== expected) throw new Error(`POST ${path} answered ${response.statusCode}, not ${expected}: ${(await response.body.text()).slice(0, ERROR_BODY_LENGTH_MAX)}`);
+    if (!read) {
+      await response.body.dump();
+      return undefined;
+    }
+    return response.body.json();
   };
   /** Pairs `offset` to `offset + count - 1` of the plan's sequence; each one's latency, in the order of the sequence. */
   const runPairs = async (offset: number, count: number): Promise<Float64Array> => {
@@ -48,9 +52,9 @@ export async function measureHoldSettlePairs(target: SpendTarget, plan: SpendPla
           const account = plan.accountByRequest[(offset + index) % plan.accountByRequest.length] as number;
           const userId = plan.userIds[account] as string;
           const started = performance.now();
-          const hold = (await post(connection, `/v1/accounts/${userId}/holds`, '{"amount":2}', 201)) as { holdId?: unknown };
+          const hold = (await post(connection, `/v1/accounts/${userId}/holds`, '{"amount":2}', 201, true)) as { holdId?: unknown };
           if (typeof hold.holdId !== 'string') throw new Error(`POST /v1/accounts/${userId}/holds answered no holdId`);
-          await post(connection, `/v1/accounts/${userId}/holds/${hold.holdId}/settle`, '{"amount":1}', 200);
+          await post(connection, `/v1/accounts/${userId}/holds/${hold.holdId}/settle`, '{"amount":1}', 200, false);
           latenciesMs[index] = performance.now() - started;
           pairsByAccount[account] = (pairsByAccount[account] ?? 0) + 1;
         }

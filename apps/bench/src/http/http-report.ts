@@ -21,6 +21,8 @@ export type HttpBenchResults = {
   readonly holdSettle: HoldSettleMeasurement;
   /** Each round's pairs/s over its spends/s. */
   readonly pairRatioByRound: readonly number[];
+  /** Each round's CPU per pair over that of two of its spends. */
+  readonly pairCpuRatioByRound: readonly number[];
   readonly crud: SpendMeasurement | string;
   readonly pgbench: PgbenchMeasurement | string;
   /** Accounts whose balance was also read through GET /v1/accounts/{id}/balance, per target. */
@@ -64,15 +66,16 @@ export function renderHttpResults(results: HttpBenchResults): string {
 function rounds({ rounds: count, warmup, requests }: HttpBenchResults): string {
   if (count === 1) return 'spends ran first, then as many hold + settle pairs (below)';
   const [fewest, most] = [Math.floor(requests / count), Math.ceil(requests / count)].map(whole);
-  return `spends and hold + settle pairs (below) alternated in ${count} rounds of ${fewest === most ? fewest : `${fewest} to ${most}`} timed spends, then as many timed pairs, each after \`VACUUM (ANALYZE)\`; the warm-ups (${whole(warmup)} of each) went before the first round's`;
+  return `spends and hold + settle pairs (below) alternated in ${count} rounds of ${fewest === most ? fewest : `${fewest} to ${most}`} timed spends and as many timed pairs, the spends first in the first round, the pairs first in the second, and so on in turn, each phase after \`VACUUM (ANALYZE)\`; the warm-ups (${whole(warmup)} of each) went before the first round's`;
 }
 
 /** A hold + settle pair against the spend: the issue's bar is that a pair costs no more than two spends (pairs/s >= 0.5x spends/s). */
-function holdSettleLine({ holdSettle, service, clients, warmup, requests, pairRatioByRound }: HttpBenchResults): string {
+function holdSettleLine({ holdSettle, service, clients, warmup, requests, pairRatioByRound, pairCpuRatioByRound }: HttpBenchResults): string {
   const pairCpu = holdSettle.processCpuUsPerPair + holdSettle.postgresCpuUsPerPair;
   const twoSpendsCpu = 2 * (service.processCpuUsPerRequest + service.postgresCpuUsPerRequest);
   const byRound = pairRatioByRound.length > 1 ? ` (by round: ${pairRatioByRound.map((value) => ratio(value, 1)).join(', ')})` : '';
-  return `Hold + settle: ${clients} closed-loop clients ran ${whole(warmup)} warm-up and ${whole(requests)} timed pairs (\`POST .../holds\` of 2 tokens, then \`POST .../holds/{holdId}/settle\` of 1) on the same accounts, 1-minute load average ${holdSettle.loadAverage.toFixed(2)} at the first round's start: ${whole(holdSettle.pairsPerSecond)} pairs/s, ${ratio(holdSettle.pairsPerSecond, service.spendsPerSecond)} the spends/s${byRound} (a pair costing two spends would be 0.50x), p50 ${milliseconds(holdSettle.latency.p50Ms)} ms, p99 ${milliseconds(holdSettle.latency.p99Ms)} ms per pair; CPU per pair: process ${whole(holdSettle.processCpuUsPerPair)} µs, PostgreSQL ${whole(holdSettle.postgresCpuUsPerPair)} µs, ${whole(pairCpu)} µs in all against ${whole(twoSpendsCpu)} for two spends (${(pairCpu / twoSpendsCpu).toFixed(2)}x); afterwards every balance equals its purchase minus its spends and pairs, and nothing is held.`;
+  const cpuByRound = pairCpuRatioByRound.length > 1 ? `; by round: ${pairCpuRatioByRound.map((value) => `${value.toFixed(2)}x`).join(', ')}` : '';
+  return `Hold + settle: ${clients} closed-loop clients ran ${whole(warmup)} warm-up and ${whole(requests)} timed pairs (\`POST .../holds\` of 2 tokens, then \`POST .../holds/{holdId}/settle\` of 1) on the same accounts, 1-minute load average ${holdSettle.loadAverage.toFixed(2)} at the first round's start: ${whole(holdSettle.pairsPerSecond)} pairs/s, ${ratio(holdSettle.pairsPerSecond, service.spendsPerSecond)} the spends/s${byRound} (a pair costing two spends would be 0.50x), p50 ${milliseconds(holdSettle.latency.p50Ms)} ms, p99 ${milliseconds(holdSettle.latency.p99Ms)} ms per pair; CPU per pair: process ${whole(holdSettle.processCpuUsPerPair)} µs, PostgreSQL ${whole(holdSettle.postgresCpuUsPerPair)} µs, ${whole(pairCpu)} µs in all against ${whole(twoSpendsCpu)} for two spends (${(pairCpu / twoSpendsCpu).toFixed(2)}x${cpuByRound}); afterwards every balance equals its purchase minus its spends and pairs, and nothing is held.`;
 }
 
 /**

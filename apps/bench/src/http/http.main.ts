@@ -163,6 +163,7 @@ async function runBench(options: Options, cleanup: Cleanup, cpuProfileDirectory:
     service: ours,
     holdSettle,
     pairRatioByRound: alternating.pairRatioByRound,
+    pairCpuRatioByRound: alternating.pairCpuRatioByRound,
     crud,
     pgbench,
     httpSampleSize: Math.min(HTTP_SAMPLE_SIZE, options.users),
