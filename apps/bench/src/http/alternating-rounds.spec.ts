@@ -1,24 +1,30 @@
-import { combinePairs, combineSpends, pairCpuRatio, roundPlan, spendsFirst } from './alternating-rounds.js';
+import { combinePairs, combineSpends, pairCpuRatio, roundPlan, spendsFirst, warmUpPlan } from './alternating-rounds.js';
 import type { HoldSettleMeasurement } from './hold-settle-phase.js';
 import type { SpendMeasurement, SpendPlan } from './spend-phase.js';
 
 describe('roundPlan', () => {
   const plan: SpendPlan = { clients: 4, warmup: 3, requests: 10, userIds: ['a', 'b'], accountByRequest: Uint32Array.from({ length: 13 }, (_, index) => index) };
 
-  it('gives the first round the whole warm-up, and the rounds together exactly the timed requests, in order', () => {
+  it('gives no round a warm-up, and the rounds together exactly the timed requests after it, in order', () => {
     const rounds = [0, 1, 2].map((round) => roundPlan(plan, 3, round));
-    expect(rounds.map((round) => round.warmup)).toEqual([3, 0, 0]);
+    expect(rounds.map((round) => round.warmup)).toEqual([0, 0, 0]);
     expect(rounds.map((round) => round.requests)).toEqual([4, 3, 3]);
     expect(rounds.map((round) => [...round.accountByRequest])).toEqual([
-      [0, 1, 2, 3, 4, 5, 6],
+      [3, 4, 5, 6],
       [7, 8, 9],
       [10, 11, 12],
     ]);
   });
 
-  it('is the plan itself in one round', () => {
+  it('is the plan without its warm-up in one round', () => {
     const only = roundPlan(plan, 1, 0);
-    expect({ ...only, accountByRequest: [...only.accountByRequest] }).toEqual({ ...plan, accountByRequest: [...plan.accountByRequest] });
+    expect({ ...only, accountByRequest: [...only.accountByRequest] }).toEqual({ ...plan, warmup: 0, accountByRequest: [3, 4, 5, 6, 7, 8, 9, 10, 11, 12] });
+  });
+
+  it('makes the warm-up a phase of its own, from the start of the sequence, and none of no warm-up', () => {
+    const warmUp = warmUpPlan(plan);
+    expect(warmUp === undefined ? undefined : { ...warmUp, accountByRequest: [...warmUp.accountByRequest] }).toEqual({ ...plan, warmup: 0, requests: 3, accountByRequest: [0, 1, 2] });
+    expect(warmUpPlan({ ...plan, warmup: 0 })).toBeUndefined();
   });
 
   it('refuses more rounds than timed requests, and a round outside them', () => {

@@ -27,19 +27,29 @@ export function pairCpuRatio(spends: SpendMeasurement, pairs: HoldSettleMeasurem
 }
 
 /**
+ * The plan's warm-up as a phase of its own (its requests the warm-up's, from the sequence's start),
+ * or undefined when it has none. measureAlternating runs it for the spends and then for the pairs
+ * before either is timed: warmed only by its own kind before the first round's spends, the process
+ * was colder for them than for the pairs after them, and the first round flattered the pairs.
+ */
+export function warmUpPlan(plan: SpendPlan): SpendPlan | undefined {
+  return plan.warmup === 0 ? undefined : { ...plan, warmup: 0, requests: plan.warmup, accountByRequest: plan.accountByRequest.subarray(0, plan.warmup) };
+}
+
+/**
  * Round `round` (from 0) of `rounds`: its slice of the plan's timed requests (as even as they split;
- * the first rounds take one more), the plan's whole warm-up before the first. Rounds go through the
- * plan's sequence in order, so all of them together send exactly the plan's requests.
+ * the first rounds take one more), with no warm-up (warmUpPlan's goes before every round). Rounds go
+ * through the plan's sequence after its warm-up, in order, so all of them together send exactly the
+ * plan's timed requests.
  */
 export function roundPlan(plan: SpendPlan, rounds: number, round: number): SpendPlan {
   if (!Number.isSafeInteger(rounds) || rounds < 1 || rounds > plan.requests) throw new Error(`rounds must be a whole number from 1 to the ${plan.requests} timed requests, not ${rounds}`);
   if (!Number.isSafeInteger(round) || round < 0 || round >= rounds) throw new Error(`round must be a whole number from 0 to ${rounds - 1}, not ${round}`);
   const base = Math.floor(plan.requests / rounds);
   const extra = plan.requests % rounds;
-  const start = round * base + Math.min(round, extra);
+  const start = plan.warmup + round * base + Math.min(round, extra);
   const requests = base + (round < extra ? 1 : 0);
-  const warmup = round === 0 ? plan.warmup : 0;
-  return { ...plan, warmup, requests, accountByRequest: plan.accountByRequest.subarray(plan.warmup + start - warmup, plan.warmup + start + requests) };
+  return { ...plan, warmup: 0, requests, accountByRequest: plan.accountByRequest.subarray(start, start + requests) };
 }
 
 /** Rounds of spends as one measurement: rate over the summed time, CPU per request over every request, latencies of all. */
@@ -72,11 +82,12 @@ export function combinePairs(rounds: readonly HoldSettleMeasurement[]): HoldSett
 }
 
 /**
- * The service's spends and pairs, alternating: in each of `rounds` rounds a slice of the timed spends
- * and the same slice of the sequence as pairs, in the order `spendsFirst` gives, each after `settle`
- * (untimed). One phase after the other would charge whatever drifts over a run (the machine's other
- * load, the tables' growth, the process warming up) to whichever phase ran later; alternating, in
- * turns, spreads it over both.
+ * The service's spends and pairs, alternating: the warm-up (warmUpPlan) of the spends and then of the
+ * pairs, untimed; then in each of `rounds` rounds a slice of the timed spends and the same slice of
+ * the sequence as pairs, in the order `spendsFirst` gives, each after `settle` (untimed). One phase
+ * after the other would charge whatever drifts over a run (the machine's other load, the tables'
+ * growth, the process warming up) to whichever phase ran later; alternating, in turns, spreads it
+ * over both. The warm-ups' requests count in the totals per account, which the balances are checked against.
  */
 export async function measureAlternating(options: {
   readonly target: SpendTarget;
@@ -86,6 +97,9 @@ export async function measureAlternating(options: {
   readonly settle: () => Promise<void>;
   readonly onRound?: (round: number, spends: SpendMeasurement, pairs: HoldSettleMeasurement) => void;
 }): Promise<AlternatingMeasurement> {
+  const warmUp = warmUpPlan(options.plan);
+  const warmSpends = warmUp === undefined ? [] : [(await measureSpends(options.target, warmUp, options.ticksPerSecond)).spendsByAccount];
+  const warmPairs = warmUp === undefined ? [] : [(await measureHoldSettlePairs(options.target, warmUp, options.ticksPerSecond)).pairsByAccount];
   const spends: SpendMeasurement[] = [];
   const pairs: HoldSettleMeasurement[] = [];
   for (let round = 0; round < options.rounds; round += 1) {
@@ -111,9 +125,11 @@ export async function measureAlternating(options: {
     pairs.push(paired);
     options.onRound?.(round, spent, paired);
   }
+  const combinedSpends = combineSpends(spends);
+  const combinedPairs = combinePairs(pairs);
   return {
-    spends: combineSpends(spends),
-    pairs: combinePairs(pairs),
+    spends: { ...combinedSpends, spendsByAccount: summed([combinedSpends.spendsByAccount, ...warmSpends]) },
+    pairs: { ...combinedPairs, pairsByAccount: summed([combinedPairs.pairsByAccount, ...warmPairs]) },
     pairRatioByRound: pairs.map((paired, index) => paired.pairsPerSecond / (spends[index] as SpendMeasurement).spendsPerSecond),
     pairCpuRatioByRound: pairs.map((paired, index) => pairCpuRatio(spends[index] as SpendMeasurement, paired)),
   };

@@ -64,9 +64,10 @@ export function renderHttpResults(results: HttpBenchResults): string {
 
 /** How the service's spends and pairs were interleaved. */
 function rounds({ rounds: count, warmup, requests }: HttpBenchResults): string {
-  if (count === 1) return 'spends ran first, then as many hold + settle pairs (below)';
+  const warmUps = warmup === 0 ? 'no warm-up' : `the warm-ups (${whole(warmup)} spends, then ${whole(warmup)} pairs) went before any timed phase`;
+  if (count === 1) return `timed spends ran first, then as many timed hold + settle pairs (below); ${warmUps}`;
   const [fewest, most] = [Math.floor(requests / count), Math.ceil(requests / count)].map(whole);
-  return `spends and hold + settle pairs (below) alternated in ${count} rounds of ${fewest === most ? fewest : `${fewest} to ${most}`} timed spends and as many timed pairs, the spends first in the first round, the pairs first in the second, and so on in turn, each phase after \`VACUUM (ANALYZE)\`; the warm-ups (${whole(warmup)} of each) went before the first round's`;
+  return `spends and hold + settle pairs (below) alternated in ${count} rounds of ${fewest === most ? fewest : `${fewest} to ${most}`} timed spends and as many timed pairs, the spends first in the first round, the pairs first in the second, and so on in turn, each phase after \`VACUUM (ANALYZE)\`; ${warmUps}`;
 }
 
 /** A hold + settle pair against the spend: the issue's bar is that a pair costs no more than two spends (pairs/s >= 0.5x spends/s). */

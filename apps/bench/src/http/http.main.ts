@@ -21,7 +21,7 @@ import { verifyBalancesBySql, verifyBalancesOverHttp, type ExpectedBalances } fr
 import { runMain, wholeNumber } from '../command-line.js';
 
 /**
- * `npm run bench:http [-- --users 1000 --clients 32 --requests 20000 --warmup 1000 --rounds 4 --skip-crud --skip-pgbench --cpu-prof --no-write]`
+ * `npm run bench:http [-- --users 1000 --clients 32 --requests 20000 --warmup 2000 --rounds 4 --skip-crud --skip-pgbench --cpu-prof --no-write]`
  *
  * The built service (`node dist/apps/api/src/main.js`, on its embedded PostgreSQL, in a temporary
  * DATA_DIR) under closed-loop HTTP spends, and hold + settle pairs in rounds alternating with them,
@@ -52,7 +52,7 @@ function parseOptions(): Options {
       users: { type: 'string', default: '1000' },
       clients: { type: 'string', default: '32' },
       requests: { type: 'string', default: '20000' },
-      warmup: { type: 'string', default: '1000' },
+      warmup: { type: 'string', default: '2000' },
       rounds: { type: 'string', default: '4' },
       'skip-crud': { type: 'boolean', default: false },
       'skip-pgbench': { type: 'boolean', default: false },
