@@ -176,10 +176,12 @@ export class PostgresEventStore implements EventStore {
   async *subscribeToAll(options: SubscribeToAllOptions = {}): AsyncGenerator<RecordedEvent> {
     let position = options.after ?? START;
     const { signal } = options;
-    let previousCommitWakes = this.wakeups.commitWakes;
     // A commit's wake whose read finds nothing may mean events committed but held back by the visibility rule
     // (an older transaction anywhere in the cluster still runs): nothing will wake us again for them,
     // so read again after a short wait (nextHeldBackRetry), until a read finds events or the poll takes over.
+    // The first read counts as woken: events committed before the subscription listened may be held
+    // back too, and their wake-up was not ours to hear.
+    let previousCommitWakes: number | undefined;
     let heldBackRetry = NO_HELD_BACK_RETRY;
     while (!isAborted(signal)) {
       const generation = this.wakeups.generation;
@@ -190,7 +192,7 @@ export class PostgresEventStore implements EventStore {
         yield event;
         position = event.position;
       }
-      heldBackRetry = nextHeldBackRetry(heldBackRetry, { found: batch.length > 0, woken: commitWakes !== previousCommitWakes, pollIntervalMs: this.pollIntervalMs });
+      heldBackRetry = nextHeldBackRetry(heldBackRetry, { found: batch.length > 0, woken: previousCommitWakes === undefined || commitWakes !== previousCommitWakes, pollIntervalMs: this.pollIntervalMs });
       previousCommitWakes = commitWakes;
       if (batch.length < this.subscriptionBatchSize) await this.wakeups.waitAfter(generation, heldBackRetry.waitMs > 0 ? heldBackRetry.waitMs : this.pollIntervalMs, signal);
     }
