@@ -209,11 +209,14 @@ describe('admin: projections', () => {
     await testApp.database.pool.query('DELETE FROM projection_checkpoints');
     const runner = new ProjectionRunner(store, testApp.database.pool, tokenAccountsProjection);
     runner.start();
-    await waitUntil(async () => (await testApp.database.pool.query('SELECT 1 FROM token_transactions')).rowCount === rebuilt.transactions.length);
+    await waitUntil(async () => (await testApp.database.pool.query('SELECT 1 FROM token_transactions')).rowCount === rebuilt.transactions.length, 60_000);
     await runner.stop();
     await store.close();
     expect(await dump(testApp.database.pool)).toEqual(rebuilt);
-  });
+    // The writers run for as long as the rebuild does, so a slower machine writes more events to
+    // rebuild, verify and build again: 26 s alone on a loaded 2-core host (verifyAll 9 s, the
+    // incremental build 10 s), past the default 30 s under the whole suite.
+  }, 120_000);
 
   it('refuses a second rebuild while one runs (409) and reports the running one', async () => {
     await seedHistory(testApp, 3, 2);
