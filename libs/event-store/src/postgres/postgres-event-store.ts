@@ -179,8 +179,8 @@ export class PostgresEventStore implements EventStore {
     // A commit's wake whose read finds nothing may mean events committed but held back by the visibility rule
     // (an older transaction anywhere in the cluster still runs): nothing will wake us again for them,
     // so read again after a short wait (nextHeldBackRetry), until a read finds events or the poll takes over.
-    // The first read counts as woken: events committed before the subscription listened may be held
-    // back too, and their wake-up was not ours to hear.
+    // So may the first read, if events committed before the subscription began are held back: their
+    // wake-up was not ours to hear (heldBackAfter tells).
     let previousCommitWakes: number | undefined;
     let heldBackRetry = NO_HELD_BACK_RETRY;
     while (!isAborted(signal)) {
@@ -192,10 +192,20 @@ export class PostgresEventStore implements EventStore {
         yield event;
         position = event.position;
       }
-      heldBackRetry = nextHeldBackRetry(heldBackRetry, { found: batch.length > 0, woken: previousCommitWakes === undefined || commitWakes !== previousCommitWakes, pollIntervalMs: this.pollIntervalMs });
+      const woken = previousCommitWakes === undefined ? batch.length === 0 && (await this.heldBackAfter(position)) : commitWakes !== previousCommitWakes;
+      heldBackRetry = nextHeldBackRetry(heldBackRetry, { found: batch.length > 0, woken, pollIntervalMs: this.pollIntervalMs });
       previousCommitWakes = commitWakes;
       if (batch.length < this.subscriptionBatchSize) await this.wakeups.waitAfter(generation, heldBackRetry.waitMs > 0 ? heldBackRetry.waitMs : this.pollIntervalMs, signal);
     }
+  }
+
+  /** Whether events after `after` have committed but are held back by the visibility rule (an older transaction still runs). */
+  private async heldBackAfter(after: Position): Promise<boolean> {
+    const result = await this.pool.query<{ held: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM events WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND NOT (${VISIBLE})) AS held`,
+      [after.commit.toString(), after.prepare.toString()],
+    );
+    return result.rows[0]?.held === true;
   }
 
   async headPosition(): Promise<Position | undefined> {
