@@ -123,6 +123,13 @@ async function incrementalDump(): Promise<Dump> {
  * Starts the live runner and rebuilds while `write` keeps appending; returns the rows once the
  * writes have stopped and the runner has applied every event.
  */
+/**
+ * For the specs that write while a rebuild runs: the writers go on for as long as the rebuild does,
+ * so a slower machine writes more events to rebuild and to build again incrementally (21 to 31 s
+ * alone on a loaded 2-core host, past the default 30 s).
+ */
+const REBUILD_WHILE_WRITING_TIMEOUT_MS = 120_000;
+
 async function rebuildWhileWriting(write: () => Promise<void>): Promise<Dump> {
   const runner = newRunner();
   runner.start();
@@ -365,7 +372,7 @@ describe('projection rebuild', () => {
     const rebuilt = await rebuildWhileWriting(() => writeHistory(random, users, 1, 3));
     expect(rebuilt.transactions).toHaveLength(await eventCount());
     expect(await incrementalDump()).toEqual(rebuilt);
-  });
+  }, REBUILD_WHILE_WRITING_TIMEOUT_MS);
 });
 
 describe('per-account rebuild', () => {
@@ -640,7 +647,7 @@ describe('projection rebuild with payments', () => {
     await writeHistory(random, users, 4, 6, nextCommandWithPayments);
     const rebuilt = await rebuildWhileWriting(() => writeHistory(random, users, 1, 3, nextCommandWithPayments));
     expect(await incrementalDump()).toEqual(rebuilt);
-  });
+  }, REBUILD_WHILE_WRITING_TIMEOUT_MS);
 
   it('catches up and swaps in steps of a few events while payments and purchases go on: the result equals the incremental build', async () => {
     const random = seededRandom(25);
