@@ -126,27 +126,37 @@ describe('PostgreSQL event store: wake-ups of live subscriptions', () => {
     }
   });
 
-  it('reads appends held back for seconds within about a second of the older transaction ending, however long its poll', async () => {
-    const single = store();
-    const stream = `wake-${randomUUID()}`;
-    const { received } = await subscribe(single, [stream]);
+  /**
+   * Appends by `append` while an older transaction runs, which holds the append back; runs `whileHeld`,
+   * keeps the older transaction `heldMs` longer, checks nothing was read, ends it (which wakes nobody)
+   * and expects `received` to show `type` within HELD_LONG_READ_WITHIN_MS.
+   */
+  async function readSoonAfterHoldUp(options: { readonly append: () => Promise<unknown>; readonly whileHeld?: () => Promise<void>; readonly heldMs: number; readonly received: readonly string[]; readonly type: string }) {
     const older = await database.pool.connect();
     try {
       await older.query('BEGIN');
       await older.query('SELECT pg_current_xact_id()');
-      await single.append(stream, [event('HeldLong')], { expectedRevision: 'no_stream' });
-      // Retries doubling without a cap would have waited 10 ms to 5.12 s by now: the next read
-      // would come about 4 s after the commit below (the wait before it is 5.12 s). Capped at a
-      // second, it comes within one.
-      await new Promise((resolve) => setTimeout(resolve, HELD_LONG_MS));
-      expect(received).toEqual([]);
+      await options.append();
+      await options.whileHeld?.();
+      await new Promise((resolve) => setTimeout(resolve, options.heldMs));
+      expect(options.received).toEqual([]);
       await older.query('COMMIT');
       const committedAt = Date.now();
-      await eventually(received, ['HeldLong']);
+      await eventually(options.received, [options.type]);
       expect(Date.now() - committedAt).toBeLessThan(HELD_LONG_READ_WITHIN_MS);
     } finally {
       older.release();
     }
+  }
+
+  it('reads appends held back for seconds within about a second of the older transaction ending, however long its poll', async () => {
+    const single = store();
+    const stream = `wake-${randomUUID()}`;
+    const { received } = await subscribe(single, [stream]);
+    // Retries doubling without a cap would have waited 10 ms to 5.12 s by the end of the hold-up: the
+    // next read would come about 4 s after it (the wait before it is 5.12 s). Capped at a second, it
+    // comes within one.
+    await readSoonAfterHoldUp({ append: () => single.append(stream, [event('HeldLong')], { expectedRevision: 'no_stream' }), heldMs: HELD_LONG_MS, received, type: 'HeldLong' });
   });
 
   it('reads appends held back when it started within about a second of the older transaction ending, however long its poll', async () => {
@@ -156,28 +166,22 @@ describe('PostgreSQL event store: wake-ups of live subscriptions', () => {
     await subscribe(reader, [`other-${randomUUID()}`]);
     const stream = `wake-${randomUUID()}`;
     const after = (await writer.headPosition()) ?? START;
-    const older = await database.pool.connect();
-    try {
-      await older.query('BEGIN');
-      await older.query('SELECT pg_current_xact_id()');
-      await writer.append(stream, [event('HeldBeforeStart')], { expectedRevision: 'no_stream' });
-      // The append's wake-up came before this subscription began; the older transaction's end sends none.
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      const controller = new AbortController();
-      controllers.push(controller);
-      const received: string[] = [];
-      void (async () => {
-        for await (const recorded of reader.subscribeToAll({ after, signal: controller.signal })) if (recorded.streamId === stream) received.push(recorded.type);
-      })();
-      await new Promise((resolve) => setTimeout(resolve, HELD_BEFORE_START_MS));
-      expect(received).toEqual([]);
-      await older.query('COMMIT');
-      const committedAt = Date.now();
-      await eventually(received, ['HeldBeforeStart']);
-      expect(Date.now() - committedAt).toBeLessThan(HELD_LONG_READ_WITHIN_MS);
-    } finally {
-      older.release();
-    }
+    const controller = new AbortController();
+    controllers.push(controller);
+    const received: string[] = [];
+    await readSoonAfterHoldUp({
+      append: () => writer.append(stream, [event('HeldBeforeStart')], { expectedRevision: 'no_stream' }),
+      // The append's wake-up comes before this subscription begins; the older transaction's end sends none.
+      whileHeld: async () => {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        void (async () => {
+          for await (const recorded of reader.subscribeToAll({ after, signal: controller.signal })) if (recorded.streamId === stream) received.push(recorded.type);
+        })();
+      },
+      heldMs: HELD_BEFORE_START_MS,
+      received,
+      type: 'HeldBeforeStart',
+    });
   });
 
   it('wakes a subscriber of the same process at once, for each of many appends', async () => {
