@@ -129,6 +129,9 @@ describe('admin: projections', () => {
     }
   });
 
+  // The writers run for as long as the rebuild does, so a slower machine writes more events to
+  // rebuild, verify and build again: 26 s alone on a loaded 2-core host (verifyAll 9 s, the
+  // incremental build 10 s), past the default 30 s under the whole suite.
   it('rebuilds while writes and reads run: no read sees a partial read model, the rows equal the incremental build, verify passes', async () => {
     const users = await seedHistory(testApp, 20, 10);
     await caughtUp(testApp);
@@ -213,9 +216,6 @@ describe('admin: projections', () => {
     await runner.stop();
     await store.close();
     expect(await dump(testApp.database.pool)).toEqual(rebuilt);
-    // The writers run for as long as the rebuild does, so a slower machine writes more events to
-    // rebuild, verify and build again: 26 s alone on a loaded 2-core host (verifyAll 9 s, the
-    // incremental build 10 s), past the default 30 s under the whole suite.
   }, 120_000);
 
   it('refuses a second rebuild while one runs (409) and reports the running one', async () => {

@@ -120,16 +120,16 @@ async function incrementalDump(): Promise<Dump> {
 }
 
 /**
- * Starts the live runner and rebuilds while `write` keeps appending; returns the rows once the
- * writes have stopped and the runner has applied every event.
- */
-/**
  * For the specs that write while a rebuild runs: the writers go on for as long as the rebuild does,
  * so a slower machine writes more events to rebuild and to build again incrementally (21 to 31 s
  * alone on a loaded 2-core host, past the default 30 s).
  */
 const REBUILD_WHILE_WRITING_TIMEOUT_MS = 120_000;
 
+/**
+ * Starts the live runner and rebuilds while `write` keeps appending; returns the rows once the
+ * writes have stopped and the runner has applied every event.
+ */
 async function rebuildWhileWriting(write: () => Promise<void>): Promise<Dump> {
   const runner = newRunner();
   runner.start();
