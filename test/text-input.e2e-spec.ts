@@ -64,6 +64,38 @@ describe('text length', () => {
     }
     expect(await eventCount(userId)).toBe(0);
   });
+
+  // class-validator's MaxLength counts a variation selector as nothing: 251 hearts with their
+  // selector (502 code points) passed it and reached the ledger, which refused them with another answer.
+  const overLimit = [`${limit}x`, '\u2764\uFE0F'.repeat(251)];
+
+  it('is the same rule for a hold, a settle, a grant and a void: 500 astral characters pass, 501 are refused at validation', async () => {
+    const userId = randomUUID();
+    await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 50 }).expect(201);
+    const hold = await testApp.http().post(`/v1/accounts/${userId}/holds`).send({ amount: 5, description: limit }).expect(201);
+    const lot = await testApp.http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 5, reason: limit }).expect(201);
+    const written = await eventCount(userId);
+    for (const text of overLimit) {
+      const refusals = [
+        await testApp.http().post(`/v1/accounts/${userId}/holds`).send({ amount: 5, description: text }).expect(400),
+        await testApp.http().post(`/v1/accounts/${userId}/holds/${hold.body.holdId as string}/settle`).send({ amount: 1, description: text }).expect(400),
+        await testApp.http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 5, reason: text }).expect(400),
+        await testApp.http().post(`/v1/admin/accounts/${userId}/grants/${lot.body.lotId as string}/void`).send({ reason: text }).expect(400),
+      ];
+      expect(refusals.map((refusal) => refusal.body.errors)).toEqual([
+        [expect.objectContaining({ field: 'description', rule: 'maxLength', message: 'description must be at most 500 characters' })],
+        [expect.objectContaining({ field: 'description', rule: 'maxLength', message: 'description must be at most 500 characters' })],
+        [expect.objectContaining({ field: 'reason', rule: 'maxLength', message: 'reason must be at most 500 characters' })],
+        [expect.objectContaining({ field: 'reason', rule: 'maxLength', message: 'reason must be at most 500 characters' })],
+      ]);
+      const usage = await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1, description: text }).expect(400);
+      expect(usage.body.errors).toEqual([expect.objectContaining({ field: 'description', rule: 'maxLength' })]);
+    }
+    expect(await eventCount(userId)).toBe(written);
+    const settled = await testApp.http().post(`/v1/accounts/${userId}/holds/${hold.body.holdId as string}/settle`).send({ amount: 1, description: limit }).expect(200);
+    expect(settled.body.transaction.description).toBe(limit);
+    await testApp.http().post(`/v1/admin/accounts/${userId}/grants/${lot.body.lotId as string}/void`).send({ reason: limit }).expect(200);
+  });
 });
 
 describe('an as-of time', () => {

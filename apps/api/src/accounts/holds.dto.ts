@@ -3,8 +3,8 @@ import { IsMetadata, MetadataResponse } from '../http/metadata.js';
 import { type Metadata, DESCRIPTION_LENGTH_MAX, HOLD_TTL_SECONDS_MAX, HOLD_TTL_SECONDS_MIN, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN } from '@app/ledger';
 import { HOLD_STATUSES, LOT_STATUSES, type HoldStatus, type LotStatus } from '@app/token-accounts';
 import { Transform } from 'class-transformer';
-import { IsIn, IsInt, IsISO8601, IsNotEmpty, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
-import { IsStorableText } from '../http/storable-text.js';
+import { IsIn, IsInt, IsISO8601, IsNotEmpty, IsOptional, IsString, Matches, Max, Min } from 'class-validator';
+import { IsStorableText, MaxCharacters } from '../http/storable-text.js';
 import { IsCanonicalUuid } from '../http/canonical-uuid.js';
 import { TransactionResponse, UserIdParams } from './accounts.dto.js';
 import { PageQuery, PageResponse } from '../http/page-query.js';
@@ -25,7 +25,7 @@ export class HoldRequest {
   @ApiPropertyOptional({ type: String, maxLength: DESCRIPTION_LENGTH_MAX, nullable: true, example: 'streaming reply' })
   @IsOptional()
   @IsString()
-  @MaxLength(DESCRIPTION_LENGTH_MAX)
+  @MaxCharacters(DESCRIPTION_LENGTH_MAX)
   @IsStorableText()
   description?: string | null;
 
@@ -55,7 +55,7 @@ export class SettleRequest {
   @ApiPropertyOptional({ type: String, maxLength: DESCRIPTION_LENGTH_MAX, nullable: true, description: "The usage row's description; the hold's when absent." })
   @IsOptional()
   @IsString()
-  @MaxLength(DESCRIPTION_LENGTH_MAX)
+  @MaxCharacters(DESCRIPTION_LENGTH_MAX)
   @IsStorableText()
   description?: string | null;
 
@@ -96,7 +96,7 @@ export class GrantRequest {
   @Transform(trimmed)
   @IsString()
   @IsNotEmpty({ message: 'reason must not be empty or blank' })
-  @MaxLength(REASON_LENGTH_MAX)
+  @MaxCharacters(REASON_LENGTH_MAX)
   @IsStorableText()
   reason!: string;
 
@@ -118,7 +118,7 @@ export class VoidGrantRequest {
   @Transform(trimmed)
   @IsString()
   @IsNotEmpty({ message: 'reason must not be empty or blank' })
-  @MaxLength(REASON_LENGTH_MAX)
+  @MaxCharacters(REASON_LENGTH_MAX)
   @IsStorableText()
   reason!: string;
 }
