@@ -1,6 +1,7 @@
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { decideTokenAccountWithState, initialTokenAccountState, type TokenAccountCommand, type TokenAccountState } from '@app/ledger';
+import { median } from './measure.js';
 
 /**
  * `npm run bench:domain [-- --pairs 200000 --rounds 5]`
@@ -63,9 +64,5 @@ function usage(state: TokenAccountState, index: number): TokenAccountState {
   return handle({ type: 'UseTokens', data: { userId: USER_ID, amount: 7, description: 'bench', transactionId: `use-tx-${index}`, now: new Date(START + index * 1_000) } }, state);
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((left, right) => left - right);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
-}
 
 main();

@@ -41,3 +41,9 @@ export async function latency(count: number, operation: (iteration: number) => P
 export function peakRssMiB(): number {
   return process.resourceUsage().maxRSS / 1_024;
 }
+
+/** The middle value (the upper of the two middles for an even count); NaN for none. */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((left, right) => left - right);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}

@@ -5,22 +5,36 @@ import { parseArgs } from 'node:util';
 import { createPool, migrateDatabase, startEmbeddedPostgres, type EmbeddedPostgresServer } from '@app/database';
 import { PostgresEventStore } from '@app/event-store';
 import { initialTokenAccountState } from '@app/ledger';
-import { DEFAULT_RUNNER_OPTIONS, ProjectionRebuilds, ProjectionRunner, projectionStatuses, SET_BASED_BATCH_MIN, TOKEN_ACCOUNTS_PROJECTION, tokenAccountsProjection, type RebuildView } from '@app/projections';
+import {
+  DEFAULT_RUNNER_OPTIONS,
+  ProjectionRebuilds,
+  ProjectionRunner,
+  projectionStatuses,
+  rebuildAccount,
+  recomputeAccountEvents,
+  SET_BASED_BATCH_MIN,
+  TOKEN_ACCOUNTS_PROJECTION,
+  tokenAccountsProjection,
+  type RebuildView,
+} from '@app/projections';
 import { appendDecided, seededRandom, seededUuid, seedHistory, type GeneratedAccount } from '@app/testing';
 import pg, { type Pool } from 'pg';
 import { runMain, wholeNumber } from './command-line.js';
+import { median } from './measure.js';
 
 /**
- * `npm run bench:rebuild [-- --users 10000 --events 1000000 --seed 1 --writers 32 --no-write]`
+ * `npm run bench:rebuild [-- --users 10000 --events 1000000 --seed 1 --writers 32 --account-events 10000 --no-write]`
  *
  * On a fresh embedded PostgreSQL (durable default settings) or DATABASE_URL: seeds the history with
  * the real decider, rebuilds token_accounts once cold (no live runner, no writes: the first build of
  * the read model), then starts the live runner and an append load and rebuilds again while they run,
  * sampling the live projection's lag. Events/s are end to end: from the rebuild request to the
- * committed swap. Results go to stdout and into docs/benchmarks.md with the command.
+ * committed swap. Then one more account of `--account-events` events is rebuilt alone (the admin's
+ * per-account rebuild, set-based), against the same recomputation event by event in the same process
+ * (what `verify` runs, rolled back). Results go to stdout and into docs/benchmarks.md with the command.
  */
 async function main(): Promise<void> {
-  const { users, events, seed, writers, writeResults: write } = benchOptions();
+  const { users, events, seed, writers, accountEvents, writeResults: write } = benchOptions();
   const server = await startServer();
   const pool = createPool({ url: server.url, poolSizeMax: 30 });
   const store = new PostgresEventStore(pool, { connectionString: server.url });
@@ -66,6 +80,24 @@ async function main(): Promise<void> {
     report(`| live projection lag, largest sample in each rebuild phase | ${byPhase} | |`);
     const xidsByPhase = [...heldXids].map(([phase, held]) => `${phase} ${held.seconds.toFixed(2)} s (${held.query})`).join(', ');
     report(`| longest the rebuild's session held one transaction id, in each phase (sampled every 50 ms) | ${xidsByPhase} | |`);
+
+    // One long account: its writes wait while its rows are recomputed (the stream is held).
+    const { userIds } = await seedHistory(store, { users: 1, events: accountEvents, seed: seed + 1, concurrency: 1, eventsPerAppend: 100 });
+    const userId = userIds[0] as string;
+    const setBasedSeconds: number[] = [];
+    for (let run = 0; run < ACCOUNT_REBUILD_RUNS; run += 1) {
+      const started = performance.now();
+      await rebuildAccount(store, pool, [tokenAccountsProjection], userId);
+      setBasedSeconds.push((performance.now() - started) / 1000);
+    }
+    const eventByEventSeconds = await recomputedEventByEvent(store, pool, userId);
+    const setBased = median(setBasedSeconds);
+    report(
+      `| rebuild one account of ${accountEvents.toLocaleString('en-US')} events alone (per-account rebuild, set-based; median of ${ACCOUNT_REBUILD_RUNS}) | ${rate(accountEvents, setBased * 1000)} events/s | ${setBased.toFixed(2)} s |`,
+    );
+    report(
+      `| the same account recomputed event by event (as verify does; rolled back) | ${rate(accountEvents, eventByEventSeconds * 1000)} events/s, ${(eventByEventSeconds / setBased).toFixed(1)}x the set-based time | ${eventByEventSeconds.toFixed(2)} s |`,
+    );
   } finally {
     await store.close();
     await pool.end();
@@ -86,14 +118,39 @@ async function main(): Promise<void> {
   if (write) await writeResults(rendered);
 }
 
+const ACCOUNT_REBUILD_RUNS = 3;
+
+/** Seconds to recompute the account's token_accounts rows event by event, in a transaction rolled back. */
+async function recomputedEventByEvent(store: PostgresEventStore, pool: Pool, userId: string): Promise<number> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const started = performance.now();
+    await recomputeAccountEvents(client, store, tokenAccountsProjection, userId, { eventByEvent: true });
+    return (performance.now() - started) / 1000;
+  } finally {
+    await client.query('ROLLBACK').catch(() => undefined);
+    client.release();
+  }
+}
+
+
 /** The command line's options, checked. */
-function benchOptions(): { readonly users: number; readonly events: number; readonly seed: number; readonly writers: number; readonly writeResults: boolean } {
+function benchOptions(): {
+  readonly users: number;
+  readonly events: number;
+  readonly seed: number;
+  readonly writers: number;
+  readonly accountEvents: number;
+  readonly writeResults: boolean;
+} {
   const { values } = parseArgs({
     options: {
       users: { type: 'string', default: '10000' },
       events: { type: 'string', default: '1000000' },
       seed: { type: 'string', default: '1' },
       writers: { type: 'string', default: '32' },
+      'account-events': { type: 'string', default: '10000' },
       'no-write': { type: 'boolean', default: false },
     },
   });
@@ -102,6 +159,7 @@ function benchOptions(): { readonly users: number; readonly events: number; read
     events: wholeNumber('events', values.events, 1, 100_000_000),
     seed: wholeNumber('seed', values.seed, 0, 4_294_967_295),
     writers: wholeNumber('writers', values.writers, 0, 64),
+    accountEvents: wholeNumber('account-events', values['account-events'], 1, 1_000_000),
     writeResults: values['no-write'] !== true,
   };
 }

@@ -12,6 +12,11 @@ export function comparePositions(a: Position, b: Position): -1 | 0 | 1 {
   return 0;
 }
 
+/** The two parts as decimal text: the parameters `($1::text::xid8, $2::bigint)` of SQL on the PostgreSQL store's `events` take. */
+export function positionValues(position: Position): [string, string] {
+  return [position.commit.toString(), position.prepare.toString()];
+}
+
 export function formatPosition(position: Position): string {
   return `${position.commit}/${position.prepare}`;
 }

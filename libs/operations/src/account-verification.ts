@@ -59,7 +59,9 @@ export async function verifyAccount(store: EventStore, pool: Pool, projections: 
       await lockCheckpoint(client, projection.name);
       await store.postgres?.holdStream(client, rows.streamId);
       const stored = await readRows(client, rows.read);
-      const recomputed = await recomputeAccountEvents(client, store, projection, userId);
+      // Event by event, through `project`: the stored rows were built by the set-based SQL (inline,
+      // or by a rebuild), and a check by that same SQL would miss a fault in it.
+      const recomputed = await recomputeAccountEvents(client, store, projection, userId, { eventByEvent: true });
       const replayed = await readRows(client, rows.read);
       differences.push(...compareRows(userId, projection.name, replayed, stored));
       if (projection.name === TOKEN_ACCOUNTS_PROJECTION) differences.push(...(await compareFold(client, userId, recomputed.events)));

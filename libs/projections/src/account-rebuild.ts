@@ -1,4 +1,4 @@
-import { comparePositions, formatPosition, readWholeStream, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
+import { comparePositions, formatPosition, positionValues, readWholeStream, START, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
 import type { Pool, PoolClient } from 'pg';
 import { lockCheckpoint } from './checkpoints.js';
 import type { Projection } from './projection.js';
@@ -46,12 +46,20 @@ export async function recomputeAccount(client: PoolClient, store: EventStore, pr
  * `recomputeAccount`, also returning the events the recomputed rows hold. The stream is held against
  * appends meanwhile (when the events share the database): an inline append commits its events and
  * rows together, and one landing between the reads would look like a difference.
+ *
+ * The rows are built set-based inside PostgreSQL (the projection's `ofEvents`) when the events are
+ * in its `events` table and of types those statements handle: one statement per table, where
+ * applying the events one by one updated the account's balance and lot rows once per event, each
+ * update in the same transaction walking past every earlier version of the row (a 10,000-event
+ * account took 27 s, with its writes held all along). `eventByEvent` applies `project` to each
+ * event instead, as does a store without that table.
  */
 export async function recomputeAccountEvents(
   client: PoolClient,
   store: EventStore,
   projection: Projection,
   userId: string,
+  options: { readonly eventByEvent?: boolean } = {},
 ): Promise<{ readonly recomputation: AccountRecomputation; readonly events: readonly RecordedEvent[] }> {
   const rows = projection.accountRows?.(userId);
   if (rows === undefined) throw new Error(`${projection.name} has no per-account rows`);
@@ -59,12 +67,36 @@ export async function recomputeAccountEvents(
   await store.postgres?.holdStream(client, rows.streamId);
   for (const change of rows.clear) await client.query(change.text, [...change.values]);
   const events = await eventsInReadModel(client, projection, await readWholeStream(store, rows.streamId), checkpoint);
-  for (const event of events) {
-    for (const change of projection.project(event)) await client.query(change.text, [...change.values]);
+  const setBased = options.eventByEvent !== true && store.postgres !== undefined ? setBasedStatements(projection, events) : undefined;
+  if (setBased !== undefined) {
+    const values = [rows.streamId, ...positionValues(checkpoint ?? START)];
+    for (const statement of setBased) await client.query(statement, values);
+  } else {
+    for (const event of events) {
+      for (const change of projection.project(event)) await client.query(change.text, [...change.values]);
+    }
   }
   const recomputation = { name: projection.name, eventsApplied: events.length, checkpoint: checkpoint === undefined ? null : formatPosition(checkpoint) };
   return { recomputation, events };
 }
+
+/**
+ * The projection's set-based statements for `events` (those of one stream that its tables hold),
+ * with the condition that selects the same events in SQL: `$1` the stream, at or before the
+ * checkpoint `$2`/`$3`, or applied inline by their transaction. Undefined when the projection has
+ * none, or when an event it projects is of a type they do not handle.
+ */
+function setBasedStatements(projection: Projection, events: readonly RecordedEvent[]): readonly string[] | undefined {
+  const bulk = projection.bulkLoad;
+  if (bulk?.ofEvents === undefined) return undefined;
+  const covered = new Set(bulk.eventTypes);
+  if (events.some((event) => !covered.has(event.type) && projection.project(event).length > 0)) return undefined;
+  const checkpointed = '(events.transaction_id, events.global_position) <= ($2::text::xid8, $3::bigint)';
+  const table = bulk.inline?.appliedTransactions;
+  const inline = table === undefined ? '' : ` OR EXISTS (SELECT 1 FROM ${table} applied WHERE applied.transaction_id = events.transaction_id)`;
+  return bulk.ofEvents(`events.stream_id = $1 AND (${checkpointed}${inline})`);
+}
+
 
 /**
  * Of `events`, those the projection's tables hold, in `$all` order: every event at or before the

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { comparePositions, formatPosition, START, type EventStore, type GlobalPositionChunk, type Position, type PositionRange, type PostgresCapabilities, type RecordedEvent } from '@app/event-store';
+import { comparePositions, formatPosition, positionValues, START, type EventStore, type GlobalPositionChunk, type Position, type PositionRange, type PostgresCapabilities, type RecordedEvent } from '@app/event-store';
 import pg, { type Pool } from 'pg';
 import { claimCheckpoint, writeCheckpoint } from './checkpoints.js';
 import type { Projection } from './projection.js';
@@ -426,10 +426,6 @@ async function carryOverInlineTransactions(client: pg.Client, projection: Projec
     await client.query(`INSERT INTO ${client.escapeIdentifier(shadow.shadowSchema)}.${client.escapeIdentifier(inline.appliedTransactions)} (transaction_id) VALUES ($1::text::xid8)`, [transactionId]);
   }
   return pending.rows.length;
-}
-
-function positionValues(position: Position): [string, string] {
-  return [position.commit.toString(), position.prepare.toString()];
 }
 
 async function applyEvents(client: pg.Client, projection: Projection, events: readonly RecordedEvent[]): Promise<void> {

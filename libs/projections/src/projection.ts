@@ -45,6 +45,12 @@ export type BulkLoad = {
    */
   readonly delta: readonly string[];
   /**
+   * Optional: the statements that merge the rows of the events `where` selects (an SQL condition on
+   * `events` that brings its own parameters) into the tables, as `delta` does for a range: one
+   * account's recompute runs them on its stream's events, set-based, after deleting its rows.
+   */
+  readonly ofEvents?: (where: string) => readonly string[];
+  /**
    * Present when the projection is applied inline: in the transaction that appends the events
    * (PostgreSQL store only), so a command's events and rows commit together.
    */

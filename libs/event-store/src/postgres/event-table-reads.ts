@@ -1,5 +1,5 @@
 import type { Pool } from 'pg';
-import type { Position } from '../position.js';
+import { positionValues, type Position } from '../position.js';
 import type { EventAddress, GlobalPositionChunk, GlobalPositionSpan, PositionRange, PostgresCapabilities } from './postgres-capabilities.js';
 
 // Only transactions older than every transaction still running are visible to $all readers: a
@@ -10,10 +10,6 @@ export const VISIBLE = 'transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 const IN_RANGE = '(transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND (transaction_id, global_position) <= ($3::text::xid8, $4::bigint)';
 
 export type EventTableReads = Omit<PostgresCapabilities, 'holdStream' | 'readStreamFromSnapshot'>;
-
-function positionValues(position: Position): [string, string] {
-  return [position.commit.toString(), position.prepare.toString()];
-}
 
 function rangeValues(range: PositionRange): string[] {
   return [...positionValues(range.after), ...positionValues(range.upTo)];

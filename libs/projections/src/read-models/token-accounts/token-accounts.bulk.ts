@@ -228,6 +228,26 @@ function debitLots(where: string): string {
 }
 
 /**
+ * The statements that add the rows of the events `where` selects to tables that may already hold
+ * rows of earlier events (they merge, as `project` does event by event): a catch-up's range, one
+ * transaction's events inline, or one account's events into tables cleared of its rows.
+ */
+function mergedStatements(where: string): readonly string[] {
+  return [
+    insertTransactions(where),
+    upsertBalances(where, true),
+    insertPayments(where),
+    updatePayments(where),
+    insertHolds(where),
+    endHolds(where),
+    upsertLots(where, true),
+    debitLots(where),
+    updateDisputes(where),
+    updateShortfalls(where),
+  ];
+}
+
+/**
  * token_accounts built set-based, inside PostgreSQL: no event leaves the database. Each value is the
  * one `tokenAccountsProjection.project` writes, for `user_tokens`, `token_transactions` and
  * `payments` alike (the rebuild specs compare every row with an incremental build). Payments are
@@ -239,37 +259,13 @@ export const tokenAccountsBulkLoad: BulkLoad = {
   // Lots are built in `final`: the opening lot gathers credits of every chunk.
   chunked: [insertTransactions(`${UP_TO} AND ${CHUNK}`), insertPayments(`${UP_TO} AND ${CHUNK}`), insertHolds(`${UP_TO} AND ${CHUNK}`)],
   final: [upsertBalances(UP_TO, false), updatePayments(UP_TO), endHolds(UP_TO), upsertLots(UP_TO, false), debitLots(UP_TO), updateDisputes(UP_TO), updateShortfalls(UP_TO)],
-  delta: [
-    insertTransactions(BETWEEN),
-    upsertBalances(BETWEEN, true),
-    insertPayments(BETWEEN),
-    updatePayments(BETWEEN),
-    insertHolds(BETWEEN),
-    endHolds(BETWEEN),
-    upsertLots(BETWEEN, true),
-    debitLots(BETWEEN),
-    updateDisputes(BETWEEN),
-    updateShortfalls(BETWEEN),
-  ],
+  delta: mergedStatements(BETWEEN),
+  ofEvents: mergedStatements,
   inline: {
     appliedTransactions: TOKEN_ACCOUNTS_INLINE_COMMITS,
     // Migration 123 (first 042, then 060, 081, 110 and 122); the inline-projections spec proves its body equal to these statements.
     function: 'token_accounts_apply_inline',
-    statements: (transaction) => {
-      const where = ofTransaction(transaction);
-      return [
-        insertTransactions(where),
-        upsertBalances(where, true),
-        insertPayments(where),
-        updatePayments(where),
-        insertHolds(where),
-        endHolds(where),
-        upsertLots(where, true),
-        debitLots(where),
-        updateDisputes(where),
-        updateShortfalls(where),
-      ];
-    },
+    statements: (transaction) => mergedStatements(ofTransaction(transaction)),
   },
 };
 
