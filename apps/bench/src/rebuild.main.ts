@@ -4,7 +4,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createPool, migrateDatabase, startEmbeddedPostgres, type EmbeddedPostgresServer } from '@app/database';
 import { PostgresEventStore } from '@app/event-store';
-import { initialTokenAccountState } from '@app/ledger';
+import { initialTokenAccountState, type TokenAccountCommand } from '@app/ledger';
 import {
   DEFAULT_RUNNER_OPTIONS,
   ProjectionRebuilds,
@@ -82,13 +82,18 @@ async function main(): Promise<void> {
     report(`| longest the rebuild's session held one transaction id, in each phase (sampled every 50 ms) | ${xidsByPhase} | |`);
 
     // One long account: its writes wait while its rows are recomputed (the stream is held).
-    const { userIds } = await seedHistory(store, { users: 1, events: accountEvents, seed: seed + 1, concurrency: 1, eventsPerAppend: 100 });
-    const userId = userIds[0] as string;
+    const userId = await seedLongAccount(store, accountEvents, seed);
+    const projector = new ProjectionRunner(store, pool, tokenAccountsProjection, { ...DEFAULT_RUNNER_OPTIONS, setBasedBatchMin: SET_BASED_BATCH_MIN });
+    projector.start();
+    await caughtUp(pool, store, rebuilds);
+    await projector.stop();
     const setBasedSeconds: number[] = [];
     for (let run = 0; run < ACCOUNT_REBUILD_RUNS; run += 1) {
       const started = performance.now();
-      await rebuildAccount(store, pool, [tokenAccountsProjection], userId);
+      const rebuilt = await rebuildAccount(store, pool, [tokenAccountsProjection], userId);
       setBasedSeconds.push((performance.now() - started) / 1000);
+      const applied = rebuilt.projections[0]?.eventsApplied;
+      if (applied !== accountEvents) throw new Error(`the per-account rebuild applied ${applied ?? 'no'} events of the account's ${accountEvents}`);
     }
     const eventByEventSeconds = await recomputedEventByEvent(store, pool, userId);
     const setBased = median(setBasedSeconds);
@@ -119,6 +124,23 @@ async function main(): Promise<void> {
 }
 
 const ACCOUNT_REBUILD_RUNS = 3;
+
+/**
+ * One account of `events` events, appended 100 at a time: a purchase of a million tokens, then
+ * spends of 1 (a busy app's account: every spend updates its balance and its lot).
+ */
+async function seedLongAccount(store: PostgresEventStore, events: number, seed: number): Promise<string> {
+  const random = seededRandom(`${seed}:long-account`);
+  const account: GeneratedAccount = { userId: seededUuid(random), state: initialTokenAccountState, revision: -1n };
+  const spendOrBuy = (next: () => number, current: GeneratedAccount, now: Date): TokenAccountCommand => {
+    const [userId, transactionId] = [current.userId, seededUuid(next)];
+    return current.state.balance > 0
+      ? { type: 'UseTokens', data: { userId, amount: 1, description: null, transactionId, now } }
+      : { type: 'AddTokens', data: { userId, paymentId: seededUuid(next), amount: 1_000_000, description: null, transactionId, now } };
+  };
+  for (let written = 0; written < events; written += 100) await appendDecided(store, random, account, Math.min(100, events - written), new Date(Date.UTC(2026, 0, 1) + written * 60_000), spendOrBuy);
+  return account.userId;
+}
 
 /** Seconds to recompute the account's token_accounts rows event by event, in a transaction rolled back. */
 async function recomputedEventByEvent(store: PostgresEventStore, pool: Pool, userId: string): Promise<number> {
