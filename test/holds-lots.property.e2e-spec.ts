@@ -87,6 +87,7 @@ describe('holds and lots: random histories through the write path', () => {
         expect(rows.holds).toEqual([...state.holds.values()].map((hold) => `${hold.holdId}=${hold.amount}`).sort());
         expect(Number(rows.totals?.held)).toBeLessThanOrEqual(Number(rows.totals?.balance));
         expect(await verifyAccount(store, database.pool, PROJECTIONS, userId)).toEqual([]);
+        expect(await verifyAccount(store, database.pool, PROJECTIONS, userId, { inPlaceEventsMax: 0 })).toEqual([]);
       }),
       { numRuns: 25 },
     );

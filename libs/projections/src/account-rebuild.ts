@@ -51,15 +51,14 @@ export async function recomputeAccount(client: PoolClient, store: EventStore, pr
  * in its `events` table and of types those statements handle: one statement per table, where
  * applying the events one by one updated the account's balance and lot rows once per event, each
  * update in the same transaction walking past every earlier version of the row (a 10,000-event
- * account took 27 s, with its writes held all along). `eventByEvent` applies `project` to each
- * event instead, as does a store without that table.
+ * account took 27 s, with its writes held all along). A store without that table, or an event type
+ * they do not handle, takes `applyEventByEvent`.
  */
 export async function recomputeAccountEvents(
   client: PoolClient,
   store: EventStore,
   projection: Projection,
   userId: string,
-  options: { readonly eventByEvent?: boolean } = {},
 ): Promise<{ readonly recomputation: AccountRecomputation; readonly events: readonly RecordedEvent[] }> {
   const rows = projection.accountRows?.(userId);
   if (rows === undefined) throw new Error(`${projection.name} has no per-account rows`);
@@ -67,17 +66,22 @@ export async function recomputeAccountEvents(
   await store.postgres?.holdStream(client, rows.streamId);
   for (const change of rows.clear) await client.query(change.text, [...change.values]);
   const events = await eventsInReadModel(client, projection, await readWholeStream(store, rows.streamId), checkpoint);
-  const setBased = options.eventByEvent !== true && store.postgres !== undefined ? setBasedStatements(projection, events) : undefined;
+  const setBased = store.postgres === undefined ? undefined : setBasedStatements(projection, events);
   if (setBased !== undefined) {
     const values = [rows.streamId, ...positionValues(checkpoint ?? START)];
     for (const statement of setBased) await client.query(statement, values);
   } else {
-    for (const event of events) {
-      for (const change of projection.project(event)) await client.query(change.text, [...change.values]);
-    }
+    await applyEventByEvent(client, projection, events);
   }
   const recomputation = { name: projection.name, eventsApplied: events.length, checkpoint: checkpoint === undefined ? null : formatPosition(checkpoint) };
   return { recomputation, events };
+}
+
+/** The row changes `project` makes of each event, one statement at a time: what the runner does, and what `verify` checks against. */
+export async function applyEventByEvent(client: PoolClient, projection: Projection, events: readonly RecordedEvent[]): Promise<void> {
+  for (const event of events) {
+    for (const change of projection.project(event)) await client.query(change.text, [...change.values]);
+  }
 }
 
 /**
