@@ -51,8 +51,8 @@ export async function recomputeAccount(client: PoolClient, store: EventStore, pr
  * in its `events` table and of types those statements handle: one statement per table, where
  * applying the events one by one updated the account's balance and lot rows once per event, each
  * update in the same transaction walking past every earlier version of the row (a 10,000-event
- * account took 27 s, with its writes held all along). A store without that table, or an event type
- * they do not handle, takes `applyEventByEvent`.
+ * account took 31 s in `npm run bench:rebuild`, with its writes held all along). A store without
+ * that table, or an event type they do not handle, takes `applyEventByEvent`.
  */
 export async function recomputeAccountEvents(
   client: PoolClient,
