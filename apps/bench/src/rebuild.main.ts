@@ -31,8 +31,9 @@ import { median } from './measure.js';
  * the read model), then starts the live runner and an append load and rebuilds again while they run,
  * sampling the live projection's lag. Events/s are end to end: from the rebuild request to the
  * committed swap. Then one more account of `--account-events` events is rebuilt alone (the admin's
- * per-account rebuild, set-based), against the same recomputation event by event in the same process
- * (what `verify` runs, rolled back). Results go to stdout and into docs/benchmarks.md with the command.
+ * per-account rebuild, set-based), against the same recomputation event by event in one transaction
+ * in the same process (rolled back), and verified (event by event in temporary tables, timing how long
+ * it held the stream). Results go to stdout and into docs/benchmarks.md with the command.
  */
 async function main(): Promise<void> {
   const { users, events, seed, writers, accountEvents, writeResults: write } = benchOptions();
