@@ -47,3 +47,8 @@ export function median(values: readonly number[]): number {
   const sorted = [...values].sort((left, right) => left - right);
   return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
 }
+
+/** `count` over `milliseconds` as a whole number per second, with thousands separators. */
+export function rate(count: number, milliseconds: number): string {
+  return Math.round(count / Math.max(milliseconds / 1000, 0.001)).toLocaleString('en-US');
+}

@@ -3,25 +3,23 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createPool, migrateDatabase, startEmbeddedPostgres, type EmbeddedPostgresServer } from '@app/database';
-import { PostgresEventStore, readWholeStream } from '@app/event-store';
-import { initialTokenAccountState, type TokenAccountCommand } from '@app/ledger';
+import { PostgresEventStore } from '@app/event-store';
+import { initialTokenAccountState } from '@app/ledger';
 import {
   DEFAULT_RUNNER_OPTIONS,
   ProjectionRebuilds,
   ProjectionRunner,
   projectionStatuses,
-  applyEventByEvent,
-  rebuildAccount,
   SET_BASED_BATCH_MIN,
   TOKEN_ACCOUNTS_PROJECTION,
   tokenAccountsProjection,
   type RebuildView,
 } from '@app/projections';
-import { verifyAccount } from '@app/operations';
 import { appendDecided, seededRandom, seededUuid, seedHistory, type GeneratedAccount } from '@app/testing';
 import pg, { type Pool } from 'pg';
 import { runMain, wholeNumber } from './command-line.js';
-import { median } from './measure.js';
+import { rate } from './measure.js';
+import { measureOneAccount } from './one-account-rebuild.js';
 
 /**
  * `npm run bench:rebuild [-- --users 10000 --events 1000000 --seed 1 --writers 32 --account-events 10000 --no-write]`
@@ -84,31 +82,7 @@ async function main(): Promise<void> {
     report(`| longest the rebuild's session held one transaction id, in each phase (sampled every 50 ms) | ${xidsByPhase} | |`);
 
     // One long account: its writes wait while its rows are recomputed (the stream is held).
-    const userId = await seedLongAccount(store, accountEvents, seed);
-    const projector = new ProjectionRunner(store, pool, tokenAccountsProjection, { ...DEFAULT_RUNNER_OPTIONS, setBasedBatchMin: SET_BASED_BATCH_MIN });
-    projector.start();
-    await caughtUp(pool, store, rebuilds);
-    await projector.stop();
-    const setBasedSeconds: number[] = [];
-    for (let run = 0; run < ACCOUNT_REBUILD_RUNS; run += 1) {
-      const started = performance.now();
-      const rebuilt = await rebuildAccount(store, pool, [tokenAccountsProjection], userId);
-      setBasedSeconds.push((performance.now() - started) / 1000);
-      const applied = rebuilt.projections[0]?.eventsApplied;
-      if (applied !== accountEvents) throw new Error(`the per-account rebuild applied ${applied ?? 'no'} events of the account's ${accountEvents}`);
-    }
-    const eventByEventSeconds = await recomputedEventByEvent(store, pool, userId);
-    const verified = await timedVerify(store, pool, userId);
-    const setBased = median(setBasedSeconds);
-    report(
-      `| rebuild one account of ${accountEvents.toLocaleString('en-US')} events alone (per-account rebuild, set-based; median of ${ACCOUNT_REBUILD_RUNS}) | ${rate(accountEvents, setBased * 1000)} events/s | ${setBased.toFixed(2)} s |`,
-    );
-    report(
-      `| the same account recomputed event by event in one transaction (as the rebuild did before, and verify in place; rolled back) | ${rate(accountEvents, eventByEventSeconds * 1000)} events/s, ${(eventByEventSeconds / setBased).toFixed(1)}x the set-based time | ${eventByEventSeconds.toFixed(2)} s |`,
-    );
-    report(
-      `| verify the account (replay event by event in temporary tables, 500 events per transaction) | ${rate(accountEvents, verified.seconds * 1000)} events/s, ${(verified.seconds / eventByEventSeconds).toFixed(2)}x the one-transaction time; the stream held ${verified.heldSeconds.toFixed(2)} s | ${verified.seconds.toFixed(2)} s |`,
-    );
+    for (const line of await measureOneAccount({ store, pool, events: accountEvents, seed, caughtUp: () => caughtUp(pool, store, rebuilds) })) report(line);
   } finally {
     await store.close();
     await pool.end();
@@ -127,57 +101,6 @@ async function main(): Promise<void> {
   ].join('\n');
   process.stdout.write(`${rendered}\n`);
   if (write) await writeResults(rendered);
-}
-
-const ACCOUNT_REBUILD_RUNS = 3;
-
-/**
- * One account of `events` events, appended 100 at a time: a purchase of a million tokens, then
- * spends of 1 (a busy app's account: every spend updates its balance and its lot).
- */
-async function seedLongAccount(store: PostgresEventStore, events: number, seed: number): Promise<string> {
-  const random = seededRandom(`${seed}:long-account`);
-  const account: GeneratedAccount = { userId: seededUuid(random), state: initialTokenAccountState, revision: -1n };
-  const spendOrBuy = (next: () => number, current: GeneratedAccount, now: Date): TokenAccountCommand => {
-    const [userId, transactionId] = [current.userId, seededUuid(next)];
-    return current.state.balance > 0
-      ? { type: 'UseTokens', data: { userId, amount: 1, description: null, transactionId, now } }
-      : { type: 'AddTokens', data: { userId, paymentId: seededUuid(next), amount: 1_000_000, description: null, transactionId, now } };
-  };
-  for (let written = 0; written < events; written += 100) await appendDecided(store, random, account, Math.min(100, events - written), new Date(Date.UTC(2026, 0, 1) + written * 60_000), spendOrBuy);
-  return account.userId;
-}
-
-/** Seconds to recompute the account's token_accounts rows event by event in one transaction (rolled back), as the per-account rebuild and verify did. */
-async function recomputedEventByEvent(store: PostgresEventStore, pool: Pool, userId: string): Promise<number> {
-  const rows = tokenAccountsProjection.accountRows?.(userId);
-  if (rows === undefined) throw new Error('token_accounts has per-account rows');
-  const events = await readWholeStream(store, rows.streamId);
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    const started = performance.now();
-    for (const change of rows.clear) await client.query(change.text, [...change.values]);
-    await applyEventByEvent(client, tokenAccountsProjection, events);
-    return (performance.now() - started) / 1000;
-  } finally {
-    await client.query('ROLLBACK').catch(() => undefined);
-    client.release();
-  }
-}
-
-/** Seconds `verify` takes on the account, and of those, how long it held the stream (until its replay began). */
-async function timedVerify(store: PostgresEventStore, pool: Pool, userId: string): Promise<{ readonly seconds: number; readonly heldSeconds: number }> {
-  const started = performance.now();
-  let heldSeconds = Number.NaN;
-  const differences = await verifyAccount(store, pool, [tokenAccountsProjection], userId, {
-    afterCut: () => {
-      heldSeconds = (performance.now() - started) / 1000;
-      return Promise.resolve();
-    },
-  });
-  if (differences.length > 0) throw new Error(`verify found ${differences.length} differences on the account: ${JSON.stringify(differences.slice(0, 3))}`);
-  return { seconds: (performance.now() - started) / 1000, heldSeconds };
 }
 
 /** The command line's options, checked. */
@@ -348,10 +271,6 @@ async function startServer(): Promise<Server> {
       if (parent !== undefined) await rm(parent, { recursive: true, force: true });
     },
   };
-}
-
-function rate(count: number, milliseconds: number): string {
-  return Math.round(count / Math.max(milliseconds / 1000, 0.001)).toLocaleString('en-US');
 }
 
 function environment(version: string): string {
