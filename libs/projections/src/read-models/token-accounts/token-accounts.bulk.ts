@@ -20,6 +20,8 @@ const CREDIT_TYPES = `(events.event_type IN ('TokensPurchased', 'TokensGranted')
 const DEBIT_TYPES = `(events.event_type IN ('TokensUsed', 'TokensRefunded', 'GrantVoided', 'LotExpired', 'TokensChargedBack', 'ShortfallCovered') OR (events.event_type = 'TokensAdjusted' AND (data->>'amount')::bigint < 0)
                       OR ${SETTLE_WITH_DEBIT})`;
 const OPENING = `'${OPENING_LOT_ID}'`;
+/** A credit written with lots: it creates a lot of its own (else, written before lots, it adds to the opening lot). */
+const CARRIES_LOT = `(events.data->'lot' IS NOT NULL)`;
 /** A lot's status after a debit: what closed it (expiry, void, a refund of its purchase), else spent or active by what is left. */
 const CLOSED_STATUSES = `('expired', 'voided', 'refunded')`;
 const PAYMENT_UPDATE_TYPES = `events.event_type IN ('PaymentCaptured', 'PaymentFailed', 'PaymentExpired', 'PaymentRefundRequested', 'PaymentRefunded')`;
@@ -90,6 +92,30 @@ function upsertBalances(where: string, merge: boolean): string {
               last_event_position = excluded.last_event_position`
          : ''
      }`;
+}
+
+/**
+ * `upsertBalances` over a whole history into an empty table, without its sort: per account stream
+ * (one per user; grouped by the column, whose distinct count the planner knows, so it hashes one
+ * row per user), the count and the first and last of its events in `$all` order are aggregated, then
+ * those two events are read back by position. The window instead sorts every event: 9.6 s of a 45 s
+ * cold load of 1,000,000 events, spilling about 450 MB at the default `work_mem`. The same rows (the
+ * rebuild specs compare both with an incremental build). The aggregation ends before the first row
+ * is written, so the statement's transaction id is held only while it inserts one row per user.
+ */
+function insertBalances(where: string): string {
+  // $all order as one comparable value: (transaction id, position).
+  const order = 'ARRAY[events.transaction_id::text::bigint, events.global_position]';
+  return `INSERT INTO user_tokens (user_id, balance, held, transaction_count, created_at, updated_at, last_event_revision, last_event_position)
+     SELECT (last_event.data->>'userId')::uuid, (last_event.data->>'balanceAfter')::bigint, coalesce((last_event.data->>'heldAfter')::bigint, 0), accounts.transaction_count,
+            (first_event.data->>'occurredAt')::timestamptz, (last_event.data->>'occurredAt')::timestamptz, last_event.stream_revision,
+            last_event.transaction_id::text || '/' || last_event.global_position::text
+       FROM (SELECT count(*) FILTER (WHERE ${TOKEN_TYPES}) AS transaction_count, min(${order}) AS first, max(${order}) AS last
+               FROM events WHERE ${BALANCE_TYPES} AND ${where}
+              GROUP BY events.stream_id) AS accounts
+       JOIN events AS first_event ON first_event.global_position = accounts.first[2]
+       JOIN events AS last_event ON last_event.global_position = accounts.last[2]
+      ORDER BY last_event.transaction_id, last_event.global_position`;
 }
 
 /** One PENDING `payments` row per `PaymentInitiated`, as `projectPaymentEvent` inserts it. */
@@ -256,9 +282,24 @@ function mergedStatements(where: string): readonly string[] {
 export const tokenAccountsBulkLoad: BulkLoad = {
   // Every event the token account folds: the bulk SQL below says what each one writes.
   eventTypes: [...TOKEN_ACCOUNT_EVENT_TYPES],
-  // Lots are built in `final`: the opening lot gathers credits of every chunk.
-  chunked: [insertTransactions(`${UP_TO} AND ${CHUNK}`), insertPayments(`${UP_TO} AND ${CHUNK}`), insertHolds(`${UP_TO} AND ${CHUNK}`)],
-  final: [upsertBalances(UP_TO, false), updatePayments(UP_TO), endHolds(UP_TO), upsertLots(UP_TO, false), debitLots(UP_TO), updateDisputes(UP_TO), updateShortfalls(UP_TO)],
+  // A credit that carries a lot is its lot's only credit (the lot id is its transaction id, which
+  // token_transactions keys), so those lots go in by chunk; the opening lot of a stream written
+  // before lots gathers credits of every chunk, so it is built in `final`, as are the debits.
+  chunked: [
+    insertTransactions(`${UP_TO} AND ${CHUNK}`),
+    insertPayments(`${UP_TO} AND ${CHUNK}`),
+    insertHolds(`${UP_TO} AND ${CHUNK}`),
+    upsertLots(`${UP_TO} AND ${CHUNK} AND ${CARRIES_LOT}`, false),
+  ],
+  final: [
+    insertBalances(UP_TO),
+    updatePayments(UP_TO),
+    endHolds(UP_TO),
+    upsertLots(`${UP_TO} AND NOT ${CARRIES_LOT}`, false),
+    debitLots(UP_TO),
+    updateDisputes(UP_TO),
+    updateShortfalls(UP_TO),
+  ],
   delta: mergedStatements(BETWEEN),
   ofEvents: mergedStatements,
   inline: {
