@@ -1,6 +1,7 @@
 import { comparePositions, formatPosition, positionValues, readWholeStream, START, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
 import type { Pool, PoolClient } from 'pg';
 import { lockCheckpoint } from './checkpoints.js';
+import { KEYED_PLANS } from './inline-projections.js';
 import type { Projection } from './projection.js';
 
 export type AccountRecomputation = { readonly name: string; readonly eventsApplied: number; readonly checkpoint: string | null };
@@ -69,6 +70,7 @@ export async function recomputeAccountEvents(
   const setBased = store.postgres === undefined ? undefined : setBasedStatements(projection, events);
   if (setBased !== undefined) {
     const values = [rows.streamId, ...positionValues(checkpoint ?? START)];
+    await client.query(KEYED_PLANS);
     for (const statement of setBased) await client.query(statement, values);
   } else {
     await applyEventByEvent(client, projection, events);

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { comparePositions, PostgresEventStore, type AppendTransactionHook, type EventToAppend } from '@app/event-store';
 import { decideTokenAccount, fold, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand, type TokenAccountState } from '@app/ledger';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
-import { eventsInReadModel } from './account-rebuild.js';
+import { eventsInReadModel, rebuildAccount } from './account-rebuild.js';
 import { readCheckpoint } from './checkpoints.js';
 import { CURRENT_TRANSACTION, INLINE_FUNCTION_SETTINGS, InlineProjections } from './inline-projections.js';
 import { ProjectionRunner } from './projection-runner.js';
@@ -292,6 +292,49 @@ describe('inline projections', () => {
       expect(seqScans(await applyOneBatch(session, await aSeededLot()))).toEqual([]);
     } finally {
       await session.client.end();
+    }
+  });
+
+  /** The plans of the statements that merge events into the tables (not, say, the recompute's delete of the account's rows, which a 4-row table rightly scans). */
+  const mergeStatements = (plans: readonly string[]) => plans.filter((plan) => plan.includes('FROM events'));
+
+  /** A pool whose sessions explain every statement to it (auto_explain, set on the database first). */
+  function explainedPool(plans: string[]): pg.Pool {
+    const pool = new pg.Pool({ connectionString: database.url, max: 2 });
+    pool.on('connect', (client) => client.on('notice', (notice) => plans.push(notice.message ?? '')));
+    return pool;
+  }
+
+  it('merges a runner batch and one account recomputed set-based by key as well, with the same tables', async () => {
+    await seedAccounts();
+    await database.pool.query('ANALYZE user_tokens, token_lots, payments, token_holds, token_transactions');
+    // The database's auto_explain settings; the runner's and the rebuild's sessions are this pool's.
+    await (await explainedSession()).client.end();
+    const plain = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: 20 });
+    stores.push(plain);
+    const buyer = account();
+    await run(plain, buyer, purchase(buyer.userId, 10));
+    for (let index = 0; index < 3; index += 1) await run(plain, buyer, usage(buyer.userId, 1));
+    const plans: string[] = [];
+    const pool = explainedPool(plans);
+    try {
+      // Every batch set-based: at 3,000 lots (and 100 draws counted per debit) the planner reads whole tables unless told otherwise.
+      const runner = new ProjectionRunner(plain, pool, tokenAccountsProjection, { batchSizeMax: 100, retryDelayMsMin: 10, retryDelayMsMax: 50, setBasedBatchMin: 1 });
+      runners.push(runner);
+      runner.start();
+      await caughtUp(runner);
+      expect(runner.batches.setBased).toBeGreaterThan(0);
+      expect(plans.filter((plan) => plan.includes('UPDATE token_lots'))).not.toEqual([]);
+      expect(seqScans(mergeStatements(plans))).toEqual([]);
+
+      plans.length = 0;
+      await rebuildAccount(plain, pool, [tokenAccountsProjection], buyer.userId);
+      expect(plans.filter((plan) => plan.includes('UPDATE token_lots'))).not.toEqual([]);
+      expect(seqScans(mergeStatements(plans))).toEqual([]);
+      expect(await rowsOf(buyer.userId)).toEqual({ balance: '7', transactions: 4, events: 4 });
+    } finally {
+      await Promise.all(runners.splice(0).map((runner) => runner.stop()));
+      await pool.end();
     }
   });
 

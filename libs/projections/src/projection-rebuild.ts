@@ -3,7 +3,7 @@ import { comparePositions, formatPosition, positionValues, START, type EventStor
 import pg, { type Pool } from 'pg';
 import { claimCheckpoint, writeCheckpoint } from './checkpoints.js';
 import type { Projection } from './projection.js';
-import { transactionLiteral } from './inline-projections.js';
+import { KEYED_PLANS, transactionLiteral } from './inline-projections.js';
 import { findProjection, PROJECTIONS } from './projection-registry.js';
 import { RebuildInProgressError } from './projections.errors.js';
 import { assertRebuildableTables, dropSchema, ShadowTables } from './shadow-tables.js';
@@ -332,6 +332,7 @@ export class ProjectionRebuilds {
         if (remaining <= this.swapLagEventsMax) return position;
       }
       await client.query('BEGIN');
+      await client.query(KEYED_PLANS);
       const reached = await this.applyStep(client, projection, progress, position ?? START, head);
       await client.query('COMMIT');
       if (postgres === undefined && reached.applied < this.batchSizeMax) return reached.position;
@@ -375,6 +376,7 @@ export class ProjectionRebuilds {
       try {
         await client.query('BEGIN');
         await client.query(`SET LOCAL lock_timeout = ${Math.trunc(this.options.swapLockTimeoutMs ?? 5_000)}`);
+        await client.query(KEYED_PLANS);
         const liveCheckpoint = await claimCheckpoint(client, projection.name);
         // This transaction has an id now, so the head can no longer move past it until it commits.
         const head = await this.store.headPosition();

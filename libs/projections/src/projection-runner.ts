@@ -2,6 +2,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { comparePositions, formatPosition, START, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
 import type { Pool, PoolClient } from 'pg';
 import { claimCheckpoint, readCheckpoint, writeCheckpoint } from './checkpoints.js';
+import { KEYED_PLANS } from './inline-projections.js';
 import { clearProjectionFailure, recordProjectionFailure, type ProjectionFailure } from './projection-failures.js';
 import type { Projection } from './projection.js';
 
@@ -280,6 +281,8 @@ export class ProjectionRunner {
   private async applySetBased(client: PoolClient, upTo: Position): Promise<void> {
     const from = this.checkpoint ?? START;
     const values = [from.commit.toString(), from.prepare.toString(), upTo.commit.toString(), upTo.prepare.toString()];
+    // Reverted with the savepoint if the batch falls back to event by event, whose statements need no help.
+    await client.query(KEYED_PLANS);
     for (const statement of this.projection.bulkLoad?.delta ?? []) await client.query(statement, values);
   }
 
