@@ -274,33 +274,26 @@ export class ProjectionRebuilds {
     for (let first = span.first; first <= span.last; first += BigInt(this.chunkPositions)) chunks.push({ first, last: first + BigInt(this.chunkPositions) - 1n });
     const upTo = positionValues(head);
     // Chunks are independent inserts, and one PostgreSQL statement runs on one core: two sessions
-    // load them side by side. A failure in either stops both.
+    // load them side by side, then run the final lists the same way. A failure in either stops both.
     const second = new pg.Client({ connectionString: this.options.connectionString, application_name: `token-ledger rebuild ${projection.name} (loader)` });
     second.on('error', (error) => this.options.onLog?.(`rebuild loader session of ${projection.name}: ${error.message}`));
     await second.connect();
     try {
       await second.query(searchPath);
-      let next = 0;
-      let failed = false;
-      const load = async (session: pg.Client): Promise<void> => {
-        for (let chunk = chunks[next++]; chunk !== undefined && !failed; chunk = chunks[next++]) {
-          if (signal.aborted) throw new Interrupted();
-          const bounds = [...upTo, chunk.first.toString(), chunk.last.toString()];
-          for (const statement of bulk.chunked) await session.query(statement, bounds);
-          await progress.advance(await postgres.countEventsInChunk(head, chunk));
-        }
-      };
-      const stopOthers = (error: unknown) => {
-        failed = true;
-        throw error;
-      };
-      // Both settle before anything else runs on these sessions.
-      const loaded = await Promise.allSettled([load(client).catch(stopOthers), load(second).catch(stopOthers)]);
-      for (const outcome of loaded) if (outcome.status === 'rejected') throw outcome.reason;
+      const sessions = [client, second];
+      await sideBySide(sessions, chunks, async (session, chunk) => {
+        if (signal.aborted) throw new Interrupted();
+        const bounds = [...upTo, chunk.first.toString(), chunk.last.toString()];
+        for (const statement of bulk.chunked) await session.query(statement, bounds);
+        await progress.advance(await postgres.countEventsInChunk(head, chunk));
+      });
+      await sideBySide(sessions, bulk.final, async (session, statements) => {
+        if (signal.aborted) throw new Interrupted();
+        for (const statement of statements) await session.query(statement, upTo);
+      });
     } finally {
       await second.end().catch(() => undefined);
     }
-    for (const statement of bulk.final) await client.query(statement, upTo);
     await progress.advance(0, head);
     return head;
   }
@@ -428,6 +421,28 @@ async function carryOverInlineTransactions(client: pg.Client, projection: Projec
     await client.query(`INSERT INTO ${client.escapeIdentifier(shadow.shadowSchema)}.${client.escapeIdentifier(inline.appliedTransactions)} (transaction_id) VALUES ($1::text::xid8)`, [transactionId]);
   }
   return pending.rows.length;
+}
+
+/**
+ * Runs `work` on each of `items` with the sessions side by side, each taking the next item once it is
+ * free. A failure on one session stops the others taking more; every session settles before this
+ * returns or throws, so nothing else runs on them meanwhile.
+ */
+async function sideBySide<T>(sessions: readonly pg.Client[], items: readonly T[], work: (session: pg.Client, item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const run = async (session: pg.Client): Promise<void> => {
+    while (next < items.length && !failed) await work(session, items[next++] as T);
+  };
+  const outcomes = await Promise.allSettled(
+    sessions.map((session) =>
+      run(session).catch((error: unknown) => {
+        failed = true;
+        throw error;
+      }),
+    ),
+  );
+  for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
 }
 
 async function applyEvents(client: pg.Client, projection: Projection, events: readonly RecordedEvent[]): Promise<void> {

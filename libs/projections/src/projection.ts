@@ -37,8 +37,12 @@ export type BulkLoad = {
   readonly eventTypes: readonly string[];
   /** Run once per global_position range; each event belongs to exactly one range. */
   readonly chunked: readonly string[];
-  /** Run once after every chunk. */
-  readonly final: readonly string[];
+  /**
+   * Run once after every chunk: each list in order on one session, the lists side by side on the
+   * rebuild's two sessions. A statement may depend only on earlier ones of its own list, and two lists
+   * must not write the same table (their row locks could wait on each other in a cycle).
+   */
+  readonly final: readonly (readonly string[])[];
   /**
    * Merge the events after `$1`/`$2` (exclusive) up to `$3`/`$4` (inclusive) into tables that hold
    * everything up to `$1`/`$2` and have their indexes: the rebuild's catch-up and the swap's last step.

@@ -291,14 +291,11 @@ export const tokenAccountsBulkLoad: BulkLoad = {
     insertHolds(`${UP_TO} AND ${CHUNK}`),
     upsertLots(`${UP_TO} AND ${CHUNK} AND ${CARRIES_LOT}`, false),
   ],
+  // By table, the longest list first: lots (the debits of every draw), balances, payments and holds.
   final: [
-    insertBalances(UP_TO),
-    updatePayments(UP_TO),
-    endHolds(UP_TO),
-    upsertLots(`${UP_TO} AND NOT ${CARRIES_LOT}`, false),
-    debitLots(UP_TO),
-    updateDisputes(UP_TO),
-    updateShortfalls(UP_TO),
+    [upsertLots(`${UP_TO} AND NOT ${CARRIES_LOT}`, false), debitLots(UP_TO)],
+    [insertBalances(UP_TO), updateShortfalls(UP_TO)],
+    [updatePayments(UP_TO), updateDisputes(UP_TO), endHolds(UP_TO)],
   ],
   delta: mergedStatements(BETWEEN),
   ofEvents: mergedStatements,
