@@ -17,7 +17,11 @@ let testApp: TestApp;
 let directory: string;
 
 beforeAll(async () => {
-  testApp = await startTestApp();
+  // `record` waits for the runner itself, not just the inline rows. The runner sees an event only
+  // once every older transaction in the cluster has ended, and the test cluster is shared by suites
+  // running side by side: in one CI run the suite's first write waited past the default 5 s (the
+  // suite alone passes), so the wait is bounded by 20 s here, still inside the test's 30 s.
+  testApp = await startTestApp({ READ_YOUR_WRITES_TIMEOUT_MS: '20000' });
   directory = await mkdtemp(join(tmpdir(), 'audit-e2e-'));
 });
 
