@@ -308,7 +308,7 @@ describe('inline projections', () => {
   it('merges a runner batch and one account recomputed set-based by key as well, with the same tables', async () => {
     await seedAccounts();
     await database.pool.query('ANALYZE user_tokens, token_lots, payments, token_holds, token_transactions');
-    // The database's auto_explain settings; the runner's and the rebuild's sessions are this pool's.
+    // The database's auto_explain settings; the runner's and the recompute's sessions are this pool's.
     await (await explainedSession()).client.end();
     const plain = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: 20 });
     stores.push(plain);

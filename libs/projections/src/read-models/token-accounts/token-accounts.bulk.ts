@@ -61,7 +61,8 @@ function insertTransactions(where: string): string {
 /**
  * Per user, of its events in the range: the last one in `$all` order gives the balance, time,
  * revision and position, the first one the creation time, and the count is added. As an upsert it
- * merges into earlier rows the way the per-event upsert of `project` does.
+ * merges into earlier rows the way the per-event upsert of `project` does (a whole history goes into
+ * an empty table by `insertBalances` instead).
  *
  * The rows are inserted in the `$all` order of each user's last event: that sort cannot start before
  * every user's row is computed, so the statement takes its transaction id (at its first insert) only
@@ -69,7 +70,7 @@ function insertTransactions(where: string): string {
  * would be inserted at once, and the id held for the whole aggregation would hide newer events from
  * `$all` (and the live runner) meanwhile.
  */
-function upsertBalances(where: string, merge: boolean): string {
+function upsertBalances(where: string): string {
   return `INSERT INTO user_tokens (user_id, balance, held, transaction_count, created_at, updated_at, last_event_revision, last_event_position)
      SELECT user_id, balance_after, held_after, transaction_count, created_at, updated_at, stream_revision, transaction_id::text || '/' || global_position::text
        FROM (SELECT DISTINCT ON (user_id) user_id, balance_after, held_after, count(*) FILTER (WHERE makes_row) OVER whole AS transaction_count,
@@ -81,17 +82,13 @@ function upsertBalances(where: string, merge: boolean): string {
              WINDOW whole AS (PARTITION BY user_id ORDER BY transaction_id, global_position ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
              ORDER BY user_id, transaction_id DESC, global_position DESC) AS last_events
       ORDER BY transaction_id, global_position
-     ${
-       merge
-         ? `ON CONFLICT (user_id) DO UPDATE SET
-              balance = excluded.balance,
-              held = excluded.held,
-              transaction_count = user_tokens.transaction_count + excluded.transaction_count,
-              updated_at = excluded.updated_at,
-              last_event_revision = excluded.last_event_revision,
-              last_event_position = excluded.last_event_position`
-         : ''
-     }`;
+     ON CONFLICT (user_id) DO UPDATE SET
+       balance = excluded.balance,
+       held = excluded.held,
+       transaction_count = user_tokens.transaction_count + excluded.transaction_count,
+       updated_at = excluded.updated_at,
+       last_event_revision = excluded.last_event_revision,
+       last_event_position = excluded.last_event_position`;
 }
 
 /**
@@ -261,7 +258,7 @@ function debitLots(where: string): string {
 function mergedStatements(where: string): readonly string[] {
   return [
     insertTransactions(where),
-    upsertBalances(where, true),
+    upsertBalances(where),
     insertPayments(where),
     updatePayments(where),
     insertHolds(where),
