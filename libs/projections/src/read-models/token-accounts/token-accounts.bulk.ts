@@ -59,6 +59,19 @@ function insertTransactions(where: string): string {
 }
 
 /**
+ * How a `user_tokens` row takes a later one: its balance, held total, time and trace, and the
+ * transaction rows counted on. `project`'s per-event upsert and the set-based `upsertBalances` merge
+ * alike.
+ */
+export const MERGE_BALANCE = `ON CONFLICT (user_id) DO UPDATE SET
+    balance = excluded.balance,
+    held = excluded.held,
+    transaction_count = user_tokens.transaction_count + excluded.transaction_count,
+    updated_at = excluded.updated_at,
+    last_event_revision = excluded.last_event_revision,
+    last_event_position = excluded.last_event_position`;
+
+/**
  * Per user, of its events in the range: the last one in `$all` order gives the balance, time,
  * revision and position, the first one the creation time, and the count is added. As an upsert it
  * merges into earlier rows the way the per-event upsert of `project` does (a whole history goes into
@@ -82,13 +95,7 @@ function upsertBalances(where: string): string {
              WINDOW whole AS (PARTITION BY user_id ORDER BY transaction_id, global_position ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
              ORDER BY user_id, transaction_id DESC, global_position DESC) AS last_events
       ORDER BY transaction_id, global_position
-     ON CONFLICT (user_id) DO UPDATE SET
-       balance = excluded.balance,
-       held = excluded.held,
-       transaction_count = user_tokens.transaction_count + excluded.transaction_count,
-       updated_at = excluded.updated_at,
-       last_event_revision = excluded.last_event_revision,
-       last_event_position = excluded.last_event_position`;
+     ${MERGE_BALANCE}`;
 }
 
 /**

@@ -3,7 +3,7 @@ import { TOKEN_ACCOUNT_EVENT_TYPES, type TokenAccountEvent } from '@app/ledger';
 import { projectDisputeEvent, projectPaymentEvent, projectShortfall } from './payments.projection.js';
 import { projectHoldEvent, projectLotChanges } from './holds-and-lots.projection.js';
 import type { Projection, RowChange } from '../../projection.js';
-import { TOKEN_ACCOUNTS_INLINE_COMMITS, tokenAccountsAccountRows, tokenAccountsBulkLoad } from './token-accounts.bulk.js';
+import { MERGE_BALANCE, TOKEN_ACCOUNTS_INLINE_COMMITS, tokenAccountsAccountRows, tokenAccountsBulkLoad } from './token-accounts.bulk.js';
 import { transactionOf, type TransactionView } from './token-transaction.view.js';
 
 export const TOKEN_ACCOUNTS_PROJECTION = 'token_accounts';
@@ -12,13 +12,7 @@ export const TOKEN_ACCOUNTS_PROJECTION = 'token_accounts';
 const UPSERT_BALANCE = `
   INSERT INTO user_tokens (user_id, balance, transaction_count, created_at, updated_at, last_event_revision, last_event_position, held)
   VALUES ($1, $2, $7, $3, $3, $4, $5, $6)
-  ON CONFLICT (user_id) DO UPDATE SET
-    balance = excluded.balance,
-    held = excluded.held,
-    transaction_count = user_tokens.transaction_count + excluded.transaction_count,
-    updated_at = excluded.updated_at,
-    last_event_revision = excluded.last_event_revision,
-    last_event_position = excluded.last_event_position`;
+  ${MERGE_BALANCE}`;
 
 const INSERT_TRANSACTION = `
   INSERT INTO token_transactions (id, user_id, amount, transaction_type, description, payment_id, balance_after, created_at, event_id, stream_revision,
