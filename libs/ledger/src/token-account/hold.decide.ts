@@ -35,7 +35,7 @@ export function sweepExpiries(state: TokenAccountState, { userId, now, transacti
   };
   const occurredAt = now.toISOString();
   const dueHolds = [...state.holds.values()].filter((hold) => !isHoldActive(hold, now));
-  dueHolds.sort((left, right) => Date.parse(left.expiresAt) - Date.parse(right.expiresAt) || compareText(left.holdId, right.holdId));
+  dueHolds.sort((left, right) => left.expiresAtMs - right.expiresAtMs || compareText(left.holdId, right.holdId));
   for (const hold of dueHolds) {
     const data = { userId, holdId: hold.holdId, amount: hold.amount, expiresAt: hold.expiresAt, balanceAfter: current.balance, heldAfter: current.held - hold.amount, occurredAt };
     apply({ type: 'HoldExpired', data });

@@ -9,6 +9,8 @@ export type Hold = {
   /** The caller's metadata of the hold: a settle without its own takes it. Absent when none. */
   readonly metadata?: Metadata;
   readonly expiresAt: string;
+  /** `expiresAt` in epoch milliseconds, parsed once when the hold enters the state (see `Lot.expiresAtMs`). */
+  readonly expiresAtMs: number;
   readonly createdAt: string;
   /** The lots' tokens it set aside, in draw-down order: a settle debits from them in this order. */
   readonly reservations: readonly Draw[];
@@ -17,8 +19,8 @@ export type Hold = {
 export type HoldEnd = 'settled' | 'released' | 'expired';
 
 /** Whether the hold still counts as held at `now`: it stops at the instant of its `expiresAt`. */
-export function isHoldActive(hold: Pick<Hold, 'expiresAt'>, now: Date): boolean {
-  return Date.parse(hold.expiresAt) > now.getTime();
+export function isHoldActive(hold: Pick<Hold, 'expiresAtMs'>, now: Date): boolean {
+  return hold.expiresAtMs > now.getTime();
 }
 
 /**

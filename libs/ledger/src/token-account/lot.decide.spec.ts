@@ -2,7 +2,7 @@ import { fold } from '../decider.js';
 import { GRANT_PRIORITY_DEFAULT, LIVE_LOTS_MAX, LOT_PRIORITY_DEFAULT, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, REASON_LENGTH_MAX } from '../ledger.limits.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import type { ExpireCredits, GrantTokens, HoldTokens, SettleHold, VoidGrant } from './hold.commands.js';
-import { OPENING_LOT_ID, compareDrawOrder, derivedTransactionId, drawDown, type Lot } from './lot.state.js';
+import { OPENING_LOT_ID, compareDrawOrder, derivedTransactionId, drawDown, expiryInstant, type Lot } from './lot.state.js';
 import type { CapturePayment, InitiatePayment, RefundPayment, RequestRefund } from './payment.commands.js';
 import type { AddTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
 import { tokenAccountDecider } from './token-account.decider.js';
@@ -59,6 +59,7 @@ describe('lots: draw-down order', () => {
     original: 10,
     remaining: 10,
     reserved: 0,
+    expiresAtMs: expiryInstant(expiresAt),
   });
 
   it('spends lower priorities first, then the earliest expiry (none last), then the oldest', () => {
@@ -350,7 +351,7 @@ describe('lots: streams written before lots', () => {
     const state = stateOf(legacy);
     expect(state.balance).toBe(65);
     expect([...state.lots.values()]).toEqual([
-      { lotId: OPENING_LOT_ID, source: 'opening', paymentId: null, priority: LOT_PRIORITY_DEFAULT, expiresAt: null, original: 105, remaining: 65, reserved: 0, sequence: 0 },
+      { lotId: OPENING_LOT_ID, source: 'opening', paymentId: null, priority: LOT_PRIORITY_DEFAULT, expiresAt: null, original: 105, remaining: 65, reserved: 0, sequence: 0, expiresAtMs: Number.POSITIVE_INFINITY },
     ]);
   });
 

@@ -2,7 +2,7 @@ import { invariant } from '../ledger.errors.js';
 import { BALANCE_MAX, ENDED_HOLDS_REMEMBERED_MAX, LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
 import type { HoldEnd, Hold } from './hold.state.js';
 import type { TokensHeld } from './hold.events.js';
-import { drawnAmount, freeOf, OPENING_LOT_ID, type Draw, type Lot, type LotSource, type LotTerms } from './lot.state.js';
+import { drawnAmount, expiryInstant, freeOf, OPENING_LOT_ID, type Draw, type Lot, type LotSource, type LotTerms } from './lot.state.js';
 import type { TokenAccountState } from './token-account.state.js';
 
 /**
@@ -34,13 +34,16 @@ export function creditLot(state: TokenAccountState, movement: LedgerMovement, so
   const lotTerms = terms ?? { lotId: OPENING_LOT_ID, priority: LOT_PRIORITY_DEFAULT, expiresAt: null };
   invariant(!state.lots.has(lotTerms.lotId), `lot ${lotTerms.lotId} created twice`);
   const lot: Lot = {
-    ...lotTerms,
+    lotId: lotTerms.lotId,
+    priority: lotTerms.priority,
+    expiresAt: lotTerms.expiresAt,
     source: terms === undefined ? 'opening' : source,
     paymentId: terms === undefined ? null : paymentId,
     original: movement.change,
     remaining: movement.change,
     reserved: 0,
     sequence: state.lotsCreated,
+    expiresAtMs: expiryInstant(lotTerms.expiresAt),
   };
   return { ...state, balance, lots: state.lots.set(lot.lotId, lot), lotsCreated: state.lotsCreated + 1 };
 }
@@ -84,6 +87,7 @@ export function evolveHold(state: TokenAccountState, { data }: TokensHeld): Toke
     description: data.description,
     ...(data.metadata === undefined ? {} : { metadata: data.metadata }),
     expiresAt: data.expiresAt,
+    expiresAtMs: expiryInstant(data.expiresAt),
     createdAt: data.occurredAt,
     reservations: data.draws,
   };

@@ -27,7 +27,18 @@ export type Lot = LotTerms & {
   readonly reserved: number;
   /** Creation order on the account: the last tie-breaker of the draw-down order ("oldest first"). */
   readonly sequence: number;
+  /**
+   * `expiresAt` in epoch milliseconds, infinity when it never expires: parsed once, when the lot
+   * enters the state, so that the draw-down order and the expiry checks every command makes compare
+   * numbers. Derived: neither events nor snapshots carry it.
+   */
+  readonly expiresAtMs: number;
 };
+
+/** An `expiresAt` as the state keeps it (`Lot.expiresAtMs`, `Hold.expiresAtMs`): epoch milliseconds, infinity for never. */
+export function expiryInstant(expiresAt: string | null): number {
+  return expiresAt === null ? Number.POSITIVE_INFINITY : Date.parse(expiresAt);
+}
 
 /**
  * The lot of every credit written before lots existed (events without `lot`), and the lot every
@@ -41,18 +52,14 @@ export function freeOf(lot: Lot): number {
 }
 
 /** Whether the lot's remainder may still be spent at `now`: a lot stops being spendable at the instant of its `expiresAt`. */
-export function isLive(lot: Pick<Lot, 'expiresAt'>, now: Date): boolean {
-  return lot.expiresAt === null || Date.parse(lot.expiresAt) > now.getTime();
+export function isLive(lot: Pick<Lot, 'expiresAtMs'>, now: Date): boolean {
+  return lot.expiresAtMs > now.getTime();
 }
 
 /** Draw-down order: priority (lower first), then earliest expiry (none last), then oldest. */
 export function compareDrawOrder(left: Lot, right: Lot): number {
   if (left.priority !== right.priority) return left.priority - right.priority;
-  if (left.expiresAt !== right.expiresAt) {
-    if (left.expiresAt === null) return 1;
-    if (right.expiresAt === null) return -1;
-    return Date.parse(left.expiresAt) - Date.parse(right.expiresAt);
-  }
+  if (left.expiresAtMs !== right.expiresAtMs) return left.expiresAtMs < right.expiresAtMs ? -1 : 1;
   return left.sequence - right.sequence;
 }
 

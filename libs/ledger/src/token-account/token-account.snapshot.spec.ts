@@ -289,6 +289,15 @@ describe('token account: snapshot of lots, holds and disputes', () => {
     });
   });
 
+  it('stores lots and holds as before: the expiry instants the state derives from expiresAt are not stored', () => {
+    expect({ buy: state.lots.get('buy')?.expiresAtMs, grant: state.lots.get('grant')?.expiresAtMs, h2: state.holds.get('h2')?.expiresAtMs }).toEqual({
+      buy: Number.POSITIVE_INFINITY,
+      grant: Date.parse('2026-12-24T11:00:00.000Z'),
+      h2: Date.parse('2026-11-24T12:15:00.000Z'),
+    });
+    expect([...encoded.lots, ...encoded.holds].filter((item) => 'expiresAtMs' in item)).toEqual([]);
+  });
+
   it('decodes to exactly the replayed state, no member added or dropped', () => {
     expect(plainState(tokenAccountSnapshot.decode(encoded))).toStrictEqual(plainState(state));
     // Purchases written before lots (no lot) or before holds (no heldAfter) keep exactly the members they had.

@@ -6,7 +6,7 @@ import type { TokenAccountEvent } from './token-account.events.js';
 import type { Purchase, TokenAccountState } from './token-account.state.js';
 import { PAYMENT_STATUSES, type Payment, type PaymentStatus } from './payment.state.js';
 import { EndedHolds, type Hold, type HoldEnd } from './hold.state.js';
-import type { Draw, Lot } from './lot.state.js';
+import { expiryInstant, type Draw, type Lot } from './lot.state.js';
 import { DISPUTE_STATUSES, type Dispute, type DisputeStatus } from './dispute.state.js';
 
 type EncodedTokenAccount = {
@@ -14,9 +14,9 @@ type EncodedTokenAccount = {
   readonly held: number;
   readonly purchases: readonly Purchase[];
   readonly payments: readonly Payment[];
-  readonly lots: readonly Lot[];
+  readonly lots: readonly Omit<Lot, 'expiresAtMs'>[];
   readonly lotsCreated: number;
-  readonly holds: readonly Hold[];
+  readonly holds: readonly Omit<Hold, 'expiresAtMs'>[];
   readonly endedHolds: readonly (readonly [string, HoldEnd])[];
   readonly disputes: readonly Dispute[];
   readonly shortfall: number;
@@ -41,9 +41,10 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
     held: state.held,
     purchases: [...state.purchases.values()],
     payments: [...state.payments.values()],
-    lots: [...state.lots.values()],
+    // Without the instants the state derives from `expiresAt`: the format stays as it was.
+    lots: [...state.lots.values()].map(({ expiresAtMs: _derived, ...lot }) => lot),
     lotsCreated: state.lotsCreated,
-    holds: [...state.holds.values()],
+    holds: [...state.holds.values()].map(({ expiresAtMs: _derived, ...hold }) => hold),
     endedHolds: [...state.endedHolds.entries()],
     disputes: [...state.disputes.values()],
     shortfall: state.shortfall,
@@ -160,7 +161,7 @@ function decodeLot(item: unknown): Lot {
   check(paymentId === null || typeof paymentId === 'string', 'lot paymentId is not valid');
   check(isCount(original) && isCount(remaining) && isCount(reserved) && isCount(sequence), 'lot amounts are not counts');
   check(remaining <= original && reserved <= remaining && remaining + reserved > 0, 'lot amounts do not fit');
-  return { lotId, priority, expiresAt, source: source as Lot['source'], paymentId, original, remaining, reserved, sequence };
+  return { lotId, priority, expiresAt, source: source as Lot['source'], paymentId, original, remaining, reserved, sequence, expiresAtMs: expiryInstant(expiresAt) };
 }
 
 function decodeHold(item: unknown): Hold {
@@ -171,7 +172,7 @@ function decodeHold(item: unknown): Hold {
   check(isTime(expiresAt) && isTime(createdAt), 'hold times are not times');
   const draws = decodeDraws(reservations);
   check(sum(draws.map((draw) => draw.amount)) === amount, 'hold reservations do not add up to its amount');
-  return { holdId, amount, description, ...(metadata === undefined ? {} : { metadata: metadata as Metadata }), expiresAt, createdAt, reservations: draws };
+  return { holdId, amount, description, ...(metadata === undefined ? {} : { metadata: metadata as Metadata }), expiresAt, expiresAtMs: expiryInstant(expiresAt), createdAt, reservations: draws };
 }
 
 function decodeEndedHold(item: unknown): [string, HoldEnd] {
