@@ -89,6 +89,24 @@ describe('lots: draw-down order', () => {
     ]);
   });
 
+  it('takes a debit the first lot covers from that lot alone, among many lots in any order; more from the next ones in order', () => {
+    const day = (index: number) => `2027-01-${String((index % 28) + 1).padStart(2, '0')}T00:00:00.000Z`;
+    // Priorities 94 to 100; a third never expire. The first in order: priority 94 (lots 6, 13, 20, 27, 34), earliest expiry: lot 34 (7 January), then 13 (14th), 20 (21st), then 27 and 6 (no expiry), older first.
+    const lots = Array.from({ length: 40 }, (_, index) => lot(`lot-${index}`, 100 - (index % 7), index % 3 === 0 ? null : day(index), 40 - index));
+    expect(drawDown(lots, 10, now)).toEqual([{ lotId: 'lot-34', amount: 10 }]);
+    expect(drawDown(lots, 3, now)).toEqual([{ lotId: 'lot-34', amount: 3 }]);
+    expect(drawDown(lots, 45, now)).toEqual([
+      { lotId: 'lot-34', amount: 10 },
+      { lotId: 'lot-13', amount: 10 },
+      { lotId: 'lot-20', amount: 10 },
+      { lotId: 'lot-27', amount: 10 },
+      { lotId: 'lot-6', amount: 5 },
+    ]);
+    expect(drawDown(lots, 0, now)).toEqual([]);
+    expect(drawDown(lots, 401, now)).toBeNull();
+    expect(drawDown([], 1, now)).toBeNull();
+  });
+
   it('spends lots alike oldest first past 8 lots, where the state no longer iterates them in creation order', () => {
     const purchases = Array.from({ length: 12 }, (_, index) => buy(`paid-${index}`, 1));
     const state = stateOf(history(purchases));
