@@ -59,6 +59,7 @@ export function isLive(lot: Pick<Lot, 'expiresAtMs'>, now: Date): boolean {
 /** Draw-down order: priority (lower first), then earliest expiry (none last), then oldest. */
 export function compareDrawOrder(left: Lot, right: Lot): number {
   if (left.priority !== right.priority) return left.priority - right.priority;
+  // Stryker disable next-line EqualityOperator: equivalent, `<=` differs from `<` only for equal instants, answered by the line's own test.
   if (left.expiresAtMs !== right.expiresAtMs) return left.expiresAtMs < right.expiresAtMs ? -1 : 1;
   return left.sequence - right.sequence;
 }
@@ -76,7 +77,7 @@ export function drawDown(lots: Iterable<Lot>, amount: number, now: Date): readon
   for (const lot of lots) {
     if (!isLive(lot, now) || freeOf(lot) <= 0) continue;
     live.push(lot);
-    // Stryker disable next-line EqualityOperator: equivalent, two lots of one account never compare equal (their sequences differ).
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: equivalent: two lots of one account never compare equal (their sequences differ), and with no first lot found the sorted path below gives the same draw.
     if (first === undefined || compareDrawOrder(lot, first) < 0) first = lot;
   }
   // Stryker disable next-line ConditionalExpression,EqualityOperator: equivalent but for speed: the sorted path below gives the same draw.
