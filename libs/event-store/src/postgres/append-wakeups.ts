@@ -18,8 +18,6 @@ export class AppendWakeups {
   private publishing = false;
   private publishAgain = false;
   generation = 0;
-  /** Wakes that announced a commit (ours or another process's); a new LISTEN connection's wake is not one. */
-  commitWakes = 0;
 
   constructor(
     private readonly connectionString: string,
@@ -35,7 +33,7 @@ export class AppendWakeups {
    * which would make appends commit one at a time.
    */
   published(): void {
-    this.wakeAll('commit');
+    this.wakeAll();
     if (this.publishing) {
       this.publishAgain = true;
       return;
@@ -84,9 +82,8 @@ export class AppendWakeups {
     await client?.end().catch(() => undefined);
   }
 
-  private wakeAll(reason: 'commit' | 'listening'): void {
+  private wakeAll(): void {
     this.generation += 1;
-    if (reason === 'commit') this.commitWakes += 1;
     for (const wake of [...this.waiters]) wake();
   }
 
@@ -98,7 +95,7 @@ export class AppendWakeups {
 
   private async listen(): Promise<void> {
     const client = new Client({ connectionString: this.connectionString });
-    client.on('notification', () => this.wakeAll('commit'));
+    client.on('notification', () => this.wakeAll());
     client.on('error', (error) => {
       // Subscribers fall back to polling; the next wait reconnects.
       this.onError(error);
@@ -114,7 +111,7 @@ export class AppendWakeups {
       }
       this.client = client;
       // Anything appended while we were not listening is found by the read that follows.
-      this.wakeAll('listening');
+      this.wakeAll();
     } catch (error) {
       this.onError(error instanceof Error ? error : new Error(String(error)));
       await client.end().catch(() => undefined);

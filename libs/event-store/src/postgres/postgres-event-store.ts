@@ -15,7 +15,7 @@ import {
   type SubscribeToAllOptions,
 } from '../event-store.port.js';
 import { checkAppendCount, checkedReadCount } from '../limits.js';
-import { START, type Position } from '../position.js';
+import { comparePositions, START, type Position } from '../position.js';
 import { APPEND_CHANNEL, AppendWakeups } from './append-wakeups.js';
 import type { AppendTransactionHook } from './append-transaction-hook.js';
 import { eventTableReads, VISIBLE } from './event-table-reads.js';
@@ -53,7 +53,7 @@ type EventRow = {
 };
 
 
-/** The first re-read after a wake that found nothing visible; later ones double up to HELD_BACK_RETRY_MAX_MS (see nextHeldBackRetry). */
+/** The first re-read while events are held back by the visibility rule; later ones double up to HELD_BACK_RETRY_MAX_MS (see nextHeldBackRetry). */
 const HELD_BACK_RETRY_FIRST_MS = 10;
 const HELD_BACK_RETRY_MAX_MS = 1_000;
 
@@ -61,6 +61,11 @@ const HELD_BACK_RETRY_MAX_MS = 1_000;
 // first, which would sort xids as strings ('1000' < '999'). Every ORDER BY below qualifies `events.`.
 const EVENT_COLUMNS =
   'global_position, transaction_id::text AS transaction_id, stream_id, stream_revision, event_id, event_type, data, metadata, created_at';
+
+/** The last event of `$all` committed, visible or not: one backward step of `events_all_order`. */
+const TAIL_OF_ALL = 'FROM events ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1';
+
+type TailColumns = { tail_commit: string; tail_prepare: string };
 
 /** The default event store: one PostgreSQL database; appends arriving together share a transaction (GroupCommit). */
 export class PostgresEventStore implements EventStore {
@@ -176,36 +181,43 @@ export class PostgresEventStore implements EventStore {
   async *subscribeToAll(options: SubscribeToAllOptions = {}): AsyncGenerator<RecordedEvent> {
     let position = options.after ?? START;
     const { signal } = options;
-    // A commit's wake whose read finds nothing may mean events committed but held back by the visibility rule
-    // (an older transaction anywhere in the cluster still runs): nothing will wake us again for them,
-    // so read again after a short wait (nextHeldBackRetry), until a read finds events or the poll takes over.
-    // So may the first read, if events committed before the subscription began are held back: their
-    // wake-up was not ours to hear (heldBackAfter tells).
-    let previousCommitWakes: number | undefined;
-    let heldBackRetry = NO_HELD_BACK_RETRY;
+    // Events can commit and still be held back by the visibility rule (an older transaction anywhere
+    // in the cluster still runs): their wake-up may come before a read that cannot show them yet, and
+    // none comes when they become visible. Each read also says where `$all` ends, visible or not;
+    // while that is past what it found, read again after a short wait (nextHeldBackRetry), whatever
+    // woke it.
+    let heldBackRetryMs = 0;
     while (!isAborted(signal)) {
       const generation = this.wakeups.generation;
-      const commitWakes = this.wakeups.commitWakes;
-      const batch = await this.readAll({ after: position, maxCount: this.subscriptionBatchSize });
-      for (const event of batch) {
+      const { events, tail } = await this.readLive(position);
+      for (const event of events) {
         if (isAborted(signal)) return;
         yield event;
         position = event.position;
       }
-      const woken = previousCommitWakes === undefined ? batch.length === 0 && (await this.heldBackAfter(position)) : commitWakes !== previousCommitWakes;
-      heldBackRetry = nextHeldBackRetry(heldBackRetry, { found: batch.length > 0, woken, pollIntervalMs: this.pollIntervalMs });
-      previousCommitWakes = commitWakes;
-      if (batch.length < this.subscriptionBatchSize) await this.wakeups.waitAfter(generation, heldBackRetry.waitMs > 0 ? heldBackRetry.waitMs : this.pollIntervalMs, signal);
+      const heldBack = tail !== undefined && comparePositions(tail, position) > 0;
+      heldBackRetryMs = nextHeldBackRetry(heldBackRetryMs, { heldBack, pollIntervalMs: this.pollIntervalMs });
+      if (events.length < this.subscriptionBatchSize) await this.wakeups.waitAfter(generation, heldBackRetryMs > 0 ? heldBackRetryMs : this.pollIntervalMs, signal);
     }
   }
 
-  /** Whether events after `after` have committed but are held back by the visibility rule (an older transaction still runs). */
-  private async heldBackAfter(after: Position): Promise<boolean> {
-    const result = await this.pool.query<{ held: boolean }>(
-      `SELECT EXISTS (SELECT 1 FROM events WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND NOT (${VISIBLE})) AS held`,
-      [after.commit.toString(), after.prepare.toString()],
+  /**
+   * A subscription's page of `$all` after `after`, and the position of the last event committed,
+   * visible or not (undefined: none). A page with events reads the tail in the same statement, one
+   * backward step of the index (a join that kept an empty page's row would sort the page again);
+   * an empty page reads it alone, later, which only makes it later: anything past `after` then is
+   * either held back or visible since, and worth a read.
+   */
+  private async readLive(after: Position): Promise<{ readonly events: readonly RecordedEvent[]; readonly tail: Position | undefined }> {
+    const result = await this.pool.query<EventRow & TailColumns>(
+      `SELECT (SELECT transaction_id::text ${TAIL_OF_ALL}) AS tail_commit, (SELECT global_position ${TAIL_OF_ALL}) AS tail_prepare, ${EVENT_COLUMNS} FROM events
+        WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND ${VISIBLE}
+        ORDER BY events.transaction_id, events.global_position LIMIT $3`,
+      [after.commit.toString(), after.prepare.toString(), this.subscriptionBatchSize],
     );
-    return result.rows[0]?.held === true;
+    const first = result.rows[0] ?? (await this.pool.query<TailColumns>(`SELECT transaction_id::text AS tail_commit, global_position AS tail_prepare ${TAIL_OF_ALL}`)).rows[0];
+    const tail = first === undefined ? undefined : { commit: BigInt(first.tail_commit), prepare: BigInt(first.tail_prepare) };
+    return { events: result.rows.map(toRecordedEvent), tail };
   }
 
   async headPosition(): Promise<Position | undefined> {
@@ -236,27 +248,16 @@ export class PostgresEventStore implements EventStore {
   }
 }
 
-/** Where a live subscription's re-reads for held-back events stand: the next wait (0: none, wait for a wake-up or the poll) and the waits so far. */
-export type HeldBackRetry = { readonly waitMs: number; readonly waitedMs: number };
-
-export const NO_HELD_BACK_RETRY: HeldBackRetry = Object.freeze({ waitMs: 0, waitedMs: 0 });
-
 /**
- * The next re-read of a live subscription for events held back by the visibility rule. A read that
- * finds events ends the retries; a commit's wake whose read finds nothing starts them at
- * HELD_BACK_RETRY_FIRST_MS; each further empty read doubles the wait, up to HELD_BACK_RETRY_MAX_MS.
- * The retries stop (the poll takes over) once the next wait would reach the poll interval, or the
- * waits so far add up to it. So events held back for H seconds are read at most
- * HELD_BACK_RETRY_MAX_MS after they become visible, while H is under the poll interval: with a long
- * poll, doubling without the cap made that up to H again (a 10 s hold-up read 20 s late).
+ * The wait before a live subscription's next read, in ms, while events past its position are held
+ * back by the visibility rule (0: none held back, wait for a wake-up or the poll). The first re-read
+ * comes after HELD_BACK_RETRY_FIRST_MS, each next one after twice the wait, up to
+ * HELD_BACK_RETRY_MAX_MS or the poll interval, whichever is shorter: events held back for a while are
+ * read at most a second after they become visible, however long the poll.
  */
-export function nextHeldBackRetry(current: HeldBackRetry, read: { readonly found: boolean; readonly woken: boolean; readonly pollIntervalMs: number }): HeldBackRetry {
-  if (read.found) return NO_HELD_BACK_RETRY;
-  if (read.woken) return { waitMs: HELD_BACK_RETRY_FIRST_MS, waitedMs: 0 };
-  if (current.waitMs === 0) return NO_HELD_BACK_RETRY;
-  const waitedMs = current.waitedMs + current.waitMs;
-  const waitMs = Math.min(current.waitMs * 2, HELD_BACK_RETRY_MAX_MS);
-  return waitMs >= read.pollIntervalMs || waitedMs >= read.pollIntervalMs ? NO_HELD_BACK_RETRY : { waitMs, waitedMs };
+export function nextHeldBackRetry(previousMs: number, read: { readonly heldBack: boolean; readonly pollIntervalMs: number }): number {
+  if (!read.heldBack) return 0;
+  return Math.min(previousMs === 0 ? HELD_BACK_RETRY_FIRST_MS : previousMs * 2, HELD_BACK_RETRY_MAX_MS, read.pollIntervalMs);
 }
 
 function isUniqueViolation(error: unknown, constraint: string): boolean {
