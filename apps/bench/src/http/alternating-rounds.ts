@@ -1,5 +1,6 @@
 import { summarizeLatency } from './latency-summary.js';
 import { measureHoldSettlePairs, type HoldSettleMeasurement } from './hold-settle-phase.js';
+import { monotonicUs, type TimedPhase } from './profile-split.js';
 import { measureSpends, type SpendMeasurement, type SpendPlan, type SpendTarget } from './spend-phase.js';
 
 /** The spends and the hold + settle pairs of one service, measured in alternating rounds. */
@@ -10,6 +11,8 @@ export type AlternatingMeasurement = {
   readonly pairRatioByRound: readonly number[];
   /** Each round's CPU per pair (the service's process and its PostgreSQL) over that of two of its spends, in order. */
   readonly pairCpuRatioByRound: readonly number[];
+  /** When each timed phase ran (monotonic µs, as a CPU profile's samples): `--cpu-prof` cuts the service's profile along them. */
+  readonly timedPhases: readonly TimedPhase[];
 };
 
 /**
@@ -102,16 +105,18 @@ export async function measureAlternating(options: {
   const warmPairs = warmUp === undefined ? [] : [(await measureHoldSettlePairs(options.target, warmUp, options.ticksPerSecond)).pairsByAccount];
   const spends: SpendMeasurement[] = [];
   const pairs: HoldSettleMeasurement[] = [];
+  const timedPhases: TimedPhase[] = [];
   for (let round = 0; round < options.rounds; round += 1) {
     const plan = roundPlan(options.plan, options.rounds, round);
-    const spend = async () => {
+    const timed = async <T>(kind: TimedPhase['kind'], measure: () => Promise<T>): Promise<T> => {
       await options.settle();
-      return measureSpends(options.target, plan, options.ticksPerSecond);
+      const startedUs = monotonicUs();
+      const measured = await measure();
+      timedPhases.push({ kind, startedUs, endedUs: monotonicUs(), count: plan.requests });
+      return measured;
     };
-    const pair = async () => {
-      await options.settle();
-      return measureHoldSettlePairs(options.target, plan, options.ticksPerSecond);
-    };
+    const spend = () => timed('spends', () => measureSpends(options.target, plan, options.ticksPerSecond));
+    const pair = () => timed('pairs', () => measureHoldSettlePairs(options.target, plan, options.ticksPerSecond));
     let spent: SpendMeasurement;
     let paired: HoldSettleMeasurement;
     if (spendsFirst(round)) {
@@ -132,6 +137,7 @@ export async function measureAlternating(options: {
     pairs: { ...combinedPairs, pairsByAccount: summed([combinedPairs.pairsByAccount, ...warmPairs]) },
     pairRatioByRound: pairs.map((paired, index) => paired.pairsPerSecond / (spends[index] as SpendMeasurement).spendsPerSecond),
     pairCpuRatioByRound: pairs.map((paired, index) => pairCpuRatio(spends[index] as SpendMeasurement, paired)),
+    timedPhases,
   };
 }
 

@@ -14,6 +14,7 @@ import { startCrudReference } from './crud-reference.js';
 import { CRUD_ACCOUNTS_TABLE } from './crud-schema.js';
 import { ratio, renderHttpResults, withHttpResults, type HttpBenchResults } from './http-report.js';
 import { pgbenchVersion, runPgbench, type PgbenchMeasurement } from './pgbench.js';
+import { renderProfileSplit, splitProfile, type CpuProfile, type TimedPhase } from './profile-split.js';
 import { clockTicksPerSecond, readProcessTimes } from './process-cpu.js';
 import type { HoldSettleMeasurement } from './hold-settle-phase.js';
 import { measureSpends, type SpendMeasurement, type SpendPlan, type SpendTarget } from './spend-phase.js';
@@ -27,7 +28,9 @@ import { runMain, wholeNumber } from '../command-line.js';
  * DATA_DIR) under closed-loop HTTP spends, and hold + settle pairs in rounds alternating with them,
  * against a plain CRUD service and pgbench's single-row INSERT on the same PostgreSQL; every balance
  * verified. A complete run (no --skip-*, no --cpu-prof, no --no-write) writes its results into
- * docs/benchmarks.md, one block per account count.
+ * docs/benchmarks.md, one block per account count. With --cpu-prof the service runs under
+ * `node --cpu-prof`, and its profile is cut along the timed phases: where a spend's and a pair's CPU
+ * went, by package and by function (profile-split.ts).
  */
 type Options = {
   readonly users: number;
@@ -84,17 +87,18 @@ async function main(): Promise<void> {
   const cleanup = new Cleanup();
   const releaseHandlers = exitCleanlyOnSignalsAndDeadline(cleanup, timeLimitMs(options));
   let results: HttpBenchResults;
+  let timedPhases: readonly TimedPhase[];
   let cpuProfileDirectory: string | undefined;
   try {
     cpuProfileDirectory = options.cpuProfile ? await mkdtemp(path.join(tmpdir(), 'token-ledger-http-cpu-profile-')) : undefined;
-    results = await runBench(options, cleanup, cpuProfileDirectory);
+    ({ results, timedPhases } = await runBench(options, cleanup, cpuProfileDirectory));
   } finally {
     await cleanup.runAll();
     releaseHandlers();
   }
   const rendered = renderHttpResults(results);
   process.stdout.write(`\n${rendered}\n`);
-  if (cpuProfileDirectory !== undefined) process.stderr.write(`CPU profile of the service (whole run, seeding included): ${(await readdir(cpuProfileDirectory)).map((file) => path.join(cpuProfileDirectory, file)).join(', ')}\n`);
+  if (cpuProfileDirectory !== undefined) await reportProfile(cpuProfileDirectory, timedPhases);
   const skipped = [options.skipCrud && '--skip-crud', options.skipPgbench && '--skip-pgbench', options.cpuProfile && '--cpu-prof', options.noWrite && '--no-write'].filter((flag) => flag !== false);
   if (skipped.length > 0) {
     process.stderr.write(`docs/benchmarks.md left as it was (${skipped.join(', ')}): only complete, unprofiled runs are recorded\n`);
@@ -105,7 +109,20 @@ async function main(): Promise<void> {
   process.stderr.write(`results written to ${file}\n`);
 }
 
-async function runBench(options: Options, cleanup: Cleanup, cpuProfileDirectory: string | undefined): Promise<HttpBenchResults> {
+/**
+ * Names the service's profile (written when it exited) and prints where a spend's and a pair's CPU
+ * went in the timed phases, by package and by function: the pair's bar is two spends.
+ */
+async function reportProfile(directory: string, timedPhases: readonly TimedPhase[]): Promise<void> {
+  const files = (await readdir(directory)).filter((file) => file.endsWith('.cpuprofile')).map((file) => path.join(directory, file));
+  process.stderr.write(`CPU profile of the service (whole run, seeding included): ${files.join(', ')}\n`);
+  const [file] = files;
+  if (file === undefined) return;
+  const profile = JSON.parse(await readFile(file, 'utf8')) as CpuProfile;
+  for (const level of ['package', 'function'] as const) process.stderr.write(`\nBy ${level}:\n${renderProfileSplit(splitProfile(profile, timedPhases, level), 20, 5)}\n`);
+}
+
+async function runBench(options: Options, cleanup: Cleanup, cpuProfileDirectory: string | undefined): Promise<{ readonly results: HttpBenchResults; readonly timedPhases: readonly TimedPhase[] }> {
   const startedAt = new Date();
   const parentDirectory = await mkdtemp(path.join(tmpdir(), 'token-ledger-http-bench-'));
   // As root the embedded server runs as the postgres user, who must be able to enter this directory.
@@ -147,7 +164,7 @@ async function runBench(options: Options, cleanup: Cleanup, cpuProfileDirectory:
   const pgbench = await runPgbenchIfAvailable({ options, service, pool, parentDirectory, ticksPerSecond });
   const machine = `nproc ${availableParallelism()} (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, PostgreSQL ${postgresVersion} (embedded, started by the service, default settings)${typeof pgbench === 'string' ? '' : `, ${pgbench.version}`}`;
   if (options.cpuProfile) notes.push('The service ran with `node --cpu-prof`: its numbers include the profiler.');
-  return {
+  const results: HttpBenchResults = {
     command: `npm run bench:http${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
     startedAt,
     machine,
@@ -169,6 +186,7 @@ async function runBench(options: Options, cleanup: Cleanup, cpuProfileDirectory:
     httpSampleSize: Math.min(HTTP_SAMPLE_SIZE, options.users),
     notes,
   };
+  return { results, timedPhases: alternating.timedPhases };
 }
 
 /** Account ids and the account of every spend, from a fixed seed: both targets get the same sequence. */
