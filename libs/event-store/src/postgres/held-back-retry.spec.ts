@@ -7,12 +7,14 @@ import { nextHeldBackRetry } from './postgres-event-store.js';
  * events found once the older transaction ends; this pins the schedule, which that spec cannot count.
  */
 describe('nextHeldBackRetry: the re-reads of a subscription while events are held back', () => {
-  /** The waits of `reads` reads in a row that find events held back. */
+  const held = { found: false, heldBack: true };
+
+  /** The waits of `reads` reads in a row that find nothing and events held back. */
   function schedule(pollIntervalMs: number, reads: number): number[] {
     const waits: number[] = [];
     let wait = 0;
     for (let read = 0; read < reads; read += 1) {
-      wait = nextHeldBackRetry(wait, { heldBack: true, pollIntervalMs });
+      wait = nextHeldBackRetry(wait, { ...held, pollIntervalMs });
       waits.push(wait);
     }
     return waits;
@@ -32,8 +34,14 @@ describe('nextHeldBackRetry: the re-reads of a subscription while events are hel
   });
 
   it('stops (a wake-up or the poll) as soon as a read finds nothing held back, and starts again at 10 ms', () => {
-    expect(nextHeldBackRetry(640, { heldBack: false, pollIntervalMs: 60_000 })).toBe(0);
-    expect(nextHeldBackRetry(0, { heldBack: false, pollIntervalMs: 60_000 })).toBe(0);
-    expect(nextHeldBackRetry(0, { heldBack: true, pollIntervalMs: 60_000 })).toBe(10);
+    expect(nextHeldBackRetry(640, { found: false, heldBack: false, pollIntervalMs: 60_000 })).toBe(0);
+    expect(nextHeldBackRetry(640, { found: true, heldBack: false, pollIntervalMs: 60_000 })).toBe(0);
+    expect(nextHeldBackRetry(0, { ...held, pollIntervalMs: 60_000 })).toBe(10);
+  });
+
+  it('starts again at 10 ms after a read that found events with more held back, however long the waits before it (a catch-up through full pages)', () => {
+    expect(nextHeldBackRetry(1_000, { found: true, heldBack: true, pollIntervalMs: 60_000 })).toBe(10);
+    expect(nextHeldBackRetry(0, { found: true, heldBack: true, pollIntervalMs: 60_000 })).toBe(10);
+    expect(nextHeldBackRetry(10, { found: true, heldBack: true, pollIntervalMs: 5 })).toBe(5);
   });
 });

@@ -196,7 +196,7 @@ export class PostgresEventStore implements EventStore {
         position = event.position;
       }
       const heldBack = tail !== undefined && comparePositions(tail, position) > 0;
-      heldBackRetryMs = nextHeldBackRetry(heldBackRetryMs, { heldBack, pollIntervalMs: this.pollIntervalMs });
+      heldBackRetryMs = nextHeldBackRetry(heldBackRetryMs, { found: events.length > 0, heldBack, pollIntervalMs: this.pollIntervalMs });
       if (events.length < this.subscriptionBatchSize) await this.wakeups.waitAfter(generation, heldBackRetryMs > 0 ? heldBackRetryMs : this.pollIntervalMs, signal);
     }
   }
@@ -250,14 +250,17 @@ export class PostgresEventStore implements EventStore {
 
 /**
  * The wait before a live subscription's next read, in ms, while events past its position are held
- * back by the visibility rule (0: none held back, wait for a wake-up or the poll). The first re-read
- * comes after HELD_BACK_RETRY_FIRST_MS, each next one after twice the wait, up to
+ * back by the visibility rule (0: none held back, wait for a wake-up or the poll). A hold-up's first
+ * re-read comes after HELD_BACK_RETRY_FIRST_MS, each next one after twice the wait, up to
  * HELD_BACK_RETRY_MAX_MS or the poll interval, whichever is shorter: events held back for a while are
- * read at most a second after they become visible, however long the poll.
+ * read at most a second after they become visible, however long the poll. A read that found events
+ * starts again from the first wait: what it found had been held back or was new, and either way the
+ * wait so far says nothing of how long the rest will be (without this, full pages read while catching
+ * up doubled the wait a subscription then took at the head, up to the whole second).
  */
-export function nextHeldBackRetry(previousMs: number, read: { readonly heldBack: boolean; readonly pollIntervalMs: number }): number {
+export function nextHeldBackRetry(previousMs: number, read: { readonly found: boolean; readonly heldBack: boolean; readonly pollIntervalMs: number }): number {
   if (!read.heldBack) return 0;
-  return Math.min(previousMs === 0 ? HELD_BACK_RETRY_FIRST_MS : previousMs * 2, HELD_BACK_RETRY_MAX_MS, read.pollIntervalMs);
+  return Math.min(previousMs === 0 || read.found ? HELD_BACK_RETRY_FIRST_MS : previousMs * 2, HELD_BACK_RETRY_MAX_MS, read.pollIntervalMs);
 }
 
 function isUniqueViolation(error: unknown, constraint: string): boolean {
