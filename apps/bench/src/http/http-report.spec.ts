@@ -1,4 +1,4 @@
-import { HTTP_SECTION_HEADING, withHttpResults } from './http-report.js';
+import { HTTP_SECTION_HEADING, roundsSpread, withHttpResults } from './http-report.js';
 
 describe('withHttpResults', () => {
   const other = '# Benchmarks\n\n## Store\n\nstore results\n';
@@ -20,5 +20,21 @@ describe('withHttpResults', () => {
     expect(withHttpResults(document, 1000, 'run A')).toBe(
       `${other}\n${HTTP_SECTION_HEADING}\n\nHow the bench works.\n\n<!-- http-results users=1000:start -->\nrun A\n<!-- http-results users=1000:end -->\n\n## Later section\n\nlater text\n`,
     );
+  });
+});
+
+describe('roundsSpread', () => {
+  it('gives the mean of the rounds and its standard error (the sample deviation over the square root of the count)', () => {
+    // Mean 1.05; deviations -0.05, 0.05, -0.15, 0.15: sample variance 0.05 / 3, standard error sqrt(0.05 / 12) = 0.0645.
+    expect(roundsSpread([1.0, 1.1, 0.9, 1.2])).toBe('; mean of the rounds 1.05x, standard error 0.06');
+  });
+
+  it('says nothing of fewer than three rounds, too few for a spread', () => {
+    expect(roundsSpread([1.0, 1.2])).toBe('');
+    expect(roundsSpread([])).toBe('');
+  });
+
+  it('gives no spread where every round agrees', () => {
+    expect(roundsSpread([1.07, 1.07, 1.07])).toBe('; mean of the rounds 1.07x, standard error 0.00');
   });
 });

@@ -75,8 +75,20 @@ function holdSettleLine({ holdSettle, service, clients, warmup, requests, pairRa
   const pairCpu = holdSettle.processCpuUsPerPair + holdSettle.postgresCpuUsPerPair;
   const twoSpendsCpu = 2 * (service.processCpuUsPerRequest + service.postgresCpuUsPerRequest);
   const byRound = pairRatioByRound.length > 1 ? ` (by round: ${pairRatioByRound.map((value) => ratio(value, 1)).join(', ')})` : '';
-  const cpuByRound = pairCpuRatioByRound.length > 1 ? `; by round: ${pairCpuRatioByRound.map((value) => `${value.toFixed(2)}x`).join(', ')}` : '';
+  const cpuByRound = pairCpuRatioByRound.length > 1 ? `; by round: ${pairCpuRatioByRound.map((value) => `${value.toFixed(2)}x`).join(', ')}${roundsSpread(pairCpuRatioByRound)}` : '';
   return `Hold + settle: ${clients} closed-loop clients ran ${whole(warmup)} warm-up and ${whole(requests)} timed pairs (\`POST .../holds\` of 2 tokens, then \`POST .../holds/{holdId}/settle\` of 1) on the same accounts, 1-minute load average ${holdSettle.loadAverage.toFixed(2)} at the first round's start: ${whole(holdSettle.pairsPerSecond)} pairs/s, ${ratio(holdSettle.pairsPerSecond, service.spendsPerSecond)} the spends/s${byRound} (a pair costing two spends would be 0.50x), p50 ${milliseconds(holdSettle.latency.p50Ms)} ms, p99 ${milliseconds(holdSettle.latency.p99Ms)} ms per pair; CPU per pair: process ${whole(holdSettle.processCpuUsPerPair)} µs, PostgreSQL ${whole(holdSettle.postgresCpuUsPerPair)} µs, ${whole(pairCpu)} µs in all against ${whole(twoSpendsCpu)} for two spends (${(pairCpu / twoSpendsCpu).toFixed(2)}x${cpuByRound}); afterwards every balance equals its purchase minus its spends and pairs, and nothing is held.`;
+}
+
+/**
+ * The rounds' mean and its standard error, from three rounds on: how far the run's answer may be from
+ * the machine's, when each round is one sample of it. A bar the mean misses by less than about two
+ * standard errors is not settled by the run.
+ */
+export function roundsSpread(values: readonly number[]): string {
+  if (values.length < 3) return '';
+  const mean = values.reduce((sum, value) => sum + value, 0) / values.length;
+  const variance = values.reduce((sum, value) => sum + (value - mean) ** 2, 0) / (values.length - 1);
+  return `; mean of the rounds ${mean.toFixed(2)}x, standard error ${Math.sqrt(variance / values.length).toFixed(2)}`;
 }
 
 /**
