@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
@@ -12,7 +12,8 @@ import { Cleanup, exitCleanlyOnSignalsAndDeadline } from './cleanup.js';
 import { runClosedLoop } from './closed-loop.js';
 import { clockTicksPerSecond } from './process-cpu.js';
 import { measureSpends, type SpendTarget } from './spend-phase.js';
-import { addStatementRows, renderVersus, type StatementRow, type StatementTotals, type VersusSide, type VersusTotals } from './versus-report.js';
+import { startWithStatementStatistics, readStatementRows, resetStatementStatistics } from './statement-statistics.js';
+import { addStatementRows, renderVersus, type StatementTotals, type VersusSide, type VersusTotals } from './versus-report.js';
 import { runMain, wholeNumber } from '../command-line.js';
 
 /**
@@ -130,7 +131,7 @@ async function compare(options: Options, cleanup: Cleanup): Promise<string> {
   const ticksPerSecond = clockTicksPerSecond();
   const spendOn = async (side: Side, offset: number, requests: number, recorded: boolean) => {
     await side.pool.query('VACUUM (ANALYZE)');
-    if (recorded && side.statements !== undefined) await side.statements.query('SELECT pg_stat_statements_reset()');
+    if (recorded && side.statements !== undefined) await resetStatementStatistics(side.statements);
     const measured = await measureSpends(side.target, { clients: options.clients, warmup: 0, requests, userIds, accountByRequest: accountByRequest.subarray(offset, offset + requests) }, ticksPerSecond);
     if (!recorded) return;
     side.totals.processUs += measured.processCpuUsPerRequest * requests;
@@ -163,19 +164,7 @@ async function startSide(name: Side['name'], label: string, root: string, parent
   let statements: pg.Client | undefined;
   let service: BuiltService;
   if (options.statements) {
-    // pg_stat_statements must be preloaded: set it, stop the service, start it again on the same data.
-    const first = new Cleanup();
-    const configured = await start(first);
-    const superuser = await superuserClient(configured, dataDirectory, 'postgres');
-    await superuser.query(`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`);
-    await superuser.query(`ALTER SYSTEM SET pg_stat_statements.track = 'all'`);
-    await superuser.end();
-    await first.runAll();
-    service = await start(cleanup);
-    const client = await superuserClient(service, dataDirectory, 'token_ledger');
-    cleanup.add(`close the ${name} statistics connection`, () => client.end());
-    await client.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
-    statements = client;
+    ({ service, statements } = await startWithStatementStatistics(start, dataDirectory, cleanup, name));
   } else {
     service = await start(cleanup);
   }
@@ -186,21 +175,9 @@ async function startSide(name: Side['name'], label: string, root: string, parent
   return { name, label, service, target, pool, statements, totals: { processUs: 0, postgresUs: 0, elapsedMs: 0, requests: 0 }, statementTotals: statements === undefined ? undefined : new Map() };
 }
 
-/** The embedded server's superuser (its password is kept in the data directory's secrets), on `database`. */
-async function superuserClient(service: BuiltService, dataDirectory: string, database: string): Promise<pg.Client> {
-  const password = (await readFile(path.join(dataDirectory, 'secrets', 'postgres-superuser-password'), 'utf8')).trim();
-  const url = new URL(service.postgresUrl);
-  const client = new pg.Client({ host: url.hostname, port: Number(url.port), user: 'postgres', password, database });
-  await client.connect();
-  return client;
-}
-
 /** Adds the round's statements (since the reset before it) to the side's totals. */
 async function addStatements(side: Side, client: pg.Client): Promise<void> {
-  const result = await client.query<StatementRow>(
-    `SELECT regexp_replace(query, '\\s+', ' ', 'g') AS query, calls::text, total_exec_time AS time_ms, wal_records::text AS wal FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-  );
-  if (side.statementTotals !== undefined) addStatementRows(side.statementTotals, result.rows);
+  if (side.statementTotals !== undefined) addStatementRows(side.statementTotals, await readStatementRows(client));
 }
 
 runMain(main);
