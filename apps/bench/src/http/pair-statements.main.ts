@@ -94,12 +94,13 @@ async function measure(options: Options, cleanup: Cleanup): Promise<string> {
     request: (index) => ({ method: 'POST', path: `/v1/accounts/${userIds[index] as string}/purchases`, body: JSON.stringify({ paymentId: randomUUID(), amount: INITIAL_BALANCE }) }),
   });
   const ticksPerSecond = clockTicksPerSecond();
-  const plan = (offset: number, warmup: number, requests: number): SpendPlan => ({ clients: options.clients, warmup, requests, userIds, accountByRequest: accountByRequest.subarray(offset, offset + warmup + requests) });
+  // Every phase is timed whole: the warm-ups are phases of their own, before the first round.
+  const plan = (offset: number, requests: number): SpendPlan => ({ clients: options.clients, warmup: 0, requests, userIds, accountByRequest: accountByRequest.subarray(offset, offset + requests) });
   const totals = { spends: emptyTotals(), pairs: emptyTotals() };
   if (options.warmup > 0) {
     process.stderr.write(`warming up: ${options.warmup} spends, then ${options.warmup} pairs...\n`);
-    await measureSpends(target, plan(0, 0, options.warmup), ticksPerSecond);
-    await measureHoldSettlePairs(target, plan(0, 0, options.warmup), ticksPerSecond);
+    await measureSpends(target, plan(0, options.warmup), ticksPerSecond);
+    await measureHoldSettlePairs(target, plan(0, options.warmup), ticksPerSecond);
   }
   for (let round = 0; round < options.rounds; round += 1) {
     const offset = options.warmup + round * options.requests;
@@ -108,11 +109,11 @@ async function measure(options: Options, cleanup: Cleanup): Promise<string> {
       await resetStatementStatistics(statements);
       const phase = totals[kind];
       if (kind === 'spends') {
-        const measured = await measureSpends(target, plan(offset, 0, options.requests), ticksPerSecond);
+        const measured = await measureSpends(target, plan(offset, options.requests), ticksPerSecond);
         phase.processUs += measured.processCpuUsPerRequest * options.requests;
         phase.postgresUs += measured.postgresCpuUsPerRequest * options.requests;
       } else {
-        const measured = await measureHoldSettlePairs(target, plan(offset, 0, options.requests), ticksPerSecond);
+        const measured = await measureHoldSettlePairs(target, plan(offset, options.requests), ticksPerSecond);
         phase.processUs += measured.processCpuUsPerPair * options.requests;
         phase.postgresUs += measured.postgresCpuUsPerPair * options.requests;
       }

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import pg from 'pg';
 import type { BuiltService } from './built-service.js';
 import { Cleanup } from './cleanup.js';
@@ -44,7 +45,7 @@ export async function resetStatementStatistics(client: pg.Client): Promise<void>
 
 /** The embedded server's superuser (its password is kept in the data directory's secrets), on `database`. */
 async function superuserClient(service: BuiltService, dataDirectory: string, database: string): Promise<pg.Client> {
-  const password = (await readFile(`${dataDirectory}/secrets/postgres-superuser-password`, 'utf8')).trim();
+  const password = (await readFile(path.join(dataDirectory, 'secrets', 'postgres-superuser-password'), 'utf8')).trim();
   const url = new URL(service.postgresUrl);
   const client = new pg.Client({ host: url.hostname, port: Number(url.port), user: 'postgres', password, database });
   await client.connect();
