@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { comparePositions, formatPosition, positionValues, START, type EventStore, type GlobalPositionChunk, type Position, type PositionRange, type PostgresCapabilities, type RecordedEvent } from '@app/event-store';
-import pg, { type Pool } from 'pg';
+import pg, { type ClientBase, type Pool } from 'pg';
 import { claimCheckpoint, writeCheckpoint } from './checkpoints.js';
 import type { Projection } from './projection.js';
 import { KEYED_PLANS, transactionLiteral } from './inline-projections.js';
@@ -411,16 +411,29 @@ async function carryOverInlineTransactions(client: pg.Client, projection: Projec
   const inline = projection.bulkLoad?.inline;
   if (inline === undefined) return 0;
   await shadow.lockLiveAgainstWrites();
-  const pending = await client.query<{ transaction_id: string }>(
-    `SELECT transaction_id::text FROM ${shadow.liveTable(inline.appliedTransactions)} WHERE transaction_id > $1::text::xid8 ORDER BY transaction_id`,
-    [position.commit.toString()],
-  );
-  for (const { transaction_id: transactionId } of pending.rows) {
+  const pending = await inlineTransactionsAfter(client, shadow.liveTable(inline.appliedTransactions), position.commit);
+  for (const transactionId of pending) {
     // Unqualified names resolve to the shadow tables on this session (search_path).
-    for (const statement of inline.statements(transactionLiteral(BigInt(transactionId)))) await client.query(statement);
-    await client.query(`INSERT INTO ${client.escapeIdentifier(shadow.shadowSchema)}.${client.escapeIdentifier(inline.appliedTransactions)} (transaction_id) VALUES ($1::text::xid8)`, [transactionId]);
+    for (const statement of inline.statements(transactionLiteral(transactionId))) await client.query(statement);
+    await client.query(`INSERT INTO ${client.escapeIdentifier(shadow.shadowSchema)}.${client.escapeIdentifier(inline.appliedTransactions)} (transaction_id) VALUES ($1::text::xid8)`, [
+      transactionId.toString(),
+    ]);
   }
-  return pending.rows.length;
+  return pending.length;
+}
+
+/**
+ * The transactions an applied-transactions table (`table`, qualified) lists after `after`, in
+ * transaction id order: the order their appends committed, so each account's events merge in stream
+ * order (the row statements keep the last applied event's balance). Ordered by the xid8 column, not
+ * by its text: as text, 1000 sorts before 981, and a swap that carried over transactions on both
+ * sides of a power of ten applied the older ones last, leaving balances behind their history.
+ */
+export async function inlineTransactionsAfter(client: ClientBase, table: string, after: bigint): Promise<readonly bigint[]> {
+  const result = await client.query<{ id: string }>(`SELECT applied.transaction_id::text AS id FROM ${table} AS applied WHERE applied.transaction_id > $1::text::xid8 ORDER BY applied.transaction_id`, [
+    after.toString(),
+  ]);
+  return result.rows.map((row) => BigInt(row.id));
 }
 
 /**
