@@ -1,4 +1,5 @@
 import { createHmac, randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { CommandHandling, ReadModelConsistency } from '@app/event-sourcing';
 import { EVENT_STORE, type EventStore } from '@app/event-store';
 import { decideTokenAccount, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
@@ -257,6 +258,26 @@ describe('expiry', () => {
     for (const userId of users) await buy(userId);
     const later = hoursFromNow(3);
     await Promise.all([theJob().runOnce(later), otherInstance(() => later).job.runOnce(later)]);
+    for (const userId of users) expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentExpired']);
+  });
+
+  // The keyset compares timestamps, so its pages must be sorted by them too. Sorted by their text in a
+  // zone with daylight saving time, 02:15+01 (after the clocks went back) came before 02:30+02, and
+  // the page after it skipped the payment due at 02:30+02.
+  it('pages through due payments in time order when the session time zone has daylight saving time', async () => {
+    const users = [randomUUID(), randomUUID(), randomUUID()];
+    const paymentIds: string[] = [];
+    for (const userId of users) paymentIds.push((await buy(userId)).paymentId);
+    // Around the end of summer time in Berlin (25 October 2026, 03:00 CEST back to 02:00 CET), in time order.
+    const expiries = ['2026-10-25T00:30:00Z', '2026-10-25T01:15:00Z', '2026-10-25T01:45:00Z'];
+    for (const [index, paymentId] of paymentIds.entries()) await testApp.database.pool.query('UPDATE payments SET expires_at = $2 WHERE id = $1', [paymentId, expiries[index]]);
+    const berlin = new pg.Pool({ connectionString: testApp.database.url, options: '-c TimeZone=Europe/Berlin', max: 1 });
+    try {
+      const job = new PaymentExpiryJob(berlin, testApp.app.get(PaymentWorkflow, { strict: false }), undefined, 1);
+      await job.runOnce(hoursFromNow(2));
+    } finally {
+      await berlin.end();
+    }
     for (const userId of users) expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentExpired']);
   });
 });

@@ -15,7 +15,7 @@ const DUE_PAGE_SQL = `
   SELECT id::text, user_id::text, expires_at::text FROM payments
    WHERE status = 'PENDING' AND expires_at <= $1
      AND ($2::timestamptz IS NULL OR (expires_at, id) > ($2::timestamptz, $3::uuid))
-   ORDER BY expires_at, id LIMIT $4`;
+   ORDER BY payments.expires_at, payments.id LIMIT $4`;
 
 /**
  * Ends payments still PENDING after their expiry, asking the provider first: money it captured is

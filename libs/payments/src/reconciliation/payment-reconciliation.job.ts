@@ -32,7 +32,7 @@ const CANDIDATE_PAGE_SQL = `
   SELECT id::text, user_id::text FROM payments
    WHERE ($1::uuid IS NULL OR id > $1::uuid)
      AND (status IN ('PENDING', 'REFUND_PENDING') OR (status IN ('COMPLETED', 'FAILED') AND updated_at >= $2))
-   ORDER BY id LIMIT $3`;
+   ORDER BY payments.id LIMIT $3`;
 
 /**
  * Compares payments with the provider and settles every disagreement by the reconciliation rules
