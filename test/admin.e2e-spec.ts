@@ -183,9 +183,9 @@ describe('admin: projections', () => {
         while (running) {
           await client.query('BEGIN');
           await client.query('SELECT pg_current_xact_id()');
-          await new Promise((resolve) => setTimeout(resolve, 800));
+          await new Promise((resolve) => setTimeout(resolve, 500));
           await client.query('COMMIT');
-          await new Promise((resolve) => setTimeout(resolve, 100));
+          await new Promise((resolve) => setTimeout(resolve, 250));
         }
       } finally {
         client.release();
