@@ -424,10 +424,11 @@ async function carryOverInlineTransactions(client: pg.Client, projection: Projec
 
 /**
  * The transactions an applied-transactions table (`table`, qualified) lists after `after`, in
- * transaction id order: the order their appends committed, so each account's events merge in stream
- * order (the row statements keep the last applied event's balance). Ordered by the xid8 column, not
- * by its text: as text, 1000 sorts before 981, and a swap that carried over transactions on both
- * sides of a power of ten applied the older ones last, leaving balances behind their history.
+ * transaction id order. Of the transactions that appended to one stream, that is the order they
+ * committed in (each appended at an exact revision that the one before had committed, ADR 0002), so
+ * each account's events merge in stream order; the row statements keep the last applied event's
+ * balance. Ordered by the xid8 column, not by its text: as text, 1000 sorts before 981, and a swap
+ * that carried over transactions on both sides of a power of ten applied the older ones last.
  */
 export async function inlineTransactionsAfter(client: ClientBase, table: string, after: bigint): Promise<readonly bigint[]> {
   const result = await client.query<{ id: string }>(`SELECT applied.transaction_id::text AS id FROM ${table} AS applied WHERE applied.transaction_id > $1::text::xid8 ORDER BY applied.transaction_id`, [

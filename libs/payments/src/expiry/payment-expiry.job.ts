@@ -10,7 +10,8 @@ export type ExpiryRun = { readonly examined: number; readonly failed: number };
 
 type DueRow = { readonly id: string; readonly user_id: string; readonly expires_at: string };
 
-// Keyset on (expires_at, id); expires_at travels as text so no precision is lost between pages.
+// Keyset on (expires_at, id); expires_at travels as text so no precision is lost between pages, and
+// the page is ordered by the column, not by that text (which a bare ORDER BY expires_at would bind to).
 const DUE_PAGE_SQL = `
   SELECT id::text, user_id::text, expires_at::text FROM payments
    WHERE status = 'PENDING' AND expires_at <= $1
