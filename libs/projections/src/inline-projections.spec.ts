@@ -182,6 +182,14 @@ describe('inline projections', () => {
     }
   });
 
+  it('refuses a projection applied inline without the set-based statements a swap carries its transactions over with, or without its record table', () => {
+    const bulk = tokenAccountsProjection.bulkLoad;
+    if (bulk === undefined) throw new Error('token_accounts has a bulk load');
+    const { ofEvents: _ofEvents, ...withoutOfEvents } = bulk;
+    expect(() => new InlineProjections([{ ...tokenAccountsProjection, bulkLoad: withoutOfEvents }])).toThrow('projection token_accounts applies inline but has no ofEvents');
+    expect(() => new InlineProjections([{ ...tokenAccountsProjection, tables: ['user_tokens'] }])).toThrow(`does not declare ${TOKEN_ACCOUNTS_INLINE_COMMITS} among its tables`);
+  });
+
   it('keeps the installed function identical to the statements it stands for', async () => {
     const result = await database.pool.query<{ body: string }>("SELECT prosrc AS body FROM pg_proc WHERE proname = 'token_accounts_apply_inline'");
     const normalized = (sql: string) => sql.replace(/\s+/g, ' ').trim();

@@ -12,6 +12,8 @@ export function inlineProjections(projections: readonly Projection[]): readonly 
     if (!projection.tables.includes(application.appliedTransactions)) {
       throw new Error(`projection ${projection.name} applies inline but does not declare ${application.appliedTransactions} among its tables`);
     }
+    // A rebuild's swap carries the transactions applied inline over with these statements.
+    if (projection.bulkLoad?.ofEvents === undefined) throw new Error(`projection ${projection.name} applies inline but has no ofEvents`);
     inline.push({ name: projection.name, tables: projection.tables, inline: application });
   }
   return inline;
@@ -92,8 +94,3 @@ export const KEYED_PLANS = Object.entries(INLINE_FUNCTION_SETTINGS)
 
 /** The transaction running the statements: stable within it, so an index condition on it is usable. */
 export const CURRENT_TRANSACTION = 'pg_current_xact_id()';
-
-/** An xid8 literal, for applying another transaction's events (a rebuild's swap). */
-export function transactionLiteral(transactionId: bigint): string {
-  return `'${transactionId.toString()}'::xid8`;
-}
