@@ -173,10 +173,9 @@ describe('admin: projections', () => {
       })(),
     );
     const writers = [...buyers, ...spenders];
-    // An open transaction elsewhere on the server holds `$all` back (as other test files' do in CI, and
-    // a long report would in production): the swap then finds a head behind the writes and carries the
-    // inline transactions since over, tens to hundreds of them, in transaction id order (ADR 0007,
-    // 4 December addendum; the order itself is pinned by projection-rebuild.spec).
+    // A transaction with an id open elsewhere on the server holds `$all` back (as other test files' do
+    // in CI, and a long write would in production): the swap then finds a head behind the writes and
+    // carries the inline transactions since over, tens to hundreds of them (ADR 0007, 4 December addendum).
     const horizonHolder = (async () => {
       const client = await testApp.database.pool.connect();
       try {

@@ -386,9 +386,9 @@ describe('projection rebuild', () => {
     expect(await incrementalDump()).toEqual(rebuilt);
   }, REBUILD_WHILE_WRITING_TIMEOUT_MS);
 
-  // The swap applies the inline transactions it carries over in this order, and each account's
-  // balance row keeps the last one applied. Sorted as text, 1000 came before 981: a swap whose
-  // carry-over straddled a power of ten left balances behind their history until the next write.
+  // The swap once applied the transactions it carries over one at a time in this list's order, sorted
+  // as text (1000 before 981), and left balances behind their history. It merges them set-based now,
+  // whatever the order; the list stays in id order, and this keeps the text-order slip from returning.
   it('lists the inline transactions to carry over in transaction id order, not in the order of their text', async () => {
     const ids = [9n, 10n, 99n, 100n, 981n, 1_000n, 99_999n, 100_000n, 4_294_967_296n];
     await database.pool.query('INSERT INTO token_accounts_inline_commits (transaction_id) SELECT unnest($1::text[]::xid8[])', [ids.map(String).reverse()]);
