@@ -1,4 +1,5 @@
-import type { AppendTransactionHook } from '@app/event-store';
+import type { AppendTransactionHook, RecordedEvent } from '@app/event-store';
+import type { ClientBase } from 'pg';
 import type { InlineApplication, Projection } from './projection.js';
 
 type Inline = { readonly name: string; readonly tables: readonly string[]; readonly inline: InlineApplication };
@@ -94,3 +95,15 @@ export const KEYED_PLANS = Object.entries(INLINE_FUNCTION_SETTINGS)
 
 /** The transaction running the statements: stable within it, so an index condition on it is usable. */
 export const CURRENT_TRANSACTION = 'pg_current_xact_id()';
+
+/**
+ * The events of `batch` whose transactions `table` (an applied-transactions table, as the session
+ * resolves it) does not list: those no inline application or swap carry-over put in the tables yet.
+ * The live runner filters its batches through it, and a rebuild its event-by-event steps.
+ */
+export async function eventsNotAppliedInline(client: ClientBase, table: string, batch: readonly RecordedEvent[]): Promise<readonly RecordedEvent[]> {
+  const transactions = [...new Set(batch.map((event) => event.position.commit.toString()))];
+  const result = await client.query<{ transaction_id: string }>(`SELECT transaction_id::text FROM ${table} WHERE transaction_id = ANY($1::xid8[])`, [transactions]);
+  const applied = new Set(result.rows.map((row) => row.transaction_id));
+  return applied.size === 0 ? batch : batch.filter((event) => !applied.has(event.position.commit.toString()));
+}

@@ -3,7 +3,7 @@ import { comparePositions, formatPosition, positionValues, START, type EventStor
 import pg, { type ClientBase, type Pool } from 'pg';
 import { claimCheckpoint, writeCheckpoint } from './checkpoints.js';
 import type { Projection } from './projection.js';
-import { KEYED_PLANS } from './inline-projections.js';
+import { eventsNotAppliedInline, KEYED_PLANS } from './inline-projections.js';
 import { findProjection, PROJECTIONS } from './projection-registry.js';
 import { RebuildInProgressError } from './projections.errors.js';
 import { assertRebuildableTables, dropSchema, ShadowTables } from './shadow-tables.js';
@@ -45,8 +45,18 @@ export type ProjectionRebuildsOptions = {
    * oldest one running, so the live runner sees nothing new while a step runs: keep it short.
    */
   readonly stepEventsMax?: number;
-  /** Longest the swap waits for a table lock before it rolls back and tries again. */
+  /** Longest the swap waits for a lock before it rolls back and tries again; a pass ahead of it (`carryOverStepMax`) hands over to the swap instead. */
   readonly swapLockTimeoutMs?: number;
+  /**
+   * Most inline transactions one pass ahead of the swap carries over (`carryOverAhead`), in one short
+   * transaction that holds the live checkpoint.
+   */
+  readonly carryOverStepMax?: number;
+  /**
+   * The swap starts once a pass ahead of it carried at most this many inline transactions: the swap,
+   * with writes locked, then carries about what committed during that one short pass.
+   */
+  readonly swapCarryOverMax?: number;
   readonly onLog?: (message: string) => void;
 };
 
@@ -67,6 +77,11 @@ type RebuildRow = {
 
 const LIVE_SCHEMA = 'public';
 const SWAP_ATTEMPTS_MAX = 5;
+/**
+ * Passes ahead of the swap at most: writers that commit inline transactions faster than passes carry
+ * them over would otherwise keep the rebuild from ever swapping. At the default step, 100,000 transactions.
+ */
+const CARRY_OVER_PASSES_MAX = 100;
 const ACTIVE_ROW_LOOKUPS_MAX = 40;
 const ACTIVE_ROW_LOOKUP_INTERVAL_MS = 25;
 const LOCK_NOT_AVAILABLE = '55P03';
@@ -94,6 +109,9 @@ export class ProjectionRebuilds {
   private readonly chunkPositions: number;
   private readonly swapLagEventsMax: number;
   private readonly stepEventsMax: number;
+  private readonly carryOverStepMax: number;
+  private readonly swapCarryOverMax: number;
+  private readonly swapLockTimeoutMs: number;
 
   constructor(
     private readonly store: EventStore,
@@ -106,7 +124,13 @@ export class ProjectionRebuilds {
     this.chunkPositions = options.chunkPositions ?? 20_000;
     this.swapLagEventsMax = options.swapLagEventsMax ?? 1_000;
     this.stepEventsMax = options.stepEventsMax ?? 5_000;
-    if (!Number.isSafeInteger(this.stepEventsMax) || this.stepEventsMax < 1) throw new Error(`stepEventsMax must be a whole number of at least 1, not ${this.stepEventsMax}`);
+    this.carryOverStepMax = options.carryOverStepMax ?? 1_000;
+    this.swapCarryOverMax = options.swapCarryOverMax ?? 20;
+    this.swapLockTimeoutMs = Math.trunc(options.swapLockTimeoutMs ?? 5_000);
+    for (const [name, value] of Object.entries({ stepEventsMax: this.stepEventsMax, carryOverStepMax: this.carryOverStepMax })) {
+      if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name} must be a whole number of at least 1, not ${value}`);
+    }
+    if (!Number.isSafeInteger(this.swapCarryOverMax) || this.swapCarryOverMax < 0) throw new Error(`swapCarryOverMax must be a whole number, not ${this.swapCarryOverMax}`);
   }
 
   /**
@@ -233,6 +257,7 @@ export class ProjectionRebuilds {
       await shadow.index();
       await progress.phase('catching_up');
       position = await this.catchUp(client, projection, progress, position, signal);
+      position = await this.carryOverAhead(client, projection, shadow, progress, position, signal);
       await progress.phase('swapping');
       await this.swap(client, projection, shadow, progress, position, signal);
       this.options.onLog?.(`rebuild ${id} of ${projection.name} completed: ${progress.done} events`);
@@ -348,10 +373,92 @@ export class ProjectionRebuilds {
     }
     const batch = (await this.store.readAll({ after, maxCount: this.batchSizeMax })).filter((event) => comparePositions(event.position, head) <= 0);
     if (batch.length === 0) return { applied: 0, position: after };
-    await applyEvents(client, projection, batch);
+    // Unqualified, the applied-transactions table is the shadow's: what a carry-over put there already.
+    const applied = bulk?.inline === undefined ? batch : await eventsNotAppliedInline(client, bulk.inline.appliedTransactions, batch);
+    await applyEvents(client, projection, applied);
     const position = lastPosition(batch);
     await progress.advance(batch.length, position);
     return { applied: batch.length, position };
+  }
+
+  /**
+   * Inside the caller's transaction: locks the live checkpoint (the live runner waits on it; it can
+   * neither move it nor forget the inline transactions it passed until this transaction ends) and
+   * applies to the shadow what `$all` shows after `after`. Returns the shadow's position, the head:
+   * never behind the live checkpoint.
+   */
+  private async reachHead(client: pg.Client, projection: Projection, progress: Progress, after: Position): Promise<Position> {
+    const liveCheckpoint = await claimCheckpoint(client, projection.name);
+    // This transaction has an id now, so the head can no longer move past it until it commits.
+    const head = await this.store.headPosition();
+    let position = after;
+    while (head !== undefined && comparePositions(position, head) < 0) {
+      const step = await this.applyStep(client, projection, progress, position, head);
+      if (step.applied === 0) break;
+      position = step.position;
+    }
+    if (comparePositions(position, liveCheckpoint) < 0) {
+      throw new Error(`the shadow of ${projection.name} ends at ${formatPosition(position)}, behind the live checkpoint ${formatPosition(liveCheckpoint)}`);
+    }
+    return position;
+  }
+
+  /**
+   * Carries inline transactions over before the swap, with writes running. A transaction with an id
+   * left open elsewhere (a long write, a session idle after one) holds `$all` back, and every inline
+   * transaction committed since is past the head: the swap would merge them all with the live tables
+   * locked against writes, about 0.5 ms each (hours of them after a long hold). Instead, passes of
+   * one short transaction each reach the head, then merge up to `carryOverStepMax` of them into the
+   * shadow and record them in its applied-transactions table, until a pass finds at most
+   * `swapCarryOverMax`. The catch-up's delta and its event-by-event steps skip what is recorded, and
+   * so do later passes and the swap's own carry-over.
+   *
+   * Each pass takes, for every account, the earliest of its transactions not yet carried: one
+   * account's transactions commit in id order (a stream is appended at exact revisions, under its
+   * row lock), so any one visible means every earlier one is visible too, and ids past the head are
+   * listed in order. Holding the live checkpoint keeps the list whole: the runner forgets inline
+   * transactions only below its checkpoint, and the pass first brings the shadow up to the head,
+   * which the checkpoint never passes.
+   */
+  private async carryOverAhead(client: pg.Client, projection: Projection, shadow: ShadowTables, progress: Progress, after: Position | undefined, signal: AbortSignal): Promise<Position | undefined> {
+    const inline = projection.bulkLoad?.inline;
+    if (inline === undefined || this.store.postgres === undefined) return after;
+    const live = shadow.liveTable(inline.appliedTransactions);
+    const carriedTable = `${client.escapeIdentifier(shadow.shadowSchema)}.${client.escapeIdentifier(inline.appliedTransactions)}`;
+    let position = after ?? START;
+    let total = 0;
+    for (let passes = 1; ; passes += 1) {
+      if (signal.aborted) throw new Interrupted();
+      // Nothing past the shadow's position left to carry (no hold on `$all`, or all carried): no pass, no lock.
+      if ((await inlineTransactionsAfter(client, live, position.commit, { notIn: carriedTable, limit: 1 })).length === 0) return this.carriedAhead(projection, total, passes - 1, 0, position);
+      const doneBefore = progress.done;
+      let carried: number;
+      try {
+        await client.query('BEGIN');
+        await client.query(`SET LOCAL lock_timeout = ${this.swapLockTimeoutMs}`);
+        await client.query(KEYED_PLANS);
+        const reached = await this.reachHead(client, projection, progress, position);
+        carried = await carryOverInlineTransactions(client, projection, shadow, reached, { lockWrites: false, limit: this.carryOverStepMax });
+        await client.query('COMMIT');
+        position = reached;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        progress.done = doneBefore;
+        if ((error as { code?: string }).code !== LOCK_NOT_AVAILABLE) throw error;
+        // The live checkpoint is held (a long runner batch, an operator's transaction): the swap waits for it in turn, and carries what is left.
+        this.options.onLog?.(`rebuild of ${projection.name}: a pass ahead of the swap waited too long for the live checkpoint; the swap carries what is left`);
+        return this.carriedAhead(projection, total, passes - 1, 0, position);
+      }
+      total += carried;
+      if (carried <= this.swapCarryOverMax || passes >= CARRY_OVER_PASSES_MAX) return this.carriedAhead(projection, total, passes, carried, position);
+    }
+  }
+
+  /** Logs what the passes ahead of the swap carried, and returns the shadow's position. */
+  private carriedAhead(projection: Projection, total: number, passes: number, last: number, position: Position): Position {
+    const unfinished = last > this.swapCarryOverMax ? `; its last pass still found ${last}, so the swap carries more` : '';
+    if (total > 0) this.options.onLog?.(`rebuild of ${projection.name}: carried ${total} inline transactions over ahead of the swap, in ${passes} passes${unfinished}`);
+    return position;
   }
 
   /**
@@ -368,24 +475,17 @@ export class ProjectionRebuilds {
       const doneBefore = progress.done;
       try {
         await client.query('BEGIN');
-        await client.query(`SET LOCAL lock_timeout = ${Math.trunc(this.options.swapLockTimeoutMs ?? 5_000)}`);
+        await client.query(`SET LOCAL lock_timeout = ${this.swapLockTimeoutMs}`);
         await client.query(KEYED_PLANS);
-        const liveCheckpoint = await claimCheckpoint(client, projection.name);
-        // This transaction has an id now, so the head can no longer move past it until it commits.
-        const head = await this.store.headPosition();
-        while (head !== undefined && comparePositions(position, head) < 0) {
-          const step = await this.applyStep(client, projection, progress, position, head);
-          if (step.applied === 0) break;
-          position = step.position;
-        }
-        if (comparePositions(position, liveCheckpoint) < 0) {
-          throw new Error(`the shadow of ${projection.name} ends at ${formatPosition(position)}, behind the live checkpoint ${formatPosition(liveCheckpoint)}`);
-        }
-        await carryOverInlineTransactions(client, projection, shadow, position);
+        position = await this.reachHead(client, projection, progress, position);
+        const locked = performance.now();
+        const carried = await carryOverInlineTransactions(client, projection, shadow, position, { lockWrites: true });
         await shadow.swap(retired);
         await writeCheckpoint(client, projection.name, position);
         await progress.complete();
         await client.query('COMMIT');
+        const heldMs = Math.round(performance.now() - locked);
+        this.options.onLog?.(`rebuild of ${projection.name}: the swap carried ${carried} inline transactions over, holding writes for ${heldMs} ms`);
         await dropSchema(client, retired);
         await dropSchema(client, shadow.shadowSchema);
         return;
@@ -400,12 +500,13 @@ export class ProjectionRebuilds {
 }
 
 /**
- * Inside the swap: the transactions that applied the projection inline to the live tables after the
- * shadow's position (they committed after the head was read, or while `$all` could not show them yet)
- * are applied to the shadow too, and recorded in its applied-transactions table, so the runner will
- * not apply them a second time. Writes to the live tables are blocked first, so the list is final;
- * every such transaction has an id above the position's (a transaction still running when the head
- * was read has a larger id than every visible one).
+ * Inside the swap, and in each pass ahead of it: the transactions that applied the projection inline
+ * to the live tables after the shadow's position (they committed after the head was read, or while
+ * `$all` could not show them yet), less those an earlier pass carried, are applied to the shadow too,
+ * and recorded in its applied-transactions table, so the runner will not apply them a second time.
+ * The swap blocks writes to the live tables first (`lockWrites`), so its list is final; every such
+ * transaction has an id above the position's (a transaction still running when the head was read
+ * has a larger id than every visible one).
  *
  * Their events are merged in one set-based pass (`ofEvents`), as a catch-up step merges a range: a
  * statement per table however many transactions there are, and the statements order each account's
@@ -413,31 +514,42 @@ export class ProjectionRebuilds {
  * hundreds of transactions: in the admin e2e test, about 50 carried one at a time took 0.66 and 0.87 s,
  * together 22 and 27 ms.
  */
-async function carryOverInlineTransactions(client: pg.Client, projection: Projection, shadow: ShadowTables, position: Position): Promise<number> {
+async function carryOverInlineTransactions(
+  client: pg.Client,
+  projection: Projection,
+  shadow: ShadowTables,
+  position: Position,
+  options: { readonly lockWrites: boolean; readonly limit?: number },
+): Promise<number> {
   const bulk = projection.bulkLoad;
   const inline = bulk?.inline;
   if (bulk === undefined || inline === undefined) return 0;
   if (bulk.ofEvents === undefined) throw new Error(`projection ${projection.name} applies inline without ofEvents: a swap could not carry its inline transactions over`);
-  await shadow.lockLiveAgainstWrites();
-  const pending = await inlineTransactionsAfter(client, shadow.liveTable(inline.appliedTransactions), position.commit);
+  if (options.lockWrites) await shadow.lockLiveAgainstWrites();
+  const carried = `${client.escapeIdentifier(shadow.shadowSchema)}.${client.escapeIdentifier(inline.appliedTransactions)}`;
+  const pending = await inlineTransactionsAfter(client, shadow.liveTable(inline.appliedTransactions), position.commit, { notIn: carried, limit: options.limit });
   if (pending.length === 0) return 0;
   const ids = pending.map(String);
   // Unqualified names resolve to the shadow tables on this session (search_path).
   for (const statement of bulk.ofEvents('events.transaction_id = ANY($1::text[]::xid8[])')) await client.query(statement, [ids]);
-  await client.query(`INSERT INTO ${client.escapeIdentifier(shadow.shadowSchema)}.${client.escapeIdentifier(inline.appliedTransactions)} (transaction_id) SELECT unnest($1::text[]::xid8[])`, [ids]);
+  await client.query(`INSERT INTO ${carried} (transaction_id) SELECT unnest($1::text[]::xid8[])`, [ids]);
   return pending.length;
 }
 
 /**
- * The transactions an applied-transactions table (`table`, qualified) lists after `after`, in
- * transaction id order: ordered by the xid8 column, not by its text (as text, 1000 sorts before 981).
- * The swap once applied them one at a time in this order, so a carry-over that straddled a power of
- * ten applied older transactions last and left balances behind their history (ADR 0007, 4 December).
+ * The transactions an applied-transactions table (`table`, qualified) lists after `after`, less those
+ * `notIn` (another such table) lists, in transaction id order: ordered by the xid8 column, not by its
+ * text (as text, 1000 sorts before 981). The swap once applied them one at a time in this order, so a
+ * carry-over that straddled a power of ten applied older transactions last and left balances behind
+ * their history (ADR 0007, 4 December); with `limit`, a pass ahead of the swap takes the earliest.
  */
-export async function inlineTransactionsAfter(client: ClientBase, table: string, after: bigint): Promise<readonly bigint[]> {
-  const result = await client.query<{ id: string }>(`SELECT applied.transaction_id::text AS id FROM ${table} AS applied WHERE applied.transaction_id > $1::text::xid8 ORDER BY applied.transaction_id`, [
-    after.toString(),
-  ]);
+export async function inlineTransactionsAfter(client: ClientBase, table: string, after: bigint, options: { readonly notIn?: string; readonly limit?: number } = {}): Promise<readonly bigint[]> {
+  const notCarried = options.notIn === undefined ? '' : ` AND NOT EXISTS (SELECT 1 FROM ${options.notIn} AS carried WHERE carried.transaction_id = applied.transaction_id)`;
+  const limit = options.limit === undefined ? '' : ' LIMIT $2';
+  const result = await client.query<{ id: string }>(
+    `SELECT applied.transaction_id::text AS id FROM ${table} AS applied WHERE applied.transaction_id > $1::text::xid8${notCarried} ORDER BY applied.transaction_id${limit}`,
+    options.limit === undefined ? [after.toString()] : [after.toString(), options.limit],
+  );
   return result.rows.map((row) => BigInt(row.id));
 }
 

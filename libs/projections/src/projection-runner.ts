@@ -2,7 +2,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { comparePositions, formatPosition, START, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
 import type { Pool, PoolClient } from 'pg';
 import { claimCheckpoint, readCheckpoint, writeCheckpoint } from './checkpoints.js';
-import { KEYED_PLANS } from './inline-projections.js';
+import { eventsNotAppliedInline, KEYED_PLANS } from './inline-projections.js';
 import { clearProjectionFailure, recordProjectionFailure, type ProjectionFailure } from './projection-failures.js';
 import type { Projection } from './projection.js';
 
@@ -230,17 +230,10 @@ export class ProjectionRunner {
     return true;
   }
 
-  /**
-   * The events of `batch` that no inline application put in the tables already: those of
-   * transactions not recorded in the projection's applied-transactions table.
-   */
+  /** The events of `batch` that no inline application put in the tables already. */
   private async notAppliedInline(client: PoolClient, batch: readonly RecordedEvent[]): Promise<readonly RecordedEvent[]> {
     const table = this.projection.bulkLoad?.inline?.appliedTransactions;
-    if (table === undefined) return batch;
-    const transactions = [...new Set(batch.map((event) => event.position.commit.toString()))];
-    const result = await client.query<{ transaction_id: string }>(`SELECT transaction_id::text FROM ${table} WHERE transaction_id = ANY($1::xid8[])`, [transactions]);
-    const applied = new Set(result.rows.map((row) => row.transaction_id));
-    return applied.size === 0 ? batch : batch.filter((event) => !applied.has(event.position.commit.toString()));
+    return table === undefined ? batch : eventsNotAppliedInline(client, table, batch);
   }
 
   /** Claims the checkpoint, applies the batch and moves the checkpoint to `last`, in one transaction. */
