@@ -3,7 +3,8 @@ import { sealEvents } from '@app/audit';
 import { PostgresEventStore, type EventStore, type ReadStreamOptions, type RecordedEvent } from '@app/event-store';
 import { decideTokenAccount, decideTokenAccountWithState, LedgerError, tokenAccountDecider, tokenAccountSnapshot, tokenAccountStreamId, type TokenAccountCommand, type TokenAccountState } from '@app/ledger';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
-import { CommandHandling, ConcurrencyConflictError, type CommandHandlingOptions } from './command-handling.js';
+import { CommandHandling, ConcurrencyConflictError, TOGETHER_COMMANDS_MAX, type CommandHandlingOptions } from './command-handling.js';
+import { idempotentEventId } from './idempotent-request.js';
 import { PostgresSnapshotStore, snapshotChecksum } from './snapshots/postgres-snapshot-store.js';
 
 /** The real PostgreSQL store, counting the events commands read back from streams. */
@@ -290,5 +291,121 @@ describe('command handling: a decision that computed its state', () => {
     counting.reads = 0;
     expect((await use(commands, userId, 2)).state.balance).toBe(4);
     expect(counting.reads).toBe(0);
+  });
+});
+
+describe('command handling: commands queued on one stream, decided together', () => {
+  /** The transactions that appended the stream's events, in stream order, one entry per event. */
+  async function transactionsOf(userId: string): Promise<string[]> {
+    const result = await database.pool.query<{ transaction_id: string }>(
+      'SELECT transaction_id::text FROM events WHERE stream_id = $1 ORDER BY stream_revision',
+      [tokenAccountStreamId(userId)],
+    );
+    return result.rows.map((row) => row.transaction_id);
+  }
+
+  function outcome(handled: Promise<{ state: TokenAccountState }>): Promise<number | string> {
+    return handled.then(
+      (done) => done.state.balance,
+      (error: unknown) => {
+        if (error instanceof LedgerError) return error.code;
+        throw error;
+      },
+    );
+  }
+
+  it('answers a refusal in the middle of a group with its own error, and appends the others\' events as one', async () => {
+    const userId = await seededUser(12, 0);
+    const commands = processWith();
+    // Issued in one tick: they queue before the stream's turn starts, so they are decided together.
+    const outcomes = await Promise.all([use(commands, userId, 5), use(commands, userId, 100), use(commands, userId, 5)].map(outcome));
+    expect(outcomes).toEqual([7, 'INSUFFICIENT_BALANCE', 2]);
+    const transactions = await transactionsOf(userId);
+    expect(transactions).toHaveLength(3);
+    expect(new Set(transactions.slice(1)).size).toBe(1);
+    expect((await processWith().load(tokenAccountStreamId(userId), tokenAccountDecider)).state.balance).toBe(2);
+  });
+
+  it('spends a balance of 20 exactly once when 30 usages of 1 queue on it, in far fewer appends than commands', async () => {
+    const userId = await seededUser(20, 0);
+    const commands = processWith();
+    await use(commands, userId, 1);
+    const outcomes = await Promise.all(Array.from({ length: 30 }, () => outcome(use(commands, userId, 1))));
+    const balances = outcomes.filter((value): value is number => typeof value === 'number').sort((a, b) => b - a);
+    expect(balances).toEqual(Array.from({ length: 19 }, (_, index) => 18 - index));
+    expect(outcomes.filter((value) => value === 'INSUFFICIENT_BALANCE')).toHaveLength(11);
+    const usages = (await transactionsOf(userId)).slice(1);
+    expect(usages).toHaveLength(20);
+    // The first usage alone, then the 30 in one group.
+    expect(new Set(usages).size).toBe(2);
+  });
+
+  it(`decides at most ${TOGETHER_COMMANDS_MAX} commands together: more start another group`, async () => {
+    const userId = await seededUser(1_000, 0);
+    const commands = processWith();
+    const count = TOGETHER_COMMANDS_MAX + 6;
+    const outcomes = await Promise.all(Array.from({ length: count }, () => outcome(use(commands, userId, 1))));
+    expect(outcomes.sort((a, b) => Number(b) - Number(a))).toEqual(Array.from({ length: count }, (_, index) => 999 - index));
+    const usages = (await transactionsOf(userId)).slice(1);
+    expect(usages.filter((transaction) => transaction === usages[0])).toHaveLength(TOGETHER_COMMANDS_MAX);
+    expect(new Set(usages).size).toBe(2);
+  });
+
+  it('decides the whole group again when another process appended first, and refuses what no longer fits', async () => {
+    const userId = await seededUser(22, 0);
+    const stale = processWith();
+    await stale.load(tokenAccountStreamId(userId), tokenAccountDecider);
+    await use(processWith(), userId, 5);
+    // On its cached 22 both fit; the append at that revision conflicts, and on 17 only the first does.
+    const outcomes = await Promise.all([use(stale, userId, 10), use(stale, userId, 10)].map(outcome));
+    expect(outcomes).toEqual([7, 'INSUFFICIENT_BALANCE']);
+    expect((await processWith().load(tokenAccountStreamId(userId), tokenAccountDecider)).state.balance).toBe(7);
+    expect(await transactionsOf(userId)).toHaveLength(3);
+  });
+
+  it('fails every command of a group whose append fails, writes none of them, and the next group starts from the stream', async () => {
+    const userId = await seededUser(10, 0);
+    let failNext = true;
+    const failing = Object.create(counting.store) as EventStore;
+    failing.append = async (...args: Parameters<EventStore['append']>) => {
+      if (failNext) {
+        failNext = false;
+        throw new Error('connection terminated unexpectedly');
+      }
+      return counting.store.append(...args);
+    };
+    const commands = new CommandHandling(failing, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+    const failed = await Promise.allSettled([use(commands, userId, 3), use(commands, userId, 4)]);
+    expect(failed.map((result) => (result.status === 'rejected' ? (result.reason as Error).message : 'fulfilled'))).toEqual(['connection terminated unexpectedly', 'connection terminated unexpectedly']);
+    expect(await transactionsOf(userId)).toHaveLength(1);
+    expect(await Promise.all([use(commands, userId, 3), use(commands, userId, 4)].map(outcome))).toEqual([7, 3]);
+    expect(await transactionsOf(userId)).toHaveLength(3);
+  });
+
+  it('gives requests with an Idempotency-Key a turn of their own among grouped ones, each spent once', async () => {
+    const userId = await seededUser(100, 0);
+    const commands = processWith();
+    const keyed = (key: string) => {
+      const command: TokenAccountCommand = { type: 'UseTokens', data: { userId, amount: 10, description: null, transactionId: randomUUID(), now: new Date(at) } };
+      const idempotency = { key, requestId: randomUUID(), notBefore: new Date(Date.parse(at) - 60_000) };
+      return { idempotency, handled: commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: { idempotencyKey: key }, idempotency }) };
+    };
+    const first = keyed('key-1');
+    const plain = [use(commands, userId, 1), use(commands, userId, 1)];
+    const second = keyed('key-2');
+    const more = [use(commands, userId, 1), use(commands, userId, 1)];
+    await Promise.all([first.handled, second.handled, ...plain, ...more]);
+    expect((await processWith().load(tokenAccountStreamId(userId), tokenAccountDecider)).state.balance).toBe(76);
+    const ids = await database.pool.query<{ id: string }>(
+      'SELECT event_id::text AS id FROM events WHERE stream_id = $1 AND event_type = $2',
+      [tokenAccountStreamId(userId), 'TokensUsed'],
+    );
+    expect(ids.rows.map((row) => row.id)).toEqual(expect.arrayContaining([idempotentEventId(first.idempotency.requestId, 0), idempotentEventId(second.idempotency.requestId, 0)]));
+    // Each keyed request a transaction of its own; the four plain ones in one group, the two issued after
+    // the second keyed request too: they arrived before the group's turn began (concurrent requests
+    // have no order among them).
+    const transactions = (await transactionsOf(userId)).slice(1);
+    expect(new Set(transactions).size).toBe(3);
+    expect(transactions.filter((transaction) => transaction === transactions[1])).toHaveLength(4);
   });
 });

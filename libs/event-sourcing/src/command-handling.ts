@@ -64,17 +64,40 @@ export const DEFAULT_COMMAND_HANDLING_OPTIONS: CommandHandlingOptions = { cacheE
  */
 export const CONFLICT_RETRIES_MAX = 10;
 
+/**
+ * Commands decided together and appended as one at most: those that queued on a stream while its
+ * previous append was in flight. Bounded so that one append stays a modest batch entry.
+ */
+export const TOGETHER_COMMANDS_MAX = 64;
+
 /** A decision, the state it was made on, and the state after its events when the decision computed it. */
 type Decided<Event, State> = { readonly events: readonly Event[]; readonly on: LoadedStream<State>; readonly after?: { readonly state: State } };
+
+/** A command waiting for its stream's turn, with whoever awaits its outcome. */
+type Waiting = {
+  readonly request: CommandRequest<unknown, DomainEvent, unknown>;
+  readonly resolve: (handled: HandledCommand<unknown, DomainEvent>) => void;
+  readonly reject: (error: unknown) => void;
+};
+
+/** One command's part of a decision taken together: its events and the state after them, or its refusal. */
+type InTurn = { readonly events: readonly DomainEvent[]; readonly state: unknown } | { readonly refusal: unknown };
 
 /**
  * The whole command path: load the stream's state, decide, append at the expected revision; on a
  * conflict (another process wrote the stream), catch up and decide again, a bounded number of
  * times. Within a process, commands on one stream queue behind a per-stream mutex.
+ *
+ * Commands that queue on a stream while its append is in flight are decided together when their
+ * turn comes: each on the state the ones before it leave, and all their events appended as one, at
+ * one expected revision (a hot account then takes one append per group commit, not one per
+ * command). Those with an Idempotency-Key or `readFirst` keep a turn of their own.
  */
 export class CommandHandling {
   private readonly locks = new KeyedMutex();
   private readonly streams: StreamLoader;
+  /** Per stream, the group of commands that will take the next turn together, while it still takes more. */
+  private readonly gathering = new Map<string, Waiting[]>();
 
   constructor(
     private readonly store: EventStore,
@@ -84,6 +107,123 @@ export class CommandHandling {
   }
 
   handle<Command, Event extends DomainEvent, State>(request: CommandRequest<Command, Event, State>): Promise<HandledCommand<State, Event>> {
+    if (request.idempotency === undefined && request.readFirst !== true) {
+      return new Promise<HandledCommand<State, Event>>((resolve, reject) =>
+        this.gather({
+          request: request as unknown as CommandRequest<unknown, DomainEvent, unknown>,
+          resolve: resolve as unknown as (handled: HandledCommand<unknown, DomainEvent>) => void,
+          reject,
+        }),
+      );
+    }
+    return this.handleAlone(request);
+  }
+
+  /** The stream's current state (cache, snapshot and newer events), for reads that decide nothing. */
+  load<Event extends DomainEvent, State>(streamId: string, decider: StateDecider<Event, State>): Promise<LoadedStream<State>> {
+    return this.streams.load(streamId, decider);
+  }
+
+  /**
+   * Adds the command to the group gathering on its stream, or starts one that takes the stream's
+   * next turn. A group stops taking commands when its turn starts, when full, or when a command of
+   * another decider arrives.
+   */
+  private gather(waiting: Waiting): void {
+    const { streamId, decider } = waiting.request;
+    const group = this.gathering.get(streamId);
+    if (group !== undefined && group[0]?.request.decider === decider && group.length < TOGETHER_COMMANDS_MAX) {
+      group.push(waiting);
+      return;
+    }
+    const started = [waiting];
+    this.gathering.set(streamId, started);
+    void this.locks.run(streamId, () => {
+      if (this.gathering.get(streamId) === started) this.gathering.delete(streamId);
+      return this.handleTogether(streamId, started);
+    });
+  }
+
+  /**
+   * Decides the group's commands in turn and appends all their events as one. A refusal, or a
+   * decision of nothing, is final only on the stream's state: once the append at the state's
+   * revision commits, the state it was decided on was the stream's, however it was loaded; with no
+   * events to append, a cached state is read from the stream first. On a conflict every command
+   * is decided again on the caught-up state. Settles every waiting command; never throws.
+   */
+  private async handleTogether(streamId: string, group: readonly Waiting[]): Promise<void> {
+    const decider = (group[0] as Waiting).request.decider;
+    try {
+      const cached = this.streams.cached<unknown>(streamId);
+      let loaded: Verifiable<unknown> = cached === undefined ? { ...(await this.streams.load(streamId, decider)), verified: true } : { ...cached, verified: false };
+      for (let attempt = 1; ; ) {
+        const turns = await decideInTurn(group, decider, loaded.state);
+        const events = group.flatMap((waiting, index) => {
+          const turn = turns[index] as InTurn;
+          return 'events' in turn ? turn.events.map((event) => ({ event, metadata: waiting.request.metadata })) : [];
+        });
+        if (events.length === 0) {
+          if (!loaded.verified) {
+            loaded = { ...(await this.streams.catchUp(streamId, decider, loaded)), verified: true };
+            continue;
+          }
+          await this.streams.snapshotIfDue(streamId, decider, loaded);
+          settle(group, turns, { position: loaded.position });
+          return;
+        }
+        try {
+          const appended = await this.appendTogether(streamId, decider, loaded, events, finalState(turns, loaded.state));
+          settle(group, turns, { position: appended.position, readModelsCommitted: appended.readModelsCommitted });
+          return;
+        } catch (error) {
+          if (!(error instanceof WrongExpectedRevisionError)) throw error;
+          if (attempt >= CONFLICT_RETRIES_MAX) throw new ConcurrencyConflictError(`stream ${streamId} kept changing during ${CONFLICT_RETRIES_MAX} attempts`);
+          attempt += 1;
+          loaded = { ...(await this.streams.catchUp(streamId, decider, loaded)), verified: true };
+        }
+      }
+    } catch (error) {
+      for (const waiting of group) waiting.reject(error);
+    }
+  }
+
+  /** Seals the group's events onto the stream's hash chain, each with its command's metadata, and appends them at the state's revision. */
+  private async appendTogether(
+    streamId: string,
+    decider: StateDecider<DomainEvent, unknown>,
+    on: LoadedStream<unknown>,
+    events: readonly { readonly event: DomainEvent; readonly metadata: EventMetadata }[],
+    state: unknown,
+  ): Promise<{ readonly position: Position; readonly readModelsCommitted: boolean }> {
+    const previousHash = on.headHash === undefined ? await this.streams.recomputedHeadHash(streamId, on.revision) : on.headHash;
+    const toAppend = sealEvents(
+      streamId,
+      on.revision + 1n,
+      previousHash,
+      events.map(({ event, metadata }) => ({ id: randomUUID(), type: event.type, data: event.data, metadata })),
+    );
+    let appended;
+    try {
+      appended = await this.store.append(streamId, toAppend, { expectedRevision: on.revision < 0n ? 'no_stream' : on.revision });
+    } catch (error) {
+      if (error instanceof AppendDeadlineExceededError) throw new AppendDeadlineError(error.message, { deadlineMs: error.deadlineMs, applied: error.applied }, { cause: error });
+      throw error;
+    }
+    const after: LoadedStream<unknown> = {
+      state,
+      revision: appended.nextRevision,
+      position: appended.position,
+      lastEventId: toAppend[toAppend.length - 1]?.id,
+      snapshotRevision: on.snapshotRevision,
+      headHash: storedHashOf(toAppend[toAppend.length - 1]?.metadata),
+    };
+    this.streams.remember(streamId, after);
+    await this.streams.snapshotIfDue(streamId, decider, after);
+    return { position: appended.position, readModelsCommitted: appended.hooksCommitted === true };
+  }
+
+  /** One command in a turn of its own: a keyed request (its events get derived ids and may be found from an earlier attempt) or one that must read first. */
+  private handleAlone<Command, Event extends DomainEvent, State>(request: CommandRequest<Command, Event, State>): Promise<HandledCommand<State, Event>> {
     const { streamId, decider, idempotency } = request;
     return this.locks.run(streamId, async () => {
       const earlier = idempotency === undefined ? undefined : await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
@@ -105,11 +245,6 @@ export class CommandHandling {
         }
       }
     });
-  }
-
-  /** The stream's current state (cache, snapshot and newer events), for reads that decide nothing. */
-  load<Event extends DomainEvent, State>(streamId: string, decider: StateDecider<Event, State>): Promise<LoadedStream<State>> {
-    return this.streams.load(streamId, decider);
   }
 
   /** A cached state is trusted without a read (one round trip per command); `readFirst` catches it up first. */
@@ -193,6 +328,46 @@ export class CommandHandling {
     await this.streams.snapshotIfDue(streamId, decider, after);
     return { state: after.state, events: decided.events, position: after.position, readModelsCommitted: appended.hooksCommitted === true };
   }
+}
+
+/**
+ * Each command of the group decided on the state the ones before it leave; a refusal leaves the
+ * state as it was. A decision that folds its events returns the state after them, which is kept.
+ */
+async function decideInTurn(group: readonly Waiting[], decider: StateDecider<DomainEvent, unknown>, start: unknown): Promise<readonly InTurn[]> {
+  const turns: InTurn[] = [];
+  let state = start;
+  for (const waiting of group) {
+    let decision: readonly DomainEvent[] | Decision<DomainEvent, unknown>;
+    try {
+      decision = await waiting.request.decide(state);
+    } catch (refusal) {
+      turns.push({ refusal });
+      continue;
+    }
+    const events = 'events' in decision ? decision.events : decision;
+    state = 'events' in decision ? decision.state : fold(decider, state, events);
+    turns.push({ events, state });
+  }
+  return turns;
+}
+
+/** The state after the last command of the group that decided anything, else the state the group started on. */
+function finalState(turns: readonly InTurn[], start: unknown): unknown {
+  for (let index = turns.length - 1; index >= 0; index -= 1) {
+    const turn = turns[index] as InTurn;
+    if ('state' in turn) return turn.state;
+  }
+  return start;
+}
+
+/** Answers each command of a group: its events and the state after them, at the group's position, or its refusal. */
+function settle(group: readonly Waiting[], turns: readonly InTurn[], written: { readonly position: Position | undefined; readonly readModelsCommitted?: boolean }): void {
+  group.forEach((waiting, index) => {
+    const turn = turns[index] as InTurn;
+    if ('refusal' in turn) waiting.reject(turn.refusal);
+    else waiting.resolve({ state: turn.state, events: turn.events, position: written.position, ...(written.readModelsCommitted === undefined ? {} : { readModelsCommitted: written.readModelsCommitted }) });
+  });
 }
 
 /** A loaded state, and whether it was read from the stream just now (else it came from the cache). */
