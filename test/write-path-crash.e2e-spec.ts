@@ -246,4 +246,64 @@ describe('kill -9 under load', () => {
         `retry phases ${retryPhasesMs.join('/')} ms; ${counts.inProgressAnswers} IDEMPOTENCY_KEY_IN_PROGRESS and ${counts.unavailableAnswers} 503 answers; every key applied once\n`,
     );
   }, 240_000);
+
+  // Requests without a key that queue on one account are decided together and written in one append
+  // (ADR 0029): a kill must leave each group whole or absent, and never an answered spend unwritten.
+  it('keeps every answered spend, once, when 32 clients spend without keys on one account and the service is killed: the account verifies', async () => {
+    await stopServices([running]);
+    let child = await start();
+    const userId = randomUUID();
+    const funding: Operation = { kind: 'purchase', userId, key: randomUUID(), amount: 1_000_000, paymentId: randomUUID(), done: false };
+    expect(await settle(child, funding, () => true)).toBe(true);
+
+    const sent = new Map<string, number>();
+    const answered = new Map<string, { readonly transactionId: string; readonly amount: number; readonly position: string }>();
+    let alive = true;
+    const killer = (async () => {
+      await new Promise((resolve) => setTimeout(resolve, LOAD_MS_MIN + Math.floor(random() * LOAD_MS_SPREAD)));
+      alive = false;
+      child.process.kill('SIGKILL');
+    })();
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async () => {
+        while (alive) {
+          const description = `spend ${randomUUID()}`;
+          const amount = 1 + Math.floor(random() * 5);
+          sent.set(description, amount);
+          let response: Response;
+          try {
+            response = await fetch(`${child.url}/v1/accounts/${userId}/usage`, { method: 'POST', headers: { authorization: service, 'content-type': 'application/json' }, body: JSON.stringify({ amount, description }) });
+          } catch {
+            return;
+          }
+          const body = (await response.json().catch(() => ({}))) as { transaction?: { id: string; amount: number }; position?: string };
+          if (response.status !== 201) throw new Error(`unexpected answer to a spend: ${response.status} ${JSON.stringify(body)}`);
+          answered.set(description, { transactionId: body.transaction?.id as string, amount: -(body.transaction?.amount as number), position: body.position as string });
+        }
+      }),
+    );
+    await killer;
+    await child.exited;
+    child = await start();
+
+    type UsageEvent = { readonly type: string; readonly data: { readonly transactionId: string; readonly amount: number; readonly description: string | null } };
+    const usages = ((await eventsOf(child, userId)) as unknown as UsageEvent[]).filter((event) => event.type === 'TokensUsed');
+    const written = new Map<string, UsageEvent['data'][]>();
+    for (const usage of usages) written.set(usage.data.description as string, [...(written.get(usage.data.description as string) ?? []), usage.data]);
+    // Every spend written was sent, once, with its amount; every answered one was written, as answered.
+    for (const [description, data] of written) {
+      expect(data).toHaveLength(1);
+      expect(data[0]?.amount).toBe(sent.get(description));
+    }
+    for (const [description, answer] of answered) expect(written.get(description)?.[0]).toMatchObject({ transactionId: answer.transactionId, amount: answer.amount });
+    const spent = usages.reduce((total, usage) => total + usage.data.amount, 0);
+    const balance = await fetch(`${child.url}/v1/accounts/${userId}/balance`, { headers: { authorization: service } });
+    expect(await balance.json()).toMatchObject({ userId, balance: 1_000_000 - spent, held: 0 });
+    const verify = await fetch(`${child.url}/v1/audit/accounts/${userId}/verify`, { headers: { authorization: auditor } });
+    expect(await verify.json()).toMatchObject({ ok: true, chain: { ok: true }, readModels: { differences: [], replayError: null } });
+    // The spends were decided together: answers of one append share its position.
+    expect(new Set([...answered.values()].map((answer) => answer.position)).size).toBeLessThan(answered.size);
+    process.stdout.write(`kill -9 on one account (seed ${SEED}): ${sent.size} spends sent without keys, ${answered.size} answered, ${usages.length} written, in ${new Set([...answered.values()].map((answer) => answer.position)).size} answered appends\n`);
+  }, 120_000);
 });
+
