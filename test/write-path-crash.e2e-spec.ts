@@ -301,8 +301,11 @@ describe('kill -9 under load', () => {
     expect(await balance.json()).toMatchObject({ userId, balance: 1_000_000 - spent, held: 0 });
     const verify = await fetch(`${child.url}/v1/audit/accounts/${userId}/verify`, { headers: { authorization: auditor } });
     expect(await verify.json()).toMatchObject({ ok: true, chain: { ok: true }, readModels: { differences: [], replayError: null } });
-    // The spends were decided together: answers of one append share its position.
-    expect(new Set([...answered.values()].map((answer) => answer.position)).size).toBeLessThan(answered.size);
+    // The spends were decided together: answers of one append share its position (about five an
+    // append in runs here). A group is one append, one transaction: whole or absent by PostgreSQL's
+    // atomicity, which this test cannot see fail; the spec with an append that fails checks that a
+    // failed group writes nothing and answers all.
+    expect(new Set([...answered.values()].map((answer) => answer.position)).size * 2).toBeLessThanOrEqual(answered.size);
     process.stdout.write(`kill -9 on one account (seed ${SEED}): ${sent.size} spends sent without keys, ${answered.size} answered, ${usages.length} written, in ${new Set([...answered.values()].map((answer) => answer.position)).size} answered appends\n`);
   }, 120_000);
 });

@@ -314,12 +314,16 @@ describe('command handling: commands queued on one stream, decided together', ()
     );
   }
 
-  it('answers a refusal in the middle of a group with its own error, and appends the others\' events as one', async () => {
+  it('answers a refusal in the middle of a group with its own error, final without a read once the others\' events append as one', async () => {
     const userId = await seededUser(12, 0);
     const commands = processWith();
-    // Issued in one tick: they queue before the stream's turn starts, so they are decided together.
+    await commands.load(tokenAccountStreamId(userId), tokenAccountDecider);
+    const readsBefore = counting.reads;
+    // Issued in one tick: they queue before the stream's turn starts, so they are decided together,
+    // on the cached state; the append at its revision commits, so the refusal needs no re-read.
     const outcomes = await Promise.all([use(commands, userId, 5), use(commands, userId, 100), use(commands, userId, 5)].map(outcome));
     expect(outcomes).toEqual([7, 'INSUFFICIENT_BALANCE', 2]);
+    expect(counting.reads).toBe(readsBefore);
     const transactions = await transactionsOf(userId);
     expect(transactions).toHaveLength(3);
     expect(new Set(transactions.slice(1)).size).toBe(1);
@@ -356,10 +360,28 @@ describe('command handling: commands queued on one stream, decided together', ()
     const stale = processWith();
     await stale.load(tokenAccountStreamId(userId), tokenAccountDecider);
     await use(processWith(), userId, 5);
-    // On its cached 22 both fit; the append at that revision conflicts, and on 17 only the first does.
-    const outcomes = await Promise.all([use(stale, userId, 10), use(stale, userId, 10)].map(outcome));
-    expect(outcomes).toEqual([7, 'INSUFFICIENT_BALANCE']);
-    expect((await processWith().load(tokenAccountStreamId(userId), tokenAccountDecider)).state.balance).toBe(7);
+    // On its cached 22 all three fit; the append at that revision conflicts, and on 17 two do, appended together.
+    const outcomes = await Promise.all([use(stale, userId, 8), use(stale, userId, 8), use(stale, userId, 8)].map(outcome));
+    expect(outcomes).toEqual([9, 1, 'INSUFFICIENT_BALANCE']);
+    expect((await processWith().load(tokenAccountStreamId(userId), tokenAccountDecider)).state.balance).toBe(1);
+    const transactions = await transactionsOf(userId);
+    expect(transactions).toHaveLength(4);
+    expect(transactions[2]).toBe(transactions[3]);
+  });
+
+  it('fails only the command whose decided events do not fold, and appends the others', async () => {
+    const userId = await seededUser(10, 0);
+    const commands = processWith();
+    const broken = commands.handle({
+      streamId: tokenAccountStreamId(userId),
+      decider: tokenAccountDecider,
+      // Decided events that replay refuses (a balance that does not follow): a bug in a decision.
+      decide: () => [{ type: 'TokensUsed', data: { userId, transactionId: randomUUID(), amount: 1, description: null, balanceAfter: 5, occurredAt: at } }] as never,
+      metadata: {},
+    });
+    const outcomes = await Promise.allSettled([use(commands, userId, 2), broken, use(commands, userId, 3)]);
+    expect(outcomes.map((result) => result.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((await processWith().load(tokenAccountStreamId(userId), tokenAccountDecider)).state.balance).toBe(5);
     expect(await transactionsOf(userId)).toHaveLength(3);
   });
 

@@ -15,7 +15,11 @@ export type HandledCommand<State, Event> = {
   readonly state: State;
   /** The events this command appended; empty when it decided nothing (an idempotent repeat). */
   readonly events: readonly Event[];
-  /** Position of the stream's last event after the command, for read-your-writes. */
+  /**
+   * Position of the stream's last event after the command, for read-your-writes. For a command
+   * decided together with others (ADR 0029) it is their append's, at or after its own events; its
+   * `state` is the state after its own events.
+   */
   readonly position: Position | undefined;
   /** True when this command's events and their read-model rows committed in one transaction (inline projections). */
   readonly readModelsCommitted?: boolean;
@@ -35,7 +39,9 @@ export type CommandRequest<Command, Event extends DomainEvent, State> = {
    * The decision on the stream's state. May be async: a payment decision calls its provider under
    * this stream's lock, so commands of this process on the stream wait for it instead of racing it.
    * A decide that folds its events anyway returns them with the state after them (a `Decision`),
-   * which the command path then keeps instead of folding them again.
+   * which the command path then keeps instead of folding them again. A decision with an effect
+   * outside the ledger must set `readFirst`: without it the command may be decided together with
+   * others (ADR 0029), and decided again whenever their append conflicts.
    */
   readonly decide: (state: State) => readonly Event[] | Decision<Event, State> | Promise<readonly Event[] | Decision<Event, State>>;
   readonly metadata: EventMetadata;
@@ -338,16 +344,16 @@ async function decideInTurn(group: readonly Waiting[], decider: StateDecider<Dom
   const turns: InTurn[] = [];
   let state = start;
   for (const waiting of group) {
-    let decision: readonly DomainEvent[] | Decision<DomainEvent, unknown>;
+    // Folding its events belongs to the command too: if they do not fold (a bug), it fails alone.
     try {
-      decision = await waiting.request.decide(state);
+      const decision = await waiting.request.decide(state);
+      const events = 'events' in decision ? decision.events : decision;
+      const after = 'events' in decision ? decision.state : fold(decider, state, events);
+      turns.push({ events, state: after });
+      state = after;
     } catch (refusal) {
       turns.push({ refusal });
-      continue;
     }
-    const events = 'events' in decision ? decision.events : decision;
-    state = 'events' in decision ? decision.state : fold(decider, state, events);
-    turns.push({ events, state });
   }
   return turns;
 }
