@@ -130,7 +130,9 @@ export class ProjectionRebuilds {
     for (const [name, value] of Object.entries({ stepEventsMax: this.stepEventsMax, carryOverStepMax: this.carryOverStepMax })) {
       if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name} must be a whole number of at least 1, not ${value}`);
     }
-    if (!Number.isSafeInteger(this.swapCarryOverMax) || this.swapCarryOverMax < 0) throw new Error(`swapCarryOverMax must be a whole number, not ${this.swapCarryOverMax}`);
+    if (!Number.isSafeInteger(this.swapCarryOverMax) || this.swapCarryOverMax < 0 || this.swapCarryOverMax >= this.carryOverStepMax) {
+      throw new Error(`swapCarryOverMax must be a whole number below carryOverStepMax (${this.carryOverStepMax}), not ${this.swapCarryOverMax}`);
+    }
   }
 
   /**
@@ -407,30 +409,37 @@ export class ProjectionRebuilds {
    * Carries inline transactions over before the swap, with writes running. A transaction with an id
    * left open elsewhere (a long write, a session idle after one) holds `$all` back, and every inline
    * transaction committed since is past the head: the swap would merge them all with the live tables
-   * locked against writes, about 0.5 ms each (hours of them after a long hold). Instead, passes of
-   * one short transaction each reach the head, then merge up to `carryOverStepMax` of them into the
-   * shadow and record them in its applied-transactions table, until a pass finds at most
-   * `swapCarryOverMax`. The catch-up's delta and its event-by-event steps skip what is recorded, and
-   * so do later passes and the swap's own carry-over.
+   * locked against writes (8,000 of them: 502 ms). Instead, passes of one short transaction each
+   * reach the head, then merge up to `carryOverStepMax` of them into the shadow and record them in
+   * its applied-transactions table, until a pass finds at most `swapCarryOverMax`. The catch-up's
+   * delta and its event-by-event steps skip what is recorded, and so do later passes and the swap's
+   * own carry-over. Before each pass the catch-up runs again, so that a pass after the hold ends
+   * does not apply the whole backlog in one transaction.
    *
    * Each pass takes, for every account, the earliest of its transactions not yet carried: one
    * account's transactions commit in id order (a stream is appended at exact revisions, under its
    * row lock), so any one visible means every earlier one is visible too, and ids past the head are
-   * listed in order. Holding the live checkpoint keeps the list whole: the runner forgets inline
-   * transactions only below its checkpoint, and the pass first brings the shadow up to the head,
-   * which the checkpoint never passes.
+   * listed in order. A pass stops below the first committed transaction past the head that no
+   * record lists (an append without the inline projection, `firstUnrecordedAfter`): the catch-up
+   * applies it from `$all` later, and it must not land after a later transaction of its account.
+   * Holding the live checkpoint keeps the list whole: the runner forgets inline transactions only
+   * below its checkpoint, and the pass first brings the shadow up to the head, which the checkpoint
+   * never passes.
    */
   private async carryOverAhead(client: pg.Client, projection: Projection, shadow: ShadowTables, progress: Progress, after: Position | undefined, signal: AbortSignal): Promise<Position | undefined> {
     const inline = projection.bulkLoad?.inline;
-    if (inline === undefined || this.store.postgres === undefined) return after;
+    const firstUnrecordedAfter = inline?.firstUnrecordedAfter;
+    if (inline === undefined || firstUnrecordedAfter === undefined || this.store.postgres === undefined) return after;
     const live = shadow.liveTable(inline.appliedTransactions);
     const carriedTable = `${client.escapeIdentifier(shadow.shadowSchema)}.${client.escapeIdentifier(inline.appliedTransactions)}`;
     let position = after ?? START;
     let total = 0;
-    for (let passes = 1; ; passes += 1) {
+    let passes = 0;
+    for (let lockWaits = 0; ; ) {
       if (signal.aborted) throw new Interrupted();
+      position = (await this.catchUp(client, projection, progress, position, signal)) ?? position;
       // Nothing past the shadow's position left to carry (no hold on `$all`, or all carried): no pass, no lock.
-      if ((await inlineTransactionsAfter(client, live, position.commit, { notIn: carriedTable, limit: 1 })).length === 0) return this.carriedAhead(projection, total, passes - 1, 0, position);
+      if ((await inlineTransactionsAfter(client, live, position.commit, { notIn: carriedTable, limit: 1 })).length === 0) return this.carriedAhead(projection, total, passes, 0, position);
       const doneBefore = progress.done;
       let carried: number;
       try {
@@ -438,17 +447,22 @@ export class ProjectionRebuilds {
         await client.query(`SET LOCAL lock_timeout = ${this.swapLockTimeoutMs}`);
         await client.query(KEYED_PLANS);
         const reached = await this.reachHead(client, projection, progress, position);
-        carried = await carryOverInlineTransactions(client, projection, shadow, reached, { lockWrites: false, limit: this.carryOverStepMax });
+        const unrecorded = (await client.query<{ id: string | null }>(firstUnrecordedAfter(live), [reached.commit.toString()])).rows[0]?.id ?? null;
+        const before = unrecorded === null ? undefined : BigInt(unrecorded);
+        carried = await carryOverInlineTransactions(client, projection, shadow, reached, { lockWrites: false, limit: this.carryOverStepMax, before });
         await client.query('COMMIT');
         position = reached;
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
         progress.done = doneBefore;
         if ((error as { code?: string }).code !== LOCK_NOT_AVAILABLE) throw error;
-        // The live checkpoint is held (a long runner batch, an operator's transaction): the swap waits for it in turn, and carries what is left.
-        this.options.onLog?.(`rebuild of ${projection.name}: a pass ahead of the swap waited too long for the live checkpoint; the swap carries what is left`);
-        return this.carriedAhead(projection, total, passes - 1, 0, position);
+        lockWaits += 1;
+        if (lockWaits < SWAP_ATTEMPTS_MAX) continue;
+        // A lock held all that time (the live checkpoint by a long runner batch or an operator's transaction, or a table): the swap, which tries in turn, carries what is left.
+        this.options.onLog?.(`rebuild of ${projection.name}: passes ahead of the swap waited too long for a lock ${lockWaits} times; the swap carries what is left`);
+        return this.carriedAhead(projection, total, passes, 0, position);
       }
+      passes += 1;
       total += carried;
       if (carried <= this.swapCarryOverMax || passes >= CARRY_OVER_PASSES_MAX) return this.carriedAhead(projection, total, passes, carried, position);
     }
@@ -519,7 +533,7 @@ async function carryOverInlineTransactions(
   projection: Projection,
   shadow: ShadowTables,
   position: Position,
-  options: { readonly lockWrites: boolean; readonly limit?: number },
+  options: { readonly lockWrites: boolean; readonly limit?: number; readonly before?: bigint },
 ): Promise<number> {
   const bulk = projection.bulkLoad;
   const inline = bulk?.inline;
@@ -527,7 +541,7 @@ async function carryOverInlineTransactions(
   if (bulk.ofEvents === undefined) throw new Error(`projection ${projection.name} applies inline without ofEvents: a swap could not carry its inline transactions over`);
   if (options.lockWrites) await shadow.lockLiveAgainstWrites();
   const carried = `${client.escapeIdentifier(shadow.shadowSchema)}.${client.escapeIdentifier(inline.appliedTransactions)}`;
-  const pending = await inlineTransactionsAfter(client, shadow.liveTable(inline.appliedTransactions), position.commit, { notIn: carried, limit: options.limit });
+  const pending = await inlineTransactionsAfter(client, shadow.liveTable(inline.appliedTransactions), position.commit, { notIn: carried, limit: options.limit, before: options.before });
   if (pending.length === 0) return 0;
   const ids = pending.map(String);
   // Unqualified names resolve to the shadow tables on this session (search_path).
@@ -537,18 +551,25 @@ async function carryOverInlineTransactions(
 }
 
 /**
- * The transactions an applied-transactions table (`table`, qualified) lists after `after`, less those
- * `notIn` (another such table) lists, in transaction id order: ordered by the xid8 column, not by its
+ * The transactions an applied-transactions table (`table`, qualified) lists after `after` (and below
+ * `before`), less those `notIn` (another such table) lists, in transaction id order: ordered by the xid8 column, not by its
  * text (as text, 1000 sorts before 981). The swap once applied them one at a time in this order, so a
  * carry-over that straddled a power of ten applied older transactions last and left balances behind
  * their history (ADR 0007, 4 December); with `limit`, a pass ahead of the swap takes the earliest.
  */
-export async function inlineTransactionsAfter(client: ClientBase, table: string, after: bigint, options: { readonly notIn?: string; readonly limit?: number } = {}): Promise<readonly bigint[]> {
+export async function inlineTransactionsAfter(
+  client: ClientBase,
+  table: string,
+  after: bigint,
+  options: { readonly notIn?: string; readonly limit?: number; readonly before?: bigint } = {},
+): Promise<readonly bigint[]> {
+  const values: unknown[] = [after.toString()];
   const notCarried = options.notIn === undefined ? '' : ` AND NOT EXISTS (SELECT 1 FROM ${options.notIn} AS carried WHERE carried.transaction_id = applied.transaction_id)`;
-  const limit = options.limit === undefined ? '' : ' LIMIT $2';
+  const before = options.before === undefined ? '' : ` AND applied.transaction_id < $${values.push(options.before.toString())}::text::xid8`;
+  const limit = options.limit === undefined ? '' : ` LIMIT $${values.push(options.limit)}`;
   const result = await client.query<{ id: string }>(
-    `SELECT applied.transaction_id::text AS id FROM ${table} AS applied WHERE applied.transaction_id > $1::text::xid8${notCarried} ORDER BY applied.transaction_id${limit}`,
-    options.limit === undefined ? [after.toString()] : [after.toString(), options.limit],
+    `SELECT applied.transaction_id::text AS id FROM ${table} AS applied WHERE applied.transaction_id > $1::text::xid8${notCarried}${before} ORDER BY applied.transaction_id${limit}`,
+    values,
   );
   return result.rows.map((row) => BigInt(row.id));
 }

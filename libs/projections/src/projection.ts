@@ -76,6 +76,14 @@ export type InlineApplication = {
    * record, installed by a migration: called instead of the statements, its plans are kept per session.
    */
   readonly function?: string;
+  /**
+   * A query (one row, column `id`: text or null) of the earliest committed transaction with events
+   * after the transaction id `$1` that neither `liveTable` (qualified) nor the session's own
+   * `appliedTransactions` table records: an append made without the inline projection. A rebuild
+   * carries inline transactions over ahead of its swap only below it (ADR 0007); without this query,
+   * not at all.
+   */
+  readonly firstUnrecordedAfter?: (liveTable: string) => string;
 };
 
 /** The stream an account's rows come from, the statements that delete them, and queries that read them (one text column, `row`). */

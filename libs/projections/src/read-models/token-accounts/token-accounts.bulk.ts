@@ -308,6 +308,10 @@ export const tokenAccountsBulkLoad: BulkLoad = {
     // Migration 123 (first 042, then 060, 081, 110 and 122); the inline-projections spec proves its body equal to these statements.
     function: 'token_accounts_apply_inline',
     statements: (transaction) => mergedStatements(ofTransaction(transaction)),
+    firstUnrecordedAfter: (liveTable) => `SELECT min(events.transaction_id)::text AS id FROM events
+      WHERE events.transaction_id > $1::text::xid8
+        AND NOT EXISTS (SELECT 1 FROM ${liveTable} AS live WHERE live.transaction_id = events.transaction_id)
+        AND NOT EXISTS (SELECT 1 FROM ${TOKEN_ACCOUNTS_INLINE_COMMITS} AS carried WHERE carried.transaction_id = events.transaction_id)`,
   },
 };
 
