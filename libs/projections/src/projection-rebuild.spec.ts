@@ -89,6 +89,24 @@ async function inlineTransactionsSince(transactionId: string): Promise<number> {
   return Number(result.rows[0]?.count);
 }
 
+/**
+ * `count` accounts with a history written inline (`rounds` rounds of up to `perRound` events), the live
+ * runner caught up on it, then `$all` held back and `hiddenRounds` more rounds of up to `hiddenPerRound`
+ * written inline: committed, recorded, and hidden from `$all` while the holder is open.
+ */
+async function writesBehindAHeldBackAll(seed: number, count: number, [rounds, perRound]: readonly [number, number], [hiddenRounds, hiddenPerRound]: readonly [number, number]) {
+  const random = seededRandom(seed);
+  const users = accounts(random, count);
+  const inline = inlineStore();
+  await writeHistory(random, users, rounds, perRound, nextCommandWithHoldsAndLots, inline);
+  const runner = newRunner();
+  runner.start();
+  await caughtUp(runner);
+  const holder = await holdAllBack();
+  await writeHistory(random, users, hiddenRounds, hiddenPerRound, nextCommandWithHoldsAndLots, inline);
+  return { random, users, inline, runner, holder, hidden: await inlineTransactionsSince(holder.transactionId) };
+}
+
 async function eventCount(): Promise<number> {
   const result = await database.pool.query<{ count: string }>('SELECT count(*) FROM events');
   return Number(result.rows[0]?.count);
@@ -154,6 +172,14 @@ async function incrementalDump(): Promise<Dump> {
   await caughtUp(runner);
   await runner.stop();
   return dump(database.pool);
+}
+
+/** Once the runner has applied every event written: the rows equal an incremental build of the same events. */
+async function expectIncrementalOnceCaughtUp(runner: ProjectionRunner): Promise<void> {
+  await caughtUp(runner);
+  const rebuilt = await dump(database.pool);
+  await runner.stop();
+  expect(await incrementalDump()).toEqual(rebuilt);
 }
 
 /**
@@ -427,15 +453,7 @@ describe('projection rebuild', () => {
   // swap, with writes locked, once carried them all over (about 0.5 ms each). Passes ahead of it carry
   // them in short transactions while writes go on; with nothing written meanwhile, the swap carries none.
   it('carries the inline transactions a held-back $all hides over before the swap, in passes of at most carryOverStepMax, and the swap carries none', async () => {
-    const random = seededRandom(41);
-    const users = accounts(random, 8);
-    const inline = inlineStore();
-    await writeHistory(random, users, 3, 4, nextCommandWithHoldsAndLots, inline);
-    const runner = newRunner();
-    runner.start();
-    const holder = await holdAllBack();
-    await writeHistory(random, users, 5, 3, nextCommandWithHoldsAndLots, inline);
-    const hidden = await inlineTransactionsSince(holder.transactionId);
+    const { runner, holder, hidden } = await writesBehindAHeldBackAll(41, 8, [3, 4], [5, 3]);
     expect(hidden).toBeGreaterThanOrEqual(30);
 
     const logs: string[] = [];
@@ -448,25 +466,13 @@ describe('projection rebuild', () => {
 
     // Nothing written after the swap: every row is as the carry-over left it.
     await holder.release();
-    await caughtUp(runner);
-    const rebuilt = await dump(database.pool);
-    await runner.stop();
-    expect(await incrementalDump()).toEqual(rebuilt);
+    await expectIncrementalOnceCaughtUp(runner);
   }, REBUILD_WHILE_WRITING_TIMEOUT_MS);
 
   // An append without the inline projection (a process of an older version) is recorded nowhere and
   // applied from `$all` once it shows: a pass must not carry a later transaction of its account first.
   it('carries ahead of the swap only the inline transactions before the first append made without the inline projection', async () => {
-    const random = seededRandom(53);
-    const users = accounts(random, 4);
-    const inline = inlineStore();
-    await writeHistory(random, users, 2, 3, nextCommandWithHoldsAndLots, inline);
-    const runner = newRunner();
-    runner.start();
-    await caughtUp(runner);
-    const holder = await holdAllBack();
-    await writeHistory(random, users, 2, 2, nextCommandWithHoldsAndLots, inline);
-    const before = await inlineTransactionsSince(holder.transactionId);
+    const { random, users, inline, runner, holder, hidden: before } = await writesBehindAHeldBackAll(53, 4, [2, 3], [2, 2]);
     await writeHistory(random, users.slice(0, 1), 1, 1, nextCommandWithHoldsAndLots, store);
     await writeHistory(random, users, 2, 2, nextCommandWithHoldsAndLots, inline);
     const after = (await inlineTransactionsSince(holder.transactionId)) - before;
@@ -491,16 +497,7 @@ describe('projection rebuild', () => {
   });
 
   it('hands the carry-over to the swap when passes ahead of it find the live checkpoint held through five lock timeouts', async () => {
-    const random = seededRandom(47);
-    const users = accounts(random, 4);
-    const inline = inlineStore();
-    await writeHistory(random, users, 2, 3, nextCommandWithHoldsAndLots, inline);
-    const runner = newRunner();
-    runner.start();
-    await caughtUp(runner);
-    const holder = await holdAllBack();
-    await writeHistory(random, users, 3, 2, nextCommandWithHoldsAndLots, inline);
-    const hidden = await inlineTransactionsSince(holder.transactionId);
+    const { runner, holder, hidden } = await writesBehindAHeldBackAll(47, 4, [2, 3], [3, 2]);
     // An operator's transaction on the checkpoint row: the passes give way after five lock timeouts, and the swap tries in turn.
     const checkpointHolder = await database.pool.connect();
     const logs: string[] = [];
@@ -522,10 +519,7 @@ describe('projection rebuild', () => {
     expect(logs.filter((line) => line.startsWith(`rebuild of token_accounts: the swap carried ${hidden} inline transactions over, holding writes for `))).toHaveLength(1);
 
     await holder.release();
-    await caughtUp(runner);
-    const rebuilt = await dump(database.pool);
-    await runner.stop();
-    expect(await incrementalDump()).toEqual(rebuilt);
+    await expectIncrementalOnceCaughtUp(runner);
   }, REBUILD_WHILE_WRITING_TIMEOUT_MS);
 
   // Once the holder ends, `$all` shows the carried transactions: the passes still to come and the swap
@@ -535,15 +529,7 @@ describe('projection rebuild', () => {
     ['set-based', tokenAccountsProjection],
     ['event by event', { ...tokenAccountsProjection, bulkLoad: { ...tokenAccountsProjection.bulkLoad!, eventTypes: [] } }],
   ])('skips what it carried once $all shows it again, %s, while writes go on: the result equals the incremental build', async (_kind, projection: Projection) => {
-    const random = seededRandom(43);
-    const users = accounts(random, 8);
-    const inline = inlineStore();
-    await writeHistory(random, users, 2, 4, nextCommandWithHoldsAndLots, inline);
-    const runner = newRunner();
-    runner.start();
-    const holder = await holdAllBack();
-    await writeHistory(random, users, 40, 2, nextCommandWithHoldsAndLots, inline);
-    const hidden = await inlineTransactionsSince(holder.transactionId);
+    const { random, users, inline, runner, holder, hidden } = await writesBehindAHeldBackAll(43, 8, [2, 4], [40, 2]);
 
     const logs: string[] = [];
     const rebuilds = newRebuilds({ projections: [projection], carryOverStepMax: 20, swapCarryOverMax: 2, onLog: (message) => logs.push(message) });
@@ -574,10 +560,7 @@ describe('projection rebuild', () => {
     expect(carriedAtRelease).toBeLessThan(hidden);
     expect(logs.some((line) => line.startsWith('rebuild of token_accounts: carried '))).toBe(true);
 
-    await caughtUp(runner);
-    const rebuilt = await dump(database.pool);
-    await runner.stop();
-    expect(await incrementalDump()).toEqual(rebuilt);
+    await expectIncrementalOnceCaughtUp(runner);
   }, REBUILD_WHILE_WRITING_TIMEOUT_MS);
 
   // The swap once applied the transactions it carries over one at a time in this list's order, sorted
