@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { AppendDeadlineExceededError, EventIdConflictError, WrongExpectedRevisionError, type EventMetadata, type EventStore, type EventToAppend, type Position } from '@app/event-store';
+import { AppendDeadlineExceededError, EventIdConflictError, WrongExpectedRevisionError, type AppendResult, type EventMetadata, type EventStore, type EventToAppend, type Position } from '@app/event-store';
 import { sealEvents } from '@app/audit';
 import { fold, type Decider, type Decision } from '@app/ledger';
 import { AppendDeadlineError, ConcurrencyConflictError } from './event-sourcing.errors.js';
@@ -201,20 +201,11 @@ export class CommandHandling {
     events: readonly { readonly event: DomainEvent; readonly metadata: EventMetadata }[],
     state: unknown,
   ): Promise<{ readonly position: Position; readonly readModelsCommitted: boolean }> {
-    const previousHash = on.headHash === undefined ? await this.streams.recomputedHeadHash(streamId, on.revision) : on.headHash;
-    const toAppend = sealEvents(
+    const { toAppend, appended } = await this.sealAndAppend(
       streamId,
-      on.revision + 1n,
-      previousHash,
+      on,
       events.map(({ event, metadata }) => ({ id: randomUUID(), type: event.type, data: event.data, metadata })),
     );
-    let appended;
-    try {
-      appended = await this.store.append(streamId, toAppend, { expectedRevision: on.revision < 0n ? 'no_stream' : on.revision });
-    } catch (error) {
-      if (error instanceof AppendDeadlineExceededError) throw new AppendDeadlineError(error.message, { deadlineMs: error.deadlineMs, applied: error.applied }, { cause: error });
-      throw error;
-    }
     const after: LoadedStream<unknown> = {
       state,
       revision: appended.nextRevision,
@@ -297,20 +288,14 @@ export class CommandHandling {
   private async append<Command, Event extends DomainEvent, State>(request: CommandRequest<Command, Event, State>, decided: Decided<Event, State>): Promise<HandledCommand<State, Event>> {
     const { streamId, decider, idempotency, metadata } = request;
     const on = decided.on;
-    // Sealed on the state this decision was made on: the expected revision guarantees the append
-    // extends exactly that chain, and a retry after a conflict reseals on the new state.
-    const previousHash = on.headHash === undefined ? await this.streams.recomputedHeadHash(streamId, on.revision) : on.headHash;
-    const toAppend = sealEvents(
-      streamId,
-      on.revision + 1n,
-      previousHash,
-      decided.events.map((event, index) => ({ id: idempotency === undefined ? randomUUID() : idempotentEventId(idempotency.requestId, index), type: event.type, data: event.data, metadata })),
-    );
-    let appended;
+    let sealed;
     try {
-      appended = await this.store.append(streamId, toAppend, { expectedRevision: on.revision < 0n ? 'no_stream' : on.revision });
+      sealed = await this.sealAndAppend(
+        streamId,
+        on,
+        decided.events.map((event, index) => ({ id: idempotency === undefined ? randomUUID() : idempotentEventId(idempotency.requestId, index), type: event.type, data: event.data, metadata })),
+      );
     } catch (error) {
-      if (error instanceof AppendDeadlineExceededError) throw new AppendDeadlineError(error.message, { deadlineMs: error.deadlineMs, applied: error.applied }, { cause: error });
       if (idempotency === undefined || !(error instanceof EventIdConflictError)) throw error;
       // The ids are in the stream already, elsewhere than where this decision would go: an earlier
       // attempt of the request appended them (found however long ago that was).
@@ -318,6 +303,7 @@ export class CommandHandling {
       if (earlier === undefined) throw error;
       return { state: (await this.streams.catchUp(streamId, decider, on)).state, ...earlier };
     }
+    const { toAppend, appended } = sealed;
     let headHash = storedHashOf(toAppend[toAppend.length - 1]?.metadata);
     if (idempotency !== undefined) {
       const attempt = await recordedAttempt(this.store, streamId, toAppend, appended.nextRevision);
@@ -333,6 +319,23 @@ export class CommandHandling {
     this.streams.remember(streamId, after);
     await this.streams.snapshotIfDue(streamId, decider, after);
     return { state: after.state, events: decided.events, position: after.position, readModelsCommitted: appended.hooksCommitted === true };
+  }
+
+  /**
+   * Seals `events` onto the stream's hash chain after `on` and appends them at its revision. Sealed
+   * on the state the decision was made on: the expected revision guarantees the append extends
+   * exactly that chain, and a retry after a conflict reseals on the new state. An append past its
+   * deadline fails with AppendDeadlineError (503, ADR 0018).
+   */
+  private async sealAndAppend(streamId: string, on: LoadedStream<unknown>, events: readonly EventToAppend[]): Promise<{ readonly toAppend: readonly EventToAppend[]; readonly appended: AppendResult }> {
+    const previousHash = on.headHash === undefined ? await this.streams.recomputedHeadHash(streamId, on.revision) : on.headHash;
+    const toAppend = sealEvents(streamId, on.revision + 1n, previousHash, events);
+    try {
+      return { toAppend, appended: await this.store.append(streamId, toAppend, { expectedRevision: on.revision < 0n ? 'no_stream' : on.revision }) };
+    } catch (error) {
+      if (error instanceof AppendDeadlineExceededError) throw new AppendDeadlineError(error.message, { deadlineMs: error.deadlineMs, applied: error.applied }, { cause: error });
+      throw error;
+    }
   }
 }
 

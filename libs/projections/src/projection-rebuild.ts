@@ -45,7 +45,7 @@ export type ProjectionRebuildsOptions = {
    * oldest one running, so the live runner sees nothing new while a step runs: keep it short.
    */
   readonly stepEventsMax?: number;
-  /** Longest the swap waits for a lock before it rolls back and tries again; a pass ahead of it (`carryOverStepMax`) hands over to the swap instead. */
+  /** Longest the swap, or a pass ahead of it (`carryOverStepMax`), waits for a lock before it rolls back and tries again (five times; passes then hand over to the swap). */
   readonly swapLockTimeoutMs?: number;
   /**
    * Most inline transactions one pass ahead of the swap carries over (`carryOverAhead`), in one short
@@ -431,7 +431,7 @@ export class ProjectionRebuilds {
     const firstUnrecordedAfter = inline?.firstUnrecordedAfter;
     if (inline === undefined || firstUnrecordedAfter === undefined || this.store.postgres === undefined) return after;
     const live = shadow.liveTable(inline.appliedTransactions);
-    const carriedTable = `${client.escapeIdentifier(shadow.shadowSchema)}.${client.escapeIdentifier(inline.appliedTransactions)}`;
+    const carriedTable = shadow.shadowTable(inline.appliedTransactions);
     let position = after ?? START;
     let total = 0;
     let passes = 0;
@@ -540,7 +540,7 @@ async function carryOverInlineTransactions(
   if (bulk === undefined || inline === undefined) return 0;
   if (bulk.ofEvents === undefined) throw new Error(`projection ${projection.name} applies inline without ofEvents: a swap could not carry its inline transactions over`);
   if (options.lockWrites) await shadow.lockLiveAgainstWrites();
-  const carried = `${client.escapeIdentifier(shadow.shadowSchema)}.${client.escapeIdentifier(inline.appliedTransactions)}`;
+  const carried = shadow.shadowTable(inline.appliedTransactions);
   const pending = await inlineTransactionsAfter(client, shadow.liveTable(inline.appliedTransactions), position.commit, { notIn: carried, limit: options.limit, before: options.before });
   if (pending.length === 0) return 0;
   const ids = pending.map(String);

@@ -142,6 +142,11 @@ export class ShadowTables {
     return this.live(table);
   }
 
+  /** A shadow table's qualified name, for statements that name it beside the live one. */
+  shadowTable(table: string): string {
+    return this.shadow(table);
+  }
+
   /** A live index's definition (pg_get_indexdef), built concurrently on the shadow table instead. */
   private concurrently(definition: string, table: string): string {
     const onShadow = definition.replace(/^CREATE (UNIQUE )?INDEX (\S+) ON (ONLY )?\S+ USING /, (_match, unique: string | undefined, name: string) =>
