@@ -5,7 +5,7 @@ import { rebuildAccount } from './account-rebuild.js';
 import { readCheckpoint } from './checkpoints.js';
 import { inlineTransactionsAfter, ProjectionRebuilds, type ProjectionRebuildsOptions, type RebuildView } from './projection-rebuild.js';
 import { ProjectionRunner } from './projection-runner.js';
-import type { Projection } from './projection.js';
+import { tableWrittenBy, type Projection } from './projection.js';
 import { NOT_PROJECTION_TABLES, NotAProjectionTableError } from './shadow-tables.js';
 import { appendDecided, nextCommand, nextCommandWithDisputes, nextCommandWithHoldsAndLots, nextCommandWithPayments, seededRandom, seededUuid, type CommandSource, type GeneratedAccount } from '@app/testing';
 import { tokenAccountsProjection } from './read-models/token-accounts/token-accounts.projection.js';
@@ -292,8 +292,7 @@ describe('projection rebuild', () => {
 
   it('runs its final lists side by side only on tables no other list writes', () => {
     // Two lists updating the same rows in different orders could each wait on the other's row locks.
-    const written = (statement: string) => /^\s*(?:INSERT INTO|UPDATE)\s+(\w+)/.exec(statement)?.[1];
-    const lists = tokenAccountsProjection.bulkLoad?.final.map((statements) => statements.map(written)) ?? [];
+    const lists = tokenAccountsProjection.bulkLoad?.final.map((statements) => statements.map(tableWrittenBy)) ?? [];
     expect(lists.length).toBeGreaterThan(1);
     expect(lists.flat()).not.toContain(undefined);
     for (const [index, tables] of lists.entries()) {

@@ -40,7 +40,9 @@ export type BulkLoad = {
   /**
    * Run once after every chunk: each list in order on one session, the lists side by side on the
    * rebuild's two sessions. A statement may depend only on earlier ones of its own list, and two lists
-   * must not write the same table (their row locks could wait on each other in a cycle).
+   * must not write the same table (their row locks could wait on each other in a cycle). A table's
+   * indexes are built as soon as every list that writes it is done (`tableWrittenBy`), beside the lists
+   * still running: those of a table only the chunks write, at once.
    */
   readonly final: readonly (readonly string[])[];
   /**
@@ -92,3 +94,11 @@ export type AccountRows = {
   readonly clear: readonly RowChange[];
   readonly read: readonly RowChange[];
 };
+
+/**
+ * The table a bulk statement writes: the name after `INSERT INTO` or `UPDATE` at its start; undefined
+ * for any other statement, which a rebuild then takes to write every table.
+ */
+export function tableWrittenBy(statement: string): string | undefined {
+  return /^\s*(?:INSERT INTO|UPDATE)\s+(\w+)/.exec(statement)?.[1];
+}

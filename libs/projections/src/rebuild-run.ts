@@ -2,7 +2,7 @@ import { comparePositions, formatPosition, positionValues, START, type EventStor
 import pg, { type ClientBase } from 'pg';
 import { claimCheckpoint, writeCheckpoint } from './checkpoints.js';
 import { eventsNotAppliedInline, KEYED_PLANS } from './inline-projections.js';
-import type { Projection } from './projection.js';
+import { tableWrittenBy, type Projection } from './projection.js';
 import { dropSchema, type ShadowTables } from './shadow-tables.js';
 
 export type RebuildPhase = 'loading' | 'indexing' | 'catching_up' | 'swapping' | 'completed' | 'failed';
@@ -62,58 +62,89 @@ export class RebuildRun {
     // The rebuild's statements name tables unqualified: on this session they resolve to the shadow tables first.
     const searchPath = `SET search_path TO ${client.escapeIdentifier(shadow.shadowSchema)}, ${client.escapeIdentifier(shadow.liveSchema)}`;
     await client.query(searchPath);
-    let position = await this.bulkLoad(searchPath);
-    await this.progress.phase('indexing');
-    await shadow.index();
+    const loaded = await this.bulkLoad(searchPath);
+    if (!loaded.indexed) {
+      await this.progress.phase('indexing');
+      await shadow.index();
+    }
     await this.progress.phase('catching_up');
+    let position = loaded.position;
     position = await this.catchUp(position);
     position = await this.carryOverAhead(position);
     await this.progress.phase('swapping');
     await this.swap(position);
   }
 
-  /** Set-based load up to the head, when the projection has one and the events are in this database. Returns the position reached. */
-  private async bulkLoad(searchPath: string): Promise<Position | undefined> {
-    const { client, projection, progress, signal } = this;
+  /**
+   * Set-based load up to the head, when the projection has one and the events are in this database,
+   * and the shadow's indexes built alongside its final statements. Returns the position reached
+   * (undefined: nothing loaded) and whether the shadow is indexed.
+   */
+  private async bulkLoad(searchPath: string): Promise<{ readonly position: Position | undefined; readonly indexed: boolean }> {
+    const { client, projection, shadow, progress, signal } = this;
+    const none = { position: undefined, indexed: false };
     // Bulk SQL reads the events inside PostgreSQL: a store with the events elsewhere has none.
     const bulk = projection.bulkLoad;
     const postgres = this.store.postgres;
-    if (bulk === undefined || postgres === undefined) return undefined;
+    if (bulk === undefined || postgres === undefined) return none;
     const head = await this.store.headPosition();
-    if (head === undefined) return undefined;
+    if (head === undefined) return none;
     if (!(await this.bulkCovers(postgres, bulk.eventTypes, { after: START, upTo: head }))) {
       this.settings.onLog?.(`rebuild of ${projection.name}: some event types are not covered by its bulk load; projecting event by event`);
-      return undefined;
+      return none;
     }
     const span = await postgres.globalPositionSpan(head);
-    if (span === undefined) return undefined;
+    if (span === undefined) return none;
     await progress.setTotal(span.count);
     const chunks: GlobalPositionChunk[] = [];
     for (let first = span.first; first <= span.last; first += BigInt(this.settings.chunkPositions)) chunks.push({ first, last: first + BigInt(this.settings.chunkPositions) - 1n });
     const upTo = positionValues(head);
     // Chunks are independent inserts, and one PostgreSQL statement runs on one core: two sessions
-    // load them side by side, then run the final lists the same way. A failure in either stops both.
+    // load them side by side, then run the final lists and build the indexes the same way, each
+    // table's once no list still running writes it. A failure in either session stops both.
     const second = new pg.Client({ connectionString: this.settings.connectionString, application_name: `token-ledger rebuild ${projection.name} (loader)` });
     second.on('error', (error) => this.settings.onLog?.(`rebuild loader session of ${projection.name}: ${error.message}`));
     await second.connect();
     try {
       await second.query(searchPath);
       const sessions = [client, second];
-      await sideBySide(sessions, chunks, async (session, chunk) => {
-        if (signal.aborted) throw new Interrupted();
-        const bounds = [...upTo, chunk.first.toString(), chunk.last.toString()];
-        for (const statement of bulk.chunked) await session.query(statement, bounds);
-        await progress.advance(await postgres.countEventsInChunk(head, chunk));
-      });
-      await sideBySide(sessions, bulk.final, async (session, statements) => {
-        if (signal.aborted) throw new Interrupted();
-        for (const statement of statements) await session.query(statement, upTo);
-      });
+      await sideBySide(
+        sessions,
+        chunks.map((chunk) => ({
+          after: [],
+          run: async (session) => {
+            if (signal.aborted) throw new Interrupted();
+            const bounds = [...upTo, chunk.first.toString(), chunk.last.toString()];
+            for (const statement of bulk.chunked) await session.query(statement, bounds);
+            await progress.advance(await postgres.countEventsInChunk(head, chunk));
+          },
+        })),
+      );
+      const lists = bulk.final.map((statements) => ({
+        after: [],
+        writes: statements.map(tableWrittenBy),
+        run: async (session: pg.Client) => {
+          if (signal.aborted) throw new Interrupted();
+          for (const statement of statements) await session.query(statement, upTo);
+        },
+      }));
+      // Set on the session that finishes the last list (the other may be busy with an index).
+      const indexing: Task = { after: lists, run: (session) => progress.phase('indexing', session) };
+      const indexes = shadow.tables
+        .map((table): Task => ({
+          after: lists.filter((list) => list.writes.includes(table) || list.writes.includes(undefined)),
+          run: async (session) => {
+            if (signal.aborted) throw new Interrupted();
+            await shadow.indexTable(table, session);
+          },
+        }))
+        .sort((one, other) => one.after.length - other.after.length);
+      await sideBySide(sessions, [...lists, indexing, ...indexes]);
     } finally {
       await second.end().catch(() => undefined);
     }
     await progress.advance(0, head);
-    return head;
+    return { position: head, indexed: true };
   }
 
   /** True when every event type in the range that the projection handles is one the bulk load handles too. */
@@ -371,21 +402,46 @@ export async function inlineTransactionsAfter(
   return result.rows.map((row) => BigInt(row.id));
 }
 
+/** Work for one of the rebuild's sessions, to start only once the tasks `after` it are done. */
+type Task = { readonly after: readonly Task[]; readonly run: (session: pg.Client) => Promise<void> };
+
 /**
- * Runs `work` on each of `items` with the sessions side by side, each taking the next item once it is
- * free. A failure on one session stops the others taking more; every session settles before this
- * returns or throws, so nothing else runs on them meanwhile.
+ * Runs the tasks with the sessions side by side: a free session takes the first task not started
+ * whose `after` tasks are all done, or waits until a running one finishes. A failure on one session
+ * stops the others taking more; every session settles before this returns or throws, so nothing else
+ * runs on them meanwhile.
  */
-async function sideBySide<T>(sessions: readonly pg.Client[], items: readonly T[], work: (session: pg.Client, item: T) => Promise<void>): Promise<void> {
-  let next = 0;
+async function sideBySide(sessions: readonly pg.Client[], tasks: readonly Task[]): Promise<void> {
+  const started = new Set<Task>();
+  const done = new Set<Task>();
   let failed = false;
+  let waiting: (() => void)[] = [];
+  const finished = () => {
+    const woken = waiting;
+    waiting = [];
+    for (const wake of woken) wake();
+  };
   const run = async (session: pg.Client): Promise<void> => {
-    while (next < items.length && !failed) await work(session, items[next++] as T);
+    while (!failed && started.size < tasks.length) {
+      const next = tasks.find((task) => !started.has(task) && task.after.every((before) => done.has(before)));
+      if (next === undefined) {
+        await new Promise<void>((resolve) => waiting.push(resolve));
+        continue;
+      }
+      started.add(next);
+      try {
+        await next.run(session);
+        done.add(next);
+      } finally {
+        finished();
+      }
+    }
   };
   const outcomes = await Promise.allSettled(
     sessions.map((session) =>
       run(session).catch((error: unknown) => {
         failed = true;
+        finished();
         throw error;
       }),
     ),
@@ -418,8 +474,8 @@ class Progress {
     private readonly id: string,
   ) {}
 
-  async phase(phase: RebuildPhase): Promise<void> {
-    await this.client.query('UPDATE projection_rebuilds SET phase = $2, updated_at = now() WHERE id = $1', [this.id, phase]);
+  async phase(phase: RebuildPhase, session: pg.Client = this.client): Promise<void> {
+    await session.query('UPDATE projection_rebuilds SET phase = $2, updated_at = now() WHERE id = $1', [this.id, phase]);
   }
 
   async setTotal(total: number): Promise<void> {

@@ -85,35 +85,41 @@ export class ShadowTables {
    * way and are added directly. Must run outside a transaction block.
    */
   async index(): Promise<void> {
-    for (const table of this.tables) {
-      const constraints = await this.client.query<{ name: string; type: 'p' | 'u' | 'x'; definition: string; index: string; deferral: string }>(
-        `SELECT c.conname AS name, c.contype AS type, pg_get_constraintdef(c.oid) AS definition, pg_get_indexdef(c.conindid) AS index,
-                CASE WHEN NOT c.condeferrable THEN '' WHEN c.condeferred THEN ' DEFERRABLE INITIALLY DEFERRED' ELSE ' DEFERRABLE' END AS deferral
-           FROM pg_constraint c
-          WHERE c.conrelid = $1::regclass AND c.contype IN ('p', 'u', 'x') ORDER BY c.conname`,
-        [this.live(table)],
-      );
-      for (const { name, type, definition, index, deferral } of constraints.rows) {
-        if (type === 'x') {
-          await this.client.query(`ALTER TABLE ${this.shadow(table)} ADD CONSTRAINT ${this.id(name)} ${definition}`);
-          continue;
-        }
-        // The constraint's index is named after it; attaching keeps the name.
-        await this.client.query(this.concurrently(index, table));
-        const kind = type === 'p' ? 'PRIMARY KEY' : 'UNIQUE';
-        await this.client.query(`ALTER TABLE ${this.shadow(table)} ADD CONSTRAINT ${this.id(name)} ${kind} USING INDEX ${this.id(name)}${deferral}`);
+    for (const table of this.tables) await this.indexTable(table);
+  }
+
+  /**
+   * `index` for one table, on `session` (by default the rebuild's own): a bulk load builds the
+   * indexes of a table its final statements no longer write on its second session, side by side with them.
+   */
+  async indexTable(table: string, session: ClientBase = this.client): Promise<void> {
+    const constraints = await session.query<{ name: string; type: 'p' | 'u' | 'x'; definition: string; index: string; deferral: string }>(
+      `SELECT c.conname AS name, c.contype AS type, pg_get_constraintdef(c.oid) AS definition, pg_get_indexdef(c.conindid) AS index,
+              CASE WHEN NOT c.condeferrable THEN '' WHEN c.condeferred THEN ' DEFERRABLE INITIALLY DEFERRED' ELSE ' DEFERRABLE' END AS deferral
+         FROM pg_constraint c
+        WHERE c.conrelid = $1::regclass AND c.contype IN ('p', 'u', 'x') ORDER BY c.conname`,
+      [this.live(table)],
+    );
+    for (const { name, type, definition, index, deferral } of constraints.rows) {
+      if (type === 'x') {
+        await session.query(`ALTER TABLE ${this.shadow(table)} ADD CONSTRAINT ${this.id(name)} ${definition}`);
+        continue;
       }
-      const indexes = await this.client.query<{ definition: string }>(
-        `SELECT pg_get_indexdef(i.indexrelid) AS definition FROM pg_index i
-          WHERE i.indrelid = $1::regclass
-            AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid AND c.contype IN ('p', 'u', 'x'))
-          ORDER BY i.indexrelid`,
-        [this.live(table)],
-      );
-      for (const { definition } of indexes.rows) await this.client.query(this.concurrently(definition, table));
-      // ANALYZE takes a transaction id only to write its statistics, at the end.
-      await this.client.query(`ANALYZE ${this.shadow(table)}`);
+      // The constraint's index is named after it; attaching keeps the name.
+      await session.query(this.concurrently(index, table));
+      const kind = type === 'p' ? 'PRIMARY KEY' : 'UNIQUE';
+      await session.query(`ALTER TABLE ${this.shadow(table)} ADD CONSTRAINT ${this.id(name)} ${kind} USING INDEX ${this.id(name)}${deferral}`);
     }
+    const indexes = await session.query<{ definition: string }>(
+      `SELECT pg_get_indexdef(i.indexrelid) AS definition FROM pg_index i
+        WHERE i.indrelid = $1::regclass
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid AND c.contype IN ('p', 'u', 'x'))
+        ORDER BY i.indexrelid`,
+      [this.live(table)],
+    );
+    for (const { definition } of indexes.rows) await session.query(this.concurrently(definition, table));
+    // ANALYZE takes a transaction id only to write its statistics, at the end.
+    await session.query(`ANALYZE ${this.shadow(table)}`);
   }
 
   /**

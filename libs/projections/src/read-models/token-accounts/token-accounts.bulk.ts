@@ -234,6 +234,21 @@ function upsertLots(where: string, merge: boolean): string {
 }
 
 /**
+ * The lots of the credits that carry one, a row each: such a lot is its credit's alone (its id is the
+ * credit's transaction id), so nothing is summed and `upsertLots` need not group them. In the bulk
+ * load's chunks, about a third cheaper than grouping.
+ */
+function insertCarriedLots(where: string): string {
+  return `INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at)
+     SELECT (data->>'userId')::uuid, data->'lot'->>'lotId',
+            CASE WHEN event_type = 'TokensPurchased' THEN 'purchase' WHEN event_type = 'TokensGranted' THEN 'grant' ELSE 'adjustment' END,
+            CASE WHEN event_type = 'TokensPurchased' THEN (data->>'paymentId')::uuid END, (data->>'transactionId')::uuid,
+            (data->>'amount')::bigint, (data->>'amount')::bigint, coalesce((data->'lot'->>'priority')::integer, ${LOT_PRIORITY_DEFAULT}),
+            (data->'lot'->>'expiresAt')::timestamptz, 'active', (data->>'occurredAt')::timestamptz
+       FROM events WHERE ${CREDIT_TYPES} AND ${CARRIES_LOT} AND ${where}`;
+}
+
+/**
  * Every lot's remainder after the debits of the range (their `draws`; a debit written before lots
  * drew from the opening lot), and its status: the last event of the range that closed it (an
  * expiry, a void, or a refund of the purchase it came from), else a status it was closed with
@@ -293,7 +308,7 @@ export const tokenAccountsBulkLoad: BulkLoad = {
     insertTransactions(`${UP_TO} AND ${CHUNK}`),
     insertPayments(`${UP_TO} AND ${CHUNK}`),
     insertHolds(`${UP_TO} AND ${CHUNK}`),
-    upsertLots(`${UP_TO} AND ${CHUNK} AND ${CARRIES_LOT}`, false),
+    insertCarriedLots(`${UP_TO} AND ${CHUNK}`),
   ],
   // By table, the longest list first: lots (the debits of every draw), balances, payments and holds.
   final: [
