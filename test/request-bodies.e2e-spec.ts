@@ -64,3 +64,41 @@ describe('media types', () => {
     await testApp.http().post(`/v1/accounts/${randomUUID()}/purchases`).set('content-type', 'application/json; charset=utf-8').send(JSON.stringify({ paymentId: randomUUID(), amount: 5 })).expect(201);
   });
 });
+
+describe('routes that take no body', () => {
+  /** Each route without a body, and how to see that a refused request left it undone. */
+  async function routes(): Promise<{ readonly name: string; readonly method: 'post' | 'delete'; readonly path: string; readonly undone: () => Promise<void> }[]> {
+    const userId = randomUUID();
+    await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
+    const hold = await testApp.http().post(`/v1/accounts/${userId}/holds`).send({ amount: 10 }).expect(201);
+    const payment = await testApp.http().post('/v1/payments').send({ userId, packageId: 'starter' }).expect(201);
+    const apiKey = await testApp.http().post('/v1/admin/api-keys').send({ name: `no body ${randomUUID()}`, role: 'service' }).expect(201);
+    const holdStatus = async () => (await testApp.http().get(`/v1/accounts/${userId}/holds`).expect(200)).body.data[0].status as string;
+    return [
+      { name: 'release', method: 'post', path: `/v1/accounts/${userId}/holds/${hold.body.holdId}/release`, undone: async () => expect(await holdStatus()).toBe('active') },
+      { name: 'capture', method: 'post', path: `/v1/payments/${payment.body.paymentId}/capture`, undone: async () => expect((await testApp.http().get(`/v1/payments/${payment.body.paymentId}`).expect(200)).body.status).toBe('PENDING') },
+      { name: 'refund', method: 'post', path: `/v1/payments/${payment.body.paymentId}/refund`, undone: async () => expect((await testApp.http().get(`/v1/payments/${payment.body.paymentId}`).expect(200)).body.status).toBe('PENDING') },
+      { name: 'account rebuild', method: 'post', path: `/v1/admin/accounts/${userId}/rebuild`, undone: async () => expect(await count('SELECT count(*) AS n FROM events WHERE stream_id = $1', [`token-account-${userId}`])).toBe(3) },
+      { name: 'projection rebuild', method: 'post', path: '/v1/admin/projections/token_accounts/rebuild', undone: async () => expect(await count('SELECT count(*) AS n FROM projection_rebuilds')).toBe(0) },
+      { name: 'API key revocation', method: 'delete', path: `/v1/admin/api-keys/${apiKey.body.id}`, undone: async () => expect(await count('SELECT count(*) AS n FROM api_keys WHERE id = $1 AND revoked_at IS NULL', [apiKey.body.id])).toBe(1) },
+    ];
+  }
+
+  it.each([
+    ['a property', '{"foo":1}', ['foo']],
+    ['an array of values', '[1,2]', ['0', '1']],
+  ])('refuse a body with %s, as the refund does, naming it and doing nothing', async (_label, body, fields) => {
+    for (const route of await routes()) {
+      const response = await testApp.http()[route.method](route.path).set('content-type', 'application/json').send(body);
+      expect([route.name, response.status, response.body.code]).toEqual([route.name, 400, 'VALIDATION_FAILED']);
+      expect(response.body.errors.map((error: { field: string; rule: string }) => [error.field, error.rule])).toEqual(fields.map((field) => [field, 'whitelistValidation']));
+      await route.undone();
+    }
+  });
+
+  it('take none, or an empty object', async () => {
+    const [release, capture] = await routes();
+    await testApp.http().post(release?.path ?? '').expect(200);
+    await testApp.http().post(capture?.path ?? '').set('content-type', 'application/json').send('{}').expect(200);
+  });
+});

@@ -1279,7 +1279,6 @@ export interface components {
             position: string | null;
             readModelUpToDate: boolean;
         };
-        RefundPaymentRequest: Record<string, never>;
         MockWebhookRequest: {
             /**
              * @description The provider's event id: the same on every retry of one notification; a second delivery of it changes nothing.
@@ -2313,7 +2312,12 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it). */
+        requestBody?: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
         responses: {
             /** @description The hold, released, and the totals after it. */
             200: {
@@ -3000,7 +3004,12 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it). */
+        requestBody?: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
         responses: {
             /** @description The rebuild started; its progress is at the Location header. */
             202: {
@@ -3267,7 +3276,12 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it). */
+        requestBody?: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
         responses: {
             /** @description The user's rows recomputed from the stream in every projection that has per-account rows. */
             200: {
@@ -4064,7 +4078,12 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it). */
+        requestBody?: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
         responses: {
             /** @description The key, revoked (revoking a revoked key changes nothing). */
             200: {
@@ -4932,7 +4951,12 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it). */
+        requestBody?: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
         responses: {
             /** @description Captured and credited; a repeat returns the payment without crediting again. */
             200: {
@@ -5122,9 +5146,10 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it). */
+        requestBody?: {
             content: {
-                "application/json": components["schemas"]["RefundPaymentRequest"];
+                "application/json": Record<string, never>;
             };
         };
         responses: {

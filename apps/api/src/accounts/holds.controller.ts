@@ -4,6 +4,7 @@ import { ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestj
 import { GetHoldsQuery, GetLotsQuery, HoldTokensCommand, ReleaseHoldCommand, SettleHoldCommand } from '@app/token-accounts';
 import type { FastifyRequest } from 'fastify';
 import { commandContextOf } from '../http/command-context.js';
+import { EmptyBody, NoBody } from '../http/no-body.js';
 import { ApiProblems, COMMAND_WRITE_PROBLEMS } from '../openapi/api-problems.decorator.js';
 import { UserIdParams } from './accounts.dto.js';
 import { HoldPageResponse, HoldParams, HoldRequest, HoldResponse, HoldsQuery, LotPageResponse, LotsQuery, ReleaseResponse, SettleRequest, SettleResponse } from './holds.dto.js';
@@ -40,7 +41,7 @@ export class HoldsController {
   @ApiOperation({ operationId: 'releaseHold', summary: 'Release a hold', description: 'Returns every held token to the available balance; 409 HOLD_NOT_ACTIVE (with holdStatus) once the hold has ended.' })
   @ApiOkResponse({ type: ReleaseResponse, description: 'The hold, released, and the totals after it.' })
   @ApiProblems('HOLD_NOT_FOUND', 'HOLD_NOT_ACTIVE', ...COMMAND_WRITE_PROBLEMS)
-  release(@Param() { userId, holdId }: HoldParams, @Req() request: FastifyRequest) {
+  release(@Param() { userId, holdId }: HoldParams, @NoBody() _body: EmptyBody, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new ReleaseHoldCommand(userId, holdId, commandContextOf(request)));
   }
 

@@ -6,6 +6,7 @@ import { ProjectionsAdmin } from '@app/operations';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LedgerWriteResponse, UserIdParams } from '../accounts/accounts.dto.js';
 import { commandContextOf } from '../http/command-context.js';
+import { EmptyBody, NoBody } from '../http/no-body.js';
 import { ApiProblems, COMMAND_WRITE_PROBLEMS } from '../openapi/api-problems.decorator.js';
 import { AccountRebuildResponse, ProjectionStatusListResponse, RebuildResponse } from './admin.responses.js';
 import { AdjustmentRequest, ProjectionNameParams, RebuildParams } from './admin.dto.js';
@@ -36,7 +37,7 @@ export class AdminController {
     headers: { Location: { description: 'Where its progress is read.', schema: { type: 'string' } } },
   })
   @ApiProblems('UNKNOWN_PROJECTION', 'REBUILD_IN_PROGRESS')
-  async rebuild(@Param() { name }: ProjectionNameParams, @Res({ passthrough: true }) reply: FastifyReply) {
+  async rebuild(@Param() { name }: ProjectionNameParams, @NoBody() _body: EmptyBody, @Res({ passthrough: true }) reply: FastifyReply) {
     const rebuild = await this.admin.startRebuild(name);
     void reply.header('location', `/v1/admin/projections/${name}/rebuilds/${rebuild.id}`);
     return rebuild;
@@ -56,7 +57,7 @@ export class AdminController {
   @HttpCode(HttpStatus.OK)
   @ApiOperation({ operationId: 'rebuildAccount', summary: "Recompute one account's read-model rows" })
   @ApiOkResponse({ type: AccountRebuildResponse, description: "The user's rows recomputed from the stream in every projection that has per-account rows." })
-  rebuildAccount(@Param() { userId }: UserIdParams) {
+  rebuildAccount(@Param() { userId }: UserIdParams, @NoBody() _body: EmptyBody) {
     return this.admin.rebuildAccount(userId);
   }
 

@@ -3,6 +3,7 @@ import { ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestj
 import { ApiKeyNotFoundError, ApiKeyRepository, type ApiKeyRecord } from '@app/auth';
 import type { FastifyRequest } from 'fastify';
 import { actorOf } from '../auth/access-control.js';
+import { EmptyBody, NoBody } from '../http/no-body.js';
 import { ApiProblems } from '../openapi/api-problems.decorator.js';
 import { ApiKeyIdParams, CreateApiKeyRequest } from './api-keys.dto.js';
 import { ApiKeyListResponse, ApiKeyResponse, CreatedApiKeyResponse } from './api-keys.responses.js';
@@ -48,7 +49,7 @@ export class ApiKeysController {
   @ApiOperation({ operationId: 'revokeApiKey', summary: 'Revoke an API key' })
   @ApiOkResponse({ type: ApiKeyResponse, description: 'The key, revoked (revoking a revoked key changes nothing).' })
   @ApiProblems('API_KEY_NOT_FOUND')
-  async revoke(@Param() { id }: ApiKeyIdParams) {
+  async revoke(@Param() { id }: ApiKeyIdParams, @NoBody() _body: EmptyBody) {
     if ((await this.keys.revoke(id)) === 'not_found') throw new ApiKeyNotFoundError(id);
     const record = await this.keys.find(id);
     if (record === undefined) throw new ApiKeyNotFoundError(id);

@@ -22,13 +22,6 @@ export class PaymentIdParams {
   paymentId!: string;
 }
 
-/**
- * A refund's body: empty. A refund returns what is left of the payment's charge and takes its tokens
- * back, whole (ADR 0021); a body that names an amount, or anything else, is refused (400 naming the
- * property), never read as a partial refund and carried out whole.
- */
-export class RefundPaymentRequest {}
-
 /** The list's paging (limit, and a cursor or an offset), and a status to filter by. */
 export class PaymentListQuery extends HistoryQuery {
   @ApiPropertyOptional({ enum: PAYMENT_STATUSES })
