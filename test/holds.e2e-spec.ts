@@ -245,6 +245,33 @@ describe('credit lots over HTTP', () => {
     const response = await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 5, reason: 'Late', expiresAt: '2020-01-01T00:00:00.000Z' }).expect(400);
     expect(response.body.code).toBe('LOT_EXPIRY_OUT_OF_RANGE');
   });
+
+  it('reads expiresAt: null as no expiry, as priority: null is the default priority', async () => {
+    const userId = randomUUID();
+    await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 10, reason: 'No end', expiresAt: null, priority: null }).expect(201);
+    const lots = await http().get(`/v1/accounts/${userId}/lots`).expect(200);
+    expect(lots.body.data).toEqual([expect.objectContaining({ source: 'grant', original: 10, priority: 10, expiresAt: null, status: 'active' })]);
+  });
+
+  it.each(['2099-W01-1', '2099-01-01', '2099-01-01T00:00:00', '2099-01-01T00:00', '2099-01-01T00:00:00+0100', '2099-01-01 00:00:00Z', '2099-02-29T00:00:00Z', '2099-01-01T24:00:00Z', '2099-01-01T00:00:00+24:00'])(
+    'refuses expiresAt %s, not an RFC 3339 date-time with an offset, naming the field and the rule, and grants nothing',
+    async (expiresAt) => {
+      const userId = randomUUID();
+      const response = await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 5, reason: 'Odd date', expiresAt }).expect(400);
+      expect(response.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [{ field: 'expiresAt', rule: 'isDateTime', message: 'expiresAt must be an RFC 3339 date-time with an offset (Z or ±hh:mm), such as 2027-01-01T00:00:00Z' }] });
+      expect((await http().get(`/v1/accounts/${userId}/balance`).expect(200)).body.balance).toBe(0);
+    },
+  );
+
+  it.each([
+    ['2099-01-01T00:00:00Z', '2099-01-01T00:00:00.000Z'],
+    ['2099-01-01t01:30:00.25+01:30', '2099-01-01T00:00:00.250Z'],
+    ['2099-01-01T00:00:00-00:00', '2099-01-01T00:00:00.000Z'],
+  ])('takes expiresAt %s, an RFC 3339 date-time, as the instant it names', async (expiresAt, instant) => {
+    const userId = randomUUID();
+    await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 5, reason: 'Dated', expiresAt }).expect(201);
+    expect((await http().get(`/v1/accounts/${userId}/lots`).expect(200)).body.data).toEqual([expect.objectContaining({ expiresAt: instant })]);
+  });
 });
 
 describe('lots of purchases', () => {

@@ -1007,9 +1007,9 @@ export interface components {
             reason: string;
             /**
              * Format: date-time
-             * @description When the remainder stops being spendable; never when absent. Must be in the future.
+             * @description When the remainder stops being spendable, with an offset (Z or ±hh:mm); in the future. Absent or null: never.
              */
-            expiresAt?: string;
+            expiresAt?: string | null;
             /** @description Lower is spent first; default 10 (before paid credit at 100). */
             priority?: number;
         };
@@ -1065,7 +1065,7 @@ export interface components {
             scopes?: ("accounts:read" | "usage:write" | "purchases:write" | "payments:write" | "refunds:write" | "adjustments:write" | "holds:write" | "grants:write" | "audit:read" | "projections:read" | "projections:write" | "api-keys:manage")[];
             /**
              * Format: date-time
-             * @description When the key stops working; in the future. Absent or null: never.
+             * @description When the key stops working, with an offset (Z or ±hh:mm); in the future. Absent or null: never.
              */
             expiresAt?: string | null;
         };
@@ -4400,7 +4400,7 @@ export interface operations {
     getAuditBalance: {
         parameters: {
             query?: {
-                /** @description Replay the events that occurred (data.occurredAt) at or before this time. Give this or revision. */
+                /** @description Replay the events that occurred (data.occurredAt) at or before this time, with an offset (Z or ±hh:mm). Give this or revision. */
                 at?: string;
                 /** @description Replay up to and including this revision. Give this or at. */
                 revision?: number;

@@ -3,9 +3,10 @@ import { IsMetadata, MetadataResponse } from '../http/metadata.js';
 import { type Metadata, DESCRIPTION_LENGTH_MAX, HOLD_TTL_SECONDS_MAX, HOLD_TTL_SECONDS_MIN, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN } from '@app/ledger';
 import { HOLD_STATUSES, LOT_STATUSES, type HoldStatus, type LotStatus } from '@app/token-accounts';
 import { Transform } from 'class-transformer';
-import { IsIn, IsInt, IsISO8601, IsNotEmpty, IsOptional, IsString, Matches, Max, Min } from 'class-validator';
+import { IsIn, IsInt, IsNotEmpty, IsOptional, IsString, Matches, Max, Min } from 'class-validator';
 import { IsStorableText, MaxCharacters } from '../http/storable-text.js';
 import { IsCanonicalUuid } from '../http/canonical-uuid.js';
+import { IsDateTime } from '../http/date-time.js';
 import { TransactionResponse, UserIdParams } from './accounts.dto.js';
 import { PageQuery, PageResponse } from '../http/page-query.js';
 
@@ -100,10 +101,10 @@ export class GrantRequest {
   @IsStorableText()
   reason!: string;
 
-  @ApiPropertyOptional({ format: 'date-time', description: 'When the remainder stops being spendable; never when absent. Must be in the future.' })
+  @ApiPropertyOptional({ type: String, format: 'date-time', nullable: true, description: 'When the remainder stops being spendable, with an offset (Z or ±hh:mm); in the future. Absent or null: never.' })
   @IsOptional()
-  @IsISO8601({ strict: true })
-  expiresAt?: string;
+  @IsDateTime()
+  expiresAt?: string | null;
 
   @ApiPropertyOptional({ type: 'integer', minimum: LOT_PRIORITY_MIN, maximum: LOT_PRIORITY_MAX, description: 'Lower is spent first; default 10 (before paid credit at 100).' })
   @IsOptional()

@@ -80,7 +80,7 @@ export class AdminController {
   @ApiCreatedResponse({ type: LotWriteResponse, description: 'A promotional credit with a lot of its own (an adjustment row whose description is the reason).' })
   @ApiProblems('AMOUNT_OUT_OF_RANGE', 'REASON_REQUIRED', 'REASON_TOO_LONG', 'LOT_EXPIRY_OUT_OF_RANGE', 'LOT_PRIORITY_OUT_OF_RANGE', 'LOT_LIMIT_REACHED', 'BALANCE_OUT_OF_RANGE', ...COMMAND_WRITE_PROBLEMS)
   grant(@Param() { userId }: UserIdParams, @Body() body: GrantRequest, @Req() request: FastifyRequest) {
-    const expiresAt = body.expiresAt === undefined ? null : new Date(body.expiresAt);
+    const expiresAt = body.expiresAt === undefined || body.expiresAt === null ? null : new Date(body.expiresAt);
     return this.commandBus.execute(new GrantTokensCommand(userId, body.amount, body.reason, expiresAt, body.priority ?? null, commandContextOf(request)));
   }
 

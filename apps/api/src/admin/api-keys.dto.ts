@@ -1,6 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { API_KEY_ROLES, API_KEY_SCOPES, type ApiKeyRole, type ApiKeyScope } from '@app/auth';
-import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsIn, IsISO8601, IsOptional, IsString, Matches, MinLength } from 'class-validator';
+import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsIn, IsOptional, IsString, Matches, MinLength } from 'class-validator';
+import { IsDateTime } from '../http/date-time.js';
 import { IsStorableText, MaxCharacters } from '../http/storable-text.js';
 
 export class ApiKeyIdParams {
@@ -31,9 +32,8 @@ export class CreateApiKeyRequest {
   @IsIn(API_KEY_SCOPES, { each: true })
   scopes?: ApiKeyScope[];
 
-  @ApiPropertyOptional({ type: String, format: 'date-time', nullable: true, description: 'When the key stops working; in the future. Absent or null: never.' })
+  @ApiPropertyOptional({ type: String, format: 'date-time', nullable: true, description: 'When the key stops working, with an offset (Z or ±hh:mm); in the future. Absent or null: never.' })
   @IsOptional()
-  @IsISO8601({ strict: true, strictSeparator: true })
-  @Matches(/T.*(Z|[+-]\d{2}:?\d{2})$/, { message: 'expiresAt must be a date and time with a time zone (Z or +hh:mm)' })
+  @IsDateTime()
   expiresAt?: string | null;
 }

@@ -2,8 +2,9 @@ import { ApiPropertyOptional } from '@nestjs/swagger';
 import { AUDIT_PAGE_SIZE_MAX } from '@app/operations';
 import type { AsOf } from '@app/audit';
 import { QueryInteger } from '../http/query-integer.js';
-import { IsIn, IsInt, IsISO8601, IsOptional, Max, Min, Matches } from 'class-validator';
+import { IsIn, IsInt, IsOptional, Max, Min } from 'class-validator';
 import { RequestValidationError } from '../http/request-validation.error.js';
+import { IsDateTime } from '../http/date-time.js';
 
 export const AUDIT_PAGE_SIZE_DEFAULT = 100;
 
@@ -31,11 +32,9 @@ export class AuditEventsQuery {
 }
 
 export class AuditBalanceQuery {
-  @ApiPropertyOptional({ format: 'date-time', description: 'Replay the events that occurred (data.occurredAt) at or before this time. Give this or revision.' })
+  @ApiPropertyOptional({ format: 'date-time', description: 'Replay the events that occurred (data.occurredAt) at or before this time, with an offset (Z or ±hh:mm). Give this or revision.' })
   @IsOptional()
-  @IsISO8601({ strict: true, strictSeparator: true })
-  // Without an offset a time would be read in the server's time zone.
-  @Matches(/T.*(Z|[+-]\d{2}:?\d{2})$/, { message: 'at must be a date and time with a time zone (Z or +hh:mm)' })
+  @IsDateTime()
   at?: string;
 
   @ApiPropertyOptional({ minimum: 0, type: 'integer', description: 'Replay up to and including this revision. Give this or at.' })
