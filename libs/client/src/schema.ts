@@ -3712,7 +3712,7 @@ export interface operations {
             };
             path: {
                 userId: string;
-                /** @description The lot of the grant (its transaction id). */
+                /** @description The lot of the grant: its transaction id, a UUID in either case. `opening` names the lot of credits written before lots, never a grant. */
                 lotId: string;
             };
             cookie?: never;

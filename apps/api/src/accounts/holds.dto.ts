@@ -1,9 +1,9 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsMetadata, MetadataResponse } from '../http/metadata.js';
-import { type Metadata, DESCRIPTION_LENGTH_MAX, HOLD_TTL_SECONDS_MAX, HOLD_TTL_SECONDS_MIN, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN } from '@app/ledger';
+import { type Metadata, OPENING_LOT_ID, DESCRIPTION_LENGTH_MAX, HOLD_TTL_SECONDS_MAX, HOLD_TTL_SECONDS_MIN, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN } from '@app/ledger';
 import { HOLD_STATUSES, LOT_STATUSES, type HoldStatus, type LotStatus } from '@app/token-accounts';
 import { Transform } from 'class-transformer';
-import { IsIn, IsInt, IsNotEmpty, IsOptional, IsString, Matches, Max, Min } from 'class-validator';
+import { IsIn, IsInt, IsNotEmpty, IsOptional, IsString, Max, Min, ValidateIf } from 'class-validator';
 import { IsStorableText, MaxCharacters } from '../http/storable-text.js';
 import { IsCanonicalUuid } from '../http/canonical-uuid.js';
 import { IsDateTime } from '../http/date-time.js';
@@ -79,8 +79,10 @@ export class LotsQuery extends PageQuery {
 }
 
 export class GrantParams extends UserIdParams {
-  @ApiProperty({ description: 'The lot of the grant (its transaction id).' })
-  @Matches(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, { message: 'lotId must be a lower-case UUID' })
+  @ApiProperty({ description: `The lot of the grant: its transaction id, a UUID in either case. \`${OPENING_LOT_ID}\` names the lot of credits written before lots, never a grant.` })
+  // A lot id is a UUID or the opening lot's; the ledger, not the validation, says which lot is no grant.
+  @ValidateIf(({ lotId }: GrantParams) => lotId !== OPENING_LOT_ID)
+  @IsCanonicalUuid()
   lotId!: string;
 }
 

@@ -373,6 +373,10 @@ describe('lots: streams written before lots', () => {
     ]);
   });
 
+  it('refuse a void of the opening lot, which is no grant', () => {
+    spec.given(legacy).when(voidGrant(OPENING_LOT_ID)).thenThrows('LOT_NOT_A_GRANT', { lotId: OPENING_LOT_ID, source: 'opening' });
+  });
+
   it('keep spending: new credit goes to lots of its own, the opening lot is spent in order', () => {
     const events = history([grant('promo', 10, { expiresAt: null }), use(70)], legacy);
     expect(drawsOf(events.slice(legacy.length))).toEqual([
