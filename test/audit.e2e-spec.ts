@@ -127,11 +127,19 @@ describe('auditor API: balances as of a point', () => {
     const balance = async (query: string) => (await testApp.http().get(`/v1/audit/accounts/${userId}/balance?${query}`).expect(200)).body;
     expect(await balance('revision=0')).toMatchObject({ userId, balance: 100, revision: '0' });
     expect(await balance('revision=2')).toMatchObject({ userId, balance: 80, revision: '2' });
-    expect(await balance('revision=99')).toMatchObject({ userId, balance: 70, revision: '3' });
+    expect(await balance('revision=3')).toMatchObject({ userId, balance: 70, revision: '3' });
     expect(await balance(`at=${new Date(T(1).getTime() - 1).toISOString()}`)).toMatchObject({ userId, balance: 0, revision: '-1' });
     expect(await balance(`at=${T(1).toISOString()}`)).toMatchObject({ userId, balance: 100, revision: '0' });
     expect(await balance(`at=${new Date(T(3).getTime() + 3_600_000).toISOString()}`)).toMatchObject({ userId, balance: 80, revision: '2' });
     expect(await balance('at=2027-01-01T00:00:00Z')).toMatchObject({ userId, balance: 70, revision: '3' });
+  });
+
+  it('refuses a revision past the end of the stream, naming it and the last revision, rather than replaying to the end', async () => {
+    const userId = await account(3);
+    for (const revision of ['4', '99']) {
+      const response = await testApp.http().get(`/v1/audit/accounts/${userId}/balance?revision=${revision}`).expect(400);
+      expect(response.body).toMatchObject({ code: 'REVISION_OUT_OF_RANGE', field: 'revision', revision, streamRevision: '3', detail: `revision ${revision} is past the end of the stream, whose last revision is 3` });
+    }
   });
 
   it('takes exactly one of at and revision, each valid', async () => {

@@ -4402,7 +4402,7 @@ export interface operations {
             query?: {
                 /** @description Replay the events that occurred (data.occurredAt) at or before this time, with an offset (Z or ±hh:mm). Give this or revision. */
                 at?: string;
-                /** @description Replay up to and including this revision. Give this or at. */
+                /** @description Replay up to and including this revision, at most the stream's last (else 400 REVISION_OUT_OF_RANGE). Give this or at. */
                 revision?: number;
             };
             header?: never;
@@ -4422,7 +4422,7 @@ export interface operations {
                     "application/json": components["schemas"]["AuditBalanceResponse"];
                 };
             };
-            /** @description `VALIDATION_FAILED`: The request is not valid */
+            /** @description `REVISION_OUT_OF_RANGE`: The revision is past the end of the stream; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4430,7 +4430,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "VALIDATION_FAILED";
+                        code: "REVISION_OUT_OF_RANGE" | "VALIDATION_FAILED";
                     };
                 };
             };

@@ -4,7 +4,7 @@ import { formatPosition, readStreamPages, readWholeStream, type EventStore, type
 import { tokenAccountStreamId } from '@app/ledger';
 import { PROJECTIONS, type Projection } from '@app/projections';
 import type { Pool } from 'pg';
-import { AccountNotFoundError, ChainBrokenError, StreamNotReplayableError } from './operations.errors.js';
+import { AccountNotFoundError, ChainBrokenError, RevisionOutOfRangeError, StreamNotReplayableError } from './operations.errors.js';
 import { verifyAccount, type AccountDifference } from './account-verification.js';
 
 /** A stored event as an auditor sees it: everything the store holds. */
@@ -89,10 +89,12 @@ export class AccountAudit {
 
   /**
    * The balance, held and available totals, active holds and lots with tokens left, replayed from
-   * the stream up to `asOf`, and the revision reached (-1 before the first event).
+   * the stream up to `asOf`, and the revision reached (-1 before the first event). A revision past
+   * the stream's last is refused (RevisionOutOfRangeError), not read as the last.
    */
   async balanceAsOf(userId: string, asOf: AsOf): Promise<TokenAccountSummary & { readonly revision: string }> {
-    await this.streamRevision(userId);
+    const streamRevision = await this.streamRevision(userId);
+    if ('revision' in asOf && asOf.revision > streamRevision) throw new RevisionOutOfRangeError(asOf.revision, streamRevision);
     const events = await readWholeStream(this.store, tokenAccountStreamId(userId), 'revision' in asOf ? { toRevision: asOf.revision } : {});
     try {
       const { revision, ...summary } = tokenAccountSummaryAsOf(events, asOf);

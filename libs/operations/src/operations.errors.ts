@@ -1,7 +1,7 @@
 import { CodedError } from '@app/ledger';
 
 /** The operator tools' expected rejections: the auditor's. */
-export const OPERATIONS_ERROR_CODES = ['ACCOUNT_NOT_FOUND', 'CHAIN_BROKEN', 'STREAM_NOT_REPLAYABLE'] as const;
+export const OPERATIONS_ERROR_CODES = ['ACCOUNT_NOT_FOUND', 'CHAIN_BROKEN', 'STREAM_NOT_REPLAYABLE', 'REVISION_OUT_OF_RANGE'] as const;
 
 export type OperationsErrorCode = (typeof OPERATIONS_ERROR_CODES)[number];
 
@@ -36,5 +36,21 @@ export class StreamNotReplayableError extends CodedError<OperationsErrorCode> {
     readonly reason: string,
   ) {
     super('STREAM_NOT_REPLAYABLE', `the stream of user ${userId} cannot be replayed: ${reason}`, { reason });
+  }
+}
+
+/** An as-of revision past the stream's last: a balance there is not known yet, so none is made up from the last one. */
+export class RevisionOutOfRangeError extends CodedError<OperationsErrorCode> {
+  override readonly name = 'RevisionOutOfRangeError';
+
+  constructor(
+    readonly revision: bigint,
+    readonly streamRevision: bigint,
+  ) {
+    super('REVISION_OUT_OF_RANGE', `revision ${revision} is past the end of the stream, whose last revision is ${streamRevision}`, {
+      field: 'revision',
+      revision: revision.toString(),
+      streamRevision: streamRevision.toString(),
+    });
   }
 }

@@ -48,7 +48,7 @@ export class AuditController {
   @Get('accounts/:userId/balance')
   @ApiOperation({ operationId: 'getAuditBalance', summary: 'Replay the balance of an account as of a time or revision' })
   @ApiOkResponse({ type: AuditBalanceResponse, description: 'The balance replayed from the stream to the point, and the last revision applied (-1 before the first event); for an account with payment disputes also its shortfall and every dispute (ADR 0024).' })
-  @ApiProblems('ACCOUNT_NOT_FOUND', 'STREAM_NOT_REPLAYABLE')
+  @ApiProblems('ACCOUNT_NOT_FOUND', 'REVISION_OUT_OF_RANGE', 'STREAM_NOT_REPLAYABLE')
   async balance(@Param() { userId }: UserIdParams, @Query() query: AuditBalanceQuery) {
     return { userId, ...(await this.audit.balanceAsOf(userId, query.asOf())) };
   }

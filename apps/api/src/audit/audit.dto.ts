@@ -37,7 +37,7 @@ export class AuditBalanceQuery {
   @IsDateTime()
   at?: string;
 
-  @ApiPropertyOptional({ minimum: 0, type: 'integer', description: 'Replay up to and including this revision. Give this or at.' })
+  @ApiPropertyOptional({ minimum: 0, type: 'integer', description: "Replay up to and including this revision, at most the stream's last (else 400 REVISION_OUT_OF_RANGE). Give this or at." })
   @IsOptional()
   @QueryInteger()
   @IsInt()

@@ -96,6 +96,7 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   ACCOUNT_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'The account has no events' },
   CHAIN_BROKEN: { status: HttpStatus.CONFLICT, title: 'The hash chain of the stream does not verify' },
   STREAM_NOT_REPLAYABLE: { status: HttpStatus.CONFLICT, title: 'The stream breaks the ledger invariants' },
+  REVISION_OUT_OF_RANGE: { status: HttpStatus.BAD_REQUEST, title: 'The revision is past the end of the stream' },
 
   PACKAGE_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'Token package not found' },
   // The provider may or may not have acted: the request is safe to retry, and a retry records the outcome once.
