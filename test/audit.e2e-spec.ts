@@ -98,6 +98,18 @@ describe('auditor API: the raw stream', () => {
     expect(pages.flat()).toEqual(paged);
   });
 
+  it('refuses paging parameters with NDJSON, which streams the whole stream, naming each', async () => {
+    const userId = await account(2);
+    for (const [query, fields] of [
+      ['limit=1', ['limit']],
+      ['fromRevision=1', ['fromRevision']],
+      ['fromRevision=0&limit=100', ['fromRevision', 'limit']],
+    ] as const) {
+      const response = await testApp.http().get(`/v1/audit/accounts/${userId}/events?format=ndjson&${query}`).expect(400);
+      expect(response.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: fields.map((field) => ({ field, rule: 'notWithNdjson', message: `${field} does not apply to format=ndjson, which streams the whole stream` })) });
+    }
+  });
+
   it('refuses bad paging parameters, naming the field and the rule', async () => {
     const userId = await account(1);
     for (const [query, field, rule] of [

@@ -4283,10 +4283,11 @@ export interface operations {
     listAuditEvents: {
         parameters: {
             query?: {
-                /** @description First revision of the page. */
+                /** @description First revision of the page. Not with format=ndjson. */
                 fromRevision?: number;
+                /** @description Events per page. Not with format=ndjson. */
                 limit?: number;
-                /** @description `ndjson`: the whole stream, one event per line, streamed (paging parameters do not apply). */
+                /** @description `ndjson`: the whole stream, one event per line, streamed; fromRevision and limit are refused with it. */
                 format?: "json" | "ndjson";
             };
             header?: never;
@@ -4297,7 +4298,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A page of the raw stream and the next page's fromRevision; with format=ndjson, the whole stream, one event per line. */
+            /** @description A page of the raw stream and the next page's fromRevision; with format=ndjson (and no fromRevision or limit), the whole stream, one event per line. */
             200: {
                 headers: {
                     [name: string]: unknown;

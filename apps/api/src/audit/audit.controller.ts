@@ -33,7 +33,7 @@ export class AuditController {
   @Get('accounts/:userId/events')
   @ApiOperation({ operationId: 'listAuditEvents', summary: 'Read the raw event stream of an account' })
   @ApiOkResponse({
-    description: "A page of the raw stream and the next page's fromRevision; with format=ndjson, the whole stream, one event per line.",
+    description: "A page of the raw stream and the next page's fromRevision; with format=ndjson (and no fromRevision or limit), the whole stream, one event per line.",
     content: {
       'application/json': { schema: { $ref: getSchemaPath(AuditEventPageResponse) } },
       'application/x-ndjson': { schema: { type: 'string', description: 'One event (as in data[] of the JSON page) per line.' } },
@@ -41,8 +41,9 @@ export class AuditController {
   })
   @ApiProblems('ACCOUNT_NOT_FOUND')
   async events(@Param() { userId }: UserIdParams, @Query() query: AuditEventsQuery) {
-    if (query.format === 'ndjson') return new StreamableFile(Readable.from(ndjsonLines(await this.audit.pages(userId))), { type: NDJSON });
-    return { userId, ...(await this.audit.page(userId, BigInt(query.fromRevision), query.limit)) };
+    const page = query.page();
+    if (page === null) return new StreamableFile(Readable.from(ndjsonLines(await this.audit.pages(userId))), { type: NDJSON });
+    return { userId, ...(await this.audit.page(userId, page.fromRevision, page.limit)) };
   }
 
   @Get('accounts/:userId/balance')

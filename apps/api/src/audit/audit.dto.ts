@@ -9,26 +9,39 @@ import { IsDateTime } from '../http/date-time.js';
 export const AUDIT_PAGE_SIZE_DEFAULT = 100;
 
 export class AuditEventsQuery {
-  @ApiPropertyOptional({ minimum: 0, default: 0, type: 'integer', description: 'First revision of the page.' })
+  @ApiPropertyOptional({ minimum: 0, default: 0, type: 'integer', description: 'First revision of the page. Not with format=ndjson.' })
   @IsOptional()
   @QueryInteger()
   @IsInt()
   @Min(0)
   @Max(Number.MAX_SAFE_INTEGER)
-  fromRevision: number = 0;
+  fromRevision?: number;
 
-  @ApiPropertyOptional({ minimum: 1, maximum: AUDIT_PAGE_SIZE_MAX, default: AUDIT_PAGE_SIZE_DEFAULT, type: 'integer' })
+  @ApiPropertyOptional({ minimum: 1, maximum: AUDIT_PAGE_SIZE_MAX, default: AUDIT_PAGE_SIZE_DEFAULT, type: 'integer', description: 'Events per page. Not with format=ndjson.' })
   @IsOptional()
   @QueryInteger()
   @IsInt()
   @Min(1)
   @Max(AUDIT_PAGE_SIZE_MAX)
-  limit: number = AUDIT_PAGE_SIZE_DEFAULT;
+  limit?: number;
 
-  @ApiPropertyOptional({ enum: ['json', 'ndjson'], default: 'json', description: '`ndjson`: the whole stream, one event per line, streamed (paging parameters do not apply).' })
+  @ApiPropertyOptional({ enum: ['json', 'ndjson'], default: 'json', description: '`ndjson`: the whole stream, one event per line, streamed; fromRevision and limit are refused with it.' })
   @IsOptional()
   @IsIn(['json', 'ndjson'])
   format: 'json' | 'ndjson' = 'json';
+
+  /**
+   * The page asked for, or null for the whole stream (format=ndjson). NDJSON takes no paging
+   * parameter: one given is refused, naming it, rather than ignored with the whole stream sent.
+   */
+  page(): { readonly fromRevision: bigint; readonly limit: number } | null {
+    if (this.format === 'json') return { fromRevision: BigInt(this.fromRevision ?? 0), limit: this.limit ?? AUDIT_PAGE_SIZE_DEFAULT };
+    const given = (['fromRevision', 'limit'] as const).filter((field) => this[field] !== undefined);
+    if (given.length > 0) {
+      throw new RequestValidationError(given.map((field) => ({ field, rule: 'notWithNdjson', message: `${field} does not apply to format=ndjson, which streams the whole stream` })));
+    }
+    return null;
+  }
 }
 
 export class AuditBalanceQuery {
