@@ -186,7 +186,7 @@ describe('admin adjustments', () => {
 
 describe('admin adjustments: bad input gets 400 naming the field and rule, and writes nothing', () => {
   const cases: ReadonlyArray<[string, Record<string, unknown>, string, string]> = [
-    ['no reason', { amount: 5 }, 'reason', 'isString'],
+    ['no reason', { amount: 5 }, 'reason', 'isDefined'],
     ['an empty reason', { amount: 5, reason: '' }, 'reason', 'isNotEmpty'],
     ['a blank reason', { amount: 5, reason: ' \t\n ' }, 'reason', 'isNotEmpty'],
     ['a reason that is not text', { amount: 5, reason: 42 }, 'reason', 'isString'],
@@ -194,7 +194,7 @@ describe('admin adjustments: bad input gets 400 naming the field and rule, and w
     ['amount 0', { amount: 0, reason: 'Zero' }, 'amount', 'notEquals'],
     ['a fractional amount', { amount: -1.5, reason: 'Half' }, 'amount', 'isInt'],
     ['an amount as text', { amount: '-5', reason: 'Text' }, 'amount', 'isInt'],
-    ['no amount', { reason: 'Nothing' }, 'amount', 'isInt'],
+    ['no amount', { reason: 'Nothing' }, 'amount', 'isDefined'],
     ['an unsafe positive amount', { amount: Number.MAX_SAFE_INTEGER + 1, reason: 'Unsafe' }, 'amount', 'max'],
     ['an unsafe negative amount', { amount: -(2 ** 53), reason: 'Unsafe' }, 'amount', 'min'],
     ['an unknown field', { amount: 5, reason: 'Extra', description: 'x' }, 'description', 'whitelistValidation'],

@@ -102,3 +102,46 @@ describe('routes that take no body', () => {
     await testApp.http().post(capture?.path ?? '').set('content-type', 'application/json').send('{}').expect(200);
   });
 });
+
+describe('validation messages', () => {
+  const violations = async (path: string, body: unknown) => {
+    const response = await testApp.http().post(path).send(body as object).expect(400);
+    expect(response.body.code).toBe('VALIDATION_FAILED');
+    return (response.body.errors as { field: string; rule: string; message: string }[]).map(({ field, rule, message }) => [field, rule, message]);
+  };
+
+  it('say once that a missing field is required, not every rule its absence breaks, and write nothing', async () => {
+    const userId = randomUUID();
+    expect(await violations(`/v1/accounts/${userId}/usage`, {})).toEqual([['amount', 'isDefined', 'amount is required']]);
+    expect(await violations(`/v1/accounts/${userId}/usage`, { amount: null })).toEqual([['amount', 'isDefined', 'amount is required']]);
+    expect(await violations(`/v1/admin/accounts/${userId}/grants`, { amount: 10 })).toEqual([['reason', 'isDefined', 'reason is required']]);
+    expect(await violations(`/v1/admin/accounts/${userId}/adjustments`, {})).toEqual([
+      ['amount', 'isDefined', 'amount is required'],
+      ['reason', 'isDefined', 'reason is required'],
+    ]);
+    expect(await violations('/v1/admin/api-keys', { role: 'service' })).toEqual([['name', 'isDefined', 'name is required']]);
+    expect(await count('SELECT count(*) AS n FROM events WHERE stream_id = $1', [`token-account-${userId}`])).toBe(0);
+  });
+
+  it('say the type of a value of the wrong type, once', async () => {
+    const userId = randomUUID();
+    expect(await violations(`/v1/accounts/${userId}/usage`, { amount: '10' })).toEqual([['amount', 'isInt', 'amount must be an integer number']]);
+    expect(await violations(`/v1/admin/accounts/${userId}/grants`, { amount: 10, reason: 5 })).toEqual([['reason', 'isString', 'reason must be a string']]);
+    expect(await violations('/v1/admin/api-keys', { name: 1, role: 'service', scopes: 'usage:write' })).toEqual([
+      ['name', 'isString', 'name must be a string'],
+      ['scopes', 'isArray', 'scopes must be an array'],
+    ]);
+    expect((await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: '10' }).expect(400)).body.detail).toBe('amount must be an integer number');
+  });
+
+  it('keep every range and text rule a value of the right type breaks, and name unknown fields whatever their value', async () => {
+    const userId = randomUUID();
+    expect(await violations(`/v1/accounts/${userId}/usage`, { amount: 0 })).toEqual([['amount', 'min', 'amount must not be less than 1']]);
+    expect(await violations(`/v1/accounts/${userId}/usage`, { amount: 9_007_199_254_740_992 })).toEqual([['amount', 'max', 'amount must not be greater than 9007199254740991']]);
+    expect(await violations(`/v1/admin/accounts/${userId}/adjustments`, { amount: 0, reason: ' ' })).toEqual([
+      ['amount', 'notEquals', 'amount must not be 0'],
+      ['reason', 'isNotEmpty', 'reason must not be empty or blank'],
+    ]);
+    expect(await violations(`/v1/accounts/${userId}/usage`, { amount: 1, colour: null })).toEqual([['colour', 'whitelistValidation', 'property colour should not exist']]);
+  });
+});

@@ -91,7 +91,8 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth, 
       whitelist: true,
       forbidNonWhitelisted: true,
       transform: true,
-      validationError: { target: false, value: false },
+      // The value tells a missing property from a wrong one (RequestValidationError); it is never sent back.
+      validationError: { target: false, value: true },
       exceptionFactory: (errors) => RequestValidationError.fromValidationErrors(errors),
     }),
   );
