@@ -116,6 +116,8 @@ describe('auditor API: the raw stream', () => {
       ['limit=0', 'limit', 'min'],
       ['limit=1001', 'limit', 'max'],
       ['limit=2.5', 'limit', 'isInt'],
+      ['limit=5.0', 'limit', 'isInt'],
+      ['fromRevision=2.0', 'fromRevision', 'isInt'],
       ['fromRevision=-1', 'fromRevision', 'min'],
       ['format=csv', 'format', 'isIn'],
     ] as const) {
@@ -165,6 +167,7 @@ describe('auditor API: balances as of a point', () => {
       expect((await testApp.http().get(`/v1/audit/accounts/${userId}/balance?at=${at}`).expect(400)).body.errors).toEqual([expect.objectContaining({ field: 'at', rule: 'isDateTime' })]);
     }
     expect((await testApp.http().get(`/v1/audit/accounts/${userId}/balance?revision=-1`).expect(400)).body.errors).toEqual([expect.objectContaining({ field: 'revision', rule: 'min' })]);
+    expect((await testApp.http().get(`/v1/audit/accounts/${userId}/balance?revision=1.0`).expect(400)).body.errors).toEqual([expect.objectContaining({ field: 'revision', rule: 'isInt' })]);
   });
 });
 

@@ -177,6 +177,16 @@ describe('cursor refusals', () => {
     const response = await http().get(`/v1/accounts/${randomUUID()}/lots?${query}`).expect(400);
     expect(new Set(response.body.errors.map((error: { field: string }) => error.field))).toEqual(new Set(['limit']));
   });
+
+  it.each([
+    ['limit=5.0', 'limit'],
+    ['limit=5.', 'limit'],
+    ['offset=2.0', 'offset'],
+    ['offset=0.00', 'offset'],
+  ])('refuses %s: limit and offset are written as decimal integers', async (query, field) => {
+    const response = await http().get(`/v1/accounts/${randomUUID()}/transactions?${query}`).expect(400);
+    expect(response.body.errors).toEqual([expect.objectContaining({ field, rule: 'isInt' })]);
+  });
 });
 
 describe('the indexes that serve the keyset orders', () => {
