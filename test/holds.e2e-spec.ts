@@ -216,7 +216,11 @@ describe('credit lots over HTTP', () => {
     expect(voided.body).toMatchObject({ balance: 10, transaction: { amount: -25, transactionType: 'adjustment', description: 'Wrong account' } });
     const purchaseLot = (await http().get(`/v1/accounts/${userId}/lots?status=active`).expect(200)).body.data[0].lotId as string;
     expect((await http().post(`/v1/admin/accounts/${userId}/grants/${purchaseLot}/void`).send({ reason: 'x' }).expect(409)).body.code).toBe('LOT_NOT_A_GRANT');
-    expect((await http().post(`/v1/admin/accounts/${userId}/grants/${lotId}/void`).send({ reason: 'again' }).expect(404)).body.code).toBe('LOT_NOT_FOUND');
+    // Voided already: the lot exists, no longer active; nothing more is taken.
+    const again = await http().post(`/v1/admin/accounts/${userId}/grants/${lotId}/void`).send({ reason: 'again' }).expect(409);
+    expect(again.body).toMatchObject({ code: 'LOT_NOT_ACTIVE', lotId, lotStatus: 'voided', detail: `lot ${lotId} is voided` });
+    expect((await http().get(`/v1/accounts/${userId}/lots?status=voided`).expect(200)).body.data).toEqual([expect.objectContaining({ lotId, status: 'voided' })]);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 10 });
     await expectConsistent(userId);
   });
 

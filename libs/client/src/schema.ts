@@ -338,7 +338,7 @@ export interface paths {
         put?: never;
         /**
          * Take back a grant's remainder
-         * @description 409 LOT_NOT_A_GRANT, or LOT_HELD (settle or release its holds first); 404 LOT_NOT_FOUND when no lot with tokens left has this id.
+         * @description 409 LOT_NOT_A_GRANT, LOT_NOT_ACTIVE (voided already, with lotStatus), or LOT_HELD (settle or release its holds first); 404 LOT_NOT_FOUND when no lot with tokens left has this id.
          */
         post: operations["voidGrant"];
         delete?: never;
@@ -3782,7 +3782,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `LOT_HELD`: Part of the lot is held; `LOT_NOT_A_GRANT`: Only a grant can be voided */
+            /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `LOT_HELD`: Part of the lot is held; `LOT_NOT_ACTIVE`: The lot is no longer active; `LOT_NOT_A_GRANT`: Only a grant can be voided */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3790,7 +3790,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "LOT_HELD" | "LOT_NOT_A_GRANT";
+                        code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "LOT_HELD" | "LOT_NOT_ACTIVE" | "LOT_NOT_A_GRANT";
                     };
                 };
             };

@@ -33,6 +33,7 @@ describe('ledger errors', () => {
         'LOT_PRIORITY_OUT_OF_RANGE',
         'LOT_EXPIRY_OUT_OF_RANGE',
         'LOT_NOT_FOUND',
+        'LOT_NOT_ACTIVE',
         'LOT_NOT_A_GRANT',
         'LOT_HELD',
       ].sort(),

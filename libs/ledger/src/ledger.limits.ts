@@ -63,6 +63,11 @@ export const ACTIVE_HOLDS_MAX = 100;
  * HOLD_NOT_ACTIVE with how it ended; older ones answer HOLD_NOT_FOUND. Bounds the folded state.
  */
 export const ENDED_HOLDS_REMEMBERED_MAX = 100;
+/**
+ * Voided grants an account remembers (the newest), so that voiding one again answers LOT_NOT_ACTIVE
+ * with its status; older ones answer LOT_NOT_FOUND, as a lot with nothing left does. Bounds the folded state.
+ */
+export const VOIDED_GRANTS_REMEMBERED_MAX = 100;
 /** Credit lots with tokens left on one account: a credit beyond it is refused (LOT_LIMIT_REACHED). */
 export const LIVE_LOTS_MAX = 1000;
 /** Draw-down order: lower priorities are spent first. */

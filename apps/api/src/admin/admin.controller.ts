@@ -86,9 +86,9 @@ export class AdminController {
 
   @Post('accounts/:userId/grants/:lotId/void')
   @HttpCode(HttpStatus.OK)
-  @ApiOperation({ operationId: 'voidGrant', summary: "Take back a grant's remainder", description: '409 LOT_NOT_A_GRANT, or LOT_HELD (settle or release its holds first); 404 LOT_NOT_FOUND when no lot with tokens left has this id.' })
+  @ApiOperation({ operationId: 'voidGrant', summary: "Take back a grant's remainder", description: '409 LOT_NOT_A_GRANT, LOT_NOT_ACTIVE (voided already, with lotStatus), or LOT_HELD (settle or release its holds first); 404 LOT_NOT_FOUND when no lot with tokens left has this id.' })
   @ApiOkResponse({ type: LotWriteResponse, description: "The grant's remainder taken back (a negative adjustment row with the reason)." })
-  @ApiProblems('REASON_REQUIRED', 'REASON_TOO_LONG', 'LOT_NOT_FOUND', 'LOT_NOT_A_GRANT', 'LOT_HELD', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('REASON_REQUIRED', 'REASON_TOO_LONG', 'LOT_NOT_FOUND', 'LOT_NOT_ACTIVE', 'LOT_NOT_A_GRANT', 'LOT_HELD', ...COMMAND_WRITE_PROBLEMS)
   voidGrant(@Param() { userId, lotId }: GrantParams, @Body() body: VoidGrantRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new VoidGrantCommand(userId, lotId, body.reason, commandContextOf(request)));
   }

@@ -254,11 +254,11 @@ describe('disputes: the shortfall blocks spending until credits cover it', () =>
     expect(() => state([...paid, used(70, 30), opened, closed('lost', 100, 30, 60)])).toThrow('records shortfallAfter 60, replay gives 70');
   });
 
-  it('keeps disputes and the shortfall in the snapshot, and ignores snapshots of version 3', () => {
+  it('keeps disputes and the shortfall in the snapshot, and ignores snapshots of version 3 and 4', () => {
     const current = state(inShortfall);
     const decoded = tokenAccountSnapshot.decode(JSON.parse(JSON.stringify(tokenAccountSnapshot.encode(current))));
     expect({ shortfall: decoded.shortfall, disputes: decoded.disputes.toJS() }).toEqual({ shortfall: 70, disputes: current.disputes.toJS() });
-    expect(tokenAccountSnapshot.version).toBe(4);
+    expect(tokenAccountSnapshot.version).toBe(5);
     expect(() => tokenAccountSnapshot.decode({ ...(tokenAccountSnapshot.encode(current) as object), shortfall: -1 })).toThrow('shortfall is not a count');
   });
 });

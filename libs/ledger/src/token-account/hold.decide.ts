@@ -7,7 +7,7 @@ import type { GrantTokens, HoldTokens, ReleaseHold, SettleHold, VoidGrant } from
 import type { GrantVoided, HoldExpired, HoldReleased, HoldSettled, LotExpired, TokensGranted, TokensHeld } from './hold.events.js';
 import { isHoldActive, type Hold } from './hold.state.js';
 import { assertNoShortfall } from './dispute.decide.js';
-import { compareDrawOrder, derivedTransactionId, drawDown, freeOf, isLive, takeFromDraws, type Draw } from './lot.state.js';
+import { compareDrawOrder, derivedTransactionId, drawDown, freeOf, isLive, takeFromDraws, type Draw, type Lot } from './lot.state.js';
 import { availableBalance, evolveTokenAccount, type TokenAccountState } from './token-account.state.js';
 import { assertAmount, assertDescription, assertMetadata, assertReason } from './token-account.rules.js';
 
@@ -201,8 +201,7 @@ export function grantTokens({ data }: GrantTokens, state: TokenAccountState): re
 /** Takes back what is left of a grant. Refused while a hold has set part of it aside (LOT_HELD): settle or release the hold first. */
 export function voidGrant({ data }: VoidGrant, state: TokenAccountState): readonly GrantVoided[] {
   assertReason(data.reason);
-  const lot = state.lots.get(data.lotId);
-  if (lot === undefined) throw new LedgerError('LOT_NOT_FOUND', `lot ${data.lotId} has no tokens left on this account`, { lotId: data.lotId });
+  const lot = lotWithTokens(state, data.lotId);
   if (lot.source !== 'grant') throw new LedgerError('LOT_NOT_A_GRANT', `lot ${lot.lotId} comes from a ${lot.source}; only grants can be voided`, { lotId: lot.lotId, source: lot.source });
   if (lot.reserved > 0) throw new LedgerError('LOT_HELD', `${lot.reserved} tokens of lot ${lot.lotId} are held`, { lotId: lot.lotId, reserved: lot.reserved });
   return [
@@ -258,6 +257,14 @@ function assertLotTerms(priority: number, expiresAt: Date | null, now: Date): vo
   if (expiresAt !== null && !(expiresAt.getTime() > now.getTime())) {
     throw new LedgerError('LOT_EXPIRY_OUT_OF_RANGE', 'expiresAt must be a valid time after now', { expiresAt: Number.isNaN(expiresAt.getTime()) ? null : expiresAt.toISOString(), now: now.toISOString() });
   }
+}
+
+/** The lot `lotId` with tokens left, or why there is none: LOT_NOT_ACTIVE for a grant voided lately (with its status), or LOT_NOT_FOUND. */
+function lotWithTokens(state: TokenAccountState, lotId: string): Lot {
+  const lot = state.lots.get(lotId);
+  if (lot !== undefined) return lot;
+  if (state.voidedGrants.includes(lotId)) throw new LedgerError('LOT_NOT_ACTIVE', `lot ${lotId} is voided`, { lotId, lotStatus: 'voided' });
+  throw new LedgerError('LOT_NOT_FOUND', `lot ${lotId} has no tokens left on this account`, { lotId });
 }
 
 /** The active hold `holdId`, or why there is none: HOLD_NOT_ACTIVE with how it ended, or HOLD_NOT_FOUND. */

@@ -1,5 +1,5 @@
 import { fold } from '../decider.js';
-import { GRANT_PRIORITY_DEFAULT, LIVE_LOTS_MAX, LOT_PRIORITY_DEFAULT, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, REASON_LENGTH_MAX } from '../ledger.limits.js';
+import { GRANT_PRIORITY_DEFAULT, LIVE_LOTS_MAX, LOT_PRIORITY_DEFAULT, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, REASON_LENGTH_MAX, VOIDED_GRANTS_REMEMBERED_MAX } from '../ledger.limits.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import type { ExpireCredits, GrantTokens, HoldTokens, SettleHold, VoidGrant } from './hold.commands.js';
 import { OPENING_LOT_ID, compareDrawOrder, derivedTransactionId, drawDown, expiryInstant, type Lot } from './lot.state.js';
@@ -311,6 +311,27 @@ describe('lots: VoidGrant', () => {
     spec.given(history([use(20)], events)).when(voidGrant('promo')).thenThrows('LOT_NOT_FOUND', { lotId: 'promo' }, 'lot promo has no tokens left on this account');
     spec.given(history([hold('h', 5)], events)).when(voidGrant('promo')).thenThrows('LOT_HELD', { lotId: 'promo', reserved: 5 }, '5 tokens of lot promo are held');
     spec.given(events).when(voidGrant('promo', { reason: '' })).thenThrows('REASON_REQUIRED');
+  });
+
+  it('answers a second void of a grant with LOT_NOT_ACTIVE and the lot status, not LOT_NOT_FOUND, and decides nothing', () => {
+    const voided = history([buy('paid', 100), grant('promo', 20), use(5), voidGrant('promo')]);
+    spec.given(voided).when(voidGrant('promo', { transactionId: 'tx-void-again' })).thenThrows('LOT_NOT_ACTIVE', { lotId: 'promo', lotStatus: 'voided' }, 'lot promo is voided');
+    // Spent whole, a grant has nothing left to take back: that stays LOT_NOT_FOUND.
+    spec.given(history([buy('paid', 100), grant('spent', 20), use(20)])).when(voidGrant('spent')).thenThrows('LOT_NOT_FOUND', { lotId: 'spent' });
+    spec.given(voided).when(voidGrant('never-granted')).thenThrows('LOT_NOT_FOUND', { lotId: 'never-granted' });
+  });
+
+  it(`remembers the newest ${VOIDED_GRANTS_REMEMBERED_MAX} voided grants, through a snapshot, and forgets older ones`, () => {
+    const commands = Array.from({ length: VOIDED_GRANTS_REMEMBERED_MAX + 1 }, (_, index) => [grant(`promo-${index}`, 1), voidGrant(`promo-${index}`, { transactionId: `tx-void-${index}` })]).flat();
+    const events = history(commands);
+    const state = stateOf(events);
+    expect(state.voidedGrants).toHaveLength(VOIDED_GRANTS_REMEMBERED_MAX);
+    expect([state.voidedGrants[0], state.voidedGrants.at(-1)]).toEqual(['promo-1', `promo-${VOIDED_GRANTS_REMEMBERED_MAX}`]);
+    spec.given(events).when(voidGrant('promo-0')).thenThrows('LOT_NOT_FOUND', { lotId: 'promo-0' });
+    spec.given(events).when(voidGrant('promo-1')).thenThrows('LOT_NOT_ACTIVE', { lotId: 'promo-1', lotStatus: 'voided' });
+    const decoded = tokenAccountSnapshot.decode(JSON.parse(JSON.stringify(tokenAccountSnapshot.encode(state))));
+    expect(decoded.voidedGrants).toEqual(state.voidedGrants);
+    expect(() => tokenAccountDecider.decide(voidGrant('promo-1'), decoded)).toThrow(expect.objectContaining({ code: 'LOT_NOT_ACTIVE', details: { lotId: 'promo-1', lotStatus: 'voided' } }));
   });
 });
 

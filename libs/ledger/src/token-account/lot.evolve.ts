@@ -1,5 +1,5 @@
 import { invariant } from '../ledger.errors.js';
-import { BALANCE_MAX, ENDED_HOLDS_REMEMBERED_MAX, LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
+import { BALANCE_MAX, ENDED_HOLDS_REMEMBERED_MAX, LOT_PRIORITY_DEFAULT, VOIDED_GRANTS_REMEMBERED_MAX } from '../ledger.limits.js';
 import type { HoldEnd, Hold } from './hold.state.js';
 import type { TokensHeld } from './hold.events.js';
 import { drawnAmount, expiryInstant, freeOf, OPENING_LOT_ID, type Draw, type Lot, type LotSource, type LotTerms } from './lot.state.js';
@@ -128,4 +128,9 @@ export function reserveInLot(state: TokenAccountState, lotId: string, amount: nu
   invariant(lot !== undefined && lot.reserved + amount >= 0 && lot.reserved + amount <= lot.remaining, `a refund reserves ${amount} tokens of lot ${lotId} that cannot hold them`);
   // Only `reserved` changes, so the lot keeps its tokens (see endHold).
   return { ...state, lots: state.lots.set(lotId, { ...lot, reserved: lot.reserved + amount }) };
+}
+
+/** The voided grants with `lotId` the newest, the oldest forgotten past VOIDED_GRANTS_REMEMBERED_MAX. */
+export function withVoidedGrant(voidedGrants: readonly string[], lotId: string): readonly string[] {
+  return [...voidedGrants.slice(voidedGrants.length >= VOIDED_GRANTS_REMEMBERED_MAX ? 1 : 0), lotId];
 }

@@ -1,5 +1,5 @@
 import { fold } from '../decider.js';
-import { BALANCE_MAX, DESCRIPTION_LENGTH_MAX, LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
+import { BALANCE_MAX, DESCRIPTION_LENGTH_MAX, LOT_PRIORITY_DEFAULT, VOIDED_GRANTS_REMEMBERED_MAX } from '../ledger.limits.js';
 import { SnapshotRejected } from '../snapshot.js';
 import type { TokenAccountCommand } from './token-account.commands.js';
 import { tokenAccountDecider } from './token-account.decider.js';
@@ -29,7 +29,7 @@ function stored(value: unknown): unknown {
 function expectRefused(value: unknown, reason: string): void {
   const decode = () => tokenAccountSnapshot.decode(value);
   expect(decode).toThrow(SnapshotRejected);
-  expect(decode).toThrow(new SnapshotRejected(`token account snapshot v4: ${reason}`));
+  expect(decode).toThrow(new SnapshotRejected(`token account snapshot v5: ${reason}`));
 }
 
 describe('token account: snapshot', () => {
@@ -326,6 +326,10 @@ describe('token account: snapshot of lots, holds and disputes', () => {
     ['ended holds that are not a list', { ...encoded, endedHolds: 'h3' }, 'a collection is not a list'],
     ['a shortfall above BALANCE_MAX', { ...encoded, shortfall: BALANCE_MAX + 1 }, 'shortfall is not a count'],
     ['disputes that are not a list', { ...encoded, disputes: {} }, 'disputes is not a list'],
+    ['voided grants that are not a list', { ...encoded, voidedGrants: 'promo' }, 'voidedGrants is not a list of distinct lot ids within its bound'],
+    ['a voided grant whose id is not text', { ...encoded, voidedGrants: [1] }, 'voidedGrants is not a list of distinct lot ids within its bound'],
+    ['the same voided grant twice', { ...encoded, voidedGrants: ['promo', 'promo'] }, 'voidedGrants is not a list of distinct lot ids within its bound'],
+    ['more voided grants than are remembered', { ...encoded, voidedGrants: Array.from({ length: VOIDED_GRANTS_REMEMBERED_MAX + 1 }, (_, index) => `promo-${index}`) }, 'voidedGrants is not a list of distinct lot ids within its bound'],
     // The totals: each damage leaves every lot and hold valid on its own.
     ['a balance more than its lots hold', { ...encoded, balance: 111 }, 'lots do not add up to the balance'],
     ['a balance of BALANCE_MAX its lots do not hold', { ...encoded, balance: BALANCE_MAX }, 'lots do not add up to the balance'],

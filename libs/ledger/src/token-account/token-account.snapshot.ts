@@ -1,7 +1,7 @@
 import { Map as ImmutableMap } from 'immutable';
 import { metadataViolation, type Metadata } from '../metadata.js';
 import { SnapshotRejected, type SnapshotSchema } from '../snapshot.js';
-import { BALANCE_MAX, CURRENCY_PATTERN, DESCRIPTION_LENGTH_MAX, isLotPriority, isMoneyAmount, isTokenAmount, textLength } from '../ledger.limits.js';
+import { BALANCE_MAX, CURRENCY_PATTERN, DESCRIPTION_LENGTH_MAX, isLotPriority, isMoneyAmount, isTokenAmount, textLength, VOIDED_GRANTS_REMEMBERED_MAX } from '../ledger.limits.js';
 import type { TokenAccountEvent } from './token-account.events.js';
 import type { Purchase, TokenAccountState } from './token-account.state.js';
 import { PAYMENT_STATUSES, type Payment, type PaymentStatus } from './payment.state.js';
@@ -18,17 +18,18 @@ type EncodedTokenAccount = {
   readonly lotsCreated: number;
   readonly holds: readonly Omit<Hold, 'expiresAtMs'>[];
   readonly endedHolds: readonly (readonly [string, HoldEnd])[];
+  readonly voidedGrants: readonly string[];
   readonly disputes: readonly Dispute[];
   readonly shortfall: number;
 };
 
-const VERSION = 4;
+const VERSION = 5;
 const HOLD_ENDS: readonly HoldEnd[] = ['settled', 'released', 'expired'];
 const LOT_SOURCES: readonly string[] = ['purchase', 'grant', 'adjustment', 'opening'];
 
 /**
- * Version 4 adds the disputes and the shortfall of lost ones (version 3 snapshots are ignored and
- * the stream replayed). Version 3: the balance and held total, every credited purchase (for exact `paymentId`
+ * Version 5 adds the newest voided grants (version 4 snapshots are ignored and the stream replayed).
+ * Version 4 added the disputes and the shortfall of lost ones. Version 3: the balance and held total, every credited purchase (for exact `paymentId`
  * idempotency), every payment with its status, the live lots, the active holds and how the newest
  * ended holds ended (version 2 had no lots or holds, so its snapshots are ignored and replayed).
  * Decoding checks every field and that lots and holds add up to the balance and held total, so a
@@ -46,17 +47,19 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
     lotsCreated: state.lotsCreated,
     holds: [...state.holds.values()].map(({ expiresAtMs: _derived, ...hold }) => hold),
     endedHolds: [...state.endedHolds.entries()],
+    voidedGrants: state.voidedGrants,
     disputes: [...state.disputes.values()],
     shortfall: state.shortfall,
   }),
   decode: (encoded) => {
-    const { balance, held, purchases, payments, lots, lotsCreated, holds, endedHolds, disputes, shortfall } = expectRecord(encoded, 'snapshot');
+    const { balance, held, purchases, payments, lots, lotsCreated, holds, endedHolds, voidedGrants, disputes, shortfall } = expectRecord(encoded, 'snapshot');
     check(isCount(balance) && balance <= BALANCE_MAX, 'balance is not a valid balance');
     check(isCount(held) && held <= balance, 'held is not a valid held total');
     check(isCount(lotsCreated), 'lotsCreated is not a count');
     check(Array.isArray(purchases) && Array.isArray(payments) && Array.isArray(lots) && Array.isArray(holds) && Array.isArray(endedHolds), 'a collection is not a list');
     check(isCount(shortfall) && shortfall <= BALANCE_MAX, 'shortfall is not a count');
     check(Array.isArray(disputes), 'disputes is not a list');
+    check(isVoidedGrants(voidedGrants), 'voidedGrants is not a list of distinct lot ids within its bound');
     const decodedPayments = byId(payments as readonly unknown[], decodePayment);
     // Derived, not stored: the tokens of the payments whose refund is pending, as evolve keeps them.
     const reservedForRefunds = decodedPayments.reduce((total, payment) => (payment.status === 'REFUND_PENDING' ? total + payment.tokens : total), 0);
@@ -75,6 +78,7 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
       lotsCreated,
       holds: decodedHolds,
       endedHolds: EndedHolds.of((endedHolds as readonly unknown[]).map(decodeEndedHold)),
+      voidedGrants,
       disputes: keyed(disputes as readonly unknown[], (item) => decodeDispute(item, decodedPayments), (dispute) => dispute.disputeId),
       shortfall,
     };
@@ -178,6 +182,10 @@ function decodeHold(item: unknown): Hold {
 function decodeEndedHold(item: unknown): [string, HoldEnd] {
   check(Array.isArray(item) && item.length === 2 && typeof item[0] === 'string' && HOLD_ENDS.includes(item[1] as HoldEnd), 'an ended hold is not valid');
   return [item[0], item[1] as HoldEnd];
+}
+
+function isVoidedGrants(value: unknown): value is readonly string[] {
+  return Array.isArray(value) && value.length <= VOIDED_GRANTS_REMEMBERED_MAX && value.every((lotId) => typeof lotId === 'string') && new Set(value).size === value.length;
 }
 
 function byId<T extends { readonly paymentId: string }>(items: readonly unknown[], decode: (item: unknown) => T): ImmutableMap<string, T> {

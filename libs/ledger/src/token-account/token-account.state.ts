@@ -6,7 +6,7 @@ import { EndedHolds, type Hold } from './hold.state.js';
 import { isSettleWithDebit } from './hold.events.js';
 import type { Lot } from './lot.state.js';
 import type { Dispute } from './dispute.state.js';
-import { creditLot, debitLots, endHold, evolveHold, holdOf, reserveInLot, type LedgerMovement } from './lot.evolve.js';
+import { creditLot, debitLots, endHold, evolveHold, holdOf, reserveInLot, withVoidedGrant, type LedgerMovement } from './lot.evolve.js';
 import { OPENING_LOT_ID } from './lot.state.js';
 
 export type Purchase = TokensPurchased['data'];
@@ -35,6 +35,8 @@ export type TokenAccountState = {
   readonly holds: ImmutableMap<string, Hold>;
   /** How the newest ended holds ended (at most ENDED_HOLDS_REMEMBERED_MAX, oldest first). */
   readonly endedHolds: EndedHolds;
+  /** The lot ids of the newest voided grants (at most VOIDED_GRANTS_REMEMBERED_MAX, oldest first): a void leaves nothing of its lot in `lots`. */
+  readonly voidedGrants: readonly string[];
   /** Every dispute of this account's payments, by the provider's dispute id. */
   readonly disputes: ImmutableMap<string, Dispute>;
   /**
@@ -54,6 +56,7 @@ export const initialTokenAccountState: TokenAccountState = {
   lotsCreated: 0,
   holds: ImmutableMap(),
   endedHolds: EndedHolds.none,
+  voidedGrants: [],
   disputes: ImmutableMap(),
   shortfall: 0,
 };
@@ -87,9 +90,11 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
     }
     case 'TokensGranted':
       return creditLot(state, movement(event.data, event.data.amount), 'grant', event.data.lot, null);
-    case 'GrantVoided':
+    case 'GrantVoided': {
       invariant(state.lots.get(event.data.lotId)?.source === 'grant', `void of lot ${event.data.lotId} that is not a grant`);
-      return debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
+      const debited = debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
+      return { ...debited, voidedGrants: withVoidedGrant(state.voidedGrants, event.data.lotId) };
+    }
     case 'LotExpired':
       return debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
     case 'TokensHeld':
