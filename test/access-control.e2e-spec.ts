@@ -135,6 +135,14 @@ describe('a refused request', () => {
     expect([await events(), await keys()]).toEqual([eventsBefore, keysBefore]);
   });
 
+  it('names the role with its article in the detail', async () => {
+    const userId = randomUUID();
+    const detail = async (role: 'user' | 'service' | 'auditor', path: string) => (await (await testApp.as(role, userId)).post(path).send({}).expect(403)).body.detail as string;
+    expect(await detail('auditor', `/v1/accounts/${userId}/usage`)).toBe('an auditor may not perform account.usage.record here');
+    expect(await detail('user', `/v1/accounts/${userId}/usage`)).toBe('a user may not perform account.usage.record here');
+    expect(await detail('service', `/v1/admin/accounts/${userId}/rebuild`)).toBe('a service may not perform projections.rebuild here');
+  });
+
   it('is refused before validation: a forbidden caller learns nothing about the body rules', async () => {
     const response = await (await testApp.as('auditor')).post(`/v1/accounts/${randomUUID()}/usage`).send({ amount: 'lots' }).expect(403);
     expect(response.body.code).toBe('FORBIDDEN');

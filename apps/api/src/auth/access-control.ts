@@ -1,4 +1,4 @@
-import { AccessDeniedError, AuthenticationError, authorize, ENDPOINT_ACTIONS, KeySetUnavailableError, PERMISSIONS, type Actor, type ApiKeyRepository, type Endpoint, type JwtVerifier } from '@app/auth';
+import { AccessDeniedError, AuthenticationError, authorize, ENDPOINT_ACTIONS, KeySetUnavailableError, PERMISSIONS, type Actor, type ApiKeyRepository, type Endpoint, type JwtVerifier, type Role } from '@app/auth';
 import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify';
 import type { Logger } from 'pino';
 import { sendProblem } from '../http/problem-details.filter.js';
@@ -113,6 +113,9 @@ function authenticationHook(byMethod: RouteEndpoints, options: AccessControlOpti
   };
 }
 
+/** The indefinite article of each role, as a refusal names it ("an auditor", "a user"). */
+const ROLE_ARTICLES: Readonly<Record<Role, 'a' | 'an'>> = { user: 'a', service: 'a', auditor: 'an', admin: 'an' };
+
 function authorizationHook(byMethod: RouteEndpoints, options: AccessControlOptions): preHandlerAsyncHookHandler {
   return async (request, reply) => {
     const endpoint = byMethod.get(request.method);
@@ -127,7 +130,7 @@ function authorizationHook(byMethod: RouteEndpoints, options: AccessControlOptio
     if (decision.reason === 'SCOPE_MISSING') {
       return sendProblem(reply, request, new AccessDeniedError(`this API key lacks the scope ${decision.scope}, which ${endpoint.action} needs`, { missingScope: decision.scope }));
     }
-    return sendProblem(reply, request, new AccessDeniedError(`a ${actor.role} may not perform ${endpoint.action} here`));
+    return sendProblem(reply, request, new AccessDeniedError(`${ROLE_ARTICLES[actor.role]} ${actor.role} may not perform ${endpoint.action} here`));
   };
 }
 
