@@ -124,6 +124,6 @@ describe('the service on its embedded PostgreSQL', () => {
     const service = start({ PORT: 'eighty', READ_YOUR_WRITES_TIMEOUT_MS: '-1' });
     expect(await service.exited).toBe(1);
     expect(service.output()).toMatch(/PORT="eighty": .*must be an integer/);
-    expect(service.output()).toMatch(/READ_YOUR_WRITES_TIMEOUT_MS=-1: .*must not be less than 0/);
+    expect(service.output()).toMatch(/READ_YOUR_WRITES_TIMEOUT_MS="-1": .*must not be less than 0/);
   }, 30_000);
 });

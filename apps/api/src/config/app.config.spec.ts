@@ -65,9 +65,23 @@ describe('configuration', () => {
   it('reads hold times to live as durations, and refuses a default above the maximum, a part of a second, or beyond 30 days', () => {
     expect(loadConfig({})).toMatchObject({ HOLD_TTL_DEFAULT: 900_000, HOLD_TTL_MAX: 86_400_000, CREDIT_EXPIRY_JOB_ENABLED: true, CREDIT_EXPIRY_JOB_INTERVAL_MS: 10_000 });
     expect(loadConfig({ HOLD_TTL_DEFAULT: '5m', HOLD_TTL_MAX: '1h' })).toMatchObject({ HOLD_TTL_DEFAULT: 300_000, HOLD_TTL_MAX: 3_600_000 });
-    expect(() => loadConfig({ HOLD_TTL_DEFAULT: '2h', HOLD_TTL_MAX: '1h' })).toThrow(/HOLD_TTL_DEFAULT=7200000ms, HOLD_TTL_MAX=3600000ms/);
+    expect(() => loadConfig({ HOLD_TTL_DEFAULT: '2h', HOLD_TTL_MAX: '1h' })).toThrow(/HOLD_TTL_DEFAULT="2h", HOLD_TTL_MAX="1h": both whole seconds, the default at most the maximum/);
+    expect(() => loadConfig({ HOLD_TTL_DEFAULT: '1500ms' })).toThrow(/HOLD_TTL_DEFAULT="1500ms", HOLD_TTL_MAX=\(unset\): both whole seconds/);
     expect(() => loadConfig({ HOLD_TTL_DEFAULT: '1500ms' })).toThrow(ConfigError);
     expect(() => loadConfig({ HOLD_TTL_MAX: '721h' })).toThrow(/HOLD_TTL_MAX/);
+  });
+
+  it('names a value that is not a duration as it was given, once', () => {
+    const problems = (() => {
+      try {
+        loadConfig({ HOLD_TTL_DEFAULT: '2d' });
+      } catch (error) {
+        return (error as ConfigError).problems;
+      }
+      return [];
+    })();
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^HOLD_TTL_DEFAULT="2d": .*HOLD_TTL_DEFAULT must be a duration such as 15m, 90s or a number of milliseconds$/);
   });
 
   it('reads a package lot priority and lifetime, and refuses them out of range', () => {
@@ -97,8 +111,8 @@ describe('configuration', () => {
 
   it('refuses a readiness lag below a second, a metrics port out of range and an unknown log format', () => {
     const load = () => loadConfig({ READY_MAX_PROJECTION_LAG: '10ms', METRICS_PORT: '70000', LOG_FORMAT: 'xml' });
-    expect(load).toThrow(/READY_MAX_PROJECTION_LAG=10: .*must not be less than 1000/);
-    expect(load).toThrow(/METRICS_PORT=70000: .*must not be greater than 65535/);
+    expect(load).toThrow(/READY_MAX_PROJECTION_LAG="10ms": .*must not be less than 1000/);
+    expect(load).toThrow(/METRICS_PORT="70000": .*must not be greater than 65535/);
     expect(load).toThrow(/LOG_FORMAT="xml": .*must be one of the following values: auto, json, pretty/);
   });
 });

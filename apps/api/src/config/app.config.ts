@@ -455,9 +455,14 @@ const URL_KEYS: ReadonlySet<string> = new Set(['DATABASE_URL', 'EVENTSTORE_URL']
 export function loadConfig(environment: NodeJS.ProcessEnv): AppConfig {
   const present = Object.fromEntries(KEYS.filter((key) => environment[key] !== undefined && environment[key] !== '').map((key) => [key, environment[key]]));
   const config = plainToInstance(AppConfig, present);
-  const problems = validateSync(config, { whitelist: true }).map((error) => `${error.property}=${describeValue(error.property, error.value)}: ${constraintsOf(error).join('; ')}`);
-  if (config.HOLD_TTL_DEFAULT > config.HOLD_TTL_MAX || config.HOLD_TTL_DEFAULT % 1_000 !== 0 || config.HOLD_TTL_MAX % 1_000 !== 0) {
-    problems.push(`HOLD_TTL_DEFAULT=${config.HOLD_TTL_DEFAULT}ms, HOLD_TTL_MAX=${config.HOLD_TTL_MAX}ms: both whole seconds, the default at most the maximum`);
+  const errors = validateSync(config, { whitelist: true });
+  // Each variable is named with its value as given (`2h`, not the 7200000 read from it), so the operator finds what they wrote.
+  const given = (key: string) => describeValue(key, present[key]);
+  const problems = errors.map((error) => `${error.property}=${given(error.property)}: ${constraintsOf(error).join('; ')}`);
+  // Judged together only when each is valid alone: a value that is no duration is reported once, above.
+  const ttlsValid = !errors.some((error) => error.property === 'HOLD_TTL_DEFAULT' || error.property === 'HOLD_TTL_MAX');
+  if (ttlsValid && (config.HOLD_TTL_DEFAULT > config.HOLD_TTL_MAX || config.HOLD_TTL_DEFAULT % 1_000 !== 0 || config.HOLD_TTL_MAX % 1_000 !== 0)) {
+    problems.push(`HOLD_TTL_DEFAULT=${given('HOLD_TTL_DEFAULT')}, HOLD_TTL_MAX=${given('HOLD_TTL_MAX')}: both whole seconds, the default at most the maximum`);
   }
   problems.push(...checkAppConfig(config));
   if (problems.length > 0) throw new ConfigError(problems);
