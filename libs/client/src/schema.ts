@@ -1153,6 +1153,30 @@ export interface components {
             /** Format: date-time */
             expiresAt: string | null;
         };
+        AuditDisputeResponse: {
+            disputeId: string;
+            /** Format: uuid */
+            paymentId: string;
+            status: string;
+        };
+        AuditExpiredHoldResponse: {
+            /** Format: uuid */
+            holdId: string;
+            amount: number;
+            /** Format: date-time */
+            expiresAt: string;
+        };
+        AuditExpiredLotResponse: {
+            lotId: string;
+            /** @description The remainder that stopped being spendable. */
+            amount: number;
+            /** Format: date-time */
+            expiresAt: string;
+        };
+        AuditExpiredUnrecordedResponse: {
+            holds: components["schemas"]["AuditExpiredHoldResponse"][];
+            lots: components["schemas"]["AuditExpiredLotResponse"][];
+        };
         AuditBalanceResponse: {
             /** Format: uuid */
             userId: string;
@@ -1166,6 +1190,12 @@ export interface components {
              * @example 3
              */
             revision: string;
+            /** @description Only for an account with payment disputes: the tokens lost disputes took back that it did not hold (ADR 0024). */
+            shortfall?: number;
+            /** @description Only for an account with payment disputes: every dispute. */
+            disputes?: components["schemas"]["AuditDisputeResponse"][];
+            /** @description Only as of a time, when some were due: holds and lot remainders past their expiresAt at that time whose expiry the stream records only later (the expiry job or the next command writes it). The totals count them expired, as every decision from that instant does. */
+            expiredUnrecorded?: components["schemas"]["AuditExpiredUnrecordedResponse"];
         };
         ChainReportResponse: {
             ok: boolean;
@@ -4394,7 +4424,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The balance replayed from the stream to the point, and the last revision applied (-1 before the first event); for an account with payment disputes also its shortfall and every dispute (ADR 0024). */
+            /** @description The balance, held total, active holds and live lots replayed from the stream to the point, and the last revision applied (-1 before the first event). As of a time, holds and lots past their expiry then count as expired even when the stream records it later (`expiredUnrecorded`), as every decision from that instant counts them. For an account with payment disputes also its shortfall and every dispute (ADR 0024). */
             200: {
                 headers: {
                     [name: string]: unknown;
