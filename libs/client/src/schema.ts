@@ -966,7 +966,7 @@ export interface components {
             eventsDone: number;
             eventsTotal: number;
             eventsPerSecond: number;
-            /** @description Seconds until done at the rate so far; null when finished or before any progress. */
+            /** @description Seconds until done at the rate so far; null when finished, interrupted or before any progress. */
             etaSeconds: number | null;
             /** @description How far the shadow tables have got in $all. */
             position: string | null;
@@ -975,6 +975,8 @@ export interface components {
             /** Format: date-time */
             finishedAt: string | null;
             error: string | null;
+            /** @description Unfinished, and no process runs it any more (it died); the next rebuild of the projection marks it failed. */
+            interrupted: boolean;
         };
         AccountRecomputationResponse: {
             /** @example token_accounts */
