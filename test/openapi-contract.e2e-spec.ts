@@ -186,6 +186,24 @@ function violations(value: unknown, schema: Schema, at: string): string[] {
   }
 }
 
+type Answer = { readonly status: number; readonly headers: Record<string, string>; readonly body: { readonly code?: unknown } };
+
+/**
+ * What a problem answer breaks of its operation's documentation: another code than the one expected,
+ * a status the operation does not document, a code not among that status's, a body off the problem
+ * schema, another media type.
+ */
+function undeclared(method: string, path: string, expected: string, answer: Answer): string[] {
+  const where = `${method} ${path} ${answer.status} ${String(answer.body.code)}`;
+  if (answer.body.code !== expected) return [`${where}: expected ${expected}`];
+  const codes = problemCodes(document.paths[path]?.[method.toLowerCase()]?.responses[String(answer.status)]);
+  return [
+    ...(codes === undefined ? [`${where}: the status is not documented`] : codes.includes(expected) ? [] : [`${where}: not among the documented ${codes.join(', ')}`]),
+    ...(/^application\/problem\+json/.test(answer.headers['content-type'] ?? '') ? [] : [`${where}: sent as ${answer.headers['content-type']}`]),
+    ...violations(answer.body, { $ref: '#/components/schemas/Problem' }, `${where}: body`),
+  ];
+}
+
 describe('what the service answers, against the document', () => {
   it('sends, on every read and write of a day in the life of an account, bodies that match the documented success schemas', async () => {
     const http = () => testApp.http();
@@ -231,18 +249,27 @@ describe('what the service answers, against the document', () => {
     }
   });
 
-  it('sends problems that match the shared problem schema', async () => {
+  it('sends problems that match the shared problem schema, each with a code its operation declares under that status', async () => {
     const userId = randomUUID();
     const problems = [
-      await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1 }).expect(409),
-      await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 0 }).expect(400),
-      await testApp.anonymous().get(`/v1/accounts/${userId}/balance`).expect(401),
-      await (await testApp.as('user')).get(`/v1/accounts/${userId}/balance`).expect(403),
-      await testApp.http().get(`/v1/audit/accounts/${userId}/verify`).expect(404),
-    ];
-    for (const problem of problems) {
-      expect(problem.headers['content-type']).toMatch(/^application\/problem\+json/);
-      expect({ code: problem.body.code, violations: violations(problem.body, { $ref: '#/components/schemas/Problem' }, 'body') }).toEqual({ code: problem.body.code, violations: [] });
-    }
+      ['POST', '/v1/accounts/{userId}/usage', 'INSUFFICIENT_BALANCE', await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1 }).expect(409)],
+      ['POST', '/v1/accounts/{userId}/usage', 'VALIDATION_FAILED', await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 0 }).expect(400)],
+      ['GET', '/v1/accounts/{userId}/balance', 'UNAUTHENTICATED', await testApp.anonymous().get(`/v1/accounts/${userId}/balance`).expect(401)],
+      ['GET', '/v1/accounts/{userId}/balance', 'FORBIDDEN', await (await testApp.as('user')).get(`/v1/accounts/${userId}/balance`).expect(403)],
+      ['GET', '/v1/audit/accounts/{userId}/verify', 'ACCOUNT_NOT_FOUND', await testApp.http().get(`/v1/audit/accounts/${userId}/verify`).expect(404)],
+    ] as const;
+    expect(problems.flatMap(([method, path, code, problem]) => undeclared(method, path, code, problem))).toEqual([]);
+  });
+
+  it('declares the refusals of tokens that holds set aside on every operation that spends them', async () => {
+    const userId = randomUUID();
+    await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
+    await testApp.http().post(`/v1/accounts/${userId}/holds`).send({ amount: 80 }).expect(201);
+    const problems = [
+      ['POST', '/v1/accounts/{userId}/usage', 'INSUFFICIENT_AVAILABLE_BALANCE', await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 30 }).expect(409)],
+      ['POST', '/v1/admin/accounts/{userId}/adjustments', 'INSUFFICIENT_AVAILABLE_BALANCE', await testApp.http().post(`/v1/admin/accounts/${userId}/adjustments`).send({ amount: -50, reason: 'correction' }).expect(409)],
+      ['POST', '/v1/accounts/{userId}/holds', 'INSUFFICIENT_AVAILABLE_BALANCE', await testApp.http().post(`/v1/accounts/${userId}/holds`).send({ amount: 30 }).expect(409)],
+    ] as const;
+    expect(problems.flatMap(([method, path, code, problem]) => undeclared(method, path, code, problem))).toEqual([]);
   });
 });

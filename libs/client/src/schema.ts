@@ -52,7 +52,7 @@ export interface paths {
         put?: never;
         /**
          * Spend tokens
-         * @description Debits the account; 409 INSUFFICIENT_BALANCE (with `balance` and `requested`) when its available balance is short, 409 ACCOUNT_IN_SHORTFALL (with `shortfall`) while lost payment disputes leave it owing; `metadata` is the caller's, returned in history.
+         * @description Debits the account; 409 INSUFFICIENT_BALANCE (with `balance`, `held`, `available` and `requested`) when the balance less pending refunds is short, 409 INSUFFICIENT_AVAILABLE_BALANCE (with `balance`, `held`, `available` and `requested`) when it is short only because holds set tokens aside, 409 ACCOUNT_IN_SHORTFALL (with `shortfall`) while lost payment disputes leave it owing; `metadata` is the caller's, returned in history.
          */
         post: operations["useTokens"];
         delete?: never;
@@ -298,7 +298,7 @@ export interface paths {
         put?: never;
         /**
          * Adjust a balance, with a reason
-         * @description A signed credit or debit; 409 ADJUSTMENT_EXCEEDS_BALANCE (with balance and requested) when a debit would take the balance below zero, 422 BALANCE_OUT_OF_RANGE when a credit would pass the largest safe integer.
+         * @description A signed credit or debit; 409 ADJUSTMENT_EXCEEDS_BALANCE (with balance and requested) when a debit would take the balance below zero, 409 INSUFFICIENT_AVAILABLE_BALANCE (with balance, held, available and requested) when it would take tokens holds set aside, 422 BALANCE_OUT_OF_RANGE when a credit would pass the largest safe integer.
          */
         post: operations["adjustBalance"];
         delete?: never;
@@ -1734,7 +1734,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `ACCOUNT_IN_SHORTFALL`: Lost payment disputes left the account owing tokens: nothing can be spent until a credit covers them; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_BALANCE`: Insufficient token balance */
+            /** @description `ACCOUNT_IN_SHORTFALL`: Lost payment disputes left the account owing tokens: nothing can be spent until a credit covers them; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens); `INSUFFICIENT_BALANCE`: Insufficient token balance */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1742,7 +1742,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "ACCOUNT_IN_SHORTFALL" | "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "INSUFFICIENT_BALANCE";
+                        code: "ACCOUNT_IN_SHORTFALL" | "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "INSUFFICIENT_AVAILABLE_BALANCE" | "INSUFFICIENT_BALANCE";
                     };
                 };
             };
@@ -2203,7 +2203,7 @@ export interface operations {
                     "application/json": components["schemas"]["SettleResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2211,7 +2211,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "AMOUNT_OUT_OF_RANGE" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -3494,7 +3494,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `ADJUSTMENT_EXCEEDS_BALANCE`: Adjustment would take the balance below zero; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `LOT_LIMIT_REACHED`: Too many credit lots with tokens left on this account */
+            /** @description `ADJUSTMENT_EXCEEDS_BALANCE`: Adjustment would take the balance below zero; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens); `LOT_LIMIT_REACHED`: Too many credit lots with tokens left on this account */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3502,7 +3502,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "ADJUSTMENT_EXCEEDS_BALANCE" | "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "LOT_LIMIT_REACHED";
+                        code: "ADJUSTMENT_EXCEEDS_BALANCE" | "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "INSUFFICIENT_AVAILABLE_BALANCE" | "LOT_LIMIT_REACHED";
                     };
                 };
             };
@@ -5516,6 +5516,18 @@ export interface operations {
                     };
                 };
             };
+            /** @description `BALANCE_OUT_OF_RANGE`: Balance limit exceeded */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "BALANCE_OUT_OF_RANGE";
+                    };
+                };
+            };
             /** @description `RATE_LIMITED`: Too many requests; retry after the Retry-After seconds */
             429: {
                 headers: {
@@ -5627,7 +5639,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request */
+            /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `LOT_LIMIT_REACHED`: Too many credit lots with tokens left on this account */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5635,7 +5647,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "CONCURRENCY_CONFLICT";
+                        code: "CONCURRENCY_CONFLICT" | "LOT_LIMIT_REACHED";
                     };
                 };
             };
@@ -5648,6 +5660,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "UNSUPPORTED_MEDIA_TYPE";
+                    };
+                };
+            };
+            /** @description `BALANCE_OUT_OF_RANGE`: Balance limit exceeded */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "BALANCE_OUT_OF_RANGE";
                     };
                 };
             };

@@ -30,7 +30,7 @@ export class HoldsController {
   @HttpCode(HttpStatus.OK)
   @ApiOperation({ operationId: 'settleHold', summary: 'Settle a hold', description: 'Debits the amount used from the hold and releases the rest, in one append; 409 SETTLE_EXCEEDS_HOLD (with held and requested) or HOLD_NOT_ACTIVE (with holdStatus).' })
   @ApiOkResponse({ type: SettleResponse, description: 'The usage debited from the hold and the part released, in one append.' })
-  @ApiProblems('AMOUNT_OUT_OF_RANGE', 'DESCRIPTION_TOO_LONG', 'HOLD_NOT_FOUND', 'HOLD_NOT_ACTIVE', 'SETTLE_EXCEEDS_HOLD', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('AMOUNT_OUT_OF_RANGE', 'DESCRIPTION_TOO_LONG', 'METADATA_INVALID', 'HOLD_NOT_FOUND', 'HOLD_NOT_ACTIVE', 'SETTLE_EXCEEDS_HOLD', ...COMMAND_WRITE_PROBLEMS)
   settle(@Param() { userId, holdId }: HoldParams, @Body() body: SettleRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new SettleHoldCommand(userId, holdId, body.amount, body.description ?? null, commandContextOf(request), body.metadata ?? null));
   }
