@@ -34,6 +34,12 @@ type Document = {
 let testApp: TestApp;
 let document: Document;
 
+/**
+ * Codes of the table no request can get, so no operation may list them: HOLD_ID_REUSED needs a
+ * hold id chosen twice, and the service makes every hold id (a client cannot send one).
+ */
+const NEVER_ANSWERED: ReadonlySet<string> = new Set(['HOLD_ID_REUSED']);
+
 beforeAll(async () => {
   testApp = await startTestApp();
   document = (await testApp.anonymous().get('/docs-json').expect(200)).body as Document;
@@ -105,7 +111,7 @@ describe('the OpenAPI document the service serves', () => {
     }
   });
 
-  it('documents every code of the error-code table that a caller can receive, each under the status the table gives it', () => {
+  it('documents every code of the error-code table that a caller can receive, each under the status the table gives it, and no other', () => {
     const documented = new Map<string, Set<number>>();
     for (const { operation } of operations()) {
       for (const [status, response] of Object.entries(operation.responses)) {
@@ -115,7 +121,8 @@ describe('the OpenAPI document the service serves', () => {
     for (const code of ERROR_CODES) {
       const type = PROBLEM_TYPES[code];
       const publicCode = type.publicCode ?? code;
-      expect({ publicCode, statuses: [...(documented.get(publicCode) ?? [])] }).toEqual({ publicCode, statuses: [type.status] });
+      const statuses = NEVER_ANSWERED.has(code) ? [] : [type.status];
+      expect({ publicCode, statuses: [...(documented.get(publicCode) ?? [])] }).toEqual({ publicCode, statuses });
     }
   });
 

@@ -2092,7 +2092,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `ACCOUNT_IN_SHORTFALL`: Lost payment disputes left the account owing tokens: nothing can be spent until a credit covers them; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `HOLD_ID_REUSED`: Hold id already used with a different payload; `HOLD_LIMIT_REACHED`: Too many active holds on this account; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens) */
+            /** @description `ACCOUNT_IN_SHORTFALL`: Lost payment disputes left the account owing tokens: nothing can be spent until a credit covers them; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `HOLD_LIMIT_REACHED`: Too many active holds on this account; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2100,7 +2100,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "ACCOUNT_IN_SHORTFALL" | "CONCURRENCY_CONFLICT" | "HOLD_ID_REUSED" | "HOLD_LIMIT_REACHED" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "INSUFFICIENT_AVAILABLE_BALANCE";
+                        code: "ACCOUNT_IN_SHORTFALL" | "CONCURRENCY_CONFLICT" | "HOLD_LIMIT_REACHED" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "INSUFFICIENT_AVAILABLE_BALANCE";
                     };
                 };
             };

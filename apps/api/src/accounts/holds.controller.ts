@@ -21,7 +21,7 @@ export class HoldsController {
   @HttpCode(HttpStatus.CREATED)
   @ApiOperation({ operationId: 'createHold', summary: 'Reserve tokens', description: 'Sets tokens aside until settled, released or expired; 409 INSUFFICIENT_AVAILABLE_BALANCE (with balance, held, available, requested) or HOLD_LIMIT_REACHED.' })
   @ApiCreatedResponse({ type: HoldResponse, description: 'The hold, its expiry, and the totals after it.' })
-  @ApiProblems('AMOUNT_OUT_OF_RANGE', 'DESCRIPTION_TOO_LONG', 'HOLD_TTL_OUT_OF_RANGE', 'INSUFFICIENT_AVAILABLE_BALANCE', 'HOLD_LIMIT_REACHED', 'HOLD_ID_REUSED', 'ACCOUNT_IN_SHORTFALL', 'METADATA_INVALID', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('AMOUNT_OUT_OF_RANGE', 'DESCRIPTION_TOO_LONG', 'HOLD_TTL_OUT_OF_RANGE', 'INSUFFICIENT_AVAILABLE_BALANCE', 'HOLD_LIMIT_REACHED', 'ACCOUNT_IN_SHORTFALL', 'METADATA_INVALID', ...COMMAND_WRITE_PROBLEMS)
   hold(@Param() { userId }: UserIdParams, @Body() body: HoldRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new HoldTokensCommand(userId, body.amount, body.description ?? null, body.expiresInSeconds ?? null, commandContextOf(request), body.metadata ?? null));
   }
