@@ -1552,7 +1552,7 @@ export interface operations {
                     "application/json": components["schemas"]["LedgerWriteResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1560,7 +1560,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -1597,6 +1597,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "LOT_LIMIT_REACHED" | "PAYMENT_ID_REUSED";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -1698,7 +1710,7 @@ export interface operations {
                     "application/json": components["schemas"]["LedgerWriteResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
+            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1706,7 +1718,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
+                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -1743,6 +1755,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "ACCOUNT_IN_SHORTFALL" | "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "INSUFFICIENT_AVAILABLE_BALANCE" | "INSUFFICIENT_BALANCE";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -2056,7 +2080,7 @@ export interface operations {
                     "application/json": components["schemas"]["HoldResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `HOLD_TTL_OUT_OF_RANGE`: Hold time to live out of range; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
+            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `HOLD_TTL_OUT_OF_RANGE`: Hold time to live out of range; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2064,7 +2088,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "HOLD_TTL_OUT_OF_RANGE" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
+                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "HOLD_TTL_OUT_OF_RANGE" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -2101,6 +2125,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "ACCOUNT_IN_SHORTFALL" | "CONCURRENCY_CONFLICT" | "HOLD_LIMIT_REACHED" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "INSUFFICIENT_AVAILABLE_BALANCE";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -2203,7 +2239,7 @@ export interface operations {
                     "application/json": components["schemas"]["SettleResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
+            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2211,7 +2247,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
+                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -2260,6 +2296,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "CONCURRENCY_CONFLICT" | "HOLD_NOT_ACTIVE" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "SETTLE_EXCEEDS_HOLD";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -2358,7 +2406,7 @@ export interface operations {
                     "application/json": components["schemas"]["ReleaseResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2366,7 +2414,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -2415,6 +2463,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "CONCURRENCY_CONFLICT" | "HOLD_NOT_ACTIVE" | "IDEMPOTENCY_KEY_IN_PROGRESS";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -3047,7 +3107,7 @@ export interface operations {
                     "application/json": components["schemas"]["RebuildResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3055,7 +3115,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -3104,6 +3164,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "IDEMPOTENCY_KEY_IN_PROGRESS" | "REBUILD_IN_PROGRESS";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -3312,7 +3384,7 @@ export interface operations {
                     "application/json": components["schemas"]["AccountRebuildResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3320,7 +3392,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -3357,6 +3429,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "IDEMPOTENCY_KEY_IN_PROGRESS";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -3458,7 +3542,7 @@ export interface operations {
                     "application/json": components["schemas"]["LedgerWriteResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `REASON_REQUIRED`: Reason required; `REASON_TOO_LONG`: Reason too long; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `REASON_REQUIRED`: Reason required; `REASON_TOO_LONG`: Reason too long; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3466,7 +3550,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "REASON_REQUIRED" | "REASON_TOO_LONG" | "VALIDATION_FAILED";
+                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "REASON_REQUIRED" | "REASON_TOO_LONG" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -3503,6 +3587,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "ADJUSTMENT_EXCEEDS_BALANCE" | "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "INSUFFICIENT_AVAILABLE_BALANCE" | "LOT_LIMIT_REACHED";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -3604,7 +3700,7 @@ export interface operations {
                     "application/json": components["schemas"]["LotWriteResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `LOT_EXPIRY_OUT_OF_RANGE`: Lot expiry must be in the future; `LOT_PRIORITY_OUT_OF_RANGE`: Lot priority out of range; `REASON_REQUIRED`: Reason required; `REASON_TOO_LONG`: Reason too long; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `LOT_EXPIRY_OUT_OF_RANGE`: Lot expiry must be in the future; `LOT_PRIORITY_OUT_OF_RANGE`: Lot priority out of range; `REASON_REQUIRED`: Reason required; `REASON_TOO_LONG`: Reason too long; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3612,7 +3708,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "LOT_EXPIRY_OUT_OF_RANGE" | "LOT_PRIORITY_OUT_OF_RANGE" | "REASON_REQUIRED" | "REASON_TOO_LONG" | "VALIDATION_FAILED";
+                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "LOT_EXPIRY_OUT_OF_RANGE" | "LOT_PRIORITY_OUT_OF_RANGE" | "REASON_REQUIRED" | "REASON_TOO_LONG" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -3649,6 +3745,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "LOT_LIMIT_REACHED";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -3752,7 +3860,7 @@ export interface operations {
                     "application/json": components["schemas"]["LotWriteResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `REASON_REQUIRED`: Reason required; `REASON_TOO_LONG`: Reason too long; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `REASON_REQUIRED`: Reason required; `REASON_TOO_LONG`: Reason too long; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3760,7 +3868,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "REASON_REQUIRED" | "REASON_TOO_LONG" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "REASON_REQUIRED" | "REASON_TOO_LONG" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -3809,6 +3917,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "LOT_HELD" | "LOT_NOT_A_GRANT";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -3984,7 +4104,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedApiKeyResponse"];
                 };
             };
-            /** @description `API_KEY_EXPIRY_INVALID`: API key expiry not in the future; `API_KEY_SCOPE_INVALID`: Scopes not usable by this API key role; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `API_KEY_EXPIRY_INVALID`: API key expiry not in the future; `API_KEY_SCOPE_INVALID`: Scopes not usable by this API key role; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3992,7 +4112,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "API_KEY_EXPIRY_INVALID" | "API_KEY_SCOPE_INVALID" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "API_KEY_EXPIRY_INVALID" | "API_KEY_SCOPE_INVALID" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -4029,6 +4149,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "API_KEY_NAME_TAKEN";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -4107,7 +4239,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4115,7 +4247,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -4152,6 +4284,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "API_KEY_NOT_FOUND";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -4799,7 +4943,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedPaymentResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4807,7 +4951,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -4856,6 +5000,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "TOO_MANY_PENDING_PAYMENTS";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -4977,7 +5133,7 @@ export interface operations {
                     "application/json": components["schemas"]["PaymentWriteResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4985,7 +5141,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -5046,6 +5202,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "LOT_LIMIT_REACHED" | "PAYMENT_EXPIRED" | "PAYMENT_NOT_AUTHORIZED";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -5171,7 +5339,7 @@ export interface operations {
                     "application/json": components["schemas"]["PaymentWriteResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5179,7 +5347,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -5228,6 +5396,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "PAYMENT_DISPUTED" | "PAYMENT_NOT_CAPTURED" | "REFUND_EXCEEDS_BALANCE" | "REFUND_EXCEEDS_LOT";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -5456,7 +5636,7 @@ export interface operations {
                     "application/json": components["schemas"]["MockWebhookResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5464,7 +5644,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -5501,6 +5681,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "CONCURRENCY_CONFLICT";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -5603,7 +5795,7 @@ export interface operations {
                     "application/json": components["schemas"]["StripeWebhookResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5611,7 +5803,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -5648,6 +5840,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "CONCURRENCY_CONFLICT" | "LOT_LIMIT_REACHED";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
