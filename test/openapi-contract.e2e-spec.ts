@@ -281,6 +281,21 @@ describe('what the service answers, against the document', () => {
     expect(problems.flatMap(([method, path, code, problem]) => undeclared(method, path, code, problem))).toEqual([]);
   });
 
+  it("answers a path parameter longer than the router takes as validation does, naming the parameter and the limit, not with Fastify's code", async () => {
+    const long = 'a'.repeat(101);
+    const problems = [
+      ['GET', '/v1/accounts/{userId}/balance', 'VALIDATION_FAILED', await testApp.http().get(`/v1/accounts/${long}/balance`).expect(400)],
+      ['POST', '/v1/accounts/{userId}/holds/{holdId}/release', 'VALIDATION_FAILED', await testApp.http().post(`/v1/accounts/${randomUUID()}/holds/${long}/release`).expect(400)],
+    ] as const;
+    expect(problems.flatMap(([method, path, code, problem]) => undeclared(method, path, code, problem))).toEqual([]);
+    expect(problems.map(([, , , problem]) => problem.body.errors)).toEqual([
+      [{ field: 'userId', rule: 'maxLength', message: 'userId must be shorter than or equal to 100 characters' }],
+      [{ field: 'holdId', rule: 'maxLength', message: 'holdId must be shorter than or equal to 100 characters' }],
+    ]);
+    // A path no route has stays a 404, as it is with a shorter segment.
+    expect((await testApp.http().get(`/v1/accounts/${long}/nothing`).expect(404)).body).toMatchObject({ code: 'NOT_FOUND' });
+  });
+
   it('declares the refusals of tokens that holds set aside on every operation that spends them', async () => {
     const userId = randomUUID();
     await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
