@@ -21,7 +21,7 @@ type Schema = {
 };
 type Response = { description: string; content?: Record<string, { schema?: Schema; examples?: Record<string, { value: { code: string; status: number } }> }> };
 type Parameter = { name: string; in: string };
-type Operation = { operationId?: string; summary?: string; tags?: string[]; security?: unknown[]; parameters?: Parameter[]; responses: Record<string, Response> };
+type Operation = { operationId?: string; summary?: string; tags?: string[]; security?: unknown[]; parameters?: Parameter[]; requestBody?: { required?: boolean }; responses: Record<string, Response> };
 type Document = {
   info: { license?: { name: string; url?: string } };
   servers?: { url: string }[];
@@ -226,6 +226,9 @@ describe('what the service answers, against the document', () => {
       ['POST', '/v1/admin/api-keys', key],
       ['POST', '/v1/payments', payment],
       ['POST', '/v1/payments/webhooks/mock', await testApp.anonymous().post('/v1/payments/webhooks/mock').set('content-type', 'application/json').set('x-mock-signature', signWebhook(DEVELOPMENT_WEBHOOK_SECRET, webhookBody)).send(webhookBody).expect(200)],
+      ['POST', '/v1/payments/{paymentId}/capture', await http().post(`/v1/payments/${payment.body.paymentId}/capture`).expect(200)],
+      // No body (a refund is whole), which the document must not require.
+      ['POST', '/v1/payments/{paymentId}/refund', await http().post(`/v1/payments/${payment.body.paymentId}/refund`).expect(200)],
       ['GET', '/v1/payments/{paymentId}', await http().get(`/v1/payments/${payment.body.paymentId}`).expect(200)],
       ['POST', '/v1/accounts/{userId}/usage', await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 5, description: 'contract' }).expect(201)],
       ['POST', '/v1/accounts/{userId}/holds/{holdId}/settle', await http().post(`/v1/accounts/${userId}/holds/${hold.body.holdId}/settle`).send({ amount: 4 }).expect(200)],
@@ -254,6 +257,7 @@ describe('what the service answers, against the document', () => {
         violations: [],
       });
     }
+    expect(document.paths['/v1/payments/{paymentId}/refund']?.['post']?.requestBody?.required).not.toBe(true);
   });
 
   it('sends problems that match the shared problem schema, each with a code its operation declares under that status', async () => {

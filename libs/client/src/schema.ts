@@ -5322,7 +5322,8 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        /** @description None, or `{}`: a refund is whole, and a body naming anything (an `amount`) is 400 VALIDATION_FAILED. */
+        requestBody?: {
             content: {
                 "application/json": components["schemas"]["RefundPaymentRequest"];
             };

@@ -1,6 +1,6 @@
 import { Body, Controller, Get, HttpCode, HttpStatus, Param, Post, Query, Req, UseGuards } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
-import { ApiCreatedResponse, ApiHeader, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiBody, ApiCreatedResponse, ApiHeader, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CapturePaymentCommand, GetPaymentQuery, HandleStripeEventCommand, InitiatePaymentCommand, ListPaymentsQuery, RefundPaymentCommand, SettlePaymentCommand } from '@app/payments';
 import { systemActor } from '@app/event-sourcing';
 import type { RawBodyRequest } from '@nestjs/common';
@@ -53,6 +53,8 @@ export class PaymentsController {
   @HttpCode(HttpStatus.OK)
   @ApiOperation({ operationId: 'refundPayment', summary: 'Refund a payment and take its tokens back', description: '409 REFUND_EXCEEDS_BALANCE or REFUND_EXCEEDS_LOT (nothing refunded), PAYMENT_NOT_CAPTURED.' })
   @ApiOkResponse({ type: PaymentWriteResponse, description: 'Refunded at the provider and the tokens taken back; a repeat refunds nothing more.' })
+  // The route takes no body; an empty object is accepted too. Without this, @Body() would declare one required.
+  @ApiBody({ type: RefundPaymentRequest, required: false, description: 'None, or `{}`: a refund is whole, and a body naming anything (an `amount`) is 400 VALIDATION_FAILED.' })
   @ApiProblems('PAYMENT_NOT_FOUND', 'PAYMENT_NOT_CAPTURED', 'REFUND_EXCEEDS_BALANCE', 'REFUND_EXCEEDS_LOT', 'PAYMENT_DISPUTED', 'PAYMENTS_DISABLED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', ...COMMAND_WRITE_PROBLEMS)
   refund(@Param() { paymentId }: PaymentIdParams, @Body() _whole: RefundPaymentRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new RefundPaymentCommand(paymentId, commandContextOf(request)));
