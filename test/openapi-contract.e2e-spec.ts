@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { ENDPOINT_ACTIONS } from '@app/auth';
+import { HOLD_TTL_SECONDS_MAX } from '@app/ledger';
 import { DEVELOPMENT_WEBHOOK_SECRET } from '../apps/api/src/config/app.config.js';
 import { signWebhook } from '../apps/api/src/payments/webhook-signature.guard.js';
 import { isPublicRoute } from '../apps/api/src/auth/access-control.js';
@@ -11,6 +12,8 @@ import { startTestApp, type TestApp } from './support/test-app.js';
 type Schema = {
   $ref?: string;
   type?: string;
+  description?: string;
+  maximum?: number;
   nullable?: boolean;
   allOf?: Schema[];
   properties?: Record<string, Schema>;
@@ -298,6 +301,18 @@ describe('what the service answers, against the document', () => {
     ]);
     // A path no route has stays a 404, as it is with a shorter segment.
     expect((await testApp.http().get(`/v1/accounts/${long}/nothing`).expect(404)).body).toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it("describes the two limits of a hold's expiresInSeconds, the configured one and the cap it may be set to, and answers each as described", async () => {
+    const property = document.components.schemas['HoldRequest']?.properties?.['expiresInSeconds'];
+    expect(property?.maximum).toBe(HOLD_TTL_SECONDS_MAX);
+    for (const words of ['HOLD_TTL_MAX', '86400', 'HOLD_TTL_OUT_OF_RANGE', String(HOLD_TTL_SECONDS_MAX), 'VALIDATION_FAILED']) expect(property?.description).toContain(words);
+    const userId = randomUUID();
+    await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
+    const beyondSetting = await testApp.http().post(`/v1/accounts/${userId}/holds`).send({ amount: 1, expiresInSeconds: 86_401 }).expect(400);
+    const beyondCap = await testApp.http().post(`/v1/accounts/${userId}/holds`).send({ amount: 1, expiresInSeconds: HOLD_TTL_SECONDS_MAX + 1 }).expect(400);
+    expect([...undeclared('POST', '/v1/accounts/{userId}/holds', 'HOLD_TTL_OUT_OF_RANGE', beyondSetting), ...undeclared('POST', '/v1/accounts/{userId}/holds', 'VALIDATION_FAILED', beyondCap)]).toEqual([]);
+    expect(beyondSetting.body).toMatchObject({ max: 86_400 });
   });
 
   it('declares the refusals of tokens that holds set aside on every operation that spends them', async () => {

@@ -745,7 +745,7 @@ export interface components {
             amount: number;
             /** @example streaming reply */
             description?: string | null;
-            /** @description How long the hold lives; default HOLD_TTL_DEFAULT (15 minutes), at most HOLD_TTL_MAX (24 hours) or HOLD_TTL_OUT_OF_RANGE. */
+            /** @description Seconds the hold lives; when absent, the setting HOLD_TTL_DEFAULT (900 by default, 15 minutes). At most the setting HOLD_TTL_MAX (86400 by default, 24 hours): more is 400 HOLD_TTL_OUT_OF_RANGE with `max`, the setting. `maximum` is the most HOLD_TTL_MAX may be set to (2592000, 30 days): more is 400 VALIDATION_FAILED. */
             expiresInSeconds?: number;
             /**
              * @description Your own data on this hold, kept with it; its settle takes it unless given its own. A flat object: at most 20 keys matching ^[A-Za-z][A-Za-z0-9_.:-]{0,39}$, values strings (at most 500 characters), finite numbers or booleans; no nested objects, arrays or null values. A broken rule is 400 naming it (metadataKeysMax, metadataKey, metadataValueType, ...).
