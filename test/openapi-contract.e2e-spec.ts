@@ -16,6 +16,7 @@ type Schema = {
   maximum?: number;
   nullable?: boolean;
   allOf?: Schema[];
+  oneOf?: Schema[];
   properties?: Record<string, Schema>;
   additionalProperties?: unknown;
   items?: Schema;
@@ -166,9 +167,16 @@ describe('the OpenAPI document the service serves', () => {
  */
 function violations(value: unknown, schema: Schema, at: string): string[] {
   if (schema.$ref !== undefined) return violations(value, document.components.schemas[schema.$ref.replace('#/components/schemas/', '')] ?? {}, at);
-  if (value === null) return schema.nullable === true ? [] : [`${at}: null`];
-  if (schema.allOf !== undefined) return schema.allOf.flatMap((part) => violations(value, part, at));
+  if (schema.oneOf !== undefined) {
+    const matched = schema.oneOf.filter((part) => violations(value, part, at).length === 0).length;
+    return matched === 1 ? [] : [`${at}: ${JSON.stringify(value)} matches ${matched} of its oneOf`];
+  }
+  // As OpenAPI 3.0.3 (and ajv) read `nullable`: it lets null past the `type` beside it, and nothing
+  // else, so an `allOf` or an `enum` beside it still judges a null.
+  const nullRefused = value === null && schema.type !== undefined && schema.nullable !== true ? [`${at}: null`] : [];
+  if (schema.allOf !== undefined) return [...nullRefused, ...schema.allOf.flatMap((part) => violations(value, part, at))];
   if (schema.enum !== undefined && !schema.enum.includes(value)) return [`${at}: ${JSON.stringify(value)} not in ${JSON.stringify(schema.enum)}`];
+  if (value === null) return nullRefused;
   switch (schema.type) {
     case 'object': {
       if (typeof value !== 'object' || Array.isArray(value)) return [`${at}: not an object`];
