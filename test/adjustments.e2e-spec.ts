@@ -219,9 +219,9 @@ describe('admin adjustments: OpenAPI', () => {
   it('the OpenAPI document describes the route, both fields required, and the Idempotency-Key header', async () => {
     const response = await http().get('/docs-json').expect(200);
     const route = response.body.paths['/v1/admin/accounts/{userId}/adjustments'].post;
-    expect(Object.keys(route.responses).sort()).toEqual(['201', '400', '401', '403', '409', '415', '422', '429', '500', '503']);
+    expect(Object.keys(route.responses).sort()).toEqual(['201', '400', '401', '403', '409', '413', '415', '422', '429', '500', '503']);
     const codesOf = (status: string) => route.responses[status].content['application/problem+json'].schema.allOf[1].properties.code.enum;
-    expect(codesOf('409')).toEqual(expect.arrayContaining(['ADJUSTMENT_EXCEEDS_BALANCE', 'CONCURRENCY_CONFLICT', 'IDEMPOTENCY_KEY_IN_PROGRESS']));
+    expect(codesOf('409')).toEqual(expect.arrayContaining(['ADJUSTMENT_EXCEEDS_BALANCE', 'INSUFFICIENT_AVAILABLE_BALANCE', 'CONCURRENCY_CONFLICT', 'IDEMPOTENCY_KEY_IN_PROGRESS']));
     expect(codesOf('422')).toEqual(['BALANCE_OUT_OF_RANGE', 'IDEMPOTENCY_KEY_REUSED']);
     expect(route.parameters.map((parameter: { name: string }) => parameter.name)).toEqual(expect.arrayContaining(['userId', 'Idempotency-Key']));
     const schema = response.body.components.schemas.AdjustmentRequest;

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { ENDPOINT_ACTIONS } from '@app/auth';
+import { HOLD_TTL_SECONDS_MAX } from '@app/ledger';
 import { DEVELOPMENT_WEBHOOK_SECRET } from '../apps/api/src/config/app.config.js';
 import { signWebhook } from '../apps/api/src/payments/webhook-signature.guard.js';
 import { isPublicRoute } from '../apps/api/src/auth/access-control.js';
@@ -11,8 +12,11 @@ import { startTestApp, type TestApp } from './support/test-app.js';
 type Schema = {
   $ref?: string;
   type?: string;
+  description?: string;
+  maximum?: number;
   nullable?: boolean;
   allOf?: Schema[];
+  oneOf?: Schema[];
   properties?: Record<string, Schema>;
   additionalProperties?: unknown;
   items?: Schema;
@@ -21,7 +25,7 @@ type Schema = {
 };
 type Response = { description: string; content?: Record<string, { schema?: Schema; examples?: Record<string, { value: { code: string; status: number } }> }> };
 type Parameter = { name: string; in: string };
-type Operation = { operationId?: string; summary?: string; tags?: string[]; security?: unknown[]; parameters?: Parameter[]; responses: Record<string, Response> };
+type Operation = { operationId?: string; summary?: string; tags?: string[]; security?: unknown[]; parameters?: Parameter[]; requestBody?: { required?: boolean }; responses: Record<string, Response> };
 type Document = {
   info: { license?: { name: string; url?: string } };
   servers?: { url: string }[];
@@ -33,6 +37,12 @@ type Document = {
 
 let testApp: TestApp;
 let document: Document;
+
+/**
+ * Codes of the table no request can get, so no operation may list them: HOLD_ID_REUSED needs a
+ * hold id chosen twice, and the service makes every hold id (a client cannot send one).
+ */
+const NEVER_ANSWERED: ReadonlySet<string> = new Set(['HOLD_ID_REUSED']);
 
 beforeAll(async () => {
   testApp = await startTestApp();
@@ -105,7 +115,7 @@ describe('the OpenAPI document the service serves', () => {
     }
   });
 
-  it('documents every code of the error-code table that a caller can receive, each under the status the table gives it', () => {
+  it('documents every code of the error-code table that a caller can receive, each under the status the table gives it, and no other', () => {
     const documented = new Map<string, Set<number>>();
     for (const { operation } of operations()) {
       for (const [status, response] of Object.entries(operation.responses)) {
@@ -115,7 +125,8 @@ describe('the OpenAPI document the service serves', () => {
     for (const code of ERROR_CODES) {
       const type = PROBLEM_TYPES[code];
       const publicCode = type.publicCode ?? code;
-      expect({ publicCode, statuses: [...(documented.get(publicCode) ?? [])] }).toEqual({ publicCode, statuses: [type.status] });
+      const statuses = NEVER_ANSWERED.has(code) ? [] : [type.status];
+      expect({ publicCode, statuses: [...(documented.get(publicCode) ?? [])] }).toEqual({ publicCode, statuses });
     }
   });
 
@@ -156,9 +167,16 @@ describe('the OpenAPI document the service serves', () => {
  */
 function violations(value: unknown, schema: Schema, at: string): string[] {
   if (schema.$ref !== undefined) return violations(value, document.components.schemas[schema.$ref.replace('#/components/schemas/', '')] ?? {}, at);
-  if (value === null) return schema.nullable === true ? [] : [`${at}: null`];
-  if (schema.allOf !== undefined) return schema.allOf.flatMap((part) => violations(value, part, at));
+  if (schema.oneOf !== undefined) {
+    const matched = schema.oneOf.filter((part) => violations(value, part, at).length === 0).length;
+    return matched === 1 ? [] : [`${at}: ${JSON.stringify(value)} matches ${matched} of its oneOf`];
+  }
+  // As OpenAPI 3.0.3 (and ajv) read `nullable`: it lets null past the `type` beside it, and nothing
+  // else, so an `allOf` or an `enum` beside it still judges a null.
+  const nullRefused = value === null && schema.type !== undefined && schema.nullable !== true ? [`${at}: null`] : [];
+  if (schema.allOf !== undefined) return [...nullRefused, ...schema.allOf.flatMap((part) => violations(value, part, at))];
   if (schema.enum !== undefined && !schema.enum.includes(value)) return [`${at}: ${JSON.stringify(value)} not in ${JSON.stringify(schema.enum)}`];
+  if (value === null) return nullRefused;
   switch (schema.type) {
     case 'object': {
       if (typeof value !== 'object' || Array.isArray(value)) return [`${at}: not an object`];
@@ -186,6 +204,24 @@ function violations(value: unknown, schema: Schema, at: string): string[] {
   }
 }
 
+type Answer = { readonly status: number; readonly headers: Record<string, string>; readonly body: { readonly code?: unknown } };
+
+/**
+ * What a problem answer breaks of its operation's documentation: another code than the one expected,
+ * a status the operation does not document, a code not among that status's, a body off the problem
+ * schema, another media type.
+ */
+function undeclared(method: string, path: string, expected: string, answer: Answer): string[] {
+  const where = `${method} ${path} ${answer.status} ${String(answer.body.code)}`;
+  if (answer.body.code !== expected) return [`${where}: expected ${expected}`];
+  const codes = problemCodes(document.paths[path]?.[method.toLowerCase()]?.responses[String(answer.status)]);
+  return [
+    ...(codes === undefined ? [`${where}: the status is not documented`] : codes.includes(expected) ? [] : [`${where}: not among the documented ${codes.join(', ')}`]),
+    ...(/^application\/problem\+json/.test(answer.headers['content-type'] ?? '') ? [] : [`${where}: sent as ${answer.headers['content-type']}`]),
+    ...violations(answer.body, { $ref: '#/components/schemas/Problem' }, `${where}: body`),
+  ];
+}
+
 describe('what the service answers, against the document', () => {
   it('sends, on every read and write of a day in the life of an account, bodies that match the documented success schemas', async () => {
     const http = () => testApp.http();
@@ -201,6 +237,9 @@ describe('what the service answers, against the document', () => {
       ['POST', '/v1/admin/api-keys', key],
       ['POST', '/v1/payments', payment],
       ['POST', '/v1/payments/webhooks/mock', await testApp.anonymous().post('/v1/payments/webhooks/mock').set('content-type', 'application/json').set('x-mock-signature', signWebhook(DEVELOPMENT_WEBHOOK_SECRET, webhookBody)).send(webhookBody).expect(200)],
+      ['POST', '/v1/payments/{paymentId}/capture', await http().post(`/v1/payments/${payment.body.paymentId}/capture`).expect(200)],
+      // No body (a refund is whole), which the document must not require.
+      ['POST', '/v1/payments/{paymentId}/refund', await http().post(`/v1/payments/${payment.body.paymentId}/refund`).expect(200)],
       ['GET', '/v1/payments/{paymentId}', await http().get(`/v1/payments/${payment.body.paymentId}`).expect(200)],
       ['POST', '/v1/accounts/{userId}/usage', await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 5, description: 'contract' }).expect(201)],
       ['POST', '/v1/accounts/{userId}/holds/{holdId}/settle', await http().post(`/v1/accounts/${userId}/holds/${hold.body.holdId}/settle`).send({ amount: 4 }).expect(200)],
@@ -229,20 +268,70 @@ describe('what the service answers, against the document', () => {
         violations: [],
       });
     }
+    expect(document.paths['/v1/payments/{paymentId}/refund']?.['post']?.requestBody?.required).not.toBe(true);
   });
 
-  it('sends problems that match the shared problem schema', async () => {
+  it('sends problems that match the shared problem schema, each with a code its operation declares under that status', async () => {
     const userId = randomUUID();
     const problems = [
-      await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1 }).expect(409),
-      await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 0 }).expect(400),
-      await testApp.anonymous().get(`/v1/accounts/${userId}/balance`).expect(401),
-      await (await testApp.as('user')).get(`/v1/accounts/${userId}/balance`).expect(403),
-      await testApp.http().get(`/v1/audit/accounts/${userId}/verify`).expect(404),
-    ];
-    for (const problem of problems) {
-      expect(problem.headers['content-type']).toMatch(/^application\/problem\+json/);
-      expect({ code: problem.body.code, violations: violations(problem.body, { $ref: '#/components/schemas/Problem' }, 'body') }).toEqual({ code: problem.body.code, violations: [] });
-    }
+      ['POST', '/v1/accounts/{userId}/usage', 'INSUFFICIENT_BALANCE', await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1 }).expect(409)],
+      ['POST', '/v1/accounts/{userId}/usage', 'VALIDATION_FAILED', await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 0 }).expect(400)],
+      ['GET', '/v1/accounts/{userId}/balance', 'UNAUTHENTICATED', await testApp.anonymous().get(`/v1/accounts/${userId}/balance`).expect(401)],
+      ['GET', '/v1/accounts/{userId}/balance', 'FORBIDDEN', await (await testApp.as('user')).get(`/v1/accounts/${userId}/balance`).expect(403)],
+      ['GET', '/v1/audit/accounts/{userId}/verify', 'ACCOUNT_NOT_FOUND', await testApp.http().get(`/v1/audit/accounts/${userId}/verify`).expect(404)],
+    ] as const;
+    expect(problems.flatMap(([method, path, code, problem]) => undeclared(method, path, code, problem))).toEqual([]);
+  });
+
+  it("declares the body parser's refusals on every operation that takes a body, whether or not it documents one", async () => {
+    const userId = randomUUID();
+    const json = (request: ReturnType<ReturnType<TestApp['http']>['post']>) => request.set('content-type', 'application/json');
+    const problems = [
+      ['POST', '/v1/accounts/{userId}/usage', 'BAD_REQUEST', await json(testApp.http().post(`/v1/accounts/${userId}/usage`)).send('{"amount":').expect(400)],
+      ['POST', '/v1/accounts/{userId}/usage', 'BAD_REQUEST', await json(testApp.http().post(`/v1/accounts/${userId}/usage`)).send('').expect(400)],
+      ['POST', '/v1/accounts/{userId}/usage', 'PAYLOAD_TOO_LARGE', await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1, description: 'x'.repeat(64 * 1024) }).expect(413)],
+      ['POST', '/v1/payments/{paymentId}/capture', 'BAD_REQUEST', await json(testApp.http().post(`/v1/payments/${randomUUID()}/capture`)).send('{').expect(400)],
+      ['DELETE', '/v1/admin/api-keys/{id}', 'BAD_REQUEST', await testApp.http().delete(`/v1/admin/api-keys/${randomUUID()}`).set('content-type', 'application/json').send('{').expect(400)],
+    ] as const;
+    expect(problems.flatMap(([method, path, code, problem]) => undeclared(method, path, code, problem))).toEqual([]);
+  });
+
+  it("answers a path parameter longer than the router takes as validation does, naming the parameter and the limit, not with Fastify's code", async () => {
+    const long = 'a'.repeat(101);
+    const problems = [
+      ['GET', '/v1/accounts/{userId}/balance', 'VALIDATION_FAILED', await testApp.http().get(`/v1/accounts/${long}/balance`).expect(400)],
+      ['POST', '/v1/accounts/{userId}/holds/{holdId}/release', 'VALIDATION_FAILED', await testApp.http().post(`/v1/accounts/${randomUUID()}/holds/${long}/release`).expect(400)],
+    ] as const;
+    expect(problems.flatMap(([method, path, code, problem]) => undeclared(method, path, code, problem))).toEqual([]);
+    expect(problems.map(([, , , problem]) => problem.body.errors)).toEqual([
+      [{ field: 'userId', rule: 'maxLength', message: 'userId must be shorter than or equal to 100 characters' }],
+      [{ field: 'holdId', rule: 'maxLength', message: 'holdId must be shorter than or equal to 100 characters' }],
+    ]);
+    // A path no route has stays a 404, as it is with a shorter segment.
+    expect((await testApp.http().get(`/v1/accounts/${long}/nothing`).expect(404)).body).toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it("describes the two limits of a hold's expiresInSeconds, the configured one and the cap it may be set to, and answers each as described", async () => {
+    const property = document.components.schemas['HoldRequest']?.properties?.['expiresInSeconds'];
+    expect(property?.maximum).toBe(HOLD_TTL_SECONDS_MAX);
+    for (const words of ['HOLD_TTL_MAX', '86400', 'HOLD_TTL_OUT_OF_RANGE', String(HOLD_TTL_SECONDS_MAX), 'VALIDATION_FAILED']) expect(property?.description).toContain(words);
+    const userId = randomUUID();
+    await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
+    const beyondSetting = await testApp.http().post(`/v1/accounts/${userId}/holds`).send({ amount: 1, expiresInSeconds: 86_401 }).expect(400);
+    const beyondCap = await testApp.http().post(`/v1/accounts/${userId}/holds`).send({ amount: 1, expiresInSeconds: HOLD_TTL_SECONDS_MAX + 1 }).expect(400);
+    expect([...undeclared('POST', '/v1/accounts/{userId}/holds', 'HOLD_TTL_OUT_OF_RANGE', beyondSetting), ...undeclared('POST', '/v1/accounts/{userId}/holds', 'VALIDATION_FAILED', beyondCap)]).toEqual([]);
+    expect(beyondSetting.body).toMatchObject({ max: 86_400 });
+  });
+
+  it('declares the refusals of tokens that holds set aside on every operation that spends them', async () => {
+    const userId = randomUUID();
+    await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
+    await testApp.http().post(`/v1/accounts/${userId}/holds`).send({ amount: 80 }).expect(201);
+    const problems = [
+      ['POST', '/v1/accounts/{userId}/usage', 'INSUFFICIENT_AVAILABLE_BALANCE', await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 30 }).expect(409)],
+      ['POST', '/v1/admin/accounts/{userId}/adjustments', 'INSUFFICIENT_AVAILABLE_BALANCE', await testApp.http().post(`/v1/admin/accounts/${userId}/adjustments`).send({ amount: -50, reason: 'correction' }).expect(409)],
+      ['POST', '/v1/accounts/{userId}/holds', 'INSUFFICIENT_AVAILABLE_BALANCE', await testApp.http().post(`/v1/accounts/${userId}/holds`).send({ amount: 30 }).expect(409)],
+    ] as const;
+    expect(problems.flatMap(([method, path, code, problem]) => undeclared(method, path, code, problem))).toEqual([]);
   });
 });

@@ -11,7 +11,8 @@ import { AppModule } from './app.module.js';
 import { registerAccessControl } from './auth/access-control.js';
 import type { AppConfig } from './config/app.config.js';
 import { PinoNestLogger } from './http/pino-nest.logger.js';
-import { ProblemDetailsFilter, sendFrameworkProblem } from './http/problem-details.filter.js';
+import { PATH_PARAMETER_LENGTH_MAX, RoutePaths } from './http/path-parameters.js';
+import { frameworkProblems, ProblemDetailsFilter } from './http/problem-details.filter.js';
 import { RequestValidationError } from './http/request-validation.error.js';
 import { registerRateLimits } from './http/rate-limits.js';
 import { registerRequestBodyParsers } from './http/request-body.js';
@@ -42,10 +43,13 @@ const IDEMPOTENCY_POLL_INTERVAL_MS = 20;
 
 /** The whole HTTP application, configured the same way for the service and for the end-to-end tests. */
 export async function createApp({ config, databaseUrl, logger, openApiUi, auth, metrics = new ServiceMetrics() }: CreateAppOptions): Promise<NestFastifyApplication> {
+  // The routes as they are added, for the refusal of a path parameter over the router's limit to name it.
+  const routes = new RoutePaths();
   const adapter = new FastifyAdapter({
     logger: false,
     bodyLimit: BODY_LIMIT_BYTES,
-    frameworkErrors: sendFrameworkProblem,
+    routerOptions: { maxParamLength: PATH_PARAMETER_LENGTH_MAX },
+    frameworkErrors: frameworkProblems(routes),
     genReqId: (request: { headers: Record<string, string | string[] | undefined> }) => {
       const header = request.headers['x-request-id'];
       return typeof header === 'string' && REQUEST_ID_PATTERN.test(header) ? header : randomUUID();
@@ -56,6 +60,7 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth, 
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, databaseUrl, auth, metrics), adapter, { logger: new PinoNestLogger(logger), bodyParser: false });
 
   const fastify = app.getHttpAdapter().getInstance();
+  routes.follow(fastify);
   registerHttpMetrics(fastify, metrics);
   metrics.readFrom(readModelProbes(app));
   if (config.CORS_ORIGINS.length > 0) app.enableCors(corsOptionsOf(config.CORS_ORIGINS));

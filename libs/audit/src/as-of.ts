@@ -1,4 +1,4 @@
-import { compareDrawOrder, tokenAccountDecider, type TokenAccountEvent } from '@app/ledger';
+import { compareDrawOrder, sweepExpiries, tokenAccountDecider, type TokenAccountEvent } from '@app/ledger';
 
 /** An event as read from a stream, enough to replay it. */
 export type ReplayableEvent = { readonly revision: bigint; readonly type: string; readonly data: unknown };
@@ -55,28 +55,59 @@ export type TokenAccountSummary = {
    */
   readonly shortfall?: number;
   readonly disputes?: readonly { readonly disputeId: string; readonly paymentId: string; readonly status: string }[];
+  /**
+   * Only by time, and only when some were due: the holds and lot remainders past their `expiresAt` at
+   * that time whose expiry the events replayed do not record yet (the expiry job, or the next command,
+   * records it later). The totals above count them expired, as every decision from that instant does.
+   */
+  readonly expiredUnrecorded?: {
+    readonly holds: readonly { readonly holdId: string; readonly amount: number; readonly expiresAt: string }[];
+    readonly lots: readonly { readonly lotId: string; readonly amount: number; readonly expiresAt: string }[];
+  };
 };
 
 /**
  * A token account's summary at a point (zeros and nothing before its first event): what an auditor
- * reads as of a revision or time, and what a bundle's signed head states of its last event.
+ * reads as of a revision or time, and what a bundle's signed head states of its last event. As of a
+ * revision, the state the events leave; as of a time, the state a decision at that instant sees: the
+ * expiries due then are applied as the ledger's own sweep applies them (`expiredUnrecorded`).
  */
 export function tokenAccountSummaryAsOf(events: readonly ReplayableEvent[], asOf: AsOf): TokenAccountSummary & { readonly revision: bigint } {
-  const { state, revision } = stateAsOf<TokenAccountEvent, typeof tokenAccountDecider.initialState>(events, tokenAccountDecider, asOf);
+  const replayed = stateAsOf<TokenAccountEvent, typeof tokenAccountDecider.initialState>(events, tokenAccountDecider, asOf);
+  const { revision } = replayed;
+  // The sweep's events are not kept: their user and transaction ids are placeholders.
+  const swept = 'at' in asOf ? sweepExpiries(replayed.state, { userId: '', now: asOf.at, transactionId: 'as-of' }, 'as-of') : { events: [], state: replayed.state };
+  const state = swept.state;
   const holds = [...state.holds.values()]
     .map(({ holdId, amount, expiresAt }) => ({ holdId, amount, expiresAt }))
     .sort((left, right) => left.expiresAt.localeCompare(right.expiresAt) || left.holdId.localeCompare(right.holdId));
   const lots = [...state.lots.values()].sort(compareDrawOrder).map(({ lotId, source, remaining, reserved, priority, expiresAt }) => ({ lotId, source, remaining, reserved, priority, expiresAt }));
-  const summary = { balance: state.balance, held: state.held, available: state.balance - state.held, holds, lots, revision };
+  const expired = swept.events;
+  const summary = {
+    balance: state.balance,
+    held: state.held,
+    available: state.balance - state.held,
+    holds,
+    lots,
+    revision,
+    ...(expired.length === 0
+      ? {}
+      : {
+          expiredUnrecorded: {
+            holds: expired.flatMap((event) => (event.type === 'HoldExpired' ? [{ holdId: event.data.holdId, amount: event.data.amount, expiresAt: event.data.expiresAt }] : [])),
+            lots: expired.flatMap((event) => (event.type === 'LotExpired' ? [{ lotId: event.data.lotId, amount: event.data.amount, expiresAt: event.data.expiresAt }] : [])),
+          },
+        }),
+  };
   if (state.disputes.size === 0) return summary;
   const disputes = [...state.disputes.values()].map(({ disputeId, paymentId, status }) => ({ disputeId, paymentId, status })).sort((left, right) => left.disputeId.localeCompare(right.disputeId));
   return { ...summary, shortfall: state.shortfall, disputes };
 }
 
-/** A token account's balance at a point (0 before its first event). */
+/** A token account's balance at a point (0 before its first event), as `tokenAccountSummaryAsOf` counts it. */
 export function tokenAccountBalanceAsOf(events: readonly ReplayableEvent[], asOf: AsOf): { readonly balance: number; readonly revision: bigint } {
-  const { state, revision } = stateAsOf<TokenAccountEvent, typeof tokenAccountDecider.initialState>(events, tokenAccountDecider, asOf);
-  return { balance: state.balance, revision };
+  const { balance, revision } = tokenAccountSummaryAsOf(events, asOf);
+  return { balance, revision };
 }
 
 function occurredAt(event: ReplayableEvent): number {

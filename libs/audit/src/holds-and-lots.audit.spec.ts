@@ -50,6 +50,36 @@ describe('audit: holds and lots', () => {
     expect(last.lots).toEqual([{ lotId: 'paid', source: 'purchase', remaining: 90, reserved: 0, priority: 100, expiresAt: null }]);
   });
 
+  it('as of a time, counts holds and lots past their expiry as expired before the job records it, and lists them', () => {
+    const events = stream();
+    // Minute 30: the hold expired at minute 12, but nothing records it until the job at minute 61.
+    expect(tokenAccountSummaryAsOf(events, { at: at(30) })).toEqual({
+      balance: 120,
+      held: 0,
+      available: 120,
+      holds: [],
+      lots: [
+        { lotId: 'promo', source: 'grant', remaining: 30, reserved: 0, priority: 10, expiresAt: at(60).toISOString() },
+        { lotId: 'paid', source: 'purchase', remaining: 90, reserved: 0, priority: 100, expiresAt: null },
+      ],
+      revision: 3n,
+      expiredUnrecorded: { holds: [{ holdId: 'h1', amount: 40, expiresAt: at(12).toISOString() }], lots: [] },
+    });
+    // Between the grant's expiry and the job, its remainder is gone too.
+    expect(tokenAccountSummaryAsOf(events, { at: new Date(at(60).getTime() + 30_000) })).toMatchObject({
+      balance: 90,
+      held: 0,
+      lots: [{ lotId: 'paid', remaining: 90 }],
+      revision: 3n,
+      expiredUnrecorded: { holds: [{ holdId: 'h1' }], lots: [{ lotId: 'promo', amount: 30, expiresAt: at(60).toISOString() }] },
+    });
+    // Once the job's events are replayed, nothing is left unrecorded; as of a revision, nothing is swept.
+    const afterJob = tokenAccountSummaryAsOf(events, { at: at(61) });
+    expect(afterJob).toMatchObject({ balance: 90, held: 0, revision: BigInt(events.length - 1) });
+    expect(afterJob).not.toHaveProperty('expiredUnrecorded');
+    expect(tokenAccountSummaryAsOf(events, { revision: 3n })).toMatchObject({ balance: 120, held: 40, holds: [{ holdId: 'h1' }] });
+  });
+
   it('signs the replayed summary in the bundle head, and a verifier that replays the events finds a head that lies', () => {
     const events = stream();
     const { revision: _revision, ...ledger } = tokenAccountSummaryAsOf(events, { revision: BigInt(events.length - 1) });

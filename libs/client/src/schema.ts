@@ -52,7 +52,7 @@ export interface paths {
         put?: never;
         /**
          * Spend tokens
-         * @description Debits the account; 409 INSUFFICIENT_BALANCE (with `balance` and `requested`) when its available balance is short, 409 ACCOUNT_IN_SHORTFALL (with `shortfall`) while lost payment disputes leave it owing; `metadata` is the caller's, returned in history.
+         * @description Debits the account; 409 INSUFFICIENT_BALANCE (with `balance`, `held`, `available` and `requested`) when the balance less pending refunds is short, 409 INSUFFICIENT_AVAILABLE_BALANCE (with `balance`, `held`, `available` and `requested`) when it is short only because holds set tokens aside, 409 ACCOUNT_IN_SHORTFALL (with `shortfall`) while lost payment disputes leave it owing; `metadata` is the caller's, returned in history.
          */
         post: operations["useTokens"];
         delete?: never;
@@ -298,7 +298,7 @@ export interface paths {
         put?: never;
         /**
          * Adjust a balance, with a reason
-         * @description A signed credit or debit; 409 ADJUSTMENT_EXCEEDS_BALANCE (with balance and requested) when a debit would take the balance below zero, 422 BALANCE_OUT_OF_RANGE when a credit would pass the largest safe integer.
+         * @description A signed credit or debit; 409 ADJUSTMENT_EXCEEDS_BALANCE (with balance and requested) when a debit would take the balance below zero, 409 INSUFFICIENT_AVAILABLE_BALANCE (with balance, held, available and requested) when it would take tokens holds set aside, 422 BALANCE_OUT_OF_RANGE when a credit would pass the largest safe integer.
          */
         post: operations["adjustBalance"];
         delete?: never;
@@ -745,7 +745,7 @@ export interface components {
             amount: number;
             /** @example streaming reply */
             description?: string | null;
-            /** @description How long the hold lives; default HOLD_TTL_DEFAULT (15 minutes), at most HOLD_TTL_MAX (24 hours) or HOLD_TTL_OUT_OF_RANGE. */
+            /** @description Seconds the hold lives; when absent, the setting HOLD_TTL_DEFAULT (900 by default, 15 minutes). At most the setting HOLD_TTL_MAX (86400 by default, 24 hours): more is 400 HOLD_TTL_OUT_OF_RANGE with `max`, the setting. `maximum` is the most HOLD_TTL_MAX may be set to (2592000, 30 days): more is 400 VALIDATION_FAILED. */
             expiresInSeconds?: number;
             /**
              * @description Your own data on this hold, kept with it; its settle takes it unless given its own. A flat object: at most 20 keys matching ^[A-Za-z][A-Za-z0-9_.:-]{0,39}$, values strings (at most 500 characters), finite numbers or booleans; no nested objects, arrays or null values. A broken rule is 400 naming it (metadataKeysMax, metadataKey, metadataValueType, ...).
@@ -966,7 +966,7 @@ export interface components {
             eventsDone: number;
             eventsTotal: number;
             eventsPerSecond: number;
-            /** @description Seconds until done at the rate so far; null when finished or before any progress. */
+            /** @description Seconds until done at the rate so far; null when finished, interrupted or before any progress. */
             etaSeconds: number | null;
             /** @description How far the shadow tables have got in $all. */
             position: string | null;
@@ -975,6 +975,8 @@ export interface components {
             /** Format: date-time */
             finishedAt: string | null;
             error: string | null;
+            /** @description Unfinished, and no process runs it any more (it died); the next rebuild of the projection marks it failed. */
+            interrupted: boolean;
         };
         AccountRecomputationResponse: {
             /** @example token_accounts */
@@ -1153,6 +1155,30 @@ export interface components {
             /** Format: date-time */
             expiresAt: string | null;
         };
+        AuditDisputeResponse: {
+            disputeId: string;
+            /** Format: uuid */
+            paymentId: string;
+            status: string;
+        };
+        AuditExpiredHoldResponse: {
+            /** Format: uuid */
+            holdId: string;
+            amount: number;
+            /** Format: date-time */
+            expiresAt: string;
+        };
+        AuditExpiredLotResponse: {
+            lotId: string;
+            /** @description The remainder that stopped being spendable. */
+            amount: number;
+            /** Format: date-time */
+            expiresAt: string;
+        };
+        AuditExpiredUnrecordedResponse: {
+            holds: components["schemas"]["AuditExpiredHoldResponse"][];
+            lots: components["schemas"]["AuditExpiredLotResponse"][];
+        };
         AuditBalanceResponse: {
             /** Format: uuid */
             userId: string;
@@ -1166,6 +1192,12 @@ export interface components {
              * @example 3
              */
             revision: string;
+            /** @description Only for an account with payment disputes: the tokens lost disputes took back that it did not hold (ADR 0024). */
+            shortfall?: number;
+            /** @description Only for an account with payment disputes: every dispute. */
+            disputes?: components["schemas"]["AuditDisputeResponse"][];
+            /** @description Only as of a time, when some were due: holds and lot remainders past their expiresAt at that time whose expiry the stream records only later (the expiry job or the next command writes it). The totals count them expired, as every decision from that instant does. */
+            expiredUnrecorded?: components["schemas"]["AuditExpiredUnrecordedResponse"];
         };
         ChainReportResponse: {
             ok: boolean;
@@ -1519,7 +1551,7 @@ export interface operations {
                     "application/json": components["schemas"]["LedgerWriteResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1527,7 +1559,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -1564,6 +1596,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "LOT_LIMIT_REACHED" | "PAYMENT_ID_REUSED";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -1665,7 +1709,7 @@ export interface operations {
                     "application/json": components["schemas"]["LedgerWriteResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
+            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1673,7 +1717,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
+                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -1701,7 +1745,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `ACCOUNT_IN_SHORTFALL`: Lost payment disputes left the account owing tokens: nothing can be spent until a credit covers them; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_BALANCE`: Insufficient token balance */
+            /** @description `ACCOUNT_IN_SHORTFALL`: Lost payment disputes left the account owing tokens: nothing can be spent until a credit covers them; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens); `INSUFFICIENT_BALANCE`: Insufficient token balance */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1709,7 +1753,19 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "ACCOUNT_IN_SHORTFALL" | "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "INSUFFICIENT_BALANCE";
+                        code: "ACCOUNT_IN_SHORTFALL" | "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "INSUFFICIENT_AVAILABLE_BALANCE" | "INSUFFICIENT_BALANCE";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -2023,7 +2079,7 @@ export interface operations {
                     "application/json": components["schemas"]["HoldResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `HOLD_TTL_OUT_OF_RANGE`: Hold time to live out of range; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
+            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `HOLD_TTL_OUT_OF_RANGE`: Hold time to live out of range; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2031,7 +2087,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "HOLD_TTL_OUT_OF_RANGE" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
+                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "HOLD_TTL_OUT_OF_RANGE" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -2059,7 +2115,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `ACCOUNT_IN_SHORTFALL`: Lost payment disputes left the account owing tokens: nothing can be spent until a credit covers them; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `HOLD_ID_REUSED`: Hold id already used with a different payload; `HOLD_LIMIT_REACHED`: Too many active holds on this account; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens) */
+            /** @description `ACCOUNT_IN_SHORTFALL`: Lost payment disputes left the account owing tokens: nothing can be spent until a credit covers them; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `HOLD_LIMIT_REACHED`: Too many active holds on this account; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2067,7 +2123,19 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "ACCOUNT_IN_SHORTFALL" | "CONCURRENCY_CONFLICT" | "HOLD_ID_REUSED" | "HOLD_LIMIT_REACHED" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "INSUFFICIENT_AVAILABLE_BALANCE";
+                        code: "ACCOUNT_IN_SHORTFALL" | "CONCURRENCY_CONFLICT" | "HOLD_LIMIT_REACHED" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "INSUFFICIENT_AVAILABLE_BALANCE";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -2170,7 +2238,7 @@ export interface operations {
                     "application/json": components["schemas"]["SettleResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2178,7 +2246,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -2227,6 +2295,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "CONCURRENCY_CONFLICT" | "HOLD_NOT_ACTIVE" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "SETTLE_EXCEEDS_HOLD";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -2330,7 +2410,7 @@ export interface operations {
                     "application/json": components["schemas"]["ReleaseResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2338,7 +2418,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -2387,6 +2467,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "CONCURRENCY_CONFLICT" | "HOLD_NOT_ACTIVE" | "IDEMPOTENCY_KEY_IN_PROGRESS";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -3024,7 +3116,7 @@ export interface operations {
                     "application/json": components["schemas"]["RebuildResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3032,7 +3124,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -3081,6 +3173,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "IDEMPOTENCY_KEY_IN_PROGRESS" | "REBUILD_IN_PROGRESS";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -3294,7 +3398,7 @@ export interface operations {
                     "application/json": components["schemas"]["AccountRebuildResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3302,7 +3406,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -3339,6 +3443,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "IDEMPOTENCY_KEY_IN_PROGRESS";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -3440,7 +3556,7 @@ export interface operations {
                     "application/json": components["schemas"]["LedgerWriteResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `REASON_REQUIRED`: Reason required; `REASON_TOO_LONG`: Reason too long; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `REASON_REQUIRED`: Reason required; `REASON_TOO_LONG`: Reason too long; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3448,7 +3564,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "REASON_REQUIRED" | "REASON_TOO_LONG" | "VALIDATION_FAILED";
+                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "REASON_REQUIRED" | "REASON_TOO_LONG" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -3476,7 +3592,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `ADJUSTMENT_EXCEEDS_BALANCE`: Adjustment would take the balance below zero; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `LOT_LIMIT_REACHED`: Too many credit lots with tokens left on this account */
+            /** @description `ADJUSTMENT_EXCEEDS_BALANCE`: Adjustment would take the balance below zero; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens); `LOT_LIMIT_REACHED`: Too many credit lots with tokens left on this account */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3484,7 +3600,19 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "ADJUSTMENT_EXCEEDS_BALANCE" | "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "LOT_LIMIT_REACHED";
+                        code: "ADJUSTMENT_EXCEEDS_BALANCE" | "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "INSUFFICIENT_AVAILABLE_BALANCE" | "LOT_LIMIT_REACHED";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -3586,7 +3714,7 @@ export interface operations {
                     "application/json": components["schemas"]["LotWriteResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `LOT_EXPIRY_OUT_OF_RANGE`: Lot expiry must be in the future; `LOT_PRIORITY_OUT_OF_RANGE`: Lot priority out of range; `REASON_REQUIRED`: Reason required; `REASON_TOO_LONG`: Reason too long; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `LOT_EXPIRY_OUT_OF_RANGE`: Lot expiry must be in the future; `LOT_PRIORITY_OUT_OF_RANGE`: Lot priority out of range; `REASON_REQUIRED`: Reason required; `REASON_TOO_LONG`: Reason too long; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3594,7 +3722,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "LOT_EXPIRY_OUT_OF_RANGE" | "LOT_PRIORITY_OUT_OF_RANGE" | "REASON_REQUIRED" | "REASON_TOO_LONG" | "VALIDATION_FAILED";
+                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "LOT_EXPIRY_OUT_OF_RANGE" | "LOT_PRIORITY_OUT_OF_RANGE" | "REASON_REQUIRED" | "REASON_TOO_LONG" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -3631,6 +3759,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "LOT_LIMIT_REACHED";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -3734,7 +3874,7 @@ export interface operations {
                     "application/json": components["schemas"]["LotWriteResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `REASON_REQUIRED`: Reason required; `REASON_TOO_LONG`: Reason too long; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `REASON_REQUIRED`: Reason required; `REASON_TOO_LONG`: Reason too long; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3742,7 +3882,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "REASON_REQUIRED" | "REASON_TOO_LONG" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "REASON_REQUIRED" | "REASON_TOO_LONG" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -3791,6 +3931,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "LOT_HELD" | "LOT_NOT_ACTIVE" | "LOT_NOT_A_GRANT";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -3966,7 +4118,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedApiKeyResponse"];
                 };
             };
-            /** @description `API_KEY_EXPIRY_INVALID`: API key expiry not in the future; `API_KEY_SCOPE_INVALID`: Scopes not usable by this API key role; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `API_KEY_EXPIRY_INVALID`: API key expiry not in the future; `API_KEY_SCOPE_INVALID`: Scopes not usable by this API key role; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3974,7 +4126,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "API_KEY_EXPIRY_INVALID" | "API_KEY_SCOPE_INVALID" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "API_KEY_EXPIRY_INVALID" | "API_KEY_SCOPE_INVALID" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -4011,6 +4163,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "API_KEY_NAME_TAKEN";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -4094,7 +4258,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4102,7 +4266,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -4139,6 +4303,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "API_KEY_NOT_FOUND";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -4414,7 +4590,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The balance replayed from the stream to the point, and the last revision applied (-1 before the first event); for an account with payment disputes also its shortfall and every dispute (ADR 0024). */
+            /** @description The balance, held total, active holds and live lots replayed from the stream to the point, and the last revision applied (-1 before the first event). As of a time, holds and lots past their expiry then count as expired even when the stream records it later (`expiredUnrecorded`), as every decision from that instant counts them. For an account with payment disputes also its shortfall and every dispute (ADR 0024). */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -4787,7 +4963,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedPaymentResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4795,7 +4971,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -4844,6 +5020,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "TOO_MANY_PENDING_PAYMENTS";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -4970,7 +5158,7 @@ export interface operations {
                     "application/json": components["schemas"]["PaymentWriteResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4978,7 +5166,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -5039,6 +5227,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "LOT_LIMIT_REACHED" | "PAYMENT_EXPIRED" | "PAYMENT_NOT_AUTHORIZED";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -5165,7 +5365,7 @@ export interface operations {
                     "application/json": components["schemas"]["PaymentWriteResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5173,7 +5373,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -5222,6 +5422,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "PAYMENT_DISPUTED" | "PAYMENT_NOT_CAPTURED" | "REFUND_EXCEEDS_BALANCE" | "REFUND_EXCEEDS_LOT";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -5450,7 +5662,7 @@ export interface operations {
                     "application/json": components["schemas"]["MockWebhookResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5458,7 +5670,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -5498,6 +5710,18 @@ export interface operations {
                     };
                 };
             };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
+                    };
+                };
+            };
             /** @description `UNSUPPORTED_MEDIA_TYPE`: Unsupported media type */
             415: {
                 headers: {
@@ -5507,6 +5731,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "UNSUPPORTED_MEDIA_TYPE";
+                    };
+                };
+            };
+            /** @description `BALANCE_OUT_OF_RANGE`: Balance limit exceeded */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "BALANCE_OUT_OF_RANGE";
                     };
                 };
             };
@@ -5585,7 +5821,7 @@ export interface operations {
                     "application/json": components["schemas"]["StripeWebhookResponse"];
                 };
             };
-            /** @description `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5593,7 +5829,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -5621,7 +5857,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request */
+            /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `LOT_LIMIT_REACHED`: Too many credit lots with tokens left on this account */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5629,7 +5865,19 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "CONCURRENCY_CONFLICT";
+                        code: "CONCURRENCY_CONFLICT" | "LOT_LIMIT_REACHED";
+                    };
+                };
+            };
+            /** @description `PAYLOAD_TOO_LARGE`: Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PAYLOAD_TOO_LARGE";
                     };
                 };
             };
@@ -5642,6 +5890,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "UNSUPPORTED_MEDIA_TYPE";
+                    };
+                };
+            };
+            /** @description `BALANCE_OUT_OF_RANGE`: Balance limit exceeded */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "BALANCE_OUT_OF_RANGE";
                     };
                 };
             };

@@ -415,6 +415,7 @@ describe('projection rebuild', () => {
         return waiting.rowCount === 1;
       });
       expect(await rebuilds.running(tokenAccountsProjection.name)).toBe(true);
+      expect(await rebuilds.get(started.id)).toMatchObject({ interrupted: false });
       await database.pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'token-ledger rebuild token_accounts'");
       await rebuilds.settled(started.id);
       // The session died with its lock: the unfinished row is now known to be interrupted.
@@ -425,7 +426,8 @@ describe('projection rebuild', () => {
       holder.release();
     }
 
-    expect(await rebuilds.get(started.id)).toMatchObject({ phase: 'swapping' });
+    // Read by id too, the unfinished row says it is interrupted, and promises no end.
+    expect(await rebuilds.get(started.id)).toMatchObject({ phase: 'swapping', interrupted: true, etaSeconds: null });
     expect(await dump(database.pool)).toEqual(before);
     expect(await readCheckpoint(database.pool, tokenAccountsProjection.name)).toEqual(checkpointBefore);
     const shadow = await database.pool.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rebuild_%'");
@@ -433,7 +435,7 @@ describe('projection rebuild', () => {
 
     const again = await rebuilds.start(tokenAccountsProjection.name);
     expect(await rebuilds.settled(again.id)).toMatchObject({ phase: 'completed' });
-    expect(await rebuilds.get(started.id)).toMatchObject({ phase: 'failed', error: expect.stringContaining('interrupted during swapping') as unknown });
+    expect(await rebuilds.get(started.id)).toMatchObject({ phase: 'failed', interrupted: false, error: expect.stringContaining('interrupted during swapping') as unknown });
     expect(await dump(database.pool)).toEqual(before);
     const leftovers = await database.pool.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rebuild_%'");
     expect(leftovers.rows).toEqual([]);

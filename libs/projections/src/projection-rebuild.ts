@@ -16,8 +16,10 @@ export type RebuildView = {
   readonly eventsDone: number;
   readonly eventsTotal: number;
   readonly eventsPerSecond: number;
-  /** Seconds until done at the rate so far; null when finished or before any progress. */
+  /** Seconds until done at the rate so far; null when finished, interrupted or before any progress. */
   readonly etaSeconds: number | null;
+  /** Unfinished, and no process runs it any more (it died): the next rebuild of the projection marks it failed. */
+  readonly interrupted: boolean;
   /** How far the shadow tables have got in `$all`. */
   readonly position: string | null;
   readonly startedAt: string;
@@ -168,13 +170,13 @@ export class ProjectionRebuilds {
   async get(id: string): Promise<RebuildView | undefined> {
     const result = await this.pool.query<RebuildRow>(`SELECT ${ROW_COLUMNS} FROM projection_rebuilds WHERE id = $1`, [id]);
     const row = result.rows[0];
-    return row === undefined ? undefined : toView(row);
+    return row === undefined ? undefined : this.view(row);
   }
 
-  /** The unfinished rebuild of a projection, if any (it may belong to a process that has died). */
+  /** The unfinished rebuild of a projection, if any (it may belong to a process that has died: `interrupted`). */
   async active(name: string): Promise<RebuildView | undefined> {
     const row = await this.activeRow(name);
-    return row === undefined ? undefined : toView(row);
+    return row === undefined ? undefined : this.view(row);
   }
 
   /**
@@ -195,6 +197,10 @@ export class ProjectionRebuilds {
     const running = [...this.workers.values()];
     for (const worker of running) worker.controller.abort();
     await Promise.all(running.map((worker) => worker.done));
+  }
+
+  private async view(row: RebuildRow): Promise<RebuildView> {
+    return toView(row, !isFinished(row.phase) && !(await this.running(row.projection)));
   }
 
   private async requireView(id: string): Promise<RebuildView> {
@@ -260,13 +266,17 @@ export class ProjectionRebuilds {
   }
 }
 
-function toView(row: RebuildRow): RebuildView {
+function isFinished(phase: RebuildPhase): boolean {
+  return phase === 'completed' || phase === 'failed';
+}
+
+function toView(row: RebuildRow, interrupted: boolean): RebuildView {
   const done = Number(row.events_done);
   const total = Number(row.events_total);
   const end = row.finished_at ?? row.now;
   const seconds = Math.max((end.getTime() - row.started_at.getTime()) / 1000, 0.001);
   const rate = done / seconds;
-  const finished = row.phase === 'completed' || row.phase === 'failed';
+  const finished = isFinished(row.phase);
   return {
     id: row.id,
     projection: row.projection,
@@ -274,10 +284,11 @@ function toView(row: RebuildRow): RebuildView {
     eventsDone: done,
     eventsTotal: total,
     eventsPerSecond: Math.round(rate),
-    etaSeconds: finished || rate === 0 ? null : Math.round(((total - done) / rate) * 10) / 10,
+    etaSeconds: finished || interrupted || rate === 0 ? null : Math.round(((total - done) / rate) * 10) / 10,
     position: row.commit_position === null || row.prepare_position === null ? null : `${row.commit_position}/${row.prepare_position}`,
     startedAt: row.started_at.toISOString(),
     finishedAt: row.finished_at?.toISOString() ?? null,
     error: row.error,
+    interrupted,
   };
 }

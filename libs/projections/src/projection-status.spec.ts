@@ -160,3 +160,18 @@ describe('a projection that cannot apply an event', () => {
     await fixed.stop();
   });
 });
+
+describe('a runner with nothing to apply', () => {
+  it('reports running once nothing is after its checkpoint, though no batch came to mark it so (a restart or a rebuild on a quiet system)', async () => {
+    const random = seededRandom(22);
+    const account = { userId: seededUuid(random), state: initialTokenAccountState, revision: -1n };
+    await appendDecided(store, random, account, 3, new Date('2026-11-24T12:00:00.000Z'));
+    const first = runner(eventLog);
+    await waitUntil(async () => (await database.pool.query('SELECT 1 FROM event_log')).rowCount === 3);
+    await first.stop();
+    // Restarted with its checkpoint at the head: no event comes, so the runner itself never leaves `catching_up`.
+    const restarted = runner(eventLog);
+    await waitUntil(() => restarted.state === 'catching_up');
+    expect((await statuses([eventLog], [restarted])).get('event_log')).toMatchObject({ state: 'running', lagEvents: 0 });
+  });
+});

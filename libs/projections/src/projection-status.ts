@@ -62,7 +62,10 @@ async function statusOf(sources: ProjectionStatusSources, projection: Projection
   // This process's own runner may know of a failure it could not store (the database was what failed).
   const remembered = runner?.state === 'failed' ? runner.failure : undefined;
   const failure = stored ?? (remembered === undefined ? undefined : { ...remembered, firstFailedAt: remembered.failedAt });
-  const state: ProjectionStatusState = failure !== undefined ? 'failed' : rebuild !== undefined && !rebuild.interrupted ? 'rebuilding' : (runner?.state ?? 'stopped');
+  // A runner marks itself running after a batch that leaves nothing ready; one started at the head
+  // of a quiet store (a restart, a swapped rebuild) gets no batch, and is caught up all the same.
+  const runnerState = runner?.state === 'catching_up' && oldest === undefined ? 'running' : runner?.state;
+  const state: ProjectionStatusState = failure !== undefined ? 'failed' : rebuild !== undefined && !rebuild.interrupted ? 'rebuilding' : (runnerState ?? 'stopped');
   return {
     name: projection.name,
     state,

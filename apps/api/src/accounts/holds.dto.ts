@@ -30,11 +30,16 @@ export class HoldRequest {
   @IsStorableText()
   description?: string | null;
 
+  // Two limits: the service's setting HOLD_TTL_MAX, checked by the ledger, and the cap that setting may
+  // reach, checked here. `maximum` states the cap, the same in every deployment; the description both.
   @ApiPropertyOptional({
     type: 'integer',
     minimum: HOLD_TTL_SECONDS_MIN,
     maximum: HOLD_TTL_SECONDS_MAX,
-    description: 'How long the hold lives; default HOLD_TTL_DEFAULT (15 minutes), at most HOLD_TTL_MAX (24 hours) or HOLD_TTL_OUT_OF_RANGE.',
+    description:
+      'Seconds the hold lives; when absent, the setting HOLD_TTL_DEFAULT (900 by default, 15 minutes). ' +
+      'At most the setting HOLD_TTL_MAX (86400 by default, 24 hours): more is 400 HOLD_TTL_OUT_OF_RANGE with `max`, the setting. ' +
+      `\`maximum\` is the most HOLD_TTL_MAX may be set to (${HOLD_TTL_SECONDS_MAX}, 30 days): more is 400 VALIDATION_FAILED.`,
   })
   @IsOptional()
   @IsInt()

@@ -66,10 +66,10 @@ export class AdminController {
   @ApiOperation({
     operationId: 'adjustBalance',
     summary: 'Adjust a balance, with a reason',
-    description: 'A signed credit or debit; 409 ADJUSTMENT_EXCEEDS_BALANCE (with balance and requested) when a debit would take the balance below zero, 422 BALANCE_OUT_OF_RANGE when a credit would pass the largest safe integer.',
+    description: 'A signed credit or debit; 409 ADJUSTMENT_EXCEEDS_BALANCE (with balance and requested) when a debit would take the balance below zero, 409 INSUFFICIENT_AVAILABLE_BALANCE (with balance, held, available and requested) when it would take tokens holds set aside, 422 BALANCE_OUT_OF_RANGE when a credit would pass the largest safe integer.',
   })
   @ApiCreatedResponse({ type: LedgerWriteResponse, description: "The adjustment transaction (its description is the reason) and the new balance; a user never seen may be credited." })
-  @ApiProblems('AMOUNT_OUT_OF_RANGE', 'REASON_REQUIRED', 'REASON_TOO_LONG', 'ADJUSTMENT_EXCEEDS_BALANCE', 'BALANCE_OUT_OF_RANGE', 'LOT_LIMIT_REACHED', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('AMOUNT_OUT_OF_RANGE', 'REASON_REQUIRED', 'REASON_TOO_LONG', 'ADJUSTMENT_EXCEEDS_BALANCE', 'INSUFFICIENT_AVAILABLE_BALANCE', 'BALANCE_OUT_OF_RANGE', 'LOT_LIMIT_REACHED', ...COMMAND_WRITE_PROBLEMS)
   adjust(@Param() { userId }: UserIdParams, @Body() body: AdjustmentRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new AdjustTokensCommand(userId, body.amount, body.reason, commandContextOf(request)));
   }

@@ -39,11 +39,12 @@ export class RebuildResponse {
   @ApiProperty({ type: 'integer' }) eventsDone!: number;
   @ApiProperty({ type: 'integer' }) eventsTotal!: number;
   @ApiProperty({ type: 'number' }) eventsPerSecond!: number;
-  @ApiProperty({ nullable: true, type: 'number', description: 'Seconds until done at the rate so far; null when finished or before any progress.' }) etaSeconds!: number | null;
+  @ApiProperty({ nullable: true, type: 'number', description: 'Seconds until done at the rate so far; null when finished, interrupted or before any progress.' }) etaSeconds!: number | null;
   @ApiProperty({ nullable: true, type: String, description: 'How far the shadow tables have got in $all.' }) position!: string | null;
   @ApiProperty({ format: 'date-time' }) startedAt!: string;
   @ApiProperty({ nullable: true, type: String, format: 'date-time' }) finishedAt!: string | null;
   @ApiProperty({ nullable: true, type: String }) error!: string | null;
+  @ApiProperty({ description: 'Unfinished, and no process runs it any more (it died); the next rebuild of the projection marks it failed.' }) interrupted!: boolean;
 }
 
 class AccountRecomputationResponse {

@@ -48,7 +48,7 @@ export class AuditController {
 
   @Get('accounts/:userId/balance')
   @ApiOperation({ operationId: 'getAuditBalance', summary: 'Replay the balance of an account as of a time or revision' })
-  @ApiOkResponse({ type: AuditBalanceResponse, description: 'The balance replayed from the stream to the point, and the last revision applied (-1 before the first event); for an account with payment disputes also its shortfall and every dispute (ADR 0024).' })
+  @ApiOkResponse({ type: AuditBalanceResponse, description: 'The balance, held total, active holds and live lots replayed from the stream to the point, and the last revision applied (-1 before the first event). As of a time, holds and lots past their expiry then count as expired even when the stream records it later (`expiredUnrecorded`), as every decision from that instant counts them. For an account with payment disputes also its shortfall and every dispute (ADR 0024).' })
   @ApiProblems('ACCOUNT_NOT_FOUND', 'REVISION_OUT_OF_RANGE', 'STREAM_NOT_REPLAYABLE')
   async balance(@Param() { userId }: UserIdParams, @Query() query: AuditBalanceQuery) {
     return { userId, ...(await this.audit.balanceAsOf(userId, query.asOf())) };

@@ -40,6 +40,29 @@ class AuditLotResponse {
   @ApiProperty({ nullable: true, type: String, format: 'date-time' }) expiresAt!: string | null;
 }
 
+class AuditExpiredHoldResponse {
+  @ApiProperty({ format: 'uuid' }) holdId!: string;
+  @ApiProperty({ type: 'integer' }) amount!: number;
+  @ApiProperty({ format: 'date-time' }) expiresAt!: string;
+}
+
+class AuditExpiredLotResponse {
+  @ApiProperty() lotId!: string;
+  @ApiProperty({ type: 'integer', description: 'The remainder that stopped being spendable.' }) amount!: number;
+  @ApiProperty({ format: 'date-time' }) expiresAt!: string;
+}
+
+class AuditDisputeResponse {
+  @ApiProperty() disputeId!: string;
+  @ApiProperty({ format: 'uuid' }) paymentId!: string;
+  @ApiProperty() status!: string;
+}
+
+class AuditExpiredUnrecordedResponse {
+  @ApiProperty({ type: [AuditExpiredHoldResponse] }) holds!: AuditExpiredHoldResponse[];
+  @ApiProperty({ type: [AuditExpiredLotResponse] }) lots!: AuditExpiredLotResponse[];
+}
+
 export class AuditBalanceResponse {
   @ApiProperty({ format: 'uuid' }) userId!: string;
   @ApiProperty({ type: 'integer' }) balance!: number;
@@ -48,6 +71,14 @@ export class AuditBalanceResponse {
   @ApiProperty({ type: [AuditHoldResponse] }) holds!: AuditHoldResponse[];
   @ApiProperty({ type: [AuditLotResponse] }) lots!: AuditLotResponse[];
   @ApiProperty({ description: 'The last revision applied; -1 before the first event.', example: '3' }) revision!: string;
+  @ApiPropertyOptional({ type: 'integer', description: 'Only for an account with payment disputes: the tokens lost disputes took back that it did not hold (ADR 0024).' }) shortfall?: number;
+  @ApiPropertyOptional({ type: [AuditDisputeResponse], description: 'Only for an account with payment disputes: every dispute.' }) disputes?: AuditDisputeResponse[];
+  @ApiPropertyOptional({
+    type: AuditExpiredUnrecordedResponse,
+    description:
+      'Only as of a time, when some were due: holds and lot remainders past their expiresAt at that time whose expiry the stream records only later (the expiry job or the next command writes it). The totals count them expired, as every decision from that instant does.',
+  })
+  expiredUnrecorded?: AuditExpiredUnrecordedResponse;
 }
 
 class ChainReportResponse {

@@ -1,8 +1,9 @@
-import { Catch, HttpException, HttpStatus, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
+import { Catch, HttpException, HttpStatus, NotFoundException, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import { databaseUnavailableErrorOf } from '@app/database';
 import type { CodedError } from '@app/ledger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import type { RoutePaths } from './path-parameters.js';
 import { isErrorCode, isMappedError, PROBLEM_TYPES, type ErrorCode } from './problem-types.js';
 
 export type ProblemDetails = {
@@ -78,15 +79,31 @@ function problem(status: number, code: string, title: string, detail: string, in
   return { ...defined, ...more, ...defined };
 }
 
+type FrameworkError = { readonly statusCode?: number; readonly code?: string; readonly message: string };
+
 /**
- * Fastify's own refusals made before any route or hook runs (a URL that is not valid percent-encoding,
- * a path parameter longer than the router takes): the same problem body as every other 4xx, with
- * Fastify's code, instead of Fastify's plain JSON.
+ * Fastify's own refusals made before any route or hook runs, with the same problem body as every
+ * other 4xx instead of Fastify's plain JSON. A path parameter longer than the router takes (which
+ * Fastify answers 414 FST_ERR_MAX_PARAM_LENGTH) is refused as validation refuses a parameter, 400
+ * VALIDATION_FAILED naming it (found among `routes`) and the limit; a path no route has stays the
+ * 404 a shorter value gets. Any other (a URL that is not valid percent-encoding) keeps Fastify's code.
  */
-export function sendFrameworkProblem(error: { readonly statusCode?: number; readonly code?: string; readonly message: string }, request: FastifyRequest, reply: FastifyReply): void {
-  const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : HttpStatus.BAD_REQUEST;
-  const code = error.code ?? httpCode(status);
-  void reply.code(status).header('content-type', 'application/problem+json; charset=utf-8').send(problem(status, code, titleOf(code, status), error.message, request.url));
+export function frameworkProblems(routes: RoutePaths): (error: FrameworkError, request: FastifyRequest, reply: FastifyReply) => void {
+  return (error, request, reply) => {
+    if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+      const refused = routes.tooLongParameter(request.method, request.url);
+      if (refused !== undefined) void sendProblem(reply, request, refused);
+      else void sendBody(reply, problemOf(new NotFoundException(`Cannot ${request.method} ${request.url}`), request.url));
+      return;
+    }
+    const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : HttpStatus.BAD_REQUEST;
+    const code = error.code ?? httpCode(status);
+    void sendBody(reply, problem(status, code, titleOf(code, status), error.message, request.url));
+  };
+}
+
+function sendBody(reply: FastifyReply, body: ProblemDetails): FastifyReply {
+  return reply.code(body.status).header('content-type', 'application/problem+json; charset=utf-8').send(body);
 }
 
 /** Answers a request from a Fastify hook (outside Nest's filters) with the problem of an expected rejection. */

@@ -20,7 +20,8 @@ const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'
 
 /** Every operation's problem codes beside its own, by what the operation is. */
 const PROTECTED_PROBLEMS: readonly ProblemCode[] = ['CREDENTIALS_MISSING', 'FORBIDDEN', 'AUTHENTICATION_UNAVAILABLE', 'DATABASE_UNAVAILABLE'];
-const BODY_PROBLEMS: readonly ProblemCode[] = ['BODY_TOO_DEEP', 'BODY_NOT_UTF8', 'UNSUPPORTED_MEDIA_TYPE'];
+// Fastify parses a body sent with any method but GET and HEAD, whether or not the route reads one.
+const BODY_PROBLEMS: readonly ProblemCode[] = ['BODY_TOO_DEEP', 'BODY_NOT_UTF8', 'UNSUPPORTED_MEDIA_TYPE', 'BAD_REQUEST', 'PAYLOAD_TOO_LARGE'];
 const KEYED_PROBLEMS: readonly ProblemCode[] = ['IDEMPOTENCY_KEY_INVALID', 'IDEMPOTENCY_KEY_REUSED', 'IDEMPOTENCY_KEY_IN_PROGRESS'];
 
 const PROBLEM_SCHEMA: SchemaObject = {
@@ -94,8 +95,30 @@ export function completeContract(document: OpenAPIObject): OpenAPIObject {
     servers: document.servers !== undefined && document.servers.length > 0 ? document.servers : [{ url: '/', description: 'The service that serves this document' }],
     // A tag no row describes is still declared, so the linter names it (tag-description) instead of the document hiding it.
     tags: [...API_TAGS, ...[...used].filter((name) => !declared.has(name)).map((name) => ({ name }))],
-    components: { ...document.components, schemas: { ...document.components?.schemas, Problem: PROBLEM_SCHEMA } },
+    components: { ...document.components, schemas: { ...mapValues(document.components?.schemas ?? {}, withNullableReferences), Problem: PROBLEM_SCHEMA } },
   };
+}
+
+/**
+ * A nullable property of a class type, as Swagger writes it (`nullable: true` beside `allOf: [{ $ref }]`),
+ * refuses null under OpenAPI 3.0: `nullable` only widens the `type` beside it, and the referenced
+ * schema still says object (ajv: "must be object"). Written as one of the reference or null, a strict
+ * validator accepts both, and the generated client still types it `X | null`. Nested schemas too.
+ */
+function withNullableReferences(schema: SchemaObject | ReferenceObject): SchemaObject | ReferenceObject {
+  if ('$ref' in schema) return schema;
+  const { nullable, allOf, type: _type, ...rest } = schema;
+  const only = allOf?.length === 1 ? allOf[0] : undefined;
+  if (nullable === true && only !== undefined && '$ref' in only) return { ...rest, oneOf: [only, { enum: [null] }] };
+  return {
+    ...schema,
+    ...(schema.properties === undefined ? {} : { properties: mapValues(schema.properties, withNullableReferences) }),
+    ...(schema.items === undefined ? {} : { items: withNullableReferences(schema.items) }),
+  };
+}
+
+function mapValues<Value>(record: Record<string, Value>, map: (value: Value) => Value): Record<string, Value> {
+  return Object.fromEntries(Object.entries(record).map(([key, value]) => [key, map(value)]));
 }
 
 function completeOperation(method: string, path: string, operation: OperationObject): void {

@@ -77,7 +77,7 @@ export class PaymentsController {
   })
   @ApiOperation({ operationId: 'receiveMockWebhook', summary: "Receive the mock provider's signed notification", description: '401 when the signature is missing or bad, or its timestamp is outside PAYMENT_WEBHOOK_TOLERANCE_SECONDS; 404 PROVIDER_NOT_CONFIGURED when PAYMENT_PROVIDER is not mock; nothing happens then.' })
   @ApiOkResponse({ type: MockWebhookResponse, description: 'Recorded, or (duplicate) this event id was processed before and nothing happened.' })
-  @ApiProblems('UNAUTHORIZED', 'PROVIDER_NOT_CONFIGURED', 'PAYMENT_NOT_FOUND', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'DATABASE_UNAVAILABLE', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('UNAUTHORIZED', 'PROVIDER_NOT_CONFIGURED', 'PAYMENT_NOT_FOUND', 'BALANCE_OUT_OF_RANGE', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'DATABASE_UNAVAILABLE', ...COMMAND_WRITE_PROBLEMS)
   async webhook(@Body() body: MockWebhookRequest, @Req() request: FastifyRequest) {
     // The notification only says where to look: the provider is asked what happened to the order.
     const context = { requestId: request.id, actor: systemActor('mock-provider', 'webhook') };
@@ -90,7 +90,7 @@ export class PaymentsController {
   @ApiHeader({ name: 'stripe-signature', required: true, description: "Stripe's signature of the raw body (t=<unix seconds>,v1=<hex HMAC-SHA256>), checked by the Stripe SDK with STRIPE_WEBHOOK_SECRET" })
   @ApiOperation({ operationId: 'receiveStripeWebhook', summary: "Receive Stripe's signed event", description: '401 WEBHOOK_SIGNATURE_INVALID when the signature is missing or bad or too old; 404 PROVIDER_NOT_CONFIGURED when PAYMENT_PROVIDER is not stripe.' })
   @ApiOkResponse({ type: StripeWebhookResponse, description: 'Processed and committed; or this event id was processed before (duplicate); or the event is not about a payment of ours (ignored).' })
-  @ApiProblems('WEBHOOK_SIGNATURE_INVALID', 'PROVIDER_NOT_CONFIGURED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'DATABASE_UNAVAILABLE', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('WEBHOOK_SIGNATURE_INVALID', 'PROVIDER_NOT_CONFIGURED', 'LOT_LIMIT_REACHED', 'BALANCE_OUT_OF_RANGE', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'DATABASE_UNAVAILABLE', ...COMMAND_WRITE_PROBLEMS)
   stripeWebhook(@Req() request: RawBodyRequest<FastifyRequest>) {
     // The event is read from the exact bytes Stripe signed, never from the parsed body.
     const context = { requestId: request.id, actor: systemActor('stripe', 'webhook') };

@@ -142,12 +142,14 @@ function useTokens({ data }: UseTokens, state: TokenAccountState): TokensUsed {
   assertMetadata(data.metadata);
   assertNoShortfall(state);
   // Tokens of a payment being refunded are reserved: spending them would leave money returned and tokens kept.
-  const available = availableBalance(state);
-  if (data.amount > available) {
-    const reserved = available < state.balance ? ` (${state.balance - available} reserved for refunds)` : '';
+  const unreserved = availableBalance(state);
+  if (data.amount > unreserved) {
+    const reserved = unreserved < state.balance ? ` (${state.balance - unreserved} reserved for refunds)` : '';
     throw new LedgerError('INSUFFICIENT_BALANCE', `the balance ${state.balance}${reserved} is less than the ${data.amount} tokens requested`, {
       balance: state.balance,
-      available,
+      held: state.held,
+      // What a usage could take now, as INSUFFICIENT_AVAILABLE_BALANCE and the balance read model count it: less held tokens too.
+      available: Math.max(0, unreserved - state.held),
       requested: data.amount,
     });
   }
