@@ -1161,13 +1161,6 @@ export interface components {
             paymentId: string;
             status: string;
         };
-        AuditExpiredHoldResponse: {
-            /** Format: uuid */
-            holdId: string;
-            amount: number;
-            /** Format: date-time */
-            expiresAt: string;
-        };
         AuditExpiredLotResponse: {
             lotId: string;
             /** @description The remainder that stopped being spendable. */
@@ -1176,7 +1169,7 @@ export interface components {
             expiresAt: string;
         };
         AuditExpiredUnrecordedResponse: {
-            holds: components["schemas"]["AuditExpiredHoldResponse"][];
+            holds: components["schemas"]["AuditHoldResponse"][];
             lots: components["schemas"]["AuditExpiredLotResponse"][];
         };
         AuditBalanceResponse: {

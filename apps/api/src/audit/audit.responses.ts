@@ -40,12 +40,6 @@ class AuditLotResponse {
   @ApiProperty({ nullable: true, type: String, format: 'date-time' }) expiresAt!: string | null;
 }
 
-class AuditExpiredHoldResponse {
-  @ApiProperty({ format: 'uuid' }) holdId!: string;
-  @ApiProperty({ type: 'integer' }) amount!: number;
-  @ApiProperty({ format: 'date-time' }) expiresAt!: string;
-}
-
 class AuditExpiredLotResponse {
   @ApiProperty() lotId!: string;
   @ApiProperty({ type: 'integer', description: 'The remainder that stopped being spendable.' }) amount!: number;
@@ -59,7 +53,7 @@ class AuditDisputeResponse {
 }
 
 class AuditExpiredUnrecordedResponse {
-  @ApiProperty({ type: [AuditExpiredHoldResponse] }) holds!: AuditExpiredHoldResponse[];
+  @ApiProperty({ type: [AuditHoldResponse] }) holds!: AuditHoldResponse[];
   @ApiProperty({ type: [AuditExpiredLotResponse] }) lots!: AuditExpiredLotResponse[];
 }
 
