@@ -157,7 +157,11 @@ describe('two processes of the service on one database', () => {
     // Settle half (1 token each) and release the rest, each through the other process than its neighbour, twice over: the second attempt is refused.
     const ends = await Promise.all(
       placed.flatMap((answer, index) =>
-        [first, second].map((child) => call(child, 'POST', `/v1/accounts/${userId}/holds/${String(answer.body.holdId)}/${index % 2 === 0 ? 'settle' : 'release'}`, { amount: 1 })),
+        [first, second].map((child) =>
+          index % 2 === 0
+            ? call(child, 'POST', `/v1/accounts/${userId}/holds/${String(answer.body.holdId)}/settle`, { amount: 1 })
+            : call(child, 'POST', `/v1/accounts/${userId}/holds/${String(answer.body.holdId)}/release`),
+        ),
       ),
     );
     expect(ends.filter((answer) => answer.status === 200)).toHaveLength(20);
