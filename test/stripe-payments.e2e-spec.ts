@@ -266,6 +266,28 @@ describe('Stripe webhooks', () => {
     expect(fake.paymentIntents.get(orderId)?.status).toBe('requires_payment_method');
   });
 
+  it('answers 200 with the refusal when the ledger refuses an auto-capture, captures nothing, and the client captures once the refusal no longer holds', async () => {
+    const userId = randomUUID();
+    // 50 tokens below the largest balance: the starter package's 100 would take it over.
+    await http().post(`/v1/admin/accounts/${userId}/adjustments`).send({ amount: Number.MAX_SAFE_INTEGER - 50, reason: 'Near the largest balance' }).expect(201);
+    const { paymentId, orderId } = await buy(userId);
+    fake.confirmAsCustomer(orderId);
+    const authorised = eventOf('payment_intent.amount_capturable_updated', orderId);
+    // A 4xx or 5xx would have Stripe deliver it again for days (and flag the endpoint); the refusal is an answer.
+    const refused = await deliver(authorised, autoApp).expect(200);
+    expect(refused.body).toEqual({ received: true, duplicate: false, ignored: false, refused: { code: 'BALANCE_OUT_OF_RANGE', message: expect.stringContaining('above') } });
+    expect(fake.paymentIntents.get(orderId)?.status).toBe('requires_capture');
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'PENDING', providerTransactionId: null });
+    expect(await balanceOf(userId)).toBe(Number.MAX_SAFE_INTEGER - 50);
+    expect(await eventTypes(userId)).toEqual(['TokensAdjusted', 'PaymentInitiated']);
+    expect((await deliver(authorised, autoApp).expect(200)).body).toEqual({ received: true, duplicate: true, ignored: false });
+    // Once the account has room, the client's capture takes the money and credits the package once.
+    await http().post(`/v1/admin/accounts/${userId}/adjustments`).send({ amount: -100, reason: 'Room for the purchase' }).expect(201);
+    expect((await capture(paymentId).expect(200)).body).toMatchObject({ balance: Number.MAX_SAFE_INTEGER - 50, payment: { status: 'COMPLETED' } });
+    expect(fake.paymentIntents.get(orderId)?.status).toBe('succeeded');
+    expect(await eventTypes(userId)).toEqual(['TokensAdjusted', 'PaymentInitiated', 'TokensAdjusted', ...PURCHASED.slice(1)]);
+  });
+
   it('answers 2xx to events that are not about a payment of ours, and to event types it does not use', async () => {
     const client = stripeClient({ secretKey: fake.secretKey, webhookSecret: fake.webhookSecret, autoCapture: false, apiUrl: fake.url, maxNetworkRetries: 0, timeoutMs: 1_000, webhookToleranceSeconds: 300 });
     const foreign = await client.paymentIntents.create({ amount: 999, currency: 'usd', capture_method: 'manual', metadata: { order: 'from another app' } });

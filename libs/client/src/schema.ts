@@ -1326,6 +1326,14 @@ export interface components {
             /** @description This event id was processed before: nothing happened. */
             duplicate: boolean;
         };
+        CaptureRefusalResponse: {
+            /**
+             * @description The refusal the capture call would answer (422 or 409).
+             * @enum {string}
+             */
+            code: "BALANCE_OUT_OF_RANGE" | "LOT_LIMIT_REACHED";
+            message: string;
+        };
         StripeWebhookResponse: {
             /** @enum {boolean} */
             received: true;
@@ -1333,6 +1341,8 @@ export interface components {
             duplicate: boolean;
             /** @description The event is not about a payment of ours: acknowledged, nothing happened. */
             ignored: boolean;
+            /** @description Present when the event asked for an auto-capture the ledger refused before any money moved (the account would pass the largest balance, or has the most credit lots): nothing was captured or recorded, the payment stays PENDING for a capture call once the account has room, or for its expiry, which cancels the PaymentIntent. */
+            refused?: components["schemas"]["CaptureRefusalResponse"];
         };
         PaymentPageResponse: {
             limit: number;
@@ -5805,7 +5815,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Processed and committed; or this event id was processed before (duplicate); or the event is not about a payment of ours (ignored). */
+            /** @description Processed and committed; or this event id was processed before (duplicate); or the event is not about a payment of ours (ignored); or the auto-capture it asked for was refused by the ledger before any money moved (refused). */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -5850,7 +5860,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `LOT_LIMIT_REACHED`: Too many credit lots with tokens left on this account */
+            /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5858,7 +5868,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "CONCURRENCY_CONFLICT" | "LOT_LIMIT_REACHED";
+                        code: "CONCURRENCY_CONFLICT";
                     };
                 };
             };

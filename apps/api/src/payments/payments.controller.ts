@@ -89,8 +89,11 @@ export class PaymentsController {
   @HttpCode(HttpStatus.OK)
   @ApiHeader({ name: 'stripe-signature', required: true, description: "Stripe's signature of the raw body (t=<unix seconds>,v1=<hex HMAC-SHA256>), checked by the Stripe SDK with STRIPE_WEBHOOK_SECRET" })
   @ApiOperation({ operationId: 'receiveStripeWebhook', summary: "Receive Stripe's signed event", description: '401 WEBHOOK_SIGNATURE_INVALID when the signature is missing or bad or too old; 404 PROVIDER_NOT_CONFIGURED when PAYMENT_PROVIDER is not stripe.' })
-  @ApiOkResponse({ type: StripeWebhookResponse, description: 'Processed and committed; or this event id was processed before (duplicate); or the event is not about a payment of ours (ignored).' })
-  @ApiProblems('WEBHOOK_SIGNATURE_INVALID', 'PROVIDER_NOT_CONFIGURED', 'LOT_LIMIT_REACHED', 'BALANCE_OUT_OF_RANGE', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'DATABASE_UNAVAILABLE', ...COMMAND_WRITE_PROBLEMS)
+  @ApiOkResponse({
+    type: StripeWebhookResponse,
+    description: 'Processed and committed; or this event id was processed before (duplicate); or the event is not about a payment of ours (ignored); or the auto-capture it asked for was refused by the ledger before any money moved (refused).',
+  })
+  @ApiProblems('WEBHOOK_SIGNATURE_INVALID', 'PROVIDER_NOT_CONFIGURED', 'BALANCE_OUT_OF_RANGE', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'DATABASE_UNAVAILABLE', ...COMMAND_WRITE_PROBLEMS)
   stripeWebhook(@Req() request: RawBodyRequest<FastifyRequest>) {
     // The event is read from the exact bytes Stripe signed, never from the parsed body.
     const context = { requestId: request.id, actor: systemActor('stripe', 'webhook') };

@@ -1,4 +1,4 @@
-import { Inject } from '@nestjs/common';
+import { Inject, Logger } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import type { CommandContext } from '@app/event-sourcing';
 import { LedgerError } from '@app/ledger';
@@ -8,8 +8,21 @@ import { PAYMENTS_OPTIONS, STRIPE_WEBHOOKS, type PaymentsOptions } from '../paym
 import type { StripeWebhooks } from '../provider/stripe/stripe-webhooks.js';
 import { WebhookDeliveries } from './webhook-deliveries.js';
 
-/** `ignored`: signed by Stripe but about nothing of ours; `duplicate`: this event id was processed before. */
-export type StripeEventOutcome = { readonly received: true; readonly duplicate: boolean; readonly ignored: boolean };
+/**
+ * `ignored`: signed by Stripe but about nothing of ours; `duplicate`: this event id was processed
+ * before; `refused`: the ledger refused the auto-capture it asked for, before any money moved.
+ */
+export type StripeEventOutcome = { readonly received: true; readonly duplicate: boolean; readonly ignored: boolean; readonly refused?: CaptureRefusal };
+
+/** Why the ledger would not credit the package, so it did not capture: the account's state, not the delivery, is at fault. */
+export type CaptureRefusal = { readonly code: (typeof REFUSALS_BEFORE_MONEY_MOVES)[number]; readonly message: string };
+
+/**
+ * The ledger's refusals of a capture that are checked before the provider is asked to take the
+ * money (`captureDecision`): the account would go past the largest balance, or has the most credit
+ * lots it may have. Redelivering the event cannot change them; the account's next changes can.
+ */
+const REFUSALS_BEFORE_MONEY_MOVES = ['BALANCE_OUT_OF_RANGE', 'LOT_LIMIT_REACHED'] as const;
 
 /** A Stripe webhook delivery: its exact bytes and its `Stripe-Signature`. */
 export class HandleStripeEventCommand extends Command<StripeEventOutcome> {
@@ -33,6 +46,8 @@ export class HandleStripeEventCommand extends Command<StripeEventOutcome> {
  */
 @CommandHandler(HandleStripeEventCommand)
 export class HandleStripeEventHandler implements ICommandHandler<HandleStripeEventCommand> {
+  private readonly logger = new Logger('StripeWebhooks');
+
   constructor(
     private readonly workflow: PaymentWorkflow,
     private readonly deliveries: WebhookDeliveries,
@@ -47,29 +62,44 @@ export class HandleStripeEventHandler implements ICommandHandler<HandleStripeEve
     if (await this.deliveries.processed(delivery)) return { received: true, duplicate: true, ignored: false };
     const notification = await this.webhooks.notificationOf(event);
     if (notification === undefined || !(await this.isOurs(notification.paymentId))) return { received: true, duplicate: false, ignored: true };
+    let refused: CaptureRefusal | undefined;
     if (notification.dispute !== undefined) await this.workflow.recordDispute(notification.paymentId, notification.dispute, context);
-    else if (notification.action === 'capture' && this.options.stripe?.autoCapture === true) await this.capture(notification.paymentId, context);
+    else if (notification.action === 'capture' && this.options.stripe?.autoCapture === true) refused = await this.capture(notification.paymentId, context);
     else await this.workflow.reconcileById(notification.paymentId, context);
     await this.deliveries.record(delivery, notification.paymentId);
-    return { received: true, duplicate: false, ignored: false };
+    return refused === undefined ? { received: true, duplicate: false, ignored: false } : { received: true, duplicate: false, ignored: false, refused };
   }
 
   /**
    * A capture refused for good (expired, declined) is an answer, not a failure to retry: the event is
    * processed. So is a PaymentIntent no longer authorised when the (late) event arrives: there is
-   * nothing to capture, and the payment waits for the buyer as before.
+   * nothing to capture, and the payment waits for the buyer as before. So is a capture the ledger
+   * refuses before the money moves (REFUSALS_BEFORE_MONEY_MOVES): answered 2xx with the refusal, as
+   * Stripe would otherwise redeliver the event for days to the same answer; the payment stays
+   * PENDING and authorised, for the client's capture once the account has room, or for the expiry,
+   * which cancels the PaymentIntent and releases the buyer's funds.
    */
-  private async capture(paymentId: string, context: CommandContext): Promise<void> {
+  private async capture(paymentId: string, context: CommandContext): Promise<CaptureRefusal | undefined> {
     try {
       await this.workflow.capture(paymentId, context);
+      return undefined;
     } catch (error) {
-      if (error instanceof LedgerError && (error.code === 'PAYMENT_EXPIRED' || error.code === 'PAYMENT_DECLINED')) return;
-      if (error instanceof PaymentsError && error.code === 'PAYMENT_NOT_AUTHORIZED') return;
-      throw error;
+      if (error instanceof LedgerError && (error.code === 'PAYMENT_EXPIRED' || error.code === 'PAYMENT_DECLINED')) return undefined;
+      if (error instanceof PaymentsError && error.code === 'PAYMENT_NOT_AUTHORIZED') return undefined;
+      const refusal = refusalBeforeMoneyMoves(error);
+      if (refusal === undefined) throw error;
+      this.logger.warn(`auto-capture of payment ${paymentId} refused, nothing captured (${refusal.code}: ${refusal.message}); it stays PENDING until captured or expired`);
+      return refusal;
     }
   }
 
   private async isOurs(paymentId: string): Promise<boolean> {
     return (await this.workflow.findPayment(paymentId)) !== undefined;
   }
+}
+
+function refusalBeforeMoneyMoves(error: unknown): CaptureRefusal | undefined {
+  if (!(error instanceof LedgerError)) return undefined;
+  const code = REFUSALS_BEFORE_MONEY_MOVES.find((refusal) => refusal === error.code);
+  return code === undefined ? undefined : { code, message: error.message };
 }
