@@ -311,6 +311,20 @@ describe('what the service answers, against the document', () => {
     expect((await testApp.http().get(`/v1/accounts/${long}/nothing`).expect(404)).body).toMatchObject({ code: 'NOT_FOUND' });
   });
 
+  it("answers a path that is not valid percent-encoding as validation does, naming the parameter (or the path) and the rule, not with Fastify's code", async () => {
+    const problems = [
+      ['GET', '/v1/accounts/{userId}/balance', 'VALIDATION_FAILED', await testApp.http().get('/v1/accounts/%E0%A4%A/balance').expect(400)],
+      ['POST', '/v1/accounts/{userId}/holds/{holdId}/release', 'VALIDATION_FAILED', await testApp.http().post(`/v1/accounts/${randomUUID()}/holds/%FF/release`).expect(400)],
+    ] as const;
+    expect(problems.flatMap(([method, path, code, problem]) => undeclared(method, path, code, problem))).toEqual([]);
+    const rule = { rule: 'percentEncoding', message: expect.stringContaining('percent-encoded UTF-8') as unknown };
+    expect(problems.map(([, , , problem]) => problem.body.errors)).toEqual([[{ field: 'userId', ...rule }], [{ field: 'holdId', ...rule }]]);
+    // A path no route has is refused alike, naming the path: it cannot be read to say that no route has it.
+    const nowhere = await testApp.http().get('/v1/nothing/%E0%A4%A').expect(400);
+    expect(nowhere.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [{ field: 'path', ...rule }] });
+    expect(JSON.stringify([nowhere.body, ...problems.map(([, , , problem]) => problem.body)])).not.toMatch(/FST_|url component/);
+  });
+
   it("describes the two limits of a hold's expiresInSeconds, the configured one and the cap it may be set to, and answers each as described", async () => {
     const property = document.components.schemas['HoldRequest']?.properties?.['expiresInSeconds'];
     expect(property?.maximum).toBe(HOLD_TTL_SECONDS_MAX);
