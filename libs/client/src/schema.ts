@@ -2385,7 +2385,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it). */
+        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it), and so is any JSON value that is not an object, such as null or [] (naming the body, rule isObject). */
         requestBody?: {
             content: {
                 "application/json": Record<string, never>;
@@ -3089,7 +3089,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it). */
+        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it), and so is any JSON value that is not an object, such as null or [] (naming the body, rule isObject). */
         requestBody?: {
             content: {
                 "application/json": Record<string, never>;
@@ -3373,7 +3373,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it). */
+        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it), and so is any JSON value that is not an object, such as null or [] (naming the body, rule isObject). */
         requestBody?: {
             content: {
                 "application/json": Record<string, never>;
@@ -4235,7 +4235,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it). */
+        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it), and so is any JSON value that is not an object, such as null or [] (naming the body, rule isObject). */
         requestBody?: {
             content: {
                 "application/json": Record<string, never>;
@@ -5133,7 +5133,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it). */
+        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it), and so is any JSON value that is not an object, such as null or [] (naming the body, rule isObject). */
         requestBody?: {
             content: {
                 "application/json": Record<string, never>;
@@ -5340,7 +5340,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it). */
+        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it), and so is any JSON value that is not an object, such as null or [] (naming the body, rule isObject). */
         requestBody?: {
             content: {
                 "application/json": Record<string, never>;
