@@ -279,6 +279,7 @@ describe('what the service answers, against the document', () => {
       ['GET', '/v1/accounts/{userId}/balance', 'UNAUTHENTICATED', await testApp.anonymous().get(`/v1/accounts/${userId}/balance`).expect(401)],
       ['GET', '/v1/accounts/{userId}/balance', 'FORBIDDEN', await (await testApp.as('user')).get(`/v1/accounts/${userId}/balance`).expect(403)],
       ['GET', '/v1/audit/accounts/{userId}/verify', 'ACCOUNT_NOT_FOUND', await testApp.http().get(`/v1/audit/accounts/${userId}/verify`).expect(404)],
+      ['POST', '/v1/payments/webhooks/mock', 'WEBHOOK_SIGNATURE_INVALID', await testApp.anonymous().post('/v1/payments/webhooks/mock').set('content-type', 'application/json').send('{}').expect(401)],
     ] as const;
     expect(problems.flatMap(([method, path, code, problem]) => undeclared(method, path, code, problem))).toEqual([]);
   });

@@ -558,7 +558,7 @@ export interface paths {
         put?: never;
         /**
          * Receive the mock provider's signed notification
-         * @description 401 when the signature is missing or bad, or its timestamp is outside PAYMENT_WEBHOOK_TOLERANCE_SECONDS; 404 PROVIDER_NOT_CONFIGURED when PAYMENT_PROVIDER is not mock; nothing happens then.
+         * @description 401 WEBHOOK_SIGNATURE_INVALID when the signature is missing, malformed or bad, or its timestamp is outside PAYMENT_WEBHOOK_TOLERANCE_SECONDS (the detail says which); 404 PROVIDER_NOT_CONFIGURED when PAYMENT_PROVIDER is not mock; nothing happens then.
          */
         post: operations["receiveMockWebhook"];
         delete?: never;
@@ -5667,7 +5667,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `UNAUTHORIZED`: Unauthorized */
+            /** @description `WEBHOOK_SIGNATURE_INVALID`: Webhook signature missing, bad or too old */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5675,7 +5675,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "UNAUTHORIZED";
+                        code: "WEBHOOK_SIGNATURE_INVALID";
                     };
                 };
             };
