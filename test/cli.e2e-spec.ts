@@ -87,12 +87,41 @@ describe('admin CLI', () => {
     expect(await cli(on, 'accounts', 'verify', '--all')).toEqual({ output: '3 accounts verified\nno differences\n', exitCode: 0 });
   });
 
-  it('refuses bad arguments with exit code 1', async () => {
+  it.each([
+    ['an unknown command', ['nope']],
+    ['migrate with an unknown option', ['migrate', '--force']],
+    ['projections without a subcommand', ['projections']],
+    ['projections status with an unknown option', ['projections', 'status', '--yaml']],
+    ['accounts replay with a user id that is not a UUID', ['accounts', 'replay', 'not-a-uuid']],
+    ['accounts replay without its user id', ['accounts', 'replay']],
+    ['accounts verify with neither a user id nor --all', ['accounts', 'verify']],
+    ['accounts verify with both', ['accounts', 'verify', randomUUID(), '--all']],
+    ['seed with --users out of range', ['seed', '--users', '0', '--events', '5']],
+    ['seed without --events', ['seed', '--users', '1']],
+    ['token with an unknown role', ['token', '--role', 'root', '--sub', randomUUID()]],
+    ['token with a --ttl that is not a duration', ['token', '--role', 'admin', '--sub', randomUUID(), '--ttl', 'soon']],
+    ['token with a --ttl over 30 days', ['token', '--role', 'admin', '--sub', randomUUID(), '--ttl', '31d']],
+    ['api-keys create with a role keys cannot have', ['api-keys', 'create', '--name', 'x', '--role', 'user']],
+    ['api-keys create with both expiries', ['api-keys', 'create', '--name', 'x', '--role', 'service', '--expires-in', '1d', '--expires-at', '2099-01-01T00:00:00Z']],
+    ['api-keys revoke without its id', ['api-keys', 'revoke']],
+    ['audit verify-bundle with an unknown option', ['audit', 'verify-bundle', 'bundle.ndjson', '--strict']],
+  ])('exits 2, a usage error, for %s, before opening any database', async (_label, args) => {
+    // A database that cannot be reached: a command that got as far as opening it would exit 1.
+    const { output, exitCode } = await runCli({ DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' }, ...args);
+    expect({ exitCode, output }).toEqual({ exitCode: 2, output: expect.stringMatching(/^error: |^Usage: /) });
+  });
+
+  it('exits 1 when a well-formed command fails or is refused: no database, an unknown projection or key', async () => {
+    expect(await runCli({ DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' }, 'accounts', 'verify', '--all')).toEqual({ output: expect.stringMatching(/^error: /), exitCode: 1 });
     const on = await database();
-    expect((await cli(on, 'seed', '--users', '0', '--events', '5')).exitCode).toBe(1);
-    expect((await cli(on, 'accounts', 'replay', 'not-a-uuid')).exitCode).toBe(1);
-    expect(await cli(on, 'accounts', 'verify')).toEqual({ output: 'error: give a userId or --all, not both\n', exitCode: 1 });
     expect(await cli(on, 'projections', 'rebuild', 'nope')).toEqual({ output: expect.stringContaining('no projection is named nope') as unknown, exitCode: 1 });
+    expect(await cli(on, 'api-keys', 'revoke', 'f'.repeat(24))).toEqual({ output: `error: no API key ${'f'.repeat(24)}\n`, exitCode: 1 });
+  });
+
+  it('says in its help which exit code means what', async () => {
+    const { output, exitCode } = await runCli({}, '--help');
+    expect(exitCode).toBe(0);
+    expect(output).toMatch(/Exit codes: 0 done; 1 the command failed or was refused .*; 2 usage error/s);
   });
 
   it('mints development tokens the service accepts, and refuses to in production', async () => {
@@ -108,11 +137,11 @@ describe('admin CLI', () => {
       // The service on the same DATA_DIR verifies it with the development secret it finds there.
       const verifier = await JwtVerifier.create((await resolveAuthSettings(loadAuthConfig({ DATA_DIR: dataDir }))).jwt);
       expect(await verifier.verify(minted.output.trim())).toEqual({ subject: sub, role: 'auditor', kind: 'jwt' });
-      expect((await cli(on, 'token', '--role', 'root', '--sub', sub)).exitCode).toBe(1);
-      expect((await cli(on, 'token', '--role', 'admin', '--sub', 'me')).exitCode).toBe(1);
-      expect((await cli(on, 'token', '--role', 'admin', '--sub', sub, '--ttl', '31d')).exitCode).toBe(1);
+      expect((await cli(on, 'token', '--role', 'root', '--sub', sub)).exitCode).toBe(2);
+      expect((await cli(on, 'token', '--role', 'admin', '--sub', 'me')).exitCode).toBe(2);
+      expect((await cli(on, 'token', '--role', 'admin', '--sub', sub, '--ttl', '31d')).exitCode).toBe(2);
       // Longer than the service accepts (AUTH_JWT_MAX_LIFETIME_SECONDS, 24 h by default): not minted.
-      expect(await cli(on, 'token', '--role', 'admin', '--sub', sub, '--ttl', '2d')).toEqual({ output: expect.stringContaining('AUTH_JWT_MAX_LIFETIME_SECONDS') as unknown, exitCode: 1 });
+      expect(await cli(on, 'token', '--role', 'admin', '--sub', sub, '--ttl', '2d')).toEqual({ output: expect.stringContaining('AUTH_JWT_MAX_LIFETIME_SECONDS') as unknown, exitCode: 2 });
       // Even with production secrets configured: tokens there come from the identity provider.
       const productionKey = path.join(dataDir, 'production-audit.pem');
       await writeFile(productionKey, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
@@ -160,7 +189,7 @@ describe('admin CLI', () => {
     await expect(repository.authenticate(key)).rejects.toMatchObject({ code: 'API_KEY_REVOKED' });
     expect((await cli(on, 'api-keys', 'list')).output).toContain('REVOKED');
     expect((await cli(on, 'api-keys', 'revoke', 'f'.repeat(24))).exitCode).toBe(1);
-    expect((await cli(on, 'api-keys', 'create', '--name', 'x', '--role', 'user')).exitCode).toBe(1);
+    expect((await cli(on, 'api-keys', 'create', '--name', 'x', '--role', 'user')).exitCode).toBe(2);
   });
 
   it('creates keys with scopes and an expiry, and refuses scopes the role cannot use', async () => {
@@ -173,7 +202,7 @@ describe('admin CLI', () => {
     expect((record?.expiresAt?.getTime() ?? 0) - Date.now()).toBeGreaterThan(89 * 86_400_000);
     expect((await cli(on, 'api-keys', 'list')).output).toMatch(/purchases only scopes purchases:write,accounts:read created \S+ expires 20\d\d-/);
     expect((await cli(on, 'api-keys', 'create', '--name', 'y', '--role', 'auditor', '--scopes', 'usage:write')).exitCode).toBe(1);
-    expect((await cli(on, 'api-keys', 'create', '--name', 'z', '--role', 'service', '--scopes', 'everything')).exitCode).toBe(1);
+    expect((await cli(on, 'api-keys', 'create', '--name', 'z', '--role', 'service', '--scopes', 'everything')).exitCode).toBe(2);
     expect((await cli(on, 'api-keys', 'create', '--name', 'w', '--role', 'service', '--expires-at', '2001-01-01T00:00:00Z')).exitCode).toBe(1);
   });
 

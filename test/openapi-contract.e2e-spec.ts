@@ -279,6 +279,7 @@ describe('what the service answers, against the document', () => {
       ['GET', '/v1/accounts/{userId}/balance', 'UNAUTHENTICATED', await testApp.anonymous().get(`/v1/accounts/${userId}/balance`).expect(401)],
       ['GET', '/v1/accounts/{userId}/balance', 'FORBIDDEN', await (await testApp.as('user')).get(`/v1/accounts/${userId}/balance`).expect(403)],
       ['GET', '/v1/audit/accounts/{userId}/verify', 'ACCOUNT_NOT_FOUND', await testApp.http().get(`/v1/audit/accounts/${userId}/verify`).expect(404)],
+      ['POST', '/v1/payments/webhooks/mock', 'WEBHOOK_SIGNATURE_INVALID', await testApp.anonymous().post('/v1/payments/webhooks/mock').set('content-type', 'application/json').send('{}').expect(401)],
     ] as const;
     expect(problems.flatMap(([method, path, code, problem]) => undeclared(method, path, code, problem))).toEqual([]);
   });
@@ -309,6 +310,20 @@ describe('what the service answers, against the document', () => {
     ]);
     // A path no route has stays a 404, as it is with a shorter segment.
     expect((await testApp.http().get(`/v1/accounts/${long}/nothing`).expect(404)).body).toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it("answers a path that is not valid percent-encoding as validation does, naming the parameter (or the path) and the rule, not with Fastify's code", async () => {
+    const problems = [
+      ['GET', '/v1/accounts/{userId}/balance', 'VALIDATION_FAILED', await testApp.http().get('/v1/accounts/%E0%A4%A/balance').expect(400)],
+      ['POST', '/v1/accounts/{userId}/holds/{holdId}/release', 'VALIDATION_FAILED', await testApp.http().post(`/v1/accounts/${randomUUID()}/holds/%FF/release`).expect(400)],
+    ] as const;
+    expect(problems.flatMap(([method, path, code, problem]) => undeclared(method, path, code, problem))).toEqual([]);
+    const rule = { rule: 'percentEncoding', message: expect.stringContaining('percent-encoded UTF-8') as unknown };
+    expect(problems.map(([, , , problem]) => problem.body.errors)).toEqual([[{ field: 'userId', ...rule }], [{ field: 'holdId', ...rule }]]);
+    // A path no route has is refused alike, naming the path: it cannot be read to say that no route has it.
+    const nowhere = await testApp.http().get('/v1/nothing/%E0%A4%A').expect(400);
+    expect(nowhere.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [{ field: 'path', ...rule }] });
+    expect(JSON.stringify([nowhere.body, ...problems.map(([, , , problem]) => problem.body)])).not.toMatch(/FST_|url component/);
   });
 
   it("describes the two limits of a hold's expiresInSeconds, the configured one and the cap it may be set to, and answers each as described", async () => {

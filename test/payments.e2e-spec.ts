@@ -395,13 +395,14 @@ describe('mock provider webhook', () => {
     return { userId, paymentId, orderId, body: notification('order.captured', orderId, paymentId) };
   }
 
-  it('refuses a missing or bad signature with 401 and changes nothing', async () => {
+  it('refuses a missing or bad signature with 401 WEBHOOK_SIGNATURE_INVALID, as the Stripe route does, saying which, and changes nothing', async () => {
     const { userId, paymentId, body } = await capturedAtProviderOnly();
-    expect((await hook(body).expect(401)).body).toMatchObject({ status: 401 });
-    await hook(body, signWebhook('another secret entirely', body)).expect(401);
-    await hook(body, signWebhook(DEVELOPMENT_WEBHOOK_SECRET, `${body} `)).expect(401);
-    await hook(body, 'sha256=00').expect(401);
-    await hook(body, `t=${nowSeconds()}`).expect(401);
+    const refusal = (detail: RegExp) => ({ status: 401, code: 'WEBHOOK_SIGNATURE_INVALID', type: 'urn:token-ledger:problem:webhook-signature-invalid', detail: expect.stringMatching(detail) as unknown });
+    expect((await hook(body).expect(401)).body).toMatchObject(refusal(/^the x-mock-signature header is missing/));
+    expect((await hook(body, signWebhook('another secret entirely', body)).expect(401)).body).toMatchObject(refusal(/^x-mock-signature does not verify/));
+    expect((await hook(body, signWebhook(DEVELOPMENT_WEBHOOK_SECRET, `${body} `)).expect(401)).body).toMatchObject(refusal(/^x-mock-signature does not verify/));
+    expect((await hook(body, 'sha256=00').expect(401)).body).toMatchObject(refusal(/^x-mock-signature is malformed: expected t=<unix seconds>,v1=<hex HMAC-SHA256>/));
+    expect((await hook(body, `t=${nowSeconds()}`).expect(401)).body).toMatchObject(refusal(/^x-mock-signature is malformed/));
     const key = randomUUID();
     await http().post('/v1/payments/webhooks/mock').set('content-type', 'application/json').set('Idempotency-Key', key).send(body).expect(401);
     expect((await testApp.database.pool.query('SELECT 1 FROM idempotency_keys WHERE key = $1', [key])).rowCount).toBe(0);
@@ -425,7 +426,7 @@ describe('mock provider webhook', () => {
   ])('refuses a correctly signed delivery whose timestamp is %s beyond the 5-minute tolerance, and changes nothing', async (_, offsetSeconds) => {
     const { userId, body } = await capturedAtProviderOnly();
     const refused = await hook(body, signWebhook(DEVELOPMENT_WEBHOOK_SECRET, body, nowSeconds() + offsetSeconds)).expect(401);
-    expect(refused.body.detail).toMatch(/tolerance of 300 s/);
+    expect(refused.body).toMatchObject({ code: 'WEBHOOK_SIGNATURE_INVALID', detail: expect.stringMatching(/^the x-mock-signature timestamp is outside the tolerance of 300 s/) });
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
     // Within the tolerance the same notification is accepted.
     await hook(body, signWebhook(DEVELOPMENT_WEBHOOK_SECRET, body, nowSeconds() + Math.sign(offsetSeconds) * 290)).expect(200);

@@ -84,14 +84,28 @@ describe('routes that take no body', () => {
     ];
   }
 
+  it('refuse a body with a property, as the refund does, naming it and doing nothing', async () => {
+    for (const route of await routes()) {
+      const response = await testApp.http()[route.method](route.path).set('content-type', 'application/json').send('{"foo":1}');
+      expect([route.name, response.status, response.body.code]).toEqual([route.name, 400, 'VALIDATION_FAILED']);
+      expect(response.body.errors.map((error: { field: string; rule: string }) => [error.field, error.rule])).toEqual([['foo', 'whitelistValidation']]);
+      await route.undone();
+    }
+  });
+
   it.each([
-    ['a property', '{"foo":1}', ['foo']],
-    ['an array of values', '[1,2]', ['0', '1']],
-  ])('refuse a body with %s, as the refund does, naming it and doing nothing', async (_label, body, fields) => {
+    ['null', 'null'],
+    ['an empty array', '[]'],
+    ['an array of values', '[1,2]'],
+    ['a number', '1'],
+    ['a string', '"x"'],
+    ['a boolean', 'true'],
+    ['null after a byte-order mark', '\ufeffnull'],
+  ])('refuse a JSON body that is %s, not an object, naming the body and doing nothing', async (_label, body) => {
     for (const route of await routes()) {
       const response = await testApp.http()[route.method](route.path).set('content-type', 'application/json').send(body);
       expect([route.name, response.status, response.body.code]).toEqual([route.name, 400, 'VALIDATION_FAILED']);
-      expect(response.body.errors.map((error: { field: string; rule: string }) => [error.field, error.rule])).toEqual(fields.map((field) => [field, 'whitelistValidation']));
+      expect(response.body.errors).toEqual([{ field: 'body', rule: 'isObject', message: expect.stringMatching(/^body must be a JSON object, not /) }]);
       await route.undone();
     }
   });
@@ -100,6 +114,16 @@ describe('routes that take no body', () => {
     const [release, capture] = await routes();
     await testApp.http().post(release?.path ?? '').expect(200);
     await testApp.http().post(capture?.path ?? '').set('content-type', 'application/json').send('{}').expect(200);
+  });
+});
+
+describe('routes that take a body', () => {
+  it.each(['null', '[]', '[{"amount":1}]', '1', '"x"', 'true'])('refuse %s, naming the body as not an object (not "amount is required"), and write nothing', async (body) => {
+    const userId = randomUUID();
+    const response = await testApp.http().post(`/v1/accounts/${userId}/usage`).set('content-type', 'application/json').send(body).expect(400);
+    expect(response.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [{ field: 'body', rule: 'isObject', message: expect.stringMatching(/^body must be a JSON object, not /) }] });
+    expect(response.body.errors).toHaveLength(1);
+    expect(await count('SELECT count(*) AS n FROM events WHERE stream_id = $1', [`token-account-${userId}`])).toBe(0);
   });
 });
 

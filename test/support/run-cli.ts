@@ -1,9 +1,10 @@
-import { CommanderError } from 'commander';
-import { createProgram } from '../../apps/cli/src/cli.js';
+import { runProgram } from '../../apps/cli/src/cli.js';
 
 /**
- * Runs one command of the admin CLI in-process (the same `createProgram` that `npm run cli` runs)
- * with `environment` set for its duration; returns what it printed on stdout and its exit code.
+ * Runs one command of the admin CLI in-process, through the same `runProgram` that `npm run cli`
+ * runs (so the same exit codes), with `environment` set for its duration; returns what it printed on
+ * stdout and its errors (what `npm run cli` prints on stderr, commander's help after a usage error
+ * included), in the order printed, and its exit code.
  */
 export async function runCli(environment: NodeJS.ProcessEnv, ...args: string[]): Promise<{ output: string; exitCode: number }> {
   const saved = Object.fromEntries(Object.keys(environment).map((key) => [key, process.env[key]]));
@@ -14,22 +15,18 @@ export async function runCli(environment: NodeJS.ProcessEnv, ...args: string[]):
     output += chunk.toString();
     return true;
   });
+  let exitCode: number;
   try {
-    await createProgram({ exitOverride: true }).parseAsync(['node', 'token-ledger', ...args]);
-  } catch (error) {
-    // Under exitOverride, --help and --version end by throwing with exit code 0: what they printed is the answer.
-    if (!(error instanceof CommanderError && error.exitCode === 0)) {
-      output += `error: ${error instanceof Error ? error.message : String(error)}\n`;
-      process.exitCode = 1;
-    }
+    exitCode = await runProgram(['node', 'token-ledger', ...args], (text) => {
+      output += text;
+    });
   } finally {
     process.stdout.write = write;
+    process.exitCode = undefined;
     for (const [key, value] of Object.entries(saved)) {
       if (value === undefined) delete process.env[key];
       else process.env[key] = value;
     }
   }
-  const exitCode = Number(process.exitCode ?? 0);
-  process.exitCode = undefined;
   return { output, exitCode };
 }

@@ -5,7 +5,7 @@ import { verifyAuditBundle } from '@app/audit';
 import { developmentAuditSigningKeyPath } from '@app/auth';
 import type { Command } from 'commander';
 
-/** Exit codes of `audit verify-bundle`: 0 intact, 1 not intact, 2 the command could not check (usage). */
+/** Exit codes of `audit verify-bundle`: 0 intact, 1 not intact, 2 the command could not check (usage, as every command's). */
 export const EXIT_INVALID = 1;
 export const EXIT_USAGE = 2;
 
@@ -13,18 +13,13 @@ export const EXIT_USAGE = 2;
  * `audit verify-bundle <file>`: checks a bundle offline. It opens no database and calls no service:
  * the bundle and a public key are all it needs.
  */
-export function addAuditCommands(program: Command, options: { readonly exitOverride?: boolean } = {}): void {
+export function addAuditCommands(program: Command): void {
   const audit = program.command('audit').description('audit bundles, checked offline');
   audit
     .command('verify-bundle')
     .description('check a signed audit bundle (no database, no service): exit 0 intact, 1 not intact, 2 usage error')
     .argument('<file>', 'the bundle (NDJSON) from GET /v1/audit/accounts/{userId}/bundle')
     .option('--public-key <file>', "the signer's public key (PEM); default: derived from the development key under DATA_DIR")
-    // Commander's own usage errors (missing file, unknown option) exit 2 here, apart from "not intact" (1).
-    .exitOverride((error) => {
-      if (options.exitOverride === true) throw error;
-      process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE);
-    })
     .action(async (file: string, options: { publicKey?: string }) => {
       const inputs = await readInputs(file, options.publicKey);
       if (typeof inputs === 'string') {

@@ -5,26 +5,59 @@ import type { ProjectionsAdmin } from '@app/operations';
 import { API_KEY_ROLES, API_KEY_SCOPES, ApiKeyRepository, isApiKeyScope, loadAuthConfig, mintToken, parseTtl, resolveAuthSettings, ROLES, type ApiKeyRole, type ApiKeyScope, type Role } from '@app/auth';
 import type { RebuildView } from '@app/projections';
 import { SEED_EVENTS_MAX, SEED_USERS_MAX } from '@app/testing';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { addAuditCommands } from './audit-commands.js';
 import type { Connection } from './database.js';
 
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const PROGRESS_INTERVAL_MS = 200;
 
+/** The command ran and failed, or was refused: the database cannot be reached, no key has the id, a difference was found. */
+export const EXIT_FAILURE = 1;
+/** The command line is wrong: an unknown command or option, a missing or invalid argument or option. */
+export const EXIT_USAGE = 2;
+
+const EXIT_CODES_HELP = `
+Exit codes: 0 done; 1 the command failed or was refused (the database cannot be reached, no such
+projection or key, a difference found, a bundle not intact); 2 usage error (an unknown command or
+option, a missing or invalid argument or option), and nothing was done.`;
+
+/**
+ * Runs the CLI on `argv` (as process.argv: node, the script, then the words) and answers its exit
+ * code: what a command set (EXIT_FAILURE for a difference found), EXIT_USAGE for a wrong command line,
+ * EXIT_FAILURE for any other error. `npm run cli` and the tests run it alike. A usage error is an
+ * `InvalidArgumentError` thrown by an action, or one commander found (it has printed it, with the
+ * command's help); any other error is printed here, its message only.
+ */
+export async function runProgram(argv: readonly string[], writeError: (text: string) => void = (text) => void process.stderr.write(text)): Promise<number> {
+  try {
+    await createProgram(writeError).parseAsync(argv);
+    return Number(process.exitCode ?? 0);
+  } catch (error) {
+    if (error instanceof InvalidArgumentError) {
+      writeError(`error: ${error.message}\n`);
+      return EXIT_USAGE;
+    }
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : EXIT_USAGE;
+    writeError(`error: ${error instanceof Error ? error.message : String(error)}\n`);
+    return EXIT_FAILURE;
+  }
+}
+
 /**
  * The commands of `npm run cli -- <command>`: the operators' tool. It works on the database directly through the
  * same libraries as the service (never through HTTP), so it also works while the service is down.
+ * Commander throws instead of exiting (`exitOverride`), so that `runProgram` decides every exit code.
  */
-/** `exitOverride`: throw instead of calling process.exit on a usage error (for callers that run it in-process). */
-export function createProgram(options: { readonly exitOverride?: boolean } = {}): Command {
+export function createProgram(writeError: (text: string) => void = (text) => void process.stderr.write(text)): Command {
   const program = new Command('token-ledger')
     .description('Token Ledger admin CLI (DATABASE_URL, or the embedded PostgreSQL under DATA_DIR)')
     .showHelpAfterError()
     .version(`token-ledger ${packageVersion()}`, '-V, --version', 'print the version')
-    .configureOutput({ outputError: (text, write) => write(text) });
-  // Set before the commands are added: commander copies it to each subcommand when it is created.
-  if (options.exitOverride === true) program.exitOverride();
+    .addHelpText('after', EXIT_CODES_HELP)
+    .configureOutput({ writeErr: writeError, outputError: (text, write) => write(text) });
+  // Set before the commands are added: commander copies both to each subcommand when it is created.
+  program.exitOverride();
 
   program
     .command('migrate')
@@ -100,9 +133,9 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
     .description('replay vs read model for one account or all (--all); exit code 1 on any difference')
     .argument('[userId]', 'a user id (UUID)', uuid)
     .option('--all', 'every account')
-    .action((userId: string | undefined, options: { all?: boolean }) =>
-      withAdmin(async (admin) => {
-        if ((userId === undefined) === (options.all !== true)) throw new InvalidArgumentError('give a userId or --all, not both');
+    .action((userId: string | undefined, options: { all?: boolean }) => {
+      if ((userId === undefined) === (options.all !== true)) throw new InvalidArgumentError('give a userId or --all, not both');
+      return withAdmin(async (admin) => {
         let differences;
         if (userId !== undefined) {
           differences = await admin.verifyAccount(userId);
@@ -121,11 +154,11 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
         }
         for (const difference of differences) process.stdout.write(`${difference.userId} ${difference.projection} ${difference.kind}: ${difference.detail}\n`);
         process.stdout.write(differences.length === 0 ? 'no differences\n' : `${differences.length} difference(s)\n`);
-        if (differences.length > 0) process.exitCode = 1;
-      }),
-    );
+        if (differences.length > 0) process.exitCode = EXIT_FAILURE;
+      });
+    });
 
-  addAuditCommands(program, options);
+  addAuditCommands(program);
 
   program
     .command('seed')
@@ -151,16 +184,18 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
     .description('mint a JWT the service accepts (development: signed with the secret under DATA_DIR, or AUTH_JWT_SECRET)')
     .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`, oneOf(ROLES))
     .requiredOption('--sub <uuid>', 'the subject: for the user role, the user id it may act for', uuid)
-    .option('--ttl <duration>', 'lifetime: seconds, or 15m, 12h, 7d (at most 30d)', '12h')
+    .option('--ttl <duration>', 'lifetime: seconds, or 15m, 12h, 7d (at most 30d)', ttl, '12h')
     .action(async (options: { role: Role; sub: string; ttl: string }) => {
       const config = loadAuthConfig(process.env);
       // Production tokens come from the identity provider; a CLI that signs any role there is a backdoor.
-      if (config.NODE_ENV === 'production') throw new InvalidArgumentError('NODE_ENV=production: tokens come from your identity provider, not from this command');
-      const { jwt } = await resolveAuthSettings(config);
-      if (jwt.hs256Secret === undefined) throw new InvalidArgumentError('the service verifies tokens with a JWKS (AUTH_JWKS_URL or AUTH_JWKS_FILE): its identity provider issues them');
+      // This and the JWKS below are refusals of the environment, not of the command line: exit 1.
+      if (config.NODE_ENV === 'production') throw new Error('NODE_ENV=production: tokens come from your identity provider, not from this command');
+      // Before the development secret is read (or created) under DATA_DIR: a usage error does nothing.
       if (parseTtl(options.ttl) > config.AUTH_JWT_MAX_LIFETIME_SECONDS) {
         throw new InvalidArgumentError(`--ttl ${options.ttl} is longer than AUTH_JWT_MAX_LIFETIME_SECONDS (${config.AUTH_JWT_MAX_LIFETIME_SECONDS} s): the service would refuse the token`);
       }
+      const { jwt } = await resolveAuthSettings(config);
+      if (jwt.hs256Secret === undefined) throw new Error('the service verifies tokens with a JWKS (AUTH_JWKS_URL or AUTH_JWKS_FILE): its identity provider issues them');
       const token = await mintToken({ role: options.role, sub: options.sub, ttl: options.ttl, secret: jwt.hs256Secret, rolesClaim: jwt.rolesClaim, issuer: jwt.issuer, audience: jwt.audience });
       // A token signed for another DATA_DIR is refused with a 401 about the signature: say which secret signed this one.
       if (config.AUTH_JWT_SECRET === undefined) process.stderr.write(`signed with the development secret of DATA_DIR=${path.resolve(config.DATA_DIR)}: only a service started with this DATA_DIR accepts it\n`);
@@ -177,17 +212,17 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
     .option('--scopes <list>', `comma-separated, from ${API_KEY_SCOPES.join(', ')} (default: every scope of the role)`, scopeList)
     .option('--expires-in <duration>', 'the key stops working after this: 12h, 90d (default: never)', expiryIn)
     .option('--expires-at <time>', 'the key stops working at this time, e.g. 2027-06-30T00:00:00Z', expiryAt)
-    .action((options: { name: string; role: ApiKeyRole; scopes?: ApiKeyScope[]; expiresIn?: Date; expiresAt?: Date }) =>
-      withConnection(async ({ pool }) => {
-        if (options.expiresIn !== undefined && options.expiresAt !== undefined) throw new InvalidArgumentError('give --expires-in or --expires-at, not both');
+    .action((options: { name: string; role: ApiKeyRole; scopes?: ApiKeyScope[]; expiresIn?: Date; expiresAt?: Date }) => {
+      if (options.expiresIn !== undefined && options.expiresAt !== undefined) throw new InvalidArgumentError('give --expires-in or --expires-at, not both');
+      return withConnection(async ({ pool }) => {
         const expiresAt = options.expiresIn ?? options.expiresAt ?? null;
         const { key, record } = await new ApiKeyRepository(pool).create({ name: options.name, role: options.role, scopes: options.scopes, expiresAt });
         process.stderr.write(
           `created ${record.id} (${record.name}, ${record.role}, scopes ${record.scopes.join(',')}, expires ${record.expiresAt?.toISOString() ?? 'never'}); the key below is shown only now:\n`,
         );
         process.stdout.write(`${key}\n`);
-      }),
-    );
+      });
+    });
 
   apiKeys
     .command('list')
@@ -211,7 +246,7 @@ export function createProgram(options: { readonly exitOverride?: boolean } = {})
     .action((id: string) =>
       withConnection(async ({ pool }) => {
         const outcome = await new ApiKeyRepository(pool).revoke(id);
-        if (outcome === 'not_found') throw new InvalidArgumentError(`no API key ${id}`);
+        if (outcome === 'not_found') throw new Error(`no API key ${id}`);
         process.stdout.write(outcome === 'revoked' ? `revoked ${id}\n` : `${id} was already revoked\n`);
       }),
     );
@@ -238,6 +273,16 @@ function expiryAt(value: string): Date {
   const at = new Date(value);
   if (!/T.*(Z|[+-]\d{2}:?\d{2})$/.test(value) || Number.isNaN(at.getTime())) throw new InvalidArgumentError('must be a date and time with a time zone, e.g. 2027-06-30T00:00:00Z');
   return at;
+}
+
+/** A lifetime `parseTtl` takes (seconds, or 15m, 12h, 7d; at most 30 days), kept as given. */
+function ttl(value: string): string {
+  try {
+    parseTtl(value);
+  } catch (error) {
+    throw new InvalidArgumentError(error instanceof Error ? error.message : String(error));
+  }
+  return value;
 }
 
 function oneOf<T extends string>(values: readonly T[]): (value: string) => T {

@@ -558,7 +558,7 @@ export interface paths {
         put?: never;
         /**
          * Receive the mock provider's signed notification
-         * @description 401 when the signature is missing or bad, or its timestamp is outside PAYMENT_WEBHOOK_TOLERANCE_SECONDS; 404 PROVIDER_NOT_CONFIGURED when PAYMENT_PROVIDER is not mock; nothing happens then.
+         * @description 401 WEBHOOK_SIGNATURE_INVALID when the signature is missing, malformed or bad, or its timestamp is outside PAYMENT_WEBHOOK_TOLERANCE_SECONDS (the detail says which); 404 PROVIDER_NOT_CONFIGURED when PAYMENT_PROVIDER is not mock; nothing happens then.
          */
         post: operations["receiveMockWebhook"];
         delete?: never;
@@ -2395,7 +2395,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it). */
+        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it), and so is any JSON value that is not an object, such as null or [] (naming the body, rule isObject). */
         requestBody?: {
             content: {
                 "application/json": Record<string, never>;
@@ -3099,7 +3099,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it). */
+        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it), and so is any JSON value that is not an object, such as null or [] (naming the body, rule isObject). */
         requestBody?: {
             content: {
                 "application/json": Record<string, never>;
@@ -3383,7 +3383,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it). */
+        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it), and so is any JSON value that is not an object, such as null or [] (naming the body, rule isObject). */
         requestBody?: {
             content: {
                 "application/json": Record<string, never>;
@@ -4245,7 +4245,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it). */
+        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it), and so is any JSON value that is not an object, such as null or [] (naming the body, rule isObject). */
         requestBody?: {
             content: {
                 "application/json": Record<string, never>;
@@ -5143,7 +5143,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it). */
+        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it), and so is any JSON value that is not an object, such as null or [] (naming the body, rule isObject). */
         requestBody?: {
             content: {
                 "application/json": Record<string, never>;
@@ -5350,7 +5350,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it). */
+        /** @description None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it), and so is any JSON value that is not an object, such as null or [] (naming the body, rule isObject). */
         requestBody?: {
             content: {
                 "application/json": Record<string, never>;
@@ -5677,7 +5677,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `UNAUTHORIZED`: Unauthorized */
+            /** @description `WEBHOOK_SIGNATURE_INVALID`: Webhook signature missing, bad or too old */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5685,7 +5685,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "UNAUTHORIZED";
+                        code: "WEBHOOK_SIGNATURE_INVALID";
                     };
                 };
             };

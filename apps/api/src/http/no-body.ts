@@ -6,6 +6,7 @@ import { ApiBody } from '@nestjs/swagger';
  * is judged by the global ValidationPipe like every other body, so a property is refused (400
  * VALIDATION_FAILED naming it, by `forbidNonWhitelisted`), never ignored: a client that believes the
  * route takes a field (an `amount` on a refund) learns that it does not, before anything is done.
+ * JSON that is not an object (null, [], 1) is refused before, by the body parser (`notAnObject`).
  */
 export class EmptyBody {}
 
@@ -23,7 +24,7 @@ export function NoBody(): ParameterDecorator {
     if (method === undefined) throw new Error(`@NoBody(): no method ${String(key)}`);
     ApiBody({
       required: false,
-      description: 'None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it).',
+      description: 'None: this route takes no body. An empty object is accepted; any property is refused (400 VALIDATION_FAILED naming it), and so is any JSON value that is not an object, such as null or [] (naming the body, rule isObject).',
       schema: { type: 'object', additionalProperties: false, maxProperties: 0 },
     })(target, key, method);
   };

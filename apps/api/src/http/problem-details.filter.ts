@@ -83,10 +83,11 @@ type FrameworkError = { readonly statusCode?: number; readonly code?: string; re
 
 /**
  * Fastify's own refusals made before any route or hook runs, with the same problem body as every
- * other 4xx instead of Fastify's plain JSON. A path parameter longer than the router takes (which
- * Fastify answers 414 FST_ERR_MAX_PARAM_LENGTH) is refused as validation refuses a parameter, 400
- * VALIDATION_FAILED naming it (found among `routes`) and the limit; a path no route has stays the
- * 404 a shorter value gets. Any other (a URL that is not valid percent-encoding) keeps Fastify's code.
+ * other 4xx instead of Fastify's plain JSON, and never Fastify's codes or messages. A path parameter
+ * longer than the router takes (which Fastify answers 414 FST_ERR_MAX_PARAM_LENGTH) is refused as
+ * validation refuses a parameter, 400 VALIDATION_FAILED naming it (found among `routes`) and the
+ * limit; a path no route has stays the 404 a shorter value gets. A path that is not valid
+ * percent-encoding (FST_ERR_BAD_URL) is 400 VALIDATION_FAILED naming the parameter, or `path`.
  */
 export function frameworkProblems(routes: RoutePaths): (error: FrameworkError, request: FastifyRequest, reply: FastifyReply) => void {
   return (error, request, reply) => {
@@ -94,6 +95,10 @@ export function frameworkProblems(routes: RoutePaths): (error: FrameworkError, r
       const refused = routes.tooLongParameter(request.method, request.url);
       if (refused !== undefined) void sendProblem(reply, request, refused);
       else void sendBody(reply, problemOf(new NotFoundException(`Cannot ${request.method} ${request.url}`), request.url));
+      return;
+    }
+    if (error.code === 'FST_ERR_BAD_URL') {
+      void sendProblem(reply, request, routes.badlyEncoded(request.method, request.url));
       return;
     }
     const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : HttpStatus.BAD_REQUEST;

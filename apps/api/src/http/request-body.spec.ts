@@ -1,4 +1,4 @@
-import { nestsDeeperThan } from './request-body.js';
+import { nestsDeeperThan, notAnObject } from './request-body.js';
 
 function nested(depth: number): string {
   return '['.repeat(depth) + ']'.repeat(depth);
@@ -25,5 +25,25 @@ describe('nestsDeeperThan', () => {
 
   it('judges 100,000 levels without recursion', () => {
     expect(nestsDeeperThan(Buffer.from(nested(100_000)), 32)).toBe(true);
+  });
+});
+
+describe('notAnObject', () => {
+  it('takes any object, with or without properties', () => {
+    expect(notAnObject({})).toBeUndefined();
+    expect(notAnObject({ amount: 1 })).toBeUndefined();
+  });
+
+  it('refuses every other JSON value, naming the body, the rule and what it is', () => {
+    const refusals = [null, [], [{ amount: 1 }], 1, 'x', true].map((value) => notAnObject(value)?.violations);
+    expect(refusals.map((violations) => violations?.map(({ message }) => message))).toEqual([
+      ['body must be a JSON object, not null'],
+      ['body must be a JSON object, not an array'],
+      ['body must be a JSON object, not an array'],
+      ['body must be a JSON object, not a number'],
+      ['body must be a JSON object, not a string'],
+      ['body must be a JSON object, not a boolean'],
+    ]);
+    expect(notAnObject(null)).toMatchObject({ code: 'VALIDATION_FAILED', details: { errors: [{ field: 'body', rule: 'isObject' }] } });
   });
 });

@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { CodedError } from '@app/ledger';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { RequestValidationError } from './request-validation.error.js';
 
 export const REQUEST_BODY_ERROR_CODES = ['BODY_TOO_DEEP', 'BODY_NOT_UTF8', 'UNSUPPORTED_MEDIA_TYPE'] as const;
 
@@ -58,11 +59,25 @@ declare module 'fastify' {
 }
 
 /**
+ * VALIDATION_FAILED naming the body when it is JSON but not an object, undefined when it is one. Every
+ * route's body is an object; a route that takes none takes `{}` at most (EmptyBody). Judged here, once
+ * for every route, because the ValidationPipe reads null as no body and a number, string, boolean or
+ * array as an object without properties: a route without a body would accept them, and a route with
+ * one would answer that its first field is required.
+ */
+export function notAnObject(value: unknown): RequestValidationError | undefined {
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) return undefined;
+  const kind = value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+  return new RequestValidationError([{ field: 'body', rule: 'isObject', message: `body must be a JSON object, not ${kind}` }]);
+}
+
+/**
  * The service's only body parsers, in place of every parser Fastify and Nest bring (JSON, plain
  * text, url-encoded forms): `application/json` (with any parameters, such as a charset) is parsed
  * once its depth is checked, so nothing downstream (class-transformer, the Idempotency-Key body hash,
- * canonical JSON) ever walks a deep structure; any other media type, or a body with none, is 415
- * UNSUPPORTED_MEDIA_TYPE naming the type. Register it before the routes are added.
+ * canonical JSON) ever walks a deep structure, and must be an object (`notAnObject`); any other media
+ * type, or a body with none, is 415 UNSUPPORTED_MEDIA_TYPE naming the type. Register it before the
+ * routes are added.
  */
 export function registerRequestBodyParsers(fastify: FastifyInstance, depthMax: number = JSON_NESTING_DEPTH_MAX): void {
   const parseJson = fastify.getDefaultJsonParser('error', 'error');
@@ -79,7 +94,11 @@ export function registerRequestBodyParsers(fastify: FastifyInstance, depthMax: n
     }
     request.rawBody = body;
     // Fastify's parser (secure-json-parse: refuses __proto__ and constructor.prototype keys) takes a Buffer too.
-    void parseJson(request, body as unknown as string, done);
+    void parseJson(request, body as unknown as string, (error, value: unknown) => {
+      const refused = error ?? notAnObject(value);
+      if (refused === undefined) done(null, value);
+      else done(refused, undefined);
+    });
   });
   fastify.addContentTypeParser('*', (request: FastifyRequest, _payload, done) => {
     const received = request.headers['content-type'] ?? '(none)';

@@ -7,14 +7,12 @@ export const PROBLEM_CODES_EXTENSION = 'x-problem-codes';
 
 /**
  * Problems that come from the framework rather than from a coded error (ProblemDetailsFilter names
- * them by their HTTP status): an unexpected failure, Nest's own NotFoundException and
- * UnauthorizedException (the mock webhook's signature guard), terminus' 503, and the refusals of
- * Fastify's body parsing, which Nest hands over as HttpExceptions: a body that is not JSON (or is
- * empty) under `application/json`, and one over the body limit.
+ * them by their HTTP status): an unexpected failure, Nest's own NotFoundException, terminus' 503,
+ * and the refusals of Fastify's body parsing, which Nest hands over as HttpExceptions: a body that
+ * is not JSON (or is empty) under `application/json`, and one over the body limit.
  */
 export const FRAMEWORK_PROBLEMS = {
   INTERNAL_ERROR: { status: HttpStatus.INTERNAL_SERVER_ERROR, title: 'Internal error' },
-  UNAUTHORIZED: { status: HttpStatus.UNAUTHORIZED, title: 'Unauthorized' },
   NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'Not found' },
   SERVICE_UNAVAILABLE: { status: HttpStatus.SERVICE_UNAVAILABLE, title: 'Service unavailable' },
   BAD_REQUEST: { status: HttpStatus.BAD_REQUEST, title: 'Bad request' },

@@ -75,9 +75,9 @@ export class PaymentsController {
     required: true,
     description: 't=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with PAYMENT_WEBHOOK_SECRET> (one v1 per secret during a rotation)',
   })
-  @ApiOperation({ operationId: 'receiveMockWebhook', summary: "Receive the mock provider's signed notification", description: '401 when the signature is missing or bad, or its timestamp is outside PAYMENT_WEBHOOK_TOLERANCE_SECONDS; 404 PROVIDER_NOT_CONFIGURED when PAYMENT_PROVIDER is not mock; nothing happens then.' })
+  @ApiOperation({ operationId: 'receiveMockWebhook', summary: "Receive the mock provider's signed notification", description: '401 WEBHOOK_SIGNATURE_INVALID when the signature is missing, malformed or bad, or its timestamp is outside PAYMENT_WEBHOOK_TOLERANCE_SECONDS (the detail says which); 404 PROVIDER_NOT_CONFIGURED when PAYMENT_PROVIDER is not mock; nothing happens then.' })
   @ApiOkResponse({ type: MockWebhookResponse, description: 'Recorded, or (duplicate) this event id was processed before and nothing happened.' })
-  @ApiProblems('UNAUTHORIZED', 'PROVIDER_NOT_CONFIGURED', 'PAYMENT_NOT_FOUND', 'BALANCE_OUT_OF_RANGE', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'DATABASE_UNAVAILABLE', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('WEBHOOK_SIGNATURE_INVALID', 'PROVIDER_NOT_CONFIGURED', 'PAYMENT_NOT_FOUND', 'BALANCE_OUT_OF_RANGE', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'DATABASE_UNAVAILABLE', ...COMMAND_WRITE_PROBLEMS)
   async webhook(@Body() body: MockWebhookRequest, @Req() request: FastifyRequest) {
     // The notification only says where to look: the provider is asked what happened to the order.
     const context = { requestId: request.id, actor: systemActor('mock-provider', 'webhook') };

@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { Inject, Injectable, UnauthorizedException, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import type { RawBodyRequest } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { PaymentsError } from '@app/payments';
@@ -53,7 +53,9 @@ export function parseSignatureHeader(header: string): { timestampSeconds: number
  * and the exact bytes received (compared in constant time), and that timestamp is within the
  * tolerance of our clock: a captured delivery cannot be replayed later, and within the tolerance a
  * replay is answered without effect (the delivery's event id was processed). It runs before
- * validation and the handler: a refusal is a 401 and nothing else happens.
+ * validation and the handler: a refusal is 401 WEBHOOK_SIGNATURE_INVALID, as the Stripe route's is,
+ * saying whether the header was missing, malformed, did not verify or was outside the tolerance, and
+ * nothing else happens.
  */
 @Injectable()
 export class WebhookSignatureGuard implements CanActivate {
@@ -65,16 +67,22 @@ export class WebhookSignatureGuard implements CanActivate {
     const request = context.switchToHttp().getRequest<RawBodyRequest<FastifyRequest>>();
     const header = request.headers[WEBHOOK_SIGNATURE_HEADER];
     const rawBody = request.rawBody;
-    const parsed = typeof header === 'string' ? parseSignatureHeader(header) : undefined;
-    if (parsed === undefined || rawBody === undefined) throw new UnauthorizedException('missing or malformed webhook signature: expected t=<unix seconds>,v1=<hex HMAC-SHA256>');
+    if (typeof header !== 'string') throw refused(`the ${WEBHOOK_SIGNATURE_HEADER} header is missing`);
+    if (rawBody === undefined) throw refused(`the request has no JSON body for ${WEBHOOK_SIGNATURE_HEADER} to be the signature of`);
+    const parsed = parseSignatureHeader(header);
+    if (parsed === undefined) throw refused(`${WEBHOOK_SIGNATURE_HEADER} is malformed: expected t=<unix seconds>,v1=<hex HMAC-SHA256>`);
     const expected = Buffer.from(signatureOf(secret, parsed.timestampSeconds, rawBody), 'hex');
     // Every candidate is compared, so the time taken does not say which one matched; all are 32 bytes.
     const matches = parsed.signatures.map((signature) => timingSafeEqual(Buffer.from(signature, 'hex'), expected));
-    if (!matches.includes(true)) throw new UnauthorizedException('bad webhook signature');
+    if (!matches.includes(true)) throw refused(`${WEBHOOK_SIGNATURE_HEADER} does not verify: no v1 is the HMAC-SHA256 of its timestamp and this body with the webhook secret`);
     const nowSeconds = (this.settings.nowMs ?? Date.now)() / 1000;
     if (Math.abs(nowSeconds - parsed.timestampSeconds) > this.settings.toleranceSeconds) {
-      throw new UnauthorizedException(`webhook timestamp outside the tolerance of ${this.settings.toleranceSeconds} s`);
+      throw refused(`the ${WEBHOOK_SIGNATURE_HEADER} timestamp is outside the tolerance of ${this.settings.toleranceSeconds} s of our clock`);
     }
     return true;
   }
+}
+
+function refused(message: string): PaymentsError {
+  return new PaymentsError('WEBHOOK_SIGNATURE_INVALID', message);
 }
