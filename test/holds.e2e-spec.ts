@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EVENT_STORE, type EventStore } from '@app/event-store';
-import { tokenAccountStreamId, VOIDED_GRANTS_REMEMBERED_MAX } from '@app/ledger';
+import { CommandHandling, eventMetadata } from '@app/event-sourcing';
+import { decideTokenAccountWithState, tokenAccountDecider, tokenAccountStreamId, VOIDED_GRANTS_REMEMBERED_MAX } from '@app/ledger';
 import { CreditExpiryJob } from '@app/token-accounts';
-import { startTestApp, type TestApp } from './support/test-app.js';
+import { startTestApp, TEST_ACTOR, type TestApp } from './support/test-app.js';
 
 let testApp: TestApp;
 
@@ -180,6 +181,34 @@ describe('hold expiry', () => {
       expect(await balanceOf(userId)).toMatchObject({ balance: settled.status === 200 ? 20 : 50, held: 0 });
       await expectConsistent(userId);
     }
+  });
+});
+
+describe('an expired hold ends at its expiresAt', () => {
+  it('shows endedAt equal to expiresAt though the expiry was recorded an hour late, before and after a rebuild of the account', async () => {
+    const userId = await fundedUser(100);
+    const placed = await hold(userId, { amount: 30, expiresInSeconds: 1 }).expect(201);
+    const { holdId, expiresAt } = placed.body as { holdId: string; expiresAt: string };
+    const late = new Date(Date.parse(expiresAt) + 3_600_000);
+    await sleep(Math.max(0, Date.parse(expiresAt) - Date.now() + 10));
+    // The job's command for this account alone, as the job would decide it an hour late.
+    const command = { type: 'ExpireCredits', data: { userId, transactionId: randomUUID(), now: late } } as const;
+    await testApp.app.get(CommandHandling, { strict: false }).handle({
+      streamId: tokenAccountStreamId(userId),
+      decider: tokenAccountDecider,
+      decide: (state) => decideTokenAccountWithState(command, state),
+      metadata: eventMetadata({ actor: TEST_ACTOR, requestId: 'late-expiry' }),
+    });
+    const recorded = await testApp.database.pool.query<{ occurred_at: string }>(`SELECT data->>'occurredAt' AS occurred_at FROM events WHERE stream_id = $1 AND event_type = 'HoldExpired'`, [`token-account-${userId}`]);
+    expect(recorded.rows).toEqual([{ occurred_at: late.toISOString() }]);
+    const expired = async () => (await http().get(`/v1/accounts/${userId}/holds?status=expired`).expect(200)).body.data as unknown[];
+    expect(await expired()).toEqual([expect.objectContaining({ holdId, status: 'expired', expiresAt, endedAt: expiresAt })]);
+    await http().post(`/v1/admin/accounts/${userId}/rebuild`).expect(200);
+    expect(await expired()).toEqual([expect.objectContaining({ holdId, status: 'expired', expiresAt, endedAt: expiresAt })]);
+    // A hold expiry moves no tokens, so the history has no row for it.
+    const history = await http().get(`/v1/accounts/${userId}/transactions`).expect(200);
+    expect(history.body.data.map((row: { transactionType: string }) => row.transactionType)).toEqual(['purchase']);
+    await expectConsistent(userId);
   });
 });
 

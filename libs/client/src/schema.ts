@@ -863,7 +863,10 @@ export interface components {
             transactionId: string | null;
             /** Format: date-time */
             createdAt: string;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description When the hold ended: its settle or release; for an expired hold its expiresAt, when it stopped counting as held, however late the expiry was recorded. Null while active.
+             */
             endedAt: string | null;
             /**
              * @description The caller's metadata of the hold; null when none.
