@@ -1,7 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { EVENT_STORE, type EventStore } from '@app/event-store';
+import { CommandHandling, eventMetadata } from '@app/event-sourcing';
+import { decideTokenAccountWithState, tokenAccountDecider, tokenAccountStreamId, VOIDED_GRANTS_REMEMBERED_MAX } from '@app/ledger';
 import { CreditExpiryJob } from '@app/token-accounts';
-import { startTestApp, type TestApp } from './support/test-app.js';
+import { startTestApp, TEST_ACTOR, type TestApp } from './support/test-app.js';
 
 let testApp: TestApp;
 
@@ -181,6 +184,34 @@ describe('hold expiry', () => {
   });
 });
 
+describe('an expired hold ends at its expiresAt', () => {
+  it('shows endedAt equal to expiresAt though the expiry was recorded an hour late, before and after a rebuild of the account', async () => {
+    const userId = await fundedUser(100);
+    const placed = await hold(userId, { amount: 30, expiresInSeconds: 1 }).expect(201);
+    const { holdId, expiresAt } = placed.body as { holdId: string; expiresAt: string };
+    const late = new Date(Date.parse(expiresAt) + 3_600_000);
+    await sleep(Math.max(0, Date.parse(expiresAt) - Date.now() + 10));
+    // The job's command for this account alone, as the job would decide it an hour late.
+    const command = { type: 'ExpireCredits', data: { userId, transactionId: randomUUID(), now: late } } as const;
+    await testApp.app.get(CommandHandling, { strict: false }).handle({
+      streamId: tokenAccountStreamId(userId),
+      decider: tokenAccountDecider,
+      decide: (state) => decideTokenAccountWithState(command, state),
+      metadata: eventMetadata({ actor: TEST_ACTOR, requestId: 'late-expiry' }),
+    });
+    const recorded = await testApp.database.pool.query<{ occurred_at: string }>(`SELECT data->>'occurredAt' AS occurred_at FROM events WHERE stream_id = $1 AND event_type = 'HoldExpired'`, [`token-account-${userId}`]);
+    expect(recorded.rows).toEqual([{ occurred_at: late.toISOString() }]);
+    const expired = async () => (await http().get(`/v1/accounts/${userId}/holds?status=expired`).expect(200)).body.data as unknown[];
+    expect(await expired()).toEqual([expect.objectContaining({ holdId, status: 'expired', expiresAt, endedAt: expiresAt })]);
+    await http().post(`/v1/admin/accounts/${userId}/rebuild`).expect(200);
+    expect(await expired()).toEqual([expect.objectContaining({ holdId, status: 'expired', expiresAt, endedAt: expiresAt })]);
+    // A hold expiry moves no tokens, so the history has no row for it.
+    const history = await http().get(`/v1/accounts/${userId}/transactions`).expect(200);
+    expect(history.body.data.map((row: { transactionType: string }) => row.transactionType)).toEqual(['purchase']);
+    await expectConsistent(userId);
+  });
+});
+
 describe('credit lots over HTTP', () => {
   it('spends a promotional grant before paid credit, records the draws, and expires its remainder', async () => {
     const userId = await fundedUser(100);
@@ -224,6 +255,60 @@ describe('credit lots over HTTP', () => {
     await expectConsistent(userId);
   });
 
+  it('answers the void of a grant spent whole or expired with 409 LOT_NOT_ACTIVE and how it ended, of any other lot with LOT_NOT_A_GRANT, and 404 only for a lot the account never had', async () => {
+    const userId = await fundedUser(10);
+    const voidOf = (lotId: string) => http().post(`/v1/admin/accounts/${userId}/grants/${lotId}/void`).send({ reason: 'Wrong account' });
+    const grantOf = async (amount: number, expiresAt?: string) => (await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount, reason: 'Promo', expiresAt }).expect(201)).body.lotId as string;
+    // Spent whole: grants are spent before paid credit.
+    const spent = await grantOf(5);
+    await use(userId, 5).expect(201);
+    expect((await voidOf(spent).expect(409)).body).toMatchObject({ code: 'LOT_NOT_ACTIVE', lotId: spent, lotStatus: 'spent', detail: `lot ${spent} is spent` });
+    // Expired: first before the expiry is recorded (the void's own decision sees it), then after.
+    const expiresAt = new Date(Date.now() + 1000).toISOString();
+    const expired = await grantOf(5, expiresAt);
+    await sleep(Math.max(0, Date.parse(expiresAt) - Date.now() + 10));
+    expect((await voidOf(expired).expect(409)).body).toMatchObject({ code: 'LOT_NOT_ACTIVE', lotId: expired, lotStatus: 'expired' });
+    expect((await testApp.app.get(CreditExpiryJob).runOnce(new Date())).expired).toBe(1);
+    expect((await voidOf(expired).expect(409)).body).toMatchObject({ code: 'LOT_NOT_ACTIVE', lotId: expired, lotStatus: 'expired' });
+    // The purchase's lot, spent whole: not a grant, whatever its state.
+    const purchaseLot = (await http().get(`/v1/accounts/${userId}/lots?status=active`).expect(200)).body.data[0].lotId as string;
+    await use(userId, 10).expect(201);
+    expect((await voidOf(purchaseLot).expect(409)).body).toMatchObject({ code: 'LOT_NOT_A_GRANT', lotId: purchaseLot, source: 'purchase' });
+    // An id this account never had, and another account's grant.
+    const unknown = randomUUID();
+    expect((await voidOf(unknown).expect(404)).body).toMatchObject({ code: 'LOT_NOT_FOUND', lotId: unknown, detail: `this account has no lot ${unknown}` });
+    const elsewhere = await fundedUser(1);
+    const othersGrant = (await http().post(`/v1/admin/accounts/${elsewhere}/grants`).send({ amount: 5, reason: 'Promo' }).expect(201)).body.lotId as string;
+    expect((await voidOf(othersGrant).expect(404)).body).toMatchObject({ code: 'LOT_NOT_FOUND', lotId: othersGrant });
+    expect(await balanceOf(userId)).toMatchObject({ balance: 0, held: 0 });
+    await expectConsistent(userId);
+  });
+
+  it('answers the void of a grant voided before the newest 100 with 409 LOT_NOT_ACTIVE voided, as the lot list shows it', async () => {
+    const userId = randomUUID();
+    const lotIds: string[] = [];
+    for (let index = 0; index <= VOIDED_GRANTS_REMEMBERED_MAX; index += 1) {
+      const lotId = (await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 1, reason: 'Promo' }).expect(201)).body.lotId as string;
+      await http().post(`/v1/admin/accounts/${userId}/grants/${lotId}/void`).send({ reason: 'Wrong account' }).expect(200);
+      lotIds.push(lotId);
+    }
+    const first = lotIds[0] as string;
+    expect((await http().post(`/v1/admin/accounts/${userId}/grants/${first}/void`).send({ reason: 'again' }).expect(409)).body).toMatchObject({ code: 'LOT_NOT_ACTIVE', lotId: first, lotStatus: 'voided' });
+  });
+
+  it('answers the void of the opening lot (credits written before lots), with tokens or spent, with LOT_NOT_A_GRANT', async () => {
+    const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
+    const at = new Date().toISOString();
+    const [live, spent] = [randomUUID(), randomUUID()];
+    const purchase = (userId: string) => ({ id: randomUUID(), type: 'TokensPurchased', data: { userId, transactionId: randomUUID(), paymentId: randomUUID(), amount: 30, description: null, balanceAfter: 30, occurredAt: at } });
+    await store.append(tokenAccountStreamId(live), [purchase(live)], { expectedRevision: 'no_stream' });
+    await store.append(tokenAccountStreamId(spent), [purchase(spent), { id: randomUUID(), type: 'TokensUsed', data: { userId: spent, transactionId: randomUUID(), amount: 30, description: null, balanceAfter: 0, occurredAt: at } }], { expectedRevision: 'no_stream' });
+    for (const userId of [live, spent]) {
+      const refused = await http().post(`/v1/admin/accounts/${userId}/grants/opening/void`).send({ reason: 'x' }).expect(409);
+      expect(refused.body).toMatchObject({ code: 'LOT_NOT_A_GRANT', lotId: 'opening', source: 'opening' });
+    }
+  });
+
   it('takes a lot id in upper case, as it does a user or hold id, and the opening lot id', async () => {
     const userId = await fundedUser(10);
     const lotId = (await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 40, reason: 'Promo' }).expect(201)).body.lotId as string;
@@ -246,8 +331,9 @@ describe('credit lots over HTTP', () => {
     ]);
     const [grants, [voided], usages] = [responses.slice(0, 10), responses.slice(10, 11), responses.slice(11)];
     expect(grants.map((response) => response.status)).toEqual(Array.from({ length: 10 }, () => 201));
-    // The void takes what is left of the grant when it lands; spent whole first, the grant is gone (404).
-    expect([200, 404]).toContain(voided?.status);
+    // The void takes what is left of the grant when it lands; spent whole first, it is refused as spent.
+    expect([200, 409]).toContain(voided?.status);
+    if (voided?.status === 409) expect(voided.body).toMatchObject({ code: 'LOT_NOT_ACTIVE', lotStatus: 'spent' });
     const voidedAmount = voided?.status === 200 ? -(voided.body.transaction.amount as number) : 0;
     const refused = usages.filter((response) => response.status !== 201).map((response) => [response.status, response.body.code]);
     expect(refused.filter(([status, code]) => !(status === 409 && ['INSUFFICIENT_BALANCE', 'INSUFFICIENT_AVAILABLE_BALANCE'].includes(code as string)))).toEqual([]);

@@ -338,7 +338,7 @@ export interface paths {
         put?: never;
         /**
          * Take back a grant's remainder
-         * @description 409 LOT_NOT_A_GRANT, LOT_NOT_ACTIVE (voided already, with lotStatus), or LOT_HELD (settle or release its holds first); 404 LOT_NOT_FOUND when no lot with tokens left has this id.
+         * @description 409 LOT_NOT_A_GRANT with source (a purchase's, an adjustment's or the opening lot, whatever its state); LOT_NOT_ACTIVE with lotStatus spent, expired (from its expiresAt on, recorded or not) or voided, once the grant has ended; LOT_HELD (settle or release its holds first). 404 LOT_NOT_FOUND only when this account never had a lot with this id.
          */
         post: operations["voidGrant"];
         delete?: never;
@@ -863,7 +863,10 @@ export interface components {
             transactionId: string | null;
             /** Format: date-time */
             createdAt: string;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description When the hold ended: its settle or release; for an expired hold its expiresAt, when it stopped counting as held, however late the expiry was recorded. Null while active.
+             */
             endedAt: string | null;
             /**
              * @description The caller's metadata of the hold; null when none.
@@ -3913,7 +3916,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `LOT_NOT_FOUND`: No credit lot with tokens left has this id */
+            /** @description `LOT_NOT_FOUND`: The account has no credit lot with this id */
             404: {
                 headers: {
                     [name: string]: unknown;

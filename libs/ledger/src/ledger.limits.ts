@@ -64,8 +64,9 @@ export const ACTIVE_HOLDS_MAX = 100;
  */
 export const ENDED_HOLDS_REMEMBERED_MAX = 100;
 /**
- * Voided grants an account remembers (the newest), so that voiding one again answers LOT_NOT_ACTIVE
- * with its status; older ones answer LOT_NOT_FOUND, as a lot with nothing left does. Bounds the folded state.
+ * Voided grants an account remembers (the newest), so that the decider answers a second void with
+ * LOT_NOT_ACTIVE itself; an older one it answers LOT_NOT_FOUND, as any lot with nothing left, and the
+ * void's handler finds how it ended in the account's lot list. Bounds the folded state.
  */
 export const VOIDED_GRANTS_REMEMBERED_MAX = 100;
 /** Credit lots with tokens left on one account: a credit beyond it is refused (LOT_LIMIT_REACHED). */

@@ -1,4 +1,6 @@
 import pg from 'pg';
+import { runner as migrations } from 'node-pg-migrate';
+import { MIGRATIONS_DIR } from '@app/database';
 import { randomUUID } from 'node:crypto';
 import { comparePositions, PostgresEventStore, type AppendTransactionHook, type EventToAppend } from '@app/event-store';
 import { decideTokenAccount, fold, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand, type TokenAccountState } from '@app/ledger';
@@ -401,5 +403,80 @@ describe('inline projections', () => {
       { table: 'user_tokens', updates: usages, hot: usages },
     ]);
     expect(await rowsOf(buyer.userId)).toEqual({ balance: String(100 - usages), transactions: usages + 1, events: usages + 1 });
+  });
+});
+
+describe('an expired hold ends at its expiresAt', () => {
+  const expiresAt = new Date(now.getTime() + 60_000).toISOString();
+  // The expiry recorded an hour after the hold stopped counting: the job ran late, or nothing touched the account.
+  const late = new Date(now.getTime() + 3_600_000);
+
+  function holdFor(userId: string): TokenAccountCommand {
+    return { type: 'HoldTokens', data: { userId, holdId: randomUUID(), amount: 30, description: null, ttlSeconds: 60, ttlSecondsMax: 3600, transactionId: randomUUID(), now } };
+  }
+
+  function settledHoldFor(userId: string, holdId: string): TokenAccountCommand {
+    return { type: 'SettleHold', data: { userId, holdId, amount: 10, description: null, transactionId: randomUUID(), now } };
+  }
+
+  /** A purchase, a hold settled at `now`, and a hold whose expiry is recorded late. */
+  async function expiredLate(store: PostgresEventStore, target: Account): Promise<void> {
+    await run(store, target, purchase(target.userId, 100));
+    const settled = holdFor(target.userId);
+    await run(store, target, settled);
+    await run(store, target, settledHoldFor(target.userId, (settled.data as { holdId: string }).holdId));
+    await run(store, target, holdFor(target.userId));
+    const expired = await run(store, target, { type: 'ExpireCredits', data: { userId: target.userId, transactionId: randomUUID(), now: late } });
+    expect(expired.nextRevision).toBe(4n);
+  }
+
+  const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
+  async function holdEnds(userId: string): Promise<readonly { status: string; endedAt: string }[]> {
+    const result = await database.pool.query<{ status: string; endedAt: string }>(
+      `SELECT status, to_char(ended_at AT TIME ZONE 'UTC', ${ISO}) AS "endedAt" FROM token_holds WHERE user_id = $1 ORDER BY status`,
+      [userId],
+    );
+    return result.rows;
+  }
+  const expected = [
+    { status: 'expired', endedAt: expiresAt },
+    { status: 'settled', endedAt: now.toISOString() },
+  ];
+
+  it('ends it there inline, event by event and set-based alike, though its expiry was recorded an hour late', async () => {
+    const store = storeWith(inline);
+    const inlineAccount = account();
+    await expiredLate(store, inlineAccount);
+    expect(await holdEnds(inlineAccount.userId)).toEqual(expected);
+
+    // Appended without the inline hook: the runner projects it event by event.
+    const plain = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: 20 });
+    stores.push(plain);
+    const runnerAccount = account();
+    await expiredLate(plain, runnerAccount);
+    const runner = new ProjectionRunner(store, database.pool, tokenAccountsProjection, { batchSizeMax: 1, retryDelayMsMin: 10, retryDelayMsMax: 50 });
+    runners.push(runner);
+    runner.start();
+    await caughtUp(runner);
+    expect(await holdEnds(runnerAccount.userId)).toEqual(expected);
+
+    // Recomputed set-based from the stream, as a rebuild and verify do.
+    await rebuildAccount(store, database.pool, [tokenAccountsProjection], inlineAccount.userId);
+    expect(await holdEnds(inlineAccount.userId)).toEqual(expected);
+  });
+
+  it('moves the endedAt of expired holds already recorded to their expiresAt when migrated (migration 128), and back to the recording time down', async () => {
+    const migrate = (direction: 'up' | 'down') => migrations({ databaseUrl: database.url, dir: MIGRATIONS_DIR, direction, count: 1, migrationsTable: 'pgmigrations', log: () => undefined });
+    await migrate('down');
+    const before = account();
+    await expiredLate(storeWith(inline), before);
+    expect(await holdEnds(before.userId)).toEqual([{ status: 'expired', endedAt: late.toISOString() }, expected[1]]);
+    await migrate('up');
+    expect(await holdEnds(before.userId)).toEqual(expected);
+    await migrate('down');
+    expect(await holdEnds(before.userId)).toEqual([{ status: 'expired', endedAt: late.toISOString() }, expected[1]]);
+    // Replaced again, the function keeps the planner settings migrations 124 and 125 gave it.
+    const settings = await database.pool.query<{ config: string[] | null }>("SELECT proconfig AS config FROM pg_proc WHERE proname = 'token_accounts_apply_inline'");
+    expect(settings.rows[0]?.config ?? []).toEqual(Object.entries(INLINE_FUNCTION_SETTINGS).map(([name, value]) => `${name}=${value}`));
   });
 });

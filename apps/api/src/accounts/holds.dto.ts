@@ -181,7 +181,13 @@ class HoldViewResponse {
   @ApiProperty({ nullable: true, type: 'integer' }) settledAmount!: number | null;
   @ApiProperty({ nullable: true, type: String, format: 'uuid', description: 'The usage transaction of its settle.' }) transactionId!: string | null;
   @ApiProperty({ format: 'date-time' }) createdAt!: string;
-  @ApiProperty({ nullable: true, type: String, format: 'date-time' }) endedAt!: string | null;
+  @ApiProperty({
+    nullable: true,
+    type: String,
+    format: 'date-time',
+    description: 'When the hold ended: its settle or release; for an expired hold its expiresAt, when it stopped counting as held, however late the expiry was recorded. Null while active.',
+  })
+  endedAt!: string | null;
   @MetadataResponse("The caller's metadata of the hold; null when none.") metadata!: Metadata | null;
 }
 

@@ -86,7 +86,7 @@ export class AdminController {
 
   @Post('accounts/:userId/grants/:lotId/void')
   @HttpCode(HttpStatus.OK)
-  @ApiOperation({ operationId: 'voidGrant', summary: "Take back a grant's remainder", description: '409 LOT_NOT_A_GRANT, LOT_NOT_ACTIVE (voided already, with lotStatus), or LOT_HELD (settle or release its holds first); 404 LOT_NOT_FOUND when no lot with tokens left has this id.' })
+  @ApiOperation({ operationId: 'voidGrant', summary: "Take back a grant's remainder", description: "409 LOT_NOT_A_GRANT with source (a purchase's, an adjustment's or the opening lot, whatever its state); LOT_NOT_ACTIVE with lotStatus spent, expired (from its expiresAt on, recorded or not) or voided, once the grant has ended; LOT_HELD (settle or release its holds first). 404 LOT_NOT_FOUND only when this account never had a lot with this id." })
   @ApiOkResponse({ type: LotWriteResponse, description: "The grant's remainder taken back (a negative adjustment row with the reason)." })
   @ApiProblems('REASON_REQUIRED', 'REASON_TOO_LONG', 'LOT_NOT_FOUND', 'LOT_NOT_ACTIVE', 'LOT_NOT_A_GRANT', 'LOT_HELD', ...COMMAND_WRITE_PROBLEMS)
   voidGrant(@Param() { userId, lotId }: GrantParams, @Body() body: VoidGrantRequest, @Req() request: FastifyRequest) {

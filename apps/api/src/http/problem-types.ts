@@ -79,7 +79,7 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   LOT_LIMIT_REACHED: { status: HttpStatus.CONFLICT, title: 'Too many credit lots with tokens left on this account' },
   LOT_PRIORITY_OUT_OF_RANGE: { status: HttpStatus.BAD_REQUEST, title: 'Lot priority out of range' },
   LOT_EXPIRY_OUT_OF_RANGE: { status: HttpStatus.BAD_REQUEST, title: 'Lot expiry must be in the future' },
-  LOT_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'No credit lot with tokens left has this id' },
+  LOT_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'The account has no credit lot with this id' },
   LOT_NOT_ACTIVE: { status: HttpStatus.CONFLICT, title: 'The lot is no longer active' },
   LOT_NOT_A_GRANT: { status: HttpStatus.CONFLICT, title: 'Only a grant can be voided' },
   LOT_HELD: { status: HttpStatus.CONFLICT, title: 'Part of the lot is held' },

@@ -7,7 +7,7 @@ import type { GrantTokens, HoldTokens, ReleaseHold, SettleHold, VoidGrant } from
 import type { GrantVoided, HoldExpired, HoldReleased, HoldSettled, LotExpired, TokensGranted, TokensHeld } from './hold.events.js';
 import { isHoldActive, type Hold } from './hold.state.js';
 import { assertNoShortfall } from './dispute.decide.js';
-import { compareDrawOrder, derivedTransactionId, drawDown, freeOf, isLive, takeFromDraws, type Draw, type Lot } from './lot.state.js';
+import { compareDrawOrder, derivedTransactionId, drawDown, freeOf, isLive, takeFromDraws, type Draw, type Lot, type LotSource, type LotStatus } from './lot.state.js';
 import { availableBalance, evolveTokenAccount, type TokenAccountState } from './token-account.state.js';
 import { assertAmount, assertDescription, assertMetadata, assertReason } from './token-account.rules.js';
 
@@ -198,11 +198,15 @@ export function grantTokens({ data }: GrantTokens, state: TokenAccountState): re
   ];
 }
 
-/** Takes back what is left of a grant. Refused while a hold has set part of it aside (LOT_HELD): settle or release the hold first. */
-export function voidGrant({ data }: VoidGrant, state: TokenAccountState): readonly GrantVoided[] {
+/**
+ * Takes back what is left of a grant. Refused while a hold has set part of it aside (LOT_HELD): settle
+ * or release the hold first. `state` has the expiries due at the command's time applied; `unswept` is
+ * the state before them, which still has the lots that expire at this instant.
+ */
+export function voidGrant({ data }: VoidGrant, state: TokenAccountState, unswept: TokenAccountState): readonly GrantVoided[] {
   assertReason(data.reason);
-  const lot = lotWithTokens(state, data.lotId);
-  if (lot.source !== 'grant') throw new LedgerError('LOT_NOT_A_GRANT', `lot ${lot.lotId} comes from a ${lot.source}; only grants can be voided`, { lotId: lot.lotId, source: lot.source });
+  const lot = lotWithTokens(state, unswept, data.lotId);
+  if (lot.source !== 'grant') throw notAGrant(lot.lotId, lot.source);
   if (lot.reserved > 0) throw new LedgerError('LOT_HELD', `${lot.reserved} tokens of lot ${lot.lotId} are held`, { lotId: lot.lotId, reserved: lot.reserved });
   return [
     {
@@ -259,12 +263,41 @@ function assertLotTerms(priority: number, expiresAt: Date | null, now: Date): vo
   }
 }
 
-/** The lot `lotId` with tokens left, or why there is none: LOT_NOT_ACTIVE for a grant voided lately (with its status), or LOT_NOT_FOUND. */
-function lotWithTokens(state: TokenAccountState, lotId: string): Lot {
+/**
+ * The lot `lotId` with tokens left, or why there is none, as far as the state can tell: a lot that
+ * expires at this command's time (its expiry not recorded: a refusal appends nothing) and a grant
+ * voided lately are refused as `voidOfLotWithoutTokens` refuses them; anything else is LOT_NOT_FOUND,
+ * which the command's handler tells apart with the account's lot list (ended lots leave the state).
+ */
+function lotWithTokens(state: TokenAccountState, unswept: TokenAccountState, lotId: string): Lot {
   const lot = state.lots.get(lotId);
   if (lot !== undefined) return lot;
-  if (state.voidedGrants.includes(lotId)) throw new LedgerError('LOT_NOT_ACTIVE', `lot ${lotId} is voided`, { lotId, lotStatus: 'voided' });
+  const expiring = unswept.lots.get(lotId);
+  if (expiring !== undefined) throw voidOfLotWithoutTokens(lotId, { source: expiring.source, status: 'expired' });
+  if (state.voidedGrants.includes(lotId)) throw voidOfLotWithoutTokens(lotId, { source: 'grant', status: 'voided' });
   throw new LedgerError('LOT_NOT_FOUND', `lot ${lotId} has no tokens left on this account`, { lotId });
+}
+
+/** What the account's lot list (`token_lots`, written with the events) records of a lot. */
+export type RecordedLot = { readonly source: LotSource; readonly status: LotStatus };
+
+/**
+ * Why a void found no lot `lotId` with tokens left, from what the account's lot list records of it:
+ * LOT_NOT_FOUND for a lot the account never had; LOT_NOT_A_GRANT for any other source, whatever the
+ * lot's state (it could never be voided); LOT_NOT_ACTIVE with how a grant ended. A grant the list
+ * still shows active ended after the list was written (with EventStoreDB the read models follow the
+ * stream): nothing says how yet, so it stays LOT_NOT_FOUND.
+ */
+export function voidOfLotWithoutTokens(lotId: string, recorded: RecordedLot | undefined): LedgerError {
+  if (recorded === undefined) return new LedgerError('LOT_NOT_FOUND', `this account has no lot ${lotId}`, { lotId });
+  if (recorded.source !== 'grant') return notAGrant(lotId, recorded.source);
+  if (recorded.status === 'active') return new LedgerError('LOT_NOT_FOUND', `lot ${lotId} has no tokens left on this account`, { lotId });
+  return new LedgerError('LOT_NOT_ACTIVE', `lot ${lotId} is ${recorded.status}`, { lotId, lotStatus: recorded.status });
+}
+
+function notAGrant(lotId: string, source: LotSource): LedgerError {
+  const article = source === 'purchase' ? 'a' : 'an';
+  return new LedgerError('LOT_NOT_A_GRANT', `lot ${lotId} is ${article} ${source} lot; only grants can be voided`, { lotId, source });
 }
 
 /** The active hold `holdId`, or why there is none: HOLD_NOT_ACTIVE with how it ended, or HOLD_NOT_FOUND. */

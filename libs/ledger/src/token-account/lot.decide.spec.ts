@@ -6,6 +6,7 @@ import { OPENING_LOT_ID, compareDrawOrder, derivedTransactionId, drawDown, expir
 import type { CapturePayment, InitiatePayment, RefundPayment, RequestRefund } from './payment.commands.js';
 import type { AddTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
 import { tokenAccountDecider } from './token-account.decider.js';
+import { voidOfLotWithoutTokens } from './hold.decide.js';
 import type { TokenAccountEvent } from './token-account.events.js';
 import { tokenAccountSnapshot } from './token-account.snapshot.js';
 
@@ -307,7 +308,7 @@ describe('lots: VoidGrant', () => {
 
   it('refuses a lot that is not a grant, one with nothing left, one held, and a blank reason, and tells the client why', () => {
     const events = history([buy('paid', 100), grant('promo', 20)]);
-    spec.given(events).when(voidGrant('paid')).thenThrows('LOT_NOT_A_GRANT', { lotId: 'paid', source: 'purchase' }, 'lot paid comes from a purchase; only grants can be voided');
+    spec.given(events).when(voidGrant('paid')).thenThrows('LOT_NOT_A_GRANT', { lotId: 'paid', source: 'purchase' }, 'lot paid is a purchase lot; only grants can be voided');
     spec.given(history([use(20)], events)).when(voidGrant('promo')).thenThrows('LOT_NOT_FOUND', { lotId: 'promo' }, 'lot promo has no tokens left on this account');
     spec.given(history([hold('h', 5)], events)).when(voidGrant('promo')).thenThrows('LOT_HELD', { lotId: 'promo', reserved: 5 }, '5 tokens of lot promo are held');
     spec.given(events).when(voidGrant('promo', { reason: '' })).thenThrows('REASON_REQUIRED');
@@ -316,9 +317,45 @@ describe('lots: VoidGrant', () => {
   it('answers a second void of a grant with LOT_NOT_ACTIVE and the lot status, not LOT_NOT_FOUND, and decides nothing', () => {
     const voided = history([buy('paid', 100), grant('promo', 20), use(5), voidGrant('promo')]);
     spec.given(voided).when(voidGrant('promo', { transactionId: 'tx-void-again' })).thenThrows('LOT_NOT_ACTIVE', { lotId: 'promo', lotStatus: 'voided' }, 'lot promo is voided');
-    // Spent whole, a grant has nothing left to take back: that stays LOT_NOT_FOUND.
+    // Spent whole, a grant leaves no trace in the state: the decider cannot tell it from an id never
+    // granted, and the handler asks the account's lot list (voidOfLotWithoutTokens, below).
     spec.given(history([buy('paid', 100), grant('spent', 20), use(20)])).when(voidGrant('spent')).thenThrows('LOT_NOT_FOUND', { lotId: 'spent' });
     spec.given(voided).when(voidGrant('never-granted')).thenThrows('LOT_NOT_FOUND', { lotId: 'never-granted' });
+  });
+
+  it('answers the void of a grant past its expiry, not yet recorded, with LOT_NOT_ACTIVE expired, and of a purchase past its own with LOT_NOT_A_GRANT', () => {
+    // The void's own sweep expires the lot at the command's time and a refusal appends nothing, so no
+    // LotExpired is recorded and the lot list still shows the lot active: only the decider can tell.
+    const events = history([buy('paid', 100), grant('promo', 20, { expiresAt: inDays(1) }), use(5)]);
+    spec.given(events).when(voidGrant('promo', { now: inDays(2) })).thenThrows('LOT_NOT_ACTIVE', { lotId: 'promo', lotStatus: 'expired' }, 'lot promo is expired');
+    spec.given(events).when(voidGrant('promo', { now: inDays(1) })).thenThrows('LOT_NOT_ACTIVE', { lotId: 'promo', lotStatus: 'expired' });
+    const justBefore = tokenAccountDecider.decide(voidGrant('promo', { now: new Date(inDays(1).getTime() - 1) }), stateOf(events));
+    expect(justBefore.map((event) => [event.type, 'amount' in event.data ? event.data.amount : null])).toEqual([['GrantVoided', 15]]);
+    // A purchase whose package gives its lot a lifetime, past it.
+    const perishable = history([buy('perishable', 10), grant('promo', 5)]).map((event) =>
+      event.type === 'TokensPurchased' && event.data.lot !== undefined ? { ...event, data: { ...event.data, lot: { ...event.data.lot, expiresAt: inDays(1).toISOString() } } } : event,
+    );
+    spec.given(perishable).when(voidGrant('perishable', { now: inDays(2) })).thenThrows('LOT_NOT_A_GRANT', { lotId: 'perishable', source: 'purchase' });
+  });
+
+  it('tells from what the lot list records why a lot without tokens cannot be voided: 404 only for a lot the account never had', () => {
+    const refusal = (recorded: Parameters<typeof voidOfLotWithoutTokens>[1]) => {
+      const error = voidOfLotWithoutTokens('lot-1', recorded);
+      return { code: error.code, details: error.details, message: error.message };
+    };
+    expect(refusal(undefined)).toEqual({ code: 'LOT_NOT_FOUND', details: { lotId: 'lot-1' }, message: 'this account has no lot lot-1' });
+    for (const status of ['spent', 'expired', 'voided'] as const) {
+      expect(refusal({ source: 'grant', status })).toEqual({ code: 'LOT_NOT_ACTIVE', details: { lotId: 'lot-1', lotStatus: status }, message: `lot lot-1 is ${status}` });
+    }
+    // Not a grant: that answer holds whatever the lot's state, so it comes first.
+    for (const source of ['purchase', 'adjustment', 'opening'] as const) {
+      for (const status of ['active', 'spent', 'expired', 'refunded'] as const) {
+        expect(refusal({ source, status })).toEqual({ code: 'LOT_NOT_A_GRANT', details: { lotId: 'lot-1', source }, message: `lot lot-1 is ${source === 'purchase' ? 'a' : 'an'} ${source} lot; only grants can be voided` });
+      }
+    }
+    // A grant the list still shows active ended after the list was written (EventStoreDB's read
+    // models follow the stream): nothing says how yet.
+    expect(refusal({ source: 'grant', status: 'active' })).toEqual({ code: 'LOT_NOT_FOUND', details: { lotId: 'lot-1' }, message: 'lot lot-1 has no tokens left on this account' });
   });
 
   it(`remembers the newest ${VOIDED_GRANTS_REMEMBERED_MAX} voided grants, through a snapshot, and forgets older ones`, () => {

@@ -15,6 +15,14 @@ export type LotTerms = {
 export type LotSource = 'purchase' | 'grant' | 'adjustment' | 'opening';
 
 /**
+ * A lot's state in the account's lot list (`token_lots.status`): active while it has tokens, else how
+ * it ended. Spent by debits; expired, voided or refunded by the event that took its remainder (that
+ * stays its status, though a part a hold kept is spent after it).
+ */
+export const LOT_STATUSES = ['active', 'spent', 'expired', 'voided', 'refunded'] as const;
+export type LotStatus = (typeof LOT_STATUSES)[number];
+
+/**
  * A credit lot with tokens left (or reserved by a hold). `remaining` counts in the balance;
  * `reserved` is the part of it active holds have set aside. A lot whose `remaining` and `reserved`
  * are both 0 leaves the state (it stays in the events and the read model).

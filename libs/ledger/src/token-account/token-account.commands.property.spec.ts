@@ -178,7 +178,7 @@ const COMMAND_GENERATORS: { readonly [Type in CommandType]: CommandGenerator<Typ
       })),
   },
   VoidGrant: {
-    // A voided grant's lot is gone: voiding it again is refused (LOT_NOT_FOUND).
+    // A voided grant's lot is gone: voiding it again is refused (LOT_NOT_ACTIVE while remembered, else LOT_NOT_FOUND).
     idempotent: false,
     recipe: fc
       .record({ pick: fc.nat(), missing: fc.boolean(), reason: fc.oneof({ weight: 9, arbitrary: fc.constant('Abuse') }, { weight: 1, arbitrary: fc.constant(' ') }) })

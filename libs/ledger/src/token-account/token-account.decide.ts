@@ -47,7 +47,7 @@ function decideCommand(command: TokenAccountCommand, state: TokenAccountState): 
     case 'GrantTokens':
       return withExpiries(command.data, state, (swept) => grantTokens(command, swept));
     case 'VoidGrant':
-      return withExpiries(command.data, state, (swept) => voidGrant(command, swept));
+      return withExpiries(command.data, state, (swept) => voidGrant(command, swept, state));
     case 'ExpireCredits':
       return sweepExpiries(state, command.data, 'job');
     case 'InitiatePayment':

@@ -19,6 +19,7 @@ export type HoldView = {
   /** The usage transaction of its settle. */
   readonly transactionId: string | null;
   readonly createdAt: string;
+  /** A settle's or release's time; an expired hold's `expiresAt` (it stopped counting then, however late its expiry was recorded). */
   readonly endedAt: string | null;
   /** The caller's metadata of the hold; null when none was given. */
   readonly metadata: Metadata | null;

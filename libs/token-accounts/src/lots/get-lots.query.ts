@@ -1,11 +1,10 @@
 import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
 import { KEY_TIMESTAMP_FORMAT, PG_POOL, pageOf, startOf, toSafeInteger, type CursorShape, type Page, type PagePosition } from '@app/database';
-import type { LotSource } from '@app/ledger';
+import { LOT_STATUSES, type LotSource, type LotStatus } from '@app/ledger';
 import type { Pool } from 'pg';
 
-export const LOT_STATUSES = ['active', 'spent', 'expired', 'voided', 'refunded'] as const;
-export type LotStatus = (typeof LOT_STATUSES)[number];
+export { LOT_STATUSES, type LotStatus };
 
 export type LotView = {
   readonly lotId: string;

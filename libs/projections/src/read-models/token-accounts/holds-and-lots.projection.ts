@@ -27,7 +27,7 @@ const DRAW_FROM_LOT = `
                   WHEN remaining - $3 = 0 THEN 'spent' ELSE 'active' END
   WHERE user_id = $1 AND lot_id = $2`;
 
-/** The `token_holds` row of a hold event. */
+/** The `token_holds` row of a hold event. An expired hold ends at its `expiresAt`, a settled or released one when that was decided. */
 export function projectHoldEvent(event: HoldEvent, recorded: RecordedEvent): readonly RowChange[] {
   const { data } = event;
   switch (event.type) {
@@ -54,7 +54,9 @@ export function projectHoldEvent(event: HoldEvent, recorded: RecordedEvent): rea
     case 'HoldReleased':
       return [{ text: END_HOLD, values: [data.holdId, 'released', null, null, data.occurredAt] }];
     case 'HoldExpired':
-      return [{ text: END_HOLD, values: [data.holdId, 'expired', null, null, data.occurredAt] }];
+      // It stopped counting at its expiresAt, in every decision from that instant (ADR 0020); the event
+      // is recorded later, by the job or the next command on the account.
+      return [{ text: END_HOLD, values: [data.holdId, 'expired', null, null, event.data.expiresAt] }];
     default: {
       const unknown: never = event;
       throw new Error(`token_holds cannot project ${JSON.stringify(unknown)}`);

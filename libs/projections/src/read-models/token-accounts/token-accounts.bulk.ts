@@ -195,14 +195,17 @@ function insertHolds(where: string): string {
        FROM events WHERE events.event_type = 'TokensHeld' AND ${where}`;
 }
 
-/** Each ended hold's row: a hold ends once (settled, released or expired), so no order matters. */
+/**
+ * Each ended hold's row: a hold ends once (settled, released or expired), so no order matters. An
+ * expired hold ends at its `expiresAt`, as `projectHoldEvent` ends it, not when its expiry was recorded.
+ */
 function endHolds(where: string): string {
   return `UPDATE token_holds SET
-            status = ended.status, settled_amount = ended.settled_amount, transaction_id = ended.transaction_id, ended_at = ended.occurred_at
+            status = ended.status, settled_amount = ended.settled_amount, transaction_id = ended.transaction_id, ended_at = ended.ended_at
        FROM (SELECT (data->>'holdId')::uuid AS hold_id,
                     CASE event_type WHEN 'HoldSettled' THEN 'settled' WHEN 'HoldReleased' THEN 'released' ELSE 'expired' END AS status,
                     (data->>'settledAmount')::bigint AS settled_amount, (data->>'transactionId')::uuid AS transaction_id,
-                    (data->>'occurredAt')::timestamptz AS occurred_at
+                    (CASE event_type WHEN 'HoldExpired' THEN data->>'expiresAt' ELSE data->>'occurredAt' END)::timestamptz AS ended_at
                FROM events WHERE ${HOLD_END_TYPES} AND ${where}) AS ended
       WHERE token_holds.hold_id = ended.hold_id`;
 }
