@@ -93,6 +93,46 @@ describe('purchases', () => {
     expect(await eventCount(userId)).toBe(1);
   });
 
+  it('refuses a paymentId credited to another account with 409 PAYMENT_ID_REUSED and credits nothing there', async () => {
+    const [first, second] = [randomUUID(), randomUUID()];
+    const body = { paymentId: randomUUID(), amount: 9, description: 'Pack' };
+    await purchase(first, body).expect(201);
+    const response = await purchase(second, body).expect(409);
+    expect(response.body).toMatchObject({ status: 409, code: 'PAYMENT_ID_REUSED', paymentId: body.paymentId });
+    expect(JSON.stringify(response.body)).not.toContain(first); // the other account is not named
+    await http().get(`/v1/accounts/${second}/balance`).expect(200, { userId: second, balance: 0, held: 0, available: 0, nextExpiry: null });
+    expect(await eventCount(second)).toBe(0);
+    // The first account's retry is still the first answer.
+    expect((await purchase(first, body).expect(201)).body.balance).toBe(9);
+  });
+
+  it('credits one account when the same paymentId races to 20 accounts', async () => {
+    const users = Array.from({ length: 20 }, () => randomUUID());
+    const body = { paymentId: randomUUID(), amount: 7, description: 'Race' };
+    const responses = await Promise.all(users.map((userId) => purchase(userId, body)));
+    const statuses = responses.map((response) => response.status);
+    expect(statuses.filter((status) => status === 201)).toHaveLength(1);
+    expect(statuses.filter((status) => status === 409)).toHaveLength(19);
+    expect(responses.filter((response) => response.status === 409).map((response) => response.body.code)).toEqual(Array.from({ length: 19 }, () => 'PAYMENT_ID_REUSED'));
+    const credited = await testApp.database.pool.query<{ user_id: string; total: string }>(
+      "SELECT user_id, sum(amount) AS total FROM token_transactions WHERE payment_id = $1 AND transaction_type = 'purchase' GROUP BY user_id",
+      [body.paymentId],
+    );
+    expect(credited.rows).toEqual([{ user_id: users[statuses.indexOf(201)], total: '7' }]);
+    expect((await Promise.all(users.map(eventCount))).reduce((sum, count) => sum + count, 0)).toBe(1);
+  });
+
+  it('after a crash between claiming a paymentId and crediting it, the same account credits it once and another is refused', async () => {
+    const [owner, other] = [randomUUID(), randomUUID()];
+    const body = { paymentId: randomUUID(), amount: 11 };
+    // What a process that died right after the claim leaves: the claim, no event.
+    await testApp.database.pool.query('INSERT INTO payment_streams (payment_id, user_id) VALUES ($1, $2)', [body.paymentId, owner]);
+    expect((await purchase(other, body).expect(409)).body).toMatchObject({ code: 'PAYMENT_ID_REUSED' });
+    expect((await purchase(owner, body).expect(201)).body.balance).toBe(11);
+    expect((await purchase(owner, body).expect(201)).body.balance).toBe(11);
+    expect([await eventCount(owner), await eventCount(other)]).toEqual([1, 0]);
+  });
+
   it('credits one payment once when 20 identical purchases race', async () => {
     const userId = randomUUID();
     const body = { paymentId: randomUUID(), amount: 7, description: 'Race' };

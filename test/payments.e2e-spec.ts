@@ -1,9 +1,9 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { CommandHandling, ReadModelConsistency } from '@app/event-sourcing';
+import { CommandHandling, PaymentStreams, ReadModelConsistency } from '@app/event-sourcing';
 import { EVENT_STORE, type EventStore } from '@app/event-store';
 import { decideTokenAccount, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
-import { MockPaymentProvider, PAYMENT_PROVIDER, PaymentExpiryJob, PaymentStreams, PaymentWorkflow, DEFAULT_TOKEN_PACKAGES, type PaymentProvider } from '@app/payments';
+import { MockPaymentProvider, PAYMENT_PROVIDER, PaymentExpiryJob, PaymentWorkflow, DEFAULT_TOKEN_PACKAGES, type PaymentProvider } from '@app/payments';
 import { signWebhook } from '../apps/api/src/payments/webhook-signature.guard.js';
 import { DEVELOPMENT_WEBHOOK_SECRET } from '../apps/api/src/config/app.config.js';
 import { startTestApp, TEST_ACTOR, type TestApp } from './support/test-app.js';
@@ -82,6 +82,22 @@ describe('buying a package', () => {
     const captured = await capture(paymentId).expect(200);
     expect(captured.body).toMatchObject({ balance: 540, payment: { status: 'COMPLETED', tokens: 500 } });
     expect(await balanceOf(userId)).toBe(540);
+  });
+
+  it("refuses to credit a provider payment's id directly to another account, before and after its capture, and GET by a direct purchase's id is 404", async () => {
+    const [buyer, other] = [randomUUID(), randomUUID()];
+    const { paymentId } = await buy(buyer);
+    const direct = () => http().post(`/v1/accounts/${other}/purchases`).send({ paymentId, amount: 100 });
+    expect((await direct().expect(409)).body).toMatchObject({ code: 'PAYMENT_ID_REUSED', paymentId });
+    await capture(paymentId).expect(200);
+    expect((await direct().expect(409)).body).toMatchObject({ code: 'PAYMENT_ID_REUSED', paymentId });
+    expect([await balanceOf(buyer), await balanceOf(other)]).toEqual([100, 0]);
+    expect(await eventTypes(other)).toEqual([]);
+    // A direct purchase's id names no provider payment, though its account is now known.
+    const purchased = randomUUID();
+    await http().post(`/v1/accounts/${other}/purchases`).send({ paymentId: purchased, amount: 5 }).expect(201);
+    expect((await http().get(`/v1/payments/${purchased}`).expect(404)).body).toMatchObject({ code: 'PAYMENT_NOT_FOUND' });
+    expect((await capture(purchased).expect(404)).body).toMatchObject({ code: 'PAYMENT_NOT_FOUND' });
   });
 
   it('refuses an unknown package and a body that names a price', async () => {

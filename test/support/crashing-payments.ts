@@ -1,6 +1,6 @@
-import { CommandHandling, ReadModelConsistency } from '@app/event-sourcing';
+import { CommandHandling, PaymentStreams, ReadModelConsistency } from '@app/event-sourcing';
 import { EVENT_STORE, type EventStore } from '@app/event-store';
-import { DEFAULT_TOKEN_PACKAGES, PAYMENT_PROVIDER, PaymentStreams, PaymentWorkflow, type PaymentFaultPoint, type PaymentProvider } from '@app/payments';
+import { DEFAULT_TOKEN_PACKAGES, PAYMENT_PROVIDER, PaymentWorkflow, type PaymentFaultPoint, type PaymentProvider } from '@app/payments';
 import type { TestApp } from './test-app.js';
 
 /** What a payment flow throws at its fault point in a crash spec: the process "dies" there. */

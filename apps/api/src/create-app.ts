@@ -6,7 +6,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { ApiKeyRepository, JwtVerifier, type AuthSettings } from '@app/auth';
-import { PaymentStreams } from '@app/payments';
+import { PaymentStreams } from '@app/event-sourcing';
 import { AppModule } from './app.module.js';
 import { registerAccessControl } from './auth/access-control.js';
 import type { AppConfig } from './config/app.config.js';

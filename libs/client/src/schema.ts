@@ -32,7 +32,7 @@ export interface paths {
         put?: never;
         /**
          * Credit tokens paid for elsewhere
-         * @description Credits a payment taken outside this service, once per paymentId: a repeat with the same payload returns the first result; with another, 409 PAYMENT_ID_REUSED. Above PURCHASE_TOKENS_MAX: 400 AMOUNT_OUT_OF_RANGE naming the field and `max`.
+         * @description Credits a payment taken outside this service, once per paymentId and to one account: a repeat with the same payload returns the first result; with another payload, or for another account (or naming a payment opened through POST /v1/payments for another account), 409 PAYMENT_ID_REUSED. Above PURCHASE_TOKENS_MAX: 400 AMOUNT_OUT_OF_RANGE naming the field and `max`.
          */
         post: operations["recordPurchase"];
         delete?: never;
@@ -1593,7 +1593,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `LOT_LIMIT_REACHED`: Too many credit lots with tokens left on this account; `PAYMENT_ID_REUSED`: Payment already credited with a different payload */
+            /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `LOT_LIMIT_REACHED`: Too many credit lots with tokens left on this account; `PAYMENT_ID_REUSED`: Payment id already credited with a different payload or to another account */
             409: {
                 headers: {
                     [name: string]: unknown;

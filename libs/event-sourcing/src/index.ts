@@ -8,3 +8,4 @@ export * from './projections.lifecycle.js';
 export * from './read-model-consistency.js';
 export * from './snapshots/postgres-snapshot-store.js';
 export * from './stream-state-cache.js';
+export * from './payment-streams.js';

@@ -4,7 +4,6 @@ export * from './initiate-payment/initiate-payment.command.js';
 export * from './refund-payment/refund-payment.command.js';
 export * from './settle-payment/settle-payment.command.js';
 export * from './settle-payment/webhook-deliveries.js';
-export * from './payment-streams.js';
 export * from './payment-workflow.js';
 export * from './payment.view.js';
 export * from './payments.errors.js';

@@ -11,8 +11,7 @@ import {
   type TokenAccountEvent,
   type TokenAccountState,
 } from '@app/ledger';
-import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext, type HandledCommand, type Written } from '@app/event-sourcing';
-import type { PaymentStreams } from './payment-streams.js';
+import { type CommandContext, CommandHandling, eventMetadata, type HandledCommand, type PaymentStreams, ReadModelConsistency, type Written } from '@app/event-sourcing';
 import { paymentView, type PaymentWriteResult } from './payment.view.js';
 
 /** What every payment flow needs of the ledger: the stream of a payment, its state, appends, and answers once the read models show them. */

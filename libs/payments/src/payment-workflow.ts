@@ -1,10 +1,9 @@
 import type { Payment, TokenAccountState } from '@app/ledger';
-import { CommandHandling, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
+import { type CommandContext, CommandHandling, PaymentStreams, ReadModelConsistency } from '@app/event-sourcing';
 import { CapturePaymentFlow } from './capture-payment/capture-payment.flow.js';
 import { InitiatePaymentFlow, type InitiatedPayment } from './initiate-payment/initiate-payment.flow.js';
 import { NO_FAULTS, type PaymentFaults } from './payment-faults.js';
 import { PaymentLedger } from './payment-ledger.js';
-import { PaymentStreams } from './payment-streams.js';
 import type { PaymentWriteResult } from './payment.view.js';
 import type { PaymentProvider } from './provider/payment-provider.port.js';
 import { timeLimited } from './provider/time-limited-provider.js';

@@ -1,6 +1,6 @@
 import { Logger, Module, type DynamicModule } from '@nestjs/common';
 import { CqrsModule } from '@nestjs/cqrs';
-import { CommandHandling, ReadModelConsistency } from '@app/event-sourcing';
+import { CommandHandling, PaymentStreams, ReadModelConsistency } from '@app/event-sourcing';
 import { PG_POOL } from '@app/database';
 import type { Pool } from 'pg';
 import { CapturePaymentHandler } from './capture-payment/capture-payment.command.js';
@@ -11,7 +11,6 @@ import { RefundPaymentHandler } from './refund-payment/refund-payment.command.js
 import { SettlePaymentHandler } from './settle-payment/settle-payment.command.js';
 import { WebhookDeliveries } from './settle-payment/webhook-deliveries.js';
 import { killAt, NO_FAULTS } from './payment-faults.js';
-import { PaymentStreams } from './payment-streams.js';
 import { PaymentReconciliationJob } from './reconciliation/payment-reconciliation.job.js';
 import { PaymentWorkflow } from './payment-workflow.js';
 import { PAYMENTS_OPTIONS, STRIPE_WEBHOOKS, type PaymentsOptions } from './payments.tokens.js';

@@ -2,6 +2,7 @@ import pg from 'pg';
 import { runner as migrations } from 'node-pg-migrate';
 import { MIGRATIONS_DIR } from '@app/database';
 import { randomUUID } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
 import { comparePositions, PostgresEventStore, type AppendTransactionHook, type EventToAppend } from '@app/event-store';
 import { decideTokenAccount, fold, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand, type TokenAccountState } from '@app/ledger';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
@@ -466,8 +467,10 @@ describe('an expired hold ends at its expiresAt', () => {
   });
 
   it('moves the endedAt of expired holds already recorded to their expiresAt when migrated (migration 128), and back to the recording time down', async () => {
-    const migrate = (direction: 'up' | 'down') => migrations({ databaseUrl: database.url, dir: MIGRATIONS_DIR, direction, count: 1, migrationsTable: 'pgmigrations', log: () => undefined });
-    await migrate('down');
+    const migrate = (direction: 'up' | 'down', count = 1) => migrations({ databaseUrl: database.url, dir: MIGRATIONS_DIR, direction, count, migrationsTable: 'pgmigrations', log: () => undefined });
+    // Down to just before migration 128, through the ones after it.
+    const after128 = (await readdir(MIGRATIONS_DIR)).filter((file) => file.endsWith('.sql') && file > '1764000000129').length;
+    await migrate('down', after128 + 1);
     const before = account();
     await expiredLate(storeWith(inline), before);
     expect(await holdEnds(before.userId)).toEqual([{ status: 'expired', endedAt: late.toISOString() }, expected[1]]);
@@ -478,5 +481,6 @@ describe('an expired hold ends at its expiresAt', () => {
     // Replaced again, the function keeps the planner settings migrations 124 and 125 gave it.
     const settings = await database.pool.query<{ config: string[] | null }>("SELECT proconfig AS config FROM pg_proc WHERE proname = 'token_accounts_apply_inline'");
     expect(settings.rows[0]?.config ?? []).toEqual(Object.entries(INLINE_FUNCTION_SETTINGS).map(([name, value]) => `${name}=${value}`));
+    await migrate('up', Infinity);
   });
 });

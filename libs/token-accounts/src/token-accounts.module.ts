@@ -1,7 +1,7 @@
 import { Logger, Module, type DynamicModule } from '@nestjs/common';
 import { CqrsModule } from '@nestjs/cqrs';
 import { PG_POOL } from '@app/database';
-import { CommandHandling } from '@app/event-sourcing';
+import { CommandHandling, PaymentStreams } from '@app/event-sourcing';
 import type { Pool } from 'pg';
 import { AddTokensHandler } from './add-tokens/add-tokens.command.js';
 import { AdjustTokensHandler } from './adjust-tokens/adjust-tokens.command.js';
@@ -30,6 +30,7 @@ export class TokenAccountsModule {
       imports: [CqrsModule],
       providers: [
         { provide: TOKEN_ACCOUNTS_OPTIONS, useValue: options },
+        { provide: PaymentStreams, inject: [PG_POOL], useFactory: (pool: Pool) => new PaymentStreams(pool) },
         {
           provide: CreditExpiryJob,
           inject: [PG_POOL, CommandHandling],

@@ -39,7 +39,7 @@ export class AccountsController {
   @ApiOperation({
     operationId: 'recordPurchase',
     summary: 'Credit tokens paid for elsewhere',
-    description: 'Credits a payment taken outside this service, once per paymentId: a repeat with the same payload returns the first result; with another, 409 PAYMENT_ID_REUSED. Above PURCHASE_TOKENS_MAX: 400 AMOUNT_OUT_OF_RANGE naming the field and `max`.',
+    description: 'Credits a payment taken outside this service, once per paymentId and to one account: a repeat with the same payload returns the first result; with another payload, or for another account (or naming a payment opened through POST /v1/payments for another account), 409 PAYMENT_ID_REUSED. Above PURCHASE_TOKENS_MAX: 400 AMOUNT_OUT_OF_RANGE naming the field and `max`.',
   })
   @ApiProblems('AMOUNT_OUT_OF_RANGE', 'DESCRIPTION_TOO_LONG', 'PAYMENT_ID_REUSED', 'LOT_LIMIT_REACHED', 'BALANCE_OUT_OF_RANGE', ...COMMAND_WRITE_PROBLEMS)
   purchase(@Param() { userId }: UserIdParams, @Body() body: PurchaseRequest, @Req() request: FastifyRequest) {

@@ -60,7 +60,7 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   DESCRIPTION_TOO_LONG: { status: HttpStatus.BAD_REQUEST, title: 'Description too long' },
   INSUFFICIENT_BALANCE: { status: HttpStatus.CONFLICT, title: 'Insufficient token balance' },
   BALANCE_OUT_OF_RANGE: { status: HttpStatus.UNPROCESSABLE_ENTITY, title: 'Balance limit exceeded' },
-  PAYMENT_ID_REUSED: { status: HttpStatus.CONFLICT, title: 'Payment already credited with a different payload' },
+  PAYMENT_ID_REUSED: { status: HttpStatus.CONFLICT, title: 'Payment id already credited with a different payload or to another account' },
   PAYMENT_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'Payment not found' },
   PAYMENT_EXPIRED: { status: HttpStatus.CONFLICT, title: 'Payment expired' },
   PAYMENT_DECLINED: { status: HttpStatus.PAYMENT_REQUIRED, title: 'Payment declined by the provider' },

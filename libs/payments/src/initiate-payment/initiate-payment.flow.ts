@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { assertMayOpenPayment, decideTokenAccount, fold, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
-import { eventMetadata, idempotentValueId, type CommandContext } from '@app/event-sourcing';
+import { type CommandContext, eventMetadata, idempotentValueId, type PaymentStreams } from '@app/event-sourcing';
 import type { PaymentFaults } from '../payment-faults.js';
 import { paymentIn, positionText, type PaymentLedger } from '../payment-ledger.js';
-import type { PaymentStreams } from '../payment-streams.js';
 import { paymentView, type PaymentView } from '../payment.view.js';
 import { PaymentsError } from '../payments.errors.js';
 import type { PaymentProvider } from '../provider/payment-provider.port.js';

@@ -2,10 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import { decideTokenAccountWithState, invariant, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
 import { transactionOf } from '@app/projections';
-import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
+import { type CommandContext, CommandHandling, eventMetadata, PaymentStreams, ReadModelConsistency } from '@app/event-sourcing';
 import { ledgerWriteResult, type LedgerWriteResult } from '../transaction.view.js';
 
-/** Credits the tokens of a payment, once per `paymentId`; a repeat returns the first result. */
+/**
+ * Credits the tokens of a payment, once per `paymentId` and to one account: a repeat returns the
+ * first result; the same `paymentId` for another account is 409 PAYMENT_ID_REUSED.
+ */
 export class AddTokensCommand extends Command<LedgerWriteResult> {
   constructor(
     readonly userId: string,
@@ -25,9 +28,12 @@ export class AddTokensHandler implements ICommandHandler<AddTokensCommand> {
   constructor(
     private readonly commands: CommandHandling,
     private readonly consistency: ReadModelConsistency,
+    private readonly paymentStreams: PaymentStreams,
   ) {}
 
   async execute({ userId, paymentId, amount, description, context, amountMax }: AddTokensCommand): Promise<LedgerWriteResult> {
+    // A stream sees its own purchases only: the claim is what keeps a payment to one account.
+    await this.paymentStreams.record(paymentId, userId);
     const command = { type: 'AddTokens', data: { userId, paymentId, amount, description, transactionId: randomUUID(), now: new Date(), amountMax } } as const;
     const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     const purchase = handled.state.purchases.get(paymentId);
