@@ -3,16 +3,21 @@ import type { EventStore, EventToAppend, Position, RecordedEvent } from '@app/ev
 import { idempotentEventId, type IdempotentRequest } from './idempotent-request.js';
 import { asEvent, type DomainEvent } from './stream-loader.js';
 
-/** Events read per page while looking for an idempotent request's events. */
+/** Events read per page while searching a stream backwards for an idempotent request's events (EventStoreDB). */
 const FIND_PAGE_SIZE = 100;
+
+/** Events read per page from a found attempt's first event on: a command appends a few. */
+export const ATTEMPT_PAGE_SIZE = 8;
 
 /** What an earlier attempt of a request appended: its events, where the last one landed. */
 export type EarlierAttempt<Event> = { readonly events: readonly Event[]; readonly position: Position; readonly replayed: true };
 
 /**
- * The events an earlier attempt of `request` appended to the stream, if any: found by the derived
- * id of its first event, searching backwards from the end and stopping at events recorded before
- * `notBefore` (none of the request's can be older); without it, the whole stream.
+ * The events an earlier attempt of `request` appended to the stream, if any, found by the derived
+ * id of its first event: on PostgreSQL by the unique index on event ids (one lookup, however busy
+ * the stream); elsewhere (EventStoreDB indexes no event id) by searching backwards from the end,
+ * stopping at events recorded before `notBefore` (none of the request's can be older), or without
+ * it through the whole stream.
  */
 export async function findEarlierAttempt<Event extends DomainEvent>(
   store: EventStore,
@@ -21,6 +26,10 @@ export async function findEarlierAttempt<Event extends DomainEvent>(
   { notBefore }: { readonly notBefore?: Date } = {},
 ): Promise<EarlierAttempt<Event> | undefined> {
   const firstId = idempotentEventId(request.requestId, 0);
+  if (store.postgres !== undefined) {
+    const first = await store.postgres.readEvent(streamId, firstId);
+    return first === undefined ? undefined : attemptFrom<Event>(store, streamId, request, first);
+  }
   let from: bigint | undefined;
   for (;;) {
     const page = await store.readStream(streamId, { direction: 'backwards', maxCount: FIND_PAGE_SIZE, ...(from === undefined ? {} : { fromRevision: from }) });
@@ -36,11 +45,12 @@ export async function findEarlierAttempt<Event extends DomainEvent>(
 
 /** The request's events from its first one on (their ids are consecutive derivations of the request id). */
 async function attemptFrom<Event>(store: EventStore, streamId: string, request: IdempotentRequest, first: RecordedEvent): Promise<EarlierAttempt<Event>> {
-  const batch = await store.readStream(streamId, { fromRevision: first.revision, maxCount: FIND_PAGE_SIZE });
   const events: RecordedEvent[] = [];
-  for (const [index, event] of batch.entries()) {
-    if (event.id !== idempotentEventId(request.requestId, index)) break;
-    events.push(event);
+  for (let from = first.revision; ; from += BigInt(ATTEMPT_PAGE_SIZE)) {
+    const page = await store.readStream(streamId, { fromRevision: from, maxCount: ATTEMPT_PAGE_SIZE });
+    const ours = page.findIndex((event, index) => event.id !== idempotentEventId(request.requestId, events.length + index));
+    events.push(...(ours === -1 ? page : page.slice(0, ours)));
+    if (ours !== -1 || page.length < ATTEMPT_PAGE_SIZE) break;
   }
   const last = events[events.length - 1] ?? first;
   return { events: events.map((event) => asEvent<Event>(event)), position: last.position, replayed: true };

@@ -4,6 +4,7 @@ import { PostgresEventStore, type EventStore, type ReadStreamOptions, type Recor
 import { decideTokenAccount, LedgerError, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { CommandHandling } from './command-handling.js';
+import { ATTEMPT_PAGE_SIZE } from './idempotent-append.js';
 import { idempotentEventId, idempotentRequestId, idempotentValueId, type IdempotentRequest, type IdempotentRequestParts } from './idempotent-request.js';
 
 let database: TestDatabase;
@@ -49,6 +50,11 @@ function request(): IdempotentRequest {
 /** The same request, but with a search window that misses everything (as if its first claim were forgotten). */
 function withoutWindow(idempotent: IdempotentRequest): IdempotentRequest {
   return { ...idempotent, notBefore: new Date(Date.now() + 3_600_000) };
+}
+
+/** The store as an adapter without PostgreSQL's capabilities (EventStoreDB) offers it: the port only. */
+function portOnly(eventStore: EventStore): EventStore {
+  return Object.create(eventStore, { postgres: { value: undefined } }) as EventStore;
 }
 
 function processOn(eventStore: EventStore = store): CommandHandling {
@@ -105,13 +111,24 @@ describe('command handling of an idempotent request', () => {
     expect(retry.state.balance).toBe(0);
   });
 
+  it('answers a retry in a fresh process on a store without PostgreSQL (EventStoreDB), found by searching backwards within the window', async () => {
+    const userId = await funded(200);
+    const idempotent = request();
+    const first = await use(processOn(), userId, 20, idempotent);
+    const busy = processOn();
+    for (let index = 0; index < 120; index += 1) await use(busy, userId, 1, request()); // more than one page of the search
+    const retry = await use(processOn(portOnly(store)), userId, 20, idempotent);
+    expect(retry).toMatchObject({ replayed: true, events: first.events, position: first.position });
+    expect(retry.state.balance).toBe(60);
+  });
+
   it('finds the events through the store refusing the ids when the search window misses them', async () => {
     const userId = await funded(50);
     const idempotent = request();
     const first = await use(processOn(), userId, 20, idempotent);
     await use(processOn(), userId, 1, request());
     // Decided on the current state, the append goes to the end: PostgreSQL refuses ids it already has.
-    const retry = await use(processOn(), userId, 20, withoutWindow(idempotent));
+    const retry = await use(processOn(portOnly(store)), userId, 20, withoutWindow(idempotent));
     expect(retry).toMatchObject({ replayed: true, events: first.events, position: first.position });
     expect(retry.state.balance).toBe(29);
     expect(await usages(userId)).toHaveLength(2);
@@ -120,7 +137,8 @@ describe('command handling of an idempotent request', () => {
   it('returns the recorded events, not its own, when another attempt appended the same ids at the same place first', async () => {
     const userId = await funded(50);
     const idempotent = request();
-    const late = processOn();
+    // Without PostgreSQL's lookup by event id, so the window's search is what misses the first attempt.
+    const late = processOn(portOnly(store));
     await late.load(tokenAccountStreamId(userId), tokenAccountDecider); // caches the state before the first attempt
     const first = await use(processOn(), userId, 20, idempotent);
     await use(processOn(), userId, 5, request()); // so that the search, stopping at it, misses the first
@@ -135,24 +153,64 @@ describe('command handling of an idempotent request', () => {
     expect(next.events).toMatchObject([{ data: { balanceAfter: 0 } }]);
   });
 
-  it('does not refuse with INSUFFICIENT_BALANCE because an attempt of the same request spent the balance meanwhile', async () => {
+  it.each([
+    ['PostgreSQL, by the event id', (): EventStore => store],
+    ['a store without PostgreSQL (EventStoreDB), searching backwards', (): EventStore => portOnly(store)],
+  ])('does not refuse with INSUFFICIENT_BALANCE because an attempt of the same request spent the balance meanwhile: %s', async (_, storeOf) => {
     const userId = await funded(10);
     const idempotent = request();
     let interleaved = false;
+    const interleave = async (): Promise<void> => {
+      if (interleaved) return;
+      interleaved = true;
+      await use(processOn(), userId, 10, idempotent);
+    };
     // The retry's store: right after its search found nothing, the first attempt appends.
-    const racing = Object.create(store) as EventStore;
+    const base = storeOf();
+    const racing = Object.create(base) as EventStore;
     racing.readStream = async (streamId: string, options?: ReadStreamOptions) => {
-      const page = await store.readStream(streamId, options);
-      if (!interleaved && options?.direction === 'backwards') {
-        interleaved = true;
-        await use(processOn(), userId, 10, idempotent);
-      }
+      const page = await base.readStream(streamId, options);
+      if (options?.direction === 'backwards') await interleave();
       return page;
     };
+    if (base.postgres !== undefined) {
+      const { postgres } = base;
+      Object.defineProperty(racing, 'postgres', {
+        value: {
+          ...postgres,
+          readEvent: async (streamId: string, eventId: string) => {
+            const found = await postgres.readEvent(streamId, eventId);
+            await interleave();
+            return found;
+          },
+        },
+      });
+    }
     const retry = await use(processOn(racing), userId, 10, idempotent);
     expect(interleaved).toBe(true);
     expect(retry).toMatchObject({ replayed: true, events: [{ type: 'TokensUsed', data: { amount: 10, balanceAfter: 0 } }] });
     expect(await usages(userId)).toHaveLength(1);
+  });
+
+  it('finds an earlier attempt by its first event id on PostgreSQL, reading none of the events appended since', async () => {
+    const userId = await funded(1_000);
+    const idempotent = request();
+    const first = await use(processOn(), userId, 20, idempotent);
+    const busy = processOn();
+    for (let index = 0; index < 250; index += 1) await use(busy, userId, 1, request()); // all within the search window
+    let read = 0;
+    const counting = Object.create(store) as EventStore;
+    counting.readStream = async (streamId: string, options?: ReadStreamOptions) => {
+      const page = await store.readStream(streamId, options);
+      read += page.length;
+      return page;
+    };
+    const retrying = processOn(counting);
+    await retrying.load(tokenAccountStreamId(userId), tokenAccountDecider); // the account in its cache, as in a running process
+    read = 0;
+    const retry = await use(retrying, userId, 20, idempotent);
+    expect(retry).toMatchObject({ replayed: true, events: first.events, position: first.position });
+    expect(read).toBeLessThanOrEqual(ATTEMPT_PAGE_SIZE); // one page from the attempt's first event on, not the 250 after it
   });
 
   it('still refuses a request that was never applied', async () => {

@@ -9,7 +9,7 @@ export const VISIBLE = 'transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 // The events of a range: after $1/$2 (exclusive), up to $3/$4 (inclusive).
 const IN_RANGE = '(transaction_id, global_position) > ($1::text::xid8, $2::bigint) AND (transaction_id, global_position) <= ($3::text::xid8, $4::bigint)';
 
-export type EventTableReads = Omit<PostgresCapabilities, 'holdStream' | 'readStreamFromSnapshot'>;
+export type EventTableReads = Omit<PostgresCapabilities, 'holdStream' | 'readStreamFromSnapshot' | 'readEvent'>;
 
 function rangeValues(range: PositionRange): string[] {
   return [...positionValues(range.after), ...positionValues(range.upTo)];

@@ -82,6 +82,16 @@ describe('PostgreSQL event store: what it offers beyond the port', () => {
     });
   });
 
+  describe('readEvent', () => {
+    it('reads one event by its id in the stream that holds it, and nothing for another stream or an unknown id', async () => {
+      const { streamId, ids } = await streamOf(3);
+      const other = await streamOf(1);
+      expect(await store.postgres.readEvent(streamId, ids[1] as string)).toMatchObject({ id: ids[1], type: 'E1', streamId, revision: 1n, data: { type: 'E1' } });
+      expect(await store.postgres.readEvent(other.streamId, ids[1] as string)).toBeUndefined();
+      expect(await store.postgres.readEvent(streamId, randomUUID())).toBeUndefined();
+    });
+  });
+
   describe('holdStream', () => {
     it('holds appends to the stream until the holding transaction ends', async () => {
       const { streamId } = await streamOf(1);

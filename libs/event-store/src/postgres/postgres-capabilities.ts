@@ -44,6 +44,8 @@ export interface PostgresCapabilities {
    * on, in ONE round trip and two index lookups: what loading a stream that is not in memory costs.
    */
   readStreamFromSnapshot(streamId: string, schemaVersion: number, maxCount: number): Promise<StreamFromSnapshot>;
+  /** The event `eventId` when `streamId` holds it: one lookup of the unique index on event ids. */
+  readEvent(streamId: string, eventId: string): Promise<RecordedEvent | undefined>;
   /** The number of events `$all` readers can see after `after`: a reader's lag at that position. */
   countEventsAfter(after: Position): Promise<number>;
   /** The number of events in the range (every one committed: `upTo` was read as the head or before it). */

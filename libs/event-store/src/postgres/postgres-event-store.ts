@@ -86,6 +86,11 @@ export class PostgresEventStore implements EventStore {
         await client.query('SELECT 1 FROM event_streams WHERE stream_id = $1 FOR SHARE', [streamId]);
       },
       readStreamFromSnapshot: (streamId, schemaVersion, maxCount) => this.readStreamFromSnapshot(streamId, schemaVersion, maxCount),
+      readEvent: async (streamId, eventId) => {
+        const result = await this.pool.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE event_id = $1 AND stream_id = $2`, [eventId, streamId]);
+        const row = result.rows[0];
+        return row === undefined ? undefined : toRecordedEvent(row);
+      },
       ...eventTableReads(pool),
     };
     this.pollIntervalMs = options.pollIntervalMs ?? 250;
