@@ -32,8 +32,9 @@ type Limiter = ReturnType<FastifyInstance['createRateLimit']>;
  *   credentials is limited too, and before the body is read;
  * - per credential, the last onRequest hook, after authentication (access control): keyed by the
  *   verified actor, never by anything a caller could claim for another.
- * A request over either limit is 429 RATE_LIMITED with `Retry-After` and does nothing else. Register
- * after the access control, so the address limit runs first and the credential limit after it.
+ * A request over either limit is 429 RATE_LIMITED with `Retry-After` and does nothing else; the
+ * health probes are not limited (`isHealthProbe`). Register after the access control, so the address
+ * limit runs first and the credential limit after it.
  */
 export async function registerRateLimits(fastify: FastifyInstance, options: RateLimitOptions): Promise<void> {
   await fastify.register(rateLimit, { global: false });
@@ -50,8 +51,18 @@ export async function registerRateLimits(fastify: FastifyInstance, options: Rate
   const addressHook = limitHook(byAddress, 'address', () => true);
   const credentialHook = limitHook(byCredential, 'credential', (request) => actorOf(request) !== undefined);
   fastify.addHook('onRoute', (route) => {
+    if (isHealthProbe(route.url)) return;
     route.onRequest = withHook(withHook(route.onRequest, addressHook, 'first'), credentialHook, 'last');
   });
+}
+
+/**
+ * The health routes are not limited: an orchestrator's probe that met a client's 429 (they may share
+ * an address, behind a proxy) would restart a healthy process or take it out of service. They take
+ * no credential and no body, and write nothing.
+ */
+function isHealthProbe(url: string): boolean {
+  return url === '/health' || url.startsWith('/health/');
 }
 
 function limitHook(limiter: Limiter, limit: 'address' | 'credential', applies: (request: FastifyRequest) => boolean): onRequestAsyncHookHandler {
