@@ -266,7 +266,7 @@ describe('mintToken', () => {
   });
 
   it('parses ttl durations and refuses ones out of range', () => {
-    expect([parseTtl('15m'), parseTtl('12h'), parseTtl('7d'), parseTtl(90)]).toEqual([900, 43_200, 604_800, 90]);
-    for (const bad of [0, -1, 1.5, '31d', '1w', '', 'h']) expect(() => parseTtl(bad)).toThrow('ttl');
+    expect([parseTtl('15m'), parseTtl('12h'), parseTtl('7d'), parseTtl(90), parseTtl('90'), parseTtl('90s')]).toEqual([900, 43_200, 604_800, 90, 90, 90]);
+    for (const bad of [0, -1, 1.5, '31d', '1w', '', 'h', '0', '1.5', ' 90', '2592001']) expect(() => parseTtl(bad)).toThrow('ttl');
   });
 });

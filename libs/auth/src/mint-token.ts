@@ -45,9 +45,10 @@ export function parseTtl(ttl: number | string): number {
   if (typeof ttl === 'number') {
     seconds = ttl;
   } else {
-    const match = /^(\d{1,7})([smhd])$/.exec(ttl);
+    // A bare number is seconds, as the number form is.
+    const match = /^(\d{1,7})([smhd]?)$/.exec(ttl);
     if (match === null) throw new Error(`ttl ${JSON.stringify(ttl)} must be a number of seconds or a duration like 15m, 12h, 7d`);
-    seconds = Number(match[1]) * UNIT_SECONDS[match[2] as keyof typeof UNIT_SECONDS];
+    seconds = Number(match[1]) * UNIT_SECONDS[(match[2] || 's') as keyof typeof UNIT_SECONDS];
   }
   if (!Number.isSafeInteger(seconds) || seconds < 1 || seconds > TOKEN_TTL_SECONDS_MAX) throw new Error(`ttl must be from 1 second to 30 days, got ${String(ttl)}`);
   return seconds;
