@@ -220,9 +220,14 @@ describe('admin: projections', () => {
     })();
 
     await new Promise((resolve) => setTimeout(resolve, 300));
-    const accepted = await testApp.http().post('/v1/admin/projections/token_accounts/rebuild').expect(202);
+    const key = randomUUID();
+    const accepted = await testApp.http().post('/v1/admin/projections/token_accounts/rebuild').set('Idempotency-Key', key).expect(202);
     expect(accepted.headers.location).toBe(`/v1/admin/projections/token_accounts/rebuilds/${accepted.body.id}`);
     expect(accepted.body).toMatchObject({ projection: 'token_accounts', phase: 'loading', error: null });
+    // A retry with its key is the same answer, Location included: a client that lost the first follows it.
+    const replayed = await testApp.http().post('/v1/admin/projections/token_accounts/rebuild').set('Idempotency-Key', key).expect(202);
+    expect(replayed.headers).toMatchObject({ 'idempotent-replayed': 'true', location: accepted.headers.location });
+    expect(replayed.body).toEqual(accepted.body);
     let progress: Record<string, unknown> = {};
     await waitUntil(async () => {
       progress = (await testApp.http().get(accepted.headers.location as string).expect(200)).body;

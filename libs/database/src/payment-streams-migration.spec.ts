@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { runner as migrations } from 'node-pg-migrate';
+import { migrate, migrateDownThrough } from '../../../test/support/migrations.js';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
-import { MIGRATIONS_DIR } from './migrations.js';
 
 /** Migration 129: purchases credited before direct purchases claimed their paymentId claim it, for the account first credited. */
 let database: TestDatabase;
@@ -13,8 +12,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await database.drop();
 });
-
-const migrate = (direction: 'up' | 'down') => migrations({ databaseUrl: database.url, dir: MIGRATIONS_DIR, direction, count: 1, file: '1764000000129_payment-streams-claim-direct-purchases', migrationsTable: 'pgmigrations', log: () => undefined });
 
 let revision = 0;
 
@@ -28,7 +25,7 @@ async function purchaseRow(userId: string, paymentId: string, createdAt: string)
 }
 
 it('claims each credited paymentId for the account first credited, and leaves a provider payment claim as it is', async () => {
-  await migrate('down');
+  await migrateDownThrough(database.url, '1764000000129');
   const [first, second, buyer] = [randomUUID(), randomUUID(), randomUUID()];
   const [twice, once, provider] = [randomUUID(), randomUUID(), randomUUID()];
   await purchaseRow(second, twice, '2026-11-02T00:00:00Z');
@@ -36,7 +33,7 @@ it('claims each credited paymentId for the account first credited, and leaves a 
   await purchaseRow(second, once, '2026-11-03T00:00:00Z');
   await database.pool.query('INSERT INTO payment_streams (payment_id, user_id) VALUES ($1, $2)', [provider, buyer]);
   await purchaseRow(buyer, provider, '2026-11-04T00:00:00Z');
-  await migrate('up');
+  await migrate(database.url, 'up');
   const claims = await database.pool.query<{ payment_id: string; user_id: string }>('SELECT payment_id, user_id FROM payment_streams WHERE payment_id = ANY($1) ORDER BY user_id', [[twice, once, provider]]);
   expect(new Map(claims.rows.map((row) => [row.payment_id, row.user_id]))).toEqual(
     new Map([
@@ -45,4 +42,5 @@ it('claims each credited paymentId for the account first credited, and leaves a 
       [provider, buyer],
     ]),
   );
+  await migrate(database.url, 'up', Infinity);
 });

@@ -1,10 +1,8 @@
 import pg from 'pg';
-import { runner as migrations } from 'node-pg-migrate';
-import { MIGRATIONS_DIR } from '@app/database';
 import { randomUUID } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
 import { comparePositions, PostgresEventStore, type AppendTransactionHook, type EventToAppend } from '@app/event-store';
 import { decideTokenAccount, fold, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand, type TokenAccountState } from '@app/ledger';
+import { migrate as migrateTo, migrateDownThrough } from '../../../test/support/migrations.js';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { eventsInReadModel, rebuildAccount } from './account-rebuild.js';
 import { readCheckpoint } from './checkpoints.js';
@@ -467,10 +465,8 @@ describe('an expired hold ends at its expiresAt', () => {
   });
 
   it('moves the endedAt of expired holds already recorded to their expiresAt when migrated (migration 128), and back to the recording time down', async () => {
-    const migrate = (direction: 'up' | 'down', count = 1) => migrations({ databaseUrl: database.url, dir: MIGRATIONS_DIR, direction, count, migrationsTable: 'pgmigrations', log: () => undefined });
-    // Down to just before migration 128, through the ones after it.
-    const after128 = (await readdir(MIGRATIONS_DIR)).filter((file) => file.endsWith('.sql') && file > '1764000000129').length;
-    await migrate('down', after128 + 1);
+    const migrate = (direction: 'up' | 'down', count = 1) => migrateTo(database.url, direction, count);
+    await migrateDownThrough(database.url, '1764000000128');
     const before = account();
     await expiredLate(storeWith(inline), before);
     expect(await holdEnds(before.userId)).toEqual([{ status: 'expired', endedAt: late.toISOString() }, expected[1]]);

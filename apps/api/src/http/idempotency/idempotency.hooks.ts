@@ -112,6 +112,7 @@ function claimingHook(store: IdempotencyStore, options: IdempotencyOptions): pre
     if (claim.kind === 'in_progress') {
       return sendProblem(reply, request, new IdempotencyKeyError('IDEMPOTENCY_KEY_IN_PROGRESS', 'a request with this Idempotency-Key is still in progress; retry later'));
     }
+    if (claim.response.location !== undefined) void reply.header('location', claim.response.location);
     return reply.code(claim.response.status).header('content-type', claim.response.contentType).header(REPLAYED_HEADER, 'true').send(claim.response.body);
   };
 }
@@ -133,7 +134,13 @@ function completingHook(store: IdempotencyStore): onSendAsyncHookHandler {
       return payload;
     }
     const contentType = reply.getHeader('content-type');
-    await store.complete(claimed.scope, claimed.key, { status: reply.statusCode, contentType: typeof contentType === 'string' ? contentType : 'application/json; charset=utf-8', body });
+    const location = reply.getHeader('location');
+    await store.complete(claimed.scope, claimed.key, {
+      status: reply.statusCode,
+      contentType: typeof contentType === 'string' ? contentType : 'application/json; charset=utf-8',
+      body,
+      ...(typeof location === 'string' ? { location } : {}),
+    });
     return payload;
   };
 }

@@ -1,6 +1,7 @@
 import type { Pool } from 'pg';
 
-export type StoredResponse = { readonly status: number; readonly contentType: string; readonly body: string };
+/** A response as replayed: its status, body and the headers that carry meaning (`location`: where a 202's work is read). */
+export type StoredResponse = { readonly status: number; readonly contentType: string; readonly body: string; readonly location?: string };
 
 export type Claim =
   | { readonly kind: 'claimed'; readonly firstClaimedAt: Date }
@@ -31,7 +32,14 @@ const OWNER_ALIVE = `(idempotency_keys.lease_owner IS NULL OR EXISTS (
      AND held.database = (SELECT oid FROM pg_database WHERE datname = current_database())
      AND held.classid = hashtext($6)::oid AND held.objid = hashtext(idempotency_keys.lease_owner)::oid))`;
 
-type KeyRow = { request_hash: string; state: 'in_progress' | 'completed'; response_status: number | null; response_content_type: string | null; response_body: string | null };
+type KeyRow = {
+  request_hash: string;
+  state: 'in_progress' | 'completed';
+  response_status: number | null;
+  response_content_type: string | null;
+  response_body: string | null;
+  response_location: string | null;
+};
 
 /** The `idempotency_keys` table: one row per (scope, key), claimed by the first request, then its response. */
 export class IdempotencyStore {
@@ -51,7 +59,7 @@ export class IdempotencyStore {
       `INSERT INTO idempotency_keys (scope, key, request_hash, state, locked_until, expires_at, lease_owner)
        VALUES ($1, $2, $3, 'in_progress', now() + make_interval(secs => $4), now() + make_interval(hours => $5), $7)
        ON CONFLICT (scope, key) DO UPDATE SET
-         request_hash = excluded.request_hash, state = 'in_progress', response_status = NULL, response_content_type = NULL, response_body = NULL,
+         request_hash = excluded.request_hash, state = 'in_progress', response_status = NULL, response_content_type = NULL, response_body = NULL, response_location = NULL,
          created_at = CASE WHEN idempotency_keys.expires_at < now() THEN now() ELSE idempotency_keys.created_at END,
          locked_until = excluded.locked_until, expires_at = excluded.expires_at, lease_owner = excluded.lease_owner
        WHERE idempotency_keys.expires_at < now()
@@ -69,7 +77,7 @@ export class IdempotencyStore {
 
   async find(scope: string, key: string): Promise<Claim | undefined> {
     const result = await this.pool.query<KeyRow>(
-      'SELECT request_hash, state, response_status, response_content_type, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2',
+      'SELECT request_hash, state, response_status, response_content_type, response_body, response_location FROM idempotency_keys WHERE scope = $1 AND key = $2',
       [scope, key],
     );
     const row = result.rows[0];
@@ -78,14 +86,19 @@ export class IdempotencyStore {
     return {
       kind: 'completed',
       requestHash: row.request_hash,
-      response: { status: row.response_status, contentType: row.response_content_type ?? 'application/json; charset=utf-8', body: row.response_body ?? '' },
+      response: {
+        status: row.response_status,
+        contentType: row.response_content_type ?? 'application/json; charset=utf-8',
+        body: row.response_body ?? '',
+        ...(row.response_location === null ? {} : { location: row.response_location }),
+      },
     };
   }
 
   async complete(scope: string, key: string, response: StoredResponse): Promise<void> {
     await this.pool.query(
-      `UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_content_type = $4, response_body = $5 WHERE scope = $1 AND key = $2`,
-      [scope, key, response.status, response.contentType, response.body],
+      `UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_content_type = $4, response_body = $5, response_location = $6 WHERE scope = $1 AND key = $2`,
+      [scope, key, response.status, response.contentType, response.body, response.location ?? null],
     );
   }
 
