@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import { decideTokenAccountWithState, invariant, tokenAccountDecider, tokenAccountStreamId } from '@app/ledger';
+import { decideTokenAccountWithState, invariant, tokenAccountDecider, tokenAccountStreamId, type TokenAccountState } from '@app/ledger';
 import { transactionOf } from '@app/projections';
 import { type CommandContext, CommandHandling, eventMetadata, PaymentStreams, ReadModelConsistency } from '@app/event-sourcing';
 import { ledgerWriteResult, type LedgerWriteResult } from '../transaction.view.js';
@@ -32,10 +32,15 @@ export class AddTokensHandler implements ICommandHandler<AddTokensCommand> {
   ) {}
 
   async execute({ userId, paymentId, amount, description, context, amountMax }: AddTokensCommand): Promise<LedgerWriteResult> {
-    // A stream sees its own purchases only: the claim is what keeps a payment to one account.
-    await this.paymentStreams.record(paymentId, userId);
     const command = { type: 'AddTokens', data: { userId, paymentId, amount, description, transactionId: randomUUID(), now: new Date(), amountMax } } as const;
-    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
+    const decide = async (state: TokenAccountState) => {
+      const decision = decideTokenAccountWithState(command, state);
+      // A stream sees its own purchases only: the claim keeps a payment to one account. Made once
+      // the purchase is decided, before its append, so a refused one claims nothing.
+      if (decision.events.length > 0) await this.paymentStreams.record(paymentId, userId);
+      return decision;
+    };
+    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide, metadata: eventMetadata(context), idempotency: context.idempotency });
     const purchase = handled.state.purchases.get(paymentId);
     invariant(purchase !== undefined, `payment ${paymentId} is not credited after AddTokens`);
     // The state keeps each purchase's event data: a repeat answers with the first credit's row.
