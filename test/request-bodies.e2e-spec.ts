@@ -127,6 +127,42 @@ describe('routes that take a body', () => {
   });
 });
 
+describe('ambiguous or encoded JSON', () => {
+  it.each([
+    ['a property twice', '{"amount":1,"amount":2}'],
+    ['a property twice, apart', '{"amount":1, "description":"a" ,\n "amount" :2}'],
+    ['a property twice in a nested object', '{"amount":1,"metadata":{"a":"1","a":"2"}}'],
+  ])('refuses %s (which value counts would be a guess) with 400 naming the body, and writes nothing', async (_, body) => {
+    const userId = randomUUID();
+    const response = await testApp.http().post(`/v1/accounts/${userId}/usage`).set('content-type', 'application/json').send(body).expect(400);
+    expect(response.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [{ field: 'body', rule: 'uniquePropertyNames' }] });
+    expect(await count('SELECT count(*) AS n FROM events WHERE stream_id = $1', [`token-account-${userId}`])).toBe(0);
+  });
+
+  it('accepts the same name in different objects, and a colon or quote inside strings', async () => {
+    const userId = randomUUID();
+    await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 5 }).expect(201);
+    const body = '{"amount":1,"description":"amount: \\"x\\":1","metadata":{"amount":"1","description":"y"}}';
+    await testApp.http().post(`/v1/accounts/${userId}/usage`).set('content-type', 'application/json').send(body).expect(201);
+  });
+
+  it('refuses a __proto__ property as a rule of its own, not as JSON that is not valid', async () => {
+    const response = await testApp.http().post(`/v1/accounts/${randomUUID()}/usage`).set('content-type', 'application/json').send('{"amount":1,"__proto__":{}}').expect(400);
+    expect(response.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [{ field: 'body', rule: 'noPrototypeKeys' }] });
+  });
+
+  it('refuses a compressed body with 415 naming its Content-Encoding', async () => {
+    const response = await testApp
+      .http()
+      .post(`/v1/accounts/${randomUUID()}/usage`)
+      .set('content-type', 'application/json')
+      .set('content-encoding', 'gzip')
+      .send(Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03]))
+      .expect(415);
+    expect(response.body).toMatchObject({ code: 'UNSUPPORTED_MEDIA_TYPE', contentEncoding: 'gzip' });
+  });
+});
+
 describe('validation messages', () => {
   const violations = async (path: string, body: unknown) => {
     const response = await testApp.http().post(path).send(body as object).expect(400);

@@ -1,4 +1,4 @@
-import { nestsDeeperThan, notAnObject } from './request-body.js';
+import { nestsDeeperThan, notAnObject, propertyNamesIn, propertyNamesInText } from './request-body.js';
 
 function nested(depth: number): string {
   return '['.repeat(depth) + ']'.repeat(depth);
@@ -45,5 +45,25 @@ describe('notAnObject', () => {
       ['body must be a JSON object, not a boolean'],
     ]);
     expect(notAnObject(null)).toMatchObject({ code: 'VALIDATION_FAILED', details: { errors: [{ field: 'body', rule: 'isObject' }] } });
+  });
+});
+
+describe('property names in the text and in the parsed value', () => {
+  it.each([
+    ['{}', 0],
+    ['{"a":1}', 1],
+    ['{"a" :\n 1, "b":{"c":[{"d":"x"}]}}', 4],
+    ['{"a":"b:c","d":"\\"e\\":1"}', 2],
+    ['[{"a":1},{"a":2}]', 2],
+    ['"a":', 1],
+  ])('counts %s as %i in the text', (text, names) => {
+    expect(propertyNamesInText(Buffer.from(text))).toBe(names);
+  });
+
+  it('counts a name given twice once in the parsed value, so the two differ', () => {
+    const text = '{"amount":1,"metadata":{"a":"1","a":"2"}}';
+    expect(propertyNamesInText(Buffer.from(text))).toBe(4);
+    expect(propertyNamesIn(JSON.parse(text))).toBe(3);
+    expect(propertyNamesIn([{ a: { b: 1 } }, 2, null])).toBe(2);
   });
 });

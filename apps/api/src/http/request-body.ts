@@ -44,7 +44,61 @@ export function nestsDeeperThan(body: Buffer, depthMax: number): boolean {
   return false;
 }
 
+/**
+ * How many property names the JSON text holds, in every object: strings followed (after any
+ * whitespace) by a colon, outside strings. Compared with the parsed value's (`propertyNamesIn`), a
+ * larger count means a name repeated in one object, which JSON.parse settles silently for the last.
+ */
+export function propertyNamesInText(body: Buffer): number {
+  let names = 0;
+  let inString = false;
+  let afterString = false;
+  for (let index = 0; index < body.length; index += 1) {
+    const byte = body[index];
+    if (inString) {
+      if (byte === BACKSLASH) index += 1;
+      else if (byte === QUOTE) {
+        inString = false;
+        afterString = true;
+      }
+    } else if (byte === SPACE || byte === TAB || byte === LINE_FEED || byte === CARRIAGE_RETURN) {
+      continue;
+    } else {
+      if (afterString && byte === COLON) names += 1;
+      afterString = false;
+      if (byte === QUOTE) inString = true;
+    }
+  }
+  return names;
+}
+
+/** How many property names a parsed JSON value holds, in every object (its depth is bounded: `nestsDeeperThan`). */
+export function propertyNamesIn(value: unknown): number {
+  if (Array.isArray(value)) return value.reduce((sum: number, item) => sum + propertyNamesIn(item), 0);
+  if (typeof value !== 'object' || value === null) return 0;
+  let names = 0;
+  for (const item of Object.values(value)) names += 1 + propertyNamesIn(item);
+  return names;
+}
+
+/**
+ * VALIDATION_FAILED naming the body when a parsed JSON object is not what the client meant for sure:
+ * not an object at all (`notAnObject`), or with a property name twice in one object (which value
+ * counts would be the parser's guess; RFC 8259 leaves it open).
+ */
+function ambiguous(body: Buffer, value: unknown): RequestValidationError | undefined {
+  const notObject = notAnObject(value);
+  if (notObject !== undefined) return notObject;
+  if (propertyNamesInText(body) === propertyNamesIn(value)) return undefined;
+  return new RequestValidationError([{ field: 'body', rule: 'uniquePropertyNames', message: 'body names a property twice in one object: each name may appear once' }]);
+}
+
 const QUOTE = 0x22;
+const COLON = 0x3a;
+const SPACE = 0x20;
+const TAB = 0x09;
+const LINE_FEED = 0x0a;
+const CARRIAGE_RETURN = 0x0d;
 const BACKSLASH = 0x5c;
 const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
@@ -72,17 +126,38 @@ export function notAnObject(value: unknown): RequestValidationError | undefined 
 }
 
 /**
+ * The parser's refusal, said as a rule of its own when the body is valid JSON that secure-json-parse
+ * refused for a `__proto__` or `constructor.prototype` key (Fastify reports both as "not valid JSON",
+ * so the text is parsed once more, on this error path only); any other parse error as it is.
+ */
+function prototypeKeys(body: Buffer, error: Error): Error {
+  try {
+    JSON.parse(body.toString('utf8'));
+  } catch {
+    return error;
+  }
+  return new RequestValidationError([{ field: 'body', rule: 'noPrototypeKeys', message: 'body may not name the property __proto__, nor constructor.prototype' }]);
+}
+
+/**
  * The service's only body parsers, in place of every parser Fastify and Nest bring (JSON, plain
  * text, url-encoded forms): `application/json` (with any parameters, such as a charset) is parsed
  * once its depth is checked, so nothing downstream (class-transformer, the Idempotency-Key body hash,
- * canonical JSON) ever walks a deep structure, and must be an object (`notAnObject`); any other media
- * type, or a body with none, is 415 UNSUPPORTED_MEDIA_TYPE naming the type. Register it before the
- * routes are added.
+ * canonical JSON) ever walks a deep structure, and must be an object (`notAnObject`) naming each
+ * property once in each object (`ambiguous`); any other media type, a body with none, or an encoded
+ * (compressed) body is 415 UNSUPPORTED_MEDIA_TYPE naming the type or the coding. Register it before
+ * the routes are added.
  */
 export function registerRequestBodyParsers(fastify: FastifyInstance, depthMax: number = JSON_NESTING_DEPTH_MAX): void {
   const parseJson = fastify.getDefaultJsonParser('error', 'error');
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser(JSON_MEDIA_TYPE, { parseAs: 'buffer' }, (request: FastifyRequest, body: Buffer, done) => {
+    const encoding = request.headers['content-encoding'];
+    if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
+      // RFC 9110 15.5.16: a content coding the server does not take is 415. The bytes are not JSON.
+      done(new RequestBodyError('UNSUPPORTED_MEDIA_TYPE', `a request body must not be encoded; Content-Encoding ${encoding} is not supported`, { contentEncoding: encoding, accepted: 'identity' }), undefined);
+      return;
+    }
     if (nestsDeeperThan(body, depthMax)) {
       done(new RequestBodyError('BODY_TOO_DEEP', `the body nests objects and arrays deeper than ${depthMax} levels`, { depthMax }), undefined);
       return;
@@ -95,7 +170,7 @@ export function registerRequestBodyParsers(fastify: FastifyInstance, depthMax: n
     request.rawBody = body;
     // Fastify's parser (secure-json-parse: refuses __proto__ and constructor.prototype keys) takes a Buffer too.
     void parseJson(request, body as unknown as string, (error, value: unknown) => {
-      const refused = error ?? notAnObject(value);
+      const refused = error === null ? ambiguous(body, value) : prototypeKeys(body, error);
       if (refused === undefined) done(null, value);
       else done(refused, undefined);
     });
