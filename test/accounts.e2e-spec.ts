@@ -106,6 +106,15 @@ describe('purchases', () => {
     expect((await purchase(first, body).expect(201)).body.balance).toBe(9);
   });
 
+  it('refuses a paymentId another account was credited without a claim (by a version before claims, in a rolling deploy)', async () => {
+    const [first, second] = [randomUUID(), randomUUID()];
+    const body = { paymentId: randomUUID(), amount: 9 };
+    await purchase(first, body).expect(201);
+    await testApp.database.pool.query('DELETE FROM payment_streams WHERE payment_id = $1', [body.paymentId]);
+    expect((await purchase(second, body).expect(409)).body).toMatchObject({ code: 'PAYMENT_ID_REUSED' });
+    expect(await eventCount(second)).toBe(0);
+  });
+
   it('credits one account when the same paymentId races to 20 accounts', async () => {
     const users = Array.from({ length: 20 }, () => randomUUID());
     const body = { paymentId: randomUUID(), amount: 7, description: 'Race' };

@@ -288,6 +288,26 @@ describe('Stripe webhooks', () => {
     expect(await eventTypes(userId)).toEqual(['TokensAdjusted', 'PaymentInitiated', 'TokensAdjusted', ...PURCHASED.slice(1)]);
   });
 
+  it('does not answer refused when the money moved before the refusal (a capture that died before its append): the refusal is a failure Stripe retries', async () => {
+    const userId = randomUUID();
+    await http().post(`/v1/admin/accounts/${userId}/adjustments`).send({ amount: Number.MAX_SAFE_INTEGER - 50, reason: 'Near the largest balance' }).expect(201);
+    const { paymentId, orderId } = await buy(userId);
+    fake.confirmAsCustomer(orderId);
+    // What a process that died right after Stripe's capture leaves: captured there, nothing recorded here.
+    const client = stripeClient({ secretKey: fake.secretKey, webhookSecret: fake.webhookSecret, autoCapture: false, apiUrl: fake.url, maxNetworkRetries: 0, timeoutMs: 1_000, webhookToleranceSeconds: 300 });
+    await client.paymentIntents.capture(orderId);
+    const authorised = eventOf('payment_intent.amount_capturable_updated', orderId);
+    const answer = await deliver(authorised, autoApp);
+    expect(answer.status).toBe(422);
+    expect(answer.body).toMatchObject({ code: 'BALANCE_OUT_OF_RANGE' });
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'PENDING' });
+    // Stripe's next delivery, once the account has room, credits the money it took, once.
+    await http().post(`/v1/admin/accounts/${userId}/adjustments`).send({ amount: -100, reason: 'Room for the purchase' }).expect(201);
+    expect((await deliver(authorised, autoApp).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false });
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'COMPLETED' });
+    expect(await balanceOf(userId)).toBe(Number.MAX_SAFE_INTEGER - 50);
+  });
+
   it('answers 2xx to events that are not about a payment of ours, and to event types it does not use', async () => {
     const client = stripeClient({ secretKey: fake.secretKey, webhookSecret: fake.webhookSecret, autoCapture: false, apiUrl: fake.url, maxNetworkRetries: 0, timeoutMs: 1_000, webhookToleranceSeconds: 300 });
     const foreign = await client.paymentIntents.create({ amount: 999, currency: 'usd', capture_method: 'manual', metadata: { order: 'from another app' } });

@@ -48,9 +48,9 @@ async function attemptFrom<Event>(store: EventStore, streamId: string, request: 
   const events: RecordedEvent[] = [];
   for (let from = first.revision; ; from += BigInt(ATTEMPT_PAGE_SIZE)) {
     const page = await store.readStream(streamId, { fromRevision: from, maxCount: ATTEMPT_PAGE_SIZE });
-    const ours = page.findIndex((event, index) => event.id !== idempotentEventId(request.requestId, events.length + index));
-    events.push(...(ours === -1 ? page : page.slice(0, ours)));
-    if (ours !== -1 || page.length < ATTEMPT_PAGE_SIZE) break;
+    const firstForeign = page.findIndex((event, index) => event.id !== idempotentEventId(request.requestId, events.length + index));
+    events.push(...(firstForeign === -1 ? page : page.slice(0, firstForeign)));
+    if (firstForeign !== -1 || page.length < ATTEMPT_PAGE_SIZE) break;
   }
   const last = events[events.length - 1] ?? first;
   return { events: events.map((event) => asEvent<Event>(event)), position: last.position, replayed: true };

@@ -12,12 +12,22 @@ import type { Pool } from 'pg';
 export class PaymentStreams {
   constructor(private readonly pool: Pool) {}
 
-  /** Idempotent for the same user (a retried request); a payment id claimed by another user is 409 PAYMENT_ID_REUSED. */
+  /**
+   * Idempotent for the same user (a retried request); a payment id claimed by another user is 409
+   * PAYMENT_ID_REUSED, and so is one the purchase history shows credited to another account without
+   * a claim (by a version before claims, during a rolling deploy). One statement: the conflict
+   * update locks and returns the owner's row, committed by a racing request or not.
+   */
   async record(paymentId: string, userId: string): Promise<void> {
-    await this.pool.query('INSERT INTO payment_streams (payment_id, user_id) VALUES ($1, $2) ON CONFLICT (payment_id) DO NOTHING', [paymentId, userId]);
-    // A second statement, so a claim committed by a racing request after the insert's snapshot is read.
-    const owner = await this.userOf(paymentId);
-    if (owner !== userId) throw new LedgerError('PAYMENT_ID_REUSED', `payment ${paymentId} belongs to another account`, { paymentId });
+    const claimed = await this.pool.query<{ user_id: string }>(
+      `INSERT INTO payment_streams (payment_id, user_id)
+       SELECT $1, $2 WHERE NOT EXISTS (
+         SELECT 1 FROM token_transactions WHERE payment_id = $1 AND transaction_type = 'purchase' AND user_id <> $2)
+       ON CONFLICT (payment_id) DO UPDATE SET user_id = payment_streams.user_id
+       RETURNING user_id`,
+      [paymentId, userId],
+    );
+    if (claimed.rows[0]?.user_id !== userId) throw new LedgerError('PAYMENT_ID_REUSED', `payment ${paymentId} belongs to another account`, { paymentId });
   }
 
   async userOf(paymentId: string): Promise<string | undefined> {

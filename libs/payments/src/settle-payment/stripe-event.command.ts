@@ -88,6 +88,11 @@ export class HandleStripeEventHandler implements ICommandHandler<HandleStripeEve
       if (error instanceof PaymentsError && error.code === 'PAYMENT_NOT_AUTHORIZED') return undefined;
       const refusal = refusalBeforeMoneyMoves(error);
       if (refusal === undefined) throw error;
+      // The refusal is judged on the ledger's state, not on what Stripe did: a capture that reached
+      // Stripe before its process died is recorded by asking Stripe (credited, or refused with a
+      // failure Stripe retries), and only a payment still uncaptured there is answered refused.
+      const reconciled = await this.workflow.reconcileById(paymentId, context);
+      if (reconciled.state.payments.get(paymentId)?.status !== 'PENDING') return undefined;
       this.logger.warn(`auto-capture of payment ${paymentId} refused, nothing captured (${refusal.code}: ${refusal.message}); it stays PENDING until captured or expired`);
       return refusal;
     }

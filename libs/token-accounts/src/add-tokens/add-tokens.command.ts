@@ -36,11 +36,20 @@ export class AddTokensHandler implements ICommandHandler<AddTokensCommand> {
     const decide = async (state: TokenAccountState) => {
       const decision = decideTokenAccountWithState(command, state);
       // A stream sees its own purchases only: the claim keeps a payment to one account. Made once
-      // the purchase is decided, before its append, so a refused one claims nothing.
+      // the purchase is decided (a refused one claims nothing), before its append.
       if (decision.events.length > 0) await this.paymentStreams.record(paymentId, userId);
       return decision;
     };
-    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide, metadata: eventMetadata(context), idempotency: context.idempotency });
+    // readFirst: the claim is an effect outside the stream, so the purchase is decided alone on the
+    // stream as it is (ADR 0029), not on a cached state a conflict would make it decide again.
+    const handled = await this.commands.handle({
+      streamId: tokenAccountStreamId(userId),
+      decider: tokenAccountDecider,
+      decide,
+      metadata: eventMetadata(context),
+      idempotency: context.idempotency,
+      readFirst: true,
+    });
     const purchase = handled.state.purchases.get(paymentId);
     invariant(purchase !== undefined, `payment ${paymentId} is not credited after AddTokens`);
     // The state keeps each purchase's event data: a repeat answers with the first credit's row.
