@@ -147,8 +147,10 @@ describe('ambiguous or encoded JSON', () => {
   });
 
   it('refuses a __proto__ property as a rule of its own, not as JSON that is not valid', async () => {
-    const response = await testApp.http().post(`/v1/accounts/${randomUUID()}/usage`).set('content-type', 'application/json').send('{"amount":1,"__proto__":{}}').expect(400);
-    expect(response.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [{ field: 'body', rule: 'noPrototypeKeys' }] });
+    for (const body of ['{"amount":1,"__proto__":{}}', '\ufeff{"amount":1,"__proto__":{}}']) {
+      const response = await testApp.http().post(`/v1/accounts/${randomUUID()}/usage`).set('content-type', 'application/json').send(body).expect(400);
+      expect(response.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [{ field: 'body', rule: 'noPrototypeKeys' }] });
+    }
   });
 
   it('refuses a compressed body with 415 naming its Content-Encoding', async () => {

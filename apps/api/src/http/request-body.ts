@@ -132,7 +132,8 @@ export function notAnObject(value: unknown): RequestValidationError | undefined 
  */
 function prototypeKeys(body: Buffer, error: Error): Error {
   try {
-    JSON.parse(body.toString('utf8'));
+    // As secure-json-parse reads it: a leading byte order mark is no part of the JSON.
+    JSON.parse(body.toString('utf8').replace(/^\uFEFF/, ''));
   } catch {
     return error;
   }
