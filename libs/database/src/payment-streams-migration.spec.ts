@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { migrate, migrateDownThrough } from '../../../test/support/migrations.js';
-import { migrateDatabase } from './migrations.js';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 
 /** Migration 129: purchases credited before direct purchases claimed their paymentId claim it, for the account first credited. */
@@ -43,5 +42,5 @@ it('claims each credited paymentId for the account first credited, and leaves a 
       [provider, buyer],
     ]),
   );
-  await migrateDatabase(database.url);
+  await migrate(database.url, 'up', Infinity);
 });

@@ -2,7 +2,6 @@ import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import { comparePositions, PostgresEventStore, type AppendTransactionHook, type EventToAppend } from '@app/event-store';
 import { decideTokenAccount, fold, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand, type TokenAccountState } from '@app/ledger';
-import { migrateDatabase } from '@app/database';
 import { migrate as migrateTo, migrateDownThrough } from '../../../test/support/migrations.js';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { eventsInReadModel, rebuildAccount } from './account-rebuild.js';
@@ -478,6 +477,6 @@ describe('an expired hold ends at its expiresAt', () => {
     // Replaced again, the function keeps the planner settings migrations 124 and 125 gave it.
     const settings = await database.pool.query<{ config: string[] | null }>("SELECT proconfig AS config FROM pg_proc WHERE proname = 'token_accounts_apply_inline'");
     expect(settings.rows[0]?.config ?? []).toEqual(Object.entries(INLINE_FUNCTION_SETTINGS).map(([name, value]) => `${name}=${value}`));
-    await migrateDatabase(database.url);
+    await migrate('up', Infinity);
   });
 });
