@@ -95,7 +95,14 @@ describe('the OpenAPI document the service serves', () => {
       const where = `${method} ${path}`;
       expect({ where, codes: problemCodes(operation.responses['401']) }).toEqual({ where, codes: ['UNAUTHENTICATED'] });
       expect({ where, codes: problemCodes(operation.responses['403']) }).toEqual({ where, codes: ['FORBIDDEN'] });
-      expect({ where, codes: problemCodes(operation.responses['429']) }).toEqual({ where, codes: ['RATE_LIMITED'] });
+    }
+  });
+
+  it('documents 429 RATE_LIMITED on every operation but the health probes, which are never limited', () => {
+    for (const { method, path, operation } of operations()) {
+      const where = `${method} ${path}`;
+      const codes = path === '/health' || path.startsWith('/health/') ? undefined : ['RATE_LIMITED'];
+      expect({ where, has429: operation.responses['429'] !== undefined, codes: problemCodes(operation.responses['429']) }).toEqual({ where, has429: codes !== undefined, codes });
     }
   });
 

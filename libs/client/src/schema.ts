@@ -2736,20 +2736,6 @@ export interface operations {
                     };
                 };
             };
-            /** @description `RATE_LIMITED`: Too many requests; retry after the Retry-After seconds */
-            429: {
-                headers: {
-                    /** @description Seconds after which the request may be sent again (the codes that name one). */
-                    "Retry-After"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"] & {
-                        /** @enum {string} */
-                        code: "RATE_LIMITED";
-                    };
-                };
-            };
             /** @description `INTERNAL_ERROR`: Internal error */
             500: {
                 headers: {
@@ -2851,20 +2837,6 @@ export interface operations {
                     };
                 };
             };
-            /** @description `RATE_LIMITED`: Too many requests; retry after the Retry-After seconds */
-            429: {
-                headers: {
-                    /** @description Seconds after which the request may be sent again (the codes that name one). */
-                    "Retry-After"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"] & {
-                        /** @enum {string} */
-                        code: "RATE_LIMITED";
-                    };
-                };
-            };
             /** @description `INTERNAL_ERROR`: Internal error */
             500: {
                 headers: {
@@ -2960,20 +2932,6 @@ export interface operations {
                                 [key: string]: unknown;
                             };
                         };
-                    };
-                };
-            };
-            /** @description `RATE_LIMITED`: Too many requests; retry after the Retry-After seconds */
-            429: {
-                headers: {
-                    /** @description Seconds after which the request may be sent again (the codes that name one). */
-                    "Retry-After"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"] & {
-                        /** @enum {string} */
-                        code: "RATE_LIMITED";
                     };
                 };
             };

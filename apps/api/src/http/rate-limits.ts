@@ -61,7 +61,7 @@ export async function registerRateLimits(fastify: FastifyInstance, options: Rate
  * an address, behind a proxy) would restart a healthy process or take it out of service. They take
  * no credential and no body, and write nothing.
  */
-function isHealthProbe(url: string): boolean {
+export function isHealthProbe(url: string): boolean {
   return url === '/health' || url.startsWith('/health/');
 }
 

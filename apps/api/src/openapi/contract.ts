@@ -2,6 +2,7 @@ import { ENDPOINT_ACTIONS } from '@app/auth';
 import type { OpenAPIObject, OperationObject, ParameterObject, ReferenceObject, ResponseObject, SchemaObject, TagObject } from '@nestjs/swagger';
 import { isPublicRoute } from '../auth/access-control.js';
 import { IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY_PATTERN, idempotencyKeyHandling, REPLAYED_HEADER } from '../http/idempotency/idempotency.hooks.js';
+import { isHealthProbe } from '../http/rate-limits.js';
 import { describeProblem, PROBLEM_CODES_EXTENSION, type ProblemCode } from './api-problems.decorator.js';
 
 /** Every tag an operation may carry, declared once with what it groups. */
@@ -138,7 +139,9 @@ function completeOperation(method: string, path: string, operation: OperationObj
     }
   }
 
-  const codes = new Set<ProblemCode>(['INTERNAL_ERROR', 'RATE_LIMITED', ...own]);
+  const codes = new Set<ProblemCode>(['INTERNAL_ERROR', ...own]);
+  // The health probes are never limited (rate-limits.ts says why).
+  if (!isHealthProbe(path)) codes.add('RATE_LIMITED');
   if (isProtected) for (const code of PROTECTED_PROBLEMS) codes.add(code);
   if ((operation.parameters ?? []).length > 0 || operation.requestBody !== undefined) codes.add('VALIDATION_FAILED');
   if (method !== 'GET' && method !== 'HEAD') for (const code of BODY_PROBLEMS) codes.add(code);
