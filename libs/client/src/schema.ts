@@ -1530,7 +1530,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; the same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, and a top-level field sent as null or left out, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -1688,7 +1688,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; the same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, and a top-level field sent as null or left out, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -2058,7 +2058,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; the same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, and a top-level field sent as null or left out, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -2216,7 +2216,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; the same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, and a top-level field sent as null or left out, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -2387,7 +2387,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; the same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, and a top-level field sent as null or left out, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -3092,7 +3092,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; the same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, and a top-level field sent as null or left out, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -3376,7 +3376,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; the same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, and a top-level field sent as null or left out, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -3535,7 +3535,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; the same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, and a top-level field sent as null or left out, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -3693,7 +3693,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; the same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, and a top-level field sent as null or left out, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -3851,7 +3851,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; the same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, and a top-level field sent as null or left out, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -4944,7 +4944,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; the same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, and a top-level field sent as null or left out, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -5136,7 +5136,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; the same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, and a top-level field sent as null or left out, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -5343,7 +5343,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; the same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, and a top-level field sent as null or left out, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
