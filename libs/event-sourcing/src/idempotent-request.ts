@@ -28,7 +28,10 @@ export type IdempotentRequestParts = {
   readonly key: string;
   readonly method: string;
   readonly route: string;
-  /** SHA-256 of method, route and canonical body: a different body is a different request. */
+  /**
+   * The request's fingerprint as its key row holds it (method, route and body; a different body is a
+   * different request), with `route` the url that fingerprint covers: ADR 0008, addendum.
+   */
   readonly requestHash: string;
 };
 

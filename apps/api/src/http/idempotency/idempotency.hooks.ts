@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest, onSendAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify';
 import { IDEMPOTENCY_CLOCK_MARGIN_MS, idempotentRequestId, type IdempotentRequest } from '@app/event-sourcing';
 import { actorOf } from '../../auth/access-control.js';
@@ -6,6 +5,7 @@ import { sendProblem } from '../problem-details.filter.js';
 import { withHook } from '../route-hooks.js';
 import { IdempotencyKeyError } from './idempotency.errors.js';
 import type { IdempotencyStore } from './idempotency.store.js';
+import { fingerprintHeld, requestFingerprints } from './request-fingerprint.js';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 export const REPLAYED_HEADER = 'idempotent-replayed';
@@ -34,7 +34,9 @@ export function idempotentRequestOf(request: FastifyRequest): IdempotentRequest 
  * Idempotency-Key for every mutating route, implemented once as Fastify hooks:
  * - the first request with a key claims it (preHandler) and its response is stored (onSend);
  * - a repeat with the same method, path and body gets the stored status and body, without the work,
- *   marked `Idempotent-Replayed: true`; with another body it gets 422 IDEMPOTENCY_KEY_REUSED;
+ *   marked `Idempotent-Replayed: true`; with another body it gets 422 IDEMPOTENCY_KEY_REUSED. "The
+ *   same" is read as the API reads a request: a path UUID in either case, an optional top-level field
+ *   missing or null (`requestFingerprints`);
  * - a repeat while the first is still running waits for it and replays its response (409
  *   IDEMPOTENCY_KEY_IN_PROGRESS only if it takes longer than `waitMsMax`).
  * Responses that invite a retry (5xx, 409 CONCURRENCY_CONFLICT) are not stored: the key is freed so
@@ -92,21 +94,26 @@ function claimingHook(store: IdempotencyStore, options: IdempotencyOptions): pre
       return sendProblem(reply, request, new IdempotencyKeyError('IDEMPOTENCY_KEY_INVALID', 'Idempotency-Key must be 1 to 255 visible ASCII characters'));
     }
     const scope = scopeOf(request);
-    const requestHash = hashOf(request);
-    let claim = await store.claim(scope, header, requestHash);
+    const fingerprints = requestFingerprints(request);
+    const claimOnce = () => store.claim(scope, header, fingerprints.current.hash, fingerprints.legacy.hash);
+    let claim = await claimOnce();
     const deadline = Date.now() + options.waitMsMax;
-    while (claim.kind === 'in_progress' && claim.requestHash === requestHash && Date.now() < deadline) {
+    while (claim.kind === 'in_progress' && fingerprintHeld(fingerprints, claim.requestHash) !== undefined && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, options.pollIntervalMs));
       // claim, not find: it also takes over a key whose first request released it or died.
-      claim = await store.claim(scope, header, requestHash);
+      claim = await claimOnce();
     }
+    const held = fingerprintHeld(fingerprints, claim.requestHash);
     if (claim.kind === 'claimed') {
-      const requestId = idempotentRequestId({ scope, key: header, method: request.method, route: request.url, requestHash });
+      if (held === undefined) throw new Error(`claimed Idempotency-Key holds neither fingerprint of ${request.method} ${request.url}`);
+      // From the fingerprint the row holds: a key claimed by an older version keeps its request id, so
+      // a retry finds the events its first attempt appended.
+      const requestId = idempotentRequestId({ scope, key: header, method: request.method, route: held.url, requestHash: held.hash });
       const notBefore = new Date(claim.firstClaimedAt.getTime() - IDEMPOTENCY_CLOCK_MARGIN_MS);
       claims.set(request, { scope, key: header, request: { key: header, requestId, notBefore } });
       return undefined;
     }
-    if (claim.requestHash !== requestHash) {
+    if (held === undefined) {
       return sendProblem(reply, request, new IdempotencyKeyError('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request (method, path or body)'));
     }
     if (claim.kind === 'in_progress') {
@@ -172,18 +179,4 @@ function isApiKeyManagement(routeUrl: string): boolean {
 function isFinal(status: number, body: string): boolean {
   if (status >= 500) return false;
   return !(status === 409 && body.includes('"code":"CONCURRENCY_CONFLICT"'));
-}
-
-/** SHA-256 of method, path and the body in canonical form (keys sorted), so formatting does not matter. */
-function hashOf(request: FastifyRequest): string {
-  return createHash('sha256').update(`${request.method} ${request.url}\n${canonicalJson(request.body)}`).digest('hex');
-}
-
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
 }

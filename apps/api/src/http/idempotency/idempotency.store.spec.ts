@@ -52,7 +52,7 @@ describe('IdempotencyStore leases', () => {
     const startedAt = Date.now();
     const taken = await second.store.claim(SCOPE, key, HASH);
     expect(Date.now() - startedAt).toBeLessThan(1_000);
-    expect(taken).toEqual({ kind: 'claimed', firstClaimedAt: claimed.firstClaimedAt });
+    expect(taken).toEqual({ kind: 'claimed', firstClaimedAt: claimed.firstClaimedAt, requestHash: HASH });
     const row = await database.pool.query<{ lease_owner: string }>('SELECT lease_owner FROM idempotency_keys WHERE key = $1', [key]);
     expect(row.rows[0]?.lease_owner).toBe(second.lease.owner);
   });
@@ -99,5 +99,75 @@ describe('IdempotencyStore leases', () => {
     const later = randomUUID();
     await first.store.claim(SCOPE, later, HASH);
     expect((await second.store.claim(SCOPE, later, HASH)).kind).toBe('in_progress');
+  });
+});
+
+/** A row as a version before the `v2` fingerprint left it: its own fingerprint of the request, claimed by a process now gone. */
+async function claimedByAnOlderVersion(key: string, expiresIn: string): Promise<void> {
+  await database.pool.query(
+    `INSERT INTO idempotency_keys (scope, key, request_hash, state, locked_until, expires_at, created_at, lease_owner)
+     VALUES ($1, $2, $3, 'in_progress', now() - interval '1 second', now() + $4::interval, now() - interval '1 hour', $5)`,
+    [SCOPE, key, LEGACY_HASH, expiresIn, `idempotency-lease ${randomUUID()}`],
+  );
+}
+
+const CURRENT_HASH = `v2:${'c'.repeat(64)}`;
+const LEGACY_HASH = 'd'.repeat(64);
+
+async function storedHashOf(key: string): Promise<string | undefined> {
+  const row = await database.pool.query<{ request_hash: string }>('SELECT request_hash FROM idempotency_keys WHERE key = $1', [key]);
+  return row.rows[0]?.request_hash;
+}
+
+describe('IdempotencyStore with two fingerprints of one request', () => {
+  it('takes over a key claimed under the earlier fingerprint and keeps that fingerprint, which the request id derives from', async () => {
+    const { store } = await processOf();
+    const key = randomUUID();
+    await claimedByAnOlderVersion(key, '1 day');
+    const taken = await store.claim(SCOPE, key, CURRENT_HASH, LEGACY_HASH);
+    expect(taken).toEqual({ kind: 'claimed', firstClaimedAt: expect.any(Date), requestHash: LEGACY_HASH });
+    expect(await storedHashOf(key)).toBe(LEGACY_HASH);
+    // Held again (by a live process now): a repeat under either fingerprint waits for it.
+    expect(await store.claim(SCOPE, key, CURRENT_HASH, LEGACY_HASH)).toEqual({ kind: 'in_progress', requestHash: LEGACY_HASH });
+  });
+
+  it('stores the current fingerprint when it claims an expired key afresh, whatever the row held', async () => {
+    const { store } = await processOf();
+    const key = randomUUID();
+    await claimedByAnOlderVersion(key, '-1 second');
+    const claimed = await store.claim(SCOPE, key, CURRENT_HASH, LEGACY_HASH);
+    expect(claimed).toEqual({ kind: 'claimed', firstClaimedAt: expect.any(Date), requestHash: CURRENT_HASH });
+    expect(await storedHashOf(key)).toBe(CURRENT_HASH);
+  });
+
+  it('keeps its own fingerprint when the same request takes over a key it claimed under the current one', async () => {
+    const first = await processOf();
+    const second = await processOf();
+    const key = randomUUID();
+    expect(await first.store.claim(SCOPE, key, CURRENT_HASH, LEGACY_HASH)).toMatchObject({ kind: 'claimed', requestHash: CURRENT_HASH });
+    await first.lease.beforeApplicationShutdown();
+    // The retry's raw url and body differ (another spelling), so does its legacy fingerprint: the current one matches.
+    expect(await second.store.claim(SCOPE, key, CURRENT_HASH, 'e'.repeat(64))).toMatchObject({ kind: 'claimed', requestHash: CURRENT_HASH });
+    expect(await storedHashOf(key)).toBe(CURRENT_HASH);
+  });
+
+  it('answers a completed key claimed under the earlier fingerprint with its response and that fingerprint', async () => {
+    const { store } = await processOf();
+    const key = randomUUID();
+    await claimedByAnOlderVersion(key, '1 day');
+    await store.complete(SCOPE, key, { status: 201, contentType: 'application/json; charset=utf-8', body: '{"ok":true}' });
+    expect(await store.claim(SCOPE, key, CURRENT_HASH, LEGACY_HASH)).toEqual({
+      kind: 'completed',
+      requestHash: LEGACY_HASH,
+      response: { status: 201, contentType: 'application/json; charset=utf-8', body: '{"ok":true}' },
+    });
+  });
+
+  it('never takes over a key whose row holds neither fingerprint', async () => {
+    const { store } = await processOf();
+    const key = randomUUID();
+    await claimedByAnOlderVersion(key, '1 day');
+    expect(await store.claim(SCOPE, key, CURRENT_HASH, 'f'.repeat(64))).toEqual({ kind: 'in_progress', requestHash: LEGACY_HASH });
+    expect(await storedHashOf(key)).toBe(LEGACY_HASH);
   });
 });

@@ -3,8 +3,13 @@ import type { Pool } from 'pg';
 /** A response as replayed: its status, body and the headers that carry meaning (`location`: where a 202's work is read). */
 export type StoredResponse = { readonly status: number; readonly contentType: string; readonly body: string; readonly location?: string };
 
+/**
+ * Who has the key. `requestHash` is the fingerprint the row holds: a takeover keeps the one stored,
+ * which may be another fingerprint of the same request (an older version's), and the request id is
+ * derived from it.
+ */
 export type Claim =
-  | { readonly kind: 'claimed'; readonly firstClaimedAt: Date }
+  | { readonly kind: 'claimed'; readonly firstClaimedAt: Date; readonly requestHash: string }
   | { readonly kind: 'completed'; readonly requestHash: string; readonly response: StoredResponse }
   | { readonly kind: 'in_progress'; readonly requestHash: string };
 
@@ -53,26 +58,32 @@ export class IdempotencyStore {
    * request whose process died (its lease lock is free), whose lease lapsed or which was released,
    * is taken over. A takeover keeps `created_at`, the first claim of the key: no attempt of the
    * request can be older.
+   *
+   * A row is of the same request when it holds `requestHash` or `earlierHash`, the fingerprint an
+   * older version computed for it. A takeover keeps the row's hash, because the ids of the events its
+   * first attempt may have appended derive from it; only a fresh claim (a new or expired row) stores
+   * `requestHash`.
    */
-  async claim(scope: string, key: string, requestHash: string): Promise<Claim> {
-    const claimed = await this.pool.query<{ created_at: Date }>(
+  async claim(scope: string, key: string, requestHash: string, earlierHash: string = requestHash): Promise<Claim> {
+    const claimed = await this.pool.query<{ created_at: Date; request_hash: string }>(
       `INSERT INTO idempotency_keys (scope, key, request_hash, state, locked_until, expires_at, lease_owner)
        VALUES ($1, $2, $3, 'in_progress', now() + make_interval(secs => $4), now() + make_interval(hours => $5), $7)
        ON CONFLICT (scope, key) DO UPDATE SET
-         request_hash = excluded.request_hash, state = 'in_progress', response_status = NULL, response_content_type = NULL, response_body = NULL, response_location = NULL,
+         request_hash = CASE WHEN idempotency_keys.expires_at < now() THEN excluded.request_hash ELSE idempotency_keys.request_hash END,
+         state = 'in_progress', response_status = NULL, response_content_type = NULL, response_body = NULL, response_location = NULL,
          created_at = CASE WHEN idempotency_keys.expires_at < now() THEN now() ELSE idempotency_keys.created_at END,
          locked_until = excluded.locked_until, expires_at = excluded.expires_at, lease_owner = excluded.lease_owner
        WHERE idempotency_keys.expires_at < now()
-          OR (idempotency_keys.state = 'in_progress' AND idempotency_keys.request_hash = excluded.request_hash
+          OR (idempotency_keys.state = 'in_progress' AND idempotency_keys.request_hash IN (excluded.request_hash, $8)
               AND (idempotency_keys.locked_until < now() OR NOT ${OWNER_ALIVE}))
-       RETURNING created_at`,
-      [scope, key, requestHash, this.options.lockSeconds, this.options.ttlHours, this.options.lease.namespace, this.options.lease.owner],
+       RETURNING created_at, request_hash`,
+      [scope, key, requestHash, this.options.lockSeconds, this.options.ttlHours, this.options.lease.namespace, this.options.lease.owner, earlierHash],
     );
     const row = claimed.rows[0];
-    if (row !== undefined) return { kind: 'claimed', firstClaimedAt: row.created_at };
+    if (row !== undefined) return { kind: 'claimed', firstClaimedAt: row.created_at, requestHash: row.request_hash };
     const found = await this.find(scope, key);
     // Deleted between the two statements (purged): try once more.
-    return found ?? this.claim(scope, key, requestHash);
+    return found ?? this.claim(scope, key, requestHash, earlierHash);
   }
 
   async find(scope: string, key: string): Promise<Claim | undefined> {
