@@ -73,6 +73,19 @@ describe('Idempotency-Key: a retry the API reads as the same request is replayed
   });
 });
 
+describe('Idempotency-Key: a route that takes no body', () => {
+  it('replays a release first sent without a body when the retry sends {}, and releases once', async () => {
+    const userId = await funded(100);
+    const hold = await http().post(`/v1/accounts/${userId}/holds`).send({ amount: 40 }).expect(201);
+    const path = `/v1/accounts/${userId}/holds/${hold.body.holdId as string}/release`;
+    const key = randomUUID();
+    const first = await http().post(path).set('Idempotency-Key', key).expect(200);
+    expectReplayOf(await useWithKey(path, key, {}), first);
+    const released = await testApp.database.pool.query<{ count: string }>(`SELECT count(*) FROM events WHERE stream_id = $1 AND event_type = 'HoldReleased'`, [`token-account-${userId}`]);
+    expect(Number(released.rows[0]?.count)).toBe(1);
+  });
+});
+
 describe('Idempotency-Key: a retry that is another request is still 422 IDEMPOTENCY_KEY_REUSED', () => {
   it.each([
     ['another amount', { amount: 30 }, { amount: 31 }],

@@ -27,6 +27,12 @@ describe('current fingerprint', () => {
     expect(current(usage({ amount: 30, description: null, metadata: null }))).toBe(current(usage({ amount: 30 })));
   });
 
+  it('reads no body as an empty object, as the routes that take none do', () => {
+    const release = (body: unknown): FingerprintedRequest => ({ method: 'POST', url: `/v1/accounts/${USER_ID}/holds/${HOLD_ID}/release`, body });
+    expect(current(release(undefined))).toBe(current(release({})));
+    expect(current(release(undefined))).not.toBe(current(release({ amount: 1 })));
+  });
+
   it('reads a path UUID in either case as the same', () => {
     expect(current(usage({ amount: 30 }, USER_ID.toUpperCase()))).toBe(current(usage({ amount: 30 })));
     const settle = (url: string): FingerprintedRequest => ({ method: 'POST', url, body: { amount: 5 } });

@@ -57,11 +57,13 @@ export function normalizedUrl(url: string): string {
 }
 
 /**
- * The body without its top-level members whose value is null: every optional field of a request body
+ * The body without its top-level members whose value is null, and no body as an empty object: every optional field of a request body
  * means the same missing or null (`IsOptional`, then `?? null`), and a required one null or missing is
  * refused alike. Nested values are compared as sent: metadata refuses a null value, it never omits one.
  */
 function withoutTopLevelNulls(body: unknown): unknown {
+  // No body reads as `{}`: a route that takes none accepts either (EmptyBody), one that takes a body refuses both.
+  if (body === undefined) return {};
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return body;
   return Object.fromEntries(Object.entries(body).filter(([, value]) => value !== null));
 }
