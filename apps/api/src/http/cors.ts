@@ -4,7 +4,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 type CorsOptions = NonNullable<Parameters<NestFastifyApplication['enableCors']>[0]>;
 
 /** What a browser may send and read cross-origin: the credentials, the retry key and the correlation id. */
-const ALLOWED_HEADERS = ['Authorization', 'Content-Type', 'Idempotency-Key', 'X-API-Key', 'X-Request-Id'];
+const ALLOWED_HEADERS = ['Authorization', 'Content-Type', 'Idempotency-Key', 'X-API-Key', 'X-Correlation-Id', 'X-Request-Id'];
 const EXPOSED_HEADERS = ['X-Request-Id', 'Retry-After', 'Location'];
 const PREFLIGHT_MAX_AGE_SECONDS = 600;
 
