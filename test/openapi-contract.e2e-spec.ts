@@ -295,11 +295,11 @@ describe('what the service answers, against the document', () => {
     const userId = randomUUID();
     const json = (request: ReturnType<ReturnType<TestApp['http']>['post']>) => request.set('content-type', 'application/json');
     const problems = [
-      ['POST', '/v1/accounts/{userId}/usage', 'BAD_REQUEST', await json(testApp.http().post(`/v1/accounts/${userId}/usage`)).send('{"amount":').expect(400)],
-      ['POST', '/v1/accounts/{userId}/usage', 'BAD_REQUEST', await json(testApp.http().post(`/v1/accounts/${userId}/usage`)).send('').expect(400)],
+      ['POST', '/v1/accounts/{userId}/usage', 'VALIDATION_FAILED', await json(testApp.http().post(`/v1/accounts/${userId}/usage`)).send('{"amount":').expect(400)],
+      ['POST', '/v1/accounts/{userId}/usage', 'VALIDATION_FAILED', await json(testApp.http().post(`/v1/accounts/${userId}/usage`)).send('').expect(400)],
       ['POST', '/v1/accounts/{userId}/usage', 'PAYLOAD_TOO_LARGE', await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1, description: 'x'.repeat(64 * 1024) }).expect(413)],
-      ['POST', '/v1/payments/{paymentId}/capture', 'BAD_REQUEST', await json(testApp.http().post(`/v1/payments/${randomUUID()}/capture`)).send('{').expect(400)],
-      ['DELETE', '/v1/admin/api-keys/{id}', 'BAD_REQUEST', await testApp.http().delete(`/v1/admin/api-keys/${randomUUID()}`).set('content-type', 'application/json').send('{').expect(400)],
+      ['POST', '/v1/payments/{paymentId}/capture', 'VALIDATION_FAILED', await json(testApp.http().post(`/v1/payments/${randomUUID()}/capture`)).send('{').expect(400)],
+      ['DELETE', '/v1/admin/api-keys/{id}', 'VALIDATION_FAILED', await testApp.http().delete(`/v1/admin/api-keys/${randomUUID()}`).set('content-type', 'application/json').send('{').expect(400)],
     ] as const;
     expect(problems.flatMap(([method, path, code, problem]) => undeclared(method, path, code, problem))).toEqual([]);
   });

@@ -127,6 +127,30 @@ describe('routes that take a body', () => {
   });
 });
 
+describe('JSON that is not valid', () => {
+  it.each([
+    ['a missing value', '{"amount":', /^body is not valid JSON at line 1, column 11: a value expected$/],
+    ['a doubled comma', '{"amount": 3,,}', /^body is not valid JSON at line 1, column 14: a property name in double quotes expected$/],
+    ['a trailing comma', '{"amount": 3,}', /^body is not valid JSON at line 1, column 14: a property name in double quotes expected$/],
+    ['a comment', '{"amount": 3} // three', /^body is not valid JSON at line 1, column 15: a comment, which JSON does not allow$/],
+    ['a break on the third line', '{\n  "amount": 3,\n  "description": tru\n}', /^body is not valid JSON at line 3, column 18: an unexpected character$/],
+    ['a second value after the object', '{"amount":1} {}', /^body is not valid JSON at line 1, column 14: nothing may follow the value$/],
+    ['an empty body', '', /^body is empty, which is not JSON: send a JSON object, or no body and no Content-Type$/],
+    ['only white space', ' \n ', /^body is empty, which is not JSON: send a JSON object, or no body and no Content-Type$/],
+  ])('refuses %s with 400 naming the body, the rule isJson and where the JSON breaks, and writes nothing', async (_, body, message) => {
+    const userId = randomUUID();
+    const response = await testApp.http().post(`/v1/accounts/${userId}/usage`).set('content-type', 'application/json').send(body).expect(400);
+    expect(response.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [{ field: 'body', rule: 'isJson', message: expect.stringMatching(message) }] });
+    expect(response.body.errors).toHaveLength(1);
+    expect(await count('SELECT count(*) AS n FROM events WHERE stream_id = $1', [`token-account-${userId}`])).toBe(0);
+  });
+
+  it('counts the column in characters, as every other text rule does', async () => {
+    const response = await testApp.http().post(`/v1/accounts/${randomUUID()}/usage`).set('content-type', 'application/json').send('{"description":"😀é","amount":}').expect(400);
+    expect(response.body.errors).toEqual([{ field: 'body', rule: 'isJson', message: expect.stringMatching(/ at line 1, column 30: /) }]);
+  });
+});
+
 describe('ambiguous or encoded JSON', () => {
   it.each([
     ['a property twice', '{"amount":1,"amount":2}'],

@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { CodedError } from '@app/ledger';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { RequestValidationError } from './request-validation.error.js';
 
 export const REQUEST_BODY_ERROR_CODES = ['BODY_TOO_DEEP', 'BODY_NOT_UTF8', 'UNSUPPORTED_MEDIA_TYPE'] as const;
@@ -126,18 +127,59 @@ export function notAnObject(value: unknown): RequestValidationError | undefined 
 }
 
 /**
- * The parser's refusal, said as a rule of its own when the body is valid JSON that secure-json-parse
- * refused for a `__proto__` or `constructor.prototype` key (Fastify reports both as "not valid JSON",
- * so the text is parsed once more, on this error path only); any other parse error as it is.
+ * Why the parser refused the body, as a rule of the body. Valid JSON that secure-json-parse refused
+ * for a `__proto__` or `constructor.prototype` key is `noPrototypeKeys` (Fastify reports both as "not
+ * valid JSON"); anything else is `isJson`, saying where the JSON breaks. The text is read again on
+ * this error path only.
  */
-function prototypeKeys(body: Buffer, error: Error): Error {
+function refusalOf(body: Buffer): RequestValidationError {
+  // As secure-json-parse reads it: a leading byte order mark is no part of the JSON.
+  const text = body.toString('utf8').replace(/^\uFEFF/, '');
   try {
-    // As secure-json-parse reads it: a leading byte order mark is no part of the JSON.
-    JSON.parse(body.toString('utf8').replace(/^\uFEFF/, ''));
+    JSON.parse(text);
   } catch {
-    return error;
+    return new RequestValidationError([{ field: 'body', rule: 'isJson', message: whereJsonBreaks(text) }]);
   }
   return new RequestValidationError([{ field: 'body', rule: 'noPrototypeKeys', message: 'body may not name the property __proto__, nor constructor.prototype' }]);
+}
+
+/** What each of jsonc-parser's errors means to a client that sent JSON (comments are not JSON). */
+const JSON_SYNTAX_ERRORS: Readonly<Record<string, string>> = {
+  InvalidSymbol: 'an unexpected character',
+  InvalidNumberFormat: 'a number that JSON does not allow',
+  PropertyNameExpected: 'a property name in double quotes expected',
+  ValueExpected: 'a value expected',
+  ColonExpected: "':' expected",
+  CommaExpected: "',' expected",
+  CloseBraceExpected: "'}' expected",
+  CloseBracketExpected: "']' expected",
+  EndOfFileExpected: 'nothing may follow the value',
+  InvalidCommentToken: 'a comment, which JSON does not allow',
+  UnexpectedEndOfComment: 'a comment, which JSON does not allow',
+  UnexpectedEndOfString: 'a string that is not closed',
+  UnexpectedEndOfNumber: 'a number that is not finished',
+  InvalidUnicode: 'a \\u escape that is not valid',
+  InvalidEscapeCharacter: 'an escape that is not valid',
+  InvalidCharacter: 'a control character in a string (escape it)',
+};
+
+/**
+ * The first syntax error of text JSON.parse refused, by line and column (in characters, as every
+ * text rule counts them). JSON.parse names no position for some errors, so jsonc-parser (strict:
+ * no comments, no trailing commas) finds it; should it find none, the message says so without one.
+ */
+export function whereJsonBreaks(text: string): string {
+  if (text.trim() === '') return 'body is empty, which is not JSON: send a JSON object, or no body and no Content-Type';
+  const errors: ParseError[] = [];
+  parseJsonc(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
+  const first = errors[0];
+  if (first === undefined) return 'body is not valid JSON';
+  const before = text.slice(0, first.offset);
+  const lineStart = before.lastIndexOf('\n') + 1;
+  const line = before.split('\n').length;
+  const column = [...before.slice(lineStart)].length + 1;
+  const what = JSON_SYNTAX_ERRORS[printParseErrorCode(first.error)] ?? 'a syntax error';
+  return `body is not valid JSON at line ${line}, column ${column}: ${what}`;
 }
 
 /**
@@ -171,7 +213,7 @@ export function registerRequestBodyParsers(fastify: FastifyInstance, depthMax: n
     request.rawBody = body;
     // Fastify's parser (secure-json-parse: refuses __proto__ and constructor.prototype keys) takes a Buffer too.
     void parseJson(request, body as unknown as string, (error, value: unknown) => {
-      const refused = error === null ? ambiguous(body, value) : prototypeKeys(body, error);
+      const refused = error === null ? ambiguous(body, value) : refusalOf(body);
       if (refused === undefined) done(null, value);
       else done(refused, undefined);
     });

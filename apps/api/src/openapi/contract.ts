@@ -21,8 +21,10 @@ const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'
 
 /** Every operation's problem codes beside its own, by what the operation is. */
 const PROTECTED_PROBLEMS: readonly ProblemCode[] = ['CREDENTIALS_MISSING', 'FORBIDDEN', 'AUTHENTICATION_UNAVAILABLE', 'DATABASE_UNAVAILABLE'];
-// Fastify parses a body sent with any method but GET and HEAD, whether or not the route reads one.
-const BODY_PROBLEMS: readonly ProblemCode[] = ['BODY_TOO_DEEP', 'BODY_NOT_UTF8', 'UNSUPPORTED_MEDIA_TYPE', 'BAD_REQUEST', 'PAYLOAD_TOO_LARGE'];
+// Fastify parses a body sent with any method but GET and HEAD, whether or not the route reads one:
+// JSON that is not valid, or not an object, is VALIDATION_FAILED naming the body; BAD_REQUEST is
+// any refusal Fastify's body handling makes on its own.
+const BODY_PROBLEMS: readonly ProblemCode[] = ['BODY_TOO_DEEP', 'BODY_NOT_UTF8', 'UNSUPPORTED_MEDIA_TYPE', 'VALIDATION_FAILED', 'BAD_REQUEST', 'PAYLOAD_TOO_LARGE'];
 const KEYED_PROBLEMS: readonly ProblemCode[] = ['IDEMPOTENCY_KEY_INVALID', 'IDEMPOTENCY_KEY_REUSED', 'IDEMPOTENCY_KEY_IN_PROGRESS'];
 
 const PROBLEM_SCHEMA: SchemaObject = {
