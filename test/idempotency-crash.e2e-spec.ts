@@ -123,9 +123,9 @@ describe('a keyed request retried after the process died between the work and st
     const store = first.app.get(IdempotencyStore);
     const claim = store.claim.bind(store);
     // Every retry is let through as if it had claimed the key (the table says nothing useful).
-    store.claim = async (scope, claimedKey, hash, earlierHash) => {
-      const claimed = await claim(scope, claimedKey, hash, earlierHash);
-      return claimed.kind === 'claimed' ? claimed : { kind: 'claimed', firstClaimedAt: new Date(), requestHash: claimed.requestHash };
+    store.claim = async (scope, claimedKey, identity) => {
+      const claimed = await claim(scope, claimedKey, identity);
+      return claimed.kind === 'claimed' ? claimed : { kind: 'claimed', firstClaimedAt: new Date(), requestId: identity.requestId };
     };
     try {
       const retries = await Promise.all(Array.from({ length: 20 }, () => first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 5 })));

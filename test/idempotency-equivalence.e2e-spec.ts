@@ -115,16 +115,19 @@ describe('Idempotency-Key: a retry that is another request is still 422 IDEMPOTE
 });
 
 /**
- * The next keyed request claims its key as a version before the `v2` fingerprint did: the row holds
- * the legacy fingerprint, from which its request id, hence its events' ids, are derived. The tests
- * below check those ids against the old formula computed here, not by the code under test.
+ * The next keyed request claims its key as a version before request identities did: the row holds
+ * only `request_hash`, the legacy fingerprint, from which that version derived the request id, hence
+ * its events' ids. The tests check those ids against the old formula computed here, not by the code
+ * under test.
  */
 function claimNextAsOlderVersion(): void {
   const store = testApp.app.get(IdempotencyStore);
   const claim = store.claim.bind(store);
-  store.claim = (scope, key, currentHash, legacyHash = currentHash) => {
+  store.claim = async (scope, key, identity) => {
     store.claim = claim;
-    return claim(scope, key, legacyHash, legacyHash);
+    const claimed = await claim(scope, key, identity);
+    await testApp.database.pool.query('UPDATE idempotency_keys SET request_identity = NULL WHERE scope = $1 AND key = $2', [scope, key]);
+    return claimed;
   };
 }
 
@@ -138,8 +141,8 @@ function leaseLapsesBeforeStoringNextResponse(): void {
   };
 }
 
-/** What versions before v2 stored and derived from: SHA-256 of "METHOD url\ncanonical body", the url as sent. */
-const olderVersionHash = (url: string, canonicalBody: string) => createHash('sha256').update(`POST ${url}\n${canonicalBody}`).digest('hex');
+/** What every version stores as request_hash and derives request ids from: SHA-256 of "METHOD url\ncanonical body", the url as sent. */
+const legacyHashOf = (url: string, canonicalBody: string) => createHash('sha256').update(`POST ${url}\n${canonicalBody}`).digest('hex');
 
 async function keyRow(key: string) {
   const result = await testApp.database.pool.query<{ scope: string; request_hash: string; state: string }>('SELECT scope, request_hash, state FROM idempotency_keys WHERE key = $1', [key]);
@@ -153,7 +156,30 @@ async function usageEventIds(userId: string): Promise<string[]> {
   return result.rows.map((row) => row.event_id);
 }
 
-describe('Idempotency-Key: a key claimed by a version before the v2 fingerprint, retried after the deploy', () => {
+describe('Idempotency-Key: a retry after a crash, in another spelling', () => {
+  it('takes over an attempt whose lease lapsed after it spent, finds its events by the first request id, and spends once', async () => {
+    const userId = await funded(100);
+    const key = randomUUID();
+    const url = `/v1/accounts/${userId.toUpperCase()}/usage`;
+    leaseLapsesBeforeStoringNextResponse();
+    const original = await useWithKey(url, key, { amount: 30 }).expect(201);
+
+    // The row keeps the fingerprint every version computes, so an older instance would replay a byte-identical retry too.
+    const row = await keyRow(key);
+    const legacyHash = legacyHashOf(url, '{"amount":30}');
+    expect(row).toEqual({ scope: row.scope, request_hash: legacyHash, state: 'in_progress' });
+    const firstRequestId = idempotentRequestId({ scope: row.scope, key, method: 'POST', route: url, requestHash: legacyHash });
+    expect(await usageEventIds(userId)).toEqual([idempotentEventId(firstRequestId, 0)]);
+
+    const retry = await useWithKey(`/v1/accounts/${userId}/usage`, key, { amount: 30, description: null }).expect(201);
+    expect(retry.body.transaction).toEqual(original.body.transaction);
+    expect(await balanceOf(userId)).toBe(70);
+    expect(await usageEventIds(userId)).toEqual([idempotentEventId(firstRequestId, 0)]);
+    expect(await keyRow(key)).toEqual({ scope: row.scope, request_hash: legacyHash, state: 'completed' });
+  });
+});
+
+describe('Idempotency-Key: a key claimed by a version before request identities, retried after the deploy', () => {
   it('takes over an attempt whose lease lapsed after it spent, finds its events by the ids that version derived, and spends once', async () => {
     const userId = await funded(100);
     const key = randomUUID();
@@ -164,12 +190,12 @@ describe('Idempotency-Key: a key claimed by a version before the v2 fingerprint,
     const original = await useWithKey(url, key, { amount: 30, description: 'Chat' }).expect(201);
 
     const row = await keyRow(key);
-    const legacyHash = olderVersionHash(url, '{"amount":30,"description":"Chat"}');
+    const legacyHash = legacyHashOf(url, '{"amount":30,"description":"Chat"}');
     expect(row).toEqual({ scope: row.scope, request_hash: legacyHash, state: 'in_progress' });
     const legacyRequestId = idempotentRequestId({ scope: row.scope, key, method: 'POST', route: url, requestHash: legacyHash });
     expect(await usageEventIds(userId)).toEqual([idempotentEventId(legacyRequestId, 0)]);
 
-    // A legacy row is compared as that version compared: an equivalent but not identical body is another request.
+    // That version's row records no fingerprint: only a byte-identical retry (key order aside) is its request.
     expect((await useWithKey(url, key, { amount: 30, description: 'Chat', metadata: null }).expect(422)).body).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED' });
 
     const retry = await useWithKey(url, key, { description: 'Chat', amount: 30 }).expect(201);
@@ -177,7 +203,6 @@ describe('Idempotency-Key: a key claimed by a version before the v2 fingerprint,
     expect(retry.body.balance).toBe(70);
     expect(await balanceOf(userId)).toBe(70);
     expect(await usageEventIds(userId)).toEqual([idempotentEventId(legacyRequestId, 0)]);
-    // Taken over and completed, the row keeps the fingerprint that version stored.
     expect(await keyRow(key)).toEqual({ scope: row.scope, request_hash: legacyHash, state: 'completed' });
     expectReplayOf(await useWithKey(url, key, { amount: 30, description: 'Chat' }), retry);
   });
@@ -188,7 +213,7 @@ describe('Idempotency-Key: a key claimed by a version before the v2 fingerprint,
     const url = `/v1/accounts/${userId}/usage`;
     claimNextAsOlderVersion();
     const original = await useWithKey(url, key, { amount: 12 }).expect(201);
-    expect(await keyRow(key)).toMatchObject({ request_hash: olderVersionHash(url, '{"amount":12}'), state: 'completed' });
+    expect(await keyRow(key)).toMatchObject({ request_hash: legacyHashOf(url, '{"amount":12}'), state: 'completed' });
     expectReplayOf(await useWithKey(url, key, { amount: 12 }), original);
     expect(await balanceOf(userId)).toBe(88);
     expect(await usageCount(userId)).toBe(1);

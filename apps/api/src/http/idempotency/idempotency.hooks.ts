@@ -4,8 +4,8 @@ import { actorOf } from '../../auth/access-control.js';
 import { sendProblem } from '../problem-details.filter.js';
 import { withHook } from '../route-hooks.js';
 import { IdempotencyKeyError } from './idempotency.errors.js';
-import type { IdempotencyStore } from './idempotency.store.js';
-import { fingerprintHeld, requestFingerprints } from './request-fingerprint.js';
+import type { IdempotencyStore, RequestIdentity } from './idempotency.store.js';
+import { requestFingerprints } from './request-fingerprint.js';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 export const REPLAYED_HEADER = 'idempotent-replayed';
@@ -94,26 +94,22 @@ function claimingHook(store: IdempotencyStore, options: IdempotencyOptions): pre
       return sendProblem(reply, request, new IdempotencyKeyError('IDEMPOTENCY_KEY_INVALID', 'Idempotency-Key must be 1 to 255 visible ASCII characters'));
     }
     const scope = scopeOf(request);
-    const fingerprints = requestFingerprints(request);
-    const claimOnce = () => store.claim(scope, header, fingerprints.current.hash, fingerprints.legacy.hash);
-    let claim = await claimOnce();
+    const identity = identityOf(scope, header, request);
+    let claim = await store.claim(scope, header, identity);
     const deadline = Date.now() + options.waitMsMax;
-    while (claim.kind === 'in_progress' && fingerprintHeld(fingerprints, claim.requestHash) !== undefined && Date.now() < deadline) {
+    while (claim.kind === 'in_progress' && claim.sameRequest && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, options.pollIntervalMs));
       // claim, not find: it also takes over a key whose first request released it or died.
-      claim = await claimOnce();
+      claim = await store.claim(scope, header, identity);
     }
-    const held = fingerprintHeld(fingerprints, claim.requestHash);
     if (claim.kind === 'claimed') {
-      if (held === undefined) throw new Error(`claimed Idempotency-Key holds neither fingerprint of ${request.method} ${request.url}`);
-      // From the fingerprint the row holds: a key claimed by an older version keeps its request id, so
-      // a retry finds the events its first attempt appended.
-      const requestId = idempotentRequestId({ scope, key: header, method: request.method, route: held.url, requestHash: held.hash });
+      // The key's first request's id, which may not be this attempt's own (a path spelled in another
+      // case): a retry finds the events an earlier attempt appended by the ids derived from it.
       const notBefore = new Date(claim.firstClaimedAt.getTime() - IDEMPOTENCY_CLOCK_MARGIN_MS);
-      claims.set(request, { scope, key: header, request: { key: header, requestId, notBefore } });
+      claims.set(request, { scope, key: header, request: { key: header, requestId: claim.requestId, notBefore } });
       return undefined;
     }
-    if (held === undefined) {
+    if (!claim.sameRequest) {
       return sendProblem(reply, request, new IdempotencyKeyError('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request (method, path or body)'));
     }
     if (claim.kind === 'in_progress') {
@@ -160,6 +156,15 @@ function scopeOf(request: FastifyRequest): string {
   const actor = actorOf(request);
   if (actor === undefined) throw new Error(`Idempotency-Key on ${request.method} ${request.url} without an authenticated caller`);
   return `${actor.kind}:${actor.subject}`;
+}
+
+/**
+ * What the key row records of this request: both fingerprints, and the request id derived from the
+ * legacy one and the path as sent, exactly as every version derives it (docs/adr/0008, addendum).
+ */
+function identityOf(scope: string, key: string, request: FastifyRequest): RequestIdentity {
+  const { legacyHash, fingerprint } = requestFingerprints(request);
+  return { legacyHash, fingerprint, requestId: idempotentRequestId({ scope, key, method: request.method, route: request.url, requestHash: legacyHash }) };
 }
 
 /**

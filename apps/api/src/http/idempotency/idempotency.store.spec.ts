@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createTestDatabase, type TestDatabase } from '../../../../../test/support/test-database.js';
 import { IdempotencyLease } from './idempotency-lease.js';
-import { IdempotencyStore } from './idempotency.store.js';
+import { IdempotencyStore, type RequestIdentity } from './idempotency.store.js';
 
 let database: TestDatabase;
 const leases: IdempotencyLease[] = [];
@@ -27,14 +27,21 @@ async function processOf(lockSeconds = 60): Promise<{ lease: IdempotencyLease; s
 const SCOPE = 'service:spec';
 const HASH = 'a'.repeat(64);
 
+/** A request's identity as the hook computes it; only equality matters to the store. */
+function identityOf(legacyHash: string, fingerprint = `v2:${legacyHash}`, requestId: string = randomUUID()): RequestIdentity {
+  return { legacyHash, fingerprint, requestId };
+}
+
+const REQUEST = identityOf(HASH);
+
 describe('IdempotencyStore leases', () => {
   it('keeps a key for its request while the process that claimed it lives, though the request runs long', async () => {
     const first = await processOf();
     const second = await processOf();
     const key = randomUUID();
-    expect((await first.store.claim(SCOPE, key, HASH)).kind).toBe('claimed');
+    expect((await first.store.claim(SCOPE, key, REQUEST)).kind).toBe('claimed');
     for (let attempt = 0; attempt < 3; attempt += 1) {
-      expect(await second.store.claim(SCOPE, key, HASH)).toEqual({ kind: 'in_progress', requestHash: HASH });
+      expect(await second.store.claim(SCOPE, key, REQUEST)).toEqual({ kind: 'in_progress', sameRequest: true });
       await new Promise((resolve) => setTimeout(resolve, 300));
     }
   });
@@ -43,16 +50,16 @@ describe('IdempotencyStore leases', () => {
     const first = await processOf();
     const second = await processOf();
     const key = randomUUID();
-    const claimed = await first.store.claim(SCOPE, key, HASH);
+    const claimed = await first.store.claim(SCOPE, key, REQUEST);
     if (claimed.kind !== 'claimed') throw new Error('not claimed');
-    expect((await second.store.claim(SCOPE, key, HASH)).kind).toBe('in_progress');
+    expect((await second.store.claim(SCOPE, key, REQUEST)).kind).toBe('in_progress');
 
     // The process dies: its session ends and PostgreSQL frees the lease lock (SIGKILL does the same).
     await first.lease.beforeApplicationShutdown();
     const startedAt = Date.now();
-    const taken = await second.store.claim(SCOPE, key, HASH);
+    const taken = await second.store.claim(SCOPE, key, REQUEST);
     expect(Date.now() - startedAt).toBeLessThan(1_000);
-    expect(taken).toEqual({ kind: 'claimed', firstClaimedAt: claimed.firstClaimedAt, requestHash: HASH });
+    expect(taken).toEqual({ kind: 'claimed', firstClaimedAt: claimed.firstClaimedAt, requestId: REQUEST.requestId });
     const row = await database.pool.query<{ lease_owner: string }>('SELECT lease_owner FROM idempotency_keys WHERE key = $1', [key]);
     expect(row.rows[0]?.lease_owner).toBe(second.lease.owner);
   });
@@ -61,9 +68,9 @@ describe('IdempotencyStore leases', () => {
     const first = await processOf();
     const second = await processOf();
     const key = randomUUID();
-    await first.store.claim(SCOPE, key, HASH);
+    await first.store.claim(SCOPE, key, REQUEST);
     await first.lease.beforeApplicationShutdown();
-    expect(await second.store.claim(SCOPE, key, 'b'.repeat(64))).toEqual({ kind: 'in_progress', requestHash: HASH });
+    expect(await second.store.claim(SCOPE, key, identityOf('b'.repeat(64)))).toEqual({ kind: 'in_progress', sameRequest: false });
   });
 
   it('falls back on the lease time for a key claimed without an owner (an older version)', async () => {
@@ -73,16 +80,16 @@ describe('IdempotencyStore leases', () => {
       `INSERT INTO idempotency_keys (scope, key, request_hash, state, locked_until, expires_at) VALUES ($1, $2, $3, 'in_progress', now() + interval '1 second', now() + interval '1 day')`,
       [SCOPE, key, HASH],
     );
-    expect((await current.store.claim(SCOPE, key, HASH)).kind).toBe('in_progress');
+    expect((await current.store.claim(SCOPE, key, REQUEST)).kind).toBe('in_progress');
     await new Promise((resolve) => setTimeout(resolve, 1_100));
-    expect((await current.store.claim(SCOPE, key, HASH)).kind).toBe('claimed');
+    expect((await current.store.claim(SCOPE, key, REQUEST)).kind).toBe('claimed');
   });
 
   it('takes a fresh owner when its lease session is lost, so the keys claimed before are free at once', async () => {
     const first = await processOf();
     const second = await processOf();
     const key = randomUUID();
-    await first.store.claim(SCOPE, key, HASH);
+    await first.store.claim(SCOPE, key, REQUEST);
     const lostOwner = first.lease.owner;
     // The session ends under the process (a database restart does the same), whose requests may have failed meanwhile without releasing their keys.
     await database.pool.query(
@@ -94,80 +101,142 @@ describe('IdempotencyStore leases', () => {
       if (Date.now() > deadline) throw new Error('no new lease session');
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    expect((await second.store.claim(SCOPE, key, HASH)).kind).toBe('claimed');
+    expect((await second.store.claim(SCOPE, key, REQUEST)).kind).toBe('claimed');
     // Keys claimed on the new session are held as before.
     const later = randomUUID();
-    await first.store.claim(SCOPE, later, HASH);
-    expect((await second.store.claim(SCOPE, later, HASH)).kind).toBe('in_progress');
+    await first.store.claim(SCOPE, later, REQUEST);
+    expect((await second.store.claim(SCOPE, later, REQUEST)).kind).toBe('in_progress');
   });
 });
 
-/** A row as a version before the `v2` fingerprint left it: its own fingerprint of the request, claimed by a process now gone. */
-async function claimedByAnOlderVersion(key: string, expiresIn: string): Promise<void> {
+/** A key row as a version before request identities left it: its request's legacy fingerprint only, in progress, its process gone. */
+async function claimedByAnOlderVersion(key: string, legacyHash: string, expiresIn = '1 day'): Promise<void> {
   await database.pool.query(
     `INSERT INTO idempotency_keys (scope, key, request_hash, state, locked_until, expires_at, created_at, lease_owner)
      VALUES ($1, $2, $3, 'in_progress', now() - interval '1 second', now() + $4::interval, now() - interval '1 hour', $5)`,
-    [SCOPE, key, LEGACY_HASH, expiresIn, `idempotency-lease ${randomUUID()}`],
+    [SCOPE, key, legacyHash, expiresIn, `idempotency-lease ${randomUUID()}`],
   );
 }
 
-const CURRENT_HASH = `v2:${'c'.repeat(64)}`;
-const LEGACY_HASH = 'd'.repeat(64);
-
-async function storedHashOf(key: string): Promise<string | undefined> {
-  const row = await database.pool.query<{ request_hash: string }>('SELECT request_hash FROM idempotency_keys WHERE key = $1', [key]);
-  return row.rows[0]?.request_hash;
+async function rowOf(key: string): Promise<{ request_hash: string; request_identity: RequestIdentity | null; created_at: Date }> {
+  const row = await database.pool.query<{ request_hash: string; request_identity: RequestIdentity | null; created_at: Date }>(
+    'SELECT request_hash, request_identity, created_at FROM idempotency_keys WHERE scope = $1 AND key = $2',
+    [SCOPE, key],
+  );
+  const found = row.rows[0];
+  if (found === undefined) throw new Error(`no key ${key}`);
+  return found;
 }
 
-describe('IdempotencyStore with two fingerprints of one request', () => {
-  it('takes over a key claimed under the earlier fingerprint and keeps that fingerprint, which the request id derives from', async () => {
+/** Ends the process that claimed the key (its lease session), leaving the key to be taken over. */
+async function claimedByAProcessThatDies(key: string, identity: RequestIdentity): Promise<Date> {
+  const first = await processOf();
+  const claimed = await first.store.claim(SCOPE, key, identity);
+  if (claimed.kind !== 'claimed') throw new Error('not claimed');
+  await first.lease.beforeApplicationShutdown();
+  return claimed.firstClaimedAt;
+}
+
+/** The same request spelled another way: another legacy fingerprint (path as sent), the same fingerprint, its own would-be request id. */
+const respelled = (identity: RequestIdentity): RequestIdentity => identityOf('e'.repeat(64), identity.fingerprint);
+
+describe('IdempotencyStore: one request, two fingerprints', () => {
+  it('stores the legacy fingerprint as request_hash, so an older version still matches a byte-identical retry, and the identity beside it', async () => {
     const { store } = await processOf();
     const key = randomUUID();
-    await claimedByAnOlderVersion(key, '1 day');
-    const taken = await store.claim(SCOPE, key, CURRENT_HASH, LEGACY_HASH);
-    expect(taken).toEqual({ kind: 'claimed', firstClaimedAt: expect.any(Date), requestHash: LEGACY_HASH });
-    expect(await storedHashOf(key)).toBe(LEGACY_HASH);
-    // Held again (by a live process now): a repeat under either fingerprint waits for it.
-    expect(await store.claim(SCOPE, key, CURRENT_HASH, LEGACY_HASH)).toEqual({ kind: 'in_progress', requestHash: LEGACY_HASH });
+    const identity = identityOf('1'.repeat(64));
+    expect(await store.claim(SCOPE, key, identity)).toMatchObject({ kind: 'claimed', requestId: identity.requestId });
+    expect(await rowOf(key)).toMatchObject({ request_hash: identity.legacyHash, request_identity: identity });
   });
 
-  it('stores the current fingerprint when it claims an expired key afresh, whatever the row held', async () => {
+  it("takes over an older version's key of the same request (legacy fingerprint) with the request id the older version derived", async () => {
     const { store } = await processOf();
     const key = randomUUID();
-    await claimedByAnOlderVersion(key, '-1 second');
-    const claimed = await store.claim(SCOPE, key, CURRENT_HASH, LEGACY_HASH);
-    expect(claimed).toEqual({ kind: 'claimed', firstClaimedAt: expect.any(Date), requestHash: CURRENT_HASH });
-    expect(await storedHashOf(key)).toBe(CURRENT_HASH);
+    await claimedByAnOlderVersion(key, '2'.repeat(64));
+    // The hook derives the request id from the legacy fingerprint and the path as sent, as older versions do.
+    const identity = identityOf('2'.repeat(64));
+    expect(await store.claim(SCOPE, key, identity)).toMatchObject({ kind: 'claimed', requestId: identity.requestId });
+    expect(await rowOf(key)).toMatchObject({ request_hash: identity.legacyHash, request_identity: identity });
+    // Held again (by a live process now): a repeat waits for it.
+    expect(await store.claim(SCOPE, key, identity)).toEqual({ kind: 'in_progress', sameRequest: true });
   });
 
-  it('keeps its own fingerprint when the same request takes over a key it claimed under the current one', async () => {
+  it("answers an older version's key to a retry spelled another way as another request: its row has no fingerprint to match", async () => {
+    const { store } = await processOf();
+    const key = randomUUID();
+    await claimedByAnOlderVersion(key, '3'.repeat(64));
+    expect(await store.claim(SCOPE, key, respelled(identityOf('3'.repeat(64))))).toEqual({ kind: 'in_progress', sameRequest: false });
+  });
+
+  it('takes over a key for a retry spelled another way with the first request id, keeping the row as the first request wrote it', async () => {
+    const { store } = await processOf();
+    const key = randomUUID();
+    const first = identityOf('4'.repeat(64));
+    const firstClaimedAt = await claimedByAProcessThatDies(key, first);
+    expect(await store.claim(SCOPE, key, respelled(first))).toEqual({ kind: 'claimed', firstClaimedAt, requestId: first.requestId });
+    expect(await rowOf(key)).toMatchObject({ request_hash: first.legacyHash, request_identity: first });
+  });
+
+  it('keeps the first request id and claim time when the same request claims its expired key again, so a retry a day later still finds its events', async () => {
     const first = await processOf();
-    const second = await processOf();
     const key = randomUUID();
-    expect(await first.store.claim(SCOPE, key, CURRENT_HASH, LEGACY_HASH)).toMatchObject({ kind: 'claimed', requestHash: CURRENT_HASH });
-    await first.lease.beforeApplicationShutdown();
-    // The retry's raw url and body differ (another spelling), so does its legacy fingerprint: the current one matches.
-    expect(await second.store.claim(SCOPE, key, CURRENT_HASH, 'e'.repeat(64))).toMatchObject({ kind: 'claimed', requestHash: CURRENT_HASH });
-    expect(await storedHashOf(key)).toBe(CURRENT_HASH);
+    const identity = identityOf('5'.repeat(64));
+    const claimed = await first.store.claim(SCOPE, key, identity);
+    if (claimed.kind !== 'claimed') throw new Error('not claimed');
+    await database.pool.query(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE scope = $1 AND key = $2`, [SCOPE, key]);
+    expect(await first.store.claim(SCOPE, key, respelled(identity))).toEqual({ kind: 'claimed', firstClaimedAt: claimed.firstClaimedAt, requestId: identity.requestId });
+    expect(await rowOf(key)).toMatchObject({ request_hash: identity.legacyHash, request_identity: identity });
   });
 
-  it('answers a completed key claimed under the earlier fingerprint with its response and that fingerprint', async () => {
+  it('gives an expired key to another request with its own hash, identity and claim time', async () => {
+    const first = await processOf();
+    const key = randomUUID();
+    const identity = identityOf('6'.repeat(64));
+    await first.store.claim(SCOPE, key, identity);
+    await database.pool.query(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE scope = $1 AND key = $2`, [SCOPE, key]);
+    const other = identityOf('7'.repeat(64));
+    const claimed = await first.store.claim(SCOPE, key, other);
+    expect(claimed).toMatchObject({ kind: 'claimed', requestId: other.requestId });
+    const row = await rowOf(key);
+    expect(row).toMatchObject({ request_hash: other.legacyHash, request_identity: other });
+    expect(Date.now() - row.created_at.getTime()).toBeLessThan(60_000);
+  });
+
+  it('ignores an identity an older version left behind when it gave the expired key to another request', async () => {
     const { store } = await processOf();
     const key = randomUUID();
-    await claimedByAnOlderVersion(key, '1 day');
+    const identity = identityOf('8'.repeat(64));
+    const firstClaimedAt = await claimedByAProcessThatDies(key, identity);
+    expect(firstClaimedAt).toBeInstanceOf(Date);
+    // An older version claims the expired key for another request: it rewrites request_hash, not the identity.
+    await database.pool.query(`UPDATE idempotency_keys SET request_hash = $3, state = 'in_progress', locked_until = now() - interval '1 second' WHERE scope = $1 AND key = $2`, [SCOPE, key, '9'.repeat(64)]);
+    expect(await store.claim(SCOPE, key, respelled(identity))).toEqual({ kind: 'in_progress', sameRequest: false });
+    expect(await store.claim(SCOPE, key, identity)).toEqual({ kind: 'in_progress', sameRequest: false });
+  });
+
+  it('replays a completed key to a retry spelled another way', async () => {
+    const { store } = await processOf();
+    const key = randomUUID();
+    const identity = identityOf('a1'.repeat(32));
+    await store.claim(SCOPE, key, identity);
     await store.complete(SCOPE, key, { status: 201, contentType: 'application/json; charset=utf-8', body: '{"ok":true}' });
-    expect(await store.claim(SCOPE, key, CURRENT_HASH, LEGACY_HASH)).toEqual({
+    expect(await store.claim(SCOPE, key, respelled(identity))).toEqual({
       kind: 'completed',
-      requestHash: LEGACY_HASH,
+      sameRequest: true,
       response: { status: 201, contentType: 'application/json; charset=utf-8', body: '{"ok":true}' },
     });
   });
 
-  it('never takes over a key whose row holds neither fingerprint', async () => {
-    const { store } = await processOf();
+  it('lets exactly one of two retries racing for a dead process key claim it, both spellings deriving the first request id', async () => {
     const key = randomUUID();
-    await claimedByAnOlderVersion(key, '1 day');
-    expect(await store.claim(SCOPE, key, CURRENT_HASH, 'f'.repeat(64))).toEqual({ kind: 'in_progress', requestHash: LEGACY_HASH });
-    expect(await storedHashOf(key)).toBe(LEGACY_HASH);
+    const first = identityOf('b2'.repeat(32));
+    await claimedByAProcessThatDies(key, first);
+    const [one, two] = await Promise.all([processOf(), processOf()]);
+    const claims = await Promise.all([one.store.claim(SCOPE, key, first), two.store.claim(SCOPE, key, respelled(first))]);
+    expect(claims.map((claim) => claim.kind).sort()).toEqual(['claimed', 'in_progress']);
+    for (const claim of claims) {
+      if (claim.kind === 'claimed') expect(claim.requestId).toBe(first.requestId);
+      else expect(claim).toEqual({ kind: 'in_progress', sameRequest: true });
+    }
   });
 });

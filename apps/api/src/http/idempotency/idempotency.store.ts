@@ -4,14 +4,22 @@ import type { Pool } from 'pg';
 export type StoredResponse = { readonly status: number; readonly contentType: string; readonly body: string; readonly location?: string };
 
 /**
- * Who has the key. `requestHash` is the fingerprint the row holds: a takeover keeps the one stored,
- * which may be another fingerprint of the same request (an older version's), and the request id is
- * derived from it.
+ * What a key row records of its first request (docs/adr/0008, addendum): `legacyHash`, the
+ * fingerprint every version computes (stored as `request_hash`, so an older instance still matches a
+ * byte-identical retry); `fingerprint`, the one that reads a retry as the API reads it; `requestId`,
+ * from which the ids of the events of the request derive, as every version derives it.
+ */
+export type RequestIdentity = { readonly legacyHash: string; readonly fingerprint: string; readonly requestId: string };
+
+/**
+ * Who has the key: this request (`claimed`, with the request id of the key's first request, which a
+ * retry must reuse to find the events an earlier attempt appended), or the first request, still
+ * running or completed; `sameRequest` says whether that is this request or another.
  */
 export type Claim =
-  | { readonly kind: 'claimed'; readonly firstClaimedAt: Date; readonly requestHash: string }
-  | { readonly kind: 'completed'; readonly requestHash: string; readonly response: StoredResponse }
-  | { readonly kind: 'in_progress'; readonly requestHash: string };
+  | { readonly kind: 'claimed'; readonly firstClaimedAt: Date; readonly requestId: string }
+  | { readonly kind: 'completed'; readonly sameRequest: boolean; readonly response: StoredResponse }
+  | { readonly kind: 'in_progress'; readonly sameRequest: boolean };
 
 export type IdempotencyStoreOptions = {
   /** How long a key and its response are kept (at least 24 hours). */
@@ -37,8 +45,25 @@ const OWNER_ALIVE = `(idempotency_keys.lease_owner IS NULL OR EXISTS (
      AND held.database = (SELECT oid FROM pg_database WHERE datname = current_database())
      AND held.classid = hashtext($6)::oid AND held.objid = hashtext(idempotency_keys.lease_owner)::oid))`;
 
+/**
+ * The stored row (`idempotency_keys`) is of the request whose identity is `$8`, fingerprint `$9`
+ * (see `isSameRequest`, which says the same of a row read back).
+ */
+const SAME_BY_FINGERPRINT = `(idempotency_keys.request_identity->>'legacyHash' = idempotency_keys.request_hash AND idempotency_keys.request_identity->>'fingerprint' = $9)`;
+const SAME_REQUEST = `(idempotency_keys.request_hash = excluded.request_hash OR ${SAME_BY_FINGERPRINT})`;
+
+/**
+ * Whether a key row is of the request with `identity`: the same legacy fingerprint, or a valid
+ * identity (written with the row's `request_hash`) with the same fingerprint.
+ */
+function isSameRequest(row: Pick<KeyRow, 'request_hash' | 'request_identity'>, identity: RequestIdentity): boolean {
+  if (row.request_hash === identity.legacyHash) return true;
+  return row.request_identity !== null && row.request_identity.legacyHash === row.request_hash && row.request_identity.fingerprint === identity.fingerprint;
+}
+
 type KeyRow = {
   request_hash: string;
+  request_identity: RequestIdentity | null;
   state: 'in_progress' | 'completed';
   response_status: number | null;
   response_content_type: string | null;
@@ -59,44 +84,49 @@ export class IdempotencyStore {
    * is taken over. A takeover keeps `created_at`, the first claim of the key: no attempt of the
    * request can be older.
    *
-   * A row is of the same request when it holds `requestHash` or `earlierHash`, the fingerprint an
-   * older version computed for it. A takeover keeps the row's hash, because the ids of the events its
-   * first attempt may have appended derive from it; only a fresh claim (a new or expired row) stores
-   * `requestHash`.
+   * A row is of this request when its `request_hash` is this request's legacy fingerprint, or its
+   * identity (still valid: written with that `request_hash`) has this request's fingerprint. A row of
+   * this request keeps its identity, and so its request id, even when it expired; a row matched by its
+   * `request_hash` alone (an older version's) takes this request's identity, whose request id is the
+   * same (it derives from the same legacy fingerprint and path). Any other row this claim may take
+   * (expired) takes this request's hash and identity.
    */
-  async claim(scope: string, key: string, requestHash: string, earlierHash: string = requestHash): Promise<Claim> {
-    const claimed = await this.pool.query<{ created_at: Date; request_hash: string }>(
-      `INSERT INTO idempotency_keys (scope, key, request_hash, state, locked_until, expires_at, lease_owner)
-       VALUES ($1, $2, $3, 'in_progress', now() + make_interval(secs => $4), now() + make_interval(hours => $5), $7)
+  async claim(scope: string, key: string, identity: RequestIdentity): Promise<Claim> {
+    const claimed = await this.pool.query<{ created_at: Date; request_identity: RequestIdentity }>(
+      `INSERT INTO idempotency_keys (scope, key, request_hash, request_identity, state, locked_until, expires_at, lease_owner)
+       VALUES ($1, $2, $3, $8, 'in_progress', now() + make_interval(secs => $4), now() + make_interval(hours => $5), $7)
        ON CONFLICT (scope, key) DO UPDATE SET
-         request_hash = CASE WHEN idempotency_keys.expires_at < now() THEN excluded.request_hash ELSE idempotency_keys.request_hash END,
+         request_hash = CASE WHEN ${SAME_BY_FINGERPRINT} THEN idempotency_keys.request_hash ELSE excluded.request_hash END,
+         request_identity = CASE WHEN ${SAME_BY_FINGERPRINT} THEN idempotency_keys.request_identity ELSE excluded.request_identity END,
          state = 'in_progress', response_status = NULL, response_content_type = NULL, response_body = NULL, response_location = NULL,
-         created_at = CASE WHEN idempotency_keys.expires_at < now() THEN now() ELSE idempotency_keys.created_at END,
+         created_at = CASE WHEN idempotency_keys.expires_at < now() AND NOT (${SAME_REQUEST}) THEN now() ELSE idempotency_keys.created_at END,
          locked_until = excluded.locked_until, expires_at = excluded.expires_at, lease_owner = excluded.lease_owner
        WHERE idempotency_keys.expires_at < now()
-          OR (idempotency_keys.state = 'in_progress' AND idempotency_keys.request_hash IN (excluded.request_hash, $8)
+          OR (idempotency_keys.state = 'in_progress' AND ${SAME_REQUEST}
               AND (idempotency_keys.locked_until < now() OR NOT ${OWNER_ALIVE}))
-       RETURNING created_at, request_hash`,
-      [scope, key, requestHash, this.options.lockSeconds, this.options.ttlHours, this.options.lease.namespace, this.options.lease.owner, earlierHash],
+       RETURNING created_at, request_identity`,
+      [scope, key, identity.legacyHash, this.options.lockSeconds, this.options.ttlHours, this.options.lease.namespace, this.options.lease.owner, identity, identity.fingerprint],
     );
     const row = claimed.rows[0];
-    if (row !== undefined) return { kind: 'claimed', firstClaimedAt: row.created_at, requestHash: row.request_hash };
-    const found = await this.find(scope, key);
+    if (row !== undefined) return { kind: 'claimed', firstClaimedAt: row.created_at, requestId: row.request_identity.requestId };
+    const found = await this.find(scope, key, identity);
     // Deleted between the two statements (purged): try once more.
-    return found ?? this.claim(scope, key, requestHash, earlierHash);
+    return found ?? this.claim(scope, key, identity);
   }
 
-  async find(scope: string, key: string): Promise<Claim | undefined> {
+  /** Who has the key, and whether it is the request of `identity`; undefined when nobody does. */
+  async find(scope: string, key: string, identity: RequestIdentity): Promise<Claim | undefined> {
     const result = await this.pool.query<KeyRow>(
-      'SELECT request_hash, state, response_status, response_content_type, response_body, response_location FROM idempotency_keys WHERE scope = $1 AND key = $2',
+      'SELECT request_hash, request_identity, state, response_status, response_content_type, response_body, response_location FROM idempotency_keys WHERE scope = $1 AND key = $2',
       [scope, key],
     );
     const row = result.rows[0];
     if (row === undefined) return undefined;
-    if (row.state === 'in_progress' || row.response_status === null) return { kind: 'in_progress', requestHash: row.request_hash };
+    const sameRequest = isSameRequest(row, identity);
+    if (row.state === 'in_progress' || row.response_status === null) return { kind: 'in_progress', sameRequest };
     return {
       kind: 'completed',
-      requestHash: row.request_hash,
+      sameRequest,
       response: {
         status: row.response_status,
         contentType: row.response_content_type ?? 'application/json; charset=utf-8',

@@ -1,9 +1,9 @@
-import { fingerprintHeld, legacyRequestHash, normalizedUrl, requestFingerprints, type FingerprintedRequest } from './request-fingerprint.js';
+import { legacyRequestHash, normalizedUrl, requestFingerprints, type FingerprintedRequest } from './request-fingerprint.js';
 
 const USER_ID = '0b7c5f1e-2d3a-4b5c-8d9e-0f1a2b3c4d5e';
 const HOLD_ID = 'a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d';
 const usage = (body: unknown, userId = USER_ID): FingerprintedRequest => ({ method: 'POST', url: `/v1/accounts/${userId}/usage`, body });
-const current = (request: FingerprintedRequest) => requestFingerprints(request).current.hash;
+const current = (request: FingerprintedRequest) => requestFingerprints(request).fingerprint;
 
 describe('legacy fingerprint', () => {
   it('is byte for byte what versions before v2 stored: SHA-256 of "METHOD url\\ncanonical body", the url as sent', () => {
@@ -69,20 +69,5 @@ describe('normalizedUrl', () => {
   it('keeps the query string and percent-escapes as sent', () => {
     expect(normalizedUrl(`/v1/accounts/${USER_ID.toUpperCase()}/usage?Ref=${HOLD_ID.toUpperCase()}`)).toBe(`/v1/accounts/${USER_ID}/usage?Ref=${HOLD_ID.toUpperCase()}`);
     expect(normalizedUrl('/v1/accounts/%41/usage')).toBe('/v1/accounts/%41/usage');
-  });
-});
-
-describe('fingerprintHeld', () => {
-  const request = usage({ amount: 30, description: null }, USER_ID.toUpperCase());
-  const fingerprints = requestFingerprints(request);
-
-  it('derives a legacy row\'s request id from the url as sent, a current row\'s from the normalized url', () => {
-    expect(fingerprintHeld(fingerprints, fingerprints.legacy.hash)).toEqual({ hash: legacyRequestHash(request), url: request.url });
-    expect(fingerprintHeld(fingerprints, fingerprints.current.hash)).toEqual({ hash: current(usage({ amount: 30 })), url: `/v1/accounts/${USER_ID}/usage` });
-  });
-
-  it('finds neither in a row of another request', () => {
-    expect(fingerprintHeld(fingerprints, current(usage({ amount: 31 })))).toBeUndefined();
-    expect(fingerprintHeld(fingerprints, legacyRequestHash(usage({ amount: 30 })))).toBeUndefined();
   });
 });

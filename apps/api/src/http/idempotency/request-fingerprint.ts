@@ -3,32 +3,22 @@ import { createHash } from 'node:crypto';
 /** A keyed request as its fingerprint sees it: method, url as received (path and query), parsed JSON body. */
 export type FingerprintedRequest = { readonly method: string; readonly url: string; readonly body: unknown };
 
-/** A fingerprint, and the url that the request id is derived with beside it (`idempotentRequestId`). */
-export type Fingerprint = { readonly hash: string; readonly url: string };
-
 /**
- * The two fingerprints of one request. A new claim stores `current`; a key row holding either is this
- * request. `legacy` is what versions before `v2` stored, kept so that a key they claimed (kept 24 h)
- * is still recognised and its request id, hence its events' ids, derived as they derived it.
+ * The two fingerprints of one request (docs/adr/0008, addendum). `legacyHash` is what every version
+ * computes, over the path as sent and the body as sent: a key row stores it as `request_hash`, and
+ * request ids derive from it. `fingerprint` reads the request as the API does (a path UUID in either
+ * case, a top-level null as missing, no body as `{}`): a retry that matches it is the same request.
  */
-export type RequestFingerprints = { readonly current: Fingerprint; readonly legacy: Fingerprint };
+export type RequestFingerprints = { readonly legacyHash: string; readonly fingerprint: string };
 
-const CURRENT_VERSION_PREFIX = 'v2:';
+const FINGERPRINT_VERSION_PREFIX = 'v2:';
 const UUID_SEGMENT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function requestFingerprints(request: FingerprintedRequest): RequestFingerprints {
-  const url = normalizedUrl(request.url);
   return {
-    current: { hash: CURRENT_VERSION_PREFIX + sha256(`${request.method} ${url}\n${canonicalJson(withoutTopLevelNulls(request.body))}`), url },
-    legacy: { hash: legacyRequestHash(request), url: request.url },
+    legacyHash: legacyRequestHash(request),
+    fingerprint: FINGERPRINT_VERSION_PREFIX + sha256(`${request.method} ${normalizedUrl(request.url)}\n${canonicalJson(withoutTopLevelNulls(request.body))}`),
   };
-}
-
-/** The fingerprint a stored row holds, or undefined when the row belongs to another request. */
-export function fingerprintHeld(fingerprints: RequestFingerprints, storedHash: string): Fingerprint | undefined {
-  if (storedHash === fingerprints.current.hash) return fingerprints.current;
-  if (storedHash === fingerprints.legacy.hash) return fingerprints.legacy;
-  return undefined;
 }
 
 /**
