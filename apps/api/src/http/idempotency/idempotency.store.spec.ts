@@ -202,6 +202,18 @@ describe('IdempotencyStore: one request, two fingerprints', () => {
     expect(Date.now() - row.created_at.getTime()).toBeLessThan(60_000);
   });
 
+  it("gives an older version's expired key (no identity) to another request with its own claim time", async () => {
+    const { store } = await processOf();
+    const key = randomUUID();
+    await claimedByAnOlderVersion(key, 'c3'.repeat(32), '-1 second');
+    const other = identityOf('d4'.repeat(32));
+    expect(await store.claim(SCOPE, key, other)).toMatchObject({ kind: 'claimed', requestId: other.requestId });
+    const row = await rowOf(key);
+    expect(row).toMatchObject({ request_hash: other.legacyHash, request_identity: other });
+    // That version's row was claimed an hour ago: a claim time kept from it would widen the search for this request's earlier attempts.
+    expect(Date.now() - row.created_at.getTime()).toBeLessThan(60_000);
+  });
+
   it('ignores an identity an older version left behind when it gave the expired key to another request', async () => {
     const { store } = await processOf();
     const key = randomUUID();

@@ -49,7 +49,9 @@ const OWNER_ALIVE = `(idempotency_keys.lease_owner IS NULL OR EXISTS (
  * The stored row (`idempotency_keys`) is of the request whose identity is `$8`, fingerprint `$9`
  * (see `isSameRequest`, which says the same of a row read back).
  */
-const SAME_BY_FINGERPRINT = `(idempotency_keys.request_identity->>'legacyHash' = idempotency_keys.request_hash AND idempotency_keys.request_identity->>'fingerprint' = $9)`;
+// COALESCE: a row without an identity (an older version's) is not the same by fingerprint, never
+// unknown, which `NOT` or `CASE` would read as neither.
+const SAME_BY_FINGERPRINT = `COALESCE(idempotency_keys.request_identity->>'legacyHash' = idempotency_keys.request_hash AND idempotency_keys.request_identity->>'fingerprint' = $9, false)`;
 const SAME_REQUEST = `(idempotency_keys.request_hash = excluded.request_hash OR ${SAME_BY_FINGERPRINT})`;
 
 /**
