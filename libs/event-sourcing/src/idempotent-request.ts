@@ -29,8 +29,9 @@ export type IdempotentRequestParts = {
   readonly method: string;
   readonly route: string;
   /**
-   * The request's fingerprint as its key row holds it (method, route and body; a different body is a
-   * different request), with `route` the url that fingerprint covers: ADR 0008, addendum.
+   * SHA-256 of method, route (the url as sent) and canonical body, as every version computes it: the
+   * key row's `request_hash`. A retry spelled another way reuses the key's first request id rather
+   * than derive its own (ADR 0008, addendum).
    */
   readonly requestHash: string;
 };
