@@ -179,6 +179,31 @@ describe('Idempotency-Key: a retry after a crash, in another spelling', () => {
   });
 });
 
+describe('Idempotency-Key: a retry refused 400 after an earlier attempt did the work', () => {
+  it('keeps the key (it only ends the lease), so the next retry finds the earlier attempt and spends nothing more', async () => {
+    const userId = await funded(100);
+    const key = randomUUID();
+    leaseLapsesBeforeStoringNextResponse();
+    const original = await useWithKey(`/v1/accounts/${userId}/usage`, key, { amount: 30 }).expect(201);
+    // The same request by its fingerprint (a top-level null is dropped), so it takes the key over; then the body check refuses the unknown field.
+    const refused = await useWithKey(`/v1/accounts/${userId}/usage`, key, { amount: 30, foo: null }).expect(400);
+    expect(refused.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [expect.objectContaining({ field: 'foo' })] });
+    expect((await keyRow(key)).state).toBe('in_progress');
+    const retry = await useWithKey(`/v1/accounts/${userId.toUpperCase()}/usage`, key, { amount: 30 }).expect(201);
+    expect(retry.body.transaction).toEqual(original.body.transaction);
+    expect(await balanceOf(userId)).toBe(70);
+    expect(await usageCount(userId)).toBe(1);
+  });
+
+  it('forgets a key its own first claim holds, so a corrected request may use it', async () => {
+    const userId = await funded(100);
+    const key = randomUUID();
+    await useWithKey(`/v1/accounts/${userId}/usage`, key, { amount: 0 }).expect(400);
+    await useWithKey(`/v1/accounts/${userId}/usage`, key, { amount: 31 }).expect(201);
+    expect(await balanceOf(userId)).toBe(69);
+  });
+});
+
 describe('Idempotency-Key: a key claimed by a version before request identities, retried after the deploy', () => {
   it('takes over an attempt whose lease lapsed after it spent, finds its events by the ids that version derived, and spends once', async () => {
     const userId = await funded(100);

@@ -19,7 +19,8 @@ export type IdempotencyOptions = {
   readonly pollIntervalMs: number;
 };
 
-type Claimed = { readonly scope: string; readonly key: string; readonly request: IdempotentRequest };
+/** `firstClaim`: no earlier attempt of the request can exist (see `Claim`). */
+type Claimed = { readonly scope: string; readonly key: string; readonly request: IdempotentRequest; readonly firstClaim: boolean };
 const claims = new WeakMap<FastifyRequest, Claimed>();
 
 /**
@@ -41,7 +42,9 @@ export function idempotentRequestOf(request: FastifyRequest): IdempotentRequest 
  *   IDEMPOTENCY_KEY_IN_PROGRESS only if it takes longer than `waitMsMax`).
  * Responses that invite a retry (5xx, 409 CONCURRENCY_CONFLICT) are not stored: the key is freed so
  * the retry does the work. A 400 or 401 (refused before any work) forgets the key altogether, so a
- * corrected request may use it. Provider notifications (webhooks) are left out.
+ * corrected request may use it, unless the key was taken over from an earlier attempt of the request
+ * (which may have done the work): then the key stays with that request. Provider notifications
+ * (webhooks) are left out.
  *
  * The key row is not in the transaction of the work, so it alone cannot stop a retry after a crash
  * (work appended, response never stored) from doing the work again. The command path closes that:
@@ -106,7 +109,7 @@ function claimingHook(store: IdempotencyStore, options: IdempotencyOptions): pre
       // The key's first request's id, which may not be this attempt's own (a path spelled in another
       // case): a retry finds the events an earlier attempt appended by the ids derived from it.
       const notBefore = new Date(claim.firstClaimedAt.getTime() - IDEMPOTENCY_CLOCK_MARGIN_MS);
-      claims.set(request, { scope, key: header, request: { key: header, requestId: claim.requestId, notBefore } });
+      claims.set(request, { scope, key: header, request: { key: header, requestId: claim.requestId, notBefore }, firstClaim: claim.firstClaim });
       return undefined;
     }
     if (!claim.sameRequest) {
@@ -128,8 +131,11 @@ function completingHook(store: IdempotencyStore): onSendAsyncHookHandler {
     const body = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString('utf8') : undefined;
     if (reply.statusCode === 400 || reply.statusCode === 401) {
       // Refused before any work (validation, credentials): nothing to replay, and the client may
-      // correct the request and send it again under the same key.
-      await store.forget(claimed.scope, claimed.key);
+      // correct the request and send it again under the same key. Unless the key was taken over: an
+      // earlier attempt of the request may have done the work, and a retry must still find the key
+      // (and the first request id) to find that work; so the key is only released.
+      if (claimed.firstClaim) await store.forget(claimed.scope, claimed.key);
+      else await store.release(claimed.scope, claimed.key);
       return payload;
     }
     if (body === undefined || !isFinal(reply.statusCode, body)) {

@@ -59,7 +59,7 @@ describe('IdempotencyStore leases', () => {
     const startedAt = Date.now();
     const taken = await second.store.claim(SCOPE, key, REQUEST);
     expect(Date.now() - startedAt).toBeLessThan(1_000);
-    expect(taken).toEqual({ kind: 'claimed', firstClaimedAt: claimed.firstClaimedAt, requestId: REQUEST.requestId });
+    expect(taken).toEqual({ kind: 'claimed', firstClaimedAt: claimed.firstClaimedAt, requestId: REQUEST.requestId, firstClaim: false });
     const row = await database.pool.query<{ lease_owner: string }>('SELECT lease_owner FROM idempotency_keys WHERE key = $1', [key]);
     expect(row.rows[0]?.lease_owner).toBe(second.lease.owner);
   });
@@ -145,7 +145,7 @@ describe('IdempotencyStore: one request, two fingerprints', () => {
     const { store } = await processOf();
     const key = randomUUID();
     const identity = identityOf('1'.repeat(64));
-    expect(await store.claim(SCOPE, key, identity)).toMatchObject({ kind: 'claimed', requestId: identity.requestId });
+    expect(await store.claim(SCOPE, key, identity)).toMatchObject({ kind: 'claimed', requestId: identity.requestId, firstClaim: true });
     expect(await rowOf(key)).toMatchObject({ request_hash: identity.legacyHash, request_identity: identity });
   });
 
@@ -155,7 +155,7 @@ describe('IdempotencyStore: one request, two fingerprints', () => {
     await claimedByAnOlderVersion(key, '2'.repeat(64));
     // The hook derives the request id from the legacy fingerprint and the path as sent, as older versions do.
     const identity = identityOf('2'.repeat(64));
-    expect(await store.claim(SCOPE, key, identity)).toMatchObject({ kind: 'claimed', requestId: identity.requestId });
+    expect(await store.claim(SCOPE, key, identity)).toMatchObject({ kind: 'claimed', requestId: identity.requestId, firstClaim: false });
     expect(await rowOf(key)).toMatchObject({ request_hash: identity.legacyHash, request_identity: identity });
     // Held again (by a live process now): a repeat waits for it.
     expect(await store.claim(SCOPE, key, identity)).toEqual({ kind: 'in_progress', sameRequest: true });
@@ -173,7 +173,7 @@ describe('IdempotencyStore: one request, two fingerprints', () => {
     const key = randomUUID();
     const first = identityOf('4'.repeat(64));
     const firstClaimedAt = await claimedByAProcessThatDies(key, first);
-    expect(await store.claim(SCOPE, key, respelled(first))).toEqual({ kind: 'claimed', firstClaimedAt, requestId: first.requestId });
+    expect(await store.claim(SCOPE, key, respelled(first))).toEqual({ kind: 'claimed', firstClaimedAt, requestId: first.requestId, firstClaim: false });
     expect(await rowOf(key)).toMatchObject({ request_hash: first.legacyHash, request_identity: first });
   });
 
@@ -184,7 +184,7 @@ describe('IdempotencyStore: one request, two fingerprints', () => {
     const claimed = await first.store.claim(SCOPE, key, identity);
     if (claimed.kind !== 'claimed') throw new Error('not claimed');
     await database.pool.query(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE scope = $1 AND key = $2`, [SCOPE, key]);
-    expect(await first.store.claim(SCOPE, key, respelled(identity))).toEqual({ kind: 'claimed', firstClaimedAt: claimed.firstClaimedAt, requestId: identity.requestId });
+    expect(await first.store.claim(SCOPE, key, respelled(identity))).toEqual({ kind: 'claimed', firstClaimedAt: claimed.firstClaimedAt, requestId: identity.requestId, firstClaim: false });
     expect(await rowOf(key)).toMatchObject({ request_hash: identity.legacyHash, request_identity: identity });
   });
 
@@ -196,7 +196,7 @@ describe('IdempotencyStore: one request, two fingerprints', () => {
     await database.pool.query(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE scope = $1 AND key = $2`, [SCOPE, key]);
     const other = identityOf('7'.repeat(64));
     const claimed = await first.store.claim(SCOPE, key, other);
-    expect(claimed).toMatchObject({ kind: 'claimed', requestId: other.requestId });
+    expect(claimed).toMatchObject({ kind: 'claimed', requestId: other.requestId, firstClaim: true });
     const row = await rowOf(key);
     expect(row).toMatchObject({ request_hash: other.legacyHash, request_identity: other });
     expect(Date.now() - row.created_at.getTime()).toBeLessThan(60_000);
@@ -207,7 +207,7 @@ describe('IdempotencyStore: one request, two fingerprints', () => {
     const key = randomUUID();
     await claimedByAnOlderVersion(key, 'c3'.repeat(32), '-1 second');
     const other = identityOf('d4'.repeat(32));
-    expect(await store.claim(SCOPE, key, other)).toMatchObject({ kind: 'claimed', requestId: other.requestId });
+    expect(await store.claim(SCOPE, key, other)).toMatchObject({ kind: 'claimed', requestId: other.requestId, firstClaim: true });
     const row = await rowOf(key);
     expect(row).toMatchObject({ request_hash: other.legacyHash, request_identity: other });
     // That version's row was claimed an hour ago: a claim time kept from it would widen the search for this request's earlier attempts.

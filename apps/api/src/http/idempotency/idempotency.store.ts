@@ -13,11 +13,12 @@ export type RequestIdentity = { readonly legacyHash: string; readonly fingerprin
 
 /**
  * Who has the key: this request (`claimed`, with the request id of the key's first request, which a
- * retry must reuse to find the events an earlier attempt appended), or the first request, still
- * running or completed; `sameRequest` says whether that is this request or another.
+ * retry must reuse to find the events an earlier attempt appended; `firstClaim` when no earlier
+ * attempt of it can exist, a new key or an expired one of another request), or the first request,
+ * still running or completed; `sameRequest` says whether that is this request or another.
  */
 export type Claim =
-  | { readonly kind: 'claimed'; readonly firstClaimedAt: Date; readonly requestId: string }
+  | { readonly kind: 'claimed'; readonly firstClaimedAt: Date; readonly requestId: string; readonly firstClaim: boolean }
   | { readonly kind: 'completed'; readonly sameRequest: boolean; readonly response: StoredResponse }
   | { readonly kind: 'in_progress'; readonly sameRequest: boolean };
 
@@ -94,7 +95,7 @@ export class IdempotencyStore {
    * (expired) takes this request's hash and identity.
    */
   async claim(scope: string, key: string, identity: RequestIdentity): Promise<Claim> {
-    const claimed = await this.pool.query<{ created_at: Date; request_identity: RequestIdentity }>(
+    const claimed = await this.pool.query<{ created_at: Date; request_identity: RequestIdentity; first_claim: boolean }>(
       `INSERT INTO idempotency_keys (scope, key, request_hash, request_identity, state, locked_until, expires_at, lease_owner)
        VALUES ($1, $2, $3, $8, 'in_progress', now() + make_interval(secs => $4), now() + make_interval(hours => $5), $7)
        ON CONFLICT (scope, key) DO UPDATE SET
@@ -106,11 +107,11 @@ export class IdempotencyStore {
        WHERE idempotency_keys.expires_at < now()
           OR (idempotency_keys.state = 'in_progress' AND ${SAME_REQUEST}
               AND (idempotency_keys.locked_until < now() OR NOT ${OWNER_ALIVE}))
-       RETURNING created_at, request_identity`,
+       RETURNING created_at, request_identity, created_at = now() AS first_claim`,
       [scope, key, identity.legacyHash, this.options.lockSeconds, this.options.ttlHours, this.options.lease.namespace, this.options.lease.owner, identity, identity.fingerprint],
     );
     const row = claimed.rows[0];
-    if (row !== undefined) return { kind: 'claimed', firstClaimedAt: row.created_at, requestId: row.request_identity.requestId };
+    if (row !== undefined) return { kind: 'claimed', firstClaimedAt: row.created_at, requestId: row.request_identity.requestId, firstClaim: row.first_claim };
     const found = await this.find(scope, key, identity);
     // Deleted between the two statements (purged): try once more.
     return found ?? this.claim(scope, key, identity);
@@ -154,7 +155,10 @@ export class IdempotencyStore {
     await this.pool.query(`UPDATE idempotency_keys SET locked_until = '-infinity' WHERE scope = $1 AND key = $2 AND state = 'in_progress'`, [scope, key]);
   }
 
-  /** Drops a key this request holds: its request was refused before doing any work. */
+  /**
+   * Drops a key this request holds: its request was refused before doing any work, and it made the
+   * key's first claim (a takeover must `release` instead: an earlier attempt may have done the work).
+   */
   async forget(scope: string, key: string): Promise<void> {
     await this.pool.query(`DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_progress'`, [scope, key]);
   }
