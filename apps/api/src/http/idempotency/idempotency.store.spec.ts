@@ -214,18 +214,6 @@ describe('IdempotencyStore: one request, two fingerprints', () => {
     expect(Date.now() - row.created_at.getTime()).toBeLessThan(60_000);
   });
 
-  it('ignores an identity an older version left behind when it gave the expired key to another request', async () => {
-    const { store } = await processOf();
-    const key = randomUUID();
-    const identity = identityOf('8'.repeat(64));
-    const firstClaimedAt = await claimedByAProcessThatDies(key, identity);
-    expect(firstClaimedAt).toBeInstanceOf(Date);
-    // An older version claims the expired key for another request: it rewrites request_hash, not the identity.
-    await database.pool.query(`UPDATE idempotency_keys SET request_hash = $3, state = 'in_progress', locked_until = now() - interval '1 second' WHERE scope = $1 AND key = $2`, [SCOPE, key, '9'.repeat(64)]);
-    expect(await store.claim(SCOPE, key, respelled(identity))).toEqual({ kind: 'in_progress', sameRequest: false });
-    expect(await store.claim(SCOPE, key, identity)).toEqual({ kind: 'in_progress', sameRequest: false });
-  });
-
   it('replays a completed key to a retry spelled another way', async () => {
     const { store } = await processOf();
     const key = randomUUID();
@@ -250,5 +238,83 @@ describe('IdempotencyStore: one request, two fingerprints', () => {
       if (claim.kind === 'claimed') expect(claim.requestId).toBe(first.requestId);
       else expect(claim).toEqual({ kind: 'in_progress', sameRequest: true });
     }
+  });
+});
+
+/**
+ * The claim of the version before request identities (commit 6a5a77a), frozen here as it ran: a
+ * rolling deploy or a rollback runs it beside the current one, against the same rows.
+ */
+const OLDER_VERSION_CLAIM = `INSERT INTO idempotency_keys (scope, key, request_hash, state, locked_until, expires_at, lease_owner)
+   VALUES ($1, $2, $3, 'in_progress', now() + make_interval(secs => $4), now() + make_interval(hours => $5), $7)
+   ON CONFLICT (scope, key) DO UPDATE SET
+     request_hash = excluded.request_hash, state = 'in_progress', response_status = NULL, response_content_type = NULL, response_body = NULL, response_location = NULL,
+     created_at = CASE WHEN idempotency_keys.expires_at < now() THEN now() ELSE idempotency_keys.created_at END,
+     locked_until = excluded.locked_until, expires_at = excluded.expires_at, lease_owner = excluded.lease_owner
+   WHERE idempotency_keys.expires_at < now()
+      OR (idempotency_keys.state = 'in_progress' AND idempotency_keys.request_hash = excluded.request_hash
+          AND (idempotency_keys.locked_until < now() OR NOT (idempotency_keys.lease_owner IS NULL OR EXISTS (
+            SELECT 1 FROM pg_locks AS held
+             WHERE held.locktype = 'advisory' AND held.granted AND held.objsubid = 2
+               AND held.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND held.classid = hashtext($6)::oid AND held.objid = hashtext(idempotency_keys.lease_owner)::oid))))
+   RETURNING created_at`;
+
+/** Whether the older version claimed the key for the request whose fingerprint is `requestHash` (from it, it derived the request id). */
+async function olderVersionClaims(lease: IdempotencyLease, key: string, requestHash: string): Promise<boolean> {
+  const claimed = await database.pool.query(OLDER_VERSION_CLAIM, [SCOPE, key, requestHash, 60, 24, lease.namespace, lease.owner]);
+  return claimed.rowCount === 1;
+}
+
+const expire = (key: string) => database.pool.query(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE scope = $1 AND key = $2`, [SCOPE, key]);
+
+describe('IdempotencyStore beside the version before request identities (its claim, frozen)', () => {
+  it('lets the older version take over a key of the same request byte for byte, and the current one then still derives the first request id', async () => {
+    const key = randomUUID();
+    const identity = identityOf('e5'.repeat(32));
+    await claimedByAProcessThatDies(key, identity);
+    const older = await processOf();
+    expect(await olderVersionClaims(older.lease, key, identity.legacyHash)).toBe(true);
+    // It derives the request id from the same legacy fingerprint and path: the first request id.
+    expect(await rowOf(key)).toMatchObject({ request_hash: identity.legacyHash, request_identity: identity });
+    await older.lease.beforeApplicationShutdown();
+    const { store } = await processOf();
+    expect(await store.claim(SCOPE, key, respelled(identity))).toMatchObject({ kind: 'claimed', requestId: identity.requestId, firstClaim: false });
+  });
+
+  it('refuses the older version a retry spelled another way, as it always did', async () => {
+    const key = randomUUID();
+    const identity = identityOf('f6'.repeat(32));
+    await claimedByAProcessThatDies(key, identity);
+    const older = await processOf();
+    expect(await olderVersionClaims(older.lease, key, respelled(identity).legacyHash)).toBe(false);
+    expect(await rowOf(key)).toMatchObject({ request_hash: identity.legacyHash, request_identity: identity });
+  });
+
+  it('ignores the identity left behind when the older version gives an expired key to another request', async () => {
+    const key = randomUUID();
+    const identity = identityOf('a7'.repeat(32));
+    await claimedByAProcessThatDies(key, identity);
+    await expire(key);
+    const older = await processOf();
+    expect(await olderVersionClaims(older.lease, key, '9'.repeat(64))).toBe(true);
+    await older.lease.beforeApplicationShutdown();
+    const { store } = await processOf();
+    // The row is the other request's now; its stale identity matches nothing, even with its lease gone.
+    expect(await store.claim(SCOPE, key, respelled(identity))).toEqual({ kind: 'in_progress', sameRequest: false });
+    expect(await store.claim(SCOPE, key, identity)).toEqual({ kind: 'in_progress', sameRequest: false });
+    expect(await store.claim(SCOPE, key, identityOf('9'.repeat(64)))).toMatchObject({ kind: 'claimed', firstClaim: false });
+  });
+
+  it('keeps the first request id when the older version claims an expired key of the same request again', async () => {
+    const key = randomUUID();
+    const identity = identityOf('b8'.repeat(32));
+    await claimedByAProcessThatDies(key, identity);
+    await expire(key);
+    const older = await processOf();
+    expect(await olderVersionClaims(older.lease, key, identity.legacyHash)).toBe(true);
+    await older.lease.beforeApplicationShutdown();
+    const { store } = await processOf();
+    expect(await store.claim(SCOPE, key, respelled(identity))).toMatchObject({ kind: 'claimed', requestId: identity.requestId, firstClaim: false });
   });
 });
