@@ -57,6 +57,8 @@ describe('Idempotency-Key: a retry the API reads as the same request is replayed
     const key = randomUUID();
     const first = await useWithKey(`/v1/accounts/${userId}/usage`, key, { amount: 30 }).expect(201);
     expectReplayOf(await useWithKey(`/v1/accounts/${userId.toUpperCase()}/usage`, key, { amount: 30 }), first);
+    // The router decodes a percent-escaped character of the path: the same account, so the same request.
+    expectReplayOf(await useWithKey(`/v1/accounts/${userId.replace('-', '%2D')}/usage?`, key, { amount: 30 }), first);
     expect(await balanceOf(userId)).toBe(70);
     expect(await usageCount(userId)).toBe(1);
   });

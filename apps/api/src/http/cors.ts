@@ -3,9 +3,9 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 /** @fastify/cors's options, as Nest's FastifyAdapter takes them (the plugin is its dependency, not ours). */
 type CorsOptions = NonNullable<Parameters<NestFastifyApplication['enableCors']>[0]>;
 
-/** What a browser may send and read cross-origin: the credentials, the retry key and the correlation id. */
+/** What a browser may send and read cross-origin: the credentials, the retry key and the correlation id; the request id, when to retry, where a 202's work is, and whether an answer is a replay. */
 const ALLOWED_HEADERS = ['Authorization', 'Content-Type', 'Idempotency-Key', 'X-API-Key', 'X-Correlation-Id', 'X-Request-Id'];
-const EXPOSED_HEADERS = ['X-Request-Id', 'Retry-After', 'Location'];
+const EXPOSED_HEADERS = ['X-Request-Id', 'Retry-After', 'Location', 'Idempotent-Replayed'];
 const PREFLIGHT_MAX_AGE_SECONDS = 600;
 
 /**

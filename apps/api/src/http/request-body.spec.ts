@@ -1,4 +1,4 @@
-import { nestsDeeperThan, notAnObject, propertyNamesIn, propertyNamesInText } from './request-body.js';
+import { nestsDeeperThan, notAnObject, propertyNamesIn, propertyNamesInText, whereJsonBreaks } from './request-body.js';
 
 function nested(depth: number): string {
   return '['.repeat(depth) + ']'.repeat(depth);
@@ -65,5 +65,18 @@ describe('property names in the text and in the parsed value', () => {
     expect(propertyNamesInText(Buffer.from(text))).toBe(4);
     expect(propertyNamesIn(JSON.parse(text))).toBe(3);
     expect(propertyNamesIn([{ a: { b: 1 } }, 2, null])).toBe(2);
+  });
+});
+
+describe('whereJsonBreaks', () => {
+  it.each([
+    ['a raw line feed in a string, at the character', '{"description":"a\nb","amount":2}', 'body is not valid JSON at line 1, column 18: a control character in a string (escape it)'],
+    ['a raw tab in a string, at the character', '{"description":"ab\tc"}', 'body is not valid JSON at line 1, column 19: a control character in a string (escape it)'],
+    ['a string that is really not closed', '{"description":"abc', 'body is not valid JSON at line 1, column 16: a string that is not closed'],
+    ['an escaped quote before the control character', '{"d":"a\\"\u0001"}', 'body is not valid JSON at line 1, column 10: a control character in a string (escape it)'],
+    ['lines ended by CR alone', '{\r  "amount": 7,\r  oops\r}', 'body is not valid JSON at line 3, column 3: an unexpected character'],
+    ['lines ended by CRLF', '{\r\n  "amount": 7,\r\n  oops\r\n}', 'body is not valid JSON at line 3, column 3: an unexpected character'],
+  ])('points at %s', (_, text, message) => {
+    expect(whereJsonBreaks(text)).toBe(message);
   });
 });

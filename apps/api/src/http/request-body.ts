@@ -174,12 +174,30 @@ export function whereJsonBreaks(text: string): string {
   parseJsonc(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
   const first = errors[0];
   if (first === undefined) return 'body is not valid JSON';
-  const before = text.slice(0, first.offset);
-  const lineStart = before.lastIndexOf('\n') + 1;
-  const line = before.split('\n').length;
-  const column = [...before.slice(lineStart)].length + 1;
-  const what = JSON_SYNTAX_ERRORS[printParseErrorCode(first.error)] ?? 'a syntax error';
+  const code = printParseErrorCode(first.error);
+  // jsonc-parser names the string, not the character: a raw line end reads to it as the string's end.
+  const control = code === 'InvalidCharacter' || code === 'UnexpectedEndOfString' ? controlCharacterIn(text, first.offset) : undefined;
+  const offset = control ?? first.offset;
+  const what = control === undefined ? (JSON_SYNTAX_ERRORS[code] ?? 'a syntax error') : (JSON_SYNTAX_ERRORS['InvalidCharacter'] as string);
+  const { line, column } = lineAndColumn(text, offset);
   return `body is not valid JSON at line ${line}, column ${column}: ${what}`;
+}
+
+/** The offset of the first raw control character in the string that starts at `quoteAt`, if it has one before its closing quote. */
+function controlCharacterIn(text: string, quoteAt: number): number | undefined {
+  for (let at = quoteAt + 1; at < text.length; at += 1) {
+    const char = text.charCodeAt(at);
+    if (char < 0x20) return at;
+    if (char === 0x22) return undefined;
+    if (char === 0x5c) at += 1;
+  }
+  return undefined;
+}
+
+/** 1-based line and column of `offset`: a line ends at LF, CRLF or CR alone; the column counts characters (code points). */
+function lineAndColumn(text: string, offset: number): { readonly line: number; readonly column: number } {
+  const lines = text.slice(0, offset).split(/\r\n|\r|\n/);
+  return { line: lines.length, column: [...(lines[lines.length - 1] ?? '')].length + 1 };
 }
 
 /**

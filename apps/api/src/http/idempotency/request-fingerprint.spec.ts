@@ -66,8 +66,17 @@ describe('normalizedUrl', () => {
     expect(normalizedUrl(`/v1/accounts/${USER_ID.toUpperCase()}X/usage`)).toBe(`/v1/accounts/${USER_ID.toUpperCase()}X/usage`);
   });
 
-  it('keeps the query string and percent-escapes as sent', () => {
+  it('decodes percent-escapes of unreserved characters in the path, as the router does (RFC 3986 6.2.2.2), before it reads a UUID', () => {
+    const escaped = `%3${USER_ID[0]}${USER_ID.slice(1, 8)}%2D${USER_ID.slice(9)}`;
+    expect(normalizedUrl(`/v1/accounts/${escaped}/usage`)).toBe(`/v1/accounts/${USER_ID}/usage`);
+    expect(normalizedUrl('/v1/accounts/%41%7e/usage')).toBe('/v1/accounts/A~/usage');
+    // Reserved and other characters stay escaped: decoded, they would change what the path says.
+    expect(normalizedUrl('/v1/accounts/a%2Fb%20c%25/usage')).toBe('/v1/accounts/a%2Fb%20c%25/usage');
+  });
+
+  it('keeps the query string as sent, but for a bare "?", which is no query at all', () => {
     expect(normalizedUrl(`/v1/accounts/${USER_ID.toUpperCase()}/usage?Ref=${HOLD_ID.toUpperCase()}`)).toBe(`/v1/accounts/${USER_ID}/usage?Ref=${HOLD_ID.toUpperCase()}`);
-    expect(normalizedUrl('/v1/accounts/%41/usage')).toBe('/v1/accounts/%41/usage');
+    expect(normalizedUrl(`/v1/accounts/${USER_ID}/usage?`)).toBe(`/v1/accounts/${USER_ID}/usage`);
+    expect(normalizedUrl(`/v1/accounts/${USER_ID}/usage?a=%41`)).toBe(`/v1/accounts/${USER_ID}/usage?a=%41`);
   });
 });

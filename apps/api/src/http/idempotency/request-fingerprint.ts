@@ -30,21 +30,27 @@ export function legacyRequestHash({ method, url, body }: FingerprintedRequest): 
 }
 
 /**
- * The url with its UUID-shaped path segments in lower case, and nothing else changed (not the query,
- * not percent-escapes): every path parameter of a keyed route that takes a UUID reads it in either
- * case (`IsCanonicalUuid`), so both spellings name the same account, hold, lot or payment.
+ * The url as the router reads it where that cannot change its meaning: in the path, percent-escapes
+ * of unreserved characters decoded (RFC 3986 6.2.2.2: `%2D` is `-`) and then UUID-shaped segments in
+ * lower case, because every path parameter of a keyed route that takes a UUID reads it in either case
+ * (`IsCanonicalUuid`), so every spelling names the same account, hold, lot or payment. Other escapes
+ * stay (decoded, `%2F` would be a separator); the query is kept as sent, but a bare `?` is none.
  */
 export function normalizedUrl(url: string): string {
   const queryAt = url.indexOf('?');
   const path = queryAt === -1 ? url : url.slice(0, queryAt);
-  const query = queryAt === -1 ? '' : url.slice(queryAt);
+  const query = queryAt === -1 || queryAt === url.length - 1 ? '' : url.slice(queryAt);
   return (
     path
       .split('/')
+      .map((segment) => segment.replace(ESCAPED_UNRESERVED, (escape) => String.fromCharCode(Number.parseInt(escape.slice(1), 16))))
       .map((segment) => (UUID_SEGMENT.test(segment) ? segment.toLowerCase() : segment))
       .join('/') + query
   );
 }
+
+/** A percent-escape of an unreserved character (RFC 3986 2.3: letters, digits, `-`, `.`, `_`, `~`). */
+const ESCAPED_UNRESERVED = /%(?:4[1-9A-Fa-f]|5[0-9Aa]|6[1-9A-Fa-f]|7[0-9Aa]|3[0-9]|2[Dd]|2[Ee]|5[Ff]|7[Ee])/g;
 
 /**
  * The body without its top-level members whose value is null, and no body as an empty object: every optional field of a request body
