@@ -143,6 +143,8 @@ function refusalOf(body: Buffer): RequestValidationError {
   return new RequestValidationError([{ field: 'body', rule: 'noPrototypeKeys', message: 'body may not name the property __proto__, nor constructor.prototype' }]);
 }
 
+const CONTROL_CHARACTER_IN_STRING = 'a control character in a string (escape it)';
+
 /** What each of jsonc-parser's errors means to a client that sent JSON (comments are not JSON). */
 const JSON_SYNTAX_ERRORS: Readonly<Record<string, string>> = {
   InvalidSymbol: 'an unexpected character',
@@ -160,7 +162,7 @@ const JSON_SYNTAX_ERRORS: Readonly<Record<string, string>> = {
   UnexpectedEndOfNumber: 'a number that is not finished',
   InvalidUnicode: 'a \\u escape that is not valid',
   InvalidEscapeCharacter: 'an escape that is not valid',
-  InvalidCharacter: 'a control character in a string (escape it)',
+  InvalidCharacter: CONTROL_CHARACTER_IN_STRING,
 };
 
 /**
@@ -178,7 +180,7 @@ export function whereJsonBreaks(text: string): string {
   // jsonc-parser names the string, not the character: a raw line end reads to it as the string's end.
   const control = code === 'InvalidCharacter' || code === 'UnexpectedEndOfString' ? controlCharacterIn(text, first.offset) : undefined;
   const offset = control ?? first.offset;
-  const what = control === undefined ? (JSON_SYNTAX_ERRORS[code] ?? 'a syntax error') : (JSON_SYNTAX_ERRORS['InvalidCharacter'] as string);
+  const what = control === undefined ? (JSON_SYNTAX_ERRORS[code] ?? 'a syntax error') : CONTROL_CHARACTER_IN_STRING;
   const { line, column } = lineAndColumn(text, offset);
   return `body is not valid JSON at line ${line}, column ${column}: ${what}`;
 }
