@@ -48,10 +48,10 @@ const OWNER_ALIVE = `(idempotency_keys.lease_owner IS NULL OR EXISTS (
 
 /**
  * The stored row (`idempotency_keys`) is of the request whose identity is `$8`, fingerprint `$9`
- * (see `isSameRequest`, which says the same of a row read back).
+ * (see `isSameRequest`, which says the same of a row read back). COALESCE: a row without an identity
+ * (an older version's) is not the same by fingerprint, rather than unknown, which `NOT` and `CASE`
+ * would read as neither.
  */
-// COALESCE: a row without an identity (an older version's) is not the same by fingerprint, never
-// unknown, which `NOT` or `CASE` would read as neither.
 const SAME_BY_FINGERPRINT = `COALESCE(idempotency_keys.request_identity->>'legacyHash' = idempotency_keys.request_hash AND idempotency_keys.request_identity->>'fingerprint' = $9, false)`;
 const SAME_REQUEST = `(idempotency_keys.request_hash = excluded.request_hash OR ${SAME_BY_FINGERPRINT})`;
 
@@ -85,7 +85,7 @@ export class IdempotencyStore {
    * Claims the key for this request, or reports who has it. An expired row, or one of the same
    * request whose process died (its lease lock is free), whose lease lapsed or which was released,
    * is taken over. A takeover keeps `created_at`, the first claim of the key: no attempt of the
-   * request can be older.
+   * request can be older; a claim that sets it now is the key's first (`firstClaim`).
    *
    * A row is of this request when its `request_hash` is this request's legacy fingerprint, or its
    * identity (still valid: written with that `request_hash`) has this request's fingerprint. A row of
