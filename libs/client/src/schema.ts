@@ -1530,7 +1530,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -1688,7 +1688,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -2058,7 +2058,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -2216,7 +2216,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -2387,7 +2387,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -3050,7 +3050,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -3334,7 +3334,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -3493,7 +3493,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -3651,7 +3651,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -3809,7 +3809,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -4902,7 +4902,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -5094,7 +5094,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -5301,7 +5301,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;

@@ -36,7 +36,7 @@ export function idempotentRequestOf(request: FastifyRequest): IdempotentRequest 
  * - the first request with a key claims it (preHandler) and its response is stored (onSend);
  * - a repeat with the same method, path and body gets the stored status and body, without the work,
  *   marked `Idempotent-Replayed: true`; with another body it gets 422 IDEMPOTENCY_KEY_REUSED. "The
- *   same" is read as the API reads a request: a path UUID in either case, an optional top-level field
+ *   same" is read as the API reads a request: a path UUID in either case or percent-escaped, an optional top-level field
  *   missing or null, no body or `{}` (`requestFingerprints`);
  * - a repeat while the first is still running waits for it and replays its response (409
  *   IDEMPOTENCY_KEY_IN_PROGRESS only if it takes longer than `waitMsMax`).

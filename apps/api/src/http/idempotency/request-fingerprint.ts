@@ -7,7 +7,7 @@ export type FingerprintedRequest = { readonly method: string; readonly url: stri
  * The two fingerprints of one request (docs/adr/0008, addendum). `legacyHash` is what every version
  * computes, over the path as sent and the body as sent: a key row stores it as `request_hash`, and
  * request ids derive from it. `fingerprint` reads the request as the API does (a path UUID in either
- * case, a top-level null as missing, no body as `{}`): a retry that matches it is the same request.
+ * case or percent-escaped, a top-level null as missing, no body as `{}`): a retry that matches it is the same request.
  */
 export type RequestFingerprints = { readonly legacyHash: string; readonly fingerprint: string };
 
