@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { sealEvents } from '@app/audit';
-import { PostgresEventStore, type EventStore, type ReadStreamOptions, type RecordedEvent } from '@app/event-store';
+import { EventIdConflictError, PostgresEventStore, type EventStore, type ReadStreamOptions, type RecordedEvent } from '@app/event-store';
 import { decideTokenAccount, decideTokenAccountWithState, LedgerError, tokenAccountDecider, tokenAccountSnapshot, tokenAccountStreamId, type TokenAccountCommand, type TokenAccountState } from '@app/ledger';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { CommandHandling, ConcurrencyConflictError, TOGETHER_COMMANDS_MAX, type CommandHandlingOptions } from './command-handling.js';
-import { idempotentEventId } from './idempotent-request.js';
+import { idempotentEventId, type IdempotentRequest } from './idempotent-request.js';
 import { PostgresSnapshotStore, snapshotChecksum } from './snapshots/postgres-snapshot-store.js';
 
 /** The real PostgreSQL store, counting the events commands read back from streams. */
@@ -404,30 +404,151 @@ describe('command handling: commands queued on one stream, decided together', ()
     expect(await transactionsOf(userId)).toHaveLength(3);
   });
 
-  it('gives requests with an Idempotency-Key a turn of their own among grouped ones, each spent once', async () => {
+  /** A usage of `amount` with an Idempotency-Key, as the HTTP handler issues it: a fresh transaction id on every attempt. */
+  function keyedUse(commands: CommandHandling, userId: string, amount: number, idempotency: IdempotentRequest) {
+    const command: TokenAccountCommand = { type: 'UseTokens', data: { userId, amount, description: null, transactionId: randomUUID(), now: new Date(at) } };
+    return commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: { idempotencyKey: idempotency.key }, idempotency });
+  }
+
+  function keyOf(name: string, notBefore = new Date(Date.now() - 60_000)): IdempotentRequest {
+    return { key: name, requestId: randomUUID(), notBefore };
+  }
+
+  async function usagesOf(userId: string): Promise<{ id: string; transaction: string; amount: number }[]> {
+    const result = await database.pool.query<{ id: string; transaction: string; amount: string }>(
+      "SELECT event_id::text AS id, transaction_id::text AS transaction, data->>'amount' AS amount FROM events WHERE stream_id = $1 AND event_type = 'TokensUsed' ORDER BY stream_revision",
+      [tokenAccountStreamId(userId)],
+    );
+    return result.rows.map((row) => ({ ...row, amount: Number(row.amount) }));
+  }
+
+  it('decides requests with an Idempotency-Key together with plain ones, each under ids derived from its request, and answers their retries with those events', async () => {
     const userId = await seededUser(100, 0);
     const commands = processWith();
-    const keyed = (key: string) => {
-      const command: TokenAccountCommand = { type: 'UseTokens', data: { userId, amount: 10, description: null, transactionId: randomUUID(), now: new Date(at) } };
-      const idempotency = { key, requestId: randomUUID(), notBefore: new Date(Date.parse(at) - 60_000) };
-      return { idempotency, handled: commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: { idempotencyKey: key }, idempotency }) };
-    };
-    const first = keyed('key-1');
-    const plain = [use(commands, userId, 1), use(commands, userId, 1)];
-    const second = keyed('key-2');
-    const more = [use(commands, userId, 1), use(commands, userId, 1)];
-    await Promise.all([first.handled, second.handled, ...plain, ...more]);
+    await commands.load(tokenAccountStreamId(userId), tokenAccountDecider);
+    const [first, second] = [keyOf('key-1'), keyOf('key-2')];
+    const handled = await Promise.all([keyedUse(commands, userId, 10, first), use(commands, userId, 1), keyedUse(commands, userId, 10, second), use(commands, userId, 1)]);
+    expect(handled.map((result) => result.state.balance)).toEqual([90, 89, 79, 78]);
+    const usages = await usagesOf(userId);
+    expect(usages.map((usage) => usage.amount)).toEqual([10, 1, 10, 1]);
+    expect(new Set(usages.map((usage) => usage.transaction)).size).toBe(1);
+    expect([usages[0]?.id, usages[2]?.id]).toEqual([idempotentEventId(first.requestId, 0), idempotentEventId(second.requestId, 0)]);
+    // Retried together, in this process and in a fresh one: the recorded events, nothing spent.
+    for (const retrying of [commands, processWith()]) {
+      const retries = await Promise.all([keyedUse(retrying, userId, 10, first), keyedUse(retrying, userId, 10, second), use(retrying, userId, 1)]);
+      expect(retries.slice(0, 2)).toMatchObject([
+        { replayed: true, events: [{ data: { amount: 10, balanceAfter: 90 } }] },
+        { replayed: true, events: [{ data: { amount: 10, balanceAfter: 79 } }] },
+      ]);
+    }
+    expect((await usagesOf(userId)).map((usage) => usage.amount)).toEqual([10, 1, 10, 1, 1, 1]);
     expect((await processWith().load(tokenAccountStreamId(userId), tokenAccountDecider)).state.balance).toBe(76);
-    const ids = await database.pool.query<{ id: string }>(
-      'SELECT event_id::text AS id FROM events WHERE stream_id = $1 AND event_type = $2',
-      [tokenAccountStreamId(userId), 'TokensUsed'],
-    );
-    expect(ids.rows.map((row) => row.id)).toEqual(expect.arrayContaining([idempotentEventId(first.idempotency.requestId, 0), idempotentEventId(second.idempotency.requestId, 0)]));
-    // Each keyed request a transaction of its own; the four plain ones in one group, the two issued after
-    // the second keyed request too: they arrived before the group's turn began (concurrent requests
-    // have no order among them).
-    const transactions = (await transactionsOf(userId)).slice(1);
-    expect(new Set(transactions).size).toBe(3);
-    expect(transactions.filter((transaction) => transaction === transactions[1])).toHaveLength(4);
+  });
+
+  it('answers a keyed command whose earlier attempt another process appended with that attempt, and appends the rest of its group', async () => {
+    const userId = await seededUser(30, 0);
+    const commands = processWith();
+    await commands.load(tokenAccountStreamId(userId), tokenAccountDecider); // its cache misses what the other process appends
+    const retried = keyOf('key-1');
+    const first = await keyedUse(processWith(), userId, 20, retried);
+    const [replayed, ...plain] = await Promise.all([keyedUse(commands, userId, 20, retried), outcome(use(commands, userId, 5)), outcome(use(commands, userId, 6))]);
+    expect(replayed).toMatchObject({ replayed: true, events: first.events, position: first.position });
+    // The plain ones, decided on the cached 30, conflict at the append and are decided again on 10.
+    expect(plain).toEqual([5, 'INSUFFICIENT_BALANCE']);
+    expect((await usagesOf(userId)).map((usage) => usage.amount)).toEqual([20, 5]);
+    expect((await processWith().load(tokenAccountStreamId(userId), tokenAccountDecider)).state.balance).toBe(5);
+  });
+
+  it('handles each command alone when an attempt of a keyed one lands between its look and the group\'s append: spent once, the others appended', async () => {
+    const userId = await seededUser(50, 0);
+    const racing = keyOf('key-1');
+    let interleaved = false;
+    const postgres = store.postgres;
+    if (postgres === undefined) throw new Error('the PostgreSQL store offers its capabilities');
+    const looking = Object.create(counting.store) as EventStore;
+    Object.defineProperty(looking, 'postgres', {
+      value: {
+        ...postgres,
+        readEvent: async (streamId: string, eventId: string) => {
+          const found = await postgres.readEvent(streamId, eventId);
+          if (!interleaved && eventId === idempotentEventId(racing.requestId, 0)) {
+            interleaved = true;
+            await keyedUse(processWith(), userId, 20, racing); // the same request, in another process
+          }
+          return found;
+        },
+      },
+    });
+    let idConflicts = 0;
+    looking.append = async (...args: Parameters<EventStore['append']>) => {
+      try {
+        return await counting.store.append(...args);
+      } catch (error) {
+        if (error instanceof EventIdConflictError) idConflicts += 1;
+        throw error;
+      }
+    };
+    const commands = new CommandHandling(looking, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+    await commands.load(tokenAccountStreamId(userId), tokenAccountDecider);
+    const [plainBefore, keyed, plainAfter] = await Promise.all([use(commands, userId, 1), keyedUse(commands, userId, 20, racing), use(commands, userId, 2)]);
+    expect(interleaved).toBe(true);
+    expect(idConflicts).toBe(1);
+    expect(keyed).toMatchObject({ replayed: true, events: [{ data: { amount: 20, balanceAfter: 30 } }] });
+    expect([plainBefore.state.balance, plainAfter.state.balance]).toEqual([29, 27]);
+    const usages = await usagesOf(userId);
+    expect(usages.map((usage) => usage.amount)).toEqual([20, 1, 2]);
+    expect(usages[0]?.id).toBe(idempotentEventId(racing.requestId, 0));
+    expect(new Set(usages.map((usage) => usage.transaction)).size).toBe(3);
+    expect((await processWith().load(tokenAccountStreamId(userId), tokenAccountDecider)).state.balance).toBe(27);
+  });
+
+  it('decides a repeat of a request already in the group after the group, alone, and answers it with the first\'s events', async () => {
+    const userId = await seededUser(50, 0);
+    let idConflicts = 0;
+    const counted = Object.create(counting.store) as EventStore;
+    counted.append = async (...args: Parameters<EventStore['append']>) => {
+      try {
+        return await counting.store.append(...args);
+      } catch (error) {
+        if (error instanceof EventIdConflictError) idConflicts += 1;
+        throw error;
+      }
+    };
+    const commands = new CommandHandling(counted, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+    await commands.load(tokenAccountStreamId(userId), tokenAccountDecider);
+    const twice = keyOf('key-1');
+    const [first, plain, repeat] = await Promise.all([keyedUse(commands, userId, 20, twice), use(commands, userId, 1), keyedUse(commands, userId, 20, twice)]);
+    // The repeat was not in the group's append (the same id twice there would fail it as a whole).
+    expect(idConflicts).toBe(0);
+    expect(new Set((await usagesOf(userId)).map((usage) => usage.transaction)).size).toBe(1);
+    expect(first).toMatchObject({ events: [{ data: { amount: 20, balanceAfter: 30 } }] });
+    expect(first.replayed).toBeUndefined();
+    expect(plain.state.balance).toBe(29);
+    expect(repeat).toMatchObject({ replayed: true, events: first.events });
+    expect((await usagesOf(userId)).map((usage) => usage.amount)).toEqual([20, 1]);
+  });
+
+  it('takes what was recorded when the same keyed requests, decided otherwise, were appended at the same place first', async () => {
+    const userId = await seededUser(50, 0);
+    // Without PostgreSQL's lookup by event id, and with a window that misses everything: as on
+    // EventStoreDB once the key's first claim is forgotten, so only the store can tell.
+    const late = new CommandHandling(Object.create(counting.store, { postgres: { value: undefined } }) as EventStore, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+    await late.load(tokenAccountStreamId(userId), tokenAccountDecider); // caches the state before the first attempts
+    const [one, two] = [keyOf('key-1'), keyOf('key-2')];
+    const early = processWith();
+    await early.load(tokenAccountStreamId(userId), tokenAccountDecider);
+    const firsts = await Promise.all([keyedUse(early, userId, 10, one), keyedUse(early, userId, 15, two)]);
+    const missing = (request: IdempotentRequest): IdempotentRequest => ({ ...request, notBefore: new Date(Date.now() + 3_600_000) });
+    // Decided again on the cached 50 (other transaction ids), the same ids land at the same place.
+    const retries = await Promise.all([keyedUse(late, userId, 10, missing(one)), keyedUse(late, userId, 15, missing(two))]);
+    expect(retries).toMatchObject([
+      { replayed: true, events: firsts[0]?.events },
+      { replayed: true, events: firsts[1]?.events },
+    ]);
+    expect((await usagesOf(userId)).map((usage) => usage.amount)).toEqual([10, 15]);
+    // The late process's cache holds the recorded events and their chain: its next command decides on 25 and verifies.
+    const next = await use(late, userId, 25);
+    expect(next.events).toMatchObject([{ data: { balanceAfter: 0 } }]);
+    expect((await processWith().load(tokenAccountStreamId(userId), tokenAccountDecider)).state.balance).toBe(0);
   });
 });

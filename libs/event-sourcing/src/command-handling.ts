@@ -3,7 +3,7 @@ import { AppendDeadlineExceededError, EventIdConflictError, WrongExpectedRevisio
 import { sealEvents } from '@app/audit';
 import { fold, type Decider, type Decision } from '@app/ledger';
 import { AppendDeadlineError, ConcurrencyConflictError } from './event-sourcing.errors.js';
-import { findEarlierAttempt, recordedAttempt } from './idempotent-append.js';
+import { findEarlierAttempt, recordedAttempt, type EarlierAttempt } from './idempotent-append.js';
 import { idempotentEventId, type IdempotentRequest } from './idempotent-request.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { asEvent, storedHashOf, StreamLoader, type DomainEvent, type LoadedStream, type StateDecider, type StreamLoaderOptions } from './stream-loader.js';
@@ -113,7 +113,7 @@ export class CommandHandling {
   }
 
   handle<Command, Event extends DomainEvent, State>(request: CommandRequest<Command, Event, State>): Promise<HandledCommand<State, Event>> {
-    if (request.idempotency === undefined && request.readFirst !== true) {
+    if (request.readFirst !== true) {
       return new Promise<HandledCommand<State, Event>>((resolve, reject) =>
         this.gather({
           request: request as unknown as CommandRequest<unknown, DomainEvent, unknown>,
@@ -122,7 +122,7 @@ export class CommandHandling {
         }),
       );
     }
-    return this.handleAlone(request);
+    return this.locks.run(request.streamId, () => this.handleAlone(request));
   }
 
   /** The stream's current state (cache, snapshot and newer events), for reads that decide nothing. */
@@ -156,17 +156,32 @@ export class CommandHandling {
    * revision commits, the state it was decided on was the stream's, however it was loaded; with no
    * events to append, a cached state is read from the stream first. On a conflict every command
    * is decided again on the caught-up state. Settles every waiting command; never throws.
+   *
+   * Keyed requests (ADR 0029, addendum): a keyed command alone in its group takes the lone path
+   * unchanged. In a larger group each keyed command's earlier attempt is looked for before every
+   * decision, after the group's last read of the stream (so a refusal never counts the request's own
+   * earlier attempt), and one found is answered with it (`replayed`) and leaves the group; the
+   * others' events get ids derived from their requests. When the store refuses the group's ids (an
+   * attempt appended between the look and the append, from another process), nothing of the group
+   * was written, and each command is handled alone, in order. A repeat of a request already in the
+   * group waits for the group and is then handled alone, finding the first's events.
    */
   private async handleTogether(streamId: string, group: readonly Waiting[]): Promise<void> {
-    const decider = (group[0] as Waiting).request.decider;
+    const [only] = group;
+    if (only !== undefined && group.length === 1 && only.request.idempotency !== undefined) return this.eachAlone(group);
+    const together = withoutRepeatedRequests(group);
+    let pending = together;
     try {
+      const decider = (group[0] as Waiting).request.decider;
       const cached = this.streams.cached<unknown>(streamId);
       let loaded: Verifiable<unknown> = cached === undefined ? { ...(await this.streams.load(streamId, decider)), verified: true } : { ...cached, verified: false };
       for (let attempt = 1; ; ) {
-        const turns = await decideInTurn(group, decider, loaded.state);
-        const events = group.flatMap((waiting, index) => {
+        pending = await this.answerEarlierAttempts(streamId, decider, pending);
+        if (pending.length === 0) break;
+        const turns = await decideInTurn(pending, decider, loaded.state);
+        const events = pending.flatMap((waiting, index) => {
           const turn = turns[index] as InTurn;
-          return 'events' in turn ? turn.events.map((event) => ({ event, metadata: waiting.request.metadata })) : [];
+          return 'events' in turn ? turn.events.map((event, eventIndex) => ({ id: eventIdOf(waiting.request, eventIndex), event, metadata: waiting.request.metadata })) : [];
         });
         if (events.length === 0) {
           if (!loaded.verified) {
@@ -174,74 +189,131 @@ export class CommandHandling {
             continue;
           }
           await this.streams.snapshotIfDue(streamId, decider, loaded);
-          settle(group, turns, { position: loaded.position });
-          return;
+          settle(pending, turns, { position: loaded.position });
+          break;
         }
+        let appended: Awaited<ReturnType<CommandHandling['appendTogether']>>;
         try {
-          const appended = await this.appendTogether(streamId, decider, loaded, events, finalState(turns, loaded.state));
-          settle(group, turns, { position: appended.position, readModelsCommitted: appended.readModelsCommitted });
-          return;
+          appended = await this.appendTogether(streamId, decider, loaded, events, finalState(turns, loaded.state));
         } catch (error) {
+          if (error instanceof EventIdConflictError) {
+            // Nothing of the group was written: each command alone finds its earlier attempt, or decides again.
+            await this.eachAlone(pending);
+            break;
+          }
           if (!(error instanceof WrongExpectedRevisionError)) throw error;
           if (attempt >= CONFLICT_RETRIES_MAX) throw new ConcurrencyConflictError(`stream ${streamId} kept changing during ${CONFLICT_RETRIES_MAX} attempts`);
           attempt += 1;
           loaded = { ...(await this.streams.catchUp(streamId, decider, loaded)), verified: true };
+          continue;
         }
+        if (appended === undefined) {
+          // The store had these very ids at this place already (another process's attempts of the same
+          // requests, decided otherwise): each command alone finds what was recorded.
+          await this.eachAlone(pending);
+          break;
+        }
+        settle(pending, turns, appended);
+        break;
       }
     } catch (error) {
-      for (const waiting of group) waiting.reject(error);
+      for (const waiting of pending) waiting.reject(error);
+    }
+    await this.eachAlone(group.filter((waiting) => !together.includes(waiting)));
+  }
+
+  /** Answers, in order, each command with a turn of its own (the stream's lock is held). Never throws. */
+  private async eachAlone(commands: readonly Waiting[]): Promise<void> {
+    for (const waiting of commands) {
+      try {
+        waiting.resolve(await this.handleAlone(waiting.request));
+      } catch (error) {
+        waiting.reject(error);
+      }
     }
   }
 
-  /** Seals the group's events onto the stream's hash chain, each with its command's metadata, and appends them at the state's revision. */
+  /** Answers each keyed command whose earlier attempt is in the stream with that attempt's events; returns the others. */
+  private async answerEarlierAttempts(streamId: string, decider: StateDecider<DomainEvent, unknown>, group: readonly Waiting[]): Promise<readonly Waiting[]> {
+    if (group.every((waiting) => waiting.request.idempotency === undefined)) return group;
+    const earlier = await Promise.all(group.map((waiting) => this.earlierAttemptOf(streamId, waiting.request)));
+    if (earlier.every((found) => found === undefined)) return group;
+    const { state } = await this.streams.load(streamId, decider);
+    group.forEach((waiting, index) => {
+      const found = earlier[index];
+      if (found !== undefined) waiting.resolve({ state, ...found });
+    });
+    return group.filter((_, index) => earlier[index] === undefined);
+  }
+
+  private earlierAttemptOf(streamId: string, request: CommandRequest<unknown, DomainEvent, unknown>): Promise<EarlierAttempt<DomainEvent> | undefined> {
+    const { idempotency } = request;
+    return idempotency === undefined ? Promise.resolve(undefined) : findEarlierAttempt<DomainEvent>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
+  }
+
+  /**
+   * Seals the group's events onto the stream's hash chain, each with its command's metadata and id,
+   * and appends them at the state's revision. When every id was derived from a request, the store may
+   * have had them at this place already and reported success without writing: the recorded events
+   * are then read back, and `undefined` is returned when they are not these decisions.
+   */
   private async appendTogether(
     streamId: string,
     decider: StateDecider<DomainEvent, unknown>,
     on: LoadedStream<unknown>,
-    events: readonly { readonly event: DomainEvent; readonly metadata: EventMetadata }[],
+    events: readonly { readonly id: string | undefined; readonly event: DomainEvent; readonly metadata: EventMetadata }[],
     state: unknown,
-  ): Promise<{ readonly position: Position; readonly readModelsCommitted: boolean }> {
+  ): Promise<{ readonly position: Position; readonly readModelsCommitted: boolean } | undefined> {
     const { toAppend, appended } = await this.sealAndAppend(
       streamId,
       on,
-      events.map(({ event, metadata }) => ({ id: randomUUID(), type: event.type, data: event.data, metadata })),
+      events.map(({ id, event, metadata }) => ({ id: id ?? randomUUID(), type: event.type, data: event.data, metadata })),
     );
+    let headHash = storedHashOf(toAppend[toAppend.length - 1]?.metadata);
+    if (events.every(({ id }) => id !== undefined)) {
+      const attempt = await recordedAttempt(this.store, streamId, toAppend, appended.nextRevision);
+      if (!attempt.ours) return undefined;
+      // Recorded by another attempt of the same requests, its metadata (request ids) and so its hash may differ.
+      headHash = storedHashOf(attempt.recorded[attempt.recorded.length - 1]?.metadata);
+    }
     const after: LoadedStream<unknown> = {
       state,
       revision: appended.nextRevision,
       position: appended.position,
       lastEventId: toAppend[toAppend.length - 1]?.id,
       snapshotRevision: on.snapshotRevision,
-      headHash: storedHashOf(toAppend[toAppend.length - 1]?.metadata),
+      headHash,
     };
     this.streams.remember(streamId, after);
     await this.streams.snapshotIfDue(streamId, decider, after);
     return { position: appended.position, readModelsCommitted: appended.hooksCommitted === true };
   }
 
-  /** One command in a turn of its own: a keyed request (its events get derived ids and may be found from an earlier attempt) or one that must read first. */
-  private handleAlone<Command, Event extends DomainEvent, State>(request: CommandRequest<Command, Event, State>): Promise<HandledCommand<State, Event>> {
+  /**
+   * One command in a turn of its own, under the stream's lock: one that must read first, a keyed
+   * request alone in its group (its events get derived ids and may be found from an earlier
+   * attempt), or a command of a group that could not be appended as one.
+   */
+  private async handleAlone<Command, Event extends DomainEvent, State>(request: CommandRequest<Command, Event, State>): Promise<HandledCommand<State, Event>> {
     const { streamId, decider, idempotency } = request;
-    return this.locks.run(streamId, async () => {
-      const earlier = idempotency === undefined ? undefined : await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
-      if (earlier !== undefined) return { state: (await this.streams.load(streamId, decider)).state, ...earlier };
-      let loaded = await this.startingState(request);
-      for (let attempt = 1; ; attempt += 1) {
-        const decided = await this.decideVerified(request, loaded);
-        if (!('on' in decided)) return decided;
-        if (decided.events.length === 0) {
-          await this.streams.snapshotIfDue(streamId, decider, decided.on);
-          return { state: decided.on.state, events: decided.events, position: decided.on.position };
-        }
-        try {
-          return await this.append(request, decided);
-        } catch (error) {
-          if (!(error instanceof WrongExpectedRevisionError)) throw error;
-          if (attempt >= CONFLICT_RETRIES_MAX) throw new ConcurrencyConflictError(`stream ${streamId} kept changing during ${CONFLICT_RETRIES_MAX} attempts`);
-          loaded = { ...(await this.streams.catchUp(streamId, decider, decided.on)), verified: true };
-        }
+    const earlier = idempotency === undefined ? undefined : await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
+    if (earlier !== undefined) return { state: (await this.streams.load(streamId, decider)).state, ...earlier };
+    let loaded = await this.startingState(request);
+    for (let attempt = 1; ; attempt += 1) {
+      const decided = await this.decideVerified(request, loaded);
+      if (!('on' in decided)) return decided;
+      if (decided.events.length === 0) {
+        await this.streams.snapshotIfDue(streamId, decider, decided.on);
+        return { state: decided.on.state, events: decided.events, position: decided.on.position };
       }
-    });
+      try {
+        return await this.append(request, decided);
+      } catch (error) {
+        if (!(error instanceof WrongExpectedRevisionError)) throw error;
+        if (attempt >= CONFLICT_RETRIES_MAX) throw new ConcurrencyConflictError(`stream ${streamId} kept changing during ${CONFLICT_RETRIES_MAX} attempts`);
+        loaded = { ...(await this.streams.catchUp(streamId, decider, decided.on)), verified: true };
+      }
+    }
   }
 
   /** A cached state is trusted without a read (one round trip per command); `readFirst` catches it up first. */
@@ -376,6 +448,22 @@ function settle(group: readonly Waiting[], turns: readonly InTurn[], written: { 
     const turn = turns[index] as InTurn;
     if ('refusal' in turn) waiting.reject(turn.refusal);
     else waiting.resolve({ state: turn.state, events: turn.events, position: written.position, ...(written.readModelsCommitted === undefined ? {} : { readModelsCommitted: written.readModelsCommitted }) });
+  });
+}
+
+/** The id of a command's `index`-th event: derived from its request when it has an Idempotency-Key, else left to be random. */
+function eventIdOf(request: CommandRequest<unknown, DomainEvent, unknown>, index: number): string | undefined {
+  return request.idempotency === undefined ? undefined : idempotentEventId(request.idempotency.requestId, index);
+}
+
+/** The group less every keyed command that repeats the request of one before it: two attempts of one request are never decided together. */
+function withoutRepeatedRequests(group: readonly Waiting[]): readonly Waiting[] {
+  const requestIds = new Set<string>();
+  return group.filter(({ request: { idempotency } }) => {
+    if (idempotency === undefined) return true;
+    if (requestIds.has(idempotency.requestId)) return false;
+    requestIds.add(idempotency.requestId);
+    return true;
   });
 }
 
