@@ -1,6 +1,6 @@
 import { Client } from 'undici';
 
-export type HttpRequest = { readonly method: 'GET' | 'POST'; readonly path: string; readonly body?: string };
+export type HttpRequest = { readonly method: 'GET' | 'POST'; readonly path: string; readonly body?: string; readonly headers?: Readonly<Record<string, string>> };
 
 export type ClosedLoopOptions = {
   readonly origin: string;
@@ -36,6 +36,7 @@ export async function runClosedLoop(options: ClosedLoopOptions): Promise<ClosedL
       for (let index = next++; index < options.count && failure === undefined; index = next++) {
         const request = options.request(index);
         const headers: Record<string, string> = request.body === undefined ? { authorization: options.authorization } : { authorization: options.authorization, 'content-type': 'application/json' };
+        if (request.headers !== undefined) Object.assign(headers, request.headers);
         const started = performance.now();
         const response = await connection.request({ method: request.method, path: request.path, headers, body: request.body });
         if (response.statusCode !== options.expectedStatus) {

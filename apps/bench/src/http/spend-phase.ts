@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { runClosedLoop, type HttpRequest } from './closed-loop.js';
 import { summarizeLatency, type LatencySummary } from './latency-summary.js';
@@ -19,6 +20,8 @@ export type SpendPlan = {
   readonly requests: number;
   readonly userIds: readonly string[];
   readonly accountByRequest: Uint32Array;
+  /** Each spend with an Idempotency-Key of its own (a fresh UUID), as a retry-safe client sends it. */
+  readonly keyed?: boolean;
 };
 
 export type SpendMeasurement = {
@@ -35,8 +38,9 @@ export type SpendMeasurement = {
   readonly spendsByAccount: Uint32Array;
 };
 
-export function usageRequest(userId: string): HttpRequest {
-  return { method: 'POST', path: `/v1/accounts/${userId}/usage`, body: '{"amount":1}' };
+export function usageRequest(userId: string, { keyed = false }: { readonly keyed?: boolean } = {}): HttpRequest {
+  const request: HttpRequest = { method: 'POST', path: `/v1/accounts/${userId}/usage`, body: '{"amount":1}' };
+  return keyed ? { ...request, headers: { 'idempotency-key': randomUUID() } } : request;
 }
 
 /**
@@ -54,7 +58,7 @@ export async function measureSpends(target: SpendTarget, plan: SpendPlan, ticksP
       count,
       authorization: target.authorization,
       expectedStatus: 201,
-      request: (index) => usageRequest(plan.userIds[plan.accountByRequest[offset + index] as number] as string),
+      request: (index) => usageRequest(plan.userIds[plan.accountByRequest[offset + index] as number] as string, { keyed: plan.keyed === true }),
       onExpected: (index) => countSpend(plan.accountByRequest[offset + index] as number),
     });
   if (plan.warmup > 0) await spend(0, plan.warmup);

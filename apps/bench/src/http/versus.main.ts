@@ -17,7 +17,7 @@ import { addStatementRows, renderVersus, type StatementTotals, type VersusSide, 
 import { runMain, wholeNumber } from '../command-line.js';
 
 /**
- * `npm run bench:versus -- --baseline <git revision> [--rounds 6 --requests 3000 --warmup 2000 --users 1000 --clients 32 --statements]`
+ * `npm run bench:versus -- --baseline <git revision> [--rounds 6 --requests 3000 --warmup 2000 --users 1000 --clients 32 --statements --keyed]`
  *
  * This checkout's built service against another revision's, side by side on one machine: both
  * started (each on its own embedded PostgreSQL), both seeded alike, then spends alternating between
@@ -28,7 +28,8 @@ import { runMain, wholeNumber } from '../command-line.js';
  * keep the embedded PostgreSQL's secrets as this checkout does (b86a33e, 2026-12-01, or later).
  * With --statements both PostgreSQL servers load pg_stat_statements (track = all) and the report
  * lists each side's costliest statements per spend, with their WAL records: the statements inside
- * the inline function too. Prints its report; writes no file.
+ * the inline function too. With --keyed every spend carries an Idempotency-Key of its own, as a
+ * retry-safe client sends it. Prints its report; writes no file.
  */
 type Options = {
   readonly baseline: string;
@@ -38,6 +39,7 @@ type Options = {
   readonly users: number;
   readonly clients: number;
   readonly statements: boolean;
+  readonly keyed: boolean;
 };
 
 type Side = {
@@ -68,6 +70,7 @@ function parseOptions(): Options {
       users: { type: 'string', default: '1000' },
       clients: { type: 'string', default: '32' },
       statements: { type: 'boolean', default: false },
+      keyed: { type: 'boolean', default: false },
     },
   });
   if (values.baseline === undefined || !/^[\w./@^~-]+$/.test(values.baseline)) throw new Error('--baseline must name a git revision (a commit, a tag, HEAD~1)');
@@ -79,6 +82,7 @@ function parseOptions(): Options {
     users: wholeNumber('users', values.users, 1, 1_000_000),
     clients: wholeNumber('clients', values.clients, 1, 256),
     statements: values.statements,
+    keyed: values.keyed,
   };
 }
 
@@ -132,7 +136,7 @@ async function compare(options: Options, cleanup: Cleanup): Promise<string> {
   const spendOn = async (side: Side, offset: number, requests: number, recorded: boolean) => {
     await side.pool.query('VACUUM (ANALYZE)');
     if (recorded && side.statements !== undefined) await resetStatementStatistics(side.statements);
-    const measured = await measureSpends(side.target, { clients: options.clients, warmup: 0, requests, userIds, accountByRequest: accountByRequest.subarray(offset, offset + requests) }, ticksPerSecond);
+    const measured = await measureSpends(side.target, { clients: options.clients, warmup: 0, requests, userIds, accountByRequest: accountByRequest.subarray(offset, offset + requests), keyed: options.keyed }, ticksPerSecond);
     if (!recorded) return;
     side.totals.processUs += measured.processCpuUsPerRequest * requests;
     side.totals.postgresUs += measured.postgresCpuUsPerRequest * requests;
@@ -150,7 +154,7 @@ async function compare(options: Options, cleanup: Cleanup): Promise<string> {
     for (const side of round % 2 === 0 ? sides : [...sides].reverse()) await spendOn(side, offset, options.requests, true);
   }
   const [baseline, current] = sides;
-  const heading = `bench:versus, ${new Date().toISOString()}: ${options.rounds} alternating rounds of ${options.requests} spends (after ${options.warmup} warm-up spends each), ${options.clients} clients, ${options.users} accounts; ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown'}), load average at the end ${loadavg().map((value) => value.toFixed(2)).join(', ')}.`;
+  const heading = `bench:versus, ${new Date().toISOString()}: ${options.rounds} alternating rounds of ${options.requests} spends${options.keyed ? ', each with an Idempotency-Key of its own' : ''} (after ${options.warmup} warm-up spends each), ${options.clients} clients, ${options.users} accounts; ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown'}), load average at the end ${loadavg().map((value) => value.toFixed(2)).join(', ')}.`;
   const view = (side: Side): VersusSide => ({ name: side.name, label: side.label, totals: side.totals, ...(side.statementTotals === undefined ? {} : { statements: side.statementTotals }) });
   return renderVersus(heading, view(baseline), view(current), STATEMENTS_SHOWN);
 }
