@@ -308,5 +308,63 @@ describe('kill -9 under load', () => {
     expect(new Set([...answered.values()].map((answer) => answer.position)).size * 2).toBeLessThanOrEqual(answered.size);
     process.stdout.write(`kill -9 on one account (seed ${SEED}): ${sent.size} spends sent without keys, ${answered.size} answered, ${usages.length} written, in ${new Set([...answered.values()].map((answer) => answer.position)).size} answered appends\n`);
   }, 120_000);
+
+  // Keyed requests on one account are decided together too (ADR 0029, addendum): a kill must leave
+  // each group whole or absent, and every retry after the restart, with its key, must find its
+  // spend if it was written and spend once if it was not.
+  it('spends every keyed request once when 32 clients spend with keys on one account, the service is killed, and every unanswered one is sent again', async () => {
+    await stopServices([running]);
+    let child = await start();
+    const userId = randomUUID();
+    const funding: Operation = { kind: 'purchase', userId, key: randomUUID(), amount: 1_000_000, paymentId: randomUUID(), done: false };
+    expect(await settle(child, funding, () => true)).toBe(true);
+
+    const spends: Operation[] = [];
+    const positions: string[] = [];
+    let alive = true;
+    const killer = (async () => {
+      await new Promise((resolve) => setTimeout(resolve, LOAD_MS_MIN + Math.floor(random() * LOAD_MS_SPREAD)));
+      alive = false;
+      child.process.kill('SIGKILL');
+    })();
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async () => {
+        while (alive) {
+          const spend: Operation = { kind: 'usage', userId, key: randomUUID(), amount: 1 + Math.floor(random() * 5), done: false };
+          spends.push(spend);
+          const answer = await acknowledged(child, `/v1/accounts/${userId}/usage`, { amount: spend.amount }, spend.key, () => alive);
+          if (answer === undefined) return;
+          spend.done = true;
+          positions.push(answer.body.position as string);
+        }
+      }),
+    );
+    await killer;
+    await child.exited;
+    child = await start();
+    const unanswered = spends.filter((spend) => !spend.done);
+    const retriedAt = Date.now();
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async (_, client) => {
+        for (let index = client; index < unanswered.length; index += CLIENTS) expect(await settle(child, unanswered[index] as Operation, () => Date.now() - retriedAt < RETRY_PHASE_MS_MAX)).toBe(true);
+      }),
+    );
+
+    const applied = new Map<string, string[]>();
+    for (const event of await eventsOf(child, userId)) {
+      const key = event.metadata.idempotencyKey;
+      if (key !== undefined) applied.set(key, [...(applied.get(key) ?? []), event.type]);
+    }
+    expect(applied).toEqual(expectedEventsByKey([funding, ...spends]));
+    const balance = await fetch(`${child.url}/v1/accounts/${userId}/balance`, { headers: { authorization: service } });
+    expect(await balance.json()).toMatchObject({ userId, balance: expectedBalances([userId], [funding, ...spends]).get(userId), held: 0 });
+    const verify = await fetch(`${child.url}/v1/audit/accounts/${userId}/verify`, { headers: { authorization: auditor } });
+    expect(await verify.json()).toMatchObject({ ok: true, chain: { ok: true }, readModels: { differences: [], replayError: null } });
+    // Before the kill the keyed spends were decided together: answers of one append share its position.
+    expect(new Set(positions).size * 2).toBeLessThanOrEqual(positions.length);
+    process.stdout.write(
+      `kill -9 on one account, keyed (seed ${SEED}): ${spends.length} spends, ${positions.length} answered before the kill in ${new Set(positions).size} appends, ${unanswered.length} sent again after it; every key applied once\n`,
+    );
+  }, 120_000);
 });
 
