@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { sealEvents } from '@app/audit';
-import { EventIdConflictError, PostgresEventStore, type EventStore, type ReadStreamOptions, type RecordedEvent } from '@app/event-store';
+import { sealEvents, verifyChain } from '@app/audit';
+import { EventIdConflictError, PostgresEventStore, WrongExpectedRevisionError, type EventStore, type ReadStreamOptions, type RecordedEvent } from '@app/event-store';
 import { decideTokenAccount, decideTokenAccountWithState, LedgerError, tokenAccountDecider, tokenAccountSnapshot, tokenAccountStreamId, type TokenAccountCommand, type TokenAccountState } from '@app/ledger';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { CommandHandling, ConcurrencyConflictError, TOGETHER_COMMANDS_MAX, type CommandHandlingOptions } from './command-handling.js';
@@ -447,14 +447,26 @@ describe('command handling: commands queued on one stream, decided together', ()
 
   it('answers a keyed command whose earlier attempt another process appended with that attempt, and appends the rest of its group', async () => {
     const userId = await seededUser(30, 0);
-    const commands = processWith();
+    let conflicts = 0;
+    const counted = Object.create(counting.store) as EventStore;
+    counted.append = async (...args: Parameters<EventStore['append']>) => {
+      try {
+        return await counting.store.append(...args);
+      } catch (error) {
+        if (error instanceof WrongExpectedRevisionError) conflicts += 1;
+        throw error;
+      }
+    };
+    const commands = new CommandHandling(counted, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
     await commands.load(tokenAccountStreamId(userId), tokenAccountDecider); // its cache misses what the other process appends
     const retried = keyOf('key-1');
     const first = await keyedUse(processWith(), userId, 20, retried);
     const [replayed, ...plain] = await Promise.all([keyedUse(commands, userId, 20, retried), outcome(use(commands, userId, 5)), outcome(use(commands, userId, 6))]);
     expect(replayed).toMatchObject({ replayed: true, events: first.events, position: first.position });
-    // The plain ones, decided on the cached 30, conflict at the append and are decided again on 10.
+    // The plain ones are decided on the stream read when the earlier attempt was found (10), not on
+    // the cached 30: no append at a stale revision.
     expect(plain).toEqual([5, 'INSUFFICIENT_BALANCE']);
+    expect(conflicts).toBe(0);
     expect((await usagesOf(userId)).map((usage) => usage.amount)).toEqual([20, 5]);
     expect((await processWith().load(tokenAccountStreamId(userId), tokenAccountDecider)).state.balance).toBe(5);
   });
@@ -550,5 +562,69 @@ describe('command handling: commands queued on one stream, decided together', ()
     const next = await use(late, userId, 25);
     expect(next.events).toMatchObject([{ data: { balanceAfter: 0 } }]);
     expect((await processWith().load(tokenAccountStreamId(userId), tokenAccountDecider)).state.balance).toBe(0);
+  });
+
+  /** A usage decided alike in every process (the same transaction id and time), with its own metadata: as two attempts of one request that were decided on the same state. */
+  function alikeUse(commands: CommandHandling, userId: string, amount: number, idempotency: IdempotentRequest, transactionId: string, attemptName: string) {
+    const command: TokenAccountCommand = { type: 'UseTokens', data: { userId, amount, description: null, transactionId, now: new Date(at) } };
+    return commands.handle({
+      streamId: tokenAccountStreamId(userId),
+      decider: tokenAccountDecider,
+      decide: (state) => decideTokenAccount(command, state),
+      metadata: { idempotencyKey: idempotency.key, requestId: attemptName },
+      idempotency,
+    });
+  }
+
+  async function expectIntactChain(userId: string): Promise<void> {
+    const streamId = tokenAccountStreamId(userId);
+    const events = (await store.readStream(streamId)).map(({ streamId: id, revision, id: eventId, type, data, metadata }) => ({ streamId: id, revision, id: eventId, type, data, metadata }));
+    const row = await database.pool.query<{ revision: string }>('SELECT revision::text FROM event_streams WHERE stream_id = $1', [streamId]);
+    expect(verifyChain(events, { anchor: { revision: BigInt(row.rows[0]?.revision ?? '-1') } })).toMatchObject({ ok: true, eventCount: events.length });
+  }
+
+  const withoutPostgresLookup = () =>
+    new CommandHandling(Object.create(counting.store, { postgres: { value: undefined } }) as EventStore, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+  const missing = (request: IdempotentRequest): IdempotentRequest => ({ ...request, notBefore: new Date(Date.now() + 3_600_000) });
+
+  it('answers keyed requests decided alike with their own decisions when the store finds them already at that place, and the chain stays whole', async () => {
+    const userId = await seededUser(50, 0);
+    const late = withoutPostgresLookup();
+    await late.load(tokenAccountStreamId(userId), tokenAccountDecider);
+    const [one, two] = [keyOf('key-1'), keyOf('key-2')];
+    const [oneTransaction, twoTransaction] = [randomUUID(), randomUUID()];
+    const early = processWith();
+    await early.load(tokenAccountStreamId(userId), tokenAccountDecider);
+    await Promise.all([alikeUse(early, userId, 10, one, oneTransaction, 'early'), alikeUse(early, userId, 15, two, twoTransaction, 'early')]);
+    await use(early, userId, 5); // so that the late process's search, stopping at it, misses both
+    // The same decisions with other metadata, at the place they were recorded: the store reports
+    // them appended without writing; read back, they are these decisions, each answered with its own.
+    const retries = await Promise.all([alikeUse(late, userId, 10, missing(one), oneTransaction, 'late'), alikeUse(late, userId, 15, missing(two), twoTransaction, 'late')]);
+    expect(retries.map((retry) => [retry.replayed, retry.state.balance])).toEqual([
+      [undefined, 40],
+      [undefined, 25],
+    ]);
+    expect((await use(late, userId, 5)).state.balance).toBe(15);
+    expect((await usagesOf(userId)).map((usage) => usage.amount)).toEqual([10, 15, 5, 5]);
+    await expectIntactChain(userId);
+  });
+
+  it('does not make a refusal final on an append the store found already written: the refused command is decided again on the stream', async () => {
+    const userId = await seededUser(50, 0);
+    const late = withoutPostgresLookup();
+    await late.load(tokenAccountStreamId(userId), tokenAccountDecider); // caches 50
+    const keyed = keyOf('key-1');
+    const transactionId = randomUUID();
+    await alikeUse(processWith(), userId, 10, keyed, transactionId, 'early');
+    const credit = { type: 'AddTokens', data: { userId, paymentId: randomUUID(), amount: 100, description: null, transactionId: randomUUID(), now: new Date(at) } } as const;
+    await processWith().handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(credit, state), metadata: {} });
+    // On the cached 50 the retry spends 10 and the plain 45 no longer fits. The retry's id is found at
+    // the place it expects, so the store reports it appended; the credit after it is not in that
+    // state, and the plain spend, decided again on the stream (140), fits.
+    const [retry, plain] = await Promise.all([alikeUse(late, userId, 10, missing(keyed), transactionId, 'late'), outcome(use(late, userId, 45))]);
+    expect(retry.events).toMatchObject([{ data: { transactionId, balanceAfter: 40 } }]);
+    expect(plain).toBe(95);
+    expect((await usagesOf(userId)).map((usage) => usage.amount)).toEqual([10, 45]);
+    await expectIntactChain(userId);
   });
 });

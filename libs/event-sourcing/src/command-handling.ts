@@ -97,7 +97,8 @@ type InTurn = { readonly events: readonly DomainEvent[]; readonly state: unknown
  * Commands that queue on a stream while its append is in flight are decided together when their
  * turn comes: each on the state the ones before it leave, and all their events appended as one, at
  * one expected revision (a hot account then takes one append per group commit, not one per
- * command). Those with an Idempotency-Key or `readFirst` keep a turn of their own.
+ * command). Keyed ones too, under ids derived from their requests (ADR 0029, addendum); those
+ * with `readFirst` keep a turn of their own.
  */
 export class CommandHandling {
   private readonly locks = new KeyedMutex();
@@ -176,8 +177,14 @@ export class CommandHandling {
       const cached = this.streams.cached<unknown>(streamId);
       let loaded: Verifiable<unknown> = cached === undefined ? { ...(await this.streams.load(streamId, decider)), verified: true } : { ...cached, verified: false };
       for (let attempt = 1; ; ) {
-        pending = await this.answerEarlierAttempts(streamId, decider, pending);
+        const looked = await this.answerEarlierAttempts(streamId, decider, pending);
+        pending = looked.others;
         if (pending.length === 0) break;
+        if (looked.read !== undefined) {
+          // Some were found, by a read of the stream: decide on it, after looking again for the others.
+          loaded = { ...looked.read, verified: true };
+          continue;
+        }
         const turns = await decideInTurn(pending, decider, loaded.state);
         const events = pending.flatMap((waiting, index) => {
           const turn = turns[index] as InTurn;
@@ -213,7 +220,20 @@ export class CommandHandling {
           await this.eachAlone(pending);
           break;
         }
-        settle(pending, turns, appended);
+        if (!appended.readBack) {
+          settle(pending, turns, appended);
+          break;
+        }
+        // Every event's id was derived, and the store may have found them at this place without
+        // writing: what those commands decided stands, but a refusal or a decision of nothing is
+        // final only on a write at the revision it was decided on, so those go alone.
+        const decided = turns.map((turn) => 'events' in turn && turn.events.length > 0);
+        settle(
+          pending.filter((_, index) => decided[index]),
+          turns.filter((_, index) => decided[index]),
+          appended,
+        );
+        await this.eachAlone(pending.filter((_, index) => !decided[index]));
         break;
       }
     } catch (error) {
@@ -233,17 +253,24 @@ export class CommandHandling {
     }
   }
 
-  /** Answers each keyed command whose earlier attempt is in the stream with that attempt's events; returns the others. */
-  private async answerEarlierAttempts(streamId: string, decider: StateDecider<DomainEvent, unknown>, group: readonly Waiting[]): Promise<readonly Waiting[]> {
-    if (group.every((waiting) => waiting.request.idempotency === undefined)) return group;
+  /**
+   * Answers each keyed command whose earlier attempt is in the stream with that attempt's events,
+   * on the stream's state read just after (`read`, undefined when none was found); returns the others.
+   */
+  private async answerEarlierAttempts(
+    streamId: string,
+    decider: StateDecider<DomainEvent, unknown>,
+    group: readonly Waiting[],
+  ): Promise<{ readonly others: readonly Waiting[]; readonly read?: LoadedStream<unknown> }> {
+    if (group.every((waiting) => waiting.request.idempotency === undefined)) return { others: group };
     const earlier = await Promise.all(group.map((waiting) => this.earlierAttemptOf(streamId, waiting.request)));
-    if (earlier.every((found) => found === undefined)) return group;
-    const { state } = await this.streams.load(streamId, decider);
+    if (earlier.every((found) => found === undefined)) return { others: group };
+    const read = await this.streams.load(streamId, decider);
     group.forEach((waiting, index) => {
       const found = earlier[index];
-      if (found !== undefined) waiting.resolve({ state, ...found });
+      if (found !== undefined) waiting.resolve({ state: read.state, ...found });
     });
-    return group.filter((_, index) => earlier[index] === undefined);
+    return { others: group.filter((_, index) => earlier[index] === undefined), read };
   }
 
   private earlierAttemptOf(streamId: string, request: CommandRequest<unknown, DomainEvent, unknown>): Promise<EarlierAttempt<DomainEvent> | undefined> {
@@ -263,14 +290,15 @@ export class CommandHandling {
     on: LoadedStream<unknown>,
     events: readonly { readonly id: string | undefined; readonly event: DomainEvent; readonly metadata: EventMetadata }[],
     state: unknown,
-  ): Promise<{ readonly position: Position; readonly readModelsCommitted: boolean } | undefined> {
+  ): Promise<{ readonly position: Position; readonly readModelsCommitted: boolean; readonly readBack: boolean } | undefined> {
     const { toAppend, appended } = await this.sealAndAppend(
       streamId,
       on,
       events.map(({ id, event, metadata }) => ({ id: id ?? randomUUID(), type: event.type, data: event.data, metadata })),
     );
     let headHash = storedHashOf(toAppend[toAppend.length - 1]?.metadata);
-    if (events.every(({ id }) => id !== undefined)) {
+    const readBack = events.every(({ id }) => id !== undefined);
+    if (readBack) {
       const attempt = await recordedAttempt(this.store, streamId, toAppend, appended.nextRevision);
       if (!attempt.ours) return undefined;
       // Recorded by another attempt of the same requests, its metadata (request ids) and so its hash may differ.
@@ -286,7 +314,7 @@ export class CommandHandling {
     };
     this.streams.remember(streamId, after);
     await this.streams.snapshotIfDue(streamId, decider, after);
-    return { position: appended.position, readModelsCommitted: appended.hooksCommitted === true };
+    return { position: appended.position, readModelsCommitted: appended.hooksCommitted === true, readBack };
   }
 
   /**
