@@ -281,8 +281,9 @@ export class CommandHandling {
   /**
    * Seals the group's events onto the stream's hash chain, each with its command's metadata and id,
    * and appends them at the state's revision. When every id was derived from a request, the store may
-   * have had them at this place already and reported success without writing: the recorded events
-   * are then read back, and `undefined` is returned when they are not these decisions.
+   * have had them at this place already and reported success without writing: unless it says it
+   * wrote them, the recorded events are then read back, and `undefined` is returned when they are
+   * not these decisions.
    */
   private async appendTogether(
     streamId: string,
@@ -297,7 +298,7 @@ export class CommandHandling {
       events.map(({ id, event, metadata }) => ({ id: id ?? randomUUID(), type: event.type, data: event.data, metadata })),
     );
     let headHash = storedHashOf(toAppend[toAppend.length - 1]?.metadata);
-    const readBack = events.every(({ id }) => id !== undefined);
+    const readBack = appended.written !== true && events.every(({ id }) => id !== undefined);
     if (readBack) {
       const attempt = await recordedAttempt(this.store, streamId, toAppend, appended.nextRevision);
       if (!attempt.ours) return undefined;
@@ -324,7 +325,10 @@ export class CommandHandling {
    */
   private async handleAlone<Command, Event extends DomainEvent, State>(request: CommandRequest<Command, Event, State>): Promise<HandledCommand<State, Event>> {
     const { streamId, decider, idempotency } = request;
-    const earlier = idempotency === undefined ? undefined : await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
+    // A key's first claim has no earlier attempt to find (IdempotentRequest.firstClaim); a refusal
+    // still looks, below, for an attempt running alongside.
+    const earlier =
+      idempotency === undefined || idempotency.firstClaim === true ? undefined : await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
     if (earlier !== undefined) return { state: (await this.streams.load(streamId, decider)).state, ...earlier };
     let loaded = await this.startingState(request);
     for (let attempt = 1; ; attempt += 1) {
@@ -405,7 +409,7 @@ export class CommandHandling {
     }
     const { toAppend, appended } = sealed;
     let headHash = storedHashOf(toAppend[toAppend.length - 1]?.metadata);
-    if (idempotency !== undefined) {
+    if (idempotency !== undefined && appended.written !== true) {
       const attempt = await recordedAttempt(this.store, streamId, toAppend, appended.nextRevision);
       if (!attempt.ours) {
         const state = (await this.streams.catchUp(streamId, decider, on)).state;

@@ -213,6 +213,56 @@ describe('command handling of an idempotent request', () => {
     expect(read).toBeLessThanOrEqual(ATTEMPT_PAGE_SIZE); // one page from the attempt's first event on, not the 250 after it
   });
 
+  it('decides a key\'s first claim without looking for an earlier attempt, and reads nothing back after its append (PostgreSQL says it wrote)', async () => {
+    const userId = await funded(50);
+    let reads = 0;
+    const postgres = store.postgres;
+    if (postgres === undefined) throw new Error('the PostgreSQL store offers its capabilities');
+    const counting = Object.create(store) as EventStore;
+    counting.readStream = async (streamId: string, options?: ReadStreamOptions) => {
+      reads += 1;
+      return store.readStream(streamId, options);
+    };
+    Object.defineProperty(counting, 'postgres', {
+      value: {
+        ...postgres,
+        readEvent: async (streamId: string, eventId: string) => {
+          reads += 1;
+          return postgres.readEvent(streamId, eventId);
+        },
+      },
+    });
+    const commands = processOn(counting);
+    await commands.load(tokenAccountStreamId(userId), tokenAccountDecider);
+    await use(commands, userId, 1, { ...request(), firstClaim: true }); // its first append seals the stream's unsealed head: one read
+    reads = 0;
+    const first = await use(commands, userId, 20, { ...request(), firstClaim: true });
+    expect(first.events).toMatchObject([{ data: { amount: 20, balanceAfter: 29 } }]);
+    expect(reads).toBe(0);
+    // A takeover (not the key's first claim) looks first: one lookup by event id, nothing more.
+    await use(commands, userId, 1, request());
+    expect(reads).toBe(1);
+  });
+
+  it('spends nothing twice when a first claim repeats a request whose key row was purged: the store refuses its ids and the attempt is found', async () => {
+    const userId = await funded(50);
+    const idempotent = request();
+    const first = await use(processOn(), userId, 20, idempotent);
+    const again = await use(processOn(), userId, 20, { ...idempotent, firstClaim: true });
+    expect(again).toMatchObject({ replayed: true, events: first.events });
+    expect(await usages(userId)).toHaveLength(1);
+  });
+
+  it('answers a first claim with the attempt that spent the balance alongside it, not INSUFFICIENT_BALANCE', async () => {
+    const userId = await funded(10);
+    const idempotent = request();
+    // Another attempt of the request (its lease taken over while this one ran) spent the balance first.
+    const alongside = await use(processOn(), userId, 10, idempotent);
+    const first = await use(processOn(), userId, 10, { ...idempotent, firstClaim: true });
+    expect(first).toMatchObject({ replayed: true, events: alongside.events });
+    expect(await usages(userId)).toHaveLength(1);
+  });
+
   it('still refuses a request that was never applied', async () => {
     const userId = await funded(10);
     await expect(use(processOn(), userId, 11, request())).rejects.toBeInstanceOf(LedgerError);

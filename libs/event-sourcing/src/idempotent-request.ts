@@ -15,6 +15,13 @@ export type IdempotentRequest = {
    * claimed, less a margin for clock skew between the API and the event store. Bounds the search.
    */
   readonly notBefore: Date;
+  /**
+   * True when this request's claim was its key's first (ADR 0008): no attempt of it can be in the
+   * stream, unless its key row was purged long after an attempt, which the PostgreSQL store's unique
+   * event ids refuse (the append then finds that attempt) and EventStoreDB's search window would
+   * miss anyway. A request alone on its stream then decides without looking first.
+   */
+  readonly firstClaim?: boolean;
 };
 
 /** Namespace of every id derived here (a fixed, random UUID: changing it would break dedup of stored keys). */

@@ -37,6 +37,12 @@ export type AppendResult = {
    * Absent for an idempotent repeat, and from adapters without hooks.
    */
   readonly hooksCommitted?: true;
+  /**
+   * Set when the adapter knows this call wrote the events (PostgreSQL). Absent when it may have
+   * found the same events already at that place and written nothing (an idempotent repeat), or
+   * cannot tell (EventStoreDB answers both alike): a caller that must know reads them back.
+   */
+  readonly written?: true;
 };
 
 export type ReadStreamOptions = {

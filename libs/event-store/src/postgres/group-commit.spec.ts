@@ -53,7 +53,7 @@ describe('PostgreSQL event store: group commit', () => {
       );
       expect(recorded.rows.map((row) => Number(row.stream_revision))).toEqual([0, 1]);
       const last = recorded.rows[1];
-      expect(results[index]).toEqual({ nextRevision: 1n, position: { commit: BigInt(last?.transaction_id ?? ''), prepare: BigInt(last?.global_position ?? '') } });
+      expect(results[index]).toEqual({ nextRevision: 1n, position: { commit: BigInt(last?.transaction_id ?? ''), prepare: BigInt(last?.global_position ?? '') }, written: true });
     }
   });
 
@@ -93,7 +93,7 @@ describe('PostgreSQL event store: group commit', () => {
       const positions = recorded.rows.slice(1).map((row) => BigInt(row.global_position));
       expect([...positions].sort((a, b) => (a < b ? -1 : 1))).toEqual(positions);
       const last = recorded.rows[3];
-      expect(results[index]).toEqual({ nextRevision: 3n, position: { commit: BigInt(last?.transaction_id ?? ''), prepare: BigInt(last?.global_position ?? '') } });
+      expect(results[index]).toEqual({ nextRevision: 3n, position: { commit: BigInt(last?.transaction_id ?? ''), prepare: BigInt(last?.global_position ?? '') }, written: true });
     }
     const heads = await database.pool.query<{ revision: string }>('SELECT revision FROM event_streams WHERE stream_id = ANY($1)', [streams]);
     expect(heads.rows.map((row) => row.revision)).toEqual(streams.map(() => '3'));

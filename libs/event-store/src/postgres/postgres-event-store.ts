@@ -120,7 +120,7 @@ export class PostgresEventStore implements EventStore {
     switch (row.status) {
       case 'appended':
         this.wakeups.published();
-        return { ...appendResultOf(row), ...(row.hooked === true ? { hooksCommitted: true } : {}) };
+        return { ...appendResultOf(row), written: true, ...(row.hooked === true ? { hooksCommitted: true } : {}) };
       case 'already_appended':
         // Possibly this process's own append, found again after its connection was lost: wake the
         // subscribers as for any append (the wake-up is coalesced and cheap).

@@ -25,6 +25,11 @@ export type EventStoreContractOptions = {
    *   EventStoreDB does instead, so a change in either direction is noticed.
    */
   readonly eventIdScope: 'store' | 'expected-place';
+  /**
+   * Whether the adapter says when a call wrote its events (`AppendResult.written`): PostgreSQL does;
+   * EventStoreDB answers a write and an idempotent repeat alike. A repeat never says it wrote.
+   */
+  readonly reportsWrites: boolean;
 };
 
 /** How long a test waits for events to become visible in `$all` (PostgreSQL may lag a commit briefly). */
@@ -66,7 +71,10 @@ function expectStrictlyIncreasingPositions(events: readonly RecordedEvent[]): vo
 }
 
 /** Every behaviour of the EventStore port, run against each adapter. */
-export function describeEventStoreContract(adapterName: string, factory: EventStoreFactory, options: EventStoreContractOptions = { eventIdScope: 'store' }): void {
+export function describeEventStoreContract(adapterName: string, factory: EventStoreFactory, options: EventStoreContractOptions = { eventIdScope: 'store', reportsWrites: true }): void {
+  /** What a call that wrote its events adds to its result. */
+  const writtenMark = (): { written?: true } => (options.reportsWrites ? { written: true } : {});
+
   describe(`event store contract: ${adapterName}`, () => {
     let store: EventStore;
     let dispose: () => Promise<void>;
@@ -131,7 +139,7 @@ export function describeEventStoreContract(adapterName: string, factory: EventSt
         const result = await store.append(id, [appended], { expectedRevision: 'no_stream' });
         const [recorded] = await store.readStream(id);
         expect(recorded?.id).toBe(appended.id);
-        expect(result).toEqual({ nextRevision: 0n, position: recorded?.position });
+        expect(result).toEqual({ nextRevision: 0n, position: recorded?.position, ...writtenMark() });
       });
 
       it('appends 1,000 events in one call, in order, and reports the position of the last one', async () => {
@@ -143,7 +151,7 @@ export function describeEventStoreContract(adapterName: string, factory: EventSt
         expect(all.map((recorded) => recorded.data)).toEqual(batch.map((appended) => appended.data));
         expect(all.map((recorded) => recorded.revision)).toEqual(batch.map((_, index) => BigInt(index)));
         expectStrictlyIncreasingPositions(all);
-        expect(result).toEqual({ nextRevision: 999n, position: all[999]?.position });
+        expect(result).toEqual({ nextRevision: 999n, position: all[999]?.position, ...writtenMark() });
       });
 
       it('refuses an empty batch and one over APPEND_COUNT_MAX, and writes nothing', async () => {
@@ -160,9 +168,11 @@ export function describeEventStoreContract(adapterName: string, factory: EventSt
         const id = stream();
         const batch = [event(), event()];
         const first = await store.append(id, batch, { expectedRevision: 'no_stream' });
-        await expect(store.append(id, batch, { expectedRevision: 'no_stream' })).resolves.toEqual(first);
-        await expect(store.append(id, batch, { expectedRevision: 'any' })).resolves.toEqual(first);
-        await expect(store.append(id, batch, { expectedRevision: 'stream_exists' })).resolves.toEqual(first);
+        expect(first.written).toBe(writtenMark().written);
+        const repeat = { nextRevision: first.nextRevision, position: first.position };
+        await expect(store.append(id, batch, { expectedRevision: 'no_stream' })).resolves.toEqual(repeat);
+        await expect(store.append(id, batch, { expectedRevision: 'any' })).resolves.toEqual(repeat);
+        await expect(store.append(id, batch, { expectedRevision: 'stream_exists' })).resolves.toEqual(repeat);
         expect((await store.readStream(id)).map((recorded) => recorded.id)).toEqual(batch.map((appended) => appended.id));
       });
 
@@ -172,7 +182,7 @@ export function describeEventStoreContract(adapterName: string, factory: EventSt
         await store.append(id, [event()], { expectedRevision: 'no_stream' });
         const first = await store.append(id, batch, { expectedRevision: 0n });
         await store.append(id, [event()], { expectedRevision: 1n });
-        await expect(store.append(id, batch, { expectedRevision: 0n })).resolves.toEqual(first);
+        await expect(store.append(id, batch, { expectedRevision: 0n })).resolves.toEqual({ nextRevision: first.nextRevision, position: first.position });
         expect(await store.readStream(id)).toHaveLength(3);
       });
 

@@ -109,7 +109,7 @@ function claimingHook(store: IdempotencyStore, options: IdempotencyOptions): pre
       // The key's first request's id, which may not be this attempt's own (a path spelled in another
       // case): a retry finds the events an earlier attempt appended by the ids derived from it.
       const notBefore = new Date(claim.firstClaimedAt.getTime() - IDEMPOTENCY_CLOCK_MARGIN_MS);
-      claims.set(request, { scope, key: header, request: { key: header, requestId: claim.requestId, notBefore }, firstClaim: claim.firstClaim });
+      claims.set(request, { scope, key: header, request: { key: header, requestId: claim.requestId, notBefore, firstClaim: claim.firstClaim }, firstClaim: claim.firstClaim });
       return undefined;
     }
     if (!claim.sameRequest) {
