@@ -514,6 +514,46 @@ describe('command handling: commands queued on one stream, decided together', ()
     expect((await processWith().load(tokenAccountStreamId(userId), tokenAccountDecider)).state.balance).toBe(27);
   });
 
+  it('looks for no earlier attempt of keyed commands that made their keys\' first claims, and appends them together', async () => {
+    const userId = await seededUser(100, 0);
+    let lookups = 0;
+    const postgres = store.postgres;
+    if (postgres === undefined) throw new Error('the PostgreSQL store offers its capabilities');
+    const looking = Object.create(counting.store) as EventStore;
+    Object.defineProperty(looking, 'postgres', {
+      value: {
+        ...postgres,
+        readEvent: async (streamId: string, eventId: string) => {
+          lookups += 1;
+          return postgres.readEvent(streamId, eventId);
+        },
+      },
+    });
+    const commands = new CommandHandling(looking, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+    await commands.load(tokenAccountStreamId(userId), tokenAccountDecider);
+    await use(commands, userId, 1); // seals the stream's unsealed head
+    const keys = [keyOf('key-1'), keyOf('key-2'), keyOf('key-3')].map((key) => ({ ...key, firstClaim: true }));
+    const handled = await Promise.all(keys.map((key) => keyedUse(commands, userId, 10, key)));
+    expect(handled.map((result) => result.state.balance)).toEqual([89, 79, 69]);
+    expect(lookups).toBe(0);
+    const usages = (await usagesOf(userId)).slice(1);
+    expect(usages.map((usage) => usage.id)).toEqual(keys.map((key) => idempotentEventId(key.requestId, 0)));
+    expect(new Set(usages.map((usage) => usage.transaction)).size).toBe(1);
+  });
+
+  it('answers a first claim refused in a group with the attempt of the same request that spent the balance alongside it', async () => {
+    const userId = await seededUser(10, 0);
+    const commands = processWith();
+    const keyed = keyOf('key-1');
+    // Another attempt of the request (its lease taken over while this one ran) spent the balance first.
+    const alongside = await keyedUse(processWith(), userId, 10, keyed);
+    await commands.load(tokenAccountStreamId(userId), tokenAccountDecider);
+    const [first, plain] = await Promise.all([keyedUse(commands, userId, 10, { ...keyed, firstClaim: true }), outcome(use(commands, userId, 1))]);
+    expect(first).toMatchObject({ replayed: true, events: alongside.events });
+    expect(plain).toBe('INSUFFICIENT_BALANCE');
+    expect((await usagesOf(userId)).map((usage) => usage.amount)).toEqual([10]);
+  });
+
   it('decides a repeat of a request already in the group after the group, alone, and answers it with the first\'s events', async () => {
     const userId = await seededUser(50, 0);
     let idConflicts = 0;

@@ -196,7 +196,7 @@ export class CommandHandling {
             continue;
           }
           await this.streams.snapshotIfDue(streamId, decider, loaded);
-          settle(pending, turns, { position: loaded.position });
+          await this.settle(streamId, decider, pending, turns, { position: loaded.position });
           break;
         }
         let appended: Awaited<ReturnType<CommandHandling['appendTogether']>>;
@@ -221,14 +221,16 @@ export class CommandHandling {
           break;
         }
         if (!appended.readBack) {
-          settle(pending, turns, appended);
+          await this.settle(streamId, decider, pending, turns, appended);
           break;
         }
         // Every event's id was derived, and the store may have found them at this place without
         // writing: what those commands decided stands, but a refusal or a decision of nothing is
         // final only on a write at the revision it was decided on, so those go alone.
         const decided = turns.map((turn) => 'events' in turn && turn.events.length > 0);
-        settle(
+        await this.settle(
+          streamId,
+          decider,
           pending.filter((_, index) => decided[index]),
           turns.filter((_, index) => decided[index]),
           appended,
@@ -262,7 +264,7 @@ export class CommandHandling {
     decider: StateDecider<DomainEvent, unknown>,
     group: readonly Waiting[],
   ): Promise<{ readonly others: readonly Waiting[]; readonly read?: LoadedStream<unknown> }> {
-    if (group.every((waiting) => waiting.request.idempotency === undefined)) return { others: group };
+    if (!group.some((waiting) => mayHaveEarlierAttempt(waiting.request))) return { others: group };
     const earlier = await Promise.all(group.map((waiting) => this.earlierAttemptOf(streamId, waiting.request)));
     if (earlier.every((found) => found === undefined)) return { others: group };
     const read = await this.streams.load(streamId, decider);
@@ -275,7 +277,40 @@ export class CommandHandling {
 
   private earlierAttemptOf(streamId: string, request: CommandRequest<unknown, DomainEvent, unknown>): Promise<EarlierAttempt<DomainEvent> | undefined> {
     const { idempotency } = request;
-    return idempotency === undefined ? Promise.resolve(undefined) : findEarlierAttempt<DomainEvent>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
+    if (idempotency === undefined || !mayHaveEarlierAttempt(request)) return Promise.resolve(undefined);
+    return findEarlierAttempt<DomainEvent>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
+  }
+
+  /**
+   * Answers each command of a group: its events and the state after them, at the group's position,
+   * or its refusal. The refusal of a key's first claim, whose earlier attempt was not looked for,
+   * is final only once none is found: an attempt running alongside (its lease taken over while this
+   * one ran) may have spent the balance, and is then the answer.
+   */
+  private async settle(
+    streamId: string,
+    decider: StateDecider<DomainEvent, unknown>,
+    group: readonly Waiting[],
+    turns: readonly InTurn[],
+    written: { readonly position: Position | undefined; readonly readModelsCommitted?: boolean },
+  ): Promise<void> {
+    const replayed = new Map<Waiting, EarlierAttempt<DomainEvent>>();
+    await Promise.all(
+      group.map(async (waiting, index) => {
+        const { idempotency } = waiting.request;
+        if (!('refusal' in (turns[index] as InTurn)) || idempotency?.firstClaim !== true) return;
+        const found = await findEarlierAttempt<DomainEvent>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
+        if (found !== undefined) replayed.set(waiting, found);
+      }),
+    );
+    const state = replayed.size === 0 ? undefined : (await this.streams.load(streamId, decider)).state;
+    group.forEach((waiting, index) => {
+      const turn = turns[index] as InTurn;
+      const attempt = replayed.get(waiting);
+      if (attempt !== undefined) waiting.resolve({ state, ...attempt });
+      else if ('refusal' in turn) waiting.reject(turn.refusal);
+      else waiting.resolve({ state: turn.state, events: turn.events, position: written.position, ...(written.readModelsCommitted === undefined ? {} : { readModelsCommitted: written.readModelsCommitted }) });
+    });
   }
 
   /**
@@ -474,13 +509,9 @@ function finalState(turns: readonly InTurn[], start: unknown): unknown {
   return start;
 }
 
-/** Answers each command of a group: its events and the state after them, at the group's position, or its refusal. */
-function settle(group: readonly Waiting[], turns: readonly InTurn[], written: { readonly position: Position | undefined; readonly readModelsCommitted?: boolean }): void {
-  group.forEach((waiting, index) => {
-    const turn = turns[index] as InTurn;
-    if ('refusal' in turn) waiting.reject(turn.refusal);
-    else waiting.resolve({ state: turn.state, events: turn.events, position: written.position, ...(written.readModelsCommitted === undefined ? {} : { readModelsCommitted: written.readModelsCommitted }) });
-  });
+/** A keyed command that is not its key's first claim (IdempotentRequest.firstClaim): only those can have an earlier attempt to look for. */
+function mayHaveEarlierAttempt(request: CommandRequest<unknown, DomainEvent, unknown>): boolean {
+  return request.idempotency !== undefined && request.idempotency.firstClaim !== true;
 }
 
 /** The id of a command's `index`-th event: derived from its request when it has an Idempotency-Key, else left to be random. */
