@@ -542,16 +542,60 @@ describe('command handling: commands queued on one stream, decided together', ()
   });
 
   it('answers a first claim refused in a group with the attempt of the same request that spent the balance alongside it', async () => {
-    const userId = await seededUser(10, 0);
+    const userId = await seededUser(11, 0);
     const commands = processWith();
     const keyed = keyOf('key-1');
-    // Another attempt of the request (its lease taken over while this one ran) spent the balance first.
+    // Another attempt of the request (its lease taken over while this one ran) spent 10 first.
     const alongside = await keyedUse(processWith(), userId, 10, keyed);
     await commands.load(tokenAccountStreamId(userId), tokenAccountDecider);
     const [first, plain] = await Promise.all([keyedUse(commands, userId, 10, { ...keyed, firstClaim: true }), outcome(use(commands, userId, 1))]);
     expect(first).toMatchObject({ replayed: true, events: alongside.events });
-    expect(plain).toBe('INSUFFICIENT_BALANCE');
-    expect((await usagesOf(userId)).map((usage) => usage.amount)).toEqual([10]);
+    expect(plain).toBe(0); // appended by the group, whose refused first claim was then looked for
+    expect((await usagesOf(userId)).map((usage) => usage.amount)).toEqual([10, 1]);
+  });
+
+  it('fails only the refused first claim whose look fails, once the group\'s others are answered with what they appended', async () => {
+    const userId = await seededUser(11, 0);
+    const keyed = keyOf('key-1');
+    await keyedUse(processWith(), userId, 10, keyed);
+    const postgres = store.postgres;
+    if (postgres === undefined) throw new Error('the PostgreSQL store offers its capabilities');
+    const failing = Object.create(counting.store) as EventStore;
+    Object.defineProperty(failing, 'postgres', {
+      value: {
+        ...postgres,
+        readEvent: () => Promise.reject(new Error('connection terminated unexpectedly')),
+      },
+    });
+    const commands = new CommandHandling(failing, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+    await commands.load(tokenAccountStreamId(userId), tokenAccountDecider);
+    const [first, plain] = await Promise.allSettled([keyedUse(commands, userId, 10, { ...keyed, firstClaim: true }), use(commands, userId, 1)]);
+    expect(first).toMatchObject({ status: 'rejected', reason: { message: 'connection terminated unexpectedly' } });
+    expect(plain).toMatchObject({ status: 'fulfilled', value: { state: { balance: 0 } } });
+    expect((await usagesOf(userId)).map((usage) => usage.amount)).toEqual([10, 1]);
+  });
+
+  it('looks first for a first claim on a store without unique event ids (EventStoreDB), which would append an attempt\'s ids again', async () => {
+    const userId = await seededUser(30, 0);
+    const keyed = keyOf('key-1');
+    // An attempt that took the key over after this one's first claim, appended before this one decides.
+    const alongside = await keyedUse(processWith(), userId, 10, keyed);
+    // PostgreSQL underneath would refuse the ids anyway: what shows the look is that no append of them is tried.
+    const appendedIds: string[] = [];
+    const portOnly = Object.create(counting.store, { postgres: { value: undefined } }) as EventStore;
+    portOnly.append = (streamId, events, options) => {
+      appendedIds.push(...events.map((event) => event.id));
+      return counting.store.append(streamId, events, options);
+    };
+    const late = new CommandHandling(portOnly, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+    await late.load(tokenAccountStreamId(userId), tokenAccountDecider);
+    const [first, plain] = await Promise.all([keyedUse(late, userId, 10, { ...keyed, firstClaim: true }), use(late, userId, 1)]);
+    expect(first).toMatchObject({ replayed: true, events: alongside.events });
+    expect(plain.state.balance).toBe(19);
+    const alone = await keyedUse(new CommandHandling(portOnly, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 }), userId, 10, { ...keyed, firstClaim: true });
+    expect(alone).toMatchObject({ replayed: true, events: alongside.events });
+    expect(appendedIds).not.toContain(idempotentEventId(keyed.requestId, 0));
+    expect((await usagesOf(userId)).map((usage) => usage.amount)).toEqual([10, 1]);
   });
 
   it('decides a repeat of a request already in the group after the group, alone, and answers it with the first\'s events', async () => {

@@ -264,7 +264,7 @@ export class CommandHandling {
     decider: StateDecider<DomainEvent, unknown>,
     group: readonly Waiting[],
   ): Promise<{ readonly others: readonly Waiting[]; readonly read?: LoadedStream<unknown> }> {
-    if (!group.some((waiting) => mayHaveEarlierAttempt(waiting.request))) return { others: group };
+    if (!group.some((waiting) => this.looksFirst(waiting.request.idempotency))) return { others: group };
     const earlier = await Promise.all(group.map((waiting) => this.earlierAttemptOf(streamId, waiting.request)));
     if (earlier.every((found) => found === undefined)) return { others: group };
     const read = await this.streams.load(streamId, decider);
@@ -277,15 +277,16 @@ export class CommandHandling {
 
   private earlierAttemptOf(streamId: string, request: CommandRequest<unknown, DomainEvent, unknown>): Promise<EarlierAttempt<DomainEvent> | undefined> {
     const { idempotency } = request;
-    if (idempotency === undefined || !mayHaveEarlierAttempt(request)) return Promise.resolve(undefined);
+    if (idempotency === undefined || !this.looksFirst(idempotency)) return Promise.resolve(undefined);
     return findEarlierAttempt<DomainEvent>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
   }
 
   /**
    * Answers each command of a group: its events and the state after them, at the group's position,
-   * or its refusal. The refusal of a key's first claim, whose earlier attempt was not looked for,
-   * is final only once none is found: an attempt running alongside (its lease taken over while this
-   * one ran) may have spent the balance, and is then the answer.
+   * or its refusal. A command that was not looked for (`looksFirst`) and was refused or decided
+   * nothing is answered last, once its earlier attempt is looked for: an attempt running alongside
+   * (its lease taken over while this one ran) may have spent the balance, and is then the answer.
+   * Never throws: a failed look fails only its own command.
    */
   private async settle(
     streamId: string,
@@ -294,23 +295,40 @@ export class CommandHandling {
     turns: readonly InTurn[],
     written: { readonly position: Position | undefined; readonly readModelsCommitted?: boolean },
   ): Promise<void> {
-    const replayed = new Map<Waiting, EarlierAttempt<DomainEvent>>();
-    await Promise.all(
-      group.map(async (waiting, index) => {
-        const { idempotency } = waiting.request;
-        if (!('refusal' in (turns[index] as InTurn)) || idempotency?.firstClaim !== true) return;
-        const found = await findEarlierAttempt<DomainEvent>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
-        if (found !== undefined) replayed.set(waiting, found);
-      }),
-    );
-    const state = replayed.size === 0 ? undefined : (await this.streams.load(streamId, decider)).state;
+    const looks: Promise<void>[] = [];
     group.forEach((waiting, index) => {
       const turn = turns[index] as InTurn;
-      const attempt = replayed.get(waiting);
-      if (attempt !== undefined) waiting.resolve({ state, ...attempt });
-      else if ('refusal' in turn) waiting.reject(turn.refusal);
-      else waiting.resolve({ state: turn.state, events: turn.events, position: written.position, ...(written.readModelsCommitted === undefined ? {} : { readModelsCommitted: written.readModelsCommitted }) });
+      const answer = (): void => {
+        if ('refusal' in turn) waiting.reject(turn.refusal);
+        else waiting.resolve({ state: turn.state, events: turn.events, position: written.position, ...(written.readModelsCommitted === undefined ? {} : { readModelsCommitted: written.readModelsCommitted }) });
+      };
+      const decidedNothing = 'refusal' in turn || turn.events.length === 0;
+      if (decidedNothing && waiting.request.idempotency !== undefined && !this.looksFirst(waiting.request.idempotency)) looks.push(this.answerUnlessAttemptFound(streamId, decider, waiting, answer));
+      else answer();
     });
+    await Promise.all(looks);
+  }
+
+  /** Answers the keyed command with its earlier attempt if one is in the stream, else with `answer`. Never throws. */
+  private async answerUnlessAttemptFound(streamId: string, decider: StateDecider<DomainEvent, unknown>, waiting: Waiting, answer: () => void): Promise<void> {
+    try {
+      const idempotency = waiting.request.idempotency as IdempotentRequest;
+      const found = await findEarlierAttempt<DomainEvent>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
+      if (found === undefined) answer();
+      else waiting.resolve({ state: (await this.streams.load(streamId, decider)).state, ...found });
+    } catch (error) {
+      waiting.reject(error);
+    }
+  }
+
+  /**
+   * Whether a keyed command looks for its earlier attempt before deciding: all do but a key's first
+   * claim (IdempotentRequest.firstClaim) on a store whose event ids are unique across it
+   * (PostgreSQL), where no attempt can exist but one of a purged key, whose ids the append then
+   * finds. EventStoreDB, which would append those ids again at the stream's end, always looks.
+   */
+  private looksFirst(idempotency: IdempotentRequest | undefined): boolean {
+    return idempotency !== undefined && !(idempotency.firstClaim === true && this.store.postgres !== undefined);
   }
 
   /**
@@ -360,16 +378,18 @@ export class CommandHandling {
    */
   private async handleAlone<Command, Event extends DomainEvent, State>(request: CommandRequest<Command, Event, State>): Promise<HandledCommand<State, Event>> {
     const { streamId, decider, idempotency } = request;
-    // A key's first claim has no earlier attempt to find (IdempotentRequest.firstClaim); a refusal
-    // still looks, below, for an attempt running alongside.
-    const earlier =
-      idempotency === undefined || idempotency.firstClaim === true ? undefined : await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
+    // Not for a key's first claim on PostgreSQL (`looksFirst`): a refusal still looks, in
+    // decideVerified, and a decision of nothing below, for an attempt running alongside.
+    const looked = this.looksFirst(idempotency);
+    const earlier = idempotency !== undefined && looked ? await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore }) : undefined;
     if (earlier !== undefined) return { state: (await this.streams.load(streamId, decider)).state, ...earlier };
     let loaded = await this.startingState(request);
     for (let attempt = 1; ; attempt += 1) {
       const decided = await this.decideVerified(request, loaded);
       if (!('on' in decided)) return decided;
       if (decided.events.length === 0) {
+        const alongside = idempotency === undefined || looked ? undefined : await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
+        if (alongside !== undefined) return { state: decided.on.state, ...alongside };
         await this.streams.snapshotIfDue(streamId, decider, decided.on);
         return { state: decided.on.state, events: decided.events, position: decided.on.position };
       }
@@ -507,11 +527,6 @@ function finalState(turns: readonly InTurn[], start: unknown): unknown {
     if ('state' in turn) return turn.state;
   }
   return start;
-}
-
-/** A keyed command that is not its key's first claim (IdempotentRequest.firstClaim): only those can have an earlier attempt to look for. */
-function mayHaveEarlierAttempt(request: CommandRequest<unknown, DomainEvent, unknown>): boolean {
-  return request.idempotency !== undefined && request.idempotency.firstClaim !== true;
 }
 
 /** The id of a command's `index`-th event: derived from its request when it has an Idempotency-Key, else left to be random. */

@@ -263,6 +263,20 @@ describe('command handling of an idempotent request', () => {
     expect(await usages(userId)).toHaveLength(1);
   });
 
+  it('answers a first claim that decides nothing with the attempt of the same request that credited alongside it', async () => {
+    const userId = await funded(10);
+    const idempotent = request();
+    const paymentId = randomUUID();
+    const credit = (commands: CommandHandling, attempt: IdempotentRequest) => {
+      const command: TokenAccountCommand = { type: 'AddTokens', data: { userId, paymentId, amount: 5, description: null, transactionId: randomUUID(), now: new Date() } };
+      return commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: { idempotencyKey: attempt.key }, idempotency: attempt });
+    };
+    const alongside = await credit(processOn(), idempotent);
+    // The payment is credited already, so this attempt decides nothing: its answer is the attempt's.
+    const first = await credit(processOn(), { ...idempotent, firstClaim: true });
+    expect(first).toMatchObject({ replayed: true, events: alongside.events });
+  });
+
   it('still refuses a request that was never applied', async () => {
     const userId = await funded(10);
     await expect(use(processOn(), userId, 11, request())).rejects.toBeInstanceOf(LedgerError);

@@ -64,6 +64,21 @@ describe('IdempotencyStore leases', () => {
     expect(row.rows[0]?.lease_owner).toBe(second.lease.owner);
   });
 
+  it('does not forget a key another process took over: its retry may have done the work', async () => {
+    const first = await processOf();
+    const second = await processOf();
+    const key = randomUUID();
+    expect(await first.store.claim(SCOPE, key, REQUEST)).toMatchObject({ kind: 'claimed', firstClaim: true });
+    // The first process's session is lost (its lease lock freed) while its request still runs; a retry takes the key over.
+    await first.lease.beforeApplicationShutdown();
+    expect(await second.store.claim(SCOPE, key, REQUEST)).toMatchObject({ kind: 'claimed', firstClaim: false });
+    // The first request is refused 400 and, as the key's first claim, forgets it: the takeover's row stays.
+    await first.store.forget(SCOPE, key);
+    expect((await database.pool.query('SELECT 1 FROM idempotency_keys WHERE key = $1', [key])).rowCount).toBe(1);
+    await second.store.forget(SCOPE, key);
+    expect((await database.pool.query('SELECT 1 FROM idempotency_keys WHERE key = $1', [key])).rowCount).toBe(0);
+  });
+
   it('never hands a dead process key to another request (a different body)', async () => {
     const first = await processOf();
     const second = await processOf();

@@ -164,9 +164,11 @@ export class IdempotencyStore {
   /**
    * Drops a key this request holds: its request was refused before doing any work, and it made the
    * key's first claim (a takeover must `release` instead: an earlier attempt may have done the work).
+   * Only while this process still holds it: a retry in another process that took the key over (this
+   * process's session was lost meanwhile) may have done the work, and its row stays.
    */
   async forget(scope: string, key: string): Promise<void> {
-    await this.pool.query(`DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_progress'`, [scope, key]);
+    await this.pool.query(`DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_progress' AND lease_owner = $3`, [scope, key, this.options.lease.owner]);
   }
 
   /** Deletes expired keys; returns how many. */
