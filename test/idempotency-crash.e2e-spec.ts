@@ -245,8 +245,10 @@ describe('a key held by a request in flight when its process is killed with SIGK
     const retry = await send(running, `/v1/accounts/${userId}/usage`, { amount: 30 }, key);
     const waitedMs = Date.now() - retriedAt;
     expect(retry).toMatchObject({ status: 201, body: { balance: 70, transaction: { amount: -30 } } });
-    // Not the 60-second lease of the dead process (nor the 10-second wait that ends in 409 IDEMPOTENCY_KEY_IN_PROGRESS).
-    expect(waitedMs).toBeLessThan(3_000);
+    // Not the 60-second lease of the dead process, nor the 10-second wait that ends in 409
+    // IDEMPOTENCY_KEY_IN_PROGRESS. Alone it takes about 50 ms; while the suite's kill -9 load runs
+    // beside it on 2 cores, the restarted service's first, cold request once took 3.9 s.
+    expect(waitedMs).toBeLessThan(9_000);
     expect((await eventsOf(userId)).map((event) => event.event_type)).toEqual(['TokensPurchased', 'TokensUsed']);
   }, 180_000);
 });
