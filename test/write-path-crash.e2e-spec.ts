@@ -202,6 +202,26 @@ function expectedBalances(accounts: readonly string[], operations: readonly Oper
   return balances;
 }
 
+/** A fresh account on `child`, credited 1,000,000 tokens by a keyed purchase (returned, for the expected balance). */
+async function fundedAccount(child: ServiceProcess): Promise<{ readonly userId: string; readonly funding: Operation }> {
+  const userId = randomUUID();
+  const funding: Operation = { kind: 'purchase', userId, key: randomUUID(), amount: 1_000_000, paymentId: randomUUID(), done: false };
+  expect(await settle(child, funding, () => true)).toBe(true);
+  return { userId, funding };
+}
+
+/** Kills `child` with SIGKILL after 1.5 to 3.5 s of load; `alive()` turns false just before. */
+function killAfterLoad(child: ServiceProcess): { readonly alive: () => boolean; readonly killed: Promise<void> } {
+  let alive = true;
+  const killed = (async () => {
+    await new Promise((resolve) => setTimeout(resolve, LOAD_MS_MIN + Math.floor(random() * LOAD_MS_SPREAD)));
+    alive = false;
+    child.process.kill('SIGKILL');
+    await child.exited;
+  })();
+  return { alive: () => alive, killed };
+}
+
 describe('kill -9 under load', () => {
   it('applies every keyed request exactly once across SIGKILLs of the service and of PostgreSQL, and every account verifies', async () => {
     const accounts = Array.from({ length: ACCOUNTS }, () => randomUUID());
@@ -252,21 +272,14 @@ describe('kill -9 under load', () => {
   it('keeps every answered spend, once, when 32 clients spend without keys on one account and the service is killed: the account verifies', async () => {
     await stopServices([running]);
     let child = await start();
-    const userId = randomUUID();
-    const funding: Operation = { kind: 'purchase', userId, key: randomUUID(), amount: 1_000_000, paymentId: randomUUID(), done: false };
-    expect(await settle(child, funding, () => true)).toBe(true);
+    const { userId } = await fundedAccount(child);
 
     const sent = new Map<string, number>();
     const answered = new Map<string, { readonly transactionId: string; readonly amount: number; readonly position: string }>();
-    let alive = true;
-    const killer = (async () => {
-      await new Promise((resolve) => setTimeout(resolve, LOAD_MS_MIN + Math.floor(random() * LOAD_MS_SPREAD)));
-      alive = false;
-      child.process.kill('SIGKILL');
-    })();
+    const kill = killAfterLoad(child);
     await Promise.all(
       Array.from({ length: CLIENTS }, async () => {
-        while (alive) {
+        while (kill.alive()) {
           const description = `spend ${randomUUID()}`;
           const amount = 1 + Math.floor(random() * 5);
           sent.set(description, amount);
@@ -282,8 +295,7 @@ describe('kill -9 under load', () => {
         }
       }),
     );
-    await killer;
-    await child.exited;
+    await kill.killed;
     child = await start();
 
     type UsageEvent = { readonly type: string; readonly data: { readonly transactionId: string; readonly amount: number; readonly description: string | null } };
@@ -315,32 +327,24 @@ describe('kill -9 under load', () => {
   it('spends every keyed request once when 32 clients spend with keys on one account, the service is killed, and every unanswered one is sent again', async () => {
     await stopServices([running]);
     let child = await start();
-    const userId = randomUUID();
-    const funding: Operation = { kind: 'purchase', userId, key: randomUUID(), amount: 1_000_000, paymentId: randomUUID(), done: false };
-    expect(await settle(child, funding, () => true)).toBe(true);
+    const { userId, funding } = await fundedAccount(child);
 
     const spends: Operation[] = [];
     const positions: string[] = [];
-    let alive = true;
-    const killer = (async () => {
-      await new Promise((resolve) => setTimeout(resolve, LOAD_MS_MIN + Math.floor(random() * LOAD_MS_SPREAD)));
-      alive = false;
-      child.process.kill('SIGKILL');
-    })();
+    const kill = killAfterLoad(child);
     await Promise.all(
       Array.from({ length: CLIENTS }, async () => {
-        while (alive) {
+        while (kill.alive()) {
           const spend: Operation = { kind: 'usage', userId, key: randomUUID(), amount: 1 + Math.floor(random() * 5), done: false };
           spends.push(spend);
-          const answer = await acknowledged(child, `/v1/accounts/${userId}/usage`, { amount: spend.amount }, spend.key, () => alive);
+          const answer = await acknowledged(child, `/v1/accounts/${userId}/usage`, { amount: spend.amount }, spend.key, kill.alive);
           if (answer === undefined) return;
           spend.done = true;
           positions.push(answer.body.position as string);
         }
       }),
     );
-    await killer;
-    await child.exited;
+    await kill.killed;
     child = await start();
     const unanswered = spends.filter((spend) => !spend.done);
     // Unanswered but written before the kill: their retries must find these events, not spend again.

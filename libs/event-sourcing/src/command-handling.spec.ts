@@ -404,6 +404,31 @@ describe('command handling: commands queued on one stream, decided together', ()
     expect(await transactionsOf(userId)).toHaveLength(3);
   });
 
+  /** A store over the counting one whose lookup of an event by id (PostgreSQL's) is `readEvent`, given the real one. */
+  function withReadEvent(readEvent: (real: (streamId: string, eventId: string) => Promise<RecordedEvent | undefined>, streamId: string, eventId: string) => Promise<RecordedEvent | undefined>): EventStore {
+    const postgres = store.postgres;
+    if (postgres === undefined) throw new Error('the PostgreSQL store offers its capabilities');
+    const real = (streamId: string, eventId: string) => postgres.readEvent(streamId, eventId);
+    return Object.create(counting.store, { postgres: { value: { ...postgres, readEvent: (streamId: string, eventId: string) => readEvent(real, streamId, eventId) } } }) as EventStore;
+  }
+
+  /** `base` (the counting store by default), counting the appends that fail with `kind`. */
+  function countingFailed(kind: abstract new (...args: never[]) => Error, base: EventStore = counting.store): { readonly store: EventStore; readonly failed: () => number } {
+    let failed = 0;
+    const counted = Object.create(base) as EventStore;
+    counted.append = async (...args: Parameters<EventStore['append']>) => {
+      try {
+        return await base.append(...args);
+      } catch (error) {
+        if (error instanceof kind) failed += 1;
+        throw error;
+      }
+    };
+    return { store: counted, failed: () => failed };
+  }
+
+  const processOn = (eventStore: EventStore) => new CommandHandling(eventStore, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+
   /** A usage of `amount` with an Idempotency-Key, as the HTTP handler issues it: a fresh transaction id on every attempt. */
   function keyedUse(commands: CommandHandling, userId: string, amount: number, idempotency: IdempotentRequest) {
     const command: TokenAccountCommand = { type: 'UseTokens', data: { userId, amount, description: null, transactionId: randomUUID(), now: new Date(at) } };
@@ -447,17 +472,8 @@ describe('command handling: commands queued on one stream, decided together', ()
 
   it('answers a keyed command whose earlier attempt another process appended with that attempt, and appends the rest of its group', async () => {
     const userId = await seededUser(30, 0);
-    let conflicts = 0;
-    const counted = Object.create(counting.store) as EventStore;
-    counted.append = async (...args: Parameters<EventStore['append']>) => {
-      try {
-        return await counting.store.append(...args);
-      } catch (error) {
-        if (error instanceof WrongExpectedRevisionError) conflicts += 1;
-        throw error;
-      }
-    };
-    const commands = new CommandHandling(counted, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+    const conflicts = countingFailed(WrongExpectedRevisionError);
+    const commands = processOn(conflicts.store);
     await commands.load(tokenAccountStreamId(userId), tokenAccountDecider); // its cache misses what the other process appends
     const retried = keyOf('key-1');
     const first = await keyedUse(processWith(), userId, 20, retried);
@@ -466,7 +482,7 @@ describe('command handling: commands queued on one stream, decided together', ()
     // The plain ones are decided on the stream read when the earlier attempt was found (10), not on
     // the cached 30: no append at a stale revision.
     expect(plain).toEqual([5, 'INSUFFICIENT_BALANCE']);
-    expect(conflicts).toBe(0);
+    expect(conflicts.failed()).toBe(0);
     expect((await usagesOf(userId)).map((usage) => usage.amount)).toEqual([20, 5]);
     expect((await processWith().load(tokenAccountStreamId(userId), tokenAccountDecider)).state.balance).toBe(5);
   });
@@ -475,36 +491,20 @@ describe('command handling: commands queued on one stream, decided together', ()
     const userId = await seededUser(50, 0);
     const racing = keyOf('key-1');
     let interleaved = false;
-    const postgres = store.postgres;
-    if (postgres === undefined) throw new Error('the PostgreSQL store offers its capabilities');
-    const looking = Object.create(counting.store) as EventStore;
-    Object.defineProperty(looking, 'postgres', {
-      value: {
-        ...postgres,
-        readEvent: async (streamId: string, eventId: string) => {
-          const found = await postgres.readEvent(streamId, eventId);
-          if (!interleaved && eventId === idempotentEventId(racing.requestId, 0)) {
-            interleaved = true;
-            await keyedUse(processWith(), userId, 20, racing); // the same request, in another process
-          }
-          return found;
-        },
-      },
-    });
-    let idConflicts = 0;
-    looking.append = async (...args: Parameters<EventStore['append']>) => {
-      try {
-        return await counting.store.append(...args);
-      } catch (error) {
-        if (error instanceof EventIdConflictError) idConflicts += 1;
-        throw error;
+    const looking = withReadEvent(async (real, streamId, eventId) => {
+      const found = await real(streamId, eventId);
+      if (!interleaved && eventId === idempotentEventId(racing.requestId, 0)) {
+        interleaved = true;
+        await keyedUse(processWith(), userId, 20, racing); // the same request, in another process
       }
-    };
-    const commands = new CommandHandling(looking, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+      return found;
+    });
+    const idConflicts = countingFailed(EventIdConflictError, looking);
+    const commands = processOn(idConflicts.store);
     await commands.load(tokenAccountStreamId(userId), tokenAccountDecider);
     const [plainBefore, keyed, plainAfter] = await Promise.all([use(commands, userId, 1), keyedUse(commands, userId, 20, racing), use(commands, userId, 2)]);
     expect(interleaved).toBe(true);
-    expect(idConflicts).toBe(1);
+    expect(idConflicts.failed()).toBe(1);
     expect(keyed).toMatchObject({ replayed: true, events: [{ data: { amount: 20, balanceAfter: 30 } }] });
     expect([plainBefore.state.balance, plainAfter.state.balance]).toEqual([29, 27]);
     const usages = await usagesOf(userId);
@@ -517,19 +517,12 @@ describe('command handling: commands queued on one stream, decided together', ()
   it('looks for no earlier attempt of keyed commands that made their keys\' first claims, and appends them together', async () => {
     const userId = await seededUser(100, 0);
     let lookups = 0;
-    const postgres = store.postgres;
-    if (postgres === undefined) throw new Error('the PostgreSQL store offers its capabilities');
-    const looking = Object.create(counting.store) as EventStore;
-    Object.defineProperty(looking, 'postgres', {
-      value: {
-        ...postgres,
-        readEvent: async (streamId: string, eventId: string) => {
-          lookups += 1;
-          return postgres.readEvent(streamId, eventId);
-        },
-      },
-    });
-    const commands = new CommandHandling(looking, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+    const commands = processOn(
+      withReadEvent((real, streamId, eventId) => {
+        lookups += 1;
+        return real(streamId, eventId);
+      }),
+    );
     await commands.load(tokenAccountStreamId(userId), tokenAccountDecider);
     await use(commands, userId, 1); // seals the stream's unsealed head
     const keys = [keyOf('key-1'), keyOf('key-2'), keyOf('key-3')].map((key) => ({ ...key, firstClaim: true }));
@@ -558,16 +551,7 @@ describe('command handling: commands queued on one stream, decided together', ()
     const userId = await seededUser(11, 0);
     const keyed = keyOf('key-1');
     await keyedUse(processWith(), userId, 10, keyed);
-    const postgres = store.postgres;
-    if (postgres === undefined) throw new Error('the PostgreSQL store offers its capabilities');
-    const failing = Object.create(counting.store) as EventStore;
-    Object.defineProperty(failing, 'postgres', {
-      value: {
-        ...postgres,
-        readEvent: () => Promise.reject(new Error('connection terminated unexpectedly')),
-      },
-    });
-    const commands = new CommandHandling(failing, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+    const commands = processOn(withReadEvent(() => Promise.reject(new Error('connection terminated unexpectedly'))));
     await commands.load(tokenAccountStreamId(userId), tokenAccountDecider);
     const [first, plain] = await Promise.allSettled([keyedUse(commands, userId, 10, { ...keyed, firstClaim: true }), use(commands, userId, 1)]);
     expect(first).toMatchObject({ status: 'rejected', reason: { message: 'connection terminated unexpectedly' } });
@@ -587,12 +571,12 @@ describe('command handling: commands queued on one stream, decided together', ()
       appendedIds.push(...events.map((event) => event.id));
       return counting.store.append(streamId, events, options);
     };
-    const late = new CommandHandling(portOnly, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+    const late = processOn(portOnly);
     await late.load(tokenAccountStreamId(userId), tokenAccountDecider);
     const [first, plain] = await Promise.all([keyedUse(late, userId, 10, { ...keyed, firstClaim: true }), use(late, userId, 1)]);
     expect(first).toMatchObject({ replayed: true, events: alongside.events });
     expect(plain.state.balance).toBe(19);
-    const alone = await keyedUse(new CommandHandling(portOnly, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 }), userId, 10, { ...keyed, firstClaim: true });
+    const alone = await keyedUse(processOn(portOnly), userId, 10, { ...keyed, firstClaim: true });
     expect(alone).toMatchObject({ replayed: true, events: alongside.events });
     expect(appendedIds).not.toContain(idempotentEventId(keyed.requestId, 0));
     expect((await usagesOf(userId)).map((usage) => usage.amount)).toEqual([10, 1]);
@@ -600,22 +584,13 @@ describe('command handling: commands queued on one stream, decided together', ()
 
   it('decides a repeat of a request already in the group after the group, alone, and answers it with the first\'s events', async () => {
     const userId = await seededUser(50, 0);
-    let idConflicts = 0;
-    const counted = Object.create(counting.store) as EventStore;
-    counted.append = async (...args: Parameters<EventStore['append']>) => {
-      try {
-        return await counting.store.append(...args);
-      } catch (error) {
-        if (error instanceof EventIdConflictError) idConflicts += 1;
-        throw error;
-      }
-    };
-    const commands = new CommandHandling(counted, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+    const idConflicts = countingFailed(EventIdConflictError);
+    const commands = processOn(idConflicts.store);
     await commands.load(tokenAccountStreamId(userId), tokenAccountDecider);
     const twice = keyOf('key-1');
     const [first, plain, repeat] = await Promise.all([keyedUse(commands, userId, 20, twice), use(commands, userId, 1), keyedUse(commands, userId, 20, twice)]);
     // The repeat was not in the group's append (the same id twice there would fail it as a whole).
-    expect(idConflicts).toBe(0);
+    expect(idConflicts.failed()).toBe(0);
     expect(new Set((await usagesOf(userId)).map((usage) => usage.transaction)).size).toBe(1);
     expect(first).toMatchObject({ events: [{ data: { amount: 20, balanceAfter: 30 } }] });
     expect(first.replayed).toBeUndefined();
@@ -628,7 +603,7 @@ describe('command handling: commands queued on one stream, decided together', ()
     const userId = await seededUser(50, 0);
     // Without PostgreSQL's lookup by event id, and with a window that misses everything: as on
     // EventStoreDB once the key's first claim is forgotten, so only the store can tell.
-    const late = new CommandHandling(Object.create(counting.store, { postgres: { value: undefined } }) as EventStore, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+    const late = withoutPostgresLookup();
     await late.load(tokenAccountStreamId(userId), tokenAccountDecider); // caches the state before the first attempts
     const [one, two] = [keyOf('key-1'), keyOf('key-2')];
     const early = processWith();
@@ -667,8 +642,7 @@ describe('command handling: commands queued on one stream, decided together', ()
     expect(verifyChain(events, { anchor: { revision: BigInt(row.rows[0]?.revision ?? '-1') } })).toMatchObject({ ok: true, eventCount: events.length });
   }
 
-  const withoutPostgresLookup = () =>
-    new CommandHandling(Object.create(counting.store, { postgres: { value: undefined } }) as EventStore, { cacheEntriesMax: 100, snapshotIntervalEvents: 500 });
+  const withoutPostgresLookup = () => processOn(Object.create(counting.store, { postgres: { value: undefined } }) as EventStore);
   const missing = (request: IdempotentRequest): IdempotentRequest => ({ ...request, notBefore: new Date(Date.now() + 3_600_000) });
 
   it('answers keyed requests decided alike with their own decisions when the store finds them already at that place, and the chain stays whole', async () => {
