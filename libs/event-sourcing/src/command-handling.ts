@@ -378,18 +378,18 @@ export class CommandHandling {
    */
   private async handleAlone<Command, Event extends DomainEvent, State>(request: CommandRequest<Command, Event, State>): Promise<HandledCommand<State, Event>> {
     const { streamId, decider, idempotency } = request;
-    // Not for a key's first claim on PostgreSQL (`looksFirst`): a refusal still looks, in
-    // decideVerified, and a decision of nothing below, for an attempt running alongside.
-    const looked = this.looksFirst(idempotency);
-    const earlier = idempotency !== undefined && looked ? await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore }) : undefined;
+    // Not for a key's first claim on PostgreSQL (`looksFirst`). A refusal looks again, in
+    // decideVerified, and a decision of nothing below: an attempt running alongside may have
+    // appended since this look, before the state was read.
+    const earlier = idempotency !== undefined && this.looksFirst(idempotency) ? await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore }) : undefined;
     if (earlier !== undefined) return { state: (await this.streams.load(streamId, decider)).state, ...earlier };
     let loaded = await this.startingState(request);
     for (let attempt = 1; ; attempt += 1) {
       const decided = await this.decideVerified(request, loaded);
       if (!('on' in decided)) return decided;
       if (decided.events.length === 0) {
-        const alongside = idempotency === undefined || looked ? undefined : await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
-        if (alongside !== undefined) return { state: decided.on.state, ...alongside };
+        const alongside = idempotency === undefined ? undefined : await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
+        if (alongside !== undefined) return { state: (await this.streams.load(streamId, decider)).state, ...alongside };
         await this.streams.snapshotIfDue(streamId, decider, decided.on);
         return { state: decided.on.state, events: decided.events, position: decided.on.position };
       }

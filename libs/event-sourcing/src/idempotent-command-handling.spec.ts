@@ -277,6 +277,35 @@ describe('command handling of an idempotent request', () => {
     expect(first).toMatchObject({ replayed: true, events: alongside.events });
   });
 
+  it('answers a retry that decides nothing with the attempt that credited after its look, not with nothing', async () => {
+    const userId = await funded(10);
+    const idempotent = request();
+    const paymentId = randomUUID();
+    const credit = (commands: CommandHandling) => {
+      const command: TokenAccountCommand = { type: 'AddTokens', data: { userId, paymentId, amount: 5, description: null, transactionId: randomUUID(), now: new Date() } };
+      return commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: { idempotencyKey: idempotent.key }, idempotency: idempotent });
+    };
+    const postgres = store.postgres;
+    if (postgres === undefined) throw new Error('the PostgreSQL store offers its capabilities');
+    let alongside: Awaited<ReturnType<typeof credit>> | undefined;
+    // The retry's look finds nothing; right after it, the first attempt credits the payment.
+    const racing = Object.create(store, {
+      postgres: {
+        value: {
+          ...postgres,
+          readEvent: async (streamId: string, eventId: string) => {
+            const found = await postgres.readEvent(streamId, eventId);
+            alongside ??= await credit(processOn());
+            return found;
+          },
+        },
+      },
+    }) as EventStore;
+    const retry = await credit(processOn(racing));
+    expect(retry).toMatchObject({ replayed: true, events: alongside?.events });
+    expect(retry.state.balance).toBe(15);
+  });
+
   it('still refuses a request that was never applied', async () => {
     const userId = await funded(10);
     await expect(use(processOn(), userId, 11, request())).rejects.toBeInstanceOf(LedgerError);

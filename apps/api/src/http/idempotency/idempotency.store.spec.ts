@@ -59,7 +59,7 @@ describe('IdempotencyStore leases', () => {
     const startedAt = Date.now();
     const taken = await second.store.claim(SCOPE, key, REQUEST);
     expect(Date.now() - startedAt).toBeLessThan(1_000);
-    expect(taken).toEqual({ kind: 'claimed', firstClaimedAt: claimed.firstClaimedAt, requestId: REQUEST.requestId, firstClaim: false });
+    expect(taken).toEqual({ kind: 'claimed', firstClaimedAt: claimed.firstClaimedAt, requestId: REQUEST.requestId, firstClaim: false, owner: second.lease.owner });
     const row = await database.pool.query<{ lease_owner: string }>('SELECT lease_owner FROM idempotency_keys WHERE key = $1', [key]);
     expect(row.rows[0]?.lease_owner).toBe(second.lease.owner);
   });
@@ -68,15 +68,35 @@ describe('IdempotencyStore leases', () => {
     const first = await processOf();
     const second = await processOf();
     const key = randomUUID();
-    expect(await first.store.claim(SCOPE, key, REQUEST)).toMatchObject({ kind: 'claimed', firstClaim: true });
+    const claimed = await first.store.claim(SCOPE, key, REQUEST);
+    if (claimed.kind !== 'claimed' || !claimed.firstClaim) throw new Error('not the first claim');
+    expect(claimed.owner).toBe(first.lease.owner);
     // The first process's session is lost (its lease lock freed) while its request still runs; a retry takes the key over.
     await first.lease.beforeApplicationShutdown();
-    expect(await second.store.claim(SCOPE, key, REQUEST)).toMatchObject({ kind: 'claimed', firstClaim: false });
+    const takenOver = await second.store.claim(SCOPE, key, REQUEST);
+    if (takenOver.kind !== 'claimed' || takenOver.firstClaim) throw new Error('not taken over');
     // The first request is refused 400 and, as the key's first claim, forgets it: the takeover's row stays.
-    await first.store.forget(SCOPE, key);
+    await first.store.forget(SCOPE, key, claimed.owner);
     expect((await database.pool.query('SELECT 1 FROM idempotency_keys WHERE key = $1', [key])).rowCount).toBe(1);
-    await second.store.forget(SCOPE, key);
+    await second.store.forget(SCOPE, key, takenOver.owner);
     expect((await database.pool.query('SELECT 1 FROM idempotency_keys WHERE key = $1', [key])).rowCount).toBe(0);
+  });
+
+  it('keeps the answer of the attempt that took a key over, not the late answer of the one it took it from', async () => {
+    const first = await processOf();
+    const second = await processOf();
+    const key = randomUUID();
+    const claimed = await first.store.claim(SCOPE, key, REQUEST);
+    if (claimed.kind !== 'claimed') throw new Error('not claimed');
+    await first.lease.beforeApplicationShutdown();
+    const takenOver = await second.store.claim(SCOPE, key, REQUEST);
+    if (takenOver.kind !== 'claimed') throw new Error('not taken over');
+    const json = 'application/json; charset=utf-8';
+    await second.store.complete(SCOPE, key, { status: 201, contentType: json, body: '{"spent":true}' }, takenOver.owner);
+    // The first attempt answers late (it found the balance spent by the takeover): its answer is not kept.
+    await first.store.complete(SCOPE, key, { status: 409, contentType: json, body: '{"code":"INSUFFICIENT_BALANCE"}' }, claimed.owner);
+    await first.store.release(SCOPE, key, claimed.owner);
+    expect(await second.store.claim(SCOPE, key, REQUEST)).toEqual({ kind: 'completed', sameRequest: true, response: { status: 201, contentType: json, body: '{"spent":true}' } });
   });
 
   it('never hands a dead process key to another request (a different body)', async () => {
@@ -184,11 +204,11 @@ describe('IdempotencyStore: one request, two fingerprints', () => {
   });
 
   it('takes over a key for a retry spelled another way with the first request id, keeping the row as the first request wrote it', async () => {
-    const { store } = await processOf();
+    const { store, lease } = await processOf();
     const key = randomUUID();
     const first = identityOf('4'.repeat(64));
     const firstClaimedAt = await claimedByAProcessThatDies(key, first);
-    expect(await store.claim(SCOPE, key, respelled(first))).toEqual({ kind: 'claimed', firstClaimedAt, requestId: first.requestId, firstClaim: false });
+    expect(await store.claim(SCOPE, key, respelled(first))).toEqual({ kind: 'claimed', firstClaimedAt, requestId: first.requestId, firstClaim: false, owner: lease.owner });
     expect(await rowOf(key)).toMatchObject({ request_hash: first.legacyHash, request_identity: first });
   });
 
@@ -199,7 +219,7 @@ describe('IdempotencyStore: one request, two fingerprints', () => {
     const claimed = await first.store.claim(SCOPE, key, identity);
     if (claimed.kind !== 'claimed') throw new Error('not claimed');
     await database.pool.query(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE scope = $1 AND key = $2`, [SCOPE, key]);
-    expect(await first.store.claim(SCOPE, key, respelled(identity))).toEqual({ kind: 'claimed', firstClaimedAt: claimed.firstClaimedAt, requestId: identity.requestId, firstClaim: false });
+    expect(await first.store.claim(SCOPE, key, respelled(identity))).toEqual({ kind: 'claimed', firstClaimedAt: claimed.firstClaimedAt, requestId: identity.requestId, firstClaim: false, owner: first.lease.owner });
     expect(await rowOf(key)).toMatchObject({ request_hash: identity.legacyHash, request_identity: identity });
   });
 
@@ -233,8 +253,9 @@ describe('IdempotencyStore: one request, two fingerprints', () => {
     const { store } = await processOf();
     const key = randomUUID();
     const identity = identityOf('a1'.repeat(32));
-    await store.claim(SCOPE, key, identity);
-    await store.complete(SCOPE, key, { status: 201, contentType: 'application/json; charset=utf-8', body: '{"ok":true}' });
+    const claimed = await store.claim(SCOPE, key, identity);
+    if (claimed.kind !== 'claimed') throw new Error('not claimed');
+    await store.complete(SCOPE, key, { status: 201, contentType: 'application/json; charset=utf-8', body: '{"ok":true}' }, claimed.owner);
     expect(await store.claim(SCOPE, key, respelled(identity))).toEqual({
       kind: 'completed',
       sameRequest: true,

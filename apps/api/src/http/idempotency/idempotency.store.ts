@@ -18,7 +18,8 @@ export type RequestIdentity = { readonly legacyHash: string; readonly fingerprin
  * still running or completed; `sameRequest` says whether that is this request or another.
  */
 export type Claim =
-  | { readonly kind: 'claimed'; readonly firstClaimedAt: Date; readonly requestId: string; readonly firstClaim: boolean }
+  /** `owner`: the lease owner recorded on the key by this claim; the request frees or completes the key only while it is still that. */
+  | { readonly kind: 'claimed'; readonly firstClaimedAt: Date; readonly requestId: string; readonly firstClaim: boolean; readonly owner: string }
   | { readonly kind: 'completed'; readonly sameRequest: boolean; readonly response: StoredResponse }
   | { readonly kind: 'in_progress'; readonly sameRequest: boolean };
 
@@ -95,6 +96,8 @@ export class IdempotencyStore {
    * (expired) takes this request's hash and identity.
    */
   async claim(scope: string, key: string, identity: RequestIdentity): Promise<Claim> {
+    // Read once: the lease's owner changes when its session is lost and taken again.
+    const owner = this.options.lease.owner;
     const claimed = await this.pool.query<{ created_at: Date; request_identity: RequestIdentity; first_claim: boolean }>({
       // Stryker disable next-line StringLiteral: equivalent in behaviour; emptied, pg sends the statement unnamed and it is parsed and planned on every call (a cost, not a result).
       name: 'idempotency_claim',
@@ -110,10 +113,10 @@ export class IdempotencyStore {
           OR (idempotency_keys.state = 'in_progress' AND ${SAME_REQUEST}
               AND (idempotency_keys.locked_until < now() OR NOT ${OWNER_ALIVE}))
        RETURNING created_at, request_identity, created_at = now() AS first_claim`,
-      values: [scope, key, identity.legacyHash, this.options.lockSeconds, this.options.ttlHours, this.options.lease.namespace, this.options.lease.owner, identity, identity.fingerprint],
+      values: [scope, key, identity.legacyHash, this.options.lockSeconds, this.options.ttlHours, this.options.lease.namespace, owner, identity, identity.fingerprint],
     });
     const row = claimed.rows[0];
-    if (row !== undefined) return { kind: 'claimed', firstClaimedAt: row.created_at, requestId: row.request_identity.requestId, firstClaim: row.first_claim };
+    if (row !== undefined) return { kind: 'claimed', firstClaimedAt: row.created_at, requestId: row.request_identity.requestId, firstClaim: row.first_claim, owner };
     const found = await this.find(scope, key, identity);
     // Deleted between the two statements (purged): try once more.
     return found ?? this.claim(scope, key, identity);
@@ -143,32 +146,39 @@ export class IdempotencyStore {
     };
   }
 
-  async complete(scope: string, key: string, response: StoredResponse): Promise<void> {
+  /**
+   * Stores the final response of the request that claimed the key as `owner`. Not once another
+   * attempt took the key over (its process seemed gone): that attempt's answer is the one kept.
+   */
+  async complete(scope: string, key: string, response: StoredResponse, owner: string): Promise<void> {
     await this.pool.query({
       // Stryker disable next-line StringLiteral: equivalent in behaviour, as above.
       name: 'idempotency_complete',
-      text: `UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_content_type = $4, response_body = $5, response_location = $6 WHERE scope = $1 AND key = $2`,
-      values: [scope, key, response.status, response.contentType, response.body, response.location ?? null],
+      text: `UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_content_type = $4, response_body = $5, response_location = $6
+              WHERE scope = $1 AND key = $2 AND lease_owner = $7`,
+      values: [scope, key, response.status, response.contentType, response.body, response.location ?? null, owner],
     });
   }
 
   /**
    * Frees a key whose request failed in a way worth retrying (5xx, a concurrency conflict), so the
    * retry does the work: its lease ends now. The row stays, with its first claim time, because the
-   * failed attempt may have appended its events before failing and the retry must find them.
+   * failed attempt may have appended its events before failing and the retry must find them. Only
+   * while the request that claimed it as `owner` still holds it.
    */
-  async release(scope: string, key: string): Promise<void> {
-    await this.pool.query(`UPDATE idempotency_keys SET locked_until = '-infinity' WHERE scope = $1 AND key = $2 AND state = 'in_progress'`, [scope, key]);
+  async release(scope: string, key: string, owner: string): Promise<void> {
+    await this.pool.query(`UPDATE idempotency_keys SET locked_until = '-infinity' WHERE scope = $1 AND key = $2 AND state = 'in_progress' AND lease_owner = $3`, [scope, key, owner]);
   }
 
   /**
    * Drops a key this request holds: its request was refused before doing any work, and it made the
    * key's first claim (a takeover must `release` instead: an earlier attempt may have done the work).
-   * Only while this process still holds it: a retry in another process that took the key over (this
-   * process's session was lost meanwhile) may have done the work, and its row stays.
+   * Only while it still holds it (`owner`, recorded by its claim): a retry in another process that
+   * took the key over (this process's session was lost meanwhile) may have done the work, and its
+   * row stays.
    */
-  async forget(scope: string, key: string): Promise<void> {
-    await this.pool.query(`DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_progress' AND lease_owner = $3`, [scope, key, this.options.lease.owner]);
+  async forget(scope: string, key: string, owner: string): Promise<void> {
+    await this.pool.query(`DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_progress' AND lease_owner = $3`, [scope, key, owner]);
   }
 
   /** Deletes expired keys; returns how many. */
