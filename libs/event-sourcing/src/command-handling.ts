@@ -161,8 +161,9 @@ export class CommandHandling {
    * Keyed requests (ADR 0029, addendum): a keyed command alone in its group takes the lone path
    * unchanged. In a larger group each keyed command's earlier attempt is looked for before every
    * decision, after the group's last read of the stream (so a refusal never counts the request's own
-   * earlier attempt), and one found is answered with it (`replayed`) and leaves the group; the
-   * others' events get ids derived from their requests. When the store refuses the group's ids (an
+   * earlier attempt), and one found is answered with it (`replayed`) and leaves the group; a key's
+   * first claim on PostgreSQL is not looked for (`looksFirst`), only its refusal or decision of
+   * nothing, in `settle`. The others' events get ids derived from their requests. When the store refuses the group's ids (an
    * attempt appended between the look and the append, from another process), nothing of the group
    * was written, and each command is handled alone, in order. A repeat of a request already in the
    * group waits for the group and is then handled alone, finding the first's events.
