@@ -163,9 +163,9 @@ export class CommandHandling {
    * decision, after the group's last read of the stream (so a refusal never counts the request's own
    * earlier attempt), and one found is answered with it (`replayed`) and leaves the group; a key's
    * first claim on PostgreSQL is not looked for (`looksFirst`), only its refusal or decision of
-   * nothing, in `settle`. The others' events get ids derived from their requests. When the store refuses the group's ids (an
-   * attempt appended between the look and the append, from another process), nothing of the group
-   * was written, and each command is handled alone, in order. A repeat of a request already in the
+   * nothing, in `settle`. The others' events get ids derived from their requests. When the store
+   * refuses the group's ids (an attempt appended between the look and the append, from another
+   * process), nothing of the group was written, and each command is handled alone, in order. A repeat of a request already in the
    * group waits for the group and is then handled alone, finding the first's events.
    */
   private async handleTogether(streamId: string, group: readonly Waiting[]): Promise<void> {
@@ -266,7 +266,7 @@ export class CommandHandling {
     group: readonly Waiting[],
   ): Promise<{ readonly others: readonly Waiting[]; readonly read?: LoadedStream<unknown> }> {
     if (!group.some((waiting) => this.looksFirst(waiting.request.idempotency))) return { others: group };
-    const earlier = await Promise.all(group.map((waiting) => this.earlierAttemptOf(streamId, waiting.request)));
+    const earlier = await Promise.all(group.map(({ request: { idempotency } }) => (this.looksFirst(idempotency) ? this.attemptOf(streamId, idempotency) : Promise.resolve(undefined))));
     if (earlier.every((found) => found === undefined)) return { others: group };
     const read = await this.streams.load(streamId, decider);
     group.forEach((waiting, index) => {
@@ -276,10 +276,14 @@ export class CommandHandling {
     return { others: group.filter((_, index) => earlier[index] === undefined), read };
   }
 
-  private earlierAttemptOf(streamId: string, request: CommandRequest<unknown, DomainEvent, unknown>): Promise<EarlierAttempt<DomainEvent> | undefined> {
-    const { idempotency } = request;
-    if (idempotency === undefined || !this.looksFirst(idempotency)) return Promise.resolve(undefined);
-    return findEarlierAttempt<DomainEvent>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
+  /** The events a keyed request's earlier attempt appended, searched no further back than its key's first claim; none for a request without a key. */
+  private attemptOf<Event extends DomainEvent>(streamId: string, idempotency: IdempotentRequest | undefined): Promise<EarlierAttempt<Event> | undefined> {
+    return idempotency === undefined ? Promise.resolve(undefined) : findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
+  }
+
+  /** The answer of a request whose earlier attempt was found: that attempt's events, with the stream's current state. */
+  private async replay<Event extends DomainEvent, State>(streamId: string, decider: StateDecider<Event, State>, attempt: EarlierAttempt<Event>): Promise<HandledCommand<State, Event>> {
+    return { state: (await this.streams.load(streamId, decider)).state, ...attempt };
   }
 
   /**
@@ -313,10 +317,9 @@ export class CommandHandling {
   /** Answers the keyed command with its earlier attempt if one is in the stream, else with `answer`. Never throws. */
   private async answerUnlessAttemptFound(streamId: string, decider: StateDecider<DomainEvent, unknown>, waiting: Waiting, answer: () => void): Promise<void> {
     try {
-      const idempotency = waiting.request.idempotency as IdempotentRequest;
-      const found = await findEarlierAttempt<DomainEvent>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
+      const found = await this.attemptOf(streamId, waiting.request.idempotency);
       if (found === undefined) answer();
-      else waiting.resolve({ state: (await this.streams.load(streamId, decider)).state, ...found });
+      else waiting.resolve(await this.replay(streamId, decider, found));
     } catch (error) {
       waiting.reject(error);
     }
@@ -382,15 +385,15 @@ export class CommandHandling {
     // Not for a key's first claim on PostgreSQL (`looksFirst`). A refusal looks again, in
     // decideVerified, and a decision of nothing below: an attempt running alongside may have
     // appended since this look, before the state was read.
-    const earlier = idempotency !== undefined && this.looksFirst(idempotency) ? await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore }) : undefined;
-    if (earlier !== undefined) return { state: (await this.streams.load(streamId, decider)).state, ...earlier };
+    const earlier = this.looksFirst(idempotency) ? await this.attemptOf<Event>(streamId, idempotency) : undefined;
+    if (earlier !== undefined) return this.replay(streamId, decider, earlier);
     let loaded = await this.startingState(request);
     for (let attempt = 1; ; attempt += 1) {
       const decided = await this.decideVerified(request, loaded);
       if (!('on' in decided)) return decided;
       if (decided.events.length === 0) {
-        const alongside = idempotency === undefined ? undefined : await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
-        if (alongside !== undefined) return { state: (await this.streams.load(streamId, decider)).state, ...alongside };
+        const alongside = await this.attemptOf<Event>(streamId, idempotency);
+        if (alongside !== undefined) return this.replay(streamId, decider, alongside);
         await this.streams.snapshotIfDue(streamId, decider, decided.on);
         return { state: decided.on.state, events: decided.events, position: decided.on.position };
       }
@@ -434,7 +437,7 @@ export class CommandHandling {
         }
         // Not final when the state includes this very request, appended by an attempt running
         // alongside (a lapsed lease): its spend must not turn the retry into INSUFFICIENT_BALANCE.
-        const earlier = idempotency === undefined ? undefined : await findEarlierAttempt<Event>(this.store, streamId, idempotency, { notBefore: idempotency.notBefore });
+        const earlier = await this.attemptOf<Event>(streamId, idempotency);
         if (earlier !== undefined) return { state: loaded.state, ...earlier };
         throw error;
       }

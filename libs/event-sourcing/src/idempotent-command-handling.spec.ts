@@ -67,6 +67,12 @@ function use(commands: CommandHandling, userId: string, amount: number, idempote
   return commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: { idempotencyKey: idempotent.key }, idempotency: idempotent });
 }
 
+/** AddTokens of 5 for `paymentId`, as the HTTP handler issues it: a payment already credited decides nothing. */
+function credit(commands: CommandHandling, userId: string, paymentId: string, idempotent: IdempotentRequest) {
+  const command: TokenAccountCommand = { type: 'AddTokens', data: { userId, paymentId, amount: 5, description: null, transactionId: randomUUID(), now: new Date() } };
+  return commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: { idempotencyKey: idempotent.key }, idempotency: idempotent });
+}
+
 async function funded(amount: number): Promise<string> {
   const userId = randomUUID();
   const data = { userId, transactionId: randomUUID(), paymentId: randomUUID(), amount, description: null, balanceAfter: amount, occurredAt: new Date().toISOString() };
@@ -244,8 +250,13 @@ describe('command handling of an idempotent request', () => {
     expect(reads).toBe(1);
   });
 
-  it('spends nothing twice when a first claim repeats a request whose key row was purged: the store refuses its ids and the attempt is found', async () => {
-    const userId = await funded(50);
+  it.each([
+    // The key row was purged long after the first attempt: the retry decides, and the store refuses its ids.
+    ['spends nothing twice when a first claim repeats a request whose key row was purged: the store refuses its ids and the attempt is found', 50],
+    // Another attempt (its lease taken over while this one ran) spent the balance first: the refusal looks.
+    ['answers a first claim with the attempt that spent the balance alongside it, not INSUFFICIENT_BALANCE', 20],
+  ])('%s', async (_, balance) => {
+    const userId = await funded(balance);
     const idempotent = request();
     const first = await use(processOn(), userId, 20, idempotent);
     const again = await use(processOn(), userId, 20, { ...idempotent, firstClaim: true });
@@ -253,27 +264,13 @@ describe('command handling of an idempotent request', () => {
     expect(await usages(userId)).toHaveLength(1);
   });
 
-  it('answers a first claim with the attempt that spent the balance alongside it, not INSUFFICIENT_BALANCE', async () => {
-    const userId = await funded(10);
-    const idempotent = request();
-    // Another attempt of the request (its lease taken over while this one ran) spent the balance first.
-    const alongside = await use(processOn(), userId, 10, idempotent);
-    const first = await use(processOn(), userId, 10, { ...idempotent, firstClaim: true });
-    expect(first).toMatchObject({ replayed: true, events: alongside.events });
-    expect(await usages(userId)).toHaveLength(1);
-  });
-
   it('answers a first claim that decides nothing with the attempt of the same request that credited alongside it', async () => {
     const userId = await funded(10);
     const idempotent = request();
     const paymentId = randomUUID();
-    const credit = (commands: CommandHandling, attempt: IdempotentRequest) => {
-      const command: TokenAccountCommand = { type: 'AddTokens', data: { userId, paymentId, amount: 5, description: null, transactionId: randomUUID(), now: new Date() } };
-      return commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: { idempotencyKey: attempt.key }, idempotency: attempt });
-    };
-    const alongside = await credit(processOn(), idempotent);
+    const alongside = await credit(processOn(), userId, paymentId, idempotent);
     // The payment is credited already, so this attempt decides nothing: its answer is the attempt's.
-    const first = await credit(processOn(), { ...idempotent, firstClaim: true });
+    const first = await credit(processOn(), userId, paymentId, { ...idempotent, firstClaim: true });
     expect(first).toMatchObject({ replayed: true, events: alongside.events });
   });
 
@@ -281,10 +278,6 @@ describe('command handling of an idempotent request', () => {
     const userId = await funded(10);
     const idempotent = request();
     const paymentId = randomUUID();
-    const credit = (commands: CommandHandling) => {
-      const command: TokenAccountCommand = { type: 'AddTokens', data: { userId, paymentId, amount: 5, description: null, transactionId: randomUUID(), now: new Date() } };
-      return commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: { idempotencyKey: idempotent.key }, idempotency: idempotent });
-    };
     const postgres = store.postgres;
     if (postgres === undefined) throw new Error('the PostgreSQL store offers its capabilities');
     let alongside: Awaited<ReturnType<typeof credit>> | undefined;
@@ -295,13 +288,13 @@ describe('command handling of an idempotent request', () => {
           ...postgres,
           readEvent: async (streamId: string, eventId: string) => {
             const found = await postgres.readEvent(streamId, eventId);
-            alongside ??= await credit(processOn());
+            alongside ??= await credit(processOn(), userId, paymentId, idempotent);
             return found;
           },
         },
       },
     }) as EventStore;
-    const retry = await credit(processOn(racing));
+    const retry = await credit(processOn(racing), userId, paymentId, idempotent);
     expect(retry).toMatchObject({ replayed: true, events: alongside?.events });
     expect(retry.state.balance).toBe(15);
   });
