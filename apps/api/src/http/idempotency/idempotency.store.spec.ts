@@ -354,3 +354,76 @@ describe('IdempotencyStore beside the version before request identities (its cla
     expect(await store.claim(SCOPE, key, respelled(identity))).toMatchObject({ kind: 'claimed', requestId: identity.requestId, firstClaim: false });
   });
 });
+
+/** A store on the spec's database whose statements are counted: how many the pool was sent. */
+function countingStore(lease: IdempotencyLease): { store: IdempotencyStore; statements: () => number } {
+  let statements = 0;
+  const pool = new Proxy(database.pool, {
+    get(target, property, receiver) {
+      if (property !== 'query') return Reflect.get(target, property, receiver) as unknown;
+      return (...args: Parameters<typeof target.query>) => {
+        statements += 1;
+        return (target.query as (...given: unknown[]) => unknown)(...args);
+      };
+    },
+  });
+  return { store: new IdempotencyStore(pool, { ttlHours: 24, lockSeconds: 60, lease }), statements: () => statements };
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+describe('IdempotencyStore: claims and completions of many requests at once', () => {
+  it('claims 64 new keys arriving together, each as its first claim, in a few statements rather than 64', async () => {
+    const { lease } = await processOf();
+    const { store, statements } = countingStore(lease);
+    const keys = Array.from({ length: 64 }, () => randomUUID());
+    const identities = keys.map(() => identityOf(HASH));
+    const claims = await Promise.all(keys.map((key, index) => store.claim(SCOPE, key, identities[index] as RequestIdentity)));
+    claims.forEach((claim, index) => expect(claim).toMatchObject({ kind: 'claimed', firstClaim: true, requestId: identities[index]?.requestId, owner: lease.owner }));
+    expect(statements()).toBeLessThanOrEqual(4);
+    const rows = await database.pool.query<{ key: string; request_identity: RequestIdentity }>('SELECT key, request_identity FROM idempotency_keys WHERE key = ANY($1)', [keys]);
+    expect(new Map(rows.rows.map((row) => [row.key, row.request_identity.requestId]))).toEqual(new Map(keys.map((key, index) => [key, identities[index]?.requestId])));
+  });
+
+  it('lets one of many repeats of a key arriving together claim it; the others find it in progress for the same request', async () => {
+    const { store } = await processOf();
+    const key = randomUUID();
+    const claims = await Promise.all(Array.from({ length: 10 }, () => store.claim(SCOPE, key, REQUEST)));
+    expect(claims.filter((claim) => claim.kind === 'claimed')).toHaveLength(1);
+    expect(claims.filter((claim) => claim.kind !== 'claimed')).toEqual(Array.from({ length: 9 }, () => ({ kind: 'in_progress', sameRequest: true })));
+  });
+
+  it('claims each key once when two processes claim the same 500 keys in opposite orders at once, without a deadlock', async () => {
+    const first = await processOf();
+    const second = await processOf();
+    const keys = Array.from({ length: 500 }, () => randomUUID());
+    const [forward, backward] = await Promise.all([
+      Promise.all(keys.map((key) => first.store.claim(SCOPE, key, REQUEST))),
+      Promise.all([...keys].reverse().map((key) => second.store.claim(SCOPE, key, REQUEST))),
+    ]);
+    backward.reverse();
+    keys.forEach((_, index) => {
+      const kinds = [forward[index]?.kind, backward[index]?.kind].sort();
+      expect(kinds).toEqual(['claimed', 'in_progress']);
+    });
+  });
+
+  it('stores each response of a batch on its own key, and none on a key its request no longer holds', async () => {
+    const first = await processOf();
+    const second = await processOf();
+    const { store, statements } = countingStore(first.lease);
+    const keys = Array.from({ length: 20 }, () => randomUUID());
+    const claims = await Promise.all(keys.map((key) => store.claim(SCOPE, key, REQUEST)));
+    const owners = claims.map((claim) => (claim.kind === 'claimed' ? claim.owner : ''));
+    // The last key is taken over by another process's retry (as if the first process's session had been lost meanwhile).
+    const takenOver = keys[19] as string;
+    await database.pool.query('UPDATE idempotency_keys SET lease_owner = $3 WHERE scope = $1 AND key = $2', [SCOPE, takenOver, second.lease.owner]);
+    const before = statements();
+    await Promise.all(keys.map((key, index) => store.complete(SCOPE, key, { status: 201, contentType: JSON_TYPE, body: `{"n":${index}}`, ...(index % 2 === 0 ? { location: `/v1/n/${index}` } : {}) }, owners[index] as string)));
+    expect(statements() - before).toBeLessThanOrEqual(3);
+    for (const [index, key] of keys.slice(0, 19).entries()) {
+      expect(await store.find(SCOPE, key, REQUEST)).toEqual({ kind: 'completed', sameRequest: true, response: { status: 201, contentType: JSON_TYPE, body: `{"n":${index}}`, ...(index % 2 === 0 ? { location: `/v1/n/${index}` } : {}) } });
+    }
+    expect(await store.find(SCOPE, takenOver, REQUEST)).toEqual({ kind: 'in_progress', sameRequest: true });
+  });
+});

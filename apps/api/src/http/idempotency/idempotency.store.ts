@@ -1,4 +1,5 @@
 import type { Pool } from 'pg';
+import { StatementBatches } from './statement-batches.js';
 
 /** A response as replayed: its status, body and the headers that carry meaning (`location`: where a 202's work is read). */
 export type StoredResponse = { readonly status: number; readonly contentType: string; readonly body: string; readonly location?: string };
@@ -48,12 +49,12 @@ const OWNER_ALIVE = `(idempotency_keys.lease_owner IS NULL OR EXISTS (
      AND held.classid = hashtext($6)::oid AND held.objid = hashtext(idempotency_keys.lease_owner)::oid))`;
 
 /**
- * The stored row (`idempotency_keys`) is of the request whose identity is `$8`, fingerprint `$9`
- * (see `isSameRequest`, which says the same of a row read back). COALESCE: a row without an identity
+ * The stored row (`idempotency_keys`) is of the claiming request, whose identity is
+ * `excluded.request_identity` (see `isSameRequest`, which says the same of a row read back). COALESCE: a row without an identity
  * (an older version's) is not the same by fingerprint, rather than unknown, which `NOT` and `CASE`
  * would read as neither.
  */
-const SAME_BY_FINGERPRINT = `COALESCE(idempotency_keys.request_identity->>'legacyHash' = idempotency_keys.request_hash AND idempotency_keys.request_identity->>'fingerprint' = $9, false)`;
+const SAME_BY_FINGERPRINT = `COALESCE(idempotency_keys.request_identity->>'legacyHash' = idempotency_keys.request_hash AND idempotency_keys.request_identity->>'fingerprint' = excluded.request_identity->>'fingerprint', false)`;
 const SAME_REQUEST = `(idempotency_keys.request_hash = excluded.request_hash OR ${SAME_BY_FINGERPRINT})`;
 
 /**
@@ -63,6 +64,22 @@ const SAME_REQUEST = `(idempotency_keys.request_hash = excluded.request_hash OR 
 function isSameRequest(row: Pick<KeyRow, 'request_hash' | 'request_identity'>, identity: RequestIdentity): boolean {
   if (row.request_hash === identity.legacyHash) return true;
   return row.request_identity !== null && row.request_identity.legacyHash === row.request_hash && row.request_identity.fingerprint === identity.fingerprint;
+}
+
+/** Claims, and completions, in flight at once, each batch of at most 64 keys. */
+const STATEMENT_BATCHES = { maxInFlight: 2, maxItems: 64, keyOf: (item: { readonly scope: string; readonly key: string }) => keyOf(item) };
+
+type ClaimedRow = { readonly created_at: Date; readonly request_identity: RequestIdentity; readonly first_claim: boolean };
+type PendingClaim = { readonly scope: string; readonly key: string; readonly identity: RequestIdentity; readonly owner: string };
+type PendingCompletion = { readonly scope: string; readonly key: string; readonly response: StoredResponse; readonly owner: string };
+
+/** Where a key row is, as one string (a batch holds each at most once). */
+function keyOf({ scope, key }: { readonly scope: string; readonly key: string }): string {
+  return JSON.stringify([scope, key]);
+}
+
+function compareKeys(a: { readonly scope: string; readonly key: string }, b: { readonly scope: string; readonly key: string }): number {
+  return a.scope < b.scope ? -1 : a.scope > b.scope ? 1 : a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 }
 
 type KeyRow = {
@@ -77,10 +94,16 @@ type KeyRow = {
 
 /** The `idempotency_keys` table: one row per (scope, key), claimed by the first request, then its response. */
 export class IdempotencyStore {
+  private readonly claims: StatementBatches<PendingClaim, ClaimedRow | undefined>;
+  private readonly completions: StatementBatches<PendingCompletion, void>;
+
   constructor(
     private readonly pool: Pool,
     private readonly options: IdempotencyStoreOptions,
-  ) {}
+  ) {
+    this.claims = new StatementBatches<PendingClaim, ClaimedRow | undefined>(STATEMENT_BATCHES, (claims) => this.claimAll(claims));
+    this.completions = new StatementBatches<PendingCompletion, void>(STATEMENT_BATCHES, (completions) => this.completeAll(completions));
+  }
 
   /**
    * Claims the key for this request, or reports who has it. An expired row, or one of the same
@@ -98,11 +121,26 @@ export class IdempotencyStore {
   async claim(scope: string, key: string, identity: RequestIdentity): Promise<Claim> {
     // Read once: the lease's owner changes when its session is lost and taken again.
     const owner = this.options.lease.owner;
-    const claimed = await this.pool.query<{ created_at: Date; request_identity: RequestIdentity; first_claim: boolean }>({
+    const row = await this.claims.submit({ scope, key, identity, owner });
+    if (row !== undefined) return { kind: 'claimed', firstClaimedAt: row.created_at, requestId: row.request_identity.requestId, firstClaim: row.first_claim, owner };
+    const found = await this.find(scope, key, identity);
+    // Deleted between the two statements (purged): try once more.
+    return found ?? this.claim(scope, key, identity);
+  }
+
+  /**
+   * The claims of a batch, in one statement: each row is taken as `claim` says, or left (undefined)
+   * to be read by `find`. Sorted by key, so that batches running alongside (in this process or
+   * another) lock the rows they share in the same order and cannot deadlock.
+   */
+  private async claimAll(claims: readonly PendingClaim[]): Promise<readonly (ClaimedRow | undefined)[]> {
+    const sorted = [...claims].sort((a, b) => compareKeys(a, b));
+    const claimed = await this.pool.query<ClaimedRow & { scope: string; key: string }>({
       // Stryker disable next-line StringLiteral: equivalent in behaviour; emptied, pg sends the statement unnamed and it is parsed and planned on every call (a cost, not a result).
-      name: 'idempotency_claim',
+      name: 'idempotency_claim_all',
       text: `INSERT INTO idempotency_keys (scope, key, request_hash, request_identity, state, locked_until, expires_at, lease_owner)
-       VALUES ($1, $2, $3, $8, 'in_progress', now() + make_interval(secs => $4), now() + make_interval(hours => $5), $7)
+       SELECT claim.scope, claim.key, claim.request_hash, claim.request_identity, 'in_progress', now() + make_interval(secs => $4), now() + make_interval(hours => $5), claim.owner
+         FROM unnest($1::text[], $2::text[], $3::text[], $7::jsonb[], $8::text[]) AS claim(scope, key, request_hash, request_identity, owner)
        ON CONFLICT (scope, key) DO UPDATE SET
          request_hash = CASE WHEN ${SAME_BY_FINGERPRINT} THEN idempotency_keys.request_hash ELSE excluded.request_hash END,
          request_identity = CASE WHEN ${SAME_BY_FINGERPRINT} THEN idempotency_keys.request_identity ELSE excluded.request_identity END,
@@ -112,14 +150,20 @@ export class IdempotencyStore {
        WHERE idempotency_keys.expires_at < now()
           OR (idempotency_keys.state = 'in_progress' AND ${SAME_REQUEST}
               AND (idempotency_keys.locked_until < now() OR NOT ${OWNER_ALIVE}))
-       RETURNING created_at, request_identity, created_at = now() AS first_claim`,
-      values: [scope, key, identity.legacyHash, this.options.lockSeconds, this.options.ttlHours, this.options.lease.namespace, owner, identity, identity.fingerprint],
+       RETURNING scope, key, created_at, request_identity, created_at = now() AS first_claim`,
+      values: [
+        sorted.map((claim) => claim.scope),
+        sorted.map((claim) => claim.key),
+        sorted.map((claim) => claim.identity.legacyHash),
+        this.options.lockSeconds,
+        this.options.ttlHours,
+        this.options.lease.namespace,
+        sorted.map((claim) => JSON.stringify(claim.identity)),
+        sorted.map((claim) => claim.owner),
+      ],
     });
-    const row = claimed.rows[0];
-    if (row !== undefined) return { kind: 'claimed', firstClaimedAt: row.created_at, requestId: row.request_identity.requestId, firstClaim: row.first_claim, owner };
-    const found = await this.find(scope, key, identity);
-    // Deleted between the two statements (purged): try once more.
-    return found ?? this.claim(scope, key, identity);
+    const byKey = new Map(claimed.rows.map((row) => [keyOf(row), row]));
+    return claims.map((claim) => byKey.get(keyOf(claim)));
   }
 
   /** Who has the key, and whether it is the request of `identity`; undefined when nobody does. */
@@ -151,13 +195,27 @@ export class IdempotencyStore {
    * attempt took the key over (its process seemed gone): that attempt's answer is the one kept.
    */
   async complete(scope: string, key: string, response: StoredResponse, owner: string): Promise<void> {
+    await this.completions.submit({ scope, key, response, owner });
+  }
+
+  /** The completions of a batch, in one statement; sorted by key, as `claimAll` is. */
+  private async completeAll(completions: readonly PendingCompletion[]): Promise<readonly void[]> {
+    const sorted = [...completions].sort((a, b) => compareKeys(a, b));
     await this.pool.query({
       // Stryker disable next-line StringLiteral: equivalent in behaviour, as above.
-      name: 'idempotency_complete',
-      text: `UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_content_type = $4, response_body = $5, response_location = $6
-              WHERE scope = $1 AND key = $2 AND lease_owner = $7`,
-      values: [scope, key, response.status, response.contentType, response.body, response.location ?? null, owner],
+      name: 'idempotency_complete_all',
+      text: 'SELECT idempotency_complete_all($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[])',
+      values: [
+        sorted.map((completion) => completion.scope),
+        sorted.map((completion) => completion.key),
+        sorted.map((completion) => completion.response.status),
+        sorted.map((completion) => completion.response.contentType),
+        sorted.map((completion) => completion.response.body),
+        sorted.map((completion) => completion.response.location ?? null),
+        sorted.map((completion) => completion.owner),
+      ],
     });
+    return completions.map(() => undefined);
   }
 
   /**
