@@ -356,18 +356,21 @@ describe('IdempotencyStore beside the version before request identities (its cla
 });
 
 /** A store on the spec's database whose statements are counted: how many the pool was sent. */
-function countingStore(lease: IdempotencyLease): { store: IdempotencyStore; statements: () => number } {
+function countingStore(lease: IdempotencyLease): { store: IdempotencyStore; statements: () => number; named: (name: string) => number } {
   let statements = 0;
+  const names: string[] = [];
   const pool = new Proxy(database.pool, {
     get(target, property, receiver) {
       if (property !== 'query') return Reflect.get(target, property, receiver) as unknown;
       return (...args: Parameters<typeof target.query>) => {
         statements += 1;
+        const config = args[0] as { name?: string } | string;
+        if (typeof config !== 'string' && config.name !== undefined) names.push(config.name);
         return (target.query as (...given: unknown[]) => unknown)(...args);
       };
     },
   });
-  return { store: new IdempotencyStore(pool, { ttlHours: 24, lockSeconds: 60, lease }), statements: () => statements };
+  return { store: new IdempotencyStore(pool, { ttlHours: 24, lockSeconds: 60, lease }), statements: () => statements, named: (name) => names.filter((each) => each === name).length };
 }
 
 const JSON_TYPE = 'application/json; charset=utf-8';
@@ -425,5 +428,70 @@ describe('IdempotencyStore: claims and completions of many requests at once', ()
       expect(await store.find(SCOPE, key, REQUEST)).toEqual({ kind: 'completed', sameRequest: true, response: { status: 201, contentType: JSON_TYPE, body: `{"n":${index}}`, ...(index % 2 === 0 ? { location: `/v1/n/${index}` } : {}) } });
     }
     expect(await store.find(SCOPE, takenOver, REQUEST)).toEqual({ kind: 'in_progress', sameRequest: true });
+  });
+
+  it('decides each key of one claim statement by its own row: new, expired, taken over, held, completed', async () => {
+    const { lease } = await processOf();
+    const live = await processOf();
+    const { store, named } = countingStore(lease);
+    const [fresh, expired, ofDeadProcess, heldByAnother, completed] = Array.from({ length: 5 }, () => randomUUID());
+    const expiredOwner = identityOf('e1'.repeat(32));
+    await live.store.claim(SCOPE, expired as string, expiredOwner);
+    await database.pool.query(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE scope = $1 AND key = $2`, [SCOPE, expired]);
+    const firstAttempt = identityOf('d2'.repeat(32));
+    const firstClaimedAt = await claimedByAProcessThatDies(ofDeadProcess as string, firstAttempt);
+    await live.store.claim(SCOPE, heldByAnother as string, identityOf('f3'.repeat(32)));
+    const done = await live.store.claim(SCOPE, completed as string, REQUEST);
+    if (done.kind !== 'claimed') throw new Error('not claimed');
+    await live.store.complete(SCOPE, completed as string, { status: 201, contentType: JSON_TYPE, body: '{"done":true}' }, done.owner);
+
+    // Two claims take the two batch slots; the five that arrive meanwhile go as one statement.
+    const fillers = [store.claim(SCOPE, randomUUID(), REQUEST), store.claim(SCOPE, randomUUID(), REQUEST)];
+    const newRequest = identityOf('a4'.repeat(32));
+    const anotherRequest = identityOf('b5'.repeat(32));
+    const claims = await Promise.all([
+      store.claim(SCOPE, fresh as string, newRequest),
+      store.claim(SCOPE, expired as string, anotherRequest),
+      store.claim(SCOPE, ofDeadProcess as string, respelled(firstAttempt)),
+      store.claim(SCOPE, heldByAnother as string, REQUEST),
+      store.claim(SCOPE, completed as string, REQUEST),
+    ]);
+    await Promise.all(fillers);
+    expect(named('idempotency_claim_all')).toBe(3);
+    expect(claims).toEqual([
+      { kind: 'claimed', firstClaimedAt: expect.any(Date) as Date, requestId: newRequest.requestId, firstClaim: true, owner: lease.owner },
+      { kind: 'claimed', firstClaimedAt: expect.any(Date) as Date, requestId: anotherRequest.requestId, firstClaim: true, owner: lease.owner },
+      { kind: 'claimed', firstClaimedAt, requestId: firstAttempt.requestId, firstClaim: false, owner: lease.owner },
+      { kind: 'in_progress', sameRequest: false },
+      { kind: 'completed', sameRequest: true, response: { status: 201, contentType: JSON_TYPE, body: '{"done":true}' } },
+    ]);
+    expect(await rowOf(expired as string)).toMatchObject({ request_hash: anotherRequest.legacyHash, request_identity: anotherRequest });
+    expect(await rowOf(ofDeadProcess as string)).toMatchObject({ request_hash: firstAttempt.legacyHash, request_identity: firstAttempt });
+  });
+});
+
+describe('IdempotencyStore.purge', () => {
+  it('deletes every expired key, in chunks, but none a claim is taking over at that moment, and keeps the live ones', async () => {
+    const { store } = await processOf();
+    const marker = `purge-spec-${randomUUID()}`;
+    await database.pool.query(
+      `INSERT INTO idempotency_keys (scope, key, request_hash, state, locked_until, expires_at)
+       SELECT $1, 'k' || n, 'h', 'completed', now(), now() - interval '1 second' FROM generate_series(1, 2500) AS n`,
+      [marker],
+    );
+    await database.pool.query(`INSERT INTO idempotency_keys (scope, key, request_hash, state, locked_until, expires_at) VALUES ($1, 'live', 'h', 'completed', now(), now() + interval '1 day')`, [marker]);
+    // A claim is taking one expired key over: its row is locked until it commits.
+    const claiming = await database.pool.connect();
+    try {
+      await claiming.query('BEGIN');
+      await claiming.query(`UPDATE idempotency_keys SET expires_at = now() + interval '1 day' WHERE scope = $1 AND key = 'k7'`, [marker]);
+      const purged = await store.purge();
+      expect(purged).toBeGreaterThanOrEqual(2499);
+      await claiming.query('COMMIT');
+    } finally {
+      claiming.release();
+    }
+    const left = await database.pool.query<{ key: string }>('SELECT key FROM idempotency_keys WHERE scope = $1 ORDER BY key', [marker]);
+    expect(left.rows.map((row) => row.key)).toEqual(['k7', 'live']);
   });
 });

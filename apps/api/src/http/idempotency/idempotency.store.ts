@@ -66,6 +66,8 @@ function isSameRequest(row: Pick<KeyRow, 'request_hash' | 'request_identity'>, i
   return row.request_identity !== null && row.request_identity.legacyHash === row.request_hash && row.request_identity.fingerprint === identity.fingerprint;
 }
 
+const PURGE_CHUNK = 1_000;
+
 /** Claims, and completions, in flight at once, each batch of at most 64 keys. */
 const STATEMENT_BATCHES = { maxInFlight: 2, maxItems: 64, keyOf: (item: { readonly scope: string; readonly key: string }) => keyOf(item) };
 
@@ -140,7 +142,8 @@ export class IdempotencyStore {
       name: 'idempotency_claim_all',
       text: `INSERT INTO idempotency_keys (scope, key, request_hash, request_identity, state, locked_until, expires_at, lease_owner)
        SELECT claim.scope, claim.key, claim.request_hash, claim.request_identity, 'in_progress', now() + make_interval(secs => $4), now() + make_interval(hours => $5), claim.owner
-         FROM unnest($1::text[], $2::text[], $3::text[], $7::jsonb[], $8::text[]) AS claim(scope, key, request_hash, request_identity, owner)
+         FROM unnest($1::text[], $2::text[], $3::text[], $7::jsonb[], $8::text[]) WITH ORDINALITY AS claim(scope, key, request_hash, request_identity, owner, position)
+        ORDER BY claim.position
        ON CONFLICT (scope, key) DO UPDATE SET
          request_hash = CASE WHEN ${SAME_BY_FINGERPRINT} THEN idempotency_keys.request_hash ELSE excluded.request_hash END,
          request_identity = CASE WHEN ${SAME_BY_FINGERPRINT} THEN idempotency_keys.request_identity ELSE excluded.request_identity END,
@@ -239,9 +242,21 @@ export class IdempotencyStore {
     await this.pool.query(`DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_progress' AND lease_owner = $3`, [scope, key, owner]);
   }
 
-  /** Deletes expired keys; returns how many. */
+  /**
+   * Deletes expired keys, a thousand at a time; returns how many. Each chunk locks its rows in key
+   * order and skips those a claim holds (which may be taking the key over), so it never waits for a
+   * claim batch, which locks its keys in the same order, and cannot deadlock with one.
+   */
   async purge(): Promise<number> {
-    const result = await this.pool.query('DELETE FROM idempotency_keys WHERE expires_at < now()');
-    return result.rowCount ?? 0;
+    let purged = 0;
+    for (;;) {
+      const result = await this.pool.query({
+        text: `DELETE FROM idempotency_keys WHERE (scope, key) IN (
+                 SELECT scope, key FROM idempotency_keys WHERE expires_at < now() ORDER BY scope, key LIMIT $1 FOR UPDATE SKIP LOCKED)`,
+        values: [PURGE_CHUNK],
+      });
+      purged += result.rowCount ?? 0;
+      if ((result.rowCount ?? 0) < PURGE_CHUNK) return purged;
+    }
   }
 }

@@ -83,33 +83,53 @@ describe('StatementBatches', () => {
     await expect(Promise.all(answers)).resolves.toEqual(['x:0', 'a:1', 'a:2', 'b:3', 'a:4']);
   });
 
-  it('fails every item of a batch whose statement fails, and goes on with the next batch', async () => {
+  it('runs each item of a failed batch again alone, so only the item whose statement fails alone fails', async () => {
     const { calls, batches } = batchesOf(1, 10);
     const first = batches.submit(item('a'));
-    const failing = [batches.submit(item('b')), batches.submit(item('c'))];
-    const after = batches.submit(item('d'));
+    const later = [batches.submit(item('b')), batches.submit(item('c')), batches.submit(item('d'))];
     calls[0]?.answer(['a']);
     await settled();
-    const failure = new Error('the connection was lost');
-    // d arrived while a ran, so it is in b and c's batch: it fails with them.
     expect(calls[1]?.items.map((each) => each.key)).toEqual(['b', 'c', 'd']);
-    calls[1]?.fail(failure);
+    calls[1]?.fail(new Error('deadlock detected'));
+    await settled();
+    expect(calls.slice(2).map((call) => call.items.map((each) => each.key))).toEqual([['b'], ['c'], ['d']]);
+    const own = new Error('value too long for type character varying(255)');
+    calls[2]?.answer(['b']);
+    calls[3]?.fail(own);
+    calls[4]?.answer(['d']);
     await expect(first).resolves.toBe('a');
-    for (const answer of [...failing, after]) await expect(answer).rejects.toBe(failure);
+    await expect(later[0]).resolves.toBe('b');
+    await expect(later[1]).rejects.toBe(own);
+    await expect(later[2]).resolves.toBe('d');
+    // The batch's slot is free again: the next item goes at once.
     const next = batches.submit(item('e'));
-    expect(calls).toHaveLength(3);
-    calls[2]?.answer(['e']);
+    expect(calls).toHaveLength(6);
+    calls[5]?.answer(['e']);
     await expect(next).resolves.toBe('e');
   });
 
-  it('fails a batch answered with a different number of answers than items, rather than answer an item with another one\'s answer', async () => {
+  it('fails an item alone with its own statement\'s error', async () => {
+    const { calls, batches } = batchesOf(1, 10);
+    const alone = batches.submit(item('a'));
+    const failure = new Error('the connection was lost');
+    calls[0]?.fail(failure);
+    await expect(alone).rejects.toBe(failure);
+    expect(calls).toHaveLength(1);
+  });
+
+  it("runs alone again the items of a batch answered with a different number of answers than items, rather than answer an item with another one's answer", async () => {
     const { calls, batches } = batchesOf(1, 10);
     const first = batches.submit(item('a'));
     const second = [batches.submit(item('b')), batches.submit(item('c'))];
     calls[0]?.answer(['a']);
     await settled();
     calls[1]?.answer(['b']);
-    for (const answer of second) await expect(answer).rejects.toThrow('a batch of 2 statements was answered with 1 answers');
+    await settled();
+    expect(calls.slice(2).map((call) => call.items.map((each) => each.key))).toEqual([['b'], ['c']]);
+    calls[2]?.answer(['b alone']);
+    calls[3]?.answer([]);
     await expect(first).resolves.toBe('a');
+    await expect(second[0]).resolves.toBe('b alone');
+    await expect(second[1]).rejects.toThrow('a batch of 1 statements was answered with 0 answers');
   });
 });

@@ -6,7 +6,9 @@
  *
  * Two items with the same `keyOf` never share a batch (a statement such as `INSERT ... ON CONFLICT DO
  * UPDATE` may not touch one row twice): the later waits for the next, keeping its place. `run`
- * answers the items in their order; if it fails, every item of its batch fails with its error.
+ * answers the items in their order. If it fails for a batch, each of the batch's items is run again
+ * alone (as the event store's group commit retries a failed batch), so an error that is one item's
+ * own fails that item only; an error of every statement (the database away) fails each.
  *
  * Written here rather than taken from a library: DataLoader, the usual batcher, gathers what one
  * tick of the event loop asks for, and requests arrive over many ticks; what forms a batch here is a
@@ -59,13 +61,29 @@ export class StatementBatches<Item, Answer> {
     return batch;
   }
 
+  /** Runs a batch; if it fails, each of its items again alone, so one item's failure (or a deadlock) fails that item only. */
   private async runBatch(batch: typeof this.waiting): Promise<void> {
     try {
-      const answers = await this.run(batch.map((entry) => entry.item));
-      if (answers.length !== batch.length) throw new Error(`a batch of ${batch.length} statements was answered with ${answers.length} answers`);
-      batch.forEach((entry, index) => entry.resolve(answers[index] as Answer));
+      this.answer(batch, await this.run(batch.map((entry) => entry.item)));
     } catch (error) {
-      for (const entry of batch) entry.reject(error);
+      if (batch.length === 1) {
+        batch[0]?.reject(error);
+        return;
+      }
+      await Promise.all(
+        batch.map(async (entry) => {
+          try {
+            this.answer([entry], await this.run([entry.item]));
+          } catch (aloneError) {
+            entry.reject(aloneError);
+          }
+        }),
+      );
     }
+  }
+
+  private answer(batch: typeof this.waiting, answers: readonly Answer[]): void {
+    if (answers.length !== batch.length) throw new Error(`a batch of ${batch.length} statements was answered with ${answers.length} answers`);
+    batch.forEach((entry, index) => entry.resolve(answers[index] as Answer));
   }
 }
