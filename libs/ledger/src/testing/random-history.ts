@@ -125,7 +125,7 @@ export function runSteps(
         // every other pick; or, for a payment already pending, made; or made by the provider unasked.
         const payment = pickOf([...state.payments.values()].filter((candidate) => candidate.status === 'COMPLETED' || candidate.status === 'REFUND_PENDING'), step.pick);
         if (payment === undefined) break;
-        if (payment.status === 'COMPLETED' && step.pick % 3 !== 2) decide({ type: 'RequestRefund', data: { userId, paymentId: payment.paymentId, now } });
+        if (payment.status === 'COMPLETED' && step.pick % 3 !== 2) decide({ type: 'RequestRefund', data: { userId, paymentId: payment.paymentId, transactionId: id('tx'), now } });
         if (step.pick % 2 === 1) decide({ type: 'RefundPayment', data: { userId, paymentId: payment.paymentId, providerRefundId: id('refund'), transactionId: id('tx'), now } });
         break;
       }

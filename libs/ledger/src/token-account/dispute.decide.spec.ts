@@ -154,7 +154,7 @@ describe('disputes: a lost dispute takes the purchase back', () => {
   });
 
   it('refuses a refund of a payment with an open or lost dispute (PAYMENT_DISPUTED), and allows one after a won dispute', () => {
-    const request: TokenAccountCommand = { type: 'RequestRefund', data: { userId, paymentId, now: closedAt } };
+    const request: TokenAccountCommand = { type: 'RequestRefund', data: { userId, paymentId, transactionId: 'tx-refund-request', now: closedAt } };
     spec.given([...paid, opened]).when(request).thenThrows('PAYMENT_DISPUTED', { paymentId, disputeId, disputeStatus: 'open' });
     spec.given([...paid, opened, closed('won', 0, 0, 0)]).when(request).then([{ type: 'PaymentRefundRequested', data: { userId, paymentId, orderId, tokens: 100, occurredAt: closedAt.toISOString() } }]);
   });
@@ -164,7 +164,7 @@ describe('disputes: a lost dispute takes the purchase back', () => {
     const other = (event: PaymentInitiated | PaymentCaptured | TokensPurchased) => ({ ...event, data: { ...event.data, paymentId: otherPaymentId, orderId: 'pi_2' } }) as TokenAccountEvent;
     const otherPurchase = { ...purchased, data: { ...purchased.data, transactionId: 'other-tx', balanceAfter: 200, lot: { lotId: 'other-tx', priority: LOT_PRIORITY_DEFAULT, expiresAt: null } } };
     const history = [...paid, other(initiated), other(captured), other(otherPurchase), opened];
-    const request: TokenAccountCommand = { type: 'RequestRefund', data: { userId, paymentId: otherPaymentId, now: closedAt } };
+    const request: TokenAccountCommand = { type: 'RequestRefund', data: { userId, paymentId: otherPaymentId, transactionId: 'tx-refund-request', now: closedAt } };
     spec.given(history).when(request).then([{ type: 'PaymentRefundRequested', data: { userId, paymentId: otherPaymentId, orderId: 'pi_2', tokens: 100, occurredAt: closedAt.toISOString() } }]);
   });
 

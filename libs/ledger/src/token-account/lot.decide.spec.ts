@@ -7,6 +7,7 @@ import type { CapturePayment, InitiatePayment, RefundPayment, RequestRefund } fr
 import type { AddTokens, TokenAccountCommand, UseTokens } from './token-account.commands.js';
 import { tokenAccountDecider } from './token-account.decider.js';
 import { voidOfLotWithoutTokens } from './hold.decide.js';
+import { captureDecision } from './payment.decide.js';
 import type { TokenAccountEvent } from './token-account.events.js';
 import { tokenAccountSnapshot } from './token-account.snapshot.js';
 
@@ -206,6 +207,20 @@ describe('lots: GrantTokens', () => {
     const [credit] = tokenAccountDecider.decide(grant('promo', 1), stateOf(history([use(1)], full)));
     expect(credit?.type).toBe('TokensGranted');
   });
+
+  it(`captures a payment when the ${LIVE_LOTS_MAX} lots are reached only by lots expired at the capture's instant, expiring them with it`, () => {
+    const initiate: InitiatePayment = {
+      type: 'InitiatePayment',
+      data: { userId, paymentId: 'pay-late', orderId: 'O-late', packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'mock', now, expiresAt: inDays(2), pendingPaymentsMax: 10 },
+    };
+    const full = history([initiate, grant('short', 1, { expiresAt: inDays(1) }), ...Array.from({ length: LIVE_LOTS_MAX - 1 }, (_, index) => buy(`lot-${index}`, 1))]);
+    const capture = (at: Date): CapturePayment => ({ type: 'CapturePayment', data: { userId, paymentId: 'pay-late', outcome: { status: 'captured', providerTransactionId: 'C-late' }, transactionId: 'lot-late', now: at } });
+    expect(() => captureDecision(stateOf(full), 'pay-late', new Date(inDays(1).getTime() - 1))).toThrow(expect.objectContaining({ code: 'LOT_LIMIT_REACHED' }));
+    expect(captureDecision(stateOf(full), 'pay-late', inDays(1))).toBe('capture');
+    const decided = tokenAccountDecider.decide(capture(inDays(1)), stateOf(full));
+    expect(decided.map((event) => event.type)).toEqual(['LotExpired', 'PaymentCaptured', 'TokensPurchased']);
+    expect(decided[0]).toMatchObject({ data: { lotId: 'short', amount: 1 } });
+  });
 });
 
 describe('lots: expiry', () => {
@@ -383,7 +398,7 @@ describe('lots: refunds take back the purchase’s own lot', () => {
     data: { userId, paymentId, outcome: { status: 'captured', providerTransactionId: 'C-1' }, transactionId: 'lot-bought', now, ...(lot === undefined ? {} : { lot }) },
   });
   const refund: RefundPayment = { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 'R-1', transactionId: 'tx-refund', now } };
-  const request: RequestRefund = { type: 'RequestRefund', data: { userId, paymentId, now } };
+  const request: RequestRefund = { type: 'RequestRefund', data: { userId, paymentId, transactionId: 'tx-refund-request', now } };
 
   it('credits a capture to a lot on the package terms, which remembers the payment it came from', () => {
     const events = history([initiate, capture({ priority: 50, expiresInDays: 365 })]);
@@ -411,6 +426,38 @@ describe('lots: refunds take back the purchase’s own lot', () => {
   it('refuses the refund of a purchase partly held', () => {
     const events = history([initiate, capture(), hold('h', 1)]);
     spec.given(events).when(request).thenThrows('REFUND_EXCEEDS_LOT');
+  });
+
+  // Capture and refunds are decided at their `now` like every other command: a hold or lot past its
+  // expiry counts as ended whether or not the expiry job has run, and its end is appended with them.
+  const at = (command: RequestRefund | RefundPayment, instant: Date) => ({ ...command, data: { ...command.data, now: instant } });
+  const heldFor = (seconds: number) => history([initiate, capture(), hold('h', 40, seconds)]);
+  const holdExpired = (instant: Date): TokenAccountEvent => ({
+    type: 'HoldExpired',
+    data: { userId, holdId: 'h', amount: 40, expiresAt: new Date(now.getTime() + 60_000).toISOString(), balanceAfter: 100, heldAfter: 0, occurredAt: instant.toISOString() },
+  });
+
+  it('asks the refund of a purchase whose hold expires at that instant, before the expiry job has run, ending the hold with it', () => {
+    const expiry = new Date(now.getTime() + 60_000);
+    spec.given(heldFor(60)).when(at(request, new Date(expiry.getTime() - 1))).thenThrows('REFUND_EXCEEDS_LOT', { paymentId, lotId: 'lot-bought', requested: 100, remaining: 60 });
+    const decided = tokenAccountDecider.decide(at(request, expiry), stateOf(heldFor(60)));
+    expect(decided).toEqual([holdExpired(expiry), { type: 'PaymentRefundRequested', data: expect.objectContaining({ paymentId }) as unknown }]);
+    expect(stateOf([...heldFor(60), ...decided]).lots.get('lot-bought')).toMatchObject({ remaining: 100, reserved: 100 });
+  });
+
+  it('takes back all of a purchase the provider refunded on its own once the hold on its lot has expired, rather than leave the held part', () => {
+    const expiry = new Date(now.getTime() + 60_000);
+    const decided = tokenAccountDecider.decide(at(refund, expiry), stateOf(heldFor(60)));
+    expect(decided.map((event) => event.type)).toEqual(['HoldExpired', 'PaymentRefunded', 'TokensRefunded']);
+    expect(decided[1]).toMatchObject({ data: { tokens: 100, tokensDebited: 100 } });
+    expect(decided[2]).toMatchObject({ data: { amount: 100, draws: [{ lotId: 'lot-bought', amount: 100 }], balanceAfter: 0 } });
+  });
+
+  it("refuses the refund of a purchase whose lot expired, though the expiry job has not run: its tokens are gone at that instant", () => {
+    const events = history([initiate, capture({ priority: LOT_PRIORITY_DEFAULT, expiresInDays: 1 }), buy('other', 500)]);
+    spec.given(events).when(at(request, inDays(1))).thenThrows('REFUND_EXCEEDS_LOT', { paymentId, lotId: 'lot-bought', requested: 100, remaining: 0 });
+    // One millisecond before, the lot is whole and the refund is asked.
+    expect(tokenAccountDecider.decide(at(request, new Date(inDays(1).getTime() - 1)), stateOf(events)).map((event) => event.type)).toEqual(['PaymentRefundRequested']);
   });
 });
 

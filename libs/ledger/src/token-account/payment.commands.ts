@@ -41,10 +41,14 @@ export type ExpirePayment = {
   readonly data: { readonly userId: string; readonly paymentId: string; readonly now: Date };
 };
 
-/** Records that a refund is asked for, before the provider is called. */
+/**
+ * Records that a refund is asked for, before the provider is called. `transactionId` only seeds the
+ * ids of the expiries decided with it (a hold or lot past its expiry at `now`); the request itself
+ * writes no transaction.
+ */
 export type RequestRefund = {
   readonly type: 'RequestRefund';
-  readonly data: { readonly userId: string; readonly paymentId: string; readonly now: Date };
+  readonly data: { readonly userId: string; readonly paymentId: string; readonly transactionId: string; readonly now: Date };
 };
 
 export type RefundPayment = {

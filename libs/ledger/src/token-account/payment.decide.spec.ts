@@ -52,7 +52,7 @@ function capture(outcome: CapturePayment['data']['outcome'], now = later): Captu
 const approved = capture({ status: 'captured', providerTransactionId: 'MOCK-CAPTURE-1' });
 const expire = (now: Date): ExpirePayment => ({ type: 'ExpirePayment', data: { userId, paymentId, now } });
 const refund: RefundPayment = { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 'MOCK-REFUND-1', transactionId: 'refund-tx', now: later } };
-const requestRefundCommand: RequestRefund = { type: 'RequestRefund', data: { userId, paymentId, now: later } };
+const requestRefundCommand: RequestRefund = { type: 'RequestRefund', data: { userId, paymentId, transactionId: 'tx-refund-request', now: later } };
 const refundRequested: PaymentRefundRequested = { type: 'PaymentRefundRequested', data: { userId, paymentId, orderId, tokens: 100, occurredAt: later.toISOString() } };
 const used = (amount: number, balanceAfter: number): TokensUsed => ({
   type: 'TokensUsed',
@@ -171,7 +171,7 @@ describe('payments: ExpirePayment', () => {
 });
 
 describe('payments: RequestRefund and RefundPayment', () => {
-  const requestRefund: RequestRefund = { type: 'RequestRefund', data: { userId, paymentId, now: later } };
+  const requestRefund: RequestRefund = { type: 'RequestRefund', data: { userId, paymentId, transactionId: 'tx-refund-request', now: later } };
   const requested: PaymentRefundRequested = { type: 'PaymentRefundRequested', data: { userId, paymentId, orderId, tokens: 100, occurredAt: later.toISOString() } };
   const refunded = (tokensDebited: number): TokenAccountEvent => ({
     type: 'PaymentRefunded',

@@ -15,7 +15,7 @@ import {
 import type { Payment } from './payment.state.js';
 import type { TokensPurchased } from './token-account.events.js';
 import { availableBalance, type TokenAccountState } from './token-account.state.js';
-import { assertLotRoom } from './hold.decide.js';
+import { assertLotRoom, sweepExpiries } from './hold.decide.js';
 import { freeOf, OPENING_LOT_ID, type LotTerms } from './lot.state.js';
 import { blockingDisputeOf } from './dispute.decide.js';
 
@@ -90,12 +90,15 @@ export function captureDecision(state: TokenAccountState, paymentId: string, now
       return 'done';
     case 'FAILED':
       throw failedError(payment);
-    case 'PENDING':
+    case 'PENDING': {
       if (now.getTime() >= Date.parse(payment.expiresAt)) throw expiredError(payment);
-      // Checked here, before the provider takes the money, not only when the capture is recorded.
-      assertBalanceFits(state.balance, payment.tokens);
-      assertLotRoom(state);
+      // Checked here, before the provider takes the money, not only when the capture is recorded,
+      // and on the state the capture is decided on: with the expiries due at `now` applied.
+      const swept = sweepExpiries(state, { userId: payment.userId, now, transactionId: payment.paymentId }, 'gate').state;
+      assertBalanceFits(swept.balance, payment.tokens);
+      assertLotRoom(swept);
       return 'capture';
+    }
     default: {
       const unknown: never = payment.status;
       throw new Error(`unknown payment status ${String(unknown)}`);

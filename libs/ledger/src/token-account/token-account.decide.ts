@@ -53,13 +53,13 @@ function decideCommand(command: TokenAccountCommand, state: TokenAccountState): 
     case 'InitiatePayment':
       return folded(state, initiatePayment(command, state));
     case 'CapturePayment':
-      return folded(state, capturePayment(command, state));
+      return withExpiries(command.data, state, (swept) => capturePayment(command, swept));
     case 'ExpirePayment':
       return folded(state, expirePayment(command, state));
     case 'RequestRefund':
-      return folded(state, requestRefund(command, state));
+      return withExpiries(command.data, state, (swept) => requestRefund(command, swept));
     case 'RefundPayment':
-      return folded(state, refundPayment(command, state));
+      return withExpiries(command.data, state, (swept) => refundPayment(command, swept));
     case 'RecordDispute':
       return withExpiries(command.data, state, (swept) => recordDispute(command, swept));
     default: {

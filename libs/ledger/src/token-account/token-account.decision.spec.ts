@@ -60,7 +60,7 @@ function everyCommand(state: TokenAccountState, now: Date): readonly TokenAccoun
   if (grant !== undefined) commands.push({ type: 'VoidGrant', data: { userId, lotId: grant.lotId, reason: 'Voided', transactionId: id('void'), now } });
   if (completed !== undefined) {
     commands.push(
-      { type: 'RequestRefund', data: { userId, paymentId: completed.paymentId, now } },
+      { type: 'RequestRefund', data: { userId, paymentId: completed.paymentId, transactionId: 'tx-refund-request', now } },
       { type: 'RefundPayment', data: { userId, paymentId: completed.paymentId, providerRefundId: id('refund'), transactionId: id('refund-tx'), now } },
       { type: 'RecordDispute', data: { userId, paymentId: completed.paymentId, disputeId: id('dispute'), status: 'lost', amount: 100, currency: 'USD', reason: 'fraudulent', transactionId: id('dispute-tx'), now } },
     );

@@ -52,7 +52,7 @@ export class RefundPaymentFlow {
   private async request(userId: string, paymentId: string, state: TokenAccountState): Promise<readonly TokenAccountEvent[]> {
     const now = this.now();
     try {
-      return decideTokenAccount({ type: 'RequestRefund', data: { userId, paymentId, now } }, state);
+      return decideTokenAccount({ type: 'RequestRefund', data: { userId, paymentId, transactionId: randomUUID(), now } }, state);
     } catch (error) {
       if (!(error instanceof LedgerError && error.code === 'REFUND_EXCEEDS_BALANCE')) throw error;
       const order = await this.provider.getOrder(paymentIn(state, paymentId).orderId);
