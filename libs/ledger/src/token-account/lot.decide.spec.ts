@@ -430,7 +430,8 @@ describe('lots: refunds take back the purchase’s own lot', () => {
 
   // Capture and refunds are decided at their `now` like every other command: a hold or lot past its
   // expiry counts as ended whether or not the expiry job has run, and its end is appended with them.
-  const at = (command: RequestRefund | RefundPayment, instant: Date) => ({ ...command, data: { ...command.data, now: instant } });
+  const requestAt = (instant: Date): RequestRefund => ({ ...request, data: { ...request.data, now: instant } });
+  const refundAt = (instant: Date): RefundPayment => ({ ...refund, data: { ...refund.data, now: instant } });
   const heldFor = (seconds: number) => history([initiate, capture(), hold('h', 40, seconds)]);
   const holdExpired = (instant: Date): TokenAccountEvent => ({
     type: 'HoldExpired',
@@ -439,15 +440,15 @@ describe('lots: refunds take back the purchase’s own lot', () => {
 
   it('asks the refund of a purchase whose hold expires at that instant, before the expiry job has run, ending the hold with it', () => {
     const expiry = new Date(now.getTime() + 60_000);
-    spec.given(heldFor(60)).when(at(request, new Date(expiry.getTime() - 1))).thenThrows('REFUND_EXCEEDS_LOT', { paymentId, lotId: 'lot-bought', requested: 100, remaining: 60 });
-    const decided = tokenAccountDecider.decide(at(request, expiry), stateOf(heldFor(60)));
+    spec.given(heldFor(60)).when(requestAt(new Date(expiry.getTime() - 1))).thenThrows('REFUND_EXCEEDS_LOT', { paymentId, lotId: 'lot-bought', requested: 100, remaining: 60 });
+    const decided = tokenAccountDecider.decide(requestAt(expiry), stateOf(heldFor(60)));
     expect(decided).toEqual([holdExpired(expiry), { type: 'PaymentRefundRequested', data: expect.objectContaining({ paymentId }) as unknown }]);
     expect(stateOf([...heldFor(60), ...decided]).lots.get('lot-bought')).toMatchObject({ remaining: 100, reserved: 100 });
   });
 
   it('takes back all of a purchase the provider refunded on its own once the hold on its lot has expired, rather than leave the held part', () => {
     const expiry = new Date(now.getTime() + 60_000);
-    const decided = tokenAccountDecider.decide(at(refund, expiry), stateOf(heldFor(60)));
+    const decided = tokenAccountDecider.decide(refundAt(expiry), stateOf(heldFor(60)));
     expect(decided.map((event) => event.type)).toEqual(['HoldExpired', 'PaymentRefunded', 'TokensRefunded']);
     expect(decided[1]).toMatchObject({ data: { tokens: 100, tokensDebited: 100 } });
     expect(decided[2]).toMatchObject({ data: { amount: 100, draws: [{ lotId: 'lot-bought', amount: 100 }], balanceAfter: 0 } });
@@ -455,9 +456,9 @@ describe('lots: refunds take back the purchase’s own lot', () => {
 
   it("refuses the refund of a purchase whose lot expired, though the expiry job has not run: its tokens are gone at that instant", () => {
     const events = history([initiate, capture({ priority: LOT_PRIORITY_DEFAULT, expiresInDays: 1 }), buy('other', 500)]);
-    spec.given(events).when(at(request, inDays(1))).thenThrows('REFUND_EXCEEDS_LOT', { paymentId, lotId: 'lot-bought', requested: 100, remaining: 0 });
+    spec.given(events).when(requestAt(inDays(1))).thenThrows('REFUND_EXCEEDS_LOT', { paymentId, lotId: 'lot-bought', requested: 100, remaining: 0 });
     // One millisecond before, the lot is whole and the refund is asked.
-    expect(tokenAccountDecider.decide(at(request, new Date(inDays(1).getTime() - 1)), stateOf(events)).map((event) => event.type)).toEqual(['PaymentRefundRequested']);
+    expect(tokenAccountDecider.decide(requestAt(new Date(inDays(1).getTime() - 1)), stateOf(events)).map((event) => event.type)).toEqual(['PaymentRefundRequested']);
   });
 });
 
