@@ -343,6 +343,19 @@ describe('refunds', () => {
     expect(await balanceOf(userId)).toBe(0);
   });
 
+  it("records a refund an operator made at the provider after part of the purchase's lot was spent, though other credit covers the balance", async () => {
+    const { userId, paymentId, orderId } = await capturedPayment();
+    // A later purchase keeps the balance above the refund; the usage draws the older lot, the payment's.
+    await http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 500 }).expect(201);
+    await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 30 }).expect(201);
+    const refused = await refund(paymentId).expect(409);
+    expect(refused.body).toMatchObject({ code: 'REFUND_EXCEEDS_LOT', requested: 100, remaining: 70 });
+    await provider.refund(orderId, 'operator-refund');
+    const recorded = await refund(paymentId).expect(200);
+    expect(recorded.body).toMatchObject({ balance: 500, payment: { status: 'REFUNDED', metadata: { providerRefundId: `MOCK-REFUND-${paymentId}`, tokensDebited: 70 } } });
+    expect(await balanceOf(userId)).toBe(500);
+  });
+
   it('refuses a refund the balance cannot cover and refunds nothing at the provider', async () => {
     const { userId, paymentId, orderId } = await capturedPayment();
     await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1 }).expect(201);

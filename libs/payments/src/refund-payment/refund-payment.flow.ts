@@ -46,15 +46,16 @@ export class RefundPaymentFlow {
 
   /**
    * The refund request, except that a refund the provider made without our request (an operator at
-   * the provider) is recorded even when the tokens were spent since: refusing it would leave money
-   * returned and tokens kept, for good. It takes back what is left.
+   * the provider) is recorded even when the tokens were spent since, from the balance or from the
+   * purchase's own lot: refusing it would leave money returned and tokens kept, for good. It takes
+   * back what is left of the lot.
    */
   private async request(userId: string, paymentId: string, state: TokenAccountState): Promise<readonly TokenAccountEvent[]> {
     const now = this.now();
     try {
       return decideTokenAccount({ type: 'RequestRefund', data: { userId, paymentId, transactionId: randomUUID(), now } }, state);
     } catch (error) {
-      if (!(error instanceof LedgerError && error.code === 'REFUND_EXCEEDS_BALANCE')) throw error;
+      if (!(error instanceof LedgerError && (error.code === 'REFUND_EXCEEDS_BALANCE' || error.code === 'REFUND_EXCEEDS_LOT'))) throw error;
       const order = await this.provider.getOrder(paymentIn(state, paymentId).orderId);
       if (order.status !== 'refunded' || order.providerRefundId === null) throw error;
       return decideTokenAccount({ type: 'RefundPayment', data: { userId, paymentId, providerRefundId: order.providerRefundId, transactionId: randomUUID(), now } }, state);
