@@ -356,6 +356,29 @@ describe('refunds', () => {
     expect(await balanceOf(userId)).toBe(500);
   });
 
+  it('takes the part a hold held when an operator refunded at the provider once the hold gives it back, while usages race the release', async () => {
+    const { userId, paymentId, orderId } = await capturedPayment();
+    const hold = await http().post(`/v1/accounts/${userId}/holds`).send({ amount: 40 }).expect(201);
+    const refused = await refund(paymentId).expect(409);
+    expect(refused.body).toMatchObject({ code: 'REFUND_EXCEEDS_LOT', requested: 100, remaining: 60 });
+    await provider.refund(orderId, 'operator-refund');
+    const recorded = await refund(paymentId).expect(200);
+    expect(recorded.body).toMatchObject({ balance: 40, payment: { status: 'REFUNDED', metadata: { tokensDebited: 60 } } });
+    // The hold's 40 stay with it; when it is released they go with the refund, and no usage gets one.
+    const [released, ...usages] = await Promise.all([
+      http().post(`/v1/accounts/${userId}/holds/${hold.body.holdId as string}/release`).send({}),
+      ...Array.from({ length: 8 }, () => http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1 })),
+    ]);
+    expect(released.status).toBe(200);
+    expect(released.body).toMatchObject({ balance: 0, held: 0, available: 0 });
+    expect(usages.map((usage) => usage.status)).toEqual(Array.from({ length: 8 }, () => 409));
+    expect(await balanceOf(userId)).toBe(0);
+    expect((await http().get(`/v1/payments/${paymentId}`).expect(200)).body).toMatchObject({ status: 'REFUNDED', metadata: { tokensDebited: 100 } });
+    expect(await eventTypes(userId)).toEqual([
+      'PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'TokensHeld', 'PaymentRefunded', 'TokensRefunded', 'HoldReleased', 'TokensRefunded',
+    ]);
+  });
+
   it('refuses a refund the balance cannot cover and refunds nothing at the provider', async () => {
     const { userId, paymentId, orderId } = await capturedPayment();
     await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1 }).expect(201);

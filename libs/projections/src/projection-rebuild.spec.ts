@@ -1,4 +1,4 @@
-import { comparePositions, formatPosition, PostgresEventStore, type Position, type RecordedEvent } from '@app/event-store';
+import { comparePositions, formatPosition, PostgresEventStore, type EventToAppend, type Position, type RecordedEvent } from '@app/event-store';
 import type { Pool } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { rebuildAccount } from './account-rebuild.js';
@@ -10,7 +10,7 @@ import { NOT_PROJECTION_TABLES, NotAProjectionTableError } from './shadow-tables
 import { appendDecided, nextCommand, nextCommandWithDisputes, nextCommandWithHoldsAndLots, nextCommandWithPayments, seededRandom, seededUuid, type CommandSource, type GeneratedAccount } from '@app/testing';
 import { tokenAccountsProjection } from './read-models/token-accounts/token-accounts.projection.js';
 import { InlineProjections } from './inline-projections.js';
-import { initialTokenAccountState, type TokenAccountCommand } from '@app/ledger';
+import { fold, initialTokenAccountState, tokenAccountDecider, type TokenAccountCommand, type TokenAccountEvent } from '@app/ledger';
 
 let database: TestDatabase;
 let store: PostgresEventStore;
@@ -653,10 +653,34 @@ describe('per-account rebuild, set-based', () => {
         { id: seededUuid(random), type: 'TokensUsed', data: { userId, transactionId: usageId, amount: 30, description: 'Estimate', balanceAfter: 70, occurredAt: at, draws: [{ lotId, amount: 30 }], holdId, heldAfter: 0 } },
       ], { expectedRevision: 'no_stream' });
     }
+    // A refund the provider made while a hold held 40 of the purchase's 100: 60 taken then, 40 when the hold gave them back.
+    const refundedWhileHeld = seededUuid(random);
+    {
+      const [userId, paymentId, lotId, holdId] = [refundedWhileHeld, seededUuid(random), seededUuid(random), seededUuid(random)];
+      const ids = { userId, paymentId, orderId: `order-${paymentId}` };
+      const refund = { paymentId, description: 'Refund of token package starter', occurredAt: at };
+      const events: EventToAppend[] = [
+        { id: seededUuid(random), type: 'PaymentInitiated', data: { ...ids, packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'mock', occurredAt: at, expiresAt: new Date(startAt.getTime() + 900_000).toISOString() } },
+        { id: seededUuid(random), type: 'PaymentCaptured', data: { ...ids, providerTransactionId: 'txn-1', occurredAt: at } },
+        { id: seededUuid(random), type: 'TokensPurchased', data: { userId, transactionId: lotId, paymentId, amount: 100, description: 'Token package starter', balanceAfter: 100, occurredAt: at, lot: { lotId, priority: 100, expiresAt: null }, heldAfter: 0 } },
+        { id: seededUuid(random), type: 'TokensHeld', data: { userId, holdId, amount: 40, description: null, expiresAt: new Date(startAt.getTime() + 900_000).toISOString(), draws: [{ lotId, amount: 40 }], balanceAfter: 100, heldAfter: 40, occurredAt: at } },
+        { id: seededUuid(random), type: 'PaymentRefunded', data: { ...ids, providerRefundId: 'refund-1', tokens: 100, tokensDebited: 60, occurredAt: at } },
+        { id: seededUuid(random), type: 'TokensRefunded', data: { userId, transactionId: seededUuid(random), ...refund, amount: 60, balanceAfter: 40, draws: [{ lotId, amount: 60 }], heldAfter: 40 } },
+        { id: seededUuid(random), type: 'HoldReleased', data: { userId, holdId, amount: 40, balanceAfter: 40, heldAfter: 0, occurredAt: at } },
+        { id: seededUuid(random), type: 'TokensRefunded', data: { userId, transactionId: seededUuid(random), ...refund, amount: 40, balanceAfter: 0, draws: [{ lotId, amount: 40 }], heldAfter: 0, heldAtRefund: true } },
+      ];
+      // Replayable, so the stream is one the ledger could have written; then in three appends, as the three commands did.
+      expect(fold(tokenAccountDecider, tokenAccountDecider.initialState, events as unknown as TokenAccountEvent[]).payments.get(paymentId)?.tokensDebited).toBe(100);
+      await store.append(`token-account-${userId}`, events.slice(0, 4), { expectedRevision: 'no_stream' });
+      await store.append(`token-account-${userId}`, events.slice(4, 6), { expectedRevision: 3n });
+      await store.append(`token-account-${userId}`, events.slice(6), { expectedRevision: 5n });
+    }
     await writeHistory(random, users.slice(0, 4), 8, 6, nextCommandWithPayments);
     await writeHistory(random, users.slice(4, 8), 10, 6, nextCommandWithHoldsAndLots);
     await writeHistory(random, users.slice(8), 12, 6, nextCommandWithDisputes);
     const expected = await incrementalDump();
+    const lateRefund = await database.pool.query('SELECT status, metadata FROM payments WHERE user_id = $1', [refundedWhileHeld]);
+    expect(lateRefund.rows).toEqual([{ status: 'REFUNDED', metadata: { providerRefundId: 'refund-1', tokensDebited: 100 } }]);
     const kinds = await database.pool.query<{ kind: string }>(
       `SELECT DISTINCT 'hold:' || status AS kind FROM token_holds UNION SELECT DISTINCT 'lot:' || source || ':' || status FROM token_lots
         UNION SELECT DISTINCT 'row:' || transaction_type FROM token_transactions UNION SELECT DISTINCT 'payment:' || status FROM payments`,
@@ -667,7 +691,7 @@ describe('per-account rebuild, set-based', () => {
 
     // Every row gone; the checkpoint (the runner's, at the last event) stays.
     await database.pool.query('TRUNCATE user_tokens, token_transactions, payments, token_holds, token_lots');
-    const userIds = [...users.map((user) => user.userId), before, settledBefore];
+    const userIds = [...users.map((user) => user.userId), before, settledBefore, refundedWhileHeld];
     const results = await Promise.all(userIds.map((userId) => rebuildAccount(store, database.pool, [tokenAccountsProjection], userId)));
     expect(results.reduce((sum, result) => sum + (result.projections[0]?.eventsApplied ?? 0), 0)).toBe(await eventCount());
     expect(await dump(database.pool)).toEqual(expected);

@@ -6,7 +6,9 @@ import { assertBalanceFits } from './balance.rules.js';
 import type { GrantTokens, HoldTokens, ReleaseHold, SettleHold, VoidGrant } from './hold.commands.js';
 import type { GrantVoided, HoldExpired, HoldReleased, HoldSettled, LotExpired, TokensGranted, TokensHeld } from './hold.events.js';
 import { isHoldActive, type Hold } from './hold.state.js';
-import { assertNoShortfall } from './dispute.decide.js';
+import { assertNoShortfall, blockingDisputeOf } from './dispute.decide.js';
+import type { TokensRefunded } from './payment.events.js';
+import { refundDescription, type Payment } from './payment.state.js';
 import { compareDrawOrder, derivedTransactionId, drawDown, freeOf, isLive, takeFromDraws, type Draw, type Lot, type LotSource, type LotStatus } from './lot.state.js';
 import { availableBalance, evolveTokenAccount, type TokenAccountState } from './token-account.state.js';
 import { assertAmount, assertDescription, assertMetadata, assertReason } from './token-account.rules.js';
@@ -15,21 +17,24 @@ type Sweep = { readonly userId: string; readonly now: Date; readonly transaction
 
 /**
  * The expiries due at `now`, as events: holds past their `expiresAt` first (their reservations go
- * back to the lots), then the unreserved remainder of every lot past its `expiresAt`. Every command
- * that spends, holds or credits decides these first (and again after itself), so its decision and
- * the events it appends agree on what is held and spendable at `now`. `phase` keeps the derived
- * transaction ids of the two sweeps of one command apart.
+ * back to the lots), then what a refunded purchase's lot got back from ended holds (taken by the
+ * refund: `TokensRefunded` with `heldAtRefund`), then the unreserved remainder of every lot past its
+ * `expiresAt`. Every command decides these first (and again after itself: a settle or release gives
+ * tokens back), so its decision and the events it appends agree on what is held and spendable at
+ * `now`. `phase` keeps the derived transaction ids of the two sweeps of one command apart.
  */
-export function expiriesDue(state: TokenAccountState, sweep: Sweep, phase: string): readonly (HoldExpired | LotExpired)[] {
+export function expiriesDue(state: TokenAccountState, sweep: Sweep, phase: string): readonly Due[] {
   return sweepExpiries(state, sweep, phase).events;
 }
 
+type Due = HoldExpired | TokensRefunded | LotExpired;
+
 /** `expiriesDue`'s events with the state after them (see `Decision`). */
-export function sweepExpiries(state: TokenAccountState, { userId, now, transactionId }: Sweep, phase: string): Decision<HoldExpired | LotExpired, TokenAccountState> {
+export function sweepExpiries(state: TokenAccountState, { userId, now, transactionId }: Sweep, phase: string): Decision<Due, TokenAccountState> {
   if (!anyExpiryDue(state, now)) return { events: NOTHING_DUE, state };
-  const events: (HoldExpired | LotExpired)[] = [];
+  const events: Due[] = [];
   let current = state;
-  const apply = (event: HoldExpired | LotExpired) => {
+  const apply = (event: Due) => {
     events.push(event);
     current = evolveTokenAccount(current, event);
   };
@@ -39,6 +44,24 @@ export function sweepExpiries(state: TokenAccountState, { userId, now, transacti
   for (const hold of dueHolds) {
     const data = { userId, holdId: hold.holdId, amount: hold.amount, expiresAt: hold.expiresAt, balanceAfter: current.balance, heldAfter: current.held - hold.amount, occurredAt };
     apply({ type: 'HoldExpired', data });
+  }
+  for (const { lot, payment } of refundRemainders(current)) {
+    const amount = freeOf(lot);
+    apply({
+      type: 'TokensRefunded',
+      data: {
+        userId,
+        transactionId: derivedTransactionId(transactionId, `refund-remainder:${lot.lotId}:${phase}`),
+        paymentId: payment.paymentId,
+        amount,
+        description: refundDescription(payment),
+        balanceAfter: current.balance - amount,
+        occurredAt,
+        draws: [{ lotId: lot.lotId, amount }],
+        heldAfter: current.held,
+        heldAtRefund: true,
+      },
+    });
   }
   const dueLots = [...current.lots.values()].filter((lot) => !isLive(lot, now) && freeOf(lot) > 0).sort(compareDrawOrder);
   for (const lot of dueLots) {
@@ -62,14 +85,38 @@ export function sweepExpiries(state: TokenAccountState, { userId, now, transacti
   return { events, state: current };
 }
 
-const NOTHING_DUE: readonly (HoldExpired | LotExpired)[] = Object.freeze([]);
+const NOTHING_DUE: readonly Due[] = Object.freeze([]);
 
 /**
  * Whether `expiriesDue` finds anything, without its lists and sorts: the common case of every
  * command, which sweeps twice. With no hold due the lots it would look at are the state's own.
  */
 function anyExpiryDue(state: TokenAccountState, now: Date): boolean {
-  return state.holds.some((hold) => !isHoldActive(hold, now)) || state.lots.some((lot) => !isLive(lot, now) && freeOf(lot) > 0);
+  return state.holds.some((hold) => !isHoldActive(hold, now)) || state.lots.some((lot) => (!isLive(lot, now) && freeOf(lot) > 0) || refundOwning(state, lot) !== undefined);
+}
+
+/**
+ * The lots of purchases refunded while a hold held part of them, with free tokens again: a refund
+ * the provider made on its own took only the lot's free tokens (`refundPayment`), and a hold has
+ * since given its part back. Not when a lost dispute covers the payment: the dispute took its
+ * tokens (or owes them as shortfall, which those free tokens pay). Free tokens of such a lot can
+ * only come from a hold's end (credits make lots of their own), so they never exceed what the refund
+ * left untaken.
+ */
+function refundRemainders(state: TokenAccountState): readonly { readonly lot: Lot; readonly payment: Payment }[] {
+  const due: { lot: Lot; payment: Payment }[] = [];
+  for (const lot of state.lots.values()) {
+    const payment = refundOwning(state, lot);
+    if (payment !== undefined) due.push({ lot, payment });
+  }
+  return due;
+}
+
+function refundOwning(state: TokenAccountState, lot: Lot): Payment | undefined {
+  if (lot.paymentId === null || freeOf(lot) <= 0) return undefined;
+  const payment = state.payments.get(lot.paymentId);
+  if (payment?.status !== 'REFUNDED' || blockingDisputeOf(state, payment.paymentId)?.status === 'lost') return undefined;
+  return payment;
 }
 
 function compareText(left: string, right: string): number {

@@ -454,6 +454,94 @@ describe('lots: refunds take back the purchase’s own lot', () => {
     expect(decided[2]).toMatchObject({ data: { amount: 100, draws: [{ lotId: 'lot-bought', amount: 100 }], balanceAfter: 0 } });
   });
 
+  describe('a refund the provider made on its own while a hold held part of the purchase', () => {
+    // 100 tokens bought, 40 of them held; the provider refunds the money (an operator at Stripe).
+    const refundedWhileHeld = (more: readonly TokenAccountCommand[] = []) => history([initiate, capture(), hold('h', 40, 3600), ...more, refund]);
+    const release: TokenAccountCommand = { type: 'ReleaseHold', data: { userId, holdId: 'h', transactionId: 'tx-release', now } };
+    const settle = (amount: number): SettleHold => ({ type: 'SettleHold', data: { userId, holdId: 'h', amount, description: null, transactionId: 'tx-settle', now } });
+    const takeback = (amount: number, transactionId: string, balanceAfter: number): TokenAccountEvent => ({
+      type: 'TokensRefunded',
+      data: {
+        userId,
+        transactionId,
+        paymentId,
+        amount,
+        description: 'Refund of token package starter',
+        balanceAfter,
+        occurredAt: now.toISOString(),
+        draws: [{ lotId: 'lot-bought', amount }],
+        heldAtRefund: true,
+        heldAfter: 0,
+      },
+    });
+
+    it('takes the free part at once and leaves the held part to the hold, which can still settle it', () => {
+      const events = refundedWhileHeld();
+      expect(events.slice(-2)).toMatchObject([
+        { type: 'PaymentRefunded', data: { tokens: 100, tokensDebited: 60 } },
+        { type: 'TokensRefunded', data: { amount: 60, draws: [{ lotId: 'lot-bought', amount: 60 }], balanceAfter: 40 } },
+      ]);
+      expect(stateOf(events)).toMatchObject({ balance: 40, held: 40 });
+      spec.given(events).when(use(1)).thenThrows('INSUFFICIENT_AVAILABLE_BALANCE', { balance: 40, held: 40, available: 0 });
+    });
+
+    it('takes what a release gives back, in the same append, so the released tokens are never spendable', () => {
+      const events = refundedWhileHeld();
+      const decided = tokenAccountDecider.decide(release, stateOf(events));
+      expect(decided).toEqual([
+        { type: 'HoldReleased', data: { userId, holdId: 'h', amount: 40, balanceAfter: 40, heldAfter: 0, occurredAt: now.toISOString() } },
+        takeback(40, derivedTransactionId('tx-release', 'refund-remainder:lot-bought:after'), 0),
+      ]);
+      const after = stateOf([...events, ...decided]);
+      expect(after).toMatchObject({ balance: 0, held: 0 });
+      expect(after.lots.size).toBe(0);
+      expect(after.payments.get(paymentId)).toMatchObject({ status: 'REFUNDED', tokensDebited: 100 });
+      spec.given([...events, ...decided]).when(use(1)).thenThrows('INSUFFICIENT_BALANCE');
+    });
+
+    it('takes what a settle for less releases; the settled part stays spent', () => {
+      const events = refundedWhileHeld();
+      const decided = tokenAccountDecider.decide(settle(15), stateOf(events));
+      expect(decided.map((event) => event.type)).toEqual(['HoldSettled', 'TokensRefunded']);
+      expect(decided[0]).toMatchObject({ data: { settledAmount: 15, releasedAmount: 25, draws: [{ lotId: 'lot-bought', amount: 15 }], balanceAfter: 25 } });
+      expect(decided[1]).toEqual(takeback(25, derivedTransactionId('tx-settle', 'refund-remainder:lot-bought:after'), 0));
+      expect(stateOf([...events, ...decided]).payments.get(paymentId)).toMatchObject({ tokensDebited: 85 });
+      // Settled whole, nothing comes back and nothing more is taken.
+      expect(tokenAccountDecider.decide(settle(40), stateOf(events)).map((event) => event.type)).toEqual(['HoldSettled']);
+    });
+
+    it('takes what the hold gives back when it expires, by the expiry job or the next command, and nothing before', () => {
+      // Another purchase after the hold: the hold holds the refunded purchase's tokens.
+      const events = refundedWhileHeld([buy('other', 500)]);
+      const expiry = new Date(now.getTime() + 3_600_000);
+      expect(tokenAccountDecider.decide(expireCredits(new Date(expiry.getTime() - 1)), stateOf(events))).toEqual([]);
+      const byJob = tokenAccountDecider.decide(expireCredits(expiry), stateOf(events));
+      expect(byJob.map((event) => event.type)).toEqual(['HoldExpired', 'TokensRefunded']);
+      expect(byJob[1]).toMatchObject({ data: { amount: 40, draws: [{ lotId: 'lot-bought', amount: 40 }], balanceAfter: 500, heldAtRefund: true } });
+      // A usage at that instant decides the same first; the other purchase's tokens are not touched.
+      const byUsage = tokenAccountDecider.decide(use(500, expiry), stateOf(events));
+      expect(byUsage.map((event) => event.type)).toEqual(['HoldExpired', 'TokensRefunded', 'TokensUsed']);
+      expect(stateOf([...events, ...byUsage])).toMatchObject({ balance: 0, held: 0 });
+    });
+
+    it('leaves what a hold gives back to a lost dispute of the payment: its shortfall takes it, never both', () => {
+      const lostDispute = (at: Date): TokenAccountCommand => ({
+        type: 'RecordDispute',
+        data: { userId, paymentId, disputeId: 'dp_1', status: 'lost', amount: 500, currency: 'USD', reason: 'fraudulent', transactionId: 'tx-dispute', now: at },
+      });
+      // Lost after the refund: it owes what the refund left untaken (the 40 held), none free to take.
+      const disputed = history([lostDispute(now)], refundedWhileHeld());
+      expect(stateOf(disputed)).toMatchObject({ balance: 40, shortfall: 40 });
+      const released = tokenAccountDecider.decide(release, stateOf(disputed));
+      expect(released.map((event) => event.type)).toEqual(['HoldReleased', 'ShortfallCovered']);
+      expect(stateOf([...disputed, ...released])).toMatchObject({ balance: 0, shortfall: 0 });
+      // Lost after the release took the rest: nothing is owed twice.
+      const takenFirst = history([release, lostDispute(now)], refundedWhileHeld());
+      expect(takenFirst.at(-1)).toMatchObject({ type: 'PaymentDisputeClosed', data: { tokens: 0, tokensDebited: 0, shortfallAfter: 0 } });
+      expect(stateOf(takenFirst)).toMatchObject({ balance: 0, shortfall: 0 });
+    });
+  });
+
   it("refuses the refund of a purchase whose lot expired, though the expiry job has not run: its tokens are gone at that instant", () => {
     const events = history([initiate, capture({ priority: LOT_PRIORITY_DEFAULT, expiresInDays: 1 }), buy('other', 500)]);
     spec.given(events).when(requestAt(inDays(1))).thenThrows('REFUND_EXCEEDS_LOT', { paymentId, lotId: 'lot-bought', requested: 100, remaining: 0 });

@@ -12,7 +12,7 @@ import {
   type PaymentRefundRequested,
   type TokensRefunded,
 } from './payment.events.js';
-import type { Payment } from './payment.state.js';
+import { refundDescription, type Payment } from './payment.state.js';
 import type { TokensPurchased } from './token-account.events.js';
 import { availableBalance, type TokenAccountState } from './token-account.state.js';
 import { assertLotRoom, sweepExpiries } from './hold.decide.js';
@@ -209,7 +209,8 @@ export function requestRefund({ data }: RequestRefund, state: TokenAccountState)
  * Normally the payment is REFUND_PENDING and its tokens were reserved by the request. A COMPLETED
  * payment is refunded here too when the provider refunded without a request of ours (an operator at
  * the provider, found by reconciliation or a webhook): the money is back with the customer, so the
- * refund is recorded and takes back what is left (`tokensDebited`), never a negative balance.
+ * refund is recorded and takes back what is left of the purchase's lot (`tokensDebited`), never a
+ * negative balance. What a hold holds of that lot is taken when the hold gives it back (`expiriesDue`).
  */
 export function refundPayment({ data }: RefundPayment, state: TokenAccountState): readonly (PaymentRefunded | TokensRefunded)[] {
   const payment = existing(state, data.paymentId);
@@ -236,7 +237,7 @@ export function refundPayment({ data }: RefundPayment, state: TokenAccountState)
         transactionId: data.transactionId,
         paymentId: payment.paymentId,
         amount: tokensDebited,
-        description: `Refund of token package ${payment.packageId}`,
+        description: refundDescription(payment),
         balanceAfter: state.balance - tokensDebited,
         occurredAt,
         draws: [{ lotId, amount: tokensDebited }],

@@ -51,9 +51,11 @@ export type PaymentRefundRequested = {
 };
 
 /**
- * The provider refunded the payment. `tokensDebited` is what `TokensRefunded` takes back: the
- * payment's tokens, or less only when a concurrent spend in another process emptied the balance
- * between the refund check and the provider's refund (the money is back with the customer either way).
+ * The provider refunded the payment. `tokensDebited` is what the `TokensRefunded` after it takes back:
+ * the payment's tokens, or less when the provider refunded without our request (an operator at the
+ * provider) and part of the purchase's lot was spent or held by a hold. The held part is taken when
+ * its hold gives it back (`TokensRefunded` with `heldAtRefund`); the spent part stays spent (the
+ * money is back with the customer either way).
  */
 export type PaymentRefunded = {
   readonly type: 'PaymentRefunded';
@@ -68,7 +70,13 @@ export type PaymentRefunded = {
   };
 };
 
-/** Tokens taken back by a refund: a negative `refund` transaction. */
+/**
+ * Tokens taken back by a refund: a negative `refund` transaction. Normally in the refund's own append,
+ * after `PaymentRefunded`. With `heldAtRefund`, later: a refund the provider made on its own took what
+ * was free of the purchase's lot, and these tokens were held by a hold then; the hold gave them back
+ * (released, settled for less or expired), and the refund takes them in the same append
+ * (`expiriesDue`). They add to the payment's `tokensDebited`.
+ */
 export type TokensRefunded = {
   readonly type: 'TokensRefunded';
   readonly data: {
@@ -82,6 +90,8 @@ export type TokensRefunded = {
     /** From the purchase's lot; absent before lots (then from the opening lot). */
     readonly draws?: readonly Draw[];
     readonly heldAfter?: number;
+    /** Present (true) on tokens a hold held when the refund was recorded, taken when the hold gave them back. */
+    readonly heldAtRefund?: true;
   };
 };
 

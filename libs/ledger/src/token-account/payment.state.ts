@@ -11,9 +11,14 @@ export type Payment = PaymentInitiated['data'] & {
   readonly failureReason: string | null;
   readonly providerTransactionId: string | null;
   readonly providerRefundId: string | null;
-  /** Tokens the refund took back (normally `tokens`). */
+  /** Tokens the refund took back (normally `tokens`), including those taken later, when a hold gave them back. */
   readonly tokensDebited: number | null;
   readonly updatedAt: string;
 };
 
 export const PAYMENT_STATUSES: readonly PaymentStatus[] = ['PENDING', 'COMPLETED', 'FAILED', 'REFUND_PENDING', 'REFUNDED'];
+
+/** The description of a refund's `refund` transaction. */
+export function refundDescription(payment: Pick<Payment, 'packageId'>): string {
+  return `Refund of token package ${payment.packageId}`;
+}

@@ -285,6 +285,10 @@ function expectInvariants(state: TokenAccountState, history: readonly TokenAccou
     ),
     disputedTokens: sumOf('PaymentDisputeClosed'),
     spendableWhileOwing: state.shortfall > 0 ? available - state.held : 0,
+    // A refunded purchase's lot never has free tokens: a hold's part comes back only to be taken (unless a lost dispute took the payment).
+    freeInRefundedLots: [...state.lots.values()]
+      .filter((lot) => lot.paymentId !== null && state.payments.get(lot.paymentId)?.status === 'REFUNDED' && !state.disputes.some((dispute) => dispute.paymentId === lot.paymentId && dispute.status === 'lost'))
+      .reduce((sum, lot) => sum + lot.remaining - lot.reserved, 0),
     replayed: plainState(replay(stored)),
     snapshot: plainState(snapshot),
     snapshotAgreesWithLastEvent: last === undefined ? true : tokenAccountSnapshot.agreesWith(snapshot, last),
@@ -299,6 +303,7 @@ function expectInvariants(state: TokenAccountState, history: readonly TokenAccou
     takenBackPerPayment: payments.map((payment) => payment.tokensDebited ?? 0),
     disputedTokens: sumOf('TokensChargedBack') + sumOf('ShortfallCovered') + BigInt(state.shortfall),
     spendableWhileOwing: 0,
+    freeInRefundedLots: 0,
     replayed: plainState(state),
     snapshot: plainState(state),
     snapshotAgreesWithLastEvent: true,

@@ -4,7 +4,7 @@ import { BALANCE_MAX, GRANT_PRIORITY_DEFAULT, LOT_PRIORITY_DEFAULT } from '../le
 import { SHORTFALL_COVERED_DESCRIPTION, type PaymentDisputeClosed, type PaymentDisputeOpened, type ShortfallCovered, type TokensChargedBack } from './dispute.events.js';
 import type { HoldSettled, TokensHeld } from './hold.events.js';
 import { tokenAccountDecider } from './token-account.decider.js';
-import type { LotTerms } from './lot.state.js';
+import { OPENING_LOT_ID, type LotTerms } from './lot.state.js';
 import type { TokenAccountEvent, TokensUsed } from './token-account.events.js';
 
 const userId = '11111111-1111-4111-8111-111111111111';
@@ -153,6 +153,30 @@ describe('token account: evolve re-checks every payment status move', () => {
     expect(replay([initiated, captured, credited, refunded(100), tokensRefunded(100, 0)]).balance).toBe(0);
     expect(replay([initiated, captured, credited, use(70, 30), refunded(30), tokensRefunded(30, 0)]).balance).toBe(0);
     expect(replay([initiated, captured, credited, use(100, 0), refunded(0)]).balance).toBe(0);
+  });
+
+  describe('tokens a hold held when the provider refunded, taken when it gave them back', () => {
+    const granted: TokenAccountEvent = {
+      type: 'TokensGranted',
+      data: { userId, transactionId: 'tg', amount: 100, reason: 'x', lot: { lotId: 'grant', priority: 10, expiresAt: null }, balanceAfter: 110, heldAfter: 0, occurredAt: at },
+    };
+    // The refund took 90 of the purchase; 10 were left untaken, and other credit came after.
+    const refundedInPart = [initiated, captured, credited, refunded(90), tokensRefunded(90, 10), granted];
+    const takenLater = (amount: number, lotId: string): TokenAccountEvent => ({
+      type: 'TokensRefunded',
+      data: { userId, transactionId: 'tl', paymentId, amount, description: null, balanceAfter: 110 - amount, occurredAt: at, draws: [{ lotId, amount }], heldAfter: 0, heldAtRefund: true },
+    });
+
+    it('adds them to what the refund took', () => {
+      expect(paymentAfter([...refundedInPart, takenLater(10, OPENING_LOT_ID)])?.tokensDebited).toBe(100);
+    });
+
+    it.each<[string, TokenAccountEvent]>([
+      ['more than the refund left untaken', takenLater(20, OPENING_LOT_ID)],
+      ["from another lot than the purchase's", takenLater(10, 'grant')],
+    ])('fails loudly on %s', (_name, event) => {
+      expect(() => replay([...refundedInPart, event])).toThrow(LedgerInvariantViolation);
+    });
   });
 
   it.each<[string, readonly TokenAccountEvent[]]>([

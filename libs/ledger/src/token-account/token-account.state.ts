@@ -78,8 +78,15 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       return debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
     }
     case 'TokensRefunded': {
-      invariant(state.payments.get(event.data.paymentId)?.status === 'REFUNDED', `tokens refunded for payment ${event.data.paymentId} that is not refunded`);
-      return debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
+      const payment = state.payments.get(event.data.paymentId);
+      invariant(payment?.status === 'REFUNDED', `tokens refunded for payment ${event.data.paymentId} that is not refunded`);
+      const debited = debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
+      if (event.data.heldAtRefund !== true) return debited;
+      // Taken later, when a hold gave them back: from the purchase's own lot, within what the refund left untaken.
+      const untaken = payment.tokens - (payment.tokensDebited ?? 0);
+      const lotId = purchaseLotId(state, payment.paymentId);
+      invariant(event.data.amount <= untaken && event.data.draws?.every((draw) => draw.lotId === lotId) === true, `refund of payment ${payment.paymentId} takes ${event.data.amount} more tokens, ${untaken} left untaken in lot ${lotId}`);
+      return withPayment(debited, { ...payment, tokensDebited: payment.tokens - untaken + event.data.amount });
     }
     case 'TokensAdjusted': {
       // Stryker disable next-line ConditionalExpression: equivalent, a change of 0 is refused by creditLot and debitLots too (the same LedgerInvariantViolation); this names it in the log.

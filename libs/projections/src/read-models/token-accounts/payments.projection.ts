@@ -1,5 +1,5 @@
 import type { RecordedEvent } from '@app/event-store';
-import { PAYMENT_TIMED_OUT, type PaymentDisputeClosed, type PaymentDisputeOpened, type PaymentEvent } from '@app/ledger';
+import { PAYMENT_TIMED_OUT, type PaymentDisputeClosed, type PaymentDisputeOpened, type PaymentEvent, type TokensRefunded } from '@app/ledger';
 import type { RowChange } from '../../projection.js';
 
 const INSERT_PAYMENT = `
@@ -51,6 +51,18 @@ export function projectPaymentEvent(recorded: RecordedEvent, event: PaymentEvent
 
 function update(paymentId: string, status: string, providerTransactionId: string | null, metadata: object, at: string, trace: readonly string[]): RowChange {
   return { text: UPDATE_PAYMENT, values: [paymentId, status, providerTransactionId, JSON.stringify(metadata), at, ...trace] };
+}
+
+const ADD_LATE_REFUND = `
+  UPDATE payments SET metadata = jsonb_set(metadata, '{tokensDebited}', to_jsonb((metadata->>'tokensDebited')::bigint + $2)) WHERE id = $1`;
+
+/**
+ * Tokens a hold held when the provider refunded the payment, taken when the hold gave them back
+ * (`TokensRefunded` with `heldAtRefund`): they add to the `tokensDebited` the refund recorded.
+ */
+export function projectLateRefund(event: TokensRefunded): readonly RowChange[] {
+  if (event.data.heldAtRefund !== true) return [];
+  return [{ text: ADD_LATE_REFUND, values: [event.data.paymentId, event.data.amount] }];
 }
 
 const UPDATE_DISPUTE = 'UPDATE payments SET dispute_id = $2, dispute_status = $3 WHERE id = $1';

@@ -166,6 +166,20 @@ function updatePayments(where: string): string {
 }
 
 /**
+ * What the refunds of the range took later, when a hold gave back tokens it held at the refund
+ * (`TokensRefunded` with `heldAtRefund`), added to each payment's `tokensDebited`, as
+ * `projectLateRefund` adds them event by event. Run after `updatePayments`, whose `PaymentRefunded`
+ * sets the refund's first take.
+ */
+function addLateRefunds(where: string): string {
+  return `UPDATE payments SET metadata = jsonb_set(payments.metadata, '{tokensDebited}', to_jsonb((payments.metadata->>'tokensDebited')::bigint + taken.amount))
+       FROM (SELECT (data->>'paymentId')::uuid AS payment_id, sum((data->>'amount')::bigint) AS amount
+               FROM events WHERE events.event_type = 'TokensRefunded' AND data->>'heldAtRefund' = 'true' AND ${where}
+              GROUP BY payment_id) AS taken
+      WHERE payments.id = taken.payment_id`;
+}
+
+/**
  * Each disputed payment's dispute id and status after the range's dispute events (the last one in
  * `$all` order), as `projectDisputeEvent` sets them event by event.
  */
@@ -286,6 +300,7 @@ function mergedStatements(where: string): readonly string[] {
     upsertBalances(where),
     insertPayments(where),
     updatePayments(where),
+    addLateRefunds(where),
     insertHolds(where),
     endHolds(where),
     upsertLots(where, true),
@@ -317,13 +332,13 @@ export const tokenAccountsBulkLoad: BulkLoad = {
   final: [
     [upsertLots(`${UP_TO} AND NOT ${CARRIES_LOT}`, false), debitLots(UP_TO)],
     [insertBalances(UP_TO), updateShortfalls(UP_TO)],
-    [updatePayments(UP_TO), updateDisputes(UP_TO), endHolds(UP_TO)],
+    [updatePayments(UP_TO), addLateRefunds(UP_TO), updateDisputes(UP_TO), endHolds(UP_TO)],
   ],
   delta: mergedStatements(BETWEEN),
   ofEvents: mergedStatements,
   inline: {
     appliedTransactions: TOKEN_ACCOUNTS_INLINE_COMMITS,
-    // Migration 123 (first 042, then 060, 081, 110 and 122); the inline-projections spec proves its body equal to these statements.
+    // Migration 133 (first 042, then 060, 081, 110, 122, 123 and 128); the inline-projections spec proves its body equal to these statements.
     function: 'token_accounts_apply_inline',
     statements: (transaction) => mergedStatements(ofTransaction(transaction)),
     firstUnrecordedAfter: (liveTable) => `SELECT min(events.transaction_id)::text AS id FROM events

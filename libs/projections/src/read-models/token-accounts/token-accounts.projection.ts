@@ -1,6 +1,6 @@
 import { formatPosition, type RecordedEvent } from '@app/event-store';
 import { TOKEN_ACCOUNT_EVENT_TYPES, type TokenAccountEvent } from '@app/ledger';
-import { projectDisputeEvent, projectPaymentEvent, projectShortfall } from './payments.projection.js';
+import { projectDisputeEvent, projectLateRefund, projectPaymentEvent, projectShortfall } from './payments.projection.js';
 import { projectHoldEvent, projectLotChanges } from './holds-and-lots.projection.js';
 import type { Projection, RowChange } from '../../projection.js';
 import { MERGE_BALANCE, TOKEN_ACCOUNTS_INLINE_COMMITS, tokenAccountsAccountRows, tokenAccountsBulkLoad } from './token-accounts.bulk.js';
@@ -34,9 +34,10 @@ export const tokenAccountsProjection: Projection = {
     if (!TOKEN_ACCOUNT_EVENT_TYPES.has(recorded.type)) return [];
     const event = { type: recorded.type, data: recorded.data } as TokenAccountEvent;
     switch (event.type) {
+      case 'TokensRefunded':
+        return [...transactionChanges(recorded, transactionOf(event), event.data.heldAfter ?? 0), ...projectLotChanges(event), ...projectLateRefund(event)];
       case 'TokensPurchased':
       case 'TokensUsed':
-      case 'TokensRefunded':
       case 'TokensAdjusted':
       case 'TokensGranted':
       case 'GrantVoided':
