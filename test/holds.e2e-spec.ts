@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EVENT_STORE, type EventStore } from '@app/event-store';
 import { CommandHandling, eventMetadata } from '@app/event-sourcing';
-import { decideTokenAccountWithState, tokenAccountDecider, tokenAccountStreamId, VOIDED_GRANTS_REMEMBERED_MAX } from '@app/ledger';
+import { decideTokenAccountWithState, ENDED_HOLDS_REMEMBERED_MAX, tokenAccountDecider, tokenAccountStreamId, VOIDED_GRANTS_REMEMBERED_MAX } from '@app/ledger';
 import { CreditExpiryJob } from '@app/token-accounts';
 import { startTestApp, TEST_ACTOR, type TestApp } from './support/test-app.js';
 
@@ -80,6 +80,23 @@ describe('holds over HTTP', () => {
     expect((await release(userId, holdId).expect(409)).body).toMatchObject({ code: 'HOLD_NOT_ACTIVE', holdStatus: 'released' });
     expect((await settle(userId, randomUUID(), { amount: 1 }).expect(404)).body.code).toBe('HOLD_NOT_FOUND');
     expect(await balanceOf(userId)).toMatchObject({ balance: 100, held: 0, available: 100 });
+  });
+
+  it(`answers HOLD_NOT_ACTIVE for a hold that ended before the newest ${ENDED_HOLDS_REMEMBERED_MAX} ended holds, which the account no longer folds`, async () => {
+    const userId = await fundedUser(1000);
+    const first = (await hold(userId, { amount: 40 }).expect(201)).body.holdId as string;
+    await settle(userId, first, { amount: 10 }).expect(200);
+    for (let index = 0; index < ENDED_HOLDS_REMEMBERED_MAX; index += 1) {
+      const holdId = (await hold(userId, { amount: 1 }).expect(201)).body.holdId as string;
+      await release(userId, holdId).expect(200);
+    }
+    expect((await settle(userId, first, { amount: 1 }).expect(409)).body).toMatchObject({ code: 'HOLD_NOT_ACTIVE', holdId: first, holdStatus: 'settled' });
+    expect((await release(userId, first).expect(409)).body).toMatchObject({ code: 'HOLD_NOT_ACTIVE', holdId: first, holdStatus: 'settled' });
+    // 404 stays for a hold this account never had, another account's included.
+    const other = await fundedUser(100);
+    expect((await release(other, first).expect(404)).body.code).toBe('HOLD_NOT_FOUND');
+    expect((await settle(userId, randomUUID(), { amount: 1 }).expect(404)).body.code).toBe('HOLD_NOT_FOUND');
+    expect(await balanceOf(userId)).toMatchObject({ balance: 990, held: 0, available: 990 });
   });
 
   it('answers a retried settle with its Idempotency-Key with the first answer, and a settle without it with HOLD_NOT_ACTIVE', async () => {

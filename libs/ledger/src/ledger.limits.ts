@@ -59,8 +59,9 @@ export const CURRENCY_PATTERN = /^[A-Z]{3}$/;
 /** Holds active on one account at a time: a hold beyond it is refused (HOLD_LIMIT_REACHED). */
 export const ACTIVE_HOLDS_MAX = 100;
 /**
- * Ended holds an account remembers (the newest), so that settling or releasing one again answers
- * HOLD_NOT_ACTIVE with how it ended; older ones answer HOLD_NOT_FOUND. Bounds the folded state.
+ * Ended holds an account remembers (the newest), so that the decider answers settling or releasing
+ * one again with HOLD_NOT_ACTIVE and how it ended; an older one it answers HOLD_NOT_FOUND, and the
+ * handlers read how it ended from the hold list (`holdWithoutActive`). Bounds the folded state.
  */
 export const ENDED_HOLDS_REMEMBERED_MAX = 100;
 /**

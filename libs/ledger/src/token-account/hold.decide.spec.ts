@@ -8,6 +8,7 @@ import type { AddTokens, TokenAccountCommand, UseTokens } from './token-account.
 import { tokenAccountDecider } from './token-account.decider.js';
 import type { TokenAccountEvent, TokensPurchased } from './token-account.events.js';
 import { tokenAccountSnapshot } from './token-account.snapshot.js';
+import { holdWithoutActive } from './hold.decide.js';
 
 const userId = '11111111-1111-4111-8111-111111111111';
 const holdId = '55555555-5555-4555-8555-555555555555';
@@ -236,6 +237,15 @@ describe('holds: SettleHold', () => {
   it('answers HOLD_NOT_FOUND for a hold the account never had', () => {
     spec.given([funded]).when(settle(10)).thenThrows('HOLD_NOT_FOUND', { holdId });
     spec.given([funded]).when(release()).thenThrows('HOLD_NOT_FOUND', { holdId });
+  });
+
+  it('tells from what the hold list records why an older hold cannot be settled: HOLD_NOT_ACTIVE with how it ended, 404 only for one never had', () => {
+    for (const status of ['settled', 'released', 'expired'] as const) {
+      expect(holdWithoutActive(holdId, status)).toMatchObject({ code: 'HOLD_NOT_ACTIVE', details: { holdId, holdStatus: status } });
+    }
+    // Listed active while the decider found no such hold: only a lagging list (EventStoreDB) can say so; nothing to tell.
+    expect(holdWithoutActive(holdId, 'active')).toMatchObject({ code: 'HOLD_NOT_FOUND', details: { holdId } });
+    expect(holdWithoutActive(holdId, undefined)).toMatchObject({ code: 'HOLD_NOT_FOUND', message: `this account has no hold ${holdId}` });
   });
 });
 

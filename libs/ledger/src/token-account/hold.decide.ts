@@ -5,7 +5,7 @@ import { ACTIVE_HOLDS_MAX, HOLD_TTL_SECONDS_MAX, HOLD_TTL_SECONDS_MIN, isLotPrio
 import { assertBalanceFits } from './balance.rules.js';
 import type { GrantTokens, HoldTokens, ReleaseHold, SettleHold, VoidGrant } from './hold.commands.js';
 import type { GrantVoided, HoldExpired, HoldReleased, HoldSettled, LotExpired, TokensGranted, TokensHeld } from './hold.events.js';
-import { isHoldActive, type Hold } from './hold.state.js';
+import { isHoldActive, type Hold, type HoldEnd } from './hold.state.js';
 import { assertNoShortfall, blockingDisputeOf } from './dispute.decide.js';
 import type { TokensRefunded } from './payment.events.js';
 import { refundDescription, type Payment } from './payment.state.js';
@@ -347,11 +347,30 @@ function notAGrant(lotId: string, source: LotSource): LedgerError {
   return new LedgerError('LOT_NOT_A_GRANT', `lot ${lotId} is ${article} ${source} lot; only grants can be voided`, { lotId, source });
 }
 
-/** The active hold `holdId`, or why there is none: HOLD_NOT_ACTIVE with how it ended, or HOLD_NOT_FOUND. */
+/**
+ * The active hold `holdId`, or why there is none: HOLD_NOT_ACTIVE with how it ended, when it is one
+ * of the newest ENDED_HOLDS_REMEMBERED_MAX ended holds, else HOLD_NOT_FOUND (which the settle and
+ * release handlers turn into HOLD_NOT_ACTIVE for an older ended hold, with `holdWithoutActive`).
+ */
 function activeHold(state: TokenAccountState, holdId: string): Hold {
   const hold = state.holds.get(holdId);
   if (hold !== undefined) return hold;
   const ended = state.endedHolds.get(holdId);
-  if (ended !== undefined) throw new LedgerError('HOLD_NOT_ACTIVE', `hold ${holdId} is ${ended}`, { holdId, holdStatus: ended });
+  if (ended !== undefined) throw holdNotActive(holdId, ended);
   throw new LedgerError('HOLD_NOT_FOUND', `hold ${holdId} is not active on this account and has not ended recently`, { holdId });
+}
+
+function holdNotActive(holdId: string, status: HoldEnd): LedgerError {
+  return new LedgerError('HOLD_NOT_ACTIVE', `hold ${holdId} is ${status}`, { holdId, holdStatus: status });
+}
+
+/**
+ * Why a settle or release found no active hold `holdId` and none among the ended holds the state
+ * remembers, from the account's hold list (`token_holds.status`, written in the append's
+ * transaction): HOLD_NOT_ACTIVE with how an older hold ended; HOLD_NOT_FOUND for a hold the account
+ * never had (or one the list shows active: with EventStoreDB the list may lag the stream).
+ */
+export function holdWithoutActive(holdId: string, recordedStatus: string | undefined): LedgerError {
+  if (recordedStatus === 'settled' || recordedStatus === 'released' || recordedStatus === 'expired') return holdNotActive(holdId, recordedStatus);
+  return new LedgerError('HOLD_NOT_FOUND', `this account has no hold ${holdId}`, { holdId });
 }

@@ -1,6 +1,7 @@
 import type { ReadModelConsistency, Written } from '@app/event-sourcing';
 import { formatPosition } from '@app/event-store';
-import { invariant, type TokenAccountEvent } from '@app/ledger';
+import { holdWithoutActive, invariant, LedgerError, type TokenAccountEvent } from '@app/ledger';
+import type { Pool } from 'pg';
 
 /** The account's totals after a write: the balance, what holds set aside, and what is left to spend. */
 export type AccountTotals = { readonly balance: number; readonly held: number; readonly available: number };
@@ -25,4 +26,20 @@ export async function writeTrace(written: Written, consistency: ReadModelConsist
     position: position === undefined ? null : formatPosition(position),
     readModelUpToDate: await consistency.waitFor(position, { committedWithAppend: written.readModelsCommitted === true }),
   };
+}
+
+/** How the account's hold list records a hold; no row for a hold the account never had. */
+export const RECORDED_HOLD_SQL = 'SELECT status FROM token_holds WHERE user_id = $1 AND hold_id = $2';
+
+/**
+ * A settle's or release's refusal, told apart for holds the state no longer remembers: ended holds
+ * leave the folded state past the newest ENDED_HOLDS_REMEMBERED_MAX, so the decider answers
+ * HOLD_NOT_FOUND for an old settled, released or expired hold too. The hold list, written in the
+ * append's transaction, shows every event the refusal was decided on; it says HOLD_NOT_ACTIVE with
+ * how the hold ended (ADR 0020).
+ */
+export async function refusalOfEndedHold(pool: Pool, error: unknown, userId: string, holdId: string): Promise<never> {
+  if (!(error instanceof LedgerError && error.code === 'HOLD_NOT_FOUND')) throw error;
+  const recorded = await pool.query<{ status: string }>(RECORDED_HOLD_SQL, [userId, holdId]);
+  throw holdWithoutActive(holdId, recorded.rows[0]?.status);
 }

@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { Inject } from '@nestjs/common';
+import { PG_POOL } from '@app/database';
+import type { Pool } from 'pg';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import { decideTokenAccountWithState, invariant, tokenAccountDecider, tokenAccountStreamId, type HoldSettled, type Metadata } from '@app/ledger';
 import { transactionOf, type TransactionView } from '@app/projections';
 import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
 import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
-import { totalsAfter, writeTrace, type AccountTotals, type WriteTrace } from './hold.view.js';
+import { refusalOfEndedHold, totalsAfter, writeTrace, type AccountTotals, type WriteTrace } from './hold.view.js';
 
 export type SettleResult = AccountTotals &
   WriteTrace & { readonly userId: string; readonly holdId: string; readonly settledAmount: number; readonly releasedAmount: number; readonly transaction: TransactionView };
@@ -33,13 +35,16 @@ export class SettleHoldHandler implements ICommandHandler<SettleHoldCommand> {
   constructor(
     private readonly commands: CommandHandling,
     private readonly consistency: ReadModelConsistency,
+    @Inject(PG_POOL) private readonly pool: Pool,
     @Inject(TOKEN_ACCOUNTS_OPTIONS) private readonly options: TokenAccountsOptions,
   ) {}
 
   async execute({ userId, holdId, amount, description, context, metadata }: SettleHoldCommand): Promise<SettleResult> {
     const now = (this.options.now ?? (() => new Date()))();
     const command = { type: 'SettleHold', data: { userId, holdId, amount, description, metadata, transactionId: randomUUID(), now } } as const;
-    const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
+    const handled = await this.commands
+      .handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency })
+      .catch((error: unknown) => refusalOfEndedHold(this.pool, error, userId, holdId));
     const settled = handled.events.find((event): event is HoldSettled => event.type === 'HoldSettled');
     invariant(settled !== undefined, 'SettleHold appended no HoldSettled event');
     // Null only for a settle written before ADR 0028 (its TokensUsed made the row), which a replay of
