@@ -107,13 +107,24 @@ describe('a crash between each provider call and the append after it', () => {
     // Nothing spends the tokens being refunded while the refund is unfinished.
     const refused = await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1 }).expect(409);
     expect(refused.body).toMatchObject({ code: 'INSUFFICIENT_BALANCE', balance: 100, available: 0 });
+    // The balance and write responses say so: available leaves the reserved tokens out.
+    expect((await http().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toMatchObject({ balance: 100, held: 0, available: 0, reservedForRefunds: 100 });
+    await http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 50 }).expect(201);
+    const held = await http().post(`/v1/accounts/${userId}/holds`).send({ amount: 10 }).expect(201);
+    expect(held.body).toMatchObject({ balance: 150, held: 10, available: 40 });
+    await http().post(`/v1/accounts/${userId}/holds/${held.body.holdId as string}/release`).send({}).expect(200);
+    await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 50 }).expect(201);
 
     const after = processOf();
     expect(await after.reconciliation.runOnce(new Date())).toMatchObject({ failed: 0, unresolved: 0 });
-    expect(await endState(userId, paymentId)).toEqual(REFUNDED);
+    expect(await endState(userId, paymentId)).toEqual({ ...REFUNDED, transactions: [['purchase', 100], ['purchase', 50], ['usage', -50], ['refund', -100]] });
+    expect((await http().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
     expect(await provider.keysOf(orderId)).toEqual({ capture: `capture-${paymentId}`, refund: `refund-${paymentId}` });
     await after.reconciliation.runOnce(new Date());
-    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
+    expect(await eventTypes(userId)).toEqual([
+      'PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefundRequested',
+      'TokensPurchased', 'TokensHeld', 'HoldReleased', 'TokensUsed', 'PaymentRefunded', 'TokensRefunded',
+    ]);
   });
 
   it('refund:after-provider-refund: the reconciliation run debits the refund the provider made, once', async () => {

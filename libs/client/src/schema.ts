@@ -640,10 +640,12 @@ export interface components {
             balance: number;
             /** @description Tokens active holds set aside. */
             held: number;
-            /** @description balance - held. */
+            /** @description What usage and new holds can take now: balance - held - reservedForRefunds. */
             available: number;
             /** @description The next lot remainder due to expire. */
             nextExpiry: components["schemas"]["NextExpiryResponse"] | null;
+            /** @description Present only while a refund is in progress (its payment REFUND_PENDING): the refunded purchase tokens, still in the balance, that nothing may spend. */
+            reservedForRefunds?: number;
             /** @description Present only while lost payment disputes left the account owing tokens: usage and new holds are refused (409 ACCOUNT_IN_SHORTFALL) until credits cover it. */
             shortfall?: number;
         };

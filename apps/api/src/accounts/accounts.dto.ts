@@ -76,8 +76,14 @@ export class BalanceResponse {
   @ApiProperty({ format: 'uuid' }) userId!: string;
   @ApiProperty({ type: 'integer' }) balance!: number;
   @ApiProperty({ type: 'integer', description: 'Tokens active holds set aside.' }) held!: number;
-  @ApiProperty({ type: 'integer', description: 'balance - held.' }) available!: number;
+  @ApiProperty({ type: 'integer', description: 'What usage and new holds can take now: balance - held - reservedForRefunds.' }) available!: number;
   @ApiProperty({ type: NextExpiryResponse, nullable: true, description: 'The next lot remainder due to expire.' }) nextExpiry!: NextExpiryResponse | null;
+  @ApiPropertyOptional({
+    type: 'integer',
+    minimum: 1,
+    description: 'Present only while a refund is in progress (its payment REFUND_PENDING): the refunded purchase tokens, still in the balance, that nothing may spend.',
+  })
+  reservedForRefunds?: number;
   @ApiPropertyOptional({
     type: 'integer',
     minimum: 1,

@@ -1,6 +1,6 @@
 import type { ReadModelConsistency, Written } from '@app/event-sourcing';
 import { formatPosition } from '@app/event-store';
-import { holdWithoutActive, invariant, LedgerError, type TokenAccountEvent } from '@app/ledger';
+import { holdWithoutActive, invariant, LedgerError, type TokenAccountEvent, type TokenAccountState } from '@app/ledger';
 import type { Pool } from 'pg';
 
 /** The account's totals after a write: the balance, what holds set aside, and what is left to spend. */
@@ -11,13 +11,15 @@ export type WriteTrace = { readonly position: string | null; readonly readModelU
 
 /**
  * The totals the command's last event records (a replayed request's too: they are its first
- * attempt's events), so the answer is that of the write, not of whatever came after it.
+ * attempt's events), so the answer is that of the write, not of whatever came after it. `available`
+ * also leaves out what refunds in progress reserved (events do not record it; the state after the
+ * command does), as the balance endpoint does.
  */
-export function totalsAfter(events: readonly TokenAccountEvent[]): AccountTotals {
+export function totalsAfter({ events, state }: { readonly events: readonly TokenAccountEvent[]; readonly state: Pick<TokenAccountState, 'reservedForRefunds'> }): AccountTotals {
   const last = [...events].reverse().find((event) => 'balanceAfter' in event.data);
   invariant(last !== undefined && 'balanceAfter' in last.data, 'a write appended no event with the balance after it');
   const held = last.data.heldAfter ?? 0;
-  return { balance: last.data.balanceAfter, held, available: last.data.balanceAfter - held };
+  return { balance: last.data.balanceAfter, held, available: Math.max(0, last.data.balanceAfter - held - state.reservedForRefunds) };
 }
 
 export async function writeTrace(written: Written, consistency: ReadModelConsistency): Promise<WriteTrace> {

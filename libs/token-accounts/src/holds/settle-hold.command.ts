@@ -57,7 +57,7 @@ export class SettleHoldHandler implements ICommandHandler<SettleHoldCommand> {
       settledAmount: settled.data.settledAmount,
       releasedAmount: settled.data.releasedAmount,
       transaction,
-      ...totalsAfter(handled.events),
+      ...totalsAfter(handled),
       ...(await writeTrace(handled, this.consistency)),
     };
   }
