@@ -3,23 +3,28 @@ import { decideTokenAccountWithState, tokenAccountDecider, tokenAccountStreamId 
 import { eventMetadata, systemActor, type CommandHandling } from '@app/event-sourcing';
 import type { Pool } from 'pg';
 
-/** Accounts examined per page; a run pages through every account with something due. */
+/** Accounts examined per page. */
 export const CREDIT_EXPIRY_PAGE_SIZE = 100;
-/** Pages per run: the rest waits for the next run. */
+/** Pages per run: the rest waits for the next run, which starts where this one stopped. */
 export const CREDIT_EXPIRY_PAGES_MAX = 100;
 
+const FIRST_USER_ID = '00000000-0000-0000-0000-000000000000';
+const LAST_USER_ID = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
+
 /**
- * A page of the accounts with a hold or a lot due at $1, after the account $2: each side read from
- * its partial index (active holds by expiry; lots with tokens left and an expiry), so a run reads
- * what is due, not every hold or lot that ever ended.
+ * A page of the accounts with a hold or a lot due at $1, after the account $2 and up to $3: each side
+ * read from its partial index (active holds by expiry; lots with tokens left and an expiry), so a run
+ * reads what is due, not every hold or lot that ever ended.
  */
 export const DUE_ACCOUNTS_SQL = `SELECT user_id FROM (
            SELECT user_id FROM token_holds WHERE status = 'active' AND expires_at <= $1
            UNION
            SELECT user_id FROM token_lots WHERE has_remaining AND expires_at <= $1) AS due
-          WHERE user_id > $2 ORDER BY user_id LIMIT $3`;
+          WHERE user_id > $2 AND user_id <= $3 ORDER BY user_id LIMIT $4`;
 
 export type CreditExpiryRun = { readonly examined: number; readonly expired: number; readonly failed: number };
+
+export type CreditExpiryLimits = { readonly pageSize: number; readonly pagesMax: number };
 
 /**
  * Appends the expiries due at `now` (holds past `expiresAt`: `HoldExpired`; lot remainders past
@@ -28,24 +33,33 @@ export type CreditExpiryRun = { readonly examined: number; readonly expired: num
  * id; the decision is the stream's own (`ExpireCredits`), so a lagging read model, an account a
  * command already swept, or two processes running at once (a leadership hand-over, a manual run)
  * append each expiry once: the append is at an expected revision, and a repeat decides nothing.
+ *
+ * Some accounts stay due while nothing can be recorded for them: a lot past its expiry that a hold
+ * still holds whole keeps its tokens until the hold ends (at most the longest hold TTL later). So a
+ * run that stops at its page limit is resumed by the next run after the last account it examined,
+ * wrapping around to the first, rather than starting over: with more such accounts than a run
+ * examines, the accounts after them are still reached.
  */
 export class CreditExpiryJob {
+  private resumeAfter = FIRST_USER_ID;
+
   constructor(
     private readonly pool: Pool,
     private readonly commands: CommandHandling,
     private readonly onError: (userId: string, error: unknown) => void = () => undefined,
+    private readonly limits: CreditExpiryLimits = { pageSize: CREDIT_EXPIRY_PAGE_SIZE, pagesMax: CREDIT_EXPIRY_PAGES_MAX },
   ) {}
 
   async runOnce(now: Date): Promise<CreditExpiryRun> {
-    let after = '00000000-0000-0000-0000-000000000000';
+    // From where the last run stopped to the last account, then (wrapped) from the first up to there.
+    const start = this.resumeAfter;
+    let after = start;
+    let upTo = LAST_USER_ID;
     let examined = 0;
     let expired = 0;
     let failed = 0;
-    for (let page = 0; page < CREDIT_EXPIRY_PAGES_MAX; page += 1) {
-      const due = await this.pool.query<{ user_id: string }>(
-        DUE_ACCOUNTS_SQL,
-        [now.toISOString(), after, CREDIT_EXPIRY_PAGE_SIZE],
-      );
+    for (let page = 0; page < this.limits.pagesMax; page += 1) {
+      const due = await this.pool.query<{ user_id: string }>(DUE_ACCOUNTS_SQL, [now.toISOString(), after, upTo, this.limits.pageSize]);
       for (const { user_id: userId } of due.rows) {
         try {
           expired += await this.expire(userId, now);
@@ -57,9 +71,19 @@ export class CreditExpiryJob {
       }
       examined += due.rows.length;
       const last = due.rows[due.rows.length - 1];
-      if (last === undefined || due.rows.length < CREDIT_EXPIRY_PAGE_SIZE) break;
-      after = last.user_id;
+      if (last !== undefined && due.rows.length === this.limits.pageSize) {
+        after = last.user_id;
+        continue;
+      }
+      // This lap is done: the whole range when it began at the first account or has wrapped already.
+      if (upTo !== LAST_USER_ID || start === FIRST_USER_ID) {
+        after = FIRST_USER_ID;
+        break;
+      }
+      after = FIRST_USER_ID;
+      upTo = start;
     }
+    this.resumeAfter = after;
     return { examined, expired, failed };
   }
 
