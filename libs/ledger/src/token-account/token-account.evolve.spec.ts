@@ -302,6 +302,43 @@ describe('token account: evolve refuses a corrupt hold, grant, refund or dispute
     expect(() => replay(corrupt)).toThrow(LedgerInvariantViolation);
   }
 
+  it('fails loudly on a settle that debits a lot the hold did not reserve, or more of it than reserved', () => {
+    // The hold reserved 40 of the paid lot only; the grant's 20 are free.
+    const heldBesideGrant: TokensHeld = { ...held(40), data: { ...held(40).data, balanceAfter: 120 } };
+    const drawing = (draws: HoldSettled['data']['draws']): HoldSettled => ({ ...settled(30, 10), data: { ...settled(30, 10).data, balanceAfter: 90, draws } });
+    const valid = [...paid, granted, heldBesideGrant, drawing([{ lotId, amount: 30 }])];
+    expect(replay(valid)).toMatchObject({ balance: 90, held: 0 });
+    expectRefused(valid, [...paid, granted, heldBesideGrant, drawing([{ lotId: 'lot-grant', amount: 30 }])]);
+    expectRefused(valid, [...paid, granted, heldBesideGrant, drawing([{ lotId, amount: 10 }, { lotId: 'lot-grant', amount: 20 }])]);
+    // Within the lot's free tokens, but beyond what the hold set aside there.
+    const more: HoldSettled = { ...settled(40, 0), data: { ...settled(40, 0).data, amount: 30, settledAmount: 30, releasedAmount: 0, draws: [{ lotId, amount: 10 }, { lotId, amount: 25 }] } };
+    expectRefused(valid, [...paid, held(30), more]);
+  });
+
+  it('fails loudly on a lot expiry recorded before the lot expires, or drawing from another lot', () => {
+    const expiring: TokenAccountEvent = {
+      type: 'TokensGranted',
+      data: { userId, transactionId: 'tx-grant', amount: 20, reason: 'Welcome', lot: { lotId: 'lot-grant', priority: GRANT_PRIORITY_DEFAULT, expiresAt: later }, balanceAfter: 120, heldAfter: 0, occurredAt: at },
+    };
+    const expired = (occurredAt: string, drawnLot = 'lot-grant'): TokenAccountEvent => ({
+      type: 'LotExpired',
+      data: { userId, transactionId: 'tx-expiry', lotId: 'lot-grant', amount: 20, expiresAt: later, draws: [{ lotId: drawnLot, amount: 20 }], balanceAfter: 100, heldAfter: 0, occurredAt },
+    });
+    const valid = [...paid, expiring, expired(later)];
+    expect(replay(valid)).toMatchObject({ balance: 100 });
+    expectRefused(valid, [...paid, expiring, expired('2026-11-24T11:59:59.999Z')]);
+    expectRefused(valid, [...paid, expiring, expired(later, lotId)]);
+    // A lot without an expiry never expires.
+    expectRefused(valid, [...paid, granted, expired(later)]);
+  });
+
+  it('fails loudly on a void that draws from another lot than the grant it voids', () => {
+    const valid = [...paid, granted, voided('lot-grant', 20, 100)];
+    expect(replay(valid)).toMatchObject({ balance: 100 });
+    const drawingPaid: TokenAccountEvent = { ...voided('lot-grant', 20, 100), data: { ...voided('lot-grant', 20, 100).data, draws: [{ lotId, amount: 20 }] } } as TokenAccountEvent;
+    expectRefused(valid, [...paid, granted, drawingPaid]);
+  });
+
   it('fails loudly on a usage naming a hold that was released, or never placed, rather than just settled', () => {
     const valid = [...paid, held(40), settledBefore(25, 15), usedFor('hold-1', 25)];
     expect(replay(valid)).toMatchObject({ balance: 75, held: 0 });

@@ -4,7 +4,7 @@ import type { TokenAccountEvent, TokensPurchased } from './token-account.events.
 import type { Payment } from './payment.state.js';
 import { EndedHolds, type Hold } from './hold.state.js';
 import { isSettleWithDebit } from './hold.events.js';
-import type { Lot } from './lot.state.js';
+import type { Draw, Lot } from './lot.state.js';
 import type { Dispute } from './dispute.state.js';
 import { creditLot, debitLots, endHold, evolveHold, holdOf, reserveInLot, withVoidedGrant, type LedgerMovement } from './lot.evolve.js';
 import { OPENING_LOT_ID } from './lot.state.js';
@@ -99,11 +99,16 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       return creditLot(state, movement(event.data, event.data.amount), 'grant', event.data.lot, null);
     case 'GrantVoided': {
       invariant(state.lots.get(event.data.lotId)?.source === 'grant', `void of lot ${event.data.lotId} that is not a grant`);
+      invariant(drawsOnlyFrom(event.data.draws, event.data.lotId), `void of lot ${event.data.lotId} draws from other lots`);
       const debited = debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
       return { ...debited, voidedGrants: withVoidedGrant(state.voidedGrants, event.data.lotId) };
     }
-    case 'LotExpired':
+    case 'LotExpired': {
+      const lot = state.lots.get(event.data.lotId);
+      invariant(lot !== undefined && lot.expiresAtMs <= Date.parse(event.data.occurredAt), `lot ${event.data.lotId} expired before its expiry, or without tokens`);
+      invariant(drawsOnlyFrom(event.data.draws, event.data.lotId), `expiry of lot ${event.data.lotId} draws from other lots`);
       return debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
+    }
     case 'TokensHeld':
       return evolveHold(state, event);
     case 'HoldSettled': {
@@ -113,6 +118,7 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       if (!isSettleWithDebit(event.data)) return endHold(state, event.data, 'settled');
       // Stryker disable next-line ConditionalExpression,EqualityOperator: equivalent, a settled amount of 0 or less is a debit of no tokens or a credit, which debitLots refuses with the same LedgerInvariantViolation; this names the hold in the log.
       invariant(event.data.settledAmount > 0, `settle of hold ${hold.holdId} debits ${event.data.settledAmount} tokens`);
+      invariant(withinReservations(event.data.draws, hold.reservations), `settle of hold ${hold.holdId} draws beyond what the hold reserved`);
       // The reservations go back to their lots, then the settled amount leaves them.
       const ended = endHold(state, { holdId: hold.holdId, amount: event.data.amount, balanceAfter: state.balance, heldAfter: event.data.heldAfter }, 'settled');
       return debitLots(ended, movement(event.data, -event.data.settledAmount), event.data.draws);
@@ -199,6 +205,22 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       throw new LedgerInvariantViolation(`unknown token account event ${JSON.stringify(unknown)}`);
     }
   }
+}
+
+function drawsOnlyFrom(draws: readonly Draw[], lotId: string): boolean {
+  return draws.every((draw) => draw.lotId === lotId);
+}
+
+/** Whether `draws` take from each lot no more than `reservations` set aside there. */
+function withinReservations(draws: readonly Draw[], reservations: readonly Draw[]): boolean {
+  const left = new Map<string, number>();
+  for (const reservation of reservations) left.set(reservation.lotId, (left.get(reservation.lotId) ?? 0) + reservation.amount);
+  for (const draw of draws) {
+    const rest = (left.get(draw.lotId) ?? 0) - draw.amount;
+    if (rest < 0) return false;
+    left.set(draw.lotId, rest);
+  }
+  return true;
 }
 
 /** The balance change an event records, with what it claims the balance and held total are after it. */
