@@ -9,18 +9,18 @@ export const CREDIT_EXPIRY_PAGE_SIZE = 100;
 export const CREDIT_EXPIRY_PAGES_MAX = 100;
 
 const FIRST_USER_ID = '00000000-0000-0000-0000-000000000000';
-const LAST_USER_ID = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
 
 /**
- * A page of the accounts with a hold or a lot due at $1, after the account $2 and up to $3: each side
- * read from its partial index (active holds by expiry; lots with tokens left and an expiry), so a run
- * reads what is due, not every hold or lot that ever ended.
+ * A page of the accounts with a hold or a lot due at $1, after the account $2: each side read from
+ * its partial index (active holds by expiry; lots with tokens left and an expiry), so a run reads what
+ * is due, not every hold or lot that ever ended. (An upper bound on the account here made the planner
+ * read lots by account instead, ended ones included; a wrapped-around lap stops in code.)
  */
 export const DUE_ACCOUNTS_SQL = `SELECT user_id FROM (
            SELECT user_id FROM token_holds WHERE status = 'active' AND expires_at <= $1
            UNION
            SELECT user_id FROM token_lots WHERE has_remaining AND expires_at <= $1) AS due
-          WHERE user_id > $2 AND user_id <= $3 ORDER BY user_id LIMIT $4`;
+          WHERE user_id > $2 ORDER BY user_id LIMIT $3`;
 
 export type CreditExpiryRun = { readonly examined: number; readonly expired: number; readonly failed: number };
 
@@ -54,13 +54,14 @@ export class CreditExpiryJob {
     // From where the last run stopped to the last account, then (wrapped) from the first up to there.
     const start = this.resumeAfter;
     let after = start;
-    let upTo = LAST_USER_ID;
+    let wrapped = false;
     let examined = 0;
     let expired = 0;
     let failed = 0;
     for (let page = 0; page < this.limits.pagesMax; page += 1) {
-      const due = await this.pool.query<{ user_id: string }>(DUE_ACCOUNTS_SQL, [now.toISOString(), after, upTo, this.limits.pageSize]);
-      for (const { user_id: userId } of due.rows) {
+      const rows = (await this.pool.query<{ user_id: string }>(DUE_ACCOUNTS_SQL, [now.toISOString(), after, this.limits.pageSize])).rows;
+      const due = wrapped ? rows.filter((row) => row.user_id <= start) : rows;
+      for (const { user_id: userId } of due) {
         try {
           expired += await this.expire(userId, now);
         } catch (error) {
@@ -69,19 +70,16 @@ export class CreditExpiryJob {
           this.onError(userId, error);
         }
       }
-      examined += due.rows.length;
-      const last = due.rows[due.rows.length - 1];
-      if (last !== undefined && due.rows.length === this.limits.pageSize) {
+      examined += due.length;
+      const last = due[due.length - 1];
+      if (last !== undefined && due.length === this.limits.pageSize) {
         after = last.user_id;
         continue;
       }
-      // This lap is done: the whole range when it began at the first account or has wrapped already.
-      if (upTo !== LAST_USER_ID || start === FIRST_USER_ID) {
-        after = FIRST_USER_ID;
-        break;
-      }
+      // The lap is done: the whole range when it began at the first account or has wrapped already.
       after = FIRST_USER_ID;
-      upTo = start;
+      if (wrapped || start === FIRST_USER_ID) break;
+      wrapped = true;
     }
     this.resumeAfter = after;
     return { examined, expired, failed };
