@@ -63,6 +63,8 @@ export type TokenAccountSummary = {
   readonly expiredUnrecorded?: {
     readonly holds: readonly { readonly holdId: string; readonly amount: number; readonly expiresAt: string }[];
     readonly lots: readonly { readonly lotId: string; readonly amount: number; readonly expiresAt: string }[];
+    /** Only when there are some: what refunds held back and take as those holds give it back (ADR 0020), in the totals too. */
+    readonly refunds?: readonly { readonly paymentId: string; readonly amount: number }[];
   };
 };
 
@@ -83,6 +85,7 @@ export function tokenAccountSummaryAsOf(events: readonly ReplayableEvent[], asOf
     .sort((left, right) => left.expiresAt.localeCompare(right.expiresAt) || left.holdId.localeCompare(right.holdId));
   const lots = [...state.lots.values()].sort(compareDrawOrder).map(({ lotId, source, remaining, reserved, priority, expiresAt }) => ({ lotId, source, remaining, reserved, priority, expiresAt }));
   const expired = swept.events;
+  const refunds = expired.flatMap((event) => (event.type === 'TokensRefunded' ? [{ paymentId: event.data.paymentId, amount: event.data.amount }] : []));
   const summary = {
     balance: state.balance,
     held: state.held,
@@ -96,6 +99,7 @@ export function tokenAccountSummaryAsOf(events: readonly ReplayableEvent[], asOf
           expiredUnrecorded: {
             holds: expired.flatMap((event) => (event.type === 'HoldExpired' ? [{ holdId: event.data.holdId, amount: event.data.amount, expiresAt: event.data.expiresAt }] : [])),
             lots: expired.flatMap((event) => (event.type === 'LotExpired' ? [{ lotId: event.data.lotId, amount: event.data.amount, expiresAt: event.data.expiresAt }] : [])),
+            ...(refunds.length === 0 ? {} : { refunds }),
           },
         }),
   };

@@ -80,6 +80,26 @@ describe('audit: holds and lots', () => {
     expect(tokenAccountSummaryAsOf(events, { revision: 3n })).toMatchObject({ balance: 120, held: 40, holds: [{ holdId: 'h1' }] });
   });
 
+  it('as of a time, lists what a provider refund takes as an expired hold gives back the part of the purchase it held', () => {
+    const paymentId = 'pay-refunded';
+    const refunded: TokenAccountCommand[] = [
+      { type: 'InitiatePayment', data: { userId, paymentId, orderId: 'O-1', packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'stripe', now: at(0), expiresAt: at(60), pendingPaymentsMax: 5 } },
+      { type: 'CapturePayment', data: { userId, paymentId, outcome: { status: 'captured', providerTransactionId: 'ch_1' }, transactionId: 'bought', now: at(1) } },
+      { type: 'HoldTokens', data: { userId, holdId: 'h1', amount: 40, description: null, ttlSeconds: 600, ttlSecondsMax: 600, transactionId: 'th', now: at(2) } },
+      { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 're_1', transactionId: 'tr', now: at(3) } },
+    ];
+    const events: TokenAccountEvent[] = [];
+    for (const command of refunded) events.push(...decideTokenAccount(command, fold(tokenAccountDecider, tokenAccountDecider.initialState, events)));
+    const replayable = events.map((event, index) => ({ ...event, revision: BigInt(index), createdAt: at(index).toISOString() }));
+    // Minute 30: the hold expired at minute 12; the refund takes the 40 it held back, though nothing records it yet.
+    expect(tokenAccountSummaryAsOf(replayable, { at: at(30) })).toMatchObject({
+      balance: 0,
+      held: 0,
+      expiredUnrecorded: { holds: [{ holdId: 'h1', amount: 40 }], lots: [], refunds: [{ paymentId, amount: 40 }] },
+    });
+    expect(tokenAccountSummaryAsOf(replayable, { at: at(5) })).toMatchObject({ balance: 40, held: 40 });
+  });
+
   it('signs the replayed summary in the bundle head, and a verifier that replays the events finds a head that lies', () => {
     const events = stream();
     const { revision: _revision, ...ledger } = tokenAccountSummaryAsOf(events, { revision: BigInt(events.length - 1) });

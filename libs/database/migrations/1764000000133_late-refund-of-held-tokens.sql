@@ -1,8 +1,8 @@
 -- Up Migration
 
--- A refund the provider made on its own while a hold held part of the purchase's lot takes that part
--- when the hold gives it back: a TokensRefunded with heldAtRefund, whose amount adds to the payment's
--- metadata.tokensDebited (ADR 0020 addendum). token_accounts' inline function as migration 128 left it,
+-- A refund the provider made on its own while holds held part of the purchase's lot holds that part back
+-- and takes it as the holds give it back: a TokensRefunded with heldAtRefund, whose amount adds to the
+-- payment's metadata.tokensDebited (ADR 0020 addendum). token_accounts' inline function as migration 128 left it,
 -- with that one statement added after the payments' status update. The body is exactly
 -- InlineProjections.statements(CURRENT_TRANSACTION) for token_accounts
 -- (libs/projections/src/inline-projections.spec.ts fails if the two differ). CREATE OR REPLACE resets a
@@ -76,7 +76,7 @@ UPDATE payments SET
                     FROM events WHERE events.event_type = 'PaymentCaptured' AND data->>'providerTransactionId' IS NOT NULL AND events.transaction_id = pg_current_xact_id()
                    ORDER BY payment_id, transaction_id DESC, global_position DESC) AS captured ON captured.payment_id = last_event.payment_id
       WHERE payments.id = last_event.payment_id;
-UPDATE payments SET metadata = jsonb_set(payments.metadata, '{tokensDebited}', to_jsonb((payments.metadata->>'tokensDebited')::bigint + taken.amount))
+UPDATE payments SET metadata = jsonb_set(payments.metadata, '{tokensDebited}', to_jsonb(coalesce((payments.metadata->>'tokensDebited')::bigint, 0) + taken.amount))
        FROM (SELECT (data->>'paymentId')::uuid AS payment_id, sum((data->>'amount')::bigint) AS amount
                FROM events WHERE events.event_type = 'TokensRefunded' AND data->>'heldAtRefund' = 'true' AND events.transaction_id = pg_current_xact_id()
               GROUP BY payment_id) AS taken

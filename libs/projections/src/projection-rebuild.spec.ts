@@ -664,7 +664,7 @@ describe('per-account rebuild, set-based', () => {
         { id: seededUuid(random), type: 'PaymentCaptured', data: { ...ids, providerTransactionId: 'txn-1', occurredAt: at } },
         { id: seededUuid(random), type: 'TokensPurchased', data: { userId, transactionId: lotId, paymentId, amount: 100, description: 'Token package starter', balanceAfter: 100, occurredAt: at, lot: { lotId, priority: 100, expiresAt: null }, heldAfter: 0 } },
         { id: seededUuid(random), type: 'TokensHeld', data: { userId, holdId, amount: 40, description: null, expiresAt: new Date(startAt.getTime() + 900_000).toISOString(), draws: [{ lotId, amount: 40 }], balanceAfter: 100, heldAfter: 40, occurredAt: at } },
-        { id: seededUuid(random), type: 'PaymentRefunded', data: { ...ids, providerRefundId: 'refund-1', tokens: 100, tokensDebited: 60, occurredAt: at } },
+        { id: seededUuid(random), type: 'PaymentRefunded', data: { ...ids, providerRefundId: 'refund-1', tokens: 100, tokensDebited: 60, heldBack: 40, occurredAt: at } },
         { id: seededUuid(random), type: 'TokensRefunded', data: { userId, transactionId: seededUuid(random), ...refund, amount: 60, balanceAfter: 40, draws: [{ lotId, amount: 60 }], heldAfter: 40 } },
         { id: seededUuid(random), type: 'HoldReleased', data: { userId, holdId, amount: 40, balanceAfter: 40, heldAfter: 0, occurredAt: at } },
         { id: seededUuid(random), type: 'TokensRefunded', data: { userId, transactionId: seededUuid(random), ...refund, amount: 40, balanceAfter: 0, draws: [{ lotId, amount: 40 }], heldAfter: 0, heldAtRefund: true } },

@@ -52,9 +52,19 @@ class AuditDisputeResponse {
   @ApiProperty() status!: string;
 }
 
+class AuditHeldBackRefundResponse {
+  @ApiProperty({ format: 'uuid' }) paymentId!: string;
+  @ApiProperty({ type: 'integer', description: "Tokens an expired hold gave back to the refunded purchase's lot, which the refund takes." }) amount!: number;
+}
+
 class AuditExpiredUnrecordedResponse {
   @ApiProperty({ type: [AuditHoldResponse] }) holds!: AuditHoldResponse[];
   @ApiProperty({ type: [AuditExpiredLotResponse] }) lots!: AuditExpiredLotResponse[];
+  @ApiPropertyOptional({
+    type: [AuditHeldBackRefundResponse],
+    description: 'Only when some were: what refunds made at the provider while those holds held part of the purchase take as the holds expire (ADR 0020).',
+  })
+  refunds?: AuditHeldBackRefundResponse[];
 }
 
 export class AuditBalanceResponse {

@@ -14,5 +14,6 @@ export function plainState(state: TokenAccountState): Record<string, unknown> {
     holds: state.holds.toJS(),
     endedHolds: [...state.endedHolds.entries()],
     disputes: state.disputes.toJS(),
+    refundsHeldBack: state.refundsHeldBack.toJS(),
   };
 }

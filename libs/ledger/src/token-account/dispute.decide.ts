@@ -138,6 +138,11 @@ export function assertNoShortfall(state: TokenAccountState): void {
   }
 }
 
+/** Whether a dispute of this payment was lost: it took the purchase's tokens back (or owes them as shortfall), whatever other disputes of it say. */
+export function hasLostDispute(state: TokenAccountState, paymentId: string): boolean {
+  return state.disputes.some((dispute) => dispute.paymentId === paymentId && dispute.status === 'lost');
+}
+
 /** A dispute of this payment that is open or lost, if any: its refund is refused (the money goes back through the dispute). */
 export function blockingDisputeOf(state: TokenAccountState, paymentId: string): Dispute | undefined {
   return state.disputes.find((dispute) => dispute.paymentId === paymentId && dispute.status !== 'won');

@@ -6,7 +6,7 @@ import { assertBalanceFits } from './balance.rules.js';
 import type { GrantTokens, HoldTokens, ReleaseHold, SettleHold, VoidGrant } from './hold.commands.js';
 import type { GrantVoided, HoldExpired, HoldReleased, HoldSettled, LotExpired, TokensGranted, TokensHeld } from './hold.events.js';
 import { isHoldActive, type Hold, type HoldEnd } from './hold.state.js';
-import { assertNoShortfall, blockingDisputeOf } from './dispute.decide.js';
+import { assertNoShortfall } from './dispute.decide.js';
 import type { TokensRefunded } from './payment.events.js';
 import { refundDescription, type Payment } from './payment.state.js';
 import { compareDrawOrder, derivedTransactionId, drawDown, freeOf, isLive, takeFromDraws, type Draw, type Lot, type LotSource, type LotStatus } from './lot.state.js';
@@ -45,8 +45,7 @@ export function sweepExpiries(state: TokenAccountState, { userId, now, transacti
     const data = { userId, holdId: hold.holdId, amount: hold.amount, expiresAt: hold.expiresAt, balanceAfter: current.balance, heldAfter: current.held - hold.amount, occurredAt };
     apply({ type: 'HoldExpired', data });
   }
-  for (const { lot, payment } of refundRemainders(current)) {
-    const amount = freeOf(lot);
+  for (const { lot, payment, amount } of heldBackDue(current)) {
     apply({
       type: 'TokensRefunded',
       data: {
@@ -92,31 +91,28 @@ const NOTHING_DUE: readonly Due[] = Object.freeze([]);
  * command, which sweeps twice. With no hold due the lots it would look at are the state's own.
  */
 function anyExpiryDue(state: TokenAccountState, now: Date): boolean {
-  return state.holds.some((hold) => !isHoldActive(hold, now)) || state.lots.some((lot) => (!isLive(lot, now) && freeOf(lot) > 0) || refundOwning(state, lot) !== undefined);
+  return (
+    state.holds.some((hold) => !isHoldActive(hold, now)) ||
+    state.lots.some((lot) => !isLive(lot, now) && freeOf(lot) > 0) ||
+    (state.refundsHeldBack.size > 0 && heldBackDue(state).length > 0)
+  );
 }
 
 /**
- * The lots of purchases refunded while a hold held part of them, with free tokens again: a refund
- * the provider made on its own took only the lot's free tokens (`refundPayment`), and a hold has
- * since given its part back. Not when a lost dispute covers the payment: the dispute took its
- * tokens (or owes them as shortfall, which those free tokens pay). Free tokens of such a lot can
- * only come from a hold's end (credits make lots of their own), so they never exceed what the refund
- * left untaken.
+ * What refunds held back (`refundsHeldBack`) and can take now: the free tokens a hold's end gave back
+ * to the purchase's lot, up to what is still held back, by payment id. The lot's free tokens are 0
+ * from the refund on until then (the refund took them), so they are the held part coming back.
  */
-function refundRemainders(state: TokenAccountState): readonly { readonly lot: Lot; readonly payment: Payment }[] {
-  const due: { lot: Lot; payment: Payment }[] = [];
-  for (const lot of state.lots.values()) {
-    const payment = refundOwning(state, lot);
-    if (payment !== undefined) due.push({ lot, payment });
+function heldBackDue(state: TokenAccountState): readonly { readonly lot: Lot; readonly payment: Payment; readonly amount: number }[] {
+  const due: { lot: Lot; payment: Payment; amount: number }[] = [];
+  for (const [paymentId, heldBack] of state.refundsHeldBack) {
+    const lot = state.lots.get(heldBack.lotId);
+    const payment = state.payments.get(paymentId);
+    if (lot === undefined || payment === undefined) continue;
+    const amount = Math.min(heldBack.amount, freeOf(lot));
+    if (amount > 0) due.push({ lot, payment, amount });
   }
-  return due;
-}
-
-function refundOwning(state: TokenAccountState, lot: Lot): Payment | undefined {
-  if (lot.paymentId === null || freeOf(lot) <= 0) return undefined;
-  const payment = state.payments.get(lot.paymentId);
-  if (payment?.status !== 'REFUNDED' || blockingDisputeOf(state, payment.paymentId)?.status === 'lost') return undefined;
-  return payment;
+  return due.sort((left, right) => compareText(left.payment.paymentId, right.payment.paymentId));
 }
 
 function compareText(left: string, right: string): number {

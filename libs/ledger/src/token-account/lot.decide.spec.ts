@@ -524,6 +524,17 @@ describe('lots: refunds take back the purchase’s own lot', () => {
       expect(stateOf([...events, ...byUsage])).toMatchObject({ balance: 0, held: 0 });
     });
 
+    it('holds back nothing and takes nothing when any dispute of the payment was lost, though another is open', () => {
+      const reported = (disputeId: string, status: 'open' | 'lost'): TokenAccountCommand => ({
+        type: 'RecordDispute',
+        data: { userId, paymentId, disputeId, status, amount: 500, currency: 'USD', reason: 'fraudulent', transactionId: `tx-${disputeId}-${status}`, now },
+      });
+      const disputed = history([initiate, capture(), hold('h', 40, 3600), reported('dp_1', 'open'), reported('dp_2', 'lost')]);
+      const refunded = tokenAccountDecider.decide(refund, stateOf(disputed));
+      expect(refunded).toEqual([expect.objectContaining({ type: 'PaymentRefunded', data: expect.objectContaining({ tokensDebited: 0 }) as unknown })]);
+      expect(refunded[0]?.data).not.toHaveProperty('heldBack');
+    });
+
     it('leaves what a hold gives back to a lost dispute of the payment: its shortfall takes it, never both', () => {
       const lostDispute = (at: Date): TokenAccountCommand => ({
         type: 'RecordDispute',
@@ -569,6 +580,30 @@ describe('lots: streams written before lots', () => {
 
   it('refuse a void of the opening lot, which is no grant', () => {
     spec.given(legacy).when(voidGrant(OPENING_LOT_ID)).thenThrows('LOT_NOT_A_GRANT', { lotId: OPENING_LOT_ID, source: 'opening' });
+  });
+
+  it('take a provider payment bought before lots back from the opening lot, the part a hold held when the hold gives it back', () => {
+    // A payment of 100 captured before lots and 100 more credit, both in the opening lot; then 180 held.
+    const paymentId = 'pay-legacy';
+    const ids = { userId, paymentId, orderId: 'O-legacy' };
+    const bought: TokenAccountEvent[] = [
+      { type: 'PaymentInitiated', data: { ...ids, packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'stripe', occurredAt: at, expiresAt: '2026-01-01T01:00:00.000Z' } },
+      { type: 'PaymentCaptured', data: { ...ids, providerTransactionId: 'ch_1', occurredAt: at } },
+      { type: 'TokensPurchased', data: { userId, transactionId: 't-p', paymentId, amount: 100, description: null, balanceAfter: 100, occurredAt: at } },
+      { type: 'TokensPurchased', data: { userId, transactionId: 't-q', paymentId: 'other', amount: 100, description: null, balanceAfter: 200, occurredAt: at } },
+    ];
+    const held = history([hold('h', 180)], bought);
+    const refunded = tokenAccountDecider.decide({ type: 'RefundPayment', data: { ...ids, providerRefundId: 're_1', transactionId: 'tx-refund', now } }, stateOf(held));
+    expect(refunded).toMatchObject([
+      { type: 'PaymentRefunded', data: { tokens: 100, tokensDebited: 20, heldBack: 80 } },
+      { type: 'TokensRefunded', data: { amount: 20, draws: [{ lotId: OPENING_LOT_ID, amount: 20 }], balanceAfter: 180 } },
+    ]);
+    const released = history([{ type: 'ReleaseHold', data: { userId, holdId: 'h', transactionId: 'tx-release', now } }], [...held, ...refunded]);
+    expect(released.at(-1)).toMatchObject({ type: 'TokensRefunded', data: { amount: 80, heldAtRefund: true, balanceAfter: 100 } });
+    // The other credit's 100 stay, spendable; the refund took the payment's 100 and no more.
+    expect(stateOf(released)).toMatchObject({ balance: 100, held: 0 });
+    expect(stateOf(released).payments.get(paymentId)?.tokensDebited).toBe(100);
+    expect(stateOf(released).refundsHeldBack.size).toBe(0);
   });
 
   it('keep spending: new credit goes to lots of its own, the opening lot is spent in order', () => {

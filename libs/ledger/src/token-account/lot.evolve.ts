@@ -54,17 +54,22 @@ export function debitLots(state: TokenAccountState, movement: LedgerMovement, re
   const balance = checkTotals(state, movement);
   const draws = recorded ?? [{ lotId: OPENING_LOT_ID, amount: -movement.change }];
   invariant(drawnAmount(draws) === -movement.change, `draws of ${drawnAmount(draws)} tokens for a debit of ${-movement.change}`);
+  let ended = false;
   const lots = state.lots.withMutations((map) => {
     for (const draw of draws) {
       const lot = map.get(draw.lotId);
       invariant(lot !== undefined, `a draw from lot ${draw.lotId} that has nothing left`);
       invariant(Number.isSafeInteger(draw.amount) && draw.amount > 0 && draw.amount <= freeOf(lot), `a draw of ${draw.amount} from lot ${lot.lotId} with ${freeOf(lot)} free`);
       const remaining = lot.remaining - draw.amount;
-      if (remaining === 0 && lot.reserved === 0) map.delete(lot.lotId);
-      else map.set(lot.lotId, { ...lot, remaining });
+      if (remaining === 0 && lot.reserved === 0) {
+        map.delete(lot.lotId);
+        ended = true;
+      } else map.set(lot.lotId, { ...lot, remaining });
     }
   });
-  return { ...state, balance, lots };
+  // What a refund held back in a lot that ended can never come back to it.
+  const refundsHeldBack = ended && state.refundsHeldBack.size > 0 ? state.refundsHeldBack.filter((heldBack) => lots.has(heldBack.lotId)) : state.refundsHeldBack;
+  return { ...state, balance, lots, refundsHeldBack };
 }
 
 /** A new hold: its reservations set aside in their lots, its amount added to `held`. */

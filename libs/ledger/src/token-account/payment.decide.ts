@@ -17,7 +17,7 @@ import type { TokensPurchased } from './token-account.events.js';
 import { availableBalance, type TokenAccountState } from './token-account.state.js';
 import { assertLotRoom, sweepExpiries } from './hold.decide.js';
 import { freeOf, OPENING_LOT_ID, type LotTerms } from './lot.state.js';
-import { blockingDisputeOf } from './dispute.decide.js';
+import { blockingDisputeOf, hasLostDispute } from './dispute.decide.js';
 
 /** Opens a PENDING payment. Repeating it with the same payload decides nothing; another payload is refused. */
 export function initiatePayment({ data }: InitiatePayment, state: TokenAccountState): readonly PaymentInitiated[] {
@@ -217,15 +217,26 @@ export function refundPayment({ data }: RefundPayment, state: TokenAccountState)
   if (payment.status === 'REFUNDED') return [];
   if (payment.status !== 'COMPLETED' && payment.status !== 'REFUND_PENDING') throw notCaptured(payment);
   // A pending refund reserved the whole purchase in its lot, and the reservation ends with it. A
-  // refund the provider made without our request takes back what is left of the lot, free of holds.
+  // refund the provider made without our request takes back what is left of the lot, free of holds,
+  // and holds back what holds hold of it, to take as they give it back.
   const { lotId, free } = purchaseLotOf(state, data.paymentId);
   // A lost dispute already took the purchase's tokens back (or owes them as shortfall).
-  const chargedBack = blockingDisputeOf(state, data.paymentId)?.status === 'lost';
+  const chargedBack = hasLostDispute(state, data.paymentId);
   const tokensDebited = payment.status === 'REFUND_PENDING' ? payment.tokens : chargedBack ? 0 : Math.min(payment.tokens, free);
+  const heldBack = payment.status === 'COMPLETED' && !chargedBack ? Math.min(payment.tokens - tokensDebited, heldIn(state, lotId)) : 0;
   const occurredAt = data.now.toISOString();
   const refunded: PaymentRefunded = {
     type: 'PaymentRefunded',
-    data: { userId: payment.userId, paymentId: payment.paymentId, orderId: payment.orderId, providerRefundId: data.providerRefundId, tokens: payment.tokens, tokensDebited, occurredAt },
+    data: {
+      userId: payment.userId,
+      paymentId: payment.paymentId,
+      orderId: payment.orderId,
+      providerRefundId: data.providerRefundId,
+      tokens: payment.tokens,
+      tokensDebited,
+      ...(heldBack > 0 ? { heldBack } : {}),
+      occurredAt,
+    },
   };
   if (tokensDebited === 0) return [refunded];
   return [
@@ -245,6 +256,15 @@ export function refundPayment({ data }: RefundPayment, state: TokenAccountState)
       },
     },
   ];
+}
+
+/** The tokens of lot `lotId` the active holds have set aside (a lot's `reserved` also counts pending refunds). */
+function heldIn(state: TokenAccountState, lotId: string): number {
+  let held = 0;
+  for (const hold of state.holds.values()) {
+    for (const reservation of hold.reservations) if (reservation.lotId === lotId) held += reservation.amount;
+  }
+  return held;
 }
 
 function notCaptured(payment: Payment): LedgerError {

@@ -53,9 +53,9 @@ export type PaymentRefundRequested = {
 /**
  * The provider refunded the payment. `tokensDebited` is what the `TokensRefunded` after it takes back:
  * the payment's tokens, or less when the provider refunded without our request (an operator at the
- * provider) and part of the purchase's lot was spent or held by a hold. The held part is taken when
- * its hold gives it back (`TokensRefunded` with `heldAtRefund`); the spent part stays spent (the
- * money is back with the customer either way).
+ * provider) and part of the purchase's lot was spent or held by holds. `heldBack` (present when above
+ * 0) is the held part, taken as the holds give it back (`TokensRefunded` with `heldAtRefund`); the
+ * spent part stays spent (the money is back with the customer either way).
  */
 export type PaymentRefunded = {
   readonly type: 'PaymentRefunded';
@@ -66,16 +66,17 @@ export type PaymentRefunded = {
     readonly providerRefundId: string;
     readonly tokens: number;
     readonly tokensDebited: number;
+    /** Tokens of the purchase's lot that holds held at the refund, to take when they give them back; absent when none. */
+    readonly heldBack?: number;
     readonly occurredAt: string;
   };
 };
 
 /**
  * Tokens taken back by a refund: a negative `refund` transaction. Normally in the refund's own append,
- * after `PaymentRefunded`. With `heldAtRefund`, later: a refund the provider made on its own took what
- * was free of the purchase's lot, and these tokens were held by a hold then; the hold gave them back
- * (released, settled for less or expired), and the refund takes them in the same append
- * (`expiriesDue`). They add to the payment's `tokensDebited`.
+ * after `PaymentRefunded`. With `heldAtRefund`, later: part of what the refund held back (held by
+ * holds then), which a hold gave back (released, settled for less or expired); the refund takes it in
+ * the same append (`expiriesDue`). It adds to the payment's `tokensDebited`.
  */
 export type TokensRefunded = {
   readonly type: 'TokensRefunded';

@@ -285,10 +285,15 @@ function expectInvariants(state: TokenAccountState, history: readonly TokenAccou
     ),
     disputedTokens: sumOf('PaymentDisputeClosed'),
     spendableWhileOwing: state.shortfall > 0 ? available - state.held : 0,
-    // A refunded purchase's lot never has free tokens: a hold's part comes back only to be taken (unless a lost dispute took the payment).
+    // A refunded purchase's lot never has free tokens: a hold's part comes back only to be taken (unless a lost dispute took the payment);
+    // so nothing a refund holds back is ever free to spend.
     freeInRefundedLots: [...state.lots.values()]
       .filter((lot) => lot.paymentId !== null && state.payments.get(lot.paymentId)?.status === 'REFUNDED' && !state.disputes.some((dispute) => dispute.paymentId === lot.paymentId && dispute.status === 'lost'))
       .reduce((sum, lot) => sum + lot.remaining - lot.reserved, 0),
+    freeWhereRefundsHoldBack: [...state.refundsHeldBack.values()].reduce((sum, heldBack) => {
+      const lot = state.lots.get(heldBack.lotId);
+      return lot === undefined ? sum : sum + lot.remaining - lot.reserved;
+    }, 0),
     replayed: plainState(replay(stored)),
     snapshot: plainState(snapshot),
     snapshotAgreesWithLastEvent: last === undefined ? true : tokenAccountSnapshot.agreesWith(snapshot, last),
@@ -304,6 +309,7 @@ function expectInvariants(state: TokenAccountState, history: readonly TokenAccou
     disputedTokens: sumOf('TokensChargedBack') + sumOf('ShortfallCovered') + BigInt(state.shortfall),
     spendableWhileOwing: 0,
     freeInRefundedLots: 0,
+    freeWhereRefundsHoldBack: 0,
     replayed: plainState(state),
     snapshot: plainState(state),
     snapshotAgreesWithLastEvent: true,
@@ -392,7 +398,12 @@ describe('token account: properties of random command sequences', () => {
     const refusals = new Set<string>();
     for (const steps of fc.sample(sequences, { numRuns: 300, seed: 17 })) {
       const { history, refused } = run(steps);
-      for (const event of history) events.add(event.type);
+      for (const event of history) {
+        events.add(event.type);
+        // The refunds made at the provider during a hold, and what they take as the hold gives it back.
+        if (event.type === 'PaymentRefunded' && event.data.heldBack !== undefined) events.add('PaymentRefunded (heldBack)');
+        if (event.type === 'TokensRefunded' && event.data.heldAtRefund === true) events.add('TokensRefunded (heldAtRefund)');
+      }
       for (const code of refused) refusals.add(code);
     }
     expect([...events].sort()).toEqual(
@@ -412,6 +423,8 @@ describe('token account: properties of random command sequences', () => {
         'PaymentInitiated',
         'PaymentRefundRequested',
         'PaymentRefunded',
+        'PaymentRefunded (heldBack)',
+        'TokensRefunded (heldAtRefund)',
         'TokensAdjusted',
         'TokensGranted',
         'TokensHeld',

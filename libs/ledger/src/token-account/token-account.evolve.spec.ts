@@ -156,26 +156,38 @@ describe('token account: evolve re-checks every payment status move', () => {
   });
 
   describe('tokens a hold held when the provider refunded, taken when it gave them back', () => {
-    const granted: TokenAccountEvent = {
-      type: 'TokensGranted',
-      data: { userId, transactionId: 'tg', amount: 100, reason: 'x', lot: { lotId: 'grant', priority: 10, expiresAt: null }, balanceAfter: 110, heldAfter: 0, occurredAt: at },
+    // 100 bought into lot-1, 40 of them held; the provider refunds: 60 taken, 40 held back; the hold is released.
+    const lotId = 'lot-1';
+    const bought = { ...credited, data: { ...credited.data, lot: { lotId, priority: 100, expiresAt: null }, heldAfter: 0 } } as TokenAccountEvent;
+    const held: TokenAccountEvent = {
+      type: 'TokensHeld',
+      data: { userId, holdId: 'h', amount: 40, description: null, expiresAt: '2026-11-24T13:00:00.000Z', draws: [{ lotId, amount: 40 }], balanceAfter: 100, heldAfter: 40, occurredAt: at },
     };
-    // The refund took 90 of the purchase; 10 were left untaken, and other credit came after.
-    const refundedInPart = [initiated, captured, credited, refunded(90), tokensRefunded(90, 10), granted];
-    const takenLater = (amount: number, lotId: string): TokenAccountEvent => ({
+    const refundedHoldingBack = (heldBack?: number, tokensDebited = 60): TokenAccountEvent => ({ ...refunded(tokensDebited), data: { ...refunded(tokensDebited).data, ...(heldBack === undefined ? {} : { heldBack }) } }) as TokenAccountEvent;
+    const tookFree: TokenAccountEvent = { ...tokensRefunded(60, 40), data: { ...tokensRefunded(60, 40).data, draws: [{ lotId, amount: 60 }], heldAfter: 40 } } as TokenAccountEvent;
+    const released: TokenAccountEvent = { type: 'HoldReleased', data: { userId, holdId: 'h', amount: 40, balanceAfter: 40, heldAfter: 0, occurredAt: at } };
+    const takenLater = (amount: number, from = lotId): TokenAccountEvent => ({
       type: 'TokensRefunded',
-      data: { userId, transactionId: 'tl', paymentId, amount, description: null, balanceAfter: 110 - amount, occurredAt: at, draws: [{ lotId, amount }], heldAfter: 0, heldAtRefund: true },
+      data: { userId, transactionId: 'tl', paymentId, amount, description: null, balanceAfter: 40 - amount, occurredAt: at, draws: [{ lotId: from, amount }], heldAfter: 0, heldAtRefund: true },
+    });
+    const before = [initiated, captured, bought, held];
+
+    it('remembers what the refund held back, takes it in parts, adds it to tokensDebited, and forgets it once taken', () => {
+      expect(replay([...before, refundedHoldingBack(40), tookFree]).refundsHeldBack.toJS()).toEqual({ [paymentId]: { lotId, amount: 40 } });
+      const part = replay([...before, refundedHoldingBack(40), tookFree, released, takenLater(15)]);
+      expect({ debited: part.payments.get(paymentId)?.tokensDebited, heldBack: part.refundsHeldBack.toJS() }).toEqual({ debited: 75, heldBack: { [paymentId]: { lotId, amount: 25 } } });
+      const all = replay([...before, refundedHoldingBack(40), tookFree, released, takenLater(40)]);
+      expect({ debited: all.payments.get(paymentId)?.tokensDebited, heldBack: all.refundsHeldBack.size, balance: all.balance, lots: all.lots.size }).toEqual({ debited: 100, heldBack: 0, balance: 0, lots: 0 });
     });
 
-    it('adds them to what the refund took', () => {
-      expect(paymentAfter([...refundedInPart, takenLater(10, OPENING_LOT_ID)])?.tokensDebited).toBe(100);
-    });
-
-    it.each<[string, TokenAccountEvent]>([
-      ['more than the refund left untaken', takenLater(20, OPENING_LOT_ID)],
-      ["from another lot than the purchase's", takenLater(10, 'grant')],
-    ])('fails loudly on %s', (_name, event) => {
-      expect(() => replay([...refundedInPart, event])).toThrow(LedgerInvariantViolation);
+    it.each<[string, readonly TokenAccountEvent[]]>([
+      ['tokens taken later by a refund that held none back', [...before, refundedHoldingBack(), tookFree, released, takenLater(40)]],
+      ['more taken later than the refund held back', [...before, refundedHoldingBack(30, 60), tookFree, released, takenLater(40)]],
+      ["tokens taken later from another lot than the purchase's", [...before, refundedHoldingBack(40), tookFree, released, takenLater(40, OPENING_LOT_ID)]],
+      ['a refund holding back more than holds hold of the lot', [...before, refundedHoldingBack(41, 59)]],
+      ['a refund holding back more than it left untaken', [...before, refundedHoldingBack(40, 61)]],
+    ])('fails loudly on %s', (_name, events) => {
+      expect(() => replay(events)).toThrow(LedgerInvariantViolation);
     });
   });
 

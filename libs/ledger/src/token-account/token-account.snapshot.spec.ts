@@ -29,7 +29,7 @@ function stored(value: unknown): unknown {
 function expectRefused(value: unknown, reason: string): void {
   const decode = () => tokenAccountSnapshot.decode(value);
   expect(decode).toThrow(SnapshotRejected);
-  expect(decode).toThrow(new SnapshotRejected(`token account snapshot v5: ${reason}`));
+  expect(decode).toThrow(new SnapshotRejected(`token account snapshot v6: ${reason}`));
 }
 
 describe('token account: snapshot', () => {
@@ -47,6 +47,28 @@ describe('token account: snapshot', () => {
     expect(() => tokenAccountDecider.decide({ type: 'UseTokens', data: { userId, amount: 7, description: null, transactionId: 't9', now: new Date(at) } }, decoded)).toThrow(
       expect.objectContaining({ code: 'INSUFFICIENT_BALANCE' }),
     );
+  });
+
+  it('keeps what a refund held back, and refuses an entry of a payment not refunded, beyond its lot, or of a lot it does not have', () => {
+    const now = new Date(at);
+    const paymentId = 'pay-held';
+    const commands: TokenAccountCommand[] = [
+      { type: 'InitiatePayment', data: { userId, paymentId, orderId: 'O-1', packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'mock', now, expiresAt: new Date(now.getTime() + 3_600_000), pendingPaymentsMax: 10 } },
+      { type: 'CapturePayment', data: { userId, paymentId, outcome: { status: 'captured', providerTransactionId: 'C-1' }, transactionId: 'lot-held', now } },
+      { type: 'HoldTokens', data: { userId, holdId: 'h', amount: 40, description: null, ttlSeconds: 600, ttlSecondsMax: 3600, transactionId: 'tx-h', now } },
+      { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 'R-1', transactionId: 'tx-r', now } },
+    ];
+    let current = tokenAccountDecider.initialState;
+    for (const command of commands) current = fold(tokenAccountDecider, current, tokenAccountDecider.decide(command, current));
+    expect(current.refundsHeldBack.toJS()).toEqual({ [paymentId]: { lotId: 'lot-held', amount: 40 } });
+    const encoded = stored(tokenAccountSnapshot.encode(current)) as Record<string, unknown>;
+    expect(plainState(tokenAccountSnapshot.decode(encoded))).toEqual(plainState(current));
+    const entry = (changes: Record<string, unknown>) => ({ ...encoded, refundsHeldBack: [{ paymentId, lotId: 'lot-held', amount: 40, ...changes }] });
+    expectRefused(entry({ paymentId: 'p1' }), 'a refund held back is not of a refunded payment');
+    expectRefused(entry({ amount: 41 }), 'a refund held back is not within its lot');
+    expectRefused(entry({ lotId: 'no-lot' }), 'a refund held back is not within its lot');
+    expectRefused({ ...encoded, refundsHeldBack: [{ paymentId, lotId: 'lot-held', amount: 20 }, { paymentId, lotId: 'lot-held', amount: 20 }] }, 'a payment holds back twice');
+    expectRefused({ ...encoded, refundsHeldBack: undefined }, 'refundsHeldBack is not a list');
   });
 
   it('agrees only with the event whose balanceAfter it holds', () => {

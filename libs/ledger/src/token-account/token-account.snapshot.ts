@@ -3,7 +3,7 @@ import { metadataViolation, type Metadata } from '../metadata.js';
 import { SnapshotRejected, type SnapshotSchema } from '../snapshot.js';
 import { BALANCE_MAX, CURRENCY_PATTERN, DESCRIPTION_LENGTH_MAX, isLotPriority, isMoneyAmount, isTokenAmount, textLength, VOIDED_GRANTS_REMEMBERED_MAX } from '../ledger.limits.js';
 import type { TokenAccountEvent } from './token-account.events.js';
-import type { Purchase, TokenAccountState } from './token-account.state.js';
+import type { Purchase, RefundHeldBack, TokenAccountState } from './token-account.state.js';
 import { PAYMENT_STATUSES, type Payment, type PaymentStatus } from './payment.state.js';
 import { EndedHolds, type Hold, type HoldEnd } from './hold.state.js';
 import { expiryInstant, type Draw, type Lot } from './lot.state.js';
@@ -21,14 +21,18 @@ type EncodedTokenAccount = {
   readonly voidedGrants: readonly string[];
   readonly disputes: readonly Dispute[];
   readonly shortfall: number;
+  readonly refundsHeldBack: readonly (RefundHeldBack & { readonly paymentId: string })[];
 };
 
-const VERSION = 5;
+const VERSION = 6;
 const HOLD_ENDS: readonly HoldEnd[] = ['settled', 'released', 'expired'];
 const LOT_SOURCES: readonly string[] = ['purchase', 'grant', 'adjustment', 'opening'];
 
 /**
- * Version 5 adds the newest voided grants (version 4 snapshots are ignored and the stream replayed).
+ * Version 6 adds what refunds the provider made on their own hold back (`refundsHeldBack`), and
+ * counts in a payment's `tokensDebited` what they took later (version 5 snapshots are ignored and the
+ * stream replayed, so one written by an older instance beside newer ones is never believed).
+ * Version 5 added the newest voided grants (version 4 snapshots are ignored and the stream replayed).
  * Version 4 added the disputes and the shortfall of lost ones. Version 3: the balance and held total, every credited purchase (for exact `paymentId`
  * idempotency), every payment with its status, the live lots, the active holds and how the newest
  * ended holds ended (version 2 had no lots or holds, so its snapshots are ignored and replayed).
@@ -50,9 +54,10 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
     voidedGrants: state.voidedGrants,
     disputes: [...state.disputes.values()],
     shortfall: state.shortfall,
+    refundsHeldBack: [...state.refundsHeldBack.entries()].map(([paymentId, heldBack]) => ({ paymentId, ...heldBack })),
   }),
   decode: (encoded) => {
-    const { balance, held, purchases, payments, lots, lotsCreated, holds, endedHolds, voidedGrants, disputes, shortfall } = expectRecord(encoded, 'snapshot');
+    const { balance, held, purchases, payments, lots, lotsCreated, holds, endedHolds, voidedGrants, disputes, shortfall, refundsHeldBack } = expectRecord(encoded, 'snapshot');
     check(isCount(balance) && balance <= BALANCE_MAX, 'balance is not a valid balance');
     check(isCount(held) && held <= balance, 'held is not a valid held total');
     check(isCount(lotsCreated), 'lotsCreated is not a count');
@@ -68,6 +73,16 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
     check(sum(decodedLots.valueSeq().map((lot) => lot.remaining)) === balance, 'lots do not add up to the balance');
     check(sum(decodedHolds.valueSeq().map((hold) => hold.amount)) === held, 'holds do not add up to the held total');
     check(sum(decodedLots.valueSeq().map((lot) => lot.reserved)) === held + reservedForRefunds, 'reservations do not add up to the held total and pending refunds');
+    check(Array.isArray(refundsHeldBack), 'refundsHeldBack is not a list');
+    const decodedHeldBack = ImmutableMap(
+      (refundsHeldBack as readonly unknown[]).map((item): [string, RefundHeldBack] => {
+        const { paymentId, lotId, amount } = expectRecord(item, 'refund held back');
+        check(typeof paymentId === 'string' && decodedPayments.get(paymentId)?.status === 'REFUNDED', 'a refund held back is not of a refunded payment');
+        check(typeof lotId === 'string' && typeof amount === 'number' && isTokenAmount(amount) && amount <= (decodedLots.get(lotId)?.reserved ?? 0), 'a refund held back is not within its lot');
+        return [paymentId, { lotId, amount }];
+      }),
+    );
+    check(decodedHeldBack.size === refundsHeldBack.length, 'a payment holds back twice');
     return {
       balance,
       held,
@@ -81,6 +96,7 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
       voidedGrants,
       disputes: keyed(disputes as readonly unknown[], (item) => decodeDispute(item, decodedPayments), (dispute) => dispute.disputeId),
       shortfall,
+      refundsHeldBack: decodedHeldBack,
     };
   },
   agreesWith: (state, lastEvent) => {

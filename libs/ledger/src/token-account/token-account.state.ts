@@ -44,7 +44,18 @@ export type TokenAccountState = {
    * usage or hold is accepted, and every decision that leaves free tokens pays it off first.
    */
   readonly shortfall: number;
+  /**
+   * By payment id, what refunds the provider made on their own left to take when holds give it
+   * back: the part of the purchase's lot that holds held at the refund (`PaymentRefunded.heldBack`).
+   * The sweep of every command takes it as the lot gets free tokens (`expiriesDue`); an entry ends
+   * when it is all taken, when its lot ends, or when a dispute of the payment is lost (the dispute
+   * owes it). Usually empty.
+   */
+  readonly refundsHeldBack: ImmutableMap<string, RefundHeldBack>;
 };
+
+/** What a refund left to take from the purchase's lot `lotId` when the holds that held it give it back. */
+export type RefundHeldBack = { readonly lotId: string; readonly amount: number };
 
 export const initialTokenAccountState: TokenAccountState = {
   balance: 0,
@@ -59,6 +70,7 @@ export const initialTokenAccountState: TokenAccountState = {
   voidedGrants: [],
   disputes: ImmutableMap(),
   shortfall: 0,
+  refundsHeldBack: ImmutableMap(),
 };
 
 /** What a refund may take back and usage may reach: the balance less the tokens reserved for refunds in progress (never below 0). */
@@ -80,13 +92,17 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
     case 'TokensRefunded': {
       const payment = state.payments.get(event.data.paymentId);
       invariant(payment?.status === 'REFUNDED', `tokens refunded for payment ${event.data.paymentId} that is not refunded`);
-      const debited = debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
-      if (event.data.heldAtRefund !== true) return debited;
-      // Taken later, when a hold gave them back: from the purchase's own lot, within what the refund left untaken.
-      const untaken = payment.tokens - (payment.tokensDebited ?? 0);
-      const lotId = purchaseLotId(state, payment.paymentId);
-      invariant(event.data.amount <= untaken && event.data.draws?.every((draw) => draw.lotId === lotId) === true, `refund of payment ${payment.paymentId} takes ${event.data.amount} more tokens, ${untaken} left untaken in lot ${lotId}`);
-      return withPayment(debited, { ...payment, tokensDebited: payment.tokens - untaken + event.data.amount });
+      if (event.data.heldAtRefund !== true) return debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
+      // Taken later, when a hold gave them back: from the purchase's lot, within what the refund left to take there.
+      const heldBack = state.refundsHeldBack.get(payment.paymentId);
+      invariant(
+        heldBack !== undefined && event.data.amount <= heldBack.amount && event.data.draws !== undefined && drawsOnlyFrom(event.data.draws, heldBack.lotId),
+        `refund of payment ${payment.paymentId} takes ${event.data.amount} tokens it did not hold back`,
+      );
+      const rest = heldBack.amount - event.data.amount;
+      const taken = { ...state, refundsHeldBack: rest === 0 ? state.refundsHeldBack.delete(payment.paymentId) : state.refundsHeldBack.set(payment.paymentId, { ...heldBack, amount: rest }) };
+      const debited = debitLots(taken, movement(event.data, -event.data.amount), event.data.draws);
+      return withPayment(debited, { ...payment, tokensDebited: (payment.tokensDebited ?? 0) + event.data.amount });
     }
     case 'TokensAdjusted': {
       // Stryker disable next-line ConditionalExpression: equivalent, a change of 0 is refused by creditLot and debitLots too (the same LedgerInvariantViolation); this names it in the log.
@@ -173,6 +189,17 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
         tokensDebited: event.data.tokensDebited,
         updatedAt: event.data.occurredAt,
       });
+      const heldBack = event.data.heldBack ?? 0;
+      if (heldBack > 0) {
+        // A refund the provider made on its own: what holds held of the purchase's lot is taken as they give it back.
+        const lotId = purchaseLotId(state, payment.paymentId);
+        const lot = state.lots.get(lotId);
+        invariant(
+          payment.status === 'COMPLETED' && Number.isSafeInteger(heldBack) && event.data.tokensDebited + heldBack <= payment.tokens && lot !== undefined && heldBack <= lot.reserved,
+          `refund of payment ${payment.paymentId} holds back ${heldBack} tokens of lot ${lotId}, more than its holds hold`,
+        );
+        return { ...refunded, refundsHeldBack: state.refundsHeldBack.set(payment.paymentId, { lotId, amount: heldBack }) };
+      }
       // The reservation ends with the refund; the tokens leave with TokensRefunded, which follows.
       if (payment.status !== 'REFUND_PENDING') return refunded;
       const released = reserveInLot(refunded, purchaseLotId(state, payment.paymentId), -payment.tokens);
@@ -191,7 +218,9 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       const { tokens, tokensDebited, shortfallAfter, outcome } = event.data;
       invariant(tokensDebited >= 0 && tokensDebited <= tokens && (outcome === 'lost' || tokens === 0), `dispute ${dispute.disputeId} ${outcome} debits ${tokensDebited} of ${tokens} tokens`);
       invariant(shortfallAfter === state.shortfall + tokens - tokensDebited, `dispute ${dispute.disputeId} records shortfallAfter ${shortfallAfter}, replay gives ${state.shortfall + tokens - tokensDebited}`);
-      return { ...state, shortfall: shortfallAfter, disputes: state.disputes.set(dispute.disputeId, { ...dispute, status: outcome, closedAt: event.data.occurredAt }) };
+      const closed = { ...state, shortfall: shortfallAfter, disputes: state.disputes.set(dispute.disputeId, { ...dispute, status: outcome, closedAt: event.data.occurredAt }) };
+      // A lost dispute owes what a refund held back (its tokensOwed counts them): the refund takes no more.
+      return outcome === 'lost' ? { ...closed, refundsHeldBack: closed.refundsHeldBack.delete(dispute.paymentId) } : closed;
     }
     case 'TokensChargedBack':
       invariant(state.disputes.get(event.data.disputeId)?.status === 'lost', `tokens charged back for dispute ${event.data.disputeId} that is not lost`);

@@ -12,14 +12,16 @@ export type WriteTrace = { readonly position: string | null; readonly readModelU
 /**
  * The totals the command's last event records (a replayed request's too: they are its first
  * attempt's events), so the answer is that of the write, not of whatever came after it. `available`
- * also leaves out what refunds in progress reserved (events do not record it; the state after the
- * command does), as the balance endpoint does.
+ * also leaves out what refunds in progress reserved, as the balance endpoint does: events do not
+ * record it, the state after the command does. A replayed request's state is the stream's current
+ * one, not its first attempt's, so its `available` is the balance less held alone.
  */
-export function totalsAfter({ events, state }: { readonly events: readonly TokenAccountEvent[]; readonly state: Pick<TokenAccountState, 'reservedForRefunds'> }): AccountTotals {
+export function totalsAfter({ events, state, replayed }: { readonly events: readonly TokenAccountEvent[]; readonly state: Pick<TokenAccountState, 'reservedForRefunds'>; readonly replayed?: boolean }): AccountTotals {
   const last = [...events].reverse().find((event) => 'balanceAfter' in event.data);
   invariant(last !== undefined && 'balanceAfter' in last.data, 'a write appended no event with the balance after it');
   const held = last.data.heldAfter ?? 0;
-  return { balance: last.data.balanceAfter, held, available: Math.max(0, last.data.balanceAfter - held - state.reservedForRefunds) };
+  const reserved = replayed === true ? 0 : state.reservedForRefunds;
+  return { balance: last.data.balanceAfter, held, available: Math.max(0, last.data.balanceAfter - held - reserved) };
 }
 
 export async function writeTrace(written: Written, consistency: ReadModelConsistency): Promise<WriteTrace> {

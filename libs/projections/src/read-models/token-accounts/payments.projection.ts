@@ -54,7 +54,7 @@ function update(paymentId: string, status: string, providerTransactionId: string
 }
 
 const ADD_LATE_REFUND = `
-  UPDATE payments SET metadata = jsonb_set(metadata, '{tokensDebited}', to_jsonb((metadata->>'tokensDebited')::bigint + $2)) WHERE id = $1`;
+  UPDATE payments SET metadata = jsonb_set(metadata, '{tokensDebited}', to_jsonb(coalesce((metadata->>'tokensDebited')::bigint, 0) + $2)) WHERE id = $1`;
 
 /**
  * Tokens a hold held when the provider refunded the payment, taken when the hold gave them back

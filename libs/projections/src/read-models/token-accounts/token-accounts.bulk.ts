@@ -172,7 +172,7 @@ function updatePayments(where: string): string {
  * sets the refund's first take.
  */
 function addLateRefunds(where: string): string {
-  return `UPDATE payments SET metadata = jsonb_set(payments.metadata, '{tokensDebited}', to_jsonb((payments.metadata->>'tokensDebited')::bigint + taken.amount))
+  return `UPDATE payments SET metadata = jsonb_set(payments.metadata, '{tokensDebited}', to_jsonb(coalesce((payments.metadata->>'tokensDebited')::bigint, 0) + taken.amount))
        FROM (SELECT (data->>'paymentId')::uuid AS payment_id, sum((data->>'amount')::bigint) AS amount
                FROM events WHERE events.event_type = 'TokensRefunded' AND data->>'heldAtRefund' = 'true' AND ${where}
               GROUP BY payment_id) AS taken
