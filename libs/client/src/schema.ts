@@ -1173,9 +1173,17 @@ export interface components {
             /** Format: date-time */
             expiresAt: string;
         };
+        AuditHeldBackRefundResponse: {
+            /** Format: uuid */
+            paymentId: string;
+            /** @description Tokens an expired hold gave back to the refunded purchase's lot, which the refund takes. */
+            amount: number;
+        };
         AuditExpiredUnrecordedResponse: {
             holds: components["schemas"]["AuditHoldResponse"][];
             lots: components["schemas"]["AuditExpiredLotResponse"][];
+            /** @description Only when some were: what refunds made at the provider while those holds held part of the purchase take as the holds expire (ADR 0020). */
+            refunds?: components["schemas"]["AuditHeldBackRefundResponse"][];
         };
         AuditBalanceResponse: {
             /** Format: uuid */
