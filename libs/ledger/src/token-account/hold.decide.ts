@@ -45,12 +45,17 @@ export function sweepExpiries(state: TokenAccountState, { userId, now, transacti
     const data = { userId, holdId: hold.holdId, amount: hold.amount, expiresAt: hold.expiresAt, balanceAfter: current.balance, heldAfter: current.held - hold.amount, occurredAt };
     apply({ type: 'HoldExpired', data });
   }
-  for (const { lot, payment, amount } of heldBackDue(current)) {
+  // One payment at a time, each on the state the previous take left: payments bought before lots
+  // share the opening lot, and what a hold gives back there goes to them in payment id order.
+  for (const paymentId of [...current.refundsHeldBack.keys()].sort(compareText)) {
+    const due = heldBackDueOf(current, paymentId);
+    if (due === undefined) continue;
+    const { lot, payment, amount } = due;
     apply({
       type: 'TokensRefunded',
       data: {
         userId,
-        transactionId: derivedTransactionId(transactionId, `refund-remainder:${lot.lotId}:${phase}`),
+        transactionId: derivedTransactionId(transactionId, `refund-remainder:${payment.paymentId}:${phase}`),
         paymentId: payment.paymentId,
         amount,
         description: refundDescription(payment),
@@ -94,25 +99,22 @@ function anyExpiryDue(state: TokenAccountState, now: Date): boolean {
   return (
     state.holds.some((hold) => !isHoldActive(hold, now)) ||
     state.lots.some((lot) => !isLive(lot, now) && freeOf(lot) > 0) ||
-    (state.refundsHeldBack.size > 0 && heldBackDue(state).length > 0)
+    (state.refundsHeldBack.size > 0 && state.refundsHeldBack.some((_heldBack, paymentId) => heldBackDueOf(state, paymentId) !== undefined))
   );
 }
 
 /**
- * What refunds held back (`refundsHeldBack`) and can take now: the free tokens a hold's end gave back
- * to the purchase's lot, up to what is still held back, by payment id. The lot's free tokens are 0
- * from the refund on until then (the refund took them), so they are the held part coming back.
+ * What the refund of `paymentId` held back (`refundsHeldBack`) and can take now: the free tokens a
+ * hold's end gave back to the purchase's lot, up to what is still held back. The lot's free tokens
+ * are 0 from the refund on until then (the refund took them), so they are the held part coming back.
  */
-function heldBackDue(state: TokenAccountState): readonly { readonly lot: Lot; readonly payment: Payment; readonly amount: number }[] {
-  const due: { lot: Lot; payment: Payment; amount: number }[] = [];
-  for (const [paymentId, heldBack] of state.refundsHeldBack) {
-    const lot = state.lots.get(heldBack.lotId);
-    const payment = state.payments.get(paymentId);
-    if (lot === undefined || payment === undefined) continue;
-    const amount = Math.min(heldBack.amount, freeOf(lot));
-    if (amount > 0) due.push({ lot, payment, amount });
-  }
-  return due.sort((left, right) => compareText(left.payment.paymentId, right.payment.paymentId));
+function heldBackDueOf(state: TokenAccountState, paymentId: string): { readonly lot: Lot; readonly payment: Payment; readonly amount: number } | undefined {
+  const heldBack = state.refundsHeldBack.get(paymentId);
+  const lot = heldBack === undefined ? undefined : state.lots.get(heldBack.lotId);
+  const payment = state.payments.get(paymentId);
+  if (heldBack === undefined || lot === undefined || payment === undefined) return undefined;
+  const amount = Math.min(heldBack.amount, freeOf(lot));
+  return amount > 0 ? { lot, payment, amount } : undefined;
 }
 
 function compareText(left: string, right: string): number {

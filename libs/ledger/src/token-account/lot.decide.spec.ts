@@ -1,4 +1,5 @@
 import { fold } from '../decider.js';
+import { LedgerInvariantViolation } from '../ledger.errors.js';
 import { GRANT_PRIORITY_DEFAULT, LIVE_LOTS_MAX, LOT_PRIORITY_DEFAULT, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, REASON_LENGTH_MAX, VOIDED_GRANTS_REMEMBERED_MAX } from '../ledger.limits.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import type { ExpireCredits, GrantTokens, HoldTokens, SettleHold, VoidGrant } from './hold.commands.js';
@@ -490,7 +491,7 @@ describe('lots: refunds take back the purchase’s own lot', () => {
       const decided = tokenAccountDecider.decide(release, stateOf(events));
       expect(decided).toEqual([
         { type: 'HoldReleased', data: { userId, holdId: 'h', amount: 40, balanceAfter: 40, heldAfter: 0, occurredAt: now.toISOString() } },
-        takeback(40, derivedTransactionId('tx-release', 'refund-remainder:lot-bought:after'), 0),
+        takeback(40, derivedTransactionId('tx-release', `refund-remainder:${paymentId}:after`), 0),
       ]);
       const after = stateOf([...events, ...decided]);
       expect(after).toMatchObject({ balance: 0, held: 0 });
@@ -504,7 +505,7 @@ describe('lots: refunds take back the purchase’s own lot', () => {
       const decided = tokenAccountDecider.decide(settle(15), stateOf(events));
       expect(decided.map((event) => event.type)).toEqual(['HoldSettled', 'TokensRefunded']);
       expect(decided[0]).toMatchObject({ data: { settledAmount: 15, releasedAmount: 25, draws: [{ lotId: 'lot-bought', amount: 15 }], balanceAfter: 25 } });
-      expect(decided[1]).toEqual(takeback(25, derivedTransactionId('tx-settle', 'refund-remainder:lot-bought:after'), 0));
+      expect(decided[1]).toEqual(takeback(25, derivedTransactionId('tx-settle', `refund-remainder:${paymentId}:after`), 0));
       expect(stateOf([...events, ...decided]).payments.get(paymentId)).toMatchObject({ tokensDebited: 85 });
       // Settled whole, nothing comes back and nothing more is taken.
       expect(tokenAccountDecider.decide(settle(40), stateOf(events)).map((event) => event.type)).toEqual(['HoldSettled']);
@@ -522,6 +523,20 @@ describe('lots: refunds take back the purchase’s own lot', () => {
       const byUsage = tokenAccountDecider.decide(use(500, expiry), stateOf(events));
       expect(byUsage.map((event) => event.type)).toEqual(['HoldExpired', 'TokensRefunded', 'TokensUsed']);
       expect(stateOf([...events, ...byUsage])).toMatchObject({ balance: 0, held: 0 });
+    });
+
+    it('keeps holding back through a snapshot when one of two holds settles whole, and takes what the other gives back', () => {
+      const twoHolds = history([initiate, capture(), hold('h1', 30, 3600), hold('h2', 30, 3600), refund]);
+      expect(stateOf(twoHolds).refundsHeldBack.toJS()).toEqual({ [paymentId]: { lotId: 'lot-bought', amount: 60 } });
+      const settledWhole = history([{ type: 'SettleHold', data: { userId, holdId: 'h1', amount: 30, description: null, transactionId: 'tx-s1', now } }], twoHolds);
+      const state = stateOf(settledWhole);
+      // 60 held back, 30 still held in the lot: the snapshot keeps the entry as it is.
+      expect(state.refundsHeldBack.get(paymentId)).toEqual({ lotId: 'lot-bought', amount: 60 });
+      const decoded = tokenAccountSnapshot.decode(JSON.parse(JSON.stringify(tokenAccountSnapshot.encode(state))));
+      const released = tokenAccountDecider.decide({ type: 'ReleaseHold', data: { userId, holdId: 'h2', transactionId: 'tx-r2', now } }, decoded);
+      expect(released.map((event) => event.type)).toEqual(['HoldReleased', 'TokensRefunded']);
+      const after = fold(tokenAccountDecider, decoded, released);
+      expect({ balance: after.balance, lots: after.lots.size, heldBack: after.refundsHeldBack.size, debited: after.payments.get(paymentId)?.tokensDebited }).toEqual({ balance: 0, lots: 0, heldBack: 0, debited: 70 });
     });
 
     it('holds back nothing and takes nothing when any dispute of the payment was lost, though another is open', () => {
@@ -604,6 +619,61 @@ describe('lots: streams written before lots', () => {
     expect(stateOf(released)).toMatchObject({ balance: 100, held: 0 });
     expect(stateOf(released).payments.get(paymentId)?.tokensDebited).toBe(100);
     expect(stateOf(released).refundsHeldBack.size).toBe(0);
+  });
+
+  it('share what holds give back to the opening lot among provider payments bought before lots and refunded while held, never promising it twice', () => {
+    const legacyPayment = (paymentId: string, balanceAfter: number): TokenAccountEvent[] => {
+      const ids = { userId, paymentId, orderId: `O-${paymentId}` };
+      return [
+        { type: 'PaymentInitiated', data: { ...ids, packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'stripe', occurredAt: at, expiresAt: '2026-01-01T01:00:00.000Z' } },
+        { type: 'PaymentCaptured', data: { ...ids, providerTransactionId: `ch-${paymentId}`, occurredAt: at } },
+        { type: 'TokensPurchased', data: { userId, transactionId: `t-${paymentId}`, paymentId, amount: 100, description: null, balanceAfter, occurredAt: at } },
+      ];
+    };
+    const refundOf = (paymentId: string): TokenAccountCommand => ({ type: 'RefundPayment', data: { userId, paymentId, providerRefundId: `re-${paymentId}`, transactionId: `tx-${paymentId}`, now } });
+    // Both 100s held whole, by two holds; both payments refunded at the provider.
+    const refunded = history([hold('h1', 100, 60), hold('h2', 100, 120), refundOf('pay-1'), refundOf('pay-2')], [...legacyPayment('pay-1', 100), ...legacyPayment('pay-2', 200)]);
+    expect(refunded.filter((event) => event.type === 'PaymentRefunded').map((event) => event.data)).toMatchObject([
+      { paymentId: 'pay-1', tokensDebited: 0, heldBack: 100 },
+      { paymentId: 'pay-2', tokensDebited: 0, heldBack: 100 },
+    ]);
+    // The first hold's 100 go to the first payment; the second payment waits for the second hold.
+    const first = tokenAccountDecider.decide({ type: 'ReleaseHold', data: { userId, holdId: 'h1', transactionId: 'tx-r1', now } }, stateOf(refunded));
+    expect(first.map((event) => (event.type === 'TokensRefunded' ? [event.data.paymentId, event.data.amount] : event.type))).toEqual(['HoldReleased', ['pay-1', 100]]);
+    // Both holds expiring at once: each payment takes its 100, with ids of its own.
+    const both = tokenAccountDecider.decide(expireCredits(new Date(now.getTime() + 120_000)), stateOf(refunded));
+    const takes = both.flatMap((event) => (event.type === 'TokensRefunded' ? [event.data] : []));
+    expect(takes.map((take) => [take.paymentId, take.amount, take.balanceAfter])).toEqual([
+      ['pay-1', 100, 100],
+      ['pay-2', 100, 0],
+    ]);
+    expect(new Set(takes.map((take) => take.transactionId)).size).toBe(2);
+    expect(stateOf([...refunded, ...both])).toMatchObject({ balance: 0, held: 0 });
+  });
+
+  it('hold back no more than the holds hold beside what earlier refunds hold back in the opening lot', () => {
+    const ids = (paymentId: string) => ({ userId, paymentId, orderId: `O-${paymentId}` });
+    const bought = (paymentId: string, balanceAfter: number): TokenAccountEvent[] => [
+      { type: 'PaymentInitiated', data: { ...ids(paymentId), packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'stripe', occurredAt: at, expiresAt: '2026-01-01T01:00:00.000Z' } },
+      { type: 'PaymentCaptured', data: { ...ids(paymentId), providerTransactionId: `ch-${paymentId}`, occurredAt: at } },
+      { type: 'TokensPurchased', data: { userId, transactionId: `t-${paymentId}`, paymentId, amount: 100, description: null, balanceAfter, occurredAt: at } },
+    ];
+    // 200 bought in the opening lot, 50 spent, the other 150 held: the first refund holds back 100, the second only the 50 left held.
+    const spent: TokenAccountEvent = { type: 'TokensUsed', data: { userId, transactionId: 't-use', amount: 50, description: null, balanceAfter: 150, occurredAt: at } };
+    const events = history(
+      [hold('h', 150), { type: 'RefundPayment', data: { ...ids('pay-1'), providerRefundId: 're-1', transactionId: 'tx-1', now } }, { type: 'RefundPayment', data: { ...ids('pay-2'), providerRefundId: 're-2', transactionId: 'tx-2', now } }],
+      [...bought('pay-1', 100), ...bought('pay-2', 200), spent],
+    );
+    expect(events.filter((event) => event.type === 'PaymentRefunded').map((event) => event.data)).toMatchObject([
+      { paymentId: 'pay-1', tokensDebited: 0, heldBack: 100 },
+      { paymentId: 'pay-2', tokensDebited: 0, heldBack: 50 },
+    ]);
+    // The hold's 150 back: all of it to the two refunds, none left to spend.
+    const released = history([{ type: 'ReleaseHold', data: { userId, holdId: 'h', transactionId: 'tx-r', now } }], events);
+    expect(stateOf(released)).toMatchObject({ balance: 0, held: 0 });
+    // A stream that promised the same held tokens to both is refused by replay.
+    const promisedTwice = events.map((event) => (event.type === 'PaymentRefunded' && event.data.paymentId === 'pay-2' ? { ...event, data: { ...event.data, heldBack: 100 } } : event));
+    expect(() => stateOf(promisedTwice)).toThrow(LedgerInvariantViolation);
   });
 
   it('keep spending: new credit goes to lots of its own, the opening lot is spent in order', () => {

@@ -139,3 +139,19 @@ export function reserveInLot(state: TokenAccountState, lotId: string, amount: nu
 export function withVoidedGrant(voidedGrants: readonly string[], lotId: string): readonly string[] {
   return [...voidedGrants.slice(voidedGrants.length >= VOIDED_GRANTS_REMEMBERED_MAX ? 1 : 0), lotId];
 }
+
+/** The tokens of lot `lotId` the active holds have set aside (a lot's `reserved` also counts pending refunds). */
+export function heldIn(state: TokenAccountState, lotId: string): number {
+  let held = 0;
+  for (const hold of state.holds.values()) {
+    for (const reservation of hold.reservations) if (reservation.lotId === lotId) held += reservation.amount;
+  }
+  return held;
+}
+
+/** What refunds hold back in lot `lotId`, to take as its holds give it back. */
+export function heldBackIn(state: TokenAccountState, lotId: string): number {
+  let heldBack = 0;
+  for (const entry of state.refundsHeldBack.values()) if (entry.lotId === lotId) heldBack += entry.amount;
+  return heldBack;
+}

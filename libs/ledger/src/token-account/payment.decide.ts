@@ -17,6 +17,7 @@ import type { TokensPurchased } from './token-account.events.js';
 import { availableBalance, type TokenAccountState } from './token-account.state.js';
 import { assertLotRoom, sweepExpiries } from './hold.decide.js';
 import { freeOf, OPENING_LOT_ID, type LotTerms } from './lot.state.js';
+import { heldBackIn, heldIn } from './lot.evolve.js';
 import { blockingDisputeOf, hasLostDispute } from './dispute.decide.js';
 
 /** Opens a PENDING payment. Repeating it with the same payload decides nothing; another payload is refused. */
@@ -223,7 +224,8 @@ export function refundPayment({ data }: RefundPayment, state: TokenAccountState)
   // A lost dispute already took the purchase's tokens back (or owes them as shortfall).
   const chargedBack = hasLostDispute(state, data.paymentId);
   const tokensDebited = payment.status === 'REFUND_PENDING' ? payment.tokens : chargedBack ? 0 : Math.min(payment.tokens, free);
-  const heldBack = payment.status === 'COMPLETED' && !chargedBack ? Math.min(payment.tokens - tokensDebited, heldIn(state, lotId)) : 0;
+  // Less what other refunds already hold back there (payments bought before lots share the opening lot).
+  const heldBack = payment.status === 'COMPLETED' && !chargedBack ? Math.min(payment.tokens - tokensDebited, heldIn(state, lotId) - heldBackIn(state, lotId)) : 0;
   const occurredAt = data.now.toISOString();
   const refunded: PaymentRefunded = {
     type: 'PaymentRefunded',
@@ -256,15 +258,6 @@ export function refundPayment({ data }: RefundPayment, state: TokenAccountState)
       },
     },
   ];
-}
-
-/** The tokens of lot `lotId` the active holds have set aside (a lot's `reserved` also counts pending refunds). */
-function heldIn(state: TokenAccountState, lotId: string): number {
-  let held = 0;
-  for (const hold of state.holds.values()) {
-    for (const reservation of hold.reservations) if (reservation.lotId === lotId) held += reservation.amount;
-  }
-  return held;
 }
 
 function notCaptured(payment: Payment): LedgerError {

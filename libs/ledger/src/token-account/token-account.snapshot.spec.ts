@@ -65,8 +65,10 @@ describe('token account: snapshot', () => {
     expect(plainState(tokenAccountSnapshot.decode(encoded))).toEqual(plainState(current));
     const entry = (changes: Record<string, unknown>) => ({ ...encoded, refundsHeldBack: [{ paymentId, lotId: 'lot-held', amount: 40, ...changes }] });
     expectRefused(entry({ paymentId: 'p1' }), 'a refund held back is not of a refunded payment');
-    expectRefused(entry({ amount: 41 }), 'a refund held back is not within its lot');
-    expectRefused(entry({ lotId: 'no-lot' }), 'a refund held back is not within its lot');
+    expectRefused(entry({ amount: 0 }), 'a refund held back is not of a lot with tokens');
+    expectRefused(entry({ lotId: 'no-lot' }), 'a refund held back is not of a lot with tokens');
+    const otherLot = { ...encoded, lots: [...(encoded.lots as object[]), { lotId: 'other', priority: 100, expiresAt: null, source: 'grant', paymentId: null, original: 1, remaining: 1, reserved: 0, sequence: 9 }], balance: (encoded.balance as number) + 1 };
+    expectRefused({ ...otherLot, refundsHeldBack: [{ paymentId, lotId: 'other', amount: 40 }] }, "a refund held back is not of its purchase's lot");
     expectRefused({ ...encoded, refundsHeldBack: [{ paymentId, lotId: 'lot-held', amount: 20 }, { paymentId, lotId: 'lot-held', amount: 20 }] }, 'a payment holds back twice');
     expectRefused({ ...encoded, refundsHeldBack: undefined }, 'refundsHeldBack is not a list');
   });

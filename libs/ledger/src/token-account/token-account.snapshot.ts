@@ -6,7 +6,7 @@ import type { TokenAccountEvent } from './token-account.events.js';
 import type { Purchase, RefundHeldBack, TokenAccountState } from './token-account.state.js';
 import { PAYMENT_STATUSES, type Payment, type PaymentStatus } from './payment.state.js';
 import { EndedHolds, type Hold, type HoldEnd } from './hold.state.js';
-import { expiryInstant, type Draw, type Lot } from './lot.state.js';
+import { expiryInstant, OPENING_LOT_ID, type Draw, type Lot } from './lot.state.js';
 import { DISPUTE_STATUSES, type Dispute, type DisputeStatus } from './dispute.state.js';
 
 type EncodedTokenAccount = {
@@ -66,6 +66,7 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
     check(Array.isArray(disputes), 'disputes is not a list');
     check(isVoidedGrants(voidedGrants), 'voidedGrants is not a list of distinct lot ids within its bound');
     const decodedPayments = byId(payments as readonly unknown[], decodePayment);
+    const decodedPurchases = byId(purchases as readonly unknown[], decodePurchase);
     // Derived, not stored: the tokens of the payments whose refund is pending, as evolve keeps them.
     const reservedForRefunds = decodedPayments.reduce((total, payment) => (payment.status === 'REFUND_PENDING' ? total + payment.tokens : total), 0);
     const decodedLots = keyed(lots as readonly unknown[], decodeLot, (lot) => lot.lotId);
@@ -78,7 +79,11 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
       (refundsHeldBack as readonly unknown[]).map((item): [string, RefundHeldBack] => {
         const { paymentId, lotId, amount } = expectRecord(item, 'refund held back');
         check(typeof paymentId === 'string' && decodedPayments.get(paymentId)?.status === 'REFUNDED', 'a refund held back is not of a refunded payment');
-        check(typeof lotId === 'string' && typeof amount === 'number' && isTokenAmount(amount) && amount <= (decodedLots.get(lotId)?.reserved ?? 0), 'a refund held back is not within its lot');
+        // Not bounded by the lot's reservations now: a hold that settles spends part of them, and the
+        // rest of the entry stays (what the other holds give back is taken up to it). The lot is there:
+        // an entry ends with its lot.
+        check(typeof lotId === 'string' && decodedLots.has(lotId) && typeof amount === 'number' && isTokenAmount(amount), 'a refund held back is not of a lot with tokens');
+        check(lotId === (decodedPurchases.get(paymentId)?.lot?.lotId ?? OPENING_LOT_ID), "a refund held back is not of its purchase's lot");
         return [paymentId, { lotId, amount }];
       }),
     );
@@ -87,7 +92,7 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
       balance,
       held,
       reservedForRefunds,
-      purchases: byId(purchases as readonly unknown[], decodePurchase),
+      purchases: decodedPurchases,
       payments: decodedPayments,
       lots: decodedLots,
       lotsCreated,

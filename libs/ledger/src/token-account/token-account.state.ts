@@ -6,7 +6,7 @@ import { EndedHolds, type Hold } from './hold.state.js';
 import { isSettleWithDebit } from './hold.events.js';
 import type { Draw, Lot } from './lot.state.js';
 import type { Dispute } from './dispute.state.js';
-import { creditLot, debitLots, endHold, evolveHold, holdOf, reserveInLot, withVoidedGrant, type LedgerMovement } from './lot.evolve.js';
+import { creditLot, debitLots, endHold, evolveHold, heldBackIn, heldIn, holdOf, reserveInLot, withVoidedGrant, type LedgerMovement } from './lot.evolve.js';
 import { OPENING_LOT_ID } from './lot.state.js';
 
 export type Purchase = TokensPurchased['data'];
@@ -195,8 +195,8 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
         const lotId = purchaseLotId(state, payment.paymentId);
         const lot = state.lots.get(lotId);
         invariant(
-          payment.status === 'COMPLETED' && Number.isSafeInteger(heldBack) && event.data.tokensDebited + heldBack <= payment.tokens && lot !== undefined && heldBack <= lot.reserved,
-          `refund of payment ${payment.paymentId} holds back ${heldBack} tokens of lot ${lotId}, more than its holds hold`,
+          payment.status === 'COMPLETED' && Number.isSafeInteger(heldBack) && event.data.tokensDebited + heldBack <= payment.tokens && lot !== undefined && heldBackIn(state, lotId) + heldBack <= heldIn(state, lotId),
+          `refund of payment ${payment.paymentId} holds back ${heldBack} tokens of lot ${lotId}, more than its holds hold beside other refunds`,
         );
         return { ...refunded, refundsHeldBack: state.refundsHeldBack.set(payment.paymentId, { lotId, amount: heldBack }) };
       }
