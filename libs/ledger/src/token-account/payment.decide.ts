@@ -211,7 +211,7 @@ export function requestRefund({ data }: RequestRefund, state: TokenAccountState)
  * payment is refunded here too when the provider refunded without a request of ours (an operator at
  * the provider, found by reconciliation or a webhook): the money is back with the customer, so the
  * refund is recorded and takes back what is left of the purchase's lot (`tokensDebited`), never a
- * negative balance. What a hold holds of that lot is taken when the hold gives it back (`expiriesDue`).
+ * negative balance. What holds hold of that lot is held back (`heldBack`), taken as they give it back (`expiriesDue`).
  */
 export function refundPayment({ data }: RefundPayment, state: TokenAccountState): readonly (PaymentRefunded | TokensRefunded)[] {
   const payment = existing(state, data.paymentId);

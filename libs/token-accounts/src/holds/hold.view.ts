@@ -2,6 +2,7 @@ import type { ReadModelConsistency, Written } from '@app/event-sourcing';
 import { formatPosition } from '@app/event-store';
 import { holdWithoutActive, invariant, LedgerError, type TokenAccountEvent, type TokenAccountState } from '@app/ledger';
 import type { Pool } from 'pg';
+import { availableAfterRefunds } from '../get-balance/get-balance.query.js';
 
 /** The account's totals after a write: the balance, what holds set aside, and what is left to spend. */
 export type AccountTotals = { readonly balance: number; readonly held: number; readonly available: number };
@@ -21,7 +22,7 @@ export function totalsAfter({ events, state, replayed }: { readonly events: read
   invariant(last !== undefined && 'balanceAfter' in last.data, 'a write appended no event with the balance after it');
   const held = last.data.heldAfter ?? 0;
   const reserved = replayed === true ? 0 : state.reservedForRefunds;
-  return { balance: last.data.balanceAfter, held, available: Math.max(0, last.data.balanceAfter - held - reserved) };
+  return { balance: last.data.balanceAfter, held, available: availableAfterRefunds(last.data.balanceAfter - held, reserved) };
 }
 
 export async function writeTrace(written: Written, consistency: ReadModelConsistency): Promise<WriteTrace> {
