@@ -14,6 +14,7 @@ export * from './token-account/payment.decide.js';
 export * from './token-account/payment.events.js';
 export * from './token-account/payment.state.js';
 export * from './token-account/hold.commands.js';
+export * from './token-account/expiry.decide.js';
 export * from './token-account/hold.decide.js';
 export * from './token-account/hold.events.js';
 export * from './token-account/hold.state.js';

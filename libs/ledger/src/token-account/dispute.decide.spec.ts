@@ -186,6 +186,25 @@ describe('disputes: a lost dispute takes the purchase back', () => {
       .when({ type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 're_1', transactionId: 'refund-tx', now: closedAt } })
       .then([{ type: 'PaymentRefunded', data: { userId, paymentId, orderId, providerRefundId: 're_1', tokens: 100, tokensDebited: 0, occurredAt: closedAt.toISOString() } }]);
   });
+
+  it('takes nothing again, and owes nothing again, when a second dispute of the payment is lost', () => {
+    // The first lost dispute took 40 and owes 60; a second dispute of the same charge (another id)
+    // must not take or owe the purchase's 100 once more. A grant's 50 shows nothing more is taken.
+    const secondId = 'dp_2';
+    const firstLost = [...paid, used(60, 40), opened, closed('lost', 100, 40, 60), chargedBack(40, 0, [{ lotId: purchaseLot, amount: 40 }])];
+    const secondOpened: PaymentDisputeOpened = { ...opened, data: { ...opened.data, disputeId: secondId } };
+    const secondLost = (at: Date): PaymentDisputeClosed => ({ ...closed('lost', 0, 0, 60, at), data: { ...closed('lost', 0, 0, 60, at).data, disputeId: secondId } });
+    const later = new Date('2026-12-21T09:00:00.000Z');
+    spec
+      .given([...firstLost, secondOpened])
+      .when(dispute('lost', later, secondId))
+      .then([secondLost(later)]);
+    // Reported lost before it was reported open: the opening and the close, and still nothing taken.
+    spec
+      .given(firstLost)
+      .when(dispute('lost', later, secondId))
+      .then([{ ...secondOpened, data: { ...secondOpened.data, occurredAt: later.toISOString() } }, secondLost(later)]);
+  });
 });
 
 describe('disputes: the shortfall blocks spending until credits cover it', () => {

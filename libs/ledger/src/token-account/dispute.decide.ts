@@ -13,7 +13,7 @@ import type { TokenAccountState } from './token-account.state.js';
  * `created`). Known and open: a close, or nothing. Known and closed: nothing, whatever is reported
  * (a closed dispute is final). A lost dispute takes back what the purchase credited (`tokensOwed`)
  * from the free tokens, the purchase's own lot first; the part the account no longer holds is added
- * to the shortfall. Only a captured payment can be disputed (PAYMENT_NOT_CAPTURED: the caller
+ * to the shortfall. Another lost dispute of the same payment takes and owes nothing more. Only a captured payment can be disputed (PAYMENT_NOT_CAPTURED: the caller
  * settles the payment with the provider first).
  */
 export function recordDispute({ data }: RecordDispute, state: TokenAccountState): readonly DisputeEvent[] {
@@ -34,7 +34,9 @@ export function recordDispute({ data }: RecordDispute, state: TokenAccountState)
   const opened: DisputeEvent[] = earlier === undefined ? [{ type: 'PaymentDisputeOpened', data: { ...ids, amount: data.amount, currency: data.currency, reason: data.reason, occurredAt } }] : [];
   if (data.status === 'open') return opened;
   if (data.status === 'won') return [...opened, closed(ids, 'won', 0, [], state.shortfall, occurredAt)];
-  const tokens = tokensOwed(payment);
+  // A charge is disputed once at Stripe; should a second dispute of the payment be lost too, the
+  // first already took the purchase back (or owes it): nothing is taken or owed twice.
+  const tokens = hasLostDispute(state, payment.paymentId) ? 0 : tokensOwed(payment);
   const draws = chargebackDraws(state, payment.paymentId, tokens, data.now);
   const debited = sumOf(draws);
   if (tokens - debited > BALANCE_MAX - state.shortfall) {

@@ -15,7 +15,8 @@ import {
 import { refundDescription, type Payment } from './payment.state.js';
 import type { TokensPurchased } from './token-account.events.js';
 import { availableBalance, type TokenAccountState } from './token-account.state.js';
-import { assertLotRoom, sweepExpiries } from './hold.decide.js';
+import { assertLotRoom } from './hold.decide.js';
+import { sweepExpiries } from './expiry.decide.js';
 import { freeOf, OPENING_LOT_ID, type LotTerms } from './lot.state.js';
 import { heldBackIn, heldIn } from './lot.evolve.js';
 import { blockingDisputeOf, hasLostDispute } from './dispute.decide.js';

@@ -3,7 +3,7 @@ import { fold } from '../decider.js';
 import { LEDGER_ERROR_CODES, LedgerError } from '../ledger.errors.js';
 import { BALANCE_MAX, GRANT_PRIORITY_DEFAULT, HOLD_TTL_SECONDS_MAX, TOKEN_AMOUNT_MAX } from '../ledger.limits.js';
 import { propertyRuns } from '../testing/property-runs.js';
-import { sweepExpiries } from './hold.decide.js';
+import { sweepExpiries } from './expiry.decide.js';
 import { captureDecision } from './payment.decide.js';
 import type { TokenAccountCommand } from './token-account.commands.js';
 import { tokenAccountDecider } from './token-account.decider.js';
@@ -284,6 +284,13 @@ function expectInvariants(state: TokenAccountState, history: readonly TokenAccou
       history.filter((event) => event.type === 'TokensRefunded' && event.data.paymentId === payment.paymentId).reduce((sum, event) => sum - tokensMoved(event), 0),
     ),
     disputedTokens: sumOf('PaymentDisputeClosed'),
+    // A purchase is taken back at most once, by refunds and lost disputes together, however many disputes it had.
+    paymentsTakenBackTwice: payments
+      .filter((payment) => {
+        const owed = history.reduce((sum, event) => (event.type === 'PaymentDisputeClosed' && event.data.paymentId === payment.paymentId ? sum + event.data.tokens : sum), 0);
+        return owed + (payment.tokensDebited ?? 0) > payment.tokens;
+      })
+      .map((payment) => payment.paymentId),
     spendableWhileOwing: state.shortfall > 0 ? available - state.held : 0,
     // A refunded purchase's lot never has free tokens: a hold's part comes back only to be taken (unless a lost dispute took the payment);
     // so nothing a refund holds back is ever free to spend.
@@ -307,6 +314,7 @@ function expectInvariants(state: TokenAccountState, history: readonly TokenAccou
     creditedPerPayment: payments.map((payment) => (['COMPLETED', 'REFUND_PENDING', 'REFUNDED'].includes(payment.status) ? [payment.tokens] : [])),
     takenBackPerPayment: payments.map((payment) => payment.tokensDebited ?? 0),
     disputedTokens: sumOf('TokensChargedBack') + sumOf('ShortfallCovered') + BigInt(state.shortfall),
+    paymentsTakenBackTwice: [],
     spendableWhileOwing: 0,
     freeInRefundedLots: 0,
     freeWhereRefundsHoldBack: 0,
@@ -396,7 +404,8 @@ describe('token account: properties of random command sequences', () => {
   it('reaches every event type and the rejections that guard money, so the properties are tried on them', () => {
     const events = new Set<string>();
     const refusals = new Set<string>();
-    for (const steps of fc.sample(sequences, { numRuns: 300, seed: 17 })) {
+    // 400: a spend refused while a lost dispute is owed is rare (300 reached it only while a second lost dispute of a payment wrongly owed it again).
+    for (const steps of fc.sample(sequences, { numRuns: 400, seed: 17 })) {
       const { history, refused } = run(steps);
       for (const event of history) {
         events.add(event.type);

@@ -186,6 +186,7 @@ describe('token account: evolve re-checks every payment status move', () => {
       ["tokens taken later from another lot than the purchase's", [...before, refundedHoldingBack(40), tookFree, released, takenLater(40, OPENING_LOT_ID)]],
       ['a refund holding back more than holds hold of the lot', [...before, refundedHoldingBack(41, 59)]],
       ['a refund holding back more than it left untaken', [...before, refundedHoldingBack(40, 61)]],
+      ['a refund holding back a part of a token', [...before, refundedHoldingBack(0.5)]],
     ])('fails loudly on %s', (_name, events) => {
       expect(() => replay(events)).toThrow(LedgerInvariantViolation);
     });
