@@ -204,6 +204,20 @@ describe('hold expiry', () => {
     expect(await balanceOf(due)).toMatchObject({ balance: 0 });
   });
 
+  it('the expiry job reaches the account whose id is the nil UUID, which sorts before every other', async () => {
+    const nil = '00000000-0000-0000-0000-000000000000';
+    const expiries = async () =>
+      Number((await testApp.database.pool.query<{ count: string }>("SELECT count(*) FROM events WHERE stream_id = $1 AND event_type = 'LotExpired'", [`token-account-${nil}`])).rows[0]?.count);
+    const before = await expiries();
+    const expiresAt = new Date(Date.now() + 3_600_000).toISOString();
+    await http().post(`/v1/admin/accounts/${nil}/grants`).send({ amount: 10, reason: 'Promotion', expiresAt }).expect(201);
+    // A job of its own, so its first run starts at the first account.
+    const job = new CreditExpiryJob(testApp.database.pool, testApp.app.get(CommandHandling), () => undefined);
+    await job.runOnce(new Date(Date.now() + 7_200_000));
+    expect(await expiries()).toBe(before + 1);
+    expect(await balanceOf(nil)).toMatchObject({ balance: 0 });
+  });
+
   it('the expiry job racing a settle: the hold ends exactly once, and runs racing each other append one expiry', async () => {
     const job = testApp.app.get(CreditExpiryJob);
     for (let round = 0; round < 3; round += 1) {

@@ -225,8 +225,11 @@ describe('the indexes that serve the keyset orders', () => {
     expect(limited.filter((node) => node['Index Name'] === index).map((node) => node['Node Type'])).toEqual([expect.stringMatching(/^Index (Only )?Scan$/)]);
   });
 
-  it('the expiry job reads due holds and lots from their partial indexes, not every hold or lot that ended', async () => {
-    const plan = await planOf(DUE_ACCOUNTS_SQL, [new Date().toISOString(), randomUUID(), 100]);
+  it.each([
+    ['after an account', randomUUID()],
+    ['from the first account', null],
+  ])('the expiry job reads due holds and lots from their partial indexes, not every hold or lot that ended (%s)', async (_name, after) => {
+    const plan = await planOf(DUE_ACCOUNTS_SQL, [new Date().toISOString(), after, 100]);
     const scanned = (table: string) => plan.filter((node) => node['Relation Name'] === table).map((node) => node['Index Name']);
     // Either partial index of active holds (by expiry, or by account in list order) reads active holds only.
     expect(scanned('token_holds')).toEqual([expect.stringMatching(/^idx_token_holds_(active_expiry|user_active)$/)]);

@@ -8,10 +8,9 @@ export const CREDIT_EXPIRY_PAGE_SIZE = 100;
 /** Pages per run: the rest waits for the next run, which starts where this one stopped. */
 export const CREDIT_EXPIRY_PAGES_MAX = 100;
 
-const FIRST_USER_ID = '00000000-0000-0000-0000-000000000000';
-
 /**
- * A page of the accounts with a hold or a lot due at $1, after the account $2: each side read from
+ * A page of the accounts with a hold or a lot due at $1, after the account $2 (from the first when
+ * $2 is null: the nil UUID is a valid account id, so no id can stand for "before all"): each side read from
  * its partial index (active holds by expiry; lots with tokens left and an expiry), so a run reads what
  * is due, not every hold or lot that ever ended. (An upper bound on the account here made the planner
  * read lots by account instead, ended ones included; a wrapped-around lap stops in code.)
@@ -20,7 +19,7 @@ export const DUE_ACCOUNTS_SQL = `SELECT user_id FROM (
            SELECT user_id FROM token_holds WHERE status = 'active' AND expires_at <= $1
            UNION
            SELECT user_id FROM token_lots WHERE has_remaining AND expires_at <= $1) AS due
-          WHERE user_id > $2 ORDER BY user_id LIMIT $3`;
+          WHERE ($2::uuid IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3`;
 
 export type CreditExpiryRun = { readonly examined: number; readonly expired: number; readonly failed: number };
 
@@ -41,7 +40,8 @@ export type CreditExpiryLimits = { readonly pageSize: number; readonly pagesMax:
  * examines, the accounts after them are still reached.
  */
 export class CreditExpiryJob {
-  private resumeAfter = FIRST_USER_ID;
+  /** The last account the previous run examined; null: start at the first. */
+  private resumeAfter: string | null = null;
 
   constructor(
     private readonly pool: Pool,
@@ -60,7 +60,7 @@ export class CreditExpiryJob {
     let failed = 0;
     for (let page = 0; page < this.limits.pagesMax; page += 1) {
       const rows = (await this.pool.query<{ user_id: string }>(DUE_ACCOUNTS_SQL, [now.toISOString(), after, this.limits.pageSize])).rows;
-      const due = wrapped ? rows.filter((row) => row.user_id <= start) : rows;
+      const due = wrapped && start !== null ? rows.filter((row) => row.user_id <= start) : rows;
       for (const { user_id: userId } of due) {
         try {
           expired += await this.expire(userId, now);
@@ -77,8 +77,8 @@ export class CreditExpiryJob {
         continue;
       }
       // The lap is done: the whole range when it began at the first account or has wrapped already.
-      after = FIRST_USER_ID;
-      if (wrapped || start === FIRST_USER_ID) break;
+      after = null;
+      if (wrapped || start === null) break;
       wrapped = true;
     }
     this.resumeAfter = after;
