@@ -410,12 +410,12 @@ describe('credit lots over HTTP', () => {
     expect(lots.body.data).toEqual([expect.objectContaining({ source: 'grant', original: 10, priority: 10, expiresAt: null, status: 'active' })]);
   });
 
-  it.each(['2099-W01-1', '2099-01-01', '2099-01-01T00:00:00', '2099-01-01T00:00', '2099-01-01T00:00:00+0100', '2099-01-01 00:00:00Z', '2099-02-29T00:00:00Z', '2099-01-01T24:00:00Z', '2099-01-01T00:00:00+24:00'])(
-    'refuses expiresAt %s, not an RFC 3339 date-time with an offset, naming the field and the rule, and grants nothing',
+  it.each(['2099-W01-1', '2099-01-01', '2099-01-01T00:00:00', '2099-01-01T00:00', '2099-01-01T00:00:00+0100', '2099-01-01 00:00:00Z', '2099-02-29T00:00:00Z', '2099-01-01T24:00:00Z', '2099-01-01T00:00:00+24:00', '9999-12-31T23:59:59-23:59'])(
+    'refuses expiresAt %s, not an RFC 3339 date-time with an offset in the years 0001 to 9999, naming the field and the rule, and grants nothing',
     async (expiresAt) => {
       const userId = randomUUID();
       const response = await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 5, reason: 'Odd date', expiresAt }).expect(400);
-      expect(response.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [{ field: 'expiresAt', rule: 'isDateTime', message: 'expiresAt must be an RFC 3339 date-time with an offset (Z or ±hh:mm), such as 2027-01-01T00:00:00Z' }] });
+      expect(response.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [{ field: 'expiresAt', rule: 'isDateTime', message: 'expiresAt must be an RFC 3339 date-time with an offset (Z or ±hh:mm), such as 2027-01-01T00:00:00Z, in the years 0001 to 9999 in UTC' }] });
       expect((await http().get(`/v1/accounts/${userId}/balance`).expect(200)).body.balance).toBe(0);
     },
   );

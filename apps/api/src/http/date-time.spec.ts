@@ -9,6 +9,10 @@ describe('isDateTime (RFC 3339 date-time with an offset)', () => {
     '2027-12-31T23:59:59-00:00',
     '2028-02-29T12:00:00+23:59',
     '2000-02-29T00:00:00Z',
+    '9999-12-31T23:59:59.999Z',
+    '9999-12-31T23:59:59+00:01',
+    '0001-01-01T00:00:00Z',
+    '0000-12-31T23:00:00-01:00',
   ])('takes %s', (value) => {
     expect(isDateTime(value)).toBe(true);
     expect(Number.isNaN(new Date(value).getTime())).toBe(false);
@@ -34,6 +38,9 @@ describe('isDateTime (RFC 3339 date-time with an offset)', () => {
     ['an offset of 60 minutes', '2027-01-01T00:00:00+01:60'],
     ['a fraction of ten digits', '2027-01-01T00:00:00.1234567890Z'],
     ['an expanded year', '+002027-01-01T00:00:00Z'],
+    ['an instant in the year 10000 in UTC', '9999-12-31T23:59:59-23:59'],
+    ['an instant in the year 0 in UTC', '0001-01-01T00:00:00+00:01'],
+    ['the year 0', '0000-06-01T00:00:00Z'],
     ['text after it', '2027-01-01T00:00:00Z '],
     ['a number', 1_798_761_600_000],
     ['null', null],
