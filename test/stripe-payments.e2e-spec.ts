@@ -109,6 +109,24 @@ describe('buying tokens with Stripe', () => {
     expect(await eventTypes(userId)).toEqual(PURCHASED);
   });
 
+  it('does not keep a capture refused before the buyer authorised under its Idempotency-Key: the same key captures once the buyer has', async () => {
+    const userId = randomUUID();
+    const created = await buy(userId);
+    const key = randomUUID();
+    const keyedCapture = () => http().post(`/v1/payments/${created.paymentId}/capture`).set('Idempotency-Key', key).send();
+    const early = await keyedCapture().expect(409);
+    expect(early.body).toMatchObject({ code: 'PAYMENT_NOT_AUTHORIZED' });
+    expect(early.headers['idempotent-replayed']).toBeUndefined();
+    expect(fake.confirmAsCustomer(created.orderId).status).toBe(200);
+    const captured = await keyedCapture().expect(200);
+    expect(captured.headers['idempotent-replayed']).toBeUndefined();
+    expect(captured.body).toMatchObject({ balance: 100, payment: { status: 'COMPLETED' } });
+    // From here the key keeps its answer: a repeat is the capture's, replayed.
+    const repeated = await keyedCapture().expect(200);
+    expect(repeated.headers['idempotent-replayed']).toBe('true');
+    expect(await eventTypes(userId)).toEqual(PURCHASED);
+  });
+
   it('answers a keyed replay of POST /v1/payments with the same PaymentIntent, read (not created again) after Stripe forgot the create key', async () => {
     const userId = randomUUID();
     const key = randomUUID();

@@ -186,8 +186,15 @@ function isApiKeyManagement(routeUrl: string): boolean {
   return routeUrl.startsWith('/v1/admin/api-keys');
 }
 
+/**
+ * Conflicts that say "not yet" rather than "no": the client is told to send the request again (the
+ * account changed under it; the buyer has not confirmed the payment yet), and the same key must then
+ * do the work, not replay the refusal.
+ */
+const RETRY_INVITED = ['"code":"CONCURRENCY_CONFLICT"', '"code":"PAYMENT_NOT_AUTHORIZED"'] as const;
+
 /** A response worth replaying: not a server failure, not a conflict the client is told to retry. */
 function isFinal(status: number, body: string): boolean {
   if (status >= 500) return false;
-  return !(status === 409 && body.includes('"code":"CONCURRENCY_CONFLICT"'));
+  return !(status === 409 && RETRY_INVITED.some((code) => body.includes(code)));
 }
