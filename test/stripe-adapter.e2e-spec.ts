@@ -110,7 +110,33 @@ describe('Stripe adapter against the fake Stripe API', () => {
     fake.confirmAsCustomer(other.orderId);
     await provider.capture(other.orderId, `capture-${other.paymentId}`);
     const dashboard = fake.dashboardRefund(other.orderId);
-    expect(await provider.refund(other.orderId, `refund-${other.paymentId}`)).toEqual({ providerRefundId: dashboard.id });
+    expect(await provider.refund(other.orderId, `refund-${other.paymentId}`)).toEqual({ providerRefundId: dashboard.id, status: 'succeeded' });
+  });
+
+  it('answers a refund Stripe leaves pending as pending (read again on a keyed retry), the order captured until it succeeds, and a failed one as an error', async () => {
+    const refundOf = async () => {
+      const { orderId, paymentId } = await order();
+      fake.confirmAsCustomer(orderId);
+      await provider.capture(orderId, `capture-${paymentId}`);
+      fake.nextRefundStatus = 'pending';
+      try {
+        return { orderId, key: `refund-${paymentId}`, first: await provider.refund(orderId, `refund-${paymentId}`) };
+      } finally {
+        fake.nextRefundStatus = 'succeeded';
+      }
+    };
+    const confirmed = await refundOf();
+    expect(confirmed.first).toEqual({ providerRefundId: expect.stringMatching(/^re_/), status: 'pending' });
+    // Stripe counts a pending refund in the charge's `refunded`; the order is not refunded until the bank confirms it.
+    expect(await provider.getOrder(confirmed.orderId)).toMatchObject({ status: 'captured', providerRefundId: null });
+    fake.settleRefund(confirmed.first.providerRefundId, 'succeeded');
+    expect(await provider.refund(confirmed.orderId, confirmed.key)).toEqual({ providerRefundId: confirmed.first.providerRefundId, status: 'succeeded' });
+    expect(await provider.getOrder(confirmed.orderId)).toMatchObject({ status: 'refunded', providerRefundId: confirmed.first.providerRefundId });
+
+    const failed = await refundOf();
+    fake.settleRefund(failed.first.providerRefundId, 'failed');
+    await expect(provider.refund(failed.orderId, failed.key)).rejects.toMatchObject({ code: 'PROVIDER_UNAVAILABLE', kind: 'rejected' });
+    expect(await provider.getOrder(failed.orderId)).toMatchObject({ status: 'captured', providerRefundId: null });
   });
 
   it('cancels an uncaptured order, and answers one captured meanwhile as captured', async () => {

@@ -385,6 +385,60 @@ describe('Stripe refunds', () => {
   });
 });
 
+describe('Stripe refunds the bank has not confirmed yet', () => {
+  async function refundedPending(userId: string) {
+    const bought = await buy(userId);
+    fake.confirmAsCustomer(bought.orderId);
+    await capture(bought.paymentId).expect(200);
+    fake.nextRefundStatus = 'pending';
+    try {
+      const answer = await http().post(`/v1/payments/${bought.paymentId}/refund`).send().expect(200);
+      const refund = [...fake.refunds.values()].find((each) => each.payment_intent === bought.orderId);
+      if (refund === undefined) throw new Error('no refund made');
+      return { ...bought, answer, refund };
+    } finally {
+      fake.nextRefundStatus = 'succeeded';
+    }
+  }
+  const balanceBodyOf = async (userId: string) => (await http().get(`/v1/accounts/${userId}/balance`).expect(200)).body as Record<string, unknown>;
+
+  it('keeps a refund Stripe leaves pending REFUND_PENDING, its tokens reserved, and records it once when refund.updated says it succeeded', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId, answer, refund } = await refundedPending(userId);
+    expect(refund.status).toBe('pending');
+    expect(answer.body).toMatchObject({ balance: 100, payment: { status: 'REFUND_PENDING' } });
+    expect(await balanceBodyOf(userId)).toMatchObject({ balance: 100, available: 0, reservedForRefunds: 100 });
+    // A retry, Stripe's charge.refunded and a reconciliation run: still not the money back, nothing recorded, no second refund.
+    expect((await http().post(`/v1/payments/${paymentId}/refund`).send().expect(200)).body).toMatchObject({ payment: { status: 'REFUND_PENDING' } });
+    await deliver(eventOf('charge.refunded', orderId)).expect(200);
+    await testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date());
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested']);
+    fake.settleRefund(refund.id, 'succeeded');
+    await deliver(eventOf('refund.updated', orderId)).expect(200);
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'REFUNDED', metadata: expect.objectContaining({ providerRefundId: refund.id }) });
+    expect(await balanceOf(userId)).toBe(0);
+    await deliver(eventOf('refund.updated', orderId)).expect(200);
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
+    expect([...fake.refunds.values()].filter((each) => each.payment_intent === orderId)).toHaveLength(1);
+  });
+
+  it('never records a pending refund that then failed: the money stayed with the merchant, so the payment stays REFUND_PENDING with its tokens reserved', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId, refund } = await refundedPending(userId);
+    fake.settleRefund(refund.id, 'failed');
+    const notified = await deliver(eventOf('refund.updated', orderId));
+    await testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date());
+    const retried = await http().post(`/v1/payments/${paymentId}/refund`).send();
+    // Stripe refused the refund for good: the provider's refusal (502, providerError `rejected`), naming the failed refund, for an operator.
+    expect(notified.status).toBe(502);
+    expect(retried.status).toBe(502);
+    expect(retried.body).toMatchObject({ code: 'PROVIDER_UNAVAILABLE', providerError: 'rejected', detail: expect.stringContaining(`refund ${refund.id} of PaymentIntent ${orderId} is failed (expired_or_canceled_card)`) });
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested']);
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'REFUND_PENDING' });
+    expect(await balanceBodyOf(userId)).toMatchObject({ balance: 100, available: 0, reservedForRefunds: 100 });
+  });
+});
+
 describe('Stripe expiry and reconciliation', () => {
   const expiryJob = () => testApp.app.get(PaymentExpiryJob, { strict: false });
   const later = () => new Date(Date.now() + 2 * HOUR_MS);

@@ -25,7 +25,9 @@ import Stripe from 'stripe';
  *   `charge.dispute.created` and `charge.dispute.closed` events and `GET /v1/disputes/{id}`; the charge
  *   is marked `disputed`, and a disputed charge cannot be refunded (400 `charge_disputed`);
  * - refunds of a succeeded PaymentIntent (whole or partial), `charge_already_refunded` once nothing is
- *   left, the charge's `amount_refunded` and `refunded`;
+ *   left, the charge's `amount_refunded` and `refunded`; a refund `succeeded`, or `pending` until the
+ *   bank decides it (`succeeded` or `failed`, with `failure_reason`, `refund.updated`), read by
+ *   `GET /v1/refunds/{id}`;
  * - error bodies `{ error: { type, code, decline_code, message, param } }` with Stripe's statuses
  *   (card_error 402, rate_limit_error 429, api_error 500);
  * - events `{ id: evt_…, object: 'event', type, data: { object }, created, … }` recorded for every
@@ -84,7 +86,8 @@ type FakeRefund = {
   metadata: Record<string, string>;
   payment_intent: string;
   reason: string | null;
-  status: 'succeeded';
+  status: 'succeeded' | 'pending' | 'failed';
+  failure_reason: string | null;
 };
 
 /** Stripe's `Dispute` object (API reference: Disputes), the fields the adapter and the tests read. */
@@ -158,6 +161,7 @@ export class FakeStripeServer {
       { method: 'POST', path: /^\/v1\/payment_intents\/([^/]+)\/cancel$/, handler: (params, match) => this.cancel(match[1] ?? '', params) },
       { method: 'POST', path: /^\/v1\/refunds$/, handler: (params) => this.createRefund(params) },
       { method: 'GET', path: /^\/v1\/refunds$/, handler: (params) => this.listRefunds(params) },
+      { method: 'GET', path: /^\/v1\/refunds\/([^/]+)$/, handler: (_, match) => ({ status: 200, body: this.refundById(match[1] ?? '') }) },
       { method: 'GET', path: /^\/v1\/charges\/([^/]+)$/, handler: (_, match) => ({ status: 200, body: this.charge(match[1] ?? '') }) },
       { method: 'GET', path: /^\/v1\/disputes\/([^/]+)$/, handler: (_, match) => ({ status: 200, body: this.disputeById(match[1] ?? '') }) },
     ];
@@ -201,6 +205,31 @@ export class FakeStripeServer {
       if (error instanceof StripeFailure) return { status: error.status, body: { error: error.body } };
       throw error;
     }
+  }
+
+  /**
+   * What the next refunds are created as: `succeeded` (a card refund, usually), or `pending` (the
+   * bank has not confirmed it yet; `settleRefund` decides it later). A pending refund counts in the
+   * charge's `amount_refunded` until it fails.
+   */
+  nextRefundStatus: 'succeeded' | 'pending' = 'succeeded';
+
+  /**
+   * The bank decides a pending refund: `succeeded`, or `failed` (the money stays with the merchant:
+   * the charge's `amount_refunded` drops back and `refunded` is false again). Sends `refund.updated`.
+   */
+  settleRefund(refundId: string, outcome: 'succeeded' | 'failed'): FakeRefund {
+    const refund = this.refundById(refundId);
+    if (refund.status !== 'pending') throw new Error(`refund ${refundId} is ${refund.status}, not pending`);
+    refund.status = outcome;
+    if (outcome === 'failed') {
+      refund.failure_reason = 'expired_or_canceled_card';
+      const charge = this.charge(refund.charge);
+      charge.amount_refunded -= refund.amount;
+      charge.refunded = false;
+    }
+    this.emit('refund.updated', refund);
+    return refund;
   }
 
   /** An operator refunds in Stripe's dashboard (no idempotency key of ours), the whole remaining amount unless `amount`. */
@@ -461,13 +490,20 @@ export class FakeStripeServer {
       metadata: mapParam(params, 'metadata'),
       payment_intent: intent.id,
       reason: stringParam(params, 'reason') ?? null,
-      status: 'succeeded',
+      status: this.nextRefundStatus,
+      failure_reason: null,
     };
     this.refunds.set(refund.id, refund);
     charge.amount_refunded += amount;
     charge.refunded = charge.amount_refunded === charge.amount_captured;
     this.emit('refund.created', refund);
     this.emit('charge.refunded', charge);
+    return refund;
+  }
+
+  private refundById(id: string): FakeRefund {
+    const refund = this.refunds.get(id);
+    if (refund === undefined) throw new StripeFailure(404, { type: 'invalid_request_error', code: 'resource_missing', message: `No such refund: '${id}'`, param: 'id' });
     return refund;
   }
 

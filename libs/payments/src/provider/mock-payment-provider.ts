@@ -1,6 +1,6 @@
 import type { CaptureOutcome } from '@app/ledger';
 import type { Pool } from 'pg';
-import { PaymentProviderError, type OrderRequest, type PaymentProvider, type ProviderOrder } from './payment-provider.port.js';
+import { PaymentProviderError, type OrderRequest, type PaymentProvider, type ProviderOrder, type ProviderRefund } from './payment-provider.port.js';
 
 /**
  * How the mock answers a capture: `approve`; `decline` (card_declined); `timeout` (nothing captured,
@@ -124,7 +124,7 @@ export class MockPaymentProvider implements PaymentProvider {
   }
 
   /** Refunds a captured order once; the key of the call that refunded it is kept, later calls answer the same refund. */
-  async refund(orderId: string, idempotencyKey: string): Promise<{ providerRefundId: string }> {
+  async refund(orderId: string, idempotencyKey: string): Promise<ProviderRefund> {
     this.calls.refund += 1;
     const refunded = await this.pool.query<{ payment_id: string }>(
       `UPDATE mock_provider_orders SET status = 'refunded', refund_idempotency_key = coalesce(refund_idempotency_key, $2), updated_at = now()
@@ -133,7 +133,7 @@ export class MockPaymentProvider implements PaymentProvider {
     );
     const row = refunded.rows[0];
     if (row === undefined) throw new PaymentProviderError(`mock provider cannot refund ${orderId}: not captured`, 'rejected');
-    return { providerRefundId: refundId(row.payment_id) };
+    return { providerRefundId: refundId(row.payment_id), status: 'succeeded' };
   }
 }
 

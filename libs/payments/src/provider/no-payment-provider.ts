@@ -1,6 +1,6 @@
 import type { CaptureOutcome } from '@app/ledger';
 import { PaymentsError } from '../payments.errors.js';
-import type { CreatedOrder, PaymentProvider, ProviderOrder } from './payment-provider.port.js';
+import type { CreatedOrder, PaymentProvider, ProviderOrder, ProviderRefund } from './payment-provider.port.js';
 
 /**
  * `PAYMENT_PROVIDER=none`: a service that sells no tokens itself (purchases are recorded by a
@@ -27,7 +27,7 @@ export class NoPaymentProvider implements PaymentProvider {
     return Promise.reject(disabled());
   }
 
-  refund(): Promise<{ readonly providerRefundId: string }> {
+  refund(): Promise<ProviderRefund> {
     return Promise.reject(disabled());
   }
 

@@ -51,8 +51,13 @@ export interface PaymentProvider {
   /** Captures the order's money; a decline is an outcome, not an error. */
   capture(orderId: string, idempotencyKey: string): Promise<CaptureOutcome>;
   getOrder(orderId: string): Promise<ProviderOrder>;
-  /** Refunds the order's whole amount; refunding a refunded order answers its refund again. */
-  refund(orderId: string, idempotencyKey: string): Promise<{ readonly providerRefundId: string }>;
+  /**
+   * Refunds the order's whole amount; refunding a refunded order answers its refund again. A refund
+   * the provider has not finished (`pending`: the bank has not confirmed it) is not the money back
+   * yet: the ledger records the refund only once it `succeeded`, and asks again with the same key.
+   * A refund that failed is an error (`rejected`).
+   */
+  refund(orderId: string, idempotencyKey: string): Promise<ProviderRefund>;
   /**
    * Makes sure the provider never captures the order (our expiry): cancels it unless it was captured,
    * and answers the order as the provider has it afterwards, so an order captured meanwhile is
@@ -62,6 +67,9 @@ export interface PaymentProvider {
 }
 
 /** The idempotency key of a provider call that moves money: one per payment and operation, so every retry of it, by any process, is the same call. */
+/** A refund the provider made (`succeeded`: the money is on its way back), or has not finished (`pending`). */
+export type ProviderRefund = { readonly providerRefundId: string; readonly status: 'succeeded' | 'pending' };
+
 export function providerIdempotencyKey(operation: 'create' | 'capture' | 'refund' | 'cancel', paymentId: string): string {
   return `${operation}-${paymentId}`;
 }

@@ -11,7 +11,8 @@ import { providerIdempotencyKey, type PaymentProvider } from '../provider/paymen
  * crash after them:
  * 1. `PaymentRefundRequested` is appended (REFUND_PENDING, tokens reserved) when the ledger allows the
  *    refund: decided with `readFirst`, so a spend through another process is seen;
- * 2. the provider refunds, with the key `refund-<paymentId>`, so any retry refunds once;
+ * 2. the provider refunds, with the key `refund-<paymentId>`, so any retry refunds once (a refund
+ *    it has not finished leaves the payment REFUND_PENDING: recorded once it succeeded);
  * 3. `PaymentRefunded` and `TokensRefunded` are appended.
  * A crash after 1 or 2 leaves a REFUND_PENDING payment; the client's retry, or the reconciliation
  * job, carries it on from step 2. The account's lock is not held across the provider call: the
@@ -38,7 +39,10 @@ export class RefundPaymentFlow {
     const payment = paymentIn(requested.state, paymentId);
     if (payment.status !== 'REFUND_PENDING') return this.ledger.result(userId, requested.state, paymentId, requested);
     this.faults('refund:after-intent');
-    const { providerRefundId } = await this.provider.refund(payment.orderId, providerIdempotencyKey('refund', paymentId));
+    const { providerRefundId, status } = await this.provider.refund(payment.orderId, providerIdempotencyKey('refund', paymentId));
+    // Not the money back yet: the payment stays REFUND_PENDING (its tokens reserved) until a retry,
+    // the provider's notification or the reconciliation job finds the refund succeeded.
+    if (status === 'pending') return this.ledger.result(userId, requested.state, paymentId, requested);
     this.faults('refund:after-provider-refund');
     const recorded = await this.ledger.decideAndAppend(userId, { type: 'RefundPayment', data: { userId, paymentId, providerRefundId, transactionId: randomUUID(), now: this.now() } }, context);
     return this.ledger.result(userId, recorded.state, paymentId, recorded);

@@ -37,6 +37,7 @@ export class PaymentReconciler {
     if ('steps' in plan) {
       for (const step of plan.steps) {
         const handled = await this.apply(payment, step, context, now);
+        if (handled === undefined) break;
         reconciled = { ...handled, appended: (reconciled?.appended ?? 0) + handled.events.length };
       }
     }
@@ -54,7 +55,8 @@ export class PaymentReconciler {
     return reconciled;
   }
 
-  private async apply(payment: Payment, step: ReconciliationStep, context: CommandContext, now: Date): Promise<HandledCommand<TokenAccountState, TokenAccountEvent>> {
+  /** The step's decision, appended; undefined when there is nothing to record yet (a refund the provider has not finished). */
+  private async apply(payment: Payment, step: ReconciliationStep, context: CommandContext, now: Date): Promise<HandledCommand<TokenAccountState, TokenAccountEvent> | undefined> {
     const ids = { userId: payment.userId, paymentId: payment.paymentId };
     let command: TokenAccountCommand;
     switch (step.kind) {
@@ -69,7 +71,8 @@ export class PaymentReconciler {
         break;
       case 'refund-at-provider': {
         // A refund we asked for whose provider call never happened or whose answer was lost: the same key, so the provider refunds once.
-        const { providerRefundId } = await this.provider.refund(payment.orderId, providerIdempotencyKey('refund', payment.paymentId));
+        const { providerRefundId, status } = await this.provider.refund(payment.orderId, providerIdempotencyKey('refund', payment.paymentId));
+        if (status === 'pending') return undefined;
         this.faults('reconcile:after-provider-refund');
         command = { type: 'RefundPayment', data: { ...ids, providerRefundId, transactionId: randomUUID(), now } };
         break;

@@ -1,7 +1,7 @@
 import type { CaptureOutcome } from '@app/ledger';
 import Stripe from 'stripe';
 import { PaymentsError } from '../../payments.errors.js';
-import { PaymentProviderError, providerIdempotencyKey, type CreatedOrder, type OrderRequest, type PaymentProvider, type ProviderOrder } from '../payment-provider.port.js';
+import { PaymentProviderError, providerIdempotencyKey, type CreatedOrder, type OrderRequest, type PaymentProvider, type ProviderOrder, type ProviderRefund } from '../payment-provider.port.js';
 
 /** The Stripe adapter's settings (`PAYMENT_PROVIDER=stripe`, ADR 0021). */
 export type StripeSettings = {
@@ -54,7 +54,9 @@ export function stripeCallDeadlineMs(settings: StripeSettings): number {
  *   is refused with PAYMENT_NOT_AUTHORIZED (nothing recorded), one whose card was declined is a decline
  *   with Stripe's decline code;
  * - refund refunds what is left of the charge (key `refund-<paymentId>`); a PaymentIntent refunded
- *   already (in the dashboard) answers that refund;
+ *   already (in the dashboard) answers that refund; a refund Stripe leaves `pending` is answered
+ *   pending (read again by `GET /v1/refunds/{id}` on every retry: a keyed retry replays the first
+ *   answer) and recorded once it `succeeded`; a `failed` or `canceled` one is an error;
  * - cancel cancels an uncaptured PaymentIntent (our expiry) and answers it as Stripe has it after.
  * Stripe's answer is read before capturing, so the key of a capture is only ever used on an
  * authorised PaymentIntent (Stripe saves a refusal under its key and would replay it). Errors: a card
@@ -112,7 +114,8 @@ export class StripePaymentProvider implements PaymentProvider {
       case 'succeeded': {
         const chargeId = idOf(intent.latest_charge);
         const charge = chargeId === null ? undefined : await this.call('read the charge', () => this.stripe.charges.retrieve(chargeId));
-        // Refunded whole: the ledger takes the tokens back. A partial refund leaves it captured (ADR 0021).
+        // Refunded whole: the ledger takes the tokens back. A partial refund leaves it captured (ADR 0021),
+        // and so does a refund the bank has not confirmed yet (Stripe counts it in `refunded` until it fails).
         const refundId = charge?.refunded === true ? await this.latestRefundId(orderId) : null;
         return { status: refundId === null ? 'captured' : 'refunded', providerTransactionId: chargeId ?? intent.id, declineReason: null, providerRefundId: refundId };
       }
@@ -131,20 +134,26 @@ export class StripePaymentProvider implements PaymentProvider {
     }
   }
 
-  async refund(orderId: string, idempotencyKey: string): Promise<{ readonly providerRefundId: string }> {
+  async refund(orderId: string, idempotencyKey: string): Promise<ProviderRefund> {
+    let created: Stripe.Refund;
     try {
-      const refund = await this.call('refund the PaymentIntent', () =>
+      created = await this.call('refund the PaymentIntent', () =>
         this.stripe.refunds.create({ payment_intent: orderId, reason: 'requested_by_customer', metadata: { idempotencyKey } }, { idempotencyKey }),
       );
-      return { providerRefundId: refund.id };
     } catch (error) {
       // Refunded whole already (in the dashboard): that refund is the one the ledger records.
       if (error instanceof PaymentProviderError && error.cause instanceof Stripe.errors.StripeInvalidRequestError && error.cause.code === 'charge_already_refunded') {
         const order = await this.getOrder(orderId);
-        if (order.providerRefundId !== null) return { providerRefundId: order.providerRefundId };
+        if (order.providerRefundId !== null) return { providerRefundId: order.providerRefundId, status: 'succeeded' };
       }
       throw error;
     }
+    // A keyed retry answers the refund as it was created: one not finished then is read for where it stands now.
+    const refund = created.status === 'succeeded' ? created : await this.call('read the refund', () => this.stripe.refunds.retrieve(created.id));
+    if (refund.status === 'succeeded') return { providerRefundId: refund.id, status: 'succeeded' };
+    if (refund.status === 'pending' || refund.status === 'requires_action') return { providerRefundId: refund.id, status: 'pending' };
+    // Failed or canceled: the money stayed with the merchant; an operator decides (the payment stays REFUND_PENDING).
+    throw new PaymentProviderError(`Stripe's refund ${refund.id} of PaymentIntent ${orderId} is ${String(refund.status)} (${refund.failure_reason ?? 'no reason given'})`, 'rejected');
   }
 
   async cancel(orderId: string, idempotencyKey: string): Promise<ProviderOrder> {
@@ -170,9 +179,10 @@ export class StripePaymentProvider implements PaymentProvider {
     }
   }
 
+  /** The newest refund of the PaymentIntent that succeeded: a pending one is not the money back yet, a failed one never will be. */
   private async latestRefundId(orderId: string): Promise<string | null> {
-    const refunds = await this.call('list the refunds', () => this.stripe.refunds.list({ payment_intent: orderId, limit: 1 }));
-    return refunds.data[0]?.id ?? null;
+    const refunds = await this.call('list the refunds', () => this.stripe.refunds.list({ payment_intent: orderId, limit: 100 }));
+    return refunds.data.find((refund) => refund.status === 'succeeded')?.id ?? null;
   }
 
   /** One SDK call, retried on 429, its failures as PaymentProviderError (the Stripe error as `cause`). */
