@@ -385,6 +385,25 @@ describe('Stripe refunds', () => {
   });
 });
 
+describe('a PaymentIntent an operator captured in part at Stripe', () => {
+  it('credits nothing and expires nothing: the capture is refused naming the amounts, its webhook and the reconciliation job leave it to an operator', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    fake.confirmAsCustomer(orderId);
+    fake.dashboardCapture(orderId, 100);
+    const captured = await capture(paymentId);
+    expect(captured.status).toBe(502);
+    expect(captured.body).toMatchObject({ code: 'PROVIDER_UNAVAILABLE', providerError: 'rejected', detail: expect.stringContaining(`Stripe captured 100 of 500 usd of PaymentIntent ${orderId}`) });
+    await deliver(eventOf('payment_intent.succeeded', orderId)).expect(200);
+    // Past the payment's expiry too: Stripe has the money (part of it), so the payment is not expired either.
+    const reconciled = await testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date(Date.now() + 2 * 3_600_000));
+    expect(reconciled.unresolved).toBeGreaterThanOrEqual(1);
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'PENDING' });
+    expect(await balanceOf(userId)).toBe(0);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
+  });
+});
+
 describe('Stripe refunds the bank has not confirmed yet', () => {
   async function refundedPending(userId: string) {
     const bought = await buy(userId);

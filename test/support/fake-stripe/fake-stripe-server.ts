@@ -157,7 +157,7 @@ export class FakeStripeServer {
       { method: 'POST', path: /^\/v1\/payment_intents$/, handler: (params) => this.createPaymentIntent(params) },
       { method: 'GET', path: /^\/v1\/payment_intents\/([^/]+)$/, handler: (_, match) => ({ status: 200, body: this.intent(match[1] ?? '') }) },
       { method: 'POST', path: /^\/v1\/payment_intents\/([^/]+)\/confirm$/, handler: (params, match) => this.confirm(match[1] ?? '', params) },
-      { method: 'POST', path: /^\/v1\/payment_intents\/([^/]+)\/capture$/, handler: (_, match) => this.capture(match[1] ?? '') },
+      { method: 'POST', path: /^\/v1\/payment_intents\/([^/]+)\/capture$/, handler: (params, match) => this.capture(match[1] ?? '', params) },
       { method: 'POST', path: /^\/v1\/payment_intents\/([^/]+)\/cancel$/, handler: (params, match) => this.cancel(match[1] ?? '', params) },
       { method: 'POST', path: /^\/v1\/refunds$/, handler: (params) => this.createRefund(params) },
       { method: 'GET', path: /^\/v1\/refunds$/, handler: (params) => this.listRefunds(params) },
@@ -435,19 +435,28 @@ export class FakeStripeServer {
     return { status: 200, body: intent };
   }
 
-  private capture(id: string): Answer {
+  private capture(id: string, params: Params = {}): Answer {
     const intent = this.intent(id);
     if (intent.status !== 'requires_capture') throw unexpectedState(intent, 'capture');
-    this.settle(intent, this.charge(intent.latest_charge ?? ''));
+    const amount = integerParam(params, 'amount_to_capture') ?? intent.amount_capturable;
+    if (amount < 1 || amount > intent.amount_capturable) throw invalid('amount_to_capture', `amount_to_capture (${amount}) must be at most the amount capturable (${intent.amount_capturable})`);
+    this.settle(intent, this.charge(intent.latest_charge ?? ''), amount);
     return { status: 200, body: intent };
   }
 
-  private settle(intent: FakePaymentIntent, charge: FakeCharge): void {
+  /** An operator captures the authorised PaymentIntent in Stripe's dashboard, `amountToCapture` of it (the rest is released). */
+  dashboardCapture(paymentIntentId: string, amountToCapture: number): FakePaymentIntent {
+    return this.capture(paymentIntentId, { amount_to_capture: String(amountToCapture) }).body as FakePaymentIntent;
+  }
+
+  /** Captures `amount` (a partial capture releases the rest, which the charge shows as refunded). */
+  private settle(intent: FakePaymentIntent, charge: FakeCharge, amount = intent.amount): void {
     intent.status = 'succeeded';
-    intent.amount_received = intent.amount;
+    intent.amount_received = amount;
     intent.amount_capturable = 0;
     charge.captured = true;
-    charge.amount_captured = charge.amount;
+    charge.amount_captured = amount;
+    charge.amount_refunded = charge.amount - amount;
     this.emit('charge.captured', charge);
     this.emit('payment_intent.succeeded', intent);
   }
@@ -476,7 +485,8 @@ export class FakeStripeServer {
       throw new StripeFailure(400, { type: 'invalid_request_error', code: 'charge_not_captured', message: `This PaymentIntent (${intentId}) does not have a successful charge to refund.` });
     }
     if (charge.disputed) throw new StripeFailure(400, { type: 'invalid_request_error', code: 'charge_disputed', message: `Charge ${charge.id} has been charged back; cannot issue a refund.` });
-    const left = charge.amount_captured - charge.amount_refunded;
+    // A partial capture released the rest, which Stripe counts as refunded: what is left is the charge's amount less all refunded.
+    const left = charge.amount - charge.amount_refunded;
     if (left <= 0) throw new StripeFailure(400, { type: 'invalid_request_error', code: 'charge_already_refunded', message: `Charge ${charge.id} has already been refunded.` });
     const amount = integerParam(params, 'amount') ?? left;
     if (amount < 1 || amount > left) throw invalid('amount', `Refund amount (${amount}) is greater than unrefunded amount on charge (${left})`);
@@ -495,7 +505,7 @@ export class FakeStripeServer {
     };
     this.refunds.set(refund.id, refund);
     charge.amount_refunded += amount;
-    charge.refunded = charge.amount_refunded === charge.amount_captured;
+    charge.refunded = charge.amount_refunded === charge.amount;
     this.emit('refund.created', refund);
     this.emit('charge.refunded', charge);
     return refund;

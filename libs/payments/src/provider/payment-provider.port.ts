@@ -5,9 +5,11 @@ import type { PaymentsErrorCode } from '../payments.errors.js';
  * What the provider knows of an order; 'unknown' when it has no such order. 'created' covers every
  * state before the money is taken (awaiting the buyer, authorised and capturable); 'canceled' is an
  * order the provider will never capture (cancelled at our expiry, or by an operator). An order
- * partly refunded stays 'captured' until it is refunded whole (ADR 0021).
+ * partly refunded stays 'captured' until it is refunded whole (ADR 0021). 'captured_in_part': the
+ * provider took less than the order's amount (an operator captured part of it at the provider):
+ * not the package's price, so nothing is credited and an operator decides.
  */
-export type ProviderOrderStatus = 'created' | 'captured' | 'declined' | 'canceled' | 'refunded' | 'unknown';
+export type ProviderOrderStatus = 'created' | 'captured' | 'captured_in_part' | 'declined' | 'canceled' | 'refunded' | 'unknown';
 
 export type ProviderOrder = {
   readonly status: ProviderOrderStatus;

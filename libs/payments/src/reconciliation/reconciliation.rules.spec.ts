@@ -73,4 +73,18 @@ describe('reconciliation rules: the ledger follows the provider', () => {
   ] as const)('leaves a %s payment whose order is %s to an operator: tokens without money', (status, orderStatus) => {
     expect(reconciliationOf(payment(status), order(orderStatus), afterExpiry)).toEqual({ unresolved: `payment payment is ${status} but its order is ${orderStatus} at the provider` });
   });
+
+  it.each([
+    ['PENDING', beforeExpiry],
+    ['PENDING', afterExpiry],
+    ['FAILED', afterExpiry],
+    ['COMPLETED', afterExpiry],
+    ['REFUND_PENDING', afterExpiry],
+  ] as const)('leaves a %s payment whose order was captured in part (at %s) to an operator: neither credited nor expired', (status, now) => {
+    expect(reconciliationOf(payment(status), order('captured_in_part'), now)).toEqual({ unresolved: `payment payment is ${status} but the provider captured less than its amount (500 USD)` });
+  });
+
+  it('does nothing more about a refunded payment whose order was captured in part', () => {
+    expect(reconciliationOf(payment('REFUNDED'), order('captured_in_part'), afterExpiry)).toEqual({ steps: [] });
+  });
 });

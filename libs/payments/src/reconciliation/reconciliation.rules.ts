@@ -31,12 +31,16 @@ export type Reconciliation = { readonly steps: readonly ReconciliationStep[] } |
  * | REFUND_PENDING           | captured               | refund at the provider, record the refund  |
  * | REFUND_PENDING           | refunded               | record the refund                          |
  * | COMPLETED/REFUND_PENDING | created/declined/unknown | unresolved: tokens without money; an operator decides |
+ * | PENDING, FAILED, COMPLETED, REFUND_PENDING | captured_in_part | unresolved: not the package's price; an operator decides |
  * | anything else            |                        | nothing                                    |
  */
 export function reconciliationOf(payment: Payment, order: ProviderOrder, now: Date): Reconciliation {
   const captured: readonly ReconciliationStep[] =
     order.providerTransactionId === null ? [] : [{ kind: 'record-capture', outcome: { status: 'captured', providerTransactionId: order.providerTransactionId } }];
   const refunded: readonly ReconciliationStep[] = order.providerRefundId === null ? [] : [{ kind: 'record-refund', providerRefundId: order.providerRefundId }];
+  if (order.status === 'captured_in_part' && payment.status !== 'REFUNDED') {
+    return { unresolved: `payment ${payment.paymentId} is ${payment.status} but the provider captured less than its amount (${payment.amount} ${payment.currency})` };
+  }
   switch (payment.status) {
     case 'PENDING':
     case 'FAILED':

@@ -52,7 +52,8 @@ export function stripeCallDeadlineMs(settings: StripeSettings): number {
  *   replay reads from the PaymentIntent (the key is not used again);
  * - capture captures an authorised PaymentIntent (key `capture-<paymentId>`); one awaiting the buyer
  *   is refused with PAYMENT_NOT_AUTHORIZED (nothing recorded), one whose card was declined is a decline
- *   with Stripe's decline code;
+ *   with Stripe's decline code, one captured for less than its amount (in the dashboard) is refused
+ *   (`rejected`; `getOrder` says `captured_in_part`, an operator's case);
  * - refund refunds what is left of the charge (key `refund-<paymentId>`); a PaymentIntent refunded
  *   already (in the dashboard) answers that refund; a refund Stripe leaves `pending` is answered
  *   pending (read again by `GET /v1/refunds/{id}` on every retry: a keyed retry replays the first
@@ -117,7 +118,8 @@ export class StripePaymentProvider implements PaymentProvider {
         // Refunded whole: the ledger takes the tokens back. A partial refund leaves it captured (ADR 0021),
         // and so does a refund the bank has not confirmed yet (Stripe counts it in `refunded` until it fails).
         const refundId = charge?.refunded === true ? await this.latestRefundId(orderId) : null;
-        return { status: refundId === null ? 'captured' : 'refunded', providerTransactionId: chargeId ?? intent.id, declineReason: null, providerRefundId: refundId };
+        const captured = intent.amount_received < intent.amount ? 'captured_in_part' : 'captured';
+        return { status: refundId === null ? captured : 'refunded', providerTransactionId: chargeId ?? intent.id, declineReason: null, providerRefundId: refundId };
       }
       case 'canceled':
         return { status: 'canceled', providerTransactionId: null, declineReason: intent.cancellation_reason ?? 'canceled', providerRefundId: null };
@@ -205,6 +207,10 @@ export class StripePaymentProvider implements PaymentProvider {
 function captureOutcomeOf(intent: Stripe.PaymentIntent): CaptureOutcome {
   switch (intent.status) {
     case 'succeeded':
+      if (intent.amount_received < intent.amount) {
+        // Captured in part at Stripe (an operator's dashboard capture): not the package's price.
+        throw new PaymentProviderError(`Stripe captured ${intent.amount_received} of ${intent.amount} ${intent.currency} of PaymentIntent ${intent.id}: not the package's price; nothing is credited, an operator decides`, 'rejected');
+      }
       return { status: 'captured', providerTransactionId: idOf(intent.latest_charge) ?? intent.id };
     case 'canceled':
       return { status: 'declined', reason: intent.cancellation_reason ?? 'canceled' };
