@@ -122,6 +122,32 @@ describe('Stripe disputes', () => {
     await expectAudited(userId, 0);
   });
 
+  it('completes a refund asked for before the dispute was known, which Stripe refused (charge_disputed), when the dispute is lost: tokens taken once, nothing left reserved', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
+    // The bank disputes the charge; its webhook has not reached us when the refund is asked for.
+    const dispute = fake.openDispute(orderId);
+    const refused = await http().post(`/v1/payments/${paymentId}/refund`).send().expect(502);
+    expect(refused.body).toMatchObject({ code: 'PROVIDER_UNAVAILABLE', providerError: 'rejected', detail: expect.stringContaining('charge_disputed') });
+    expect(await balanceOf(userId)).toMatchObject({ balance: 100, available: 0, reservedForRefunds: 100 });
+    await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200);
+    fake.closeDispute(dispute.id, 'lost');
+    await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
+    await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentDisputeOpened', 'PaymentRefunded', 'TokensRefunded', 'PaymentDisputeClosed']);
+    expect(await balanceOf(userId)).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
+    expect(await readModels(userId)).toEqual({
+      totals: { balance: '0', shortfall: '0', history: '0' },
+      chargebacks: [],
+      payments: [{ id: paymentId, status: 'REFUNDED', dispute_id: dispute.id, dispute_status: 'lost' }],
+    });
+    // The client's retry answers the refunded payment; Stripe is not asked to refund again.
+    const refundCalls = fake.requests.filter((request) => request.path === '/v1/refunds' && request.method === 'POST').length;
+    expect((await http().post(`/v1/payments/${paymentId}/refund`).send().expect(200)).body).toMatchObject({ balance: 0, payment: { status: 'REFUNDED' } });
+    expect(fake.requests.filter((request) => request.path === '/v1/refunds' && request.method === 'POST')).toHaveLength(refundCalls);
+    await expectAudited(userId, 0);
+  });
+
   it('takes nothing when the dispute is won', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await purchased(userId);

@@ -264,9 +264,26 @@ describe('disputes: the shortfall blocks spending until credits cover it', () =>
     expect(events[1]?.data).toMatchObject({ amount: 30, balanceAfter: 0, shortfallAfter: 0, draws: [{ lotId: purchaseLot, amount: 30 }] });
   });
 
-  it('takes nothing for a payment whose refund is pending: the refund takes its tokens', () => {
+  it('completes a pending refund with the lost dispute: the refund takes the tokens it reserved, the dispute owes nothing more', () => {
+    // The refund was asked for before the dispute was known; the provider refuses to refund a charge the
+    // bank took back (Stripe: charge_disputed), so the chargeback is the money going back.
     const requested: TokenAccountEvent = { type: 'PaymentRefundRequested', data: { userId, paymentId, orderId, tokens: 100, occurredAt: capturedAt.toISOString() } };
-    spec.given([...paid, requested, opened]).when(dispute('lost')).then([closed('lost', 0, 0, 0)]);
+    const refundedByDispute: TokenAccountEvent[] = [
+      { type: 'PaymentRefunded', data: { userId, paymentId, orderId, providerRefundId: disputeId, tokens: 100, tokensDebited: 100, occurredAt: closedAt.toISOString() } },
+      {
+        type: 'TokensRefunded',
+        data: { userId, transactionId: 'dispute-tx', paymentId, amount: 100, description: 'Refund of token package starter', balanceAfter: 0, occurredAt: closedAt.toISOString(), draws: [{ lotId: purchaseLot, amount: 100 }], heldAfter: 0 },
+      },
+    ];
+    spec.given([...paid, requested, opened]).when(dispute('lost')).then([...refundedByDispute, closed('lost', 0, 0, 0)]);
+    // Reported lost before it was reported open: the opening first.
+    spec.given([...paid, requested]).when(dispute('lost')).then([{ ...opened, data: { ...opened.data, occurredAt: closedAt.toISOString() } }, ...refundedByDispute, closed('lost', 0, 0, 0)]);
+    const after = state([...paid, requested, opened, ...refundedByDispute, closed('lost', 0, 0, 0)]);
+    expect({ balance: after.balance, reserved: after.reservedForRefunds, shortfall: after.shortfall, payment: after.payments.get(paymentId)?.status }).toEqual({ balance: 0, reserved: 0, shortfall: 0, payment: 'REFUNDED' });
+    // A refund the provider reports afterwards (it had made one after all) takes nothing more.
+    spec.given([...paid, requested, opened, ...refundedByDispute, closed('lost', 0, 0, 0)]).when({ type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 're_1', transactionId: 'refund-tx', now: closedAt } }).then([]);
+    // A won dispute leaves the refund pending: the provider can refund the charge again.
+    spec.given([...paid, requested, opened]).when(dispute('won')).then([closed('won', 0, 0, 0)]);
   });
 
   it('fails loudly on a stream whose close records a shortfall replay does not give', () => {

@@ -4,6 +4,8 @@ import type { RecordDispute } from './dispute.commands.js';
 import { SHORTFALL_COVERED_DESCRIPTION, type DisputeEvent, type PaymentDisputeClosed, type ShortfallCovered, type TokensChargedBack } from './dispute.events.js';
 import type { Dispute } from './dispute.state.js';
 import { compareDrawOrder, derivedTransactionId, freeOf, isLive, OPENING_LOT_ID, type Draw, type Lot } from './lot.state.js';
+import { refundPayment } from './payment.decide.js';
+import type { PaymentRefunded, TokensRefunded } from './payment.events.js';
 import type { Payment } from './payment.state.js';
 import type { TokenAccountState } from './token-account.state.js';
 
@@ -13,10 +15,11 @@ import type { TokenAccountState } from './token-account.state.js';
  * `created`). Known and open: a close, or nothing. Known and closed: nothing, whatever is reported
  * (a closed dispute is final). A lost dispute takes back what the purchase credited (`tokensOwed`)
  * from the free tokens, the purchase's own lot first; the part the account no longer holds is added
- * to the shortfall. Another lost dispute of the same payment takes and owes nothing more. Only a captured payment can be disputed (PAYMENT_NOT_CAPTURED: the caller
+ * to the shortfall. Another lost dispute of the same payment takes and owes nothing more. A lost
+ * dispute of a payment whose refund is pending completes the refund instead. Only a captured payment can be disputed (PAYMENT_NOT_CAPTURED: the caller
  * settles the payment with the provider first).
  */
-export function recordDispute({ data }: RecordDispute, state: TokenAccountState): readonly DisputeEvent[] {
+export function recordDispute({ data }: RecordDispute, state: TokenAccountState): readonly (DisputeEvent | PaymentRefunded | TokensRefunded)[] {
   invariant(data.disputeId !== '' && isMoneyAmount(data.amount) && CURRENCY_PATTERN.test(data.currency), `dispute ${data.disputeId} of ${data.amount} ${data.currency} is not valid`);
   const payment = state.payments.get(data.paymentId);
   if (payment === undefined) throw new LedgerError('PAYMENT_NOT_FOUND', `payment ${data.paymentId} does not exist on this account`, { paymentId: data.paymentId });
@@ -34,6 +37,14 @@ export function recordDispute({ data }: RecordDispute, state: TokenAccountState)
   const opened: DisputeEvent[] = earlier === undefined ? [{ type: 'PaymentDisputeOpened', data: { ...ids, amount: data.amount, currency: data.currency, reason: data.reason, occurredAt } }] : [];
   if (data.status === 'open') return opened;
   if (data.status === 'won') return [...opened, closed(ids, 'won', 0, [], state.shortfall, occurredAt)];
+  if (payment.status === 'REFUND_PENDING') {
+    // A refund asked for before the dispute was known: the provider refuses to refund a charge the
+    // bank took back (Stripe: charge_disputed), so it would stay pending, its tokens reserved, for
+    // good. The chargeback is the money going back: it completes the refund (the dispute's id as the
+    // refund's), which takes the tokens it reserved; the dispute then owes nothing.
+    const refund = refundPayment({ type: 'RefundPayment', data: { userId: payment.userId, paymentId: payment.paymentId, providerRefundId: data.disputeId, transactionId: data.transactionId, now: data.now } }, state);
+    return [...opened, ...refund, closed(ids, 'lost', 0, [], state.shortfall, occurredAt)];
+  }
   // A charge is disputed once at Stripe; should a second dispute of the payment be lost too, the
   // first already took the purchase back (or owes it): nothing is taken or owed twice.
   const tokens = hasLostDispute(state, payment.paymentId) ? 0 : tokensOwed(payment);
@@ -76,8 +87,8 @@ function closed(
 
 /**
  * The tokens a lost dispute takes back: what the purchase credited, less what a refund already took
- * back. A payment whose refund is pending owes nothing here: its refund reserved all its tokens and
- * takes them when the provider's refund is recorded.
+ * back. A payment whose refund is pending owes nothing here: its refund reserved all its tokens, and
+ * the lost dispute completes that refund (`recordDispute`).
  */
 export function tokensOwed(payment: Payment): number {
   switch (payment.status) {
