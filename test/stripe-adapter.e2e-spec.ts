@@ -135,8 +135,30 @@ describe('Stripe adapter against the fake Stripe API', () => {
 
     const failed = await refundOf();
     fake.settleRefund(failed.first.providerRefundId, 'failed');
-    await expect(provider.refund(failed.orderId, failed.key)).rejects.toMatchObject({ code: 'PROVIDER_UNAVAILABLE', kind: 'rejected' });
+    await expect(provider.refund(failed.orderId, failed.key)).rejects.toMatchObject({ code: 'REFUND_FAILED', details: { providerRefundId: failed.first.providerRefundId } });
     expect(await provider.getOrder(failed.orderId)).toMatchObject({ status: 'captured', providerRefundId: null });
+    // Past Stripe's 24 hours, the key no longer replays: our refund is still found by the key in its metadata, and no second one is made.
+    fake.forgetIdempotencyKey(failed.key);
+    await expect(provider.refund(failed.orderId, failed.key)).rejects.toMatchObject({ code: 'REFUND_FAILED' });
+    expect([...fake.refunds.values()].filter((each) => each.payment_intent === failed.orderId)).toHaveLength(1);
+  });
+
+  it('does not read an order as refunded while a refund of it is pending, though another of it succeeded', async () => {
+    const { orderId, paymentId } = await order();
+    fake.confirmAsCustomer(orderId);
+    await provider.capture(orderId, `capture-${paymentId}`);
+    const dashboard = fake.dashboardRefund(orderId, 100);
+    fake.nextRefundStatus = 'pending';
+    let ours;
+    try {
+      ours = await provider.refund(orderId, `refund-${paymentId}`);
+    } finally {
+      fake.nextRefundStatus = 'succeeded';
+    }
+    expect(ours).toEqual({ providerRefundId: expect.not.stringMatching(dashboard.id), status: 'pending' });
+    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured', providerRefundId: null });
+    fake.settleRefund(ours.providerRefundId, 'succeeded');
+    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'refunded', providerRefundId: ours.providerRefundId });
   });
 
   it('cancels an uncaptured order, and answers one captured meanwhile as captured', async () => {
@@ -196,6 +218,8 @@ describe('contract: what the adapter sends to Stripe (check against https://docs
       },
       { call: 'GET /v1/payment_intents/{pi}', params: {}, idempotencyKey: undefined, contentType: form },
       { call: 'POST /v1/payment_intents/{pi}/capture', params: {}, idempotencyKey: 'capture-{paymentId}', contentType: form },
+      // Ours made before, if any (found by its key in the metadata), before a new one.
+      { call: 'GET /v1/refunds', params: { payment_intent: orderId, limit: '100' }, idempotencyKey: undefined, contentType: form },
       { call: 'POST /v1/refunds', params: { payment_intent: orderId, reason: 'requested_by_customer', metadata: { idempotencyKey: `refund-${paymentId}` } }, idempotencyKey: 'refund-{paymentId}', contentType: form },
       {
         call: 'POST /v1/payment_intents',

@@ -392,15 +392,22 @@ describe('a PaymentIntent an operator captured in part at Stripe', () => {
     fake.confirmAsCustomer(orderId);
     fake.dashboardCapture(orderId, 100);
     const captured = await capture(paymentId);
-    expect(captured.status).toBe(502);
-    expect(captured.body).toMatchObject({ code: 'PROVIDER_UNAVAILABLE', providerError: 'rejected', detail: expect.stringContaining(`Stripe captured 100 of 500 usd of PaymentIntent ${orderId}`) });
+    expect(captured.status).toBe(409);
+    expect(captured.body).toMatchObject({ code: 'PAYMENT_CAPTURED_IN_PART', amountReceived: 100, amount: 500, detail: expect.stringContaining(`Stripe captured 100 of 500 usd of PaymentIntent ${orderId}`) });
     await deliver(eventOf('payment_intent.succeeded', orderId)).expect(200);
+    await deliver(eventOf('payment_intent.amount_capturable_updated', orderId)).expect(200);
     // Past the payment's expiry too: Stripe has the money (part of it), so the payment is not expired either.
     const reconciled = await testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date(Date.now() + 2 * 3_600_000));
     expect(reconciled.unresolved).toBeGreaterThanOrEqual(1);
     expect(await paymentOf(paymentId)).toMatchObject({ status: 'PENDING' });
     expect(await balanceOf(userId)).toBe(0);
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
+    // The operator refunds the part captured: nothing was kept, so the payment fails, still with no tokens.
+    fake.dashboardRefund(orderId);
+    await deliver(eventOf('charge.refunded', orderId)).expect(200);
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'FAILED' });
+    expect(await balanceOf(userId)).toBe(0);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentFailed']);
   });
 });
 
@@ -446,12 +453,13 @@ describe('Stripe refunds the bank has not confirmed yet', () => {
     const { paymentId, orderId, refund } = await refundedPending(userId);
     fake.settleRefund(refund.id, 'failed');
     const notified = await deliver(eventOf('refund.updated', orderId));
-    await testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date());
+    expect((await testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date())).unresolved).toBeGreaterThanOrEqual(1);
     const retried = await http().post(`/v1/payments/${paymentId}/refund`).send();
-    // Stripe refused the refund for good: the provider's refusal (502, providerError `rejected`), naming the failed refund, for an operator.
-    expect(notified.status).toBe(502);
-    expect(retried.status).toBe(502);
-    expect(retried.body).toMatchObject({ code: 'PROVIDER_UNAVAILABLE', providerError: 'rejected', detail: expect.stringContaining(`refund ${refund.id} of PaymentIntent ${orderId} is failed (expired_or_canceled_card)`) });
+    // Stripe failed the refund for good: its notification is processed (2xx, not redelivered for days), the
+    // reconciliation job reports it, and the route answers 409 REFUND_FAILED naming the refund, for an operator.
+    expect(notified.status).toBe(200);
+    expect(retried.status).toBe(409);
+    expect(retried.body).toMatchObject({ code: 'REFUND_FAILED', providerRefundId: refund.id, detail: expect.stringContaining(`refund ${refund.id} of PaymentIntent ${orderId} is failed (expired_or_canceled_card)`) });
     expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested']);
     expect(await paymentOf(paymentId)).toMatchObject({ status: 'REFUND_PENDING' });
     expect(await balanceBodyOf(userId)).toMatchObject({ balance: 100, available: 0, reservedForRefunds: 100 });

@@ -5192,7 +5192,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `LOT_LIMIT_REACHED`: Too many credit lots with tokens left on this account; `PAYMENT_EXPIRED`: Payment expired; `PAYMENT_NOT_AUTHORIZED`: The buyer has not authorised the payment yet */
+            /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `LOT_LIMIT_REACHED`: Too many credit lots with tokens left on this account; `PAYMENT_CAPTURED_IN_PART`: The payment provider captured less than the payment amount; `PAYMENT_EXPIRED`: Payment expired; `PAYMENT_NOT_AUTHORIZED`: The buyer has not authorised the payment yet */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5200,7 +5200,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "LOT_LIMIT_REACHED" | "PAYMENT_EXPIRED" | "PAYMENT_NOT_AUTHORIZED";
+                        code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "LOT_LIMIT_REACHED" | "PAYMENT_CAPTURED_IN_PART" | "PAYMENT_EXPIRED" | "PAYMENT_NOT_AUTHORIZED";
                     };
                 };
             };
@@ -5387,7 +5387,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `PAYMENT_DISPUTED`: The payment is disputed: its money goes back through the dispute, not a refund; `PAYMENT_NOT_CAPTURED`: Payment not captured; `REFUND_EXCEEDS_BALANCE`: Refund exceeds the token balance; `REFUND_EXCEEDS_LOT`: The purchase was partly spent or is held: its lot no longer holds all its tokens */
+            /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `PAYMENT_DISPUTED`: The payment is disputed: its money goes back through the dispute, not a refund; `PAYMENT_NOT_CAPTURED`: Payment not captured; `REFUND_EXCEEDS_BALANCE`: Refund exceeds the token balance; `REFUND_EXCEEDS_LOT`: The purchase was partly spent or is held: its lot no longer holds all its tokens; `REFUND_FAILED`: The payment provider's refund failed */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5395,7 +5395,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "PAYMENT_DISPUTED" | "PAYMENT_NOT_CAPTURED" | "REFUND_EXCEEDS_BALANCE" | "REFUND_EXCEEDS_LOT";
+                        code: "CONCURRENCY_CONFLICT" | "IDEMPOTENCY_KEY_IN_PROGRESS" | "PAYMENT_DISPUTED" | "PAYMENT_NOT_CAPTURED" | "REFUND_EXCEEDS_BALANCE" | "REFUND_EXCEEDS_LOT" | "REFUND_FAILED";
                     };
                 };
             };

@@ -113,6 +113,10 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   PAYMENTS_DISABLED: { status: HttpStatus.NOT_IMPLEMENTED, title: 'This service takes no payments' },
   // Nothing recorded: the buyer confirms the PaymentIntent with Stripe.js first, then the capture is retried.
   PAYMENT_NOT_AUTHORIZED: { status: HttpStatus.CONFLICT, title: 'The buyer has not authorised the payment yet' },
+  // Nothing credited: the provider took less than the payment's amount (an operator's partial capture); an operator decides.
+  PAYMENT_CAPTURED_IN_PART: { status: HttpStatus.CONFLICT, title: 'The payment provider captured less than the payment amount' },
+  // Nothing refunded: the provider's refund failed or was canceled; the payment stays REFUND_PENDING, its tokens reserved, for an operator.
+  REFUND_FAILED: { status: HttpStatus.CONFLICT, title: "The payment provider's refund failed" },
   WEBHOOK_SIGNATURE_INVALID: { status: HttpStatus.UNAUTHORIZED, title: 'Webhook signature missing, bad or too old' },
   PROVIDER_NOT_CONFIGURED: { status: HttpStatus.NOT_FOUND, title: 'This payment provider is not configured here' },
 

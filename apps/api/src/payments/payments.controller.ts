@@ -44,7 +44,7 @@ export class PaymentsController {
   @HttpCode(HttpStatus.OK)
   @ApiOperation({ operationId: 'capturePayment', summary: 'Capture a payment and credit its tokens', description: 'Capture and credit are one append: a repeat returns the payment without crediting again. 502 PROVIDER_UNAVAILABLE is safe to retry.' })
   @ApiOkResponse({ type: PaymentWriteResponse, description: 'Captured and credited; a repeat returns the payment without crediting again.' })
-  @ApiProblems('PAYMENT_NOT_FOUND', 'PAYMENT_EXPIRED', 'PAYMENT_DECLINED', 'PAYMENT_NOT_AUTHORIZED', 'PAYMENTS_DISABLED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'LOT_LIMIT_REACHED', 'BALANCE_OUT_OF_RANGE', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('PAYMENT_NOT_FOUND', 'PAYMENT_EXPIRED', 'PAYMENT_DECLINED', 'PAYMENT_NOT_AUTHORIZED', 'PAYMENT_CAPTURED_IN_PART', 'PAYMENTS_DISABLED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'LOT_LIMIT_REACHED', 'BALANCE_OUT_OF_RANGE', ...COMMAND_WRITE_PROBLEMS)
   capture(@Param() { paymentId }: PaymentIdParams, @NoBody() _body: EmptyBody, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new CapturePaymentCommand(paymentId, commandContextOf(request)));
   }
@@ -53,7 +53,7 @@ export class PaymentsController {
   @HttpCode(HttpStatus.OK)
   @ApiOperation({ operationId: 'refundPayment', summary: 'Refund a payment and take its tokens back', description: '409 REFUND_EXCEEDS_BALANCE or REFUND_EXCEEDS_LOT (nothing refunded), PAYMENT_NOT_CAPTURED.' })
   @ApiOkResponse({ type: PaymentWriteResponse, description: 'Refunded at the provider and the tokens taken back; a repeat refunds nothing more.' })
-  @ApiProblems('PAYMENT_NOT_FOUND', 'PAYMENT_NOT_CAPTURED', 'REFUND_EXCEEDS_BALANCE', 'REFUND_EXCEEDS_LOT', 'PAYMENT_DISPUTED', 'PAYMENTS_DISABLED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('PAYMENT_NOT_FOUND', 'PAYMENT_NOT_CAPTURED', 'REFUND_EXCEEDS_BALANCE', 'REFUND_EXCEEDS_LOT', 'PAYMENT_DISPUTED', 'REFUND_FAILED', 'PAYMENTS_DISABLED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', ...COMMAND_WRITE_PROBLEMS)
   // Refunds are whole (ADR 0021): a body naming an amount is refused, never read as a partial refund and carried out whole.
   refund(@Param() { paymentId }: PaymentIdParams, @NoBody() _body: EmptyBody, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new RefundPaymentCommand(paymentId, commandContextOf(request)));

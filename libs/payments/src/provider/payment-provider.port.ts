@@ -7,7 +7,8 @@ import type { PaymentsErrorCode } from '../payments.errors.js';
  * order the provider will never capture (cancelled at our expiry, or by an operator). An order
  * partly refunded stays 'captured' until it is refunded whole (ADR 0021). 'captured_in_part': the
  * provider took less than the order's amount (an operator captured part of it at the provider):
- * not the package's price, so nothing is credited and an operator decides.
+ * not the package's price, so nothing is credited and an operator decides; with `providerRefundId`
+ * once that part is refunded whole (then nothing was kept).
  */
 export type ProviderOrderStatus = 'created' | 'captured' | 'captured_in_part' | 'declined' | 'canceled' | 'refunded' | 'unknown';
 

@@ -87,4 +87,15 @@ describe('reconciliation rules: the ledger follows the provider', () => {
   it('does nothing more about a refunded payment whose order was captured in part', () => {
     expect(reconciliationOf(payment('REFUNDED'), order('captured_in_part'), afterExpiry)).toEqual({ steps: [] });
   });
+
+  it.each([
+    ['PENDING', [{ kind: 'record-capture', outcome: { status: 'declined', reason: 'captured_in_part_refunded' } }]],
+    ['FAILED', []],
+    ['COMPLETED', [recordRefund]],
+    ['REFUND_PENDING', [recordRefund]],
+    ['REFUNDED', []],
+  ] as const)('settles a %s payment whose order was captured in part and that part refunded whole: nothing was kept, nothing credited (%j)', (status, steps) => {
+    const refundedInPart: ProviderOrder = { ...order('captured_in_part'), providerRefundId: 'refund-1' };
+    expect(reconciliationOf(payment(status), refundedInPart, afterExpiry)).toEqual({ steps });
+  });
 });

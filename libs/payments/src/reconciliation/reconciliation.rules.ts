@@ -32,15 +32,15 @@ export type Reconciliation = { readonly steps: readonly ReconciliationStep[] } |
  * | REFUND_PENDING           | refunded               | record the refund                          |
  * | COMPLETED/REFUND_PENDING | created/declined/unknown | unresolved: tokens without money; an operator decides |
  * | PENDING, FAILED, COMPLETED, REFUND_PENDING | captured_in_part | unresolved: not the package's price; an operator decides |
+ * | PENDING                  | captured_in_part, refunded | record a decline (`captured_in_part_refunded`): nothing was kept |
+ * | COMPLETED/REFUND_PENDING | captured_in_part, refunded | record the refund                          |
  * | anything else            |                        | nothing                                    |
  */
 export function reconciliationOf(payment: Payment, order: ProviderOrder, now: Date): Reconciliation {
   const captured: readonly ReconciliationStep[] =
     order.providerTransactionId === null ? [] : [{ kind: 'record-capture', outcome: { status: 'captured', providerTransactionId: order.providerTransactionId } }];
   const refunded: readonly ReconciliationStep[] = order.providerRefundId === null ? [] : [{ kind: 'record-refund', providerRefundId: order.providerRefundId }];
-  if (order.status === 'captured_in_part' && payment.status !== 'REFUNDED') {
-    return { unresolved: `payment ${payment.paymentId} is ${payment.status} but the provider captured less than its amount (${payment.amount} ${payment.currency})` };
-  }
+  if (order.status === 'captured_in_part') return capturedInPart(payment, order);
   switch (payment.status) {
     case 'PENDING':
     case 'FAILED':
@@ -65,4 +65,15 @@ export function reconciliationOf(payment: Payment, order: ProviderOrder, now: Da
       throw new Error(`unknown payment status ${String(unknown)}`);
     }
   }
+}
+
+/** An order the provider captured for less than its amount: an operator's case, unless that part was refunded whole since. */
+function capturedInPart(payment: Payment, order: ProviderOrder): Reconciliation {
+  if (payment.status === 'REFUNDED' || (payment.status === 'FAILED' && order.providerRefundId !== null)) return { steps: [] };
+  if (order.providerRefundId === null) {
+    return { unresolved: `payment ${payment.paymentId} is ${payment.status} but the provider captured less than its amount (${payment.amount} ${payment.currency})` };
+  }
+  if (payment.status === 'PENDING') return { steps: [{ kind: 'record-capture', outcome: { status: 'declined', reason: 'captured_in_part_refunded' } }] };
+  if (payment.status === 'FAILED') return { steps: [] };
+  return { steps: [{ kind: 'record-refund', providerRefundId: order.providerRefundId }] };
 }

@@ -3,7 +3,8 @@ import type { CommandContext, HandledCommand, Written } from '@app/event-sourcin
 import type { Payment, TokenAccountCommand, TokenAccountEvent, TokenAccountState } from '@app/ledger';
 import type { PaymentFaults } from '../payment-faults.js';
 import type { PaymentLedger } from '../payment-ledger.js';
-import { providerIdempotencyKey, type PaymentProvider } from '../provider/payment-provider.port.js';
+import { PaymentsError } from '../payments.errors.js';
+import { providerIdempotencyKey, type PaymentProvider, type ProviderRefund } from '../provider/payment-provider.port.js';
 import { reconciliationOf, type ReconciliationStep } from '../reconciliation/reconciliation.rules.js';
 
 /** The state after reconciling one payment, how many events it appended, and why it could not be settled if so. */
@@ -38,6 +39,10 @@ export class PaymentReconciler {
       for (const step of plan.steps) {
         const handled = await this.apply(payment, step, context, now);
         if (handled === undefined) break;
+        if ('unresolved' in handled) {
+          plan = handled;
+          break;
+        }
         reconciled = { ...handled, appended: (reconciled?.appended ?? 0) + handled.events.length };
       }
     }
@@ -55,8 +60,16 @@ export class PaymentReconciler {
     return reconciled;
   }
 
-  /** The step's decision, appended; undefined when there is nothing to record yet (a refund the provider has not finished). */
-  private async apply(payment: Payment, step: ReconciliationStep, context: CommandContext, now: Date): Promise<HandledCommand<TokenAccountState, TokenAccountEvent> | undefined> {
+  /**
+   * The step's decision, appended; undefined when there is nothing to record yet (a refund the
+   * provider has not finished); unresolved when the provider refused it for good (its refund failed).
+   */
+  private async apply(
+    payment: Payment,
+    step: ReconciliationStep,
+    context: CommandContext,
+    now: Date,
+  ): Promise<HandledCommand<TokenAccountState, TokenAccountEvent> | { readonly unresolved: string } | undefined> {
     const ids = { userId: payment.userId, paymentId: payment.paymentId };
     let command: TokenAccountCommand;
     switch (step.kind) {
@@ -71,7 +84,15 @@ export class PaymentReconciler {
         break;
       case 'refund-at-provider': {
         // A refund we asked for whose provider call never happened or whose answer was lost: the same key, so the provider refunds once.
-        const { providerRefundId, status } = await this.provider.refund(payment.orderId, providerIdempotencyKey('refund', payment.paymentId));
+        let refund: ProviderRefund;
+        try {
+          refund = await this.provider.refund(payment.orderId, providerIdempotencyKey('refund', payment.paymentId));
+        } catch (error) {
+          // Failed at the provider: retrying would not help (nor should Stripe redeliver its notification for days).
+          if (error instanceof PaymentsError && error.code === 'REFUND_FAILED') return { unresolved: `payment ${payment.paymentId} is REFUND_PENDING but ${error.message}` };
+          throw error;
+        }
+        const { providerRefundId, status } = refund;
         if (status === 'pending') return undefined;
         this.faults('reconcile:after-provider-refund');
         command = { type: 'RefundPayment', data: { ...ids, providerRefundId, transactionId: randomUUID(), now } };

@@ -86,6 +86,8 @@ export class HandleStripeEventHandler implements ICommandHandler<HandleStripeEve
     } catch (error) {
       if (error instanceof LedgerError && (error.code === 'PAYMENT_EXPIRED' || error.code === 'PAYMENT_DECLINED')) return undefined;
       if (error instanceof PaymentsError && error.code === 'PAYMENT_NOT_AUTHORIZED') return undefined;
+      // Captured in part at Stripe: an operator's case, reported by the reconciliation job; redelivering would not change it.
+      if (error instanceof PaymentsError && error.code === 'PAYMENT_CAPTURED_IN_PART') return undefined;
       const refusal = refusalBeforeMoneyMoves(error);
       if (refusal === undefined) throw error;
       // The refusal is judged on the ledger's state, not on what Stripe did: a capture that reached

@@ -53,11 +53,12 @@ export function stripeCallDeadlineMs(settings: StripeSettings): number {
  * - capture captures an authorised PaymentIntent (key `capture-<paymentId>`); one awaiting the buyer
  *   is refused with PAYMENT_NOT_AUTHORIZED (nothing recorded), one whose card was declined is a decline
  *   with Stripe's decline code, one captured for less than its amount (in the dashboard) is refused
- *   (`rejected`; `getOrder` says `captured_in_part`, an operator's case);
+ *   with PAYMENT_CAPTURED_IN_PART (`getOrder` says `captured_in_part`, an operator's case);
  * - refund refunds what is left of the charge (key `refund-<paymentId>`); a PaymentIntent refunded
- *   already (in the dashboard) answers that refund; a refund Stripe leaves `pending` is answered
- *   pending (read again by `GET /v1/refunds/{id}` on every retry: a keyed retry replays the first
- *   answer) and recorded once it `succeeded`; a `failed` or `canceled` one is an error;
+ *   already (in the dashboard) answers that refund; ours made before is found first by its key in
+ *   the refunds' metadata (Stripe replays a keyed create for 24 hours only, with its first answer);
+ *   a refund still `pending` is answered pending and recorded once it `succeeded`; a `failed` or
+ *   `canceled` one is REFUND_FAILED (nothing refunded, an operator decides);
  * - cancel cancels an uncaptured PaymentIntent (our expiry) and answers it as Stripe has it after.
  * Stripe's answer is read before capturing, so the key of a capture is only ever used on an
  * authorised PaymentIntent (Stripe saves a refusal under its key and would replay it). Errors: a card
@@ -117,9 +118,10 @@ export class StripePaymentProvider implements PaymentProvider {
         const charge = chargeId === null ? undefined : await this.call('read the charge', () => this.stripe.charges.retrieve(chargeId));
         // Refunded whole: the ledger takes the tokens back. A partial refund leaves it captured (ADR 0021),
         // and so does a refund the bank has not confirmed yet (Stripe counts it in `refunded` until it fails).
-        const refundId = charge?.refunded === true ? await this.latestRefundId(orderId) : null;
-        const captured = intent.amount_received < intent.amount ? 'captured_in_part' : 'captured';
-        return { status: refundId === null ? captured : 'refunded', providerTransactionId: chargeId ?? intent.id, declineReason: null, providerRefundId: refundId };
+        const refundId = charge?.refunded === true ? settledRefundId(await this.refundsOf(orderId)) : null;
+        // Captured for less than its amount (an operator's partial capture): so said even once that part is refunded, with the refund.
+        const status = intent.amount_received < intent.amount ? 'captured_in_part' : refundId === null ? 'captured' : 'refunded';
+        return { status, providerTransactionId: chargeId ?? intent.id, declineReason: null, providerRefundId: refundId };
       }
       case 'canceled':
         return { status: 'canceled', providerTransactionId: null, declineReason: intent.cancellation_reason ?? 'canceled', providerRefundId: null };
@@ -137,25 +139,27 @@ export class StripePaymentProvider implements PaymentProvider {
   }
 
   async refund(orderId: string, idempotencyKey: string): Promise<ProviderRefund> {
+    // Ours, made before (its key is in its metadata): where it stands now. Stripe replays a keyed
+    // create only for 24 hours, and with the answer it gave then (a pending refund as pending).
+    const earlier = (await this.refundsOf(orderId)).find((refund) => refund.metadata?.['idempotencyKey'] === idempotencyKey);
+    if (earlier !== undefined) return refundOutcome(orderId, earlier);
     let created: Stripe.Refund;
     try {
       created = await this.call('refund the PaymentIntent', () =>
         this.stripe.refunds.create({ payment_intent: orderId, reason: 'requested_by_customer', metadata: { idempotencyKey } }, { idempotencyKey }),
       );
     } catch (error) {
-      // Refunded whole already (in the dashboard): that refund is the one the ledger records.
+      // Refunded whole already (in the dashboard): that refund is the one the ledger records, once it succeeded.
       if (error instanceof PaymentProviderError && error.cause instanceof Stripe.errors.StripeInvalidRequestError && error.cause.code === 'charge_already_refunded') {
-        const order = await this.getOrder(orderId);
-        if (order.providerRefundId !== null) return { providerRefundId: order.providerRefundId, status: 'succeeded' };
+        const refunds = await this.refundsOf(orderId);
+        const pending = refunds.find(isPending);
+        if (pending !== undefined) return { providerRefundId: pending.id, status: 'pending' };
+        const refundId = settledRefundId(refunds);
+        if (refundId !== null) return { providerRefundId: refundId, status: 'succeeded' };
       }
       throw error;
     }
-    // A keyed retry answers the refund as it was created: one not finished then is read for where it stands now.
-    const refund = created.status === 'succeeded' ? created : await this.call('read the refund', () => this.stripe.refunds.retrieve(created.id));
-    if (refund.status === 'succeeded') return { providerRefundId: refund.id, status: 'succeeded' };
-    if (refund.status === 'pending' || refund.status === 'requires_action') return { providerRefundId: refund.id, status: 'pending' };
-    // Failed or canceled: the money stayed with the merchant; an operator decides (the payment stays REFUND_PENDING).
-    throw new PaymentProviderError(`Stripe's refund ${refund.id} of PaymentIntent ${orderId} is ${String(refund.status)} (${refund.failure_reason ?? 'no reason given'})`, 'rejected');
+    return refundOutcome(orderId, created);
   }
 
   async cancel(orderId: string, idempotencyKey: string): Promise<ProviderOrder> {
@@ -181,10 +185,9 @@ export class StripePaymentProvider implements PaymentProvider {
     }
   }
 
-  /** The newest refund of the PaymentIntent that succeeded: a pending one is not the money back yet, a failed one never will be. */
-  private async latestRefundId(orderId: string): Promise<string | null> {
-    const refunds = await this.call('list the refunds', () => this.stripe.refunds.list({ payment_intent: orderId, limit: 100 }));
-    return refunds.data.find((refund) => refund.status === 'succeeded')?.id ?? null;
+  /** The PaymentIntent's refunds, newest first (one page of 100: a PaymentIntent has a few). */
+  private async refundsOf(orderId: string): Promise<readonly Stripe.Refund[]> {
+    return (await this.call('list the refunds', () => this.stripe.refunds.list({ payment_intent: orderId, limit: 100 }))).data;
   }
 
   /** One SDK call, retried on 429, its failures as PaymentProviderError (the Stripe error as `cause`). */
@@ -203,13 +206,41 @@ export class StripePaymentProvider implements PaymentProvider {
   }
 }
 
+/**
+ * The refund the ledger records for a PaymentIntent Stripe calls refunded: the newest that succeeded,
+ * once no refund is pending (a pending one is not the money back yet, and may fail); a failed one never is.
+ */
+function settledRefundId(refunds: readonly Stripe.Refund[]): string | null {
+  if (refunds.some(isPending)) return null;
+  return refunds.find((refund) => refund.status === 'succeeded')?.id ?? null;
+}
+
+function isPending(refund: Stripe.Refund): boolean {
+  return refund.status === 'pending' || refund.status === 'requires_action';
+}
+
+/** Our refund as the port answers it: succeeded, pending, or REFUND_FAILED (the money stayed with the merchant; an operator decides). */
+function refundOutcome(orderId: string, refund: Stripe.Refund): ProviderRefund {
+  if (refund.status === 'succeeded') return { providerRefundId: refund.id, status: 'succeeded' };
+  if (isPending(refund)) return { providerRefundId: refund.id, status: 'pending' };
+  throw new PaymentsError('REFUND_FAILED', `Stripe's refund ${refund.id} of PaymentIntent ${orderId} is ${String(refund.status)} (${refund.failure_reason ?? 'no reason given'}); the payment stays REFUND_PENDING for an operator`, {
+    orderId,
+    providerRefundId: refund.id,
+    providerStatus: String(refund.status),
+  });
+}
+
 /** What an answered PaymentIntent means for a capture the client asked for. */
 function captureOutcomeOf(intent: Stripe.PaymentIntent): CaptureOutcome {
   switch (intent.status) {
     case 'succeeded':
       if (intent.amount_received < intent.amount) {
         // Captured in part at Stripe (an operator's dashboard capture): not the package's price.
-        throw new PaymentProviderError(`Stripe captured ${intent.amount_received} of ${intent.amount} ${intent.currency} of PaymentIntent ${intent.id}: not the package's price; nothing is credited, an operator decides`, 'rejected');
+        throw new PaymentsError('PAYMENT_CAPTURED_IN_PART', `Stripe captured ${intent.amount_received} of ${intent.amount} ${intent.currency} of PaymentIntent ${intent.id}: not the package's price; nothing is credited, an operator decides`, {
+          orderId: intent.id,
+          amountReceived: intent.amount_received,
+          amount: intent.amount,
+        });
       }
       return { status: 'captured', providerTransactionId: idOf(intent.latest_charge) ?? intent.id };
     case 'canceled':
