@@ -418,7 +418,7 @@ describe('Stripe refunds the bank has not confirmed yet', () => {
     await capture(bought.paymentId).expect(200);
     fake.nextRefundStatus = 'pending';
     try {
-      const answer = await http().post(`/v1/payments/${bought.paymentId}/refund`).send().expect(200);
+      const answer = await http().post(`/v1/payments/${bought.paymentId}/refund`).send().expect(202);
       const refund = [...fake.refunds.values()].find((each) => each.payment_intent === bought.orderId);
       if (refund === undefined) throw new Error('no refund made');
       return { ...bought, answer, refund };
@@ -435,7 +435,7 @@ describe('Stripe refunds the bank has not confirmed yet', () => {
     expect(answer.body).toMatchObject({ balance: 100, payment: { status: 'REFUND_PENDING' } });
     expect(await balanceBodyOf(userId)).toMatchObject({ balance: 100, available: 0, reservedForRefunds: 100 });
     // A retry, Stripe's charge.refunded and a reconciliation run: still not the money back, nothing recorded, no second refund.
-    expect((await http().post(`/v1/payments/${paymentId}/refund`).send().expect(200)).body).toMatchObject({ payment: { status: 'REFUND_PENDING' } });
+    expect((await http().post(`/v1/payments/${paymentId}/refund`).send().expect(202)).body).toMatchObject({ payment: { status: 'REFUND_PENDING' } });
     await deliver(eventOf('charge.refunded', orderId)).expect(200);
     await testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date());
     expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested']);
@@ -446,6 +446,32 @@ describe('Stripe refunds the bank has not confirmed yet', () => {
     await deliver(eventOf('refund.updated', orderId)).expect(200);
     expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
     expect([...fake.refunds.values()].filter((each) => each.payment_intent === orderId)).toHaveLength(1);
+  });
+
+  it('asks again under the same Idempotency-Key while the refund is pending (202 is not kept), and replays the refund once it succeeded', async () => {
+    const userId = randomUUID();
+    const bought = await buy(userId);
+    fake.confirmAsCustomer(bought.orderId);
+    await capture(bought.paymentId).expect(200);
+    const key = randomUUID();
+    const keyedRefund = () => http().post(`/v1/payments/${bought.paymentId}/refund`).set('Idempotency-Key', key).send();
+    fake.nextRefundStatus = 'pending';
+    let pending;
+    try {
+      pending = await keyedRefund().expect(202);
+    } finally {
+      fake.nextRefundStatus = 'succeeded';
+    }
+    expect(pending.headers['idempotent-replayed']).toBeUndefined();
+    const refund = [...fake.refunds.values()].find((each) => each.payment_intent === bought.orderId);
+    if (refund === undefined) throw new Error('no refund made');
+    fake.settleRefund(refund.id, 'succeeded');
+    const done = await keyedRefund().expect(200);
+    expect(done.headers['idempotent-replayed']).toBeUndefined();
+    expect(done.body).toMatchObject({ balance: 0, payment: { status: 'REFUNDED' } });
+    expect((await keyedRefund().expect(200)).headers['idempotent-replayed']).toBe('true');
+    expect([...fake.refunds.values()].filter((each) => each.payment_intent === bought.orderId)).toHaveLength(1);
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
   });
 
   it('never records a pending refund that then failed: the money stayed with the merchant, so the payment stays REFUND_PENDING with its tokens reserved', async () => {

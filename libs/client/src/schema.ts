@@ -5339,6 +5339,17 @@ export interface operations {
                     "application/json": components["schemas"]["PaymentWriteResponse"];
                 };
             };
+            /** @description Asked of the provider, not finished (Stripe's refund is pending until the bank confirms it): the payment stays REFUND_PENDING, its tokens reserved, and is refunded once the provider's refund succeeded (its notification, the reconciliation job, or this request again, which under the same Idempotency-Key asks again rather than replaying this answer). */
+            202: {
+                headers: {
+                    /** @description Present (true) when this is the stored response of an earlier request with the same Idempotency-Key. */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentWriteResponse"];
+                };
+            };
             /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {

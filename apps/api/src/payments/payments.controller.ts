@@ -1,10 +1,10 @@
-import { Body, Controller, Get, HttpCode, HttpStatus, Param, Post, Query, Req, UseGuards } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, HttpStatus, Param, Post, Query, Req, Res, UseGuards } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
-import { ApiCreatedResponse, ApiHeader, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiAcceptedResponse, ApiCreatedResponse, ApiHeader, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CapturePaymentCommand, GetPaymentQuery, HandleStripeEventCommand, InitiatePaymentCommand, ListPaymentsQuery, RefundPaymentCommand, SettlePaymentCommand } from '@app/payments';
 import { systemActor } from '@app/event-sourcing';
 import type { RawBodyRequest } from '@nestjs/common';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { commandContextOf } from '../http/command-context.js';
 import { EmptyBody, NoBody } from '../http/no-body.js';
 import { ApiProblems, COMMAND_WRITE_PROBLEMS } from '../openapi/api-problems.decorator.js';
@@ -53,10 +53,17 @@ export class PaymentsController {
   @HttpCode(HttpStatus.OK)
   @ApiOperation({ operationId: 'refundPayment', summary: 'Refund a payment and take its tokens back', description: '409 REFUND_EXCEEDS_BALANCE or REFUND_EXCEEDS_LOT (nothing refunded), PAYMENT_NOT_CAPTURED.' })
   @ApiOkResponse({ type: PaymentWriteResponse, description: 'Refunded at the provider and the tokens taken back; a repeat refunds nothing more.' })
+  @ApiAcceptedResponse({
+    type: PaymentWriteResponse,
+    description:
+      "Asked of the provider, not finished (Stripe's refund is pending until the bank confirms it): the payment stays REFUND_PENDING, its tokens reserved, and is refunded once the provider's refund succeeded (its notification, the reconciliation job, or this request again, which under the same Idempotency-Key asks again rather than replaying this answer).",
+  })
   @ApiProblems('PAYMENT_NOT_FOUND', 'PAYMENT_NOT_CAPTURED', 'REFUND_EXCEEDS_BALANCE', 'REFUND_EXCEEDS_LOT', 'PAYMENT_DISPUTED', 'REFUND_FAILED', 'PAYMENTS_DISABLED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', ...COMMAND_WRITE_PROBLEMS)
   // Refunds are whole (ADR 0021): a body naming an amount is refused, never read as a partial refund and carried out whole.
-  refund(@Param() { paymentId }: PaymentIdParams, @NoBody() _body: EmptyBody, @Req() request: FastifyRequest) {
-    return this.commandBus.execute(new RefundPaymentCommand(paymentId, commandContextOf(request)));
+  async refund(@Param() { paymentId }: PaymentIdParams, @NoBody() _body: EmptyBody, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
+    const result = await this.commandBus.execute(new RefundPaymentCommand(paymentId, commandContextOf(request)));
+    if (result.payment.status === 'REFUND_PENDING') void reply.code(HttpStatus.ACCEPTED);
+    return result;
   }
 
   @Get(':paymentId')

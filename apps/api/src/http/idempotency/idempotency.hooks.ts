@@ -193,8 +193,11 @@ function isApiKeyManagement(routeUrl: string): boolean {
  */
 const RETRY_INVITED = ['"code":"CONCURRENCY_CONFLICT"', '"code":"PAYMENT_NOT_AUTHORIZED"'] as const;
 
-/** A response worth replaying: not a server failure, not a conflict the client is told to retry. */
+/**
+ * A response worth replaying: not a server failure, not a conflict the client is told to retry, not
+ * work accepted and unfinished (202: a refund the provider has not finished; the retry asks again).
+ */
 function isFinal(status: number, body: string): boolean {
-  if (status >= 500) return false;
+  if (status >= 500 || status === 202) return false;
   return !(status === 409 && RETRY_INVITED.some((code) => body.includes(code)));
 }
