@@ -127,8 +127,8 @@ describe('Stripe disputes', () => {
     const { paymentId, orderId } = await purchased(userId);
     // The bank disputes the charge; its webhook has not reached us when the refund is asked for.
     const dispute = fake.openDispute(orderId);
-    const refused = await http().post(`/v1/payments/${paymentId}/refund`).send().expect(502);
-    expect(refused.body).toMatchObject({ code: 'PROVIDER_UNAVAILABLE', providerError: 'rejected', detail: expect.stringContaining('charge_disputed') });
+    const refused = await http().post(`/v1/payments/${paymentId}/refund`).send().expect(409);
+    expect(refused.body).toMatchObject({ code: 'REFUND_FAILED', providerStatus: 'charge_disputed', detail: expect.stringContaining('its charge is disputed') });
     expect(await balanceOf(userId)).toMatchObject({ balance: 100, available: 0, reservedForRefunds: 100 });
     await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200);
     fake.closeDispute(dispute.id, 'lost');

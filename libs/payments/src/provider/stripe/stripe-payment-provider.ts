@@ -157,6 +157,13 @@ export class StripePaymentProvider implements PaymentProvider {
         const refundId = settledRefundId(refunds);
         if (refundId !== null) return { providerRefundId: refundId, status: 'succeeded' };
       }
+      // The bank took the charge back: nothing to refund while the dispute stands (a lost one completes the refund, ADR 0024).
+      if (error instanceof PaymentProviderError && error.cause instanceof Stripe.errors.StripeInvalidRequestError && error.cause.code === 'charge_disputed') {
+        throw new PaymentsError('REFUND_FAILED', `Stripe refuses to refund PaymentIntent ${orderId}: its charge is disputed; a lost dispute completes the refund, a won one lets it be asked again`, {
+          orderId,
+          providerStatus: 'charge_disputed',
+        });
+      }
       throw error;
     }
     return refundOutcome(orderId, created);
