@@ -138,7 +138,7 @@ function completingHook(store: IdempotencyStore): onSendAsyncHookHandler {
       else await store.release(claimed.scope, claimed.key, claimed.owner);
       return payload;
     }
-    if (body === undefined || !isFinal(reply.statusCode, body)) {
+    if (body === undefined || !isFinal(reply.statusCode, body, request.routeOptions.url ?? '')) {
       await store.release(claimed.scope, claimed.key, claimed.owner);
       return payload;
     }
@@ -194,10 +194,13 @@ function isApiKeyManagement(routeUrl: string): boolean {
 const RETRY_INVITED = ['"code":"CONCURRENCY_CONFLICT"', '"code":"PAYMENT_NOT_AUTHORIZED"'] as const;
 
 /**
- * A response worth replaying: not a server failure, not a conflict the client is told to retry, not
- * work accepted and unfinished (202: a refund the provider has not finished; the retry asks again).
+ * A refund the provider has not finished answers 202: the retry asks the provider again. (Other 202s
+ * are final: a rebuild started is replayed with its Location, never started twice.)
  */
-function isFinal(status: number, body: string): boolean {
-  if (status >= 500 || status === 202) return false;
+const UNFINISHED_WHEN_ACCEPTED = '/v1/payments/:paymentId/refund';
+
+/** A response worth replaying: not a server failure, not a conflict the client is told to retry, not a refund still in progress. */
+function isFinal(status: number, body: string, routeUrl: string): boolean {
+  if (status >= 500 || (status === 202 && routeUrl === UNFINISHED_WHEN_ACCEPTED)) return false;
   return !(status === 409 && RETRY_INVITED.some((code) => body.includes(code)));
 }
