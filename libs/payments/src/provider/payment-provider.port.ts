@@ -58,7 +58,7 @@ export interface PaymentProvider {
    * Refunds the order's whole amount; refunding a refunded order answers its refund again. A refund
    * the provider has not finished (`pending`: the bank has not confirmed it) is not the money back
    * yet: the ledger records the refund only once it `succeeded`, and asks again with the same key.
-   * A refund that failed is an error (`rejected`).
+   * A refund that failed, or that the provider refuses for good, is REFUND_FAILED.
    */
   refund(orderId: string, idempotencyKey: string): Promise<ProviderRefund>;
   /**
@@ -69,10 +69,10 @@ export interface PaymentProvider {
   cancel(orderId: string, idempotencyKey: string): Promise<ProviderOrder>;
 }
 
-/** The idempotency key of a provider call that moves money: one per payment and operation, so every retry of it, by any process, is the same call. */
 /** A refund the provider made (`succeeded`: the money is on its way back), or has not finished (`pending`). */
 export type ProviderRefund = { readonly providerRefundId: string; readonly status: 'succeeded' | 'pending' };
 
+/** The idempotency key of a provider call that moves money: one per payment and operation, so every retry of it, by any process, is the same call. */
 export function providerIdempotencyKey(operation: 'create' | 'capture' | 'refund' | 'cancel', paymentId: string): string {
   return `${operation}-${paymentId}`;
 }

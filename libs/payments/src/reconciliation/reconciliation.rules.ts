@@ -69,10 +69,11 @@ export function reconciliationOf(payment: Payment, order: ProviderOrder, now: Da
 
 /** An order the provider captured for less than its amount: an operator's case, unless that part was refunded whole since. */
 function capturedInPart(payment: Payment, order: ProviderOrder): Reconciliation {
-  if (payment.status === 'REFUNDED' || (payment.status === 'FAILED' && order.providerRefundId !== null)) return { steps: [] };
+  if (payment.status === 'REFUNDED') return { steps: [] };
   if (order.providerRefundId === null) {
     return { unresolved: `payment ${payment.paymentId} is ${payment.status} but the provider captured less than its amount (${payment.amount} ${payment.currency})` };
   }
+  // That part was refunded whole: nothing was kept.
   if (payment.status === 'PENDING') return { steps: [{ kind: 'record-capture', outcome: { status: 'declined', reason: 'captured_in_part_refunded' } }] };
   if (payment.status === 'FAILED') return { steps: [] };
   return { steps: [{ kind: 'record-refund', providerRefundId: order.providerRefundId }] };
