@@ -16,8 +16,9 @@ import type { TokenAccountState } from './token-account.state.js';
  * (a closed dispute is final). A lost dispute takes back what the purchase credited (`tokensOwed`)
  * from the free tokens, the purchase's own lot first; the part the account no longer holds is added
  * to the shortfall. Another lost dispute of the same payment takes and owes nothing more. A lost
- * dispute of a payment whose refund is pending completes the refund instead. Only a captured payment can be disputed (PAYMENT_NOT_CAPTURED: the caller
- * settles the payment with the provider first).
+ * dispute of a payment whose refund is pending completes the refund instead. Only a captured
+ * payment can be disputed (PAYMENT_NOT_CAPTURED: the caller settles the payment with the provider
+ * first).
  */
 export function recordDispute({ data }: RecordDispute, state: TokenAccountState): readonly (DisputeEvent | PaymentRefunded | TokensRefunded)[] {
   invariant(data.disputeId !== '' && isMoneyAmount(data.amount) && CURRENCY_PATTERN.test(data.currency), `dispute ${data.disputeId} of ${data.amount} ${data.currency} is not valid`);
