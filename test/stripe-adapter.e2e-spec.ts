@@ -143,6 +143,35 @@ describe('Stripe adapter against the fake Stripe API', () => {
     expect([...fake.refunds.values()].filter((each) => each.payment_intent === failed.orderId)).toHaveLength(1);
   });
 
+  it('answers the refund an operator made after ours failed, rather than our failure', async () => {
+    const { orderId, paymentId } = await order();
+    fake.confirmAsCustomer(orderId);
+    await provider.capture(orderId, `capture-${paymentId}`);
+    fake.nextRefundStatus = 'pending';
+    let ours;
+    try {
+      ours = await provider.refund(orderId, `refund-${paymentId}`);
+    } finally {
+      fake.nextRefundStatus = 'succeeded';
+    }
+    fake.settleRefund(ours.providerRefundId, 'failed');
+    await expect(provider.refund(orderId, `refund-${paymentId}`)).rejects.toMatchObject({ code: 'REFUND_FAILED' });
+    const dashboard = fake.dashboardRefund(orderId);
+    expect(await provider.refund(orderId, `refund-${paymentId}`)).toEqual({ providerRefundId: dashboard.id, status: 'succeeded' });
+  });
+
+  it('reads a PaymentIntent captured in part as captured_in_part, with the refund once the part captured is refunded whole', async () => {
+    const { orderId } = await order();
+    fake.confirmAsCustomer(orderId);
+    fake.dashboardCapture(orderId, 200);
+    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured_in_part', providerRefundId: null });
+    fake.dashboardRefund(orderId, 150);
+    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured_in_part', providerRefundId: null });
+    const rest = fake.dashboardRefund(orderId);
+    expect(rest.amount).toBe(50);
+    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured_in_part', providerRefundId: rest.id });
+  });
+
   it('does not read an order as refunded while a refund of it is pending, though another of it succeeded', async () => {
     const { orderId, paymentId } = await order();
     fake.confirmAsCustomer(orderId);

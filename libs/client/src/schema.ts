@@ -5342,8 +5342,6 @@ export interface operations {
             /** @description Asked of the provider, not finished (Stripe's refund is pending until the bank confirms it): the payment stays REFUND_PENDING, its tokens reserved, and is refunded once the provider's refund succeeded (its notification, the reconciliation job, or this request again, which under the same Idempotency-Key asks again rather than replaying this answer). */
             202: {
                 headers: {
-                    /** @description Present (true) when this is the stored response of an earlier request with the same Idempotency-Key. */
-                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {

@@ -449,14 +449,13 @@ export class FakeStripeServer {
     return this.capture(paymentIntentId, { amount_to_capture: String(amountToCapture) }).body as FakePaymentIntent;
   }
 
-  /** Captures `amount` (a partial capture releases the rest, which the charge shows as refunded). */
+  /** Captures `amount` (a partial capture releases the rest: since API version 2025-03-31 no Refund and no `amount_refunded` for it). */
   private settle(intent: FakePaymentIntent, charge: FakeCharge, amount = intent.amount): void {
     intent.status = 'succeeded';
     intent.amount_received = amount;
     intent.amount_capturable = 0;
     charge.captured = true;
     charge.amount_captured = amount;
-    charge.amount_refunded = charge.amount - amount;
     this.emit('charge.captured', charge);
     this.emit('payment_intent.succeeded', intent);
   }
@@ -485,8 +484,7 @@ export class FakeStripeServer {
       throw new StripeFailure(400, { type: 'invalid_request_error', code: 'charge_not_captured', message: `This PaymentIntent (${intentId}) does not have a successful charge to refund.` });
     }
     if (charge.disputed) throw new StripeFailure(400, { type: 'invalid_request_error', code: 'charge_disputed', message: `Charge ${charge.id} has been charged back; cannot issue a refund.` });
-    // A partial capture released the rest, which Stripe counts as refunded: what is left is the charge's amount less all refunded.
-    const left = charge.amount - charge.amount_refunded;
+    const left = charge.amount_captured - charge.amount_refunded;
     if (left <= 0) throw new StripeFailure(400, { type: 'invalid_request_error', code: 'charge_already_refunded', message: `Charge ${charge.id} has already been refunded.` });
     const amount = integerParam(params, 'amount') ?? left;
     if (amount < 1 || amount > left) throw invalid('amount', `Refund amount (${amount}) is greater than unrefunded amount on charge (${left})`);
@@ -505,7 +503,7 @@ export class FakeStripeServer {
     };
     this.refunds.set(refund.id, refund);
     charge.amount_refunded += amount;
-    charge.refunded = charge.amount_refunded === charge.amount;
+    charge.refunded = charge.amount_refunded === charge.amount_captured;
     this.emit('refund.created', refund);
     this.emit('charge.refunded', charge);
     return refund;

@@ -1,7 +1,7 @@
 import { ENDPOINT_ACTIONS } from '@app/auth';
 import type { OpenAPIObject, OperationObject, ParameterObject, ReferenceObject, ResponseObject, SchemaObject, TagObject } from '@nestjs/swagger';
 import { isPublicRoute } from '../auth/access-control.js';
-import { IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY_PATTERN, idempotencyKeyHandling, REPLAYED_HEADER } from '../http/idempotency/idempotency.hooks.js';
+import { IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY_PATTERN, idempotencyKeyHandling, REPLAYED_HEADER, UNFINISHED_WHEN_ACCEPTED } from '../http/idempotency/idempotency.hooks.js';
 import { isHealthProbe } from '../http/rate-limits.js';
 import { describeProblem, PROBLEM_CODES_EXTENSION, type ProblemCode } from './api-problems.decorator.js';
 
@@ -135,8 +135,10 @@ function completeOperation(method: string, path: string, operation: OperationObj
   const keys = idempotencyKeyHandling(method, path);
   if (keys === 'honoured') {
     operation.parameters = [...(operation.parameters ?? []).filter((parameter) => !isIdempotencyKeyParameter(parameter)), IDEMPOTENCY_KEY_PARAMETER];
+    // A 202 the key does not keep (a refund still in progress) is never replayed.
+    const unkept = (status: string) => status === '202' && path.replace(/\{(\w+)\}/g, ':$1') === UNFINISHED_WHEN_ACCEPTED;
     for (const [status, response] of Object.entries(operation.responses)) {
-      if (status.startsWith('2') && response !== undefined && !('$ref' in response)) {
+      if (status.startsWith('2') && !unkept(status) && response !== undefined && !('$ref' in response)) {
         response.headers = { ...response.headers, [headerName(REPLAYED_HEADER)]: { description: 'Present (true) when this is the stored response of an earlier request with the same Idempotency-Key.', schema: { type: 'string', enum: ['true'] } } };
       }
     }

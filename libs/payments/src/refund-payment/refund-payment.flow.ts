@@ -61,7 +61,8 @@ export class RefundPaymentFlow {
     } catch (error) {
       if (!(error instanceof LedgerError && (error.code === 'REFUND_EXCEEDS_BALANCE' || error.code === 'REFUND_EXCEEDS_LOT'))) throw error;
       const order = await this.provider.getOrder(paymentIn(state, paymentId).orderId);
-      if (order.status !== 'refunded' || order.providerRefundId === null) throw error;
+      // Refunded whole at the provider: the order, or the part of it captured (`captured_in_part` with its refund).
+      if (!(order.status === 'refunded' || order.status === 'captured_in_part') || order.providerRefundId === null) throw error;
       return decideTokenAccount({ type: 'RefundPayment', data: { userId, paymentId, providerRefundId: order.providerRefundId, transactionId: randomUUID(), now } }, state);
     }
   }

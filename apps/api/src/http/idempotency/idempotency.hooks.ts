@@ -197,7 +197,7 @@ const RETRY_INVITED = ['"code":"CONCURRENCY_CONFLICT"', '"code":"PAYMENT_NOT_AUT
  * A refund the provider has not finished answers 202: the retry asks the provider again. (Other 202s
  * are final: a rebuild started is replayed with its Location, never started twice.)
  */
-const UNFINISHED_WHEN_ACCEPTED = '/v1/payments/:paymentId/refund';
+export const UNFINISHED_WHEN_ACCEPTED = '/v1/payments/:paymentId/refund';
 
 /** A response worth replaying: not a server failure, not a conflict the client is told to retry, not a refund still in progress. */
 function isFinal(status: number, body: string, routeUrl: string): boolean {

@@ -116,12 +116,19 @@ export class StripePaymentProvider implements PaymentProvider {
       case 'succeeded': {
         const chargeId = idOf(intent.latest_charge);
         const charge = chargeId === null ? undefined : await this.call('read the charge', () => this.stripe.charges.retrieve(chargeId));
+        const transaction = { providerTransactionId: chargeId ?? intent.id, declineReason: null };
+        if (intent.amount_received < intent.amount) {
+          // Captured for less than its amount (an operator's partial capture): so said even once that part
+          // is refunded, with the refund. Told by the refunds themselves, not by the charge's `refunded`.
+          const refunds = await this.refundsOf(orderId);
+          const refunded = refunds.filter((refund) => refund.status === 'succeeded').reduce((sum, refund) => sum + refund.amount, 0);
+          const refundId = refunded >= intent.amount_received ? settledRefundId(refunds) : null;
+          return { status: 'captured_in_part', ...transaction, providerRefundId: refundId };
+        }
         // Refunded whole: the ledger takes the tokens back. A partial refund leaves it captured (ADR 0021),
         // and so does a refund the bank has not confirmed yet (Stripe counts it in `refunded` until it fails).
         const refundId = charge?.refunded === true ? settledRefundId(await this.refundsOf(orderId)) : null;
-        // Captured for less than its amount (an operator's partial capture): so said even once that part is refunded, with the refund.
-        const status = intent.amount_received < intent.amount ? 'captured_in_part' : refundId === null ? 'captured' : 'refunded';
-        return { status, providerTransactionId: chargeId ?? intent.id, declineReason: null, providerRefundId: refundId };
+        return { status: refundId === null ? 'captured' : 'refunded', ...transaction, providerRefundId: refundId };
       }
       case 'canceled':
         return { status: 'canceled', providerTransactionId: null, declineReason: intent.cancellation_reason ?? 'canceled', providerRefundId: null };
@@ -142,7 +149,15 @@ export class StripePaymentProvider implements PaymentProvider {
     // Ours, made before (its key is in its metadata): where it stands now. Stripe replays a keyed
     // create only for 24 hours, and with the answer it gave then (a pending refund as pending).
     const earlier = (await this.refundsOf(orderId)).find((refund) => refund.metadata?.['idempotencyKey'] === idempotencyKey);
-    if (earlier !== undefined) return refundOutcome(orderId, earlier);
+    if (earlier !== undefined && !isFailed(earlier)) return refundOutcome(orderId, earlier);
+    if (earlier !== undefined) {
+      // Ours failed; the money may have gone back since by another refund (an operator's, in the dashboard).
+      const order = await this.getOrder(orderId);
+      if (order.providerRefundId !== null && (order.status === 'refunded' || order.status === 'captured_in_part')) return { providerRefundId: order.providerRefundId, status: 'succeeded' };
+      const pending = (await this.refundsOf(orderId)).find(isPending);
+      if (pending !== undefined) return { providerRefundId: pending.id, status: 'pending' };
+      return refundOutcome(orderId, earlier);
+    }
     let created: Stripe.Refund;
     try {
       created = await this.call('refund the PaymentIntent', () =>
@@ -224,6 +239,10 @@ function settledRefundId(refunds: readonly Stripe.Refund[]): string | null {
 
 function isPending(refund: Stripe.Refund): boolean {
   return refund.status === 'pending' || refund.status === 'requires_action';
+}
+
+function isFailed(refund: Stripe.Refund): boolean {
+  return refund.status !== 'succeeded' && !isPending(refund);
 }
 
 /** Our refund as the port answers it: succeeded, pending, or REFUND_FAILED (the money stayed with the merchant; an operator decides). */
