@@ -28,6 +28,20 @@ async function order(amount = 500) {
   return { paymentId, ...created };
 }
 
+/** A captured order, then our refund of it, which Stripe leaves pending (`beforeRefund` runs first: another refund, say). */
+async function pendingRefund(beforeRefund: (orderId: string) => void = () => undefined) {
+  const { orderId, paymentId } = await order();
+  fake.confirmAsCustomer(orderId);
+  await provider.capture(orderId, `capture-${paymentId}`);
+  beforeRefund(orderId);
+  fake.nextRefundStatus = 'pending';
+  try {
+    return { orderId, key: `refund-${paymentId}`, first: await provider.refund(orderId, `refund-${paymentId}`) };
+  } finally {
+    fake.nextRefundStatus = 'succeeded';
+  }
+}
+
 describe('Stripe adapter against the fake Stripe API', () => {
   it('creates one PaymentIntent per payment (manual capture, metadata, client_secret), however often it is asked', async () => {
     const first = await order();
@@ -114,18 +128,7 @@ describe('Stripe adapter against the fake Stripe API', () => {
   });
 
   it('answers a refund Stripe leaves pending as pending (read again on a keyed retry), the order captured until it succeeds, and a failed one as an error', async () => {
-    const refundOf = async () => {
-      const { orderId, paymentId } = await order();
-      fake.confirmAsCustomer(orderId);
-      await provider.capture(orderId, `capture-${paymentId}`);
-      fake.nextRefundStatus = 'pending';
-      try {
-        return { orderId, key: `refund-${paymentId}`, first: await provider.refund(orderId, `refund-${paymentId}`) };
-      } finally {
-        fake.nextRefundStatus = 'succeeded';
-      }
-    };
-    const confirmed = await refundOf();
+    const confirmed = await pendingRefund();
     expect(confirmed.first).toEqual({ providerRefundId: expect.stringMatching(/^re_/), status: 'pending' });
     // Stripe counts a pending refund in the charge's `refunded`; the order is not refunded until the bank confirms it.
     expect(await provider.getOrder(confirmed.orderId)).toMatchObject({ status: 'captured', providerRefundId: null });
@@ -133,7 +136,7 @@ describe('Stripe adapter against the fake Stripe API', () => {
     expect(await provider.refund(confirmed.orderId, confirmed.key)).toEqual({ providerRefundId: confirmed.first.providerRefundId, status: 'succeeded' });
     expect(await provider.getOrder(confirmed.orderId)).toMatchObject({ status: 'refunded', providerRefundId: confirmed.first.providerRefundId });
 
-    const failed = await refundOf();
+    const failed = await pendingRefund();
     fake.settleRefund(failed.first.providerRefundId, 'failed');
     await expect(provider.refund(failed.orderId, failed.key)).rejects.toMatchObject({ code: 'REFUND_FAILED', details: { providerRefundId: failed.first.providerRefundId } });
     expect(await provider.getOrder(failed.orderId)).toMatchObject({ status: 'captured', providerRefundId: null });
@@ -144,20 +147,11 @@ describe('Stripe adapter against the fake Stripe API', () => {
   });
 
   it('answers the refund an operator made after ours failed, rather than our failure', async () => {
-    const { orderId, paymentId } = await order();
-    fake.confirmAsCustomer(orderId);
-    await provider.capture(orderId, `capture-${paymentId}`);
-    fake.nextRefundStatus = 'pending';
-    let ours;
-    try {
-      ours = await provider.refund(orderId, `refund-${paymentId}`);
-    } finally {
-      fake.nextRefundStatus = 'succeeded';
-    }
+    const { orderId, key, first: ours } = await pendingRefund();
     fake.settleRefund(ours.providerRefundId, 'failed');
-    await expect(provider.refund(orderId, `refund-${paymentId}`)).rejects.toMatchObject({ code: 'REFUND_FAILED' });
+    await expect(provider.refund(orderId, key)).rejects.toMatchObject({ code: 'REFUND_FAILED' });
     const dashboard = fake.dashboardRefund(orderId);
-    expect(await provider.refund(orderId, `refund-${paymentId}`)).toEqual({ providerRefundId: dashboard.id, status: 'succeeded' });
+    expect(await provider.refund(orderId, key)).toEqual({ providerRefundId: dashboard.id, status: 'succeeded' });
   });
 
   it('reads a PaymentIntent captured in part as captured_in_part, with the refund once the part captured is refunded whole', async () => {
@@ -173,17 +167,11 @@ describe('Stripe adapter against the fake Stripe API', () => {
   });
 
   it('does not read an order as refunded while a refund of it is pending, though another of it succeeded', async () => {
-    const { orderId, paymentId } = await order();
-    fake.confirmAsCustomer(orderId);
-    await provider.capture(orderId, `capture-${paymentId}`);
-    const dashboard = fake.dashboardRefund(orderId, 100);
-    fake.nextRefundStatus = 'pending';
-    let ours;
-    try {
-      ours = await provider.refund(orderId, `refund-${paymentId}`);
-    } finally {
-      fake.nextRefundStatus = 'succeeded';
-    }
+    let dashboard = { id: '' };
+    const { orderId, first: ours } = await pendingRefund((captured) => {
+      dashboard = fake.dashboardRefund(captured, 100);
+    });
+    expect(dashboard.id).toMatch(/^re_/);
     expect(ours).toEqual({ providerRefundId: expect.not.stringMatching(dashboard.id), status: 'pending' });
     expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured', providerRefundId: null });
     fake.settleRefund(ours.providerRefundId, 'succeeded');
