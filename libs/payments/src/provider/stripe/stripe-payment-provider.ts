@@ -150,30 +150,20 @@ export class StripePaymentProvider implements PaymentProvider {
     // create only for 24 hours, and with the answer it gave then (a pending refund as pending).
     const earlier = (await this.refundsOf(orderId)).find((refund) => refund.metadata?.['idempotencyKey'] === idempotencyKey);
     if (earlier !== undefined && !isFailed(earlier)) return refundOutcome(orderId, earlier);
-    if (earlier !== undefined) {
-      // Ours failed; the money may have gone back since by another refund (an operator's, in the dashboard).
-      const order = await this.getOrder(orderId);
-      if (order.providerRefundId !== null && (order.status === 'refunded' || order.status === 'captured_in_part')) return { providerRefundId: order.providerRefundId, status: 'succeeded' };
-      const pending = (await this.refundsOf(orderId)).find(isPending);
-      if (pending !== undefined) return { providerRefundId: pending.id, status: 'pending' };
-      return refundOutcome(orderId, earlier);
-    }
+    // Ours failed; the money may have gone back since by another refund (an operator's, in the dashboard).
+    if (earlier !== undefined) return (await this.otherRefund(orderId)) ?? refundOutcome(orderId, earlier);
     let created: Stripe.Refund;
     try {
       created = await this.call('refund the PaymentIntent', () =>
         this.stripe.refunds.create({ payment_intent: orderId, reason: 'requested_by_customer', metadata: { idempotencyKey } }, { idempotencyKey }),
       );
     } catch (error) {
+      const code = invalidRequestCode(error);
       // Refunded whole already (in the dashboard): that refund is the one the ledger records, once it succeeded.
-      if (error instanceof PaymentProviderError && error.cause instanceof Stripe.errors.StripeInvalidRequestError && error.cause.code === 'charge_already_refunded') {
-        const refunds = await this.refundsOf(orderId);
-        const pending = refunds.find(isPending);
-        if (pending !== undefined) return { providerRefundId: pending.id, status: 'pending' };
-        const refundId = settledRefundId(refunds);
-        if (refundId !== null) return { providerRefundId: refundId, status: 'succeeded' };
-      }
+      const other = code === 'charge_already_refunded' ? await this.otherRefund(orderId) : undefined;
+      if (other !== undefined) return other;
       // The bank took the charge back: nothing to refund while the dispute stands (a lost one completes the refund, ADR 0024).
-      if (error instanceof PaymentProviderError && error.cause instanceof Stripe.errors.StripeInvalidRequestError && error.cause.code === 'charge_disputed') {
+      if (code === 'charge_disputed') {
         throw new PaymentsError('REFUND_FAILED', `Stripe refuses to refund PaymentIntent ${orderId}: its charge is disputed; a lost dispute completes the refund, a won one lets it be asked again`, {
           orderId,
           providerStatus: 'charge_disputed',
@@ -182,6 +172,14 @@ export class StripePaymentProvider implements PaymentProvider {
       throw error;
     }
     return refundOutcome(orderId, created);
+  }
+
+  /** A refund not ours that returned the money (the order refunded whole), or one still pending; undefined when neither. */
+  private async otherRefund(orderId: string): Promise<ProviderRefund | undefined> {
+    const order = await this.getOrder(orderId);
+    if (order.providerRefundId !== null && (order.status === 'refunded' || order.status === 'captured_in_part')) return { providerRefundId: order.providerRefundId, status: 'succeeded' };
+    const pending = (await this.refundsOf(orderId)).find(isPending);
+    return pending === undefined ? undefined : { providerRefundId: pending.id, status: 'pending' };
   }
 
   async cancel(orderId: string, idempotencyKey: string): Promise<ProviderOrder> {
@@ -301,6 +299,11 @@ function declineCodeOf(error: Stripe.errors.StripeCardError): string {
 
 function isUnexpectedState(error: unknown): boolean {
   return error instanceof Stripe.errors.StripeInvalidRequestError && error.code === 'payment_intent_unexpected_state';
+}
+
+/** The code of the Stripe invalid-request error behind a failed call (`charge_already_refunded`, `charge_disputed`, ...). */
+function invalidRequestCode(error: unknown): string | undefined {
+  return error instanceof PaymentProviderError && error.cause instanceof Stripe.errors.StripeInvalidRequestError ? error.cause.code : undefined;
 }
 
 function idOf(value: string | { readonly id: string } | null): string | null {
