@@ -122,7 +122,7 @@ describe('Stripe disputes', () => {
     await expectAudited(userId, 0);
   });
 
-  it('completes a refund asked for before the dispute was known, which Stripe refused (charge_disputed), when the dispute is lost: tokens taken once, nothing left reserved', async () => {
+  it('completes a refund asked for before the dispute was known, which Stripe refused (charge_disputed), when the dispute is lost: tokens taken once, nothing left reserved, whatever races it', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await purchased(userId);
     // The bank disputes the charge; its webhook has not reached us when the refund is asked for.
@@ -132,8 +132,17 @@ describe('Stripe disputes', () => {
     expect(await balanceOf(userId)).toMatchObject({ balance: 100, available: 0, reservedForRefunds: 100 });
     await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200);
     fake.closeDispute(dispute.id, 'lost');
-    await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
-    await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
+    // The close delivered three times to each of two processes, racing the client's refund retries and spends.
+    const closed = disputeEvent('charge.dispute.closed', dispute.id);
+    const [webhooks, retries, spends] = await Promise.all([
+      Promise.all(Array.from({ length: 6 }, (_, index) => deliver(closed, index % 2 === 0 ? testApp : secondApp))),
+      Promise.all(Array.from({ length: 8 }, (_, index) => (index % 2 === 0 ? testApp : secondApp).http().post(`/v1/payments/${paymentId}/refund`).send())),
+      Promise.all(Array.from({ length: 10 }, (_, index) => use(userId, 1, index % 2 === 0 ? testApp : secondApp))),
+    ]);
+    expect(webhooks.map((response) => response.status)).toEqual(Array.from({ length: 6 }, () => 200));
+    // Each retry answers the refund completed, or Stripe's refusal while the close was not yet recorded.
+    for (const retry of retries) expect(retry.status === 200 ? retry.body.payment.status : retry.body.code).toMatch(/^(REFUNDED|REFUND_FAILED)$/);
+    expect(spends.map((response) => response.status)).toEqual(Array.from({ length: 10 }, () => 409));
     expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentDisputeOpened', 'PaymentRefunded', 'TokensRefunded', 'PaymentDisputeClosed']);
     expect(await balanceOf(userId)).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
     expect(await readModels(userId)).toEqual({
