@@ -484,21 +484,75 @@ describe('Stripe refunds the bank has not confirmed yet', () => {
     expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
   });
 
-  it('never records a pending refund that then failed: the money stayed with the merchant, so the payment stays REFUND_PENDING with its tokens reserved', async () => {
+  const use = (userId: string, amount: number) => http().post(`/v1/accounts/${userId}/usage`).send({ amount });
+  const refundsOf = (orderId: string) => [...fake.refunds.values()].filter((each) => each.payment_intent === orderId);
+  const count = (types: readonly string[], type: string) => types.filter((each) => each === type).length;
+
+  it('never records a pending refund that then failed, and ends its request: COMPLETED again, the tokens spendable, refundError saying why', async () => {
     const userId = randomUUID();
     const { paymentId, orderId, refund } = await refundedPending(userId);
     fake.settleRefund(refund.id, 'failed');
-    const notified = await deliver(eventOf('refund.updated', orderId));
-    expect((await testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date())).unresolved).toBeGreaterThanOrEqual(1);
-    const retried = await http().post(`/v1/payments/${paymentId}/refund`).send();
-    // Stripe failed the refund for good: its notification is processed (2xx, not redelivered for days), the
-    // reconciliation job reports it, and the route answers 409 REFUND_FAILED naming the refund, for an operator.
-    expect(notified.status).toBe(200);
-    expect(retried.status).toBe(409);
-    expect(retried.body).toMatchObject({ code: 'REFUND_FAILED', providerRefundId: refund.id, detail: expect.stringContaining(`refund ${refund.id} of PaymentIntent ${orderId} is failed (expired_or_canceled_card)`) });
-    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested']);
-    expect(await paymentOf(paymentId)).toMatchObject({ status: 'REFUND_PENDING' });
-    expect(await balanceBodyOf(userId)).toMatchObject({ balance: 100, available: 0, reservedForRefunds: 100 });
+    // Stripe's notification ends the request (2xx: not redelivered); the job and a second notification find nothing left to do.
+    await deliver(eventOf('refund.updated', orderId)).expect(200);
+    await testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date());
+    await deliver(eventOf('refund.updated', orderId)).expect(200);
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefundFailed']);
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'COMPLETED', metadata: { refundError: 'failed: expired_or_canceled_card' } });
+    expect(await balanceBodyOf(userId)).toMatchObject({ balance: 100, available: 100 });
+    // Asked again: Stripe's answer under our key is still that failed refund, so the new request ends at once, and the client is told.
+    const retried = await http().post(`/v1/payments/${paymentId}/refund`).send().expect(409);
+    expect(retried.body).toMatchObject({
+      code: 'REFUND_FAILED',
+      providerRefundId: refund.id,
+      paymentStatus: 'COMPLETED',
+      detail: expect.stringContaining(`refund ${refund.id} of PaymentIntent ${orderId} is failed (expired_or_canceled_card): the money stayed with the merchant; the refund request ended`),
+    });
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefundFailed', 'PaymentRefundRequested', 'PaymentRefundFailed']);
+    expect((await use(userId, 100).expect(201)).body).toMatchObject({ balance: 0 });
+    expect(refundsOf(orderId)).toHaveLength(1);
+  });
+
+  it("records the operator's refund made in the dashboard after ours failed, taking the tokens back once", async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId, refund } = await refundedPending(userId);
+    fake.settleRefund(refund.id, 'failed');
+    await deliver(eventOf('refund.updated', orderId)).expect(200);
+    const operators = fake.dashboardRefund(orderId);
+    await deliver(eventOf('charge.refunded', orderId)).expect(200);
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'REFUNDED', metadata: { providerRefundId: operators.id, tokensDebited: 100 } });
+    expect(await balanceBodyOf(userId)).toMatchObject({ balance: 0, available: 0 });
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefundFailed', 'PaymentRefunded', 'TokensRefunded']);
+  });
+
+  it('ends each request of a failed refund once while retries, notifications, the job and spends race it, and reserves nothing after', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId, refund } = await refundedPending(userId);
+    fake.settleRefund(refund.id, 'failed');
+    const [retries, notified, , spends] = await Promise.all([
+      Promise.all(Array.from({ length: 8 }, () => http().post(`/v1/payments/${paymentId}/refund`).send())),
+      Promise.all(Array.from({ length: 3 }, () => deliver(eventOf('refund.updated', orderId)))),
+      testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date()),
+      Promise.all(Array.from({ length: 30 }, () => use(userId, 5))),
+    ]);
+    // A retry ends a request (its own, or the first), or finds the tokens spent meanwhile; a spend is refused only while a request reserves them.
+    expect(new Set(retries.map((retry) => `${retry.status} ${String(retry.body.code)}`))).toEqual(
+      new Set(retries.map((retry) => (retry.body.code === 'REFUND_EXCEEDS_BALANCE' ? '409 REFUND_EXCEEDS_BALANCE' : '409 REFUND_FAILED'))),
+    );
+    expect(notified.map((response) => response.status)).toEqual([200, 200, 200]);
+    expect(spends.every((spend) => spend.status === 201 || (spend.status === 409 && spend.body.code === 'INSUFFICIENT_BALANCE'))).toBe(true);
+    const spent = 5 * spends.filter((spend) => spend.status === 201).length;
+    const types = await eventTypes(userId);
+    // Every request ended, by exactly one failure; the tokens are all the account's, less what was spent.
+    expect({ requests: count(types, 'PaymentRefundRequested'), spent: count(types, 'TokensUsed') * 5, refunded: count(types, 'PaymentRefunded') }).toEqual({
+      requests: count(types, 'PaymentRefundFailed'),
+      spent,
+      refunded: 0,
+    });
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'COMPLETED', metadata: { refundError: 'failed: expired_or_canceled_card' } });
+    expect(await balanceBodyOf(userId)).toMatchObject({ balance: 100 - spent, available: 100 - spent });
+    if (spent < 100) await use(userId, 100 - spent).expect(201);
+    expect(await balanceOf(userId)).toBe(0);
+    expect(refundsOf(orderId)).toHaveLength(1);
   });
 });
 
@@ -547,6 +601,28 @@ describe('Stripe expiry and reconciliation', () => {
     expect(await eventually(() => balanceOf(userId), (balance) => balance === 100)).toBe(100);
     expect(await eventTypes(userId)).toEqual(PURCHASED);
     expect(fake.eventsOf('payment_intent.succeeded', orderId)).toHaveLength(1);
+  });
+
+  it('ends the request of a refund that failed at Stripe when the process died before recording it, on the next reconciliation run', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    fake.confirmAsCustomer(orderId);
+    await capture(paymentId).expect(200);
+    fake.nextRefundStatus = 'pending';
+    try {
+      await http().post(`/v1/payments/${paymentId}/refund`).send().expect(202);
+    } finally {
+      fake.nextRefundStatus = 'succeeded';
+    }
+    const [refund] = [...fake.refunds.values()].filter((each) => each.payment_intent === orderId);
+    if (refund === undefined) throw new Error('no refund made');
+    fake.settleRefund(refund.id, 'failed');
+    await expect(processOf('refund:after-provider-failure').refund(paymentId, context())).rejects.toThrow(SimulatedCrash);
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested']);
+    await testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date());
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefundFailed']);
+    expect(await eventually(() => paymentOf(paymentId), (payment) => payment.status === 'COMPLETED')).toMatchObject({ metadata: { refundError: 'failed: expired_or_canceled_card' } });
+    expect(await balanceOf(userId)).toBe(100);
   });
 
   it('finishes a refund whose Stripe call happened just before the process died, once', async () => {

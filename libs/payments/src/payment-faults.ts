@@ -9,6 +9,7 @@ export const PAYMENT_FAULT_POINTS = [
   'capture:after-provider-capture',
   'refund:after-intent',
   'refund:after-provider-refund',
+  'refund:after-provider-failure',
   'reconcile:after-provider-order',
   'reconcile:after-provider-refund',
   'dispute:after-append',

@@ -49,6 +49,7 @@ export function paymentView(payment: Payment): PaymentView {
 
 function metadataOf(payment: Payment): Record<string, string | number> {
   if (payment.status === 'FAILED' && payment.failureReason !== null) return { error: payment.failureReason };
+  if (payment.status === 'COMPLETED' && payment.refundFailure !== null) return { refundError: payment.refundFailure };
   if (payment.status === 'REFUNDED' && payment.providerRefundId !== null && payment.tokensDebited !== null) {
     return { providerRefundId: payment.providerRefundId, tokensDebited: payment.tokensDebited };
   }

@@ -675,10 +675,56 @@ describe('per-account rebuild, set-based', () => {
       await store.append(`token-account-${userId}`, events.slice(4, 6), { expectedRevision: 3n });
       await store.append(`token-account-${userId}`, events.slice(6), { expectedRevision: 5n });
     }
+    // Refunds that failed at the provider: one payment's request ended (COMPLETED again, why in refundError), another's asked again and made.
+    const refundFailed = seededUuid(random);
+    {
+      const userId = refundFailed;
+      const [failedId, retriedId, failedLot, retriedLot] = [seededUuid(random), seededUuid(random), seededUuid(random), seededUuid(random)];
+      const payment = (paymentId: string, lotId: string, balanceAfter: number): EventToAppend[] => {
+        const ids = { userId, paymentId, orderId: `order-${paymentId}` };
+        return [
+          { id: seededUuid(random), type: 'PaymentInitiated', data: { ...ids, packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'stripe', occurredAt: at, expiresAt: new Date(startAt.getTime() + 900_000).toISOString() } },
+          { id: seededUuid(random), type: 'PaymentCaptured', data: { ...ids, providerTransactionId: `txn-${paymentId}`, occurredAt: at } },
+          { id: seededUuid(random), type: 'TokensPurchased', data: { userId, transactionId: lotId, paymentId, amount: 100, description: 'Token package starter', balanceAfter, occurredAt: at, lot: { lotId, priority: 100, expiresAt: null }, heldAfter: 0 } },
+        ];
+      };
+      const requested = (paymentId: string): EventToAppend => ({ id: seededUuid(random), type: 'PaymentRefundRequested', data: { userId, paymentId, orderId: `order-${paymentId}`, tokens: 100, occurredAt: at } });
+      const failed = (paymentId: string, reason: string): EventToAppend => ({
+        id: seededUuid(random),
+        type: 'PaymentRefundFailed',
+        data: { userId, paymentId, orderId: `order-${paymentId}`, tokens: 100, providerRefundId: `re-${paymentId}`, reason, occurredAt: at },
+      });
+      const appends: EventToAppend[][] = [
+        [...payment(failedId, failedLot, 100), ...payment(retriedId, retriedLot, 200)],
+        [requested(failedId)],
+        [failed(failedId, 'failed: expired_or_canceled_card'), requested(retriedId)],
+        [failed(retriedId, 'canceled: no reason given')],
+        [requested(retriedId)],
+        [
+          { id: seededUuid(random), type: 'PaymentRefunded', data: { userId, paymentId: retriedId, orderId: `order-${retriedId}`, providerRefundId: 're-2', tokens: 100, tokensDebited: 100, occurredAt: at } },
+          {
+            id: seededUuid(random),
+            type: 'TokensRefunded',
+            data: { userId, transactionId: seededUuid(random), paymentId: retriedId, amount: 100, description: 'Refund of token package starter', balanceAfter: 100, occurredAt: at, draws: [{ lotId: retriedLot, amount: 100 }], heldAfter: 0 },
+          },
+        ],
+      ];
+      expect(fold(tokenAccountDecider, tokenAccountDecider.initialState, appends.flat() as unknown as TokenAccountEvent[]).reservedForRefunds).toBe(0);
+      let revision = -1n;
+      for (const events of appends) {
+        await store.append(`token-account-${userId}`, events, { expectedRevision: revision < 0n ? 'no_stream' : revision });
+        revision += BigInt(events.length);
+      }
+    }
     await writeHistory(random, users.slice(0, 4), 8, 6, nextCommandWithPayments);
     await writeHistory(random, users.slice(4, 8), 10, 6, nextCommandWithHoldsAndLots);
     await writeHistory(random, users.slice(8), 12, 6, nextCommandWithDisputes);
     const expected = await incrementalDump();
+    const failedRefunds = await database.pool.query('SELECT status, metadata FROM payments WHERE user_id = $1 ORDER BY status', [refundFailed]);
+    expect(failedRefunds.rows).toEqual([
+      { status: 'COMPLETED', metadata: { refundError: 'failed: expired_or_canceled_card' } },
+      { status: 'REFUNDED', metadata: { providerRefundId: 're-2', tokensDebited: 100 } },
+    ]);
     const lateRefund = await database.pool.query('SELECT status, metadata FROM payments WHERE user_id = $1', [refundedWhileHeld]);
     expect(lateRefund.rows).toEqual([{ status: 'REFUNDED', metadata: { providerRefundId: 'refund-1', tokensDebited: 100 } }]);
     const kinds = await database.pool.query<{ kind: string }>(
@@ -691,7 +737,7 @@ describe('per-account rebuild, set-based', () => {
 
     // Every row gone; the checkpoint (the runner's, at the last event) stays.
     await database.pool.query('TRUNCATE user_tokens, token_transactions, payments, token_holds, token_lots');
-    const userIds = [...users.map((user) => user.userId), before, settledBefore, refundedWhileHeld];
+    const userIds = [...users.map((user) => user.userId), before, settledBefore, refundedWhileHeld, refundFailed];
     const results = await Promise.all(userIds.map((userId) => rebuildAccount(store, database.pool, [tokenAccountsProjection], userId)));
     expect(results.reduce((sum, result) => sum + (result.projections[0]?.eventsApplied ?? 0), 0)).toBe(await eventCount());
     expect(await dump(database.pool)).toEqual(expected);

@@ -122,11 +122,13 @@ export function runSteps(
       }
       case 'refund': {
         // A refund asked for (its tokens reserved in the purchase's lot), then made at the provider on
-        // every other pick; or, for a payment already pending, made; or made by the provider unasked.
+        // every other pick, or failed there on every fourth (the request ends, the reservation with it);
+        // or, for a payment already pending, made or failed; or made by the provider unasked.
         const payment = pickOf([...state.payments.values()].filter((candidate) => candidate.status === 'COMPLETED' || candidate.status === 'REFUND_PENDING'), step.pick);
         if (payment === undefined) break;
         if (payment.status === 'COMPLETED' && step.pick % 3 !== 2) decide({ type: 'RequestRefund', data: { userId, paymentId: payment.paymentId, transactionId: id('tx'), now } });
         if (step.pick % 2 === 1) decide({ type: 'RefundPayment', data: { userId, paymentId: payment.paymentId, providerRefundId: id('refund'), transactionId: id('tx'), now } });
+        else if (step.pick % 4 === 0) decide({ type: 'FailRefund', data: { userId, paymentId: payment.paymentId, providerRefundId: id('refund'), reason: 'failed: lost_or_stolen_card', transactionId: id('tx'), now } });
         break;
       }
       case 'dispute': {

@@ -56,4 +56,20 @@ export type RefundPayment = {
   readonly data: { readonly userId: string; readonly paymentId: string; readonly providerRefundId: string; readonly transactionId: string; readonly now: Date };
 };
 
-export type PaymentCommand = InitiatePayment | CapturePayment | ExpirePayment | RequestRefund | RefundPayment;
+/**
+ * Ends a refund request whose refund failed at the provider (`reason`, `providerRefundId`: the
+ * provider's); `transactionId` only seeds the ids of the expiries decided with it.
+ */
+export type FailRefund = {
+  readonly type: 'FailRefund';
+  readonly data: {
+    readonly userId: string;
+    readonly paymentId: string;
+    readonly providerRefundId: string | null;
+    readonly reason: string;
+    readonly transactionId: string;
+    readonly now: Date;
+  };
+};
+
+export type PaymentCommand = InitiatePayment | CapturePayment | ExpirePayment | RequestRefund | FailRefund | RefundPayment;

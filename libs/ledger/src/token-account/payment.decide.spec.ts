@@ -2,9 +2,9 @@ import { fold } from '../decider.js';
 import { LedgerError, LedgerInvariantViolation } from '../ledger.errors.js';
 import { BALANCE_MAX, LOT_PRIORITY_DEFAULT, LOT_PRIORITY_MAX } from '../ledger.limits.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
-import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment, RequestRefund } from './payment.commands.js';
+import type { CapturePayment, ExpirePayment, FailRefund, InitiatePayment, RefundPayment, RequestRefund } from './payment.commands.js';
 import { captureDecision } from './payment.decide.js';
-import type { PaymentCaptured, PaymentInitiated, PaymentRefundRequested, TokensRefunded } from './payment.events.js';
+import type { PaymentCaptured, PaymentInitiated, PaymentRefundFailed, PaymentRefundRequested, TokensRefunded } from './payment.events.js';
 import type { Payment } from './payment.state.js';
 import { tokenAccountDecider } from './token-account.decider.js';
 import { availableBalance } from './token-account.state.js';
@@ -241,6 +241,64 @@ describe('payments: RequestRefund and RefundPayment', () => {
     expect(decoded.reservedForRefunds).toBe(100);
     expect(tokenAccountSnapshot.agreesWith(pending, requested)).toBe(true);
   });
+});
+
+describe('payments: FailRefund (the provider refund failed)', () => {
+  const failedAt = new Date('2026-11-24T12:20:00.000Z');
+  const fail = (reason = 'failed: expired_or_canceled_card', now = failedAt): FailRefund => ({
+    type: 'FailRefund',
+    data: { userId, paymentId, providerRefundId: 're_1', reason, transactionId: 'tx-refund-failed', now },
+  });
+  const failed: PaymentRefundFailed = {
+    type: 'PaymentRefundFailed',
+    data: { userId, paymentId, orderId, tokens: 100, providerRefundId: 're_1', reason: 'failed: expired_or_canceled_card', occurredAt: failedAt.toISOString() },
+  };
+  const use = (amount: number): TokenAccountCommand => ({ type: 'UseTokens', data: { userId, amount, description: null, transactionId: 'use', now: failedAt } });
+
+  it('ends a pending request: the payment COMPLETED again, and the tokens it reserved spendable', () => {
+    spec.given([initiated, captured, credited, refundRequested]).when(fail()).then([failed]);
+    const after = state([initiated, captured, credited, refundRequested, failed]);
+    expect([after.payments.get(paymentId)?.status, after.balance, after.reservedForRefunds, availableBalance(after)]).toEqual(['COMPLETED', 100, 0, 100]);
+    spec.given([initiated, captured, credited, refundRequested, failed]).when(use(100)).then([{ ...used(100, 0), data: { ...used(100, 0).data, occurredAt: failedAt.toISOString() } }]);
+  });
+
+  it('decides nothing once the request ended (a second report), with no request, or once refunded; lets a refund be asked for again', () => {
+    spec.given([initiated, captured, credited, refundRequested, failed]).when(fail()).thenNothing();
+    spec.given([initiated, captured, credited]).when(fail()).thenNothing();
+    spec.given([initiated, captured, credited, refundRequested, refunded100(), tokensRefunded100()]).when(fail()).thenNothing();
+    spec.given([initiated, captured, credited, refundRequested, failed]).when(requestRefundCommand).then([refundRequested]);
+  });
+
+  it('refuses a payment never captured and one it does not know', () => {
+    spec.given([initiated]).when(fail()).thenThrows('PAYMENT_NOT_CAPTURED', { paymentId, paymentStatus: 'PENDING' });
+    spec.given([]).when(fail()).thenThrows('PAYMENT_NOT_FOUND', { paymentId });
+    expect(() => tokenAccountDecider.decide(fail(''), state([initiated, captured, credited, refundRequested]))).toThrow(LedgerInvariantViolation);
+  });
+
+  it("expires in the same append what it gives back to a lot already past its expiry", () => {
+    const expiring = { ...credited, data: { ...credited.data, lot: { lotId: transactionId, priority: LOT_PRIORITY_DEFAULT, expiresAt: '2026-11-24T12:15:00.000Z' } } };
+    const decided = tokenAccountDecider.decide(fail(), state([initiated, captured, expiring, refundRequested]));
+    expect(decided.map((event) => [event.type, 'amount' in event.data ? event.data.amount : undefined])).toEqual([
+      ['PaymentRefundFailed', undefined],
+      ['LotExpired', 100],
+    ]);
+    expect(fold(tokenAccountDecider, state([initiated, captured, expiring, refundRequested]), decided).balance).toBe(0);
+  });
+
+  it('keeps the reason through a snapshot, and agrees with its event', () => {
+    const after = state([initiated, captured, credited, refundRequested, failed]);
+    const decoded = tokenAccountSnapshot.decode(JSON.parse(JSON.stringify(tokenAccountSnapshot.encode(after))));
+    expect([decoded.payments.get(paymentId)?.refundFailure, decoded.reservedForRefunds, tokenAccountSnapshot.agreesWith(decoded, failed)]).toEqual(['failed: expired_or_canceled_card', 0, true]);
+  });
+});
+
+const refunded100 = (): TokenAccountEvent => ({
+  type: 'PaymentRefunded',
+  data: { userId, paymentId, orderId, providerRefundId: 'MOCK-REFUND-1', tokens: 100, tokensDebited: 100, occurredAt: later.toISOString() },
+});
+const tokensRefunded100 = (): TokensRefunded => ({
+  type: 'TokensRefunded',
+  data: { userId, transactionId: 'refund-tx', paymentId, amount: 100, description: 'Refund of token package starter', balanceAfter: 0, occurredAt: later.toISOString(), draws: [{ lotId: transactionId, amount: 100 }], heldAfter: 0 },
 });
 
 describe('payments: AddTokens with a provider payment id', () => {

@@ -1,7 +1,7 @@
 import { invariant, LedgerError } from '../ledger.errors.js';
 import { CURRENCY_PATTERN, isLotPriority, isMoneyAmount, isTokenAmount, LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
 import { assertBalanceFits } from './balance.rules.js';
-import type { CapturePayment, ExpirePayment, InitiatePayment, RefundPayment, RequestRefund } from './payment.commands.js';
+import type { CapturePayment, ExpirePayment, FailRefund, InitiatePayment, RefundPayment, RequestRefund } from './payment.commands.js';
 import {
   PAYMENT_TIMED_OUT,
   type PaymentCaptured,
@@ -9,6 +9,7 @@ import {
   type PaymentFailed,
   type PaymentInitiated,
   type PaymentRefunded,
+  type PaymentRefundFailed,
   type PaymentRefundRequested,
   type TokensRefunded,
 } from './payment.events.js';
@@ -204,6 +205,33 @@ export function requestRefund({ data }: RequestRefund, state: TokenAccountState)
     });
   }
   return [{ type: 'PaymentRefundRequested', data: { userId: payment.userId, paymentId: payment.paymentId, orderId: payment.orderId, tokens: payment.tokens, occurredAt: data.now.toISOString() } }];
+}
+
+/**
+ * Ends a refund request whose refund failed at the provider: the payment is COMPLETED again and the
+ * tokens its request reserved are released. Only a REFUND_PENDING payment has a request to end; a
+ * COMPLETED one (ended already, by another process) or a REFUNDED one (another refund returned the
+ * money since) decides nothing, and one never captured is refused.
+ */
+export function failRefund({ data }: FailRefund, state: TokenAccountState): readonly PaymentRefundFailed[] {
+  invariant(data.reason.length > 0, `the failed refund of payment ${data.paymentId} has no reason`);
+  const payment = existing(state, data.paymentId);
+  if (payment.status === 'COMPLETED' || payment.status === 'REFUNDED') return [];
+  if (payment.status !== 'REFUND_PENDING') throw notCaptured(payment);
+  return [
+    {
+      type: 'PaymentRefundFailed',
+      data: {
+        userId: payment.userId,
+        paymentId: payment.paymentId,
+        orderId: payment.orderId,
+        tokens: payment.tokens,
+        providerRefundId: data.providerRefundId,
+        reason: data.reason,
+        occurredAt: data.now.toISOString(),
+      },
+    },
+  ];
 }
 
 /**

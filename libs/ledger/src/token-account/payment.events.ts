@@ -51,6 +51,27 @@ export type PaymentRefundRequested = {
 };
 
 /**
+ * The refund asked for failed at the provider (Stripe: the refund `failed` or was `canceled`, so the
+ * money stayed with the merchant) and no other refund returned it: the request ends, the payment is
+ * COMPLETED again and the tokens its request reserved are the account's to spend (ADR 0021). `reason`
+ * is the provider's (`failed: expired_or_canceled_card`); `providerRefundId` the refund that failed.
+ * Asking for the refund again starts a new request.
+ */
+export type PaymentRefundFailed = {
+  readonly type: 'PaymentRefundFailed';
+  readonly data: {
+    readonly userId: string;
+    readonly paymentId: string;
+    readonly orderId: string;
+    /** The tokens the request reserved, now released: the payment's `tokens`. */
+    readonly tokens: number;
+    readonly providerRefundId: string | null;
+    readonly reason: string;
+    readonly occurredAt: string;
+  };
+};
+
+/**
  * The provider refunded the payment. `tokensDebited` is what the `TokensRefunded` after it takes back:
  * the payment's tokens, or less when the provider refunded without our request (an operator at the
  * provider) and part of the purchase's lot was spent or held by holds. `heldBack` (present when above
@@ -96,7 +117,7 @@ export type TokensRefunded = {
   };
 };
 
-export type PaymentEvent = PaymentInitiated | PaymentCaptured | PaymentFailed | PaymentExpired | PaymentRefundRequested | PaymentRefunded;
+export type PaymentEvent = PaymentInitiated | PaymentCaptured | PaymentFailed | PaymentExpired | PaymentRefundRequested | PaymentRefundFailed | PaymentRefunded;
 
 /** What `metadata.error` says of an expired payment, as the classic system did. */
 export const PAYMENT_TIMED_OUT = 'Payment timed out';

@@ -9,6 +9,8 @@ export type Payment = PaymentInitiated['data'] & {
   /** Why a FAILED payment failed: the provider declined it, or it expired while PENDING. */
   readonly failure: 'declined' | 'expired' | null;
   readonly failureReason: string | null;
+  /** Why the last refund asked for failed at the provider (`PaymentRefundFailed`) while the payment is COMPLETED again; null before any failed, and once another refund is asked for or made. */
+  readonly refundFailure: string | null;
   readonly providerTransactionId: string | null;
   readonly providerRefundId: string | null;
   /** Tokens the refund took back (normally `tokens`), including those taken later, when a hold gave them back. */

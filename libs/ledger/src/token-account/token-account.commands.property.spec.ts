@@ -119,6 +119,15 @@ const COMMAND_GENERATORS: { readonly [Type in CommandType]: CommandGenerator<Typ
     idempotent: true,
     recipe: fc.constantFrom(...PROVIDER_PAYMENT_IDS).map((paymentId) => (clock) => ({ type: 'RequestRefund', data: { userId, paymentId, transactionId: clock.transactionId, now: clock.now } })),
   },
+  FailRefund: {
+    idempotent: true,
+    recipe: fc
+      .constantFrom(...PROVIDER_PAYMENT_IDS)
+      .map((paymentId) => (clock) => ({
+        type: 'FailRefund',
+        data: { userId, paymentId, providerRefundId: 're_failed', reason: 'failed: expired_or_canceled_card', transactionId: clock.transactionId, now: clock.now },
+      })),
+  },
   RefundPayment: {
     idempotent: true,
     recipe: fc
@@ -247,6 +256,7 @@ function tokensMoved(event: TokenAccountEvent): number {
     case 'HoldReleased':
     case 'HoldExpired':
     case 'PaymentRefundRequested':
+    case 'PaymentRefundFailed':
     case 'PaymentInitiated':
     case 'PaymentCaptured':
     case 'PaymentFailed':
@@ -332,7 +342,8 @@ function expectInvariants(state: TokenAccountState, history: readonly TokenAccou
 function expectGatesAgree(command: TokenAccountCommand, state: TokenAccountState, outcome: readonly TokenAccountEvent[] | LedgerError): void {
   // The expiries due at the command's `now` are decided with it, before it (and after, for what it freed).
   const swept = command.type === 'CapturePayment' || command.type === 'RequestRefund' ? sweepExpiries(state, { ...command.data, transactionId: 'gate' }, 'gate').state : state;
-  const own = Array.isArray(outcome) ? outcome.filter((event) => event.type !== 'HoldExpired' && event.type !== 'LotExpired').map((event) => event.type) : outcome;
+  // What the sweep decides with it (a hold's or lot's expiry, and a refund's take of what an expired hold gave back) is not the command's own.
+  const own = Array.isArray(outcome) ? outcome.filter((event) => !isSweptWithIt(event)).map((event) => event.type) : outcome;
   if (command.type === 'CapturePayment' && command.data.outcome.status === 'captured' && state.payments.has(command.data.paymentId)) {
     const gate = gateOf(() => captureDecision(state, command.data.paymentId, command.data.now));
     if (gate === 'done') expect(outcome).toEqual([]);
@@ -340,6 +351,9 @@ function expectGatesAgree(command: TokenAccountCommand, state: TokenAccountState
     const credited = swept.shortfall > 0 ? ['PaymentCaptured', 'TokensPurchased', 'ShortfallCovered'] : ['PaymentCaptured', 'TokensPurchased'];
     if (gate === 'capture') expect(own).toEqual(credited);
   }
+  // A failed refund ends only a pending request, and releases what it reserved (the invariants check the totals).
+  const pending = command.type === 'FailRefund' ? state.payments.get(command.data.paymentId) : undefined;
+  if (pending !== undefined && Array.isArray(outcome)) expect(own).toEqual(pending.status === 'REFUND_PENDING' ? ['PaymentRefundFailed'] : []);
   const payment = command.type === 'RequestRefund' ? state.payments.get(command.data.paymentId) : undefined;
   if (payment !== undefined) {
     if (payment.status === 'REFUND_PENDING' || payment.status === 'REFUNDED') expect(outcome).toEqual([]);
@@ -348,6 +362,10 @@ function expectGatesAgree(command: TokenAccountCommand, state: TokenAccountState
       expect(availableBalance(swept)).toBeGreaterThanOrEqual(payment.tokens);
     }
   }
+}
+
+function isSweptWithIt(event: TokenAccountEvent): boolean {
+  return event.type === 'HoldExpired' || event.type === 'LotExpired' || (event.type === 'TokensRefunded' && event.data.heldAtRefund === true);
 }
 
 function gateOf<Gate extends string>(ask: () => Gate): Gate | 'refused' {
@@ -430,6 +448,7 @@ describe('token account: properties of random command sequences', () => {
         'PaymentExpired',
         'PaymentFailed',
         'PaymentInitiated',
+        'PaymentRefundFailed',
         'PaymentRefundRequested',
         'PaymentRefunded',
         'PaymentRefunded (heldBack)',

@@ -9,7 +9,7 @@ import type { TokenAccountEvent, TokensAdjusted, TokensPurchased, TokensUsed } f
 import { availableBalance, evolveTokenAccount, type TokenAccountState } from './token-account.state.js';
 import { assertAmount, assertDescription, assertMetadata, assertReason } from './token-account.rules.js';
 import { assertNoShortfall, recordDispute, shortfallCovered } from './dispute.decide.js';
-import { capturePayment, expirePayment, initiatePayment, refundPayment, requestRefund } from './payment.decide.js';
+import { capturePayment, expirePayment, failRefund, initiatePayment, refundPayment, requestRefund } from './payment.decide.js';
 
 /**
  * The command's decision, followed by what pays off the shortfall of lost disputes when the decision
@@ -59,6 +59,9 @@ function decideCommand(command: TokenAccountCommand, state: TokenAccountState): 
       return folded(state, expirePayment(command, state));
     case 'RequestRefund':
       return withExpiries(command.data, state, (swept) => requestRefund(command, swept));
+    case 'FailRefund':
+      // The released reservation may be of a lot past its expiry: it expires in the same append.
+      return withExpiries(command.data, state, (swept) => failRefund(command, swept));
     case 'RefundPayment':
       return withExpiries(command.data, state, (swept) => refundPayment(command, swept));
     case 'RecordDispute':

@@ -82,6 +82,7 @@ export const TOKEN_ACCOUNT_EVENT_TYPES: ReadonlySet<string> = new Set<TokenAccou
   'PaymentFailed',
   'PaymentExpired',
   'PaymentRefundRequested',
+  'PaymentRefundFailed',
   'PaymentRefunded',
   'TokensHeld',
   'HoldSettled',

@@ -123,6 +123,7 @@ describe('token account: evolve re-checks every payment status move', () => {
     status: 'PENDING',
     failure: null,
     failureReason: null,
+    refundFailure: null,
     providerTransactionId: null,
     providerRefundId: null,
     tokensDebited: null,
@@ -141,6 +142,37 @@ describe('token account: evolve re-checks every payment status move', () => {
       providerRefundId: 'REFUND-1',
       tokensDebited: 100,
       updatedAt: '2026-11-24T11:20:00.000Z',
+    });
+  });
+
+  describe('a refund request that failed at the provider', () => {
+    const requested: TokenAccountEvent = { type: 'PaymentRefundRequested', data: { userId, paymentId, orderId, tokens: 100, occurredAt: '2026-11-24T11:15:00.000Z' } };
+    const failed = (tokens = 100): TokenAccountEvent => ({
+      type: 'PaymentRefundFailed',
+      data: { userId, paymentId, orderId, tokens, providerRefundId: 're_1', reason: 'failed: expired_or_canceled_card', occurredAt: '2026-11-24T11:18:00.000Z' },
+    });
+
+    it('ends the request: the payment COMPLETED again with the reason, its tokens no longer reserved in the lot', () => {
+      const state = replay([initiated, captured, credited, requested, failed()]);
+      expect({ payment: state.payments.get(paymentId), reserved: state.reservedForRefunds, lotReserved: [...state.lots.values()].map((lot) => lot.reserved), balance: state.balance }).toEqual({
+        payment: { ...pending, status: 'COMPLETED', providerTransactionId: 'CAPTURE-1', refundFailure: 'failed: expired_or_canceled_card', updatedAt: '2026-11-24T11:18:00.000Z' },
+        reserved: 0,
+        lotReserved: [0],
+        balance: 100,
+      });
+    });
+
+    it('forgets the reason once a refund is asked for again, or made', () => {
+      expect(paymentAfter([initiated, captured, credited, requested, failed(), requested])?.refundFailure).toBeNull();
+      expect(paymentAfter([initiated, captured, credited, requested, failed(), refunded(100), tokensRefunded(100, 0)])?.refundFailure).toBeNull();
+    });
+
+    it.each<[string, readonly TokenAccountEvent[]]>([
+      ['a failed refund of a payment with no refund asked for', [initiated, captured, credited, failed()]],
+      ['a failed refund of a payment already refunded', [initiated, captured, credited, requested, refunded(100), tokensRefunded(100, 0), failed()]],
+      ['a failed refund that releases other than the tokens reserved', [initiated, captured, credited, requested, failed(99)]],
+    ])('fails loudly on %s', (_name, events) => {
+      expect(() => replay(events)).toThrow(LedgerInvariantViolation);
     });
   });
 

@@ -20,7 +20,7 @@ describe('token account: properties of random histories', () => {
   it('generates histories with every kind of hold and lot event, so the properties below are about them', () => {
     const types = new Set(fc.sample(fc.array(stepArbitrary, { minLength: 20, maxLength: 80 }), { numRuns: 200, seed: 7 }).flatMap((steps) => runSteps(steps).map((event) => event.type)));
     expect([...types].sort()).toEqual(
-      expect.arrayContaining(['GrantVoided', 'HoldExpired', 'HoldReleased', 'HoldSettled', 'LotExpired', 'PaymentRefundRequested', 'TokensAdjusted', 'TokensGranted', 'TokensHeld', 'TokensPurchased', 'TokensRefunded', 'TokensUsed', 'PaymentDisputeClosed', 'TokensChargedBack', 'ShortfallCovered']),
+      expect.arrayContaining(['GrantVoided', 'HoldExpired', 'HoldReleased', 'HoldSettled', 'LotExpired', 'PaymentRefundRequested', 'PaymentRefundFailed', 'TokensAdjusted', 'TokensGranted', 'TokensHeld', 'TokensPurchased', 'TokensRefunded', 'TokensUsed', 'PaymentDisputeClosed', 'TokensChargedBack', 'ShortfallCovered']),
     );
   });
 

@@ -128,6 +128,8 @@ function statusAfter(type: TokenAccountEvent['type']): PaymentStatus | undefined
       return 'FAILED';
     case 'PaymentRefundRequested':
       return 'REFUND_PENDING';
+    case 'PaymentRefundFailed':
+      return 'COMPLETED';
     case 'PaymentRefunded':
       return 'REFUNDED';
     case 'TokensPurchased':
@@ -238,7 +240,7 @@ function decodePurchase(item: unknown): Purchase {
 function decodePayment(item: unknown): Payment {
   const record = expectRecord(item, 'payment');
   const { userId, paymentId, orderId, packageId, provider, tokens, amount, currency, occurredAt, expiresAt, updatedAt, status, failure } = record;
-  const { failureReason, providerTransactionId, providerRefundId, tokensDebited } = record;
+  const { failureReason, refundFailure, providerTransactionId, providerRefundId, tokensDebited } = record;
   check([userId, paymentId, orderId, packageId, provider].every((value) => typeof value === 'string'), 'payment ids are not strings');
   check(typeof tokens === 'number' && isTokenAmount(tokens), 'payment tokens is not a token amount');
   check(typeof amount === 'number' && isMoneyAmount(amount), 'payment amount is not a price');
@@ -247,8 +249,10 @@ function decodePayment(item: unknown): Payment {
   check(PAYMENT_STATUSES.includes(status as PaymentStatus), 'payment status is not a status');
   check(failure === null || failure === 'declined' || failure === 'expired', 'payment failure is not valid');
   check([failureReason, providerTransactionId, providerRefundId].every((value) => value === null || typeof value === 'string'), 'payment references are not valid');
+  // Absent from snapshots written before failed refunds were recorded: none had failed.
+  check(refundFailure === undefined || refundFailure === null || (typeof refundFailure === 'string' && status === 'COMPLETED'), 'payment refundFailure is not valid');
   check(tokensDebited === null || (typeof tokensDebited === 'number' && Number.isSafeInteger(tokensDebited) && tokensDebited >= 0), 'payment tokensDebited is not valid');
-  return record as Payment;
+  return { ...(record as Payment), refundFailure: refundFailure ?? null };
 }
 
 function decodeDispute(item: unknown, payments: ImmutableMap<string, Payment>): Dispute {

@@ -150,6 +150,7 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
         status: 'PENDING',
         failure: null,
         failureReason: null,
+        refundFailure: null,
         providerTransactionId: null,
         providerRefundId: null,
         tokensDebited: null,
@@ -174,9 +175,18 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       const payment = paymentOf(state, event.data.paymentId);
       invariant(payment.status === 'COMPLETED', `refund of payment ${payment.paymentId} requested while ${payment.status}`);
       invariant(event.data.tokens === payment.tokens, `refund request of payment ${payment.paymentId} reserves ${event.data.tokens} tokens, not its ${payment.tokens}`);
-      const reserved = withPayment(state, { ...payment, status: 'REFUND_PENDING', updatedAt: event.data.occurredAt });
+      const reserved = withPayment(state, { ...payment, status: 'REFUND_PENDING', refundFailure: null, updatedAt: event.data.occurredAt });
       // The tokens are reserved in the purchase's own lot, which the refund takes back.
       return { ...reserveInLot(reserved, purchaseLotId(state, payment.paymentId), payment.tokens), reservedForRefunds: state.reservedForRefunds + payment.tokens };
+    }
+    case 'PaymentRefundFailed': {
+      const payment = paymentOf(state, event.data.paymentId);
+      invariant(payment.status === 'REFUND_PENDING', `refund of payment ${payment.paymentId} failed while ${payment.status}`);
+      invariant(event.data.tokens === payment.tokens, `failed refund of payment ${payment.paymentId} releases ${event.data.tokens} tokens, not its ${payment.tokens}`);
+      const completed = withPayment(state, { ...payment, status: 'COMPLETED', refundFailure: event.data.reason, updatedAt: event.data.occurredAt });
+      // The request's reservation in the purchase's lot ends: its tokens are the account's to spend again.
+      const released = reserveInLot(completed, purchaseLotId(state, payment.paymentId), -payment.tokens);
+      return { ...released, reservedForRefunds: state.reservedForRefunds - payment.tokens };
     }
     case 'PaymentRefunded': {
       const payment = paymentOf(state, event.data.paymentId);
@@ -185,6 +195,7 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       const refunded = withPayment(state, {
         ...payment,
         status: 'REFUNDED',
+        refundFailure: null,
         providerRefundId: event.data.providerRefundId,
         tokensDebited: event.data.tokensDebited,
         updatedAt: event.data.occurredAt,

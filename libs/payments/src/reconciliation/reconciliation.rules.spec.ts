@@ -21,6 +21,7 @@ function payment(status: PaymentStatus, failure: Payment['failure'] = null): Pay
     status,
     failure,
     failureReason: failure === null ? null : 'reason',
+    refundFailure: null,
     providerTransactionId: null,
     providerRefundId: null,
     tokensDebited: null,

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { decideTokenAccount, LedgerError, tokenAccountDecider, tokenAccountStreamId, type TokenAccountEvent, type TokenAccountState } from '@app/ledger';
 import { eventMetadata, type CommandContext } from '@app/event-sourcing';
 import type { PaymentFaults } from '../payment-faults.js';
+import { PaymentsError } from '../payments.errors.js';
+import { failedRefundOf } from './failed-refund.js';
 import { paymentIn, type PaymentLedger } from '../payment-ledger.js';
 import type { PaymentWriteResult } from '../payment.view.js';
 import { providerIdempotencyKey, type PaymentProvider } from '../provider/payment-provider.port.js';
@@ -13,7 +15,8 @@ import { providerIdempotencyKey, type PaymentProvider } from '../provider/paymen
  *    refund: decided with `readFirst`, so a spend through another process is seen;
  * 2. the provider refunds, with the key `refund-<paymentId>`, so any retry refunds once (a refund
  *    it has not finished leaves the payment REFUND_PENDING: recorded once it succeeded);
- * 3. `PaymentRefunded` and `TokensRefunded` are appended.
+ * 3. `PaymentRefunded` and `TokensRefunded` are appended; or, when the provider's refund failed,
+ *    `PaymentRefundFailed` (COMPLETED again, the tokens released) and the client gets REFUND_FAILED.
  * A crash after 1 or 2 leaves a REFUND_PENDING payment; the client's retry, or the reconciliation
  * job, carries it on from step 2. The account's lock is not held across the provider call: the
  * reservation, not the lock, keeps the tokens from being spent meanwhile.
@@ -39,13 +42,30 @@ export class RefundPaymentFlow {
     const payment = paymentIn(requested.state, paymentId);
     if (payment.status !== 'REFUND_PENDING') return this.ledger.result(userId, requested.state, paymentId, requested);
     this.faults('refund:after-intent');
-    const { providerRefundId, status } = await this.provider.refund(payment.orderId, providerIdempotencyKey('refund', paymentId));
+    const { providerRefundId, status } = await this.provider.refund(payment.orderId, providerIdempotencyKey('refund', paymentId)).catch((error: unknown) => this.endFailed(userId, paymentId, error, context));
     // Not the money back yet: the payment stays REFUND_PENDING (its tokens reserved) until a retry,
     // the provider's notification or the reconciliation job finds the refund succeeded.
     if (status === 'pending') return this.ledger.result(userId, requested.state, paymentId, requested);
     this.faults('refund:after-provider-refund');
     const recorded = await this.ledger.decideAndAppend(userId, { type: 'RefundPayment', data: { userId, paymentId, providerRefundId, transactionId: randomUUID(), now: this.now() } }, context);
     return this.ledger.result(userId, recorded.state, paymentId, recorded);
+  }
+
+  /**
+   * A refund that failed at the provider ends its request (the payment COMPLETED again, its tokens
+   * released), and the client is told so; any other error is thrown as it is. A crash before the
+   * append leaves the request pending: the retry or the reconciliation job asks again and ends it.
+   */
+  private async endFailed(userId: string, paymentId: string, error: unknown, context: CommandContext): Promise<never> {
+    const failed = failedRefundOf(error);
+    if (failed === undefined || !(error instanceof PaymentsError)) throw error;
+    this.faults('refund:after-provider-failure');
+    await this.ledger.decideAndAppend(userId, { type: 'FailRefund', data: { userId, paymentId, ...failed, transactionId: randomUUID(), now: this.now() } }, context);
+    throw new PaymentsError('REFUND_FAILED', `${error.message}; the refund request ended: payment ${paymentId} is COMPLETED again and its tokens are the account's`, {
+      ...error.details,
+      paymentId,
+      paymentStatus: 'COMPLETED',
+    });
   }
 
   /**

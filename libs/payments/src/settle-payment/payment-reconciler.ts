@@ -4,6 +4,7 @@ import type { Payment, TokenAccountCommand, TokenAccountEvent, TokenAccountState
 import type { PaymentFaults } from '../payment-faults.js';
 import type { PaymentLedger } from '../payment-ledger.js';
 import { PaymentsError } from '../payments.errors.js';
+import { failedRefundOf } from '../refund-payment/failed-refund.js';
 import { providerIdempotencyKey, type PaymentProvider, type ProviderRefund } from '../provider/payment-provider.port.js';
 import { reconciliationOf, type ReconciliationStep } from '../reconciliation/reconciliation.rules.js';
 
@@ -62,7 +63,8 @@ export class PaymentReconciler {
 
   /**
    * The step's decision, appended; undefined when there is nothing to record yet (a refund the
-   * provider has not finished); unresolved when the provider refused it for good (its refund failed).
+   * provider has not finished); unresolved when the provider refuses it while its charge is disputed.
+   * A refund that failed at the provider ends its request (`FailRefund`).
    */
   private async apply(
     payment: Payment,
@@ -88,7 +90,15 @@ export class PaymentReconciler {
         try {
           refund = await this.provider.refund(payment.orderId, providerIdempotencyKey('refund', payment.paymentId));
         } catch (error) {
-          // Failed at the provider: retrying would not help (nor should Stripe redeliver its notification for days).
+          // Failed at the provider: the request ends (the tokens are the account's again).
+          const failed = failedRefundOf(error);
+          if (failed !== undefined) {
+            this.faults('reconcile:after-provider-refund');
+            command = { type: 'FailRefund', data: { ...ids, ...failed, transactionId: randomUUID(), now } };
+            break;
+          }
+          // Refused while the charge is disputed: the dispute's outcome ends the request. Retrying would not
+          // help meanwhile (nor should Stripe redeliver its notification for days).
           if (error instanceof PaymentsError && error.code === 'REFUND_FAILED') return { unresolved: `payment ${payment.paymentId} is REFUND_PENDING but ${error.message}` };
           throw error;
         }

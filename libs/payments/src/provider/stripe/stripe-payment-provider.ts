@@ -58,7 +58,8 @@ export function stripeCallDeadlineMs(settings: StripeSettings): number {
  *   already (in the dashboard) answers that refund; ours made before is found first by its key in
  *   the refunds' metadata (Stripe replays a keyed create for 24 hours only, with its first answer);
  *   a refund still `pending` is answered pending and recorded once it `succeeded`; a `failed` or
- *   `canceled` one is REFUND_FAILED (nothing refunded, an operator decides);
+ *   `canceled` one is REFUND_FAILED with Stripe's `failure_reason` (nothing refunded: the ledger ends
+ *   the request, `failedRefundOf`);
  * - cancel cancels an uncaptured PaymentIntent (our expiry) and answers it as Stripe has it after.
  * Stripe's answer is read before capturing, so the key of a capture is only ever used on an
  * authorised PaymentIntent (Stripe saves a refusal under its key and would replay it). Errors: a card
@@ -243,14 +244,16 @@ function isFailed(refund: Stripe.Refund): boolean {
   return refund.status !== 'succeeded' && !isPending(refund);
 }
 
-/** Our refund as the port answers it: succeeded, pending, or REFUND_FAILED (the money stayed with the merchant; an operator decides). */
+/** Our refund as the port answers it: succeeded, pending, or REFUND_FAILED (the money stayed with the merchant: the ledger ends the request). */
 function refundOutcome(orderId: string, refund: Stripe.Refund): ProviderRefund {
   if (refund.status === 'succeeded') return { providerRefundId: refund.id, status: 'succeeded' };
   if (isPending(refund)) return { providerRefundId: refund.id, status: 'pending' };
-  throw new PaymentsError('REFUND_FAILED', `Stripe's refund ${refund.id} of PaymentIntent ${orderId} is ${String(refund.status)} (${refund.failure_reason ?? 'no reason given'}); the payment stays REFUND_PENDING for an operator`, {
+  const reason = refund.failure_reason ?? 'no reason given';
+  throw new PaymentsError('REFUND_FAILED', `Stripe's refund ${refund.id} of PaymentIntent ${orderId} is ${String(refund.status)} (${reason}): the money stayed with the merchant`, {
     orderId,
     providerRefundId: refund.id,
     providerStatus: String(refund.status),
+    failureReason: reason,
   });
 }
 

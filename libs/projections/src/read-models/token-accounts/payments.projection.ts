@@ -15,7 +15,8 @@ const UPDATE_PAYMENT = `
 /**
  * The `payments` row of a payment event. Every value comes from the event; `metadata` holds what the
  * classic table kept there: `error` for a FAILED payment ('Payment timed out' when it expired), the
- * provider's refund id and the tokens taken back for a REFUNDED one; nothing while REFUND_PENDING.
+ * provider's refund id and the tokens taken back for a REFUNDED one; nothing while REFUND_PENDING;
+ * `refundError` for a COMPLETED one whose refund failed at the provider.
  */
 export function projectPaymentEvent(recorded: RecordedEvent, event: PaymentEvent): readonly RowChange[] {
   const trace = [recorded.id, recorded.revision.toString()];
@@ -38,6 +39,9 @@ export function projectPaymentEvent(recorded: RecordedEvent, event: PaymentEvent
     case 'PaymentRefundRequested':
       // The refund is asked for and its tokens reserved; the provider's refund is not recorded yet.
       return [update(event.data.paymentId, 'REFUND_PENDING', null, {}, event.data.occurredAt, trace)];
+    case 'PaymentRefundFailed':
+      // The request ended: captured again, its tokens released; why the provider's refund failed.
+      return [update(event.data.paymentId, 'COMPLETED', null, { refundError: event.data.reason }, event.data.occurredAt, trace)];
     case 'PaymentRefunded': {
       const { providerRefundId, tokensDebited } = event.data;
       return [update(event.data.paymentId, 'REFUNDED', null, { providerRefundId, tokensDebited }, event.data.occurredAt, trace)];

@@ -24,7 +24,7 @@ const OPENING = `'${OPENING_LOT_ID}'`;
 const CARRIES_LOT = `(events.data->'lot' IS NOT NULL)`;
 /** A lot's status after a debit: what closed it (expiry, void, a refund of its purchase), else spent or active by what is left. */
 const CLOSED_STATUSES = `('expired', 'voided', 'refunded')`;
-const PAYMENT_UPDATE_TYPES = `events.event_type IN ('PaymentCaptured', 'PaymentFailed', 'PaymentExpired', 'PaymentRefundRequested', 'PaymentRefunded')`;
+const PAYMENT_UPDATE_TYPES = `events.event_type IN ('PaymentCaptured', 'PaymentFailed', 'PaymentExpired', 'PaymentRefundRequested', 'PaymentRefundFailed', 'PaymentRefunded')`;
 // Events up to the position $1/$2 (inclusive). Only committed events can be at or before a position
 // read as the head, so the set is fixed.
 const UP_TO = `(events.transaction_id, events.global_position) <= ($1::text::xid8, $2::bigint)`;
@@ -148,10 +148,12 @@ function updatePayments(where: string): string {
             last_event_id = last_event.event_id,
             last_event_revision = last_event.stream_revision
        FROM (SELECT DISTINCT ON (payment_id) (data->>'paymentId')::uuid AS payment_id,
-                    CASE event_type WHEN 'PaymentCaptured' THEN 'COMPLETED' WHEN 'PaymentRefundRequested' THEN 'REFUND_PENDING' WHEN 'PaymentRefunded' THEN 'REFUNDED' ELSE 'FAILED' END AS status,
+                    CASE event_type WHEN 'PaymentCaptured' THEN 'COMPLETED' WHEN 'PaymentRefundRequested' THEN 'REFUND_PENDING' WHEN 'PaymentRefundFailed' THEN 'COMPLETED'
+                                    WHEN 'PaymentRefunded' THEN 'REFUNDED' ELSE 'FAILED' END AS status,
                     CASE event_type
                       WHEN 'PaymentCaptured' THEN '{}'::jsonb
                       WHEN 'PaymentRefundRequested' THEN '{}'::jsonb
+                      WHEN 'PaymentRefundFailed' THEN jsonb_build_object('refundError', data->'reason')
                       WHEN 'PaymentFailed' THEN jsonb_build_object('error', data->'reason')
                       WHEN 'PaymentExpired' THEN jsonb_build_object('error', '${timedOut}'::text)
                       ELSE jsonb_build_object('providerRefundId', data->'providerRefundId', 'tokensDebited', data->'tokensDebited')

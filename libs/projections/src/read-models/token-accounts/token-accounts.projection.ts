@@ -64,6 +64,7 @@ export const tokenAccountsProjection: Projection = {
       case 'PaymentFailed':
       case 'PaymentExpired':
       case 'PaymentRefundRequested':
+      case 'PaymentRefundFailed':
       case 'PaymentRefunded':
         return projectPaymentEvent(recorded, event);
       default: {

@@ -45,6 +45,7 @@ const ROWLESS_EVENTS = {
   PaymentFailed: { type: 'PaymentFailed', data: { ...ids, reason: 'Card declined' } },
   PaymentExpired: { type: 'PaymentExpired', data: { ...ids, reason: 'expired' } },
   PaymentRefundRequested: { type: 'PaymentRefundRequested', data: { ...ids, tokens: 100 } },
+  PaymentRefundFailed: { type: 'PaymentRefundFailed', data: { ...ids, tokens: 100, providerRefundId: 're_1', reason: 'failed: expired_or_canceled_card' } },
   PaymentRefunded: { type: 'PaymentRefunded', data: { ...ids, providerRefundId: 'refund-1', tokens: 100, tokensDebited: 100 } },
   TokensHeld: {
     type: 'TokensHeld',

@@ -85,6 +85,7 @@ export function transactionOf(event: TokenAccountEvent): TransactionView | null 
     case 'PaymentFailed':
     case 'PaymentExpired':
     case 'PaymentRefundRequested':
+    case 'PaymentRefundFailed':
     case 'PaymentRefunded':
       return null;
     default: {
