@@ -1267,7 +1267,7 @@ export interface components {
             /** @example mock */
             provider: string;
             providerTransactionId: string | null;
-            /** @description error ('Payment timed out' on expiry) or refund details */
+            /** @description FAILED: `error` ('Payment timed out' on expiry); REFUNDED: `providerRefundId` and `tokensDebited`; COMPLETED after a refund that failed at the provider: `refundError` */
             metadata: {
                 [key: string]: unknown;
             };
@@ -1299,7 +1299,7 @@ export interface components {
             /** @example mock */
             provider: string;
             providerTransactionId: string | null;
-            /** @description error ('Payment timed out' on expiry) or refund details */
+            /** @description FAILED: `error` ('Payment timed out' on expiry); REFUNDED: `providerRefundId` and `tokensDebited`; COMPLETED after a refund that failed at the provider: `refundError` */
             metadata: {
                 [key: string]: unknown;
             };

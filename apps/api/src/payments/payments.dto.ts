@@ -61,7 +61,7 @@ export class PaymentResponse {
   @ApiProperty({ example: 'USD' }) currency!: string;
   @ApiProperty({ example: 'mock' }) provider!: string;
   @ApiProperty({ nullable: true, type: String }) providerTransactionId!: string | null;
-  @ApiProperty({ type: 'object', additionalProperties: true, description: "error ('Payment timed out' on expiry) or refund details" }) metadata!: object;
+  @ApiProperty({ type: 'object', additionalProperties: true, description: "FAILED: `error` ('Payment timed out' on expiry); REFUNDED: `providerRefundId` and `tokensDebited`; COMPLETED after a refund that failed at the provider: `refundError`" }) metadata!: object;
   @ApiProperty({ format: 'date-time' }) createdAt!: string;
   @ApiProperty({ format: 'date-time' }) updatedAt!: string;
   @ApiProperty({ format: 'date-time' }) expiresAt!: string;
