@@ -499,17 +499,52 @@ describe('Stripe refunds the bank has not confirmed yet', () => {
     expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefundFailed']);
     expect(await paymentOf(paymentId)).toMatchObject({ status: 'COMPLETED', metadata: { refundError: 'failed: expired_or_canceled_card' } });
     expect(await balanceBodyOf(userId)).toMatchObject({ balance: 100, available: 100 });
-    // Asked again: Stripe's answer under our key is still that failed refund, so the new request ends at once, and the client is told.
+    // Asked again: Stripe's answer under our key is still that failed refund, asked first, so nothing is reserved or recorded, and the client is told.
     const retried = await http().post(`/v1/payments/${paymentId}/refund`).send().expect(409);
     expect(retried.body).toMatchObject({
       code: 'REFUND_FAILED',
       providerRefundId: refund.id,
+      failureReason: 'expired_or_canceled_card',
       paymentStatus: 'COMPLETED',
-      detail: expect.stringContaining(`refund ${refund.id} of PaymentIntent ${orderId} is failed (expired_or_canceled_card): the money stayed with the merchant; the refund request ended`),
+      detail: expect.stringContaining(`refund ${refund.id} of PaymentIntent ${orderId} is failed (expired_or_canceled_card): the money stayed with the merchant; payment ${paymentId} stays COMPLETED`),
     });
-    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefundFailed', 'PaymentRefundRequested', 'PaymentRefundFailed']);
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefundFailed']);
     expect((await use(userId, 100).expect(201)).body).toMatchObject({ balance: 0 });
     expect(refundsOf(orderId)).toHaveLength(1);
+  });
+
+  it('answers the refund route that meets the failure with 409 REFUND_FAILED, the request ended', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId, refund } = await refundedPending(userId);
+    fake.settleRefund(refund.id, 'failed');
+    const answer = await http().post(`/v1/payments/${paymentId}/refund`).send().expect(409);
+    expect(answer.body).toMatchObject({
+      code: 'REFUND_FAILED',
+      paymentStatus: 'COMPLETED',
+      detail: expect.stringContaining(`the money stayed with the merchant; the refund request ended: payment ${paymentId} is COMPLETED again`),
+    });
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefundFailed']);
+    expect(await balanceBodyOf(userId)).toMatchObject({ balance: 100, available: 100 });
+    expect(refundsOf(orderId)).toHaveLength(1);
+  });
+
+  it('keeps the tokens reserved for an open dispute when the refund fails, and ends the request once the dispute is won', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId, refund } = await refundedPending(userId);
+    const dispute = fake.openDispute(orderId);
+    await deliver(eventOf('charge.dispute.created', orderId)).expect(200);
+    fake.settleRefund(refund.id, 'failed');
+    await deliver(eventOf('refund.updated', orderId)).expect(200);
+    expect((await testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date())).unresolved).toBeGreaterThanOrEqual(1);
+    const retried = await http().post(`/v1/payments/${paymentId}/refund`).send().expect(409);
+    expect(retried.body).toMatchObject({ code: 'REFUND_FAILED', paymentStatus: 'REFUND_PENDING', detail: expect.stringContaining(`while dispute ${dispute.id} is open`) });
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentDisputeOpened']);
+    expect(await balanceBodyOf(userId)).toMatchObject({ balance: 100, available: 0, reservedForRefunds: 100 });
+    fake.closeDispute(dispute.id, 'won');
+    await deliver(eventOf('charge.dispute.closed', orderId)).expect(200);
+    await testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date());
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'PaymentRefundFailed']);
+    expect(await balanceBodyOf(userId)).toMatchObject({ balance: 100, available: 100 });
   });
 
   it("records the operator's refund made in the dashboard after ours failed, taking the tokens back once", async () => {
@@ -534,17 +569,16 @@ describe('Stripe refunds the bank has not confirmed yet', () => {
       testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date()),
       Promise.all(Array.from({ length: 30 }, () => use(userId, 5))),
     ]);
-    // A retry ends a request (its own, or the first), or finds the tokens spent meanwhile; a spend is refused only while a request reserves them.
-    expect(new Set(retries.map((retry) => `${retry.status} ${String(retry.body.code)}`))).toEqual(
-      new Set(retries.map((retry) => (retry.body.code === 'REFUND_EXCEEDS_BALANCE' ? '409 REFUND_EXCEEDS_BALANCE' : '409 REFUND_FAILED'))),
-    );
+    // Every retry meets the failure (ending the request, or finding it ended: then nothing is reserved or recorded again).
+    expect(retries.map((retry) => `${retry.status} ${String(retry.body.code)} ${String(retry.body.paymentStatus)}`)).toEqual(Array.from({ length: 8 }, () => '409 REFUND_FAILED COMPLETED'));
     expect(notified.map((response) => response.status)).toEqual([200, 200, 200]);
     expect(spends.every((spend) => spend.status === 201 || (spend.status === 409 && spend.body.code === 'INSUFFICIENT_BALANCE'))).toBe(true);
     const spent = 5 * spends.filter((spend) => spend.status === 201).length;
     const types = await eventTypes(userId);
-    // Every request ended, by exactly one failure; the tokens are all the account's, less what was spent.
-    expect({ requests: count(types, 'PaymentRefundRequested'), spent: count(types, 'TokensUsed') * 5, refunded: count(types, 'PaymentRefunded') }).toEqual({
-      requests: count(types, 'PaymentRefundFailed'),
+    // The one request ended once; the tokens are all the account's, less what was spent.
+    expect({ requests: count(types, 'PaymentRefundRequested'), failures: count(types, 'PaymentRefundFailed'), spent: count(types, 'TokensUsed') * 5, refunded: count(types, 'PaymentRefunded') }).toEqual({
+      requests: 1,
+      failures: 1,
       spent,
       refunded: 0,
     });

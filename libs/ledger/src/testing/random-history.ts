@@ -128,7 +128,11 @@ export function runSteps(
         if (payment === undefined) break;
         if (payment.status === 'COMPLETED' && step.pick % 3 !== 2) decide({ type: 'RequestRefund', data: { userId, paymentId: payment.paymentId, transactionId: id('tx'), now } });
         if (step.pick % 2 === 1) decide({ type: 'RefundPayment', data: { userId, paymentId: payment.paymentId, providerRefundId: id('refund'), transactionId: id('tx'), now } });
-        else if (step.pick % 4 === 0) decide({ type: 'FailRefund', data: { userId, paymentId: payment.paymentId, providerRefundId: id('refund'), reason: 'failed: lost_or_stolen_card', transactionId: id('tx'), now } });
+        else if (step.pick % 4 === 0) {
+          // For the request now pending, as the refund flow and the reconciler ask (state.payments: after the request above).
+          const requestedAt = state.payments.get(payment.paymentId)?.updatedAt ?? payment.updatedAt;
+          decide({ type: 'FailRefund', data: { userId, paymentId: payment.paymentId, requestedAt, providerRefundId: id('refund'), reason: 'failed: lost_or_stolen_card', transactionId: id('tx'), now } });
+        }
         break;
       }
       case 'dispute': {

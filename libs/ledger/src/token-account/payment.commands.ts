@@ -58,13 +58,16 @@ export type RefundPayment = {
 
 /**
  * Ends a refund request whose refund failed at the provider (`reason`, `providerRefundId`: the
- * provider's); `transactionId` only seeds the ids of the expiries decided with it.
+ * provider's). `requestedAt` names the request the failure was learned for: the pending payment's
+ * `updatedAt` (its request's time) when the provider was asked, so a failure learned for one request
+ * never ends a later one. `transactionId` only seeds the ids of the expiries decided with it.
  */
 export type FailRefund = {
   readonly type: 'FailRefund';
   readonly data: {
     readonly userId: string;
     readonly paymentId: string;
+    readonly requestedAt: string;
     readonly providerRefundId: string | null;
     readonly reason: string;
     readonly transactionId: string;

@@ -245,9 +245,9 @@ describe('payments: RequestRefund and RefundPayment', () => {
 
 describe('payments: FailRefund (the provider refund failed)', () => {
   const failedAt = new Date('2026-11-24T12:20:00.000Z');
-  const fail = (reason = 'failed: expired_or_canceled_card', now = failedAt): FailRefund => ({
+  const fail = (reason = 'failed: expired_or_canceled_card', now = failedAt, requestedAt = later.toISOString()): FailRefund => ({
     type: 'FailRefund',
-    data: { userId, paymentId, providerRefundId: 're_1', reason, transactionId: 'tx-refund-failed', now },
+    data: { userId, paymentId, requestedAt, providerRefundId: 're_1', reason, transactionId: 'tx-refund-failed', now },
   });
   const failed: PaymentRefundFailed = {
     type: 'PaymentRefundFailed',
@@ -267,6 +267,23 @@ describe('payments: FailRefund (the provider refund failed)', () => {
     spec.given([initiated, captured, credited]).when(fail()).thenNothing();
     spec.given([initiated, captured, credited, refundRequested, refunded100(), tokensRefunded100()]).when(fail()).thenNothing();
     spec.given([initiated, captured, credited, refundRequested, failed]).when(requestRefundCommand).then([refundRequested]);
+  });
+
+  it('ends only the request the failure was learned for: a report about an earlier one decides nothing', () => {
+    const secondRequest: PaymentRefundRequested = { ...refundRequested, data: { ...refundRequested.data, occurredAt: '2026-11-24T12:30:00.000Z' } };
+    spec.given([initiated, captured, credited, refundRequested, failed, secondRequest]).when(fail('failed: unknown', new Date('2026-11-24T12:31:00.000Z'))).thenNothing();
+    spec
+      .given([initiated, captured, credited, refundRequested, failed, secondRequest])
+      .when(fail('failed: unknown', new Date('2026-11-24T12:31:00.000Z'), '2026-11-24T12:30:00.000Z'))
+      .then([{ ...failed, data: { ...failed.data, reason: 'failed: unknown', occurredAt: '2026-11-24T12:31:00.000Z' } }]);
+  });
+
+  it('keeps the tokens reserved while a dispute of the payment is open, and ends the request once the dispute is won', () => {
+    const ids = { userId, paymentId, orderId, disputeId: 'dp_1' };
+    const opened: TokenAccountEvent = { type: 'PaymentDisputeOpened', data: { ...ids, amount: 500, currency: 'USD', reason: 'fraudulent', occurredAt: later.toISOString() } };
+    const won: TokenAccountEvent = { type: 'PaymentDisputeClosed', data: { ...ids, outcome: 'won', tokens: 0, tokensDebited: 0, shortfallAfter: 0, occurredAt: later.toISOString() } };
+    spec.given([initiated, captured, credited, refundRequested, opened]).when(fail()).thenNothing();
+    spec.given([initiated, captured, credited, refundRequested, opened, won]).when(fail()).then([failed]);
   });
 
   it('refuses a payment never captured and one it does not know', () => {

@@ -209,15 +209,19 @@ export function requestRefund({ data }: RequestRefund, state: TokenAccountState)
 
 /**
  * Ends a refund request whose refund failed at the provider: the payment is COMPLETED again and the
- * tokens its request reserved are released. Only a REFUND_PENDING payment has a request to end; a
- * COMPLETED one (ended already, by another process) or a REFUNDED one (another refund returned the
- * money since) decides nothing, and one never captured is refused.
+ * tokens its request reserved are released. Only the REFUND_PENDING request the failure was learned
+ * for (`requestedAt`) ends. Nothing is decided for a COMPLETED payment (ended already, by another
+ * process), a REFUNDED one (another refund returned the money since), a later request (asked for
+ * after the failure was learned), or while a dispute of the payment is open: its tokens stay reserved
+ * for the dispute, whose loss completes the refund (ADR 0024) and whose win lets the next report end
+ * the request. One never captured is refused.
  */
 export function failRefund({ data }: FailRefund, state: TokenAccountState): readonly PaymentRefundFailed[] {
   invariant(data.reason.length > 0, `the failed refund of payment ${data.paymentId} has no reason`);
   const payment = existing(state, data.paymentId);
   if (payment.status === 'COMPLETED' || payment.status === 'REFUNDED') return [];
   if (payment.status !== 'REFUND_PENDING') throw notCaptured(payment);
+  if (payment.updatedAt !== data.requestedAt || blockingDisputeOf(state, payment.paymentId) !== undefined) return [];
   return [
     {
       type: 'PaymentRefundFailed',

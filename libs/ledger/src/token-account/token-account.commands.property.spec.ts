@@ -5,6 +5,7 @@ import { BALANCE_MAX, GRANT_PRIORITY_DEFAULT, HOLD_TTL_SECONDS_MAX, TOKEN_AMOUNT
 import { propertyRuns } from '../testing/property-runs.js';
 import { sweepExpiries } from './expiry.decide.js';
 import { captureDecision } from './payment.decide.js';
+import { blockingDisputeOf } from './dispute.decide.js';
 import type { TokenAccountCommand } from './token-account.commands.js';
 import { tokenAccountDecider } from './token-account.decider.js';
 import type { TokenAccountEvent } from './token-account.events.js';
@@ -45,7 +46,8 @@ const HOLD_IDS = ['hold-1', 'hold-2'] as const;
  * What a step knows when it builds its command: the time, a transaction id of its own, and the ids of
  * the account's lots (a VoidGrant names one of them, or one that does not exist).
  */
-type Clock = { readonly now: Date; readonly transactionId: string; readonly lotIds: readonly string[] };
+/** The step's time and ids, and what a handler would read from the state: the lots, and each payment's last change (a pending refund's request). */
+type Clock = { readonly now: Date; readonly transactionId: string; readonly lotIds: readonly string[]; readonly paymentsUpdatedAt: ReadonlyMap<string, string> };
 type CommandType = TokenAccountCommand['type'];
 type CommandOf<Type extends CommandType> = Extract<TokenAccountCommand, { readonly type: Type }>;
 type CommandGenerator<Type extends CommandType> = {
@@ -121,12 +123,19 @@ const COMMAND_GENERATORS: { readonly [Type in CommandType]: CommandGenerator<Typ
   },
   FailRefund: {
     idempotent: true,
-    recipe: fc
-      .constantFrom(...PROVIDER_PAYMENT_IDS)
-      .map((paymentId) => (clock) => ({
-        type: 'FailRefund',
-        data: { userId, paymentId, providerRefundId: 're_failed', reason: 'failed: expired_or_canceled_card', transactionId: clock.transactionId, now: clock.now },
-      })),
+    // Mostly for the request pending when it is decided, as a handler asks; now and then for an earlier one (a stale report).
+    recipe: fc.record({ paymentId: fc.constantFrom(...PROVIDER_PAYMENT_IDS), stale: fc.boolean() }).map(({ paymentId, stale }) => (clock) => ({
+      type: 'FailRefund',
+      data: {
+        userId,
+        paymentId,
+        requestedAt: stale ? '2000-01-01T00:00:00.000Z' : (clock.paymentsUpdatedAt.get(paymentId) ?? '2000-01-01T00:00:00.000Z'),
+        providerRefundId: 're_failed',
+        reason: 'failed: expired_or_canceled_card',
+        transactionId: clock.transactionId,
+        now: clock.now,
+      },
+    })),
   },
   RefundPayment: {
     idempotent: true,
@@ -351,9 +360,13 @@ function expectGatesAgree(command: TokenAccountCommand, state: TokenAccountState
     const credited = swept.shortfall > 0 ? ['PaymentCaptured', 'TokensPurchased', 'ShortfallCovered'] : ['PaymentCaptured', 'TokensPurchased'];
     if (gate === 'capture') expect(own).toEqual(credited);
   }
-  // A failed refund ends only a pending request, and releases what it reserved (the invariants check the totals).
+  // A failed refund ends only the pending request it was learned for, and none while a dispute of the payment is open; it releases
+  // what the request reserved (the invariants check the totals), which pays a lost dispute's shortfall first.
   const pending = command.type === 'FailRefund' ? state.payments.get(command.data.paymentId) : undefined;
-  if (pending !== undefined && Array.isArray(outcome)) expect(own).toEqual(pending.status === 'REFUND_PENDING' ? ['PaymentRefundFailed'] : []);
+  if (command.type === 'FailRefund' && pending !== undefined && Array.isArray(outcome)) {
+    const ends = pending.status === 'REFUND_PENDING' && pending.updatedAt === command.data.requestedAt && blockingDisputeOf(state, pending.paymentId) === undefined;
+    expect(Array.isArray(own) ? own.filter((type) => type !== 'ShortfallCovered') : own).toEqual(ends ? ['PaymentRefundFailed'] : []);
+  }
   const payment = command.type === 'RequestRefund' ? state.payments.get(command.data.paymentId) : undefined;
   if (payment !== undefined) {
     if (payment.status === 'REFUND_PENDING' || payment.status === 'REFUNDED') expect(outcome).toEqual([]);
@@ -389,7 +402,8 @@ function run(steps: readonly Step[]): { readonly history: readonly TokenAccountE
       return;
     }
     const lotIds = [...state.lots.keys()];
-    const command = next.recipe({ now: new Date(now), transactionId: `tx-${index}`, lotIds });
+    const paymentsUpdatedAt = new Map([...state.payments.values()].map((payment) => [payment.paymentId, payment.updatedAt]));
+    const command = next.recipe({ now: new Date(now), transactionId: `tx-${index}`, lotIds, paymentsUpdatedAt });
     const outcome = decided(command, state);
     expectGatesAgree(command, state, outcome);
     if (outcome instanceof LedgerError) {
@@ -402,7 +416,7 @@ function run(steps: readonly Step[]): { readonly history: readonly TokenAccountE
     history.push(...outcome);
     expectInvariants(state, history);
     if (next.idempotent && outcome.length > 0) {
-      const retry = next.recipe({ now: new Date(now + 1_000), transactionId: `retry-${index}`, lotIds });
+      const retry = next.recipe({ now: new Date(now + 1_000), transactionId: `retry-${index}`, lotIds, paymentsUpdatedAt });
       expect(decided(retry, state)).toEqual([]);
     }
   });

@@ -1,12 +1,22 @@
 import { randomUUID } from 'node:crypto';
-import { decideTokenAccount, LedgerError, tokenAccountDecider, tokenAccountStreamId, type TokenAccountEvent, type TokenAccountState } from '@app/ledger';
+import {
+  blockingDisputeOf,
+  decideTokenAccount,
+  decideTokenAccountWithState,
+  LedgerError,
+  tokenAccountDecider,
+  tokenAccountStreamId,
+  type Payment,
+  type TokenAccountEvent,
+  type TokenAccountState,
+} from '@app/ledger';
 import { eventMetadata, type CommandContext } from '@app/event-sourcing';
 import type { PaymentFaults } from '../payment-faults.js';
 import { PaymentsError } from '../payments.errors.js';
 import { failedRefundOf } from './failed-refund.js';
 import { paymentIn, type PaymentLedger } from '../payment-ledger.js';
 import type { PaymentWriteResult } from '../payment.view.js';
-import { providerIdempotencyKey, type PaymentProvider } from '../provider/payment-provider.port.js';
+import { providerIdempotencyKey, type PaymentProvider, type ProviderRefund } from '../provider/payment-provider.port.js';
 
 /**
  * Refunds a captured payment and takes its tokens back, once, in three steps that each survive a
@@ -42,30 +52,51 @@ export class RefundPaymentFlow {
     const payment = paymentIn(requested.state, paymentId);
     if (payment.status !== 'REFUND_PENDING') return this.ledger.result(userId, requested.state, paymentId, requested);
     this.faults('refund:after-intent');
-    const { providerRefundId, status } = await this.provider.refund(payment.orderId, providerIdempotencyKey('refund', paymentId)).catch((error: unknown) => this.endFailed(userId, paymentId, error, context));
+    let refund: ProviderRefund;
+    try {
+      refund = await this.provider.refund(payment.orderId, providerIdempotencyKey('refund', paymentId));
+    } catch (error) {
+      return this.endFailed(payment, error, context);
+    }
     // Not the money back yet: the payment stays REFUND_PENDING (its tokens reserved) until a retry,
     // the provider's notification or the reconciliation job finds the refund succeeded.
-    if (status === 'pending') return this.ledger.result(userId, requested.state, paymentId, requested);
+    if (refund.status === 'pending') return this.ledger.result(userId, requested.state, paymentId, requested);
     this.faults('refund:after-provider-refund');
-    const recorded = await this.ledger.decideAndAppend(userId, { type: 'RefundPayment', data: { userId, paymentId, providerRefundId, transactionId: randomUUID(), now: this.now() } }, context);
+    const recorded = await this.ledger.decideAndAppend(userId, { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: refund.providerRefundId, transactionId: randomUUID(), now: this.now() } }, context);
     return this.ledger.result(userId, recorded.state, paymentId, recorded);
   }
 
   /**
-   * A refund that failed at the provider ends its request (the payment COMPLETED again, its tokens
-   * released), and the client is told so; any other error is thrown as it is. A crash before the
-   * append leaves the request pending: the retry or the reconciliation job asks again and ends it.
+   * A refund that failed at the provider ends the request it was asked for (`FailRefund`: the payment
+   * COMPLETED again, its tokens released) and the client is told how the payment stands after: 409
+   * REFUND_FAILED, or the refund when another (an operator's) was recorded meanwhile. Any other error
+   * is thrown as it is. A crash before the append leaves the request pending: the retry or the
+   * reconciliation job asks again and ends it.
    */
-  private async endFailed(userId: string, paymentId: string, error: unknown, context: CommandContext): Promise<never> {
+  private async endFailed(pending: Payment, error: unknown, context: CommandContext): Promise<PaymentWriteResult> {
     const failed = failedRefundOf(error);
     if (failed === undefined || !(error instanceof PaymentsError)) throw error;
     this.faults('refund:after-provider-failure');
-    await this.ledger.decideAndAppend(userId, { type: 'FailRefund', data: { userId, paymentId, ...failed, transactionId: randomUUID(), now: this.now() } }, context);
-    throw new PaymentsError('REFUND_FAILED', `${error.message}; the refund request ended: payment ${paymentId} is COMPLETED again and its tokens are the account's`, {
-      ...error.details,
-      paymentId,
-      paymentStatus: 'COMPLETED',
+    const { userId, paymentId } = pending;
+    const command = { type: 'FailRefund', data: { userId, paymentId, requestedAt: pending.updatedAt, ...failed, transactionId: randomUUID(), now: this.now() } } as const;
+    const ended = await this.ledger.commands.handle({
+      streamId: tokenAccountStreamId(userId),
+      decider: tokenAccountDecider,
+      decide: (state) => decideTokenAccountWithState(command, state),
+      metadata: eventMetadata(context),
+      // The answer says how the payment stands, which another process may have changed.
+      readFirst: true,
     });
+    const payment = paymentIn(ended.state, paymentId);
+    if (payment.status === 'REFUNDED') return this.ledger.result(userId, ended.state, paymentId, ended);
+    const dispute = blockingDisputeOf(ended.state, paymentId);
+    const after =
+      payment.status === 'COMPLETED'
+        ? `the refund request ended: payment ${paymentId} is COMPLETED again and its tokens are the account's`
+        : dispute !== undefined
+          ? `payment ${paymentId} stays ${payment.status}, its tokens reserved, while dispute ${dispute.disputeId} is ${dispute.status}`
+          : `payment ${paymentId} is ${payment.status}: a later refund request is pending`;
+    throw new PaymentsError('REFUND_FAILED', `${error.message}; ${after}`, { ...error.details, paymentId, paymentStatus: payment.status });
   }
 
   /**
@@ -76,6 +107,19 @@ export class RefundPaymentFlow {
    */
   private async request(userId: string, paymentId: string, state: TokenAccountState): Promise<readonly TokenAccountEvent[]> {
     const now = this.now();
+    const earlier = paymentIn(state, paymentId);
+    if (earlier.status === 'COMPLETED' && earlier.refundFailure !== null) {
+      // Our refund failed before, and the provider's answer under our key is still that refund: asked
+      // first, so asking again neither reserves the tokens nor records a request that cannot succeed.
+      // A refund an operator made since is the answer: recorded when it succeeded, asked for when pending.
+      const answer = await this.provider.refund(earlier.orderId, providerIdempotencyKey('refund', paymentId)).catch((error: unknown) => {
+        if (!(failedRefundOf(error) !== undefined && error instanceof PaymentsError)) throw error;
+        throw new PaymentsError('REFUND_FAILED', `${error.message}; payment ${paymentId} stays COMPLETED, its tokens the account's`, { ...error.details, paymentId, paymentStatus: 'COMPLETED' });
+      });
+      if (answer.status === 'succeeded') {
+        return decideTokenAccount({ type: 'RefundPayment', data: { userId, paymentId, providerRefundId: answer.providerRefundId, transactionId: randomUUID(), now } }, state);
+      }
+    }
     try {
       return decideTokenAccount({ type: 'RequestRefund', data: { userId, paymentId, transactionId: randomUUID(), now } }, state);
     } catch (error) {

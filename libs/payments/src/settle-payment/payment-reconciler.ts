@@ -94,8 +94,10 @@ export class PaymentReconciler {
           const failed = failedRefundOf(error);
           if (failed !== undefined) {
             this.faults('reconcile:after-provider-refund');
-            command = { type: 'FailRefund', data: { ...ids, ...failed, transactionId: randomUUID(), now } };
-            break;
+            const ended = await this.ledger.decideAndAppend(payment.userId, { type: 'FailRefund', data: { ...ids, requestedAt: payment.updatedAt, ...failed, transactionId: randomUUID(), now } }, context);
+            // Not ended while a dispute of the payment is open (its outcome ends the request), nor a request asked for since.
+            if (ended.state.payments.get(payment.paymentId)?.status !== 'REFUND_PENDING') return ended;
+            return { unresolved: `payment ${payment.paymentId}'s refund failed (${failed.reason}) but it stays REFUND_PENDING: a dispute of it is open, or a later request is pending` };
           }
           // Refused while the charge is disputed: the dispute's outcome ends the request. Retrying would not
           // help meanwhile (nor should Stripe redeliver its notification for days).
