@@ -547,27 +547,68 @@ describe('Stripe refunds the bank has not confirmed yet', () => {
     expect(await balanceBodyOf(userId)).toMatchObject({ balance: 100, available: 100 });
   });
 
-  it("records the operator's refund made in the dashboard after ours failed, taking the tokens back once", async () => {
+  it("records the operator's refund made in the dashboard after ours failed once, taking back what is left of the purchase", async () => {
     const userId = randomUUID();
     const { paymentId, orderId, refund } = await refundedPending(userId);
     fake.settleRefund(refund.id, 'failed');
     await deliver(eventOf('refund.updated', orderId)).expect(200);
+    await use(userId, 30).expect(201);
     const operators = fake.dashboardRefund(orderId);
-    await deliver(eventOf('charge.refunded', orderId)).expect(200);
-    expect(await paymentOf(paymentId)).toMatchObject({ status: 'REFUNDED', metadata: { providerRefundId: operators.id, tokensDebited: 100 } });
+    const notified = await Promise.all([deliver(eventOf('charge.refunded', orderId)), deliver(eventOf('charge.refunded', orderId), autoApp)]);
+    expect(notified.map((response) => response.status)).toEqual([200, 200]);
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'REFUNDED', metadata: { providerRefundId: operators.id, tokensDebited: 70 } });
     expect(await balanceBodyOf(userId)).toMatchObject({ balance: 0, available: 0 });
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefundFailed', 'TokensUsed', 'PaymentRefunded', 'TokensRefunded']);
+  });
+
+  it("asks Stripe again under the same Idempotency-Key after a failure (409 is not kept), and records the operator's refund made since", async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId, refund } = await refundedPending(userId);
+    fake.settleRefund(refund.id, 'failed');
+    await deliver(eventOf('refund.updated', orderId)).expect(200);
+    const key = randomUUID();
+    const keyedRefund = () => http().post(`/v1/payments/${paymentId}/refund`).set('Idempotency-Key', key).send();
+    expect((await keyedRefund().expect(409)).body).toMatchObject({ code: 'REFUND_FAILED', paymentStatus: 'COMPLETED' });
+    const operators = fake.dashboardRefund(orderId);
+    const done = await keyedRefund().expect(200);
+    expect(done.headers['idempotent-replayed']).toBeUndefined();
+    expect(done.body).toMatchObject({ balance: 0, payment: { status: 'REFUNDED', metadata: { providerRefundId: operators.id, tokensDebited: 100 } } });
+    expect((await keyedRefund().expect(200)).headers['idempotent-replayed']).toBe('true');
+    // Recorded from Stripe's answer, without a new request of ours.
     expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefundFailed', 'PaymentRefunded', 'TokensRefunded']);
+  });
+
+  it("asks for the refund again, reserving the tokens, when an operator's refund made after ours failed is pending, and records it once it succeeded", async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId, refund } = await refundedPending(userId);
+    fake.settleRefund(refund.id, 'failed');
+    await deliver(eventOf('refund.updated', orderId)).expect(200);
+    fake.nextRefundStatus = 'pending';
+    let operators;
+    try {
+      operators = fake.dashboardRefund(orderId);
+    } finally {
+      fake.nextRefundStatus = 'succeeded';
+    }
+    expect((await http().post(`/v1/payments/${paymentId}/refund`).send().expect(202)).body).toMatchObject({ payment: { status: 'REFUND_PENDING' } });
+    expect(await balanceBodyOf(userId)).toMatchObject({ balance: 100, available: 0, reservedForRefunds: 100 });
+    fake.settleRefund(operators.id, 'succeeded');
+    await deliver(eventOf('refund.updated', orderId)).expect(200);
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'REFUNDED', metadata: { providerRefundId: operators.id, tokensDebited: 100 } });
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefundFailed', 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
   });
 
   it('ends each request of a failed refund once while retries, notifications, the job and spends race it, and reserves nothing after', async () => {
     const userId = randomUUID();
     const { paymentId, orderId, refund } = await refundedPending(userId);
     fake.settleRefund(refund.id, 'failed');
+    // Two processes on one database: the route, the notifications and the spends alternate between them.
+    const app = (index: number) => (index % 2 === 0 ? testApp : autoApp);
     const [retries, notified, , spends] = await Promise.all([
-      Promise.all(Array.from({ length: 8 }, () => http().post(`/v1/payments/${paymentId}/refund`).send())),
-      Promise.all(Array.from({ length: 3 }, () => deliver(eventOf('refund.updated', orderId)))),
-      testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date()),
-      Promise.all(Array.from({ length: 30 }, () => use(userId, 5))),
+      Promise.all(Array.from({ length: 8 }, (_, index) => app(index).http().post(`/v1/payments/${paymentId}/refund`).send())),
+      Promise.all(Array.from({ length: 3 }, (_, index) => deliver(eventOf('refund.updated', orderId), app(index)))),
+      autoApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date()),
+      Promise.all(Array.from({ length: 30 }, (_, index) => app(index).http().post(`/v1/accounts/${userId}/usage`).send({ amount: 5 }))),
     ]);
     // Every retry meets the failure (ending the request, or finding it ended: then nothing is reserved or recorded again).
     expect(retries.map((retry) => `${retry.status} ${String(retry.body.code)} ${String(retry.body.paymentStatus)}`)).toEqual(Array.from({ length: 8 }, () => '409 REFUND_FAILED COMPLETED'));

@@ -12,6 +12,7 @@ export const PAYMENT_FAULT_POINTS = [
   'refund:after-provider-failure',
   'reconcile:after-provider-order',
   'reconcile:after-provider-refund',
+  'reconcile:after-provider-failure',
   'dispute:after-append',
 ] as const;
 

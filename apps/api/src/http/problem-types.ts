@@ -115,8 +115,9 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   PAYMENT_NOT_AUTHORIZED: { status: HttpStatus.CONFLICT, title: 'The buyer has not authorised the payment yet' },
   // Nothing credited: the provider took less than the payment's amount (an operator's partial capture); an operator decides.
   PAYMENT_CAPTURED_IN_PART: { status: HttpStatus.CONFLICT, title: 'The payment provider captured less than the payment amount' },
-  // Nothing refunded: the provider's refund failed or was canceled (the request ended: COMPLETED again, its tokens released),
-  // or the provider refuses it while the charge is disputed (REFUND_PENDING until the dispute ends it).
+  // Nothing refunded: the provider's refund failed or was canceled (the request ended: COMPLETED again, its tokens released;
+  // REFUND_PENDING, reserved, while a dispute of the payment is open), or the provider refuses it while the charge is disputed
+  // (REFUND_PENDING until the dispute ends it). Not kept under an Idempotency-Key: the same key asks again.
   REFUND_FAILED: { status: HttpStatus.CONFLICT, title: "The payment provider's refund failed" },
   WEBHOOK_SIGNATURE_INVALID: { status: HttpStatus.UNAUTHORIZED, title: 'Webhook signature missing, bad or too old' },
   PROVIDER_NOT_CONFIGURED: { status: HttpStatus.NOT_FOUND, title: 'This payment provider is not configured here' },

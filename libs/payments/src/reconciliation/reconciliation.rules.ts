@@ -28,7 +28,7 @@ export type Reconciliation = { readonly steps: readonly ReconciliationStep[] } |
  * | PENDING, due             | canceled               | expire                                     |
  * | PENDING, not due         | canceled               | record a decline (`canceled`)              |
  * | COMPLETED                | refunded               | record the refund (take back what is left) |
- * | REFUND_PENDING           | captured               | refund at the provider, record the refund  |
+ * | REFUND_PENDING           | captured               | refund at the provider, record the refund; if our refund failed there, end the request (the reconciler; unresolved while a dispute is open) |
  * | REFUND_PENDING           | refunded               | record the refund                          |
  * | COMPLETED/REFUND_PENDING | created/declined/unknown | unresolved: tokens without money; an operator decides |
  * | PENDING, FAILED, COMPLETED, REFUND_PENDING | captured_in_part | unresolved: not the package's price; an operator decides |

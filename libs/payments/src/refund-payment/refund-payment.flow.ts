@@ -28,8 +28,9 @@ import { providerIdempotencyKey, type PaymentProvider, type ProviderRefund } fro
  * 3. `PaymentRefunded` and `TokensRefunded` are appended; or, when the provider's refund failed,
  *    `PaymentRefundFailed` (COMPLETED again, the tokens released) and the client gets REFUND_FAILED.
  * A crash after 1 or 2 leaves a REFUND_PENDING payment; the client's retry, or the reconciliation
- * job, carries it on from step 2. The account's lock is not held across the provider call: the
- * reservation, not the lock, keeps the tokens from being spent meanwhile.
+ * job, carries it on from step 2. The account's lock is not held across the provider's refund: the
+ * reservation, not the lock, keeps the tokens from being spent meanwhile. Once a refund failed, asking
+ * again asks the provider first, before step 1 and outside the lock (`answerAfterFailure`).
  */
 export class RefundPaymentFlow {
   constructor(
@@ -41,10 +42,11 @@ export class RefundPaymentFlow {
 
   async refund(paymentId: string, context: CommandContext): Promise<PaymentWriteResult> {
     const userId = await this.ledger.ownerOf(paymentId);
+    const answer = await this.answerAfterFailure(userId, paymentId);
     const requested = await this.ledger.commands.handle({
       streamId: tokenAccountStreamId(userId),
       decider: tokenAccountDecider,
-      decide: (state) => this.request(userId, paymentId, state),
+      decide: (state) => this.request(userId, paymentId, state, answer),
       metadata: eventMetadata(context),
       // The balance check must see every spend, including those made through other instances.
       readFirst: true,
@@ -100,22 +102,36 @@ export class RefundPaymentFlow {
   }
 
   /**
+   * For a payment whose refund failed before, the provider's answer under our key: still that failed
+   * refund (REFUND_FAILED, which the decision throws: nothing reserved or recorded, since asking again
+   * would fail the same way), or a refund an operator made since (recorded when it succeeded; asked
+   * for, reserving the tokens, when it is pending). Asked before the decision, outside the account's
+   * lock and once per request, on the state as this process has it: the decision uses the answer only
+   * if the payment is still so, and otherwise decides as for any request.
+   */
+  private async answerAfterFailure(userId: string, paymentId: string): Promise<AnswerAfterFailure> {
+    const state = await this.ledger.load(userId);
+    if (!isAfterFailure(state, paymentId)) return undefined;
+    const payment = paymentIn(state, paymentId);
+    try {
+      return await this.provider.refund(payment.orderId, providerIdempotencyKey('refund', paymentId));
+    } catch (error) {
+      if (failedRefundOf(error) === undefined || !(error instanceof PaymentsError)) throw error;
+      return new PaymentsError('REFUND_FAILED', `${error.message}; payment ${paymentId} stays COMPLETED, its tokens the account's`, { ...error.details, paymentId, paymentStatus: 'COMPLETED' });
+    }
+  }
+
+  /**
    * The refund request, except that a refund the provider made without our request (an operator at
    * the provider) is recorded even when the tokens were spent since, from the balance or from the
    * purchase's own lot: refusing it would leave money returned and tokens kept, for good. It takes
    * back what is left of the lot.
    */
-  private async request(userId: string, paymentId: string, state: TokenAccountState): Promise<readonly TokenAccountEvent[]> {
+  private async request(userId: string, paymentId: string, state: TokenAccountState, answer: AnswerAfterFailure): Promise<readonly TokenAccountEvent[]> {
     const now = this.now();
-    const earlier = paymentIn(state, paymentId);
-    if (earlier.status === 'COMPLETED' && earlier.refundFailure !== null) {
-      // Our refund failed before, and the provider's answer under our key is still that refund: asked
-      // first, so asking again neither reserves the tokens nor records a request that cannot succeed.
-      // A refund an operator made since is the answer: recorded when it succeeded, asked for when pending.
-      const answer = await this.provider.refund(earlier.orderId, providerIdempotencyKey('refund', paymentId)).catch((error: unknown) => {
-        if (!(failedRefundOf(error) !== undefined && error instanceof PaymentsError)) throw error;
-        throw new PaymentsError('REFUND_FAILED', `${error.message}; payment ${paymentId} stays COMPLETED, its tokens the account's`, { ...error.details, paymentId, paymentStatus: 'COMPLETED' });
-      });
+    // Asked of the provider before the decision; it holds while the payment is still as it was then.
+    if (answer !== undefined && isAfterFailure(state, paymentId)) {
+      if (answer instanceof PaymentsError) throw answer;
       if (answer.status === 'succeeded') {
         return decideTokenAccount({ type: 'RefundPayment', data: { userId, paymentId, providerRefundId: answer.providerRefundId, transactionId: randomUUID(), now } }, state);
       }
@@ -130,4 +146,13 @@ export class RefundPaymentFlow {
       return decideTokenAccount({ type: 'RefundPayment', data: { userId, paymentId, providerRefundId: order.providerRefundId, transactionId: randomUUID(), now } }, state);
     }
   }
+}
+
+/** What the provider answered, before the decision, for a payment whose refund failed before: a refund an operator made since, or the failure again. */
+type AnswerAfterFailure = ProviderRefund | PaymentsError | undefined;
+
+/** A COMPLETED payment whose last refund failed at the provider, with no dispute holding it (a dispute's refusal comes first). */
+function isAfterFailure(state: TokenAccountState, paymentId: string): boolean {
+  const payment = state.payments.get(paymentId);
+  return payment?.status === 'COMPLETED' && payment.refundFailure !== null && blockingDisputeOf(state, paymentId) === undefined;
 }

@@ -93,7 +93,7 @@ export class PaymentReconciler {
           // Failed at the provider: the request ends (the tokens are the account's again).
           const failed = failedRefundOf(error);
           if (failed !== undefined) {
-            this.faults('reconcile:after-provider-refund');
+            this.faults('reconcile:after-provider-failure');
             const ended = await this.ledger.decideAndAppend(payment.userId, { type: 'FailRefund', data: { ...ids, requestedAt: payment.updatedAt, ...failed, transactionId: randomUUID(), now } }, context);
             // Not ended while a dispute of the payment is open (its outcome ends the request), nor a request asked for since.
             if (ended.state.payments.get(payment.paymentId)?.status !== 'REFUND_PENDING') return ended;
