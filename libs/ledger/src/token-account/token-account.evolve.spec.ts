@@ -147,6 +147,11 @@ describe('token account: evolve re-checks every payment status move', () => {
 
   describe('a refund request that failed at the provider', () => {
     const requested: TokenAccountEvent = { type: 'PaymentRefundRequested', data: { userId, paymentId, orderId, tokens: 100, occurredAt: '2026-11-24T11:15:00.000Z' } };
+    const boughtInLot = { ...credited, data: { ...credited.data, lot: { lotId: 'lot-1', priority: 100, expiresAt: null }, heldAfter: 0 } } as TokenAccountEvent;
+    const heldInLot: TokenAccountEvent = {
+      type: 'TokensHeld',
+      data: { userId, holdId: 'h', amount: 100, description: null, expiresAt: '2026-11-24T13:00:00.000Z', draws: [{ lotId: 'lot-1', amount: 100 }], balanceAfter: 100, heldAfter: 100, occurredAt: at },
+    };
     const failed = (tokens = 100): TokenAccountEvent => ({
       type: 'PaymentRefundFailed',
       data: { userId, paymentId, orderId, tokens, providerRefundId: 're_1', reason: 'failed: expired_or_canceled_card', occurredAt: '2026-11-24T11:18:00.000Z' },
@@ -169,6 +174,8 @@ describe('token account: evolve re-checks every payment status move', () => {
 
     it.each<[string, readonly TokenAccountEvent[]]>([
       ['a failed refund of a payment with no refund asked for', [initiated, captured, credited, failed()]],
+      // The purchase's lot holds 100 reserved by a hold, which the release would take for the request's.
+      ['a failed refund with no request, beside a hold of its lot', [initiated, captured, boughtInLot, heldInLot, failed()]],
       ['a failed refund of a payment already refunded', [initiated, captured, credited, requested, refunded(100), tokensRefunded(100, 0), failed()]],
       ['a failed refund that releases other than the tokens reserved', [initiated, captured, credited, requested, failed(99)]],
     ])('fails loudly on %s', (_name, events) => {

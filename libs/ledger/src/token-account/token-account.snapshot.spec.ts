@@ -177,8 +177,13 @@ describe('token account: snapshot of payments', () => {
     ['no references yet', { providerTransactionId: null, providerRefundId: null, failureReason: null, tokensDebited: null }],
     ['a refund that debited nothing', { tokensDebited: 0 }],
     ['the smallest price', { amount: 1 }],
+    ['a refund that failed, captured again', { status: 'COMPLETED', refundFailure: 'failed: expired_or_canceled_card' }],
   ])('accepts a payment with %s', (_name, change) => {
     expect(tokenAccountSnapshot.decode(withPayment(change)).payments.get(paymentId)).toMatchObject(change);
+  });
+
+  it('reads a payment written before failed refunds were recorded as one whose refund never failed', () => {
+    expect(tokenAccountSnapshot.decode(withPayment({ refundFailure: undefined })).payments.get(paymentId)?.refundFailure).toBeNull();
   });
 
   it.each<[string, unknown, string]>([
@@ -208,6 +213,8 @@ describe('token account: snapshot of payments', () => {
     ['a payment whose failure reason is not text', withPayment({ failureReason: 3 }), 'payment references are not valid'],
     ['a payment whose capture reference is not text', withPayment({ providerTransactionId: 3 }), 'payment references are not valid'],
     ['a payment whose refund reference is not text', withPayment({ providerRefundId: {} }), 'payment references are not valid'],
+    ['a refund failure on a payment not COMPLETED', withPayment({ refundFailure: 'failed: expired_or_canceled_card' }), 'payment refundFailure is not valid'],
+    ['a refund failure that is not text', withPayment({ status: 'COMPLETED', refundFailure: 5 }), 'payment refundFailure is not valid'],
     ['a payment that debited a negative number of tokens', withPayment({ tokensDebited: -1 }), 'payment tokensDebited is not valid'],
     ['a payment that debited a fractional number of tokens', withPayment({ tokensDebited: 0.5 }), 'payment tokensDebited is not valid'],
     ['a payment that debited tokens given as text', withPayment({ tokensDebited: '100' }), 'payment tokensDebited is not valid'],
