@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import type { FailRefund, Payment } from '@app/ledger';
 import { PaymentsError } from '../payments.errors.js';
 
 /** Why the provider's refund failed, as `FailRefund` records it. */
@@ -17,4 +19,9 @@ export function failedRefundOf(error: unknown): FailedRefund | undefined {
     providerRefundId: typeof providerRefundId === 'string' ? providerRefundId : null,
     reason: `${String(providerStatus ?? 'failed')}: ${String(failureReason ?? 'no reason given')}`,
   };
+}
+
+/** The command that ends `pending`'s refund request with `failed`: for the request as it stood when the provider was asked (`requestedAt`). */
+export function failRefundOf(pending: Payment, failed: FailedRefund, now: Date): FailRefund {
+  return { type: 'FailRefund', data: { userId: pending.userId, paymentId: pending.paymentId, requestedAt: pending.updatedAt, ...failed, transactionId: randomUUID(), now } };
 }

@@ -13,7 +13,7 @@ import {
 import { eventMetadata, type CommandContext } from '@app/event-sourcing';
 import type { PaymentFaults } from '../payment-faults.js';
 import { PaymentsError } from '../payments.errors.js';
-import { failedRefundOf } from './failed-refund.js';
+import { failedRefundOf, failRefundOf } from './failed-refund.js';
 import { paymentIn, type PaymentLedger } from '../payment-ledger.js';
 import type { PaymentWriteResult } from '../payment.view.js';
 import { providerIdempotencyKey, type PaymentProvider, type ProviderRefund } from '../provider/payment-provider.port.js';
@@ -80,7 +80,7 @@ export class RefundPaymentFlow {
     if (failed === undefined || !(error instanceof PaymentsError)) throw error;
     this.faults('refund:after-provider-failure');
     const { userId, paymentId } = pending;
-    const command = { type: 'FailRefund', data: { userId, paymentId, requestedAt: pending.updatedAt, ...failed, transactionId: randomUUID(), now: this.now() } } as const;
+    const command = failRefundOf(pending, failed, this.now());
     const ended = await this.ledger.commands.handle({
       streamId: tokenAccountStreamId(userId),
       decider: tokenAccountDecider,

@@ -4,7 +4,7 @@ import type { Payment, TokenAccountCommand, TokenAccountEvent, TokenAccountState
 import type { PaymentFaults } from '../payment-faults.js';
 import type { PaymentLedger } from '../payment-ledger.js';
 import { PaymentsError } from '../payments.errors.js';
-import { failedRefundOf } from '../refund-payment/failed-refund.js';
+import { failedRefundOf, failRefundOf } from '../refund-payment/failed-refund.js';
 import { providerIdempotencyKey, type PaymentProvider, type ProviderRefund } from '../provider/payment-provider.port.js';
 import { reconciliationOf, type ReconciliationStep } from '../reconciliation/reconciliation.rules.js';
 
@@ -94,7 +94,7 @@ export class PaymentReconciler {
           const failed = failedRefundOf(error);
           if (failed !== undefined) {
             this.faults('reconcile:after-provider-failure');
-            const ended = await this.ledger.decideAndAppend(payment.userId, { type: 'FailRefund', data: { ...ids, requestedAt: payment.updatedAt, ...failed, transactionId: randomUUID(), now } }, context);
+            const ended = await this.ledger.decideAndAppend(payment.userId, failRefundOf(payment, failed, now), context);
             // Not ended while a dispute of the payment is open (its outcome ends the request), nor a request asked for since.
             if (ended.state.payments.get(payment.paymentId)?.status !== 'REFUND_PENDING') return ended;
             return { unresolved: `payment ${payment.paymentId}'s refund failed (${failed.reason}) but it stays REFUND_PENDING: a dispute of it is open, or a later request is pending` };
