@@ -649,6 +649,15 @@ describe('lots: streams written before lots', () => {
     ]);
     expect(new Set(takes.map((take) => take.transactionId)).size).toBe(2);
     expect(stateOf([...refunded, ...both])).toMatchObject({ balance: 0, held: 0 });
+    // Refunded in the other order, the takes still go in payment id order: the same events whatever
+    // order the refunds came in, and whether the state was folded or decoded from a snapshot.
+    const refundedBackwards = history([hold('h1', 100, 60), hold('h2', 100, 120), refundOf('pay-2'), refundOf('pay-1')], [...legacyPayment('pay-1', 100), ...legacyPayment('pay-2', 200)]);
+    expect([...stateOf(refundedBackwards).refundsHeldBack.keys()]).toEqual(['pay-2', 'pay-1']);
+    const backwards = tokenAccountDecider.decide(expireCredits(new Date(now.getTime() + 120_000)), stateOf(refundedBackwards));
+    expect(backwards.flatMap((event) => (event.type === 'TokensRefunded' ? [[event.data.paymentId, event.data.amount, event.data.balanceAfter]] : []))).toEqual([
+      ['pay-1', 100, 100],
+      ['pay-2', 100, 0],
+    ]);
   });
 
   it('hold back no more than the holds hold beside what earlier refunds hold back in the opening lot', () => {
