@@ -270,6 +270,24 @@ describe('Stripe disputes', () => {
     expect(await balanceOf(userId)).toMatchObject({ balance: 0 });
   });
 
+  it('answers the disputes of a PaymentIntent an operator captured in part with 2xx, taking nothing: the ledger credited nothing for it', async () => {
+    const userId = randomUUID();
+    const bought = (await http().post('/v1/payments').send({ userId, packageId: 'starter' }).expect(201)).body as { paymentId: string; orderId: string };
+    fake.confirmAsCustomer(bought.orderId);
+    fake.dashboardCapture(bought.orderId, 100);
+    const dispute = fake.openDispute(bought.orderId);
+    const refused = { code: 'PAYMENT_CAPTURED_IN_PART', message: expect.stringContaining(`so it credited no tokens and dispute ${dispute.id}`) as unknown };
+    expect((await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false, refused });
+    fake.closeDispute(dispute.id, 'lost');
+    // Both processes, as Stripe may deliver to either; the repeat of an answered event is a duplicate.
+    const closed = disputeEvent('charge.dispute.closed', dispute.id);
+    expect((await deliver(closed, secondApp).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false, refused });
+    expect((await deliver(closed).expect(200)).body).toEqual({ received: true, duplicate: true, ignored: false });
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 0 });
+    expect((await readModels(userId)).payments).toEqual([{ id: bought.paymentId, status: 'PENDING', dispute_id: null, dispute_status: null }]);
+  });
+
   it('ignores a dispute of a PaymentIntent that is not ours with 2xx', async () => {
     const client = stripeClient({ secretKey: fake.secretKey, webhookSecret: fake.webhookSecret, autoCapture: false, apiUrl: fake.url, maxNetworkRetries: 0, timeoutMs: 1_000, webhookToleranceSeconds: 300 });
     const foreign = await client.paymentIntents.create({ amount: 999, currency: 'usd', capture_method: 'manual', metadata: { order: 'from another app' } });

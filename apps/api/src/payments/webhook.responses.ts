@@ -6,18 +6,23 @@ export class MockWebhookResponse {
   @ApiProperty({ description: 'This event id was processed before: nothing happened.' }) duplicate!: boolean;
 }
 
-/** The ledger's refusal of an auto-capture, made before any money moved. */
-export class CaptureRefusalResponse {
-  @ApiProperty({ enum: ['BALANCE_OUT_OF_RANGE', 'LOT_LIMIT_REACHED'], description: 'The refusal the capture call would answer (422 or 409).' }) code!: string;
+/** Why the ledger recorded nothing for a provider event, which no redelivery would change. */
+export class WebhookRefusalResponse {
+  @ApiProperty({
+    enum: ['BALANCE_OUT_OF_RANGE', 'LOT_LIMIT_REACHED', 'PAYMENT_CAPTURED_IN_PART'],
+    description:
+      'BALANCE_OUT_OF_RANGE, LOT_LIMIT_REACHED: the refusal the capture call would answer (422 or 409). PAYMENT_CAPTURED_IN_PART: an operator captured only part of the PaymentIntent at Stripe, so nothing was credited, and a dispute of it takes nothing.',
+  })
+  code!: string;
   @ApiProperty() message!: string;
 }
 
 export class StripeWebhookResponse extends MockWebhookResponse {
   @ApiProperty({ description: 'The event is not about a payment of ours: acknowledged, nothing happened.' }) ignored!: boolean;
   @ApiPropertyOptional({
-    type: CaptureRefusalResponse,
+    type: WebhookRefusalResponse,
     description:
-      'Present when the event asked for an auto-capture the ledger refused before any money moved (the account would pass the largest balance, or has the most credit lots): nothing was captured or recorded, the payment stays PENDING for a capture call once the account has room, or for its expiry, which cancels the PaymentIntent.',
+      'Present when the ledger recorded nothing for the event, and no redelivery would change that. The event asked for an auto-capture the ledger refused before any money moved (the account would pass the largest balance, or has the most credit lots): nothing was captured or recorded, the payment stays PENDING for a capture call once the account has room, or for its expiry, which cancels the PaymentIntent. Or the PaymentIntent was captured in part by an operator (PAYMENT_CAPTURED_IN_PART): nothing was credited for it, so its capture credits nothing and its disputes take nothing; the payment stays PENDING for the operator, and the reconciliation job reports it.',
   })
-  refused?: CaptureRefusalResponse;
+  refused?: WebhookRefusalResponse;
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { CommandContext } from '@app/event-sourcing';
 import { LedgerError, type RecordDispute } from '@app/ledger';
 import type { PaymentFaults } from '../payment-faults.js';
+import { PaymentsError } from '../payments.errors.js';
 import type { PaymentLedger } from '../payment-ledger.js';
 import type { PaymentReconciler } from '../settle-payment/payment-reconciler.js';
 
@@ -15,7 +16,10 @@ export type RecordedDispute = { readonly appended: number; readonly shortfall: n
  * Records a dispute the provider reported (ADR 0024): one idempotent decision by the dispute id, so
  * a repeated or late notification decides nothing new. A dispute of a payment the ledger has not
  * recorded as captured yet (its capture webhook or call not through, or lost in a crash) first
- * settles the payment with the provider, which credits it, and is then recorded.
+ * settles the payment with the provider, which credits it, and is then recorded. One the provider
+ * captured only in part (an operator's capture) was never credited, so its dispute has no tokens to
+ * take: refused with PAYMENT_CAPTURED_IN_PART, which no retry changes, and left to the operator who
+ * decides the payment (the reconciliation job reports it).
  */
 export class RecordDisputeFlow {
   constructor(
@@ -33,8 +37,17 @@ export class RecordDisputeFlow {
       handled = await this.ledger.decideAndAppend(userId, command(), context);
     } catch (error) {
       if (!(error instanceof LedgerError && error.code === 'PAYMENT_NOT_CAPTURED')) throw error;
-      await this.reconciler.reconcileById(paymentId, context);
-      handled = await this.ledger.decideAndAppend(userId, command(), context);
+      const reconciled = await this.reconciler.reconcileById(paymentId, context);
+      try {
+        handled = await this.ledger.decideAndAppend(userId, command(), context);
+      } catch (uncaptured) {
+        if (!(uncaptured instanceof LedgerError && uncaptured.code === 'PAYMENT_NOT_CAPTURED' && reconciled.orderStatus === 'captured_in_part')) throw uncaptured;
+        throw new PaymentsError(
+          'PAYMENT_CAPTURED_IN_PART',
+          `the provider captured only part of payment ${paymentId} (an operator's capture), so it credited no tokens and dispute ${dispute.disputeId} (${dispute.status}) takes none; an operator decides the payment`,
+          { paymentId, disputeId: dispute.disputeId, disputeStatus: dispute.status },
+        );
+      }
     }
     this.faults('dispute:after-append');
     await this.ledger.upToDate(handled);

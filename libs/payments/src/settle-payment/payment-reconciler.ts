@@ -5,11 +5,12 @@ import type { PaymentFaults } from '../payment-faults.js';
 import type { PaymentLedger } from '../payment-ledger.js';
 import { PaymentsError } from '../payments.errors.js';
 import { failedRefundOf, failRefundOf } from '../refund-payment/failed-refund.js';
-import { providerIdempotencyKey, type PaymentProvider, type ProviderRefund } from '../provider/payment-provider.port.js';
+import { providerIdempotencyKey, type PaymentProvider, type ProviderOrderStatus, type ProviderRefund } from '../provider/payment-provider.port.js';
 import { reconciliationOf, type ReconciliationStep } from '../reconciliation/reconciliation.rules.js';
 
 /** The state after reconciling one payment, how many events it appended, and why it could not be settled if so. */
-export type Reconciled = Written & { readonly state: TokenAccountState; readonly appended: number; readonly unresolved?: string };
+/** What reconciling appended, the account after it, what is left unresolved, and the order as the provider last answered it. */
+export type Reconciled = Written & { readonly state: TokenAccountState; readonly appended: number; readonly unresolved?: string; readonly orderStatus?: ProviderOrderStatus };
 
 /**
  * Brings one payment's ledger state to what the provider says about its order
@@ -27,13 +28,14 @@ export class PaymentReconciler {
   ) {}
 
   async reconcile(payment: Payment, context: CommandContext, now = this.now()): Promise<Reconciled> {
-    const order = await this.provider.getOrder(payment.orderId);
+    let order = await this.provider.getOrder(payment.orderId);
     this.faults('reconcile:after-provider-order');
     let plan = reconciliationOf(payment, order, now);
     if ('steps' in plan && plan.steps.some((step) => step.kind === 'expire')) {
       // Before the ledger gives up on the payment, the provider must give up on it too (a buyer may
       // still approve it): cancelled there, or, if it was captured meanwhile, credited instead.
-      plan = reconciliationOf(payment, await this.provider.cancel(payment.orderId, providerIdempotencyKey('cancel', payment.paymentId)), now);
+      order = await this.provider.cancel(payment.orderId, providerIdempotencyKey('cancel', payment.paymentId));
+      plan = reconciliationOf(payment, order, now);
     }
     let reconciled: Reconciled | undefined;
     if ('steps' in plan) {
@@ -48,7 +50,7 @@ export class PaymentReconciler {
       }
     }
     reconciled ??= { state: await this.ledger.load(payment.userId), position: undefined, appended: 0 };
-    return 'unresolved' in plan ? { ...reconciled, unresolved: plan.unresolved } : reconciled;
+    return { ...reconciled, orderStatus: order.status, ...('unresolved' in plan ? { unresolved: plan.unresolved } : {}) };
   }
 
   /** Reconciles the payment with this id, whatever its status (a provider notification). */

@@ -3,6 +3,7 @@ import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import type { CommandContext } from '@app/event-sourcing';
 import { LedgerError } from '@app/ledger';
 import { PaymentWorkflow } from '../payment-workflow.js';
+import type { ProviderDispute } from '../record-dispute/record-dispute.flow.js';
 import { PaymentsError } from '../payments.errors.js';
 import { PAYMENTS_OPTIONS, STRIPE_WEBHOOKS, type PaymentsOptions } from '../payments.tokens.js';
 import type { StripeWebhooks } from '../provider/stripe/stripe-webhooks.js';
@@ -10,12 +11,14 @@ import { WebhookDeliveries } from './webhook-deliveries.js';
 
 /**
  * `ignored`: signed by Stripe but about nothing of ours; `duplicate`: this event id was processed
- * before; `refused`: the ledger refused the auto-capture it asked for, before any money moved.
+ * before; `refused`: the ledger recorded nothing for it, and no redelivery would change that: it
+ * refused the auto-capture the event asked for before any money moved, or the PaymentIntent was
+ * captured in part (an operator's case, in which nothing was credited and a dispute takes nothing).
  */
-export type StripeEventOutcome = { readonly received: true; readonly duplicate: boolean; readonly ignored: boolean; readonly refused?: CaptureRefusal };
+export type StripeEventOutcome = { readonly received: true; readonly duplicate: boolean; readonly ignored: boolean; readonly refused?: EventRefusal };
 
-/** Why the ledger would not credit the package, so it did not capture: the account's state, not the delivery, is at fault. */
-export type CaptureRefusal = { readonly code: (typeof REFUSALS_BEFORE_MONEY_MOVES)[number]; readonly message: string };
+/** Why the ledger recorded nothing for the event: the account's or the payment's state, not the delivery, is at fault. */
+export type EventRefusal = { readonly code: (typeof REFUSALS_BEFORE_MONEY_MOVES)[number] | 'PAYMENT_CAPTURED_IN_PART'; readonly message: string };
 
 /**
  * The ledger's refusals of a capture that are checked before the provider is asked to take the
@@ -62,8 +65,8 @@ export class HandleStripeEventHandler implements ICommandHandler<HandleStripeEve
     if (await this.deliveries.processed(delivery)) return { received: true, duplicate: true, ignored: false };
     const notification = await this.webhooks.notificationOf(event);
     if (notification === undefined || !(await this.isOurs(notification.paymentId))) return { received: true, duplicate: false, ignored: true };
-    let refused: CaptureRefusal | undefined;
-    if (notification.dispute !== undefined) await this.workflow.recordDispute(notification.paymentId, notification.dispute, context);
+    let refused: EventRefusal | undefined;
+    if (notification.dispute !== undefined) refused = await this.recordDispute(notification.paymentId, notification.dispute, context);
     else if (notification.action === 'capture' && this.options.stripe?.autoCapture === true) refused = await this.capture(notification.paymentId, context);
     else await this.workflow.reconcileById(notification.paymentId, context);
     await this.deliveries.record(delivery, notification.paymentId);
@@ -77,17 +80,18 @@ export class HandleStripeEventHandler implements ICommandHandler<HandleStripeEve
    * refuses before the money moves (REFUSALS_BEFORE_MONEY_MOVES): answered 2xx with the refusal, as
    * Stripe would otherwise redeliver the event for days to the same answer; the payment stays
    * PENDING and authorised, for the client's capture once the account has room, or for the expiry,
-   * which cancels the PaymentIntent and releases the buyer's funds.
+   * which cancels the PaymentIntent and releases the buyer's funds. So, too, is a PaymentIntent an
+   * operator captured in part: answered with PAYMENT_CAPTURED_IN_PART, nothing credited.
    */
-  private async capture(paymentId: string, context: CommandContext): Promise<CaptureRefusal | undefined> {
+  private async capture(paymentId: string, context: CommandContext): Promise<EventRefusal | undefined> {
     try {
       await this.workflow.capture(paymentId, context);
       return undefined;
     } catch (error) {
       if (error instanceof LedgerError && (error.code === 'PAYMENT_EXPIRED' || error.code === 'PAYMENT_DECLINED')) return undefined;
       if (error instanceof PaymentsError && error.code === 'PAYMENT_NOT_AUTHORIZED') return undefined;
-      // Captured in part at Stripe: an operator's case, reported by the reconciliation job; redelivering would not change it.
-      if (error instanceof PaymentsError && error.code === 'PAYMENT_CAPTURED_IN_PART') return undefined;
+      const inPart = capturedInPart(error);
+      if (inPart !== undefined) return inPart;
       const refusal = refusalBeforeMoneyMoves(error);
       if (refusal === undefined) throw error;
       // The refusal is judged on the ledger's state, not on what Stripe did: a capture that reached
@@ -100,12 +104,30 @@ export class HandleStripeEventHandler implements ICommandHandler<HandleStripeEve
     }
   }
 
+  /** A dispute, recorded; one of a PaymentIntent captured in part is refused, as nothing of it was credited. */
+  private async recordDispute(paymentId: string, dispute: ProviderDispute, context: CommandContext): Promise<EventRefusal | undefined> {
+    try {
+      await this.workflow.recordDispute(paymentId, dispute, context);
+      return undefined;
+    } catch (error) {
+      const inPart = capturedInPart(error);
+      if (inPart === undefined) throw error;
+      this.logger.warn(`dispute ${dispute.disputeId} (${dispute.status}) of payment ${paymentId} not recorded: ${inPart.message}`);
+      return inPart;
+    }
+  }
+
   private async isOurs(paymentId: string): Promise<boolean> {
     return (await this.workflow.findPayment(paymentId)) !== undefined;
   }
 }
 
-function refusalBeforeMoneyMoves(error: unknown): CaptureRefusal | undefined {
+/** Captured in part at Stripe: an operator's case, reported by the reconciliation job; redelivering would not change it. */
+function capturedInPart(error: unknown): EventRefusal | undefined {
+  return error instanceof PaymentsError && error.code === 'PAYMENT_CAPTURED_IN_PART' ? { code: error.code, message: error.message } : undefined;
+}
+
+function refusalBeforeMoneyMoves(error: unknown): EventRefusal | undefined {
   if (!(error instanceof LedgerError)) return undefined;
   const code = REFUSALS_BEFORE_MONEY_MOVES.find((refusal) => refusal === error.code);
   return code === undefined ? undefined : { code, message: error.message };
