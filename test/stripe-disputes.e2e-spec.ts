@@ -270,6 +270,23 @@ describe('Stripe disputes', () => {
     expect(await balanceOf(userId)).toMatchObject({ balance: 0 });
   });
 
+  it("takes an event of up to 1 MiB, as a dispute's with the merchant's evidence can be, and refuses a larger one with 413", async () => {
+    const userId = randomUUID();
+    const { orderId } = await purchased(userId);
+    const dispute = fake.openDispute(orderId);
+    const created = disputeEvent('charge.dispute.created', dispute.id);
+    // Stripe allows 150,000 characters of evidence text; in UTF-8 several bytes each.
+    const evidence = { uncategorized_text: 'é'.repeat(150_000), product_description: 'x'.repeat(20_000) };
+    const withEvidence = { ...created, data: { object: { ...created.data.object, evidence } } };
+    expect(Buffer.byteLength(JSON.stringify(withEvidence))).toBeGreaterThan(300_000);
+    expect((await deliver(withEvidence).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false });
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentDisputeOpened']);
+    const tooLarge = { ...created, id: `${created.id}_large`, data: { object: { ...created.data.object, evidence: { uncategorized_text: 'x'.repeat(1024 * 1024) } } } };
+    expect((await deliver(tooLarge).expect(413)).body).toMatchObject({ code: 'PAYLOAD_TOO_LARGE' });
+    // Other routes keep 64 KiB.
+    await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1, description: 'x'.repeat(70 * 1024) }).expect(413);
+  });
+
   it('answers the disputes of a PaymentIntent an operator captured in part with 2xx, taking nothing: the ledger credited nothing for it', async () => {
     const userId = randomUUID();
     const bought = (await http().post('/v1/payments').send({ userId, packageId: 'starter' }).expect(201)).body as { paymentId: string; orderId: string };

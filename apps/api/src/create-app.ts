@@ -38,6 +38,12 @@ export type CreateAppOptions = {
 
 const REQUEST_ID_PATTERN = /^[\w.:-]{1,128}$/;
 const BODY_LIMIT_BYTES = 64 * 1024;
+/**
+ * Routes that take larger bodies. Stripe's events carry whole objects, and a dispute's carries the
+ * merchant's evidence (up to 150,000 characters of text): refused 413 at 64 KiB, such an event would
+ * be answered the same on every redelivery, and its dispute never recorded.
+ */
+const ROUTE_BODY_LIMITS_BYTES: Readonly<Record<string, number>> = { '/v1/payments/webhooks/stripe': 1024 * 1024 };
 const IDEMPOTENCY_WAIT_MS_MAX = 10_000;
 const IDEMPOTENCY_POLL_INTERVAL_MS = 20;
 
@@ -61,6 +67,10 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth, 
 
   const fastify = app.getHttpAdapter().getInstance();
   routes.follow(fastify);
+  fastify.addHook('onRoute', (route) => {
+    const bodyLimit = ROUTE_BODY_LIMITS_BYTES[route.url];
+    if (bodyLimit !== undefined) route.bodyLimit = bodyLimit;
+  });
   registerHttpMetrics(fastify, metrics);
   metrics.readFrom(readModelProbes(app));
   if (config.CORS_ORIGINS.length > 0) app.enableCors(corsOptionsOf(config.CORS_ORIGINS));

@@ -578,7 +578,7 @@ export interface paths {
         put?: never;
         /**
          * Receive Stripe's signed event
-         * @description 401 WEBHOOK_SIGNATURE_INVALID when the signature is missing or bad or too old; 404 PROVIDER_NOT_CONFIGURED when PAYMENT_PROVIDER is not stripe.
+         * @description 401 WEBHOOK_SIGNATURE_INVALID when the signature is missing or bad or too old; 404 PROVIDER_NOT_CONFIGURED when PAYMENT_PROVIDER is not stripe. Takes bodies of up to 1 MiB (other routes 64 KiB): Stripe's events carry whole objects, a dispute's with the merchant's evidence.
          */
         post: operations["receiveStripeWebhook"];
         delete?: never;
@@ -5795,7 +5795,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Processed and committed; or this event id was processed before (duplicate); or the event is not about a payment of ours (ignored); or the auto-capture it asked for was refused by the ledger before any money moved (refused). */
+            /** @description Processed and committed; or this event id was processed before (duplicate); or the event is not about a payment of ours (ignored); or the ledger refused what it asked for, which no redelivery would change (refused: an auto-capture refused before any money moved, or a PaymentIntent an operator captured in part). */
             200: {
                 headers: {
                     [name: string]: unknown;

@@ -95,10 +95,11 @@ export class PaymentsController {
   @Post('webhooks/stripe')
   @HttpCode(HttpStatus.OK)
   @ApiHeader({ name: 'stripe-signature', required: true, description: "Stripe's signature of the raw body (t=<unix seconds>,v1=<hex HMAC-SHA256>), checked by the Stripe SDK with STRIPE_WEBHOOK_SECRET" })
-  @ApiOperation({ operationId: 'receiveStripeWebhook', summary: "Receive Stripe's signed event", description: '401 WEBHOOK_SIGNATURE_INVALID when the signature is missing or bad or too old; 404 PROVIDER_NOT_CONFIGURED when PAYMENT_PROVIDER is not stripe.' })
+  @ApiOperation({ operationId: 'receiveStripeWebhook', summary: "Receive Stripe's signed event", description: "401 WEBHOOK_SIGNATURE_INVALID when the signature is missing or bad or too old; 404 PROVIDER_NOT_CONFIGURED when PAYMENT_PROVIDER is not stripe. Takes bodies of up to 1 MiB (other routes 64 KiB): Stripe's events carry whole objects, a dispute's with the merchant's evidence." })
   @ApiOkResponse({
     type: StripeWebhookResponse,
-    description: 'Processed and committed; or this event id was processed before (duplicate); or the event is not about a payment of ours (ignored); or the auto-capture it asked for was refused by the ledger before any money moved (refused).',
+    description:
+      'Processed and committed; or this event id was processed before (duplicate); or the event is not about a payment of ours (ignored); or the ledger refused what it asked for, which no redelivery would change (refused: an auto-capture refused before any money moved, or a PaymentIntent an operator captured in part).',
   })
   @ApiProblems('WEBHOOK_SIGNATURE_INVALID', 'PROVIDER_NOT_CONFIGURED', 'BALANCE_OUT_OF_RANGE', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'DATABASE_UNAVAILABLE', ...COMMAND_WRITE_PROBLEMS)
   stripeWebhook(@Req() request: RawBodyRequest<FastifyRequest>) {
