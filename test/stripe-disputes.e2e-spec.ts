@@ -287,22 +287,66 @@ describe('Stripe disputes', () => {
     await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1, description: 'x'.repeat(70 * 1024) }).expect(413);
   });
 
-  it('answers the disputes of a PaymentIntent an operator captured in part with 2xx, taking nothing: the ledger credited nothing for it', async () => {
-    const userId = randomUUID();
+  /** A Stripe purchase an operator captured in part (100 of its 500) in the dashboard: nothing credited. */
+  async function capturedInPart(userId: string) {
     const bought = (await http().post('/v1/payments').send({ userId, packageId: 'starter' }).expect(201)).body as { paymentId: string; orderId: string };
     fake.confirmAsCustomer(bought.orderId);
     fake.dashboardCapture(bought.orderId, 100);
+    return bought;
+  }
+  const refusedInPart = (disputeId: string) => ({ code: 'PAYMENT_CAPTURED_IN_PART', message: expect.stringContaining(`so it credited no tokens and dispute ${disputeId}`) as unknown });
+
+  it('answers an open, then won, dispute of a PaymentIntent an operator captured in part with 2xx refused, taking nothing: the ledger credited nothing for it', async () => {
+    const userId = randomUUID();
+    const bought = await capturedInPart(userId);
     const dispute = fake.openDispute(bought.orderId);
-    const refused = { code: 'PAYMENT_CAPTURED_IN_PART', message: expect.stringContaining(`so it credited no tokens and dispute ${dispute.id}`) as unknown };
-    expect((await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false, refused });
-    fake.closeDispute(dispute.id, 'lost');
+    expect((await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false, refused: refusedInPart(dispute.id) });
+    fake.closeDispute(dispute.id, 'won');
     // Both processes, as Stripe may deliver to either; the repeat of an answered event is a duplicate.
     const closed = disputeEvent('charge.dispute.closed', dispute.id);
-    expect((await deliver(closed, secondApp).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false, refused });
+    expect((await deliver(closed, secondApp).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false, refused: refusedInPart(dispute.id) });
     expect((await deliver(closed).expect(200)).body).toEqual({ received: true, duplicate: true, ignored: false });
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
     expect(await balanceOf(userId)).toMatchObject({ balance: 0 });
     expect((await readModels(userId)).payments).toEqual([{ id: bought.paymentId, status: 'PENDING', dispute_id: null, dispute_status: null }]);
+  });
+
+  it('fails the payment of a PaymentIntent captured in part when its dispute is lost: the bank took back what was captured, nothing was kept', async () => {
+    const userId = randomUUID();
+    const bought = await capturedInPart(userId);
+    const dispute = fake.openDispute(bought.orderId);
+    await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200);
+    fake.closeDispute(dispute.id, 'lost');
+    // Delivered to both processes at once: the payment fails once.
+    const closed = disputeEvent('charge.dispute.closed', dispute.id);
+    const answers = await Promise.all([deliver(closed), deliver(closed, secondApp)]);
+    expect(answers.map((answer) => answer.status)).toEqual([200, 200]);
+    for (const answer of answers) expect(answer.body).not.toHaveProperty('refused');
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentFailed']);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 0 });
+    expect((await readModels(userId)).payments).toEqual([{ id: bought.paymentId, status: 'FAILED', dispute_id: null, dispute_status: null }]);
+  });
+
+  it('still refuses PAYMENT_NOT_CAPTURED, for a redelivery to retry, a dispute of a payment Stripe reports not captured: only a capture in part is refused for good', async () => {
+    const userId = randomUUID();
+    const bought = (await http().post('/v1/payments').send({ userId, packageId: 'starter' }).expect(201)).body as { paymentId: string; orderId: string };
+    fake.confirmAsCustomer(bought.orderId);
+    // Authorised, not captured: Stripe has no charge to dispute yet, so a report of one is not final.
+    const reported = { disputeId: 'dp_not_yet', status: 'lost', amount: 500, currency: 'USD', reason: 'fraudulent' } as const;
+    await expect(crashingWorkflow(testApp).recordDispute(bought.paymentId, reported, context())).rejects.toMatchObject({ code: 'PAYMENT_NOT_CAPTURED' });
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
+  });
+
+  it('dispute:after-append: a process that dies after failing the payment of a lost dispute of a PaymentIntent captured in part leaves it failed once; Stripe’s retry answers 2xx', async () => {
+    const userId = randomUUID();
+    const bought = await capturedInPart(userId);
+    const dispute = fake.openDispute(bought.orderId);
+    fake.closeDispute(dispute.id, 'lost');
+    const reported = { disputeId: dispute.id, status: 'lost', amount: dispute.amount, currency: 'USD', reason: dispute.reason } as const;
+    await expect(crashingWorkflow(testApp, 'dispute:after-append').recordDispute(bought.paymentId, reported, context())).rejects.toThrow(SimulatedCrash);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentFailed']);
+    expect((await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false });
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentFailed']);
   });
 
   it('ignores a dispute of a PaymentIntent that is not ours with 2xx', async () => {

@@ -18,8 +18,9 @@ export type RecordedDispute = { readonly appended: number; readonly shortfall: n
  * recorded as captured yet (its capture webhook or call not through, or lost in a crash) first
  * settles the payment with the provider, which credits it, and is then recorded. One the provider
  * captured only in part (an operator's capture) was never credited, so its dispute has no tokens to
- * take: refused with PAYMENT_CAPTURED_IN_PART, which no retry changes, and left to the operator who
- * decides the payment (the reconciliation job reports it).
+ * take: an open or won one is refused with PAYMENT_CAPTURED_IN_PART, which no retry changes, and the
+ * payment left to the operator (the reconciliation job reports it while it is PENDING); a lost one
+ * gave the money back, so the payment fails (`captured_in_part_charged_back`), nothing kept.
  */
 export class RecordDisputeFlow {
   constructor(
@@ -42,6 +43,15 @@ export class RecordDisputeFlow {
         handled = await this.ledger.decideAndAppend(userId, command(), context);
       } catch (uncaptured) {
         if (!(uncaptured instanceof LedgerError && uncaptured.code === 'PAYMENT_NOT_CAPTURED' && reconciled.orderStatus === 'captured_in_part')) throw uncaptured;
+        // Lost: the bank took back what was captured, so nothing was kept, as when that part is
+        // refunded whole: the payment fails (once: a repeat finds it FAILED), nothing left to decide.
+        if (dispute.status === 'lost') {
+          if (reconciled.state.payments.get(paymentId)?.status !== 'PENDING') return { appended: 0, shortfall: reconciled.state.shortfall, balance: reconciled.state.balance };
+          handled = await this.ledger.decideAndAppend(userId, { type: 'CapturePayment', data: { userId, paymentId, outcome: { status: 'declined', reason: 'captured_in_part_charged_back' }, transactionId: randomUUID(), now: this.now() } }, context);
+          this.faults('dispute:after-append');
+          await this.ledger.upToDate(handled);
+          return { appended: handled.events.length, shortfall: handled.state.shortfall, balance: handled.state.balance };
+        }
         throw new PaymentsError(
           'PAYMENT_CAPTURED_IN_PART',
           `the provider captured only part of payment ${paymentId} (an operator's capture), so it credited no tokens and dispute ${dispute.disputeId} (${dispute.status}) takes none; an operator decides the payment`,

@@ -11,9 +11,10 @@ import { WebhookDeliveries } from './webhook-deliveries.js';
 
 /**
  * `ignored`: signed by Stripe but about nothing of ours; `duplicate`: this event id was processed
- * before; `refused`: the ledger recorded nothing for it, and no redelivery would change that: it
- * refused the auto-capture the event asked for before any money moved, or the PaymentIntent was
- * captured in part (an operator's case, in which nothing was credited and a dispute takes nothing).
+ * before; `refused`: the ledger did not do what the event asked for, and no redelivery would change
+ * that: it refused the auto-capture before any money moved, or the PaymentIntent was captured in part
+ * (an operator's case: nothing was credited, so nothing is captured and an open or won dispute takes
+ * nothing).
  */
 export type StripeEventOutcome = { readonly received: true; readonly duplicate: boolean; readonly ignored: boolean; readonly refused?: EventRefusal };
 
@@ -44,8 +45,9 @@ export class HandleStripeEventCommand extends Command<StripeEventOutcome> {
  * credited once whichever comes first); every other event of ours reconciles the payment with
  * Stripe (asked, not taken from the event, so order and repeats do not matter); a dispute event is
  * recorded as Stripe reports the dispute now (by its id, so repeats and any order decide the same). The delivery is
- * recorded after its effect is committed, and the answer (2xx) follows that: a failure is a 5xx,
- * which Stripe retries.
+ * recorded after its effect is committed, and the answer (2xx) follows that: a failure is a 5xx, or
+ * the 4xx of a refusal that a later state of the account may lift, which Stripe retries; a refusal no
+ * redelivery can change is answered 2xx with `refused`.
  */
 @CommandHandler(HandleStripeEventCommand)
 export class HandleStripeEventHandler implements ICommandHandler<HandleStripeEventCommand> {
@@ -91,7 +93,10 @@ export class HandleStripeEventHandler implements ICommandHandler<HandleStripeEve
       if (error instanceof LedgerError && (error.code === 'PAYMENT_EXPIRED' || error.code === 'PAYMENT_DECLINED')) return undefined;
       if (error instanceof PaymentsError && error.code === 'PAYMENT_NOT_AUTHORIZED') return undefined;
       const inPart = capturedInPart(error);
-      if (inPart !== undefined) return inPart;
+      if (inPart !== undefined) {
+        this.logger.warn(`auto-capture of payment ${paymentId} not made: ${inPart.message}`);
+        return inPart;
+      }
       const refusal = refusalBeforeMoneyMoves(error);
       if (refusal === undefined) throw error;
       // The refusal is judged on the ledger's state, not on what Stripe did: a capture that reached
