@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EVENT_STORE, type EventStore } from '@app/event-store';
 import { CommandHandling, eventMetadata } from '@app/event-sourcing';
-import { decideTokenAccountWithState, ENDED_HOLDS_REMEMBERED_MAX, tokenAccountDecider, tokenAccountStreamId, VOIDED_GRANTS_REMEMBERED_MAX } from '@app/ledger';
+import { ACTIVE_HOLDS_MAX, decideTokenAccountWithState, ENDED_HOLDS_REMEMBERED_MAX, LIVE_LOTS_MAX, tokenAccountDecider, tokenAccountStreamId, VOIDED_GRANTS_REMEMBERED_MAX } from '@app/ledger';
 import { CreditExpiryJob } from '@app/token-accounts';
 import { startTestApp, TEST_ACTOR, type TestApp } from './support/test-app.js';
 
@@ -145,6 +145,45 @@ describe('holds over HTTP', () => {
     expect(active.rows[0]?.count).toBe('20');
     await expectConsistent(userId);
   });
+});
+
+describe('limits per account', () => {
+  const eventCount = async (userId: string) => Number((await testApp.database.pool.query<{ count: string }>('SELECT count(*)::text AS count FROM events WHERE stream_id = $1', [tokenAccountStreamId(userId)])).rows[0]?.count);
+
+  it(`refuses hold ${ACTIVE_HOLDS_MAX + 1} while ${ACTIVE_HOLDS_MAX} are active with 409 HOLD_LIMIT_REACHED, writing nothing; an ended hold makes room`, async () => {
+    const userId = await fundedUser(1000);
+    const placed: string[] = [];
+    for (let batch = 0; batch < ACTIVE_HOLDS_MAX; batch += 20) {
+      const answers = await Promise.all(Array.from({ length: 20 }, () => hold(userId, { amount: 1 }).expect(201)));
+      placed.push(...answers.map((answer) => answer.body.holdId as string));
+    }
+    const events = await eventCount(userId);
+    const refused = await hold(userId, { amount: 1 }).expect(409);
+    expect(refused.body).toMatchObject({ code: 'HOLD_LIMIT_REACHED', active: ACTIVE_HOLDS_MAX, max: ACTIVE_HOLDS_MAX });
+    expect(await eventCount(userId)).toBe(events);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 1000, held: ACTIVE_HOLDS_MAX, available: 1000 - ACTIVE_HOLDS_MAX });
+    await release(userId, placed[0] ?? '').expect(200);
+    await hold(userId, { amount: 1 }).expect(201);
+  });
+
+  it(`refuses credit lot ${LIVE_LOTS_MAX + 1} while ${LIVE_LOTS_MAX} have tokens left with 409 LOT_LIMIT_REACHED, writing nothing; a lot spent whole makes room`, async () => {
+    // The purchase's lot and LIVE_LOTS_MAX - 1 grants of 1 token, priority 0 so they are spent first.
+    const userId = await fundedUser(1000);
+    for (let batch = 0; batch < LIVE_LOTS_MAX - 1; batch += 37) {
+      const size = Math.min(37, LIVE_LOTS_MAX - 1 - batch);
+      await Promise.all(Array.from({ length: size }, () => http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 1, reason: 'Promotion', priority: 0 }).expect(201)));
+    }
+    const events = await eventCount(userId);
+    const grant = await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 1, reason: 'Promotion' }).expect(409);
+    expect(grant.body).toMatchObject({ code: 'LOT_LIMIT_REACHED', live: LIVE_LOTS_MAX, max: LIVE_LOTS_MAX });
+    const purchase = await http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 10 }).expect(409);
+    expect(purchase.body).toMatchObject({ code: 'LOT_LIMIT_REACHED', live: LIVE_LOTS_MAX, max: LIVE_LOTS_MAX });
+    expect(await eventCount(userId)).toBe(events);
+    // One grant spent whole leaves the folded lots: the next credit fits.
+    await use(userId, 1).expect(201);
+    await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 1, reason: 'Promotion' }).expect(201);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 1000 + LIVE_LOTS_MAX - 1 - 1 + 1 });
+  }, 60_000);
 });
 
 describe('hold expiry', () => {
