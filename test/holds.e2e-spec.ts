@@ -4,7 +4,7 @@ import { EVENT_STORE, type EventStore } from '@app/event-store';
 import { CommandHandling, eventMetadata } from '@app/event-sourcing';
 import { ACTIVE_HOLDS_MAX, decideTokenAccountWithState, ENDED_HOLDS_REMEMBERED_MAX, LIVE_LOTS_MAX, tokenAccountDecider, tokenAccountStreamId, VOIDED_GRANTS_REMEMBERED_MAX } from '@app/ledger';
 import { CreditExpiryJob } from '@app/token-accounts';
-import { startTestApp, TEST_ACTOR, type TestApp } from './support/test-app.js';
+import { startTestApp, startTestAppOn, TEST_ACTOR, type TestApp } from './support/test-app.js';
 
 let testApp: TestApp;
 
@@ -275,6 +275,75 @@ describe('hold expiry', () => {
       expect(await balanceOf(userId)).toMatchObject({ balance: settled.status === 200 ? 20 : 50, held: 0 });
       await expectConsistent(userId);
     }
+  });
+});
+
+describe('hold expiry at the exact instant (an application on a test clock)', () => {
+  let clockApp: TestApp;
+  let clockNow = new Date();
+
+  beforeAll(async () => {
+    clockApp = await startTestAppOn(testApp.database, { CREDIT_EXPIRY_JOB_ENABLED: 'false' }, { clock: () => clockNow });
+  });
+
+  afterAll(async () => {
+    await clockApp.close();
+  });
+
+  /** 100 tokens bought and 60 of them held for a minute, at the present time. */
+  async function held(): Promise<{ userId: string; holdId: string; expiresAt: Date }> {
+    clockNow = new Date();
+    const userId = randomUUID();
+    await clockApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
+    const placed = await clockApp.http().post(`/v1/accounts/${userId}/holds`).send({ amount: 60, expiresInSeconds: 60 }).expect(201);
+    return { userId, holdId: placed.body.holdId as string, expiresAt: new Date(placed.body.expiresAt as string) };
+  }
+
+  const settleAll = (userId: string, holdId: string, count: number) => Promise.all(Array.from({ length: count }, () => clockApp.http().post(`/v1/accounts/${userId}/holds/${holdId}/settle`).send({ amount: 60 })));
+  const useAll = (userId: string, count: number) => Promise.all(Array.from({ length: count }, () => clockApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 5 })));
+  /** How many answers of each kind: a status, or a status and problem code (and the hold's state). */
+  const tally = (answers: readonly { readonly status: number; readonly body: Record<string, unknown> }[]) => {
+    const outcomes = answers.map((answer) => (answer.status < 300 ? String(answer.status) : [answer.status, answer.body['code'], answer.body['holdStatus']].filter((part) => part !== undefined).map(String).join(' ')));
+    return Object.fromEntries([...new Set(outcomes)].map((each) => [each, outcomes.filter((other) => other === each).length]));
+  };
+
+  const holdEvents = async (userId: string) =>
+    (await testApp.database.pool.query<{ event_type: string }>("SELECT event_type FROM events WHERE stream_id = $1 AND event_type LIKE 'Hold%' ORDER BY stream_revision", [tokenAccountStreamId(userId)])).rows.map((row) => row.event_type);
+
+  it('one millisecond before expiresAt the hold still counts: one of 5 racing settles and exactly 8 of 20 racing usages of 5 go through, balance 0', async () => {
+    const { userId, holdId, expiresAt } = await held();
+    clockNow = new Date(expiresAt.getTime() - 1);
+    const [settles, usages] = await Promise.all([settleAll(userId, holdId, 5), useAll(userId, 20)]);
+    expect(tally(settles)).toEqual({ 200: 1, '409 HOLD_NOT_ACTIVE settled': 4 });
+    // 40 available whether the settle came first (100 - 60) or later (100 less 60 held).
+    const refused = usages.filter((answer) => answer.status !== 201);
+    expect(refused).toHaveLength(12);
+    for (const refusal of refused) expect([refusal.status, refusal.body.code]).toEqual([409, expect.stringMatching(/^INSUFFICIENT_(AVAILABLE_)?BALANCE$/)]);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 0, held: 0, available: 0 });
+    expect(await holdEvents(userId)).toEqual(['HoldSettled']);
+    await expectConsistent(userId);
+  });
+
+  it('at expiresAt the hold no longer counts: all 20 racing usages of 5 go through, the expiry appended once with the first, and a settle is refused as expired', async () => {
+    const { userId, holdId, expiresAt } = await held();
+    clockNow = expiresAt;
+    expect(tally(await useAll(userId, 20))).toEqual({ 201: 20 });
+    expect(tally(await settleAll(userId, holdId, 2))).toEqual({ '409 HOLD_NOT_ACTIVE expired': 2 });
+    expect(await balanceOf(userId)).toMatchObject({ balance: 0, held: 0, available: 0 });
+    expect(await holdEvents(userId)).toEqual(['HoldExpired']);
+    await expectConsistent(userId);
+  });
+
+  it('settles racing the expiry job at expiresAt: every settle refused as expired, the expiry appended once, ended at expiresAt', async () => {
+    const { userId, holdId, expiresAt } = await held();
+    clockNow = expiresAt;
+    const [settles] = await Promise.all([settleAll(userId, holdId, 5), testApp.app.get(CreditExpiryJob).runOnce(expiresAt), testApp.app.get(CreditExpiryJob).runOnce(expiresAt)]);
+    expect(tally(settles)).toEqual({ '409 HOLD_NOT_ACTIVE expired': 5 });
+    expect(await balanceOf(userId)).toMatchObject({ balance: 100, held: 0, available: 100 });
+    expect(await holdEvents(userId)).toEqual(['HoldExpired']);
+    const ended = await testApp.database.pool.query<{ status: string; ended_at: Date }>('SELECT status, ended_at FROM token_holds WHERE hold_id = $1', [holdId]);
+    expect(ended.rows).toEqual([{ status: 'expired', ended_at: expiresAt }]);
+    await expectConsistent(userId);
   });
 });
 

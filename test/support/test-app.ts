@@ -57,14 +57,15 @@ export async function startTestApp(environment: NodeJS.ProcessEnv = {}): Promise
 
 /**
  * Another instance of the application on an EXISTING database (a restart, or a second process):
- * closing it stops the app only; the database stays for the next instance.
+ * closing it stops the app only; the database stays for the next instance. `clock`: the time its
+ * token-account commands are decided at (the system's when not given), for races at an exact instant.
  */
-export async function startTestAppOn(database: TestDatabase, environment: NodeJS.ProcessEnv = {}): Promise<TestApp> {
+export async function startTestAppOn(database: TestDatabase, environment: NodeJS.ProcessEnv = {}, options: { readonly clock?: () => Date } = {}): Promise<TestApp> {
   // Rate limits off unless a test turns them on: suites send many requests from one address.
   const settings = { LOG_LEVEL: 'silent', NODE_ENV: 'test', AUTH_JWT_SECRET: TEST_JWT_SECRET, DATA_DIR: path.join(tmpdir(), 'token-ledger-test-data'), RATE_LIMIT_ENABLED: 'false', ...environment };
   const config = loadConfig(settings);
   const auth = await resolveAuthSettings(loadAuthConfig(settings));
-  const app = await createApp({ config, databaseUrl: database.url, logger: pino({ level: 'silent' }), openApiUi: false, auth });
+  const app = await createApp({ config, databaseUrl: database.url, logger: pino({ level: 'silent' }), openApiUi: false, auth, ...(options.clock === undefined ? {} : { clock: options.clock }) });
   await app.init();
   await app.getHttpAdapter().getInstance().ready();
   const adminToken = await testToken('admin', TEST_ADMIN_SUBJECT);

@@ -30,7 +30,7 @@ import { WEBHOOK_SETTINGS } from './payments/webhook-signature.guard.js';
 
 @Module({})
 export class AppModule {
-  static forRoot(config: AppConfig, databaseUrl: string, auth: AuthSettings, metrics: ServiceMetrics): DynamicModule {
+  static forRoot(config: AppConfig, databaseUrl: string, auth: AuthSettings, metrics: ServiceMetrics, clock?: () => Date): DynamicModule {
     return {
       module: AppModule,
       imports: [
@@ -49,6 +49,7 @@ export class AppModule {
           holdTtlSecondsMax: config.HOLD_TTL_MAX / 1_000,
           expiryJobEnabled: config.CREDIT_EXPIRY_JOB_ENABLED,
           expiryJobIntervalMs: config.CREDIT_EXPIRY_JOB_INTERVAL_MS,
+          ...(clock === undefined ? {} : { now: clock }),
         }),
         OperationsModule,
         PaymentsModule.forRoot({

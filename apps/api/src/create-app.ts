@@ -34,6 +34,8 @@ export type CreateAppOptions = {
   readonly openApiUi: boolean;
   /** Where the app's metrics go; a registry of its own when not given. The service serves it on METRICS_PORT (main.ts). */
   readonly metrics?: ServiceMetrics;
+  /** The time token-account commands are decided at; the system's when not given. Tests set it to decide at an exact instant. */
+  readonly clock?: () => Date;
 };
 
 const REQUEST_ID_PATTERN = /^[\w.:-]{1,128}$/;
@@ -48,7 +50,7 @@ const IDEMPOTENCY_WAIT_MS_MAX = 10_000;
 const IDEMPOTENCY_POLL_INTERVAL_MS = 20;
 
 /** The whole HTTP application, configured the same way for the service and for the end-to-end tests. */
-export async function createApp({ config, databaseUrl, logger, openApiUi, auth, metrics = new ServiceMetrics() }: CreateAppOptions): Promise<NestFastifyApplication> {
+export async function createApp({ config, databaseUrl, logger, openApiUi, auth, metrics = new ServiceMetrics(), clock }: CreateAppOptions): Promise<NestFastifyApplication> {
   // The routes as they are added, for the refusal of a path parameter over the router's limit to name it.
   const routes = new RoutePaths();
   const adapter = new FastifyAdapter({
@@ -63,7 +65,7 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth, 
   });
   // bodyParser: false: Nest would add a url-encoded form parser; the service parses JSON only, with
   // its own parser (registerRequestBodyParsers), which also keeps the raw bytes for webhook signatures.
-  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, databaseUrl, auth, metrics), adapter, { logger: new PinoNestLogger(logger), bodyParser: false });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, databaseUrl, auth, metrics, clock), adapter, { logger: new PinoNestLogger(logger), bodyParser: false });
 
   const fastify = app.getHttpAdapter().getInstance();
   routes.follow(fastify);

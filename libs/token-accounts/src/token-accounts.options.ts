@@ -17,3 +17,8 @@ export const DEFAULT_TOKEN_ACCOUNTS_OPTIONS: TokenAccountsOptions = {
   expiryJobEnabled: false,
   expiryJobIntervalMs: 60_000,
 };
+
+/** The time a command of the account is decided at: the injected clock's, or the system's. */
+export function nowOf(options: Pick<TokenAccountsOptions, 'now'>): Date {
+  return options.now === undefined ? new Date() : options.now();
+}

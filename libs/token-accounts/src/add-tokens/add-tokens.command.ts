@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import { decideTokenAccountWithState, invariant, tokenAccountDecider, tokenAccountStreamId, type TokenAccountState } from '@app/ledger';
 import { transactionOf } from '@app/projections';
 import { type CommandContext, CommandHandling, eventMetadata, PaymentStreams, ReadModelConsistency } from '@app/event-sourcing';
 import { ledgerWriteResult, type LedgerWriteResult } from '../transaction.view.js';
+import { nowOf, TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
 
 /**
  * Credits the tokens of a payment, once per `paymentId` and to one account: a repeat returns the
@@ -29,10 +31,11 @@ export class AddTokensHandler implements ICommandHandler<AddTokensCommand> {
     private readonly commands: CommandHandling,
     private readonly consistency: ReadModelConsistency,
     private readonly paymentStreams: PaymentStreams,
+    @Inject(TOKEN_ACCOUNTS_OPTIONS) private readonly options: TokenAccountsOptions,
   ) {}
 
   async execute({ userId, paymentId, amount, description, context, amountMax }: AddTokensCommand): Promise<LedgerWriteResult> {
-    const command = { type: 'AddTokens', data: { userId, paymentId, amount, description, transactionId: randomUUID(), now: new Date(), amountMax } } as const;
+    const command = { type: 'AddTokens', data: { userId, paymentId, amount, description, transactionId: randomUUID(), now: nowOf(this.options), amountMax } } as const;
     const decide = async (state: TokenAccountState) => {
       const decision = decideTokenAccountWithState(command, state);
       // A stream sees its own purchases only: the claim keeps a payment to one account. Made once

@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import { decideTokenAccountWithState, invariant, tokenAccountDecider, tokenAccountStreamId, type TokensAdjusted } from '@app/ledger';
 import { transactionOf } from '@app/projections';
 import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
 import { ledgerWriteResult, type LedgerWriteResult } from '../transaction.view.js';
+import { nowOf, TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
 
 /**
  * An admin's correction of a balance, either way, with a required reason; refused with
@@ -26,10 +28,11 @@ export class AdjustTokensHandler implements ICommandHandler<AdjustTokensCommand>
   constructor(
     private readonly commands: CommandHandling,
     private readonly consistency: ReadModelConsistency,
+    @Inject(TOKEN_ACCOUNTS_OPTIONS) private readonly options: TokenAccountsOptions,
   ) {}
 
   async execute({ userId, amount, reason, context }: AdjustTokensCommand): Promise<LedgerWriteResult> {
-    const command = { type: 'AdjustTokens', data: { userId, amount, reason, transactionId: randomUUID(), now: new Date() } } as const;
+    const command = { type: 'AdjustTokens', data: { userId, amount, reason, transactionId: randomUUID(), now: nowOf(this.options) } } as const;
     const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     // A replayed request's event is the one its first attempt recorded: the response is rebuilt from it.
     // Expiries due at the command's time may precede it in the same append.

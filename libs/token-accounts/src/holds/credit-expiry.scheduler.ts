@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { LeaderElection, type AdvisoryLockLeadership } from '@app/database';
-import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
+import { nowOf, TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
 import { CreditExpiryJob } from './credit-expiry.job.js';
 
 /** The leadership worker of the credit expiry job. */
@@ -39,7 +39,7 @@ export class CreditExpiryScheduler implements OnApplicationBootstrap, BeforeAppl
   }
 
   private async expire(): Promise<void> {
-    const run = await this.job.runOnce((this.options.now ?? (() => new Date()))());
+    const run = await this.job.runOnce(nowOf(this.options));
     if (run.examined > 0) this.logger.log(`credit expiry run: ${run.examined} accounts examined, ${run.expired} expiries appended, ${run.failed} failed`);
   }
 }

@@ -3,7 +3,7 @@ import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import { decideTokenAccountWithState, invariant, tokenAccountDecider, tokenAccountStreamId, type Metadata, type TokensHeld } from '@app/ledger';
 import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
-import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
+import { nowOf, TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
 import { totalsAfter, writeTrace, type AccountTotals, type WriteTrace } from './hold.view.js';
 
 export type HoldResult = AccountTotals &
@@ -34,7 +34,7 @@ export class HoldTokensHandler implements ICommandHandler<HoldTokensCommand> {
   ) {}
 
   async execute({ userId, amount, description, expiresInSeconds, context, metadata }: HoldTokensCommand): Promise<HoldResult> {
-    const now = (this.options.now ?? (() => new Date()))();
+    const now = nowOf(this.options);
     const ttlSeconds = expiresInSeconds ?? this.options.holdTtlSecondsDefault;
     const data = { userId, holdId: randomUUID(), amount, description, metadata, ttlSeconds, ttlSecondsMax: this.options.holdTtlSecondsMax, transactionId: randomUUID(), now };
     const command = { type: 'HoldTokens', data } as const;

@@ -5,7 +5,7 @@ import type { Pool } from 'pg';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import { decideTokenAccountWithState, invariant, tokenAccountDecider, tokenAccountStreamId, type HoldReleased } from '@app/ledger';
 import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
-import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
+import { nowOf, TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
 import { refusalOfEndedHold, totalsAfter, writeTrace, type AccountTotals, type WriteTrace } from './hold.view.js';
 
 export type ReleaseResult = AccountTotals & WriteTrace & { readonly userId: string; readonly holdId: string; readonly releasedAmount: number };
@@ -31,7 +31,7 @@ export class ReleaseHoldHandler implements ICommandHandler<ReleaseHoldCommand> {
   ) {}
 
   async execute({ userId, holdId, context }: ReleaseHoldCommand): Promise<ReleaseResult> {
-    const now = (this.options.now ?? (() => new Date()))();
+    const now = nowOf(this.options);
     const command = { type: 'ReleaseHold', data: { userId, holdId, transactionId: randomUUID(), now } } as const;
     const handled = await this.commands
       .handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency })

@@ -6,7 +6,7 @@ import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import { decideTokenAccountWithState, invariant, tokenAccountDecider, tokenAccountStreamId, type HoldSettled, type Metadata } from '@app/ledger';
 import { transactionOf, type TransactionView } from '@app/projections';
 import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
-import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
+import { nowOf, TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
 import { refusalOfEndedHold, totalsAfter, writeTrace, type AccountTotals, type WriteTrace } from './hold.view.js';
 
 export type SettleResult = AccountTotals &
@@ -40,7 +40,7 @@ export class SettleHoldHandler implements ICommandHandler<SettleHoldCommand> {
   ) {}
 
   async execute({ userId, holdId, amount, description, context, metadata }: SettleHoldCommand): Promise<SettleResult> {
-    const now = (this.options.now ?? (() => new Date()))();
+    const now = nowOf(this.options);
     const command = { type: 'SettleHold', data: { userId, holdId, amount, description, metadata, transactionId: randomUUID(), now } } as const;
     const handled = await this.commands
       .handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency })

@@ -17,7 +17,7 @@ import {
 import { transactionOf, type TransactionView } from '@app/projections';
 import { CommandHandling, eventMetadata, ReadModelConsistency, type CommandContext } from '@app/event-sourcing';
 import type { Pool } from 'pg';
-import { TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
+import { nowOf, TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
 import { totalsAfter, writeTrace, type AccountTotals, type WriteTrace } from '../holds/hold.view.js';
 
 export type LotWriteResult = AccountTotals & WriteTrace & { readonly userId: string; readonly lotId: string; readonly transaction: TransactionView };
@@ -58,7 +58,7 @@ export class GrantTokensHandler implements ICommandHandler<GrantTokensCommand> {
   ) {}
 
   async execute({ userId, amount, reason, expiresAt, priority, context }: GrantTokensCommand): Promise<LotWriteResult> {
-    const now = (this.options.now ?? (() => new Date()))();
+    const now = nowOf(this.options);
     const data = { userId, amount, reason, expiresAt, priority: priority ?? GRANT_PRIORITY_DEFAULT, transactionId: randomUUID(), now };
     const command = { type: 'GrantTokens', data } as const;
     const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
@@ -81,7 +81,7 @@ export class VoidGrantHandler implements ICommandHandler<VoidGrantCommand> {
   ) {}
 
   async execute({ userId, lotId, reason, context }: VoidGrantCommand): Promise<LotWriteResult> {
-    const now = (this.options.now ?? (() => new Date()))();
+    const now = nowOf(this.options);
     const command = { type: 'VoidGrant', data: { userId, lotId, reason, transactionId: randomUUID(), now } } as const;
     const handled = await this.commands
       .handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency })
