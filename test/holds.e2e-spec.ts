@@ -568,4 +568,36 @@ describe('lots of purchases', () => {
       await other.close();
     }
   });
+
+  it('credits a payment on the terms its package had when it was opened, though the configuration changed before the capture', async () => {
+    const offered = JSON.stringify([{ id: 'promo-pack', tokens: 40, price: 100, currency: 'USD', expiresInDays: 30, priority: 5 }]);
+    const changed = JSON.stringify([{ id: 'promo-pack', tokens: 40, price: 100, currency: 'USD', expiresInDays: 1, priority: 200 }]);
+    const before = await startTestApp({ CREDIT_EXPIRY_JOB_ENABLED: 'false', PAYMENT_JOBS_ENABLED: 'false', TOKEN_PACKAGES: offered });
+    try {
+      // The buyer opens the payment on the terms offered; a deploy changes them; another instance captures.
+      const userId = randomUUID();
+      const { paymentId } = (await before.http().post('/v1/payments').send({ userId, packageId: 'promo-pack' }).expect(201)).body as { paymentId: string };
+      const after = await startTestAppOn(before.database, { CREDIT_EXPIRY_JOB_ENABLED: 'false', PAYMENT_JOBS_ENABLED: 'false', TOKEN_PACKAGES: changed });
+      try {
+        expect((await after.anonymous().get('/v1/packages').expect(200)).body.data).toEqual([expect.objectContaining({ expiresInDays: 1, priority: 200 })]);
+        const capturedAt = Date.now();
+        await after.http().post(`/v1/payments/${paymentId}/capture`).send().expect(200);
+        const lots = (await after.http().get(`/v1/accounts/${userId}/lots`).expect(200)).body.data as { priority: number; expiresAt: string }[];
+        expect(lots).toEqual([expect.objectContaining({ source: 'purchase', priority: 5, paymentId, original: 40 })]);
+        expect(Date.parse(lots[0]?.expiresAt ?? '') - capturedAt).toBeGreaterThan(29 * 86_400_000);
+        // A payment opened after the change takes the new terms.
+        const { paymentId: later } = (await after.http().post('/v1/payments').send({ userId, packageId: 'promo-pack' }).expect(201)).body as { paymentId: string };
+        await after.http().post(`/v1/payments/${later}/capture`).send().expect(200);
+        const both = (await after.http().get(`/v1/accounts/${userId}/lots`).expect(200)).body.data as { paymentId: string; priority: number }[];
+        expect(both.map((lot) => [lot.paymentId, lot.priority])).toEqual([
+          [paymentId, 5],
+          [later, 200],
+        ]);
+      } finally {
+        await after.close();
+      }
+    } finally {
+      await before.close();
+    }
+  });
 });

@@ -3,7 +3,7 @@ import { startTestApp, type TestApp } from './support/test-app.js';
 let testApp: TestApp;
 
 beforeAll(async () => {
-  testApp = await startTestApp({ PAYMENT_JOBS_ENABLED: 'false', TOKEN_PACKAGES: '[{"id":"mini","tokens":10,"price":99,"currency":"EUR"},{"id":"big","tokens":5000,"price":15000,"currency":"USD"}]' });
+  testApp = await startTestApp({ PAYMENT_JOBS_ENABLED: 'false', TOKEN_PACKAGES: '[{"id":"mini","tokens":10,"price":99,"currency":"EUR","expiresInDays":30,"priority":50},{"id":"big","tokens":5000,"price":15000,"currency":"USD"}]' });
 });
 
 afterAll(async () => {
@@ -11,12 +11,13 @@ afterAll(async () => {
 });
 
 describe('GET /v1/packages', () => {
-  it('lists the configured packages, in order, to a caller without credentials', async () => {
+  it('lists the configured packages, in order, with the terms of the tokens they credit, to a caller without credentials', async () => {
     const response = await testApp.anonymous().get('/v1/packages').expect(200);
     expect(response.body).toEqual({
       data: [
-        { id: 'mini', tokens: 10, price: 99, currency: 'EUR', provider: 'mock' },
-        { id: 'big', tokens: 5000, price: 15000, currency: 'USD', provider: 'mock' },
+        { id: 'mini', tokens: 10, price: 99, currency: 'EUR', provider: 'mock', expiresInDays: 30, priority: 50 },
+        // Without terms of its own: tokens that never expire, at paid credit's default priority.
+        { id: 'big', tokens: 5000, price: 15000, currency: 'USD', provider: 'mock', expiresInDays: null, priority: 100 },
       ],
     });
   });
@@ -30,7 +31,7 @@ describe('GET /v1/packages', () => {
   it('is in the OpenAPI document with its response shape', async () => {
     const document = (await testApp.anonymous().get('/docs-json').expect(200)).body as { paths: Record<string, Record<string, { responses: Record<string, unknown> }>>; components: { schemas: Record<string, { required?: string[] }> } };
     expect(Object.keys(document.paths['/v1/packages'] ?? {})).toEqual(['get']);
-    expect(document.components.schemas['TokenPackageResponse']?.required).toEqual(['id', 'tokens', 'price', 'currency', 'provider']);
+    expect(document.components.schemas['TokenPackageResponse']?.required).toEqual(['id', 'tokens', 'price', 'currency', 'provider', 'expiresInDays', 'priority']);
   });
 });
 

@@ -1395,6 +1395,16 @@ export interface components {
              * @example stripe
              */
             provider: string;
+            /**
+             * @description How many days the tokens bought last from the capture, after which what is left of them expires; null: they never expire. A payment keeps the terms it was opened with.
+             * @example null
+             */
+            expiresInDays: number | null;
+            /**
+             * @description Draw-down priority of the tokens bought: lower is spent first (admin grants default to 10, paid credit to 100).
+             * @example 100
+             */
+            priority: number;
         };
         TokenPackageListResponse: {
             data: components["schemas"]["TokenPackageResponse"][];

@@ -20,8 +20,9 @@ export const DEFAULT_TOKEN_PACKAGES: readonly TokenPackage[] = [
 ];
 
 /**
- * The lot terms of a package as configured now (its capture credits the lot): its priority and
- * lifetime. A package no longer configured credits on the default terms.
+ * The lot terms of a package as configured now: its priority and lifetime. A payment keeps those it
+ * was opened with, and its capture credits the lot on them; one opened before payments kept them is
+ * credited on the terms configured at its capture (the default terms for a package no longer configured).
  */
 export function packageLotTerms(packages: readonly TokenPackage[], packageId: string): PurchaseLotTerms {
   const offer = packages.find((candidate) => candidate.id === packageId);

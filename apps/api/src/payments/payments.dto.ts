@@ -92,6 +92,14 @@ export class TokenPackageResponse {
   @ApiProperty({ type: 'integer', example: 500, description: 'Price in minor units of currency (cents).' }) price!: number;
   @ApiProperty({ example: 'USD', description: 'ISO 4217 code.' }) currency!: string;
   @ApiProperty({ example: 'stripe', description: 'The payment provider that takes the money (PAYMENT_PROVIDER).' }) provider!: string;
+  @ApiProperty({
+    type: 'integer',
+    nullable: true,
+    example: null,
+    description: 'How many days the tokens bought last from the capture, after which what is left of them expires; null: they never expire. A payment keeps the terms it was opened with.',
+  })
+  expiresInDays!: number | null;
+  @ApiProperty({ type: 'integer', example: 100, description: 'Draw-down priority of the tokens bought: lower is spent first (admin grants default to 10, paid credit to 100).' }) priority!: number;
 }
 
 export class TokenPackageListResponse {

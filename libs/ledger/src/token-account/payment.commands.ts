@@ -14,6 +14,8 @@ export type InitiatePayment = {
     readonly expiresAt: Date;
     /** How many payments the user may have open (PENDING and not yet expired at `now`) at once: PENDING_PAYMENTS_MAX. */
     readonly pendingPaymentsMax: number;
+    /** The package's lot terms now, which the payment keeps for its capture. */
+    readonly lot?: PurchaseLotTerms;
   };
 };
 

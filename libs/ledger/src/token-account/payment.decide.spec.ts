@@ -11,6 +11,7 @@ import { availableBalance } from './token-account.state.js';
 import type { TokenAccountCommand } from './token-account.commands.js';
 import type { TokenAccountEvent, TokensPurchased, TokensUsed } from './token-account.events.js';
 import { tokenAccountSnapshot } from './token-account.snapshot.js';
+import { SnapshotRejected } from '../snapshot.js';
 
 const userId = '11111111-1111-4111-8111-111111111111';
 const paymentId = '22222222-2222-4222-8222-222222222222';
@@ -106,6 +107,49 @@ describe('payments: InitiatePayment', () => {
   it('refuses a payment id already credited directly by AddTokens', () => {
     const direct: TokensPurchased = { type: 'TokensPurchased', data: { ...credited.data, description: null } };
     spec.given([direct]).when(initiate).thenThrows('PAYMENT_ID_REUSED');
+  });
+});
+
+describe("payments: a package's lot terms, kept from the payment's opening", () => {
+  const offered = { priority: 5, expiresInDays: 30 };
+  const opened: PaymentInitiated = { ...initiated, data: { ...initiated.data, lot: offered } };
+  const withTerms = (lot: InitiatePayment['data']['lot']): InitiatePayment => ({ ...initiate, data: { ...initiate.data, lot } });
+  const captureOn = (lot: CapturePayment['data']['lot']): CapturePayment => ({ ...approved, data: { ...approved.data, ...(lot === undefined ? {} : { lot }) } });
+  const creditedOn = (priority: number, expiresAt: string | null): TokensPurchased => ({ ...credited, data: { ...credited.data, lot: { lotId: transactionId, priority, expiresAt } } });
+  const in30Days = new Date(later.getTime() + 30 * 86_400_000).toISOString();
+
+  it('records the terms offered when the payment opens, and a repeat with other terms (changed since) decides nothing', () => {
+    spec.given([]).when(withTerms(offered)).then([opened]);
+    spec.given([opened]).when(withTerms({ priority: 200, expiresInDays: 1 })).thenNothing();
+  });
+
+  it('credits the capture on the terms the payment was opened with, not the ones configured at the capture', () => {
+    spec.given([opened]).when(captureOn({ priority: 200, expiresInDays: 1 })).then([captured, creditedOn(5, in30Days)]);
+    spec.given([opened]).when(captureOn(undefined)).then([captured, creditedOn(5, in30Days)]);
+  });
+
+  it('credits a payment opened before payments kept terms on the terms the capture brings, or the defaults', () => {
+    spec.given([initiated]).when(captureOn({ priority: 7, expiresInDays: null })).then([captured, creditedOn(7, null)]);
+    spec.given([initiated]).when(captureOn(undefined)).then([captured, creditedOn(LOT_PRIORITY_DEFAULT, null)]);
+  });
+
+  it.each([
+    ['a priority out of range', { priority: -1, expiresInDays: null }],
+    ['a lifetime of 0 days', { priority: 5, expiresInDays: 0 }],
+    ['a lifetime of part of a day', { priority: 5, expiresInDays: 1.5 }],
+  ])('refuses to open a payment on %s, which no configuration loads', (_name, lot) => {
+    expect(() => tokenAccountDecider.decide(withTerms(lot), tokenAccountDecider.initialState)).toThrow(LedgerInvariantViolation);
+  });
+
+  it('keeps the terms through a snapshot, and refuses a snapshot whose terms are not valid', () => {
+    const kept = state([opened]);
+    const decoded = tokenAccountSnapshot.decode(JSON.parse(JSON.stringify(tokenAccountSnapshot.encode(kept))));
+    expect(decoded.payments.get(paymentId)?.lot).toEqual(offered);
+    const encoded = JSON.parse(JSON.stringify(tokenAccountSnapshot.encode(kept))) as { payments: { lot: unknown }[] };
+    for (const lot of [{ priority: 5, expiresInDays: 0 }, { priority: 1e9, expiresInDays: null }, { priority: 5 }, 'terms']) {
+      const broken = { ...encoded, payments: encoded.payments.map((payment) => ({ ...payment, lot })) };
+      expect(() => tokenAccountSnapshot.decode(broken)).toThrow(SnapshotRejected);
+    }
   });
 });
 

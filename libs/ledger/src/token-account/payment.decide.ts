@@ -1,5 +1,5 @@
 import { invariant, LedgerError } from '../ledger.errors.js';
-import { CURRENCY_PATTERN, isLotPriority, isMoneyAmount, isTokenAmount, LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
+import { CURRENCY_PATTERN, isMoneyAmount, isTokenAmount, LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
 import { assertBalanceFits } from './balance.rules.js';
 import type { CapturePayment, ExpirePayment, FailRefund, InitiatePayment, RefundPayment, RequestRefund } from './payment.commands.js';
 import {
@@ -13,7 +13,7 @@ import {
   type PaymentRefundRequested,
   type TokensRefunded,
 } from './payment.events.js';
-import { refundDescription, type Payment } from './payment.state.js';
+import { areLotTerms, refundDescription, type Payment } from './payment.state.js';
 import type { TokensPurchased } from './token-account.events.js';
 import { availableBalance, type TokenAccountState } from './token-account.state.js';
 import { assertLotRoom } from './hold.decide.js';
@@ -27,6 +27,7 @@ export function initiatePayment({ data }: InitiatePayment, state: TokenAccountSt
   invariant(isTokenAmount(data.tokens), `package ${data.packageId} has ${data.tokens} tokens`);
   invariant(isMoneyAmount(data.amount) && CURRENCY_PATTERN.test(data.currency), `package ${data.packageId} has the price ${data.amount} ${data.currency}`);
   invariant(data.expiresAt.getTime() > data.now.getTime(), 'a payment must expire after it starts');
+  invariant(data.lot === undefined || areLotTerms(data.lot), `package ${data.packageId} has the lot terms ${JSON.stringify(data.lot)}`);
   const event: PaymentInitiated = {
     type: 'PaymentInitiated',
     data: {
@@ -40,8 +41,10 @@ export function initiatePayment({ data }: InitiatePayment, state: TokenAccountSt
       provider: data.provider,
       occurredAt: data.now.toISOString(),
       expiresAt: data.expiresAt.toISOString(),
+      ...(data.lot === undefined ? {} : { lot: { priority: data.lot.priority, expiresInDays: data.lot.expiresInDays } }),
     },
   };
+  // A repeat is the same payment though the package's terms changed since: it keeps those it was opened with.
   const earlier = state.payments.get(data.paymentId);
   if (earlier !== undefined) {
     const same = earlier.orderId === data.orderId && earlier.packageId === data.packageId && earlier.tokens === data.tokens && earlier.amount === data.amount;
@@ -136,7 +139,8 @@ export function capturePayment({ data }: CapturePayment, state: TokenAccountStat
         description: `Token package ${payment.packageId}`,
         balanceAfter: state.balance + payment.tokens,
         occurredAt,
-        lot: purchaseLot(data.transactionId, data.lot, data.now),
+        // The terms the payment was opened with; the capture's (configured now) for one opened before payments kept them.
+        lot: purchaseLot(data.transactionId, payment.lot ?? data.lot, data.now),
         heldAfter: state.held,
       },
     },
@@ -147,7 +151,7 @@ export function capturePayment({ data }: CapturePayment, state: TokenAccountStat
 function purchaseLot(lotId: string, terms: CapturePayment['data']['lot'], now: Date): LotTerms {
   const priority = terms?.priority ?? LOT_PRIORITY_DEFAULT;
   const days = terms?.expiresInDays ?? null;
-  invariant(isLotPriority(priority) && (days === null || (Number.isSafeInteger(days) && days >= 1)), `package lot terms ${JSON.stringify(terms)} are not valid`);
+  invariant(areLotTerms({ priority, expiresInDays: days }), `package lot terms ${JSON.stringify(terms)} are not valid`);
   return { lotId, priority, expiresAt: days === null ? null : new Date(now.getTime() + days * 86_400_000).toISOString() };
 }
 

@@ -1,4 +1,5 @@
 import type { Draw } from './lot.state.js';
+import type { PurchaseLotTerms } from './payment.commands.js';
 
 /**
  * Payment lifecycle events of a user's token account, in the same stream as the token events
@@ -20,6 +21,12 @@ export type PaymentInitiated = {
     readonly occurredAt: string;
     /** After this time a payment still PENDING is expired (unless the provider captured it). */
     readonly expiresAt: string;
+    /**
+     * The package's lot terms when the payment was opened (what the buyer was offered): its capture
+     * credits a lot on these, whatever the configuration says by then. Absent from payments opened
+     * before 5 December 2026, whose capture takes the package's terms as configured at the capture.
+     */
+    readonly lot?: PurchaseLotTerms;
   };
 };
 

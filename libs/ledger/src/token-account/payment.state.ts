@@ -1,3 +1,5 @@
+import { isLotPriority } from '../ledger.limits.js';
+import type { PurchaseLotTerms } from './payment.commands.js';
 import type { PaymentInitiated } from './payment.events.js';
 
 /** REFUND_PENDING: a refund was recorded as asked for and its tokens are reserved; the provider's refund is not recorded yet. */
@@ -23,4 +25,10 @@ export const PAYMENT_STATUSES: readonly PaymentStatus[] = ['PENDING', 'COMPLETED
 /** The description of a refund's `refund` transaction. */
 export function refundDescription(payment: Pick<Payment, 'packageId'>): string {
   return `Refund of token package ${payment.packageId}`;
+}
+
+/** A package's lot terms as a payment keeps them: a priority in range, and a lifetime of whole days, at least one, or none. */
+export function areLotTerms(terms: { readonly priority: unknown; readonly expiresInDays: unknown }): terms is PurchaseLotTerms {
+  const days = terms.expiresInDays;
+  return typeof terms.priority === 'number' && isLotPriority(terms.priority) && (days === null || (typeof days === 'number' && Number.isSafeInteger(days) && days >= 1));
 }

@@ -4,7 +4,7 @@ import { SnapshotRejected, type SnapshotSchema } from '../snapshot.js';
 import { BALANCE_MAX, CURRENCY_PATTERN, DESCRIPTION_LENGTH_MAX, isLotPriority, isMoneyAmount, isTokenAmount, textLength, VOIDED_GRANTS_REMEMBERED_MAX } from '../ledger.limits.js';
 import type { TokenAccountEvent } from './token-account.events.js';
 import type { Purchase, RefundHeldBack, TokenAccountState } from './token-account.state.js';
-import { PAYMENT_STATUSES, type Payment, type PaymentStatus } from './payment.state.js';
+import { areLotTerms, PAYMENT_STATUSES, type Payment, type PaymentStatus } from './payment.state.js';
 import { EndedHolds, type Hold, type HoldEnd } from './hold.state.js';
 import { expiryInstant, OPENING_LOT_ID, type Draw, type Lot } from './lot.state.js';
 import { DISPUTE_STATUSES, type Dispute, type DisputeStatus } from './dispute.state.js';
@@ -252,6 +252,12 @@ function decodePayment(item: unknown): Payment {
   // Absent from snapshots written before failed refunds were recorded: none had failed.
   check(refundFailure === undefined || refundFailure === null || (typeof refundFailure === 'string' && status === 'COMPLETED'), 'payment refundFailure is not valid');
   check(tokensDebited === null || (typeof tokensDebited === 'number' && Number.isSafeInteger(tokensDebited) && tokensDebited >= 0), 'payment tokensDebited is not valid');
+  // Absent from payments opened before they kept their package's lot terms.
+  const { lot } = record;
+  if (lot !== undefined) {
+    const { priority, expiresInDays } = expectRecord(lot, 'payment lot');
+    check(areLotTerms({ priority, expiresInDays }), 'payment lot is not valid');
+  }
   return { ...(record as Payment), refundFailure: refundFailure ?? null };
 }
 

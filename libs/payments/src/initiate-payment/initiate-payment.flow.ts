@@ -6,7 +6,7 @@ import { paymentIn, positionText, type PaymentLedger } from '../payment-ledger.j
 import { paymentView, type PaymentView } from '../payment.view.js';
 import { PaymentsError } from '../payments.errors.js';
 import type { PaymentProvider } from '../provider/payment-provider.port.js';
-import type { TokenPackage } from '../token-packages.js';
+import { packageLotTerms, type TokenPackage } from '../token-packages.js';
 
 /**
  * The PENDING payment, and `clientSecret` when the provider's buyer approval needs one (Stripe.js
@@ -52,7 +52,7 @@ export class InitiatePaymentFlow {
       streamId: tokenAccountStreamId(userId),
       decider: tokenAccountDecider,
       decide: async (state) => {
-        const data = { userId, paymentId, packageId, tokens: chosen.tokens, amount: chosen.price, currency: chosen.currency, provider: this.provider.name, now, expiresAt: new Date(now.getTime() + this.options.pendingTtlMs), pendingPaymentsMax };
+        const data = { userId, paymentId, packageId, tokens: chosen.tokens, amount: chosen.price, currency: chosen.currency, provider: this.provider.name, now, expiresAt: new Date(now.getTime() + this.options.pendingTtlMs), pendingPaymentsMax, lot: packageLotTerms(this.options.packages, packageId) };
         // A payment already opened (a keyed retry) decides nothing and needs no new order.
         const opened = state.payments.get(paymentId);
         if (opened !== undefined) return decideTokenAccount({ type: 'InitiatePayment', data: { ...data, orderId: opened.orderId } }, state);
