@@ -629,8 +629,12 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         NextExpiryResponse: {
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description When the lot stops being spendable. A lot past it is shown until its expiry is recorded (by the expiry job, or with the account’s next command), though no decision counts it from this instant.
+             */
             expiresAt: string;
+            /** @description What the lot has left. The part a hold holds at that instant stays with the hold: settled, it is spent; given back, it expires then. */
             amount: number;
             lotId: string;
         };

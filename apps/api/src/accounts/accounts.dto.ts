@@ -67,8 +67,9 @@ export class LedgerWriteResponse {
 }
 
 class NextExpiryResponse {
-  @ApiProperty({ format: 'date-time' }) expiresAt!: string;
-  @ApiProperty({ type: 'integer' }) amount!: number;
+  @ApiProperty({ format: 'date-time', description: 'When the lot stops being spendable. A lot past it is shown until its expiry is recorded (by the expiry job, or with the account’s next command), though no decision counts it from this instant.' })
+  expiresAt!: string;
+  @ApiProperty({ type: 'integer', description: 'What the lot has left. The part a hold holds at that instant stays with the hold: settled, it is spent; given back, it expires then.' }) amount!: number;
   @ApiProperty() lotId!: string;
 }
 
