@@ -334,6 +334,17 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     await expectConsistent(userId);
   });
 
+  it('the expiry job expires a hold from its expiresAt, not a millisecond before', async () => {
+    const { userId, expiresAt } = await held();
+    const job = testApp.app.get(CreditExpiryJob);
+    // Other accounts of this file may be due too: a few runs reach every one.
+    for (let runs = 0; runs < 3; runs += 1) await job.runOnce(new Date(expiresAt.getTime() - 1));
+    expect(await holdEvents(userId)).toEqual([]);
+    for (let runs = 0; runs < 3 && (await holdEvents(userId)).length === 0; runs += 1) await job.runOnce(expiresAt);
+    expect(await holdEvents(userId)).toEqual(['HoldExpired']);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 100, held: 0, available: 100 });
+  });
+
   it('settles racing the expiry job at expiresAt: every settle refused as expired, the expiry appended once, ended at expiresAt', async () => {
     const { userId, holdId, expiresAt } = await held();
     clockNow = expiresAt;

@@ -325,6 +325,9 @@ describe('Stripe disputes', () => {
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentFailed']);
     expect(await balanceOf(userId)).toMatchObject({ balance: 0 });
     expect((await readModels(userId)).payments).toEqual([{ id: bought.paymentId, status: 'FAILED', dispute_id: null, dispute_status: null }]);
+    // Nothing left for the operator: reconciling it (as the job does within its look-back) reports nothing.
+    const reconciled = await crashingWorkflow(testApp).reconcileById(bought.paymentId, context());
+    expect({ appended: reconciled.appended, unresolved: reconciled.unresolved }).toEqual({ appended: 0, unresolved: undefined });
   });
 
   it('still refuses PAYMENT_NOT_CAPTURED, for a redelivery to retry, a dispute of a payment Stripe reports not captured: only a capture in part is refused for good', async () => {

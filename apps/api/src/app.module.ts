@@ -64,6 +64,7 @@ export class AppModule {
           reconciliationIntervalMs: config.PAYMENT_RECONCILIATION_INTERVAL_MS,
           reconciliationLookbackMs: config.PAYMENT_RECONCILIATION_LOOKBACK,
           ...(config.PAYMENT_CRASH_AT === undefined ? {} : { crashAt: config.PAYMENT_CRASH_AT }),
+          ...(clock === undefined ? {} : { now: clock }),
         }),
       ],
       controllers: [AccountsController, HoldsController, HealthController, AdminController, ApiKeysController, AuditController, PaymentsController, AccountPaymentsController, PackagesController],

@@ -34,7 +34,7 @@ export type CreateAppOptions = {
   readonly openApiUi: boolean;
   /** Where the app's metrics go; a registry of its own when not given. The service serves it on METRICS_PORT (main.ts). */
   readonly metrics?: ServiceMetrics;
-  /** The time token-account commands are decided at; the system's when not given. Tests set it to decide at an exact instant. */
+  /** The time the account's commands (tokens, holds, lots, payments) and jobs are decided at; the system's when not given. Tests set it to decide at an exact instant. */
   readonly clock?: () => Date;
 };
 

@@ -79,6 +79,8 @@ export const LOT_PRIORITY_MAX = 1_000_000;
 export const LOT_PRIORITY_DEFAULT = 100;
 /** The priority of an admin grant unless given: promotional credit is spent before paid credit. */
 export const GRANT_PRIORITY_DEFAULT = 10;
+/** The longest lifetime a package may give the tokens it credits, in days (100 years; TOKEN_PACKAGES is refused past it). */
+export const PURCHASE_LIFETIME_DAYS_MAX = 36_500;
 /** A hold's time to live, in seconds: the service's configured default and maximum stay within it. */
 export const HOLD_TTL_SECONDS_MIN = 1;
 export const HOLD_TTL_SECONDS_MAX = 30 * 24 * 60 * 60;

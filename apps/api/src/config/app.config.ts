@@ -4,7 +4,7 @@ import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, ValidateNested, type 
 import { Validate, ValidatorConstraint, type ValidationArguments, type ValidatorConstraintInterface } from 'class-validator';
 import { DEFAULT_TOKEN_PACKAGES, MOCK_BEHAVIOURS, PAYMENT_FAULT_POINTS, PAYMENT_PROVIDERS, STRIPE_API_URL, type MockBehaviour, type PaymentFaultPoint, type PaymentProviderName } from '@app/payments';
 import type { StripeSettings } from '@app/payments';
-import { HOLD_TTL_SECONDS_MAX, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN } from '@app/ledger';
+import { HOLD_TTL_SECONDS_MAX, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, PURCHASE_LIFETIME_DAYS_MAX } from '@app/ledger';
 
 const toBoolean = ({ value }: { value: unknown }) => (value === 'true' ? true : value === 'false' ? false : value);
 const toInteger = ({ value }: { value: unknown }) => (typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value);
@@ -45,7 +45,7 @@ export class TokenPackageConfig {
   @IsOptional()
   @IsInt()
   @Min(1)
-  @Max(36_500)
+  @Max(PURCHASE_LIFETIME_DAYS_MAX)
   expiresInDays?: number;
 
   /** Their draw-down priority (lower is spent first); absent: LOT_PRIORITY_DEFAULT. */

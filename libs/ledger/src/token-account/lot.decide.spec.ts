@@ -658,6 +658,8 @@ describe('lots: streams written before lots', () => {
       ['pay-1', 100, 100],
       ['pay-2', 100, 0],
     ]);
+    const decoded = tokenAccountSnapshot.decode(JSON.parse(JSON.stringify(tokenAccountSnapshot.encode(stateOf(refundedBackwards)))));
+    expect(tokenAccountDecider.decide(expireCredits(new Date(now.getTime() + 120_000)), decoded)).toEqual(backwards);
   });
 
   it('hold back no more than the holds hold beside what earlier refunds hold back in the opening lot', () => {

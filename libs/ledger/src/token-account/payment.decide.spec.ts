@@ -1,6 +1,6 @@
 import { fold } from '../decider.js';
 import { LedgerError, LedgerInvariantViolation } from '../ledger.errors.js';
-import { BALANCE_MAX, LOT_PRIORITY_DEFAULT, LOT_PRIORITY_MAX } from '../ledger.limits.js';
+import { BALANCE_MAX, LOT_PRIORITY_DEFAULT, LOT_PRIORITY_MAX, PURCHASE_LIFETIME_DAYS_MAX } from '../ledger.limits.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import type { CapturePayment, ExpirePayment, FailRefund, InitiatePayment, RefundPayment, RequestRefund } from './payment.commands.js';
 import { captureDecision } from './payment.decide.js';
@@ -137,8 +137,16 @@ describe("payments: a package's lot terms, kept from the payment's opening", () 
     ['a priority out of range', { priority: -1, expiresInDays: null }],
     ['a lifetime of 0 days', { priority: 5, expiresInDays: 0 }],
     ['a lifetime of part of a day', { priority: 5, expiresInDays: 1.5 }],
-  ])('refuses to open a payment on %s, which no configuration loads', (_name, lot) => {
+    ['a lifetime past the longest a package may give', { priority: 5, expiresInDays: PURCHASE_LIFETIME_DAYS_MAX + 1 }],
+  ])('refuses to open a payment on %s, which no configuration loads, and to replay a stream that did', (_name, lot) => {
     expect(() => tokenAccountDecider.decide(withTerms(lot), tokenAccountDecider.initialState)).toThrow(LedgerInvariantViolation);
+    expect(() => state([{ ...opened, data: { ...opened.data, lot } }])).toThrow(LedgerInvariantViolation);
+  });
+
+  it('credits a capture on the longest lifetime a package may give', () => {
+    const longest = { priority: 5, expiresInDays: PURCHASE_LIFETIME_DAYS_MAX };
+    const decided = tokenAccountDecider.decide(captureOn(undefined), state([{ ...opened, data: { ...opened.data, lot: longest } }]));
+    expect(decided[1]).toMatchObject({ data: { lot: { priority: 5, expiresAt: new Date(later.getTime() + PURCHASE_LIFETIME_DAYS_MAX * 86_400_000).toISOString() } } });
   });
 
   it('keeps the terms through a snapshot, and refuses a snapshot whose terms are not valid', () => {

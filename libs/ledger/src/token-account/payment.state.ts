@@ -1,4 +1,4 @@
-import { isLotPriority } from '../ledger.limits.js';
+import { isLotPriority, PURCHASE_LIFETIME_DAYS_MAX } from '../ledger.limits.js';
 import type { PurchaseLotTerms } from './payment.commands.js';
 import type { PaymentInitiated } from './payment.events.js';
 
@@ -27,8 +27,8 @@ export function refundDescription(payment: Pick<Payment, 'packageId'>): string {
   return `Refund of token package ${payment.packageId}`;
 }
 
-/** A package's lot terms as a payment keeps them: a priority in range, and a lifetime of whole days, at least one, or none. */
+/** A package's lot terms as a payment keeps them: a priority in range, and a lifetime of whole days (1 to PURCHASE_LIFETIME_DAYS_MAX), or none. */
 export function areLotTerms(terms: { readonly priority: unknown; readonly expiresInDays: unknown }): terms is PurchaseLotTerms {
   const days = terms.expiresInDays;
-  return typeof terms.priority === 'number' && isLotPriority(terms.priority) && (days === null || (typeof days === 'number' && Number.isSafeInteger(days) && days >= 1));
+  return typeof terms.priority === 'number' && isLotPriority(terms.priority) && (days === null || (typeof days === 'number' && Number.isSafeInteger(days) && days >= 1 && days <= PURCHASE_LIFETIME_DAYS_MAX));
 }

@@ -1,7 +1,7 @@
 import { Map as ImmutableMap } from 'immutable';
 import { invariant, LedgerInvariantViolation } from '../ledger.errors.js';
 import type { TokenAccountEvent, TokensPurchased } from './token-account.events.js';
-import type { Payment } from './payment.state.js';
+import { areLotTerms, type Payment } from './payment.state.js';
 import { EndedHolds, type Hold } from './hold.state.js';
 import { isSettleWithDebit } from './hold.events.js';
 import type { Draw, Lot } from './lot.state.js';
@@ -145,6 +145,7 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       return endHold(state, event.data, 'expired');
     case 'PaymentInitiated': {
       invariant(!state.payments.has(event.data.paymentId), `payment ${event.data.paymentId} initiated twice`);
+      invariant(event.data.lot === undefined || areLotTerms(event.data.lot), `payment ${event.data.paymentId} opened on the lot terms ${JSON.stringify(event.data.lot)}`);
       const payment: Payment = {
         ...event.data,
         status: 'PENDING',

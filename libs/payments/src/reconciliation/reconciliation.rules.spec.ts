@@ -85,6 +85,13 @@ describe('reconciliation rules: the ledger follows the provider', () => {
     expect(reconciliationOf(payment(status), order('captured_in_part'), now)).toEqual({ unresolved: `payment payment is ${status} but the provider captured less than its amount (500 USD)` });
   });
 
+  it('does nothing more about a payment captured in part that its lost dispute failed, though Stripe still reads it captured in part', () => {
+    const chargedBack: Payment = { ...payment('FAILED', 'declined'), failureReason: 'captured_in_part_charged_back' };
+    expect(reconciliationOf(chargedBack, order('captured_in_part'), afterExpiry)).toEqual({ steps: [] });
+    // Failed for another reason (declined, expired), it is still the operator's.
+    expect(reconciliationOf({ ...chargedBack, failureReason: 'card_declined' }, order('captured_in_part'), afterExpiry)).toHaveProperty('unresolved');
+  });
+
   it('does nothing more about a refunded payment whose order was captured in part', () => {
     expect(reconciliationOf(payment('REFUNDED'), order('captured_in_part'), afterExpiry)).toEqual({ steps: [] });
   });

@@ -32,6 +32,7 @@ export type Reconciliation = { readonly steps: readonly ReconciliationStep[] } |
  * | REFUND_PENDING           | refunded               | record the refund                          |
  * | COMPLETED/REFUND_PENDING | created/declined/unknown | unresolved: tokens without money; an operator decides |
  * | PENDING, FAILED, COMPLETED, REFUND_PENDING | captured_in_part | unresolved: not the package's price; an operator decides |
+ * | FAILED by a lost dispute (`captured_in_part_charged_back`) | captured_in_part | nothing: the bank took back what was captured |
  * | PENDING                  | captured_in_part, refunded | record a decline (`captured_in_part_refunded`): nothing was kept |
  * | COMPLETED/REFUND_PENDING | captured_in_part, refunded | record the refund                          |
  * | anything else            |                        | nothing                                    |
@@ -70,6 +71,8 @@ export function reconciliationOf(payment: Payment, order: ProviderOrder, now: Da
 /** An order the provider captured for less than its amount: an operator's case, unless that part was refunded whole since. */
 function capturedInPart(payment: Payment, order: ProviderOrder): Reconciliation {
   if (payment.status === 'REFUNDED') return { steps: [] };
+  // Failed by its lost dispute: the bank took back what was captured, nothing was kept (ADR 0024).
+  if (payment.status === 'FAILED' && payment.failureReason === CHARGED_BACK_IN_PART) return { steps: [] };
   if (order.providerRefundId === null) {
     return { unresolved: `payment ${payment.paymentId} is ${payment.status} but the provider captured less than its amount (${payment.amount} ${payment.currency})` };
   }
@@ -78,3 +81,6 @@ function capturedInPart(payment: Payment, order: ProviderOrder): Reconciliation 
   if (payment.status === 'FAILED') return { steps: [] };
   return { steps: [{ kind: 'record-refund', providerRefundId: order.providerRefundId }] };
 }
+
+/** Why a payment captured in part failed when a dispute of it was lost: the bank took back what was captured. */
+export const CHARGED_BACK_IN_PART = 'captured_in_part_charged_back';

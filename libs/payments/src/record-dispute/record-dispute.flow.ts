@@ -3,6 +3,7 @@ import type { CommandContext } from '@app/event-sourcing';
 import { LedgerError, type RecordDispute } from '@app/ledger';
 import type { PaymentFaults } from '../payment-faults.js';
 import { PaymentsError } from '../payments.errors.js';
+import { CHARGED_BACK_IN_PART } from '../reconciliation/reconciliation.rules.js';
 import type { PaymentLedger } from '../payment-ledger.js';
 import type { PaymentReconciler } from '../settle-payment/payment-reconciler.js';
 
@@ -47,7 +48,7 @@ export class RecordDisputeFlow {
         // refunded whole: the payment fails (once: a repeat finds it FAILED), nothing left to decide.
         if (dispute.status === 'lost') {
           if (reconciled.state.payments.get(paymentId)?.status !== 'PENDING') return { appended: 0, shortfall: reconciled.state.shortfall, balance: reconciled.state.balance };
-          handled = await this.ledger.decideAndAppend(userId, { type: 'CapturePayment', data: { userId, paymentId, outcome: { status: 'declined', reason: 'captured_in_part_charged_back' }, transactionId: randomUUID(), now: this.now() } }, context);
+          handled = await this.ledger.decideAndAppend(userId, { type: 'CapturePayment', data: { userId, paymentId, outcome: { status: 'declined', reason: CHARGED_BACK_IN_PART }, transactionId: randomUUID(), now: this.now() } }, context);
           this.faults('dispute:after-append');
           await this.ledger.upToDate(handled);
           return { appended: handled.events.length, shortfall: handled.state.shortfall, balance: handled.state.balance };
