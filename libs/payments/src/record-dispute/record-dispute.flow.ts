@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { CommandContext } from '@app/event-sourcing';
-import { LedgerError, type RecordDispute } from '@app/ledger';
+import type { CommandContext, HandledCommand } from '@app/event-sourcing';
+import { LedgerError, type RecordDispute, type TokenAccountEvent, type TokenAccountState } from '@app/ledger';
 import type { PaymentFaults } from '../payment-faults.js';
 import { PaymentsError } from '../payments.errors.js';
 import { CHARGED_BACK_IN_PART } from '../reconciliation/reconciliation.rules.js';
@@ -44,22 +44,31 @@ export class RecordDisputeFlow {
         handled = await this.ledger.decideAndAppend(userId, command(), context);
       } catch (uncaptured) {
         if (!(uncaptured instanceof LedgerError && uncaptured.code === 'PAYMENT_NOT_CAPTURED' && reconciled.orderStatus === 'captured_in_part')) throw uncaptured;
-        // Lost: the bank took back what was captured, so nothing was kept, as when that part is
-        // refunded whole: the payment fails (once: a repeat finds it FAILED), nothing left to decide.
-        if (dispute.status === 'lost') {
-          if (reconciled.state.payments.get(paymentId)?.status !== 'PENDING') return { appended: 0, shortfall: reconciled.state.shortfall, balance: reconciled.state.balance };
-          handled = await this.ledger.decideAndAppend(userId, { type: 'CapturePayment', data: { userId, paymentId, outcome: { status: 'declined', reason: CHARGED_BACK_IN_PART }, transactionId: randomUUID(), now: this.now() } }, context);
-          this.faults('dispute:after-append');
-          await this.ledger.upToDate(handled);
-          return { appended: handled.events.length, shortfall: handled.state.shortfall, balance: handled.state.balance };
-        }
-        throw new PaymentsError(
-          'PAYMENT_CAPTURED_IN_PART',
-          `the provider captured only part of payment ${paymentId} (an operator's capture), so it credited no tokens and dispute ${dispute.disputeId} (${dispute.status}) takes none; an operator decides the payment`,
-          { paymentId, disputeId: dispute.disputeId, disputeStatus: dispute.status },
-        );
+        return this.ofUncreditedPayment(userId, paymentId, dispute, reconciled.state, context);
       }
     }
+    return this.recorded(handled);
+  }
+
+  /**
+   * A dispute of a payment the provider captured only in part, which credited nothing. Lost, the bank
+   * took back what was captured, so nothing was kept, as when that part is refunded whole: the
+   * payment fails (once: a repeat finds it FAILED). Open or won, it is refused for good.
+   */
+  private async ofUncreditedPayment(userId: string, paymentId: string, dispute: ProviderDispute, state: TokenAccountState, context: CommandContext): Promise<RecordedDispute> {
+    if (dispute.status !== 'lost') {
+      throw new PaymentsError(
+        'PAYMENT_CAPTURED_IN_PART',
+        `the provider captured only part of payment ${paymentId} (an operator's capture), so it credited no tokens and dispute ${dispute.disputeId} (${dispute.status}) takes none; an operator decides the payment`,
+        { paymentId, disputeId: dispute.disputeId, disputeStatus: dispute.status },
+      );
+    }
+    if (state.payments.get(paymentId)?.status !== 'PENDING') return { appended: 0, shortfall: state.shortfall, balance: state.balance };
+    const declined = { type: 'CapturePayment', data: { userId, paymentId, outcome: { status: 'declined', reason: CHARGED_BACK_IN_PART }, transactionId: randomUUID(), now: this.now() } } as const;
+    return this.recorded(await this.ledger.decideAndAppend(userId, declined, context));
+  }
+
+  private async recorded(handled: HandledCommand<TokenAccountState, TokenAccountEvent>): Promise<RecordedDispute> {
     this.faults('dispute:after-append');
     await this.ledger.upToDate(handled);
     return { appended: handled.events.length, shortfall: handled.state.shortfall, balance: handled.state.balance };

@@ -8,7 +8,6 @@ import { failedRefundOf, failRefundOf } from '../refund-payment/failed-refund.js
 import { providerIdempotencyKey, type PaymentProvider, type ProviderOrderStatus, type ProviderRefund } from '../provider/payment-provider.port.js';
 import { reconciliationOf, type ReconciliationStep } from '../reconciliation/reconciliation.rules.js';
 
-/** The state after reconciling one payment, how many events it appended, and why it could not be settled if so. */
 /** What reconciling appended, the account after it, what is left unresolved, and the order as the provider last answered it. */
 export type Reconciled = Written & { readonly state: TokenAccountState; readonly appended: number; readonly unresolved?: string; readonly orderStatus?: ProviderOrderStatus };
 
