@@ -154,6 +154,9 @@ describe('Stripe disputes', () => {
     const refundCalls = fake.requests.filter((request) => request.path === '/v1/refunds' && request.method === 'POST').length;
     expect((await http().post(`/v1/payments/${paymentId}/refund`).send().expect(200)).body).toMatchObject({ balance: 0, payment: { status: 'REFUNDED' } });
     expect(fake.requests.filter((request) => request.path === '/v1/refunds' && request.method === 'POST')).toHaveLength(refundCalls);
+    // REFUNDED while Stripe reads the charge captured (charged back, never refunded): nothing for an operator.
+    const reconciled = await crashingWorkflow(testApp).reconcileById(paymentId, context());
+    expect({ appended: reconciled.appended, unresolved: reconciled.unresolved, orderStatus: reconciled.orderStatus }).toEqual({ appended: 0, unresolved: undefined, orderStatus: 'captured' });
     await expectAudited(userId, 0);
   });
 

@@ -385,6 +385,51 @@ describe('Stripe refunds', () => {
   });
 });
 
+describe('a refund Stripe returns after it succeeded (the card was closed since)', () => {
+  it('is not undone but reported: the webhooks answer it unresolved on both processes, the job names it within its look-back, and a new refund at Stripe settles it', async () => {
+    const userId = randomUUID();
+    const bought = await buy(userId);
+    fake.confirmAsCustomer(bought.orderId);
+    await capture(bought.paymentId).expect(200);
+    await http().post(`/v1/payments/${bought.paymentId}/refund`).send().expect(200);
+    const refund = [...fake.refunds.values()].find((each) => each.payment_intent === bought.orderId);
+    if (refund === undefined) throw new Error('no refund made');
+    fake.returnRefund(refund.id);
+    const unresolved = `payment ${bought.paymentId} is REFUNDED but the provider holds its money again: its refund ${refund.id} failed after it succeeded, so the customer has neither the money nor the tokens; an operator refunds the customer another way or credits the tokens back`;
+    // Stripe's two events, each delivered to both processes at once: answered, nothing appended.
+    const answers = await Promise.all([
+      deliver(eventOf('refund.updated', bought.orderId)),
+      deliver(eventOf('refund.updated', bought.orderId), autoApp),
+      deliver(eventOf('refund.failed', bought.orderId)),
+      deliver(eventOf('refund.failed', bought.orderId), autoApp),
+    ]);
+    expect(answers.map((answer) => answer.status)).toEqual([200, 200, 200, 200]);
+    // Of each event, one delivery did the work and the other found it processed, or both did it (neither recorded yet).
+    for (const answer of answers) expect(answer.body).toEqual(answer.body.duplicate === true ? { received: true, duplicate: true, ignored: false } : { received: true, duplicate: false, ignored: false, unresolved });
+    expect(answers.filter((answer) => answer.body.duplicate === false).length).toBeGreaterThanOrEqual(2);
+    expect(await paymentOf(bought.paymentId)).toMatchObject({ status: 'REFUNDED', metadata: expect.objectContaining({ providerRefundId: refund.id }) });
+    expect(await balanceOf(userId)).toBe(0);
+    const refundedEvents = [...PURCHASED, 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded'];
+    expect(await eventTypes(userId)).toEqual(refundedEvents);
+    // The reconciliation job reports it each run while the refund is within the look-back, and not after.
+    const problems = new Map<string, unknown>();
+    const job = new PaymentReconciliationJob(testApp.database.pool, crashingWorkflow(testApp), { lookbackMs: HOUR_MS }, (paymentId, problem) => problems.set(paymentId, problem));
+    await job.runOnce(new Date());
+    expect(problems.get(bought.paymentId)).toBe(unresolved);
+    problems.clear();
+    await job.runOnce(new Date(Date.now() + 2 * HOUR_MS));
+    expect(problems.has(bought.paymentId)).toBe(false);
+    expect(await eventTypes(userId)).toEqual(refundedEvents);
+    // The operator refunds the customer again at Stripe (another card on file, say): Stripe reads it refunded, nothing is left to report.
+    fake.dashboardRefund(bought.orderId);
+    expect((await deliver(eventOf('charge.refunded', bought.orderId)).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false });
+    await job.runOnce(new Date());
+    expect(problems.has(bought.paymentId)).toBe(false);
+    expect(await eventTypes(userId)).toEqual(refundedEvents);
+    expect(await balanceOf(userId)).toBe(0);
+  });
+});
+
 describe('a PaymentIntent an operator captured in part at Stripe', () => {
   it('credits nothing and expires nothing: the capture is refused naming the amounts, its webhook and the reconciliation job leave it to an operator', async () => {
     const userId = randomUUID();

@@ -27,7 +27,7 @@ import Stripe from 'stripe';
  * - refunds of a succeeded PaymentIntent (whole or partial), `charge_already_refunded` once nothing is
  *   left, the charge's `amount_refunded` and `refunded`; a refund `succeeded`, or `pending` until the
  *   bank decides it (`succeeded` or `failed`, with `failure_reason`, `refund.updated`), read by
- *   `GET /v1/refunds/{id}`;
+ *   `GET /v1/refunds/{id}`; a succeeded refund the bank sends back later (`failed`, `refund.failed`);
  * - error bodies `{ error: { type, code, decline_code, message, param } }` with Stripe's statuses
  *   (card_error 402, rate_limit_error 429, api_error 500);
  * - events `{ id: evt_…, object: 'event', type, data: { object }, created, … }` recorded for every
@@ -229,6 +229,24 @@ export class FakeStripeServer {
       charge.refunded = false;
     }
     this.emit('refund.updated', refund);
+    return refund;
+  }
+
+  /**
+   * The bank sends back a refund that had succeeded (the card was closed since): the refund turns
+   * `failed` with its `failure_reason`, the money is the merchant's again (the charge's
+   * `amount_refunded` drops back, `refunded` is false). Sends `refund.updated` and `refund.failed`.
+   */
+  returnRefund(refundId: string): FakeRefund {
+    const refund = this.refundById(refundId);
+    if (refund.status !== 'succeeded') throw new Error(`refund ${refundId} is ${refund.status}, not succeeded`);
+    refund.status = 'failed';
+    refund.failure_reason = 'expired_or_canceled_card';
+    const charge = this.charge(refund.charge);
+    charge.amount_refunded -= refund.amount;
+    charge.refunded = false;
+    this.emit('refund.updated', refund);
+    this.emit('refund.failed', refund);
     return refund;
   }
 

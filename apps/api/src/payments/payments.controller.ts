@@ -99,7 +99,7 @@ export class PaymentsController {
   @ApiOkResponse({
     type: StripeWebhookResponse,
     description:
-      'Processed and committed; or this event id was processed before (duplicate); or the event is not about a payment of ours (ignored); or the ledger refused what it asked for, which no redelivery would change (refused: an auto-capture refused before any money moved, or a PaymentIntent an operator captured in part).',
+      'Processed and committed; or this event id was processed before (duplicate); or the event is not about a payment of ours (ignored); or the ledger refused what it asked for, which no redelivery would change (refused: an auto-capture refused before any money moved, or a PaymentIntent an operator captured in part); or taken, with a disagreement left to an operator (unresolved: a refund that failed after it succeeded).',
   })
   @ApiProblems('WEBHOOK_SIGNATURE_INVALID', 'PROVIDER_NOT_CONFIGURED', 'BALANCE_OUT_OF_RANGE', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'DATABASE_UNAVAILABLE', ...COMMAND_WRITE_PROBLEMS)
   stripeWebhook(@Req() request: RawBodyRequest<FastifyRequest>) {

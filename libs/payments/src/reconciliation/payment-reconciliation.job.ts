@@ -26,18 +26,20 @@ export type ReconciliationRun = {
 type CandidateRow = { readonly id: string; readonly user_id: string };
 
 // Keyset on id. Every PENDING payment (captured at the provider but not yet recorded; there are few:
-// they expire) and every refund asked for and not recorded, whatever their age; COMPLETED and FAILED
-// payments changed within the look-back (captured or refunded at the provider behind the ledger's back).
+// they expire) and every refund asked for and not recorded, whatever their age; COMPLETED, FAILED and
+// REFUNDED payments changed within the look-back (captured or refunded at the provider behind the
+// ledger's back, or a refund that failed there after it succeeded).
 const CANDIDATE_PAGE_SQL = `
   SELECT id::text, user_id::text FROM payments
    WHERE ($1::uuid IS NULL OR id > $1::uuid)
-     AND (status IN ('PENDING', 'REFUND_PENDING') OR (status IN ('COMPLETED', 'FAILED') AND updated_at >= $2))
+     AND (status IN ('PENDING', 'REFUND_PENDING') OR (status IN ('COMPLETED', 'FAILED', 'REFUNDED') AND updated_at >= $2))
    ORDER BY payments.id LIMIT $3`;
 
 /**
  * Compares payments with the provider and settles every disagreement by the reconciliation rules
  * (`reconciliation.rules.ts`): captured but not credited (a capture racing the expiry, then a crash),
- * refunded but not debited, a refund asked for whose provider call never happened, a payment expired
+ * refunded but not debited, a refund asked for whose provider call never happened, a refund the
+ * provider reversed after it succeeded (reported, not undone), a payment expired
  * in the ledger but captured at the provider. A PENDING payment is expired only once due, as the
  * expiry job would (the two may overlap; each decision is idempotent). Runs in one
  * process at a time (the `payment-reconciliation` leadership); overlapping runs are safe for the

@@ -92,6 +92,23 @@ describe('reconciliation rules: the ledger follows the provider', () => {
     expect(reconciliationOf({ ...chargedBack, failureReason: 'card_declined' }, order('captured_in_part'), afterExpiry)).toHaveProperty('unresolved');
   });
 
+  it('leaves a REFUNDED payment whose order reads captured again to an operator: its refund failed after it succeeded', () => {
+    const refunded: Payment = { ...payment('REFUNDED'), providerRefundId: 're_1' };
+    expect(reconciliationOf(refunded, order('captured'), afterExpiry)).toEqual({
+      unresolved:
+        'payment payment is REFUNDED but the provider holds its money again: its refund re_1 failed after it succeeded, so the customer has neither the money nor the tokens; an operator refunds the customer another way or credits the tokens back',
+    });
+    expect(reconciliationOf(refunded, order('captured'), afterExpiry, { lostDispute: false })).toHaveProperty('unresolved');
+  });
+
+  it('does nothing about a REFUNDED payment whose refund its lost dispute completed: the charge was charged back, never refunded', () => {
+    expect(reconciliationOf({ ...payment('REFUNDED'), providerRefundId: 'dp_1' }, order('captured'), afterExpiry, { lostDispute: true })).toEqual({ steps: [] });
+  });
+
+  it.each(['created', 'declined', 'canceled', 'unknown'] as const)('does nothing about a REFUNDED payment whose order is %s: only money back with the merchant is reported', (orderStatus) => {
+    expect(reconciliationOf(payment('REFUNDED'), order(orderStatus), afterExpiry)).toEqual({ steps: [] });
+  });
+
   it('does nothing more about a refunded payment whose order was captured in part', () => {
     expect(reconciliationOf(payment('REFUNDED'), order('captured_in_part'), afterExpiry)).toEqual({ steps: [] });
   });

@@ -35,9 +35,13 @@ export type Reconciliation = { readonly steps: readonly ReconciliationStep[] } |
  * | FAILED by a lost dispute (`captured_in_part_charged_back`) | captured_in_part | nothing: the bank took back what was captured |
  * | PENDING                  | captured_in_part, refunded | record a decline (`captured_in_part_refunded`): nothing was kept |
  * | COMPLETED/REFUND_PENDING | captured_in_part, refunded | record the refund                          |
+ * | REFUNDED, no lost dispute | captured              | unresolved: its refund failed after it succeeded (the money is the merchant's again, the tokens are gone); an operator decides |
  * | anything else            |                        | nothing                                    |
+ *
+ * `lostDispute`: whether a dispute of the payment was lost. A refund the chargeback completed (ADR
+ * 0024) leaves the order captured at the provider (the charge was disputed, never refunded).
  */
-export function reconciliationOf(payment: Payment, order: ProviderOrder, now: Date): Reconciliation {
+export function reconciliationOf(payment: Payment, order: ProviderOrder, now: Date, { lostDispute }: { readonly lostDispute: boolean } = { lostDispute: false }): Reconciliation {
   const captured: readonly ReconciliationStep[] =
     order.providerTransactionId === null ? [] : [{ kind: 'record-capture', outcome: { status: 'captured', providerTransactionId: order.providerTransactionId } }];
   const refunded: readonly ReconciliationStep[] = order.providerRefundId === null ? [] : [{ kind: 'record-refund', providerRefundId: order.providerRefundId }];
@@ -60,6 +64,14 @@ export function reconciliationOf(payment: Payment, order: ProviderOrder, now: Da
       if (order.status === 'refunded') return { steps: refunded };
       return { unresolved: `payment ${payment.paymentId} is REFUND_PENDING but its order is ${order.status} at the provider` };
     case 'REFUNDED':
+      // The money went back to the merchant, not the customer (Stripe: the card was closed since); the
+      // ledger took the tokens back when the refund succeeded. Not undone here: the customer asked for
+      // the money, and whether to pay it another way or credit the tokens again is the merchant's call.
+      if (order.status === 'captured' && !lostDispute) {
+        return {
+          unresolved: `payment ${payment.paymentId} is REFUNDED but the provider holds its money again: its refund ${String(payment.providerRefundId)} failed after it succeeded, so the customer has neither the money nor the tokens; an operator refunds the customer another way or credits the tokens back`,
+        };
+      }
       return { steps: [] };
     default: {
       const unknown: never = payment.status;

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { CommandContext, HandledCommand, Written } from '@app/event-sourcing';
-import type { Payment, TokenAccountCommand, TokenAccountEvent, TokenAccountState } from '@app/ledger';
+import { hasLostDispute, type Payment, type TokenAccountCommand, type TokenAccountEvent, type TokenAccountState } from '@app/ledger';
 import type { PaymentFaults } from '../payment-faults.js';
 import type { PaymentLedger } from '../payment-ledger.js';
 import { PaymentsError } from '../payments.errors.js';
@@ -29,7 +29,7 @@ export class PaymentReconciler {
   async reconcile(payment: Payment, context: CommandContext, now = this.now()): Promise<Reconciled> {
     let order = await this.provider.getOrder(payment.orderId);
     this.faults('reconcile:after-provider-order');
-    let plan = reconciliationOf(payment, order, now);
+    let plan = reconciliationOf(payment, order, now, { lostDispute: await this.lostDispute(payment, order.status) });
     if ('steps' in plan && plan.steps.some((step) => step.kind === 'expire')) {
       // Before the ledger gives up on the payment, the provider must give up on it too (a buyer may
       // still approve it): cancelled there, or, if it was captured meanwhile, credited instead.
@@ -50,6 +50,12 @@ export class PaymentReconciler {
     }
     reconciled ??= { state: await this.ledger.load(payment.userId), position: undefined, appended: 0 };
     return { ...reconciled, orderStatus: order.status, ...('unresolved' in plan ? { unresolved: plan.unresolved } : {}) };
+  }
+
+  /** Whether a dispute of a payment refunded in the ledger and captured at the provider was lost: the stream is read only then. */
+  private async lostDispute(payment: Payment, orderStatus: ProviderOrderStatus): Promise<boolean> {
+    if (payment.status !== 'REFUNDED' || orderStatus !== 'captured') return false;
+    return hasLostDispute(await this.ledger.load(payment.userId), payment.paymentId);
   }
 
   /** Reconciles the payment with this id, whatever its status (a provider notification). */

@@ -14,9 +14,11 @@ import { WebhookDeliveries } from './webhook-deliveries.js';
  * before; `refused`: the ledger did not do what the event asked for, and no redelivery would change
  * that: it refused the auto-capture before any money moved, or the PaymentIntent was captured in part
  * (an operator's case: nothing was credited, so nothing is captured and an open or won dispute takes
- * nothing).
+ * nothing). `unresolved`: the event was taken, and the payment disagrees with Stripe in a way no rule
+ * settles (a refund that failed after it succeeded, a PaymentIntent captured in part): an operator
+ * decides, and the reconciliation job reports it too.
  */
-export type StripeEventOutcome = { readonly received: true; readonly duplicate: boolean; readonly ignored: boolean; readonly refused?: EventRefusal };
+export type StripeEventOutcome = { readonly received: true; readonly duplicate: boolean; readonly ignored: boolean; readonly refused?: EventRefusal; readonly unresolved?: string };
 
 /** Why the ledger recorded nothing for the event: the account's or the payment's state, not the delivery, is at fault. */
 export type EventRefusal = { readonly code: (typeof REFUSALS_BEFORE_MONEY_MOVES)[number] | 'PAYMENT_CAPTURED_IN_PART'; readonly message: string };
@@ -68,11 +70,14 @@ export class HandleStripeEventHandler implements ICommandHandler<HandleStripeEve
     const notification = await this.webhooks.notificationOf(event);
     if (notification === undefined || !(await this.isOurs(notification.paymentId))) return { received: true, duplicate: false, ignored: true };
     let refused: EventRefusal | undefined;
+    let unresolved: string | undefined;
     if (notification.dispute !== undefined) refused = await this.recordDispute(notification.paymentId, notification.dispute, context);
     else if (notification.action === 'capture' && this.options.stripe?.autoCapture === true) refused = await this.capture(notification.paymentId, context);
-    else await this.workflow.reconcileById(notification.paymentId, context);
+    else ({ unresolved } = await this.workflow.reconcileById(notification.paymentId, context));
+    // Redelivering would not settle it (Stripe already says what it will say): logged for the operator, and answered.
+    if (unresolved !== undefined) this.logger.warn(`${event.type} ${event.id}: ${unresolved}`);
     await this.deliveries.record(delivery, notification.paymentId);
-    return refused === undefined ? { received: true, duplicate: false, ignored: false } : { received: true, duplicate: false, ignored: false, refused };
+    return { received: true, duplicate: false, ignored: false, ...(refused === undefined ? {} : { refused }), ...(unresolved === undefined ? {} : { unresolved }) };
   }
 
   /**

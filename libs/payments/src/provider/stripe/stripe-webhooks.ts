@@ -20,6 +20,7 @@ const ACTIONS: Readonly<Record<string, StripeEventAction>> = {
   'charge.refund.updated': 'reconcile',
   'refund.created': 'reconcile',
   'refund.updated': 'reconcile',
+  'refund.failed': 'reconcile',
   'charge.dispute.created': 'dispute',
   'charge.dispute.updated': 'dispute',
   'charge.dispute.closed': 'dispute',
