@@ -257,7 +257,7 @@ describe('the reconciliation job', () => {
     // The provider lost the capture (it cannot happen with a real one): tokens without money.
     await testApp.database.pool.query(`UPDATE mock_provider_orders SET status = 'created' WHERE order_id = $1`, [orderId]);
     const problems: string[] = [];
-    const job = new PaymentReconciliationJob(testApp.database.pool, processOf().workflow, { lookbackMs: LOOKBACK_MS }, (id, problem) => problems.push(`${id}: ${String(problem)}`));
+    const job = new PaymentReconciliationJob(testApp.database.pool, processOf().workflow, { lookbackMs: LOOKBACK_MS }, (id, problem) => problems.push(`${id}: ${problem.kind === 'unresolved' ? problem.why : String(problem.error)}`));
     const run = await job.runOnce(new Date());
     expect(run.unresolved).toBeGreaterThanOrEqual(1);
     expect(problems).toContain(`${paymentId}: payment ${paymentId} is COMPLETED but its order is created at the provider`);

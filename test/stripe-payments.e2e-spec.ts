@@ -6,6 +6,7 @@ import { FakeStripeServer, type FakeStripeEvent } from './support/fake-stripe/fa
 import { startTestApp, startTestAppOn, TEST_ACTOR, type TestApp } from './support/test-app.js';
 import { DEVELOPMENT_WEBHOOK_SECRET } from '../apps/api/src/config/app.config.js';
 import { signWebhook, WEBHOOK_SIGNATURE_HEADER } from '../apps/api/src/payments/webhook-signature.guard.js';
+import { ServiceMetrics } from '../apps/api/src/metrics/service-metrics.js';
 
 /**
  * Buying tokens with PAYMENT_PROVIDER=stripe, through the API, against the fake Stripe server (real
@@ -385,6 +386,16 @@ describe('Stripe refunds', () => {
   });
 });
 
+/** `token_ledger_payments_unresolved_total` of this source, over both processes. */
+async function unresolvedReports(source: 'webhook' | 'reconciliation'): Promise<number> {
+  let total = 0;
+  for (const app of [testApp, autoApp]) {
+    const { values } = await app.app.get(ServiceMetrics, { strict: false }).paymentsUnresolved.get();
+    total += values.filter((value) => value.labels.source === source).reduce((sum, value) => sum + value.value, 0);
+  }
+  return total;
+}
+
 describe('a refund Stripe returns after it succeeded (the card was closed since)', () => {
   it('is not undone but reported: the webhooks answer it unresolved on both processes, the job names it within its look-back, and a new refund at Stripe settles it', async () => {
     const userId = randomUUID();
@@ -395,6 +406,7 @@ describe('a refund Stripe returns after it succeeded (the card was closed since)
     const refund = [...fake.refunds.values()].find((each) => each.payment_intent === bought.orderId);
     if (refund === undefined) throw new Error('no refund made');
     fake.returnRefund(refund.id);
+    const webhookReportsBefore = await unresolvedReports('webhook');
     const unresolved = `payment ${bought.paymentId} is REFUNDED but the provider holds its money again: its refund ${refund.id} failed after it succeeded, so the customer has neither the money nor the tokens; an operator refunds the customer another way or credits the tokens back`;
     // Stripe's two events, each delivered to both processes at once: answered, nothing appended.
     const answers = await Promise.all([
@@ -406,16 +418,24 @@ describe('a refund Stripe returns after it succeeded (the card was closed since)
     expect(answers.map((answer) => answer.status)).toEqual([200, 200, 200, 200]);
     // Of each event, one delivery did the work and the other found it processed, or both did it (neither recorded yet).
     for (const answer of answers) expect(answer.body).toEqual(answer.body.duplicate === true ? { received: true, duplicate: true, ignored: false } : { received: true, duplicate: false, ignored: false, unresolved });
-    expect(answers.filter((answer) => answer.body.duplicate === false).length).toBeGreaterThanOrEqual(2);
+    const taken = answers.filter((answer) => answer.body.duplicate === false).length;
+    expect(taken).toBeGreaterThanOrEqual(2);
+    // Each answer that did the work counted one report for the operators' alert.
+    expect((await unresolvedReports('webhook')) - webhookReportsBefore).toBe(taken);
     expect(await paymentOf(bought.paymentId)).toMatchObject({ status: 'REFUNDED', metadata: expect.objectContaining({ providerRefundId: refund.id }) });
     expect(await balanceOf(userId)).toBe(0);
     const refundedEvents = [...PURCHASED, 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded'];
     expect(await eventTypes(userId)).toEqual(refundedEvents);
     // The reconciliation job reports it each run while the refund is within the look-back, and not after.
     const problems = new Map<string, unknown>();
-    const job = new PaymentReconciliationJob(testApp.database.pool, crashingWorkflow(testApp), { lookbackMs: HOUR_MS }, (paymentId, problem) => problems.set(paymentId, problem));
+    const job = new PaymentReconciliationJob(testApp.database.pool, crashingWorkflow(testApp), { lookbackMs: HOUR_MS }, (paymentId, problem) => problems.set(paymentId, problem.kind === 'unresolved' ? problem.why : problem.error));
     await job.runOnce(new Date());
     expect(problems.get(bought.paymentId)).toBe(unresolved);
+    // The service's own job counts each unresolved payment of its run.
+    const jobReportsBefore = await unresolvedReports('reconciliation');
+    const run = await testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date());
+    expect(run.unresolved).toBeGreaterThanOrEqual(1);
+    expect((await unresolvedReports('reconciliation')) - jobReportsBefore).toBe(run.unresolved);
     problems.clear();
     await job.runOnce(new Date(Date.now() + 2 * HOUR_MS));
     expect(problems.has(bought.paymentId)).toBe(false);

@@ -65,6 +65,7 @@ export class AppModule {
           reconciliationLookbackMs: config.PAYMENT_RECONCILIATION_LOOKBACK,
           ...(config.PAYMENT_CRASH_AT === undefined ? {} : { crashAt: config.PAYMENT_CRASH_AT }),
           ...(clock === undefined ? {} : { now: clock }),
+          onUnresolved: (source) => metrics.paymentsUnresolved.inc({ source }),
         }),
       ],
       controllers: [AccountsController, HoldsController, HealthController, AdminController, ApiKeysController, AuditController, PaymentsController, AccountPaymentsController, PackagesController],

@@ -72,9 +72,14 @@ export class PaymentsModule {
           inject: [PG_POOL, PaymentWorkflow],
           useFactory: (pool: Pool, workflow: PaymentWorkflow) => {
             const logger = new Logger('PaymentReconciliation');
-            return new PaymentReconciliationJob(pool, workflow, { lookbackMs: options.reconciliationLookbackMs }, (paymentId, problem) =>
-              logger.warn(`payment ${paymentId} disagrees with the provider, retried next run: ${describe(problem)}`),
-            );
+            return new PaymentReconciliationJob(pool, workflow, { lookbackMs: options.reconciliationLookbackMs }, (paymentId, problem) => {
+              if (problem.kind === 'failed') {
+                logger.warn(`payment ${paymentId} not reconciled, retried next run: ${describe(problem.error)}`);
+                return;
+              }
+              logger.warn(`payment ${paymentId} left to an operator, reported each run: ${problem.why}`);
+              options.onUnresolved?.('reconciliation');
+            });
           },
         },
         PaymentJobsScheduler,

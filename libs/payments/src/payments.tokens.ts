@@ -30,4 +30,9 @@ export type PaymentsOptions = {
   readonly crashAt?: PaymentFaultPoint;
   /** The clock; tests inject one. */
   readonly now?: () => Date;
+  /** Hears each report of a payment that disagrees with its provider in a way no rule settles (the service's metrics). */
+  readonly onUnresolved?: (source: UnresolvedSource) => void;
 };
+
+/** Who reported a payment left to an operator: the reconciliation job (each run, within its look-back), or a provider's webhook. */
+export type UnresolvedSource = 'reconciliation' | 'webhook';

@@ -45,6 +45,13 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
 
+  readonly paymentsUnresolved = new Counter({
+    name: 'token_ledger_payments_unresolved_total',
+    help: 'Reports of a payment that disagrees with its provider in a way no rule settles, left to an operator (a refund that failed after it succeeded, a capture in part), by source: the reconciliation job (each run, within its look-back) or a webhook',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
   readonly appendBatchSize = new Histogram({
     name: 'token_ledger_group_commit_batch_appends',
     help: 'Appends per group-commit transaction of the PostgreSQL event store',

@@ -23,6 +23,9 @@ export type ReconciliationRun = {
   readonly failed: number;
 };
 
+/** What the job reports about one payment: a disagreement no rule settles (an operator decides; reported each run), or a run that failed for it (retried next run). */
+export type ReconciliationProblem = { readonly kind: 'unresolved'; readonly why: string } | { readonly kind: 'failed'; readonly error: unknown };
+
 type CandidateRow = { readonly id: string; readonly user_id: string };
 
 // Keyset on id. Every PENDING payment (captured at the provider but not yet recorded; there are few:
@@ -52,7 +55,7 @@ export class PaymentReconciliationJob {
     private readonly pool: Pool,
     private readonly workflow: PaymentWorkflow,
     private readonly options: ReconciliationJobOptions,
-    private readonly onProblem: (paymentId: string, problem: unknown) => void = () => undefined,
+    private readonly onProblem: (paymentId: string, problem: ReconciliationProblem) => void = () => undefined,
   ) {
     this.pageSize = options.pageSize ?? RECONCILIATION_PAGE_SIZE;
   }
@@ -73,11 +76,11 @@ export class PaymentReconciliationJob {
           if (reconciled.appended > 0) run.settled += 1;
           if (reconciled.unresolved !== undefined) {
             run.unresolved += 1;
-            this.onProblem(id, reconciled.unresolved);
+            this.onProblem(id, { kind: 'unresolved', why: reconciled.unresolved });
           }
         } catch (error) {
           run.failed += 1;
-          this.onProblem(id, error);
+          this.onProblem(id, { kind: 'failed', error });
         }
       }
     }

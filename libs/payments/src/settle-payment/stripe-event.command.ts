@@ -75,7 +75,10 @@ export class HandleStripeEventHandler implements ICommandHandler<HandleStripeEve
     else if (notification.action === 'capture' && this.options.stripe?.autoCapture === true) refused = await this.capture(notification.paymentId, context);
     else ({ unresolved } = await this.workflow.reconcileById(notification.paymentId, context));
     // Redelivering would not settle it (Stripe already says what it will say): logged for the operator, and answered.
-    if (unresolved !== undefined) this.logger.warn(`${event.type} ${event.id}: ${unresolved}`);
+    if (unresolved !== undefined) {
+      this.logger.warn(`${event.type} ${event.id}: ${unresolved}`);
+      this.options.onUnresolved?.('webhook');
+    }
     await this.deliveries.record(delivery, notification.paymentId);
     return { received: true, duplicate: false, ignored: false, ...(refused === undefined ? {} : { refused }), ...(unresolved === undefined ? {} : { unresolved }) };
   }
