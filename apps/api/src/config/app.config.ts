@@ -226,6 +226,15 @@ export class AppConfig {
   @Matches(/^(sk|rk)_(live|test)_[A-Za-z0-9_]{8,}$/, { message: 'STRIPE_SECRET_KEY must be a Stripe secret key (sk_live_…, sk_test_…, rk_…)' })
   STRIPE_SECRET_KEY?: string;
 
+  /**
+   * Production runs on a Stripe test-mode key (`sk_test_…`, `rk_test_…`) only when this says so: in
+   * test mode Stripe's test cards are approved and no money moves, so every package would be free
+   * tokens, as with the mock provider. For a staging deployment that runs NODE_ENV=production.
+   */
+  @Transform(toBoolean)
+  @IsBoolean()
+  STRIPE_TEST_MODE_IN_PRODUCTION = false;
+
   /** The signing secret of the Stripe webhook endpoint (`whsec_…`); required with PAYMENT_PROVIDER=stripe. */
   @ValidateIf((config: AppConfig) => config.PAYMENT_PROVIDER === 'stripe' || config.STRIPE_WEBHOOK_SECRET !== undefined)
   @IsDefined({ message: 'STRIPE_WEBHOOK_SECRET is required when PAYMENT_PROVIDER=stripe' })
@@ -471,7 +480,8 @@ export function loadConfig(environment: NodeJS.ProcessEnv): AppConfig {
 
 /**
  * What production refuses among values that are each valid: the mock provider, which approves every
- * capture; the embedded PostgreSQL unless allowed; the development webhook secret, which is public.
+ * capture, and a Stripe test-mode key unless allowed (its test cards move no money); the embedded
+ * PostgreSQL unless allowed; the development webhook secret, which is public.
  */
 export function checkAppConfig(config: AppConfig): string[] {
   if (config.NODE_ENV !== 'production') return [];
@@ -484,6 +494,9 @@ export function checkAppConfig(config: AppConfig): string[] {
   }
   if (config.PAYMENT_PROVIDER === 'stripe' && !config.STRIPE_API_URL.startsWith('https://')) {
     problems.push(`STRIPE_API_URL=${JSON.stringify(config.STRIPE_API_URL)}: production talks to Stripe over https only`);
+  }
+  if (config.PAYMENT_PROVIDER === 'stripe' && /^(sk|rk)_test_/.test(config.STRIPE_SECRET_KEY ?? '') && config.STRIPE_TEST_MODE_IN_PRODUCTION !== true) {
+    problems.push('STRIPE_SECRET_KEY=(hidden): a test-mode key, whose test cards move no money (free tokens); production needs a live key (sk_live_…, rk_live_…), or STRIPE_TEST_MODE_IN_PRODUCTION=true for a staging deployment');
   }
   if (config.PAYMENT_WEBHOOK_SECRET === DEVELOPMENT_WEBHOOK_SECRET) problems.push('PAYMENT_WEBHOOK_SECRET=(hidden): it is the public development secret; production needs its own');
   return problems;

@@ -32,7 +32,7 @@ describe('payments configuration', () => {
 
   it("uses the mock's webhook secret only with the mock provider, so production (which refuses the mock) needs none", () => {
     expect(webhookSecretOf(loadConfig({ PAYMENT_WEBHOOK_SECRET: 'a-long-enough-secret' }))).toBe('a-long-enough-secret');
-    const stripe = { STRIPE_SECRET_KEY: 'sk_test_0123456789abcdef', STRIPE_WEBHOOK_SECRET: 'whsec_0123456789abcdef' };
+    const stripe = { STRIPE_SECRET_KEY: 'sk_live_0123456789abcdef', STRIPE_WEBHOOK_SECRET: 'whsec_0123456789abcdef' };
     expect(webhookSecretOf(loadConfig({ PAYMENT_PROVIDER: 'stripe', ...stripe, PAYMENT_WEBHOOK_SECRET: 'a-long-enough-secret' }))).toBeNull();
     const production = { NODE_ENV: 'production', DATABASE_URL: 'postgres://ledger@db.internal/ledger' };
     expect(webhookSecretOf(loadConfig({ ...production, PAYMENT_PROVIDER: 'none' }))).toBeNull();
@@ -52,7 +52,7 @@ describe('payments configuration', () => {
   });
 
   describe('PAYMENT_PROVIDER=stripe', () => {
-    const stripe = { PAYMENT_PROVIDER: 'stripe', STRIPE_SECRET_KEY: 'sk_test_0123456789abcdef', STRIPE_WEBHOOK_SECRET: 'whsec_0123456789abcdef' };
+    const stripe = { PAYMENT_PROVIDER: 'stripe', STRIPE_SECRET_KEY: 'sk_live_0123456789abcdef', STRIPE_WEBHOOK_SECRET: 'whsec_0123456789abcdef' };
     const production = { NODE_ENV: 'production', DATABASE_URL: 'postgres://ledger@db.internal/ledger', PAYMENT_WEBHOOK_SECRET: 'a-long-enough-secret' };
 
     it('reads its settings, with auto-capture on, Stripe\'s API, 2 retries and a 5 s timeout by default', () => {

@@ -51,6 +51,22 @@ describe('the settings of the service', () => {
     expect(problemsOf({ ...withoutMockSecret, PAYMENT_PROVIDER: 'stripe', STRIPE_SECRET_KEY: 'sk_live_0123456789abcdef', STRIPE_WEBHOOK_SECRET: 'whsec_0123456789abcdef' })).toBe('accepted');
   });
 
+  it('refuses a Stripe test-mode key in production, whose test cards move no money, unless a staging deployment allows it', () => {
+    const stripe = { PAYMENT_PROVIDER: 'stripe', STRIPE_WEBHOOK_SECRET: 'whsec_0123456789abcdef' };
+    const refusal =
+      'STRIPE_SECRET_KEY=(hidden): a test-mode key, whose test cards move no money (free tokens); production needs a live key (sk_live_…, rk_live_…), or STRIPE_TEST_MODE_IN_PRODUCTION=true for a staging deployment';
+    for (const key of ['sk_test_0123456789abcdef', 'rk_test_0123456789abcdef']) {
+      const message = problemsOf({ ...production, ...stripe, STRIPE_SECRET_KEY: key });
+      expect(message.split('\n').map((line) => line.trim())).toEqual(['invalid configuration:', refusal]);
+      expect(message).not.toContain(key);
+      expect(problemsOf({ ...production, ...stripe, STRIPE_SECRET_KEY: key, STRIPE_TEST_MODE_IN_PRODUCTION: 'true' })).toBe('accepted');
+      expect(problemsOf({ ...production, ...stripe, STRIPE_SECRET_KEY: key, STRIPE_TEST_MODE_IN_PRODUCTION: 'false' })).toContain(refusal);
+      // Outside production, test mode is what development and tests use.
+      expect(problemsOf({ ...stripe, STRIPE_SECRET_KEY: key })).toBe('accepted');
+    }
+    expect(problemsOf({ ...production, ...stripe, STRIPE_SECRET_KEY: 'rk_live_0123456789abcdef' })).toBe('accepted');
+  });
+
   it('reports every unsafe production setting, of the service and of authentication, in one message', () => {
     const message = problemsOf({ NODE_ENV: 'production', PORT: 'eighty' });
     const lines = message.split('\n').slice(1).map((line) => line.trim());
