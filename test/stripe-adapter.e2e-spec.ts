@@ -61,7 +61,7 @@ describe('Stripe adapter against the fake Stripe API', () => {
     expect(captured).toEqual({ status: 'captured', providerTransactionId: fake.paymentIntents.get(orderId)?.latest_charge });
     expect(await provider.capture(orderId, `capture-${paymentId}`)).toEqual(captured);
     expect(fake.eventsOf('payment_intent.succeeded', orderId)).toHaveLength(1);
-    expect(await provider.getOrder(orderId)).toEqual({ status: 'captured', providerTransactionId: captured.status === 'captured' ? captured.providerTransactionId : '', declineReason: null, providerRefundId: null });
+    expect(await provider.getOrder(orderId)).toEqual({ status: 'captured', providerTransactionId: captured.status === 'captured' ? captured.providerTransactionId : '', declineReason: null, providerRefundId: null, refundPending: false });
   });
 
   it('answers a declined card as a decline with its decline code', async () => {
@@ -131,15 +131,15 @@ describe('Stripe adapter against the fake Stripe API', () => {
     const confirmed = await pendingRefund();
     expect(confirmed.first).toEqual({ providerRefundId: expect.stringMatching(/^re_/), status: 'pending' });
     // Stripe counts a pending refund in the charge's `refunded`; the order is not refunded until the bank confirms it.
-    expect(await provider.getOrder(confirmed.orderId)).toMatchObject({ status: 'captured', providerRefundId: null });
+    expect(await provider.getOrder(confirmed.orderId)).toMatchObject({ status: 'captured', providerRefundId: null, refundPending: true });
     fake.settleRefund(confirmed.first.providerRefundId, 'succeeded');
     expect(await provider.refund(confirmed.orderId, confirmed.key)).toEqual({ providerRefundId: confirmed.first.providerRefundId, status: 'succeeded' });
-    expect(await provider.getOrder(confirmed.orderId)).toMatchObject({ status: 'refunded', providerRefundId: confirmed.first.providerRefundId });
+    expect(await provider.getOrder(confirmed.orderId)).toMatchObject({ status: 'refunded', providerRefundId: confirmed.first.providerRefundId, refundPending: false });
 
     const failed = await pendingRefund();
     fake.settleRefund(failed.first.providerRefundId, 'failed');
     await expect(provider.refund(failed.orderId, failed.key)).rejects.toMatchObject({ code: 'REFUND_FAILED', details: { providerRefundId: failed.first.providerRefundId } });
-    expect(await provider.getOrder(failed.orderId)).toMatchObject({ status: 'captured', providerRefundId: null });
+    expect(await provider.getOrder(failed.orderId)).toMatchObject({ status: 'captured', providerRefundId: null, refundPending: false });
     // Past Stripe's 24 hours, the key no longer replays: our refund is still found by the key in its metadata, and no second one is made.
     fake.forgetIdempotencyKey(failed.key);
     await expect(provider.refund(failed.orderId, failed.key)).rejects.toMatchObject({ code: 'REFUND_FAILED' });
@@ -154,16 +154,24 @@ describe('Stripe adapter against the fake Stripe API', () => {
     expect(await provider.refund(orderId, key)).toEqual({ providerRefundId: dashboard.id, status: 'succeeded' });
   });
 
-  it('reads a PaymentIntent captured in part as captured_in_part, with the refund once the part captured is refunded whole', async () => {
+  it('reads a PaymentIntent captured in part as captured_in_part, with the refund once the part captured is refunded whole and no refund of it is pending', async () => {
     const { orderId } = await order();
     fake.confirmAsCustomer(orderId);
     fake.dashboardCapture(orderId, 200);
     expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured_in_part', providerRefundId: null });
     fake.dashboardRefund(orderId, 150);
     expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured_in_part', providerRefundId: null });
-    const rest = fake.dashboardRefund(orderId);
+    fake.nextRefundStatus = 'pending';
+    let rest;
+    try {
+      rest = fake.dashboardRefund(orderId);
+    } finally {
+      fake.nextRefundStatus = 'succeeded';
+    }
     expect(rest.amount).toBe(50);
-    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured_in_part', providerRefundId: rest.id });
+    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured_in_part', providerRefundId: null, refundPending: true });
+    fake.settleRefund(rest.id, 'succeeded');
+    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured_in_part', providerRefundId: rest.id, refundPending: false });
   });
 
   it('does not read an order as refunded while a refund of it is pending, though another of it succeeded', async () => {
@@ -173,7 +181,7 @@ describe('Stripe adapter against the fake Stripe API', () => {
     });
     expect(dashboard.id).toMatch(/^re_/);
     expect(ours).toEqual({ providerRefundId: expect.not.stringMatching(dashboard.id), status: 'pending' });
-    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured', providerRefundId: null });
+    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured', providerRefundId: null, refundPending: true });
     fake.settleRefund(ours.providerRefundId, 'succeeded');
     expect(await provider.getOrder(orderId)).toMatchObject({ status: 'refunded', providerRefundId: ours.providerRefundId });
   });

@@ -407,7 +407,7 @@ describe('a refund Stripe returns after it succeeded (the card was closed since)
     if (refund === undefined) throw new Error('no refund made');
     fake.returnRefund(refund.id);
     const webhookReportsBefore = await unresolvedReports('webhook');
-    const unresolved = `payment ${bought.paymentId} is REFUNDED but the provider holds its money again: its refund ${refund.id} failed after it succeeded, so the customer has neither the money nor the tokens; an operator refunds the customer another way or credits the tokens back`;
+    const unresolved = `payment ${bought.paymentId} is REFUNDED but the provider no longer reads it refunded whole: a refund of it (the ledger recorded ${refund.id}) failed after it succeeded, so the customer did not get all the money back while the tokens were taken; an operator checks its refunds at the provider, then refunds the rest another way or credits tokens back`;
     // Stripe's two events, each delivered to both processes at once: answered, nothing appended.
     const answers = await Promise.all([
       deliver(eventOf('refund.updated', bought.orderId)),
@@ -447,6 +447,34 @@ describe('a refund Stripe returns after it succeeded (the card was closed since)
     expect(problems.has(bought.paymentId)).toBe(false);
     expect(await eventTypes(userId)).toEqual(refundedEvents);
     expect(await balanceOf(userId)).toBe(0);
+  });
+});
+
+describe('a refund Stripe has not decided beside ours', () => {
+  it("reports nothing while an operator's partial refund is pending beside our refund of the rest, and reports the part that failed once it does", async () => {
+    const userId = randomUUID();
+    const bought = await buy(userId);
+    fake.confirmAsCustomer(bought.orderId);
+    await capture(bought.paymentId).expect(200);
+    fake.nextRefundStatus = 'pending';
+    let operators;
+    try {
+      operators = fake.dashboardRefund(bought.orderId, 100);
+    } finally {
+      fake.nextRefundStatus = 'succeeded';
+    }
+    await deliver(eventOf('charge.refunded', bought.orderId)).expect(200);
+    const refunded = await http().post(`/v1/payments/${bought.paymentId}/refund`).send().expect(200);
+    expect(refunded.body).toMatchObject({ balance: 0, payment: { status: 'REFUNDED' } });
+    // Stripe reads the PaymentIntent captured while the operator's refund is pending: not a refund that failed.
+    const reconciled = await crashingWorkflow(testApp).reconcileById(bought.paymentId, context());
+    expect({ appended: reconciled.appended, unresolved: reconciled.unresolved, orderStatus: reconciled.orderStatus }).toEqual({ appended: 0, unresolved: undefined, orderStatus: 'captured' });
+    expect((await deliver(eventOf('charge.refunded', bought.orderId)).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false });
+    // The bank refuses the operator's part: that part of the money is the merchant's again, and is reported.
+    fake.settleRefund(operators.id, 'failed');
+    const answer = await deliver(eventOf('refund.updated', bought.orderId)).expect(200);
+    expect(answer.body.unresolved).toMatch(new RegExp(`^payment ${bought.paymentId} is REFUNDED but the provider no longer reads it refunded whole`));
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
   });
 });
 

@@ -18,6 +18,8 @@ export type ProviderOrder = {
   readonly declineReason: string | null;
   /** The refund's id once the order is refunded (by us or by an operator at the provider). */
   readonly providerRefundId: string | null;
+  /** A refund of the order is still pending at the provider (Stripe: the bank has not confirmed it): the order may read captured until it is decided. */
+  readonly refundPending?: boolean;
 };
 
 export type OrderRequest = {

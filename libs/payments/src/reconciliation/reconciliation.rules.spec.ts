@@ -92,25 +92,33 @@ describe('reconciliation rules: the ledger follows the provider', () => {
     expect(reconciliationOf({ ...chargedBack, failureReason: 'card_declined' }, order('captured_in_part'), afterExpiry)).toHaveProperty('unresolved');
   });
 
-  it('leaves a REFUNDED payment whose order reads captured again to an operator: its refund failed after it succeeded', () => {
+  const returned = (refundId: string) =>
+    `payment payment is REFUNDED but the provider no longer reads it refunded whole: a refund of it (the ledger recorded ${refundId}) failed after it succeeded, so the customer did not get all the money back while the tokens were taken; an operator checks its refunds at the provider, then refunds the rest another way or credits tokens back`;
+
+  it('leaves a REFUNDED payment whose order reads captured again to an operator: a refund of it failed after it succeeded', () => {
     const refunded: Payment = { ...payment('REFUNDED'), providerRefundId: 're_1' };
-    expect(reconciliationOf(refunded, order('captured'), afterExpiry)).toEqual({
-      unresolved:
-        'payment payment is REFUNDED but the provider holds its money again: its refund re_1 failed after it succeeded, so the customer has neither the money nor the tokens; an operator refunds the customer another way or credits the tokens back',
-    });
-    expect(reconciliationOf(refunded, order('captured'), afterExpiry, { lostDispute: false })).toHaveProperty('unresolved');
+    expect(reconciliationOf(refunded, order('captured'), afterExpiry)).toEqual({ unresolved: returned('re_1') });
+    expect(reconciliationOf(refunded, { ...order('captured'), refundPending: false }, afterExpiry, { lostDispute: false })).toEqual({ unresolved: returned('re_1') });
+  });
+
+  it('does nothing about a REFUNDED payment whose order reads captured while another refund of it is pending: not decided yet', () => {
+    expect(reconciliationOf({ ...payment('REFUNDED'), providerRefundId: 're_1' }, { ...order('captured'), refundPending: true }, afterExpiry)).toEqual({ steps: [] });
   });
 
   it('does nothing about a REFUNDED payment whose refund its lost dispute completed: the charge was charged back, never refunded', () => {
     expect(reconciliationOf({ ...payment('REFUNDED'), providerRefundId: 'dp_1' }, order('captured'), afterExpiry, { lostDispute: true })).toEqual({ steps: [] });
+    expect(reconciliationOf({ ...payment('REFUNDED'), providerRefundId: 'dp_1' }, order('captured_in_part'), afterExpiry, { lostDispute: true })).toEqual({ steps: [] });
   });
 
   it.each(['created', 'declined', 'canceled', 'unknown'] as const)('does nothing about a REFUNDED payment whose order is %s: only money back with the merchant is reported', (orderStatus) => {
     expect(reconciliationOf(payment('REFUNDED'), order(orderStatus), afterExpiry)).toEqual({ steps: [] });
   });
 
-  it('does nothing more about a refunded payment whose order was captured in part', () => {
-    expect(reconciliationOf(payment('REFUNDED'), order('captured_in_part'), afterExpiry)).toEqual({ steps: [] });
+  it('does nothing more about a refunded payment whose order was captured in part and that part refunded, and reports it once that refund failed', () => {
+    const refunded: Payment = { ...payment('REFUNDED'), providerRefundId: 're_1' };
+    expect(reconciliationOf(refunded, { ...order('captured_in_part'), providerRefundId: 're_1' }, afterExpiry)).toEqual({ steps: [] });
+    expect(reconciliationOf(refunded, { ...order('captured_in_part'), refundPending: true }, afterExpiry)).toEqual({ steps: [] });
+    expect(reconciliationOf(refunded, order('captured_in_part'), afterExpiry)).toEqual({ unresolved: returned('re_1') });
   });
 
   it.each([

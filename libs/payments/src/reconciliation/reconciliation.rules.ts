@@ -35,7 +35,7 @@ export type Reconciliation = { readonly steps: readonly ReconciliationStep[] } |
  * | FAILED by a lost dispute (`captured_in_part_charged_back`) | captured_in_part | nothing: the bank took back what was captured |
  * | PENDING                  | captured_in_part, refunded | record a decline (`captured_in_part_refunded`): nothing was kept |
  * | COMPLETED/REFUND_PENDING | captured_in_part, refunded | record the refund                          |
- * | REFUNDED, no lost dispute | captured              | unresolved: its refund failed after it succeeded (the money is the merchant's again, the tokens are gone); an operator decides |
+ * | REFUNDED, no lost dispute | captured, or captured_in_part unrefunded; no refund pending | unresolved: a refund of it failed after it succeeded (the money is the merchant's again, the tokens are gone); an operator decides |
  * | anything else            |                        | nothing                                    |
  *
  * `lostDispute`: whether a dispute of the payment was lost. A refund the chargeback completed (ADR
@@ -45,7 +45,7 @@ export function reconciliationOf(payment: Payment, order: ProviderOrder, now: Da
   const captured: readonly ReconciliationStep[] =
     order.providerTransactionId === null ? [] : [{ kind: 'record-capture', outcome: { status: 'captured', providerTransactionId: order.providerTransactionId } }];
   const refunded: readonly ReconciliationStep[] = order.providerRefundId === null ? [] : [{ kind: 'record-refund', providerRefundId: order.providerRefundId }];
-  if (order.status === 'captured_in_part') return capturedInPart(payment, order);
+  if (order.status === 'captured_in_part') return capturedInPart(payment, order, lostDispute);
   switch (payment.status) {
     case 'PENDING':
     case 'FAILED':
@@ -67,12 +67,7 @@ export function reconciliationOf(payment: Payment, order: ProviderOrder, now: Da
       // The money went back to the merchant, not the customer (Stripe: the card was closed since); the
       // ledger took the tokens back when the refund succeeded. Not undone here: the customer asked for
       // the money, and whether to pay it another way or credit the tokens again is the merchant's call.
-      if (order.status === 'captured' && !lostDispute) {
-        return {
-          unresolved: `payment ${payment.paymentId} is REFUNDED but the provider holds its money again: its refund ${String(payment.providerRefundId)} failed after it succeeded, so the customer has neither the money nor the tokens; an operator refunds the customer another way or credits the tokens back`,
-        };
-      }
-      return { steps: [] };
+      return order.status === 'captured' ? refundReturned(payment, order, lostDispute) : { steps: [] };
     default: {
       const unknown: never = payment.status;
       throw new Error(`unknown payment status ${String(unknown)}`);
@@ -80,9 +75,23 @@ export function reconciliationOf(payment: Payment, order: ProviderOrder, now: Da
   }
 }
 
+/**
+ * A REFUNDED payment whose order the provider no longer reads refunded whole: a refund of it failed
+ * after it succeeded (Stripe: the card was closed since), so the money, or part of it, is the
+ * merchant's again while the ledger took the tokens back. Not while another refund of the order is
+ * pending (the order reads captured until it is decided), nor when a lost dispute completed the
+ * refund (the charge was charged back, never refunded).
+ */
+function refundReturned(payment: Payment, order: ProviderOrder, lostDispute: boolean): Reconciliation {
+  if (lostDispute || order.refundPending === true) return { steps: [] };
+  return {
+    unresolved: `payment ${payment.paymentId} is REFUNDED but the provider no longer reads it refunded whole: a refund of it (the ledger recorded ${String(payment.providerRefundId)}) failed after it succeeded, so the customer did not get all the money back while the tokens were taken; an operator checks its refunds at the provider, then refunds the rest another way or credits tokens back`,
+  };
+}
+
 /** An order the provider captured for less than its amount: an operator's case, unless that part was refunded whole since. */
-function capturedInPart(payment: Payment, order: ProviderOrder): Reconciliation {
-  if (payment.status === 'REFUNDED') return { steps: [] };
+function capturedInPart(payment: Payment, order: ProviderOrder, lostDispute: boolean): Reconciliation {
+  if (payment.status === 'REFUNDED') return order.providerRefundId === null ? refundReturned(payment, order, lostDispute) : { steps: [] };
   // Failed by its lost dispute: the bank took back what was captured, nothing was kept (ADR 0024).
   if (payment.status === 'FAILED' && payment.failureReason === CHARGED_BACK_IN_PART) return { steps: [] };
   if (order.providerRefundId === null) {

@@ -54,7 +54,7 @@ export class PaymentReconciler {
 
   /** Whether a dispute of a payment refunded in the ledger and captured at the provider was lost: the stream is read only then. */
   private async lostDispute(payment: Payment, orderStatus: ProviderOrderStatus): Promise<boolean> {
-    if (payment.status !== 'REFUNDED' || orderStatus !== 'captured') return false;
+    if (payment.status !== 'REFUNDED' || (orderStatus !== 'captured' && orderStatus !== 'captured_in_part')) return false;
     return hasLostDispute(await this.ledger.load(payment.userId), payment.paymentId);
   }
 

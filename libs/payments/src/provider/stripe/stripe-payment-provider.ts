@@ -124,12 +124,13 @@ export class StripePaymentProvider implements PaymentProvider {
           const refunds = await this.refundsOf(orderId);
           const refunded = refunds.filter((refund) => refund.status === 'succeeded').reduce((sum, refund) => sum + refund.amount, 0);
           const refundId = refunded >= intent.amount_received ? settledRefundId(refunds) : null;
-          return { status: 'captured_in_part', ...transaction, providerRefundId: refundId };
+          return { status: 'captured_in_part', ...transaction, providerRefundId: refundId, refundPending: refunds.some(isPending) };
         }
         // Refunded whole: the ledger takes the tokens back. A partial refund leaves it captured (ADR 0021),
         // and so does a refund the bank has not confirmed yet (Stripe counts it in `refunded` until it fails).
-        const refundId = charge?.refunded === true ? settledRefundId(await this.refundsOf(orderId)) : null;
-        return { status: refundId === null ? 'captured' : 'refunded', ...transaction, providerRefundId: refundId };
+        const refunds = charge?.refunded === true ? await this.refundsOf(orderId) : [];
+        const refundId = settledRefundId(refunds);
+        return { status: refundId === null ? 'captured' : 'refunded', ...transaction, providerRefundId: refundId, refundPending: refunds.some(isPending) };
       }
       case 'canceled':
         return { status: 'canceled', providerTransactionId: null, declineReason: intent.cancellation_reason ?? 'canceled', providerRefundId: null };
