@@ -253,7 +253,7 @@ describe('contract: what the adapter sends to Stripe (check against https://docs
         contentType: form,
       },
       { call: 'GET /v1/payment_intents/{pi}', params: {}, idempotencyKey: undefined, contentType: form },
-      { call: 'POST /v1/payment_intents/{pi}/cancel', params: { cancellation_reason: 'abandoned' }, idempotencyKey: 'cancel-{paymentId}', contentType: form },
+      { call: 'POST /v1/payment_intents/{pi}/cancel', params: { cancellation_reason: 'abandoned' }, idempotencyKey: 'cancel-{paymentId}-requires_payment_method', contentType: form },
       { call: 'GET /v1/payment_intents/{pi}', params: {}, idempotencyKey: undefined, contentType: form },
     ]);
     expect(new Set(fake.requests.map((request) => request.stripeVersion))).toEqual(new Set([fake.events[0]?.api_version]));

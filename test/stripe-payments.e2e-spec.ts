@@ -759,6 +759,24 @@ describe('Stripe expiry and reconciliation', () => {
     expect(await eventTypes(userId)).toEqual(PURCHASED);
   });
 
+  it('does not expire a payment whose PaymentIntent Stripe is still processing (it cannot be canceled), and cancels it once it can be', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    fake.confirmAsCustomer(orderId);
+    fake.startProcessing(orderId);
+    // Due, but Stripe refuses the cancel: expiring it now would leave an authorisation nobody cancels.
+    expect(await expiryJob().runOnce(later())).toMatchObject({ failed: 0 });
+    expect(fake.paymentIntents.get(orderId)).toMatchObject({ status: 'processing' });
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'PENDING' });
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
+    // Authorised again: the next run cancels it, releasing the buyer's funds, then expires the payment.
+    fake.finishProcessing(orderId);
+    await expiryJob().runOnce(later());
+    expect(fake.paymentIntents.get(orderId)).toMatchObject({ status: 'canceled', cancellation_reason: 'abandoned' });
+    expect(await eventually(() => paymentOf(paymentId), (payment) => payment.status === 'FAILED')).toMatchObject({ status: 'FAILED', metadata: { error: 'Payment timed out' } });
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentExpired']);
+  });
+
   /** A process of the service on the same database and Stripe, dying at `crashAt`. */
   const processOf = (crashAt: PaymentFaultPoint) => crashingWorkflow(testApp, crashAt);
 

@@ -20,7 +20,7 @@ import Stripe from 'stripe';
  *   requires_capture -> (capture) succeeded, or canceled; a declined confirmation is 402 `card_error`
  *   with `decline_code` and leaves the PaymentIntent in requires_payment_method with
  *   `last_payment_error`; capture or cancel in a state that does not allow it is 400
- *   `invalid_request_error` / `payment_intent_unexpected_state`;
+ *   `invalid_request_error` / `payment_intent_unexpected_state` (a `processing` one cannot be canceled);
  * - disputes of a captured charge (`dp_…`, `needs_response`, closed as `won` or `lost`), with the
  *   `charge.dispute.created` and `charge.dispute.closed` events and `GET /v1/disputes/{id}`; the charge
  *   is marked `disputed`, and a disputed charge cannot be refunded (400 `charge_disputed`);
@@ -205,6 +205,27 @@ export class FakeStripeServer {
       if (error instanceof StripeFailure) return { status: error.status, body: { error: error.body } };
       throw error;
     }
+  }
+
+  /**
+   * Stripe is still processing the customer's payment (a bank debit, say): the authorised
+   * PaymentIntent is `processing`, which cannot be canceled or captured, until `finishProcessing`.
+   */
+  startProcessing(paymentIntentId: string): void {
+    const intent = this.intent(paymentIntentId);
+    if (intent.status !== 'requires_capture') throw new Error(`PaymentIntent ${paymentIntentId} is ${intent.status}, not requires_capture`);
+    intent.status = 'processing';
+    intent.amount_capturable = 0;
+    this.emit('payment_intent.processing', intent);
+  }
+
+  /** Processing is over: the PaymentIntent is authorised for its whole amount again (`requires_capture`). */
+  finishProcessing(paymentIntentId: string): void {
+    const intent = this.intent(paymentIntentId);
+    if (intent.status !== 'processing') throw new Error(`PaymentIntent ${paymentIntentId} is ${intent.status}, not processing`);
+    intent.status = 'requires_capture';
+    intent.amount_capturable = intent.amount;
+    this.emit('payment_intent.amount_capturable_updated', intent);
   }
 
   /**
@@ -480,7 +501,8 @@ export class FakeStripeServer {
 
   private cancel(id: string, params: Params): Answer {
     const intent = this.intent(id);
-    if (intent.status === 'succeeded' || intent.status === 'canceled') throw unexpectedState(intent, 'cancel');
+    // Stripe cancels a `processing` PaymentIntent only "in rare cases": here never.
+    if (intent.status === 'succeeded' || intent.status === 'canceled' || intent.status === 'processing') throw unexpectedState(intent, 'cancel');
     intent.status = 'canceled';
     intent.canceled_at = nowSeconds();
     intent.cancellation_reason = stringParam(params, 'cancellation_reason') ?? null;

@@ -34,7 +34,9 @@ export class PaymentReconciler {
       // Before the ledger gives up on the payment, the provider must give up on it too (a buyer may
       // still approve it): cancelled there, or, if it was captured meanwhile, credited instead.
       order = await this.provider.cancel(payment.orderId, providerIdempotencyKey('cancel', payment.paymentId));
-      plan = reconciliationOf(payment, order, now);
+      // Still open there: the provider could not cancel it (Stripe: `processing`), so the buyer's money
+      // may yet be taken or authorised. Not expired; the next run asks again.
+      plan = order.status === 'created' ? { steps: [] } : reconciliationOf(payment, order, now);
     }
     let reconciled: Reconciled | undefined;
     if ('steps' in plan) {

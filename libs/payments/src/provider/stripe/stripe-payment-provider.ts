@@ -187,8 +187,12 @@ export class StripePaymentProvider implements PaymentProvider {
   async cancel(orderId: string, idempotencyKey: string): Promise<ProviderOrder> {
     const intent = await this.retrieve(orderId);
     if (intent !== undefined && intent.status !== 'succeeded' && intent.status !== 'canceled') {
+      // The key names the state the cancel is asked in: Stripe keeps a refused cancel's answer under
+      // its key for 24 hours, so a PaymentIntent that could not be canceled then (`processing`) is
+      // asked under a new key once its state has moved; asked in the same state, it is the same call.
+      const key = `${idempotencyKey}-${intent.status}`;
       try {
-        await this.call('cancel the PaymentIntent', () => this.stripe.paymentIntents.cancel(orderId, { cancellation_reason: 'abandoned' }, { idempotencyKey }));
+        await this.call('cancel the PaymentIntent', () => this.stripe.paymentIntents.cancel(orderId, { cancellation_reason: 'abandoned' }, { idempotencyKey: key }));
       } catch (error) {
         // Captured or cancelled since it was read: what it is now is the answer.
         if (!(error instanceof PaymentProviderError && isUnexpectedState(error.cause))) throw error;
