@@ -307,6 +307,20 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     return Object.fromEntries([...new Set(outcomes)].map((each) => [each, outcomes.filter((other) => other === each).length]));
   };
 
+  const expiryEvents = async (userId: string) =>
+    (await testApp.database.pool.query<{ event_type: string }>("SELECT event_type FROM events WHERE stream_id = $1 AND event_type IN ('HoldExpired', 'LotExpired') ORDER BY stream_revision", [tokenAccountStreamId(userId)])).rows.map((row) => row.event_type);
+
+  /** The job's decision for this account alone, at `now`. */
+  async function recordExpiries(userId: string, now: Date): Promise<void> {
+    const command = { type: 'ExpireCredits', data: { userId, transactionId: randomUUID(), now } } as const;
+    await testApp.app.get(CommandHandling, { strict: false }).handle({
+      streamId: tokenAccountStreamId(userId),
+      decider: tokenAccountDecider,
+      decide: (state) => decideTokenAccountWithState(command, state),
+      metadata: eventMetadata({ actor: TEST_ACTOR, requestId: `expiries-${userId}` }),
+    });
+  }
+
   const holdEvents = async (userId: string) =>
     (await testApp.database.pool.query<{ event_type: string }>("SELECT event_type FROM events WHERE stream_id = $1 AND event_type LIKE 'Hold%' ORDER BY stream_revision", [tokenAccountStreamId(userId)])).rows.map((row) => row.event_type);
 
@@ -355,6 +369,46 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     const ended = await testApp.database.pool.query<{ status: string; ended_at: Date }>('SELECT status, ended_at FROM token_holds WHERE hold_id = $1', [holdId]);
     expect(ended.rows).toEqual([{ status: 'expired', ended_at: expiresAt }]);
     await expectConsistent(userId);
+  });
+
+  it('reads as of the clock before the expiries are recorded: GET balance and GET holds answer what recording them then leaves, and reading records nothing', async () => {
+    const start = new Date();
+    clockNow = start;
+    const userId = randomUUID();
+    const client = () => clockApp.http();
+    await client().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
+    const grantExpiresAt = new Date(start.getTime() + 60_000).toISOString();
+    const grantLot = (await client().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 50, reason: 'Welcome bonus', expiresAt: grantExpiresAt }).expect(201)).body.lotId as string;
+    // Both holds draw on the grant first (priority 10 before the purchase's 100): 40 of it, then 10 and 10 of the purchase.
+    const early = (await client().post(`/v1/accounts/${userId}/holds`).send({ amount: 40, expiresInSeconds: 30 }).expect(201)).body as { holdId: string; expiresAt: string };
+    const late = (await client().post(`/v1/accounts/${userId}/holds`).send({ amount: 20, expiresInSeconds: 120 }).expect(201)).body as { holdId: string };
+    // Past the early hold's expiry and the grant's: the grant's free 40 expire, the late hold keeps its 10 of it.
+    clockNow = new Date(start.getTime() + 90_000);
+    const read = async () => {
+      const list = async (query: string) => ((await client().get(`/v1/accounts/${userId}/holds${query}`).expect(200)).body.data as { holdId: string; status: string; endedAt: string | null }[]).map(({ holdId, status, endedAt }) => ({ holdId, status, endedAt }));
+      return { balance: (await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body, all: await list(''), active: await list('?status=active'), expired: await list('?status=expired') };
+    };
+    const before = await read();
+    expect(before).toEqual({
+      balance: { userId, balance: 110, held: 20, available: 90, nextExpiry: null },
+      all: [
+        { holdId: late.holdId, status: 'active', endedAt: null },
+        { holdId: early.holdId, status: 'expired', endedAt: early.expiresAt },
+      ],
+      active: [{ holdId: late.holdId, status: 'active', endedAt: null }],
+      expired: [{ holdId: early.holdId, status: 'expired', endedAt: early.expiresAt }],
+    });
+    expect(await expiryEvents(userId)).toEqual([]);
+    // A minute earlier, only the early hold is past its expiry: the grant is the next expiry, all 50 of it.
+    clockNow = new Date(start.getTime() + 45_000);
+    expect((await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual({ userId, balance: 150, held: 20, available: 130, nextExpiry: { expiresAt: grantExpiresAt, amount: 50, lotId: grantLot } });
+    // Recorded at the later instant by the account's own expiry decision (the job's): the same answers, from the read models.
+    clockNow = new Date(start.getTime() + 90_000);
+    await recordExpiries(userId, clockNow);
+    expect(await expiryEvents(userId)).toEqual(['HoldExpired', 'LotExpired']);
+    expect(await read()).toEqual(before);
+    // And what the balance said is what usage can take.
+    expect((await client().post(`/v1/accounts/${userId}/usage`).send({ amount: 91 }).expect(409)).body).toMatchObject({ code: 'INSUFFICIENT_AVAILABLE_BALANCE', available: 90 });
   });
 });
 

@@ -631,7 +631,7 @@ export interface components {
         NextExpiryResponse: {
             /**
              * Format: date-time
-             * @description When the lot stops being spendable. A lot past it is shown until its expiry is recorded (by the expiry job, or with the account’s next command), though no decision counts it from this instant.
+             * @description When the lot stops being spendable: always in the future, as the balance is read as of now.
              */
             expiresAt: string;
             /** @description What the lot has left. The part a hold holds at that instant stays with the hold: settled, it is spent; given back, it expires then. */
@@ -642,7 +642,7 @@ export interface components {
             /** Format: uuid */
             userId: string;
             balance: number;
-            /** @description Tokens active holds set aside. */
+            /** @description Tokens active holds set aside. Every total here is as of now: a hold or a lot past its expiry counts as expired at once, before the expiry job records it. */
             held: number;
             /** @description What usage and new holds can take now: balance - held - reservedForRefunds. */
             available: number;
@@ -855,7 +855,10 @@ export interface components {
             userId: string;
             amount: number;
             description: string | null;
-            /** @enum {string} */
+            /**
+             * @description As of now: a hold past its expiresAt is expired (its endedAt the expiresAt), whether or not the expiry job has recorded it yet.
+             * @enum {string}
+             */
             status: "active" | "settled" | "released" | "expired";
             /** Format: date-time */
             expiresAt: string;
@@ -1981,7 +1984,7 @@ export interface operations {
                 cursor?: string;
                 /** @description Classic offset paging, unstable: a row written between two pages shifts them (a row repeated or skipped). Prefer cursor; not with it. */
                 offset?: number;
-                /** @description Only holds in this state; all when absent. */
+                /** @description Only holds in this state as of now (a hold past its expiresAt is expired, whether or not its expiry is recorded yet); all when absent. */
                 status?: "active" | "settled" | "released" | "expired";
             };
             header?: never;

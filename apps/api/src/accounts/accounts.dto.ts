@@ -67,7 +67,7 @@ export class LedgerWriteResponse {
 }
 
 class NextExpiryResponse {
-  @ApiProperty({ format: 'date-time', description: 'When the lot stops being spendable. A lot past it is shown until its expiry is recorded (by the expiry job, or with the account’s next command), though no decision counts it from this instant.' })
+  @ApiProperty({ format: 'date-time', description: 'When the lot stops being spendable: always in the future, as the balance is read as of now.' })
   expiresAt!: string;
   @ApiProperty({ type: 'integer', description: 'What the lot has left. The part a hold holds at that instant stays with the hold: settled, it is spent; given back, it expires then.' }) amount!: number;
   @ApiProperty() lotId!: string;
@@ -76,7 +76,7 @@ class NextExpiryResponse {
 export class BalanceResponse {
   @ApiProperty({ format: 'uuid' }) userId!: string;
   @ApiProperty({ type: 'integer' }) balance!: number;
-  @ApiProperty({ type: 'integer', description: 'Tokens active holds set aside.' }) held!: number;
+  @ApiProperty({ type: 'integer', description: 'Tokens active holds set aside. Every total here is as of now: a hold or a lot past its expiry counts as expired at once, before the expiry job records it.' }) held!: number;
   @ApiProperty({ type: 'integer', description: 'What usage and new holds can take now: balance - held - reservedForRefunds.' }) available!: number;
   @ApiProperty({ type: NextExpiryResponse, nullable: true, description: 'The next lot remainder due to expire.' }) nextExpiry!: NextExpiryResponse | null;
   @ApiPropertyOptional({

@@ -70,7 +70,7 @@ export class SettleRequest {
 }
 
 export class HoldsQuery extends PageQuery {
-  @ApiPropertyOptional({ enum: HOLD_STATUSES, description: 'Only holds in this state; all when absent.' })
+  @ApiPropertyOptional({ enum: HOLD_STATUSES, description: 'Only holds in this state as of now (a hold past its expiresAt is expired, whether or not its expiry is recorded yet); all when absent.' })
   @IsOptional()
   @IsIn(HOLD_STATUSES)
   status?: HoldStatus;
@@ -175,7 +175,7 @@ class HoldViewResponse {
   @ApiProperty({ format: 'uuid' }) userId!: string;
   @ApiProperty({ type: 'integer' }) amount!: number;
   @ApiProperty({ nullable: true, type: String }) description!: string | null;
-  @ApiProperty({ enum: HOLD_STATUSES }) status!: string;
+  @ApiProperty({ enum: HOLD_STATUSES, description: 'As of now: a hold past its expiresAt is expired (its endedAt the expiresAt), whether or not the expiry job has recorded it yet.' }) status!: string;
   @ApiProperty({ format: 'date-time' }) expiresAt!: string;
   @ApiProperty({ type: [DrawResponse], description: 'The lots whose tokens it set aside.' }) draws!: DrawResponse[];
   @ApiProperty({ nullable: true, type: 'integer' }) settledAmount!: number | null;
