@@ -6,7 +6,7 @@ import type { GrantTokens, HoldTokens, ReleaseHold, SettleHold, VoidGrant } from
 import type { GrantVoided, HoldReleased, HoldSettled, TokensGranted, TokensHeld } from './hold.events.js';
 import type { Hold, HoldEnd } from './hold.state.js';
 import { assertNoShortfall } from './dispute.decide.js';
-import { drawDown, takeFromDraws, type Draw, type Lot, type LotSource, type LotStatus } from './lot.state.js';
+import { drawDown, isLive, takeFromDraws, type Draw, type Lot, type LotSource, type LotStatus } from './lot.state.js';
 import { availableBalance, type TokenAccountState } from './token-account.state.js';
 import { assertAmount, assertDescription, assertMetadata, assertReason } from './token-account.rules.js';
 
@@ -131,13 +131,15 @@ export function grantTokens({ data }: GrantTokens, state: TokenAccountState): re
 
 /**
  * Takes back what is left of a grant. Refused while a hold has set part of it aside (LOT_HELD): settle
- * or release the hold first. `state` has the expiries due at the command's time applied; `unswept` is
+ * or release the hold first; past its expiry, as expired (LOT_NOT_ACTIVE), held or not. `state` has the expiries due at the command's time applied; `unswept` is
  * the state before them, which still has the lots that expire at this instant.
  */
 export function voidGrant({ data }: VoidGrant, state: TokenAccountState, unswept: TokenAccountState): readonly GrantVoided[] {
   assertReason(data.reason);
   const lot = lotWithTokens(state, unswept, data.lotId);
   if (lot.source !== 'grant') throw notAGrant(lot.lotId, lot.source);
+  // Past its expiry, a hold still holds part of it: it expired all the same (that part stays with the hold).
+  if (!isLive(lot, data.now)) throw voidOfLotWithoutTokens(lot.lotId, { source: lot.source, status: 'expired' });
   if (lot.reserved > 0) throw new LedgerError('LOT_HELD', `${lot.reserved} tokens of lot ${lot.lotId} are held`, { lotId: lot.lotId, reserved: lot.reserved });
   return [
     {

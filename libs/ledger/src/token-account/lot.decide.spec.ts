@@ -339,6 +339,17 @@ describe('lots: VoidGrant', () => {
     spec.given(voided).when(voidGrant('never-granted')).thenThrows('LOT_NOT_FOUND', { lotId: 'never-granted' });
   });
 
+  it('answers the void of a grant past its expiry that a hold still holds part of with LOT_NOT_ACTIVE expired, not LOT_HELD, recorded or not', () => {
+    // The hold (two days) outlives the grant (one day): at the grant's expiry its free part expires and the held 30 stay with the hold.
+    const events = history([buy('paid', 100), grant('promo', 100, { expiresAt: inDays(1) }), hold('h', 30, 2 * 86_400)]);
+    spec.given(events).when(voidGrant('promo', { now: inDays(1) })).thenThrows('LOT_NOT_ACTIVE', { lotId: 'promo', lotStatus: 'expired' }, 'lot promo is expired');
+    const recorded = history([expireCredits(new Date(inDays(1).getTime() + 1))], events);
+    expect(recorded.slice(events.length).map((event) => event.type)).toEqual(['LotExpired']);
+    spec.given(recorded).when(voidGrant('promo', { now: inDays(1.5) })).thenThrows('LOT_NOT_ACTIVE', { lotId: 'promo', lotStatus: 'expired' });
+    // A millisecond before, it is a held grant.
+    spec.given(events).when(voidGrant('promo', { now: new Date(inDays(1).getTime() - 1) })).thenThrows('LOT_HELD', { lotId: 'promo', reserved: 30 });
+  });
+
   it('answers the void of a grant past its expiry, not yet recorded, with LOT_NOT_ACTIVE expired, and of a purchase past its own with LOT_NOT_A_GRANT', () => {
     // The void's own sweep expires the lot at the command's time and a refusal appends nothing, so no
     // LotExpired is recorded and the lot list still shows the lot active: only the decider can tell.
