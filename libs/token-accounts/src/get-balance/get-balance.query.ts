@@ -108,12 +108,15 @@ function balanceView(
 
 /**
  * The live lot with an expiry that expires first (ties by lot id), as `token_lots` orders its active
- * lots: a lot past its expiry whose remainder a hold still holds is recorded `expired` there.
+ * lots. Two kinds of lot stay in the state with tokens a hold holds, though `token_lots` no longer
+ * records them active: one past its expiry (`expired`), and the lot of a purchase refunded while a
+ * hold held part of it (`refunded`: the held part goes to the refund as the hold gives it back).
  */
-function nextExpiryOf(state: TokenAccountState, now: Date): NextExpiry | null {
+export function nextExpiryOf(state: TokenAccountState, now: Date): NextExpiry | null {
   let first: Lot | undefined;
   for (const lot of state.lots.values()) {
     if (lot.expiresAt === null || lot.remaining === 0 || !isLive(lot, now)) continue;
+    if (lot.paymentId !== null && state.payments.get(lot.paymentId)?.status === 'REFUNDED') continue;
     if (first === undefined || lot.expiresAtMs < first.expiresAtMs || (lot.expiresAtMs === first.expiresAtMs && lot.lotId < first.lotId)) first = lot;
   }
   return first === undefined || first.expiresAt === null ? null : { expiresAt: first.expiresAt, amount: first.remaining, lotId: first.lotId };
