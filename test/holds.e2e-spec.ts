@@ -371,12 +371,12 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     await expectConsistent(userId);
   });
 
-  it('reads as of the clock before the expiries are recorded: GET balance and GET holds answer what recording them then leaves, and reading records nothing', async () => {
+  it('reads as of the clock before the expiries are recorded: GET balance, GET holds and GET lots answer what recording them then leaves, and reading records nothing', async () => {
     const start = new Date();
     clockNow = start;
     const userId = randomUUID();
     const client = () => clockApp.http();
-    await client().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
+    const purchaseLot = (await client().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201)).body.transaction.lotId as string;
     const grantExpiresAt = new Date(start.getTime() + 60_000).toISOString();
     const grantLot = (await client().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 50, reason: 'Welcome bonus', expiresAt: grantExpiresAt }).expect(201)).body.lotId as string;
     // Both holds draw on the grant first (priority 10 before the purchase's 100): 40 of it, then 10 and 10 of the purchase.
@@ -386,7 +386,16 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     clockNow = new Date(start.getTime() + 90_000);
     const read = async () => {
       const list = async (query: string) => ((await client().get(`/v1/accounts/${userId}/holds${query}`).expect(200)).body.data as { holdId: string; status: string; endedAt: string | null }[]).map(({ holdId, status, endedAt }) => ({ holdId, status, endedAt }));
-      return { balance: (await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body, all: await list(''), active: await list('?status=active'), expired: await list('?status=expired') };
+      const lots = async (query: string) => ((await client().get(`/v1/accounts/${userId}/lots${query}`).expect(200)).body.data as { lotId: string; status: string; remaining: number }[]).map(({ lotId, status, remaining }) => ({ lotId, status, remaining }));
+      return {
+        balance: (await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body,
+        all: await list(''),
+        active: await list('?status=active'),
+        expired: await list('?status=expired'),
+        lots: await lots(''),
+        activeLots: await lots('?status=active'),
+        expiredLots: await lots('?status=expired'),
+      };
     };
     const before = await read();
     expect(before).toEqual({
@@ -397,6 +406,13 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
       ],
       active: [{ holdId: late.holdId, status: 'active', endedAt: null }],
       expired: [{ holdId: early.holdId, status: 'expired', endedAt: early.expiresAt }],
+      // The grant (drawn first) past its expiry: what the late hold holds of it is all it has left.
+      lots: [
+        { lotId: grantLot, status: 'expired', remaining: 10 },
+        { lotId: purchaseLot, status: 'active', remaining: 100 },
+      ],
+      activeLots: [{ lotId: purchaseLot, status: 'active', remaining: 100 }],
+      expiredLots: [{ lotId: grantLot, status: 'expired', remaining: 10 }],
     });
     expect(await expiryEvents(userId)).toEqual([]);
     // A minute earlier, only the early hold is past its expiry: the grant is the next expiry, all 50 of it.
@@ -407,8 +423,21 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     await recordExpiries(userId, clockNow);
     expect(await expiryEvents(userId)).toEqual(['HoldExpired', 'LotExpired']);
     expect(await read()).toEqual(before);
+    // Past the late hold's expiry too: it gives its 10 of the expired grant back, which expire with it.
+    clockNow = new Date(start.getTime() + 150_000);
+    const later = await read();
+    expect(later.balance).toEqual({ userId, balance: 100, held: 0, available: 100, nextExpiry: null });
+    expect(later.lots).toEqual([
+      { lotId: grantLot, status: 'expired', remaining: 0 },
+      { lotId: purchaseLot, status: 'active', remaining: 100 },
+    ]);
+    expect(later.active).toEqual([]);
+    await recordExpiries(userId, clockNow);
+    expect(await expiryEvents(userId)).toEqual(['HoldExpired', 'LotExpired', 'HoldExpired', 'LotExpired']);
+    expect(await read()).toEqual(later);
     // And what the balance said is what usage can take.
-    expect((await client().post(`/v1/accounts/${userId}/usage`).send({ amount: 91 }).expect(409)).body).toMatchObject({ code: 'INSUFFICIENT_AVAILABLE_BALANCE', available: 90 });
+    expect((await client().post(`/v1/accounts/${userId}/usage`).send({ amount: 101 }).expect(409)).body).toMatchObject({ code: 'INSUFFICIENT_BALANCE', available: 100 });
+    await client().post(`/v1/accounts/${userId}/usage`).send({ amount: 100 }).expect(201);
   });
 });
 

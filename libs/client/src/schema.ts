@@ -910,11 +910,15 @@ export interface components {
             /** Format: uuid */
             transactionId: string | null;
             original: number;
+            /** @description What it has left as of now; past its expiresAt, only what active holds still hold of it. */
             remaining: number;
             priority: number;
             /** Format: date-time */
             expiresAt: string | null;
-            /** @enum {string} */
+            /**
+             * @description As of now: a lot past its expiresAt is expired, whether or not the expiry job has recorded it yet.
+             * @enum {string}
+             */
             status: "active" | "spent" | "expired" | "voided" | "refunded";
             /** Format: date-time */
             createdAt: string;
@@ -2592,7 +2596,7 @@ export interface operations {
                 cursor?: string;
                 /** @description Classic offset paging, unstable: a row written between two pages shifts them (a row repeated or skipped). Prefer cursor; not with it. */
                 offset?: number;
-                /** @description Only lots in this state; all when absent. */
+                /** @description Only lots in this state as of now (a lot past its expiresAt is expired, whether or not its expiry is recorded yet); all when absent. */
                 status?: "active" | "spent" | "expired" | "voided" | "refunded";
             };
             header?: never;

@@ -3,6 +3,7 @@ import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
 import { KEY_TIMESTAMP_FORMAT, PG_POOL, pageOf, startOf, toSafeInteger, type CursorShape, type Page, type PagePosition } from '@app/database';
 import { LOT_STATUSES, type LotSource, type LotStatus } from '@app/ledger';
 import type { Pool } from 'pg';
+import { nowOf, TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
 
 export { LOT_STATUSES, type LotStatus };
 
@@ -29,7 +30,7 @@ export type LotPage = Page<LotView>;
  */
 export const LOTS_CURSOR: CursorShape = { list: 'lots', parts: ['integer', 'timestampOrNull', 'timestamp', 'text'] };
 
-/** A user's credit lots from `token_lots`, in draw-down order (priority, earliest expiry, oldest), optionally of one status; by offset or after a cursor. */
+/** A user's credit lots from `token_lots` as of now (one past its expiry is expired, recorded or not), in draw-down order (priority, earliest expiry, oldest), optionally of one status; by offset or after a cursor. */
 export class GetLotsQuery extends Query<LotPage> {
   constructor(
     readonly userId: string,
@@ -62,27 +63,43 @@ const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
 /** A lot without an expiry sorts after every expiry: the same order as `expires_at NULLS LAST`, in an expression the index holds. */
 const EXPIRY_ORDER = `coalesce(expires_at, 'infinity'::timestamptz)`;
 
+/**
+ * A lot past its expiry, recorded or not: as of $6 it is expired, and what it has left is what holds
+ * active then still hold of it (its free part expired at its expiresAt; a hold that has ended since
+ * gave its part back to an expired lot, which expired it). `token_lots` shows the same once the job
+ * records the expiries. (A lot with no expiry compares NULL: false here, so that NOT keeps it.)
+ */
+const PAST_EXPIRY = `token_lots.status IN ('active', 'expired') AND coalesce(token_lots.expires_at <= $6::timestamptz, false)`;
+const HELD_NOW = `(SELECT coalesce(sum((draw->>'amount')::bigint), 0) FROM token_holds, jsonb_array_elements(token_holds.draws) AS draw
+                    WHERE token_holds.user_id = token_lots.user_id AND token_holds.status = 'active' AND token_holds.expires_at > $6::timestamptz
+                      AND draw->>'lotId' = token_lots.lot_id)`;
+
 // $3: one row more than the page, to know whether more follow; $5: a cursor's key as a JSON array
-// [priority, expiresAt or null, createdAt, lotId] (the page starts after it), else null. The index
-// idx_token_lots_draw_order holds the same tuple, so it serves the order and the comparison.
+// [priority, expiresAt or null, createdAt, lotId] (the page starts after it), else null; $6: now.
+// The index idx_token_lots_draw_order holds the same tuple, so it serves the order and the comparison.
 export const LOTS_PAGE_SQL = `
-  SELECT lot_id, user_id, source, payment_id, transaction_id, original::text, remaining::text, priority,
-         to_char(expires_at AT TIME ZONE 'UTC', ${ISO}) AS expires_at, status, to_char(created_at AT TIME ZONE 'UTC', ${ISO}) AS created_at,
+  SELECT lot_id, user_id, source, payment_id, transaction_id, original::text,
+         (CASE WHEN ${PAST_EXPIRY} THEN ${HELD_NOW} ELSE remaining END)::text AS remaining, priority,
+         to_char(expires_at AT TIME ZONE 'UTC', ${ISO}) AS expires_at, CASE WHEN ${PAST_EXPIRY} THEN 'expired' ELSE status END AS status,
+         to_char(created_at AT TIME ZONE 'UTC', ${ISO}) AS created_at,
          to_char(expires_at AT TIME ZONE 'UTC', ${KEY_TIMESTAMP_FORMAT}) AS key_expires_at, to_char(created_at AT TIME ZONE 'UTC', ${KEY_TIMESTAMP_FORMAT}) AS key_created_at
     FROM token_lots
-   WHERE user_id = $1 AND ($2::text IS NULL OR status = $2)
+   WHERE user_id = $1 AND ($2::text IS NULL OR (status = $2 AND NOT (${PAST_EXPIRY})) OR ($2 = 'expired' AND ${PAST_EXPIRY}))
      AND ($5::jsonb IS NULL OR (priority, ${EXPIRY_ORDER}, created_at, lot_id)
                                > (($5::jsonb->>0)::integer, coalesce(($5::jsonb->>1)::timestamptz, 'infinity'::timestamptz), ($5::jsonb->>2)::timestamptz, $5::jsonb->>3))
    ORDER BY token_lots.priority, ${EXPIRY_ORDER}, token_lots.created_at, token_lots.lot_id LIMIT $3 OFFSET $4`;
 
 @QueryHandler(GetLotsQuery)
 export class GetLotsHandler implements IQueryHandler<GetLotsQuery> {
-  constructor(@Inject(PG_POOL) private readonly pool: Pool) {}
+  constructor(
+    @Inject(PG_POOL) private readonly pool: Pool,
+    @Inject(TOKEN_ACCOUNTS_OPTIONS) private readonly options: TokenAccountsOptions,
+  ) {}
 
   async execute({ userId, status, limit, position }: GetLotsQuery): Promise<LotPage> {
     const scope = `${userId}/${status ?? ''}`;
     const { after, offset } = startOf(LOTS_CURSOR, scope, position);
-    const result = await this.pool.query<LotRow>(LOTS_PAGE_SQL, [userId, status, limit + 1, offset, after === null ? null : JSON.stringify(after)]);
+    const result = await this.pool.query<LotRow>(LOTS_PAGE_SQL, [userId, status, limit + 1, offset, after === null ? null : JSON.stringify(after), nowOf(this.options)]);
     return pageOf(result.rows, { shape: LOTS_CURSOR, scope, limit, position }, (lot) => [lot.priority, lot.key_expires_at, lot.key_created_at, lot.lot_id], toView);
   }
 }
