@@ -183,6 +183,8 @@ function attemptsFor(endpoint: Endpoint): Attempt[] {
     for (const value of bad) attempts.push({ label: `${param}=${value.slice(0, 40)}`, method: endpoint.method, path: pathOf(endpoint, { param, value }), body: validBody, headers: json });
   }
   for (const query of QUERIES[key] ?? []) attempts.push({ label: `?${query}`, method: endpoint.method, path: `${pathOf(endpoint)}?${query}` });
+  // A query parameter the route does not take, beside an otherwise valid request: refused, never ignored.
+  attempts.push({ label: 'an unknown query parameter', method: endpoint.method, path: `${pathOf(endpoint)}?unknown=1`, body: validBody, headers: json });
   const public_ = endpoint.path.startsWith('/v1/payments/webhooks/');
   for (const [label, headers] of BAD_HEADERS) {
     if (public_ && label !== 'an empty Idempotency-Key') continue;
@@ -263,4 +265,27 @@ describe('bad input at every route', () => {
     expect(faults).toEqual([]);
     expect(await rowCounts()).toEqual(before);
   }, 60_000);
+});
+
+describe('a query parameter a route does not take', () => {
+  it('is refused 400 naming it, before anything is done: a refund with ?amount= is not carried out whole, a hold with ?expiresInSeconds= is not placed', async () => {
+    const userId = randomUUID();
+    await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
+    const payment = (await testApp.http().post('/v1/payments').send({ userId, packageId: 'starter' }).expect(201)).body as { paymentId: string };
+    await testApp.http().post(`/v1/payments/${payment.paymentId}/capture`).send().expect(200);
+    const before = await rowCounts();
+    const refund = await testApp.http().post(`/v1/payments/${payment.paymentId}/refund?amount=100`).send().expect(400);
+    expect(refund.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [{ field: 'amount', rule: 'whitelistValidation', message: 'query parameter amount should not exist: this route takes none' }] });
+    const hold = await testApp.http().post(`/v1/accounts/${userId}/holds?expiresInSeconds=60&reason=x`).send({ amount: 5 }).expect(400);
+    expect(hold.body.errors.map((error: { field: string; rule: string }) => [error.field, error.rule])).toEqual([
+      ['expiresInSeconds', 'whitelistValidation'],
+      ['reason', 'whitelistValidation'],
+    ]);
+    await testApp.http().get(`/v1/accounts/${userId}/balance?at=2026-01-01T00:00:00Z`).expect(400);
+    expect(await rowCounts()).toEqual(before);
+    expect((await testApp.http().get(`/v1/payments/${payment.paymentId}`).expect(200)).body).toMatchObject({ status: 'COMPLETED' });
+    // A route that takes a query still judges it by its own class.
+    await testApp.http().get(`/v1/accounts/${userId}/holds?status=active`).expect(200);
+    expect((await testApp.http().get(`/v1/accounts/${userId}/holds?status=active&unknown=1`).expect(400)).body).toMatchObject({ errors: [{ field: 'unknown', rule: 'whitelistValidation' }] });
+  });
 });

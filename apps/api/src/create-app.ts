@@ -13,6 +13,7 @@ import type { AppConfig } from './config/app.config.js';
 import { PinoNestLogger } from './http/pino-nest.logger.js';
 import { PATH_PARAMETER_LENGTH_MAX, RoutePaths } from './http/path-parameters.js';
 import { frameworkProblems, ProblemDetailsFilter } from './http/problem-details.filter.js';
+import { NoQueryGuard } from './http/no-query.guard.js';
 import { RequestValidationError } from './http/request-validation.error.js';
 import { registerRateLimits } from './http/rate-limits.js';
 import { registerRequestBodyParsers } from './http/request-body.js';
@@ -103,6 +104,7 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth, 
 
   app.enableVersioning({ type: VersioningType.URI });
   app.useGlobalFilters(new ProblemDetailsFilter(logger));
+  app.useGlobalGuards(new NoQueryGuard());
   app.useGlobalPipes(
     new ValidationPipe({
       whitelist: true,
