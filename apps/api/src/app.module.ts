@@ -15,6 +15,7 @@ import { AuditController } from './audit/audit.controller.js';
 import { ConfigError, type AppConfig } from './config/app.config.js';
 import { DatabaseHealthIndicator, HealthController, READINESS_SETTINGS, ReadModelsHealthIndicator } from './health/health.controller.js';
 import { ServiceMetrics } from './metrics/service-metrics.js';
+import { APP_CLOCK } from './app-clock.js';
 import { LeaderElection, PG_POOL } from '@app/database';
 import { PaymentsModule } from '@app/payments';
 import { ApiKeyRepository, type AuthSettings } from '@app/auth';
@@ -74,6 +75,7 @@ export class AppModule {
         ReadModelsHealthIndicator,
         { provide: READINESS_SETTINGS, useValue: { maxProjectionLagMs: config.READY_MAX_PROJECTION_LAG } },
         { provide: ServiceMetrics, useValue: metrics },
+        { provide: APP_CLOCK, useValue: clock ?? (() => new Date()) },
         { provide: AUTH_SETTINGS, useValue: auth },
         { provide: WEBHOOK_SETTINGS, useValue: { secret: webhookSecretOf(config), toleranceSeconds: config.PAYMENT_WEBHOOK_TOLERANCE_SECONDS } },
         { provide: PURCHASE_TOKENS_MAX, useValue: config.PURCHASE_TOKENS_MAX },

@@ -1,4 +1,4 @@
-import { compareDrawOrder, sweepExpiries, tokenAccountDecider, type TokenAccountEvent } from '@app/ledger';
+import { compareDrawOrder, decideTokenAccountWithState, tokenAccountDecider, type TokenAccountEvent } from '@app/ledger';
 
 /** An event as read from a stream, enough to replay it. */
 export type ReplayableEvent = { readonly revision: bigint; readonly type: string; readonly data: unknown };
@@ -65,6 +65,8 @@ export type TokenAccountSummary = {
     readonly lots: readonly { readonly lotId: string; readonly amount: number; readonly expiresAt: string }[];
     /** Only when there are some: what refunds held back and take as those holds give it back (ADR 0020), in the totals too. */
     readonly refunds?: readonly { readonly paymentId: string; readonly amount: number }[];
+    /** Only when some: what the tokens those holds give back pay off of a shortfall of lost disputes (ADR 0024), in the totals too. */
+    readonly shortfallCovered?: number;
   };
 };
 
@@ -77,8 +79,9 @@ export type TokenAccountSummary = {
 export function tokenAccountSummaryAsOf(events: readonly ReplayableEvent[], asOf: AsOf): TokenAccountSummary & { readonly revision: bigint } {
   const replayed = stateAsOf<TokenAccountEvent, typeof tokenAccountDecider.initialState>(events, tokenAccountDecider, asOf);
   const { revision } = replayed;
-  // The sweep's events are not kept: their user and transaction ids are placeholders.
-  const swept = 'at' in asOf ? sweepExpiries(replayed.state, { userId: '', now: asOf.at, transactionId: 'as-of' }, 'as-of') : { events: [], state: replayed.state };
+  // The expiry job's own decision at that instant (ExpireCredits), with what the tokens it frees pay
+  // off of a shortfall. Its events are not kept: their user and transaction ids are placeholders.
+  const swept = 'at' in asOf ? decideTokenAccountWithState({ type: 'ExpireCredits', data: { userId: '', transactionId: 'as-of', now: asOf.at } }, replayed.state) : { events: [], state: replayed.state };
   const state = swept.state;
   const holds = [...state.holds.values()]
     .map(({ holdId, amount, expiresAt }) => ({ holdId, amount, expiresAt }))
@@ -86,6 +89,7 @@ export function tokenAccountSummaryAsOf(events: readonly ReplayableEvent[], asOf
   const lots = [...state.lots.values()].sort(compareDrawOrder).map(({ lotId, source, remaining, reserved, priority, expiresAt }) => ({ lotId, source, remaining, reserved, priority, expiresAt }));
   const expired = swept.events;
   const refunds = expired.flatMap((event) => (event.type === 'TokensRefunded' ? [{ paymentId: event.data.paymentId, amount: event.data.amount }] : []));
+  const shortfallCovered = expired.reduce((sum, event) => sum + (event.type === 'ShortfallCovered' ? event.data.amount : 0), 0);
   const summary = {
     balance: state.balance,
     held: state.held,
@@ -100,6 +104,7 @@ export function tokenAccountSummaryAsOf(events: readonly ReplayableEvent[], asOf
             holds: expired.flatMap((event) => (event.type === 'HoldExpired' ? [{ holdId: event.data.holdId, amount: event.data.amount, expiresAt: event.data.expiresAt }] : [])),
             lots: expired.flatMap((event) => (event.type === 'LotExpired' ? [{ lotId: event.data.lotId, amount: event.data.amount, expiresAt: event.data.expiresAt }] : [])),
             ...(refunds.length === 0 ? {} : { refunds }),
+            ...(shortfallCovered === 0 ? {} : { shortfallCovered }),
           },
         }),
   };

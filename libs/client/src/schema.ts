@@ -1195,6 +1195,8 @@ export interface components {
             lots: components["schemas"]["AuditExpiredLotResponse"][];
             /** @description Only when some were: what refunds made at the provider while those holds held part of the purchase take as the holds expire (ADR 0020). */
             refunds?: components["schemas"]["AuditHeldBackRefundResponse"][];
+            /** @description Only when some: what the tokens those holds give back pay off of a shortfall of lost payment disputes (ADR 0024), as the expiry decision records it (ShortfallCovered). */
+            shortfallCovered?: number;
         };
         AuditBalanceResponse: {
             /** Format: uuid */
@@ -4574,7 +4576,7 @@ export interface operations {
     getAuditBalance: {
         parameters: {
             query?: {
-                /** @description Replay the events that occurred (data.occurredAt) at or before this time, with an offset (Z or ±hh:mm). Give this or revision. */
+                /** @description Replay the events that occurred (data.occurredAt) at or before this time, with an offset (Z or ±hh:mm), not later than the service's time (else 400, rule notAfterNow). Give this or revision. */
                 at?: string;
                 /** @description Replay up to and including this revision, at most the stream's last (else 400 REVISION_OUT_OF_RANGE). Give this or at. */
                 revision?: number;

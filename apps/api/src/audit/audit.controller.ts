@@ -6,6 +6,7 @@ import { AccountAudit, type AuditEvent } from '@app/operations';
 import { keyId } from '@app/audit';
 import { UserIdParams } from '../accounts/accounts.dto.js';
 import { AUDIT_SIGNING_KEY } from './audit-signing-key.js';
+import { APP_CLOCK } from '../app-clock.js';
 import { AuditBalanceQuery, AuditEventsQuery } from './audit.dto.js';
 import { ApiProblems } from '../openapi/api-problems.decorator.js';
 import { AuditBalanceResponse, AuditEventPageResponse, AuditVerifyResponse, SigningKeyResponse } from './audit.responses.js';
@@ -20,6 +21,7 @@ export class AuditController {
   constructor(
     private readonly audit: AccountAudit,
     @Inject(AUDIT_SIGNING_KEY) private readonly signingKey: KeyObject,
+    @Inject(APP_CLOCK) private readonly clock: () => Date,
   ) {}
 
   @Get('signing-key')
@@ -51,7 +53,7 @@ export class AuditController {
   @ApiOkResponse({ type: AuditBalanceResponse, description: 'The balance, held total, active holds and live lots replayed from the stream to the point, and the last revision applied (-1 before the first event). As of a time, holds and lots past their expiry then count as expired even when the stream records it later (`expiredUnrecorded`), as every decision from that instant counts them. For an account with payment disputes also its shortfall and every dispute (ADR 0024).' })
   @ApiProblems('ACCOUNT_NOT_FOUND', 'REVISION_OUT_OF_RANGE', 'STREAM_NOT_REPLAYABLE')
   async balance(@Param() { userId }: UserIdParams, @Query() query: AuditBalanceQuery) {
-    return { userId, ...(await this.audit.balanceAsOf(userId, query.asOf())) };
+    return { userId, ...(await this.audit.balanceAsOf(userId, query.asOf(this.clock()))) };
   }
 
   @Get('accounts/:userId/verify')

@@ -45,7 +45,7 @@ export class AuditEventsQuery {
 }
 
 export class AuditBalanceQuery {
-  @ApiPropertyOptional({ format: 'date-time', description: 'Replay the events that occurred (data.occurredAt) at or before this time, with an offset (Z or ±hh:mm). Give this or revision.' })
+  @ApiPropertyOptional({ format: 'date-time', description: "Replay the events that occurred (data.occurredAt) at or before this time, with an offset (Z or ±hh:mm), not later than the service's time (else 400, rule notAfterNow). Give this or revision." })
   @IsOptional()
   @IsDateTime()
   at?: string;
@@ -58,9 +58,14 @@ export class AuditBalanceQuery {
   @Max(Number.MAX_SAFE_INTEGER)
   revision?: number;
 
-  /** The point to replay to; exactly one of `at` and `revision` names it. */
-  asOf(): AsOf {
-    if (this.at !== undefined && this.revision === undefined) return { at: new Date(this.at) };
+  /** The point to replay to; exactly one of `at` and `revision` names it, and a time is not later than `now` (the service's clock). */
+  asOf(now: Date): AsOf {
+    if (this.at !== undefined && this.revision === undefined) {
+      const at = new Date(this.at);
+      // Later than now, the answer would be a forecast (holds still active may be settled before then), not a state the ledger passed through.
+      if (at.getTime() > now.getTime()) throw new RequestValidationError([{ field: 'at', rule: 'notAfterNow', message: `at must not be later than the service's time (${now.toISOString()})` }]);
+      return { at };
+    }
     if (this.revision !== undefined && this.at === undefined) return { revision: BigInt(this.revision) };
     const message = 'give exactly one of at and revision';
     throw new RequestValidationError([

@@ -65,6 +65,12 @@ class AuditExpiredUnrecordedResponse {
     description: 'Only when some were: what refunds made at the provider while those holds held part of the purchase take as the holds expire (ADR 0020).',
   })
   refunds?: AuditHeldBackRefundResponse[];
+  @ApiPropertyOptional({
+    type: 'integer',
+    minimum: 1,
+    description: 'Only when some: what the tokens those holds give back pay off of a shortfall of lost payment disputes (ADR 0024), as the expiry decision records it (ShortfallCovered).',
+  })
+  shortfallCovered?: number;
 }
 
 export class AuditBalanceResponse {
