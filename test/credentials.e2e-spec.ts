@@ -91,6 +91,15 @@ describe('/v1/admin/api-keys', () => {
     expect(await count('SELECT count(*) AS n FROM api_keys')).toBe(before);
   });
 
+  it('counts a name in characters, an emoji as one, as the rule says: 100 accepted, 101 refused naming it, never a 500', async () => {
+    const hundred = '\u{1F389}'.repeat(100);
+    const created = await testApp.http().post('/v1/admin/api-keys').send({ name: hundred, role: 'service' }).expect(201);
+    expect(created.body).toMatchObject({ name: hundred });
+    await testApp.http().delete(`/v1/admin/api-keys/${created.body.id as string}`).expect(200);
+    const refused = await testApp.http().post('/v1/admin/api-keys').send({ name: `${hundred}\u{1F389}`, role: 'service' }).expect(400);
+    expect(refused.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [expect.objectContaining({ field: 'name' })] });
+  });
+
   it('answers 404 for an unknown id and 400 for a malformed one', async () => {
     expect((await testApp.http().delete(`/v1/admin/api-keys/${'f'.repeat(24)}`).expect(404)).body).toMatchObject({ code: 'API_KEY_NOT_FOUND' });
     expect((await testApp.http().delete('/v1/admin/api-keys/not-an-id').expect(400)).body).toMatchObject({ code: 'VALIDATION_FAILED' });

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { DUE_ACCOUNTS_SQL, HOLDS_PAGE_SQL, LOTS_PAGE_SQL, TRANSACTIONS_PAGE_SQL } from '@app/token-accounts';
 import { PAYMENTS_PAGE_SQL } from '@app/payments';
 import { startTestApp, type TestApp } from './support/test-app.js';
@@ -148,6 +148,23 @@ describe('cursor refusals', () => {
     expect(problemOf(garbled.body)).toEqual({ status: 400, code: 'INVALID_CURSOR', field: 'cursor', rule: 'encoding' });
     const edited = Buffer.from(JSON.stringify({ v: 1, l: list, s: 'forged', k: ['1'] }), 'utf8').toString('base64url');
     expect(problemOf((await http().get(`/v1/accounts/${userId}/${list}?cursor=${edited}`).expect(400)).body)).toMatchObject({ code: 'INVALID_CURSOR', field: 'cursor', rule: 'list' });
+  });
+
+  it('refuses, never answers 500 to, a cursor forged with the right scope and a key PostgreSQL could not read', async () => {
+    const userId = await fundedUser(10);
+    // The scope is a plain digest (cursors are positions, not secrets), so a client can forge one that passes it.
+    const scope = (list: string, filter = '') => createHash('sha256').update(`${list}\n${userId}/${filter}`).digest('base64url').slice(0, 16);
+    const forged = (list: string, key: unknown[]) => Buffer.from(JSON.stringify({ v: 1, l: list, s: scope(list), k: key }), 'utf8').toString('base64url');
+    for (const [list, key] of [
+      ['lots', [100, null, '2026-01-01T00:00:00.000000Z', 'x\u0000']],
+      ['lots', [100, '0000-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', 'x']],
+      ['lots', [100, null, '2026-02-30T00:00:00.000000Z', 'x']],
+    ] as const) {
+      const answer = await http().get(`/v1/accounts/${userId}/${list}?cursor=${forged(list, [...key])}`).expect(400);
+      expect(problemOf(answer.body)).toEqual({ status: 400, code: 'INVALID_CURSOR', field: 'cursor', rule: 'key' });
+    }
+    // The same forgery with a key PostgreSQL can read is a position like any other.
+    await http().get(`/v1/accounts/${userId}/lots?cursor=${forged('lots', [100, null, '2026-01-01T00:00:00.000000Z', 'x'])}`).expect(200);
   });
 
   it("refuses one list's cursor on another list, another user or another filter", async () => {

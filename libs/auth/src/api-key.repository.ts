@@ -1,4 +1,4 @@
-import { CodedError } from '@app/ledger';
+import { CodedError, textLength } from '@app/ledger';
 import type pg from 'pg';
 import type { Actor } from './actor.js';
 import { generateApiKey, hashApiKeySecret, hashesEqual, parseApiKey, API_KEY_ROLES, type ApiKeyRole } from './api-keys.js';
@@ -83,7 +83,8 @@ export class ApiKeyRepository {
 
   /** Creates a key; the returned `key` is the only time its secret exists outside the caller. */
   async create(input: NewApiKey): Promise<{ readonly key: string; readonly record: ApiKeyRecord }> {
-    if (input.name.length < 1 || input.name.length > NAME_LENGTH_MAX) throw new RangeError(`an API key name is 1 to ${NAME_LENGTH_MAX} characters`);
+    // Characters as the request's rule and PostgreSQL count them (an emoji is one), not UTF-16 units.
+    if (textLength(input.name) < 1 || textLength(input.name) > NAME_LENGTH_MAX) throw new RangeError(`an API key name is 1 to ${NAME_LENGTH_MAX} characters`);
     if (!API_KEY_ROLES.includes(input.role)) throw new RangeError(`an API key role is one of ${API_KEY_ROLES.join(', ')}`);
     const scopes = grantableScopes(input);
     const expiresAt = input.expiresAt ?? null;

@@ -67,6 +67,28 @@ describe('keyset cursors', () => {
     expect(refusal(() => decodeCursor(LOTS, 'u', withKey([1, null, '2026-01-01T00:00:00.000000Z', '']))).details).toMatchObject({ rule: 'key' });
   });
 
+  it.each([
+    ['February 30th, which Date.parse rolls over into March', [0, null, '2026-02-30T00:00:00.000000Z', 'x']],
+    ['year 0, which PostgreSQL has not', [0, null, '0000-01-01T00:00:00.000000Z', 'x']],
+    ['hour 24', [0, '2026-01-01T24:00:00.000000Z', '2026-01-01T00:00:00.000000Z', 'x']],
+    ['second 60', [0, null, '2026-01-01T00:00:60.000000Z', 'x']],
+    ['a NUL in a text part, which jsonb cannot hold', [0, null, '2026-01-01T00:00:00.000000Z', 'x\u0000']],
+    ['a lone surrogate in a text part', [0, null, '2026-01-01T00:00:00.000000Z', '\ud800']],
+  ])('refuses a key PostgreSQL could not read back, %s (rule key, never a 500 from the query)', (_, key) => {
+    const body = JSON.parse(Buffer.from(encodeCursor(LOTS, 'u', KEY), 'base64url').toString('utf8')) as Record<string, unknown>;
+    expect(refusal(() => decodeCursor(LOTS, 'u', forged({ ...body, k: key }))).details).toEqual({ field: 'cursor', rule: 'key' });
+  });
+
+  it('takes every real time from year 1 to 9999, leap days too, and text with a pair of surrogates', () => {
+    const body = JSON.parse(Buffer.from(encodeCursor(LOTS, 'u', KEY), 'base64url').toString('utf8')) as Record<string, unknown>;
+    for (const key of [
+      [0, '0001-01-01T00:00:00.000000Z', '9999-12-31T23:59:59.999999Z', '\u{1F389}'],
+      [0, null, '2024-02-29T12:00:00.000000Z', 'opening'],
+    ]) {
+      expect(decodeCursor(LOTS, 'u', forged({ ...body, k: key }))).toEqual(key);
+    }
+  });
+
   it('refuses to encode a key its own query got wrong: that is a bug, not a caller error', () => {
     expect(() => encodeCursor(HISTORY, 'u', [5])).toThrow(/does not have the parts revision/);
   });

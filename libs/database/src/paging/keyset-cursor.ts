@@ -68,6 +68,28 @@ const INT4_MAX = 2 ** 31 - 1;
 const TEXT_LENGTH_MAX = 100;
 const CURSOR_VERSION = 1;
 
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * A time PostgreSQL's timestamptz takes: a real calendar date and time of day in years 1 to 9999.
+ * `Date.parse` alone rolls February 30 over into March and takes year 0, which PostgreSQL refuses.
+ */
+function isCalendarTime(text: string): boolean {
+  const [year, month, day, hours, minutes, seconds] = [text.slice(0, 4), text.slice(5, 7), text.slice(8, 10), text.slice(11, 13), text.slice(14, 16), text.slice(17, 19)].map(Number) as [number, number, number, number, number, number];
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  date.setUTCHours(hours, minutes, seconds, 0);
+  return (
+    year >= 1 &&
+    date.getUTCFullYear() === year &&
+    date.getUTCMonth() === month - 1 &&
+    date.getUTCDate() === day &&
+    date.getUTCHours() === hours &&
+    date.getUTCMinutes() === minutes &&
+    date.getUTCSeconds() === seconds
+  );
+}
+
 /** A short digest of the list and what the page is filtered by (the user, a status): a cursor serves only the query it came from. */
 function scopeDigest(list: string, scope: string): string {
   return createHash('sha256').update(`${list}\n${scope}`).digest('base64url').slice(0, 16);
@@ -80,13 +102,14 @@ export function isKeyPart(kind: KeyPartKind, part: unknown): part is KeyPart {
     case 'integer':
       return typeof part === 'number' && Number.isInteger(part) && part >= INT4_MIN && part <= INT4_MAX;
     case 'timestamp':
-      return typeof part === 'string' && TIMESTAMP.test(part) && Number.isFinite(Date.parse(part));
+      return typeof part === 'string' && TIMESTAMP.test(part) && isCalendarTime(part);
     case 'timestampOrNull':
       return part === null || isKeyPart('timestamp', part);
     case 'uuid':
       return typeof part === 'string' && UUID.test(part);
     case 'text':
-      return typeof part === 'string' && part.length >= 1 && part.length <= TEXT_LENGTH_MAX;
+      // As PostgreSQL's jsonb can hold it: no NUL, no lone surrogate (either would be a 500 there, not a 400 here).
+      return typeof part === 'string' && part.length >= 1 && part.length <= TEXT_LENGTH_MAX && !part.includes('\u0000') && !LONE_SURROGATE.test(part);
     default: {
       const unknown: never = kind;
       throw new Error(`unknown key part kind ${String(unknown)}`);
