@@ -98,7 +98,7 @@ const BODIES: Record<string, { readonly valid: () => Record<string, unknown>; re
 };
 
 function amounts(extra: readonly string[]): string[] {
-  return ['null', 'true', '"1"', '""', '[]', '{}', '[1]', '1.5', '0', '-0.5', '1e400', '-1e400', '9007199254740992', '9007199254740993', '-9007199254740993', '1e21', '"NaN"', '"Infinity"', '"0x10"', ...extra];
+  return ['null', 'true', '"1"', '""', '[]', '{}', '[1]', '1.5', '0', '-0.5', '1e400', '-1e400', '9007199254740992', '9007199254740993', '-9007199254740993', '1e21', '"NaN"', '"Infinity"', '"0x10"', '0.99999999999999999', '1.0000000000000001', ...extra];
 }
 
 function uuids(): string[] {
@@ -265,6 +265,23 @@ describe('bad input at every route', () => {
     expect(faults).toEqual([]);
     expect(await rowCounts()).toEqual(before);
   }, 60_000);
+});
+
+describe('a number the JSON parser would round', () => {
+  it('is refused 400 naming its property and the rule, not taken as the integer it reads as, and nothing is written', async () => {
+    const userId = randomUUID();
+    await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
+    const before = await rowCounts();
+    const post = (body: string) => testApp.http().post(`/v1/accounts/${userId}/usage`).set('content-type', 'application/json').send(body);
+    expect((await post('{"amount":0.99999999999999999}').expect(400)).body).toMatchObject({
+      code: 'VALIDATION_FAILED',
+      errors: [{ field: 'amount', rule: 'exactNumbers', message: expect.stringMatching(/^amount is 0\.99999999999999999, which a number cannot hold exactly/) }],
+    });
+    expect((await post('{"amount":1,"metadata":{"orderRef":9007199254740993}}').expect(400)).body.errors).toEqual([expect.objectContaining({ field: 'metadata.orderRef', rule: 'exactNumbers' })]);
+    expect(await rowCounts()).toEqual(before);
+    // Written exactly, an integer with a point is the integer.
+    expect((await post('{"amount":1.0}').expect(201)).body).toMatchObject({ balance: 99 });
+  });
 });
 
 describe('a query parameter a route does not take', () => {

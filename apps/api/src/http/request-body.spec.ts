@@ -1,4 +1,4 @@
-import { nestsDeeperThan, notAnObject, propertyNamesIn, propertyNamesInText, whereJsonBreaks } from './request-body.js';
+import { inexactNumberIn, nestsDeeperThan, notAnObject, propertyNamesIn, propertyNamesInText, whereJsonBreaks } from './request-body.js';
 
 function nested(depth: number): string {
   return '['.repeat(depth) + ']'.repeat(depth);
@@ -78,5 +78,30 @@ describe('whereJsonBreaks', () => {
     ['lines ended by CRLF', '{\r\n  "amount": 7,\r\n  oops\r\n}', 'body is not valid JSON at line 3, column 3: an unexpected character'],
   ])('points at %s', (_, text, message) => {
     expect(whereJsonBreaks(text)).toBe(message);
+  });
+});
+
+describe('inexactNumberIn: numbers the parser would change without a word', () => {
+  const found = (text: string) => inexactNumberIn(Buffer.from(text, 'utf8'))?.literal;
+
+  it.each([
+    ['an integer past 2^53 - 1', '{"metadata":{"ref":9007199254740993}}', '9007199254740993'],
+    ['a negative one', '{"amount":-9007199254740993}', '-9007199254740993'],
+    ['a fraction that reads as 1', '{"amount":0.99999999999999999}', '0.99999999999999999'],
+    ['a fraction that reads as a million', '{"amount":1000000.00000000001}', '1000000.00000000001'],
+    ['an exponent no double is exactly', '{"amount":1.2345678901234567891e20}', '1.2345678901234567891e20'],
+    ['a fraction with an exponent that reads as an integer', '{"amount":1.00000000000000001e2}', '1.00000000000000001e2'],
+  ])('finds %s', (_, text, literal) => {
+    expect(found(text)).toBe(literal);
+  });
+
+  it.each([
+    ['integers a double is exactly, past 2^53 too (the range rules judge them)', '{"amount":1,"n":-42,"z":0,"m":9007199254740991,"p":9007199254740992,"e":1e21}'],
+    ['integers written with a point or an exponent', '{"a":1.0,"b":1e3,"c":2.50e1,"d":-0.0}'],
+    ['fractions that read as fractions (the rules judge them)', '{"a":1.5,"b":0.1,"c":-2.75e-3}'],
+    ['digits inside strings', '{"a":"0.99999999999999999","b":"9007199254740993"}'],
+    ['escaped quotes inside strings', '{"a":"x\\"9007199254740993\\"y"}'],
+  ])('leaves %s', (_, text) => {
+    expect(found(text)).toBeUndefined();
   });
 });

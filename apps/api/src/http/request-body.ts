@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { CodedError } from '@app/ledger';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
+import { parse as parseJsonc, printParseErrorCode, visit as visitJson, type ParseError } from 'jsonc-parser';
 import { RequestValidationError } from './request-validation.error.js';
 
 export const REQUEST_BODY_ERROR_CODES = ['BODY_TOO_DEEP', 'BODY_NOT_UTF8', 'UNSUPPORTED_MEDIA_TYPE'] as const;
@@ -92,6 +92,77 @@ function ambiguous(body: Buffer, value: unknown): RequestValidationError | undef
   if (notObject !== undefined) return notObject;
   if (propertyNamesInText(body) === propertyNamesIn(value)) return undefined;
   return new RequestValidationError([{ field: 'body', rule: 'uniquePropertyNames', message: 'body names a property twice in one object: each name may appear once' }]);
+}
+
+/**
+ * The first number literal of the JSON text that a double cannot hold as written, and that the
+ * parser would therefore change without a word: an integer no double is (9007199254740993 reads as
+ * ...992), or a literal that is not an integer but reads as one (0.99999999999999999 reads as 1, so
+ * an `amount` rule would take it). An integer a double is exactly, however large, is left to the
+ * range rules. A fraction that reads as a fraction is left to the rules that
+ * judge it; an integer written `1.0` or `1e3` is exact. One pass over the bytes outside strings.
+ */
+export function inexactNumberIn(body: Buffer): { readonly literal: string; readonly offset: number } | undefined {
+  let inString = false;
+  for (let index = 0; index < body.length; index += 1) {
+    const byte = body[index] ?? 0;
+    if (inString) {
+      if (byte === BACKSLASH) index += 1;
+      else if (byte === QUOTE) inString = false;
+    } else if (byte === QUOTE) {
+      inString = true;
+    } else if (byte === MINUS || (byte >= DIGIT_0 && byte <= DIGIT_9)) {
+      let end = index + 1;
+      while (end < body.length && NUMBER_BYTES.has(body[end] ?? 0)) end += 1;
+      const literal = body.toString('latin1', index, end);
+      if (!isExactNumber(literal)) return { literal, offset: index };
+      index = end - 1;
+    }
+  }
+  return undefined;
+}
+
+const MINUS = 0x2d;
+const DIGIT_0 = 0x30;
+const DIGIT_9 = 0x39;
+const NUMBER_BYTES: ReadonlySet<number> = new Set([...'0123456789+-.eE'].map((char) => char.charCodeAt(0)));
+const JSON_NUMBER = /^-?(0|[1-9][0-9]*)(\.([0-9]+))?([eE]([+-]?[0-9]+))?$/;
+
+function isExactNumber(literal: string): boolean {
+  const parts = JSON_NUMBER.exec(literal);
+  // Not a JSON number: the parser refuses it, with its own message.
+  if (parts === null) return true;
+  const value = Number(literal);
+  if (!Number.isInteger(value)) return true;
+  // Reads as an integer: so must the literal be (its digits past the point, after the exponent, all
+  // zero), and that very integer (past 2^53 not every one is a double).
+  const fraction = parts[3] ?? '';
+  const exponent = Number(parts[5] ?? '0');
+  const digits = `${parts[1] ?? ''}${fraction}`;
+  const scale = exponent - fraction.length;
+  const kept = scale >= 0 ? digits : digits.slice(0, Math.max(0, digits.length + scale));
+  if (scale < 0 && !/^0*$/.test(digits.slice(kept.length))) return false;
+  // A literal of more than 400 digits is no amount anyone meant; the parser makes it Infinity anyway.
+  if (kept.length + Math.max(0, scale) > 400) return false;
+  const written = BigInt(kept === '' ? '0' : kept) * 10n ** BigInt(Math.max(0, scale));
+  return written === BigInt(Math.abs(value));
+}
+
+/** VALIDATION_FAILED naming the property whose number the parser would change (`exactNumbers`), found by its offset. */
+function inexact(body: Buffer): RequestValidationError | undefined {
+  const found = inexactNumberIn(body);
+  if (found === undefined) return undefined;
+  const text = body.toString('utf8');
+  let field = 'body';
+  const byteOffset = found.offset;
+  visitJson(text, {
+    onLiteralValue: (_value, offset, _length, _line, _character, pathSupplier) => {
+      if (Buffer.byteLength(text.slice(0, offset), 'utf8') === byteOffset) field = pathSupplier().map(String).join('.') || 'body';
+    },
+  });
+  return new RequestValidationError([
+    { field, rule: 'exactNumbers', message: `${field} is ${found.literal}, which a number cannot hold exactly (it would read as another integer)` },
+  ]);
 }
 
 const QUOTE = 0x22;
@@ -207,7 +278,7 @@ function lineAndColumn(text: string, offset: number): { readonly line: number; r
  * text, url-encoded forms): `application/json` (with any parameters, such as a charset) is parsed
  * once its depth is checked, so nothing downstream (class-transformer, the Idempotency-Key body hash,
  * canonical JSON) ever walks a deep structure, and must be an object (`notAnObject`) naming each
- * property once in each object (`ambiguous`); any other media type, a body with none, or an encoded
+ * property once in each object (`ambiguous`), with numbers a double holds as written (`inexact`); any other media type, a body with none, or an encoded
  * (compressed) body is 415 UNSUPPORTED_MEDIA_TYPE naming the type or the coding. Register it before
  * the routes are added.
  */
@@ -233,7 +304,9 @@ export function registerRequestBodyParsers(fastify: FastifyInstance, depthMax: n
     request.rawBody = body;
     // Fastify's parser (secure-json-parse: refuses __proto__ and constructor.prototype keys) takes a Buffer too.
     void parseJson(request, body as unknown as string, (error, value: unknown) => {
-      const refused = error === null ? ambiguous(body, value) : refusalOf(body);
+      // A provider's webhook is the provider's text, judged by its signature, not by our rules.
+      const ours = !(request.routeOptions.url ?? '').startsWith('/v1/payments/webhooks/');
+      const refused = error === null ? (ambiguous(body, value) ?? (ours ? inexact(body) : undefined)) : refusalOf(body);
       if (refused === undefined) done(null, value);
       else done(refused, undefined);
     });
