@@ -100,6 +100,21 @@ describe('/v1/admin/api-keys', () => {
     expect(refused.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [expect.objectContaining({ field: 'name' })] });
   });
 
+  it('trims a name, and refuses a blank one or one with control characters, naming the rule', async () => {
+    const created = await testApp.http().post('/v1/admin/api-keys').send({ name: '  trimmed-backend \n', role: 'service' }).expect(201);
+    expect(created.body).toMatchObject({ name: 'trimmed-backend' });
+    await testApp.http().delete(`/v1/admin/api-keys/${created.body.id as string}`).expect(200);
+    for (const [name, rule] of [
+      ['   ', 'minLength'],
+      ['billing\nbackend', 'matches'],
+      ['billing\tbackend', 'matches'],
+      ['billing\u0085backend', 'matches'],
+    ] as const) {
+      const refused = await testApp.http().post('/v1/admin/api-keys').send({ name, role: 'service' }).expect(400);
+      expect(refused.body.errors).toEqual([expect.objectContaining({ field: 'name', rule })]);
+    }
+  });
+
   it('answers 404 for an unknown id and 400 for a malformed one', async () => {
     expect((await testApp.http().delete(`/v1/admin/api-keys/${'f'.repeat(24)}`).expect(404)).body).toMatchObject({ code: 'API_KEY_NOT_FOUND' });
     expect((await testApp.http().delete('/v1/admin/api-keys/not-an-id').expect(400)).body).toMatchObject({ code: 'VALIDATION_FAILED' });
