@@ -527,6 +527,26 @@ describe('mock provider webhook', () => {
     expect((await http().get(`/v1/payments/${paymentId}`).expect(200)).body).toMatchObject({ status: 'REFUNDED', metadata: { providerRefundId: `MOCK-REFUND-${paymentId}`, tokensDebited: 100 } });
   });
 
+  it('credits once when one delivery 10 times, 10 other deliveries and 10 capture calls of one payment race', async () => {
+    const { userId, paymentId, orderId, body } = await capturedAtProviderOnly();
+    const signature = signWebhook(DEVELOPMENT_WEBHOOK_SECRET, body);
+    const others = Array.from({ length: 10 }, () => notification('order.captured', orderId, paymentId));
+    const [replays, deliveries, captures] = await Promise.all([
+      Promise.all(Array.from({ length: 10 }, () => hook(body, signature))),
+      Promise.all(others.map((other) => hook(other, signWebhook(DEVELOPMENT_WEBHOOK_SECRET, other)))),
+      Promise.all(Array.from({ length: 10 }, () => capture(paymentId))),
+    ]);
+    // Each delivery is processed or found processed; whichever came first credited, the rest found it done.
+    expect([...replays, ...deliveries].map((answer) => answer.status)).toEqual(Array.from({ length: 20 }, () => 200));
+    expect(replays.filter((answer) => answer.body.duplicate === false).length).toBeGreaterThanOrEqual(1);
+    expect(deliveries.map((answer) => answer.body)).toEqual(Array.from({ length: 10 }, () => ({ received: true, duplicate: false })));
+    expect(captures.map((answer) => [answer.status, answer.body.payment?.status])).toEqual(Array.from({ length: 10 }, () => [200, 'COMPLETED']));
+    expect(await balanceOf(userId)).toBe(100);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+    const recorded = await testApp.database.pool.query<{ count: string }>("SELECT count(*)::text AS count FROM payment_webhook_deliveries WHERE provider = 'mock' AND payment_id = $1", [paymentId]);
+    expect(recorded.rows).toEqual([{ count: '11' }]);
+  });
+
   it('refuses a notification without an event id', async () => {
     const { body } = await capturedAtProviderOnly();
     const withoutId = JSON.stringify({ ...(JSON.parse(body) as object), id: undefined });
@@ -611,14 +631,19 @@ describe('Idempotency-Key', () => {
   it('keeps keys at least 24 hours and purges only expired ones', async () => {
     const userId = await funded(10);
     const key = randomUUID();
+    const live = randomUUID();
     await useWithKey(userId, key, { amount: 1 }).expect(201);
+    await useWithKey(userId, live, { amount: 1 }).expect(201);
     const row = await testApp.database.pool.query<{ hours: number }>(`SELECT extract(epoch FROM expires_at - created_at) / 3600 AS hours FROM idempotency_keys WHERE key = $1`, [key]);
     expect(Number(row.rows[0]?.hours)).toBeGreaterThanOrEqual(24);
     await testApp.database.pool.query(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = $1`, [key]);
     const { IdempotencyStore } = await import('../apps/api/src/http/idempotency/idempotency.store.js');
     const purged = await testApp.app.get(IdempotencyStore).purge();
     expect(purged).toBeGreaterThanOrEqual(1);
-    const left = await testApp.database.pool.query('SELECT 1 FROM idempotency_keys WHERE key = $1', [key]);
-    expect(left.rowCount).toBe(0);
+    const left = await testApp.database.pool.query<{ key: string }>('SELECT key FROM idempotency_keys WHERE key = ANY($1::text[])', [[key, live]]);
+    // The expired key is gone; the live one stays, and still answers its retry with the first response.
+    expect(left.rows).toEqual([{ key: live }]);
+    expect((await useWithKey(userId, live, { amount: 1 }).expect(201)).body).toMatchObject({ balance: 8 });
+    expect(await balanceOf(userId)).toBe(8);
   });
 });

@@ -817,6 +817,34 @@ describe('Stripe expiry and reconciliation', () => {
     expect(await balanceOf(userId)).toBe(100);
   });
 
+  it('reconcile:after-provider-failure: a reconciliation that learned of the failed refund and died before recording it is ended once by the next run', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    fake.confirmAsCustomer(orderId);
+    await capture(paymentId).expect(200);
+    fake.nextRefundStatus = 'pending';
+    try {
+      await http().post(`/v1/payments/${paymentId}/refund`).send().expect(202);
+    } finally {
+      fake.nextRefundStatus = 'succeeded';
+    }
+    const [refund] = [...fake.refunds.values()].filter((each) => each.payment_intent === orderId);
+    if (refund === undefined) throw new Error('no refund made');
+    fake.settleRefund(refund.id, 'failed');
+    // The dying process's reconciliation asks Stripe, learns the refund failed, and dies before FailRefund.
+    await expect(processOf('reconcile:after-provider-failure').reconcileById(paymentId, context())).rejects.toThrow(SimulatedCrash);
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested']);
+    expect(await balanceOf(userId)).toBe(100);
+    // Two runs of the job, one after the other: the request ends once, its tokens the account's again.
+    const job = testApp.app.get(PaymentReconciliationJob, { strict: false });
+    await job.runOnce(new Date());
+    await job.runOnce(new Date());
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefundFailed']);
+    expect(await eventually(() => paymentOf(paymentId), (payment) => payment.status === 'COMPLETED')).toMatchObject({ metadata: { refundError: 'failed: expired_or_canceled_card' } });
+    expect((await http().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual({ userId, balance: 100, held: 0, available: 100, nextExpiry: null });
+    expect([...fake.refunds.values()].filter((each) => each.payment_intent === orderId)).toHaveLength(1);
+  });
+
   it('finishes a refund whose Stripe call happened just before the process died, once', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await buy(userId);
