@@ -285,6 +285,17 @@ describe('a number the JSON parser would round', () => {
 });
 
 describe('a query parameter a route does not take', () => {
+  it.each(ENDPOINT_ACTIONS.filter((endpoint) => !endpoint.path.startsWith('/v1/payments/webhooks/')).map((endpoint) => [`${endpoint.method} ${endpoint.path}`, endpoint] as const))(
+    '%s refuses ?unknown=1 with 400 naming it, before its path or body is judged',
+    async (_name, endpoint) => {
+      const path = `${pathOf(endpoint)}?unknown=1`;
+      const request = endpoint.method === 'GET' ? testApp.http().get(path) : endpoint.method === 'DELETE' ? testApp.http().delete(path) : testApp.http().post(path).send(BODIES[`${endpoint.method} ${endpoint.path}`]?.valid() ?? {});
+      const answer = await request.expect(400);
+      expect(answer.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [expect.objectContaining({ field: 'unknown', rule: 'whitelistValidation' })] });
+    },
+  );
+
+
   it('is refused 400 naming it, before anything is done: a refund with ?amount= is not carried out whole, a hold with ?expiresInSeconds= is not placed', async () => {
     const userId = randomUUID();
     await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);

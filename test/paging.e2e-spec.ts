@@ -139,6 +139,31 @@ describe('cursor paging, stable while rows are written', () => {
   });
 });
 
+describe('the lot list as of now', () => {
+  it("counts a lot past its expiry expired, but not a purchase's lot a refund in progress reserved: shown as recorded", async () => {
+    const userId = randomUUID();
+    const paymentId = randomUUID();
+    const past = new Date(Date.now() - 60_000);
+    const pool = testApp.database.pool;
+    // The read models as the ledger leaves them (rows written here, not by events): a purchase whose refund is pending, its lot past its expiry, and a grant past its own.
+    await pool.query(
+      `INSERT INTO payments (id, user_id, status, package_id, tokens_purchased, amount, currency, provider, order_id, created_at, updated_at, expires_at, last_event_id, last_event_revision)
+       VALUES ($1, $2, 'REFUND_PENDING', 'starter', 100, 500, 'USD', 'mock', $3, $4, $4, $4, $5, 2)`,
+      [paymentId, userId, `order-${paymentId}`, past, randomUUID()],
+    );
+    await pool.query(
+      `INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at)
+       VALUES ($1, 'bought', 'purchase', $2, NULL, 100, 100, 100, $3, 'active', $3), ($1, 'promo', 'grant', NULL, NULL, 30, 30, 10, $3, 'active', $3)`,
+      [userId, paymentId, past],
+    );
+    const rows = (await pool.query<{ lot_id: string; status: string; remaining: string }>(LOTS_PAGE_SQL, [userId, null, 10, 0, null, new Date()])).rows;
+    expect(rows.map(({ lot_id, status, remaining }) => [lot_id, status, remaining])).toEqual([
+      ['promo', 'expired', '0'],
+      ['bought', 'active', '100'],
+    ]);
+  });
+});
+
 describe('cursor refusals', () => {
   const problemOf = (body: Record<string, unknown>) => ({ status: body.status, code: body.code, field: body.field, rule: body.rule });
 

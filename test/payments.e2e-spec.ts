@@ -547,6 +547,12 @@ describe('mock provider webhook', () => {
     expect(recorded.rows).toEqual([{ count: '11' }]);
   });
 
+  it('takes a delivery to an endpoint configured with a query string: the provider shapes its own request', async () => {
+    const { userId, body } = await capturedAtProviderOnly();
+    await http().post('/v1/payments/webhooks/mock?env=prod').set('content-type', 'application/json').set('x-mock-signature', signWebhook(DEVELOPMENT_WEBHOOK_SECRET, body)).send(body).expect(200, { received: true, duplicate: false });
+    expect(await balanceOf(userId)).toBe(100);
+  });
+
   it('refuses a notification without an event id', async () => {
     const { body } = await capturedAtProviderOnly();
     const withoutId = JSON.stringify({ ...(JSON.parse(body) as object), id: undefined });

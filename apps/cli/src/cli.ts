@@ -216,7 +216,7 @@ export function createProgram(writeError: (text: string) => void = (text) => voi
       if (options.expiresIn !== undefined && options.expiresAt !== undefined) throw new InvalidArgumentError('give --expires-in or --expires-at, not both');
       return withConnection(async ({ pool }) => {
         const expiresAt = options.expiresIn ?? options.expiresAt ?? null;
-        const { key, record } = await new ApiKeyRepository(pool).create({ name: options.name, role: options.role, scopes: options.scopes, expiresAt });
+        const { key, record } = await new ApiKeyRepository(pool).create({ name: options.name.trim(), role: options.role, scopes: options.scopes, expiresAt });
         process.stderr.write(
           `created ${record.id} (${record.name}, ${record.role}, scopes ${record.scopes.join(',')}, expires ${record.expiresAt?.toISOString() ?? 'never'}); the key below is shown only now:\n`,
         );

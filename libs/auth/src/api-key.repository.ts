@@ -75,6 +75,10 @@ const NAME_LENGTH_MAX = 100;
 const ABSENT_HASH = hashApiKeySecret('no such key');
 
 /** The `api_keys` table: create, authenticate, revoke, list. */
+/** Characters an API key's name may not hold: C0 and C1 controls, line and paragraph separators, bidirectional controls. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+export const API_KEY_NAME_FORBIDDEN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
+
 export class ApiKeyRepository {
   constructor(
     private readonly pool: pg.Pool,
@@ -85,6 +89,8 @@ export class ApiKeyRepository {
   async create(input: NewApiKey): Promise<{ readonly key: string; readonly record: ApiKeyRecord }> {
     // Characters as the request's rule and PostgreSQL count them (an emoji is one), not UTF-16 units.
     if (textLength(input.name) < 1 || textLength(input.name) > NAME_LENGTH_MAX) throw new RangeError(`an API key name is 1 to ${NAME_LENGTH_MAX} characters`);
+    // What an operator reads in lists and logs, whoever creates the key (the HTTP route trims first; the CLI too).
+    if (input.name !== input.name.trim() || API_KEY_NAME_FORBIDDEN.test(input.name)) throw new RangeError('an API key name has no surrounding white space and no control, line-separator or direction characters');
     if (!API_KEY_ROLES.includes(input.role)) throw new RangeError(`an API key role is one of ${API_KEY_ROLES.join(', ')}`);
     const scopes = grantableScopes(input);
     const expiresAt = input.expiresAt ?? null;

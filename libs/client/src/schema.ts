@@ -1073,7 +1073,7 @@ export interface components {
         };
         CreateApiKeyRequest: {
             /**
-             * @description Unique among active keys, e.g. the backend that uses it; surrounding white space is trimmed, and control characters are refused.
+             * @description Unique among active keys, e.g. the backend that uses it; surrounding white space is trimmed, and control, line-separator and direction characters are refused.
              * @example billing-backend
              */
             name: string;

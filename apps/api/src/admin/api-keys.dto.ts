@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
-import { API_KEY_ROLES, API_KEY_SCOPES, type ApiKeyRole, type ApiKeyScope } from '@app/auth';
+import { API_KEY_NAME_FORBIDDEN, API_KEY_ROLES, API_KEY_SCOPES, type ApiKeyRole, type ApiKeyScope } from '@app/auth';
 import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsIn, IsOptional, IsString, Matches, MinLength } from 'class-validator';
 import { IsDateTime } from '../http/date-time.js';
 import { IsStorableText, MaxCharacters } from '../http/storable-text.js';
@@ -13,16 +13,15 @@ export class ApiKeyIdParams {
 
 /** A new API key: its secret is in the response only. */
 export class CreateApiKeyRequest {
-  @ApiProperty({ minLength: 1, maxLength: 100, description: 'Unique among active keys, e.g. the backend that uses it; surrounding white space is trimmed, and control characters are refused.', example: 'billing-backend' })
+  @ApiProperty({ minLength: 1, maxLength: 100, description: 'Unique among active keys, e.g. the backend that uses it; surrounding white space is trimmed, and control, line-separator and direction characters are refused.', example: 'billing-backend' })
   // Trimmed first, so a name of only white space is empty and refused, and " billing" is "billing".
   @Transform(({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim() : value))
   @IsString()
   @MinLength(1, { message: 'name must not be empty or blank' })
   @MaxCharacters(100)
   @IsStorableText()
-  // An operator reads the name in lists and logs: no line breaks, tabs or other control characters in it.
-  // eslint-disable-next-line no-control-regex -- matching control characters is the point
-  @Matches(/^[^\u0000-\u001f\u007f-\u009f]*$/u, { message: 'name must not contain control characters' })
+  // An operator reads the name in lists and logs: no line breaks, tabs, other controls or direction overrides in it.
+  @Matches(new RegExp(`^[^${API_KEY_NAME_FORBIDDEN.source.slice(1, -1)}]*$`, 'u'), { message: 'name must not contain control, line-separator or direction characters' })
   name!: string;
 
   @ApiProperty({ enum: API_KEY_ROLES })

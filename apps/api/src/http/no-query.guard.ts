@@ -9,14 +9,21 @@ import { RequestValidationError } from './request-validation.error.js';
  * rule `whitelistValidation`), as the ValidationPipe refuses an unknown body property. The pipe
  * judges only the parameters a handler declares, so without this a route with no `@Query()` ignored
  * any: `POST /v1/payments/{id}/refund?amount=100` refunded the whole payment, and a hold's
- * `?expiresInSeconds=60` gave it the default time to live. Routes with a query class are left to it.
+ * `?expiresInSeconds=60` gave it the default time to live. Routes with a query class are left to it,
+ * and so are provider webhooks and health probes, whose callers this service does not shape.
  */
+const NOT_OURS = /^\/(v1\/payments\/webhooks\/|health(\/|$))/;
+
 export class NoQueryGuard implements CanActivate {
   private readonly takesQuery = new WeakMap<object, boolean>();
 
   canActivate(context: ExecutionContext): boolean {
     if (context.getType() !== 'http') return true;
-    const query = context.switchToHttp().getRequest<FastifyRequest>().query;
+    const request = context.switchToHttp().getRequest<FastifyRequest>();
+    // Requests this service does not shape: a provider's webhook (its endpoint URL is set in the
+    // provider's dashboard, a query string included) and a load balancer's health probe.
+    if (NOT_OURS.test(request.routeOptions.url ?? '')) return true;
+    const query = request.query;
     const names = query !== null && typeof query === 'object' ? Object.keys(query) : [];
     if (names.length === 0 || this.declaresQuery(context)) return true;
     throw new RequestValidationError(names.map((name) => ({ field: name, rule: 'whitelistValidation', message: `query parameter ${name} should not exist: this route takes none` })));

@@ -153,11 +153,12 @@ function inexact(body: Buffer): RequestValidationError | undefined {
   const found = inexactNumberIn(body);
   if (found === undefined) return undefined;
   const text = body.toString('utf8');
+  // The scan counts bytes, the visitor UTF-16 units: converted once (the bytes before a number are whole characters).
+  const characterOffset = body.subarray(0, found.offset).toString('utf8').length;
   let field = 'body';
-  const byteOffset = found.offset;
   visitJson(text, {
     onLiteralValue: (_value, offset, _length, _line, _character, pathSupplier) => {
-      if (Buffer.byteLength(text.slice(0, offset), 'utf8') === byteOffset) field = pathSupplier().map(String).join('.') || 'body';
+      if (offset === characterOffset) field = pathSupplier().map(String).join('.') || 'body';
     },
   });
   return new RequestValidationError([

@@ -67,9 +67,13 @@ const EXPIRY_ORDER = `coalesce(expires_at, 'infinity'::timestamptz)`;
  * A lot past its expiry, recorded or not: as of $6 it is expired, and what it has left is what holds
  * active then still hold of it (its free part expired at its expiresAt; a hold that has ended since
  * gave its part back to an expired lot, which expired it). `token_lots` shows the same once the job
- * records the expiries. (A lot with no expiry compares NULL: false here, so that NOT keeps it.)
+ * records the expiries. (A lot with no expiry compares NULL: false here, so that NOT keeps it.) Not a
+ * purchase's lot while its refund is in progress: the refund reserved its tokens, so none expire;
+ * the list shows it as recorded until the refund ends. A live lot a hold gave tokens back to is shown
+ * as recorded too, though what the hold gave back may go to a refund held back or a shortfall.
  */
-const PAST_EXPIRY = `token_lots.status IN ('active', 'expired') AND coalesce(token_lots.expires_at <= $6::timestamptz, false)`;
+const PAST_EXPIRY = `token_lots.status IN ('active', 'expired') AND coalesce(token_lots.expires_at <= $6::timestamptz, false)
+  AND NOT EXISTS (SELECT 1 FROM payments WHERE payments.id = token_lots.payment_id AND payments.status = 'REFUND_PENDING')`;
 const HELD_NOW = `(SELECT coalesce(sum((draw->>'amount')::bigint), 0) FROM token_holds, jsonb_array_elements(token_holds.draws) AS draw
                     WHERE token_holds.user_id = token_lots.user_id AND token_holds.status = 'active' AND token_holds.expires_at > $6::timestamptz
                       AND draw->>'lotId' = token_lots.lot_id)`;
