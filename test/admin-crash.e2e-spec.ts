@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { buildService, startServiceOn, stopServices, type ServiceProcess } from './support/service-process.js';
+import { buildService, keyedUntilAnswered, startServiceOn, stopServices, type ServiceProcess } from './support/service-process.js';
 import { testToken } from './support/test-app.js';
 import { createTestDatabase, type TestDatabase } from './support/test-database.js';
 
@@ -49,7 +49,6 @@ async function start(): Promise<ServiceProcess> {
 type Step = 'grant' | 'credit' | 'debit' | 'hold' | 'release' | 'void';
 const STEPS: readonly Step[] = ['grant', 'credit', 'debit', 'hold', 'release', 'void'];
 type Unit = { readonly userId: string; readonly keys: Readonly<Record<Step, string>>; done: number; lotId?: string; holdId?: string };
-type Answer = { readonly status: number; readonly body: Record<string, unknown> };
 
 /** The request of a unit's step: route, body and the status that answers it. */
 function requestOf(unit: Unit, step: Step): { readonly route: string; readonly body: unknown; readonly ok: number } {
@@ -71,36 +70,12 @@ function requestOf(unit: Unit, step: Step): { readonly route: string; readonly b
   }
 }
 
-async function post(child: ServiceProcess, route: string, body: unknown, key: string): Promise<Answer> {
-  const response = await fetch(`${child.url}${route}`, {
-    method: 'POST',
-    headers: { authorization: admin, 'content-type': 'application/json', 'idempotency-key': key },
-    body: JSON.stringify(body),
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-}
-
-/** Sends until answered with `ok`; "retry" refusals are retried. Undefined once the process is gone. */
-async function keyed(child: ServiceProcess, route: string, body: unknown, key: string, ok: number): Promise<Answer | undefined> {
-  for (;;) {
-    let answer: Answer;
-    try {
-      answer = await post(child, route, body, key);
-    } catch {
-      return undefined;
-    }
-    if (answer.status === ok) return answer;
-    if (answer.body.code !== 'IDEMPOTENCY_KEY_IN_PROGRESS' && answer.body.code !== 'CONCURRENCY_CONFLICT') throw new Error(`unexpected answer to ${route}: ${JSON.stringify(answer)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 /** Runs the unit's steps from where it stopped, as far as the process lets it; false when the process died first. */
 async function complete(child: ServiceProcess, unit: Unit): Promise<boolean> {
   while (unit.done < STEPS.length) {
     const step = STEPS[unit.done] as Step;
     const { route, body, ok } = requestOf(unit, step);
-    const answer = await keyed(child, route, body, unit.keys[step], ok);
+    const answer = await keyedUntilAnswered(child, admin, route, body, unit.keys[step], ok);
     if (answer === undefined) return false;
     if (step === 'grant') unit.lotId = answer.body.lotId as string;
     if (step === 'hold') unit.holdId = answer.body.holdId as string;

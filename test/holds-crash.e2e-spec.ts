@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { buildService, startServiceOn, stopServices, type ServiceProcess } from './support/service-process.js';
+import { buildService, keyedUntilAnswered, startServiceOn, stopServices, type ServiceProcess } from './support/service-process.js';
 import { testToken } from './support/test-app.js';
 import { createTestDatabase, type TestDatabase } from './support/test-database.js';
 
@@ -44,41 +44,16 @@ async function start(): Promise<ServiceProcess> {
 }
 
 type Pair = { readonly userId: string; readonly holdKey: string; readonly settleKey: string; holdId?: string; settled: boolean };
-type Answer = { readonly status: number; readonly body: Record<string, unknown> };
-
-async function post(child: ServiceProcess, route: string, body: unknown, key: string): Promise<Answer> {
-  const response = await fetch(`${child.url}${route}`, {
-    method: 'POST',
-    headers: { authorization: service, 'content-type': 'application/json', 'idempotency-key': key },
-    body: JSON.stringify(body),
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-}
-
-/** Sends until answered with `ok`; "retry" refusals are retried. Undefined once the process is gone. */
-async function keyed(child: ServiceProcess, route: string, body: unknown, key: string, ok: number): Promise<Answer | undefined> {
-  for (;;) {
-    let answer: Answer;
-    try {
-      answer = await post(child, route, body, key);
-    } catch {
-      return undefined;
-    }
-    if (answer.status === ok) return answer;
-    if (answer.body.code !== 'IDEMPOTENCY_KEY_IN_PROGRESS' && answer.body.code !== 'CONCURRENCY_CONFLICT') throw new Error(`unexpected answer ${JSON.stringify(answer)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 /** Holds then settles `pair`, as far as the process lets it; false when the process died first. */
 async function complete(child: ServiceProcess, pair: Pair): Promise<boolean> {
   if (pair.holdId === undefined) {
-    const held = await keyed(child, `/v1/accounts/${pair.userId}/holds`, { amount: 3 }, pair.holdKey, 201);
+    const held = await keyedUntilAnswered(child, service, `/v1/accounts/${pair.userId}/holds`, { amount: 3 }, pair.holdKey, 201);
     if (held === undefined) return false;
     pair.holdId = held.body.holdId as string;
   }
   if (!pair.settled) {
-    const settled = await keyed(child, `/v1/accounts/${pair.userId}/holds/${pair.holdId}/settle`, { amount: 2 }, pair.settleKey, 200);
+    const settled = await keyedUntilAnswered(child, service, `/v1/accounts/${pair.userId}/holds/${pair.holdId}/settle`, { amount: 2 }, pair.settleKey, 200);
     if (settled === undefined) return false;
     pair.settled = true;
   }

@@ -795,8 +795,8 @@ describe('Stripe expiry and reconciliation', () => {
     expect(fake.eventsOf('payment_intent.succeeded', orderId)).toHaveLength(1);
   });
 
-  it('ends the request of a refund that failed at Stripe when the process died before recording it, on the next reconciliation run', async () => {
-    const userId = randomUUID();
+  /** A purchase whose refund, asked for, Stripe left pending and then failed (the bank refused it); nothing recorded of the failure yet. */
+  async function refundRequestedThenFailed(userId: string): Promise<{ paymentId: string; orderId: string }> {
     const { paymentId, orderId } = await buy(userId);
     fake.confirmAsCustomer(orderId);
     await capture(paymentId).expect(200);
@@ -809,6 +809,12 @@ describe('Stripe expiry and reconciliation', () => {
     const [refund] = [...fake.refunds.values()].filter((each) => each.payment_intent === orderId);
     if (refund === undefined) throw new Error('no refund made');
     fake.settleRefund(refund.id, 'failed');
+    return { paymentId, orderId };
+  }
+
+  it('ends the request of a refund that failed at Stripe when the process died before recording it, on the next reconciliation run', async () => {
+    const userId = randomUUID();
+    const { paymentId } = await refundRequestedThenFailed(userId);
     await expect(processOf('refund:after-provider-failure').refund(paymentId, context())).rejects.toThrow(SimulatedCrash);
     expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested']);
     await testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date());
@@ -819,18 +825,7 @@ describe('Stripe expiry and reconciliation', () => {
 
   it('reconcile:after-provider-failure: a reconciliation that learned of the failed refund and died before recording it is ended once by the next run', async () => {
     const userId = randomUUID();
-    const { paymentId, orderId } = await buy(userId);
-    fake.confirmAsCustomer(orderId);
-    await capture(paymentId).expect(200);
-    fake.nextRefundStatus = 'pending';
-    try {
-      await http().post(`/v1/payments/${paymentId}/refund`).send().expect(202);
-    } finally {
-      fake.nextRefundStatus = 'succeeded';
-    }
-    const [refund] = [...fake.refunds.values()].filter((each) => each.payment_intent === orderId);
-    if (refund === undefined) throw new Error('no refund made');
-    fake.settleRefund(refund.id, 'failed');
+    const { paymentId, orderId } = await refundRequestedThenFailed(userId);
     // The dying process's reconciliation asks Stripe, learns the refund failed, and dies before FailRefund.
     await expect(processOf('reconcile:after-provider-failure').reconcileById(paymentId, context())).rejects.toThrow(SimulatedCrash);
     expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested']);

@@ -147,3 +147,30 @@ export async function stopServices(children: readonly (ServiceProcess | undefine
     await child.exited;
   }
 }
+
+/** An answer of the built service: its status and JSON body. */
+export type ServiceAnswer = { readonly status: number; readonly body: Record<string, unknown> };
+
+/**
+ * POSTs `body` with an Idempotency-Key until answered `ok`, retrying the answers that ask for a retry
+ * (IDEMPOTENCY_KEY_IN_PROGRESS, CONCURRENCY_CONFLICT); undefined once the process is gone (killed).
+ * Any other answer is a failure of the test.
+ */
+export async function keyedUntilAnswered(child: ServiceProcess, authorization: string, route: string, body: unknown, key: string, ok: number): Promise<ServiceAnswer | undefined> {
+  for (;;) {
+    let answer: ServiceAnswer;
+    try {
+      const response = await fetch(`${child.url}${route}`, {
+        method: 'POST',
+        headers: { authorization, 'content-type': 'application/json', 'idempotency-key': key },
+        body: JSON.stringify(body),
+      });
+      answer = { status: response.status, body: (await response.json()) as Record<string, unknown> };
+    } catch {
+      return undefined;
+    }
+    if (answer.status === ok) return answer;
+    if (answer.body.code !== 'IDEMPOTENCY_KEY_IN_PROGRESS' && answer.body.code !== 'CONCURRENCY_CONFLICT') throw new Error(`unexpected answer to ${route}: ${JSON.stringify(answer)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
