@@ -1,10 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { buildService, keyedUntilAnswered, startServiceOn, stopServices, type ServiceProcess } from './support/service-process.js';
+import { killableService } from './support/killable-service.js';
+import { keyedUntilAnswered, type ServiceProcess } from './support/service-process.js';
 import { testToken } from './support/test-app.js';
-import { createTestDatabase, type TestDatabase } from './support/test-database.js';
 
 /**
  * The built service killed with SIGKILL while admin clients work on a few accounts with
@@ -21,30 +18,15 @@ const CLIENTS = 8;
 const KILLS = 2;
 const GRANT_PRIORITY = 1_000_000;
 
-let database: TestDatabase;
-let dataDir: string;
+const killed = killableService('admin-crash', { IDEMPOTENCY_LOCK_SECONDS: '1' });
+const start = (): Promise<ServiceProcess> => killed.start();
 let admin: string;
 let auditor: string;
-let running: ServiceProcess | undefined;
 
 beforeAll(async () => {
-  await buildService();
-  database = await createTestDatabase();
-  dataDir = await mkdtemp(path.join(tmpdir(), 'token-ledger-admin-crash-'));
   admin = `Bearer ${await testToken('admin')}`;
   auditor = `Bearer ${await testToken('auditor')}`;
-}, 240_000);
-
-afterAll(async () => {
-  await stopServices([running]);
-  await database?.drop();
-  await rm(dataDir, { recursive: true, force: true });
 });
-
-async function start(): Promise<ServiceProcess> {
-  running = await startServiceOn(database.url, dataDir, { IDEMPOTENCY_LOCK_SECONDS: '1' });
-  return running;
-}
 
 type Step = 'grant' | 'credit' | 'debit' | 'hold' | 'release' | 'void';
 const STEPS: readonly Step[] = ['grant', 'credit', 'debit', 'hold', 'release', 'void'];
@@ -120,9 +102,11 @@ describe('admin corrections, grants, voids and releases survive SIGKILL at any m
     const units: Unit[] = [];
     for (let kill = 0; kill < KILLS; kill += 1) {
       await runUntilKilled(child, 600 + kill * 300, units);
-      // Every client's last unit was cut short by the kill, some after answered steps: their retries are what this tests.
-      const unfinished = units.filter((unit) => unit.done < STEPS.length);
-      expect(unfinished).toHaveLength(CLIENTS);
+      // The kill cut units short (at most one a client: one whose last unit ended as the kill fell has none), some after
+      // answered steps: their retries are what this tests.
+      const unfinished = units.filter((unit) => unit.done < STEPS.length).length;
+      expect(unfinished).toBeGreaterThan(0);
+      expect(unfinished).toBeLessThanOrEqual(CLIENTS);
       child = await start();
       for (const unit of units) expect(await complete(child, unit)).toBe(true);
     }
@@ -132,7 +116,7 @@ describe('admin corrections, grants, voids and releases survive SIGKILL at any m
       const mine = units.filter((unit) => unit.userId === userId).length;
       const balance = await fetch(`${child.url}/v1/accounts/${userId}/balance`, { headers: { authorization: admin } });
       expect(await balance.json()).toEqual({ userId, balance: FUNDS + 2 * mine, held: 0, available: FUNDS + 2 * mine, nextExpiry: null });
-      const events = await database.pool.query<{ event_type: string; count: string }>(
+      const events = await killed.database().pool.query<{ event_type: string; count: string }>(
         "SELECT event_type, count(*)::text AS count FROM events WHERE stream_id = $1 AND event_type <> 'TokensPurchased' GROUP BY event_type ORDER BY event_type",
         [`token-account-${userId}`],
       );
@@ -143,11 +127,11 @@ describe('admin corrections, grants, voids and releases survive SIGKILL at any m
         { event_type: 'TokensGranted', count: String(mine) },
         { event_type: 'TokensHeld', count: String(mine) },
       ]);
-      const voided = await database.pool.query<{ amount: string }>("SELECT coalesce(sum((data->>'amount')::bigint), 0)::text AS amount FROM events WHERE stream_id = $1 AND event_type = 'GrantVoided'", [`token-account-${userId}`]);
+      const voided = await killed.database().pool.query<{ amount: string }>("SELECT coalesce(sum((data->>'amount')::bigint), 0)::text AS amount FROM events WHERE stream_id = $1 AND event_type = 'GrantVoided'", [`token-account-${userId}`]);
       expect(voided.rows).toEqual([{ amount: String(10 * mine) }]);
-      const holds = await database.pool.query<{ status: string; count: string }>('SELECT status, count(*)::text AS count FROM token_holds WHERE user_id = $1 GROUP BY status', [userId]);
+      const holds = await killed.database().pool.query<{ status: string; count: string }>('SELECT status, count(*)::text AS count FROM token_holds WHERE user_id = $1 GROUP BY status', [userId]);
       expect(holds.rows).toEqual([{ status: 'released', count: String(mine) }]);
-      const grants = await database.pool.query<{ status: string; remaining: string; count: string }>(
+      const grants = await killed.database().pool.query<{ status: string; remaining: string; count: string }>(
         "SELECT status, remaining::text, count(*)::text AS count FROM token_lots WHERE user_id = $1 AND source = 'grant' GROUP BY status, remaining",
         [userId],
       );

@@ -1,10 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { buildService, keyedUntilAnswered, startServiceOn, stopServices, type ServiceProcess } from './support/service-process.js';
+import { killableService } from './support/killable-service.js';
+import { keyedUntilAnswered, type ServiceProcess } from './support/service-process.js';
 import { testToken } from './support/test-app.js';
-import { createTestDatabase, type TestDatabase } from './support/test-database.js';
 
 /**
  * The built service killed with SIGKILL while clients reserve and settle on a few accounts with
@@ -18,30 +15,15 @@ const FUNDS = 100_000;
 const CLIENTS = 8;
 const KILLS = 2;
 
-let database: TestDatabase;
-let dataDir: string;
+const killed = killableService('holds-crash', { IDEMPOTENCY_LOCK_SECONDS: '1' });
+const start = (): Promise<ServiceProcess> => killed.start();
 let service: string;
 let auditor: string;
-let running: ServiceProcess | undefined;
 
 beforeAll(async () => {
-  await buildService();
-  database = await createTestDatabase();
-  dataDir = await mkdtemp(path.join(tmpdir(), 'token-ledger-holds-crash-'));
   service = `Bearer ${await testToken('service')}`;
   auditor = `Bearer ${await testToken('auditor')}`;
-}, 240_000);
-
-afterAll(async () => {
-  await stopServices([running]);
-  await database?.drop();
-  await rm(dataDir, { recursive: true, force: true });
 });
-
-async function start(): Promise<ServiceProcess> {
-  running = await startServiceOn(database.url, dataDir, { IDEMPOTENCY_LOCK_SECONDS: '1' });
-  return running;
-}
 
 type Pair = { readonly userId: string; readonly holdKey: string; readonly settleKey: string; holdId?: string; settled: boolean };
 
@@ -103,9 +85,9 @@ describe('holds and settles survive SIGKILL at any moment', () => {
       const mine = pairs.filter((pair) => pair.userId === userId);
       const balance = await fetch(`${child.url}/v1/accounts/${userId}/balance`, { headers: { authorization: service } });
       expect(await balance.json()).toMatchObject({ userId, balance: FUNDS - 2 * mine.length, held: 0, available: FUNDS - 2 * mine.length });
-      const holds = await database.pool.query<{ status: string; count: string }>('SELECT status, count(*)::text AS count FROM token_holds WHERE user_id = $1 GROUP BY status', [userId]);
+      const holds = await killed.database().pool.query<{ status: string; count: string }>('SELECT status, count(*)::text AS count FROM token_holds WHERE user_id = $1 GROUP BY status', [userId]);
       expect(holds.rows).toEqual([{ status: 'settled', count: String(mine.length) }]);
-      const events = await database.pool.query<{ count: string }>("SELECT count(*) FROM events WHERE stream_id = $1 AND event_type IN ('TokensHeld', 'HoldSettled', 'TokensUsed')", [`token-account-${userId}`]);
+      const events = await killed.database().pool.query<{ count: string }>("SELECT count(*) FROM events WHERE stream_id = $1 AND event_type IN ('TokensHeld', 'HoldSettled', 'TokensUsed')", [`token-account-${userId}`]);
       // One TokensHeld and one HoldSettled (which also debits, ADR 0028) per pair: none twice.
       expect(Number(events.rows[0]?.count)).toBe(2 * mine.length);
       const verify = await fetch(`${child.url}/v1/audit/accounts/${userId}/verify`, { headers: { authorization: auditor } });

@@ -1,12 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { PaymentFaultPoint } from '@app/payments';
-import { buildService, startServiceOn, stopServices, type ServiceProcess } from './support/service-process.js';
+import { killableService } from './support/killable-service.js';
+import { stopServices, type ServiceProcess } from './support/service-process.js';
 import { FakeStripeServer } from './support/fake-stripe/fake-stripe-server.js';
 import { testToken } from './support/test-app.js';
-import { createTestDatabase, type TestDatabase } from './support/test-database.js';
 
 /**
  * The built service killed with SIGKILL at a point of a payment flow (`PAYMENT_CRASH_AT`, accepted
@@ -15,30 +12,15 @@ import { createTestDatabase, type TestDatabase } from './support/test-database.j
  * ends the payment exactly: balance, payment row, the provider's order, the history, and the
  * auditor's verify.
  */
-let database: TestDatabase;
-let dataDir: string;
+const killed = killableService('payment-kill', { PAYMENT_RECONCILIATION_INTERVAL_MS: '200' });
+const start = (environment: Record<string, string>): Promise<ServiceProcess> => killed.start(environment);
 let service: string;
 let admin: string;
 let auditor: string;
-let running: ServiceProcess | undefined;
 
 beforeAll(async () => {
-  await buildService();
-  database = await createTestDatabase();
-  dataDir = await mkdtemp(path.join(tmpdir(), 'token-ledger-payment-kill-'));
   [service, admin, auditor] = await Promise.all([testToken('service'), testToken('admin'), testToken('auditor')]).then((tokens) => tokens.map((token) => `Bearer ${token}`));
-}, 240_000);
-
-afterAll(async () => {
-  await stopServices([running]);
-  await database?.drop();
-  await rm(dataDir, { recursive: true, force: true });
 });
-
-async function start(environment: Record<string, string>): Promise<ServiceProcess> {
-  running = await startServiceOn(database.url, dataDir, { PAYMENT_RECONCILIATION_INTERVAL_MS: '200', ...environment });
-  return running;
-}
 
 async function call(child: ServiceProcess, method: string, route: string, authorization: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
   const response = await fetch(`${child.url}${route}`, {
@@ -57,7 +39,7 @@ async function dieDuring(child: ServiceProcess, route: string, authorization: st
 }
 
 async function providerOrder(paymentId: string): Promise<{ status: string; capture_idempotency_key: string | null; refund_idempotency_key: string | null }> {
-  const result = await database.pool.query<{ status: string; capture_idempotency_key: string | null; refund_idempotency_key: string | null }>(
+  const result = await killed.database().pool.query<{ status: string; capture_idempotency_key: string | null; refund_idempotency_key: string | null }>(
     'SELECT status, capture_idempotency_key, refund_idempotency_key FROM mock_provider_orders WHERE payment_id = $1',
     [paymentId],
   );

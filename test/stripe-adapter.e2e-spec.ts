@@ -34,12 +34,7 @@ async function pendingRefund(beforeRefund: (orderId: string) => void = () => und
   fake.confirmAsCustomer(orderId);
   await provider.capture(orderId, `capture-${paymentId}`);
   beforeRefund(orderId);
-  fake.nextRefundStatus = 'pending';
-  try {
-    return { orderId, key: `refund-${paymentId}`, first: await provider.refund(orderId, `refund-${paymentId}`) };
-  } finally {
-    fake.nextRefundStatus = 'succeeded';
-  }
+  return { orderId, key: `refund-${paymentId}`, first: await fake.whileRefundsPending(() => provider.refund(orderId, `refund-${paymentId}`)) };
 }
 
 describe('Stripe adapter against the fake Stripe API', () => {
@@ -161,13 +156,7 @@ describe('Stripe adapter against the fake Stripe API', () => {
     expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured_in_part', providerRefundId: null });
     fake.dashboardRefund(orderId, 150);
     expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured_in_part', providerRefundId: null });
-    fake.nextRefundStatus = 'pending';
-    let rest;
-    try {
-      rest = fake.dashboardRefund(orderId);
-    } finally {
-      fake.nextRefundStatus = 'succeeded';
-    }
+    const rest = await fake.whileRefundsPending(() => fake.dashboardRefund(orderId));
     expect(rest.amount).toBe(50);
     expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured_in_part', providerRefundId: null, refundPending: true });
     fake.settleRefund(rest.id, 'succeeded');

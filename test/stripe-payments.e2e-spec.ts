@@ -456,13 +456,7 @@ describe('a refund Stripe has not decided beside ours', () => {
     const bought = await buy(userId);
     fake.confirmAsCustomer(bought.orderId);
     await capture(bought.paymentId).expect(200);
-    fake.nextRefundStatus = 'pending';
-    let operators;
-    try {
-      operators = fake.dashboardRefund(bought.orderId, 100);
-    } finally {
-      fake.nextRefundStatus = 'succeeded';
-    }
+    const operators = await fake.whileRefundsPending(() => fake.dashboardRefund(bought.orderId, 100));
     await deliver(eventOf('charge.refunded', bought.orderId)).expect(200);
     const refunded = await http().post(`/v1/payments/${bought.paymentId}/refund`).send().expect(200);
     expect(refunded.body).toMatchObject({ balance: 0, payment: { status: 'REFUNDED' } });
@@ -515,15 +509,10 @@ describe('Stripe refunds the bank has not confirmed yet', () => {
     const bought = await buy(userId);
     fake.confirmAsCustomer(bought.orderId);
     await capture(bought.paymentId).expect(200);
-    fake.nextRefundStatus = 'pending';
-    try {
-      const answer = await http().post(`/v1/payments/${bought.paymentId}/refund`).send().expect(202);
-      const refund = [...fake.refunds.values()].find((each) => each.payment_intent === bought.orderId);
-      if (refund === undefined) throw new Error('no refund made');
-      return { ...bought, answer, refund };
-    } finally {
-      fake.nextRefundStatus = 'succeeded';
-    }
+    const answer = await fake.whileRefundsPending(() => http().post(`/v1/payments/${bought.paymentId}/refund`).send().expect(202));
+    const refund = [...fake.refunds.values()].find((each) => each.payment_intent === bought.orderId);
+    if (refund === undefined) throw new Error('no refund made');
+    return { ...bought, answer, refund };
   }
   const balanceBodyOf = async (userId: string) => (await http().get(`/v1/accounts/${userId}/balance`).expect(200)).body as Record<string, unknown>;
 
@@ -564,13 +553,7 @@ describe('Stripe refunds the bank has not confirmed yet', () => {
     await capture(bought.paymentId).expect(200);
     const key = randomUUID();
     const keyedRefund = () => http().post(`/v1/payments/${bought.paymentId}/refund`).set('Idempotency-Key', key).send();
-    fake.nextRefundStatus = 'pending';
-    let pending;
-    try {
-      pending = await keyedRefund().expect(202);
-    } finally {
-      fake.nextRefundStatus = 'succeeded';
-    }
+    const pending = await fake.whileRefundsPending(() => keyedRefund().expect(202));
     expect(pending.headers['idempotent-replayed']).toBeUndefined();
     const refund = [...fake.refunds.values()].find((each) => each.payment_intent === bought.orderId);
     if (refund === undefined) throw new Error('no refund made');
@@ -682,13 +665,7 @@ describe('Stripe refunds the bank has not confirmed yet', () => {
     const { paymentId, orderId, refund } = await refundedPending(userId);
     fake.settleRefund(refund.id, 'failed');
     await deliver(eventOf('refund.updated', orderId)).expect(200);
-    fake.nextRefundStatus = 'pending';
-    let operators;
-    try {
-      operators = fake.dashboardRefund(orderId);
-    } finally {
-      fake.nextRefundStatus = 'succeeded';
-    }
+    const operators = await fake.whileRefundsPending(() => fake.dashboardRefund(orderId));
     expect((await http().post(`/v1/payments/${paymentId}/refund`).send().expect(202)).body).toMatchObject({ payment: { status: 'REFUND_PENDING' } });
     expect(await balanceBodyOf(userId)).toMatchObject({ balance: 100, available: 0, reservedForRefunds: 100 });
     fake.settleRefund(operators.id, 'succeeded');
@@ -800,12 +777,7 @@ describe('Stripe expiry and reconciliation', () => {
     const { paymentId, orderId } = await buy(userId);
     fake.confirmAsCustomer(orderId);
     await capture(paymentId).expect(200);
-    fake.nextRefundStatus = 'pending';
-    try {
-      await http().post(`/v1/payments/${paymentId}/refund`).send().expect(202);
-    } finally {
-      fake.nextRefundStatus = 'succeeded';
-    }
+    await fake.whileRefundsPending(() => http().post(`/v1/payments/${paymentId}/refund`).send().expect(202));
     const [refund] = [...fake.refunds.values()].filter((each) => each.payment_intent === orderId);
     if (refund === undefined) throw new Error('no refund made');
     fake.settleRefund(refund.id, 'failed');

@@ -17,6 +17,13 @@ const commands: TokenAccountCommand[] = [
   { type: 'ExpireCredits', data: { userId, transactionId: 'job', now: at(61) } },
 ];
 
+/** The events the ledger decides for `decided`, one command after another, as a replay reads them. */
+function replayableOf(decided: readonly TokenAccountCommand[]) {
+  const events: TokenAccountEvent[] = [];
+  for (const command of decided) events.push(...decideTokenAccount(command, fold(tokenAccountDecider, tokenAccountDecider.initialState, events)));
+  return events.map((event, index) => ({ ...event, revision: BigInt(index), createdAt: at(index).toISOString() }));
+}
+
 function stream(): BundleEvent[] {
   const events: TokenAccountEvent[] = [];
   for (const command of commands) events.push(...decideTokenAccount(command, fold(tokenAccountDecider, tokenAccountDecider.initialState, events)));
@@ -88,9 +95,7 @@ describe('audit: holds and lots', () => {
       { type: 'HoldTokens', data: { userId, holdId: 'h1', amount: 40, description: null, ttlSeconds: 600, ttlSecondsMax: 600, transactionId: 'th', now: at(2) } },
       { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 're_1', transactionId: 'tr', now: at(3) } },
     ];
-    const events: TokenAccountEvent[] = [];
-    for (const command of refunded) events.push(...decideTokenAccount(command, fold(tokenAccountDecider, tokenAccountDecider.initialState, events)));
-    const replayable = events.map((event, index) => ({ ...event, revision: BigInt(index), createdAt: at(index).toISOString() }));
+    const replayable = replayableOf(refunded);
     // Minute 30: the hold expired at minute 12; the refund takes the 40 it held back, though nothing records it yet.
     expect(tokenAccountSummaryAsOf(replayable, { at: at(30) })).toMatchObject({
       balance: 0,
@@ -109,9 +114,7 @@ describe('audit: holds and lots', () => {
       // Lost while the hold holds every token: nothing free to take back, so the account owes all 100.
       { type: 'RecordDispute', data: { userId, paymentId, disputeId: 'dp_1', status: 'lost', amount: 500, currency: 'USD', reason: 'fraudulent', transactionId: 'cb', now: at(3) } },
     ];
-    const events: TokenAccountEvent[] = [];
-    for (const command of disputed) events.push(...decideTokenAccount(command, fold(tokenAccountDecider, tokenAccountDecider.initialState, events)));
-    const replayable = events.map((event, index) => ({ ...event, revision: BigInt(index), createdAt: at(index).toISOString() }));
+    const replayable = replayableOf(disputed);
     expect(tokenAccountSummaryAsOf(replayable, { at: at(5) })).toMatchObject({ balance: 100, held: 100, shortfall: 100 });
     // Minute 30: the hold expired at minute 12; the 100 it gives back pay the shortfall off, though nothing records it yet.
     expect(tokenAccountSummaryAsOf(replayable, { at: at(30) })).toMatchObject({

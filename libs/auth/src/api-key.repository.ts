@@ -88,7 +88,8 @@ export class ApiKeyRepository {
   /** Creates a key; the returned `key` is the only time its secret exists outside the caller. */
   async create(input: NewApiKey): Promise<{ readonly key: string; readonly record: ApiKeyRecord }> {
     // Characters as the request's rule and PostgreSQL count them (an emoji is one), not UTF-16 units.
-    if (textLength(input.name) < 1 || textLength(input.name) > NAME_LENGTH_MAX) throw new RangeError(`an API key name is 1 to ${NAME_LENGTH_MAX} characters`);
+    const nameLength = textLength(input.name);
+    if (nameLength < 1 || nameLength > NAME_LENGTH_MAX) throw new RangeError(`an API key name is 1 to ${NAME_LENGTH_MAX} characters`);
     // What an operator reads in lists and logs, whoever creates the key (the HTTP route trims first; the CLI too).
     if (input.name !== input.name.trim() || API_KEY_NAME_FORBIDDEN.test(input.name)) throw new RangeError('an API key name has no surrounding white space and no control, line-separator or direction characters');
     if (!API_KEY_ROLES.includes(input.role)) throw new RangeError(`an API key role is one of ${API_KEY_ROLES.join(', ')}`);

@@ -235,6 +235,16 @@ export class FakeStripeServer {
    */
   nextRefundStatus: 'succeeded' | 'pending' = 'succeeded';
 
+  /** Runs `run` with the refunds it makes created `pending`, then back to `succeeded`, whatever `run` does. */
+  async whileRefundsPending<T>(run: () => T | Promise<T>): Promise<T> {
+    this.nextRefundStatus = 'pending';
+    try {
+      return await run();
+    } finally {
+      this.nextRefundStatus = 'succeeded';
+    }
+  }
+
   /**
    * The bank decides a pending refund: `succeeded`, or `failed` (the money stays with the merchant:
    * the charge's `amount_refunded` drops back and `refunded` is false again). Sends `refund.updated`.
