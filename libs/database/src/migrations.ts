@@ -1,24 +1,37 @@
 import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import type { QueryResult, QueryResultRow } from 'pg';
+import { Client, type QueryResult, type QueryResultRow } from 'pg';
 import { runner } from 'node-pg-migrate';
 
 /**
  * The SQL migrations of every table (event store and read models), applied in order with
  * node-pg-migrate. It takes an advisory lock, so several instances may start at once.
+ *
+ * node-pg-migrate runs on a client of ours, ended (and awaited) before this returns: its own client
+ * is ended without being awaited and has no error listener, so a server stopped right after the
+ * migrations (a test's, or a restart) could terminate that connection mid-close, an unhandled error
+ * that ends the process.
  */
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations', import.meta.url));
 
 export async function migrateDatabase(databaseUrl: string, log: (message: string) => void = () => undefined): Promise<void> {
-  await runner({
-    databaseUrl,
-    dir: MIGRATIONS_DIR,
-    direction: 'up',
-    migrationsTable: 'pgmigrations',
-    checkOrder: true,
-    log,
-    logger: { debug: log, info: log, warn: log, error: log },
-  });
+  const client = new Client({ connectionString: databaseUrl });
+  // A failed query rejects its own promise; this listener only keeps a dropped idle connection from crashing the process.
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    await runner({
+      dbClient: client,
+      dir: MIGRATIONS_DIR,
+      direction: 'up',
+      migrationsTable: 'pgmigrations',
+      checkOrder: true,
+      log,
+      logger: { debug: log, info: log, warn: log, error: log },
+    });
+  } finally {
+    await client.end();
+  }
 }
 
 /**
