@@ -4,6 +4,7 @@ import { LEDGER_ERROR_CODES, LedgerError } from '../ledger.errors.js';
 import { BALANCE_MAX, GRANT_PRIORITY_DEFAULT, HOLD_TTL_SECONDS_MAX, TOKEN_AMOUNT_MAX } from '../ledger.limits.js';
 import { propertyRuns } from '../testing/property-runs.js';
 import { sweepExpiries } from './expiry.decide.js';
+import { OPENING_LOT_ID } from './lot.state.js';
 import { captureDecision } from './payment.decide.js';
 import { blockingDisputeOf } from './dispute.decide.js';
 import type { TokenAccountCommand } from './token-account.commands.js';
@@ -41,6 +42,13 @@ const PACKAGES = [
 ] as const;
 
 const HOLD_IDS = ['hold-1', 'hold-2'] as const;
+
+/**
+ * A package's lot terms, as the payment keeps them at its start or the capture brings them (the
+ * payment's win): often none (the default priority, no expiry), else a priority and a lifetime of a
+ * day, which the clock's day-long moves outlast.
+ */
+const lotTerms = fc.option(fc.record({ priority: fc.constantFrom(0, 100, 500), expiresInDays: fc.constantFrom(null, 1) }), { nil: undefined });
 
 /**
  * What a step knows when it builds its command: the time, a transaction id of its own, and the ids of
@@ -88,8 +96,9 @@ const COMMAND_GENERATORS: { readonly [Type in CommandType]: CommandGenerator<Typ
     recipe: fc
       .record({ paymentId: fc.constantFrom(...PROVIDER_PAYMENT_IDS), product: fc.constantFrom(...PACKAGES), otherOrder: fc.boolean(), validForMs: fc.integer({ min: 1, max: 60 * MINUTE_MS }),
         pendingPaymentsMax: fc.constantFrom(1, 10),
+        lot: lotTerms,
       })
-      .map(({ paymentId, product, otherOrder, validForMs, pendingPaymentsMax }) => (clock) => ({
+      .map(({ paymentId, product, otherOrder, validForMs, pendingPaymentsMax, lot }) => (clock) => ({
         type: 'InitiatePayment',
         data: {
           userId,
@@ -101,6 +110,7 @@ const COMMAND_GENERATORS: { readonly [Type in CommandType]: CommandGenerator<Typ
           now: clock.now,
           expiresAt: new Date(clock.now.getTime() + validForMs),
           pendingPaymentsMax,
+          ...(lot === undefined ? {} : { lot }),
         },
       })),
   },
@@ -110,8 +120,9 @@ const COMMAND_GENERATORS: { readonly [Type in CommandType]: CommandGenerator<Typ
       .record({
         paymentId: fc.constantFrom(...PROVIDER_PAYMENT_IDS),
         outcome: fc.constantFrom({ status: 'captured', providerTransactionId: 'capture-1' } as const, { status: 'declined', reason: 'card_declined' } as const),
+        lot: lotTerms,
       })
-      .map((data) => (clock) => ({ type: 'CapturePayment', data: { ...data, userId, transactionId: clock.transactionId, now: clock.now } })),
+      .map(({ lot, ...data }) => (clock) => ({ type: 'CapturePayment', data: { ...data, userId, transactionId: clock.transactionId, now: clock.now, ...(lot === undefined ? {} : { lot }) } })),
   },
   ExpirePayment: {
     idempotent: true,
@@ -217,13 +228,45 @@ const WEIGHTS: { readonly [Type in CommandType]?: number } = { InitiatePayment: 
 const generators: readonly { readonly recipe: fc.Arbitrary<(clock: Clock) => TokenAccountCommand>; readonly idempotent: boolean; readonly weight: number }[] = (
   Object.keys(COMMAND_GENERATORS) as CommandType[]
 ).map((type) => ({ ...(COMMAND_GENERATORS[type] as CommandGenerator<CommandType>), weight: WEIGHTS[type] ?? 1 }));
-// The clock moves often enough for payments, holds and lots to expire during a sequence.
+// The clock moves often enough for payments, holds and lots to expire during a sequence; now and then by a day, past a purchase's lifetime.
 const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 4, arbitrary: fc.integer({ min: 1, max: 90 * MINUTE_MS }).map((ms): Step => ({ kind: 'advance', ms })) },
+  { weight: 1, arbitrary: fc.integer({ min: 20 * 60 * MINUTE_MS, max: 30 * 60 * MINUTE_MS }).map((ms): Step => ({ kind: 'advance', ms })) },
   ...generators.map(({ recipe, idempotent, weight }) => ({ weight, arbitrary: recipe.map((build): Step => ({ kind: 'command', recipe: build, idempotent })) })),
 );
 // size 'max': fast-check's default size keeps arrays far shorter than maxLength.
-const sequences = fc.array(step, { minLength: 1, maxLength: 60, size: 'max' });
+const steps = fc.array(step, { minLength: 1, maxLength: 60, size: 'max' });
+
+/**
+ * What a stream written before lots and holds may hold (no `lot`, no `draws`, no `heldAfter`): a
+ * provider payment bought then (from the same pool of ids, so later commands refund and dispute it),
+ * a direct purchase and a spend. Their credits fold into the opening lot.
+ */
+type PreLots = { readonly payment: boolean; readonly direct: number; readonly used: number };
+
+function preLotsStream({ payment, direct, used }: PreLots): TokenAccountEvent[] {
+  const at = new Date(start - 24 * 60 * MINUTE_MS).toISOString();
+  const events: TokenAccountEvent[] = [];
+  let balance = 0;
+  if (payment) {
+    const ids = { userId, paymentId: 'provider-1', orderId: 'order-provider-1' };
+    events.push(
+      { type: 'PaymentInitiated', data: { ...ids, packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'mock', occurredAt: at, expiresAt: new Date(start).toISOString() } },
+      { type: 'PaymentCaptured', data: { ...ids, providerTransactionId: 'capture-before-lots', occurredAt: at } },
+      { type: 'TokensPurchased', data: { userId, transactionId: 'before-lots-1', paymentId: 'provider-1', amount: 100, description: null, balanceAfter: (balance += 100), occurredAt: at } },
+    );
+  }
+  events.push({ type: 'TokensPurchased', data: { userId, transactionId: 'before-lots-2', paymentId: 'direct-1', amount: direct, description: null, balanceAfter: (balance += direct), occurredAt: at } });
+  const spent = Math.min(used, balance);
+  if (spent > 0) events.push({ type: 'TokensUsed', data: { userId, transactionId: 'before-lots-3', amount: spent, description: null, balanceAfter: balance - spent, occurredAt: at } });
+  return events;
+}
+
+/** A sequence of steps, on a new account or, one time in four, on one whose stream began before lots. */
+const sequences = fc.record({
+  preLots: fc.option(fc.record({ payment: fc.boolean(), direct: fc.integer({ min: 1, max: 300 }), used: fc.integer({ min: 0, max: 300 }) }), { freq: 4, nil: undefined }),
+  steps,
+});
 
 function decided(command: TokenAccountCommand, state: TokenAccountState): readonly TokenAccountEvent[] | LedgerError {
   try {
@@ -292,6 +335,8 @@ function expectInvariants(state: TokenAccountState, history: readonly TokenAccou
   expect({
     balance: state.balance,
     balanceInRange: state.balance >= 0 && state.balance <= BALANCE_MAX,
+    // Every token of the balance is in a live lot: what a debit, expiry, void or refund took is gone from the lot it drew on.
+    inLiveLots: [...state.lots.values()].reduce((sum, lot) => sum + lot.remaining, 0),
     // What holds and pending refunds set aside is part of the balance, never more than it.
     held: state.held,
     reservedForRefunds: state.reservedForRefunds,
@@ -326,6 +371,7 @@ function expectInvariants(state: TokenAccountState, history: readonly TokenAccou
   }).toEqual({
     balance: history.reduce((sum, event) => sum + tokensMoved(event), 0),
     balanceInRange: true,
+    inLiveLots: state.balance,
     held: [...state.holds.values()].reduce((sum, hold) => sum + hold.amount, 0),
     reservedForRefunds: payments.filter((payment) => payment.status === 'REFUND_PENDING').reduce((sum, payment) => sum + payment.tokens, 0),
     availableInRange: true,
@@ -391,11 +437,12 @@ function gateOf<Gate extends string>(ask: () => Gate): Gate | 'refused' {
 }
 
 /** Runs the steps, checking every property on the way; returns what was decided and what was refused. */
-function run(steps: readonly Step[]): { readonly history: readonly TokenAccountEvent[]; readonly refused: readonly string[] } {
+function run({ preLots, steps }: { readonly preLots: PreLots | undefined; readonly steps: readonly Step[] }): { readonly history: readonly TokenAccountEvent[]; readonly refused: readonly string[] } {
   const refused: string[] = [];
   let now = start;
-  let state = tokenAccountDecider.initialState;
-  const history: TokenAccountEvent[] = [];
+  const history: TokenAccountEvent[] = preLots === undefined ? [] : preLotsStream(preLots);
+  let state = replay(history);
+  if (history.length > 0) expectInvariants(state, history);
   steps.forEach((next, index) => {
     if (next.kind === 'advance') {
       now += next.ms;
@@ -426,8 +473,8 @@ function run(steps: readonly Step[]): { readonly history: readonly TokenAccountE
 describe('token account: properties of random command sequences', () => {
   it('keeps the balance equal to credits less debits, in range, replayable and snapshot-safe; repeats decide nothing', () => {
     fc.assert(
-      fc.property(sequences, (steps) => {
-        run(steps);
+      fc.property(sequences, (sequence) => {
+        run(sequence);
       }),
       { numRuns: propertyRuns(100) },
     );
@@ -437,10 +484,15 @@ describe('token account: properties of random command sequences', () => {
     const events = new Set<string>();
     const refusals = new Set<string>();
     // 400: a spend refused while a lost dispute is owed is rare (300 reached it only while a second lost dispute of a payment wrongly owed it again).
-    for (const steps of fc.sample(sequences, { numRuns: 400, seed: 17 })) {
-      const { history, refused } = run(steps);
+    for (const sequence of fc.sample(sequences, { numRuns: 400, seed: 17 })) {
+      const { history, refused } = run(sequence);
+      const purchaseLots = new Set(history.flatMap((event) => (event.type === 'TokensPurchased' && event.data.lot?.expiresAt != null ? [event.data.lot.lotId] : [])));
       for (const event of history) {
         events.add(event.type);
+        // A package's lot past its lifetime, so the properties see purchases expire too.
+        if (event.type === 'LotExpired' && purchaseLots.has(event.data.lotId)) events.add('LotExpired (purchase)');
+        // A payment bought before lots, refunded from the opening lot.
+        if (event.type === 'TokensRefunded' && event.data.draws?.some((draw) => draw.lotId === OPENING_LOT_ID) === true) events.add('TokensRefunded (opening lot)');
         // The refunds made at the provider during a hold, and what they take as the hold gives it back.
         if (event.type === 'PaymentRefunded' && event.data.heldBack !== undefined) events.add('PaymentRefunded (heldBack)');
         if (event.type === 'TokensRefunded' && event.data.heldAtRefund === true) events.add('TokensRefunded (heldAtRefund)');
@@ -454,6 +506,7 @@ describe('token account: properties of random command sequences', () => {
         'HoldReleased',
         'HoldSettled',
         'LotExpired',
+        'LotExpired (purchase)',
         'PaymentCaptured',
         'PaymentDisputeClosed',
         'PaymentDisputeOpened',
@@ -467,6 +520,7 @@ describe('token account: properties of random command sequences', () => {
         'PaymentRefunded',
         'PaymentRefunded (heldBack)',
         'TokensRefunded (heldAtRefund)',
+        'TokensRefunded (opening lot)',
         'TokensAdjusted',
         'TokensGranted',
         'TokensHeld',
