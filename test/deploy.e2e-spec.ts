@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -130,6 +130,22 @@ describe('a start the operator has to fix', () => {
     await expect(stat(dataDir)).rejects.toThrow('ENOENT');
   }, 30_000);
 
+  it('reads its settings from the file ENV_FILE names (the environment wins), and names ENV_FILE when that file cannot be read', async () => {
+    const dataDir = path.join(parent, 'data');
+    const envFile = path.join(parent, 'settings.env');
+    await writeFile(envFile, 'NODE_ENV=production\nPAYMENT_WEBHOOK_SECRET=short-hook-key\nPAYMENT_PROVIDER=stripe\n');
+    const service = startService({ ENV_FILE: envFile, PAYMENT_PROVIDER: 'mock', DATA_DIR: dataDir, PORT: String(await freePort()) });
+    const { code, output } = await refusal(service, 20_000);
+    expect(code).toBe(1);
+    expect(output).toContain('PAYMENT_WEBHOOK_SECRET=(hidden): PAYMENT_WEBHOOK_SECRET must be longer than or equal to 16 characters');
+    expect(output).toContain('PAYMENT_PROVIDER=mock: the mock provider approves every capture');
+    const missing = path.join(parent, 'no-such.env');
+    const unread = await refusal(startService({ ENV_FILE: missing, DATA_DIR: dataDir, PORT: String(await freePort()) }), 20_000);
+    expect(unread.code).toBe(1);
+    expect(unread.output).toContain(`cannot start: ENV_FILE: cannot read ${missing} (ENOENT)`);
+    await expect(stat(dataDir)).rejects.toThrow('ENOENT');
+  }, 40_000);
+
   it('names EMBEDDED_POSTGRES_PORT when that port is in use, and exits 1 within seconds', async () => {
     const postgresPort = await freePort();
     await occupy(postgresPort);
@@ -182,7 +198,7 @@ describe('stopping', () => {
     expect(scripts.start).toBe(`nest build api && ${scripts['start:prod']}`);
     const dataDir = path.join(parent, 'data');
     const [httpPort, postgresPort] = [await freePort(), await freePort()];
-    const env = { PATH: process.env.PATH, HOME: process.env.HOME, DATA_DIR: dataDir, PORT: String(httpPort), EMBEDDED_POSTGRES_PORT: String(postgresPort) };
+    const env = { PATH: process.env.PATH, HOME: process.env.HOME, ENV_FILE: '', DATA_DIR: dataDir, PORT: String(httpPort), EMBEDDED_POSTGRES_PORT: String(postgresPort) };
     const npm = spawn('npm', ['run', '--silent', 'start:prod'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     npm.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));

@@ -50,10 +50,11 @@ export async function buildService(): Promise<void> {
   }
 }
 
-/** Starts the built service with `environment` (plus PATH and HOME), collecting its output. */
+/** Starts the built service with `environment` (plus PATH and HOME, and no .env), collecting its output. */
 export function startService(environment: Record<string, string>): ServiceProcess {
   // METRICS_PORT=0: processes started side by side must not contend for the default metrics port.
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, METRICS_PORT: '0', ...environment };
+  // ENV_FILE='': a developer's .env in the working directory must not reach a spec's service.
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, METRICS_PORT: '0', ENV_FILE: '', ...environment };
   const child = spawn(process.execPath, [MAIN], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));

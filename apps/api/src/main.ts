@@ -14,8 +14,8 @@ import { ServiceMetrics } from './metrics/service-metrics.js';
 
 /** Longest the requests in flight at SIGTERM may take before their connections are cut. */
 const DRAIN_TIMEOUT_MS = 8_000;
-/** Read at start when it exists; `.env.example` lists every variable with its default. */
-const ENV_FILE = '.env';
+/** Read at start when it exists, unless ENV_FILE names another (or, empty, none); `.env.example` lists every variable with its default. */
+const ENV_FILE_DEFAULT = '.env';
 
 /** What is running, for the signal handlers: they may arrive at any point of the start. */
 type Running = { embedded?: EmbeddedPostgresServer; app?: NestFastifyApplication; drain?: (timeoutMs: number) => Promise<void>; metrics?: MetricsServer };
@@ -27,7 +27,15 @@ type Running = { embedded?: EmbeddedPostgresServer; app?: NestFastifyApplication
  */
 async function main(): Promise<void> {
   // A .env file in the working directory supplies what the environment does not set (the environment wins).
-  if (existsSync(ENV_FILE)) process.loadEnvFile(ENV_FILE);
+  // ENV_FILE names another, which must exist; empty, none (the tests' services read only what they are given).
+  const envFile = process.env.ENV_FILE ?? ENV_FILE_DEFAULT;
+  if (envFile !== '' && (process.env.ENV_FILE !== undefined || existsSync(envFile))) {
+    try {
+      process.loadEnvFile(envFile);
+    } catch (error) {
+      throw new StartupError('ENV_FILE', `cannot read ${path.resolve(envFile)} (${(error as { code?: string }).code ?? String(error)})`);
+    }
+  }
   // Every setting is checked before anything starts, and every problem is reported in one message.
   const { config, authConfig } = loadServiceSettings(process.env);
   const logger = createServiceLogger(config);
