@@ -293,7 +293,7 @@ export class AppConfig {
   @Max(24 * 3_600_000)
   PAYMENT_RECONCILIATION_INTERVAL_MS = 300_000;
 
-  /** How far back COMPLETED and FAILED payments are compared with the provider: `72h`, `30m` or milliseconds. */
+  /** How far back COMPLETED, FAILED and REFUNDED payments are compared with the provider: `72h`, `30m` or milliseconds. */
   @Transform(toDurationMs)
   @IsInt({ message: 'PAYMENT_RECONCILIATION_LOOKBACK must be a duration such as 72h, 30m or a number of milliseconds' })
   @Min(60_000)
