@@ -311,6 +311,16 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     (await testApp.database.pool.query<{ event_type: string }>("SELECT event_type FROM events WHERE stream_id = $1 AND event_type IN ('HoldExpired', 'LotExpired') ORDER BY stream_revision", [tokenAccountStreamId(userId)])).rows.map((row) => row.event_type);
 
   /** The job's decision for this account alone, at `now`. */
+  /** Decides `command` on the account's stream through the write path, as a handler would. */
+  async function decide(userId: string, command: Parameters<typeof decideTokenAccountWithState>[0]): Promise<void> {
+    await testApp.app.get(CommandHandling, { strict: false }).handle({
+      streamId: tokenAccountStreamId(userId),
+      decider: tokenAccountDecider,
+      decide: (state) => decideTokenAccountWithState(command, state),
+      metadata: eventMetadata({ actor: TEST_ACTOR, requestId: randomUUID() }),
+    });
+  }
+
   async function recordExpiries(userId: string, now: Date): Promise<void> {
     const command = { type: 'ExpireCredits', data: { userId, transactionId: randomUUID(), now } } as const;
     await testApp.app.get(CommandHandling, { strict: false }).handle({
@@ -438,6 +448,47 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     // And what the balance said is what usage can take.
     expect((await client().post(`/v1/accounts/${userId}/usage`).send({ amount: 101 }).expect(409)).body).toMatchObject({ code: 'INSUFFICIENT_BALANCE', available: 100 });
     await client().post(`/v1/accounts/${userId}/usage`).send({ amount: 100 }).expect(201);
+  });
+
+  it("answers the balance from the read models, without the stream, past a lot's expiry that live holds hold whole; and never names as next expiry a refunded purchase's lot that holds hold", async () => {
+    const start = new Date();
+    clockNow = start;
+    const userId = randomUUID();
+    const client = () => clockApp.http();
+    // A purchase of 40 whose lot expires in a day, bought through the payment commands (a provider's capture), and a grant of 50 expiring in a minute.
+    const paymentId = randomUUID();
+    await decide(userId, { type: 'InitiatePayment', data: { userId, paymentId, orderId: `order-${paymentId}`, packageId: 'promo', tokens: 40, amount: 100, currency: 'USD', provider: 'mock', now: start, expiresAt: new Date(start.getTime() + 3_600_000), pendingPaymentsMax: 10, lot: { priority: 200, expiresInDays: 1 } } });
+    await decide(userId, { type: 'CapturePayment', data: { userId, paymentId, outcome: { status: 'captured', providerTransactionId: `capture-${paymentId}` }, transactionId: randomUUID(), now: start } });
+    const grantExpiresAt = new Date(start.getTime() + 60_000).toISOString();
+    const grantLot = (await client().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 50, reason: 'Welcome bonus', priority: 10, expiresAt: grantExpiresAt }).expect(201)).body.lotId as string;
+    // Held whole: the grant (drawn first), then the purchase.
+    await client().post(`/v1/accounts/${userId}/holds`).send({ amount: 90, expiresInSeconds: 600 }).expect(201);
+    // Counts the streams the service loads to answer.
+    const handling = clockApp.app.get(CommandHandling, { strict: false });
+    const load = handling.load;
+    let loads = 0;
+    handling.load = function (this: CommandHandling, ...args: unknown[]) {
+      loads += 1;
+      return Reflect.apply(load, this, args) as unknown;
+    } as typeof load;
+    try {
+      // Past the grant's expiry: the hold holds all of it, so nothing expires, and the next expiry is the purchase's.
+      clockNow = new Date(start.getTime() + 90_000);
+      const purchaseExpiresAt = new Date(start.getTime() + 86_400_000).toISOString();
+      const purchaseLot = ((await client().get(`/v1/accounts/${userId}/lots`).expect(200)).body.data as { lotId: string; paymentId: string | null }[]).find((lot) => lot.paymentId === paymentId)?.lotId;
+      expect((await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual({ userId, balance: 90, held: 90, available: 0, nextExpiry: { expiresAt: purchaseExpiresAt, amount: 40, lotId: purchaseLot } });
+      expect(loads).toBe(0);
+      // The provider refunds the purchase while the hold holds all of it: the refund takes its 40 as the hold gives them back, so they never expire.
+      await decide(userId, { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: `refund-${paymentId}`, transactionId: randomUUID(), now: clockNow } });
+      expect((await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual({ userId, balance: 90, held: 90, available: 0, nextExpiry: null });
+      expect(loads).toBe(0);
+      // The same answer the stream gives with the expiries due now decided.
+      await recordExpiries(userId, clockNow);
+      expect(await expiryEvents(userId)).toEqual([]);
+    } finally {
+      handling.load = load;
+    }
+    expect(grantLot).toEqual(expect.any(String));
   });
 });
 

@@ -31,7 +31,7 @@ describe("the balance's next expiry from the folded state (the read path while a
     expect(nextExpiryOf(state, now)).toEqual({ expiresAt: at(30).toISOString(), amount: 40, lotId: 'lot-a' });
   });
 
-  it('leaves out a lot past its expiry that a hold still holds whole, which token_lots records expired', () => {
+  it('leaves out a lot past its expiry that a hold still holds whole (nothing of it expires: token_lots keeps it active until the hold ends)', () => {
     const state = stateAfter([...bought('a', 100, 1), ...bought('b', 50, 30), hold('h', 100, 2 * 86_400)]);
     expect(nextExpiryOf(state, at(0.5))).toEqual({ expiresAt: at(1).toISOString(), amount: 100, lotId: 'lot-a' });
     // At its expiry the held lot stays in the state (remaining 100, all held), and is no longer the next expiry.
@@ -40,7 +40,7 @@ describe("the balance's next expiry from the folded state (the read path while a
     expect(nextExpiryOf(swept, at(1))).toEqual({ expiresAt: at(30).toISOString(), amount: 50, lotId: 'lot-b' });
   });
 
-  it("leaves out the lot of a purchase the provider refunded while a hold held part of it, which token_lots records refunded", () => {
+  it('leaves out the lot of a purchase the provider refunded while a hold held part of it (the held part goes to the refund, never expires)', () => {
     const held = stateAfter([...bought('a', 100, 1), ...bought('b', 50, 30), hold('h', 30, 3_600)]);
     const refunded = decideTokenAccountWithState({ type: 'RefundPayment', data: { userId, paymentId: 'a', providerRefundId: 're_a', transactionId: 'tx-refund', now } }, held).state;
     // The held 30 stay in the lot for the refund to take as the hold gives them back.
