@@ -79,6 +79,13 @@ describe('JwtVerifier with HS256', () => {
     await expect(JwtVerifier.create({ ...base, lifetimeSecondsMax: 0 })).rejects.toThrow(/lifetimeSecondsMax/);
   });
 
+  it('measures a token whose iat is later than now from now: a future iat does not shorten a ten-year token', async () => {
+    const tenYears = now + 10 * 365 * 86_400;
+    expect(await refusal(verifier, await hs256({ iat: tenYears - 60, exp: tenYears }))).toBe('TOKEN_LIFETIME_TOO_LONG');
+    // Within the maximum from now, a slightly future iat (a fast issuer clock) is still accepted.
+    await expect(verifier.verify(await hs256({ iat: now + 30, exp: now + 3_600 }))).resolves.toMatchObject({ subject: userId });
+  });
+
   it('refuses a token without exp', async () => {
     const token = await new SignJWT({ sub: userId, iat: now }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(secret));
     expect(await refusal(verifier, token)).toBe('TOKEN_CLAIM_INVALID');

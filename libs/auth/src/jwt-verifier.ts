@@ -174,11 +174,14 @@ async function loadKeySet(source: JwksSource, timeoutMs: number): Promise<KeyRes
 
 /**
  * Refuses a token whose claimed lifetime is longer than allowed. Checked after the signature, so
- * only the holder of a genuinely signed token learns the limit from the answer.
+ * only the holder of a genuinely signed token learns the limit from the answer. The lifetime runs
+ * from `iat`, or from now when `iat` is absent or later than now: jose checks `iat` only against a
+ * maximum age, so a token issued "in the future" (iat = exp - 60, exp ten years on) would otherwise
+ * pass as a one-minute token.
  */
 function assertLifetime(payload: JWTPayload, nowSeconds: number, lifetimeSecondsMax: number): void {
   if (typeof payload.exp !== 'number') throw new AuthenticationError('TOKEN_CLAIM_INVALID', 'the token has no numeric exp');
-  const issuedAt = typeof payload.iat === 'number' ? payload.iat : nowSeconds;
+  const issuedAt = typeof payload.iat === 'number' ? Math.min(payload.iat, nowSeconds) : nowSeconds;
   const lifetimeSeconds = payload.exp - issuedAt;
   if (lifetimeSeconds > lifetimeSecondsMax) {
     throw new AuthenticationError('TOKEN_LIFETIME_TOO_LONG', `the token's lifetime (exp - iat) is ${lifetimeSeconds} seconds; at most ${lifetimeSecondsMax} are accepted`);
