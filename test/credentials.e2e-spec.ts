@@ -127,6 +127,15 @@ describe('/v1/admin/api-keys', () => {
     expect(escalation.body.missingScopes).toEqual(expect.arrayContaining(['audit:read', 'adjustments:write']));
     await testApp.anonymous().post('/v1/admin/api-keys').set('x-api-key', manager).send({ name: `usage ${randomUUID()}`, role: 'service', scopes: ['usage:write'] }).expect(201);
   });
+
+  it('created by a key that expires, expires by then too: 400 naming expiresAt and the latest allowed', async () => {
+    const expiresAt = new Date(Date.now() + 3_600_000);
+    const manager = await key('admin', ['api-keys:manage', 'usage:write'], expiresAt);
+    const create = (body: Record<string, unknown>) => testApp.anonymous().post('/v1/admin/api-keys').set('x-api-key', manager).send({ name: `usage ${randomUUID()}`, role: 'service', scopes: ['usage:write'], ...body });
+    expect((await create({}).expect(400)).body).toMatchObject({ code: 'API_KEY_EXPIRY_INVALID', field: 'expiresAt', latest: expiresAt.toISOString() });
+    await create({ expiresAt: new Date(expiresAt.getTime() + 1_000).toISOString() }).expect(400);
+    expect((await create({ expiresAt: expiresAt.toISOString() }).expect(201)).body).toMatchObject({ expiresAt: expiresAt.toISOString() });
+  });
 });
 
 describe('a JWT', () => {

@@ -43,6 +43,20 @@ describe('ApiKeyRepository', () => {
     await expect(keys.create({ name: 'narrower', role: 'service', scopes: ['usage:write'], grantor })).resolves.toMatchObject({ record: { scopes: ['usage:write'] } });
   });
 
+  it('bounds the expiry of a key an API key creates by its creator\'s: none or a later one is refused naming the latest allowed', async () => {
+    const creator = await keys.create({ name: 'week-long-admin', role: 'admin', expiresAt: new Date(Date.now() + 7 * 86_400_000) });
+    const latest = creator.record.expiresAt ?? new Date(Number.NaN);
+    const grantor = await keys.authenticate(creator.key);
+    for (const expiresAt of [null, new Date(latest.getTime() + 1)]) {
+      await expect(keys.create({ name: 'lasting', role: 'service', scopes: ['usage:write'], expiresAt, grantor })).rejects.toMatchObject({ code: 'API_KEY_EXPIRY_INVALID', details: { field: 'expiresAt', latest: latest.toISOString() } });
+    }
+    await expect(keys.create({ name: 'bounded', role: 'service', scopes: ['usage:write'], expiresAt: latest, grantor })).resolves.toMatchObject({ record: { expiresAt: latest } });
+    // A key that never expires, and a JWT, may create one that never expires.
+    const lasting = await keys.create({ name: 'lasting-admin', role: 'admin' });
+    await expect(keys.create({ name: 'lasting-child', role: 'service', scopes: ['usage:write'], grantor: await keys.authenticate(lasting.key) })).resolves.toMatchObject({ record: { expiresAt: null } });
+    await expect(keys.create({ name: 'from-a-jwt', role: 'service', grantor: { subject: '11111111-1111-4111-8111-111111111111', role: 'admin', kind: 'jwt' } })).resolves.toMatchObject({ record: { expiresAt: null } });
+  });
+
   it('refuses a key after its expiry (API_KEY_EXPIRED), and an expiry that is not in the future', async () => {
     const { key, record } = await keys.create({ name: 'short-lived', role: 'service', expiresAt: new Date(Date.now() + 60_000) });
     await expect(keys.authenticate(key)).resolves.toMatchObject({ subject: record.id });

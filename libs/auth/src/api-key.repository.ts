@@ -96,15 +96,30 @@ export class ApiKeyRepository {
     const scopes = grantableScopes(input);
     const expiresAt = input.expiresAt ?? null;
     const generated = generateApiKey();
+    // A key an API key creates expires by the time its creator does: a leaked short-lived key must not mint a lasting one.
+    const grantorKeyId = input.grantor?.kind === 'api_key' ? input.grantor.subject : null;
     try {
-      const result = await this.pool.query<ApiKeyRow>(
+      const result = await this.pool.query<Omit<ApiKeyRow, 'id'> & { id: string | null; grantor_expires_at: Date | null }>(
         // The expiry is compared with the database's clock, the one authenticate() judges it by.
-        `INSERT INTO api_keys (id, name, role, hash, scopes, expires_at)
-         SELECT $1, $2, $3, $4, $5, $6 WHERE $6::timestamptz IS NULL OR $6::timestamptz > now() RETURNING *`,
-        [generated.id, input.name, input.role, generated.hash, scopes, expiresAt],
+        `WITH grantor AS (SELECT (SELECT expires_at FROM api_keys WHERE id = $7) AS expires_at),
+              created AS (
+                INSERT INTO api_keys (id, name, role, hash, scopes, expires_at)
+                SELECT $1, $2, $3, $4, $5, $6 FROM grantor
+                 WHERE ($6::timestamptz IS NULL OR $6::timestamptz > now())
+                   AND (grantor.expires_at IS NULL OR $6::timestamptz <= grantor.expires_at)
+                RETURNING *)
+         SELECT created.*, grantor.expires_at AS grantor_expires_at FROM grantor LEFT JOIN created ON true`,
+        [generated.id, input.name, input.role, generated.hash, scopes, expiresAt, grantorKeyId],
       );
-      if (result.rows.length === 0) throw new ApiKeyRequestError('API_KEY_EXPIRY_INVALID', `expiresAt ${expiresAt?.toISOString()} is not in the future`, { field: 'expiresAt' });
-      return { key: generated.key, record: toRecord(single(result.rows)) };
+      const row = single(result.rows);
+      if (row.id === null) {
+        const latest = row.grantor_expires_at;
+        if (latest !== null && (expiresAt === null || expiresAt > latest)) {
+          throw new ApiKeyRequestError('API_KEY_EXPIRY_INVALID', `expiresAt must be at or before ${latest.toISOString()}, when the API key creating this one expires`, { field: 'expiresAt', latest: latest.toISOString() });
+        }
+        throw new ApiKeyRequestError('API_KEY_EXPIRY_INVALID', `expiresAt ${expiresAt?.toISOString()} is not in the future`, { field: 'expiresAt' });
+      }
+      return { key: generated.key, record: toRecord({ ...row, id: row.id }) };
     } catch (error) {
       if (isUniqueViolation(error, 'api_keys_active_name')) throw new ApiKeyNameTakenError(input.name);
       throw error;

@@ -359,7 +359,7 @@ export interface paths {
         put?: never;
         /**
          * Create an API key
-         * @description The secret is in this response only. Idempotency-Key is refused here (a stored response would keep the secret). 400 API_KEY_SCOPE_INVALID (a scope the role cannot use), API_KEY_EXPIRY_INVALID (not in the future).
+         * @description The secret is in this response only. Idempotency-Key is refused here (a stored response would keep the secret). 400 API_KEY_SCOPE_INVALID (a scope the role cannot use), API_KEY_EXPIRY_INVALID (not in the future; or, created by an API key that expires, none or later than its expiry, with latest).
          */
         post: operations["createApiKey"];
         delete?: never;
@@ -4117,7 +4117,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedApiKeyResponse"];
                 };
             };
-            /** @description `API_KEY_EXPIRY_INVALID`: API key expiry not in the future; `API_KEY_SCOPE_INVALID`: Scopes not usable by this API key role; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `API_KEY_EXPIRY_INVALID`: API key expiry not in the future, or past its creating key; `API_KEY_SCOPE_INVALID`: Scopes not usable by this API key role; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;

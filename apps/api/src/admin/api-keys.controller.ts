@@ -30,7 +30,7 @@ export class ApiKeysController {
   @ApiOperation({
     operationId: 'createApiKey',
     summary: 'Create an API key',
-    description: 'The secret is in this response only. Idempotency-Key is refused here (a stored response would keep the secret). 400 API_KEY_SCOPE_INVALID (a scope the role cannot use), API_KEY_EXPIRY_INVALID (not in the future).',
+    description: 'The secret is in this response only. Idempotency-Key is refused here (a stored response would keep the secret). 400 API_KEY_SCOPE_INVALID (a scope the role cannot use), API_KEY_EXPIRY_INVALID (not in the future; or, created by an API key that expires, none or later than its expiry, with latest).',
   })
   @ApiCreatedResponse({ type: CreatedApiKeyResponse, description: 'The key (`key`, shown only in this response) and its record.' })
   @ApiProblems('API_KEY_SCOPE_INVALID', 'API_KEY_EXPIRY_INVALID', 'API_KEY_NAME_TAKEN')
