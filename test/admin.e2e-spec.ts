@@ -381,6 +381,32 @@ describe('admin: per-account rebuild', () => {
     await testApp.http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 1000 - 210 - 20 + 30 - 1, held: 0, available: 1000 - 210 - 20 + 30 - 1, nextExpiry: null });
   });
 
+  it("catches a projection that loses a hold's end or what a refund took back: the ledger's fold disagrees with its replay", async () => {
+    const userId = randomUUID();
+    const bought = (await testApp.http().post('/v1/payments').send({ userId, packageId: 'starter' }).expect(201)).body as { paymentId: string };
+    await testApp.http().post(`/v1/payments/${bought.paymentId}/capture`).send().expect(200);
+    await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 50 }).expect(201);
+    const { holdId } = (await testApp.http().post(`/v1/accounts/${userId}/holds`).send({ amount: 10 }).expect(201)).body as { holdId: string };
+    await testApp.http().post(`/v1/accounts/${userId}/holds/${holdId}/release`).send({}).expect(200);
+    await testApp.http().post(`/v1/payments/${bought.paymentId}/refund`).send().expect(200);
+    await caughtUp(testApp);
+    const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
+    expect(await verifyAccount(store, testApp.database.pool, [tokenAccountsProjection], userId)).toEqual([]);
+    // A projection bug that keeps a released hold active (its row and the held total), and one that records a refund as taking nothing.
+    const buggy: Projection = {
+      ...tokenAccountsProjection,
+      project: (event) =>
+        event.type === 'HoldReleased' ? [] : tokenAccountsProjection.project(event.type === 'PaymentRefunded' ? { ...event, data: { ...(event.data as Record<string, unknown>), tokensDebited: 0 } } : event),
+    };
+    const details = (await verifyAccount(store, testApp.database.pool, [buggy], userId)).filter((difference) => difference.kind !== 'missing' && difference.kind !== 'unexpected').map((difference) => difference.detail);
+    expect(details).toEqual(
+      expect.arrayContaining([
+        `fold gives active holds , read model holds ${holdId}=10`,
+        `payment ${bought.paymentId}: fold gives 100 tokens debited by its refund, read model holds 0`,
+      ]),
+    );
+  });
+
   it("verifies and recomputes a user's payments rows, exactly, while payments race on the account", async () => {
     const userId = randomUUID();
     const provider = testApp.app.get<MockPaymentProvider>(PAYMENT_PROVIDER, { strict: false });

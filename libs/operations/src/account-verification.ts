@@ -172,7 +172,8 @@ async function knownAccounts(store: EventStore, pool: Pool): Promise<readonly st
 
 /**
  * The ledger's own fold of the events the read model holds against what the replayed rows hold: the
- * balance, and each payment's status (the payments the fold knows and the rows the account has).
+ * balance, held and shortfall, the live lots' remainders, the active holds, and each payment's status
+ * and what its refund took back (the payments the fold knows and the rows the account has).
  */
 async function compareFold(client: PoolClient, userId: string, events: readonly RecordedEvent[]): Promise<AccountDifference[]> {
   let state = initialTokenAccountState;
@@ -183,24 +184,34 @@ async function compareFold(client: PoolClient, userId: string, events: readonly 
   const differences: AccountDifference[] = [];
   const difference = (kind: AccountDifference['kind'], detail: string) => differences.push({ userId, projection: TOKEN_ACCOUNTS_PROJECTION, kind, detail });
   // Read inside the transaction after the recomputation: what the replayed rows hold.
-  const stored = await client.query<{ balance: string; held: string }>('SELECT balance::text, held::text FROM user_tokens WHERE user_id = $1', [userId]);
+  const stored = await client.query<{ balance: string; held: string; shortfall: string }>('SELECT balance::text, held::text, shortfall::text FROM user_tokens WHERE user_id = $1', [userId]);
   const balance = stored.rows[0]?.balance ?? '0';
   if (balance !== String(state.balance)) difference('balance', `fold gives ${state.balance}, read model holds ${balance}`);
   const held = stored.rows[0]?.held ?? '0';
   if (held !== String(state.held)) difference('balance', `fold gives ${state.held} held, read model holds ${held}`);
+  const shortfall = stored.rows[0]?.shortfall ?? '0';
+  if (shortfall !== String(state.shortfall)) difference('balance', `fold gives a shortfall of ${state.shortfall}, read model holds ${shortfall}`);
+  // Active holds: the fold's and the rows recorded active are the same holds of the same amounts (one past its expiry stays in both until its HoldExpired).
+  const holds = await client.query<{ hold: string }>("SELECT hold_id::text || '=' || amount::text AS hold FROM token_holds WHERE user_id = $1 AND status = 'active'", [userId]);
+  const foldedHolds = [...state.holds.values()].map((hold) => `${hold.holdId.toLowerCase()}=${hold.amount}`).sort();
+  const rowsActive = holds.rows.map((row) => row.hold).sort();
+  if (foldedHolds.join(',') !== rowsActive.join(',')) difference('balance', `fold gives active holds ${foldedHolds.join(',')}, read model holds ${rowsActive.join(',')}`);
   // Lots with tokens left: the fold's live lots and the rows with a remainder are the same lots with the same remainders.
   const lots = await client.query<{ lot_id: string; remaining: string }>('SELECT lot_id, remaining::text FROM token_lots WHERE user_id = $1 AND remaining > 0 ORDER BY lot_id', [userId]);
   const folded = [...state.lots.values()].filter((lot) => lot.remaining > 0).map((lot) => `${lot.lotId}=${lot.remaining}`).sort();
   const rowsHeld = lots.rows.map((row) => `${row.lot_id}=${row.remaining}`).sort();
   if (folded.join(',') !== rowsHeld.join(',')) difference('balance', `fold gives lots ${folded.join(',')}, read model holds ${rowsHeld.join(',')}`);
-  const payments = await client.query<{ id: string; status: string }>('SELECT id::text, status FROM payments WHERE user_id = $1 ORDER BY id', [userId]);
-  const rows = new Map(payments.rows.map((row) => [row.id, row.status]));
+  const payments = await client.query<{ id: string; status: string; tokens_debited: string | null }>("SELECT id::text, status, metadata->>'tokensDebited' AS tokens_debited FROM payments WHERE user_id = $1 ORDER BY id", [userId]);
+  const rows = new Map(payments.rows.map((row) => [row.id, row]));
   for (const [paymentId, payment] of state.payments) {
-    const status = rows.get(paymentId.toLowerCase());
-    if (status !== payment.status) difference('payment', `payment ${paymentId}: fold gives ${payment.status}, read model holds ${status ?? 'no row'}`);
+    const row = rows.get(paymentId.toLowerCase());
+    if (row?.status !== payment.status) difference('payment', `payment ${paymentId}: fold gives ${payment.status}, read model holds ${row?.status ?? 'no row'}`);
+    // What its refund took back, the part holds gave back later included.
+    const debited = payment.tokensDebited === null ? null : String(payment.tokensDebited);
+    if (row !== undefined && row.tokens_debited !== debited) difference('payment', `payment ${paymentId}: fold gives ${debited ?? 'no'} tokens debited by its refund, read model holds ${row.tokens_debited ?? 'none'}`);
     rows.delete(paymentId.toLowerCase());
   }
-  for (const [paymentId, status] of rows) difference('payment', `payment ${paymentId}: read model holds ${status}, the stream has no such payment`);
+  for (const [paymentId, row] of rows) difference('payment', `payment ${paymentId}: read model holds ${row.status}, the stream has no such payment`);
   return differences;
 }
 
