@@ -206,6 +206,19 @@ describe('admin CLI', () => {
     expect((await cli(on, 'api-keys', 'create', '--name', 'w', '--role', 'service', '--expires-at', '2001-01-01T00:00:00Z')).exitCode).toBe(1);
   });
 
+  it("creates a key that replaces another, sharing that key's Idempotency-Keys, and refuses one that replaces no key of its role", async () => {
+    const on = await database();
+    const repository = new ApiKeyRepository(on.pool);
+    const old = await repository.authenticate((await cli(on, 'api-keys', 'create', '--name', 'backend 2026', '--role', 'service')).output.trim());
+    const created = await cli(on, 'api-keys', 'create', '--name', 'backend 2027', '--role', 'service', '--replaces', old.subject);
+    expect(created.exitCode).toBe(0);
+    const rotated = await repository.authenticate(created.output.trim());
+    expect(rotated).toMatchObject({ role: 'service', idempotencyScope: old.subject });
+    expect((await cli(on, 'api-keys', 'list')).output).toContain(`backend 2027 scopes accounts:read,usage:write,purchases:write,payments:write,holds:write created`);
+    expect((await cli(on, 'api-keys', 'list')).output).toMatch(new RegExp(`^${rotated.subject} .* idempotency keys of ${old.subject}$`, 'm'));
+    expect((await cli(on, 'api-keys', 'create', '--name', 'wrong role', '--role', 'admin', '--replaces', old.subject)).exitCode).toBe(1);
+  });
+
   it("prints the repository's version with --version and -V, and opens no database for it", async () => {
     const manifest = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
     for (const flag of ['--version', '-V']) {

@@ -128,6 +128,28 @@ describe('/v1/admin/api-keys', () => {
     await testApp.anonymous().post('/v1/admin/api-keys').set('x-api-key', manager).send({ name: `usage ${randomUUID()}`, role: 'service', scopes: ['usage:write'] }).expect(201);
   });
 
+  it("made to replace another (a rotation), answers a retry the old key first sent with that request's answer: debited once; an unrelated key's is its own request", async () => {
+    const userId = randomUUID();
+    await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
+    const created = async (body: Record<string, unknown>) => (await testApp.http().post('/v1/admin/api-keys').send({ name: `backend ${randomUUID()}`, role: 'service', scopes: ['usage:write'], ...body }).expect(201)).body as { key: string; id: string; idempotencyScope: string };
+    const old = await created({});
+    const rotated = await created({ replaces: old.id });
+    expect(rotated.idempotencyScope).toBe(old.id);
+    const unrelated = await created({});
+    const spend = (apiKey: string) => testApp.anonymous().post(`/v1/accounts/${userId}/usage`).set('x-api-key', apiKey).set('idempotency-key', 'order-7-usage').send({ amount: 30 });
+    const first = (await spend(old.key).expect(201)).body as { transaction: { id: string } };
+    // The old key revoked before the backend's queued retry went out with the new one.
+    await testApp.http().delete(`/v1/admin/api-keys/${old.id}`).expect(200);
+    expect(((await spend(rotated.key).expect(201)).body as { transaction: { id: string } }).transaction.id).toBe(first.transaction.id);
+    expect((await testApp.http().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toMatchObject({ balance: 70 });
+    // The same Idempotency-Key from a key that replaces none is another caller's request.
+    expect(((await spend(unrelated.key).expect(201)).body as { transaction: { id: string } }).transaction.id).not.toBe(first.transaction.id);
+    expect((await testApp.http().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toMatchObject({ balance: 40 });
+    const refused = await testApp.http().post('/v1/admin/api-keys').send({ name: `admin ${randomUUID()}`, role: 'admin', replaces: old.id }).expect(400);
+    expect(refused.body).toMatchObject({ code: 'API_KEY_REPLACES_INVALID', field: 'replaces' });
+    expect((await testApp.http().post('/v1/admin/api-keys').send({ name: 'x', role: 'service', replaces: 'not-an-id' }).expect(400)).body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [expect.objectContaining({ field: 'replaces' })] });
+  });
+
   it('created by a key that expires, expires by then too: 400 naming expiresAt and the latest allowed', async () => {
     const expiresAt = new Date(Date.now() + 3_600_000);
     const manager = await key('admin', ['api-keys:manage', 'usage:write'], expiresAt);

@@ -212,13 +212,15 @@ export function createProgram(writeError: (text: string) => void = (text) => voi
     .option('--scopes <list>', `comma-separated, from ${API_KEY_SCOPES.join(', ')} (default: every scope of the role)`, scopeList)
     .option('--expires-in <duration>', 'the key stops working after this: 12h, 90d (default: never)', expiryIn)
     .option('--expires-at <time>', 'the key stops working at this time, e.g. 2027-06-30T00:00:00Z', expiryAt)
-    .action((options: { name: string; role: ApiKeyRole; scopes?: ApiKeyScope[]; expiresIn?: Date; expiresAt?: Date }) => {
+    .option('--replaces <id>', 'the id of a key of the same role this one replaces: both share Idempotency-Keys (a rotation; revoke the old key once nothing retries with it)')
+    .action((options: { name: string; role: ApiKeyRole; scopes?: ApiKeyScope[]; expiresIn?: Date; expiresAt?: Date; replaces?: string }) => {
       if (options.expiresIn !== undefined && options.expiresAt !== undefined) throw new InvalidArgumentError('give --expires-in or --expires-at, not both');
       return withConnection(async ({ pool }) => {
         const expiresAt = options.expiresIn ?? options.expiresAt ?? null;
-        const { key, record } = await new ApiKeyRepository(pool).create({ name: options.name.trim(), role: options.role, scopes: options.scopes, expiresAt });
+        const { key, record } = await new ApiKeyRepository(pool).create({ name: options.name.trim(), role: options.role, scopes: options.scopes, expiresAt, replaces: options.replaces ?? null });
+        const replacing = record.idempotencyScope === record.id ? '' : `, sharing the Idempotency-Keys of ${record.idempotencyScope}`;
         process.stderr.write(
-          `created ${record.id} (${record.name}, ${record.role}, scopes ${record.scopes.join(',')}, expires ${record.expiresAt?.toISOString() ?? 'never'}); the key below is shown only now:\n`,
+          `created ${record.id} (${record.name}, ${record.role}, scopes ${record.scopes.join(',')}, expires ${record.expiresAt?.toISOString() ?? 'never'}${replacing}); the key below is shown only now:\n`,
         );
         process.stdout.write(`${key}\n`);
       });
@@ -226,14 +228,14 @@ export function createProgram(writeError: (text: string) => void = (text) => voi
 
   apiKeys
     .command('list')
-    .description('every key: id, role, name, scopes, created, expiry, last used, revoked')
+    .description('every key: id, role, name, scopes, created, expiry, last used, whose Idempotency-Keys it shares (a replacement), revoked')
     .action(() =>
       withConnection(async ({ pool }) => {
         const records = await new ApiKeyRepository(pool).list();
         if (records.length === 0) process.stdout.write('no API keys\n');
         for (const record of records) {
           process.stdout.write(
-            `${record.id} ${record.role.padEnd(7)} ${record.name} scopes ${record.scopes.join(',')} created ${record.createdAt.toISOString()} expires ${record.expiresAt?.toISOString() ?? 'never'} last used ${record.lastUsedAt?.toISOString() ?? '-'}${record.revokedAt === null ? '' : ` REVOKED ${record.revokedAt.toISOString()}`}\n`,
+            `${record.id} ${record.role.padEnd(7)} ${record.name} scopes ${record.scopes.join(',')} created ${record.createdAt.toISOString()} expires ${record.expiresAt?.toISOString() ?? 'never'} last used ${record.lastUsedAt?.toISOString() ?? '-'}${record.idempotencyScope === record.id ? '' : ` idempotency keys of ${record.idempotencyScope}`}${record.revokedAt === null ? '' : ` REVOKED ${record.revokedAt.toISOString()}`}\n`,
           );
         }
       }),

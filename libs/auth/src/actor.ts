@@ -19,6 +19,11 @@ export type Actor = {
    * Undefined for a JWT: its role decides alone.
    */
   readonly scopes?: readonly string[];
+  /**
+   * An API key's Idempotency-Keys are those of this key id when it replaced another (a rotation):
+   * a retry sent with the new key is the old key's request. Undefined: its own (`subject`).
+   */
+  readonly idempotencyScope?: string;
 };
 
 /** The audit metadata of an actor: the fields an event's metadata records about who asked. */

@@ -57,6 +57,24 @@ describe('ApiKeyRepository', () => {
     await expect(keys.create({ name: 'from-a-jwt', role: 'service', grantor: { subject: '11111111-1111-4111-8111-111111111111', role: 'admin', kind: 'jwt' } })).resolves.toMatchObject({ record: { expiresAt: null } });
   });
 
+  it("gives a key that replaces another that key's Idempotency-Keys, down a chain of rotations; refuses one of another role or none", async () => {
+    const first = await keys.create({ name: 'rotated-1', role: 'service' });
+    expect(first.record.idempotencyScope).toBe(first.record.id);
+    expect(await keys.authenticate(first.key)).not.toHaveProperty('idempotencyScope');
+    const second = await keys.create({ name: 'rotated-2', role: 'service', replaces: first.record.id });
+    const third = await keys.create({ name: 'rotated-3', role: 'service', replaces: second.record.id });
+    for (const rotated of [second, third]) {
+      expect(rotated.record.idempotencyScope).toBe(first.record.id);
+      await expect(keys.authenticate(rotated.key)).resolves.toMatchObject({ subject: rotated.record.id, idempotencyScope: first.record.id });
+    }
+    // A revoked key can still be replaced (revoked first, its retries refused meanwhile).
+    await keys.revoke(first.record.id);
+    await expect(keys.create({ name: 'rotated-4', role: 'service', replaces: first.record.id })).resolves.toMatchObject({ record: { idempotencyScope: first.record.id } });
+    for (const replaces of [first.record.id, 'f'.repeat(24)]) {
+      await expect(keys.create({ name: `not-${replaces}`, role: 'admin', replaces })).rejects.toMatchObject({ code: 'API_KEY_REPLACES_INVALID', details: { field: 'replaces' } });
+    }
+  });
+
   it('refuses a key after its expiry (API_KEY_EXPIRED), and an expiry that is not in the future', async () => {
     const { key, record } = await keys.create({ name: 'short-lived', role: 'service', expiresAt: new Date(Date.now() + 60_000) });
     await expect(keys.authenticate(key)).resolves.toMatchObject({ subject: record.id });
@@ -161,7 +179,7 @@ describe('ApiKeyRepository', () => {
   it('lists keys newest first without their hashes', async () => {
     const listed = await keys.list();
     expect(listed.length).toBeGreaterThanOrEqual(5);
-    for (const record of listed) expect(Object.keys(record).sort()).toEqual(['createdAt', 'expiresAt', 'id', 'lastUsedAt', 'name', 'revokedAt', 'role', 'scopes']);
+    for (const record of listed) expect(Object.keys(record).sort()).toEqual(['createdAt', 'expiresAt', 'id', 'idempotencyScope', 'lastUsedAt', 'name', 'revokedAt', 'role', 'scopes']);
     const times = listed.map((record) => record.createdAt.getTime());
     expect(times).toEqual([...times].sort((left, right) => right - left));
   });

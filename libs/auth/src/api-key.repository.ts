@@ -16,6 +16,8 @@ export type ApiKeyRecord = {
   readonly expiresAt: Date | null;
   readonly revokedAt: Date | null;
   readonly lastUsedAt: Date | null;
+  /** The key whose Idempotency-Keys this one uses: its own id, or the first of the keys it replaced (`replaces`). */
+  readonly idempotencyScope: string;
 };
 
 export type NewApiKey = {
@@ -24,6 +26,11 @@ export type NewApiKey = {
   /** Defaults to every scope of the role. Each must be one the role can use. */
   readonly scopes?: readonly ApiKeyScope[];
   readonly expiresAt?: Date | null;
+  /**
+   * The id of a key of the same role this one replaces (a rotation): both share Idempotency-Keys, so
+   * a retry sent with the new key of a request first sent with the old one is answered, not done again.
+   */
+  readonly replaces?: string | null;
   /**
    * Who creates it, when that is an API key: a key can only hand on scopes it holds itself, so a key
    * allowed to manage keys cannot mint one that does more than it may.
@@ -68,6 +75,7 @@ type ApiKeyRow = {
   expires_at: Date | null;
   revoked_at: Date | null;
   last_used_at: Date | null;
+  idempotency_scope: string | null;
 };
 
 const NAME_LENGTH_MAX = 100;
@@ -98,21 +106,26 @@ export class ApiKeyRepository {
     const generated = generateApiKey();
     // A key an API key creates expires by the time its creator does: a leaked short-lived key must not mint a lasting one.
     const grantorKeyId = input.grantor?.kind === 'api_key' ? input.grantor.subject : null;
+    const replaces = input.replaces ?? null;
     try {
-      const result = await this.pool.query<Omit<ApiKeyRow, 'id'> & { id: string | null; grantor_expires_at: Date | null }>(
-        // The expiry is compared with the database's clock, the one authenticate() judges it by.
+      const result = await this.pool.query<Omit<ApiKeyRow, 'id'> & { id: string | null; grantor_expires_at: Date | null; replaced_scope: string | null }>(
+        // The expiry is compared with the database's clock, the one authenticate() judges it by. A
+        // replaced key passes on the scope it has (its own id, or the one it took from the key it replaced).
         `WITH grantor AS (SELECT (SELECT expires_at FROM api_keys WHERE id = $7) AS expires_at),
+              replaced AS (SELECT (SELECT coalesce(idempotency_scope, id) FROM api_keys WHERE id = $8 AND role = $3) AS scope),
               created AS (
-                INSERT INTO api_keys (id, name, role, hash, scopes, expires_at)
-                SELECT $1, $2, $3, $4, $5, $6 FROM grantor
+                INSERT INTO api_keys (id, name, role, hash, scopes, expires_at, idempotency_scope)
+                SELECT $1, $2, $3, $4, $5, $6, replaced.scope FROM grantor, replaced
                  WHERE ($6::timestamptz IS NULL OR $6::timestamptz > now())
                    AND (grantor.expires_at IS NULL OR $6::timestamptz <= grantor.expires_at)
+                   AND ($8::text IS NULL OR replaced.scope IS NOT NULL)
                 RETURNING *)
-         SELECT created.*, grantor.expires_at AS grantor_expires_at FROM grantor LEFT JOIN created ON true`,
-        [generated.id, input.name, input.role, generated.hash, scopes, expiresAt, grantorKeyId],
+         SELECT created.*, grantor.expires_at AS grantor_expires_at, replaced.scope AS replaced_scope FROM grantor CROSS JOIN replaced LEFT JOIN created ON true`,
+        [generated.id, input.name, input.role, generated.hash, scopes, expiresAt, grantorKeyId, replaces],
       );
       const row = single(result.rows);
       if (row.id === null) {
+        if (replaces !== null && row.replaced_scope === null) throw new ApiKeyRequestError('API_KEY_REPLACES_INVALID', `replaces ${replaces} names no ${input.role} API key`, { field: 'replaces' });
         const latest = row.grantor_expires_at;
         if (latest !== null && (expiresAt === null || expiresAt > latest)) {
           throw new ApiKeyRequestError('API_KEY_EXPIRY_INVALID', `expiresAt must be at or before ${latest.toISOString()}, when the API key creating this one expires`, { field: 'expiresAt', latest: latest.toISOString() });
@@ -153,7 +166,7 @@ export class ApiKeyRepository {
         [row.id, this.options.lastUsedResolutionSeconds],
       );
     }
-    return { subject: row.id, role: row.role, kind: 'api_key', scopes: scopesOf(row) };
+    return { subject: row.id, role: row.role, kind: 'api_key', scopes: scopesOf(row), ...(row.idempotency_scope === null ? {} : { idempotencyScope: row.idempotency_scope }) };
   }
 
   /** `revoked` for the one call that revoked it; the time of revocation never moves afterwards. */
@@ -191,6 +204,7 @@ function toRecord(row: ApiKeyRow): ApiKeyRecord {
     expiresAt: row.expires_at,
     revokedAt: row.revoked_at,
     lastUsedAt: row.last_used_at,
+    idempotencyScope: row.idempotency_scope ?? row.id,
   };
 }
 

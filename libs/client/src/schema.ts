@@ -359,7 +359,7 @@ export interface paths {
         put?: never;
         /**
          * Create an API key
-         * @description The secret is in this response only. Idempotency-Key is refused here (a stored response would keep the secret). 400 API_KEY_SCOPE_INVALID (a scope the role cannot use), API_KEY_EXPIRY_INVALID (not in the future; or, created by an API key that expires, none or later than its expiry, with latest).
+         * @description The secret is in this response only. Idempotency-Key is refused here (a stored response would keep the secret). 400 API_KEY_SCOPE_INVALID (a scope the role cannot use), API_KEY_EXPIRY_INVALID (not in the future; or, created by an API key that expires, none or later than its expiry, with latest), API_KEY_REPLACES_INVALID (replaces names no key of the role).
          */
         post: operations["createApiKey"];
         delete?: never;
@@ -1067,6 +1067,11 @@ export interface components {
             revokedAt: string | null;
             /** Format: date-time */
             lastUsedAt: string | null;
+            /**
+             * @description The key whose Idempotency-Keys this one uses: its own id, or the first of the keys it replaced (`replaces`).
+             * @example 0123456789abcdef01234567
+             */
+            idempotencyScope: string;
         };
         ApiKeyListResponse: {
             data: components["schemas"]["ApiKeyResponse"][];
@@ -1086,6 +1091,11 @@ export interface components {
              * @description When the key stops working, with an offset (Z or ±hh:mm); in the future. Absent or null: never.
              */
             expiresAt?: string | null;
+            /**
+             * @description The id of a key of the same role this one replaces (a rotation): both share Idempotency-Keys, so a retry sent with the new key of a request first sent with the old one is answered, not done again. Revoke the old key once nothing retries with it.
+             * @example 0123456789abcdef01234567
+             */
+            replaces?: string | null;
         };
         CreatedApiKeyResponse: {
             /**
@@ -1106,6 +1116,11 @@ export interface components {
             revokedAt: string | null;
             /** Format: date-time */
             lastUsedAt: string | null;
+            /**
+             * @description The key whose Idempotency-Keys this one uses: its own id, or the first of the keys it replaced (`replaces`).
+             * @example 0123456789abcdef01234567
+             */
+            idempotencyScope: string;
             /**
              * @description The secret to send as X-API-Key: shown once, never stored.
              * @example tlk_0123456789abcdef01234567_…
@@ -4117,7 +4132,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedApiKeyResponse"];
                 };
             };
-            /** @description `API_KEY_EXPIRY_INVALID`: API key expiry not in the future, or past its creating key; `API_KEY_SCOPE_INVALID`: Scopes not usable by this API key role; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `API_KEY_EXPIRY_INVALID`: API key expiry not in the future, or past its creating key; `API_KEY_REPLACES_INVALID`: No API key of this role to replace; `API_KEY_SCOPE_INVALID`: Scopes not usable by this API key role; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4125,7 +4140,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "API_KEY_EXPIRY_INVALID" | "API_KEY_SCOPE_INVALID" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "API_KEY_EXPIRY_INVALID" | "API_KEY_REPLACES_INVALID" | "API_KEY_SCOPE_INVALID" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };

@@ -30,16 +30,17 @@ export class ApiKeysController {
   @ApiOperation({
     operationId: 'createApiKey',
     summary: 'Create an API key',
-    description: 'The secret is in this response only. Idempotency-Key is refused here (a stored response would keep the secret). 400 API_KEY_SCOPE_INVALID (a scope the role cannot use), API_KEY_EXPIRY_INVALID (not in the future; or, created by an API key that expires, none or later than its expiry, with latest).',
+    description: 'The secret is in this response only. Idempotency-Key is refused here (a stored response would keep the secret). 400 API_KEY_SCOPE_INVALID (a scope the role cannot use), API_KEY_EXPIRY_INVALID (not in the future; or, created by an API key that expires, none or later than its expiry, with latest), API_KEY_REPLACES_INVALID (replaces names no key of the role).',
   })
   @ApiCreatedResponse({ type: CreatedApiKeyResponse, description: 'The key (`key`, shown only in this response) and its record.' })
-  @ApiProblems('API_KEY_SCOPE_INVALID', 'API_KEY_EXPIRY_INVALID', 'API_KEY_NAME_TAKEN')
+  @ApiProblems('API_KEY_SCOPE_INVALID', 'API_KEY_EXPIRY_INVALID', 'API_KEY_REPLACES_INVALID', 'API_KEY_NAME_TAKEN')
   async create(@Body() body: CreateApiKeyRequest, @Req() request: FastifyRequest) {
     const { key, record } = await this.keys.create({
       name: body.name,
       role: body.role,
       scopes: body.scopes,
       expiresAt: body.expiresAt === undefined || body.expiresAt === null ? null : new Date(body.expiresAt),
+      replaces: body.replaces ?? null,
       grantor: actorOf(request),
     });
     return { key, ...view(record) };
@@ -67,5 +68,6 @@ function view(record: ApiKeyRecord) {
     expiresAt: record.expiresAt?.toISOString() ?? null,
     revokedAt: record.revokedAt?.toISOString() ?? null,
     lastUsedAt: record.lastUsedAt?.toISOString() ?? null,
+    idempotencyScope: record.idempotencyScope,
   };
 }

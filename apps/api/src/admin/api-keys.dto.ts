@@ -41,4 +41,15 @@ export class CreateApiKeyRequest {
   @IsOptional()
   @IsDateTime()
   expiresAt?: string | null;
+
+  @ApiPropertyOptional({
+    type: String,
+    nullable: true,
+    pattern: '^[0-9a-f]{24}$',
+    description: 'The id of a key of the same role this one replaces (a rotation): both share Idempotency-Keys, so a retry sent with the new key of a request first sent with the old one is answered, not done again. Revoke the old key once nothing retries with it.',
+    example: '0123456789abcdef01234567',
+  })
+  @IsOptional()
+  @Matches(/^[0-9a-f]{24}$/, { message: 'replaces must be an API key id: 24 lower-case hex characters' })
+  replaces?: string | null;
 }

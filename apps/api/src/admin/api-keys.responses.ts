@@ -11,6 +11,8 @@ export class ApiKeyResponse {
   @ApiProperty({ nullable: true, type: String, format: 'date-time' }) expiresAt!: string | null;
   @ApiProperty({ nullable: true, type: String, format: 'date-time' }) revokedAt!: string | null;
   @ApiProperty({ nullable: true, type: String, format: 'date-time' }) lastUsedAt!: string | null;
+  @ApiProperty({ description: 'The key whose Idempotency-Keys this one uses: its own id, or the first of the keys it replaced (`replaces`).', example: '0123456789abcdef01234567' })
+  idempotencyScope!: string;
 }
 
 /** A new key: the secret is in this response only. */

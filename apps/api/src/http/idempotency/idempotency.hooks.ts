@@ -156,12 +156,14 @@ function completingHook(store: IdempotencyStore): onSendAsyncHookHandler {
 
 /**
  * Keys belong to the caller: two callers may use the same key without meeting, and no caller can
- * replay another's stored response. Runs after authentication (access-control hooks come first).
+ * replay another's stored response. An API key made to replace another is that key's caller (its
+ * `idempotencyScope`), so a retry sent with the rotated key is answered, not done again. Runs after
+ * authentication (access-control hooks come first).
  */
 function scopeOf(request: FastifyRequest): string {
   const actor = actorOf(request);
   if (actor === undefined) throw new Error(`Idempotency-Key on ${request.method} ${request.url} without an authenticated caller`);
-  return `${actor.kind}:${actor.subject}`;
+  return `${actor.kind}:${actor.idempotencyScope ?? actor.subject}`;
 }
 
 /**
