@@ -126,7 +126,7 @@ describe('a keyed request retried after the process died between the work and st
     // Every retry is let through as if it had claimed the key (the table says nothing useful).
     store.claim = async (scope, claimedKey, identity) => {
       const claimed = await claim(scope, claimedKey, identity);
-      return claimed.kind === 'claimed' ? claimed : { kind: 'claimed', firstClaimedAt: new Date(), requestId: identity.requestId, firstClaim: false, owner: first.app.get(IdempotencyLease).owner };
+      return claimed.kind === 'claimed' ? claimed : { kind: 'claimed', firstClaimedAt: new Date(), requestId: identity.requestId, firstClaim: false, owner: first.app.get(IdempotencyLease).owner, claimId: randomUUID() };
     };
     try {
       const retries = await Promise.all(Array.from({ length: 20 }, () => first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 5 })));

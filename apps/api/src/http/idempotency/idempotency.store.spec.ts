@@ -59,7 +59,7 @@ describe('IdempotencyStore leases', () => {
     const startedAt = Date.now();
     const taken = await second.store.claim(SCOPE, key, REQUEST);
     expect(Date.now() - startedAt).toBeLessThan(1_000);
-    expect(taken).toEqual({ kind: 'claimed', firstClaimedAt: claimed.firstClaimedAt, requestId: REQUEST.requestId, firstClaim: false, owner: second.lease.owner });
+    expect(taken).toEqual({ kind: 'claimed', firstClaimedAt: claimed.firstClaimedAt, requestId: REQUEST.requestId, firstClaim: false, owner: second.lease.owner, claimId: expect.any(String) as string });
     const row = await database.pool.query<{ lease_owner: string }>('SELECT lease_owner FROM idempotency_keys WHERE key = $1', [key]);
     expect(row.rows[0]?.lease_owner).toBe(second.lease.owner);
   });
@@ -76,9 +76,9 @@ describe('IdempotencyStore leases', () => {
     const takenOver = await second.store.claim(SCOPE, key, REQUEST);
     if (takenOver.kind !== 'claimed' || takenOver.firstClaim) throw new Error('not taken over');
     // The first request is refused 400 and, as the key's first claim, forgets it: the takeover's row stays.
-    await first.store.forget(SCOPE, key, claimed.owner);
+    await first.store.forget(SCOPE, key, claimed.claimId);
     expect((await database.pool.query('SELECT 1 FROM idempotency_keys WHERE key = $1', [key])).rowCount).toBe(1);
-    await second.store.forget(SCOPE, key, takenOver.owner);
+    await second.store.forget(SCOPE, key, takenOver.claimId);
     expect((await database.pool.query('SELECT 1 FROM idempotency_keys WHERE key = $1', [key])).rowCount).toBe(0);
   });
 
@@ -92,11 +92,35 @@ describe('IdempotencyStore leases', () => {
     const takenOver = await second.store.claim(SCOPE, key, REQUEST);
     if (takenOver.kind !== 'claimed') throw new Error('not taken over');
     const json = 'application/json; charset=utf-8';
-    await second.store.complete(SCOPE, key, { status: 201, contentType: json, body: '{"spent":true}' }, takenOver.owner);
+    await second.store.complete(SCOPE, key, { status: 201, contentType: json, body: '{"spent":true}' }, takenOver.claimId);
     // The first attempt answers late (it found the balance spent by the takeover): its answer is not kept.
-    await first.store.complete(SCOPE, key, { status: 409, contentType: json, body: '{"code":"INSUFFICIENT_BALANCE"}' }, claimed.owner);
-    await first.store.release(SCOPE, key, claimed.owner);
+    await first.store.complete(SCOPE, key, { status: 409, contentType: json, body: '{"code":"INSUFFICIENT_BALANCE"}' }, claimed.claimId);
+    await first.store.release(SCOPE, key, claimed.claimId);
     expect(await second.store.claim(SCOPE, key, REQUEST)).toEqual({ kind: 'completed', sameRequest: true, response: { status: 201, contentType: json, body: '{"spent":true}' } });
+  });
+
+  it("keeps the claim of a retry that took the key over in the same process after the first attempt's lock lapsed: the first neither frees it nor answers over it", async () => {
+    const { store } = await processOf();
+    const key = randomUUID();
+    const slow = await store.claim(SCOPE, key, REQUEST);
+    if (slow.kind !== 'claimed') throw new Error('not claimed');
+    // The first attempt outlives its lock (queued behind a slow provider call); its retry lands on the same process.
+    await database.pool.query("UPDATE idempotency_keys SET locked_until = now() - interval '1 second' WHERE scope = $1 AND key = $2", [SCOPE, key]);
+    const retry = await store.claim(SCOPE, key, REQUEST);
+    if (retry.kind !== 'claimed') throw new Error('not taken over');
+    expect(retry.owner).toBe(slow.owner);
+    expect(retry.claimId).not.toBe(slow.claimId);
+    // The slow attempt fails (a 5xx) and frees what it no longer holds: nothing; a third attempt waits for the retry.
+    await store.release(SCOPE, key, slow.claimId);
+    await store.forget(SCOPE, key, slow.claimId);
+    expect(await store.claim(SCOPE, key, REQUEST)).toEqual({ kind: 'in_progress', sameRequest: true });
+    // Or it answers late: the retry's answer is the one kept.
+    const json = 'application/json; charset=utf-8';
+    await store.complete(SCOPE, key, { status: 202, contentType: json, body: '{"slow":true}' }, slow.claimId);
+    expect(await store.find(SCOPE, key, REQUEST)).toEqual({ kind: 'in_progress', sameRequest: true });
+    await store.complete(SCOPE, key, { status: 201, contentType: json, body: '{"retry":true}' }, retry.claimId);
+    await store.complete(SCOPE, key, { status: 202, contentType: json, body: '{"slow":true}' }, slow.claimId);
+    expect(await store.find(SCOPE, key, REQUEST)).toEqual({ kind: 'completed', sameRequest: true, response: { status: 201, contentType: json, body: '{"retry":true}' } });
   });
 
   it('never hands a dead process key to another request (a different body)', async () => {
@@ -208,7 +232,7 @@ describe('IdempotencyStore: one request, two fingerprints', () => {
     const key = randomUUID();
     const first = identityOf('4'.repeat(64));
     const firstClaimedAt = await claimedByAProcessThatDies(key, first);
-    expect(await store.claim(SCOPE, key, respelled(first))).toEqual({ kind: 'claimed', firstClaimedAt, requestId: first.requestId, firstClaim: false, owner: lease.owner });
+    expect(await store.claim(SCOPE, key, respelled(first))).toEqual({ kind: 'claimed', firstClaimedAt, requestId: first.requestId, firstClaim: false, owner: lease.owner, claimId: expect.any(String) as string });
     expect(await rowOf(key)).toMatchObject({ request_hash: first.legacyHash, request_identity: first });
   });
 
@@ -219,7 +243,7 @@ describe('IdempotencyStore: one request, two fingerprints', () => {
     const claimed = await first.store.claim(SCOPE, key, identity);
     if (claimed.kind !== 'claimed') throw new Error('not claimed');
     await database.pool.query(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE scope = $1 AND key = $2`, [SCOPE, key]);
-    expect(await first.store.claim(SCOPE, key, respelled(identity))).toEqual({ kind: 'claimed', firstClaimedAt: claimed.firstClaimedAt, requestId: identity.requestId, firstClaim: false, owner: first.lease.owner });
+    expect(await first.store.claim(SCOPE, key, respelled(identity))).toEqual({ kind: 'claimed', firstClaimedAt: claimed.firstClaimedAt, requestId: identity.requestId, firstClaim: false, owner: first.lease.owner, claimId: expect.any(String) as string });
     expect(await rowOf(key)).toMatchObject({ request_hash: identity.legacyHash, request_identity: identity });
   });
 
@@ -255,7 +279,7 @@ describe('IdempotencyStore: one request, two fingerprints', () => {
     const identity = identityOf('a1'.repeat(32));
     const claimed = await store.claim(SCOPE, key, identity);
     if (claimed.kind !== 'claimed') throw new Error('not claimed');
-    await store.complete(SCOPE, key, { status: 201, contentType: 'application/json; charset=utf-8', body: '{"ok":true}' }, claimed.owner);
+    await store.complete(SCOPE, key, { status: 201, contentType: 'application/json; charset=utf-8', body: '{"ok":true}' }, claimed.claimId);
     expect(await store.claim(SCOPE, key, respelled(identity))).toEqual({
       kind: 'completed',
       sameRequest: true,
@@ -417,12 +441,12 @@ describe('IdempotencyStore: claims and completions of many requests at once', ()
     const { store, statements } = countingStore(first.lease);
     const keys = Array.from({ length: 20 }, () => randomUUID());
     const claims = await Promise.all(keys.map((key) => store.claim(SCOPE, key, REQUEST)));
-    const owners = claims.map((claim) => (claim.kind === 'claimed' ? claim.owner : ''));
+    const claimIds = claims.map((claim) => (claim.kind === 'claimed' ? claim.claimId : ''));
     // The last key is taken over by another process's retry (as if the first process's session had been lost meanwhile).
     const takenOver = keys[19] as string;
-    await database.pool.query('UPDATE idempotency_keys SET lease_owner = $3 WHERE scope = $1 AND key = $2', [SCOPE, takenOver, second.lease.owner]);
+    await database.pool.query('UPDATE idempotency_keys SET lease_owner = $3, claim_id = gen_random_uuid() WHERE scope = $1 AND key = $2', [SCOPE, takenOver, second.lease.owner]);
     const before = statements();
-    await Promise.all(keys.map((key, index) => store.complete(SCOPE, key, { status: 201, contentType: JSON_TYPE, body: `{"n":${index}}`, ...(index % 2 === 0 ? { location: `/v1/n/${index}` } : {}) }, owners[index] as string)));
+    await Promise.all(keys.map((key, index) => store.complete(SCOPE, key, { status: 201, contentType: JSON_TYPE, body: `{"n":${index}}`, ...(index % 2 === 0 ? { location: `/v1/n/${index}` } : {}) }, claimIds[index] as string)));
     expect(statements() - before).toBeLessThanOrEqual(3);
     for (const [index, key] of keys.slice(0, 19).entries()) {
       expect(await store.find(SCOPE, key, REQUEST)).toEqual({ kind: 'completed', sameRequest: true, response: { status: 201, contentType: JSON_TYPE, body: `{"n":${index}}`, ...(index % 2 === 0 ? { location: `/v1/n/${index}` } : {}) } });
@@ -443,7 +467,7 @@ describe('IdempotencyStore: claims and completions of many requests at once', ()
     await live.store.claim(SCOPE, heldByAnother as string, identityOf('f3'.repeat(32)));
     const done = await live.store.claim(SCOPE, completed as string, REQUEST);
     if (done.kind !== 'claimed') throw new Error('not claimed');
-    await live.store.complete(SCOPE, completed as string, { status: 201, contentType: JSON_TYPE, body: '{"done":true}' }, done.owner);
+    await live.store.complete(SCOPE, completed as string, { status: 201, contentType: JSON_TYPE, body: '{"done":true}' }, done.claimId);
 
     // Two claims take the two batch slots; the five that arrive meanwhile go as one statement.
     const fillers = [store.claim(SCOPE, randomUUID(), REQUEST), store.claim(SCOPE, randomUUID(), REQUEST)];
@@ -459,9 +483,9 @@ describe('IdempotencyStore: claims and completions of many requests at once', ()
     await Promise.all(fillers);
     expect(named('idempotency_claim_all')).toBe(3);
     expect(claims).toEqual([
-      { kind: 'claimed', firstClaimedAt: expect.any(Date) as Date, requestId: newRequest.requestId, firstClaim: true, owner: lease.owner },
-      { kind: 'claimed', firstClaimedAt: expect.any(Date) as Date, requestId: anotherRequest.requestId, firstClaim: true, owner: lease.owner },
-      { kind: 'claimed', firstClaimedAt, requestId: firstAttempt.requestId, firstClaim: false, owner: lease.owner },
+      { kind: 'claimed', firstClaimedAt: expect.any(Date) as Date, requestId: newRequest.requestId, firstClaim: true, owner: lease.owner, claimId: expect.any(String) as string },
+      { kind: 'claimed', firstClaimedAt: expect.any(Date) as Date, requestId: anotherRequest.requestId, firstClaim: true, owner: lease.owner, claimId: expect.any(String) as string },
+      { kind: 'claimed', firstClaimedAt, requestId: firstAttempt.requestId, firstClaim: false, owner: lease.owner, claimId: expect.any(String) as string },
       { kind: 'in_progress', sameRequest: false },
       { kind: 'completed', sameRequest: true, response: { status: 201, contentType: JSON_TYPE, body: '{"done":true}' } },
     ]);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import { StatementBatches } from './statement-batches.js';
 
@@ -19,8 +20,12 @@ export type RequestIdentity = { readonly legacyHash: string; readonly fingerprin
  * still running or completed; `sameRequest` says whether that is this request or another.
  */
 export type Claim =
-  /** `owner`: the lease owner recorded on the key by this claim; the request frees or completes the key only while it is still that. */
-  | { readonly kind: 'claimed'; readonly firstClaimedAt: Date; readonly requestId: string; readonly firstClaim: boolean; readonly owner: string }
+  /**
+   * `owner`: the lease owner recorded on the key by this claim (its process); `claimId`: this claim's
+   * own id, recorded with it: the request frees or completes the key only while its claim is the one
+   * recorded (a retry that took the key over, even in the same process, has another).
+   */
+  | { readonly kind: 'claimed'; readonly firstClaimedAt: Date; readonly requestId: string; readonly firstClaim: boolean; readonly owner: string; readonly claimId: string }
   | { readonly kind: 'completed'; readonly sameRequest: boolean; readonly response: StoredResponse }
   | { readonly kind: 'in_progress'; readonly sameRequest: boolean };
 
@@ -72,8 +77,8 @@ const PURGE_CHUNK = 1_000;
 const STATEMENT_BATCHES = { maxInFlight: 2, maxItems: 64, keyOf: (item: { readonly scope: string; readonly key: string }) => keyOf(item) };
 
 type ClaimedRow = { readonly created_at: Date; readonly request_identity: RequestIdentity; readonly first_claim: boolean };
-type PendingClaim = { readonly scope: string; readonly key: string; readonly identity: RequestIdentity; readonly owner: string };
-type PendingCompletion = { readonly scope: string; readonly key: string; readonly response: StoredResponse; readonly owner: string };
+type PendingClaim = { readonly scope: string; readonly key: string; readonly identity: RequestIdentity; readonly owner: string; readonly claimId: string };
+type PendingCompletion = { readonly scope: string; readonly key: string; readonly response: StoredResponse; readonly claimId: string };
 
 /** Where a key row is, as one string (a batch holds each at most once). */
 function keyOf({ scope, key }: { readonly scope: string; readonly key: string }): string {
@@ -123,8 +128,9 @@ export class IdempotencyStore {
   async claim(scope: string, key: string, identity: RequestIdentity): Promise<Claim> {
     // Read once: the lease's owner changes when its session is lost and taken again.
     const owner = this.options.lease.owner;
-    const row = await this.claims.submit({ scope, key, identity, owner });
-    if (row !== undefined) return { kind: 'claimed', firstClaimedAt: row.created_at, requestId: row.request_identity.requestId, firstClaim: row.first_claim, owner };
+    const claimId = randomUUID();
+    const row = await this.claims.submit({ scope, key, identity, owner, claimId });
+    if (row !== undefined) return { kind: 'claimed', firstClaimedAt: row.created_at, requestId: row.request_identity.requestId, firstClaim: row.first_claim, owner, claimId };
     const found = await this.find(scope, key, identity);
     // Deleted between the two statements (purged): try once more.
     return found ?? this.claim(scope, key, identity);
@@ -140,16 +146,16 @@ export class IdempotencyStore {
     const claimed = await this.pool.query<ClaimedRow & { scope: string; key: string }>({
       // Stryker disable next-line StringLiteral: equivalent in behaviour; emptied, pg sends the statement unnamed and it is parsed and planned on every call (a cost, not a result).
       name: 'idempotency_claim_all',
-      text: `INSERT INTO idempotency_keys (scope, key, request_hash, request_identity, state, locked_until, expires_at, lease_owner)
-       SELECT claim.scope, claim.key, claim.request_hash, claim.request_identity, 'in_progress', now() + make_interval(secs => $4), now() + make_interval(hours => $5), claim.owner
-         FROM unnest($1::text[], $2::text[], $3::text[], $7::jsonb[], $8::text[]) WITH ORDINALITY AS claim(scope, key, request_hash, request_identity, owner, position)
+      text: `INSERT INTO idempotency_keys (scope, key, request_hash, request_identity, state, locked_until, expires_at, lease_owner, claim_id)
+       SELECT claim.scope, claim.key, claim.request_hash, claim.request_identity, 'in_progress', now() + make_interval(secs => $4), now() + make_interval(hours => $5), claim.owner, claim.claim_id
+         FROM unnest($1::text[], $2::text[], $3::text[], $7::jsonb[], $8::text[], $9::uuid[]) WITH ORDINALITY AS claim(scope, key, request_hash, request_identity, owner, claim_id, position)
         ORDER BY claim.position
        ON CONFLICT (scope, key) DO UPDATE SET
          request_hash = CASE WHEN ${SAME_BY_FINGERPRINT} THEN idempotency_keys.request_hash ELSE excluded.request_hash END,
          request_identity = CASE WHEN ${SAME_BY_FINGERPRINT} THEN idempotency_keys.request_identity ELSE excluded.request_identity END,
          state = 'in_progress', response_status = NULL, response_content_type = NULL, response_body = NULL, response_location = NULL,
          created_at = CASE WHEN idempotency_keys.expires_at < now() AND NOT (${SAME_REQUEST}) THEN now() ELSE idempotency_keys.created_at END,
-         locked_until = excluded.locked_until, expires_at = excluded.expires_at, lease_owner = excluded.lease_owner
+         locked_until = excluded.locked_until, expires_at = excluded.expires_at, lease_owner = excluded.lease_owner, claim_id = excluded.claim_id
        WHERE idempotency_keys.expires_at < now()
           OR (idempotency_keys.state = 'in_progress' AND ${SAME_REQUEST}
               AND (idempotency_keys.locked_until < now() OR NOT ${OWNER_ALIVE}))
@@ -163,6 +169,7 @@ export class IdempotencyStore {
         this.options.lease.namespace,
         sorted.map((claim) => JSON.stringify(claim.identity)),
         sorted.map((claim) => claim.owner),
+        sorted.map((claim) => claim.claimId),
       ],
     });
     const byKey = new Map(claimed.rows.map((row) => [keyOf(row), row]));
@@ -194,11 +201,11 @@ export class IdempotencyStore {
   }
 
   /**
-   * Stores the final response of the request that claimed the key as `owner`. Not once another
-   * attempt took the key over (its process seemed gone): that attempt's answer is the one kept.
+   * Stores the final response of the request whose claim is `claimId`. Not once another attempt took
+   * the key over (its process seemed gone, or its lock lapsed): that attempt's answer is the one kept.
    */
-  async complete(scope: string, key: string, response: StoredResponse, owner: string): Promise<void> {
-    await this.completions.submit({ scope, key, response, owner });
+  async complete(scope: string, key: string, response: StoredResponse, claimId: string): Promise<void> {
+    await this.completions.submit({ scope, key, response, claimId });
   }
 
   /** The completions of a batch, in one statement; sorted by key, as `claimAll` is. */
@@ -206,8 +213,8 @@ export class IdempotencyStore {
     const sorted = [...completions].sort((a, b) => compareKeys(a, b));
     await this.pool.query({
       // Stryker disable next-line StringLiteral: equivalent in behaviour, as above.
-      name: 'idempotency_complete_all',
-      text: 'SELECT idempotency_complete_all($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[])',
+      name: 'idempotency_complete_claims',
+      text: 'SELECT idempotency_complete_claims($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::uuid[])',
       values: [
         sorted.map((completion) => completion.scope),
         sorted.map((completion) => completion.key),
@@ -215,7 +222,7 @@ export class IdempotencyStore {
         sorted.map((completion) => completion.response.contentType),
         sorted.map((completion) => completion.response.body),
         sorted.map((completion) => completion.response.location ?? null),
-        sorted.map((completion) => completion.owner),
+        sorted.map((completion) => completion.claimId),
       ],
     });
     return completions.map(() => undefined);
@@ -225,21 +232,20 @@ export class IdempotencyStore {
    * Frees a key whose request failed in a way worth retrying (5xx, a concurrency conflict), so the
    * retry does the work: its lease ends now. The row stays, with its first claim time, because the
    * failed attempt may have appended its events before failing and the retry must find them. Only
-   * while the request that claimed it as `owner` still holds it.
+   * while the request's claim (`claimId`) still holds it.
    */
-  async release(scope: string, key: string, owner: string): Promise<void> {
-    await this.pool.query(`UPDATE idempotency_keys SET locked_until = '-infinity' WHERE scope = $1 AND key = $2 AND state = 'in_progress' AND lease_owner = $3`, [scope, key, owner]);
+  async release(scope: string, key: string, claimId: string): Promise<void> {
+    await this.pool.query(`UPDATE idempotency_keys SET locked_until = '-infinity' WHERE scope = $1 AND key = $2 AND state = 'in_progress' AND claim_id = $3`, [scope, key, claimId]);
   }
 
   /**
    * Drops a key this request holds: its request was refused before doing any work, and it made the
    * key's first claim (a takeover must `release` instead: an earlier attempt may have done the work).
-   * Only while it still holds it (`owner`, recorded by its claim): a retry in another process that
-   * took the key over (this process's session was lost meanwhile) may have done the work, and its
-   * row stays.
+   * Only while its claim (`claimId`) still holds it: a retry that took the key over (this process's
+   * session was lost meanwhile, or the lock lapsed) may have done the work, and its row stays.
    */
-  async forget(scope: string, key: string, owner: string): Promise<void> {
-    await this.pool.query(`DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_progress' AND lease_owner = $3`, [scope, key, owner]);
+  async forget(scope: string, key: string, claimId: string): Promise<void> {
+    await this.pool.query(`DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_progress' AND claim_id = $3`, [scope, key, claimId]);
   }
 
   /**
