@@ -79,11 +79,15 @@ describe('JwtVerifier with HS256', () => {
     await expect(JwtVerifier.create({ ...base, lifetimeSecondsMax: 0 })).rejects.toThrow(/lifetimeSecondsMax/);
   });
 
-  it('measures a token whose iat is later than now from now: a future iat does not shorten a ten-year token', async () => {
+  it('measures a token whose iat is later than now (beyond the clock tolerance) from then: a future iat does not shorten a ten-year token', async () => {
     const tenYears = now + 10 * 365 * 86_400;
-    expect(await refusal(verifier, await hs256({ iat: tenYears - 60, exp: tenYears }))).toBe('TOKEN_LIFETIME_TOO_LONG');
-    // Within the maximum from now, a slightly future iat (a fast issuer clock) is still accepted.
-    await expect(verifier.verify(await hs256({ iat: now + 30, exp: now + 3_600 }))).resolves.toMatchObject({ subject: userId });
+    const refused = verifier.verify(await hs256({ iat: tenYears - 60, exp: tenYears }));
+    await expect(refused).rejects.toMatchObject({ code: 'TOKEN_LIFETIME_TOO_LONG' });
+    await expect(refused).rejects.toThrow(/lifetime \(exp - now\)/);
+    // An issuer whose clock is ahead by up to the tolerance (30 s) mints full-lifetime tokens that pass; by two minutes, not.
+    const at = Math.floor(Date.now() / 1000);
+    await expect(verifier.verify(await hs256({ iat: at + 30, exp: at + 30 + 86_400 }))).resolves.toMatchObject({ subject: userId });
+    expect(await refusal(verifier, await hs256({ iat: at + 120, exp: at + 120 + 86_400 }))).toBe('TOKEN_LIFETIME_TOO_LONG');
   });
 
   it('refuses a token without exp', async () => {
