@@ -4,7 +4,7 @@ import { actorOf } from '../../auth/access-control.js';
 import { sendProblem } from '../problem-details.filter.js';
 import { withHook } from '../route-hooks.js';
 import { IdempotencyKeyError } from './idempotency.errors.js';
-import type { IdempotencyStore, RequestIdentity } from './idempotency.store.js';
+import type { ClaimHolder, IdempotencyStore, RequestIdentity } from './idempotency.store.js';
 import { requestFingerprints } from './request-fingerprint.js';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
@@ -19,8 +19,8 @@ export type IdempotencyOptions = {
   readonly pollIntervalMs: number;
 };
 
-/** `firstClaim`: no earlier attempt of the request can exist; `owner`: the lease owner its claim recorded (see `Claim`). */
-type Claimed = { readonly scope: string; readonly key: string; readonly request: IdempotentRequest; readonly firstClaim: boolean; readonly claimId: string };
+/** `firstClaim`: no earlier attempt of the request can exist; `holder`: its claim's id and lease owner, which end the key only while they hold it (see `Claim`). */
+type Claimed = { readonly scope: string; readonly key: string; readonly request: IdempotentRequest; readonly firstClaim: boolean; readonly holder: ClaimHolder };
 const claims = new WeakMap<FastifyRequest, Claimed>();
 
 /**
@@ -109,7 +109,7 @@ function claimingHook(store: IdempotencyStore, options: IdempotencyOptions): pre
       // The key's first request's id, which may not be this attempt's own (a path spelled in another
       // case): a retry finds the events an earlier attempt appended by the ids derived from it.
       const notBefore = new Date(claim.firstClaimedAt.getTime() - IDEMPOTENCY_CLOCK_MARGIN_MS);
-      claims.set(request, { scope, key: header, request: { key: header, requestId: claim.requestId, notBefore, firstClaim: claim.firstClaim }, firstClaim: claim.firstClaim, claimId: claim.claimId });
+      claims.set(request, { scope, key: header, request: { key: header, requestId: claim.requestId, notBefore, firstClaim: claim.firstClaim }, firstClaim: claim.firstClaim, holder: { claimId: claim.claimId, owner: claim.owner } });
       return undefined;
     }
     if (!claim.sameRequest) {
@@ -134,12 +134,12 @@ function completingHook(store: IdempotencyStore): onSendAsyncHookHandler {
       // correct the request and send it again under the same key. Unless the key was taken over: an
       // earlier attempt of the request may have done the work, and a retry must still find the key
       // (and the first request id) to find that work; so the key is only released.
-      if (claimed.firstClaim) await store.forget(claimed.scope, claimed.key, claimed.claimId);
-      else await store.release(claimed.scope, claimed.key, claimed.claimId);
+      if (claimed.firstClaim) await store.forget(claimed.scope, claimed.key, claimed.holder);
+      else await store.release(claimed.scope, claimed.key, claimed.holder);
       return payload;
     }
     if (body === undefined || !isFinal(reply.statusCode, body, request.routeOptions.url ?? '')) {
-      await store.release(claimed.scope, claimed.key, claimed.claimId);
+      await store.release(claimed.scope, claimed.key, claimed.holder);
       return payload;
     }
     const contentType = reply.getHeader('content-type');
@@ -149,7 +149,7 @@ function completingHook(store: IdempotencyStore): onSendAsyncHookHandler {
       contentType: typeof contentType === 'string' ? contentType : 'application/json; charset=utf-8',
       body,
       ...(typeof location === 'string' ? { location } : {}),
-    }, claimed.claimId);
+    }, claimed.holder);
     return payload;
   };
 }

@@ -76,9 +76,9 @@ describe('IdempotencyStore leases', () => {
     const takenOver = await second.store.claim(SCOPE, key, REQUEST);
     if (takenOver.kind !== 'claimed' || takenOver.firstClaim) throw new Error('not taken over');
     // The first request is refused 400 and, as the key's first claim, forgets it: the takeover's row stays.
-    await first.store.forget(SCOPE, key, claimed.claimId);
+    await first.store.forget(SCOPE, key, claimed);
     expect((await database.pool.query('SELECT 1 FROM idempotency_keys WHERE key = $1', [key])).rowCount).toBe(1);
-    await second.store.forget(SCOPE, key, takenOver.claimId);
+    await second.store.forget(SCOPE, key, takenOver);
     expect((await database.pool.query('SELECT 1 FROM idempotency_keys WHERE key = $1', [key])).rowCount).toBe(0);
   });
 
@@ -92,10 +92,10 @@ describe('IdempotencyStore leases', () => {
     const takenOver = await second.store.claim(SCOPE, key, REQUEST);
     if (takenOver.kind !== 'claimed') throw new Error('not taken over');
     const json = 'application/json; charset=utf-8';
-    await second.store.complete(SCOPE, key, { status: 201, contentType: json, body: '{"spent":true}' }, takenOver.claimId);
+    await second.store.complete(SCOPE, key, { status: 201, contentType: json, body: '{"spent":true}' }, takenOver);
     // The first attempt answers late (it found the balance spent by the takeover): its answer is not kept.
-    await first.store.complete(SCOPE, key, { status: 409, contentType: json, body: '{"code":"INSUFFICIENT_BALANCE"}' }, claimed.claimId);
-    await first.store.release(SCOPE, key, claimed.claimId);
+    await first.store.complete(SCOPE, key, { status: 409, contentType: json, body: '{"code":"INSUFFICIENT_BALANCE"}' }, claimed);
+    await first.store.release(SCOPE, key, claimed);
     expect(await second.store.claim(SCOPE, key, REQUEST)).toEqual({ kind: 'completed', sameRequest: true, response: { status: 201, contentType: json, body: '{"spent":true}' } });
   });
 
@@ -109,17 +109,17 @@ describe('IdempotencyStore leases', () => {
     const retry = await store.claim(SCOPE, key, REQUEST);
     if (retry.kind !== 'claimed') throw new Error('not taken over');
     expect(retry.owner).toBe(slow.owner);
-    expect(retry.claimId).not.toBe(slow.claimId);
+    expect(retry).not.toBe(slow);
     // The slow attempt fails (a 5xx) and frees what it no longer holds: nothing; a third attempt waits for the retry.
-    await store.release(SCOPE, key, slow.claimId);
-    await store.forget(SCOPE, key, slow.claimId);
+    await store.release(SCOPE, key, slow);
+    await store.forget(SCOPE, key, slow);
     expect(await store.claim(SCOPE, key, REQUEST)).toEqual({ kind: 'in_progress', sameRequest: true });
     // Or it answers late: the retry's answer is the one kept.
     const json = 'application/json; charset=utf-8';
-    await store.complete(SCOPE, key, { status: 202, contentType: json, body: '{"slow":true}' }, slow.claimId);
+    await store.complete(SCOPE, key, { status: 202, contentType: json, body: '{"slow":true}' }, slow);
     expect(await store.find(SCOPE, key, REQUEST)).toEqual({ kind: 'in_progress', sameRequest: true });
-    await store.complete(SCOPE, key, { status: 201, contentType: json, body: '{"retry":true}' }, retry.claimId);
-    await store.complete(SCOPE, key, { status: 202, contentType: json, body: '{"slow":true}' }, slow.claimId);
+    await store.complete(SCOPE, key, { status: 201, contentType: json, body: '{"retry":true}' }, retry);
+    await store.complete(SCOPE, key, { status: 202, contentType: json, body: '{"slow":true}' }, slow);
     expect(await store.find(SCOPE, key, REQUEST)).toEqual({ kind: 'completed', sameRequest: true, response: { status: 201, contentType: json, body: '{"retry":true}' } });
   });
 
@@ -177,9 +177,11 @@ async function claimedByAnOlderVersion(key: string, legacyHash: string, expiresI
   );
 }
 
-async function rowOf(key: string): Promise<{ request_hash: string; request_identity: RequestIdentity | null; created_at: Date }> {
-  const row = await database.pool.query<{ request_hash: string; request_identity: RequestIdentity | null; created_at: Date }>(
-    'SELECT request_hash, request_identity, created_at FROM idempotency_keys WHERE scope = $1 AND key = $2',
+type KeyRowRead = { request_hash: string; request_identity: RequestIdentity | null; created_at: Date; state: string; lease_owner: string | null; claim_id: string | null };
+
+async function rowOf(key: string): Promise<KeyRowRead> {
+  const row = await database.pool.query<KeyRowRead>(
+    'SELECT request_hash, request_identity, created_at, state, lease_owner, claim_id FROM idempotency_keys WHERE scope = $1 AND key = $2',
     [SCOPE, key],
   );
   const found = row.rows[0];
@@ -279,7 +281,7 @@ describe('IdempotencyStore: one request, two fingerprints', () => {
     const identity = identityOf('a1'.repeat(32));
     const claimed = await store.claim(SCOPE, key, identity);
     if (claimed.kind !== 'claimed') throw new Error('not claimed');
-    await store.complete(SCOPE, key, { status: 201, contentType: 'application/json; charset=utf-8', body: '{"ok":true}' }, claimed.claimId);
+    await store.complete(SCOPE, key, { status: 201, contentType: 'application/json; charset=utf-8', body: '{"ok":true}' }, claimed);
     expect(await store.claim(SCOPE, key, respelled(identity))).toEqual({
       kind: 'completed',
       sameRequest: true,
@@ -329,6 +331,22 @@ async function olderVersionClaims(lease: IdempotencyLease, key: string, requestH
 const expire = (key: string) => database.pool.query(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE scope = $1 AND key = $2`, [SCOPE, key]);
 
 describe('IdempotencyStore beside the version before request identities (its claim, frozen)', () => {
+  it("does not end a key the older version took over after the current claim's lock lapsed (the takeover keeps the claim id, not the lease owner)", async () => {
+    const current = await processOf();
+    const older = await processOf();
+    const key = randomUUID();
+    const slow = await current.store.claim(SCOPE, key, REQUEST);
+    if (slow.kind !== 'claimed') throw new Error('not claimed');
+    await database.pool.query("UPDATE idempotency_keys SET locked_until = now() - interval '1 second' WHERE scope = $1 AND key = $2", [SCOPE, key]);
+    expect(await olderVersionClaims(older.lease, key, REQUEST.legacyHash)).toBe(true);
+    expect(await rowOf(key)).toMatchObject({ claim_id: slow.claimId, lease_owner: older.lease.owner });
+    await current.store.release(SCOPE, key, slow);
+    await current.store.forget(SCOPE, key, slow);
+    await current.store.complete(SCOPE, key, { status: 201, contentType: 'application/json; charset=utf-8', body: '{"slow":true}' }, slow);
+    expect(await rowOf(key)).toMatchObject({ state: 'in_progress', lease_owner: older.lease.owner });
+    expect(await current.store.claim(SCOPE, key, REQUEST)).toEqual({ kind: 'in_progress', sameRequest: true });
+  });
+
   it('lets the older version take over a key of the same request byte for byte, and the current one then still derives the first request id', async () => {
     const key = randomUUID();
     const identity = identityOf('e5'.repeat(32));
@@ -441,12 +459,12 @@ describe('IdempotencyStore: claims and completions of many requests at once', ()
     const { store, statements } = countingStore(first.lease);
     const keys = Array.from({ length: 20 }, () => randomUUID());
     const claims = await Promise.all(keys.map((key) => store.claim(SCOPE, key, REQUEST)));
-    const claimIds = claims.map((claim) => (claim.kind === 'claimed' ? claim.claimId : ''));
+    const holders = claims.map((claim) => (claim.kind === 'claimed' ? claim : { claimId: '', owner: '' }));
     // The last key is taken over by another process's retry (as if the first process's session had been lost meanwhile).
     const takenOver = keys[19] as string;
     await database.pool.query('UPDATE idempotency_keys SET lease_owner = $3, claim_id = gen_random_uuid() WHERE scope = $1 AND key = $2', [SCOPE, takenOver, second.lease.owner]);
     const before = statements();
-    await Promise.all(keys.map((key, index) => store.complete(SCOPE, key, { status: 201, contentType: JSON_TYPE, body: `{"n":${index}}`, ...(index % 2 === 0 ? { location: `/v1/n/${index}` } : {}) }, claimIds[index] as string)));
+    await Promise.all(keys.map((key, index) => store.complete(SCOPE, key, { status: 201, contentType: JSON_TYPE, body: `{"n":${index}}`, ...(index % 2 === 0 ? { location: `/v1/n/${index}` } : {}) }, holders[index] ?? { claimId: '', owner: '' })));
     expect(statements() - before).toBeLessThanOrEqual(3);
     for (const [index, key] of keys.slice(0, 19).entries()) {
       expect(await store.find(SCOPE, key, REQUEST)).toEqual({ kind: 'completed', sameRequest: true, response: { status: 201, contentType: JSON_TYPE, body: `{"n":${index}}`, ...(index % 2 === 0 ? { location: `/v1/n/${index}` } : {}) } });
@@ -467,7 +485,7 @@ describe('IdempotencyStore: claims and completions of many requests at once', ()
     await live.store.claim(SCOPE, heldByAnother as string, identityOf('f3'.repeat(32)));
     const done = await live.store.claim(SCOPE, completed as string, REQUEST);
     if (done.kind !== 'claimed') throw new Error('not claimed');
-    await live.store.complete(SCOPE, completed as string, { status: 201, contentType: JSON_TYPE, body: '{"done":true}' }, done.claimId);
+    await live.store.complete(SCOPE, completed as string, { status: 201, contentType: JSON_TYPE, body: '{"done":true}' }, done);
 
     // Two claims take the two batch slots; the five that arrive meanwhile go as one statement.
     const fillers = [store.claim(SCOPE, randomUUID(), REQUEST), store.claim(SCOPE, randomUUID(), REQUEST)];

@@ -78,7 +78,9 @@ const STATEMENT_BATCHES = { maxInFlight: 2, maxItems: 64, keyOf: (item: { readon
 
 type ClaimedRow = { readonly created_at: Date; readonly request_identity: RequestIdentity; readonly first_claim: boolean };
 type PendingClaim = { readonly scope: string; readonly key: string; readonly identity: RequestIdentity; readonly owner: string; readonly claimId: string };
-type PendingCompletion = { readonly scope: string; readonly key: string; readonly response: StoredResponse; readonly claimId: string };
+/** Whose claim a key is ended by: the claim's id and its process's lease owner (both fence it: see migration 137). */
+export type ClaimHolder = { readonly claimId: string; readonly owner: string };
+type PendingCompletion = { readonly scope: string; readonly key: string; readonly response: StoredResponse; readonly holder: ClaimHolder };
 
 /** Where a key row is, as one string (a batch holds each at most once). */
 function keyOf({ scope, key }: { readonly scope: string; readonly key: string }): string {
@@ -201,11 +203,11 @@ export class IdempotencyStore {
   }
 
   /**
-   * Stores the final response of the request whose claim is `claimId`. Not once another attempt took
+   * Stores the final response of the request whose claim is `holder`'s. Not once another attempt took
    * the key over (its process seemed gone, or its lock lapsed): that attempt's answer is the one kept.
    */
-  async complete(scope: string, key: string, response: StoredResponse, claimId: string): Promise<void> {
-    await this.completions.submit({ scope, key, response, claimId });
+  async complete(scope: string, key: string, response: StoredResponse, holder: ClaimHolder): Promise<void> {
+    await this.completions.submit({ scope, key, response, holder });
   }
 
   /** The completions of a batch, in one statement; sorted by key, as `claimAll` is. */
@@ -214,7 +216,7 @@ export class IdempotencyStore {
     await this.pool.query({
       // Stryker disable next-line StringLiteral: equivalent in behaviour, as above.
       name: 'idempotency_complete_claims',
-      text: 'SELECT idempotency_complete_claims($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::uuid[])',
+      text: 'SELECT idempotency_complete_claims($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::uuid[], $8::text[])',
       values: [
         sorted.map((completion) => completion.scope),
         sorted.map((completion) => completion.key),
@@ -222,7 +224,8 @@ export class IdempotencyStore {
         sorted.map((completion) => completion.response.contentType),
         sorted.map((completion) => completion.response.body),
         sorted.map((completion) => completion.response.location ?? null),
-        sorted.map((completion) => completion.claimId),
+        sorted.map((completion) => completion.holder.claimId),
+        sorted.map((completion) => completion.holder.owner),
       ],
     });
     return completions.map(() => undefined);
@@ -232,20 +235,25 @@ export class IdempotencyStore {
    * Frees a key whose request failed in a way worth retrying (5xx, a concurrency conflict), so the
    * retry does the work: its lease ends now. The row stays, with its first claim time, because the
    * failed attempt may have appended its events before failing and the retry must find them. Only
-   * while the request's claim (`claimId`) still holds it.
+   * while the request's claim (`holder`) still holds it.
    */
-  async release(scope: string, key: string, claimId: string): Promise<void> {
-    await this.pool.query(`UPDATE idempotency_keys SET locked_until = '-infinity' WHERE scope = $1 AND key = $2 AND state = 'in_progress' AND claim_id = $3`, [scope, key, claimId]);
+  async release(scope: string, key: string, holder: ClaimHolder): Promise<void> {
+    await this.pool.query(`UPDATE idempotency_keys SET locked_until = '-infinity' WHERE scope = $1 AND key = $2 AND state = 'in_progress' AND claim_id = $3 AND lease_owner = $4`, [
+      scope,
+      key,
+      holder.claimId,
+      holder.owner,
+    ]);
   }
 
   /**
    * Drops a key this request holds: its request was refused before doing any work, and it made the
    * key's first claim (a takeover must `release` instead: an earlier attempt may have done the work).
-   * Only while its claim (`claimId`) still holds it: a retry that took the key over (this process's
+   * Only while its claim (`holder`) still holds it: a retry that took the key over (this process's
    * session was lost meanwhile, or the lock lapsed) may have done the work, and its row stays.
    */
-  async forget(scope: string, key: string, claimId: string): Promise<void> {
-    await this.pool.query(`DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_progress' AND claim_id = $3`, [scope, key, claimId]);
+  async forget(scope: string, key: string, holder: ClaimHolder): Promise<void> {
+    await this.pool.query(`DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_progress' AND claim_id = $3 AND lease_owner = $4`, [scope, key, holder.claimId, holder.owner]);
   }
 
   /**
