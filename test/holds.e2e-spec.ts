@@ -490,6 +490,32 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     }
     expect(grantLot).toEqual(expect.any(String));
   });
+
+  it("counts a refunded purchase's lot as any once its tokens are free again (a lost dispute took the refund's part elsewhere): due at its expiry, as the stream says", async () => {
+    const start = new Date();
+    clockNow = start;
+    const userId = randomUUID();
+    const client = () => clockApp.http();
+    // A purchase of 40 drawn first (priority 0), its lot expiring in a day; 100 more credit without expiry.
+    const paymentId = randomUUID();
+    await decide(userId, { type: 'InitiatePayment', data: { userId, paymentId, orderId: `order-${paymentId}`, packageId: 'promo', tokens: 40, amount: 100, currency: 'USD', provider: 'mock', now: start, expiresAt: new Date(start.getTime() + 3_600_000), pendingPaymentsMax: 10, lot: { priority: 0, expiresInDays: 1 } } });
+    await decide(userId, { type: 'CapturePayment', data: { userId, paymentId, outcome: { status: 'captured', providerTransactionId: `capture-${paymentId}` }, transactionId: randomUUID(), now: start } });
+    await client().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
+    const { holdId } = (await client().post(`/v1/accounts/${userId}/holds`).send({ amount: 40, expiresInSeconds: 600 }).expect(201)).body as { holdId: string };
+    // Refunded at the provider while held; then its dispute is lost, which takes the 40 from the other credit; the hold is released.
+    await decide(userId, { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: `refund-${paymentId}`, transactionId: randomUUID(), now: start } });
+    await decide(userId, { type: 'RecordDispute', data: { userId, paymentId, disputeId: `dp-${paymentId}`, status: 'lost', amount: 100, currency: 'USD', reason: 'fraudulent', transactionId: randomUUID(), now: start } });
+    await client().post(`/v1/accounts/${userId}/holds/${holdId}/release`).send({}).expect(200);
+    const purchaseLot = ((await client().get(`/v1/accounts/${userId}/lots`).expect(200)).body.data as { lotId: string; paymentId: string | null }[]).find((lot) => lot.paymentId === paymentId)?.lotId;
+    const expiresAt = new Date(start.getTime() + 86_400_000);
+    expect((await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual({ userId, balance: 100, held: 0, available: 100, nextExpiry: { expiresAt: expiresAt.toISOString(), amount: 40, lotId: purchaseLot } });
+    // Past its expiry its 40 are gone, read as of now before the job records it.
+    clockNow = expiresAt;
+    expect((await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual({ userId, balance: 60, held: 0, available: 60, nextExpiry: null });
+    await recordExpiries(userId, clockNow);
+    expect(await expiryEvents(userId)).toEqual(['LotExpired']);
+    expect((await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual({ userId, balance: 60, held: 0, available: 60, nextExpiry: null });
+  });
 });
 
 describe('an expired hold ends at its expiresAt', () => {

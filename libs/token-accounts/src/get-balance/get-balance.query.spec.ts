@@ -47,4 +47,17 @@ describe("the balance's next expiry from the folded state (the read path while a
     expect(refunded.lots.get('lot-a')).toMatchObject({ remaining: 30, reserved: 30 });
     expect(nextExpiryOf(refunded, now)).toEqual({ expiresAt: at(30).toISOString(), amount: 50, lotId: 'lot-b' });
   });
+
+  it("names a refunded purchase's lot once its tokens are free: a lost dispute took the refund's part from another lot, and the hold gave them back", () => {
+    const held = stateAfter([...bought('a', 40, 1), ...bought('b', 100, 30), hold('h', 40, 3_600)]);
+    const refunded = decideTokenAccountWithState({ type: 'RefundPayment', data: { userId, paymentId: 'a', providerRefundId: 're_a', transactionId: 'tx-refund', now } }, held).state;
+    const lost = decideTokenAccountWithState(
+      { type: 'RecordDispute', data: { userId, paymentId: 'a', disputeId: 'dp_a', status: 'lost', amount: 500, currency: 'USD', reason: 'fraudulent', transactionId: 'tx-dispute', now } },
+      refunded,
+    ).state;
+    const released = decideTokenAccountWithState({ type: 'ReleaseHold', data: { userId, holdId: 'h', transactionId: 'tx-release', now } }, lost).state;
+    expect(released.payments.get('a')?.status).toBe('REFUNDED');
+    expect(released.lots.get('lot-a')).toMatchObject({ remaining: 40, reserved: 0 });
+    expect(nextExpiryOf(released, now)).toEqual({ expiresAt: at(1).toISOString(), amount: 40, lotId: 'lot-a' });
+  });
 });

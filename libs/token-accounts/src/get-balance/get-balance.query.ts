@@ -3,7 +3,7 @@ import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
 import { PG_POOL, toSafeInteger } from '@app/database';
 import { CommandHandling } from '@app/event-sourcing';
-import { decideTokenAccountWithState, isLive, tokenAccountDecider, tokenAccountStreamId, type Lot, type TokenAccountState } from '@app/ledger';
+import { decideTokenAccountWithState, freeOf, isLive, tokenAccountDecider, tokenAccountStreamId, type Lot, type TokenAccountState } from '@app/ledger';
 import type { Pool } from 'pg';
 import { nowOf, TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
 
@@ -40,20 +40,22 @@ export class GetBalanceQuery extends Query<BalanceView> {
 
 // One statement, so totals, the next expiry and whether anything is due come from one snapshot. $2:
 // now. Due: a hold recorded active past its expiry (read from the partial index of active holds), or
-// a lot with tokens left past its expiry, which is then the next expiry. Two kinds of lot recorded
-// active are not the next expiry (nor due), as `nextExpiryOf` leaves them out:
+// a lot with tokens left past its expiry, which is then the next expiry. A lot recorded active that
+// holds not past their expiry hold whole is neither (as `nextExpiryOf` leaves it out) when it is:
+// - past its expiry: nothing of it is free to expire (its held tokens stay with the holds), so
+//   reading it from the stream would change nothing;
 // - the lot of a purchase the provider refunded while holds held what was left of it: the refund
-//   takes those tokens as the holds give them back, so they never expire;
-// - a lot past its expiry that holds not past theirs hold whole: nothing of it is free to expire
-//   (its held tokens stay with the holds), so reading it from the stream would change nothing.
+//   takes those tokens as the holds give them back, so they never expire.
+// A refunded purchase's lot with free tokens (a lost dispute took the refund's part from others)
+// expires as any lot does. The cheap tests come first: the held sum is read only for such lots.
 const BALANCE_SQL = `
   SELECT balance::text, held::text, available::text, shortfall::text,
          (SELECT coalesce(sum(tokens_purchased), 0) FROM payments WHERE user_id = $1 AND status = 'REFUND_PENDING')::text AS reserved_for_refunds,
          (SELECT json_build_object('expiresAt', to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 'amount', remaining::text, 'lotId', lot_id, 'due', expires_at <= $2)
             FROM token_lots WHERE user_id = $1 AND status = 'active' AND expires_at IS NOT NULL
-             AND NOT EXISTS (SELECT 1 FROM payments WHERE payments.id = token_lots.payment_id AND payments.status = 'REFUNDED')
-             AND NOT (expires_at <= $2 AND remaining <= (SELECT coalesce(sum((draw->>'amount')::bigint), 0) FROM token_holds, jsonb_array_elements(token_holds.draws) AS draw
-                                                          WHERE token_holds.user_id = $1 AND token_holds.status = 'active' AND token_holds.expires_at > $2 AND draw->>'lotId' = token_lots.lot_id))
+             AND NOT ((expires_at <= $2 OR (payment_id IS NOT NULL AND EXISTS (SELECT 1 FROM payments WHERE payments.id = token_lots.payment_id AND payments.status = 'REFUNDED')))
+                      AND remaining <= (SELECT coalesce(sum((draw->>'amount')::bigint), 0) FROM token_holds, jsonb_array_elements(token_holds.draws) AS draw
+                                         WHERE token_holds.user_id = $1 AND token_holds.status = 'active' AND token_holds.expires_at > $2 AND draw->>'lotId' = token_lots.lot_id))
            ORDER BY expires_at, lot_id LIMIT 1) AS next_expiry,
          EXISTS (SELECT 1 FROM token_holds WHERE user_id = $1 AND status = 'active' AND expires_at <= $2) AS hold_due
     FROM (SELECT $1::uuid AS user_id) AS wanted LEFT JOIN user_tokens USING (user_id)`;
@@ -118,16 +120,17 @@ function balanceView(
 /**
  * The live lot with an expiry that expires first (ties by lot id), as `token_lots` orders its active
  * lots. Two kinds of lot stay in the state with tokens a hold holds and are left out: one past its
- * expiry, and the lot of a purchase refunded while a hold held some of it (the held part goes to the
- * refund as the hold gives it back). `token_lots` records the first `expired` once its free part
- * expired, the second `refunded` once the refund took a token of it; either may be recorded active
- * while holds hold all it has left, which BALANCE_SQL leaves out too.
+ * expiry, and the lot of a purchase refunded while holds held what was left of it (the held part goes
+ * to the refund as the holds give it back). `token_lots` records the first `expired` once its free
+ * part expired, the second `refunded` once the refund took a token of it; either may be recorded
+ * active while holds hold all it has left, which BALANCE_SQL leaves out too. A refunded purchase's
+ * lot with free tokens (a lost dispute took the refund's part from other lots) is a lot like any.
  */
 export function nextExpiryOf(state: TokenAccountState, now: Date): NextExpiry | null {
   let first: Lot | undefined;
   for (const lot of state.lots.values()) {
     if (lot.expiresAt === null || lot.remaining === 0 || !isLive(lot, now)) continue;
-    if (lot.paymentId !== null && state.payments.get(lot.paymentId)?.status === 'REFUNDED') continue;
+    if (lot.paymentId !== null && state.payments.get(lot.paymentId)?.status === 'REFUNDED' && freeOf(lot) === 0) continue;
     if (first === undefined || lot.expiresAtMs < first.expiresAtMs || (lot.expiresAtMs === first.expiresAtMs && lot.lotId < first.lotId)) first = lot;
   }
   return first === undefined || first.expiresAt === null ? null : { expiresAt: first.expiresAt, amount: first.remaining, lotId: first.lotId };
