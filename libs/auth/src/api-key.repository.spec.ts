@@ -75,6 +75,17 @@ describe('ApiKeyRepository', () => {
     }
   });
 
+  it('lets a key that manages keys replace only a key that can do no more than it (403 naming the scopes it lacks)', async () => {
+    const integrator = await keys.create({ name: 'other-integrator', role: 'service', scopes: ['usage:write', 'accounts:read'] });
+    const manager = await keys.authenticate((await keys.create({ name: 'usage-manager', role: 'admin', scopes: ['api-keys:manage', 'usage:write'] })).key);
+    await expect(keys.create({ name: 'joined', role: 'service', scopes: ['usage:write'], replaces: integrator.record.id, grantor: manager })).rejects.toMatchObject({
+      code: 'FORBIDDEN',
+      details: { missingScopes: ['accounts:read'] },
+    });
+    const narrow = await keys.create({ name: 'usage-backend', role: 'service', scopes: ['usage:write'] });
+    await expect(keys.create({ name: 'usage-backend-2', role: 'service', scopes: ['usage:write'], replaces: narrow.record.id, grantor: manager })).resolves.toMatchObject({ record: { idempotencyScope: narrow.record.id } });
+  });
+
   it('refuses a key after its expiry (API_KEY_EXPIRED), and an expiry that is not in the future', async () => {
     const { key, record } = await keys.create({ name: 'short-lived', role: 'service', expiresAt: new Date(Date.now() + 60_000) });
     await expect(keys.authenticate(key)).resolves.toMatchObject({ subject: record.id });

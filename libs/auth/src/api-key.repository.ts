@@ -107,6 +107,7 @@ export class ApiKeyRepository {
     // A key an API key creates expires by the time its creator does: a leaked short-lived key must not mint a lasting one.
     const grantorKeyId = input.grantor?.kind === 'api_key' ? input.grantor.subject : null;
     const replaces = input.replaces ?? null;
+    if (replaces !== null && input.grantor?.kind === 'api_key') await this.assertMayReplace(input.grantor, replaces);
     try {
       const result = await this.pool.query<Omit<ApiKeyRow, 'id'> & { id: string | null; grantor_expires_at: Date | null; replaced_scope: string | null }>(
         // The expiry is compared with the database's clock, the one authenticate() judges it by. A
@@ -137,6 +138,21 @@ export class ApiKeyRepository {
       if (isUniqueViolation(error, 'api_keys_active_name')) throw new ApiKeyNameTakenError(input.name);
       throw error;
     }
+  }
+
+  /**
+   * A key that manages keys may make a replacement (which shares the replaced key's Idempotency-Keys
+   * and so its stored answers) only of a key that can do no more than it: one holding every scope of
+   * the replaced key. A key that does not exist is left to the insert, which names `replaces`. Scopes
+   * never change, so reading them first decides as the insert would.
+   */
+  private async assertMayReplace(grantor: Actor, replaces: string): Promise<void> {
+    const result = await this.pool.query<ApiKeyRow>('SELECT * FROM api_keys WHERE id = $1', [replaces]);
+    const replaced = result.rows[0];
+    if (replaced === undefined) return;
+    const held = grantor.scopes ?? [];
+    const notHeld = scopesOf(replaced).filter((scope) => !held.includes(scope));
+    if (notHeld.length > 0) throw new AccessDeniedError(`this API key cannot replace ${replaces}: it does not hold ${notHeld.join(', ')}`, { missingScopes: notHeld });
   }
 
   /**
