@@ -310,7 +310,6 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
   const expiryEvents = async (userId: string) =>
     (await testApp.database.pool.query<{ event_type: string }>("SELECT event_type FROM events WHERE stream_id = $1 AND event_type IN ('HoldExpired', 'LotExpired') ORDER BY stream_revision", [tokenAccountStreamId(userId)])).rows.map((row) => row.event_type);
 
-  /** The job's decision for this account alone, at `now`. */
   /** Decides `command` on the account's stream through the write path, as a handler would. */
   async function decide(userId: string, command: Parameters<typeof decideTokenAccountWithState>[0]): Promise<void> {
     await testApp.app.get(CommandHandling, { strict: false }).handle({
@@ -321,6 +320,7 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     });
   }
 
+  /** The job's decision for this account alone, at `now`. */
   async function recordExpiries(userId: string, now: Date): Promise<void> {
     const command = { type: 'ExpireCredits', data: { userId, transactionId: randomUUID(), now } } as const;
     await testApp.app.get(CommandHandling, { strict: false }).handle({
