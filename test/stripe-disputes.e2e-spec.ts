@@ -4,6 +4,9 @@ import type { CommandContext } from '@app/event-sourcing';
 import { stripeClient, type PaymentFaultPoint } from '@app/payments';
 import { FakeStripeServer, type FakeStripeEvent } from './support/fake-stripe/fake-stripe-server.js';
 import { startTestApp, startTestAppOn, TEST_ACTOR, type TestApp } from './support/test-app.js';
+import { verifyAccount } from '@app/operations';
+import { EVENT_STORE, type EventStore } from '@app/event-store';
+import { tokenAccountsProjection, type Projection } from '@app/projections';
 
 /**
  * Payment disputes (chargebacks) with PAYMENT_PROVIDER=stripe, against the fake Stripe server (its
@@ -185,6 +188,10 @@ describe('Stripe disputes', () => {
     expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);
     expect((await http().post(`/v1/accounts/${userId}/holds`).send({ amount: 1 }).expect(409)).body).toMatchObject({ code: 'ACCOUNT_IN_SHORTFALL', shortfall: 70 });
     await expectAudited(userId, 70);
+    // A projection bug that records no shortfall: verification's fold of the stream says what the account owes.
+    const forgetful: Projection = { ...tokenAccountsProjection, project: (event) => tokenAccountsProjection.project(event.type === 'PaymentDisputeClosed' ? { ...event, data: { ...(event.data as Record<string, unknown>), shortfallAfter: 0 } } : event) };
+    const differences = await verifyAccount(testApp.app.get<EventStore>(EVENT_STORE, { strict: false }), testApp.database.pool, [forgetful], userId);
+    expect(differences.filter((difference) => difference.kind === 'balance').map((difference) => difference.detail)).toEqual(['fold gives a shortfall of 70, read model holds 0']);
 
     // The next purchase (100) pays the 70 off first; 30 are left to spend.
     const next = await purchased(userId);
