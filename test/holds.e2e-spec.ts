@@ -491,7 +491,10 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     expect(grantLot).toEqual(expect.any(String));
   });
 
-  it("counts a refunded purchase's lot as any once its tokens are free again (a lost dispute took the refund's part elsewhere): due at its expiry, as the stream says", async () => {
+  it.each([
+    ['held whole', 40],
+    ["held in part (the refund took the free part, and token_lots records the lot 'refunded')", 30],
+  ])("counts a refunded purchase's lot (%s) as any once its tokens are free again (a lost dispute took the refund's part elsewhere): due at its expiry, as the stream says", async (_label, heldAmount) => {
     const start = new Date();
     clockNow = start;
     const userId = randomUUID();
@@ -501,20 +504,23 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     await decide(userId, { type: 'InitiatePayment', data: { userId, paymentId, orderId: `order-${paymentId}`, packageId: 'promo', tokens: 40, amount: 100, currency: 'USD', provider: 'mock', now: start, expiresAt: new Date(start.getTime() + 3_600_000), pendingPaymentsMax: 10, lot: { priority: 0, expiresInDays: 1 } } });
     await decide(userId, { type: 'CapturePayment', data: { userId, paymentId, outcome: { status: 'captured', providerTransactionId: `capture-${paymentId}` }, transactionId: randomUUID(), now: start } });
     await client().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
-    const { holdId } = (await client().post(`/v1/accounts/${userId}/holds`).send({ amount: 40, expiresInSeconds: 600 }).expect(201)).body as { holdId: string };
-    // Refunded at the provider while held; then its dispute is lost, which takes the 40 from the other credit; the hold is released.
+    const { holdId } = (await client().post(`/v1/accounts/${userId}/holds`).send({ amount: heldAmount, expiresInSeconds: 600 }).expect(201)).body as { holdId: string };
+    // Refunded at the provider while held (taking the free part at once); then its dispute is lost, which takes the held part from the other credit; the hold is released.
     await decide(userId, { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: `refund-${paymentId}`, transactionId: randomUUID(), now: start } });
     await decide(userId, { type: 'RecordDispute', data: { userId, paymentId, disputeId: `dp-${paymentId}`, status: 'lost', amount: 100, currency: 'USD', reason: 'fraudulent', transactionId: randomUUID(), now: start } });
     await client().post(`/v1/accounts/${userId}/holds/${holdId}/release`).send({}).expect(200);
     const purchaseLot = ((await client().get(`/v1/accounts/${userId}/lots`).expect(200)).body.data as { lotId: string; paymentId: string | null }[]).find((lot) => lot.paymentId === paymentId)?.lotId;
     const expiresAt = new Date(start.getTime() + 86_400_000);
-    expect((await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual({ userId, balance: 100, held: 0, available: 100, nextExpiry: { expiresAt: expiresAt.toISOString(), amount: 40, lotId: purchaseLot } });
-    // Past its expiry its 40 are gone, read as of now before the job records it.
+    // 140 credited, the refund's free part and the dispute's held part taken back: 100 left, the purchase's held part spendable again.
+    const left = 140 - (40 - heldAmount) - heldAmount;
+    expect((await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual({ userId, balance: left, held: 0, available: left, nextExpiry: { expiresAt: expiresAt.toISOString(), amount: heldAmount, lotId: purchaseLot } });
+    // Past its expiry those are gone, read as of now before the job records it.
     clockNow = expiresAt;
-    expect((await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual({ userId, balance: 60, held: 0, available: 60, nextExpiry: null });
+    const after = { userId, balance: left - heldAmount, held: 0, available: left - heldAmount, nextExpiry: null };
+    expect((await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual(after);
     await recordExpiries(userId, clockNow);
     expect(await expiryEvents(userId)).toEqual(['LotExpired']);
-    expect((await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual({ userId, balance: 60, held: 0, available: 60, nextExpiry: null });
+    expect((await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual(after);
   });
 });
 
