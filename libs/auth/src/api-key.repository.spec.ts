@@ -84,6 +84,15 @@ describe('ApiKeyRepository', () => {
     });
     const narrow = await keys.create({ name: 'usage-backend', role: 'service', scopes: ['usage:write'] });
     await expect(keys.create({ name: 'usage-backend-2', role: 'service', scopes: ['usage:write'], replaces: narrow.record.id, grantor: manager })).resolves.toMatchObject({ record: { idempotencyScope: narrow.record.id } });
+    // A wide key rotated to a narrow one: the narrow one's chain still holds the wide one's scopes.
+    const rotatedNarrow = await keys.create({ name: 'other-integrator-2', role: 'service', scopes: ['usage:write'], replaces: integrator.record.id });
+    await expect(keys.create({ name: 'joined-2', role: 'service', scopes: ['usage:write'], replaces: rotatedNarrow.record.id, grantor: manager })).rejects.toMatchObject({
+      code: 'FORBIDDEN',
+      details: { missingScopes: ['accounts:read'] },
+    });
+    // A key of another role is no key to replace, whatever its scopes: 400 naming replaces.
+    const auditor = await keys.create({ name: 'auditor-key', role: 'auditor' });
+    await expect(keys.create({ name: 'cross-role', role: 'service', scopes: ['usage:write'], replaces: auditor.record.id, grantor: manager })).rejects.toMatchObject({ code: 'API_KEY_REPLACES_INVALID' });
   });
 
   it('refuses a key after its expiry (API_KEY_EXPIRED), and an expiry that is not in the future', async () => {

@@ -107,7 +107,7 @@ export class ApiKeyRepository {
     // A key an API key creates expires by the time its creator does: a leaked short-lived key must not mint a lasting one.
     const grantorKeyId = input.grantor?.kind === 'api_key' ? input.grantor.subject : null;
     const replaces = input.replaces ?? null;
-    if (replaces !== null && input.grantor?.kind === 'api_key') await this.assertMayReplace(input.grantor, replaces);
+    if (replaces !== null && input.grantor?.kind === 'api_key') await this.assertMayReplace(input.grantor, replaces, input.role);
     try {
       const result = await this.pool.query<Omit<ApiKeyRow, 'id'> & { id: string | null; grantor_expires_at: Date | null; replaced_scope: string | null }>(
         // The expiry is compared with the database's clock, the one authenticate() judges it by. A
@@ -141,18 +141,21 @@ export class ApiKeyRepository {
   }
 
   /**
-   * A key that manages keys may make a replacement (which shares the replaced key's Idempotency-Keys
-   * and so its stored answers) only of a key that can do no more than it: one holding every scope of
-   * the replaced key. A key that does not exist is left to the insert, which names `replaces`. Scopes
-   * never change, so reading them first decides as the insert would.
+   * A key that manages keys may make a replacement (which shares the Idempotency-Keys, and so the
+   * stored answers, of every key of the replaced key's chain of rotations) only in a chain whose keys
+   * can do no more than it: it must hold every scope of each. A key of another role, or none, is left
+   * to the insert, which names `replaces`. Scopes and chains never change, so reading them first
+   * decides as the insert would.
    */
-  private async assertMayReplace(grantor: Actor, replaces: string): Promise<void> {
-    const result = await this.pool.query<ApiKeyRow>('SELECT * FROM api_keys WHERE id = $1', [replaces]);
-    const replaced = result.rows[0];
-    if (replaced === undefined) return;
+  private async assertMayReplace(grantor: Actor, replaces: string, role: ApiKeyRole): Promise<void> {
+    const chain = await this.pool.query<ApiKeyRow>(
+      `SELECT * FROM api_keys WHERE role = $2
+          AND coalesce(idempotency_scope, id) = (SELECT coalesce(idempotency_scope, id) FROM api_keys WHERE id = $1 AND role = $2)`,
+      [replaces, role],
+    );
     const held = grantor.scopes ?? [];
-    const notHeld = scopesOf(replaced).filter((scope) => !held.includes(scope));
-    if (notHeld.length > 0) throw new AccessDeniedError(`this API key cannot replace ${replaces}: it does not hold ${notHeld.join(', ')}`, { missingScopes: notHeld });
+    const notHeld = [...new Set(chain.rows.flatMap((row) => scopesOf(row)))].filter((scope) => !held.includes(scope));
+    if (notHeld.length > 0) throw new AccessDeniedError(`this API key cannot replace ${replaces}: its chain of keys holds ${notHeld.join(', ')}, which this key does not`, { missingScopes: notHeld });
   }
 
   /**

@@ -107,7 +107,7 @@ export class JwtVerifier {
     } catch (error) {
       throw this.translate(error);
     }
-    assertLifetime(payload, nowSeconds + this.options.clockToleranceSeconds, this.options.lifetimeSecondsMax ?? JWT_LIFETIME_SECONDS_DEFAULT);
+    assertLifetime(payload, nowSeconds, this.options.clockToleranceSeconds, this.options.lifetimeSecondsMax ?? JWT_LIFETIME_SECONDS_DEFAULT);
     const actor: Actor = { subject: subjectOf(payload), role: roleOf(payload, this.options.rolesClaim), kind: 'jwt' };
     this.verified.remember(token, actor, this.validityOf(payload), performance.now());
     return actor;
@@ -175,16 +175,17 @@ async function loadKeySet(source: JwksSource, timeoutMs: number): Promise<KeyRes
 /**
  * Refuses a token whose claimed lifetime is longer than allowed. Checked after the signature, so
  * only the holder of a genuinely signed token learns the limit from the answer. The lifetime runs
- * from `iat`, or from `latestIssue` (now, plus the clock tolerance an issuer's clock may be ahead by)
- * when `iat` is absent or later: jose checks `iat` only against a maximum age, so a token issued "in
- * the future" (iat = exp - 60, exp ten years on) would otherwise pass as a one-minute token.
+ * from `iat` (at the latest now plus the clock tolerance an issuer's clock may be ahead by), or from
+ * now without `iat`: jose checks `iat` only against a maximum age, so a token issued "in the future"
+ * (iat = exp - 60, exp ten years on) would otherwise pass as a one-minute token.
  */
-function assertLifetime(payload: JWTPayload, latestIssue: number, lifetimeSecondsMax: number): void {
+function assertLifetime(payload: JWTPayload, nowSeconds: number, toleranceSeconds: number, lifetimeSecondsMax: number): void {
   if (typeof payload.exp !== 'number') throw new AuthenticationError('TOKEN_CLAIM_INVALID', 'the token has no numeric exp');
-  const issuedAt = typeof payload.iat === 'number' ? Math.min(payload.iat, latestIssue) : latestIssue;
+  const latestIssue = nowSeconds + toleranceSeconds;
+  const issuedAt = typeof payload.iat === 'number' ? Math.min(payload.iat, latestIssue) : nowSeconds;
   const lifetimeSeconds = payload.exp - issuedAt;
   if (lifetimeSeconds > lifetimeSecondsMax) {
-    const measured = typeof payload.iat === 'number' && payload.iat <= latestIssue ? 'exp - iat' : 'exp - now';
+    const measured = typeof payload.iat !== 'number' ? 'exp - now' : payload.iat <= latestIssue ? 'exp - iat' : 'exp - now, plus the clock tolerance';
     throw new AuthenticationError('TOKEN_LIFETIME_TOO_LONG', `the token's lifetime (${measured}) is ${lifetimeSeconds} seconds; at most ${lifetimeSecondsMax} are accepted`);
   }
 }

@@ -109,7 +109,7 @@ describe('IdempotencyStore leases', () => {
     const retry = await store.claim(SCOPE, key, REQUEST);
     if (retry.kind !== 'claimed') throw new Error('not taken over');
     expect(retry.owner).toBe(slow.owner);
-    expect(retry).not.toBe(slow);
+    expect(retry.claimId).not.toBe(slow.claimId);
     // The slow attempt fails (a 5xx) and frees what it no longer holds: nothing; a third attempt waits for the retry.
     await store.release(SCOPE, key, slow);
     await store.forget(SCOPE, key, slow);
