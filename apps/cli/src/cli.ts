@@ -14,13 +14,14 @@ const PROGRESS_INTERVAL_MS = 200;
 
 /** The command ran and failed, or was refused: the database cannot be reached, no key has the id, a difference was found. */
 export const EXIT_FAILURE = 1;
-/** The command line is wrong: an unknown command or option, a missing or invalid argument or option. */
+/** The command line is wrong: an unknown command or option, a missing or invalid argument or option (or an ENV_FILE that cannot be read). */
 export const EXIT_USAGE = 2;
 
 const EXIT_CODES_HELP = `
 Exit codes: 0 done; 1 the command failed or was refused (the database cannot be reached, no such
 projection or key, a difference found, a bundle not intact); 2 usage error (an unknown command or
-option, a missing or invalid argument or option), and nothing was done.`;
+option, a missing or invalid argument or option, an ENV_FILE that cannot be read), and nothing was
+done.`;
 
 /**
  * Runs the CLI on `argv` (as process.argv: node, the script, then the words) and answers its exit
