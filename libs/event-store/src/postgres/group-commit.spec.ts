@@ -4,7 +4,8 @@ import { createTestDatabase, type TestDatabase } from '../../../../test/support/
 import { frozenableProxy } from '../../../../test/support/frozenable-proxy.js';
 import { untilASessionWaitsOnALock } from '../../../../test/support/lock-wait.js';
 import { AppendDeadlineExceededError, EventIdConflictError, WrongExpectedRevisionError, type AppendResult, type EventToAppend } from '../event-store.port.js';
-import type { GroupCommitOptions } from './group-commit.js';
+import type { Pool, QueryConfig } from 'pg';
+import { appendPool, DEFAULT_GROUP_COMMIT_OPTIONS, GroupCommit, type GroupCommitOptions } from './group-commit.js';
 import { PostgresEventStore } from './postgres-event-store.js';
 
 function event(type = 'Happened', data: Record<string, number> = {}): EventToAppend {
@@ -270,6 +271,57 @@ describe('PostgreSQL event store: group commit', () => {
       // Nothing of the cancelled append committed: revision 0 is still the head.
       await expect(store.append(stream, [event()], { expectedRevision: 0n })).resolves.toMatchObject({ nextRevision: 1n });
       await store.close();
+    });
+
+    it('keeps the deadline of the appends of a batch that failed for another reason: one retried alone past it fails as a deadline, one whose deadline is spent is not tried', async () => {
+      const options: GroupCommitOptions = { ...DEFAULT_GROUP_COMMIT_OPTIONS, maxInFlight: 1, deadlineMs: DEADLINE_MS };
+      const appends = appendPool(database.url, options, () => undefined);
+      const blocker = await database.pool.connect();
+      const held = `group-${randomUUID()}`;
+      const other = `group-${randomUUID()}`;
+      const conflicting = `group-${randomUUID()}`;
+      const usedElsewhere = event('UsedElsewhere');
+      const seed = new PostgresEventStore(database.pool, { connectionString: database.url });
+      await seed.append(held, [event()], { expectedRevision: 'no_stream' });
+      await seed.append(other, [usedElsewhere], { expectedRevision: 'no_stream' });
+      await seed.append(conflicting, [event()], { expectedRevision: 'no_stream' });
+      await seed.close();
+      // The batch fails on an event id used elsewhere; before its failure is seen, another session locks
+      // `held`, so the retry of `held`'s append alone waits on that lock until its statement times out.
+      let locked = false;
+      const pool = {
+        query: async (config: QueryConfig) => {
+          try {
+            return await appends.query(config);
+          } catch (error) {
+            if (!locked) {
+              locked = true;
+              await blocker.query('BEGIN');
+              await blocker.query('SELECT 1 FROM event_streams WHERE stream_id = $1 FOR UPDATE', [held]);
+            }
+            throw error;
+          }
+        },
+      } as unknown as Pool;
+      const groupCommit = new GroupCommit(pool, options);
+      try {
+        const fresh = (stream: string) => groupCommit.append({ streamId: stream, kind: 'no_stream', revision: null, events: [event()] });
+        const first = fresh(`group-${randomUUID()}`);
+        // These three queue behind the first and go as one batch, which fails on the unique index: an
+        // exact append passes the fast path's check with an id used elsewhere.
+        const conflict = groupCommit.append({ streamId: conflicting, kind: 'exact', revision: '0', events: [usedElsewhere] });
+        const blocked = groupCommit.append({ streamId: held, kind: 'exact', revision: '0', events: [event()] });
+        const after = fresh(`group-${randomUUID()}`);
+        await first;
+        expect(await conflict).toMatchObject({ status: 'id_conflict' });
+        expect(await blocked.catch((error: unknown) => error)).toMatchObject({ name: 'AppendDeadlineExceededError', streamId: held, applied: 'no' });
+        expect(await after.catch((error: unknown) => error)).toMatchObject({ name: 'AppendDeadlineExceededError', applied: 'no' });
+        expect(groupCommit.stats()).toMatchObject({ batches: 2, retriedAlone: 3 });
+      } finally {
+        await blocker.query('ROLLBACK');
+        blocker.release();
+        await appends.end();
+      }
     });
 
     it('fails an append that cannot get a connection within the deadline as not applied, once, and appends when one can be had', async () => {

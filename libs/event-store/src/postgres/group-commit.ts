@@ -89,6 +89,8 @@ type Pending = {
   readonly request: AppendRequest;
   readonly resolve: (row: AppendRow) => void;
   readonly reject: (error: unknown) => void;
+  /** When it was asked for (performance.now()): its deadline counts from here. */
+  readonly arrivedAt: number;
 };
 
 type Statement = { readonly name: string; readonly text: string };
@@ -167,7 +169,7 @@ export class GroupCommit {
 
   append(request: AppendRequest): Promise<AppendRow> {
     return new Promise<AppendRow>((resolve, reject) => {
-      this.queue.push({ request, resolve, reject });
+      this.queue.push({ request, resolve, reject, arrivedAt: performance.now() });
       this.dispatch();
     });
   }
@@ -218,8 +220,21 @@ export class GroupCommit {
       }
       this.counters.retriedAlone += batch.length;
       // One at a time, in arrival order: appends to one stream keep their order, and a database that
-      // just failed a batch is not handed every one of its appends at once.
-      for (const pending of batch) await this.appendOne(APPEND_CHECKED, pending.request).then(pending.resolve, pending.reject);
+      // just failed a batch is not handed every one of its appends at once. Each keeps its deadline,
+      // counted from its arrival: one whose deadline the failed batch and the retries before it spent
+      // fails as not applied (the batch rolled back) without being tried, and one that times out
+      // alone fails as a deadline, as in a batch, not as a database error.
+      for (const pending of batch) {
+        const { streamId } = pending.request;
+        if (performance.now() - pending.arrivedAt >= this.options.deadlineMs) {
+          pending.reject(new AppendDeadlineExceededError(streamId, this.options.deadlineMs, 'no', { cause: error }));
+          continue;
+        }
+        await this.appendOne(APPEND_CHECKED, pending.request).then(pending.resolve, (failure: unknown) => {
+          const alone = deadlineOutcome(failure);
+          pending.reject(alone === undefined ? failure : new AppendDeadlineExceededError(streamId, this.options.deadlineMs, alone, { cause: failure }));
+        });
+      }
       return;
     }
     batch.forEach((pending, index) => {
