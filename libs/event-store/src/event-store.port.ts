@@ -23,7 +23,13 @@ export type RecordedEvent = {
   readonly createdAt: Date;
 };
 
-/** 'any' skips the check; a bigint is the revision of the stream's last event (0 after one event). */
+/**
+ * 'any' skips the check; a bigint is the revision of the stream's last event (0 after one event).
+ * On PostgreSQL, an 'any' or 'stream_exists' append that waited for its stream inside a group commit
+ * may commit under an earlier transaction id than the append it waited for, so `$all` can show that
+ * stream's revisions out of order: the ledger's writes use exact revisions and 'no_stream' only,
+ * which re-check under the stream's lock and fail instead (the benches and tests use 'any').
+ */
 export type ExpectedRevision = 'any' | 'no_stream' | 'stream_exists' | bigint;
 
 export type AppendResult = {
