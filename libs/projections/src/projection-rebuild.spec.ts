@@ -441,6 +441,20 @@ describe('projection rebuild', () => {
     expect(leftovers.rows).toEqual([]);
   });
 
+  it('drops the schemas an ended rebuild left (its process died between the swap and the drop) when the next rebuild starts', async () => {
+    const rebuilds = newRebuilds();
+    const first = await rebuilds.start(tokenAccountsProjection.name);
+    expect(await rebuilds.settled(first.id)).toMatchObject({ phase: 'completed' });
+    const row = await database.pool.query<{ shadow_schema: string }>('SELECT shadow_schema FROM projection_rebuilds WHERE id = $1', [first.id]);
+    const shadowSchema = row.rows[0]?.shadow_schema ?? '';
+    // As the swap left them: the retired live tables, and the emptied shadow schema.
+    await database.pool.query(`CREATE SCHEMA "${shadowSchema}_retired"; CREATE TABLE "${shadowSchema}_retired".user_tokens (user_id uuid); CREATE SCHEMA "${shadowSchema}"`);
+    const again = await rebuilds.start(tokenAccountsProjection.name);
+    expect(await rebuilds.settled(again.id)).toMatchObject({ phase: 'completed' });
+    const leftovers = await database.pool.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rebuild_%'");
+    expect(leftovers.rows).toEqual([]);
+  });
+
   it('rebuilds while the live runner runs and writes go on: the result equals the incremental build', async () => {
     const random = seededRandom(11);
     const users = accounts(random, 10);

@@ -224,8 +224,21 @@ export class ProjectionRebuilds {
     return result.rows[0];
   }
 
-  /** Called holding the projection's rebuild lock: an unfinished row can only be left by a process that died. */
+  /**
+   * Called holding the projection's rebuild lock: an unfinished row can only be left by a process that
+   * died. An ended rebuild's schemas are gone unless its process died, or its drop failed, between the
+   * swap's commit and the drop: those are dropped here too.
+   */
   private async reapInterrupted(client: pg.Client, name: string): Promise<void> {
+    const leftOver = await client.query<{ nspname: string }>(
+      `SELECT nspname FROM pg_namespace
+        WHERE nspname IN (SELECT unnest(ARRAY[shadow_schema, shadow_schema || '_retired']) FROM projection_rebuilds WHERE projection = $1 AND phase IN ('completed', 'failed'))`,
+      [name],
+    );
+    for (const row of leftOver.rows) {
+      await dropSchema(client, row.nspname);
+      this.options.onLog?.(`rebuild schema ${row.nspname} of ${name}, left by an ended rebuild, dropped`);
+    }
     const stale = await client.query<{ id: string; shadow_schema: string; phase: string }>(
       "SELECT id, shadow_schema, phase FROM projection_rebuilds WHERE projection = $1 AND phase NOT IN ('completed', 'failed')",
       [name],

@@ -328,8 +328,10 @@ export class RebuildRun {
         await client.query('COMMIT');
         const heldMs = Math.round(performance.now() - locked);
         this.settings.onLog?.(`rebuild of ${projection.name}: the swap carried ${carried} inline transactions over, holding writes for ${heldMs} ms`);
-        await dropSchema(client, retired);
-        await dropSchema(client, shadow.shadowSchema);
+        // The rebuild is complete (committed): a schema that cannot be dropped now is left for the next rebuild to drop, not a failure.
+        for (const schema of [retired, shadow.shadowSchema]) {
+          await dropSchema(client, schema).catch((error: unknown) => this.settings.onLog?.(`rebuild of ${projection.name}: could not drop ${schema} (${String(error)}); the next rebuild drops it`));
+        }
         return;
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
