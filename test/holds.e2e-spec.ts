@@ -320,6 +320,16 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     });
   }
 
+  /** A package of 40 tokens bought at a provider and captured at `now`, through the payment commands: its lot has `priority` and expires a day later. */
+  async function boughtByCommands(userId: string, now: Date, priority: number): Promise<string> {
+    const paymentId = randomUUID();
+    const lot = { priority, expiresInDays: 1 };
+    const order = { userId, paymentId, orderId: `order-${paymentId}`, packageId: 'promo', tokens: 40, amount: 100, currency: 'USD', provider: 'mock' };
+    await decide(userId, { type: 'InitiatePayment', data: { ...order, now, expiresAt: new Date(now.getTime() + 3_600_000), pendingPaymentsMax: 10, lot } });
+    await decide(userId, { type: 'CapturePayment', data: { userId, paymentId, outcome: { status: 'captured', providerTransactionId: `capture-${paymentId}` }, transactionId: randomUUID(), now } });
+    return paymentId;
+  }
+
   /** The job's decision for this account alone, at `now`. */
   async function recordExpiries(userId: string, now: Date): Promise<void> {
     const command = { type: 'ExpireCredits', data: { userId, transactionId: randomUUID(), now } } as const;
@@ -456,9 +466,7 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     const userId = randomUUID();
     const client = () => clockApp.http();
     // A purchase of 40 whose lot expires in a day, bought through the payment commands (a provider's capture), and a grant of 50 expiring in a minute.
-    const paymentId = randomUUID();
-    await decide(userId, { type: 'InitiatePayment', data: { userId, paymentId, orderId: `order-${paymentId}`, packageId: 'promo', tokens: 40, amount: 100, currency: 'USD', provider: 'mock', now: start, expiresAt: new Date(start.getTime() + 3_600_000), pendingPaymentsMax: 10, lot: { priority: 200, expiresInDays: 1 } } });
-    await decide(userId, { type: 'CapturePayment', data: { userId, paymentId, outcome: { status: 'captured', providerTransactionId: `capture-${paymentId}` }, transactionId: randomUUID(), now: start } });
+    const paymentId = await boughtByCommands(userId, start, 200);
     const grantExpiresAt = new Date(start.getTime() + 60_000).toISOString();
     const grantLot = (await client().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 50, reason: 'Welcome bonus', priority: 10, expiresAt: grantExpiresAt }).expect(201)).body.lotId as string;
     // Held whole: the grant (drawn first), then the purchase.
@@ -500,9 +508,7 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     const userId = randomUUID();
     const client = () => clockApp.http();
     // A purchase of 40 drawn first (priority 0), its lot expiring in a day; 100 more credit without expiry.
-    const paymentId = randomUUID();
-    await decide(userId, { type: 'InitiatePayment', data: { userId, paymentId, orderId: `order-${paymentId}`, packageId: 'promo', tokens: 40, amount: 100, currency: 'USD', provider: 'mock', now: start, expiresAt: new Date(start.getTime() + 3_600_000), pendingPaymentsMax: 10, lot: { priority: 0, expiresInDays: 1 } } });
-    await decide(userId, { type: 'CapturePayment', data: { userId, paymentId, outcome: { status: 'captured', providerTransactionId: `capture-${paymentId}` }, transactionId: randomUUID(), now: start } });
+    const paymentId = await boughtByCommands(userId, start, 0);
     await client().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
     const { holdId } = (await client().post(`/v1/accounts/${userId}/holds`).send({ amount: heldAmount, expiresInSeconds: 600 }).expect(201)).body as { holdId: string };
     // Refunded at the provider while held (taking the free part at once); then its dispute is lost, which takes the held part from the other credit; the hold is released.
