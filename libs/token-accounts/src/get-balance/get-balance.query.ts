@@ -40,7 +40,7 @@ export class GetBalanceQuery extends Query<BalanceView> {
 
 // One statement, so totals, the next expiry and whether anything is due come from one snapshot. $2:
 // now. Due: a hold recorded active past its expiry (read from the partial index of active holds), or
-// a lot with tokens left past its expiry, which is then the next expiry. A lot recorded active that
+// a lot with tokens left past its expiry, which is then the next expiry. A lot with tokens left that
 // holds not past their expiry hold whole is neither (as `nextExpiryOf` leaves it out) when it is:
 // - past its expiry: nothing of it is free to expire (its held tokens stay with the holds), so
 //   reading it from the stream would change nothing;
