@@ -236,8 +236,11 @@ export class ProjectionRebuilds {
       [name],
     );
     for (const row of leftOver.rows) {
-      await dropSchema(client, row.nspname);
-      this.options.onLog?.(`rebuild schema ${row.nspname} of ${name}, left by an ended rebuild, dropped`);
+      // Best effort, as the drop after a swap: a leftover that cannot be dropped now never stops a rebuild.
+      await dropSchema(client, row.nspname).then(
+        () => this.options.onLog?.(`rebuild schema ${row.nspname} of ${name}, left by an ended rebuild, dropped`),
+        (error: unknown) => this.options.onLog?.(`rebuild schema ${row.nspname} of ${name}, left by an ended rebuild, could not be dropped (${String(error)})`),
+      );
     }
     const stale = await client.query<{ id: string; shadow_schema: string; phase: string }>(
       "SELECT id, shadow_schema, phase FROM projection_rebuilds WHERE projection = $1 AND phase NOT IN ('completed', 'failed')",

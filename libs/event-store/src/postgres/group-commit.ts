@@ -89,8 +89,6 @@ type Pending = {
   readonly request: AppendRequest;
   readonly resolve: (row: AppendRow) => void;
   readonly reject: (error: unknown) => void;
-  /** When it was asked for (performance.now()): its deadline counts from here. */
-  readonly arrivedAt: number;
 };
 
 type Statement = { readonly name: string; readonly text: string };
@@ -169,7 +167,7 @@ export class GroupCommit {
 
   append(request: AppendRequest): Promise<AppendRow> {
     return new Promise<AppendRow>((resolve, reject) => {
-      this.queue.push({ request, resolve, reject, arrivedAt: performance.now() });
+      this.queue.push({ request, resolve, reject });
       this.dispatch();
     });
   }
@@ -203,6 +201,7 @@ export class GroupCommit {
   }
 
   private async run(batch: readonly Pending[]): Promise<void> {
+    const sentAt = performance.now();
     let rows: readonly (AppendRow | undefined)[];
     this.counters.batches += 1;
     this.counters.appends += batch.length;
@@ -220,14 +219,17 @@ export class GroupCommit {
       }
       this.counters.retriedAlone += batch.length;
       // One at a time, in arrival order: appends to one stream keep their order, and a database that
-      // just failed a batch is not handed every one of its appends at once. Each keeps its deadline,
-      // counted from its arrival: one whose deadline the failed batch and the retries before it spent
-      // fails as not applied (the batch rolled back) without being tried, and one that times out
-      // alone fails as a deadline, as in a batch, not as a database error.
+      // just failed a batch is not handed every one of its appends at once. The retries share one
+      // deadline, counted from when the batch was sent: an append not yet tried when it has passed
+      // fails without being tried, and one that times out alone fails as a deadline, as in a batch,
+      // not as a database error. Not tried, it was not applied if the server refused the batch (an
+      // error with a SQLSTATE: the statement rolled back); after a lost connection the batch may
+      // have committed, so its outcome is unknown (a retry with the same event ids finds it).
+      const rolledBack = hasSqlState(error);
       for (const pending of batch) {
         const { streamId } = pending.request;
-        if (performance.now() - pending.arrivedAt >= this.options.deadlineMs) {
-          pending.reject(new AppendDeadlineExceededError(streamId, this.options.deadlineMs, 'no', { cause: error }));
+        if (performance.now() - sentAt >= this.options.deadlineMs) {
+          pending.reject(new AppendDeadlineExceededError(streamId, this.options.deadlineMs, rolledBack ? 'no' : 'unknown', { cause: error }));
           continue;
         }
         await this.appendOne(APPEND_CHECKED, pending.request).then(pending.resolve, (failure: unknown) => {
@@ -309,6 +311,12 @@ export class GroupCommit {
  * did not complete in time, and waiting for one of a full pool (which group commit, never taking
  * more than `maxInFlight`, should not meet).
  */
+/** Whether the error is the server's (a five-character SQLSTATE), not the client's or the network's. */
+function hasSqlState(error: unknown): boolean {
+  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
+}
+
 function deadlineOutcome(error: unknown): 'no' | 'unknown' | undefined {
   // By shape: an error made by Node's own code may come from another realm and fail `instanceof Error`.
   if (typeof error !== 'object' || error === null) return undefined;
