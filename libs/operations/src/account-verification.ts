@@ -191,16 +191,17 @@ async function compareFold(client: PoolClient, userId: string, events: readonly 
   if (held !== String(state.held)) difference('balance', `fold gives ${state.held} held, read model holds ${held}`);
   const shortfall = stored.rows[0]?.shortfall ?? '0';
   if (shortfall !== String(state.shortfall)) difference('balance', `fold gives a shortfall of ${state.shortfall}, read model holds ${shortfall}`);
+  // The same `id=amount` entries on both sides, in any order.
+  const sameEntries = (what: string, fold: readonly string[], rows: readonly string[]) => {
+    const [folded, stored] = [[...fold].sort().join(','), [...rows].sort().join(',')];
+    if (folded !== stored) difference('balance', `fold gives ${what} ${folded}, read model holds ${stored}`);
+  };
   // Active holds: the fold's and the rows recorded active are the same holds of the same amounts (one past its expiry stays in both until its HoldExpired).
-  const holds = await client.query<{ hold: string }>("SELECT hold_id::text || '=' || amount::text AS hold FROM token_holds WHERE user_id = $1 AND status = 'active'", [userId]);
-  const foldedHolds = [...state.holds.values()].map((hold) => `${hold.holdId.toLowerCase()}=${hold.amount}`).sort();
-  const rowsActive = holds.rows.map((row) => row.hold).sort();
-  if (foldedHolds.join(',') !== rowsActive.join(',')) difference('balance', `fold gives active holds ${foldedHolds.join(',')}, read model holds ${rowsActive.join(',')}`);
+  const holds = await client.query<{ entry: string }>("SELECT hold_id::text || '=' || amount::text AS entry FROM token_holds WHERE user_id = $1 AND status = 'active'", [userId]);
+  sameEntries('active holds', [...state.holds.values()].map((hold) => `${hold.holdId.toLowerCase()}=${hold.amount}`), holds.rows.map((row) => row.entry));
   // Lots with tokens left: the fold's live lots and the rows with a remainder are the same lots with the same remainders.
-  const lots = await client.query<{ lot_id: string; remaining: string }>('SELECT lot_id, remaining::text FROM token_lots WHERE user_id = $1 AND remaining > 0 ORDER BY lot_id', [userId]);
-  const folded = [...state.lots.values()].filter((lot) => lot.remaining > 0).map((lot) => `${lot.lotId}=${lot.remaining}`).sort();
-  const rowsHeld = lots.rows.map((row) => `${row.lot_id}=${row.remaining}`).sort();
-  if (folded.join(',') !== rowsHeld.join(',')) difference('balance', `fold gives lots ${folded.join(',')}, read model holds ${rowsHeld.join(',')}`);
+  const lots = await client.query<{ entry: string }>("SELECT lot_id || '=' || remaining::text AS entry FROM token_lots WHERE user_id = $1 AND remaining > 0", [userId]);
+  sameEntries('lots', [...state.lots.values()].filter((lot) => lot.remaining > 0).map((lot) => `${lot.lotId}=${lot.remaining}`), lots.rows.map((row) => row.entry));
   const payments = await client.query<{ id: string; status: string; tokens_debited: string | null }>("SELECT id::text, status, metadata->>'tokensDebited' AS tokens_debited FROM payments WHERE user_id = $1 ORDER BY id", [userId]);
   const rows = new Map(payments.rows.map((row) => [row.id, row]));
   for (const [paymentId, payment] of state.payments) {
