@@ -20,14 +20,15 @@ export type KillableService = {
 export function killableService(name: string, settings: Record<string, string> = {}): KillableService {
   let database: TestDatabase | undefined;
   let dataDir: string | undefined;
-  let running: ServiceProcess | undefined;
+  // Every process started: a test that fails before killing its process must not leave it running.
+  const started: ServiceProcess[] = [];
   beforeAll(async () => {
     await buildService();
     database = await createTestDatabase();
     dataDir = await mkdtemp(path.join(tmpdir(), `token-ledger-${name}-`));
   }, 240_000);
   afterAll(async () => {
-    await stopServices([running]);
+    await stopServices(started);
     await database?.drop();
     if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
   });
@@ -39,7 +40,8 @@ export function killableService(name: string, settings: Record<string, string> =
     database: () => created().database,
     async start(extra = {}) {
       const made = created();
-      running = await startServiceOn(made.database.url, made.dataDir, { ...settings, ...extra });
+      const running = await startServiceOn(made.database.url, made.dataDir, { ...settings, ...extra });
+      started.push(running);
       return running;
     },
   };

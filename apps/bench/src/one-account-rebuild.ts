@@ -1,8 +1,7 @@
 import { readWholeStream, type PostgresEventStore } from '@app/event-store';
-import { initialTokenAccountState, type TokenAccountCommand } from '@app/ledger';
 import { verifyAccount } from '@app/operations';
 import { applyEventByEvent, DEFAULT_RUNNER_OPTIONS, ProjectionRunner, rebuildAccount, SET_BASED_BATCH_MIN, tokenAccountsProjection } from '@app/projections';
-import { appendDecided, seededRandom, seededUuid, type GeneratedAccount } from '@app/testing';
+import { seedLongAccount } from '@app/testing';
 import type { Pool } from 'pg';
 import { median, rate } from './measure.js';
 
@@ -45,23 +44,6 @@ export async function measureOneAccount(options: {
 }
 
 const ACCOUNT_REBUILD_RUNS = 3;
-
-/**
- * One account of `events` events, appended 100 at a time: a purchase of a million tokens, then
- * spends of 1 (a busy app's account: every spend updates its balance and its lot).
- */
-async function seedLongAccount(store: PostgresEventStore, events: number, seed: number): Promise<string> {
-  const random = seededRandom(`${seed}:long-account`);
-  const account: GeneratedAccount = { userId: seededUuid(random), state: initialTokenAccountState, revision: -1n };
-  const spendOrBuy = (next: () => number, current: GeneratedAccount, now: Date): TokenAccountCommand => {
-    const [userId, transactionId] = [current.userId, seededUuid(next)];
-    return current.state.balance > 0
-      ? { type: 'UseTokens', data: { userId, amount: 1, description: null, transactionId, now } }
-      : { type: 'AddTokens', data: { userId, paymentId: seededUuid(next), amount: 1_000_000, description: null, transactionId, now } };
-  };
-  for (let written = 0; written < events; written += 100) await appendDecided(store, random, account, Math.min(100, events - written), new Date(Date.UTC(2026, 0, 1) + written * 60_000), spendOrBuy);
-  return account.userId;
-}
 
 /** Seconds to recompute the account's token_accounts rows event by event in one transaction (rolled back), as the per-account rebuild and verify did. */
 async function recomputedEventByEvent(store: PostgresEventStore, pool: Pool, userId: string): Promise<number> {
