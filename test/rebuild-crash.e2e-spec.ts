@@ -3,7 +3,7 @@ import { PostgresEventStore } from '@app/event-store';
 import { InlineProjections, PROJECTIONS } from '@app/projections';
 import { seedHistory, seedLongAccount } from '@app/testing';
 import { killableService } from './support/killable-service.js';
-import { keyedUntilAnswered, stopServices, type ServiceProcess } from './support/service-process.js';
+import { keyedUntilAnswered, type ServiceProcess } from './support/service-process.js';
 import { testToken } from './support/test-app.js';
 
 /**
@@ -20,6 +20,9 @@ const killed = killableService('rebuild-crash');
 let service: string;
 let admin: string;
 let auditor: string;
+
+// A test's service must not lead the projection runner into the next test, even when the test fails.
+afterEach(() => killed.stopAll());
 
 beforeAll(async () => {
   service = `Bearer ${await testToken('service')}`;
@@ -141,6 +144,8 @@ describe('rebuilds killed with SIGKILL mid-way, while keyed spends run', () => {
 
     child = await killed.start();
     await finish(child, spends);
+    // The killed session's statement may still run in PostgreSQL (holding the rebuild's lock) until it ends.
+    await waitUntil(async () => ((await projectionStatus(child)).rebuild as Record<string, unknown> | null)?.interrupted === true);
     expect(await projectionStatus(child)).toMatchObject({ rebuild: { id, interrupted: true } });
     await expectExact(child, accounts, spends);
 
@@ -157,8 +162,6 @@ describe('rebuilds killed with SIGKILL mid-way, while keyed spends run', () => {
       const verify = await call(child, auditor, 'GET', `/v1/audit/accounts/${userId}/verify`);
       expect(verify.body).toMatchObject({ ok: true, readModels: { differences: [], replayError: null } });
     }
-    // The next test's service must lead the projection runner.
-    await stopServices([child]);
     process.stdout.write(`rebuild crash: killed in ${phase}; ${spends.length} keyed spends, each applied once\n`);
   }, 240_000);
 
@@ -174,6 +177,10 @@ describe('rebuilds killed with SIGKILL mid-way, while keyed spends run', () => {
     const spends: Spend[] = [];
     const spending = spendUntilKilled(child, [long, spendsOn], spends);
 
+    // The first history row's version: a rebuild that committed would have written it again.
+    const firstRow = async () =>
+      (await killed.database().pool.query<{ xmin: string }>('SELECT xmin::text FROM token_transactions WHERE user_id = $1 ORDER BY stream_revision LIMIT 1', [long])).rows[0]?.xmin;
+    const versionBefore = await firstRow();
     let answered = false;
     const rebuilding = call(child, admin, 'POST', `/v1/admin/accounts/${long}/rebuild`).then(
       () => {
@@ -181,11 +188,11 @@ describe('rebuilds killed with SIGKILL mid-way, while keyed spends run', () => {
       },
       () => undefined,
     );
-    // Inside the rebuild's transaction, its rows cleared and being written again (statements of the
-    // rebuild's own, not an append's function; an append to the account waits meanwhile).
+    // Inside the rebuild's transaction, its rows cleared and its history being written again (the
+    // rebuild's own statement, not an append's function; an append to the account waits meanwhile).
     await waitUntil(async () => {
       const activity = await killed.database().pool.query<{ count: string }>(
-        `SELECT count(*)::text AS count FROM pg_stat_activity WHERE datname = current_database() AND state <> 'idle' AND query ~* '^\\s*INSERT INTO (token_transactions|user_tokens|token_lots)'`,
+        `SELECT count(*)::text AS count FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query ~* '^\\s*INSERT INTO token_transactions'`,
       );
       return answered || Number(activity.rows[0]?.count) > 0;
     });
@@ -194,6 +201,8 @@ describe('rebuilds killed with SIGKILL mid-way, while keyed spends run', () => {
     expect(answered).toBe(false);
 
     child = await killed.start();
+    // Rolled back: the rows are the versions from before the rebuild.
+    expect(await firstRow()).toBe(versionBefore);
     await finish(child, spends);
     const startBalance = Number(before.body.balance) + FUNDS;
     const spentOnLong = spends.filter((spend) => spend.userId === long).length;

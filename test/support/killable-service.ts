@@ -10,6 +10,8 @@ export type KillableService = {
   database(): TestDatabase;
   /** Runs the built service on the spec's database and data directory, with its settings and `extra`: the first start, or a restart after a kill. */
   start(extra?: Record<string, string>): Promise<ServiceProcess>;
+  /** Stops (SIGTERM) every process started that still runs: for a spec whose next test must lead the workers. */
+  stopAll(): Promise<void>;
 };
 
 /**
@@ -44,5 +46,6 @@ export function killableService(name: string, settings: Record<string, string> =
       started.push(running);
       return running;
     },
+    stopAll: () => stopServices(started),
   };
 }

@@ -152,9 +152,13 @@ export async function stopServices(children: readonly (ServiceProcess | undefine
 /** An answer of the built service: its status and JSON body. */
 export type ServiceAnswer = { readonly status: number; readonly body: Record<string, unknown> };
 
+/** The answers that ask for a retry, which the Idempotency-Key makes safe. */
+const RETRIED_CODES: ReadonlySet<string> = new Set(['IDEMPOTENCY_KEY_IN_PROGRESS', 'CONCURRENCY_CONFLICT', 'APPEND_DEADLINE_EXCEEDED']);
+
 /**
  * POSTs `body` with an Idempotency-Key until answered `ok`, retrying the answers that ask for a retry
- * (IDEMPOTENCY_KEY_IN_PROGRESS, CONCURRENCY_CONFLICT); undefined once the process is gone (killed).
+ * (RETRIED_CODES: a key in progress, a conflict, an append past its deadline, as behind a stream a
+ * rebuild holds); undefined once the process is gone (killed).
  * Any other answer is a failure of the test.
  */
 export async function keyedUntilAnswered(child: ServiceProcess, authorization: string, route: string, body: unknown, key: string, ok: number): Promise<ServiceAnswer | undefined> {
@@ -171,7 +175,7 @@ export async function keyedUntilAnswered(child: ServiceProcess, authorization: s
       return undefined;
     }
     if (answer.status === ok) return answer;
-    if (answer.body.code !== 'IDEMPOTENCY_KEY_IN_PROGRESS' && answer.body.code !== 'CONCURRENCY_CONFLICT') throw new Error(`unexpected answer to ${route}: ${JSON.stringify(answer)}`);
+    if (!RETRIED_CODES.has(String(answer.body.code))) throw new Error(`unexpected answer to ${route}: ${JSON.stringify(answer)}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
