@@ -124,6 +124,22 @@ describe('a refused request', () => {
     expect({ ...other.body, instance: undefined }).toEqual({ ...none.body, instance: undefined });
   });
 
+  it('answers a user 400 naming a malformed id, as any role, not 403: no account or payment has it', async () => {
+    const user = await testApp.as('user');
+    const balance = await user.get('/v1/accounts/not-a-uuid/balance').expect(400);
+    expect(balance.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [expect.objectContaining({ field: 'userId', rule: 'isUuid' })] });
+    const payment = await user.get('/v1/payments/12345').expect(400);
+    expect(payment.body.errors).toEqual([expect.objectContaining({ field: 'paymentId', rule: 'isUuid' })]);
+    const opened = await user.post('/v1/payments').send({ userId: 'someone', packageId: 'starter' }).expect(400);
+    expect(opened.body.errors).toEqual([expect.objectContaining({ field: 'userId', rule: 'isUuid' })]);
+    const missing = await user.post('/v1/payments').send({ packageId: 'starter' }).expect(400);
+    expect(missing.body.errors).toEqual([expect.objectContaining({ field: 'userId', rule: 'isDefined' })]);
+    // Well formed but another's: still the 403 that says nothing about it; and a role the action is
+    // not open to is refused whatever the id.
+    await user.get(`/v1/accounts/${randomUUID()}/balance`).expect(403);
+    await (await testApp.as('auditor')).post('/v1/accounts/not-a-uuid/usage').send({ amount: 1 }).expect(403);
+  });
+
   it('writes nothing: no event, no Idempotency-Key row, whether unauthenticated or forbidden', async () => {
     const userId = randomUUID();
     const events = async () => Number((await testApp.database.pool.query<{ n: string }>('SELECT count(*) AS n FROM events')).rows[0]?.n);

@@ -126,6 +126,10 @@ function authorizationHook(byMethod: RouteEndpoints, options: AccessControlOptio
     const owner = PERMISSIONS[endpoint.action][actor.role] === 'own' ? await ownerOf(endpoint, request, options) : undefined;
     const decision = authorize(actor, endpoint.action, owner);
     if (decision.allowed) return undefined;
+    // A malformed id is no one's account or payment: the route's validation answers 400 naming it, to
+    // every role alike, rather than a 403 that would not say what is wrong. (Every id that is not
+    // UUID-shaped fails the routes' IsUUID rules too.)
+    if (decision.reason === 'NOT_OWNER' && !wellFormedOwnerId(endpoint, request)) return undefined;
     options.logger.info({ requestId: request.id, subject: actor.subject, role: actor.role, action: endpoint.action, reason: decision.reason }, 'authorization refused');
     if (decision.reason === 'SCOPE_MISSING') {
       return sendProblem(reply, request, new AccessDeniedError(`this API key lacks the scope ${decision.scope}, which ${endpoint.action} needs`, { missingScope: decision.scope }));
@@ -156,7 +160,7 @@ async function ownerOf(endpoint: Endpoint, request: FastifyRequest, options: Acc
       return stringField(request.body, 'userId');
     case 'payment': {
       const paymentId = stringField(request.params, 'paymentId');
-      // Not a UUID: no payment has it, and the validation that would say so runs after this check.
+      // Not a UUID: no payment has it (the refusal then lets the validation name it).
       return paymentId !== undefined && UUID.test(paymentId) ? options.paymentOwner(paymentId.toLowerCase()) : undefined;
     }
     case 'none':
@@ -169,6 +173,15 @@ async function ownerOf(endpoint: Endpoint, request: FastifyRequest, options: Acc
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Whether the id that names the owner (the user id, or the payment id) is a UUID. */
+function wellFormedOwnerId(endpoint: Endpoint, request: FastifyRequest): boolean {
+  const id = endpoint.owner === 'path:userId' ? stringField(request.params, 'userId')
+    : endpoint.owner === 'body:userId' ? stringField(request.body, 'userId')
+      : endpoint.owner === 'payment' ? stringField(request.params, 'paymentId')
+        : undefined;
+  return endpoint.owner === 'none' || (id !== undefined && UUID.test(id));
+}
 
 function stringField(value: unknown, field: string): string | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
