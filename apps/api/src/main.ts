@@ -1,7 +1,6 @@
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import { checkDatabaseReachable, EMBEDDED_SERVICE_DATABASE, migrateDatabase, startEmbeddedPostgres, StartupError, type EmbeddedPostgresServer } from '@app/database';
+import { checkDatabaseReachable, EMBEDDED_SERVICE_DATABASE, loadEnvFile, migrateDatabase, startEmbeddedPostgres, StartupError, type EmbeddedPostgresServer } from '@app/database';
 import type { Logger } from 'pino';
 import { AuthConfigError, resolveAuthSettings } from '@app/auth';
 import { ConfigError, type AppConfig } from './config/app.config.js';
@@ -14,8 +13,6 @@ import { ServiceMetrics } from './metrics/service-metrics.js';
 
 /** Longest the requests in flight at SIGTERM may take before their connections are cut. */
 const DRAIN_TIMEOUT_MS = 8_000;
-/** Read at start when it exists, unless ENV_FILE names another (or, empty, none); `.env.example` lists every variable with its default. */
-const ENV_FILE_DEFAULT = '.env';
 
 /** What is running, for the signal handlers: they may arrive at any point of the start. */
 type Running = { embedded?: EmbeddedPostgresServer; app?: NestFastifyApplication; drain?: (timeoutMs: number) => Promise<void>; metrics?: MetricsServer };
@@ -26,16 +23,8 @@ type Running = { embedded?: EmbeddedPostgresServer; app?: NestFastifyApplication
  * then the workers and the app, then the database.
  */
 async function main(): Promise<void> {
-  // A .env file in the working directory supplies what the environment does not set (the environment wins).
-  // ENV_FILE names another, which must exist; empty, none (the tests' services read only what they are given).
-  const envFile = process.env.ENV_FILE ?? ENV_FILE_DEFAULT;
-  if (envFile !== '' && (process.env.ENV_FILE !== undefined || existsSync(envFile))) {
-    try {
-      process.loadEnvFile(envFile);
-    } catch (error) {
-      throw new StartupError('ENV_FILE', `cannot read ${path.resolve(envFile)} (${(error as { code?: string }).code ?? String(error)})`);
-    }
-  }
+  // A .env file (or the one ENV_FILE names) supplies what the environment does not set.
+  loadEnvFile();
   // Every setting is checked before anything starts, and every problem is reported in one message.
   const { config, authConfig } = loadServiceSettings(process.env);
   const logger = createServiceLogger(config);

@@ -6,6 +6,7 @@ export * from './leadership/leader-election.js';
 export * from './migrations.js';
 export * from './numbers.js';
 export * from './embedded-postgres.secrets.js';
+export * from './env-file.js';
 export * from './startup.error.js';
 export * from './database-reachability.js';
 export * from './database-availability.js';
