@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadEnvFile } from './env-file.js';
@@ -10,7 +10,8 @@ describe('loadEnvFile (the service and the CLI at start)', () => {
   let directory: string;
 
   beforeEach(async () => {
-    directory = await mkdtemp(path.join(tmpdir(), 'token-ledger-env-file-'));
+    // Its real path: the working directory is reported resolved (macOS's temporary directory is a link).
+    directory = await realpath(await mkdtemp(path.join(tmpdir(), 'token-ledger-env-file-')));
     for (const name of ['ENV_FILE', 'ENV_FILE_SPEC_A', 'ENV_FILE_SPEC_B']) delete process.env[name];
   });
 
