@@ -499,6 +499,51 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     expect(grantLot).toEqual(expect.any(String));
   });
 
+  /** The account's lots as the list shows them (all, or of one status): id, status, remaining. */
+  const lotsOf = async (userId: string, query = '') =>
+    ((await clockApp.http().get(`/v1/accounts/${userId}/lots${query}`).expect(200)).body.data as { lotId: string; status: string; remaining: number }[]).map(({ lotId, status, remaining }) => ({ lotId, status, remaining }));
+  const purchaseLotOf = async (userId: string, paymentId: string) =>
+    ((await clockApp.http().get(`/v1/accounts/${userId}/lots`).expect(200)).body.data as { lotId: string; paymentId: string | null }[]).find((lot) => lot.paymentId === paymentId)?.lotId as string;
+
+  it.each([
+    ["held whole (token_lots records the lot 'active')", 40, 'HoldTokens'],
+    ["held in part (the refund took the free part: 'refunded')", 30, 'HoldTokens'],
+    ["held in part after its free part expired ('expired')", 30, 'expired first'],
+  ])("lists a purchase's lot refunded while holds held what was left of it (%s) as refunded, with what live holds hold: those tokens go to the refund", async (_label, heldAmount, order) => {
+    const start = new Date();
+    clockNow = start;
+    const userId = randomUUID();
+    // A purchase of 40 drawn first (priority 0), its lot expiring in a day; 100 more credit without expiry.
+    const paymentId = await boughtByCommands(userId, start, 0);
+    await clockApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
+    const purchaseLot = await purchaseLotOf(userId, paymentId);
+    const otherLot = (await lotsOf(userId)).find((lot) => lot.lotId !== purchaseLot)?.lotId as string;
+    // A hold of the lot that outlives it (two days, decided directly: the API caps a hold at HOLD_TTL_MAX).
+    const holdId = randomUUID();
+    await decide(userId, { type: 'HoldTokens', data: { userId, holdId, amount: heldAmount, description: null, ttlSeconds: 2 * 86_400, ttlSecondsMax: 2 * 86_400, transactionId: randomUUID(), now: start } });
+    let refundedAt = start;
+    if (order === 'expired first') {
+      // Its free part expires (recorded), then the provider refunds the purchase.
+      refundedAt = new Date(start.getTime() + 86_400_000 + 1_000);
+      clockNow = refundedAt;
+      await recordExpiries(userId, refundedAt);
+      expect(await lotsOf(userId)).toEqual([{ lotId: purchaseLot, status: 'expired', remaining: heldAmount }, { lotId: otherLot, status: 'active', remaining: 100 }]);
+    }
+    await decide(userId, { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: `refund-${paymentId}`, transactionId: randomUUID(), now: refundedAt } });
+    const heldBack = { lotId: purchaseLot, status: 'refunded', remaining: heldAmount };
+    expect(await lotsOf(userId)).toEqual([heldBack, { lotId: otherLot, status: 'active', remaining: 100 }]);
+    expect(await lotsOf(userId, '?status=refunded')).toEqual([heldBack]);
+    expect(await lotsOf(userId, '?status=active')).toEqual([{ lotId: otherLot, status: 'active', remaining: 100 }]);
+    expect(await lotsOf(userId, '?status=expired')).toEqual([]);
+    // Past the hold's expiry the refund has them: nothing left, before and after the job records it.
+    clockNow = new Date(start.getTime() + 2 * 86_400_000 + 1_000);
+    const gone = [{ lotId: purchaseLot, status: 'refunded', remaining: 0 }, { lotId: otherLot, status: 'active', remaining: 100 }];
+    expect(await lotsOf(userId)).toEqual(gone);
+    await recordExpiries(userId, clockNow);
+    expect(await lotsOf(userId)).toEqual(gone);
+    expect((await clockApp.http().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toMatchObject({ balance: 100, held: 0, available: 100 });
+  });
+
   it.each([
     ['held whole', 40],
     ["held in part (the refund took the free part, and token_lots records the lot 'refunded')", 30],
@@ -514,8 +559,12 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     // Refunded at the provider while held (taking the free part at once); then its dispute is lost, which takes the held part from the other credit; the hold is released.
     await decide(userId, { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: `refund-${paymentId}`, transactionId: randomUUID(), now: start } });
     await decide(userId, { type: 'RecordDispute', data: { userId, paymentId, disputeId: `dp-${paymentId}`, status: 'lost', amount: 100, currency: 'USD', reason: 'fraudulent', transactionId: randomUUID(), now: start } });
+    const purchaseLot = await purchaseLotOf(userId, paymentId);
+    // Its tokens are the account's again: listed active (as usage draws on them), held, then free.
+    expect((await lotsOf(userId, '?status=active')).find((lot) => lot.lotId === purchaseLot)).toEqual({ lotId: purchaseLot, status: 'active', remaining: heldAmount });
     await client().post(`/v1/accounts/${userId}/holds/${holdId}/release`).send({}).expect(200);
-    const purchaseLot = ((await client().get(`/v1/accounts/${userId}/lots`).expect(200)).body.data as { lotId: string; paymentId: string | null }[]).find((lot) => lot.paymentId === paymentId)?.lotId;
+    expect((await lotsOf(userId, '?status=active')).find((lot) => lot.lotId === purchaseLot)).toEqual({ lotId: purchaseLot, status: 'active', remaining: heldAmount });
+    expect(await lotsOf(userId, '?status=refunded')).toEqual([]);
     const expiresAt = new Date(start.getTime() + 86_400_000);
     // 140 credited, the refund's free part and the dispute's held part taken back: 100 left, the purchase's held part spendable again.
     const left = 140 - (40 - heldAmount) - heldAmount;
@@ -524,9 +573,12 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     clockNow = expiresAt;
     const after = { userId, balance: left - heldAmount, held: 0, available: left - heldAmount, nextExpiry: null };
     expect((await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual(after);
+    const expired = { lotId: purchaseLot, status: 'expired', remaining: 0 };
+    expect((await lotsOf(userId)).find((lot) => lot.lotId === purchaseLot)).toEqual(expired);
     await recordExpiries(userId, clockNow);
     expect(await expiryEvents(userId)).toEqual(['LotExpired']);
     expect((await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual(after);
+    expect((await lotsOf(userId)).find((lot) => lot.lotId === purchaseLot)).toEqual(expired);
   });
 });
 

@@ -910,13 +910,13 @@ export interface components {
             /** Format: uuid */
             transactionId: string | null;
             original: number;
-            /** @description What it has left as of now; past its expiresAt, only what active holds still hold of it. */
+            /** @description What it has left as of now; past its expiresAt, or held back for its refund, only what active holds still hold of it. */
             remaining: number;
             priority: number;
             /** Format: date-time */
             expiresAt: string | null;
             /**
-             * @description As of now: a lot past its expiresAt is expired, whether or not the expiry job has recorded it yet.
+             * @description As of now: a lot past its expiresAt is expired, whether or not the expiry job has recorded it yet. refunded: its purchase was refunded; what it still has is held by holds and goes to the refund as they end. A refunded purchase whose dispute was lost (the refund was taken from other credit) leaves its lot active with what it has left.
              * @enum {string}
              */
             status: "active" | "spent" | "expired" | "voided" | "refunded";
@@ -2613,7 +2613,7 @@ export interface operations {
                 cursor?: string;
                 /** @description Classic offset paging, unstable: a row written between two pages shifts them (a row repeated or skipped). Prefer cursor; not with it. */
                 offset?: number;
-                /** @description Only lots in this state as of now (a lot past its expiresAt is expired, whether or not its expiry is recorded yet); all when absent. */
+                /** @description Only lots in this state as of now, as each lot's status says (a lot past its expiresAt is expired, whether or not its expiry is recorded yet); all when absent. */
                 status?: "active" | "spent" | "expired" | "voided" | "refunded";
             };
             header?: never;

@@ -77,7 +77,7 @@ export class HoldsQuery extends PageQuery {
 }
 
 export class LotsQuery extends PageQuery {
-  @ApiPropertyOptional({ enum: LOT_STATUSES, description: 'Only lots in this state as of now (a lot past its expiresAt is expired, whether or not its expiry is recorded yet); all when absent.' })
+  @ApiPropertyOptional({ enum: LOT_STATUSES, description: 'Only lots in this state as of now, as each lot\'s status says (a lot past its expiresAt is expired, whether or not its expiry is recorded yet); all when absent.' })
   @IsOptional()
   @IsIn(LOT_STATUSES)
   status?: LotStatus;
@@ -202,10 +202,16 @@ class LotViewResponse {
   @ApiProperty({ nullable: true, type: String, format: 'uuid' }) paymentId!: string | null;
   @ApiProperty({ nullable: true, type: String, format: 'uuid' }) transactionId!: string | null;
   @ApiProperty({ type: 'integer' }) original!: number;
-  @ApiProperty({ type: 'integer', description: 'What it has left as of now; past its expiresAt, only what active holds still hold of it.' }) remaining!: number;
+  @ApiProperty({ type: 'integer', description: 'What it has left as of now; past its expiresAt, or held back for its refund, only what active holds still hold of it.' }) remaining!: number;
   @ApiProperty({ type: 'integer' }) priority!: number;
   @ApiProperty({ nullable: true, type: String, format: 'date-time' }) expiresAt!: string | null;
-  @ApiProperty({ enum: LOT_STATUSES, description: 'As of now: a lot past its expiresAt is expired, whether or not the expiry job has recorded it yet.' }) status!: string;
+  @ApiProperty({
+    enum: LOT_STATUSES,
+    description:
+      'As of now: a lot past its expiresAt is expired, whether or not the expiry job has recorded it yet. refunded: its purchase was refunded; what it still has is held by holds and goes to the refund as they end. ' +
+      'A refunded purchase whose dispute was lost (the refund was taken from other credit) leaves its lot active with what it has left.',
+  })
+  status!: string;
   @ApiProperty({ format: 'date-time' }) createdAt!: string;
 }
 

@@ -30,7 +30,7 @@ export type LotPage = Page<LotView>;
  */
 export const LOTS_CURSOR: CursorShape = { list: 'lots', parts: ['integer', 'timestampOrNull', 'timestamp', 'text'] };
 
-/** A user's credit lots from `token_lots` as of now (one past its expiry is expired, recorded or not), in draw-down order (priority, earliest expiry, oldest), optionally of one status; by offset or after a cursor. */
+/** A user's credit lots from `token_lots` as of now (one past its expiry is expired, recorded or not; see STATUS_NOW), in draw-down order (priority, earliest expiry, oldest), optionally of one status; by offset or after a cursor. */
 export class GetLotsQuery extends Query<LotPage> {
   constructor(
     readonly userId: string,
@@ -63,32 +63,60 @@ const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
 /** A lot without an expiry sorts after every expiry: the same order as `expires_at NULLS LAST`, in an expression the index holds. */
 const EXPIRY_ORDER = `coalesce(expires_at, 'infinity'::timestamptz)`;
 
+/** What holds active at $6 (not past their expiry) hold of the lot. */
+const HELD_NOW = `(SELECT coalesce(sum((draw->>'amount')::bigint), 0) FROM token_holds, jsonb_array_elements(token_holds.draws) AS draw
+                    WHERE token_holds.user_id = token_lots.user_id AND token_holds.status = 'active' AND token_holds.expires_at > $6::timestamptz
+                      AND draw->>'lotId' = token_lots.lot_id)`;
+
+/**
+ * The lot of a purchase the provider refunded while holds held what was left of it: the refund takes
+ * those tokens as the holds give them back, so none is spendable and none expires (the ledger's
+ * refund held back). It then has nothing free: what it has left is what holds recorded active hold.
+ * `token_lots` records it `active`, `refunded` or `expired` (as the refund found it); it is shown
+ * `refunded`, with what live holds still hold of it. Not once a dispute of the payment was lost: that
+ * took the refund's part from other lots, and the lot's tokens are the account's again. (Only the
+ * latest dispute is in `payments`: after a lost one, a later open or won dispute of the same payment
+ * makes a lot that holds still hold whole look like this until the holds end.)
+ */
+const REFUND_TAKES_HELD = `token_lots.remaining > 0 AND token_lots.status IN ('active', 'expired', 'refunded') AND token_lots.payment_id IS NOT NULL
+  AND EXISTS (SELECT 1 FROM payments WHERE payments.id = token_lots.payment_id AND payments.status = 'REFUNDED' AND payments.dispute_status IS DISTINCT FROM 'lost')
+  AND token_lots.remaining <= (SELECT coalesce(sum((draw->>'amount')::bigint), 0) FROM token_holds, jsonb_array_elements(token_holds.draws) AS draw
+                                WHERE token_holds.user_id = token_lots.user_id AND token_holds.status = 'active' AND draw->>'lotId' = token_lots.lot_id)`;
+
 /**
  * A lot past its expiry, recorded or not: as of $6 it is expired, and what it has left is what holds
  * active then still hold of it (its free part expired at its expiresAt; a hold that has ended since
  * gave its part back to an expired lot, which expired it). `token_lots` shows the same once the job
- * records the expiries. (A lot with no expiry compares NULL: false here, so that NOT keeps it.) Not a
- * purchase's lot while its refund is in progress: the refund reserved its tokens, so none expire;
- * the list shows it as recorded until the refund ends. A live lot a hold gave tokens back to is shown
- * as recorded too, though what the hold gave back may go to a refund held back or a shortfall.
+ * records the expiries. (A lot with no expiry compares NULL: false here, so that NOT keeps it.) A
+ * refunded purchase's lot with tokens left that the refund does not take (a lost dispute took them
+ * from other lots) expires as any lot does. Not a purchase's lot while its refund is in progress: the
+ * refund reserved its tokens, so none expire; the list shows it as recorded until the refund ends. A
+ * live lot a hold gave tokens back to is shown as recorded too, though what the hold gave back may go
+ * to a refund held back or a shortfall.
  */
-const PAST_EXPIRY = `token_lots.status IN ('active', 'expired') AND coalesce(token_lots.expires_at <= $6::timestamptz, false)
+const PAST_EXPIRY = `(token_lots.status IN ('active', 'expired') OR (token_lots.status = 'refunded' AND token_lots.remaining > 0))
+  AND coalesce(token_lots.expires_at <= $6::timestamptz, false)
   AND NOT EXISTS (SELECT 1 FROM payments WHERE payments.id = token_lots.payment_id AND payments.status = 'REFUND_PENDING')`;
-const HELD_NOW = `(SELECT coalesce(sum((draw->>'amount')::bigint), 0) FROM token_holds, jsonb_array_elements(token_holds.draws) AS draw
-                    WHERE token_holds.user_id = token_lots.user_id AND token_holds.status = 'active' AND token_holds.expires_at > $6::timestamptz
-                      AND draw->>'lotId' = token_lots.lot_id)`;
+
+/**
+ * The lot's status as of $6: held back for a refund, then past its expiry, as above; a lot recorded
+ * `refunded` that still has tokens the refund does not take is `active` (they are spendable: the
+ * balance counts them, and usage draws on them); else as recorded.
+ */
+const STATUS_NOW = `CASE WHEN ${REFUND_TAKES_HELD} THEN 'refunded' WHEN ${PAST_EXPIRY} THEN 'expired'
+                         WHEN token_lots.status = 'refunded' AND token_lots.remaining > 0 THEN 'active' ELSE token_lots.status END`;
+const REMAINING_NOW = `CASE WHEN (${REFUND_TAKES_HELD}) OR (${PAST_EXPIRY}) THEN ${HELD_NOW} ELSE token_lots.remaining END`;
 
 // $3: one row more than the page, to know whether more follow; $5: a cursor's key as a JSON array
 // [priority, expiresAt or null, createdAt, lotId] (the page starts after it), else null; $6: now.
 // The index idx_token_lots_draw_order holds the same tuple, so it serves the order and the comparison.
 export const LOTS_PAGE_SQL = `
-  SELECT lot_id, user_id, source, payment_id, transaction_id, original::text,
-         (CASE WHEN ${PAST_EXPIRY} THEN ${HELD_NOW} ELSE remaining END)::text AS remaining, priority,
-         to_char(expires_at AT TIME ZONE 'UTC', ${ISO}) AS expires_at, CASE WHEN ${PAST_EXPIRY} THEN 'expired' ELSE status END AS status,
+  SELECT lot_id, user_id, source, payment_id, transaction_id, original::text, (${REMAINING_NOW})::text AS remaining, priority,
+         to_char(expires_at AT TIME ZONE 'UTC', ${ISO}) AS expires_at, ${STATUS_NOW} AS status,
          to_char(created_at AT TIME ZONE 'UTC', ${ISO}) AS created_at,
          to_char(expires_at AT TIME ZONE 'UTC', ${KEY_TIMESTAMP_FORMAT}) AS key_expires_at, to_char(created_at AT TIME ZONE 'UTC', ${KEY_TIMESTAMP_FORMAT}) AS key_created_at
     FROM token_lots
-   WHERE user_id = $1 AND ($2::text IS NULL OR (status = $2 AND NOT (${PAST_EXPIRY})) OR ($2 = 'expired' AND ${PAST_EXPIRY}))
+   WHERE user_id = $1 AND ($2::text IS NULL OR (${STATUS_NOW}) = $2)
      AND ($5::jsonb IS NULL OR (priority, ${EXPIRY_ORDER}, created_at, lot_id)
                                > (($5::jsonb->>0)::integer, coalesce(($5::jsonb->>1)::timestamptz, 'infinity'::timestamptz), ($5::jsonb->>2)::timestamptz, $5::jsonb->>3))
    ORDER BY token_lots.priority, ${EXPIRY_ORDER}, token_lots.created_at, token_lots.lot_id LIMIT $3 OFFSET $4`;
