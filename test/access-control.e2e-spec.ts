@@ -134,6 +134,15 @@ describe('a refused request', () => {
     expect(opened.body.errors).toEqual([expect.objectContaining({ field: 'userId', rule: 'isUuid' })]);
     const missing = await user.post('/v1/payments').send({ packageId: 'starter' }).expect(400);
     expect(missing.body.errors).toEqual([expect.objectContaining({ field: 'userId', rule: 'isDefined' })]);
+    // UUID-shaped but of no UUID version: refused as validation refuses it for an admin.
+    const versionless = '00000000-0000-0000-0000-000000000001';
+    expect((await user.get(`/v1/accounts/${versionless}/balance`).expect(400)).body.errors).toEqual([expect.objectContaining({ field: 'userId', rule: 'isUuid' })]);
+    expect((await (await testApp.as('admin')).get(`/v1/accounts/${versionless}/balance`).expect(400)).body.errors).toEqual([expect.objectContaining({ field: 'userId', rule: 'isUuid' })]);
+    // Refused before the Idempotency-Key is looked at: no key row.
+    const keys = async () => Number((await testApp.database.pool.query<{ n: string }>('SELECT count(*) AS n FROM idempotency_keys')).rows[0]?.n);
+    const keysBefore = await keys();
+    await user.post('/v1/payments/not-a-uuid/capture').set('idempotency-key', `k-${randomUUID()}`).send({}).expect(400);
+    expect(await keys()).toBe(keysBefore);
     // Well formed but another's: still the 403 that says nothing about it; and a role the action is
     // not open to is refused whatever the id.
     await user.get(`/v1/accounts/${randomUUID()}/balance`).expect(403);

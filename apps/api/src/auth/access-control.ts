@@ -1,7 +1,9 @@
 import { AccessDeniedError, AuthenticationError, authorize, ENDPOINT_ACTIONS, KeySetUnavailableError, PERMISSIONS, type Actor, type ApiKeyRepository, type Endpoint, type JwtVerifier, type Role } from '@app/auth';
+import { isUUID } from 'class-validator';
 import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify';
 import type { Logger } from 'pino';
 import { sendProblem } from '../http/problem-details.filter.js';
+import { RequestValidationError, type FieldViolation } from '../http/request-validation.error.js';
 import { withHook } from '../http/route-hooks.js';
 
 export const API_KEY_HEADER = 'x-api-key';
@@ -126,10 +128,11 @@ function authorizationHook(byMethod: RouteEndpoints, options: AccessControlOptio
     const owner = PERMISSIONS[endpoint.action][actor.role] === 'own' ? await ownerOf(endpoint, request, options) : undefined;
     const decision = authorize(actor, endpoint.action, owner);
     if (decision.allowed) return undefined;
-    // A malformed id is no one's account or payment: the route's validation answers 400 naming it, to
-    // every role alike, rather than a 403 that would not say what is wrong. (Every id that is not
-    // UUID-shaped fails the routes' IsUUID rules too.)
-    if (decision.reason === 'NOT_OWNER' && !wellFormedOwnerId(endpoint, request)) return undefined;
+    // A malformed id is no one's account or payment: 400 naming it, as validation answers every other
+    // role, rather than a 403 that would not say what is wrong. Answered here, by the test the routes'
+    // validation applies, so the request still goes no further.
+    const malformed = decision.reason === 'NOT_OWNER' ? malformedOwnerId(endpoint, request) : undefined;
+    if (malformed !== undefined) return sendProblem(reply, request, new RequestValidationError([malformed]));
     options.logger.info({ requestId: request.id, subject: actor.subject, role: actor.role, action: endpoint.action, reason: decision.reason }, 'authorization refused');
     if (decision.reason === 'SCOPE_MISSING') {
       return sendProblem(reply, request, new AccessDeniedError(`this API key lacks the scope ${decision.scope}, which ${endpoint.action} needs`, { missingScope: decision.scope }));
@@ -160,8 +163,8 @@ async function ownerOf(endpoint: Endpoint, request: FastifyRequest, options: Acc
       return stringField(request.body, 'userId');
     case 'payment': {
       const paymentId = stringField(request.params, 'paymentId');
-      // Not a UUID: no payment has it (the refusal then lets the validation name it).
-      return paymentId !== undefined && UUID.test(paymentId) ? options.paymentOwner(paymentId.toLowerCase()) : undefined;
+      // Not a UUID: no payment has it (the refusal then names it: malformedOwnerId).
+      return paymentId !== undefined && isUUID(paymentId, 'all') ? options.paymentOwner(paymentId.toLowerCase()) : undefined;
     }
     case 'none':
       return undefined;
@@ -172,15 +175,13 @@ async function ownerOf(endpoint: Endpoint, request: FastifyRequest, options: Acc
   }
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** Whether the id that names the owner (the user id, or the payment id) is a UUID. */
-function wellFormedOwnerId(endpoint: Endpoint, request: FastifyRequest): boolean {
-  const id = endpoint.owner === 'path:userId' ? stringField(request.params, 'userId')
-    : endpoint.owner === 'body:userId' ? stringField(request.body, 'userId')
-      : endpoint.owner === 'payment' ? stringField(request.params, 'paymentId')
-        : undefined;
-  return endpoint.owner === 'none' || (id !== undefined && UUID.test(id));
+/** The violation of the id that names the owner (the user id, or the payment id), when it is not a UUID as the routes' validation (IsCanonicalUuid) requires. */
+function malformedOwnerId(endpoint: Endpoint, request: FastifyRequest): FieldViolation | undefined {
+  const [source, field] = endpoint.owner === 'path:userId' ? [request.params, 'userId'] : endpoint.owner === 'body:userId' ? [request.body, 'userId'] : endpoint.owner === 'payment' ? [request.params, 'paymentId'] : [undefined, ''];
+  if (source === undefined) return undefined;
+  const value = typeof source === 'object' && source !== null ? (source as Record<string, unknown>)[field] : undefined;
+  if (value === undefined || value === null) return { field, rule: 'isDefined', message: `${field} is required` };
+  return typeof value === 'string' && isUUID(value, 'all') ? undefined : { field, rule: 'isUuid', message: `${field} must be a UUID` };
 }
 
 function stringField(value: unknown, field: string): string | undefined {

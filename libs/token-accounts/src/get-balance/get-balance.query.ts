@@ -55,7 +55,7 @@ const BALANCE_SQL = `
          (SELECT coalesce(sum(tokens_purchased), 0) FROM payments WHERE user_id = $1 AND status = 'REFUND_PENDING')::text AS reserved_for_refunds,
          (SELECT json_build_object('expiresAt', to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 'amount', remaining::text, 'lotId', lot_id, 'due', expires_at <= $2)
             FROM token_lots WHERE user_id = $1 AND status IN ('active', 'refunded') AND remaining > 0 AND expires_at IS NOT NULL
-             AND NOT ((expires_at <= $2 OR (payment_id IS NOT NULL AND EXISTS (SELECT 1 FROM payments WHERE payments.id = token_lots.payment_id AND payments.status = 'REFUNDED')))
+             AND NOT ((expires_at <= $2 OR (payment_id IS NOT NULL AND EXISTS (SELECT 1 FROM payments WHERE payments.id = token_lots.payment_id AND payments.user_id = $1 AND payments.status = 'REFUNDED')))
                       AND remaining <= (SELECT coalesce(sum((draw->>'amount')::bigint), 0) FROM token_holds, jsonb_array_elements(token_holds.draws) AS draw
                                          WHERE token_holds.user_id = $1 AND token_holds.status = 'active' AND token_holds.expires_at > $2 AND draw->>'lotId' = token_lots.lot_id))
            ORDER BY expires_at, lot_id LIMIT 1) AS next_expiry,

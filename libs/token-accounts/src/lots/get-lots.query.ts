@@ -79,7 +79,7 @@ const HELD_NOW = `(SELECT coalesce(sum((draw->>'amount')::bigint), 0) FROM token
  * makes a lot that holds still hold whole look like this until the holds end.)
  */
 const REFUND_TAKES_HELD = `token_lots.remaining > 0 AND token_lots.status IN ('active', 'expired', 'refunded') AND token_lots.payment_id IS NOT NULL
-  AND EXISTS (SELECT 1 FROM payments WHERE payments.id = token_lots.payment_id AND payments.status = 'REFUNDED' AND payments.dispute_status IS DISTINCT FROM 'lost')
+  AND EXISTS (SELECT 1 FROM payments WHERE payments.id = token_lots.payment_id AND payments.user_id = token_lots.user_id AND payments.status = 'REFUNDED' AND payments.dispute_status IS DISTINCT FROM 'lost')
   AND token_lots.remaining <= (SELECT coalesce(sum((draw->>'amount')::bigint), 0) FROM token_holds, jsonb_array_elements(token_holds.draws) AS draw
                                 WHERE token_holds.user_id = token_lots.user_id AND token_holds.status = 'active' AND draw->>'lotId' = token_lots.lot_id)`;
 
@@ -96,12 +96,16 @@ const REFUND_TAKES_HELD = `token_lots.remaining > 0 AND token_lots.status IN ('a
  */
 const PAST_EXPIRY = `(token_lots.status IN ('active', 'expired') OR (token_lots.status = 'refunded' AND token_lots.remaining > 0))
   AND coalesce(token_lots.expires_at <= $6::timestamptz, false)
-  AND NOT EXISTS (SELECT 1 FROM payments WHERE payments.id = token_lots.payment_id AND payments.status = 'REFUND_PENDING')`;
+  AND NOT EXISTS (SELECT 1 FROM payments WHERE payments.id = token_lots.payment_id AND payments.user_id = token_lots.user_id AND payments.status = 'REFUND_PENDING')`;
 
 /**
  * The lot's status as of $6: held back for a refund, then past its expiry, as above; a lot recorded
  * `refunded` that still has tokens the refund does not take is `active` (they are spendable: the
- * balance counts them, and usage draws on them); else as recorded.
+ * balance counts them, and usage draws on them); else as recorded. So a lot ends as `token_lots`
+ * records it: one a lost dispute left to the account, once spent, is `refunded` again (its purchase
+ * was); one held back whose holds settled all of it is `spent`, `refunded` or `expired`, as the
+ * refund found it. An opening lot (credits from before lots) has no payment, so tokens a refund of
+ * such a purchase holds back in it are listed `active` with it.
  */
 const STATUS_NOW = `CASE WHEN ${REFUND_TAKES_HELD} THEN 'refunded' WHEN ${PAST_EXPIRY} THEN 'expired'
                          WHEN token_lots.status = 'refunded' AND token_lots.remaining > 0 THEN 'active' ELSE token_lots.status END`;
