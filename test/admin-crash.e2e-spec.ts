@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { killableService } from './support/killable-service.js';
-import { keyedUntilAnswered, type ServiceProcess } from './support/service-process.js';
+import { keyedUntilAnswered, loopUntilKilled, type ServiceProcess } from './support/service-process.js';
 import { testToken } from './support/test-app.js';
 
 /**
@@ -68,25 +68,6 @@ async function complete(child: ServiceProcess, unit: Unit): Promise<boolean> {
 
 const accounts: string[] = Array.from({ length: ACCOUNTS }, () => randomUUID());
 
-async function runUntilKilled(child: ServiceProcess, killAfterMs: number, units: Unit[]): Promise<void> {
-  let alive = true;
-  const killer = setTimeout(() => {
-    alive = false;
-    child.process.kill('SIGKILL');
-  }, killAfterMs);
-  await Promise.all(
-    Array.from({ length: CLIENTS }, async (_, client) => {
-      for (let index = 0; alive; index += 1) {
-        const keys = Object.fromEntries(STEPS.map((step) => [step, randomUUID()])) as Record<Step, string>;
-        const unit: Unit = { userId: accounts[(client + index) % ACCOUNTS] as string, keys, done: 0 };
-        units.push(unit);
-        if (!(await complete(child, unit))) return;
-      }
-    }),
-  );
-  clearTimeout(killer);
-  await child.exited;
-}
 
 describe('admin corrections, grants, voids and releases survive SIGKILL at any moment', () => {
   it('applies every keyed request exactly once across kills and restarts, and the read models equal the replay', async () => {
@@ -101,7 +82,14 @@ describe('admin corrections, grants, voids and releases survive SIGKILL at any m
     }
     const units: Unit[] = [];
     for (let kill = 0; kill < KILLS; kill += 1) {
-      await runUntilKilled(child, 600 + kill * 300, units);
+      await loopUntilKilled(
+        child,
+        600 + kill * 300,
+        CLIENTS,
+        units,
+        (client, index): Unit => ({ userId: accounts[(client + index) % ACCOUNTS] as string, keys: Object.fromEntries(STEPS.map((step) => [step, randomUUID()])) as Record<Step, string>, done: 0 }),
+        (unit) => complete(child, unit),
+      );
       // The kill cut units short (at most one a client: one whose last unit ended as the kill fell has none), some after
       // answered steps: their retries are what this tests.
       const unfinished = units.filter((unit) => unit.done < STEPS.length).length;

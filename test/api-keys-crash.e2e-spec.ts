@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { killableService } from './support/killable-service.js';
-import type { ServiceProcess } from './support/service-process.js';
+import { loopUntilKilled, type ServiceProcess } from './support/service-process.js';
 import { testToken } from './support/test-app.js';
 
 /**
@@ -89,31 +89,20 @@ async function complete(child: ServiceProcess, unit: Unit): Promise<boolean> {
   return true;
 }
 
-async function runUntilKilled(child: ServiceProcess, killAfterMs: number, units: Unit[]): Promise<void> {
-  let alive = true;
-  const killer = setTimeout(() => {
-    alive = false;
-    child.process.kill('SIGKILL');
-  }, killAfterMs);
-  await Promise.all(
-    Array.from({ length: CLIENTS }, async () => {
-      while (alive) {
-        const unit: Unit = { name: `crash ${randomUUID()}`, revoke: units.length % 2 === 0, used: false, revoked: false, lostSecrets: 0 };
-        units.push(unit);
-        if (!(await complete(child, unit))) return;
-      }
-    }),
-  );
-  clearTimeout(killer);
-  await child.exited;
-}
 
 describe('API keys created, used and revoked survive SIGKILL at any moment', () => {
   it('leaves one key per name, each client-held secret working unless revoked, every revoked key refused', async () => {
     let child = await killed.start();
     const units: Unit[] = [];
     for (let kill = 0; kill < KILLS; kill += 1) {
-      await runUntilKilled(child, 700 + kill * 400, units);
+      await loopUntilKilled(
+        child,
+        700 + kill * 400,
+        CLIENTS,
+        units,
+        (): Unit => ({ name: `crash ${randomUUID()}`, revoke: units.length % 2 === 0, used: false, revoked: false, lostSecrets: 0 }),
+        (unit) => complete(child, unit),
+      );
       child = await killed.start();
       for (const unit of units) expect(await complete(child, unit)).toBe(true);
     }

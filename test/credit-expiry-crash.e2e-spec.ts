@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { killableService } from './support/killable-service.js';
-import { keyedUntilAnswered, type ServiceProcess } from './support/service-process.js';
+import { keyedSpendsUntilGone, retrySpends, type KeyedSpend, type ServiceProcess } from './support/service-process.js';
 import { testToken } from './support/test-app.js';
 
 /**
@@ -58,22 +58,6 @@ async function untilRecorded(count: number, timeoutMs: number): Promise<number> 
   }
 }
 
-type Spend = { readonly userId: string; readonly key: string; done: boolean };
-
-/** Clients spending 1 with keys on the raced accounts until the process dies; every spend is kept to be retried. */
-function spendUntilKilled(child: ServiceProcess, spends: Spend[]): Promise<void> {
-  return Promise.all(
-    Array.from({ length: CLIENTS }, async (_, client) => {
-      for (let index = 0; ; index += 1) {
-        const spend: Spend = { userId: accounts[(client + index) % RACED] as string, key: randomUUID(), done: false };
-        spends.push(spend);
-        if ((await keyedUntilAnswered(child, service, `/v1/accounts/${spend.userId}/usage`, { amount: 1 }, spend.key, 201)) === undefined) return;
-        spend.done = true;
-      }
-    }),
-  ).then(() => undefined);
-}
-
 describe('the credit expiry job survives SIGKILL in the middle of a run', () => {
   it('records each due hold and lot exactly once across kills and restarts, racing keyed spends, and the read models equal the replay', async () => {
     let child = await killed.start({ CREDIT_EXPIRY_JOB_ENABLED: 'false' });
@@ -98,10 +82,10 @@ describe('the credit expiry job survives SIGKILL in the middle of a run', () => 
     await child.exited;
     expect(await recorded()).toBe(0);
 
-    const spends: Spend[] = [];
+    const spends: KeyedSpend[] = [];
     for (const share of [1 / 3, 2 / 3]) {
       child = await killed.start();
-      const spending = spendUntilKilled(child, spends);
+      const spending = keyedSpendsUntilGone(child, service, accounts.slice(0, RACED), CLIENTS, spends);
       const reached = await untilRecorded(Math.ceil(ACCOUNTS * share), 60_000);
       child.process.kill('SIGKILL');
       await Promise.all([child.exited, spending]);
@@ -111,9 +95,7 @@ describe('the credit expiry job survives SIGKILL in the middle of a run', () => 
     }
 
     child = await killed.start();
-    for (const spend of spends.filter((each) => !each.done)) {
-      expect(await keyedUntilAnswered(child, service, `/v1/accounts/${spend.userId}/usage`, { amount: 1 }, spend.key, 201)).toBeDefined();
-    }
+    await retrySpends(child, service, spends);
     expect(await untilRecorded(ACCOUNTS, 60_000)).toBe(ACCOUNTS);
 
     const pool = killed.database().pool;

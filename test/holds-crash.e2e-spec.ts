@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { killableService } from './support/killable-service.js';
-import { keyedUntilAnswered, type ServiceProcess } from './support/service-process.js';
+import { keyedUntilAnswered, loopUntilKilled, type ServiceProcess } from './support/service-process.js';
 import { testToken } from './support/test-app.js';
 
 /**
@@ -42,24 +42,6 @@ async function complete(child: ServiceProcess, pair: Pair): Promise<boolean> {
   return true;
 }
 
-async function runUntilKilled(child: ServiceProcess, killAfterMs: number, pairs: Pair[]): Promise<void> {
-  let alive = true;
-  const killer = setTimeout(() => {
-    alive = false;
-    child.process.kill('SIGKILL');
-  }, killAfterMs);
-  await Promise.all(
-    Array.from({ length: CLIENTS }, async (_, client) => {
-      for (let index = 0; alive; index += 1) {
-        const pair: Pair = { userId: accounts[(client + index) % ACCOUNTS] as string, holdKey: randomUUID(), settleKey: randomUUID(), settled: false };
-        pairs.push(pair);
-        if (!(await complete(child, pair))) return;
-      }
-    }),
-  );
-  clearTimeout(killer);
-  await child.exited;
-}
 
 const accounts: string[] = Array.from({ length: ACCOUNTS }, () => randomUUID());
 
@@ -76,7 +58,14 @@ describe('holds and settles survive SIGKILL at any moment', () => {
     }
     const pairs: Pair[] = [];
     for (let kill = 0; kill < KILLS; kill += 1) {
-      await runUntilKilled(child, 500 + kill * 300, pairs);
+      await loopUntilKilled(
+        child,
+        500 + kill * 300,
+        CLIENTS,
+        pairs,
+        (client, index): Pair => ({ userId: accounts[(client + index) % ACCOUNTS] as string, holdKey: randomUUID(), settleKey: randomUUID(), settled: false }),
+        (pair) => complete(child, pair),
+      );
       child = await start();
       for (const pair of pairs) expect(await complete(child, pair)).toBe(true);
     }

@@ -3,7 +3,7 @@ import { PostgresEventStore } from '@app/event-store';
 import { InlineProjections, PROJECTIONS } from '@app/projections';
 import { seedHistory, seedLongAccount } from '@app/testing';
 import { killableService } from './support/killable-service.js';
-import { keyedUntilAnswered, type ServiceProcess } from './support/service-process.js';
+import { keyedSpendsUntilGone, retrySpends, type KeyedSpend, type ServiceProcess } from './support/service-process.js';
 import { testToken } from './support/test-app.js';
 
 /**
@@ -76,30 +76,8 @@ async function fund(child: ServiceProcess, userId: string): Promise<void> {
   expect(response.status).toBe(201);
 }
 
-type Spend = { readonly userId: string; readonly key: string; done: boolean };
-
-/** Keyed spends of 1 on `accounts` until the process dies; each is kept, to be retried until answered. */
-function spendUntilKilled(child: ServiceProcess, accounts: readonly string[], spends: Spend[]): Promise<void> {
-  return Promise.all(
-    Array.from({ length: SPENDERS }, async (_, client) => {
-      for (let index = 0; ; index += 1) {
-        const spend: Spend = { userId: accounts[(client + index) % accounts.length] as string, key: randomUUID(), done: false };
-        spends.push(spend);
-        if ((await keyedUntilAnswered(child, service, `/v1/accounts/${spend.userId}/usage`, { amount: 1 }, spend.key, 201)) === undefined) return;
-        spend.done = true;
-      }
-    }),
-  ).then(() => undefined);
-}
-
-async function finish(child: ServiceProcess, spends: readonly Spend[]): Promise<void> {
-  for (const spend of spends.filter((each) => !each.done)) {
-    expect(await keyedUntilAnswered(child, service, `/v1/accounts/${spend.userId}/usage`, { amount: 1 }, spend.key, 201)).toBeDefined();
-  }
-}
-
 /** Each account (funded, then only spent on here) holds its funds less its spends, each once in its events too, and verify finds nothing. */
-async function expectExact(child: ServiceProcess, accounts: readonly string[], spends: readonly Spend[]): Promise<void> {
+async function expectExact(child: ServiceProcess, accounts: readonly string[], spends: readonly KeyedSpend[]): Promise<void> {
   for (const userId of accounts) {
     const spent = spends.filter((spend) => spend.userId === userId).length;
     const used = await killed.database().pool.query<{ count: string }>(
@@ -124,8 +102,8 @@ describe('rebuilds killed with SIGKILL mid-way, while keyed spends run', () => {
     const history = await seeded(child, async (store) => (await seedHistory(store, { users: 40, events: 60_000, seed: 7, concurrency: 4 })).userIds);
     const accounts = [randomUUID(), randomUUID(), randomUUID()];
     for (const userId of accounts) await fund(child, userId);
-    const spends: Spend[] = [];
-    const spending = spendUntilKilled(child, accounts, spends);
+    const spends: KeyedSpend[] = [];
+    const spending = keyedSpendsUntilGone(child, service, accounts, SPENDERS, spends);
 
     const started = await call(child, admin, 'POST', '/v1/admin/projections/token_accounts/rebuild');
     expect(started.status).toBe(202);
@@ -143,7 +121,7 @@ describe('rebuilds killed with SIGKILL mid-way, while keyed spends run', () => {
     expect(await shadowSchemas()).toEqual([shadow]);
 
     child = await killed.start();
-    await finish(child, spends);
+    await retrySpends(child, service, spends);
     // The killed session's statement may still run in PostgreSQL (holding the rebuild's lock) until it ends.
     await waitUntil(async () => ((await projectionStatus(child)).rebuild as Record<string, unknown> | null)?.interrupted === true);
     expect(await projectionStatus(child)).toMatchObject({ rebuild: { id, interrupted: true } });
@@ -174,8 +152,8 @@ describe('rebuilds killed with SIGKILL mid-way, while keyed spends run', () => {
     await fund(child, spendsOn);
     // The long account gets funds of its own too, so spends on it never run short.
     await fund(child, long);
-    const spends: Spend[] = [];
-    const spending = spendUntilKilled(child, [long, spendsOn], spends);
+    const spends: KeyedSpend[] = [];
+    const spending = keyedSpendsUntilGone(child, service, [long, spendsOn], SPENDERS, spends);
 
     // The first history row's version: a rebuild that committed would have written it again.
     const firstRow = async () =>
@@ -203,7 +181,7 @@ describe('rebuilds killed with SIGKILL mid-way, while keyed spends run', () => {
     child = await killed.start();
     // Rolled back: the rows are the versions from before the rebuild.
     expect(await firstRow()).toBe(versionBefore);
-    await finish(child, spends);
+    await retrySpends(child, service, spends);
     const startBalance = Number(before.body.balance) + FUNDS;
     const spentOnLong = spends.filter((spend) => spend.userId === long).length;
     expect((await call(child, service, 'GET', `/v1/accounts/${long}/balance`)).body).toMatchObject({ balance: startBalance - spentOnLong, held: 0 });

@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -177,5 +178,65 @@ export async function keyedUntilAnswered(child: ServiceProcess, authorization: s
     if (answer.status === ok) return answer;
     if (!RETRIED_CODES.has(String(answer.body.code))) throw new Error(`unexpected answer to ${route}: ${JSON.stringify(answer)}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/**
+ * `clients` client loops against a service: each makes a unit (`next(client, index)`), keeps it in
+ * `units` (to finish or check after a restart) and works it, until `work` returns false because the
+ * process is gone (killed). Resolves once every loop has stopped.
+ */
+export async function loopUntilGone<Unit>(clients: number, units: Unit[], next: (client: number, index: number) => Unit, work: (unit: Unit) => Promise<boolean>): Promise<void> {
+  await Promise.all(
+    Array.from({ length: clients }, async (_, client) => {
+      for (let index = 0; ; index += 1) {
+        const unit = next(client, index);
+        units.push(unit);
+        if (!(await work(unit))) return;
+      }
+    }),
+  );
+}
+
+/** The client loops of `loopUntilGone`, with `child` killed with SIGKILL after `killAfterMs`; resolves once it has exited. */
+export async function loopUntilKilled<Unit>(
+  child: ServiceProcess,
+  killAfterMs: number,
+  clients: number,
+  units: Unit[],
+  next: (client: number, index: number) => Unit,
+  work: (unit: Unit) => Promise<boolean>,
+): Promise<void> {
+  const killer = setTimeout(() => child.process.kill('SIGKILL'), killAfterMs);
+  await loopUntilGone(clients, units, next, work);
+  clearTimeout(killer);
+  await child.exited;
+}
+
+/** A keyed spend of 1 a client sent: `done` once answered. */
+export type KeyedSpend = { readonly userId: string; readonly key: string; done: boolean };
+
+/**
+ * `clients` clients spending 1 with an Idempotency-Key each on `accounts` (each client in turn over
+ * them) until the process is gone; every spend is kept in `spends`, to be retried (`retrySpends`).
+ */
+export function keyedSpendsUntilGone(child: ServiceProcess, authorization: string, accounts: readonly string[], clients: number, spends: KeyedSpend[]): Promise<void> {
+  return loopUntilGone(
+    clients,
+    spends,
+    (client, index): KeyedSpend => ({ userId: accounts[(client + index) % accounts.length] as string, key: randomUUID(), done: false }),
+    async (spend) => {
+      if ((await keyedUntilAnswered(child, authorization, `/v1/accounts/${spend.userId}/usage`, { amount: 1 }, spend.key, 201)) === undefined) return false;
+      spend.done = true;
+      return true;
+    },
+  );
+}
+
+/** Sends each unanswered spend again with its key until answered; throws if the process is gone. */
+export async function retrySpends(child: ServiceProcess, authorization: string, spends: readonly KeyedSpend[]): Promise<void> {
+  for (const spend of spends.filter((each) => !each.done)) {
+    if ((await keyedUntilAnswered(child, authorization, `/v1/accounts/${spend.userId}/usage`, { amount: 1 }, spend.key, 201)) === undefined) throw new Error('the service is gone');
+    spend.done = true;
   }
 }
