@@ -16,8 +16,8 @@ export type KillableService = {
 
 /**
  * For a spec that runs the built service and kills it: the build, a database and a data directory of
- * its own, made before its tests (hooks registered here) and removed after them, the last process
- * stopped first. `settings` are the service's environment at every start.
+ * its own, made before its tests (hooks registered here) and removed after them, every process it
+ * started stopped first (one that never listened is killed by the start). `settings` are the service's environment at every start.
  */
 export function killableService(name: string, settings: Record<string, string> = {}): KillableService {
   let database: TestDatabase | undefined;

@@ -108,7 +108,7 @@ export async function startServiceOn(databaseUrl: string, dataDir: string, envir
     RATE_LIMIT_ENABLED: 'false',
     ...environment,
   });
-  await waitUntilListening(child);
+  await listeningOrKilled(child);
   return child;
 }
 
@@ -130,7 +130,7 @@ export async function startServiceOnDataDir(dataDir: string, postgresPort: numbe
     RATE_LIMIT_ENABLED: 'false',
     ...environment,
   });
-  await waitUntilListening(child);
+  await listeningOrKilled(child);
   return child;
 }
 
@@ -141,12 +141,28 @@ export async function postmasterPidOf(dataDir: string): Promise<number> {
   return pid;
 }
 
-/** Stops each process still running (SIGTERM) and waits for it. */
+/** Longest a process is given to stop after SIGTERM before it is killed. */
+const STOP_WAIT_MS = 15_000;
+
+/** Stops each process still running (SIGTERM; SIGKILL if it has not exited within STOP_WAIT_MS) and waits for it. */
 export async function stopServices(children: readonly (ServiceProcess | undefined)[]): Promise<void> {
   for (const child of children) {
     if (child === undefined || child.process.exitCode !== null || child.process.signalCode !== null) continue;
     child.process.kill('SIGTERM');
+    const killer = setTimeout(() => child.process.kill('SIGKILL'), STOP_WAIT_MS);
     await child.exited;
+    clearTimeout(killer);
+  }
+}
+
+/** Waits until `child` listens; one that does not is killed (no test may leave it running), and the wait's error thrown. */
+async function listeningOrKilled(child: ServiceProcess): Promise<void> {
+  try {
+    await waitUntilListening(child);
+  } catch (error) {
+    child.process.kill('SIGKILL');
+    await child.exited;
+    throw error;
   }
 }
 
@@ -184,12 +200,19 @@ export async function keyedUntilAnswered(child: ServiceProcess, authorization: s
 /**
  * `clients` client loops against a service: each makes a unit (`next(client, index)`), keeps it in
  * `units` (to finish or check after a restart) and works it, until `work` returns false because the
- * process is gone (killed). Resolves once every loop has stopped.
+ * process is gone (killed), or `stopped` says so before a unit is made. Resolves once every loop has
+ * stopped.
  */
-export async function loopUntilGone<Unit>(clients: number, units: Unit[], next: (client: number, index: number) => Unit, work: (unit: Unit) => Promise<boolean>): Promise<void> {
+export async function loopUntilGone<Unit>(
+  clients: number,
+  units: Unit[],
+  next: (client: number, index: number) => Unit,
+  work: (unit: Unit) => Promise<boolean>,
+  stopped: () => boolean = () => false,
+): Promise<void> {
   await Promise.all(
     Array.from({ length: clients }, async (_, client) => {
-      for (let index = 0; ; index += 1) {
+      for (let index = 0; !stopped(); index += 1) {
         const unit = next(client, index);
         units.push(unit);
         if (!(await work(unit))) return;
@@ -207,9 +230,17 @@ export async function loopUntilKilled<Unit>(
   next: (client: number, index: number) => Unit,
   work: (unit: Unit) => Promise<boolean>,
 ): Promise<void> {
-  const killer = setTimeout(() => child.process.kill('SIGKILL'), killAfterMs);
-  await loopUntilGone(clients, units, next, work);
-  clearTimeout(killer);
+  let killed = false;
+  const killer = setTimeout(() => {
+    // No unit is made after the kill: each client's last unit is the one the kill cut short, if any.
+    killed = true;
+    child.process.kill('SIGKILL');
+  }, killAfterMs);
+  try {
+    await loopUntilGone(clients, units, next, work, () => killed);
+  } finally {
+    clearTimeout(killer);
+  }
   await child.exited;
 }
 
@@ -221,7 +252,7 @@ export type KeyedSpend = { readonly userId: string; readonly key: string; done: 
  * them) until the process is gone; every spend is kept in `spends`, to be retried (`retrySpends`).
  */
 export function keyedSpendsUntilGone(child: ServiceProcess, authorization: string, accounts: readonly string[], clients: number, spends: KeyedSpend[]): Promise<void> {
-  return loopUntilGone(
+  const spending = loopUntilGone(
     clients,
     spends,
     (client, index): KeyedSpend => ({ userId: accounts[(client + index) % accounts.length] as string, key: randomUUID(), done: false }),
@@ -231,6 +262,10 @@ export function keyedSpendsUntilGone(child: ServiceProcess, authorization: strin
       return true;
     },
   );
+  // Awaited by the test once it has killed the process; a test that fails before then must not also
+  // leave an unhandled rejection behind (the caller's await still sees the failure).
+  spending.catch(() => undefined);
+  return spending;
 }
 
 /** Sends each unanswered spend again with its key until answered; throws if the process is gone. */

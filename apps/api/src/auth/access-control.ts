@@ -53,7 +53,9 @@ type RouteEndpoints = ReadonlyMap<string, Endpoint | undefined>;
  * - onRequest: a protected route needs `Authorization: Bearer <JWT>` or `X-API-Key`, not both;
  *   anything else is 401 with one public body (the reason goes to the log);
  * - preHandler: the route's action (ENDPOINT_ACTIONS, the table the README shows) and the owner of
- *   the resource decide; a refusal is 403 and says nothing about the resource.
+ *   the resource decide; a refusal is 403 and says nothing about the resource, except that a user
+ *   refused only because the owner's id is missing or not a UUID gets the 400 naming it that
+ *   validation would give a caller allowed the action (ADR 0011).
  * The route table is read once per route, at start, not on every request; public routes get no hook.
  * A global preHandler would run before the bound ones, so none may be added that acts for a caller.
  *

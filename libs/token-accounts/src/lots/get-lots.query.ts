@@ -91,8 +91,8 @@ const REFUND_TAKES_HELD = `token_lots.remaining > 0 AND token_lots.status IN ('a
  * refunded purchase's lot with tokens left that the refund does not take (a lost dispute took them
  * from other lots) expires as any lot does. Not a purchase's lot while its refund is in progress: the
  * refund reserved its tokens, so none expire; the list shows it as recorded until the refund ends. A
- * live lot a hold gave tokens back to is shown as recorded too, though what the hold gave back may go
- * to a refund held back or a shortfall.
+ * live lot a hold gave tokens back to (not held back for a refund: REFUND_TAKES_HELD) is shown as
+ * recorded, though what the hold gave back may go to a shortfall.
  */
 const PAST_EXPIRY = `(token_lots.status IN ('active', 'expired') OR (token_lots.status = 'refunded' AND token_lots.remaining > 0))
   AND coalesce(token_lots.expires_at <= $6::timestamptz, false)
