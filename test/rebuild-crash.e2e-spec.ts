@@ -145,7 +145,7 @@ describe('rebuilds killed with SIGKILL mid-way, while keyed spends run', () => {
 
   it("one account's rebuild: its rows stay as they were, the spends racing it apply once, and it can be rebuilt again", async () => {
     let child = await killed.start();
-    const [userId] = await seeded(child, async (store) => [await seedLongAccount(store, 20_000, 11)]);
+    const [userId] = await seeded(child, async (store) => [(await seedLongAccount(store, 20_000, 11)).userId]);
     const long = userId as string;
     const before = await call(child, service, 'GET', `/v1/accounts/${long}/balance`);
     const spendsOn = randomUUID();

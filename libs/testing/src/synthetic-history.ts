@@ -299,9 +299,9 @@ export async function seedHistory(store: EventStore, options: SeedOptions): Prom
 /**
  * One account of `events` events, appended 100 at a time: a purchase of a million tokens, then
  * spends of 1 (a busy app's account: every spend updates its balance and its lot). Deterministic
- * by `seed`, as `seedHistory` is. Returns the account's user id.
+ * by `seed`, as `seedHistory` is. Returns the account (its user id, state, revision and chain head).
  */
-export async function seedLongAccount(store: EventStore, events: number, seed: number): Promise<string> {
+export async function seedLongAccount(store: EventStore, events: number, seed: number): Promise<GeneratedAccount> {
   const random = seededRandom(`${seed}:long-account`);
   const account: GeneratedAccount = { userId: seededUuid(random), state: initialTokenAccountState, revision: -1n };
   const spendOrBuy = (next: () => number, current: GeneratedAccount, now: Date): TokenAccountCommand => {
@@ -311,5 +311,5 @@ export async function seedLongAccount(store: EventStore, events: number, seed: n
       : { type: 'AddTokens', data: { userId, paymentId: seededUuid(next), amount: 1_000_000, description: null, transactionId, now } };
   };
   for (let written = 0; written < events; written += 100) await appendDecided(store, random, account, Math.min(100, events - written), new Date(Date.UTC(2026, 0, 1) + written * 60_000), spendOrBuy);
-  return account.userId;
+  return account;
 }
