@@ -311,12 +311,6 @@ export class GroupCommit {
  * did not complete in time, and waiting for one of a full pool (which group commit, never taking
  * more than `maxInFlight`, should not meet).
  */
-/** Whether the error is the server's (a five-character SQLSTATE), not the client's or the network's. */
-function hasSqlState(error: unknown): boolean {
-  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
-  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
-}
-
 function deadlineOutcome(error: unknown): 'no' | 'unknown' | undefined {
   // By shape: an error made by Node's own code may come from another realm and fail `instanceof Error`.
   if (typeof error !== 'object' || error === null) return undefined;
@@ -325,4 +319,15 @@ function deadlineOutcome(error: unknown): 'no' | 'unknown' | undefined {
   if (message === 'Query read timeout') return 'unknown';
   if (message === 'Connection terminated due to connection timeout' || message === 'timeout exceeded when trying to connect') return 'no';
   return undefined;
+}
+
+/**
+ * Whether the error is the server's answer (pg's DatabaseError: a `severity` and a five-character
+ * SQLSTATE), not the client's or the network's: a Node system error such as EPIPE has a code of five
+ * capitals too, but no severity.
+ */
+function hasSqlState(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const { code, severity } = error as { code?: unknown; severity?: unknown };
+  return typeof severity === 'string' && typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
 }
