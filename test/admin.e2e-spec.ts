@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { ProjectionsAdmin, verifyAccount } from '@app/operations';
 import { EVENT_STORE, PostgresEventStore, type EventStore } from '@app/event-store';
 import { MockPaymentProvider, PAYMENT_PROVIDER } from '@app/payments';
-import { initialTokenAccountState } from '@app/ledger';
+import { initialTokenAccountState, tokenAccountStreamId } from '@app/ledger';
 import { ProjectionRunner, tokenAccountsProjection, type Projection } from '@app/projections';
 import { appendDecided, seededRandom, seededUuid, type GeneratedAccount } from '@app/testing';
 import type { Pool } from 'pg';
@@ -341,6 +341,43 @@ describe('admin: per-account rebuild', () => {
     expect(history.body.data.map((row: { balanceAfter: number }) => row.balanceAfter)).toEqual([38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 33, 21, 10]);
     expect(await admin.verifyAccount(userId)).toEqual([]);
     expect((await testApp.database.pool.query('SELECT token_transactions::text FROM token_transactions WHERE user_id = $1', [other])).rows).toEqual(otherRows.rows);
+  });
+
+  it("holds only that account's writes while its stream is held: other accounts' spends are answered meanwhile, and its own apply once after", async () => {
+    const [held, others] = [randomUUID(), Array.from({ length: 5 }, () => randomUUID())];
+    for (const user of [held, ...others]) await testApp.http().post(`/v1/accounts/${user}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
+    const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
+    const holder = await testApp.database.pool.connect();
+    let heldAnswered = false;
+    let heldSpends: Promise<number[]> | undefined;
+    try {
+      // What a per-account rebuild or a verification takes first.
+      await holder.query('BEGIN');
+      await store.postgres?.holdStream(holder, tokenAccountStreamId(held));
+      heldSpends = Promise.all(
+        Array.from({ length: 10 }, (_, index) =>
+          testApp.http().post(`/v1/accounts/${held}/usage`).set('Idempotency-Key', `held-${index}`).send({ amount: 1 }).then((response) => response.status),
+        ),
+      ).then((statuses) => {
+        heldAnswered = true;
+        return statuses;
+      });
+      // Each of these would have waited behind the held account's append before migration 138.
+      for (let round = 0; round < 3; round += 1) {
+        const answered = await Promise.all(others.map((user) => testApp.http().post(`/v1/accounts/${user}/usage`).send({ amount: 1 })));
+        expect(answered.map((response) => response.status)).toEqual(others.map(() => 201));
+      }
+      expect(heldAnswered).toBe(false);
+    } finally {
+      await holder.query('COMMIT');
+      holder.release();
+    }
+    expect(await heldSpends).toEqual(Array<number>(10).fill(201));
+    await caughtUp(testApp);
+    await testApp.http().get(`/v1/accounts/${held}/balance`).expect(200, { userId: held, balance: 90, held: 0, available: 90, nextExpiry: null });
+    for (const user of others) await testApp.http().get(`/v1/accounts/${user}/balance`).expect(200, { userId: user, balance: 97, held: 0, available: 97, nextExpiry: null });
+    const admin = testApp.app.get(ProjectionsAdmin);
+    expect(await admin.verifyAccount(held)).toEqual([]);
   });
 
   it('verifies a long account in temporary tables: the differences found in place, its writes going on meanwhile, no connection left with the copies', async () => {

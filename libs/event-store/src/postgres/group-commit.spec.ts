@@ -5,7 +5,7 @@ import { frozenableProxy } from '../../../../test/support/frozenable-proxy.js';
 import { untilASessionWaitsOnALock } from '../../../../test/support/lock-wait.js';
 import { AppendDeadlineExceededError, EventIdConflictError, WrongExpectedRevisionError, type AppendResult, type EventToAppend } from '../event-store.port.js';
 import type { Pool, QueryConfig } from 'pg';
-import { appendPool, DEFAULT_GROUP_COMMIT_OPTIONS, GroupCommit, type GroupCommitOptions } from './group-commit.js';
+import { appendPool, BUSY_RETRY_MS, DEFAULT_GROUP_COMMIT_OPTIONS, GroupCommit, type GroupCommitOptions } from './group-commit.js';
 import { PostgresEventStore } from './postgres-event-store.js';
 
 function event(type = 'Happened', data: Record<string, number> = {}): EventToAppend {
@@ -398,6 +398,155 @@ describe('PostgreSQL event store: group commit', () => {
 
   it('sends an append larger than maxEvents alone rather than refuse it', async () => {
     expect(await batchesOf([1, 7, 1], { maxEvents: 5 })).toEqual({ transactions: [0, 1, 2], batches: 3 });
+  });
+
+  describe('a held stream (holdStream: a per-account rebuild, a verification)', () => {
+    async function appendedTo(stream: string): Promise<number> {
+      const result = await database.pool.query<{ count: string }>('SELECT count(*) AS count FROM events WHERE stream_id = $1', [stream]);
+      return Number(result.rows[0]?.count);
+    }
+
+    async function holding<T>(store: PostgresEventStore, stream: string, work: (holder: Client) => Promise<T>): Promise<T> {
+      const holder = new Client({ connectionString: database.url });
+      await holder.connect();
+      try {
+        await holder.query('BEGIN');
+        await store.postgres.holdStream(holder, stream);
+        return await work(holder);
+      } finally {
+        await holder.end();
+      }
+    }
+
+    it('answers each append function busy for a held stream, writing nothing, and the others of a batch append in its transaction', async () => {
+      const held = `group-${randomUUID()}`;
+      const free = `group-${randomUUID()}`;
+      await withStore(1, async (store) => {
+        await store.append(held, [event()], { expectedRevision: 'no_stream' });
+        await store.append(free, [event()], { expectedRevision: 'no_stream' });
+        await holding(store, held, async () => {
+          const one = (name: string, stream: string) =>
+            database.pool.query<{ status: string }>(`SELECT status FROM ${name}($1, 'exact', 0, $2::uuid[], ARRAY['X'], ARRAY['{}'], ARRAY['{}'])`, [stream, [randomUUID()]]);
+          expect((await one('append_one', held)).rows).toEqual([{ status: 'busy' }]);
+          expect((await one('append_to_stream', held)).rows).toEqual([{ status: 'busy' }]);
+          // A new stream can be held too: its append would create it.
+          const unborn = `group-${randomUUID()}`;
+          await holding(store, unborn, async () => {
+            const created = await database.pool.query<{ status: string }>(
+              `SELECT status FROM append_to_stream($1, 'no_stream', NULL, $2::uuid[], ARRAY['X'], ARRAY['{}'], ARRAY['{}'])`,
+              [unborn, [randomUUID()]],
+            );
+            expect(created.rows).toEqual([{ status: 'busy' }]);
+          });
+          const batch = await database.pool.query<{ request: number; status: string; next_revision: string | null }>(
+            `SELECT request, status, next_revision::text FROM append_to_streams(ARRAY[$1, $2, $3], ARRAY['exact', 'exact', 'no_stream'], ARRAY[0, 0, NULL]::bigint[],
+                    ARRAY[1, 1, 1], $4::uuid[], ARRAY['X', 'X', 'X'], ARRAY['{}', '{}', '{}'], ARRAY['{}', '{}', '{}']) ORDER BY request`,
+            [free, held, `group-${randomUUID()}`, [randomUUID(), randomUUID(), randomUUID()]],
+          );
+          expect(batch.rows).toEqual([
+            { request: 1, status: 'appended', next_revision: '1' },
+            { request: 2, status: 'busy', next_revision: null },
+            { request: 3, status: 'appended', next_revision: '0' },
+          ]);
+          expect(await appendedTo(held)).toBe(1);
+          expect(await appendedTo(free)).toBe(2);
+          // The held stream's row was neither moved nor waited for.
+          const head = await database.pool.query<{ revision: string }>('SELECT revision::text FROM event_streams WHERE stream_id = $1', [held]);
+          expect(head.rows).toEqual([{ revision: '0' }]);
+        });
+      });
+    });
+
+    it("does not make the appends behind a held stream's wait: they commit while it is held, and it appends once, after the hold", async () => {
+      const held = `group-${randomUUID()}`;
+      const others = Array.from({ length: 12 }, () => `group-${randomUUID()}`);
+      await withStore(1, async (store) => {
+        await store.append(held, [event()], { expectedRevision: 'no_stream' });
+        let heldAppended = false;
+        await holding(store, held, async (holder) => {
+          // Alone first (append_one), then again and again in the batches of the others (append_to_streams).
+          const waiting = store.append(held, [event()], { expectedRevision: 0n }).then((result) => {
+            heldAppended = true;
+            return result;
+          });
+          for (const stream of others) await store.append(stream, [event()], { expectedRevision: 'no_stream' });
+          await expect(Promise.all(others.map((stream) => store.append(stream, [event(), event()], { expectedRevision: 0n })))).resolves.toHaveLength(others.length);
+          // Held long enough for several tries.
+          await new Promise((resolve) => setTimeout(resolve, 150));
+          expect(heldAppended).toBe(false);
+          expect(store.groupCommitStats().busy).toBeGreaterThanOrEqual(3);
+          await holder.query('COMMIT');
+          await expect(waiting).resolves.toMatchObject({ nextRevision: 1n, written: true });
+        });
+      });
+      expect(await appendedTo(held)).toBe(2);
+      for (const stream of others) expect(await appendedTo(stream)).toBe(3);
+    });
+
+    it('fails a held append as not applied when the hold outlasts its deadline; it appends when sent again after the hold', async () => {
+      const held = `group-${randomUUID()}`;
+      const DEADLINE_MS = 400;
+      await withStore(
+        1,
+        async (store) => {
+          await store.append(held, [event()], { expectedRevision: 'no_stream' });
+          const retried = event();
+          await holding(store, held, async () => {
+            const startedAt = performance.now();
+            const failure: unknown = await store.append(held, [retried], { expectedRevision: 0n }).catch((error: unknown) => error);
+            const failedAfterMs = performance.now() - startedAt;
+            expect(failure).toBeInstanceOf(AppendDeadlineExceededError);
+            expect(failure).toMatchObject({ streamId: held, deadlineMs: DEADLINE_MS, applied: 'no', cause: { message: expect.stringContaining('was held') } });
+            expect(failedAfterMs).toBeGreaterThanOrEqual(DEADLINE_MS - 2 * BUSY_RETRY_MS);
+            expect(failedAfterMs).toBeLessThan(DEADLINE_MS + 500);
+            expect(await appendedTo(held)).toBe(1);
+          });
+          // The caller's retry, with the same event id, after the hold.
+          await expect(store.append(held, [retried], { expectedRevision: 0n })).resolves.toMatchObject({ nextRevision: 1n });
+        },
+        { deadlineMs: DEADLINE_MS },
+      );
+      expect(await appendedTo(held)).toBe(2);
+    });
+
+    it('lets a holder in only after the appends that tried the stream before it have committed, refusing those that come while it waits, and sees their events', async () => {
+      const held = `group-${randomUUID()}`;
+      const blocker = await database.pool.connect();
+      await withStore(1, async (store) => {
+        await store.append(held, [event()], { expectedRevision: 'no_stream' });
+        // An append in flight: it has the hold lock shared and waits on the stream's row.
+        await blocker.query('BEGIN');
+        await blocker.query('SELECT 1 FROM event_streams WHERE stream_id = $1 FOR UPDATE', [held]);
+        const inFlight = store.append(held, [event()], { expectedRevision: 0n });
+        await untilASessionWaitsOnALock(database.pool);
+        const holder = new Client({ connectionString: database.url });
+        await holder.connect();
+        try {
+          await holder.query('BEGIN');
+          let holderIn = false;
+          const hold = store.postgres.holdStream(holder, held).then(() => {
+            holderIn = true;
+          });
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          expect(holderIn).toBe(false);
+          // A later append is refused while the holder waits: a stream of appends cannot starve it.
+          const later = await database.pool.query<{ status: string }>(
+            `SELECT status FROM append_one($1, 'any', NULL, $2::uuid[], ARRAY['X'], ARRAY['{}'], ARRAY['{}'])`,
+            [held, [randomUUID()]],
+          );
+          expect(later.rows).toEqual([{ status: 'busy' }]);
+          await blocker.query('ROLLBACK');
+          await expect(inFlight).resolves.toMatchObject({ nextRevision: 1n });
+          await hold;
+          const seen = await holder.query<{ count: string }>('SELECT count(*) AS count FROM events WHERE stream_id = $1', [held]);
+          expect(Number(seen.rows[0]?.count)).toBe(2);
+          await holder.query('ROLLBACK');
+        } finally {
+          await holder.end();
+          blocker.release();
+        }
+      });
+    });
   });
 
   it('answers an event id another transaction was writing at the same moment as a conflict, not a database error', async () => {

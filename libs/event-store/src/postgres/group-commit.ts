@@ -10,7 +10,10 @@ export type AppendRequest = {
   readonly events: readonly EventToAppend[];
 };
 
-/** What append_to_stream and append_to_streams return for one append. */
+/** What the append functions return for one append: `busy` (its stream held, nothing written) is GroupCommit's to retry, never its callers'. */
+type FunctionRow = Omit<AppendRow, 'status'> & { status: AppendRow['status'] | 'busy' };
+
+/** What GroupCommit answers for one append. */
 export type AppendRow = {
   status: 'appended' | 'already_appended' | 'wrong_expected' | 'id_conflict';
   next_revision: string | null;
@@ -44,6 +47,8 @@ export type GroupCommitStats = {
   readonly appends: number;
   /** Appends retried alone because their batch failed as a whole. */
   readonly retriedAlone: number;
+  /** Times an append was answered busy (its stream held by a rebuild or a verification) and sent again. */
+  readonly busy: number;
 };
 
 /**
@@ -59,6 +64,13 @@ export const DEFAULT_GROUP_COMMIT_OPTIONS: GroupCommitOptions = { maxInFlight: 1
  * cancellation, when it can still answer, arrives first and says for sure that nothing committed.
  */
 const CLIENT_GRACE_MS = 1_000;
+
+/**
+ * How long an append answered busy waits before it is queued again. A per-account rebuild holds its
+ * stream for about 0.13 s per 1,000 events (docs/benchmarks.md), a verification for less: a few
+ * dozen tries at most, each costing a batch one advisory lock try.
+ */
+export const BUSY_RETRY_MS = 20;
 
 /**
  * The connections appends run on, apart from the shared pool: their `statement_timeout` is the
@@ -87,6 +99,8 @@ export function appendPool(connectionString: string, options: GroupCommitOptions
 
 type Pending = {
   readonly request: AppendRequest;
+  /** performance.now() when the append was asked for: a busy append is sent again until the deadline from here. */
+  readonly askedAt: number;
   readonly resolve: (row: AppendRow) => void;
   readonly reject: (error: unknown) => void;
 };
@@ -145,12 +159,14 @@ const APPEND_MANY: Statements = {
  * as a whole (an event id that exists elsewhere, a deadlock with another process, a lost
  * connection) is retried one append at a time through append_to_stream, which checks every case
  * under the stream lock: a failure belongs to the append that caused it, and an append that did
- * commit before a lost connection is found again as already appended.
+ * commit before a lost connection is found again as already appended. An append whose stream is
+ * held (a per-account rebuild, a verification: `PostgresCapabilities.holdStream`) is answered busy
+ * by the functions without waiting, the rest of its batch committing, and is queued again shortly.
  */
 export class GroupCommit {
   private readonly queue: Pending[] = [];
   private inFlight = 0;
-  private counters = { batches: 0, appends: 0, retriedAlone: 0 };
+  private counters = { batches: 0, appends: 0, retriedAlone: 0, busy: 0 };
   /** The hook's SQL, run by the `_then` append functions in every batch's statement. */
   private readonly hookSql: string | undefined;
 
@@ -167,7 +183,7 @@ export class GroupCommit {
 
   append(request: AppendRequest): Promise<AppendRow> {
     return new Promise<AppendRow>((resolve, reject) => {
-      this.queue.push({ request, resolve, reject });
+      this.queue.push({ request, askedAt: performance.now(), resolve, reject });
       this.dispatch();
     });
   }
@@ -202,7 +218,7 @@ export class GroupCommit {
 
   private async run(batch: readonly Pending[]): Promise<void> {
     const sentAt = performance.now();
-    let rows: readonly (AppendRow | undefined)[];
+    let rows: readonly (FunctionRow | undefined)[];
     this.counters.batches += 1;
     this.counters.appends += batch.length;
     this.onBatch?.(batch.length);
@@ -232,7 +248,7 @@ export class GroupCommit {
           pending.reject(new AppendDeadlineExceededError(streamId, this.options.deadlineMs, rolledBack ? 'no' : 'unknown', { cause: error }));
           continue;
         }
-        await this.appendOne(APPEND_CHECKED, pending.request).then(pending.resolve, (failure: unknown) => {
+        await this.appendOne(APPEND_CHECKED, pending.request).then((row) => this.answer(pending, row), (failure: unknown) => {
           const alone = deadlineOutcome(failure);
           pending.reject(alone === undefined ? failure : new AppendDeadlineExceededError(streamId, this.options.deadlineMs, alone, { cause: failure }));
         });
@@ -242,13 +258,37 @@ export class GroupCommit {
     batch.forEach((pending, index) => {
       const row = rows[index];
       if (row === undefined) pending.reject(new Error(`append_to_streams returned no result for append ${index + 1}`));
-      else pending.resolve(row);
+      else this.answer(pending, row);
     });
   }
 
-  private async appendMany(requests: readonly AppendRequest[]): Promise<(AppendRow | undefined)[]> {
+  /**
+   * Resolves the append with its row, or, when its stream was held (`busy`: nothing written), queues
+   * it again after BUSY_RETRY_MS; once that would pass the deadline counted from when it was asked
+   * for, it fails as not applied, as an append blocked in the database for as long would. (A try
+   * that then waits on another process's batch still has its statement's own deadline.)
+   */
+  private answer(pending: Pending, row: FunctionRow): void {
+    if (isAnswer(row)) {
+      pending.resolve(row);
+      return;
+    }
+    this.counters.busy += 1;
+    const { streamId } = pending.request;
+    if (performance.now() + BUSY_RETRY_MS - pending.askedAt >= this.options.deadlineMs) {
+      const cause = new Error(`stream ${streamId} was held (a rebuild or a verification) for the whole append deadline`);
+      pending.reject(new AppendDeadlineExceededError(streamId, this.options.deadlineMs, 'no', { cause }));
+      return;
+    }
+    setTimeout(() => {
+      this.queue.push(pending);
+      this.dispatch();
+    }, BUSY_RETRY_MS);
+  }
+
+  private async appendMany(requests: readonly AppendRequest[]): Promise<(FunctionRow | undefined)[]> {
     const events = requests.flatMap((request) => request.events);
-    const result = await this.pool.query<AppendRow & { request: number }>({
+    const result = await this.pool.query<FunctionRow & { request: number }>({
       ...this.statement(APPEND_MANY),
       values: [
         requests.map((request) => request.streamId),
@@ -262,14 +302,14 @@ export class GroupCommit {
         ...this.hookValues(),
       ],
     });
-    const rows: (AppendRow | undefined)[] = requests.map(() => undefined);
+    const rows: (FunctionRow | undefined)[] = requests.map(() => undefined);
     for (const row of result.rows) rows[row.request - 1] = this.marked(row);
     return rows;
   }
 
-  private async appendOne(statements: Statements, request: AppendRequest): Promise<AppendRow> {
+  private async appendOne(statements: Statements, request: AppendRequest): Promise<FunctionRow> {
     const { events } = request;
-    const result = await this.pool.query<AppendRow>({
+    const result = await this.pool.query<FunctionRow>({
       ...this.statement(statements),
       values: [
         request.streamId,
@@ -297,10 +337,14 @@ export class GroupCommit {
   }
 
   /** An append the hook ran after (it appended, in a transaction whose hook SQL committed with it). */
-  private marked(row: AppendRow): AppendRow {
+  private marked(row: FunctionRow): FunctionRow {
     if (this.hookSql !== undefined && row.status === 'appended') row.hooked = true;
     return row;
   }
+}
+
+function isAnswer(row: FunctionRow): row is AppendRow {
+  return row.status !== 'busy';
 }
 
 /**

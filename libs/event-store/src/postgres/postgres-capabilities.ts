@@ -37,7 +37,11 @@ export type EventAddress = { readonly streamId: string; readonly revision: bigin
  * except the set-based projection SQL, which runs inside PostgreSQL by design.
  */
 export interface PostgresCapabilities {
-  /** Blocks appends to `streamId` until the transaction of `client` ends; a stream with no row yet is not held. */
+  /**
+   * Holds appends to `streamId` off until the transaction of `client` ends, after waiting for those
+   * in flight to commit. A held stream's appends do not wait in the database: each is answered busy
+   * and sent again by its process until its append deadline, so the hold delays no other stream's.
+   */
   holdStream(client: ClientBase, streamId: string): Promise<void>;
   /**
    * The stream's snapshot of `schemaVersion` (the `snapshots` table) and the events from its revision

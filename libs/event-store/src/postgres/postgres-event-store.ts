@@ -65,6 +65,9 @@ const EVENT_COLUMNS =
 /** The last event of `$all` committed, visible or not: one backward step of `events_all_order`. */
 const TAIL_OF_ALL = 'FROM events ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1';
 
+/** The lock a stream's holder takes; the append functions try it shared (migration 138). */
+const STREAM_HOLD_LOCK = "SELECT pg_advisory_xact_lock(hashtext('token-ledger stream hold'), hashtext($1))";
+
 type TailColumns = { tail_commit: string; tail_prepare: string };
 
 /** The default event store: one PostgreSQL database; appends arriving together share a transaction (GroupCommit). */
@@ -82,7 +85,11 @@ export class PostgresEventStore implements EventStore {
   ) {
     this.postgres = {
       holdStream: async (client: ClientBase, streamId: string) => {
-        // Appends move the stream's row (UPDATE), which waits for this share lock.
+        // First the hold lock, which appends try without waiting (migration 138): once it is had,
+        // the appends that took it before have committed, and the stream's later appends are
+        // answered busy, sent again by GroupCommit, rather than wait here with their whole batch.
+        await client.query(STREAM_HOLD_LOCK, [streamId]);
+        // Appends move the stream's row (UPDATE), which also waits for this share lock.
         await client.query('SELECT 1 FROM event_streams WHERE stream_id = $1 FOR SHARE', [streamId]);
       },
       readStreamFromSnapshot: (streamId, schemaVersion, maxCount) => this.readStreamFromSnapshot(streamId, schemaVersion, maxCount),
