@@ -509,6 +509,53 @@ describe('PostgreSQL event store: group commit', () => {
       expect(await appendedTo(held)).toBe(2);
     });
 
+    it('reports a held append whose first try may have committed (its connection lost) as unknown at the deadline, not as not applied', async () => {
+      const DEADLINE_MS = 300;
+      const options: GroupCommitOptions = { ...DEFAULT_GROUP_COMMIT_OPTIONS, maxInFlight: 1, deadlineMs: DEADLINE_MS };
+      const appends = appendPool(database.url, options, () => undefined);
+      const held = `group-${randomUUID()}`;
+      await withStore(1, async (store) => {
+        await store.append(held, [event()], { expectedRevision: 'no_stream' });
+        let failed = false;
+        // The first statement fails as a lost connection does: a Node system error, no severity.
+        const pool = {
+          query: (config: QueryConfig) => {
+            if (failed) return appends.query(config);
+            failed = true;
+            return Promise.reject(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
+          },
+        } as unknown as Pool;
+        const groupCommit = new GroupCommit(pool, options);
+        try {
+          await holding(store, held, async () => {
+            const failure: unknown = await groupCommit.append({ streamId: held, kind: 'exact', revision: '0', events: [event()] }).catch((error: unknown) => error);
+            expect(failure).toBeInstanceOf(AppendDeadlineExceededError);
+            expect(failure).toMatchObject({ streamId: held, applied: 'unknown', cause: { message: expect.stringContaining('was held') } });
+            expect(groupCommit.stats()).toMatchObject({ retriedAlone: 1, busy: expect.any(Number) });
+            expect(groupCommit.stats().busy).toBeGreaterThanOrEqual(2);
+          });
+        } finally {
+          await appends.end();
+        }
+      });
+    });
+
+    it('fails the held appends waiting to be sent again when the store closes, as not applied, and sends nothing after', async () => {
+      const held = `group-${randomUUID()}`;
+      const store = new PostgresEventStore(database.pool, { connectionString: database.url, groupCommit: { maxInFlight: 1 } });
+      await store.append(held, [event()], { expectedRevision: 'no_stream' });
+      await holding(store, held, async () => {
+        const waiting = store.append(held, [event()], { expectedRevision: 0n }).catch((error: unknown) => error);
+        while (store.groupCommitStats().busy === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+        const batches = store.groupCommitStats().batches;
+        await store.close();
+        expect(await waiting).toMatchObject({ name: 'AppendDeadlineExceededError', streamId: held, applied: 'no', cause: { message: expect.stringContaining('closed') } });
+        await new Promise((resolve) => setTimeout(resolve, 3 * BUSY_RETRY_MS));
+        expect(store.groupCommitStats()).toMatchObject({ batches, retriedAlone: 0 });
+      });
+      expect(await appendedTo(held)).toBe(1);
+    });
+
     it('lets a holder in only after the appends that tried the stream before it have committed, refusing those that come while it waits, and sees their events', async () => {
       const held = `group-${randomUUID()}`;
       const blocker = await database.pool.connect();

@@ -47,7 +47,10 @@ export type GroupCommitStats = {
   readonly appends: number;
   /** Appends retried alone because their batch failed as a whole. */
   readonly retriedAlone: number;
-  /** Times an append was answered busy (its stream held by a rebuild or a verification) and sent again. */
+  /**
+   * Times an append was answered busy (its stream held by a rebuild or a verification). Each time it
+   * is sent again it counts in `batches` and `appends` again.
+   */
   readonly busy: number;
 };
 
@@ -67,8 +70,9 @@ const CLIENT_GRACE_MS = 1_000;
 
 /**
  * How long an append answered busy waits before it is queued again. A per-account rebuild holds its
- * stream for about 0.13 s per 1,000 events (docs/benchmarks.md), a verification for less: a few
- * dozen tries at most, each costing a batch one advisory lock try.
+ * stream for about 0.05 s per 1,000 events (0.42 s for 10,000 alone, 1.82 s for 40,000 under load:
+ * docs/benchmarks.md), a verification for a fraction of a second: about 90 tries in the longer
+ * rebuild, at most 250 in the 5 s deadline, each costing its batch one advisory lock try.
  */
 export const BUSY_RETRY_MS = 20;
 
@@ -101,6 +105,11 @@ type Pending = {
   readonly request: AppendRequest;
   /** performance.now() when the append was asked for: a busy append is sent again until the deadline from here. */
   readonly askedAt: number;
+  /**
+   * Set once a try of it may have committed (its batch failed without the server's answer, a lost
+   * connection): a later failure of it is then reported `unknown`, never `no`.
+   */
+  mayHaveCommitted?: true;
   readonly resolve: (row: AppendRow) => void;
   readonly reject: (error: unknown) => void;
 };
@@ -167,6 +176,9 @@ export class GroupCommit {
   private readonly queue: Pending[] = [];
   private inFlight = 0;
   private counters = { batches: 0, appends: 0, retriedAlone: 0, busy: 0 };
+  /** Busy appends waiting to be queued again, with their timers. */
+  private readonly resting = new Map<Pending, ReturnType<typeof setTimeout>>();
+  private closed = false;
   /** The hook's SQL, run by the `_then` append functions in every batch's statement. */
   private readonly hookSql: string | undefined;
 
@@ -230,7 +242,7 @@ export class GroupCommit {
       if (applied !== undefined) {
         // Retrying the appends one by one would make each wait out the deadline again: they fail
         // together, and their callers (retryable, with the same event ids) come back later.
-        for (const pending of batch) pending.reject(new AppendDeadlineExceededError(pending.request.streamId, this.options.deadlineMs, applied, { cause: error }));
+        for (const pending of batch) pending.reject(new AppendDeadlineExceededError(pending.request.streamId, this.options.deadlineMs, outcome(pending, applied), { cause: error }));
         return;
       }
       this.counters.retriedAlone += batch.length;
@@ -241,16 +253,16 @@ export class GroupCommit {
       // not as a database error. Not tried, it was not applied if the server refused the batch (an
       // error with a SQLSTATE: the statement rolled back); after a lost connection the batch may
       // have committed, so its outcome is unknown (a retry with the same event ids finds it).
-      const rolledBack = hasSqlState(error);
+      if (!hasSqlState(error)) for (const pending of batch) pending.mayHaveCommitted = true;
       for (const pending of batch) {
         const { streamId } = pending.request;
         if (performance.now() - sentAt >= this.options.deadlineMs) {
-          pending.reject(new AppendDeadlineExceededError(streamId, this.options.deadlineMs, rolledBack ? 'no' : 'unknown', { cause: error }));
+          pending.reject(new AppendDeadlineExceededError(streamId, this.options.deadlineMs, outcome(pending, 'no'), { cause: error }));
           continue;
         }
         await this.appendOne(APPEND_CHECKED, pending.request).then((row) => this.answer(pending, row), (failure: unknown) => {
           const alone = deadlineOutcome(failure);
-          pending.reject(alone === undefined ? failure : new AppendDeadlineExceededError(streamId, this.options.deadlineMs, alone, { cause: failure }));
+          pending.reject(alone === undefined ? failure : new AppendDeadlineExceededError(streamId, this.options.deadlineMs, outcome(pending, alone), { cause: failure }));
         });
       }
       return;
@@ -265,8 +277,9 @@ export class GroupCommit {
   /**
    * Resolves the append with its row, or, when its stream was held (`busy`: nothing written), queues
    * it again after BUSY_RETRY_MS; once that would pass the deadline counted from when it was asked
-   * for, it fails as not applied, as an append blocked in the database for as long would. (A try
-   * that then waits on another process's batch still has its statement's own deadline.)
+   * for, it fails as not applied (unless an earlier try may have committed), as an append blocked in
+   * the database for as long would. A try that then waits on another process's batch still has its
+   * statement's own deadline, so a held append may take up to about twice the deadline.
    */
   private answer(pending: Pending, row: FunctionRow): void {
     if (isAnswer(row)) {
@@ -275,15 +288,32 @@ export class GroupCommit {
     }
     this.counters.busy += 1;
     const { streamId } = pending.request;
-    if (performance.now() + BUSY_RETRY_MS - pending.askedAt >= this.options.deadlineMs) {
-      const cause = new Error(`stream ${streamId} was held (a rebuild or a verification) for the whole append deadline`);
-      pending.reject(new AppendDeadlineExceededError(streamId, this.options.deadlineMs, 'no', { cause }));
+    if (this.closed || performance.now() + BUSY_RETRY_MS - pending.askedAt >= this.options.deadlineMs) {
+      const cause = new Error(this.closed ? `stream ${streamId} was held when the event store closed` : `stream ${streamId} was held (a rebuild or a verification) for the whole append deadline`);
+      pending.reject(new AppendDeadlineExceededError(streamId, this.options.deadlineMs, outcome(pending, 'no'), { cause }));
       return;
     }
-    setTimeout(() => {
+    const timer = setTimeout(() => {
+      this.resting.delete(pending);
       this.queue.push(pending);
       this.dispatch();
     }, BUSY_RETRY_MS);
+    this.resting.set(pending, timer);
+  }
+
+  /**
+   * Fails the busy appends waiting to be sent again, as not applied (unless an earlier try may have
+   * committed): called when the store closes, before its connections end. Later busy answers fail
+   * at once.
+   */
+  close(): void {
+    this.closed = true;
+    for (const [pending, timer] of this.resting) {
+      clearTimeout(timer);
+      const { streamId } = pending.request;
+      pending.reject(new AppendDeadlineExceededError(streamId, this.options.deadlineMs, outcome(pending, 'no'), { cause: new Error(`stream ${streamId} was held when the event store closed`) }));
+    }
+    this.resting.clear();
   }
 
   private async appendMany(requests: readonly AppendRequest[]): Promise<(FunctionRow | undefined)[]> {
@@ -341,6 +371,11 @@ export class GroupCommit {
     if (this.hookSql !== undefined && row.status === 'appended') row.hooked = true;
     return row;
   }
+}
+
+/** What is known of an append that failed: `applied` as its last try says, but `unknown` once an earlier try may have committed. */
+function outcome(pending: Pending, applied: 'no' | 'unknown'): 'no' | 'unknown' {
+  return pending.mayHaveCommitted === true ? 'unknown' : applied;
 }
 
 function isAnswer(row: FunctionRow): row is AppendRow {

@@ -260,6 +260,7 @@ export class PostgresEventStore implements EventStore {
   }
 
   async close(): Promise<void> {
+    this.groupCommit.close();
     await this.wakeups.close();
     if (!this.appends.ending) await this.appends.end();
   }
