@@ -556,6 +556,35 @@ describe('PostgreSQL event store: group commit', () => {
       expect(await appendedTo(held)).toBe(1);
     });
 
+    it('fails at once an append answered busy after the store began to close, by a batch that was in flight', async () => {
+      const [held, blocked, first] = [`group-${randomUUID()}`, `group-${randomUUID()}`, `group-${randomUUID()}`];
+      const store = new PostgresEventStore(database.pool, { connectionString: database.url, groupCommit: { maxInFlight: 1 } });
+      for (const stream of [held, blocked]) await store.append(stream, [event()], { expectedRevision: 'no_stream' });
+      const blocker = await database.pool.connect();
+      try {
+        await holding(store, held, async () => {
+          await blocker.query('BEGIN');
+          await blocker.query('SELECT 1 FROM event_streams WHERE stream_id = $1 FOR UPDATE', [blocked]);
+          // `first` takes the slot; the two behind it go together, `held` answered busy within the
+          // statement, which then waits on `blocked`'s row until the store is closing.
+          const sent = [first, blocked, held].map((stream) =>
+            store.append(stream, [event()], { expectedRevision: stream === first ? 'no_stream' : 0n }).catch((error: unknown) => error),
+          );
+          await untilASessionWaitsOnALock(database.pool);
+          const closing = store.close();
+          await blocker.query('ROLLBACK');
+          await closing;
+          const [, appended, refused] = await Promise.all(sent);
+          expect(appended).toMatchObject({ nextRevision: 1n });
+          expect(refused).toMatchObject({ name: 'AppendDeadlineExceededError', streamId: held, applied: 'no', cause: { message: expect.stringContaining('closed') } });
+          expect(store.groupCommitStats()).toMatchObject({ batches: 4, retriedAlone: 0, busy: 1 });
+        });
+      } finally {
+        blocker.release();
+      }
+      expect(await appendedTo(held)).toBe(1);
+    });
+
     it('lets a holder in only after the appends that tried the stream before it have committed, refusing those that come while it waits, and sees their events', async () => {
       const held = `group-${randomUUID()}`;
       const blocker = await database.pool.connect();
