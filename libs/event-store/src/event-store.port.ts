@@ -109,10 +109,12 @@ export class WrongExpectedRevisionError extends Error {
 }
 
 /**
- * The append did not finish within its deadline (a lock held elsewhere, a database that stopped
- * answering). `applied` says what is known of it: `no` when the database cancelled it (its
- * statement timeout), `unknown` when the connection stopped answering, in which case it may have
- * committed and a retry must be idempotent (the same event ids) to be safe. Retryable either way.
+ * The append did not finish within its deadline (a lock held elsewhere, its stream held by a
+ * rebuild or a verification, a database that stopped answering). `applied` says what is known of
+ * it: `no` when nothing of it was written (the database cancelled it at its statement timeout, or
+ * it was answered busy until the deadline), `unknown` when a try of it may have committed (a
+ * connection that stopped answering or was lost), in which case a retry must be idempotent (the
+ * same event ids) to be safe. Retryable either way; the cause says which.
  */
 export class AppendDeadlineExceededError extends Error {
   override readonly name = 'AppendDeadlineExceededError';
@@ -124,7 +126,7 @@ export class AppendDeadlineExceededError extends Error {
     readonly applied: 'no' | 'unknown',
     options?: ErrorOptions,
   ) {
-    super(`stream ${streamId}: the append did not finish within ${deadlineMs} ms (${applied === 'no' ? 'cancelled, not applied' : 'connection not answering, outcome unknown'})`, options);
+    super(`stream ${streamId}: the append did not finish within ${deadlineMs} ms (${applied === 'no' ? 'not applied' : 'outcome unknown: a try may have committed'})`, options);
   }
 }
 

@@ -526,6 +526,8 @@ describe('PostgreSQL event store: group commit', () => {
           },
         } as unknown as Pool;
         const groupCommit = new GroupCommit(pool, options);
+        // The connection exists before the timed append: opening it on a loaded host could take much of the deadline.
+        await appends.query('SELECT 1');
         try {
           await holding(store, held, async () => {
             const failure: unknown = await groupCommit.append({ streamId: held, kind: 'exact', revision: '0', events: [event()] }).catch((error: unknown) => error);
@@ -556,7 +558,7 @@ describe('PostgreSQL event store: group commit', () => {
       expect(await appendedTo(held)).toBe(1);
     });
 
-    it('fails at once an append answered busy after the store began to close, by a batch that was in flight', async () => {
+    it('fails, when the store closes, the appends queued behind a batch in flight and a busy answer that batch brings after, and refuses appends after it', async () => {
       const [held, blocked, first] = [`group-${randomUUID()}`, `group-${randomUUID()}`, `group-${randomUUID()}`];
       const store = new PostgresEventStore(database.pool, { connectionString: database.url, groupCommit: { maxInFlight: 1 } });
       for (const stream of [held, blocked]) await store.append(stream, [event()], { expectedRevision: 'no_stream' });
@@ -571,12 +573,18 @@ describe('PostgreSQL event store: group commit', () => {
             store.append(stream, [event()], { expectedRevision: stream === first ? 'no_stream' : 0n }).catch((error: unknown) => error),
           );
           await untilASessionWaitsOnALock(database.pool);
+          // Queued behind the batch in flight: never sent.
+          const queued = store.append(`group-${randomUUID()}`, [event()], { expectedRevision: 'no_stream' }).catch((error: unknown) => error);
           const closing = store.close();
+          expect(await store.append(`group-${randomUUID()}`, [event()], { expectedRevision: 'no_stream' }).catch((error: unknown) => error)).toMatchObject({
+            message: expect.stringContaining('the event store is closed'),
+          });
           await blocker.query('ROLLBACK');
           await closing;
           const [, appended, refused] = await Promise.all(sent);
           expect(appended).toMatchObject({ nextRevision: 1n });
-          expect(refused).toMatchObject({ name: 'AppendDeadlineExceededError', streamId: held, applied: 'no', cause: { message: expect.stringContaining('closed') } });
+          expect(refused).toMatchObject({ name: 'AppendDeadlineExceededError', streamId: held, applied: 'no', cause: { message: expect.stringContaining('closed before the append was sent') } });
+          expect(await queued).toMatchObject({ name: 'AppendDeadlineExceededError', applied: 'no', cause: { message: expect.stringContaining('closed before the append was sent') } });
           expect(store.groupCommitStats()).toMatchObject({ batches: 4, retriedAlone: 0, busy: 1 });
         });
       } finally {

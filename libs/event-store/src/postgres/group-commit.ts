@@ -70,9 +70,9 @@ const CLIENT_GRACE_MS = 1_000;
 
 /**
  * How long an append answered busy waits before it is queued again. A per-account rebuild holds its
- * stream for about 0.05 s per 1,000 events (0.42 s for 10,000 alone, 1.82 s for 40,000 under load:
- * docs/benchmarks.md), a verification for a fraction of a second: about 90 tries in the longer
- * rebuild, at most 250 in the 5 s deadline, each costing its batch one advisory lock try.
+ * stream for about 0.05 to 0.07 s per 1,000 events (0.53 s for 10,000 alone, 0.67 s with appends
+ * beside it, 1.82 s for 40,000: docs/benchmarks.md), a verification for a fraction of a second: at
+ * most 250 tries in the 5 s deadline, each costing its batch one advisory lock try.
  */
 export const BUSY_RETRY_MS = 20;
 
@@ -194,6 +194,7 @@ export class GroupCommit {
   }
 
   append(request: AppendRequest): Promise<AppendRow> {
+    if (this.closed) return Promise.reject(new Error(`stream ${request.streamId}: the event store is closed`));
     return new Promise<AppendRow>((resolve, reject) => {
       this.queue.push({ request, askedAt: performance.now(), resolve, reject });
       this.dispatch();
@@ -278,8 +279,9 @@ export class GroupCommit {
    * Resolves the append with its row, or, when its stream was held (`busy`: nothing written), queues
    * it again after BUSY_RETRY_MS; once that would pass the deadline counted from when it was asked
    * for, it fails as not applied (unless an earlier try may have committed), as an append blocked in
-   * the database for as long would. A try that then waits on another process's batch still has its
-   * statement's own deadline, so a held append may take up to about twice the deadline.
+   * the database for as long would. Its last try, sent just before that, may still wait behind a
+   * batch in flight and then on another process's batch, each with a deadline of its own: a held
+   * append can take up to about three deadlines in the worst case.
    */
   private answer(pending: Pending, row: FunctionRow): void {
     if (isAnswer(row)) {
@@ -289,7 +291,7 @@ export class GroupCommit {
     this.counters.busy += 1;
     const { streamId } = pending.request;
     if (this.closed || performance.now() + BUSY_RETRY_MS - pending.askedAt >= this.options.deadlineMs) {
-      const cause = new Error(this.closed ? `stream ${streamId} was held when the event store closed` : `stream ${streamId} was held (a rebuild or a verification) for the whole append deadline`);
+      const cause = new Error(this.closed ? `stream ${streamId}: the event store closed before the append was sent` : `stream ${streamId} was held (a rebuild or a verification) for the whole append deadline`);
       pending.reject(new AppendDeadlineExceededError(streamId, this.options.deadlineMs, outcome(pending, 'no'), { cause }));
       return;
     }
@@ -302,18 +304,23 @@ export class GroupCommit {
   }
 
   /**
-   * Fails the busy appends waiting to be sent again, as not applied (unless an earlier try may have
-   * committed): called when the store closes, before its connections end. Later busy answers fail
-   * at once.
+   * Called when the store closes, before its connections end: fails the appends not sent yet (queued
+   * behind a batch in flight, or busy and waiting to be sent again) as not applied, unless an
+   * earlier try may have committed, rather than send them to connections that are ending. Batches
+   * in flight finish; a busy answer they bring fails at once.
    */
   close(): void {
     this.closed = true;
+    const closedOn = (pending: Pending) => {
+      const { streamId } = pending.request;
+      pending.reject(new AppendDeadlineExceededError(streamId, this.options.deadlineMs, outcome(pending, 'no'), { cause: new Error(`stream ${streamId}: the event store closed before the append was sent`) }));
+    };
     for (const [pending, timer] of this.resting) {
       clearTimeout(timer);
-      const { streamId } = pending.request;
-      pending.reject(new AppendDeadlineExceededError(streamId, this.options.deadlineMs, outcome(pending, 'no'), { cause: new Error(`stream ${streamId} was held when the event store closed`) }));
+      closedOn(pending);
     }
     this.resting.clear();
+    for (const pending of this.queue.splice(0)) closedOn(pending);
   }
 
   private async appendMany(requests: readonly AppendRequest[]): Promise<(FunctionRow | undefined)[]> {
