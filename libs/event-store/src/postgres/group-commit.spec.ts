@@ -551,7 +551,7 @@ describe('PostgreSQL event store: group commit', () => {
         while (store.groupCommitStats().busy === 0) await new Promise((resolve) => setTimeout(resolve, 5));
         const batches = store.groupCommitStats().batches;
         await store.close();
-        expect(await waiting).toMatchObject({ name: 'AppendDeadlineExceededError', streamId: held, applied: 'no', cause: { message: expect.stringContaining('closed') } });
+        expect(await waiting).toMatchObject({ name: 'AppendDeadlineExceededError', streamId: held, applied: 'no', cause: { message: expect.stringContaining('closed while the append waited to be sent') } });
         await new Promise((resolve) => setTimeout(resolve, 3 * BUSY_RETRY_MS));
         expect(store.groupCommitStats()).toMatchObject({ batches, retriedAlone: 0 });
       });
@@ -583,8 +583,8 @@ describe('PostgreSQL event store: group commit', () => {
           await closing;
           const [, appended, refused] = await Promise.all(sent);
           expect(appended).toMatchObject({ nextRevision: 1n });
-          expect(refused).toMatchObject({ name: 'AppendDeadlineExceededError', streamId: held, applied: 'no', cause: { message: expect.stringContaining('closed before the append was sent') } });
-          expect(await queued).toMatchObject({ name: 'AppendDeadlineExceededError', applied: 'no', cause: { message: expect.stringContaining('closed before the append was sent') } });
+          expect(refused).toMatchObject({ name: 'AppendDeadlineExceededError', streamId: held, applied: 'no', cause: { message: expect.stringContaining('was held when the event store closed') } });
+          expect(await queued).toMatchObject({ name: 'AppendDeadlineExceededError', applied: 'no', cause: { message: expect.stringContaining('closed while the append waited to be sent') } });
           expect(store.groupCommitStats()).toMatchObject({ batches: 4, retriedAlone: 0, busy: 1 });
         });
       } finally {

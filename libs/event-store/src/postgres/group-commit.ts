@@ -291,7 +291,7 @@ export class GroupCommit {
     this.counters.busy += 1;
     const { streamId } = pending.request;
     if (this.closed || performance.now() + BUSY_RETRY_MS - pending.askedAt >= this.options.deadlineMs) {
-      const cause = new Error(this.closed ? `stream ${streamId}: the event store closed before the append was sent` : `stream ${streamId} was held (a rebuild or a verification) for the whole append deadline`);
+      const cause = new Error(this.closed ? `stream ${streamId} was held when the event store closed` : `stream ${streamId} was held (a rebuild or a verification) for the whole append deadline`);
       pending.reject(new AppendDeadlineExceededError(streamId, this.options.deadlineMs, outcome(pending, 'no'), { cause }));
       return;
     }
@@ -313,7 +313,7 @@ export class GroupCommit {
     this.closed = true;
     const closedOn = (pending: Pending) => {
       const { streamId } = pending.request;
-      pending.reject(new AppendDeadlineExceededError(streamId, this.options.deadlineMs, outcome(pending, 'no'), { cause: new Error(`stream ${streamId}: the event store closed before the append was sent`) }));
+      pending.reject(new AppendDeadlineExceededError(streamId, this.options.deadlineMs, outcome(pending, 'no'), { cause: new Error(`stream ${streamId}: the event store closed while the append waited to be sent`) }));
     };
     for (const [pending, timer] of this.resting) {
       clearTimeout(timer);
