@@ -70,7 +70,7 @@ const CLIENT_GRACE_MS = 1_000;
 
 /**
  * How long an append answered busy waits before it is queued again. A per-account rebuild holds its
- * stream for about 0.05 to 0.07 s per 1,000 events (0.53 s for 10,000 alone, 0.67 s with appends
+ * stream for about 0.05 to 0.07 s per 1,000 events (0.49 s for 10,000 alone, 0.55 to 0.67 s with appends
  * beside it, 1.82 s for 40,000: docs/benchmarks.md), a verification for a fraction of a second: at
  * most 250 tries in the 5 s deadline, each costing its batch one advisory lock try.
  */
