@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Client } from 'pg';
+import pg, { Client } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../../../test/support/test-database.js';
 import { frozenableProxy } from '../../../../test/support/frozenable-proxy.js';
 import { untilASessionWaitsOnALock } from '../../../../test/support/lock-wait.js';
@@ -406,6 +406,18 @@ describe('PostgreSQL event store: group commit', () => {
       return Number(result.rows[0]?.count);
     }
 
+    /** A pool whose sessions ask for busy answers, as GroupCommit's append connections do. */
+    let asking: pg.Pool;
+
+    beforeAll(() => {
+      asking = new pg.Pool({ connectionString: database.url, max: 2 });
+      asking.on('connect', (client) => void client.query('SET token_ledger.busy_appends = on'));
+    });
+
+    afterAll(async () => {
+      await asking.end();
+    });
+
     async function holding<T>(store: PostgresEventStore, stream: string, work: (holder: Client) => Promise<T>): Promise<T> {
       const holder = new Client({ connectionString: database.url });
       await holder.connect();
@@ -418,7 +430,7 @@ describe('PostgreSQL event store: group commit', () => {
       }
     }
 
-    it('answers each append function busy for a held stream, writing nothing, and the others of a batch append in its transaction', async () => {
+    it('answers each append function busy for a held stream, writing nothing, on a session that asked (one that did not waits, as an older version did), and the others of a batch append in its transaction', async () => {
       const held = `group-${randomUUID()}`;
       const free = `group-${randomUUID()}`;
       await withStore(1, async (store) => {
@@ -426,19 +438,19 @@ describe('PostgreSQL event store: group commit', () => {
         await store.append(free, [event()], { expectedRevision: 'no_stream' });
         await holding(store, held, async () => {
           const one = (name: string, stream: string) =>
-            database.pool.query<{ status: string }>(`SELECT status FROM ${name}($1, 'exact', 0, $2::uuid[], ARRAY['X'], ARRAY['{}'], ARRAY['{}'])`, [stream, [randomUUID()]]);
+            asking.query<{ status: string }>(`SELECT status FROM ${name}($1, 'exact', 0, $2::uuid[], ARRAY['X'], ARRAY['{}'], ARRAY['{}'])`, [stream, [randomUUID()]]);
           expect((await one('append_one', held)).rows).toEqual([{ status: 'busy' }]);
           expect((await one('append_to_stream', held)).rows).toEqual([{ status: 'busy' }]);
           // A new stream can be held too: its append would create it.
           const unborn = `group-${randomUUID()}`;
           await holding(store, unborn, async () => {
-            const created = await database.pool.query<{ status: string }>(
+            const created = await asking.query<{ status: string }>(
               `SELECT status FROM append_to_stream($1, 'no_stream', NULL, $2::uuid[], ARRAY['X'], ARRAY['{}'], ARRAY['{}'])`,
               [unborn, [randomUUID()]],
             );
             expect(created.rows).toEqual([{ status: 'busy' }]);
           });
-          const batch = await database.pool.query<{ request: number; status: string; next_revision: string | null }>(
+          const batch = await asking.query<{ request: number; status: string; next_revision: string | null }>(
             `SELECT request, status, next_revision::text FROM append_to_streams(ARRAY[$1, $2, $3], ARRAY['exact', 'exact', 'no_stream'], ARRAY[0, 0, NULL]::bigint[],
                     ARRAY[1, 1, 1], $4::uuid[], ARRAY['X', 'X', 'X'], ARRAY['{}', '{}', '{}'], ARRAY['{}', '{}', '{}']) ORDER BY request`,
             [free, held, `group-${randomUUID()}`, [randomUUID(), randomUUID(), randomUUID()]],
@@ -453,6 +465,19 @@ describe('PostgreSQL event store: group commit', () => {
           // The held stream's row was neither moved nor waited for.
           const head = await database.pool.query<{ revision: string }>('SELECT revision::text FROM event_streams WHERE stream_id = $1', [held]);
           expect(head.rows).toEqual([{ revision: '0' }]);
+          // A session that did not ask (a process of an older version) waits on the row instead, as
+          // before migration 138, and never sees the status it would not know.
+          const older = await database.pool.connect();
+          try {
+            await older.query('SET statement_timeout = 300');
+            const waited: unknown = await older
+              .query(`SELECT status FROM append_one($1, 'exact', 0, $2::uuid[], ARRAY['X'], ARRAY['{}'], ARRAY['{}'])`, [held, [randomUUID()]])
+              .catch((error: unknown) => error);
+            expect(waited).toMatchObject({ code: '57014' });
+          } finally {
+            await older.query('RESET statement_timeout');
+            older.release();
+          }
         });
       });
     });
@@ -614,7 +639,7 @@ describe('PostgreSQL event store: group commit', () => {
           await new Promise((resolve) => setTimeout(resolve, 100));
           expect(holderIn).toBe(false);
           // A later append is refused while the holder waits: a stream of appends cannot starve it.
-          const later = await database.pool.query<{ status: string }>(
+          const later = await asking.query<{ status: string }>(
             `SELECT status FROM append_one($1, 'any', NULL, $2::uuid[], ARRAY['X'], ARRAY['{}'], ARRAY['{}'])`,
             [held, [randomUUID()]],
           );

@@ -77,6 +77,12 @@ const CLIENT_GRACE_MS = 1_000;
 export const BUSY_RETRY_MS = 20;
 
 /**
+ * Asks the append functions to answer a held stream's append busy rather than wait for it
+ * (migration 139's stream_append_busy): only a process that retries busy appends may ask.
+ */
+const BUSY_ANSWERS_ON = 'SET token_ledger.busy_appends = on';
+
+/**
  * The connections appends run on, apart from the shared pool: their `statement_timeout` is the
  * append deadline, which no other query (a rebuild, a verification) should inherit. One per batch
  * slot. A connection whose query timed out on the client is released with the error, so pg-pool
@@ -97,9 +103,15 @@ export function appendPool(connectionString: string, options: GroupCommitOptions
   // Without listeners, a connection lost while idle or checked out would end the process; the
   // query on it fails on its own.
   pool.on('error', onError);
-  pool.on('connect', (client) => client.on('error', onError));
+  pool.on('connect', (client) => {
+    client.on('error', onError);
+    // Queued before the batch the pool hands this connection to. Should it fail, the connection's
+    // appends wait on a held stream's row instead, as an older version's do.
+    client.query(BUSY_ANSWERS_ON).catch(onError);
+  });
   return pool;
 }
+
 
 type Pending = {
   readonly request: AppendRequest;
