@@ -410,8 +410,16 @@ describe('PostgreSQL event store: group commit', () => {
     let asking: pg.Pool;
 
     beforeAll(() => {
-      asking = new pg.Pool({ connectionString: database.url, max: 2 });
-      asking.on('connect', (client) => void client.query('SET token_ledger.busy_appends = on'));
+      asking = new pg.Pool({
+        connectionString: database.url,
+        max: 2,
+        // As appendPool's: pg-pool awaits it.
+        // eslint-disable-next-line @typescript-eslint/no-misused-promises
+        onConnect: async (client) => {
+          await client.query('SET token_ledger.busy_appends = on');
+        },
+      });
+      asking.on('error', () => undefined);
     });
 
     afterAll(async () => {
@@ -466,14 +474,21 @@ describe('PostgreSQL event store: group commit', () => {
           const head = await database.pool.query<{ revision: string }>('SELECT revision::text FROM event_streams WHERE stream_id = $1', [held]);
           expect(head.rows).toEqual([{ revision: '0' }]);
           // A session that did not ask (a process of an older version) waits on the row instead, as
-          // before migration 138, and never sees the status it would not know.
+          // before migration 138, in each function, and never sees the status it would not know.
           const older = await database.pool.connect();
           try {
             await older.query('SET statement_timeout = 300');
-            const waited: unknown = await older
-              .query(`SELECT status FROM append_one($1, 'exact', 0, $2::uuid[], ARRAY['X'], ARRAY['{}'], ARRAY['{}'])`, [held, [randomUUID()]])
-              .catch((error: unknown) => error);
-            expect(waited).toMatchObject({ code: '57014' });
+            const calls = [
+              () => older.query(`SELECT status FROM append_one($1, 'exact', 0, $2::uuid[], ARRAY['X'], ARRAY['{}'], ARRAY['{}'])`, [held, [randomUUID()]]),
+              () => older.query(`SELECT status FROM append_to_stream($1, 'exact', 0, $2::uuid[], ARRAY['X'], ARRAY['{}'], ARRAY['{}'])`, [held, [randomUUID()]]),
+              () =>
+                older.query(
+                  `SELECT status FROM append_to_streams(ARRAY[$1, $2], ARRAY['exact', 'exact'], ARRAY[1, 0]::bigint[], ARRAY[1, 1], $3::uuid[], ARRAY['X', 'X'],
+                          ARRAY['{}', '{}'], ARRAY['{}', '{}'])`,
+                  [free, held, [randomUUID(), randomUUID()]],
+                ),
+            ];
+            for (const call of calls) expect(await call().catch((error: unknown) => error)).toMatchObject({ code: '57014' });
           } finally {
             await older.query('RESET statement_timeout');
             older.release();

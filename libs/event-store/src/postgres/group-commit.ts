@@ -99,19 +99,20 @@ export function appendPool(connectionString: string, options: GroupCommitOptions
     // Idle append connections never keep a process (a CLI command, a test) from exiting.
     allowExitOnIdle: true,
     application_name: 'token-ledger append',
+    // Awaited by pg-pool (3.14: `_promiseTry(() => onConnect(client))`) before it hands a new
+    // connection out, though @types/pg types it as returning void. Should it fail, the connection
+    // is ended and the batch that asked for it fails as a lost connection would (retried alone).
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises
+    onConnect: async (client) => {
+      await client.query(BUSY_ANSWERS_ON);
+    },
   });
   // Without listeners, a connection lost while idle or checked out would end the process; the
   // query on it fails on its own.
   pool.on('error', onError);
-  pool.on('connect', (client) => {
-    client.on('error', onError);
-    // Queued before the batch the pool hands this connection to. Should it fail, the connection's
-    // appends wait on a held stream's row instead, as an older version's do.
-    client.query(BUSY_ANSWERS_ON).catch(onError);
-  });
+  pool.on('connect', (client) => client.on('error', onError));
   return pool;
 }
-
 
 type Pending = {
   readonly request: AppendRequest;

@@ -39,8 +39,10 @@ export type EventAddress = { readonly streamId: string; readonly revision: bigin
 export interface PostgresCapabilities {
   /**
    * Holds appends to `streamId` off until the transaction of `client` ends, after waiting for those
-   * in flight to commit. A held stream's appends do not wait in the database: each is answered busy
-   * and sent again by its process until its append deadline, so the hold delays no other stream's.
+   * in flight to commit. The appends of GroupCommit's connections (which ask for busy answers,
+   * migration 139) do not wait in the database: each is answered busy and sent again by its process
+   * until its append deadline, so the hold delays no other stream's. A session that did not ask
+   * waits on the stream's row, as before; a stream with no row yet is not held against it.
    */
   holdStream(client: ClientBase, streamId: string): Promise<void>;
   /**

@@ -85,9 +85,10 @@ export class PostgresEventStore implements EventStore {
   ) {
     this.postgres = {
       holdStream: async (client: ClientBase, streamId: string) => {
-        // First the hold lock, which appends try without waiting (migration 138): once it is had,
-        // the appends that took it before have committed, and the stream's later appends are
-        // answered busy, sent again by GroupCommit, rather than wait here with their whole batch.
+        // First the hold lock, which GroupCommit's appends try without waiting (migrations 138 and
+        // 139): once it is had, the appends that took it before have committed, and the stream's
+        // later appends are answered busy, sent again by GroupCommit, rather than wait here with
+        // their whole batch.
         await client.query(STREAM_HOLD_LOCK, [streamId]);
         // Appends move the stream's row (UPDATE), which also waits for this share lock.
         await client.query('SELECT 1 FROM event_streams WHERE stream_id = $1 FOR SHARE', [streamId]);
