@@ -101,7 +101,8 @@ export function appendPool(connectionString: string, options: GroupCommitOptions
     application_name: 'token-ledger append',
     // Awaited by pg-pool (3.14: `_promiseTry(() => onConnect(client))`) before it hands a new
     // connection out, though @types/pg types it as returning void. Should it fail, the connection
-    // is ended and the batch that asked for it fails as a lost connection would (retried alone).
+    // is ended and the batch that asked for it fails, its appends retried alone as for any failed
+    // batch.
     // eslint-disable-next-line @typescript-eslint/no-misused-promises
     onConnect: async (client) => {
       await client.query(BUSY_ANSWERS_ON);
