@@ -774,6 +774,52 @@ describe('credit lots over HTTP', () => {
   });
 });
 
+describe('the lot list in draw-down order (an application on a test clock)', () => {
+  let clockApp: TestApp;
+  let clockNow = new Date();
+
+  beforeAll(async () => {
+    clockApp = await startTestAppOn(testApp.database, { CREDIT_EXPIRY_JOB_ENABLED: 'false' }, { clock: () => clockNow });
+  });
+
+  afterAll(async () => {
+    await clockApp.close();
+  });
+
+  it('lists lots of one priority and expiry oldest first in the stream, as usage draws them, whatever the clock read when each was credited', async () => {
+    const userId = randomUUID();
+    const start = new Date();
+    // The second and third grants are decided at a clock a minute behind the first's (a clock set
+    // back, or another process's), the third in the second's very millisecond.
+    const lots: string[] = [];
+    for (const at of [start, new Date(start.getTime() - 60_000), new Date(start.getTime() - 60_000)]) {
+      clockNow = at;
+      lots.push((await clockApp.http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 10, reason: 'Promotion', priority: 5 }).expect(201)).body.lotId as string);
+    }
+    clockNow = start;
+    const listed = (await clockApp.http().get(`/v1/accounts/${userId}/lots`).expect(200)).body as { data: { lotId: string; createdAt: string }[] };
+    expect(listed.data.map((lot) => [lot.lotId, lot.createdAt])).toEqual([
+      [lots[0], start.toISOString()],
+      [lots[1], new Date(start.getTime() - 60_000).toISOString()],
+      [lots[2], new Date(start.getTime() - 60_000).toISOString()],
+    ]);
+    // Page by page after a cursor, the same order.
+    const paged: string[] = [];
+    for (let cursor: string | null = null, first = true; first || cursor !== null; first = false) {
+      const page = (await clockApp.http().get(`/v1/accounts/${userId}/lots?limit=1${cursor === null ? '' : `&cursor=${cursor}`}`).expect(200)).body as { data: { lotId: string }[]; nextCursor: string | null };
+      paged.push(...page.data.map((lot) => lot.lotId));
+      cursor = page.nextCursor;
+    }
+    expect(paged).toEqual(lots);
+    const used = await clockApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 25 }).expect(201);
+    expect(used.body.transaction.draws).toEqual([
+      { lotId: lots[0], amount: 10 },
+      { lotId: lots[1], amount: 10 },
+      { lotId: lots[2], amount: 5 },
+    ]);
+  });
+});
+
 describe('lots of purchases', () => {
   it('refuses the refund of a package partly spent with REFUND_EXCEEDS_LOT, though other credit covers the balance', async () => {
     const userId = randomUUID();

@@ -152,8 +152,8 @@ describe('the lot list as of now', () => {
       [paymentId, userId, `order-${paymentId}`, past, randomUUID()],
     );
     await pool.query(
-      `INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at)
-       VALUES ($1, 'bought', 'purchase', $2, NULL, 100, 100, 100, $3, 'active', $3), ($1, 'promo', 'grant', NULL, NULL, 30, 30, 10, $3, 'active', $3)`,
+      `INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at, stream_revision)
+       VALUES ($1, 'bought', 'purchase', $2, NULL, 100, 100, 100, $3, 'active', $3, 0), ($1, 'promo', 'grant', NULL, NULL, 30, 30, 10, $3, 'active', $3, 1)`,
       [userId, paymentId, past],
     );
     const rows = (await pool.query<{ lot_id: string; status: string; remaining: string }>(LOTS_PAGE_SQL, [userId, null, 10, 0, null, new Date()])).rows;
@@ -181,15 +181,15 @@ describe('cursor refusals', () => {
     const scope = (list: string, filter = '') => createHash('sha256').update(`${list}\n${userId}/${filter}`).digest('base64url').slice(0, 16);
     const forged = (list: string, key: unknown[]) => Buffer.from(JSON.stringify({ v: 1, l: list, s: scope(list), k: key }), 'utf8').toString('base64url');
     for (const [list, key] of [
-      ['lots', [100, null, '2026-01-01T00:00:00.000000Z', 'x\u0000']],
-      ['lots', [100, '0000-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', 'x']],
-      ['lots', [100, null, '2026-02-30T00:00:00.000000Z', 'x']],
+      ['lots', [100, null, '5', 'x\u0000']],
+      ['lots', [100, '0000-01-01T00:00:00.000000Z', '5', 'x']],
+      ['lots', [100, '2026-02-30T00:00:00.000000Z', '5', 'x']],
     ] as const) {
       const answer = await http().get(`/v1/accounts/${userId}/${list}?cursor=${forged(list, [...key])}`).expect(400);
       expect(problemOf(answer.body)).toEqual({ status: 400, code: 'INVALID_CURSOR', field: 'cursor', rule: 'key' });
     }
     // The same forgery with a key PostgreSQL can read is a position like any other.
-    await http().get(`/v1/accounts/${userId}/lots?cursor=${forged('lots', [100, null, '2026-01-01T00:00:00.000000Z', 'x'])}`).expect(200);
+    await http().get(`/v1/accounts/${userId}/lots?cursor=${forged('lots', [100, '2026-01-01T00:00:00.000000Z', '5', 'x'])}`).expect(200);
   });
 
   it("refuses one list's cursor on another list, another user or another filter", async () => {
@@ -257,7 +257,7 @@ describe('the indexes that serve the keyset orders', () => {
     ['holds', HOLDS_PAGE_SQL, [randomUUID(), null, 11, 0, '42', new Date()], 'idx_token_holds_user_revision'],
     ['active holds', HOLDS_PAGE_SQL, [randomUUID(), 'active', 11, 0, '42', new Date()], 'idx_token_holds_user_active'],
     ['settled holds', HOLDS_PAGE_SQL, [randomUUID(), 'settled', 11, 0, '42', new Date()], 'idx_token_holds_user_revision'],
-    ['lots', LOTS_PAGE_SQL, [randomUUID(), null, 11, 0, JSON.stringify([10, null, '2026-01-01T00:00:00.000000Z', 'opening']), new Date()], 'idx_token_lots_draw_order'],
+    ['lots', LOTS_PAGE_SQL, [randomUUID(), null, 11, 0, JSON.stringify([10, null, '42', 'opening']), new Date()], 'idx_token_lots_draw_order'],
     ['payments', PAYMENTS_PAGE_SQL, [randomUUID(), 11, 0, null, '2026-01-01T00:00:00.000000Z', randomUUID()], 'idx_payments_user_created_at_id'],
   ])('%s: the page after a cursor is an index scan in keyset order, with no sort before the limit', async (_, sql, values, index) => {
     // Only the page's own rows (at most limit + 1) may be sorted after the LIMIT, by the JSON aggregate.

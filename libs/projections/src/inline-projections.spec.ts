@@ -210,8 +210,8 @@ describe('inline projections', () => {
                  SELECT gen_random_uuid(), user_id, 1, NULL, 'settled', now(), '[]', now(), gen_random_uuid(), 1, 1, now() FROM accounts)
       , paid AS (INSERT INTO payments (id, user_id, status, package_id, tokens_purchased, amount, currency, provider, order_id, metadata, created_at, updated_at, expires_at, last_event_id, last_event_revision)
                  SELECT gen_random_uuid(), user_id, 'COMPLETED', 'starter', 10, 500, 'USD', 'mock', 'order-' || n, '{}', now(), now(), now(), gen_random_uuid(), 0 FROM accounts)
-      INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at)
-      SELECT user_id, gen_random_uuid()::text, 'purchase', NULL, NULL, 10, 10, 100, NULL, 'active', now() FROM accounts`);
+      INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at, stream_revision)
+      SELECT user_id, gen_random_uuid()::text, 'purchase', NULL, NULL, 10, 10, 100, NULL, 'active', now(), 0 FROM accounts`);
   }
 
   /** A session whose every statement, the function's nested ones included, is explained to it (auto_explain). */
@@ -247,7 +247,7 @@ describe('inline projections', () => {
       await client.query('BEGIN');
       if (seeded === undefined) {
         await client.query(
-          "INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at) VALUES ($1, $2, 'purchase', NULL, NULL, 10, 10, 100, NULL, 'active', now())",
+          "INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at, stream_revision) VALUES ($1, $2, 'purchase', NULL, NULL, 10, 10, 100, NULL, 'active', now(), 0)",
           [userId, lotId],
         );
       }
@@ -475,6 +475,51 @@ describe('an expired hold ends at its expiresAt', () => {
     await migrate('down');
     expect(await holdEnds(before.userId)).toEqual([{ status: 'expired', endedAt: late.toISOString() }, expected[1]]);
     // Replaced again, the function keeps the planner settings migrations 124 and 125 gave it.
+    const settings = await database.pool.query<{ config: string[] | null }>("SELECT proconfig AS config FROM pg_proc WHERE proname = 'token_accounts_apply_inline'");
+    expect(settings.rows[0]?.config ?? []).toEqual(Object.entries(INLINE_FUNCTION_SETTINGS).map(([name, value]) => `${name}=${value}`));
+    await migrate('up', Infinity);
+  });
+});
+
+describe('lots in stream order (migration 140)', () => {
+  const lotRevisions = async (userId: string) =>
+    (await database.pool.query<{ lot_id: string; stream_revision: string }>('SELECT lot_id, stream_revision::text FROM token_lots WHERE user_id = $1 ORDER BY lot_id', [userId])).rows;
+  const lotRows = async (userId: string) => (await database.pool.query<{ row: string }>('SELECT token_lots::text AS row FROM token_lots WHERE user_id = $1 ORDER BY lot_id', [userId])).rows;
+
+  it('gives the lots written before it the revision of the credit that created them, as a rebuild writes it, and takes the column away down', async () => {
+    const migrate = (direction: 'up' | 'down', count = 1) => migrateTo(database.url, direction, count);
+    await migrateDownThrough(database.url, '1764000000140');
+    const store = storeWith(inline);
+    const [userId, purchaseLot, grantLot] = [randomUUID(), randomUUID(), randomUUID()];
+    const at = now.toISOString();
+    // Credits written before lots (the opening lot: revisions 0 and 2), then a purchase's lot (4) and
+    // a grant's (5) credited at a clock an hour behind the purchase's.
+    const before = new Date(now.getTime() - 3_600_000).toISOString();
+    await store.append(tokenAccountStreamId(userId), [
+      { id: randomUUID(), type: 'TokensPurchased', data: { userId, transactionId: randomUUID(), paymentId: randomUUID(), amount: 80, description: null, balanceAfter: 80, occurredAt: at } },
+      { id: randomUUID(), type: 'TokensUsed', data: { userId, transactionId: randomUUID(), amount: 30, description: null, balanceAfter: 50, occurredAt: at } },
+      { id: randomUUID(), type: 'TokensAdjusted', data: { userId, transactionId: randomUUID(), amount: 5, reason: 'Goodwill', balanceAfter: 55, occurredAt: at } },
+      { id: randomUUID(), type: 'TokensUsed', data: { userId, transactionId: randomUUID(), amount: 5, description: null, balanceAfter: 50, occurredAt: at } },
+    ], { expectedRevision: 'no_stream' });
+    await store.append(tokenAccountStreamId(userId), [
+      { id: randomUUID(), type: 'TokensPurchased', data: { userId, transactionId: purchaseLot, paymentId: randomUUID(), amount: 100, description: null, balanceAfter: 150, occurredAt: at, lot: { lotId: purchaseLot, priority: 100, expiresAt: null }, heldAfter: 0 } },
+      { id: randomUUID(), type: 'TokensGranted', data: { userId, transactionId: grantLot, amount: 10, reason: 'Promotion', lot: { lotId: grantLot, priority: 100, expiresAt: null }, balanceAfter: 160, heldAfter: 0, occurredAt: before } },
+    ], { expectedRevision: 3n });
+
+    await migrate('up');
+    const expected = [
+      { lot_id: 'opening', stream_revision: '0' },
+      { lot_id: purchaseLot, stream_revision: '4' },
+      { lot_id: grantLot, stream_revision: '5' },
+    ].sort((left, right) => (left.lot_id < right.lot_id ? -1 : 1));
+    expect(await lotRevisions(userId)).toEqual(expected);
+    const migrated = await lotRows(userId);
+    await rebuildAccount(store, database.pool, [tokenAccountsProjection], userId);
+    expect(await lotRows(userId)).toEqual(migrated);
+
+    await migrate('down');
+    const column = await database.pool.query("SELECT 1 FROM information_schema.columns WHERE table_name = 'token_lots' AND column_name = 'stream_revision'");
+    expect(column.rowCount).toBe(0);
     const settings = await database.pool.query<{ config: string[] | null }>("SELECT proconfig AS config FROM pg_proc WHERE proname = 'token_accounts_apply_inline'");
     expect(settings.rows[0]?.config ?? []).toEqual(Object.entries(INLINE_FUNCTION_SETTINGS).map(([name, value]) => `${name}=${value}`));
     await migrate('up', Infinity);

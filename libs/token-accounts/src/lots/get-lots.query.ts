@@ -24,11 +24,12 @@ export type LotView = {
 export type LotPage = Page<LotView>;
 
 /**
- * The lots' keyset: the draw-down order, priority, expiry (none last), creation, lot id. None of
- * them changes in a lot's life; a lot credited meanwhile lands where its keys put it, so it is shown
- * only if that is after the cursor, and no other lot moves.
+ * The lots' keyset: the draw-down order, priority, expiry (none last), creation (the revision of
+ * the credit that created the lot, the ledger's "oldest first"), lot id. None of them changes in a
+ * lot's life; a lot credited meanwhile lands where its keys put it, so it is shown only if that is
+ * after the cursor, and no other lot moves.
  */
-export const LOTS_CURSOR: CursorShape = { list: 'lots', parts: ['integer', 'timestampOrNull', 'timestamp', 'text'] };
+export const LOTS_CURSOR: CursorShape = { list: 'lots', parts: ['integer', 'timestampOrNull', 'revision', 'text'] };
 
 /** A user's credit lots from `token_lots` as of now (one past its expiry is expired, recorded or not; see STATUS_NOW), in draw-down order (priority, earliest expiry, oldest), optionally of one status; by offset or after a cursor. */
 export class GetLotsQuery extends Query<LotPage> {
@@ -55,7 +56,7 @@ type LotRow = {
   status: LotStatus;
   created_at: string;
   key_expires_at: string | null;
-  key_created_at: string;
+  stream_revision: string;
 };
 
 const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
@@ -112,18 +113,18 @@ const STATUS_NOW = `CASE WHEN ${REFUND_TAKES_HELD} THEN 'refunded' WHEN ${PAST_E
 const REMAINING_NOW = `CASE WHEN (${REFUND_TAKES_HELD}) OR (${PAST_EXPIRY}) THEN ${HELD_NOW} ELSE token_lots.remaining END`;
 
 // $3: one row more than the page, to know whether more follow; $5: a cursor's key as a JSON array
-// [priority, expiresAt or null, createdAt, lotId] (the page starts after it), else null; $6: now.
+// [priority, expiresAt or null, stream revision, lotId] (the page starts after it), else null; $6: now.
 // The index idx_token_lots_draw_order holds the same tuple, so it serves the order and the comparison.
 export const LOTS_PAGE_SQL = `
   SELECT lot_id, user_id, source, payment_id, transaction_id, original::text, (${REMAINING_NOW})::text AS remaining, priority,
          to_char(expires_at AT TIME ZONE 'UTC', ${ISO}) AS expires_at, ${STATUS_NOW} AS status,
          to_char(created_at AT TIME ZONE 'UTC', ${ISO}) AS created_at,
-         to_char(expires_at AT TIME ZONE 'UTC', ${KEY_TIMESTAMP_FORMAT}) AS key_expires_at, to_char(created_at AT TIME ZONE 'UTC', ${KEY_TIMESTAMP_FORMAT}) AS key_created_at
+         to_char(expires_at AT TIME ZONE 'UTC', ${KEY_TIMESTAMP_FORMAT}) AS key_expires_at, stream_revision::text
     FROM token_lots
    WHERE user_id = $1 AND ($2::text IS NULL OR (${STATUS_NOW}) = $2)
-     AND ($5::jsonb IS NULL OR (priority, ${EXPIRY_ORDER}, created_at, lot_id)
-                               > (($5::jsonb->>0)::integer, coalesce(($5::jsonb->>1)::timestamptz, 'infinity'::timestamptz), ($5::jsonb->>2)::timestamptz, $5::jsonb->>3))
-   ORDER BY token_lots.priority, ${EXPIRY_ORDER}, token_lots.created_at, token_lots.lot_id LIMIT $3 OFFSET $4`;
+     AND ($5::jsonb IS NULL OR (priority, ${EXPIRY_ORDER}, stream_revision, lot_id)
+                               > (($5::jsonb->>0)::integer, coalesce(($5::jsonb->>1)::timestamptz, 'infinity'::timestamptz), ($5::jsonb->>2)::bigint, $5::jsonb->>3))
+   ORDER BY token_lots.priority, ${EXPIRY_ORDER}, token_lots.stream_revision, token_lots.lot_id LIMIT $3 OFFSET $4`;
 
 @QueryHandler(GetLotsQuery)
 export class GetLotsHandler implements IQueryHandler<GetLotsQuery> {
@@ -136,7 +137,7 @@ export class GetLotsHandler implements IQueryHandler<GetLotsQuery> {
     const scope = `${userId}/${status ?? ''}`;
     const { after, offset } = startOf(LOTS_CURSOR, scope, position);
     const result = await this.pool.query<LotRow>(LOTS_PAGE_SQL, [userId, status, limit + 1, offset, after === null ? null : JSON.stringify(after), nowOf(this.options)]);
-    return pageOf(result.rows, { shape: LOTS_CURSOR, scope, limit, position }, (lot) => [lot.priority, lot.key_expires_at, lot.key_created_at, lot.lot_id], toView);
+    return pageOf(result.rows, { shape: LOTS_CURSOR, scope, limit, position }, (lot) => [lot.priority, lot.key_expires_at, lot.stream_revision, lot.lot_id], toView);
   }
 }
 

@@ -11,8 +11,8 @@ const END_HOLD = `
   UPDATE token_holds SET status = $2, settled_amount = $3, transaction_id = $4, ended_at = $5 WHERE hold_id = $1`;
 
 const UPSERT_LOT = `
-  INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at)
-  VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, 'active', $9)
+  INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at, stream_revision)
+  VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, 'active', $9, $10)
   ON CONFLICT (user_id, lot_id) DO UPDATE SET
     original = token_lots.original + excluded.original,
     remaining = token_lots.remaining + excluded.remaining,
@@ -65,21 +65,22 @@ export function projectHoldEvent(event: HoldEvent, recorded: RecordedEvent): rea
 }
 
 /**
- * The `token_lots` changes of an event that moves tokens: a credit creates its lot (written before
- * lots: adds to the opening lot), a debit takes its draws from their lots (written before lots: from
- * the opening lot), and an expiry, a void or a purchase's refund closes the lot it draws from.
+ * The `token_lots` changes of an event that moves tokens: a credit creates its lot at its revision
+ * (written before lots: adds to the opening lot, which keeps its first credit's), a debit takes its
+ * draws from their lots (written before lots: from the opening lot), and an expiry, a void or a
+ * purchase's refund closes the lot it draws from.
  */
-export function projectLotChanges(event: TransactionEvent | HoldSettled): readonly RowChange[] {
+export function projectLotChanges(event: TransactionEvent | HoldSettled, recorded: RecordedEvent): readonly RowChange[] {
   switch (event.type) {
     case 'HoldSettled':
       // Written before ADR 0028 (no draws), the settle's TokensUsed debited.
       return isSettleWithDebit(event.data) ? debit({ ...event.data, amount: event.data.settledAmount }, null) : [];
     case 'TokensPurchased':
-      return [credit(event.data, 'purchase', event.data.lot, event.data.paymentId)];
+      return [credit(event.data, recorded, 'purchase', event.data.lot, event.data.paymentId)];
     case 'TokensGranted':
-      return [credit(event.data, 'grant', event.data.lot, null)];
+      return [credit(event.data, recorded, 'grant', event.data.lot, null)];
     case 'TokensAdjusted':
-      return event.data.amount > 0 ? [credit(event.data, 'adjustment', event.data.lot, null)] : debit(event.data, null);
+      return event.data.amount > 0 ? [credit(event.data, recorded, 'adjustment', event.data.lot, null)] : debit(event.data, null);
     case 'TokensUsed':
       return debit(event.data, null);
     case 'TokensRefunded':
@@ -100,11 +101,12 @@ export function projectLotChanges(event: TransactionEvent | HoldSettled): readon
 
 type Movement = { readonly userId: string; readonly transactionId: string; readonly amount: number; readonly occurredAt: string };
 
-function credit(data: Movement, source: 'purchase' | 'grant' | 'adjustment', lot: LotTerms | undefined, paymentId: string | null): RowChange {
+function credit(data: Movement, recorded: RecordedEvent, source: 'purchase' | 'grant' | 'adjustment', lot: LotTerms | undefined, paymentId: string | null): RowChange {
+  const revision = recorded.revision.toString();
   if (lot === undefined) {
-    return { text: UPSERT_LOT, values: [data.userId, OPENING_LOT_ID, 'opening', null, null, data.amount, LOT_PRIORITY_DEFAULT, null, data.occurredAt] };
+    return { text: UPSERT_LOT, values: [data.userId, OPENING_LOT_ID, 'opening', null, null, data.amount, LOT_PRIORITY_DEFAULT, null, data.occurredAt, revision] };
   }
-  return { text: UPSERT_LOT, values: [data.userId, lot.lotId, source, paymentId, data.transactionId, data.amount, lot.priority, lot.expiresAt, data.occurredAt] };
+  return { text: UPSERT_LOT, values: [data.userId, lot.lotId, source, paymentId, data.transactionId, data.amount, lot.priority, lot.expiresAt, data.occurredAt, revision] };
 }
 
 function debit(data: Movement & { readonly draws?: readonly Draw[] }, closing: 'refunded' | 'voided' | 'expired' | null): readonly RowChange[] {

@@ -228,18 +228,20 @@ function endHolds(where: string): string {
 
 /**
  * One `token_lots` row per credit's lot; the credits of a stream written before lots add up in its
- * opening lot. `merge` adds to an existing opening lot (the only lot two credits share).
+ * opening lot. `merge` adds to an existing opening lot (the only lot two credits share), which keeps
+ * its creation: `created_at` and `stream_revision` are its first credit's (the revision is the draw
+ * order's "oldest first", as the ledger's lot sequence is).
  */
 function upsertLots(where: string, merge: boolean): string {
-  return `INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at)
-     SELECT user_id, lot_id, source, payment_id, transaction_id, sum(amount), sum(amount), priority, expires_at, 'active', min(created_at)
+  return `INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at, stream_revision)
+     SELECT user_id, lot_id, source, payment_id, transaction_id, sum(amount), sum(amount), priority, expires_at, 'active', min(created_at), min(stream_revision)
        FROM (SELECT (data->>'userId')::uuid AS user_id, coalesce(data->'lot'->>'lotId', ${OPENING}) AS lot_id,
                     CASE WHEN data->'lot' IS NULL THEN 'opening' WHEN event_type = 'TokensPurchased' THEN 'purchase'
                          WHEN event_type = 'TokensGranted' THEN 'grant' ELSE 'adjustment' END AS source,
                     CASE WHEN data->'lot' IS NOT NULL AND event_type = 'TokensPurchased' THEN (data->>'paymentId')::uuid END AS payment_id,
                     CASE WHEN data->'lot' IS NOT NULL THEN (data->>'transactionId')::uuid END AS transaction_id,
                     (data->>'amount')::bigint AS amount, coalesce((data->'lot'->>'priority')::integer, ${LOT_PRIORITY_DEFAULT}) AS priority,
-                    (data->'lot'->>'expiresAt')::timestamptz AS expires_at, (data->>'occurredAt')::timestamptz AS created_at
+                    (data->'lot'->>'expiresAt')::timestamptz AS expires_at, (data->>'occurredAt')::timestamptz AS created_at, stream_revision
                FROM events WHERE ${CREDIT_TYPES} AND ${where}) AS credits
       GROUP BY user_id, lot_id, source, payment_id, transaction_id, priority, expires_at
      ${
@@ -258,12 +260,12 @@ function upsertLots(where: string, merge: boolean): string {
  * load's chunks, about a third cheaper than grouping.
  */
 function insertCarriedLots(where: string): string {
-  return `INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at)
+  return `INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at, stream_revision)
      SELECT (data->>'userId')::uuid, data->'lot'->>'lotId',
             CASE WHEN event_type = 'TokensPurchased' THEN 'purchase' WHEN event_type = 'TokensGranted' THEN 'grant' ELSE 'adjustment' END,
             CASE WHEN event_type = 'TokensPurchased' THEN (data->>'paymentId')::uuid END, (data->>'transactionId')::uuid,
             (data->>'amount')::bigint, (data->>'amount')::bigint, coalesce((data->'lot'->>'priority')::integer, ${LOT_PRIORITY_DEFAULT}),
-            (data->'lot'->>'expiresAt')::timestamptz, 'active', (data->>'occurredAt')::timestamptz
+            (data->'lot'->>'expiresAt')::timestamptz, 'active', (data->>'occurredAt')::timestamptz, stream_revision
        FROM events WHERE ${CREDIT_TYPES} AND ${CARRIES_LOT} AND ${where}`;
 }
 

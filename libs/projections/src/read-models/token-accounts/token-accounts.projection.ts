@@ -35,7 +35,7 @@ export const tokenAccountsProjection: Projection = {
     const event = { type: recorded.type, data: recorded.data } as TokenAccountEvent;
     switch (event.type) {
       case 'TokensRefunded':
-        return [...transactionChanges(recorded, transactionOf(event), event.data.heldAfter ?? 0), ...projectLotChanges(event), ...projectLateRefund(event)];
+        return [...transactionChanges(recorded, transactionOf(event), event.data.heldAfter ?? 0), ...projectLotChanges(event, recorded), ...projectLateRefund(event)];
       case 'TokensPurchased':
       case 'TokensUsed':
       case 'TokensAdjusted':
@@ -43,9 +43,9 @@ export const tokenAccountsProjection: Projection = {
       case 'GrantVoided':
       case 'LotExpired':
       case 'TokensChargedBack':
-        return [...transactionChanges(recorded, transactionOf(event), event.data.heldAfter ?? 0), ...projectLotChanges(event)];
+        return [...transactionChanges(recorded, transactionOf(event), event.data.heldAfter ?? 0), ...projectLotChanges(event, recorded)];
       case 'ShortfallCovered':
-        return [...transactionChanges(recorded, transactionOf(event), event.data.heldAfter), ...projectLotChanges(event), projectShortfall(event.data.userId, event.data.shortfallAfter)];
+        return [...transactionChanges(recorded, transactionOf(event), event.data.heldAfter), ...projectLotChanges(event, recorded), projectShortfall(event.data.userId, event.data.shortfallAfter)];
       case 'PaymentDisputeOpened':
       case 'PaymentDisputeClosed':
         return projectDisputeEvent(event);
@@ -53,7 +53,7 @@ export const tokenAccountsProjection: Projection = {
         // Since ADR 0028 the settle is also the usage: its row, its lot draws and the hold's end.
         const transaction = transactionOf(event);
         if (transaction === null) return [balanceChange(recorded, event.data, 0), ...projectHoldEvent(event, recorded)];
-        return [...transactionChanges(recorded, transaction, event.data.heldAfter), ...projectHoldEvent(event, recorded), ...projectLotChanges(event)];
+        return [...transactionChanges(recorded, transaction, event.data.heldAfter), ...projectHoldEvent(event, recorded), ...projectLotChanges(event, recorded)];
       }
       case 'TokensHeld':
       case 'HoldReleased':

@@ -184,7 +184,7 @@ describe('tokenAccountsProjection.project', () => {
 
   it('credits the opening lot for a credit written before lots, and debits it for such a debit', () => {
     const credit = tokenAccountsProjection.project(recorded(ROW_EVENTS.TokensPurchased))[2];
-    expect(credit?.values).toEqual([userId, 'opening', 'opening', null, null, 100, 100, null, occurredAt]);
+    expect(credit?.values).toEqual([userId, 'opening', 'opening', null, null, 100, 100, null, occurredAt, '7']);
     const debit = tokenAccountsProjection.project(recorded(ROW_EVENTS.TokensUsed))[2];
     expect(debit?.values).toEqual([userId, 'opening', 30, null]);
   });
