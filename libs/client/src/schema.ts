@@ -931,7 +931,7 @@ export interface components {
             hasMore: boolean;
             /** @description Pass as cursor for the next page; null when hasMore is false. */
             nextCursor: string | null;
-            /** @description In draw-down order: priority, earliest expiry, oldest. */
+            /** @description In draw-down order: priority, earliest expiry (none last), then the order the lots were credited in the account's stream. */
             data: components["schemas"]["LotViewResponse"][];
         };
         ProjectionFailureResponse: {

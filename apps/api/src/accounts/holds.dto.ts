@@ -216,5 +216,5 @@ class LotViewResponse {
 }
 
 export class LotPageResponse extends PageResponse {
-  @ApiProperty({ type: [LotViewResponse], description: 'In draw-down order: priority, earliest expiry, oldest.' }) data!: LotViewResponse[];
+  @ApiProperty({ type: [LotViewResponse], description: "In draw-down order: priority, earliest expiry (none last), then the order the lots were credited in the account's stream." }) data!: LotViewResponse[];
 }
