@@ -182,6 +182,8 @@ describe('cursor refusals', () => {
     const forged = (list: string, key: unknown[]) => Buffer.from(JSON.stringify({ v: 1, l: list, s: scope(list), k: key }), 'utf8').toString('base64url');
     for (const [list, key] of [
       ['lots', [100, null, '5', 'x\u0000']],
+      // A lot cursor issued before migration 140, whose third key was the creation time.
+      ['lots', [100, null, '2026-01-01T00:00:00.000000Z', 'x']],
       ['lots', [100, '0000-01-01T00:00:00.000000Z', '5', 'x']],
       ['lots', [100, '2026-02-30T00:00:00.000000Z', '5', 'x']],
     ] as const) {
