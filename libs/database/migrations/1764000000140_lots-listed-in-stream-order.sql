@@ -18,9 +18,10 @@ UPDATE token_lots SET stream_revision = (SELECT min(credit.stream_revision) FROM
                                             AND credit.transaction_type IN ('purchase', 'adjustment'))
  WHERE token_lots.lot_id = 'opening';
 -- A lot whose credit has no history row (none should: both come from one event, in one transaction)
--- sorts first among its ties until a rebuild of its account writes both again; the migration does
--- not stop a deploy for it.
-UPDATE token_lots SET stream_revision = -1 WHERE stream_revision IS NULL;
+-- is given revision 0, a revision a cursor can name: it sorts as the account's first credit among
+-- its ties until a rebuild of its account writes both again. The migration does not stop a deploy
+-- for it.
+UPDATE token_lots SET stream_revision = 0 WHERE stream_revision IS NULL;
 ALTER TABLE token_lots ALTER COLUMN stream_revision SET NOT NULL;
 
 DROP INDEX idx_token_lots_draw_order;

@@ -505,8 +505,15 @@ describe('lots in stream order (migration 140)', () => {
       { id: randomUUID(), type: 'TokensPurchased', data: { userId, transactionId: purchaseLot, paymentId: randomUUID(), amount: 100, description: null, balanceAfter: 150, occurredAt: at, lot: { lotId: purchaseLot, priority: 100, expiresAt: null }, heldAfter: 0 } },
       { id: randomUUID(), type: 'TokensGranted', data: { userId, transactionId: grantLot, amount: 10, reason: 'Promotion', lot: { lotId: grantLot, priority: 100, expiresAt: null }, balanceAfter: 160, heldAfter: 0, occurredAt: before } },
     ], { expectedRevision: 3n });
+    // A lot whose credit has no history row (a read model written by hand): revision 0, which a cursor can name.
+    const orphan = randomUUID();
+    await database.pool.query(
+      "INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at) VALUES ($1, $2::text, 'grant', NULL, $2::uuid, 10, 10, 100, NULL, 'active', now())",
+      [orphan, randomUUID()],
+    );
 
     await migrate('up');
+    expect((await lotRevisions(orphan)).map((row) => row.stream_revision)).toEqual(['0']);
     const expected = [
       { lot_id: 'opening', stream_revision: '0' },
       { lot_id: purchaseLot, stream_revision: '4' },
