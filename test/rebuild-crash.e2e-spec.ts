@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { PostgresEventStore } from '@app/event-store';
-import { InlineProjections, PROJECTIONS } from '@app/projections';
+import { InlineProjections, PROJECTIONS, shadowSchemaOf } from '@app/projections';
 import { seedHistory, seedLongAccount } from '@app/testing';
 import { killableService } from './support/killable-service.js';
 import { keyedSpendsUntilGone, retrySpends, type KeyedSpend, type ServiceProcess } from './support/service-process.js';
@@ -117,7 +117,7 @@ describe('rebuilds killed with SIGKILL mid-way, while keyed spends run', () => {
     child.process.kill('SIGKILL');
     await Promise.all([child.exited, spending]);
     expect(['loading', 'indexing', 'catching_up', 'swapping']).toContain(phase);
-    const shadow = `rebuild_${id.replaceAll('-', '').slice(0, 16)}`;
+    const shadow = shadowSchemaOf(id);
     expect(await shadowSchemas()).toEqual([shadow]);
 
     child = await killed.start();

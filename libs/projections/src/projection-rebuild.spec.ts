@@ -1,9 +1,10 @@
 import { comparePositions, formatPosition, PostgresEventStore, type EventToAppend, type Position, type RecordedEvent } from '@app/event-store';
+import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { rebuildAccount } from './account-rebuild.js';
 import { readCheckpoint } from './checkpoints.js';
-import { inlineTransactionsAfter, ProjectionRebuilds, type ProjectionRebuildsOptions, type RebuildView } from './projection-rebuild.js';
+import { inlineTransactionsAfter, ProjectionRebuilds, shadowSchemaOf, type ProjectionRebuildsOptions, type RebuildView } from './projection-rebuild.js';
 import { ProjectionRunner } from './projection-runner.js';
 import { tableWrittenBy, type Projection } from './projection.js';
 import { NOT_PROJECTION_TABLES, NotAProjectionTableError } from './shadow-tables.js';
@@ -453,6 +454,56 @@ describe('projection rebuild', () => {
     expect(await rebuilds.settled(again.id)).toMatchObject({ phase: 'completed' });
     const leftovers = await database.pool.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rebuild_%'");
     expect(leftovers.rows).toEqual([]);
+  });
+
+  it("names a rebuild's shadow schema by its whole id, and the database refuses a second rebuild naming the same schema", async () => {
+    const rebuilds = newRebuilds();
+    const first = await rebuilds.start(tokenAccountsProjection.name);
+    expect(await rebuilds.settled(first.id)).toMatchObject({ phase: 'completed' });
+    const row = await database.pool.query<{ shadow_schema: string }>('SELECT shadow_schema FROM projection_rebuilds WHERE id = $1', [first.id]);
+    expect(row.rows[0]?.shadow_schema).toBe(`rebuild_${first.id.replaceAll('-', '')}`);
+    expect(shadowSchemaOf(first.id)).toBe(row.rows[0]?.shadow_schema);
+    await expect(
+      database.pool.query("INSERT INTO projection_rebuilds (id, projection, phase, shadow_schema) VALUES ($1, 'token_accounts', 'failed', $2)", [randomUUID(), row.rows[0]?.shadow_schema]),
+    ).rejects.toMatchObject({ code: '23505', constraint: 'projection_rebuilds_shadow_schema_unique' });
+  });
+
+  it('completes a rebuild whose schemas cannot be dropped after the swap, leaves them, and drops them at a later start once they can be', async () => {
+    const random = seededRandom(43);
+    await writeHistory(random, accounts(random, 3), 2, 3);
+    // A DDL event trigger refuses every DROP SCHEMA in this database until it is dropped.
+    await database.pool.query(`CREATE FUNCTION refuse_schema_drops() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'schema drops refused by the test'; END $$;
+                               CREATE EVENT TRIGGER refuse_schema_drops ON ddl_command_start WHEN TAG IN ('DROP SCHEMA') EXECUTE FUNCTION refuse_schema_drops()`);
+    const logs: string[] = [];
+    const rebuilds = newRebuilds({ onLog: (line) => logs.push(line) });
+    let rebuilt: Dump | undefined;
+    const schemas = async () => (await database.pool.query<{ nspname: string }>("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rebuild_%' ORDER BY nspname")).rows.map((row) => row.nspname);
+    try {
+      const first = await rebuilds.start(tokenAccountsProjection.name);
+      expect(await rebuilds.settled(first.id)).toMatchObject({ phase: 'completed', error: null });
+      rebuilt = await dump(database.pool);
+      const row = await database.pool.query<{ shadow_schema: string }>('SELECT shadow_schema FROM projection_rebuilds WHERE id = $1', [first.id]);
+      const shadowSchema = row.rows[0]?.shadow_schema ?? '';
+      expect(await schemas()).toEqual([shadowSchema, `${shadowSchema}_retired`]);
+      expect(logs.filter((line) => line.includes('could not drop'))).toEqual([
+        expect.stringContaining(`could not drop ${shadowSchema}_retired (error: schema drops refused by the test); the next rebuild drops it`),
+        expect.stringContaining(`could not drop ${shadowSchema} (error: schema drops refused by the test); the next rebuild drops it`),
+      ]);
+
+      // A leftover that still cannot be dropped never stops the next rebuild.
+      const second = await rebuilds.start(tokenAccountsProjection.name);
+      expect(await rebuilds.settled(second.id)).toMatchObject({ phase: 'completed', error: null });
+      expect(logs.filter((line) => line.includes('left by an ended rebuild, could not be dropped'))).toHaveLength(2);
+      expect(await schemas()).toHaveLength(4);
+      expect(await dump(database.pool)).toEqual(rebuilt);
+    } finally {
+      await database.pool.query('DROP EVENT TRIGGER refuse_schema_drops; DROP FUNCTION refuse_schema_drops()');
+    }
+    const third = await rebuilds.start(tokenAccountsProjection.name);
+    expect(await rebuilds.settled(third.id)).toMatchObject({ phase: 'completed' });
+    expect(await schemas()).toEqual([]);
+    expect(await dump(database.pool)).toEqual(rebuilt);
+    expect(await incrementalDump()).toEqual(rebuilt);
   });
 
   it('rebuilds while the live runner runs and writes go on: the result equals the incremental build', async () => {

@@ -82,6 +82,15 @@ const ACTIVE_ROW_LOOKUP_INTERVAL_MS = 25;
 const ROW_COLUMNS = 'id, projection, phase, shadow_schema, events_done, events_total, commit_position::text, prepare_position::text, started_at, finished_at, error, now() AS now';
 
 /**
+ * The schema a rebuild builds its shadow tables in: named by the whole of its id (122 random bits),
+ * and unique in `projection_rebuilds` (migration 141), so no rebuild can take, or drop, another's.
+ * (Rebuilds before migration 141 used the first 16 hex digits.)
+ */
+export function shadowSchemaOf(rebuildId: string): string {
+  return `rebuild_${rebuildId.replaceAll('-', '').toLowerCase()}`;
+}
+
+/**
  * Zero-downtime rebuilds: a projection is built from `$all` into shadow tables (another schema, same
  * names) while the live tables keep serving reads and the live runner keeps running. Once the shadow
  * is within one batch of the head, one transaction locks the live checkpoint (the live runner waits
@@ -146,7 +155,7 @@ export class ProjectionRebuilds {
         id,
         name,
         'loading',
-        `rebuild_${id.replaceAll('-', '').slice(0, 16)}`,
+        shadowSchemaOf(id),
       ]);
     } catch (error) {
       await client.end().catch(() => undefined);
