@@ -173,6 +173,23 @@ describe('a refused request', () => {
     expect(response.body.code).toBe('FORBIDDEN');
   });
 
+  it('is refused before the body is read: not JSON, another media type or a property named twice is 403 to a forbidden caller, 400 or 415 to an allowed one', async () => {
+    const userId = randomUUID();
+    const bodies: readonly (readonly [string, string, number])[] = [
+      ['application/json', '{bad', 400],
+      ['text/plain', 'amount=1', 415],
+      ['application/json', '{"amount": 1, "amount": 2}', 400],
+    ];
+    for (const [type, body, allowed] of bodies) {
+      for (const [role, owner] of [['user', randomUUID()], ['auditor', userId]] as const) {
+        const refused = await (await testApp.as(role, owner)).post(`/v1/accounts/${userId}/usage`).set('content-type', type).send(body);
+        expect([role, type, body, refused.status, refused.body.code]).toEqual([role, type, body, 403, 'FORBIDDEN']);
+      }
+      const service = await (await testApp.as('service')).post(`/v1/accounts/${userId}/usage`).set('content-type', type).send(body);
+      expect([type, body, service.status]).toEqual([type, body, allowed]);
+    }
+  });
+
   it('keeps Idempotency-Keys per caller: the same key from two services does two things, and neither sees the other\'s response', async () => {
     const userId = randomUUID();
     const repository = new ApiKeyRepository(testApp.database.pool);

@@ -1,6 +1,6 @@
 import { AccessDeniedError, AuthenticationError, authorize, ENDPOINT_ACTIONS, KeySetUnavailableError, PERMISSIONS, type Actor, type ApiKeyRepository, type Endpoint, type JwtVerifier, type Role } from '@app/auth';
 import { isUUID } from 'class-validator';
-import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler, preHandlerAsyncHookHandler, preParsingAsyncHookHandler } from 'fastify';
 import type { Logger } from 'pino';
 import { sendProblem } from '../http/problem-details.filter.js';
 import { RequestValidationError, type FieldViolation } from '../http/request-validation.error.js';
@@ -52,10 +52,13 @@ type RouteEndpoints = ReadonlyMap<string, Endpoint | undefined>;
  * particular it claims no Idempotency-Key and reaches no validation):
  * - onRequest: a protected route needs `Authorization: Bearer <JWT>` or `X-API-Key`, not both;
  *   anything else is 401 with one public body (the reason goes to the log);
- * - preHandler: the route's action (ENDPOINT_ACTIONS, the table the README shows) and the owner of
- *   the resource decide; a refusal is 403 and says nothing about the resource, except that a user
- *   refused only because the owner's id is missing or not a UUID gets the 400 naming it that
- *   validation would give a caller allowed the action (ADR 0011).
+ * - preParsing (after every onRequest hook, the per-credential rate limit included, and before the
+ *   body is read): the route's action (ENDPOINT_ACTIONS, the table the README shows) and the owner
+ *   of the resource decide; a refusal is 403 and says nothing about the resource or the body's
+ *   rules, except that a user refused only because the owner's id is missing or not a UUID gets the
+ *   400 naming it that validation would give a caller allowed the action (ADR 0011);
+ * - preHandler: the one decision that needs the body, an `own` grant on a route whose owner is the
+ *   body's `userId` (`needsBody`), once the body is parsed.
  * The route table is read once per route, at start, not on every request; public routes get no hook.
  * A global preHandler would run before the bound ones, so none may be added that acts for a caller.
  *
@@ -73,7 +76,8 @@ export function registerAccessControl(fastify: FastifyInstance, options: AccessC
     if (protectedEndpoints.length === 0) return;
     for (const endpoint of protectedEndpoints) bound.add(endpoint);
     route.onRequest = withHook(route.onRequest, authenticationHook(byMethod, options), 'first');
-    route.preHandler = withHook(route.preHandler, authorizationHook(byMethod, options), 'first');
+    route.preParsing = withHook(route.preParsing, authorizationHook(byMethod, options), 'first');
+    route.preHandler = withHook(route.preHandler, bodyOwnerHook(byMethod, options), 'first');
   });
 
   fastify.addHook('onReady', (done) => {
@@ -117,30 +121,58 @@ function authenticationHook(byMethod: RouteEndpoints, options: AccessControlOpti
   };
 }
 
-/** The indefinite article of each role, as a refusal names it ("an auditor", "a user"). */
-const ROLE_ARTICLES: Readonly<Record<Role, 'a' | 'an'>> = { user: 'a', service: 'a', auditor: 'an', admin: 'an' };
-
-function authorizationHook(byMethod: RouteEndpoints, options: AccessControlOptions): preHandlerAsyncHookHandler {
+/** Authorization before the body is read, unless the decision needs it (`needsBody`). The payload stream is left as it is. */
+function authorizationHook(byMethod: RouteEndpoints, options: AccessControlOptions): preParsingAsyncHookHandler {
   return async (request, reply) => {
     const endpoint = byMethod.get(request.method);
     if (endpoint === undefined) return undefined; // a public method of a route with a protected one
     const actor = actors.get(request);
     if (actor === undefined) throw new Error(`no actor on protected route ${request.method} ${request.url}`);
-    // The owner is looked up only when it decides: for an `own` grant.
-    const owner = PERMISSIONS[endpoint.action][actor.role] === 'own' ? await ownerOf(endpoint, request, options) : undefined;
-    const decision = authorize(actor, endpoint.action, owner);
-    if (decision.allowed) return undefined;
-    // A malformed id is no one's account or payment: 400 naming it, as validation answers every other
-    // role, rather than a 403 that would not say what is wrong. Answered here, by the test the routes'
-    // validation applies, so the request still goes no further.
-    const malformed = decision.reason === 'NOT_OWNER' ? malformedOwnerId(endpoint, request) : undefined;
-    if (malformed !== undefined) return sendProblem(reply, request, new RequestValidationError([malformed]));
-    options.logger.info({ requestId: request.id, subject: actor.subject, role: actor.role, action: endpoint.action, reason: decision.reason }, 'authorization refused');
-    if (decision.reason === 'SCOPE_MISSING') {
-      return sendProblem(reply, request, new AccessDeniedError(`this API key lacks the scope ${decision.scope}, which ${endpoint.action} needs`, { missingScope: decision.scope }));
-    }
-    return sendProblem(reply, request, new AccessDeniedError(`${ROLE_ARTICLES[actor.role]} ${actor.role} may not perform ${endpoint.action} here`));
+    if (needsBody(endpoint, actor)) return undefined;
+    await authorizeRequest(endpoint, actor, request, reply, options);
+    return undefined;
   };
+}
+
+/**
+ * Whether the decision needs the parsed body: an `own` grant on a route whose owner is the body's
+ * `userId`. Every other decision is made before the body is read, so a caller refused the action
+ * learns nothing about the body's rules (a malformed body is still 400 to a caller allowed it).
+ */
+function needsBody(endpoint: Endpoint, actor: Actor): boolean {
+  return endpoint.owner === 'body:userId' && PERMISSIONS[endpoint.action][actor.role] === 'own';
+}
+
+/** The decisions `needsBody` leaves until the body is parsed. */
+function bodyOwnerHook(byMethod: RouteEndpoints, options: AccessControlOptions): preHandlerAsyncHookHandler {
+  return async (request, reply) => {
+    const endpoint = byMethod.get(request.method);
+    if (endpoint === undefined) return undefined; // a public method of a route with a protected one
+    const actor = actors.get(request);
+    if (actor === undefined) throw new Error(`no actor on protected route ${request.method} ${request.url}`);
+    return needsBody(endpoint, actor) ? authorizeRequest(endpoint, actor, request, reply, options) : undefined;
+  };
+}
+
+/** The indefinite article of each role, as a refusal names it ("an auditor", "a user"). */
+const ROLE_ARTICLES: Readonly<Record<Role, 'a' | 'an'>> = { user: 'a', service: 'a', auditor: 'an', admin: 'an' };
+
+/** The route's action and the resource's owner decide: undefined when allowed, else the refusal sent. */
+async function authorizeRequest(endpoint: Endpoint, actor: Actor, request: FastifyRequest, reply: FastifyReply, options: AccessControlOptions): Promise<FastifyReply | undefined> {
+  // The owner is looked up only when it decides: for an `own` grant.
+  const owner = PERMISSIONS[endpoint.action][actor.role] === 'own' ? await ownerOf(endpoint, request, options) : undefined;
+  const decision = authorize(actor, endpoint.action, owner);
+  if (decision.allowed) return undefined;
+  // A malformed id is no one's account or payment: 400 naming it, as validation answers every other
+  // role, rather than a 403 that would not say what is wrong. Answered here, by the test the routes'
+  // validation applies, so the request still goes no further.
+  const malformed = decision.reason === 'NOT_OWNER' ? malformedOwnerId(endpoint, request) : undefined;
+  if (malformed !== undefined) return sendProblem(reply, request, new RequestValidationError([malformed]));
+  options.logger.info({ requestId: request.id, subject: actor.subject, role: actor.role, action: endpoint.action, reason: decision.reason }, 'authorization refused');
+  if (decision.reason === 'SCOPE_MISSING') {
+    return sendProblem(reply, request, new AccessDeniedError(`this API key lacks the scope ${decision.scope}, which ${endpoint.action} needs`, { missingScope: decision.scope }));
+  }
+  return sendProblem(reply, request, new AccessDeniedError(`${ROLE_ARTICLES[actor.role]} ${actor.role} may not perform ${endpoint.action} here`));
 }
 
 async function authenticate(request: FastifyRequest, options: AccessControlOptions): Promise<Actor> {
