@@ -312,7 +312,10 @@ describe('a query parameter a route does not take', () => {
     await testApp.http().get(`/v1/accounts/${userId}/balance?at=2026-01-01T00:00:00Z`).expect(400);
     expect(await rowCounts()).toEqual(before);
     expect((await testApp.http().get(`/v1/payments/${payment.paymentId}`).expect(200)).body).toMatchObject({ status: 'COMPLETED' });
-    // A route that takes a query still judges it by its own class.
+    // A route that takes a query still judges it by its own class, and refuses the names every object inherits, which class-transformer skips unseen.
+    for (const name of ['constructor', 'toString', '__proto__', 'valueOf']) {
+      expect((await testApp.http().get(`/v1/accounts/${userId}/transactions?${name}=x`).expect(400)).body).toMatchObject({ errors: [{ field: name, rule: 'whitelistValidation' }] });
+    }
     await testApp.http().get(`/v1/accounts/${userId}/holds?status=active`).expect(200);
     expect((await testApp.http().get(`/v1/accounts/${userId}/holds?status=active&unknown=1`).expect(400)).body).toMatchObject({ errors: [{ field: 'unknown', rule: 'whitelistValidation' }] });
   });

@@ -177,6 +177,26 @@ describe('ambiguous or encoded JSON', () => {
     }
   });
 
+  it('refuses a property named as one every object inherits, at any depth, naming its path, and writes nothing', async () => {
+    // class-transformer skipped such a property unseen: `constructor` passed the whitelist, and metadata lost `valueOf`.
+    const userId = randomUUID();
+    await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 5 }).expect(201);
+    const refusals = [
+      ['{"amount":1,"constructor":"x"}', 'usage', 'constructor'],
+      ['{"amount":1,"metadata":{"model":"m","valueOf":"v"}}', 'usage', 'metadata.valueOf'],
+      ['{"amount":1,"metadata":{"toString":"t"}}', 'holds', 'metadata.toString'],
+      ['{"amount":1,"hasOwnProperty":1}', 'holds', 'hasOwnProperty'],
+    ] as const;
+    for (const [body, route, field] of refusals) {
+      const response = await testApp.http().post(`/v1/accounts/${userId}/${route}`).set('content-type', 'application/json').send(body).expect(400);
+      expect([body, response.body.code, response.body.errors]).toEqual([body, 'VALIDATION_FAILED', [expect.objectContaining({ field, rule: 'noPrototypeKeys' })]]);
+    }
+    expect((await testApp.http().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toMatchObject({ balance: 5, held: 0 });
+    // A route that takes no body refuses it too; the names stay free as values.
+    await testApp.http().post(`/v1/admin/accounts/${userId}/rebuild`).set('content-type', 'application/json').send('{"constructor":1}').expect(400);
+    await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1, description: 'constructor', metadata: { model: 'toString' } }).expect(201);
+  });
+
   it('refuses a compressed body with 415 naming its Content-Encoding', async () => {
     const response = await testApp
       .http()

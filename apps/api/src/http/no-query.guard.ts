@@ -2,6 +2,7 @@ import type { CanActivate, ExecutionContext } from '@nestjs/common';
 import { ROUTE_ARGS_METADATA } from '@nestjs/common/constants.js';
 import { RouteParamtypes } from '@nestjs/common/enums/route-paramtypes.enum.js';
 import type { FastifyRequest } from 'fastify';
+import { INHERITED_NAMES } from './request-body.js';
 import { RequestValidationError } from './request-validation.error.js';
 
 /**
@@ -10,7 +11,9 @@ import { RequestValidationError } from './request-validation.error.js';
  * judges only the parameters a handler declares, so without this a route with no `@Query()` ignored
  * any: `POST /v1/payments/{id}/refund?amount=100` refunded the whole payment, and a hold's
  * `?expiresInSeconds=60` gave it the default time to live. Routes with a query class are left to it,
- * and so are provider webhooks and health probes, whose callers this service does not shape.
+ * but for the names every object inherits (`INHERITED_NAMES`: `constructor`, `toString`, ...), which
+ * class-transformer skips unseen; provider webhooks and health probes are left alone, as this
+ * service does not shape their callers.
  */
 const NOT_OURS = /^\/(v1\/payments\/webhooks\/|health(\/|$))/;
 
@@ -25,8 +28,14 @@ export class NoQueryGuard implements CanActivate {
     if (NOT_OURS.test(request.routeOptions.url ?? '')) return true;
     const query = request.query;
     const names = query !== null && typeof query === 'object' ? Object.keys(query) : [];
-    if (names.length === 0 || this.declaresQuery(context)) return true;
-    throw new RequestValidationError(names.map((name) => ({ field: name, rule: 'whitelistValidation', message: `query parameter ${name} should not exist: this route takes none` })));
+    if (names.length === 0) return true;
+    if (!this.declaresQuery(context)) {
+      throw new RequestValidationError(names.map((name) => ({ field: name, rule: 'whitelistValidation', message: `query parameter ${name} should not exist: this route takes none` })));
+    }
+    // No query class declares a name every object inherits, and class-transformer would skip it unseen.
+    const inherited = names.filter((name) => INHERITED_NAMES.has(name));
+    if (inherited.length === 0) return true;
+    throw new RequestValidationError(inherited.map((name) => ({ field: name, rule: 'whitelistValidation', message: `query parameter ${name} should not exist` })));
   }
 
   private declaresQuery(context: ExecutionContext): boolean {

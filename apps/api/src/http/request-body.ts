@@ -95,6 +95,38 @@ function ambiguous(body: Buffer, value: unknown): RequestValidationError | undef
 }
 
 /**
+ * Names every JavaScript object inherits (`Object.prototype`'s own: `constructor`, `toString`,
+ * `valueOf`, `hasOwnProperty`, `__proto__`, ...). class-transformer skips a plain object's property
+ * of such a name, so the whitelist never saw one and a caller's `metadata.valueOf` was dropped from
+ * the event without a word; the body and the query string may not use them.
+ */
+export const INHERITED_NAMES: ReadonlySet<string> = new Set(Object.getOwnPropertyNames(Object.prototype));
+
+/**
+ * VALIDATION_FAILED naming the first property, at any depth, whose name an object inherits
+ * (`INHERITED_NAMES`), by its path (`metadata.valueOf`, `items[0].toString`), rule `noPrototypeKeys`.
+ */
+export function inheritedNameIn(value: unknown, path = ''): RequestValidationError | undefined {
+  if (Array.isArray(value)) {
+    for (const [index, item] of value.entries()) {
+      const found = inheritedNameIn(item, `${path}[${index}]`);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+  for (const [name, item] of Object.entries(value)) {
+    const field = path === '' ? name : `${path}.${name}`;
+    if (INHERITED_NAMES.has(name)) {
+      return new RequestValidationError([{ field, rule: 'noPrototypeKeys', message: `${field} may not be sent: ${name} is a name every JavaScript object has, and may not name a property` }]);
+    }
+    const found = inheritedNameIn(item, field);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/**
  * The first number literal of the JSON text that a double cannot hold as written, and that the
  * parser would therefore change without a word: an integer no double is (9007199254740993 reads as
  * ...992), or a literal that is not an integer but reads as one (0.99999999999999999 reads as 1, so
@@ -279,7 +311,8 @@ function lineAndColumn(text: string, offset: number): { readonly line: number; r
  * text, url-encoded forms): `application/json` (with any parameters, such as a charset) is parsed
  * once its depth is checked, so nothing downstream (class-transformer, the Idempotency-Key body hash,
  * canonical JSON) ever walks a deep structure, and must be an object (`notAnObject`) naming each
- * property once in each object (`ambiguous`), with numbers a double holds as written (`inexact`); any other media type, a body with none, or an encoded
+ * property once in each object (`ambiguous`), with no property named as one every object inherits
+ * (`inheritedNameIn`), with numbers a double holds as written (`inexact`); any other media type, a body with none, or an encoded
  * (compressed) body is 415 UNSUPPORTED_MEDIA_TYPE naming the type or the coding. Register it before
  * the routes are added.
  */
@@ -307,7 +340,7 @@ export function registerRequestBodyParsers(fastify: FastifyInstance, depthMax: n
     void parseJson(request, body as unknown as string, (error, value: unknown) => {
       // A provider's webhook is the provider's text, judged by its signature, not by our rules.
       const ours = !(request.routeOptions.url ?? '').startsWith('/v1/payments/webhooks/');
-      const refused = error === null ? (ambiguous(body, value) ?? (ours ? inexact(body) : undefined)) : refusalOf(body);
+      const refused = error === null ? (ambiguous(body, value) ?? (ours ? (inheritedNameIn(value) ?? inexact(body)) : undefined)) : refusalOf(body);
       if (refused === undefined) done(null, value);
       else done(refused, undefined);
     });
