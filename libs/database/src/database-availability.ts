@@ -19,9 +19,18 @@ const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE
 /**
  * SQLSTATEs of a server going away or refusing sessions (class 08 is matched by prefix): 57P01
  * admin_shutdown (a fast stop), 57P02 crash_shutdown, 57P03 cannot_connect_now (starting up or
- * shutting down), 53300 too_many_connections.
+ * shutting down), 57P04 database_dropped, 57P05 idle_session_timeout, 53300 too_many_connections;
+ * and the refusals of a session by its credentials or database, which only a connection attempt
+ * meets (a password rotated, an entry of pg_hba.conf, a database renamed): 28000
+ * invalid_authorization_specification, 28P01 invalid_password, 3D000 invalid_catalog_name. The
+ * caller can do nothing about any of them but retry; the operator learns which from the log.
  */
-const SERVER_CODES = new Set(['57P01', '57P02', '57P03', '53300']);
+const SERVER_CODES = new Set(['57P01', '57P02', '57P03', '57P04', '57P05', '53300', '28000', '28P01', '3D000']);
+/**
+ * 55000 (object_not_in_prerequisite_state) is many things; a database whose connections are not
+ * allowed (ALTER DATABASE ... ALLOW_CONNECTIONS false, or a template) is one, known by its message.
+ */
+const NOT_ACCEPTING_CONNECTIONS = /^database ".*" is not currently accepting connections$/;
 /** What pg and pg-pool say, without a code, when a connection cannot be had or was lost. */
 const DRIVER_MESSAGES = [
   'Connection terminated',
@@ -55,6 +64,7 @@ function isErrorLike(value: unknown): value is ErrorLike {
 function isConnectionFailure(error: ErrorLike): boolean {
   const code = typeof error.code === 'string' ? error.code : undefined;
   if (code !== undefined && (NETWORK_CODES.has(code) || SERVER_CODES.has(code) || /^08[0-9A-Z]{3}$/.test(code))) return true;
+  if (code === '55000' && typeof error.message === 'string' && NOT_ACCEPTING_CONNECTIONS.test(error.message)) return true;
   // Node reports a refused connection to a name with several addresses as an AggregateError.
   if (Array.isArray(error.errors) && error.errors.some((each) => isErrorLike(each) && isConnectionFailure(each))) return true;
   const message = typeof error.message === 'string' ? error.message : '';

@@ -1,4 +1,4 @@
-import { Controller, Get, Inject, Injectable } from '@nestjs/common';
+import { Controller, Get, Inject, Injectable, Logger } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { ApiProblems } from '../openapi/api-problems.decorator.js';
 import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
@@ -10,8 +10,19 @@ import type { Pool } from 'pg';
 export const READINESS_SETTINGS = Symbol('READINESS_SETTINGS');
 export type ReadinessSettings = { readonly maxProjectionLagMs: number };
 
+/**
+ * The health routes need no credentials, so a check that fails says only which check and that it is
+ * down: the driver's message (a host and port, a role, a database name) goes to the log.
+ */
+function downFor(logger: Logger, check: string, error: unknown): { readonly message: string } {
+  logger.warn(`the ${check} check is down: ${error instanceof Error ? error.message : String(error)}`);
+  return { message: `the ${check} check could not be made: see the service's log` };
+}
+
 @Injectable()
 export class DatabaseHealthIndicator {
+  private readonly logger = new Logger('Health');
+
   constructor(
     @Inject(PG_POOL) private readonly pool: Pool,
     private readonly indicators: HealthIndicatorService,
@@ -23,7 +34,7 @@ export class DatabaseHealthIndicator {
       await this.pool.query('SELECT 1');
       return indicator.up();
     } catch (error) {
-      return indicator.down({ message: error instanceof Error ? error.message : String(error) });
+      return indicator.down(downFor(this.logger, key, error));
     }
   }
 
@@ -34,13 +45,15 @@ export class DatabaseHealthIndicator {
       const pending = await pendingMigrations(this.pool);
       return pending.length === 0 ? indicator.up() : indicator.down({ pending });
     } catch (error) {
-      return indicator.down({ message: error instanceof Error ? error.message : String(error) });
+      return indicator.down(downFor(this.logger, key, error));
     }
   }
 }
 
 @Injectable()
 export class ReadModelsHealthIndicator {
+  private readonly logger = new Logger('Health');
+
   constructor(
     private readonly projections: ProjectionsAdmin,
     private readonly indicators: HealthIndicatorService,
@@ -58,7 +71,7 @@ export class ReadModelsHealthIndicator {
       const lags = Object.fromEntries(statuses.map((status) => [status.name, { state: status.state, lagSeconds: Math.ceil(status.lagSeconds * 10) / 10 }]));
       return behind.length === 0 ? indicator.up({ maxLagSeconds, projections: lags }) : indicator.down({ maxLagSeconds, projections: lags });
     } catch (error) {
-      return indicator.down({ message: error instanceof Error ? error.message : String(error) });
+      return indicator.down(downFor(this.logger, key, error));
     }
   }
 }
