@@ -291,6 +291,16 @@ describe('what the service answers, against the document', () => {
     expect(problems.flatMap(([method, path, code, problem]) => undeclared(method, path, code, problem))).toEqual([]);
   });
 
+  it('declares the refusal of a query string on every operation that takes none (the public list of packages included)', async () => {
+    const problems = [
+      ['GET', '/v1/packages', 'VALIDATION_FAILED', await testApp.anonymous().get('/v1/packages?x=1').expect(400)],
+      ['GET', '/v1/admin/projections', 'VALIDATION_FAILED', await testApp.http().get('/v1/admin/projections?x=1').expect(400)],
+      ['GET', '/v1/admin/api-keys', 'VALIDATION_FAILED', await testApp.http().get('/v1/admin/api-keys?x=1').expect(400)],
+      ['GET', '/v1/audit/signing-key', 'VALIDATION_FAILED', await testApp.http().get('/v1/audit/signing-key?x=1').expect(400)],
+    ] as const;
+    expect(problems.flatMap(([method, path, code, problem]) => undeclared(method, path, code, problem))).toEqual([]);
+  });
+
   it("declares the body parser's refusals on every operation that takes a body, whether or not it documents one", async () => {
     const userId = randomUUID();
     const json = (request: ReturnType<ReturnType<TestApp['http']>['post']>) => request.set('content-type', 'application/json');

@@ -3029,6 +3029,18 @@ export interface operations {
                     "application/json": components["schemas"]["ProjectionStatusListResponse"];
                 };
             };
+            /** @description `VALIDATION_FAILED`: The request is not valid */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "VALIDATION_FAILED";
+                    };
+                };
+            };
             /** @description `UNAUTHENTICATED`: Authentication required */
             401: {
                 headers: {
@@ -4044,6 +4056,18 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyListResponse"];
                 };
             };
+            /** @description `VALIDATION_FAILED`: The request is not valid */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "VALIDATION_FAILED";
+                    };
+                };
+            };
             /** @description `UNAUTHENTICATED`: Authentication required */
             401: {
                 headers: {
@@ -4402,6 +4426,18 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SigningKeyResponse"];
+                };
+            };
+            /** @description `VALIDATION_FAILED`: The request is not valid */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "VALIDATION_FAILED";
+                    };
                 };
             };
             /** @description `UNAUTHENTICATED`: Authentication required */
@@ -6104,6 +6140,18 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TokenPackageListResponse"];
+                };
+            };
+            /** @description `VALIDATION_FAILED`: The request is not valid */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "VALIDATION_FAILED";
+                    };
                 };
             };
             /** @description `RATE_LIMITED`: Too many requests; retry after the Retry-After seconds */

@@ -17,6 +17,11 @@ import { RequestValidationError } from './request-validation.error.js';
  */
 const NOT_OURS = /^\/(v1\/payments\/webhooks\/|health(\/|$))/;
 
+/** Whether the guard judges the query string of the route at `url` (as Fastify or the OpenAPI document names it): all but webhooks and health probes. */
+export function judgesQueryOf(url: string): boolean {
+  return !NOT_OURS.test(url);
+}
+
 export class NoQueryGuard implements CanActivate {
   private readonly takesQuery = new WeakMap<object, boolean>();
 
@@ -25,7 +30,7 @@ export class NoQueryGuard implements CanActivate {
     const request = context.switchToHttp().getRequest<FastifyRequest>();
     // Requests this service does not shape: a provider's webhook (its endpoint URL is set in the
     // provider's dashboard, a query string included) and a load balancer's health probe.
-    if (NOT_OURS.test(request.routeOptions.url ?? '')) return true;
+    if (!judgesQueryOf(request.routeOptions.url ?? '')) return true;
     const query = request.query;
     const names = query !== null && typeof query === 'object' ? Object.keys(query) : [];
     if (names.length === 0) return true;

@@ -2,6 +2,7 @@ import { ENDPOINT_ACTIONS } from '@app/auth';
 import type { OpenAPIObject, OperationObject, ParameterObject, ReferenceObject, ResponseObject, SchemaObject, TagObject } from '@nestjs/swagger';
 import { isPublicRoute } from '../auth/access-control.js';
 import { IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY_PATTERN, idempotencyKeyHandling, REPLAYED_HEADER, UNFINISHED_WHEN_ACCEPTED } from '../http/idempotency/idempotency.hooks.js';
+import { judgesQueryOf } from '../http/no-query.guard.js';
 import { isHealthProbe } from '../http/rate-limits.js';
 import { describeProblem, PROBLEM_CODES_EXTENSION, type ProblemCode } from './api-problems.decorator.js';
 
@@ -148,7 +149,8 @@ function completeOperation(method: string, path: string, operation: OperationObj
   // The health probes are never limited (rate-limits.ts says why).
   if (!isHealthProbe(path)) codes.add('RATE_LIMITED');
   if (isProtected) for (const code of PROTECTED_PROBLEMS) codes.add(code);
-  if ((operation.parameters ?? []).length > 0 || operation.requestBody !== undefined) codes.add('VALIDATION_FAILED');
+  // A query string is judged on every route of ours, one that takes none included (NoQueryGuard).
+  if ((operation.parameters ?? []).length > 0 || operation.requestBody !== undefined || judgesQueryOf(path)) codes.add('VALIDATION_FAILED');
   if (method !== 'GET' && method !== 'HEAD') for (const code of BODY_PROBLEMS) codes.add(code);
   if (keys === 'honoured') for (const code of KEYED_PROBLEMS) codes.add(code);
   if (keys === 'refused') codes.add('IDEMPOTENCY_KEY_INVALID');
