@@ -243,6 +243,23 @@ describe('buying tokens with Stripe', () => {
   });
 });
 
+describe('a call Stripe refuses as sent', () => {
+  it('answers 502 PROVIDER_REJECTED, not "retry", naming the error type, code and request but not Stripe\'s words, and writes nothing', async () => {
+    const userId = randomUUID();
+    for (const [status, type, code, name] of [
+      [400, 'invalid_request_error', 'amount_too_small', 'StripeInvalidRequestError'],
+      [401, 'authentication_error', undefined, 'StripeAuthenticationError'],
+    ] as const) {
+      fake.inject('POST', /\/payment_intents$/, { kind: 'error', status, type, ...(code === undefined ? {} : { code }), when: 'before' });
+      const refused = await http().post('/v1/payments').send({ userId, packageId: 'starter' }).expect(502);
+      expect(refused.body).toMatchObject({ code: 'PROVIDER_REJECTED', providerError: 'rejected', title: 'The payment provider refused the request; retrying it unchanged will not help' });
+      expect(refused.body.detail).toMatch(new RegExp(`^Stripe: could not .+ \\(${name}${code === undefined ? '' : ` ${code}`}, request req_\\w+\\); nothing was done`));
+      expect(refused.body.detail).not.toContain('injected');
+    }
+    expect((await http().get(`/v1/accounts/${userId}/payments`).expect(200)).body.data).toEqual([]);
+  });
+});
+
 describe('Stripe webhooks', () => {
   it('refuses a bad, missing or old signature with 401 and changes nothing', async () => {
     const userId = randomUUID();

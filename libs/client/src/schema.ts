@@ -5147,7 +5147,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `PROVIDER_UNAVAILABLE`: The payment provider did not answer; retry the request */
+            /** @description `PROVIDER_REJECTED`: The payment provider refused the request; retrying it unchanged will not help; `PROVIDER_UNAVAILABLE`: The payment provider did not answer; retry the request */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -5155,7 +5155,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "PROVIDER_UNAVAILABLE";
+                        code: "PROVIDER_REJECTED" | "PROVIDER_UNAVAILABLE";
                     };
                 };
             };
@@ -5354,7 +5354,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `PROVIDER_UNAVAILABLE`: The payment provider did not answer; retry the request */
+            /** @description `PROVIDER_REJECTED`: The payment provider refused the request; retrying it unchanged will not help; `PROVIDER_UNAVAILABLE`: The payment provider did not answer; retry the request */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -5362,7 +5362,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "PROVIDER_UNAVAILABLE";
+                        code: "PROVIDER_REJECTED" | "PROVIDER_UNAVAILABLE";
                     };
                 };
             };
@@ -5558,7 +5558,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `PROVIDER_UNAVAILABLE`: The payment provider did not answer; retry the request */
+            /** @description `PROVIDER_REJECTED`: The payment provider refused the request; retrying it unchanged will not help; `PROVIDER_UNAVAILABLE`: The payment provider did not answer; retry the request */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -5566,7 +5566,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "PROVIDER_UNAVAILABLE";
+                        code: "PROVIDER_REJECTED" | "PROVIDER_UNAVAILABLE";
                     };
                 };
             };
@@ -5831,7 +5831,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `PROVIDER_UNAVAILABLE`: The payment provider did not answer; retry the request */
+            /** @description `PROVIDER_REJECTED`: The payment provider refused the request; retrying it unchanged will not help; `PROVIDER_UNAVAILABLE`: The payment provider did not answer; retry the request */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -5839,7 +5839,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "PROVIDER_UNAVAILABLE";
+                        code: "PROVIDER_REJECTED" | "PROVIDER_UNAVAILABLE";
                     };
                 };
             };
@@ -5990,7 +5990,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `PROVIDER_UNAVAILABLE`: The payment provider did not answer; retry the request */
+            /** @description `PROVIDER_REJECTED`: The payment provider refused the request; retrying it unchanged will not help; `PROVIDER_UNAVAILABLE`: The payment provider did not answer; retry the request */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -5998,7 +5998,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "PROVIDER_UNAVAILABLE";
+                        code: "PROVIDER_REJECTED" | "PROVIDER_UNAVAILABLE";
                     };
                 };
             };

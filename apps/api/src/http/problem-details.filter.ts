@@ -148,6 +148,10 @@ function isFastifyClientError(error: unknown): error is { statusCode: number; co
   return typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500;
 }
 
+/** The exception and what caused it, for the log (a provider's own words live on the cause, never in a problem's detail). */
 function describe(exception: unknown): string {
-  return exception instanceof Error ? `${exception.name}: ${exception.message}` : String(exception);
+  if (!(exception instanceof Error)) return String(exception);
+  const cause: unknown = exception.cause;
+  const causes = cause instanceof Error && cause !== exception ? `; caused by ${cause.name}: ${cause.message}` : '';
+  return `${exception.name}: ${exception.message}${causes}`;
 }

@@ -108,6 +108,12 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
     retryAfterSeconds: 2,
   },
   PROVIDER_UNAVAILABLE: { status: HttpStatus.BAD_GATEWAY, title: 'The payment provider did not answer; retry the request', detail: (message) => `${message}; retry the request` },
+  // Nothing was done, and the same request will be refused again: a bad key, an amount or currency the provider does not take.
+  PROVIDER_REJECTED: {
+    status: HttpStatus.BAD_GATEWAY,
+    title: 'The payment provider refused the request; retrying it unchanged will not help',
+    detail: (message) => `${message}; nothing was done, and the request will be refused again until the service's operator acts`,
+  },
 
   // Not a failure to retry: this deployment takes no payments (PAYMENT_PROVIDER=none).
   PAYMENTS_DISABLED: { status: HttpStatus.NOT_IMPLEMENTED, title: 'This service takes no payments' },

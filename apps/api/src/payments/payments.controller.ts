@@ -35,7 +35,7 @@ export class PaymentsController {
   @HttpCode(HttpStatus.CREATED)
   @ApiOperation({ operationId: 'createPayment', summary: 'Start a payment for a token package', description: 'A PENDING payment at the provider, priced by the server; capture it once the buyer has paid.' })
   @ApiCreatedResponse({ type: CreatedPaymentResponse, description: 'A PENDING payment for the package, priced by the server.' })
-  @ApiProblems('PACKAGE_NOT_FOUND', 'TOO_MANY_PENDING_PAYMENTS', 'PAYMENTS_DISABLED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('PACKAGE_NOT_FOUND', 'TOO_MANY_PENDING_PAYMENTS', 'PAYMENTS_DISABLED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_REJECTED', 'PROVIDER_RATE_LIMITED', ...COMMAND_WRITE_PROBLEMS)
   create(@Body() body: CreatePaymentRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new InitiatePaymentCommand(body.userId, body.packageId, commandContextOf(request)));
   }
@@ -44,7 +44,7 @@ export class PaymentsController {
   @HttpCode(HttpStatus.OK)
   @ApiOperation({ operationId: 'capturePayment', summary: 'Capture a payment and credit its tokens', description: 'Capture and credit are one append: a repeat returns the payment without crediting again. 502 PROVIDER_UNAVAILABLE is safe to retry.' })
   @ApiOkResponse({ type: PaymentWriteResponse, description: 'Captured and credited; a repeat returns the payment without crediting again.' })
-  @ApiProblems('PAYMENT_NOT_FOUND', 'PAYMENT_EXPIRED', 'PAYMENT_DECLINED', 'PAYMENT_NOT_AUTHORIZED', 'PAYMENT_CAPTURED_IN_PART', 'PAYMENTS_DISABLED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'LOT_LIMIT_REACHED', 'BALANCE_OUT_OF_RANGE', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('PAYMENT_NOT_FOUND', 'PAYMENT_EXPIRED', 'PAYMENT_DECLINED', 'PAYMENT_NOT_AUTHORIZED', 'PAYMENT_CAPTURED_IN_PART', 'PAYMENTS_DISABLED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_REJECTED', 'PROVIDER_RATE_LIMITED', 'LOT_LIMIT_REACHED', 'BALANCE_OUT_OF_RANGE', ...COMMAND_WRITE_PROBLEMS)
   capture(@Param() { paymentId }: PaymentIdParams, @NoBody() _body: EmptyBody, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new CapturePaymentCommand(paymentId, commandContextOf(request)));
   }
@@ -58,7 +58,7 @@ export class PaymentsController {
     description:
       "Asked of the provider, not finished (Stripe's refund is pending until the bank confirms it): the payment stays REFUND_PENDING, its tokens reserved, and is refunded once the provider's refund succeeded (its notification, the reconciliation job, or this request again, which under the same Idempotency-Key asks again rather than replaying this answer).",
   })
-  @ApiProblems('PAYMENT_NOT_FOUND', 'PAYMENT_NOT_CAPTURED', 'REFUND_EXCEEDS_BALANCE', 'REFUND_EXCEEDS_LOT', 'PAYMENT_DISPUTED', 'REFUND_FAILED', 'PAYMENTS_DISABLED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('PAYMENT_NOT_FOUND', 'PAYMENT_NOT_CAPTURED', 'REFUND_EXCEEDS_BALANCE', 'REFUND_EXCEEDS_LOT', 'PAYMENT_DISPUTED', 'REFUND_FAILED', 'PAYMENTS_DISABLED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_REJECTED', 'PROVIDER_RATE_LIMITED', ...COMMAND_WRITE_PROBLEMS)
   // Refunds are whole (ADR 0021): a body naming an amount is refused, never read as a partial refund and carried out whole.
   async refund(@Param() { paymentId }: PaymentIdParams, @NoBody() _body: EmptyBody, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
     const result = await this.commandBus.execute(new RefundPaymentCommand(paymentId, commandContextOf(request)));
@@ -84,7 +84,7 @@ export class PaymentsController {
   })
   @ApiOperation({ operationId: 'receiveMockWebhook', summary: "Receive the mock provider's signed notification", description: '401 WEBHOOK_SIGNATURE_INVALID when the signature is missing, malformed or bad, or its timestamp is outside PAYMENT_WEBHOOK_TOLERANCE_SECONDS (the detail says which); 404 PROVIDER_NOT_CONFIGURED when PAYMENT_PROVIDER is not mock; nothing happens then.' })
   @ApiOkResponse({ type: MockWebhookResponse, description: 'Recorded, or (duplicate) this event id was processed before and nothing happened.' })
-  @ApiProblems('WEBHOOK_SIGNATURE_INVALID', 'PROVIDER_NOT_CONFIGURED', 'PAYMENT_NOT_FOUND', 'BALANCE_OUT_OF_RANGE', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'DATABASE_UNAVAILABLE', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('WEBHOOK_SIGNATURE_INVALID', 'PROVIDER_NOT_CONFIGURED', 'PAYMENT_NOT_FOUND', 'BALANCE_OUT_OF_RANGE', 'PROVIDER_UNAVAILABLE', 'PROVIDER_REJECTED', 'PROVIDER_RATE_LIMITED', 'DATABASE_UNAVAILABLE', ...COMMAND_WRITE_PROBLEMS)
   async webhook(@Body() body: MockWebhookRequest, @Req() request: FastifyRequest) {
     // The notification only says where to look: the provider is asked what happened to the order.
     const context = { requestId: request.id, actor: systemActor('mock-provider', 'webhook') };
@@ -101,7 +101,7 @@ export class PaymentsController {
     description:
       'Processed and committed; or this event id was processed before (duplicate); or the event is not about a payment of ours (ignored); or the ledger refused what it asked for, which no redelivery would change (refused: an auto-capture refused before any money moved, or a PaymentIntent an operator captured in part); or taken, with a disagreement left to an operator (unresolved: a refund that failed after it succeeded).',
   })
-  @ApiProblems('WEBHOOK_SIGNATURE_INVALID', 'PROVIDER_NOT_CONFIGURED', 'BALANCE_OUT_OF_RANGE', 'PROVIDER_UNAVAILABLE', 'PROVIDER_RATE_LIMITED', 'DATABASE_UNAVAILABLE', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('WEBHOOK_SIGNATURE_INVALID', 'PROVIDER_NOT_CONFIGURED', 'BALANCE_OUT_OF_RANGE', 'PROVIDER_UNAVAILABLE', 'PROVIDER_REJECTED', 'PROVIDER_RATE_LIMITED', 'DATABASE_UNAVAILABLE', ...COMMAND_WRITE_PROBLEMS)
   stripeWebhook(@Req() request: RawBodyRequest<FastifyRequest>) {
     // The event is read from the exact bytes Stripe signed, never from the parsed body.
     const context = { requestId: request.id, actor: systemActor('stripe', 'webhook') };

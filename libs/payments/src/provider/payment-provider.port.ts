@@ -82,9 +82,17 @@ export function providerIdempotencyKey(operation: 'create' | 'capture' | 'refund
 export const PAYMENT_PROVIDER = Symbol('PAYMENT_PROVIDER');
 
 /**
- * The provider did not answer, or refused the call (PROVIDER_UNAVAILABLE, 502), or kept refusing it
- * as rate limited after our retries (PROVIDER_RATE_LIMITED, 503 with Retry-After): the caller cannot
- * tell whether the call took effect, so the request is safe to retry and a retry records the outcome once.
+ * A provider call that did not give an answer the flow can use:
+ * - it did not answer, or failed on its side (PROVIDER_UNAVAILABLE, 502; `timeout`, `unavailable`):
+ *   the caller cannot tell whether the call took effect, so the request is safe to retry and a retry
+ *   records the outcome once;
+ * - it kept refusing it as rate limited after our retries (PROVIDER_RATE_LIMITED, 503 with
+ *   Retry-After): the same;
+ * - it refused the call as sent (PROVIDER_REJECTED, 502; `rejected`: a bad API key, an amount or
+ *   currency it does not take, an answer this adapter cannot read): nothing was done, and the same
+ *   request is refused again until an operator acts, so it is not worth retrying as it is.
+ * The message names the call and the provider's error type and code, never the provider's own text
+ * (which may quote a key's last digits): that stays on the error's `cause`, for the log.
  */
 export class PaymentProviderError extends CodedError<PaymentsErrorCode> {
   override readonly name = 'PaymentProviderError';
@@ -93,6 +101,6 @@ export class PaymentProviderError extends CodedError<PaymentsErrorCode> {
     message: string,
     readonly kind: 'timeout' | 'unavailable' | 'rejected' | 'rate_limited',
   ) {
-    super(kind === 'rate_limited' ? 'PROVIDER_RATE_LIMITED' : 'PROVIDER_UNAVAILABLE', message, { providerError: kind });
+    super(kind === 'rate_limited' ? 'PROVIDER_RATE_LIMITED' : kind === 'rejected' ? 'PROVIDER_REJECTED' : 'PROVIDER_UNAVAILABLE', message, { providerError: kind });
   }
 }

@@ -318,7 +318,12 @@ function idOf(value: string | { readonly id: string } | null): string | null {
   return value === null ? null : typeof value === 'string' ? value : value.id;
 }
 
-/** A Stripe failure as the port's error: the caller cannot tell whether a timed-out call took effect, so every one is safe to retry. */
+/**
+ * A Stripe failure as the port's error: `rejected` when Stripe refused the call as sent (a 4xx that
+ * is not a rate limit or a key in use), else a failure the caller may retry. The message names the
+ * error's type, code and Stripe's request id, not Stripe's text (an authentication error quotes the
+ * key's last digits); the Stripe error is the cause.
+ */
 function providerErrorOf(what: string, error: unknown): PaymentProviderError {
   const kind =
     error instanceof Stripe.errors.StripeRateLimitError
@@ -328,7 +333,12 @@ function providerErrorOf(what: string, error: unknown): PaymentProviderError {
         : isTransient(error)
           ? 'unavailable'
           : 'rejected';
-  const detail = error instanceof Stripe.errors.StripeError ? `${error.type}${error.code === undefined ? '' : ` ${error.code}`}: ${error.message}` : String(error);
+  const detail =
+    error instanceof Stripe.errors.StripeError
+      ? `${error.type}${error.code === undefined ? '' : ` ${error.code}`}${error.requestId === undefined ? '' : `, request ${error.requestId}`}`
+      : error instanceof Error
+        ? error.name
+        : 'an unknown error';
   const wrapped = new PaymentProviderError(`Stripe: could not ${what} (${detail})`, kind);
   (wrapped as { cause?: unknown }).cause = error;
   return wrapped;
