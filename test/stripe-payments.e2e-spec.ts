@@ -178,14 +178,42 @@ describe('buying tokens with Stripe', () => {
     expect(await eventTypes(userId)).toEqual(PURCHASED);
   });
 
-  it('answers a declined card 402 with its decline code and credits nothing', async () => {
+  it('answers a declined card 402 with its decline code, credits nothing, and cancels the PaymentIntent so no later card is authorised for it', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await buy(userId);
     expect(fake.confirmAsCustomer(orderId, 'pm_card_visa_chargeDeclinedInsufficientFunds').status).toBe(402);
+    // Ten captures race on two instances: each answers the decline, recorded once.
+    const raced = await Promise.all(Array.from({ length: 10 }, (_, index) => capture(paymentId, index % 2 === 0 ? testApp : autoApp)));
+    expect(raced.map((response) => [response.status, response.body.code])).toEqual(Array.from({ length: 10 }, () => [402, 'PAYMENT_DECLINED']));
+    expect((await eventTypes(userId)).filter((type) => type === 'PaymentFailed')).toHaveLength(1);
     const declined = await capture(paymentId).expect(402);
     expect(declined.body).toMatchObject({ code: 'PAYMENT_DECLINED', reason: 'insufficient_funds' });
     expect(await paymentOf(paymentId)).toMatchObject({ status: 'FAILED' });
     expect(await balanceOf(userId)).toBe(0);
+    // The payment is FAILED ("open a new one"): Stripe no longer takes another card on its PaymentIntent.
+    expect(fake.paymentIntents.get(orderId)?.status).toBe('canceled');
+    expect(fake.confirmAsCustomer(orderId).status).toBe(400);
+    expect((await capture(paymentId).expect(402)).body).toMatchObject({ code: 'PAYMENT_DECLINED' });
+  });
+
+  it('releases the card a buyer authorised after the decline was recorded, when the cancel had not reached Stripe: by the auto-capture webhook, and by the reconciliation job', async () => {
+    for (const releasedBy of ['webhook', 'job'] as const) {
+      const userId = randomUUID();
+      const { paymentId, orderId } = await buy(userId);
+      expect(fake.confirmAsCustomer(orderId, 'pm_card_visa_chargeDeclined').status).toBe(402);
+      // Stripe refuses the cancel, every attempt of it: the decline is still recorded and answered.
+      fake.inject('POST', new RegExp(`/payment_intents/${orderId}/cancel$`), { kind: 'error', status: 500, type: 'api_error', when: 'before' }, 100);
+      expect((await capture(paymentId).expect(402)).body).toMatchObject({ code: 'PAYMENT_DECLINED' });
+      fake.clearInjected();
+      // The buyer tries another card on the same PaymentIntent: authorised, for a FAILED payment.
+      expect(fake.confirmAsCustomer(orderId).status).toBe(200);
+      expect(fake.paymentIntents.get(orderId)?.status).toBe('requires_capture');
+      if (releasedBy === 'webhook') await deliver(eventOf('payment_intent.amount_capturable_updated', orderId), autoApp).expect(200);
+      else await testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date());
+      expect([releasedBy, fake.paymentIntents.get(orderId)?.status]).toEqual([releasedBy, 'canceled']);
+      expect(await paymentOf(paymentId)).toMatchObject({ status: 'FAILED' });
+      expect(await balanceOf(userId)).toBe(0);
+    }
   });
 
   it('credits once when 20 capture calls and 5 auto-capture webhooks race', async () => {

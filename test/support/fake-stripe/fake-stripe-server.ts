@@ -197,6 +197,11 @@ export class FakeStripeServer {
     this.faults.push({ method, path, fault, times });
   }
 
+  /** Forgets every fault injected and not yet met. */
+  clearInjected(): void {
+    this.faults.length = 0;
+  }
+
   /** What Stripe.js does in the browser: confirm the PaymentIntent with a (test) payment method. Answers the HTTP status and body. */
   confirmAsCustomer(paymentIntentId: string, paymentMethod = 'pm_card_visa'): Answer {
     try {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { captureDecision, decideTokenAccount, tokenAccountDecider, tokenAccountStreamId, type CaptureOutcome, type Payment, type TokenAccountState } from '@app/ledger';
+import { Logger } from '@nestjs/common';
+import { captureDecision, decideTokenAccount, tokenAccountDecider, tokenAccountStreamId, type CaptureOutcome, type TokenAccountState } from '@app/ledger';
 import { eventMetadata, type CommandContext, type Written } from '@app/event-sourcing';
 import type { PaymentFaults } from '../payment-faults.js';
 import { paymentIn, type PaymentLedger } from '../payment-ledger.js';
@@ -14,9 +15,14 @@ import type { PaymentReconciler } from '../settle-payment/payment-reconciler.js'
  * provider is asked what happened instead: money it took is credited, otherwise the payment is
  * expired and the capture refused. A crash between the provider's capture and the append leaves a
  * PENDING payment captured at the provider: the client's retry, the webhook, the expiry job or the
- * reconciliation job records it once.
+ * reconciliation job records it once. A payment that FAILED is settled by what the provider says
+ * before it is refused: its order, still open there (Stripe lets the buyer try another card on the
+ * same PaymentIntent after a decline), is cancelled, so no later authorisation holds the buyer's
+ * money for a payment that will never be captured; one captured there meanwhile is credited.
  */
 export class CapturePaymentFlow {
+  private readonly logger = new Logger('Payments');
+
   constructor(
     private readonly ledger: PaymentLedger,
     private readonly provider: PaymentProvider,
@@ -29,7 +35,7 @@ export class CapturePaymentFlow {
     const userId = await this.ledger.ownerOf(paymentId);
     const now = this.now();
     const current = paymentIn(await this.ledger.load(userId), paymentId);
-    if (isUnsettled(current) && (current.status === 'FAILED' || now.getTime() >= Date.parse(current.expiresAt))) {
+    if (current.status === 'FAILED' || (current.status === 'PENDING' && now.getTime() >= Date.parse(current.expiresAt))) {
       const settled = await this.reconciler.reconcile(current, context, now);
       await this.refuseUnlessCaptured(settled.state, paymentId, now, settled); // PAYMENT_EXPIRED unless the provider had captured
       return this.ledger.result(userId, settled.state, paymentId, settled);
@@ -56,6 +62,14 @@ export class CapturePaymentFlow {
       // Decided on the stream as it is, not a cached state another instance may have moved past.
       readFirst: true,
     });
+    const after = paymentIn(handled.state, paymentId);
+    if (outcome?.status === 'declined' && after.status === 'FAILED') {
+      // The decline is recorded and answered; the order is released at the provider now. Should the
+      // provider not answer, the reconciliation job releases it (it compares FAILED payments too).
+      await this.reconciler.reconcile(after, context, now).catch((error: unknown) => {
+        this.logger.warn(`payment ${paymentId} declined; its order is not cancelled at the provider yet (${error instanceof Error ? error.message : String(error)}): the reconciliation job cancels it`);
+      });
+    }
     // Throws PAYMENT_DECLINED (or PAYMENT_EXPIRED) for a payment that ended that way, now or before.
     await this.refuseUnlessCaptured(handled.state, paymentId, now, handled);
     return this.ledger.result(userId, handled.state, paymentId, handled);
@@ -74,9 +88,4 @@ export class CapturePaymentFlow {
       throw error;
     }
   }
-}
-
-/** PENDING, or expired: the provider may still have taken the money (a capture racing the expiry). */
-function isUnsettled(payment: Payment): boolean {
-  return payment.status === 'PENDING' || (payment.status === 'FAILED' && payment.failure === 'expired');
 }

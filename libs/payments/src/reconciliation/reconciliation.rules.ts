@@ -3,12 +3,13 @@ import type { ProviderOrder } from '../provider/payment-provider.port.js';
 
 /**
  * One step that brings the ledger to what the provider says: record a capture or decline it made,
- * expire a payment it never captured, call the provider's refund for a refund we asked for, record a
- * refund it made.
+ * expire a payment it never captured, cancel at the provider an order of a payment the ledger gave up
+ * on, call the provider's refund for a refund we asked for, record a refund it made.
  */
 export type ReconciliationStep =
   | { readonly kind: 'record-capture'; readonly outcome: CaptureOutcome }
   | { readonly kind: 'expire' }
+  | { readonly kind: 'cancel-at-provider' }
   | { readonly kind: 'refund-at-provider' }
   | { readonly kind: 'record-refund'; readonly providerRefundId: string };
 
@@ -24,6 +25,7 @@ export type Reconciliation = { readonly steps: readonly ReconciliationStep[] } |
  * | PENDING, FAILED          | captured               | record the capture (credit)                |
  * | PENDING, FAILED          | refunded               | record the capture, then the refund        |
  * | PENDING                  | declined               | record the decline (FAILED)                |
+ * | FAILED                   | created                | cancel it at the provider (the reconciler): a buyer who tried another card after the decline must not stay authorised for a payment never captured; captured meanwhile, credited |
  * | PENDING, due             | created, unknown       | expire (the reconciler cancels the order first) |
  * | PENDING, due             | canceled               | expire                                     |
  * | PENDING, not due         | canceled               | record a decline (`canceled`)              |
@@ -51,7 +53,9 @@ export function reconciliationOf(payment: Payment, order: ProviderOrder, now: Da
     case 'FAILED':
       if (order.status === 'captured') return { steps: captured };
       if (order.status === 'refunded') return { steps: [...captured, ...refunded] };
-      if (payment.status === 'FAILED') return { steps: [] };
+      // Open at the provider (Stripe: a declined card may be replaced by another, on the same
+      // PaymentIntent): released there, so no later authorisation holds the buyer's money for nothing.
+      if (payment.status === 'FAILED') return { steps: order.status === 'created' ? [{ kind: 'cancel-at-provider' }] : [] };
       if (order.status === 'declined') return { steps: [{ kind: 'record-capture', outcome: { status: 'declined', reason: order.declineReason ?? 'declined' } }] };
       if (now.getTime() >= Date.parse(payment.expiresAt)) return { steps: [{ kind: 'expire' }] };
       return { steps: order.status === 'canceled' ? [{ kind: 'record-capture', outcome: { status: 'declined', reason: order.declineReason ?? 'canceled' } }] : [] };

@@ -30,9 +30,10 @@ export class PaymentReconciler {
     let order = await this.provider.getOrder(payment.orderId);
     this.faults('reconcile:after-provider-order');
     let plan = reconciliationOf(payment, order, now, { lostDispute: await this.lostDispute(payment, order.status) });
-    if ('steps' in plan && plan.steps.some((step) => step.kind === 'expire')) {
-      // Before the ledger gives up on the payment, the provider must give up on it too (a buyer may
-      // still approve it): cancelled there, or, if it was captured meanwhile, credited instead.
+    if ('steps' in plan && plan.steps.some((step) => step.kind === 'expire' || step.kind === 'cancel-at-provider')) {
+      // Before the ledger gives up on the payment (or once it has, FAILED), the provider must give up
+      // on it too (a buyer may still approve it): cancelled there, or, if it was captured meanwhile,
+      // credited instead.
       order = await this.provider.cancel(payment.orderId, providerIdempotencyKey('cancel', payment.paymentId));
       // Still open there: the provider could not cancel it (Stripe: `processing`), so the buyer's money
       // may yet be taken or authorised. Not expired; the next run asks again.
@@ -90,6 +91,9 @@ export class PaymentReconciler {
       case 'expire':
         command = { type: 'ExpirePayment', data: { ...ids, now } };
         break;
+      case 'cancel-at-provider':
+        // Made by `reconcile` before the steps run, which plans again on the provider's answer.
+        throw new Error(`payment ${payment.paymentId}: a cancel at the provider reached the ledger's steps`);
       case 'record-refund':
         command = { type: 'RefundPayment', data: { ...ids, providerRefundId: step.providerRefundId, transactionId: randomUUID(), now } };
         break;
