@@ -162,6 +162,21 @@ describe('Stripe disputes', () => {
     await expectAudited(userId, 0);
   });
 
+  it('takes back the share of the tokens a dispute of part of the price is about, rounded up', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
+    const dispute = fake.openDispute(orderId);
+    // Stripe: the disputed amount "can differ ... because only part of the order is disputed".
+    dispute.amount = 51;
+    await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200);
+    fake.closeDispute(dispute.id, 'lost');
+    await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
+    // 51 of the price's 500 cents: 10.2 of its 100 tokens, so 11.
+    expect(await balanceOf(userId)).toMatchObject({ balance: 89 });
+    expect((await readModels(userId)).chargebacks).toEqual([[-11, paymentId]]);
+    await expectAudited(userId, 0);
+  });
+
   it('takes nothing when the dispute is won', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await purchased(userId);

@@ -207,6 +207,56 @@ describe('disputes: a lost dispute takes the purchase back', () => {
   });
 });
 
+describe('disputes: a dispute of part of the price takes that share of the tokens', () => {
+  const lostFor = (amount: number, currency = 'USD'): RecordDispute => ({ ...dispute('lost'), data: { ...dispute('lost').data, amount, currency } });
+
+  it('takes 10 of the 100 tokens for 50 of the 500 cents, the purchase lot first', () => {
+    spec
+      .given([...paid, opened])
+      .when(lostFor(50))
+      .then([closed('lost', 10, 10, 0), chargedBack(10, 90, [{ lotId: purchaseLot, amount: 10 }])]);
+  });
+
+  it.each([
+    [1, 1],
+    [5, 1],
+    [6, 2],
+    [51, 11],
+    [499, 100],
+    [500, 100],
+    [501, 100],
+  ])('rounds a share up: %i of 500 cents takes %i of 100 tokens', (amount, tokens) => {
+    const [close] = tokenAccountDecider.decide(lostFor(amount), state([...paid, opened]));
+    expect(close?.data).toMatchObject({ outcome: 'lost', tokens });
+  });
+
+  it('takes everything for a dispute in another currency than the payment (which Stripe does not report)', () => {
+    const [close] = tokenAccountDecider.decide(lostFor(50, 'EUR'), state([...paid, opened]));
+    expect(close?.data).toMatchObject({ tokens: 100 });
+  });
+
+  it('owes the share of a payment of BALANCE_MAX tokens exactly, past 2^53 in the product', () => {
+    const big: TokenAccountEvent[] = [
+      { ...initiated, data: { ...initiated.data, tokens: BALANCE_MAX } },
+      captured,
+      { ...purchased, data: { ...purchased.data, amount: BALANCE_MAX, balanceAfter: BALANCE_MAX } },
+      opened,
+    ];
+    const [close] = tokenAccountDecider.decide(lostFor(499), state(big));
+    expect(close?.data).toMatchObject({ tokens: Number((BigInt(BALANCE_MAX) * 499n + 499n) / 500n) });
+  });
+
+  it('takes the share only of what a refund did not take back', () => {
+    const refundedInPart: TokenAccountEvent[] = [
+      { type: 'PaymentRefunded', data: { userId, paymentId, orderId, providerRefundId: 're_1', tokens: 100, tokensDebited: 40, occurredAt: capturedAt.toISOString() } },
+      { type: 'TokensRefunded', data: { userId, transactionId: 'refund-tx', paymentId, amount: 40, description: null, balanceAfter: 0, occurredAt: capturedAt.toISOString(), draws: [{ lotId: purchaseLot, amount: 40 }], heldAfter: 0 } },
+    ];
+    // A refunded payment owes what the refund could not take, whatever the dispute's amount.
+    const [close] = tokenAccountDecider.decide(lostFor(50), state([...paid, used(60, 40), ...refundedInPart, opened]));
+    expect(close?.data).toMatchObject({ tokens: 60 });
+  });
+});
+
 describe('disputes: the shortfall blocks spending until credits cover it', () => {
   const inShortfall = [...paid, used(70, 30), opened, closed('lost', 100, 30, 70), chargedBack(30, 0, [{ lotId: purchaseLot, amount: 30 }])];
   const later = new Date('2026-12-21T09:00:00.000Z');

@@ -13,8 +13,8 @@ import type { TokenAccountState } from './token-account.state.js';
  * Records a dispute as the provider reports it now. Unknown: `PaymentDisputeOpened`, and when it is
  * already closed, `PaymentDisputeClosed` after it (a `closed` notification that overtook its
  * `created`). Known and open: a close, or nothing. Known and closed: nothing, whatever is reported
- * (a closed dispute is final). A lost dispute takes back what the purchase credited (`tokensOwed`)
- * from the free tokens, the purchase's own lot first; the part the account no longer holds is added
+ * (a closed dispute is final). A lost dispute takes back what the purchase credited, or of a dispute
+ * of part of the price that share (`tokensOwed`), from the free tokens, the purchase's own lot first; the part the account no longer holds is added
  * to the shortfall. Another lost dispute of the same payment takes and owes nothing more. A lost
  * dispute of a payment whose refund is pending completes the refund instead. Only a captured
  * payment can be disputed (PAYMENT_NOT_CAPTURED: the caller settles the payment with the provider
@@ -48,7 +48,7 @@ export function recordDispute({ data }: RecordDispute, state: TokenAccountState)
   }
   // A charge is disputed once at Stripe; should a second dispute of the payment be lost too, the
   // first already took the purchase back (or owes it): nothing is taken or owed twice.
-  const tokens = hasLostDispute(state, payment.paymentId) ? 0 : tokensOwed(payment);
+  const tokens = hasLostDispute(state, payment.paymentId) ? 0 : tokensOwed(payment, data);
   const draws = chargebackDraws(state, payment.paymentId, tokens, data.now);
   const debited = sumOf(draws);
   if (tokens - debited > BALANCE_MAX - state.shortfall) {
@@ -87,14 +87,15 @@ function closed(
 }
 
 /**
- * The tokens a lost dispute takes back: what the purchase credited, less what a refund already took
- * back. A payment whose refund is pending owes nothing here: its refund reserved all its tokens, and
- * the lost dispute completes that refund (`recordDispute`).
+ * The tokens a lost dispute takes back: what the purchase credited (of a dispute of part of the
+ * price, that part: `disputedShare`), less what a refund already took back. A payment whose refund is
+ * pending owes nothing here: its refund reserved all its tokens, and the lost dispute completes that
+ * refund (`recordDispute`).
  */
-export function tokensOwed(payment: Payment): number {
+export function tokensOwed(payment: Payment, disputed: { readonly amount: number; readonly currency: string }): number {
   switch (payment.status) {
     case 'COMPLETED':
-      return payment.tokens;
+      return disputedShare(payment, disputed);
     case 'REFUNDED':
       return payment.tokens - (payment.tokensDebited ?? payment.tokens);
     case 'REFUND_PENDING':
@@ -102,6 +103,20 @@ export function tokensOwed(payment: Payment): number {
     case 'FAILED':
       return 0;
   }
+}
+
+/**
+ * The tokens of the part of the price a dispute is about. Stripe disputes the charge's amount as a
+ * rule, but "it can differ ... because only part of the order is disputed": then that share of the
+ * tokens, rounded up (the merchant lost that part of the money; a token partly paid for by it is
+ * taken back whole). All of them for a dispute of the whole price or more, or in another currency
+ * (which Stripe does not report: the charge's currency is the dispute's). In BigInt, as tokens times
+ * minor units may pass 2^53.
+ */
+function disputedShare(payment: Payment, disputed: { readonly amount: number; readonly currency: string }): number {
+  if (disputed.currency !== payment.currency || disputed.amount >= payment.amount) return payment.tokens;
+  const price = BigInt(payment.amount);
+  return Number((BigInt(payment.tokens) * BigInt(disputed.amount) + price - 1n) / price);
 }
 
 /**
