@@ -774,7 +774,7 @@ describe('credit lots over HTTP', () => {
   });
 });
 
-describe('the lot list in draw-down order (an application on a test clock)', () => {
+describe('the lot list (an application on a test clock)', () => {
   let clockApp: TestApp;
   let clockNow = new Date();
 
@@ -817,6 +817,27 @@ describe('the lot list in draw-down order (an application on a test clock)', () 
       { lotId: lots[1], amount: 10 },
       { lotId: lots[2], amount: 5 },
     ]);
+  });
+
+  it('records a grant a hold held whole at its expiry expired, not spent, once the hold settles all of it: as the list showed it from the expiry on', async () => {
+    const userId = randomUUID();
+    const start = new Date();
+    clockNow = start;
+    const expiresAt = new Date(start.getTime() + 10_000).toISOString();
+    const lotId = (await clockApp.http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 50, reason: 'Promotion', expiresAt }).expect(201)).body.lotId as string;
+    const holdId = (await clockApp.http().post(`/v1/accounts/${userId}/holds`).send({ amount: 50, expiresInSeconds: 60 }).expect(201)).body.holdId as string;
+    const listed = async () => ((await clockApp.http().get(`/v1/accounts/${userId}/lots`).expect(200)).body as { data: { lotId: string; status: string; remaining: number }[] }).data.map((lot) => [lot.lotId, lot.status, lot.remaining]);
+    const recorded = async () => (await testApp.database.pool.query<{ status: string }>('SELECT status FROM token_lots WHERE user_id = $1', [userId])).rows.map((row) => row.status);
+    clockNow = new Date(start.getTime() + 20_000);
+    // Past its expiry, held whole: nothing free expired, so no LotExpired; the list says expired as of now.
+    expect(await listed()).toEqual([[lotId, 'expired', 50]]);
+    await clockApp.http().post(`/v1/accounts/${userId}/holds/${holdId}/settle`).send({ amount: 50 }).expect(200);
+    expect(await listed()).toEqual([[lotId, 'expired', 0]]);
+    expect(await recorded()).toEqual(['expired']);
+    expect((await clockApp.http().post(`/v1/admin/accounts/${userId}/grants/${lotId}/void`).send({ reason: 'Too late' }).expect(409)).body).toMatchObject({ code: 'LOT_NOT_ACTIVE', lotStatus: 'expired' });
+    // A rebuild of the account writes the same.
+    await clockApp.http().post(`/v1/admin/accounts/${userId}/rebuild`).send({}).expect(200);
+    expect(await recorded()).toEqual(['expired']);
   });
 });
 

@@ -532,3 +532,61 @@ describe('lots in stream order (migration 140)', () => {
     await migrate('up', Infinity);
   });
 });
+
+describe('a lot emptied after its expiry is expired (migration 142)', () => {
+  const statuses = async (userId: string) => (await database.pool.query<{ status: string }>('SELECT status FROM token_lots WHERE user_id = $1', [userId])).rows.map((row) => row.status);
+  const lotRows = async (userId: string) => (await database.pool.query<{ row: string }>('SELECT token_lots::text AS row FROM token_lots WHERE user_id = $1 ORDER BY lot_id', [userId])).rows;
+
+  /** A grant of 50 expiring a minute after `now`, held whole at `now`, and the hold settled whole an hour later. */
+  async function heldWholeThenSettled(store: PostgresEventStore, target: Account): Promise<void> {
+    const holdId = randomUUID();
+    await run(store, target, { type: 'GrantTokens', data: { userId: target.userId, amount: 50, reason: 'Promotion', priority: 10, expiresAt: new Date(now.getTime() + 60_000), transactionId: randomUUID(), now } });
+    await run(store, target, { type: 'HoldTokens', data: { userId: target.userId, holdId, amount: 50, description: null, ttlSeconds: 7200, ttlSecondsMax: 7200, transactionId: randomUUID(), now } });
+    const later = new Date(now.getTime() + 3_600_000);
+    await run(store, target, { type: 'SettleHold', data: { userId: target.userId, holdId, amount: 50, description: null, transactionId: randomUUID(), now: later } });
+  }
+
+  it('records it expired inline, event by event and set-based alike', async () => {
+    const store = storeWith(inline);
+    const inlineAccount = account();
+    await heldWholeThenSettled(store, inlineAccount);
+    expect(await statuses(inlineAccount.userId)).toEqual(['expired']);
+    const inlineRows = await lotRows(inlineAccount.userId);
+    await rebuildAccount(store, database.pool, [tokenAccountsProjection], inlineAccount.userId);
+    expect(await lotRows(inlineAccount.userId)).toEqual(inlineRows);
+
+    // Appended without the inline hook: the runner projects it event by event.
+    const plain = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: 20 });
+    stores.push(plain);
+    const runnerAccount = account();
+    await heldWholeThenSettled(plain, runnerAccount);
+    const runner = new ProjectionRunner(store, database.pool, tokenAccountsProjection, { batchSizeMax: 1, retryDelayMsMin: 10, retryDelayMsMax: 50 });
+    runners.push(runner);
+    runner.start();
+    await caughtUp(runner);
+    expect(await statuses(runnerAccount.userId)).toEqual(['expired']);
+  });
+
+  it('moves such lots recorded spent to expired when migrated, and leaves them down', async () => {
+    const migrate = (direction: 'up' | 'down', count = 1) => migrateTo(database.url, direction, count);
+    await migrateDownThrough(database.url, '1764000000142');
+    const store = storeWith(inline);
+    const before = account();
+    await heldWholeThenSettled(store, before);
+    // A grant spent whole before its expiry stays spent.
+    const spentInTime = account();
+    await run(store, spentInTime, { type: 'GrantTokens', data: { userId: spentInTime.userId, amount: 5, reason: 'Promotion', priority: 10, expiresAt: new Date(now.getTime() + 60_000), transactionId: randomUUID(), now } });
+    await run(store, spentInTime, usage(spentInTime.userId, 5));
+    expect([await statuses(before.userId), await statuses(spentInTime.userId)]).toEqual([['spent'], ['spent']]);
+    await migrate('up');
+    expect([await statuses(before.userId), await statuses(spentInTime.userId)]).toEqual([['expired'], ['spent']]);
+    const migrated = await lotRows(before.userId);
+    await rebuildAccount(store, database.pool, [tokenAccountsProjection], before.userId);
+    expect(await lotRows(before.userId)).toEqual(migrated);
+    await migrate('down');
+    expect(await statuses(before.userId)).toEqual(['expired']);
+    const settings = await database.pool.query<{ config: string[] | null }>("SELECT proconfig AS config FROM pg_proc WHERE proname = 'token_accounts_apply_inline'");
+    expect(settings.rows[0]?.config ?? []).toEqual(Object.entries(INLINE_FUNCTION_SETTINGS).map(([name, value]) => `${name}=${value}`));
+    await migrate('up', Infinity);
+  });
+});

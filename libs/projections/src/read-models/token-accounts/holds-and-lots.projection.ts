@@ -24,7 +24,7 @@ const DRAW_FROM_LOT = `
     remaining = remaining - $3,
     status = CASE WHEN $4::text IS NOT NULL AND ($4::text <> 'refunded' OR source = 'purchase') THEN $4::text
                   WHEN status IN ('expired', 'voided', 'refunded') THEN status
-                  WHEN remaining - $3 = 0 THEN 'spent' ELSE 'active' END
+                  WHEN remaining - $3 = 0 THEN CASE WHEN expires_at <= $5::timestamptz THEN 'expired' ELSE 'spent' END ELSE 'active' END
   WHERE user_id = $1 AND lot_id = $2`;
 
 /** The `token_holds` row of a hold event. An expired hold ends at its `expiresAt`, a settled or released one when that was decided. */
@@ -111,5 +111,5 @@ function credit(data: Movement, recorded: RecordedEvent, source: 'purchase' | 'g
 
 function debit(data: Movement & { readonly draws?: readonly Draw[] }, closing: 'refunded' | 'voided' | 'expired' | null): readonly RowChange[] {
   const draws = data.draws ?? [{ lotId: OPENING_LOT_ID, amount: Math.abs(data.amount) }];
-  return draws.map((draw) => ({ text: DRAW_FROM_LOT, values: [data.userId, draw.lotId, draw.amount, closing] }));
+  return draws.map((draw) => ({ text: DRAW_FROM_LOT, values: [data.userId, draw.lotId, draw.amount, closing, data.occurredAt] }));
 }

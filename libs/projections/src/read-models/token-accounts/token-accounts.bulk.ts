@@ -273,19 +273,22 @@ function insertCarriedLots(where: string): string {
  * Every lot's remainder after the debits of the range (their `draws`; a debit written before lots
  * drew from the opening lot), and its status: the last event of the range that closed it (an
  * expiry, a void, or a refund of the purchase it came from), else a status it was closed with
- * before, else spent or active by what is left. The same rule `projectLotDraw` applies draw by draw.
+ * before, else spent or active by what is left; emptied at or after its expiry (a hold that held
+ * all of it settled after it expired, so no `LotExpired` ever closed it), expired, as the lot list
+ * showed it from its expiry on. The same rule `DRAW_FROM_LOT` applies draw by draw.
  */
 function debitLots(where: string): string {
   return `UPDATE token_lots SET
             remaining = token_lots.remaining - drawn.amount,
             status = CASE WHEN drawn.closing IS NOT NULL AND (drawn.closing <> 'refunded' OR token_lots.source = 'purchase') THEN drawn.closing
                           WHEN token_lots.status IN ${CLOSED_STATUSES} THEN token_lots.status
-                          WHEN token_lots.remaining - drawn.amount = 0 THEN 'spent' ELSE 'active' END
-       FROM (SELECT user_id, lot_id, sum(amount) AS amount,
+                          WHEN token_lots.remaining - drawn.amount = 0 THEN CASE WHEN token_lots.expires_at <= drawn.occurred_at THEN 'expired' ELSE 'spent' END
+                          ELSE 'active' END
+       FROM (SELECT user_id, lot_id, sum(amount) AS amount, max(occurred_at) AS occurred_at,
                     (array_agg(closing ORDER BY transaction_id DESC, global_position DESC) FILTER (WHERE closing IS NOT NULL))[1] AS closing
                FROM (SELECT (data->>'userId')::uuid AS user_id, draw->>'lotId' AS lot_id, (draw->>'amount')::bigint AS amount,
                             CASE event_type WHEN 'LotExpired' THEN 'expired' WHEN 'GrantVoided' THEN 'voided' WHEN 'TokensRefunded' THEN 'refunded' END AS closing,
-                            transaction_id, global_position
+                            (data->>'occurredAt')::timestamptz AS occurred_at, transaction_id, global_position
                        FROM events CROSS JOIN LATERAL jsonb_array_elements(
                               coalesce(data->'draws', jsonb_build_array(jsonb_build_object('lotId', ${OPENING}, 'amount', abs((data->>'amount')::bigint))))) AS draw
                       WHERE ${DEBIT_TYPES} AND ${where}) AS draws
@@ -342,7 +345,7 @@ export const tokenAccountsBulkLoad: BulkLoad = {
   ofEvents: mergedStatements,
   inline: {
     appliedTransactions: TOKEN_ACCOUNTS_INLINE_COMMITS,
-    // Migration 140 (first 042, then 060, 081, 110, 122, 123, 128, 133 and 135); the inline-projections spec proves its body equal to these statements.
+    // Migration 142 (first 042, then 060, 081, 110, 122, 123, 128, 133, 135 and 140); the inline-projections spec proves its body equal to these statements.
     function: 'token_accounts_apply_inline',
     statements: (transaction) => mergedStatements(ofTransaction(transaction)),
     firstUnrecordedAfter: (liveTable) => `SELECT min(events.transaction_id)::text AS id FROM events

@@ -186,7 +186,7 @@ describe('tokenAccountsProjection.project', () => {
     const credit = tokenAccountsProjection.project(recorded(ROW_EVENTS.TokensPurchased))[2];
     expect(credit?.values).toEqual([userId, 'opening', 'opening', null, null, 100, 100, null, occurredAt, '7']);
     const debit = tokenAccountsProjection.project(recorded(ROW_EVENTS.TokensUsed))[2];
-    expect(debit?.values).toEqual([userId, 'opening', 30, null]);
+    expect(debit?.values).toEqual([userId, 'opening', 30, null, occurredAt]);
   });
 
   it('marks the payment of a dispute event, and sets the shortfall a close or a cover leaves', () => {
@@ -199,7 +199,7 @@ describe('tokenAccountsProjection.project', () => {
   });
 
   it('closes the lot an expiry draws from, and updates only the balance and the hold row for a hold event', () => {
-    expect(tokenAccountsProjection.project(recorded(ROW_EVENTS.LotExpired))[2]?.values).toEqual([userId, 'lot-1', 5, 'expired']);
+    expect(tokenAccountsProjection.project(recorded(ROW_EVENTS.LotExpired))[2]?.values).toEqual([userId, 'lot-1', 5, 'expired', occurredAt]);
     const held = tokenAccountsProjection.project(recorded(ROWLESS_EVENTS.TokensHeld));
     expect(held.map((change) => change.values[0])).toEqual([userId, 'hold-1']);
     expect(held[0]?.values).toEqual([userId, 50, occurredAt, '7', '900/42', 5, 0]);
