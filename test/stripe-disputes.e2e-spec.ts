@@ -177,6 +177,20 @@ describe('Stripe disputes', () => {
     await expectAudited(userId, 0);
   });
 
+  it('records nothing for an open inquiry, so the payment can be refunded meanwhile, as Stripe allows; the inquiry closed is recorded won', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
+    const inquiry = fake.openDispute(orderId, 'fraudulent', true);
+    expect((await deliver(disputeEvent('charge.dispute.created', inquiry.id)).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: true });
+    expect(await eventTypes(userId)).toEqual(PURCHASED);
+    const refunded = await http().post(`/v1/payments/${paymentId}/refund`).send().expect(200);
+    expect(refunded.body).toMatchObject({ payment: { status: 'REFUNDED' }, balance: 0 });
+    fake.closeDispute(inquiry.id, 'warning_closed');
+    await deliver(disputeEvent('charge.dispute.closed', inquiry.id)).expect(200);
+    expect((await readModels(userId)).payments).toEqual([{ id: paymentId, status: 'REFUNDED', dispute_id: inquiry.id, dispute_status: 'won' }]);
+    await expectAudited(userId, 0);
+  });
+
   it('takes nothing when the dispute is won', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await purchased(userId);

@@ -293,9 +293,10 @@ export class FakeStripeServer {
 
   /**
    * The card's bank disputes the captured charge of this PaymentIntent (the whole amount): Stripe
-   * creates the dispute in `needs_response` and sends `charge.dispute.created`.
+   * creates the dispute in `needs_response` and sends `charge.dispute.created`. An inquiry (a
+   * retrieval request) is created in `warning_needs_response`, the charge still refundable.
    */
-  openDispute(paymentIntentId: string, reason = 'fraudulent'): FakeDispute {
+  openDispute(paymentIntentId: string, reason = 'fraudulent', inquiry = false): FakeDispute {
     const intent = this.intent(paymentIntentId);
     const charge = this.charge(intent.latest_charge ?? '');
     if (!charge.captured) throw new Error(`charge ${charge.id} is not captured: nothing to dispute`);
@@ -309,12 +310,12 @@ export class FakeStripeServer {
       created,
       currency: charge.currency,
       evidence_details: { due_by: created + 7 * 86_400, has_evidence: false, past_due: false, submission_count: 0 },
-      is_charge_refundable: false,
+      is_charge_refundable: inquiry,
       livemode: false,
       metadata: {},
       payment_intent: intent.id,
       reason,
-      status: 'needs_response',
+      status: inquiry ? 'warning_needs_response' : 'needs_response',
     };
     this.disputes.set(dispute.id, dispute);
     charge.disputed = true;
@@ -323,9 +324,9 @@ export class FakeStripeServer {
   }
 
   /** The bank decides the dispute: `charge.dispute.closed` with status won or lost. */
-  closeDispute(disputeId: string, outcome: 'won' | 'lost'): FakeDispute {
+  closeDispute(disputeId: string, outcome: 'won' | 'lost' | 'warning_closed'): FakeDispute {
     const dispute = this.disputeById(disputeId);
-    if (dispute.status === 'won' || dispute.status === 'lost') throw new Error(`dispute ${disputeId} is already ${dispute.status}`);
+    if (dispute.status === 'won' || dispute.status === 'lost' || dispute.status === 'warning_closed') throw new Error(`dispute ${disputeId} is already ${dispute.status}`);
     dispute.status = outcome;
     this.emit('charge.dispute.closed', dispute);
     return dispute;
@@ -538,7 +539,10 @@ export class FakeStripeServer {
     if (intent.status !== 'succeeded' || charge === undefined) {
       throw new StripeFailure(400, { type: 'invalid_request_error', code: 'charge_not_captured', message: `This PaymentIntent (${intentId}) does not have a successful charge to refund.` });
     }
-    if (charge.disputed) throw new StripeFailure(400, { type: 'invalid_request_error', code: 'charge_disputed', message: `Charge ${charge.id} has been charged back; cannot issue a refund.` });
+    // An inquiry leaves the charge refundable (`is_charge_refundable`); a chargeback does not.
+    if (charge.disputed && [...this.disputes.values()].some((dispute) => dispute.charge === charge.id && !dispute.is_charge_refundable)) {
+      throw new StripeFailure(400, { type: 'invalid_request_error', code: 'charge_disputed', message: `Charge ${charge.id} has been charged back; cannot issue a refund.` });
+    }
     const left = charge.amount_captured - charge.amount_refunded;
     if (left <= 0) throw new StripeFailure(400, { type: 'invalid_request_error', code: 'charge_already_refunded', message: `Charge ${charge.id} has already been refunded.` });
     const amount = integerParam(params, 'amount') ?? left;

@@ -33,6 +33,16 @@ const ACTIONS: Readonly<Record<string, StripeEventAction>> = {
  */
 const DISPUTE_OUTCOMES: Readonly<Record<string, 'won' | 'lost'>> = { won: 'won', warning_closed: 'won', prevented: 'won', lost: 'lost' };
 
+/**
+ * An inquiry (a retrieval request, Stripe's `warning_*` statuses) is not a chargeback: no money has
+ * left, and Stripe lets the charge be refunded meanwhile (`is_charge_refundable`), which is how a
+ * merchant heads a chargeback off. The ledger records nothing for an open one, so a refund goes on;
+ * should it escalate, Stripe moves the same dispute to `needs_response`, whose event opens it. One
+ * that closes (`warning_closed`) is recorded as won, which also closes an inquiry recorded open
+ * before 6 December.
+ */
+const OPEN_INQUIRY_STATUSES: ReadonlySet<string> = new Set(['warning_needs_response', 'warning_under_review']);
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** A verified event that concerns a payment of ours; a dispute event carries the dispute as Stripe reported it. */
@@ -83,7 +93,8 @@ export class StripeWebhooks {
     // As for every event that moves money, the dispute is read from Stripe, not taken from the event.
     const disputeId = (object as { id?: unknown }).id;
     if (typeof disputeId !== 'string') throw new Error(`the Stripe dispute event ${event.id} names no dispute`);
-    return { ...notification, dispute: disputeOf(await this.stripe.disputes.retrieve(disputeId)) };
+    const dispute = await this.stripe.disputes.retrieve(disputeId);
+    return OPEN_INQUIRY_STATUSES.has(dispute.status) ? undefined : { ...notification, dispute: disputeOf(dispute) };
   }
 
   private async paymentIdOf(object: EventObject): Promise<string | undefined> {
