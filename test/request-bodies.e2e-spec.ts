@@ -55,10 +55,13 @@ describe('media types', () => {
     expect(await count('SELECT count(*) AS n FROM payment_streams')).toBe(0);
   });
 
-  it.each(['text/plain', 'multipart/form-data; boundary=x', 'application/xml', 'application/json-patch+json', 'application/jsonx'])('refuses %s with 415', async (contentType) => {
-    const response = await testApp.http().post(`/v1/accounts/${randomUUID()}/usage`).set('content-type', contentType).send('{"amount":1}').expect(415);
-    expect(response.body).toMatchObject({ code: 'UNSUPPORTED_MEDIA_TYPE' });
-  });
+  it.each(['text/plain', 'multipart/form-data; boundary=x', 'application/xml', 'application/json-patch+json', 'application/jsonx', 'application/json, text/plain', ','])(
+    'refuses %s with 415 naming the type received and the one accepted',
+    async (contentType) => {
+      const response = await testApp.http().post(`/v1/accounts/${randomUUID()}/usage`).set('content-type', contentType).send('{"amount":1}').expect(415);
+      expect(response.body).toMatchObject({ code: 'UNSUPPORTED_MEDIA_TYPE', contentType, accepted: 'application/json', detail: `a request body must be application/json, not ${contentType}` });
+    },
+  );
 
   it('accepts application/json with a charset', async () => {
     await testApp.http().post(`/v1/accounts/${randomUUID()}/purchases`).set('content-type', 'application/json; charset=utf-8').send(JSON.stringify({ paymentId: randomUUID(), amount: 5 })).expect(201);

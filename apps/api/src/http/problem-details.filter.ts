@@ -4,6 +4,7 @@ import type { CodedError } from '@app/ledger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { RoutePaths } from './path-parameters.js';
+import { JSON_MEDIA_TYPE, RequestBodyError } from './request-body.js';
 import { isErrorCode, isMappedError, PROBLEM_TYPES, type ErrorCode } from './problem-types.js';
 
 export type ProblemDetails = {
@@ -31,7 +32,7 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     const http = host.switchToHttp();
     const request = http.getRequest<FastifyRequest>();
     const reply = http.getResponse<FastifyReply>();
-    const problem = problemOf(exception, request.url);
+    const problem = unreadableMediaTypeProblem(exception, request) ?? problemOf(exception, request.url);
     if (problem.status === 503) this.logger.warn({ requestId: request.id, context: 'HTTP' }, `${request.method} ${request.url}: ${problem.code} (${describe(exception)})`);
     else if (problem.status >= 500) {
       this.logger.error({ requestId: request.id, context: 'HTTP', ...(exception instanceof Error ? { stack: exception.stack } : {}) }, `${request.method} ${request.url} failed: ${describe(exception)}`);
@@ -101,10 +102,29 @@ export function frameworkProblems(routes: RoutePaths): (error: FrameworkError, r
       void sendProblem(reply, request, routes.badlyEncoded(request.method, request.url));
       return;
     }
+    const unreadable = unreadableMediaTypeProblem(error, request);
+    if (unreadable !== undefined) {
+      void sendBody(reply, unreadable);
+      return;
+    }
     const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : HttpStatus.BAD_REQUEST;
     const code = error.code ?? httpCode(status);
     void sendBody(reply, problem(status, code, titleOf(code, status), error.message, request.url));
   };
+}
+
+/**
+ * A Content-Type Fastify cannot read as one media type (`application/json, text/plain`, `,`): the 415
+ * UNSUPPORTED_MEDIA_TYPE every other type gets from the body parser, naming what was received and
+ * what is accepted, not Fastify's bare "Unsupported Media Type" (FST_ERR_CTP_INVALID_MEDIA_TYPE,
+ * which reaches Nest's filter as a plain HttpException of 415; every 415 of ours is coded).
+ */
+function unreadableMediaTypeProblem(exception: unknown, request: FastifyRequest): ProblemDetails | undefined {
+  const fastify = typeof exception === 'object' && exception !== null && (exception as { code?: unknown }).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE';
+  const nest = exception instanceof HttpException && exception.getStatus() === Number(HttpStatus.UNSUPPORTED_MEDIA_TYPE);
+  if (!fastify && !nest) return undefined;
+  const received = request.headers['content-type'] ?? '(none)';
+  return codedProblem(new RequestBodyError('UNSUPPORTED_MEDIA_TYPE', `a request body must be ${JSON_MEDIA_TYPE}, not ${received}`, { contentType: received, accepted: JSON_MEDIA_TYPE }), request.url);
 }
 
 function sendBody(reply: FastifyReply, body: ProblemDetails): FastifyReply {
