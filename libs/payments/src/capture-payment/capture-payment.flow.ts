@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
-import { captureDecision, decideTokenAccount, tokenAccountDecider, tokenAccountStreamId, type CaptureOutcome, type TokenAccountState } from '@app/ledger';
+import { captureDecision, decideTokenAccount, tokenAccountDecider, tokenAccountStreamId, type CaptureOutcome, type Payment, type TokenAccountState } from '@app/ledger';
 import { eventMetadata, type CommandContext, type Written } from '@app/event-sourcing';
 import type { PaymentFaults } from '../payment-faults.js';
 import { paymentIn, type PaymentLedger } from '../payment-ledger.js';
 import type { PaymentWriteResult } from '../payment.view.js';
 import { providerIdempotencyKey, type PaymentProvider } from '../provider/payment-provider.port.js';
-import type { PaymentReconciler } from '../settle-payment/payment-reconciler.js';
+import type { PaymentReconciler, Reconciled } from '../settle-payment/payment-reconciler.js';
 
 /**
  * Captures at the provider and credits the package, once. The provider is called under the
@@ -35,7 +35,16 @@ export class CapturePaymentFlow {
     const userId = await this.ledger.ownerOf(paymentId);
     const now = this.now();
     const current = paymentIn(await this.ledger.load(userId), paymentId);
-    if (current.status === 'FAILED' || (current.status === 'PENDING' && now.getTime() >= Date.parse(current.expiresAt))) {
+    if (current.status === 'FAILED' && current.failure === 'declined') {
+      // Declined before: the ledger's answer (402) stands whatever the provider says now, unless it
+      // captured since; asking it also cancels an order still open there. A provider that does not
+      // answer leaves the answer to the ledger, as before (the reconciliation job cancels later).
+      const settled = await this.releaseDeclined(current, context, now);
+      if (settled !== undefined) {
+        await this.refuseUnlessCaptured(settled.state, paymentId, now, settled);
+        return this.ledger.result(userId, settled.state, paymentId, settled);
+      }
+    } else if (current.status === 'FAILED' || (current.status === 'PENDING' && now.getTime() >= Date.parse(current.expiresAt))) {
       const settled = await this.reconciler.reconcile(current, context, now);
       await this.refuseUnlessCaptured(settled.state, paymentId, now, settled); // PAYMENT_EXPIRED unless the provider had captured
       return this.ledger.result(userId, settled.state, paymentId, settled);
@@ -64,15 +73,33 @@ export class CapturePaymentFlow {
     });
     const after = paymentIn(handled.state, paymentId);
     if (outcome?.status === 'declined' && after.status === 'FAILED') {
-      // The decline is recorded and answered; the order is released at the provider now. Should the
-      // provider not answer, the reconciliation job releases it (it compares FAILED payments too).
-      await this.reconciler.reconcile(after, context, now).catch((error: unknown) => {
-        this.logger.warn(`payment ${paymentId} declined; its order is not cancelled at the provider yet (${error instanceof Error ? error.message : String(error)}): the reconciliation job cancels it`);
-      });
+      // The decline is recorded; the order is released at the provider now. The answer is what that
+      // leaves: the decline, or the capture another request made meanwhile of a card the buyer
+      // authorised since (credited by the reconciliation, never refused as declined).
+      const settled = await this.releaseDeclined(after, context, now);
+      if (settled !== undefined) {
+        await this.refuseUnlessCaptured(settled.state, paymentId, now, settled);
+        return this.ledger.result(userId, settled.state, paymentId, settled);
+      }
     }
     // Throws PAYMENT_DECLINED (or PAYMENT_EXPIRED) for a payment that ended that way, now or before.
     await this.refuseUnlessCaptured(handled.state, paymentId, now, handled);
     return this.ledger.result(userId, handled.state, paymentId, handled);
+  }
+
+  /**
+   * Reconciles a declined payment: its order, still open at the provider (Stripe lets the buyer try
+   * another card on the same PaymentIntent), is cancelled; captured there since, it is credited.
+   * Undefined when the provider does not answer: logged, and left to the reconciliation job, which
+   * compares FAILED payments too.
+   */
+  private async releaseDeclined(payment: Payment, context: CommandContext, now: Date): Promise<Reconciled | undefined> {
+    try {
+      return await this.reconciler.reconcile(payment, context, now);
+    } catch (error) {
+      this.logger.warn(`payment ${payment.paymentId} declined; its order is not cancelled at the provider yet (${error instanceof Error ? error.message : String(error)}): the reconciliation job cancels it`);
+      return undefined;
+    }
   }
 
   /**
