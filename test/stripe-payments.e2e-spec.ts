@@ -281,7 +281,7 @@ describe('a call Stripe refuses as sent', () => {
       fake.inject('POST', /\/payment_intents$/, { kind: 'error', status, type, ...(code === undefined ? {} : { code }), when: 'before' });
       const refused = await http().post('/v1/payments').send({ userId, packageId: 'starter' }).expect(502);
       expect(refused.body).toMatchObject({ code: 'PROVIDER_REJECTED', providerError: 'rejected', title: 'The payment provider refused the request; retrying it unchanged will not help' });
-      expect(refused.body.detail).toMatch(new RegExp(`^Stripe: could not .+ \\(${name}${code === undefined ? '' : ` ${code}`}, request req_\\w+\\); nothing was done`));
+      expect(refused.body.detail).toMatch(new RegExp(`^Stripe: could not .+ \\(${name}${code === undefined ? '' : ` ${code}`}, request req_\\w+\\); the request will be refused the same way`));
       expect(refused.body.detail).not.toContain('injected');
     }
     expect((await http().get(`/v1/accounts/${userId}/payments`).expect(200)).body.data).toEqual([]);
@@ -391,6 +391,24 @@ describe('Stripe refunds', () => {
     await capture(bought.paymentId).expect(200);
     return bought;
   }
+
+  it('ends the request of a refund Stripe refuses as asked (a charge too old to refund): 409 REFUND_FAILED, the tokens spendable, the reason kept; a refusal of our key leaves it pending', async () => {
+    const userId = randomUUID();
+    const { paymentId } = await purchased(userId);
+    fake.inject('POST', /\/refunds$/, { kind: 'error', status: 400, type: 'invalid_request_error', code: 'charge_expired_for_refund', when: 'before' });
+    const refused = await http().post(`/v1/payments/${paymentId}/refund`).send().expect(409);
+    expect(refused.body).toMatchObject({ code: 'REFUND_FAILED', paymentStatus: 'COMPLETED' });
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'COMPLETED', metadata: { refundError: 'refused: charge_expired_for_refund' } });
+    expect(await balanceOf(userId)).toBe(100);
+    // Asked again, it is refunded (Stripe refuses no more here).
+    expect((await http().post(`/v1/payments/${paymentId}/refund`).send().expect(200)).body).toMatchObject({ payment: { status: 'REFUNDED' }, balance: 0 });
+    // Our credentials refused: Stripe will answer once they are fixed, so the request stays pending, its tokens reserved.
+    const other = await purchased(userId);
+    fake.inject('POST', /\/refunds$/, { kind: 'error', status: 401, type: 'authentication_error', when: 'before' });
+    expect((await http().post(`/v1/payments/${other.paymentId}/refund`).send().expect(502)).body).toMatchObject({ code: 'PROVIDER_REJECTED' });
+    expect(await paymentOf(other.paymentId)).toMatchObject({ status: 'REFUND_PENDING' });
+    expect((await http().post(`/v1/payments/${other.paymentId}/refund`).send().expect(200)).body).toMatchObject({ payment: { status: 'REFUNDED' }, balance: 0 });
+  });
 
   it('refunds through Stripe with the refund key after recording the intent, once, and its charge.refunded webhook changes nothing more', async () => {
     const userId = randomUUID();

@@ -6,7 +6,7 @@ import { CodedError, type LedgerErrorDetails } from '@app/ledger';
  * PAYMENT_CAPTURED_IN_PART (the provider took less than the payment's amount), REFUND_FAILED (the
  * provider's refund failed or was canceled), WEBHOOK_SIGNATURE_INVALID and PROVIDER_NOT_CONFIGURED (a
  * provider's webhook route when another provider is configured) are `PaymentsError`s,
- * PROVIDER_UNAVAILABLE, PROVIDER_REJECTED and PROVIDER_RATE_LIMITED a `PaymentProviderError`. The two provider outcomes are an operator's to settle:
+ * PROVIDER_UNAVAILABLE, PROVIDER_REJECTED and PROVIDER_RATE_LIMITED a `PaymentProviderError`. The two provider outcomes above (a capture in part, a failed refund) are an operator's to settle:
  * nothing is credited or refunded, and the reconciliation job reports them.
  */
 export const PAYMENTS_ERROR_CODES = [

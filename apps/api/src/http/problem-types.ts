@@ -108,11 +108,11 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
     retryAfterSeconds: 2,
   },
   PROVIDER_UNAVAILABLE: { status: HttpStatus.BAD_GATEWAY, title: 'The payment provider did not answer; retry the request', detail: (message) => `${message}; retry the request` },
-  // Nothing was done, and the same request will be refused again: a bad key, an amount or currency the provider does not take.
+  // The provider refused the call as sent (a bad key, an amount or currency it does not take): a retry is refused the same way until the operator acts.
   PROVIDER_REJECTED: {
     status: HttpStatus.BAD_GATEWAY,
     title: 'The payment provider refused the request; retrying it unchanged will not help',
-    detail: (message) => `${message}; nothing was done, and the request will be refused again until the service's operator acts`,
+    detail: (message) => `${message}; the request will be refused the same way until the service's operator acts`,
   },
 
   // Not a failure to retry: this deployment takes no payments (PAYMENT_PROVIDER=none).

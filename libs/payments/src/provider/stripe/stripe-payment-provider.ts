@@ -171,6 +171,19 @@ export class StripePaymentProvider implements PaymentProvider {
           providerStatus: 'charge_disputed',
         });
       }
+      // Refused as asked (charge_expired_for_refund, an amount Stripe will not refund, ...): no refund
+      // exists or will, so the request ends as a failed refund does (its tokens released, the reason
+      // kept), rather than staying pending to be refused again on every run. A refusal of our
+      // credentials is not this refund's: it stays PROVIDER_REJECTED, the request pending, until the
+      // operator fixes them. Charged back or refunded already, above; refunded with no refund found
+      // stays an error for the operator.
+      if (code !== undefined && code !== 'charge_already_refunded') {
+        throw new PaymentsError('REFUND_FAILED', `Stripe refuses to refund PaymentIntent ${orderId} (${code}): the money stayed with the merchant`, {
+          orderId,
+          providerStatus: 'refused',
+          failureReason: code,
+        });
+      }
       throw error;
     }
     return refundOutcome(orderId, created);
