@@ -392,6 +392,39 @@ describe('projection rebuild', () => {
     expect(await rebuilds.settled(second.id)).toMatchObject({ phase: 'completed' });
   });
 
+  it('refuses to swap in shadow tables a migration left behind (a column added to a live table meanwhile), and leaves the live tables as they are', async () => {
+    const random = seededRandom(12);
+    await writeHistory(random, accounts(random, 3), 2, 3);
+    const runner = newRunner();
+    runner.start();
+    await caughtUp(runner);
+    await runner.stop();
+    const before = await dump(database.pool);
+    const holder = await database.pool.connect();
+    const rebuilds = newRebuilds({ swapLockTimeoutMs: 60_000 });
+    let started: { id: string };
+    try {
+      // Hold the swap, as in the test below, and migrate a live table meanwhile.
+      await holder.query('BEGIN');
+      await holder.query("SELECT * FROM projection_checkpoints WHERE name = 'token_accounts' FOR UPDATE");
+      started = await rebuilds.start(tokenAccountsProjection.name);
+      await waitUntil(async () => (await rebuilds.get(started.id))?.phase === 'swapping');
+      await database.pool.query('ALTER TABLE token_lots ADD COLUMN note text NOT NULL DEFAULT \'\'');
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+    const ended = await rebuilds.settled(started.id);
+    expect(ended).toMatchObject({ phase: 'failed', error: expect.stringContaining('the live table token_lots changed while the rebuild ran (a migration?): the shadow lacks column note text not null default') as unknown });
+    const columns = await database.pool.query("SELECT 1 FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'token_lots' AND column_name = 'note'");
+    expect(columns.rowCount).toBe(1);
+    await database.pool.query('ALTER TABLE token_lots DROP COLUMN note');
+    expect(await dump(database.pool)).toEqual(before);
+    const again = await rebuilds.start(tokenAccountsProjection.name);
+    expect(await rebuilds.settled(again.id)).toMatchObject({ phase: 'completed' });
+    expect(await dump(database.pool)).toEqual(before);
+  });
+
   it('leaves the live tables untouched when killed during the swap, and can be started again', async () => {
     const random = seededRandom(10);
     await writeHistory(random, accounts(random, 6), 4, 6);

@@ -124,10 +124,13 @@ export class ShadowTables {
 
   /**
    * Moves the live tables to `retiredSchema` and the shadow tables into the live schema. Call inside
-   * the swap transaction: readers see either every old table or every new one.
+   * the swap transaction: readers see either every old table or every new one. Refused, before
+   * anything moves, when a live table's columns or indexes are no longer the shadow's (a migration
+   * ran while the rebuild did, and its column or index would vanish with the swap).
    */
   async swap(retiredSchema: string): Promise<void> {
     if (!SHADOW_SCHEMA.test(retiredSchema)) throw new Error(`${retiredSchema} is not a shadow schema name`);
+    for (const table of this.tables) await this.assertShapeOf(table);
     await this.client.query(`CREATE SCHEMA ${this.id(retiredSchema)}`);
     for (const table of this.tables) {
       await this.client.query(`ALTER TABLE ${this.live(table)} SET SCHEMA ${this.id(retiredSchema)}`);
@@ -141,6 +144,31 @@ export class ShadowTables {
    */
   async lockLiveAgainstWrites(): Promise<void> {
     await this.client.query(`LOCK TABLE ${this.tables.map((table) => this.live(table)).join(', ')} IN EXCLUSIVE MODE`);
+  }
+
+  /** Throws when the live table's columns (name, type, NOT NULL, default) or index names differ from the shadow's. */
+  private async assertShapeOf(table: string): Promise<void> {
+    const shape = async (qualified: string) =>
+      (
+        await this.client.query<{ part: string }>(
+          `SELECT 'column ' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+                  || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '') AS part
+             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+            WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
+           UNION ALL
+           SELECT 'index ' || c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = $1::regclass
+           ORDER BY 1`,
+          [qualified],
+        )
+      ).rows.map((row) => row.part);
+    const [live, shadow] = [await shape(this.live(table)), await shape(this.shadow(table))];
+    const missing = live.filter((part) => !shadow.includes(part));
+    const extra = shadow.filter((part) => !live.includes(part));
+    if (missing.length > 0 || extra.length > 0) {
+      throw new Error(
+        `the live table ${table} changed while the rebuild ran (a migration?): the shadow lacks ${missing.join(', ') || 'nothing'} and has ${extra.join(', ') || 'nothing more'}; nothing was swapped, start the rebuild again`,
+      );
+    }
   }
 
   /** A live table's qualified name, for statements that must not resolve to the shadow. */
