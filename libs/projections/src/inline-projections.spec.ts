@@ -530,6 +530,13 @@ describe('lots in stream order (migration 140)', () => {
     const settings = await database.pool.query<{ config: string[] | null }>("SELECT proconfig AS config FROM pg_proc WHERE proname = 'token_accounts_apply_inline'");
     expect(settings.rows[0]?.config ?? []).toEqual(Object.entries(INLINE_FUNCTION_SETTINGS).map(([name, value]) => `${name}=${value}`));
     await migrate('up', Infinity);
+    // A process of an older version (a rolling deploy) writes lots without the column: they get 0 (migration 143).
+    const older = randomUUID();
+    await database.pool.query(
+      "INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at) VALUES ($1, 'opening', 'opening', NULL, NULL, 5, 5, 100, NULL, 'active', now())",
+      [older],
+    );
+    expect(await lotRevisions(older)).toEqual([{ lot_id: 'opening', stream_revision: '0' }]);
   });
 });
 
