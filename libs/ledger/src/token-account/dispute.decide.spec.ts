@@ -246,12 +246,11 @@ describe('disputes: a dispute of part of the price takes that share of the token
     expect(close?.data).toMatchObject({ tokens: Number((BigInt(BALANCE_MAX) * 499n + 499n) / 500n) });
   });
 
-  it('takes the share only of what a refund did not take back', () => {
+  it('takes from a refunded payment what its refund could not take back, whatever the disputed amount (Stripe disputes what was not refunded)', () => {
     const refundedInPart: TokenAccountEvent[] = [
       { type: 'PaymentRefunded', data: { userId, paymentId, orderId, providerRefundId: 're_1', tokens: 100, tokensDebited: 40, occurredAt: capturedAt.toISOString() } },
       { type: 'TokensRefunded', data: { userId, transactionId: 'refund-tx', paymentId, amount: 40, description: null, balanceAfter: 0, occurredAt: capturedAt.toISOString(), draws: [{ lotId: purchaseLot, amount: 40 }], heldAfter: 0 } },
     ];
-    // A refunded payment owes what the refund could not take, whatever the dispute's amount.
     const [close] = tokenAccountDecider.decide(lostFor(50), state([...paid, used(60, 40), ...refundedInPart, opened]));
     expect(close?.data).toMatchObject({ tokens: 60 });
   });
