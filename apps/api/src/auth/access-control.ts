@@ -124,14 +124,19 @@ function authenticationHook(byMethod: RouteEndpoints, options: AccessControlOpti
 /** Authorization before the body is read, unless the decision needs it (`needsBody`). The payload stream is left as it is. */
 function authorizationHook(byMethod: RouteEndpoints, options: AccessControlOptions): preParsingAsyncHookHandler {
   return async (request, reply) => {
-    const endpoint = byMethod.get(request.method);
-    if (endpoint === undefined) return undefined; // a public method of a route with a protected one
-    const actor = actors.get(request);
-    if (actor === undefined) throw new Error(`no actor on protected route ${request.method} ${request.url}`);
-    if (needsBody(endpoint, actor)) return undefined;
-    await authorizeRequest(endpoint, actor, request, reply, options);
+    const caller = callerOf(byMethod, request);
+    if (caller !== undefined && !needsBody(caller.endpoint, caller.actor)) await authorizeRequest(caller.endpoint, caller.actor, request, reply, options);
     return undefined;
   };
+}
+
+/** The protected endpoint the request calls and its authenticated caller; undefined for a public method of a route with a protected one. */
+function callerOf(byMethod: RouteEndpoints, request: FastifyRequest): { readonly endpoint: Endpoint; readonly actor: Actor } | undefined {
+  const endpoint = byMethod.get(request.method);
+  if (endpoint === undefined) return undefined;
+  const actor = actors.get(request);
+  if (actor === undefined) throw new Error(`no actor on protected route ${request.method} ${request.url}`);
+  return { endpoint, actor };
 }
 
 /**
@@ -146,11 +151,8 @@ function needsBody(endpoint: Endpoint, actor: Actor): boolean {
 /** The decisions `needsBody` leaves until the body is parsed. */
 function bodyOwnerHook(byMethod: RouteEndpoints, options: AccessControlOptions): preHandlerAsyncHookHandler {
   return async (request, reply) => {
-    const endpoint = byMethod.get(request.method);
-    if (endpoint === undefined) return undefined; // a public method of a route with a protected one
-    const actor = actors.get(request);
-    if (actor === undefined) throw new Error(`no actor on protected route ${request.method} ${request.url}`);
-    return needsBody(endpoint, actor) ? authorizeRequest(endpoint, actor, request, reply, options) : undefined;
+    const caller = callerOf(byMethod, request);
+    return caller !== undefined && needsBody(caller.endpoint, caller.actor) ? authorizeRequest(caller.endpoint, caller.actor, request, reply, options) : undefined;
   };
 }
 
