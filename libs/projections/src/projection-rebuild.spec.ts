@@ -128,6 +128,26 @@ async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs 
   }
 }
 
+/**
+ * Starts a rebuild of token_accounts and holds it inside its swap transaction (the live checkpoint
+ * locked by another session) until `whileHeld` has run; the lock is released, always, after it.
+ */
+async function startHeldInItsSwap(rebuilds: ProjectionRebuilds, whileHeld: (started: RebuildView) => Promise<void>): Promise<RebuildView> {
+  const holder = await database.pool.connect();
+  try {
+    await holder.query('BEGIN');
+    await holder.query("SELECT * FROM projection_checkpoints WHERE name = 'token_accounts' FOR UPDATE");
+    const started = await rebuilds.start(tokenAccountsProjection.name);
+    await waitUntil(async () => (await rebuilds.get(started.id))?.phase === 'swapping');
+    await whileHeld(started);
+    return started;
+  } finally {
+    // An open transaction holds back $all visibility for every database of the server: never leave it open.
+    await holder.query('ROLLBACK');
+    holder.release();
+  }
+}
+
 /** The last event written to this database, whether or not `$all` shows it yet. */
 async function lastWritten(): Promise<Position | undefined> {
   const result = await database.pool.query<{ commit: string; prepare: string }>(
@@ -400,20 +420,11 @@ describe('projection rebuild', () => {
     await caughtUp(runner);
     await runner.stop();
     const before = await dump(database.pool);
-    const holder = await database.pool.connect();
     const rebuilds = newRebuilds({ swapLockTimeoutMs: 60_000 });
-    let started: { id: string };
-    try {
-      // Hold the swap, as in the test below, and migrate a live table meanwhile.
-      await holder.query('BEGIN');
-      await holder.query("SELECT * FROM projection_checkpoints WHERE name = 'token_accounts' FOR UPDATE");
-      started = await rebuilds.start(tokenAccountsProjection.name);
-      await waitUntil(async () => (await rebuilds.get(started.id))?.phase === 'swapping');
-      await database.pool.query('ALTER TABLE token_lots ADD COLUMN note text NOT NULL DEFAULT \'\'');
-    } finally {
-      await holder.query('ROLLBACK');
-      holder.release();
-    }
+    // A migration of a live table while the swap waits.
+    const started = await startHeldInItsSwap(rebuilds, async () => {
+      await database.pool.query("ALTER TABLE token_lots ADD COLUMN note text NOT NULL DEFAULT ''");
+    });
     const ended = await rebuilds.settled(started.id);
     expect(ended).toMatchObject({ phase: 'failed', error: expect.stringContaining('the live table token_lots changed while the rebuild ran (a migration?): the shadow lacks column note text not null default') as unknown });
     const columns = await database.pool.query("SELECT 1 FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'token_lots' AND column_name = 'note'");
@@ -436,29 +447,19 @@ describe('projection rebuild', () => {
     const checkpointBefore = await readCheckpoint(database.pool, tokenAccountsProjection.name);
 
     // Hold the live checkpoint so the rebuild stops inside its swap transaction, then kill its session.
-    const holder = await database.pool.connect();
     const rebuilds = newRebuilds({ swapLockTimeoutMs: 60_000 });
-    let started: { id: string };
-    try {
-      await holder.query('BEGIN');
-      await holder.query("SELECT * FROM projection_checkpoints WHERE name = 'token_accounts' FOR UPDATE");
-      started = await rebuilds.start(tokenAccountsProjection.name);
-      await waitUntil(async () => (await rebuilds.get(started.id))?.phase === 'swapping');
+    const started = await startHeldInItsSwap(rebuilds, async (held) => {
       await waitUntil(async () => {
         const waiting = await database.pool.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'token-ledger rebuild token_accounts' AND wait_event_type = 'Lock'");
         return waiting.rowCount === 1;
       });
       expect(await rebuilds.running(tokenAccountsProjection.name)).toBe(true);
-      expect(await rebuilds.get(started.id)).toMatchObject({ interrupted: false });
+      expect(await rebuilds.get(held.id)).toMatchObject({ interrupted: false });
       await database.pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'token-ledger rebuild token_accounts'");
-      await rebuilds.settled(started.id);
+      await rebuilds.settled(held.id);
       // The session died with its lock: the unfinished row is now known to be interrupted.
       await waitUntil(async () => !(await rebuilds.running(tokenAccountsProjection.name)));
-    } finally {
-      // An open transaction holds back $all visibility for every database of the server: never leave it open.
-      await holder.query('ROLLBACK');
-      holder.release();
-    }
+    });
 
     // Read by id too, the unfinished row says it is interrupted, and promises no end.
     expect(await rebuilds.get(started.id)).toMatchObject({ phase: 'swapping', interrupted: true, etaSeconds: null });
