@@ -505,6 +505,8 @@ describe('projection rebuild', () => {
   it('completes a rebuild whose schemas cannot be dropped after the swap, leaves them, and drops them at a later start once they can be', async () => {
     const random = seededRandom(43);
     await writeHistory(random, accounts(random, 3), 2, 3);
+    // Another test's open transaction elsewhere on the server may hide the newest events from $all a while.
+    await allVisible();
     // A DDL event trigger refuses every DROP SCHEMA in this database until it is dropped.
     await database.pool.query(`CREATE FUNCTION refuse_schema_drops() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'schema drops refused by the test'; END $$;
                                CREATE EVENT TRIGGER refuse_schema_drops ON ddl_command_start WHEN TAG IN ('DROP SCHEMA') EXECUTE FUNCTION refuse_schema_drops()`);
