@@ -4,7 +4,7 @@ import type { CodedError } from '@app/ledger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { RoutePaths } from './path-parameters.js';
-import { JSON_MEDIA_TYPE, RequestBodyError } from './request-body.js';
+import { unsupportedMediaTypeOf } from './request-body.js';
 import { isErrorCode, isMappedError, PROBLEM_TYPES, type ErrorCode } from './problem-types.js';
 
 export type ProblemDetails = {
@@ -123,8 +123,7 @@ function unreadableMediaTypeProblem(exception: unknown, request: FastifyRequest)
   const fastify = typeof exception === 'object' && exception !== null && (exception as { code?: unknown }).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE';
   const nest = exception instanceof HttpException && exception.getStatus() === Number(HttpStatus.UNSUPPORTED_MEDIA_TYPE);
   if (!fastify && !nest) return undefined;
-  const received = request.headers['content-type'] ?? '(none)';
-  return codedProblem(new RequestBodyError('UNSUPPORTED_MEDIA_TYPE', `a request body must be ${JSON_MEDIA_TYPE}, not ${received}`, { contentType: received, accepted: JSON_MEDIA_TYPE }), request.url);
+  return codedProblem(unsupportedMediaTypeOf(request), request.url);
 }
 
 function sendBody(reply: FastifyReply, body: ProblemDetails): FastifyReply {

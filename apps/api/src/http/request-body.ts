@@ -346,7 +346,12 @@ export function registerRequestBodyParsers(fastify: FastifyInstance, depthMax: n
     });
   });
   fastify.addContentTypeParser('*', (request: FastifyRequest, _payload, done) => {
-    const received = request.headers['content-type'] ?? '(none)';
-    done(new RequestBodyError('UNSUPPORTED_MEDIA_TYPE', `a request body must be ${JSON_MEDIA_TYPE}, not ${received}`, { contentType: received, accepted: JSON_MEDIA_TYPE }), undefined);
+    done(unsupportedMediaTypeOf(request), undefined);
   });
+}
+
+/** 415 UNSUPPORTED_MEDIA_TYPE for the request's Content-Type (or its absence), naming it and the one accepted. */
+export function unsupportedMediaTypeOf(request: FastifyRequest): RequestBodyError {
+  const received = request.headers['content-type'] ?? '(none)';
+  return new RequestBodyError('UNSUPPORTED_MEDIA_TYPE', `a request body must be ${JSON_MEDIA_TYPE}, not ${received}`, { contentType: received, accepted: JSON_MEDIA_TYPE });
 }

@@ -35,20 +35,17 @@ export class CapturePaymentFlow {
     const userId = await this.ledger.ownerOf(paymentId);
     const now = this.now();
     const current = paymentIn(await this.ledger.load(userId), paymentId);
-    if (current.status === 'FAILED' && current.failure === 'declined') {
-      // Declined before: the ledger's answer (402) stands whatever the provider says now, unless it
-      // captured since; asking it also cancels an order still open there. A provider that does not
-      // answer leaves the answer to the ledger, as before (the reconciliation job cancels later).
-      const settled = await this.releaseDeclined(current, context, now);
-      if (settled !== undefined) {
-        await this.refuseUnlessCaptured(settled.state, paymentId, now, settled);
-        return this.ledger.result(userId, settled.state, paymentId, settled);
-      }
-    } else if (current.status === 'FAILED' || (current.status === 'PENDING' && now.getTime() >= Date.parse(current.expiresAt))) {
-      const settled = await this.reconciler.reconcile(current, context, now);
-      await this.refuseUnlessCaptured(settled.state, paymentId, now, settled); // PAYMENT_EXPIRED unless the provider had captured
-      return this.ledger.result(userId, settled.state, paymentId, settled);
-    }
+    // Settled by what the provider says first: a payment declined before (its 402 stands unless the
+    // provider captured since; asking also cancels an order still open there, and a provider that
+    // does not answer leaves the answer to the ledger below), or one expired (PAYMENT_EXPIRED unless
+    // the provider had captured).
+    const settledFirst =
+      current.status === 'FAILED' && current.failure === 'declined'
+        ? await this.releaseDeclined(current, context, now)
+        : current.status === 'FAILED' || (current.status === 'PENDING' && now.getTime() >= Date.parse(current.expiresAt))
+          ? await this.reconciler.reconcile(current, context, now)
+          : undefined;
+    if (settledFirst !== undefined) return this.answer(userId, paymentId, now, settledFirst);
     // Asked once per request: a retry after a conflicting append records the same answer, and a
     // provider failure is the request's answer (502), which the client retries.
     let outcome: CaptureOutcome | undefined;
@@ -72,19 +69,17 @@ export class CapturePaymentFlow {
       readFirst: true,
     });
     const after = paymentIn(handled.state, paymentId);
-    if (outcome?.status === 'declined' && after.status === 'FAILED') {
-      // The decline is recorded; the order is released at the provider now. The answer is what that
-      // leaves: the decline, or the capture another request made meanwhile of a card the buyer
-      // authorised since (credited by the reconciliation, never refused as declined).
-      const settled = await this.releaseDeclined(after, context, now);
-      if (settled !== undefined) {
-        await this.refuseUnlessCaptured(settled.state, paymentId, now, settled);
-        return this.ledger.result(userId, settled.state, paymentId, settled);
-      }
-    }
-    // Throws PAYMENT_DECLINED (or PAYMENT_EXPIRED) for a payment that ended that way, now or before.
-    await this.refuseUnlessCaptured(handled.state, paymentId, now, handled);
-    return this.ledger.result(userId, handled.state, paymentId, handled);
+    // The decline is recorded; the order is released at the provider now. The answer is what that
+    // leaves: the decline, or the capture another request made meanwhile of a card the buyer
+    // authorised since (credited by the reconciliation, never refused as declined).
+    const released = outcome?.status === 'declined' && after.status === 'FAILED' ? await this.releaseDeclined(after, context, now) : undefined;
+    return this.answer(userId, paymentId, now, released ?? handled);
+  }
+
+  /** The payment as `written` leaves it; throws PAYMENT_DECLINED (or PAYMENT_EXPIRED) for a payment that ended that way, now or before. */
+  private async answer(userId: string, paymentId: string, now: Date, written: Written & { readonly state: TokenAccountState }): Promise<PaymentWriteResult> {
+    await this.refuseUnlessCaptured(written.state, paymentId, now, written);
+    return this.ledger.result(userId, written.state, paymentId, written);
   }
 
   /**
