@@ -410,6 +410,21 @@ describe('Stripe refunds', () => {
     expect((await http().post(`/v1/payments/${other.paymentId}/refund`).send().expect(200)).body).toMatchObject({ payment: { status: 'REFUNDED' }, balance: 0 });
   });
 
+  it('ends the request once when 10 refunds on two instances race and Stripe refuses the refund as asked: every answer 409 REFUND_FAILED, the tokens spendable', async () => {
+    const userId = randomUUID();
+    const { paymentId } = await purchased(userId);
+    fake.inject('POST', /\/refunds$/, { kind: 'error', status: 400, type: 'invalid_request_error', code: 'charge_expired_for_refund', when: 'before' }, 100);
+    try {
+      const answers = await Promise.all(Array.from({ length: 10 }, (_, index) => (index % 2 === 0 ? testApp : autoApp).http().post(`/v1/payments/${paymentId}/refund`).send()));
+      expect(answers.map((answer) => [answer.status, answer.body.code])).toEqual(Array.from({ length: 10 }, () => [409, 'REFUND_FAILED']));
+    } finally {
+      fake.clearInjected();
+    }
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefundFailed']);
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'COMPLETED', metadata: { refundError: 'refused: charge_expired_for_refund' } });
+    expect(await balanceOf(userId)).toBe(100);
+  });
+
   it('refunds through Stripe with the refund key after recording the intent, once, and its charge.refunded webhook changes nothing more', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await purchased(userId);
