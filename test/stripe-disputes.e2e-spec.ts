@@ -162,6 +162,93 @@ describe('Stripe disputes', () => {
     await expectAudited(userId, 0);
   });
 
+  it('ends a refund Stripe refused (charge_disputed) as failed when a dispute of part of the price is lost, and takes that share: the buyer keeps the rest, whatever races it', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
+    const dispute = fake.openDispute(orderId);
+    dispute.amount = 51;
+    await http().post(`/v1/payments/${paymentId}/refund`).send().expect(409);
+    await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200);
+    fake.closeDispute(dispute.id, 'lost');
+    const closed = disputeEvent('charge.dispute.closed', dispute.id);
+    const [webhooks, retries, spends] = await Promise.all([
+      Promise.all(Array.from({ length: 6 }, (_, index) => deliver(closed, index % 2 === 0 ? testApp : secondApp))),
+      Promise.all(Array.from({ length: 8 }, (_, index) => (index % 2 === 0 ? testApp : secondApp).http().post(`/v1/payments/${paymentId}/refund`).send())),
+      Promise.all(Array.from({ length: 10 }, (_, index) => use(userId, 1, index % 2 === 0 ? testApp : secondApp))),
+    ]);
+    expect(webhooks.map((response) => response.status)).toEqual(Array.from({ length: 6 }, () => 200));
+    // Each retry meets Stripe's refusal while the close was not yet recorded, then the lost dispute.
+    for (const retry of retries) expect(retry.body.code).toMatch(/^(REFUND_FAILED|PAYMENT_DISPUTED)$/);
+    // A spend is refused while the refund reserves every token, and accepted once the dispute ended it.
+    expect(spends.every((response) => response.status === 201 || (response.status === 409 && response.body.code === 'INSUFFICIENT_BALANCE'))).toBe(true);
+    const spent = spends.filter((response) => response.status === 201).length;
+    expect(await eventTypes(userId)).toEqual([
+      ...PURCHASED,
+      'PaymentRefundRequested',
+      'PaymentDisputeOpened',
+      'PaymentRefundFailed',
+      'PaymentDisputeClosed',
+      'TokensChargedBack',
+      ...Array.from({ length: spent }, () => 'TokensUsed'),
+    ]);
+    // 51 of the price's 500 cents: 11 of its 100 tokens; the refund's reservation released.
+    expect(await balanceOf(userId)).toEqual({ userId, balance: 89 - spent, held: 0, available: 89 - spent, nextExpiry: null });
+    expect(await readModels(userId)).toEqual({
+      totals: { balance: String(89 - spent), shortfall: '0', history: String(89 - spent) },
+      chargebacks: [[-11, paymentId]],
+      payments: [{ id: paymentId, status: 'COMPLETED', dispute_id: dispute.id, dispute_status: 'lost' }],
+    });
+    const payment = await http().get(`/v1/payments/${paymentId}`).expect(200);
+    expect(payment.body).toMatchObject({ status: 'COMPLETED', metadata: { refundError: `dispute lost: ${dispute.id}` } });
+    // No refund was made at Stripe, and the charge reads captured: nothing for an operator.
+    expect([...fake.refunds.values()].filter((refund) => refund.payment_intent === orderId)).toEqual([]);
+    const reconciled = await crashingWorkflow(testApp).reconcileById(paymentId, context());
+    expect({ appended: reconciled.appended, unresolved: reconciled.unresolved, orderStatus: reconciled.orderStatus }).toEqual({ appended: 0, unresolved: undefined, orderStatus: 'captured' });
+    await expectAudited(userId, 0);
+  });
+
+  it('takes the rest of the tokens when a refund Stripe had pending succeeds after a dispute of part of the price was lost: all the money back, no token kept', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
+    await fake.whileRefundsPending(() => http().post(`/v1/payments/${paymentId}/refund`).send().expect(202));
+    const [refund] = [...fake.refunds.values()].filter((each) => each.payment_intent === orderId);
+    if (refund === undefined) throw new Error('no refund made');
+    const dispute = fake.openDispute(orderId);
+    dispute.amount = 51;
+    await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200);
+    fake.closeDispute(dispute.id, 'lost');
+    await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 89, available: 89 });
+    fake.settleRefund(refund.id, 'succeeded');
+    const updated = fake.eventsOf('refund.updated', refund.id).at(-1);
+    if (updated === undefined) throw new Error('no refund.updated event');
+    // Delivered to both processes, racing a spend of what the dispute left.
+    const [first, second, spend] = await Promise.all([deliver(updated, testApp), deliver(updated, secondApp), use(userId, 9)]);
+    expect([first.status, second.status]).toEqual([200, 200]);
+    expect([201, 409]).toContain(spend.status);
+    const spent = spend.status === 201 ? 9 : 0;
+    expect(await eventTypes(userId)).toEqual([
+      ...PURCHASED,
+      'PaymentRefundRequested',
+      'PaymentDisputeOpened',
+      'PaymentRefundFailed',
+      'PaymentDisputeClosed',
+      'TokensChargedBack',
+      ...(spent === 0 ? [] : ['TokensUsed']),
+      'PaymentRefunded',
+      'TokensRefunded',
+    ]);
+    // 11 charged back, then the refund takes the other 89, less a spend that came first (spent stays spent).
+    expect(await balanceOf(userId)).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
+    expect(await readModels(userId)).toEqual({
+      totals: { balance: '0', shortfall: '0', history: '0' },
+      chargebacks: [[-11, paymentId]],
+      payments: [{ id: paymentId, status: 'REFUNDED', dispute_id: dispute.id, dispute_status: 'lost' }],
+    });
+    expect((await http().get(`/v1/payments/${paymentId}`).expect(200)).body).toMatchObject({ status: 'REFUNDED', metadata: { providerRefundId: refund.id, tokensDebited: 89 - spent } });
+    await expectAudited(userId, 0);
+  });
+
   it('takes back the share of the tokens a dispute of part of the price is about, rounded up', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await purchased(userId);

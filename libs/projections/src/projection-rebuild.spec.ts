@@ -1040,8 +1040,20 @@ describe('projection rebuild with payments', () => {
       { type: 'RecordDispute', data: { ...payment, disputeId: 'dp_debtor', status: 'lost', amount: 500, currency: 'USD', reason: 'fraudulent', transactionId: seededUuid(random), now: startAt } },
     ];
     await appendDecided(store, random, debtor, script.length, startAt, () => script.shift() as TokenAccountCommand);
+    // And one whose refund was pending when a dispute of part of the price was lost: the request ended
+    // as failed and the share charged back in one append (ADR 0024, addendum of 6 December, latest).
+    const [refunder] = accounts(random, 1) as [GeneratedAccount];
+    const refunded = { userId: refunder.userId, paymentId: seededUuid(random) };
+    const refundScript: TokenAccountCommand[] = [
+      { type: 'InitiatePayment', data: { ...refunded, orderId: 'pi_refunder', packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'stripe', now: startAt, expiresAt: new Date(startAt.getTime() + 3_600_000), pendingPaymentsMax: 5 } },
+      { type: 'CapturePayment', data: { ...refunded, outcome: { status: 'captured', providerTransactionId: 'ch_refunder' }, transactionId: seededUuid(random), now: startAt } },
+      { type: 'RequestRefund', data: { ...refunded, transactionId: seededUuid(random), now: startAt } },
+      { type: 'RecordDispute', data: { ...refunded, disputeId: 'dp_refunder', status: 'lost', amount: 51, currency: 'USD', reason: 'fraudulent', transactionId: seededUuid(random), now: startAt } },
+    ];
+    await appendDecided(store, random, refunder, refundScript.length, startAt, () => refundScript.shift() as TokenAccountCommand);
     await allVisible();
     const events = await store.readAll({ maxCount: 10_000 });
+    expect(events.filter((event) => event.type === 'PaymentRefundFailed' && (event.data as { reason: string }).reason === 'dispute lost: dp_refunder')).toHaveLength(1);
     const expected = await incrementalDump();
     const kinds = await database.pool.query<{ kind: string }>(
       `SELECT DISTINCT 'dispute:' || dispute_status AS kind FROM payments WHERE dispute_status IS NOT NULL
@@ -1055,7 +1067,7 @@ describe('projection rebuild with payments', () => {
     const values = (position: Position) => [position.commit.toString(), position.prepare.toString()];
     const last = events.length - 1;
     const cuts = new Set([0, Math.floor(last / 3), Math.floor(last / 2), last - 1, last]);
-    for (const type of ['PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack', 'ShortfallCovered']) {
+    for (const type of ['PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack', 'ShortfallCovered', 'PaymentRefundFailed']) {
       const first = events.findIndex((event) => event.type === type);
       for (const cut of [first - 1, first]) if (cut >= 0) cuts.add(cut);
     }

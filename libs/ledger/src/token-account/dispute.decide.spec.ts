@@ -3,6 +3,7 @@ import { LedgerInvariantViolation } from '../ledger.errors.js';
 import { BALANCE_MAX, LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import type { RecordDispute } from './dispute.commands.js';
+import { DISPUTE_LOST_REASON } from './dispute.decide.js';
 import { SHORTFALL_COVERED_DESCRIPTION, type PaymentDisputeClosed, type PaymentDisputeOpened, type ShortfallCovered, type TokensChargedBack } from './dispute.events.js';
 import { derivedTransactionId } from './lot.state.js';
 import type { PaymentCaptured, PaymentInitiated } from './payment.events.js';
@@ -246,6 +247,68 @@ describe('disputes: a dispute of part of the price takes that share of the token
     expect(close?.data).toMatchObject({ tokens: Number((BigInt(BALANCE_MAX) * 499n + 499n) / 500n) });
   });
 
+  describe('of a payment whose refund is pending (the provider refuses to refund a disputed charge)', () => {
+    const requested: TokenAccountEvent = { type: 'PaymentRefundRequested', data: { userId, paymentId, orderId, tokens: 100, occurredAt: capturedAt.toISOString() } };
+    const ended: TokenAccountEvent = {
+      type: 'PaymentRefundFailed',
+      data: { userId, paymentId, orderId, tokens: 100, providerRefundId: null, reason: `${DISPUTE_LOST_REASON} ${disputeId}`, occurredAt: closedAt.toISOString() },
+    };
+    const openedFor51: TokenAccountEvent = { ...opened, data: { ...opened.data, amount: 51 } };
+
+    it('ends the refund request as failed and takes the share: the buyer keeps the tokens of the money the merchant kept', () => {
+      const decided = [ended, closed('lost', 11, 11, 0), chargedBack(11, 89, [{ lotId: purchaseLot, amount: 11 }])];
+      spec.given([...paid, requested, openedFor51]).when(lostFor(51)).then(decided);
+      const after = state([...paid, requested, openedFor51, ...decided]);
+      expect({ balance: after.balance, reserved: after.reservedForRefunds, shortfall: after.shortfall, payment: after.payments.get(paymentId), lot: after.lots.get(purchaseLot) }).toMatchObject({
+        balance: 89,
+        reserved: 0,
+        shortfall: 0,
+        payment: { status: 'COMPLETED', refundFailure: 'dispute lost: dp_1' },
+        lot: { remaining: 89, reserved: 0 },
+      });
+      // Reported lost before it was reported open: the opening first.
+      spec.given([...paid, requested]).when(lostFor(51)).then([{ ...openedFor51, data: { ...openedFor51.data, occurredAt: closedAt.toISOString() } }, ...decided]);
+      // No refund can be asked for again: the money went back through the dispute, or stays.
+      spec.given([...paid, requested, openedFor51, ...decided]).when({ type: 'RequestRefund', data: { userId, paymentId, transactionId: 'refund-2', now: closedAt } }).thenThrows('PAYMENT_DISPUTED', { disputeStatus: 'lost' });
+    });
+
+    it('takes the share from the other lots, or owes it, when the purchase lot expired while its refund was pending', () => {
+      const expiring: TokenAccountEvent[] = [initiated, captured, { ...purchased, data: { ...purchased.data, lot: { lotId: purchaseLot, priority: LOT_PRIORITY_DEFAULT, expiresAt: disputedAt.toISOString() } } }];
+      const events = tokenAccountDecider.decide(lostFor(51), state([...expiring, requested, granted(5, 105), openedFor51]));
+      // The released reservation expires in the same append; the grant's 5 pay part, 6 are owed.
+      expect(events.map((event) => event.type)).toEqual(['PaymentRefundFailed', 'PaymentDisputeClosed', 'TokensChargedBack', 'LotExpired']);
+      expect(events[1]?.data).toMatchObject({ tokens: 11, tokensDebited: 5, shortfallAfter: 6 });
+      expect(events[2]?.data).toMatchObject({ amount: 5, draws: [{ lotId: 'grant-tx', amount: 5 }] });
+      expect(events[3]?.data).toMatchObject({ lotId: purchaseLot, amount: 100 });
+    });
+
+    it('lets a refund the provider makes afterwards (one it had pending after all) take the rest: all the money back, no token kept', () => {
+      const decided = [ended, closed('lost', 11, 11, 0), chargedBack(11, 89, [{ lotId: purchaseLot, amount: 11 }])];
+      const refund = { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 're_1', transactionId: 'refund-tx', now: closedAt } } as const;
+      spec
+        .given([...paid, requested, openedFor51, ...decided])
+        .when(refund)
+        .then([
+          { type: 'PaymentRefunded', data: { userId, paymentId, orderId, providerRefundId: 're_1', tokens: 100, tokensDebited: 89, occurredAt: closedAt.toISOString() } },
+          {
+            type: 'TokensRefunded',
+            data: { userId, transactionId: 'refund-tx', paymentId, amount: 89, description: 'Refund of token package starter', balanceAfter: 0, occurredAt: closedAt.toISOString(), draws: [{ lotId: purchaseLot, amount: 89 }], heldAfter: 0 },
+          },
+        ]);
+      // Of the 89, what was spent since stays spent, and what a hold holds is taken when it gives it back.
+      const held: TokensHeld = {
+        type: 'TokensHeld',
+        data: { userId, holdId: 'hold-1', amount: 30, description: null, expiresAt: '2026-12-31T00:00:00.000Z', draws: [{ lotId: purchaseLot, amount: 30 }], balanceAfter: 39, heldAfter: 30, occurredAt: closedAt.toISOString() },
+      };
+      const [refunded] = tokenAccountDecider.decide(refund, state([...paid, requested, openedFor51, ...decided, used(50, 39), held]));
+      expect(refunded?.data).toMatchObject({ tokensDebited: 9, heldBack: 30 });
+    });
+
+    it('completes the refund for a share that is every token (499 of 500 cents), as for the whole price', () => {
+      expect(tokenAccountDecider.decide(lostFor(499), state([...paid, requested, opened])).map((event) => event.type)).toEqual(['PaymentRefunded', 'TokensRefunded', 'PaymentDisputeClosed']);
+    });
+  });
+
   it('takes from a refunded payment what its refund could not take back, whatever the disputed amount (Stripe disputes what was not refunded)', () => {
     const refundedInPart: TokenAccountEvent[] = [
       { type: 'PaymentRefunded', data: { userId, paymentId, orderId, providerRefundId: 're_1', tokens: 100, tokensDebited: 40, occurredAt: capturedAt.toISOString() } },
@@ -343,7 +406,7 @@ describe('disputes: the shortfall blocks spending until credits cover it', () =>
     const current = state(inShortfall);
     const decoded = tokenAccountSnapshot.decode(JSON.parse(JSON.stringify(tokenAccountSnapshot.encode(current))));
     expect({ shortfall: decoded.shortfall, disputes: decoded.disputes.toJS() }).toEqual({ shortfall: 70, disputes: current.disputes.toJS() });
-    expect(tokenAccountSnapshot.version).toBe(6);
+    expect(tokenAccountSnapshot.version).toBe(7);
     expect(() => tokenAccountSnapshot.decode({ ...(tokenAccountSnapshot.encode(current) as object), shortfall: -1 })).toThrow('shortfall is not a count');
   });
 });

@@ -5,9 +5,9 @@ import { SHORTFALL_COVERED_DESCRIPTION, type DisputeEvent, type PaymentDisputeCl
 import type { Dispute } from './dispute.state.js';
 import { compareDrawOrder, derivedTransactionId, freeOf, isLive, OPENING_LOT_ID, type Draw, type Lot } from './lot.state.js';
 import { refundPayment } from './payment.decide.js';
-import type { PaymentRefunded, TokensRefunded } from './payment.events.js';
+import type { PaymentRefunded, PaymentRefundFailed, TokensRefunded } from './payment.events.js';
 import type { Payment } from './payment.state.js';
-import type { TokenAccountState } from './token-account.state.js';
+import { evolveTokenAccount, type TokenAccountState } from './token-account.state.js';
 
 /**
  * Records a dispute as the provider reports it now. Unknown: `PaymentDisputeOpened`, and when it is
@@ -16,11 +16,12 @@ import type { TokenAccountState } from './token-account.state.js';
  * (a closed dispute is final). A lost dispute takes back what the purchase credited, or of a dispute
  * of part of the price that share (`tokensOwed`), from the free tokens, the purchase's own lot first; the part the account no longer holds is added
  * to the shortfall. Another lost dispute of the same payment takes and owes nothing more. A lost
- * dispute of a payment whose refund is pending completes the refund instead. Only a captured
+ * dispute of the whole price of a payment whose refund is pending completes the refund instead; of
+ * part of it, ends the refund request as failed and takes that share. Only a captured
  * payment can be disputed (PAYMENT_NOT_CAPTURED: the caller settles the payment with the provider
  * first).
  */
-export function recordDispute({ data }: RecordDispute, state: TokenAccountState): readonly (DisputeEvent | PaymentRefunded | TokensRefunded)[] {
+export function recordDispute({ data }: RecordDispute, state: TokenAccountState): readonly (DisputeEvent | PaymentRefundFailed | PaymentRefunded | TokensRefunded)[] {
   invariant(data.disputeId !== '' && isMoneyAmount(data.amount) && CURRENCY_PATTERN.test(data.currency), `dispute ${data.disputeId} of ${data.amount} ${data.currency} is not valid`);
   const payment = state.payments.get(data.paymentId);
   if (payment === undefined) throw new LedgerError('PAYMENT_NOT_FOUND', `payment ${data.paymentId} does not exist on this account`, { paymentId: data.paymentId });
@@ -41,11 +42,39 @@ export function recordDispute({ data }: RecordDispute, state: TokenAccountState)
   if (payment.status === 'REFUND_PENDING') {
     // A refund asked for before the dispute was known: the provider refuses to refund a charge the
     // bank took back (Stripe: charge_disputed), so it would stay pending, its tokens reserved, for
-    // good. The chargeback is the money going back: it completes the refund (the dispute's id as the
-    // refund's), which takes the tokens it reserved; the dispute then owes nothing.
-    const refund = refundPayment({ type: 'RefundPayment', data: { userId: payment.userId, paymentId: payment.paymentId, providerRefundId: data.disputeId, transactionId: data.transactionId, now: data.now } }, state);
-    return [...opened, ...refund, closed(ids, 'lost', 0, [], state.shortfall, occurredAt)];
+    // good.
+    if (disputedShare(payment, data) === payment.tokens) {
+      // The chargeback is all the money going back: it completes the refund (the dispute's id as
+      // the refund's), which takes the tokens it reserved; the dispute then owes nothing.
+      const refund = refundPayment({ type: 'RefundPayment', data: { userId: payment.userId, paymentId: payment.paymentId, providerRefundId: data.disputeId, transactionId: data.transactionId, now: data.now } }, state);
+      return [...opened, ...refund, closed(ids, 'lost', 0, [], state.shortfall, occurredAt)];
+    }
+    // The bank took back part of the price, and the merchant keeps the rest, which the provider will
+    // not refund now: the request ends as a failed refund (its reservation released), and the dispute
+    // takes its share as of a captured payment. The buyer keeps the tokens of the money kept.
+    const released: PaymentRefundFailed = {
+      type: 'PaymentRefundFailed',
+      data: { userId: payment.userId, paymentId: payment.paymentId, orderId: payment.orderId, tokens: payment.tokens, providerRefundId: null, reason: `${DISPUTE_LOST_REASON} ${data.disputeId}`, occurredAt },
+    };
+    return [...opened, released, ...takenBack(evolveTokenAccount(state, released), { ...payment, status: 'COMPLETED' }, data, ids, occurredAt)];
   }
+  return [...opened, ...takenBack(state, payment, data, ids, occurredAt)];
+}
+
+/** What a refund request ended by a lost dispute of part of the price gives as its failure (`PaymentRefundFailed.reason`), before the dispute's id. */
+export const DISPUTE_LOST_REASON = 'dispute lost:';
+
+/**
+ * A lost dispute of a captured payment: what it owes (`tokensOwed`) taken from the free tokens, the
+ * purchase's own lot first, the rest added to the shortfall.
+ */
+function takenBack(
+  state: TokenAccountState,
+  payment: Payment,
+  data: RecordDispute['data'],
+  ids: { readonly userId: string; readonly paymentId: string; readonly orderId: string; readonly disputeId: string },
+  occurredAt: string,
+): readonly (PaymentDisputeClosed | TokensChargedBack)[] {
   // A charge is disputed once at Stripe; should a second dispute of the payment be lost too, the
   // first already took the purchase back (or owes it): nothing is taken or owed twice.
   const tokens = hasLostDispute(state, payment.paymentId) ? 0 : tokensOwed(payment, data);
@@ -56,7 +85,7 @@ export function recordDispute({ data }: RecordDispute, state: TokenAccountState)
     throw new LedgerError('BALANCE_OUT_OF_RANGE', `a shortfall of ${state.shortfall + tokens - debited} tokens would exceed ${BALANCE_MAX}`, { balance: state.balance, requested: tokens - debited });
   }
   const close = closed(ids, 'lost', tokens, draws, state.shortfall + tokens - debited, occurredAt);
-  if (debited === 0) return [...opened, close];
+  if (debited === 0) return [close];
   const chargedBack: TokensChargedBack = {
     type: 'TokensChargedBack',
     data: {
@@ -72,7 +101,7 @@ export function recordDispute({ data }: RecordDispute, state: TokenAccountState)
       occurredAt,
     },
   };
-  return [...opened, close, chargedBack];
+  return [close, chargedBack];
 }
 
 function closed(
@@ -90,7 +119,8 @@ function closed(
  * The tokens a lost dispute takes back: what the purchase credited (of a dispute of part of the
  * price, that part: `disputedShare`), less what a refund already took back. A payment whose refund is
  * pending owes nothing here: its refund reserved all its tokens, and the lost dispute completes that
- * refund (`recordDispute`).
+ * refund, or, of part of the price, ends it first and takes its share as of a COMPLETED payment
+ * (`recordDispute`).
  */
 export function tokensOwed(payment: Payment, disputed: { readonly amount: number; readonly currency: string }): number {
   switch (payment.status) {
@@ -170,6 +200,11 @@ export function assertNoShortfall(state: TokenAccountState): void {
 /** Whether a dispute of this payment was lost: it took the purchase's tokens back (or owes them as shortfall), whatever other disputes of it say. */
 export function hasLostDispute(state: TokenAccountState, paymentId: string): boolean {
   return state.disputes.some((dispute) => dispute.paymentId === paymentId && dispute.status === 'lost');
+}
+
+/** What the lost disputes of this payment owed back (taken, or owed as shortfall): a refund of it takes only the rest. */
+export function owedByLostDisputes(state: TokenAccountState, paymentId: string): number {
+  return state.disputes.reduce((total, dispute) => (dispute.paymentId === paymentId ? total + dispute.tokens : total), 0);
 }
 
 /** A dispute of this payment that is open or lost, if any: its refund is refused (the money goes back through the dispute). */

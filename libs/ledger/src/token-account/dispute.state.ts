@@ -7,6 +7,8 @@ export type Dispute = {
   readonly disputeId: string;
   readonly paymentId: string;
   readonly status: DisputeStatus;
+  /** What a lost dispute owed back (`PaymentDisputeClosed.tokens`: taken, or added to the shortfall); 0 while open and when won. */
+  readonly tokens: number;
   readonly openedAt: string;
   readonly closedAt: string | null;
 };

@@ -20,7 +20,7 @@ import { assertLotRoom } from './hold.decide.js';
 import { sweepExpiries } from './expiry.decide.js';
 import { freeOf, OPENING_LOT_ID, type LotTerms } from './lot.state.js';
 import { heldBackIn, heldIn } from './lot.evolve.js';
-import { blockingDisputeOf, hasLostDispute } from './dispute.decide.js';
+import { blockingDisputeOf, owedByLostDisputes } from './dispute.decide.js';
 
 /** Opens a PENDING payment. Repeating it with the same payload decides nothing; another payload is refused. */
 export function initiatePayment({ data }: InitiatePayment, state: TokenAccountState): readonly PaymentInitiated[] {
@@ -249,6 +249,8 @@ export function failRefund({ data }: FailRefund, state: TokenAccountState): read
  * the provider, found by reconciliation or a webhook): the money is back with the customer, so the
  * refund is recorded and takes back what is left of the purchase's lot (`tokensDebited`), never a
  * negative balance. What holds hold of that lot is held back (`heldBack`), taken as they give it back (`expiriesDue`).
+ * After a lost dispute of the payment, the refund takes only what the dispute did not owe (nothing
+ * after a dispute of the whole price; the rest after one of part of it).
  */
 export function refundPayment({ data }: RefundPayment, state: TokenAccountState): readonly (PaymentRefunded | TokensRefunded)[] {
   const payment = existing(state, data.paymentId);
@@ -258,11 +260,12 @@ export function refundPayment({ data }: RefundPayment, state: TokenAccountState)
   // refund the provider made without our request takes back what is left of the lot, free of holds,
   // and holds back what holds hold of it, to take as they give it back.
   const { lotId, free } = purchaseLotOf(state, data.paymentId);
-  // A lost dispute already took the purchase's tokens back (or owes them as shortfall).
-  const chargedBack = hasLostDispute(state, data.paymentId);
-  const tokensDebited = payment.status === 'REFUND_PENDING' ? payment.tokens : chargedBack ? 0 : Math.min(payment.tokens, free);
+  // A lost dispute already took back what it owed (all of the purchase, or of a dispute of part of
+  // the price that share; or owes it as shortfall): the refund takes the rest.
+  const owed = payment.tokens - owedByLostDisputes(state, data.paymentId);
+  const tokensDebited = payment.status === 'REFUND_PENDING' ? payment.tokens : Math.min(owed, free);
   // Less what other refunds already hold back there (payments bought before lots share the opening lot).
-  const heldBack = payment.status === 'COMPLETED' && !chargedBack ? Math.min(payment.tokens - tokensDebited, heldIn(state, lotId) - heldBackIn(state, lotId)) : 0;
+  const heldBack = payment.status === 'COMPLETED' ? Math.min(owed - tokensDebited, heldIn(state, lotId) - heldBackIn(state, lotId)) : 0;
   const occurredAt = data.now.toISOString();
   const refunded: PaymentRefunded = {
     type: 'PaymentRefunded',

@@ -201,10 +201,11 @@ const COMMAND_GENERATORS: { readonly [Type in CommandType]: CommandGenerator<Typ
     // Reported again with the same status, a dispute decides nothing; a closed one stays closed.
     idempotent: true,
     recipe: fc
-      .record({ paymentId: fc.constantFrom(...PROVIDER_PAYMENT_IDS), second: fc.boolean(), status: fc.constantFrom('open', 'won', 'lost', 'lost') })
-      .map(({ paymentId, second, status }) => (clock) => ({
+      // The disputed money: part of a package's price, all of it, or more (the packages cost 1, 500 and 4,000 cents).
+      .record({ paymentId: fc.constantFrom(...PROVIDER_PAYMENT_IDS), second: fc.boolean(), status: fc.constantFrom('open', 'won', 'lost', 'lost'), amount: fc.constantFrom(1, 51, 500, 4_000) })
+      .map(({ paymentId, second, status, amount }) => (clock) => ({
         type: 'RecordDispute',
-        data: { userId, paymentId, disputeId: `dp-${paymentId}-${second ? 2 : 1}`, status, amount: 500, currency: 'USD', reason: 'fraudulent', transactionId: clock.transactionId, now: clock.now },
+        data: { userId, paymentId, disputeId: `dp-${paymentId}-${second ? 2 : 1}`, status, amount, currency: 'USD', reason: 'fraudulent', transactionId: clock.transactionId, now: clock.now },
       })),
   },
   VoidGrant: {

@@ -29,7 +29,7 @@ function stored(value: unknown): unknown {
 function expectRefused(value: unknown, reason: string): void {
   const decode = () => tokenAccountSnapshot.decode(value);
   expect(decode).toThrow(SnapshotRejected);
-  expect(decode).toThrow(new SnapshotRejected(`token account snapshot v6: ${reason}`));
+  expect(decode).toThrow(new SnapshotRejected(`token account snapshot v${tokenAccountSnapshot.version}: ${reason}`));
 }
 
 describe('token account: snapshot', () => {
@@ -410,6 +410,10 @@ describe('token account: snapshot of lots, holds and disputes', () => {
     ['a closed dispute without a close time', withDisputes(openDispute, { ...wonDispute, closedAt: null }), 'dispute times are not valid'],
     ['a dispute whose opening is not a time', withDisputes({ ...openDispute, openedAt: 'today' }, wonDispute), 'dispute times are not valid'],
     ['a dispute whose close is not a time', withDisputes(openDispute, { ...wonDispute, closedAt: 'today' }), 'dispute times are not valid'],
+    ['a dispute without what it owed (a version 6 entry)', withDisputes(openDispute, { ...wonDispute, tokens: undefined }), 'dispute tokens are not a count a lost dispute owed'],
+    ['a dispute that owed a fraction', withDisputes(openDispute, { ...wonDispute, tokens: 0.5 }), 'dispute tokens are not a count a lost dispute owed'],
+    ['an open dispute that owed tokens', withDisputes({ ...openDispute, tokens: 1 }, wonDispute), 'dispute tokens are not a count a lost dispute owed'],
+    ['a won dispute that owed tokens', withDisputes(openDispute, { ...wonDispute, tokens: 1 }), 'dispute tokens are not a count a lost dispute owed'],
   ])('rejects a snapshot with %s, naming what is wrong', (_name, value, reason) => {
     expectRefused(value, reason);
   });
@@ -428,6 +432,12 @@ describe('token account: snapshot of lots, holds and disputes', () => {
     ['the status of the dispute', 'the close of a lost dispute', upTo(owing, 'PaymentDisputeClosed'), setDispute('dp_1', 'open', null)],
     ['the status of the dispute', 'the close of a won dispute', upTo(events, 'PaymentDisputeClosed'), setDispute('dp_2', 'lost', now.toISOString())],
     ['the status of the dispute', 'the opening of a dispute', upTo(events, 'PaymentDisputeOpened'), setDispute('dp_1', 'won', now.toISOString())],
+    [
+      'what the lost dispute owed',
+      'the close of a lost dispute',
+      upTo(owing, 'PaymentDisputeClosed'),
+      (state) => ({ ...state, disputes: state.disputes.map((item) => (item.disputeId === 'dp_1' ? { ...item, tokens: item.tokens - 1 } : item)) }),
+    ],
     ['the dispute itself (unknown)', 'the opening of a dispute', upTo(events, 'PaymentDisputeOpened'), (state) => ({ ...state, disputes: state.disputes.clear() })],
     ['the held total', 'a hold', upTo(events, 'TokensHeld'), (state) => ({ ...state, held: state.held - 1 })],
     ['the held total', 'the release of a hold', upTo(events, 'HoldReleased'), (state) => ({ ...state, held: state.held + 1 })],

@@ -24,11 +24,13 @@ type EncodedTokenAccount = {
   readonly refundsHeldBack: readonly (RefundHeldBack & { readonly paymentId: string })[];
 };
 
-const VERSION = 6;
+const VERSION = 7;
 const HOLD_ENDS: readonly HoldEnd[] = ['settled', 'released', 'expired'];
 const LOT_SOURCES: readonly string[] = ['purchase', 'grant', 'adjustment', 'opening'];
 
 /**
+ * Version 7 adds what each lost dispute owed back (`tokens`), which a later refund of the payment does
+ * not take again (version 6 snapshots are ignored and the stream replayed).
  * Version 6 adds what refunds the provider made on their own hold back (`refundsHeldBack`), and
  * counts in a payment's `tokensDebited` what they took later (version 5 snapshots are ignored and the
  * stream replayed, so one written by an older instance beside newer ones is never believed).
@@ -108,7 +110,8 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
     if ('shortfallAfter' in lastEvent.data && state.shortfall !== lastEvent.data.shortfallAfter) return false;
     if (lastEvent.type === 'PaymentDisputeOpened' || lastEvent.type === 'PaymentDisputeClosed') {
       const dispute = state.disputes.get(lastEvent.data.disputeId);
-      return dispute !== undefined && dispute.status === (lastEvent.type === 'PaymentDisputeOpened' ? 'open' : lastEvent.data.outcome);
+      if (lastEvent.type === 'PaymentDisputeOpened') return dispute?.status === 'open';
+      return dispute !== undefined && dispute.status === lastEvent.data.outcome && dispute.tokens === lastEvent.data.tokens;
     }
     if ('heldAfter' in lastEvent.data && state.held !== (lastEvent.data.heldAfter ?? 0)) return false;
     if ('balanceAfter' in lastEvent.data) return state.balance === lastEvent.data.balanceAfter;
@@ -262,11 +265,12 @@ function decodePayment(item: unknown): Payment {
 }
 
 function decodeDispute(item: unknown, payments: ImmutableMap<string, Payment>): Dispute {
-  const { disputeId, paymentId, status, openedAt, closedAt } = expectRecord(item, 'dispute');
+  const { disputeId, paymentId, status, tokens, openedAt, closedAt } = expectRecord(item, 'dispute');
   check(typeof disputeId === 'string' && typeof paymentId === 'string' && payments.has(paymentId), 'dispute ids are not valid');
   check(DISPUTE_STATUSES.includes(status as DisputeStatus), 'dispute status is not a status');
   check(isTime(openedAt) && (closedAt === null || isTime(closedAt)) && (closedAt === null) === (status === 'open'), 'dispute times are not valid');
-  return { disputeId, paymentId, status: status as DisputeStatus, openedAt, closedAt };
+  check(isCount(tokens) && (status === 'lost' || tokens === 0), 'dispute tokens are not a count a lost dispute owed');
+  return { disputeId, paymentId, status: status as DisputeStatus, tokens, openedAt, closedAt };
 }
 
 function isTime(value: unknown): value is string {

@@ -221,7 +221,7 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       const payment = paymentOf(state, event.data.paymentId);
       invariant(payment.status === 'COMPLETED' || payment.status === 'REFUND_PENDING' || payment.status === 'REFUNDED', `payment ${payment.paymentId} disputed while ${payment.status}`);
       invariant(!state.disputes.has(event.data.disputeId), `dispute ${event.data.disputeId} opened twice`);
-      const dispute: Dispute = { disputeId: event.data.disputeId, paymentId: payment.paymentId, status: 'open', openedAt: event.data.occurredAt, closedAt: null };
+      const dispute: Dispute = { disputeId: event.data.disputeId, paymentId: payment.paymentId, status: 'open', tokens: 0, openedAt: event.data.occurredAt, closedAt: null };
       return { ...state, disputes: state.disputes.set(dispute.disputeId, dispute) };
     }
     case 'PaymentDisputeClosed': {
@@ -230,7 +230,7 @@ export function evolveTokenAccount(state: TokenAccountState, event: TokenAccount
       const { tokens, tokensDebited, shortfallAfter, outcome } = event.data;
       invariant(tokensDebited >= 0 && tokensDebited <= tokens && (outcome === 'lost' || tokens === 0), `dispute ${dispute.disputeId} ${outcome} debits ${tokensDebited} of ${tokens} tokens`);
       invariant(shortfallAfter === state.shortfall + tokens - tokensDebited, `dispute ${dispute.disputeId} records shortfallAfter ${shortfallAfter}, replay gives ${state.shortfall + tokens - tokensDebited}`);
-      const closed = { ...state, shortfall: shortfallAfter, disputes: state.disputes.set(dispute.disputeId, { ...dispute, status: outcome, closedAt: event.data.occurredAt }) };
+      const closed = { ...state, shortfall: shortfallAfter, disputes: state.disputes.set(dispute.disputeId, { ...dispute, status: outcome, tokens, closedAt: event.data.occurredAt }) };
       // A lost dispute owes what a refund held back (its tokensOwed counts them): the refund takes no more.
       return outcome === 'lost' ? { ...closed, refundsHeldBack: closed.refundsHeldBack.delete(dispute.paymentId) } : closed;
     }
