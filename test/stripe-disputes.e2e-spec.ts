@@ -207,7 +207,7 @@ describe('Stripe disputes', () => {
     await expectAudited(userId, 0);
   });
 
-  it('takes the rest of the tokens when a refund Stripe had pending succeeds after a dispute of part of the price was lost: all the money back, no token kept', async () => {
+  it('completes the refund when a dispute of part of the price is lost while Stripe holds a pending refund of the payment, which returns the rest: its success takes nothing more', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await purchased(userId);
     await fake.whileRefundsPending(() => http().post(`/v1/payments/${paymentId}/refund`).send().expect(202));
@@ -217,36 +217,43 @@ describe('Stripe disputes', () => {
     dispute.amount = 51;
     await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200);
     fake.closeDispute(dispute.id, 'lost');
-    await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
-    expect(await balanceOf(userId)).toMatchObject({ balance: 89, available: 89 });
+    // Delivered to both processes, racing a spend: the reservation holds every token until the dispute takes them.
+    const closed = disputeEvent('charge.dispute.closed', dispute.id);
+    const [first, second, spend] = await Promise.all([deliver(closed, testApp), deliver(closed, secondApp), use(userId, 1)]);
+    expect([first.status, second.status, spend.status]).toEqual([200, 200, 409]);
+    const settled = [...PURCHASED, 'PaymentRefundRequested', 'PaymentDisputeOpened', 'PaymentRefunded', 'TokensRefunded', 'PaymentDisputeClosed'];
+    expect(await eventTypes(userId)).toEqual(settled);
+    expect(await balanceOf(userId)).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
     fake.settleRefund(refund.id, 'succeeded');
     const updated = fake.eventsOf('refund.updated', refund.id).at(-1);
     if (updated === undefined) throw new Error('no refund.updated event');
-    // Delivered to both processes, racing a spend of what the dispute left.
-    const [first, second, spend] = await Promise.all([deliver(updated, testApp), deliver(updated, secondApp), use(userId, 9)]);
-    expect([first.status, second.status]).toEqual([200, 200]);
-    expect([201, 409]).toContain(spend.status);
-    const spent = spend.status === 201 ? 9 : 0;
-    expect(await eventTypes(userId)).toEqual([
-      ...PURCHASED,
-      'PaymentRefundRequested',
-      'PaymentDisputeOpened',
-      'PaymentRefundFailed',
-      'PaymentDisputeClosed',
-      'TokensChargedBack',
-      ...(spent === 0 ? [] : ['TokensUsed']),
-      'PaymentRefunded',
-      'TokensRefunded',
-    ]);
-    // 11 charged back, then the refund takes the other 89, less a spend that came first (spent stays spent).
-    expect(await balanceOf(userId)).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
+    await deliver(updated).expect(200);
+    expect(await eventTypes(userId)).toEqual(settled);
     expect(await readModels(userId)).toEqual({
       totals: { balance: '0', shortfall: '0', history: '0' },
-      chargebacks: [[-11, paymentId]],
+      chargebacks: [],
       payments: [{ id: paymentId, status: 'REFUNDED', dispute_id: dispute.id, dispute_status: 'lost' }],
     });
-    expect((await http().get(`/v1/payments/${paymentId}`).expect(200)).body).toMatchObject({ status: 'REFUNDED', metadata: { providerRefundId: refund.id, tokensDebited: 89 - spent } });
     await expectAudited(userId, 0);
+  });
+
+  it('reports a refund Stripe returned (it failed after it succeeded) though a dispute of the payment was lost since: the dispute did not complete that refund', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
+    await http().post(`/v1/payments/${paymentId}/refund`).send().expect(200);
+    const [refund] = [...fake.refunds.values()].filter((each) => each.payment_intent === orderId);
+    if (refund === undefined) throw new Error('no refund made');
+    // Disputed and lost after the refund: it owes nothing more (the refund took every token).
+    const dispute = fake.openDispute(orderId);
+    await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200);
+    fake.closeDispute(dispute.id, 'lost');
+    await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 0 });
+    // The bank sends the refund back: the money is the merchant's again, the tokens are gone.
+    fake.returnRefund(refund.id);
+    const reconciled = await crashingWorkflow(testApp).reconcileById(paymentId, context());
+    expect({ appended: reconciled.appended, orderStatus: reconciled.orderStatus }).toEqual({ appended: 0, orderStatus: 'captured' });
+    expect(reconciled.unresolved).toContain('failed after it succeeded');
   });
 
   it('takes back the share of the tokens a dispute of part of the price is about, rounded up', async () => {
@@ -502,5 +509,28 @@ describe('Stripe disputes', () => {
     expect((await deliver(closed).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false });
     expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack']);
     expect(await readModels(userId)).toMatchObject({ totals: { balance: '0', shortfall: '0', history: '0' }, chargebacks: [[-100, paymentId]] });
+  });
+
+  it('dispute:after-append: a process that dies after a lost dispute of part of the price ended a pending refund leaves it ended once, the share taken once, by Stripe’s retry and the client’s', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
+    const dispute = fake.openDispute(orderId);
+    dispute.amount = 51;
+    await http().post(`/v1/payments/${paymentId}/refund`).send().expect(409);
+    fake.closeDispute(dispute.id, 'lost');
+    const closed = disputeEvent('charge.dispute.closed', dispute.id);
+    const reported = { disputeId: dispute.id, status: 'lost', amount: 51, currency: 'USD', reason: dispute.reason } as const;
+    await expect(processOf('dispute:after-append').recordDispute(paymentId, reported, context())).rejects.toThrow(SimulatedCrash);
+    const ended = [...PURCHASED, 'PaymentRefundRequested', 'PaymentDisputeOpened', 'PaymentRefundFailed', 'PaymentDisputeClosed', 'TokensChargedBack'];
+    expect(await eventTypes(userId)).toEqual(ended);
+    const [again, retry] = await Promise.all([deliver(closed, secondApp), http().post(`/v1/payments/${paymentId}/refund`).send()]);
+    expect([again.status, retry.status, retry.body.code]).toEqual([200, 409, 'PAYMENT_DISPUTED']);
+    expect(await eventTypes(userId)).toEqual(ended);
+    expect(await readModels(userId)).toEqual({
+      totals: { balance: '89', shortfall: '0', history: '89' },
+      chargebacks: [[-11, paymentId]],
+      payments: [{ id: paymentId, status: 'COMPLETED', dispute_id: dispute.id, dispute_status: 'lost' }],
+    });
+    await expectAudited(userId, 0);
   });
 });

@@ -13,6 +13,12 @@ export type RecordDispute = {
     readonly amount: number;
     readonly currency: string;
     readonly reason: string;
+    /**
+     * Whether the provider holds a refund of the payment, made or still pending (read when a lost
+     * dispute of a payment whose refund is pending is recorded): then that refund is on its way and
+     * the dispute completes the ledger's. Absent: none (the provider refused it, or was never asked).
+     */
+    readonly refundAtProvider?: boolean;
     readonly transactionId: string;
     readonly now: Date;
   };

@@ -282,7 +282,7 @@ describe('disputes: a dispute of part of the price takes that share of the token
       expect(events[3]?.data).toMatchObject({ lotId: purchaseLot, amount: 100 });
     });
 
-    it('lets a refund the provider makes afterwards (one it had pending after all) take the rest: all the money back, no token kept', () => {
+    it('lets a refund the provider makes afterwards take the rest that is free: what was spent or is held stays', () => {
       const decided = [ended, closed('lost', 11, 11, 0), chargedBack(11, 89, [{ lotId: purchaseLot, amount: 11 }])];
       const refund = { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: 're_1', transactionId: 'refund-tx', now: closedAt } } as const;
       spec
@@ -295,13 +295,21 @@ describe('disputes: a dispute of part of the price takes that share of the token
             data: { userId, transactionId: 'refund-tx', paymentId, amount: 89, description: 'Refund of token package starter', balanceAfter: 0, occurredAt: closedAt.toISOString(), draws: [{ lotId: purchaseLot, amount: 89 }], heldAfter: 0 },
           },
         ]);
-      // Of the 89, what was spent since stays spent, and what a hold holds is taken when it gives it back.
+      // Of the 89, what was spent since stays spent, and what a hold holds stays with it: nothing is held back after a lost dispute.
       const held: TokensHeld = {
         type: 'TokensHeld',
         data: { userId, holdId: 'hold-1', amount: 30, description: null, expiresAt: '2026-12-31T00:00:00.000Z', draws: [{ lotId: purchaseLot, amount: 30 }], balanceAfter: 39, heldAfter: 30, occurredAt: closedAt.toISOString() },
       };
       const [refunded] = tokenAccountDecider.decide(refund, state([...paid, requested, openedFor51, ...decided, used(50, 39), held]));
-      expect(refunded?.data).toMatchObject({ tokensDebited: 9, heldBack: 30 });
+      expect(refunded?.data).toEqual(expect.objectContaining({ tokensDebited: 9 }));
+      expect(refunded?.data).not.toHaveProperty('heldBack');
+    });
+
+    it('completes the refund instead when the provider holds a refund of the payment (made before the dispute, pending or not yet recorded): it returns the rest of the money', () => {
+      const withRefundAtProvider: RecordDispute = { ...lostFor(51), data: { ...lostFor(51).data, refundAtProvider: true } };
+      expect(tokenAccountDecider.decide(withRefundAtProvider, state([...paid, requested, openedFor51])).map((event) => event.type)).toEqual(['PaymentRefunded', 'TokensRefunded', 'PaymentDisputeClosed']);
+      const notAtProvider: RecordDispute = { ...lostFor(51), data: { ...lostFor(51).data, refundAtProvider: false } };
+      expect(tokenAccountDecider.decide(notAtProvider, state([...paid, requested, openedFor51])).map((event) => event.type)).toEqual(['PaymentRefundFailed', 'PaymentDisputeClosed', 'TokensChargedBack']);
     });
 
     it('completes the refund for a share that is every token (499 of 500 cents), as for the whole price', () => {

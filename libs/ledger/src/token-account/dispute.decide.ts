@@ -16,8 +16,9 @@ import { evolveTokenAccount, type TokenAccountState } from './token-account.stat
  * (a closed dispute is final). A lost dispute takes back what the purchase credited, or of a dispute
  * of part of the price that share (`tokensOwed`), from the free tokens, the purchase's own lot first; the part the account no longer holds is added
  * to the shortfall. Another lost dispute of the same payment takes and owes nothing more. A lost
- * dispute of the whole price of a payment whose refund is pending completes the refund instead; of
- * part of it, ends the refund request as failed and takes that share. Only a captured
+ * dispute of the whole price of a payment whose refund is pending completes the refund instead, as
+ * does one of part of it while the provider holds a refund of the payment (`refundAtProvider`);
+ * otherwise one of part of it ends the refund request as failed and takes that share. Only a captured
  * payment can be disputed (PAYMENT_NOT_CAPTURED: the caller settles the payment with the provider
  * first).
  */
@@ -43,15 +44,17 @@ export function recordDispute({ data }: RecordDispute, state: TokenAccountState)
     // A refund asked for before the dispute was known: the provider refuses to refund a charge the
     // bank took back (Stripe: charge_disputed), so it would stay pending, its tokens reserved, for
     // good.
-    if (disputedShare(payment, data) === payment.tokens) {
-      // The chargeback is all the money going back: it completes the refund (the dispute's id as
-      // the refund's), which takes the tokens it reserved; the dispute then owes nothing.
+    if (disputedShare(payment, data) === payment.tokens || data.refundAtProvider === true) {
+      // The chargeback is all the money going back, or the provider holds a refund of the payment
+      // (made before the dispute, still pending or not yet recorded), which returns the rest: the
+      // dispute completes the refund (the dispute's id as the refund's), which takes the tokens it
+      // reserved; the dispute then owes nothing.
       const refund = refundPayment({ type: 'RefundPayment', data: { userId: payment.userId, paymentId: payment.paymentId, providerRefundId: data.disputeId, transactionId: data.transactionId, now: data.now } }, state);
       return [...opened, ...refund, closed(ids, 'lost', 0, [], state.shortfall, occurredAt)];
     }
-    // The bank took back part of the price, and the merchant keeps the rest, which the provider will
-    // not refund now: the request ends as a failed refund (its reservation released), and the dispute
-    // takes its share as of a captured payment. The buyer keeps the tokens of the money kept.
+    // The bank took back part of the price, and the merchant keeps the rest, which the provider
+    // refused to refund: the request ends as a failed refund (its reservation released), and the
+    // dispute takes its share as of a captured payment. The buyer keeps the tokens of the money kept.
     const released: PaymentRefundFailed = {
       type: 'PaymentRefundFailed',
       data: { userId: payment.userId, paymentId: payment.paymentId, orderId: payment.orderId, tokens: payment.tokens, providerRefundId: null, reason: `${DISPUTE_LOST_REASON} ${data.disputeId}`, occurredAt },
@@ -119,8 +122,8 @@ function closed(
  * The tokens a lost dispute takes back: what the purchase credited (of a dispute of part of the
  * price, that part: `disputedShare`), less what a refund already took back. A payment whose refund is
  * pending owes nothing here: its refund reserved all its tokens, and the lost dispute completes that
- * refund, or, of part of the price, ends it first and takes its share as of a COMPLETED payment
- * (`recordDispute`).
+ * refund, or, of part of the price with no refund at the provider, ends it first and takes its share
+ * as of a COMPLETED payment (`recordDispute`).
  */
 export function tokensOwed(payment: Payment, disputed: { readonly amount: number; readonly currency: string }): number {
   switch (payment.status) {

@@ -20,7 +20,7 @@ import { assertLotRoom } from './hold.decide.js';
 import { sweepExpiries } from './expiry.decide.js';
 import { freeOf, OPENING_LOT_ID, type LotTerms } from './lot.state.js';
 import { heldBackIn, heldIn } from './lot.evolve.js';
-import { blockingDisputeOf, owedByLostDisputes } from './dispute.decide.js';
+import { blockingDisputeOf, hasLostDispute, owedByLostDisputes } from './dispute.decide.js';
 
 /** Opens a PENDING payment. Repeating it with the same payload decides nothing; another payload is refused. */
 export function initiatePayment({ data }: InitiatePayment, state: TokenAccountState): readonly PaymentInitiated[] {
@@ -217,8 +217,8 @@ export function requestRefund({ data }: RequestRefund, state: TokenAccountState)
  * for (`requestedAt`) ends. Nothing is decided for a COMPLETED payment (ended already, by another
  * process), a REFUNDED one (another refund returned the money since), a later request (asked for
  * after the failure was learned), or while a dispute of the payment is open: its tokens stay reserved
- * for the dispute, whose loss completes the refund (ADR 0024) and whose win lets the next report end
- * the request. One never captured is refused.
+ * for the dispute, whose loss completes the refund or, of part of the price, ends the request (ADR
+ * 0024), and whose win lets the next report end the request. One never captured is refused.
  */
 export function failRefund({ data }: FailRefund, state: TokenAccountState): readonly PaymentRefundFailed[] {
   invariant(data.reason.length > 0, `the failed refund of payment ${data.paymentId} has no reason`);
@@ -250,7 +250,8 @@ export function failRefund({ data }: FailRefund, state: TokenAccountState): read
  * refund is recorded and takes back what is left of the purchase's lot (`tokensDebited`), never a
  * negative balance. What holds hold of that lot is held back (`heldBack`), taken as they give it back (`expiriesDue`).
  * After a lost dispute of the payment, the refund takes only what the dispute did not owe (nothing
- * after a dispute of the whole price; the rest after one of part of it).
+ * after a dispute of the whole price; the rest after one of part of it), and of that only what is
+ * free: nothing is held back.
  */
 export function refundPayment({ data }: RefundPayment, state: TokenAccountState): readonly (PaymentRefunded | TokensRefunded)[] {
   const payment = existing(state, data.paymentId);
@@ -261,11 +262,13 @@ export function refundPayment({ data }: RefundPayment, state: TokenAccountState)
   // and holds back what holds hold of it, to take as they give it back.
   const { lotId, free } = purchaseLotOf(state, data.paymentId);
   // A lost dispute already took back what it owed (all of the purchase, or of a dispute of part of
-  // the price that share; or owes it as shortfall): the refund takes the rest.
-  const owed = payment.tokens - owedByLostDisputes(state, data.paymentId);
-  const tokensDebited = payment.status === 'REFUND_PENDING' ? payment.tokens : Math.min(owed, free);
+  // the price that share; or owes it as shortfall): the refund takes the rest that is free, and holds
+  // nothing back (what holds hold is theirs, as spent tokens are: `refundsHeldBack` is a refund's
+  // before any lost dispute, which owes what it held back).
+  const lostDispute = hasLostDispute(state, data.paymentId);
+  const tokensDebited = payment.status === 'REFUND_PENDING' ? payment.tokens : Math.min(payment.tokens - owedByLostDisputes(state, data.paymentId), free);
   // Less what other refunds already hold back there (payments bought before lots share the opening lot).
-  const heldBack = payment.status === 'COMPLETED' ? Math.min(owed - tokensDebited, heldIn(state, lotId) - heldBackIn(state, lotId)) : 0;
+  const heldBack = payment.status === 'COMPLETED' && !lostDispute ? Math.min(payment.tokens - tokensDebited, heldIn(state, lotId) - heldBackIn(state, lotId)) : 0;
   const occurredAt = data.now.toISOString();
   const refunded: PaymentRefunded = {
     type: 'PaymentRefunded',

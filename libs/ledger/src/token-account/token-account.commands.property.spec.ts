@@ -202,10 +202,17 @@ const COMMAND_GENERATORS: { readonly [Type in CommandType]: CommandGenerator<Typ
     idempotent: true,
     recipe: fc
       // The disputed money: part of a package's price, all of it, or more (the packages cost 1, 500 and 4,000 cents).
-      .record({ paymentId: fc.constantFrom(...PROVIDER_PAYMENT_IDS), second: fc.boolean(), status: fc.constantFrom('open', 'won', 'lost', 'lost'), amount: fc.constantFrom(1, 51, 500, 4_000) })
-      .map(({ paymentId, second, status, amount }) => (clock) => ({
+      // And whether the provider holds a refund of the payment (read for a lost dispute of a payment whose refund is pending).
+      .record({
+        paymentId: fc.constantFrom(...PROVIDER_PAYMENT_IDS),
+        second: fc.boolean(),
+        status: fc.constantFrom('open', 'won', 'lost', 'lost'),
+        amount: fc.constantFrom(1, 51, 500, 4_000),
+        refundAtProvider: fc.boolean(),
+      })
+      .map(({ paymentId, second, status, amount, refundAtProvider }) => (clock) => ({
         type: 'RecordDispute',
-        data: { userId, paymentId, disputeId: `dp-${paymentId}-${second ? 2 : 1}`, status, amount, currency: 'USD', reason: 'fraudulent', transactionId: clock.transactionId, now: clock.now },
+        data: { userId, paymentId, disputeId: `dp-${paymentId}-${second ? 2 : 1}`, status, amount, currency: 'USD', refundAtProvider, reason: 'fraudulent', transactionId: clock.transactionId, now: clock.now },
       })),
   },
   VoidGrant: {

@@ -37,11 +37,13 @@ export type Reconciliation = { readonly steps: readonly ReconciliationStep[] } |
  * | FAILED by a lost dispute (`captured_in_part_charged_back`) | captured_in_part | nothing: the bank took back what was captured |
  * | PENDING                  | captured_in_part, refunded | record a decline (`captured_in_part_refunded`): nothing was kept |
  * | COMPLETED/REFUND_PENDING | captured_in_part, refunded | record the refund                          |
- * | REFUNDED, no lost dispute | captured, or captured_in_part unrefunded; no refund pending | unresolved: a refund of it failed after it succeeded (the money is the merchant's again, the tokens are gone); an operator decides |
+ * | REFUNDED, not by a lost dispute | captured, or captured_in_part unrefunded; no refund pending | unresolved: a refund of it failed after it succeeded (the money is the merchant's again, the tokens are gone); an operator decides |
  * | anything else            |                        | nothing                                    |
  *
- * `lostDispute`: whether a dispute of the payment was lost. A refund the chargeback completed (ADR
- * 0024) leaves the order captured at the provider (the charge was disputed, never refunded).
+ * `lostDispute`: whether the refund the ledger recorded is a lost dispute's completion (its refund id
+ * is the dispute's): a refund the chargeback completed (ADR 0024) leaves the order captured at the
+ * provider (the charge was disputed, never refunded). A refund made at the provider is not, before or
+ * after a lost dispute: if the provider no longer reads it refunded, it was returned.
  */
 export function reconciliationOf(payment: Payment, order: ProviderOrder, now: Date, { lostDispute }: { readonly lostDispute: boolean } = { lostDispute: false }): Reconciliation {
   const captured: readonly ReconciliationStep[] =

@@ -33,7 +33,8 @@ export class RecordDisputeFlow {
 
   async record(paymentId: string, dispute: ProviderDispute, context: CommandContext): Promise<RecordedDispute> {
     const userId = await this.ledger.ownerOf(paymentId);
-    const command = (): RecordDispute => ({ type: 'RecordDispute', data: { userId, paymentId, ...dispute, transactionId: randomUUID(), now: this.now() } });
+    const refundAtProvider = await this.refundAtProvider(userId, paymentId, dispute);
+    const command = (): RecordDispute => ({ type: 'RecordDispute', data: { userId, paymentId, ...dispute, refundAtProvider, transactionId: randomUUID(), now: this.now() } });
     let handled;
     try {
       handled = await this.ledger.decideAndAppend(userId, command(), context);
@@ -48,6 +49,21 @@ export class RecordDisputeFlow {
       }
     }
     return this.recorded(handled);
+  }
+
+  /**
+   * Whether the provider holds a refund of the payment, made or pending, when a lost dispute meets its
+   * refund pending in the ledger: then the dispute completes the ledger's refund; otherwise (the
+   * provider refused the refund, `charge_disputed`) a dispute of part of the price ends the request
+   * and takes its share (ADR 0024). Asked only then: the provider's answer is read, not guessed. A
+   * refund cannot start at the provider once the charge is disputed, so the answer holds until the
+   * dispute is recorded.
+   */
+  private async refundAtProvider(userId: string, paymentId: string, dispute: ProviderDispute): Promise<boolean> {
+    if (dispute.status !== 'lost') return false;
+    const payment = (await this.ledger.load(userId)).payments.get(paymentId);
+    if (payment?.status !== 'REFUND_PENDING') return false;
+    return this.reconciler.holdsRefund(payment.orderId);
   }
 
   /**

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { CommandContext, HandledCommand, Written } from '@app/event-sourcing';
-import { hasLostDispute, type Payment, type TokenAccountCommand, type TokenAccountEvent, type TokenAccountState } from '@app/ledger';
+import { type Payment, type TokenAccountCommand, type TokenAccountEvent, type TokenAccountState } from '@app/ledger';
 import type { PaymentFaults } from '../payment-faults.js';
 import type { PaymentLedger } from '../payment-ledger.js';
 import { PaymentsError } from '../payments.errors.js';
@@ -55,10 +55,22 @@ export class PaymentReconciler {
     return { ...reconciled, orderStatus: order.status, ...('unresolved' in plan ? { unresolved: plan.unresolved } : {}) };
   }
 
-  /** Whether a dispute of a payment refunded in the ledger and captured at the provider was lost: the stream is read only then. */
+  /**
+   * Whether the refund the ledger recorded for a payment refunded in the ledger and captured at the
+   * provider is a lost dispute's completion (its refund id is the dispute's: the charge was charged
+   * back, never refunded). A refund made at the provider, before or after a lost dispute, is not: if
+   * the provider no longer reads it refunded, it was returned. The stream is read only then.
+   */
   private async lostDispute(payment: Payment, orderStatus: ProviderOrderStatus): Promise<boolean> {
     if (payment.status !== 'REFUNDED' || (orderStatus !== 'captured' && orderStatus !== 'captured_in_part')) return false;
-    return hasLostDispute(await this.ledger.load(payment.userId), payment.paymentId);
+    const refundId = payment.providerRefundId;
+    return refundId !== null && (await this.ledger.load(payment.userId)).disputes.get(refundId)?.status === 'lost';
+  }
+
+  /** Whether the provider holds a refund of this order, made or still pending (one an operator made in part included). */
+  async holdsRefund(orderId: string): Promise<boolean> {
+    const order = await this.provider.getOrder(orderId);
+    return order.providerRefundId !== null || order.refundPending === true;
   }
 
   /** Reconciles the payment with this id, whatever its status (a provider notification). */

@@ -164,9 +164,9 @@ export class StripePaymentProvider implements PaymentProvider {
       // Refunded whole already (in the dashboard): that refund is the one the ledger records, once it succeeded.
       const other = code === 'charge_already_refunded' ? await this.otherRefund(orderId) : undefined;
       if (other !== undefined) return other;
-      // The bank took the charge back: nothing to refund while the dispute stands (a lost one completes the refund, ADR 0024).
+      // The bank took the charge back: nothing to refund while the dispute stands (a lost one completes the refund, or of part of the price ends it: ADR 0024).
       if (code === 'charge_disputed') {
-        throw new PaymentsError('REFUND_FAILED', `Stripe refuses to refund PaymentIntent ${orderId}: its charge is disputed; a lost dispute completes the refund, a won one lets it be asked again`, {
+        throw new PaymentsError('REFUND_FAILED', `Stripe refuses to refund PaymentIntent ${orderId}: its charge is disputed; a lost dispute completes the refund (of part of the price, ends it and takes that share), a won one lets it be asked again`, {
           orderId,
           providerStatus: 'charge_disputed',
         });
