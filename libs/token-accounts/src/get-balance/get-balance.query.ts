@@ -41,9 +41,10 @@ export class GetBalanceQuery extends Query<BalanceView> {
 // One statement, so totals, the next expiry and whether anything is due come from one snapshot. $2:
 // now. Due: a hold recorded active past its expiry (read from the partial index of active holds), or
 // a lot with tokens left past its expiry, which is then the next expiry. A lot with tokens left that
-// holds not past their expiry hold whole is neither (as `nextExpiryOf` leaves it out) when it is:
-// - past its expiry: nothing of it is free to expire (its held tokens stay with the holds), so
-//   reading it from the stream would change nothing;
+// holds not past their expiry and a refund in progress of its purchase reserve whole is neither (as
+// `nextExpiryOf` leaves it out) when it is:
+// - past its expiry: nothing of it is free to expire (its held tokens stay with the holds, its
+//   reserved ones with the refund), so reading it from the stream would change nothing;
 // - the lot of a purchase the provider refunded while holds held what was left of it: the refund
 //   takes those tokens as the holds give them back, so they never expire.
 // A refunded purchase's lot with free tokens (a lost dispute took the refund's part from others)
@@ -57,7 +58,9 @@ const BALANCE_SQL = `
             FROM token_lots WHERE user_id = $1 AND status IN ('active', 'refunded') AND remaining > 0 AND expires_at IS NOT NULL
              AND NOT ((expires_at <= $2 OR (payment_id IS NOT NULL AND EXISTS (SELECT 1 FROM payments WHERE payments.id = token_lots.payment_id AND payments.user_id = $1 AND payments.status = 'REFUNDED')))
                       AND remaining <= (SELECT coalesce(sum((draw->>'amount')::bigint), 0) FROM token_holds, jsonb_array_elements(token_holds.draws) AS draw
-                                         WHERE token_holds.user_id = $1 AND token_holds.status = 'active' AND token_holds.expires_at > $2 AND draw->>'lotId' = token_lots.lot_id))
+                                         WHERE token_holds.user_id = $1 AND token_holds.status = 'active' AND token_holds.expires_at > $2 AND draw->>'lotId' = token_lots.lot_id)
+                                     + (SELECT coalesce(sum(tokens_purchased), 0) FROM payments
+                                         WHERE payments.id = token_lots.payment_id AND payments.user_id = $1 AND payments.status = 'REFUND_PENDING'))
            ORDER BY expires_at, lot_id LIMIT 1) AS next_expiry,
          EXISTS (SELECT 1 FROM token_holds WHERE user_id = $1 AND status = 'active' AND expires_at <= $2) AS hold_due
     FROM (SELECT $1::uuid AS user_id) AS wanted LEFT JOIN user_tokens USING (user_id)`;
