@@ -224,6 +224,8 @@ describe('Stripe disputes', () => {
     const settled = [...PURCHASED, 'PaymentRefundRequested', 'PaymentDisputeOpened', 'PaymentRefunded', 'TokensRefunded', 'PaymentDisputeClosed'];
     expect(await eventTypes(userId)).toEqual(settled);
     expect(await balanceOf(userId)).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
+    // Recorded under Stripe's refund, which returns the rest of the money.
+    expect((await http().get(`/v1/payments/${paymentId}`).expect(200)).body).toMatchObject({ status: 'REFUNDED', metadata: { providerRefundId: refund.id, tokensDebited: 100 } });
     fake.settleRefund(refund.id, 'succeeded');
     const updated = fake.eventsOf('refund.updated', refund.id).at(-1);
     if (updated === undefined) throw new Error('no refund.updated event');
@@ -235,6 +237,23 @@ describe('Stripe disputes', () => {
       payments: [{ id: paymentId, status: 'REFUNDED', dispute_id: dispute.id, dispute_status: 'lost' }],
     });
     await expectAudited(userId, 0);
+  });
+
+  it('reports the refund a dispute of part of the price completed when the refund Stripe held pending then fails: the merchant kept the rest, the tokens are gone', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
+    await fake.whileRefundsPending(() => http().post(`/v1/payments/${paymentId}/refund`).send().expect(202));
+    const [refund] = [...fake.refunds.values()].filter((each) => each.payment_intent === orderId);
+    if (refund === undefined) throw new Error('no refund made');
+    const dispute = fake.openDispute(orderId);
+    dispute.amount = 51;
+    fake.closeDispute(dispute.id, 'lost');
+    await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 0 });
+    fake.settleRefund(refund.id, 'failed');
+    const reconciled = await crashingWorkflow(testApp).reconcileById(paymentId, context());
+    expect({ appended: reconciled.appended, orderStatus: reconciled.orderStatus }).toEqual({ appended: 0, orderStatus: 'captured' });
+    expect(reconciled.unresolved).toContain(`the ledger recorded ${refund.id}`);
   });
 
   it('reports a refund Stripe returned (it failed after it succeeded) though a dispute of the payment was lost since: the dispute did not complete that refund', async () => {

@@ -14,11 +14,14 @@ export type RecordDispute = {
     readonly currency: string;
     readonly reason: string;
     /**
-     * Whether the provider holds a refund of the payment, made or still pending (read when a lost
-     * dispute of a payment whose refund is pending is recorded): then that refund is on its way and
-     * the dispute completes the ledger's. Absent: none (the provider refused it, or was never asked).
+     * The refund the provider holds of the payment, made or still pending, for the refund request
+     * recorded at `requestedAt` (read when a lost dispute of part of the price meets a refund
+     * pending in the ledger): that refund returns the rest of the money, so the dispute completes
+     * the ledger's refund under its id. Absent: none (the provider refused it, or was not asked). A
+     * request recorded at another time than `requestedAt` (the one read ended and another began) is
+     * taken as one the provider holds no refund of.
      */
-    readonly refundAtProvider?: boolean;
+    readonly refundAtProvider?: { readonly requestedAt: string; readonly refundId: string };
     readonly transactionId: string;
     readonly now: Date;
   };

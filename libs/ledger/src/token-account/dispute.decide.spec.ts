@@ -305,11 +305,16 @@ describe('disputes: a dispute of part of the price takes that share of the token
       expect(refunded?.data).not.toHaveProperty('heldBack');
     });
 
-    it('completes the refund instead when the provider holds a refund of the payment (made before the dispute, pending or not yet recorded): it returns the rest of the money', () => {
-      const withRefundAtProvider: RecordDispute = { ...lostFor(51), data: { ...lostFor(51).data, refundAtProvider: true } };
-      expect(tokenAccountDecider.decide(withRefundAtProvider, state([...paid, requested, openedFor51])).map((event) => event.type)).toEqual(['PaymentRefunded', 'TokensRefunded', 'PaymentDisputeClosed']);
-      const notAtProvider: RecordDispute = { ...lostFor(51), data: { ...lostFor(51).data, refundAtProvider: false } };
-      expect(tokenAccountDecider.decide(notAtProvider, state([...paid, requested, openedFor51])).map((event) => event.type)).toEqual(['PaymentRefundFailed', 'PaymentDisputeClosed', 'TokensChargedBack']);
+    it('completes the refund instead, under its id, when the provider holds a refund of the request pending (made before the dispute, pending or not yet recorded): it returns the rest of the money', () => {
+      const atProvider = (requestedAt: string): RecordDispute => ({ ...lostFor(51), data: { ...lostFor(51).data, refundAtProvider: { requestedAt, refundId: 're_1' } } });
+      const events = tokenAccountDecider.decide(atProvider(capturedAt.toISOString()), state([...paid, requested, openedFor51]));
+      expect(events.map((event) => event.type)).toEqual(['PaymentRefunded', 'TokensRefunded', 'PaymentDisputeClosed']);
+      expect(events[0]?.data).toMatchObject({ providerRefundId: 're_1', tokensDebited: 100 });
+      // Read for an earlier request (it ended, and the one pending now was refused): none of this one.
+      expect(tokenAccountDecider.decide(atProvider('2026-11-24T12:09:59.999Z'), state([...paid, requested, openedFor51])).map((event) => event.type)).toEqual(['PaymentRefundFailed', 'PaymentDisputeClosed', 'TokensChargedBack']);
+      // A dispute of the whole price completes the refund under its own id whatever the provider holds: all the money went back through it.
+      const whole: RecordDispute = { ...dispute('lost'), data: { ...dispute('lost').data, refundAtProvider: { requestedAt: capturedAt.toISOString(), refundId: 're_1' } } };
+      expect(tokenAccountDecider.decide(whole, state([...paid, requested, opened]))[0]?.data).toMatchObject({ providerRefundId: disputeId });
     });
 
     it('completes the refund for a share that is every token (499 of 500 cents), as for the whole price', () => {

@@ -17,7 +17,7 @@ import { evolveTokenAccount, type TokenAccountState } from './token-account.stat
  * of part of the price that share (`tokensOwed`), from the free tokens, the purchase's own lot first; the part the account no longer holds is added
  * to the shortfall. Another lost dispute of the same payment takes and owes nothing more. A lost
  * dispute of the whole price of a payment whose refund is pending completes the refund instead, as
- * does one of part of it while the provider holds a refund of the payment (`refundAtProvider`);
+ * does one of part of it while the provider holds a refund of that request (`refundAtProvider`);
  * otherwise one of part of it ends the refund request as failed and takes that share. Only a captured
  * payment can be disputed (PAYMENT_NOT_CAPTURED: the caller settles the payment with the provider
  * first).
@@ -44,12 +44,15 @@ export function recordDispute({ data }: RecordDispute, state: TokenAccountState)
     // A refund asked for before the dispute was known: the provider refuses to refund a charge the
     // bank took back (Stripe: charge_disputed), so it would stay pending, its tokens reserved, for
     // good.
-    if (disputedShare(payment, data) === payment.tokens || data.refundAtProvider === true) {
-      // The chargeback is all the money going back, or the provider holds a refund of the payment
-      // (made before the dispute, still pending or not yet recorded), which returns the rest: the
-      // dispute completes the refund (the dispute's id as the refund's), which takes the tokens it
-      // reserved; the dispute then owes nothing.
-      const refund = refundPayment({ type: 'RefundPayment', data: { userId: payment.userId, paymentId: payment.paymentId, providerRefundId: data.disputeId, transactionId: data.transactionId, now: data.now } }, state);
+    // The chargeback is all the money going back (the refund recorded under the dispute's id: the
+    // charge was charged back, never refunded), or the provider holds a refund of this request (made
+    // before the dispute, still pending or not yet recorded), which returns the rest (recorded under
+    // that refund's id, so reconciliation reports it should it fail): the dispute completes the
+    // refund, which takes the tokens it reserved; the dispute then owes nothing.
+    const atProvider = data.refundAtProvider?.requestedAt === payment.updatedAt ? data.refundAtProvider.refundId : null;
+    const providerRefundId = disputedShare(payment, data) === payment.tokens ? data.disputeId : atProvider;
+    if (providerRefundId !== null) {
+      const refund = refundPayment({ type: 'RefundPayment', data: { userId: payment.userId, paymentId: payment.paymentId, providerRefundId, transactionId: data.transactionId, now: data.now } }, state);
       return [...opened, ...refund, closed(ids, 'lost', 0, [], state.shortfall, occurredAt)];
     }
     // The bank took back part of the price, and the merchant keeps the rest, which the provider
@@ -146,7 +149,7 @@ export function tokensOwed(payment: Payment, disputed: { readonly amount: number
  * (which Stripe does not report: the charge's currency is the dispute's). In BigInt, as tokens times
  * minor units may pass 2^53.
  */
-function disputedShare(payment: Payment, disputed: { readonly amount: number; readonly currency: string }): number {
+export function disputedShare(payment: Payment, disputed: { readonly amount: number; readonly currency: string }): number {
   if (disputed.currency !== payment.currency || disputed.amount >= payment.amount) return payment.tokens;
   const price = BigInt(payment.amount);
   return Number((BigInt(payment.tokens) * BigInt(disputed.amount) + price - 1n) / price);

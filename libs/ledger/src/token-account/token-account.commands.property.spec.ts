@@ -202,17 +202,26 @@ const COMMAND_GENERATORS: { readonly [Type in CommandType]: CommandGenerator<Typ
     idempotent: true,
     recipe: fc
       // The disputed money: part of a package's price, all of it, or more (the packages cost 1, 500 and 4,000 cents).
-      // And whether the provider holds a refund of the payment (read for a lost dispute of a payment whose refund is pending).
+      // And a refund the provider holds of the payment (read for a lost dispute of a payment whose refund is pending): none, of the request pending, or of an earlier one (a stale read).
       .record({
         paymentId: fc.constantFrom(...PROVIDER_PAYMENT_IDS),
         second: fc.boolean(),
         status: fc.constantFrom('open', 'won', 'lost', 'lost'),
         amount: fc.constantFrom(1, 51, 500, 4_000),
-        refundAtProvider: fc.boolean(),
+        refundAtProvider: fc.constantFrom('none', 'pending request', 'stale'),
       })
       .map(({ paymentId, second, status, amount, refundAtProvider }) => (clock) => ({
         type: 'RecordDispute',
-        data: { userId, paymentId, disputeId: `dp-${paymentId}-${second ? 2 : 1}`, status, amount, currency: 'USD', refundAtProvider, reason: 'fraudulent', transactionId: clock.transactionId, now: clock.now },
+        data: {
+          userId,
+          paymentId,
+          disputeId: `dp-${paymentId}-${second ? 2 : 1}`,
+          status,
+          amount,
+          currency: 'USD',
+          ...(refundAtProvider === 'none'
+            ? {}
+            : { refundAtProvider: { requestedAt: refundAtProvider === 'stale' ? '2000-01-01T00:00:00.000Z' : (clock.paymentsUpdatedAt.get(paymentId) ?? '2000-01-01T00:00:00.000Z'), refundId: 're_pending' } }), reason: 'fraudulent', transactionId: clock.transactionId, now: clock.now },
       })),
   },
   VoidGrant: {

@@ -20,6 +20,8 @@ export type ProviderOrder = {
   readonly providerRefundId: string | null;
   /** A refund of the order is still pending at the provider (Stripe: the bank has not confirmed it): the order may read captured until it is decided. */
   readonly refundPending?: boolean;
+  /** The id of that pending refund (the first, should there be several). */
+  readonly pendingRefundId?: string;
 };
 
 export type OrderRequest = {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { CommandContext, HandledCommand } from '@app/event-sourcing';
-import { LedgerError, type RecordDispute, type TokenAccountEvent, type TokenAccountState } from '@app/ledger';
+import { disputedShare, LedgerError, type RecordDispute, type TokenAccountEvent, type TokenAccountState } from '@app/ledger';
 import type { PaymentFaults } from '../payment-faults.js';
 import { PaymentsError } from '../payments.errors.js';
 import { CHARGED_BACK_IN_PART } from '../reconciliation/reconciliation.rules.js';
@@ -34,7 +34,10 @@ export class RecordDisputeFlow {
   async record(paymentId: string, dispute: ProviderDispute, context: CommandContext): Promise<RecordedDispute> {
     const userId = await this.ledger.ownerOf(paymentId);
     const refundAtProvider = await this.refundAtProvider(userId, paymentId, dispute);
-    const command = (): RecordDispute => ({ type: 'RecordDispute', data: { userId, paymentId, ...dispute, refundAtProvider, transactionId: randomUUID(), now: this.now() } });
+    const command = (): RecordDispute => ({
+      type: 'RecordDispute',
+      data: { userId, paymentId, ...dispute, ...(refundAtProvider === undefined ? {} : { refundAtProvider }), transactionId: randomUUID(), now: this.now() },
+    });
     let handled;
     try {
       handled = await this.ledger.decideAndAppend(userId, command(), context);
@@ -52,18 +55,20 @@ export class RecordDisputeFlow {
   }
 
   /**
-   * Whether the provider holds a refund of the payment, made or pending, when a lost dispute meets its
-   * refund pending in the ledger: then the dispute completes the ledger's refund; otherwise (the
-   * provider refused the refund, `charge_disputed`) a dispute of part of the price ends the request
-   * and takes its share (ADR 0024). Asked only then: the provider's answer is read, not guessed. A
-   * refund cannot start at the provider once the charge is disputed, so the answer holds until the
-   * dispute is recorded.
+   * The refund the provider holds of the payment, made or pending, when a lost dispute of part of the
+   * price meets a refund pending in the ledger: then the dispute completes the ledger's refund under
+   * that refund's id; otherwise (the provider refused the refund, `charge_disputed`) it ends the
+   * request and takes its share (ADR 0024). Read from the provider, not guessed, and only then. The
+   * answer names the request it was read for (`requestedAt`): should that request end before the
+   * dispute is recorded (its refund failed) and another begin, which the provider refuses once the
+   * charge is disputed, the ledger takes it as no refund held.
    */
-  private async refundAtProvider(userId: string, paymentId: string, dispute: ProviderDispute): Promise<boolean> {
-    if (dispute.status !== 'lost') return false;
+  private async refundAtProvider(userId: string, paymentId: string, dispute: ProviderDispute): Promise<RecordDispute['data']['refundAtProvider']> {
+    if (dispute.status !== 'lost') return undefined;
     const payment = (await this.ledger.load(userId)).payments.get(paymentId);
-    if (payment?.status !== 'REFUND_PENDING') return false;
-    return this.reconciler.holdsRefund(payment.orderId);
+    if (payment?.status !== 'REFUND_PENDING' || disputedShare(payment, dispute) === payment.tokens) return undefined;
+    const refundId = await this.reconciler.refundHeldFor(payment.orderId);
+    return refundId === null ? undefined : { requestedAt: payment.updatedAt, refundId };
   }
 
   /**

@@ -67,10 +67,14 @@ export class PaymentReconciler {
     return refundId !== null && (await this.ledger.load(payment.userId)).disputes.get(refundId)?.status === 'lost';
   }
 
-  /** Whether the provider holds a refund of this order, made or still pending (one an operator made in part included). */
-  async holdsRefund(orderId: string): Promise<boolean> {
+  /**
+   * The refund of this order the provider holds that returns the rest of its money, made or still
+   * pending (Stripe: one that leaves the charge refunded whole), or null. An operator's refund of
+   * part of the order is not one (ADR 0021: an operator's case).
+   */
+  async refundHeldFor(orderId: string): Promise<string | null> {
     const order = await this.provider.getOrder(orderId);
-    return order.providerRefundId !== null || order.refundPending === true;
+    return order.providerRefundId ?? order.pendingRefundId ?? null;
   }
 
   /** Reconciles the payment with this id, whatever its status (a provider notification). */

@@ -130,7 +130,8 @@ export class StripePaymentProvider implements PaymentProvider {
         // and so does a refund the bank has not confirmed yet (Stripe counts it in `refunded` until it fails).
         const refunds = charge?.refunded === true ? await this.refundsOf(orderId) : [];
         const refundId = settledRefundId(refunds);
-        return { status: refundId === null ? 'captured' : 'refunded', ...transaction, providerRefundId: refundId, refundPending: refunds.some(isPending) };
+        const pending = refunds.find(isPending);
+        return { status: refundId === null ? 'captured' : 'refunded', ...transaction, providerRefundId: refundId, refundPending: pending !== undefined, ...(pending === undefined ? {} : { pendingRefundId: pending.id }) };
       }
       case 'canceled':
         return { status: 'canceled', providerTransactionId: null, declineReason: intent.cancellation_reason ?? 'canceled', providerRefundId: null };
