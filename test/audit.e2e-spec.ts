@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { verifyAuditBundle } from '@app/audit';
 import { AccountAudit } from '@app/operations';
 import { CommandHandling, eventMetadata, ReadModelConsistency } from '@app/event-sourcing';
 import { decideTokenAccount, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
@@ -257,15 +258,18 @@ describe('auditor API: verification', () => {
         written += 4;
       }
     })();
+    const publicKey = ((await testApp.http().get('/v1/audit/signing-key').expect(200)).body as { publicKeyPem: string }).publicKeyPem;
     const chains: unknown[] = [];
-    const bundles: number[] = [];
+    const bundles: unknown[] = [];
     for (let round = 0; round < 15; round += 1) {
       chains.push((await verify(userId)).chain.ok);
-      bundles.push((await testApp.http().get(`/v1/audit/accounts/${userId}/bundle`)).status);
+      const response = await testApp.http().get(`/v1/audit/accounts/${userId}/bundle`);
+      // Each bundle verifies offline: its chain, its signed head and the balance it signs, replayed.
+      bundles.push([response.status, verifyAuditBundle(response.text, publicKey).ok]);
     }
     writing = false;
     await writer;
-    expect({ chains, bundles }).toEqual({ chains: chains.map(() => true), bundles: bundles.map(() => 200) });
+    expect({ chains, bundles }).toEqual({ chains: chains.map(() => true), bundles: bundles.map(() => [200, true]) });
   });
 });
 

@@ -85,7 +85,7 @@ export function tokenAccountSummaryAsOf(events: readonly ReplayableEvent[], asOf
   const state = swept.state;
   const holds = [...state.holds.values()]
     .map(({ holdId, amount, expiresAt }) => ({ holdId, amount, expiresAt }))
-    .sort((left, right) => left.expiresAt.localeCompare(right.expiresAt) || left.holdId.localeCompare(right.holdId));
+    .sort(compareHolds);
   const lots = [...state.lots.values()].sort(compareDrawOrder).map(({ lotId, source, remaining, reserved, priority, expiresAt }) => ({ lotId, source, remaining, reserved, priority, expiresAt }));
   const expired = swept.events;
   const refunds = expired.flatMap((event) => (event.type === 'TokensRefunded' ? [{ paymentId: event.data.paymentId, amount: event.data.amount }] : []));
@@ -109,7 +109,7 @@ export function tokenAccountSummaryAsOf(events: readonly ReplayableEvent[], asOf
         }),
   };
   if (state.disputes.size === 0) return summary;
-  const disputes = [...state.disputes.values()].map(({ disputeId, paymentId, status }) => ({ disputeId, paymentId, status })).sort((left, right) => left.disputeId.localeCompare(right.disputeId));
+  const disputes = [...state.disputes.values()].map(({ disputeId, paymentId, status }) => ({ disputeId, paymentId, status })).sort(compareDisputes);
   return { ...summary, shortfall: state.shortfall, disputes };
 }
 
@@ -124,4 +124,23 @@ function occurredAt(event: ReplayableEvent): number {
   const time = typeof value === 'string' ? Date.parse(value) : Number.NaN;
   if (Number.isNaN(time)) throw new Error(`revision ${event.revision} (${event.type}) has no valid data.occurredAt`);
   return time;
+}
+
+/**
+ * Text in UTF-16 code unit order, as RFC 8785 orders keys and as any verifier can reproduce: not
+ * `localeCompare`, whose order follows the process's locale (until 2026-12-06 the summary's holds and
+ * disputes were sorted so, and a bundle signed under one locale could fail under another).
+ */
+export function compareCodeUnits(left: string, right: string): number {
+  return left < right ? -1 : left > right ? 1 : 0;
+}
+
+/** The summary's holds: by expiry, then id. */
+export function compareHolds(left: { readonly expiresAt: string; readonly holdId: string }, right: { readonly expiresAt: string; readonly holdId: string }): number {
+  return compareCodeUnits(left.expiresAt, right.expiresAt) || compareCodeUnits(left.holdId, right.holdId);
+}
+
+/** The summary's disputes: by id. */
+export function compareDisputes(left: { readonly disputeId: string }, right: { readonly disputeId: string }): number {
+  return compareCodeUnits(left.disputeId, right.disputeId);
 }

@@ -73,6 +73,25 @@ describe('audit bundles', () => {
     expect(verifyAuditBundle(text.replace('"kind":"event"', '"kind":"evnt"'), signer.publicKey)).toMatchObject({ ok: false, line: 1 });
   });
 
+  it('refuses a head line that holds more than the head it states (a repeated key JSON.parse resolves to its last copy), or a signature not in canonical base64', () => {
+    const text = bundle();
+    const lines = text.split('\n');
+    const headText = lines[5] ?? '';
+    const repeated = headText.replace('{"kind":"head",', '{"kind":"head","eventCount":999999,');
+    expect(JSON.parse(repeated)).toEqual(JSON.parse(headText));
+    expect(verifyAuditBundle([...lines.slice(0, 5), repeated, ''].join('\n'), signer.publicKey)).toEqual({ ok: false, reason: 'the head line is not as signed: its text holds more than the head it states', line: 6 });
+    expect(verifyAuditBundle([...lines.slice(0, 5), headText.replace('{"kind":"head",', '{ "kind":"head",'), ''].join('\n'), signer.publicKey)).toMatchObject({ ok: false, line: 6 });
+    const head = JSON.parse(headText) as { signature: string };
+    const loose = editLine(text, 5, (line) => ({ ...line, signature: `${head.signature.slice(0, 10)}\n${head.signature.slice(10)}` }));
+    expect(verifyAuditBundle(loose, signer.publicKey)).toEqual({ ok: false, reason: 'the head signature is not valid for this public key' });
+    expect(verifyAuditBundle(text, signer.publicKey)).toMatchObject({ ok: true });
+  });
+
+  it('answers not intact, rather than throwing, for a line the canonical form cannot hold', () => {
+    const text = editLine(bundle(), 2, (line) => ({ ...line, data: { ...(line.data as object), description: '\ud800' } }));
+    expect(verifyAuditBundle(text, signer.publicKey)).toMatchObject({ ok: false, reason: expect.stringContaining('could not be checked') });
+  });
+
   it('will not bundle a broken chain', () => {
     const events = sealedStream(STEPS).map((event, index) => (index === 3 ? withData(event, { amount: 1 }) : event));
     expect(() => createAuditBundle(events, { privateKey: signer.privateKey, streamId, createdAt })).toThrow('revision 3 does not match its hash');

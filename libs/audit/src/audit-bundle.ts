@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { canonicalJson } from './canonical-json.js';
 import { eventHash, HASH_CHAIN_VERSION, HASH_METADATA_KEY, verifyChain, type ChainEvent, type JsonObject } from './hash-chain.js';
-import { tokenAccountSummaryAsOf, type TokenAccountSummary } from './as-of.js';
+import { compareDisputes, compareHolds, tokenAccountSummaryAsOf, type TokenAccountSummary } from './as-of.js';
 
 export const BUNDLE_FORMAT = 'token-ledger-audit-bundle/1';
 
@@ -105,15 +105,29 @@ export type BundleVerification =
  */
 export function verifyAuditBundle(text: string, publicKey: KeyObject | string): BundleVerification {
   const key = typeof publicKey === 'string' ? createPublicKey(publicKey) : publicKey;
+  try {
+    return verified(text, key);
+  } catch (error) {
+    // A line the canonical form cannot hold (a lone surrogate), a key of another kind: not intact.
+    return { ok: false, reason: `the bundle could not be checked: ${error instanceof Error ? error.message : String(error)}` };
+  }
+}
+
+function verified(text: string, key: KeyObject): BundleVerification {
   if (!text.endsWith('\n')) return { ok: false, reason: 'the bundle does not end with a newline: it was cut short' };
   const rawLines = text.slice(0, -1).split('\n');
   const headText = rawLines.pop();
   const parsedHead = headText === undefined ? undefined : parseLine(headText);
   if (!isHead(parsedHead)) return { ok: false, reason: 'the last line is not a head record', line: rawLines.length + 1 };
+  // The signature covers the head's canonical form; the line must be exactly the head the signer
+  // wrote, so that no reader of the text (a repeated key, which JSON.parse resolves to the last
+  // copy) sees anything the signature does not cover.
+  if (headText !== JSON.stringify(parsedHead)) return { ok: false, reason: 'the head line is not as signed: its text holds more than the head it states', line: rawLines.length + 1 };
   const head = parsedHead;
   const { signature, ...unsigned } = head;
   if (head.format !== BUNDLE_FORMAT || head.hashChainVersion !== HASH_CHAIN_VERSION) return { ok: false, reason: `unsupported bundle format ${String(head.format)}` };
-  if (!verify(null, Buffer.from(canonicalJson(unsigned), 'utf8'), key, Buffer.from(signature, 'base64'))) {
+  const signatureBytes = Buffer.from(signature, 'base64');
+  if (signatureBytes.toString('base64') !== signature || !verify(null, Buffer.from(canonicalJson(unsigned), 'utf8'), key, signatureBytes)) {
     return { ok: false, reason: 'the head signature is not valid for this public key' };
   }
   const events: ChainEvent[] = [];
@@ -144,11 +158,20 @@ export function verifyAuditBundle(text: string, publicKey: KeyObject | string): 
 function sameSummary(signed: TokenAccountSummary, events: readonly ChainEvent[]): boolean {
   try {
     const { revision: _revision, ...replayed } = tokenAccountSummaryAsOf(events, { revision: BigInt(events.length) - 1n });
-    return canonicalJson(replayed) === canonicalJson(signed);
+    return canonicalJson(replayed) === canonicalJson(inCodeUnitOrder(signed));
   } catch {
     // Events the ledger cannot replay vouch for no summary.
     return false;
   }
+}
+
+/**
+ * A signed summary with its holds and disputes in code unit order, as the replay now gives them:
+ * bundles signed before 2026-12-06 sorted them in the signing process's locale order, the same
+ * members in another order.
+ */
+function inCodeUnitOrder(signed: TokenAccountSummary): TokenAccountSummary {
+  return { ...signed, holds: [...signed.holds].sort(compareHolds), ...(signed.disputes === undefined ? {} : { disputes: [...signed.disputes].sort(compareDisputes) }) };
 }
 
 /** SHA-256 of the public key's SPKI DER, hex. */

@@ -123,6 +123,14 @@ describe('a stream written before hashes on append', () => {
     expect(verifyChain([...legacy, ...events.slice(3)])).toMatchObject({ ok: false, firstBadRevision: 3n });
   });
 
+  it('takes a hash key that holds no text for a damaged hash, not for an unsealed event of the prefix', () => {
+    const events = sealedStream(STEPS);
+    for (const damaged of [null, 123, { hash: 'x' }]) {
+      const stream = [{ ...events[0]!, metadata: { ...events[0]!.metadata, [HASH_METADATA_KEY]: damaged } }, ...events.slice(1)] as ChainEvent[];
+      expect(verifyChain(stream)).toEqual({ ok: false, firstBadRevision: 0n, reason: "revision 0 has a hash that is not text: the event's metadata was changed" });
+    }
+  });
+
   it('vouches for nothing when no event is sealed, and refuses a hash missing after a sealed event', () => {
     const events = sealedStream(STEPS);
     expect(verifyChain(unsealed(events))).toMatchObject({ ok: false, firstBadRevision: 0n, reason: expect.stringMatching(/^revision 0 has no hash \(revisions 0\.\.4 are unsealed/) });

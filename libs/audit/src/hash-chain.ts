@@ -118,6 +118,10 @@ export function verifyChain(events: readonly ChainEvent[], options: VerifyChainO
     }
     const stored = storedHash(event);
     const computed = eventHash(event, previous);
+    if (stored === undefined && event.metadata[HASH_METADATA_KEY] !== undefined) {
+      // A hash key that holds no text (null, a number) is a damaged hash, not an unsealed event.
+      return { ok: false, firstBadRevision: revision, reason: `revision ${revision} has a hash that is not text: the event's metadata was changed` };
+    }
     if (stored === undefined) {
       if (unsealedPrefix !== index) return { ok: false, firstBadRevision: revision, reason: `revision ${revision} has no hash` };
       unsealedPrefix += 1;

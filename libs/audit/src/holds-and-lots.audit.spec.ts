@@ -136,4 +136,32 @@ describe('audit: holds and lots', () => {
     const lying = createAuditBundle(events, { privateKey: signer.privateKey, streamId, createdAt: at(100).toISOString(), ledger: { ...ledger, balance: 130 } });
     expect(verifyAuditBundle(lying, signer.publicKey)).toEqual({ ok: false, reason: 'the signed balance, holds or lots differ from the replay of the events' });
   });
+
+  it("orders holds and disputes by UTF-16 code units, whatever the process's locale, and still verifies a bundle signed in a locale's order", () => {
+    // Two payments disputed: Stripe's ids differ in the case of a letter, which locales order differently ('B' < 'a' in code units, 'a' < 'B' in en-US).
+    const payments = ['pay-1', 'pay-2'];
+    const disputed: TokenAccountCommand[] = payments.flatMap((paymentId, index): TokenAccountCommand[] => [
+      { type: 'InitiatePayment', data: { userId, paymentId, orderId: `O-${index}`, packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'stripe', now: at(0), expiresAt: at(60), pendingPaymentsMax: 5 } },
+      { type: 'CapturePayment', data: { userId, paymentId, outcome: { status: 'captured', providerTransactionId: `ch_${index}` }, transactionId: `bought-${index}`, now: at(1) } },
+      { type: 'RecordDispute', data: { userId, paymentId, disputeId: index === 0 ? 'du_1ax' : 'du_1Bx', status: 'open', amount: 500, currency: 'USD', reason: 'fraudulent', transactionId: `cb-${index}`, now: at(2) } },
+    ]);
+    const holds: TokenAccountCommand[] = ['hold-a', 'hold-B'].map((holdId) => ({
+      type: 'HoldTokens',
+      data: { userId, holdId, amount: 10, description: null, ttlSeconds: 600, ttlSecondsMax: 600, transactionId: `t-${holdId}`, now: at(3) },
+    }));
+    const replayable = replayableOf([...disputed, ...holds]);
+    const summary = tokenAccountSummaryAsOf(replayable, { revision: BigInt(replayable.length - 1) });
+    expect({ disputes: summary.disputes?.map((dispute) => dispute.disputeId), holds: summary.holds.map((hold) => hold.holdId) }).toEqual({ disputes: ['du_1Bx', 'du_1ax'], holds: ['hold-B', 'hold-a'] });
+    // A bundle signed before the order was fixed, under a locale that puts 'a' first: the same members, another order.
+    const sealed = sealEvents(
+      streamId,
+      0n,
+      null,
+      replayable.map((event, index) => ({ id: `00000000-0000-4000-8000-${String(index).padStart(12, '0')}`, type: event.type, data: event.data, metadata: {} })),
+    ).map((event, index) => ({ ...event, streamId, revision: BigInt(index), position: `${index}/${index}`, createdAt: at(index).toISOString() }));
+    const { revision: _revision, ...ledger } = summary;
+    const inLocaleOrder = { ...ledger, holds: [...ledger.holds].reverse(), disputes: [...(ledger.disputes ?? [])].reverse() };
+    expect(verifyAuditBundle(createAuditBundle(sealed, { privateKey: signer.privateKey, streamId, createdAt: at(100).toISOString(), ledger: inLocaleOrder }), signer.publicKey)).toMatchObject({ ok: true });
+    expect(verifyAuditBundle(createAuditBundle(sealed, { privateKey: signer.privateKey, streamId, createdAt: at(100).toISOString(), ledger }), signer.publicKey)).toMatchObject({ ok: true });
+  });
 });

@@ -4627,7 +4627,7 @@ export interface operations {
     getAuditBalance: {
         parameters: {
             query?: {
-                /** @description Replay the events that occurred (data.occurredAt) at or before this time, with an offset (Z or ±hh:mm), not later than the service's time (else 400, rule notAfterNow). Give this or revision. */
+                /** @description Replay the stream up to its first event that occurred (data.occurredAt) after this time, with an offset (Z or ±hh:mm), not later than the service's time (else 400, rule notAfterNow). Give this or revision. */
                 at?: string;
                 /** @description Replay up to and including this revision, at most the stream's last (else 400 REVISION_OUT_OF_RANGE). Give this or at. */
                 revision?: number;

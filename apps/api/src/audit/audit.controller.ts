@@ -72,7 +72,7 @@ export class AuditController {
   })
   @ApiProblems('ACCOUNT_NOT_FOUND', 'CHAIN_BROKEN')
   async bundle(@Param() { userId }: UserIdParams) {
-    const { streamId, text } = await this.audit.bundle(userId, this.signingKey, new Date());
+    const { streamId, text } = await this.audit.bundle(userId, this.signingKey, this.clock());
     return new StreamableFile(Buffer.from(text, 'utf8'), { type: NDJSON, disposition: `attachment; filename="${streamId}.audit.ndjson"` });
   }
 }

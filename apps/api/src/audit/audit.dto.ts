@@ -45,7 +45,7 @@ export class AuditEventsQuery {
 }
 
 export class AuditBalanceQuery {
-  @ApiPropertyOptional({ format: 'date-time', description: "Replay the events that occurred (data.occurredAt) at or before this time, with an offset (Z or ±hh:mm), not later than the service's time (else 400, rule notAfterNow). Give this or revision." })
+  @ApiPropertyOptional({ format: 'date-time', description: "Replay the stream up to its first event that occurred (data.occurredAt) after this time, with an offset (Z or ±hh:mm), not later than the service's time (else 400, rule notAfterNow). Give this or revision." })
   @IsOptional()
   @IsDateTime()
   at?: string;
