@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -316,6 +316,11 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
     const userId = await account(1);
     const noKey = await verifyBundle(await downloadBundle(userId), '--public-key', join(directory, 'no-such-key.pem'));
     expect(noKey.exitCode).toBe(2);
+    // A key of another kind cannot check the signature: that says nothing of the bundle.
+    const x25519 = join(directory, 'x25519.pem');
+    await writeFile(x25519, generateKeyPairSync('x25519').publicKey.export({ type: 'spki', format: 'pem' }));
+    const wrongKind = await verifyBundle(await downloadBundle(userId), '--public-key', x25519);
+    expect(wrongKind).toEqual({ output: '', exitCode: 2 });
     expect(await readFile(join(TEST_DATA_DIR, 'secrets', 'audit-signing-key.pem'), 'utf8')).toMatch(/BEGIN PRIVATE KEY/);
   });
 

@@ -53,12 +53,16 @@ async function readInputs(file: string, publicKeyFile: string | undefined): Prom
   } catch (error) {
     return `cannot read the public key ${keyFile}${publicKeyFile === undefined ? ' (give --public-key <file>)' : ''}: ${message(error)}`;
   }
+  let publicKey: KeyObject;
   try {
     // A private key PEM (the development key) gives its public half; a public key PEM is used as is.
-    return { bundle, publicKey: createPublicKey(pem) };
+    publicKey = createPublicKey(pem);
   } catch (error) {
     return `${keyFile} holds no usable key: ${message(error)}`;
   }
+  // Bundles are signed with Ed25519: another kind of key cannot check one, which says nothing of the bundle.
+  if (publicKey.asymmetricKeyType !== 'ed25519') return `${keyFile} holds a ${String(publicKey.asymmetricKeyType)} key, not the Ed25519 key bundles are signed with`;
+  return { bundle, publicKey };
 }
 
 function message(error: unknown): string {

@@ -3,7 +3,7 @@ import { compareDrawOrder, decideTokenAccountWithState, tokenAccountDecider, typ
 /** An event as read from a stream, enough to replay it. */
 export type ReplayableEvent = { readonly revision: bigint; readonly type: string; readonly data: unknown };
 
-/** Where to stop: after the event at `revision`, or after the last event that occurred at or before `at`. */
+/** Where to stop: after the event at `revision`, or before the first event that occurred after `at` (the longest start of the stream that occurred at or before it). */
 export type AsOf = { readonly revision: bigint } | { readonly at: Date };
 
 export type StateAsOf<State> = {

@@ -87,9 +87,10 @@ describe('audit bundles', () => {
     expect(verifyAuditBundle(text, signer.publicKey)).toMatchObject({ ok: true });
   });
 
-  it('answers not intact, rather than throwing, for a line the canonical form cannot hold', () => {
+  it('answers not intact, rather than throwing, for a line the canonical form cannot hold; throws for a key that cannot check Ed25519', () => {
     const text = editLine(bundle(), 2, (line) => ({ ...line, data: { ...(line.data as object), description: '\ud800' } }));
     expect(verifyAuditBundle(text, signer.publicKey)).toMatchObject({ ok: false, reason: expect.stringContaining('could not be checked') });
+    expect(() => verifyAuditBundle(bundle(), generateKeyPairSync('x25519').publicKey)).toThrow('bundles are signed with Ed25519; this is a x25519 key');
   });
 
   it('will not bundle a broken chain', () => {

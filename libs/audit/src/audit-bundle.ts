@@ -105,10 +105,12 @@ export type BundleVerification =
  */
 export function verifyAuditBundle(text: string, publicKey: KeyObject | string): BundleVerification {
   const key = typeof publicKey === 'string' ? createPublicKey(publicKey) : publicKey;
+  // A key that cannot check an Ed25519 signature is the caller's mistake, not a fault of the bundle.
+  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`bundles are signed with Ed25519; this is a ${String(key.asymmetricKeyType)} key`);
   try {
     return verified(text, key);
   } catch (error) {
-    // A line the canonical form cannot hold (a lone surrogate), a key of another kind: not intact.
+    // A line the canonical form cannot hold (a lone surrogate): not intact.
     return { ok: false, reason: `the bundle could not be checked: ${error instanceof Error ? error.message : String(error)}` };
   }
 }
