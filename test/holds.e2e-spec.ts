@@ -460,13 +460,8 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     await client().post(`/v1/accounts/${userId}/usage`).send({ amount: 100 }).expect(201);
   });
 
-  it("answers the balance from the read models, without the stream, past the expiry of a purchase's lot that its pending refund reserves whole", async () => {
-    const start = new Date();
-    clockNow = start;
-    const userId = randomUUID();
-    const client = () => clockApp.http();
-    const paymentId = await boughtByCommands(userId, start, 200);
-    await decide(userId, { type: 'RequestRefund', data: { userId, paymentId, transactionId: randomUUID(), now: start } });
+  /** Runs `check` with the streams the service loads counted (`loads()`), then stops counting. */
+  async function countingStreamLoads(check: (loads: () => number) => Promise<void>): Promise<void> {
     const handling = clockApp.app.get(CommandHandling, { strict: false });
     const load = handling.load;
     let loads = 0;
@@ -475,16 +470,29 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
       return Reflect.apply(load, this, args) as unknown;
     } as typeof load;
     try {
-      // A day and a minute on, the refund still pending: its reservation keeps all 40, so nothing expires.
-      clockNow = new Date(start.getTime() + 86_460_000);
-      expect((await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual({ userId, balance: 40, held: 0, available: 0, reservedForRefunds: 40, nextExpiry: null });
-      expect(loads).toBe(0);
-      // The same answer the stream gives with the expiries due now decided.
-      await recordExpiries(userId, clockNow);
-      expect(await expiryEvents(userId)).toEqual([]);
+      await check(() => loads);
     } finally {
       handling.load = load;
     }
+  }
+
+  it("answers the balance from the read models, without the stream, past the expiry of a purchase's lot that its pending refund reserves whole", async () => {
+    const start = new Date();
+    clockNow = start;
+    const userId = randomUUID();
+    const client = () => clockApp.http();
+    const paymentId = await boughtByCommands(userId, start, 200);
+    await decide(userId, { type: 'RequestRefund', data: { userId, paymentId, transactionId: randomUUID(), now: start } });
+    // Counts the streams the service loads to answer.
+    await countingStreamLoads(async (loads) => {
+      // A day and a minute on, the refund still pending: its reservation keeps all 40, so nothing expires.
+      clockNow = new Date(start.getTime() + 86_460_000);
+      expect((await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual({ userId, balance: 40, held: 0, available: 0, reservedForRefunds: 40, nextExpiry: null });
+      expect(loads()).toBe(0);
+      // The same answer the stream gives with the expiries due now decided.
+      await recordExpiries(userId, clockNow);
+      expect(await expiryEvents(userId)).toEqual([]);
+    });
   });
 
   it("answers the balance from the read models, without the stream, past a lot's expiry that live holds hold whole; and never names as next expiry a refunded purchase's lot that holds hold", async () => {
@@ -499,30 +507,21 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     // Held whole: the grant (drawn first), then the purchase.
     await client().post(`/v1/accounts/${userId}/holds`).send({ amount: 90, expiresInSeconds: 600 }).expect(201);
     // Counts the streams the service loads to answer.
-    const handling = clockApp.app.get(CommandHandling, { strict: false });
-    const load = handling.load;
-    let loads = 0;
-    handling.load = function (this: CommandHandling, ...args: unknown[]) {
-      loads += 1;
-      return Reflect.apply(load, this, args) as unknown;
-    } as typeof load;
-    try {
+    await countingStreamLoads(async (loads) => {
       // Past the grant's expiry: the hold holds all of it, so nothing expires, and the next expiry is the purchase's.
       clockNow = new Date(start.getTime() + 90_000);
       const purchaseExpiresAt = new Date(start.getTime() + 86_400_000).toISOString();
       const purchaseLot = ((await client().get(`/v1/accounts/${userId}/lots`).expect(200)).body.data as { lotId: string; paymentId: string | null }[]).find((lot) => lot.paymentId === paymentId)?.lotId;
       expect((await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual({ userId, balance: 90, held: 90, available: 0, nextExpiry: { expiresAt: purchaseExpiresAt, amount: 40, lotId: purchaseLot } });
-      expect(loads).toBe(0);
+      expect(loads()).toBe(0);
       // The provider refunds the purchase while the hold holds all of it: the refund takes its 40 as the hold gives them back, so they never expire.
       await decide(userId, { type: 'RefundPayment', data: { userId, paymentId, providerRefundId: `refund-${paymentId}`, transactionId: randomUUID(), now: clockNow } });
       expect((await client().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toEqual({ userId, balance: 90, held: 90, available: 0, nextExpiry: null });
-      expect(loads).toBe(0);
+      expect(loads()).toBe(0);
       // The same answer the stream gives with the expiries due now decided.
       await recordExpiries(userId, clockNow);
       expect(await expiryEvents(userId)).toEqual([]);
-    } finally {
-      handling.load = load;
-    }
+    });
     expect(grantLot).toEqual(expect.any(String));
   });
 

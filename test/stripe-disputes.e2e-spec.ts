@@ -100,6 +100,30 @@ async function expectAudited(userId: string, shortfall: number): Promise<void> {
 
 const PURCHASED = ['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased'];
 
+/** The dispute's close delivered three times to each of two processes, racing eight refund retries and ten spends of 1 on both. */
+async function closeRacingRefundsAndSpends(closed: FakeStripeEvent, userId: string, paymentId: string) {
+  const onEither = (index: number) => (index % 2 === 0 ? testApp : secondApp);
+  const [webhooks, retries, spends] = await Promise.all([
+    Promise.all(Array.from({ length: 6 }, (_, index) => deliver(closed, onEither(index)))),
+    Promise.all(Array.from({ length: 8 }, (_, index) => onEither(index).http().post(`/v1/payments/${paymentId}/refund`).send())),
+    Promise.all(Array.from({ length: 10 }, (_, index) => use(userId, 1, onEither(index)))),
+  ]);
+  return { webhooks, retries, spends };
+}
+
+/** A purchase whose refund Stripe holds pending (202), then disputed for 51 of its 500 cents. */
+async function refundPendingAtStripeDisputedFor51() {
+  const userId = randomUUID();
+  const { paymentId, orderId } = await purchased(userId);
+  await fake.whileRefundsPending(() => http().post(`/v1/payments/${paymentId}/refund`).send().expect(202));
+  const [refund] = [...fake.refunds.values()].filter((each) => each.payment_intent === orderId);
+  if (refund === undefined) throw new Error('no refund made');
+  const dispute = fake.openDispute(orderId);
+  dispute.amount = 51;
+  return { userId, paymentId, orderId, refund, dispute };
+}
+
+
 describe('Stripe disputes', () => {
   it('records an opened dispute, then takes the tokens back when it is lost', async () => {
     const userId = randomUUID();
@@ -136,11 +160,7 @@ describe('Stripe disputes', () => {
     fake.closeDispute(dispute.id, 'lost');
     // The close delivered three times to each of two processes, racing the client's refund retries and spends.
     const closed = disputeEvent('charge.dispute.closed', dispute.id);
-    const [webhooks, retries, spends] = await Promise.all([
-      Promise.all(Array.from({ length: 6 }, (_, index) => deliver(closed, index % 2 === 0 ? testApp : secondApp))),
-      Promise.all(Array.from({ length: 8 }, (_, index) => (index % 2 === 0 ? testApp : secondApp).http().post(`/v1/payments/${paymentId}/refund`).send())),
-      Promise.all(Array.from({ length: 10 }, (_, index) => use(userId, 1, index % 2 === 0 ? testApp : secondApp))),
-    ]);
+    const { webhooks, retries, spends } = await closeRacingRefundsAndSpends(closed, userId, paymentId);
     expect(webhooks.map((response) => response.status)).toEqual(Array.from({ length: 6 }, () => 200));
     // Each retry answers the refund completed, or Stripe's refusal while the close was not yet recorded.
     for (const retry of retries) expect(retry.status === 200 ? retry.body.payment.status : retry.body.code).toMatch(/^(REFUNDED|REFUND_FAILED)$/);
@@ -171,11 +191,7 @@ describe('Stripe disputes', () => {
     await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200);
     fake.closeDispute(dispute.id, 'lost');
     const closed = disputeEvent('charge.dispute.closed', dispute.id);
-    const [webhooks, retries, spends] = await Promise.all([
-      Promise.all(Array.from({ length: 6 }, (_, index) => deliver(closed, index % 2 === 0 ? testApp : secondApp))),
-      Promise.all(Array.from({ length: 8 }, (_, index) => (index % 2 === 0 ? testApp : secondApp).http().post(`/v1/payments/${paymentId}/refund`).send())),
-      Promise.all(Array.from({ length: 10 }, (_, index) => use(userId, 1, index % 2 === 0 ? testApp : secondApp))),
-    ]);
+    const { webhooks, retries, spends } = await closeRacingRefundsAndSpends(closed, userId, paymentId);
     expect(webhooks.map((response) => response.status)).toEqual(Array.from({ length: 6 }, () => 200));
     // Each retry meets Stripe's refusal while the close was not yet recorded, then the lost dispute.
     for (const retry of retries) expect(retry.body.code).toMatch(/^(REFUND_FAILED|PAYMENT_DISPUTED)$/);
@@ -208,13 +224,7 @@ describe('Stripe disputes', () => {
   });
 
   it('completes the refund when a dispute of part of the price is lost while Stripe holds a pending refund of the payment, which returns the rest: its success takes nothing more', async () => {
-    const userId = randomUUID();
-    const { paymentId, orderId } = await purchased(userId);
-    await fake.whileRefundsPending(() => http().post(`/v1/payments/${paymentId}/refund`).send().expect(202));
-    const [refund] = [...fake.refunds.values()].filter((each) => each.payment_intent === orderId);
-    if (refund === undefined) throw new Error('no refund made');
-    const dispute = fake.openDispute(orderId);
-    dispute.amount = 51;
+    const { userId, paymentId, refund, dispute } = await refundPendingAtStripeDisputedFor51();
     await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200);
     fake.closeDispute(dispute.id, 'lost');
     // Delivered to both processes, racing a spend: the reservation holds every token until the dispute takes them.
@@ -240,13 +250,7 @@ describe('Stripe disputes', () => {
   });
 
   it('reports the refund a dispute of part of the price completed when the refund Stripe held pending then fails: the merchant kept the rest, the tokens are gone', async () => {
-    const userId = randomUUID();
-    const { paymentId, orderId } = await purchased(userId);
-    await fake.whileRefundsPending(() => http().post(`/v1/payments/${paymentId}/refund`).send().expect(202));
-    const [refund] = [...fake.refunds.values()].filter((each) => each.payment_intent === orderId);
-    if (refund === undefined) throw new Error('no refund made');
-    const dispute = fake.openDispute(orderId);
-    dispute.amount = 51;
+    const { userId, paymentId, refund, dispute } = await refundPendingAtStripeDisputedFor51();
     fake.closeDispute(dispute.id, 'lost');
     await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
     expect(await balanceOf(userId)).toMatchObject({ balance: 0 });
