@@ -1,6 +1,7 @@
 import { Controller, Get, Inject, Injectable, Logger } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { ApiProblems } from '../openapi/api-problems.decorator.js';
+import { DownLog } from './down-log.js';
 import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
 import { PG_POOL, pendingMigrations } from '@app/database';
 import { ProjectionsAdmin } from '@app/operations';
@@ -12,16 +13,17 @@ export type ReadinessSettings = { readonly maxProjectionLagMs: number };
 
 /**
  * The health routes need no credentials, so a check that fails says only which check and that it is
- * down: the driver's message (a host and port, a role, a database name) goes to the log.
+ * down: the driver's message (a host and port, a role, a database name) goes to the log (`DownLog`:
+ * when it goes down and at most once a minute after, not on every probe).
  */
-function downFor(logger: Logger, check: string, error: unknown): { readonly message: string } {
-  logger.warn(`the ${check} check is down: ${error instanceof Error ? error.message : String(error)}`);
+function downFor(log: DownLog, check: string, error: unknown): { readonly message: string } {
+  log.failed(check, error);
   return { message: `the ${check} check could not be made: see the service's log` };
 }
 
 @Injectable()
 export class DatabaseHealthIndicator {
-  private readonly logger = new Logger('Health');
+  private readonly log = new DownLog(new Logger('Health'));
 
   constructor(
     @Inject(PG_POOL) private readonly pool: Pool,
@@ -32,9 +34,10 @@ export class DatabaseHealthIndicator {
     const indicator = this.indicators.check(key);
     try {
       await this.pool.query('SELECT 1');
+      this.log.answered(key);
       return indicator.up();
     } catch (error) {
-      return indicator.down(downFor(this.logger, key, error));
+      return indicator.down(downFor(this.log, key, error));
     }
   }
 
@@ -43,16 +46,17 @@ export class DatabaseHealthIndicator {
     const indicator = this.indicators.check(key);
     try {
       const pending = await pendingMigrations(this.pool);
+      this.log.answered(key);
       return pending.length === 0 ? indicator.up() : indicator.down({ pending });
     } catch (error) {
-      return indicator.down(downFor(this.logger, key, error));
+      return indicator.down(downFor(this.log, key, error));
     }
   }
 }
 
 @Injectable()
 export class ReadModelsHealthIndicator {
-  private readonly logger = new Logger('Health');
+  private readonly log = new DownLog(new Logger('Health'));
 
   constructor(
     private readonly projections: ProjectionsAdmin,
@@ -65,13 +69,14 @@ export class ReadModelsHealthIndicator {
     const indicator = this.indicators.check(key);
     try {
       const statuses = await this.projections.status();
+      this.log.answered(key);
       const maxLagSeconds = this.settings.maxProjectionLagMs / 1_000;
       const behind = statuses.filter((status) => status.lagSeconds > maxLagSeconds || status.state === 'failed');
       // Tenths of a second, rounded up: a lag reported as the limit itself would read as within it.
       const lags = Object.fromEntries(statuses.map((status) => [status.name, { state: status.state, lagSeconds: Math.ceil(status.lagSeconds * 10) / 10 }]));
       return behind.length === 0 ? indicator.up({ maxLagSeconds, projections: lags }) : indicator.down({ maxLagSeconds, projections: lags });
     } catch (error) {
-      return indicator.down(downFor(this.logger, key, error));
+      return indicator.down(downFor(this.log, key, error));
     }
   }
 }
