@@ -267,6 +267,7 @@ describe('admin: projections', () => {
     await caughtUp(testApp);
     // A transaction holding the live checkpoint keeps the rebuild in its swap.
     const holder = await testApp.database.pool.connect();
+    const retryKey = randomUUID();
     let id: string;
     try {
       await holder.query('BEGIN');
@@ -278,6 +279,9 @@ describe('admin: projections', () => {
       expect(refused).toHaveLength(4);
       id = accepted[0]?.body.id as string;
       for (const response of refused) expect(response.body).toMatchObject({ code: 'REBUILD_IN_PROGRESS', projection: 'token_accounts', rebuildId: id });
+      // Refused under an Idempotency-Key too, and not kept: "not now", so the same key may start one later.
+      const keyed = await testApp.http().post('/v1/admin/projections/token_accounts/rebuild').set('Idempotency-Key', retryKey).expect(409);
+      expect(keyed.body).toMatchObject({ code: 'REBUILD_IN_PROGRESS', rebuildId: id });
       await waitUntil(async () => (await testApp.http().get(`/v1/admin/projections/token_accounts/rebuilds/${id}`)).body.phase === 'swapping');
       const status = await testApp.http().get('/v1/admin/projections').expect(200);
       expect(status.body.data[0]).toMatchObject({ state: 'rebuilding', rebuild: { id, phase: 'swapping', interrupted: false } });
@@ -287,6 +291,11 @@ describe('admin: projections', () => {
       holder.release();
     }
     await waitUntil(async () => (await testApp.http().get(`/v1/admin/projections/token_accounts/rebuilds/${id}`)).body.phase === 'completed');
+    // The same key once the rebuild ended: a new rebuild, then replayed as started.
+    const started = await testApp.http().post('/v1/admin/projections/token_accounts/rebuild').set('Idempotency-Key', retryKey).expect(202);
+    expect(started.body.id).not.toBe(id);
+    expect((await testApp.http().post('/v1/admin/projections/token_accounts/rebuild').set('Idempotency-Key', retryKey).expect(202)).body.id).toBe(started.body.id);
+    await waitUntil(async () => (await testApp.http().get(`/v1/admin/projections/token_accounts/rebuilds/${started.body.id as string}`)).body.phase === 'completed');
     await caughtUp(testApp);
   });
 

@@ -190,12 +190,13 @@ function isApiKeyManagement(routeUrl: string): boolean {
 
 /**
  * Conflicts that say "not yet" rather than "no": the client is told to send the request again (the
- * account changed under it; the buyer has not confirmed the payment yet), and the same key must then
- * do the work, not replay the refusal. A refund the provider's refund failed for is one too: the
- * request waits for a dispute (REFUND_PENDING), or an operator may refund at the provider since, and
- * asking again reserves nothing (it asks the provider first), so the same key asks again.
+ * account changed under it; the buyer has not confirmed the payment yet; another rebuild of the
+ * projection is running), and the same key must then do the work, not replay the refusal. A refund
+ * the provider's refund failed for is one too: the request waits for a dispute (REFUND_PENDING), or
+ * an operator may refund at the provider since, and asking again reserves nothing (it asks the
+ * provider first), so the same key asks again.
  */
-const RETRY_INVITED = ['"code":"CONCURRENCY_CONFLICT"', '"code":"PAYMENT_NOT_AUTHORIZED"', '"code":"REFUND_FAILED"'] as const;
+const RETRY_INVITED = ['"code":"CONCURRENCY_CONFLICT"', '"code":"PAYMENT_NOT_AUTHORIZED"', '"code":"REFUND_FAILED"', '"code":"REBUILD_IN_PROGRESS"'] as const;
 
 /**
  * A refund the provider has not finished answers 202: the retry asks the provider again. (Other 202s
