@@ -101,6 +101,10 @@ describe('ApiKeyRepository', () => {
     await database.pool.query("UPDATE api_keys SET created_at = now() - interval '2 hours', expires_at = now() - interval '1 second' WHERE id = $1", [record.id]);
     expect(await refusal(key)).toBe('API_KEY_EXPIRED');
     await expect(keys.create({ name: 'past', role: 'service', expiresAt: new Date(Date.now() - 1_000) })).rejects.toMatchObject({ code: 'API_KEY_EXPIRY_INVALID' });
+    // An expired key keeps its name until it is revoked (as the README and the 409's detail say).
+    await expect(keys.create({ name: 'short-lived', role: 'service' })).rejects.toBeInstanceOf(ApiKeyNameTakenError);
+    await keys.revoke(record.id);
+    await expect(keys.create({ name: 'short-lived', role: 'service' })).resolves.toMatchObject({ record: { name: 'short-lived' } });
   });
 
   it('creates a key in the tlk_<id>_<secret> form and stores only the hash of its secret', async () => {

@@ -56,7 +56,7 @@ export class ApiKeyNameTakenError extends CodedError<AuthErrorCode> {
   override readonly name = 'ApiKeyNameTakenError';
 
   constructor(readonly keyName: string) {
-    super('API_KEY_NAME_TAKEN', `an active API key is already named ${JSON.stringify(keyName)}`, { keyName });
+    super('API_KEY_NAME_TAKEN', `an API key not revoked is already named ${JSON.stringify(keyName)} (an expired key keeps its name until it is revoked)`, { keyName });
   }
 }
 

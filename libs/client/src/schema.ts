@@ -1078,7 +1078,7 @@ export interface components {
         };
         CreateApiKeyRequest: {
             /**
-             * @description Unique among active keys, e.g. the backend that uses it; surrounding white space is trimmed, and control, line-separator and direction characters are refused.
+             * @description Unique among keys not revoked (an expired key keeps its name until it is revoked), e.g. the backend that uses it; surrounding white space is trimmed, and control, line-separator and direction characters are refused.
              * @example billing-backend
              */
             name: string;
@@ -4192,7 +4192,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `API_KEY_NAME_TAKEN`: An active API key already has this name */
+            /** @description `API_KEY_NAME_TAKEN`: An API key not revoked already has this name */
             409: {
                 headers: {
                     [name: string]: unknown;

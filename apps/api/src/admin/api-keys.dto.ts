@@ -13,7 +13,7 @@ export class ApiKeyIdParams {
 
 /** A new API key: its secret is in the response only. */
 export class CreateApiKeyRequest {
-  @ApiProperty({ minLength: 1, maxLength: 100, description: 'Unique among active keys, e.g. the backend that uses it; surrounding white space is trimmed, and control, line-separator and direction characters are refused.', example: 'billing-backend' })
+  @ApiProperty({ minLength: 1, maxLength: 100, description: 'Unique among keys not revoked (an expired key keeps its name until it is revoked), e.g. the backend that uses it; surrounding white space is trimmed, and control, line-separator and direction characters are refused.', example: 'billing-backend' })
   // Trimmed first, so a name of only white space is empty and refused, and " billing" is "billing".
   @Transform(({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim() : value))
   @IsString()

@@ -64,7 +64,7 @@ describe('ProblemDetailsFilter', () => {
     expect(answer(new UnknownProjectionError('nope', ['token_accounts']))).toEqual(
       body('unknown-projection', 'No projection has this name', 404, 'UNKNOWN_PROJECTION', 'no projection is named nope; known: token_accounts', { projection: 'nope' }),
     );
-    expect(answer(new ApiKeyNameTakenError('ops'))).toEqual(body('api-key-name-taken', 'An active API key already has this name', 409, 'API_KEY_NAME_TAKEN', 'an active API key is already named "ops"', { keyName: 'ops' }));
+    expect(answer(new ApiKeyNameTakenError('ops'))).toEqual(body('api-key-name-taken', 'An API key not revoked already has this name', 409, 'API_KEY_NAME_TAKEN', 'an API key not revoked is already named "ops" (an expired key keeps its name until it is revoked)', { keyName: 'ops' }));
   });
 
   it('shows a running rebuild by id, and null when its id is unknown', () => {

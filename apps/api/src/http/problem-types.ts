@@ -154,7 +154,7 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   // Not the caller's fault, and the JWKS failure it carries is for the log.
   AUTHENTICATION_UNAVAILABLE: { status: HttpStatus.SERVICE_UNAVAILABLE, title: 'Credentials cannot be checked right now', detail: () => 'credentials cannot be checked right now; retry later' },
   FORBIDDEN: { status: HttpStatus.FORBIDDEN, title: 'Not allowed' },
-  API_KEY_NAME_TAKEN: { status: HttpStatus.CONFLICT, title: 'An active API key already has this name' },
+  API_KEY_NAME_TAKEN: { status: HttpStatus.CONFLICT, title: 'An API key not revoked already has this name' },
   API_KEY_SCOPE_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'Scopes not usable by this API key role' },
   API_KEY_REPLACES_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'No API key of this role to replace' },
   API_KEY_EXPIRY_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'API key expiry not in the future, or past its creating key' },
