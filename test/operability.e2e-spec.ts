@@ -203,7 +203,8 @@ describe('request logs', () => {
     await app.getHttpAdapter().getInstance().ready();
     try {
       const userId = randomUUID();
-      const token = `Bearer ${await testToken('admin')}`;
+      const operator = randomUUID();
+      const token = `Bearer ${await testToken('admin', operator)}`;
       await request(app.getHttpServer()).post(`/v1/accounts/${userId}/purchases`).set('authorization', token).set('x-request-id', 'purchase-1').send({ paymentId: randomUUID(), amount: 3 }).expect(201);
       // A read model that is not there: an unexpected failure, logged with its stack as a 500.
       await database.pool.query('ALTER TABLE user_tokens RENAME TO user_tokens_elsewhere');
@@ -215,6 +216,11 @@ describe('request logs', () => {
       expect(errorLine).toMatchObject({ requestId: 'balance-1', context: 'HTTP', stack: expect.stringContaining('user_tokens') });
       expect(lines.filter((line) => line.requestId === 'balance-1').map((line) => line.msg)).toEqual([expect.stringContaining('failed'), 'request completed']);
       expect(lines.filter((line) => line.requestId === 'purchase-1').map((line) => line.msg)).toEqual(['request completed']);
+      // Who made it: the line is the record of who did what (the credential, never its secret).
+      expect(lines.find((line) => line.requestId === 'purchase-1')).toMatchObject({ caller: `jwt:${operator}`, role: 'admin', statusCode: 201 });
+      await request(app.getHttpServer()).get('/health/live').set('x-request-id', 'live-1').expect(200);
+      expect(lines.find((line) => line.requestId === 'live-1')).not.toHaveProperty('caller');
+      expect(JSON.stringify(lines)).not.toContain(token.slice('Bearer '.length));
       // Lines outside any request carry none.
       expect(lines.filter((line) => line.requestId === undefined).every((line) => line.msg !== 'request completed')).toBe(true);
     } finally {

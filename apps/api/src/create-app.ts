@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { ApiKeyRepository, JwtVerifier, type AuthSettings } from '@app/auth';
 import { PaymentStreams } from '@app/event-sourcing';
 import { AppModule } from './app.module.js';
-import { registerAccessControl } from './auth/access-control.js';
+import { actorOf, registerAccessControl } from './auth/access-control.js';
 import type { AppConfig } from './config/app.config.js';
 import { PinoNestLogger } from './http/pino-nest.logger.js';
 import { PATH_PARAMETER_LENGTH_MAX, RoutePaths } from './http/path-parameters.js';
@@ -78,13 +78,23 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth, 
   metrics.readFrom(readModelProbes(app));
   if (config.CORS_ORIGINS.length > 0) app.enableCors(corsOptionsOf(config.CORS_ORIGINS));
   registerRequestBodyParsers(fastify);
-  // One structured line per request; no headers or bodies, so no credentials reach the log.
+  // One structured line per request; no headers or bodies, so no credentials reach the log. The
+  // caller it was authenticated as (`kind:subject`, role) makes it the record of who did what, for
+  // the routes that write no event (API keys, rebuilds) as for those that do.
   fastify.addHook('onSend', async (request, reply) => {
     void reply.header('x-request-id', request.id);
   });
   fastify.addHook('onResponse', async (request: FastifyRequest, reply) => {
+    const actor = actorOf(request);
     logger.info(
-      { requestId: request.id, method: request.method, url: request.url, statusCode: reply.statusCode, responseTimeMs: Math.round(reply.elapsedTime * 10) / 10 },
+      {
+        requestId: request.id,
+        method: request.method,
+        url: request.url,
+        statusCode: reply.statusCode,
+        responseTimeMs: Math.round(reply.elapsedTime * 10) / 10,
+        ...(actor === undefined ? {} : { caller: `${actor.kind}:${actor.subject}`, role: actor.role }),
+      },
       'request completed',
     );
   });
