@@ -2,7 +2,7 @@ import { createHmac, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { API_KEY_ROLES, ApiKeyRepository, authorize, ENDPOINT_ACTIONS, ROLES, scopesOfRole, type Actor, type ApiKeyRole, type Endpoint, type Role } from '@app/auth';
+import { API_KEY_ROLES, ApiKeyRepository, CLI_CALLER, authorize, ENDPOINT_ACTIONS, ROLES, scopesOfRole, type Actor, type ApiKeyRole, type Endpoint, type Role } from '@app/auth';
 import { exportJWK, SignJWT } from 'jose';
 import { toFastifyPath } from '../apps/api/src/auth/access-control.js';
 import { roleTableMarkdown } from './support/role-table.js';
@@ -271,7 +271,7 @@ describe('bad credentials', () => {
     const repository = new ApiKeyRepository(testApp.database.pool);
     const created = await repository.create({ name: `revoked ${randomUUID()}`, role: 'admin' });
     await testApp.anonymous().get(path).set('x-api-key', created.key).expect(200);
-    await repository.revoke(created.record.id);
+    await repository.revoke(created.record.id, CLI_CALLER);
     expectRefused(await testApp.anonymous().get(path).set('x-api-key', created.key));
     expectRefused(await testApp.anonymous().get(path).set('x-api-key', `tlk_${'0'.repeat(24)}_${'A'.repeat(43)}`));
     expectRefused(await testApp.anonymous().get(path).set('x-api-key', 'letmein'));

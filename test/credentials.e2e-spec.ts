@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { ApiKeyRepository, type ApiKeyRole, type ApiKeyScope } from '@app/auth';
+import { ApiKeyRepository, CLI_CALLER, type ApiKeyRole, type ApiKeyScope } from '@app/auth';
 import { SignJWT } from 'jose';
-import { startTestApp, TEST_JWT_SECRET, type TestApp } from './support/test-app.js';
+import { startTestApp, TEST_ADMIN_SUBJECT, TEST_JWT_SECRET, type TestApp } from './support/test-app.js';
 
 /**
  * Credentials with limits: API keys with scopes and an expiry (managed over HTTP as by the CLI), and
@@ -48,7 +48,7 @@ describe('an API key with scopes', () => {
     await testApp.database.pool.query("UPDATE api_keys SET created_at = now() - interval '1 day', expires_at = now() - interval '1 second' WHERE id = $1", [expiring.record.id]);
     expect((await testApp.anonymous().get(path).set('x-api-key', expiring.key).expect(401)).body).toMatchObject({ code: 'UNAUTHENTICATED' });
     const revoked = await repository.create({ name: `revoked ${randomUUID()}`, role: 'service' });
-    await repository.revoke(revoked.record.id);
+    await repository.revoke(revoked.record.id, CLI_CALLER);
     await testApp.anonymous().get(path).set('x-api-key', revoked.key).expect(401);
   });
 });
@@ -59,7 +59,7 @@ describe('/v1/admin/api-keys', () => {
     // Refused, not ignored: a stored response would keep the secret, and a retry would create a second key.
     expect((await testApp.http().post('/v1/admin/api-keys').set('idempotency-key', randomUUID()).send(body).expect(400)).body).toMatchObject({ code: 'IDEMPOTENCY_KEY_INVALID' });
     const created = await testApp.http().post('/v1/admin/api-keys').send(body).expect(201);
-    expect(created.body).toMatchObject({ name: 'billing', role: 'service', scopes: ['purchases:write', 'accounts:read'], expiresAt: '2099-01-01T00:00:00.000Z', revokedAt: null });
+    expect(created.body).toMatchObject({ name: 'billing', role: 'service', scopes: ['purchases:write', 'accounts:read'], expiresAt: '2099-01-01T00:00:00.000Z', revokedAt: null, createdBy: `jwt:${TEST_ADMIN_SUBJECT}`, revokedBy: null });
     const secret = created.body.key as string;
     expect(secret).toMatch(/^tlk_/);
     expect(await count('SELECT count(*) AS n FROM idempotency_keys')).toBe(0);
@@ -71,9 +71,11 @@ describe('/v1/admin/api-keys', () => {
     expect(JSON.stringify(listed.body)).not.toContain(secret.slice(-43));
 
     const revoked = await testApp.http().delete(`/v1/admin/api-keys/${created.body.id as string}`).expect(200);
-    expect(revoked.body.revokedAt).toEqual(expect.any(String));
+    expect(revoked.body).toMatchObject({ revokedAt: expect.any(String), revokedBy: `jwt:${TEST_ADMIN_SUBJECT}` });
     await testApp.anonymous().get(`/v1/accounts/${randomUUID()}/balance`).set('x-api-key', secret).expect(401);
-    await testApp.http().delete(`/v1/admin/api-keys/${created.body.id as string}`).expect(200);
+    // Revoked again by another admin: the first revocation stays on record.
+    const again = await (await testApp.as('admin')).delete(`/v1/admin/api-keys/${created.body.id as string}`).expect(200);
+    expect(again.body).toMatchObject({ revokedAt: revoked.body.revokedAt, revokedBy: `jwt:${TEST_ADMIN_SUBJECT}` });
   });
 
   it.each([
@@ -125,7 +127,9 @@ describe('/v1/admin/api-keys', () => {
     const manager = await key('admin', ['api-keys:manage', 'usage:write']);
     const escalation = await testApp.anonymous().post('/v1/admin/api-keys').set('x-api-key', manager).send({ name: `admin ${randomUUID()}`, role: 'admin' }).expect(403);
     expect(escalation.body.missingScopes).toEqual(expect.arrayContaining(['audit:read', 'adjustments:write']));
-    await testApp.anonymous().post('/v1/admin/api-keys').set('x-api-key', manager).send({ name: `usage ${randomUUID()}`, role: 'service', scopes: ['usage:write'] }).expect(201);
+    const made = await testApp.anonymous().post('/v1/admin/api-keys').set('x-api-key', manager).send({ name: `usage ${randomUUID()}`, role: 'service', scopes: ['usage:write'] }).expect(201);
+    // Created by that key, on record: after a leak, the keys it made are found by createdBy.
+    expect(made.body.createdBy).toBe(`api_key:${manager.slice(4, 28)}`);
   });
 
   it("made to replace another (a rotation), answers a retry the old key first sent with that request's answer: debited once; an unrelated key's is its own request", async () => {

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ProjectionsAdmin } from '@app/operations';
-import { API_KEY_ROLES, API_KEY_SCOPES, ApiKeyRepository, isApiKeyScope, loadAuthConfig, mintToken, parseTtl, resolveAuthSettings, ROLES, type ApiKeyRole, type ApiKeyScope, type Role } from '@app/auth';
+import { API_KEY_ROLES, API_KEY_SCOPES, ApiKeyRepository, CLI_CALLER, isApiKeyScope, loadAuthConfig, mintToken, parseTtl, resolveAuthSettings, ROLES, type ApiKeyRole, type ApiKeyScope, type Role } from '@app/auth';
 import type { RebuildView } from '@app/projections';
 import { SEED_EVENTS_MAX, SEED_USERS_MAX } from '@app/testing';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
@@ -218,7 +218,7 @@ export function createProgram(writeError: (text: string) => void = (text) => voi
       if (options.expiresIn !== undefined && options.expiresAt !== undefined) throw new InvalidArgumentError('give --expires-in or --expires-at, not both');
       return withConnection(async ({ pool }) => {
         const expiresAt = options.expiresIn ?? options.expiresAt ?? null;
-        const { key, record } = await new ApiKeyRepository(pool).create({ name: options.name.trim(), role: options.role, scopes: options.scopes, expiresAt, replaces: options.replaces ?? null });
+        const { key, record } = await new ApiKeyRepository(pool).create({ name: options.name.trim(), role: options.role, scopes: options.scopes, expiresAt, replaces: options.replaces ?? null, createdBy: CLI_CALLER });
         const replacing = record.idempotencyScope === record.id ? '' : `, sharing the Idempotency-Keys of ${record.idempotencyScope}`;
         process.stderr.write(
           `created ${record.id} (${record.name}, ${record.role}, scopes ${record.scopes.join(',')}, expires ${record.expiresAt?.toISOString() ?? 'never'}${replacing}); the key below is shown only now:\n`,
@@ -229,14 +229,14 @@ export function createProgram(writeError: (text: string) => void = (text) => voi
 
   apiKeys
     .command('list')
-    .description('every key: id, role, name, scopes, created, expiry, last used, whose Idempotency-Keys it shares (a replacement), revoked')
+    .description('every key: id, role, name, scopes, created (and by whom), expiry, last used, whose Idempotency-Keys it shares (a replacement), revoked (and by whom)')
     .action(() =>
       withConnection(async ({ pool }) => {
         const records = await new ApiKeyRepository(pool).list();
         if (records.length === 0) process.stdout.write('no API keys\n');
         for (const record of records) {
           process.stdout.write(
-            `${record.id} ${record.role.padEnd(7)} ${record.name} scopes ${record.scopes.join(',')} created ${record.createdAt.toISOString()} expires ${record.expiresAt?.toISOString() ?? 'never'} last used ${record.lastUsedAt?.toISOString() ?? '-'}${record.idempotencyScope === record.id ? '' : ` idempotency keys of ${record.idempotencyScope}`}${record.revokedAt === null ? '' : ` REVOKED ${record.revokedAt.toISOString()}`}\n`,
+            `${record.id} ${record.role.padEnd(7)} ${record.name} scopes ${record.scopes.join(',')} created ${record.createdAt.toISOString()} by ${record.createdBy ?? '-'} expires ${record.expiresAt?.toISOString() ?? 'never'} last used ${record.lastUsedAt?.toISOString() ?? '-'}${record.idempotencyScope === record.id ? '' : ` idempotency keys of ${record.idempotencyScope}`}${record.revokedAt === null ? '' : ` REVOKED ${record.revokedAt.toISOString()} by ${record.revokedBy ?? '-'}`}\n`,
           );
         }
       }),
@@ -248,7 +248,7 @@ export function createProgram(writeError: (text: string) => void = (text) => voi
     .argument('<id>', 'the key id')
     .action((id: string) =>
       withConnection(async ({ pool }) => {
-        const outcome = await new ApiKeyRepository(pool).revoke(id);
+        const outcome = await new ApiKeyRepository(pool).revoke(id, CLI_CALLER);
         if (outcome === 'not_found') throw new Error(`no API key ${id}`);
         process.stdout.write(outcome === 'revoked' ? `revoked ${id}\n` : `${id} was already revoked\n`);
       }),

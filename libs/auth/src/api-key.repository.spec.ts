@@ -1,5 +1,5 @@
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
-import { ApiKeyNameTakenError, ApiKeyRepository } from './api-key.repository.js';
+import { ApiKeyNameTakenError, ApiKeyRepository, CLI_CALLER } from './api-key.repository.js';
 import { API_KEY_PATTERN, hashApiKeySecret, parseApiKey } from './api-keys.js';
 import { AuthenticationError } from './authentication.errors.js';
 
@@ -57,6 +57,20 @@ describe('ApiKeyRepository', () => {
     await expect(keys.create({ name: 'from-a-jwt', role: 'service', grantor: { subject: '11111111-1111-4111-8111-111111111111', role: 'admin', kind: 'jwt' } })).resolves.toMatchObject({ record: { expiresAt: null } });
   });
 
+  it('records who created and who revoked each key: after a leak, the keys the leaked one created can be found', async () => {
+    const leaked = await keys.create({ name: 'leaked-admin', role: 'admin', createdBy: CLI_CALLER });
+    const grantor = await keys.authenticate(leaked.key);
+    const child = await keys.create({ name: 'made-by-leaked', role: 'service', scopes: ['usage:write'], grantor });
+    const fromJwt = await keys.create({ name: 'made-by-operator', role: 'service', grantor: { subject: '22222222-2222-4222-8222-222222222222', role: 'admin', kind: 'jwt' } });
+    expect([leaked.record.createdBy, child.record.createdBy, fromJwt.record.createdBy]).toEqual(['cli', `api_key:${leaked.record.id}`, 'jwt:22222222-2222-4222-8222-222222222222']);
+    expect((await keys.list()).filter((record) => record.createdBy === `api_key:${leaked.record.id}`).map((record) => record.id)).toEqual([child.record.id]);
+    await keys.revoke(leaked.record.id, 'jwt:22222222-2222-4222-8222-222222222222');
+    // A second revocation (another operator, the CLI) leaves the first revoker on record.
+    expect(await keys.revoke(leaked.record.id, CLI_CALLER)).toBe('already_revoked');
+    expect(await keys.find(leaked.record.id)).toMatchObject({ revokedBy: 'jwt:22222222-2222-4222-8222-222222222222' });
+    expect(await keys.find(child.record.id)).toMatchObject({ revokedAt: null, revokedBy: null });
+  });
+
   it("gives a key that replaces another that key's Idempotency-Keys, down a chain of rotations; refuses one of another role or none", async () => {
     const first = await keys.create({ name: 'rotated-1', role: 'service' });
     expect(first.record.idempotencyScope).toBe(first.record.id);
@@ -68,7 +82,7 @@ describe('ApiKeyRepository', () => {
       await expect(keys.authenticate(rotated.key)).resolves.toMatchObject({ subject: rotated.record.id, idempotencyScope: first.record.id });
     }
     // A revoked key can still be replaced (revoked first, its retries refused meanwhile).
-    await keys.revoke(first.record.id);
+    await keys.revoke(first.record.id, CLI_CALLER);
     await expect(keys.create({ name: 'rotated-4', role: 'service', replaces: first.record.id })).resolves.toMatchObject({ record: { idempotencyScope: first.record.id } });
     for (const replaces of [first.record.id, 'f'.repeat(24)]) {
       await expect(keys.create({ name: `not-${replaces}`, role: 'admin', replaces })).rejects.toMatchObject({ code: 'API_KEY_REPLACES_INVALID', details: { field: 'replaces' } });
@@ -103,7 +117,7 @@ describe('ApiKeyRepository', () => {
     await expect(keys.create({ name: 'past', role: 'service', expiresAt: new Date(Date.now() - 1_000) })).rejects.toMatchObject({ code: 'API_KEY_EXPIRY_INVALID' });
     // An expired key keeps its name until it is revoked (as the README and the 409's detail say).
     await expect(keys.create({ name: 'short-lived', role: 'service' })).rejects.toBeInstanceOf(ApiKeyNameTakenError);
-    await keys.revoke(record.id);
+    await keys.revoke(record.id, CLI_CALLER);
     await expect(keys.create({ name: 'short-lived', role: 'service' })).resolves.toMatchObject({ record: { name: 'short-lived' } });
   });
 
@@ -151,19 +165,19 @@ describe('ApiKeyRepository', () => {
 
   it('refuses a revoked key and keeps its revocation time', async () => {
     const { key, record } = await keys.create({ name: 'to-revoke', role: 'service' });
-    expect(await keys.revoke(record.id)).toBe('revoked');
+    expect(await keys.revoke(record.id, CLI_CALLER)).toBe('revoked');
     const revokedAt = (await keys.find(record.id))?.revokedAt;
     expect(revokedAt).toBeInstanceOf(Date);
     expect(await refusal(key)).toBe('API_KEY_REVOKED');
-    expect(await keys.revoke(record.id)).toBe('already_revoked');
+    expect(await keys.revoke(record.id, CLI_CALLER)).toBe('already_revoked');
     expect((await keys.find(record.id))?.revokedAt).toEqual(revokedAt);
-    expect(await keys.revoke('f'.repeat(24))).toBe('not_found');
+    expect(await keys.revoke('f'.repeat(24), CLI_CALLER)).toBe('not_found');
   });
 
   it('refuses a second active key with the same name, and frees the name on revocation', async () => {
     const first = await keys.create({ name: 'rotating', role: 'service' });
     await expect(keys.create({ name: 'rotating', role: 'admin' })).rejects.toBeInstanceOf(ApiKeyNameTakenError);
-    await keys.revoke(first.record.id);
+    await keys.revoke(first.record.id, CLI_CALLER);
     const second = await keys.create({ name: 'rotating', role: 'service' });
     await expect(keys.authenticate(second.key)).resolves.toMatchObject({ subject: second.record.id });
     expect(await refusal(first.key)).toBe('API_KEY_REVOKED');
@@ -191,7 +205,7 @@ describe('ApiKeyRepository', () => {
   it('revokes exactly once when 20 revocations race, while uses of the key race with them', async () => {
     const { key, record } = await keys.create({ name: 'raced-revoke', role: 'service' });
     const uses = Array.from({ length: 20 }, () => keys.authenticate(key).then(() => 'accepted', (error: unknown) => (error instanceof AuthenticationError ? error.code : 'other')));
-    const revocations = await Promise.all(Array.from({ length: 20 }, () => keys.revoke(record.id)));
+    const revocations = await Promise.all(Array.from({ length: 20 }, () => keys.revoke(record.id, CLI_CALLER)));
     expect(revocations.filter((outcome) => outcome === 'revoked')).toHaveLength(1);
     expect(revocations.filter((outcome) => outcome === 'already_revoked')).toHaveLength(19);
     for (const outcome of await Promise.all(uses)) expect(['accepted', 'API_KEY_REVOKED']).toContain(outcome);
@@ -203,7 +217,7 @@ describe('ApiKeyRepository', () => {
   it('lists keys newest first without their hashes', async () => {
     const listed = await keys.list();
     expect(listed.length).toBeGreaterThanOrEqual(5);
-    for (const record of listed) expect(Object.keys(record).sort()).toEqual(['createdAt', 'expiresAt', 'id', 'idempotencyScope', 'lastUsedAt', 'name', 'revokedAt', 'role', 'scopes']);
+    for (const record of listed) expect(Object.keys(record).sort()).toEqual(['createdAt', 'createdBy', 'expiresAt', 'id', 'idempotencyScope', 'lastUsedAt', 'name', 'revokedAt', 'revokedBy', 'role', 'scopes']);
     const times = listed.map((record) => record.createdAt.getTime());
     expect(times).toEqual([...times].sort((left, right) => right - left));
   });

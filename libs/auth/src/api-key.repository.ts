@@ -18,7 +18,19 @@ export type ApiKeyRecord = {
   readonly lastUsedAt: Date | null;
   /** The key whose Idempotency-Keys this one uses: its own id, or the first of the keys it replaced (`replaces`). */
   readonly idempotencyScope: string;
+  /** Who created it (`jwt:<sub>`, `api_key:<key id>`, `cli`); null for a key made before this was recorded. */
+  readonly createdBy: string | null;
+  /** Who revoked it; null while it is not revoked, or for a key revoked before this was recorded. */
+  readonly revokedBy: string | null;
 };
+
+/** How `created_by` and `revoked_by` name a caller of the API. */
+export function recordedCaller(actor: Actor): string {
+  return `${actor.kind}:${actor.subject}`;
+}
+
+/** How they name the admin CLI, which works with the database's own credentials. */
+export const CLI_CALLER = 'cli';
 
 export type NewApiKey = {
   readonly name: string;
@@ -36,6 +48,8 @@ export type NewApiKey = {
    * allowed to manage keys cannot mint one that does more than it may.
    */
   readonly grantor?: Actor;
+  /** Who creates it, when not an API caller (`grantor`): the admin CLI (`CLI_CALLER`). */
+  readonly createdBy?: string;
 };
 
 export class ApiKeyNotFoundError extends CodedError<AuthErrorCode> {
@@ -76,6 +90,8 @@ type ApiKeyRow = {
   revoked_at: Date | null;
   last_used_at: Date | null;
   idempotency_scope: string | null;
+  created_by: string | null;
+  revoked_by: string | null;
 };
 
 const NAME_LENGTH_MAX = 100;
@@ -115,14 +131,14 @@ export class ApiKeyRepository {
         `WITH grantor AS (SELECT (SELECT expires_at FROM api_keys WHERE id = $7) AS expires_at),
               replaced AS (SELECT (SELECT coalesce(idempotency_scope, id) FROM api_keys WHERE id = $8 AND role = $3) AS scope),
               created AS (
-                INSERT INTO api_keys (id, name, role, hash, scopes, expires_at, idempotency_scope)
-                SELECT $1, $2, $3, $4, $5, $6, replaced.scope FROM grantor, replaced
+                INSERT INTO api_keys (id, name, role, hash, scopes, expires_at, idempotency_scope, created_by)
+                SELECT $1, $2, $3, $4, $5, $6, replaced.scope, $9 FROM grantor, replaced
                  WHERE ($6::timestamptz IS NULL OR $6::timestamptz > now())
                    AND (grantor.expires_at IS NULL OR $6::timestamptz <= grantor.expires_at)
                    AND ($8::text IS NULL OR replaced.scope IS NOT NULL)
                 RETURNING *)
          SELECT created.*, grantor.expires_at AS grantor_expires_at, replaced.scope AS replaced_scope FROM grantor CROSS JOIN replaced LEFT JOIN created ON true`,
-        [generated.id, input.name, input.role, generated.hash, scopes, expiresAt, grantorKeyId, replaces],
+        [generated.id, input.name, input.role, generated.hash, scopes, expiresAt, grantorKeyId, replaces, input.grantor === undefined ? (input.createdBy ?? null) : recordedCaller(input.grantor)],
       );
       const row = single(result.rows);
       if (row.id === null) {
@@ -188,12 +204,12 @@ export class ApiKeyRepository {
     return { subject: row.id, role: row.role, kind: 'api_key', scopes: scopesOf(row), ...(row.idempotency_scope === null ? {} : { idempotencyScope: row.idempotency_scope }) };
   }
 
-  /** `revoked` for the one call that revoked it; the time of revocation never moves afterwards. */
-  async revoke(id: string): Promise<'revoked' | 'already_revoked' | 'not_found'> {
+  /** `revoked` for the one call that revoked it (`by`: who); its time and revoker never move afterwards. */
+  async revoke(id: string, by: string): Promise<'revoked' | 'already_revoked' | 'not_found'> {
     const result = await this.pool.query<{ revoked_now: boolean }>(
-      `WITH revoked AS (UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id)
+      `WITH revoked AS (UPDATE api_keys SET revoked_at = now(), revoked_by = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING id)
        SELECT EXISTS (SELECT 1 FROM revoked) AS revoked_now FROM api_keys WHERE id = $1`,
-      [id],
+      [id, by],
     );
     const row = result.rows[0];
     if (row === undefined) return 'not_found';
@@ -224,6 +240,8 @@ function toRecord(row: ApiKeyRow): ApiKeyRecord {
     revokedAt: row.revoked_at,
     lastUsedAt: row.last_used_at,
     idempotencyScope: row.idempotency_scope ?? row.id,
+    createdBy: row.created_by,
+    revokedBy: row.revoked_by,
   };
 }
 

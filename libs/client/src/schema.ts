@@ -1072,6 +1072,16 @@ export interface components {
              * @example 0123456789abcdef01234567
              */
             idempotencyScope: string;
+            /**
+             * @description Who created it: `jwt:<sub>`, `api_key:<key id>` (a key may create keys: after a leak, revoke the keys the leaked one created too) or `cli`; null for a key made before this was recorded.
+             * @example api_key:0123456789abcdef01234567
+             */
+            createdBy: string | null;
+            /**
+             * @description Who revoked it, named as `createdBy`; null while it is not revoked, or for a key revoked before this was recorded.
+             * @example null
+             */
+            revokedBy: string | null;
         };
         ApiKeyListResponse: {
             data: components["schemas"]["ApiKeyResponse"][];
@@ -1121,6 +1131,16 @@ export interface components {
              * @example 0123456789abcdef01234567
              */
             idempotencyScope: string;
+            /**
+             * @description Who created it: `jwt:<sub>`, `api_key:<key id>` (a key may create keys: after a leak, revoke the keys the leaked one created too) or `cli`; null for a key made before this was recorded.
+             * @example api_key:0123456789abcdef01234567
+             */
+            createdBy: string | null;
+            /**
+             * @description Who revoked it, named as `createdBy`; null while it is not revoked, or for a key revoked before this was recorded.
+             * @example null
+             */
+            revokedBy: string | null;
             /**
              * @description The secret to send as X-API-Key: shown once, never stored.
              * @example tlk_0123456789abcdef01234567_…

@@ -1,6 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, HttpStatus, Param, Post, Req } from '@nestjs/common';
 import { ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { ApiKeyNotFoundError, ApiKeyRepository, type ApiKeyRecord } from '@app/auth';
+import { ApiKeyNotFoundError, ApiKeyRepository, recordedCaller, type ApiKeyRecord } from '@app/auth';
 import type { FastifyRequest } from 'fastify';
 import { actorOf } from '../auth/access-control.js';
 import { EmptyBody, NoBody } from '../http/no-body.js';
@@ -50,8 +50,10 @@ export class ApiKeysController {
   @ApiOperation({ operationId: 'revokeApiKey', summary: 'Revoke an API key' })
   @ApiOkResponse({ type: ApiKeyResponse, description: 'The key, revoked (revoking a revoked key changes nothing).' })
   @ApiProblems('API_KEY_NOT_FOUND')
-  async revoke(@Param() { id }: ApiKeyIdParams, @NoBody() _body: EmptyBody) {
-    if ((await this.keys.revoke(id)) === 'not_found') throw new ApiKeyNotFoundError(id);
+  async revoke(@Param() { id }: ApiKeyIdParams, @NoBody() _body: EmptyBody, @Req() request: FastifyRequest) {
+    const caller = actorOf(request);
+    if (caller === undefined) throw new Error(`no caller on ${request.method} ${request.url}`);
+    if ((await this.keys.revoke(id, recordedCaller(caller))) === 'not_found') throw new ApiKeyNotFoundError(id);
     const record = await this.keys.find(id);
     if (record === undefined) throw new ApiKeyNotFoundError(id);
     return view(record);
@@ -68,6 +70,8 @@ function view(record: ApiKeyRecord) {
     expiresAt: record.expiresAt?.toISOString() ?? null,
     revokedAt: record.revokedAt?.toISOString() ?? null,
     lastUsedAt: record.lastUsedAt?.toISOString() ?? null,
+    createdBy: record.createdBy,
+    revokedBy: record.revokedBy,
     idempotencyScope: record.idempotencyScope,
   };
 }

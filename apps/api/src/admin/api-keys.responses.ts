@@ -13,6 +13,15 @@ export class ApiKeyResponse {
   @ApiProperty({ nullable: true, type: String, format: 'date-time' }) lastUsedAt!: string | null;
   @ApiProperty({ description: 'The key whose Idempotency-Keys this one uses: its own id, or the first of the keys it replaced (`replaces`).', example: '0123456789abcdef01234567' })
   idempotencyScope!: string;
+  @ApiProperty({
+    nullable: true,
+    type: String,
+    description: 'Who created it: `jwt:<sub>`, `api_key:<key id>` (a key may create keys: after a leak, revoke the keys the leaked one created too) or `cli`; null for a key made before this was recorded.',
+    example: 'api_key:0123456789abcdef01234567',
+  })
+  createdBy!: string | null;
+  @ApiProperty({ nullable: true, type: String, description: 'Who revoked it, named as `createdBy`; null while it is not revoked, or for a key revoked before this was recorded.', example: null })
+  revokedBy!: string | null;
 }
 
 /** A new key: the secret is in this response only. */
