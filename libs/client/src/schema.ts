@@ -1073,12 +1073,12 @@ export interface components {
              */
             idempotencyScope: string;
             /**
-             * @description Who created it: `jwt:<sub>`, `api_key:<key id>` (a key may create keys: after a leak, revoke the keys the leaked one created too) or `cli`; null for a key made before this was recorded.
+             * @description Who created it: `jwt:<sub>`, `api_key:<key id>` (a key may create keys: after a leak, revoke the keys the leaked one created too) or `cli`; null for a key made before this was recorded, or by an older version during a rolling deploy.
              * @example api_key:0123456789abcdef01234567
              */
             createdBy: string | null;
             /**
-             * @description Who revoked it, named as `createdBy`; null while it is not revoked, or for a key revoked before this was recorded.
+             * @description Who revoked it, named as `createdBy`; null while it is not revoked, or for a key revoked before this was recorded or by an older version.
              * @example null
              */
             revokedBy: string | null;
@@ -1132,12 +1132,12 @@ export interface components {
              */
             idempotencyScope: string;
             /**
-             * @description Who created it: `jwt:<sub>`, `api_key:<key id>` (a key may create keys: after a leak, revoke the keys the leaked one created too) or `cli`; null for a key made before this was recorded.
+             * @description Who created it: `jwt:<sub>`, `api_key:<key id>` (a key may create keys: after a leak, revoke the keys the leaked one created too) or `cli`; null for a key made before this was recorded, or by an older version during a rolling deploy.
              * @example api_key:0123456789abcdef01234567
              */
             createdBy: string | null;
             /**
-             * @description Who revoked it, named as `createdBy`; null while it is not revoked, or for a key revoked before this was recorded.
+             * @description Who revoked it, named as `createdBy`; null while it is not revoked, or for a key revoked before this was recorded or by an older version.
              * @example null
              */
             revokedBy: string | null;

@@ -16,11 +16,11 @@ export class ApiKeyResponse {
   @ApiProperty({
     nullable: true,
     type: String,
-    description: 'Who created it: `jwt:<sub>`, `api_key:<key id>` (a key may create keys: after a leak, revoke the keys the leaked one created too) or `cli`; null for a key made before this was recorded.',
+    description: 'Who created it: `jwt:<sub>`, `api_key:<key id>` (a key may create keys: after a leak, revoke the keys the leaked one created too) or `cli`; null for a key made before this was recorded, or by an older version during a rolling deploy.',
     example: 'api_key:0123456789abcdef01234567',
   })
   createdBy!: string | null;
-  @ApiProperty({ nullable: true, type: String, description: 'Who revoked it, named as `createdBy`; null while it is not revoked, or for a key revoked before this was recorded.', example: null })
+  @ApiProperty({ nullable: true, type: String, description: 'Who revoked it, named as `createdBy`; null while it is not revoked, or for a key revoked before this was recorded or by an older version.', example: null })
   revokedBy!: string | null;
 }
 

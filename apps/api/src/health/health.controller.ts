@@ -46,8 +46,12 @@ export class DatabaseHealthIndicator {
     const indicator = this.indicators.check(key);
     try {
       const pending = await pendingMigrations(this.pool);
-      this.log.answered(key);
-      return pending.length === 0 ? indicator.up() : indicator.down({ pending });
+      if (pending.length === 0) {
+        this.log.answered(key);
+        return indicator.up();
+      }
+      this.log.failed(key, `migrations not applied: ${pending.join(', ')}`);
+      return indicator.down({ pending });
     } catch (error) {
       return indicator.down(downFor(this.log, key, error));
     }
@@ -69,12 +73,17 @@ export class ReadModelsHealthIndicator {
     const indicator = this.indicators.check(key);
     try {
       const statuses = await this.projections.status();
-      this.log.answered(key);
       const maxLagSeconds = this.settings.maxProjectionLagMs / 1_000;
       const behind = statuses.filter((status) => status.lagSeconds > maxLagSeconds || status.state === 'failed');
       // Tenths of a second, rounded up: a lag reported as the limit itself would read as within it.
       const lags = Object.fromEntries(statuses.map((status) => [status.name, { state: status.state, lagSeconds: Math.ceil(status.lagSeconds * 10) / 10 }]));
-      return behind.length === 0 ? indicator.up({ maxLagSeconds, projections: lags }) : indicator.down({ maxLagSeconds, projections: lags });
+      if (behind.length === 0) {
+        this.log.answered(key);
+        return indicator.up({ maxLagSeconds, projections: lags });
+      }
+      // Names and states, not lags: a reason that changes on every probe would be logged on every probe.
+      this.log.failed(key, `projections behind by more than ${maxLagSeconds} s or failed: ${behind.map((status) => `${status.name} (${status.state})`).join(', ')}`);
+      return indicator.down({ maxLagSeconds, projections: lags });
     } catch (error) {
       return indicator.down(downFor(this.log, key, error));
     }
