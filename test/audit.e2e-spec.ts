@@ -298,6 +298,15 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
     expect((await verifyBundle(text, '--public-key', keyFile)).exitCode).toBe(0);
   });
 
+  it("says how many leading events were stored without a hash (written before hashes on append), as the bundle's signed head states", async () => {
+    const userId = await account(3);
+    await sql("UPDATE events SET metadata = metadata - 'hash' WHERE stream_id = $1 AND stream_revision < 2", [tokenAccountStreamId(userId)]);
+    const text = await downloadBundle(userId);
+    expect(JSON.parse(text.trimEnd().split('\n').at(-1) ?? '')).toMatchObject({ kind: 'head', unsealedPrefix: 2 });
+    const checked = await verifyBundle(text);
+    expect(checked).toEqual({ output: expect.stringContaining("its first 2 events were stored without a hash (written before hashes on append, covered by the next one's)") as unknown, exitCode: 0 });
+  });
+
   it('fails a bundle with a changed amount or a removed line, naming the first bad revision', async () => {
     const userId = await account(4);
     const text = await downloadBundle(userId);

@@ -29,7 +29,9 @@ export function addAuditCommands(program: Command): void {
       }
       const result = verifyAuditBundle(inputs.bundle, inputs.publicKey);
       if (result.ok) {
-        process.stdout.write(`bundle intact: ${result.streamId}, ${result.eventCount} events, head hash ${result.headHash ?? '-'}\n`);
+        // Events written before hashes on append are covered only by the first sealed one: only as trustworthy as the stream was then.
+        const unsealed = result.unsealedPrefix === 0 ? '' : `; its first ${result.unsealedPrefix} events were stored without a hash (written before hashes on append, covered by the next one's)`;
+        process.stdout.write(`bundle intact: ${result.streamId}, ${result.eventCount} events, head hash ${result.headHash ?? '-'}${unsealed}\n`);
         return;
       }
       const where = result.firstBadRevision === undefined ? (result.line === undefined ? '' : ` at line ${result.line}`) : ` at revision ${result.firstBadRevision}`;

@@ -24,7 +24,7 @@ describe('audit bundles', () => {
     expect(lines.map((line) => line.kind)).toEqual(['event', 'event', 'event', 'event', 'event', 'head']);
     expect(lines[5]).toMatchObject({ streamId, eventCount: 5, lastRevision: '4', headHash: lines[4]?.hash, createdAt });
     const pem = signer.publicKey.export({ type: 'spki', format: 'pem' }).toString();
-    expect(verifyAuditBundle(text, pem)).toEqual({ ok: true, streamId, eventCount: 5, headHash: lines[4]?.hash, reason: 'bundle intact' });
+    expect(verifyAuditBundle(text, pem)).toEqual({ ok: true, streamId, eventCount: 5, headHash: lines[4]?.hash, unsealedPrefix: 0, reason: 'bundle intact' });
   });
 
   it('bundles an empty stream', () => {
@@ -105,7 +105,12 @@ describe('audit bundles', () => {
       return { ...event, metadata };
     });
     const text = createAuditBundle(events, { privateKey: signer.privateKey, streamId, createdAt });
-    expect(verifyAuditBundle(text, signer.publicKey)).toMatchObject({ ok: true, eventCount: 5 });
+    // The head signs how many leading events were unsealed, and the verifier reports it.
+    expect(verifyAuditBundle(text, signer.publicKey)).toMatchObject({ ok: true, eventCount: 5, unsealedPrefix: 2 });
+    expect(JSON.parse(text.trimEnd().split('\n').at(-1) ?? '')).toMatchObject({ kind: 'head', unsealedPrefix: 2 });
+    // A stream sealed throughout: no such member, 0 reported (so bundles of such streams are as before).
+    expect(JSON.parse(bundle().trimEnd().split('\n').at(-1) ?? '')).not.toHaveProperty('unsealedPrefix');
+    expect(verifyAuditBundle(bundle(), signer.publicKey)).toMatchObject({ ok: true, unsealedPrefix: 0 });
     expect(verifyAuditBundle(editLine(text, 1, (line) => ({ ...line, hash: 'f'.repeat(64) })), signer.publicKey)).toMatchObject({ ok: false, firstBadRevision: 1n });
   });
 });

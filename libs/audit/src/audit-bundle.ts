@@ -46,6 +46,12 @@ export type BundleHead = {
    * last event, as the ledger's replay gives them; a verifier replays the events and compares.
    */
   readonly ledger?: TokenAccountSummary;
+  /**
+   * Present (above 0) when the stream's first events were stored without a hash (written before
+   * hashes on append): the first sealed event's hash covers them, but they are only as trustworthy
+   * as the stream was when they were written (ADR 0006), which the verifier tells the auditor.
+   */
+  readonly unsealedPrefix?: number;
   /** Ed25519 signature (base64) of the canonical JSON of this record without `signature`. */
   readonly signature: string;
 };
@@ -82,6 +88,7 @@ export function createAuditBundle(
     createdAt: options.createdAt,
     keyId: keyId(createPublicKey(privateKey)),
     ...(options.ledger === undefined ? {} : { ledger: options.ledger }),
+    ...(chain.unsealedPrefix === 0 ? {} : { unsealedPrefix: chain.unsealedPrefix }),
   };
   const signature = sign(null, Buffer.from(canonicalJson(unsigned), 'utf8'), privateKey).toString('base64');
   return `${lines}${JSON.stringify({ ...unsigned, signature })}\n`;
@@ -94,7 +101,15 @@ function eventLine(event: BundleEvent, hash: string): EventLine {
 }
 
 export type BundleVerification =
-  | { readonly ok: true; readonly streamId: string; readonly eventCount: number; readonly headHash: string | null; readonly reason: 'bundle intact' }
+  | {
+      readonly ok: true;
+      readonly streamId: string;
+      readonly eventCount: number;
+      readonly headHash: string | null;
+      /** Leading events stored without a hash, covered only by the first sealed one (ADR 0006). */
+      readonly unsealedPrefix: number;
+      readonly reason: 'bundle intact';
+    }
   | { readonly ok: false; readonly reason: string; readonly firstBadRevision?: bigint; readonly line?: number };
 
 /**
@@ -145,6 +160,11 @@ function verified(text: string, key: KeyObject): BundleVerification {
   if (events.some((event) => event.streamId !== head.streamId)) return { ok: false, reason: `the bundle holds events of a stream other than ${head.streamId}` };
   const chain = verifyChain(events, { anchor: { revision: BigInt(head.lastRevision), hash: head.headHash } });
   if (!chain.ok) return { ok: false, reason: chain.reason, firstBadRevision: chain.firstBadRevision };
+  // Signed since 2026-12-06 (absent, 0, in the bundles before and for a stream sealed throughout);
+  // an older bundle's unsealed prefix is still reported from the chain.
+  if (head.unsealedPrefix !== undefined && head.unsealedPrefix !== chain.unsealedPrefix) {
+    return { ok: false, reason: `the head says ${String(head.unsealedPrefix)} leading events were unsealed, the chain has ${chain.unsealedPrefix}` };
+  }
   // Lines of an unsealed prefix carry the hash their metadata lacks: it must be the chain's too.
   let previous: string | null = null;
   for (const [index, event] of events.entries()) {
@@ -154,7 +174,7 @@ function verified(text: string, key: KeyObject): BundleVerification {
   const eventLines = rawLines.map((line) => `${line}\n`).join('');
   if (sha256(eventLines) !== head.eventLinesSha256) return { ok: false, reason: 'the event lines differ from the signed ones (a field outside the hash chain was changed)' };
   if (head.ledger !== undefined && !sameSummary(head.ledger, events)) return { ok: false, reason: 'the signed balance, holds or lots differ from the replay of the events' };
-  return { ok: true, streamId: head.streamId, eventCount: events.length, headHash: chain.headHash, reason: 'bundle intact' };
+  return { ok: true, streamId: head.streamId, eventCount: events.length, headHash: chain.headHash, unsealedPrefix: chain.unsealedPrefix, reason: 'bundle intact' };
 }
 
 function sameSummary(signed: TokenAccountSummary, events: readonly ChainEvent[]): boolean {
