@@ -111,8 +111,12 @@ export class RefundPaymentFlow {
    */
   private async answerAfterFailure(userId: string, paymentId: string): Promise<AnswerAfterFailure> {
     const state = await this.ledger.load(userId);
-    if (!isAfterFailure(state, paymentId)) return undefined;
-    const payment = paymentIn(state, paymentId);
+    return isAfterFailure(state, paymentId) ? this.askAfterFailure(paymentIn(state, paymentId)) : undefined;
+  }
+
+  /** The provider's answer under our key for a payment whose refund failed before (see `answerAfterFailure`). */
+  private async askAfterFailure(payment: Payment): Promise<AnswerAfterFailure> {
+    const { paymentId } = payment;
     try {
       return await this.provider.refund(payment.orderId, providerIdempotencyKey('refund', paymentId));
     } catch (error) {
@@ -130,10 +134,14 @@ export class RefundPaymentFlow {
   private async request(userId: string, paymentId: string, state: TokenAccountState, answer: AnswerAfterFailure): Promise<readonly TokenAccountEvent[]> {
     const now = this.now();
     // Asked of the provider before the decision; it holds while the payment is still as it was then.
-    if (answer !== undefined && isAfterFailure(state, paymentId)) {
-      if (answer instanceof PaymentsError) throw answer;
-      if (answer.status === 'succeeded') {
-        return decideTokenAccount({ type: 'RefundPayment', data: { userId, paymentId, providerRefundId: answer.providerRefundId, transactionId: randomUUID(), now } }, state);
+    // A request that read the payment before another's failure was recorded asks now, under the
+    // account's lock (a race, so rare): otherwise it would start a new request, which the provider
+    // would refuse again, recording a second request and failure.
+    const known = isAfterFailure(state, paymentId) ? (answer ?? (await this.askAfterFailure(paymentIn(state, paymentId)))) : undefined;
+    if (known !== undefined) {
+      if (known instanceof PaymentsError) throw known;
+      if (known.status === 'succeeded') {
+        return decideTokenAccount({ type: 'RefundPayment', data: { userId, paymentId, providerRefundId: known.providerRefundId, transactionId: randomUUID(), now } }, state);
       }
     }
     try {
