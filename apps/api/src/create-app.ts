@@ -5,7 +5,7 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { ApiKeyRepository, JwtVerifier, type AuthSettings } from '@app/auth';
+import { ApiKeyRepository, callerName, JwtVerifier, type AuthSettings } from '@app/auth';
 import { PaymentStreams } from '@app/event-sourcing';
 import { AppModule } from './app.module.js';
 import { actorOf, registerAccessControl } from './auth/access-control.js';
@@ -93,7 +93,7 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth, 
         url: request.url,
         statusCode: reply.statusCode,
         responseTimeMs: Math.round(reply.elapsedTime * 10) / 10,
-        ...(actor === undefined ? {} : { caller: `${actor.kind}:${actor.subject}`, role: actor.role }),
+        ...(actor === undefined ? {} : { caller: callerName(actor), role: actor.role }),
       },
       'request completed',
     );

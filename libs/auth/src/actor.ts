@@ -26,6 +26,15 @@ export type Actor = {
   readonly idempotencyScope?: string;
 };
 
+/**
+ * How the service names a caller wherever one is recorded or counted: `jwt:<sub>` or
+ * `api_key:<key id>` (the request log line, `api_keys.created_by`/`revoked_by`, the per-credential
+ * rate limit). Never a secret.
+ */
+export function callerName(actor: Pick<Actor, 'kind' | 'subject'>): string {
+  return `${actor.kind}:${actor.subject}`;
+}
+
 /** The audit metadata of an actor: the fields an event's metadata records about who asked. */
 export function actorMetadata(actor: Actor): { readonly actorSubject: string; readonly actorRole: Role; readonly actorKind: Actor['kind'] } {
   return { actorSubject: actor.subject, actorRole: actor.role, actorKind: actor.kind };

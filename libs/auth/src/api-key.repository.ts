@@ -1,6 +1,6 @@
 import { CodedError, textLength } from '@app/ledger';
 import type pg from 'pg';
-import type { Actor } from './actor.js';
+import { callerName, type Actor } from './actor.js';
 import { generateApiKey, hashApiKeySecret, hashesEqual, parseApiKey, API_KEY_ROLES, type ApiKeyRole } from './api-keys.js';
 import { AccessDeniedError, AuthenticationError, type AuthErrorCode } from './authentication.errors.js';
 import { isApiKeyScope, scopesOfRole, type ApiKeyScope } from './permissions.js';
@@ -24,10 +24,6 @@ export type ApiKeyRecord = {
   readonly revokedBy: string | null;
 };
 
-/** How `created_by` and `revoked_by` name a caller of the API. */
-export function recordedCaller(actor: Actor): string {
-  return `${actor.kind}:${actor.subject}`;
-}
 
 /** How they name the admin CLI, which works with the database's own credentials. */
 export const CLI_CALLER = 'cli';
@@ -138,7 +134,7 @@ export class ApiKeyRepository {
                    AND ($8::text IS NULL OR replaced.scope IS NOT NULL)
                 RETURNING *)
          SELECT created.*, grantor.expires_at AS grantor_expires_at, replaced.scope AS replaced_scope FROM grantor CROSS JOIN replaced LEFT JOIN created ON true`,
-        [generated.id, input.name, input.role, generated.hash, scopes, expiresAt, grantorKeyId, replaces, input.grantor === undefined ? (input.createdBy ?? null) : recordedCaller(input.grantor)],
+        [generated.id, input.name, input.role, generated.hash, scopes, expiresAt, grantorKeyId, replaces, input.grantor === undefined ? (input.createdBy ?? null) : callerName(input.grantor)],
       );
       const row = single(result.rows);
       if (row.id === null) {

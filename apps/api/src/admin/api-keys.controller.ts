@@ -1,6 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, HttpStatus, Param, Post, Req } from '@nestjs/common';
 import { ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { ApiKeyNotFoundError, ApiKeyRepository, recordedCaller, type ApiKeyRecord } from '@app/auth';
+import { ApiKeyNotFoundError, ApiKeyRepository, callerName, type ApiKeyRecord } from '@app/auth';
 import type { FastifyRequest } from 'fastify';
 import { actorOf } from '../auth/access-control.js';
 import { EmptyBody, NoBody } from '../http/no-body.js';
@@ -53,7 +53,7 @@ export class ApiKeysController {
   async revoke(@Param() { id }: ApiKeyIdParams, @NoBody() _body: EmptyBody, @Req() request: FastifyRequest) {
     const caller = actorOf(request);
     if (caller === undefined) throw new Error(`no caller on ${request.method} ${request.url}`);
-    if ((await this.keys.revoke(id, recordedCaller(caller))) === 'not_found') throw new ApiKeyNotFoundError(id);
+    if ((await this.keys.revoke(id, callerName(caller))) === 'not_found') throw new ApiKeyNotFoundError(id);
     const record = await this.keys.find(id);
     if (record === undefined) throw new ApiKeyNotFoundError(id);
     return view(record);

@@ -1,6 +1,7 @@
 import rateLimit from '@fastify/rate-limit';
 import { CodedError } from '@app/ledger';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
+import { callerName } from '@app/auth';
 import { actorOf } from '../auth/access-control.js';
 import { sendProblem } from './problem-details.filter.js';
 import { withHook } from './route-hooks.js';
@@ -45,7 +46,7 @@ export async function registerRateLimits(fastify: FastifyInstance, options: Rate
     timeWindow,
     keyGenerator: (request) => {
       const actor = actorOf(request);
-      return actor === undefined ? '' : `${actor.kind}:${actor.subject}`;
+      return actor === undefined ? '' : callerName(actor);
     },
   });
   const addressHook = limitHook(byAddress, 'address', () => true);
