@@ -246,7 +246,7 @@ describe('admin: projections', () => {
       await testApp.http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: purchased.get(userId), held: 0, available: purchased.get(userId), nextExpiry: null });
     }
     const admin = testApp.app.get(ProjectionsAdmin);
-    expect(await admin.verifyAll()).toEqual({ accounts: users.length, differences: [] });
+    expect(await admin.verifyAll()).toEqual({ accounts: users.length, findings: [] });
 
     // The reference: an incremental build of the same events from position 0.
     const rebuilt = await dump(testApp.database.pool);

@@ -7,6 +7,7 @@ import { EMBEDDED_SERVICE_DATABASE, migrateDatabase, startEmbeddedPostgres } fro
 import { freePort } from './support/service-process.js';
 import { runCli } from './support/run-cli.js';
 import { createTestDatabase, type TestDatabase } from './support/test-database.js';
+import { tokenAccountStreamId } from '@app/ledger';
 
 /**
  * The admin CLI's commands, run in-process (the same `createProgram` that `npm run cli` runs) on a
@@ -52,7 +53,10 @@ describe('admin CLI', () => {
     expect(await history(first)).toHaveLength(150);
     expect(await history(second)).toEqual(await history(first));
     expect(await history(third)).not.toEqual(await history(first));
-    await cli(first, 'seed', '--users', '4', '--events', '150', '--seed', '42');
+    expect(await cli(first, 'seed', '--users', '4', '--events', '150', '--seed', '42')).toEqual({
+      output: expect.stringMatching(/^seeded 0 events over 4 accounts \(seed 42\) in \d+\.\d s \(150 more were there already, from the same seed\)\n$/),
+      exitCode: 0,
+    });
     expect(await history(first)).toHaveLength(150);
     const streams = await first.pool.query<{ count: string }>('SELECT count(DISTINCT stream_id) AS count FROM events');
     expect(streams.rows[0]?.count).toBe('4');
@@ -104,6 +108,12 @@ describe('admin CLI', () => {
     ['api-keys create with a role keys cannot have', ['api-keys', 'create', '--name', 'x', '--role', 'user']],
     ['api-keys create with both expiries', ['api-keys', 'create', '--name', 'x', '--role', 'service', '--expires-in', '1d', '--expires-at', '2099-01-01T00:00:00Z']],
     ['api-keys revoke without its id', ['api-keys', 'revoke']],
+    ['api-keys revoke with an id that is not a key id', ['api-keys', 'revoke', 'xyz']],
+    ['api-keys create with --replaces that is not a key id', ['api-keys', 'create', '--name', 'x', '--role', 'service', '--replaces', 'xyz']],
+    ['api-keys create with a blank --name', ['api-keys', 'create', '--name', ' ', '--role', 'service']],
+    ['api-keys create with a --name holding a control character', ['api-keys', 'create', '--name', 'a\u001bb', '--role', 'service']],
+    ['api-keys create with an --expires-at on a day the month does not have', ['api-keys', 'create', '--name', 'x', '--role', 'service', '--expires-at', '2099-02-29T00:00:00Z']],
+    ['api-keys create with an --expires-at without an offset', ['api-keys', 'create', '--name', 'x', '--role', 'service', '--expires-at', '2099-01-01T00:00:00']],
     ['audit verify-bundle with an unknown option', ['audit', 'verify-bundle', 'bundle.ndjson', '--strict']],
   ])('exits 2, a usage error, for %s, before opening any database', async (_label, args) => {
     // A database that cannot be reached: a command that got as far as opening it would exit 1.
@@ -112,10 +122,76 @@ describe('admin CLI', () => {
   });
 
   it('exits 1 when a well-formed command fails or is refused: no database, an unknown projection or key', async () => {
-    expect(await runCli({ DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' }, 'accounts', 'verify', '--all')).toEqual({ output: expect.stringMatching(/^error: /), exitCode: 1 });
+    expect(await runCli({ DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' }, 'accounts', 'verify', '--all')).toEqual({
+      output: 'error: DATABASE_URL: cannot connect to 127.0.0.1:1 database none as nobody: nothing listens there (ECONNREFUSED)\n',
+      exitCode: 1,
+    });
+    // localhost resolves to two addresses: Node's error for both has an empty message, which was all the CLI printed.
+    expect(await runCli({ DATABASE_URL: 'postgres://nobody@localhost:1/none' }, 'api-keys', 'list')).toEqual({
+      output: 'error: DATABASE_URL: cannot connect to localhost:1 database none as nobody: nothing listens there (ECONNREFUSED)\n',
+      exitCode: 1,
+    });
     const on = await database();
     expect(await cli(on, 'projections', 'rebuild', 'nope')).toEqual({ output: expect.stringContaining('no projection is named nope') as unknown, exitCode: 1 });
     expect(await cli(on, 'api-keys', 'revoke', 'f'.repeat(24))).toEqual({ output: `error: no API key ${'f'.repeat(24)}\n`, exitCode: 1 });
+  });
+
+  it("verifies an account as the auditor's route does: its hash chain and its replay too, past an account the ledger cannot replay; an unknown account is an error", async () => {
+    const on = await database();
+    await cli(on, 'seed', '--users', '3', '--events', '30', '--seed', '9');
+    await allVisible(on);
+    const users = (await on.pool.query<{ user_id: string }>('SELECT user_id::text FROM user_tokens ORDER BY user_id')).rows.map((row) => row.user_id);
+    const [edited, renamed] = users as [string, string, string];
+    // An event's amount edited in place: its hash no longer matches, and its balanceAfter no longer follows.
+    await on.pool.query("UPDATE events SET data = jsonb_set(data, '{amount}', '1') WHERE stream_id = $1 AND stream_revision = 2", [tokenAccountStreamId(edited)]);
+    // A history row's description holding terminal control sequences (as a client could send them).
+    await on.pool.query('UPDATE token_transactions SET description = $2 WHERE user_id = $1 AND stream_revision = 1', [renamed, 'x\r\u001b[2K#0 balance 999999']);
+
+    const one = await cli(on, 'accounts', 'verify', edited);
+    expect(one).toEqual({
+      output: expect.stringMatching(new RegExp(`^${edited} stream chain: revision 2 does not match its hash.*\\n${edited} stream replay: .+\\n2 difference\\(s\\)\\n$`)),
+      exitCode: 1,
+    });
+    const all = await cli(on, 'accounts', 'verify', '--all');
+    expect(all.exitCode).toBe(1);
+    const lines = all.output.trim().split('\n');
+    expect(lines[0]).toBe('3 accounts verified');
+    expect(lines.filter((line) => line.startsWith(edited)).map((line) => line.split(':')[0])).toEqual([`${edited} stream chain`, `${edited} stream replay`]);
+    // The description is printed with its control characters escaped, so it cannot rewrite the terminal.
+    expect(lines.filter((line) => line.startsWith(renamed)).map((line) => line.split(':')[0])).toEqual([`${renamed} token_accounts missing`, `${renamed} token_accounts unexpected`]);
+    expect(all.output).toContain('x\\u000d\\u001b[2K#0 balance 999999');
+    expect(all.output.includes('\r') || all.output.includes('\u001b')).toBe(false);
+    expect(lines.at(-1)).toBe('4 difference(s)');
+
+    const unknown = randomUUID();
+    expect(await cli(on, 'accounts', 'verify', unknown)).toEqual({ output: `error: no events for user ${unknown}\n`, exitCode: 1 });
+  });
+
+  it('stops following a rebuild whose database session ended (it could not record its own end): exit 1, and the next rebuild completes', async () => {
+    const on = await database();
+    await cli(on, 'seed', '--users', '2', '--events', '20', '--seed', '3');
+    await allVisible(on);
+    // Hold the live table the rebuild copies the shape of, so that it waits where the test can end its session.
+    const blocker = await on.pool.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE token_transactions IN ACCESS EXCLUSIVE MODE');
+      const rebuilding = cli(on, 'projections', 'rebuild', 'token_accounts');
+      for (;;) {
+        const ended = await on.pool.query<{ ended: boolean }>(
+          "SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity WHERE application_name = 'token-ledger rebuild token_accounts' AND datname = current_database() AND wait_event_type = 'Lock'",
+        );
+        if (ended.rowCount === 1) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await blocker.query('ROLLBACK');
+      expect(await rebuilding).toEqual({ output: expect.stringMatching(/error: rebuild \S+ of token_accounts was interrupted during loading: its database session ended/), exitCode: 1 });
+    } finally {
+      blocker.release();
+    }
+    expect((await cli(on, 'projections', 'status')).output).toMatch(/^token_accounts: .*\n/);
+    expect(await cli(on, 'projections', 'rebuild', 'token_accounts')).toEqual({ output: expect.stringMatching(/token_accounts: completed, 20 events/), exitCode: 0 });
+    expect(await cli(on, 'accounts', 'verify', '--all')).toEqual({ output: '2 accounts verified\nno differences\n', exitCode: 0 });
   });
 
   it('says in its help which exit code means what', async () => {
@@ -190,6 +266,13 @@ describe('admin CLI', () => {
     expect((await cli(on, 'api-keys', 'list')).output).toMatch(/ REVOKED \S+ by cli\n$/);
     expect((await cli(on, 'api-keys', 'revoke', 'f'.repeat(24))).exitCode).toBe(1);
     expect((await cli(on, 'api-keys', 'create', '--name', 'x', '--role', 'user')).exitCode).toBe(2);
+    // The whole key pasted in place of its id: its id is read, and the secret is not printed back.
+    const second = (await cli(on, 'api-keys', 'create', '--name', 'second backend', '--role', 'service')).output.trim();
+    const secondId = (await repository.authenticate(second)).subject;
+    expect(await cli(on, 'api-keys', 'revoke', second)).toEqual({ output: `revoked ${secondId}\n`, exitCode: 0 });
+    const refused = await cli(on, 'api-keys', 'revoke', `${second}x`);
+    expect(refused.exitCode).toBe(2);
+    expect(refused.output).not.toContain(second.slice(-20));
   });
 
   it('creates keys with scopes and an expiry, and refuses scopes the role cannot use', async () => {

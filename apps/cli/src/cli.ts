@@ -2,7 +2,24 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ProjectionsAdmin } from '@app/operations';
-import { API_KEY_ROLES, API_KEY_SCOPES, ApiKeyRepository, CLI_CALLER, isApiKeyScope, loadAuthConfig, mintToken, parseTtl, resolveAuthSettings, ROLES, type ApiKeyRole, type ApiKeyScope, type Role } from '@app/auth';
+import {
+  API_KEY_ROLES,
+  API_KEY_SCOPES,
+  apiKeyNameProblem,
+  ApiKeyRepository,
+  CLI_CALLER,
+  isApiKeyScope,
+  isDateTime,
+  loadAuthConfig,
+  mintToken,
+  parseApiKey,
+  parseTtl,
+  resolveAuthSettings,
+  ROLES,
+  type ApiKeyRole,
+  type ApiKeyScope,
+  type Role,
+} from '@app/auth';
 import type { RebuildView } from '@app/projections';
 import { SEED_EVENTS_MAX, SEED_USERS_MAX } from '@app/testing';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
@@ -10,6 +27,9 @@ import { addAuditCommands } from './audit-commands.js';
 import type { Connection } from './database.js';
 
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const API_KEY_ID_PATTERN = /^[0-9a-f]{24}$/;
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu;
 const PROGRESS_INTERVAL_MS = 200;
 
 /** The command ran and failed, or was refused: the database cannot be reached, no key has the id, a difference was found. */
@@ -81,13 +101,14 @@ export function createProgram(writeError: (text: string) => void = (text) => voi
       withAdmin(async (admin) => {
         const statuses = await admin.status();
         if (options.json === true) {
-          process.stdout.write(`${JSON.stringify(statuses, null, 2)}\n`);
+          // The runner's state is the service process's; read from here it would say stopped for a running projection.
+          process.stdout.write(`${JSON.stringify(statuses.map((status) => ({ ...status, state: status.state === 'stopped' ? 'unknown' : status.state })), null, 2)}\n`);
           return;
         }
         for (const status of statuses) {
           process.stdout.write(
             `${status.name}: ${status.state}, checkpoint ${status.checkpoint ?? '-'}, head ${status.head ?? '-'}, lag ${status.lagEvents ?? '?'} events / ${status.lagSeconds.toFixed(1)} s` +
-              `${status.rebuild === null ? '' : `, rebuild ${status.rebuild.id} ${status.rebuild.phase}`}\n`,
+              `${status.rebuild === null ? '' : `, rebuild ${status.rebuild.id} ${status.rebuild.phase}${status.rebuild.interrupted ? ' (interrupted: its process stopped; the next rebuild cleans it up)' : ''}`}\n`,
           );
           if (status.failure !== null) {
             const { position, eventType, attempts, firstFailedAt, error } = status.failure;
@@ -124,7 +145,7 @@ export function createProgram(writeError: (text: string) => void = (text) => voi
         if (lines.length === 0) process.stdout.write(`no events for ${userId}\n`);
         for (const line of lines) {
           const amount = line.amount > 0 ? `+${line.amount}` : String(line.amount);
-          process.stdout.write(`#${line.revision} ${line.position} ${line.occurredAt} ${line.type.padEnd(16)} ${amount.padStart(12)} balance ${line.balance}${line.description === null ? '' : ` "${line.description}"`}\n`);
+          process.stdout.write(`#${line.revision} ${line.position} ${line.occurredAt} ${line.type.padEnd(16)} ${amount.padStart(12)} balance ${line.balance}${line.description === null ? '' : ` ${printable(JSON.stringify(line.description))}`}\n`);
         }
       }),
     );
@@ -137,25 +158,29 @@ export function createProgram(writeError: (text: string) => void = (text) => voi
     .action((userId: string | undefined, options: { all?: boolean }) => {
       if ((userId === undefined) === (options.all !== true)) throw new InvalidArgumentError('give a userId or --all, not both');
       return withAdmin(async (admin) => {
-        let differences;
+        let findings;
         if (userId !== undefined) {
-          differences = await admin.verifyAccount(userId);
+          findings = await admin.verifyAccount(userId);
         } else {
           const { SingleBar } = await import('./database-tools.js');
           const bar = new SingleBar({ format: 'verify [{bar}] {value}/{total} accounts', stream: process.stderr });
           let started = false;
-          const report = await admin.verifyAll((done, total) => {
-            if (!started) bar.start(total, 0);
-            started = true;
-            bar.update(done);
-          });
-          bar.stop();
-          differences = report.differences;
-          process.stdout.write(`${report.accounts} accounts verified\n`);
+          try {
+            const report = await admin.verifyAll((done, total) => {
+              if (!started) bar.start(total, 0);
+              started = true;
+              bar.update(done);
+            });
+            findings = report.findings;
+            bar.stop();
+            process.stdout.write(`${report.accounts} accounts verified\n`);
+          } finally {
+            bar.stop();
+          }
         }
-        for (const difference of differences) process.stdout.write(`${difference.userId} ${difference.projection} ${difference.kind}: ${difference.detail}\n`);
-        process.stdout.write(differences.length === 0 ? 'no differences\n' : `${differences.length} difference(s)\n`);
-        if (differences.length > 0) process.exitCode = EXIT_FAILURE;
+        for (const finding of findings) process.stdout.write(`${finding.userId} ${finding.projection ?? 'stream'} ${finding.kind}: ${printable(finding.detail)}\n`);
+        process.stdout.write(findings.length === 0 ? 'no differences\n' : `${findings.length} difference(s)\n`);
+        if (findings.length > 0) process.exitCode = EXIT_FAILURE;
       });
     });
 
@@ -173,10 +198,17 @@ export function createProgram(writeError: (text: string) => void = (text) => voi
         const bar = new SingleBar({ format: 'seed [{bar}] {value}/{total} events', stream: process.stderr });
         bar.start(options.events, 0);
         const started = Date.now();
-        await seedHistory(store, { users: options.users, events: options.events, seed: options.seed, onProgress: (written) => bar.update(written) });
-        bar.stop();
+        let seeded;
+        try {
+          seeded = await seedHistory(store, { users: options.users, events: options.events, seed: options.seed, onProgress: (written) => bar.update(written) });
+        } finally {
+          bar.stop();
+        }
         const seconds = (Date.now() - started) / 1000;
-        process.stdout.write(`seeded ${options.events} events over ${options.users} accounts (seed ${options.seed}) in ${seconds.toFixed(1)} s\n`);
+        // A repeat of the same seed finds its events there already and writes none.
+        const found = seeded.eventsDecided - seeded.eventsWritten;
+        const already = found === 0 ? '' : ` (${found} more were there already, from the same seed)`;
+        process.stdout.write(`seeded ${seeded.eventsWritten} events over ${options.users} accounts (seed ${options.seed}) in ${seconds.toFixed(1)} s${already}\n`);
       }),
     );
 
@@ -208,7 +240,7 @@ export function createProgram(writeError: (text: string) => void = (text) => voi
   apiKeys
     .command('create')
     .description('create a key; its secret is printed once and stored only as a SHA-256 hash')
-    .requiredOption('--name <name>', 'a name unique among active keys, e.g. the backend that uses it')
+    .requiredOption('--name <name>', 'a name unique among active keys, e.g. the backend that uses it', keyName)
     .requiredOption('--role <role>', `one of ${API_KEY_ROLES.join(', ')}`, oneOf(API_KEY_ROLES))
     .option('--scopes <list>', `comma-separated, from ${API_KEY_SCOPES.join(', ')} (default: every scope of the role)`, scopeList)
     .option('--expires-in <duration>', 'the key stops working after this: 12h, 90d (default: never)', expiryIn)
@@ -216,9 +248,10 @@ export function createProgram(writeError: (text: string) => void = (text) => voi
     .option('--replaces <id>', 'the id of a key of the same role this one replaces: both share Idempotency-Keys (a rotation; revoke the old key once nothing retries with it)')
     .action((options: { name: string; role: ApiKeyRole; scopes?: ApiKeyScope[]; expiresIn?: Date; expiresAt?: Date; replaces?: string }) => {
       if (options.expiresIn !== undefined && options.expiresAt !== undefined) throw new InvalidArgumentError('give --expires-in or --expires-at, not both');
+      const replaces = options.replaces === undefined ? null : keyId('--replaces', options.replaces);
       return withConnection(async ({ pool }) => {
         const expiresAt = options.expiresIn ?? options.expiresAt ?? null;
-        const { key, record } = await new ApiKeyRepository(pool).create({ name: options.name.trim(), role: options.role, scopes: options.scopes, expiresAt, replaces: options.replaces ?? null, createdBy: CLI_CALLER });
+        const { key, record } = await new ApiKeyRepository(pool).create({ name: options.name, role: options.role, scopes: options.scopes, expiresAt, replaces, createdBy: CLI_CALLER });
         const replacing = record.idempotencyScope === record.id ? '' : `, sharing the Idempotency-Keys of ${record.idempotencyScope}`;
         process.stderr.write(
           `created ${record.id} (${record.name}, ${record.role}, scopes ${record.scopes.join(',')}, expires ${record.expiresAt?.toISOString() ?? 'never'}${replacing}); the key below is shown only now:\n`,
@@ -245,14 +278,15 @@ export function createProgram(writeError: (text: string) => void = (text) => voi
   apiKeys
     .command('revoke')
     .description('revoke a key by its id (the 24 hex characters after tlk_)')
-    .argument('<id>', 'the key id')
-    .action((id: string) =>
-      withConnection(async ({ pool }) => {
+    .argument('<id>', 'the key id (the whole key is taken too: only its id is read)')
+    .action((given: string) => {
+      const id = keyId('the key id', given);
+      return withConnection(async ({ pool }) => {
         const outcome = await new ApiKeyRepository(pool).revoke(id, CLI_CALLER);
         if (outcome === 'not_found') throw new Error(`no API key ${id}`);
         process.stdout.write(outcome === 'revoked' ? `revoked ${id}\n` : `${id} was already revoked\n`);
-      }),
-    );
+      });
+    });
 
   return program;
 }
@@ -272,10 +306,34 @@ function expiryIn(value: string): Date {
   return new Date(Date.now() + hours * 3_600_000);
 }
 
+/** An RFC 3339 date-time with an offset naming a real instant, as the HTTP route takes (`isDateTime`: not 2027-02-29). */
 function expiryAt(value: string): Date {
-  const at = new Date(value);
-  if (!/T.*(Z|[+-]\d{2}:?\d{2})$/.test(value) || Number.isNaN(at.getTime())) throw new InvalidArgumentError('must be a date and time with a time zone, e.g. 2027-06-30T00:00:00Z');
-  return at;
+  if (!isDateTime(value)) throw new InvalidArgumentError('must be an RFC 3339 date and time with an offset (Z or ±hh:mm) naming a real instant, e.g. 2027-06-30T00:00:00Z');
+  return new Date(value);
+}
+
+/** A name the key repository takes (trimmed first, as the HTTP route does), refused here as a usage error. */
+function keyName(value: string): string {
+  const name = value.trim();
+  const problem = apiKeyNameProblem(name);
+  if (problem !== undefined) throw new InvalidArgumentError(problem);
+  return name;
+}
+
+/**
+ * An API key's id: its 24 hex characters, or read from a whole key (`tlk_<id>_<secret>`), so that a
+ * key pasted by mistake still names its id. Checked in the action, not as commander's argument
+ * parser, whose refusal quotes the value: the refusal must not print back what may hold a secret.
+ */
+function keyId(what: string, value: string): string {
+  const id = parseApiKey(value)?.id ?? value;
+  if (!API_KEY_ID_PATTERN.test(id)) throw new InvalidArgumentError(`${what} must be an API key id: the 24 lower-case hex characters after tlk_ (what was given is not repeated here)`);
+  return id;
+}
+
+/** Text from clients (descriptions, rows) with its control, line-separator and direction characters escaped, so it cannot rewrite the operator's terminal. */
+function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (character) => `\\u${(character.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`);
 }
 
 /** A lifetime `parseTtl` takes (seconds, or 15m, 12h, 7d; at most 30 days), kept as given. */
@@ -301,26 +359,33 @@ async function rebuildWithProgress(admin: ProjectionsAdmin, name: string): Promi
   const { SingleBar } = await import('./database-tools.js');
   const bar = new SingleBar({ format: `${name} [{bar}] {value}/{total} events | {phase} | {rate} events/s | ETA {eta_s}s`, stream: process.stderr });
   bar.start(Math.max(started.eventsTotal, 1), 0, { phase: started.phase, rate: 0, eta_s: '-' });
-  const finished = await new Promise<RebuildView>((resolve, reject) => {
-    const timer = setInterval(() => {
-      admin
-        .getRebuild(started.id)
-        .then((view) => {
-          if (view === undefined) return;
-          bar.setTotal(Math.max(view.eventsTotal, 1));
-          bar.update(view.eventsDone, { phase: view.phase, rate: view.eventsPerSecond, eta_s: view.etaSeconds ?? '-' });
-          if (view.phase === 'completed' || view.phase === 'failed') {
+  let finished: RebuildView;
+  try {
+    finished = await new Promise<RebuildView>((resolve, reject) => {
+      const timer = setInterval(() => {
+        admin
+          .getRebuild(started.id)
+          .then((view) => {
+            if (view === undefined) return;
+            bar.setTotal(Math.max(view.eventsTotal, 1));
+            bar.update(view.eventsDone, { phase: view.phase, rate: view.eventsPerSecond, eta_s: view.etaSeconds ?? '-' });
+            // Interrupted: the session running it is gone (a lost connection, a failover), and with it the
+            // rebuild, which could not record its own end: it would read unfinished for ever.
+            if (view.phase === 'completed' || view.phase === 'failed' || view.interrupted) {
+              clearInterval(timer);
+              resolve(view);
+            }
+          })
+          .catch((error: unknown) => {
             clearInterval(timer);
-            resolve(view);
-          }
-        })
-        .catch((error: unknown) => {
-          clearInterval(timer);
-          reject(error instanceof Error ? error : new Error(String(error)));
-        });
-    }, PROGRESS_INTERVAL_MS);
-  });
-  bar.stop();
+            reject(error instanceof Error ? error : new Error(String(error)));
+          });
+      }, PROGRESS_INTERVAL_MS);
+    });
+  } finally {
+    bar.stop();
+  }
+  if (finished.interrupted) throw new Error(`rebuild ${finished.id} of ${name} was interrupted during ${finished.phase}: its database session ended before it finished, so the live tables were not changed; the next rebuild of ${name} drops what it left`);
   process.stdout.write(`${name}: ${finished.phase}, ${finished.eventsDone} events, ${finished.eventsPerSecond} events/s${finished.error === null ? '' : `: ${finished.error}`}\n`);
   return finished;
 }

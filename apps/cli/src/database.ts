@@ -1,6 +1,6 @@
 import { connect as connectTcp } from 'node:net';
 import path from 'node:path';
-import { EMBEDDED_SERVICE_DATABASE, embeddedPostgresUrl, isAuthenticationFailure, readEmbeddedServicePassword, runningPostmaster, startEmbeddedPostgres } from '@app/database';
+import { checkDatabaseReachable, EMBEDDED_SERVICE_DATABASE, embeddedPostgresUrl, isAuthenticationFailure, readEmbeddedServicePassword, runningPostmaster, startEmbeddedPostgres } from '@app/database';
 import { PostgresEventStore } from '@app/event-store';
 import { InlineProjections, PROJECTIONS } from '@app/projections';
 import pg, { type Pool } from 'pg';
@@ -24,7 +24,10 @@ export async function connect(): Promise<Connection> {
   }
   let url = process.env.DATABASE_URL;
   let stopServer: () => Promise<void> = () => Promise.resolve();
-  if (url === undefined || url === '') {
+  if (url !== undefined && url !== '') {
+    // As the service starts: why the database cannot be reached, named, within seconds (not an empty message or a hang).
+    await checkDatabaseReachable(url, 'DATABASE_URL');
+  } else {
     const port = Number(process.env.EMBEDDED_POSTGRES_PORT ?? 54329);
     if (!Number.isInteger(port) || port < 1024 || port > 65535) throw new Error(`EMBEDDED_POSTGRES_PORT must be an integer from 1024 to 65535, not ${process.env.EMBEDDED_POSTGRES_PORT}`);
     const dataDir = path.resolve(process.env.DATA_DIR ?? '.data');

@@ -94,11 +94,23 @@ const NAME_LENGTH_MAX = 100;
 // Compared against when the id is unknown, so an unknown id costs the same as a wrong secret.
 const ABSENT_HASH = hashApiKeySecret('no such key');
 
-/** The `api_keys` table: create, authenticate, revoke, list. */
 /** Characters an API key's name may not hold: C0 and C1 controls, line and paragraph separators, bidirectional controls. */
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 export const API_KEY_NAME_FORBIDDEN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
 
+/**
+ * Why `name` cannot name an API key, or undefined when it can: what an operator reads in lists and
+ * logs, whoever creates the key. Characters are counted as the request's rule and PostgreSQL count
+ * them (an emoji is one), not UTF-16 units.
+ */
+export function apiKeyNameProblem(name: string): string | undefined {
+  const length = textLength(name);
+  if (length < 1 || length > NAME_LENGTH_MAX) return `an API key name is 1 to ${NAME_LENGTH_MAX} characters`;
+  if (name !== name.trim() || API_KEY_NAME_FORBIDDEN.test(name)) return 'an API key name has no surrounding white space and no control, line-separator or direction characters';
+  return undefined;
+}
+
+/** The `api_keys` table: create, authenticate, revoke, list. */
 export class ApiKeyRepository {
   constructor(
     private readonly pool: pg.Pool,
@@ -107,11 +119,9 @@ export class ApiKeyRepository {
 
   /** Creates a key; the returned `key` is the only time its secret exists outside the caller. */
   async create(input: NewApiKey): Promise<{ readonly key: string; readonly record: ApiKeyRecord }> {
-    // Characters as the request's rule and PostgreSQL count them (an emoji is one), not UTF-16 units.
-    const nameLength = textLength(input.name);
-    if (nameLength < 1 || nameLength > NAME_LENGTH_MAX) throw new RangeError(`an API key name is 1 to ${NAME_LENGTH_MAX} characters`);
-    // What an operator reads in lists and logs, whoever creates the key (the HTTP route trims first; the CLI too).
-    if (input.name !== input.name.trim() || API_KEY_NAME_FORBIDDEN.test(input.name)) throw new RangeError('an API key name has no surrounding white space and no control, line-separator or direction characters');
+    // Checked here whoever creates the key (the HTTP route trims first, and the CLI refuses it as a usage error).
+    const nameProblem = apiKeyNameProblem(input.name);
+    if (nameProblem !== undefined) throw new RangeError(nameProblem);
     if (!API_KEY_ROLES.includes(input.role)) throw new RangeError(`an API key role is one of ${API_KEY_ROLES.join(', ')}`);
     const scopes = grantableScopes(input);
     const expiresAt = input.expiresAt ?? null;

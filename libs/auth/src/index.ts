@@ -3,6 +3,7 @@ export * from './api-key.repository.js';
 export * from './api-keys.js';
 export * from './auth.config.js';
 export * from './authentication.errors.js';
+export * from './date-time.js';
 export * from './development-secrets.js';
 export * from './jwt-verifier.js';
 export * from './mint-token.js';

@@ -5,7 +5,7 @@ import { tokenAccountStreamId } from '@app/ledger';
 import { PROJECTIONS, type Projection } from '@app/projections';
 import type { Pool } from 'pg';
 import { AccountNotFoundError, ChainBrokenError, RevisionOutOfRangeError, StreamNotReplayableError } from './operations.errors.js';
-import { verifyAccount, type AccountDifference } from './account-verification.js';
+import { verifyAccount, type AccountDifference, type AccountFinding } from './account-verification.js';
 
 /** A stored event as an auditor sees it: everything the store holds. */
 export type AuditEvent = {
@@ -121,6 +121,27 @@ export class AccountAudit {
     }
     const ok = chain.ok && differences.length === 0 && replayError === null;
     return { ok, streamRevision: streamRevision.toString(), chain, readModels: { differences, replayError } };
+  }
+
+  /**
+   * What `verify` finds, one finding a problem. An account with no events is checked for read-model
+   * rows alone (a row of a user with no stream is `unexpected`); with none either, it is not found
+   * (AccountNotFoundError).
+   */
+  async findings(userId: string): Promise<readonly AccountFinding[]> {
+    let report: AccountAuditReport;
+    try {
+      report = await this.verify(userId);
+    } catch (error) {
+      if (!(error instanceof AccountNotFoundError)) throw error;
+      const differences = await verifyAccount(this.store, this.pool, this.projections, userId);
+      if (differences.length === 0) throw error;
+      return differences;
+    }
+    const findings: AccountFinding[] = [];
+    if (!report.chain.ok) findings.push({ userId, projection: null, kind: 'chain', detail: report.chain.reason });
+    if (report.readModels.replayError !== null) findings.push({ userId, projection: null, kind: 'replay', detail: report.readModels.replayError });
+    return [...findings, ...report.readModels.differences];
   }
 
   /** The signed NDJSON bundle of the stream; throws if its chain is not intact (a bundle never vouches for a broken stream). */

@@ -14,6 +14,12 @@ export type AccountDifference = {
   readonly detail: string;
 };
 
+/**
+ * What an operator's check of one account found: a read-model difference, a hash chain that does
+ * not verify (`chain`), or a stream the ledger refuses to replay (`replay`: nothing was compared).
+ */
+export type AccountFinding = AccountDifference | { readonly userId: string; readonly projection: null; readonly kind: 'chain' | 'replay'; readonly detail: string };
+
 export type ReplayLine = {
   readonly revision: string;
   readonly position: string;
@@ -136,30 +142,30 @@ async function replayDifferences(
   return differences;
 }
 
-export type VerificationReport = { readonly accounts: number; readonly differences: readonly AccountDifference[] };
+export type VerificationReport = { readonly accounts: number; readonly findings: readonly AccountFinding[] };
 
-/** Every account known to the event store or the read model, `concurrency` at a time. */
+/** Every account known to the event store or the read model, checked by `check`, `concurrency` at a time. */
 export async function verifyAllAccounts(
   store: EventStore,
   pool: Pool,
-  projections: readonly Projection[],
+  check: (userId: string) => Promise<readonly AccountFinding[]>,
   options: { readonly concurrency?: number; readonly onProgress?: (done: number, total: number) => void } = {},
 ): Promise<VerificationReport> {
   const users = await knownAccounts(store, pool);
-  const differences: AccountDifference[] = [];
+  const findings: AccountFinding[] = [];
   let next = 0;
   let done = 0;
   const worker = async () => {
     while (next < users.length) {
       const userId = users[next] as string;
       next += 1;
-      differences.push(...(await verifyAccount(store, pool, projections, userId)));
+      findings.push(...(await check(userId)));
       done += 1;
       options.onProgress?.(done, users.length);
     }
   };
   await Promise.all(Array.from({ length: options.concurrency ?? 4 }, worker));
-  return { accounts: users.length, differences };
+  return { accounts: users.length, findings };
 }
 
 /** Accounts with a stream in the PostgreSQL event store or a row in user_tokens, each once, in order. */

@@ -12,7 +12,8 @@ import {
 } from '@app/projections';
 import type { BeforeApplicationShutdown } from '@nestjs/common';
 import type { Pool } from 'pg';
-import { replayAccount, verifyAccount, verifyAllAccounts, type AccountDifference, type ReplayLine, type VerificationReport } from './account-verification.js';
+import { AccountAudit } from './account-audit.js';
+import { replayAccount, verifyAllAccounts, type AccountFinding, type ReplayLine, type VerificationReport } from './account-verification.js';
 
 export type ProjectionsAdminOptions = {
   readonly connectionString: string;
@@ -26,6 +27,7 @@ export type ProjectionsAdminOptions = {
 export class ProjectionsAdmin implements BeforeApplicationShutdown {
   readonly rebuilds: ProjectionRebuilds;
   readonly projections: readonly Projection[];
+  private readonly audit: AccountAudit;
 
   constructor(
     private readonly store: EventStore,
@@ -33,6 +35,7 @@ export class ProjectionsAdmin implements BeforeApplicationShutdown {
     private readonly options: ProjectionsAdminOptions,
   ) {
     this.projections = options.projections ?? PROJECTIONS;
+    this.audit = new AccountAudit(store, pool, { projections: this.projections });
     this.rebuilds = new ProjectionRebuilds(store, pool, {
       connectionString: options.connectionString,
       projections: this.projections,
@@ -66,12 +69,17 @@ export class ProjectionsAdmin implements BeforeApplicationShutdown {
     return replayAccount(this.store, userId);
   }
 
-  verifyAccount(userId: string): Promise<readonly AccountDifference[]> {
-    return verifyAccount(this.store, this.pool, this.projections, userId);
+  /**
+   * One account checked as the auditor's verify route checks it: its hash chain, the ledger's replay
+   * of it, and its read models against the replay (`AccountAudit.findings`).
+   */
+  verifyAccount(userId: string): Promise<readonly AccountFinding[]> {
+    return this.audit.findings(userId);
   }
 
+  /** Every account, checked as `verifyAccount` checks one. */
   verifyAll(onProgress?: (done: number, total: number) => void): Promise<VerificationReport> {
-    return verifyAllAccounts(this.store, this.pool, this.projections, { onProgress });
+    return verifyAllAccounts(this.store, this.pool, (userId) => this.audit.findings(userId), { onProgress });
   }
 
   /** Rebuilds still running in this process are stopped (marked failed, shadow tables dropped). */

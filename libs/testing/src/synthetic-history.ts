@@ -226,7 +226,7 @@ export async function appendDecided(
   count: number,
   startAt: Date,
   commands: CommandSource = nextCommand,
-): Promise<void> {
+): Promise<{ readonly decided: number; readonly written: number }> {
   const events: EventToAppend[] = [];
   for (let index = 0; index < count; index += 1) {
     const command = commands(random, account, new Date(startAt.getTime() + index * 60_000));
@@ -235,14 +235,16 @@ export async function appendDecided(
       events.push({ id: seededUuid(random), type: event.type, data: event.data });
     }
   }
-  if (events.length === 0) return;
+  if (events.length === 0) return { decided: 0, written: 0 };
   const expectedRevision = account.revision < 0n ? 'no_stream' : account.revision;
   const streamId = tokenAccountStreamId(account.userId);
   // Sealed like every production append, so a seeded ledger verifies and bundles like a real one.
   const sealed = sealEvents(streamId, account.revision + 1n, account.headHash ?? null, events);
-  await store.append(streamId, sealed, { expectedRevision });
+  const result = await store.append(streamId, sealed, { expectedRevision });
   account.revision += BigInt(events.length);
   account.headHash = sealed[sealed.length - 1]?.metadata[HASH_METADATA_KEY] as string;
+  // A repeat of a seed finds the same events already there and writes nothing.
+  return { decided: events.length, written: result.written === true ? events.length : 0 };
 }
 
 export type SeedOptions = {
@@ -266,7 +268,7 @@ const SEED_EPOCH = Date.parse('2026-01-01T00:00:00.000Z');
  * generator seeded by (`seed`, its index), so ids, amounts and times depend on nothing else, and
  * running it again with the same seed appends nothing (the same ids at the same revisions).
  */
-export async function seedHistory(store: EventStore, options: SeedOptions): Promise<{ readonly userIds: readonly string[] }> {
+export async function seedHistory(store: EventStore, options: SeedOptions): Promise<{ readonly userIds: readonly string[]; readonly eventsDecided: number; readonly eventsWritten: number }> {
   const eventsPerAppend = options.eventsPerAppend ?? 100;
   const accounts = Array.from({ length: options.users }, (_, index) => {
     const random = seededRandom(`${options.seed}:${index}`);
@@ -275,6 +277,8 @@ export async function seedHistory(store: EventStore, options: SeedOptions): Prom
     return { account, random, remaining: quota, written: 0 };
   });
   let written = 0;
+  let eventsDecided = 0;
+  let eventsWritten = 0;
   for (;;) {
     const round = accounts.filter((entry) => entry.remaining > 0);
     if (round.length === 0) break;
@@ -284,7 +288,9 @@ export async function seedHistory(store: EventStore, options: SeedOptions): Prom
         const entry = round[next] as (typeof round)[number];
         next += 1;
         const count = Math.min(eventsPerAppend, entry.remaining);
-        await appendDecided(store, entry.random, entry.account, count, new Date(SEED_EPOCH + entry.written * 60_000));
+        const appended = await appendDecided(store, entry.random, entry.account, count, new Date(SEED_EPOCH + entry.written * 60_000));
+        eventsDecided += appended.decided;
+        eventsWritten += appended.written;
         entry.remaining -= count;
         entry.written += count;
         written += count;
@@ -293,7 +299,7 @@ export async function seedHistory(store: EventStore, options: SeedOptions): Prom
     };
     await Promise.all(Array.from({ length: options.concurrency ?? 8 }, worker));
   }
-  return { userIds: accounts.map((entry) => entry.account.userId) };
+  return { userIds: accounts.map((entry) => entry.account.userId), eventsDecided, eventsWritten };
 }
 
 /**
