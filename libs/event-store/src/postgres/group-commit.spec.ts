@@ -327,6 +327,64 @@ describe('PostgreSQL event store: group commit', () => {
       }
     });
 
+    it('reports an append whose batch committed before its connection was lost, and whose retry found no database, as unknown: not as a database error, which reads as nothing written', async () => {
+      const options: GroupCommitOptions = { ...DEFAULT_GROUP_COMMIT_OPTIONS, maxInFlight: 1, deadlineMs: DEADLINE_MS };
+      const appends = appendPool(database.url, options, () => undefined);
+      const stream = `group-${randomUUID()}`;
+      let calls = 0;
+      // The batch commits, then its answer is lost with the connection; the retry alone finds the server gone.
+      const pool = {
+        query: async (config: QueryConfig) => {
+          calls += 1;
+          if (calls > 1) throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+          await appends.query(config);
+          throw new Error('Connection terminated unexpectedly');
+        },
+      } as unknown as Pool;
+      const groupCommit = new GroupCommit(pool, options);
+      try {
+        const failure: unknown = await groupCommit.append({ streamId: stream, kind: 'no_stream', revision: null, events: [event()] }).catch((error: unknown) => error);
+        expect(failure).toBeInstanceOf(AppendDeadlineExceededError);
+        expect(failure).toMatchObject({ streamId: stream, applied: 'unknown', cause: { code: 'ECONNREFUSED' } });
+        expect(calls).toBe(2);
+        // It had committed: unknown was the truth, and "not applied" would have been a lie.
+        const committed = await database.pool.query<{ count: string }>('SELECT count(*) AS count FROM events WHERE stream_id = $1', [stream]);
+        expect(committed.rows[0]?.count).toBe('1');
+      } finally {
+        await appends.end();
+      }
+    });
+
+    it('passes the database error on, as nothing written, when no connection could be opened for the batch nor for its retry', async () => {
+      const options: GroupCommitOptions = { ...DEFAULT_GROUP_COMMIT_OPTIONS, maxInFlight: 1, deadlineMs: DEADLINE_MS };
+      const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+      let calls = 0;
+      const pool = {
+        query: () => {
+          calls += 1;
+          return Promise.reject(refused);
+        },
+      } as unknown as Pool;
+      const groupCommit = new GroupCommit(pool, options);
+      const failure: unknown = await groupCommit.append({ streamId: `group-${randomUUID()}`, kind: 'no_stream', revision: null, events: [event()] }).catch((error: unknown) => error);
+      expect(failure).toBe(refused);
+      expect(calls).toBe(2);
+    });
+
+    it('reports a retry that was sent and lost as unknown, even when its batch was refused by the server (rolled back)', async () => {
+      const options: GroupCommitOptions = { ...DEFAULT_GROUP_COMMIT_OPTIONS, maxInFlight: 1, deadlineMs: DEADLINE_MS };
+      let calls = 0;
+      const pool = {
+        query: () => {
+          calls += 1;
+          return Promise.reject(calls === 1 ? Object.assign(new Error('deadlock detected'), { code: '40P01', severity: 'ERROR' }) : Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }));
+        },
+      } as unknown as Pool;
+      const groupCommit = new GroupCommit(pool, options);
+      const failure: unknown = await groupCommit.append({ streamId: `group-${randomUUID()}`, kind: 'no_stream', revision: null, events: [event()] }).catch((error: unknown) => error);
+      expect(failure).toMatchObject({ name: 'AppendDeadlineExceededError', applied: 'unknown', cause: { code: 'ECONNRESET' } });
+    });
+
     it('fails an append that cannot get a connection within the deadline as not applied, once, and appends when one can be had', async () => {
       const proxy = await frozenableProxy(new URL(database.url));
       const store = new PostgresEventStore(database.pool, { connectionString: proxy.url, groupCommit: { deadlineMs: DEADLINE_MS } });

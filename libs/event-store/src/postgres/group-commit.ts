@@ -266,9 +266,10 @@ export class GroupCommit {
       // deadline, counted from when the batch was sent: an append not yet tried when it has passed
       // fails without being tried, and one that times out alone fails as a deadline, as in a batch,
       // not as a database error. Not tried, it was not applied if the server refused the batch (an
-      // error with a SQLSTATE: the statement rolled back); after a lost connection the batch may
-      // have committed, so its outcome is unknown (a retry with the same event ids finds it).
-      if (!hasSqlState(error)) for (const pending of batch) pending.mayHaveCommitted = true;
+      // error with a SQLSTATE: the statement rolled back) or no connection could be opened; after a
+      // lost connection the batch may have committed, so its outcome is unknown (a retry with the
+      // same event ids finds it).
+      if (mayHaveBeenSent(error)) for (const pending of batch) pending.mayHaveCommitted = true;
       for (const pending of batch) {
         const { streamId } = pending.request;
         if (performance.now() - sentAt >= this.options.deadlineMs) {
@@ -277,7 +278,17 @@ export class GroupCommit {
         }
         await this.appendOne(APPEND_CHECKED, pending.request).then((row) => this.answer(pending, row), (failure: unknown) => {
           const alone = deadlineOutcome(failure);
-          pending.reject(alone === undefined ? failure : new AppendDeadlineExceededError(streamId, this.options.deadlineMs, outcome(pending, alone), { cause: failure }));
+          if (alone !== undefined) {
+            pending.reject(new AppendDeadlineExceededError(streamId, this.options.deadlineMs, outcome(pending, alone), { cause: failure }));
+          } else if ((pending.mayHaveCommitted === true || mayHaveBeenSent(failure)) && !isUniqueViolation(failure)) {
+            // The batch or this retry may have committed before its connection was lost: the caller
+            // must not read a database error as "nothing written" (a retry without the same event
+            // ids would apply it twice). A unique violation says the retry found none of its ids
+            // (it looks for them first, under the stream's lock), so nothing of it had committed.
+            pending.reject(new AppendDeadlineExceededError(streamId, this.options.deadlineMs, 'unknown', { cause: failure }));
+          } else {
+            pending.reject(failure);
+          }
         });
       }
       return;
@@ -419,6 +430,22 @@ function deadlineOutcome(error: unknown): 'no' | 'unknown' | undefined {
   if (message === 'Query read timeout') return 'unknown';
   if (message === 'Connection terminated due to connection timeout' || message === 'timeout exceeded when trying to connect') return 'no';
   return undefined;
+}
+
+/**
+ * Whether a statement that failed with `error` may have reached the server, and so committed: not
+ * when the server answered it (a SQLSTATE: it rolled back), and not when no connection could be
+ * opened (refused, or a host name that does not resolve: nothing was sent). A connection lost or
+ * reset once open may have carried it.
+ */
+function mayHaveBeenSent(error: unknown): boolean {
+  if (hasSqlState(error)) return false;
+  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+  return !(code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN');
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  return hasSqlState(error) && (error as { code: string }).code === '23505';
 }
 
 /**
