@@ -4,7 +4,7 @@ import type { IdempotentRequest } from './idempotent-request.js';
 /**
  * Who asked, as recorded in event metadata. For an HTTP request it is the authenticated caller
  * (`kind` `jwt` or `api_key`, `role` one of the service's roles); for work the service starts on its
- * own it names that work (`kind` `job`, `webhook` or `cli`, `role` `system` or `provider`).
+ * own it names that work (`kind` `job` or `webhook`, `role` `system` or `provider`).
  */
 export type CommandActor = {
   readonly subject: string;
@@ -38,7 +38,7 @@ export function eventMetadata(context: CommandContext): EventMetadata {
   return { ...base, idempotencyKey: context.idempotency.key, idempotentRequestId: context.idempotency.requestId };
 }
 
-/** The actor of work the service starts itself (a scheduled job, a provider notification, the CLI). */
-export function systemActor(subject: string, kind: 'job' | 'webhook' | 'cli'): CommandActor {
+/** The actor of work the service starts itself (a scheduled job, a provider notification). */
+export function systemActor(subject: string, kind: 'job' | 'webhook'): CommandActor {
   return { subject, role: kind === 'webhook' ? 'provider' : 'system', kind };
 }
