@@ -5,6 +5,13 @@ export const EVENT_SOURCING_ERROR_CODES = ['CONCURRENCY_CONFLICT', 'APPEND_DEADL
 
 export type EventSourcingErrorCode = (typeof EVENT_SOURCING_ERROR_CODES)[number];
 
+/**
+ * Decisions per command before CONCURRENCY_CONFLICT. Within a process commands on a stream queue
+ * behind its mutex; across processes on one hot stream the one with the current state in memory
+ * keeps winning and the other must read first, so it needs more tries than one race would.
+ */
+export const CONFLICT_RETRIES_MAX = 10;
+
 /** Optimistic concurrency failed this many times in a row: the caller may retry the request. */
 export class ConcurrencyConflictError extends CodedError<EventSourcingErrorCode> {
   override readonly name = 'ConcurrencyConflictError';
@@ -24,4 +31,9 @@ export class AppendDeadlineError extends CodedError<EventSourcingErrorCode> {
   constructor(message: string, details: { readonly deadlineMs: number; readonly applied: 'no' | 'unknown' }, options?: ErrorOptions) {
     super('APPEND_DEADLINE_EXCEEDED', message, details, options);
   }
+}
+
+/** The refusal of a command whose stream changed under each of its CONFLICT_RETRIES_MAX decisions. */
+export function conflictAfterRetries(streamId: string): ConcurrencyConflictError {
+  return new ConcurrencyConflictError(`stream ${streamId} kept changing during ${CONFLICT_RETRIES_MAX} attempts`);
 }

@@ -23,6 +23,9 @@ export type LoadedStream<State> = {
   readonly headHash: string | null | undefined;
 };
 
+/** A loaded state, and whether it was read from the stream just now (else it came from the cache). */
+export type Verifiable<State> = LoadedStream<State> & { readonly verified: boolean };
+
 export type StreamLoaderOptions = {
   /** Streams whose folded state stays in memory between commands (0 turns the cache off). */
   readonly cacheEntriesMax: number;
