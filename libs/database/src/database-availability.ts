@@ -31,9 +31,13 @@ const SERVER_CODES = new Set(['57P01', '57P02', '57P03', '57P04', '57P05', '5330
  * allowed (ALTER DATABASE ... ALLOW_CONNECTIONS false, or a template) is one, known by its message.
  */
 const NOT_ACCEPTING_CONNECTIONS = /^database ".*" is not currently accepting connections$/;
-/** What pg and pg-pool say, without a code, when a connection cannot be had or was lost. */
+/**
+ * What pg and pg-pool say, without a code, when a connection cannot be had, was lost, or stopped
+ * answering (`Query read timeout`: a query's `query_timeout` passed with no answer from the server).
+ */
 const DRIVER_MESSAGES = [
   'Connection terminated',
+  'Query read timeout',
   'timeout exceeded when trying to connect',
   'Client has encountered a connection error and is not queryable',
   'Client was closed and is not queryable',

@@ -2,6 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { sealEvents, verifyChain } from '@app/audit';
 import { EventIdConflictError, PostgresEventStore, WrongExpectedRevisionError, type EventStore, type ReadStreamOptions, type RecordedEvent } from '@app/event-store';
 import { decideTokenAccount, decideTokenAccountWithState, LedgerError, tokenAccountDecider, tokenAccountSnapshot, tokenAccountStreamId, type TokenAccountCommand, type TokenAccountState } from '@app/ledger';
+import { databaseUnavailableErrorOf } from '@app/database';
+import pg from 'pg';
+import { frozenableProxy } from '../../../test/support/frozenable-proxy.js';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { CommandHandling, ConcurrencyConflictError, TOGETHER_COMMANDS_MAX, type CommandHandlingOptions } from './command-handling.js';
 import { idempotentEventId, type IdempotentRequest } from './idempotent-request.js';
@@ -195,6 +198,38 @@ describe('command handling: loading a stream', () => {
     expect((await use(commands, userId, 1)).state.balance).toBe(5);
     expect(counting.eventsRead).toBe(5);
     expect((await use(commands, userId, 1)).state.balance).toBe(4);
+  });
+});
+
+describe('command handling: a database that stops answering', () => {
+  it("fails a command whose stream read gets no answer within the store's read timeout, instead of holding its stream's queue, and the stream's next command goes on once the database answers", async () => {
+    const userId = await seededUser(10, 0);
+    const proxy = await frozenableProxy(new URL(database.url));
+    const pool = new pg.Pool({ connectionString: proxy.url, max: 2 });
+    pool.on('error', () => undefined);
+    const proxied = new PostgresEventStore(pool, { connectionString: database.url, streamReadTimeoutMs: 500 });
+    try {
+      const commands = new CommandHandling(proxied, { cacheEntriesMax: 0, snapshotIntervalEvents: 500 });
+      await use(commands, userId, 1);
+      proxy.freeze();
+      const startedAt = Date.now();
+      const [frozen, queued] = await Promise.allSettled([use(commands, userId, 1), use(commands, userId, 1)]);
+      // Both failed (the one queued behind the first read its own state after it), each within its read timeout, as a database away.
+      expect(Date.now() - startedAt).toBeLessThan(5_000);
+      for (const outcome of [frozen, queued]) {
+        expect(outcome).toMatchObject({ status: 'rejected', reason: { message: 'Query read timeout' } });
+        expect(databaseUnavailableErrorOf((outcome as PromiseRejectedResult).reason)).toMatchObject({ code: 'DATABASE_UNAVAILABLE' });
+      }
+      proxy.thaw();
+      // The frozen connections were dropped: the next command reads on a new one and spends.
+      expect((await use(commands, userId, 1)).state.balance).toBe(8);
+    } finally {
+      // Connections frozen mid-query (the store's wake-up NOTIFY, sent as the freeze began) end at once.
+      proxy.cut();
+      await proxied.close();
+      await pool.end();
+      await proxy.close();
+    }
   });
 });
 

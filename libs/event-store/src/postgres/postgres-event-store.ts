@@ -1,4 +1,4 @@
-import { DatabaseError, type ClientBase, type Pool } from 'pg';
+import { DatabaseError, type ClientBase, type Pool, type QueryConfig } from 'pg';
 import {
   EventIdConflictError,
   WrongExpectedRevisionError,
@@ -36,6 +36,16 @@ export type PostgresEventStoreOptions = {
   readonly appendHook?: AppendTransactionHook;
   /** Told the number of appends of every group-commit batch as it is sent (metrics). */
   readonly onAppendBatch?: (appends: number) => void;
+  /**
+   * Longest a read of one stream may wait for the server's answer (`query_timeout`): a stream's
+   * state, an earlier attempt, an event by id. Commands read these holding their stream's lock, so a
+   * connection that stops answering (a frozen server, a network that drops packets) must fail the
+   * read, as it fails an append, not hold every later command on the stream until TCP gives up
+   * (about 15 minutes). Default: twice the append deadline. The wake-up NOTIFY after appends is
+   * bounded by it too (a stuck one would stop every later wake-up); `$all` reads (projections,
+   * rebuilds) are not.
+   */
+  readonly streamReadTimeoutMs?: number;
 };
 
 type SnapshotColumns = { snapshot_revision: string | null; snapshot_event_id: string | null; snapshot_checksum: string | null; snapshot_state: string | null };
@@ -77,6 +87,7 @@ export class PostgresEventStore implements EventStore {
   private readonly subscriptionBatchSize: number;
   private readonly groupCommit: GroupCommit;
   private readonly appends: Pool;
+  private readonly streamReadTimeoutMs: number;
   readonly postgres: PostgresCapabilities;
 
   constructor(
@@ -95,12 +106,12 @@ export class PostgresEventStore implements EventStore {
       },
       readStreamFromSnapshot: (streamId, schemaVersion, maxCount) => this.readStreamFromSnapshot(streamId, schemaVersion, maxCount),
       readEvent: async (streamId, eventId) => {
-        const result = await this.pool.query<EventRow>({
+        const result = await this.pool.query<EventRow>(readWithin({
           // Stryker disable next-line StringLiteral: equivalent in behaviour; emptied, pg sends the statement unnamed and it is parsed and planned on every call (a cost, not a result).
           name: 'event_store_read_event',
           text: `SELECT ${EVENT_COLUMNS} FROM events WHERE event_id = $1 AND stream_id = $2`,
           values: [eventId, streamId],
-        });
+        }, this.streamReadTimeoutMs));
         const row = result.rows[0];
         return row === undefined ? undefined : toRecordedEvent(row);
       },
@@ -109,9 +120,10 @@ export class PostgresEventStore implements EventStore {
     this.pollIntervalMs = options.pollIntervalMs ?? 250;
     this.subscriptionBatchSize = options.subscriptionBatchSize ?? 1_000;
     const groupCommitOptions = { ...DEFAULT_GROUP_COMMIT_OPTIONS, ...options.groupCommit };
+    this.streamReadTimeoutMs = options.streamReadTimeoutMs ?? 2 * groupCommitOptions.deadlineMs;
     this.appends = appendPool(options.connectionString, groupCommitOptions, (error) => options.onError?.(error));
     this.groupCommit = new GroupCommit(this.appends, groupCommitOptions, options.appendHook, options.onAppendBatch);
-    this.wakeups = new AppendWakeups(options.connectionString, options.onError ?? (() => undefined), () => this.pool.query('SELECT pg_notify($1, $2)', [APPEND_CHANNEL, '']));
+    this.wakeups = new AppendWakeups(options.connectionString, options.onError ?? (() => undefined), () => this.pool.query(readWithin({ text: 'SELECT pg_notify($1, $2)', values: [APPEND_CHANNEL, ''] }, this.streamReadTimeoutMs)));
   }
 
   async append(streamId: string, events: readonly EventToAppend[], { expectedRevision }: { readonly expectedRevision: ExpectedRevision }): Promise<AppendResult> {
@@ -154,17 +166,17 @@ export class PostgresEventStore implements EventStore {
     const maxCount = checkedReadCount(options.maxCount);
     const backwards = options.direction === 'backwards';
     const from = options.fromRevision ?? (backwards ? 2n ** 63n - 1n : 0n);
-    const result = await this.pool.query<EventRow>(
-      `SELECT ${EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_revision ${backwards ? '<=' : '>='} $2
+    const result = await this.pool.query<EventRow>(readWithin({
+      text: `SELECT ${EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_revision ${backwards ? '<=' : '>='} $2
        ORDER BY stream_revision ${backwards ? 'DESC' : 'ASC'} LIMIT $3`,
-      [streamId, from.toString(), maxCount],
-    );
+      values: [streamId, from.toString(), maxCount],
+    }, this.streamReadTimeoutMs));
     return result.rows.map(toRecordedEvent);
   }
 
   private async readStreamFromSnapshot(streamId: string, schemaVersion: number, maxCount: number): Promise<StreamFromSnapshot> {
     // One row per event (one row of nulls for none); the snapshot's columns ride on every row, its state only on the first.
-    const result = await this.pool.query<Partial<EventRow> & SnapshotColumns>({
+    const result = await this.pool.query<Partial<EventRow> & SnapshotColumns>(readWithin({
       // Stryker disable next-line StringLiteral: equivalent in behaviour; emptied, pg sends the statement unnamed and it is parsed and planned on every call (a cost, not a result).
       name: 'event_store_read_from_snapshot',
       text: `SELECT snapshot.revision::text AS snapshot_revision, snapshot.last_event_id::text AS snapshot_event_id, snapshot.checksum AS snapshot_checksum,
@@ -175,7 +187,7 @@ export class PostgresEventStore implements EventStore {
                                    ORDER BY stream_revision LIMIT $3) AS stream ON true
               ORDER BY stream.stream_revision`,
       values: [streamId, schemaVersion, checkedReadCount(maxCount)],
-    });
+    }, this.streamReadTimeoutMs));
     const first = result.rows[0];
     const snapshot =
       first?.snapshot_revision === null || first?.snapshot_revision === undefined
@@ -305,4 +317,13 @@ function toRecordedEvent(row: EventRow): RecordedEvent {
     position: { commit: BigInt(row.transaction_id), prepare: BigInt(row.global_position) },
     createdAt: row.created_at,
   };
+}
+
+/**
+ * `config` failing with `Query read timeout` once `timeoutMs` pass without the server's answer (pg
+ * reads `query_timeout` per query, though its types declare it only for the connection); pg-pool
+ * then drops that connection rather than reuse it.
+ */
+function readWithin(config: QueryConfig, timeoutMs: number): QueryConfig {
+  return { ...config, query_timeout: timeoutMs } as QueryConfig;
 }
