@@ -31,6 +31,31 @@ describe('intervalTask', () => {
     expect(runs).toBeGreaterThanOrEqual(3);
   });
 
+  it('runs at once on taking the lead with runOnLead, then every interval; not again when told to lead while leading', async () => {
+    let runs = 0;
+    const task = intervalTask({ intervalMs: 60_000, run: () => Promise.resolve(void (runs += 1)), onError: () => undefined, runOnLead: true });
+    await task.lead();
+    await until(() => runs >= 1);
+    await task.lead();
+    await pause(5 * INTERVAL_MS);
+    expect(runs).toBe(1);
+    await task.standDown();
+    // Leading again (a leadership lost, then won back) runs again at once.
+    await task.lead();
+    await until(() => runs >= 2);
+    await task.standDown();
+    expect(runs).toBe(2);
+  });
+
+  it('waits one interval before its first run without runOnLead', async () => {
+    let runs = 0;
+    const task = intervalTask({ intervalMs: 60_000, run: () => Promise.resolve(void (runs += 1)), onError: () => undefined });
+    await task.lead();
+    await pause(5 * INTERVAL_MS);
+    await task.standDown();
+    expect(runs).toBe(0);
+  });
+
   it('never overlaps a slow run, and standing down waits for the run in flight and starts no other', async () => {
     let running = 0;
     let overlapped = false;

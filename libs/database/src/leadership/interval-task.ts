@@ -7,16 +7,21 @@ export type IntervalTaskOptions = {
   readonly onError: (error: unknown) => void;
   /** Told of every finished run: whether it succeeded, and how long it took (metrics). */
   readonly onRun?: (outcome: JobRunOutcome, durationMs: number) => void;
+  /**
+   * Run once as soon as this process leads, not one interval later: for a long interval, which a
+   * leader replaced more often (a rolling deploy, a restart) would otherwise never reach.
+   */
+  readonly runOnLead?: boolean;
 };
 
 export type JobRunOutcome = 'succeeded' | 'failed';
 
 /**
  * Work that runs every `intervalMs` while this process leads (the first run one interval after it
- * wins). A run still going at the next tick is not overlapped; standing down clears the interval and
+ * wins, or at once with `runOnLead`). A run still going at the next tick is not overlapped; standing down clears the interval and
  * waits for the run in flight, so no run of it outlives the leadership.
  */
-export function intervalTask({ intervalMs, run, onError, onRun }: IntervalTaskOptions): LeaderTask {
+export function intervalTask({ intervalMs, run, onError, onRun, runOnLead = false }: IntervalTaskOptions): LeaderTask {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   const tick = () => {
@@ -36,7 +41,9 @@ export function intervalTask({ intervalMs, run, onError, onRun }: IntervalTaskOp
   };
   return {
     lead() {
-      timer ??= setInterval(tick, intervalMs);
+      if (timer !== undefined) return;
+      timer = setInterval(tick, intervalMs);
+      if (runOnLead) tick();
     },
     async standDown() {
       clearInterval(timer);

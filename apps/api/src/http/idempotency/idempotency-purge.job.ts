@@ -8,8 +8,10 @@ const PURGE_INTERVAL_MS = 3_600_000;
 export const IDEMPOTENCY_PURGE_WORKER = 'idempotency-purge';
 
 /**
- * Deletes expired Idempotency-Key rows once an hour while this process leads `idempotency-purge`
- * (the DELETE is idempotent; leadership only keeps N processes from repeating it).
+ * Deletes expired Idempotency-Key rows when this process comes to lead `idempotency-purge`, then
+ * once an hour while it leads (the DELETE is idempotent; leadership only keeps N processes from
+ * repeating it). The run on taking the lead matters: a leader replaced more often than hourly (a
+ * rolling deploy, restarts) would otherwise never purge, and the table would grow without bound.
  */
 @Injectable()
 export class IdempotencyPurgeJob implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -25,6 +27,7 @@ export class IdempotencyPurgeJob implements OnApplicationBootstrap, BeforeApplic
       IDEMPOTENCY_PURGE_WORKER,
       {
         intervalMs: PURGE_INTERVAL_MS,
+        runOnLead: true,
         run: async () => {
           const purged = await store.purge();
           if (purged > 0) this.logger.log(`purged ${purged} expired idempotency keys`);
