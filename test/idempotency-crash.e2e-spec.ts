@@ -86,6 +86,25 @@ describe('a keyed request retried after the process died between the work and st
     }
   });
 
+  it("answers the work done when storing its response fails (the database gone just then), not with the store's error; a retry answers the same", async () => {
+    const userId = await funded(first, 100);
+    const key = randomUUID();
+    const store = first.app.get(IdempotencyStore);
+    const complete = store.complete.bind(store);
+    store.complete = async (scope, key) => {
+      store.complete = complete;
+      // As after the process's lease session went with the database: the key's claim is a dead owner's.
+      await database.pool.query('UPDATE idempotency_keys SET lease_owner = $3 WHERE scope = $1 AND key = $2', [scope, key, `idempotency-lease ${randomUUID()}`]);
+      throw new Error('Connection terminated unexpectedly');
+    };
+    const original = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 30 }).expect(201);
+    expect(original.body).toMatchObject({ userId, balance: 70, transaction: { amount: -30 } });
+    expect(await keyRow(key)).toEqual({ state: 'in_progress' });
+    const retry = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 30 }).expect(201);
+    expect(retry.body).toEqual(original.body);
+    expect(await balanceOf(first, userId)).toBe(70);
+  });
+
   it('does not refuse the retry when the first attempt spent the whole balance', async () => {
     const userId = await funded(first, 30);
     const key = randomUUID();

@@ -1,4 +1,5 @@
-import type { FastifyInstance, FastifyRequest, onSendAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify';
+import { Logger } from '@nestjs/common';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onSendAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify';
 import { IDEMPOTENCY_CLOCK_MARGIN_MS, idempotentRequestId, type IdempotentRequest } from '@app/event-sourcing';
 import { actorOf } from '../../auth/access-control.js';
 import { sendProblem } from '../problem-details.filter.js';
@@ -123,35 +124,52 @@ function claimingHook(store: IdempotencyStore, options: IdempotencyOptions): pre
   };
 }
 
-/** Stores the response of a request that claimed a key, or frees the key when the response invites a retry. */
+/**
+ * Stores the response of a request that claimed a key, or frees the key when the response invites a
+ * retry. A store that fails then (the database gone between the work and this) is logged and the
+ * response still sent as it is: the key stays claimed until its lease lapses, and a retry then takes
+ * it over and answers from the events the work appended (ADR 0030). Thrown, the error would replace
+ * a 201 of work done with Fastify's own 500 body, after a second try of the store on that answer.
+ */
 function completingHook(store: IdempotencyStore): onSendAsyncHookHandler {
+  const logger = new Logger('Idempotency');
   return async (request, reply, payload) => {
     const claimed = claims.get(request);
     if (claimed === undefined) return payload;
-    const body = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString('utf8') : undefined;
-    if (reply.statusCode === 400 || reply.statusCode === 401) {
-      // Refused before any work (validation, credentials): nothing to replay, and the client may
-      // correct the request and send it again under the same key. Unless the key was taken over: an
-      // earlier attempt of the request may have done the work, and a retry must still find the key
-      // (and the first request id) to find that work; so the key is only released.
-      if (claimed.firstClaim) await store.forget(claimed.scope, claimed.key, claimed.holder);
-      else await store.release(claimed.scope, claimed.key, claimed.holder);
-      return payload;
+    claims.delete(request);
+    try {
+      await settleClaim(store, request, reply, payload, claimed);
+    } catch (error) {
+      logger.warn(`Idempotency-Key of ${request.method} ${request.url} (request ${request.id}) left claimed, its ${reply.statusCode} not stored: ${error instanceof Error ? error.message : String(error)}`);
     }
-    if (body === undefined || !isFinal(reply.statusCode, body, request.routeOptions.url ?? '')) {
-      await store.release(claimed.scope, claimed.key, claimed.holder);
-      return payload;
-    }
-    const contentType = reply.getHeader('content-type');
-    const location = reply.getHeader('location');
-    await store.complete(claimed.scope, claimed.key, {
-      status: reply.statusCode,
-      contentType: typeof contentType === 'string' ? contentType : 'application/json; charset=utf-8',
-      body,
-      ...(typeof location === 'string' ? { location } : {}),
-    }, claimed.holder);
     return payload;
   };
+}
+
+/** What `completingHook` does with a claimed key once the response is known. */
+async function settleClaim(store: IdempotencyStore, request: FastifyRequest, reply: FastifyReply, payload: unknown, claimed: Claimed): Promise<void> {
+  const body = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString('utf8') : undefined;
+  if (reply.statusCode === 400 || reply.statusCode === 401) {
+    // Refused before any work (validation, credentials): nothing to replay, and the client may
+    // correct the request and send it again under the same key. Unless the key was taken over: an
+    // earlier attempt of the request may have done the work, and a retry must still find the key
+    // (and the first request id) to find that work; so the key is only released.
+    if (claimed.firstClaim) await store.forget(claimed.scope, claimed.key, claimed.holder);
+    else await store.release(claimed.scope, claimed.key, claimed.holder);
+    return;
+  }
+  if (body === undefined || !isFinal(reply.statusCode, body, request.routeOptions.url ?? '')) {
+    await store.release(claimed.scope, claimed.key, claimed.holder);
+    return;
+  }
+  const contentType = reply.getHeader('content-type');
+  const location = reply.getHeader('location');
+  await store.complete(claimed.scope, claimed.key, {
+    status: reply.statusCode,
+    contentType: typeof contentType === 'string' ? contentType : 'application/json; charset=utf-8',
+    body,
+    ...(typeof location === 'string' ? { location } : {}),
+  }, claimed.holder);
 }
 
 /**
