@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Pool } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../../../../test/support/test-database.js';
 import { IdempotencyLease } from './idempotency-lease.js';
 import { IdempotencyStore, type RequestIdentity } from './idempotency.store.js';
@@ -33,6 +34,44 @@ function identityOf(legacyHash: string, fingerprint = `v2:${legacyHash}`, reques
 }
 
 const REQUEST = identityOf(HASH);
+
+/**
+ * A store whose claim statements commit but whose answer is lost, as when the connection is cut just
+ * after the commit: for the first `lost` claim batches of at least `minClaims` keys.
+ */
+function claimsAnsweredLost(lease: IdempotencyLease, minClaims: number, lost = 1): IdempotencyStore {
+  let remaining = lost;
+  const pool = {
+    query: async (config: { name?: string; values?: unknown[][] }, values?: unknown[]) => {
+      const result: unknown = await database.pool.query(config as never, values as never);
+      if (config.name === 'idempotency_claim_all' && remaining > 0 && (config.values?.[0]?.length ?? 0) >= minClaims) {
+        remaining -= 1;
+        throw new Error('Connection terminated unexpectedly');
+      }
+      return result;
+    },
+  } as unknown as Pool;
+  return new IdempotencyStore(pool, { ttlHours: 24, lockSeconds: 60, lease });
+}
+
+describe('IdempotencyStore claims whose answer was lost', () => {
+  it('takes back, when a failed batch is run again claim by claim, the rows its first run committed', async () => {
+    const { lease } = await processOf();
+    const store = claimsAnsweredLost(lease, 2);
+    const keys = Array.from({ length: 8 }, () => randomUUID());
+    // The first ones go alone (two batches may run at once); those that arrive while they run go as a
+    // batch, which commits and loses its answer.
+    const claims = await Promise.all(keys.map((key) => store.claim(SCOPE, key, identityOf(HASH))));
+    expect(claims.map((claim) => claim.kind)).toEqual(keys.map(() => 'claimed'));
+  });
+
+  it('frees a lone claim whose answer was lost, so that the retry takes the key at once rather than wait for its lock', async () => {
+    const { lease, store } = await processOf();
+    const key = randomUUID();
+    await expect(claimsAnsweredLost(lease, 1).claim(SCOPE, key, REQUEST)).rejects.toThrow('Connection terminated unexpectedly');
+    expect((await store.claim(SCOPE, key, REQUEST)).kind).toBe('claimed');
+  });
+});
 
 describe('IdempotencyStore leases', () => {
   it('keeps a key for its request while the process that claimed it lives, though the request runs long', async () => {

@@ -118,7 +118,9 @@ export class IdempotencyStore {
    * Claims the key for this request, or reports who has it. An expired row, or one of the same
    * request whose process died (its lease lock is free), whose lease lapsed or which was released,
    * is taken over. A takeover keeps `created_at`, the first claim of the key: no attempt of the
-   * request can be older; a claim that sets it now is the key's first (`firstClaim`).
+   * request can be older; a claim that sets it now is the key's first (`firstClaim`). A claim run
+   * again after its batch failed (StatementBatches) takes back a row its first run committed before
+   * the answer was lost: the row already carries its claim id.
    *
    * A row is of this request when its `request_hash` is this request's legacy fingerprint, or its
    * identity (still valid: written with that `request_hash`) has this request's fingerprint. A row of
@@ -131,7 +133,16 @@ export class IdempotencyStore {
     // Read once: the lease's owner changes when its session is lost and taken again.
     const owner = this.options.lease.owner;
     const claimId = randomUUID();
-    const row = await this.claims.submit({ scope, key, identity, owner, claimId });
+    let row: ClaimedRow | undefined;
+    try {
+      row = await this.claims.submit({ scope, key, identity, owner, claimId });
+    } catch (error) {
+      // The claim may have committed before its answer was lost (a connection cut): then the key
+      // would stay held by this claim, which no request runs, until its lock lapses, and every retry
+      // would wait on it and get 409 IN_PROGRESS meanwhile. Freed now, if the database answers.
+      await this.release(scope, key, { claimId, owner }).catch(() => undefined);
+      throw error;
+    }
     if (row !== undefined) return { kind: 'claimed', firstClaimedAt: row.created_at, requestId: row.request_identity.requestId, firstClaim: row.first_claim, owner, claimId };
     const found = await this.find(scope, key, identity);
     // Deleted between the two statements (purged): try once more.
@@ -159,6 +170,7 @@ export class IdempotencyStore {
          created_at = CASE WHEN idempotency_keys.expires_at < now() AND NOT (${SAME_REQUEST}) THEN now() ELSE idempotency_keys.created_at END,
          locked_until = excluded.locked_until, expires_at = excluded.expires_at, lease_owner = excluded.lease_owner, claim_id = excluded.claim_id
        WHERE idempotency_keys.expires_at < now()
+          OR idempotency_keys.claim_id = excluded.claim_id
           OR (idempotency_keys.state = 'in_progress' AND ${SAME_REQUEST}
               AND (idempotency_keys.locked_until < now() OR NOT ${OWNER_ALIVE}))
        RETURNING scope, key, created_at, request_identity, created_at = now() AS first_claim`,
