@@ -54,6 +54,27 @@ function claimsAnsweredLost(lease: IdempotencyLease, minClaims: number, lost = 1
   return new IdempotencyStore(pool, { ttlHours: 24, lockSeconds: 60, lease });
 }
 
+describe('IdempotencyStore while its lease session is lost', () => {
+  it('waits for the lease lock to be held again, then claims under the new owner', async () => {
+    const { lease } = await processOf();
+    const replacing = { namespace: lease.namespace, owner: lease.owner, held: false };
+    const store = new IdempotencyStore(database.pool, { ttlHours: 24, lockSeconds: 60, lease: replacing });
+    setTimeout(() => (replacing.held = true), 200);
+    const startedAt = Date.now();
+    expect(await store.claim(SCOPE, randomUUID(), REQUEST)).toMatchObject({ kind: 'claimed', owner: lease.owner });
+    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(150);
+  });
+
+  it('refuses a claim as the database away (503), writing nothing, when the lease lock is not held within 5 s: its owner would read as dead to every other claim of the key', async () => {
+    const { lease, store } = await processOf();
+    const key = randomUUID();
+    const unheld = new IdempotencyStore(database.pool, { ttlHours: 24, lockSeconds: 60, lease: { namespace: lease.namespace, owner: `idempotency-lease ${randomUUID()}`, held: false } });
+    await expect(unheld.claim(SCOPE, key, REQUEST)).rejects.toMatchObject({ code: 'DATABASE_UNAVAILABLE' });
+    expect((await database.pool.query('SELECT 1 FROM idempotency_keys WHERE key = $1', [key])).rowCount).toBe(0);
+    expect((await store.claim(SCOPE, key, REQUEST)).kind).toBe('claimed');
+  });
+});
+
 describe('IdempotencyStore claims whose answer was lost', () => {
   it('takes back, when a failed batch is run again claim by claim, the rows its first run committed', async () => {
     const { lease } = await processOf();

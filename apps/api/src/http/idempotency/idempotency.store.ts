@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { DatabaseUnavailableError } from '@app/database';
 import type { Pool } from 'pg';
 import { StatementBatches } from './statement-batches.js';
 
@@ -37,9 +38,16 @@ export type IdempotencyStoreOptions = {
    * may be taken over; a key whose process died is taken over at once (`lease`).
    */
   readonly lockSeconds: number;
-  /** The advisory lock this process holds while it lives; recorded on every key it claims. */
-  readonly lease: { readonly namespace: string; readonly owner: string };
+  /**
+   * The advisory lock this process holds while it lives; recorded on every key it claims. `held`:
+   * whether its session holds it now (not while a lost session is being replaced).
+   */
+  readonly lease: { readonly namespace: string; readonly owner: string; readonly held: boolean };
 };
+
+/** How long a claim waits for a lost lease session's replacement to hold its lock, and how often it looks. */
+const LEASE_WAIT_MS_MAX = 5_000;
+const LEASE_POLL_MS = 50;
 
 /**
  * Whether the process that claimed the key still lives: some session holds its lease lock
@@ -130,6 +138,11 @@ export class IdempotencyStore {
    * (expired) takes this request's hash and identity.
    */
   async claim(scope: string, key: string, identity: RequestIdentity): Promise<Claim> {
+    // A claim recorded under an owner no session holds would read as its process's death to any
+    // other claim of the key, which would take it over while this request runs. After a lost lease
+    // session its replacement takes the lock within a second or two of the database's return: the
+    // claim waits for it that long, then is refused as the database being away.
+    await this.untilLeaseHeld();
     // Read once: the lease's owner changes when its session is lost and taken again.
     const owner = this.options.lease.owner;
     const claimId = randomUUID();
@@ -147,6 +160,14 @@ export class IdempotencyStore {
     const found = await this.find(scope, key, identity);
     // Deleted between the two statements (purged): try once more.
     return found ?? this.claim(scope, key, identity);
+  }
+
+  private async untilLeaseHeld(): Promise<void> {
+    const deadline = Date.now() + LEASE_WAIT_MS_MAX;
+    while (!this.options.lease.held) {
+      if (Date.now() >= deadline) throw new DatabaseUnavailableError({ cause: new Error(`the idempotency lease session was not held again within ${LEASE_WAIT_MS_MAX} ms`) });
+      await new Promise((resolve) => setTimeout(resolve, LEASE_POLL_MS));
+    }
   }
 
   /**
