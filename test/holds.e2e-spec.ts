@@ -220,17 +220,18 @@ describe('hold expiry', () => {
   });
 
   it('the expiry job resumes where its last run stopped, so accounts it cannot expire yet do not starve the accounts after them', async () => {
-    // A run of 2 pages of 2 accounts. Five accounts sort first, each with a grant past its expiry that a
-    // hold still holds whole (nothing to record until the hold ends); after them, one with a grant due.
-    const job = new CreditExpiryJob(testApp.database.pool, testApp.app.get(CommandHandling), () => undefined, { pageSize: 2, pagesMax: 2 });
+    // A run of 2 pages of 2 accounts. Five accounts sort first, each with a grant past its expiry whose
+    // decision fails on every run (as a stream that conflicts on every try would); after them, one with a grant due.
+    const commands = testApp.app.get(CommandHandling);
     const run = Date.now().toString(16).padStart(12, '0').slice(-12);
     const userIdOf = (index: number) => `00000000-0000-4000-8${index.toString(16).padStart(3, '0')}-${run}`;
+    const failing = new Set(Array.from({ length: 5 }, (_, index) => `token-account-${userIdOf(index)}`));
+    const failingFive = { handle: (request: { streamId: string }) => (failing.has(request.streamId) ? Promise.reject(new Error('conflicts on every try')) : commands.handle(request as never)) } as unknown as CommandHandling;
+    const failed: string[] = [];
+    const job = new CreditExpiryJob(testApp.database.pool, failingFive, (userId) => failed.push(userId), { pageSize: 2, pagesMax: 2 });
     const expiresAt = new Date(Date.now() + 3_600_000).toISOString();
     const grant = (userId: string) => http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 10, reason: 'Promotion', expiresAt }).expect(201);
-    for (let index = 0; index < 5; index += 1) {
-      await grant(userIdOf(index));
-      await hold(userIdOf(index), { amount: 10, expiresInSeconds: 86_400 }).expect(201);
-    }
+    for (let index = 0; index < 5; index += 1) await grant(userIdOf(index));
     const due = userIdOf(9);
     await grant(due);
     const later = new Date(Date.now() + 7_200_000);
@@ -241,6 +242,26 @@ describe('hold expiry', () => {
     for (let runs = 0; runs < 3 && (await expiries()) === 0; runs += 1) await job.runOnce(later);
     expect(await expiries()).toBe(1);
     expect(await balanceOf(due)).toMatchObject({ balance: 0 });
+    expect(failed).toEqual(expect.arrayContaining([...Array.from({ length: 4 }, (_, index) => userIdOf(index))]));
+  });
+
+  it('the expiry job leaves out an account whose lot past its expiry live holds hold whole (nothing to record), and takes it up once the hold lets go', async () => {
+    const commands = testApp.app.get(CommandHandling);
+    const handled: string[] = [];
+    const recording = { handle: (request: { streamId: string }) => (handled.push(request.streamId), commands.handle(request as never)) } as unknown as CommandHandling;
+    const job = new CreditExpiryJob(testApp.database.pool, recording, () => undefined);
+    const userId = randomUUID();
+    const expiresAt = new Date(Date.now() + 3_600_000).toISOString();
+    await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 10, reason: 'Promotion', expiresAt }).expect(201);
+    const placed = await hold(userId, { amount: 10, expiresInSeconds: 86_400 }).expect(201);
+    const later = new Date(Date.now() + 7_200_000);
+    await job.runOnce(later);
+    expect(handled).not.toContain(`token-account-${userId}`);
+    await http().post(`/v1/accounts/${userId}/holds/${placed.body.holdId as string}/release`).send({}).expect(200);
+    await job.runOnce(later);
+    expect(handled).toContain(`token-account-${userId}`);
+    const expired = await testApp.database.pool.query<{ amount: number }>("SELECT (data->>'amount')::int AS amount FROM events WHERE stream_id = $1 AND event_type = 'LotExpired'", [`token-account-${userId}`]);
+    expect(expired.rows).toEqual([{ amount: 10 }]);
   });
 
   it('the expiry job reaches the account whose id is the nil UUID, which sorts before every other', async () => {

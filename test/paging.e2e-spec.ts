@@ -275,9 +275,12 @@ describe('the indexes that serve the keyset orders', () => {
   ])('the expiry job reads due holds and lots from their partial indexes, not every hold or lot that ended (%s)', async (_name, after) => {
     const plan = await planOf(DUE_ACCOUNTS_SQL, [new Date().toISOString(), after, 100]);
     const scanned = (table: string) => plan.filter((node) => node['Relation Name'] === table).map((node) => node['Index Name']);
-    // Either partial index of active holds (by expiry, or by account in list order) reads active holds only.
-    expect(scanned('token_holds')).toEqual([expect.stringMatching(/^idx_token_holds_(active_expiry|user_active)$/)]);
+    // Either partial index of active holds (by expiry, or by account in list order) reads active holds
+    // only; so does the due lot's test of what live holds hold of it, by account.
+    expect(scanned('token_holds')).toEqual([expect.stringMatching(/^idx_token_holds_(active_expiry|user_active)$/), 'idx_token_holds_user_active']);
     expect(scanned('token_lots')).toEqual(['idx_token_lots_due']);
+    // And its purchase's pending refund: by the payment's id, or among the account's pending refunds.
+    expect(scanned('payments')).toEqual([expect.stringMatching(/^(payments_pkey|idx_payments_refund_pending_user)$/)]);
     expect(plan.filter((node) => node['Node Type'] === 'Seq Scan')).toEqual([]);
   });
 });

@@ -14,11 +14,21 @@ export const CREDIT_EXPIRY_PAGES_MAX = 100;
  * its partial index (active holds by expiry; lots with tokens left and an expiry), so a run reads what
  * is due, not every hold or lot that ever ended. (An upper bound on the account here made the planner
  * read lots by account instead, ended ones included; a wrapped-around lap stops in code.)
+ *
+ * A lot past its expiry is due only when some of what it has left is free: not while live holds and
+ * its purchase's pending refund reserve all of it, where the decision records nothing (its tokens
+ * expire when the hold or the refund lets them go, in that append). Such an account would otherwise
+ * be loaded on every run for as long as the refund stays pending (days, weeks under a dispute), as
+ * GET .../balance already knows (BALANCE_SQL's same test).
  */
 export const DUE_ACCOUNTS_SQL = `SELECT user_id FROM (
            SELECT user_id FROM token_holds WHERE status = 'active' AND expires_at <= $1
            UNION
-           SELECT user_id FROM token_lots WHERE has_remaining AND expires_at <= $1) AS due
+           SELECT user_id FROM token_lots WHERE has_remaining AND expires_at <= $1
+              AND remaining > (SELECT coalesce(sum((draw->>'amount')::bigint), 0) FROM token_holds, jsonb_array_elements(token_holds.draws) AS draw
+                                WHERE token_holds.user_id = token_lots.user_id AND token_holds.status = 'active' AND token_holds.expires_at > $1 AND draw->>'lotId' = token_lots.lot_id)
+                            + (SELECT coalesce(sum(tokens_purchased), 0) FROM payments
+                                WHERE payments.id = token_lots.payment_id AND payments.user_id = token_lots.user_id AND payments.status = 'REFUND_PENDING')) AS due
           WHERE ($2::uuid IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3`;
 
 export type CreditExpiryRun = { readonly examined: number; readonly expired: number; readonly failed: number };
@@ -33,11 +43,11 @@ export type CreditExpiryLimits = { readonly pageSize: number; readonly pagesMax:
  * command already swept, or two processes running at once (a leadership hand-over, a manual run)
  * append each expiry once: the append is at an expected revision, and a repeat decides nothing.
  *
- * Some accounts stay due while nothing can be recorded for them: a lot past its expiry that a hold
- * still holds whole keeps its tokens until the hold ends (at most the longest hold TTL later). So a
- * run that stops at its page limit is resumed by the next run after the last account it examined,
- * wrapping around to the first, rather than starting over: with more such accounts than a run
- * examines, the accounts after them are still reached.
+ * Some accounts stay due while nothing can be recorded for them: one whose decision fails (its
+ * stream conflicts on every try, or cannot be read) until it succeeds. So a run that stops at its
+ * page limit is resumed by the next run after the last account it examined, wrapping around to the
+ * first, rather than starting over: with more such accounts than a run examines, the accounts after
+ * them are still reached.
  */
 export class CreditExpiryJob {
   /** The last account the previous run examined; null: start at the first. */
