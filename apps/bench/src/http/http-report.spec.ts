@@ -1,4 +1,4 @@
-import { HTTP_SECTION_HEADING, roundsSpread, withHttpResults } from './http-report.js';
+import { HTTP_SECTION_HEADING, pairRateRatio, ratio, roundsSpread, withHttpResults } from './http-report.js';
 
 describe('withHttpResults', () => {
   const other = '# Benchmarks\n\n## Store\n\nstore results\n';
@@ -36,5 +36,14 @@ describe('roundsSpread', () => {
 
   it('gives no spread where every round agrees', () => {
     expect(roundsSpread([1.07, 1.07, 1.07])).toBe('; mean of the rounds 1.07x, standard error 0.00');
+  });
+});
+
+describe('pairRateRatio', () => {
+  it('gives the pairs against the spends to the nearest thousandth, where the other ratios round down to hundredths', () => {
+    expect(pairRateRatio(499, 1000)).toBe('0.499x');
+    expect(ratio(499, 1000)).toBe('0.49x');
+    expect(pairRateRatio(1, 3)).toBe('0.333x');
+    expect(pairRateRatio(2, 3)).toBe('0.667x');
   });
 });

@@ -34,6 +34,11 @@ const whole = (value: number) => Math.round(value).toLocaleString('en-US');
 const milliseconds = (value: number) => value.toFixed(2);
 // Rounded down, as in the store bench: a ratio shown never claims more than was measured.
 export const ratio = (ours: number, reference: number) => `${(Math.floor((ours / reference) * 100) / 100).toFixed(2)}x`;
+/**
+ * The pairs' rate against the spends', to the nearest thousandth: held against a bar of 0.50x, a
+ * ratio rounded down to hundredths read a pair up to 2% dearer than measured (0.499x printed 0.49x).
+ */
+export const pairRateRatio = (pairsPerSecond: number, spendsPerSecond: number) => `${(pairsPerSecond / spendsPerSecond).toFixed(3)}x`;
 
 /** The run as Markdown: command, machine, the table, the ratios and what was verified. */
 export function renderHttpResults(results: HttpBenchResults): string {
@@ -74,9 +79,9 @@ function rounds({ rounds: count, warmup, requests }: HttpBenchResults): string {
 function holdSettleLine({ holdSettle, service, clients, warmup, requests, pairRatioByRound, pairCpuRatioByRound }: HttpBenchResults): string {
   const pairCpu = holdSettle.processCpuUsPerPair + holdSettle.postgresCpuUsPerPair;
   const twoSpendsCpu = 2 * (service.processCpuUsPerRequest + service.postgresCpuUsPerRequest);
-  const byRound = pairRatioByRound.length > 1 ? ` (by round: ${pairRatioByRound.map((value) => ratio(value, 1)).join(', ')})` : '';
+  const byRound = pairRatioByRound.length > 1 ? ` (by round: ${pairRatioByRound.map((value) => pairRateRatio(value, 1)).join(', ')})` : '';
   const cpuByRound = pairCpuRatioByRound.length > 1 ? `; by round: ${pairCpuRatioByRound.map((value) => `${value.toFixed(2)}x`).join(', ')}${roundsSpread(pairCpuRatioByRound)}` : '';
-  return `Hold + settle: ${clients} closed-loop clients ran ${whole(warmup)} warm-up and ${whole(requests)} timed pairs (\`POST .../holds\` of 2 tokens, then \`POST .../holds/{holdId}/settle\` of 1) on the same accounts, 1-minute load average ${holdSettle.loadAverage.toFixed(2)} at the first round's start: ${whole(holdSettle.pairsPerSecond)} pairs/s, ${ratio(holdSettle.pairsPerSecond, service.spendsPerSecond)} the spends/s${byRound} (a pair costing two spends would be 0.50x), p50 ${milliseconds(holdSettle.latency.p50Ms)} ms, p99 ${milliseconds(holdSettle.latency.p99Ms)} ms per pair; CPU per pair: process ${whole(holdSettle.processCpuUsPerPair)} µs, PostgreSQL ${whole(holdSettle.postgresCpuUsPerPair)} µs, ${whole(pairCpu)} µs in all against ${whole(twoSpendsCpu)} for two spends (${(pairCpu / twoSpendsCpu).toFixed(2)}x${cpuByRound}); afterwards every balance equals its purchase minus its spends and pairs, and nothing is held.`;
+  return `Hold + settle: ${clients} closed-loop clients ran ${whole(warmup)} warm-up and ${whole(requests)} timed pairs (\`POST .../holds\` of 2 tokens, then \`POST .../holds/{holdId}/settle\` of 1) on the same accounts, 1-minute load average ${holdSettle.loadAverage.toFixed(2)} at the first round's start: ${whole(holdSettle.pairsPerSecond)} pairs/s, ${pairRateRatio(holdSettle.pairsPerSecond, service.spendsPerSecond)} the spends/s${byRound} (a pair costing two spends would be 0.500x), p50 ${milliseconds(holdSettle.latency.p50Ms)} ms, p99 ${milliseconds(holdSettle.latency.p99Ms)} ms per pair; CPU per pair: process ${whole(holdSettle.processCpuUsPerPair)} µs, PostgreSQL ${whole(holdSettle.postgresCpuUsPerPair)} µs, ${whole(pairCpu)} µs in all against ${whole(twoSpendsCpu)} for two spends (${(pairCpu / twoSpendsCpu).toFixed(2)}x${cpuByRound}); afterwards every balance equals its purchase minus its spends and pairs, and nothing is held.`;
 }
 
 /**

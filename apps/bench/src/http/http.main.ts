@@ -12,7 +12,7 @@ import { measureAlternating } from './alternating-rounds.js';
 import { runClosedLoop } from './closed-loop.js';
 import { startCrudReference } from './crud-reference.js';
 import { CRUD_ACCOUNTS_TABLE } from './crud-schema.js';
-import { ratio, renderHttpResults, withHttpResults, type HttpBenchResults } from './http-report.js';
+import { pairRateRatio, renderHttpResults, withHttpResults, type HttpBenchResults } from './http-report.js';
 import { pgbenchVersion, runPgbench, type PgbenchMeasurement } from './pgbench.js';
 import { renderProfileSplit, splitProfile, type CpuProfile, type TimedPhase } from './profile-split.js';
 import { clockTicksPerSecond, readProcessTimes } from './process-cpu.js';
@@ -234,7 +234,7 @@ function report(name: string, measurement: SpendMeasurement): void {
 
 function reportPairs(name: string, pairs: HoldSettleMeasurement, spends: SpendMeasurement): void {
   process.stderr.write(
-    `  ${name}: ${Math.round(pairs.pairsPerSecond)} pairs/s (${ratio(pairs.pairsPerSecond, spends.spendsPerSecond)} the spends/s), p50 ${pairs.latency.p50Ms.toFixed(2)} ms, p99 ${pairs.latency.p99Ms.toFixed(2)} ms per pair; CPU µs/pair: process ${Math.round(pairs.processCpuUsPerPair)}, PostgreSQL ${Math.round(pairs.postgresCpuUsPerPair)}; load average ${pairs.loadAverage.toFixed(2)}\n`,
+    `  ${name}: ${Math.round(pairs.pairsPerSecond)} pairs/s (${pairRateRatio(pairs.pairsPerSecond, spends.spendsPerSecond)} the spends/s), p50 ${pairs.latency.p50Ms.toFixed(2)} ms, p99 ${pairs.latency.p99Ms.toFixed(2)} ms per pair; CPU µs/pair: process ${Math.round(pairs.processCpuUsPerPair)}, PostgreSQL ${Math.round(pairs.postgresCpuUsPerPair)}; load average ${pairs.loadAverage.toFixed(2)}\n`,
   );
 }
 
