@@ -5,7 +5,8 @@ import { runner } from 'node-pg-migrate';
 
 /**
  * The SQL migrations of every table (event store and read models), applied in order with
- * node-pg-migrate. It takes an advisory lock, so several instances may start at once.
+ * node-pg-migrate. It waits for an advisory lock, so several instances may start at once: the first
+ * applies what is pending, the others find nothing left to apply.
  *
  * node-pg-migrate runs on a client of ours, ended (and awaited) before this returns: its own client
  * is ended without being awaited and has no error listener, so a server stopped right after the
@@ -26,6 +27,9 @@ export async function migrateDatabase(databaseUrl: string, log: (message: string
       direction: 'up',
       migrationsTable: 'pgmigrations',
       checkOrder: true,
+      // Instances started together wait for each other's migrations; node-pg-migrate 9's default
+      // ('fail') ends every start but the first with "Another migration is already running".
+      advisoryLockMode: 'wait',
       log,
       logger: { debug: log, info: log, warn: log, error: log },
     });
