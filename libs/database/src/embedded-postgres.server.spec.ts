@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { EMBEDDED_SERVICE_DATABASE, EMBEDDED_SERVICE_ROLE, startEmbeddedPostgres, type EmbeddedPostgresServer } from './embedded-postgres.server.js';
+import { EMBEDDED_SERVICE_DATABASE, EMBEDDED_SERVICE_ROLE, postmasterPid, startEmbeddedPostgres, type EmbeddedPostgresServer } from './embedded-postgres.server.js';
 import { migrateDatabase } from './migrations.js';
 import { StartupError } from './startup.error.js';
 
@@ -142,6 +142,25 @@ describe('embedded PostgreSQL credentials', () => {
     expect(refused).toMatchObject({ variable: 'DATA_DIR', message: expect.stringContaining('does not accept the superuser password kept in') as unknown });
     expect(await legacyLogin(port)).toBe('ECONNREFUSED');
   }, 120_000);
+
+  it("refuses, naming DATA_DIR, a data directory whose PostgreSQL a running process started (a second start on it), and leaves that server serving", async () => {
+    const first = await start(await freePort());
+    const refused = await start(await freePort()).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(StartupError);
+    expect(refused).toMatchObject({ variable: 'DATA_DIR', message: expect.stringContaining(`was started by process ${process.pid}, which still runs`) as unknown });
+    expect(await query<{ one: number }>(first.url, 'SELECT 1 AS one')).toEqual([{ one: 1 }]);
+  }, 120_000);
+
+  it('stops at once when its PostgreSQL has already exited (killed), rather than wait for ever for an exit that came before', async () => {
+    const server = await start(await freePort());
+    const pid = postmasterPid(path.join(parent, 'data', 'postgres'));
+    if (pid === undefined) throw new Error('no postmaster');
+    process.kill(pid, 'SIGKILL');
+    while (postmasterPid(path.join(parent, 'data', 'postgres')) !== undefined) await new Promise((resolve) => setTimeout(resolve, 20));
+    const startedAt = Date.now();
+    await stop(server);
+    expect(Date.now() - startedAt).toBeLessThan(5_000);
+  }, 60_000);
 
   it('refuses a port another process listens on, naming EMBEDDED_POSTGRES_PORT, without starting PostgreSQL', async () => {
     const port = await freePort();

