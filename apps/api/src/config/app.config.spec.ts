@@ -66,6 +66,12 @@ describe('configuration', () => {
     expect(loadConfig({})).toMatchObject({ HOLD_TTL_DEFAULT: 900_000, HOLD_TTL_MAX: 86_400_000, CREDIT_EXPIRY_JOB_ENABLED: true, CREDIT_EXPIRY_JOB_INTERVAL_MS: 10_000 });
     expect(loadConfig({ HOLD_TTL_DEFAULT: '5m', HOLD_TTL_MAX: '1h' })).toMatchObject({ HOLD_TTL_DEFAULT: 300_000, HOLD_TTL_MAX: 3_600_000 });
     expect(() => loadConfig({ HOLD_TTL_DEFAULT: '2h', HOLD_TTL_MAX: '1h' })).toThrow(/HOLD_TTL_DEFAULT="2h", HOLD_TTL_MAX="1h": both whole seconds, the default at most the maximum/);
+    // A reconciliation look-back shorter than two intervals leaves payments that change between runs never compared.
+    expect(() => loadConfig({ PAYMENT_RECONCILIATION_LOOKBACK: '30m', PAYMENT_RECONCILIATION_INTERVAL_MS: '3600000' })).toThrow(
+      /PAYMENT_RECONCILIATION_LOOKBACK="30m", PAYMENT_RECONCILIATION_INTERVAL_MS="3600000": a look-back of 1800000 ms must be at least twice the interval of 3600000 ms/,
+    );
+    expect(() => loadConfig({ PAYMENT_RECONCILIATION_LOOKBACK: '9m' })).toThrow(/PAYMENT_RECONCILIATION_INTERVAL_MS=\(unset\): a look-back of 540000 ms must be at least twice the interval of 300000 ms/);
+    expect(loadConfig({ PAYMENT_RECONCILIATION_LOOKBACK: '10m' }).PAYMENT_RECONCILIATION_LOOKBACK).toBe(600_000);
     expect(() => loadConfig({ HOLD_TTL_DEFAULT: '1500ms' })).toThrow(/HOLD_TTL_DEFAULT="1500ms", HOLD_TTL_MAX=\(unset\): both whole seconds/);
     expect(() => loadConfig({ HOLD_TTL_DEFAULT: '1500ms' })).toThrow(ConfigError);
     expect(() => loadConfig({ HOLD_TTL_MAX: '721h' })).toThrow(/HOLD_TTL_MAX/);

@@ -473,6 +473,14 @@ export function loadConfig(environment: NodeJS.ProcessEnv): AppConfig {
   if (ttlsValid && (config.HOLD_TTL_DEFAULT > config.HOLD_TTL_MAX || config.HOLD_TTL_DEFAULT % 1_000 !== 0 || config.HOLD_TTL_MAX % 1_000 !== 0)) {
     problems.push(`HOLD_TTL_DEFAULT=${given('HOLD_TTL_DEFAULT')}, HOLD_TTL_MAX=${given('HOLD_TTL_MAX')}: both whole seconds, the default at most the maximum`);
   }
+  // A payment that changed longer ago than the look-back when a run comes is never compared again:
+  // the window must span the time between runs, twice over (a run may end late, or fail once).
+  const reconciliationValid = !errors.some((error) => error.property === 'PAYMENT_RECONCILIATION_LOOKBACK' || error.property === 'PAYMENT_RECONCILIATION_INTERVAL_MS');
+  if (reconciliationValid && config.PAYMENT_RECONCILIATION_LOOKBACK < 2 * config.PAYMENT_RECONCILIATION_INTERVAL_MS) {
+    problems.push(
+      `PAYMENT_RECONCILIATION_LOOKBACK=${given('PAYMENT_RECONCILIATION_LOOKBACK')}, PAYMENT_RECONCILIATION_INTERVAL_MS=${given('PAYMENT_RECONCILIATION_INTERVAL_MS')}: a look-back of ${config.PAYMENT_RECONCILIATION_LOOKBACK} ms must be at least twice the interval of ${config.PAYMENT_RECONCILIATION_INTERVAL_MS} ms, or payments that change between two runs are never compared with the provider`,
+    );
+  }
   problems.push(...checkAppConfig(config));
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
