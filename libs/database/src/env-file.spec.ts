@@ -31,6 +31,15 @@ describe('loadEnvFile (the service and the CLI at start)', () => {
     expect([process.env.ENV_FILE_SPEC_A, process.env.ENV_FILE_SPEC_B]).toEqual(['from-file', 'from-environment']);
   });
 
+  it("takes the file's value for a variable the environment sets empty, which the settings read as unset (NODE_ENV= over NODE_ENV=production)", async () => {
+    const file = path.join(directory, 'settings.env');
+    await writeFile(file, 'ENV_FILE_SPEC_C=production\n');
+    process.env.ENV_FILE = file;
+    process.env.ENV_FILE_SPEC_C = '';
+    loadEnvFile();
+    expect(process.env.ENV_FILE_SPEC_C).toBe('production');
+  });
+
   it('refuses to start when the file ENV_FILE names cannot be read, naming the variable and the path', () => {
     process.env.ENV_FILE = path.join(directory, 'missing.env');
     let refusal: unknown;

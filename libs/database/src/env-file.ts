@@ -8,7 +8,7 @@ export const ENV_FILE_DEFAULT = '.env';
 
 /**
  * Reads the settings file into `process.env`, as the service and the CLI do at start: what the
- * environment already sets wins. The file is `ENV_FILE`, which must then be readable, or `.env` in the
+ * environment already sets (to something other than the empty string) wins. The file is `ENV_FILE`, which must then be readable, or `.env` in the
  * working directory when it exists; `ENV_FILE=''` reads none (the tests' services read only what
  * they are given). Returns the file read, if any; throws a StartupError naming ENV_FILE and the path
  * when a file that must be read cannot be.
@@ -23,8 +23,10 @@ export function loadEnvFile(): string | undefined {
   } catch (error) {
     throw new StartupError('ENV_FILE', `cannot read ${path.resolve(envFile)} (${(error as { code?: string }).code ?? String(error)})`);
   }
-  // Node's own parser, as process.loadEnvFile uses, which also leaves set variables alone; assigned
-  // here, so that it is this process.env that gets them (a test's sandboxed one included).
-  for (const [name, value] of Object.entries(parseEnv(text))) if (process.env[name] === undefined) process.env[name] = value;
+  // Node's own parser, as process.loadEnvFile uses; assigned here, so that it is this process.env that
+  // gets them (a test's sandboxed one included). A variable set empty counts as unset, as the
+  // settings' loaders read it: left empty, it would hide the file's value and take the default
+  // (`NODE_ENV=` from an unset compose variable over the file's `NODE_ENV=production`: a development start).
+  for (const [name, value] of Object.entries(parseEnv(text))) if (process.env[name] === undefined || process.env[name] === '') process.env[name] = value;
   return path.resolve(envFile);
 }
