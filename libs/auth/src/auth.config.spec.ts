@@ -117,6 +117,12 @@ describe('resolveAuthSettings', () => {
     expect(settings.secretsSource).toBe('development');
   });
 
+  it('refuses a signing key file that cannot be read, naming AUDIT_SIGNING_KEY_FILE and the path', async () => {
+    const missing = join(directory, 'missing.pem');
+    const config = loadAuthConfig({ DATA_DIR: directory, AUTH_JWT_SECRET: secret, AUDIT_SIGNING_KEY_FILE: missing });
+    await expect(resolveAuthSettings(config)).rejects.toMatchObject({ name: 'AuthConfigError', problems: [`AUDIT_SIGNING_KEY_FILE=${missing}: cannot read it (ENOENT)`] });
+  });
+
   it('refuses a signing key that is not Ed25519', async () => {
     const path = join(directory, 'rsa.pem');
     await writeFile(path, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));

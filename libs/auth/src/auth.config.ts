@@ -185,10 +185,19 @@ export async function resolveAuthSettings(config: AuthConfig): Promise<AuthSetti
     lifetimeSecondsMax: config.AUTH_JWT_MAX_LIFETIME_SECONDS,
     rolesClaim: config.AUTH_ROLES_CLAIM,
   };
-  const auditSigningKeyPem = config.AUDIT_SIGNING_KEY_FILE !== undefined ? await readFile(config.AUDIT_SIGNING_KEY_FILE, 'utf8') : development?.auditSigningKeyPem;
+  const auditSigningKeyPem = config.AUDIT_SIGNING_KEY_FILE !== undefined ? await readKeyFile('AUDIT_SIGNING_KEY_FILE', config.AUDIT_SIGNING_KEY_FILE) : development?.auditSigningKeyPem;
   if (auditSigningKeyPem === undefined) throw new Error('unreachable: without AUDIT_SIGNING_KEY_FILE the development secrets were loaded');
   if (!isEd25519PrivateKey(auditSigningKeyPem)) throw new AuthConfigError(['AUDIT_SIGNING_KEY_FILE must hold an Ed25519 private key in PEM (PKCS#8)']);
   return { jwt, auditSigningKeyPem, secretsSource: development === undefined ? 'configured' : 'development' };
+}
+
+/** The file a variable names, or an AuthConfigError naming the variable, the path and why it cannot be read (not a bare ENOENT). */
+async function readKeyFile(variable: string, file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    throw new AuthConfigError([`${variable}=${file}: cannot read it (${(error as { code?: string }).code ?? String(error)})`]);
+  }
 }
 
 function isEd25519PrivateKey(pem: string): boolean {
