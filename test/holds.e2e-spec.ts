@@ -787,6 +787,30 @@ describe('credit lots over HTTP', () => {
     await expectConsistent(userId);
   });
 
+  it('ten voids of one grant racing twenty usages on one account: voided once at most, every token accounted for, exactly', async () => {
+    const userId = await fundedUser(10);
+    const lotId = (await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 50, reason: 'Promo' }).expect(201)).body.lotId as string;
+    const responses = await Promise.all([
+      ...Array.from({ length: 10 }, (_, index) => http().post(`/v1/admin/accounts/${userId}/grants/${lotId}/void`).send({ reason: `Wrong account ${index}` })),
+      ...Array.from({ length: 20 }, () => use(userId, 5)),
+    ]);
+    const [voids, usages] = [responses.slice(0, 10), responses.slice(10)];
+    const voided = voids.filter((response) => response.status === 200);
+    // The first void to land takes what is left (the rest then find it voided); a grant spent whole first is refused as spent by all.
+    expect(voided.length).toBeLessThanOrEqual(1);
+    expect(voids.filter((response) => response.status !== 200).map((response) => [response.status, response.body.code, response.body.lotStatus])).toEqual(
+      Array.from({ length: 10 - voided.length }, () => [409, 'LOT_NOT_ACTIVE', voided.length === 1 ? 'voided' : 'spent']),
+    );
+    const voidedAmount = voided.length === 1 ? -(voided[0]?.body.transaction.amount as number) : 0;
+    const refused = usages.filter((response) => response.status !== 201).map((response) => [response.status, response.body.code]);
+    expect(refused.filter(([status, code]) => !(status === 409 && ['INSUFFICIENT_BALANCE', 'INSUFFICIENT_AVAILABLE_BALANCE'].includes(code as string)))).toEqual([]);
+    const spent = usages.filter((response) => response.status === 201).length * 5;
+    expect(await balanceOf(userId)).toMatchObject({ balance: 10 + 50 - voidedAmount - spent, held: 0 });
+    const voidEvents = await testApp.database.pool.query("SELECT 1 FROM events WHERE stream_id = $1 AND event_type = 'GrantVoided'", [`token-account-${userId}`]);
+    expect(voidEvents.rowCount).toBe(voided.length);
+    await expectConsistent(userId);
+  });
+
   it('refuses a grant expiring in the past', async () => {
     const userId = randomUUID();
     const response = await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 5, reason: 'Late', expiresAt: '2020-01-01T00:00:00.000Z' }).expect(400);
