@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { PaymentFaultPoint } from '@app/payments';
+import { DEVELOPMENT_WEBHOOK_SECRET } from '../apps/api/src/config/app.config.js';
+import { signWebhook } from '../apps/api/src/payments/webhook-signature.guard.js';
 import { killableService } from './support/killable-service.js';
 import { stopServices, type ServiceProcess } from './support/service-process.js';
 import { FakeStripeServer } from './support/fake-stripe/fake-stripe-server.js';
@@ -99,6 +101,47 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
       ['refund', -100],
     ]);
     expect(await providerOrder(paymentId)).toEqual({ status: 'refunded', capture_idempotency_key: `capture-${paymentId}`, refund_idempotency_key: `refund-${paymentId}` });
+    await verified(child, userId);
+    await stopServices([child]);
+  }, 120_000);
+
+  it('reconcile:after-provider-order in a mock webhook delivery: the delivery sent again, racing itself and captures, credits once', async () => {
+    // No reconciliation job: the provider's notification alone must end the payment.
+    const noJobs = { PAYMENT_JOBS_ENABLED: 'false' };
+    const userId = randomUUID();
+    let child = await start({ ...noJobs, PAYMENT_CRASH_AT: 'capture:after-provider-capture' satisfies PaymentFaultPoint });
+    const created = await call(child, 'POST', '/v1/payments', service, { userId, packageId: 'starter' });
+    const paymentId = created.body.paymentId as string;
+    const orderId = created.body.orderId as string;
+    await dieDuring(child, `/v1/payments/${paymentId}/capture`, service);
+    expect((await providerOrder(paymentId)).status).toBe('captured');
+
+    // The provider's notification reaches a service that dies handling it, after reading the order, before recording anything.
+    child = await start({ ...noJobs, PAYMENT_CRASH_AT: 'reconcile:after-provider-order' satisfies PaymentFaultPoint });
+    const body = JSON.stringify({ id: `evt_${randomUUID()}`, type: 'order.captured', orderId, paymentId });
+    const deliver = (to: ServiceProcess) =>
+      fetch(`${to.url}/v1/payments/webhooks/mock`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-mock-signature': signWebhook(DEVELOPMENT_WEBHOOK_SECRET, body) }, body });
+    await expect(deliver(child)).rejects.toThrow();
+    await child.exited;
+    expect(child.process.signalCode).toBe('SIGKILL');
+
+    child = await start(noJobs);
+    expect((await call(child, 'GET', `/v1/payments/${paymentId}`, service)).body).toMatchObject({ status: 'PENDING' });
+    const [deliveries, captures] = await Promise.all([
+      Promise.all(Array.from({ length: 10 }, async () => (await deliver(child)).status)),
+      Promise.all(Array.from({ length: 10 }, async () => {
+        const captured = await call(child, 'POST', `/v1/payments/${paymentId}/capture`, service);
+        return [captured.status, (captured.body.payment as { status?: string } | undefined)?.status];
+      })),
+    ]);
+    expect(deliveries).toEqual(Array.from({ length: 10 }, () => 200));
+    expect(captures).toEqual(Array.from({ length: 10 }, () => [200, 'COMPLETED']));
+    expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 100, held: 0, available: 100, nextExpiry: null });
+    expect(await history(child, userId)).toEqual([['purchase', 100]]);
+    const events = await killed.database().pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [`token-account-${userId}`]);
+    expect(events.rows.map((row) => row.event_type)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+    const recorded = await killed.database().pool.query<{ count: string }>("SELECT count(*)::text AS count FROM payment_webhook_deliveries WHERE provider = 'mock' AND payment_id = $1", [paymentId]);
+    expect(recorded.rows).toEqual([{ count: '1' }]);
     await verified(child, userId);
     await stopServices([child]);
   }, 120_000);
