@@ -277,6 +277,32 @@ describe('expiry', () => {
     for (const userId of users) expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentExpired']);
   });
 
+  it('ends a payment one way when two expiry runs race ten captures of it: credited and captured at the provider, or expired and cancelled there, never apart', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    const later = hoursFromNow(3);
+    const [captures] = await Promise.all([
+      Promise.all(Array.from({ length: 10 }, () => capture(paymentId))),
+      theJob().runOnce(later),
+      otherInstance(() => later).job.runOnce(later),
+    ]);
+    const types = await eventTypes(userId);
+    const order = await provider.getOrder(orderId);
+    const stored = await eventually(() => http().get(`/v1/payments/${paymentId}`).expect(200), (response) => response.body.status !== 'PENDING');
+    if (types.includes('PaymentCaptured')) {
+      expect(types).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+      expect([order.status, stored.body.status, await balanceOf(userId)]).toEqual(['captured', 'COMPLETED', 100]);
+      expect(captures.map((answer) => [answer.status, answer.body.payment?.status])).toEqual(Array.from({ length: 10 }, () => [200, 'COMPLETED']));
+    } else {
+      // Expired by a run; or, at the boundary (the captures' clock is still before the expiry the runs'
+      // is past), failed by a capture that reached the provider after a run had cancelled the order there.
+      expect(types).toEqual(['PaymentInitiated', expect.stringMatching(/^Payment(Expired|Failed)$/)]);
+      expect([order.status, stored.body.status, await balanceOf(userId)]).toEqual(['canceled', 'FAILED', 0]);
+      const refusals = captures.map((answer) => `${answer.status} ${answer.body.code as string}`);
+      expect(refusals.filter((refusal) => refusal !== '409 PAYMENT_EXPIRED' && refusal !== '402 PAYMENT_DECLINED')).toEqual([]);
+    }
+  });
+
   // The keyset compares timestamps, so its pages must be sorted by them too. Sorted by their text in a
   // zone with daylight saving time, 02:15+01 (after the clocks went back) came before 02:30+02, and
   // the page after it skipped the payment due at 02:30+02.
