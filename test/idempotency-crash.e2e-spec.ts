@@ -58,6 +58,17 @@ async function funded(instance: TestApp, amount: number): Promise<string> {
   return userId;
 }
 
+/**
+ * A response as a retry on another instance must repeat it: all of it but `readModelUpToDate`, which
+ * is each answer's own observation (whether the read models had reached the write when it was sent).
+ * An answer rebuilt from the events waits for the projection's leader, in another process here, up to
+ * READ_YOUR_WRITES_TIMEOUT_MS: on a loaded machine it may be sent before that leader got there.
+ */
+function repeated(body: Record<string, unknown>): Record<string, unknown> {
+  const { readModelUpToDate: _observed, ...answer } = body;
+  return answer;
+}
+
 const balanceOf = async (instance: TestApp, userId: string) => (await instance.http().get(`/v1/accounts/${userId}/balance`).expect(200)).body.balance as number;
 
 describe('a keyed request retried after the process died between the work and storing its response', () => {
@@ -71,7 +82,7 @@ describe('a keyed request retried after the process died between the work and st
     const restarted = await startTestAppOn(database, ENVIRONMENT);
     try {
       const retry = await restarted.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ description: 'Chat', amount: 30 }).expect(201);
-      expect(retry.body).toEqual(original.body);
+      expect(repeated(retry.body)).toEqual(repeated(original.body));
       expect(await balanceOf(restarted, userId)).toBe(70);
       const events = await eventsOf(userId);
       expect(events.map((event) => event.event_type)).toEqual(['TokensPurchased', 'TokensUsed']);
@@ -126,7 +137,7 @@ describe('a keyed request retried after the process died between the work and st
         Array.from({ length: 20 }, (_, index) => (index % 2 === 0 ? first : second).http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 7 })),
       );
       expect(retries.map((retry) => retry.status)).toEqual(Array.from({ length: 20 }, () => 201));
-      for (const retry of retries) expect(retry.body).toEqual(original.body);
+      for (const retry of retries) expect(repeated(retry.body)).toEqual(repeated(original.body));
       expect(await balanceOf(first, userId)).toBe(93);
       expect((await eventsOf(userId)).map((event) => event.event_type)).toEqual(['TokensPurchased', 'TokensUsed']);
     } finally {
