@@ -15,8 +15,7 @@ export type TestDatabase = {
 
 /** A fresh, migrated database for one test file, cloned from the run's template. */
 export async function createTestDatabase(): Promise<TestDatabase> {
-  const adminUrl = process.env[ADMIN_URL_VARIABLE];
-  if (adminUrl === undefined) throw new Error('the Jest global setup did not run: no test PostgreSQL');
+  const adminUrl = testAdminUrl();
   const name = `token_ledger_test_${randomBytes(6).toString('hex')}`;
   await adminQuery(adminUrl, `CREATE DATABASE ${name} TEMPLATE ${TEMPLATE_DATABASE}`);
   const url = new URL(adminUrl);
@@ -32,7 +31,15 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   };
 }
 
-async function adminQuery(adminUrl: string, sql: string): Promise<void> {
+/** The test PostgreSQL's administrator connection string, set by the Jest global setup. */
+export function testAdminUrl(): string {
+  const adminUrl = process.env[ADMIN_URL_VARIABLE];
+  if (adminUrl === undefined) throw new Error('the Jest global setup did not run: no test PostgreSQL');
+  return adminUrl;
+}
+
+/** Runs one statement as the test PostgreSQL's administrator (CREATE DATABASE, DROP DATABASE). */
+export async function adminQuery(adminUrl: string, sql: string): Promise<void> {
   const client = new pg.Client({ connectionString: adminUrl });
   await client.connect();
   try {
