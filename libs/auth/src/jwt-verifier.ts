@@ -159,7 +159,12 @@ async function loadKeySet(source: JwksSource, timeoutMs: number): Promise<KeyRes
       }
     };
   }
-  const text = await readFile(source.file, 'utf8');
+  let text: string;
+  try {
+    text = await readFile(source.file, 'utf8');
+  } catch (error) {
+    throw new Error(`AUTH_JWKS_FILE=${source.file}: cannot read it (${(error as { code?: string }).code ?? String(error)})`, { cause: error });
+  }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

@@ -10,6 +10,8 @@ export const InjectPool = () => Inject(PG_POOL);
 export type DatabaseOptions = {
   readonly url: string;
   readonly poolSizeMax: number;
+  /** Longest a query waits for a connection of the pool: a new one to open, or a free one. Default CONNECT_TIMEOUT_MS. */
+  readonly connectTimeoutMs?: number;
   /** Hears the runs of the interval jobs (metrics). */
   readonly onJobRun?: JobRunObserver;
 };
@@ -43,8 +45,18 @@ export class DatabaseModule {
   }
 }
 
+/**
+ * How long a query waits for a connection: a server that accepts TCP but never answers the login (a
+ * frozen one), or a network that drops packets, would otherwise hold it for ever, or for the
+ * kernel's connect timeout, and with it whatever lock its caller holds (a command's stream). pg-pool
+ * counts the wait for a free client of a full pool in it too, so it is well above any wait a busy
+ * pool makes: as long as a stream read's own timeout (twice the append deadline). A wait past it
+ * fails with "timeout exceeded when trying to connect": 503 DATABASE_UNAVAILABLE.
+ */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
 export function createPool(options: DatabaseOptions): Pool {
-  const pool = new Pool({ connectionString: options.url, max: options.poolSizeMax });
+  const pool = new Pool({ connectionString: options.url, max: options.poolSizeMax, connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS });
   // An idle client that loses its connection is dropped from the pool; without a listener pg would
   // crash the process. Queries in flight fail on their own and are handled by their callers.
   const logger = new Logger('Database');

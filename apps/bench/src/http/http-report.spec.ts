@@ -40,10 +40,12 @@ describe('roundsSpread', () => {
 });
 
 describe('pairRateRatio', () => {
-  it('gives the pairs against the spends to the nearest thousandth, where the other ratios round down to hundredths', () => {
+  it('gives the pairs against the spends rounded down to thousandths, where the other ratios round down to hundredths', () => {
     expect(pairRateRatio(499, 1000)).toBe('0.499x');
     expect(ratio(499, 1000)).toBe('0.49x');
     expect(pairRateRatio(1, 3)).toBe('0.333x');
-    expect(pairRateRatio(2, 3)).toBe('0.667x');
+    // Never up to the bar: 0.4996x is not 0.500x.
+    expect(pairRateRatio(4996, 10000)).toBe('0.499x');
+    expect(pairRateRatio(2, 3)).toBe('0.666x');
   });
 });
