@@ -1,11 +1,11 @@
-import { parseTtl } from '@app/auth';
+import { API_KEY_NAME_FORBIDDEN, parseTtl } from '@app/auth';
 import { InvalidArgumentError } from 'commander';
 
 /** The CLI's argument parsers: each refuses a value as a usage error (InvalidArgumentError, exit 2), naming the rule. */
 
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-// eslint-disable-next-line no-control-regex -- matching control characters is the point
-const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu;
+/** What a key name may not hold (controls, line separators, direction marks), every one of them in a text. */
+const UNPRINTABLE = new RegExp(API_KEY_NAME_FORBIDDEN.source, 'gu');
 
 /** Text from clients (descriptions, rows) with its control, line-separator and direction characters escaped, so it cannot rewrite the operator's terminal. */
 export function printable(text: string): string {
