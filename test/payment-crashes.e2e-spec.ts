@@ -252,6 +252,42 @@ describe('the reconciliation job', () => {
     expect(await endState(userId, paymentId)).toEqual(REFUNDED);
   });
 
+  it('credits once when two overlapping runs (two processes) race ten captures of a payment the provider captured after a crash', async () => {
+    const userId = randomUUID();
+    const { paymentId } = await bought(userId);
+    await expect(processOf('capture:after-provider-capture').workflow.capture(paymentId, context())).rejects.toThrow(SimulatedCrash);
+    const [runs, captures] = await Promise.all([
+      Promise.all([processOf().reconciliation.runOnce(new Date()), processOf().reconciliation.runOnce(new Date())]),
+      Promise.all(Array.from({ length: 10 }, () => http().post(`/v1/payments/${paymentId}/capture`).send())),
+    ]);
+    expect(runs.map((run) => [run.failed, run.unresolved])).toEqual([[0, 0], [0, 0]]);
+    expect(captures.map((answer) => [answer.status, answer.body.payment?.status])).toEqual(Array.from({ length: 10 }, () => [200, 'COMPLETED']));
+    expect(await endState(userId, paymentId)).toEqual(CREDITED);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+  });
+
+  it('debits once when two overlapping runs race five usages of 10 on a payment refunded at the provider without a request of ours', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await captured(userId);
+    await provider.refund(orderId, 'operator-refund');
+    const [runs, usages] = await Promise.all([
+      Promise.all([processOf().reconciliation.runOnce(new Date()), processOf().reconciliation.runOnce(new Date())]),
+      Promise.all(Array.from({ length: 5 }, () => http().post(`/v1/accounts/${userId}/usage`).send({ amount: 10 }))),
+    ]);
+    expect(runs.map((run) => run.failed)).toEqual([0, 0]);
+    // A usage that lands after the refund finds nothing left: refused, not spent.
+    expect(usages.filter((answer) => answer.status !== 201).map((answer) => [answer.status, answer.body.code])).toEqual(
+      usages.filter((answer) => answer.status !== 201).map(() => [409, 'INSUFFICIENT_BALANCE']),
+    );
+    const spent = usages.filter((answer) => answer.status === 201).length * 10;
+    const state = await endState(userId, paymentId);
+    // The refund takes what the usages left of the purchase, once: every token spent or refunded, once.
+    const refunded = -(state.transactions.find(([type]) => type === 'refund')?.[1] ?? 0);
+    expect({ status: state.status, order: state.order, balance: state.balance, refunded }).toEqual({ status: 'REFUNDED', order: 'refunded', balance: 0, refunded: 100 - spent });
+    const types = await eventTypes(userId);
+    expect([types.filter((type) => type === 'PaymentRefunded').length, types.filter((type) => type === 'TokensRefunded').length]).toEqual([1, 1]);
+  });
+
   it('reports, and leaves alone, a disagreement no rule settles', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await captured(userId);
