@@ -2,7 +2,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AuthConfigError, loadAuthConfig, resolveAuthSettings } from './auth.config.js';
+import { loadAuthConfig, resolveAuthSettings } from './auth.config.js';
+import { AuthConfigError } from './setting-file.js';
 import { loadOrCreateDevelopmentSecrets } from './development-secrets.js';
 
 const secret = 'a-configured-secret-of-32-characters-or-more';

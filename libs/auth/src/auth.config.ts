@@ -1,9 +1,9 @@
 import { createPrivateKey, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { plainToInstance, Transform } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength, validateSync } from 'class-validator';
+import { AuthConfigError, readSettingFile } from './setting-file.js';
 import { developmentAuditSigningKeyPath, developmentJwtSecretPath, loadOrCreateDevelopmentSecrets } from './development-secrets.js';
 import { ASYMMETRIC_ALGORITHMS, CLOCK_TOLERANCE_SECONDS_MAX, HS256_SECRET_LENGTH_MIN, JWT_LIFETIME_SECONDS_DEFAULT, JWT_LIFETIME_SECONDS_MAX, type AsymmetricAlgorithm, type JwtVerifierOptions } from './jwt-verifier.js';
 
@@ -77,15 +77,6 @@ export class AuthConfig {
   @IsString()
   @MinLength(1)
   AUDIT_SIGNING_KEY_FILE?: string;
-}
-
-/** Every problem found in the settings, one line each; the message lists them all at once. */
-export class AuthConfigError extends Error {
-  override readonly name = 'AuthConfigError';
-
-  constructor(readonly problems: readonly string[]) {
-    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
-  }
 }
 
 const KEYS = Object.keys(new AuthConfig()).concat('AUTH_JWT_SECRET', 'AUTH_JWKS_URL', 'AUTH_JWKS_FILE', 'AUTH_JWT_ISSUER', 'AUTH_JWT_AUDIENCE', 'AUDIT_SIGNING_KEY_FILE');
@@ -185,19 +176,10 @@ export async function resolveAuthSettings(config: AuthConfig): Promise<AuthSetti
     lifetimeSecondsMax: config.AUTH_JWT_MAX_LIFETIME_SECONDS,
     rolesClaim: config.AUTH_ROLES_CLAIM,
   };
-  const auditSigningKeyPem = config.AUDIT_SIGNING_KEY_FILE !== undefined ? await readKeyFile('AUDIT_SIGNING_KEY_FILE', config.AUDIT_SIGNING_KEY_FILE) : development?.auditSigningKeyPem;
+  const auditSigningKeyPem = config.AUDIT_SIGNING_KEY_FILE !== undefined ? await readSettingFile('AUDIT_SIGNING_KEY_FILE', config.AUDIT_SIGNING_KEY_FILE) : development?.auditSigningKeyPem;
   if (auditSigningKeyPem === undefined) throw new Error('unreachable: without AUDIT_SIGNING_KEY_FILE the development secrets were loaded');
   if (!isEd25519PrivateKey(auditSigningKeyPem)) throw new AuthConfigError(['AUDIT_SIGNING_KEY_FILE must hold an Ed25519 private key in PEM (PKCS#8)']);
   return { jwt, auditSigningKeyPem, secretsSource: development === undefined ? 'configured' : 'development' };
-}
-
-/** The file a variable names, or an AuthConfigError naming the variable, the path and why it cannot be read (not a bare ENOENT). */
-async function readKeyFile(variable: string, file: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (error) {
-    throw new AuthConfigError([`${variable}=${file}: cannot read it (${(error as { code?: string }).code ?? String(error)})`]);
-  }
 }
 
 function isEd25519PrivateKey(pem: string): boolean {

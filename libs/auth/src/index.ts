@@ -8,3 +8,4 @@ export * from './development-secrets.js';
 export * from './jwt-verifier.js';
 export * from './mint-token.js';
 export * from './permissions.js';
+export * from './setting-file.js';

@@ -29,6 +29,15 @@ async function refusal(verifier: JwtVerifier, token: string, currentDate?: Date)
   throw new Error('the token was accepted');
 }
 
+describe('JwtVerifier with a key set file', () => {
+  it('refuses a file it cannot read, naming AUTH_JWKS_FILE and the path', async () => {
+    await expect(JwtVerifier.create({ ...base, jwks: { file: '/nonexistent/jwks.json' } })).rejects.toMatchObject({
+      name: 'AuthConfigError',
+      problems: ['AUTH_JWKS_FILE=/nonexistent/jwks.json: cannot read it (ENOENT)'],
+    });
+  });
+});
+
 describe('JwtVerifier with HS256', () => {
   let verifier: JwtVerifier;
   beforeAll(async () => {

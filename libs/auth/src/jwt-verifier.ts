@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type CryptoKey, type JSONWebKeySet, type JWSHeaderParameters, type FlattenedJWSInput, type JWTPayload } from 'jose';
 import { isRole, type Actor, type Role } from './actor.js';
 import { AuthenticationError, KeySetUnavailableError } from './authentication.errors.js';
+import { readSettingFile } from './setting-file.js';
 import { VerifiedTokenCache, type TokenValidity } from './verified-token-cache.js';
 
 export const ASYMMETRIC_ALGORITHMS = ['RS256', 'ES256'] as const;
@@ -159,12 +159,7 @@ async function loadKeySet(source: JwksSource, timeoutMs: number): Promise<KeyRes
       }
     };
   }
-  let text: string;
-  try {
-    text = await readFile(source.file, 'utf8');
-  } catch (error) {
-    throw new Error(`AUTH_JWKS_FILE=${source.file}: cannot read it (${(error as { code?: string }).code ?? String(error)})`, { cause: error });
-  }
+  const text = await readSettingFile('AUTH_JWKS_FILE', source.file);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
