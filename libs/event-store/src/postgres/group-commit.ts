@@ -444,8 +444,9 @@ function mayHaveBeenSent(error: unknown): boolean {
   return !(code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN');
 }
 
-function isUniqueViolation(error: unknown): boolean {
-  return hasSqlState(error) && (error as { code: string }).code === '23505';
+/** A unique violation (SQLSTATE 23505), of `constraint` when one is named: the statement rolled back. */
+export function isUniqueViolation(error: unknown, constraint?: string): boolean {
+  return error instanceof pg.DatabaseError && error.code === '23505' && (constraint === undefined || error.constraint === constraint);
 }
 
 /**

@@ -1,4 +1,4 @@
-import { DatabaseError, type ClientBase, type Pool, type QueryConfig } from 'pg';
+import type { ClientBase, Pool, QueryConfig } from 'pg';
 import {
   EventIdConflictError,
   WrongExpectedRevisionError,
@@ -20,7 +20,7 @@ import { APPEND_CHANNEL, AppendWakeups } from './append-wakeups.js';
 import type { AppendTransactionHook } from './append-transaction-hook.js';
 import { eventTableReads, VISIBLE } from './event-table-reads.js';
 import type { PostgresCapabilities, StreamFromSnapshot } from './postgres-capabilities.js';
-import { appendPool, DEFAULT_GROUP_COMMIT_OPTIONS, GroupCommit, type AppendRow, type GroupCommitOptions, type GroupCommitStats } from './group-commit.js';
+import { appendPool, DEFAULT_GROUP_COMMIT_OPTIONS, GroupCommit, isUniqueViolation, type AppendRow, type GroupCommitOptions, type GroupCommitStats } from './group-commit.js';
 
 export type PostgresEventStoreOptions = {
   /** Used for the dedicated LISTEN connection and the append connections (see `appendPool`); other queries go through the pool. */
@@ -294,9 +294,6 @@ export function nextHeldBackRetry(previousMs: number, read: { readonly found: bo
   return Math.min(previousMs === 0 || read.found ? HELD_BACK_RETRY_FIRST_MS : previousMs * 2, HELD_BACK_RETRY_MAX_MS, read.pollIntervalMs);
 }
 
-function isUniqueViolation(error: unknown, constraint: string): boolean {
-  return error instanceof DatabaseError && error.code === '23505' && error.constraint === constraint;
-}
 
 function appendResultOf(row: AppendRow): AppendResult {
   return { nextRevision: BigInt(row.next_revision ?? ''), position: { commit: BigInt(row.commit_position ?? ''), prepare: BigInt(row.prepare_position ?? '') } };
