@@ -129,9 +129,15 @@ describe('holds over HTTP', () => {
     expect(JSON.stringify(response.body)).toContain(field);
   });
 
-  it('refuses a time to live above the configured maximum with HOLD_TTL_OUT_OF_RANGE', async () => {
+  it('refuses a time to live above the configured maximum with HOLD_TTL_OUT_OF_RANGE, naming the field and the rule', async () => {
     const userId = await fundedUser(10);
-    expect((await hold(userId, { amount: 1, expiresInSeconds: 86_401 }).expect(400)).body).toMatchObject({ code: 'HOLD_TTL_OUT_OF_RANGE', max: 86_400 });
+    expect((await hold(userId, { amount: 1, expiresInSeconds: 86_401 }).expect(400)).body).toMatchObject({
+      code: 'HOLD_TTL_OUT_OF_RANGE',
+      field: 'expiresInSeconds',
+      rule: 'range',
+      expiresInSeconds: 86_401,
+      max: 86_400,
+    });
   });
 
   it('lets exactly 20 of 50 racing 1-token holds through a balance of 20', async () => {
@@ -811,10 +817,11 @@ describe('credit lots over HTTP', () => {
     await expectConsistent(userId);
   });
 
-  it('refuses a grant expiring in the past', async () => {
+  it('refuses a grant expiring in the past, naming the field and the rule, and writes nothing', async () => {
     const userId = randomUUID();
     const response = await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 5, reason: 'Late', expiresAt: '2020-01-01T00:00:00.000Z' }).expect(400);
-    expect(response.body.code).toBe('LOT_EXPIRY_OUT_OF_RANGE');
+    expect(response.body).toMatchObject({ code: 'LOT_EXPIRY_OUT_OF_RANGE', field: 'expiresAt', rule: 'afterNow', expiresAt: '2020-01-01T00:00:00.000Z' });
+    expect((await testApp.database.pool.query('SELECT 1 FROM events WHERE stream_id = $1', [`token-account-${userId}`])).rowCount).toBe(0);
   });
 
   it('reads expiresAt: null as no expiry, as priority: null is the default priority', async () => {

@@ -151,7 +151,11 @@ export class ApiKeyRepository {
         if (replaces !== null && row.replaced_scope === null) throw new ApiKeyRequestError('API_KEY_REPLACES_INVALID', `replaces ${replaces} names no ${input.role} API key`, { field: 'replaces' });
         const latest = row.grantor_expires_at;
         if (latest !== null && (expiresAt === null || expiresAt > latest)) {
-          throw new ApiKeyRequestError('API_KEY_EXPIRY_INVALID', `expiresAt must be at or before ${latest.toISOString()}, when the API key creating this one expires`, { field: 'expiresAt', latest: latest.toISOString() });
+          throw new ApiKeyRequestError('API_KEY_EXPIRY_INVALID', `expiresAt must be at or before ${latest.toISOString()}, when the API key creating this one expires`, {
+            field: 'expiresAt',
+            rule: 'notAfterCreatingKey',
+            latest: latest.toISOString(),
+          });
         }
         throw new ApiKeyRequestError('API_KEY_EXPIRY_INVALID', `expiresAt ${expiresAt?.toISOString()} is not in the future`, { field: 'expiresAt' });
       }
@@ -263,7 +267,7 @@ function scopesOf(row: ApiKeyRow): readonly ApiKeyScope[] {
 function grantableScopes(input: NewApiKey): ApiKeyScope[] {
   const ofRole = scopesOfRole(input.role);
   const scopes = [...new Set(input.scopes ?? ofRole)];
-  if (scopes.length === 0) throw new ApiKeyRequestError('API_KEY_SCOPE_INVALID', 'an API key needs at least one scope', { field: 'scopes' });
+  if (scopes.length === 0) throw new ApiKeyRequestError('API_KEY_SCOPE_INVALID', 'an API key needs at least one scope', { field: 'scopes', rule: 'arrayNotEmpty' });
   const outsideRole = scopes.filter((scope) => !ofRole.includes(scope));
   if (outsideRole.length > 0) {
     throw new ApiKeyRequestError('API_KEY_SCOPE_INVALID', `a ${input.role} key cannot use ${outsideRole.join(', ')}; its scopes are ${ofRole.join(', ')}`, {

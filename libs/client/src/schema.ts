@@ -1459,7 +1459,7 @@ export interface components {
         TokenPackageListResponse: {
             data: components["schemas"]["TokenPackageResponse"][];
         };
-        /** @description An RFC 9457 problem. `code` is stable and names the rule; `type` is `urn:token-ledger:problem:<code in kebab case>`. A code may add members of its own (INSUFFICIENT_BALANCE: `balance`, `requested`; VALIDATION_FAILED: `errors`). */
+        /** @description An RFC 9457 problem. `code` is stable and names the rule; `type` is `urn:token-ledger:problem:<code in kebab case>`. A code may add members of its own (INSUFFICIENT_BALANCE: `balance`, `requested`; VALIDATION_FAILED: `errors`). A 400 other than VALIDATION_FAILED names the value refused in `field` and the rule it breaks in `rule`. */
         Problem: {
             /** @example urn:token-ledger:problem:insufficient-balance */
             type: string;
@@ -1476,6 +1476,16 @@ export interface components {
              * @example /v1/accounts/8d0e0a57-2a4f-4f0e-9d3c-6a1f0b7f2c11/usage
              */
             instance: string;
+            /**
+             * @description A 400 other than VALIDATION_FAILED: the value refused (a body property, a parameter, a header, or `body`).
+             * @example expiresInSeconds
+             */
+            field?: string;
+            /**
+             * @description A 400 other than VALIDATION_FAILED: the rule `field` breaks.
+             * @example range
+             */
+            rule?: string;
             /** @description VALIDATION_FAILED: every field and rule the request broke. */
             errors?: {
                 /** @example amount */

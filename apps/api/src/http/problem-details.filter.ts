@@ -64,10 +64,10 @@ function withRetryAfter(reply: FastifyReply, body: ProblemDetails): FastifyReply
   return seconds === undefined ? reply : reply.header('retry-after', String(seconds));
 }
 
-/** The problem of an expected rejection, as PROBLEM_TYPES maps its code; its details become extra members. */
+/** The problem of an expected rejection, as PROBLEM_TYPES maps its code; its details (after the code's refused field and rule) become extra members. */
 export function codedProblem(error: CodedError<ErrorCode>, instance: string): ProblemDetails {
   const type = PROBLEM_TYPES[error.code];
-  return problem(type.status, type.publicCode ?? error.code, type.title, type.detail?.(error.message) ?? error.message, instance, error.details);
+  return problem(type.status, type.publicCode ?? error.code, type.title, type.detail?.(error.message) ?? error.message, instance, { ...type.input, ...error.details });
 }
 
 /**

@@ -1,3 +1,4 @@
+import { HttpStatus } from '@nestjs/common';
 import { CodedError } from '@app/ledger';
 import { codedProblem } from './problem-details.filter.js';
 import { ERROR_CODES, PROBLEM_TYPES, type ErrorCode } from './problem-types.js';
@@ -25,6 +26,28 @@ describe('PROBLEM_TYPES', () => {
     const body = codedProblem(new Rejection(code, 'what happened', { extra: 1 }), '/v1/somewhere');
     expect(body).toMatchObject({ type: `urn:token-ledger:problem:${shown.toLowerCase().replaceAll('_', '-')}`, title, status, code: shown, instance: '/v1/somewhere', extra: 1 });
     expect(body.detail).not.toBe('');
+  });
+
+  // VALIDATION_FAILED lists its violations in `errors`; these two name the field and rule in the details they are raised with.
+  const NAMED_BY_THEIR_DETAILS: readonly ErrorCode[] = ['VALIDATION_FAILED', 'METADATA_INVALID', 'INVALID_CURSOR'];
+
+  it.each(ERROR_CODES.filter((code) => PROBLEM_TYPES[code].status === HttpStatus.BAD_REQUEST && !NAMED_BY_THEIR_DETAILS.includes(code)))('names the refused field and its rule in every %s', (code) => {
+    const body = codedProblem(new Rejection(code, 'refused', {}), '/v1/somewhere');
+    expect(body).toMatchObject({ field: expect.stringMatching(/^[A-Za-z][A-Za-z-]*$/), rule: expect.stringMatching(/^[a-z][A-Za-z0-9]*$/) });
+  });
+
+  it("answers HOLD_TTL_OUT_OF_RANGE and LOT_EXPIRY_OUT_OF_RANGE with the request's field and the rule broken, and lets a raise that names another rule name it", () => {
+    expect(codedProblem(new Rejection('HOLD_TTL_OUT_OF_RANGE', 'too long', { expiresInSeconds: 90_000, min: 1, max: 86_400 }), '/v1/x')).toMatchObject({
+      field: 'expiresInSeconds',
+      rule: 'range',
+      expiresInSeconds: 90_000,
+      max: 86_400,
+    });
+    expect(codedProblem(new Rejection('LOT_EXPIRY_OUT_OF_RANGE', 'past', {}), '/v1/x')).toMatchObject({ field: 'expiresAt', rule: 'afterNow' });
+    expect(codedProblem(new Rejection('API_KEY_EXPIRY_INVALID', 'after its creator', { field: 'expiresAt', rule: 'notAfterCreatingKey' }), '/v1/x')).toMatchObject({
+      field: 'expiresAt',
+      rule: 'notAfterCreatingKey',
+    });
   });
 
   it('answers every refused credential alike, whatever the reason, but for a signature made with another key and a lifetime only a genuine token can claim', () => {

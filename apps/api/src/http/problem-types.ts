@@ -42,6 +42,12 @@ export type ProblemType = {
   readonly detail?: (message: string) => string;
   /** Sent as `Retry-After` (seconds): the failure is passing, and the request is safe to send again then. */
   readonly retryAfterSeconds?: number;
+  /**
+   * A refused value: the request's field (a body property, a parameter, a header, or `body`) and the
+   * rule it breaks, sent as the problem's `field` and `rule`. The error's details take precedence
+   * where they name them: a code that more than one rule raises names the one broken.
+   */
+  readonly input?: { readonly field: string; readonly rule: string };
 };
 
 const UNAUTHENTICATED: ProblemType = {
@@ -56,8 +62,8 @@ const UNAUTHENTICATED: ProblemType = {
  * not compile.
  */
 export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
-  AMOUNT_OUT_OF_RANGE: { status: HttpStatus.BAD_REQUEST, title: 'Amount out of range' },
-  DESCRIPTION_TOO_LONG: { status: HttpStatus.BAD_REQUEST, title: 'Description too long' },
+  AMOUNT_OUT_OF_RANGE: { status: HttpStatus.BAD_REQUEST, title: 'Amount out of range', input: { field: 'amount', rule: 'range' } },
+  DESCRIPTION_TOO_LONG: { status: HttpStatus.BAD_REQUEST, title: 'Description too long', input: { field: 'description', rule: 'maxLength' } },
   INSUFFICIENT_BALANCE: { status: HttpStatus.CONFLICT, title: 'Insufficient token balance' },
   BALANCE_OUT_OF_RANGE: { status: HttpStatus.UNPROCESSABLE_ENTITY, title: 'Balance limit exceeded' },
   PAYMENT_ID_REUSED: { status: HttpStatus.CONFLICT, title: 'Payment id already credited with a different payload or to another account' },
@@ -67,18 +73,18 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   PAYMENT_NOT_CAPTURED: { status: HttpStatus.CONFLICT, title: 'Payment not captured' },
   REFUND_EXCEEDS_BALANCE: { status: HttpStatus.CONFLICT, title: 'Refund exceeds the token balance' },
   ADJUSTMENT_EXCEEDS_BALANCE: { status: HttpStatus.CONFLICT, title: 'Adjustment would take the balance below zero' },
-  REASON_REQUIRED: { status: HttpStatus.BAD_REQUEST, title: 'Reason required' },
-  REASON_TOO_LONG: { status: HttpStatus.BAD_REQUEST, title: 'Reason too long' },
+  REASON_REQUIRED: { status: HttpStatus.BAD_REQUEST, title: 'Reason required', input: { field: 'reason', rule: 'isNotBlank' } },
+  REASON_TOO_LONG: { status: HttpStatus.BAD_REQUEST, title: 'Reason too long', input: { field: 'reason', rule: 'maxLength' } },
   INSUFFICIENT_AVAILABLE_BALANCE: { status: HttpStatus.CONFLICT, title: 'Insufficient available balance (balance less held tokens)' },
   HOLD_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'No such hold on this account' },
   HOLD_NOT_ACTIVE: { status: HttpStatus.CONFLICT, title: 'The hold has ended' },
   HOLD_ID_REUSED: { status: HttpStatus.CONFLICT, title: 'Hold id already used with a different payload' },
   SETTLE_EXCEEDS_HOLD: { status: HttpStatus.CONFLICT, title: 'Settle amount exceeds the held amount' },
   HOLD_LIMIT_REACHED: { status: HttpStatus.CONFLICT, title: 'Too many active holds on this account' },
-  HOLD_TTL_OUT_OF_RANGE: { status: HttpStatus.BAD_REQUEST, title: 'Hold time to live out of range' },
+  HOLD_TTL_OUT_OF_RANGE: { status: HttpStatus.BAD_REQUEST, title: 'Hold time to live out of range', input: { field: 'expiresInSeconds', rule: 'range' } },
   LOT_LIMIT_REACHED: { status: HttpStatus.CONFLICT, title: 'Too many credit lots with tokens left on this account' },
-  LOT_PRIORITY_OUT_OF_RANGE: { status: HttpStatus.BAD_REQUEST, title: 'Lot priority out of range' },
-  LOT_EXPIRY_OUT_OF_RANGE: { status: HttpStatus.BAD_REQUEST, title: 'Lot expiry must be in the future' },
+  LOT_PRIORITY_OUT_OF_RANGE: { status: HttpStatus.BAD_REQUEST, title: 'Lot priority out of range', input: { field: 'priority', rule: 'range' } },
+  LOT_EXPIRY_OUT_OF_RANGE: { status: HttpStatus.BAD_REQUEST, title: 'Lot expiry must be in the future', input: { field: 'expiresAt', rule: 'afterNow' } },
   LOT_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'The account has no credit lot with this id' },
   LOT_NOT_ACTIVE: { status: HttpStatus.CONFLICT, title: 'The lot is no longer active' },
   LOT_NOT_A_GRANT: { status: HttpStatus.CONFLICT, title: 'Only a grant can be voided' },
@@ -97,7 +103,7 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   ACCOUNT_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'The account has no events' },
   CHAIN_BROKEN: { status: HttpStatus.CONFLICT, title: 'The hash chain of the stream does not verify' },
   STREAM_NOT_REPLAYABLE: { status: HttpStatus.CONFLICT, title: 'The stream breaks the ledger invariants' },
-  REVISION_OUT_OF_RANGE: { status: HttpStatus.BAD_REQUEST, title: 'The revision is past the end of the stream' },
+  REVISION_OUT_OF_RANGE: { status: HttpStatus.BAD_REQUEST, title: 'The revision is past the end of the stream', input: { field: 'revision', rule: 'atMostLastRevision' } },
 
   PACKAGE_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'Token package not found' },
   // The provider may or may not have acted: the request is safe to retry, and a retry records the outcome once.
@@ -155,17 +161,17 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   AUTHENTICATION_UNAVAILABLE: { status: HttpStatus.SERVICE_UNAVAILABLE, title: 'Credentials cannot be checked right now', detail: () => 'credentials cannot be checked right now; retry later' },
   FORBIDDEN: { status: HttpStatus.FORBIDDEN, title: 'Not allowed' },
   API_KEY_NAME_TAKEN: { status: HttpStatus.CONFLICT, title: 'An API key not revoked already has this name' },
-  API_KEY_SCOPE_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'Scopes not usable by this API key role' },
-  API_KEY_REPLACES_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'No API key of this role to replace' },
-  API_KEY_EXPIRY_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'API key expiry not in the future, or past its creating key' },
+  API_KEY_SCOPE_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'Scopes not usable by this API key role', input: { field: 'scopes', rule: 'scopesOfRole' } },
+  API_KEY_REPLACES_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'No API key of this role to replace', input: { field: 'replaces', rule: 'keyOfRole' } },
+  API_KEY_EXPIRY_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'API key expiry not in the future, or past its creating key', input: { field: 'expiresAt', rule: 'afterNow' } },
   API_KEY_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'No API key has this id' },
 
   VALIDATION_FAILED: { status: HttpStatus.BAD_REQUEST, title: 'The request is not valid' },
-  BODY_TOO_DEEP: { status: HttpStatus.BAD_REQUEST, title: 'The body nests too deeply' },
-  BODY_NOT_UTF8: { status: HttpStatus.BAD_REQUEST, title: 'The body is not UTF-8' },
+  BODY_TOO_DEEP: { status: HttpStatus.BAD_REQUEST, title: 'The body nests too deeply', input: { field: 'body', rule: 'maxDepth' } },
+  BODY_NOT_UTF8: { status: HttpStatus.BAD_REQUEST, title: 'The body is not UTF-8', input: { field: 'body', rule: 'utf8' } },
   UNSUPPORTED_MEDIA_TYPE: { status: HttpStatus.UNSUPPORTED_MEDIA_TYPE, title: 'Unsupported media type' },
   RATE_LIMITED: { status: HttpStatus.TOO_MANY_REQUESTS, title: 'Too many requests; retry after the Retry-After seconds' },
-  IDEMPOTENCY_KEY_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'Idempotency-Key not valid' },
+  IDEMPOTENCY_KEY_INVALID: { status: HttpStatus.BAD_REQUEST, title: 'Idempotency-Key not valid', input: { field: 'Idempotency-Key', rule: 'pattern' } },
   IDEMPOTENCY_KEY_REUSED: { status: HttpStatus.UNPROCESSABLE_ENTITY, title: 'Idempotency-Key reused with a different request' },
   IDEMPOTENCY_KEY_IN_PROGRESS: { status: HttpStatus.CONFLICT, title: 'A request with this Idempotency-Key is in progress' },
 };

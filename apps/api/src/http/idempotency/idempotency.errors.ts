@@ -1,4 +1,4 @@
-import { CodedError } from '@app/ledger';
+import { CodedError, type ErrorDetails } from '@app/ledger';
 
 /** Refusals of the Idempotency-Key hooks, answered before the request does any work. */
 export const IDEMPOTENCY_ERROR_CODES = ['IDEMPOTENCY_KEY_INVALID', 'IDEMPOTENCY_KEY_REUSED', 'IDEMPOTENCY_KEY_IN_PROGRESS'] as const;
@@ -8,7 +8,7 @@ export type IdempotencyErrorCode = (typeof IDEMPOTENCY_ERROR_CODES)[number];
 export class IdempotencyKeyError extends CodedError<IdempotencyErrorCode> {
   override readonly name = 'IdempotencyKeyError';
 
-  constructor(code: IdempotencyErrorCode, message: string) {
-    super(code, message, {});
+  constructor(code: IdempotencyErrorCode, message: string, details: ErrorDetails = {}) {
+    super(code, message, details);
   }
 }

@@ -86,7 +86,11 @@ export function idempotencyKeyHandling(method: string | readonly string[], route
  */
 const refuseKey: preHandlerAsyncHookHandler = async (request, reply) => {
   if (request.headers[IDEMPOTENCY_HEADER] === undefined) return undefined;
-  return sendProblem(reply, request, new IdempotencyKeyError('IDEMPOTENCY_KEY_INVALID', 'this route does not take an Idempotency-Key: the stored response would keep the new key\'s secret'));
+  return sendProblem(
+    reply,
+    request,
+    new IdempotencyKeyError('IDEMPOTENCY_KEY_INVALID', 'this route does not take an Idempotency-Key: the stored response would keep the new key\'s secret', { rule: 'notTaken' }),
+  );
 };
 
 /** Claims the key of a request that sends one, or answers for the request that has it. */
