@@ -3,7 +3,7 @@ import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { mintToken, type Role } from '@app/auth';
-import { buildService, freePort, metricsUrlOf, startService, waitUntilListening as ready, type ServiceProcess as Service } from './support/service-process.js';
+import { buildService, freePort, listeningUrlOf, metricsUrlOf, startService, waitUntilListening as ready, type ServiceProcess as Service } from './support/service-process.js';
 
 /**
  * The service as `npm start` runs it: the built bundle on the embedded PostgreSQL, started and
@@ -100,12 +100,14 @@ describe('the service on its embedded PostgreSQL', () => {
     expect(await postgresAcceptsConnections()).toBe(false);
   }, 120_000);
 
-  it('keeps the ledger across a restart and stops on SIGINT', async () => {
-    const service = start();
+  it('keeps the ledger across a restart (on any free port, PORT=0, which it logs) and stops on SIGINT', async () => {
+    const service = start({ PORT: '0' });
     try {
       await ready(service);
+      const url = listeningUrlOf(service);
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:[1-9]\d*$/);
       // The development secret was kept: a token minted before the restart still verifies.
-      const balance = await fetch(`${service.url}/v1/accounts/${userId}/balance`, { headers: { authorization: await developmentToken('user', userId) } });
+      const balance = await fetch(`${url}/v1/accounts/${userId}/balance`, { headers: { authorization: await developmentToken('user', userId) } });
       expect(await balance.json()).toEqual({ userId, balance: 40, held: 0, available: 40, nextExpiry: null });
     } finally {
       expect(await stop(service, 'SIGINT')).toBe(0);
@@ -125,5 +127,9 @@ describe('the service on its embedded PostgreSQL', () => {
     expect(await service.exited).toBe(1);
     expect(service.output()).toMatch(/PORT="eighty": .*must be an integer/);
     expect(service.output()).toMatch(/READ_YOUR_WRITES_TIMEOUT_MS="-1": .*must not be less than 0/);
+    const clash = start({ METRICS_PORT: String(ports.http) });
+    expect(await clash.exited).toBe(1);
+    expect(clash.output()).toContain(`PORT and METRICS_PORT are both ${ports.http}: the service listens on each of them, so they must differ`);
+    expect(await postgresAcceptsConnections()).toBe(false);
   }, 30_000);
 });

@@ -71,6 +71,13 @@ export function metricsUrlOf(service: ServiceProcess): string {
   return match[1];
 }
 
+/** The API's URL a started service logged, with the port it bound (PORT=0 lets it pick one). */
+export function listeningUrlOf(service: ServiceProcess): string {
+  const match = /"url":"(http:\/\/[^"]+)"/.exec(service.output());
+  if (match?.[1] === undefined) throw new Error(`the service logged no URL:\n${service.output()}`);
+  return match[1];
+}
+
 export async function waitUntilListening(service: ServiceProcess, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!service.output().includes('Token Ledger is listening')) {

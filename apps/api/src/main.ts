@@ -57,12 +57,9 @@ async function main(): Promise<void> {
     const metrics = new ServiceMetrics();
     running.app = await createApp({ config, databaseUrl, logger, openApiUi: true, auth, metrics });
     running.drain = registerHttpDrain(running.app);
-    await listen(running.app, config);
+    const port = await listen(running.app, config);
     if (config.METRICS_ENABLED) running.metrics = await listenForMetrics(metrics, config);
-    logger.info(
-      { url: `http://${config.HOST}:${config.PORT}`, docs: `http://${config.HOST}:${config.PORT}/docs`, metrics: running.metrics?.url ?? 'off' },
-      'Token Ledger is listening',
-    );
+    logger.info({ url: `http://${config.HOST}:${port}`, docs: `http://${config.HOST}:${port}/docs`, metrics: running.metrics?.url ?? 'off' }, 'Token Ledger is listening');
   } catch (error) {
     await running.metrics?.close();
     await running.app?.close().catch(() => undefined);
@@ -71,9 +68,12 @@ async function main(): Promise<void> {
   }
 }
 
-async function listen(app: NestFastifyApplication, config: AppConfig): Promise<void> {
+/** Listens on HOST:PORT; the port bound (PORT=0 picks a free one). */
+async function listen(app: NestFastifyApplication, config: AppConfig): Promise<number> {
   try {
     await app.listen({ port: config.PORT, host: config.HOST });
+    const address = app.getHttpServer().address();
+    return typeof address === 'object' && address !== null ? address.port : config.PORT;
   } catch (error) {
     const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
     if (code === 'EADDRINUSE') throw new StartupError('PORT', `port ${config.PORT} on ${config.HOST} is already in use by another process`);

@@ -115,6 +115,15 @@ describe('configuration', () => {
     expect(() => loadConfig({ CORS_ORIGINS: origins })).toThrow(/CORS_ORIGINS=.*CORS_ORIGINS must be origins such as https:\/\/app\.example\.com/);
   });
 
+  it('refuses one port for two of its listeners, counting only those that listen: metrics when enabled, the embedded PostgreSQL without DATABASE_URL', () => {
+    expect(() => loadConfig({ PORT: '9464' })).toThrow(/PORT and METRICS_PORT are both 9464: the service listens on each of them, so they must differ/);
+    expect(() => loadConfig({ PORT: '54329' })).toThrow(/PORT and EMBEDDED_POSTGRES_PORT are both 54329/);
+    expect(() => loadConfig({ METRICS_PORT: '4000', EMBEDDED_POSTGRES_PORT: '4000' })).toThrow(/METRICS_PORT and EMBEDDED_POSTGRES_PORT are both 4000/);
+    expect(loadConfig({ PORT: '9464', METRICS_ENABLED: 'false' }).PORT).toBe(9464);
+    expect(loadConfig({ PORT: '54329', DATABASE_URL: 'postgres://localhost/ledger' }).PORT).toBe(54329);
+    expect(loadConfig({ PORT: '0', METRICS_PORT: '0' })).toMatchObject({ PORT: 0, METRICS_PORT: 0 });
+  });
+
   it('refuses a readiness lag below a second, a metrics port out of range and an unknown log format', () => {
     const load = () => loadConfig({ READY_MAX_PROJECTION_LAG: '10ms', METRICS_PORT: '70000', LOG_FORMAT: 'xml' });
     expect(load).toThrow(/READY_MAX_PROJECTION_LAG="10ms": .*must not be less than 1000/);

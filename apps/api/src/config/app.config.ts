@@ -481,9 +481,32 @@ export function loadConfig(environment: NodeJS.ProcessEnv): AppConfig {
       `PAYMENT_RECONCILIATION_LOOKBACK=${given('PAYMENT_RECONCILIATION_LOOKBACK')}, PAYMENT_RECONCILIATION_INTERVAL_MS=${given('PAYMENT_RECONCILIATION_INTERVAL_MS')}: a look-back of ${config.PAYMENT_RECONCILIATION_LOOKBACK} ms must be at least twice the interval of ${config.PAYMENT_RECONCILIATION_INTERVAL_MS} ms, or payments that change between two runs are never compared with the provider`,
     );
   }
+  problems.push(...portClashes(config, errors));
   problems.push(...checkAppConfig(config));
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * Ports the service would take twice: the HTTP port, the metrics port (when served) and the embedded
+ * PostgreSQL's (without DATABASE_URL). Each listener binds all of a port on its host, so a clash
+ * stops the start with the second one's bind reading as "in use by another process"; it is named
+ * here instead. Port 0 (any free port) clashes with nothing.
+ */
+function portClashes(config: AppConfig, errors: readonly ValidationError[]): string[] {
+  const ports = (['PORT', 'METRICS_PORT', 'EMBEDDED_POSTGRES_PORT'] as const).filter(
+    (key) =>
+      !errors.some((error) => error.property === key) &&
+      config[key] !== 0 &&
+      (key !== 'METRICS_PORT' || config.METRICS_ENABLED) &&
+      (key !== 'EMBEDDED_POSTGRES_PORT' || config.DATABASE_URL === undefined),
+  );
+  return ports.flatMap((key, index) =>
+    ports
+      .slice(index + 1)
+      .filter((other) => config[other] === config[key])
+      .map((other) => `${key} and ${other} are both ${config[key]}: the service listens on each of them, so they must differ`),
+  );
 }
 
 /**
