@@ -111,11 +111,24 @@ describe('resolveAuthSettings', () => {
     await expect(stat(join(directory, 'secrets'))).rejects.toThrow('ENOENT');
   });
 
-  it('does not add the development HS256 secret when a key set is configured', async () => {
-    const config = loadAuthConfig({ DATA_DIR: directory, AUTH_JWKS_FILE: '/jwks.json' });
+  it('does not add the development HS256 secret when a key set is configured, and reads the key set file with the settings', async () => {
+    const file = join(directory, 'jwks.json');
+    const keySet = { keys: [generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' })] };
+    await writeFile(file, JSON.stringify(keySet));
+    const config = loadAuthConfig({ DATA_DIR: directory, AUTH_JWKS_FILE: file });
     const settings = await resolveAuthSettings(config);
-    expect(settings.jwt).toMatchObject({ hs256Secret: undefined, jwks: { file: '/jwks.json' } });
+    expect(settings.jwt).toMatchObject({ hs256Secret: undefined, jwks: { file, keySet } });
     expect(settings.secretsSource).toBe('development');
+  });
+
+  it('refuses a key set file that is missing, not JSON or not a key set, naming AUTH_JWKS_FILE and the path, before anything starts', async () => {
+    const file = join(directory, 'jwks.json');
+    const refusal = async () => resolveAuthSettings(loadAuthConfig({ DATA_DIR: directory, AUTH_JWT_SECRET: secret, AUTH_JWKS_FILE: file }));
+    await expect(refusal()).rejects.toMatchObject({ name: 'AuthConfigError', problems: [`AUTH_JWKS_FILE=${file}: cannot read it (ENOENT)`] });
+    await writeFile(file, '{"keys": [');
+    await expect(refusal()).rejects.toMatchObject({ name: 'AuthConfigError', problems: [`AUTH_JWKS_FILE=${file}: the file is not JSON`] });
+    await writeFile(file, '{"kty": "EC"}');
+    await expect(refusal()).rejects.toMatchObject({ name: 'AuthConfigError', problems: [`AUTH_JWKS_FILE=${file}: the file has no "keys" array (a JSON Web Key Set, RFC 7517)`] });
   });
 
   it('refuses a signing key file that cannot be read, naming AUDIT_SIGNING_KEY_FILE and the path', async () => {

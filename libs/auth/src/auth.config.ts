@@ -5,7 +5,7 @@ import { plainToInstance, Transform } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength, validateSync } from 'class-validator';
 import { AuthConfigError, readSettingFile } from './setting-file.js';
 import { developmentAuditSigningKeyPath, developmentJwtSecretPath, loadOrCreateDevelopmentSecrets } from './development-secrets.js';
-import { ASYMMETRIC_ALGORITHMS, CLOCK_TOLERANCE_SECONDS_MAX, HS256_SECRET_LENGTH_MIN, JWT_LIFETIME_SECONDS_DEFAULT, JWT_LIFETIME_SECONDS_MAX, type AsymmetricAlgorithm, type JwtVerifierOptions } from './jwt-verifier.js';
+import { ASYMMETRIC_ALGORITHMS, CLOCK_TOLERANCE_SECONDS_MAX, HS256_SECRET_LENGTH_MIN, JWT_LIFETIME_SECONDS_DEFAULT, JWT_LIFETIME_SECONDS_MAX, readKeySetFile, type AsymmetricAlgorithm, type JwtVerifierOptions } from './jwt-verifier.js';
 
 const toInteger = ({ value }: { value: unknown }) => (typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value);
 const toList = ({ value }: { value: unknown }) => (typeof value === 'string' ? value.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '') : value);
@@ -165,7 +165,9 @@ export async function resolveAuthSettings(config: AuthConfig): Promise<AuthSetti
   const needsDevelopment = !jwtConfigured || config.AUDIT_SIGNING_KEY_FILE === undefined;
   if (needsDevelopment && config.NODE_ENV === 'production') throw new AuthConfigError(checkAuthConfig(config));
   const development = needsDevelopment ? await loadOrCreateDevelopmentSecrets(config.DATA_DIR) : undefined;
-  const jwks = config.AUTH_JWKS_URL !== undefined ? { url: config.AUTH_JWKS_URL } : config.AUTH_JWKS_FILE !== undefined ? { file: config.AUTH_JWKS_FILE } : undefined;
+  // A key set file is read now, with the other files, so a bad one is refused before anything starts.
+  const jwks =
+    config.AUTH_JWKS_URL !== undefined ? { url: config.AUTH_JWKS_URL } : config.AUTH_JWKS_FILE !== undefined ? { file: config.AUTH_JWKS_FILE, keySet: await readKeySetFile(config.AUTH_JWKS_FILE) } : undefined;
   const jwt: JwtVerifierOptions = {
     hs256Secret: config.AUTH_JWT_SECRET ?? (jwtConfigured ? undefined : development?.jwtSecret),
     jwks,

@@ -1,7 +1,7 @@
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type CryptoKey, type JSONWebKeySet, type JWSHeaderParameters, type FlattenedJWSInput, type JWTPayload } from 'jose';
 import { isRole, type Actor, type Role } from './actor.js';
 import { AuthenticationError, KeySetUnavailableError } from './authentication.errors.js';
-import { readSettingFile } from './setting-file.js';
+import { AuthConfigError, readSettingFile } from './setting-file.js';
 import { VerifiedTokenCache, type TokenValidity } from './verified-token-cache.js';
 
 export const ASYMMETRIC_ALGORITHMS = ['RS256', 'ES256'] as const;
@@ -15,7 +15,8 @@ export const JWT_LIFETIME_SECONDS_MAX = 30 * 24 * 3600;
 /** The default longest lifetime (`exp - iat`) of an accepted token: 24 hours. */
 export const JWT_LIFETIME_SECONDS_DEFAULT = 24 * 3600;
 
-export type JwksSource = { readonly file: string } | { readonly url: string };
+/** A key set at a URL (fetched and cached by jose), or in a file: `keySet` when the settings read it already, else read on creation. */
+export type JwksSource = { readonly file: string; readonly keySet?: JSONWebKeySet } | { readonly url: string };
 
 export type JwtVerifierOptions = {
   /** HS256 shared secret; enables HS256. */
@@ -159,17 +160,22 @@ async function loadKeySet(source: JwksSource, timeoutMs: number): Promise<KeyRes
       }
     };
   }
-  const text = await readSettingFile('AUTH_JWKS_FILE', source.file);
+  return createLocalJWKSet(source.keySet ?? (await readKeySetFile(source.file)));
+}
+
+/** The JSON Web Key Set in AUTH_JWKS_FILE, or an AuthConfigError naming the setting, the path and what is wrong. */
+export async function readKeySetFile(file: string): Promise<JSONWebKeySet> {
+  const text = await readSettingFile('AUTH_JWKS_FILE', file);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
-  } catch (error) {
-    throw new Error(`the JWKS file ${source.file} is not JSON`, { cause: error });
+  } catch {
+    throw new AuthConfigError([`AUTH_JWKS_FILE=${file}: the file is not JSON`]);
   }
   if (typeof parsed !== 'object' || parsed === null || !Array.isArray((parsed as { keys?: unknown }).keys)) {
-    throw new Error(`the JWKS file ${source.file} has no "keys" array`);
+    throw new AuthConfigError([`AUTH_JWKS_FILE=${file}: the file has no "keys" array (a JSON Web Key Set, RFC 7517)`]);
   }
-  return createLocalJWKSet(parsed as JSONWebKeySet);
+  return parsed as JSONWebKeySet;
 }
 
 /**
