@@ -503,6 +503,56 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     }
   }
 
+  it("answers a hold, settle, release and grant asked again after their keys were purged as first answered: available without a pending refund's reservation then, though the refund has ended since", async () => {
+    clockNow = new Date();
+    const userId = randomUUID();
+    const paymentId = await boughtByCommands(userId, clockNow, 200);
+    await clockApp.http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 50, reason: 'Welcome bonus' }).expect(201);
+    // The purchase's 40 reserved by its refund, pending at the provider: 50 of the 90 are available.
+    await decide(userId, { type: 'RequestRefund', data: { userId, paymentId, transactionId: randomUUID(), now: clockNow } });
+    const keys = { hold: randomUUID(), toSettle: randomUUID(), settle: randomUUID(), release: randomUUID(), grant: randomUUID() };
+    const keyed = (key: string) => ({ 'idempotency-key': key });
+    const hold = () => clockApp.http().post(`/v1/accounts/${userId}/holds`).set(keyed(keys.hold)).send({ amount: 10 });
+    const toSettle = () => clockApp.http().post(`/v1/accounts/${userId}/holds`).set(keyed(keys.toSettle)).send({ amount: 20 });
+    const first = { hold: (await hold().expect(201)).body, toSettle: (await toSettle().expect(201)).body };
+    const settle = () => clockApp.http().post(`/v1/accounts/${userId}/holds/${first.toSettle.holdId}/settle`).set(keyed(keys.settle)).send({ amount: 5 });
+    const release = () => clockApp.http().post(`/v1/accounts/${userId}/holds/${first.hold.holdId}/release`).set(keyed(keys.release)).send({});
+    const grant = () => clockApp.http().post(`/v1/admin/accounts/${userId}/grants`).set(keyed(keys.grant)).send({ amount: 5, reason: 'Goodwill' });
+    const answers = { ...first, settle: (await settle().expect(200)).body, release: (await release().expect(200)).body, grant: (await grant().expect(201)).body };
+    expect(answers).toMatchObject({
+      hold: { balance: 90, held: 10, available: 40 },
+      toSettle: { balance: 90, held: 30, available: 20 },
+      settle: { balance: 85, held: 10, available: 35 },
+      release: { balance: 85, held: 0, available: 45 },
+      grant: { balance: 90, held: 0, available: 50 },
+    });
+    // The refund fails at the provider: nothing is reserved any more.
+    await decide(userId, { type: 'FailRefund', data: { userId, paymentId, requestedAt: clockNow.toISOString(), providerRefundId: null, reason: 'failed: lost_or_stolen_card', transactionId: randomUUID(), now: clockNow } });
+    expect((await clockApp.http().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toMatchObject({ balance: 90, held: 0, available: 90 });
+    // Keys purged (kept 24 hours): each request asked again finds its events in the stream and is answered from them.
+    await testApp.database.pool.query('DELETE FROM idempotency_keys WHERE key = ANY($1)', [Object.values(keys)]);
+    const again = { hold: await hold(), toSettle: await toSettle(), settle: await settle(), release: await release(), grant: await grant() };
+    const withoutTrace = (body: Record<string, unknown>) => ({ ...body, readModelUpToDate: null });
+    for (const [name, answer] of Object.entries(again)) {
+      expect({ name, status: answer.status, body: withoutTrace(answer.body) }).toEqual({ name, status: name === 'hold' || name === 'toSettle' || name === 'grant' ? 201 : 200, body: withoutTrace(answers[name as keyof typeof answers]) });
+    }
+    const events = await testApp.database.pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [tokenAccountStreamId(userId)]);
+    // Nothing appended again.
+    expect(events.rows.map((row) => row.event_type)).toEqual([
+      'PaymentInitiated',
+      'PaymentCaptured',
+      'TokensPurchased',
+      'TokensGranted',
+      'PaymentRefundRequested',
+      'TokensHeld',
+      'TokensHeld',
+      'HoldSettled',
+      'HoldReleased',
+      'TokensGranted',
+      'PaymentRefundFailed',
+    ]);
+  });
+
   it("answers the balance from the read models, without the stream, past the expiry of a purchase's lot that its pending refund reserves whole", async () => {
     const start = new Date();
     clockNow = start;

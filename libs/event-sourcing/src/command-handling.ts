@@ -28,6 +28,11 @@ export type HandledCommand<State, Event> = {
    * was decided or appended now.
    */
   readonly replayed?: boolean;
+  /**
+   * With `replayed`: the stream revision of the attempt's last event. `state` is the stream's state
+   * now; `stateAt` at this revision gives the one the attempt was answered on.
+   */
+  readonly attemptRevision?: bigint;
 };
 
 /** One command for `CommandHandling.handle`. */
@@ -103,6 +108,14 @@ export class CommandHandling {
       );
     }
     return this.locks.run(request.streamId, () => this.alone.handle(request));
+  }
+
+  /**
+   * The stream's state just after `revision` (a replayed request's `attemptRevision`): what its first
+   * answer was given on, however the stream moved since. Not cached; it reads the stream up to there.
+   */
+  stateAt<Event extends DomainEvent, State>(streamId: string, decider: StateDecider<Event, State>, revision: bigint): Promise<State> {
+    return this.streams.stateAt(streamId, decider, revision);
   }
 
   /** The stream's current state (cache, snapshot and newer events), for reads that decide nothing. */

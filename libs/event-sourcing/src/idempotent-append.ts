@@ -9,8 +9,8 @@ const FIND_PAGE_SIZE = 100;
 /** Events read per page from a found attempt's first event on: a command appends a few. */
 export const ATTEMPT_PAGE_SIZE = 8;
 
-/** What an earlier attempt of a request appended: its events, where the last one landed. */
-export type EarlierAttempt<Event> = { readonly events: readonly Event[]; readonly position: Position; readonly replayed: true };
+/** What an earlier attempt of a request appended: its events, where the last one landed (in `$all`, and its revision in the stream). */
+export type EarlierAttempt<Event> = { readonly events: readonly Event[]; readonly position: Position; readonly attemptRevision: bigint; readonly replayed: true };
 
 /**
  * The events an earlier attempt of `request` appended to the stream, if any, found by the derived
@@ -53,7 +53,7 @@ async function attemptFrom<Event>(store: EventStore, streamId: string, request: 
     if (firstForeign !== -1 || page.length < ATTEMPT_PAGE_SIZE) break;
   }
   const last = events[events.length - 1] ?? first;
-  return { events: events.map((event) => asEvent<Event>(event)), position: last.position, replayed: true };
+  return { events: events.map((event) => asEvent<Event>(event)), position: last.position, attemptRevision: last.revision, replayed: true };
 }
 
 /**

@@ -117,7 +117,7 @@ export class LoneCommands {
       const attempt = await recordedAttempt(this.writes.store, streamId, toAppend, appended.nextRevision);
       if (!attempt.ours) {
         const state = (await this.writes.streams.catchUp(streamId, decider, on)).state;
-        return { state, events: attempt.recorded.map((event) => asEvent<Event>(event)), position: appended.position, replayed: true };
+        return { state, events: attempt.recorded.map((event) => asEvent<Event>(event)), position: appended.position, attemptRevision: appended.nextRevision, replayed: true };
       }
       // Another attempt of this request may have appended the same events with other metadata (its
       // own request id), so another hash: the stored one is the head.

@@ -96,6 +96,26 @@ export class StreamLoader {
   }
 
   /**
+   * The stream's state just after `revision`, not cached: the cached state when it is at that
+   * revision (an attempt that was the stream's last append), else from the snapshot when it is not
+   * past `revision` (and can be trusted), else from the start, folding the events up to `revision`.
+   */
+  async stateAt<Event extends DomainEvent, State>(streamId: string, decider: StateDecider<Event, State>, revision: bigint): Promise<State> {
+    const cached = this.cached<State>(streamId);
+    if (cached?.revision === revision) return cached.state;
+    const snapshot = await this.fromSnapshot(streamId, decider);
+    let loaded = snapshot !== undefined && snapshot.revision <= revision ? snapshot : emptyStream(decider.initialState);
+    const wanted = revision - loaded.revision;
+    if (wanted > 0n) {
+      // Pages no larger than what is wanted: a full page would fetch events past `revision` only to leave them out.
+      const pageSize = wanted < BigInt(READ_COUNT_MAX) ? Number(wanted) : READ_COUNT_MAX;
+      for await (const page of readStreamPages(this.store, streamId, { fromRevision: loaded.revision + 1n, toRevision: revision, pageSize })) loaded = foldRecorded(decider, loaded, page);
+    }
+    if (loaded.revision !== revision) throw new Error(`stream ${streamId} ends at revision ${loaded.revision}, before revision ${revision}`);
+    return loaded.state;
+  }
+
+  /**
    * The hash a stream's next event chains to when its head was stored without one: the chain over
    * revisions 0..`revision`, each hashed as if it had been sealed (the hash never covers itself), so
    * the first sealed event vouches for the whole unsealed prefix from then on. Paid once per such

@@ -43,6 +43,6 @@ export class HoldTokensHandler implements ICommandHandler<HoldTokensCommand> {
     const held = handled.events.find((event): event is TokensHeld => event.type === 'TokensHeld');
     invariant(held !== undefined, 'HoldTokens appended no TokensHeld event');
     const { holdId, expiresAt } = held.data;
-    return { userId, holdId, amount: held.data.amount, description: held.data.description, expiresAt, metadata: held.data.metadata ?? null, ...totalsAfter(handled), ...(await writeTrace(handled, this.consistency)) };
+    return { userId, holdId, amount: held.data.amount, description: held.data.description, expiresAt, metadata: held.data.metadata ?? null, ...(await totalsAfter(userId, handled, this.commands)), ...(await writeTrace(handled, this.consistency)) };
   }
 }

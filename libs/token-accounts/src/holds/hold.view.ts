@@ -1,6 +1,6 @@
-import type { ReadModelConsistency, Written } from '@app/event-sourcing';
+import type { CommandHandling, HandledCommand, ReadModelConsistency, Written } from '@app/event-sourcing';
 import { formatPosition } from '@app/event-store';
-import { holdWithoutActive, invariant, LedgerError, type TokenAccountEvent, type TokenAccountState } from '@app/ledger';
+import { holdWithoutActive, invariant, LedgerError, tokenAccountDecider, tokenAccountStreamId, type TokenAccountEvent, type TokenAccountState } from '@app/ledger';
 import type { Pool } from 'pg';
 import { availableAfterRefunds } from '../get-balance/get-balance.query.js';
 
@@ -14,15 +14,24 @@ export type WriteTrace = { readonly position: string | null; readonly readModelU
  * The totals the command's last event records (a replayed request's too: they are its first
  * attempt's events), so the answer is that of the write, not of whatever came after it. `available`
  * also leaves out what refunds in progress reserved, as the balance endpoint does: events do not
- * record it, the state after the command does. A replayed request's state is the stream's current
- * one, not its first attempt's, so its `available` is the balance less held alone.
+ * record it, the state after the command does. A replayed request's `state` is the stream's current
+ * one, so its reservation is read from the state just after its first attempt's events (`stateAt`,
+ * one read of the stream up to there, on this rare path): the first answer, whatever came after.
  */
-export function totalsAfter({ events, state, replayed }: { readonly events: readonly TokenAccountEvent[]; readonly state: Pick<TokenAccountState, 'reservedForRefunds'>; readonly replayed?: boolean }): AccountTotals {
-  const last = [...events].reverse().find((event) => 'balanceAfter' in event.data);
+export async function totalsAfter(
+  userId: string,
+  handled: Pick<HandledCommand<TokenAccountState, TokenAccountEvent>, 'events' | 'state' | 'replayed' | 'attemptRevision'>,
+  commands: Pick<CommandHandling, 'stateAt'>,
+): Promise<AccountTotals> {
+  const last = [...handled.events].reverse().find((event) => 'balanceAfter' in event.data);
   invariant(last !== undefined && 'balanceAfter' in last.data, 'a write appended no event with the balance after it');
   const held = last.data.heldAfter ?? 0;
-  const reserved = replayed === true ? 0 : state.reservedForRefunds;
-  return { balance: last.data.balanceAfter, held, available: availableAfterRefunds(last.data.balanceAfter - held, reserved) };
+  let state = handled.state;
+  if (handled.replayed === true) {
+    invariant(handled.attemptRevision !== undefined, 'a replayed write names no revision of its attempt');
+    state = await commands.stateAt(tokenAccountStreamId(userId), tokenAccountDecider, handled.attemptRevision);
+  }
+  return { balance: last.data.balanceAfter, held, available: availableAfterRefunds(last.data.balanceAfter - held, state.reservedForRefunds) };
 }
 
 export async function writeTrace(written: Written, consistency: ReadModelConsistency): Promise<WriteTrace> {

@@ -38,6 +38,6 @@ export class ReleaseHoldHandler implements ICommandHandler<ReleaseHoldCommand> {
       .catch((error: unknown) => refusalOfEndedHold(this.pool, error, userId, holdId));
     const released = handled.events.find((event): event is HoldReleased => event.type === 'HoldReleased');
     invariant(released !== undefined, 'ReleaseHold appended no HoldReleased event');
-    return { userId, holdId: released.data.holdId, releasedAmount: released.data.amount, ...totalsAfter(handled), ...(await writeTrace(handled, this.consistency)) };
+    return { userId, holdId: released.data.holdId, releasedAmount: released.data.amount, ...(await totalsAfter(userId, handled, this.commands)), ...(await writeTrace(handled, this.consistency)) };
   }
 }

@@ -57,7 +57,7 @@ export class SettleHoldHandler implements ICommandHandler<SettleHoldCommand> {
       settledAmount: settled.data.settledAmount,
       releasedAmount: settled.data.releasedAmount,
       transaction,
-      ...totalsAfter(handled),
+      ...(await totalsAfter(userId, handled, this.commands)),
       ...(await writeTrace(handled, this.consistency)),
     };
   }

@@ -64,7 +64,7 @@ export class GrantTokensHandler implements ICommandHandler<GrantTokensCommand> {
     const handled = await this.commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccountWithState(command, state), metadata: eventMetadata(context), idempotency: context.idempotency });
     const granted = handled.events.find((event): event is TokensGranted => event.type === 'TokensGranted');
     invariant(granted !== undefined, 'GrantTokens appended no TokensGranted event');
-    return { userId, lotId: granted.data.lot.lotId, transaction: transactionOf(granted), ...totalsAfter(handled), ...(await writeTrace(handled, this.consistency)) };
+    return { userId, lotId: granted.data.lot.lotId, transaction: transactionOf(granted), ...(await totalsAfter(userId, handled, this.commands)), ...(await writeTrace(handled, this.consistency)) };
   }
 }
 
@@ -94,7 +94,7 @@ export class VoidGrantHandler implements ICommandHandler<VoidGrantCommand> {
       });
     const voided = handled.events.find((event): event is GrantVoided => event.type === 'GrantVoided');
     invariant(voided !== undefined, 'VoidGrant appended no GrantVoided event');
-    return { userId, lotId: voided.data.lotId, transaction: transactionOf(voided), ...totalsAfter(handled), ...(await writeTrace(handled, this.consistency)) };
+    return { userId, lotId: voided.data.lotId, transaction: transactionOf(voided), ...(await totalsAfter(userId, handled, this.commands)), ...(await writeTrace(handled, this.consistency)) };
   }
 
   private async recordedLot(userId: string, lotId: string): Promise<RecordedLot | undefined> {
