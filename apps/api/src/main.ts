@@ -11,7 +11,7 @@ import { createServiceLogger } from './http/service-logger.js';
 import { startMetricsServer, type MetricsServer } from './metrics/metrics-server.js';
 import { ServiceMetrics } from './metrics/service-metrics.js';
 
-/** Longest the requests in flight at SIGTERM may take before their connections are cut. */
+/** Longest the requests in flight at SIGTERM may take before their connections are cut: at most half of SHUTDOWN_TIMEOUT. */
 const DRAIN_TIMEOUT_MS = 8_000;
 
 /** What is running, for the signal handlers: they may arrive at any point of the start. */
@@ -33,7 +33,7 @@ async function main(): Promise<void> {
     logger.warn({ directory: path.resolve(config.DATA_DIR, 'secrets') }, 'using development secrets (not for production); mint a token with: npm run cli -- token --role admin --sub <uuid>');
   }
   const running: Running = {};
-  stopOnSignals(running, logger);
+  stopOnSignals(running, logger, config.SHUTDOWN_TIMEOUT);
 
   let databaseUrl = config.DATABASE_URL;
   if (databaseUrl === undefined) {
@@ -97,16 +97,25 @@ async function listenForMetrics(metrics: ServiceMetrics, config: AppConfig): Pro
  * SIGINT/SIGTERM: HTTP stops accepting and drains the requests in flight while the projections and
  * jobs still run (a request waiting on its read model gets it); then the app closes (workers, event
  * store, pool) and the embedded PostgreSQL stops. A signal during the start stops what has started.
+ * The whole stop is bounded by `timeoutMs` (SHUTDOWN_TIMEOUT), and a second signal ends it at once:
+ * either exits with code 1, the embedded PostgreSQL killed with the process (its `killOnExit`).
  */
-function stopOnSignals(running: Running, logger: Logger): void {
+function stopOnSignals(running: Running, logger: Logger, timeoutMs: number): void {
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals) => {
-    if (stopping) return;
+    if (stopping) {
+      logger.warn({ signal }, 'a second signal during the stop: exiting now');
+      process.exit(1);
+    }
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    setTimeout(() => {
+      logger.error({ timeoutMs }, 'the stop did not finish within SHUTDOWN_TIMEOUT: exiting now');
+      process.exit(1);
+    }, timeoutMs).unref();
     void (async () => {
       try {
-        await running.drain?.(DRAIN_TIMEOUT_MS);
+        await running.drain?.(Math.min(DRAIN_TIMEOUT_MS, timeoutMs / 2));
         await running.metrics?.close();
         await running.app?.close();
         await running.embedded?.stop();
@@ -118,8 +127,8 @@ function stopOnSignals(running: Running, logger: Logger): void {
       }
     })();
   };
-  process.once('SIGINT', shutdown);
-  process.once('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
 }
 
 main().catch((error: unknown) => {

@@ -115,6 +115,14 @@ describe('configuration', () => {
     expect(() => loadConfig({ CORS_ORIGINS: origins })).toThrow(/CORS_ORIGINS=.*CORS_ORIGINS must be origins such as https:\/\/app\.example\.com/);
   });
 
+  it('bounds a stop by SHUTDOWN_TIMEOUT, 25 s unless set, a duration from 1 s to 10 minutes', () => {
+    expect(loadConfig({}).SHUTDOWN_TIMEOUT).toBe(25_000);
+    expect(loadConfig({ SHUTDOWN_TIMEOUT: '2m' }).SHUTDOWN_TIMEOUT).toBe(120_000);
+    expect(() => loadConfig({ SHUTDOWN_TIMEOUT: '500ms' })).toThrow(/SHUTDOWN_TIMEOUT="500ms": .*must not be less than 1000/);
+    expect(() => loadConfig({ SHUTDOWN_TIMEOUT: '11m' })).toThrow(/SHUTDOWN_TIMEOUT="11m": .*must not be greater than 600000/);
+    expect(() => loadConfig({ SHUTDOWN_TIMEOUT: 'soon' })).toThrow(/SHUTDOWN_TIMEOUT="soon": .*SHUTDOWN_TIMEOUT must be a duration such as 25s, 1m or a number of milliseconds/);
+  });
+
   it('refuses one port for two of its listeners, counting only those that listen: metrics when enabled, the embedded PostgreSQL without DATABASE_URL', () => {
     expect(() => loadConfig({ PORT: '9464' })).toThrow(/PORT and METRICS_PORT are both 9464: the service listens on each of them, so they must differ/);
     expect(() => loadConfig({ PORT: '54329' })).toThrow(/PORT and EMBEDDED_POSTGRES_PORT are both 54329/);

@@ -204,6 +204,18 @@ export class AppConfig {
   READY_MAX_PROJECTION_LAG = 60_000;
 
   /**
+   * The longest a stop (SIGTERM, SIGINT) may take: past it the process exits with code 1, whatever
+   * is still closing (a job's run waiting on its provider, a database that stopped answering). Every
+   * write path survives a cut (a run cut short is finished by the next), so this is a bound, not a
+   * loss. Below a container's grace period (Kubernetes: 30 s), so the process says why it stopped.
+   */
+  @Transform(toDurationMs)
+  @IsInt({ message: 'SHUTDOWN_TIMEOUT must be a duration such as 25s, 1m or a number of milliseconds' })
+  @Min(1_000)
+  @Max(10 * 60_000)
+  SHUTDOWN_TIMEOUT = 25_000;
+
+  /**
    * Browser origins allowed to call the API (CORS), comma-separated: `https://app.example.com,http://localhost:5173`.
    * Unset: no CORS headers, so browsers refuse cross-origin calls.
    */
