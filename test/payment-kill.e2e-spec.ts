@@ -146,6 +146,78 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
     await stopServices([child]);
   }, 120_000);
 
+  it('webhook:before-delivery-record with Stripe: an auto-capture and a dashboard refund whose webhooks died after their work are applied once when Stripe sends them again, racing themselves and the client', async () => {
+    const fake = new FakeStripeServer();
+    await fake.start();
+    try {
+      const stripe = { PAYMENT_PROVIDER: 'stripe', STRIPE_SECRET_KEY: fake.secretKey, STRIPE_WEBHOOK_SECRET: fake.webhookSecret, STRIPE_API_URL: fake.url, STRIPE_AUTO_CAPTURE: 'true', PAYMENT_JOBS_ENABLED: 'false' };
+      const crashing = { ...stripe, PAYMENT_CRASH_AT: 'webhook:before-delivery-record' satisfies PaymentFaultPoint };
+      const eventOf = (type: string, orderId: string) => {
+        const found = fake.eventsOf(type, orderId).at(-1);
+        if (found === undefined) throw new Error(`no ${type} event for ${orderId}`);
+        return fake.signed(found);
+      };
+      const deliver = (to: ServiceProcess, signed: { body: string; signature: string }) =>
+        fetch(`${to.url}/v1/payments/webhooks/stripe`, { method: 'POST', headers: { 'content-type': 'application/json; charset=utf-8', 'stripe-signature': signed.signature }, body: signed.body });
+      const dieDelivering = async (to: ServiceProcess, signed: { body: string; signature: string }) => {
+        await expect(deliver(to, signed)).rejects.toThrow();
+        await to.exited;
+        expect(to.process.signalCode).toBe('SIGKILL');
+      };
+      const events = async (userId: string) =>
+        (await killed.database().pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [`token-account-${userId}`])).rows.map((row) => row.event_type);
+      const deliveries = async (paymentId: string) =>
+        (await killed.database().pool.query<{ count: string }>("SELECT count(*)::text AS count FROM payment_webhook_deliveries WHERE provider = 'stripe' AND payment_id = $1", [paymentId])).rows[0]?.count;
+
+      // The buyer authorises; the auto-capture webhook captures and credits, and the process dies before recording the delivery.
+      const userId = randomUUID();
+      let child = await start(crashing);
+      const created = await call(child, 'POST', '/v1/payments', service, { userId, packageId: 'starter' });
+      const paymentId = created.body.paymentId as string;
+      const orderId = created.body.orderId as string;
+      expect(fake.confirmAsCustomer(orderId).status).toBe(200);
+      const authorised = eventOf('payment_intent.amount_capturable_updated', orderId);
+      await dieDelivering(child, authorised);
+      expect(fake.paymentIntents.get(orderId)?.status).toBe('succeeded');
+      expect(await events(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+
+      // Stripe got no 2xx and sends the event again (here five times), while the client captures five times.
+      child = await start(stripe);
+      const [webhooks, captures] = await Promise.all([
+        Promise.all(Array.from({ length: 5 }, async () => (await deliver(child, authorised)).status)),
+        Promise.all(Array.from({ length: 5 }, async () => (await call(child, 'POST', `/v1/payments/${paymentId}/capture`, service)).status)),
+      ]);
+      expect({ webhooks, captures }).toEqual({ webhooks: [200, 200, 200, 200, 200], captures: [200, 200, 200, 200, 200] });
+      expect(await events(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+      expect(await deliveries(paymentId)).toBe('1');
+      await stopServices([child]);
+
+      // An operator refunds in the dashboard; its charge.refunded webhook records the refund, and the process dies before recording the delivery.
+      const refund = fake.dashboardRefund(orderId);
+      const refunded = eventOf('charge.refunded', orderId);
+      child = await start(crashing);
+      await dieDelivering(child, refunded);
+      const afterRefund = ['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefunded', 'TokensRefunded'];
+      expect(await events(userId)).toEqual(afterRefund);
+
+      child = await start(stripe);
+      const again = await Promise.all(Array.from({ length: 5 }, async () => (await deliver(child, refunded)).status));
+      expect(again).toEqual([200, 200, 200, 200, 200]);
+      expect(await events(userId)).toEqual(afterRefund);
+      expect(await deliveries(paymentId)).toBe('2');
+      expect((await call(child, 'GET', `/v1/payments/${paymentId}`, service)).body).toMatchObject({ status: 'REFUNDED', metadata: expect.objectContaining({ providerRefundId: refund.id }) });
+      expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
+      expect(await history(child, userId)).toEqual([
+        ['purchase', 100],
+        ['refund', -100],
+      ]);
+      await verified(child, userId);
+      await stopServices([child]);
+    } finally {
+      await fake.stop();
+    }
+  }, 120_000);
+
   it('capture:after-provider-capture with Stripe: the PaymentIntent Stripe captured is credited once by the restarted service', async () => {
     const fake = new FakeStripeServer();
     await fake.start();

@@ -1,8 +1,9 @@
 /**
  * The named points of the payment flows where a crash leaves the provider and the ledger apart: after
  * each provider call that changes or reads money, before the append that records it, and after a
- * refund's intent, before the provider is called; and after a dispute's append, before the webhook
- * that reported it records its delivery (the provider sends it again).
+ * refund's intent, before the provider is called; after a dispute's append, before the webhook
+ * that reported it records its delivery (the provider sends it again); and after any webhook's work,
+ * before its delivery is recorded.
  */
 export const PAYMENT_FAULT_POINTS = [
   'initiate:after-create-order',
@@ -14,6 +15,7 @@ export const PAYMENT_FAULT_POINTS = [
   'reconcile:after-provider-refund',
   'reconcile:after-provider-failure',
   'dispute:after-append',
+  'webhook:before-delivery-record',
 ] as const;
 
 export type PaymentFaultPoint = (typeof PAYMENT_FAULT_POINTS)[number];

@@ -29,6 +29,7 @@ export class PaymentsModule {
   static forRoot(options: PaymentsOptions): DynamicModule {
     const now = options.now ?? (() => new Date());
     const stripe = options.provider === 'stripe' ? stripeOf(options.stripe) : undefined;
+    const faults = options.crashAt === undefined ? NO_FAULTS : killAt(options.crashAt);
     return {
       module: PaymentsModule,
       imports: [CqrsModule],
@@ -45,7 +46,7 @@ export class PaymentsModule {
         },
         { provide: STRIPE_WEBHOOKS, useValue: stripe === undefined ? null : new StripeWebhooks(stripe.client, stripe.settings.webhookSecret, stripe.settings.webhookToleranceSeconds) },
         { provide: PaymentStreams, inject: [PG_POOL], useFactory: (pool: Pool) => new PaymentStreams(pool) },
-        { provide: WebhookDeliveries, inject: [PG_POOL], useFactory: (pool: Pool) => new WebhookDeliveries(pool) },
+        { provide: WebhookDeliveries, inject: [PG_POOL], useFactory: (pool: Pool) => new WebhookDeliveries(pool, faults) },
         {
           provide: PaymentWorkflow,
           inject: [CommandHandling, ReadModelConsistency, PAYMENT_PROVIDER, PaymentStreams],
@@ -56,7 +57,7 @@ export class PaymentsModule {
               pendingPaymentsMax: options.pendingPaymentsMax,
               now,
               ...(stripe === undefined ? {} : { providerTimeoutMs: stripeCallDeadlineMs(stripe.settings) }),
-              faults: options.crashAt === undefined ? NO_FAULTS : killAt(options.crashAt),
+              faults,
             }),
         },
         {
