@@ -146,6 +146,41 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
     await stopServices([child]);
   }, 120_000);
 
+  it('the payment jobs killed mid-run (reconcile:after-provider-order): every payment past its time expires once after the restart, its order canceled, while captures race the run', async () => {
+    const count = 20;
+    // Opened with a one-second time to live by a process that runs no jobs.
+    let child = await start({ PAYMENT_JOBS_ENABLED: 'false', PAYMENT_PENDING_TTL: '1s' });
+    const opened = await Promise.all(
+      Array.from({ length: count }, async () => {
+        const userId = randomUUID();
+        const created = await call(child, 'POST', '/v1/payments', service, { userId, packageId: 'starter' });
+        expect(created.status).toBe(201);
+        return { userId, paymentId: created.body.paymentId as string };
+      }),
+    );
+    await stopServices([child]);
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    // The expiry job asks the provider about the first of them and the process dies there (the reconciliation job, hourly here, does not run first).
+    child = await start({ PAYMENT_JOB_INTERVAL_MS: '100', PAYMENT_RECONCILIATION_INTERVAL_MS: '3600000', PAYMENT_CRASH_AT: 'reconcile:after-provider-order' satisfies PaymentFaultPoint });
+    await child.exited;
+    expect(child.process.signalCode).toBe('SIGKILL');
+    const expiredBefore = await killed.database().pool.query<{ count: string }>("SELECT count(*)::text AS count FROM payments WHERE id = ANY($1) AND status = 'FAILED'", [opened.map((each) => each.paymentId)]);
+    expect(Number(expiredBefore.rows[0]?.count)).toBeLessThan(count);
+
+    child = await start({ PAYMENT_JOB_INTERVAL_MS: '100' });
+    const captures = await Promise.all(opened.map(async ({ paymentId }) => (await call(child, 'POST', `/v1/payments/${paymentId}/capture`, service)).body.code));
+    expect(new Set(captures)).toEqual(new Set(['PAYMENT_EXPIRED']));
+    for (const { userId, paymentId } of opened) {
+      expect(await paymentSettled(child, paymentId, 'FAILED')).toMatchObject({ status: 'FAILED', metadata: expect.objectContaining({ error: 'Payment timed out' }) });
+      expect(await providerOrder(paymentId)).toMatchObject({ status: 'canceled' });
+      const events = await killed.database().pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [`token-account-${userId}`]);
+      expect(events.rows.map((row) => row.event_type)).toEqual(['PaymentInitiated', 'PaymentExpired']);
+      expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
+      await verified(child, userId);
+    }
+    await stopServices([child]);
+  }, 120_000);
+
   it('webhook:before-delivery-record with Stripe: an auto-capture and a dashboard refund whose webhooks died after their work are applied once when Stripe sends them again, racing themselves and the client', async () => {
     const fake = new FakeStripeServer();
     await fake.start();
