@@ -100,7 +100,7 @@ describe('the service on its embedded PostgreSQL', () => {
     expect(await postgresAcceptsConnections()).toBe(false);
   }, 120_000);
 
-  it('keeps the ledger across a restart (on any free port, PORT=0, which it logs) and stops on SIGINT', async () => {
+  it('keeps the ledger across a restart (on any free port, PORT=0, which it logs) and stops on SIGINT, sent twice as npm and the terminal both send Ctrl+C', async () => {
     const service = start({ PORT: '0' });
     try {
       await ready(service);
@@ -110,7 +110,12 @@ describe('the service on its embedded PostgreSQL', () => {
       const balance = await fetch(`${url}/v1/accounts/${userId}/balance`, { headers: { authorization: await developmentToken('user', userId) } });
       expect(await balance.json()).toEqual({ userId, balance: 40, held: 0, available: 40, nextExpiry: null });
     } finally {
+      // The repeat comes once the first is being handled: two signals pending at once are delivered as one.
+      service.process.kill('SIGINT');
+      while (!service.output().includes('"msg":"shutting down"')) await new Promise((resolve) => setTimeout(resolve, 5));
       expect(await stop(service, 'SIGINT')).toBe(0);
+      expect(service.output()).toContain('"msg":"already stopping"');
+      expect(service.output()).toContain('"msg":"stopped"');
     }
   }, 120_000);
 

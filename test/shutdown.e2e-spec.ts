@@ -65,10 +65,15 @@ describe('a stop while the database hangs', () => {
     expect(child.output()).not.toContain('"msg":"stopped"');
   }, 60_000);
 
-  it('exits with code 1 at a second signal, long before SHUTDOWN_TIMEOUT', async () => {
+  it('takes a repeat of the signal within 2 s as the same stop, and exits with code 1 at a signal after that, long before SHUTDOWN_TIMEOUT', async () => {
     const child = await serviceOnHungDatabase({ SHUTDOWN_TIMEOUT: '10m' });
     child.process.kill('SIGTERM');
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // As npm forwards Ctrl+C that the terminal also sent: the same stop (sent once the first is being handled, as two pending at once are delivered as one).
+    while (!child.output().includes('"msg":"shutting down"')) await new Promise((resolve) => setTimeout(resolve, 5));
+    child.process.kill('SIGINT');
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    expect(child.process.exitCode).toBeNull();
+    expect(child.output()).toContain('"msg":"already stopping"');
     const signalled = Date.now();
     child.process.kill('SIGINT');
     expect(await child.exited).toBe(1);

@@ -14,6 +14,13 @@ import { ServiceMetrics } from './metrics/service-metrics.js';
 /** Longest the requests in flight at SIGTERM may take before their connections are cut: at most half of SHUTDOWN_TIMEOUT. */
 const DRAIN_TIMEOUT_MS = 8_000;
 
+/**
+ * A repeat of the stop's signal within this long is the same request, not a second one: Ctrl+C under
+ * `npm start` reaches node twice (from the terminal to the process group, and forwarded by npm), and
+ * a process manager that signals the whole group (systemd's KillMode=control-group) does the same.
+ */
+const REPEATED_SIGNAL_MS = 2_000;
+
 /** What is running, for the signal handlers: they may arrive at any point of the start. */
 type Running = { embedded?: EmbeddedPostgresServer; app?: NestFastifyApplication; drain?: (timeoutMs: number) => Promise<void>; metrics?: MetricsServer };
 
@@ -97,17 +104,22 @@ async function listenForMetrics(metrics: ServiceMetrics, config: AppConfig): Pro
  * SIGINT/SIGTERM: HTTP stops accepting and drains the requests in flight while the projections and
  * jobs still run (a request waiting on its read model gets it); then the app closes (workers, event
  * store, pool) and the embedded PostgreSQL stops. A signal during the start stops what has started.
- * The whole stop is bounded by `timeoutMs` (SHUTDOWN_TIMEOUT), and a second signal ends it at once:
- * either exits with code 1, the embedded PostgreSQL killed with the process (its `killOnExit`).
+ * The whole stop is bounded by `timeoutMs` (SHUTDOWN_TIMEOUT), and a second signal (after
+ * REPEATED_SIGNAL_MS) ends it at once: either exits with code 1. The embedded PostgreSQL goes with the
+ * process: its exit handler signals it, or its stop, once begun, already has.
  */
 function stopOnSignals(running: Running, logger: Logger, timeoutMs: number): void {
-  let stopping = false;
+  let stoppingSince: number | undefined;
   const shutdown = (signal: NodeJS.Signals) => {
-    if (stopping) {
+    if (stoppingSince !== undefined) {
+      if (Date.now() - stoppingSince < REPEATED_SIGNAL_MS) {
+        logger.info({ signal }, 'already stopping');
+        return;
+      }
       logger.warn({ signal }, 'a second signal during the stop: exiting now');
       process.exit(1);
     }
-    stopping = true;
+    stoppingSince = Date.now();
     logger.info({ signal }, 'shutting down');
     setTimeout(() => {
       logger.error({ timeoutMs }, 'the stop did not finish within SHUTDOWN_TIMEOUT: exiting now');
