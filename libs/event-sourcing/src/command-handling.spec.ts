@@ -201,26 +201,33 @@ describe('command handling: loading a stream', () => {
 });
 
 describe('command handling: the state at a revision (a replayed request\'s first answer)', () => {
-  it('folds up to the revision, from the snapshot when it is not past it, from the start when it is, from the cache when it is at it; a revision past the end is an error', async () => {
+  it('folds up to the revision, from the snapshot when it is not past it, from the start when it is, from the cache when it is at it; at most eventsMax events; a revision past the end is an error', async () => {
     const userId = await seededUser(5_000, 1_199);
     const streamId = tokenAccountStreamId(userId);
     const writer = processWith();
     await use(writer, userId, 1); // revision 1,200: due for a snapshot there
     await use(writer, userId, 1); // revision 1,201
+    const upTo = { eventsMax: 100 };
 
     counting.reads = 0;
-    expect((await writer.stateAt(streamId, tokenAccountDecider, 1_201n)).balance).toBe(3_799);
+    expect((await writer.stateAt(streamId, tokenAccountDecider, 1_201n, upTo))?.balance).toBe(3_799);
     expect(counting.reads).toBe(0); // the cached state is at that revision
 
     counting.eventsRead = 0;
-    expect((await processWith().stateAt(streamId, tokenAccountDecider, 1_201n)).balance).toBe(3_799);
+    expect((await processWith().stateAt(streamId, tokenAccountDecider, 1_201n, upTo))?.balance).toBe(3_799);
     expect(counting.eventsRead).toBe(2); // the event at the snapshot's revision, to verify it, and the one after
 
     counting.eventsRead = 0;
-    expect((await processWith().stateAt(streamId, tokenAccountDecider, 10n)).balance).toBe(4_990);
+    expect((await processWith().stateAt(streamId, tokenAccountDecider, 10n, upTo))?.balance).toBe(4_990);
     expect(counting.eventsRead).toBe(1 + 11); // the snapshot is past revision 10: the first 11 events
 
-    await expect(processWith().stateAt(streamId, tokenAccountDecider, 1_202n)).rejects.toThrow(`stream ${streamId} ends at revision 1201, before revision 1202`);
+    // Revision 100 is 101 events from the start: more than eventsMax, so nothing is read but the snapshot.
+    counting.eventsRead = 0;
+    expect(await processWith().stateAt(streamId, tokenAccountDecider, 100n, upTo)).toBeUndefined();
+    expect(counting.eventsRead).toBe(1);
+    expect((await processWith().stateAt(streamId, tokenAccountDecider, 99n, upTo))?.balance).toBe(4_901);
+
+    await expect(processWith().stateAt(streamId, tokenAccountDecider, 1_202n, upTo)).rejects.toThrow(`stream ${streamId} ends at revision 1201, before revision 1202`);
     expect(problems).toEqual([]);
   });
 });

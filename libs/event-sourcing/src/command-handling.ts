@@ -22,18 +22,19 @@ export type HandledCommand<State, Event> = {
   readonly position: Position | undefined;
   /** True when this command's events and their read-model rows committed in one transaction (inline projections). */
   readonly readModelsCommitted?: boolean;
-  /**
-   * True when an idempotent request found its events already in the stream (an earlier attempt
-   * appended them): `events` are those recorded events, `position` is the last one's, and nothing
-   * was decided or appended now.
-   */
-  readonly replayed?: boolean;
-  /**
-   * With `replayed`: the stream revision of the attempt's last event. `state` is the stream's state
-   * now; `stateAt` at this revision gives the one the attempt was answered on.
-   */
-  readonly attemptRevision?: bigint;
-};
+} & (
+  | { readonly replayed?: false; readonly attemptRevision?: undefined }
+  | {
+      /**
+       * An idempotent request found its events already in the stream (an earlier attempt appended
+       * them): `events` are those recorded events, `position` is the last one's, and nothing was
+       * decided or appended now. `state` is the stream's state now.
+       */
+      readonly replayed: true;
+      /** The stream revision of the attempt's last event: `stateAt` there gives the state the attempt was answered on. */
+      readonly attemptRevision: bigint;
+    }
+);
 
 /** One command for `CommandHandling.handle`. */
 export type CommandRequest<Command, Event extends DomainEvent, State> = {
@@ -112,10 +113,11 @@ export class CommandHandling {
 
   /**
    * The stream's state just after `revision` (a replayed request's `attemptRevision`): what its first
-   * answer was given on, however the stream moved since. Not cached; it reads the stream up to there.
+   * answer was given on, however the stream moved since. Not cached; it reads the stream up to there,
+   * from the snapshot when that is not past it: undefined when more than `eventsMax` events would be folded.
    */
-  stateAt<Event extends DomainEvent, State>(streamId: string, decider: StateDecider<Event, State>, revision: bigint): Promise<State> {
-    return this.streams.stateAt(streamId, decider, revision);
+  stateAt<Event extends DomainEvent, State>(streamId: string, decider: StateDecider<Event, State>, revision: bigint, options: { readonly eventsMax: number }): Promise<State | undefined> {
+    return this.streams.stateAt(streamId, decider, revision, options);
   }
 
   /** The stream's current state (cache, snapshot and newer events), for reads that decide nothing. */

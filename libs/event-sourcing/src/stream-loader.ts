@@ -98,14 +98,17 @@ export class StreamLoader {
   /**
    * The stream's state just after `revision`, not cached: the cached state when it is at that
    * revision (an attempt that was the stream's last append), else from the snapshot when it is not
-   * past `revision` (and can be trusted), else from the start, folding the events up to `revision`.
+   * past `revision` (and can be trusted), else from the start, folding the events up to `revision`;
+   * undefined when that would fold more than `eventsMax` events (the one snapshot kept is usually
+   * past an old revision, so a long stream would be read from its start).
    */
-  async stateAt<Event extends DomainEvent, State>(streamId: string, decider: StateDecider<Event, State>, revision: bigint): Promise<State> {
+  async stateAt<Event extends DomainEvent, State>(streamId: string, decider: StateDecider<Event, State>, revision: bigint, { eventsMax }: { readonly eventsMax: number }): Promise<State | undefined> {
     const cached = this.cached<State>(streamId);
     if (cached?.revision === revision) return cached.state;
     const snapshot = await this.fromSnapshot(streamId, decider);
     let loaded = snapshot !== undefined && snapshot.revision <= revision ? snapshot : emptyStream(decider.initialState);
     const wanted = revision - loaded.revision;
+    if (wanted > BigInt(eventsMax)) return undefined;
     if (wanted > 0n) {
       // Pages no larger than what is wanted: a full page would fetch events past `revision` only to leave them out.
       const pageSize = wanted < BigInt(READ_COUNT_MAX) ? Number(wanted) : READ_COUNT_MAX;

@@ -16,22 +16,27 @@ export type WriteTrace = { readonly position: string | null; readonly readModelU
  * also leaves out what refunds in progress reserved, as the balance endpoint does: events do not
  * record it, the state after the command does. A replayed request's `state` is the stream's current
  * one, so its reservation is read from the state just after its first attempt's events (`stateAt`,
- * one read of the stream up to there, on this rare path): the first answer, whatever came after.
+ * a read of the stream up to there, on this rare path): the first answer, whatever came after. Where
+ * that would fold more than REPLAYED_STATE_EVENTS_MAX events, the reservation is left out (the
+ * balance less held), rather than hold the request for a long stream's replay.
  */
+/** The most events a replayed answer folds to find the state its first answer was given on (about 100 ms). */
+export const REPLAYED_STATE_EVENTS_MAX = 10_000;
+
 export async function totalsAfter(
   userId: string,
-  handled: Pick<HandledCommand<TokenAccountState, TokenAccountEvent>, 'events' | 'state' | 'replayed' | 'attemptRevision'>,
+  handled: HandledCommand<TokenAccountState, TokenAccountEvent>,
   commands: Pick<CommandHandling, 'stateAt'>,
 ): Promise<AccountTotals> {
   const last = [...handled.events].reverse().find((event) => 'balanceAfter' in event.data);
   invariant(last !== undefined && 'balanceAfter' in last.data, 'a write appended no event with the balance after it');
   const held = last.data.heldAfter ?? 0;
-  let state = handled.state;
+  let reserved = handled.state.reservedForRefunds;
   if (handled.replayed === true) {
-    invariant(handled.attemptRevision !== undefined, 'a replayed write names no revision of its attempt');
-    state = await commands.stateAt(tokenAccountStreamId(userId), tokenAccountDecider, handled.attemptRevision);
+    const then = await commands.stateAt(tokenAccountStreamId(userId), tokenAccountDecider, handled.attemptRevision, { eventsMax: REPLAYED_STATE_EVENTS_MAX });
+    reserved = then?.reservedForRefunds ?? 0;
   }
-  return { balance: last.data.balanceAfter, held, available: availableAfterRefunds(last.data.balanceAfter - held, state.reservedForRefunds) };
+  return { balance: last.data.balanceAfter, held, available: availableAfterRefunds(last.data.balanceAfter - held, reserved) };
 }
 
 export async function writeTrace(written: Written, consistency: ReadModelConsistency): Promise<WriteTrace> {
