@@ -20,7 +20,7 @@ export type WriteTrace = { readonly position: string | null; readonly readModelU
  * that would fold more than REPLAYED_STATE_EVENTS_MAX events, the reservation is left out (the
  * balance less held), rather than hold the request for a long stream's replay.
  */
-/** The most events a replayed answer folds to find the state its first answer was given on (about 100 ms). */
+/** The most events a replayed answer folds to find the state its first answer was given on. */
 export const REPLAYED_STATE_EVENTS_MAX = 10_000;
 
 export async function totalsAfter(
