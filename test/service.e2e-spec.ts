@@ -134,7 +134,7 @@ describe('the service on its embedded PostgreSQL', () => {
     expect(service.output()).toMatch(/READ_YOUR_WRITES_TIMEOUT_MS="-1": .*must not be less than 0/);
     const clash = start({ METRICS_PORT: String(ports.http) });
     expect(await clash.exited).toBe(1);
-    expect(clash.output()).toContain(`PORT and METRICS_PORT are both ${ports.http}: the service listens on each of them, so they must differ`);
+    expect(clash.output()).toContain(`PORT and METRICS_PORT are both ${ports.http} on overlapping addresses: the service listens on each of them, so they must differ`);
     expect(await postgresAcceptsConnections()).toBe(false);
   }, 30_000);
 });

@@ -123,13 +123,20 @@ describe('configuration', () => {
     expect(() => loadConfig({ SHUTDOWN_TIMEOUT: 'soon' })).toThrow(/SHUTDOWN_TIMEOUT="soon": .*SHUTDOWN_TIMEOUT must be a duration such as 25s, 1m or a number of milliseconds/);
   });
 
-  it('refuses one port for two of its listeners, counting only those that listen: metrics when enabled, the embedded PostgreSQL without DATABASE_URL', () => {
-    expect(() => loadConfig({ PORT: '9464' })).toThrow(/PORT and METRICS_PORT are both 9464: the service listens on each of them, so they must differ/);
+  it('refuses one port for two of its listeners on overlapping addresses, counting only those that listen: metrics when enabled, the embedded PostgreSQL without DATABASE_URL', () => {
+    expect(() => loadConfig({ PORT: '9464' })).toThrow(/PORT and METRICS_PORT are both 9464 on overlapping addresses: the service listens on each of them, so they must differ/);
     expect(() => loadConfig({ PORT: '54329' })).toThrow(/PORT and EMBEDDED_POSTGRES_PORT are both 54329/);
     expect(() => loadConfig({ METRICS_PORT: '4000', EMBEDDED_POSTGRES_PORT: '4000' })).toThrow(/METRICS_PORT and EMBEDDED_POSTGRES_PORT are both 4000/);
+    // A wildcard overlaps every address; loopback names overlap each other.
+    expect(() => loadConfig({ PORT: '9464', HOST: '0.0.0.0', METRICS_HOST: '10.0.0.5' })).toThrow(/PORT and METRICS_PORT are both 9464/);
+    expect(() => loadConfig({ PORT: '54329', HOST: 'localhost' })).toThrow(/PORT and EMBEDDED_POSTGRES_PORT are both 54329/);
+    // Different addresses, or a listener that does not listen: no clash.
+    expect(loadConfig({ PORT: '9464', HOST: '10.0.0.5' }).PORT).toBe(9464);
     expect(loadConfig({ PORT: '9464', METRICS_ENABLED: 'false' }).PORT).toBe(9464);
     expect(loadConfig({ PORT: '54329', DATABASE_URL: 'postgres://localhost/ledger' }).PORT).toBe(54329);
     expect(loadConfig({ PORT: '0', METRICS_PORT: '0' })).toMatchObject({ PORT: 0, METRICS_PORT: 0 });
+    // A refused setting is named once, not also as a clash.
+    expect(() => loadConfig({ PORT: '9464', METRICS_ENABLED: 'maybe' })).toThrow(/^(?![\s\S]*overlapping)[\s\S]*METRICS_ENABLED="maybe"/);
   });
 
   it('refuses a readiness lag below a second, a metrics port out of range and an unknown log format', () => {

@@ -500,25 +500,39 @@ export function loadConfig(environment: NodeJS.ProcessEnv): AppConfig {
 }
 
 /**
- * Ports the service would take twice: the HTTP port, the metrics port (when served) and the embedded
- * PostgreSQL's (without DATABASE_URL). Each listener binds all of a port on its host, so a clash
- * stops the start with the second one's bind reading as "in use by another process"; it is named
- * here instead. Port 0 (any free port) clashes with nothing.
+ * Ports the service would take twice: the HTTP server's (HOST:PORT), the metrics server's when served
+ * (METRICS_HOST:METRICS_PORT) and the embedded PostgreSQL's without DATABASE_URL (loopback:
+ * EMBEDDED_POSTGRES_PORT). Two on one port clash when their addresses overlap: the same address, or
+ * either a wildcard (`0.0.0.0`, `::`: every address); loopback names (`localhost`, `127.0.0.1`, `::1`)
+ * overlap each other. A clash stops the start with the second bind reading as "in use by another
+ * process"; it is named here instead. Port 0 (any free port) clashes with nothing, and a setting
+ * refused above is left out.
  */
 function portClashes(config: AppConfig, errors: readonly ValidationError[]): string[] {
-  const ports = (['PORT', 'METRICS_PORT', 'EMBEDDED_POSTGRES_PORT'] as const).filter(
-    (key) =>
-      !errors.some((error) => error.property === key) &&
-      config[key] !== 0 &&
-      (key !== 'METRICS_PORT' || config.METRICS_ENABLED) &&
-      (key !== 'EMBEDDED_POSTGRES_PORT' || config.DATABASE_URL === undefined),
-  );
-  return ports.flatMap((key, index) =>
-    ports
+  const refused = (key: string) => errors.some((error) => error.property === key);
+  const listeners = [
+    { port: 'PORT', host: 'HOST', on: !refused('HOST') },
+    { port: 'METRICS_PORT', host: 'METRICS_HOST', on: config.METRICS_ENABLED === true && !refused('METRICS_ENABLED') && !refused('METRICS_HOST') },
+    { port: 'EMBEDDED_POSTGRES_PORT', host: undefined, on: config.DATABASE_URL === undefined },
+  ] as const;
+  const live = listeners
+    .filter((listener) => listener.on && !refused(listener.port) && config[listener.port] !== 0)
+    .map((listener) => ({ ...listener, address: listener.host === undefined ? 'localhost' : config[listener.host] }));
+  return live.flatMap((one, index) =>
+    live
       .slice(index + 1)
-      .filter((other) => config[other] === config[key])
-      .map((other) => `${key} and ${other} are both ${config[key]}: the service listens on each of them, so they must differ`),
+      .filter((other) => config[other.port] === config[one.port] && addressesOverlap(one.address, other.address))
+      .map((other) => `${one.port} and ${other.port} are both ${config[one.port]} on overlapping addresses: the service listens on each of them, so they must differ`),
   );
+}
+
+const WILDCARD_ADDRESSES: ReadonlySet<string> = new Set(['0.0.0.0', '::', '']);
+const LOOPBACK_ADDRESSES: ReadonlySet<string> = new Set(['localhost', '127.0.0.1', '::1']);
+
+function addressesOverlap(one: string, other: string): boolean {
+  if (WILDCARD_ADDRESSES.has(one) || WILDCARD_ADDRESSES.has(other)) return true;
+  if (LOOPBACK_ADDRESSES.has(one) && LOOPBACK_ADDRESSES.has(other)) return true;
+  return one.toLowerCase() === other.toLowerCase();
 }
 
 /**
