@@ -127,8 +127,12 @@ describe('resolveAuthSettings', () => {
     await expect(refusal()).rejects.toMatchObject({ name: 'AuthConfigError', problems: [`AUTH_JWKS_FILE=${file}: cannot read it (ENOENT)`] });
     await writeFile(file, '{"keys": [');
     await expect(refusal()).rejects.toMatchObject({ name: 'AuthConfigError', problems: [`AUTH_JWKS_FILE=${file}: the file is not JSON`] });
-    await writeFile(file, '{"kty": "EC"}');
-    await expect(refusal()).rejects.toMatchObject({ name: 'AuthConfigError', problems: [`AUTH_JWKS_FILE=${file}: the file has no "keys" array (a JSON Web Key Set, RFC 7517)`] });
+    for (const notAKeySet of ['{"kty": "EC"}', '{"keys": [1]}', '{"keys": "none"}', '[]']) {
+      await writeFile(file, notAKeySet);
+      await expect(refusal()).rejects.toMatchObject({ name: 'AuthConfigError', problems: [`AUTH_JWKS_FILE=${file}: the file is not a JSON Web Key Set (RFC 7517): an object with a "keys" array of keys`] });
+    }
+    await writeFile(file, '{"keys": []}');
+    await expect(refusal()).rejects.toMatchObject({ name: 'AuthConfigError', problems: [`AUTH_JWKS_FILE=${file}: the key set has no key, so every token would be refused`] });
   });
 
   it('refuses a signing key file that cannot be read, naming AUDIT_SIGNING_KEY_FILE and the path', async () => {

@@ -230,7 +230,7 @@ describe('JwtVerifier with a JWKS', () => {
   it('refuses a JWKS file that is not a key set', async () => {
     const bad = join(directory, 'bad.json');
     await writeFile(bad, '{"not":"keys"}');
-    await expect(JwtVerifier.create({ jwks: { file: bad }, clockToleranceSeconds: 0, rolesClaim: 'role' })).rejects.toThrow('no "keys" array');
+    await expect(JwtVerifier.create({ jwks: { file: bad }, clockToleranceSeconds: 0, rolesClaim: 'role' })).rejects.toThrow('is not a JSON Web Key Set');
   });
 
   describe('from a URL', () => {

@@ -163,7 +163,11 @@ async function loadKeySet(source: JwksSource, timeoutMs: number): Promise<KeyRes
   return createLocalJWKSet(source.keySet ?? (await readKeySetFile(source.file)));
 }
 
-/** The JSON Web Key Set in AUTH_JWKS_FILE, or an AuthConfigError naming the setting, the path and what is wrong. */
+/**
+ * The JSON Web Key Set in AUTH_JWKS_FILE, or an AuthConfigError naming the setting, the path and what
+ * is wrong: not JSON, not a key set as jose takes one (a `keys` array of objects), or no key at all
+ * (every token would be refused). Each key's own fields are judged by jose when a token names it.
+ */
 export async function readKeySetFile(file: string): Promise<JSONWebKeySet> {
   const text = await readSettingFile('AUTH_JWKS_FILE', file);
   let parsed: unknown;
@@ -172,9 +176,12 @@ export async function readKeySetFile(file: string): Promise<JSONWebKeySet> {
   } catch {
     throw new AuthConfigError([`AUTH_JWKS_FILE=${file}: the file is not JSON`]);
   }
-  if (typeof parsed !== 'object' || parsed === null || !Array.isArray((parsed as { keys?: unknown }).keys)) {
-    throw new AuthConfigError([`AUTH_JWKS_FILE=${file}: the file has no "keys" array (a JSON Web Key Set, RFC 7517)`]);
+  try {
+    createLocalJWKSet(parsed as JSONWebKeySet);
+  } catch {
+    throw new AuthConfigError([`AUTH_JWKS_FILE=${file}: the file is not a JSON Web Key Set (RFC 7517): an object with a "keys" array of keys`]);
   }
+  if ((parsed as JSONWebKeySet).keys.length === 0) throw new AuthConfigError([`AUTH_JWKS_FILE=${file}: the key set has no key, so every token would be refused`]);
   return parsed as JSONWebKeySet;
 }
 
