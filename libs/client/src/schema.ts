@@ -1459,7 +1459,7 @@ export interface components {
         TokenPackageListResponse: {
             data: components["schemas"]["TokenPackageResponse"][];
         };
-        /** @description An RFC 9457 problem. `code` is stable and names the rule; `type` is `urn:token-ledger:problem:<code in kebab case>`. A code may add members of its own (INSUFFICIENT_BALANCE: `balance`, `requested`; VALIDATION_FAILED: `errors`). A 400 other than VALIDATION_FAILED names the value refused in `field` and the rule it breaks in `rule`. */
+        /** @description An RFC 9457 problem. `code` is stable and names the rule; `type` is `urn:token-ledger:problem:<code in kebab case>`. A code may add members of its own (INSUFFICIENT_BALANCE: `balance`, `requested`; VALIDATION_FAILED: `errors`). A 400 other than VALIDATION_FAILED and BAD_REQUEST (a body the HTTP server itself could not read) names the value refused in `field` and the rule it breaks in `rule`. */
         Problem: {
             /** @example urn:token-ledger:problem:insufficient-balance */
             type: string;
@@ -1477,12 +1477,12 @@ export interface components {
              */
             instance: string;
             /**
-             * @description A 400 other than VALIDATION_FAILED: the value refused (a body property, a parameter, a header, or `body`).
+             * @description A 400 other than VALIDATION_FAILED and BAD_REQUEST: the value refused (a body property, a parameter, a header, or `body`).
              * @example expiresInSeconds
              */
             field?: string;
             /**
-             * @description A 400 other than VALIDATION_FAILED: the rule `field` breaks.
+             * @description A 400 other than VALIDATION_FAILED and BAD_REQUEST: the rule `field` breaks.
              * @example range
              */
             rule?: string;

@@ -28,7 +28,7 @@ describe('PROBLEM_TYPES', () => {
     expect(body.detail).not.toBe('');
   });
 
-  // VALIDATION_FAILED lists its violations in `errors`; these two name the field and rule in the details they are raised with.
+  // VALIDATION_FAILED lists its violations in `errors`; METADATA_INVALID and INVALID_CURSOR name the field and rule in the details they are raised with.
   const NAMED_BY_THEIR_DETAILS: readonly ErrorCode[] = ['VALIDATION_FAILED', 'METADATA_INVALID', 'INVALID_CURSOR'];
 
   it.each(ERROR_CODES.filter((code) => PROBLEM_TYPES[code].status === HttpStatus.BAD_REQUEST && !NAMED_BY_THEIR_DETAILS.includes(code)))('names the refused field and its rule in every %s', (code) => {

@@ -33,7 +33,7 @@ const PROBLEM_SCHEMA: SchemaObject = {
   description:
     'An RFC 9457 problem. `code` is stable and names the rule; `type` is `urn:token-ledger:problem:<code in kebab case>`. ' +
     'A code may add members of its own (INSUFFICIENT_BALANCE: `balance`, `requested`; VALIDATION_FAILED: `errors`). ' +
-    'A 400 other than VALIDATION_FAILED names the value refused in `field` and the rule it breaks in `rule`.',
+    'A 400 other than VALIDATION_FAILED and BAD_REQUEST (a body the HTTP server itself could not read) names the value refused in `field` and the rule it breaks in `rule`.',
   required: ['type', 'title', 'status', 'code', 'detail', 'instance'],
   properties: {
     type: { type: 'string', example: 'urn:token-ledger:problem:insufficient-balance' },
@@ -44,10 +44,10 @@ const PROBLEM_SCHEMA: SchemaObject = {
     instance: { type: 'string', description: 'The request path.', example: '/v1/accounts/8d0e0a57-2a4f-4f0e-9d3c-6a1f0b7f2c11/usage' },
     field: {
       type: 'string',
-      description: 'A 400 other than VALIDATION_FAILED: the value refused (a body property, a parameter, a header, or `body`).',
+      description: 'A 400 other than VALIDATION_FAILED and BAD_REQUEST: the value refused (a body property, a parameter, a header, or `body`).',
       example: 'expiresInSeconds',
     },
-    rule: { type: 'string', description: 'A 400 other than VALIDATION_FAILED: the rule `field` breaks.', example: 'range' },
+    rule: { type: 'string', description: 'A 400 other than VALIDATION_FAILED and BAD_REQUEST: the rule `field` breaks.', example: 'range' },
     errors: {
       type: 'array',
       description: 'VALIDATION_FAILED: every field and rule the request broke.',
