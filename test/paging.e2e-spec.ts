@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { DUE_ACCOUNTS_SQL, HOLDS_PAGE_SQL, LOTS_PAGE_SQL, TRANSACTIONS_PAGE_SQL } from '@app/token-accounts';
+import { BALANCE_SQL, DUE_ACCOUNTS_SQL, HOLDS_PAGE_SQL, LOTS_PAGE_SQL, TRANSACTIONS_PAGE_SQL } from '@app/token-accounts';
 import { PAYMENTS_PAGE_SQL } from '@app/payments';
 import { startTestApp, type TestApp } from './support/test-app.js';
 
@@ -269,6 +269,14 @@ describe('the indexes that serve the keyset orders', () => {
     expect(limited.filter((node) => node['Index Name'] === index).map((node) => node['Node Type'])).toEqual([expect.stringMatching(/^Index (Only )?Scan$/)]);
   });
 
+  it("the balance reads its next expiry from the index of the account's lots with tokens left, in expiry order: not every lot the account had", async () => {
+    const plan = await planOf(BALANCE_SQL, [randomUUID(), new Date()]);
+    const lots = plan.filter((node) => node['Relation Name'] === 'token_lots');
+    expect(lots.map((node) => [node['Node Type'], node['Index Name']])).toEqual([['Index Scan', 'idx_token_lots_next_expiry']]);
+    expect(plan.filter((node) => String(node['Node Type']).includes('Sort'))).toEqual([]);
+    expect(plan.filter((node) => node['Node Type'] === 'Seq Scan')).toEqual([]);
+  });
+
   it.each([
     ['after an account', randomUUID()],
     ['from the first account', null],
@@ -278,7 +286,8 @@ describe('the indexes that serve the keyset orders', () => {
     // Either partial index of active holds (by expiry, or by account in list order) reads active holds
     // only; so does the due lot's test of what live holds hold of it, by account.
     expect(scanned('token_holds')).toEqual([expect.stringMatching(/^idx_token_holds_(active_expiry|user_active)$/), 'idx_token_holds_user_active']);
-    expect(scanned('token_lots')).toEqual(['idx_token_lots_due']);
+    // Lots with tokens left and an expiry only: by expiry (due first), or by account (each account's due ones first, in the job's order).
+    expect(scanned('token_lots')).toEqual([expect.stringMatching(/^idx_token_lots_(due|next_expiry)$/)]);
     // And its purchase's pending refund: by the payment's id, or among the account's pending refunds.
     expect(scanned('payments')).toEqual([expect.stringMatching(/^(payments_pkey|idx_payments_refund_pending_user)$/)]);
     expect(plan.filter((node) => node['Node Type'] === 'Seq Scan')).toEqual([]);

@@ -50,12 +50,14 @@ export class GetBalanceQuery extends Query<BalanceView> {
 // A refunded purchase's lot with free tokens (a lost dispute took the refund's part from others)
 // expires as any lot does, though `token_lots` records it `refunded` once the refund took a token of
 // it: so lots of that status with tokens left are read too. The cheap tests come first: the held sum
-// is read only for lots past their expiry or of a refunded purchase.
-const BALANCE_SQL = `
+// is read only for lots past their expiry or of a refunded purchase. The account's lots with tokens
+// left and an expiry are read in expiry order from their own index (idx_token_lots_next_expiry), so
+// spent and expired lots, kept for the list, are never read here.
+export const BALANCE_SQL = `
   SELECT balance::text, held::text, available::text, shortfall::text,
          (SELECT coalesce(sum(tokens_purchased), 0) FROM payments WHERE user_id = $1 AND status = 'REFUND_PENDING')::text AS reserved_for_refunds,
          (SELECT json_build_object('expiresAt', to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 'amount', remaining::text, 'lotId', lot_id, 'due', expires_at <= $2)
-            FROM token_lots WHERE user_id = $1 AND status IN ('active', 'refunded') AND remaining > 0 AND expires_at IS NOT NULL
+            FROM token_lots WHERE user_id = $1 AND has_remaining AND expires_at IS NOT NULL AND status IN ('active', 'refunded')
              AND NOT ((expires_at <= $2 OR (payment_id IS NOT NULL AND EXISTS (SELECT 1 FROM payments WHERE payments.id = token_lots.payment_id AND payments.user_id = $1 AND payments.status = 'REFUNDED')))
                       AND remaining <= (SELECT coalesce(sum((draw->>'amount')::bigint), 0) FROM token_holds, jsonb_array_elements(token_holds.draws) AS draw
                                          WHERE token_holds.user_id = $1 AND token_holds.status = 'active' AND token_holds.expires_at > $2 AND draw->>'lotId' = token_lots.lot_id)
