@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { verifyAuditBundle } from '@app/audit';
 import { AccountAudit } from '@app/operations';
+import { EVENT_STORE, type EventStore } from '@app/event-store';
+import type { Pool } from 'pg';
 import { CommandHandling, eventMetadata, ReadModelConsistency } from '@app/event-sourcing';
 import { decideTokenAccount, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
 import { runCli } from './support/run-cli.js';
@@ -217,6 +219,22 @@ describe('auditor API: verification', () => {
     const userId = await account(4);
     await sql('DELETE FROM events WHERE stream_id = $1 AND stream_revision = 4', [tokenAccountStreamId(userId)]);
     expect(await verify(userId)).toMatchObject({ ok: false, streamRevision: '4', chain: { ok: false, firstBadRevision: '4', reason: expect.stringContaining('events were removed') } });
+  });
+
+  it('finds the newest events hidden by a lowered stream revision, and signs no bundle without them', async () => {
+    const userId = await account(4);
+    await sql('UPDATE event_streams SET revision = revision - 2 WHERE stream_id = $1', [tokenAccountStreamId(userId)]);
+    expect(await verify(userId)).toMatchObject({ ok: false, streamRevision: '2', chain: { ok: false, firstBadRevision: '3', reason: expect.stringContaining('goes past the anchor at revision 2') } });
+    const bundle = await testApp.http().get(`/v1/audit/accounts/${userId}/bundle`).expect(409);
+    expect(bundle.body).toMatchObject({ code: 'CHAIN_BROKEN', firstBadRevision: '3' });
+  });
+
+  it('fails a verification whose read-model reads lose the database, rather than report the account as broken; reports any other failure of the replay as a finding', async () => {
+    const userId = await account(2);
+    const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
+    const failing = (error: Error) => new AccountAudit(store, { connect: () => Promise.reject(error), query: () => Promise.reject(error) } as unknown as Pool);
+    await expect(failing(new Error('Connection terminated unexpectedly')).verify(userId)).rejects.toThrow('Connection terminated unexpectedly');
+    expect(await failing(new Error('a row no replay explains')).verify(userId)).toMatchObject({ ok: false, chain: { ok: true }, readModels: { replayError: 'a row no replay explains' } });
   });
 
   it('lists every corrupted read-model row: a transaction amount and the balance', async () => {

@@ -89,6 +89,16 @@ describe('admin CLI', () => {
 
     expect((await cli(on, 'projections', 'rebuild')).exitCode).toBe(0);
     expect(await cli(on, 'accounts', 'verify', '--all')).toEqual({ output: '3 accounts verified\nno differences\n', exitCode: 0 });
+
+    // A completed payment made up for a user with no stream (no balance row either) is found by --all too.
+    const stranger = randomUUID();
+    await on.pool.query(
+      `INSERT INTO payments (id, user_id, order_id, package_id, tokens_purchased, amount, currency, status, provider, created_at, updated_at, expires_at, last_event_id, last_event_revision)
+       VALUES ($1, $2, 'order-made-up', 'starter', 100, 500, 'USD', 'COMPLETED', 'mock', now(), now(), now(), $3, 0)`,
+      [randomUUID(), stranger, randomUUID()],
+    );
+    const found = await cli(on, 'accounts', 'verify', '--all');
+    expect(found).toEqual({ output: expect.stringMatching(new RegExp(`^4 accounts verified\\n${stranger} token_accounts unexpected: `)), exitCode: 1 });
   });
 
   it.each([

@@ -1,6 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { createAuditBundle, tokenAccountSummaryAsOf, verifyChain, type TokenAccountSummary, type AsOf, type BundleEvent, type ChainVerification } from '@app/audit';
 import { formatPosition, readStreamPages, readWholeStream, type EventStore, type JsonValue, type RecordedEvent } from '@app/event-store';
+import { databaseUnavailableErrorOf } from '@app/database';
 import { tokenAccountStreamId } from '@app/ledger';
 import { PROJECTIONS, type Projection } from '@app/projections';
 import type { Pool } from 'pg';
@@ -107,15 +108,15 @@ export class AccountAudit {
 
   /** The hash chain, anchored to the stream's recorded revision, and every difference between the replay and the read models. */
   async verify(userId: string): Promise<AccountAuditReport> {
-    const streamRevision = await this.streamRevision(userId);
-    // Up to the anchor only: events appended after it was read are not this verification's to judge.
-    const events = await readWholeStream(this.store, tokenAccountStreamId(userId), { toRevision: streamRevision });
+    const { streamRevision, events } = await this.anchoredEvents(userId);
     const chain = chainReport(verifyChain(events, { anchor: { revision: streamRevision } }));
     let differences: readonly AccountDifference[] = [];
     let replayError: string | null = null;
     try {
       differences = await verifyAccount(this.store, this.pool, this.projections, userId);
     } catch (error) {
+      // A database that went away is no finding about the account: answered 503, as any read.
+      if (databaseUnavailableErrorOf(error) !== undefined) throw error;
       // A tampered stream can break the ledger's invariants during the replay: that is a finding.
       replayError = error instanceof Error ? error.message : String(error);
     }
@@ -144,16 +145,36 @@ export class AccountAudit {
     return [...findings, ...report.readModels.differences];
   }
 
-  /** The signed NDJSON bundle of the stream; throws if its chain is not intact (a bundle never vouches for a broken stream). */
-  async bundle(userId: string, privateKey: KeyObject, now: Date): Promise<{ readonly streamId: string; readonly text: string }> {
+  /**
+   * The signed NDJSON bundle of the stream; throws if its chain is not intact (a bundle never vouches
+   * for a broken stream). Its `createdAt` is read from `clock` once the events are read, so no event
+   * in it was recorded after the time the head names.
+   */
+  async bundle(userId: string, privateKey: KeyObject, clock: () => Date): Promise<{ readonly streamId: string; readonly text: string }> {
     const streamId = tokenAccountStreamId(userId);
-    const streamRevision = await this.streamRevision(userId);
-    const events = await readWholeStream(this.store, tokenAccountStreamId(userId), { toRevision: streamRevision });
+    const { streamRevision, events } = await this.anchoredEvents(userId);
     const chain = verifyChain(events, { anchor: { revision: streamRevision } });
     if (!chain.ok) throw new ChainBrokenError(userId, chain.firstBadRevision, chain.reason);
     const bundled: BundleEvent[] = events.map((event) => ({ ...event, position: formatPosition(event.position), createdAt: event.createdAt.toISOString() }));
     const { revision: _revision, ...ledger } = this.replayed(userId, events);
-    return { streamId, text: createAuditBundle(bundled, { privateKey, streamId, createdAt: now.toISOString(), ledger }) };
+    return { streamId, text: createAuditBundle(bundled, { privateKey, streamId, createdAt: clock().toISOString(), ledger }) };
+  }
+
+  /**
+   * The stream's recorded revision (the anchor) and its events up to it; and the event after it, when
+   * the store still records the same revision once that event is read. An append writes its events
+   * and the stream's revision in one transaction, so an event past a revision that stays recorded is
+   * one the record hides (the revision lowered to drop the newest events from a bundle): it is passed
+   * on for the chain to refuse ("goes past its anchor"). An event past it that a newer revision
+   * records was appended meanwhile, and is not this read's to judge.
+   */
+  private async anchoredEvents(userId: string): Promise<{ readonly streamRevision: bigint; readonly events: readonly RecordedEvent[] }> {
+    const streamRevision = await this.streamRevision(userId);
+    const events = await readWholeStream(this.store, tokenAccountStreamId(userId), { toRevision: streamRevision + 1n });
+    const past = events.at(-1);
+    if (past === undefined || past.revision <= streamRevision) return { streamRevision, events };
+    if ((await this.streamRevision(userId)) === streamRevision) return { streamRevision, events };
+    return { streamRevision, events: events.slice(0, -1) };
   }
 
   private replayed(userId: string, events: readonly RecordedEvent[]): ReturnType<typeof tokenAccountSummaryAsOf> {

@@ -168,11 +168,18 @@ export async function verifyAllAccounts(
   return { accounts: users.length, findings };
 }
 
-/** Accounts with a stream in the PostgreSQL event store or a row in user_tokens, each once, in order. */
+/**
+ * Accounts with a stream in the PostgreSQL event store or a row in any read model of an account,
+ * each once, in order: a row made up for a user with no stream (a payment, a history row) is then
+ * checked, and found `unexpected`, as it would be for a user named alone.
+ */
 async function knownAccounts(store: EventStore, pool: Pool): Promise<readonly string[]> {
   const prefix = tokenAccountStreamId('');
   const streams = (await store.postgres?.streamIdsStartingWith(prefix)) ?? [];
-  const rows = await pool.query<{ user_id: string }>('SELECT user_id::text FROM user_tokens');
+  const rows = await pool.query<{ user_id: string }>(
+    `SELECT user_id::text FROM user_tokens UNION SELECT user_id::text FROM token_transactions UNION SELECT user_id::text FROM token_holds
+     UNION SELECT user_id::text FROM token_lots UNION SELECT user_id::text FROM payments`,
+  );
   return [...new Set([...streams.map((streamId) => streamId.slice(prefix.length)), ...rows.rows.map((row) => row.user_id)])].sort();
 }
 

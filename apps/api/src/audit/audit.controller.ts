@@ -70,9 +70,9 @@ export class AuditController {
     description: 'The signed audit bundle: one line per event, then the signed head. Check it with `npm run cli -- audit verify-bundle <file>`.',
     content: { 'application/x-ndjson': { schema: { type: 'string' } } },
   })
-  @ApiProblems('ACCOUNT_NOT_FOUND', 'CHAIN_BROKEN')
+  @ApiProblems('ACCOUNT_NOT_FOUND', 'CHAIN_BROKEN', 'STREAM_NOT_REPLAYABLE')
   async bundle(@Param() { userId }: UserIdParams) {
-    const { streamId, text } = await this.audit.bundle(userId, this.signingKey, this.clock());
+    const { streamId, text } = await this.audit.bundle(userId, this.signingKey, this.clock);
     return new StreamableFile(Buffer.from(text, 'utf8'), { type: NDJSON, disposition: `attachment; filename="${streamId}.audit.ndjson"` });
   }
 }
