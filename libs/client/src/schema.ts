@@ -4959,7 +4959,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `CHAIN_BROKEN`: The hash chain of the stream does not verify */
+            /** @description `CHAIN_BROKEN`: The hash chain of the stream does not verify; `STREAM_NOT_REPLAYABLE`: The stream breaks the ledger invariants */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4967,7 +4967,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "CHAIN_BROKEN";
+                        code: "CHAIN_BROKEN" | "STREAM_NOT_REPLAYABLE";
                     };
                 };
             };
