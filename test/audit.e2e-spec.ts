@@ -316,6 +316,26 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
     expect((await verifyBundle(text, '--public-key', keyFile)).exitCode).toBe(0);
   });
 
+  it('checks a bundle against an earlier one of the stream kept apart (--since): it continues it unchanged, or it is refused', async () => {
+    const userId = await account(2);
+    const earlier = await downloadBundle(userId);
+    await record(userId, 'use', 10, T(20));
+    const later = await downloadBundle(userId);
+    const earlierFile = join(directory, `${randomUUID()}.ndjson`);
+    await writeFile(earlierFile, earlier);
+    const continued = await verifyBundle(later, '--since', earlierFile);
+    expect(continued).toEqual({ output: `bundle intact: token-account-${userId}, 4 events, head hash ${JSON.parse(later.split('\n')[3] ?? '').hash}; it continues the earlier bundle ${earlierFile} unchanged\n`, exitCode: 0 });
+    // The later bundle given as the earlier one: its last event is not in the earlier one.
+    const laterFile = join(directory, `${randomUUID()}.ndjson`);
+    await writeFile(laterFile, later);
+    expect(await verifyBundle(earlier, '--since', laterFile)).toEqual({ output: expect.stringMatching(/^bundle NOT intact at revision 3: the stream ends at revision 2, before the earlier bundle's last revision 3: events were removed\n$/), exitCode: 1 });
+    const otherFile = join(directory, `${randomUUID()}.ndjson`);
+    await writeFile(otherFile, await downloadBundle(await account(1)));
+    expect(await verifyBundle(later, '--since', otherFile)).toEqual({ output: expect.stringMatching(/^bundle NOT intact: the earlier bundle is of token-account-.*, this one of token-account-/), exitCode: 1 });
+    // An earlier bundle that cannot be read: the check could not be made (its reason goes to stderr).
+    expect(await verifyBundle(later, '--since', join(directory, 'missing.ndjson'))).toEqual({ output: '', exitCode: 2 });
+  });
+
   it("says how many leading events were stored without a hash (written before hashes on append), as the bundle's signed head states", async () => {
     const userId = await account(3);
     await sql("UPDATE events SET metadata = metadata - 'hash' WHERE stream_id = $1 AND stream_revision < 2", [tokenAccountStreamId(userId)]);

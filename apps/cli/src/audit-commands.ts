@@ -1,7 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { verifyAuditBundle } from '@app/audit';
+import { verifyAuditBundle, verifyBundleContinues } from '@app/audit';
 import { developmentAuditSigningKeyPath } from '@app/auth';
 import type { Command } from 'commander';
 
@@ -20,18 +20,30 @@ export function addAuditCommands(program: Command): void {
     .description('check a signed audit bundle (no database, no service): exit 0 intact, 1 not intact, 2 usage error')
     .argument('<file>', 'the bundle (NDJSON) from GET /v1/audit/accounts/{userId}/bundle')
     .option('--public-key <file>', "the signer's public key (PEM); default: derived from the development key under DATA_DIR")
-    .action(async (file: string, options: { publicKey?: string }) => {
+    .option('--since <earlier>', 'an earlier bundle of the same stream, kept apart from the service: every event it holds must be in this one unchanged')
+    .action(async (file: string, options: { publicKey?: string; since?: string }) => {
       const inputs = await readInputs(file, options.publicKey);
       if (typeof inputs === 'string') {
         process.stderr.write(`error: ${inputs}\n`);
         process.exitCode = EXIT_USAGE;
         return;
       }
-      const result = verifyAuditBundle(inputs.bundle, inputs.publicKey);
+      let earlier: string | undefined;
+      if (options.since !== undefined) {
+        try {
+          earlier = await readFile(options.since, 'utf8');
+        } catch (error) {
+          process.stderr.write(`error: cannot read the earlier bundle ${options.since}: ${message(error)}\n`);
+          process.exitCode = EXIT_USAGE;
+          return;
+        }
+      }
+      const result = earlier === undefined ? verifyAuditBundle(inputs.bundle, inputs.publicKey) : verifyBundleContinues(inputs.bundle, earlier, inputs.publicKey);
       if (result.ok) {
         // Events written before hashes on append are covered only by the first sealed one: only as trustworthy as the stream was then.
         const unsealed = result.unsealedPrefix === 0 ? '' : `; its first ${result.unsealedPrefix} events were stored without a hash (written before hashes on append, covered by the next one's)`;
-        process.stdout.write(`bundle intact: ${result.streamId}, ${result.eventCount} events, head hash ${result.headHash ?? '-'}${unsealed}\n`);
+        const continues = earlier === undefined ? '' : `; it continues the earlier bundle ${options.since ?? ''} unchanged`;
+        process.stdout.write(`bundle intact: ${result.streamId}, ${result.eventCount} events, head hash ${result.headHash ?? '-'}${unsealed}${continues}\n`);
         return;
       }
       const where = result.firstBadRevision === undefined ? (result.line === undefined ? '' : ` at line ${result.line}`) : ` at revision ${result.firstBadRevision}`;

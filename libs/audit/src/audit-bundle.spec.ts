@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { createAuditBundle, verifyAuditBundle } from './audit-bundle.js';
+import { createAuditBundle, verifyAuditBundle, verifyBundleContinues } from './audit-bundle.js';
 import { HASH_METADATA_KEY, sealEvents } from './hash-chain.js';
 import { sealedStream, STEPS, streamId, withData } from './testing/sealed-stream.fixtures.js';
 
@@ -16,6 +16,41 @@ function editLine(text: string, index: number, edit: (line: Record<string, unkno
   lines[index] = JSON.stringify(edit(JSON.parse(lines[index] ?? '') as Record<string, unknown>));
   return lines.join('\n');
 }
+
+describe('a bundle checked against an earlier one of the stream', () => {
+  const events = sealedStream(STEPS);
+  const signed = (of: typeof events, key = signer.privateKey) => createAuditBundle(of, { privateKey: key, streamId, createdAt });
+
+  it('continues an earlier bundle of a shorter stream, of the same stream, and an empty one', () => {
+    const newer = signed(events);
+    expect(verifyBundleContinues(newer, signed(events.slice(0, 3)), signer.publicKey)).toMatchObject({ ok: true, eventCount: 5 });
+    expect(verifyBundleContinues(newer, newer, signer.publicKey)).toMatchObject({ ok: true, eventCount: 5 });
+    expect(verifyBundleContinues(newer, signed([]), signer.publicKey)).toMatchObject({ ok: true, eventCount: 5 });
+  });
+
+  it('finds a history rewritten after the earlier bundle, though the newer one is intact and signed by the service', () => {
+    // Someone with write access to the database changes revision 1 and recomputes every later hash; the service signs what it reads.
+    const changed = events.map((event, index) => (index === 1 ? withData(event, { amount: 1 }) : event));
+    const rechained = sealEvents(streamId, 0n, null, changed).map((event, index) => ({ ...events[index]!, data: event.data, metadata: event.metadata }));
+    const rewritten = signed(rechained);
+    expect(verifyAuditBundle(rewritten, signer.publicKey).ok).toBe(true);
+    expect(verifyBundleContinues(rewritten, signed(events.slice(0, 3)), signer.publicKey)).toEqual({
+      ok: false,
+      firstBadRevision: 1n,
+      reason: "revision 1 differs from the earlier bundle's: the history that bundle signed was rewritten",
+    });
+  });
+
+  it('finds events removed since the earlier bundle, and refuses an earlier bundle that is not intact or of another stream', () => {
+    expect(verifyBundleContinues(signed(events.slice(0, 3)), signed(events), signer.publicKey)).toMatchObject({ ok: false, firstBadRevision: 3n, reason: expect.stringContaining('events were removed') });
+    expect(verifyBundleContinues(signed(events), signed(events.slice(0, 2), stranger.privateKey), signer.publicKey)).toEqual({
+      ok: false,
+      reason: 'the earlier bundle is not intact: the head signature is not valid for this public key',
+    });
+    const other = createAuditBundle([], { privateKey: signer.privateKey, streamId: 'token-account-other', createdAt });
+    expect(verifyBundleContinues(signed(events), other, signer.publicKey)).toEqual({ ok: false, reason: `the earlier bundle is of token-account-other, this one of ${streamId}` });
+  });
+});
 
 describe('audit bundles', () => {
   it('writes one NDJSON line per event and a signed head, and verifies with the PEM public key alone', () => {

@@ -177,6 +177,37 @@ function verified(text: string, key: KeyObject): BundleVerification {
   return { ok: true, streamId: head.streamId, eventCount: events.length, headHash: chain.headHash, unsealedPrefix: chain.unsealedPrefix, reason: 'bundle intact' };
 }
 
+/**
+ * Whether `newer` continues `earlier`, a bundle of the same stream kept from before: both intact
+ * under `publicKey`, and every revision `earlier` holds has the same hash in `newer` (so the same
+ * event, and the same chain before it). The hash chain alone cannot show a history rewritten by
+ * someone who can write to the database and recompute every later hash, and a bundle signed after
+ * such a rewrite is intact on its own: a signed head kept outside the service is what shows it.
+ */
+export function verifyBundleContinues(newer: string, earlier: string, publicKey: KeyObject | string): BundleVerification {
+  const checked = verifyAuditBundle(newer, publicKey);
+  if (!checked.ok) return checked;
+  const before = verifyAuditBundle(earlier, publicKey);
+  if (!before.ok) return { ok: false, reason: `the earlier bundle is not intact: ${before.reason}` };
+  if (before.streamId !== checked.streamId) return { ok: false, reason: `the earlier bundle is of ${before.streamId}, this one of ${checked.streamId}` };
+  if (before.eventCount > checked.eventCount) {
+    return { ok: false, firstBadRevision: BigInt(checked.eventCount), reason: `the stream ends at revision ${checked.eventCount - 1}, before the earlier bundle's last revision ${before.eventCount - 1}: events were removed` };
+  }
+  const [earlierHashes, newerHashes] = [eventLineHashes(earlier), eventLineHashes(newer)];
+  const differs = earlierHashes.findIndex((hash, revision) => newerHashes[revision] !== hash);
+  if (differs !== -1) return { ok: false, firstBadRevision: BigInt(differs), reason: `revision ${differs} differs from the earlier bundle's: the history that bundle signed was rewritten` };
+  return checked;
+}
+
+/** The hash of each event line of a bundle already verified, in revision order. */
+function eventLineHashes(text: string): string[] {
+  return text
+    .slice(0, -1)
+    .split('\n')
+    .slice(0, -1)
+    .map((line) => (JSON.parse(line) as { readonly hash: string }).hash);
+}
+
 function sameSummary(signed: TokenAccountSummary, events: readonly ChainEvent[]): boolean {
   try {
     const { revision: _revision, ...replayed } = tokenAccountSummaryAsOf(events, { revision: BigInt(events.length) - 1n });
