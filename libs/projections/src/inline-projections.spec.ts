@@ -597,3 +597,69 @@ describe('a lot emptied after its expiry is expired (migration 142)', () => {
     await migrate('up', Infinity);
   });
 });
+
+describe('lot times as the event-by-event projection takes them (migration 146)', () => {
+  const lotRows = async (userId: string) =>
+    (await database.pool.query<{ lot_id: string; status: string; remaining: string; created_at: Date }>('SELECT lot_id, status, remaining::text, created_at FROM token_lots WHERE user_id = $1 ORDER BY lot_id', [userId])).rows;
+
+  /** Decides `commands` in turn on the account's state, and appends all their events at once (one transaction, as a group of commands is). */
+  async function runTogether(store: PostgresEventStore, target: Account, commands: readonly TokenAccountCommand[]): Promise<void> {
+    const toAppend: EventToAppend[] = [];
+    for (const command of commands) {
+      const events = decideTokenAccount(command, target.state);
+      target.state = fold(tokenAccountDecider, target.state, events);
+      toAppend.push(...events.map((event) => ({ id: randomUUID(), type: event.type, data: event.data })));
+    }
+    const result = await store.append(tokenAccountStreamId(target.userId), toAppend, { expectedRevision: target.revision < 0n ? 'no_stream' : target.revision });
+    target.revision = result.nextRevision;
+  }
+
+  /**
+   * Two histories the set-based statements judged otherwise: an opening lot whose second credit
+   * (before lots) occurred, by its writer's clock, before the first; and a grant expiring a minute
+   * after `now`, held in two holds, settled in one append, the later-appended settle keeping a time
+   * before the expiry (decided again after a conflict) and the other an hour after it.
+   */
+  async function histories(store: PostgresEventStore, opening: Account, grant: Account): Promise<void> {
+    const at = (ms: number) => new Date(now.getTime() + ms).toISOString();
+    const credits = [
+      { id: randomUUID(), type: 'TokensPurchased', data: { userId: opening.userId, transactionId: randomUUID(), paymentId: randomUUID(), amount: 80, description: null, balanceAfter: 80, occurredAt: at(5_000) } },
+      { id: randomUUID(), type: 'TokensAdjusted', data: { userId: opening.userId, transactionId: randomUUID(), amount: 5, reason: 'Goodwill', balanceAfter: 85, occurredAt: at(1_000) } },
+    ];
+    await store.append(tokenAccountStreamId(opening.userId), credits, { expectedRevision: 'no_stream' });
+    const [first, second] = [randomUUID(), randomUUID()];
+    const userId = grant.userId;
+    await run(store, grant, { type: 'GrantTokens', data: { userId, amount: 10, reason: 'Promotion', priority: 10, expiresAt: new Date(now.getTime() + 60_000), transactionId: randomUUID(), now } });
+    for (const holdId of [first, second]) await run(store, grant, { type: 'HoldTokens', data: { userId, holdId, amount: 5, description: null, ttlSeconds: 7200, ttlSecondsMax: 7200, transactionId: randomUUID(), now } });
+    await runTogether(store, grant, [
+      { type: 'SettleHold', data: { userId, holdId: second, amount: 5, description: null, transactionId: randomUUID(), now: new Date(now.getTime() + 3_600_000) } },
+      { type: 'SettleHold', data: { userId, holdId: first, amount: 5, description: null, transactionId: randomUUID(), now: new Date(now.getTime() + 30_000) } },
+    ]);
+  }
+
+  it('writes the same lots inline, event by event and set-based: the first credit\'s time, and the emptying debit\'s', async () => {
+    const store = storeWith(inline);
+    const [inlineOpening, inlineGrant] = [account(), account()];
+    await histories(store, inlineOpening, inlineGrant);
+    const plain = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: 20 });
+    stores.push(plain);
+    const [runnerOpening, runnerGrant] = [account(), account()];
+    await histories(plain, runnerOpening, runnerGrant);
+    const runner = new ProjectionRunner(store, database.pool, tokenAccountsProjection, { batchSizeMax: 1, retryDelayMsMin: 10, retryDelayMsMax: 50 });
+    runners.push(runner);
+    runner.start();
+    await caughtUp(runner);
+
+    const shape = (rows: Awaited<ReturnType<typeof lotRows>>) => rows.map(({ lot_id: lotId, ...row }) => ({ ...row, lotId: lotId === 'opening' ? lotId : 'grant' }));
+    const firstCredit = new Date(now.getTime() + 5_000);
+    expect(shape(await lotRows(inlineOpening.userId))).toEqual([{ lotId: 'opening', status: 'active', remaining: '85', created_at: firstCredit }]);
+    expect(shape(await lotRows(runnerOpening.userId))).toEqual(shape(await lotRows(inlineOpening.userId)));
+    expect((await lotRows(inlineGrant.userId)).map((row) => [row.status, row.remaining])).toEqual([['spent', '0']]);
+    expect(shape(await lotRows(runnerGrant.userId))).toEqual(shape(await lotRows(inlineGrant.userId)));
+    for (const target of [inlineOpening, inlineGrant]) {
+      const written = await lotRows(target.userId);
+      await rebuildAccount(store, database.pool, [tokenAccountsProjection], target.userId);
+      expect(await lotRows(target.userId)).toEqual(written);
+    }
+  });
+});

@@ -229,12 +229,14 @@ function endHolds(where: string): string {
 /**
  * One `token_lots` row per credit's lot; the credits of a stream written before lots add up in its
  * opening lot. `merge` adds to an existing opening lot (the only lot two credits share), which keeps
- * its creation: `created_at` and `stream_revision` are its first credit's (the revision is the draw
- * order's "oldest first", as the ledger's lot sequence is).
+ * its creation: `created_at` and `stream_revision` are its first credit's in the stream (the revision
+ * is the draw order's "oldest first", as the ledger's lot sequence is), as the event-by-event
+ * projection keeps them: not the earliest `occurredAt`, which a writer's clock behind another's
+ * would give.
  */
 function upsertLots(where: string, merge: boolean): string {
   return `INSERT INTO token_lots (user_id, lot_id, source, payment_id, transaction_id, original, remaining, priority, expires_at, status, created_at, stream_revision)
-     SELECT user_id, lot_id, source, payment_id, transaction_id, sum(amount), sum(amount), priority, expires_at, 'active', min(created_at), min(stream_revision)
+     SELECT user_id, lot_id, source, payment_id, transaction_id, sum(amount), sum(amount), priority, expires_at, 'active', (array_agg(created_at ORDER BY stream_revision))[1], min(stream_revision)
        FROM (SELECT (data->>'userId')::uuid AS user_id, coalesce(data->'lot'->>'lotId', ${OPENING}) AS lot_id,
                     CASE WHEN data->'lot' IS NULL THEN 'opening' WHEN event_type = 'TokensPurchased' THEN 'purchase'
                          WHEN event_type = 'TokensGranted' THEN 'grant' ELSE 'adjustment' END AS source,
@@ -275,7 +277,9 @@ function insertCarriedLots(where: string): string {
  * expiry, a void, or a refund of the purchase it came from), else a status it was closed with
  * before, else spent or active by what is left; emptied at or after its expiry (a hold that held
  * all of it settled after it expired, so no `LotExpired` ever closed it), expired, as the lot list
- * showed it from its expiry on. The same rule `DRAW_FROM_LOT` applies draw by draw.
+ * showed it from its expiry on: judged by the time of the range's last debit of the lot, the one that
+ * emptied it, not the latest time among its debits (a command decided again after a conflict may
+ * keep a time earlier than a debit before it). The same rule `DRAW_FROM_LOT` applies draw by draw.
  */
 function debitLots(where: string): string {
   return `UPDATE token_lots SET
@@ -284,7 +288,7 @@ function debitLots(where: string): string {
                           WHEN token_lots.status IN ${CLOSED_STATUSES} THEN token_lots.status
                           WHEN token_lots.remaining - drawn.amount = 0 THEN CASE WHEN token_lots.expires_at <= drawn.occurred_at THEN 'expired' ELSE 'spent' END
                           ELSE 'active' END
-       FROM (SELECT user_id, lot_id, sum(amount) AS amount, max(occurred_at) AS occurred_at,
+       FROM (SELECT user_id, lot_id, sum(amount) AS amount, (array_agg(occurred_at ORDER BY transaction_id DESC, global_position DESC))[1] AS occurred_at,
                     (array_agg(closing ORDER BY transaction_id DESC, global_position DESC) FILTER (WHERE closing IS NOT NULL))[1] AS closing
                FROM (SELECT (data->>'userId')::uuid AS user_id, draw->>'lotId' AS lot_id, (draw->>'amount')::bigint AS amount,
                             CASE event_type WHEN 'LotExpired' THEN 'expired' WHEN 'GrantVoided' THEN 'voided' WHEN 'TokensRefunded' THEN 'refunded' END AS closing,
