@@ -229,11 +229,14 @@ describe('auditor API: verification', () => {
     expect(bundle.body).toMatchObject({ code: 'CHAIN_BROKEN', firstBadRevision: '3' });
   });
 
-  it('fails a verification whose read-model reads lose the database, rather than report the account as broken; reports any other failure of the replay as a finding', async () => {
+  it('fails a verification whose read-model reads lose the database or fail on its side (a deadlock, a timeout), rather than report the account as broken; reports any other failure of the replay as a finding', async () => {
     const userId = await account(2);
     const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
     const failing = (error: Error) => new AccountAudit(store, { connect: () => Promise.reject(error), query: () => Promise.reject(error) } as unknown as Pool);
     await expect(failing(new Error('Connection terminated unexpectedly')).verify(userId)).rejects.toThrow('Connection terminated unexpectedly');
+    // A deadlock or a timeout of the check's own statements says nothing of the account either.
+    await expect(failing(Object.assign(new Error('deadlock detected'), { code: '40P01' })).verify(userId)).rejects.toThrow('deadlock detected');
+    await expect(failing(Object.assign(new Error('canceling statement due to statement timeout'), { code: '57014' })).verify(userId)).rejects.toThrow('statement timeout');
     expect(await failing(new Error('a row no replay explains')).verify(userId)).toMatchObject({ ok: false, chain: { ok: true }, readModels: { replayError: 'a row no replay explains' } });
   });
 
@@ -331,9 +334,12 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
     expect(await verifyBundle(earlier, '--since', laterFile)).toEqual({ output: expect.stringMatching(/^bundle NOT intact at revision 3: the stream ends at revision 2, before the earlier bundle's last revision 3: events were removed\n$/), exitCode: 1 });
     const otherFile = join(directory, `${randomUUID()}.ndjson`);
     await writeFile(otherFile, await downloadBundle(await account(1)));
-    expect(await verifyBundle(later, '--since', otherFile)).toEqual({ output: expect.stringMatching(/^bundle NOT intact: the earlier bundle is of token-account-.*, this one of token-account-/), exitCode: 1 });
-    // An earlier bundle that cannot be read: the check could not be made (its reason goes to stderr).
+    // An earlier bundle of another stream, one that cannot be read, or one not intact under its key: the check could not be made (the reason goes to stderr).
+    expect(await verifyBundle(later, '--since', otherFile)).toEqual({ output: '', exitCode: 2 });
     expect(await verifyBundle(later, '--since', join(directory, 'missing.ndjson'))).toEqual({ output: '', exitCode: 2 });
+    const strangerKey = join(directory, `${randomUUID()}.pem`);
+    await writeFile(strangerKey, generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
+    expect(await verifyBundle(later, '--since', earlierFile, '--since-public-key', strangerKey)).toEqual({ output: '', exitCode: 2 });
   });
 
   it("says how many leading events were stored without a hash (written before hashes on append), as the bundle's signed head states", async () => {

@@ -17,28 +17,29 @@ export function addAuditCommands(program: Command): void {
   const audit = program.command('audit').description('audit bundles, checked offline');
   audit
     .command('verify-bundle')
-    .description('check a signed audit bundle (no database, no service): exit 0 intact, 1 not intact, 2 usage error')
+    .description('check a signed audit bundle (no database, no service): exit 0 intact, 1 not intact, 2 usage error (an earlier bundle of --since that cannot be used included)')
     .argument('<file>', 'the bundle (NDJSON) from GET /v1/audit/accounts/{userId}/bundle')
     .option('--public-key <file>', "the signer's public key (PEM); default: derived from the development key under DATA_DIR")
     .option('--since <earlier>', 'an earlier bundle of the same stream, kept apart from the service: every event it holds must be in this one unchanged')
-    .action(async (file: string, options: { publicKey?: string; since?: string }) => {
+    .option('--since-public-key <file>', 'the public key the earlier bundle was signed with, when the signing key was rotated since (default: --public-key)')
+    .action(async (file: string, options: { publicKey?: string; since?: string; sincePublicKey?: string }) => {
       const inputs = await readInputs(file, options.publicKey);
       if (typeof inputs === 'string') {
         process.stderr.write(`error: ${inputs}\n`);
         process.exitCode = EXIT_USAGE;
         return;
       }
-      let earlier: string | undefined;
+      let earlier: { text: string; publicKey: KeyObject } | undefined;
       if (options.since !== undefined) {
-        try {
-          earlier = await readFile(options.since, 'utf8');
-        } catch (error) {
-          process.stderr.write(`error: cannot read the earlier bundle ${options.since}: ${message(error)}\n`);
+        const read = await readEarlier(options.since, options.sincePublicKey, inputs.publicKey, inputs.bundle);
+        if (typeof read === 'string') {
+          process.stderr.write(`error: ${read}\n`);
           process.exitCode = EXIT_USAGE;
           return;
         }
+        earlier = read;
       }
-      const result = earlier === undefined ? verifyAuditBundle(inputs.bundle, inputs.publicKey) : verifyBundleContinues(inputs.bundle, earlier, inputs.publicKey);
+      const result = earlier === undefined ? verifyAuditBundle(inputs.bundle, inputs.publicKey) : verifyBundleContinues(inputs.bundle, earlier.text, inputs.publicKey, earlier.publicKey);
       if (result.ok) {
         // Events written before hashes on append are covered only by the first sealed one: only as trustworthy as the stream was then.
         const unsealed = result.unsealedPrefix === 0 ? '' : `; its first ${result.unsealedPrefix} events were stored without a hash (written before hashes on append, covered by the next one's)`;
@@ -60,6 +61,13 @@ async function readInputs(file: string, publicKeyFile: string | undefined): Prom
   } catch (error) {
     return `cannot read the bundle ${file}: ${message(error)}`;
   }
+  const publicKey = await readPublicKey(publicKeyFile);
+  if (typeof publicKey === 'string') return publicKey;
+  return { bundle, publicKey };
+}
+
+/** The Ed25519 public key in `publicKeyFile` (a private key PEM gives its public half), by default the development key's; or what kept it from being read. */
+async function readPublicKey(publicKeyFile: string | undefined): Promise<KeyObject | string> {
   const keyFile = publicKeyFile ?? developmentAuditSigningKeyPath(path.resolve(process.env.DATA_DIR ?? '.data'));
   let pem: string;
   try {
@@ -69,14 +77,33 @@ async function readInputs(file: string, publicKeyFile: string | undefined): Prom
   }
   let publicKey: KeyObject;
   try {
-    // A private key PEM (the development key) gives its public half; a public key PEM is used as is.
     publicKey = createPublicKey(pem);
   } catch (error) {
     return `${keyFile} holds no usable key: ${message(error)}`;
   }
   // Bundles are signed with Ed25519: another kind of key cannot check one, which says nothing of the bundle.
   if (publicKey.asymmetricKeyType !== 'ed25519') return `${keyFile} holds a ${String(publicKey.asymmetricKeyType)} key, not the Ed25519 key bundles are signed with`;
-  return { bundle, publicKey };
+  return publicKey;
+}
+
+/**
+ * The earlier bundle of `--since`, checked on its own: unreadable, not intact under its key, or of
+ * another stream, it cannot show anything of the bundle being checked (a usage error).
+ */
+async function readEarlier(file: string, publicKeyFile: string | undefined, fallback: KeyObject, newer: string): Promise<{ text: string; publicKey: KeyObject } | string> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    return `cannot read the earlier bundle ${file}: ${message(error)}`;
+  }
+  const publicKey = publicKeyFile === undefined ? fallback : await readPublicKey(publicKeyFile);
+  if (typeof publicKey === 'string') return publicKey;
+  const earlier = verifyAuditBundle(text, publicKey);
+  if (!earlier.ok) return `the earlier bundle ${file} is not intact${publicKeyFile === undefined ? ' under this key (if the key was rotated since, give --since-public-key)' : ''}: ${earlier.reason}`;
+  const checked = verifyAuditBundle(newer, fallback);
+  if (checked.ok && checked.streamId !== earlier.streamId) return `the earlier bundle ${file} is of ${earlier.streamId}, this one of ${checked.streamId}`;
+  return { text, publicKey };
 }
 
 function message(error: unknown): string {

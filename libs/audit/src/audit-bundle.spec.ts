@@ -37,8 +37,19 @@ describe('a bundle checked against an earlier one of the stream', () => {
     expect(verifyBundleContinues(rewritten, signed(events.slice(0, 3)), signer.publicKey)).toEqual({
       ok: false,
       firstBadRevision: 1n,
-      reason: "revision 1 differs from the earlier bundle's: the history that bundle signed was rewritten",
+      reason: "revision 1 differs from the earlier bundle's (data, metadata, hash): the history that bundle signed was rewritten",
     });
+  });
+
+  it('finds a time the hash does not cover changed since the earlier bundle, and takes the earlier bundle under the key it was signed with', () => {
+    const backdated = events.map((event, index) => (index === 2 ? { ...event, createdAt: '2020-01-01T00:00:00.000Z' } : event));
+    expect(verifyBundleContinues(signed(backdated), signed(events.slice(0, 3)), signer.publicKey)).toEqual({
+      ok: false,
+      firstBadRevision: 2n,
+      reason: "revision 2 differs from the earlier bundle's (createdAt): the history that bundle signed was rewritten",
+    });
+    // The key was rotated between the two bundles.
+    expect(verifyBundleContinues(signed(events), signed(events.slice(0, 3), stranger.privateKey), signer.publicKey, stranger.publicKey)).toMatchObject({ ok: true, eventCount: 5 });
   });
 
   it('finds events removed since the earlier bundle, and refuses an earlier bundle that is not intact or of another stream', () => {

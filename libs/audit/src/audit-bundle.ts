@@ -179,33 +179,41 @@ function verified(text: string, key: KeyObject): BundleVerification {
 
 /**
  * Whether `newer` continues `earlier`, a bundle of the same stream kept from before: both intact
- * under `publicKey`, and every revision `earlier` holds has the same hash in `newer` (so the same
- * event, and the same chain before it). The hash chain alone cannot show a history rewritten by
- * someone who can write to the database and recompute every later hash, and a bundle signed after
- * such a rewrite is intact on its own: a signed head kept outside the service is what shows it.
+ * (`earlier` under `earlierPublicKey`, the same key unless it was rotated since), and every event
+ * line `earlier` holds is in `newer` at its revision with the same members: the same hash (so the
+ * same event, and the same chain before it), and the same time and position, which the hash does not
+ * cover (a member a later version of the bundle adds is not compared). The hash chain alone cannot
+ * show a history rewritten by someone who can write to the database and recompute every later hash,
+ * and a bundle signed after such a rewrite is intact on its own: a signed head kept outside the
+ * service is what shows it.
  */
-export function verifyBundleContinues(newer: string, earlier: string, publicKey: KeyObject | string): BundleVerification {
+export function verifyBundleContinues(newer: string, earlier: string, publicKey: KeyObject | string, earlierPublicKey: KeyObject | string = publicKey): BundleVerification {
   const checked = verifyAuditBundle(newer, publicKey);
   if (!checked.ok) return checked;
-  const before = verifyAuditBundle(earlier, publicKey);
+  const before = verifyAuditBundle(earlier, earlierPublicKey);
   if (!before.ok) return { ok: false, reason: `the earlier bundle is not intact: ${before.reason}` };
   if (before.streamId !== checked.streamId) return { ok: false, reason: `the earlier bundle is of ${before.streamId}, this one of ${checked.streamId}` };
   if (before.eventCount > checked.eventCount) {
     return { ok: false, firstBadRevision: BigInt(checked.eventCount), reason: `the stream ends at revision ${checked.eventCount - 1}, before the earlier bundle's last revision ${before.eventCount - 1}: events were removed` };
   }
-  const [earlierHashes, newerHashes] = [eventLineHashes(earlier), eventLineHashes(newer)];
-  const differs = earlierHashes.findIndex((hash, revision) => newerHashes[revision] !== hash);
-  if (differs !== -1) return { ok: false, firstBadRevision: BigInt(differs), reason: `revision ${differs} differs from the earlier bundle's: the history that bundle signed was rewritten` };
+  const [earlierLines, newerLines] = [eventLines(earlier), eventLines(newer)];
+  for (const [revision, line] of earlierLines.entries()) {
+    const later = newerLines[revision] ?? {};
+    const changed = Object.keys(line).filter((member) => canonicalJson(line[member]) !== canonicalJson(later[member] ?? null));
+    if (changed.length > 0) {
+      return { ok: false, firstBadRevision: BigInt(revision), reason: `revision ${revision} differs from the earlier bundle's (${changed.join(', ')}): the history that bundle signed was rewritten` };
+    }
+  }
   return checked;
 }
 
-/** The hash of each event line of a bundle already verified, in revision order. */
-function eventLineHashes(text: string): string[] {
+/** The event lines of a bundle already verified, parsed, in revision order. */
+function eventLines(text: string): Record<string, unknown>[] {
   return text
     .slice(0, -1)
     .split('\n')
     .slice(0, -1)
-    .map((line) => (JSON.parse(line) as { readonly hash: string }).hash);
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
 function sameSummary(signed: TokenAccountSummary, events: readonly ChainEvent[]): boolean {

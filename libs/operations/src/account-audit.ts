@@ -115,8 +115,8 @@ export class AccountAudit {
     try {
       differences = await verifyAccount(this.store, this.pool, this.projections, userId);
     } catch (error) {
-      // A database that went away is no finding about the account: answered 503, as any read.
-      if (databaseUnavailableErrorOf(error) !== undefined) throw error;
+      // A database that went away or failed the check's own work is no finding about the account: answered as any read would be.
+      if (isDatabaseFailure(error)) throw error;
       // A tampered stream can break the ledger's invariants during the replay: that is a finding.
       replayError = error instanceof Error ? error.message : String(error);
     }
@@ -214,4 +214,15 @@ function auditEvent(event: RecordedEvent): AuditEvent {
     metadata: event.metadata,
     time: event.createdAt.toISOString(),
   };
+}
+
+/**
+ * A failure of the database that says nothing of the account checked: a lost connection (503), or
+ * an SQLSTATE of a class no stored value can cause: 08 connection, 40 deadlock or serialization
+ * failure, 53 resources, 55 lock not available, 57 a timeout or cancel, XX internal.
+ */
+function isDatabaseFailure(error: unknown): boolean {
+  if (databaseUnavailableErrorOf(error) !== undefined) return true;
+  const code = typeof error === 'object' && error !== null ? (error as { readonly code?: unknown }).code : undefined;
+  return typeof code === 'string' && /^(08|40|53|55|57|XX)[0-9A-Z]{3}$/.test(code);
 }

@@ -622,7 +622,7 @@ describe('lot times as the event-by-event projection takes them (migration 146)'
    */
   async function histories(store: PostgresEventStore, opening: Account, grant: Account): Promise<void> {
     const at = (ms: number) => new Date(now.getTime() + ms).toISOString();
-    const credits = [
+    const credits: EventToAppend[] = [
       { id: randomUUID(), type: 'TokensPurchased', data: { userId: opening.userId, transactionId: randomUUID(), paymentId: randomUUID(), amount: 80, description: null, balanceAfter: 80, occurredAt: at(5_000) } },
       { id: randomUUID(), type: 'TokensAdjusted', data: { userId: opening.userId, transactionId: randomUUID(), amount: 5, reason: 'Goodwill', balanceAfter: 85, occurredAt: at(1_000) } },
     ];

@@ -349,7 +349,7 @@ export const tokenAccountsBulkLoad: BulkLoad = {
   ofEvents: mergedStatements,
   inline: {
     appliedTransactions: TOKEN_ACCOUNTS_INLINE_COMMITS,
-    // Migration 142 (first 042, then 060, 081, 110, 122, 123, 128, 133, 135 and 140); the inline-projections spec proves its body equal to these statements.
+    // Migration 146 (first 042, then 060, 081, 110, 122, 123, 128, 133, 135, 140 and 142); the inline-projections spec proves its body equal to these statements.
     function: 'token_accounts_apply_inline',
     statements: (transaction) => mergedStatements(ofTransaction(transaction)),
     firstUnrecordedAfter: (liveTable) => `SELECT min(events.transaction_id)::text AS id FROM events
