@@ -240,6 +240,23 @@ describe('auditor API: verification', () => {
     expect(await failing(new Error('a row no replay explains')).verify(userId)).toMatchObject({ ok: false, chain: { ok: true }, readModels: { replayError: 'a row no replay explains' } });
   });
 
+  it('reports the read-model rows of a user with no events, each unexpected, rather than answer 404 as for a user with neither', async () => {
+    const stranger = randomUUID();
+    await testApp.http().get(`/v1/audit/accounts/${stranger}/verify`).expect(404);
+    await sql(
+      `INSERT INTO payments (id, user_id, order_id, package_id, tokens_purchased, amount, currency, status, provider, created_at, updated_at, expires_at, last_event_id, last_event_revision)
+       VALUES ($1, $2, 'order-made-up', 'starter', 100, 500, 'USD', 'COMPLETED', 'mock', now(), now(), now(), $3, 0)`,
+      [randomUUID(), stranger, randomUUID()],
+    );
+    expect(await verify(stranger)).toEqual({
+      userId: stranger,
+      ok: false,
+      streamRevision: '-1',
+      chain: { ok: true, eventCount: 0, headHash: null, unsealedPrefix: 0, reason: 'no events' },
+      readModels: { differences: [expect.objectContaining({ userId: stranger, kind: 'unexpected' })], replayError: null },
+    });
+  });
+
   it('lists every corrupted read-model row: a transaction amount and the balance', async () => {
     const userId = randomUUID();
     await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ amount: 100, paymentId: randomUUID() }).expect(201);

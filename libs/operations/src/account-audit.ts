@@ -106,9 +106,23 @@ export class AccountAudit {
     }
   }
 
-  /** The hash chain, anchored to the stream's recorded revision, and every difference between the replay and the read models. */
+  /**
+   * The hash chain, anchored to the stream's recorded revision, and every difference between the
+   * replay and the read models. An account with no events is checked for read-model rows alone (a
+   * row of a user with no stream is `unexpected`); with none either, it is not found
+   * (AccountNotFoundError).
+   */
   async verify(userId: string): Promise<AccountAuditReport> {
-    const { streamRevision, events } = await this.anchoredEvents(userId);
+    let anchored: Awaited<ReturnType<AccountAudit['anchoredEvents']>>;
+    try {
+      anchored = await this.anchoredEvents(userId);
+    } catch (error) {
+      if (!(error instanceof AccountNotFoundError)) throw error;
+      const differences = await verifyAccount(this.store, this.pool, this.projections, userId);
+      if (differences.length === 0) throw error;
+      return { ok: false, streamRevision: '-1', chain: { ok: true, eventCount: 0, headHash: null, unsealedPrefix: 0, reason: 'no events' }, readModels: { differences, replayError: null } };
+    }
+    const { streamRevision, events } = anchored;
     const chain = chainReport(verifyChain(events, { anchor: { revision: streamRevision } }));
     let differences: readonly AccountDifference[] = [];
     let replayError: string | null = null;
@@ -124,21 +138,9 @@ export class AccountAudit {
     return { ok, streamRevision: streamRevision.toString(), chain, readModels: { differences, replayError } };
   }
 
-  /**
-   * What `verify` finds, one finding a problem. An account with no events is checked for read-model
-   * rows alone (a row of a user with no stream is `unexpected`); with none either, it is not found
-   * (AccountNotFoundError).
-   */
+  /** What `verify` finds, one finding a problem. */
   async findings(userId: string): Promise<readonly AccountFinding[]> {
-    let report: AccountAuditReport;
-    try {
-      report = await this.verify(userId);
-    } catch (error) {
-      if (!(error instanceof AccountNotFoundError)) throw error;
-      const differences = await verifyAccount(this.store, this.pool, this.projections, userId);
-      if (differences.length === 0) throw error;
-      return differences;
-    }
+    const report = await this.verify(userId);
     const findings: AccountFinding[] = [];
     if (!report.chain.ok) findings.push({ userId, projection: null, kind: 'chain', detail: report.chain.reason });
     if (report.readModels.replayError !== null) findings.push({ userId, projection: null, kind: 'replay', detail: report.readModels.replayError });
