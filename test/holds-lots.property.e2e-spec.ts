@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { PostgresEventStore } from '@app/event-store';
-import { tokenAccountStreamId, type TokenAccountEvent, type TokenAccountState } from '@app/ledger';
+import { decideTokenAccountWithState, tokenAccountStreamId, type TokenAccountEvent, type TokenAccountState } from '@app/ledger';
 import { verifyAccount } from '@app/operations';
 import { InlineProjections, PROJECTIONS } from '@app/projections';
+import { availableAfterRefunds, BALANCE_SQL, nextExpiryOf } from '@app/token-accounts';
 import { runSteps, stepArbitrary } from '../libs/ledger/src/testing/random-history.js';
 import { createTestDatabase, type TestDatabase } from './support/test-database.js';
 
@@ -88,6 +89,66 @@ describe('holds and lots: random histories through the write path', () => {
         expect(Number(rows.totals?.held)).toBeLessThanOrEqual(Number(rows.totals?.balance));
         expect(await verifyAccount(store, database.pool, PROJECTIONS, userId)).toEqual([]);
         expect(await verifyAccount(store, database.pool, PROJECTIONS, userId, { inPlaceEventsMax: 0 })).toEqual([]);
+      }),
+      { numRuns: 25 },
+    );
+  }, 240_000);
+
+  it("answer the balance from the read models as the fold does, at every lot's and hold's expiry instant and a millisecond before: the same totals and next expiry, and the same instants found due", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(stepArbitrary, { minLength: 20, maxLength: 60 }), async (steps) => {
+        const userId = randomUUID();
+        const batches: TokenAccountEvent[][] = [];
+        let appended = 0;
+        let final: TokenAccountState | undefined;
+        const events = runSteps(
+          userId,
+          steps,
+          (state, decided) => {
+            if (decided.length > appended) batches.push(decided.slice(appended));
+            appended = decided.length;
+            final = state;
+          },
+          randomUUID,
+        );
+        if (final === undefined || batches.length === 0) return;
+        await appendHistory(userId, batches);
+        const state = final;
+        // From the last event's time on, the state is the account's: the instants around each expiry still ahead.
+        const last = Math.max(...events.map((event) => Date.parse(event.data.occurredAt)));
+        const expiries = [...state.lots.values(), ...state.holds.values()].map((each) => each.expiresAtMs).filter((at) => Number.isFinite(at) && at > last);
+        const instants = [...new Set([last, ...expiries.flatMap((at) => [at - 1, at])])].sort((left, right) => left - right);
+        for (const at of instants) {
+          const now = new Date(at);
+          const row = (
+            await database.pool.query<{ balance: string; held: string; shortfall: string; reserved_for_refunds: string; next_expiry: { expiresAt: string; amount: string; lotId: string; due: boolean } | null; hold_due: boolean }>(
+              BALANCE_SQL,
+              [userId, now],
+            )
+          ).rows[0];
+          const decided = decideTokenAccountWithState({ type: 'ExpireCredits', data: { userId, transactionId: randomUUID(), now } }, state);
+          const due = row?.hold_due === true || row?.next_expiry?.due === true;
+          // The read models find something due exactly when the job's decision at that instant records something.
+          expect({ at: now.toISOString(), due }).toEqual({ at: now.toISOString(), due: decided.events.length > 0 });
+          if (due) continue;
+          const swept = decided.state;
+          const next = row?.next_expiry ?? null;
+          expect({
+            at: now.toISOString(),
+            balance: Number(row?.balance ?? 0),
+            held: Number(row?.held ?? 0),
+            available: availableAfterRefunds(Number(row?.balance ?? 0) - Number(row?.held ?? 0), Number(row?.reserved_for_refunds ?? 0)),
+            shortfall: Number(row?.shortfall ?? 0),
+            nextExpiry: next === null ? null : { expiresAt: next.expiresAt, amount: Number(next.amount), lotId: next.lotId },
+          }).toEqual({
+            at: now.toISOString(),
+            balance: swept.balance,
+            held: swept.held,
+            available: availableAfterRefunds(swept.balance - swept.held, swept.reservedForRefunds),
+            shortfall: swept.shortfall,
+            nextExpiry: nextExpiryOf(swept, now),
+          });
+        }
       }),
       { numRuns: 25 },
     );
