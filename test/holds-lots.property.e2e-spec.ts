@@ -4,7 +4,7 @@ import { PostgresEventStore } from '@app/event-store';
 import { decideTokenAccountWithState, tokenAccountStreamId, type TokenAccountEvent, type TokenAccountState } from '@app/ledger';
 import { verifyAccount } from '@app/operations';
 import { InlineProjections, PROJECTIONS } from '@app/projections';
-import { availableAfterRefunds, BALANCE_SQL, nextExpiryOf } from '@app/token-accounts';
+import { ACTIVE_LOTS_PAGE_SQL, availableAfterRefunds, BALANCE_SQL, LOTS_PAGE_SQL, nextExpiryOf } from '@app/token-accounts';
 import { runSteps, stepArbitrary } from '../libs/ledger/src/testing/random-history.js';
 import { createTestDatabase, type TestDatabase } from './support/test-database.js';
 
@@ -94,7 +94,7 @@ describe('holds and lots: random histories through the write path', () => {
     );
   }, 240_000);
 
-  it("answer the balance from the read models as the fold does, at every lot's and hold's expiry instant and a millisecond before: the same totals and next expiry, and the same instants found due", async () => {
+  it("answer the balance from the read models as the fold does, at every lot's and hold's expiry instant and a millisecond before: the same totals and next expiry, and the same instants found due; and list the same active lots through either index", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(stepArbitrary, { minLength: 20, maxLength: 60 }), async (steps) => {
         const userId = randomUUID();
@@ -126,6 +126,9 @@ describe('holds and lots: random histories through the write path', () => {
               [userId, now],
             )
           ).rows[0];
+          // The active lots read over the live lots' index are those the whole list calls active.
+          const activeOf = async (sql: string) => (await database.pool.query(sql, [userId, 'active', 1_000, 0, null, now])).rows;
+          expect(await activeOf(ACTIVE_LOTS_PAGE_SQL)).toEqual(await activeOf(LOTS_PAGE_SQL));
           const decided = decideTokenAccountWithState({ type: 'ExpireCredits', data: { userId, transactionId: randomUUID(), now } }, state);
           const due = row?.hold_due === true || row?.next_expiry?.due === true;
           // The read models find something due exactly when the job's decision at that instant records something.

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { BALANCE_SQL, DUE_ACCOUNTS_SQL, HOLDS_PAGE_SQL, LOTS_PAGE_SQL, TRANSACTIONS_PAGE_SQL } from '@app/token-accounts';
+import { ACTIVE_LOTS_PAGE_SQL, BALANCE_SQL, DUE_ACCOUNTS_SQL, HOLDS_PAGE_SQL, LOTS_PAGE_SQL, TRANSACTIONS_PAGE_SQL } from '@app/token-accounts';
 import { PAYMENTS_PAGE_SQL } from '@app/payments';
 import { startTestApp, type TestApp } from './support/test-app.js';
 
@@ -260,6 +260,7 @@ describe('the indexes that serve the keyset orders', () => {
     ['active holds', HOLDS_PAGE_SQL, [randomUUID(), 'active', 11, 0, '42', new Date()], 'idx_token_holds_user_active'],
     ['settled holds', HOLDS_PAGE_SQL, [randomUUID(), 'settled', 11, 0, '42', new Date()], 'idx_token_holds_user_revision'],
     ['lots', LOTS_PAGE_SQL, [randomUUID(), null, 11, 0, JSON.stringify([10, null, '42', 'opening']), new Date()], 'idx_token_lots_draw_order'],
+    ['active lots', ACTIVE_LOTS_PAGE_SQL, [randomUUID(), 'active', 11, 0, JSON.stringify([10, null, '42', 'opening']), new Date()], 'idx_token_lots_live_draw_order'],
     ['payments', PAYMENTS_PAGE_SQL, [randomUUID(), 11, 0, null, '2026-01-01T00:00:00.000000Z', randomUUID()], 'idx_payments_user_created_at_id'],
   ])('%s: the page after a cursor is an index scan in keyset order, with no sort before the limit', async (_, sql, values, index) => {
     // Only the page's own rows (at most limit + 1) may be sorted after the LIMIT, by the JSON aggregate.

@@ -114,17 +114,25 @@ const REMAINING_NOW = `CASE WHEN (${REFUND_TAKES_HELD}) OR (${PAST_EXPIRY}) THEN
 
 // $3: one row more than the page, to know whether more follow; $5: a cursor's key as a JSON array
 // [priority, expiresAt or null, stream revision, lotId] (the page starts after it), else null; $6: now.
-// The index idx_token_lots_draw_order holds the same tuple, so it serves the order and the comparison.
-export const LOTS_PAGE_SQL = `
+// The index idx_token_lots_draw_order holds the same tuple, so it serves the order and the comparison;
+// for active lots, which always have tokens left (`live`), idx_token_lots_live_draw_order holds it
+// over those lots only, so spent and expired lots sorting ahead of them are not walked.
+function lotsPageSql(live: boolean): string {
+  return `
   SELECT lot_id, user_id, source, payment_id, transaction_id, original::text, (${REMAINING_NOW})::text AS remaining, priority,
          to_char(expires_at AT TIME ZONE 'UTC', ${ISO}) AS expires_at, ${STATUS_NOW} AS status,
          to_char(created_at AT TIME ZONE 'UTC', ${ISO}) AS created_at,
          to_char(expires_at AT TIME ZONE 'UTC', ${KEY_TIMESTAMP_FORMAT}) AS key_expires_at, stream_revision::text
     FROM token_lots
-   WHERE user_id = $1 AND ($2::text IS NULL OR (${STATUS_NOW}) = $2)
+   WHERE user_id = $1 ${live ? 'AND token_lots.has_remaining ' : ''}AND ($2::text IS NULL OR (${STATUS_NOW}) = $2)
      AND ($5::jsonb IS NULL OR (priority, ${EXPIRY_ORDER}, stream_revision, lot_id)
                                > (($5::jsonb->>0)::integer, coalesce(($5::jsonb->>1)::timestamptz, 'infinity'::timestamptz), ($5::jsonb->>2)::bigint, $5::jsonb->>3))
    ORDER BY token_lots.priority, ${EXPIRY_ORDER}, token_lots.stream_revision, token_lots.lot_id LIMIT $3 OFFSET $4`;
+}
+
+export const LOTS_PAGE_SQL = lotsPageSql(false);
+/** LOTS_PAGE_SQL for `status=active`: an active lot has tokens left (a lot recorded active always does, and a refunded one counts as active only while it does). */
+export const ACTIVE_LOTS_PAGE_SQL = lotsPageSql(true);
 
 @QueryHandler(GetLotsQuery)
 export class GetLotsHandler implements IQueryHandler<GetLotsQuery> {
@@ -136,7 +144,7 @@ export class GetLotsHandler implements IQueryHandler<GetLotsQuery> {
   async execute({ userId, status, limit, position }: GetLotsQuery): Promise<LotPage> {
     const scope = `${userId}/${status ?? ''}`;
     const { after, offset } = startOf(LOTS_CURSOR, scope, position);
-    const result = await this.pool.query<LotRow>(LOTS_PAGE_SQL, [userId, status, limit + 1, offset, after === null ? null : JSON.stringify(after), nowOf(this.options)]);
+    const result = await this.pool.query<LotRow>(status === 'active' ? ACTIVE_LOTS_PAGE_SQL : LOTS_PAGE_SQL, [userId, status, limit + 1, offset, after === null ? null : JSON.stringify(after), nowOf(this.options)]);
     return pageOf(result.rows, { shape: LOTS_CURSOR, scope, limit, position }, (lot) => [lot.priority, lot.key_expires_at, lot.stream_revision, lot.lot_id], toView);
   }
 }
