@@ -227,6 +227,9 @@ describe('auditor API: verification', () => {
     expect(await verify(userId)).toMatchObject({ ok: false, streamRevision: '2', chain: { ok: false, firstBadRevision: '3', reason: expect.stringContaining('goes past the anchor at revision 2') } });
     const bundle = await testApp.http().get(`/v1/audit/accounts/${userId}/bundle`).expect(409);
     expect(bundle.body).toMatchObject({ code: 'CHAIN_BROKEN', firstBadRevision: '3' });
+    // The record removed: the events it hid are still found, not taken for an account that never was.
+    await sql('DELETE FROM event_streams WHERE stream_id = $1', [tokenAccountStreamId(userId)]);
+    expect(await verify(userId)).toMatchObject({ ok: false, streamRevision: '-1', chain: { ok: false, firstBadRevision: '0', reason: 'the stream has events but no recorded revision' } });
   });
 
   it('fails a verification whose read-model reads lose the database or fail on its side (a deadlock, a timeout), rather than report the account as broken; reports any other failure of the replay as a finding', async () => {
@@ -357,6 +360,11 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
     const strangerKey = join(directory, `${randomUUID()}.pem`);
     await writeFile(strangerKey, generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
     expect(await verifyBundle(later, '--since', earlierFile, '--since-public-key', strangerKey)).toEqual({ output: '', exitCode: 2 });
+    expect(await verifyBundle(later, '--since-public-key', strangerKey)).toEqual({ output: '', exitCode: 2 });
+    // A bundle not intact is reported as such (exit 1), whatever the earlier bundle it is checked against.
+    const edited = later.replace('"amount":10', '"amount":1');
+    expect(edited).not.toBe(later);
+    expect(await verifyBundle(edited, '--since', otherFile)).toEqual({ output: expect.stringMatching(/^bundle NOT intact at revision \d+: /), exitCode: 1 });
   });
 
   it("says how many leading events were stored without a hash (written before hashes on append), as the bundle's signed head states", async () => {

@@ -81,7 +81,8 @@ export function listeningUrlOf(service: ServiceProcess): string {
 export async function waitUntilListening(service: ServiceProcess, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!service.output().includes('Token Ledger is listening')) {
-    if (service.process.exitCode !== null) throw new Error(`the service exited early:\n${service.output()}`);
+    // A process ended by a signal (a kill at a fault point) has no exit code, only its signal.
+    if (service.process.exitCode !== null || service.process.signalCode !== null) throw new Error(`the service exited early (${service.process.signalCode ?? `code ${service.process.exitCode}`}):\n${service.output()}`);
     if (Date.now() > deadline) throw new Error(`the service did not start:\n${service.output()}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

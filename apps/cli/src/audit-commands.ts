@@ -29,8 +29,15 @@ export function addAuditCommands(program: Command): void {
         process.exitCode = EXIT_USAGE;
         return;
       }
+      if (options.sincePublicKey !== undefined && options.since === undefined) {
+        process.stderr.write('error: --since-public-key is the key of the earlier bundle --since names: give --since too\n');
+        process.exitCode = EXIT_USAGE;
+        return;
+      }
+      // The bundle checked first: one not intact is reported (exit 1) whatever the earlier bundle is.
+      const alone = verifyAuditBundle(inputs.bundle, inputs.publicKey);
       let earlier: { text: string; publicKey: KeyObject } | undefined;
-      if (options.since !== undefined) {
+      if (options.since !== undefined && alone.ok) {
         const read = await readEarlier(options.since, options.sincePublicKey, inputs.publicKey, inputs.bundle);
         if (typeof read === 'string') {
           process.stderr.write(`error: ${read}\n`);
@@ -39,7 +46,7 @@ export function addAuditCommands(program: Command): void {
         }
         earlier = read;
       }
-      const result = earlier === undefined ? verifyAuditBundle(inputs.bundle, inputs.publicKey) : verifyBundleContinues(inputs.bundle, earlier.text, inputs.publicKey, earlier.publicKey);
+      const result = earlier === undefined ? alone : verifyBundleContinues(inputs.bundle, earlier.text, inputs.publicKey, earlier.publicKey);
       if (result.ok) {
         // Events written before hashes on append are covered only by the first sealed one: only as trustworthy as the stream was then.
         const unsealed = result.unsealedPrefix === 0 ? '' : `; its first ${result.unsealedPrefix} events were stored without a hash (written before hashes on append, covered by the next one's)`;

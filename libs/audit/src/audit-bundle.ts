@@ -199,12 +199,26 @@ export function verifyBundleContinues(newer: string, earlier: string, publicKey:
   const [earlierLines, newerLines] = [eventLines(earlier), eventLines(newer)];
   for (const [revision, line] of earlierLines.entries()) {
     const later = newerLines[revision] ?? {};
-    const changed = Object.keys(line).filter((member) => canonicalJson(line[member]) !== canonicalJson(later[member] ?? null));
+    const changed = Object.keys(line).filter((member) => comparable(member, line[member]) !== comparable(member, later[member] ?? null));
     if (changed.length > 0) {
       return { ok: false, firstBadRevision: BigInt(revision), reason: `revision ${revision} differs from the earlier bundle's (${changed.join(', ')}): the history that bundle signed was rewritten` };
     }
   }
   return checked;
+}
+
+/**
+ * A member of an event line as `verifyBundleContinues` compares it: `createdAt` as an instant (a
+ * later writer may state it with another precision); `metadata` without its `hash`, which `hash`
+ * states and is compared as such (an event of an unsealed prefix sealed since gains it).
+ */
+function comparable(member: string, value: unknown): string {
+  if (member === 'createdAt' && typeof value === 'string' && !Number.isNaN(Date.parse(value))) return String(Date.parse(value));
+  if (member === 'metadata' && typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    const { [HASH_METADATA_KEY]: _hash, ...rest } = value as Record<string, unknown>;
+    return canonicalJson(rest);
+  }
+  return canonicalJson(value);
 }
 
 /** The event lines of a bundle already verified, parsed, in revision order. */

@@ -118,7 +118,12 @@ export class AccountAudit {
       anchored = await this.anchoredEvents(userId);
     } catch (error) {
       if (!(error instanceof AccountNotFoundError)) throw error;
+      // No revision recorded, yet events stored: the record was removed (or lowered below the first event), which hides them all.
+      const [first] = await this.store.readStream(tokenAccountStreamId(userId), { maxCount: 1 });
       const differences = await verifyAccount(this.store, this.pool, this.projections, userId);
+      if (first !== undefined) {
+        return { ok: false, streamRevision: '-1', chain: { ok: false, firstBadRevision: '0', reason: 'the stream has events but no recorded revision' }, readModels: { differences, replayError: null } };
+      }
       if (differences.length === 0) throw error;
       return { ok: false, streamRevision: '-1', chain: { ok: true, eventCount: 0, headHash: null, unsealedPrefix: 0, reason: 'no events' }, readModels: { differences, replayError: null } };
     }
@@ -219,12 +224,18 @@ function auditEvent(event: RecordedEvent): AuditEvent {
 }
 
 /**
- * A failure of the database that says nothing of the account checked: a lost connection (503), or
- * an SQLSTATE of a class no stored value can cause: 08 connection, 40 deadlock or serialization
- * failure, 53 resources, 55 lock not available, 57 a timeout or cancel, XX internal.
+ * A failure of the database that says nothing of the account checked: a lost connection (503), or,
+ * on the error or a cause of it, an SQLSTATE of the check's own circumstances: 08 connection, 40
+ * deadlock or serialization failure, 53 resources, 55 lock not available, 57 a timeout or cancel,
+ * XX000 internal. Not XX001 and XX002 (data or an index found corrupted), which are findings.
  */
 function isDatabaseFailure(error: unknown): boolean {
   if (databaseUnavailableErrorOf(error) !== undefined) return true;
-  const code = typeof error === 'object' && error !== null ? (error as { readonly code?: unknown }).code : undefined;
-  return typeof code === 'string' && /^(08|40|53|55|57|XX)[0-9A-Z]{3}$/.test(code);
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth += 1) {
+    const { code, cause } = current as { readonly code?: unknown; readonly cause?: unknown };
+    if (typeof code === 'string' && (/^(08|40|53|55|57)[0-9A-Z]{3}$/.test(code) || code === 'XX000')) return true;
+    current = cause;
+  }
+  return false;
 }
