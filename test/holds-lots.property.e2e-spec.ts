@@ -48,26 +48,35 @@ async function readModels(userId: string) {
   return { totals: totals.rows[0], lots: lots.rows.map((row) => `${row.lot_id}=${row.remaining}`), holds: holds.rows.map((row) => `${row.hold_id}=${row.amount}`) };
 }
 
+/**
+ * The steps decided in turn for a new account, as one append per decision: its events, in batches of
+ * what each decision appended (a decision of nothing, an expiry run with nothing due, appends
+ * nothing), and the state after the last; undefined when no step was decided.
+ */
+function historyOf(steps: Parameters<typeof runSteps>[1]): { userId: string; batches: TokenAccountEvent[][]; events: TokenAccountEvent[]; final: TokenAccountState | undefined } {
+  const userId = randomUUID();
+  const batches: TokenAccountEvent[][] = [];
+  let appended = 0;
+  let final: TokenAccountState | undefined;
+  // Ids are UUIDs, as the service makes them: the read models keep them as uuid.
+  const events = runSteps(
+    userId,
+    steps,
+    (state, decided) => {
+      if (decided.length > appended) batches.push(decided.slice(appended));
+      appended = decided.length;
+      final = state;
+    },
+    randomUUID,
+  );
+  return { userId, batches, events, final };
+}
+
 describe('holds and lots: random histories through the write path', () => {
   it('keep read models equal to the fold and to a replay: balance = live lots, held = active holds, 0 <= available <= balance', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(stepArbitrary, { minLength: 20, maxLength: 60 }), async (steps) => {
-        const userId = randomUUID();
-        const batches: TokenAccountEvent[][] = [];
-        let appended = 0;
-        let final: TokenAccountState | undefined;
-        // Ids are UUIDs, as the service makes them: the read models keep them as uuid.
-        runSteps(
-          userId,
-          steps,
-          (state, events) => {
-            // A decision of nothing (an expiry run with nothing due) appends nothing.
-            if (events.length > appended) batches.push(events.slice(appended));
-            appended = events.length;
-            final = state;
-          },
-          randomUUID,
-        );
+        const { userId, batches, final } = historyOf(steps);
         if (final === undefined) return;
         if (batches.length === 0) {
           // Every command refused (a history with no credit can be): nothing appended, and no read model has a row of the account.
@@ -97,20 +106,7 @@ describe('holds and lots: random histories through the write path', () => {
   it("answer the balance from the read models as the fold does, at every lot's and hold's expiry instant and a millisecond before: the same totals and next expiry, and the same instants found due; and list the same active lots through either index", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(stepArbitrary, { minLength: 20, maxLength: 60 }), async (steps) => {
-        const userId = randomUUID();
-        const batches: TokenAccountEvent[][] = [];
-        let appended = 0;
-        let final: TokenAccountState | undefined;
-        const events = runSteps(
-          userId,
-          steps,
-          (state, decided) => {
-            if (decided.length > appended) batches.push(decided.slice(appended));
-            appended = decided.length;
-            final = state;
-          },
-          randomUUID,
-        );
+        const { userId, batches, events, final } = historyOf(steps);
         if (final === undefined || batches.length === 0) return;
         await appendHistory(userId, batches);
         const state = final;
