@@ -38,7 +38,7 @@ export function addAuditCommands(program: Command): void {
       const alone = verifyAuditBundle(inputs.bundle, inputs.publicKey);
       let earlier: { text: string; publicKey: KeyObject } | undefined;
       if (options.since !== undefined && alone.ok) {
-        const read = await readEarlier(options.since, options.sincePublicKey, inputs.publicKey, inputs.bundle);
+        const read = await readEarlier(options.since, options.sincePublicKey, inputs.publicKey, alone.streamId);
         if (typeof read === 'string') {
           process.stderr.write(`error: ${read}\n`);
           process.exitCode = EXIT_USAGE;
@@ -97,7 +97,7 @@ async function readPublicKey(publicKeyFile: string | undefined): Promise<KeyObje
  * The earlier bundle of `--since`, checked on its own: unreadable, not intact under its key, or of
  * another stream, it cannot show anything of the bundle being checked (a usage error).
  */
-async function readEarlier(file: string, publicKeyFile: string | undefined, fallback: KeyObject, newer: string): Promise<{ text: string; publicKey: KeyObject } | string> {
+async function readEarlier(file: string, publicKeyFile: string | undefined, fallback: KeyObject, streamId: string): Promise<{ text: string; publicKey: KeyObject } | string> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -108,8 +108,7 @@ async function readEarlier(file: string, publicKeyFile: string | undefined, fall
   if (typeof publicKey === 'string') return publicKey;
   const earlier = verifyAuditBundle(text, publicKey);
   if (!earlier.ok) return `the earlier bundle ${file} is not intact${publicKeyFile === undefined ? ' under this key (if the key was rotated since, give --since-public-key)' : ''}: ${earlier.reason}`;
-  const checked = verifyAuditBundle(newer, fallback);
-  if (checked.ok && checked.streamId !== earlier.streamId) return `the earlier bundle ${file} is of ${earlier.streamId}, this one of ${checked.streamId}`;
+  if (earlier.streamId !== streamId) return `the earlier bundle ${file} is of ${earlier.streamId}, this one of ${streamId}`;
   return { text, publicKey };
 }
 

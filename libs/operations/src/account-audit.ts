@@ -108,7 +108,8 @@ export class AccountAudit {
 
   /**
    * The hash chain, anchored to the stream's recorded revision, and every difference between the
-   * replay and the read models. An account with no events is checked for read-model rows alone (a
+   * replay and the read models. With no revision recorded, events stored are a broken chain (the
+   * record removed hides them); an account with no events is checked for read-model rows alone (a
    * row of a user with no stream is `unexpected`); with none either, it is not found
    * (AccountNotFoundError).
    */

@@ -10,6 +10,9 @@ export type AccountTotals = { readonly balance: number; readonly held: number; r
 /** Where a write stands: its position in `$all`, and whether the read models already show it. */
 export type WriteTrace = { readonly position: string | null; readonly readModelUpToDate: boolean };
 
+/** The most events a replayed answer folds to find the state its first answer was given on. */
+export const REPLAYED_STATE_EVENTS_MAX = 10_000;
+
 /**
  * The totals the command's last event records (a replayed request's too: they are its first
  * attempt's events), so the answer is that of the write, not of whatever came after it. `available`
@@ -20,9 +23,6 @@ export type WriteTrace = { readonly position: string | null; readonly readModelU
  * that would fold more than REPLAYED_STATE_EVENTS_MAX events, the reservation is left out (the
  * balance less held), rather than hold the request for a long stream's replay.
  */
-/** The most events a replayed answer folds to find the state its first answer was given on. */
-export const REPLAYED_STATE_EVENTS_MAX = 10_000;
-
 export async function totalsAfter(
   userId: string,
   handled: HandledCommand<TokenAccountState, TokenAccountEvent>,
