@@ -7,7 +7,7 @@ import { EMBEDDED_SERVICE_DATABASE, migrateDatabase, startEmbeddedPostgres } fro
 import { freePort } from './support/service-process.js';
 import { runCli } from './support/run-cli.js';
 import { createTestDatabase, type TestDatabase } from './support/test-database.js';
-import { tokenAccountStreamId } from '@app/ledger';
+import { LIVE_LOTS_MAX, tokenAccountStreamId } from '@app/ledger';
 
 /**
  * The admin CLI's commands, run in-process (the same `createProgram` that `npm run cli` runs) on a
@@ -60,6 +60,17 @@ describe('admin CLI', () => {
     expect(await history(first)).toHaveLength(150);
     const streams = await first.pool.query<{ count: string }>('SELECT count(DISTINCT stream_id) AS count FROM events');
     expect(streams.rows[0]?.count).toBe('4');
+  });
+
+  it('seeds one account a long history: past the most lots an account may have, it spends instead of buying, and the account verifies', async () => {
+    const on = await database();
+    // About 4,000 events in, purchases have left LIVE_LOTS_MAX lots with tokens; a purchase more was refused (LOT_LIMIT_REACHED) and ended the seed.
+    expect(await cli(on, 'seed', '--users', '1', '--events', '6000', '--seed', '42')).toEqual({ output: expect.stringMatching(/^seeded 6000 events over 1 accounts \(seed 42\)/), exitCode: 0 });
+    const lots = await on.pool.query<{ live: number; total: number }>("SELECT count(*) FILTER (WHERE status = 'active')::int AS live, count(*)::int AS total FROM token_lots");
+    expect(lots.rows[0]?.live).toBeLessThanOrEqual(LIVE_LOTS_MAX);
+    expect(lots.rows[0]?.total).toBeGreaterThan(LIVE_LOTS_MAX);
+    await allVisible(on);
+    expect(await cli(on, 'accounts', 'verify', '--all')).toEqual({ output: '1 accounts verified\nno differences\n', exitCode: 0 });
   });
 
   it('rebuilds, reports status, replays an account and verifies: exit code 1 on any difference', async () => {

@@ -10,6 +10,7 @@ import {
   isHoldActive,
   isLive,
   LedgerError,
+  LIVE_LOTS_MAX,
   tokenAccountStreamId,
   type Payment,
   type PaymentStatus,
@@ -61,11 +62,14 @@ export type GeneratedAccount = {
 
 /**
  * The next command for an account: a purchase, or a usage the balance covers. Decided by the real
- * decider, so every stream written from it is valid.
+ * decider, so every stream written from it is valid: an account with LIVE_LOTS_MAX lots left, where
+ * a purchase would be refused (LOT_LIMIT_REACHED), spends instead (its lots hold tokens, so it can),
+ * so a long history keeps going (about 4,000 events into one account, purchases outrun usage's
+ * draw-down of the oldest lots).
  */
 export function nextCommand(random: () => number, account: GeneratedAccount, now: Date): TokenAccountCommand {
   const transactionId = seededUuid(random);
-  if (account.state.balance > 0 && random() < 0.5) {
+  if (account.state.balance > 0 && (random() < 0.5 || account.state.lots.size >= LIVE_LOTS_MAX)) {
     const amount = 1 + Math.floor(random() * Math.min(account.state.balance, 500));
     return { type: 'UseTokens', data: { userId: account.userId, amount, description: random() < 0.3 ? 'usage' : null, transactionId, now } };
   }
