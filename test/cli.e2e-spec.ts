@@ -6,7 +6,7 @@ import { ApiKeyRepository, JwtVerifier, loadAuthConfig, resolveAuthSettings } fr
 import { EMBEDDED_SERVICE_DATABASE, migrateDatabase, startEmbeddedPostgres } from '@app/database';
 import { freePort } from './support/service-process.js';
 import { runCli } from './support/run-cli.js';
-import { createTestDatabase, type TestDatabase } from './support/test-database.js';
+import { adminQuery, createTestDatabase, testAdminUrl, type TestDatabase } from './support/test-database.js';
 import { LIVE_LOTS_MAX, tokenAccountStreamId } from '@app/ledger';
 
 /**
@@ -71,6 +71,30 @@ describe('admin CLI', () => {
     expect(lots.rows[0]?.total).toBeGreaterThan(LIVE_LOTS_MAX);
     await allVisible(on);
     expect(await cli(on, 'accounts', 'verify', '--all')).toEqual({ output: '1 accounts verified\nno differences\n', exitCode: 0 });
+  });
+
+  it('refuses a database without every migration of this version, naming the command that applies them; migrate itself runs on it', async () => {
+    const adminUrl = testAdminUrl();
+    const name = `token_ledger_test_empty_${randomUUID().replaceAll('-', '')}`;
+    await adminQuery(adminUrl, `CREATE DATABASE ${name}`);
+    try {
+      const url = new URL(adminUrl);
+      url.pathname = `/${name}`;
+      const empty = { DATABASE_URL: url.toString() };
+      for (const args of [['seed', '--users', '1', '--events', '5'], ['accounts', 'verify', '--all'], ['projections', 'status'], ['api-keys', 'list']]) {
+        expect(await runCli(empty, ...args)).toEqual({ output: 'error: the database has no Token Ledger tables yet: run `npm run cli -- migrate` (the service applies them too when it starts)\n', exitCode: 1 });
+      }
+      expect(await runCli(empty, 'migrate')).toEqual({ output: expect.stringMatching(/migrations applied\n$/), exitCode: 0 });
+      expect(await runCli(empty, 'seed', '--users', '1', '--events', '5')).toEqual({ output: expect.stringMatching(/^seeded 5 events over 1 accounts/), exitCode: 0 });
+    } finally {
+      await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    }
+    const behind = await database();
+    const last = await behind.pool.query<{ name: string }>('DELETE FROM pgmigrations WHERE id = (SELECT max(id) FROM pgmigrations) RETURNING name');
+    expect(await cli(behind, 'projections', 'status')).toEqual({
+      output: `error: the database lacks 1 migration of this version (the first: ${last.rows[0]?.name}): run \`npm run cli -- migrate\` (the service applies them too when it starts)\n`,
+      exitCode: 1,
+    });
   });
 
   it('rebuilds, reports status, replays an account and verifies: exit code 1 on any difference', async () => {

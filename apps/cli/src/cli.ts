@@ -65,11 +65,14 @@ export function createProgram(writeError: (text: string) => void = (text) => voi
     .command('migrate')
     .description('apply the database migrations')
     .action(() =>
-      withConnection(async ({ url }) => {
-        const { migrateDatabase } = await import('./database-tools.js');
-        await migrateDatabase(url, (message) => process.stdout.write(`${message}\n`));
-        process.stdout.write('migrations applied\n');
-      }),
+      withConnection(
+        async ({ url }) => {
+          const { migrateDatabase } = await import('./database-tools.js');
+          await migrateDatabase(url, (message) => process.stdout.write(`${message}\n`));
+          process.stdout.write('migrations applied\n');
+        },
+        { schema: 'any' },
+      ),
     );
 
   const projections = program.command('projections').description('projection status and rebuilds');
@@ -266,10 +269,10 @@ async function rebuildWithProgress(admin: ProjectionsAdmin, name: string): Promi
   return finished;
 }
 
-async function withConnection(work: (connection: Connection) => Promise<void>): Promise<void> {
+async function withConnection(work: (connection: Connection) => Promise<void>, options: { readonly schema?: 'current' | 'any' } = {}): Promise<void> {
   // Loaded when a command needs the database, so that `token` or `--version` answers without loading it.
   const { connect } = await import('./database-tools.js');
-  const connection = await connect();
+  const connection = await connect(options);
   try {
     await work(connection);
   } finally {

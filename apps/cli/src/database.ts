@@ -1,6 +1,15 @@
 import { connect as connectTcp } from 'node:net';
 import path from 'node:path';
-import { checkDatabaseReachable, EMBEDDED_SERVICE_DATABASE, embeddedPostgresUrl, isAuthenticationFailure, readEmbeddedServicePassword, runningPostmaster, startEmbeddedPostgres } from '@app/database';
+import {
+  checkDatabaseReachable,
+  EMBEDDED_SERVICE_DATABASE,
+  embeddedPostgresUrl,
+  isAuthenticationFailure,
+  pendingMigrations,
+  readEmbeddedServicePassword,
+  runningPostmaster,
+  startEmbeddedPostgres,
+} from '@app/database';
 import { PostgresEventStore } from '@app/event-store';
 import { InlineProjections, PROJECTIONS } from '@app/projections';
 import pg, { type Pool } from 'pg';
@@ -16,9 +25,12 @@ export type Connection = {
  * The database the service uses: DATABASE_URL, else the embedded PostgreSQL under DATA_DIR. When the
  * service is already running on it (its port answers), the CLI connects to that server with the
  * service role's password kept under DATA_DIR; otherwise it starts the embedded server for the
- * duration of the command. The events must be in PostgreSQL.
+ * duration of the command. The events must be in PostgreSQL. Unless `schema` is 'any' (`migrate`),
+ * a database without every migration of this version is refused before any command's work, naming
+ * what to run: the commands' statements would otherwise fail on a missing table or function with
+ * PostgreSQL's own words (a fresh DATA_DIR that no service has started, or a pull not yet applied).
  */
-export async function connect(): Promise<Connection> {
+export async function connect({ schema = 'current' }: { readonly schema?: 'current' | 'any' } = {}): Promise<Connection> {
   if (process.env.EVENT_STORE !== undefined && process.env.EVENT_STORE !== 'postgres') {
     throw new Error('the admin CLI reads the events from PostgreSQL; EVENT_STORE=eventstoredb is not supported by it');
   }
@@ -48,7 +60,7 @@ export async function connect(): Promise<Connection> {
   // With the service's inline projections: every PostgreSQL writer of a stream must apply them, or the
   // runner would apply its events after later inline ones (docs/adr/0002-inline-projections.md).
   const store = new PostgresEventStore(pool, { connectionString: url, appendHook: new InlineProjections(PROJECTIONS) });
-  return {
+  const connection: Connection = {
     url,
     pool,
     store,
@@ -59,6 +71,31 @@ export async function connect(): Promise<Connection> {
       await stopServer();
     },
   };
+  if (schema === 'any') return connection;
+  try {
+    await checkSchemaCurrent(pool);
+  } catch (error) {
+    await connection.close();
+    throw error;
+  }
+  return connection;
+}
+
+const UNDEFINED_TABLE = '42P01';
+const MIGRATE_HINT = 'run `npm run cli -- migrate` (the service applies them too when it starts)';
+
+/** Refuses a database that lacks migrations this version ships (none at all: no `pgmigrations` table). */
+async function checkSchemaCurrent(pool: Pool): Promise<void> {
+  let pending: readonly string[];
+  try {
+    pending = await pendingMigrations(pool);
+  } catch (error) {
+    if ((error as { readonly code?: unknown }).code !== UNDEFINED_TABLE) throw error;
+    throw new Error(`the database has no Token Ledger tables yet: ${MIGRATE_HINT}`, { cause: error });
+  }
+  if (pending.length === 0) return;
+  const count = pending.length === 1 ? '1 migration' : `${pending.length} migrations`;
+  throw new Error(`the database lacks ${count} of this version (the first: ${pending[0]}): ${MIGRATE_HINT}`);
 }
 
 /**
