@@ -260,6 +260,20 @@ describe('auditor API: verification', () => {
     });
   });
 
+  it('reads an account of more rows than a call may take arguments (a million in production): each found, not a stack overflow reported as the account broken', async () => {
+    const stranger = randomUUID();
+    const rows = 200_000;
+    await sql(
+      `INSERT INTO token_transactions (id, user_id, amount, transaction_type, balance_after, created_at, event_id, stream_revision)
+       SELECT gen_random_uuid(), $1, 1, 'purchase', n, now(), gen_random_uuid(), n FROM generate_series(1, $2::int) AS n`,
+      [stranger, rows],
+    );
+    const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
+    const findings = await new AccountAudit(store, testApp.database.pool).findings(stranger);
+    expect(findings).toHaveLength(rows);
+    expect(findings.every((finding) => finding.kind === 'unexpected' && finding.userId === stranger)).toBe(true);
+  });
+
   it('lists every corrupted read-model row: a transaction amount and the balance', async () => {
     const userId = randomUUID();
     await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ amount: 100, paymentId: randomUUID() }).expect(201);
