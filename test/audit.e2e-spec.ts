@@ -1,13 +1,14 @@
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { verifyAuditBundle } from '@app/audit';
+import { createAuditBundle, HASH_METADATA_KEY, sealEvents, verifyAuditBundle, type TokenAccountSummary } from '@app/audit';
 import { AccountAudit } from '@app/operations';
-import { EVENT_STORE, type EventStore } from '@app/event-store';
+import { EVENT_STORE, formatPosition, readWholeStream, type EventStore, type EventToAppend } from '@app/event-store';
 import type { Pool } from 'pg';
 import { CommandHandling, eventMetadata, ReadModelConsistency } from '@app/event-sourcing';
 import { decideTokenAccount, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
+import { AUDIT_SIGNING_KEY } from '../apps/api/src/audit/audit-signing-key.js';
 import { runCli } from './support/run-cli.js';
 import { startTestApp, TEST_ACTOR, TEST_DATA_DIR, type TestApp } from './support/test-app.js';
 
@@ -414,6 +415,57 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
     const wrongKind = await verifyBundle(await downloadBundle(userId), '--public-key', x25519);
     expect(wrongKind).toEqual({ output: '', exitCode: 2 });
     expect(await readFile(join(TEST_DATA_DIR, 'secrets', 'audit-signing-key.pem'), 'utf8')).toMatch(/BEGIN PRIVATE KEY/);
+  });
+
+  it('writes a bundle of a stream longer than one read a page at a time, the same bundle the whole stream in memory gives', async () => {
+    // READ_COUNT_MAX (10,000) events a read: 10,050 events take two pages of lines after the check's two reads.
+    const userId = randomUUID();
+    const streamId = tokenAccountStreamId(userId);
+    const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
+    let headHash: string | null = null;
+    let state = tokenAccountDecider.initialState;
+    for (let revision = 0; revision < 10_050; revision += 1_005) {
+      const commands: TokenAccountCommand[] = Array.from({ length: 1_005 }, (_, index) =>
+        revision + index === 0
+          ? { type: 'AddTokens', data: { userId, amount: 1_000_000, paymentId: randomUUID(), description: null, transactionId: randomUUID(), now: T(1) } }
+          : { type: 'UseTokens', data: { userId, amount: 1, description: 'é'.repeat(index % 7), transactionId: randomUUID(), now: T(1) } },
+      );
+      const events: EventToAppend[] = commands.flatMap((command) => {
+        const decided = decideTokenAccount(command, state);
+        for (const event of decided) state = tokenAccountDecider.evolve(state, event);
+        return decided.map((event) => ({ id: randomUUID(), type: event.type, data: event.data }));
+      });
+      const sealed = sealEvents(streamId, BigInt(revision), headHash, events);
+      headHash = sealed.at(-1)?.metadata[HASH_METADATA_KEY] as string;
+      await store.append(streamId, sealed, { expectedRevision: revision === 0 ? 'no_stream' : BigInt(revision - 1) });
+    }
+    const text = await downloadBundle(userId);
+    const key = testApp.app.get<KeyObject>(AUDIT_SIGNING_KEY, { strict: false });
+    const events = await readWholeStream(store, streamId);
+    const head = JSON.parse(text.trimEnd().split('\n').at(-1) ?? '') as { createdAt: string; ledger: TokenAccountSummary };
+    const whole = createAuditBundle(
+      events.map((event) => ({ ...event, position: formatPosition(event.position), createdAt: event.createdAt.toISOString() })),
+      { privateKey: key, streamId, createdAt: head.createdAt, ledger: head.ledger },
+    );
+    expect(text).toBe(whole);
+    expect(await verifyBundle(text)).toEqual({ output: `bundle intact: ${streamId}, 10050 events, head hash ${headHash}\n`, exitCode: 0 });
+  });
+
+  it('ends a bundle before its head when the stream changed after the check that went before its lines: a bundle cut short, never a signed one', async () => {
+    const userId = await account(3);
+    const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
+    const key = testApp.app.get<KeyObject>(AUDIT_SIGNING_KEY, { strict: false });
+    const { lines } = await new AccountAudit(store, testApp.database.pool).bundle(userId, key, () => new Date());
+    // Between the check and the lines: a direct SQL change, which the check would have refused (CHAIN_BROKEN).
+    await sql("UPDATE events SET data = jsonb_set(data, '{amount}', '1') WHERE stream_id = $1 AND stream_revision = 2", [tokenAccountStreamId(userId)]);
+    const written: string[] = [];
+    await expect(
+      (async () => {
+        for await (const chunk of lines) written.push(chunk);
+      })(),
+    ).rejects.toThrow(`the stream ${tokenAccountStreamId(userId)} changed while its bundle was written`);
+    expect(written.join('').trimEnd().split('\n')).toHaveLength(4);
+    expect(written.join('')).not.toContain('"kind":"head"');
   });
 
   it('refuses to sign a stream whose chain is broken', async () => {

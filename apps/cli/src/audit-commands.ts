@@ -1,7 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { verifyAuditBundle, verifyBundleContinues } from '@app/audit';
+import { BundleReadError, bundleFileLines, bundleLinesContinue, verifyAuditBundleLines, type BundleLine, type BundleVerification } from '@app/audit';
 import { developmentAuditSigningKeyPath } from '@app/auth';
 import type { Command } from 'commander';
 
@@ -23,54 +23,40 @@ export function addAuditCommands(program: Command): void {
     .option('--since <earlier>', 'an earlier bundle of the same stream, kept apart from the service: every event it holds must be in this one unchanged')
     .option('--since-public-key <file>', 'the public key the earlier bundle was signed with, when the signing key was rotated since (default: --public-key)')
     .action(async (file: string, options: { publicKey?: string; since?: string; sincePublicKey?: string }) => {
-      const inputs = await readInputs(file, options.publicKey);
-      if (typeof inputs === 'string') {
-        process.stderr.write(`error: ${inputs}\n`);
+      const usage = (text: string) => {
+        process.stderr.write(`error: ${text}\n`);
         process.exitCode = EXIT_USAGE;
-        return;
-      }
-      if (options.sincePublicKey !== undefined && options.since === undefined) {
-        process.stderr.write('error: --since-public-key is the key of the earlier bundle --since names: give --since too\n');
-        process.exitCode = EXIT_USAGE;
-        return;
-      }
-      // The bundle checked first: one not intact is reported (exit 1) whatever the earlier bundle is.
-      const alone = verifyAuditBundle(inputs.bundle, inputs.publicKey);
-      let earlier: { text: string; publicKey: KeyObject } | undefined;
-      if (options.since !== undefined && alone.ok) {
-        const read = await readEarlier(options.since, options.sincePublicKey, inputs.publicKey, alone.streamId);
-        if (typeof read === 'string') {
-          process.stderr.write(`error: ${read}\n`);
-          process.exitCode = EXIT_USAGE;
-          return;
+      };
+      if (options.sincePublicKey !== undefined && options.since === undefined) return usage('--since-public-key is the key of the earlier bundle --since names: give --since too');
+      const publicKey = await readPublicKey(options.publicKey);
+      if (typeof publicKey === 'string') return usage(publicKey);
+      // Read a line at a time, never whole: a bundle of a million events is larger than a string may be.
+      const newer = () => bundleFileLines(file);
+      let result: BundleVerification;
+      let since = '';
+      try {
+        // The bundle checked first: one not intact is reported (exit 1) whatever the earlier one is.
+        result = await verifyAuditBundleLines(newer(), publicKey);
+        if (options.since !== undefined && result.ok) {
+          const earlier = await readEarlier(options.since, options.sincePublicKey, publicKey, result.streamId);
+          if (typeof earlier === 'string') return usage(earlier);
+          result = await bundleLinesContinue(newer, earlier.lines, result, earlier.verdict);
+          since = `; it continues the earlier bundle ${options.since} unchanged`;
         }
-        earlier = read;
+      } catch (error) {
+        if (!(error instanceof BundleReadError)) throw error;
+        return usage(`cannot read the ${error.file === file ? 'bundle' : 'earlier bundle'} ${error.file}: ${error.message}`);
       }
-      const result = earlier === undefined ? alone : verifyBundleContinues(inputs.bundle, earlier.text, inputs.publicKey, earlier.publicKey);
       if (result.ok) {
         // Events written before hashes on append are covered only by the first sealed one: only as trustworthy as the stream was then.
         const unsealed = result.unsealedPrefix === 0 ? '' : `; its first ${result.unsealedPrefix} events were stored without a hash (written before hashes on append, covered by the next one's)`;
-        const continues = earlier === undefined ? '' : `; it continues the earlier bundle ${options.since ?? ''} unchanged`;
-        process.stdout.write(`bundle intact: ${result.streamId}, ${result.eventCount} events, head hash ${result.headHash ?? '-'}${unsealed}${continues}\n`);
+        process.stdout.write(`bundle intact: ${result.streamId}, ${result.eventCount} events, head hash ${result.headHash ?? '-'}${unsealed}${since}\n`);
         return;
       }
       const where = result.firstBadRevision === undefined ? (result.line === undefined ? '' : ` at line ${result.line}`) : ` at revision ${result.firstBadRevision}`;
       process.stdout.write(`bundle NOT intact${where}: ${result.reason}\n`);
       process.exitCode = EXIT_INVALID;
     });
-}
-
-/** The bundle text and the public key, or what kept them from being read. */
-async function readInputs(file: string, publicKeyFile: string | undefined): Promise<{ bundle: string; publicKey: KeyObject } | string> {
-  let bundle: string;
-  try {
-    bundle = await readFile(file, 'utf8');
-  } catch (error) {
-    return `cannot read the bundle ${file}: ${message(error)}`;
-  }
-  const publicKey = await readPublicKey(publicKeyFile);
-  if (typeof publicKey === 'string') return publicKey;
-  return { bundle, publicKey };
 }
 
 /** The Ed25519 public key in `publicKeyFile` (a private key PEM gives its public half), by default the development key's; or what kept it from being read. */
@@ -94,22 +80,23 @@ async function readPublicKey(publicKeyFile: string | undefined): Promise<KeyObje
 }
 
 /**
- * The earlier bundle of `--since`, checked on its own: unreadable, not intact under its key, or of
- * another stream, it cannot show anything of the bundle being checked (a usage error).
+ * The earlier bundle of `--since`, checked on its own: unreadable (BundleReadError), not intact
+ * under its key, or of another stream, it cannot show anything of the bundle being checked (a usage
+ * error).
  */
-async function readEarlier(file: string, publicKeyFile: string | undefined, fallback: KeyObject, streamId: string): Promise<{ text: string; publicKey: KeyObject } | string> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    return `cannot read the earlier bundle ${file}: ${message(error)}`;
-  }
+async function readEarlier(
+  file: string,
+  publicKeyFile: string | undefined,
+  fallback: KeyObject,
+  streamId: string,
+): Promise<{ lines: () => AsyncIterable<BundleLine>; verdict: BundleVerification } | string> {
   const publicKey = publicKeyFile === undefined ? fallback : await readPublicKey(publicKeyFile);
   if (typeof publicKey === 'string') return publicKey;
-  const earlier = verifyAuditBundle(text, publicKey);
+  const lines = () => bundleFileLines(file);
+  const earlier = await verifyAuditBundleLines(lines(), publicKey);
   if (!earlier.ok) return `the earlier bundle ${file} is not intact${publicKeyFile === undefined ? ' under this key (if the key was rotated since, give --since-public-key)' : ''}: ${earlier.reason}`;
   if (earlier.streamId !== streamId) return `the earlier bundle ${file} is of ${earlier.streamId}, this one of ${streamId}`;
-  return { text, publicKey };
+  return { lines, verdict: earlier };
 }
 
 function message(error: unknown): string {

@@ -1,4 +1,4 @@
-import { compareDrawOrder, decideTokenAccountWithState, tokenAccountDecider, type TokenAccountEvent } from '@app/ledger';
+import { compareDrawOrder, decideTokenAccountWithState, tokenAccountDecider, type TokenAccountEvent, type TokenAccountState } from '@app/ledger';
 
 /** An event as read from a stream, enough to replay it. */
 export type ReplayableEvent = { readonly revision: bigint; readonly type: string; readonly data: unknown };
@@ -19,20 +19,41 @@ export type StateAsOf<State> = {
  * created time, which is not) is later than `at`. Always a prefix of the stream, so every state is
  * one the ledger really passed through, even if clocks of two writers disagreed.
  */
-export function stateAsOf<Event, State>(
-  events: readonly ReplayableEvent[],
-  decider: { readonly evolve: (state: State, event: Event) => State; readonly initialState: State },
-  asOf: AsOf,
-): StateAsOf<State> {
-  let state = decider.initialState;
-  let revision = -1n;
-  for (const event of events) {
-    if ('revision' in asOf ? event.revision > asOf.revision : occurredAt(event) > asOf.at.getTime()) break;
-    if (event.revision !== revision + 1n) throw new Error(`replay expects revision ${revision + 1n}, found ${event.revision}`);
-    state = decider.evolve(state, { type: event.type, data: event.data } as Event);
-    revision = event.revision;
+export function stateAsOf<Event, State>(events: Iterable<ReplayableEvent>, decider: Replayer<Event, State>, asOf: AsOf): StateAsOf<State> {
+  const replay = new StreamReplay(decider, asOf);
+  for (const event of events) if (!replay.add(event)) break;
+  return replay.replayed;
+}
+
+type Replayer<Event, State> = { readonly evolve: (state: State, event: Event) => State; readonly initialState: State };
+
+/**
+ * `stateAsOf` a page at a time, for a stream too long to hold at once: `add` events in revision
+ * order until it answers false (the event is past the point and was not applied); `replayed` is the
+ * state reached so far.
+ */
+export class StreamReplay<Event, State> {
+  private current: StateAsOf<State>;
+
+  constructor(
+    private readonly decider: Replayer<Event, State>,
+    private readonly asOf: AsOf,
+  ) {
+    this.current = { state: decider.initialState, revision: -1n };
   }
-  return { state, revision };
+
+  get replayed(): StateAsOf<State> {
+    return this.current;
+  }
+
+  add(event: ReplayableEvent): boolean {
+    const { asOf } = this;
+    if ('revision' in asOf ? event.revision > asOf.revision : occurredAt(event) > asOf.at.getTime()) return false;
+    const { state, revision } = this.current;
+    if (event.revision !== revision + 1n) throw new Error(`replay expects revision ${revision + 1n}, found ${event.revision}`);
+    this.current = { state: this.decider.evolve(state, { type: event.type, data: event.data } as Event), revision: event.revision };
+    return true;
+  }
 }
 
 /** What an account holds at a point: totals, the active holds and the lots with tokens left (draw-down order). */
@@ -76,8 +97,17 @@ export type TokenAccountSummary = {
  * revision, the state the events leave; as of a time, the state a decision at that instant sees: the
  * expiries due then are applied as the ledger's own sweep applies them (`expiredUnrecorded`).
  */
-export function tokenAccountSummaryAsOf(events: readonly ReplayableEvent[], asOf: AsOf): TokenAccountSummary & { readonly revision: bigint } {
-  const replayed = stateAsOf<TokenAccountEvent, typeof tokenAccountDecider.initialState>(events, tokenAccountDecider, asOf);
+export function tokenAccountSummaryAsOf(events: Iterable<ReplayableEvent>, asOf: AsOf): TokenAccountSummary & { readonly revision: bigint } {
+  return tokenAccountSummaryOf(stateAsOf<TokenAccountEvent, TokenAccountState>(events, tokenAccountDecider, asOf), asOf);
+}
+
+/** A token account's replay to a point, fed a page at a time (`add`, as `StreamReplay`); `tokenAccountSummaryOf(replay.replayed, asOf)` summarizes it. */
+export function tokenAccountReplay(asOf: AsOf): StreamReplay<TokenAccountEvent, TokenAccountState> {
+  return new StreamReplay<TokenAccountEvent, TokenAccountState>(tokenAccountDecider, asOf);
+}
+
+/** `tokenAccountSummaryAsOf` of a replay already made (`stateAsOf`, or `tokenAccountReplay` fed page by page) to `asOf`. */
+export function tokenAccountSummaryOf(replayed: StateAsOf<TokenAccountState>, asOf: AsOf): TokenAccountSummary & { readonly revision: bigint } {
   const { revision } = replayed;
   // The expiry job's own decision at that instant (ExpireCredits), with what the tokens it frees pay
   // off of a shortfall. Its events are not kept: their user and transaction ids are placeholders.
@@ -114,7 +144,7 @@ export function tokenAccountSummaryAsOf(events: readonly ReplayableEvent[], asOf
 }
 
 /** A token account's balance at a point (0 before its first event), as `tokenAccountSummaryAsOf` counts it. */
-export function tokenAccountBalanceAsOf(events: readonly ReplayableEvent[], asOf: AsOf): { readonly balance: number; readonly revision: bigint } {
+export function tokenAccountBalanceAsOf(events: Iterable<ReplayableEvent>, asOf: AsOf): { readonly balance: number; readonly revision: bigint } {
   const { balance, revision } = tokenAccountSummaryAsOf(events, asOf);
   return { balance, revision };
 }

@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { canonicalJson } from './canonical-json.js';
-import { eventHash, HASH_CHAIN_VERSION, HASH_METADATA_KEY, verifyChain, type ChainEvent, type JsonObject } from './hash-chain.js';
-import { compareDisputes, compareHolds, tokenAccountSummaryAsOf, type TokenAccountSummary } from './as-of.js';
+import { ChainCheck, eventHash, HASH_CHAIN_VERSION, HASH_METADATA_KEY, verifyChain, type ChainEvent, type JsonObject } from './hash-chain.js';
+import { compareDisputes, compareHolds, tokenAccountReplay, tokenAccountSummaryOf, type TokenAccountSummary } from './as-of.js';
 
 export const BUNDLE_FORMAT = 'token-ledger-audit-bundle/1';
 
@@ -59,7 +59,8 @@ export type BundleHead = {
 /**
  * An audit bundle of one stream: NDJSON, one line per event (forwards from revision 0, with its
  * hash), then a head line signed with Ed25519. Throws if the events do not form an intact chain:
- * a bundle never vouches for a broken stream.
+ * a bundle never vouches for a broken stream. (A stream too long to hold in memory is written a
+ * line at a time with `AuditBundleWriter`; the text is the same.)
  */
 export function createAuditBundle(
   events: readonly BundleEvent[],
@@ -67,31 +68,63 @@ export function createAuditBundle(
 ): string {
   const chain = verifyChain(events);
   if (!chain.ok) throw new Error(`cannot bundle stream ${options.streamId}: ${chain.reason}`);
-  if (events.some((event) => event.streamId !== options.streamId)) throw new Error(`cannot bundle stream ${options.streamId}: it holds events of another stream`);
-  let previous: string | null = null;
-  const lines = events
-    .map((event) => {
-      previous = eventHash(event, previous);
-      return `${JSON.stringify(eventLine(event, previous))}\n`;
-    })
-    .join('');
-  const privateKey = typeof options.privateKey === 'string' ? createPrivateKey(options.privateKey) : options.privateKey;
-  const unsigned: Omit<BundleHead, 'signature'> = {
-    kind: 'head',
-    format: BUNDLE_FORMAT,
-    hashChainVersion: HASH_CHAIN_VERSION,
-    streamId: options.streamId,
-    eventCount: events.length,
-    lastRevision: (BigInt(events.length) - 1n).toString(),
-    headHash: chain.headHash,
-    eventLinesSha256: sha256(lines),
-    createdAt: options.createdAt,
-    keyId: keyId(createPublicKey(privateKey)),
-    ...(options.ledger === undefined ? {} : { ledger: options.ledger }),
-    ...(chain.unsealedPrefix === 0 ? {} : { unsealedPrefix: chain.unsealedPrefix }),
-  };
-  const signature = sign(null, Buffer.from(canonicalJson(unsigned), 'utf8'), privateKey).toString('base64');
-  return `${lines}${JSON.stringify({ ...unsigned, signature })}\n`;
+  const writer = new AuditBundleWriter(options.streamId);
+  const lines = events.map((event) => writer.line(event)).join('');
+  return `${lines}${writer.head({ ...options, unsealedPrefix: chain.unsealedPrefix })}`;
+}
+
+/**
+ * A bundle written a line at a time, so that a stream of millions of events is never one string
+ * (V8 refuses a string past about 512 MiB): `line` for each event in revision order, then `head`.
+ * The caller checks the chain first (`ChainCheck`, whose `unsealedPrefix` the head states): the
+ * writer recomputes each hash, it does not judge them.
+ */
+export class AuditBundleWriter {
+  private readonly digest = createHash('sha256');
+  private previous: string | null = null;
+  private count = 0;
+
+  constructor(private readonly streamId: string) {}
+
+  /** The hash of the last event written (the head the bundle signs); null before any. */
+  get headHash(): string | null {
+    return this.previous;
+  }
+
+  get eventCount(): number {
+    return this.count;
+  }
+
+  /** The event's line, with its newline. */
+  line(event: BundleEvent): string {
+    if (event.streamId !== this.streamId) throw new Error(`cannot bundle stream ${this.streamId}: it holds events of another stream`);
+    this.previous = eventHash(event, this.previous);
+    this.count += 1;
+    const text = `${JSON.stringify(eventLine(event, this.previous))}\n`;
+    this.digest.update(text, 'utf8');
+    return text;
+  }
+
+  /** The signed head line, with its newline, of the lines written. */
+  head(options: { readonly privateKey: KeyObject | string; readonly createdAt: string; readonly ledger?: TokenAccountSummary; readonly unsealedPrefix: number }): string {
+    const privateKey = typeof options.privateKey === 'string' ? createPrivateKey(options.privateKey) : options.privateKey;
+    const unsigned: Omit<BundleHead, 'signature'> = {
+      kind: 'head',
+      format: BUNDLE_FORMAT,
+      hashChainVersion: HASH_CHAIN_VERSION,
+      streamId: this.streamId,
+      eventCount: this.count,
+      lastRevision: (BigInt(this.count) - 1n).toString(),
+      headHash: this.previous,
+      eventLinesSha256: this.digest.copy().digest('hex'),
+      createdAt: options.createdAt,
+      keyId: keyId(createPublicKey(privateKey)),
+      ...(options.ledger === undefined ? {} : { ledger: options.ledger }),
+      ...(options.unsealedPrefix === 0 ? {} : { unsealedPrefix: options.unsealedPrefix }),
+    };
+    const signature = sign(null, Buffer.from(canonicalJson(unsigned), 'utf8'), privateKey).toString('base64');
+    return `${JSON.stringify({ ...unsigned, signature })}\n`;
+  }
 }
 
 /** `hash`: the chain hash at this event; for an event of an unsealed prefix, the one its metadata would have held. */
@@ -112,6 +145,19 @@ export type BundleVerification =
     }
   | { readonly ok: false; readonly reason: string; readonly firstBadRevision?: bigint; readonly line?: number };
 
+/** A line of a bundle as read: its text without the newline, and whether a newline ended it (the last line of a bundle cut short has none). */
+export type BundleLine = { readonly text: string; readonly newline: boolean };
+
+/** The lines of a bundle held as text. */
+export function* bundleTextLines(text: string): Generator<BundleLine, void, undefined> {
+  let start = 0;
+  for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n', start)) {
+    yield { text: text.slice(start, end), newline: true };
+    start = end + 1;
+  }
+  if (start < text.length) yield { text: text.slice(start), newline: false };
+}
+
 /**
  * Checks a bundle offline, with nothing but the signer's public key (obtained from the service's
  * operator, never from the bundle): the head's signature, the hash chain of the events (reporting
@@ -119,63 +165,147 @@ export type BundleVerification =
  * byte for byte the ones signed.
  */
 export function verifyAuditBundle(text: string, publicKey: KeyObject | string): BundleVerification {
-  const key = typeof publicKey === 'string' ? createPublicKey(publicKey) : publicKey;
-  // A key that cannot check an Ed25519 signature is the caller's mistake, not a fault of the bundle.
-  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`bundles are signed with Ed25519; this is a ${String(key.asymmetricKeyType)} key`);
-  try {
-    return verified(text, key);
-  } catch (error) {
-    // A line the canonical form cannot hold (a lone surrogate): not intact.
-    return { ok: false, reason: `the bundle could not be checked: ${error instanceof Error ? error.message : String(error)}` };
+  const check = new AuditBundleCheck(publicKey);
+  for (const line of bundleTextLines(text)) check.add(line);
+  return check.result();
+}
+
+/** `verifyAuditBundle` of a bundle read a line at a time (a file of any length: `bundleFileLines`). */
+export async function verifyAuditBundleLines(lines: AsyncIterable<BundleLine>, publicKey: KeyObject | string): Promise<BundleVerification> {
+  const check = new AuditBundleCheck(publicKey);
+  for await (const line of lines) check.add(line);
+  return check.result();
+}
+
+/**
+ * `verifyAuditBundle` a line at a time, holding no more than one line and the replay's state: every
+ * line but the last is an event line (checked, hashed and replayed as it comes), the last the head.
+ * The verdict is the same as for the whole text, and so is its order: what is wrong with the head
+ * first, then the first bad event line, then the chain, the line hashes, the lines' digest and the
+ * signed summary.
+ */
+export class AuditBundleCheck {
+  private readonly key: KeyObject;
+  private last: BundleLine | undefined;
+  private eventLines = 0;
+  private lineFailure: Extract<BundleVerification, { ok: false }> | undefined;
+  private firstStreamId: string | undefined;
+  private mixedStreams = false;
+  private readonly chain = new ChainCheck();
+  private unreadable: Extract<BundleVerification, { ok: false }> | undefined;
+  private lineHashFailure: Extract<BundleVerification, { ok: false }> | undefined;
+  private readonly digest = createHash('sha256');
+  private readonly replay = tokenAccountReplay({ revision: REPLAY_TO_THE_END });
+  private replayFailed = false;
+
+  constructor(publicKey: KeyObject | string) {
+    const key = typeof publicKey === 'string' ? createPublicKey(publicKey) : publicKey;
+    // A key that cannot check an Ed25519 signature is the caller's mistake, not a fault of the bundle.
+    if (key.asymmetricKeyType !== 'ed25519') throw new Error(`bundles are signed with Ed25519; this is a ${String(key.asymmetricKeyType)} key`);
+    this.key = key;
+  }
+
+  /** The next line; the one before it was an event line. */
+  add(line: BundleLine): void {
+    if (this.last !== undefined) this.eventLine(this.last.text);
+    this.last = line;
+  }
+
+  result(): BundleVerification {
+    try {
+      return this.verdict();
+    } catch (error) {
+      // A line the canonical form cannot hold (a lone surrogate): not intact.
+      return { ok: false, reason: `the bundle could not be checked: ${error instanceof Error ? error.message : String(error)}` };
+    }
+  }
+
+  private eventLine(raw: string): void {
+    this.eventLines += 1;
+    if (this.lineFailure === undefined) this.checkEventLine(raw, this.eventLines);
+  }
+
+  private checkEventLine(raw: string, index: number): void {
+    const line = parseLine(raw);
+    if (!isEventLine(line)) {
+      this.lineFailure = { ok: false, reason: 'not an event record', line: index };
+      return;
+    }
+    const stored = line.metadata[HASH_METADATA_KEY];
+    if (stored !== undefined && stored !== line.hash) {
+      this.lineFailure = { ok: false, reason: `the hash of revision ${line.revision} differs from its metadata`, line: index };
+      return;
+    }
+    this.digest.update(`${raw}\n`, 'utf8');
+    this.firstStreamId ??= line.streamId;
+    if (line.streamId !== this.firstStreamId) this.mixedStreams = true;
+    const event: ChainEvent = { streamId: line.streamId, revision: BigInt(line.revision), id: line.id, type: line.type, data: line.data, metadata: line.metadata };
+    if (this.unreadable !== undefined) return;
+    try {
+      // Lines of an unsealed prefix carry the hash their metadata lacks: it must be the chain's too.
+      if (this.chain.add(event) && this.lineHashFailure === undefined && line.hash !== this.chain.headHash) {
+        this.lineHashFailure = { ok: false, reason: `the hash of revision ${event.revision} is not the chain's`, firstBadRevision: event.revision, line: index };
+      }
+    } catch (error) {
+      // A line the canonical form cannot hold (a lone surrogate): not intact, said where the chain is judged.
+      this.unreadable = { ok: false, reason: `the bundle could not be checked: ${error instanceof Error ? error.message : String(error)}` };
+      return;
+    }
+    if (this.replayFailed) return;
+    try {
+      this.replay.add(event);
+    } catch {
+      // Events the ledger cannot replay vouch for no summary.
+      this.replayFailed = true;
+    }
+  }
+
+  private verdict(): BundleVerification {
+    const headLine = this.last;
+    if (headLine === undefined || !headLine.newline) return { ok: false, reason: 'the bundle does not end with a newline: it was cut short' };
+    const headText = headLine.text;
+    const parsedHead = parseLine(headText);
+    if (!isHead(parsedHead)) return { ok: false, reason: 'the last line is not a head record', line: this.eventLines + 1 };
+    // The signature covers the head's canonical form; the line must be exactly the head the signer
+    // wrote, so that no reader of the text (a repeated key, which JSON.parse resolves to the last
+    // copy) sees anything the signature does not cover.
+    if (headText !== JSON.stringify(parsedHead)) return { ok: false, reason: 'the head line is not as signed: its text holds more than the head it states', line: this.eventLines + 1 };
+    const head = parsedHead;
+    const { signature, ...unsigned } = head;
+    if (head.format !== BUNDLE_FORMAT || head.hashChainVersion !== HASH_CHAIN_VERSION) return { ok: false, reason: `unsupported bundle format ${String(head.format)}` };
+    const signatureBytes = Buffer.from(signature, 'base64');
+    if (signatureBytes.toString('base64') !== signature || !verify(null, Buffer.from(canonicalJson(unsigned), 'utf8'), this.key, signatureBytes)) {
+      return { ok: false, reason: 'the head signature is not valid for this public key' };
+    }
+    if (this.lineFailure !== undefined) return this.lineFailure;
+    if (this.mixedStreams || (this.firstStreamId !== undefined && this.firstStreamId !== head.streamId)) return { ok: false, reason: `the bundle holds events of a stream other than ${head.streamId}` };
+    if (this.unreadable !== undefined) return this.unreadable;
+    const chain = this.chain.result({ anchor: { revision: BigInt(head.lastRevision), hash: head.headHash } });
+    if (!chain.ok) return { ok: false, reason: chain.reason, firstBadRevision: chain.firstBadRevision };
+    // Signed since 2026-12-06 (absent, 0, in the bundles before and for a stream sealed throughout);
+    // an older bundle's unsealed prefix is still reported from the chain.
+    if (head.unsealedPrefix !== undefined && head.unsealedPrefix !== chain.unsealedPrefix) {
+      return { ok: false, reason: `the head says ${String(head.unsealedPrefix)} leading events were unsealed, the chain has ${chain.unsealedPrefix}` };
+    }
+    if (this.lineHashFailure !== undefined) return this.lineHashFailure;
+    if (this.digest.digest('hex') !== head.eventLinesSha256) return { ok: false, reason: 'the event lines differ from the signed ones (a field outside the hash chain was changed)' };
+    if (head.ledger !== undefined && !this.sameSummary(head.ledger)) return { ok: false, reason: 'the signed balance, holds or lots differ from the replay of the events' };
+    return { ok: true, streamId: head.streamId, eventCount: this.eventLines, headHash: chain.headHash, unsealedPrefix: chain.unsealedPrefix, reason: 'bundle intact' };
+  }
+
+  private sameSummary(signed: TokenAccountSummary): boolean {
+    if (this.replayFailed) return false;
+    try {
+      const { revision: _revision, ...replayed } = tokenAccountSummaryOf(this.replay.replayed, { revision: REPLAY_TO_THE_END });
+      return canonicalJson(replayed) === canonicalJson(inCodeUnitOrder(signed));
+    } catch {
+      return false;
+    }
   }
 }
 
-function verified(text: string, key: KeyObject): BundleVerification {
-  if (!text.endsWith('\n')) return { ok: false, reason: 'the bundle does not end with a newline: it was cut short' };
-  const rawLines = text.slice(0, -1).split('\n');
-  const headText = rawLines.pop();
-  const parsedHead = headText === undefined ? undefined : parseLine(headText);
-  if (!isHead(parsedHead)) return { ok: false, reason: 'the last line is not a head record', line: rawLines.length + 1 };
-  // The signature covers the head's canonical form; the line must be exactly the head the signer
-  // wrote, so that no reader of the text (a repeated key, which JSON.parse resolves to the last
-  // copy) sees anything the signature does not cover.
-  if (headText !== JSON.stringify(parsedHead)) return { ok: false, reason: 'the head line is not as signed: its text holds more than the head it states', line: rawLines.length + 1 };
-  const head = parsedHead;
-  const { signature, ...unsigned } = head;
-  if (head.format !== BUNDLE_FORMAT || head.hashChainVersion !== HASH_CHAIN_VERSION) return { ok: false, reason: `unsupported bundle format ${String(head.format)}` };
-  const signatureBytes = Buffer.from(signature, 'base64');
-  if (signatureBytes.toString('base64') !== signature || !verify(null, Buffer.from(canonicalJson(unsigned), 'utf8'), key, signatureBytes)) {
-    return { ok: false, reason: 'the head signature is not valid for this public key' };
-  }
-  const events: ChainEvent[] = [];
-  const lineHashes: string[] = [];
-  for (const [index, raw] of rawLines.entries()) {
-    const line = parseLine(raw);
-    if (!isEventLine(line)) return { ok: false, reason: 'not an event record', line: index + 1 };
-    const stored = line.metadata[HASH_METADATA_KEY];
-    if (stored !== undefined && stored !== line.hash) return { ok: false, reason: `the hash of revision ${line.revision} differs from its metadata`, line: index + 1 };
-    lineHashes.push(line.hash);
-    events.push({ streamId: line.streamId, revision: BigInt(line.revision), id: line.id, type: line.type, data: line.data, metadata: line.metadata });
-  }
-  if (events.some((event) => event.streamId !== head.streamId)) return { ok: false, reason: `the bundle holds events of a stream other than ${head.streamId}` };
-  const chain = verifyChain(events, { anchor: { revision: BigInt(head.lastRevision), hash: head.headHash } });
-  if (!chain.ok) return { ok: false, reason: chain.reason, firstBadRevision: chain.firstBadRevision };
-  // Signed since 2026-12-06 (absent, 0, in the bundles before and for a stream sealed throughout);
-  // an older bundle's unsealed prefix is still reported from the chain.
-  if (head.unsealedPrefix !== undefined && head.unsealedPrefix !== chain.unsealedPrefix) {
-    return { ok: false, reason: `the head says ${String(head.unsealedPrefix)} leading events were unsealed, the chain has ${chain.unsealedPrefix}` };
-  }
-  // Lines of an unsealed prefix carry the hash their metadata lacks: it must be the chain's too.
-  let previous: string | null = null;
-  for (const [index, event] of events.entries()) {
-    previous = eventHash(event, previous);
-    if (lineHashes[index] !== previous) return { ok: false, reason: `the hash of revision ${event.revision} is not the chain's`, firstBadRevision: event.revision, line: index + 1 };
-  }
-  const eventLines = rawLines.map((line) => `${line}\n`).join('');
-  if (sha256(eventLines) !== head.eventLinesSha256) return { ok: false, reason: 'the event lines differ from the signed ones (a field outside the hash chain was changed)' };
-  if (head.ledger !== undefined && !sameSummary(head.ledger, events)) return { ok: false, reason: 'the signed balance, holds or lots differ from the replay of the events' };
-  return { ok: true, streamId: head.streamId, eventCount: events.length, headHash: chain.headHash, unsealedPrefix: chain.unsealedPrefix, reason: 'bundle intact' };
-}
+/** A revision no stream reaches: replay every event. */
+const REPLAY_TO_THE_END = 2n ** 63n;
 
 /**
  * Whether `newer` continues `earlier`, a bundle of the same stream kept from before: both intact
@@ -190,21 +320,75 @@ function verified(text: string, key: KeyObject): BundleVerification {
 export function verifyBundleContinues(newer: string, earlier: string, publicKey: KeyObject | string, earlierPublicKey: KeyObject | string = publicKey): BundleVerification {
   const checked = verifyAuditBundle(newer, publicKey);
   if (!checked.ok) return checked;
-  const before = verifyAuditBundle(earlier, earlierPublicKey);
-  if (!before.ok) return { ok: false, reason: `the earlier bundle is not intact: ${before.reason}` };
-  if (before.streamId !== checked.streamId) return { ok: false, reason: `the earlier bundle is of ${before.streamId}, this one of ${checked.streamId}` };
-  if (before.eventCount > checked.eventCount) {
-    return { ok: false, firstBadRevision: BigInt(checked.eventCount), reason: `the stream ends at revision ${checked.eventCount - 1}, before the earlier bundle's last revision ${before.eventCount - 1}: events were removed` };
-  }
-  const [earlierLines, newerLines] = [eventLines(earlier), eventLines(newer)];
-  for (const [revision, line] of earlierLines.entries()) {
-    const later = newerLines[revision] ?? {};
-    const changed = Object.keys(line).filter((member) => comparable(member, line[member]) !== comparable(member, later[member] ?? null));
-    if (changed.length > 0) {
-      return { ok: false, firstBadRevision: BigInt(revision), reason: `revision ${revision} differs from the earlier bundle's (${changed.join(', ')}): the history that bundle signed was rewritten` };
-    }
+  const earlierEvents = comparedLines(checked, verifyAuditBundle(earlier, earlierPublicKey));
+  if (typeof earlierEvents !== 'number') return earlierEvents;
+  const [earlierLines, newerLines] = [bundleTextLines(earlier), bundleTextLines(newer)];
+  for (let revision = 0; revision < earlierEvents; revision += 1) {
+    const [before, after] = [earlierLines.next(), newerLines.next()];
+    const failure = lineContinues(revision, before.done === true ? '' : before.value.text, after.done === true ? '' : after.value.text);
+    if (failure !== undefined) return failure;
   }
   return checked;
+}
+
+/** `verifyBundleContinues` of bundles read a line at a time (files of any length: `bundleFileLines`); each is read twice, so each is a function that opens it. */
+export async function verifyBundleLinesContinue(
+  newer: () => AsyncIterable<BundleLine>,
+  earlier: () => AsyncIterable<BundleLine>,
+  publicKey: KeyObject | string,
+  earlierPublicKey: KeyObject | string = publicKey,
+): Promise<BundleVerification> {
+  const checked = await verifyAuditBundleLines(newer(), publicKey);
+  if (!checked.ok) return checked;
+  return bundleLinesContinue(newer, earlier, checked, await verifyAuditBundleLines(earlier(), earlierPublicKey));
+}
+
+/**
+ * The rest of `verifyBundleLinesContinue` once both bundles were verified (`newerVerdict` intact),
+ * so a caller that verified them already reads each once more, not twice.
+ */
+export async function bundleLinesContinue(
+  newer: () => AsyncIterable<BundleLine>,
+  earlier: () => AsyncIterable<BundleLine>,
+  newerVerdict: Extract<BundleVerification, { ok: true }>,
+  earlierVerdict: BundleVerification,
+): Promise<BundleVerification> {
+  const earlierEvents = comparedLines(newerVerdict, earlierVerdict);
+  if (typeof earlierEvents !== 'number') return earlierEvents;
+  const [earlierLines, newerLines] = [earlier()[Symbol.asyncIterator](), newer()[Symbol.asyncIterator]()];
+  try {
+    for (let revision = 0; revision < earlierEvents; revision += 1) {
+      const [before, after] = [await earlierLines.next(), await newerLines.next()];
+      const failure = lineContinues(revision, before.done === true ? '' : before.value.text, after.done === true ? '' : after.value.text);
+      if (failure !== undefined) return failure;
+    }
+  } finally {
+    await earlierLines.return?.();
+    await newerLines.return?.();
+  }
+  return newerVerdict;
+}
+
+/**
+ * How many event lines of two bundles to compare, the newer one intact: the earlier one's, when it
+ * is intact, of the same stream and not longer; otherwise why the newer does not continue it.
+ */
+function comparedLines(newer: Extract<BundleVerification, { ok: true }>, earlier: BundleVerification): number | BundleVerification {
+  if (!earlier.ok) return { ok: false, reason: `the earlier bundle is not intact: ${earlier.reason}` };
+  if (earlier.streamId !== newer.streamId) return { ok: false, reason: `the earlier bundle is of ${earlier.streamId}, this one of ${newer.streamId}` };
+  if (earlier.eventCount > newer.eventCount) {
+    return { ok: false, firstBadRevision: BigInt(newer.eventCount), reason: `the stream ends at revision ${newer.eventCount - 1}, before the earlier bundle's last revision ${earlier.eventCount - 1}: events were removed` };
+  }
+  return earlier.eventCount;
+}
+
+/** The earlier bundle's event line at `revision` against the newer one's (both bundles verified, so both parse). */
+function lineContinues(revision: number, earlierText: string, newerText: string): BundleVerification | undefined {
+  const line = JSON.parse(earlierText) as Record<string, unknown>;
+  const later = JSON.parse(newerText) as Record<string, unknown>;
+  const changed = Object.keys(line).filter((member) => comparable(member, line[member]) !== comparable(member, later[member] ?? null));
+  if (changed.length === 0) return undefined;
+  return { ok: false, firstBadRevision: BigInt(revision), reason: `revision ${revision} differs from the earlier bundle's (${changed.join(', ')}): the history that bundle signed was rewritten` };
 }
 
 /**
@@ -221,25 +405,6 @@ function comparable(member: string, value: unknown): string {
   return canonicalJson(value);
 }
 
-/** The event lines of a bundle already verified, parsed, in revision order. */
-function eventLines(text: string): Record<string, unknown>[] {
-  return text
-    .slice(0, -1)
-    .split('\n')
-    .slice(0, -1)
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-}
-
-function sameSummary(signed: TokenAccountSummary, events: readonly ChainEvent[]): boolean {
-  try {
-    const { revision: _revision, ...replayed } = tokenAccountSummaryAsOf(events, { revision: BigInt(events.length) - 1n });
-    return canonicalJson(replayed) === canonicalJson(inCodeUnitOrder(signed));
-  } catch {
-    // Events the ledger cannot replay vouch for no summary.
-    return false;
-  }
-}
-
 /**
  * A signed summary with its holds and disputes in code unit order, as the replay now gives them:
  * bundles signed before 2026-12-06 sorted them in the signing process's locale order, the same
@@ -252,10 +417,6 @@ function inCodeUnitOrder(signed: TokenAccountSummary): TokenAccountSummary {
 /** SHA-256 of the public key's SPKI DER, hex. */
 export function keyId(publicKey: KeyObject): string {
   return createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
-}
-
-function sha256(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
 function parseLine(text: string): unknown {

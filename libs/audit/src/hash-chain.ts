@@ -104,47 +104,88 @@ export type VerifyChainOptions = {
  * the whole prefix. An unsealed event after a sealed one, or a stream with no sealed event at all,
  * fails: nothing vouches for it.
  */
-export function verifyChain(events: readonly ChainEvent[], options: VerifyChainOptions = {}): ChainVerification {
-  let previous: string | null = null;
-  let unsealedPrefix = 0;
-  for (const [index, event] of events.entries()) {
+export function verifyChain(events: Iterable<ChainEvent>, options: VerifyChainOptions = {}): ChainVerification {
+  const check = new ChainCheck();
+  for (const event of events) if (!check.add(event)) break;
+  return check.result(options);
+}
+
+/**
+ * `verifyChain` an event at a time, for a stream read in pages (a million events need not be in
+ * memory at once): `add` each event in revision order until it answers false (the chain failed
+ * there; later events change nothing), then `result`.
+ */
+export class ChainCheck {
+  private previous: string | null = null;
+  private count = 0;
+  private unsealedPrefix = 0;
+  private streamId: string | undefined;
+  private failure: Extract<ChainVerification, { ok: false }> | undefined;
+
+  /** The recomputed hash of the last event added (the chain's head so far); null before any. */
+  get headHash(): string | null {
+    return this.previous;
+  }
+
+  /** Events added so far (up to and including the one the chain failed at). */
+  get eventCount(): number {
+    return this.count;
+  }
+
+  /** Checks the next event; false once the chain has failed (at this event or before). */
+  add(event: ChainEvent): boolean {
+    if (this.failure !== undefined) return false;
+    const index = this.count;
     const revision = BigInt(index);
+    this.count += 1;
+    this.streamId ??= event.streamId;
+    this.failure = this.failureAt(event, revision, index);
+    return this.failure === undefined;
+  }
+
+  /** The verdict on the events added, with the anchor checked against where they end. */
+  result(options: VerifyChainOptions = {}): ChainVerification {
+    if (this.failure !== undefined) return this.failure;
+    const { unsealedPrefix, count } = this;
+    if (unsealedPrefix > 0 && unsealedPrefix === count) {
+      return { ok: false, firstBadRevision: 0n, reason: `revision 0 has no hash (revisions 0..${unsealedPrefix - 1} are unsealed: written before hashes on append, the next append seals them)` };
+    }
+    const anchor = options.anchor;
+    if (anchor !== undefined) {
+      const lastRevision = BigInt(count) - 1n;
+      if (lastRevision < anchor.revision) {
+        return { ok: false, firstBadRevision: lastRevision + 1n, reason: `the stream ends at revision ${lastRevision}, the anchor is at ${anchor.revision}: events were removed` };
+      }
+      if (lastRevision > anchor.revision) {
+        return { ok: false, firstBadRevision: anchor.revision + 1n, reason: `the stream goes past the anchor at revision ${anchor.revision}` };
+      }
+      if (anchor.hash !== undefined && this.previous !== anchor.hash) return { ok: false, firstBadRevision: anchor.revision, reason: `the head hash at revision ${anchor.revision} differs from the anchor` };
+    }
+    return { ok: true, eventCount: count, headHash: this.previous, unsealedPrefix, reason: 'chain intact' };
+  }
+
+  private failureAt(event: ChainEvent, revision: bigint, index: number): Extract<ChainVerification, { ok: false }> | undefined {
     if (event.revision !== revision) {
       return { ok: false, firstBadRevision: revision, reason: `expected revision ${revision}, found ${event.revision}: an event is missing, inserted or out of order` };
     }
-    const first = events[0];
-    if (first !== undefined && event.streamId !== first.streamId) {
-      return { ok: false, firstBadRevision: revision, reason: `revision ${revision} belongs to stream ${event.streamId}, not ${first.streamId}` };
+    if (event.streamId !== this.streamId) {
+      return { ok: false, firstBadRevision: revision, reason: `revision ${revision} belongs to stream ${event.streamId}, not ${String(this.streamId)}` };
     }
     const stored = storedHash(event);
-    const computed = eventHash(event, previous);
+    const computed = eventHash(event, this.previous);
     if (stored === undefined && event.metadata[HASH_METADATA_KEY] !== undefined) {
       // A hash key that holds no text (null, a number) is a damaged hash, not an unsealed event.
       return { ok: false, firstBadRevision: revision, reason: `revision ${revision} has a hash that is not text: the event's metadata was changed` };
     }
     if (stored === undefined) {
-      if (unsealedPrefix !== index) return { ok: false, firstBadRevision: revision, reason: `revision ${revision} has no hash` };
-      unsealedPrefix += 1;
+      if (this.unsealedPrefix !== index) return { ok: false, firstBadRevision: revision, reason: `revision ${revision} has no hash` };
+      this.unsealedPrefix += 1;
     } else if (computed !== stored) {
       return { ok: false, firstBadRevision: revision, reason: `revision ${revision} does not match its hash: the event or one before it was changed` };
     }
-    previous = computed;
+    this.previous = computed;
+    return undefined;
   }
-  if (unsealedPrefix > 0 && unsealedPrefix === events.length) {
-    return { ok: false, firstBadRevision: 0n, reason: `revision 0 has no hash (revisions 0..${unsealedPrefix - 1} are unsealed: written before hashes on append, the next append seals them)` };
-  }
-  const anchor = options.anchor;
-  if (anchor !== undefined) {
-    const lastRevision = BigInt(events.length) - 1n;
-    if (lastRevision < anchor.revision) {
-      return { ok: false, firstBadRevision: lastRevision + 1n, reason: `the stream ends at revision ${lastRevision}, the anchor is at ${anchor.revision}: events were removed` };
-    }
-    if (lastRevision > anchor.revision) {
-      return { ok: false, firstBadRevision: anchor.revision + 1n, reason: `the stream goes past the anchor at revision ${anchor.revision}` };
-    }
-    if (anchor.hash !== undefined && previous !== anchor.hash) return { ok: false, firstBadRevision: anchor.revision, reason: `the head hash at revision ${anchor.revision} differs from the anchor` };
-  }
-  return { ok: true, eventCount: events.length, headHash: previous, unsealedPrefix, reason: 'chain intact' };
 }
 
 /**

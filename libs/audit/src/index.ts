@@ -2,3 +2,4 @@ export * from './as-of.js';
 export * from './audit-bundle.js';
 export * from './canonical-json.js';
 export * from './hash-chain.js';
+export * from './bundle-file.js';

@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
-import { createAuditBundle, tokenAccountSummaryAsOf, verifyChain, type TokenAccountSummary, type AsOf, type BundleEvent, type ChainVerification } from '@app/audit';
-import { formatPosition, readStreamPages, readWholeStream, type EventStore, type JsonValue, type RecordedEvent } from '@app/event-store';
+import { AuditBundleWriter, ChainCheck, tokenAccountReplay, tokenAccountSummaryOf, type AsOf, type ChainVerification, type TokenAccountSummary } from '@app/audit';
+import { formatPosition, readStreamPages, type EventStore, type JsonValue, type RecordedEvent } from '@app/event-store';
 import { databaseUnavailableErrorOf } from '@app/database';
 import { tokenAccountStreamId } from '@app/ledger';
 import { PROJECTIONS, type Projection } from '@app/projections';
@@ -43,6 +43,16 @@ export type AccountAuditReport = {
 };
 
 export const AUDIT_PAGE_SIZE_MAX = 1_000;
+
+/** A stream checked against its recorded revision (`AccountAudit.checkedStream`). */
+type CheckedStream = {
+  readonly streamRevision: bigint;
+  readonly chain: ChainVerification;
+  /** Why the ledger could not replay the events (only when asked to replay them). */
+  readonly replayError?: string | undefined;
+  /** The summary the replay gives after the last event (only when asked, and the chain is intact and the replay went through). */
+  readonly ledger?: TokenAccountSummary;
+};
 
 export type AccountAuditOptions = {
   readonly projections?: readonly Projection[];
@@ -96,11 +106,16 @@ export class AccountAudit {
   async balanceAsOf(userId: string, asOf: AsOf): Promise<TokenAccountSummary & { readonly revision: string }> {
     const streamRevision = await this.streamRevision(userId);
     if ('revision' in asOf && asOf.revision > streamRevision) throw new RevisionOutOfRangeError(asOf.revision, streamRevision);
-    const events = await readWholeStream(this.store, tokenAccountStreamId(userId), 'revision' in asOf ? { toRevision: asOf.revision } : {});
+    // A page at a time, so a stream of millions of events is never in memory at once; by time, the read stops at the first event past it.
+    const replay = tokenAccountReplay(asOf);
     try {
-      const { revision, ...summary } = tokenAccountSummaryAsOf(events, asOf);
+      pages: for await (const page of readStreamPages(this.store, tokenAccountStreamId(userId), 'revision' in asOf ? { toRevision: asOf.revision } : {})) {
+        for (const event of page) if (!replay.add(event)) break pages;
+      }
+      const { revision, ...summary } = tokenAccountSummaryOf(replay.replayed, asOf);
       return { ...summary, revision: revision.toString() };
     } catch (error) {
+      if (isDatabaseFailure(error)) throw error;
       // The ledger's own invariants refuse the stream (a gap, an edited amount): report, not crash.
       throw new StreamNotReplayableError(userId, error instanceof Error ? error.message : String(error));
     }
@@ -114,9 +129,9 @@ export class AccountAudit {
    * (AccountNotFoundError).
    */
   async verify(userId: string): Promise<AccountAuditReport> {
-    let anchored: Awaited<ReturnType<AccountAudit['anchoredEvents']>>;
+    let anchored: CheckedStream;
     try {
-      anchored = await this.anchoredEvents(userId);
+      anchored = await this.checkedStream(userId, { replay: false });
     } catch (error) {
       if (!(error instanceof AccountNotFoundError)) throw error;
       // No revision recorded, yet events stored: the record was removed (or lowered below the first event), which hides them all.
@@ -128,8 +143,8 @@ export class AccountAudit {
       if (differences.length === 0) throw error;
       return { ok: false, streamRevision: '-1', chain: { ok: true, eventCount: 0, headHash: null, unsealedPrefix: 0, reason: 'no events' }, readModels: { differences, replayError: null } };
     }
-    const { streamRevision, events } = anchored;
-    const chain = chainReport(verifyChain(events, { anchor: { revision: streamRevision } }));
+    const { streamRevision } = anchored;
+    const chain = chainReport(anchored.chain);
     let differences: readonly AccountDifference[] = [];
     let replayError: string | null = null;
     try {
@@ -154,42 +169,75 @@ export class AccountAudit {
   }
 
   /**
-   * The signed NDJSON bundle of the stream; throws if its chain is not intact (a bundle never vouches
-   * for a broken stream). Its `createdAt` is read from `clock` once the events are read, so no event
-   * in it was recorded after the time the head names.
+   * The signed NDJSON bundle of the stream, its lines produced as they are read (a page of events at
+   * a time: a stream of millions of events is never one string, nor all in memory). Before the first
+   * line it reads the whole stream once: it throws if the chain is not intact (a bundle never vouches
+   * for a broken stream) or the ledger cannot replay it, and replays the summary the head signs. Its
+   * `createdAt` is read from `clock` once the events are read, so no event in it was recorded after
+   * the time the head names. The lines read the stream again; should they not end at the head hash
+   * checked (the stream was changed in between), the lines end with an error before the head, and
+   * a bundle without its head is not intact.
    */
-  async bundle(userId: string, privateKey: KeyObject, clock: () => Date): Promise<{ readonly streamId: string; readonly text: string }> {
+  async bundle(userId: string, privateKey: KeyObject, clock: () => Date): Promise<{ readonly streamId: string; readonly lines: AsyncIterable<string> }> {
     const streamId = tokenAccountStreamId(userId);
-    const { streamRevision, events } = await this.anchoredEvents(userId);
-    const chain = verifyChain(events, { anchor: { revision: streamRevision } });
+    const { chain, streamRevision, replayError, ledger } = await this.checkedStream(userId, { replay: true });
     if (!chain.ok) throw new ChainBrokenError(userId, chain.firstBadRevision, chain.reason);
-    const bundled: BundleEvent[] = events.map((event) => ({ ...event, position: formatPosition(event.position), createdAt: event.createdAt.toISOString() }));
-    const { revision: _revision, ...ledger } = this.replayed(userId, events);
-    return { streamId, text: createAuditBundle(bundled, { privateKey, streamId, createdAt: clock().toISOString(), ledger }) };
+    if (replayError !== undefined || ledger === undefined) throw new StreamNotReplayableError(userId, replayError ?? 'the stream was not replayed');
+    const { eventCount, headHash, unsealedPrefix } = chain;
+    const createdAt = clock().toISOString();
+    const store = this.store;
+    async function* lines(): AsyncGenerator<string> {
+      const writer = new AuditBundleWriter(streamId);
+      for await (const page of readStreamPages(store, streamId, { toRevision: streamRevision })) {
+        yield page.map((event) => writer.line({ ...event, position: formatPosition(event.position), createdAt: event.createdAt.toISOString() })).join('');
+      }
+      if (writer.eventCount !== eventCount || writer.headHash !== headHash) {
+        throw new Error(`the stream ${streamId} changed while its bundle was written: ${writer.eventCount} events to hash ${String(writer.headHash)}, checked ${eventCount} to ${String(headHash)}`);
+      }
+      yield writer.head({ privateKey, createdAt, ledger, unsealedPrefix });
+    }
+    return { streamId, lines: lines() };
   }
 
   /**
-   * The stream's recorded revision (the anchor) and its events up to it; and the event after it, when
-   * the store still records the same revision once that event is read. An append writes its events
-   * and the stream's revision in one transaction, so an event past a revision that stays recorded is
-   * one the record hides (the revision lowered to drop the newest events from a bundle): it is passed
-   * on for the chain to refuse ("goes past its anchor"). An event past it that a newer revision
-   * records was appended meanwhile, and is not this read's to judge.
+   * The stream's recorded revision (the anchor), its events up to it checked against it a page at a
+   * time, and with `replay` the summary the ledger replays from them (or why it cannot). The event
+   * after the anchor is read too: when the store still records the same revision once that event is
+   * read, it is one the record hides (the revision lowered to drop the newest events from a bundle),
+   * and the chain fails with it ("goes past its anchor"). An append writes its events and the
+   * stream's revision in one transaction, so an event past a revision that a newer read records was
+   * appended meanwhile, and is not this read's to judge. A chain failure is reported before a
+   * replay failure, wherever each is in the stream.
    */
-  private async anchoredEvents(userId: string): Promise<{ readonly streamRevision: bigint; readonly events: readonly RecordedEvent[] }> {
+  private async checkedStream(userId: string, options: { readonly replay: boolean }): Promise<CheckedStream> {
     const streamRevision = await this.streamRevision(userId);
-    const events = await readWholeStream(this.store, tokenAccountStreamId(userId), { toRevision: streamRevision + 1n });
-    const past = events.at(-1);
-    if (past === undefined || past.revision <= streamRevision) return { streamRevision, events };
-    if ((await this.streamRevision(userId)) === streamRevision) return { streamRevision, events };
-    return { streamRevision, events: events.slice(0, -1) };
-  }
-
-  private replayed(userId: string, events: readonly RecordedEvent[]): ReturnType<typeof tokenAccountSummaryAsOf> {
+    const chain = new ChainCheck();
+    const replay = options.replay ? tokenAccountReplay({ revision: streamRevision }) : undefined;
+    let replayError: string | undefined;
+    let past: RecordedEvent | undefined;
+    pages: for await (const page of readStreamPages(this.store, tokenAccountStreamId(userId), { toRevision: streamRevision + 1n })) {
+      for (const event of page) {
+        if (event.revision > streamRevision) {
+          past = event;
+          break pages;
+        }
+        if (!chain.add(event)) break pages;
+        if (replay === undefined || replayError !== undefined) continue;
+        try {
+          replay.add(event);
+        } catch (error) {
+          replayError = error instanceof Error ? error.message : String(error);
+        }
+      }
+    }
+    if (past !== undefined && (await this.streamRevision(userId)) === streamRevision) chain.add(past);
+    const verdict = chain.result({ anchor: { revision: streamRevision } });
+    if (replay === undefined || replayError !== undefined || !verdict.ok) return { streamRevision, chain: verdict, replayError };
     try {
-      return tokenAccountSummaryAsOf(events, { revision: BigInt(events.length) - 1n });
+      const { revision: _revision, ...ledger } = tokenAccountSummaryOf(replay.replayed, { revision: streamRevision });
+      return { streamRevision, chain: verdict, replayError, ledger };
     } catch (error) {
-      throw new StreamNotReplayableError(userId, error instanceof Error ? error.message : String(error));
+      return { streamRevision, chain: verdict, replayError: error instanceof Error ? error.message : String(error) };
     }
   }
 

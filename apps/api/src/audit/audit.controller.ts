@@ -72,8 +72,9 @@ export class AuditController {
   })
   @ApiProblems('ACCOUNT_NOT_FOUND', 'CHAIN_BROKEN', 'STREAM_NOT_REPLAYABLE')
   async bundle(@Param() { userId }: UserIdParams) {
-    const { streamId, text } = await this.audit.bundle(userId, this.signingKey, this.clock);
-    return new StreamableFile(Buffer.from(text, 'utf8'), { type: NDJSON, disposition: `attachment; filename="${streamId}.audit.ndjson"` });
+    // Written as it is read: the stream is checked whole first (a broken chain is a 409 before any line), then its lines are sent a page at a time.
+    const { streamId, lines } = await this.audit.bundle(userId, this.signingKey, this.clock);
+    return new StreamableFile(Readable.from(lines), { type: NDJSON, disposition: `attachment; filename="${streamId}.audit.ndjson"` });
   }
 }
 

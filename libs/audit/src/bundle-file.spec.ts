@@ -1,0 +1,97 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createAuditBundle, verifyAuditBundle, verifyBundleContinues, verifyBundleLinesContinue, verifyAuditBundleLines } from './audit-bundle.js';
+import { bundleFileLines, BundleReadError } from './bundle-file.js';
+import { sealEvents } from './hash-chain.js';
+import { sealedStream, STEPS, streamId, withData } from './testing/sealed-stream.fixtures.js';
+
+/**
+ * A bundle checked from its file a line at a time (`bundleFileLines`, as the CLI reads one) gets the
+ * verdict the whole text gets, whatever the file's chunks cut: multi-byte characters, lines longer
+ * than a chunk, a last line without its newline, CRLF line ends.
+ */
+const signer = generateKeyPairSync('ed25519');
+const createdAt = '2026-02-01T00:00:00.000Z';
+let directory: string;
+
+beforeAll(async () => {
+  directory = await mkdtemp(path.join(tmpdir(), 'bundle-file-'));
+});
+
+afterAll(async () => {
+  await rm(directory, { recursive: true, force: true });
+});
+
+/** Events whose descriptions hold multi-byte characters, some lines longer than a 64 KiB read. */
+function longStream() {
+  const steps = Array.from({ length: 40 }, (_, index) => ({ kind: index === 0 ? ('purchase' as const) : ('usage' as const), amount: index === 0 ? 10_000 : 1, at: `2026-01-${String(1 + (index % 28)).padStart(2, '0')}T10:00:00.000Z` }));
+  const described = sealedStream(steps).map((event, index) => withData(event, { description: `${'é€😀'.repeat(index * 997)}${index}` }));
+  return sealEvents(streamId, 0n, null, described).map((event, index) => ({ ...described[index]!, metadata: event.metadata }));
+}
+
+async function file(content: string | Buffer): Promise<string> {
+  const name = path.join(directory, `${Math.random().toString(36).slice(2)}.ndjson`);
+  await writeFile(name, content);
+  return name;
+}
+
+const sign = (events: ReturnType<typeof longStream>) => createAuditBundle(events, { privateKey: signer.privateKey, streamId, createdAt });
+
+describe('a bundle read from its file a line at a time', () => {
+  const text = sign(longStream());
+  const lines = text.split('\n');
+
+  it.each([
+    ['intact', text, true],
+    // Cut inside a character: the whole text decodes its last bytes to U+FFFD, and so does the line read.
+    ['cut short inside a character', Buffer.from(text, 'utf8').subarray(0, Buffer.from(text, 'utf8').indexOf('€') + 1), false],
+    ['without its last newline', text.slice(0, -1), false],
+    ['with CRLF line ends', text.replaceAll('\n', '\r\n'), false],
+    ['with a line edited', lines.map((line, index) => (index === 3 ? line.replace('"amount":1', '"amount":2') : line)).join('\n'), false],
+    ['with a line removed', lines.filter((_, index) => index !== 5).join('\n'), false],
+    ['with its head only', `${lines.at(-2) ?? ''}\n`, false],
+    ['empty', '', false],
+  ] as const)('gets the verdict of the whole text: %s', async (_label, content, ok) => {
+    const name = await file(content);
+    const verdict = await verifyAuditBundleLines(bundleFileLines(name), signer.publicKey);
+    expect(verdict).toEqual(verifyAuditBundle(await readFile(name, 'utf8'), signer.publicKey));
+    expect(verdict.ok).toBe(ok);
+  });
+
+  it('is intact as a whole, and its lines are the text split at each newline', async () => {
+    const name = await file(text);
+    const read: string[] = [];
+    for await (const line of bundleFileLines(name)) read.push(line.text);
+    expect(read).toEqual(lines.slice(0, -1));
+    expect(text.length).toBeGreaterThan(3 * 65_536);
+    expect(await verifyAuditBundleLines(bundleFileLines(name), signer.publicKey)).toMatchObject({ ok: true, eventCount: 40 });
+  });
+
+  it('checks a bundle against an earlier one from their files as from their texts', async () => {
+    const events = longStream();
+    const [newer, earlier] = [sign(events), sign(events.slice(0, 25))];
+    const rewritten = sign(sealEvents(streamId, 0n, null, events.map((event, index) => (index === 7 ? withData(event, { amount: 2 }) : event))).map((event, index) => ({ ...events[index]!, data: event.data, metadata: event.metadata })));
+    for (const [later, before] of [
+      [newer, earlier],
+      [rewritten, earlier],
+      [earlier, newer],
+    ] as const) {
+      const [laterFile, beforeFile] = [await file(later), await file(before)];
+      expect(await verifyBundleLinesContinue(() => bundleFileLines(laterFile), () => bundleFileLines(beforeFile), signer.publicKey)).toEqual(verifyBundleContinues(later, before, signer.publicKey));
+    }
+    expect(verifyBundleContinues(rewritten, earlier, signer.publicKey)).toMatchObject({ ok: false, firstBadRevision: 7n });
+  });
+
+  it('throws BundleReadError for a file it cannot read, naming the file', async () => {
+    const missing = path.join(directory, 'no-such-bundle.ndjson');
+    await expect(verifyAuditBundleLines(bundleFileLines(missing), signer.publicKey)).rejects.toThrow(BundleReadError);
+    await expect(verifyAuditBundleLines(bundleFileLines(directory), signer.publicKey)).rejects.toMatchObject({ file: directory, message: expect.stringContaining('EISDIR') });
+  });
+
+  it('reads the bundle of the fixtures as the text gives it', async () => {
+    const small = createAuditBundle(sealedStream(STEPS), { privateKey: signer.privateKey, streamId, createdAt });
+    expect(await verifyAuditBundleLines(bundleFileLines(await file(small)), signer.publicKey)).toEqual(verifyAuditBundle(small, signer.publicKey));
+  });
+});
