@@ -1,9 +1,10 @@
+import { jest } from '@jest/globals';
 import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAuditBundle, HASH_METADATA_KEY, sealEvents, verifyAuditBundle, type TokenAccountSummary } from '@app/audit';
-import { AccountAudit } from '@app/operations';
+import { AccountAudit, StreamNotReplayableError } from '@app/operations';
 import { EVENT_STORE, formatPosition, readWholeStream, type EventStore, type EventToAppend } from '@app/event-store';
 import type { Pool } from 'pg';
 import { CommandHandling, eventMetadata, ReadModelConsistency } from '@app/event-sourcing';
@@ -244,6 +245,21 @@ describe('auditor API: verification', () => {
     expect(await failing(new Error('a row no replay explains')).verify(userId)).toMatchObject({ ok: false, chain: { ok: true }, readModels: { replayError: 'a row no replay explains' } });
   });
 
+  it('answers a balance whose stream cannot be read with the read\'s own failure, not as a stream the ledger refuses', async () => {
+    const userId = await account(1);
+    const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
+    const denied = Object.assign(new Error('permission denied for table events'), { code: '42501' });
+    const unreadable = { postgres: store.postgres, readStream: () => Promise.reject(denied) } as unknown as EventStore;
+    const answer = new AccountAudit(unreadable, testApp.database.pool).balanceAsOf(userId, { revision: 1n });
+    await expect(answer).rejects.toBe(denied);
+    // Events the ledger refuses are the stream's fault: those are STREAM_NOT_REPLAYABLE.
+    await sql(
+      "UPDATE events SET event_type = 'TokensPurchased', data = (SELECT data FROM events WHERE stream_id = $1 AND stream_revision = 0) WHERE stream_id = $1 AND stream_revision = 1",
+      [tokenAccountStreamId(userId)],
+    );
+    await expect(new AccountAudit(store, testApp.database.pool).balanceAsOf(userId, { revision: 1n })).rejects.toBeInstanceOf(StreamNotReplayableError);
+  });
+
   it('reports the read-model rows of a user with no events, each unexpected, rather than answer 404 as for a user with neither', async () => {
     const stranger = randomUUID();
     await testApp.http().get(`/v1/audit/accounts/${stranger}/verify`).expect(404);
@@ -369,17 +385,23 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
     expect(await verifyBundle(earlier, '--since', laterFile)).toEqual({ output: expect.stringMatching(/^bundle NOT intact at revision 3: the stream ends at revision 2, before the earlier bundle's last revision 3: events were removed\n$/), exitCode: 1 });
     const otherFile = join(directory, `${randomUUID()}.ndjson`);
     await writeFile(otherFile, await downloadBundle(await account(1)));
-    // An earlier bundle of another stream, one that cannot be read, or one not intact under its key: the check could not be made (the reason goes to stderr).
-    expect(await verifyBundle(later, '--since', otherFile)).toEqual({ output: '', exitCode: 2 });
-    expect(await verifyBundle(later, '--since', join(directory, 'missing.ndjson'))).toEqual({ output: '', exitCode: 2 });
+    // An earlier bundle of another stream, one that cannot be read, or one not intact under its key: the check could not be made (a usage error, saying why).
+    expect(await verifyBundle(later, '--since', otherFile)).toEqual({ output: expect.stringMatching(/^error: the earlier bundle .* is of token-account-.*, this one of token-account-/), exitCode: 2 });
+    expect(await verifyBundle(later, '--since', join(directory, 'missing.ndjson'))).toEqual({ output: expect.stringMatching(/^error: cannot read the earlier bundle .*missing\.ndjson: ENOENT/), exitCode: 2 });
     const strangerKey = join(directory, `${randomUUID()}.pem`);
     await writeFile(strangerKey, generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
-    expect(await verifyBundle(later, '--since', earlierFile, '--since-public-key', strangerKey)).toEqual({ output: '', exitCode: 2 });
-    expect(await verifyBundle(later, '--since-public-key', strangerKey)).toEqual({ output: '', exitCode: 2 });
+    expect(await verifyBundle(later, '--since', earlierFile, '--since-public-key', strangerKey)).toEqual({
+      output: expect.stringMatching(/^error: the earlier bundle .* is not intact: the head signature is not valid for this public key\n$/),
+      exitCode: 2,
+    });
+    expect(await verifyBundle(later, '--since', earlierFile, '--since-public-key', join(directory, 'no-such-key.pem'))).toEqual({ output: expect.stringMatching(/^error: cannot read the public key .*no-such-key\.pem: ENOENT/), exitCode: 2 });
+    expect(await verifyBundle(later, '--since-public-key', strangerKey)).toEqual({ output: expect.stringMatching(/^error: --since-public-key is the key of the earlier bundle --since names: give --since too\n$/), exitCode: 2 });
     // A bundle not intact is reported as such (exit 1), whatever the earlier bundle it is checked against.
     const edited = later.replace('"amount":10', '"amount":1');
     expect(edited).not.toBe(later);
     expect(await verifyBundle(edited, '--since', otherFile)).toEqual({ output: expect.stringMatching(/^bundle NOT intact at revision \d+: /), exitCode: 1 });
+    expect(await verifyBundle(edited, '--since', join(directory, 'missing.ndjson'))).toEqual({ output: expect.stringMatching(/^bundle NOT intact at revision \d+: /), exitCode: 1 });
+    expect(await verifyBundle(edited, '--since', earlierFile, '--since-public-key', join(directory, 'no-such-key.pem'))).toEqual({ output: expect.stringMatching(/^bundle NOT intact at revision \d+: /), exitCode: 1 });
   });
 
   it("says how many leading events were stored without a hash (written before hashes on append), as the bundle's signed head states", async () => {
@@ -405,15 +427,17 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
 
   it('exits 2 when it cannot read the bundle or the key, and never needs a database', async () => {
     const missing = await runCli({ DATA_DIR: TEST_DATA_DIR }, 'audit', 'verify-bundle', join(directory, 'no-such-file.ndjson'));
-    expect(missing.exitCode).toBe(2);
+    expect(missing).toEqual({ output: expect.stringMatching(/^error: cannot read the bundle .*no-such-file\.ndjson: ENOENT/), exitCode: 2 });
     const userId = await account(1);
     const noKey = await verifyBundle(await downloadBundle(userId), '--public-key', join(directory, 'no-such-key.pem'));
-    expect(noKey.exitCode).toBe(2);
+    expect(noKey).toEqual({ output: expect.stringMatching(/^error: cannot read the public key .*no-such-key\.pem: ENOENT/), exitCode: 2 });
+    const noEarlier = await verifyBundle(await downloadBundle(userId), '--since', join(directory, 'no-such-earlier.ndjson'));
+    expect(noEarlier).toEqual({ output: expect.stringMatching(/^error: cannot read the earlier bundle .*no-such-earlier\.ndjson: ENOENT/), exitCode: 2 });
     // A key of another kind cannot check the signature: that says nothing of the bundle.
     const x25519 = join(directory, 'x25519.pem');
     await writeFile(x25519, generateKeyPairSync('x25519').publicKey.export({ type: 'spki', format: 'pem' }));
     const wrongKind = await verifyBundle(await downloadBundle(userId), '--public-key', x25519);
-    expect(wrongKind).toEqual({ output: '', exitCode: 2 });
+    expect(wrongKind).toEqual({ output: expect.stringMatching(/^error: .*x25519\.pem holds a x25519 key, not the Ed25519 key bundles are signed with\n$/), exitCode: 2 });
     expect(await readFile(join(TEST_DATA_DIR, 'secrets', 'audit-signing-key.pem'), 'utf8')).toMatch(/BEGIN PRIVATE KEY/);
   });
 
@@ -451,21 +475,39 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
     expect(await verifyBundle(text)).toEqual({ output: `bundle intact: ${streamId}, 10050 events, head hash ${headHash}\n`, exitCode: 0 });
   });
 
-  it('ends a bundle before its head when the stream changed after the check that went before its lines: a bundle cut short, never a signed one', async () => {
+  it.each([
+    ['an amount changed', "data = jsonb_set(data, '{amount}', '1')"],
+    // The chain's hash leaves the stored hash out: only the comparison with it finds this one.
+    ['a stored hash removed', "metadata = metadata - 'hash'"],
+  ])('ends a bundle before its head when the stream changed after the check that went before its lines (%s): a bundle cut short, never a signed one', async (_label, change) => {
     const userId = await account(3);
     const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
     const key = testApp.app.get<KeyObject>(AUDIT_SIGNING_KEY, { strict: false });
     const { lines } = await new AccountAudit(store, testApp.database.pool).bundle(userId, key, () => new Date());
     // Between the check and the lines: a direct SQL change, which the check would have refused (CHAIN_BROKEN).
-    await sql("UPDATE events SET data = jsonb_set(data, '{amount}', '1') WHERE stream_id = $1 AND stream_revision = 2", [tokenAccountStreamId(userId)]);
+    await sql(`UPDATE events SET ${change} WHERE stream_id = $1 AND stream_revision = 2`, [tokenAccountStreamId(userId)]);
     const written: string[] = [];
     await expect(
       (async () => {
         for await (const chunk of lines) written.push(chunk);
       })(),
-    ).rejects.toThrow(`the stream ${tokenAccountStreamId(userId)} changed while its bundle was written`);
-    expect(written.join('').trimEnd().split('\n')).toHaveLength(4);
+    ).rejects.toThrow(`the stream ${tokenAccountStreamId(userId)} changed while its bundle was written: revision 2 is not as checked`);
     expect(written.join('')).not.toContain('"kind":"head"');
+  });
+
+  it('cuts the download short when its lines fail once it has begun: the client sees the transfer fail, not a bundle that ends early', async () => {
+    const userId = await account(1);
+    const audit = testApp.app.get(AccountAudit);
+    async function* failing(): AsyncGenerator<string> {
+      yield await Promise.resolve('{"kind":"event"}\n');
+      throw new Error('the stream changed while its bundle was written');
+    }
+    const spy = jest.spyOn(audit, 'bundle').mockResolvedValueOnce({ streamId: tokenAccountStreamId(userId), lines: failing() });
+    try {
+      await expect(testApp.http().get(`/v1/audit/accounts/${userId}/bundle`)).rejects.toThrow(/aborted|socket hang up|ECONNRESET|terminated/);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('refuses to sign a stream whose chain is broken', async () => {

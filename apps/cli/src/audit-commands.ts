@@ -1,9 +1,9 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { BundleReadError, bundleFileLines, bundleLinesContinue, verifyAuditBundleLines, type BundleLine, type BundleVerification } from '@app/audit';
+import { BundleReadError, bundleFileLines, checkBundlesInStep, verifyAuditBundleLines, type BundleVerification } from '@app/audit';
 import { developmentAuditSigningKeyPath } from '@app/auth';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 
 /** Exit codes of `audit verify-bundle`: 0 intact, 1 not intact, 2 the command could not check (usage, as every command's). */
 export const EXIT_INVALID = 1;
@@ -23,40 +23,68 @@ export function addAuditCommands(program: Command): void {
     .option('--since <earlier>', 'an earlier bundle of the same stream, kept apart from the service: every event it holds must be in this one unchanged')
     .option('--since-public-key <file>', 'the public key the earlier bundle was signed with, when the signing key was rotated since (default: --public-key)')
     .action(async (file: string, options: { publicKey?: string; since?: string; sincePublicKey?: string }) => {
-      const usage = (text: string) => {
-        process.stderr.write(`error: ${text}\n`);
-        process.exitCode = EXIT_USAGE;
+      // A usage error: printed, with exit 2, by runProgram, as every command's is.
+      const usage = (text: string): never => {
+        throw new InvalidArgumentError(text);
       };
       if (options.sincePublicKey !== undefined && options.since === undefined) return usage('--since-public-key is the key of the earlier bundle --since names: give --since too');
       const publicKey = await readPublicKey(options.publicKey);
       if (typeof publicKey === 'string') return usage(publicKey);
       // Read a line at a time, never whole: a bundle of a million events is larger than a string may be.
-      const newer = () => bundleFileLines(file);
       let result: BundleVerification;
-      let since = '';
       try {
-        // The bundle checked first: one not intact is reported (exit 1) whatever the earlier one is.
-        result = await verifyAuditBundleLines(newer(), publicKey);
-        if (options.since !== undefined && result.ok) {
-          const earlier = await readEarlier(options.since, options.sincePublicKey, publicKey, result.streamId);
-          if (typeof earlier === 'string') return usage(earlier);
-          result = await bundleLinesContinue(newer, earlier.lines, result, earlier.verdict);
-          since = `; it continues the earlier bundle ${options.since} unchanged`;
-        }
+        result = options.since === undefined ? await verifyAuditBundleLines(bundleFileLines(file), publicKey) : await continuing(file, options.since, publicKey, options.sincePublicKey);
       } catch (error) {
+        if (error instanceof SinceUnusable) return usage(error.message);
         if (!(error instanceof BundleReadError)) throw error;
         return usage(`cannot read the ${error.file === file ? 'bundle' : 'earlier bundle'} ${error.file}: ${error.message}`);
       }
-      if (result.ok) {
-        // Events written before hashes on append are covered only by the first sealed one: only as trustworthy as the stream was then.
-        const unsealed = result.unsealedPrefix === 0 ? '' : `; its first ${result.unsealedPrefix} events were stored without a hash (written before hashes on append, covered by the next one's)`;
-        process.stdout.write(`bundle intact: ${result.streamId}, ${result.eventCount} events, head hash ${result.headHash ?? '-'}${unsealed}${since}\n`);
-        return;
-      }
-      const where = result.firstBadRevision === undefined ? (result.line === undefined ? '' : ` at line ${result.line}`) : ` at revision ${result.firstBadRevision}`;
-      process.stdout.write(`bundle NOT intact${where}: ${result.reason}\n`);
-      process.exitCode = EXIT_INVALID;
+      report(result, options.since);
     });
+}
+
+/** The earlier bundle of `--since` cannot show anything of the bundle checked (a usage error): its key unreadable, it not intact under it, or of another stream. */
+class SinceUnusable extends Error {}
+
+/**
+ * The bundle checked against the earlier one, both read once in step. The bundle is judged first: one
+ * not intact is the answer (exit 1) whatever the earlier one is, even one that cannot be read or used.
+ */
+async function continuing(file: string, since: string, publicKey: KeyObject, sincePublicKeyFile: string | undefined): Promise<BundleVerification> {
+  const alone = async () => verifyAuditBundleLines(bundleFileLines(file), publicKey);
+  const earlierKey = sincePublicKeyFile === undefined ? publicKey : await readPublicKey(sincePublicKeyFile);
+  if (typeof earlierKey === 'string') {
+    const verdict = await alone();
+    if (!verdict.ok) return verdict;
+    throw new SinceUnusable(earlierKey);
+  }
+  let checked: Awaited<ReturnType<typeof checkBundlesInStep>>;
+  try {
+    checked = await checkBundlesInStep(bundleFileLines(file), bundleFileLines(since), publicKey, earlierKey);
+  } catch (error) {
+    if (!(error instanceof BundleReadError) || error.file === file) throw error;
+    const verdict = await alone();
+    if (!verdict.ok) return verdict;
+    throw error;
+  }
+  const { newer, earlier, verdict } = checked;
+  if (!newer.ok) return newer;
+  if (!earlier.ok) throw new SinceUnusable(`the earlier bundle ${since} is not intact${sincePublicKeyFile === undefined ? ' under this key (if the key was rotated since, give --since-public-key)' : ''}: ${earlier.reason}`);
+  if (earlier.streamId !== newer.streamId) throw new SinceUnusable(`the earlier bundle ${since} is of ${earlier.streamId}, this one of ${newer.streamId}`);
+  return verdict;
+}
+
+function report(result: BundleVerification, since: string | undefined): void {
+  if (result.ok) {
+    // Events written before hashes on append are covered only by the first sealed one: only as trustworthy as the stream was then.
+    const unsealed = result.unsealedPrefix === 0 ? '' : `; its first ${result.unsealedPrefix} events were stored without a hash (written before hashes on append, covered by the next one's)`;
+    const continues = since === undefined ? '' : `; it continues the earlier bundle ${since} unchanged`;
+    process.stdout.write(`bundle intact: ${result.streamId}, ${result.eventCount} events, head hash ${result.headHash ?? '-'}${unsealed}${continues}\n`);
+    return;
+  }
+  const where = result.firstBadRevision === undefined ? (result.line === undefined ? '' : ` at line ${result.line}`) : ` at revision ${result.firstBadRevision}`;
+  process.stdout.write(`bundle NOT intact${where}: ${result.reason}\n`);
+  process.exitCode = EXIT_INVALID;
 }
 
 /** The Ed25519 public key in `publicKeyFile` (a private key PEM gives its public half), by default the development key's; or what kept it from being read. */
@@ -79,26 +107,8 @@ async function readPublicKey(publicKeyFile: string | undefined): Promise<KeyObje
   return publicKey;
 }
 
-/**
- * The earlier bundle of `--since`, checked on its own: unreadable (BundleReadError), not intact
- * under its key, or of another stream, it cannot show anything of the bundle being checked (a usage
- * error).
- */
-async function readEarlier(
-  file: string,
-  publicKeyFile: string | undefined,
-  fallback: KeyObject,
-  streamId: string,
-): Promise<{ lines: () => AsyncIterable<BundleLine>; verdict: BundleVerification } | string> {
-  const publicKey = publicKeyFile === undefined ? fallback : await readPublicKey(publicKeyFile);
-  if (typeof publicKey === 'string') return publicKey;
-  const lines = () => bundleFileLines(file);
-  const earlier = await verifyAuditBundleLines(lines(), publicKey);
-  if (!earlier.ok) return `the earlier bundle ${file} is not intact${publicKeyFile === undefined ? ' under this key (if the key was rotated since, give --since-public-key)' : ''}: ${earlier.reason}`;
-  if (earlier.streamId !== streamId) return `the earlier bundle ${file} is of ${earlier.streamId}, this one of ${streamId}`;
-  return { lines, verdict: earlier };
-}
-
 function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  // Duck-typed: an error of Node's own realm is not `instanceof Error` in every context (a test's VM).
+  const text = typeof error === 'object' && error !== null ? (error as { message?: unknown }).message : undefined;
+  return typeof text === 'string' ? text : String(error);
 }

@@ -243,7 +243,12 @@ export class AuditBundleCheck {
     if (this.unreadable !== undefined) return;
     try {
       // Lines of an unsealed prefix carry the hash their metadata lacks: it must be the chain's too.
-      if (this.chain.add(event) && this.lineHashFailure === undefined && line.hash !== this.chain.headHash) {
+      if (!this.chain.add(event)) {
+        // The chain failed here: that is the verdict, whatever the events after it hold.
+        this.replayFailed = true;
+        return;
+      }
+      if (this.lineHashFailure === undefined && line.hash !== this.chain.headHash) {
         this.lineHashFailure = { ok: false, reason: `the hash of revision ${event.revision} is not the chain's`, firstBadRevision: event.revision, line: index };
       }
     } catch (error) {
@@ -288,7 +293,7 @@ export class AuditBundleCheck {
       return { ok: false, reason: `the head says ${String(head.unsealedPrefix)} leading events were unsealed, the chain has ${chain.unsealedPrefix}` };
     }
     if (this.lineHashFailure !== undefined) return this.lineHashFailure;
-    if (this.digest.digest('hex') !== head.eventLinesSha256) return { ok: false, reason: 'the event lines differ from the signed ones (a field outside the hash chain was changed)' };
+    if (this.digest.copy().digest('hex') !== head.eventLinesSha256) return { ok: false, reason: 'the event lines differ from the signed ones (a field outside the hash chain was changed)' };
     if (head.ledger !== undefined && !this.sameSummary(head.ledger)) return { ok: false, reason: 'the signed balance, holds or lots differ from the replay of the events' };
     return { ok: true, streamId: head.streamId, eventCount: this.eventLines, headHash: chain.headHash, unsealedPrefix: chain.unsealedPrefix, reason: 'bundle intact' };
   }
@@ -331,42 +336,66 @@ export function verifyBundleContinues(newer: string, earlier: string, publicKey:
   return checked;
 }
 
-/** `verifyBundleContinues` of bundles read a line at a time (files of any length: `bundleFileLines`); each is read twice, so each is a function that opens it. */
+/** `verifyBundleContinues` of bundles read a line at a time (files of any length: `bundleFileLines`), each read once (`checkBundlesInStep`). */
 export async function verifyBundleLinesContinue(
-  newer: () => AsyncIterable<BundleLine>,
-  earlier: () => AsyncIterable<BundleLine>,
+  newer: AsyncIterable<BundleLine>,
+  earlier: AsyncIterable<BundleLine>,
   publicKey: KeyObject | string,
   earlierPublicKey: KeyObject | string = publicKey,
 ): Promise<BundleVerification> {
-  const checked = await verifyAuditBundleLines(newer(), publicKey);
-  if (!checked.ok) return checked;
-  return bundleLinesContinue(newer, earlier, checked, await verifyAuditBundleLines(earlier(), earlierPublicKey));
+  return (await checkBundlesInStep(newer, earlier, publicKey, earlierPublicKey)).verdict;
 }
 
 /**
- * The rest of `verifyBundleLinesContinue` once both bundles were verified (`newerVerdict` intact),
- * so a caller that verified them already reads each once more, not twice.
+ * Two bundles read once, in step: each checked alone (`newer`, `earlier`: `AuditBundleCheck`'s
+ * verdicts) and the earlier one's event lines compared with the newer one's as they come, so the
+ * verdict and the comparison rest on the same bytes. `verdict` is `verifyBundleContinues`'s answer.
  */
-export async function bundleLinesContinue(
-  newer: () => AsyncIterable<BundleLine>,
-  earlier: () => AsyncIterable<BundleLine>,
-  newerVerdict: Extract<BundleVerification, { ok: true }>,
-  earlierVerdict: BundleVerification,
-): Promise<BundleVerification> {
-  const earlierEvents = comparedLines(newerVerdict, earlierVerdict);
-  if (typeof earlierEvents !== 'number') return earlierEvents;
-  const [earlierLines, newerLines] = [earlier()[Symbol.asyncIterator](), newer()[Symbol.asyncIterator]()];
+export async function checkBundlesInStep(
+  newer: AsyncIterable<BundleLine>,
+  earlier: AsyncIterable<BundleLine>,
+  publicKey: KeyObject | string,
+  earlierPublicKey: KeyObject | string = publicKey,
+): Promise<{ readonly newer: BundleVerification; readonly earlier: BundleVerification; readonly verdict: BundleVerification }> {
+  const [newerCheck, earlierCheck] = [new AuditBundleCheck(publicKey), new AuditBundleCheck(earlierPublicKey)];
+  const [newerLines, earlierLines] = [newer[Symbol.asyncIterator](), earlier[Symbol.asyncIterator]()];
+  let [newerDone, earlierDone] = [false, false];
+  let pending: { readonly earlier: string; readonly newer: string } | undefined;
+  let mismatch: BundleVerification | undefined;
+  let revision = 0;
   try {
-    for (let revision = 0; revision < earlierEvents; revision += 1) {
-      const [before, after] = [await earlierLines.next(), await newerLines.next()];
-      const failure = lineContinues(revision, before.done === true ? '' : before.value.text, after.done === true ? '' : after.value.text);
-      if (failure !== undefined) return failure;
+    while (!newerDone || !earlierDone) {
+      let newerText = '';
+      if (!newerDone) {
+        const after = await newerLines.next();
+        if (after.done === true) newerDone = true;
+        else {
+          newerCheck.add(after.value);
+          newerText = after.value.text;
+        }
+      }
+      if (earlierDone) continue;
+      const before = await earlierLines.next();
+      if (before.done === true) {
+        earlierDone = true;
+        continue;
+      }
+      earlierCheck.add(before.value);
+      // The pair before: the earlier bundle has a line after it, so it was an event line, not its head.
+      if (pending !== undefined) {
+        mismatch ??= lineContinues(revision, pending.earlier, pending.newer);
+        revision += 1;
+      }
+      pending = { earlier: before.value.text, newer: newerText };
     }
   } finally {
-    await earlierLines.return?.();
     await newerLines.return?.();
+    await earlierLines.return?.();
   }
-  return newerVerdict;
+  const [newerVerdict, earlierVerdict] = [newerCheck.result(), earlierCheck.result()];
+  if (!newerVerdict.ok) return { newer: newerVerdict, earlier: earlierVerdict, verdict: newerVerdict };
+  const compared = comparedLines(newerVerdict, earlierVerdict);
+  return { newer: newerVerdict, earlier: earlierVerdict, verdict: typeof compared === 'number' ? (mismatch ?? newerVerdict) : compared };
 }
 
 /**
@@ -382,10 +411,13 @@ function comparedLines(newer: Extract<BundleVerification, { ok: true }>, earlier
   return earlier.eventCount;
 }
 
-/** The earlier bundle's event line at `revision` against the newer one's (both bundles verified, so both parse). */
+/**
+ * The earlier bundle's event line at `revision` against the newer one's. Lines that do not parse
+ * are no finding here: a bundle holding one is not intact, which its own check reports first.
+ */
 function lineContinues(revision: number, earlierText: string, newerText: string): BundleVerification | undefined {
-  const line = JSON.parse(earlierText) as Record<string, unknown>;
-  const later = JSON.parse(newerText) as Record<string, unknown>;
+  const [line, later] = [parseLine(earlierText), parseLine(newerText)];
+  if (!isObject(line) || !isObject(later)) return undefined;
   const changed = Object.keys(line).filter((member) => comparable(member, line[member]) !== comparable(member, later[member] ?? null));
   if (changed.length === 0) return undefined;
   return { ok: false, firstBadRevision: BigInt(revision), reason: `revision ${revision} differs from the earlier bundle's (${changed.join(', ')}): the history that bundle signed was rewritten` };

@@ -2,7 +2,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createAuditBundle, verifyAuditBundle, verifyBundleContinues, verifyBundleLinesContinue, verifyAuditBundleLines } from './audit-bundle.js';
+import { createAuditBundle, verifyAuditBundle, verifyBundleContinues, verifyBundleLinesContinue, verifyAuditBundleLines, type BundleLine } from './audit-bundle.js';
 import { bundleFileLines, BundleReadError } from './bundle-file.js';
 import { sealEvents } from './hash-chain.js';
 import { sealedStream, STEPS, streamId, withData } from './testing/sealed-stream.fixtures.js';
@@ -79,9 +79,28 @@ describe('a bundle read from its file a line at a time', () => {
       [earlier, newer],
     ] as const) {
       const [laterFile, beforeFile] = [await file(later), await file(before)];
-      expect(await verifyBundleLinesContinue(() => bundleFileLines(laterFile), () => bundleFileLines(beforeFile), signer.publicKey)).toEqual(verifyBundleContinues(later, before, signer.publicKey));
+      expect(await verifyBundleLinesContinue(bundleFileLines(laterFile), bundleFileLines(beforeFile), signer.publicKey)).toEqual(verifyBundleContinues(later, before, signer.publicKey));
     }
     expect(verifyBundleContinues(rewritten, earlier, signer.publicKey)).toMatchObject({ ok: false, firstBadRevision: 7n });
+  });
+
+  it('reads a line longer than it may hold as an empty one: not an event record, or no head, never the whole line in memory', async () => {
+    const name = await file(text);
+    const longest = Math.max(...lines.map((line) => Buffer.byteLength(line, 'utf8')));
+    // A limit under the second line's length (the first is shorter): line 2 is refused, every other line under it is read.
+    const limit = Buffer.byteLength(lines[1] ?? '', 'utf8') - 1;
+    expect(Buffer.byteLength(lines[0] ?? '', 'utf8')).toBeLessThanOrEqual(limit);
+    expect(await verifyAuditBundleLines(bundleFileLines(name, limit), signer.publicKey)).toMatchObject({ ok: false });
+    const read: string[] = [];
+    for await (const line of bundleFileLines(name, limit)) read.push(line.text);
+    expect(read[1]).toBe('');
+    expect(read[0]).toBe(lines[0]);
+    expect(await verifyAuditBundleLines(bundleFileLines(name, longest), signer.publicKey)).toMatchObject({ ok: true });
+    // The last line, without its newline, too.
+    const cut = await file(`${lines[0] ?? ''}\n${lines[1] ?? ''}`);
+    const last: BundleLine[] = [];
+    for await (const line of bundleFileLines(cut, limit)) last.push(line);
+    expect(last).toEqual([{ text: lines[0], newline: true }, { text: '', newline: false }]);
   });
 
   it('throws BundleReadError for a file it cannot read, naming the file', async () => {

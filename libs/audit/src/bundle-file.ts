@@ -9,32 +9,54 @@ export class BundleReadError extends Error {
     readonly file: string,
     cause: unknown,
   ) {
-    super(cause instanceof Error ? cause.message : String(cause), { cause });
+    // Duck-typed: an error of Node's own realm is not `instanceof Error` in every context (a test's VM).
+    const message = typeof cause === 'object' && cause !== null && typeof (cause as { message?: unknown }).message === 'string' ? (cause as { message: string }).message : String(cause);
+    super(message, { cause });
     this.name = 'BundleReadError';
   }
 }
 
 /**
+ * The longest line read as such: the service writes lines of a few kilobytes (an event) up to about
+ * a megabyte (a head listing an account's lots and holds). A longer line is read as an empty one,
+ * which no bundle holds (not an event record, or no head), rather than held in memory whole.
+ */
+export const BUNDLE_LINE_BYTES_MAX = 64 * 1024 * 1024;
+
+/**
  * A bundle file's lines, read a chunk at a time: a bundle of millions of events is checked without
  * being one string (V8 refuses strings past about 512 MiB). Split at "\n" bytes, which UTF-8 never
  * uses inside a character, and each line decoded as the whole file would be (`bundleTextLines` of
- * `readFile(file, 'utf8')` gives the same lines). A read that fails throws BundleReadError.
+ * `readFile(file, 'utf8')` gives the same lines, up to BUNDLE_LINE_BYTES_MAX bytes a line). A read
+ * that fails throws BundleReadError.
  */
-export async function* bundleFileLines(file: string): AsyncGenerator<BundleLine> {
+export async function* bundleFileLines(file: string, lineBytesMax = BUNDLE_LINE_BYTES_MAX): AsyncGenerator<BundleLine> {
+  // The start of the line being read, and whether it has grown past the most a line may hold.
   let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let oversized = false;
+  const keep = (piece: Buffer): void => {
+    pendingBytes += piece.length;
+    if (pendingBytes > lineBytesMax) [pending, oversized] = [[], true];
+    else if (!oversized) pending.push(piece);
+  };
+  const line = (newline: boolean): BundleLine => {
+    const text = oversized ? '' : Buffer.concat(pending).toString('utf8');
+    [pending, pendingBytes, oversized] = [[], 0, false];
+    return { text, newline };
+  };
   try {
     for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) {
       let start = 0;
       for (let end = chunk.indexOf(NEWLINE); end !== -1; end = chunk.indexOf(NEWLINE, start)) {
-        const piece = chunk.subarray(start, end);
-        yield { text: (pending.length === 0 ? piece : Buffer.concat([...pending, piece])).toString('utf8'), newline: true };
-        pending = [];
+        keep(chunk.subarray(start, end));
+        yield line(true);
         start = end + 1;
       }
-      if (start < chunk.length) pending.push(chunk.subarray(start));
+      if (start < chunk.length) keep(chunk.subarray(start));
     }
   } catch (error) {
     throw new BundleReadError(file, error);
   }
-  if (pending.length > 0) yield { text: Buffer.concat(pending).toString('utf8'), newline: false };
+  if (pendingBytes > 0) yield line(false);
 }

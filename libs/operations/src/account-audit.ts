@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { AuditBundleWriter, ChainCheck, tokenAccountReplay, tokenAccountSummaryOf, type AsOf, type ChainVerification, type TokenAccountSummary } from '@app/audit';
+import { AuditBundleWriter, ChainCheck, HASH_METADATA_KEY, tokenAccountReplay, tokenAccountSummaryOf, type AsOf, type ChainVerification, type TokenAccountSummary } from '@app/audit';
 import { formatPosition, readStreamPages, type EventStore, type JsonValue, type RecordedEvent } from '@app/event-store';
 import { databaseUnavailableErrorOf } from '@app/database';
 import { tokenAccountStreamId } from '@app/ledger';
@@ -107,18 +107,21 @@ export class AccountAudit {
     const streamRevision = await this.streamRevision(userId);
     if ('revision' in asOf && asOf.revision > streamRevision) throw new RevisionOutOfRangeError(asOf.revision, streamRevision);
     // A page at a time, so a stream of millions of events is never in memory at once; by time, the read stops at the first event past it.
+    // Only the ledger's refusals are the stream's fault: a failed read goes out as it came.
     const replay = tokenAccountReplay(asOf);
-    try {
-      pages: for await (const page of readStreamPages(this.store, tokenAccountStreamId(userId), 'revision' in asOf ? { toRevision: asOf.revision } : {})) {
-        for (const event of page) if (!replay.add(event)) break pages;
+    const replayed = <T>(step: () => T): T => {
+      try {
+        return step();
+      } catch (error) {
+        // The ledger's own invariants refuse the stream (a gap, an edited amount): report, not crash.
+        throw new StreamNotReplayableError(userId, error instanceof Error ? error.message : String(error));
       }
-      const { revision, ...summary } = tokenAccountSummaryOf(replay.replayed, asOf);
-      return { ...summary, revision: revision.toString() };
-    } catch (error) {
-      if (isDatabaseFailure(error)) throw error;
-      // The ledger's own invariants refuse the stream (a gap, an edited amount): report, not crash.
-      throw new StreamNotReplayableError(userId, error instanceof Error ? error.message : String(error));
+    };
+    pages: for await (const page of readStreamPages(this.store, tokenAccountStreamId(userId), 'revision' in asOf ? { toRevision: asOf.revision } : {})) {
+      for (const event of page) if (!replayed(() => replay.add(event))) break pages;
     }
+    const { revision, ...summary } = replayed(() => tokenAccountSummaryOf(replay.replayed, asOf));
+    return { ...summary, revision: revision.toString() };
   }
 
   /**
@@ -186,14 +189,22 @@ export class AccountAudit {
     const { eventCount, headHash, unsealedPrefix } = chain;
     const createdAt = clock().toISOString();
     const store = this.store;
+    const changed = (detail: string) => new Error(`the stream ${streamId} changed while its bundle was written: ${detail}`);
     async function* lines(): AsyncGenerator<string> {
       const writer = new AuditBundleWriter(streamId);
       for await (const page of readStreamPages(store, streamId, { toRevision: streamRevision })) {
-        yield page.map((event) => writer.line({ ...event, position: formatPosition(event.position), createdAt: event.createdAt.toISOString() })).join('');
+        yield page
+          .map((event) => {
+            const index = writer.eventCount;
+            const line = writer.line({ ...event, position: formatPosition(event.position), createdAt: event.createdAt.toISOString() });
+            // The chain as the check found it: each event at its revision, the first `unsealedPrefix` without a hash, every other one with the hash recomputed.
+            const stored: unknown = event.metadata[HASH_METADATA_KEY];
+            if (event.revision !== BigInt(index) || stored !== (index < unsealedPrefix ? undefined : writer.headHash)) throw changed(`revision ${index} is not as checked`);
+            return line;
+          })
+          .join('');
       }
-      if (writer.eventCount !== eventCount || writer.headHash !== headHash) {
-        throw new Error(`the stream ${streamId} changed while its bundle was written: ${writer.eventCount} events to hash ${String(writer.headHash)}, checked ${eventCount} to ${String(headHash)}`);
-      }
+      if (writer.eventCount !== eventCount || writer.headHash !== headHash) throw changed(`${writer.eventCount} events to hash ${String(writer.headHash)}, checked ${eventCount} to ${String(headHash)}`);
       yield writer.head({ privateKey, createdAt, ledger, unsealedPrefix });
     }
     return { streamId, lines: lines() };
