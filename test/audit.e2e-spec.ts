@@ -441,8 +441,8 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
     expect(await readFile(join(TEST_DATA_DIR, 'secrets', 'audit-signing-key.pem'), 'utf8')).toMatch(/BEGIN PRIVATE KEY/);
   });
 
-  it('writes a bundle of a stream longer than one read a page at a time, the same bundle the whole stream in memory gives', async () => {
-    // READ_COUNT_MAX (10,000) events a read: 10,050 events take two pages of lines after the check's two reads.
+  /** An account of 10,050 events (READ_COUNT_MAX, 10,000, a read: two pages), appended 1,005 at a time and sealed; its user id and head hash. */
+  async function longAccount(): Promise<{ userId: string; headHash: string }> {
     const userId = randomUUID();
     const streamId = tokenAccountStreamId(userId);
     const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
@@ -463,6 +463,13 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
       headHash = sealed.at(-1)?.metadata[HASH_METADATA_KEY] as string;
       await store.append(streamId, sealed, { expectedRevision: revision === 0 ? 'no_stream' : BigInt(revision - 1) });
     }
+    return { userId, headHash: headHash ?? '' };
+  }
+
+  it('writes a bundle of a stream longer than one read a page at a time, the same bundle the whole stream in memory gives', async () => {
+    const { userId, headHash } = await longAccount();
+    const streamId = tokenAccountStreamId(userId);
+    const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
     const text = await downloadBundle(userId);
     const key = testApp.app.get<KeyObject>(AUDIT_SIGNING_KEY, { strict: false });
     const events = await readWholeStream(store, streamId);
@@ -476,23 +483,43 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
   });
 
   it.each([
-    ['an amount changed', "data = jsonb_set(data, '{amount}', '1')"],
+    ['an amount changed', "data = jsonb_set(data, '{amount}', '2')"],
     // The chain's hash leaves the stored hash out: only the comparison with it finds this one.
     ['a stored hash removed', "metadata = metadata - 'hash'"],
-  ])('ends a bundle before its head when the stream changed after the check that went before its lines (%s): a bundle cut short, never a signed one', async (_label, change) => {
-    const userId = await account(3);
+    ['metadata replaced by an array (no hash, hashed as {})', "metadata = '[]'::jsonb"],
+  ])('ends a bundle before its head when its second page changed after the check: the first page sent, never the head (%s)', async (_label, change) => {
+    const { userId } = await longAccount();
     const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
     const key = testApp.app.get<KeyObject>(AUDIT_SIGNING_KEY, { strict: false });
     const { lines } = await new AccountAudit(store, testApp.database.pool).bundle(userId, key, () => new Date());
-    // Between the check and the lines: a direct SQL change, which the check would have refused (CHAIN_BROKEN).
-    await sql(`UPDATE events SET ${change} WHERE stream_id = $1 AND stream_revision = 2`, [tokenAccountStreamId(userId)]);
+    // Between the check and the lines' second page: a direct SQL change, which the check would have refused (CHAIN_BROKEN).
+    await sql(`UPDATE events SET ${change} WHERE stream_id = $1 AND stream_revision = 10020`, [tokenAccountStreamId(userId)]);
     const written: string[] = [];
     await expect(
       (async () => {
         for await (const chunk of lines) written.push(chunk);
       })(),
-    ).rejects.toThrow(`the stream ${tokenAccountStreamId(userId)} changed while its bundle was written: revision 2 is not as checked`);
+    ).rejects.toMatchObject({ code: 'CHAIN_BROKEN', firstBadRevision: 10_020n, reason: 'revision 10020 changed while its bundle was written' });
+    expect(written.join('').trimEnd().split('\n')).toHaveLength(10_000);
     expect(written.join('')).not.toContain('"kind":"head"');
+  });
+
+  it('answers 409 CHAIN_BROKEN when the first page changed after the check, before any line is sent', async () => {
+    const userId = await account(3);
+    const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
+    const key = testApp.app.get<KeyObject>(AUDIT_SIGNING_KEY, { strict: false });
+    // The check's read gives the stream as stored; the lines' read, made after it, finds revision 2 changed.
+    let reads = 0;
+    const changing = {
+      postgres: store.postgres,
+      async readStream(...args: Parameters<EventStore['readStream']>) {
+        const events = await store.readStream(...args);
+        if (args[1]?.fromRevision === undefined || args[1].fromRevision === 0n) reads += 1;
+        return reads < 2 ? events : events.map((event) => (event.revision === 2n ? { ...event, data: { ...(event.data as object), amount: 1 } } : event));
+      },
+    } as unknown as EventStore;
+    await expect(new AccountAudit(changing, testApp.database.pool).bundle(userId, key, () => new Date())).rejects.toMatchObject({ code: 'CHAIN_BROKEN', firstBadRevision: 2n });
+    expect(reads).toBe(2);
   });
 
   it('cuts the download short when its lines fail once it has begun: the client sees the transfer fail, not a bundle that ends early', async () => {

@@ -82,6 +82,11 @@ describe('a bundle read from its file a line at a time', () => {
       expect(await verifyBundleLinesContinue(bundleFileLines(laterFile), bundleFileLines(beforeFile), signer.publicKey)).toEqual(verifyBundleContinues(later, before, signer.publicKey));
     }
     expect(verifyBundleContinues(rewritten, earlier, signer.publicKey)).toMatchObject({ ok: false, firstBadRevision: 7n });
+    // The earlier bundle's last event: compared only once its head has come, in step.
+    const lastChanged = sign(sealEvents(streamId, 0n, null, events.map((event, index) => (index === 24 ? withData(event, { amount: 2 }) : event))).map((event, index) => ({ ...events[index]!, data: event.data, metadata: event.metadata })));
+    const [lastFile, earlierFile] = [await file(lastChanged), await file(earlier)];
+    expect(await verifyBundleLinesContinue(bundleFileLines(lastFile), bundleFileLines(earlierFile), signer.publicKey)).toMatchObject({ ok: false, firstBadRevision: 24n });
+    expect(verifyBundleContinues(lastChanged, earlier, signer.publicKey)).toMatchObject({ ok: false, firstBadRevision: 24n });
   });
 
   it('reads a line longer than it may hold as an empty one: not an event record, or no head, never the whole line in memory', async () => {

@@ -131,6 +131,16 @@ describe('a stream written before hashes on append', () => {
     }
   });
 
+  it('takes metadata that is not an object for changed metadata, not for an unsealed event of the prefix (it holds no hash, and hashes as {})', () => {
+    const events = sealedStream(STEPS);
+    for (const metadata of [[], null, '', 0, true]) {
+      for (const at of [0, 3]) {
+        const stream = events.map((event, index) => (index === at ? { ...event, metadata } : event)) as unknown as ChainEvent[];
+        expect(verifyChain(stream)).toEqual({ ok: false, firstBadRevision: BigInt(at), reason: `revision ${at} has metadata that is not an object: the event's metadata was changed` });
+      }
+    }
+  });
+
   it('vouches for nothing when no event is sealed, and refuses a hash missing after a sealed event', () => {
     const events = sealedStream(STEPS);
     expect(verifyChain(unsealed(events))).toMatchObject({ ok: false, firstBadRevision: 0n, reason: expect.stringMatching(/^revision 0 has no hash \(revisions 0\.\.4 are unsealed/) });

@@ -171,6 +171,10 @@ export class ChainCheck {
     if (event.streamId !== this.streamId) {
       return { ok: false, firstBadRevision: revision, reason: `revision ${revision} belongs to stream ${event.streamId}, not ${String(this.streamId)}` };
     }
+    if (typeof event.metadata !== 'object' || event.metadata === null || Array.isArray(event.metadata)) {
+      // Metadata that is not an object holds no hash and hashes as `{}`: left unchecked, it could pass for an unsealed event.
+      return { ok: false, firstBadRevision: revision, reason: `revision ${revision} has metadata that is not an object: the event's metadata was changed` };
+    }
     const stored = storedHash(event);
     const computed = eventHash(event, this.previous);
     if (stored === undefined && event.metadata[HASH_METADATA_KEY] !== undefined) {

@@ -189,7 +189,8 @@ export class AccountAudit {
     const { eventCount, headHash, unsealedPrefix } = chain;
     const createdAt = clock().toISOString();
     const store = this.store;
-    const changed = (detail: string) => new Error(`the stream ${streamId} changed while its bundle was written: ${detail}`);
+    // Events at or before the anchor never change but by a write to the database: one found changed is a broken chain.
+    const changed = (revision: number, detail: string) => new ChainBrokenError(userId, BigInt(revision), `${detail} while its bundle was written`);
     async function* lines(): AsyncGenerator<string> {
       const writer = new AuditBundleWriter(streamId);
       for await (const page of readStreamPages(store, streamId, { toRevision: streamRevision })) {
@@ -198,16 +199,26 @@ export class AccountAudit {
             const index = writer.eventCount;
             const line = writer.line({ ...event, position: formatPosition(event.position), createdAt: event.createdAt.toISOString() });
             // The chain as the check found it: each event at its revision, the first `unsealedPrefix` without a hash, every other one with the hash recomputed.
-            const stored: unknown = event.metadata[HASH_METADATA_KEY];
-            if (event.revision !== BigInt(index) || stored !== (index < unsealedPrefix ? undefined : writer.headHash)) throw changed(`revision ${index} is not as checked`);
+            const stored: unknown = isJsonObject(event.metadata) ? event.metadata[HASH_METADATA_KEY] : null;
+            if (event.revision !== BigInt(index) || stored !== (index < unsealedPrefix ? undefined : writer.headHash)) throw changed(index, `revision ${index} changed`);
             return line;
           })
           .join('');
       }
-      if (writer.eventCount !== eventCount || writer.headHash !== headHash) throw changed(`${writer.eventCount} events to hash ${String(writer.headHash)}, checked ${eventCount} to ${String(headHash)}`);
+      if (writer.eventCount !== eventCount || writer.headHash !== headHash) throw changed(writer.eventCount, `the stream ended at ${writer.eventCount} events to hash ${String(writer.headHash)}, not the ${eventCount} to ${String(headHash)} checked,`);
       yield writer.head({ privateKey, createdAt, ledger, unsealedPrefix });
     }
-    return { streamId, lines: lines() };
+    // The first page is read before the answer starts: a change found there is a 409 CHAIN_BROKEN, as
+    // for a chain the check found broken. Found in a later page, it ends the lines before their head,
+    // and the response, begun, is cut (a bundle without its head is not intact).
+    const written = lines();
+    const first = await written.next();
+    async function* answered(): AsyncGenerator<string> {
+      if (first.done === true) return;
+      yield first.value;
+      yield* written;
+    }
+    return { streamId, lines: answered() };
   }
 
   /**
@@ -265,6 +276,10 @@ export class AccountAudit {
     if (revision === undefined || revision < 0n) throw new AccountNotFoundError(userId);
     return revision;
   }
+}
+
+function isJsonObject(value: unknown): value is Readonly<Record<string, unknown>> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function chainReport(chain: ChainVerification): ChainReport {
