@@ -1,5 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { createAuditBundle, verifyAuditBundle, verifyBundleContinues } from './audit-bundle.js';
+import { createAuditBundle } from './audit-bundle.js';
+import { verifyAuditBundle, verifyBundleContinues } from './bundle-check.js';
 import { HASH_METADATA_KEY, sealEvents } from './hash-chain.js';
 import { sealedStream, STEPS, streamId, withData } from './testing/sealed-stream.fixtures.js';
 

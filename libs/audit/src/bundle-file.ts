@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import type { BundleLine } from './audit-bundle.js';
+import type { BundleLine } from './bundle-check.js';
 
 const NEWLINE = 0x0a;
 

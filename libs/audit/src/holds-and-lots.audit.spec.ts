@@ -1,7 +1,8 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { decideTokenAccount, fold, tokenAccountDecider, type TokenAccountCommand, type TokenAccountEvent } from '@app/ledger';
 import { tokenAccountSummaryAsOf } from './as-of.js';
-import { createAuditBundle, verifyAuditBundle, type BundleEvent } from './audit-bundle.js';
+import { createAuditBundle, type BundleEvent } from './audit-bundle.js';
+import { verifyAuditBundle } from './bundle-check.js';
 import { sealEvents } from './hash-chain.js';
 
 const userId = '6f1c2a9e-4b7d-4e0a-9c3b-2d5e8f7a1b40';
