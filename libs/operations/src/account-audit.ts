@@ -177,9 +177,10 @@ export class AccountAudit {
    * line it reads the whole stream once: it throws if the chain is not intact (a bundle never vouches
    * for a broken stream) or the ledger cannot replay it, and replays the summary the head signs. Its
    * `createdAt` is read from `clock` once the events are read, so no event in it was recorded after
-   * the time the head names. The lines read the stream again; should they not end at the head hash
-   * checked (the stream was changed in between), the lines end with an error before the head, and
-   * a bundle without its head is not intact.
+   * the time the head names. The lines read the stream again, each event held to the chain checked;
+   * one changed in between is a ChainBrokenError: thrown by this call when it is in the first page
+   * (read before the answer starts), else by the lines before that page, so the head is never written
+   * (a bundle without its head is not intact).
    */
   async bundle(userId: string, privateKey: KeyObject, clock: () => Date): Promise<{ readonly streamId: string; readonly lines: AsyncIterable<string> }> {
     const streamId = tokenAccountStreamId(userId);
