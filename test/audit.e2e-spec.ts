@@ -4,14 +4,17 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAuditBundle, HASH_METADATA_KEY, sealEvents, verifyAuditBundle, type TokenAccountSummary } from '@app/audit';
-import { AccountAudit, StreamNotReplayableError } from '@app/operations';
-import { EVENT_STORE, formatPosition, readWholeStream, type EventStore, type EventToAppend } from '@app/event-store';
+import { AccountAudit, StreamNotReplayableError, verifyAccount } from '@app/operations';
+import { EVENT_STORE, formatPosition, PostgresEventStore, readWholeStream, type EventStore, type EventToAppend } from '@app/event-store';
 import type { Pool } from 'pg';
 import { CommandHandling, eventMetadata, ReadModelConsistency } from '@app/event-sourcing';
-import { decideTokenAccount, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
+import { decideTokenAccount, initialTokenAccountState, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
+import { InlineProjections, PROJECTIONS } from '@app/projections';
+import { appendDecided, seededRandom, type GeneratedAccount } from '@app/testing';
 import { AUDIT_SIGNING_KEY } from '../apps/api/src/audit/audit-signing-key.js';
 import { runCli } from './support/run-cli.js';
 import { startTestApp, TEST_ACTOR, TEST_DATA_DIR, type TestApp } from './support/test-app.js';
+import { createTestDatabase } from './support/test-database.js';
 
 /**
  * The auditor's API on the real app and database: raw stream pages and NDJSON, as-of balances,
@@ -544,3 +547,56 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
     expect(response.body).toMatchObject({ code: 'CHAIN_BROKEN', firstBadRevision: '1' });
   });
 });
+
+describe('verification while the projection runner makes its first batch', () => {
+  it("holds the checkpoint even before it has a row: a runner starting meanwhile waits, and the account's events are all replayed", async () => {
+    // A database of its own, with no runner: the test plays the runner's first batch itself.
+    const database = await createTestDatabase();
+    const store = new PostgresEventStore(database.pool, { connectionString: database.url, appendHook: new InlineProjections(PROJECTIONS) });
+    try {
+      const random = seededRandom('checkpoint-race');
+      const account: GeneratedAccount = { userId: randomUUID(), state: initialTokenAccountState, revision: -1n };
+      await appendDecided(store, random, account, 12, T(1));
+      const streamId = tokenAccountStreamId(account.userId);
+      await database.pool.query("DELETE FROM projection_checkpoints WHERE name = 'token_accounts'");
+      // The stream's hold lock taken first, so the verification stops right after it locked the checkpoint.
+      const holder = await database.pool.connect();
+      await holder.query('BEGIN');
+      await holder.query("SELECT pg_advisory_xact_lock(hashtext('token-ledger stream hold'), hashtext($1))", [streamId]);
+      const verified = verifyAccount(store, database.pool, PROJECTIONS, account.userId);
+      await waitForAdvisoryLockWaiter(database.pool);
+      // The runner's first batch: create the checkpoint, move it past the events, forget their inline records.
+      const runner = await database.pool.connect();
+      let runnerError: unknown;
+      try {
+        await runner.query("BEGIN; SET LOCAL lock_timeout = '500ms'");
+        await runner.query("INSERT INTO projection_checkpoints (name, commit_position, prepare_position) VALUES ('token_accounts', 0, 0) ON CONFLICT (name) DO NOTHING");
+        await runner.query("UPDATE projection_checkpoints SET commit_position = (SELECT max(transaction_id::text::bigint) + 1 FROM events) WHERE name = 'token_accounts'");
+        await runner.query('DELETE FROM token_accounts_inline_commits');
+        await runner.query('COMMIT');
+      } catch (error) {
+        runnerError = error;
+        await runner.query('ROLLBACK');
+      } finally {
+        runner.release();
+      }
+      await holder.query('COMMIT');
+      holder.release();
+      expect(await verified).toEqual([]);
+      expect(runnerError).toMatchObject({ code: '55P03' });
+    } finally {
+      await store.close();
+      await database.drop();
+    }
+  });
+});
+
+/** Until a session waits for an advisory lock (the verification, blocked on the stream's hold). */
+async function waitForAdvisoryLockWaiter(pool: Pool): Promise<void> {
+  for (let attempt = 0; attempt < 200; attempt += 1) {
+    const waiting = await pool.query<{ count: number }>("SELECT count(*)::int AS count FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
+    if ((waiting.rows[0]?.count ?? 0) > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error('no session came to wait for the stream hold');
+}

@@ -20,16 +20,20 @@ export async function readCheckpoint(db: Pool | ClientBase, name: string): Promi
 
 /**
  * Inside the caller's transaction: the checkpoint, locked until the transaction ends, so the runner
- * (and anything else that moves it) waits. Undefined, and nothing locked, when it has no row yet.
+ * (and anything else that moves it) waits. Undefined before the projection's first batch: its row is
+ * then created at the start of `$all` and locked all the same. Before 6 December 2026 nothing was
+ * locked then, and a runner starting meanwhile could create the row, move it past the account's
+ * events and forget their inline records while a verification or a per-account rebuild read them:
+ * those events were left out of its replay (a healthy account reported broken, once, in CI).
  */
 export async function lockCheckpoint(client: ClientBase, name: string): Promise<Position | undefined> {
+  const created = await client.query('INSERT INTO projection_checkpoints (name, commit_position, prepare_position) VALUES ($1, 0, 0) ON CONFLICT (name) DO NOTHING', [name]);
   const result = await client.query<CheckpointRow>(`SELECT ${COLUMNS} FROM projection_checkpoints WHERE name = $1 FOR UPDATE`, [name]);
-  return positionOf(result.rows[0]);
+  return created.rowCount === 1 ? undefined : positionOf(result.rows[0]);
 }
 
-/** Inside the caller's transaction: the checkpoint locked as `lockCheckpoint` does, its row created at the start of `$all` first if missing. */
+/** Inside the caller's transaction: the checkpoint locked as `lockCheckpoint` does; the start of `$all` before the first batch. */
 export async function claimCheckpoint(client: ClientBase, name: string): Promise<Position> {
-  await client.query('INSERT INTO projection_checkpoints (name, commit_position, prepare_position) VALUES ($1, 0, 0) ON CONFLICT (name) DO NOTHING', [name]);
   return (await lockCheckpoint(client, name)) ?? START;
 }
 
