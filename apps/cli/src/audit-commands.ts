@@ -5,9 +5,8 @@ import { BundleReadError, bundleFileLines, checkBundlesInStep, verifyAuditBundle
 import { developmentAuditSigningKeyPath } from '@app/auth';
 import { InvalidArgumentError, type Command } from 'commander';
 
-/** Exit codes of `audit verify-bundle`: 0 intact, 1 not intact, 2 the command could not check (usage, as every command's). */
+/** Exit codes of `audit verify-bundle`: 0 intact, 1 not intact; 2, the command could not check, is a usage error's (`runProgram`, as every command's). */
 export const EXIT_INVALID = 1;
-export const EXIT_USAGE = 2;
 
 /**
  * `audit verify-bundle <file>`: checks a bundle offline. It opens no database and calls no service:

@@ -212,20 +212,11 @@ export function verifyBundleContinues(newer: string, earlier: string, publicKey:
   return checked;
 }
 
-/** `verifyBundleContinues` of bundles read a line at a time (files of any length: `bundleFileLines`), each read once (`checkBundlesInStep`). */
-export async function verifyBundleLinesContinue(
-  newer: AsyncIterable<BundleLine>,
-  earlier: AsyncIterable<BundleLine>,
-  publicKey: KeyObject | string,
-  earlierPublicKey: KeyObject | string = publicKey,
-): Promise<BundleVerification> {
-  return (await checkBundlesInStep(newer, earlier, publicKey, earlierPublicKey)).verdict;
-}
-
 /**
  * Two bundles read once, in step: each checked alone (`newer`, `earlier`: `AuditBundleCheck`'s
  * verdicts) and the earlier one's event lines compared with the newer one's as they come, so the
- * verdict and the comparison rest on the same bytes. `verdict` is `verifyBundleContinues`'s answer.
+ * verdict and the comparison rest on the same bytes. `verdict` is `verifyBundleContinues`'s answer, for
+ * bundles read a line at a time (files of any length: `bundleFileLines`).
  */
 export async function checkBundlesInStep(
   newer: AsyncIterable<BundleLine>,

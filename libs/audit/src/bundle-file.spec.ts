@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createAuditBundle } from './audit-bundle.js';
-import { verifyAuditBundle, verifyAuditBundleLines, verifyBundleContinues, verifyBundleLinesContinue, type BundleLine } from './bundle-check.js';
+import { verifyAuditBundle, verifyAuditBundleLines, checkBundlesInStep, verifyBundleContinues, type BundleLine } from './bundle-check.js';
 import { bundleFileLines, BundleReadError } from './bundle-file.js';
 import { sealEvents } from './hash-chain.js';
 import { sealedStream, STEPS, streamId, withData } from './testing/sealed-stream.fixtures.js';
@@ -80,13 +80,13 @@ describe('a bundle read from its file a line at a time', () => {
       [earlier, newer],
     ] as const) {
       const [laterFile, beforeFile] = [await file(later), await file(before)];
-      expect(await verifyBundleLinesContinue(bundleFileLines(laterFile), bundleFileLines(beforeFile), signer.publicKey)).toEqual(verifyBundleContinues(later, before, signer.publicKey));
+      expect((await checkBundlesInStep(bundleFileLines(laterFile), bundleFileLines(beforeFile), signer.publicKey)).verdict).toEqual(verifyBundleContinues(later, before, signer.publicKey));
     }
     expect(verifyBundleContinues(rewritten, earlier, signer.publicKey)).toMatchObject({ ok: false, firstBadRevision: 7n });
     // The earlier bundle's last event: compared only once its head has come, in step.
     const lastChanged = sign(sealEvents(streamId, 0n, null, events.map((event, index) => (index === 24 ? withData(event, { amount: 2 }) : event))).map((event, index) => ({ ...events[index]!, data: event.data, metadata: event.metadata })));
     const [lastFile, earlierFile] = [await file(lastChanged), await file(earlier)];
-    expect(await verifyBundleLinesContinue(bundleFileLines(lastFile), bundleFileLines(earlierFile), signer.publicKey)).toMatchObject({ ok: false, firstBadRevision: 24n });
+    expect((await checkBundlesInStep(bundleFileLines(lastFile), bundleFileLines(earlierFile), signer.publicKey)).verdict).toMatchObject({ ok: false, firstBadRevision: 24n });
     expect(verifyBundleContinues(lastChanged, earlier, signer.publicKey)).toMatchObject({ ok: false, firstBadRevision: 24n });
   });
 
