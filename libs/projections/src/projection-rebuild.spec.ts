@@ -2,7 +2,7 @@ import { comparePositions, formatPosition, PostgresEventStore, type EventToAppen
 import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
-import { rebuildAccount } from './account-rebuild.js';
+import { applyEventByEvent, rebuildAccount } from './account-rebuild.js';
 import { readCheckpoint } from './checkpoints.js';
 import { inlineTransactionsAfter, ProjectionRebuilds, shadowSchemaOf, type ProjectionRebuildsOptions, type RebuildView } from './projection-rebuild.js';
 import { ProjectionRunner } from './projection-runner.js';
@@ -841,6 +841,93 @@ describe('per-account rebuild, set-based', () => {
     const userIds = [...users.map((user) => user.userId), before, settledBefore, refundedWhileHeld, refundFailed];
     const results = await Promise.all(userIds.map((userId) => rebuildAccount(store, database.pool, [tokenAccountsProjection], userId)));
     expect(results.reduce((sum, result) => sum + (result.projections[0]?.eventsApplied ?? 0), 0)).toBe(await eventCount());
+    expect(await dump(database.pool)).toEqual(expected);
+  });
+});
+
+describe('event by event in few round trips (applyEventByEvent)', () => {
+  /** A purchase and a usage whose description and metadata SQL must escape: quotes, a backslash, a placeholder, a statement's end, a comment, a newline, non-ASCII. */
+  async function appendAwkwardText(random: () => number): Promise<void> {
+    const [userId, lotId] = [seededUuid(random), seededUuid(random)];
+    const text = `it's a \\ "$1"; -- DEALLOCATE ALL;\nnaïve ☃`;
+    const at = startAt.toISOString();
+    await store.append(`token-account-${userId}`, [
+      { id: seededUuid(random), type: 'TokensPurchased', data: { userId, transactionId: lotId, paymentId: seededUuid(random), amount: 100, description: text, balanceAfter: 100, occurredAt: at, lot: { lotId, priority: 100, expiresAt: null }, heldAfter: 0 } },
+      { id: seededUuid(random), type: 'TokensUsed', data: { userId, transactionId: seededUuid(random), amount: 30, description: text, balanceAfter: 70, occurredAt: at, draws: [{ lotId, amount: 30 }], heldAfter: 0, metadata: { [text]: text } } },
+    ], { expectedRevision: 'no_stream' });
+  }
+
+  /** The rows the runner gives applying each statement alone, with its parameters (never set-based). */
+  async function oneStatementAtATime(): Promise<Dump> {
+    const runner = newRunner(tokenAccountsProjection, Number.MAX_SAFE_INTEGER);
+    runner.start();
+    await caughtUp(runner);
+    await runner.stop();
+    expect(runner.batches.setBased).toBe(0);
+    return dump(database.pool);
+  }
+
+  async function preparedHere(client: { query: Pool['query'] }): Promise<number> {
+    const result = await client.query<{ count: number }>("SELECT count(*)::int AS count FROM pg_prepared_statements WHERE name LIKE 'event\\_by\\_event\\_%'");
+    return result.rows[0]?.count ?? -1;
+  }
+
+  it('gives the rows of the statements applied one at a time, for events of every kind and text SQL must escape, over several round trips, and leaves nothing prepared', async () => {
+    const random = seededRandom(61);
+    const users = accounts(random, 9);
+    await writeHistory(random, users.slice(0, 3), 20, 6, nextCommandWithPayments);
+    await writeHistory(random, users.slice(3, 6), 25, 6, nextCommandWithHoldsAndLots);
+    await writeHistory(random, users.slice(6), 30, 6, nextCommandWithDisputes);
+    await appendAwkwardText(random);
+    await allVisible();
+    const expected = await oneStatementAtATime();
+    const events = await store.readAll({ maxCount: 10_000 });
+    // More than one round trip's worth of statements (1,000 at most each).
+    expect(events.reduce((sum, event) => sum + tokenAccountsProjection.project(event).length, 0)).toBeGreaterThan(2_000);
+    const awkward = await database.pool.query<{ description: string }>("SELECT description FROM token_transactions WHERE description LIKE 'it''s a %' AND metadata ? description");
+    expect(awkward.rows).toHaveLength(1);
+
+    await database.pool.query('TRUNCATE user_tokens, token_transactions, payments, token_holds, token_lots');
+    const client = await database.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await applyEventByEvent(client, tokenAccountsProjection, events);
+      await client.query('COMMIT');
+      expect(await preparedHere(client)).toBe(0);
+    } finally {
+      client.release();
+    }
+    expect(await dump(database.pool)).toEqual(expected);
+  });
+
+  it("fails with PostgreSQL's error when a statement fails, and the same session applies the events after its rollback", async () => {
+    const random = seededRandom(62);
+    await writeHistory(random, accounts(random, 3), 6, 6, nextCommandWithHoldsAndLots);
+    await allVisible();
+    const expected = await oneStatementAtATime();
+    const events = await store.readAll({ maxCount: 10_000 });
+    await database.pool.query('TRUNCATE user_tokens, token_transactions, payments, token_holds, token_lots');
+    const client = await database.pool.connect();
+    try {
+      // A row already there with the id of one event's transaction row: that event's insert fails.
+      const taken = (expected.transactions as { row: string }[]).at(-1)?.row ?? '';
+      const transactionId = /^\(([0-9a-f-]{36}),/.exec(taken)?.[1];
+      expect(transactionId).toBeDefined();
+      await client.query('BEGIN');
+      await client.query(
+        "INSERT INTO token_transactions (id, user_id, amount, transaction_type, balance_after, created_at, event_id, stream_revision) VALUES ($1, $2, 1, 'adjustment', 1, now(), $3, 0)",
+        [transactionId, seededUuid(random), seededUuid(random)],
+      );
+      await expect(applyEventByEvent(client, tokenAccountsProjection, events)).rejects.toMatchObject({ code: '23505' });
+      await client.query('ROLLBACK');
+      // The failed call's statements are still prepared in the session, under names the next call does not use.
+      expect(await preparedHere(client)).toBeGreaterThan(0);
+      await client.query('BEGIN');
+      await applyEventByEvent(client, tokenAccountsProjection, events);
+      await client.query('COMMIT');
+    } finally {
+      client.release(true);
+    }
     expect(await dump(database.pool)).toEqual(expected);
   });
 });
