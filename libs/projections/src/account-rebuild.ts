@@ -25,6 +25,7 @@ export function accountProjections(projections: readonly Projection[]): readonly
  */
 export async function rebuildAccount(store: EventStore, pool: Pool, projections: readonly Projection[], userId: string): Promise<AccountRebuildResult> {
   const client = await pool.connect();
+  let failed = false;
   try {
     await client.query('BEGIN');
     const results: AccountRecomputation[] = [];
@@ -32,10 +33,12 @@ export async function rebuildAccount(store: EventStore, pool: Pool, projections:
     await client.query('COMMIT');
     return { userId, projections: results };
   } catch (error) {
+    failed = true;
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;
   } finally {
-    client.release();
+    // Not back to the pool after a failure: an event-by-event recomputation leaves its statements prepared.
+    client.release(failed);
   }
 }
 
@@ -87,9 +90,9 @@ export async function recomputeAccountEvents(
  * is `PREPARE`d once per call and run by `EXECUTE` with its values as literals: the same parameter
  * types as a parameterised query (inferred at `PREPARE`) and the same text for each value (pg's own
  * `prepareValue`), so the rows are those the statements give one at a time. A statement that fails
- * fails its round trip and the caller's transaction, with PostgreSQL's error, naming no event. The
- * prepared statements are deallocated after the last round trip; after a failure they stay with the
- * session until it ends, under names no later call uses.
+ * fails its round trip and the caller's transaction, with PostgreSQL's error (naming no event, as
+ * before). The prepared statements are deallocated by the last round trip; after a failure they stay
+ * with the session, under names no later call uses, so callers discard the connection then.
  */
 export async function applyEventByEvent(client: PoolClient, projection: Projection, events: readonly RecordedEvent[]): Promise<void> {
   const call = (preparedCalls += 1);
@@ -109,6 +112,8 @@ export async function applyEventByEvent(client: PoolClient, projection: Projecti
     for (const change of projection.project(event)) {
       let name = names.get(change.text);
       if (name === undefined) {
+        // PREPARE takes one statement; a second one in the text would run there and then, once.
+        if (/;\s*\S/.test(change.text)) throw new Error(`applyEventByEvent runs one statement per change, not: ${change.text}`);
         name = `event_by_event_${call}_${names.size}`;
         names.set(change.text, name);
         // Alone: PostgreSQL keeps the whole text a PREPARE came in and copies it at every EXECUTE.
@@ -128,10 +133,15 @@ const ROUND_TRIP_TEXT_MAX = 1 << 20;
 /** Calls of `applyEventByEvent` in this process, naming each call's prepared statements apart. */
 let preparedCalls = 0;
 
-/** A statement's value as the SQL literal of the text pg would send for it as a parameter. */
+/**
+ * A statement's value as the SQL literal of the text pg would send for it as a parameter. A value pg
+ * sends in binary (a Buffer or typed array) is refused: as text it would be the same only for bytea.
+ */
 function sqlLiteral(client: PoolClient, value: unknown): string {
   const text = prepareValue(value);
-  return text === null ? 'NULL' : client.escapeLiteral(typeof text === 'string' ? text : `\\x${text.toString('hex')}`);
+  if (text === null) return 'NULL';
+  if (typeof text !== 'string') throw new Error('applyEventByEvent sends values as text, not a binary value');
+  return client.escapeLiteral(text);
 }
 
 /**

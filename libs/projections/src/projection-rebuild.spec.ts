@@ -733,6 +733,30 @@ describe('per-account rebuild', () => {
   });
 });
 
+/** A refund the provider made while a hold held 40 of the purchase's 100: 60 taken then, 40 when the hold gave them back (a late refund). Returns the user. */
+async function appendRefundWhileHeld(random: () => number): Promise<string> {
+  const at = startAt.toISOString();
+  const [userId, paymentId, lotId, holdId] = [seededUuid(random), seededUuid(random), seededUuid(random), seededUuid(random)];
+  const ids = { userId, paymentId, orderId: `order-${paymentId}` };
+  const refund = { paymentId, description: 'Refund of token package starter', occurredAt: at };
+  const events: EventToAppend[] = [
+    { id: seededUuid(random), type: 'PaymentInitiated', data: { ...ids, packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'mock', occurredAt: at, expiresAt: new Date(startAt.getTime() + 900_000).toISOString() } },
+    { id: seededUuid(random), type: 'PaymentCaptured', data: { ...ids, providerTransactionId: 'txn-1', occurredAt: at } },
+    { id: seededUuid(random), type: 'TokensPurchased', data: { userId, transactionId: lotId, paymentId, amount: 100, description: 'Token package starter', balanceAfter: 100, occurredAt: at, lot: { lotId, priority: 100, expiresAt: null }, heldAfter: 0 } },
+    { id: seededUuid(random), type: 'TokensHeld', data: { userId, holdId, amount: 40, description: null, expiresAt: new Date(startAt.getTime() + 900_000).toISOString(), draws: [{ lotId, amount: 40 }], balanceAfter: 100, heldAfter: 40, occurredAt: at } },
+    { id: seededUuid(random), type: 'PaymentRefunded', data: { ...ids, providerRefundId: 'refund-1', tokens: 100, tokensDebited: 60, heldBack: 40, occurredAt: at } },
+    { id: seededUuid(random), type: 'TokensRefunded', data: { userId, transactionId: seededUuid(random), ...refund, amount: 60, balanceAfter: 40, draws: [{ lotId, amount: 60 }], heldAfter: 40 } },
+    { id: seededUuid(random), type: 'HoldReleased', data: { userId, holdId, amount: 40, balanceAfter: 40, heldAfter: 0, occurredAt: at } },
+    { id: seededUuid(random), type: 'TokensRefunded', data: { userId, transactionId: seededUuid(random), ...refund, amount: 40, balanceAfter: 0, draws: [{ lotId, amount: 40 }], heldAfter: 0, heldAtRefund: true } },
+  ];
+  // Replayable, so the stream is one the ledger could have written; then in three appends, as the three commands did.
+  expect(fold(tokenAccountDecider, tokenAccountDecider.initialState, events as unknown as TokenAccountEvent[]).payments.get(paymentId)?.tokensDebited).toBe(100);
+  await store.append(`token-account-${userId}`, events.slice(0, 4), { expectedRevision: 'no_stream' });
+  await store.append(`token-account-${userId}`, events.slice(4, 6), { expectedRevision: 3n });
+  await store.append(`token-account-${userId}`, events.slice(6), { expectedRevision: 5n });
+  return userId;
+}
+
 describe('per-account rebuild, set-based', () => {
   it('recomputes accounts of every kind set-based from cleared tables, identically to the event-by-event build, streams written before lots included', async () => {
     const random = seededRandom(59);
@@ -754,28 +778,7 @@ describe('per-account rebuild, set-based', () => {
         { id: seededUuid(random), type: 'TokensUsed', data: { userId, transactionId: usageId, amount: 30, description: 'Estimate', balanceAfter: 70, occurredAt: at, draws: [{ lotId, amount: 30 }], holdId, heldAfter: 0 } },
       ], { expectedRevision: 'no_stream' });
     }
-    // A refund the provider made while a hold held 40 of the purchase's 100: 60 taken then, 40 when the hold gave them back.
-    const refundedWhileHeld = seededUuid(random);
-    {
-      const [userId, paymentId, lotId, holdId] = [refundedWhileHeld, seededUuid(random), seededUuid(random), seededUuid(random)];
-      const ids = { userId, paymentId, orderId: `order-${paymentId}` };
-      const refund = { paymentId, description: 'Refund of token package starter', occurredAt: at };
-      const events: EventToAppend[] = [
-        { id: seededUuid(random), type: 'PaymentInitiated', data: { ...ids, packageId: 'starter', tokens: 100, amount: 500, currency: 'USD', provider: 'mock', occurredAt: at, expiresAt: new Date(startAt.getTime() + 900_000).toISOString() } },
-        { id: seededUuid(random), type: 'PaymentCaptured', data: { ...ids, providerTransactionId: 'txn-1', occurredAt: at } },
-        { id: seededUuid(random), type: 'TokensPurchased', data: { userId, transactionId: lotId, paymentId, amount: 100, description: 'Token package starter', balanceAfter: 100, occurredAt: at, lot: { lotId, priority: 100, expiresAt: null }, heldAfter: 0 } },
-        { id: seededUuid(random), type: 'TokensHeld', data: { userId, holdId, amount: 40, description: null, expiresAt: new Date(startAt.getTime() + 900_000).toISOString(), draws: [{ lotId, amount: 40 }], balanceAfter: 100, heldAfter: 40, occurredAt: at } },
-        { id: seededUuid(random), type: 'PaymentRefunded', data: { ...ids, providerRefundId: 'refund-1', tokens: 100, tokensDebited: 60, heldBack: 40, occurredAt: at } },
-        { id: seededUuid(random), type: 'TokensRefunded', data: { userId, transactionId: seededUuid(random), ...refund, amount: 60, balanceAfter: 40, draws: [{ lotId, amount: 60 }], heldAfter: 40 } },
-        { id: seededUuid(random), type: 'HoldReleased', data: { userId, holdId, amount: 40, balanceAfter: 40, heldAfter: 0, occurredAt: at } },
-        { id: seededUuid(random), type: 'TokensRefunded', data: { userId, transactionId: seededUuid(random), ...refund, amount: 40, balanceAfter: 0, draws: [{ lotId, amount: 40 }], heldAfter: 0, heldAtRefund: true } },
-      ];
-      // Replayable, so the stream is one the ledger could have written; then in three appends, as the three commands did.
-      expect(fold(tokenAccountDecider, tokenAccountDecider.initialState, events as unknown as TokenAccountEvent[]).payments.get(paymentId)?.tokensDebited).toBe(100);
-      await store.append(`token-account-${userId}`, events.slice(0, 4), { expectedRevision: 'no_stream' });
-      await store.append(`token-account-${userId}`, events.slice(4, 6), { expectedRevision: 3n });
-      await store.append(`token-account-${userId}`, events.slice(6), { expectedRevision: 5n });
-    }
+    const refundedWhileHeld = await appendRefundWhileHeld(random);
     // Refunds that failed at the provider: one payment's request ended (COMPLETED again, why in refundError), another's asked again and made.
     const refundFailed = seededUuid(random);
     {
@@ -879,8 +882,12 @@ describe('event by event in few round trips (applyEventByEvent)', () => {
     await writeHistory(random, users.slice(3, 6), 25, 6, nextCommandWithHoldsAndLots);
     await writeHistory(random, users.slice(6), 30, 6, nextCommandWithDisputes);
     await appendAwkwardText(random);
+    const lateRefund = await appendRefundWhileHeld(random);
     await allVisible();
     const expected = await oneStatementAtATime();
+    // The refund's second part, taken when the hold gave the tokens back, added to the payment's row.
+    const refunded = await database.pool.query("SELECT metadata->'tokensDebited' AS debited FROM payments WHERE user_id = $1", [lateRefund]);
+    expect(refunded.rows).toEqual([{ debited: 100 }]);
     const events = await store.readAll({ maxCount: 10_000 });
     // More than one round trip's worth of statements (1,000 at most each).
     expect(events.reduce((sum, event) => sum + tokenAccountsProjection.project(event).length, 0)).toBeGreaterThan(2_000);
@@ -896,6 +903,25 @@ describe('event by event in few round trips (applyEventByEvent)', () => {
       expect(await preparedHere(client)).toBe(0);
     } finally {
       client.release();
+    }
+    expect(await dump(database.pool)).toEqual(expected);
+  });
+
+  it('refuses a change of two statements (PREPARE would run the second there and then) or a value pg sends in binary, before sending it', async () => {
+    const random = seededRandom(63);
+    await writeHistory(random, accounts(random, 2), 2, 3);
+    await allVisible();
+    const expected = await oneStatementAtATime();
+    const events = await store.readAll({ maxCount: 10_000 });
+    const changing = (text: string, values: unknown[]): Projection => ({ ...tokenAccountsProjection, project: () => [{ text, values }] });
+    const client = await database.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await expect(applyEventByEvent(client, changing('UPDATE user_tokens SET held = held; DELETE FROM token_lots', []), events)).rejects.toThrow(/one statement per change/);
+      await expect(applyEventByEvent(client, changing('UPDATE user_tokens SET held = held WHERE user_id = $1', [Buffer.from('ab')]), events)).rejects.toThrow(/not a binary value/);
+      await client.query('COMMIT');
+    } finally {
+      client.release(true);
     }
     expect(await dump(database.pool)).toEqual(expected);
   });
