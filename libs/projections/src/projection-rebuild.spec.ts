@@ -875,7 +875,7 @@ describe('event by event in few round trips (applyEventByEvent)', () => {
     return result.rows[0]?.count ?? -1;
   }
 
-  it('gives the rows of the statements applied one at a time, for events of every kind and text SQL must escape, over several round trips, and leaves nothing prepared', async () => {
+  it('gives the rows of the statements applied one at a time, for histories with payments, holds and lots, disputes, a late refund and text SQL must escape, over several round trips, and leaves nothing prepared', async () => {
     const random = seededRandom(61);
     const users = accounts(random, 9);
     await writeHistory(random, users.slice(0, 3), 20, 6, nextCommandWithPayments);
