@@ -427,6 +427,33 @@ describe('admin: per-account rebuild', () => {
     await testApp.http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 1000 - 210 - 20 + 30 - 1, held: 0, available: 1000 - 210 - 20 + 30 - 1, nextExpiry: null });
   });
 
+  it('reads the stream before its hold and, under it, what was appended since: a spend landing in between is replayed, not found unexpected', async () => {
+    const userId = randomUUID();
+    await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
+    await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 10 }).expect(201);
+    await caughtUp(testApp);
+    const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
+    // The store as verify sees it: right after its first read of the stream, a spend is appended (inline, as the service does).
+    let spend: number | undefined;
+    const racing = new Proxy(store, {
+      get(target, property) {
+        const value: unknown = Reflect.get(target, property, target);
+        if (property !== 'readStream' || typeof value !== 'function') return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        return async (...args: Parameters<EventStore['readStream']>) => {
+          const page = await target.readStream(...args);
+          if (spend === undefined) spend = (await testApp.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 5 })).status;
+          return page;
+        };
+      },
+    });
+    for (const options of [{}, { inPlaceEventsMax: 0 }]) {
+      spend = undefined;
+      expect(await verifyAccount(racing, testApp.database.pool, [tokenAccountsProjection], userId, options)).toEqual([]);
+      expect(spend).toBe(201);
+    }
+    await testApp.http().get(`/v1/accounts/${userId}/balance`).expect(200, { userId, balance: 80, held: 0, available: 80, nextExpiry: null });
+  });
+
   it("catches a projection that loses a hold's end or what a refund took back: the ledger's fold disagrees with its replay", async () => {
     const userId = randomUUID();
     const bought = (await testApp.http().post('/v1/payments').send({ userId, packageId: 'starter' }).expect(201)).body as { paymentId: string };
