@@ -66,9 +66,9 @@ export type VerifyOptions = {
 /**
  * Replays the account and compares with the read models, at one consistent point: each projection's
  * checkpoint is locked and the stream held while the account's stored rows, and the events appended
- * since the stream was first read (before the hold), are read. The replay applies those events through `project`, event by event (the stored rows were
- * built by the set-based SQL, inline or by a rebuild: a check by that same SQL would not see a fault
- * in it). An account of up to `inPlaceEventsMax` events is replayed in that same transaction, into
+ * since the stream was first read (before the hold), are read. The replay applies those events
+ * through `project`, event by event (the stored rows were built by the set-based SQL, inline or by a
+ * rebuild: a check by that same SQL would not see a fault in it). An account of up to `inPlaceEventsMax` events is replayed in that same transaction, into
  * the live tables cleared of its rows, and rolled back. A longer one is replayed after the
  * transaction ends, into this session's temporary copies of the tables (they shadow the live ones:
  * PostgreSQL looks in `pg_temp` first), a batch of events per transaction, and the copies dropped:
