@@ -602,11 +602,15 @@ describe('lot times as the event-by-event projection takes them (migration 146)'
   const lotRows = async (userId: string) =>
     (await database.pool.query<{ lot_id: string; status: string; remaining: string; created_at: Date }>('SELECT lot_id, status, remaining::text, created_at FROM token_lots WHERE user_id = $1 ORDER BY lot_id', [userId])).rows;
 
-  /** Decides `commands` in turn on the account's state, and appends all their events at once (one transaction, as a group of commands is). */
+  /**
+   * Decides `commands` in turn on the account's state, and appends all their events at once (one
+   * transaction, as a group of commands is). Each is decided as before decisions kept to the
+   * stream's latest time, on its own clock, as the streams these histories stand for were written.
+   */
   async function runTogether(store: PostgresEventStore, target: Account, commands: readonly TokenAccountCommand[]): Promise<void> {
     const toAppend: EventToAppend[] = [];
     for (const command of commands) {
-      const events = decideTokenAccount(command, target.state);
+      const events = decideTokenAccount(command, { ...target.state, lastOccurredAtMs: 0 });
       target.state = fold(tokenAccountDecider, target.state, events);
       toAppend.push(...events.map((event) => ({ id: randomUUID(), type: event.type, data: event.data })));
     }
@@ -618,7 +622,8 @@ describe('lot times as the event-by-event projection takes them (migration 146)'
    * Two histories the set-based statements judged otherwise: an opening lot whose second credit
    * (before lots) occurred, by its writer's clock, before the first; and a grant expiring a minute
    * after `now`, held in two holds, settled in one append, the later-appended settle keeping a time
-   * before the expiry (decided again after a conflict) and the other an hour after it.
+   * before the expiry (decided again after a conflict, as a decision was before it kept to the
+   * stream's latest time) and the other an hour after it.
    */
   async function histories(store: PostgresEventStore, opening: Account, grant: Account): Promise<void> {
     const at = (ms: number) => new Date(now.getTime() + ms).toISOString();

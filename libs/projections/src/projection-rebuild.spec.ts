@@ -1142,7 +1142,8 @@ describe('projection rebuild with payments', () => {
   it('builds disputes, chargebacks and shortfalls set-based (bulk and delta, at many cut points) identically to the incremental build', async () => {
     const random = seededRandom(47);
     await writeHistory(random, accounts(random, 8), 16, 6, nextCommandWithDisputes);
-    // And one account left owing: 60 of its 100 purchased tokens spent, then the dispute lost.
+    // And one account left owing: 60 of its 100 purchased tokens spent, then the dispute lost; a
+    // purchase of 20 then pays off part of the shortfall (a chargeback row of no payment).
     const [debtor] = accounts(random, 1) as [GeneratedAccount];
     const paymentId = seededUuid(random);
     const payment = { userId: debtor.userId, paymentId };
@@ -1151,6 +1152,7 @@ describe('projection rebuild with payments', () => {
       { type: 'CapturePayment', data: { ...payment, outcome: { status: 'captured', providerTransactionId: 'ch_debtor' }, transactionId: seededUuid(random), now: startAt } },
       { type: 'UseTokens', data: { userId: debtor.userId, amount: 60, description: null, transactionId: seededUuid(random), now: startAt } },
       { type: 'RecordDispute', data: { ...payment, disputeId: 'dp_debtor', status: 'lost', amount: 500, currency: 'USD', reason: 'fraudulent', transactionId: seededUuid(random), now: startAt } },
+      { type: 'AddTokens', data: { userId: debtor.userId, paymentId: seededUuid(random), amount: 20, description: null, transactionId: seededUuid(random), now: startAt } },
     ];
     await appendDecided(store, random, debtor, script.length, startAt, () => script.shift() as TokenAccountCommand);
     // And one whose refund was pending when a dispute of part of the price was lost: the request ended

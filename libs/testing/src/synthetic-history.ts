@@ -233,7 +233,8 @@ export async function appendDecided(
 ): Promise<{ readonly decided: number; readonly written: number }> {
   const events: EventToAppend[] = [];
   for (let index = 0; index < count; index += 1) {
-    const command = commands(random, account, new Date(startAt.getTime() + index * 60_000));
+    // Never before the stream's latest event (an expiry run may have been timed ahead): the decider would decide at that time anyway.
+    const command = commands(random, account, new Date(Math.max(startAt.getTime() + index * 60_000, account.state.lastOccurredAtMs)));
     for (const event of decideTokenAccount(command, account.state)) {
       account.state = evolveTokenAccount(account.state, event);
       events.push({ id: seededUuid(random), type: event.type, data: event.data });

@@ -10,7 +10,8 @@ import type { TokenAccountState } from '../token-account/token-account.state.js'
 /**
  * Random sequences of purchases (direct and through a provider payment), grants, holds, settles,
  * releases, usages, adjustments, voids, refunds, disputes (opened, won, lost: chargebacks and
- * shortfalls), expiry runs and clock advances. Every command is
+ * shortfalls), expiry runs, clock advances and commands decided on a clock behind (a retried
+ * decision, a slower process). Every command is
  * decided by the real decider (refusals are part of the sequence); after each step the folded state
  * must keep the ledger's equations.
  */
@@ -29,7 +30,9 @@ export type Step =
   | { readonly kind: 'refund'; readonly pick: number }
   | { readonly kind: 'dispute'; readonly pick: number; readonly status: 'open' | 'won' | 'lost' }
   | { readonly kind: 'expire' }
-  | { readonly kind: 'tick'; readonly minutes: number };
+  | { readonly kind: 'tick'; readonly minutes: number }
+  /** The next step's command reads a clock `minutes` behind. */
+  | { readonly kind: 'late'; readonly minutes: number };
 
 const amount = fc.integer({ min: 1, max: 400 });
 export const stepArbitrary: fc.Arbitrary<Step> = fc.oneof(
@@ -46,6 +49,7 @@ export const stepArbitrary: fc.Arbitrary<Step> = fc.oneof(
   fc.record({ kind: fc.constant('dispute' as const), pick: fc.nat(), status: fc.constantFrom('open' as const, 'won' as const, 'lost' as const, 'lost' as const) }),
   fc.constant({ kind: 'expire' as const }),
   fc.record({ kind: fc.constant('tick' as const), minutes: fc.integer({ min: 1, max: 24 * 60 }) }),
+  fc.record({ kind: fc.constant('late' as const), minutes: fc.integer({ min: 1, max: 120 }) }),
 );
 
 /** Runs `steps` through the decider: each command's events, or none when it is refused with a LedgerError; `onStep` after each accepted one. */
@@ -71,8 +75,10 @@ export function runSteps(
       if (!(error instanceof LedgerError)) throw error;
     }
   };
+  let lateMs = 0;
   for (const step of steps) {
-    const now = new Date(clock);
+    const now = new Date(clock - lateMs);
+    lateMs = 0;
     const pickOf = <T>(items: readonly T[], pick: number) => (items.length === 0 ? undefined : items[pick % items.length]);
     switch (step.kind) {
       case 'buy':
@@ -148,6 +154,9 @@ export function runSteps(
         break;
       case 'tick':
         clock += step.minutes * 60_000;
+        break;
+      case 'late':
+        lateMs = step.minutes * 60_000;
         break;
     }
   }

@@ -419,7 +419,7 @@ describe('disputes: the shortfall blocks spending until credits cover it', () =>
     const current = state(inShortfall);
     const decoded = tokenAccountSnapshot.decode(JSON.parse(JSON.stringify(tokenAccountSnapshot.encode(current))));
     expect({ shortfall: decoded.shortfall, disputes: decoded.disputes.toJS() }).toEqual({ shortfall: 70, disputes: current.disputes.toJS() });
-    expect(tokenAccountSnapshot.version).toBe(7);
+    expect(tokenAccountSnapshot.version).toBe(8);
     expect(() => tokenAccountSnapshot.decode({ ...(tokenAccountSnapshot.encode(current) as object), shortfall: -1 })).toThrow('shortfall is not a count');
   });
 });

@@ -201,9 +201,17 @@ describe('payments: CapturePayment', () => {
     expect(thrownCode(() => captureDecision(declined, paymentId, later))).toBe('PAYMENT_DECLINED');
     expect(thrownCode(() => captureDecision(state([]), paymentId, later))).toBe('PAYMENT_NOT_FOUND');
   });
-  it('credits money the provider took even when the payment expired meanwhile', () => {
+  it('credits money the provider took even when the payment expired meanwhile, recorded no earlier than the expiry', () => {
     const expiredEvent = { type: 'PaymentExpired', data: { userId, paymentId, orderId, reason: 'Payment timed out', occurredAt: afterExpiry.toISOString() } } as const;
-    spec.given([initiated, expiredEvent]).when(approved).then([captured, credited]);
+    // The capture's clock read 12:10, but the expiry of 13:00 was appended first: the stream's times do not go back.
+    const atExpiry = afterExpiry.toISOString();
+    spec
+      .given([initiated, expiredEvent])
+      .when(approved)
+      .then([
+        { ...captured, data: { ...captured.data, occurredAt: atExpiry } },
+        { ...credited, data: { ...credited.data, occurredAt: atExpiry } },
+      ]);
   });
 });
 
@@ -318,7 +326,11 @@ describe('payments: FailRefund (the provider refund failed)', () => {
     spec.given([initiated, captured, credited, refundRequested, failed]).when(fail()).thenNothing();
     spec.given([initiated, captured, credited]).when(fail()).thenNothing();
     spec.given([initiated, captured, credited, refundRequested, refunded100(), tokensRefunded100()]).when(fail()).thenNothing();
-    spec.given([initiated, captured, credited, refundRequested, failed]).when(requestRefundCommand).then([refundRequested]);
+    // Asked for again on a clock behind the failure's: recorded at the failure's time.
+    spec
+      .given([initiated, captured, credited, refundRequested, failed])
+      .when(requestRefundCommand)
+      .then([{ ...refundRequested, data: { ...refundRequested.data, occurredAt: failedAt.toISOString() } }]);
   });
 
   it('ends only the request the failure was learned for: a report about an earlier one decides nothing', () => {

@@ -326,3 +326,47 @@ describe('token account: what a usage records', () => {
     expect(usage?.data).toMatchObject({ metadata: { model: 'gpt-4o' } });
   });
 });
+
+describe('token account: no decision is timed before the stream it appends to', () => {
+  const minute = 60_000;
+  const at = (minutes: number) => new Date(now.getTime() + minutes * minute);
+  /** The events of `commands`, each decided on the state the ones before it left. */
+  const history = (commands: readonly TokenAccountCommand[]) =>
+    commands.reduce<TokensDecided>((decided, command) => [...decided, ...tokenAccountDecider.decide(command, fold(tokenAccountDecider, tokenAccountDecider.initialState, decided))], []);
+  type TokensDecided = ReturnType<typeof tokenAccountDecider.decide>[number][];
+  // A purchase and a 3-minute grant drawn first (priority 0), then a payment opened at minute 5: it sweeps nothing, so the grant is past its expiry, not yet expired.
+  const given = history([
+    addTokens({ now: at(0) }),
+    { type: 'GrantTokens', data: { userId, amount: 10, reason: 'Promotion', priority: 0, expiresAt: at(3), transactionId: 'grant', now: at(0) } },
+    {
+      type: 'InitiatePayment',
+      data: { userId, paymentId: otherPaymentId, orderId: 'ORDER-2', packageId: 'starter', tokens: 50, amount: 500, currency: 'USD', provider: 'mock', now: at(5), expiresAt: at(65), pendingPaymentsMax: 5 },
+    },
+  ]);
+
+  it("decides and records a command whose clock is behind the latest event (a retry, a slower process) at that event's time", () => {
+    // At its own minute 1 the usage would draw the grant; at the stream's minute 5 the grant has expired first.
+    const decided = tokenAccountDecider.decide(useTokens({ amount: 30, now: at(1) }), fold(tokenAccountDecider, tokenAccountDecider.initialState, given));
+    expect(decided.map((event) => [event.type, event.data.occurredAt])).toEqual([
+      ['LotExpired', at(5).toISOString()],
+      ['TokensUsed', at(5).toISOString()],
+    ]);
+    expect(decided[1]).toMatchObject({ data: { amount: 30, balanceAfter: 70, draws: [{ lotId: transactionId, amount: 30 }] } });
+  });
+
+  it('keeps a clock at or after the latest event as it is', () => {
+    const state = fold(tokenAccountDecider, tokenAccountDecider.initialState, given);
+    expect(tokenAccountDecider.decide(useTokens({ amount: 5, now: at(5) }), state).map((event) => event.data.occurredAt)).toEqual([at(5).toISOString(), at(5).toISOString()]);
+    expect(tokenAccountDecider.decide(useTokens({ amount: 5, now: at(7) }), state).map((event) => event.data.occurredAt)).toEqual([at(7).toISOString(), at(7).toISOString()]);
+  });
+
+  it('follows the latest time of a stream that stepped back, not its last event', () => {
+    // Written before this rule: a usage timed at minute 2 appended after the payment of minute 5.
+    const paid = [given[0], given[2]] as TokensDecided;
+    const [usage] = tokenAccountDecider.decide(useTokens({ amount: 1, now: at(5) }), fold(tokenAccountDecider, tokenAccountDecider.initialState, paid));
+    const steppedBack = [...paid, { ...usage, data: { ...usage?.data, occurredAt: at(2).toISOString() } } as TokensDecided[number]];
+    const state = fold(tokenAccountDecider, tokenAccountDecider.initialState, steppedBack);
+    expect(state.lastOccurredAtMs).toBe(at(5).getTime());
+    expect(tokenAccountDecider.decide(useTokens({ amount: 5, now: at(3) }), state).map((event) => event.data.occurredAt)).toEqual([at(5).toISOString()]);
+  });
+});

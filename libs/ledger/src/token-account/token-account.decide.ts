@@ -21,13 +21,25 @@ export function decideTokenAccount(command: TokenAccountCommand, state: TokenAcc
 
 /** `decideTokenAccount`'s events with the state after them, which deciding folds anyway (see `Decision`). */
 export function decideTokenAccountWithState(command: TokenAccountCommand, state: TokenAccountState): TokenAccountDecision {
-  const decided = decideCommand(command, state);
+  const timed = notBeforeStream(command, state);
+  const decided = decideCommand(timed, state);
   if (decided.events.length === 0 || state.shortfall === 0) return decided;
-  const covered = shortfallCovered(decided.state, command.data);
+  const covered = shortfallCovered(decided.state, timed.data);
   return { events: [...decided.events, ...covered], state: fold(evolver, decided.state, covered) };
 }
 
 export type TokenAccountDecision = Decision<TokenAccountEvent, TokenAccountState>;
+
+/**
+ * The command at the time of the stream's latest event when its own `now` is earlier: a decision
+ * retried after another command appended first, or taken on a clock behind the one that appended.
+ * Decided and recorded at that time, so the stream's times never go back, and an auditor's balance
+ * as of an instant (the events at or before it, in stream order) leaves out no event of that instant.
+ */
+function notBeforeStream(command: TokenAccountCommand, state: TokenAccountState): TokenAccountCommand {
+  if (command.data.now.getTime() >= state.lastOccurredAtMs) return command;
+  return { ...command, data: { ...command.data, now: new Date(state.lastOccurredAtMs) } } as TokenAccountCommand;
+}
 
 const evolver = { evolve: evolveTokenAccount };
 

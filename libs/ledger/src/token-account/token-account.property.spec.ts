@@ -63,6 +63,16 @@ describe('token account: properties of random histories', () => {
     );
   });
 
+  it('records no event earlier than the one before it, whatever clock its command read', () => {
+    fc.assert(
+      fc.property(fc.array(stepArbitrary, { minLength: 20, maxLength: 80 }), (steps) => {
+        const times = runSteps(steps).map((event) => Date.parse(event.data.occurredAt));
+        for (let index = 1; index < times.length; index += 1) expect(times[index]).toBeGreaterThanOrEqual(times[index - 1] as number);
+      }),
+      { numRuns: propertyRuns(200) },
+    );
+  });
+
   it('never lets a debit take more than was available, whatever the order of holds, usages and expiries', () => {
     fc.assert(
       fc.property(fc.array(stepArbitrary, { minLength: 20, maxLength: 80 }), (steps) => {

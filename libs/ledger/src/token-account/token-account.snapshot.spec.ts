@@ -73,6 +73,17 @@ describe('token account: snapshot', () => {
     expectRefused({ ...encoded, refundsHeldBack: undefined }, 'refundsHeldBack is not a list');
   });
 
+  it('keeps the latest time of the stream, refuses one that is not a time in milliseconds, and disagrees with a later last event', () => {
+    const encoded = stored(tokenAccountSnapshot.encode(state)) as Record<string, unknown>;
+    expect(encoded.lastOccurredAtMs).toBe(Date.parse(at));
+    expect(tokenAccountSnapshot.decode(encoded).lastOccurredAtMs).toBe(Date.parse(at));
+    for (const value of [-1, 1.5, '1764000000000', undefined, 8.64e15 + 1]) expectRefused({ ...encoded, lastOccurredAtMs: value }, 'lastOccurredAtMs is not a time in milliseconds');
+    expect(tokenAccountSnapshot.decode({ ...encoded, lastOccurredAtMs: 8.64e15 }).lastOccurredAtMs).toBe(8.64e15);
+    // A snapshot whose time is earlier than the event it claims to follow was not made from that stream.
+    expect(tokenAccountSnapshot.agreesWith({ ...state, lastOccurredAtMs: Date.parse(at) - 1 }, used)).toBe(false);
+    expect(tokenAccountSnapshot.agreesWith({ ...state, lastOccurredAtMs: Date.parse(at) + 1 }, used)).toBe(true);
+  });
+
   it('agrees only with the event whose balanceAfter it holds', () => {
     expect(tokenAccountSnapshot.agreesWith(state, used)).toBe(true);
     expect(tokenAccountSnapshot.agreesWith(state, bought)).toBe(false);

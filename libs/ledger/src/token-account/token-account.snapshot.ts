@@ -22,13 +22,18 @@ type EncodedTokenAccount = {
   readonly disputes: readonly Dispute[];
   readonly shortfall: number;
   readonly refundsHeldBack: readonly (RefundHeldBack & { readonly paymentId: string })[];
+  readonly lastOccurredAtMs: number;
 };
 
-const VERSION = 7;
+const VERSION = 8;
+/** The latest instant a JavaScript Date can hold (8.64e15 ms after 1970). */
+const TIME_MS_MAX = 8.64e15;
 const HOLD_ENDS: readonly HoldEnd[] = ['settled', 'released', 'expired'];
 const LOT_SOURCES: readonly string[] = ['purchase', 'grant', 'adjustment', 'opening'];
 
 /**
+ * Version 8 adds the latest `occurredAt` of the stream's events (`lastOccurredAtMs`), before which no
+ * decision is timed (version 7 snapshots are ignored and the stream replayed).
  * Version 7 adds what each lost dispute owed back (`tokens`), which a later refund of the payment does
  * not take again (version 6 snapshots are ignored and the stream replayed).
  * Version 6 adds what refunds the provider made on their own hold back (`refundsHeldBack`), and
@@ -57,9 +62,10 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
     disputes: [...state.disputes.values()],
     shortfall: state.shortfall,
     refundsHeldBack: [...state.refundsHeldBack.entries()].map(([paymentId, heldBack]) => ({ paymentId, ...heldBack })),
+    lastOccurredAtMs: state.lastOccurredAtMs,
   }),
   decode: (encoded) => {
-    const { balance, held, purchases, payments, lots, lotsCreated, holds, endedHolds, voidedGrants, disputes, shortfall, refundsHeldBack } = expectRecord(encoded, 'snapshot');
+    const { balance, held, purchases, payments, lots, lotsCreated, holds, endedHolds, voidedGrants, disputes, shortfall, refundsHeldBack, lastOccurredAtMs } = expectRecord(encoded, 'snapshot');
     check(isCount(balance) && balance <= BALANCE_MAX, 'balance is not a valid balance');
     check(isCount(held) && held <= balance, 'held is not a valid held total');
     check(isCount(lotsCreated), 'lotsCreated is not a count');
@@ -67,6 +73,7 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
     check(isCount(shortfall) && shortfall <= BALANCE_MAX, 'shortfall is not a count');
     check(Array.isArray(disputes), 'disputes is not a list');
     check(isVoidedGrants(voidedGrants), 'voidedGrants is not a list of distinct lot ids within its bound');
+    check(isCount(lastOccurredAtMs) && lastOccurredAtMs <= TIME_MS_MAX, 'lastOccurredAtMs is not a time in milliseconds');
     const decodedPayments = byId(payments as readonly unknown[], decodePayment);
     const decodedPurchases = byId(purchases as readonly unknown[], decodePurchase);
     // Derived, not stored: the tokens of the payments whose refund is pending, as evolve keeps them.
@@ -104,9 +111,11 @@ export const tokenAccountSnapshot: SnapshotSchema<TokenAccountState, TokenAccoun
       disputes: keyed(disputes as readonly unknown[], (item) => decodeDispute(item, decodedPayments), (dispute) => dispute.disputeId),
       shortfall,
       refundsHeldBack: decodedHeldBack,
+      lastOccurredAtMs,
     };
   },
   agreesWith: (state, lastEvent) => {
+    if (state.lastOccurredAtMs < Date.parse(lastEvent.data.occurredAt)) return false;
     if ('shortfallAfter' in lastEvent.data && state.shortfall !== lastEvent.data.shortfallAfter) return false;
     if (lastEvent.type === 'PaymentDisputeOpened' || lastEvent.type === 'PaymentDisputeClosed') {
       const dispute = state.disputes.get(lastEvent.data.disputeId);

@@ -52,6 +52,12 @@ export type TokenAccountState = {
    * owes it). Usually empty.
    */
   readonly refundsHeldBack: ImmutableMap<string, RefundHeldBack>;
+  /**
+   * The latest `occurredAt` of the stream's events, in epoch milliseconds (0 before the first). No
+   * decision on the stream is timed before it (`decideTokenAccount`), so a retried decision or a
+   * slower clock never records an event earlier than the one before it.
+   */
+  readonly lastOccurredAtMs: number;
 };
 
 /** What a refund left to take from the purchase's lot `lotId` when the holds that held it give it back. */
@@ -71,6 +77,7 @@ export const initialTokenAccountState: TokenAccountState = {
   disputes: ImmutableMap(),
   shortfall: 0,
   refundsHeldBack: ImmutableMap(),
+  lastOccurredAtMs: 0,
 };
 
 /** What a refund may take back and usage may reach: the balance less the tokens reserved for refunds in progress (never below 0). */
@@ -79,6 +86,13 @@ export function availableBalance(state: TokenAccountState): number {
 }
 
 export function evolveTokenAccount(state: TokenAccountState, event: TokenAccountEvent): TokenAccountState {
+  const evolved = evolveByType(state, event);
+  // The latest, not the last: streams written before decisions kept to it may step back in time.
+  const occurredAtMs = Date.parse(event.data.occurredAt);
+  return occurredAtMs > evolved.lastOccurredAtMs ? { ...evolved, lastOccurredAtMs: occurredAtMs } : evolved;
+}
+
+function evolveByType(state: TokenAccountState, event: TokenAccountEvent): TokenAccountState {
   switch (event.type) {
     case 'TokensPurchased': {
       invariant(!state.purchases.has(event.data.paymentId), `payment ${event.data.paymentId} credited twice`);
