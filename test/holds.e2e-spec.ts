@@ -376,14 +376,15 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
     const bought = Date.parse(((await http().get(`/v1/accounts/${userId}/transactions`).expect(200)).body.data[0] as { createdAt: string }).createdAt);
     clockNow = new Date(bought - 600_000);
     const placed = await clockApp.http().post(`/v1/accounts/${userId}/holds`).send({ amount: 60, expiresInSeconds: 60 }).expect(201);
-    expect(placed.body.expiresAt).toBe(new Date(bought + 60_000).toISOString());
+    // A millisecond after the purchase, the stream's latest event.
+    expect(placed.body.expiresAt).toBe(new Date(bought + 1 + 60_000).toISOString());
     // The process with the right clock settles it: on the placing clock's time it would have expired nine minutes ago.
     await settle(userId, placed.body.holdId as string, { amount: 25 }).expect(200);
     const times = await testApp.database.pool.query<{ event_type: string; occurred_at: string }>("SELECT event_type, data->>'occurredAt' AS occurred_at FROM events WHERE stream_id = $1 ORDER BY stream_revision", [tokenAccountStreamId(userId)]);
     expect(times.rows.map((row) => row.event_type)).toEqual(['TokensPurchased', 'TokensHeld', 'HoldSettled']);
     const occurred = times.rows.map((row) => Date.parse(row.occurred_at));
-    expect(occurred[1]).toBe(bought);
-    expect(occurred[2]).toBeGreaterThanOrEqual(bought);
+    expect(occurred[1]).toBe(bought + 1);
+    expect(occurred[2]).toBeGreaterThan(bought + 1);
     expect(await balanceOf(userId)).toMatchObject({ balance: 75, held: 0, available: 75 });
     await expectConsistent(userId);
   });
@@ -935,8 +936,8 @@ describe('the lot list (an application on a test clock)', () => {
     const userId = randomUUID();
     const start = new Date();
     // The second and third grants are decided at a clock a minute behind the first's (a clock set
-    // back, or another process's), the third in the second's very millisecond: all three are timed
-    // at the first's time, as no event of a stream is timed before the one before it.
+    // back, or another process's), the third in the second's very millisecond: each is timed a
+    // millisecond after the one before it, as no event of a stream is timed before those before it.
     const lots: string[] = [];
     for (const at of [start, new Date(start.getTime() - 60_000), new Date(start.getTime() - 60_000)]) {
       clockNow = at;
@@ -946,8 +947,8 @@ describe('the lot list (an application on a test clock)', () => {
     const listed = (await clockApp.http().get(`/v1/accounts/${userId}/lots`).expect(200)).body as { data: { lotId: string; createdAt: string }[] };
     expect(listed.data.map((lot) => [lot.lotId, lot.createdAt])).toEqual([
       [lots[0], start.toISOString()],
-      [lots[1], start.toISOString()],
-      [lots[2], start.toISOString()],
+      [lots[1], new Date(start.getTime() + 1).toISOString()],
+      [lots[2], new Date(start.getTime() + 2).toISOString()],
     ]);
     // Page by page after a cursor, the same order.
     const paged: string[] = [];

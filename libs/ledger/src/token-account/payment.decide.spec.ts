@@ -204,7 +204,7 @@ describe('payments: CapturePayment', () => {
   it('credits money the provider took even when the payment expired meanwhile, recorded no earlier than the expiry', () => {
     const expiredEvent = { type: 'PaymentExpired', data: { userId, paymentId, orderId, reason: 'Payment timed out', occurredAt: afterExpiry.toISOString() } } as const;
     // The capture's clock read 12:10, but the expiry of 13:00 was appended first: the stream's times do not go back.
-    const atExpiry = afterExpiry.toISOString();
+    const atExpiry = new Date(afterExpiry.getTime() + 1).toISOString();
     spec
       .given([initiated, expiredEvent])
       .when(approved)
@@ -326,11 +326,11 @@ describe('payments: FailRefund (the provider refund failed)', () => {
     spec.given([initiated, captured, credited, refundRequested, failed]).when(fail()).thenNothing();
     spec.given([initiated, captured, credited]).when(fail()).thenNothing();
     spec.given([initiated, captured, credited, refundRequested, refunded100(), tokensRefunded100()]).when(fail()).thenNothing();
-    // Asked for again on a clock behind the failure's: recorded at the failure's time.
+    // Asked for again on a clock behind the failure's: recorded a millisecond after it, so the two requests' times differ.
     spec
       .given([initiated, captured, credited, refundRequested, failed])
       .when(requestRefundCommand)
-      .then([{ ...refundRequested, data: { ...refundRequested.data, occurredAt: failedAt.toISOString() } }]);
+      .then([{ ...refundRequested, data: { ...refundRequested.data, occurredAt: new Date(failedAt.getTime() + 1).toISOString() } }]);
   });
 
   it('ends only the request the failure was learned for: a report about an earlier one decides nothing', () => {

@@ -330,6 +330,8 @@ describe('token account: what a usage records', () => {
 describe('token account: no decision is timed before the stream it appends to', () => {
   const minute = 60_000;
   const at = (minutes: number) => new Date(now.getTime() + minutes * minute);
+  /** A millisecond after minute `minutes`. */
+  const justAfter = (minutes: number) => new Date(at(minutes).getTime() + 1).toISOString();
   /** The events of `commands`, each decided on the state the ones before it left. */
   const history = (commands: readonly TokenAccountCommand[]) =>
     commands.reduce<TokensDecided>((decided, command) => [...decided, ...tokenAccountDecider.decide(command, fold(tokenAccountDecider, tokenAccountDecider.initialState, decided))], []);
@@ -344,14 +346,36 @@ describe('token account: no decision is timed before the stream it appends to', 
     },
   ]);
 
-  it("decides and records a command whose clock is behind the latest event (a retry, a slower process) at that event's time", () => {
+  it("decides and records a command whose clock is behind the latest event (a retry, a slower process) a millisecond after that event's time", () => {
     // At its own minute 1 the usage would draw the grant; at the stream's minute 5 the grant has expired first.
     const decided = tokenAccountDecider.decide(useTokens({ amount: 30, now: at(1) }), fold(tokenAccountDecider, tokenAccountDecider.initialState, given));
     expect(decided.map((event) => [event.type, event.data.occurredAt])).toEqual([
-      ['LotExpired', at(5).toISOString()],
-      ['TokensUsed', at(5).toISOString()],
+      ['LotExpired', justAfter(5)],
+      ['TokensUsed', justAfter(5)],
     ]);
     expect(decided[1]).toMatchObject({ data: { amount: 30, balanceAfter: 70, draws: [{ lotId: transactionId, amount: 30 }] } });
+  });
+
+  it('times each decision on a clock behind the stream after the one before it, and keeps a payment opened on it open as long', () => {
+    let state = fold(tokenAccountDecider, tokenAccountDecider.initialState, given);
+    const times: string[] = [];
+    for (const amount of [1, 2, 3]) {
+      const decided = tokenAccountDecider.decide(useTokens({ amount, now: at(1) }), state);
+      state = fold(tokenAccountDecider, state, decided);
+      times.push(...decided.filter((event) => event.type === 'TokensUsed').map((event) => event.data.occurredAt));
+    }
+    expect(times).toEqual([justAfter(5), new Date(at(5).getTime() + 2).toISOString(), new Date(at(5).getTime() + 3).toISOString()]);
+    // Opened at its minute 1 to expire at its minute 31: recorded just after minute 5, expiring 30 minutes later.
+    const opened = tokenAccountDecider.decide(
+      {
+        type: 'InitiatePayment',
+        data: { userId, paymentId: 'late-clock', orderId: 'ORDER-3', packageId: 'starter', tokens: 50, amount: 500, currency: 'USD', provider: 'mock', now: at(1), expiresAt: at(31), pendingPaymentsMax: 5 },
+      },
+      state,
+    );
+    expect(opened.map((event) => [event.type, event.data.occurredAt, 'expiresAt' in event.data ? event.data.expiresAt : null])).toEqual([
+      ['PaymentInitiated', new Date(at(5).getTime() + 4).toISOString(), new Date(at(35).getTime() + 4).toISOString()],
+    ]);
   });
 
   it('keeps a clock at or after the latest event as it is', () => {
@@ -367,6 +391,6 @@ describe('token account: no decision is timed before the stream it appends to', 
     const steppedBack = [...paid, { ...usage, data: { ...usage?.data, occurredAt: at(2).toISOString() } } as TokensDecided[number]];
     const state = fold(tokenAccountDecider, tokenAccountDecider.initialState, steppedBack);
     expect(state.lastOccurredAtMs).toBe(at(5).getTime());
-    expect(tokenAccountDecider.decide(useTokens({ amount: 5, now: at(3) }), state).map((event) => event.data.occurredAt)).toEqual([at(5).toISOString()]);
+    expect(tokenAccountDecider.decide(useTokens({ amount: 5, now: at(3) }), state).map((event) => event.data.occurredAt)).toEqual([justAfter(5)]);
   });
 });

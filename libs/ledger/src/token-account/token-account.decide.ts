@@ -31,14 +31,20 @@ export function decideTokenAccountWithState(command: TokenAccountCommand, state:
 export type TokenAccountDecision = Decision<TokenAccountEvent, TokenAccountState>;
 
 /**
- * The command at the time of the stream's latest event when its own `now` is earlier: a decision
- * retried after another command appended first, or taken on a clock behind the one that appended.
- * Decided and recorded at that time, so the stream's times never go back, and an auditor's balance
- * as of an instant (the events at or before it, in stream order) leaves out no event of that instant.
+ * The command a millisecond after the stream's latest event when its own `now` is earlier: a
+ * decision retried after another command appended first, or taken on a clock behind the one that
+ * appended. Decided and recorded at that time, so the stream's times never go back, and an auditor's
+ * balance as of an instant (the events at or before it, in stream order) leaves out no event of that
+ * instant. After, not at: decisions on a clock behind the stream are never timed alike (a refund's
+ * failure finds its request by the request's time). A payment's expiry, read off the same clock as
+ * its `now`, moves with it: the payment keeps its pending lifetime.
  */
 function notBeforeStream(command: TokenAccountCommand, state: TokenAccountState): TokenAccountCommand {
-  if (command.data.now.getTime() >= state.lastOccurredAtMs) return command;
-  return { ...command, data: { ...command.data, now: new Date(state.lastOccurredAtMs) } } as TokenAccountCommand;
+  const ownMs = command.data.now.getTime();
+  if (ownMs >= state.lastOccurredAtMs) return command;
+  const now = new Date(state.lastOccurredAtMs + 1);
+  if (command.type === 'InitiatePayment') return { ...command, data: { ...command.data, now, expiresAt: new Date(command.data.expiresAt.getTime() + now.getTime() - ownMs) } };
+  return { ...command, data: { ...command.data, now } } as TokenAccountCommand;
 }
 
 const evolver = { evolve: evolveTokenAccount };
