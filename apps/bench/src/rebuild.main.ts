@@ -20,9 +20,10 @@ import pg, { type Pool } from 'pg';
 import { runMain, wholeNumber } from './command-line.js';
 import { rate } from './measure.js';
 import { measureOneAccount } from './one-account-rebuild.js';
+import { measureRunnerEventByEvent } from './runner-event-by-event.js';
 
 /**
- * `npm run bench:rebuild [-- --users 10000 --events 1000000 --seed 1 --writers 32 --account-events 10000 --no-write]`
+ * `npm run bench:rebuild [-- --users 10000 --events 1000000 --seed 1 --writers 32 --account-events 10000 --runner-events 100000 --no-write]`
  *
  * On a fresh embedded PostgreSQL (durable default settings) or DATABASE_URL: seeds the history with
  * the real decider, rebuilds token_accounts once cold (no live runner, no writes: the first build of
@@ -31,10 +32,12 @@ import { measureOneAccount } from './one-account-rebuild.js';
  * committed swap. Then one more account of `--account-events` events is rebuilt alone (the admin's
  * per-account rebuild, set-based), against the same recomputation event by event in one transaction
  * in the same process (rolled back), and verified (event by event in temporary tables, timing how long
- * it held the stream). Results go to stdout and into docs/benchmarks.md with the command.
+ * it held the stream). Last, the projection runner applies the first `--runner-events` events of
+ * `$all` event by event from an empty read model, as with EventStoreDB. Results go to stdout and into
+ * docs/benchmarks.md with the command.
  */
 async function main(): Promise<void> {
-  const { users, events, seed, writers, accountEvents, writeResults: write } = benchOptions();
+  const { users, events, seed, writers, accountEvents, runnerEvents, writeResults: write } = benchOptions();
   const server = await startServer();
   const pool = createPool({ url: server.url, poolSizeMax: 30 });
   const store = new PostgresEventStore(pool, { connectionString: server.url });
@@ -83,6 +86,9 @@ async function main(): Promise<void> {
 
     // One long account: its writes wait while its rows are recomputed (the stream is held).
     for (const line of await measureOneAccount({ store, pool, events: accountEvents, seed, caughtUp: () => caughtUp(pool, store, rebuilds) })) report(line);
+
+    // Last: it empties the read model.
+    report(await measureRunnerEventByEvent({ store, pool, events: Math.min(runnerEvents, events), coldEventsPerSecond: cold.eventsPerSecond }));
   } finally {
     await store.close();
     await pool.end();
@@ -110,6 +116,7 @@ function benchOptions(): {
   readonly seed: number;
   readonly writers: number;
   readonly accountEvents: number;
+  readonly runnerEvents: number;
   readonly writeResults: boolean;
 } {
   const { values } = parseArgs({
@@ -119,6 +126,7 @@ function benchOptions(): {
       seed: { type: 'string', default: '1' },
       writers: { type: 'string', default: '32' },
       'account-events': { type: 'string', default: '10000' },
+      'runner-events': { type: 'string', default: '100000' },
       'no-write': { type: 'boolean', default: false },
     },
   });
@@ -128,6 +136,7 @@ function benchOptions(): {
     seed: wholeNumber('seed', values.seed, 0, 4_294_967_295),
     writers: wholeNumber('writers', values.writers, 0, 64),
     accountEvents: wholeNumber('account-events', values['account-events'], 1, 1_000_000),
+    runnerEvents: wholeNumber('runner-events', values['runner-events'], 1, 100_000_000),
     writeResults: values['no-write'] !== true,
   };
 }

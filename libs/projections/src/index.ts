@@ -1,4 +1,5 @@
 export * from './account-rebuild.js';
+export * from './event-by-event.js';
 export * from './checkpoints.js';
 export * from './inline-projections.js';
 export * from './projection.js';

@@ -2,7 +2,8 @@ import { comparePositions, formatPosition, PostgresEventStore, type EventToAppen
 import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
-import { applyEventByEvent, rebuildAccount } from './account-rebuild.js';
+import { rebuildAccount } from './account-rebuild.js';
+import { applyEventByEvent } from './event-by-event.js';
 import { readCheckpoint } from './checkpoints.js';
 import { inlineTransactionsAfter, ProjectionRebuilds, shadowSchemaOf, type ProjectionRebuildsOptions, type RebuildView } from './projection-rebuild.js';
 import { ProjectionRunner } from './projection-runner.js';
@@ -860,13 +861,17 @@ describe('event by event in few round trips (applyEventByEvent)', () => {
     ], { expectedRevision: 'no_stream' });
   }
 
-  /** The rows the runner gives applying each statement alone, with its parameters (never set-based). */
-  async function oneStatementAtATime(): Promise<Dump> {
-    const runner = newRunner(tokenAccountsProjection, Number.MAX_SAFE_INTEGER);
-    runner.start();
-    await caughtUp(runner);
-    await runner.stop();
-    expect(runner.batches.setBased).toBe(0);
+  /** The rows `events` give applying each statement alone, with its parameters, as the runner did before it batched them. */
+  async function oneStatementAtATime(events: readonly RecordedEvent[]): Promise<Dump> {
+    await database.pool.query('TRUNCATE user_tokens, token_transactions, payments, token_holds, token_lots');
+    const client = await database.pool.connect();
+    try {
+      await client.query('BEGIN');
+      for (const event of events) for (const change of tokenAccountsProjection.project(event)) await client.query(change.text, [...change.values]);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
     return dump(database.pool);
   }
 
@@ -884,11 +889,11 @@ describe('event by event in few round trips (applyEventByEvent)', () => {
     await appendAwkwardText(random);
     const lateRefund = await appendRefundWhileHeld(random);
     await allVisible();
-    const expected = await oneStatementAtATime();
+    const events = await store.readAll({ maxCount: 10_000 });
+    const expected = await oneStatementAtATime(events);
     // The refund's second part, taken when the hold gave the tokens back, added to the payment's row.
     const refunded = await database.pool.query("SELECT metadata->'tokensDebited' AS debited FROM payments WHERE user_id = $1", [lateRefund]);
     expect(refunded.rows).toEqual([{ debited: 100 }]);
-    const events = await store.readAll({ maxCount: 10_000 });
     // More than one round trip's worth of statements (1,000 at most each).
     expect(events.reduce((sum, event) => sum + tokenAccountsProjection.project(event).length, 0)).toBeGreaterThan(2_000);
     const awkward = await database.pool.query<{ description: string }>("SELECT description FROM token_transactions WHERE description LIKE 'it''s a %' AND metadata ? description");
@@ -911,8 +916,8 @@ describe('event by event in few round trips (applyEventByEvent)', () => {
     const random = seededRandom(63);
     await writeHistory(random, accounts(random, 2), 2, 3);
     await allVisible();
-    const expected = await oneStatementAtATime();
     const events = await store.readAll({ maxCount: 10_000 });
+    const expected = await oneStatementAtATime(events);
     const changing = (text: string, values: unknown[]): Projection => ({ ...tokenAccountsProjection, project: () => [{ text, values }] });
     const client = await database.pool.connect();
     try {
@@ -930,8 +935,8 @@ describe('event by event in few round trips (applyEventByEvent)', () => {
     const random = seededRandom(62);
     await writeHistory(random, accounts(random, 3), 6, 6, nextCommandWithHoldsAndLots);
     await allVisible();
-    const expected = await oneStatementAtATime();
     const events = await store.readAll({ maxCount: 10_000 });
+    const expected = await oneStatementAtATime(events);
     await database.pool.query('TRUNCATE user_tokens, token_transactions, payments, token_holds, token_lots');
     const client = await database.pool.connect();
     try {

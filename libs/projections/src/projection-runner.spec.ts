@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { PostgresEventStore, type RecordedEvent } from '@app/event-store';
+import { formatPosition, PostgresEventStore, type RecordedEvent } from '@app/event-store';
 import { tokenAccountStreamId } from '@app/ledger';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { readCheckpoint } from './checkpoints.js';
@@ -162,6 +162,71 @@ describe('projection runner', () => {
     expect(runner.failure).toBeUndefined();
     await runner.stop();
     await expectReadModelsToMatch(balances, 10);
+  });
+
+  it('applies a batch many statements to a round trip; when a round trip fails, applies it again one statement at a time and names the event that fails, keeping nothing of the batch', async () => {
+    await seed(3, 10);
+    const events = await settledEvents(30);
+    // A usage the ledger would never decide, in the middle: it reuses a purchase's transaction id, which token_transactions refuses.
+    const victim = events[0] as RecordedEvent;
+    const { userId, transactionId } = victim.data as { userId: string; transactionId: string };
+    const poisonId = randomUUID();
+    await store.append(
+      tokenAccountStreamId(userId),
+      [{ id: poisonId, type: 'TokensUsed', data: { userId, transactionId, amount: 1, description: null, balanceAfter: 54, occurredAt: at } }],
+      { expectedRevision: 9n },
+    );
+    await seed(2, 10);
+    const poison = (await settledEvents(51)).find((event) => event.id === poisonId) as RecordedEvent;
+    const runner = newRunner(tokenAccountsProjection, { batchSizeMax: 100 });
+    runner.start();
+    await waitUntil(() => runner.state === 'failed');
+    await runner.stop();
+    expect(runner.failure).toMatchObject({ eventType: 'TokensUsed', position: formatPosition(poison.position) });
+    expect(runner.batches.oneAtATime).toBeGreaterThan(0);
+    // The events before the poison, in its batch, were applied and rolled back with it.
+    expect(await rowCount()).toBe(0);
+    expect(await readCheckpoint(database.pool, tokenAccountsProjection.name)).toBeUndefined();
+    // The connections that failed were discarded: no pooled one keeps the statements the failed round trips prepared.
+    const clients = await Promise.all(Array.from({ length: database.pool.idleCount }, () => database.pool.connect()));
+    try {
+      for (const client of clients) expect((await client.query("SELECT name FROM pg_prepared_statements WHERE name LIKE 'event\\_by\\_event\\_%'")).rows).toEqual([]);
+    } finally {
+      for (const client of clients) client.release();
+    }
+  });
+
+  it('applies a batch whose round trip failed after others were sent again one statement at a time, once, when the failure does not recur', async () => {
+    const balances = await seed(10, 50);
+    const events = await settledEvents(500);
+    // The 451st event's extra statement divides by zero the first time it is projected (the batched
+    // pass), past the first round trip (1,000 statements), and not when projected again.
+    const failing = events[450] as RecordedEvent;
+    expect(events.slice(0, 450).reduce((statements, event) => statements + tokenAccountsProjection.project(event).length, 0)).toBeGreaterThan(1_000);
+    let projections = 0;
+    const onceFailing: Projection = {
+      ...tokenAccountsProjection,
+      project: (event) => {
+        const changes = tokenAccountsProjection.project(event);
+        if (event.id !== failing.id) return changes;
+        projections += 1;
+        return [...changes, { text: 'SELECT 1 / $1::int', values: [projections === 1 ? 0 : 1] }];
+      },
+    };
+    // Pages of 1,000, so the 500 events are one batch.
+    const wide = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: 20, subscriptionBatchSize: 1_000 });
+    const runner = new ProjectionRunner(wide, database.pool, onceFailing, { ...options, batchSizeMax: 500 });
+    runners.push(runner);
+    try {
+      runner.start();
+      await waitUntil(async () => (await rowCount()) === 500);
+      await runner.stop();
+    } finally {
+      await wide.close();
+    }
+    expect([projections, runner.batches.eventByEvent, runner.batches.oneAtATime, runner.failure]).toEqual([2, 1, 1, undefined]);
+    // Applied once: the round trips sent before the failure were rolled back to the batch's savepoint.
+    await expectReadModelsToMatch(balances, 50);
   });
 
   it('resolves waitFor once the checkpoint reaches a position, and false on timeout', async () => {

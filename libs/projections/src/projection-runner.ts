@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { comparePositions, formatPosition, START, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
 import type { Pool, PoolClient } from 'pg';
+import { applyEventByEvent } from './event-by-event.js';
 import { claimCheckpoint, readCheckpoint, writeCheckpoint } from './checkpoints.js';
 import { eventsNotAppliedInline, KEYED_PLANS } from './inline-projections.js';
 import { clearProjectionFailure, recordProjectionFailure, type ProjectionFailure } from './projection-failures.js';
@@ -64,8 +65,13 @@ export class ProjectionRunner {
    * or (until its first batch) one an earlier process left. The next batch deletes it with the checkpoint.
    */
   private failureMayBeStored = true;
-  /** Batches applied by the set-based delta, and event by event, since this runner was made. */
-  readonly batches = { setBased: 0, eventByEvent: 0, setBasedFailed: 0 };
+  /**
+   * Batches applied by the set-based delta, and event by event, since this runner was made; and the
+   * event-by-event batches whose round trips failed and were applied again one statement at a time.
+   */
+  readonly batches = { setBased: 0, eventByEvent: 0, setBasedFailed: 0, oneAtATime: 0 };
+  /** Set when the current batch's connection holds prepared statements a failed round trip left: it is discarded, not pooled. */
+  private connectionSpoiled = false;
 
   constructor(
     private readonly store: EventStore,
@@ -252,11 +258,38 @@ export class ProjectionRunner {
       await client.query('ROLLBACK').catch(() => undefined);
       throw error;
     } finally {
-      client.release();
+      client.release(this.connectionSpoiled);
+      this.connectionSpoiled = false;
     }
   }
 
+  /**
+   * The batch's row changes many to a round trip (`applyEventByEvent`; one statement a round trip
+   * left PostgreSQL waiting on this process: a runner applying every event, as with EventStoreDB,
+   * did about 800 events/s, and does 2,500 so, in `npm run bench:rebuild`), under a savepoint. A failed round trip names no event, so
+   * the batch is rolled back to the savepoint and applied again one statement at a time: that stops
+   * at the event that fails and names it, or applies the batch when the failure does not recur.
+   */
   private async applyEventByEvent(client: PoolClient, batch: readonly RecordedEvent[]): Promise<void> {
+    await client.query('SAVEPOINT event_by_event');
+    try {
+      await applyEventByEvent(client, this.projection, batch);
+    } catch (error) {
+      // Its prepared statements stay with the session.
+      this.connectionSpoiled = true;
+      // A connection that cannot roll back (lost) fails the batch with the round trip's own error.
+      const rolledBack = await client.query('ROLLBACK TO SAVEPOINT event_by_event').then(
+        () => true,
+        () => false,
+      );
+      if (!rolledBack) throw error;
+      this.batches.oneAtATime += 1;
+      await this.applyOneAtATime(client, batch);
+    }
+    await client.query('RELEASE SAVEPOINT event_by_event');
+  }
+
+  private async applyOneAtATime(client: PoolClient, batch: readonly RecordedEvent[]): Promise<void> {
     for (const event of batch) {
       try {
         for (const change of this.projection.project(event)) await client.query(change.text, [...change.values]);
