@@ -371,7 +371,7 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
   const holdEvents = async (userId: string) =>
     (await testApp.database.pool.query<{ event_type: string }>("SELECT event_type FROM events WHERE stream_id = $1 AND event_type LIKE 'Hold%' ORDER BY stream_revision", [tokenAccountStreamId(userId)])).rows.map((row) => row.event_type);
 
-  it("times a hold placed on a clock ten minutes behind at the stream's latest event, so it expires its TTL after that, not before it was placed", async () => {
+  it("times a hold placed on a clock ten minutes behind a millisecond after the stream's latest event, so it expires its TTL after that, not before it was placed", async () => {
     const userId = await fundedUser(100);
     const bought = Date.parse(((await http().get(`/v1/accounts/${userId}/transactions`).expect(200)).body.data[0] as { createdAt: string }).createdAt);
     clockNow = new Date(bought - 600_000);
