@@ -544,8 +544,11 @@ describe('hold expiry at the exact instant (an application on a test clock)', ()
       release: { balance: 85, held: 0, available: 45 },
       grant: { balance: 90, held: 0, available: 50 },
     });
-    // The refund fails at the provider: nothing is reserved any more.
-    await decide(userId, { type: 'FailRefund', data: { userId, paymentId, requestedAt: clockNow.toISOString(), providerRefundId: null, reason: 'failed: lost_or_stolen_card', transactionId: randomUUID(), now: clockNow } });
+    // The refund fails at the provider: nothing is reserved any more. The failure names its request as the refund flow does, by the pending payment's time.
+    const { state } = await testApp.app.get(CommandHandling, { strict: false }).load(tokenAccountStreamId(userId), tokenAccountDecider);
+    const requestedAt = state.payments.get(paymentId)?.updatedAt ?? '';
+    expect(requestedAt).toBe(new Date(clockNow.getTime() + 1).toISOString());
+    await decide(userId, { type: 'FailRefund', data: { userId, paymentId, requestedAt, providerRefundId: null, reason: 'failed: lost_or_stolen_card', transactionId: randomUUID(), now: clockNow } });
     expect((await clockApp.http().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toMatchObject({ balance: 90, held: 0, available: 90 });
     // Keys purged (kept 24 hours): each request asked again finds its events in the stream and is answered from them.
     await testApp.database.pool.query('DELETE FROM idempotency_keys WHERE key = ANY($1)', [Object.values(keys)]);

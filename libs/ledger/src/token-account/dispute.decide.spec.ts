@@ -157,7 +157,9 @@ describe('disputes: a lost dispute takes the purchase back', () => {
   it('refuses a refund of a payment with an open or lost dispute (PAYMENT_DISPUTED), and allows one after a won dispute', () => {
     const request: TokenAccountCommand = { type: 'RequestRefund', data: { userId, paymentId, transactionId: 'tx-refund-request', now: closedAt } };
     spec.given([...paid, opened]).when(request).thenThrows('PAYMENT_DISPUTED', { paymentId, disputeId, disputeStatus: 'open' });
-    spec.given([...paid, opened, closed('won', 0, 0, 0)]).when(request).then([{ type: 'PaymentRefundRequested', data: { userId, paymentId, orderId, tokens: 100, occurredAt: closedAt.toISOString() } }]);
+    // Asked for in the millisecond the dispute closed: recorded a millisecond after it, as every refund request (ADR 0031).
+    const requestedAt = new Date(closedAt.getTime() + 1).toISOString();
+    spec.given([...paid, opened, closed('won', 0, 0, 0)]).when(request).then([{ type: 'PaymentRefundRequested', data: { userId, paymentId, orderId, tokens: 100, occurredAt: requestedAt } }]);
   });
 
   it("refunds another payment of the account: only the disputed payment's own refund is refused", () => {

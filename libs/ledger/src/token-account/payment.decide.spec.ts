@@ -204,13 +204,13 @@ describe('payments: CapturePayment', () => {
   it('credits money the provider took even when the payment expired meanwhile, recorded no earlier than the expiry', () => {
     const expiredEvent = { type: 'PaymentExpired', data: { userId, paymentId, orderId, reason: 'Payment timed out', occurredAt: afterExpiry.toISOString() } } as const;
     // The capture's clock read 12:10, but the expiry of 13:00 was appended first: the stream's times do not go back.
-    const atExpiry = new Date(afterExpiry.getTime() + 1).toISOString();
+    const justAfterExpiry = new Date(afterExpiry.getTime() + 1).toISOString();
     spec
       .given([initiated, expiredEvent])
       .when(approved)
       .then([
-        { ...captured, data: { ...captured.data, occurredAt: atExpiry } },
-        { ...credited, data: { ...credited.data, occurredAt: atExpiry } },
+        { ...captured, data: { ...captured.data, occurredAt: justAfterExpiry } },
+        { ...credited, data: { ...credited.data, occurredAt: justAfterExpiry } },
       ]);
   });
 });
@@ -254,7 +254,11 @@ describe('payments: RequestRefund and RefundPayment', () => {
   const use = (amount: number): TokenAccountCommand => ({ type: 'UseTokens', data: { userId, amount, description: null, transactionId: 'use', now: later } });
 
   it('records the request before the provider is called: REFUND_PENDING with its tokens reserved', () => {
-    spec.given([initiated, captured, credited]).when(requestRefund).then([requested]);
+    // Asked for in the capture's millisecond: recorded a millisecond after it (a request is always after the stream's latest event).
+    spec
+      .given([initiated, captured, credited])
+      .when(requestRefund)
+      .then([{ ...requested, data: { ...requested.data, occurredAt: new Date(later.getTime() + 1).toISOString() } }]);
     const pending = state([initiated, captured, credited, requested]);
     expect(pending.payments.get(paymentId)?.status).toBe('REFUND_PENDING');
     expect([pending.balance, pending.reservedForRefunds, availableBalance(pending)]).toEqual([100, 100, 0]);
@@ -340,6 +344,34 @@ describe('payments: FailRefund (the provider refund failed)', () => {
       .given([initiated, captured, credited, refundRequested, failed, secondRequest])
       .when(fail('failed: unknown', new Date('2026-11-24T12:31:00.000Z'), '2026-11-24T12:30:00.000Z'))
       .then([{ ...failed, data: { ...failed.data, reason: 'failed: unknown', occurredAt: '2026-11-24T12:31:00.000Z' } }]);
+  });
+
+  it('times a request asked for again in the millisecond of the failure after it, so a late report of the first request ends nothing', () => {
+    // The request, its failure and the next request all read 12:10:00.000 (a provider that refuses at once).
+    const failedAtOnce: PaymentRefundFailed = { ...failed, data: { ...failed.data, occurredAt: later.toISOString() } };
+    const again = new Date(later.getTime() + 1).toISOString();
+    spec
+      .given([initiated, captured, credited, refundRequested, failedAtOnce])
+      .when(requestRefundCommand)
+      .then([{ ...refundRequested, data: { ...refundRequested.data, occurredAt: again } }]);
+    const secondRequest: PaymentRefundRequested = { ...refundRequested, data: { ...refundRequested.data, occurredAt: again } };
+    spec.given([initiated, captured, credited, refundRequested, failedAtOnce, secondRequest]).when(fail('failed: unknown', later, later.toISOString())).thenNothing();
+    spec
+      .given([initiated, captured, credited, refundRequested, failedAtOnce, secondRequest])
+      .when(fail('failed: unknown', later, again))
+      .then([{ ...failed, data: { ...failed.data, reason: 'failed: unknown', occurredAt: new Date(later.getTime() + 2).toISOString() } }]);
+  });
+
+  it("times a request asked for in the millisecond of another payment's event after it too, and lets a failure share its request's millisecond", () => {
+    const otherOpened: PaymentInitiated = { ...initiated, data: { ...initiated.data, paymentId: 'other', orderId: 'ORDER-2', occurredAt: failedAt.toISOString() } };
+    spec
+      .given([initiated, captured, credited, otherOpened])
+      .when({ ...requestRefundCommand, data: { ...requestRefundCommand.data, now: failedAt } })
+      .then([{ ...refundRequested, data: { ...refundRequested.data, occurredAt: new Date(failedAt.getTime() + 1).toISOString() } }]);
+    spec
+      .given([initiated, captured, credited, refundRequested])
+      .when(fail('failed: unknown', later))
+      .then([{ ...failed, data: { ...failed.data, reason: 'failed: unknown', occurredAt: later.toISOString() } }]);
   });
 
   it('keeps the tokens reserved while a dispute of the payment is open, and ends the request once the dispute is won', () => {
@@ -478,7 +510,8 @@ describe('payments: what a late or repeated provider answer may not change', () 
     };
     const fromFunding = used(5, 100);
     const spentFromFunding: TokensUsed = { ...fromFunding, data: { ...fromFunding.data, draws: [{ lotId: 'funding', amount: 5 }] } };
-    spec.given([initiated, captured, credited, funded, spentFromFunding]).when(requestRefundCommand).then([refundRequested]);
+    const asked = { ...requestRefundCommand, data: { ...requestRefundCommand.data, now: new Date(later.getTime() + 1) } };
+    spec.given([initiated, captured, credited, funded, spentFromFunding]).when(asked).then([{ ...refundRequested, data: { ...refundRequested.data, occurredAt: asked.data.now.toISOString() } }]);
   });
 
   it('refuses a refund request with REFUND_EXCEEDS_LOT (since lots) when the balance holds the payment tokens but they were spent from the purchase lot', () => {

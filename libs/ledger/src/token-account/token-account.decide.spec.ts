@@ -1,5 +1,5 @@
 import { fold } from '../decider.js';
-import { LedgerError } from '../ledger.errors.js';
+import { LedgerError, LedgerInvariantViolation } from '../ledger.errors.js';
 import { deciderSpecification } from '../testing/decider-specification.js';
 import { DESCRIPTION_LENGTH_MAX, LOT_PRIORITY_DEFAULT, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX } from '../ledger.limits.js';
 import { OPENING_LOT_ID } from './lot.state.js';
@@ -382,6 +382,12 @@ describe('token account: no decision is timed before the stream it appends to', 
     const state = fold(tokenAccountDecider, tokenAccountDecider.initialState, given);
     expect(tokenAccountDecider.decide(useTokens({ amount: 5, now: at(5) }), state).map((event) => event.data.occurredAt)).toEqual([at(5).toISOString(), at(5).toISOString()]);
     expect(tokenAccountDecider.decide(useTokens({ amount: 5, now: at(7) }), state).map((event) => event.data.occurredAt)).toEqual([at(7).toISOString(), at(7).toISOString()]);
+  });
+
+  it('refuses a command whose now is no time', () => {
+    const state = fold(tokenAccountDecider, tokenAccountDecider.initialState, given);
+    expect(() => tokenAccountDecider.decide(useTokens({ amount: 5, now: new Date(Number.NaN) }), state)).toThrow("the UseTokens command's now is not a time");
+    expect(() => tokenAccountDecider.decide(useTokens({ amount: 5, now: new Date(Number.NaN) }), tokenAccountDecider.initialState)).toThrow(LedgerInvariantViolation);
   });
 
   it('follows the latest time of a stream that stepped back, not its last event', () => {

@@ -1,5 +1,5 @@
 import { fold, type Decision } from '../decider.js';
-import { LedgerError } from '../ledger.errors.js';
+import { invariant, LedgerError } from '../ledger.errors.js';
 import { LOT_PRIORITY_DEFAULT, TOKEN_AMOUNT_MAX, isAdjustmentAmount } from '../ledger.limits.js';
 import { assertBalanceFits } from './balance.rules.js';
 import { sweepExpiries } from './expiry.decide.js';
@@ -35,13 +35,17 @@ export type TokenAccountDecision = Decision<TokenAccountEvent, TokenAccountState
  * decision retried after another command appended first, or taken on a clock behind the one that
  * appended. Decided and recorded at that time, so the stream's times never go back, and an auditor's
  * balance as of an instant (the events at or before it, in stream order) leaves out no event of that
- * instant. After, not at: decisions on a clock behind the stream are never timed alike (a refund's
- * failure finds its request by the request's time). A payment's expiry, read off the same clock as
- * its `now`, moves with it: the payment keeps its pending lifetime.
+ * instant. After, not at: decisions on a clock behind the stream are never timed alike. A refund
+ * request is decided after the stream's latest event even on a clock at its time: a refund's failure
+ * finds its request by the request's time (`FailRefund.requestedAt`), so a request is never timed
+ * with an earlier request of its payment or that request's failure. A payment's expiry, read off the
+ * same clock as its `now`, moves with it: the payment keeps its pending lifetime. A `now` that is no
+ * time is a caller's fault, refused.
  */
 function notBeforeStream(command: TokenAccountCommand, state: TokenAccountState): TokenAccountCommand {
   const ownMs = command.data.now.getTime();
-  if (ownMs >= state.lastOccurredAtMs) return command;
+  invariant(Number.isFinite(ownMs), `the ${command.type} command's now is not a time`);
+  if (ownMs > state.lastOccurredAtMs || (ownMs === state.lastOccurredAtMs && command.type !== 'RequestRefund')) return command;
   const now = new Date(state.lastOccurredAtMs + 1);
   if (command.type === 'InitiatePayment') return { ...command, data: { ...command.data, now, expiresAt: new Date(command.data.expiresAt.getTime() + now.getTime() - ownMs) } };
   return { ...command, data: { ...command.data, now } } as TokenAccountCommand;
