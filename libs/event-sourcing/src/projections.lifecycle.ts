@@ -45,6 +45,10 @@ export class ProjectionsLifecycle implements OnApplicationBootstrap, BeforeAppli
           ...(store.postgres === undefined ? {} : { setBasedBatchMin: SET_BASED_BATCH_MIN }),
           onFailure: (name, failure) =>
             this.logger.error(`projection ${name} failed at ${failure.position} (${failure.eventType}), attempt ${failure.attempts}: ${failure.error}`),
+          onFallback: (name, fallback) =>
+            this.logger.warn(
+              `projection ${name}: a batch of ${fallback.events} events failed ${fallback.from === 'set-based' ? 'its set-based pass' : 'a round trip'} (${fallback.error}); applying it ${fallback.from === 'set-based' ? 'event by event' : 'one statement at a time'}`,
+            ),
         }),
       ]),
     );

@@ -6,7 +6,7 @@ import { rebuildAccount } from './account-rebuild.js';
 import { applyEventByEvent } from './event-by-event.js';
 import { readCheckpoint } from './checkpoints.js';
 import { inlineTransactionsAfter, ProjectionRebuilds, shadowSchemaOf, type ProjectionRebuildsOptions, type RebuildView } from './projection-rebuild.js';
-import { ProjectionRunner } from './projection-runner.js';
+import { ProjectionRunner, type ProjectionRunnerOptions } from './projection-runner.js';
 import { tableWrittenBy, type Projection } from './projection.js';
 import { NOT_PROJECTION_TABLES, NotAProjectionTableError } from './shadow-tables.js';
 import { appendDecided, nextCommand, nextCommandWithDisputes, nextCommandWithHoldsAndLots, nextCommandWithPayments, seededRandom, seededUuid, type CommandSource, type GeneratedAccount } from '@app/testing';
@@ -36,8 +36,8 @@ afterEach(async () => {
   await database.drop();
 });
 
-function newRunner(projection: Projection = tokenAccountsProjection, setBasedBatchMin?: number): ProjectionRunner {
-  const runner = new ProjectionRunner(store, database.pool, projection, { batchSizeMax: 200, retryDelayMsMin: 10, retryDelayMsMax: 50, setBasedBatchMin });
+function newRunner(projection: Projection = tokenAccountsProjection, setBasedBatchMin?: number, onFallback?: ProjectionRunnerOptions['onFallback']): ProjectionRunner {
+  const runner = new ProjectionRunner(store, database.pool, projection, { batchSizeMax: 200, retryDelayMsMin: 10, retryDelayMsMax: 50, setBasedBatchMin, onFallback });
   runners.push(runner);
   return runner;
 }
@@ -1328,12 +1328,14 @@ describe('live runner with set-based batches', () => {
     );
     await writeHistory(random, users.slice(1), 2, 6);
     await allVisible();
-    const runner = newRunner(tokenAccountsProjection, 5);
+    const fallbacks: string[] = [];
+    const runner = newRunner(tokenAccountsProjection, 5, (_name, fallback) => fallbacks.push(`${fallback.from}: ${fallback.error}`));
     runner.start();
     await waitUntil(() => runner.state === 'failed');
     const [recorded] = (await store.readAll({ maxCount: 10_000 })).filter((event) => event.id === poisonId);
     expect(runner.failure).toMatchObject({ eventType: 'TokensUsed', position: formatPosition((recorded as RecordedEvent).position) });
     expect(runner.batches.setBasedFailed).toBeGreaterThan(0);
+    expect(fallbacks[0]).toMatch(/^set-based: duplicate key/);
     await runner.stop();
   });
 });

@@ -3,7 +3,7 @@ import { formatPosition, PostgresEventStore, type RecordedEvent } from '@app/eve
 import { tokenAccountStreamId } from '@app/ledger';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/test-database.js';
 import { readCheckpoint } from './checkpoints.js';
-import { ProjectionRunner, type ProjectionRunnerOptions } from './projection-runner.js';
+import { ProjectionRunner, type BatchFallback, type ProjectionRunnerOptions } from './projection-runner.js';
 import type { Projection } from './projection.js';
 import { tokenAccountsProjection } from './read-models/token-accounts/token-accounts.projection.js';
 
@@ -178,12 +178,16 @@ describe('projection runner', () => {
     );
     await seed(2, 10);
     const poison = (await settledEvents(51)).find((event) => event.id === poisonId) as RecordedEvent;
-    const runner = newRunner(tokenAccountsProjection, { batchSizeMax: 100 });
+    const fallbacks: BatchFallback[] = [];
+    const runner = newRunner(tokenAccountsProjection, { batchSizeMax: 100, onFallback: (_name, fallback) => fallbacks.push(fallback) });
     runner.start();
     await waitUntil(() => runner.state === 'failed');
     await runner.stop();
     expect(runner.failure).toMatchObject({ eventType: 'TokensUsed', position: formatPosition(poison.position) });
     expect(runner.batches.oneAtATime).toBeGreaterThan(0);
+    // Each fallback is reported, with the round trip's error: the poison is in the first page of 50.
+    expect(fallbacks.length).toBe(runner.batches.oneAtATime);
+    expect(fallbacks[0]).toEqual({ from: 'event-by-event', events: 50, error: expect.stringContaining('duplicate key') });
     // The events before the poison, in its batch, were applied and rolled back with it.
     expect(await rowCount()).toBe(0);
     expect(await readCheckpoint(database.pool, tokenAccountsProjection.name)).toBeUndefined();
@@ -215,7 +219,8 @@ describe('projection runner', () => {
     };
     // Pages of 1,000, so the 500 events are one batch.
     const wide = new PostgresEventStore(database.pool, { connectionString: database.url, pollIntervalMs: 20, subscriptionBatchSize: 1_000 });
-    const runner = new ProjectionRunner(wide, database.pool, onceFailing, { ...options, batchSizeMax: 500 });
+    const fallbacks: (BatchFallback & { readonly name: string })[] = [];
+    const runner = new ProjectionRunner(wide, database.pool, onceFailing, { ...options, batchSizeMax: 500, onFallback: (name, fallback) => fallbacks.push({ name, ...fallback }) });
     runners.push(runner);
     try {
       runner.start();
@@ -225,6 +230,8 @@ describe('projection runner', () => {
       await wide.close();
     }
     expect([projections, runner.batches.eventByEvent, runner.batches.oneAtATime, runner.failure]).toEqual([2, 1, 1, undefined]);
+    // A failure that did not recur is reported all the same: the batched pass costs every try until it is found.
+    expect(fallbacks).toEqual([{ name: tokenAccountsProjection.name, from: 'event-by-event', events: 500, error: 'division by zero' }]);
     // Applied once: the round trips sent before the failure were rolled back to the batch's savepoint.
     await expectReadModelsToMatch(balances, 50);
   });

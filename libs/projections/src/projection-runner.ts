@@ -22,12 +22,24 @@ export type ProjectionRunnerOptions = {
   readonly setBasedBatchMin?: number;
   readonly onFailure?: (projection: string, failure: ProjectionFailure) => void;
   /**
+   * A batch's faster pass failed and the batch is applied again the slower way (`BatchFallback`):
+   * it then applies, or fails naming its event (`onFailure`). Each is worth a look: a pass that
+   * fails where the slower one does not is a defect of the projection, and costs every try.
+   */
+  readonly onFallback?: (projection: string, fallback: BatchFallback) => void;
+  /**
    * After a batch near the head whose events were all applied inline, wait this long before reading
    * on (0: not at all). The checkpoint then trails inline writes by up to this much, and an event
    * appended without the inline projection waits up to this much longer to be applied.
    */
   readonly inlineWalkPauseMs?: number;
 };
+
+/**
+ * A batch applied again the slower way: after the set-based delta failed on a data error (then event
+ * by event), or after a round trip of event-by-event statements failed (then one statement at a time).
+ */
+export type BatchFallback = { readonly from: 'set-based' | 'event-by-event'; readonly events: number; readonly error: string };
 
 export const DEFAULT_RUNNER_OPTIONS: ProjectionRunnerOptions = { batchSizeMax: 500, retryDelayMsMin: 100, retryDelayMsMax: 30_000, inlineWalkPauseMs: 100 };
 
@@ -207,7 +219,7 @@ export class ProjectionRunner {
       const pending = await this.notAppliedInline(client, batch);
       applied = pending.length;
       if (pending.length === 0) return;
-      if (this.setBasedFits(pending) && (await this.appliedSetBased(client, last.position))) return;
+      if (this.setBasedFits(pending) && (await this.appliedSetBased(client, last.position, pending.length))) return;
       await this.applyEventByEvent(client, pending);
       this.batches.eventByEvent += 1;
     });
@@ -221,7 +233,7 @@ export class ProjectionRunner {
    * and answers false: event by event then applies the same rows, or stops at the event that fails
    * and names it. Anything else (a lost connection) goes to the retry loop like any failed batch.
    */
-  private async appliedSetBased(client: PoolClient, upTo: Position): Promise<boolean> {
+  private async appliedSetBased(client: PoolClient, upTo: Position, events: number): Promise<boolean> {
     await client.query('SAVEPOINT set_based');
     try {
       await this.applySetBased(client, upTo);
@@ -229,6 +241,7 @@ export class ProjectionRunner {
       if (!isDataError(error)) throw error;
       await client.query('ROLLBACK TO SAVEPOINT set_based');
       this.batches.setBasedFailed += 1;
+      this.fellBack('set-based', events, error);
       return false;
     }
     await client.query('RELEASE SAVEPOINT set_based');
@@ -284,9 +297,14 @@ export class ProjectionRunner {
       );
       if (!rolledBack) throw error;
       this.batches.oneAtATime += 1;
+      this.fellBack('event-by-event', batch.length, error);
       await this.applyOneAtATime(client, batch);
     }
     await client.query('RELEASE SAVEPOINT event_by_event');
+  }
+
+  private fellBack(from: BatchFallback['from'], events: number, error: unknown): void {
+    this.options.onFallback?.(this.projection.name, { from, events, error: error instanceof Error ? error.message : String(error) });
   }
 
   private async applyOneAtATime(client: PoolClient, batch: readonly RecordedEvent[]): Promise<void> {
