@@ -118,9 +118,10 @@ describe('a projection that cannot apply an event', () => {
       },
     };
     const failing = runner(broken);
-    await waitUntil(() => (failing.failure?.attempts ?? 0) >= 3);
-    const standby = { state: 'standby' as const, failure: undefined };
     const seenWithoutRunner = async () => (await statuses([tokenAccountsProjection], [])).get('token_accounts');
+    // Wait on the stored count, not the runner's: the runner counts an attempt before it stores it.
+    await waitUntil(async () => ((await seenWithoutRunner())?.failure?.attempts ?? 0) >= 3);
+    const standby = { state: 'standby' as const, failure: undefined };
     const seenByStandby = (await projectionStatuses({
       store,
       pool: database.pool,
