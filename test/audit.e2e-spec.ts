@@ -594,7 +594,7 @@ describe('verification while the projection runner makes its first batch', () =>
 /** Until a session waits for an advisory lock (the verification, blocked on the stream's hold). */
 async function waitForAdvisoryLockWaiter(pool: Pool): Promise<void> {
   for (let attempt = 0; attempt < 200; attempt += 1) {
-    const waiting = await pool.query<{ count: number }>("SELECT count(*)::int AS count FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
+    const waiting = await pool.query<{ count: number }>("SELECT count(*)::int AS count FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())");
     if ((waiting.rows[0]?.count ?? 0) > 0) return;
     await new Promise((resolve) => setTimeout(resolve, 25));
   }

@@ -734,10 +734,16 @@ describe('an expired hold ends at its expiresAt', () => {
   });
 });
 
+/**
+ * A real-clock expiry soon enough to wait for, late enough that the requests before it (on a loaded
+ * machine, with other test files running) are decided while the lot is still live.
+ */
+const EXPIRES_SOON_MS = 5_000;
+
 describe('credit lots over HTTP', () => {
   it('spends a promotional grant before paid credit, records the draws, and expires its remainder', async () => {
     const userId = await fundedUser(100);
-    const expiresAt = new Date(Date.now() + 1500).toISOString();
+    const expiresAt = new Date(Date.now() + EXPIRES_SOON_MS).toISOString();
     const granted = await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 50, reason: 'Welcome bonus', expiresAt }).expect(201);
     const grantLot = granted.body.lotId as string;
     expect(granted.body).toMatchObject({ balance: 150, transaction: { amount: 50, transactionType: 'adjustment', description: 'Welcome bonus', lotId: grantLot } });
@@ -786,7 +792,7 @@ describe('credit lots over HTTP', () => {
     await use(userId, 5).expect(201);
     expect((await voidOf(spent).expect(409)).body).toMatchObject({ code: 'LOT_NOT_ACTIVE', lotId: spent, lotStatus: 'spent', detail: `lot ${spent} is spent` });
     // Expired: first before the expiry is recorded (the void's own decision sees it), then after.
-    const expiresAt = new Date(Date.now() + 1000).toISOString();
+    const expiresAt = new Date(Date.now() + EXPIRES_SOON_MS).toISOString();
     const expired = await grantOf(5, expiresAt);
     await sleep(Math.max(0, Date.parse(expiresAt) - Date.now() + 10));
     expect((await voidOf(expired).expect(409)).body).toMatchObject({ code: 'LOT_NOT_ACTIVE', lotId: expired, lotStatus: 'expired' });

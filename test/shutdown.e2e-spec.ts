@@ -32,6 +32,13 @@ afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
+// A session whose client died behind a frozen proxy stays open on the server (the network "hangs"),
+// and a transaction left open in it would hold back what other test files on this server read of
+// $all: each test's connections end with it.
+afterEach(() => {
+  for (const proxy of proxies) proxy.cut();
+});
+
 /** A service on the test database through a proxy, with a purchase made, then the proxy frozen and a read left waiting on it. */
 async function serviceOnHungDatabase(environment: Record<string, string>): Promise<ServiceProcess> {
   const proxy = await frozenableProxy(new URL(database.url));

@@ -169,8 +169,17 @@ async function caughtUp(runner: ProjectionRunner): Promise<void> {
   await waitUntil(async () => {
     const last = await lastWritten();
     const checkpoint = await readCheckpoint(database.pool, tokenAccountsProjection.name);
-    return last !== undefined && checkpoint !== undefined && comparePositions(last, checkpoint) === 0 && runner.state === 'running';
+    return last !== undefined && checkpoint !== undefined && comparePositions(last, checkpoint) === 0 && following(runner);
   });
+}
+
+/**
+ * Whether the runner follows the store: running, or back in `catching_up` after a swap moved its
+ * checkpoint to the head of a store that then got no event (it leaves that state with its next
+ * batch; the status route reports it running).
+ */
+function following(runner: ProjectionRunner): boolean {
+  return runner.state === 'running' || runner.state === 'catching_up';
 }
 
 type Dump = { users: unknown[]; transactions: unknown[]; payments: unknown[]; holds: unknown[]; lots: unknown[] };
@@ -229,7 +238,7 @@ async function rebuildWhileWriting(write: () => Promise<void>): Promise<Dump> {
   await writer;
   expect(finished.phase).toBe('completed');
   await caughtUp(runner);
-  expect(runner.state).toBe('running');
+  expect(following(runner)).toBe(true);
   const rebuilt = await dump(database.pool);
   await runner.stop();
   return rebuilt;
@@ -451,12 +460,12 @@ describe('projection rebuild', () => {
     const rebuilds = newRebuilds({ swapLockTimeoutMs: 60_000 });
     const started = await startHeldInItsSwap(rebuilds, async (held) => {
       await waitUntil(async () => {
-        const waiting = await database.pool.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'token-ledger rebuild token_accounts' AND wait_event_type = 'Lock'");
+        const waiting = await database.pool.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'token-ledger rebuild token_accounts' AND wait_event_type = 'Lock' AND datname = current_database()");
         return waiting.rowCount === 1;
       });
       expect(await rebuilds.running(tokenAccountsProjection.name)).toBe(true);
       expect(await rebuilds.get(held.id)).toMatchObject({ interrupted: false });
-      await database.pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'token-ledger rebuild token_accounts'");
+      await database.pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'token-ledger rebuild token_accounts' AND datname = current_database()");
       await rebuilds.settled(held.id);
       // The session died with its lock: the unfinished row is now known to be interrupted.
       await waitUntil(async () => !(await rebuilds.running(tokenAccountsProjection.name)));
@@ -1240,7 +1249,7 @@ describe('projection rebuild with payments', () => {
     await writer;
     expect(rebuilt.map((view) => view.phase)).toEqual(['completed', 'completed', 'completed']);
     await caughtUp(runner);
-    expect(runner.state).toBe('running');
+    expect(following(runner)).toBe(true);
     const rows = await dump(database.pool);
     await runner.stop();
     const tokenEvents = await database.pool.query<{ count: number }>("SELECT count(*)::int AS count FROM events WHERE event_type IN ('TokensPurchased', 'TokensUsed', 'TokensRefunded', 'TokensAdjusted')");

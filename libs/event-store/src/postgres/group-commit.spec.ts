@@ -608,7 +608,8 @@ describe('PostgreSQL event store: group commit', () => {
     });
 
     it('reports a held append whose first try may have committed (its connection lost) as unknown at the deadline, not as not applied', async () => {
-      const DEADLINE_MS = 300;
+      // Long enough for two busy answers on a loaded machine (each retry waits BUSY_RETRY_MS and a round trip).
+      const DEADLINE_MS = 1_000;
       const options: GroupCommitOptions = { ...DEFAULT_GROUP_COMMIT_OPTIONS, maxInFlight: 1, deadlineMs: DEADLINE_MS };
       const appends = appendPool(database.url, options, () => undefined);
       const held = `group-${randomUUID()}`;
