@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { loadAuthConfig, resolveAuthSettings } from '@app/auth';
+import { PostgresEventStore } from '@app/event-store';
+import { tokenAccountStreamId } from '@app/ledger';
 import { pino } from 'pino';
 import request from 'supertest';
 import { loadConfig } from '../apps/api/src/config/app.config.js';
@@ -15,6 +17,12 @@ import { createTestDatabase, type TestDatabase } from './support/test-database.j
 
 async function scrape(app: TestApp): Promise<string> {
   return (await app.app.get(ServiceMetrics).text()).body;
+}
+
+/** The value of one series of a scrape (0 when absent). */
+function counted(text: string, series: string): number {
+  const line = text.split('\n').find((each) => each.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
 }
 
 async function eventually(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
@@ -227,5 +235,36 @@ describe('request logs', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('metrics of a projection that cannot apply an event', () => {
+  let app: TestApp;
+  let foreign: PostgresEventStore;
+
+  beforeAll(async () => {
+    app = await startTestApp();
+    // A store without the inline projection, as a writer outside the service would append: the runner applies its events.
+    foreign = new PostgresEventStore(app.database.pool, { connectionString: app.database.url });
+  });
+
+  afterAll(async () => {
+    await foreign.close();
+    await app.close();
+  });
+
+  it('counts each failed try of an event and the slower pass the runner fell back to before it', async () => {
+    const userId = randomUUID();
+    // A purchase whose payment id is no UUID: its statements fail in PostgreSQL (a data error), not in the projection's code.
+    const data = { userId, transactionId: randomUUID(), paymentId: 'not-a-uuid', amount: 5, description: null, balanceAfter: 5, occurredAt: new Date().toISOString() };
+    await foreign.append(tokenAccountStreamId(userId), [{ id: randomUUID(), type: 'TokensPurchased', data }], { expectedRevision: 'no_stream' });
+    const failures = 'token_ledger_projection_failures_total{projection="token_accounts"}';
+    await eventually(async () => counted(await scrape(app), failures) >= 2, 30_000);
+    const text = await scrape(app);
+    // Each try: its round trip failed, so it went one statement at a time, and failed naming the event.
+    expect(counted(text, 'token_ledger_projection_fallbacks_total{projection="token_accounts",from="event-by-event"}')).toBeGreaterThanOrEqual(counted(text, failures));
+    expect(text).not.toContain('from="set-based"');
+    const status = (await app.http().get('/v1/admin/projections').expect(200)).body as { data: { name: string; state: string; failure: { eventType: string } | null }[] };
+    expect(status.data.find((projection) => projection.name === 'token_accounts')).toMatchObject({ state: 'failed', failure: { eventType: 'TokensPurchased' } });
   });
 });

@@ -44,6 +44,8 @@ export class AppModule {
           readYourWritesTimeoutMs: config.READ_YOUR_WRITES_TIMEOUT_MS,
           eventStore: eventStoreChoiceOf(config),
           onAppendBatch: (appends) => metrics.appendBatchSize.observe(appends),
+          onProjectionFailure: (projection) => metrics.projectionFailures.inc({ projection }),
+          onProjectionFallback: (projection, from) => metrics.projectionFallbacks.inc({ projection, from }),
         }),
         TokenAccountsModule.forRoot({
           holdTtlSecondsDefault: config.HOLD_TTL_DEFAULT / 1_000,

@@ -1,3 +1,5 @@
+import type { BatchFallback } from '@app/projections';
+
 /** Nest injection tokens of the event-sourcing module. */
 export const EVENT_SOURCING_OPTIONS = Symbol('EVENT_SOURCING_OPTIONS');
 
@@ -12,6 +14,10 @@ export type EventSourcingOptions = {
   readonly eventStore?: EventStoreChoice;
   /** Told the number of appends of every group-commit batch of the PostgreSQL store (metrics). */
   readonly onAppendBatch?: (appends: number) => void;
+  /** Told of every failed batch of a projection runner of this process, each retry included (metrics; it is logged too). */
+  readonly onProjectionFailure?: (projection: string) => void;
+  /** Told of every batch a projection runner of this process applied again the slower way (metrics; it is logged too). */
+  readonly onProjectionFallback?: (projection: string, from: BatchFallback['from']) => void;
 };
 
 /** The event store adapter: PostgreSQL, or an EventStoreDB / KurrentDB server or cluster at `url` (esdb://...). */

@@ -43,12 +43,16 @@ export class ProjectionsLifecycle implements OnApplicationBootstrap, BeforeAppli
           ...DEFAULT_RUNNER_OPTIONS,
           // Large batches (a runner catching up) in one set-based pass, when the events are in this database.
           ...(store.postgres === undefined ? {} : { setBasedBatchMin: SET_BASED_BATCH_MIN }),
-          onFailure: (name, failure) =>
-            this.logger.error(`projection ${name} failed at ${failure.position} (${failure.eventType}), attempt ${failure.attempts}: ${failure.error}`),
-          onFallback: (name, fallback) =>
+          onFailure: (name, failure) => {
+            this.logger.error(`projection ${name} failed at ${failure.position} (${failure.eventType}), attempt ${failure.attempts}: ${failure.error}`);
+            options.onProjectionFailure?.(name);
+          },
+          onFallback: (name, fallback) => {
             this.logger.warn(
               `projection ${name}: a batch of ${fallback.events} events failed ${fallback.from === 'set-based' ? 'its set-based pass' : 'a round trip'} (${fallback.error}); applying it ${fallback.from === 'set-based' ? 'event by event' : 'one statement at a time'}`,
-            ),
+            );
+            options.onProjectionFallback?.(name, fallback.from);
+          },
         }),
       ]),
     );

@@ -59,6 +59,20 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
 
+  readonly projectionFailures = new Counter({
+    name: 'token_ledger_projection_failures_total',
+    help: 'Batches a projection runner of this process failed to apply, each retry counted (the runner stops at the failing event and retries it; GET /v1/admin/projections names it)',
+    labelNames: ['projection'] as const,
+    registers: [this.registry],
+  });
+
+  readonly projectionFallbacks = new Counter({
+    name: 'token_ledger_projection_fallbacks_total',
+    help: 'Batches a projection runner of this process applied again the slower way, by the pass that failed: set-based (then event by event) or event-by-event (a round trip; then one statement at a time). Any is a defect worth a look',
+    labelNames: ['projection', 'from'] as const,
+    registers: [this.registry],
+  });
+
   readonly jobRuns = new Counter({
     name: 'token_ledger_job_runs_total',
     help: 'Runs of the interval jobs (payment expiry and reconciliation, credit expiry, idempotency purge) in this process, by outcome',
