@@ -44,7 +44,7 @@ export class AppModule {
           readYourWritesTimeoutMs: config.READ_YOUR_WRITES_TIMEOUT_MS,
           eventStore: eventStoreChoiceOf(config),
           onAppendBatch: (appends) => metrics.appendBatchSize.observe(appends),
-          onProjectionFailure: (projection) => metrics.projectionFailures.inc({ projection }),
+          onProjectionFailure: (projection, cause) => metrics.projectionFailures.inc({ projection, cause }),
           onProjectionFallback: (projection, from) => metrics.projectionFallbacks.inc({ projection, from }),
         }),
         TokenAccountsModule.forRoot({

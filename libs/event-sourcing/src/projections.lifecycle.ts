@@ -45,7 +45,8 @@ export class ProjectionsLifecycle implements OnApplicationBootstrap, BeforeAppli
           ...(store.postgres === undefined ? {} : { setBasedBatchMin: SET_BASED_BATCH_MIN }),
           onFailure: (name, failure) => {
             this.logger.error(`projection ${name} failed at ${failure.position} (${failure.eventType}), attempt ${failure.attempts}: ${failure.error}`);
-            options.onProjectionFailure?.(name);
+            // A failure names its event when an event failed (EventFailed), and reads 'unknown' otherwise.
+            options.onProjectionFailure?.(name, failure.position === 'unknown' ? 'other' : 'event');
           },
           onFallback: (name, fallback) => {
             this.logger.warn(

@@ -39,7 +39,10 @@ export type ProjectionRunnerOptions = {
  * A batch applied again the slower way: after the set-based delta failed on a data error (then event
  * by event), or after a round trip of event-by-event statements failed (then one statement at a time).
  */
-export type BatchFallback = { readonly from: 'set-based' | 'event-by-event'; readonly events: number; readonly error: string };
+export type BatchFallback = { readonly from: (typeof BATCH_FALLBACK_PASSES)[number]; readonly events: number; readonly error: string };
+
+/** The faster passes a batch falls back from. */
+export const BATCH_FALLBACK_PASSES = ['set-based', 'event-by-event'] as const;
 
 export const DEFAULT_RUNNER_OPTIONS: ProjectionRunnerOptions = { batchSizeMax: 500, retryDelayMsMin: 100, retryDelayMsMax: 30_000, inlineWalkPauseMs: 100 };
 

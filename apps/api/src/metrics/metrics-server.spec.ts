@@ -6,7 +6,7 @@ describe('metrics server', () => {
     const metrics = new ServiceMetrics();
     metrics.appendBatchSize.observe(3);
     metrics.observeJobRun('credit-expiry', 'failed', 250);
-    metrics.projectionFailures.inc({ projection: 'token_accounts' });
+    metrics.projectionFailures.inc({ projection: 'token_accounts', cause: 'event' });
     metrics.projectionFallbacks.inc({ projection: 'token_accounts', from: 'set-based' });
     const server = await startMetricsServer(metrics, { host: '127.0.0.1', port: 0 });
     try {
@@ -19,8 +19,11 @@ describe('metrics server', () => {
       expect(text).toContain('token_ledger_group_commit_batch_appends_bucket{le="4"} 1');
       expect(text).toContain('token_ledger_job_runs_total{job="credit-expiry",outcome="failed"} 1');
       expect(text).toContain('token_ledger_job_run_duration_seconds_sum{job="credit-expiry"} 0.25');
-      expect(text).toContain('token_ledger_projection_failures_total{projection="token_accounts"} 1');
+      expect(text).toContain('token_ledger_projection_failures_total{projection="token_accounts",cause="event"} 1');
       expect(text).toContain('token_ledger_projection_fallbacks_total{projection="token_accounts",from="set-based"} 1');
+      // The projection counters' other series are there at 0 from the start (rate() misses a series' first value).
+      expect(text).toContain('token_ledger_projection_failures_total{projection="token_accounts",cause="other"} 0');
+      expect(text).toContain('token_ledger_projection_fallbacks_total{projection="token_accounts",from="event-by-event"} 0');
       // Before the app connects the gauges read at scrape, they are empty rather than failing the scrape.
       expect(text).toContain('# TYPE token_ledger_payments_open gauge');
       expect((await fetch(server.url.replace('/metrics', '/'))).status).toBe(404);

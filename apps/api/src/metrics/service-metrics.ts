@@ -1,5 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { JobRunOutcome } from '@app/database';
+import { PROJECTION_FAILURE_CAUSES } from '@app/event-sourcing';
+import { BATCH_FALLBACK_PASSES, PROJECTIONS } from '@app/projections';
 
 /** What the gauges read on each scrape: cheap queries, so a scrape every few seconds costs the database little. */
 export type ReadModelProbes = {
@@ -61,14 +63,14 @@ export class ServiceMetrics {
 
   readonly projectionFailures = new Counter({
     name: 'token_ledger_projection_failures_total',
-    help: 'Batches a projection runner of this process failed to apply, each retry counted (the runner stops at the failing event and retries it; GET /v1/admin/projections names it)',
-    labelNames: ['projection'] as const,
+    help: 'Failed tries of a projection runner of this process, each retry counted, by cause: event (it cannot apply an event: it stops there and retries, never skips it; GET /v1/admin/projections names it) or other (a lost connection, a failed read or commit)',
+    labelNames: ['projection', 'cause'] as const,
     registers: [this.registry],
   });
 
   readonly projectionFallbacks = new Counter({
     name: 'token_ledger_projection_fallbacks_total',
-    help: 'Batches a projection runner of this process applied again the slower way, by the pass that failed: set-based (then event by event) or event-by-event (a round trip; then one statement at a time). Any is a defect worth a look',
+    help: 'Batches a projection runner of this process applied again the slower way after its faster pass failed, by that pass: set-based (then event by event) or event-by-event (a round trip; then one statement at a time). A try that then fails counts in token_ledger_projection_failures_total too; a rise beyond it is a pass that failed where the slower one did not',
     labelNames: ['projection', 'from'] as const,
     registers: [this.registry],
   });
@@ -92,6 +94,12 @@ export class ServiceMetrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+    // Every series of the projection counters from the start: a series that first appears at 1 is
+    // missed by rate() and increase(), so a single failure would trip no alert.
+    for (const { name: projection } of PROJECTIONS) {
+      for (const cause of PROJECTION_FAILURE_CAUSES) this.projectionFailures.inc({ projection, cause }, 0);
+      for (const from of BATCH_FALLBACK_PASSES) this.projectionFallbacks.inc({ projection, from }, 0);
+    }
     // The gauges' collect() runs with `this` bound to the gauge: the probes are reached through this arrow.
     const probes = () => this.probes;
     new Gauge({

@@ -89,7 +89,7 @@ describe('PostgreSQL event store: $all under interleaved transactions', () => {
 
     await first.query('COMMIT');
     await eventuallyTypesAfter(start, streams, ['EarlierStartedLaterCommitted', 'LaterStartedFirstCommitted']);
-  });
+  }, 60_000);
 
   it('orders by transaction when a later sequence value belongs to the older transaction', async () => {
     const start = (await store.headPosition()) ?? START;
@@ -103,7 +103,7 @@ describe('PostgreSQL event store: $all under interleaved transactions', () => {
     expect(await typesAfter(start, streams)).toEqual([]);
     await first.query('COMMIT');
     await eventuallyTypesAfter(start, streams, ['OlderTransaction', 'YoungerTransaction']);
-  });
+  }, 60_000);
 
   it('orders $all by transaction id as a number, not as its text (9 before 10 before 100)', async () => {
     const streamId = `g-${randomUUID()}`;
