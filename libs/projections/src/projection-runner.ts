@@ -23,8 +23,9 @@ export type ProjectionRunnerOptions = {
   readonly onFailure?: (projection: string, failure: ProjectionFailure) => void;
   /**
    * A batch's faster pass failed and the batch is applied again the slower way (`BatchFallback`):
-   * it then applies, or fails naming its event (`onFailure`). Each is worth a look: a pass that
-   * fails where the slower one does not is a defect of the projection, and costs every try.
+   * it then applies, or fails naming its event (`onFailure`, at every try). One that then applies is
+   * worth a look: a pass that fails where the slower one does not is a defect of the projection (or
+   * a passing error, a lock timeout), and costs every try.
    */
   readonly onFallback?: (projection: string, fallback: BatchFallback) => void;
   /**
