@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { crashingWorkflow, SimulatedCrash } from './support/crashing-payments.js';
 import type { CommandContext } from '@app/event-sourcing';
-import { stripeClient, type PaymentFaultPoint } from '@app/payments';
+import { PaymentReconciliationJob, PaymentWorkflow, stripeClient, StripeDisputeList, type PaymentFaultPoint, type PaymentWorkflow as Workflow, type ReconciliationProblem } from '@app/payments';
 import { FakeStripeServer, type FakeStripeEvent } from './support/fake-stripe/fake-stripe-server.js';
 import { startTestApp, startTestAppOn, TEST_ACTOR, type TestApp } from './support/test-app.js';
 import { verifyAccount } from '@app/operations';
@@ -555,5 +555,161 @@ describe('Stripe disputes', () => {
       payments: [{ id: paymentId, status: 'COMPLETED', dispute_id: dispute.id, dispute_status: 'lost' }],
     });
     await expectAudited(userId, 0);
+  });
+
+  describe("the reconciliation job's sweep of Stripe's disputes (a dispute whose webhooks never arrived)", () => {
+    const client = () => stripeClient({ secretKey: fake.secretKey, webhookSecret: fake.webhookSecret, autoCapture: false, apiUrl: fake.url, maxNetworkRetries: 0, timeoutMs: 1_000, webhookToleranceSeconds: 300 });
+
+    /**
+     * A reconciliation job as the module wires it (the Stripe dispute list, the look-back), over `workflow`,
+     * sweeping only the disputes of these payments (the fake holds every other test's too), its problems kept.
+     */
+    function sweeper(paymentIds: readonly string[], workflow: Workflow = testApp.app.get(PaymentWorkflow, { strict: false })) {
+      const problems: [string, ReconciliationProblem][] = [];
+      const list = new StripeDisputeList(client());
+      const disputes = { disputesSince: async (since: Date) => (await list.disputesSince(since)).filter((reported) => paymentIds.includes(reported.paymentId)) };
+      // Its payments' part reports other tests' payments too: only these payments' problems are kept.
+      const job = new PaymentReconciliationJob(testApp.database.pool, workflow, { lookbackMs: 3_600_000, disputes }, (paymentId, problem) => {
+        if (paymentIds.includes(paymentId)) problems.push([paymentId, problem]);
+      });
+      return { job, problems };
+    }
+
+    it('records a dispute opened, then lost, with none of its webhooks delivered: the tokens taken back once, and the next runs record nothing', async () => {
+      const userId = randomUUID();
+      const { paymentId, orderId } = await purchased(userId);
+      const { job, problems } = sweeper([paymentId]);
+      const dispute = fake.openDispute(orderId);
+      expect(await job.runOnce(new Date())).toMatchObject({ disputes: 1, disputesRecorded: 1 });
+      expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentDisputeOpened']);
+      expect((await readModels(userId)).payments).toEqual([{ id: paymentId, status: 'COMPLETED', dispute_id: dispute.id, dispute_status: 'open' }]);
+
+      fake.closeDispute(dispute.id, 'lost');
+      expect(await job.runOnce(new Date())).toMatchObject({ disputes: 1, disputesRecorded: 1 });
+      expect(await job.runOnce(new Date())).toMatchObject({ disputes: 1, disputesRecorded: 0 });
+      expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack']);
+      expect(await readModels(userId)).toEqual({
+        totals: { balance: '0', shortfall: '0', history: '0' },
+        chargebacks: [[-100, paymentId]],
+        payments: [{ id: paymentId, status: 'COMPLETED', dispute_id: dispute.id, dispute_status: 'lost' }],
+      });
+      // Its webhooks, delivered at last, decide nothing more.
+      await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200);
+      await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
+      expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack']);
+      expect(problems).toEqual([]);
+      await expectAudited(userId, 0);
+    });
+
+    it('records a dispute won, and one lost after the tokens were spent (a shortfall), each from its state at Stripe alone', async () => {
+      const [won, lost] = [randomUUID(), randomUUID()];
+      const wonPayment = await purchased(won);
+      const lostPayment = await purchased(lost);
+      fake.closeDispute(fake.openDispute(wonPayment.orderId).id, 'won');
+      await use(lost, 60).expect(201);
+      fake.closeDispute(fake.openDispute(lostPayment.orderId).id, 'lost');
+      const { job, problems } = sweeper([wonPayment.paymentId, lostPayment.paymentId]);
+      expect(await job.runOnce(new Date())).toMatchObject({ disputes: 2, disputesRecorded: 2 });
+      expect(await eventTypes(won)).toEqual([...PURCHASED, 'PaymentDisputeOpened', 'PaymentDisputeClosed']);
+      expect(await balanceOf(won)).toMatchObject({ balance: 100 });
+      expect(await balanceOf(lost)).toMatchObject({ balance: 0, shortfall: 60 });
+      expect(problems).toEqual([]);
+      await expectAudited(won, 0);
+      await expectAudited(lost, 60);
+    });
+
+    it('reports, and records nothing of, a dispute of a PaymentIntent that is not the payment it names (its metadata copied)', async () => {
+      const userId = randomUUID();
+      const { paymentId } = await purchased(userId);
+      const copy = await client().paymentIntents.create({ amount: 500, currency: 'usd', capture_method: 'manual', metadata: { paymentId, userId } });
+      fake.confirmAsCustomer(copy.id);
+      await client().paymentIntents.capture(copy.id);
+      const dispute = fake.openDispute(copy.id);
+      fake.closeDispute(dispute.id, 'lost');
+      const { job, problems } = sweeper([paymentId]);
+      expect(await job.runOnce(new Date())).toMatchObject({ disputes: 1, disputesRecorded: 0 });
+      expect(problems).toEqual([[paymentId, { kind: 'unresolved', why: expect.stringContaining(`dispute ${dispute.id} (lost) is of order ${copy.id}`) }]]);
+      expect(await eventTypes(userId)).toEqual(PURCHASED);
+      expect(await balanceOf(userId)).toMatchObject({ balance: 100 });
+    });
+
+    it('takes the tokens once when the sweeps of two processes race the webhooks on both and 20 spends of 1', async () => {
+      const userId = randomUUID();
+      const { paymentId, orderId } = await purchased(userId);
+      const dispute = fake.openDispute(orderId);
+      fake.closeDispute(dispute.id, 'lost');
+      const closed = disputeEvent('charge.dispute.closed', dispute.id);
+      const first = sweeper([paymentId]);
+      const second = sweeper([paymentId], crashingWorkflow(secondApp));
+      const onEither = (index: number) => (index % 2 === 0 ? testApp : secondApp);
+      const [runs, webhooks, spends] = await Promise.all([
+        Promise.all([first.job.runOnce(new Date()), second.job.runOnce(new Date())]),
+        Promise.all(Array.from({ length: 4 }, (_, index) => deliver(closed, onEither(index)))),
+        Promise.all(Array.from({ length: 20 }, (_, index) => use(userId, 1, onEither(index)))),
+      ]);
+      expect(webhooks.map((response) => response.status)).toEqual([200, 200, 200, 200]);
+      expect(runs.map((run) => run.disputes)).toEqual([1, 1]);
+      const spent = spends.filter((response) => response.status === 201).length;
+      const refusals = new Set(spends.filter((response) => response.status !== 201).map((response) => `${response.status} ${(response.body as { code: string }).code}`));
+      expect([...refusals].every((refusal) => refusal === '409 ACCOUNT_IN_SHORTFALL' || refusal === '409 INSUFFICIENT_BALANCE')).toBe(true);
+      const types = await eventTypes(userId);
+      expect(types.filter((type) => type === 'PaymentDisputeOpened' || type === 'PaymentDisputeClosed')).toEqual(['PaymentDisputeOpened', 'PaymentDisputeClosed']);
+      expect(types.filter((type) => type === 'TokensUsed')).toHaveLength(spent);
+      const models = await readModels(userId);
+      expect(models.totals).toEqual({ balance: '0', shortfall: String(spent), history: '0' });
+      expect(models.chargebacks.reduce((sum, [amount]) => sum + Number(amount), 0)).toBe(spent - 100);
+      expect([...first.problems, ...second.problems]).toEqual([]);
+      await expectAudited(userId, spent);
+    });
+
+    it('dispute:after-append: a sweep whose process dies after recording the lost dispute leaves it recorded once; the next run records nothing', async () => {
+      const userId = randomUUID();
+      const { paymentId, orderId } = await purchased(userId);
+      fake.closeDispute(fake.openDispute(orderId).id, 'lost');
+      const dying = sweeper([paymentId], crashingWorkflow(testApp, 'dispute:after-append'));
+      expect(await dying.job.runOnce(new Date())).toMatchObject({ disputes: 1, disputesRecorded: 0 });
+      expect(dying.problems).toEqual([[paymentId, { kind: 'failed', error: expect.any(SimulatedCrash) }]]);
+      const taken = [...PURCHASED, 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack'];
+      expect(await eventTypes(userId)).toEqual(taken);
+      const next = sweeper([paymentId]);
+      expect(await next.job.runOnce(new Date())).toMatchObject({ disputes: 1, disputesRecorded: 0 });
+      expect(next.problems).toEqual([]);
+      expect(await eventTypes(userId)).toEqual(taken);
+      expect(await readModels(userId)).toMatchObject({ totals: { balance: '0', shortfall: '0', history: '0' }, chargebacks: [[-100, paymentId]] });
+      await expectAudited(userId, 0);
+    });
+
+    it('is wired with the Stripe dispute list in the service: a run of its own job records a dispute no webhook reported', async () => {
+      const userId = randomUUID();
+      const { paymentId, orderId } = await purchased(userId);
+      fake.closeDispute(fake.openDispute(orderId).id, 'lost');
+      const run = await testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date());
+      expect(run.disputes).toBeGreaterThanOrEqual(1);
+      expect(run.disputesRecorded).toBeGreaterThanOrEqual(1);
+      expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack']);
+      expect((await readModels(userId)).payments).toEqual([expect.objectContaining({ id: paymentId, dispute_status: 'lost' })]);
+    });
+
+    it('reads every page of the list (101 disputes, 100 a page), and leaves out open inquiries and PaymentIntents not ours', async () => {
+      // From the next second on: Stripe's `created` counts seconds, and this test's disputes alone are listed.
+      await new Promise((resolve) => setTimeout(resolve, 1_005 - (Date.now() % 1_000)));
+      const since = new Date();
+      const userId = randomUUID();
+      const bought: { paymentId: string; orderId: string }[] = [];
+      for (let index = 0; index < 101; index += 1) bought.push(await purchased(userId));
+      for (const { orderId } of bought) fake.openDispute(orderId);
+      const inquiry = await purchased(userId);
+      fake.openDispute(inquiry.orderId, 'fraudulent', true);
+      const foreign = await client().paymentIntents.create({ amount: 999, currency: 'usd', capture_method: 'manual', metadata: { order: 'from another app' } });
+      fake.confirmAsCustomer(foreign.id);
+      await client().paymentIntents.capture(foreign.id);
+      fake.openDispute(foreign.id);
+      const requestsBefore = fake.requests.length;
+      const listed = await new StripeDisputeList(client()).disputesSince(since);
+      expect(listed.map((reported) => reported.paymentId).sort()).toEqual(bought.map((payment) => payment.paymentId).sort());
+      expect(listed.every((reported) => reported.dispute.status === 'open' && bought.some((payment) => payment.orderId === reported.orderId && payment.paymentId === reported.paymentId))).toBe(true);
+      // Two pages, and no PaymentIntent read one by one (expanded in the list).
+      expect(fake.requests.slice(requestsBefore).map((request) => `${request.method} ${request.path}`)).toEqual(['GET /v1/disputes', 'GET /v1/disputes']);
+    });
   });
 });

@@ -1,4 +1,4 @@
-import type { Payment, TokenAccountState } from '@app/ledger';
+import type { DisputeStatus, Payment, TokenAccountState } from '@app/ledger';
 import { type CommandContext, CommandHandling, PaymentStreams, ReadModelConsistency } from '@app/event-sourcing';
 import { CapturePaymentFlow } from './capture-payment/capture-payment.flow.js';
 import { InitiatePaymentFlow, type InitiatedPayment } from './initiate-payment/initiate-payment.flow.js';
@@ -96,6 +96,20 @@ export class PaymentWorkflow {
   async findPayment(paymentId: string): Promise<Payment | undefined> {
     const userId = await this.streams.userOf(paymentId);
     return userId === undefined ? undefined : (await this.ledger.load(userId)).payments.get(paymentId);
+  }
+
+  /**
+   * The order of the payment with this id and the status the account records for this dispute (null
+   * when it records none), as its stream says now; undefined when there is no such payment.
+   */
+  async disputeRecordOf(paymentId: string, disputeId: string): Promise<{ readonly orderId: string; readonly recorded: DisputeStatus | null } | undefined> {
+    const userId = await this.streams.userOf(paymentId);
+    if (userId === undefined) return undefined;
+    const state = await this.ledger.load(userId);
+    const payment = state.payments.get(paymentId);
+    if (payment === undefined) return undefined;
+    const dispute = state.disputes.get(disputeId);
+    return { orderId: payment.orderId, recorded: dispute?.paymentId === paymentId ? dispute.status : null };
   }
 
   /** Reconciles the payment with this id, whatever its status (a provider notification). */

@@ -18,6 +18,7 @@ import { MockPaymentProvider } from './provider/mock-payment-provider.js';
 import { NoPaymentProvider } from './provider/no-payment-provider.js';
 import { PAYMENT_PROVIDER, type PaymentProvider } from './provider/payment-provider.port.js';
 import { stripeCallDeadlineMs, stripeClient, StripePaymentProvider, type StripeSettings } from './provider/stripe/stripe-payment-provider.js';
+import { StripeDisputeList } from './provider/stripe/stripe-dispute-list.js';
 import { StripeWebhooks } from './provider/stripe/stripe-webhooks.js';
 import { HandleStripeEventHandler } from './settle-payment/stripe-event.command.js';
 import { ListPackagesHandler } from './queries/package.queries.js';
@@ -73,7 +74,8 @@ export class PaymentsModule {
           inject: [PG_POOL, PaymentWorkflow],
           useFactory: (pool: Pool, workflow: PaymentWorkflow) => {
             const logger = new Logger('PaymentReconciliation');
-            return new PaymentReconciliationJob(pool, workflow, { lookbackMs: options.reconciliationLookbackMs }, (paymentId, problem) => {
+            const disputes = stripe === undefined ? undefined : new StripeDisputeList(stripe.client);
+            return new PaymentReconciliationJob(pool, workflow, { lookbackMs: options.reconciliationLookbackMs, disputes }, (paymentId, problem) => {
               if (problem.kind === 'failed') {
                 logger.warn(`payment ${paymentId} not reconciled, retried next run: ${describe(problem.error)}`);
                 return;

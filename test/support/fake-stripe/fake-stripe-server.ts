@@ -22,7 +22,8 @@ import Stripe from 'stripe';
  *   `last_payment_error`; capture or cancel in a state that does not allow it is 400
  *   `invalid_request_error` / `payment_intent_unexpected_state` (a `processing` one cannot be canceled);
  * - disputes of a captured charge (`dp_…`, `needs_response`, closed as `won` or `lost`), with the
- *   `charge.dispute.created` and `charge.dispute.closed` events and `GET /v1/disputes/{id}`; the charge
+ *   `charge.dispute.created` and `charge.dispute.closed` events, `GET /v1/disputes/{id}` and the list
+ *   `GET /v1/disputes` (newest first, `created[gte]`, paged, PaymentIntents expandable); the charge
  *   is marked `disputed`, and a disputed charge cannot be refunded (400 `charge_disputed`);
  * - refunds of a succeeded PaymentIntent (whole or partial), `charge_already_refunded` once nothing is
  *   left, the charge's `amount_refunded` and `refunded`; a refund `succeeded`, or `pending` until the
@@ -163,6 +164,7 @@ export class FakeStripeServer {
       { method: 'GET', path: /^\/v1\/refunds$/, handler: (params) => this.listRefunds(params) },
       { method: 'GET', path: /^\/v1\/refunds\/([^/]+)$/, handler: (_, match) => ({ status: 200, body: this.refundById(match[1] ?? '') }) },
       { method: 'GET', path: /^\/v1\/charges\/([^/]+)$/, handler: (_, match) => ({ status: 200, body: this.charge(match[1] ?? '') }) },
+      { method: 'GET', path: /^\/v1\/disputes$/, handler: (params) => this.listDisputes(params) },
       { method: 'GET', path: /^\/v1\/disputes\/([^/]+)$/, handler: (_, match) => ({ status: 200, body: this.disputeById(match[1] ?? '') }) },
     ];
   }
@@ -579,6 +581,21 @@ export class FakeStripeServer {
     const data = [...this.refunds.values()].filter((refund) => intentId === undefined || refund.payment_intent === intentId).reverse();
     const limit = integerParam(params, 'limit') ?? 10;
     return { status: 200, body: { object: 'list', data: data.slice(0, limit), has_more: data.length > limit, url: '/v1/refunds' } };
+  }
+
+  /**
+   * `GET /v1/disputes` (API reference: List all disputes): newest first, `created[gte]`, `limit` (at
+   * most 100), `starting_after` (the last id of the page before), and `expand[]=data.payment_intent`.
+   */
+  private listDisputes(params: Params): Answer {
+    const gte = mapParam(params, 'created')['gte'];
+    let data = [...this.disputes.values()].filter((dispute) => gte === undefined || dispute.created >= Number(gte)).reverse();
+    const after = stringParam(params, 'starting_after');
+    if (after !== undefined) data = data.slice(data.findIndex((dispute) => dispute.id === after) + 1);
+    const limit = Math.min(integerParam(params, 'limit') ?? 10, 100);
+    const expandIntent = Object.values(mapParam(params, 'expand')).includes('data.payment_intent');
+    const page = data.slice(0, limit).map((dispute) => (expandIntent && dispute.payment_intent !== null ? { ...dispute, payment_intent: this.intent(dispute.payment_intent) } : dispute));
+    return { status: 200, body: { object: 'list', data: page, has_more: data.length > limit, url: '/v1/disputes' } };
   }
 
   private intent(id: string): FakePaymentIntent {

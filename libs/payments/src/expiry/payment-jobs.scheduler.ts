@@ -52,8 +52,10 @@ export class PaymentJobsScheduler implements OnApplicationBootstrap, BeforeAppli
 
   private async reconcile(): Promise<void> {
     const run = await this.reconciliation.runOnce(this.now());
-    if (run.settled + run.unresolved + run.failed > 0) {
-      this.logger.log(`reconciliation run: ${run.examined} payments examined, ${run.settled} settled, ${run.unresolved} unresolved, ${run.failed} failed`);
+    if (run.settled + run.unresolved + run.failed + run.disputesRecorded > 0) {
+      this.logger.log(
+        `reconciliation run: ${run.examined} payments examined, ${run.settled} settled, ${run.unresolved} unresolved, ${run.failed} failed; ${run.disputes} disputes listed, ${run.disputesRecorded} recorded`,
+      );
     }
   }
 }

@@ -1,5 +1,6 @@
 import { CodedError, type CaptureOutcome } from '@app/ledger';
 import type { PaymentsErrorCode } from '../payments.errors.js';
+import type { ProviderDispute } from '../record-dispute/record-dispute.flow.js';
 
 /**
  * What the provider knows of an order; 'unknown' when it has no such order. 'created' covers every
@@ -71,6 +72,19 @@ export interface PaymentProvider {
    * credited, not expired.
    */
   cancel(orderId: string, idempotencyKey: string): Promise<ProviderOrder>;
+}
+
+/** A dispute the provider holds of one of our payments: the payment its order's metadata names, that order, and the dispute as the ledger records one. */
+export type ReportedDispute = { readonly paymentId: string; readonly orderId: string; readonly dispute: ProviderDispute };
+
+/**
+ * The provider's disputes read in bulk, for the reconciliation job's sweep (ADR 0024): a dispute
+ * otherwise reaches the ledger only by the provider's notification, which it stops sending after its
+ * retries. Stripe lists them by creation time.
+ */
+export interface ProviderDisputes {
+  /** Every dispute created at or after `since` that concerns a payment of ours, open inquiries left out (the ledger records none). */
+  disputesSince(since: Date): Promise<readonly ReportedDispute[]>;
 }
 
 /** A refund the provider made (`succeeded`: the money is on its way back), or has not finished (`pending`). */

@@ -1,15 +1,28 @@
-import { systemActor } from '@app/event-sourcing';
+import { systemActor, type CommandContext } from '@app/event-sourcing';
 import type { Pool } from 'pg';
 import type { PaymentWorkflow } from '../payment-workflow.js';
 import { keysetPages } from '@app/database';
+import { PaymentsError } from '../payments.errors.js';
+import type { ProviderDisputes, ReportedDispute } from '../provider/payment-provider.port.js';
 
 /** Payments read per query; a run reads as many pages as there are candidates. */
 export const RECONCILIATION_PAGE_SIZE = 100;
+
+/**
+ * How far back the disputes are read, by their creation: a dispute is decided weeks after it is opened
+ * (Stripe: the evidence is due within about 3 weeks, the bank decides within about 75 days), so
+ * 120 days covers a dispute's whole life.
+ */
+export const DISPUTE_LOOKBACK_MS = 120 * 86_400_000;
 
 export type ReconciliationJobOptions = {
   /** How far back COMPLETED and FAILED payments are compared with the provider (by their last change). */
   readonly lookbackMs: number;
   readonly pageSize?: number;
+  /** The provider's disputes, when it lists them (Stripe): each run records those the ledger has not recorded as they stand. */
+  readonly disputes?: ProviderDisputes;
+  /** Default DISPUTE_LOOKBACK_MS. */
+  readonly disputeLookbackMs?: number;
 };
 
 export type ReconciliationRun = {
@@ -21,6 +34,10 @@ export type ReconciliationRun = {
   readonly unresolved: number;
   /** Payments whose provider call or append failed; retried next run. */
   readonly failed: number;
+  /** Disputes of our payments the provider listed (0 without `disputes`). */
+  readonly disputes: number;
+  /** Of those, the ones this run recorded (opened or closed), which the provider's notifications had not. */
+  readonly disputesRecorded: number;
 };
 
 /** What the job reports about one payment: a disagreement no rule settles (an operator decides; reported each run), or a run that failed for it (retried next run). */
@@ -44,7 +61,10 @@ const CANDIDATE_PAGE_SQL = `
  * refunded but not debited, a refund asked for whose provider call never happened, a refund the
  * provider reversed after it succeeded (reported, not undone), a payment expired
  * in the ledger but captured at the provider. A PENDING payment is expired only once due, as the
- * expiry job would (the two may overlap; each decision is idempotent). Runs in one
+ * expiry job would (the two may overlap; each decision is idempotent). Then, with `disputes`, it
+ * reads the provider's disputes of the look-back and records each one the ledger has not recorded
+ * as it stands: a dispute otherwise arrives only by webhook, and one whose webhooks all failed (a
+ * rolled webhook secret, a long outage) would leave a lost chargeback's tokens with the buyer. Runs in one
  * process at a time (the `payment-reconciliation` leadership); overlapping runs are safe for the
  * same reasons as the expiry job's.
  */
@@ -64,7 +84,7 @@ export class PaymentReconciliationJob {
     const context = { requestId: `payment-reconciliation-${now.toISOString()}`, actor: systemActor('payment-reconciliation', 'job') };
     const since = new Date(now.getTime() - this.options.lookbackMs).toISOString();
     const pages = keysetPages<CandidateRow>(async (after, limit) => (await this.pool.query<CandidateRow>(CANDIDATE_PAGE_SQL, [after?.id ?? null, since, limit])).rows, this.pageSize);
-    const run = { examined: 0, settled: 0, unresolved: 0, failed: 0 };
+    const run = { examined: 0, settled: 0, unresolved: 0, failed: 0, disputes: 0, disputesRecorded: 0 };
     for await (const page of pages) {
       for (const { id, user_id: userId } of page) {
         run.examined += 1;
@@ -84,6 +104,43 @@ export class PaymentReconciliationJob {
         }
       }
     }
+    if (this.options.disputes !== undefined) {
+      const since = new Date(now.getTime() - (this.options.disputeLookbackMs ?? DISPUTE_LOOKBACK_MS));
+      // A failed list fails the run (the scheduler logs it): the payments above are done, and the next run reads again.
+      for (const reported of await this.options.disputes.disputesSince(since)) {
+        run.disputes += 1;
+        await this.recordDispute(reported, context, run);
+      }
+    }
     return run;
+  }
+
+  /**
+   * Records a dispute as the provider has it now, unless the account records it so already (its
+   * notifications arrived): RecordDispute is idempotent by the dispute id and status, so this only
+   * spares the account's load and, for a lost one, the provider's read of a pending refund. A dispute
+   * whose PaymentIntent is not the payment's order (its metadata copied onto another) is reported and
+   * not recorded; one of a payment this ledger does not have is not ours (another deployment on the
+   * same provider account), as the webhooks take it.
+   */
+  private async recordDispute({ paymentId, orderId, dispute }: ReportedDispute, context: CommandContext, run: { disputesRecorded: number; unresolved: number; failed: number }): Promise<void> {
+    try {
+      const known = await this.workflow.disputeRecordOf(paymentId, dispute.disputeId);
+      if (known === undefined || known.recorded === dispute.status) return;
+      if (known.orderId !== orderId) {
+        run.unresolved += 1;
+        this.onProblem(paymentId, { kind: 'unresolved', why: `dispute ${dispute.disputeId} (${dispute.status}) is of order ${orderId}, whose metadata names this payment, but the payment's order is ${known.orderId}: not recorded` });
+        return;
+      }
+      if ((await this.workflow.recordDispute(paymentId, dispute, context)).appended > 0) run.disputesRecorded += 1;
+    } catch (error) {
+      if (error instanceof PaymentsError && error.code === 'PAYMENT_CAPTURED_IN_PART') {
+        run.unresolved += 1;
+        this.onProblem(paymentId, { kind: 'unresolved', why: error.message });
+        return;
+      }
+      run.failed += 1;
+      this.onProblem(paymentId, { kind: 'failed', error });
+    }
   }
 }

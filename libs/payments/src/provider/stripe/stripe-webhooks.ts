@@ -43,6 +43,11 @@ const DISPUTE_OUTCOMES: Readonly<Record<string, 'won' | 'lost'>> = { won: 'won',
  */
 const OPEN_INQUIRY_STATUSES: ReadonlySet<string> = new Set(['warning_needs_response', 'warning_under_review']);
 
+/** Whether Stripe's dispute status is an open inquiry, for which the ledger records nothing. */
+export function isOpenInquiry(status: string): boolean {
+  return OPEN_INQUIRY_STATUSES.has(status);
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** A verified event that concerns a payment of ours; a dispute event carries the dispute as Stripe reported it. */
@@ -94,7 +99,7 @@ export class StripeWebhooks {
     const disputeId = (object as { id?: unknown }).id;
     if (typeof disputeId !== 'string') throw new Error(`the Stripe dispute event ${event.id} names no dispute`);
     const dispute = await this.stripe.disputes.retrieve(disputeId);
-    return OPEN_INQUIRY_STATUSES.has(dispute.status) ? undefined : { ...notification, dispute: disputeOf(dispute) };
+    return isOpenInquiry(dispute.status) ? undefined : { ...notification, dispute: disputeOf(dispute) };
   }
 
   private async paymentIdOf(object: EventObject): Promise<string | undefined> {
@@ -108,16 +113,21 @@ export class StripeWebhooks {
       if (intentId === undefined) return undefined;
       metadata = (await this.stripe.paymentIntents.retrieve(intentId)).metadata;
     }
-    const paymentId = metadata['paymentId']?.toLowerCase();
-    return paymentId !== undefined && UUID.test(paymentId) ? paymentId : undefined;
+    return paymentIdIn(metadata);
   }
 }
 
+/** Our payment id in a PaymentIntent's metadata (`paymentId`, set when we created it), or undefined when it is not ours. */
+export function paymentIdIn(metadata: Readonly<Record<string, string>>): string | undefined {
+  const paymentId = metadata['paymentId']?.toLowerCase();
+  return paymentId !== undefined && UUID.test(paymentId) ? paymentId : undefined;
+}
+
 /** The ledger's view of a Stripe `Dispute` as Stripe has it now (API reference: Disputes): its id, where it stands, the money disputed and why. */
-function disputeOf(dispute: Stripe.Dispute): ProviderDispute {
+export function disputeOf(dispute: Stripe.Dispute): ProviderDispute {
   if (typeof dispute.id !== 'string' || !Number.isSafeInteger(dispute.amount) || dispute.amount < 1 || typeof dispute.currency !== 'string') {
     // Signed by Stripe, so not the sender's mistake to answer with a 4xx: a 500, which Stripe retries, and a log line.
-    throw new Error(`the Stripe dispute event carries no valid dispute: ${JSON.stringify({ id: dispute.id, amount: dispute.amount, currency: dispute.currency })}`);
+    throw new Error(`Stripe reports a dispute that is not valid: ${JSON.stringify({ id: dispute.id, amount: dispute.amount, currency: dispute.currency })}`);
   }
   return { disputeId: dispute.id, status: DISPUTE_OUTCOMES[dispute.status] ?? 'open', amount: dispute.amount, currency: dispute.currency.toUpperCase(), reason: String(dispute.reason) };
 }
