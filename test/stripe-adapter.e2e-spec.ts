@@ -201,6 +201,11 @@ describe('Stripe adapter against the fake Stripe API', () => {
     expect(() => webhooks.verify(Buffer.from(body.replace('"livemode":false', '"livemode":true')), signature)).toThrow(expect.objectContaining({ code: 'WEBHOOK_SIGNATURE_INVALID' }));
     const old = fake.signed(charge, { timestamp: Math.floor(Date.now() / 1000) - 301 });
     expect(() => webhooks.verify(Buffer.from(old.body), old.signature)).toThrow(/timestamp outside the tolerance zone/i);
+    // The SDK checks only the age: a timestamp from the future is refused here, past the tolerance and not within it.
+    const early = fake.signed(charge, { timestamp: Math.floor(Date.now() / 1000) + 310 });
+    expect(() => webhooks.verify(Buffer.from(early.body), early.signature)).toThrow(expect.objectContaining({ code: 'WEBHOOK_SIGNATURE_INVALID', message: expect.stringMatching(/timestamp is 3\d\d s ahead of this server's clock, past the tolerance of 300 s/) }));
+    const soon = fake.signed(charge, { timestamp: Math.floor(Date.now() / 1000) + 250 });
+    expect(webhooks.verify(Buffer.from(soon.body), soon.signature).id).toBe(charge.id);
     const otherSecret = fake.signed(charge, { secret: 'whsec_another_secret_123' });
     expect(() => webhooks.verify(Buffer.from(otherSecret.body), otherSecret.signature)).toThrow(expect.objectContaining({ code: 'WEBHOOK_SIGNATURE_INVALID' }));
   });

@@ -618,9 +618,9 @@ describe('Stripe disputes', () => {
       await expectAudited(lost, 60);
     });
 
-    it('reports, and records nothing of, a dispute of a PaymentIntent that is not the payment it names (its metadata copied)', async () => {
+    it('reports, and records nothing of, a dispute of a PaymentIntent that is not the payment it names (its metadata copied), from the sweep or its webhooks', async () => {
       const userId = randomUUID();
-      const { paymentId } = await purchased(userId);
+      const { paymentId, orderId } = await purchased(userId);
       const copy = await client().paymentIntents.create({ amount: 500, currency: 'usd', capture_method: 'manual', metadata: { paymentId, userId } });
       fake.confirmAsCustomer(copy.id);
       await client().paymentIntents.capture(copy.id);
@@ -629,6 +629,15 @@ describe('Stripe disputes', () => {
       const { job, problems } = sweeper([paymentId]);
       expect(await job.runOnce(new Date())).toMatchObject({ disputes: 1, disputesRecorded: 0 });
       expect(problems).toEqual([[paymentId, { kind: 'unresolved', why: expect.stringContaining(`dispute ${dispute.id} (lost) is of order ${copy.id}`) }]]);
+      // Its webhooks are answered 2xx, reported (unresolved), and record nothing either.
+      for (const type of ['charge.dispute.created', 'charge.dispute.closed'] as const) {
+        expect((await deliver(disputeEvent(type, dispute.id)).expect(200)).body).toEqual({
+          received: true,
+          duplicate: false,
+          ignored: false,
+          unresolved: `dispute ${dispute.id} (lost) is of order ${copy.id}, whose metadata names this payment, but the payment's order is ${orderId}: not recorded`,
+        });
+      }
       expect(await eventTypes(userId)).toEqual(PURCHASED);
       expect(await balanceOf(userId)).toMatchObject({ balance: 100 });
     });

@@ -3,6 +3,7 @@ import type { Pool } from 'pg';
 import type { PaymentWorkflow } from '../payment-workflow.js';
 import { keysetPages } from '@app/database';
 import { PaymentsError } from '../payments.errors.js';
+import { foreignDispute } from '../record-dispute/record-dispute.flow.js';
 import type { ProviderDisputes, ReportedDispute } from '../provider/payment-provider.port.js';
 
 /** Payments read per query; a run reads as many pages as there are candidates. */
@@ -129,7 +130,7 @@ export class PaymentReconciliationJob {
       if (known === undefined || known.recorded === dispute.status) return;
       if (known.orderId !== orderId) {
         run.unresolved += 1;
-        this.onProblem(paymentId, { kind: 'unresolved', why: `dispute ${dispute.disputeId} (${dispute.status}) is of order ${orderId}, whose metadata names this payment, but the payment's order is ${known.orderId}: not recorded` });
+        this.onProblem(paymentId, { kind: 'unresolved', why: foreignDispute(dispute, orderId, known.orderId) });
         return;
       }
       if ((await this.workflow.recordDispute(paymentId, dispute, context)).appended > 0) run.disputesRecorded += 1;

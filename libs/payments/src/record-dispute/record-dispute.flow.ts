@@ -10,6 +10,11 @@ import type { PaymentReconciler } from '../settle-payment/payment-reconciler.js'
 /** A provider dispute as the provider reports it now (Stripe's `Dispute` object, mapped by the adapter). */
 export type ProviderDispute = Pick<RecordDispute['data'], 'disputeId' | 'status' | 'amount' | 'currency' | 'reason'>;
 
+/** Why a dispute of a PaymentIntent that is not the payment's order, though its metadata names the payment, is not recorded (for the operator). */
+export function foreignDispute(dispute: ProviderDispute, disputedOrderId: string | undefined, orderId: string): string {
+  return `dispute ${dispute.disputeId} (${dispute.status}) is of order ${disputedOrderId ?? 'unknown'}, whose metadata names this payment, but the payment's order is ${orderId}: not recorded`;
+}
+
 /** What recording a dispute appended. */
 export type RecordedDispute = { readonly appended: number; readonly shortfall: number; readonly balance: number };
 

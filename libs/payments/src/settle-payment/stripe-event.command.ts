@@ -3,7 +3,7 @@ import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import type { CommandContext } from '@app/event-sourcing';
 import { LedgerError } from '@app/ledger';
 import { PaymentWorkflow } from '../payment-workflow.js';
-import type { ProviderDispute } from '../record-dispute/record-dispute.flow.js';
+import { foreignDispute, type ProviderDispute } from '../record-dispute/record-dispute.flow.js';
 import { PaymentsError } from '../payments.errors.js';
 import { PAYMENTS_OPTIONS, STRIPE_WEBHOOKS, type PaymentsOptions } from '../payments.tokens.js';
 import type { StripeWebhooks } from '../provider/stripe/stripe-webhooks.js';
@@ -68,10 +68,14 @@ export class HandleStripeEventHandler implements ICommandHandler<HandleStripeEve
     const delivery = { provider: 'stripe', eventId: event.id };
     if (await this.deliveries.processed(delivery)) return { received: true, duplicate: true, ignored: false };
     const notification = await this.webhooks.notificationOf(event);
-    if (notification === undefined || !(await this.isOurs(notification.paymentId))) return { received: true, duplicate: false, ignored: true };
+    const payment = notification === undefined ? undefined : await this.workflow.findPayment(notification.paymentId);
+    if (notification === undefined || payment === undefined) return { received: true, duplicate: false, ignored: true };
     let refused: EventRefusal | undefined;
     let unresolved: string | undefined;
-    if (notification.dispute !== undefined) refused = await this.recordDispute(notification.paymentId, notification.dispute, context);
+    // A dispute is taken from the event's PaymentIntent (not asked of the payment's order, as the rest
+    // is): one whose PaymentIntent is not the payment's order (its metadata copied) is not recorded.
+    if (notification.dispute !== undefined && notification.orderId !== payment.orderId) unresolved = foreignDispute(notification.dispute, notification.orderId, payment.orderId);
+    else if (notification.dispute !== undefined) refused = await this.recordDispute(notification.paymentId, notification.dispute, context);
     else if (notification.action === 'capture' && this.options.stripe?.autoCapture === true) refused = await this.capture(notification.paymentId, context);
     else ({ unresolved } = await this.workflow.reconcileById(notification.paymentId, context));
     // Redelivering would not settle it (Stripe already says what it will say): logged for the operator, and answered.
@@ -130,9 +134,6 @@ export class HandleStripeEventHandler implements ICommandHandler<HandleStripeEve
     }
   }
 
-  private async isOurs(paymentId: string): Promise<boolean> {
-    return (await this.workflow.findPayment(paymentId)) !== undefined;
-  }
 }
 
 /** Captured in part at Stripe: an operator's case, reported by the reconciliation job; redelivering would not change it. */
@@ -145,3 +146,4 @@ function refusalBeforeMoneyMoves(error: unknown): EventRefusal | undefined {
   const code = REFUSALS_BEFORE_MONEY_MOVES.find((refusal) => refusal === error.code);
   return code === undefined ? undefined : { code, message: error.message };
 }
+

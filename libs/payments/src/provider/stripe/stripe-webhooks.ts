@@ -56,10 +56,12 @@ export type StripeNotification = {
   readonly type: string;
   readonly action: StripeEventAction;
   readonly paymentId: string;
+  /** A dispute event's: the dispute as Stripe has it now, and its PaymentIntent (the payment's order, unless the metadata was copied onto another). */
   readonly dispute?: ProviderDispute;
+  readonly orderId?: string;
 };
 
-type EventObject = { object?: string; metadata?: Record<string, string>; payment_intent?: string | { id: string } | null; charge?: string | { id: string } | null };
+type EventObject = { id?: string; object?: string; metadata?: Record<string, string>; payment_intent?: string | { id: string } | null; charge?: string | { id: string } | null };
 
 /**
  * Stripe's webhook deliveries: the signature checked by the SDK over the raw body (Stripe's scheme,
@@ -78,12 +80,18 @@ export class StripeWebhooks {
   /** The event, if its signature verifies; WEBHOOK_SIGNATURE_INVALID (401) otherwise, and nothing else happens. */
   verify(rawBody: Buffer | string | undefined, signature: string | readonly string[] | undefined): Stripe.Event {
     if (rawBody === undefined || typeof signature !== 'string') throw new PaymentsError('WEBHOOK_SIGNATURE_INVALID', 'a Stripe webhook needs its raw JSON body and one Stripe-Signature header');
+    let event: Stripe.Event;
     try {
-      return this.stripe.webhooks.constructEvent(rawBody, signature, this.secret, this.toleranceSeconds);
+      event = this.stripe.webhooks.constructEvent(rawBody, signature, this.secret, this.toleranceSeconds);
     } catch (error) {
       if (error instanceof Stripe.errors.StripeSignatureVerificationError) throw new PaymentsError('WEBHOOK_SIGNATURE_INVALID', `Stripe-Signature does not verify: ${error.message}`);
       throw new PaymentsError('WEBHOOK_SIGNATURE_INVALID', `the Stripe webhook could not be read: ${error instanceof Error ? error.message : String(error)}`);
     }
+    // The SDK checks only how old the signed timestamp is; one from the future is refused here as the
+    // mock's route refuses it, so a signature is good for the tolerance around its time, not longer.
+    const ahead = signedAt(signature) - Math.floor(Date.now() / 1000);
+    if (ahead > this.toleranceSeconds) throw new PaymentsError('WEBHOOK_SIGNATURE_INVALID', `Stripe-Signature's timestamp is ${ahead} s ahead of this server's clock, past the tolerance of ${this.toleranceSeconds} s`);
+    return event;
   }
 
   /** The notification for a payment of ours, or undefined when the event is not about one. */
@@ -91,30 +99,36 @@ export class StripeWebhooks {
     const action = ACTIONS[event.type];
     if (action === undefined) return undefined;
     const object = event.data.object as EventObject;
-    const paymentId = await this.paymentIdOf(object);
-    if (paymentId === undefined) return undefined;
+    const intent = await this.intentOf(object);
+    const paymentId = intent === undefined ? undefined : paymentIdIn(intent.metadata);
+    if (intent === undefined || paymentId === undefined) return undefined;
     const notification = { eventId: event.id, type: event.type, action, paymentId };
     if (action !== 'dispute') return notification;
     // As for every event that moves money, the dispute is read from Stripe, not taken from the event.
     const disputeId = (object as { id?: unknown }).id;
     if (typeof disputeId !== 'string') throw new Error(`the Stripe dispute event ${event.id} names no dispute`);
     const dispute = await this.stripe.disputes.retrieve(disputeId);
-    return isOpenInquiry(dispute.status) ? undefined : { ...notification, dispute: disputeOf(dispute) };
+    return isOpenInquiry(dispute.status) ? undefined : { ...notification, dispute: disputeOf(dispute), orderId: intent.id };
   }
 
-  private async paymentIdOf(object: EventObject): Promise<string | undefined> {
-    let metadata = object.object === 'payment_intent' ? object.metadata : undefined;
-    if (metadata === undefined) {
-      let intent = object.payment_intent;
-      // A dispute of an older API version names only its charge, whose PaymentIntent is read.
-      const charge = typeof object.charge === 'string' ? object.charge : object.charge?.id;
-      if ((intent === undefined || intent === null) && object.object === 'dispute' && charge !== undefined) intent = (await this.stripe.charges.retrieve(charge)).payment_intent;
-      const intentId = typeof intent === 'string' ? intent : intent?.id;
-      if (intentId === undefined) return undefined;
-      metadata = (await this.stripe.paymentIntents.retrieve(intentId)).metadata;
-    }
-    return paymentIdIn(metadata);
+  /** The PaymentIntent the event's object is or names (its id and metadata), read from Stripe unless the event carries it. */
+  private async intentOf(object: EventObject): Promise<{ readonly id: string; readonly metadata: Record<string, string> } | undefined> {
+    if (object.object === 'payment_intent') return object.id === undefined || object.metadata === undefined ? undefined : { id: object.id, metadata: object.metadata };
+    let intent = object.payment_intent;
+    // A dispute of an older API version names only its charge, whose PaymentIntent is read.
+    const charge = typeof object.charge === 'string' ? object.charge : object.charge?.id;
+    if ((intent === undefined || intent === null) && object.object === 'dispute' && charge !== undefined) intent = (await this.stripe.charges.retrieve(charge)).payment_intent;
+    const intentId = typeof intent === 'string' ? intent : intent?.id;
+    if (intentId === undefined) return undefined;
+    const read = await this.stripe.paymentIntents.retrieve(intentId);
+    return { id: read.id, metadata: read.metadata };
   }
+}
+
+/** The signed timestamp (`t=`) of a Stripe-Signature the SDK verified, in seconds, as the SDK reads it. */
+function signedAt(signature: string): number {
+  const timestamp = signature.split(',').find((item) => item.split('=')[0] === 't')?.split('=')[1];
+  return timestamp === undefined ? Number.NaN : Number.parseInt(timestamp, 10);
 }
 
 /** Our payment id in a PaymentIntent's metadata (`paymentId`, set when we created it), or undefined when it is not ours. */
