@@ -1,5 +1,6 @@
-import { generateKeyPairSync } from 'node:crypto';
-import { createAuditBundle } from './audit-bundle.js';
+import { generateKeyPairSync, sign } from 'node:crypto';
+import { createAuditBundle, keyId } from './audit-bundle.js';
+import { canonicalJson } from './canonical-json.js';
 import { verifyAuditBundle, verifyBundleContinues } from './bundle-check.js';
 import { HASH_METADATA_KEY, sealEvents } from './hash-chain.js';
 import { sealedStream, STEPS, streamId, withData } from './testing/sealed-stream.fixtures.js';
@@ -112,6 +113,18 @@ describe('audit bundles', () => {
     expect(verifyAuditBundle(forged, signer.publicKey)).toEqual({ ok: false, reason: 'the head signature is not valid for this public key' });
     const edited = editLine(bundle(), 5, (head) => ({ ...head, eventCount: 4 }));
     expect(verifyAuditBundle(edited, signer.publicKey)).toEqual({ ok: false, reason: 'the head signature is not valid for this public key' });
+  });
+
+  it('refuses a head signed with an event count or a key id that the bundle and the key do not bear out', () => {
+    // Signed with the right key, but written as no signer of this ledger writes it.
+    const resigned = (edit: (head: Record<string, unknown>) => Record<string, unknown>) =>
+      editLine(bundle(), 5, (head) => {
+        const { signature: _signature, ...unsigned } = edit(head);
+        return { ...unsigned, signature: sign(null, Buffer.from(canonicalJson(unsigned), 'utf8'), signer.privateKey).toString('base64') };
+      });
+    expect(verifyAuditBundle(resigned((head) => head), signer.publicKey)).toMatchObject({ ok: true, eventCount: 5 });
+    expect(verifyAuditBundle(resigned((head) => ({ ...head, eventCount: 4 })), signer.publicKey)).toEqual({ ok: false, reason: 'the head says 4 events, the bundle holds 5' });
+    expect(verifyAuditBundle(resigned((head) => ({ ...head, keyId: keyId(stranger.publicKey) })), signer.publicKey)).toEqual({ ok: false, reason: "the head's keyId is not the SHA-256 of this public key" });
   });
 
   it('finds an edit to a field the chain does not cover through the signed line digest', () => {

@@ -2,7 +2,7 @@ import { createPublicKey, createHash, verify, type KeyObject } from 'node:crypto
 import { canonicalJson } from './canonical-json.js';
 import { ChainCheck, HASH_CHAIN_VERSION, HASH_METADATA_KEY, type ChainEvent } from './hash-chain.js';
 import { compareDisputes, compareHolds, tokenAccountReplay, tokenAccountSummaryOf, type TokenAccountSummary } from './as-of.js';
-import { BUNDLE_FORMAT, type BundleHead, type EventLine } from './audit-bundle.js';
+import { BUNDLE_FORMAT, keyId, type BundleHead, type EventLine } from './audit-bundle.js';
 
 /*
  * The offline check of a bundle (`audit-bundle.ts` writes them): a whole text, or a file a line at
@@ -22,7 +22,8 @@ export type BundleVerification =
   | { readonly ok: false; readonly reason: string; readonly firstBadRevision?: bigint; readonly line?: number };
 
 /** A line of a bundle as read: its text without the newline, and whether a newline ended it (the last line of a bundle cut short has none). */
-export type BundleLine = { readonly text: string; readonly newline: boolean };
+/** One line of a bundle, without its newline; `notUtf8` when its bytes are not UTF-8 (a file read strictly, `bundleFileLines`). */
+export type BundleLine = { readonly text: string; readonly newline: boolean; readonly notUtf8?: boolean };
 
 /** The lines of a bundle held as text. */
 export function* bundleTextLines(text: string): Generator<BundleLine, void, undefined> {
@@ -56,9 +57,9 @@ export async function verifyAuditBundleLines(lines: AsyncIterable<BundleLine>, p
 /**
  * `verifyAuditBundle` a line at a time, holding no more than one line and the replay's state: every
  * line but the last is an event line (checked, hashed and replayed as it comes), the last the head.
- * The verdict is the same as for the whole text, and so is its order: what is wrong with the head
- * first, then the first bad event line, then the chain, the line hashes, the lines' digest and the
- * signed summary.
+ * The verdict is the same as for the whole text, and so is its order: a line that is not UTF-8 (read
+ * from a file, strictly) first, then what is wrong with the head, the first bad event line, the
+ * chain, the line hashes, the lines' digest and the signed summary.
  */
 export class AuditBundleCheck {
   private readonly key: KeyObject;
@@ -73,6 +74,8 @@ export class AuditBundleCheck {
   private readonly digest = createHash('sha256');
   private readonly replay = tokenAccountReplay({ revision: REPLAY_TO_THE_END });
   private replayFailed = false;
+  /** The first line whose bytes are not UTF-8: not the bytes signed, whatever a lenient reading makes of them. */
+  private firstNotUtf8: number | undefined;
 
   constructor(publicKey: KeyObject | string) {
     const key = typeof publicKey === 'string' ? createPublicKey(publicKey) : publicKey;
@@ -83,6 +86,7 @@ export class AuditBundleCheck {
 
   /** The next line; the one before it was an event line. */
   add(line: BundleLine): void {
+    if (line.notUtf8 === true) this.firstNotUtf8 ??= this.eventLines + (this.last === undefined ? 1 : 2);
     if (this.last !== undefined) this.eventLine(this.last.text);
     this.last = line;
   }
@@ -142,6 +146,7 @@ export class AuditBundleCheck {
   }
 
   private verdict(): BundleVerification {
+    if (this.firstNotUtf8 !== undefined) return { ok: false, reason: 'a line is not UTF-8: its bytes are not the ones signed', line: this.firstNotUtf8 };
     const headLine = this.last;
     if (headLine === undefined || !headLine.newline) return { ok: false, reason: 'the bundle does not end with a newline: it was cut short' };
     const headText = headLine.text;
@@ -168,6 +173,9 @@ export class AuditBundleCheck {
     if (head.unsealedPrefix !== undefined && head.unsealedPrefix !== chain.unsealedPrefix) {
       return { ok: false, reason: `the head says ${String(head.unsealedPrefix)} leading events were unsealed, the chain has ${chain.unsealedPrefix}` };
     }
+    // Signed, and written consistently by every signer since the first: a head that says otherwise was not written by this ledger.
+    if (head.eventCount !== this.eventLines) return { ok: false, reason: `the head says ${head.eventCount} events, the bundle holds ${this.eventLines}` };
+    if (head.keyId !== keyId(this.key)) return { ok: false, reason: "the head's keyId is not the SHA-256 of this public key" };
     if (this.lineHashFailure !== undefined) return this.lineHashFailure;
     if (this.digest.copy().digest('hex') !== head.eventLinesSha256) return { ok: false, reason: 'the event lines differ from the signed ones (a field outside the hash chain was changed)' };
     if (head.ledger !== undefined && !this.sameSummary(head.ledger)) return { ok: false, reason: 'the signed balance, holds or lots differ from the replay of the events' };

@@ -46,8 +46,6 @@ describe('a bundle read from its file a line at a time', () => {
 
   it.each([
     ['intact', text, true],
-    // Cut inside a character: the whole text decodes its last bytes to U+FFFD, and so does the line read.
-    ['cut short inside a character', Buffer.from(text, 'utf8').subarray(0, Buffer.from(text, 'utf8').indexOf('€') + 1), false],
     ['without its last newline', text.slice(0, -1), false],
     ['with CRLF line ends', text.replaceAll('\n', '\r\n'), false],
     ['with a line edited', lines.map((line, index) => (index === 3 ? line.replace('"amount":1', '"amount":2') : line)).join('\n'), false],
@@ -59,6 +57,13 @@ describe('a bundle read from its file a line at a time', () => {
     const verdict = await verifyAuditBundleLines(bundleFileLines(name), signer.publicKey);
     expect(verdict).toEqual(verifyAuditBundle(await readFile(name, 'utf8'), signer.publicKey));
     expect(verdict.ok).toBe(ok);
+  });
+
+  it('refuses a file cut inside a character, at its last line, as not UTF-8 (the whole text, read leniently, is refused as cut short)', async () => {
+    const bytes = Buffer.from(text, 'utf8');
+    const name = await file(bytes.subarray(0, bytes.indexOf('€') + 1));
+    expect(verifyAuditBundle(await readFile(name, 'utf8'), signer.publicKey)).toMatchObject({ ok: false, reason: 'the bundle does not end with a newline: it was cut short' });
+    expect(await verifyAuditBundleLines(bundleFileLines(name), signer.publicKey)).toEqual({ ok: false, reason: 'a line is not UTF-8: its bytes are not the ones signed', line: 2 });
   });
 
   it('is intact as a whole, and its lines are the text split at each newline', async () => {
@@ -118,5 +123,37 @@ describe('a bundle read from its file a line at a time', () => {
   it('reads the bundle of the fixtures as the text gives it', async () => {
     const small = createAuditBundle(sealedStream(STEPS), { privateKey: signer.privateKey, streamId, createdAt });
     expect(await verifyAuditBundleLines(bundleFileLines(await file(small)), signer.publicKey)).toEqual(verifyAuditBundle(small, signer.publicKey));
+  });
+});
+
+describe('a bundle file whose bytes are not UTF-8', () => {
+  /** A signed bundle of two events, the second's description holding U+FFFD as the signer wrote it (EF BF BD). */
+  function withReplacementCharacter(): string {
+    const steps = [
+      { kind: 'purchase' as const, amount: 100, at: '2026-01-01T10:00:00.000Z' },
+      { kind: 'usage' as const, amount: 1, at: '2026-01-02T10:00:00.000Z' },
+    ];
+    const described = sealedStream(steps).map((event, index) => (index === 1 ? withData(event, { description: 'odd \uFFFD byte' }) : event));
+    return sign(sealEvents(streamId, 0n, null, described).map((event, index) => ({ ...described[index]!, metadata: event.metadata })));
+  }
+
+  it('refuses the line where one byte that is not UTF-8 stands for the three of U+FFFD, which a lenient reading takes for the signed text', async () => {
+    const text = withReplacementCharacter();
+    const bytes = Buffer.from(text, 'utf8');
+    const at = bytes.indexOf(Buffer.from('\uFFFD', 'utf8'));
+    expect(at).toBeGreaterThan(0);
+    const name = await file(Buffer.concat([bytes.subarray(0, at), Buffer.from([0xff]), bytes.subarray(at + 3)]));
+    // Read leniently (as the check read files until 7 December 2026), the file is the signed text.
+    expect(verifyAuditBundle(await readFile(name, 'utf8'), signer.publicKey)).toMatchObject({ ok: true, eventCount: 2 });
+    expect(await verifyAuditBundleLines(bundleFileLines(name), signer.publicKey)).toEqual({ ok: false, reason: 'a line is not UTF-8: its bytes are not the ones signed', line: 2 });
+    // As the signer wrote it, the file is intact.
+    expect(await verifyAuditBundleLines(bundleFileLines(await file(text)), signer.publicKey)).toMatchObject({ ok: true, eventCount: 2 });
+  });
+
+  it('keeps a byte order mark, as a lenient reading does, and so refuses it as the head or an event would be', async () => {
+    const name = await file(`\uFEFF${sign(longStream())}`);
+    const verdict = await verifyAuditBundleLines(bundleFileLines(name), signer.publicKey);
+    expect(verdict).toEqual(verifyAuditBundle(await readFile(name, 'utf8'), signer.publicKey));
+    expect(verdict.ok).toBe(false);
   });
 });

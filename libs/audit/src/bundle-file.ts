@@ -2,6 +2,8 @@ import { createReadStream } from 'node:fs';
 import type { BundleLine } from './bundle-check.js';
 
 const NEWLINE = 0x0a;
+/** Strict: bytes that are not UTF-8 throw rather than read as U+FFFD (a byte order mark is kept, as `toString('utf8')` keeps it). */
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** A bundle file that could not be read (missing, a directory, an I/O error): nothing is known of the bundle. */
 export class BundleReadError extends Error {
@@ -27,7 +29,9 @@ export const BUNDLE_LINE_BYTES_MAX = 64 * 1024 * 1024;
  * A bundle file's lines, read a chunk at a time: a bundle of millions of events is checked without
  * being one string (V8 refuses strings past about 512 MiB). Split at "\n" bytes, which UTF-8 never
  * uses inside a character, and each line decoded as the whole file would be (`bundleTextLines` of
- * `readFile(file, 'utf8')` gives the same lines, up to BUNDLE_LINE_BYTES_MAX bytes a line). A read
+ * `readFile(file, 'utf8')` gives the same lines, up to BUNDLE_LINE_BYTES_MAX bytes a line), but
+ * strictly: a line that is not UTF-8 is marked `notUtf8`, and the check refuses it, since a lenient
+ * decoding reads other bytes (a lone 0xFF for the three of U+FFFD) as the text that was signed. A read
  * that fails throws BundleReadError.
  */
 export async function* bundleFileLines(file: string, lineBytesMax = BUNDLE_LINE_BYTES_MAX): AsyncGenerator<BundleLine> {
@@ -41,9 +45,15 @@ export async function* bundleFileLines(file: string, lineBytesMax = BUNDLE_LINE_
     else if (!oversized) pending.push(piece);
   };
   const line = (newline: boolean): BundleLine => {
-    const text = oversized ? '' : Buffer.concat(pending).toString('utf8');
+    let text = '';
+    let notUtf8 = false;
+    try {
+      if (!oversized) text = UTF8.decode(Buffer.concat(pending));
+    } catch {
+      notUtf8 = true;
+    }
     [pending, pendingBytes, oversized] = [[], 0, false];
-    return { text, newline };
+    return notUtf8 ? { text, newline, notUtf8 } : { text, newline };
   };
   try {
     for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) {
