@@ -13,7 +13,8 @@ export type Written = { readonly position: Position | undefined; readonly readMo
  * PostgreSQL store) answers at once. Otherwise (EventStoreDB, an idempotent replay): with the
  * projection running in this process it waits on the runner; otherwise (another process leads the
  * projection) it polls the checkpoint that process writes. Bounded by `timeoutMs`: the write is
- * committed either way, and a timeout is reported, not turned into a failure.
+ * committed either way, and a timeout, or a checkpoint that cannot be read, is reported (`false`:
+ * `readModelUpToDate: false`), not turned into a failure.
  */
 export class ReadModelConsistency {
   constructor(
@@ -36,7 +37,10 @@ export class ReadModelConsistency {
       // process that leads it now may still reach it in time.
     }
     for (;;) {
-      const checkpoint = await readCheckpoint(this.pool, this.projectionName);
+      // A checkpoint that cannot be read (PostgreSQL unreachable) is not the write's failure: it has
+      // committed, and is answered as not known to be in the read models, like a timeout. Thrown, it
+      // was answered 503 DATABASE_UNAVAILABLE, which says nothing was written, and an unkeyed retry wrote twice.
+      const checkpoint = await readCheckpoint(this.pool, this.projectionName).catch(() => undefined);
       if (checkpoint !== undefined && comparePositions(checkpoint, position) >= 0) return true;
       if (Date.now() >= deadline) return false;
       await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
