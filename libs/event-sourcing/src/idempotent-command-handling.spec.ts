@@ -299,6 +299,31 @@ describe('command handling of an idempotent request', () => {
     expect(retry.state.balance).toBe(15);
   });
 
+  it('answers with the attempt alongside, appending nothing more, when its append at the expected revision is refused after that attempt and another command moved the stream (EventStoreDB writes ids again elsewhere)', async () => {
+    const userId = await funded(100);
+    const idempotent = request();
+    // EventStoreDB as the port offers it: no lookup by event id, and events whose ids are already in
+    // the stream, appended at the right revision, are written again (it checks ids only at the
+    // expected revision); simulated here with fresh ids, which PostgreSQL then accepts.
+    const base = portOnly(store);
+    const esdbLike = Object.create(base) as EventStore;
+    let interleaved = false;
+    esdbLike.append = async (streamId, events, options) => {
+      if (!interleaved) {
+        interleaved = true;
+        // Between this attempt's decision and its append: another request's spend, then the attempt alongside.
+        await use(processOn(), userId, 1, request());
+        await use(processOn(), userId, 20, idempotent);
+      }
+      const present = new Set((await base.readStream(streamId)).map((event) => event.id));
+      return base.append(streamId, events.map((event) => (present.has(event.id) ? { ...event, id: randomUUID() } : event)), options);
+    };
+    const retry = await use(processOn(esdbLike), userId, 20, idempotent);
+    expect(interleaved).toBe(true);
+    expect(retry).toMatchObject({ replayed: true, events: [{ type: 'TokensUsed', data: { amount: 20, balanceAfter: 79 } }] });
+    expect((await usages(userId)).map((event) => event.data)).toMatchObject([{ amount: 1 }, { amount: 20 }]);
+  });
+
   it('still refuses a request that was never applied', async () => {
     const userId = await funded(10);
     await expect(use(processOn(), userId, 11, request())).rejects.toBeInstanceOf(LedgerError);

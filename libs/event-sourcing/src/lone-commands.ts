@@ -47,6 +47,11 @@ export class LoneCommands {
       } catch (error) {
         if (!(error instanceof WrongExpectedRevisionError)) throw error;
         if (attempt >= CONFLICT_RETRIES_MAX) throw conflictAfterRetries(streamId);
+        // What moved the stream may hold an attempt of this very request, running alongside (a lapsed
+        // lease): it is the answer. Deciding again would append its ids a second time, which
+        // EventStoreDB writes (it checks ids only at the expected revision; PostgreSQL refuses them).
+        const alongside = await this.writes.attemptOf<Event>(streamId, idempotency);
+        if (alongside !== undefined) return this.writes.replay(streamId, decider, alongside);
         loaded = { ...(await this.writes.streams.catchUp(streamId, decider, decided.on)), verified: true };
       }
     }
