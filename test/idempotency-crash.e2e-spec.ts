@@ -116,6 +116,31 @@ describe('a keyed request retried after the process died between the work and st
     expect(await balanceOf(first, userId)).toBe(70);
   });
 
+  it('answers 503 DATABASE_UNAVAILABLE, not its refusal, when storing a refusal fails: the retry after a top-up is then the first answer the key stores', async () => {
+    const userId = await funded(first, 10);
+    const key = randomUUID();
+    const store = first.app.get(IdempotencyStore);
+    const complete = store.complete.bind(store);
+    store.complete = async (scope, key) => {
+      store.complete = complete;
+      await database.pool.query('UPDATE idempotency_keys SET lease_owner = $3 WHERE scope = $1 AND key = $2', [scope, key, `idempotency-lease ${randomUUID()}`]);
+      throw new Error('Connection terminated unexpectedly');
+    };
+    const refused = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 50 }).expect(503);
+    expect(refused.headers['retry-after']).toBe('2');
+    expect(refused.headers['content-type']).toBe('application/problem+json; charset=utf-8');
+    expect(refused.body).toMatchObject({ status: 503, code: 'DATABASE_UNAVAILABLE', instance: `/v1/accounts/${userId}/usage` });
+    expect(await keyRow(key)).toEqual({ state: 'in_progress' });
+    // The account is topped up; the retry takes the dead owner's key over and decides.
+    await first.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
+    const retry = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 50 }).expect(201);
+    expect(retry.body).toMatchObject({ userId, balance: 60, transaction: { amount: -50 } });
+    expect(await keyRow(key)).toEqual({ state: 'completed' });
+    const again = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 50 }).expect(201);
+    expect(again.body).toEqual(retry.body);
+    expect(await balanceOf(first, userId)).toBe(60);
+  });
+
   it('does not refuse the retry when the first attempt spent the whole balance', async () => {
     const userId = await funded(first, 30);
     const key = randomUUID();

@@ -2,7 +2,9 @@ import { Logger } from '@nestjs/common';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onSendAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify';
 import { IDEMPOTENCY_CLOCK_MARGIN_MS, idempotentRequestId, type IdempotentRequest } from '@app/event-sourcing';
 import { actorOf } from '../../auth/access-control.js';
-import { sendProblem } from '../problem-details.filter.js';
+import { DatabaseUnavailableError } from '@app/database';
+import { codedProblem, sendProblem } from '../problem-details.filter.js';
+import { PROBLEM_TYPES } from '../problem-types.js';
 import { withHook } from '../route-hooks.js';
 import { IdempotencyKeyError } from './idempotency.errors.js';
 import type { ClaimHolder, IdempotencyStore, RequestIdentity } from './idempotency.store.js';
@@ -130,10 +132,14 @@ function claimingHook(store: IdempotencyStore, options: IdempotencyOptions): pre
 
 /**
  * Stores the response of a request that claimed a key, or frees the key when the response invites a
- * retry. A store that fails then (the database gone between the work and this) is logged and the
- * response still sent as it is: the key stays claimed until its lease lapses, and a retry then takes
- * it over and answers from the events the work appended (ADR 0030). Thrown, the error would replace
- * a 201 of work done with Fastify's own 500 body, after a second try of the store on that answer.
+ * retry. A store that fails then (the database gone between the work and this) is logged, and the key
+ * stays claimed until its lease lapses; a retry then takes it over (ADR 0030). Work done (a 2xx) is
+ * still answered as it is: the retry answers from the events the work appended. Thrown, the error
+ * would replace a 201 of work done with Fastify's own 500 body, after a second try of the store on
+ * that answer. A refusal (a final 4xx) appended nothing a retry could find: unstored, the retry would
+ * decide again, and could be let through (the account topped up since), contradicting the refusal
+ * the key answered. So it is answered as what it has become, 503 DATABASE_UNAVAILABLE (retry), and
+ * the retry's answer is the first one the key stores.
  */
 function completingHook(store: IdempotencyStore): onSendAsyncHookHandler {
   const logger = new Logger('Idempotency');
@@ -141,39 +147,63 @@ function completingHook(store: IdempotencyStore): onSendAsyncHookHandler {
     const claimed = claims.get(request);
     if (claimed === undefined) return payload;
     claims.delete(request);
+    const settlement = settlementOf(request, reply, payload);
     try {
-      await settleClaim(store, request, reply, payload, claimed);
+      await settleClaim(store, settlement, claimed);
     } catch (error) {
       logger.warn(`Idempotency-Key of ${request.method} ${request.url} (request ${request.id}) left claimed, its ${reply.statusCode} not stored: ${error instanceof Error ? error.message : String(error)}`);
+      if (settlement.kind === 'complete' && reply.statusCode >= 400) return unstoredRefusal(request, reply);
     }
     return payload;
   };
 }
 
+/** 503 DATABASE_UNAVAILABLE in place of a refusal its key could not store (see `completingHook`). */
+function unstoredRefusal(request: FastifyRequest, reply: FastifyReply): string {
+  const body = codedProblem(new DatabaseUnavailableError(), request.url);
+  void reply.code(body.status).header('content-type', 'application/problem+json; charset=utf-8').header('retry-after', String(PROBLEM_TYPES.DATABASE_UNAVAILABLE.retryAfterSeconds));
+  reply.removeHeader('content-length');
+  return JSON.stringify(body);
+}
+
+type Settlement =
+  | { readonly kind: 'forget' }
+  | { readonly kind: 'release' }
+  | { readonly kind: 'complete'; readonly response: { readonly status: number; readonly contentType: string; readonly body: string; readonly location?: string } };
+
 /** What `completingHook` does with a claimed key once the response is known. */
-async function settleClaim(store: IdempotencyStore, request: FastifyRequest, reply: FastifyReply, payload: unknown, claimed: Claimed): Promise<void> {
+function settlementOf(request: FastifyRequest, reply: FastifyReply, payload: unknown): Settlement {
   const body = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString('utf8') : undefined;
-  if (reply.statusCode === 400 || reply.statusCode === 401) {
-    // Refused before any work (validation, credentials): nothing to replay, and the client may
-    // correct the request and send it again under the same key. Unless the key was taken over: an
-    // earlier attempt of the request may have done the work, and a retry must still find the key
-    // (and the first request id) to find that work; so the key is only released.
+  // Refused before any work (validation, credentials): nothing to replay, and the client may correct
+  // the request and send it again under the same key (see `settleClaim`).
+  if (reply.statusCode === 400 || reply.statusCode === 401) return { kind: 'forget' };
+  if (body === undefined || !isFinal(reply.statusCode, body, request.routeOptions.url ?? '')) return { kind: 'release' };
+  const contentType = reply.getHeader('content-type');
+  const location = reply.getHeader('location');
+  return {
+    kind: 'complete',
+    response: {
+      status: reply.statusCode,
+      contentType: typeof contentType === 'string' ? contentType : 'application/json; charset=utf-8',
+      body,
+      ...(typeof location === 'string' ? { location } : {}),
+    },
+  };
+}
+
+async function settleClaim(store: IdempotencyStore, settlement: Settlement, claimed: Claimed): Promise<void> {
+  if (settlement.kind === 'forget') {
+    // Unless the key was taken over: an earlier attempt of the request may have done the work, and a
+    // retry must still find the key (and the first request id) to find that work; so the key is only released.
     if (claimed.firstClaim) await store.forget(claimed.scope, claimed.key, claimed.holder);
     else await store.release(claimed.scope, claimed.key, claimed.holder);
     return;
   }
-  if (body === undefined || !isFinal(reply.statusCode, body, request.routeOptions.url ?? '')) {
+  if (settlement.kind === 'release') {
     await store.release(claimed.scope, claimed.key, claimed.holder);
     return;
   }
-  const contentType = reply.getHeader('content-type');
-  const location = reply.getHeader('location');
-  await store.complete(claimed.scope, claimed.key, {
-    status: reply.statusCode,
-    contentType: typeof contentType === 'string' ? contentType : 'application/json; charset=utf-8',
-    body,
-    ...(typeof location === 'string' ? { location } : {}),
-  }, claimed.holder);
+  await store.complete(claimed.scope, claimed.key, settlement.response, claimed.holder);
 }
 
 /**
