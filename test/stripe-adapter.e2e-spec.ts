@@ -204,6 +204,9 @@ describe('Stripe adapter against the fake Stripe API', () => {
     // The SDK checks only the age: a timestamp from the future is refused here, past the tolerance and not within it.
     const early = fake.signed(charge, { timestamp: Math.floor(Date.now() / 1000) + 310 });
     expect(() => webhooks.verify(Buffer.from(early.body), early.signature)).toThrow(expect.objectContaining({ code: 'WEBHOOK_SIGNATURE_INVALID', message: expect.stringMatching(/timestamp is 3\d\d s ahead of this server's clock, past the tolerance of 300 s/) }));
+    // The SDK verifies the last `t=` of the header: an earlier one in range does not hide it.
+    const hidden = `t=${Math.floor(Date.now() / 1000)},${early.signature}`;
+    expect(() => webhooks.verify(Buffer.from(early.body), hidden)).toThrow(expect.objectContaining({ code: 'WEBHOOK_SIGNATURE_INVALID', message: expect.stringMatching(/ahead of this server's clock/) }));
     const soon = fake.signed(charge, { timestamp: Math.floor(Date.now() / 1000) + 250 });
     expect(webhooks.verify(Buffer.from(soon.body), soon.signature).id).toBe(charge.id);
     const otherSecret = fake.signed(charge, { secret: 'whsec_another_secret_123' });

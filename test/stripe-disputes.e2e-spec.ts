@@ -564,13 +564,19 @@ describe('Stripe disputes', () => {
      * A reconciliation job as the module wires it (the Stripe dispute list, the look-back), over `workflow`,
      * sweeping only the disputes of these payments (the fake holds every other test's too), its problems kept.
      */
-    function sweeper(paymentIds: readonly string[], workflow: Workflow = testApp.app.get(PaymentWorkflow, { strict: false })) {
+    function sweeper(paymentIds: readonly string[], workflow: Workflow = testApp.app.get(PaymentWorkflow, { strict: false }), disputeIds: readonly string[] = []) {
       const problems: [string, ReconciliationProblem][] = [];
       const list = new StripeDisputeList(client());
-      const disputes = { disputesSince: async (since: Date) => (await list.disputesSince(since)).filter((reported) => paymentIds.includes(reported.paymentId)) };
-      // Its payments' part reports other tests' payments too: only these payments' problems are kept.
-      const job = new PaymentReconciliationJob(testApp.database.pool, workflow, { lookbackMs: 3_600_000, disputes }, (paymentId, problem) => {
-        if (paymentIds.includes(paymentId)) problems.push([paymentId, problem]);
+      const disputes = {
+        disputesSince: async (since: Date) => {
+          const listed = await list.disputesSince(since);
+          return { disputes: listed.disputes.filter((reported) => paymentIds.includes(reported.paymentId)), failures: listed.failures.filter((failure) => disputeIds.includes(failure.disputeId)) };
+        },
+      };
+      // Its payments' part reports other tests' payments too: only these payments' (and disputes') problems are kept.
+      const subjects = [...paymentIds, ...disputeIds.map((disputeId) => `dispute ${disputeId}`)];
+      const job = new PaymentReconciliationJob(testApp.database.pool, workflow, { lookbackMs: 3_600_000, disputes }, (subject, problem) => {
+        if (subjects.includes(subject)) problems.push([subject, problem]);
       });
       return { job, problems };
     }
@@ -699,24 +705,50 @@ describe('Stripe disputes', () => {
       expect((await readModels(userId)).payments).toEqual([expect.objectContaining({ id: paymentId, dispute_status: 'lost' })]);
     });
 
+    it('records the other disputes when one cannot be read whole (its charge unreadable), reports that one, and records it once it can be read', async () => {
+      const [first, second] = [randomUUID(), randomUUID()];
+      const broken = await purchased(first);
+      const sound = await purchased(second);
+      // A dispute of an older API version names only its charge, whose PaymentIntent is then read.
+      const unreadable = fake.openDispute(broken.orderId);
+      unreadable.payment_intent = null;
+      fake.closeDispute(unreadable.id, 'lost');
+      fake.openDispute(sound.orderId);
+      fake.inject('GET', new RegExp(`^/v1/charges/${unreadable.charge}$`), { kind: 'error', status: 500, type: 'api_error', when: 'before' }, 5);
+      const { job, problems } = sweeper([broken.paymentId, sound.paymentId], undefined, [unreadable.id]);
+      expect(await job.runOnce(new Date())).toMatchObject({ disputes: 1, disputesRecorded: 1 });
+      // (The payment's own reconciliation reads the same charge, and fails too: reported for the payment.)
+      expect(problems).toContainEqual([`dispute ${unreadable.id}`, { kind: 'failed', error: expect.objectContaining({ code: 'PROVIDER_UNAVAILABLE' }) }]);
+      expect(await eventTypes(second)).toEqual([...PURCHASED, 'PaymentDisputeOpened']);
+      expect(await eventTypes(first)).toEqual(PURCHASED);
+      fake.clearInjected();
+      expect(await job.runOnce(new Date())).toMatchObject({ disputes: 2, disputesRecorded: 1 });
+      expect(await eventTypes(first)).toEqual([...PURCHASED, 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack']);
+    });
+
     it('reads every page of the list (101 disputes, 100 a page), and leaves out open inquiries and PaymentIntents not ours', async () => {
       // From the next second on: Stripe's `created` counts seconds, and this test's disputes alone are listed.
       await new Promise((resolve) => setTimeout(resolve, 1_005 - (Date.now() % 1_000)));
       const since = new Date();
-      const userId = randomUUID();
-      const bought: { paymentId: string; orderId: string }[] = [];
-      for (let index = 0; index < 101; index += 1) bought.push(await purchased(userId));
-      for (const { orderId } of bought) fake.openDispute(orderId);
-      const inquiry = await purchased(userId);
-      fake.openDispute(inquiry.orderId, 'fraudulent', true);
-      const foreign = await client().paymentIntents.create({ amount: 999, currency: 'usd', capture_method: 'manual', metadata: { order: 'from another app' } });
-      fake.confirmAsCustomer(foreign.id);
-      await client().paymentIntents.capture(foreign.id);
-      fake.openDispute(foreign.id);
+      // The list needs only PaymentIntents with our metadata, captured and disputed: made at the fake directly.
+      const captured = async (metadata: Record<string, string>) => {
+        const intent = await client().paymentIntents.create({ amount: 500, currency: 'usd', capture_method: 'manual', metadata });
+        fake.confirmAsCustomer(intent.id);
+        await client().paymentIntents.capture(intent.id);
+        return intent.id;
+      };
+      const ours = await Promise.all(Array.from({ length: 101 }, async () => {
+        const paymentId = randomUUID();
+        return { paymentId, orderId: await captured({ paymentId, userId: randomUUID() }) };
+      }));
+      for (const { orderId } of ours) fake.openDispute(orderId);
+      fake.openDispute(await captured({ paymentId: randomUUID(), userId: randomUUID() }), 'fraudulent', true);
+      fake.openDispute(await captured({ order: 'from another app' }));
       const requestsBefore = fake.requests.length;
       const listed = await new StripeDisputeList(client()).disputesSince(since);
-      expect(listed.map((reported) => reported.paymentId).sort()).toEqual(bought.map((payment) => payment.paymentId).sort());
-      expect(listed.every((reported) => reported.dispute.status === 'open' && bought.some((payment) => payment.orderId === reported.orderId && payment.paymentId === reported.paymentId))).toBe(true);
+      expect(listed.failures).toEqual([]);
+      expect(listed.disputes.map((reported) => reported.paymentId).sort()).toEqual(ours.map((payment) => payment.paymentId).sort());
+      expect(listed.disputes.every((reported) => reported.dispute.status === 'open' && ours.some((payment) => payment.orderId === reported.orderId && payment.paymentId === reported.paymentId))).toBe(true);
       // Two pages, and no PaymentIntent read one by one (expanded in the list).
       expect(fake.requests.slice(requestsBefore).map((request) => `${request.method} ${request.path}`)).toEqual(['GET /v1/disputes', 'GET /v1/disputes']);
     });

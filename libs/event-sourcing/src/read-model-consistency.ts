@@ -1,5 +1,6 @@
 import { comparePositions, type Position } from '@app/event-store';
 import { readCheckpoint, type ProjectionRunner } from '@app/projections';
+import { Logger } from '@nestjs/common';
 import type { Pool } from 'pg';
 
 const POLL_INTERVAL_MS = 20;
@@ -17,6 +18,8 @@ export type Written = { readonly position: Position | undefined; readonly readMo
  * `readModelUpToDate: false`), not turned into a failure.
  */
 export class ReadModelConsistency {
+  private readonly logger = new Logger('ReadModelConsistency');
+
   constructor(
     private readonly pool: Pool,
     private readonly runner: ProjectionRunner | undefined,
@@ -31,6 +34,7 @@ export class ReadModelConsistency {
   async waitFor(position: Position | undefined, options: { readonly committedWithAppend?: boolean } = {}): Promise<boolean> {
     if (position === undefined || options.committedWithAppend === true) return true;
     const deadline = Date.now() + this.timeoutMs;
+    let unreadable: unknown;
     if (this.runner !== undefined && this.runner.state !== 'stopped') {
       if (await this.runner.waitFor(position, this.timeoutMs)) return true;
       // The runner stopped before reaching it (this process lost the projection's leadership): the
@@ -40,9 +44,15 @@ export class ReadModelConsistency {
       // A checkpoint that cannot be read (PostgreSQL unreachable) is not the write's failure: it has
       // committed, and is answered as not known to be in the read models, like a timeout. Thrown, it
       // was answered 503 DATABASE_UNAVAILABLE, which says nothing was written, and an unkeyed retry wrote twice.
-      const checkpoint = await readCheckpoint(this.pool, this.projectionName).catch(() => undefined);
+      const checkpoint = await readCheckpoint(this.pool, this.projectionName).catch((error: unknown) => {
+        unreadable ??= error;
+        return undefined;
+      });
       if (checkpoint !== undefined && comparePositions(checkpoint, position) >= 0) return true;
-      if (Date.now() >= deadline) return false;
+      if (Date.now() >= deadline) {
+        if (unreadable !== undefined) this.logger.warn(`${this.projectionName}'s checkpoint could not be read to answer a committed write (answered readModelUpToDate: false): ${unreadable instanceof Error ? unreadable.message : 'an unknown error'}`);
+        return false;
+      }
       await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
     }
   }

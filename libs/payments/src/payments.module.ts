@@ -76,11 +76,13 @@ export class PaymentsModule {
             const logger = new Logger('PaymentReconciliation');
             const disputes = stripe === undefined ? undefined : new StripeDisputeList(stripe.client);
             return new PaymentReconciliationJob(pool, workflow, { lookbackMs: options.reconciliationLookbackMs, disputes }, (paymentId, problem) => {
+              // A payment's id, or `dispute <id>` for a dispute the provider's list could not give whole.
+              const subject = paymentId.startsWith('dispute ') ? paymentId : `payment ${paymentId}`;
               if (problem.kind === 'failed') {
-                logger.warn(`payment ${paymentId} not reconciled, retried next run: ${describe(problem.error)}`);
+                logger.warn(`${subject} not reconciled, retried next run: ${describe(problem.error)}`);
                 return;
               }
-              logger.warn(`payment ${paymentId} left to an operator, reported each run: ${problem.why}`);
+              logger.warn(`${subject} left to an operator, reported each run: ${problem.why}`);
               options.onUnresolved?.('reconciliation');
             });
           },

@@ -591,7 +591,11 @@ export class FakeStripeServer {
     const gte = mapParam(params, 'created')['gte'];
     let data = [...this.disputes.values()].filter((dispute) => gte === undefined || dispute.created >= Number(gte)).reverse();
     const after = stringParam(params, 'starting_after');
-    if (after !== undefined) data = data.slice(data.findIndex((dispute) => dispute.id === after) + 1);
+    if (after !== undefined) {
+      const index = data.findIndex((dispute) => dispute.id === after);
+      if (index === -1) throw new StripeFailure(400, { type: 'invalid_request_error', code: 'resource_missing', param: 'starting_after', message: `No such dispute: '${after}'` });
+      data = data.slice(index + 1);
+    }
     const limit = Math.min(integerParam(params, 'limit') ?? 10, 100);
     const expandIntent = Object.values(mapParam(params, 'expand')).includes('data.payment_intent');
     const page = data.slice(0, limit).map((dispute) => (expandIntent && dispute.payment_intent !== null ? { ...dispute, payment_intent: this.intent(dispute.payment_intent) } : dispute));

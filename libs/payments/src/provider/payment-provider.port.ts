@@ -83,8 +83,12 @@ export type ReportedDispute = { readonly paymentId: string; readonly orderId: st
  * retries. Stripe lists them by creation time.
  */
 export interface ProviderDisputes {
-  /** Every dispute created at or after `since` that concerns a payment of ours, open inquiries left out (the ledger records none). */
-  disputesSince(since: Date): Promise<readonly ReportedDispute[]>;
+  /**
+   * Every dispute created at or after `since` that concerns a payment of ours, open inquiries left out
+   * (the ledger records none); a dispute that could not be read whole (its PaymentIntent, a value out
+   * of shape) is among `failures`, so that it does not hide the others. A list that cannot be read throws.
+   */
+  disputesSince(since: Date): Promise<{ readonly disputes: readonly ReportedDispute[]; readonly failures: readonly { readonly disputeId: string; readonly error: unknown }[] }>;
 }
 
 /** A refund the provider made (`succeeded`: the money is on its way back), or has not finished (`pending`). */

@@ -76,6 +76,7 @@ export class PaymentReconciliationJob {
     private readonly pool: Pool,
     private readonly workflow: PaymentWorkflow,
     private readonly options: ReconciliationJobOptions,
+    /** Called with the payment's id, or `dispute <id>` for a dispute the provider's list could not give whole. */
     private readonly onProblem: (paymentId: string, problem: ReconciliationProblem) => void = () => undefined,
   ) {
     this.pageSize = options.pageSize ?? RECONCILIATION_PAGE_SIZE;
@@ -108,9 +109,14 @@ export class PaymentReconciliationJob {
     if (this.options.disputes !== undefined) {
       const since = new Date(now.getTime() - (this.options.disputeLookbackMs ?? DISPUTE_LOOKBACK_MS));
       // A failed list fails the run (the scheduler logs it): the payments above are done, and the next run reads again.
-      for (const reported of await this.options.disputes.disputesSince(since)) {
+      const { disputes, failures } = await this.options.disputes.disputesSince(since);
+      for (const reported of disputes) {
         run.disputes += 1;
         await this.recordDispute(reported, context, run);
+      }
+      for (const { disputeId, error } of failures) {
+        run.failed += 1;
+        this.onProblem(`dispute ${disputeId}`, { kind: 'failed', error });
       }
     }
     return run;
@@ -118,8 +124,9 @@ export class PaymentReconciliationJob {
 
   /**
    * Records a dispute as the provider has it now, unless the account records it so already (its
-   * notifications arrived): RecordDispute is idempotent by the dispute id and status, so this only
-   * spares the account's load and, for a lost one, the provider's read of a pending refund. A dispute
+   * notifications arrived), or records it closed (won or lost: final; Stripe's appeal statuses read
+   * open again): RecordDispute is idempotent by the dispute id and status, so this only spares the
+   * decision and, for a lost one, the provider's read of a pending refund. A dispute
    * whose PaymentIntent is not the payment's order (its metadata copied onto another) is reported and
    * not recorded; one of a payment this ledger does not have is not ours (another deployment on the
    * same provider account), as the webhooks take it.
@@ -127,7 +134,7 @@ export class PaymentReconciliationJob {
   private async recordDispute({ paymentId, orderId, dispute }: ReportedDispute, context: CommandContext, run: { disputesRecorded: number; unresolved: number; failed: number }): Promise<void> {
     try {
       const known = await this.workflow.disputeRecordOf(paymentId, dispute.disputeId);
-      if (known === undefined || known.recorded === dispute.status) return;
+      if (known === undefined || known.recorded === dispute.status || known.recorded === 'won' || known.recorded === 'lost') return;
       if (known.orderId !== orderId) {
         run.unresolved += 1;
         this.onProblem(paymentId, { kind: 'unresolved', why: foreignDispute(dispute, orderId, known.orderId) });

@@ -138,8 +138,8 @@ function claimingHook(store: IdempotencyStore, options: IdempotencyOptions): pre
  * would replace a 201 of work done with Fastify's own 500 body, after a second try of the store on
  * that answer. A refusal (a final 4xx) appended nothing a retry could find: unstored, the retry would
  * decide again, and could be let through (the account topped up since), contradicting the refusal
- * the key answered. So it is answered as what it has become, 503 DATABASE_UNAVAILABLE (retry), and
- * the retry's answer is the first one the key stores.
+ * the key answered. So it is answered as what it has become, 503 DATABASE_UNAVAILABLE (retry), the
+ * key released if the database answers that, and the retry's answer is the first one the key stores.
  */
 function completingHook(store: IdempotencyStore): onSendAsyncHookHandler {
   const logger = new Logger('Idempotency');
@@ -152,7 +152,11 @@ function completingHook(store: IdempotencyStore): onSendAsyncHookHandler {
       await settleClaim(store, settlement, claimed);
     } catch (error) {
       logger.warn(`Idempotency-Key of ${request.method} ${request.url} (request ${request.id}) left claimed, its ${reply.statusCode} not stored: ${error instanceof Error ? error.message : String(error)}`);
-      if (settlement.kind === 'complete' && reply.statusCode >= 400) return unstoredRefusal(request, reply);
+      if (settlement.kind === 'complete' && reply.statusCode >= 400) {
+        // Freed, if the database answers again, so the retry the 503 asks for is not met by the key still held.
+        await store.release(claimed.scope, claimed.key, claimed.holder).catch(() => undefined);
+        return unstoredRefusal(request, reply);
+      }
     }
     return payload;
   };

@@ -16,20 +16,26 @@ const PAGE_SIZE = 100;
 export class StripeDisputeList implements ProviderDisputes {
   constructor(private readonly stripe: Stripe) {}
 
-  async disputesSince(since: Date): Promise<readonly ReportedDispute[]> {
-    const reported: ReportedDispute[] = [];
+  async disputesSince(since: Date): ReturnType<ProviderDisputes['disputesSince']> {
+    const disputes: ReportedDispute[] = [];
+    const failures: { disputeId: string; error: unknown }[] = [];
     try {
       const pages = this.stripe.disputes.list({ created: { gte: Math.floor(since.getTime() / 1000) }, limit: PAGE_SIZE, expand: ['data.payment_intent'] });
       for await (const dispute of pages) {
         if (isOpenInquiry(dispute.status)) continue;
-        const intent = await this.intentOf(dispute);
-        const paymentId = intent === undefined ? undefined : paymentIdIn(intent.metadata);
-        if (intent !== undefined && paymentId !== undefined) reported.push({ paymentId, orderId: intent.id, dispute: disputeOf(dispute) });
+        try {
+          const intent = await this.intentOf(dispute);
+          const paymentId = intent === undefined ? undefined : paymentIdIn(intent.metadata);
+          if (intent !== undefined && paymentId !== undefined) disputes.push({ paymentId, orderId: intent.id, dispute: disputeOf(dispute) });
+        } catch (error) {
+          // This dispute alone: the next run reads it again.
+          failures.push({ disputeId: dispute.id, error: error instanceof Stripe.errors.StripeError ? providerErrorOf(`read dispute ${dispute.id}'s PaymentIntent`, error) : error });
+        }
       }
     } catch (error) {
       throw error instanceof Stripe.errors.StripeError ? providerErrorOf('list the disputes', error) : error;
     }
-    return reported;
+    return { disputes, failures };
   }
 
   private async intentOf(dispute: Stripe.Dispute): Promise<Stripe.PaymentIntent | undefined> {

@@ -125,9 +125,13 @@ export class StripeWebhooks {
   }
 }
 
-/** The signed timestamp (`t=`) of a Stripe-Signature the SDK verified, in seconds, as the SDK reads it. */
+/** The signed timestamp (`t=`) of a Stripe-Signature the SDK verified, in seconds, as the SDK reads it: the last `t=`, the one its signature covers. */
 function signedAt(signature: string): number {
-  const timestamp = signature.split(',').find((item) => item.split('=')[0] === 't')?.split('=')[1];
+  const timestamp = signature
+    .split(',')
+    .filter((item) => item.split('=')[0] === 't')
+    .at(-1)
+    ?.split('=')[1];
   return timestamp === undefined ? Number.NaN : Number.parseInt(timestamp, 10);
 }
 
