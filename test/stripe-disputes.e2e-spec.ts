@@ -599,6 +599,18 @@ describe('Stripe disputes', () => {
         chargebacks: [[-100, paymentId]],
         payments: [{ id: paymentId, status: 'COMPLETED', dispute_id: dispute.id, dispute_status: 'lost' }],
       });
+      // Closed in the ledger, it is not decided again though Stripe reads it open once more (an appeal's status).
+      const workflow = testApp.app.get(PaymentWorkflow, { strict: false });
+      const counting = Object.create(workflow) as Workflow;
+      let decided = 0;
+      counting.recordDispute = async (...args) => {
+        decided += 1;
+        return workflow.recordDispute(...args);
+      };
+      dispute.status = 'under_review';
+      expect(await sweeper([paymentId], counting).job.runOnce(new Date())).toMatchObject({ disputes: 1, disputesRecorded: 0 });
+      expect(decided).toBe(0);
+      dispute.status = 'lost';
       // Its webhooks, delivered at last, decide nothing more.
       await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200);
       await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
