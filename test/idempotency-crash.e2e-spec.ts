@@ -39,6 +39,21 @@ function dieBeforeStoringNextResponse(instance: TestApp): void {
   };
 }
 
+/**
+ * The instance's next keyed request does its work, but storing its response fails, as when the
+ * database went away just then, taking the process's lease session with it: the key's claim is a
+ * dead owner's, so a retry takes it over at once.
+ */
+function storingFailsForNextResponse(instance: TestApp): void {
+  const store = instance.app.get(IdempotencyStore);
+  const complete = store.complete.bind(store);
+  store.complete = async (scope, key) => {
+    store.complete = complete;
+    await database.pool.query('UPDATE idempotency_keys SET lease_owner = $3 WHERE scope = $1 AND key = $2', [scope, key, `idempotency-lease ${randomUUID()}`]);
+    throw new Error('Connection terminated unexpectedly');
+  };
+}
+
 async function keyRow(key: string) {
   const result = await database.pool.query<{ state: string }>('SELECT state FROM idempotency_keys WHERE key = $1', [key]);
   return result.rows[0];
@@ -100,14 +115,7 @@ describe('a keyed request retried after the process died between the work and st
   it("answers the work done when storing its response fails (the database gone just then), not with the store's error; a retry answers the same", async () => {
     const userId = await funded(first, 100);
     const key = randomUUID();
-    const store = first.app.get(IdempotencyStore);
-    const complete = store.complete.bind(store);
-    store.complete = async (scope, key) => {
-      store.complete = complete;
-      // As after the process's lease session went with the database: the key's claim is a dead owner's.
-      await database.pool.query('UPDATE idempotency_keys SET lease_owner = $3 WHERE scope = $1 AND key = $2', [scope, key, `idempotency-lease ${randomUUID()}`]);
-      throw new Error('Connection terminated unexpectedly');
-    };
+    storingFailsForNextResponse(first);
     const original = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 30 }).expect(201);
     expect(original.body).toMatchObject({ userId, balance: 70, transaction: { amount: -30 } });
     expect(await keyRow(key)).toEqual({ state: 'in_progress' });
@@ -119,13 +127,7 @@ describe('a keyed request retried after the process died between the work and st
   it('answers 503 DATABASE_UNAVAILABLE, not its refusal, when storing a refusal fails: the retry after a top-up is then the first answer the key stores', async () => {
     const userId = await funded(first, 10);
     const key = randomUUID();
-    const store = first.app.get(IdempotencyStore);
-    const complete = store.complete.bind(store);
-    store.complete = async (scope, key) => {
-      store.complete = complete;
-      await database.pool.query('UPDATE idempotency_keys SET lease_owner = $3 WHERE scope = $1 AND key = $2', [scope, key, `idempotency-lease ${randomUUID()}`]);
-      throw new Error('Connection terminated unexpectedly');
-    };
+    storingFailsForNextResponse(first);
     const refused = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 50 }).expect(503);
     expect(refused.headers['retry-after']).toBe('2');
     expect(refused.headers['content-type']).toBe('application/problem+json; charset=utf-8');
