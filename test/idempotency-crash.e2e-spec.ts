@@ -26,31 +26,19 @@ afterAll(async () => {
 });
 
 /**
- * The instance's next keyed request does its work and answers, but its response is never stored:
- * what the key table holds after the process died between the append and storing the response.
- * The key stays in_progress, owned by a lease lock no session holds any more (a dead process's).
+ * The instance's next keyed request does its work and answers, but its response is not stored, and
+ * the key's claim becomes a dead owner's (a lease lock no session holds), so a retry takes it over
+ * at once. `died`: the process died between the append and storing the response (nothing is
+ * stored, and the process never learns it); `failed`: the store fails, as when the database went
+ * away just then, taking the process's lease session with it.
  */
-function dieBeforeStoringNextResponse(instance: TestApp): void {
+function nextResponseNotStored(instance: TestApp, how: 'died' | 'failed'): void {
   const store = instance.app.get(IdempotencyStore);
   const complete = store.complete.bind(store);
   store.complete = async (scope, key) => {
     store.complete = complete;
     await database.pool.query('UPDATE idempotency_keys SET lease_owner = $3 WHERE scope = $1 AND key = $2', [scope, key, `idempotency-lease ${randomUUID()}`]);
-  };
-}
-
-/**
- * The instance's next keyed request does its work, but storing its response fails, as when the
- * database went away just then, taking the process's lease session with it: the key's claim is a
- * dead owner's, so a retry takes it over at once.
- */
-function storingFailsForNextResponse(instance: TestApp): void {
-  const store = instance.app.get(IdempotencyStore);
-  const complete = store.complete.bind(store);
-  store.complete = async (scope, key) => {
-    store.complete = complete;
-    await database.pool.query('UPDATE idempotency_keys SET lease_owner = $3 WHERE scope = $1 AND key = $2', [scope, key, `idempotency-lease ${randomUUID()}`]);
-    throw new Error('Connection terminated unexpectedly');
+    if (how === 'failed') throw new Error('Connection terminated unexpectedly');
   };
 }
 
@@ -90,7 +78,7 @@ describe('a keyed request retried after the process died between the work and st
   it('spends once and answers the retry, on a restarted instance, with the original response', async () => {
     const userId = await funded(first, 100);
     const key = randomUUID();
-    dieBeforeStoringNextResponse(first);
+    nextResponseNotStored(first, 'died');
     const original = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 30, description: 'Chat' }).expect(201);
     expect(await keyRow(key)).toEqual({ state: 'in_progress' });
 
@@ -115,7 +103,7 @@ describe('a keyed request retried after the process died between the work and st
   it("answers the work done when storing its response fails (the database gone just then), not with the store's error; a retry answers the same", async () => {
     const userId = await funded(first, 100);
     const key = randomUUID();
-    storingFailsForNextResponse(first);
+    nextResponseNotStored(first, 'failed');
     const original = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 30 }).expect(201);
     expect(original.body).toMatchObject({ userId, balance: 70, transaction: { amount: -30 } });
     expect(await keyRow(key)).toEqual({ state: 'in_progress' });
@@ -127,7 +115,7 @@ describe('a keyed request retried after the process died between the work and st
   it('answers 503 DATABASE_UNAVAILABLE, not its refusal, when storing a refusal fails: the retry after a top-up is then the first answer the key stores', async () => {
     const userId = await funded(first, 10);
     const key = randomUUID();
-    storingFailsForNextResponse(first);
+    nextResponseNotStored(first, 'failed');
     const refused = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 50 }).expect(503);
     expect(refused.headers['retry-after']).toBe('2');
     expect(refused.headers['content-type']).toBe('application/problem+json; charset=utf-8');
@@ -146,7 +134,7 @@ describe('a keyed request retried after the process died between the work and st
   it('does not refuse the retry when the first attempt spent the whole balance', async () => {
     const userId = await funded(first, 30);
     const key = randomUUID();
-    dieBeforeStoringNextResponse(first);
+    nextResponseNotStored(first, 'died');
     const original = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 30 }).expect(201);
     const retry = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 30 }).expect(201);
     expect(retry.body).toEqual(original.body);
@@ -156,7 +144,7 @@ describe('a keyed request retried after the process died between the work and st
   it('debits once when 20 retries race on two instances after the crash, all answered with the original response', async () => {
     const userId = await funded(first, 100);
     const key = randomUUID();
-    dieBeforeStoringNextResponse(first);
+    nextResponseNotStored(first, 'died');
     const original = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 7 }).expect(201);
     const second = await startTestAppOn(database, ENVIRONMENT);
     try {
@@ -221,7 +209,7 @@ describe('a keyed request retried after the process died between the work and st
     const userId = randomUUID();
     const key = randomUUID();
     const body = { paymentId: randomUUID(), amount: 40 };
-    dieBeforeStoringNextResponse(first);
+    nextResponseNotStored(first, 'died');
     const original = await first.http().post(`/v1/accounts/${userId}/purchases`).set('Idempotency-Key', key).send(body).expect(201);
     await first.http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1 }).expect(201);
     const retry = await first.http().post(`/v1/accounts/${userId}/purchases`).set('Idempotency-Key', key).send(body).expect(201);
@@ -232,7 +220,7 @@ describe('a keyed request retried after the process died between the work and st
   it('opens one payment for a keyed POST /v1/payments retried after the crash, answered as first opened', async () => {
     const userId = randomUUID();
     const key = randomUUID();
-    dieBeforeStoringNextResponse(first);
+    nextResponseNotStored(first, 'died');
     const original = await first.http().post('/v1/payments').set('Idempotency-Key', key).send({ userId, packageId: 'starter' }).expect(201);
     // The payment moves on before the retry: the retry still gets the response of the first attempt.
     await first.http().post(`/v1/payments/${original.body.paymentId as string}/capture`).send().expect(200);
