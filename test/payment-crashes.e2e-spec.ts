@@ -50,7 +50,7 @@ type EndState = { balance: number; status: string; order: string; transactions: 
 async function endState(userId: string, paymentId: string): Promise<EndState> {
   const balance = (await http().get(`/v1/accounts/${userId}/balance`).expect(200)).body.balance as number;
   const status = (await http().get(`/v1/payments/${paymentId}`).expect(200)).body.status as string;
-  const order = (await provider.getOrder(`MOCK-ORDER-${paymentId}`)).status;
+  const order = (await provider.getOrder({ orderId: `MOCK-ORDER-${paymentId}` })).status;
   const history = (await http().get(`/v1/accounts/${userId}/transactions?limit=100`).expect(200)).body.data as { transactionType: string; amount: number }[];
   return { balance, status, order, transactions: history.reverse().map((row) => [row.transactionType, row.amount]) };
 }
@@ -78,7 +78,7 @@ describe('a crash between each provider call and the append after it', () => {
 
     const after = processOf();
     const opened = await after.workflow.initiate(userId, 'starter', { ...context(), idempotency });
-    expect(await provider.getOrder(opened.orderId)).toMatchObject({ status: 'created' });
+    expect(await provider.getOrder({ orderId: opened.orderId })).toMatchObject({ status: 'created' });
     await after.reconciliation.runOnce(new Date());
     await after.workflow.capture(opened.paymentId, context());
     expect(await endState(userId, opened.paymentId)).toEqual(CREDITED);
@@ -158,9 +158,9 @@ describe('a crash between each provider call and the append after it', () => {
       name: provider.name,
       createOrder: (request) => provider.createOrder(request),
       clientSecretOf: () => provider.clientSecretOf(),
-      capture: (orderId, key) => provider.capture(orderId, key),
-      getOrder: (orderId) => provider.getOrder(orderId),
-      cancel: (orderId) => provider.cancel(orderId),
+      capture: (order, key) => provider.capture(order, key),
+      getOrder: (order) => provider.getOrder(order),
+      cancel: (order) => provider.cancel(order),
       refund: () => Promise.reject(new PaymentProviderError('mock provider unavailable', 'unavailable')),
     };
     await expect(processOf(undefined, unavailable).workflow.refund(paymentId, context())).rejects.toMatchObject({ code: 'PROVIDER_UNAVAILABLE' });
@@ -237,7 +237,7 @@ describe('the reconciliation job', () => {
     await node.expiry.runOnce(new Date(Date.now() + 2 * HOUR_MS));
     expect(await endState(userId, paymentId)).toEqual({ balance: 0, status: 'PENDING', order: 'created', transactions: [] });
     // The capture that was in flight lands at the provider; its process died before recording it.
-    await provider.capture(orderId, `capture-${paymentId}`);
+    await provider.capture({ orderId }, `capture-${paymentId}`);
 
     expect(await node.reconciliation.runOnce(new Date())).toMatchObject({ failed: 0 });
     expect(await endState(userId, paymentId)).toEqual(CREDITED);
@@ -247,7 +247,7 @@ describe('the reconciliation job', () => {
   it('debits a payment refunded at the provider without a request of ours', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await captured(userId);
-    await provider.refund(orderId, 'operator-refund');
+    await provider.refund({ orderId }, 'operator-refund');
     await processOf().reconciliation.runOnce(new Date());
     expect(await endState(userId, paymentId)).toEqual(REFUNDED);
   });
@@ -269,7 +269,7 @@ describe('the reconciliation job', () => {
   it('debits once when two overlapping runs race five usages of 10 on a payment refunded at the provider without a request of ours', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await captured(userId);
-    await provider.refund(orderId, 'operator-refund');
+    await provider.refund({ orderId }, 'operator-refund');
     const [runs, usages] = await Promise.all([
       Promise.all([processOf().reconciliation.runOnce(new Date()), processOf().reconciliation.runOnce(new Date())]),
       Promise.all(Array.from({ length: 5 }, () => http().post(`/v1/accounts/${userId}/usage`).send({ amount: 10 }))),
@@ -308,7 +308,7 @@ describe('the reconciliation job', () => {
     const payments: string[] = [];
     for (const userId of users) {
       const { paymentId, orderId } = await node.workflow.initiate(userId, 'starter', context());
-      await provider.capture(orderId, `capture-${paymentId}`);
+      await provider.capture({ orderId }, `capture-${paymentId}`);
       payments.push(paymentId);
     }
     const run = await node.reconciliation.runOnce(new Date());

@@ -44,7 +44,7 @@ describe('a restart between the capture at the provider and recording it', () =>
 
     const after = await startTestAppOn(database, ENVIRONMENT);
     try {
-      expect((await providerOf(after).getOrder(`MOCK-ORDER-${paymentId}`)).status).toBe('captured');
+      expect((await providerOf(after).getOrder({ orderId: `MOCK-ORDER-${paymentId}` })).status).toBe('captured');
       const retries = await Promise.all(Array.from({ length: 10 }, () => after.http().post(`/v1/payments/${paymentId}/capture`).send()));
       for (const retry of retries) expect(retry.body).toMatchObject({ balance: 100, payment: { status: 'COMPLETED', providerTransactionId: `MOCK-CAPTURE-${paymentId}` } });
       expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);

@@ -172,7 +172,7 @@ describe('crash safety', () => {
     await provider.behave('error_after_capture', orderId);
     const failed = await capture(paymentId).expect(502);
     expect(failed.body).toMatchObject({ code: 'PROVIDER_UNAVAILABLE' });
-    expect((await provider.getOrder(orderId)).status).toBe('captured');
+    expect((await provider.getOrder({ orderId })).status).toBe('captured');
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
     const retried = await capture(paymentId).expect(200);
     expect(retried.body).toMatchObject({ balance: 100, payment: { status: 'COMPLETED' } });
@@ -197,7 +197,7 @@ describe('crash safety', () => {
     const { paymentId, orderId } = await buy(userId);
     await provider.behave('error_after_capture', orderId);
     await capture(paymentId).expect(502);
-    await provider.refund(orderId, 'operator-refund');
+    await provider.refund({ orderId }, 'operator-refund');
     const run = await theJob().runOnce(hoursFromNow(2));
     expect(run).toMatchObject({ failed: 0 });
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefunded', 'TokensRefunded']);
@@ -227,9 +227,9 @@ describe('a provider that hangs', () => {
       createOrder: (request) => provider.createOrder(request),
       clientSecretOf: () => provider.clientSecretOf(),
       capture: () => new Promise(() => undefined),
-      getOrder: (orderId) => provider.getOrder(orderId),
-      cancel: (orderId) => provider.cancel(orderId),
-      refund: (orderId, key) => provider.refund(orderId, key),
+      getOrder: (order) => provider.getOrder(order),
+      cancel: (order) => provider.cancel(order),
+      refund: (order, key) => provider.refund(order, key),
     };
     const commands = new CommandHandling(testApp.app.get<EventStore>(EVENT_STORE, { strict: false }), { cacheEntriesMax: 10, snapshotIntervalEvents: 500 });
     const consistency = testApp.app.get(ReadModelConsistency, { strict: false });
@@ -287,7 +287,7 @@ describe('expiry', () => {
       otherInstance(() => later).job.runOnce(later),
     ]);
     const types = await eventTypes(userId);
-    const order = await provider.getOrder(orderId);
+    const order = await provider.getOrder({ orderId });
     const stored = await eventually(() => http().get(`/v1/payments/${paymentId}`).expect(200), (response) => response.body.status !== 'PENDING');
     if (types.includes('PaymentCaptured')) {
       expect(types).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
@@ -336,7 +336,7 @@ describe('refunds', () => {
     const { userId, paymentId, orderId } = await capturedPayment();
     const refunded = await refund(paymentId).expect(200);
     expect(refunded.body).toMatchObject({ balance: 0, payment: { status: 'REFUNDED', metadata: { providerRefundId: `MOCK-REFUND-${paymentId}`, tokensDebited: 100 } } });
-    expect((await provider.getOrder(orderId)).status).toBe('refunded');
+    expect((await provider.getOrder({ orderId })).status).toBe('refunded');
     const again = await refund(paymentId).expect(200);
     expect(again.body.payment).toEqual(refunded.body.payment);
     const history = await http().get(`/v1/accounts/${userId}/transactions`).expect(200);
@@ -355,14 +355,14 @@ describe('refunds', () => {
     const refused = await refund(paymentId).expect(409);
     expect(refused.body).toMatchObject({ code: 'REFUND_EXCEEDS_BALANCE', balance: 0, requested: 100 });
     expect(provider.calls.refund).toBe(refundsBefore);
-    expect((await provider.getOrder(orderId)).status).toBe('captured');
+    expect((await provider.getOrder({ orderId })).status).toBe('captured');
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'TokensUsed']);
   });
 
   it('records a refund an operator made at the provider even after tokens were spent, taking back what is left', async () => {
     const { userId, paymentId, orderId } = await capturedPayment();
     // An operator refunded at the provider; the ledger has not heard of it.
-    await provider.refund(orderId, 'operator-refund');
+    await provider.refund({ orderId }, 'operator-refund');
     await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 30 }).expect(201);
     const recorded = await refund(paymentId).expect(200);
     expect(recorded.body).toMatchObject({ balance: 0, payment: { status: 'REFUNDED', metadata: { providerRefundId: `MOCK-REFUND-${paymentId}`, tokensDebited: 70 } } });
@@ -376,7 +376,7 @@ describe('refunds', () => {
     await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 30 }).expect(201);
     const refused = await refund(paymentId).expect(409);
     expect(refused.body).toMatchObject({ code: 'REFUND_EXCEEDS_LOT', requested: 100, remaining: 70 });
-    await provider.refund(orderId, 'operator-refund');
+    await provider.refund({ orderId }, 'operator-refund');
     const recorded = await refund(paymentId).expect(200);
     expect(recorded.body).toMatchObject({ balance: 500, payment: { status: 'REFUNDED', metadata: { providerRefundId: `MOCK-REFUND-${paymentId}`, tokensDebited: 70 } } });
     expect(await balanceOf(userId)).toBe(500);
@@ -387,7 +387,7 @@ describe('refunds', () => {
     const hold = await http().post(`/v1/accounts/${userId}/holds`).send({ amount: 40 }).expect(201);
     const refused = await refund(paymentId).expect(409);
     expect(refused.body).toMatchObject({ code: 'REFUND_EXCEEDS_LOT', requested: 100, remaining: 60 });
-    await provider.refund(orderId, 'operator-refund');
+    await provider.refund({ orderId }, 'operator-refund');
     const recorded = await refund(paymentId).expect(200);
     expect(recorded.body).toMatchObject({ balance: 40, payment: { status: 'REFUNDED', metadata: { tokensDebited: 60 } } });
     // The hold's 40 stay with it; when it is released they go with the refund, and no usage gets one.
@@ -412,7 +412,7 @@ describe('refunds', () => {
     const refused = await refund(paymentId).expect(409);
     expect(refused.body).toMatchObject({ code: 'REFUND_EXCEEDS_BALANCE', balance: 99, requested: 100 });
     expect(provider.calls.refund).toBe(refundsBefore);
-    expect((await provider.getOrder(orderId)).status).toBe('captured');
+    expect((await provider.getOrder({ orderId })).status).toBe('captured');
     expect(await balanceOf(userId)).toBe(99);
   });
 
@@ -446,7 +446,7 @@ describe('refunds', () => {
     expect(refused.body).toMatchObject({ code: 'VALIDATION_FAILED' });
     expect(refused.body.errors.map((error: { field: string }) => error.field)).toEqual(['amount']);
     expect(provider.calls.refund).toBe(refundsBefore);
-    expect((await provider.getOrder(orderId)).status).toBe('captured');
+    expect((await provider.getOrder({ orderId })).status).toBe('captured');
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
     // An empty object is a whole refund, as no body is.
     expect((await http().post(`/v1/payments/${paymentId}/refund`).send({}).expect(200)).body.payment.status).toBe('REFUNDED');
@@ -469,7 +469,7 @@ describe('mock provider webhook', () => {
   async function capturedAtProviderOnly(): Promise<{ userId: string; paymentId: string; orderId: string; body: string }> {
     const userId = randomUUID();
     const { paymentId, orderId } = await buy(userId);
-    await provider.capture(orderId, `capture-${paymentId}`); // the provider captured; our process never heard of it
+    await provider.capture({ orderId }, `capture-${paymentId}`); // the provider captured; our process never heard of it
     return { userId, paymentId, orderId, body: notification('order.captured', orderId, paymentId) };
   }
 
@@ -533,7 +533,7 @@ describe('mock provider webhook', () => {
     const signature = signWebhook(DEVELOPMENT_WEBHOOK_SECRET, first);
     // Delivered while the order is not captured yet: processing it changes nothing.
     await hook(first, signature).expect(200, { received: true, duplicate: false });
-    await provider.capture(orderId, `capture-${paymentId}`);
+    await provider.capture({ orderId }, `capture-${paymentId}`);
     // The same signed delivery again (a replay, or the provider's retry): answered, not processed.
     await hook(first, signature).expect(200, { received: true, duplicate: true });
     expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
@@ -546,7 +546,7 @@ describe('mock provider webhook', () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await buy(userId);
     await capture(paymentId).expect(200);
-    await provider.refund(orderId, 'operator-refund');
+    await provider.refund({ orderId }, 'operator-refund');
     const body = notification('order.refunded', orderId, paymentId);
     await hook(body, signWebhook(DEVELOPMENT_WEBHOOK_SECRET, body)).expect(200, { received: true, duplicate: false });
     expect(await balanceOf(userId)).toBe(0);

@@ -22,6 +22,11 @@ afterAll(async () => {
   await fake.stop();
 });
 
+/** The payment's order as the ledger passes it: the PaymentIntent's id and the price it was created for (500 USD cents unless said). */
+function priced(orderId: string, amount = 500) {
+  return { orderId, amount, currency: 'USD' };
+}
+
 async function order(amount = 500) {
   const paymentId = randomUUID();
   const created = await provider.createOrder({ paymentId, userId: randomUUID(), amount, currency: 'USD', description: '100 tokens (starter)' });
@@ -32,9 +37,9 @@ async function order(amount = 500) {
 async function pendingRefund(beforeRefund: (orderId: string) => void = () => undefined) {
   const { orderId, paymentId } = await order();
   fake.confirmAsCustomer(orderId);
-  await provider.capture(orderId, `capture-${paymentId}`);
+  await provider.capture(priced(orderId), `capture-${paymentId}`);
   beforeRefund(orderId);
-  return { orderId, key: `refund-${paymentId}`, first: await fake.whileRefundsPending(() => provider.refund(orderId, `refund-${paymentId}`)) };
+  return { orderId, key: `refund-${paymentId}`, first: await fake.whileRefundsPending(() => provider.refund(priced(orderId), `refund-${paymentId}`)) };
 }
 
 describe('Stripe adapter against the fake Stripe API', () => {
@@ -50,29 +55,74 @@ describe('Stripe adapter against the fake Stripe API', () => {
 
   it('refuses to capture before the buyer authorised, captures once after, and answers a repeat with the same charge', async () => {
     const { orderId, paymentId } = await order();
-    await expect(provider.capture(orderId, `capture-${paymentId}`)).rejects.toMatchObject({ code: 'PAYMENT_NOT_AUTHORIZED' });
+    await expect(provider.capture(priced(orderId), `capture-${paymentId}`)).rejects.toMatchObject({ code: 'PAYMENT_NOT_AUTHORIZED' });
     expect(fake.confirmAsCustomer(orderId).status).toBe(200);
-    const captured = await provider.capture(orderId, `capture-${paymentId}`);
+    const captured = await provider.capture(priced(orderId), `capture-${paymentId}`);
     expect(captured).toEqual({ status: 'captured', providerTransactionId: fake.paymentIntents.get(orderId)?.latest_charge });
-    expect(await provider.capture(orderId, `capture-${paymentId}`)).toEqual(captured);
+    expect(await provider.capture(priced(orderId), `capture-${paymentId}`)).toEqual(captured);
     expect(fake.eventsOf('payment_intent.succeeded', orderId)).toHaveLength(1);
-    expect(await provider.getOrder(orderId)).toEqual({ status: 'captured', providerTransactionId: captured.status === 'captured' ? captured.providerTransactionId : '', declineReason: null, providerRefundId: null, refundPending: false });
+    expect(await provider.getOrder(priced(orderId))).toEqual({ status: 'captured', providerTransactionId: captured.status === 'captured' ? captured.providerTransactionId : '', declineReason: null, providerRefundId: null, refundPending: false });
   });
 
   it('answers a declined card as a decline with its decline code', async () => {
     const { orderId, paymentId } = await order();
     const declined = fake.confirmAsCustomer(orderId, 'pm_card_visa_chargeDeclinedInsufficientFunds');
     expect(declined).toMatchObject({ status: 402, body: { error: { type: 'card_error', code: 'card_declined', decline_code: 'insufficient_funds' } } });
-    expect(await provider.capture(orderId, `capture-${paymentId}`)).toEqual({ status: 'declined', reason: 'insufficient_funds' });
+    expect(await provider.capture(priced(orderId), `capture-${paymentId}`)).toEqual({ status: 'declined', reason: 'insufficient_funds' });
     // The buyer may still try another card: the order is not over at Stripe.
-    expect((await provider.getOrder(orderId)).status).toBe('created');
+    expect((await provider.getOrder(priced(orderId))).status).toBe('created');
+  });
+
+  it('does not capture a PaymentIntent changed to another amount or currency before the buyer confirmed: a decline, price_mismatch, and the cancel releases it', async () => {
+    const stripe = stripeClient(settings);
+    for (const change of [{ amount: 50 }, { amount: 900 }, { currency: 'eur' }]) {
+      const { orderId, paymentId } = await order();
+      // Whoever holds our API key changes it; the buyer then authorises what it now says.
+      await stripe.paymentIntents.update(orderId, change);
+      expect(fake.confirmAsCustomer(orderId).status).toBe(200);
+      expect([change, await provider.capture(priced(orderId), `capture-${paymentId}`)]).toEqual([change, { status: 'declined', reason: 'price_mismatch' }]);
+      expect(fake.requests.filter((request) => request.path === `/v1/payment_intents/${orderId}/capture`)).toHaveLength(0);
+      // Still authorised at Stripe until the payment's failure cancels it: not money taken.
+      expect((await provider.getOrder(priced(orderId))).status).toBe('created');
+      expect(await provider.cancel(priced(orderId), `cancel-${paymentId}`)).toMatchObject({ status: 'canceled' });
+      expect(fake.paymentIntents.get(orderId)).toMatchObject({ status: 'canceled', amount_received: 0 });
+    }
+  });
+
+  it('reads money taken that is not the price as captured_in_part, and refuses its capture naming both, whether less, more or in another currency', async () => {
+    const stripe = stripeClient(settings);
+    for (const [change, taken, currency] of [
+      [{ amount: 50 }, 50, 'usd'],
+      [{ amount: 900 }, 900, 'usd'],
+      [{ currency: 'eur' }, 500, 'eur'],
+    ] as const) {
+      const { orderId, paymentId } = await order();
+      await stripe.paymentIntents.update(orderId, change);
+      fake.confirmAsCustomer(orderId);
+      // Captured by someone else than the ledger (the dashboard, another integration with our key).
+      fake.dashboardCapture(orderId, taken);
+      expect([change, await provider.getOrder(priced(orderId))]).toEqual([change, { status: 'captured_in_part', providerTransactionId: expect.stringMatching(/^ch_/), declineReason: null, providerRefundId: null, refundPending: false }]);
+      await expect(provider.capture(priced(orderId), `capture-${paymentId}`)).rejects.toMatchObject({
+        code: 'PAYMENT_CAPTURED_IN_PART',
+        message: expect.stringContaining(`Stripe captured ${taken} of ${taken} ${currency} of PaymentIntent ${orderId}, and the payment's price is 500 usd`),
+        details: { amountReceived: taken, amount: taken, price: 500, currency },
+      });
+      // Refunded whole, nothing was kept: the refund is the order's, still not captured as priced.
+      const refund = fake.dashboardRefund(orderId);
+      expect(await provider.getOrder(priced(orderId))).toMatchObject({ status: 'captured_in_part', providerRefundId: refund.id });
+    }
+    // The price as created, taken whole: captured.
+    const { orderId } = await order();
+    fake.confirmAsCustomer(orderId);
+    fake.dashboardCapture(orderId, 500);
+    expect((await provider.getOrder(priced(orderId))).status).toBe('captured');
   });
 
   it('retries a Stripe 500 during the capture with the same key and captures once', async () => {
     const { orderId, paymentId } = await order();
     fake.confirmAsCustomer(orderId);
     fake.inject('POST', /\/capture$/, { kind: 'error', status: 500, type: 'api_error', when: 'before' });
-    expect(await provider.capture(orderId, `capture-${paymentId}`)).toMatchObject({ status: 'captured' });
+    expect(await provider.capture(priced(orderId), `capture-${paymentId}`)).toMatchObject({ status: 'captured' });
     const captures = fake.requests.filter((request) => request.path === `/v1/payment_intents/${orderId}/capture`);
     expect(captures.map((request) => request.idempotencyKey)).toEqual([`capture-${paymentId}`, `capture-${paymentId}`]);
   });
@@ -81,16 +131,16 @@ describe('Stripe adapter against the fake Stripe API', () => {
     const { orderId, paymentId } = await order();
     fake.confirmAsCustomer(orderId);
     fake.inject('POST', /\/capture$/, { kind: 'delay', ms: 700 });
-    expect(await provider.capture(orderId, `capture-${paymentId}`)).toMatchObject({ status: 'captured' });
+    expect(await provider.capture(priced(orderId), `capture-${paymentId}`)).toMatchObject({ status: 'captured' });
     expect(fake.eventsOf('payment_intent.succeeded', orderId)).toHaveLength(1);
   });
 
   it('retries a 429 (rate limited) itself, then answers PROVIDER_RATE_LIMITED when Stripe keeps refusing', async () => {
     const { orderId } = await order();
     fake.inject('GET', new RegExp(`/payment_intents/${orderId}$`), { kind: 'error', status: 429, type: 'rate_limit_error', code: 'rate_limit', when: 'before' });
-    expect((await provider.getOrder(orderId)).status).toBe('created');
+    expect((await provider.getOrder(priced(orderId))).status).toBe('created');
     fake.inject('GET', new RegExp(`/payment_intents/${orderId}$`), { kind: 'error', status: 429, type: 'rate_limit_error', code: 'rate_limit', when: 'before' }, 3);
-    const refused = await provider.getOrder(orderId).catch((error: unknown) => error);
+    const refused = await provider.getOrder(priced(orderId)).catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(PaymentProviderError);
     expect(refused).toMatchObject({ code: 'PROVIDER_RATE_LIMITED', details: { providerError: 'rate_limited' } });
   });
@@ -98,69 +148,69 @@ describe('Stripe adapter against the fake Stripe API', () => {
   it('refunds once with the key, and answers a refunded order with its refund', async () => {
     const { orderId, paymentId } = await order();
     fake.confirmAsCustomer(orderId);
-    await provider.capture(orderId, `capture-${paymentId}`);
-    const refund = await provider.refund(orderId, `refund-${paymentId}`);
-    expect(await provider.refund(orderId, `refund-${paymentId}`)).toEqual(refund);
+    await provider.capture(priced(orderId), `capture-${paymentId}`);
+    const refund = await provider.refund(priced(orderId), `refund-${paymentId}`);
+    expect(await provider.refund(priced(orderId), `refund-${paymentId}`)).toEqual(refund);
     expect([...fake.refunds.values()].filter((each) => each.payment_intent === orderId)).toHaveLength(1);
-    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'refunded', providerRefundId: refund.providerRefundId });
+    expect(await provider.getOrder(priced(orderId))).toMatchObject({ status: 'refunded', providerRefundId: refund.providerRefundId });
   });
 
   it('answers a dashboard refund as the refund, a partial one not, and our refund of the rest as a whole refund', async () => {
     const { orderId, paymentId } = await order();
     fake.confirmAsCustomer(orderId);
-    await provider.capture(orderId, `capture-${paymentId}`);
+    await provider.capture(priced(orderId), `capture-${paymentId}`);
     fake.dashboardRefund(orderId, 200);
-    expect((await provider.getOrder(orderId)).status).toBe('captured');
-    const rest = await provider.refund(orderId, `refund-${paymentId}`);
+    expect((await provider.getOrder(priced(orderId))).status).toBe('captured');
+    const rest = await provider.refund(priced(orderId), `refund-${paymentId}`);
     expect(fake.refunds.get(rest.providerRefundId)?.amount).toBe(300);
-    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'refunded', providerRefundId: rest.providerRefundId });
+    expect(await provider.getOrder(priced(orderId))).toMatchObject({ status: 'refunded', providerRefundId: rest.providerRefundId });
 
     const other = await order();
     fake.confirmAsCustomer(other.orderId);
-    await provider.capture(other.orderId, `capture-${other.paymentId}`);
+    await provider.capture(priced(other.orderId), `capture-${other.paymentId}`);
     const dashboard = fake.dashboardRefund(other.orderId);
-    expect(await provider.refund(other.orderId, `refund-${other.paymentId}`)).toEqual({ providerRefundId: dashboard.id, status: 'succeeded' });
+    expect(await provider.refund(priced(other.orderId), `refund-${other.paymentId}`)).toEqual({ providerRefundId: dashboard.id, status: 'succeeded' });
   });
 
   it('answers a refund Stripe leaves pending as pending (read again on a keyed retry), the order captured until it succeeds, and a failed one as an error', async () => {
     const confirmed = await pendingRefund();
     expect(confirmed.first).toEqual({ providerRefundId: expect.stringMatching(/^re_/), status: 'pending' });
     // Stripe counts a pending refund in the charge's `refunded`; the order is not refunded until the bank confirms it.
-    expect(await provider.getOrder(confirmed.orderId)).toMatchObject({ status: 'captured', providerRefundId: null, refundPending: true });
+    expect(await provider.getOrder(priced(confirmed.orderId))).toMatchObject({ status: 'captured', providerRefundId: null, refundPending: true });
     fake.settleRefund(confirmed.first.providerRefundId, 'succeeded');
-    expect(await provider.refund(confirmed.orderId, confirmed.key)).toEqual({ providerRefundId: confirmed.first.providerRefundId, status: 'succeeded' });
-    expect(await provider.getOrder(confirmed.orderId)).toMatchObject({ status: 'refunded', providerRefundId: confirmed.first.providerRefundId, refundPending: false });
+    expect(await provider.refund(priced(confirmed.orderId), confirmed.key)).toEqual({ providerRefundId: confirmed.first.providerRefundId, status: 'succeeded' });
+    expect(await provider.getOrder(priced(confirmed.orderId))).toMatchObject({ status: 'refunded', providerRefundId: confirmed.first.providerRefundId, refundPending: false });
 
     const failed = await pendingRefund();
     fake.settleRefund(failed.first.providerRefundId, 'failed');
-    await expect(provider.refund(failed.orderId, failed.key)).rejects.toMatchObject({ code: 'REFUND_FAILED', details: { providerRefundId: failed.first.providerRefundId } });
-    expect(await provider.getOrder(failed.orderId)).toMatchObject({ status: 'captured', providerRefundId: null, refundPending: false });
+    await expect(provider.refund(priced(failed.orderId), failed.key)).rejects.toMatchObject({ code: 'REFUND_FAILED', details: { providerRefundId: failed.first.providerRefundId } });
+    expect(await provider.getOrder(priced(failed.orderId))).toMatchObject({ status: 'captured', providerRefundId: null, refundPending: false });
     // Past Stripe's 24 hours, the key no longer replays: our refund is still found by the key in its metadata, and no second one is made.
     fake.forgetIdempotencyKey(failed.key);
-    await expect(provider.refund(failed.orderId, failed.key)).rejects.toMatchObject({ code: 'REFUND_FAILED' });
+    await expect(provider.refund(priced(failed.orderId), failed.key)).rejects.toMatchObject({ code: 'REFUND_FAILED' });
     expect([...fake.refunds.values()].filter((each) => each.payment_intent === failed.orderId)).toHaveLength(1);
   });
 
   it('answers the refund an operator made after ours failed, rather than our failure', async () => {
     const { orderId, key, first: ours } = await pendingRefund();
     fake.settleRefund(ours.providerRefundId, 'failed');
-    await expect(provider.refund(orderId, key)).rejects.toMatchObject({ code: 'REFUND_FAILED' });
+    await expect(provider.refund(priced(orderId), key)).rejects.toMatchObject({ code: 'REFUND_FAILED' });
     const dashboard = fake.dashboardRefund(orderId);
-    expect(await provider.refund(orderId, key)).toEqual({ providerRefundId: dashboard.id, status: 'succeeded' });
+    expect(await provider.refund(priced(orderId), key)).toEqual({ providerRefundId: dashboard.id, status: 'succeeded' });
   });
 
   it('reads a PaymentIntent captured in part as captured_in_part, with the refund once the part captured is refunded whole and no refund of it is pending', async () => {
     const { orderId } = await order();
     fake.confirmAsCustomer(orderId);
     fake.dashboardCapture(orderId, 200);
-    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured_in_part', providerRefundId: null });
+    expect(await provider.getOrder(priced(orderId))).toMatchObject({ status: 'captured_in_part', providerRefundId: null });
     fake.dashboardRefund(orderId, 150);
-    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured_in_part', providerRefundId: null });
+    expect(await provider.getOrder(priced(orderId))).toMatchObject({ status: 'captured_in_part', providerRefundId: null });
     const rest = await fake.whileRefundsPending(() => fake.dashboardRefund(orderId));
     expect(rest.amount).toBe(50);
-    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured_in_part', providerRefundId: null, refundPending: true });
+    expect(await provider.getOrder(priced(orderId))).toMatchObject({ status: 'captured_in_part', providerRefundId: null, refundPending: true });
     fake.settleRefund(rest.id, 'succeeded');
-    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured_in_part', providerRefundId: rest.id, refundPending: false });
+    expect(await provider.getOrder(priced(orderId))).toMatchObject({ status: 'captured_in_part', providerRefundId: rest.id, refundPending: false });
   });
 
   it('does not read an order as refunded while a refund of it is pending, though another of it succeeded', async () => {
@@ -170,29 +220,29 @@ describe('Stripe adapter against the fake Stripe API', () => {
     });
     expect(dashboard.id).toMatch(/^re_/);
     expect(ours).toEqual({ providerRefundId: expect.not.stringMatching(dashboard.id), status: 'pending' });
-    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'captured', providerRefundId: null, refundPending: true });
+    expect(await provider.getOrder(priced(orderId))).toMatchObject({ status: 'captured', providerRefundId: null, refundPending: true });
     fake.settleRefund(ours.providerRefundId, 'succeeded');
-    expect(await provider.getOrder(orderId)).toMatchObject({ status: 'refunded', providerRefundId: ours.providerRefundId });
+    expect(await provider.getOrder(priced(orderId))).toMatchObject({ status: 'refunded', providerRefundId: ours.providerRefundId });
   });
 
   it('cancels an uncaptured order, and answers one captured meanwhile as captured', async () => {
     const waiting = await order();
-    expect(await provider.cancel(waiting.orderId, `cancel-${waiting.paymentId}`)).toMatchObject({ status: 'canceled', declineReason: 'abandoned' });
+    expect(await provider.cancel(priced(waiting.orderId), `cancel-${waiting.paymentId}`)).toMatchObject({ status: 'canceled', declineReason: 'abandoned' });
     const paid = await order();
     fake.confirmAsCustomer(paid.orderId);
-    await provider.capture(paid.orderId, `capture-${paid.paymentId}`);
-    expect(await provider.cancel(paid.orderId, `cancel-${paid.paymentId}`)).toMatchObject({ status: 'captured' });
+    await provider.capture(priced(paid.orderId), `capture-${paid.paymentId}`);
+    expect(await provider.cancel(priced(paid.orderId), `cancel-${paid.paymentId}`)).toMatchObject({ status: 'captured' });
   });
 
   it('answers an unknown PaymentIntent as unknown', async () => {
-    expect(await provider.getOrder('pi_nothing')).toEqual({ status: 'unknown', providerTransactionId: null, declineReason: null, providerRefundId: null });
+    expect(await provider.getOrder(priced('pi_nothing'))).toEqual({ status: 'unknown', providerTransactionId: null, declineReason: null, providerRefundId: null });
   });
 
   it('verifies webhook signatures with the SDK over the raw body and finds our payment through the PaymentIntent', async () => {
     const webhooks = new StripeWebhooks(stripeClient(settings), settings.webhookSecret, 300);
     const { orderId, paymentId } = await order();
     fake.confirmAsCustomer(orderId);
-    await provider.capture(orderId, `capture-${paymentId}`);
+    await provider.capture(priced(orderId), `capture-${paymentId}`);
     const [charge] = fake.eventsOf('charge.captured', orderId);
     if (charge === undefined) throw new Error('no charge.captured event');
     const { body, signature } = fake.signed(charge);
@@ -219,10 +269,10 @@ describe('contract: what the adapter sends to Stripe (check against https://docs
     fake.requests.length = 0;
     const { orderId, paymentId } = await order(2000);
     fake.confirmAsCustomer(orderId);
-    await provider.capture(orderId, `capture-${paymentId}`);
-    await provider.refund(orderId, `refund-${paymentId}`);
+    await provider.capture(priced(orderId, 2000), `capture-${paymentId}`);
+    await provider.refund(priced(orderId, 2000), `refund-${paymentId}`);
     const expired = await order(500);
-    await provider.cancel(expired.orderId, `cancel-${expired.paymentId}`);
+    await provider.cancel(priced(expired.orderId), `cancel-${expired.paymentId}`);
     const sent = fake.requests.map(({ method, path, params, idempotencyKey, contentType }) => ({
       call: `${method} ${path.replace(orderId, '{pi}').replace(expired.orderId, '{pi}').replace(/ch_\w+/, '{ch}')}`,
       params,

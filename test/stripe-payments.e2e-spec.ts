@@ -582,6 +582,46 @@ describe('a PaymentIntent an operator captured in part at Stripe', () => {
   });
 });
 
+describe('a PaymentIntent changed at Stripe to another price than the payment\'s', () => {
+  /** Someone with our secret key, calling Stripe's API (`POST /v1/payment_intents/{id}`) outside the ledger. */
+  const keyHolder = () => stripeClient({ secretKey: fake.secretKey, webhookSecret: fake.webhookSecret, autoCapture: false, apiUrl: fake.url, maxNetworkRetries: 0, timeoutMs: 1_000, webhookToleranceSeconds: 300 });
+
+  it('is never captured: 10 captures racing on two instances and the auto-capture webhook answer the decline (price_mismatch), recorded once, and the authorisation is cancelled', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    // Whoever holds our API key lowers it; the buyer authorises what it now says.
+    await keyHolder().paymentIntents.update(orderId, { amount: 50 });
+    expect(fake.confirmAsCustomer(orderId).status).toBe(200);
+    const [raced, webhook] = await Promise.all([
+      Promise.all(Array.from({ length: 10 }, (_, index) => capture(paymentId, index % 2 === 0 ? testApp : autoApp))),
+      deliver(eventOf('payment_intent.amount_capturable_updated', orderId), autoApp),
+    ]);
+    expect(raced.map((response) => [response.status, response.body.code, response.body.reason])).toEqual(Array.from({ length: 10 }, () => [402, 'PAYMENT_DECLINED', 'price_mismatch']));
+    expect(webhook.status).toBe(200);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated', 'PaymentFailed']);
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'FAILED' });
+    expect(await balanceOf(userId)).toBe(0);
+    expect(fake.requests.filter((request) => request.path === `/v1/payment_intents/${orderId}/capture`)).toHaveLength(0);
+    expect(fake.paymentIntents.get(orderId)).toMatchObject({ status: 'canceled', amount_received: 0 });
+  });
+
+  it('credits nothing when it was captured elsewhere for more: the capture is refused naming the price, and the reconciliation job leaves it to an operator', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await buy(userId);
+    await keyHolder().paymentIntents.update(orderId, { amount: 900 });
+    fake.confirmAsCustomer(orderId);
+    fake.dashboardCapture(orderId, 900);
+    const captured = await capture(paymentId).expect(409);
+    expect(captured.body).toMatchObject({ code: 'PAYMENT_CAPTURED_IN_PART', amountReceived: 900, amount: 900, price: 500, currency: 'usd' });
+    await deliver(eventOf('payment_intent.succeeded', orderId)).expect(200);
+    const reconciled = await testApp.app.get(PaymentReconciliationJob, { strict: false }).runOnce(new Date(Date.now() + 2 * HOUR_MS));
+    expect(reconciled.unresolved).toBeGreaterThanOrEqual(1);
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'PENDING' });
+    expect(await balanceOf(userId)).toBe(0);
+    expect(await eventTypes(userId)).toEqual(['PaymentInitiated']);
+  });
+});
+
 describe('Stripe refunds the bank has not confirmed yet', () => {
   async function refundedPending(userId: string) {
     const bought = await buy(userId);

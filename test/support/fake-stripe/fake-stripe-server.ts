@@ -157,6 +157,7 @@ export class FakeStripeServer {
     this.routes = [
       { method: 'POST', path: /^\/v1\/payment_intents$/, handler: (params) => this.createPaymentIntent(params) },
       { method: 'GET', path: /^\/v1\/payment_intents\/([^/]+)$/, handler: (_, match) => ({ status: 200, body: this.intent(match[1] ?? '') }) },
+      { method: 'POST', path: /^\/v1\/payment_intents\/([^/]+)$/, handler: (params, match) => this.updatePaymentIntent(match[1] ?? '', params) },
       { method: 'POST', path: /^\/v1\/payment_intents\/([^/]+)\/confirm$/, handler: (params, match) => this.confirm(match[1] ?? '', params) },
       { method: 'POST', path: /^\/v1\/payment_intents\/([^/]+)\/capture$/, handler: (params, match) => this.capture(match[1] ?? '', params) },
       { method: 'POST', path: /^\/v1\/payment_intents\/([^/]+)\/cancel$/, handler: (params, match) => this.cancel(match[1] ?? '', params) },
@@ -445,6 +446,25 @@ export class FakeStripeServer {
     };
     this.paymentIntents.set(id, intent);
     this.emit('payment_intent.created', intent);
+    return { status: 200, body: intent };
+  }
+
+  /**
+   * `POST /v1/payment_intents/{id}`: `amount`, `currency`, `description` and `metadata` of a
+   * PaymentIntent the buyer has not confirmed yet (Stripe refuses a new amount once it is authorised,
+   * short of an incremental authorisation, which this fake does not offer).
+   */
+  private updatePaymentIntent(id: string, params: Params): Answer {
+    const intent = this.intent(id);
+    if (intent.status !== 'requires_payment_method' && intent.status !== 'requires_confirmation' && intent.status !== 'requires_action') throw unexpectedState(intent, 'update');
+    const amount = integerParam(params, 'amount');
+    const currency = stringParam(params, 'currency');
+    if (amount !== undefined && amount < 1) throw invalid('amount', 'Invalid amount: must be a positive integer.');
+    if (currency !== undefined && !/^[a-z]{3}$/.test(currency)) throw invalid('currency', 'Invalid currency: must be a lowercase three-letter ISO code.');
+    intent.amount = amount ?? intent.amount;
+    intent.currency = currency ?? intent.currency;
+    intent.description = stringParam(params, 'description') ?? intent.description;
+    intent.metadata = { ...intent.metadata, ...mapParam(params, 'metadata') };
     return { status: 200, body: intent };
   }
 

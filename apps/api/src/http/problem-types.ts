@@ -125,8 +125,9 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   PAYMENTS_DISABLED: { status: HttpStatus.NOT_IMPLEMENTED, title: 'This service takes no payments' },
   // Nothing recorded: the buyer confirms the PaymentIntent with Stripe.js first, then the capture is retried.
   PAYMENT_NOT_AUTHORIZED: { status: HttpStatus.CONFLICT, title: 'The buyer has not authorised the payment yet' },
-  // Nothing credited: the provider took less than the payment's amount (an operator's partial capture); an operator decides.
-  PAYMENT_CAPTURED_IN_PART: { status: HttpStatus.CONFLICT, title: 'The payment provider captured less than the payment amount' },
+  // Nothing credited: the provider took money that is not the payment's price (less than its order's amount, an operator's
+  // partial capture; or an order changed at the provider to another amount or currency); an operator decides.
+  PAYMENT_CAPTURED_IN_PART: { status: HttpStatus.CONFLICT, title: "The payment provider captured an amount other than the payment's price" },
   // Nothing refunded: the provider's refund failed or was canceled (the request ended: COMPLETED again, its tokens released;
   // REFUND_PENDING, reserved, while a dispute of the payment is open), or the provider refuses it while the charge is disputed
   // (REFUND_PENDING until the dispute ends it). Not kept under an Idempotency-Key: the same key asks again.

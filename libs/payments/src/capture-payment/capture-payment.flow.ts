@@ -56,7 +56,7 @@ export class CapturePaymentFlow {
       decide: async (state) => {
         if (providerFailure !== undefined) throw providerFailure;
         if (outcome === undefined && captureDecision(state, paymentId, now) === 'done') return [];
-        outcome ??= await this.provider.capture(paymentIn(state, paymentId).orderId, providerIdempotencyKey('capture', paymentId)).catch((error: unknown) => {
+        outcome ??= await this.provider.capture(paymentIn(state, paymentId), providerIdempotencyKey('capture', paymentId)).catch((error: unknown) => {
           providerFailure = error instanceof Error ? error : new Error(String(error));
           throw providerFailure;
         });

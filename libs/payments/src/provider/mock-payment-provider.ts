@@ -1,6 +1,6 @@
 import type { CaptureOutcome } from '@app/ledger';
 import type { Pool } from 'pg';
-import { PaymentProviderError, type OrderRequest, type PaymentProvider, type ProviderOrder, type ProviderRefund } from './payment-provider.port.js';
+import { PaymentProviderError, type OrderRequest, type PaymentOrder, type PaymentProvider, type ProviderOrder, type ProviderRefund } from './payment-provider.port.js';
 
 /**
  * How the mock answers a capture: `approve`; `decline` (card_declined); `timeout` (nothing captured,
@@ -19,7 +19,8 @@ type OrderKeys = { capture_idempotency_key: string | null; refund_idempotency_ke
  * calls by order id, and configurable failures (per order, or a default for new orders). Its orders
  * are kept in `mock_provider_orders`, outside every ledger transaction, so they survive a restart
  * of the service like a real provider's: a payment captured at the provider before a crash is
- * found captured after it. Each call is one statement (capture: one transaction with the order's
+ * found captured after it. Its orders keep the amount they were created for and nothing changes
+ * it, so the price the port passes is not compared. Each call is one statement (capture: one transaction with the order's
  * row locked), so racing calls from several instances change an order once.
  */
 export class MockPaymentProvider implements PaymentProvider {
@@ -57,7 +58,7 @@ export class MockPaymentProvider implements PaymentProvider {
     return Promise.resolve(null);
   }
 
-  async capture(orderId: string, idempotencyKey: string): Promise<CaptureOutcome> {
+  async capture({ orderId }: Pick<PaymentOrder, 'orderId'>, idempotencyKey: string): Promise<CaptureOutcome> {
     this.calls.capture += 1;
     const client = await this.pool.connect();
     let order: OrderRow | undefined;
@@ -99,7 +100,7 @@ export class MockPaymentProvider implements PaymentProvider {
     }
   }
 
-  async getOrder(orderId: string): Promise<ProviderOrder> {
+  async getOrder({ orderId }: Pick<PaymentOrder, 'orderId'>): Promise<ProviderOrder> {
     const order = (await this.pool.query<OrderRow>('SELECT payment_id, status, behaviour FROM mock_provider_orders WHERE order_id = $1', [orderId])).rows[0];
     if (order === undefined) return { status: 'unknown', providerTransactionId: null, declineReason: null, providerRefundId: null };
     const isCaptured = order.status === 'captured' || order.status === 'refunded';
@@ -118,13 +119,13 @@ export class MockPaymentProvider implements PaymentProvider {
   }
 
   /** Cancels an order not captured (our expiry); answers the order as it is afterwards, captured if it was. */
-  async cancel(orderId: string): Promise<ProviderOrder> {
+  async cancel({ orderId }: Pick<PaymentOrder, 'orderId'>): Promise<ProviderOrder> {
     await this.pool.query(`UPDATE mock_provider_orders SET status = 'canceled', updated_at = now() WHERE order_id = $1 AND status = 'created'`, [orderId]);
-    return this.getOrder(orderId);
+    return this.getOrder({ orderId });
   }
 
   /** Refunds a captured order once; the key of the call that refunded it is kept, later calls answer the same refund. */
-  async refund(orderId: string, idempotencyKey: string): Promise<ProviderRefund> {
+  async refund({ orderId }: Pick<PaymentOrder, 'orderId'>, idempotencyKey: string): Promise<ProviderRefund> {
     this.calls.refund += 1;
     const refunded = await this.pool.query<{ payment_id: string }>(
       `UPDATE mock_provider_orders SET status = 'refunded', refund_idempotency_key = coalesce(refund_idempotency_key, $2), updated_at = now()

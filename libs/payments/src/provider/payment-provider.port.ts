@@ -7,9 +7,10 @@ import type { ProviderDispute } from '../record-dispute/record-dispute.flow.js';
  * state before the money is taken (awaiting the buyer, authorised and capturable); 'canceled' is an
  * order the provider will never capture (cancelled at our expiry, or by an operator). An order
  * partly refunded stays 'captured' until it is refunded whole (ADR 0021). 'captured_in_part': the
- * provider took less than the order's amount (an operator captured part of it at the provider):
- * not the package's price, so nothing is credited and an operator decides; with `providerRefundId`
- * once that part is refunded whole (then nothing was kept).
+ * provider took money that is not the payment's price: less than the order's amount (an operator
+ * captured part of it at the provider), or an order whose amount or currency was changed at the
+ * provider (the name is kept from the first case); nothing is credited and an operator decides;
+ * with `providerRefundId` once what was taken is refunded whole (then nothing was kept).
  */
 export type ProviderOrderStatus = 'created' | 'captured' | 'captured_in_part' | 'declined' | 'canceled' | 'refunded' | 'unknown';
 
@@ -35,6 +36,13 @@ export type OrderRequest = {
   readonly userId: string;
 };
 
+/**
+ * A payment's order at the provider and the price it was created for (a `Payment` is one): what the
+ * provider took is checked against that price, not against the order's own amount, which whoever
+ * holds the provider's API key can change before the buyer confirms it.
+ */
+export type PaymentOrder = { readonly orderId: string; readonly amount: number; readonly currency: string };
+
 /** A new order: its id, and what the client needs to let the buyer approve it (Stripe's PaymentIntent `client_secret`), if anything. */
 export type CreatedOrder = { readonly orderId: string; readonly clientSecret?: string };
 
@@ -56,22 +64,27 @@ export interface PaymentProvider {
    * provider still remembering the idempotency key (Stripe forgets keys after 24 hours).
    */
   clientSecretOf(orderId: string): Promise<string | null>;
-  /** Captures the order's money; a decline is an outcome, not an error. */
-  capture(orderId: string, idempotencyKey: string): Promise<CaptureOutcome>;
-  getOrder(orderId: string): Promise<ProviderOrder>;
+  /**
+   * Captures the order's money; a decline is an outcome, not an error. An order the provider holds for
+   * another amount or currency than the payment's price is not captured: it is declined
+   * (`price_mismatch`), so the payment fails and its order is cancelled.
+   */
+  capture(order: PaymentOrder, idempotencyKey: string): Promise<CaptureOutcome>;
+  /** The order as the provider has it; money taken that is not the payment's price is `captured_in_part`. */
+  getOrder(order: PaymentOrder): Promise<ProviderOrder>;
   /**
    * Refunds the order's whole amount; refunding a refunded order answers its refund again. A refund
    * the provider has not finished (`pending`: the bank has not confirmed it) is not the money back
    * yet: the ledger records the refund only once it `succeeded`, and asks again with the same key.
    * A refund that failed, or that the provider refuses for good, is REFUND_FAILED.
    */
-  refund(orderId: string, idempotencyKey: string): Promise<ProviderRefund>;
+  refund(order: PaymentOrder, idempotencyKey: string): Promise<ProviderRefund>;
   /**
    * Makes sure the provider never captures the order (our expiry): cancels it unless it was captured,
    * and answers the order as the provider has it afterwards, so an order captured meanwhile is
    * credited, not expired.
    */
-  cancel(orderId: string, idempotencyKey: string): Promise<ProviderOrder>;
+  cancel(order: PaymentOrder, idempotencyKey: string): Promise<ProviderOrder>;
 }
 
 /** A dispute the provider holds of one of our payments: the payment its order's metadata names, that order, and the dispute as the ledger records one. */

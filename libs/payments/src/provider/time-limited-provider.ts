@@ -21,9 +21,9 @@ export function timeLimited(provider: PaymentProvider, timeoutMs: number = PROVI
     name: provider.name,
     createOrder: (request) => within('createOrder', provider.createOrder(request)),
     clientSecretOf: (orderId) => within('clientSecretOf', provider.clientSecretOf(orderId)),
-    capture: (orderId, idempotencyKey) => within('capture', provider.capture(orderId, idempotencyKey)),
-    getOrder: (orderId) => within('getOrder', provider.getOrder(orderId)),
-    refund: (orderId, idempotencyKey) => within('refund', provider.refund(orderId, idempotencyKey)),
-    cancel: (orderId, idempotencyKey) => within('cancel', provider.cancel(orderId, idempotencyKey)),
+    capture: (order, idempotencyKey) => within('capture', provider.capture(order, idempotencyKey)),
+    getOrder: (order) => within('getOrder', provider.getOrder(order)),
+    refund: (order, idempotencyKey) => within('refund', provider.refund(order, idempotencyKey)),
+    cancel: (order, idempotencyKey) => within('cancel', provider.cancel(order, idempotencyKey)),
   };
 }

@@ -85,7 +85,7 @@ describe('reconciliation rules: the ledger follows the provider', () => {
     ['COMPLETED', afterExpiry],
     ['REFUND_PENDING', afterExpiry],
   ] as const)('leaves a %s payment whose order was captured in part (at %s) to an operator: neither credited nor expired', (status, now) => {
-    expect(reconciliationOf(payment(status), order('captured_in_part'), now)).toEqual({ unresolved: `payment payment is ${status} but the provider captured less than its amount (500 USD)` });
+    expect(reconciliationOf(payment(status), order('captured_in_part'), now)).toEqual({ unresolved: `payment payment is ${status} but the provider took money that is not its price (500 USD): part of its order, or an order changed to another amount or currency` });
   });
 
   it('does nothing more about a payment captured in part that its lost dispute failed, though Stripe still reads it captured in part', () => {

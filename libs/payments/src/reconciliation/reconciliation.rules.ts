@@ -101,7 +101,7 @@ function capturedInPart(payment: Payment, order: ProviderOrder, lostDispute: boo
   // Failed by its lost dispute: the bank took back what was captured, nothing was kept (ADR 0024).
   if (payment.status === 'FAILED' && payment.failureReason === CHARGED_BACK_IN_PART) return { steps: [] };
   if (order.providerRefundId === null) {
-    return { unresolved: `payment ${payment.paymentId} is ${payment.status} but the provider captured less than its amount (${payment.amount} ${payment.currency})` };
+    return { unresolved: `payment ${payment.paymentId} is ${payment.status} but the provider took money that is not its price (${payment.amount} ${payment.currency}): part of its order, or an order changed to another amount or currency` };
   }
   // That part was refunded whole: nothing was kept.
   if (payment.status === 'PENDING') return { steps: [{ kind: 'record-capture', outcome: { status: 'declined', reason: 'captured_in_part_refunded' } }] };

@@ -72,7 +72,7 @@ export class RecordDisputeFlow {
     if (dispute.status !== 'lost') return undefined;
     const payment = (await this.ledger.load(userId)).payments.get(paymentId);
     if (payment?.status !== 'REFUND_PENDING' || disputedShare(payment, dispute) === payment.tokens) return undefined;
-    const refundId = await this.reconciler.refundHeldFor(payment.orderId);
+    const refundId = await this.reconciler.refundHeldFor(payment);
     return refundId === null ? undefined : { requestedAt: payment.updatedAt, refundId };
   }
 
@@ -85,7 +85,7 @@ export class RecordDisputeFlow {
     if (dispute.status !== 'lost') {
       throw new PaymentsError(
         'PAYMENT_CAPTURED_IN_PART',
-        `the provider captured only part of payment ${paymentId} (an operator's capture), so it credited no tokens and dispute ${dispute.disputeId} (${dispute.status}) takes none; an operator decides the payment`,
+        `the provider took money that is not the price of payment ${paymentId} (part of it, an operator's capture; or another amount or currency), so it credited no tokens and dispute ${dispute.disputeId} (${dispute.status}) takes none; an operator decides the payment`,
         { paymentId, disputeId: dispute.disputeId, disputeStatus: dispute.status },
       );
     }

@@ -56,7 +56,7 @@ export class RefundPaymentFlow {
     this.faults('refund:after-intent');
     let refund: ProviderRefund;
     try {
-      refund = await this.provider.refund(payment.orderId, providerIdempotencyKey('refund', paymentId));
+      refund = await this.provider.refund(payment, providerIdempotencyKey('refund', paymentId));
     } catch (error) {
       return this.endFailed(payment, error, context);
     }
@@ -118,7 +118,7 @@ export class RefundPaymentFlow {
   private async askAfterFailure(payment: Payment): Promise<AnswerAfterFailure> {
     const { paymentId } = payment;
     try {
-      return await this.provider.refund(payment.orderId, providerIdempotencyKey('refund', paymentId));
+      return await this.provider.refund(payment, providerIdempotencyKey('refund', paymentId));
     } catch (error) {
       if (failedRefundOf(error) === undefined || !(error instanceof PaymentsError)) throw error;
       return new PaymentsError('REFUND_FAILED', `${error.message}; payment ${paymentId} stays COMPLETED, its tokens the account's`, { ...error.details, paymentId, paymentStatus: 'COMPLETED' });
@@ -148,7 +148,7 @@ export class RefundPaymentFlow {
       return decideTokenAccount({ type: 'RequestRefund', data: { userId, paymentId, transactionId: randomUUID(), now } }, state);
     } catch (error) {
       if (!(error instanceof LedgerError && (error.code === 'REFUND_EXCEEDS_BALANCE' || error.code === 'REFUND_EXCEEDS_LOT'))) throw error;
-      const order = await this.provider.getOrder(paymentIn(state, paymentId).orderId);
+      const order = await this.provider.getOrder(paymentIn(state, paymentId));
       // Refunded whole at the provider: the order, or the part of it captured (`captured_in_part` with its refund).
       if (!(order.status === 'refunded' || order.status === 'captured_in_part') || order.providerRefundId === null) throw error;
       return decideTokenAccount({ type: 'RefundPayment', data: { userId, paymentId, providerRefundId: order.providerRefundId, transactionId: randomUUID(), now } }, state);

@@ -27,14 +27,14 @@ export class PaymentReconciler {
   ) {}
 
   async reconcile(payment: Payment, context: CommandContext, now = this.now()): Promise<Reconciled> {
-    let order = await this.provider.getOrder(payment.orderId);
+    let order = await this.provider.getOrder(payment);
     this.faults('reconcile:after-provider-order');
     let plan = reconciliationOf(payment, order, now, { lostDispute: await this.lostDispute(payment, order.status) });
     if ('steps' in plan && plan.steps.some((step) => step.kind === 'expire' || step.kind === 'cancel-at-provider')) {
       // Before the ledger gives up on the payment (or once it has, FAILED), the provider must give up
       // on it too (a buyer may still approve it): cancelled there, or, if it was captured meanwhile,
       // credited instead.
-      order = await this.provider.cancel(payment.orderId, providerIdempotencyKey('cancel', payment.paymentId));
+      order = await this.provider.cancel(payment, providerIdempotencyKey('cancel', payment.paymentId));
       // Still open there: the provider could not cancel it (Stripe: `processing`), so the buyer's money
       // may yet be taken or authorised. Not expired; the next run asks again.
       plan = order.status === 'created' ? { steps: [] } : reconciliationOf(payment, order, now);
@@ -68,12 +68,12 @@ export class PaymentReconciler {
   }
 
   /**
-   * The refund of this order the provider holds that returns the rest of its money, made or still
+   * The refund of this payment's order the provider holds that returns the rest of its money, made or still
    * pending (Stripe: one that leaves the charge refunded whole), or null. An operator's refund of
    * part of the order is not one (ADR 0021: an operator's case).
    */
-  async refundHeldFor(orderId: string): Promise<string | null> {
-    const order = await this.provider.getOrder(orderId);
+  async refundHeldFor(payment: Payment): Promise<string | null> {
+    const order = await this.provider.getOrder(payment);
     return order.providerRefundId ?? order.pendingRefundId ?? null;
   }
 
@@ -117,7 +117,7 @@ export class PaymentReconciler {
         // A refund we asked for whose provider call never happened or whose answer was lost: the same key, so the provider refunds once.
         let refund: ProviderRefund;
         try {
-          refund = await this.provider.refund(payment.orderId, providerIdempotencyKey('refund', payment.paymentId));
+          refund = await this.provider.refund(payment, providerIdempotencyKey('refund', payment.paymentId));
         } catch (error) {
           // Failed at the provider: the request ends (the tokens are the account's again).
           const failed = failedRefundOf(error);

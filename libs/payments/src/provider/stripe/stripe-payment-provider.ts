@@ -1,7 +1,7 @@
 import type { CaptureOutcome } from '@app/ledger';
 import Stripe from 'stripe';
 import { PaymentsError } from '../../payments.errors.js';
-import { PaymentProviderError, providerIdempotencyKey, type CreatedOrder, type OrderRequest, type PaymentProvider, type ProviderOrder, type ProviderRefund } from '../payment-provider.port.js';
+import { PaymentProviderError, providerIdempotencyKey, type CreatedOrder, type OrderRequest, type PaymentOrder, type PaymentProvider, type ProviderOrder, type ProviderRefund } from '../payment-provider.port.js';
 
 /** The Stripe adapter's settings (`PAYMENT_PROVIDER=stripe`, ADR 0021). */
 export type StripeSettings = {
@@ -54,6 +54,11 @@ export function stripeCallDeadlineMs(settings: StripeSettings): number {
  *   is refused with PAYMENT_NOT_AUTHORIZED (nothing recorded), one whose card was declined is a decline
  *   with Stripe's decline code, one captured for less than its amount (in the dashboard) is refused
  *   with PAYMENT_CAPTURED_IN_PART (`getOrder` says `captured_in_part`, an operator's case);
+ * - the price is the payment's, not the PaymentIntent's: one whose amount or currency is not the
+ *   payment's (changed with our API key before the buyer confirmed, or its authorisation
+ *   incremented) is not captured but declined (`price_mismatch`: the payment fails and the
+ *   PaymentIntent is cancelled), and money taken that is not the price (captured by someone else)
+ *   is `captured_in_part` as above: no buyer gets a package for less, or pays more for it;
  * - refund refunds what is left of the charge (key `refund-<paymentId>`); a PaymentIntent refunded
  *   already (in the dashboard) answers that refund; ours made before is found first by its key in
  *   the refunds' metadata (Stripe replays a keyed create for 24 hours only, with its first answer);
@@ -93,24 +98,29 @@ export class StripePaymentProvider implements PaymentProvider {
     return (await this.retrieve(orderId))?.client_secret ?? null;
   }
 
-  async capture(orderId: string, idempotencyKey: string): Promise<CaptureOutcome> {
+  async capture(order: PaymentOrder, idempotencyKey: string): Promise<CaptureOutcome> {
+    const { orderId } = order;
     const intent = await this.retrieve(orderId);
     if (intent === undefined) return { status: 'declined', reason: 'order_not_found' };
-    if (intent.status !== 'requires_capture') return captureOutcomeOf(intent);
+    if (intent.status !== 'requires_capture') return captureOutcomeOf(intent, order);
+    // Authorised for another price than the payment's: never captured (the payment fails, and the
+    // reconciler cancels the PaymentIntent, releasing the buyer's authorisation).
+    if (!isPriced(intent, order)) return { status: 'declined', reason: PRICE_MISMATCH };
     try {
-      return captureOutcomeOf(await this.call('capture the PaymentIntent', () => this.stripe.paymentIntents.capture(orderId, {}, { idempotencyKey })));
+      return captureOutcomeOf(await this.call('capture the PaymentIntent', () => this.stripe.paymentIntents.capture(orderId, {}, { idempotencyKey })), order);
     } catch (error) {
       if (error instanceof PaymentProviderError && error.cause instanceof Stripe.errors.StripeCardError) return { status: 'declined', reason: declineCodeOf(error.cause) };
       // Captured (or cancelled) by someone else since it was read: the PaymentIntent says which.
       if (error instanceof PaymentProviderError && isUnexpectedState(error.cause)) {
         const now = await this.retrieve(orderId);
-        if (now !== undefined) return captureOutcomeOf(now);
+        if (now !== undefined) return captureOutcomeOf(now, order);
       }
       throw error;
     }
   }
 
-  async getOrder(orderId: string): Promise<ProviderOrder> {
+  async getOrder(order: PaymentOrder): Promise<ProviderOrder> {
+    const { orderId } = order;
     const intent = await this.retrieve(orderId);
     if (intent === undefined) return { status: 'unknown', providerTransactionId: null, declineReason: null, providerRefundId: null };
     switch (intent.status) {
@@ -118,9 +128,10 @@ export class StripePaymentProvider implements PaymentProvider {
         const chargeId = idOf(intent.latest_charge);
         const charge = chargeId === null ? undefined : await this.call('read the charge', () => this.stripe.charges.retrieve(chargeId));
         const transaction = { providerTransactionId: chargeId ?? intent.id, declineReason: null };
-        if (intent.amount_received < intent.amount) {
-          // Captured for less than its amount (an operator's partial capture): so said even once that part
-          // is refunded, with the refund. Told by the refunds themselves, not by the charge's `refunded`.
+        if (!isTakenWhole(intent, order)) {
+          // Captured for less than its amount (an operator's partial capture), or for another price than
+          // the payment's: so said even once what was taken is refunded, with the refund. Told by the
+          // refunds themselves, not by the charge's `refunded`.
           const refunds = await this.refundsOf(orderId);
           const refunded = refunds.filter((refund) => refund.status === 'succeeded').reduce((sum, refund) => sum + refund.amount, 0);
           const refundId = refunded >= intent.amount_received ? settledRefundId(refunds) : null;
@@ -148,13 +159,14 @@ export class StripePaymentProvider implements PaymentProvider {
     }
   }
 
-  async refund(orderId: string, idempotencyKey: string): Promise<ProviderRefund> {
+  async refund(order: PaymentOrder, idempotencyKey: string): Promise<ProviderRefund> {
+    const { orderId } = order;
     // Ours, made before (its key is in its metadata): where it stands now. Stripe replays a keyed
     // create only for 24 hours, and with the answer it gave then (a pending refund as pending).
     const earlier = (await this.refundsOf(orderId)).find((refund) => refund.metadata?.['idempotencyKey'] === idempotencyKey);
     if (earlier !== undefined && !isFailed(earlier)) return refundOutcome(orderId, earlier);
     // Ours failed; the money may have gone back since by another refund (an operator's, in the dashboard).
-    if (earlier !== undefined) return (await this.otherRefund(orderId)) ?? refundOutcome(orderId, earlier);
+    if (earlier !== undefined) return (await this.otherRefund(order)) ?? refundOutcome(orderId, earlier);
     let created: Stripe.Refund;
     try {
       created = await this.call('refund the PaymentIntent', () =>
@@ -163,7 +175,7 @@ export class StripePaymentProvider implements PaymentProvider {
     } catch (error) {
       const code = invalidRequestCode(error);
       // Refunded whole already (in the dashboard): that refund is the one the ledger records, once it succeeded.
-      const other = code === 'charge_already_refunded' ? await this.otherRefund(orderId) : undefined;
+      const other = code === 'charge_already_refunded' ? await this.otherRefund(order) : undefined;
       if (other !== undefined) return other;
       // The bank took the charge back: nothing to refund while the dispute stands (a lost one completes the refund, or of part of the price ends it: ADR 0024).
       if (code === 'charge_disputed') {
@@ -191,14 +203,15 @@ export class StripePaymentProvider implements PaymentProvider {
   }
 
   /** A refund not ours that returned the money (the order refunded whole), or one still pending; undefined when neither. */
-  private async otherRefund(orderId: string): Promise<ProviderRefund | undefined> {
-    const order = await this.getOrder(orderId);
+  private async otherRefund(paymentOrder: PaymentOrder): Promise<ProviderRefund | undefined> {
+    const order = await this.getOrder(paymentOrder);
     if (order.providerRefundId !== null && (order.status === 'refunded' || order.status === 'captured_in_part')) return { providerRefundId: order.providerRefundId, status: 'succeeded' };
-    const pending = (await this.refundsOf(orderId)).find(isPending);
+    const pending = (await this.refundsOf(paymentOrder.orderId)).find(isPending);
     return pending === undefined ? undefined : { providerRefundId: pending.id, status: 'pending' };
   }
 
-  async cancel(orderId: string, idempotencyKey: string): Promise<ProviderOrder> {
+  async cancel(order: PaymentOrder, idempotencyKey: string): Promise<ProviderOrder> {
+    const { orderId } = order;
     const intent = await this.retrieve(orderId);
     if (intent !== undefined && intent.status !== 'succeeded' && intent.status !== 'canceled') {
       // The key names the state the cancel is asked in: Stripe keeps a refused cancel's answer under
@@ -212,7 +225,7 @@ export class StripePaymentProvider implements PaymentProvider {
         if (!(error instanceof PaymentProviderError && isUnexpectedState(error.cause))) throw error;
       }
     }
-    return this.getOrder(orderId);
+    return this.getOrder(order);
   }
 
   /** The PaymentIntent, or undefined when Stripe has none with this id. */
@@ -276,17 +289,31 @@ function refundOutcome(orderId: string, refund: Stripe.Refund): ProviderRefund {
   });
 }
 
+/** Why a capture is declined when the PaymentIntent is authorised for another amount or currency than the payment's price. */
+export const PRICE_MISMATCH = 'price_mismatch';
+
+/** Whether the PaymentIntent is for the payment's price: its amount and currency (Stripe's lower case, ours upper). */
+function isPriced(intent: Stripe.PaymentIntent, order: PaymentOrder): boolean {
+  return intent.amount === order.amount && intent.currency.toLowerCase() === order.currency.toLowerCase();
+}
+
+/** Whether a succeeded PaymentIntent took the payment's price, whole: not part of it, not another amount or currency. */
+function isTakenWhole(intent: Stripe.PaymentIntent, order: PaymentOrder): boolean {
+  return isPriced(intent, order) && intent.amount_received === order.amount;
+}
+
 /** What an answered PaymentIntent means for a capture the client asked for. */
-function captureOutcomeOf(intent: Stripe.PaymentIntent): CaptureOutcome {
+function captureOutcomeOf(intent: Stripe.PaymentIntent, order: PaymentOrder): CaptureOutcome {
   switch (intent.status) {
     case 'succeeded':
-      if (intent.amount_received < intent.amount) {
-        // Captured in part at Stripe (an operator's dashboard capture): not the package's price.
-        throw new PaymentsError('PAYMENT_CAPTURED_IN_PART', `Stripe captured ${intent.amount_received} of ${intent.amount} ${intent.currency} of PaymentIntent ${intent.id}: not the package's price; nothing is credited, an operator decides`, {
-          orderId: intent.id,
-          amountReceived: intent.amount_received,
-          amount: intent.amount,
-        });
+      if (!isTakenWhole(intent, order)) {
+        // Captured in part at Stripe (an operator's dashboard capture), or for another price than the
+        // payment's (the PaymentIntent changed with our API key): not the package's price.
+        throw new PaymentsError(
+          'PAYMENT_CAPTURED_IN_PART',
+          `Stripe captured ${intent.amount_received} of ${intent.amount} ${intent.currency} of PaymentIntent ${intent.id}, and the payment's price is ${order.amount} ${order.currency.toLowerCase()}: not the package's price; nothing is credited, an operator decides`,
+          { orderId: intent.id, amountReceived: intent.amount_received, amount: intent.amount, price: order.amount, currency: intent.currency },
+        );
       }
       return { status: 'captured', providerTransactionId: idOf(intent.latest_charge) ?? intent.id };
     case 'canceled':
