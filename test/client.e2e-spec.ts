@@ -46,7 +46,6 @@ type UsageProblemCode = NonNullable<Awaited<ReturnType<typeof useTokens>>['error
  */
 const USAGE_PROBLEM_CODES: Record<UsageProblemCode, true> = {
   ACCOUNT_IN_SHORTFALL: true,
-  AMOUNT_OUT_OF_RANGE: true,
   APPEND_DEADLINE_EXCEEDED: true,
   AUTHENTICATION_UNAVAILABLE: true,
   BAD_REQUEST: true,
@@ -54,7 +53,6 @@ const USAGE_PROBLEM_CODES: Record<UsageProblemCode, true> = {
   BODY_TOO_DEEP: true,
   CONCURRENCY_CONFLICT: true,
   DATABASE_UNAVAILABLE: true,
-  DESCRIPTION_TOO_LONG: true,
   FORBIDDEN: true,
   IDEMPOTENCY_KEY_INVALID: true,
   IDEMPOTENCY_KEY_IN_PROGRESS: true,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { ENDPOINT_ACTIONS } from '@app/auth';
-import { HOLD_TTL_SECONDS_MAX } from '@app/ledger';
+import { DESCRIPTION_LENGTH_MAX, HOLD_TTL_SECONDS_MAX, LOT_PRIORITY_MAX, REASON_LENGTH_MAX } from '@app/ledger';
 import { DEVELOPMENT_WEBHOOK_SECRET } from '../apps/api/src/config/app.config.js';
 import { signWebhook } from '../apps/api/src/payments/webhook-signature.guard.js';
 import { isPublicRoute } from '../apps/api/src/auth/access-control.js';
@@ -40,9 +40,12 @@ let document: Document;
 
 /**
  * Codes of the table no request can get, so no operation may list them: HOLD_ID_REUSED needs a
- * hold id chosen twice, and the service makes every hold id (a client cannot send one).
+ * hold id chosen twice, and the service makes every hold id (a client cannot send one). The others
+ * are the domain's checks of values every body that carries them refuses first, by the same rule,
+ * with VALIDATION_FAILED naming the field and the rule ("answers the values a body's own rules
+ * refuse ..." below): the domain keeps them for its other callers (the CLI, tests, replays).
  */
-const NEVER_ANSWERED: ReadonlySet<string> = new Set(['HOLD_ID_REUSED']);
+const NEVER_ANSWERED: ReadonlySet<string> = new Set(['HOLD_ID_REUSED', 'DESCRIPTION_TOO_LONG', 'REASON_REQUIRED', 'REASON_TOO_LONG', 'LOT_PRIORITY_OUT_OF_RANGE']);
 
 beforeAll(async () => {
   testApp = await startTestApp();
@@ -289,6 +292,35 @@ describe('what the service answers, against the document', () => {
       ['POST', '/v1/payments/webhooks/mock', 'WEBHOOK_SIGNATURE_INVALID', await testApp.anonymous().post('/v1/payments/webhooks/mock').set('content-type', 'application/json').send('{}').expect(401)],
     ] as const;
     expect(problems.flatMap(([method, path, code, problem]) => undeclared(method, path, code, problem))).toEqual([]);
+  });
+
+  it("answers the values a body's own rules refuse with VALIDATION_FAILED naming the field and the rule, and lists no domain code for them that it never sends", async () => {
+    const http = () => testApp.http();
+    const userId = randomUUID();
+    await http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
+    const hold = (await http().post(`/v1/accounts/${userId}/holds`).send({ amount: 10 }).expect(201)).body as { holdId: string };
+    const grant = (await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 5, reason: 'welcome' }).expect(201)).body as { lotId: string };
+    const tooLong = 'x'.repeat(DESCRIPTION_LENGTH_MAX + 1);
+    const longReason = 'x'.repeat(REASON_LENGTH_MAX + 1);
+    const cases = [
+      // [method, path, the request, the field and rule refused, the domain's code for the same value]
+      ['POST', '/v1/accounts/{userId}/usage', http().post(`/v1/accounts/${userId}/usage`).send({ amount: 0 }), ['amount', 'min'], 'AMOUNT_OUT_OF_RANGE'],
+      ['POST', '/v1/accounts/{userId}/usage', http().post(`/v1/accounts/${userId}/usage`).send({ amount: 1, description: tooLong }), ['description', 'maxLength'], 'DESCRIPTION_TOO_LONG'],
+      ['POST', '/v1/accounts/{userId}/purchases', http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 1, description: tooLong }), ['description', 'maxLength'], 'DESCRIPTION_TOO_LONG'],
+      ['POST', '/v1/accounts/{userId}/holds', http().post(`/v1/accounts/${userId}/holds`).send({ amount: 0 }), ['amount', 'min'], 'AMOUNT_OUT_OF_RANGE'],
+      ['POST', '/v1/accounts/{userId}/holds/{holdId}/settle', http().post(`/v1/accounts/${userId}/holds/${hold.holdId}/settle`).send({ amount: 1, description: tooLong }), ['description', 'maxLength'], 'DESCRIPTION_TOO_LONG'],
+      ['POST', '/v1/admin/accounts/{userId}/adjustments', http().post(`/v1/admin/accounts/${userId}/adjustments`).send({ amount: 0, reason: 'x' }), ['amount', 'notEquals'], 'AMOUNT_OUT_OF_RANGE'],
+      ['POST', '/v1/admin/accounts/{userId}/adjustments', http().post(`/v1/admin/accounts/${userId}/adjustments`).send({ amount: 1, reason: '   ' }), ['reason', 'isNotEmpty'], 'REASON_REQUIRED'],
+      ['POST', '/v1/admin/accounts/{userId}/grants', http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 1, reason: longReason }), ['reason', 'maxLength'], 'REASON_TOO_LONG'],
+      ['POST', '/v1/admin/accounts/{userId}/grants', http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 1, reason: 'x', priority: LOT_PRIORITY_MAX + 1 }), ['priority', 'max'], 'LOT_PRIORITY_OUT_OF_RANGE'],
+      ['POST', '/v1/admin/accounts/{userId}/grants/{lotId}/void', http().post(`/v1/admin/accounts/${userId}/grants/${grant.lotId}/void`).send({ reason: '' }), ['reason', 'isNotEmpty'], 'REASON_REQUIRED'],
+    ] as const;
+    for (const [method, path, request, [field, rule], domainCode] of cases) {
+      const answer = await request;
+      const where = `${method} ${path} ${field}`;
+      expect({ where, undeclared: undeclared(method, path, 'VALIDATION_FAILED', answer), errors: answer.body.errors }).toEqual({ where, undeclared: [], errors: [expect.objectContaining({ field, rule })] });
+      expect({ where, listed: problemCodes(document.paths[path]?.[method.toLowerCase()]?.responses['400'])?.includes(domainCode) }).toEqual({ where, listed: false });
+    }
   });
 
   it('declares the refusal of a query string on every operation that takes none (the public list of packages included)', async () => {

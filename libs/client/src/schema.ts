@@ -1637,7 +1637,7 @@ export interface operations {
                     "application/json": components["schemas"]["LedgerWriteResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1645,7 +1645,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
+                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -1795,7 +1795,7 @@ export interface operations {
                     "application/json": components["schemas"]["LedgerWriteResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1803,7 +1803,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -2165,7 +2165,7 @@ export interface operations {
                     "application/json": components["schemas"]["HoldResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `HOLD_TTL_OUT_OF_RANGE`: Hold time to live out of range; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `HOLD_TTL_OUT_OF_RANGE`: Hold time to live out of range; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2173,7 +2173,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "HOLD_TTL_OUT_OF_RANGE" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "HOLD_TTL_OUT_OF_RANGE" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -2324,7 +2324,7 @@ export interface operations {
                     "application/json": components["schemas"]["SettleResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `DESCRIPTION_TOO_LONG`: Description too long; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2332,7 +2332,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "DESCRIPTION_TOO_LONG" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -3612,7 +3612,7 @@ export interface operations {
                     "application/json": components["schemas"]["LedgerWriteResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `REASON_REQUIRED`: Reason required; `REASON_TOO_LONG`: Reason too long; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3620,7 +3620,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "REASON_REQUIRED" | "REASON_TOO_LONG" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -3770,7 +3770,7 @@ export interface operations {
                     "application/json": components["schemas"]["LotWriteResponse"];
                 };
             };
-            /** @description `AMOUNT_OUT_OF_RANGE`: Amount out of range; `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `LOT_EXPIRY_OUT_OF_RANGE`: Lot expiry must be in the future; `LOT_PRIORITY_OUT_OF_RANGE`: Lot priority out of range; `REASON_REQUIRED`: Reason required; `REASON_TOO_LONG`: Reason too long; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `LOT_EXPIRY_OUT_OF_RANGE`: Lot expiry must be in the future; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3778,7 +3778,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AMOUNT_OUT_OF_RANGE" | "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "LOT_EXPIRY_OUT_OF_RANGE" | "LOT_PRIORITY_OUT_OF_RANGE" | "REASON_REQUIRED" | "REASON_TOO_LONG" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "LOT_EXPIRY_OUT_OF_RANGE" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -3930,7 +3930,7 @@ export interface operations {
                     "application/json": components["schemas"]["LotWriteResponse"];
                 };
             };
-            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `REASON_REQUIRED`: Reason required; `REASON_TOO_LONG`: Reason too long; `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3938,7 +3938,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "REASON_REQUIRED" | "REASON_TOO_LONG" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };

@@ -41,7 +41,7 @@ export class AccountsController {
     summary: 'Credit tokens paid for elsewhere',
     description: 'Credits a payment taken outside this service, once per paymentId and to one account: a repeat with the same payload returns the first result; with another payload, or for another account (or naming a payment opened through POST /v1/payments for another account), 409 PAYMENT_ID_REUSED. Above PURCHASE_TOKENS_MAX: 400 AMOUNT_OUT_OF_RANGE naming the field and `max`.',
   })
-  @ApiProblems('AMOUNT_OUT_OF_RANGE', 'DESCRIPTION_TOO_LONG', 'PAYMENT_ID_REUSED', 'LOT_LIMIT_REACHED', 'BALANCE_OUT_OF_RANGE', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('AMOUNT_OUT_OF_RANGE', 'PAYMENT_ID_REUSED', 'LOT_LIMIT_REACHED', 'BALANCE_OUT_OF_RANGE', ...COMMAND_WRITE_PROBLEMS)
   purchase(@Param() { userId }: UserIdParams, @Body() body: PurchaseRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new AddTokensCommand(userId, body.paymentId, body.amount, body.description ?? null, commandContextOf(request), this.purchaseTokensMax));
   }
@@ -50,7 +50,7 @@ export class AccountsController {
   @HttpCode(HttpStatus.CREATED)
   @ApiOperation({ operationId: 'useTokens', summary: 'Spend tokens', description: 'Debits the account; 409 INSUFFICIENT_BALANCE (with `balance`, `held`, `available` and `requested`) when the balance less pending refunds is short, 409 INSUFFICIENT_AVAILABLE_BALANCE (with `balance`, `held`, `available` and `requested`) when it is short only because holds set tokens aside, 409 ACCOUNT_IN_SHORTFALL (with `shortfall`) while lost payment disputes leave it owing; `metadata` is the caller\'s, returned in history.' })
   @ApiCreatedResponse({ type: LedgerWriteResponse, description: 'Debited: the usage transaction and the balance after it.' })
-  @ApiProblems('AMOUNT_OUT_OF_RANGE', 'DESCRIPTION_TOO_LONG', 'INSUFFICIENT_BALANCE', 'INSUFFICIENT_AVAILABLE_BALANCE', 'ACCOUNT_IN_SHORTFALL', 'METADATA_INVALID', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('INSUFFICIENT_BALANCE', 'INSUFFICIENT_AVAILABLE_BALANCE', 'ACCOUNT_IN_SHORTFALL', 'METADATA_INVALID', ...COMMAND_WRITE_PROBLEMS)
   use(@Param() { userId }: UserIdParams, @Body() body: UsageRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new UseTokensCommand(userId, body.amount, body.description ?? null, commandContextOf(request), body.metadata ?? null));
   }

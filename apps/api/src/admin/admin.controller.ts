@@ -69,7 +69,7 @@ export class AdminController {
     description: 'A signed credit or debit; 409 ADJUSTMENT_EXCEEDS_BALANCE (with balance and requested) when a debit would take the balance below zero, 409 INSUFFICIENT_AVAILABLE_BALANCE (with balance, held, available and requested) when it would take tokens holds set aside, 422 BALANCE_OUT_OF_RANGE when a credit would pass the largest safe integer.',
   })
   @ApiCreatedResponse({ type: LedgerWriteResponse, description: "The adjustment transaction (its description is the reason) and the new balance; a user never seen may be credited." })
-  @ApiProblems('AMOUNT_OUT_OF_RANGE', 'REASON_REQUIRED', 'REASON_TOO_LONG', 'ADJUSTMENT_EXCEEDS_BALANCE', 'INSUFFICIENT_AVAILABLE_BALANCE', 'BALANCE_OUT_OF_RANGE', 'LOT_LIMIT_REACHED', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('ADJUSTMENT_EXCEEDS_BALANCE', 'INSUFFICIENT_AVAILABLE_BALANCE', 'BALANCE_OUT_OF_RANGE', 'LOT_LIMIT_REACHED', ...COMMAND_WRITE_PROBLEMS)
   adjust(@Param() { userId }: UserIdParams, @Body() body: AdjustmentRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new AdjustTokensCommand(userId, body.amount, body.reason, commandContextOf(request)));
   }
@@ -78,7 +78,7 @@ export class AdminController {
   @HttpCode(HttpStatus.CREATED)
   @ApiOperation({ operationId: 'grantTokens', summary: 'Grant promotional tokens', description: 'A credit with a lot of its own, an optional expiry and priority; 400 LOT_EXPIRY_OUT_OF_RANGE when expiresAt is not in the future.' })
   @ApiCreatedResponse({ type: LotWriteResponse, description: 'A promotional credit with a lot of its own (an adjustment row whose description is the reason).' })
-  @ApiProblems('AMOUNT_OUT_OF_RANGE', 'REASON_REQUIRED', 'REASON_TOO_LONG', 'LOT_EXPIRY_OUT_OF_RANGE', 'LOT_PRIORITY_OUT_OF_RANGE', 'LOT_LIMIT_REACHED', 'BALANCE_OUT_OF_RANGE', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('LOT_EXPIRY_OUT_OF_RANGE', 'LOT_LIMIT_REACHED', 'BALANCE_OUT_OF_RANGE', ...COMMAND_WRITE_PROBLEMS)
   grant(@Param() { userId }: UserIdParams, @Body() body: GrantRequest, @Req() request: FastifyRequest) {
     const expiresAt = body.expiresAt === undefined || body.expiresAt === null ? null : new Date(body.expiresAt);
     return this.commandBus.execute(new GrantTokensCommand(userId, body.amount, body.reason, expiresAt, body.priority ?? null, commandContextOf(request)));
@@ -88,7 +88,7 @@ export class AdminController {
   @HttpCode(HttpStatus.OK)
   @ApiOperation({ operationId: 'voidGrant', summary: "Take back a grant's remainder", description: "409 LOT_NOT_A_GRANT with source (a purchase's, an adjustment's or the opening lot, whatever its state); LOT_NOT_ACTIVE with lotStatus spent, expired (from its expiresAt on, recorded or not) or voided, once the grant has ended; LOT_HELD (settle or release its holds first). 404 LOT_NOT_FOUND only when this account never had a lot with this id." })
   @ApiOkResponse({ type: LotWriteResponse, description: "The grant's remainder taken back (a negative adjustment row with the reason)." })
-  @ApiProblems('REASON_REQUIRED', 'REASON_TOO_LONG', 'LOT_NOT_FOUND', 'LOT_NOT_ACTIVE', 'LOT_NOT_A_GRANT', 'LOT_HELD', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('LOT_NOT_FOUND', 'LOT_NOT_ACTIVE', 'LOT_NOT_A_GRANT', 'LOT_HELD', ...COMMAND_WRITE_PROBLEMS)
   voidGrant(@Param() { userId, lotId }: GrantParams, @Body() body: VoidGrantRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new VoidGrantCommand(userId, lotId, body.reason, commandContextOf(request)));
   }
