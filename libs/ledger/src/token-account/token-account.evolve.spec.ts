@@ -384,6 +384,20 @@ describe('token account: evolve refuses a corrupt hold, grant, refund or dispute
     expectRefused(valid, [...paid, granted, expired(later)]);
   });
 
+  it('fails loudly on a hold expired before its expiresAt, or settled or released at it or after, each checked at the exact instant', () => {
+    const justBefore = '2026-11-24T11:59:59.999Z';
+    const timed = <T extends TokenAccountEvent>(event: T, occurredAt: string): T => ({ ...event, data: { ...event.data, occurredAt } });
+    const expiredHold = (occurredAt: string): TokenAccountEvent => ({ type: 'HoldExpired', data: { userId, holdId: 'hold-1', amount: 40, expiresAt: later, balanceAfter: 100, heldAfter: 0, occurredAt } });
+    // The hold of 40 expires at `later`.
+    expectRefused([...paid, held(40), expiredHold(later)], [...paid, held(40), expiredHold(justBefore)]);
+    expectRefused([...paid, held(40), timed(settled(25, 15), justBefore)], [...paid, held(40), timed(settled(25, 15), later)]);
+    expectRefused([...paid, held(40), timed(released(40), justBefore)], [...paid, held(40), timed(released(40), later)]);
+    // Written before ADR 0028: the same for its HoldSettled, whatever the TokensUsed after it says.
+    expectRefused([...paid, held(40), timed(settledBefore(25, 15), justBefore), usedFor('hold-1', 25)], [...paid, held(40), timed(settledBefore(25, 15), later), usedFor('hold-1', 25)]);
+    expect(() => replay([...paid, held(40), timed(released(40), '2026-11-24T12:00:00.001Z')])).toThrow('hold hold-1 released at or after its expiry');
+    expect(() => replay([...paid, held(40), expiredHold(justBefore)])).toThrow('hold hold-1 expired before its expiry');
+  });
+
   it('fails loudly on a void that draws from another lot than the grant it voids', () => {
     const valid = [...paid, granted, voided('lot-grant', 20, 100)];
     expect(replay(valid)).toMatchObject({ balance: 100 });

@@ -80,19 +80,30 @@ export const initialTokenAccountState: TokenAccountState = {
   lastOccurredAtMs: 0,
 };
 
+/**
+ * A hold ends by its expiry at or after its `expiresAt`, and by a settle or release before it: a
+ * decision made at that instant or later finds it expired (`isHoldActive`), and the sweep every
+ * command makes first records that expiry. An event that says otherwise was not decided here.
+ */
+function assertHoldEndTimely(hold: Pick<Hold, 'holdId' | 'expiresAtMs'>, occurredAtMs: number, end: 'settled' | 'released' | 'expired'): void {
+  const timely = end === 'expired' ? hold.expiresAtMs <= occurredAtMs : occurredAtMs < hold.expiresAtMs;
+  invariant(timely, `hold ${hold.holdId} ${end} ${end === 'expired' ? 'before' : 'at or after'} its expiry`);
+}
+
 /** What a refund may take back and usage may reach: the balance less the tokens reserved for refunds in progress (never below 0). */
 export function availableBalance(state: TokenAccountState): number {
   return Math.max(0, state.balance - state.reservedForRefunds);
 }
 
 export function evolveTokenAccount(state: TokenAccountState, event: TokenAccountEvent): TokenAccountState {
-  const evolved = evolveByType(state, event);
-  // The latest, not the last: streams written before decisions kept to it may step back in time.
   const occurredAtMs = Date.parse(event.data.occurredAt);
+  const evolved = evolveByType(state, event, occurredAtMs);
+  // The latest, not the last: streams written before decisions kept to it may step back in time.
   return occurredAtMs > evolved.lastOccurredAtMs ? { ...evolved, lastOccurredAtMs: occurredAtMs } : evolved;
 }
 
-function evolveByType(state: TokenAccountState, event: TokenAccountEvent): TokenAccountState {
+/** `occurredAtMs`: the event's `occurredAt` in epoch milliseconds, parsed once. */
+function evolveByType(state: TokenAccountState, event: TokenAccountEvent, occurredAtMs: number): TokenAccountState {
   switch (event.type) {
     case 'TokensPurchased': {
       invariant(!state.purchases.has(event.data.paymentId), `payment ${event.data.paymentId} credited twice`);
@@ -135,7 +146,7 @@ function evolveByType(state: TokenAccountState, event: TokenAccountEvent): Token
     }
     case 'LotExpired': {
       const lot = state.lots.get(event.data.lotId);
-      invariant(lot !== undefined && lot.expiresAtMs <= Date.parse(event.data.occurredAt), `lot ${event.data.lotId} expired before its expiry, or without tokens`);
+      invariant(lot !== undefined && lot.expiresAtMs <= occurredAtMs, `lot ${event.data.lotId} expired before its expiry, or without tokens`);
       invariant(drawsOnlyFrom(event.data.draws, event.data.lotId), `expiry of lot ${event.data.lotId} draws from other lots`);
       return debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
     }
@@ -143,6 +154,7 @@ function evolveByType(state: TokenAccountState, event: TokenAccountEvent): Token
       return evolveHold(state, event);
     case 'HoldSettled': {
       const hold = holdOf(state, event.data.holdId);
+      assertHoldEndTimely(hold, occurredAtMs, 'settled');
       invariant(event.data.settledAmount + event.data.releasedAmount === hold.amount, `settle of hold ${hold.holdId} splits ${hold.amount} wrongly`);
       // Written before ADR 0028: the settle's TokensUsed follows and debits.
       if (!isSettleWithDebit(event.data)) return endHold(state, event.data, 'settled');
@@ -154,8 +166,10 @@ function evolveByType(state: TokenAccountState, event: TokenAccountEvent): Token
       return debitLots(ended, movement(event.data, -event.data.settledAmount), event.data.draws);
     }
     case 'HoldReleased':
+      assertHoldEndTimely(holdOf(state, event.data.holdId), occurredAtMs, 'released');
       return endHold(state, event.data, 'released');
     case 'HoldExpired':
+      assertHoldEndTimely(holdOf(state, event.data.holdId), occurredAtMs, 'expired');
       return endHold(state, event.data, 'expired');
     case 'PaymentInitiated': {
       invariant(!state.payments.has(event.data.paymentId), `payment ${event.data.paymentId} initiated twice`);
