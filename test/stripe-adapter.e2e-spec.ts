@@ -89,6 +89,27 @@ describe('Stripe adapter against the fake Stripe API', () => {
     }
   });
 
+  it('does not capture an authorisation for less or more than the price (a partial authorisation, an incremented one), and captures the price, never more', async () => {
+    const stripe = stripeClient(settings);
+    const partly = await order();
+    fake.confirmAsCustomer(partly.orderId);
+    fake.authorisePartly(partly.orderId, 200);
+    const raised = await order();
+    fake.confirmAsCustomer(raised.orderId);
+    await stripe.paymentIntents.incrementAuthorization(raised.orderId, { amount: 900 });
+    for (const { orderId, paymentId } of [partly, raised]) {
+      expect(await provider.capture(priced(orderId), `capture-${paymentId}`)).toEqual({ status: 'declined', reason: 'price_mismatch' });
+      expect(fake.requests.filter((request) => request.path === `/v1/payment_intents/${orderId}/capture`)).toHaveLength(0);
+      expect(fake.paymentIntents.get(orderId)).toMatchObject({ status: 'requires_capture', amount_received: 0 });
+    }
+    // Authorised at the price: the capture asks for exactly the price.
+    const { orderId, paymentId } = await order();
+    fake.confirmAsCustomer(orderId);
+    expect(await provider.capture(priced(orderId), `capture-${paymentId}`)).toMatchObject({ status: 'captured' });
+    expect(fake.requests.filter((request) => request.path === `/v1/payment_intents/${orderId}/capture`).map((request) => request.params)).toEqual([{ amount_to_capture: '500' }]);
+    expect(fake.paymentIntents.get(orderId)).toMatchObject({ status: 'succeeded', amount_received: 500 });
+  });
+
   it('reads money taken that is not the price as captured_in_part, and refuses its capture naming both, whether less, more or in another currency', async () => {
     const stripe = stripeClient(settings);
     for (const [change, taken, currency] of [
@@ -289,7 +310,7 @@ describe('contract: what the adapter sends to Stripe (check against https://docs
         contentType: form,
       },
       { call: 'GET /v1/payment_intents/{pi}', params: {}, idempotencyKey: undefined, contentType: form },
-      { call: 'POST /v1/payment_intents/{pi}/capture', params: {}, idempotencyKey: 'capture-{paymentId}', contentType: form },
+      { call: 'POST /v1/payment_intents/{pi}/capture', params: { amount_to_capture: '2000' }, idempotencyKey: 'capture-{paymentId}', contentType: form },
       // Ours made before, if any (found by its key in the metadata), before a new one.
       { call: 'GET /v1/refunds', params: { payment_intent: orderId, limit: '100' }, idempotencyKey: undefined, contentType: form },
       { call: 'POST /v1/refunds', params: { payment_intent: orderId, reason: 'requested_by_customer', metadata: { idempotencyKey: `refund-${paymentId}` } }, idempotencyKey: 'refund-{paymentId}', contentType: form },

@@ -161,6 +161,7 @@ export class FakeStripeServer {
       { method: 'POST', path: /^\/v1\/payment_intents\/([^/]+)\/confirm$/, handler: (params, match) => this.confirm(match[1] ?? '', params) },
       { method: 'POST', path: /^\/v1\/payment_intents\/([^/]+)\/capture$/, handler: (params, match) => this.capture(match[1] ?? '', params) },
       { method: 'POST', path: /^\/v1\/payment_intents\/([^/]+)\/cancel$/, handler: (params, match) => this.cancel(match[1] ?? '', params) },
+      { method: 'POST', path: /^\/v1\/payment_intents\/([^/]+)\/increment_authorization$/, handler: (params, match) => this.incrementAuthorization(match[1] ?? '', params) },
       { method: 'POST', path: /^\/v1\/refunds$/, handler: (params) => this.createRefund(params) },
       { method: 'GET', path: /^\/v1\/refunds$/, handler: (params) => this.listRefunds(params) },
       { method: 'GET', path: /^\/v1\/refunds\/([^/]+)$/, handler: (_, match) => ({ status: 200, body: this.refundById(match[1] ?? '') }) },
@@ -519,6 +520,29 @@ export class FakeStripeServer {
     if (amount < 1 || amount > intent.amount_capturable) throw invalid('amount_to_capture', `amount_to_capture (${amount}) must be at most the amount capturable (${intent.amount_capturable})`);
     this.settle(intent, this.charge(intent.latest_charge ?? ''), amount);
     return { status: 200, body: intent };
+  }
+
+  /**
+   * `POST /v1/payment_intents/{id}/increment_authorization`: `amount`, the new total, above the
+   * current one, of an authorised PaymentIntent (Stripe offers it for eligible cards only; every card
+   * is eligible here).
+   */
+  private incrementAuthorization(id: string, params: Params): Answer {
+    const intent = this.intent(id);
+    if (intent.status !== 'requires_capture') throw unexpectedState(intent, 'increment the authorization of');
+    const amount = integerParam(params, 'amount');
+    if (amount === undefined || amount <= intent.amount) throw invalid('amount', `amount must be greater than the PaymentIntent's current amount (${intent.amount})`);
+    intent.amount = amount;
+    intent.amount_capturable = amount;
+    return { status: 200, body: intent };
+  }
+
+  /** The bank authorised only `amount` of the confirmed PaymentIntent (a partial authorisation): less is capturable than its `amount`. */
+  authorisePartly(paymentIntentId: string, amount: number): FakePaymentIntent {
+    const intent = this.intent(paymentIntentId);
+    if (intent.status !== 'requires_capture' || amount < 1 || amount >= intent.amount) throw new Error(`cannot authorise ${amount} of ${intent.id} (${intent.status}, ${intent.amount})`);
+    intent.amount_capturable = amount;
+    return intent;
   }
 
   /** An operator captures the authorised PaymentIntent in Stripe's dashboard, `amountToCapture` of it (the rest is released). */

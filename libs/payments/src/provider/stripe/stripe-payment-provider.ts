@@ -54,11 +54,12 @@ export function stripeCallDeadlineMs(settings: StripeSettings): number {
  *   is refused with PAYMENT_NOT_AUTHORIZED (nothing recorded), one whose card was declined is a decline
  *   with Stripe's decline code, one captured for less than its amount (in the dashboard) is refused
  *   with PAYMENT_CAPTURED_IN_PART (`getOrder` says `captured_in_part`, an operator's case);
- * - the price is the payment's, not the PaymentIntent's: one whose amount or currency is not the
- *   payment's (changed with our API key before the buyer confirmed, or its authorisation
- *   incremented) is not captured but declined (`price_mismatch`: the payment fails and the
- *   PaymentIntent is cancelled), and money taken that is not the price (captured by someone else)
- *   is `captured_in_part` as above: no buyer gets a package for less, or pays more for it;
+ * - the price is the payment's, not the PaymentIntent's: one authorised for another amount
+ *   (`amount_capturable`: its amount changed with our API key before the buyer confirmed, a partial
+ *   authorisation, an incremented one) or in another currency is not captured but declined
+ *   (`price_mismatch`: the payment fails and the PaymentIntent is cancelled); a capture takes the
+ *   price (`amount_to_capture`), never more; money taken that is not the price (captured by someone
+ *   else) is `captured_in_part` as above: no buyer gets a package for less, or pays more for it;
  * - refund refunds what is left of the charge (key `refund-<paymentId>`); a PaymentIntent refunded
  *   already (in the dashboard) answers that refund; ours made before is found first by its key in
  *   the refunds' metadata (Stripe replays a keyed create for 24 hours only, with its first answer);
@@ -103,11 +104,14 @@ export class StripePaymentProvider implements PaymentProvider {
     const intent = await this.retrieve(orderId);
     if (intent === undefined) return { status: 'declined', reason: 'order_not_found' };
     if (intent.status !== 'requires_capture') return captureOutcomeOf(intent, order);
-    // Authorised for another price than the payment's: never captured (the payment fails, and the
-    // reconciler cancels the PaymentIntent, releasing the buyer's authorisation).
-    if (!isPriced(intent, order)) return { status: 'declined', reason: PRICE_MISMATCH };
+    // Authorised for another price than the payment's (more, less, a part of it, another currency):
+    // never captured (the payment fails, and the reconciler cancels the PaymentIntent, releasing the
+    // buyer's authorisation).
+    if (!isAuthorisedAtPrice(intent, order)) return { status: 'declined', reason: PRICE_MISMATCH };
     try {
-      return captureOutcomeOf(await this.call('capture the PaymentIntent', () => this.stripe.paymentIntents.capture(orderId, {}, { idempotencyKey })), order);
+      // The price, not whatever is capturable: an authorisation raised since it was read is not taken.
+      const captured = await this.call('capture the PaymentIntent', () => this.stripe.paymentIntents.capture(orderId, { amount_to_capture: order.amount }, { idempotencyKey }));
+      return captureOutcomeOf(captured, order);
     } catch (error) {
       if (error instanceof PaymentProviderError && error.cause instanceof Stripe.errors.StripeCardError) return { status: 'declined', reason: declineCodeOf(error.cause) };
       // Captured (or cancelled) by someone else since it was read: the PaymentIntent says which.
@@ -135,7 +139,8 @@ export class StripePaymentProvider implements PaymentProvider {
           const refunds = await this.refundsOf(orderId);
           const refunded = refunds.filter((refund) => refund.status === 'succeeded').reduce((sum, refund) => sum + refund.amount, 0);
           const refundId = refunded >= intent.amount_received ? settledRefundId(refunds) : null;
-          return { status: 'captured_in_part', ...transaction, providerRefundId: refundId, refundPending: refunds.some(isPending) };
+          const pendingRefund = refunds.find(isPending);
+          return { status: 'captured_in_part', ...transaction, providerRefundId: refundId, refundPending: pendingRefund !== undefined, ...(pendingRefund === undefined ? {} : { pendingRefundId: pendingRefund.id }) };
         }
         // Refunded whole: the ledger takes the tokens back. A partial refund leaves it captured (ADR 0021),
         // and so does a refund the bank has not confirmed yet (Stripe counts it in `refunded` until it fails).
@@ -292,14 +297,23 @@ function refundOutcome(orderId: string, refund: Stripe.Refund): ProviderRefund {
 /** Why a capture is declined when the PaymentIntent is authorised for another amount or currency than the payment's price. */
 export const PRICE_MISMATCH = 'price_mismatch';
 
-/** Whether the PaymentIntent is for the payment's price: its amount and currency (Stripe's lower case, ours upper). */
-function isPriced(intent: Stripe.PaymentIntent, order: PaymentOrder): boolean {
-  return intent.amount === order.amount && intent.currency.toLowerCase() === order.currency.toLowerCase();
+/** Whether the PaymentIntent is in the payment's currency (Stripe's lower case, ours upper). */
+function isInCurrency(intent: Stripe.PaymentIntent, order: PaymentOrder): boolean {
+  return intent.currency.toLowerCase() === order.currency.toLowerCase();
+}
+
+/**
+ * Whether an authorised PaymentIntent can be captured for exactly the payment's price: what the
+ * bank authorised (`amount_capturable`: the whole `amount`, or less for a partial authorisation) is
+ * the price, in its currency.
+ */
+function isAuthorisedAtPrice(intent: Stripe.PaymentIntent, order: PaymentOrder): boolean {
+  return isInCurrency(intent, order) && intent.amount_capturable === order.amount;
 }
 
 /** Whether a succeeded PaymentIntent took the payment's price, whole: not part of it, not another amount or currency. */
 function isTakenWhole(intent: Stripe.PaymentIntent, order: PaymentOrder): boolean {
-  return isPriced(intent, order) && intent.amount_received === order.amount;
+  return isInCurrency(intent, order) && intent.amount_received === order.amount;
 }
 
 /** What an answered PaymentIntent means for a capture the client asked for. */
