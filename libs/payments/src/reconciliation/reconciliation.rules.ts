@@ -95,7 +95,7 @@ function refundReturned(payment: Payment, order: ProviderOrder, lostDispute: boo
   };
 }
 
-/** An order the provider captured for less than its amount: an operator's case, unless that part was refunded whole since. */
+/** An order the provider took money for that is not its price (part of it, or another amount or currency): an operator's case, unless what was taken was refunded whole since. */
 function capturedInPart(payment: Payment, order: ProviderOrder, lostDispute: boolean): Reconciliation {
   if (payment.status === 'REFUNDED') return order.providerRefundId === null ? refundReturned(payment, order, lostDispute) : { steps: [] };
   // Failed by its lost dispute: the bank took back what was captured, nothing was kept (ADR 0024).
