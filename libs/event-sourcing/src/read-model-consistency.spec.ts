@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Pool } from 'pg';
 import { ReadModelConsistency } from './read-model-consistency.js';
@@ -38,6 +38,17 @@ describe('ReadModelConsistency', () => {
     const consistency = new ReadModelConsistency(pool, undefined, 'token_accounts', 200);
     await expect(consistency.waitFor(position)).resolves.toBe(false);
   });
+
+  it('answers false by its deadline when the server accepts the connection and never answers', async () => {
+    const silent = new Set<Socket>();
+    server = createServer((socket) => silent.add(socket));
+    await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
+    // The pool would wait 10 s for its connection, past this test's 5 s: the write's answer may not.
+    pool = new Pool({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, user: 'nobody', database: 'nothing', connectionTimeoutMillis: 10_000 });
+    const consistency = new ReadModelConsistency(pool, undefined, 'token_accounts', 200);
+    await expect(consistency.waitFor(position)).resolves.toBe(false);
+    for (const socket of silent) socket.destroy();
+  }, 5_000);
 
   it('answers at once, reading nothing, for a write whose rows committed with it or that has no position', async () => {
     pool = new Pool({ host: '127.0.0.1', port: 1, user: 'nobody', database: 'nothing', connectionTimeoutMillis: 500 });

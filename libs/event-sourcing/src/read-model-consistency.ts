@@ -44,10 +44,13 @@ export class ReadModelConsistency {
       // A checkpoint that cannot be read (PostgreSQL unreachable) is not the write's failure: it has
       // committed, and is answered as not known to be in the read models, like a timeout. Thrown, it
       // was answered 503 DATABASE_UNAVAILABLE, which says nothing was written, and an unkeyed retry wrote twice.
-      const checkpoint = await readCheckpoint(this.pool, this.projectionName).catch((error: unknown) => {
+      // Cut at the deadline: a server that accepts the connection and never answers (or a pool with
+      // no connection free) would otherwise hold the committed write's answer past it.
+      const read = readCheckpoint(this.pool, this.projectionName).catch((error: unknown) => {
         unreadable ??= error;
         return undefined;
       });
+      const checkpoint = await withinMs(read, Math.max(0, deadline - Date.now()));
       if (checkpoint !== undefined && comparePositions(checkpoint, position) >= 0) return true;
       if (Date.now() >= deadline) {
         if (unreadable !== undefined) this.logger.warn(`${this.projectionName}'s checkpoint could not be read to answer a committed write (answered readModelUpToDate: false): ${unreadable instanceof Error ? unreadable.message : 'an unknown error'}`);
@@ -55,5 +58,18 @@ export class ReadModelConsistency {
       }
       await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
     }
+  }
+}
+
+/** What `promise` gives within `ms`, or undefined after `ms` (the promise is left to settle unread). */
+async function withinMs<T>(promise: Promise<T | undefined>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
   }
 }
