@@ -321,6 +321,10 @@ describe('what the service answers, against the document', () => {
       expect({ where, undeclared: undeclared(method, path, 'VALIDATION_FAILED', answer), errors: answer.body.errors }).toEqual({ where, undeclared: [], errors: [expect.objectContaining({ field, rule })] });
       expect({ where, listed: problemCodes(document.paths[path]?.[method.toLowerCase()]?.responses['400'])?.includes(domainCode) }).toEqual({ where, listed: false });
     }
+    // The reason reaches the ledger as the body's rules judged it, trimmed: one the domain would find
+    // too long untrimmed is recorded, not refused with the unlisted REASON_TOO_LONG.
+    const padded = await http().post(`/v1/admin/accounts/${userId}/adjustments`).send({ amount: 1, reason: `x${' '.repeat(REASON_LENGTH_MAX)}` }).expect(201);
+    expect(padded.body.transaction).toMatchObject({ amount: 1, description: 'x' });
   });
 
   it('declares the refusal of a query string on every operation that takes none (the public list of packages included)', async () => {
