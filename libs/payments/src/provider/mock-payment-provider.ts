@@ -19,9 +19,9 @@ type OrderKeys = { capture_idempotency_key: string | null; refund_idempotency_ke
  * calls by order id, and configurable failures (per order, or a default for new orders). Its orders
  * are kept in `mock_provider_orders`, outside every ledger transaction, so they survive a restart
  * of the service like a real provider's: a payment captured at the provider before a crash is
- * found captured after it. Its orders keep the amount they were created for and nothing changes
- * it, so the price the port passes is not compared. Each call is one statement (capture: one transaction with the order's
- * row locked), so racing calls from several instances change an order once.
+ * found captured after it. Each call is one statement (capture: one transaction with the order's
+ * row locked), so racing calls from several instances change an order once. Its orders keep the
+ * amount they were created for and nothing changes it, so the price the port passes is not compared.
  */
 export class MockPaymentProvider implements PaymentProvider {
   readonly name = 'mock';
