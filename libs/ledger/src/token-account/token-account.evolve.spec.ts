@@ -68,8 +68,14 @@ describe('token account: evolve', () => {
     expect(() => replay([{ type: 'TokensAdjusted', data: { userId, transactionId: 't', amount, reason: 'x', balanceAfter, occurredAt: at } }])).toThrow(LedgerInvariantViolation);
   });
 
-  it('fails loudly on an unknown event type', () => {
-    expect(() => replay([{ type: 'TokensGifted', data: {} } as unknown as TokenAccountEvent])).toThrow(LedgerInvariantViolation);
+  it('fails loudly on an unknown event type, naming it as unknown though it has no time either', () => {
+    expect(() => replay([{ type: 'TokensGifted', data: {} } as unknown as TokenAccountEvent])).toThrow('unknown token account event {"type":"TokensGifted","data":{}}');
+  });
+
+  it.each([['not a date', '"yesterday"'], ['missing', 'undefined'], ['empty', '""']])('fails loudly on an event whose occurredAt is %s, naming the time rather than a rule that compares it', (_name, shown) => {
+    const occurredAt = shown === 'undefined' ? undefined : (JSON.parse(shown) as string);
+    const purchase = { type: 'TokensPurchased', data: { userId, transactionId: 't1', paymentId: 'p1', amount: 10, description: null, balanceAfter: 10, occurredAt } } as unknown as TokenAccountEvent;
+    expect(() => replay([purchase])).toThrow(`TokensPurchased has an occurredAt that is not a time: ${shown}`);
   });
 });
 
@@ -396,6 +402,13 @@ describe('token account: evolve refuses a corrupt hold, grant, refund or dispute
     expectRefused([...paid, held(40), timed(settledBefore(25, 15), justBefore), usedFor('hold-1', 25)], [...paid, held(40), timed(settledBefore(25, 15), later), usedFor('hold-1', 25)]);
     expect(() => replay([...paid, held(40), timed(released(40), '2026-11-24T12:00:00.001Z')])).toThrow('hold hold-1 released at or after its expiry');
     expect(() => replay([...paid, held(40), expiredHold(justBefore)])).toThrow('hold hold-1 expired before its expiry');
+  });
+
+  it('fails loudly on a hold ended at a time that is not one, naming the time, not the expiry it is compared with', () => {
+    const untimed = <T extends TokenAccountEvent>(event: T): T => ({ ...event, data: { ...event.data, occurredAt: 'soon' } });
+    expectRefused([...paid, held(40), released(40)], [...paid, held(40), untimed(released(40))]);
+    expect(() => replay([...paid, held(40), untimed(released(40))])).toThrow('HoldReleased has an occurredAt that is not a time: "soon"');
+    expect(() => replay([...paid, held(40), untimed(settled(25, 15))])).toThrow('HoldSettled has an occurredAt that is not a time: "soon"');
   });
 
   it('fails loudly on a void that draws from another lot than the grant it voids', () => {

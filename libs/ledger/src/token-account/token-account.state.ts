@@ -1,6 +1,6 @@
 import { Map as ImmutableMap } from 'immutable';
 import { invariant, LedgerInvariantViolation } from '../ledger.errors.js';
-import type { TokenAccountEvent, TokensPurchased } from './token-account.events.js';
+import { TOKEN_ACCOUNT_EVENT_TYPES, type TokenAccountEvent, type TokensPurchased } from './token-account.events.js';
 import { areLotTerms, type Payment } from './payment.state.js';
 import { EndedHolds, type Hold } from './hold.state.js';
 import { isSettleWithDebit } from './hold.events.js';
@@ -97,6 +97,11 @@ export function availableBalance(state: TokenAccountState): number {
 
 export function evolveTokenAccount(state: TokenAccountState, event: TokenAccountEvent): TokenAccountState {
   const occurredAtMs = Date.parse(event.data.occurredAt);
+  // Named here: a rule below that compares times would otherwise fail on NaN, naming that rule instead
+  // (an unknown type is named as such by `evolveByType`).
+  if (Number.isNaN(occurredAtMs) && TOKEN_ACCOUNT_EVENT_TYPES.has(event.type)) {
+    throw new LedgerInvariantViolation(`${event.type} has an occurredAt that is not a time: ${JSON.stringify(event.data.occurredAt)}`);
+  }
   const evolved = evolveByType(state, event, occurredAtMs);
   // The latest, not the last: streams written before decisions kept to it may step back in time.
   return occurredAtMs > evolved.lastOccurredAtMs ? { ...evolved, lastOccurredAtMs: occurredAtMs } : evolved;
