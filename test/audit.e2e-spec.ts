@@ -205,6 +205,23 @@ describe('auditor API: verification', () => {
     expect(report.readModels.replayError).toMatch(/balanceAfter/);
   });
 
+  it('reports an event of a type the ledger does not know, sealed into an intact chain, as a replay the ledger refuses', async () => {
+    const userId = await account(4);
+    const streamId = tokenAccountStreamId(userId);
+    const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
+    const headHash = (await readWholeStream(store, streamId)).at(-1)?.metadata?.[HASH_METADATA_KEY] as string;
+    // As a newer version's event would be after a rollback, or a forger's who recomputed the hash: no projection writes a row for it.
+    const bonus: EventToAppend = { id: randomUUID(), type: 'TokensBonus', data: { userId, amount: 5, occurredAt: new Date().toISOString() } };
+    await store.append(streamId, sealEvents(streamId, 5n, headHash, [bonus]), { expectedRevision: 4n });
+    expect(await verify(userId)).toMatchObject({
+      ok: false,
+      streamRevision: '5',
+      chain: { ok: true, eventCount: 6 },
+      readModels: { differences: [], replayError: expect.stringContaining('unknown token account event {"type":"TokensBonus"') },
+    });
+    expect((await testApp.http().get(`/v1/audit/accounts/${userId}/bundle`).expect(409)).body).toMatchObject({ code: 'STREAM_NOT_REPLAYABLE' });
+  });
+
   it('finds a deleted middle event at the revision it leaves empty', async () => {
     const userId = await account(4);
     await sql('DELETE FROM events WHERE stream_id = $1 AND stream_revision = 2', [tokenAccountStreamId(userId)]);
