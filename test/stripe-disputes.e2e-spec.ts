@@ -360,13 +360,24 @@ describe('Stripe disputes', () => {
     fake.closeDispute(dispute.id, 'lost');
     await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
     expect(await balanceOf(userId)).toMatchObject({ balance: 0, shortfall: 100 });
-    const bought = await http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 60, description: 'Top-up' }).expect(201);
+    const purchase = { paymentId: randomUUID(), amount: 60, description: 'Top-up' };
+    const bought = await http().post(`/v1/accounts/${userId}/purchases`).send(purchase).expect(201);
     // The row is the purchase (+60, balance 60 after it); the 60 then paid off the shortfall.
     expect(bought.body).toMatchObject({ balance: 0, transaction: { amount: 60, transactionType: 'purchase', balanceAfter: 60 } });
     expect(await balanceOf(userId)).toMatchObject({ balance: 0, shortfall: 40 });
     const granted = await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 50, reason: 'Goodwill' }).expect(201);
     expect(granted.body).toMatchObject({ balance: 10, transaction: { amount: 50 } });
     expect(await balanceOf(userId)).toEqual({ userId, balance: 10, held: 0, available: 10, nextExpiry: null });
+    // The purchase sent again without a key (a retry after a lost answer) decides nothing and answers
+    // as the first time: balance 0, what it left after paying off the shortfall, not its row's 60 or today's 10.
+    const repeated = await http().post(`/v1/accounts/${userId}/purchases`).send(purchase).expect(201);
+    expect(repeated.body).toMatchObject({ balance: 0, transaction: bought.body.transaction });
+    // A purchase that covered nothing answers its row's balance when repeated, the later grant not counted.
+    const plain = { paymentId: randomUUID(), amount: 5 };
+    expect((await http().post(`/v1/accounts/${userId}/purchases`).send(plain).expect(201)).body).toMatchObject({ balance: 15 });
+    await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 1, reason: 'Goodwill' }).expect(201);
+    expect((await http().post(`/v1/accounts/${userId}/purchases`).send(plain).expect(201)).body).toMatchObject({ balance: 15, transaction: { balanceAfter: 15 } });
+    expect(await balanceOf(userId)).toEqual({ userId, balance: 16, held: 0, available: 16, nextExpiry: null });
     await expectAudited(userId, 0);
   });
 

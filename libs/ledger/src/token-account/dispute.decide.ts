@@ -181,7 +181,7 @@ export function shortfallCovered(state: TokenAccountState, sweep: { readonly use
       type: 'ShortfallCovered',
       data: {
         userId: sweep.userId,
-        transactionId: derivedTransactionId(sweep.transactionId, 'shortfall-covered'),
+        transactionId: shortfallCoverTransactionId(sweep.transactionId),
         amount,
         description: SHORTFALL_COVERED_DESCRIPTION,
         balanceAfter: state.balance - amount,
@@ -192,6 +192,15 @@ export function shortfallCovered(state: TokenAccountState, sweep: { readonly use
       },
     },
   ];
+}
+
+/**
+ * The transaction id of the cover decided with the decision of `transactionId` (a credit's), so its
+ * `token_transactions` row too: a repeated purchase, which decides nothing, finds by it the balance
+ * its first answer gave.
+ */
+export function shortfallCoverTransactionId(transactionId: string): string {
+  return derivedTransactionId(transactionId, 'shortfall-covered');
 }
 
 /** Spending on the user's behalf (usage, a new hold) is refused while lost disputes are not paid off. */

@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import { decideTokenAccountWithState, invariant, tokenAccountDecider, tokenAccountStreamId, type TokenAccountState } from '@app/ledger';
-import { transactionOf } from '@app/projections';
+import { decideTokenAccountWithState, invariant, shortfallCoverTransactionId, tokenAccountDecider, tokenAccountStreamId, type TokenAccountState } from '@app/ledger';
+import { PG_POOL } from '@app/database';
+import type { Pool } from 'pg';
+import { transactionOf, type TransactionView } from '@app/projections';
 import { type CommandContext, CommandHandling, eventMetadata, PaymentStreams, ReadModelConsistency } from '@app/event-sourcing';
 import { ledgerWriteResult, type LedgerWriteResult } from '../transaction.view.js';
 import { nowOf, TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
@@ -31,6 +33,7 @@ export class AddTokensHandler implements ICommandHandler<AddTokensCommand> {
     private readonly commands: CommandHandling,
     private readonly consistency: ReadModelConsistency,
     private readonly paymentStreams: PaymentStreams,
+    @Inject(PG_POOL) private readonly pool: Pool,
     @Inject(TOKEN_ACCOUNTS_OPTIONS) private readonly options: TokenAccountsOptions,
   ) {}
 
@@ -56,6 +59,22 @@ export class AddTokensHandler implements ICommandHandler<AddTokensCommand> {
     const purchase = handled.state.purchases.get(paymentId);
     invariant(purchase !== undefined, `payment ${paymentId} is not credited after AddTokens`);
     // The state keeps each purchase's event data: a repeat answers with the first credit's row.
-    return ledgerWriteResult(transactionOf({ type: 'TokensPurchased', data: purchase }), handled, this.consistency);
+    const transaction = transactionOf({ type: 'TokensPurchased', data: purchase });
+    if (handled.events.length > 0) return ledgerWriteResult(transaction, handled, this.consistency);
+    return ledgerWriteResult(transaction, handled, this.consistency, await this.firstAnswersBalance(userId, transaction));
+  }
+
+  /**
+   * The balance a purchase's first answer gave, for a repeat (which decided nothing): its row's, less
+   * the shortfall of lost disputes it paid off in the same decision (ADR 0024), found by the cover's
+   * transaction id, derived from the purchase's. The read model shows it: it is written in the
+   * append's transaction (on EventStoreDB, once the runner has caught up to the first purchase).
+   */
+  private async firstAnswersBalance(userId: string, purchase: TransactionView): Promise<number> {
+    const { rows } = await this.pool.query<{ balance_after: string }>(COVER_BALANCE_SQL, [shortfallCoverTransactionId(purchase.id), userId]);
+    return rows[0] === undefined ? purchase.balanceAfter : Number(rows[0].balance_after);
   }
 }
+
+/** The balance after the shortfall cover of this id, on this account (no row: the purchase covered none). */
+export const COVER_BALANCE_SQL = "SELECT balance_after FROM token_transactions WHERE id = $1 AND user_id = $2 AND transaction_type = 'chargeback'";
