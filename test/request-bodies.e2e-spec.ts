@@ -252,5 +252,11 @@ describe('validation messages', () => {
       ['reason', 'isNotEmpty', 'reason must not be empty or blank'],
     ]);
     expect(await violations(`/v1/accounts/${userId}/usage`, { amount: 1, colour: null })).toEqual([['colour', 'whitelistValidation', 'property colour should not exist']]);
+    // Blank as the ledger judges it: characters that show nothing, which `trim` leaves.
+    for (const reason of ['\u0085', '\u200B', ' \u3164 ']) {
+      expect(await violations(`/v1/admin/accounts/${userId}/adjustments`, { amount: 5, reason })).toEqual([['reason', 'isNotEmpty', 'reason must not be empty or blank']]);
+      expect(await violations(`/v1/admin/accounts/${userId}/grants`, { amount: 5, reason })).toEqual([['reason', 'isNotEmpty', 'reason must not be empty or blank']]);
+    }
+    expect((await testApp.http().get(`/v1/accounts/${userId}/transactions`).expect(200)).body.data).toEqual([]);
   });
 });

@@ -10,6 +10,18 @@ export const DESCRIPTION_LENGTH_MAX = 500;
 /** An admin adjustment's reason: required, and as long as a description may be. */
 export const REASON_LENGTH_MAX = 500;
 
+/** Characters that show nothing: white space (U+0085 and U+3000 too), controls, format characters (U+200B, U+FEFF) and the other default-ignorable ones (the Hangul fillers). */
+const SHOWS_NOTHING = /^[\p{White_Space}\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}]*$/u;
+
+/**
+ * Whether text would show a reader nothing: empty, or only characters that show nothing. A reason
+ * must not be blank (the HTTP validation and the ledger ask the same): JavaScript's `trim` leaves
+ * U+0085, U+200B and U+3164, among others, which print as nothing in a history or an audit.
+ */
+export function isBlank(text: string): boolean {
+  return SHOWS_NOTHING.test(text);
+}
+
 /**
  * The one way text is measured, by the HTTP validation and by the ledger alike: Unicode code points,
  * as PostgreSQL's `char_length` counts them. A character outside the basic plane (an emoji) is one,

@@ -3,8 +3,8 @@ import { IsMetadata, MetadataResponse } from '../http/metadata.js';
 import { type Metadata, OPENING_LOT_ID, DESCRIPTION_LENGTH_MAX, HOLD_TTL_SECONDS_MAX, HOLD_TTL_SECONDS_MIN, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN } from '@app/ledger';
 import { HOLD_STATUSES, LOT_STATUSES, type HoldStatus, type LotStatus } from '@app/token-accounts';
 import { Transform } from 'class-transformer';
-import { IsIn, IsInt, IsNotEmpty, IsOptional, IsString, Max, Min, ValidateIf } from 'class-validator';
-import { IsStorableText, MaxCharacters } from '../http/storable-text.js';
+import { IsIn, IsInt, IsOptional, IsString, Max, Min, ValidateIf } from 'class-validator';
+import { IsNotBlank, IsStorableText, MaxCharacters } from '../http/storable-text.js';
 import { IsCanonicalUuid } from '../http/canonical-uuid.js';
 import { IsDateTime } from '../http/date-time.js';
 import { TransactionResponse, UserIdParams } from './accounts.dto.js';
@@ -103,7 +103,7 @@ export class GrantRequest {
   @ApiProperty({ minLength: 1, maxLength: REASON_LENGTH_MAX, example: 'Welcome bonus' })
   @Transform(trimmed)
   @IsString()
-  @IsNotEmpty({ message: 'reason must not be empty or blank' })
+  @IsNotBlank()
   @MaxCharacters(REASON_LENGTH_MAX)
   @IsStorableText()
   reason!: string;
@@ -125,7 +125,7 @@ export class VoidGrantRequest {
   @ApiProperty({ minLength: 1, maxLength: REASON_LENGTH_MAX, example: 'Granted to the wrong account' })
   @Transform(trimmed)
   @IsString()
-  @IsNotEmpty({ message: 'reason must not be empty or blank' })
+  @IsNotBlank()
   @MaxCharacters(REASON_LENGTH_MAX)
   @IsStorableText()
   reason!: string;

@@ -1,8 +1,8 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX } from '@app/ledger';
 import { Transform } from 'class-transformer';
-import { IsInt, IsNotEmpty, IsString, Matches, Max, Min, NotEquals } from 'class-validator';
-import { IsStorableText, MaxCharacters } from '../http/storable-text.js';
+import { IsInt, IsString, Matches, Max, Min, NotEquals } from 'class-validator';
+import { IsNotBlank, IsStorableText, MaxCharacters } from '../http/storable-text.js';
 import { IsCanonicalUuid } from '../http/canonical-uuid.js';
 
 export class ProjectionNameParams {
@@ -30,7 +30,7 @@ export class AdjustmentRequest {
   // Trimmed first, so a reason of only white space is empty and refused.
   @Transform(({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim() : value))
   @IsString()
-  @IsNotEmpty({ message: 'reason must not be empty or blank' })
+  @IsNotBlank()
   @MaxCharacters(REASON_LENGTH_MAX)
   @IsStorableText()
   reason!: string;

@@ -1,4 +1,4 @@
-import { textLength } from '@app/ledger';
+import { isBlank, textLength } from '@app/ledger';
 import { Matches, ValidateBy } from 'class-validator';
 
 /**
@@ -23,6 +23,21 @@ export function MaxCharacters(max: number): PropertyDecorator {
     validator: {
       validate: (value: unknown) => typeof value === 'string' && textLength(value) <= max,
       defaultMessage: (validation) => `${validation?.property ?? 'text'} must be at most ${max} characters`,
+    },
+  });
+}
+
+/**
+ * Not blank as the ledger judges it (`isBlank`): some character that shows. Keeps IsNotEmpty's rule
+ * name, which a reason of spaces was refused with (the value is trimmed first): U+0085, U+200B or a
+ * Hangul filler alone, which `trim` leaves, is refused the same way.
+ */
+export function IsNotBlank(): PropertyDecorator {
+  return ValidateBy({
+    name: 'isNotEmpty',
+    validator: {
+      validate: (value: unknown) => typeof value === 'string' && !isBlank(value),
+      defaultMessage: (validation) => `${validation?.property ?? 'text'} must not be empty or blank`,
     },
   });
 }

@@ -1,6 +1,6 @@
 import { invariant, LedgerError } from '../ledger.errors.js';
 import { metadataViolation, type Metadata } from '../metadata.js';
-import { DESCRIPTION_LENGTH_MAX, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, isTokenAmount, textLength } from '../ledger.limits.js';
+import { DESCRIPTION_LENGTH_MAX, REASON_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, isBlank, isTokenAmount, textLength } from '../ledger.limits.js';
 
 /** Checks of a command's values that several decisions share. Text is measured in characters (code points), as validation and PostgreSQL count it. */
 
@@ -33,7 +33,7 @@ export function assertMetadata(metadata: Metadata | null | undefined): void {
 }
 
 export function assertReason(reason: string): void {
-  if (reason.trim() === '') throw new LedgerError('REASON_REQUIRED', 'an adjustment needs a reason that is not blank', { length: textLength(reason) });
+  if (isBlank(reason)) throw new LedgerError('REASON_REQUIRED', 'an adjustment needs a reason that is not blank', { length: textLength(reason) });
   if (textLength(reason) > REASON_LENGTH_MAX) {
     throw new LedgerError('REASON_TOO_LONG', `reason must be at most ${REASON_LENGTH_MAX} characters`, { length: textLength(reason), max: REASON_LENGTH_MAX });
   }
