@@ -654,7 +654,10 @@ export interface components {
             shortfall?: number;
         };
         PurchaseRequest: {
-            /** @example 30 */
+            /**
+             * @description The tokens to credit. The deployment caps one purchase lower, at PURCHASE_TOKENS_MAX (1,000,000 unless set): above it, 400 AMOUNT_OUT_OF_RANGE with that `max`.
+             * @example 30
+             */
             amount: number;
             /** @example chat completion */
             description?: string | null;
@@ -771,7 +774,7 @@ export interface components {
             balance: number;
             /** @description Tokens active holds set aside. */
             held: number;
-            /** @description balance - held: what usage and new holds may take. */
+            /** @description What usage and new holds may take: balance - held - reservedForRefunds (tokens of refunds in progress), as on the balance. */
             available: number;
             position: string | null;
             readModelUpToDate: boolean;
@@ -819,7 +822,7 @@ export interface components {
             balance: number;
             /** @description Tokens active holds set aside. */
             held: number;
-            /** @description balance - held: what usage and new holds may take. */
+            /** @description What usage and new holds may take: balance - held - reservedForRefunds (tokens of refunds in progress), as on the balance. */
             available: number;
             position: string | null;
             readModelUpToDate: boolean;
@@ -836,7 +839,7 @@ export interface components {
             balance: number;
             /** @description Tokens active holds set aside. */
             held: number;
-            /** @description balance - held: what usage and new holds may take. */
+            /** @description What usage and new holds may take: balance - held - reservedForRefunds (tokens of refunds in progress), as on the balance. */
             available: number;
             position: string | null;
             readModelUpToDate: boolean;
@@ -1037,7 +1040,7 @@ export interface components {
             balance: number;
             /** @description Tokens active holds set aside. */
             held: number;
-            /** @description balance - held: what usage and new holds may take. */
+            /** @description What usage and new holds may take: balance - held - reservedForRefunds (tokens of refunds in progress), as on the balance. */
             available: number;
             position: string | null;
             readModelUpToDate: boolean;
@@ -1831,7 +1834,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `ACCOUNT_IN_SHORTFALL`: Lost payment disputes left the account owing tokens: nothing can be spent until a credit covers them; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens); `INSUFFICIENT_BALANCE`: Insufficient token balance */
+            /** @description `ACCOUNT_IN_SHORTFALL`: Lost payment disputes left the account owing tokens: nothing can be spent until a credit covers them; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens and tokens reserved for refunds in progress); `INSUFFICIENT_BALANCE`: Insufficient token balance */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2201,7 +2204,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `ACCOUNT_IN_SHORTFALL`: Lost payment disputes left the account owing tokens: nothing can be spent until a credit covers them; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `HOLD_LIMIT_REACHED`: Too many active holds on this account; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens) */
+            /** @description `ACCOUNT_IN_SHORTFALL`: Lost payment disputes left the account owing tokens: nothing can be spent until a credit covers them; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `HOLD_LIMIT_REACHED`: Too many active holds on this account; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens and tokens reserved for refunds in progress) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3648,7 +3651,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `ADJUSTMENT_EXCEEDS_BALANCE`: Adjustment would take the balance below zero; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens); `LOT_LIMIT_REACHED`: Too many credit lots with tokens left on this account */
+            /** @description `ADJUSTMENT_EXCEEDS_BALANCE`: Adjustment would take the balance below zero; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens and tokens reserved for refunds in progress); `LOT_LIMIT_REACHED`: Too many credit lots with tokens left on this account */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -1,3 +1,4 @@
+import { applyDecorators } from '@nestjs/common';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { DESCRIPTION_LENGTH_MAX, TOKEN_AMOUNT_MAX, TOKEN_AMOUNT_MIN, type Metadata } from '@app/ledger';
 import { IsMetadata, MetadataResponse } from '../http/metadata.js';
@@ -12,23 +13,32 @@ export class UserIdParams {
   userId!: string;
 }
 
+/** The amount of a ledger write, as `@ApiProperty` shows it, and its rules. */
+function IsTokenAmount(description?: string): PropertyDecorator {
+  return applyDecorators(ApiProperty({ minimum: TOKEN_AMOUNT_MIN, maximum: TOKEN_AMOUNT_MAX, type: 'integer', example: 30, ...(description === undefined ? {} : { description }) }), IsInt(), Min(TOKEN_AMOUNT_MIN), Max(TOKEN_AMOUNT_MAX));
+}
+
+/** The optional description of a ledger write, shown in history, and its rules. */
+function IsWriteDescription(): PropertyDecorator {
+  return applyDecorators(ApiPropertyOptional({ type: String, maxLength: DESCRIPTION_LENGTH_MAX, nullable: true, example: 'chat completion' }), IsOptional(), IsString(), MaxCharacters(DESCRIPTION_LENGTH_MAX), IsStorableText());
+}
+
 /** What every ledger write carries: a token amount and an optional description. */
 class TokenAmountRequest {
-  @ApiProperty({ minimum: TOKEN_AMOUNT_MIN, maximum: TOKEN_AMOUNT_MAX, type: 'integer', example: 30 })
-  @IsInt()
-  @Min(TOKEN_AMOUNT_MIN)
-  @Max(TOKEN_AMOUNT_MAX)
+  @IsTokenAmount()
   amount!: number;
 
-  @ApiPropertyOptional({ type: String, maxLength: DESCRIPTION_LENGTH_MAX, nullable: true, example: 'chat completion' })
-  @IsOptional()
-  @IsString()
-  @MaxCharacters(DESCRIPTION_LENGTH_MAX)
-  @IsStorableText()
+  @IsWriteDescription()
   description?: string | null;
 }
 
-export class PurchaseRequest extends TokenAmountRequest {
+export class PurchaseRequest {
+  @IsTokenAmount('The tokens to credit. The deployment caps one purchase lower, at PURCHASE_TOKENS_MAX (1,000,000 unless set): above it, 400 AMOUNT_OUT_OF_RANGE with that `max`.')
+  amount!: number;
+
+  @IsWriteDescription()
+  description?: string | null;
+
   @ApiProperty({ format: 'uuid', description: 'The payment that paid for the tokens; each payment is credited once.', example: '0c9d4f2e-5b1a-4e7c-8f3d-2a6b9c1e7d40' })
   @IsCanonicalUuid()
   paymentId!: string;

@@ -140,7 +140,7 @@ class TotalsResponse {
   @ApiProperty({ format: 'uuid' }) userId!: string;
   @ApiProperty({ type: 'integer' }) balance!: number;
   @ApiProperty({ type: 'integer', description: 'Tokens active holds set aside.' }) held!: number;
-  @ApiProperty({ type: 'integer', description: 'balance - held: what usage and new holds may take.' }) available!: number;
+  @ApiProperty({ type: 'integer', description: 'What usage and new holds may take: balance - held - reservedForRefunds (tokens of refunds in progress), as on the balance.' }) available!: number;
   @ApiProperty({ nullable: true, type: String }) position!: string | null;
   @ApiProperty() readModelUpToDate!: boolean;
 }

@@ -75,7 +75,7 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   ADJUSTMENT_EXCEEDS_BALANCE: { status: HttpStatus.CONFLICT, title: 'Adjustment would take the balance below zero' },
   REASON_REQUIRED: { status: HttpStatus.BAD_REQUEST, title: 'Reason required', input: { field: 'reason', rule: 'isNotBlank' } },
   REASON_TOO_LONG: { status: HttpStatus.BAD_REQUEST, title: 'Reason too long', input: { field: 'reason', rule: 'maxLength' } },
-  INSUFFICIENT_AVAILABLE_BALANCE: { status: HttpStatus.CONFLICT, title: 'Insufficient available balance (balance less held tokens)' },
+  INSUFFICIENT_AVAILABLE_BALANCE: { status: HttpStatus.CONFLICT, title: 'Insufficient available balance (balance less held tokens and tokens reserved for refunds in progress)' },
   HOLD_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'No such hold on this account' },
   HOLD_NOT_ACTIVE: { status: HttpStatus.CONFLICT, title: 'The hold has ended' },
   HOLD_ID_REUSED: { status: HttpStatus.CONFLICT, title: 'Hold id already used with a different payload' },
