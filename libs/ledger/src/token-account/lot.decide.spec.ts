@@ -62,7 +62,7 @@ describe('lots: draw-down order', () => {
     original: 10,
     remaining: 10,
     reserved: 0,
-    expiresAtMs: expiryInstant(expiresAt),
+    expiresAtMs: expiryInstant(expiresAt, 'lot', lotId),
   });
 
   it('spends lower priorities first, then the earliest expiry (none last), then the oldest', () => {

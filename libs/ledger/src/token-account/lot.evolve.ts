@@ -43,7 +43,7 @@ export function creditLot(state: TokenAccountState, movement: LedgerMovement, so
     remaining: movement.change,
     reserved: 0,
     sequence: state.lotsCreated,
-    expiresAtMs: expiryInstant(lotTerms.expiresAt),
+    expiresAtMs: expiryInstant(lotTerms.expiresAt, 'lot', lotTerms.lotId),
   };
   return { ...state, balance, lots: state.lots.set(lot.lotId, lot), lotsCreated: state.lotsCreated + 1 };
 }
@@ -92,7 +92,7 @@ export function evolveHold(state: TokenAccountState, { data }: TokensHeld): Toke
     description: data.description,
     ...(data.metadata === undefined ? {} : { metadata: data.metadata }),
     expiresAt: data.expiresAt,
-    expiresAtMs: expiryInstant(data.expiresAt),
+    expiresAtMs: expiryInstant(data.expiresAt, 'hold', data.holdId),
     createdAt: data.occurredAt,
     reservations: data.draws,
   };

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { LedgerInvariantViolation } from '../ledger.errors.js';
 
 /** Tokens taken from one credit lot by a debit (or reserved from it by a hold). */
 export type Draw = { readonly lotId: string; readonly amount: number };
@@ -43,9 +44,16 @@ export type Lot = LotTerms & {
   readonly expiresAtMs: number;
 };
 
-/** An `expiresAt` as the state keeps it (`Lot.expiresAtMs`, `Hold.expiresAtMs`): epoch milliseconds, infinity for never. */
-export function expiryInstant(expiresAt: string | null): number {
-  return expiresAt === null ? Number.POSITIVE_INFINITY : Date.parse(expiresAt);
+/**
+ * An `expiresAt` as the state keeps it (`Lot.expiresAtMs`, `Hold.expiresAtMs`): epoch milliseconds,
+ * infinity for never. One that is not a time is refused, naming the lot or hold: as NaN it
+ * would never expire, sort anywhere in the draw-down order, and fail a later rule under its name.
+ */
+export function expiryInstant(expiresAt: string | null, of: 'lot' | 'hold', id: string): number {
+  if (expiresAt === null) return Number.POSITIVE_INFINITY;
+  const instant = Date.parse(expiresAt);
+  if (Number.isNaN(instant)) throw new LedgerInvariantViolation(`${of} ${id} has an expiresAt that is not a time: ${JSON.stringify(expiresAt)}`);
+  return instant;
 }
 
 /**

@@ -68,8 +68,9 @@ describe('token account: evolve', () => {
     expect(() => replay([{ type: 'TokensAdjusted', data: { userId, transactionId: 't', amount, reason: 'x', balanceAfter, occurredAt: at } }])).toThrow(LedgerInvariantViolation);
   });
 
-  it('fails loudly on an unknown event type, naming it as unknown though it has no time either', () => {
+  it('fails loudly on an unknown event type, naming it as unknown though it has no time, or no data, either', () => {
     expect(() => replay([{ type: 'TokensGifted', data: {} } as unknown as TokenAccountEvent])).toThrow('unknown token account event {"type":"TokensGifted","data":{}}');
+    expect(() => replay([{ type: 'TokensGifted', data: null } as unknown as TokenAccountEvent])).toThrow('unknown token account event {"type":"TokensGifted","data":null}');
   });
 
   it.each([['not a date', '"yesterday"'], ['missing', 'undefined'], ['empty', '""']])('fails loudly on an event whose occurredAt is %s, naming the time rather than a rule that compares it', (_name, shown) => {
@@ -402,6 +403,17 @@ describe('token account: evolve refuses a corrupt hold, grant, refund or dispute
     expectRefused([...paid, held(40), timed(settledBefore(25, 15), justBefore), usedFor('hold-1', 25)], [...paid, held(40), timed(settledBefore(25, 15), later), usedFor('hold-1', 25)]);
     expect(() => replay([...paid, held(40), timed(released(40), '2026-11-24T12:00:00.001Z')])).toThrow('hold hold-1 released at or after its expiry');
     expect(() => replay([...paid, held(40), expiredHold(justBefore)])).toThrow('hold hold-1 expired before its expiry');
+  });
+
+  it('fails loudly on a hold or a lot whose expiresAt is not a time, naming it, rather than keep one that never expires', () => {
+    const heldUntil = (expiresAt: string): TokensHeld => ({ ...held(40), data: { ...held(40).data, expiresAt } });
+    expectRefused([...paid, heldUntil(later)], [...paid, heldUntil('soon')]);
+    expect(() => replay([...paid, heldUntil('soon')])).toThrow('hold hold-1 has an expiresAt that is not a time: "soon"');
+    expect(() => replay([...paid, heldUntil('')])).toThrow('hold hold-1 has an expiresAt that is not a time: ""');
+    const grantLot = { lotId: 'lot-grant', priority: GRANT_PRIORITY_DEFAULT, expiresAt: 'next week' };
+    const granted: TokenAccountEvent = { type: 'TokensGranted', data: { userId, transactionId: 'tg', amount: 10, reason: 'x', lot: grantLot, balanceAfter: 110, heldAfter: 0, occurredAt: at } };
+    expect(() => replay([...paid, granted])).toThrow('lot lot-grant has an expiresAt that is not a time: "next week"');
+    expect(replay([...paid, { ...granted, data: { ...granted.data, lot: { ...grantLot, expiresAt: later } } }]).balance).toBe(110);
   });
 
   it('fails loudly on a hold ended at a time that is not one, naming the time, not the expiry it is compared with', () => {

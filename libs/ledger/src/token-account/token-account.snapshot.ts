@@ -200,7 +200,7 @@ function decodeLot(item: unknown): Lot {
   check(paymentId === null || typeof paymentId === 'string', 'lot paymentId is not valid');
   check(isCount(original) && isCount(remaining) && isCount(reserved) && isCount(sequence), 'lot amounts are not counts');
   check(remaining <= original && reserved <= remaining && remaining + reserved > 0, 'lot amounts do not fit');
-  return { lotId, priority, expiresAt, source: source as Lot['source'], paymentId, original, remaining, reserved, sequence, expiresAtMs: expiryInstant(expiresAt) };
+  return { lotId, priority, expiresAt, source: source as Lot['source'], paymentId, original, remaining, reserved, sequence, expiresAtMs: expiryInstant(expiresAt, 'lot', lotId) };
 }
 
 function decodeHold(item: unknown): Hold {
@@ -211,7 +211,7 @@ function decodeHold(item: unknown): Hold {
   check(isTime(expiresAt) && isTime(createdAt), 'hold times are not times');
   const draws = decodeDraws(reservations);
   check(sum(draws.map((draw) => draw.amount)) === amount, 'hold reservations do not add up to its amount');
-  return { holdId, amount, description, ...(metadata === undefined ? {} : { metadata: metadata as Metadata }), expiresAt, expiresAtMs: expiryInstant(expiresAt), createdAt, reservations: draws };
+  return { holdId, amount, description, ...(metadata === undefined ? {} : { metadata: metadata as Metadata }), expiresAt, expiresAtMs: expiryInstant(expiresAt, 'hold', holdId), createdAt, reservations: draws };
 }
 
 function decodeEndedHold(item: unknown): [string, HoldEnd] {
