@@ -220,6 +220,14 @@ describe('auditor API: verification', () => {
       readModels: { differences: [], replayError: expect.stringContaining('unknown token account event {"type":"TokensBonus"') },
     });
     expect((await testApp.http().get(`/v1/audit/accounts/${userId}/bundle`).expect(409)).body).toMatchObject({ code: 'STREAM_NOT_REPLAYABLE' });
+    // The stream's revision record removed as well: both findings, in a report, not a failed request.
+    await sql('DELETE FROM event_streams WHERE stream_id = $1', [streamId]);
+    expect(await verify(userId)).toMatchObject({
+      ok: false,
+      streamRevision: '-1',
+      chain: { ok: false, firstBadRevision: '0', reason: 'the stream has events but no recorded revision' },
+      readModels: { differences: [], replayError: expect.stringContaining('unknown token account event {"type":"TokensBonus"') },
+    });
   });
 
   it('finds a deleted middle event at the revision it leaves empty', async () => {

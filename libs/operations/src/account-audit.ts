@@ -139,27 +139,30 @@ export class AccountAudit {
       if (!(error instanceof AccountNotFoundError)) throw error;
       // No revision recorded, yet events stored: the record was removed (or lowered below the first event), which hides them all.
       const [first] = await this.store.readStream(tokenAccountStreamId(userId), { maxCount: 1 });
-      const differences = await verifyAccount(this.store, this.pool, this.projections, userId);
+      const readModels = await this.readModelsReport(userId);
       if (first !== undefined) {
-        return { ok: false, streamRevision: '-1', chain: { ok: false, firstBadRevision: '0', reason: 'the stream has events but no recorded revision' }, readModels: { differences, replayError: null } };
+        return { ok: false, streamRevision: '-1', chain: { ok: false, firstBadRevision: '0', reason: 'the stream has events but no recorded revision' }, readModels };
       }
-      if (differences.length === 0) throw error;
-      return { ok: false, streamRevision: '-1', chain: { ok: true, eventCount: 0, headHash: null, unsealedPrefix: 0, reason: 'no events' }, readModels: { differences, replayError: null } };
+      if (readModels.differences.length === 0 && readModels.replayError === null) throw error;
+      return { ok: false, streamRevision: '-1', chain: { ok: true, eventCount: 0, headHash: null, unsealedPrefix: 0, reason: 'no events' }, readModels };
     }
     const { streamRevision } = anchored;
     const chain = chainReport(anchored.chain);
-    let differences: readonly AccountDifference[] = [];
-    let replayError: string | null = null;
+    const readModels = await this.readModelsReport(userId);
+    const ok = chain.ok && readModels.differences.length === 0 && readModels.replayError === null;
+    return { ok, streamRevision: streamRevision.toString(), chain, readModels };
+  }
+
+  /** The replay against the read models: their differences, or why the ledger refused the replay. */
+  private async readModelsReport(userId: string): Promise<AccountAuditReport['readModels']> {
     try {
-      differences = await verifyAccount(this.store, this.pool, this.projections, userId);
+      return { differences: await verifyAccount(this.store, this.pool, this.projections, userId), replayError: null };
     } catch (error) {
       // A database that went away or failed the check's own work is no finding about the account: answered as any read would be.
       if (isDatabaseFailure(error)) throw error;
       // A tampered stream can break the ledger's invariants during the replay: that is a finding.
-      replayError = error instanceof Error ? error.message : String(error);
+      return { differences: [], replayError: error instanceof Error ? error.message : String(error) };
     }
-    const ok = chain.ok && differences.length === 0 && replayError === null;
-    return { ok, streamRevision: streamRevision.toString(), chain, readModels: { differences, replayError } };
   }
 
   /** What `verify` finds, one finding a problem. */
