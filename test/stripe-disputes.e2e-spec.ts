@@ -6,7 +6,9 @@ import { FakeStripeServer, type FakeStripeEvent } from './support/fake-stripe/fa
 import { startTestApp, startTestAppOn, TEST_ACTOR, type TestApp } from './support/test-app.js';
 import { verifyAccount } from '@app/operations';
 import { EVENT_STORE, type EventStore } from '@app/event-store';
-import { tokenAccountsProjection, type Projection } from '@app/projections';
+import { firstAnswersBalance } from '@app/token-accounts';
+import { shortfallCoverTransactionId } from '@app/ledger';
+import { tokenAccountsProjection, type Projection, type TransactionView } from '@app/projections';
 
 /**
  * Payment disputes (chargebacks) with PAYMENT_PROVIDER=stripe, against the fake Stripe server (its
@@ -378,6 +380,25 @@ describe('Stripe disputes', () => {
     await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 1, reason: 'Goodwill' }).expect(201);
     expect((await http().post(`/v1/accounts/${userId}/purchases`).send(plain).expect(201)).body).toMatchObject({ balance: 15, transaction: { balanceAfter: 15 } });
     expect(await balanceOf(userId)).toEqual({ userId, balance: 16, held: 0, available: 16, nextExpiry: null });
+    await expectAudited(userId, 0);
+
+    // The repeat reads the stream back from its end to the purchase, across pages; past its look-back,
+    // the history. Every look-back gives the first answers, 0 and 15, however far the purchases lie.
+    const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
+    const pool = testApp.database.pool;
+    const first = bought.body.transaction as TransactionView;
+    const second = (await http().post(`/v1/accounts/${userId}/purchases`).send(plain).expect(201)).body.transaction as TransactionView;
+    for (const page of [1, 2, 3, 500]) {
+      for (const events of [1, 2, 3, 4, 5, 6, 7, 8, 20]) {
+        const reach = { events, page };
+        expect([reach, await firstAnswersBalance(store, pool, userId, purchase.paymentId, first, reach), await firstAnswersBalance(store, pool, userId, plain.paymentId, second, reach)]).toEqual([reach, 0, 15]);
+      }
+    }
+    // With the cover's row out of the history, the stream alone answers within reach, and the history (no cover: 60) past it.
+    const coverRow = [shortfallCoverTransactionId(first.id), userId];
+    await pool.query("UPDATE token_transactions SET transaction_type = 'usage' WHERE id = $1 AND user_id = $2", coverRow);
+    expect([await firstAnswersBalance(store, pool, userId, purchase.paymentId, first, { events: 20, page: 2 }), await firstAnswersBalance(store, pool, userId, purchase.paymentId, first, { events: 1, page: 1 })]).toEqual([0, 60]);
+    await pool.query("UPDATE token_transactions SET transaction_type = 'chargeback' WHERE id = $1 AND user_id = $2", coverRow);
     await expectAudited(userId, 0);
   });
 

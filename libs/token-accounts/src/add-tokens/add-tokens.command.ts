@@ -3,6 +3,7 @@ import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import { decideTokenAccountWithState, invariant, shortfallCoverTransactionId, tokenAccountDecider, tokenAccountStreamId, type TokenAccountState } from '@app/ledger';
 import { PG_POOL } from '@app/database';
+import { EVENT_STORE, type EventStore, type RecordedEvent } from '@app/event-store';
 import type { Pool } from 'pg';
 import { transactionOf, type TransactionView } from '@app/projections';
 import { type CommandContext, CommandHandling, eventMetadata, PaymentStreams, ReadModelConsistency } from '@app/event-sourcing';
@@ -34,6 +35,7 @@ export class AddTokensHandler implements ICommandHandler<AddTokensCommand> {
     private readonly consistency: ReadModelConsistency,
     private readonly paymentStreams: PaymentStreams,
     @Inject(PG_POOL) private readonly pool: Pool,
+    @Inject(EVENT_STORE) private readonly store: EventStore,
     @Inject(TOKEN_ACCOUNTS_OPTIONS) private readonly options: TokenAccountsOptions,
   ) {}
 
@@ -61,20 +63,51 @@ export class AddTokensHandler implements ICommandHandler<AddTokensCommand> {
     // The state keeps each purchase's event data: a repeat answers with the first credit's row.
     const transaction = transactionOf({ type: 'TokensPurchased', data: purchase });
     if (handled.events.length > 0) return ledgerWriteResult(transaction, handled, this.consistency);
-    return ledgerWriteResult(transaction, handled, this.consistency, await this.firstAnswersBalance(userId, transaction));
-  }
-
-  /**
-   * The balance a purchase's first answer gave, for a repeat (which decided nothing): its row's, less
-   * the shortfall of lost disputes it paid off in the same decision (ADR 0024), found by the cover's
-   * transaction id, derived from the purchase's. The read model shows it: it is written in the
-   * append's transaction (on EventStoreDB, once the runner has caught up to the first purchase).
-   */
-  private async firstAnswersBalance(userId: string, purchase: TransactionView): Promise<number> {
-    const { rows } = await this.pool.query<{ balance_after: string }>(COVER_BALANCE_SQL, [shortfallCoverTransactionId(purchase.id), userId]);
-    return rows[0] === undefined ? purchase.balanceAfter : Number(rows[0].balance_after);
+    return ledgerWriteResult(transaction, handled, this.consistency, await firstAnswersBalance(this.store, this.pool, userId, paymentId, transaction));
   }
 }
+
+/**
+ * The balance a purchase's first answer gave, for a repeat (which decided nothing): its row's, less
+ * the shortfall of lost disputes it paid off in the same decision (ADR 0024), the `ShortfallCovered`
+ * right after its `TokensPurchased`, whose transaction id is derived from the purchase's. Read from
+ * the stream's end backwards, `reach.page` events a read, as a retry comes soon after its purchase;
+ * past `reach.events`, from the history, whose row for the cover any read model has long since written.
+ */
+export async function firstAnswersBalance(
+  store: EventStore,
+  pool: Pool,
+  userId: string,
+  paymentId: string,
+  purchase: TransactionView,
+  reach: { readonly events: number; readonly page: number } = { events: REPEAT_LOOKBACK_EVENTS_MAX, page: REPEAT_LOOKBACK_PAGE },
+): Promise<number> {
+  const coverId = shortfallCoverTransactionId(purchase.id);
+  const streamId = tokenAccountStreamId(userId);
+  let next: RecordedEvent | undefined;
+  let fromRevision: bigint | undefined;
+  for (let read = 0; read < reach.events; ) {
+    const maxCount = Math.min(reach.page, reach.events - read);
+    const page = await store.readStream(streamId, { direction: 'backwards', maxCount, ...(fromRevision === undefined ? {} : { fromRevision }) });
+    for (const event of page) {
+      if (event.type === 'TokensPurchased' && (event.data as { paymentId?: unknown }).paymentId === paymentId) {
+        const cover = next?.type === 'ShortfallCovered' ? (next.data as { transactionId?: unknown; balanceAfter?: unknown }) : undefined;
+        return cover?.transactionId === coverId && typeof cover.balanceAfter === 'number' ? cover.balanceAfter : purchase.balanceAfter;
+      }
+      next = event;
+    }
+    const oldest = page.at(-1);
+    if (oldest === undefined || oldest.revision === 0n || page.length < maxCount) break;
+    read += page.length;
+    fromRevision = oldest.revision - 1n;
+  }
+  const { rows } = await pool.query<{ balance_after: string }>(COVER_BALANCE_SQL, [coverId, userId]);
+  return rows[0] === undefined ? purchase.balanceAfter : Number(rows[0].balance_after);
+}
+
+/** How many of the stream's newest events a repeated purchase reads for its first answer's balance (`firstAnswersBalance`), and a page of them. */
+export const REPEAT_LOOKBACK_EVENTS_MAX = 10_000;
+export const REPEAT_LOOKBACK_PAGE = 500;
 
 /** The balance after the shortfall cover of this id, on this account (no row: the purchase covered none). */
 export const COVER_BALANCE_SQL = "SELECT balance_after FROM token_transactions WHERE id = $1 AND user_id = $2 AND transaction_type = 'chargeback'";
