@@ -10,11 +10,16 @@ export const DESCRIPTION_LENGTH_MAX = 500;
 /** An admin adjustment's reason: required, and as long as a description may be. */
 export const REASON_LENGTH_MAX = 500;
 
-/** Characters that show nothing: white space (U+0085 and U+3000 too), controls, format characters (U+200B, U+FEFF) and the other default-ignorable ones (the Hangul fillers). */
-const SHOWS_NOTHING = /^[\p{White_Space}\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}]*$/u;
+/**
+ * Characters that show nothing: white space (U+0085 and U+3000 too), controls, format characters
+ * (U+200B, U+FEFF), the other default-ignorable ones (the Hangul fillers), and U+2800 BRAILLE
+ * PATTERN BLANK, a symbol by category that is a favourite "invisible" character.
+ */
+const SHOWS_NOTHING = /^[\p{White_Space}\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}\u2800]*$/u;
 
 /**
- * Whether text would show a reader nothing: empty, or only characters that show nothing. A reason
+ * Whether text would show a reader nothing: empty, or only the characters above (a lone combining
+ * mark or a private-use character is not among them: fonts draw something for them). A reason
  * must not be blank (the HTTP validation and the ledger ask the same): JavaScript's `trim` leaves
  * U+0085, U+200B and U+3164, among others, which print as nothing in a history or an audit.
  */

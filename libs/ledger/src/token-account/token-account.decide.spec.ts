@@ -212,8 +212,8 @@ describe('token account: AdjustTokens', () => {
     },
   );
 
-  // U+0085 (NEXT LINE), U+200B (ZERO WIDTH SPACE), U+3164 (HANGUL FILLER), U+00AD (SOFT HYPHEN) and U+FEFF show nothing, and `trim` leaves the first four.
-  it.each(['', ' ', '\t\n ', '\u0085', '\u200B', '\u3164', '\u00A0\u3000\u00AD\uFEFF'])('refuses the blank reason %j', (reason) => {
+  // U+0085 (NEXT LINE), U+200B (ZERO WIDTH SPACE), U+3164 (HANGUL FILLER), U+2800 (BRAILLE PATTERN BLANK), U+00AD (SOFT HYPHEN) and U+FEFF show nothing; `trim` leaves all but the last.
+  it.each(['', ' ', '\t\n ', '\u0085', '\u200B', '\u3164', '\u2800', '\u00A0\u3000\u00AD\uFEFF'])('refuses the blank reason %j', (reason) => {
     spec.given([purchased(100, 100)]).when(adjustTokens({ reason })).thenThrows('REASON_REQUIRED');
   });
 
