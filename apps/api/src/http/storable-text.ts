@@ -29,9 +29,9 @@ export function MaxCharacters(max: number): PropertyDecorator {
 
 /**
  * Not blank as the ledger judges it (`isBlank`): some character outside white space, controls and
- * the invisible ones. Keeps IsNotEmpty's rule
- * name, which a reason of spaces was refused with (the value is trimmed first): U+0085, U+200B or a
- * Hangul filler alone, which `trim` leaves, is refused the same way.
+ * the invisible ones. Keeps IsNotEmpty's rule name, which a reason of spaces was refused with (the
+ * value is trimmed first): U+0085, U+200B or a Hangul filler alone, which `trim` leaves, is refused
+ * the same way.
  */
 export function IsNotBlank(): PropertyDecorator {
   return ValidateBy({

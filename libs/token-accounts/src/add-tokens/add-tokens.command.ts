@@ -107,7 +107,7 @@ export async function firstAnswersBalance(
 
 /** How many of the stream's newest events a repeated purchase reads for its first answer's balance (`firstAnswersBalance`), and a page of them. */
 export const REPEAT_LOOKBACK_EVENTS_MAX = 10_000;
-export const REPEAT_LOOKBACK_PAGE = 500;
+const REPEAT_LOOKBACK_PAGE = 500;
 
 /** The balance after the shortfall cover of this id, on this account (no row: the purchase covered none). */
-export const COVER_BALANCE_SQL = "SELECT balance_after FROM token_transactions WHERE id = $1 AND user_id = $2 AND transaction_type = 'chargeback'";
+const COVER_BALANCE_SQL = "SELECT balance_after FROM token_transactions WHERE id = $1 AND user_id = $2 AND transaction_type = 'chargeback'";
