@@ -284,6 +284,36 @@ describe('hold expiry', () => {
     expect(await balanceOf(nil)).toMatchObject({ balance: 0 });
   });
 
+  it('the expiry job runs as soon as a process takes its lead: a hold and a lot that fell due while no process led are recorded at its start, not one interval later', async () => {
+    // A database of its own, so that the run at the lead finds only these; nothing leads the job while they fall due.
+    const unled = await startTestApp({ CREDIT_EXPIRY_JOB_ENABLED: 'false' });
+    try {
+      const userId = randomUUID();
+      await unled.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);
+      const placed = await unled.http().post(`/v1/accounts/${userId}/holds`).send({ amount: 30, expiresInSeconds: 1 }).expect(201);
+      await unled.http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 10, reason: 'Promotion', expiresAt: placed.body.expiresAt }).expect(201);
+      await until(placed.body.expiresAt as string, 50);
+      // An hour between runs: only the run at the lead can record them within the wait below.
+      const leader = await startTestAppOn(unled.database, { CREDIT_EXPIRY_JOB_INTERVAL_MS: '3600000' });
+      try {
+        const recorded = async () =>
+          (await unled.database.pool.query<{ event_type: string }>("SELECT event_type FROM events WHERE stream_id = $1 AND event_type IN ('HoldExpired', 'LotExpired') ORDER BY event_type", [`token-account-${userId}`])).rows.map(
+            (row) => row.event_type,
+          );
+        const deadline = Date.now() + 15_000;
+        while ((await recorded()).length < 2 && Date.now() < deadline) await sleep(50);
+        expect(await recorded()).toEqual(['HoldExpired', 'LotExpired']);
+        const held = await unled.database.pool.query<{ status: string }>('SELECT status FROM token_holds WHERE hold_id = $1', [placed.body.holdId]);
+        expect(held.rows).toEqual([{ status: 'expired' }]);
+        expect((await leader.http().get(`/v1/accounts/${userId}/balance`).expect(200)).body).toMatchObject({ balance: 100, held: 0, available: 100, nextExpiry: null });
+      } finally {
+        await leader.close();
+      }
+    } finally {
+      await unled.close();
+    }
+  });
+
   it('the expiry job racing a settle: the hold ends exactly once, and runs racing each other append one expiry', async () => {
     const job = testApp.app.get(CreditExpiryJob);
     for (let round = 0; round < 3; round += 1) {

@@ -12,7 +12,8 @@ import { testToken } from './support/test-app.js';
  * only with NODE_ENV=test) between a provider call and the append after it: no handler runs, nothing
  * is flushed. The restarted service's reconciliation job (its own leader, every 200 ms here) then
  * ends the payment exactly: balance, payment row, the provider's order, the history, and the
- * auditor's verify.
+ * auditor's verify (a job's first run is at its process's lead: the first test's restart waits an
+ * hour between runs and is still mended at once).
  */
 const killed = killableService('payment-kill', { PAYMENT_RECONCILIATION_INTERVAL_MS: '200' });
 const start = (environment: Record<string, string>): Promise<ServiceProcess> => killed.start(environment);
@@ -76,7 +77,8 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
     await dieDuring(child, `/v1/payments/${paymentId}/capture`, service);
     expect(await providerOrder(paymentId)).toMatchObject({ status: 'captured', capture_idempotency_key: `capture-${paymentId}` });
 
-    child = await start({});
+    // An hour between reconciliation runs: the run at the restarted process's lead credits it, at once.
+    child = await start({ PAYMENT_RECONCILIATION_INTERVAL_MS: '3600000' });
     expect(await paymentSettled(child, paymentId, 'COMPLETED')).toMatchObject({ status: 'COMPLETED', providerTransactionId: `MOCK-CAPTURE-${paymentId}` });
     expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 100, held: 0, available: 100, nextExpiry: null });
     expect(await history(child, userId)).toEqual([['purchase', 100]]);

@@ -8,8 +8,9 @@ export type IntervalTaskOptions = {
   /** Told of every finished run: whether it succeeded, and how long it took (metrics). */
   readonly onRun?: (outcome: JobRunOutcome, durationMs: number) => void;
   /**
-   * Run once as soon as this process leads, not one interval later: for a long interval, which a
-   * leader replaced more often (a rolling deploy, a restart) would otherwise never reach.
+   * Run once as soon as this process leads, not one interval later: what fell due while no process
+   * led is done at once, and a leader replaced more often than the interval (a rolling deploy, a
+   * restart) still runs it. Every job of the service passes it (ADR 0003, addendum).
    */
   readonly runOnLead?: boolean;
 };

@@ -11,8 +11,12 @@ export const PAYMENT_RECONCILIATION_WORKER = 'payment-reconciliation';
 /**
  * Runs the expiry job every `jobIntervalMs` while this process leads `payment-expiry`, and the
  * reconciliation job every `reconciliationIntervalMs` while it leads `payment-reconciliation` (each
- * one process at a time across all on the database, independently). A run still going at the next
- * tick is not overlapped; one in flight when leadership ends is waited for before the lock is released.
+ * one process at a time across all on the database, independently). Each runs at once when this
+ * process takes the lead, then every interval: what went wrong while no process led (a capture
+ * whose process died, a payment past its time) is mended at the start, not one interval later, and
+ * leaders replaced more often than the interval (rolling deploys against a reconciliation of up to
+ * 24 hours) still run it. A run still going at the next tick is not overlapped; one in flight when
+ * leadership ends is waited for before the lock is released.
  */
 @Injectable()
 export class PaymentJobsScheduler implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -27,8 +31,8 @@ export class PaymentJobsScheduler implements OnApplicationBootstrap, BeforeAppli
   ) {
     const failed = (job: string) => (error: unknown) => this.logger.error(`${job} run failed: ${error instanceof Error ? error.message : String(error)}`);
     this.leaderships = [
-      election.every(PAYMENT_EXPIRY_WORKER, { intervalMs: options.jobIntervalMs, run: () => this.expire(), onError: failed('expiry') }),
-      election.every(PAYMENT_RECONCILIATION_WORKER, { intervalMs: options.reconciliationIntervalMs, run: () => this.reconcile(), onError: failed('reconciliation') }),
+      election.every(PAYMENT_EXPIRY_WORKER, { intervalMs: options.jobIntervalMs, run: () => this.expire(), onError: failed('expiry'), runOnLead: true }),
+      election.every(PAYMENT_RECONCILIATION_WORKER, { intervalMs: options.reconciliationIntervalMs, run: () => this.reconcile(), onError: failed('reconciliation'), runOnLead: true }),
     ];
   }
 

@@ -7,8 +7,9 @@ import { CreditExpiryJob } from './credit-expiry.job.js';
 export const CREDIT_EXPIRY_WORKER = 'credit-expiry';
 
 /**
- * Runs the credit expiry job every `expiryJobIntervalMs` while this process leads `credit-expiry`
- * (one process at a time across all on the database; the job is safe without it too).
+ * Runs the credit expiry job at once when this process takes the lead of `credit-expiry`, then every
+ * `expiryJobIntervalMs` while it leads (one process at a time across all on the database; the job is
+ * safe without it too): holds and lots that fell due while no process led are recorded at the start.
  */
 @Injectable()
 export class CreditExpiryScheduler implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -26,6 +27,7 @@ export class CreditExpiryScheduler implements OnApplicationBootstrap, BeforeAppl
         intervalMs: options.expiryJobIntervalMs,
         run: () => this.expire(),
         onError: (error) => this.logger.error(`credit expiry run failed: ${error instanceof Error ? error.message : String(error)}`),
+        runOnLead: true,
       },
     );
   }
