@@ -102,12 +102,14 @@ describe('/v1/admin/api-keys', () => {
     expect(refused.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [expect.objectContaining({ field: 'name' })] });
   });
 
-  it('trims a name, and refuses a blank one or one with control characters, naming the rule', async () => {
+  it('trims a name, and refuses a blank one (invisible characters alone too) or one with control characters, naming the rule', async () => {
     const created = await testApp.http().post('/v1/admin/api-keys').send({ name: '  trimmed-backend \n', role: 'service' }).expect(201);
     expect(created.body).toMatchObject({ name: 'trimmed-backend' });
     await testApp.http().delete(`/v1/admin/api-keys/${created.body.id as string}`).expect(200);
     for (const [name, rule] of [
       ['   ', 'minLength'],
+      ['\u200b', 'minLength'],
+      [' \u3164\u200b ', 'minLength'],
       ['billing\nbackend', 'matches'],
       ['billing\tbackend', 'matches'],
       ['billing\u0085backend', 'matches'],

@@ -222,8 +222,8 @@ describe('ApiKeyRepository', () => {
     expect(times).toEqual([...times].sort((left, right) => right - left));
   });
 
-  it('refuses a name with surrounding white space or a control, line-separator or direction character, whoever creates the key (the CLI too)', async () => {
-    for (const name of [' billing', 'billing ', 'billing\nbackend', 'billing\u2028backend', 'billing\u202ebackend', 'billing\u0085backend']) {
+  it('refuses a name with surrounding white space or a control, line-separator or direction character, or of invisible characters alone, whoever creates the key (the CLI too)', async () => {
+    for (const name of [' billing', 'billing ', 'billing\nbackend', 'billing\u2028backend', 'billing\u202ebackend', 'billing\u0085backend', '\u200b', '\u3164\u200b', '\u2800']) {
       await expect(keys.create({ name, role: 'service' })).rejects.toThrow(RangeError);
     }
     await expect(keys.create({ name: 'billing-backend-\u{1F389}', role: 'service' })).resolves.toMatchObject({ record: { name: 'billing-backend-\u{1F389}' } });

@@ -1,4 +1,4 @@
-import { CodedError, textLength } from '@app/ledger';
+import { CodedError, isBlank, textLength } from '@app/ledger';
 import type pg from 'pg';
 import { callerName, type Actor } from './actor.js';
 import { generateApiKey, hashApiKeySecret, hashesEqual, parseApiKey, API_KEY_ROLES, type ApiKeyRole } from './api-keys.js';
@@ -100,13 +100,15 @@ export const API_KEY_NAME_FORBIDDEN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u
 
 /**
  * Why `name` cannot name an API key, or undefined when it can: what an operator reads in lists and
- * logs, whoever creates the key. Characters are counted as the request's rule and PostgreSQL count
+ * logs, whoever creates the key, so never blank as a reason may not be (`isBlank`). Characters are counted as the request's rule and PostgreSQL count
  * them (an emoji is one), not UTF-16 units.
  */
 export function apiKeyNameProblem(name: string): string | undefined {
   const length = textLength(name);
   if (length < 1 || length > NAME_LENGTH_MAX) return `an API key name is 1 to ${NAME_LENGTH_MAX} characters`;
   if (name !== name.trim() || API_KEY_NAME_FORBIDDEN.test(name)) return 'an API key name has no surrounding white space and no control, line-separator or direction characters';
+  // Of invisible characters alone (U+200B, U+3164, ...), which `trim` leaves: a list would show it empty.
+  if (isBlank(name)) return 'an API key name shows something: not only invisible characters';
   return undefined;
 }
 

@@ -1091,7 +1091,7 @@ export interface components {
         };
         CreateApiKeyRequest: {
             /**
-             * @description Unique among keys not revoked (an expired key keeps its name until it is revoked), e.g. the backend that uses it; surrounding white space is trimmed, and control, line-separator and direction characters are refused.
+             * @description Unique among keys not revoked (an expired key keeps its name until it is revoked), e.g. the backend that uses it; surrounding white space is trimmed, and control, line-separator and direction characters are refused, as is a name of invisible characters alone.
              * @example billing-backend
              */
             name: string;

@@ -1,9 +1,23 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
 import { API_KEY_NAME_FORBIDDEN, API_KEY_ROLES, API_KEY_SCOPES, type ApiKeyRole, type ApiKeyScope } from '@app/auth';
-import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsIn, IsOptional, IsString, Matches, MinLength } from 'class-validator';
+import { isBlank } from '@app/ledger';
+import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsIn, IsOptional, IsString, Matches, ValidateBy } from 'class-validator';
 import { IsDateTime } from '../http/date-time.js';
 import { IsStorableText, MaxCharacters } from '../http/storable-text.js';
+
+/**
+ * A name that shows something (`isBlank`, as for reasons): empty, spaces (trimmed to empty) and
+ * invisible characters alone (U+200B, U+3164, which `trim` leaves) are refused alike, under the
+ * rule name `minLength` an empty name always had.
+ */
+function IsNotBlankName(): PropertyDecorator {
+  return ValidateBy({
+    name: 'minLength',
+    constraints: [1],
+    validator: { validate: (value: unknown) => typeof value === 'string' && !isBlank(value), defaultMessage: (validation) => `${validation?.property ?? 'name'} must not be empty or blank` },
+  });
+}
 
 export class ApiKeyIdParams {
   @ApiProperty({ description: 'The 24 hex characters after tlk_.', example: '0123456789abcdef01234567' })
@@ -13,11 +27,11 @@ export class ApiKeyIdParams {
 
 /** A new API key: its secret is in the response only. */
 export class CreateApiKeyRequest {
-  @ApiProperty({ minLength: 1, maxLength: 100, description: 'Unique among keys not revoked (an expired key keeps its name until it is revoked), e.g. the backend that uses it; surrounding white space is trimmed, and control, line-separator and direction characters are refused.', example: 'billing-backend' })
+  @ApiProperty({ minLength: 1, maxLength: 100, description: 'Unique among keys not revoked (an expired key keeps its name until it is revoked), e.g. the backend that uses it; surrounding white space is trimmed, and control, line-separator and direction characters are refused, as is a name of invisible characters alone.', example: 'billing-backend' })
   // Trimmed first, so a name of only white space is empty and refused, and " billing" is "billing".
   @Transform(({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim() : value))
   @IsString()
-  @MinLength(1, { message: 'name must not be empty or blank' })
+  @IsNotBlankName()
   @MaxCharacters(100)
   @IsStorableText()
   // An operator reads the name in lists and logs: no line breaks, tabs, other controls or direction overrides in it.
