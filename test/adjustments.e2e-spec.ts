@@ -163,7 +163,9 @@ describe('admin adjustments', () => {
     await use(userId, 25).expect(201);
     await adjust(userId, { amount: 8, reason: 'Goodwill' }).expect(201);
     const admin = testApp.app.get(ProjectionsAdmin);
-    expect((await admin.replayAccount(userId)).map((line) => [line.type, line.amount, line.balance, line.description])).toEqual([
+    const replay = await admin.replayAccount(userId);
+    expect(replay.refusal).toBeNull();
+    expect(replay.lines.map((line) => [line.type, line.amount, line.balance, line.description])).toEqual([
       ['TokensPurchased', 40, 40, 'Funding'],
       ['TokensAdjusted', -15, 25, 'Chargeback'],
       ['TokensUsed', -25, 0, null],

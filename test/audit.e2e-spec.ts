@@ -419,7 +419,7 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
     const strangerKey = join(directory, `${randomUUID()}.pem`);
     await writeFile(strangerKey, generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
     expect(await verifyBundle(later, '--since', earlierFile, '--since-public-key', strangerKey)).toEqual({
-      output: expect.stringMatching(/^error: the earlier bundle .* is not intact: the head signature is not valid for this public key\n$/),
+      output: expect.stringMatching(/^error: the earlier bundle .* is not intact: the head signature is not valid for this public key; the head names the key [0-9a-f]{64}, and this key is [0-9a-f]{64}: was it signed with another key\?\n$/),
       exitCode: 2,
     });
     expect(await verifyBundle(later, '--since', earlierFile, '--since-public-key', join(directory, 'no-such-key.pem'))).toEqual({ output: expect.stringMatching(/^error: cannot read the public key .*no-such-key\.pem: ENOENT/), exitCode: 2 });

@@ -144,6 +144,22 @@ describe('admin CLI', () => {
     expect(found).toEqual({ output: expect.stringMatching(new RegExp(`^4 accounts verified\\n${stranger} token_accounts unexpected: `)), exitCode: 1 });
   });
 
+  it('replays an account up to the event the ledger refuses, printing the lines before it, then the refusal naming its revision and type (exit 1), its control characters escaped', async () => {
+    const on = await database();
+    await cli(on, 'seed', '--users', '1', '--events', '8', '--seed', '11');
+    const user = await on.pool.query<{ stream_id: string }>("SELECT DISTINCT stream_id FROM events WHERE stream_id LIKE 'token-account-%'");
+    const streamId = user.rows[0]?.stream_id ?? '';
+    const userId = streamId.replace('token-account-', '');
+    // An event of a type the ledger does not know, its name made to rewrite the terminal's line.
+    await on.pool.query("UPDATE events SET event_type = 'TokensBonus' || chr(27) || '[2K' WHERE stream_id = $1 AND stream_revision = 5", [streamId]);
+    const replay = await cli(on, 'accounts', 'replay', userId);
+    expect(replay.exitCode).toBe(1);
+    const lines = replay.output.trimEnd().split('\n');
+    expect(lines.map((line) => line.slice(0, 3))).toEqual(['#0 ', '#1 ', '#2 ', '#3 ', '#4 ', 'err']);
+    expect(lines[5]).toMatch(new RegExp(`^error: the ledger cannot replay the stream of ${userId} from revision 5: revision 5 \\(TokensBonus\\\\u001b\\[2K\\): unknown token account event `));
+    expect(replay.output).not.toContain('\u001b');
+  });
+
   it.each([
     ['an unknown command', ['nope']],
     ['migrate with an unknown option', ['migrate', '--force']],

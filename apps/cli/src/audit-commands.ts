@@ -4,6 +4,7 @@ import path from 'node:path';
 import { BundleReadError, bundleFileLines, checkBundlesInStep, verifyAuditBundleLines, type BundleVerification } from '@app/audit';
 import { developmentAuditSigningKeyPath } from '@app/auth';
 import { InvalidArgumentError, type Command } from 'commander';
+import { printable } from './arguments.js';
 
 /** Exit codes of `audit verify-bundle`: 0 intact, 1 not intact; 2, the command could not check, is a usage error's (`runProgram`, as every command's). */
 export const EXIT_INVALID = 1;
@@ -46,8 +47,9 @@ export function addAuditCommands(program: Command): void {
 class SinceUnusable extends Error {}
 
 /**
- * The bundle checked against the earlier one, both read once in step. The bundle is judged first: one
- * not intact is the answer (exit 1) whatever the earlier one is, even one that cannot be read or used.
+ * The bundle checked against the earlier one, both read once in step (a pipe cannot be read twice).
+ * The bundle is judged first: one not intact is the answer (exit 1) whatever the earlier one is, even
+ * one that cannot be read or used.
  */
 async function continuing(file: string, since: string, publicKey: KeyObject, sincePublicKeyFile: string | undefined): Promise<BundleVerification> {
   const alone = async () => verifyAuditBundleLines(bundleFileLines(file), publicKey);
@@ -57,16 +59,8 @@ async function continuing(file: string, since: string, publicKey: KeyObject, sin
     if (!verdict.ok) return verdict;
     throw new SinceUnusable(earlierKey);
   }
-  let checked: Awaited<ReturnType<typeof checkBundlesInStep>>;
-  try {
-    checked = await checkBundlesInStep(bundleFileLines(file), bundleFileLines(since), publicKey, earlierKey);
-  } catch (error) {
-    if (!(error instanceof BundleReadError) || error.file === file) throw error;
-    const verdict = await alone();
-    if (!verdict.ok) return verdict;
-    throw error;
-  }
-  const { newer, earlier, verdict } = checked;
+  // An earlier bundle that cannot be read is thrown (a BundleReadError, a usage error) only once the bundle, read to its end, is intact.
+  const { newer, earlier, verdict } = await checkBundlesInStep(bundleFileLines(file), bundleFileLines(since), publicKey, earlierKey);
   if (!newer.ok) return newer;
   if (!earlier.ok) throw new SinceUnusable(`the earlier bundle ${since} is not intact${sincePublicKeyFile === undefined ? ' under this key (if the key was rotated since, give --since-public-key)' : ''}: ${earlier.reason}`);
   if (earlier.streamId !== newer.streamId) throw new SinceUnusable(`the earlier bundle ${since} is of ${earlier.streamId}, this one of ${newer.streamId}`);
@@ -82,7 +76,8 @@ function report(result: BundleVerification, since: string | undefined): void {
     return;
   }
   const where = result.firstBadRevision === undefined ? (result.line === undefined ? '' : ` at line ${result.line}`) : ` at revision ${result.firstBadRevision}`;
-  process.stdout.write(`bundle NOT intact${where}: ${result.reason}\n`);
+  // A reason may quote the bundle (an event's type, the ledger's refusal of it): one line, whatever it holds.
+  process.stdout.write(`bundle NOT intact${where}: ${printable(result.reason)}\n`);
   process.exitCode = EXIT_INVALID;
 }
 

@@ -36,12 +36,13 @@ export async function runProgram(argv: readonly string[], writeError: (text: str
     await createProgram(writeError).parseAsync(argv);
     return Number(process.exitCode ?? 0);
   } catch (error) {
+    // Messages may quote stored text (an event's type, a bundle's head): its control characters escaped, so it cannot write lines of its own.
     if (error instanceof InvalidArgumentError) {
-      writeError(`error: ${error.message}\n`);
+      writeError(`error: ${printable(error.message)}\n`);
       return EXIT_USAGE;
     }
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : EXIT_USAGE;
-    writeError(`error: ${error instanceof Error ? error.message : String(error)}\n`);
+    writeError(`error: ${printable(error instanceof Error ? error.message : String(error))}\n`);
     return EXIT_FAILURE;
   }
 }
@@ -125,12 +126,15 @@ export function createProgram(writeError: (text: string) => void = (text) => voi
     .argument('<userId>', 'a user id (UUID)', uuid)
     .action((userId: string) =>
       withAdmin(async (admin) => {
-        const lines = await admin.replayAccount(userId);
-        if (lines.length === 0) process.stdout.write(`no events for ${userId}\n`);
+        const { lines, refusal } = await admin.replayAccount(userId);
+        if (lines.length === 0 && refusal === null) process.stdout.write(`no events for ${userId}\n`);
         for (const line of lines) {
           const amount = line.amount > 0 ? `+${line.amount}` : String(line.amount);
-          process.stdout.write(`#${line.revision} ${line.position} ${line.occurredAt} ${line.type.padEnd(16)} ${amount.padStart(12)} balance ${line.balance}${line.description === null ? '' : ` ${printable(JSON.stringify(line.description))}`}\n`);
+          // Type and time are stored text like the description: a line of their own is not theirs to write.
+          process.stdout.write(`#${line.revision} ${line.position} ${printable(line.occurredAt)} ${printable(line.type).padEnd(16)} ${amount.padStart(12)} balance ${line.balance}${line.description === null ? '' : ` ${printable(JSON.stringify(line.description))}`}\n`);
         }
+        // The lines before it are printed: where the stream stops making sense is what the operator came for.
+        if (refusal !== null) throw new Error(`the ledger cannot replay the stream of ${userId} from revision ${refusal.revision}: ${refusal.message}`);
       }),
     );
 

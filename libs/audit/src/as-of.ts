@@ -51,8 +51,32 @@ export class StreamReplay<Event, State> {
     if ('revision' in asOf ? event.revision > asOf.revision : occurredAt(event) > asOf.at.getTime()) return false;
     const { state, revision } = this.current;
     if (event.revision !== revision + 1n) throw new Error(`replay expects revision ${revision + 1n}, found ${event.revision}`);
-    this.current = { state: this.decider.evolve(state, { type: event.type, data: event.data } as Event), revision: event.revision };
+    this.current = { state: evolveAt(this.decider.evolve, state, event), revision: event.revision };
     return true;
+  }
+}
+
+/**
+ * An event the ledger refused to fold, named by where it is: an auditor or an operator looks at that
+ * revision first. The message is the ledger's, after `revision N (Type): `.
+ */
+export class EventReplayError extends Error {
+  constructor(
+    readonly revision: bigint,
+    readonly eventType: string,
+    cause: unknown,
+  ) {
+    super(`revision ${revision} (${eventType}): ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'EventReplayError';
+  }
+}
+
+/** `evolve(state, event)`, its refusal an EventReplayError naming the event's revision and type. */
+export function evolveAt<Event, State>(evolve: (state: State, event: Event) => State, state: State, event: ReplayableEvent): State {
+  try {
+    return evolve(state, { type: event.type, data: event.data } as Event);
+  } catch (error) {
+    throw new EventReplayError(event.revision, event.type, error);
   }
 }
 

@@ -64,7 +64,7 @@ describe('a bundle checked against an earlier one of the stream', () => {
     expect(verifyBundleContinues(signed(events.slice(0, 3)), signed(events), signer.publicKey)).toMatchObject({ ok: false, firstBadRevision: 3n, reason: expect.stringContaining('events were removed') });
     expect(verifyBundleContinues(signed(events), signed(events.slice(0, 2), stranger.privateKey), signer.publicKey)).toEqual({
       ok: false,
-      reason: 'the earlier bundle is not intact: the head signature is not valid for this public key',
+      reason: `the earlier bundle is not intact: the head signature is not valid for this public key; the head names the key ${keyId(stranger.publicKey)}, and this key is ${keyId(signer.publicKey)}: was it signed with another key?`,
     });
     const other = createAuditBundle([], { privateKey: signer.privateKey, streamId: 'token-account-other', createdAt });
     expect(verifyBundleContinues(signed(events), other, signer.publicKey)).toEqual({ ok: false, reason: `the earlier bundle is of token-account-other, this one of ${streamId}` });
@@ -110,7 +110,11 @@ describe('audit bundles', () => {
     const rechained = sealEvents(streamId, 0n, null, changed).map((event, index) => ({ ...events[index]!, data: event.data, metadata: event.metadata }));
     const forged = createAuditBundle(rechained, { privateKey: stranger.privateKey, streamId, createdAt });
     expect(verifyAuditBundle(forged, stranger.publicKey).ok).toBe(true);
-    expect(verifyAuditBundle(forged, signer.publicKey)).toEqual({ ok: false, reason: 'the head signature is not valid for this public key' });
+    // The head names the key it was signed with: checked with another, the reason says which two.
+    expect(verifyAuditBundle(forged, signer.publicKey)).toEqual({
+      ok: false,
+      reason: `the head signature is not valid for this public key; the head names the key ${keyId(stranger.publicKey)}, and this key is ${keyId(signer.publicKey)}: was it signed with another key?`,
+    });
     const edited = editLine(bundle(), 5, (head) => ({ ...head, eventCount: 4 }));
     expect(verifyAuditBundle(edited, signer.publicKey)).toEqual({ ok: false, reason: 'the head signature is not valid for this public key' });
   });
@@ -151,6 +155,30 @@ describe('audit bundles', () => {
     const loose = editLine(text, 5, (line) => ({ ...line, signature: `${head.signature.slice(0, 10)}\n${head.signature.slice(10)}` }));
     expect(verifyAuditBundle(loose, signer.publicKey)).toEqual({ ok: false, reason: 'the head signature is not valid for this public key' });
     expect(verifyAuditBundle(text, signer.publicKey)).toMatchObject({ ok: true });
+  });
+
+  it('quotes a head it cannot read as JSON, so that no text of the bundle passes for the checker’s own words', () => {
+    const forged = (edit: (head: Record<string, unknown>) => Record<string, unknown>) => editLine(bundle(), 5, edit);
+    const format = verifyAuditBundle(forged((head) => ({ ...head, format: 'x\nbundle intact: token-account-1, 5 events' })), signer.publicKey);
+    expect(format).toEqual({ ok: false, reason: 'unsupported bundle format "x\\nbundle intact: token-account-1, 5 events" (this checker reads token-ledger-audit-bundle/1)' });
+    expect(format.reason).not.toContain('\n');
+    expect(verifyAuditBundle(forged((head) => ({ ...head, hashChainVersion: 2 })), signer.publicKey)).toEqual({ ok: false, reason: 'unsupported hash chain version 2 (this checker reads 1)' });
+    // A key id that is not one is not repeated.
+    expect(verifyAuditBundle(forged((head) => ({ ...head, keyId: '\u001b[2K', eventCount: 4 })), signer.publicKey)).toEqual({ ok: false, reason: 'the head signature is not valid for this public key' });
+  });
+
+  it('names the event the ledger refuses to replay when the head signs a summary, rather than calling the summary changed', () => {
+    const events = sealedStream(STEPS);
+    const ledger = { balance: 0, held: 0, available: 0, holds: [], lots: [] };
+    const renamed = events.map((event, index) => (index === 2 ? { ...event, type: 'TokensBonus' } : event));
+    const rechained = sealEvents(streamId, 0n, null, renamed).map((event, index) => ({ ...renamed[index]!, data: event.data, metadata: event.metadata }));
+    const text = createAuditBundle(rechained, { privateKey: signer.privateKey, streamId, createdAt, ledger });
+    expect(verifyAuditBundle(text, signer.publicKey)).toEqual({
+      ok: false,
+      reason: expect.stringMatching(/^the signed balance, holds and lots cannot be checked: the ledger refuses to replay revision 2 \(TokensBonus\): unknown token account event/),
+    });
+    // The same events without a signed summary: intact, nothing claimed that the replay must bear out.
+    expect(verifyAuditBundle(createAuditBundle(rechained, { privateKey: signer.privateKey, streamId, createdAt }), signer.publicKey)).toMatchObject({ ok: true });
   });
 
   it('answers not intact, rather than throwing, for a line the canonical form cannot hold; throws for a key that cannot check Ed25519', () => {

@@ -74,6 +74,8 @@ export class AuditBundleCheck {
   private readonly digest = createHash('sha256');
   private readonly replay = tokenAccountReplay({ revision: REPLAY_TO_THE_END });
   private replayFailed = false;
+  /** Why the ledger refused to replay an event, when it did (its revision and type first): the reason a signed summary cannot be checked. */
+  private replayRefusal: string | undefined;
   /** The first line whose bytes are not UTF-8: not the bytes signed, whatever a lenient reading makes of them. */
   private firstNotUtf8: number | undefined;
 
@@ -139,9 +141,10 @@ export class AuditBundleCheck {
     if (this.replayFailed) return;
     try {
       this.replay.add(event);
-    } catch {
+    } catch (error) {
       // Events the ledger cannot replay vouch for no summary.
       this.replayFailed = true;
+      this.replayRefusal = error instanceof Error ? error.message : String(error);
     }
   }
 
@@ -158,10 +161,16 @@ export class AuditBundleCheck {
     if (headText !== JSON.stringify(parsedHead)) return { ok: false, reason: 'the head line is not as signed: its text holds more than the head it states', line: this.eventLines + 1 };
     const head = parsedHead;
     const { signature, ...unsigned } = head;
-    if (head.format !== BUNDLE_FORMAT || head.hashChainVersion !== HASH_CHAIN_VERSION) return { ok: false, reason: `unsupported bundle format ${String(head.format)}` };
+    // Not signed yet: quoted as JSON, so that text of the bundle's cannot pass for the checker's own words.
+    if (head.format !== BUNDLE_FORMAT) return { ok: false, reason: `unsupported bundle format ${quoted(head.format)} (this checker reads ${String(BUNDLE_FORMAT)})` };
+    if (head.hashChainVersion !== HASH_CHAIN_VERSION) return { ok: false, reason: `unsupported hash chain version ${quoted(head.hashChainVersion)} (this checker reads ${HASH_CHAIN_VERSION})` };
     const signatureBytes = Buffer.from(signature, 'base64');
     if (signatureBytes.toString('base64') !== signature || !verify(null, Buffer.from(canonicalJson(unsigned), 'utf8'), this.key, signatureBytes)) {
-      return { ok: false, reason: 'the head signature is not valid for this public key' };
+      // The head names the key it was signed with (unsigned, so shown only when it is a key id): when
+      // that is another key, a wrong key given is as likely as a forged head, and the reason says so.
+      const checkedWith = keyId(this.key);
+      const named = typeof head.keyId === 'string' && KEY_ID.test(head.keyId) && head.keyId !== checkedWith ? `; the head names the key ${head.keyId}, and this key is ${checkedWith}: was it signed with another key?` : '';
+      return { ok: false, reason: `the head signature is not valid for this public key${named}` };
     }
     if (this.lineFailure !== undefined) return this.lineFailure;
     if (this.mixedStreams || (this.firstStreamId !== undefined && this.firstStreamId !== head.streamId)) return { ok: false, reason: `the bundle holds events of a stream other than ${head.streamId}` };
@@ -178,6 +187,7 @@ export class AuditBundleCheck {
     if (head.keyId !== keyId(this.key)) return { ok: false, reason: "the head's keyId is not the SHA-256 of this public key" };
     if (this.lineHashFailure !== undefined) return this.lineHashFailure;
     if (this.digest.copy().digest('hex') !== head.eventLinesSha256) return { ok: false, reason: 'the event lines differ from the signed ones (a field outside the hash chain was changed)' };
+    if (head.ledger !== undefined && this.replayRefusal !== undefined) return { ok: false, reason: `the signed balance, holds and lots cannot be checked: the ledger refuses to replay ${this.replayRefusal}` };
     if (head.ledger !== undefined && !this.sameSummary(head.ledger)) return { ok: false, reason: 'the signed balance, holds or lots differ from the replay of the events' };
     return { ok: true, streamId: head.streamId, eventCount: this.eventLines, headHash: chain.headHash, unsealedPrefix: chain.unsealedPrefix, reason: 'bundle intact' };
   }
@@ -224,7 +234,9 @@ export function verifyBundleContinues(newer: string, earlier: string, publicKey:
  * Two bundles read once, in step: each checked alone (`newer`, `earlier`: `AuditBundleCheck`'s
  * verdicts) and the earlier one's event lines compared with the newer one's as they come, so the
  * verdict and the comparison rest on the same bytes. `verdict` is `verifyBundleContinues`'s answer, for
- * bundles read a line at a time (files of any length: `bundleFileLines`).
+ * bundles read a line at a time (files of any length: `bundleFileLines`). When the earlier bundle
+ * cannot be read (its iterator throws), the newer one is still read to its end: not intact, that is
+ * the answer; intact, the earlier one's error is thrown. An error reading the newer one is thrown.
  */
 export async function checkBundlesInStep(
   newer: AsyncIterable<BundleLine>,
@@ -237,6 +249,7 @@ export async function checkBundlesInStep(
   let [newerDone, earlierDone] = [false, false];
   let pending: { readonly earlier: string; readonly newer: string } | undefined;
   let mismatch: BundleVerification | undefined;
+  let earlierUnread: { readonly error: unknown } | undefined;
   let revision = 0;
   try {
     while (!newerDone || !earlierDone) {
@@ -250,7 +263,16 @@ export async function checkBundlesInStep(
         }
       }
       if (earlierDone) continue;
-      const before = await earlierLines.next();
+      let before: IteratorResult<BundleLine>;
+      try {
+        before = await earlierLines.next();
+      } catch (error) {
+        // The earlier bundle cannot be read on (a file missing, unreadable): the newer one is still
+        // read to its end, once (a pipe cannot be read again), and judged first.
+        earlierUnread = { error };
+        earlierDone = true;
+        continue;
+      }
       if (before.done === true) {
         earlierDone = true;
         continue;
@@ -267,7 +289,12 @@ export async function checkBundlesInStep(
     await newerLines.return?.();
     await earlierLines.return?.();
   }
-  const [newerVerdict, earlierVerdict] = [newerCheck.result(), earlierCheck.result()];
+  const newerVerdict = newerCheck.result();
+  if (earlierUnread !== undefined) {
+    if (!newerVerdict.ok) return { newer: newerVerdict, earlier: { ok: false, reason: 'the earlier bundle could not be read' }, verdict: newerVerdict };
+    throw earlierUnread.error;
+  }
+  const earlierVerdict = earlierCheck.result();
   if (!newerVerdict.ok) return { newer: newerVerdict, earlier: earlierVerdict, verdict: newerVerdict };
   const compared = comparedLines(newerVerdict, earlierVerdict);
   return { newer: newerVerdict, earlier: earlierVerdict, verdict: typeof compared === 'number' ? (mismatch ?? newerVerdict) : compared };
@@ -293,7 +320,13 @@ function comparedLines(newer: Extract<BundleVerification, { ok: true }>, earlier
 function lineContinues(revision: number, earlierText: string, newerText: string): BundleVerification | undefined {
   const [line, later] = [parseLine(earlierText), parseLine(newerText)];
   if (!isObject(line) || !isObject(later)) return undefined;
-  const changed = Object.keys(line).filter((member) => comparable(member, line[member]) !== comparable(member, later[member] ?? null));
+  let changed: string[];
+  try {
+    changed = Object.keys(line).filter((member) => comparable(member, line[member]) !== comparable(member, later[member] ?? null));
+  } catch {
+    // A line the canonical form cannot hold (nested deeper than the stack, a lone surrogate): its bundle is not intact, which its own check reports.
+    return undefined;
+  }
   if (changed.length === 0) return undefined;
   return { ok: false, firstBadRevision: BigInt(revision), reason: `revision ${revision} differs from the earlier bundle's (${changed.join(', ')}): the history that bundle signed was rewritten` };
 }
@@ -320,6 +353,14 @@ function comparable(member: string, value: unknown): string {
 function inCodeUnitOrder(signed: TokenAccountSummary): TokenAccountSummary {
   return { ...signed, holds: [...signed.holds].sort(compareHolds), ...(signed.disputes === undefined ? {} : { disputes: [...signed.disputes].sort(compareDisputes) }) };
 }
+/** A key id as `keyId` writes it: the SHA-256 of the public key, in hex. */
+const KEY_ID = /^[0-9a-f]{64}$/;
+
+/** An unsigned value of a bundle, as JSON: control characters and quotes escaped. */
+function quoted(value: unknown): string {
+  return JSON.stringify(value) ?? String(value);
+}
+
 function parseLine(text: string): unknown {
   try {
     return JSON.parse(text);

@@ -120,6 +120,39 @@ describe('a bundle read from its file a line at a time', () => {
     await expect(verifyAuditBundleLines(bundleFileLines(directory), signer.publicKey)).rejects.toMatchObject({ file: directory, message: expect.stringContaining('EISDIR') });
   });
 
+  it('reads the bundle once to its end when the earlier one cannot be read: its own verdict first, then the earlier one\'s error', async () => {
+    const events = longStream();
+    const missing = path.join(directory, 'no-such-earlier.ndjson');
+    // Counts the lines read: a pipe cannot be read twice, so the bundle is read once, whole.
+    const counted = (name: string, reads: { count: number }) => ({
+      async *[Symbol.asyncIterator]() {
+        for await (const line of bundleFileLines(name)) {
+          reads.count += 1;
+          yield line;
+        }
+      },
+    });
+    const intact = await file(sign(events));
+    const reads = { count: 0 };
+    await expect(checkBundlesInStep(counted(intact, reads), bundleFileLines(missing), signer.publicKey)).rejects.toMatchObject({ name: 'BundleReadError', file: missing });
+    expect(reads.count).toBe(events.length + 1);
+    const edited = await file(sign(events).replace('"amount":1', '"amount":2'));
+    const result = await checkBundlesInStep(bundleFileLines(edited), bundleFileLines(missing), signer.publicKey);
+    expect(result.verdict).toEqual(verifyAuditBundle(await readFile(edited, 'utf8'), signer.publicKey));
+    expect(result.verdict.ok).toBe(false);
+  });
+
+  it('takes a line nested deeper than the canonical form can hold as no finding of the comparison: the bundle holding it is not intact', async () => {
+    const events = longStream();
+    // JSON.parse reads 20,000 levels; a recursive canonical form overflows the stack on them.
+    const deep = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
+    const earlier = sign(events.slice(0, 3)).replace('{"kind":"event",', `{"kind":"event","deep":${deep},`);
+    const result = await checkBundlesInStep(bundleFileLines(await file(sign(events))), bundleFileLines(await file(earlier)), signer.publicKey);
+    expect(result.newer.ok).toBe(true);
+    expect(result.earlier.ok).toBe(false);
+    expect(result.verdict).toMatchObject({ ok: false, reason: expect.stringContaining('the earlier bundle is not intact') });
+  });
+
   it('reads the bundle of the fixtures as the text gives it', async () => {
     const small = createAuditBundle(sealedStream(STEPS), { privateKey: signer.privateKey, streamId, createdAt });
     expect(await verifyAuditBundleLines(bundleFileLines(await file(small)), signer.publicKey)).toEqual(verifyAuditBundle(small, signer.publicKey));

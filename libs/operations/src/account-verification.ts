@@ -1,5 +1,6 @@
 import { formatPosition, readWholeStream, type EventStore, type RecordedEvent } from '@app/event-store';
-import { evolveTokenAccount, initialTokenAccountState, TOKEN_ACCOUNT_EVENT_TYPES, tokenAccountStreamId, type TokenAccountEvent } from '@app/ledger';
+import { EventReplayError, evolveAt } from '@app/audit';
+import { evolveTokenAccount, initialTokenAccountState, tokenAccountStreamId, type TokenAccountEvent } from '@app/ledger';
 import { accountProjections, applyEventByEvent, eventsInReadModel, lockCheckpoint, TOKEN_ACCOUNTS_PROJECTION, transactionOf, type AccountRows, type Projection } from '@app/projections';
 import type { Pool, PoolClient } from 'pg';
 
@@ -32,17 +33,34 @@ export type ReplayLine = {
   readonly description: string | null;
 };
 
-/** The user's stream, event by event, with the balance the domain folds after each. */
-export async function replayAccount(store: EventStore, userId: string): Promise<readonly ReplayLine[]> {
+/**
+ * The replay of a user's stream: a line per event the ledger folded, and, when it refused one, why
+ * (`refusal`: its revision and type, then the ledger's message), the lines before it kept: the
+ * account an operator most needs to step through is the one the ledger cannot replay.
+ */
+export type AccountReplay = { readonly lines: readonly ReplayLine[]; readonly refusal: EventReplayError | null };
+
+/**
+ * The user's stream, event by event, with the balance the domain folds after each, up to the first
+ * event the ledger refuses (one of a type it does not know among them), as the write path and
+ * `verify` fold it.
+ */
+export async function replayAccount(store: EventStore, userId: string): Promise<AccountReplay> {
   let state = initialTokenAccountState;
-  return (await readWholeStream(store, tokenAccountStreamId(userId))).map((recorded) => {
-    const event = asTokenAccountEvent(recorded);
-    if (event === undefined) return line(recorded, 0, state.balance, null, recorded.createdAt.toISOString());
-    state = evolveTokenAccount(state, event);
+  const lines: ReplayLine[] = [];
+  for (const recorded of await readWholeStream(store, tokenAccountStreamId(userId))) {
+    try {
+      state = evolveAt(evolveTokenAccount, state, recorded);
+    } catch (error) {
+      if (error instanceof EventReplayError) return { lines, refusal: error };
+      throw error;
+    }
+    const event = { type: recorded.type, data: recorded.data } as TokenAccountEvent;
     // The amount and description the event's transaction row shows; events without a row move no tokens.
     const transaction = transactionOf(event);
-    return line(recorded, transaction?.amount ?? 0, state.balance, transaction?.description ?? null, event.data.occurredAt);
-  });
+    lines.push(line(recorded, transaction?.amount ?? 0, state.balance, transaction?.description ?? null, event.data.occurredAt));
+  }
+  return { lines, refusal: null };
 }
 
 /**
@@ -195,8 +213,8 @@ async function knownAccounts(store: EventStore, pool: Pool): Promise<readonly st
 async function compareFold(client: PoolClient, userId: string, events: readonly RecordedEvent[]): Promise<AccountDifference[]> {
   let state = initialTokenAccountState;
   // Every event, as the write path folds the stream: one of a type the ledger does not know is
-  // refused here (a replay finding), not skipped as the projection skips it.
-  for (const recorded of events) state = evolveTokenAccount(state, { type: recorded.type, data: recorded.data } as TokenAccountEvent);
+  // refused here (a replay finding naming its revision and type), not skipped as the projection skips it.
+  for (const recorded of events) state = evolveAt(evolveTokenAccount, state, recorded);
   const differences: AccountDifference[] = [];
   const difference = (kind: AccountDifference['kind'], detail: string) => differences.push({ userId, projection: TOKEN_ACCOUNTS_PROJECTION, kind, detail });
   // Read inside the transaction after the recomputation: what the replayed rows hold.
@@ -252,10 +270,6 @@ function compareRows(userId: string, projection: string, replayed: readonly stri
     for (let index = 0; index < count; index += 1) differences.push({ userId, projection, kind: 'unexpected', detail: row });
   }
   return differences;
-}
-
-function asTokenAccountEvent(recorded: RecordedEvent): TokenAccountEvent | undefined {
-  return TOKEN_ACCOUNT_EVENT_TYPES.has(recorded.type) ? ({ type: recorded.type, data: recorded.data } as TokenAccountEvent) : undefined;
 }
 
 function line(recorded: RecordedEvent, amount: number, balance: number, description: string | null, occurredAt: string): ReplayLine {

@@ -13,7 +13,7 @@ import {
 import type { BeforeApplicationShutdown } from '@nestjs/common';
 import type { Pool } from 'pg';
 import { AccountAudit } from './account-audit.js';
-import { replayAccount, verifyAllAccounts, type AccountFinding, type ReplayLine, type VerificationReport } from './account-verification.js';
+import { replayAccount, verifyAllAccounts, type AccountFinding, type AccountReplay, type VerificationReport } from './account-verification.js';
 
 export type ProjectionsAdminOptions = {
   readonly connectionString: string;
@@ -65,7 +65,7 @@ export class ProjectionsAdmin implements BeforeApplicationShutdown {
     return rebuildAccount(this.store, this.pool, this.projections, userId);
   }
 
-  replayAccount(userId: string): Promise<readonly ReplayLine[]> {
+  replayAccount(userId: string): Promise<AccountReplay> {
     return replayAccount(this.store, userId);
   }
 
