@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { crashingWorkflow, SimulatedCrash } from './support/crashing-payments.js';
-import type { CommandContext } from '@app/event-sourcing';
+import { CommandHandling, type CommandContext } from '@app/event-sourcing';
+import { tokenAccountDecider, tokenAccountStreamId, type Payment } from '@app/ledger';
 import { EXPIRY_PAGE_SIZE, MockPaymentProvider, PAYMENT_PROVIDER, PaymentExpiryJob, PaymentProviderError, PaymentReconciliationJob, RECONCILIATION_PAGE_SIZE, type PaymentFaultPoint, type PaymentProvider } from '@app/payments';
 import { startTestApp, TEST_ACTOR, type TestApp } from './support/test-app.js';
 
@@ -162,6 +163,7 @@ describe('a crash between each provider call and the append after it', () => {
       getOrder: (order) => provider.getOrder(order),
       cancel: (order) => provider.cancel(order),
       refund: () => Promise.reject(new PaymentProviderError('mock provider unavailable', 'unavailable')),
+      findRefund: (order) => provider.findRefund(order),
     };
     await expect(processOf(undefined, unavailable).workflow.refund(paymentId, context())).rejects.toMatchObject({ code: 'PROVIDER_UNAVAILABLE' });
     expect(await endState(userId, paymentId)).toEqual({ ...CREDITED, status: 'REFUND_PENDING' });
@@ -199,6 +201,20 @@ describe('a crash between each provider call and the append after it', () => {
 });
 
 describe('the reconciliation job', () => {
+  it('asks the provider to refund only while a request still reserves the tokens: a payment read REFUND_PENDING whose request ended since is not refunded', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await captured(userId);
+    // The payment as the job read it, a request pending; since, the request ended (its failure recorded through another process), the tokens the account's.
+    const { state } = await testApp.app.get(CommandHandling).load(tokenAccountStreamId(userId), tokenAccountDecider);
+    const read = state.payments.get(paymentId);
+    expect(read).toMatchObject({ status: 'COMPLETED' });
+    const stale = { ...(read as Payment), status: 'REFUND_PENDING' as const };
+    const reconciled = await processOf().workflow.reconcile(stale, context());
+    expect(reconciled).toMatchObject({ appended: 0, orderStatus: 'captured' });
+    expect((await provider.getOrder({ orderId })).status).toBe('captured');
+    expect(await endState(userId, paymentId)).toEqual(CREDITED);
+  });
+
   it('credits, not expires, a payment whose capture lands at the provider while the expiry cancels it', async () => {
     const userId = randomUUID();
     const { paymentId } = await bought(userId);
@@ -209,6 +225,7 @@ describe('the reconciliation job', () => {
       capture: (id, key) => provider.capture(id, key),
       getOrder: (id) => provider.getOrder(id),
       refund: (id, key) => provider.refund(id, key),
+      findRefund: (id) => provider.findRefund(id),
       // The capture in flight lands just before the expiry's cancel reaches the provider.
       cancel: async (id) => {
         await provider.capture(id, `capture-${paymentId}`);
@@ -230,6 +247,7 @@ describe('the reconciliation job', () => {
       capture: (id, key) => provider.capture(id, key),
       getOrder: (id) => provider.getOrder(id),
       refund: (id, key) => provider.refund(id, key),
+      findRefund: (id) => provider.findRefund(id),
       cancel: (id) => provider.getOrder(id),
     };
     const node = processOf(undefined, uncancellable);

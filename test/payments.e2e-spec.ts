@@ -230,6 +230,7 @@ describe('a provider that hangs', () => {
       getOrder: (order) => provider.getOrder(order),
       cancel: (order) => provider.cancel(order),
       refund: (order, key) => provider.refund(order, key),
+      findRefund: (order) => provider.findRefund(order),
     };
     const commands = new CommandHandling(testApp.app.get<EventStore>(EVENT_STORE, { strict: false }), { cacheEntriesMax: 10, snapshotIntervalEvents: 500 });
     const consistency = testApp.app.get(ReadModelConsistency, { strict: false });

@@ -410,9 +410,28 @@ describe('Stripe refunds', () => {
     expect((await http().post(`/v1/payments/${other.paymentId}/refund`).send().expect(200)).body).toMatchObject({ payment: { status: 'REFUNDED' }, balance: 0 });
   });
 
-  it('ends the request once when 10 refunds on two instances race and Stripe refuses the refund as asked: every answer 409 REFUND_FAILED, the tokens spendable', async () => {
+  it('asked again after Stripe refused a refund as asked, reserves the tokens before asking Stripe: spent since, the refund is refused and no money goes back', async () => {
     const userId = randomUUID();
-    const { paymentId } = await purchased(userId);
+    const { paymentId, orderId } = await purchased(userId);
+    fake.inject('POST', /\/refunds$/, { kind: 'error', status: 400, type: 'invalid_request_error', code: 'charge_expired_for_refund', when: 'before' });
+    expect((await http().post(`/v1/payments/${paymentId}/refund`).send().expect(409)).body).toMatchObject({ code: 'REFUND_FAILED', paymentStatus: 'COMPLETED' });
+    // The refused refund left no Refund at Stripe; the tokens were the account's again, and are spent.
+    await http().post(`/v1/accounts/${userId}/usage`).send({ amount: 100 }).expect(201);
+    const refusal = await http().post(`/v1/payments/${paymentId}/refund`).send().expect(409);
+    expect(refusal.body.code).toMatch(/^REFUND_EXCEEDS_(BALANCE|LOT)$/);
+    expect([...fake.refunds.values()].filter((refund) => refund.payment_intent === orderId)).toEqual([]);
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'COMPLETED' });
+    expect(await balanceOf(userId)).toBe(0);
+    // A refund an operator made at Stripe since is still recorded (the money went back): read, not made, before the reservation.
+    const client = stripeClient({ secretKey: fake.secretKey, webhookSecret: fake.webhookSecret, autoCapture: false, apiUrl: fake.url, maxNetworkRetries: 0, timeoutMs: 1_000, webhookToleranceSeconds: 300 });
+    await client.refunds.create({ payment_intent: orderId });
+    expect((await http().post(`/v1/payments/${paymentId}/refund`).send().expect(200)).body).toMatchObject({ payment: { status: 'REFUNDED' }, balance: 0 });
+    expect([...fake.refunds.values()].filter((refund) => refund.payment_intent === orderId)).toHaveLength(1);
+  });
+
+  it('ends every request when 10 refunds on two instances race and Stripe refuses the refund as asked: every answer 409 REFUND_FAILED, the tokens spendable', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
     fake.inject('POST', /\/refunds$/, { kind: 'error', status: 400, type: 'invalid_request_error', code: 'charge_expired_for_refund', when: 'before' }, 100);
     try {
       const answers = await Promise.all(Array.from({ length: 10 }, (_, index) => (index % 2 === 0 ? testApp : autoApp).http().post(`/v1/payments/${paymentId}/refund`).send()));
@@ -420,7 +439,14 @@ describe('Stripe refunds', () => {
     } finally {
       fake.clearInjected();
     }
-    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefundFailed']);
+    // Each request asked Stripe only once its tokens were reserved, and was ended by its refusal before
+    // the next began: one to ten of them (those that came while one was pending were answered by its end).
+    const types = await eventTypes(userId);
+    const requests = (types.length - PURCHASED.length) / 2;
+    expect(requests).toBeGreaterThanOrEqual(1);
+    expect(requests).toBeLessThanOrEqual(10);
+    expect(types).toEqual([...PURCHASED, ...Array.from({ length: requests }, () => ['PaymentRefundRequested', 'PaymentRefundFailed']).flat()]);
+    expect([...fake.refunds.values()].filter((refund) => refund.payment_intent === orderId)).toEqual([]);
     expect(await paymentOf(paymentId)).toMatchObject({ status: 'COMPLETED', metadata: { refundError: 'refused: charge_expired_for_refund' } });
     expect(await balanceOf(userId)).toBe(100);
   });

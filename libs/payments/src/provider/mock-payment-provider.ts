@@ -124,6 +124,12 @@ export class MockPaymentProvider implements PaymentProvider {
     return this.getOrder({ orderId });
   }
 
+  /** The order's refund (the mock makes one per order, whoever asked), or undefined when it is not refunded. */
+  async findRefund({ orderId }: Pick<PaymentOrder, 'orderId'>): Promise<ProviderRefund | undefined> {
+    const order = (await this.pool.query<{ payment_id: string; status: string }>('SELECT payment_id, status FROM mock_provider_orders WHERE order_id = $1', [orderId])).rows[0];
+    return order?.status === 'refunded' ? { providerRefundId: refundId(order.payment_id), status: 'succeeded' } : undefined;
+  }
+
   /** Refunds a captured order once; the key of the call that refunded it is kept, later calls answer the same refund. */
   async refund({ orderId }: Pick<PaymentOrder, 'orderId'>, idempotencyKey: string): Promise<ProviderRefund> {
     this.calls.refund += 1;

@@ -31,6 +31,10 @@ export class NoPaymentProvider implements PaymentProvider {
     return Promise.reject(disabled());
   }
 
+  findRefund(): Promise<ProviderRefund | undefined> {
+    return Promise.reject(disabled());
+  }
+
   cancel(): Promise<ProviderOrder> {
     return Promise.reject(disabled());
   }

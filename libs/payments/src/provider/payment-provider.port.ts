@@ -80,6 +80,13 @@ export interface PaymentProvider {
    */
   refund(order: PaymentOrder, idempotencyKey: string): Promise<ProviderRefund>;
   /**
+   * The refund asked for under `idempotencyKey`, as the provider has it now, or, when there is none or
+   * it failed, a refund made without us since (an operator's, at the provider); undefined when there
+   * is neither. It never makes a refund: the ledger asks it before reserving a refund's tokens. A
+   * failed refund of ours with no other since is REFUND_FAILED, as `refund` answers it.
+   */
+  findRefund(order: PaymentOrder, idempotencyKey: string): Promise<ProviderRefund | undefined>;
+  /**
    * Makes sure the provider never captures the order (our expiry): cancels it unless it was captured,
    * and answers the order as the provider has it afterwards, so an order captured meanwhile is
    * credited, not expired.

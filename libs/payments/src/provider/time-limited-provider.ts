@@ -24,6 +24,7 @@ export function timeLimited(provider: PaymentProvider, timeoutMs: number = PROVI
     capture: (order, idempotencyKey) => within('capture', provider.capture(order, idempotencyKey)),
     getOrder: (order) => within('getOrder', provider.getOrder(order)),
     refund: (order, idempotencyKey) => within('refund', provider.refund(order, idempotencyKey)),
+    findRefund: (order, idempotencyKey) => within('findRefund', provider.findRefund(order, idempotencyKey)),
     cancel: (order, idempotencyKey) => within('cancel', provider.cancel(order, idempotencyKey)),
   };
 }

@@ -30,7 +30,8 @@ import { providerIdempotencyKey, type PaymentProvider, type ProviderRefund } fro
  * A crash after 1 or 2 leaves a REFUND_PENDING payment; the client's retry, or the reconciliation
  * job, carries it on from step 2. The account's lock is not held across the provider's refund: the
  * reservation, not the lock, keeps the tokens from being spent meanwhile. Once a refund failed, asking
- * again asks the provider first, before step 1 and outside the lock (`answerAfterFailure`).
+ * again reads what the provider has first, before step 1 and outside the lock (`answerAfterFailure`),
+ * and asks it to refund only after step 1.
  */
 export class RefundPaymentFlow {
   constructor(
@@ -102,23 +103,26 @@ export class RefundPaymentFlow {
   }
 
   /**
-   * For a payment whose refund failed before, the provider's answer under our key: still that failed
-   * refund (REFUND_FAILED, which the decision throws: nothing reserved or recorded, since asking again
-   * would fail the same way), or a refund an operator made since (recorded when it succeeded; asked
-   * for, reserving the tokens, when it is pending). Asked before the decision, outside the account's
-   * lock and once per request, on the state as this process has it: the decision uses the answer only
-   * if the payment is still so, and otherwise decides as for any request.
+   * For a payment whose refund failed before, what the provider has under our key, read only: still
+   * that failed refund (REFUND_FAILED, which the decision throws: nothing reserved or recorded, since
+   * asking again would fail the same way), a refund an operator made since (recorded when it
+   * succeeded; asked for, reserving the tokens, when it is pending), or none (`'none'`: a refund the
+   * provider refused as asked left nothing), which is asked for as any refund is: the tokens reserved
+   * first, then the provider. Asking the provider to refund here, before the reservation, would
+   * return the money for tokens spent since the failure. Asked before the decision, outside the
+   * account's lock and once per request, on the state as this process has it: the decision uses the
+   * answer only if the payment is still so, and otherwise decides as for any request.
    */
   private async answerAfterFailure(userId: string, paymentId: string): Promise<AnswerAfterFailure> {
     const state = await this.ledger.load(userId);
     return isAfterFailure(state, paymentId) ? this.askAfterFailure(paymentIn(state, paymentId)) : undefined;
   }
 
-  /** The provider's answer under our key for a payment whose refund failed before (see `answerAfterFailure`). */
+  /** What the provider has under our key for a payment whose refund failed before (see `answerAfterFailure`). */
   private async askAfterFailure(payment: Payment): Promise<AnswerAfterFailure> {
     const { paymentId } = payment;
     try {
-      return await this.provider.refund(payment, providerIdempotencyKey('refund', paymentId));
+      return (await this.provider.findRefund(payment, providerIdempotencyKey('refund', paymentId))) ?? 'none';
     } catch (error) {
       if (failedRefundOf(error) === undefined || !(error instanceof PaymentsError)) throw error;
       return new PaymentsError('REFUND_FAILED', `${error.message}; payment ${paymentId} stays COMPLETED, its tokens the account's`, { ...error.details, paymentId, paymentStatus: 'COMPLETED' });
@@ -138,7 +142,7 @@ export class RefundPaymentFlow {
     // account's lock (a race, so rare): otherwise it would start a new request, which the provider
     // would refuse again, recording a second request and failure.
     const known = isAfterFailure(state, paymentId) ? (answer ?? (await this.askAfterFailure(paymentIn(state, paymentId)))) : undefined;
-    if (known !== undefined) {
+    if (known !== undefined && known !== 'none') {
       if (known instanceof PaymentsError) throw known;
       if (known.status === 'succeeded') {
         return decideTokenAccount({ type: 'RefundPayment', data: { userId, paymentId, providerRefundId: known.providerRefundId, transactionId: randomUUID(), now } }, state);
@@ -156,8 +160,12 @@ export class RefundPaymentFlow {
   }
 }
 
-/** What the provider answered, before the decision, for a payment whose refund failed before: a refund an operator made since, or the failure again. */
-type AnswerAfterFailure = ProviderRefund | PaymentsError | undefined;
+/**
+ * What the provider has, read before the decision, for a payment whose refund failed before: a
+ * refund an operator made since, the failure again, or `'none'` (nothing: a new request); undefined
+ * when it was not asked.
+ */
+type AnswerAfterFailure = ProviderRefund | PaymentsError | 'none' | undefined;
 
 /** A COMPLETED payment whose last refund failed at the provider, with no dispute holding it (a dispute's refusal comes first). */
 function isAfterFailure(state: TokenAccountState, paymentId: string): boolean {

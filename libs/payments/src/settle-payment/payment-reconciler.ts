@@ -115,6 +115,10 @@ export class PaymentReconciler {
         break;
       case 'refund-at-provider': {
         // A refund we asked for whose provider call never happened or whose answer was lost: the same key, so the provider refunds once.
+        // Only while a request still reserves the tokens: one ended since this payment was read (its
+        // failure recorded by a client's retry, on another process) reserves nothing, and a refund
+        // made now would return money for tokens the account may spend. The next run plans again.
+        if ((await this.ledger.load(payment.userId)).payments.get(payment.paymentId)?.status !== 'REFUND_PENDING') return undefined;
         let refund: ProviderRefund;
         try {
           refund = await this.provider.refund(payment, providerIdempotencyKey('refund', payment.paymentId));

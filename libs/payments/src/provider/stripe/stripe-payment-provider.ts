@@ -168,10 +168,8 @@ export class StripePaymentProvider implements PaymentProvider {
     const { orderId } = order;
     // Ours, made before (its key is in its metadata): where it stands now. Stripe replays a keyed
     // create only for 24 hours, and with the answer it gave then (a pending refund as pending).
-    const earlier = (await this.refundsOf(orderId)).find((refund) => refund.metadata?.['idempotencyKey'] === idempotencyKey);
-    if (earlier !== undefined && !isFailed(earlier)) return refundOutcome(orderId, earlier);
-    // Ours failed; the money may have gone back since by another refund (an operator's, in the dashboard).
-    if (earlier !== undefined) return (await this.otherRefund(order)) ?? refundOutcome(orderId, earlier);
+    const earlier = await this.ourRefund(order, idempotencyKey);
+    if (earlier !== undefined) return earlier;
     let created: Stripe.Refund;
     try {
       created = await this.call('refund the PaymentIntent', () =>
@@ -205,6 +203,23 @@ export class StripePaymentProvider implements PaymentProvider {
       throw error;
     }
     return refundOutcome(orderId, created);
+  }
+
+  async findRefund(order: PaymentOrder, idempotencyKey: string): Promise<ProviderRefund | undefined> {
+    // A refund Stripe refused as asked left no Refund object: then only another refund can be found.
+    return (await this.ourRefund(order, idempotencyKey)) ?? (await this.otherRefund(order));
+  }
+
+  /**
+   * Our refund made under `idempotencyKey` (its key is in its metadata), as it stands: succeeded or
+   * pending; failed, another refund since (an operator's, in the dashboard) or REFUND_FAILED.
+   * Undefined when Stripe has no refund of ours.
+   */
+  private async ourRefund(order: PaymentOrder, idempotencyKey: string): Promise<ProviderRefund | undefined> {
+    const earlier = (await this.refundsOf(order.orderId)).find((refund) => refund.metadata?.['idempotencyKey'] === idempotencyKey);
+    if (earlier === undefined) return undefined;
+    if (!isFailed(earlier)) return refundOutcome(order.orderId, earlier);
+    return (await this.otherRefund(order)) ?? refundOutcome(order.orderId, earlier);
   }
 
   /** A refund not ours that returned the money (the order refunded whole), or one still pending; undefined when neither. */
