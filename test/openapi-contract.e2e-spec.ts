@@ -45,7 +45,7 @@ let document: Document;
  * with VALIDATION_FAILED naming the field and the rule ("answers the values a body's own rules
  * refuse ..." below): the domain keeps them for its other callers (the CLI, tests, replays).
  */
-const NEVER_ANSWERED: ReadonlySet<string> = new Set(['HOLD_ID_REUSED', 'DESCRIPTION_TOO_LONG', 'REASON_REQUIRED', 'REASON_TOO_LONG', 'LOT_PRIORITY_OUT_OF_RANGE']);
+const NEVER_ANSWERED: ReadonlySet<string> = new Set(['HOLD_ID_REUSED', 'DESCRIPTION_TOO_LONG', 'REASON_REQUIRED', 'REASON_TOO_LONG', 'LOT_PRIORITY_OUT_OF_RANGE', 'METADATA_INVALID']);
 
 beforeAll(async () => {
   testApp = await startTestApp();

@@ -692,8 +692,8 @@ export interface components {
             lotId: string | null;
             /** @description The lots a debit drew from. */
             draws: {
-                lotId?: string;
-                amount?: number;
+                lotId: string;
+                amount: number;
             }[] | null;
             /**
              * @description The caller's metadata of a usage (its settle's, else its hold's); null otherwise.
@@ -754,8 +754,8 @@ export interface components {
             amount: number;
             /** @example streaming reply */
             description?: string | null;
-            /** @description Seconds the hold lives; when absent, the setting HOLD_TTL_DEFAULT (900 by default, 15 minutes). At most the setting HOLD_TTL_MAX (86400 by default, 24 hours): more is 400 HOLD_TTL_OUT_OF_RANGE with `max`, the setting. `maximum` is the most HOLD_TTL_MAX may be set to (2592000, 30 days): more is 400 VALIDATION_FAILED. */
-            expiresInSeconds?: number;
+            /** @description Seconds the hold lives; when absent or null, the setting HOLD_TTL_DEFAULT (900 by default, 15 minutes). At most the setting HOLD_TTL_MAX (86400 by default, 24 hours): more is 400 HOLD_TTL_OUT_OF_RANGE with `max`, the setting. `maximum` is the most HOLD_TTL_MAX may be set to (2592000, 30 days): more is 400 VALIDATION_FAILED. */
+            expiresInSeconds?: number | null;
             /**
              * @description Your own data on this hold, kept with it; its settle takes it unless given its own. A flat object: at most 20 keys matching ^[A-Za-z][A-Za-z0-9_.:-]{0,39}$, values strings (at most 500 characters), finite numbers or booleans; no nested objects, arrays or null values. A broken rule is 400 naming it (metadataKeysMax, metadataKey, metadataValueType, ...).
              * @example {
@@ -913,13 +913,13 @@ export interface components {
             /** Format: uuid */
             transactionId: string | null;
             original: number;
-            /** @description What it has left as of now; past its expiresAt, or held back for its refund, only what active holds still hold of it. */
+            /** @description What it has left as of now; past its expiresAt, or held back for its refund, only what active holds still hold of it. A purchase's lot while its refund is in progress is shown as recorded (the refund reserved its tokens: none expire). */
             remaining: number;
             priority: number;
             /** Format: date-time */
             expiresAt: string | null;
             /**
-             * @description As of now: a lot past its expiresAt is expired, whether or not the expiry job has recorded it yet. refunded: its purchase was refunded; what it still has is held by holds and goes to the refund as they end. A refunded purchase whose dispute was lost (the refund was taken from other credit) leaves its lot active with what it has left.
+             * @description As of now: a lot past its expiresAt is expired, whether or not the expiry job has recorded it yet, except a purchase's lot while its refund is in progress, shown as recorded. refunded: its purchase was refunded; what it still has is held by holds and goes to the refund as they end. A refunded purchase whose dispute was lost (the refund was taken from other credit) leaves its lot active with what it has left.
              * @enum {string}
              */
             status: "active" | "spent" | "expired" | "voided" | "refunded";
@@ -1031,8 +1031,8 @@ export interface components {
              * @description When the remainder stops being spendable, with an offset (Z or ±hh:mm); in the future. Absent or null: never.
              */
             expiresAt?: string | null;
-            /** @description Lower is spent first; default 10 (before paid credit at 100). */
-            priority?: number;
+            /** @description Lower is spent first; absent or null, 10 (before paid credit at 100). */
+            priority?: number | null;
         };
         LotWriteResponse: {
             /** Format: uuid */
@@ -1798,7 +1798,7 @@ export interface operations {
                     "application/json": components["schemas"]["LedgerWriteResponse"];
                 };
             };
-            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1806,7 +1806,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -2168,7 +2168,7 @@ export interface operations {
                     "application/json": components["schemas"]["HoldResponse"];
                 };
             };
-            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `HOLD_TTL_OUT_OF_RANGE`: Hold time to live out of range; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `HOLD_TTL_OUT_OF_RANGE`: Hold time to live out of range; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2176,7 +2176,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "HOLD_TTL_OUT_OF_RANGE" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "HOLD_TTL_OUT_OF_RANGE" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -2327,7 +2327,7 @@ export interface operations {
                     "application/json": components["schemas"]["SettleResponse"];
                 };
             };
-            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `METADATA_INVALID`: Metadata breaks a rule (named in rule); `VALIDATION_FAILED`: The request is not valid */
+            /** @description `BAD_REQUEST`: Bad request; `BODY_NOT_UTF8`: The body is not UTF-8; `BODY_TOO_DEEP`: The body nests too deeply; `IDEMPOTENCY_KEY_INVALID`: Idempotency-Key not valid; `VALIDATION_FAILED`: The request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2335,7 +2335,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "METADATA_INVALID" | "VALIDATION_FAILED";
+                        code: "BAD_REQUEST" | "BODY_NOT_UTF8" | "BODY_TOO_DEEP" | "IDEMPOTENCY_KEY_INVALID" | "VALIDATION_FAILED";
                     };
                 };
             };
@@ -2646,7 +2646,7 @@ export interface operations {
                 cursor?: string;
                 /** @description Classic offset paging, unstable: a row written between two pages shifts them (a row repeated or skipped). Prefer cursor; not with it. */
                 offset?: number;
-                /** @description Only lots in this state as of now, as each lot's status says (a lot past its expiresAt is expired, whether or not its expiry is recorded yet); all when absent. */
+                /** @description Only lots in this state as of now, as each lot's status says (a lot past its expiresAt is expired, whether or not its expiry is recorded yet, except a purchase's lot while its refund is in progress, shown as recorded); all when absent. */
                 status?: "active" | "spent" | "expired" | "voided" | "refunded";
             };
             header?: never;

@@ -50,7 +50,7 @@ export class AccountsController {
   @HttpCode(HttpStatus.CREATED)
   @ApiOperation({ operationId: 'useTokens', summary: 'Spend tokens', description: 'Debits the account; 409 INSUFFICIENT_BALANCE (with `balance`, `held`, `available` and `requested`) when the balance less pending refunds is short, 409 INSUFFICIENT_AVAILABLE_BALANCE (with `balance`, `held`, `available` and `requested`) when it is short only because holds set tokens aside, 409 ACCOUNT_IN_SHORTFALL (with `shortfall`) while lost payment disputes leave it owing; `metadata` is the caller\'s, returned in history.' })
   @ApiCreatedResponse({ type: LedgerWriteResponse, description: 'Debited: the usage transaction and the balance after it.' })
-  @ApiProblems('INSUFFICIENT_BALANCE', 'INSUFFICIENT_AVAILABLE_BALANCE', 'ACCOUNT_IN_SHORTFALL', 'METADATA_INVALID', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('INSUFFICIENT_BALANCE', 'INSUFFICIENT_AVAILABLE_BALANCE', 'ACCOUNT_IN_SHORTFALL', ...COMMAND_WRITE_PROBLEMS)
   use(@Param() { userId }: UserIdParams, @Body() body: UsageRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new UseTokensCommand(userId, body.amount, body.description ?? null, commandContextOf(request), body.metadata ?? null));
   }

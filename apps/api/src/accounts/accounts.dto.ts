@@ -63,7 +63,7 @@ export class TransactionResponse {
   @ApiProperty({ format: 'date-time' }) createdAt!: string;
   @ApiProperty({ nullable: true, type: String, format: 'uuid', description: 'The hold a usage settled.' }) holdId!: string | null;
   @ApiProperty({ nullable: true, type: String, description: 'The lot a credit created.' }) lotId!: string | null;
-  @ApiProperty({ nullable: true, type: 'array', items: { type: 'object', properties: { lotId: { type: 'string' }, amount: { type: 'integer' } } }, description: 'The lots a debit drew from.' })
+  @ApiProperty({ nullable: true, type: 'array', items: { type: 'object', required: ['lotId', 'amount'], properties: { lotId: { type: 'string' }, amount: { type: 'integer' } } }, description: 'The lots a debit drew from.' })
   draws!: { lotId: string; amount: number }[] | null;
   @MetadataResponse("The caller's metadata of a usage (its settle's, else its hold's); null otherwise.") metadata!: Metadata | null;
 }

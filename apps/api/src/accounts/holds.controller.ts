@@ -22,7 +22,7 @@ export class HoldsController {
   @HttpCode(HttpStatus.CREATED)
   @ApiOperation({ operationId: 'createHold', summary: 'Reserve tokens', description: 'Sets tokens aside until settled, released or expired; 409 INSUFFICIENT_AVAILABLE_BALANCE (with balance, held, available, requested) or HOLD_LIMIT_REACHED.' })
   @ApiCreatedResponse({ type: HoldResponse, description: 'The hold, its expiry, and the totals after it.' })
-  @ApiProblems('HOLD_TTL_OUT_OF_RANGE', 'INSUFFICIENT_AVAILABLE_BALANCE', 'HOLD_LIMIT_REACHED', 'ACCOUNT_IN_SHORTFALL', 'METADATA_INVALID', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('HOLD_TTL_OUT_OF_RANGE', 'INSUFFICIENT_AVAILABLE_BALANCE', 'HOLD_LIMIT_REACHED', 'ACCOUNT_IN_SHORTFALL', ...COMMAND_WRITE_PROBLEMS)
   hold(@Param() { userId }: UserIdParams, @Body() body: HoldRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new HoldTokensCommand(userId, body.amount, body.description ?? null, body.expiresInSeconds ?? null, commandContextOf(request), body.metadata ?? null));
   }
@@ -31,7 +31,7 @@ export class HoldsController {
   @HttpCode(HttpStatus.OK)
   @ApiOperation({ operationId: 'settleHold', summary: 'Settle a hold', description: 'Debits the amount used from the hold and releases the rest, in one append; 409 SETTLE_EXCEEDS_HOLD (with held and requested) or HOLD_NOT_ACTIVE (with holdStatus).' })
   @ApiOkResponse({ type: SettleResponse, description: 'The usage debited from the hold and the part released, in one append.' })
-  @ApiProblems('METADATA_INVALID', 'HOLD_NOT_FOUND', 'HOLD_NOT_ACTIVE', 'SETTLE_EXCEEDS_HOLD', ...COMMAND_WRITE_PROBLEMS)
+  @ApiProblems('HOLD_NOT_FOUND', 'HOLD_NOT_ACTIVE', 'SETTLE_EXCEEDS_HOLD', ...COMMAND_WRITE_PROBLEMS)
   settle(@Param() { userId, holdId }: HoldParams, @Body() body: SettleRequest, @Req() request: FastifyRequest) {
     return this.commandBus.execute(new SettleHoldCommand(userId, holdId, body.amount, body.description ?? null, commandContextOf(request), body.metadata ?? null));
   }

@@ -34,10 +34,11 @@ export class HoldRequest {
   // reach, checked here. `maximum` states the cap, the same in every deployment; the description both.
   @ApiPropertyOptional({
     type: 'integer',
+    nullable: true,
     minimum: HOLD_TTL_SECONDS_MIN,
     maximum: HOLD_TTL_SECONDS_MAX,
     description:
-      'Seconds the hold lives; when absent, the setting HOLD_TTL_DEFAULT (900 by default, 15 minutes). ' +
+      'Seconds the hold lives; when absent or null, the setting HOLD_TTL_DEFAULT (900 by default, 15 minutes). ' +
       'At most the setting HOLD_TTL_MAX (86400 by default, 24 hours): more is 400 HOLD_TTL_OUT_OF_RANGE with `max`, the setting. ' +
       `\`maximum\` is the most HOLD_TTL_MAX may be set to (${HOLD_TTL_SECONDS_MAX}, 30 days): more is 400 VALIDATION_FAILED.`,
   })
@@ -45,7 +46,7 @@ export class HoldRequest {
   @IsInt()
   @Min(HOLD_TTL_SECONDS_MIN)
   @Max(HOLD_TTL_SECONDS_MAX)
-  expiresInSeconds?: number;
+  expiresInSeconds?: number | null;
 
   @IsMetadata('Your own data on this hold, kept with it; its settle takes it unless given its own.')
   metadata?: Metadata | null;
@@ -77,7 +78,7 @@ export class HoldsQuery extends PageQuery {
 }
 
 export class LotsQuery extends PageQuery {
-  @ApiPropertyOptional({ enum: LOT_STATUSES, description: 'Only lots in this state as of now, as each lot\'s status says (a lot past its expiresAt is expired, whether or not its expiry is recorded yet); all when absent.' })
+  @ApiPropertyOptional({ enum: LOT_STATUSES, description: 'Only lots in this state as of now, as each lot\'s status says (a lot past its expiresAt is expired, whether or not its expiry is recorded yet, except a purchase\'s lot while its refund is in progress, shown as recorded); all when absent.' })
   @IsOptional()
   @IsIn(LOT_STATUSES)
   status?: LotStatus;
@@ -113,7 +114,7 @@ export class GrantRequest {
   @IsDateTime()
   expiresAt?: string | null;
 
-  @ApiPropertyOptional({ type: 'integer', minimum: LOT_PRIORITY_MIN, maximum: LOT_PRIORITY_MAX, description: 'Lower is spent first; default 10 (before paid credit at 100).' })
+  @ApiPropertyOptional({ type: 'integer', nullable: true, minimum: LOT_PRIORITY_MIN, maximum: LOT_PRIORITY_MAX, description: 'Lower is spent first; absent or null, 10 (before paid credit at 100).' })
   @IsOptional()
   @IsInt()
   @Min(LOT_PRIORITY_MIN)
@@ -202,13 +203,13 @@ class LotViewResponse {
   @ApiProperty({ nullable: true, type: String, format: 'uuid' }) paymentId!: string | null;
   @ApiProperty({ nullable: true, type: String, format: 'uuid' }) transactionId!: string | null;
   @ApiProperty({ type: 'integer' }) original!: number;
-  @ApiProperty({ type: 'integer', description: 'What it has left as of now; past its expiresAt, or held back for its refund, only what active holds still hold of it.' }) remaining!: number;
+  @ApiProperty({ type: 'integer', description: 'What it has left as of now; past its expiresAt, or held back for its refund, only what active holds still hold of it. A purchase\'s lot while its refund is in progress is shown as recorded (the refund reserved its tokens: none expire).' }) remaining!: number;
   @ApiProperty({ type: 'integer' }) priority!: number;
   @ApiProperty({ nullable: true, type: String, format: 'date-time' }) expiresAt!: string | null;
   @ApiProperty({
     enum: LOT_STATUSES,
     description:
-      'As of now: a lot past its expiresAt is expired, whether or not the expiry job has recorded it yet. refunded: its purchase was refunded; what it still has is held by holds and goes to the refund as they end. ' +
+      'As of now: a lot past its expiresAt is expired, whether or not the expiry job has recorded it yet, except a purchase\'s lot while its refund is in progress, shown as recorded. refunded: its purchase was refunded; what it still has is held by holds and goes to the refund as they end. ' +
       'A refunded purchase whose dispute was lost (the refund was taken from other credit) leaves its lot active with what it has left.',
   })
   status!: string;
