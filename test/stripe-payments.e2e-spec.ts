@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { crashingWorkflow, SimulatedCrash } from './support/crashing-payments.js';
 import type { CommandContext } from '@app/event-sourcing';
-import { PaymentExpiryJob, PaymentReconciliationJob, stripeClient, type PaymentFaultPoint } from '@app/payments';
+import { PaymentExpiryJob, PaymentReconciliationJob, PaymentWorkflow, stripeClient, StripeRefundList, type PaymentFaultPoint, type ReconciliationProblem } from '@app/payments';
 import { FakeStripeServer, type FakeStripeEvent } from './support/fake-stripe/fake-stripe-server.js';
 import { startTestApp, startTestAppOn, TEST_ACTOR, type TestApp } from './support/test-app.js';
 import { DEVELOPMENT_WEBHOOK_SECRET } from '../apps/api/src/config/app.config.js';
@@ -864,6 +864,56 @@ describe('Stripe refunds the bank has not confirmed yet', () => {
     if (spent < 100) await use(userId, 100 - spent).expect(201);
     expect(await balanceOf(userId)).toBe(0);
     expect(refundsOf(orderId)).toHaveLength(1);
+  });
+});
+
+describe("the reconciliation job's sweep of Stripe's refunds (a refund made in the dashboard whose webhooks never arrived)", () => {
+  const client = () => stripeClient({ secretKey: fake.secretKey, webhookSecret: fake.webhookSecret, autoCapture: false, apiUrl: fake.url, maxNetworkRetries: 0, timeoutMs: 1_000, webhookToleranceSeconds: 300 });
+
+  /** A reconciliation job as the module wires it with Stripe (the refund list, the look-back), sweeping only these payments' refunds (the fake holds every other test's too), its problems kept. */
+  function sweeper(paymentIds: readonly string[]) {
+    const problems: [string, ReconciliationProblem][] = [];
+    const list = new StripeRefundList(client());
+    const refunds = {
+      refundsSince: async (since: Date) => {
+        const listed = await list.refundsSince(since);
+        return { refunds: listed.refunds.filter((reported) => paymentIds.includes(reported.paymentId)), failures: [] };
+      },
+    };
+    const job = new PaymentReconciliationJob(testApp.database.pool, testApp.app.get(PaymentWorkflow, { strict: false }), { lookbackMs: 3_600_000, refunds }, (subject, problem) => {
+      if (paymentIds.includes(subject)) problems.push([subject, problem]);
+    });
+    return { job, problems };
+  }
+
+  async function purchased(userId: string) {
+    const bought = await buy(userId);
+    fake.confirmAsCustomer(bought.orderId);
+    await capture(bought.paymentId).expect(200);
+    return bought;
+  }
+
+  it('records, once, a whole refund made at Stripe of a purchase last changed before the look-back; a refund of part of one changes nothing', async () => {
+    const userId = randomUUID();
+    const [whole, part] = [await purchased(userId), await purchased(userId)];
+    // Last changed before the look-back: the job's comparison of changed payments does not reach them.
+    await testApp.database.pool.query("UPDATE payments SET updated_at = now() - interval '30 days' WHERE id = ANY($1::uuid[])", [[whole.paymentId, part.paymentId]]);
+    await client().refunds.create({ payment_intent: whole.orderId });
+    await client().refunds.create({ payment_intent: part.orderId, amount: 100 });
+    const { job, problems } = sweeper([whole.paymentId, part.paymentId]);
+    expect(await job.runOnce(new Date())).toMatchObject({ refunds: 2, settled: 1 });
+    expect(await paymentOf(whole.paymentId)).toMatchObject({ status: 'REFUNDED' });
+    expect(await paymentOf(part.paymentId)).toMatchObject({ status: 'COMPLETED' });
+    expect(await balanceOf(userId)).toBe(100);
+    // The next run compares only the one the ledger does not record refunded, and records nothing.
+    expect(await job.runOnce(new Date())).toMatchObject({ refunds: 1, settled: 0 });
+    const history = (await http().get(`/v1/accounts/${userId}/transactions?limit=100`).expect(200)).body.data as { transactionType: string; amount: number }[];
+    expect(history.map((row) => [row.transactionType, row.amount]).reverse()).toEqual([
+      ['purchase', 100],
+      ['purchase', 100],
+      ['refund', -100],
+    ]);
+    expect(problems).toEqual([]);
   });
 });
 

@@ -22,4 +22,5 @@ export * from './reconciliation/reconciliation.rules.js';
 export * from './provider/stripe/stripe-payment-provider.js';
 export * from './provider/stripe/stripe-webhooks.js';
 export * from './provider/stripe/stripe-dispute-list.js';
+export * from './provider/stripe/stripe-refund-list.js';
 export * from './settle-payment/stripe-event.command.js';

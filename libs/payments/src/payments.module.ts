@@ -19,6 +19,7 @@ import { NoPaymentProvider } from './provider/no-payment-provider.js';
 import { PAYMENT_PROVIDER, type PaymentProvider } from './provider/payment-provider.port.js';
 import { stripeCallDeadlineMs, stripeClient, StripePaymentProvider, type StripeSettings } from './provider/stripe/stripe-payment-provider.js';
 import { StripeDisputeList } from './provider/stripe/stripe-dispute-list.js';
+import { StripeRefundList } from './provider/stripe/stripe-refund-list.js';
 import { StripeWebhooks } from './provider/stripe/stripe-webhooks.js';
 import { HandleStripeEventHandler } from './settle-payment/stripe-event.command.js';
 import { ListPackagesHandler } from './queries/package.queries.js';
@@ -75,9 +76,10 @@ export class PaymentsModule {
           useFactory: (pool: Pool, workflow: PaymentWorkflow) => {
             const logger = new Logger('PaymentReconciliation');
             const disputes = stripe === undefined ? undefined : new StripeDisputeList(stripe.client);
-            return new PaymentReconciliationJob(pool, workflow, { lookbackMs: options.reconciliationLookbackMs, disputes }, (paymentId, problem) => {
-              // A payment's id, or `dispute <id>` for a dispute the provider's list could not give whole.
-              const subject = paymentId.startsWith('dispute ') ? paymentId : `payment ${paymentId}`;
+            const refunds = stripe === undefined ? undefined : new StripeRefundList(stripe.client);
+            return new PaymentReconciliationJob(pool, workflow, { lookbackMs: options.reconciliationLookbackMs, disputes, refunds }, (paymentId, problem) => {
+              // A payment's id, or `dispute <id>` / `refund <id>` for one the provider's list could not give whole.
+              const subject = paymentId.startsWith('dispute ') || paymentId.startsWith('refund ') ? paymentId : `payment ${paymentId}`;
               if (problem.kind === 'failed') {
                 logger.warn(`${subject} not reconciled, retried next run: ${describe(problem.error)}`);
                 return;

@@ -28,7 +28,8 @@ import Stripe from 'stripe';
  * - refunds of a succeeded PaymentIntent (whole or partial), `charge_already_refunded` once nothing is
  *   left, the charge's `amount_refunded` and `refunded`; a refund `succeeded`, or `pending` until the
  *   bank decides it (`succeeded` or `failed`, with `failure_reason`, `refund.updated`), read by
- *   `GET /v1/refunds/{id}`; a succeeded refund the bank sends back later (`failed`, `refund.failed`);
+ *   `GET /v1/refunds/{id}` and the list `GET /v1/refunds` (newest first, `created[gte]`, paged,
+ *   PaymentIntents expandable); a succeeded refund the bank sends back later (`failed`, `refund.failed`);
  * - error bodies `{ error: { type, code, decline_code, message, param } }` with Stripe's statuses
  *   (card_error 402, rate_limit_error 429, api_error 500);
  * - events `{ id: evt_…, object: 'event', type, data: { object }, created, … }` recorded for every
@@ -620,11 +621,25 @@ export class FakeStripeServer {
     return refund;
   }
 
+  /**
+   * `GET /v1/refunds` (API reference: List all refunds): newest first, `payment_intent`, `created[gte]`,
+   * `limit` (at most 100), `starting_after` (the last id of the page before), and
+   * `expand[]=data.payment_intent`.
+   */
   private listRefunds(params: Params): Answer {
     const intentId = stringParam(params, 'payment_intent');
-    const data = [...this.refunds.values()].filter((refund) => intentId === undefined || refund.payment_intent === intentId).reverse();
-    const limit = integerParam(params, 'limit') ?? 10;
-    return { status: 200, body: { object: 'list', data: data.slice(0, limit), has_more: data.length > limit, url: '/v1/refunds' } };
+    const gte = mapParam(params, 'created')['gte'];
+    let data = [...this.refunds.values()].filter((refund) => (intentId === undefined || refund.payment_intent === intentId) && (gte === undefined || refund.created >= Number(gte))).reverse();
+    const after = stringParam(params, 'starting_after');
+    if (after !== undefined) {
+      const index = data.findIndex((refund) => refund.id === after);
+      if (index === -1) throw new StripeFailure(400, { type: 'invalid_request_error', code: 'resource_missing', param: 'starting_after', message: `No such refund: '${after}'` });
+      data = data.slice(index + 1);
+    }
+    const limit = Math.min(integerParam(params, 'limit') ?? 10, 100);
+    const expandIntent = Object.values(mapParam(params, 'expand')).includes('data.payment_intent');
+    const page = data.slice(0, limit).map((refund) => (expandIntent ? { ...refund, payment_intent: this.intent(refund.payment_intent) } : refund));
+    return { status: 200, body: { object: 'list', data: page, has_more: data.length > limit, url: '/v1/refunds' } };
   }
 
   /**

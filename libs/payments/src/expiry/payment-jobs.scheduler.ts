@@ -58,7 +58,7 @@ export class PaymentJobsScheduler implements OnApplicationBootstrap, BeforeAppli
     const run = await this.reconciliation.runOnce(this.now());
     if (run.settled + run.unresolved + run.failed + run.disputesRecorded > 0) {
       this.logger.log(
-        `reconciliation run: ${run.examined} payments examined, ${run.settled} settled, ${run.unresolved} unresolved, ${run.failed} failed; ${run.disputes} disputes listed, ${run.disputesRecorded} recorded`,
+        `reconciliation run: ${run.examined} payments examined, ${run.settled} settled, ${run.unresolved} unresolved, ${run.failed} failed; ${run.refunds} refunds at the provider not recorded here reconciled; ${run.disputes} disputes listed, ${run.disputesRecorded} recorded`,
       );
     }
   }

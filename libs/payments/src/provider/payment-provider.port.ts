@@ -111,6 +111,24 @@ export interface ProviderDisputes {
   disputesSince(since: Date): Promise<{ readonly disputes: readonly ReportedDispute[]; readonly failures: readonly { readonly disputeId: string; readonly error: unknown }[] }>;
 }
 
+/** A refund the provider made of one of our payments: the payment its order's metadata names, that order, and the refund's id. */
+export type ReportedRefund = { readonly paymentId: string; readonly orderId: string; readonly refundId: string };
+
+/**
+ * The provider's refunds read in bulk, for the reconciliation job's sweep: a refund made at the
+ * provider (an operator's, in Stripe's dashboard) reaches the ledger by the provider's notification,
+ * which it stops sending after its retries, or by the job's comparison of payments changed within
+ * the look-back, which a purchase older than that is not. Stripe lists them by creation time.
+ */
+export interface ProviderRefunds {
+  /**
+   * Every refund created at or after `since` that succeeded (the money went back) and concerns a
+   * payment of ours; a refund that could not be read whole (its PaymentIntent) is among `failures`,
+   * so that it does not hide the others. A list that cannot be read throws.
+   */
+  refundsSince(since: Date): Promise<{ readonly refunds: readonly ReportedRefund[]; readonly failures: readonly { readonly refundId: string; readonly error: unknown }[] }>;
+}
+
 /** A refund the provider made (`succeeded`: the money is on its way back), or has not finished (`pending`). */
 export type ProviderRefund = { readonly providerRefundId: string; readonly status: 'succeeded' | 'pending' };
 

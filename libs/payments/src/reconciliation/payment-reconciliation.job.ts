@@ -4,7 +4,7 @@ import type { PaymentWorkflow } from '../payment-workflow.js';
 import { keysetPages } from '@app/database';
 import { PaymentsError } from '../payments.errors.js';
 import { foreignDispute } from '../record-dispute/record-dispute.flow.js';
-import type { ProviderDisputes, ReportedDispute } from '../provider/payment-provider.port.js';
+import type { ProviderDisputes, ProviderRefunds, ReportedDispute, ReportedRefund } from '../provider/payment-provider.port.js';
 
 /** Payments read per query; a run reads as many pages as there are candidates. */
 export const RECONCILIATION_PAGE_SIZE = 100;
@@ -24,6 +24,12 @@ export type ReconciliationJobOptions = {
   readonly disputes?: ProviderDisputes;
   /** Default DISPUTE_LOOKBACK_MS. */
   readonly disputeLookbackMs?: number;
+  /**
+   * The provider's refunds, when it lists them (Stripe): each run reconciles the payments of those
+   * made within the look-back that the ledger does not record refunded (an operator's refund of a
+   * purchase older than the look-back, whose notifications all failed).
+   */
+  readonly refunds?: ProviderRefunds;
 };
 
 export type ReconciliationRun = {
@@ -39,6 +45,8 @@ export type ReconciliationRun = {
   readonly disputes: number;
   /** Of those, the ones this run recorded (opened or closed), which the provider's notifications had not. */
   readonly disputesRecorded: number;
+  /** Refunds of our payments the provider listed that the ledger did not record refunded (0 without `refunds`); the payments of those this run recorded are among `settled`. */
+  readonly refunds: number;
 };
 
 /** What the job reports about one payment: a disagreement no rule settles (an operator decides; reported each run), or a run that failed for it (retried next run). */
@@ -65,7 +73,10 @@ const CANDIDATE_PAGE_SQL = `
  * expiry job would (the two may overlap; each decision is idempotent). Then, with `disputes`, it
  * reads the provider's disputes of the look-back and records each one the ledger has not recorded
  * as it stands: a dispute otherwise arrives only by webhook, and one whose webhooks all failed (a
- * rolled webhook secret, a long outage) would leave a lost chargeback's tokens with the buyer. Runs in one
+ * rolled webhook secret, a long outage) would leave a lost chargeback's tokens with the buyer. With
+ * `refunds`, it reads the provider's refunds of the look-back too and reconciles each payment the
+ * ledger does not record refunded: a refund made in the provider's dashboard of a purchase older
+ * than the look-back is otherwise seen only by its notification. Runs in one
  * process at a time (the `payment-reconciliation` leadership); overlapping runs are safe for the
  * same reasons as the expiry job's.
  */
@@ -86,10 +97,12 @@ export class PaymentReconciliationJob {
     const context = { requestId: `payment-reconciliation-${now.toISOString()}`, actor: systemActor('payment-reconciliation', 'job') };
     const since = new Date(now.getTime() - this.options.lookbackMs).toISOString();
     const pages = keysetPages<CandidateRow>(async (after, limit) => (await this.pool.query<CandidateRow>(CANDIDATE_PAGE_SQL, [after?.id ?? null, since, limit])).rows, this.pageSize);
-    const run = { examined: 0, settled: 0, unresolved: 0, failed: 0, disputes: 0, disputesRecorded: 0 };
+    const run = { examined: 0, settled: 0, unresolved: 0, failed: 0, disputes: 0, disputesRecorded: 0, refunds: 0 };
+    const examined = new Set<string>();
     for await (const page of pages) {
       for (const { id, user_id: userId } of page) {
         run.examined += 1;
+        examined.add(id);
         try {
           // The read model may lag: decide on the stream's own state.
           const payment = (await this.workflow.stateOf(userId)).payments.get(id);
@@ -106,6 +119,19 @@ export class PaymentReconciliationJob {
         }
       }
     }
+    if (this.options.refunds !== undefined) {
+      // A failed list fails the run (the scheduler logs it), as the disputes' does.
+      const { refunds, failures } = await this.options.refunds.refundsSince(new Date(now.getTime() - this.options.lookbackMs));
+      for (const reported of await this.notRecordedRefunded(refunds, examined)) {
+        run.refunds += 1;
+        examined.add(reported.paymentId);
+        await this.reconcileRefunded(reported, context, run);
+      }
+      for (const { refundId, error } of failures) {
+        run.failed += 1;
+        this.onProblem(`refund ${refundId}`, { kind: 'failed', error });
+      }
+    }
     if (this.options.disputes !== undefined) {
       const since = new Date(now.getTime() - (this.options.disputeLookbackMs ?? DISPUTE_LOOKBACK_MS));
       // A failed list fails the run (the scheduler logs it): the payments above are done, and the next run reads again.
@@ -120,6 +146,39 @@ export class PaymentReconciliationJob {
       }
     }
     return run;
+  }
+
+  /**
+   * The listed refunds whose payments the ledger has and does not record refunded, one per payment,
+   * leaving out those this run compared already: a refund the ledger recorded (most of them, by its
+   * own request or the notification) costs the sweep no call to the provider. A payment this ledger
+   * does not have is not ours (another deployment on the same provider account).
+   */
+  private async notRecordedRefunded(refunds: readonly ReportedRefund[], examined: ReadonlySet<string>): Promise<ReportedRefund[]> {
+    const byPayment = new Map(refunds.filter((refund) => !examined.has(refund.paymentId)).map((refund) => [refund.paymentId, refund]));
+    if (byPayment.size === 0) return [];
+    const known = await this.pool.query<{ id: string }>("SELECT id::text FROM payments WHERE id = ANY($1::uuid[]) AND status <> 'REFUNDED' ORDER BY id", [[...byPayment.keys()]]);
+    return known.rows.map((row) => byPayment.get(row.id)).filter((refund): refund is ReportedRefund => refund !== undefined);
+  }
+
+  /**
+   * Reconciles the payment of a refund the provider made, as a notification of it would: its order,
+   * refunded whole, records the refund (taking back what is left of the purchase's tokens, as any
+   * refund made at the provider does, ADR 0021); a refund of part of it changes nothing (an
+   * operator's case, not mirrored).
+   */
+  private async reconcileRefunded({ paymentId }: ReportedRefund, context: CommandContext, run: { settled: number; unresolved: number; failed: number }): Promise<void> {
+    try {
+      const reconciled = await this.workflow.reconcileById(paymentId, context);
+      if (reconciled.appended > 0) run.settled += 1;
+      if (reconciled.unresolved !== undefined) {
+        run.unresolved += 1;
+        this.onProblem(paymentId, { kind: 'unresolved', why: reconciled.unresolved });
+      }
+    } catch (error) {
+      run.failed += 1;
+      this.onProblem(paymentId, { kind: 'failed', error });
+    }
   }
 
   /**
