@@ -4,7 +4,7 @@ import { LOT_PRIORITY_DEFAULT, type PurchaseLotTerms } from '@app/ledger';
 export type TokenPackage = {
   readonly id: string;
   readonly tokens: number;
-  /** Minor units of `currency` (cents for USD). */
+  /** In the smallest unit the provider's API takes for `currency` (cents for USD, yen for JPY): Stripe's, where it differs from ISO 4217's. */
   readonly price: number;
   readonly currency: string;
   /** The lifetime of the tokens bought, in days from the capture; absent: they never expire. */

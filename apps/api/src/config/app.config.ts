@@ -494,9 +494,29 @@ export function loadConfig(environment: NodeJS.ProcessEnv): AppConfig {
     );
   }
   problems.push(...portClashes(config, errors));
+  problems.push(...stripePriceProblems(config, errors));
   problems.push(...checkAppConfig(config));
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * Stripe's three-decimal currencies (Stripe's docs, Supported currencies): it takes their amounts
+ * in thousandths, but only with the last digit 0, for its payment partners.
+ */
+const STRIPE_THREE_DECIMAL_CURRENCIES: ReadonlySet<string> = new Set(['BHD', 'JOD', 'KWD', 'OMR', 'TND']);
+
+/**
+ * Package prices Stripe refuses whatever the buyer does: with PAYMENT_PROVIDER=stripe, a price in a
+ * three-decimal currency that is not a multiple of 10 would be refused at every purchase of it (502
+ * PROVIDER_REJECTED), so the start refuses it, naming the package. Stripe's minimum charge is not
+ * checked: it depends on the account's settlement currency, which the service does not know.
+ */
+function stripePriceProblems(config: AppConfig, errors: readonly ValidationError[]): string[] {
+  if (config.PAYMENT_PROVIDER !== 'stripe' || errors.some((error) => error.property === 'TOKEN_PACKAGES' || error.property === 'PAYMENT_PROVIDER')) return [];
+  return config.TOKEN_PACKAGES.filter((offer) => STRIPE_THREE_DECIMAL_CURRENCIES.has(offer.currency) && offer.price % 10 !== 0).map(
+    (offer) => `TOKEN_PACKAGES: package ${JSON.stringify(offer.id)} costs ${offer.price} ${offer.currency}: Stripe takes ${offer.currency} in thousandths with the last digit 0 (a multiple of 10), and refuses any other amount`,
+  );
 }
 
 /**

@@ -55,6 +55,14 @@ describe('payments configuration', () => {
     const stripe = { PAYMENT_PROVIDER: 'stripe', STRIPE_SECRET_KEY: 'sk_live_0123456789abcdef', STRIPE_WEBHOOK_SECRET: 'whsec_0123456789abcdef' };
     const production = { NODE_ENV: 'production', DATABASE_URL: 'postgres://ledger@db.internal/ledger', PAYMENT_WEBHOOK_SECRET: 'a-long-enough-secret' };
 
+    it('refuses a package price in a three-decimal currency that Stripe would refuse (not a multiple of 10), naming the package; other currencies and providers as given', () => {
+      const packages = (price: number, currency: string) => JSON.stringify([{ id: 'kw', tokens: 100, price, currency }]);
+      expect(() => loadConfig({ ...stripe, TOKEN_PACKAGES: packages(5_125, 'KWD') })).toThrow(/TOKEN_PACKAGES: package "kw" costs 5125 KWD: Stripe takes KWD in thousandths with the last digit 0/);
+      expect(loadConfig({ ...stripe, TOKEN_PACKAGES: packages(5_120, 'KWD') }).TOKEN_PACKAGES[0]).toMatchObject({ price: 5_120 });
+      expect(loadConfig({ ...stripe, TOKEN_PACKAGES: packages(5_125, 'USD') }).TOKEN_PACKAGES[0]).toMatchObject({ price: 5_125 });
+      expect(loadConfig({ TOKEN_PACKAGES: packages(5_125, 'KWD') }).TOKEN_PACKAGES[0]).toMatchObject({ price: 5_125 });
+    });
+
     it('reads its settings, with auto-capture on, Stripe\'s API, 2 retries and a 5 s timeout by default', () => {
       expect(stripeSettingsOf(loadConfig(stripe))).toEqual({
         secretKey: stripe.STRIPE_SECRET_KEY,
