@@ -590,7 +590,8 @@ describe('Stripe disputes', () => {
   });
 
   describe("the reconciliation job's sweep of Stripe's disputes (a dispute whose webhooks never arrived)", () => {
-    const client = () => stripeClient({ secretKey: fake.secretKey, webhookSecret: fake.webhookSecret, autoCapture: false, apiUrl: fake.url, maxNetworkRetries: 0, timeoutMs: 1_000, webhookToleranceSeconds: 300 });
+    // No call here is about a timeout: 10 s, so that a CI run on two busy cores does not fail a setup of 101 PaymentIntents (it did once at 1 s).
+    const client = () => stripeClient({ secretKey: fake.secretKey, webhookSecret: fake.webhookSecret, autoCapture: false, apiUrl: fake.url, maxNetworkRetries: 0, timeoutMs: 10_000, webhookToleranceSeconds: 300 });
 
     /**
      * A reconciliation job as the module wires it (the Stripe dispute list, the look-back), over `workflow`,

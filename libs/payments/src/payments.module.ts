@@ -78,8 +78,8 @@ export class PaymentsModule {
             const disputes = stripe === undefined ? undefined : new StripeDisputeList(stripe.client);
             const refunds = stripe === undefined ? undefined : new StripeRefundList(stripe.client);
             return new PaymentReconciliationJob(pool, workflow, { lookbackMs: options.reconciliationLookbackMs, disputes, refunds }, (paymentId, problem) => {
-              // A payment's id, or `dispute <id>` / `refund <id>` for one the provider's list could not give whole.
-              const subject = paymentId.startsWith('dispute ') || paymentId.startsWith('refund ') ? paymentId : `payment ${paymentId}`;
+              // A payment's id, `dispute <id>` / `refund <id>` for one the provider's list could not give whole, or `refunds` for the list itself.
+              const subject = paymentId.startsWith('dispute ') || paymentId.startsWith('refund') ? paymentId : `payment ${paymentId}`;
               if (problem.kind === 'failed') {
                 logger.warn(`${subject} not reconciled, retried next run: ${describe(problem.error)}`);
                 return;

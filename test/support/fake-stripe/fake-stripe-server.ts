@@ -624,7 +624,7 @@ export class FakeStripeServer {
   /**
    * `GET /v1/refunds` (API reference: List all refunds): newest first, `payment_intent`, `created[gte]`,
    * `limit` (at most 100), `starting_after` (the last id of the page before), and
-   * `expand[]=data.payment_intent`.
+   * `expand[]=data.payment_intent` and `expand[]=data.charge`.
    */
   private listRefunds(params: Params): Answer {
     const intentId = stringParam(params, 'payment_intent');
@@ -637,8 +637,12 @@ export class FakeStripeServer {
       data = data.slice(index + 1);
     }
     const limit = Math.min(integerParam(params, 'limit') ?? 10, 100);
-    const expandIntent = Object.values(mapParam(params, 'expand')).includes('data.payment_intent');
-    const page = data.slice(0, limit).map((refund) => (expandIntent ? { ...refund, payment_intent: this.intent(refund.payment_intent) } : refund));
+    const expand = Object.values(mapParam(params, 'expand'));
+    const page = data.slice(0, limit).map((refund) => ({
+      ...refund,
+      ...(expand.includes('data.payment_intent') ? { payment_intent: this.intent(refund.payment_intent) } : {}),
+      ...(expand.includes('data.charge') ? { charge: this.charges.get(refund.charge) ?? refund.charge } : {}),
+    }));
     return { status: 200, body: { object: 'list', data: page, has_more: data.length > limit, url: '/v1/refunds' } };
   }
 

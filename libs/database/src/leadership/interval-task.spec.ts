@@ -40,7 +40,21 @@ describe('intervalTask', () => {
     await pause(5 * INTERVAL_MS);
     expect(runs).toBe(1);
     await task.standDown();
-    // Leading again (a leadership lost, then won back) runs again at once.
+    // Leading again within an interval of its last run (a leadership lost, then won back): no run at once.
+    await task.lead();
+    await pause(5 * INTERVAL_MS);
+    await task.standDown();
+    expect(runs).toBe(1);
+  });
+
+  it('with runOnLead, runs at once on a lead won back once an interval has passed since its last run', async () => {
+    let runs = 0;
+    const intervalMs = 10 * INTERVAL_MS;
+    const task = intervalTask({ intervalMs, run: () => Promise.resolve(void (runs += 1)), onError: () => undefined, runOnLead: true });
+    await task.lead();
+    await until(() => runs >= 1);
+    await task.standDown();
+    await pause(intervalMs + INTERVAL_MS);
     await task.lead();
     await until(() => runs >= 2);
     await task.standDown();

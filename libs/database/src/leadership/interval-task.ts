@@ -10,7 +10,8 @@ export type IntervalTaskOptions = {
   /**
    * Run once as soon as this process leads, not one interval later: what fell due while no process
    * led is done at once, and a leader replaced more often than the interval (a rolling deploy, a
-   * restart) still runs it. Every job of the service passes it (ADR 0003, addendum).
+   * restart) still runs it; unless this process started a run less than an interval ago (it lost its
+   * lock and won it back). Every job of the service passes it (ADR 0003, addendum).
    */
   readonly runOnLead?: boolean;
 };
@@ -25,9 +26,12 @@ export type JobRunOutcome = 'succeeded' | 'failed';
 export function intervalTask({ intervalMs, run, onError, onRun, runOnLead = false }: IntervalTaskOptions): LeaderTask {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
+  /** When this process last started a run: a lead won back sooner than an interval after it does not run at once again. */
+  let lastStarted: number | undefined;
   const tick = () => {
     if (running !== undefined) return;
     const started = performance.now();
+    lastStarted = started;
     running = run()
       .then(
         () => onRun?.('succeeded', performance.now() - started),
@@ -44,7 +48,9 @@ export function intervalTask({ intervalMs, run, onError, onRun, runOnLead = fals
     lead() {
       if (timer !== undefined) return;
       timer = setInterval(tick, intervalMs);
-      if (runOnLead) tick();
+      // A session lost and won back (a database blip) within an interval of this process's last run
+      // waits for the next tick, rather than run the whole job again at each blip.
+      if (runOnLead && (lastStarted === undefined || performance.now() - lastStarted >= intervalMs)) tick();
     },
     async standDown() {
       clearInterval(timer);

@@ -6,6 +6,13 @@ import { PaymentsError } from '../payments.errors.js';
 import { foreignDispute } from '../record-dispute/record-dispute.flow.js';
 import type { ProviderDisputes, ProviderRefunds, ReportedDispute, ReportedRefund } from '../provider/payment-provider.port.js';
 
+/**
+ * How far back the refunds are read, by their creation (at least the look-back): Stripe retries a
+ * notification for about 3 days, and a refund may stay pending at the bank for days before it
+ * succeeds; a refund that succeeds later than this with its notifications lost is beyond the sweep.
+ */
+export const REFUND_LOOKBACK_MS = 14 * 86_400_000;
+
 /** Payments read per query; a run reads as many pages as there are candidates. */
 export const RECONCILIATION_PAGE_SIZE = 100;
 
@@ -26,10 +33,13 @@ export type ReconciliationJobOptions = {
   readonly disputeLookbackMs?: number;
   /**
    * The provider's refunds, when it lists them (Stripe): each run reconciles the payments of those
-   * made within the look-back that the ledger does not record refunded (an operator's refund of a
-   * purchase older than the look-back, whose notifications all failed).
+   * made within REFUND_LOOKBACK_MS that refunded their order whole and that the ledger does not
+   * record refunded (an operator's refund of a purchase older than the look-back, whose
+   * notifications all failed).
    */
   readonly refunds?: ProviderRefunds;
+  /** How far back refunds are read; default REFUND_LOOKBACK_MS, and never less than `lookbackMs`. */
+  readonly refundLookbackMs?: number;
 };
 
 export type ReconciliationRun = {
@@ -87,7 +97,7 @@ export class PaymentReconciliationJob {
     private readonly pool: Pool,
     private readonly workflow: PaymentWorkflow,
     private readonly options: ReconciliationJobOptions,
-    /** Called with the payment's id, or `dispute <id>` for a dispute the provider's list could not give whole. */
+    /** Called with the payment's id, `dispute <id>` / `refund <id>` for one the provider's list could not give whole, or `refunds` when the refund list could not be read. */
     private readonly onProblem: (paymentId: string, problem: ReconciliationProblem) => void = () => undefined,
   ) {
     this.pageSize = options.pageSize ?? RECONCILIATION_PAGE_SIZE;
@@ -120,16 +130,22 @@ export class PaymentReconciliationJob {
       }
     }
     if (this.options.refunds !== undefined) {
-      // A failed list fails the run (the scheduler logs it), as the disputes' does.
-      const { refunds, failures } = await this.options.refunds.refundsSince(new Date(now.getTime() - this.options.lookbackMs));
-      for (const reported of await this.notRecordedRefunded(refunds, examined)) {
-        run.refunds += 1;
-        examined.add(reported.paymentId);
-        await this.reconcileRefunded(reported, context, run);
-      }
-      for (const { refundId, error } of failures) {
+      try {
+        const since = new Date(now.getTime() - Math.max(this.options.lookbackMs, this.options.refundLookbackMs ?? REFUND_LOOKBACK_MS));
+        const { refunds, failures } = await this.options.refunds.refundsSince(since);
+        for (const reported of await this.notRecordedRefunded(refunds, examined)) {
+          run.refunds += 1;
+          examined.add(reported.paymentId);
+          await this.reconcileRefunded(reported, context, run);
+        }
+        for (const { refundId, error } of failures) {
+          run.failed += 1;
+          this.onProblem(`refund ${refundId}`, { kind: 'failed', error });
+        }
+      } catch (error) {
+        // The list could not be read (the next run reads it again): reported, and the disputes are still swept.
         run.failed += 1;
-        this.onProblem(`refund ${refundId}`, { kind: 'failed', error });
+        this.onProblem('refunds', { kind: 'failed', error });
       }
     }
     if (this.options.disputes !== undefined) {

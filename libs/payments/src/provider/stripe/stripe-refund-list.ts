@@ -9,9 +9,11 @@ const PAGE_SIZE = 100;
 /**
  * Stripe's refunds created since a time, for the reconciliation job: `GET /v1/refunds` with
  * `created[gte]`, every page (the SDK's auto-pagination, newest first), each refund's PaymentIntent
- * expanded so its metadata names our payment without a call per refund. A refund that names only
- * its charge has that charge's PaymentIntent read. Only refunds that succeeded: a pending one is not
- * the money back yet (a later run lists it again), a failed or canceled one returned nothing.
+ * and charge expanded so its metadata names our payment without a call per refund. A refund that
+ * names only its charge has that charge's PaymentIntent read. Only refunds that succeeded and left
+ * their charge refunded whole: a pending one is not the money back yet (a later run lists it again
+ * while it is within the sweep's look-back), a failed or canceled one returned nothing, and one of
+ * part of a charge changes nothing in the ledger (ADR 0021).
  * Refunds of PaymentIntents without our metadata are not ours.
  */
 export class StripeRefundList implements ProviderRefunds {
@@ -21,9 +23,10 @@ export class StripeRefundList implements ProviderRefunds {
     const refunds: ReportedRefund[] = [];
     const failures: { refundId: string; error: unknown }[] = [];
     try {
-      const pages = this.stripe.refunds.list({ created: { gte: Math.floor(since.getTime() / 1000) }, limit: PAGE_SIZE, expand: ['data.payment_intent'] });
+      const pages = this.stripe.refunds.list({ created: { gte: Math.floor(since.getTime() / 1000) }, limit: PAGE_SIZE, expand: ['data.payment_intent', 'data.charge'] });
       for await (const refund of pages) {
-        if (refund.status !== 'succeeded') continue;
+        // Of part of a charge that stays partly captured: not mirrored (ADR 0021), and compared every run for nothing.
+        if (refund.status !== 'succeeded' || (typeof refund.charge === 'object' && refund.charge !== null && !refund.charge.refunded)) continue;
         try {
           const intent = await this.intentOf(refund);
           const paymentId = intent === undefined ? undefined : paymentIdIn(intent.metadata);
