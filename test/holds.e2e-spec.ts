@@ -26,6 +26,8 @@ async function fundedUser(amount: number): Promise<string> {
 }
 
 const hold = (userId: string, body: Record<string, unknown>) => http().post(`/v1/accounts/${userId}/holds`).send(body);
+/** Waits until `at` (a time string) is `offsetMs` away. */
+const until = (at: string, offsetMs: number) => sleep(Math.max(0, Date.parse(at) + offsetMs - Date.now()));
 const settle = (userId: string, holdId: string, body: Record<string, unknown>) => http().post(`/v1/accounts/${userId}/holds/${holdId}/settle`).send(body);
 const release = (userId: string, holdId: string) => http().post(`/v1/accounts/${userId}/holds/${holdId}/release`).send({});
 const use = (userId: string, amount: number) => http().post(`/v1/accounts/${userId}/usage`).send({ amount });
@@ -68,6 +70,24 @@ describe('holds over HTTP', () => {
     const ended = await http().get(`/v1/accounts/${userId}/holds?status=settled`).expect(200);
     expect(ended.body.data).toEqual([expect.objectContaining({ holdId, status: 'settled', settledAmount: 320, transactionId: settled.body.transaction.id })]);
     await expectConsistent(userId);
+  });
+
+  it('reads one hold by its id as the list shows it, as of now: active, settled with its usage, expired at its expiresAt before the job records it; 404 for a hold of another account or none', async () => {
+    const userId = await fundedUser(100);
+    const one = (holdId: string, owner = userId) => http().get(`/v1/accounts/${owner}/holds/${holdId}`);
+    const placed = await hold(userId, { amount: 40, description: 'Estimate', metadata: { job: 'j-1' } }).expect(201);
+    const holdId = placed.body.holdId as string;
+    const listed = (await http().get(`/v1/accounts/${userId}/holds`).expect(200)).body.data as unknown[];
+    expect((await one(holdId)).body).toEqual(listed[0]);
+    expect((await one(holdId)).body).toMatchObject({ holdId, userId, amount: 40, status: 'active', description: 'Estimate', metadata: { job: 'j-1' }, endedAt: null, settledAmount: null });
+    const settled = await settle(userId, holdId, { amount: 15 }).expect(200);
+    expect((await one(holdId)).body).toMatchObject({ holdId, status: 'settled', settledAmount: 15, transactionId: settled.body.transaction.id, endedAt: expect.any(String) as unknown });
+    const short = (await hold(userId, { amount: 5, expiresInSeconds: 1 }).expect(201)).body as { holdId: string; expiresAt: string };
+    await until(short.expiresAt, 20);
+    expect((await one(short.holdId)).body).toMatchObject({ holdId: short.holdId, status: 'expired', endedAt: short.expiresAt });
+    expect((await one(holdId, randomUUID()).expect(404)).body).toMatchObject({ code: 'HOLD_NOT_FOUND', holdId });
+    expect((await one(randomUUID()).expect(404)).body).toMatchObject({ code: 'HOLD_NOT_FOUND' });
+    expect((await one('not-a-hold').expect(400)).body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [expect.objectContaining({ field: 'holdId' })] });
   });
 
   it('refuses a settle above the hold, answers HOLD_NOT_ACTIVE with the state after it ended, and HOLD_NOT_FOUND for an unknown hold', async () => {
@@ -193,8 +213,6 @@ describe('limits per account', () => {
 });
 
 describe('hold expiry', () => {
-  /** Waits until `at` (a time string) is `offsetMs` away. */
-  const until = (at: string, offsetMs: number) => sleep(Math.max(0, Date.parse(at) + offsetMs - Date.now()));
 
   it('settles and usages racing the expiry instant: one outcome for the hold, and exact totals', async () => {
     const userId = await fundedUser(100);

@@ -152,6 +152,7 @@ describe('ENDPOINT_ACTIONS: where each route finds the owner it checks', () => {
     ['POST /v1/accounts/{userId}/holds/{holdId}/settle', 'account.holds.write', 'path:userId'],
     ['POST /v1/accounts/{userId}/holds/{holdId}/release', 'account.holds.write', 'path:userId'],
     ['GET /v1/accounts/{userId}/holds', 'account.holds.read', 'path:userId'],
+    ['GET /v1/accounts/{userId}/holds/{holdId}', 'account.holds.read', 'path:userId'],
     ['GET /v1/accounts/{userId}/lots', 'account.lots.read', 'path:userId'],
     ['POST /v1/admin/accounts/{userId}/grants', 'account.grant', 'path:userId'],
     ['POST /v1/admin/accounts/{userId}/grants/{lotId}/void', 'account.grant', 'path:userId'],

@@ -170,6 +170,7 @@ export const ENDPOINT_ACTIONS: readonly Endpoint[] = [
   { method: 'POST', path: '/v1/accounts/{userId}/holds/{holdId}/settle', action: 'account.holds.write', owner: 'path:userId' },
   { method: 'POST', path: '/v1/accounts/{userId}/holds/{holdId}/release', action: 'account.holds.write', owner: 'path:userId' },
   { method: 'GET', path: '/v1/accounts/{userId}/holds', action: 'account.holds.read', owner: 'path:userId' },
+  { method: 'GET', path: '/v1/accounts/{userId}/holds/{holdId}', action: 'account.holds.read', owner: 'path:userId' },
   { method: 'GET', path: '/v1/accounts/{userId}/lots', action: 'account.lots.read', owner: 'path:userId' },
   { method: 'POST', path: '/v1/admin/accounts/{userId}/grants', action: 'account.grant', owner: 'path:userId' },
   { method: 'POST', path: '/v1/admin/accounts/{userId}/grants/{lotId}/void', action: 'account.grant', owner: 'path:userId' },

@@ -10,7 +10,7 @@ import { GetBalanceHandler } from './get-balance/get-balance.query.js';
 import { GetTransactionsHandler } from './get-transactions/get-transactions.query.js';
 import { CreditExpiryJob } from './holds/credit-expiry.job.js';
 import { CreditExpiryScheduler } from './holds/credit-expiry.scheduler.js';
-import { GetHoldsHandler } from './holds/get-holds.query.js';
+import { GetHoldHandler, GetHoldsHandler } from './holds/get-holds.query.js';
 import { HoldTokensHandler } from './holds/hold-tokens.command.js';
 import { ReleaseHoldHandler } from './holds/release-hold.command.js';
 import { SettleHoldHandler } from './holds/settle-hold.command.js';
@@ -51,6 +51,7 @@ export class TokenAccountsModule {
         GetBalanceHandler,
         GetTransactionsHandler,
         GetHoldsHandler,
+        GetHoldHandler,
         GetLotsHandler,
       ],
       exports: [CreditExpiryJob],

@@ -1,13 +1,13 @@
 import { Body, Controller, Get, HttpCode, HttpStatus, Param, Post, Query, Req } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import { ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { GetHoldsQuery, GetLotsQuery, HoldTokensCommand, ReleaseHoldCommand, SettleHoldCommand } from '@app/token-accounts';
+import { GetHoldQuery, GetHoldsQuery, GetLotsQuery, HoldTokensCommand, ReleaseHoldCommand, SettleHoldCommand } from '@app/token-accounts';
 import type { FastifyRequest } from 'fastify';
 import { commandContextOf } from '../http/command-context.js';
 import { EmptyBody, NoBody } from '../http/no-body.js';
 import { ApiProblems, COMMAND_WRITE_PROBLEMS } from '../openapi/api-problems.decorator.js';
 import { UserIdParams } from './accounts.dto.js';
-import { HoldPageResponse, HoldParams, HoldRequest, HoldResponse, HoldsQuery, LotPageResponse, LotsQuery, ReleaseResponse, SettleRequest, SettleResponse } from './holds.dto.js';
+import { HoldPageResponse, HoldParams, HoldRequest, HoldResponse, HoldsQuery, HoldViewResponse, LotPageResponse, LotsQuery, ReleaseResponse, SettleRequest, SettleResponse } from './holds.dto.js';
 
 /** Holds (reserve, settle, release) and credit lots of an account: maps requests to commands and queries, nothing more. */
 @ApiTags('holds and lots')
@@ -51,6 +51,14 @@ export class HoldsController {
   @ApiProblems('INVALID_CURSOR')
   holds(@Param() { userId }: UserIdParams, @Query() query: HoldsQuery) {
     return this.queryBus.execute(new GetHoldsQuery(userId, query.status ?? null, query.limit, query.position()));
+  }
+
+  @Get('holds/:holdId')
+  @ApiOperation({ operationId: 'getHold', summary: 'Read one hold of an account', description: 'As the list shows it, as of now: a hold past its expiresAt is expired before the expiry job records it.' })
+  @ApiOkResponse({ type: HoldViewResponse })
+  @ApiProblems('HOLD_NOT_FOUND')
+  holdById(@Param() { userId, holdId }: HoldParams) {
+    return this.queryBus.execute(new GetHoldQuery(userId, holdId));
   }
 
   @Get('lots')

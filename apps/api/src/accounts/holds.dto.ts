@@ -171,7 +171,7 @@ export class LotWriteResponse extends TotalsResponse {
   @ApiProperty({ type: TransactionResponse }) transaction!: TransactionResponse;
 }
 
-class HoldViewResponse {
+export class HoldViewResponse {
   @ApiProperty({ format: 'uuid' }) holdId!: string;
   @ApiProperty({ format: 'uuid' }) userId!: string;
   @ApiProperty({ type: 'integer' }) amount!: number;

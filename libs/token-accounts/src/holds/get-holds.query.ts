@@ -1,7 +1,7 @@
 import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
 import { PG_POOL, pageOf, startOf, toSafeInteger, type CursorShape, type Page, type PagePosition } from '@app/database';
-import type { Draw, Metadata } from '@app/ledger';
+import { LedgerError, type Draw, type Metadata } from '@app/ledger';
 import type { Pool } from 'pg';
 import { nowOf, TOKEN_ACCOUNTS_OPTIONS, type TokenAccountsOptions } from '../token-accounts.options.js';
 
@@ -93,6 +93,39 @@ export class GetHoldsHandler implements IQueryHandler<GetHoldsQuery> {
     const { after, offset } = startOf(HOLDS_CURSOR, scope, position);
     const result = await this.pool.query<HoldRow>(HOLDS_PAGE_SQL, [userId, status, limit + 1, offset, after?.[0] ?? null, nowOf(this.options)]);
     return pageOf(result.rows, { shape: HOLDS_CURSOR, scope, limit, position }, (hold) => [hold.stream_revision], toView);
+  }
+}
+
+/** One hold of a user, as the list shows it as of now; HOLD_NOT_FOUND when the account never had it. */
+export class GetHoldQuery extends Query<HoldView> {
+  constructor(
+    readonly userId: string,
+    readonly holdId: string,
+  ) {
+    super();
+  }
+}
+
+// $3: now. The list's columns and as-of-now status (a hold recorded active past its expiry is expired at its expiresAt); by its key.
+export const HOLD_SQL = `
+  SELECT hold_id, user_id, amount::text, description, CASE WHEN ${EXPIRED_UNRECORDED.replaceAll('$6', '$3')} THEN 'expired' ELSE status END AS status,
+         to_char(expires_at AT TIME ZONE 'UTC', ${ISO}) AS expires_at, draws, settled_amount::text, transaction_id,
+         to_char(created_at AT TIME ZONE 'UTC', ${ISO}) AS created_at,
+         to_char(CASE WHEN ${EXPIRED_UNRECORDED.replaceAll('$6', '$3')} THEN expires_at ELSE ended_at END AT TIME ZONE 'UTC', ${ISO}) AS ended_at, stream_revision::text, metadata
+    FROM token_holds
+   WHERE hold_id = $2 AND user_id = $1`;
+
+@QueryHandler(GetHoldQuery)
+export class GetHoldHandler implements IQueryHandler<GetHoldQuery> {
+  constructor(
+    @Inject(PG_POOL) private readonly pool: Pool,
+    @Inject(TOKEN_ACCOUNTS_OPTIONS) private readonly options: TokenAccountsOptions,
+  ) {}
+
+  async execute({ userId, holdId }: GetHoldQuery): Promise<HoldView> {
+    const row = (await this.pool.query<HoldRow>(HOLD_SQL, [userId, holdId, nowOf(this.options)])).rows[0];
+    if (row === undefined) throw new LedgerError('HOLD_NOT_FOUND', `this account has no hold ${holdId}`, { holdId });
+    return toView(row);
   }
 }
 
