@@ -84,9 +84,10 @@ const CANDIDATE_PAGE_SQL = `
  * reads the provider's disputes of the look-back and records each one the ledger has not recorded
  * as it stands: a dispute otherwise arrives only by webhook, and one whose webhooks all failed (a
  * rolled webhook secret, a long outage) would leave a lost chargeback's tokens with the buyer. With
- * `refunds`, it reads the provider's refunds of the look-back too and reconciles each payment the
- * ledger does not record refunded: a refund made in the provider's dashboard of a purchase older
- * than the look-back is otherwise seen only by its notification. Runs in one
+ * `refunds`, it first reads the provider's refunds of the last REFUND_LOOKBACK_MS (or the look-back,
+ * if longer) and reconciles each payment one refunded whole that the ledger does not record
+ * refunded: a refund made in the provider's dashboard of a purchase older than the look-back is
+ * otherwise seen only by its notification. Runs in one
  * process at a time (the `payment-reconciliation` leadership); overlapping runs are safe for the
  * same reasons as the expiry job's.
  */
