@@ -51,6 +51,14 @@ async function buy(userId: string, packageId = 'starter') {
 }
 
 const capture = (paymentId: string, app = testApp) => app.http().post(`/v1/payments/${paymentId}/capture`).send();
+
+/** A payment bought, approved by the buyer at the fake, and captured through the API. */
+async function purchased(userId: string) {
+  const bought = await buy(userId);
+  fake.confirmAsCustomer(bought.orderId);
+  await capture(bought.paymentId).expect(200);
+  return bought;
+}
 const balanceOf = async (userId: string) => (await http().get(`/v1/accounts/${userId}/balance`).expect(200)).body.balance as number;
 const paymentOf = async (paymentId: string) => (await http().get(`/v1/payments/${paymentId}`).expect(200)).body as { status: string; providerTransactionId: string | null; metadata: Record<string, unknown> };
 
@@ -385,13 +393,6 @@ describe('Stripe webhooks', () => {
 });
 
 describe('Stripe refunds', () => {
-  async function purchased(userId: string) {
-    const bought = await buy(userId);
-    fake.confirmAsCustomer(bought.orderId);
-    await capture(bought.paymentId).expect(200);
-    return bought;
-  }
-
   it('ends the request of a refund Stripe refuses as asked (a charge too old to refund): 409 REFUND_FAILED, the tokens spendable, the reason kept; a refusal of our key leaves it pending', async () => {
     const userId = randomUUID();
     const { paymentId } = await purchased(userId);
@@ -885,13 +886,6 @@ describe("the reconciliation job's sweep of Stripe's refunds (a refund made in t
       if (paymentIds.includes(subject)) problems.push([subject, problem]);
     });
     return { job, problems };
-  }
-
-  async function purchased(userId: string) {
-    const bought = await buy(userId);
-    fake.confirmAsCustomer(bought.orderId);
-    await capture(bought.paymentId).expect(200);
-    return bought;
   }
 
   it('records, once, a whole refund made at Stripe of a purchase last changed before the look-back; a refund of part of one changes nothing', async () => {

@@ -38,13 +38,25 @@ export class StripeDisputeList implements ProviderDisputes {
     return { disputes, failures };
   }
 
-  private async intentOf(dispute: Stripe.Dispute): Promise<Stripe.PaymentIntent | undefined> {
-    let intent = dispute.payment_intent;
-    if (intent === null) {
-      const charge = typeof dispute.charge === 'string' ? await this.stripe.charges.retrieve(dispute.charge) : dispute.charge;
-      intent = charge.payment_intent;
-    }
-    if (intent === null) return undefined;
-    return typeof intent === 'string' ? await this.stripe.paymentIntents.retrieve(intent) : intent;
+  private intentOf(dispute: Stripe.Dispute): Promise<Stripe.PaymentIntent | undefined> {
+    return paymentIntentBehind(this.stripe, dispute);
   }
+}
+
+/**
+ * The PaymentIntent a dispute or a refund is of: the one it names (expanded, or read), else its
+ * charge's (an object of an older API version names only its charge); undefined when there is none.
+ */
+export async function paymentIntentBehind(
+  stripe: Stripe,
+  of: { readonly payment_intent: string | Stripe.PaymentIntent | null; readonly charge: string | Stripe.Charge | null },
+): Promise<Stripe.PaymentIntent | undefined> {
+  let intent = of.payment_intent;
+  if (intent === null) {
+    if (of.charge === null) return undefined;
+    const charge = typeof of.charge === 'string' ? await stripe.charges.retrieve(of.charge) : of.charge;
+    intent = charge.payment_intent;
+  }
+  if (intent === null) return undefined;
+  return typeof intent === 'string' ? await stripe.paymentIntents.retrieve(intent) : intent;
 }

@@ -1,6 +1,7 @@
 import Stripe from 'stripe';
 import type { ProviderRefunds, ReportedRefund } from '../payment-provider.port.js';
 import { providerErrorOf } from './stripe-payment-provider.js';
+import { paymentIntentBehind } from './stripe-dispute-list.js';
 import { paymentIdIn } from './stripe-webhooks.js';
 
 /** Refunds read per page (Stripe's largest). */
@@ -28,7 +29,7 @@ export class StripeRefundList implements ProviderRefunds {
         // Of part of a charge that stays partly captured: not mirrored (ADR 0021), and compared every run for nothing.
         if (refund.status !== 'succeeded' || (typeof refund.charge === 'object' && refund.charge !== null && !refund.charge.refunded)) continue;
         try {
-          const intent = await this.intentOf(refund);
+          const intent = await paymentIntentBehind(this.stripe, refund);
           const paymentId = intent === undefined ? undefined : paymentIdIn(intent.metadata);
           if (intent !== undefined && paymentId !== undefined) refunds.push({ paymentId, orderId: intent.id, refundId: refund.id });
         } catch (error) {
@@ -42,14 +43,4 @@ export class StripeRefundList implements ProviderRefunds {
     return { refunds, failures };
   }
 
-  private async intentOf(refund: Stripe.Refund): Promise<Stripe.PaymentIntent | undefined> {
-    let intent = refund.payment_intent;
-    if (intent === null) {
-      if (refund.charge === null) return undefined;
-      const charge = typeof refund.charge === 'string' ? await this.stripe.charges.retrieve(refund.charge) : refund.charge;
-      intent = charge.payment_intent;
-    }
-    if (intent === null) return undefined;
-    return typeof intent === 'string' ? await this.stripe.paymentIntents.retrieve(intent) : intent;
-  }
 }
