@@ -111,33 +111,21 @@ export class PaymentReconciliationJob {
     const run = { examined: 0, settled: 0, unresolved: 0, failed: 0, disputes: 0, disputesRecorded: 0, refunds: 0 };
     const examined = new Set<string>();
     for await (const page of pages) {
-      for (const { id, user_id: userId } of page) {
+      for (const candidate of page) {
         run.examined += 1;
-        examined.add(id);
-        try {
-          // The read model may lag: decide on the stream's own state.
-          const payment = (await this.workflow.stateOf(userId)).payments.get(id);
-          if (payment === undefined) continue;
-          const reconciled = await this.workflow.reconcile(payment, context, now);
-          if (reconciled.appended > 0) run.settled += 1;
-          if (reconciled.unresolved !== undefined) {
-            run.unresolved += 1;
-            this.onProblem(id, { kind: 'unresolved', why: reconciled.unresolved });
-          }
-        } catch (error) {
-          run.failed += 1;
-          this.onProblem(id, { kind: 'failed', error });
-        }
+        examined.add(candidate.id);
+        await this.reconcileOne(candidate, context, now, run);
       }
     }
     if (this.options.refunds !== undefined) {
       try {
         const since = new Date(now.getTime() - Math.max(this.options.lookbackMs, this.options.refundLookbackMs ?? REFUND_LOOKBACK_MS));
         const { refunds, failures } = await this.options.refunds.refundsSince(since);
-        for (const reported of await this.notRecordedRefunded(refunds, examined)) {
+        // Each as a candidate of the look-back is (a refunded order whole records the refund; ADR 0021).
+        for (const candidate of await this.notRecordedRefunded(refunds, examined)) {
           run.refunds += 1;
-          examined.add(reported.paymentId);
-          await this.reconcileRefunded(reported, context, run);
+          examined.add(candidate.id);
+          await this.reconcileOne(candidate, context, now, run);
         }
         for (const { refundId, error } of failures) {
           run.failed += 1;
@@ -166,35 +154,32 @@ export class PaymentReconciliationJob {
   }
 
   /**
-   * The listed refunds whose payments the ledger has and does not record refunded, one per payment,
+   * The payments of the listed refunds that the ledger has and does not record refunded, once each,
    * leaving out those this run compared already: a refund the ledger recorded (most of them, by its
    * own request or the notification) costs the sweep no call to the provider. A payment this ledger
    * does not have is not ours (another deployment on the same provider account).
    */
-  private async notRecordedRefunded(refunds: readonly ReportedRefund[], examined: ReadonlySet<string>): Promise<ReportedRefund[]> {
-    const byPayment = new Map(refunds.filter((refund) => !examined.has(refund.paymentId)).map((refund) => [refund.paymentId, refund]));
-    if (byPayment.size === 0) return [];
-    const known = await this.pool.query<{ id: string }>("SELECT id::text FROM payments WHERE id = ANY($1::uuid[]) AND status <> 'REFUNDED' ORDER BY id", [[...byPayment.keys()]]);
-    return known.rows.map((row) => byPayment.get(row.id)).filter((refund): refund is ReportedRefund => refund !== undefined);
+  private async notRecordedRefunded(refunds: readonly ReportedRefund[], examined: ReadonlySet<string>): Promise<readonly CandidateRow[]> {
+    const paymentIds = [...new Set(refunds.map((refund) => refund.paymentId))].filter((paymentId) => !examined.has(paymentId));
+    if (paymentIds.length === 0) return [];
+    return (await this.pool.query<CandidateRow>("SELECT id::text, user_id::text FROM payments WHERE id = ANY($1::uuid[]) AND status <> 'REFUNDED' ORDER BY id", [paymentIds])).rows;
   }
 
-  /**
-   * Reconciles the payment of a refund the provider made, as a notification of it would: its order,
-   * refunded whole, records the refund (taking back what is left of the purchase's tokens, as any
-   * refund made at the provider does, ADR 0021); a refund of part of it changes nothing (an
-   * operator's case, not mirrored).
-   */
-  private async reconcileRefunded({ paymentId }: ReportedRefund, context: CommandContext, run: { settled: number; unresolved: number; failed: number }): Promise<void> {
+  /** Settles one payment by what the provider says (`reconcile`), counted in `run`; its problem reported, never thrown. */
+  private async reconcileOne({ id, user_id: userId }: CandidateRow, context: CommandContext, now: Date, run: { settled: number; unresolved: number; failed: number }): Promise<void> {
     try {
-      const reconciled = await this.workflow.reconcileById(paymentId, context);
+      // The read model may lag: decide on the stream's own state.
+      const payment = (await this.workflow.stateOf(userId)).payments.get(id);
+      if (payment === undefined) return;
+      const reconciled = await this.workflow.reconcile(payment, context, now);
       if (reconciled.appended > 0) run.settled += 1;
       if (reconciled.unresolved !== undefined) {
         run.unresolved += 1;
-        this.onProblem(paymentId, { kind: 'unresolved', why: reconciled.unresolved });
+        this.onProblem(id, { kind: 'unresolved', why: reconciled.unresolved });
       }
     } catch (error) {
       run.failed += 1;
-      this.onProblem(paymentId, { kind: 'failed', error });
+      this.onProblem(id, { kind: 'failed', error });
     }
   }
 
