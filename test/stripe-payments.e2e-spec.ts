@@ -835,6 +835,24 @@ describe('Stripe refunds the bank has not confirmed yet', () => {
     expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefundFailed', 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
   });
 
+  it("answers 202 when Stripe refused our refund as asked, still replays that refusal under our key, and an operator's whole refund is pending: the operator's refund is the one recorded", async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
+    // The endpoint ran and refused (a charge too old to refund): Stripe keeps that answer under our key for 24 hours.
+    fake.inject('POST', /\/refunds$/, { kind: 'error', status: 400, type: 'invalid_request_error', code: 'charge_expired_for_refund', when: 'instead' });
+    expect((await http().post(`/v1/payments/${paymentId}/refund`).send().expect(409)).body).toMatchObject({ code: 'REFUND_FAILED', paymentStatus: 'COMPLETED' });
+    const operators = await fake.whileRefundsPending(() => fake.dashboardRefund(orderId));
+    expect((await http().post(`/v1/payments/${paymentId}/refund`).send().expect(202)).body).toMatchObject({ payment: { status: 'REFUND_PENDING' } });
+    expect(await balanceBodyOf(userId)).toMatchObject({ balance: 100, available: 0, reservedForRefunds: 100 });
+    // Asked again while it is pending: still 202, nothing more asked of Stripe or recorded.
+    expect((await http().post(`/v1/payments/${paymentId}/refund`).send().expect(202)).body).toMatchObject({ payment: { status: 'REFUND_PENDING' } });
+    fake.settleRefund(operators.id, 'succeeded');
+    await deliver(eventOf('refund.updated', orderId)).expect(200);
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'REFUNDED', metadata: { providerRefundId: operators.id, tokensDebited: 100 } });
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentRefundRequested', 'PaymentRefundFailed', 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
+    expect([...fake.refunds.values()].filter((refund) => refund.payment_intent === orderId).map((refund) => refund.id)).toEqual([operators.id]);
+  });
+
   it('ends each request of a failed refund once while retries, notifications, the job and spends race it, and reserves nothing after', async () => {
     const userId = randomUUID();
     const { paymentId, orderId, refund } = await refundedPending(userId);

@@ -114,9 +114,14 @@ export type StripeErrorBody = { type: string; code?: string; decline_code?: stri
 
 export type FakeStripeEvent = { id: string; object: 'event'; api_version: string; created: number; livemode: false; pending_webhooks: number; type: string; data: { object: object } };
 
-/** A failure injected into the next matching request(s): before anything happens, after the effect (a lost answer), or a delay. */
+/**
+ * A failure injected into the next matching request(s): before anything happens (refused before the
+ * endpoint ran: nothing saved under the key), `instead` of the effect (the endpoint ran and refused,
+ * as Stripe refuses a refund of a charge too old: saved under the key, so the same key gets the same
+ * refusal for 24 hours), after the effect (a lost answer), or a delay.
+ */
 export type InjectedFault =
-  | { readonly kind: 'error'; readonly status: number; readonly type: string; readonly code?: string; readonly when: 'before' | 'after' }
+  | { readonly kind: 'error'; readonly status: number; readonly type: string; readonly code?: string; readonly when: 'before' | 'instead' | 'after' }
   | { readonly kind: 'delay'; readonly ms: number };
 
 type Saved = { readonly fingerprint: string; readonly status: number; readonly body: unknown };
@@ -396,6 +401,7 @@ export class FakeStripeServer {
     let result: Answer;
     try {
       if (idempotencyKey !== undefined) this.inFlight.add(idempotencyKey);
+      if (fault?.kind === 'error' && fault.when === 'instead') throw new StripeFailure(fault.status, { type: fault.type, ...(fault.code === undefined ? {} : { code: fault.code }), message: `injected ${fault.type}` });
       result = route.handler(params, route.path.exec(path) as RegExpExecArray);
     } catch (error) {
       if (!(error instanceof StripeFailure)) throw error;

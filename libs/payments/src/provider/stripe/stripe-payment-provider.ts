@@ -168,8 +168,14 @@ export class StripePaymentProvider implements PaymentProvider {
     const { orderId } = order;
     // Ours, made before (its key is in its metadata): where it stands now. Stripe replays a keyed
     // create only for 24 hours, and with the answer it gave then (a pending refund as pending).
-    const earlier = await this.ourRefund(order, idempotencyKey);
+    const refunds = await this.refundsOf(orderId);
+    const earlier = await this.ourRefundIn(refunds, order, idempotencyKey);
     if (earlier !== undefined) return earlier;
+    // None of ours, but another (an operator's, in the dashboard) returned the money or is returning
+    // it: that is the one the ledger records. Read before asking, because a refusal of ours (a charge
+    // too old to refund) would be replayed under our key for 24 hours, whatever was refunded since.
+    const other = refunds.length === 0 ? undefined : await this.otherRefund(order);
+    if (other !== undefined) return other;
     let created: Stripe.Refund;
     try {
       created = await this.call('refund the PaymentIntent', () =>
@@ -216,18 +222,26 @@ export class StripePaymentProvider implements PaymentProvider {
    * Undefined when Stripe has no refund of ours.
    */
   private async ourRefund(order: PaymentOrder, idempotencyKey: string): Promise<ProviderRefund | undefined> {
-    const earlier = (await this.refundsOf(order.orderId)).find((refund) => refund.metadata?.['idempotencyKey'] === idempotencyKey);
+    return this.ourRefundIn(await this.refundsOf(order.orderId), order, idempotencyKey);
+  }
+
+  /** `ourRefund`, found in the PaymentIntent's refunds as already listed. */
+  private async ourRefundIn(refunds: readonly Stripe.Refund[], order: PaymentOrder, idempotencyKey: string): Promise<ProviderRefund | undefined> {
+    const earlier = refunds.find((refund) => refund.metadata?.['idempotencyKey'] === idempotencyKey);
     if (earlier === undefined) return undefined;
     if (!isFailed(earlier)) return refundOutcome(order.orderId, earlier);
     return (await this.otherRefund(order)) ?? refundOutcome(order.orderId, earlier);
   }
 
-  /** A refund not ours that returned the money (the order refunded whole), or one still pending; undefined when neither. */
+  /**
+   * A refund not ours that returned the money (the order refunded whole), or one still pending that
+   * completes the refund (Stripe counts it in the charge's `refunded` until it fails); undefined when
+   * neither. An operator's pending refund of part of the price is not the refund of the payment.
+   */
   private async otherRefund(paymentOrder: PaymentOrder): Promise<ProviderRefund | undefined> {
     const order = await this.getOrder(paymentOrder);
     if (order.providerRefundId !== null && (order.status === 'refunded' || order.status === 'captured_in_part')) return { providerRefundId: order.providerRefundId, status: 'succeeded' };
-    const pending = (await this.refundsOf(paymentOrder.orderId)).find(isPending);
-    return pending === undefined ? undefined : { providerRefundId: pending.id, status: 'pending' };
+    return order.pendingRefundId === undefined ? undefined : { providerRefundId: order.pendingRefundId, status: 'pending' };
   }
 
   async cancel(order: PaymentOrder, idempotencyKey: string): Promise<ProviderOrder> {
