@@ -63,6 +63,10 @@ const balanceOf = async (userId: string) => (await http().get(`/v1/accounts/${us
 const paymentOf = async (paymentId: string) => (await http().get(`/v1/payments/${paymentId}`).expect(200)).body as { status: string; providerTransactionId: string | null; metadata: Record<string, unknown> };
 
 /** Delivers a Stripe event to `app`'s webhook route, signed as Stripe signs (the SDK's test header). */
+const balanceBodyOf = async (userId: string) => (await http().get(`/v1/accounts/${userId}/balance`).expect(200)).body as Record<string, unknown>;
+const refundsOf = (orderId: string) => [...fake.refunds.values()].filter((each) => each.payment_intent === orderId);
+const count = (types: readonly string[], type: string) => types.filter((each) => each === type).length;
+
 function deliver(event: FakeStripeEvent | object, app = testApp, signature?: string) {
   const signed = fake.signed(event);
   return app.anonymous().post('/v1/payments/webhooks/stripe').set('content-type', 'application/json; charset=utf-8').set('stripe-signature', signature ?? signed.signature).send(signed.body);
@@ -675,8 +679,6 @@ describe('Stripe refunds the bank has not confirmed yet', () => {
     if (refund === undefined) throw new Error('no refund made');
     return { ...bought, answer, refund };
   }
-  const balanceBodyOf = async (userId: string) => (await http().get(`/v1/accounts/${userId}/balance`).expect(200)).body as Record<string, unknown>;
-
   it('keeps a refund Stripe leaves pending REFUND_PENDING, its tokens reserved, and records it once when refund.updated says it succeeded', async () => {
     const userId = randomUUID();
     const { paymentId, orderId, answer, refund } = await refundedPending(userId);
@@ -728,8 +730,6 @@ describe('Stripe refunds the bank has not confirmed yet', () => {
   });
 
   const use = (userId: string, amount: number) => http().post(`/v1/accounts/${userId}/usage`).send({ amount });
-  const refundsOf = (orderId: string) => [...fake.refunds.values()].filter((each) => each.payment_intent === orderId);
-  const count = (types: readonly string[], type: string) => types.filter((each) => each === type).length;
 
   it('never records a pending refund that then failed, and ends its request: COMPLETED again, the tokens spendable, refundError saying why', async () => {
     const userId = randomUUID();
@@ -891,7 +891,7 @@ describe("the reconciliation job's sweep of Stripe's refunds (a refund made in t
   const client = () => stripeClient({ secretKey: fake.secretKey, webhookSecret: fake.webhookSecret, autoCapture: false, apiUrl: fake.url, maxNetworkRetries: 0, timeoutMs: 10_000, webhookToleranceSeconds: 300 });
 
   /** A reconciliation job as the module wires it with Stripe (the refund list, the look-back), sweeping only these payments' refunds (the fake holds every other test's too), its problems kept. */
-  function sweeper(paymentIds: readonly string[]) {
+  function sweeper(paymentIds: readonly string[], app = testApp) {
     const problems: [string, ReconciliationProblem][] = [];
     const list = new StripeRefundList(client());
     const refunds = {
@@ -900,7 +900,7 @@ describe("the reconciliation job's sweep of Stripe's refunds (a refund made in t
         return { refunds: listed.refunds.filter((reported) => paymentIds.includes(reported.paymentId)), failures: [] };
       },
     };
-    const job = new PaymentReconciliationJob(testApp.database.pool, testApp.app.get(PaymentWorkflow, { strict: false }), { lookbackMs: 3_600_000, refunds }, (subject, problem) => {
+    const job = new PaymentReconciliationJob(app.database.pool, app.app.get(PaymentWorkflow, { strict: false }), { lookbackMs: 3_600_000, refunds }, (subject, problem) => {
       if (paymentIds.includes(subject)) problems.push([subject, problem]);
     });
     return { job, problems };
@@ -929,6 +929,41 @@ describe("the reconciliation job's sweep of Stripe's refunds (a refund made in t
     ]);
     expect(problems).toEqual([]);
   });
+  it('records a dashboard refund once while sweeps on two processes, its webhooks, refund calls and spends race it; nothing is refunded twice at Stripe', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
+    await testApp.database.pool.query("UPDATE payments SET updated_at = now() - interval '30 days' WHERE id = $1", [paymentId]);
+    const operators = fake.dashboardRefund(orderId);
+    const app = (index: number) => (index % 2 === 0 ? testApp : autoApp);
+    const sweepers = [sweeper([paymentId]), sweeper([paymentId], autoApp), sweeper([paymentId])];
+    const [swept, notified, asked, spends] = await Promise.all([
+      Promise.all(sweepers.map(({ job }) => job.runOnce(new Date()))),
+      Promise.all(Array.from({ length: 4 }, (_, index) => deliver(eventOf('charge.refunded', orderId), app(index)))),
+      Promise.all(Array.from({ length: 4 }, (_, index) => app(index).http().post(`/v1/payments/${paymentId}/refund`).send())),
+      Promise.all(Array.from({ length: 12 }, (_, index) => app(index).http().post(`/v1/accounts/${userId}/usage`).send({ amount: 5 }))),
+    ]);
+    // At most one sweep recorded it; the others found it recorded, or recorded by a webhook or a call.
+    expect(swept.reduce((sum, run) => sum + run.settled, 0)).toBeLessThanOrEqual(1);
+    expect(notified.map((response) => response.status)).toEqual([200, 200, 200, 200]);
+    expect(asked.map((response) => `${response.status} ${String(response.body.payment?.status)}`)).toEqual(Array.from({ length: 4 }, () => '200 REFUNDED'));
+    expect(spends.every((spend) => spend.status === 201 || (spend.status === 409 && spend.body.code === 'INSUFFICIENT_BALANCE'))).toBe(true);
+    const spent = 5 * spends.filter((spend) => spend.status === 201).length;
+    const types = await eventTypes(userId);
+    expect({ refunded: count(types, 'PaymentRefunded'), tokensRefunded: count(types, 'TokensRefunded'), failures: count(types, 'PaymentRefundFailed'), spent: count(types, 'TokensUsed') * 5 }).toEqual({
+      refunded: 1,
+      tokensRefunded: 1,
+      failures: 0,
+      spent,
+    });
+    // A call that came first may have reserved the tokens before it found the operator's refund; no more than one did.
+    expect(count(types, 'PaymentRefundRequested')).toBeLessThanOrEqual(1);
+    // The refund took back what was left of the purchase, whatever was spent before it.
+    expect(await paymentOf(paymentId)).toMatchObject({ status: 'REFUNDED', metadata: expect.objectContaining({ providerRefundId: operators.id, tokensDebited: 100 - spent }) });
+    expect(await balanceBodyOf(userId)).toMatchObject({ balance: 0, held: 0, available: 0 });
+    expect(refundsOf(orderId).map((refund) => refund.id)).toEqual([operators.id]);
+    expect(sweepers.flatMap(({ problems }) => problems)).toEqual([]);
+  });
+
   it('reports a refund list it cannot read, and still sweeps the disputes', async () => {
     let disputesRead = 0;
     const problems: [string, ReconciliationProblem][] = [];
