@@ -296,6 +296,31 @@ describe('Stripe disputes', () => {
     await expectAudited(userId, 0);
   });
 
+  it('takes every token when a dispute of part of the price is lost after an operator refunded the rest in the dashboard: the merchant kept none of the money', async () => {
+    const userId = randomUUID();
+    const { paymentId, orderId } = await purchased(userId);
+    // 150 of the 500 cents back from the dashboard: the buyer keeps the tokens while the merchant keeps the rest.
+    fake.dashboardRefund(orderId, 150);
+    const dispute = fake.openDispute(orderId);
+    dispute.amount = 350;
+    await deliver(disputeEvent('charge.dispute.created', dispute.id)).expect(200);
+    fake.closeDispute(dispute.id, 'lost');
+    await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 0 });
+    expect((await readModels(userId)).chargebacks).toEqual([[-100, paymentId]]);
+    await expectAudited(userId, 0);
+
+    // The merchant kept 49 cents of another purchase (100 refunded, 351 disputed): the dispute takes its share, 71 tokens.
+    const other = await purchased(userId);
+    fake.dashboardRefund(other.orderId, 100);
+    const partOf = fake.openDispute(other.orderId);
+    partOf.amount = 351;
+    fake.closeDispute(partOf.id, 'lost');
+    await deliver(disputeEvent('charge.dispute.closed', partOf.id)).expect(200);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 29 });
+    await expectAudited(userId, 0);
+  });
+
   it('records nothing for an open inquiry, so the payment can be refunded meanwhile, as Stripe allows; the inquiry closed is recorded won', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await purchased(userId);

@@ -14,6 +14,13 @@ export type RecordDispute = {
     readonly currency: string;
     readonly reason: string;
     /**
+     * What refunds of part of the price (an operator's, at the provider) had returned of the payment
+     * before, in minor units of `currency` (Stripe: the charge's `amount_refunded`). With the disputed
+     * amount, it tells a lost dispute that left the merchant none of the money, which takes back every
+     * token, as a refund of the rest would. Absent: none known.
+     */
+    readonly refundedBefore?: number;
+    /**
      * The refund the provider holds of the payment, made or still pending, for the refund request
      * recorded at `requestedAt` (read when a lost dispute of part of the price meets a refund
      * pending in the ledger): that refund returns the rest of the money, so the dispute completes

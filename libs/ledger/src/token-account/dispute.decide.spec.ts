@@ -233,6 +233,21 @@ describe('disputes: a dispute of part of the price takes that share of the token
     expect(close?.data).toMatchObject({ outcome: 'lost', tokens });
   });
 
+  it.each([
+    [350, 150, 100],
+    [350, 151, 100],
+    [350, 149, 70],
+    [50, 0, 10],
+    [499, 1, 100],
+  ])('of %i cents after refunds of part of the price returned %i: takes %i of 100 tokens (all of them once the merchant kept none of the money)', (amount, refundedBefore, tokens) => {
+    const [close] = tokenAccountDecider.decide({ ...lostFor(amount), data: { ...lostFor(amount).data, refundedBefore } }, state([...paid, opened]));
+    expect(close?.data).toMatchObject({ outcome: 'lost', tokens });
+  });
+
+  it.each([-1, 0.5, Number.MAX_SAFE_INTEGER + 1, Number.NaN])('refuses %p refunded before as not an amount of money', (refundedBefore) => {
+    expect(() => tokenAccountDecider.decide({ ...lostFor(50), data: { ...lostFor(50).data, refundedBefore } }, state([...paid, opened]))).toThrow(/refunded before is not an amount of money/);
+  });
+
   it('takes everything for a dispute in another currency than the payment (which Stripe does not report)', () => {
     const [close] = tokenAccountDecider.decide(lostFor(50, 'EUR'), state([...paid, opened]));
     expect(close?.data).toMatchObject({ tokens: 100 });
@@ -272,6 +287,19 @@ describe('disputes: a dispute of part of the price takes that share of the token
       spec.given([...paid, requested]).when(lostFor(51)).then([{ ...openedFor51, data: { ...openedFor51.data, occurredAt: closedAt.toISOString() } }, ...decided]);
       // No refund can be asked for again: the money went back through the dispute, or stays.
       spec.given([...paid, requested, openedFor51, ...decided]).when({ type: 'RequestRefund', data: { userId, paymentId, transactionId: 'refund-2', now: closedAt } }).thenThrows('PAYMENT_DISPUTED', { disputeStatus: 'lost' });
+    });
+
+    it('ends the request and takes every token when an operator had refunded the rest of the price before (the merchant kept none of the money)', () => {
+      const [failed, close, chargeback] = tokenAccountDecider.decide({ ...lostFor(51), data: { ...lostFor(51).data, refundedBefore: 449 } }, state([...paid, requested, openedFor51]));
+      expect([failed?.type, close?.data, chargeback?.data]).toMatchObject(['PaymentRefundFailed', { outcome: 'lost', tokens: 100, tokensDebited: 100 }, { amount: 100, balanceAfter: 0 }]);
+    });
+
+    it('still completes the request under the refund the provider holds of it, which counts in what it says was refunded', () => {
+      const [refunded] = tokenAccountDecider.decide(
+        { ...lostFor(51), data: { ...lostFor(51).data, refundedBefore: 500, refundAtProvider: { requestedAt: capturedAt.toISOString(), refundId: 're_held' } } },
+        state([...paid, requested, openedFor51]),
+      );
+      expect(refunded).toMatchObject({ type: 'PaymentRefunded', data: { providerRefundId: 're_held' } });
     });
 
     it('takes the share from the other lots, or owes it, when the purchase lot expired while its refund was pending', () => {

@@ -24,6 +24,7 @@ import { evolveTokenAccount, type TokenAccountState } from './token-account.stat
  */
 export function recordDispute({ data }: RecordDispute, state: TokenAccountState): readonly (DisputeEvent | PaymentRefundFailed | PaymentRefunded | TokensRefunded)[] {
   invariant(data.disputeId !== '' && isMoneyAmount(data.amount) && CURRENCY_PATTERN.test(data.currency), `dispute ${data.disputeId} of ${data.amount} ${data.currency} is not valid`);
+  invariant(data.refundedBefore === undefined || data.refundedBefore === 0 || isMoneyAmount(data.refundedBefore), `dispute ${data.disputeId}: ${String(data.refundedBefore)} refunded before is not an amount of money`);
   const payment = state.payments.get(data.paymentId);
   if (payment === undefined) throw new LedgerError('PAYMENT_NOT_FOUND', `payment ${data.paymentId} does not exist on this account`, { paymentId: data.paymentId });
   if (payment.status !== 'COMPLETED' && payment.status !== 'REFUND_PENDING' && payment.status !== 'REFUNDED') {
@@ -50,7 +51,9 @@ export function recordDispute({ data }: RecordDispute, state: TokenAccountState)
     // that refund's id, so reconciliation reports it should it fail): the dispute completes the
     // refund, which takes the tokens it reserved; the dispute then owes nothing.
     const atProvider = data.refundAtProvider?.requestedAt === payment.updatedAt ? data.refundAtProvider.refundId : null;
-    const providerRefundId = disputedShare(payment, data) === payment.tokens ? data.disputeId : atProvider;
+    // The dispute's own amount: a refund the provider holds of this request counts in what it says
+    // was refunded, and is told apart by `refundAtProvider`.
+    const providerRefundId = disputedShare(payment, { amount: data.amount, currency: data.currency }) === payment.tokens ? data.disputeId : atProvider;
     if (providerRefundId !== null) {
       const refund = refundPayment({ type: 'RefundPayment', data: { userId: payment.userId, paymentId: payment.paymentId, providerRefundId, transactionId: data.transactionId, now: data.now } }, state);
       return [...opened, ...refund, closed(ids, 'lost', 0, [], state.shortfall, occurredAt)];
@@ -128,7 +131,7 @@ function closed(
  * refund, or, of part of the price with no refund at the provider, ends it first and takes its share
  * as of a COMPLETED payment (`recordDispute`).
  */
-export function tokensOwed(payment: Payment, disputed: { readonly amount: number; readonly currency: string }): number {
+export function tokensOwed(payment: Payment, disputed: Disputed): number {
   switch (payment.status) {
     case 'COMPLETED':
       return disputedShare(payment, disputed);
@@ -141,16 +144,21 @@ export function tokensOwed(payment: Payment, disputed: { readonly amount: number
   }
 }
 
+/** The money a dispute is about, and what refunds of part of the price had returned before it (`RecordDispute`). */
+type Disputed = { readonly amount: number; readonly currency: string; readonly refundedBefore?: number };
+
 /**
  * The tokens of the part of the price a dispute is about. Stripe disputes the charge's amount as a
  * rule, but "it can differ ... because only part of the order is disputed": then that share of the
  * tokens, rounded up (the merchant lost that part of the money; a token partly paid for by it is
- * taken back whole). All of them for a dispute of the whole price or more, or in another currency
- * (which Stripe does not report: the charge's currency is the dispute's). In BigInt, as tokens times
- * minor units may pass 2^53.
+ * taken back whole). All of them for a dispute of the whole price or more, or of what refunds of
+ * part of it left (the merchant kept none of the money: a refund of part keeps the buyer's tokens
+ * only while the merchant keeps the rest, as a refund of the rest takes them all), or in another
+ * currency (which Stripe does not report: the charge's currency is the dispute's). In BigInt, as
+ * tokens times minor units may pass 2^53.
  */
-export function disputedShare(payment: Payment, disputed: { readonly amount: number; readonly currency: string }): number {
-  if (disputed.currency !== payment.currency || disputed.amount >= payment.amount) return payment.tokens;
+export function disputedShare(payment: Payment, disputed: Disputed): number {
+  if (disputed.currency !== payment.currency || disputed.amount >= payment.amount - (disputed.refundedBefore ?? 0)) return payment.tokens;
   const price = BigInt(payment.amount);
   return Number((BigInt(payment.tokens) * BigInt(disputed.amount) + price - 1n) / price);
 }

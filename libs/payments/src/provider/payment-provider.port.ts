@@ -24,6 +24,12 @@ export type ProviderOrder = {
   readonly refundPending?: boolean;
   /** The id of that pending refund (the first, should there be several). */
   readonly pendingRefundId?: string;
+  /**
+   * Of a captured order, the money refunds returned, in minor units of its currency (Stripe: the
+   * charge's `amount_refunded`, which counts a pending refund until it fails); absent when the
+   * provider does not say.
+   */
+  readonly amountRefunded?: number;
 };
 
 export type OrderRequest = {

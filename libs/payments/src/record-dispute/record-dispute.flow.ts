@@ -5,7 +5,7 @@ import type { PaymentFaults } from '../payment-faults.js';
 import { PaymentsError } from '../payments.errors.js';
 import { CHARGED_BACK_IN_PART } from '../reconciliation/reconciliation.rules.js';
 import type { PaymentLedger } from '../payment-ledger.js';
-import type { PaymentReconciler } from '../settle-payment/payment-reconciler.js';
+import { refundHeldIn, type PaymentReconciler } from '../settle-payment/payment-reconciler.js';
 
 /** A provider dispute as the provider reports it now (Stripe's `Dispute` object, mapped by the adapter). */
 export type ProviderDispute = Pick<RecordDispute['data'], 'disputeId' | 'status' | 'amount' | 'currency' | 'reason'>;
@@ -38,19 +38,19 @@ export class RecordDisputeFlow {
 
   async record(paymentId: string, dispute: ProviderDispute, context: CommandContext): Promise<RecordedDispute> {
     const userId = await this.ledger.ownerOf(paymentId);
-    const refundAtProvider = await this.refundAtProvider(userId, paymentId, dispute);
-    const command = (): RecordDispute => ({
+    const command = async (): Promise<RecordDispute> => ({
       type: 'RecordDispute',
-      data: { userId, paymentId, ...dispute, ...(refundAtProvider === undefined ? {} : { refundAtProvider }), transactionId: randomUUID(), now: this.now() },
+      data: { userId, paymentId, ...dispute, ...(await this.atProvider(userId, paymentId, dispute)), transactionId: randomUUID(), now: this.now() },
     });
     let handled;
     try {
-      handled = await this.ledger.decideAndAppend(userId, command(), context);
+      handled = await this.ledger.decideAndAppend(userId, await command(), context);
     } catch (error) {
       if (!(error instanceof LedgerError && error.code === 'PAYMENT_NOT_CAPTURED')) throw error;
       const reconciled = await this.reconciler.reconcileById(paymentId, context);
       try {
-        handled = await this.ledger.decideAndAppend(userId, command(), context);
+        // Read again from the provider: the payment is captured now.
+        handled = await this.ledger.decideAndAppend(userId, await command(), context);
       } catch (uncaptured) {
         if (!(uncaptured instanceof LedgerError && uncaptured.code === 'PAYMENT_NOT_CAPTURED' && reconciled.orderStatus === 'captured_in_part')) throw uncaptured;
         return this.ofUncreditedPayment(userId, paymentId, dispute, reconciled.state, context);
@@ -60,20 +60,27 @@ export class RecordDisputeFlow {
   }
 
   /**
-   * The refund the provider holds of the payment, made or pending, when a lost dispute of part of the
-   * price meets a refund pending in the ledger: then the dispute completes the ledger's refund under
-   * that refund's id; otherwise (the provider refused the refund, `charge_disputed`) it ends the
-   * request and takes its share (ADR 0024). Read from the provider, not guessed, and only then. The
-   * answer names the request it was read for (`requestedAt`): should that request end before the
-   * dispute is recorded (its refund failed) and another begin, which the provider refuses once the
-   * charge is disputed, the ledger takes it as no refund held.
+   * What a lost dispute of part of the price needs from the provider, read from it, not guessed, and
+   * only then (ADR 0024):
+   * - `refundedBefore`: what refunds of part of the price (an operator's) returned before, so that a
+   *   dispute of the rest, which left the merchant none of the money, takes every token;
+   * - `refundAtProvider`, when the dispute meets a refund pending in the ledger: the refund the
+   *   provider holds of the payment, made or pending, under whose id the dispute completes the
+   *   ledger's refund; none (the provider refused it, `charge_disputed`), it ends the request and
+   *   takes its share. The answer names the request it was read for (`requestedAt`): should that
+   *   request end before the dispute is recorded (its refund failed) and another begin, which the
+   *   provider refuses once the charge is disputed, the ledger takes it as no refund held.
    */
-  private async refundAtProvider(userId: string, paymentId: string, dispute: ProviderDispute): Promise<RecordDispute['data']['refundAtProvider']> {
-    if (dispute.status !== 'lost') return undefined;
+  private async atProvider(userId: string, paymentId: string, dispute: ProviderDispute): Promise<Pick<RecordDispute['data'], 'refundAtProvider' | 'refundedBefore'>> {
+    if (dispute.status !== 'lost') return {};
     const payment = (await this.ledger.load(userId)).payments.get(paymentId);
-    if (payment?.status !== 'REFUND_PENDING' || disputedShare(payment, dispute) === payment.tokens) return undefined;
-    const refundId = await this.reconciler.refundHeldFor(payment);
-    return refundId === null ? undefined : { requestedAt: payment.updatedAt, refundId };
+    if ((payment?.status !== 'COMPLETED' && payment?.status !== 'REFUND_PENDING') || disputedShare(payment, dispute) === payment.tokens) return {};
+    const order = await this.reconciler.orderOf(payment);
+    const refundId = payment.status === 'REFUND_PENDING' ? refundHeldIn(order) : null;
+    return {
+      ...(refundId === null ? {} : { refundAtProvider: { requestedAt: payment.updatedAt, refundId } }),
+      ...(order.amountRefunded === undefined || order.amountRefunded === 0 ? {} : { refundedBefore: order.amountRefunded }),
+    };
   }
 
   /**

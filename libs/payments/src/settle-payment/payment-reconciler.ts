@@ -5,7 +5,7 @@ import type { PaymentFaults } from '../payment-faults.js';
 import type { PaymentLedger } from '../payment-ledger.js';
 import { PaymentsError } from '../payments.errors.js';
 import { failedRefundOf, failRefundOf } from '../refund-payment/failed-refund.js';
-import { providerIdempotencyKey, type PaymentProvider, type ProviderOrderStatus, type ProviderRefund } from '../provider/payment-provider.port.js';
+import { providerIdempotencyKey, type PaymentProvider, type ProviderOrder, type ProviderOrderStatus, type ProviderRefund } from '../provider/payment-provider.port.js';
 import { reconciliationOf, type ReconciliationStep } from '../reconciliation/reconciliation.rules.js';
 
 /** What reconciling appended, the account after it, what is left unresolved, and the order as the provider last answered it. */
@@ -67,14 +67,9 @@ export class PaymentReconciler {
     return refundId !== null && (await this.ledger.load(payment.userId)).disputes.get(refundId)?.status === 'lost';
   }
 
-  /**
-   * The refund of this payment's order the provider holds that returns the rest of its money, made or still
-   * pending (Stripe: one that leaves the charge refunded whole), or null. An operator's refund of
-   * part of the order is not one (ADR 0021: an operator's case).
-   */
-  async refundHeldFor(payment: Payment): Promise<string | null> {
-    const order = await this.provider.getOrder(payment);
-    return order.providerRefundId ?? order.pendingRefundId ?? null;
+  /** The payment's order as the provider has it now. */
+  orderOf(payment: Payment): Promise<ProviderOrder> {
+    return this.provider.getOrder(payment);
   }
 
   /** Reconciles the payment with this id, whatever its status (a provider notification). */
@@ -150,4 +145,13 @@ export class PaymentReconciler {
     }
     return this.ledger.decideAndAppend(payment.userId, command, context);
   }
+}
+
+/**
+ * Of an order as the provider answered it, the refund it holds of the payment, made or still
+ * pending (Stripe: one that leaves the charge refunded whole), or null. An operator's refund of
+ * part of the order is not one (ADR 0021: an operator's case).
+ */
+export function refundHeldIn(order: ProviderOrder): string | null {
+  return order.providerRefundId ?? order.pendingRefundId ?? null;
 }

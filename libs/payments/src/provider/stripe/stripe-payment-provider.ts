@@ -131,7 +131,7 @@ export class StripePaymentProvider implements PaymentProvider {
       case 'succeeded': {
         const chargeId = idOf(intent.latest_charge);
         const charge = chargeId === null ? undefined : await this.call('read the charge', () => this.stripe.charges.retrieve(chargeId));
-        const transaction = { providerTransactionId: chargeId ?? intent.id, declineReason: null };
+        const transaction = { providerTransactionId: chargeId ?? intent.id, declineReason: null, ...(charge === undefined ? {} : { amountRefunded: charge.amount_refunded }) };
         if (!isTakenWhole(intent, order)) {
           // Captured for less than its amount (an operator's partial capture), or for another price than
           // the payment's: so said even once what was taken is refunded, with the refund. Told by the
