@@ -1633,7 +1633,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept IDEMPOTENCY_KEY_TTL_HOURS hours, a setting of the service (24 by default).
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -1791,7 +1791,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept IDEMPOTENCY_KEY_TTL_HOURS hours, a setting of the service (24 by default).
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -2161,7 +2161,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept IDEMPOTENCY_KEY_TTL_HOURS hours, a setting of the service (24 by default).
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -2319,7 +2319,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept IDEMPOTENCY_KEY_TTL_HOURS hours, a setting of the service (24 by default).
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -2490,7 +2490,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept IDEMPOTENCY_KEY_TTL_HOURS hours, a setting of the service (24 by default).
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -3275,7 +3275,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept IDEMPOTENCY_KEY_TTL_HOURS hours, a setting of the service (24 by default).
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -3559,7 +3559,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept IDEMPOTENCY_KEY_TTL_HOURS hours, a setting of the service (24 by default).
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -3718,7 +3718,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept IDEMPOTENCY_KEY_TTL_HOURS hours, a setting of the service (24 by default).
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -3876,7 +3876,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept IDEMPOTENCY_KEY_TTL_HOURS hours, a setting of the service (24 by default).
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -4034,7 +4034,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept IDEMPOTENCY_KEY_TTL_HOURS hours, a setting of the service (24 by default).
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -5151,7 +5151,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept IDEMPOTENCY_KEY_TTL_HOURS hours, a setting of the service (24 by default).
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -5343,7 +5343,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept IDEMPOTENCY_KEY_TTL_HOURS hours, a setting of the service (24 by default).
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;
@@ -5550,7 +5550,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.
+                 * @description Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept IDEMPOTENCY_KEY_TTL_HOURS hours, a setting of the service (24 by default).
                  * @example 6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21
                  */
                 "Idempotency-Key"?: string;

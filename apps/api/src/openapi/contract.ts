@@ -72,7 +72,7 @@ const IDEMPOTENCY_KEY_PARAMETER: ParameterObject = {
   description:
     'Repeats with the same key, method, path and body get the first response (marked `Idempotent-Replayed: true`) without doing the work again; ' +
     'a path UUID in either case or percent-escaped, a top-level field sent as null or left out, and no body or {} on a route that takes none, are the same. ' +
-    'The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept 24 hours.',
+    'The same key with another body is 422 IDEMPOTENCY_KEY_REUSED. Keys belong to the caller and are kept IDEMPOTENCY_KEY_TTL_HOURS hours, a setting of the service (24 by default).',
   schema: { type: 'string', minLength: 1, maxLength: 255, pattern: IDEMPOTENCY_KEY_PATTERN.source },
   example: '6f1c2b7e-2d4a-4c7b-9b1e-0a3c5d7e9f21',
 };
