@@ -61,7 +61,7 @@ describe('Stripe adapter against the fake Stripe API', () => {
     expect(captured).toEqual({ status: 'captured', providerTransactionId: fake.paymentIntents.get(orderId)?.latest_charge });
     expect(await provider.capture(priced(orderId), `capture-${paymentId}`)).toEqual(captured);
     expect(fake.eventsOf('payment_intent.succeeded', orderId)).toHaveLength(1);
-    expect(await provider.getOrder(priced(orderId))).toEqual({ status: 'captured', providerTransactionId: captured.status === 'captured' ? captured.providerTransactionId : '', declineReason: null, providerRefundId: null, refundPending: false });
+    expect(await provider.getOrder(priced(orderId))).toEqual({ status: 'captured', providerTransactionId: captured.status === 'captured' ? captured.providerTransactionId : '', declineReason: null, providerRefundId: null, refundPending: false, amountRefunded: 0 });
   });
 
   it('answers a declined card as a decline with its decline code', async () => {
@@ -122,7 +122,7 @@ describe('Stripe adapter against the fake Stripe API', () => {
       fake.confirmAsCustomer(orderId);
       // Captured by someone else than the ledger (the dashboard, another integration with our key).
       fake.dashboardCapture(orderId, taken);
-      expect([change, await provider.getOrder(priced(orderId))]).toEqual([change, { status: 'captured_in_part', providerTransactionId: expect.stringMatching(/^ch_/), declineReason: null, providerRefundId: null, refundPending: false }]);
+      expect([change, await provider.getOrder(priced(orderId))]).toEqual([change, { status: 'captured_in_part', providerTransactionId: expect.stringMatching(/^ch_/), declineReason: null, providerRefundId: null, refundPending: false, amountRefunded: 0 }]);
       await expect(provider.capture(priced(orderId), `capture-${paymentId}`)).rejects.toMatchObject({
         code: 'PAYMENT_CAPTURED_IN_PART',
         message: expect.stringContaining(`Stripe captured ${taken} of ${taken} ${currency} of PaymentIntent ${orderId}, and the payment's price is 500 usd`),
@@ -205,7 +205,7 @@ describe('Stripe adapter against the fake Stripe API', () => {
     const failed = await pendingRefund();
     fake.settleRefund(failed.first.providerRefundId, 'failed');
     await expect(provider.refund(priced(failed.orderId), failed.key)).rejects.toMatchObject({ code: 'REFUND_FAILED', details: { providerRefundId: failed.first.providerRefundId } });
-    expect(await provider.getOrder(priced(failed.orderId))).toMatchObject({ status: 'captured', providerRefundId: null, refundPending: false });
+    expect(await provider.getOrder(priced(failed.orderId))).toMatchObject({ status: 'captured', providerRefundId: null, refundPending: false, amountRefunded: 0 });
     // Past Stripe's 24 hours, the key no longer replays: our refund is still found by the key in its metadata, and no second one is made.
     fake.forgetIdempotencyKey(failed.key);
     await expect(provider.refund(priced(failed.orderId), failed.key)).rejects.toMatchObject({ code: 'REFUND_FAILED' });
@@ -220,13 +220,33 @@ describe('Stripe adapter against the fake Stripe API', () => {
     expect(await provider.refund(priced(orderId), key)).toEqual({ providerRefundId: dashboard.id, status: 'succeeded' });
   });
 
+  it("answers an operator's pending refund of the whole price without making ours, though Stripe replays its refusal of ours under our key; one of part of the price is not the payment's refund", async () => {
+    const whole = await order();
+    fake.confirmAsCustomer(whole.orderId);
+    await provider.capture(priced(whole.orderId), `capture-${whole.paymentId}`);
+    const key = `refund-${whole.paymentId}`;
+    fake.inject('POST', /\/refunds$/, { kind: 'error', status: 400, type: 'invalid_request_error', code: 'charge_expired_for_refund', when: 'instead' });
+    await expect(provider.refund(priced(whole.orderId), key)).rejects.toMatchObject({ code: 'REFUND_FAILED', details: { failureReason: 'charge_expired_for_refund' } });
+    const operators = await fake.whileRefundsPending(() => fake.dashboardRefund(whole.orderId));
+    expect(await provider.refund(priced(whole.orderId), key)).toEqual({ providerRefundId: operators.id, status: 'pending' });
+    expect([...fake.refunds.values()].filter((each) => each.payment_intent === whole.orderId)).toHaveLength(1);
+
+    const part = await order();
+    fake.confirmAsCustomer(part.orderId);
+    await provider.capture(priced(part.orderId), `capture-${part.paymentId}`);
+    await fake.whileRefundsPending(() => fake.dashboardRefund(part.orderId, 100));
+    const ours = await provider.refund(priced(part.orderId), `refund-${part.paymentId}`);
+    expect(ours).toEqual({ providerRefundId: expect.stringMatching(/^re_/), status: 'succeeded' });
+    expect(fake.refunds.get(ours.providerRefundId)).toMatchObject({ metadata: { idempotencyKey: `refund-${part.paymentId}` } });
+  });
+
   it('reads a PaymentIntent captured in part as captured_in_part, with the refund once the part captured is refunded whole and no refund of it is pending', async () => {
     const { orderId } = await order();
     fake.confirmAsCustomer(orderId);
     fake.dashboardCapture(orderId, 200);
     expect(await provider.getOrder(priced(orderId))).toMatchObject({ status: 'captured_in_part', providerRefundId: null });
     fake.dashboardRefund(orderId, 150);
-    expect(await provider.getOrder(priced(orderId))).toMatchObject({ status: 'captured_in_part', providerRefundId: null });
+    expect(await provider.getOrder(priced(orderId))).toMatchObject({ status: 'captured_in_part', providerRefundId: null, amountRefunded: 150 });
     const rest = await fake.whileRefundsPending(() => fake.dashboardRefund(orderId));
     expect(rest.amount).toBe(50);
     expect(await provider.getOrder(priced(orderId))).toMatchObject({ status: 'captured_in_part', providerRefundId: null, refundPending: true });
