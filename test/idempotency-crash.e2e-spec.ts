@@ -74,6 +74,30 @@ function repeated(body: Record<string, unknown>): Record<string, unknown> {
 
 const balanceOf = async (instance: TestApp, userId: string) => (await instance.http().get(`/v1/accounts/${userId}/balance`).expect(200)).body.balance as number;
 
+describe('a keyed request refused 400 whose key could not be freed then (the database gone just then)', () => {
+  it('frees the key once the database answers again, so the corrected request under the same key does the work, once', async () => {
+    const userId = await funded(first, 100);
+    const key = randomUUID();
+    const store = first.app.get(IdempotencyStore);
+    const forget = store.forget.bind(store);
+    store.forget = () => {
+      store.forget = forget;
+      return Promise.reject(new Error('Connection terminated unexpectedly'));
+    };
+    const refused = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 0 }).expect(400);
+    expect(refused.body).toMatchObject({ code: 'VALIDATION_FAILED', errors: [expect.objectContaining({ field: 'amount' })] });
+    // Still held by the refused request until the key is freed in the background (about a second).
+    expect(await keyRow(key)).toEqual({ state: 'in_progress' });
+    const deadline = Date.now() + 15_000;
+    while ((await keyRow(key)) !== undefined && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await keyRow(key)).toBeUndefined();
+    const corrected = await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 30 }).expect(201);
+    expect(corrected.body).toMatchObject({ balance: 70 });
+    expect((await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 30 }).expect(201)).headers['idempotent-replayed']).toBe('true');
+    expect(await balanceOf(first, userId)).toBe(70);
+  });
+});
+
 describe('a keyed request retried after the process died between the work and storing its response', () => {
   it('spends once and answers the retry, on a restarted instance, with the original response', async () => {
     const userId = await funded(first, 100);

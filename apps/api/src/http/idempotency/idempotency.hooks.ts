@@ -140,6 +140,8 @@ function claimingHook(store: IdempotencyStore, options: IdempotencyOptions): pre
  * decide again, and could be let through (the account topped up since), contradicting the refusal
  * the key answered. So it is answered as what it has become, 503 DATABASE_UNAVAILABLE (retry), the
  * key released if the database answers that, and the retry's answer is the first one the key stores.
+ * A key that was to be freed (a 400 or 401, or an answer that invites a retry) is freed later, in the
+ * background (`settleLater`), so that the corrected request a 400 asks for can use it.
  */
 function completingHook(store: IdempotencyStore): onSendAsyncHookHandler {
   const logger = new Logger('Idempotency');
@@ -157,9 +159,29 @@ function completingHook(store: IdempotencyStore): onSendAsyncHookHandler {
         await store.release(claimed.scope, claimed.key, claimed.holder).catch(() => undefined);
         return unstoredRefusal(request, reply);
       }
+      // A key to free (a request refused before any work, or one inviting a retry) is freed once the
+      // database answers again: tried later, in the background. Otherwise a 400's key would stay held
+      // by the request it refused, and the corrected request the 400 asks for would meet 422
+      // IDEMPOTENCY_KEY_REUSED until the key expires. Safe however late: the claim (`holder`) fences it.
+      if (settlement.kind !== 'complete') settleLater(store, settlement, claimed, logger, `${request.method} ${request.url} (request ${request.id})`);
     }
     return payload;
   };
+}
+
+/** When a key that failed to be freed is tried again (ms after the failure); the claim's lock lapses before the last. */
+export const SETTLE_RETRY_DELAYS_MS: readonly number[] = [1_000, 5_000, 30_000, 120_000];
+
+/** Frees a claimed key in the background, at `SETTLE_RETRY_DELAYS_MS`, until the database answers; logged if it never does. */
+function settleLater(store: IdempotencyStore, settlement: Settlement, claimed: Claimed, logger: Logger, what: string, attempt = 0): void {
+  const delay = SETTLE_RETRY_DELAYS_MS[attempt];
+  if (delay === undefined) {
+    logger.warn(`Idempotency-Key of ${what} not freed after ${SETTLE_RETRY_DELAYS_MS.length} more tries; it stays held until it expires, or is taken over by a retry of the same request`);
+    return;
+  }
+  setTimeout(() => {
+    settleClaim(store, settlement, claimed).catch(() => settleLater(store, settlement, claimed, logger, what, attempt + 1));
+  }, delay).unref();
 }
 
 /** 503 DATABASE_UNAVAILABLE in place of a refusal its key could not store (see `completingHook`). */
