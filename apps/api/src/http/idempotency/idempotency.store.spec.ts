@@ -597,4 +597,47 @@ describe('IdempotencyStore.purge', () => {
     const left = await database.pool.query<{ key: string }>('SELECT key FROM idempotency_keys WHERE scope = $1 ORDER BY key', [marker]);
     expect(left.rows.map((row) => row.key)).toEqual(['k7', 'live']);
   });
+
+  it('keeps the chunks it committed when the process dies during a later one, and the next run deletes exactly the rest', async () => {
+    const { lease } = await processOf();
+    const marker = `purge-crash-spec-${randomUUID()}`;
+    // Only this test's rows are expired: other tests' keys would change the counts.
+    await database.pool.query(`DELETE FROM idempotency_keys WHERE expires_at < now()`);
+    await database.pool.query(
+      `INSERT INTO idempotency_keys (scope, key, request_hash, state, locked_until, expires_at)
+       SELECT $1, 'k' || lpad(n::text, 4, '0'), 'h', 'completed', now(), now() - interval '1 second' FROM generate_series(1, 2500) AS n`,
+      [marker],
+    );
+    await database.pool.query(`INSERT INTO idempotency_keys (scope, key, request_hash, state, locked_until, expires_at) VALUES ($1, 'live', 'h', 'completed', now(), now() + interval '1 day')`, [marker]);
+    // The second chunk's DELETE runs, then its session ends before the statement's commit: the process died there.
+    let chunks = 0;
+    const dying = {
+      query: async (config: { text: string; values?: unknown[] }) => {
+        chunks += 1;
+        if (chunks < 2) return database.pool.query(config);
+        const client = await database.pool.connect();
+        try {
+          await client.query('BEGIN');
+          await client.query(config);
+          await client.query('SELECT pg_terminate_backend(pg_backend_pid())');
+          throw new Error('the session should have ended');
+        } finally {
+          client.release(true);
+        }
+      },
+    } as unknown as Pool;
+    await expect(new IdempotencyStore(dying, { ttlHours: 24, lockSeconds: 60, lease }).purge()).rejects.toThrow(/terminat/i);
+    const countLeft = async () => Number((await database.pool.query<{ count: string }>('SELECT count(*) FROM idempotency_keys WHERE scope = $1', [marker])).rows[0]?.count);
+    // The first chunk (the lowest 1,000 keys) is gone, the second's deletes were rolled back.
+    expect(chunks).toBe(2);
+    expect(await countLeft()).toBe(1_501);
+    const lowest = await database.pool.query<{ key: string }>('SELECT min(key) AS key FROM idempotency_keys WHERE scope = $1', [marker]);
+    expect(lowest.rows[0]?.key).toBe('k1001');
+
+    // The restarted process's run deletes exactly what is left expired, and no live key.
+    const { store } = await processOf();
+    expect(await store.purge()).toBe(1_500);
+    const left = await database.pool.query<{ key: string }>('SELECT key FROM idempotency_keys WHERE scope = $1 ORDER BY key', [marker]);
+    expect(left.rows.map((row) => row.key)).toEqual(['live']);
+  });
 });
