@@ -176,29 +176,58 @@ describe('holds over HTTP', () => {
 describe('limits per account', () => {
   const eventCount = async (userId: string) => Number((await testApp.database.pool.query<{ count: string }>('SELECT count(*)::text AS count FROM events WHERE stream_id = $1', [tokenAccountStreamId(userId)])).rows[0]?.count);
 
-  it(`refuses hold ${ACTIVE_HOLDS_MAX + 1} while ${ACTIVE_HOLDS_MAX} are active with 409 HOLD_LIMIT_REACHED, writing nothing; an ended hold makes room`, async () => {
+  it(`lets exactly 10 of 30 holds racing for the last 10 places through, refuses the rest and hold ${ACTIVE_HOLDS_MAX + 1} with 409 HOLD_LIMIT_REACHED, writing nothing; an ended hold makes room`, async () => {
     const userId = await fundedUser(1000);
     const placed: string[] = [];
-    for (let batch = 0; batch < ACTIVE_HOLDS_MAX; batch += 20) {
-      const answers = await Promise.all(Array.from({ length: 20 }, () => hold(userId, { amount: 1 }).expect(201)));
+    for (let batch = 0; batch < ACTIVE_HOLDS_MAX - 10; batch += 20) {
+      const answers = await Promise.all(Array.from({ length: Math.min(20, ACTIVE_HOLDS_MAX - 10 - batch) }, () => hold(userId, { amount: 1 }).expect(201)));
       placed.push(...answers.map((answer) => answer.body.holdId as string));
     }
+    const before = await eventCount(userId);
+    const raced = await Promise.all(Array.from({ length: 30 }, () => hold(userId, { amount: 1 })));
+    expect(raced.filter((answer) => answer.status === 201)).toHaveLength(10);
+    const refusals = raced.filter((answer) => answer.status !== 201);
+    expect(refusals).toHaveLength(20);
+    for (const refusal of refusals) expect({ status: refusal.status, ...refusal.body }).toMatchObject({ status: 409, code: 'HOLD_LIMIT_REACHED', active: ACTIVE_HOLDS_MAX, max: ACTIVE_HOLDS_MAX });
+    placed.push(...raced.filter((answer) => answer.status === 201).map((answer) => answer.body.holdId as string));
+    expect(await eventCount(userId)).toBe(before + 10);
+
     const events = await eventCount(userId);
     const refused = await hold(userId, { amount: 1 }).expect(409);
     expect(refused.body).toMatchObject({ code: 'HOLD_LIMIT_REACHED', active: ACTIVE_HOLDS_MAX, max: ACTIVE_HOLDS_MAX });
     expect(await eventCount(userId)).toBe(events);
     expect(await balanceOf(userId)).toMatchObject({ balance: 1000, held: ACTIVE_HOLDS_MAX, available: 1000 - ACTIVE_HOLDS_MAX });
+    const active = await testApp.database.pool.query<{ hold_id: string }>(`SELECT hold_id FROM token_holds WHERE user_id = $1 AND status = 'active'`, [userId]);
+    expect(active.rows.map((row) => row.hold_id).sort()).toEqual([...placed].sort());
     await release(userId, placed[0] ?? '').expect(200);
     await hold(userId, { amount: 1 }).expect(201);
   });
 
-  it(`refuses credit lot ${LIVE_LOTS_MAX + 1} while ${LIVE_LOTS_MAX} have tokens left with 409 LOT_LIMIT_REACHED, writing nothing; a lot spent whole makes room`, async () => {
-    // The purchase's lot and LIVE_LOTS_MAX - 1 grants of 1 token, priority 0 so they are spent first.
+  it(`lets exactly 20 of 40 credits racing for the last 20 lots through, refuses the rest and lot ${LIVE_LOTS_MAX + 1} with 409 LOT_LIMIT_REACHED, writing nothing; a lot spent whole makes room`, async () => {
+    // The purchase's lot and LIVE_LOTS_MAX - 21 grants of 1 token, priority 0 so they are spent first.
     const userId = await fundedUser(1000);
-    for (let batch = 0; batch < LIVE_LOTS_MAX - 1; batch += 37) {
-      const size = Math.min(37, LIVE_LOTS_MAX - 1 - batch);
+    const filled = LIVE_LOTS_MAX - 21;
+    for (let batch = 0; batch < filled; batch += 37) {
+      const size = Math.min(37, filled - batch);
       await Promise.all(Array.from({ length: size }, () => http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 1, reason: 'Promotion', priority: 0 }).expect(201)));
     }
+    const before = await eventCount(userId);
+    // 30 grants of 1 token and 10 purchases of 10 race for the last 20 places.
+    const raced = await Promise.all([
+      ...Array.from({ length: 30 }, () => http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 1, reason: 'Promotion', priority: 0 })),
+      ...Array.from({ length: 10 }, () => http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 10 })),
+    ]);
+    const credited = raced.filter((answer) => answer.status === 201);
+    expect(credited).toHaveLength(20);
+    const refusals = raced.filter((answer) => answer.status !== 201);
+    for (const refusal of refusals) expect({ status: refusal.status, ...refusal.body }).toMatchObject({ status: 409, code: 'LOT_LIMIT_REACHED', live: LIVE_LOTS_MAX, max: LIVE_LOTS_MAX });
+    expect(await eventCount(userId)).toBe(before + 20);
+    const creditedTokens = credited.reduce((sum, answer) => sum + (answer.body.transaction.amount as number), 0);
+    const balance = 1000 + filled + creditedTokens;
+    expect(await balanceOf(userId)).toMatchObject({ balance });
+    const lots = await testApp.database.pool.query<{ count: string }>(`SELECT count(*)::text AS count FROM token_lots WHERE user_id = $1 AND remaining > 0`, [userId]);
+    expect(Number(lots.rows[0]?.count)).toBe(LIVE_LOTS_MAX);
+
     const events = await eventCount(userId);
     const grant = await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 1, reason: 'Promotion' }).expect(409);
     expect(grant.body).toMatchObject({ code: 'LOT_LIMIT_REACHED', live: LIVE_LOTS_MAX, max: LIVE_LOTS_MAX });
@@ -208,7 +237,7 @@ describe('limits per account', () => {
     // One grant spent whole leaves the folded lots: the next credit fits.
     await use(userId, 1).expect(201);
     await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 1, reason: 'Promotion' }).expect(201);
-    expect(await balanceOf(userId)).toMatchObject({ balance: 1000 + LIVE_LOTS_MAX - 1 - 1 + 1 });
+    expect(await balanceOf(userId)).toMatchObject({ balance: balance - 1 + 1 });
   }, 60_000);
 });
 

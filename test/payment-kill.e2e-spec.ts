@@ -25,18 +25,18 @@ beforeAll(async () => {
   [service, admin, auditor] = await Promise.all([testToken('service'), testToken('admin'), testToken('auditor')]).then((tokens) => tokens.map((token) => `Bearer ${token}`));
 });
 
-async function call(child: ServiceProcess, method: string, route: string, authorization: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+async function call(child: ServiceProcess, method: string, route: string, authorization: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
   const response = await fetch(`${child.url}${route}`, {
     method,
-    headers: { authorization, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: { authorization, ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
 }
 
 /** Sends the request the process dies in: it gets no answer, and the process ends by SIGKILL. */
-async function dieDuring(child: ServiceProcess, route: string, authorization: string): Promise<void> {
-  await expect(call(child, 'POST', route, authorization)).rejects.toThrow();
+async function dieDuring(child: ServiceProcess, route: string, authorization: string, body?: unknown, headers: Record<string, string> = {}): Promise<void> {
+  await expect(call(child, 'POST', route, authorization, body, headers)).rejects.toThrow();
   await child.exited;
   expect(child.process.signalCode).toBe('SIGKILL');
 }
@@ -68,7 +68,68 @@ async function verified(child: ServiceProcess, userId: string): Promise<void> {
   expect(verify.body).toMatchObject({ ok: true, readModels: { differences: [], replayError: null } });
 }
 
+/** The provider's orders of a user's payments (through the payment index the flow writes before it asks for one), and the user's events. */
+async function ordersAndEvents(userId: string): Promise<{ orders: { payment_id: string; status: string }[]; events: string[] }> {
+  const pool = killed.database().pool;
+  const orders = await pool.query<{ payment_id: string; status: string }>(
+    'SELECT orders.payment_id, orders.status FROM payment_streams JOIN mock_provider_orders AS orders USING (payment_id) WHERE payment_streams.user_id = $1 ORDER BY orders.created_at',
+    [userId],
+  );
+  const events = await pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [`token-account-${userId}`]);
+  return { orders: orders.rows, events: events.rows.map((row) => row.event_type) };
+}
+
 describe('SIGKILL inside a payment flow, then a restart', () => {
+  it('initiate:after-create-order with an Idempotency-Key: the retries after the restart open the payment of the order the dead process asked for, once, and it captures once', async () => {
+    const userId = randomUUID();
+    const key = { 'idempotency-key': randomUUID() };
+    let child = await start({ PAYMENT_CRASH_AT: 'initiate:after-create-order' satisfies PaymentFaultPoint });
+    await dieDuring(child, '/v1/payments', service, { userId, packageId: 'starter' }, key);
+    const orphan = await ordersAndEvents(userId);
+    expect(orphan).toEqual({ orders: [{ payment_id: expect.any(String) as unknown, status: 'created' }], events: [] });
+
+    child = await start({});
+    // The retry sent five times at once: one opens the payment, the others answer as it did (or are told it is in progress).
+    const retries = await Promise.all(Array.from({ length: 5 }, () => call(child, 'POST', '/v1/payments', service, { userId, packageId: 'starter' }, key)));
+    for (const retry of retries) {
+      if (retry.status === 201) expect(retry.body).toMatchObject({ paymentId: orphan.orders[0]?.payment_id, status: 'PENDING' });
+      else expect({ status: retry.status, code: retry.body.code }).toEqual({ status: 409, code: 'IDEMPOTENCY_KEY_IN_PROGRESS' });
+    }
+    const opened = await call(child, 'POST', '/v1/payments', service, { userId, packageId: 'starter' }, key);
+    expect(opened).toMatchObject({ status: 201, body: { paymentId: orphan.orders[0]?.payment_id, status: 'PENDING' } });
+    const paymentId = opened.body.paymentId as string;
+    expect(await ordersAndEvents(userId)).toEqual({ orders: [{ payment_id: paymentId, status: 'created' }], events: ['PaymentInitiated'] });
+
+    expect((await call(child, 'POST', `/v1/payments/${paymentId}/capture`, service)).status).toBe(200);
+    expect(await ordersAndEvents(userId)).toEqual({ orders: [{ payment_id: paymentId, status: 'captured' }], events: ['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased'] });
+    expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 100, held: 0, available: 100, nextExpiry: null });
+    expect(await history(child, userId)).toEqual([['purchase', 100]]);
+    await verified(child, userId);
+    await stopServices([child]);
+  }, 120_000);
+
+  it('initiate:after-create-order without an Idempotency-Key: the order the dead process asked for is left unopened, and counts against nothing', async () => {
+    const userId = randomUUID();
+    let child = await start({ PAYMENT_CRASH_AT: 'initiate:after-create-order' satisfies PaymentFaultPoint });
+    await dieDuring(child, '/v1/payments', service, { userId, packageId: 'starter' });
+    const orphan = await ordersAndEvents(userId);
+    expect(orphan).toEqual({ orders: [{ payment_id: expect.any(String) as unknown, status: 'created' }], events: [] });
+    const orphanId = orphan.orders[0]?.payment_id ?? '';
+
+    child = await start({});
+    // No payment was opened: the order cannot be captured, and the user may open as many payments as anyone.
+    expect(await call(child, 'POST', `/v1/payments/${orphanId}/capture`, service)).toMatchObject({ status: 404, body: { code: 'PAYMENT_NOT_FOUND' } });
+    const opened = await Promise.all(Array.from({ length: 10 }, () => call(child, 'POST', '/v1/payments', service, { userId, packageId: 'starter' })));
+    expect(opened.map((each) => each.status)).toEqual(Array.from({ length: 10 }, () => 201));
+    const after = await ordersAndEvents(userId);
+    expect(after.orders).toHaveLength(11);
+    expect(after.orders.find((order) => order.payment_id === orphanId)).toEqual({ payment_id: orphanId, status: 'created' });
+    expect(after.events).toEqual(Array.from({ length: 10 }, () => 'PaymentInitiated'));
+    expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
+    await verified(child, userId);
+    await stopServices([child]);
+  }, 120_000);
+
   it('capture:after-provider-capture: the money the provider took is credited once by the restarted service', async () => {
     const userId = randomUUID();
     let child = await start({ PAYMENT_CRASH_AT: 'capture:after-provider-capture' satisfies PaymentFaultPoint });
