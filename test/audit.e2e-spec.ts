@@ -174,7 +174,13 @@ describe('auditor API: balances as of a point', () => {
     for (const at of ['yesterday', '2026-W01-1T00:00:00Z', '2026-01-01', '2026-01-01T00:00:00%2B0100', '2026-02-30T00:00:00Z']) {
       expect((await testApp.http().get(`/v1/audit/accounts/${userId}/balance?at=${at}`).expect(400)).body.errors).toEqual([expect.objectContaining({ field: 'at', rule: 'isDateTime' })]);
     }
+    // A bare + in a query string reads as a space: the message says how to send it; %2B is taken.
+    const bare = await testApp.http().get(`/v1/audit/accounts/${userId}/balance?at=2026-01-01T02:00:00+02:00`).expect(400);
+    expect(bare.body.errors).toEqual([expect.objectContaining({ field: 'at', rule: 'isDateTime', message: expect.stringContaining('in a query string a + reads as a space, so send it as %2B') })]);
+    expect((await testApp.http().get(`/v1/audit/accounts/${userId}/balance?at=2026-01-01T02:00:00%2B02:00`).expect(200)).body).toMatchObject({ balance: 0 });
+    expect((await testApp.http().get(`/v1/audit/accounts/${userId}/balance?at=yesterday`).expect(400)).body.errors[0].message).not.toContain('%2B');
     expect((await testApp.http().get(`/v1/audit/accounts/${userId}/balance?revision=-1`).expect(400)).body.errors).toEqual([expect.objectContaining({ field: 'revision', rule: 'min' })]);
+    expect((await testApp.http().get(`/v1/audit/accounts/${userId}/balance?revision=9007199254740992`).expect(400)).body.errors).toEqual([expect.objectContaining({ field: 'revision', rule: 'max' })]);
     expect((await testApp.http().get(`/v1/audit/accounts/${userId}/balance?revision=1.0`).expect(400)).body.errors).toEqual([expect.objectContaining({ field: 'revision', rule: 'isInt' })]);
     // Later than the service's time it would be a forecast, not a state the ledger passed through.
     const later = new Date(Date.now() + 60_000).toISOString();

@@ -1699,6 +1699,8 @@ export interface operations {
             /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `LOT_LIMIT_REACHED`: Too many credit lots with tokens left on this account; `PAYMENT_ID_REUSED`: Payment id already credited with a different payload or to another account */
             409: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1735,6 +1737,8 @@ export interface operations {
             /** @description `BALANCE_OUT_OF_RANGE`: Balance limit exceeded; `IDEMPOTENCY_KEY_REUSED`: Idempotency-Key reused with a different request */
             422: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1857,6 +1861,8 @@ export interface operations {
             /** @description `ACCOUNT_IN_SHORTFALL`: Lost payment disputes left the account owing tokens: nothing can be spent until a credit covers them; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens and tokens reserved for refunds in progress); `INSUFFICIENT_BALANCE`: Insufficient token balance */
             409: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1893,6 +1899,8 @@ export interface operations {
             /** @description `IDEMPOTENCY_KEY_REUSED`: Idempotency-Key reused with a different request */
             422: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2227,6 +2235,8 @@ export interface operations {
             /** @description `ACCOUNT_IN_SHORTFALL`: Lost payment disputes left the account owing tokens: nothing can be spent until a credit covers them; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `HOLD_LIMIT_REACHED`: Too many active holds on this account; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens and tokens reserved for refunds in progress) */
             409: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2263,6 +2273,8 @@ export interface operations {
             /** @description `IDEMPOTENCY_KEY_REUSED`: Idempotency-Key reused with a different request */
             422: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2386,6 +2398,8 @@ export interface operations {
             /** @description `HOLD_NOT_FOUND`: No such hold on this account */
             404: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2398,6 +2412,8 @@ export interface operations {
             /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `HOLD_NOT_ACTIVE`: The hold has ended; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `SETTLE_EXCEEDS_HOLD`: Settle amount exceeds the held amount */
             409: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2434,6 +2450,8 @@ export interface operations {
             /** @description `IDEMPOTENCY_KEY_REUSED`: Idempotency-Key reused with a different request */
             422: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2558,6 +2576,8 @@ export interface operations {
             /** @description `HOLD_NOT_FOUND`: No such hold on this account */
             404: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2570,6 +2590,8 @@ export interface operations {
             /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `HOLD_NOT_ACTIVE`: The hold has ended; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress */
             409: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2606,6 +2628,8 @@ export interface operations {
             /** @description `IDEMPOTENCY_KEY_REUSED`: Idempotency-Key reused with a different request */
             422: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3344,6 +3368,8 @@ export interface operations {
             /** @description `UNKNOWN_PROJECTION`: No projection has this name */
             404: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3356,6 +3382,8 @@ export interface operations {
             /** @description `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `REBUILD_IN_PROGRESS`: A rebuild of this projection is already running */
             409: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3392,6 +3420,8 @@ export interface operations {
             /** @description `IDEMPOTENCY_KEY_REUSED`: Idempotency-Key reused with a different request */
             422: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3626,6 +3656,8 @@ export interface operations {
             /** @description `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress */
             409: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3662,6 +3694,8 @@ export interface operations {
             /** @description `IDEMPOTENCY_KEY_REUSED`: Idempotency-Key reused with a different request */
             422: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3784,6 +3818,8 @@ export interface operations {
             /** @description `ADJUSTMENT_EXCEEDS_BALANCE`: Adjustment would take the balance below zero; `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `INSUFFICIENT_AVAILABLE_BALANCE`: Insufficient available balance (balance less held tokens and tokens reserved for refunds in progress); `LOT_LIMIT_REACHED`: Too many credit lots with tokens left on this account */
             409: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3820,6 +3856,8 @@ export interface operations {
             /** @description `BALANCE_OUT_OF_RANGE`: Balance limit exceeded; `IDEMPOTENCY_KEY_REUSED`: Idempotency-Key reused with a different request */
             422: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3942,6 +3980,8 @@ export interface operations {
             /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `LOT_LIMIT_REACHED`: Too many credit lots with tokens left on this account */
             409: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3978,6 +4018,8 @@ export interface operations {
             /** @description `BALANCE_OUT_OF_RANGE`: Balance limit exceeded; `IDEMPOTENCY_KEY_REUSED`: Idempotency-Key reused with a different request */
             422: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -4102,6 +4144,8 @@ export interface operations {
             /** @description `LOT_NOT_FOUND`: The account has no credit lot with this id */
             404: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -4114,6 +4158,8 @@ export interface operations {
             /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `LOT_HELD`: Part of the lot is held; `LOT_NOT_ACTIVE`: The lot is no longer active; `LOT_NOT_A_GRANT`: Only a grant can be voided */
             409: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -4150,6 +4196,8 @@ export interface operations {
             /** @description `IDEMPOTENCY_KEY_REUSED`: Idempotency-Key reused with a different request */
             422: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -4790,9 +4838,9 @@ export interface operations {
     getAuditBalance: {
         parameters: {
             query?: {
-                /** @description Replay the stream up to its first event that occurred (data.occurredAt) after this time, with an offset (Z or ±hh:mm), not later than the service's time (else 400, rule notAfterNow). Give this or revision. */
+                /** @description Replay the stream up to its first event that occurred (data.occurredAt) after this time, with an offset (Z or ±hh:mm; a + percent-encoded as %2B, as a bare + in a query string reads as a space), not later than the service's time (else 400, rule notAfterNow). Give this or revision. */
                 at?: string;
-                /** @description Replay up to and including this revision, at most the stream's last (else 400 REVISION_OUT_OF_RANGE). Give this or at. */
+                /** @description Replay up to and including this revision, at most the stream's last (else 400 REVISION_OUT_OF_RANGE; above the schema's maximum, 400 VALIDATION_FAILED, rule max). Give this or at. */
                 revision?: number;
             };
             header?: never;
@@ -5215,6 +5263,8 @@ export interface operations {
             /** @description `PACKAGE_NOT_FOUND`: Token package not found */
             404: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -5227,6 +5277,8 @@ export interface operations {
             /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `TOO_MANY_PENDING_PAYMENTS`: Too many open payments */
             409: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -5263,6 +5315,8 @@ export interface operations {
             /** @description `IDEMPOTENCY_KEY_REUSED`: Idempotency-Key reused with a different request */
             422: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -5398,6 +5452,8 @@ export interface operations {
             /** @description `PAYMENT_DECLINED`: Payment declined by the provider */
             402: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -5422,6 +5478,8 @@ export interface operations {
             /** @description `PAYMENT_NOT_FOUND`: Payment not found */
             404: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -5434,6 +5492,8 @@ export interface operations {
             /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `LOT_LIMIT_REACHED`: Too many credit lots with tokens left on this account; `PAYMENT_CAPTURED_IN_PART`: The payment provider captured an amount other than the payment's price; `PAYMENT_EXPIRED`: Payment expired; `PAYMENT_NOT_AUTHORIZED`: The buyer has not authorised the payment yet */
             409: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -5470,6 +5530,8 @@ export interface operations {
             /** @description `BALANCE_OUT_OF_RANGE`: Balance limit exceeded; `IDEMPOTENCY_KEY_REUSED`: Idempotency-Key reused with a different request */
             422: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -5626,6 +5688,8 @@ export interface operations {
             /** @description `PAYMENT_NOT_FOUND`: Payment not found */
             404: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -5638,6 +5702,8 @@ export interface operations {
             /** @description `CONCURRENCY_CONFLICT`: The account changed concurrently; retry the request; `IDEMPOTENCY_KEY_IN_PROGRESS`: A request with this Idempotency-Key is in progress; `PAYMENT_DISPUTED`: The payment is disputed: its money goes back through the dispute, not a refund; `PAYMENT_NOT_CAPTURED`: Payment not captured; `REFUND_EXCEEDS_BALANCE`: Refund exceeds the token balance; `REFUND_EXCEEDS_LOT`: The purchase was partly spent or is held: its lot no longer holds all its tokens; `REFUND_FAILED`: The payment provider's refund failed */
             409: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -5674,6 +5740,8 @@ export interface operations {
             /** @description `IDEMPOTENCY_KEY_REUSED`: Idempotency-Key reused with a different request */
             422: {
                 headers: {
+                    /** @description Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key's own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {

@@ -9,7 +9,7 @@ import { IsDateTime } from '../http/date-time.js';
 export const AUDIT_PAGE_SIZE_DEFAULT = 100;
 
 export class AuditEventsQuery {
-  @ApiPropertyOptional({ minimum: 0, default: 0, type: 'integer', description: 'First revision of the page. Not with format=ndjson.' })
+  @ApiPropertyOptional({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0, type: 'integer', description: 'First revision of the page. Not with format=ndjson.' })
   @IsOptional()
   @QueryInteger()
   @IsInt()
@@ -45,12 +45,17 @@ export class AuditEventsQuery {
 }
 
 export class AuditBalanceQuery {
-  @ApiPropertyOptional({ format: 'date-time', description: "Replay the stream up to its first event that occurred (data.occurredAt) after this time, with an offset (Z or ±hh:mm), not later than the service's time (else 400, rule notAfterNow). Give this or revision." })
+  @ApiPropertyOptional({ format: 'date-time', description: "Replay the stream up to its first event that occurred (data.occurredAt) after this time, with an offset (Z or ±hh:mm; a + percent-encoded as %2B, as a bare + in a query string reads as a space), not later than the service's time (else 400, rule notAfterNow). Give this or revision." })
   @IsOptional()
   @IsDateTime()
   at?: string;
 
-  @ApiPropertyOptional({ minimum: 0, type: 'integer', description: "Replay up to and including this revision, at most the stream's last (else 400 REVISION_OUT_OF_RANGE). Give this or at." })
+  @ApiPropertyOptional({
+    minimum: 0,
+    maximum: Number.MAX_SAFE_INTEGER,
+    type: 'integer',
+    description: "Replay up to and including this revision, at most the stream's last (else 400 REVISION_OUT_OF_RANGE; above the schema's maximum, 400 VALIDATION_FAILED, rule max). Give this or at.",
+  })
   @IsOptional()
   @QueryInteger()
   @IsInt()

@@ -33,6 +33,7 @@ export class PageQuery {
 
   @ApiPropertyOptional({
     minimum: 0,
+    maximum: Number.MAX_SAFE_INTEGER,
     default: 0,
     type: 'integer',
     description: 'Classic offset paging, unstable: a row written between two pages shifts them (a row repeated or skipped). Prefer cursor; not with it.',

@@ -133,6 +133,14 @@ function mapValues<Value>(record: Record<string, Value>, map: (value: Value) => 
   return Object.fromEntries(Object.entries(record).map(([key, value]) => [key, map(value)]));
 }
 
+/**
+ * The refusals an Idempotency-Key keeps and replays (`settlementOf` in the idempotency hooks): every
+ * final 4xx that reaches the handler. Not 400 or 401 (the client corrects the request under the same
+ * key), 403, 413, 415 or 429 (answered before the key is claimed), nor IDEMPOTENCY_KEY_REUSED's 422,
+ * which the key's own check answers.
+ */
+const STORED_REFUSALS: ReadonlySet<string> = new Set(['402', '404', '409', '422']);
+
 function completeOperation(method: string, path: string, operation: OperationObject): void {
   const extensions = operation as unknown as Record<string, unknown>;
   const own = (extensions[PROBLEM_CODES_EXTENSION] ?? []) as readonly ProblemCode[];
@@ -146,7 +154,8 @@ function completeOperation(method: string, path: string, operation: OperationObj
     // A 202 the key does not keep (a refund still in progress) is never replayed.
     const unkept = (status: string) => status === '202' && path.replace(/\{(\w+)\}/g, ':$1') === UNFINISHED_WHEN_ACCEPTED;
     for (const [status, response] of Object.entries(operation.responses)) {
-      if (status.startsWith('2') && !unkept(status) && response !== undefined && !('$ref' in response)) {
+      if (response === undefined || '$ref' in response) continue;
+      if (status.startsWith('2') && !unkept(status)) {
         response.headers = { ...response.headers, [headerName(REPLAYED_HEADER)]: { description: 'Present (true) when this is the stored response of an earlier request with the same Idempotency-Key.', schema: { type: 'string', enum: ['true'] } } };
       }
     }
@@ -162,6 +171,19 @@ function completeOperation(method: string, path: string, operation: OperationObj
   if (keys === 'honoured') for (const code of KEYED_PROBLEMS) codes.add(code);
   if (keys === 'refused') codes.add('IDEMPOTENCY_KEY_INVALID');
   addProblemResponses(operation, path, [...codes]);
+  if (keys === 'honoured') {
+    for (const [status, response] of Object.entries(operation.responses)) {
+      if (response === undefined || '$ref' in response || !STORED_REFUSALS.has(status)) continue;
+      response.headers = {
+        ...response.headers,
+        [headerName(REPLAYED_HEADER)]: {
+          description:
+            'Present (true) when this is the stored refusal of an earlier request with the same Idempotency-Key: a final refusal is kept as a success is. Never on the key\'s own IDEMPOTENCY_KEY_IN_PROGRESS and IDEMPOTENCY_KEY_REUSED, nor on the codes that invite a retry (CONCURRENCY_CONFLICT, PAYMENT_NOT_AUTHORIZED, REFUND_FAILED, REBUILD_IN_PROGRESS), which the key does not keep.',
+          schema: { type: 'string', enum: ['true'] },
+        },
+      };
+    }
+  }
 }
 
 /** One response per status the codes answer with, replacing any error response a decorator described. */
