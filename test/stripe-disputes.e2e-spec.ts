@@ -379,6 +379,34 @@ describe('Stripe disputes', () => {
     await expectAudited(userId, 0);
   });
 
+  it("pays a shortfall from a hold's tokens as the hold ends, before any later decision: usage goes through and a void of the grant they paid with is refused, whether or not the expiry job ran first", async () => {
+    const userId = randomUUID();
+    const { orderId } = await purchased(userId);
+    // A grant spent before paid credit, then one hold of both: the lost dispute finds no free token and owes 100.
+    const granted = await http().post(`/v1/admin/accounts/${userId}/grants`).send({ amount: 100, reason: 'Welcome', priority: 10 }).expect(201);
+    const grantLot = granted.body.transaction.lotId as string;
+    const placed = await http().post(`/v1/accounts/${userId}/holds`).send({ amount: 200, expiresInSeconds: 2 }).expect(201);
+    const dispute = fake.openDispute(orderId);
+    fake.closeDispute(dispute.id, 'lost');
+    await deliver(disputeEvent('charge.dispute.closed', dispute.id)).expect(200);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 200, held: 200, available: 0, shortfall: 100 });
+    await new Promise((resolve) => setTimeout(resolve, Date.parse(placed.body.expiresAt as string) - Date.now() + 50));
+
+    // The hold's end pays the grant's 100 (first in draw-down order) to the shortfall: the balance and a usage agree.
+    expect(await balanceOf(userId)).toEqual({ userId, balance: 100, held: 0, available: 100, nextExpiry: null });
+    expect((await use(userId, 10).expect(201)).body).toMatchObject({ balance: 90 });
+    const voided = await http().post(`/v1/admin/accounts/${userId}/grants/${grantLot}/void`).send({ reason: 'Granted by mistake' }).expect(409);
+    expect(voided.body).toMatchObject({ code: 'LOT_NOT_ACTIVE', lotId: grantLot, lotStatus: 'spent' });
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'TokensGranted', 'TokensHeld', 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'HoldExpired', 'ShortfallCovered', 'TokensUsed']);
+    expect((await readModels(userId)).chargebacks).toEqual([[-100, null]]);
+    const lots = await http().get(`/v1/accounts/${userId}/lots`).expect(200);
+    expect(lots.body.data.map((lot: { source: string; status: string; remaining: number }) => [lot.source, lot.status, lot.remaining])).toEqual([
+      ['grant', 'spent', 0],
+      ['purchase', 'active', 90],
+    ]);
+    await expectAudited(userId, 0);
+  });
+
   it('answers a direct purchase or a grant made during a shortfall with the balance left after paying it off', async () => {
     const userId = randomUUID();
     const { orderId } = await purchased(userId);

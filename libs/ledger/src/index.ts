@@ -23,3 +23,4 @@ export * from './token-account/dispute.commands.js';
 export * from './token-account/dispute.decide.js';
 export * from './token-account/dispute.events.js';
 export * from './token-account/dispute.state.js';
+export { shortfallCovered, shortfallCoverTransactionId } from './token-account/shortfall.decide.js';

@@ -1,9 +1,10 @@
 import { invariant, LedgerError } from '../ledger.errors.js';
 import { BALANCE_MAX, CURRENCY_PATTERN, isMoneyAmount } from '../ledger.limits.js';
 import type { RecordDispute } from './dispute.commands.js';
-import { SHORTFALL_COVERED_DESCRIPTION, type DisputeEvent, type PaymentDisputeClosed, type ShortfallCovered, type TokensChargedBack } from './dispute.events.js';
+import type { DisputeEvent, PaymentDisputeClosed, TokensChargedBack } from './dispute.events.js';
 import type { Dispute } from './dispute.state.js';
-import { compareDrawOrder, derivedTransactionId, freeOf, isLive, OPENING_LOT_ID, type Draw, type Lot } from './lot.state.js';
+import { compareDrawOrder, OPENING_LOT_ID, type Draw } from './lot.state.js';
+import { drawUpTo, freeLots, sumOf } from './shortfall.decide.js';
 import { refundPayment } from './payment.decide.js';
 import type { PaymentRefunded, PaymentRefundFailed, TokensRefunded } from './payment.events.js';
 import type { Payment } from './payment.state.js';
@@ -173,44 +174,6 @@ function chargebackDraws(state: TokenAccountState, paymentId: string, tokens: nu
   return drawUpTo(lots, tokens);
 }
 
-/**
- * What pays off the shortfall once a decision has left free tokens on the account (a credit, or a
- * hold that ended): as much of the shortfall as the free tokens cover, in draw-down order. Nothing
- * while the shortfall is 0 or nothing is free.
- */
-export function shortfallCovered(state: TokenAccountState, sweep: { readonly userId: string; readonly now: Date; readonly transactionId?: string }): readonly ShortfallCovered[] {
-  if (state.shortfall === 0) return [];
-  const draws = drawUpTo(freeLots(state, sweep.now).sort(compareDrawOrder), state.shortfall);
-  const amount = sumOf(draws);
-  if (amount === 0) return [];
-  invariant(sweep.transactionId !== undefined, 'a decision that frees tokens during a shortfall carries no transaction id');
-  return [
-    {
-      type: 'ShortfallCovered',
-      data: {
-        userId: sweep.userId,
-        transactionId: shortfallCoverTransactionId(sweep.transactionId),
-        amount,
-        description: SHORTFALL_COVERED_DESCRIPTION,
-        balanceAfter: state.balance - amount,
-        heldAfter: state.held,
-        shortfallAfter: state.shortfall - amount,
-        draws,
-        occurredAt: sweep.now.toISOString(),
-      },
-    },
-  ];
-}
-
-/**
- * The transaction id of the cover decided with the decision of `transactionId` (a credit's), so its
- * `token_transactions` row too: a repeated purchase, which decides nothing, finds by it the balance
- * its first answer gave.
- */
-export function shortfallCoverTransactionId(transactionId: string): string {
-  return derivedTransactionId(transactionId, 'shortfall-covered');
-}
-
 /** Spending on the user's behalf (usage, a new hold) is refused while lost disputes are not paid off. */
 export function assertNoShortfall(state: TokenAccountState): void {
   if (state.shortfall > 0) {
@@ -233,24 +196,4 @@ export function owedByLostDisputes(state: TokenAccountState, paymentId: string):
 /** A dispute of this payment that is open or lost, if any: its refund is refused (the money goes back through the dispute). */
 export function blockingDisputeOf(state: TokenAccountState, paymentId: string): Dispute | undefined {
   return state.disputes.find((dispute) => dispute.paymentId === paymentId && dispute.status !== 'won');
-}
-
-function freeLots(state: TokenAccountState, now: Date): Lot[] {
-  return [...state.lots.values()].filter((lot) => isLive(lot, now) && freeOf(lot) > 0);
-}
-
-function drawUpTo(lots: readonly Lot[], amount: number): readonly Draw[] {
-  const draws: Draw[] = [];
-  let rest = amount;
-  for (const lot of lots) {
-    if (rest === 0) break;
-    const taken = Math.min(freeOf(lot), rest);
-    draws.push({ lotId: lot.lotId, amount: taken });
-    rest -= taken;
-  }
-  return draws;
-}
-
-function sumOf(draws: readonly Draw[]): number {
-  return draws.reduce((total, draw) => total + draw.amount, 0);
 }

@@ -1,10 +1,12 @@
 import type { Decision } from '../decider.js';
 import { invariant } from '../ledger.errors.js';
+import type { ShortfallCovered } from './dispute.events.js';
 import type { HoldExpired, LotExpired } from './hold.events.js';
 import { isHoldActive } from './hold.state.js';
 import type { TokensRefunded } from './payment.events.js';
 import { refundDescription, type Payment } from './payment.state.js';
 import { compareDrawOrder, derivedTransactionId, freeOf, isLive, type Lot } from './lot.state.js';
+import { shortfallCovered } from './shortfall.decide.js';
 import { evolveTokenAccount, type TokenAccountState } from './token-account.state.js';
 
 /*
@@ -19,15 +21,19 @@ type Sweep = { readonly userId: string; readonly now: Date; readonly transaction
  * The expiries due at `now`, as events: holds past their `expiresAt` first (their reservations go
  * back to the lots), then what a refunded purchase's lot got back from ended holds (taken by the
  * refund: `TokensRefunded` with `heldAtRefund`), then the unreserved remainder of every lot past its
- * `expiresAt`. Every command decides these first (and again after itself: a settle or release gives
- * tokens back), so its decision and the events it appends agree on what is held and spendable at
- * `now`. `phase` keeps the derived transaction ids of the two sweeps of one command apart.
+ * `expiresAt`. During a shortfall of lost disputes, each hold's tokens pay it off as the hold ends
+ * (after what refunds held back take of them): `ShortfallCovered` from the lots live at the hold's
+ * `expiresAt`, so a decision never sees free tokens beside a shortfall, and a lot that expired after
+ * the hold pays as it would have had the sweep run at the hold's end (ADR 0024). Every command
+ * decides these first (and again after itself: a settle or release gives tokens back), so its
+ * decision and the events it appends agree on what is held and spendable at `now`. `phase` keeps the
+ * derived transaction ids of the two sweeps of one command apart.
  */
 export function expiriesDue(state: TokenAccountState, sweep: Sweep, phase: string): readonly Due[] {
   return sweepExpiries(state, sweep, phase).events;
 }
 
-type Due = HoldExpired | TokensRefunded | LotExpired;
+type Due = HoldExpired | TokensRefunded | ShortfallCovered | LotExpired;
 
 /** `expiriesDue`'s events with the state after them (see `Decision`). */
 export function sweepExpiries(state: TokenAccountState, { userId, now, transactionId }: Sweep, phase: string): Decision<Due, TokenAccountState> {
@@ -41,32 +47,39 @@ export function sweepExpiries(state: TokenAccountState, { userId, now, transacti
   const occurredAt = now.toISOString();
   const dueHolds = [...state.holds.values()].filter((hold) => !isHoldActive(hold, now));
   dueHolds.sort((left, right) => left.expiresAtMs - right.expiresAtMs || compareText(left.holdId, right.holdId));
+  // One payment at a time, each on the state the previous take left: payments bought before lots
+  // share the opening lot, and what a hold gives back there goes to them in payment id order. Taken
+  // at each hold's end too during a shortfall (`afterHold`, which keeps those takes' ids apart).
+  const takeHeldBack = (afterHold?: string) => {
+    for (const paymentId of [...current.refundsHeldBack.keys()].sort(compareText)) {
+      const due = heldBackDueOf(current, paymentId);
+      if (due === undefined) continue;
+      const { lot, payment, amount } = due;
+      apply({
+        type: 'TokensRefunded',
+        data: {
+          userId,
+          transactionId: derivedTransactionId(transactionId, afterHold === undefined ? `refund-remainder:${payment.paymentId}:${phase}` : `refund-remainder:${payment.paymentId}:${afterHold}:${phase}`),
+          paymentId: payment.paymentId,
+          amount,
+          description: refundDescription(payment),
+          balanceAfter: current.balance - amount,
+          occurredAt,
+          draws: [{ lotId: lot.lotId, amount }],
+          heldAfter: current.held,
+          heldAtRefund: true,
+        },
+      });
+    }
+  };
   for (const hold of dueHolds) {
     const data = { userId, holdId: hold.holdId, amount: hold.amount, expiresAt: hold.expiresAt, balanceAfter: current.balance, heldAfter: current.held - hold.amount, occurredAt };
     apply({ type: 'HoldExpired', data });
+    if (current.shortfall === 0) continue;
+    takeHeldBack(hold.holdId);
+    for (const cover of shortfallCovered(current, { userId, now, transactionId, liveAt: new Date(hold.expiresAtMs), purpose: `shortfall-covered:${hold.holdId}:${phase}` })) apply(cover);
   }
-  // One payment at a time, each on the state the previous take left: payments bought before lots
-  // share the opening lot, and what a hold gives back there goes to them in payment id order.
-  for (const paymentId of [...current.refundsHeldBack.keys()].sort(compareText)) {
-    const due = heldBackDueOf(current, paymentId);
-    if (due === undefined) continue;
-    const { lot, payment, amount } = due;
-    apply({
-      type: 'TokensRefunded',
-      data: {
-        userId,
-        transactionId: derivedTransactionId(transactionId, `refund-remainder:${payment.paymentId}:${phase}`),
-        paymentId: payment.paymentId,
-        amount,
-        description: refundDescription(payment),
-        balanceAfter: current.balance - amount,
-        occurredAt,
-        draws: [{ lotId: lot.lotId, amount }],
-        heldAfter: current.held,
-        heldAtRefund: true,
-      },
-    });
-  }
+  takeHeldBack();
   const dueLots = [...current.lots.values()].filter((lot) => !isLive(lot, now) && freeOf(lot) > 0).sort(compareDrawOrder);
   for (const lot of dueLots) {
     const amount = freeOf(lot);

@@ -136,7 +136,7 @@ export function grantTokens({ data }: GrantTokens, state: TokenAccountState): re
  */
 export function voidGrant({ data }: VoidGrant, state: TokenAccountState, unswept: TokenAccountState): readonly GrantVoided[] {
   assertReason(data.reason);
-  const lot = lotWithTokens(state, unswept, data.lotId);
+  const lot = lotWithTokens(state, unswept, data.lotId, data.now);
   if (lot.source !== 'grant') throw notAGrant(lot.lotId, lot.source);
   // Past its expiry, a hold still holds part of it: it expired all the same (that part stays with the hold).
   if (!isLive(lot, data.now)) throw voidOfLotWithoutTokens(lot.lotId, { source: lot.source, status: 'expired' });
@@ -197,16 +197,18 @@ function assertLotTerms(priority: number, expiresAt: Date | null, now: Date): vo
 }
 
 /**
- * The lot `lotId` with tokens left, or why there is none, as far as the state can tell: a lot that
- * expires at this command's time (its expiry not recorded: a refusal appends nothing) and a grant
- * voided lately are refused as `voidOfLotWithoutTokens` refuses them; anything else is LOT_NOT_FOUND,
- * which the command's handler tells apart with the account's lot list (ended lots leave the state).
+ * The lot `lotId` with tokens left, or why there is none, as far as the state can tell: a lot the
+ * sweep at this command's time ends (not recorded: a refusal appends nothing) and a grant voided
+ * lately are refused as `voidOfLotWithoutTokens` refuses them; anything else is LOT_NOT_FOUND, which
+ * the command's handler tells apart with the account's lot list (ended lots leave the state). The
+ * sweep ends a lot by its expiry, or spends it on a shortfall of lost disputes as a hold ends, which
+ * is `spent` while the lot is live and `expired` after, as the lot list records a lot emptied then.
  */
-function lotWithTokens(state: TokenAccountState, unswept: TokenAccountState, lotId: string): Lot {
+function lotWithTokens(state: TokenAccountState, unswept: TokenAccountState, lotId: string, now: Date): Lot {
   const lot = state.lots.get(lotId);
   if (lot !== undefined) return lot;
-  const expiring = unswept.lots.get(lotId);
-  if (expiring !== undefined) throw voidOfLotWithoutTokens(lotId, { source: expiring.source, status: 'expired' });
+  const swept = unswept.lots.get(lotId);
+  if (swept !== undefined) throw voidOfLotWithoutTokens(lotId, { source: swept.source, status: isLive(swept, now) ? 'spent' : 'expired' });
   if (state.voidedGrants.includes(lotId)) throw voidOfLotWithoutTokens(lotId, { source: 'grant', status: 'voided' });
   throw new LedgerError('LOT_NOT_FOUND', `lot ${lotId} has no tokens left on this account`, { lotId });
 }

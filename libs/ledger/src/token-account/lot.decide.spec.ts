@@ -579,6 +579,98 @@ describe('lots: refunds take back the purchase’s own lot', () => {
     });
   });
 
+  describe('a hold that expires during a shortfall of lost disputes: its tokens pay it off as it ends (ADR 0024)', () => {
+    const lost = (at: Date, disputed = paymentId): TokenAccountCommand => ({
+      type: 'RecordDispute',
+      data: { userId, paymentId: disputed, disputeId: `dp-${disputed}`, status: 'lost', amount: 500, currency: 'USD', reason: 'fraudulent', transactionId: `tx-dp-${disputed}`, now: at },
+    });
+    const expiry = new Date(now.getTime() + 3_600_000);
+    const after = new Date(expiry.getTime() + 1_000);
+    /** A grant of 100 (priority 10: spent first) and the purchase of 100, both held by hold h of 200 that ends at `expiry`; the purchase's dispute is lost meanwhile: 100 owed, none free. */
+    const owing = (grantExpiresAt: Date | null = null) =>
+      history([grant('promo', 100, { priority: 10, expiresAt: grantExpiresAt }), initiate, capture(), hold('h', 200, 3600), lost(new Date(now.getTime() + 600_000))]);
+    const coverAtHoldEnd = (amount: number, lotId: string, balanceAfter: number, at: Date, transactionId: string, phase: string): TokenAccountEvent => ({
+      type: 'ShortfallCovered',
+      data: {
+        userId,
+        transactionId: derivedTransactionId(transactionId, `shortfall-covered:h:${phase}`),
+        amount,
+        description: 'Shortfall of lost disputes covered',
+        balanceAfter,
+        heldAfter: 0,
+        shortfallAfter: 0,
+        draws: [{ lotId, amount }],
+        occurredAt: at.toISOString(),
+      },
+    });
+    const holdExpiredAt = (at: Date): TokenAccountEvent => ({ type: 'HoldExpired', data: { userId, holdId: 'h', amount: 200, expiresAt: expiry.toISOString(), balanceAfter: 200, heldAfter: 0, occurredAt: at.toISOString() } });
+
+    it('pays it off before the command is decided: a grant void after the hold ended finds the grant spent, whether or not the expiry job ran first', () => {
+      const events = owing();
+      expect(stateOf(events)).toMatchObject({ balance: 200, held: 200, shortfall: 100 });
+      // The job first: the hold's end pays the grant's 100 (first in draw-down order) to the shortfall.
+      const byJob = tokenAccountDecider.decide(expireCredits(expiry), stateOf(events));
+      expect(byJob).toEqual([holdExpiredAt(expiry), coverAtHoldEnd(100, 'promo', 100, expiry, 'tx-job', 'job')]);
+      spec.given([...events, ...byJob]).when(voidGrant('promo', { now: after })).thenThrows('LOT_NOT_FOUND', { lotId: 'promo' });
+      // The void first: refused too (the state before the sweep still knows the grant, spent by the sweep). It found the grant's 100 free beside the shortfall, voided them, and the cover took the purchase's: 100 paid tokens lost.
+      spec
+        .given(events)
+        .when(voidGrant('promo', { now: after }))
+        .thenThrows('LOT_NOT_ACTIVE', { lotId: 'promo', lotStatus: 'spent' });
+      const bySweep = tokenAccountDecider.decide(expireCredits(after), stateOf(events));
+      expect(stateOf([...events, ...bySweep])).toMatchObject({ balance: 100, held: 0, shortfall: 0 });
+      expect([...stateOf([...events, ...bySweep]).lots.keys()]).toEqual(['lot-bought']);
+    });
+
+    it('lets usage through once the hold has ended and its tokens paid the shortfall, as the balance shows, before the expiry job has run', () => {
+      const events = owing();
+      spec.given(events).when(use(10, new Date(expiry.getTime() - 1))).thenThrows('ACCOUNT_IN_SHORTFALL', { shortfall: 100 });
+      const decided = tokenAccountDecider.decide(use(10, after), stateOf(events));
+      expect(decided.slice(0, 2)).toEqual([holdExpiredAt(after), coverAtHoldEnd(100, 'promo', 100, after, 'tx-use', 'before')]);
+      expect(decided[2]).toMatchObject({ type: 'TokensUsed', data: { amount: 10, balanceAfter: 90, draws: [{ lotId: 'lot-bought', amount: 10 }] } });
+      expect(stateOf([...events, ...decided])).toMatchObject({ balance: 90, shortfall: 0 });
+    });
+
+    it("pays from a lot live at the hold's end though it expired before the sweep ran: the outcome does not wait on the job", () => {
+      // The grant expires an hour after the hold; the first sweep comes an hour after that.
+      const events = owing(new Date(expiry.getTime() + 3_600_000));
+      const late = new Date(expiry.getTime() + 7_200_000);
+      const timely = history([expireCredits(expiry)], events);
+      const lateSweep = tokenAccountDecider.decide(expireCredits(late), stateOf(events));
+      expect(lateSweep).toEqual([holdExpiredAt(late), coverAtHoldEnd(100, 'promo', 100, late, 'tx-job', 'job')]);
+      expect(stateOf([...events, ...lateSweep])).toMatchObject({ balance: 100, shortfall: 0 });
+      expect(stateOf(history([expireCredits(late)], timely))).toMatchObject({ balance: 100, shortfall: 0 });
+      // A grant that expired while still held (before the hold's end) pays nothing: its tokens were gone at that instant.
+      const expiredFirst = owing(new Date(expiry.getTime() - 60_000));
+      const swept = tokenAccountDecider.decide(expireCredits(expiry), stateOf(expiredFirst));
+      expect(swept.map((event) => event.type)).toEqual(['HoldExpired', 'ShortfallCovered', 'LotExpired']);
+      expect(swept[1]).toMatchObject({ data: { amount: 100, draws: [{ lotId: 'lot-bought', amount: 100 }] } });
+      expect(swept[2]).toMatchObject({ data: { lotId: 'promo', amount: 100 } });
+      expect(stateOf([...expiredFirst, ...swept])).toMatchObject({ balance: 0, shortfall: 0 });
+    });
+
+    it("lets a refund held back take what the hold gives back of its own lot first, at each hold's end, and pays the shortfall from the rest", () => {
+      const disputedPayment = 'pay-disputed';
+      const initiateDisputed: InitiatePayment = { ...initiate, data: { ...initiate.data, paymentId: disputedPayment, orderId: 'O-2' } };
+      const captureDisputed: CapturePayment = { type: 'CapturePayment', data: { userId, paymentId: disputedPayment, outcome: { status: 'captured', providerTransactionId: 'C-2' }, transactionId: 'lot-disputed', now } };
+      // Two holds of 100: h1 on the refunded purchase's lot (older: drawn first), h2 on the disputed one's. The provider refunds the first on its own (100 held back); the second's dispute is lost (100 owed).
+      const holdFor = (holdId: string, minutes: number): HoldTokens => ({ ...hold(holdId, 100), data: { ...hold(holdId, 100).data, ttlSeconds: minutes * 60 } });
+      const events = history([initiate, capture(), initiateDisputed, captureDisputed, holdFor('h1', 60), holdFor('h2', 60), refund, lost(now, disputedPayment)]);
+      expect(stateOf(events)).toMatchObject({ balance: 200, held: 200, shortfall: 100 });
+      const decided = tokenAccountDecider.decide(expireCredits(expiry), stateOf(events));
+      expect(decided.map((event) => [event.type, 'holdId' in event.data ? event.data.holdId : 'draws' in event.data ? event.data.draws : null])).toEqual([
+        ['HoldExpired', 'h1'],
+        ['TokensRefunded', [{ lotId: 'lot-bought', amount: 100 }]],
+        ['HoldExpired', 'h2'],
+        ['ShortfallCovered', [{ lotId: 'lot-disputed', amount: 100 }]],
+      ]);
+      expect(decided[1]).toMatchObject({ data: { transactionId: derivedTransactionId('tx-job', `refund-remainder:${paymentId}:h1:job`), heldAtRefund: true } });
+      expect(decided[3]).toMatchObject({ data: { transactionId: derivedTransactionId('tx-job', 'shortfall-covered:h2:job') } });
+      expect(stateOf([...events, ...decided])).toMatchObject({ balance: 0, held: 0, shortfall: 0 });
+      expect(stateOf([...events, ...decided]).payments.get(paymentId)).toMatchObject({ status: 'REFUNDED', tokensDebited: 100 });
+    });
+  });
+
   it("refuses the refund of a purchase whose lot expired, though the expiry job has not run: its tokens are gone at that instant", () => {
     const events = history([initiate, capture({ priority: LOT_PRIORITY_DEFAULT, expiresInDays: 1 }), buy('other', 500)]);
     spec.given(events).when(requestAt(inDays(1))).thenThrows('REFUND_EXCEEDS_LOT', { paymentId, lotId: 'lot-bought', requested: 100, remaining: 0 });

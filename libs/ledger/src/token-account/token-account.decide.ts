@@ -8,7 +8,8 @@ import type { AddTokens, AdjustTokens, TokenAccountCommand, UseTokens } from './
 import type { TokenAccountEvent, TokensAdjusted, TokensPurchased, TokensUsed } from './token-account.events.js';
 import { availableBalance, evolveTokenAccount, type TokenAccountState } from './token-account.state.js';
 import { assertAmount, assertDescription, assertMetadata, assertReason } from './token-account.rules.js';
-import { assertNoShortfall, recordDispute, shortfallCovered } from './dispute.decide.js';
+import { assertNoShortfall, recordDispute } from './dispute.decide.js';
+import { shortfallCovered } from './shortfall.decide.js';
 import { capturePayment, expirePayment, failRefund, initiatePayment, refundPayment, requestRefund } from './payment.decide.js';
 
 /**

@@ -2,6 +2,8 @@ import fc from 'fast-check';
 import { fold } from '../decider.js';
 import { propertyRuns } from '../testing/property-runs.js';
 import { runSteps as runWith, stepArbitrary, type Step } from '../testing/random-history.js';
+import { sweepExpiries } from './expiry.decide.js';
+import { freeOf, isLive } from './lot.state.js';
 import { tokenAccountDecider } from './token-account.decider.js';
 import type { TokenAccountEvent } from './token-account.events.js';
 import { tokenAccountSnapshot } from './token-account.snapshot.js';
@@ -34,6 +36,22 @@ describe('token account: properties of random histories', () => {
           expect(state.held).toBeGreaterThanOrEqual(0);
           expect(state.balance - state.held - state.reservedForRefunds).toBeGreaterThanOrEqual(0);
           for (const lot of state.lots.values()) expect(lot.reserved <= lot.remaining && lot.remaining + lot.reserved > 0).toBe(true);
+        });
+      }),
+      { numRuns: propertyRuns(120) },
+    );
+  });
+
+  it('never lets a decision see free tokens beside a shortfall of lost disputes, however long after the last event it is decided (ADR 0024)', () => {
+    fc.assert(
+      fc.property(fc.array(stepArbitrary, { minLength: 20, maxLength: 80 }), fc.integer({ min: 0, max: 4 * 24 * 60 }), (steps, minutesLater) => {
+        runSteps(steps, (state) => {
+          if (!Number.isFinite(state.lastOccurredAtMs)) return;
+          // What every command decides on at `now`: the state with the expiries due then applied.
+          const now = new Date(state.lastOccurredAtMs + minutesLater * 60_000);
+          const swept = sweepExpiries(state, { userId, now, transactionId: 'property' }, 'property').state;
+          const free = sum([...swept.lots.values()].filter((lot) => isLive(lot, now)).map(freeOf));
+          expect(swept.shortfall === 0 || free === 0).toBe(true);
         });
       }),
       { numRuns: propertyRuns(120) },
