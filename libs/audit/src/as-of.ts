@@ -103,7 +103,9 @@ export type TokenAccountSummary = {
   /**
    * Only by time, and only when some were due: the holds and lot remainders past their `expiresAt` at
    * that time whose expiry the events replayed do not record yet (the expiry job, or the next command,
-   * records it later). The totals above count them expired, as every decision from that instant does.
+   * records it later). The totals above count them expired, as every decision from that instant does;
+   * during a shortfall, what those holds give back pays it first (`shortfallCovered`), a lot the
+   * shortfall took before its own expiry included, so such a lot's tokens are not among `lots`.
    */
   readonly expiredUnrecorded?: {
     readonly holds: readonly { readonly holdId: string; readonly amount: number; readonly expiresAt: string }[];
