@@ -237,7 +237,8 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
       expect(crashing.process.signalCode).toBe('SIGKILL');
     }
     const expiredBefore = await killed.database().pool.query<{ count: string }>("SELECT count(*)::text AS count FROM payments WHERE id = ANY($1) AND status = 'FAILED'", [opened.map((each) => each.paymentId)]);
-    expect(Number(expiredBefore.rows[0]?.count)).toBeLessThan(count);
+    // The run handles one payment at a time and died asking the provider about the first: nothing was recorded.
+    expect(Number(expiredBefore.rows[0]?.count)).toBe(0);
 
     child = await start({ PAYMENT_JOB_INTERVAL_MS: '100' });
     const captures = await Promise.all(opened.map(async ({ paymentId }) => (await call(child, 'POST', `/v1/payments/${paymentId}/capture`, service)).body.code));
@@ -252,6 +253,61 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
     }
     await stopServices([child]);
   }, 120_000);
+
+  it('the payment expiry job killed by SIGKILL part-way through its pages, twice: every payment past its time expires exactly once after the last restart, 10 to an account, while captures race the run', async () => {
+    const accounts = Array.from({ length: 15 }, () => randomUUID());
+    const perAccount = 10;
+    const count = accounts.length * perAccount;
+    let child = await start({ PAYMENT_JOBS_ENABLED: 'false', PAYMENT_PENDING_TTL: '1s' });
+    const opened = (
+      await Promise.all(
+        accounts.map(async (userId) => {
+          const ids: string[] = [];
+          for (let index = 0; index < perAccount; index += 1) {
+            const created = await call(child, 'POST', '/v1/payments', service, { userId, packageId: 'starter' });
+            expect(created.status).toBe(201);
+            ids.push(created.body.paymentId as string);
+          }
+          return ids.map((paymentId) => ({ userId, paymentId }));
+        }),
+      )
+    ).flat();
+    await stopServices([child]);
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const pool = killed.database().pool;
+    const expired = async () => Number((await pool.query<{ count: string }>("SELECT count(*)::text AS count FROM events WHERE event_type = 'PaymentExpired' AND stream_id = ANY($1)", [accounts.map((userId) => `token-account-${userId}`)])).rows[0]?.count);
+    // Killed once a third, then two thirds, are recorded (polled every 5 ms): inside the run, some recorded and not all.
+    for (const share of [1 / 3, 2 / 3]) {
+      child = await start({ PAYMENT_JOB_INTERVAL_MS: '100', PAYMENT_RECONCILIATION_INTERVAL_MS: '3600000' });
+      const deadline = Date.now() + 60_000;
+      while ((await expired()) < Math.ceil(count * share) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+      child.process.kill('SIGKILL');
+      await child.exited;
+      const reached = await expired();
+      expect(reached).toBeGreaterThanOrEqual(Math.ceil(count * share));
+      expect(reached).toBeLessThan(count);
+    }
+
+    child = await start({ PAYMENT_JOB_INTERVAL_MS: '100' });
+    const captures = await Promise.all(opened.map(async ({ paymentId }) => (await call(child, 'POST', `/v1/payments/${paymentId}/capture`, service)).body.code));
+    expect(new Set(captures)).toEqual(new Set(['PAYMENT_EXPIRED']));
+    const deadline = Date.now() + 60_000;
+    while ((await expired()) < count && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    const perStream = await pool.query<{ event_type: string; count: string }>(
+      'SELECT event_type, count(*)::text AS count FROM events WHERE stream_id = ANY($1) GROUP BY stream_id, event_type ORDER BY event_type',
+      [accounts.map((userId) => `token-account-${userId}`)],
+    );
+    expect(perStream.rows).toEqual([...Array.from({ length: accounts.length }, () => ({ event_type: 'PaymentExpired', count: String(perAccount) })), ...Array.from({ length: accounts.length }, () => ({ event_type: 'PaymentInitiated', count: String(perAccount) }))]);
+    const payments = await pool.query<{ status: string; count: string }>('SELECT status, count(*)::text AS count FROM payments WHERE id = ANY($1) GROUP BY status', [opened.map((each) => each.paymentId)]);
+    expect(payments.rows).toEqual([{ status: 'FAILED', count: String(count) }]);
+    const orders = await pool.query<{ status: string; count: string }>('SELECT status, count(*)::text AS count FROM mock_provider_orders WHERE payment_id = ANY($1) GROUP BY status', [opened.map((each) => each.paymentId)]);
+    expect(orders.rows).toEqual([{ status: 'canceled', count: String(count) }]);
+    for (const userId of accounts.slice(0, 3)) {
+      expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
+      await verified(child, userId);
+    }
+    await stopServices([child]);
+  }, 180_000);
 
   it('webhook:before-delivery-record with Stripe: an auto-capture and a dashboard refund whose webhooks died after their work are applied once when Stripe sends them again, racing themselves and the client', async () => {
     const fake = new FakeStripeServer();
@@ -317,6 +373,62 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
       expect(await history(child, userId)).toEqual([
         ['purchase', 100],
         ['refund', -100],
+      ]);
+      await verified(child, userId);
+      await stopServices([child]);
+    } finally {
+      await fake.stop();
+    }
+  }, 120_000);
+
+  it('dispute:after-append with Stripe: a lost dispute whose webhook died after its append is applied once when Stripe sends it again, racing spends: balance 0, the shortfall what was spent', async () => {
+    const fake = new FakeStripeServer();
+    await fake.start();
+    try {
+      const stripe = { PAYMENT_PROVIDER: 'stripe', STRIPE_SECRET_KEY: fake.secretKey, STRIPE_WEBHOOK_SECRET: fake.webhookSecret, STRIPE_API_URL: fake.url, STRIPE_AUTO_CAPTURE: 'false', PAYMENT_JOBS_ENABLED: 'false' };
+      const userId = randomUUID();
+      let child = await start(stripe);
+      const created = await call(child, 'POST', '/v1/payments', service, { userId, packageId: 'starter' });
+      const paymentId = created.body.paymentId as string;
+      const orderId = created.body.orderId as string;
+      expect(fake.confirmAsCustomer(orderId).status).toBe(200);
+      expect((await call(child, 'POST', `/v1/payments/${paymentId}/capture`, service)).status).toBe(200);
+      expect((await call(child, 'POST', `/v1/accounts/${userId}/usage`, service, { amount: 70 })).status).toBe(201);
+      await stopServices([child]);
+
+      // The buyer's bank wins the dispute; its webhook records it, and the process dies before recording the delivery.
+      const dispute = fake.openDispute(orderId);
+      fake.closeDispute(dispute.id, 'lost');
+      const found = fake.eventsOf('charge.dispute.closed', dispute.id).at(-1);
+      if (found === undefined) throw new Error('no charge.dispute.closed event');
+      const closed = fake.signed(found);
+      const deliver = (to: ServiceProcess) =>
+        fetch(`${to.url}/v1/payments/webhooks/stripe`, { method: 'POST', headers: { 'content-type': 'application/json; charset=utf-8', 'stripe-signature': closed.signature }, body: closed.body });
+      child = await start({ ...stripe, PAYMENT_CRASH_AT: 'dispute:after-append' satisfies PaymentFaultPoint });
+      await expect(deliver(child)).rejects.toThrow();
+      await child.exited;
+      expect(child.process.signalCode).toBe('SIGKILL');
+      const events = async () =>
+        (await killed.database().pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [`token-account-${userId}`])).rows.map((row) => row.event_type);
+      const disputed = ['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'TokensUsed', 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack'];
+      expect(await events()).toEqual(disputed);
+
+      // Stripe got no 2xx and sends it again (five times), while the client spends ten times.
+      child = await start(stripe);
+      const [webhooks, spends] = await Promise.all([
+        Promise.all(Array.from({ length: 5 }, async () => (await deliver(child)).status)),
+        Promise.all(Array.from({ length: 10 }, async () => (await call(child, 'POST', `/v1/accounts/${userId}/usage`, service, { amount: 1 })).body.code)),
+      ]);
+      expect(webhooks).toEqual([200, 200, 200, 200, 200]);
+      expect(new Set(spends)).toEqual(new Set(['ACCOUNT_IN_SHORTFALL']));
+      expect(await events()).toEqual(disputed);
+      const deliveries = await killed.database().pool.query<{ count: string }>("SELECT count(*)::text AS count FROM payment_webhook_deliveries WHERE provider = 'stripe' AND payment_id = $1", [paymentId]);
+      expect(deliveries.rows[0]?.count).toBe('1');
+      expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null, shortfall: 70 });
+      expect(await history(child, userId)).toEqual([
+        ['purchase', 100],
+        ['usage', -70],
+        ['chargeback', -30],
       ]);
       await verified(child, userId);
       await stopServices([child]);
