@@ -98,6 +98,34 @@ describe('a keyed request refused 400 whose key could not be freed then (the dat
   });
 });
 
+describe('a keyed request refused 400 whose key could not be freed, by a process that then died before trying again', () => {
+  it('leaves the key to the refused request: the corrected request is refused 422 until the key expires (ADR 0030), the refused one may be sent again, and nothing is spent twice', async () => {
+    const userId = await funded(first, 100);
+    const key = randomUUID();
+    const dying = await startTestAppOn(database, ENVIRONMENT);
+    const store = dying.app.get(IdempotencyStore);
+    store.forget = () => Promise.reject(new Error('Connection terminated unexpectedly'));
+    await dying.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 0 }).expect(400);
+    // Gone before its first try to free the key (a second later): its lease with it.
+    await dying.close();
+    expect(await keyRow(key)).toEqual({ state: 'in_progress' });
+
+    const corrected = () => first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 30 });
+    expect((await corrected().expect(422)).body).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED' });
+    // The refused request sent again takes the dead process's key over and is refused again; a key taken over is only released (an earlier attempt may have done work), so it stays the refused request's.
+    await first.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 0 }).expect(400);
+    expect((await corrected().expect(422)).body).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED' });
+    expect(await balanceOf(first, userId)).toBe(100);
+    expect((await eventsOf(userId)).map((event) => event.event_type)).toEqual(['TokensPurchased']);
+
+    // Once the key expires, the corrected request does the work, once.
+    await database.pool.query(`UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = $1`, [key]);
+    expect((await corrected().expect(201)).body).toMatchObject({ balance: 70 });
+    expect((await corrected().expect(201)).headers['idempotent-replayed']).toBe('true');
+    expect(await balanceOf(first, userId)).toBe(70);
+  });
+});
+
 describe('a keyed request retried after the process died between the work and storing its response', () => {
   it('spends once and answers the retry, on a restarted instance, with the original response', async () => {
     const userId = await funded(first, 100);
