@@ -151,6 +151,22 @@ describe('the OpenAPI document the service serves', () => {
     );
   });
 
+  it('declares Idempotent-Replayed on the refusals a key stores and replays, and a replayed refusal carries it', async () => {
+    const header = (method: string, path: string, status: string) => {
+      const response = document.paths[path]?.[method]?.responses[status];
+      return response !== undefined && 'headers' in response ? Object.keys(response.headers ?? {}) : [];
+    };
+    expect(header('post', '/v1/accounts/{userId}/usage', '409')).toContain('Idempotent-Replayed');
+    expect(header('post', '/v1/accounts/{userId}/usage', '400')).not.toContain('Idempotent-Replayed');
+    expect(header('get', '/v1/accounts/{userId}/balance', '404')).not.toContain('Idempotent-Replayed');
+    const userId = randomUUID();
+    const key = randomUUID();
+    const first = await testApp.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 1 }).expect(409);
+    expect(first.headers['idempotent-replayed']).toBeUndefined();
+    const again = await testApp.http().post(`/v1/accounts/${userId}/usage`).set('Idempotency-Key', key).send({ amount: 1 }).expect(409);
+    expect({ replayed: again.headers['idempotent-replayed'], code: again.body.code }).toEqual({ replayed: 'true', code: 'INSUFFICIENT_BALANCE' });
+  });
+
   it('types the body of every success response (no response a client would type as having no content)', () => {
     for (const { method, path, operation } of operations()) {
       for (const [status, response] of Object.entries(operation.responses).filter(([status]) => /^2/.test(status))) {
