@@ -529,7 +529,8 @@ describe('lots: refunds take back the purchase’s own lot', () => {
       expect(tokenAccountDecider.decide(expireCredits(new Date(expiry.getTime() - 1)), stateOf(events))).toEqual([]);
       const byJob = tokenAccountDecider.decide(expireCredits(expiry), stateOf(events));
       expect(byJob.map((event) => event.type)).toEqual(['HoldExpired', 'TokensRefunded']);
-      expect(byJob[1]).toMatchObject({ data: { amount: 40, draws: [{ lotId: 'lot-bought', amount: 40 }], balanceAfter: 500, heldAtRefund: true } });
+      // One take after the holds, not one at each hold's end (only a shortfall takes at each): its id names the sweep alone.
+      expect(byJob[1]).toMatchObject({ data: { amount: 40, draws: [{ lotId: 'lot-bought', amount: 40 }], balanceAfter: 500, heldAtRefund: true, transactionId: derivedTransactionId('tx-job', `refund-remainder:${paymentId}:job`) } });
       // A usage at that instant decides the same first; the other purchase's tokens are not touched.
       const byUsage = tokenAccountDecider.decide(use(500, expiry), stateOf(events));
       expect(byUsage.map((event) => event.type)).toEqual(['HoldExpired', 'TokensRefunded', 'TokensUsed']);
