@@ -168,6 +168,49 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
     await stopServices([child]);
   }, 120_000);
 
+  it('refund:after-intent, then reconcile:after-provider-refund in the restarted service: the refund the reconciliation made at the provider before dying is recorded once by the next restart, racing refund retries and spends', async () => {
+    const userId = randomUUID();
+    let child = await start({ PAYMENT_CRASH_AT: 'refund:after-intent' satisfies PaymentFaultPoint });
+    const created = await call(child, 'POST', '/v1/payments', service, { userId, packageId: 'starter' });
+    const paymentId = created.body.paymentId as string;
+    expect((await call(child, 'POST', `/v1/payments/${paymentId}/capture`, service)).status).toBe(200);
+    await dieDuring(child, `/v1/payments/${paymentId}/refund`, admin);
+    expect((await providerOrder(paymentId)).status).toBe('captured');
+
+    // The restarted service's reconciliation refunds at the provider and dies before recording it.
+    // Under load the kill may come before the process logs that it listens: start() then reports it exited early.
+    const crashing = await start({ PAYMENT_CRASH_AT: 'reconcile:after-provider-refund' satisfies PaymentFaultPoint }).catch((error: unknown) => {
+      expect(String(error)).toContain('the service exited early (SIGKILL)');
+      return undefined;
+    });
+    if (crashing !== undefined) {
+      await crashing.exited;
+      expect(crashing.process.signalCode).toBe('SIGKILL');
+    }
+    expect(await providerOrder(paymentId)).toEqual({ status: 'refunded', capture_idempotency_key: `capture-${paymentId}`, refund_idempotency_key: `refund-${paymentId}` });
+    const recorded = async () =>
+      (await killed.database().pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [`token-account-${userId}`])).rows.map((row) => row.event_type);
+    expect(await recorded()).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefundRequested']);
+
+    // The next restart records it once, while the admin asks again and the client spends (the tokens are reserved: refused).
+    child = await start({});
+    const [retries, spends] = await Promise.all([
+      Promise.all(Array.from({ length: 5 }, async () => (await call(child, 'POST', `/v1/payments/${paymentId}/refund`, admin)).status)),
+      Promise.all(Array.from({ length: 5 }, async () => (await call(child, 'POST', `/v1/accounts/${userId}/usage`, service, { amount: 1 })).status)),
+    ]);
+    expect(spends).toEqual([409, 409, 409, 409, 409]);
+    expect(retries).toEqual([200, 200, 200, 200, 200]);
+    expect(await paymentSettled(child, paymentId, 'REFUNDED')).toMatchObject({ status: 'REFUNDED', metadata: { providerRefundId: `MOCK-REFUND-${paymentId}`, tokensDebited: 100 } });
+    expect(await recorded()).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
+    expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
+    expect(await history(child, userId)).toEqual([
+      ['purchase', 100],
+      ['refund', -100],
+    ]);
+    await verified(child, userId);
+    await stopServices([child]);
+  }, 120_000);
+
   it('reconcile:after-provider-order in a mock webhook delivery: the delivery sent again, racing itself and captures, credits once', async () => {
     // No reconciliation job: the provider's notification alone must end the payment.
     const noJobs = { PAYMENT_JOBS_ENABLED: 'false' };
