@@ -68,15 +68,19 @@ async function verified(child: ServiceProcess, userId: string): Promise<void> {
   expect(verify.body).toMatchObject({ ok: true, readModels: { differences: [], replayError: null } });
 }
 
+/** The types of a user's events, in stream order. */
+async function eventTypesOf(userId: string): Promise<string[]> {
+  const events = await killed.database().pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [`token-account-${userId}`]);
+  return events.rows.map((row) => row.event_type);
+}
+
 /** The provider's orders of a user's payments (through the payment index the flow writes before it asks for one), and the user's events. */
 async function ordersAndEvents(userId: string): Promise<{ orders: { payment_id: string; status: string }[]; events: string[] }> {
-  const pool = killed.database().pool;
-  const orders = await pool.query<{ payment_id: string; status: string }>(
+  const orders = await killed.database().pool.query<{ payment_id: string; status: string }>(
     'SELECT orders.payment_id, orders.status FROM payment_streams JOIN mock_provider_orders AS orders USING (payment_id) WHERE payment_streams.user_id = $1 ORDER BY orders.created_at',
     [userId],
   );
-  const events = await pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [`token-account-${userId}`]);
-  return { orders: orders.rows, events: events.rows.map((row) => row.event_type) };
+  return { orders: orders.rows, events: await eventTypesOf(userId) };
 }
 
 describe('SIGKILL inside a payment flow, then a restart', () => {
@@ -188,9 +192,7 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
       expect(crashing.process.signalCode).toBe('SIGKILL');
     }
     expect(await providerOrder(paymentId)).toEqual({ status: 'refunded', capture_idempotency_key: `capture-${paymentId}`, refund_idempotency_key: `refund-${paymentId}` });
-    const recorded = async () =>
-      (await killed.database().pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [`token-account-${userId}`])).rows.map((row) => row.event_type);
-    expect(await recorded()).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefundRequested']);
+    expect(await eventTypesOf(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefundRequested']);
 
     // The next restart records it once, while the admin asks again and the client spends (the tokens are reserved: refused).
     child = await start({});
@@ -201,7 +203,7 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
     expect(spends).toEqual([409, 409, 409, 409, 409]);
     expect(retries).toEqual([200, 200, 200, 200, 200]);
     expect(await paymentSettled(child, paymentId, 'REFUNDED')).toMatchObject({ status: 'REFUNDED', metadata: { providerRefundId: `MOCK-REFUND-${paymentId}`, tokensDebited: 100 } });
-    expect(await recorded()).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
+    expect(await eventTypesOf(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
     expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
     expect(await history(child, userId)).toEqual([
       ['purchase', 100],
@@ -244,8 +246,7 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
     expect(captures).toEqual(Array.from({ length: 10 }, () => [200, 'COMPLETED']));
     expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 100, held: 0, available: 100, nextExpiry: null });
     expect(await history(child, userId)).toEqual([['purchase', 100]]);
-    const events = await killed.database().pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [`token-account-${userId}`]);
-    expect(events.rows.map((row) => row.event_type)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+    expect(await eventTypesOf(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
     const recorded = await killed.database().pool.query<{ count: string }>("SELECT count(*)::text AS count FROM payment_webhook_deliveries WHERE provider = 'mock' AND payment_id = $1", [paymentId]);
     expect(recorded.rows).toEqual([{ count: '1' }]);
     await verified(child, userId);
@@ -289,8 +290,7 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
     for (const { userId, paymentId } of opened) {
       expect(await paymentSettled(child, paymentId, 'FAILED')).toMatchObject({ status: 'FAILED', metadata: expect.objectContaining({ error: 'Payment timed out' }) });
       expect(await providerOrder(paymentId)).toMatchObject({ status: 'canceled' });
-      const events = await killed.database().pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [`token-account-${userId}`]);
-      expect(events.rows.map((row) => row.event_type)).toEqual(['PaymentInitiated', 'PaymentExpired']);
+      expect(await eventTypesOf(userId)).toEqual(['PaymentInitiated', 'PaymentExpired']);
       expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
       await verified(child, userId);
     }
@@ -370,8 +370,6 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
         await to.exited;
         expect(to.process.signalCode).toBe('SIGKILL');
       };
-      const events = async (userId: string) =>
-        (await killed.database().pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [`token-account-${userId}`])).rows.map((row) => row.event_type);
       const deliveries = async (paymentId: string) =>
         (await killed.database().pool.query<{ count: string }>("SELECT count(*)::text AS count FROM payment_webhook_deliveries WHERE provider = 'stripe' AND payment_id = $1", [paymentId])).rows[0]?.count;
 
@@ -385,7 +383,7 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
       const authorised = eventOf('payment_intent.amount_capturable_updated', orderId);
       await dieDelivering(child, authorised);
       expect(fake.paymentIntents.get(orderId)?.status).toBe('succeeded');
-      expect(await events(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+      expect(await eventTypesOf(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
 
       // Stripe got no 2xx and sends the event again (here five times), while the client captures five times.
       child = await start(stripe);
@@ -394,7 +392,7 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
         Promise.all(Array.from({ length: 5 }, async () => (await call(child, 'POST', `/v1/payments/${paymentId}/capture`, service)).status)),
       ]);
       expect({ webhooks, captures }).toEqual({ webhooks: [200, 200, 200, 200, 200], captures: [200, 200, 200, 200, 200] });
-      expect(await events(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+      expect(await eventTypesOf(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
       expect(await deliveries(paymentId)).toBe('1');
       await stopServices([child]);
 
@@ -404,12 +402,12 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
       child = await start(crashing);
       await dieDelivering(child, refunded);
       const afterRefund = ['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefunded', 'TokensRefunded'];
-      expect(await events(userId)).toEqual(afterRefund);
+      expect(await eventTypesOf(userId)).toEqual(afterRefund);
 
       child = await start(stripe);
       const again = await Promise.all(Array.from({ length: 5 }, async () => (await deliver(child, refunded)).status));
       expect(again).toEqual([200, 200, 200, 200, 200]);
-      expect(await events(userId)).toEqual(afterRefund);
+      expect(await eventTypesOf(userId)).toEqual(afterRefund);
       expect(await deliveries(paymentId)).toBe('2');
       expect((await call(child, 'GET', `/v1/payments/${paymentId}`, service)).body).toMatchObject({ status: 'REFUNDED', metadata: expect.objectContaining({ providerRefundId: refund.id }) });
       expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
@@ -451,10 +449,8 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
       await expect(deliver(child)).rejects.toThrow();
       await child.exited;
       expect(child.process.signalCode).toBe('SIGKILL');
-      const events = async () =>
-        (await killed.database().pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [`token-account-${userId}`])).rows.map((row) => row.event_type);
       const disputed = ['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'TokensUsed', 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack'];
-      expect(await events()).toEqual(disputed);
+      expect(await eventTypesOf(userId)).toEqual(disputed);
 
       // Stripe got no 2xx and sends it again (five times), while the client spends ten times.
       child = await start(stripe);
@@ -464,7 +460,7 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
       ]);
       expect(webhooks).toEqual([200, 200, 200, 200, 200]);
       expect(new Set(spends)).toEqual(new Set(['ACCOUNT_IN_SHORTFALL']));
-      expect(await events()).toEqual(disputed);
+      expect(await eventTypesOf(userId)).toEqual(disputed);
       const deliveries = await killed.database().pool.query<{ count: string }>("SELECT count(*)::text AS count FROM payment_webhook_deliveries WHERE provider = 'stripe' AND payment_id = $1", [paymentId]);
       expect(deliveries.rows[0]?.count).toBe('1');
       expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null, shortfall: 70 });
