@@ -4,9 +4,9 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAuditBundle, HASH_METADATA_KEY, sealEvents, verifyAuditBundle, type TokenAccountSummary } from '@app/audit';
-import { AccountAudit, StreamNotReplayableError, verifyAccount } from '@app/operations';
+import { AccountAudit, StreamNotReplayableError, verificationsMaxOf, verifyAccount } from '@app/operations';
 import { EVENT_STORE, formatPosition, PostgresEventStore, readWholeStream, type EventStore, type EventToAppend } from '@app/event-store';
-import type { Pool } from 'pg';
+import pg, { type Pool } from 'pg';
 import { CommandHandling, eventMetadata, ReadModelConsistency } from '@app/event-sourcing';
 import { decideTokenAccount, initialTokenAccountState, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
 import { InlineProjections, PROJECTIONS } from '@app/projections';
@@ -271,7 +271,7 @@ describe('auditor API: verification', () => {
   it('fails a verification whose read-model reads lose the database or fail on its side (a deadlock, a timeout), rather than report the account as broken; reports any other failure of the replay as a finding', async () => {
     const userId = await account(2);
     const store = testApp.app.get<EventStore>(EVENT_STORE, { strict: false });
-    const failing = (error: Error) => new AccountAudit(store, { connect: () => Promise.reject(error), query: () => Promise.reject(error) } as unknown as Pool);
+    const failing = (error: Error) => new AccountAudit(store, { options: { max: 10 }, connect: () => Promise.reject(error), query: () => Promise.reject(error) } as unknown as Pool);
     await expect(failing(new Error('Connection terminated unexpectedly')).verify(userId)).rejects.toThrow('Connection terminated unexpectedly');
     // A deadlock or a timeout of the check's own statements says nothing of the account either.
     await expect(failing(Object.assign(new Error('deadlock detected'), { code: '40P01' })).verify(userId)).rejects.toThrow('deadlock detected');
@@ -568,6 +568,50 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
       await expect(testApp.http().get(`/v1/audit/accounts/${userId}/bundle`)).rejects.toThrow(/aborted|socket hang up|ECONNRESET|terminated/);
     } finally {
       spy.mockRestore();
+    }
+  });
+
+  it('finds a number edited past what JSON holds (1e999: Infinity once parsed) at its revision: a report and a refused bundle, not a failed request', async () => {
+    const userId = await account(4);
+    await sql("UPDATE events SET data = jsonb_set(data, '{amount}', '1e999'::jsonb) WHERE stream_id = $1 AND stream_revision = 3", [tokenAccountStreamId(userId)]);
+    expect(await verify(userId)).toMatchObject({ ok: false, chain: { ok: false, firstBadRevision: '3', reason: expect.stringMatching(/^revision 3 cannot be hashed/) } });
+    expect((await testApp.http().get(`/v1/audit/accounts/${userId}/bundle`).expect(409)).body).toMatchObject({ code: 'CHAIN_BROKEN', firstBadRevision: '3' });
+    // The operator's check of every account reports it and goes on to the others.
+    const other = await account(1);
+    const report = await new AccountAudit(testApp.app.get<EventStore>(EVENT_STORE, { strict: false }), testApp.database.pool).findings(userId);
+    expect(report).toContainEqual({ userId, projection: null, kind: 'chain', detail: expect.stringMatching(/^revision 3 cannot be hashed/) });
+    expect(await verify(other)).toMatchObject({ ok: true });
+  });
+
+  it('finds the newest event hidden behind a gap: the revision lowered past a deleted event', async () => {
+    const userId = await account(4);
+    const streamId = tokenAccountStreamId(userId);
+    await sql('DELETE FROM events WHERE stream_id = $1 AND stream_revision = 3', [streamId]);
+    await sql('UPDATE event_streams SET revision = 2 WHERE stream_id = $1', [streamId]);
+    expect(await verify(userId)).toMatchObject({ ok: false, streamRevision: '2', chain: { ok: false, firstBadRevision: '3', reason: expect.stringContaining('found 4') } });
+    expect((await testApp.http().get(`/v1/audit/accounts/${userId}/bundle`).expect(409)).body).toMatchObject({ code: 'CHAIN_BROKEN', firstBadRevision: '3' });
+  });
+
+  it('runs more verifications at once than the pool has connections: each holds one and reads through the store with a second, so they take turns rather than wait on each other', async () => {
+    const database = await createTestDatabase();
+    // Four connections, and a wait for one cut to 2 s: twelve verifications all holding one and waiting for a second would fail here.
+    const pool = new pg.Pool({ connectionString: database.url, max: 4, connectionTimeoutMillis: 2_000 });
+    const store = new PostgresEventStore(pool, { connectionString: database.url, appendHook: new InlineProjections(PROJECTIONS) });
+    try {
+      expect(verificationsMaxOf(pool)).toBe(1);
+      const accounts = await Promise.all(
+        Array.from({ length: 12 }, async (_, index) => {
+          const account: GeneratedAccount = { userId: randomUUID(), state: initialTokenAccountState, revision: -1n };
+          await appendDecided(store, seededRandom(`pool-${index}`), account, 8, T(1));
+          return account.userId;
+        }),
+      );
+      expect(await Promise.all(accounts.map((userId) => verifyAccount(store, pool, PROJECTIONS, userId)))).toEqual(accounts.map(() => []));
+      expect(verificationsMaxOf(new pg.Pool({ max: 20 }))).toBe(9);
+    } finally {
+      await store.close();
+      await pool.end();
+      await database.drop();
     }
   });
 

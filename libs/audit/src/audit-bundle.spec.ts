@@ -183,7 +183,7 @@ describe('audit bundles', () => {
 
   it('answers not intact, rather than throwing, for a line the canonical form cannot hold; throws for a key that cannot check Ed25519', () => {
     const text = editLine(bundle(), 2, (line) => ({ ...line, data: { ...(line.data as object), description: '\ud800' } }));
-    expect(verifyAuditBundle(text, signer.publicKey)).toMatchObject({ ok: false, reason: expect.stringContaining('could not be checked') });
+    expect(verifyAuditBundle(text, signer.publicKey)).toMatchObject({ ok: false, firstBadRevision: 2n, reason: expect.stringMatching(/^revision 2 cannot be hashed \(Lone surrogate/) });
     expect(() => verifyAuditBundle(bundle(), generateKeyPairSync('x25519').publicKey)).toThrow('bundles are signed with Ed25519; this is a x25519 key');
   });
 

@@ -134,7 +134,7 @@ export class AuditBundleCheck {
         this.lineHashFailure = { ok: false, reason: `the hash of revision ${event.revision} is not the chain's`, firstBadRevision: event.revision, line: index };
       }
     } catch (error) {
-      // A line the canonical form cannot hold (a lone surrogate): not intact, said where the chain is judged.
+      // A line the chain could not judge (one the canonical form cannot hold is judged by the chain itself, at its revision): not intact.
       this.unreadable = { ok: false, reason: `the bundle could not be checked: ${error instanceof Error ? error.message : String(error)}` };
       return;
     }

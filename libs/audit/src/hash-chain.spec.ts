@@ -42,6 +42,12 @@ describe('the hash chain', () => {
     expect(verifyChain(tampered)).toMatchObject({ ok: false, firstBadRevision: 2n });
   });
 
+  it('finds a value JSON cannot hold (a number past the double range, as the database hands it back: Infinity) at its revision, rather than throw', () => {
+    const events = sealedStream(STEPS);
+    const tampered = events.map((event, index) => (index === 3 ? withData(event, { amount: Number.POSITIVE_INFINITY }) : event));
+    expect(verifyChain(tampered)).toEqual({ ok: false, firstBadRevision: 3n, reason: expect.stringMatching(/^revision 3 cannot be hashed \(.+\): the event was changed$/) });
+  });
+
   it('finds a change to metadata, type or id', () => {
     const events = sealedStream(STEPS);
     const changes = [

@@ -176,7 +176,14 @@ export class ChainCheck {
       return { ok: false, firstBadRevision: revision, reason: `revision ${revision} has metadata that is not an object: the event's metadata was changed` };
     }
     const stored = storedHash(event);
-    const computed = eventHash(event, this.previous);
+    let computed: string;
+    try {
+      computed = eventHash(event, this.previous);
+    } catch (error) {
+      // A value JSON cannot hold, as the database's JSON gives it (a number past the double's range
+      // reads as Infinity): no event the ledger sealed, so a change made in the database.
+      return { ok: false, firstBadRevision: revision, reason: `revision ${revision} cannot be hashed (${error instanceof Error ? error.message : String(error)}): the event was changed` };
+    }
     if (stored === undefined && event.metadata[HASH_METADATA_KEY] !== undefined) {
       // A hash key that holds no text (null, a number) is a damaged hash, not an unsealed event.
       return { ok: false, firstBadRevision: revision, reason: `revision ${revision} has a hash that is not text: the event's metadata was changed` };

@@ -227,10 +227,11 @@ export class AccountAudit {
 
   /**
    * The stream's recorded revision (the anchor), its events up to it checked against it a page at a
-   * time, and with `replay` the summary the ledger replays from them (or why it cannot). The event
-   * after the anchor is read too: when the store still records the same revision once that event is
-   * read, it is one the record hides (the revision lowered to drop the newest events from a bundle),
-   * and the chain fails with it ("goes past its anchor"). An append writes its events and the
+   * time, and with `replay` the summary the ledger replays from them (or why it cannot). The first
+   * event stored after the anchor (the next revision, or a later one past a gap) is read too: when
+   * the store still records the same revision once that event is read, it is one the record hides
+   * (the revision lowered to drop the newest events from a bundle, and perhaps an event deleted
+   * before them), and the chain fails with it ("goes past its anchor", or "missing" at the gap). An append writes its events and the
    * stream's revision in one transaction, so an event past a revision that a newer read records was
    * appended meanwhile, and is not this read's to judge. A chain failure is reported before a
    * replay failure, wherever each is in the stream.
@@ -240,13 +241,9 @@ export class AccountAudit {
     const chain = new ChainCheck();
     const replay = options.replay ? tokenAccountReplay({ revision: streamRevision }) : undefined;
     let replayError: string | undefined;
-    let past: RecordedEvent | undefined;
-    pages: for await (const page of readStreamPages(this.store, tokenAccountStreamId(userId), { toRevision: streamRevision + 1n })) {
+    const streamId = tokenAccountStreamId(userId);
+    pages: for await (const page of readStreamPages(this.store, streamId, { toRevision: streamRevision })) {
       for (const event of page) {
-        if (event.revision > streamRevision) {
-          past = event;
-          break pages;
-        }
         if (!chain.add(event)) break pages;
         if (replay === undefined || replayError !== undefined) continue;
         try {
@@ -256,6 +253,8 @@ export class AccountAudit {
         }
       }
     }
+    // The first event stored past the anchor, wherever it is: events hidden behind a gap count too.
+    const [past] = await this.store.readStream(streamId, { fromRevision: streamRevision + 1n, maxCount: 1 });
     if (past !== undefined && (await this.streamRevision(userId)) === streamRevision) chain.add(past);
     const verdict = chain.result({ anchor: { revision: streamRevision } });
     if (replay === undefined || replayError !== undefined || !verdict.ok) return { streamRevision, chain: verdict, replayError };

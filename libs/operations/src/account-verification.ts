@@ -94,6 +94,53 @@ export type VerifyOptions = {
  * the stored balance.
  */
 export async function verifyAccount(store: EventStore, pool: Pool, projections: readonly Projection[], userId: string, options: VerifyOptions = {}): Promise<readonly AccountDifference[]> {
+  return verificationSlotsOf(pool).run(() => verifyAccountHoldingAConnection(store, pool, projections, userId, options));
+}
+
+/**
+ * Verifications that may run at once on a pool. Each holds a connection and, reading the stream
+ * through the store, asks the same pool for a second: as many verifications as connections would
+ * each hold one and wait for another that never frees, and every read and command of the process
+ * would wait behind them until the pool's timeout. At most half the pool less one (at least one)
+ * run; the others wait their turn holding no connection.
+ */
+export function verificationsMaxOf(pool: Pool): number {
+  return Math.max(1, Math.floor(((pool.options.max ?? 10) - 1) / 2));
+}
+
+const verificationSlots = new WeakMap<Pool, Slots>();
+
+function verificationSlotsOf(pool: Pool): Slots {
+  let slots = verificationSlots.get(pool);
+  if (slots === undefined) {
+    slots = new Slots(verificationsMaxOf(pool));
+    verificationSlots.set(pool, slots);
+  }
+  return slots;
+}
+
+/** Runs at most `size` tasks at once, the others in arrival order as places free. */
+class Slots {
+  private readonly waiting: (() => void)[] = [];
+  private running = 0;
+
+  constructor(private readonly size: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.running >= this.size) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.running += 1;
+    try {
+      return await task();
+    } finally {
+      // The place passes to the next waiting task, or frees.
+      const next = this.waiting.shift();
+      if (next === undefined) this.running -= 1;
+      else next();
+    }
+  }
+}
+
+async function verifyAccountHoldingAConnection(store: EventStore, pool: Pool, projections: readonly Projection[], userId: string, options: VerifyOptions): Promise<readonly AccountDifference[]> {
   const client = await pool.connect();
   const differences: AccountDifference[] = [];
   // A connection that failed midway may still have temporary tables shadowing the live ones: it is discarded.
