@@ -335,6 +335,25 @@ describe('Stripe disputes', () => {
     await expectAudited(userId, 0);
   });
 
+  it("answers a dispute webhook whose reads Stripe refuses (a restricted key without Disputes, a rate limit) as every Stripe call's failure, never with Stripe's status and words; Stripe's retry then records it", async () => {
+    const userId = randomUUID();
+    const { orderId } = await purchased(userId);
+    const dispute = fake.openDispute(orderId);
+    fake.closeDispute(dispute.id, 'lost');
+    const closed = disputeEvent('charge.dispute.closed', dispute.id);
+    fake.inject('GET', new RegExp(`^/v1/disputes/${dispute.id}$`), { kind: 'error', status: 403, type: 'invalid_request_error', code: 'secret_key_required', when: 'before' });
+    const refused = (await deliver(closed).expect(502)).body as { code: string; detail: string };
+    expect(refused).toMatchObject({ code: 'PROVIDER_REJECTED' });
+    expect(JSON.stringify(refused)).not.toContain('injected');
+    fake.inject('GET', new RegExp(`^/v1/payment_intents/${orderId}$`), { kind: 'error', status: 429, type: 'invalid_request_error', code: 'rate_limit', when: 'before' });
+    expect((await deliver(closed).expect(503)).body).toMatchObject({ code: 'PROVIDER_RATE_LIMITED' });
+    // Nothing recorded, the delivery included: Stripe's next try does the work.
+    expect(await eventTypes(userId)).toEqual(PURCHASED);
+    expect((await deliver(closed).expect(200)).body).toEqual({ received: true, duplicate: false, ignored: false });
+    expect(await eventTypes(userId)).toEqual([...PURCHASED, 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack']);
+    expect(await balanceOf(userId)).toMatchObject({ balance: 0 });
+  });
+
   it('takes nothing when the dispute is won', async () => {
     const userId = randomUUID();
     const { paymentId, orderId } = await purchased(userId);

@@ -507,16 +507,30 @@ export function loadConfig(environment: NodeJS.ProcessEnv): AppConfig {
 const STRIPE_THREE_DECIMAL_CURRENCIES: ReadonlySet<string> = new Set(['BHD', 'JOD', 'KWD', 'OMR', 'TND']);
 
 /**
+ * Currencies Stripe takes in minor units but charges only in whole units of (Stripe's support note
+ * "Deprecation of fractional ISK charges and refunds", in force since 14 April 2023: ISK amounts
+ * must be evenly divisible by 100, else `invalid_charge_amount_no_decimal_compatible`).
+ */
+const STRIPE_WHOLE_UNIT_CURRENCIES: ReadonlySet<string> = new Set(['ISK']);
+
+/**
  * Package prices Stripe refuses whatever the buyer does: with PAYMENT_PROVIDER=stripe, a price in a
- * three-decimal currency that is not a multiple of 10 would be refused at every purchase of it (502
- * PROVIDER_REJECTED), so the start refuses it, naming the package. Stripe's minimum charge is not
- * checked: it depends on the account's settlement currency, which the service does not know.
+ * three-decimal currency that is not a multiple of 10, or in ISK not a multiple of 100, would be
+ * refused at every purchase of it (502 PROVIDER_REJECTED), so the start refuses it, naming the
+ * package. Stripe's minimum charge is not checked: it depends on the account's settlement currency,
+ * which the service does not know.
  */
 function stripePriceProblems(config: AppConfig, errors: readonly ValidationError[]): string[] {
   if (config.PAYMENT_PROVIDER !== 'stripe' || errors.some((error) => error.property === 'TOKEN_PACKAGES' || error.property === 'PAYMENT_PROVIDER')) return [];
-  return config.TOKEN_PACKAGES.filter((offer) => STRIPE_THREE_DECIMAL_CURRENCIES.has(offer.currency) && offer.price % 10 !== 0).map(
-    (offer) => `TOKEN_PACKAGES: package ${JSON.stringify(offer.id)} costs ${offer.price} ${offer.currency}: Stripe takes ${offer.currency} in thousandths with the last digit 0 (a multiple of 10), and refuses any other amount`,
-  );
+  return config.TOKEN_PACKAGES.flatMap((offer) => {
+    if (STRIPE_THREE_DECIMAL_CURRENCIES.has(offer.currency) && offer.price % 10 !== 0) {
+      return [`TOKEN_PACKAGES: package ${JSON.stringify(offer.id)} costs ${offer.price} ${offer.currency}: Stripe takes ${offer.currency} in thousandths with the last digit 0 (a multiple of 10), and refuses any other amount`];
+    }
+    if (STRIPE_WHOLE_UNIT_CURRENCIES.has(offer.currency) && offer.price % 100 !== 0) {
+      return [`TOKEN_PACKAGES: package ${JSON.stringify(offer.id)} costs ${offer.price} ${offer.currency}: Stripe takes ${offer.currency} in hundredths but charges only whole units (a multiple of 100), and refuses any other amount`];
+    }
+    return [];
+  });
 }
 
 /**

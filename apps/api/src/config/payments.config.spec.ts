@@ -63,6 +63,13 @@ describe('payments configuration', () => {
       expect(loadConfig({ TOKEN_PACKAGES: packages(5_125, 'KWD') }).TOKEN_PACKAGES[0]).toMatchObject({ price: 5_125 });
     });
 
+    it('refuses a package price in ISK that is not whole krónur (a multiple of 100), which Stripe would refuse, naming the package', () => {
+      const packages = (price: number) => JSON.stringify([{ id: 'is', tokens: 100, price, currency: 'ISK' }]);
+      expect(() => loadConfig({ ...stripe, TOKEN_PACKAGES: packages(49_950) })).toThrow(/TOKEN_PACKAGES: package "is" costs 49950 ISK: Stripe takes ISK in hundredths but charges only whole units \(a multiple of 100\)/);
+      expect(loadConfig({ ...stripe, TOKEN_PACKAGES: packages(50_000) }).TOKEN_PACKAGES[0]).toMatchObject({ price: 50_000 });
+      expect(loadConfig({ TOKEN_PACKAGES: packages(49_950) }).TOKEN_PACKAGES[0]).toMatchObject({ price: 49_950 });
+    });
+
     it('reads its settings, with auto-capture on, Stripe\'s API, 2 retries and a 5 s timeout by default', () => {
       expect(stripeSettingsOf(loadConfig(stripe))).toEqual({
         secretKey: stripe.STRIPE_SECRET_KEY,

@@ -408,7 +408,6 @@ function idOf(value: string | { readonly id: string } | null): string | null {
  * error's type, code and Stripe's request id, not Stripe's text (an authentication error quotes the
  * key's last digits); the Stripe error is the cause.
  */
-/** A Stripe SDK failure as the port's PaymentProviderError (`cause`: the SDK's error), by whether a retry may help. */
 export function providerErrorOf(what: string, error: unknown): PaymentProviderError {
   const kind =
     error instanceof Stripe.errors.StripeRateLimitError

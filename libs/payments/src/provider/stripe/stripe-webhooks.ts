@@ -1,6 +1,6 @@
 import Stripe from 'stripe';
 import { PaymentsError } from '../../payments.errors.js';
-
+import { providerErrorOf } from './stripe-payment-provider.js';
 import type { ProviderDispute } from '../../record-dispute/record-dispute.flow.js';
 
 /**
@@ -107,7 +107,7 @@ export class StripeWebhooks {
     // As for every event that moves money, the dispute is read from Stripe, not taken from the event.
     const disputeId = (object as { id?: unknown }).id;
     if (typeof disputeId !== 'string') throw new Error(`the Stripe dispute event ${event.id} names no dispute`);
-    const dispute = await this.stripe.disputes.retrieve(disputeId);
+    const dispute = await read(`read dispute ${disputeId}`, () => this.stripe.disputes.retrieve(disputeId));
     return isOpenInquiry(dispute.status) ? undefined : { ...notification, dispute: disputeOf(dispute), orderId: intent.id };
   }
 
@@ -117,11 +117,25 @@ export class StripeWebhooks {
     let intent = object.payment_intent;
     // A dispute of an older API version names only its charge, whose PaymentIntent is read.
     const charge = typeof object.charge === 'string' ? object.charge : object.charge?.id;
-    if ((intent === undefined || intent === null) && object.object === 'dispute' && charge !== undefined) intent = (await this.stripe.charges.retrieve(charge)).payment_intent;
+    if ((intent === undefined || intent === null) && object.object === 'dispute' && charge !== undefined) intent = (await read(`read charge ${charge}`, () => this.stripe.charges.retrieve(charge))).payment_intent;
     const intentId = typeof intent === 'string' ? intent : intent?.id;
     if (intentId === undefined) return undefined;
-    const read = await this.stripe.paymentIntents.retrieve(intentId);
-    return { id: read.id, metadata: read.metadata };
+    const found = await read(`read PaymentIntent ${intentId}`, () => this.stripe.paymentIntents.retrieve(intentId));
+    return { id: found.id, metadata: found.metadata };
+  }
+}
+
+/**
+ * A read of Stripe's for a webhook, its failure as every adapter call's is (PaymentProviderError: 502
+ * PROVIDER_REJECTED or PROVIDER_UNAVAILABLE, 503 PROVIDER_RATE_LIMITED, logged, Stripe's text only in
+ * the log): a key Stripe refuses must not answer Stripe's webhook with its own 401 or 403 and its
+ * words, unlogged.
+ */
+async function read<T>(what: string, request: () => Promise<T>): Promise<T> {
+  try {
+    return await request();
+  } catch (error) {
+    throw error instanceof Stripe.errors.StripeError ? providerErrorOf(what, error) : error;
   }
 }
 
