@@ -583,8 +583,9 @@ export function checkAppConfig(config: AppConfig): string[] {
   if (config.DATABASE_URL === undefined && config.EMBEDDED_POSTGRES_IN_PRODUCTION !== true) {
     problems.push('DATABASE_URL=(unset): production needs a PostgreSQL server; the embedded one is for a single machine only, allowed with EMBEDDED_POSTGRES_IN_PRODUCTION=true');
   }
-  if (config.PAYMENT_PROVIDER === 'stripe' && !config.STRIPE_API_URL.startsWith('https://')) {
-    problems.push(`STRIPE_API_URL=${JSON.stringify(config.STRIPE_API_URL)}: production talks to Stripe over https only`);
+  // The secret key goes to whatever answers there, and what answers decides captures: in production, Stripe's own API only.
+  if (config.PAYMENT_PROVIDER === 'stripe' && config.STRIPE_API_URL.replace(/\/$/, '') !== STRIPE_API_URL) {
+    problems.push(`STRIPE_API_URL=${JSON.stringify(config.STRIPE_API_URL)}: production talks to Stripe's API only (${STRIPE_API_URL}): another host would get the secret key and decide captures`);
   }
   if (config.PAYMENT_PROVIDER === 'stripe' && /^(sk|rk)_test_/.test(config.STRIPE_SECRET_KEY ?? '') && config.STRIPE_TEST_MODE_IN_PRODUCTION !== true) {
     problems.push('STRIPE_SECRET_KEY=(hidden): a test-mode key, whose test cards move no money (free tokens); production needs a live key (sk_live_…, rk_live_…), or STRIPE_TEST_MODE_IN_PRODUCTION=true for a staging deployment');

@@ -89,9 +89,12 @@ describe('payments configuration', () => {
       expect(() => loadConfig({ ...stripe, STRIPE_WEBHOOK_SECRET: 'secret' })).toThrow(/STRIPE_WEBHOOK_SECRET=\(hidden\)/);
     });
 
-    it('is accepted in production over https, and refused over plain http', () => {
+    it("is accepted in production against Stripe's API, and refused against any other host, over https or not", () => {
       expect(loadConfig({ ...production, ...stripe }).PAYMENT_PROVIDER).toBe('stripe');
-      expect(() => loadConfig({ ...production, ...stripe, STRIPE_API_URL: 'http://127.0.0.1:12111' })).toThrow(/STRIPE_API_URL="http:\/\/127.0.0.1:12111": production talks to Stripe over https only/);
+      expect(loadConfig({ ...production, ...stripe, STRIPE_API_URL: 'https://api.stripe.com/' }).PAYMENT_PROVIDER).toBe('stripe');
+      expect(() => loadConfig({ ...production, ...stripe, STRIPE_API_URL: 'http://127.0.0.1:12111' })).toThrow(/STRIPE_API_URL="http:\/\/127.0.0.1:12111": production talks to Stripe's API only \(https:\/\/api.stripe.com\)/);
+      expect(() => loadConfig({ ...production, ...stripe, STRIPE_API_URL: 'https://api.stripe.com.example.net' })).toThrow(/STRIPE_API_URL="https:\/\/api.stripe.com.example.net": production talks to Stripe's API only/);
+      expect(() => loadConfig({ ...production, ...stripe, STRIPE_API_URL: 'http://api.stripe.com' })).toThrow(/production talks to Stripe's API only/);
       expect(() => loadConfig({ ...production, PAYMENT_PROVIDER: 'mock' })).toThrow(/PAYMENT_PROVIDER=mock/);
     });
   });
