@@ -1,9 +1,9 @@
 import { jest } from '@jest/globals';
-import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createAuditBundle, HASH_METADATA_KEY, sealEvents, verifyAuditBundle, type TokenAccountSummary } from '@app/audit';
+import { createAuditBundle, HASH_METADATA_KEY, keyId, sealEvents, verifyAuditBundle, type TokenAccountSummary } from '@app/audit';
 import { AccountAudit, StreamNotReplayableError, verificationsMaxOf, verifyAccount } from '@app/operations';
 import { EVENT_STORE, formatPosition, PostgresEventStore, readWholeStream, type EventStore, type EventToAppend } from '@app/event-store';
 import pg, { type Pool } from 'pg';
@@ -398,7 +398,8 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
     const text = await downloadBundle(userId);
     const published = (await testApp.http().get('/v1/audit/signing-key').expect(200)).body;
     expect(JSON.parse(text.trimEnd().split('\n').at(-1) ?? '')).toMatchObject({ kind: 'head', eventCount: 5, keyId: published.keyId });
-    expect(await verifyBundle(text)).toEqual({ output: `bundle intact: token-account-${userId}, 5 events, head hash ${JSON.parse(text.split('\n')[4] ?? '').hash}\n`, exitCode: 0 });
+    const signedAt = (JSON.parse(text.trimEnd().split('\n').at(-1) ?? '') as { createdAt: string }).createdAt;
+    expect(await verifyBundle(text)).toEqual({ output: `bundle intact: token-account-${userId}, 5 events, head hash ${JSON.parse(text.split('\n')[4] ?? '').hash}, signed ${signedAt} with key ${published.keyId}\n`, exitCode: 0 });
     const keyFile = join(directory, 'public.pem');
     await writeFile(keyFile, published.publicKeyPem);
     expect((await verifyBundle(text, '--public-key', keyFile)).exitCode).toBe(0);
@@ -412,7 +413,12 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
     const earlierFile = join(directory, `${randomUUID()}.ndjson`);
     await writeFile(earlierFile, earlier);
     const continued = await verifyBundle(later, '--since', earlierFile);
-    expect(continued).toEqual({ output: `bundle intact: token-account-${userId}, 4 events, head hash ${JSON.parse(later.split('\n')[3] ?? '').hash}; it continues the earlier bundle ${earlierFile} unchanged\n`, exitCode: 0 });
+    const signedAt = (bundle: string) => (JSON.parse(bundle.trimEnd().split('\n').at(-1) ?? '') as { createdAt: string }).createdAt;
+    const { keyId } = (await testApp.http().get('/v1/audit/signing-key').expect(200)).body as { keyId: string };
+    expect(continued).toEqual({
+      output: `bundle intact: token-account-${userId}, 4 events, head hash ${JSON.parse(later.split('\n')[3] ?? '').hash}, signed ${signedAt(later)} with key ${keyId}; it continues the earlier bundle ${earlierFile} (signed ${signedAt(earlier)}) unchanged\n`,
+      exitCode: 0,
+    });
     // The later bundle given as the earlier one: its last event is not in the earlier one.
     const laterFile = join(directory, `${randomUUID()}.ndjson`);
     await writeFile(laterFile, later);
@@ -513,7 +519,7 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
       { privateKey: key, streamId, createdAt: head.createdAt, ledger: head.ledger },
     );
     expect(text).toBe(whole);
-    expect(await verifyBundle(text)).toEqual({ output: `bundle intact: ${streamId}, 10050 events, head hash ${headHash}\n`, exitCode: 0 });
+    expect(await verifyBundle(text)).toEqual({ output: `bundle intact: ${streamId}, 10050 events, head hash ${headHash}, signed ${head.createdAt} with key ${keyId(createPublicKey(key))}\n`, exitCode: 0 });
   });
 
   it.each([

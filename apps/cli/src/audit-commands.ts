@@ -32,14 +32,16 @@ export function addAuditCommands(program: Command): void {
       if (typeof publicKey === 'string') return usage(publicKey);
       // Read a line at a time, never whole: a bundle of a million events is larger than a string may be.
       let result: BundleVerification;
+      let earlierSignedAt: string | undefined;
       try {
-        result = options.since === undefined ? await verifyAuditBundleLines(bundleFileLines(file), publicKey) : await continuing(file, options.since, publicKey, options.sincePublicKey);
+        if (options.since === undefined) result = await verifyAuditBundleLines(bundleFileLines(file), publicKey);
+        else ({ result, earlierSignedAt } = await continuing(file, options.since, publicKey, options.sincePublicKey));
       } catch (error) {
         if (error instanceof SinceUnusable) return usage(error.message);
         if (!(error instanceof BundleReadError)) throw error;
         return usage(`cannot read the ${error.file === file ? 'bundle' : 'earlier bundle'} ${error.file}: ${error.message}`);
       }
-      report(result, options.since);
+      report(result, options.since === undefined ? undefined : { file: options.since, signedAt: earlierSignedAt });
     });
 }
 
@@ -51,28 +53,30 @@ class SinceUnusable extends Error {}
  * The bundle is judged first: one not intact is the answer (exit 1) whatever the earlier one is, even
  * one that cannot be read or used.
  */
-async function continuing(file: string, since: string, publicKey: KeyObject, sincePublicKeyFile: string | undefined): Promise<BundleVerification> {
+async function continuing(file: string, since: string, publicKey: KeyObject, sincePublicKeyFile: string | undefined): Promise<{ readonly result: BundleVerification; readonly earlierSignedAt?: string }> {
   const alone = async () => verifyAuditBundleLines(bundleFileLines(file), publicKey);
   const earlierKey = sincePublicKeyFile === undefined ? publicKey : await readPublicKey(sincePublicKeyFile);
   if (typeof earlierKey === 'string') {
     const verdict = await alone();
-    if (!verdict.ok) return verdict;
+    if (!verdict.ok) return { result: verdict };
     throw new SinceUnusable(earlierKey);
   }
   // An earlier bundle that cannot be read is thrown (a BundleReadError, a usage error) only once the bundle, read to its end, is intact.
   const { newer, earlier, verdict } = await checkBundlesInStep(bundleFileLines(file), bundleFileLines(since), publicKey, earlierKey);
-  if (!newer.ok) return newer;
+  if (!newer.ok) return { result: newer };
   if (!earlier.ok) throw new SinceUnusable(`the earlier bundle ${since} is not intact${sincePublicKeyFile === undefined ? ' under this key (if the key was rotated since, give --since-public-key)' : ''}: ${earlier.reason}`);
   if (earlier.streamId !== newer.streamId) throw new SinceUnusable(`the earlier bundle ${since} is of ${earlier.streamId}, this one of ${newer.streamId}`);
-  return verdict;
+  return { result: verdict, earlierSignedAt: earlier.createdAt };
 }
 
-function report(result: BundleVerification, since: string | undefined): void {
+function report(result: BundleVerification, since: { readonly file: string; readonly signedAt: string | undefined } | undefined): void {
   if (result.ok) {
     // Events written before hashes on append are covered only by the first sealed one: only as trustworthy as the stream was then.
     const unsealed = result.unsealedPrefix === 0 ? '' : `; its first ${result.unsealedPrefix} events were stored without a hash (written before hashes on append, covered by the next one's)`;
-    const continues = since === undefined ? '' : `; it continues the earlier bundle ${since} unchanged`;
-    process.stdout.write(`bundle intact: ${result.streamId}, ${result.eventCount} events, head hash ${result.headHash ?? '-'}${unsealed}${continues}\n`);
+    // When each was signed, so that an auditor sees how old a bundle is (nothing here judges freshness).
+    const earlierSigned = since?.signedAt === undefined ? '' : ` (signed ${printable(since.signedAt)})`;
+    const continues = since === undefined ? '' : `; it continues the earlier bundle ${since.file}${earlierSigned} unchanged`;
+    process.stdout.write(`bundle intact: ${result.streamId}, ${result.eventCount} events, head hash ${result.headHash ?? '-'}, signed ${printable(result.createdAt)} with key ${printable(result.keyId)}${unsealed}${continues}\n`);
     return;
   }
   const where = result.firstBadRevision === undefined ? (result.line === undefined ? '' : ` at line ${result.line}`) : ` at revision ${result.firstBadRevision}`;

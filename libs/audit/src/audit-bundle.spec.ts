@@ -78,7 +78,7 @@ describe('audit bundles', () => {
     expect(lines.map((line) => line.kind)).toEqual(['event', 'event', 'event', 'event', 'event', 'head']);
     expect(lines[5]).toMatchObject({ streamId, eventCount: 5, lastRevision: '4', headHash: lines[4]?.hash, createdAt });
     const pem = signer.publicKey.export({ type: 'spki', format: 'pem' }).toString();
-    expect(verifyAuditBundle(text, pem)).toEqual({ ok: true, streamId, eventCount: 5, headHash: lines[4]?.hash, unsealedPrefix: 0, reason: 'bundle intact' });
+    expect(verifyAuditBundle(text, pem)).toEqual({ ok: true, streamId, eventCount: 5, headHash: lines[4]?.hash, unsealedPrefix: 0, createdAt, keyId: keyId(signer.publicKey), reason: 'bundle intact' });
   });
 
   it('bundles an empty stream', () => {

@@ -17,6 +17,9 @@ export type BundleVerification =
       readonly headHash: string | null;
       /** Leading events stored without a hash, covered only by the first sealed one (ADR 0006). */
       readonly unsealedPrefix: number;
+      /** When the head says it was signed (signed with the rest of the head), and the id of the key that signed it. */
+      readonly createdAt: string;
+      readonly keyId: string;
       readonly reason: 'bundle intact';
     }
   | { readonly ok: false; readonly reason: string; readonly firstBadRevision?: bigint; readonly line?: number };
@@ -189,7 +192,7 @@ export class AuditBundleCheck {
     if (this.digest.copy().digest('hex') !== head.eventLinesSha256) return { ok: false, reason: 'the event lines differ from the signed ones (a field outside the hash chain was changed)' };
     if (head.ledger !== undefined && this.replayRefusal !== undefined) return { ok: false, reason: `the signed balance, holds and lots cannot be checked: the ledger refuses to replay ${this.replayRefusal}` };
     if (head.ledger !== undefined && !this.sameSummary(head.ledger)) return { ok: false, reason: 'the signed balance, holds or lots differ from the replay of the events' };
-    return { ok: true, streamId: head.streamId, eventCount: this.eventLines, headHash: chain.headHash, unsealedPrefix: chain.unsealedPrefix, reason: 'bundle intact' };
+    return { ok: true, streamId: head.streamId, eventCount: this.eventLines, headHash: chain.headHash, unsealedPrefix: chain.unsealedPrefix, createdAt: head.createdAt, keyId: head.keyId, reason: 'bundle intact' };
   }
 
   private sameSummary(signed: TokenAccountSummary): boolean {
