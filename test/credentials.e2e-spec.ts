@@ -134,6 +134,23 @@ describe('/v1/admin/api-keys', () => {
     expect(made.body.createdBy).toBe(`api_key:${manager.slice(4, 28)}`);
   });
 
+  it('revoked by a key that manages keys only when that key holds every scope of it: a narrow key cannot take down a wider one (and then its name)', async () => {
+    const manager = await key('admin', ['api-keys:manage', 'usage:write']);
+    const wider = await repository.create({ name: `billing ${randomUUID()}`, role: 'service' });
+    const narrow = await repository.create({ name: `usage ${randomUUID()}`, role: 'service', scopes: ['usage:write'] });
+    const refused = await testApp.anonymous().delete(`/v1/admin/api-keys/${wider.record.id}`).set('x-api-key', manager).expect(403);
+    expect(refused.body).toMatchObject({ code: 'FORBIDDEN', missingScopes: expect.arrayContaining(['accounts:read', 'purchases:write']) });
+    expect(refused.body.missingScopes).not.toContain('usage:write');
+    // Still the wider key's: it works, and its name is still taken.
+    expect((await repository.find(wider.record.id))?.revokedAt).toBeNull();
+    await testApp.anonymous().get(`/v1/accounts/${randomUUID()}/balance`).set('x-api-key', wider.key).expect(200);
+    const revoked = await testApp.anonymous().delete(`/v1/admin/api-keys/${narrow.record.id}`).set('x-api-key', manager).expect(200);
+    expect(revoked.body).toMatchObject({ id: narrow.record.id, revokedBy: `api_key:${manager.slice(4, 28)}` });
+    // An unknown id is 404 to it too; an admin's JWT revokes any key.
+    await testApp.anonymous().delete(`/v1/admin/api-keys/${'f'.repeat(24)}`).set('x-api-key', manager).expect(404);
+    await testApp.http().delete(`/v1/admin/api-keys/${wider.record.id}`).expect(200);
+  });
+
   it("made to replace another (a rotation), answers a retry the old key first sent with that request's answer: debited once; an unrelated key's is its own request", async () => {
     const userId = randomUUID();
     await testApp.http().post(`/v1/accounts/${userId}/purchases`).send({ paymentId: randomUUID(), amount: 100 }).expect(201);

@@ -231,6 +231,11 @@ describe('request logs', () => {
       await request(app.getHttpServer()).get('/health/live').set('x-request-id', 'live-1').expect(200);
       expect(lines.find((line) => line.requestId === 'live-1')).not.toHaveProperty('caller');
       expect(JSON.stringify(lines)).not.toContain(token.slice('Bearer '.length));
+      // A whole API key pasted where its id goes (the CLI's revoke takes either; the route, the id): refused, and its secret kept out of the log.
+      const pasted = `tlk_${'a1'.repeat(12)}_${'S'.repeat(43)}`;
+      await request(app.getHttpServer()).delete(`/v1/admin/api-keys/${pasted}`).set('authorization', token).set('x-request-id', 'pasted-1').expect(400);
+      expect(lines.find((line) => line.requestId === 'pasted-1')).toMatchObject({ url: `/v1/admin/api-keys/tlk_${'a1'.repeat(12)}_[secret removed]`, statusCode: 400 });
+      expect(JSON.stringify(lines)).not.toContain('S'.repeat(43));
       // Lines outside any request carry none.
       expect(lines.filter((line) => line.requestId === undefined).every((line) => line.msg !== 'request completed')).toBe(true);
     } finally {

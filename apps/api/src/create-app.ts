@@ -18,6 +18,7 @@ import { RequestValidationError } from './http/request-validation.error.js';
 import { registerRateLimits } from './http/rate-limits.js';
 import { registerRequestBodyParsers } from './http/request-body.js';
 import { registerIdempotency } from './http/idempotency/idempotency.hooks.js';
+import { loggableUrl } from './http/loggable-url.js';
 import { IdempotencyStore } from './http/idempotency/idempotency.store.js';
 import { corsOptionsOf } from './http/cors.js';
 import { registerHttpMetrics } from './metrics/http-metrics.js';
@@ -90,7 +91,7 @@ export async function createApp({ config, databaseUrl, logger, openApiUi, auth, 
       {
         requestId: request.id,
         method: request.method,
-        url: request.url,
+        url: loggableUrl(request.url),
         statusCode: reply.statusCode,
         responseTimeMs: Math.round(reply.elapsedTime * 10) / 10,
         ...(actor === undefined ? {} : { caller: callerName(actor), role: actor.role }),

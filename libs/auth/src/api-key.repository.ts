@@ -217,7 +217,19 @@ export class ApiKeyRepository {
   }
 
   /** `revoked` for the one call that revoked it (`by`: who); its time and revoker never move afterwards. */
-  async revoke(id: string, by: string): Promise<'revoked' | 'already_revoked' | 'not_found'> {
+  /**
+   * Revokes the key `id` on behalf of `by`. An API key revoking (`revoker`) may revoke only a key
+   * whose every scope it holds, as it may create or replace only such keys: a key that manages keys
+   * cannot take down a wider one (an admin's, a production service's) and then take its name.
+   */
+  async revoke(id: string, by: string, revoker?: Actor): Promise<'revoked' | 'already_revoked' | 'not_found'> {
+    if (revoker?.kind === 'api_key') {
+      const target = (await this.pool.query<ApiKeyRow>('SELECT * FROM api_keys WHERE id = $1', [id])).rows[0];
+      if (target === undefined) return 'not_found';
+      const held = revoker.scopes ?? [];
+      const notHeld = scopesOf(target).filter((scope) => !held.includes(scope));
+      if (notHeld.length > 0) throw new AccessDeniedError(`this API key cannot revoke ${id}: that key holds ${notHeld.join(', ')}, which this key does not`, { missingScopes: notHeld });
+    }
     const result = await this.pool.query<{ revoked_now: boolean }>(
       `WITH revoked AS (UPDATE api_keys SET revoked_at = now(), revoked_by = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING id)
        SELECT EXISTS (SELECT 1 FROM revoked) AS revoked_now FROM api_keys WHERE id = $1`,

@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadAuthConfig, resolveAuthSettings } from './auth.config.js';
@@ -65,6 +65,12 @@ describe('loadAuthConfig', () => {
     expect(message).toContain('AUDIT_SIGNING_KEY_FILE=');
     expect(message).toContain('it is the development key under DATA_DIR; production needs its own');
     expect(message).not.toContain(development.jwtSecret);
+    // A copy of the development key kept elsewhere is the same key.
+    const copy = join(directory, 'copied-audit-key.pem');
+    await writeFile(copy, await readFile(join(directory, 'secrets', 'audit-signing-key.pem')));
+    expect(problems({ NODE_ENV: 'production', DATA_DIR: directory, AUTH_JWT_SECRET: 'a-production-secret-of-32-characters!', AUDIT_SIGNING_KEY_FILE: copy, ...issuerAndAudience })).toContain(
+      `AUDIT_SIGNING_KEY_FILE=${JSON.stringify(copy)}: it is the development key under DATA_DIR; production needs its own`,
+    );
     // Outside production a development instance may name them.
     expect(problems({ DATA_DIR: directory, AUTH_JWT_SECRET: development.jwtSecret })).toBe('accepted');
   });

@@ -130,7 +130,11 @@ function developmentSecretsReused(config: AuthConfig): string[] {
   if (config.AUTH_JWT_SECRET !== undefined && developmentJwtSecret !== undefined && sameText(config.AUTH_JWT_SECRET, developmentJwtSecret)) {
     problems.push(`AUTH_JWT_SECRET=(hidden): it is the development secret kept in ${developmentJwtSecretPath(config.DATA_DIR)}; production needs its own`);
   }
-  if (config.AUDIT_SIGNING_KEY_FILE !== undefined && path.resolve(config.AUDIT_SIGNING_KEY_FILE) === path.resolve(developmentAuditSigningKeyPath(config.DATA_DIR))) {
+  // By path, or by content: a copy of the development key (or a link to it) elsewhere is the same key.
+  const developmentKey = readIfPresent(developmentAuditSigningKeyPath(config.DATA_DIR))?.trim();
+  const configuredKey = config.AUDIT_SIGNING_KEY_FILE === undefined ? undefined : readIfPresent(config.AUDIT_SIGNING_KEY_FILE)?.trim();
+  const sameKey = developmentKey !== undefined && configuredKey !== undefined && sameText(configuredKey, developmentKey);
+  if (config.AUDIT_SIGNING_KEY_FILE !== undefined && (sameKey || path.resolve(config.AUDIT_SIGNING_KEY_FILE) === path.resolve(developmentAuditSigningKeyPath(config.DATA_DIR)))) {
     problems.push(`AUDIT_SIGNING_KEY_FILE=${JSON.stringify(config.AUDIT_SIGNING_KEY_FILE)}: it is the development key under DATA_DIR; production needs its own`);
   }
   return problems;

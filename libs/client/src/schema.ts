@@ -398,7 +398,10 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Revoke an API key */
+        /**
+         * Revoke an API key
+         * @description 403 FORBIDDEN with missingScopes when an API key revokes a key holding scopes it does not (it may revoke only what it could have created).
+         */
         delete: operations["revokeApiKey"];
         options?: never;
         head?: never;

@@ -47,13 +47,13 @@ export class ApiKeysController {
   }
 
   @Delete(':id')
-  @ApiOperation({ operationId: 'revokeApiKey', summary: 'Revoke an API key' })
+  @ApiOperation({ operationId: 'revokeApiKey', summary: 'Revoke an API key', description: '403 FORBIDDEN with missingScopes when an API key revokes a key holding scopes it does not (it may revoke only what it could have created).' })
   @ApiOkResponse({ type: ApiKeyResponse, description: 'The key, revoked (revoking a revoked key changes nothing).' })
   @ApiProblems('API_KEY_NOT_FOUND')
   async revoke(@Param() { id }: ApiKeyIdParams, @NoBody() _body: EmptyBody, @Req() request: FastifyRequest) {
     const caller = actorOf(request);
     if (caller === undefined) throw new Error(`no caller on ${request.method} ${request.url}`);
-    if ((await this.keys.revoke(id, callerName(caller))) === 'not_found') throw new ApiKeyNotFoundError(id);
+    if ((await this.keys.revoke(id, callerName(caller), caller)) === 'not_found') throw new ApiKeyNotFoundError(id);
     const record = await this.keys.find(id);
     if (record === undefined) throw new ApiKeyNotFoundError(id);
     return view(record);

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { RoutePaths } from './path-parameters.js';
 import { unsupportedMediaTypeOf } from './request-body.js';
 import { isErrorCode, isMappedError, PROBLEM_TYPES, type ErrorCode } from './problem-types.js';
+import { loggableUrl } from './loggable-url.js';
 
 export type ProblemDetails = {
   readonly type: string;
@@ -33,9 +34,9 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     const request = http.getRequest<FastifyRequest>();
     const reply = http.getResponse<FastifyReply>();
     const problem = unreadableMediaTypeProblem(exception, request) ?? problemOf(exception, request.url);
-    if (problem.status === 503) this.logger.warn({ requestId: request.id, context: 'HTTP' }, `${request.method} ${request.url}: ${problem.code} (${describe(exception)})`);
+    if (problem.status === 503) this.logger.warn({ requestId: request.id, context: 'HTTP' }, `${request.method} ${loggableUrl(request.url)}: ${problem.code} (${describe(exception)})`);
     else if (problem.status >= 500) {
-      this.logger.error({ requestId: request.id, context: 'HTTP', ...(exception instanceof Error ? { stack: exception.stack } : {}) }, `${request.method} ${request.url} failed: ${describe(exception)}`);
+      this.logger.error({ requestId: request.id, context: 'HTTP', ...(exception instanceof Error ? { stack: exception.stack } : {}) }, `${request.method} ${loggableUrl(request.url)} failed: ${describe(exception)}`);
     }
     void withRetryAfter(reply.status(problem.status), problem).header('content-type', 'application/problem+json; charset=utf-8').send(problem);
   }

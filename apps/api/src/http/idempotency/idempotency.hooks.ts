@@ -9,6 +9,7 @@ import { withHook } from '../route-hooks.js';
 import { IdempotencyKeyError } from './idempotency.errors.js';
 import type { ClaimHolder, IdempotencyStore, RequestIdentity } from './idempotency.store.js';
 import { requestFingerprints } from './request-fingerprint.js';
+import { loggableUrl } from '../loggable-url.js';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 export const REPLAYED_HEADER = 'idempotent-replayed';
@@ -153,7 +154,7 @@ function completingHook(store: IdempotencyStore): onSendAsyncHookHandler {
     try {
       await settleClaim(store, settlement, claimed);
     } catch (error) {
-      logger.warn(`Idempotency-Key of ${request.method} ${request.url} (request ${request.id}) left claimed, its ${reply.statusCode} not stored: ${error instanceof Error ? error.message : String(error)}`);
+      logger.warn(`Idempotency-Key of ${request.method} ${loggableUrl(request.url)} (request ${request.id}) left claimed, its ${reply.statusCode} not stored: ${error instanceof Error ? error.message : String(error)}`);
       if (settlement.kind === 'complete' && reply.statusCode >= 400) {
         // Freed, if the database answers again, so the retry the 503 asks for is not met by the key still held.
         await store.release(claimed.scope, claimed.key, claimed.holder).catch(() => undefined);
@@ -163,7 +164,7 @@ function completingHook(store: IdempotencyStore): onSendAsyncHookHandler {
       // database answers again: tried later, in the background. Otherwise a 400's key would stay held
       // by the request it refused, and the corrected request the 400 asks for would meet 422
       // IDEMPOTENCY_KEY_REUSED until the key expires. Safe however late: the claim (`holder`) fences it.
-      if (settlement.kind !== 'complete') settleLater(store, settlement, claimed, logger, `${request.method} ${request.url} (request ${request.id})`);
+      if (settlement.kind !== 'complete') settleLater(store, settlement, claimed, logger, `${request.method} ${loggableUrl(request.url)} (request ${request.id})`);
     }
     return payload;
   };
