@@ -67,6 +67,12 @@ function use(commands: CommandHandling, userId: string, amount: number, idempote
   return commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: { idempotencyKey: idempotent.key }, idempotency: idempotent });
 }
 
+/** UseTokens decided at `now`. */
+function useAt(commands: CommandHandling, userId: string, amount: number, idempotent: IdempotentRequest, now: Date) {
+  const command: TokenAccountCommand = { type: 'UseTokens', data: { userId, amount, description: null, transactionId: randomUUID(), now } };
+  return commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: { idempotencyKey: idempotent.key }, idempotency: idempotent });
+}
+
 /** AddTokens of 5 for `paymentId`, as the HTTP handler issues it: a payment already credited decides nothing. */
 function credit(commands: CommandHandling, userId: string, paymentId: string, idempotent: IdempotentRequest) {
   const command: TokenAccountCommand = { type: 'AddTokens', data: { userId, paymentId, amount: 5, description: null, transactionId: randomUUID(), now: new Date() } };
@@ -157,6 +163,25 @@ describe('command handling of an idempotent request', () => {
     // The late process's cache now holds the recorded events: its next command decides on 25.
     const next = await use(late, userId, 25, request());
     expect(next.events).toMatchObject([{ data: { balanceAfter: 0 } }]);
+  });
+
+  it('returns every event the other attempt recorded when it decided more of them than this one (an expiry swept at its later time): the whole attempt, not the first few', async () => {
+    const userId = await funded(50);
+    const base = Date.now();
+    const at = (seconds: number) => new Date(base + seconds * 1_000);
+    const grant: TokenAccountCommand = { type: 'GrantTokens', data: { userId, amount: 10, reason: 'trial', priority: 10, expiresAt: at(60), transactionId: randomUUID(), now: at(1) } };
+    await processOn().handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(grant, state), metadata: {} });
+    const idempotent = request();
+    const late = processOn(portOnly(store));
+    await late.load(tokenAccountStreamId(userId), tokenAccountDecider); // caches the state before the first attempt
+    // The first attempt decides after the grant's expiry: the grant's LotExpired, then its usage.
+    const first = await useAt(processOn(), userId, 20, idempotent, at(90));
+    expect(first.events.map((event) => event.type)).toEqual(['LotExpired', 'TokensUsed']);
+    await useAt(processOn(), userId, 5, request(), at(91)); // so that the search, stopping at it, misses the first
+    // The late attempt decides before the expiry, on the cached state: one event, whose id the first attempt's LotExpired holds.
+    const retry = await useAt(late, userId, 20, withoutWindow(idempotent), at(30));
+    expect(retry).toMatchObject({ replayed: true, events: first.events, position: first.position });
+    expect(await usages(userId)).toHaveLength(2);
   });
 
   it.each([

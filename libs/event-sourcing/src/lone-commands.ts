@@ -5,7 +5,7 @@ import type { CommandRequest, HandledCommand } from './command-handling.js';
 import { CONFLICT_RETRIES_MAX, conflictAfterRetries } from './event-sourcing.errors.js';
 import { findEarlierAttempt, recordedAttempt } from './idempotent-append.js';
 import { idempotentEventId } from './idempotent-request.js';
-import { asEvent, storedHashOf, type DomainEvent, type LoadedStream, type StateDecider, type Verifiable } from './stream-loader.js';
+import { storedHashOf, type DomainEvent, type LoadedStream, type StateDecider, type Verifiable } from './stream-loader.js';
 import type { StreamWrites } from './stream-writes.js';
 
 /** A decision, the state it was made on, and the state after its events when the decision computed it. */
@@ -121,8 +121,12 @@ export class LoneCommands {
     if (idempotency !== undefined && appended.written !== true) {
       const attempt = await recordedAttempt(this.writes.store, streamId, toAppend, appended.nextRevision);
       if (!attempt.ours) {
-        const state = (await this.writes.streams.catchUp(streamId, decider, on)).state;
-        return { state, events: attempt.recorded.map((event) => asEvent<Event>(event)), position: appended.position, attemptRevision: appended.nextRevision, replayed: true };
+        // Another attempt of the request recorded its own decision there, which may hold more events
+        // than this one (expiries swept at its later time): the answer is all of it, read from its
+        // first event on, as for an id conflict.
+        const earlier = await findEarlierAttempt<Event>(this.writes.store, streamId, idempotency);
+        if (earlier === undefined) throw new Error(`the events of request ${idempotency.requestId} were reported in ${streamId} and are not there`);
+        return { state: (await this.writes.streams.catchUp(streamId, decider, on)).state, ...earlier };
       }
       // Another attempt of this request may have appended the same events with other metadata (its
       // own request id), so another hash: the stored one is the head.
