@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { fold } from '../decider.js';
 import { BALANCE_MAX, DESCRIPTION_LENGTH_MAX, LOT_PRIORITY_DEFAULT, VOIDED_GRANTS_REMEMBERED_MAX } from '../ledger.limits.js';
 import { SnapshotRejected } from '../snapshot.js';
@@ -329,6 +330,17 @@ describe('token account: snapshot of lots, holds and disputes', () => {
       endedHolds: [['h3', 'released']],
       disputes: [['dp_1', 'open'], ['dp_2', 'won']],
     });
+  });
+
+  it('encodes this state as recorded for its version: a change to what evolve keeps, or to how it is stored, needs a new VERSION', () => {
+    // A snapshot is trusted by its version, its checksum, the id of the event at its revision and the
+    // totals that event records (ADR 0005, ADR 0029 addendum of 7 December 2026): not by its maps of
+    // purchases, lots and holds. Code that folds or stores them otherwise under the same version would
+    // trust a snapshot the older code wrote. The encoding of this state, as each version was released:
+    // on a change, bump VERSION in token-account.snapshot.ts and add its line here; never edit a line.
+    const released: Readonly<Record<number, string>> = { 8: 'c89d3eab3b49aad25ef8d356b028340affc3d95639090f349479c5a4a378ffd8' };
+    const { version } = tokenAccountSnapshot;
+    expect({ version, sha256: createHash('sha256').update(JSON.stringify(encoded)).digest('hex') }).toEqual({ version, sha256: released[version] });
   });
 
   it('stores lots and holds as before: the expiry instants the state derives from expiresAt are not stored', () => {
