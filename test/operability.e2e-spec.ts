@@ -236,6 +236,10 @@ describe('request logs', () => {
       await request(app.getHttpServer()).delete(`/v1/admin/api-keys/${pasted}`).set('authorization', token).set('x-request-id', 'pasted-1').expect(400);
       expect(lines.find((line) => line.requestId === 'pasted-1')).toMatchObject({ url: `/v1/admin/api-keys/tlk_${'a1'.repeat(12)}_[secret removed]`, statusCode: 400 });
       expect(JSON.stringify(lines)).not.toContain('S'.repeat(43));
+      // One with a mistyped id (an upper-case hex digit) is left out whole.
+      await request(app.getHttpServer()).delete(`/v1/admin/api-keys/tlk_${'A1'.repeat(12)}_${'T'.repeat(43)}`).set('authorization', token).set('x-request-id', 'pasted-2').expect(400);
+      expect(lines.find((line) => line.requestId === 'pasted-2')).toMatchObject({ url: '/v1/admin/api-keys/[removed]' });
+      expect(JSON.stringify(lines)).not.toContain('T'.repeat(43));
       // Lines outside any request carry none.
       expect(lines.filter((line) => line.requestId === undefined).every((line) => line.msg !== 'request completed')).toBe(true);
     } finally {

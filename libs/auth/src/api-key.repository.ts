@@ -216,11 +216,11 @@ export class ApiKeyRepository {
     return { subject: row.id, role: row.role, kind: 'api_key', scopes: scopesOf(row), ...(row.idempotency_scope === null ? {} : { idempotencyScope: row.idempotency_scope }) };
   }
 
-  /** `revoked` for the one call that revoked it (`by`: who); its time and revoker never move afterwards. */
   /**
-   * Revokes the key `id` on behalf of `by`. An API key revoking (`revoker`) may revoke only a key
-   * whose every scope it holds, as it may create or replace only such keys: a key that manages keys
-   * cannot take down a wider one (an admin's, a production service's) and then take its name.
+   * Revokes the key `id` on behalf of `by`: `revoked` for the one call that revoked it; its time and
+   * revoker never move afterwards. An API key revoking (`revoker`) may revoke only a key whose every
+   * scope it holds, as it may create or replace only such keys: a key that manages keys cannot take
+   * down a wider one (an admin's, a production service's) and then take its name.
    */
   async revoke(id: string, by: string, revoker?: Actor): Promise<'revoked' | 'already_revoked' | 'not_found'> {
     if (revoker?.kind === 'api_key') {

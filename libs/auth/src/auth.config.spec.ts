@@ -67,7 +67,8 @@ describe('loadAuthConfig', () => {
     expect(message).not.toContain(development.jwtSecret);
     // A copy of the development key kept elsewhere is the same key.
     const copy = join(directory, 'copied-audit-key.pem');
-    await writeFile(copy, await readFile(join(directory, 'secrets', 'audit-signing-key.pem')));
+    // Copied with Windows line ends: the same key, other bytes.
+    await writeFile(copy, (await readFile(join(directory, 'secrets', 'audit-signing-key.pem'), 'utf8')).replaceAll('\n', '\r\n'));
     expect(problems({ NODE_ENV: 'production', DATA_DIR: directory, AUTH_JWT_SECRET: 'a-production-secret-of-32-characters!', AUDIT_SIGNING_KEY_FILE: copy, ...issuerAndAudience })).toContain(
       `AUDIT_SIGNING_KEY_FILE=${JSON.stringify(copy)}: it is the development key under DATA_DIR; production needs its own`,
     );

@@ -1,4 +1,4 @@
-import { createPrivateKey, timingSafeEqual } from 'node:crypto';
+import { createPrivateKey, createPublicKey, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { plainToInstance, Transform } from 'class-transformer';
@@ -130,14 +130,24 @@ function developmentSecretsReused(config: AuthConfig): string[] {
   if (config.AUTH_JWT_SECRET !== undefined && developmentJwtSecret !== undefined && sameText(config.AUTH_JWT_SECRET, developmentJwtSecret)) {
     problems.push(`AUTH_JWT_SECRET=(hidden): it is the development secret kept in ${developmentJwtSecretPath(config.DATA_DIR)}; production needs its own`);
   }
-  // By path, or by content: a copy of the development key (or a link to it) elsewhere is the same key.
-  const developmentKey = readIfPresent(developmentAuditSigningKeyPath(config.DATA_DIR))?.trim();
-  const configuredKey = config.AUDIT_SIGNING_KEY_FILE === undefined ? undefined : readIfPresent(config.AUDIT_SIGNING_KEY_FILE)?.trim();
-  const sameKey = developmentKey !== undefined && configuredKey !== undefined && sameText(configuredKey, developmentKey);
+  // By path, or as a key: a copy of the development key (or a link to it) elsewhere, however encoded, is the same key.
+  const developmentKey = publicKeyDerOf(readIfPresent(developmentAuditSigningKeyPath(config.DATA_DIR)));
+  const configuredKey = config.AUDIT_SIGNING_KEY_FILE === undefined ? undefined : publicKeyDerOf(readIfPresent(config.AUDIT_SIGNING_KEY_FILE));
+  const sameKey = developmentKey !== undefined && configuredKey !== undefined && developmentKey.equals(configuredKey);
   if (config.AUDIT_SIGNING_KEY_FILE !== undefined && (sameKey || path.resolve(config.AUDIT_SIGNING_KEY_FILE) === path.resolve(developmentAuditSigningKeyPath(config.DATA_DIR)))) {
     problems.push(`AUDIT_SIGNING_KEY_FILE=${JSON.stringify(config.AUDIT_SIGNING_KEY_FILE)}: it is the development key under DATA_DIR; production needs its own`);
   }
   return problems;
+}
+
+/** The public half of a PEM key (its SPKI DER), or undefined for no text or one that is not a key (refused elsewhere, by the key's own check). */
+function publicKeyDerOf(pem: string | undefined): Buffer | undefined {
+  if (pem === undefined) return undefined;
+  try {
+    return createPublicKey(pem).export({ type: 'spki', format: 'der' });
+  } catch {
+    return undefined;
+  }
 }
 
 function readIfPresent(file: string): string | undefined {

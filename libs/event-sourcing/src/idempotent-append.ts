@@ -44,7 +44,7 @@ export async function findEarlierAttempt<Event extends DomainEvent>(
 }
 
 /** The request's events from its first one on (their ids are consecutive derivations of the request id). */
-async function attemptFrom<Event>(store: EventStore, streamId: string, request: IdempotentRequest, first: RecordedEvent): Promise<EarlierAttempt<Event>> {
+export async function attemptFrom<Event>(store: EventStore, streamId: string, request: IdempotentRequest, first: RecordedEvent): Promise<EarlierAttempt<Event>> {
   const events: RecordedEvent[] = [];
   for (let from = first.revision; ; from += BigInt(ATTEMPT_PAGE_SIZE)) {
     const page = await store.readStream(streamId, { fromRevision: from, maxCount: ATTEMPT_PAGE_SIZE });

@@ -63,8 +63,7 @@ function processOn(eventStore: EventStore = store): CommandHandling {
 
 /** UseTokens as the HTTP handler issues it: a fresh transaction id and time on every attempt. */
 function use(commands: CommandHandling, userId: string, amount: number, idempotent: IdempotentRequest) {
-  const command: TokenAccountCommand = { type: 'UseTokens', data: { userId, amount, description: null, transactionId: randomUUID(), now: new Date() } };
-  return commands.handle({ streamId: tokenAccountStreamId(userId), decider: tokenAccountDecider, decide: (state) => decideTokenAccount(command, state), metadata: { idempotencyKey: idempotent.key }, idempotency: idempotent });
+  return useAt(commands, userId, amount, idempotent, new Date());
 }
 
 /** UseTokens decided at `now`. */

@@ -3,7 +3,7 @@ import { EventIdConflictError, WrongExpectedRevisionError, type EventToAppend, t
 import { fold, type Decision } from '@app/ledger';
 import type { CommandRequest, HandledCommand } from './command-handling.js';
 import { CONFLICT_RETRIES_MAX, conflictAfterRetries } from './event-sourcing.errors.js';
-import { findEarlierAttempt, recordedAttempt } from './idempotent-append.js';
+import { attemptFrom, findEarlierAttempt, recordedAttempt } from './idempotent-append.js';
 import { idempotentEventId } from './idempotent-request.js';
 import { storedHashOf, type DomainEvent, type LoadedStream, type StateDecider, type Verifiable } from './stream-loader.js';
 import type { StreamWrites } from './stream-writes.js';
@@ -121,11 +121,12 @@ export class LoneCommands {
     if (idempotency !== undefined && appended.written !== true) {
       const attempt = await recordedAttempt(this.writes.store, streamId, toAppend, appended.nextRevision);
       if (!attempt.ours) {
-        // Another attempt of the request recorded its own decision there, which may hold more events
-        // than this one (expiries swept at its later time): the answer is all of it, read from its
-        // first event on, as for an id conflict.
-        const earlier = await findEarlierAttempt<Event>(this.writes.store, streamId, idempotency);
-        if (earlier === undefined) throw new Error(`the events of request ${idempotency.requestId} were reported in ${streamId} and are not there`);
+        // Another attempt of the request recorded its own decision there, starting where this one
+        // would have, and it may hold more events than this one (expiries swept at its later time):
+        // the answer is all of it, read on from its first event while the ids follow.
+        const [first] = attempt.recorded;
+        if (first === undefined) throw new Error(`the store reported the events of request ${idempotency.requestId} in ${streamId}, and none is there`);
+        const earlier = await attemptFrom<Event>(this.writes.store, streamId, idempotency, first);
         return { state: (await this.writes.streams.catchUp(streamId, decider, on)).state, ...earlier };
       }
       // Another attempt of this request may have appended the same events with other metadata (its

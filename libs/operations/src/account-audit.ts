@@ -231,7 +231,7 @@ export class AccountAudit {
    * event stored after the anchor (the next revision, or a later one past a gap) is read too: when
    * the store still records the same revision once that event is read, it is one the record hides
    * (the revision lowered to drop the newest events from a bundle, and perhaps an event deleted
-   * before them), and the chain fails with it ("goes past its anchor", or "missing" at the gap). An append writes its events and the
+   * before them), and the chain fails with it ("goes past the anchor", or "missing" at the gap). An append writes its events and the
    * stream's revision in one transaction, so an event past a revision that a newer read records was
    * appended meanwhile, and is not this read's to judge. A chain failure is reported before a
    * replay failure, wherever each is in the stream.

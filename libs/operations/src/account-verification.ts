@@ -102,7 +102,10 @@ export async function verifyAccount(store: EventStore, pool: Pool, projections: 
  * through the store, asks the same pool for a second: as many verifications as connections would
  * each hold one and wait for another that never frees, and every read and command of the process
  * would wait behind them until the pool's timeout. At most half the pool less one (at least one)
- * run; the others wait their turn holding no connection.
+ * run; the others wait their turn holding no connection (with EventStoreDB a verification reads the
+ * stream from there and holds one connection: the cap then only bounds the work and memory at once).
+ * A verification must not verify again on the same pool from inside (with one place it would wait
+ * for itself); none does.
  */
 export function verificationsMaxOf(pool: Pool): number {
   return Math.max(1, Math.floor(((pool.options.max ?? 10) - 1) / 2));

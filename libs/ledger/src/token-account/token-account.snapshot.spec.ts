@@ -290,13 +290,13 @@ describe('token account: snapshot of lots, holds and disputes', () => {
     type: 'TokensGranted',
     data: { userId, transactionId: 'grant', amount: 10, reason: 'Welcome', lot: { lotId: 'grant', priority: 10, expiresAt: '2026-12-24T11:00:00.000Z' }, balanceAfter: 110, heldAfter: 0, occurredAt: startedAt },
   };
-  const dispute = (disputeId: string, status: 'open' | 'won' | 'lost'): TokenAccountCommand => ({
+  const dispute = (disputeId: string, status: 'open' | 'won' | 'lost', at = now): TokenAccountCommand => ({
     type: 'RecordDispute',
-    data: { userId, paymentId, disputeId, status, amount: 500, currency: 'USD', reason: 'fraudulent', transactionId: `tx-${disputeId}`, now },
+    data: { userId, paymentId, disputeId, status, amount: 500, currency: 'USD', reason: 'fraudulent', transactionId: `tx-${disputeId}`, now: at },
   });
-  const hold = (holdId: string, amount: number, extra: { description?: string; metadata?: Record<string, string> } = {}): TokenAccountCommand => ({
+  const hold = (holdId: string, amount: number, extra: { description?: string; metadata?: Record<string, string> } = {}, at = now): TokenAccountCommand => ({
     type: 'HoldTokens',
-    data: { userId, holdId, amount, description: extra.description ?? null, metadata: extra.metadata, ttlSeconds: 900, ttlSecondsMax: 86_400, transactionId: `tx-${holdId}`, now },
+    data: { userId, holdId, amount, description: extra.description ?? null, metadata: extra.metadata, ttlSeconds: 900, ttlSecondsMax: 86_400, transactionId: `tx-${holdId}`, now: at },
   });
   // Two lots (the paid one, and a grant spent first), a hold with metadata reserving from both, one without, a hold
   // released, an open and a won dispute.
@@ -338,9 +338,36 @@ describe('token account: snapshot of lots, holds and disputes', () => {
     // purchases, lots and holds. Code that folds or stores them otherwise under the same version would
     // trust a snapshot the older code wrote. The encoding of this state, as each version was released:
     // on a change, bump VERSION in token-account.snapshot.ts and add its line here; never edit a line.
-    const released: Readonly<Record<number, string>> = { 8: 'c89d3eab3b49aad25ef8d356b028340affc3d95639090f349479c5a4a378ffd8' };
+    // A second state lives longer: usage, a settled hold, adjustments both ways, a grant spent in part
+    // then voided, one expired, a second purchase whose refund is held back, and a lost dispute of the
+    // first purchase, partly spent, leaving a shortfall.
+    const later = (minutes: number) => new Date(now.getTime() + minutes * 60_000);
+    const lived = replay(
+      decided(
+        [...paid, granted],
+        [
+          { type: 'UseTokens', data: { userId, amount: 15, description: 'Chat', transactionId: 'use-1', now: later(1) } },
+          hold('h9', 20, {}, later(2)),
+          { type: 'SettleHold', data: { userId, holdId: 'h9', amount: 12, description: null, transactionId: 'settle-9', now: later(3) } },
+          { type: 'AdjustTokens', data: { userId, amount: 7, reason: 'Goodwill', transactionId: 'adj-1', now: later(4) } },
+          { type: 'AdjustTokens', data: { userId, amount: -3, reason: 'Correction', transactionId: 'adj-2', now: later(5) } },
+          { type: 'GrantTokens', data: { userId, amount: 20, reason: 'Promo', priority: 5, expiresAt: later(24 * 60), transactionId: 'g2', now: later(6) } },
+          { type: 'UseTokens', data: { userId, amount: 2, description: null, transactionId: 'use-2', now: later(7) } },
+          { type: 'VoidGrant', data: { userId, lotId: 'g2', reason: 'Abuse', transactionId: 'void-2', now: later(8) } },
+          { type: 'GrantTokens', data: { userId, amount: 5, reason: 'Trial', priority: 5, expiresAt: later(60), transactionId: 'g3', now: later(9) } },
+          { type: 'ExpireCredits', data: { userId, transactionId: 'expire-1', now: later(120) } },
+          { type: 'InitiatePayment', data: { userId, paymentId: 'pay-2', orderId: 'pi_2', packageId: 'starter', tokens: 50, amount: 250, currency: 'USD', provider: 'stripe', now: later(121), expiresAt: later(181), pendingPaymentsMax: 5 } },
+          { type: 'CapturePayment', data: { userId, paymentId: 'pay-2', outcome: { status: 'captured', providerTransactionId: 'ch_2' }, transactionId: 'buy-2', now: later(122) } },
+          { type: 'RequestRefund', data: { userId, paymentId: 'pay-2', transactionId: 'refund-2', now: later(123) } },
+          dispute('dp_9', 'lost', later(124)),
+        ],
+      ),
+    );
+    expect({ shortfall: lived.shortfall > 0, reservedForRefunds: lived.reservedForRefunds > 0, lots: lived.lots.size }).toEqual({ shortfall: true, reservedForRefunds: true, lots: expect.any(Number) });
+    const sha256 = (value: unknown) => createHash('sha256').update(JSON.stringify(value)).digest('hex');
+    const released: Readonly<Record<number, readonly [string, string]>> = { 8: ['c89d3eab3b49aad25ef8d356b028340affc3d95639090f349479c5a4a378ffd8', '9a07b3497e4904047a91e88ea985738b8a3e2dcdc2c3156f7331dc08bd85ec54'] };
     const { version } = tokenAccountSnapshot;
-    expect({ version, sha256: createHash('sha256').update(JSON.stringify(encoded)).digest('hex') }).toEqual({ version, sha256: released[version] });
+    expect({ version, sha256: [sha256(encoded), sha256(stored(tokenAccountSnapshot.encode(lived)))] }).toEqual({ version, sha256: released[version] });
   });
 
   it('stores lots and holds as before: the expiry instants the state derives from expiresAt are not stored', () => {
