@@ -1,8 +1,8 @@
 import { seedHistory } from '@app/testing';
 import { tokenAccountStreamId } from '@app/ledger';
 import { connect, type Connection } from '../apps/cli/src/database.js';
-import { runCli } from './support/run-cli.js';
-import { createTestDatabase, type TestDatabase } from './support/test-database.js';
+import { allVisible, cli, cliDatabases } from './support/cli-databases.js';
+import type { TestDatabase } from './support/test-database.js';
 
 /**
  * The CLI's `seed` is a write path too: it decides with the real ledger and appends through the
@@ -10,22 +10,7 @@ import { createTestDatabase, type TestDatabase } from './support/test-database.j
  * session is cut inside an append (the CLI runs in-process here, so its session is what can die) must
  * leave exactly the history one uninterrupted seed leaves, with read models that verify.
  */
-let databases: TestDatabase[] = [];
-
-afterEach(async () => {
-  await Promise.all(databases.map((database) => database.drop()));
-  databases = [];
-});
-
-async function database(): Promise<TestDatabase> {
-  const created = await createTestDatabase();
-  databases.push(created);
-  return created;
-}
-
-function cli(on: TestDatabase, ...args: string[]): Promise<{ output: string; exitCode: number }> {
-  return runCli({ DATABASE_URL: on.url }, ...args);
-}
+const { database } = cliDatabases();
 
 /** The events as appended (ids, data, and the metadata holding each one's hash), in stream order. */
 async function history(on: TestDatabase): Promise<unknown[]> {
@@ -41,15 +26,6 @@ async function cliConnection(on: TestDatabase): Promise<Connection> {
   } finally {
     if (saved === undefined) delete process.env.DATABASE_URL;
     else process.env.DATABASE_URL = saved;
-  }
-}
-
-/** Transaction ids are cluster-wide: other test files' open transactions delay $all visibility, so wait for every event. */
-async function allVisible(on: TestDatabase): Promise<void> {
-  for (;;) {
-    const result = await on.pool.query<{ hidden: boolean }>('SELECT EXISTS (SELECT 1 FROM events WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())) AS hidden');
-    if (result.rows[0]?.hidden === false) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 

@@ -4,41 +4,17 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ApiKeyRepository, JwtVerifier, loadAuthConfig, resolveAuthSettings } from '@app/auth';
 import { EMBEDDED_SERVICE_DATABASE, migrateDatabase, startEmbeddedPostgres } from '@app/database';
+import { allVisible, cli, cliDatabases } from './support/cli-databases.js';
 import { freePort } from './support/service-process.js';
 import { runCli } from './support/run-cli.js';
-import { adminQuery, createTestDatabase, testAdminUrl, type TestDatabase } from './support/test-database.js';
+import { adminQuery, testAdminUrl, type TestDatabase } from './support/test-database.js';
 import { evolveTokenAccount, initialTokenAccountState, LIVE_LOTS_MAX, tokenAccountStreamId, type TokenAccountEvent } from '@app/ledger';
 
 /**
  * The admin CLI's commands, run in-process (the same `createProgram` that `npm run cli` runs) on a
  * database of their own through DATABASE_URL: their output and exit codes.
  */
-let databases: TestDatabase[] = [];
-
-afterEach(async () => {
-  await Promise.all(databases.map((database) => database.drop()));
-  databases = [];
-});
-
-async function database(): Promise<TestDatabase> {
-  const created = await createTestDatabase();
-  databases.push(created);
-  return created;
-}
-
-/** Runs one command on `on`; returns what it printed on stdout and its exit code. */
-function cli(on: TestDatabase, ...args: string[]): Promise<{ output: string; exitCode: number }> {
-  return runCli({ DATABASE_URL: on.url }, ...args);
-}
-
-/** Transaction ids are cluster-wide: other test files' open transactions delay $all visibility, so wait for every event. */
-async function allVisible(on: TestDatabase): Promise<void> {
-  for (;;) {
-    const result = await on.pool.query<{ hidden: boolean }>('SELECT EXISTS (SELECT 1 FROM events WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())) AS hidden');
-    if (result.rows[0]?.hidden === false) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+const { database } = cliDatabases();
 
 async function history(on: TestDatabase): Promise<unknown[]> {
   return (await on.pool.query('SELECT stream_id, stream_revision, event_id, event_type, data FROM events ORDER BY stream_id, stream_revision')).rows;
