@@ -69,6 +69,25 @@ async function verified(child: ServiceProcess, userId: string): Promise<void> {
 }
 
 /** The types of a user's events, in stream order. */
+/** Runs `test` against a fake Stripe of its own, with the service's settings for it and `settings`; the fake stopped after. */
+async function withFakeStripe(settings: Record<string, string>, test: (fake: FakeStripeServer, stripe: Record<string, string>) => Promise<void>): Promise<void> {
+  const fake = new FakeStripeServer();
+  await fake.start();
+  try {
+    await test(fake, { PAYMENT_PROVIDER: 'stripe', STRIPE_SECRET_KEY: fake.secretKey, STRIPE_WEBHOOK_SECRET: fake.webhookSecret, STRIPE_API_URL: fake.url, ...settings });
+  } finally {
+    await fake.stop();
+  }
+}
+
+/** The account as the restarted service ends it: its balance answer and history exactly these, its read models verified; then the service stopped. */
+async function endsAs(child: ServiceProcess, userId: string, balance: Record<string, unknown>, rows: [string, number][]): Promise<void> {
+  expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, ...balance });
+  expect(await history(child, userId)).toEqual(rows);
+  await verified(child, userId);
+  await stopServices([child]);
+}
+
 async function eventTypesOf(userId: string): Promise<string[]> {
   const events = await killed.database().pool.query<{ event_type: string }>('SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_revision', [`token-account-${userId}`]);
   return events.rows.map((row) => row.event_type);
@@ -106,10 +125,7 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
 
     expect((await call(child, 'POST', `/v1/payments/${paymentId}/capture`, service)).status).toBe(200);
     expect(await ordersAndEvents(userId)).toEqual({ orders: [{ payment_id: paymentId, status: 'captured' }], events: ['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased'] });
-    expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 100, held: 0, available: 100, nextExpiry: null });
-    expect(await history(child, userId)).toEqual([['purchase', 100]]);
-    await verified(child, userId);
-    await stopServices([child]);
+    await endsAs(child, userId, { balance: 100, held: 0, available: 100, nextExpiry: null }, [['purchase', 100]]);
   }, 120_000);
 
   it('initiate:after-create-order without an Idempotency-Key: the order the dead process asked for is left unopened, and counts against nothing', async () => {
@@ -145,10 +161,7 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
     // An hour between reconciliation runs: the run at the restarted process's lead credits it, at once.
     child = await start({ PAYMENT_RECONCILIATION_INTERVAL_MS: '3600000' });
     expect(await paymentSettled(child, paymentId, 'COMPLETED')).toMatchObject({ status: 'COMPLETED', providerTransactionId: `MOCK-CAPTURE-${paymentId}` });
-    expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 100, held: 0, available: 100, nextExpiry: null });
-    expect(await history(child, userId)).toEqual([['purchase', 100]]);
-    await verified(child, userId);
-    await stopServices([child]);
+    await endsAs(child, userId, { balance: 100, held: 0, available: 100, nextExpiry: null }, [['purchase', 100]]);
   }, 120_000);
 
   it.each(['refund:after-intent', 'refund:after-provider-refund'] satisfies PaymentFaultPoint[])('%s: the refund is finished once by the restarted service', async (point) => {
@@ -204,13 +217,10 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
     expect(retries).toEqual([200, 200, 200, 200, 200]);
     expect(await paymentSettled(child, paymentId, 'REFUNDED')).toMatchObject({ status: 'REFUNDED', metadata: { providerRefundId: `MOCK-REFUND-${paymentId}`, tokensDebited: 100 } });
     expect(await eventTypesOf(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefundRequested', 'PaymentRefunded', 'TokensRefunded']);
-    expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
-    expect(await history(child, userId)).toEqual([
+    await endsAs(child, userId, { balance: 0, held: 0, available: 0, nextExpiry: null }, [
       ['purchase', 100],
       ['refund', -100],
     ]);
-    await verified(child, userId);
-    await stopServices([child]);
   }, 120_000);
 
   it('reconcile:after-provider-order in a mock webhook delivery: the delivery sent again, racing itself and captures, credits once', async () => {
@@ -353,152 +363,128 @@ describe('SIGKILL inside a payment flow, then a restart', () => {
   }, 180_000);
 
   it('webhook:before-delivery-record with Stripe: an auto-capture and a dashboard refund whose webhooks died after their work are applied once when Stripe sends them again, racing themselves and the client', async () => {
-    const fake = new FakeStripeServer();
-    await fake.start();
-    try {
-      const stripe = { PAYMENT_PROVIDER: 'stripe', STRIPE_SECRET_KEY: fake.secretKey, STRIPE_WEBHOOK_SECRET: fake.webhookSecret, STRIPE_API_URL: fake.url, STRIPE_AUTO_CAPTURE: 'true', PAYMENT_JOBS_ENABLED: 'false' };
-      const crashing = { ...stripe, PAYMENT_CRASH_AT: 'webhook:before-delivery-record' satisfies PaymentFaultPoint };
-      const eventOf = (type: string, orderId: string) => {
-        const found = fake.eventsOf(type, orderId).at(-1);
-        if (found === undefined) throw new Error(`no ${type} event for ${orderId}`);
-        return fake.signed(found);
-      };
-      const deliver = (to: ServiceProcess, signed: { body: string; signature: string }) =>
-        fetch(`${to.url}/v1/payments/webhooks/stripe`, { method: 'POST', headers: { 'content-type': 'application/json; charset=utf-8', 'stripe-signature': signed.signature }, body: signed.body });
-      const dieDelivering = async (to: ServiceProcess, signed: { body: string; signature: string }) => {
-        await expect(deliver(to, signed)).rejects.toThrow();
-        await to.exited;
-        expect(to.process.signalCode).toBe('SIGKILL');
-      };
-      const deliveries = async (paymentId: string) =>
-        (await killed.database().pool.query<{ count: string }>("SELECT count(*)::text AS count FROM payment_webhook_deliveries WHERE provider = 'stripe' AND payment_id = $1", [paymentId])).rows[0]?.count;
+    await withFakeStripe({ STRIPE_AUTO_CAPTURE: 'true', PAYMENT_JOBS_ENABLED: 'false' }, async (fake, stripe) => {
+    const crashing = { ...stripe, PAYMENT_CRASH_AT: 'webhook:before-delivery-record' satisfies PaymentFaultPoint };
+    const eventOf = (type: string, orderId: string) => {
+      const found = fake.eventsOf(type, orderId).at(-1);
+      if (found === undefined) throw new Error(`no ${type} event for ${orderId}`);
+      return fake.signed(found);
+    };
+    const deliver = (to: ServiceProcess, signed: { body: string; signature: string }) =>
+      fetch(`${to.url}/v1/payments/webhooks/stripe`, { method: 'POST', headers: { 'content-type': 'application/json; charset=utf-8', 'stripe-signature': signed.signature }, body: signed.body });
+    const dieDelivering = async (to: ServiceProcess, signed: { body: string; signature: string }) => {
+      await expect(deliver(to, signed)).rejects.toThrow();
+      await to.exited;
+      expect(to.process.signalCode).toBe('SIGKILL');
+    };
+    const deliveries = async (paymentId: string) =>
+      (await killed.database().pool.query<{ count: string }>("SELECT count(*)::text AS count FROM payment_webhook_deliveries WHERE provider = 'stripe' AND payment_id = $1", [paymentId])).rows[0]?.count;
 
-      // The buyer authorises; the auto-capture webhook captures and credits, and the process dies before recording the delivery.
-      const userId = randomUUID();
-      let child = await start(crashing);
-      const created = await call(child, 'POST', '/v1/payments', service, { userId, packageId: 'starter' });
-      const paymentId = created.body.paymentId as string;
-      const orderId = created.body.orderId as string;
-      expect(fake.confirmAsCustomer(orderId).status).toBe(200);
-      const authorised = eventOf('payment_intent.amount_capturable_updated', orderId);
-      await dieDelivering(child, authorised);
-      expect(fake.paymentIntents.get(orderId)?.status).toBe('succeeded');
-      expect(await eventTypesOf(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+    // The buyer authorises; the auto-capture webhook captures and credits, and the process dies before recording the delivery.
+    const userId = randomUUID();
+    let child = await start(crashing);
+    const created = await call(child, 'POST', '/v1/payments', service, { userId, packageId: 'starter' });
+    const paymentId = created.body.paymentId as string;
+    const orderId = created.body.orderId as string;
+    expect(fake.confirmAsCustomer(orderId).status).toBe(200);
+    const authorised = eventOf('payment_intent.amount_capturable_updated', orderId);
+    await dieDelivering(child, authorised);
+    expect(fake.paymentIntents.get(orderId)?.status).toBe('succeeded');
+    expect(await eventTypesOf(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
 
-      // Stripe got no 2xx and sends the event again (here five times), while the client captures five times.
-      child = await start(stripe);
-      const [webhooks, captures] = await Promise.all([
-        Promise.all(Array.from({ length: 5 }, async () => (await deliver(child, authorised)).status)),
-        Promise.all(Array.from({ length: 5 }, async () => (await call(child, 'POST', `/v1/payments/${paymentId}/capture`, service)).status)),
-      ]);
-      expect({ webhooks, captures }).toEqual({ webhooks: [200, 200, 200, 200, 200], captures: [200, 200, 200, 200, 200] });
-      expect(await eventTypesOf(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
-      expect(await deliveries(paymentId)).toBe('1');
-      await stopServices([child]);
+    // Stripe got no 2xx and sends the event again (here five times), while the client captures five times.
+    child = await start(stripe);
+    const [webhooks, captures] = await Promise.all([
+      Promise.all(Array.from({ length: 5 }, async () => (await deliver(child, authorised)).status)),
+      Promise.all(Array.from({ length: 5 }, async () => (await call(child, 'POST', `/v1/payments/${paymentId}/capture`, service)).status)),
+    ]);
+    expect({ webhooks, captures }).toEqual({ webhooks: [200, 200, 200, 200, 200], captures: [200, 200, 200, 200, 200] });
+    expect(await eventTypesOf(userId)).toEqual(['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased']);
+    expect(await deliveries(paymentId)).toBe('1');
+    await stopServices([child]);
 
-      // An operator refunds in the dashboard; its charge.refunded webhook records the refund, and the process dies before recording the delivery.
-      const refund = fake.dashboardRefund(orderId);
-      const refunded = eventOf('charge.refunded', orderId);
-      child = await start(crashing);
-      await dieDelivering(child, refunded);
-      const afterRefund = ['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefunded', 'TokensRefunded'];
-      expect(await eventTypesOf(userId)).toEqual(afterRefund);
+    // An operator refunds in the dashboard; its charge.refunded webhook records the refund, and the process dies before recording the delivery.
+    const refund = fake.dashboardRefund(orderId);
+    const refunded = eventOf('charge.refunded', orderId);
+    child = await start(crashing);
+    await dieDelivering(child, refunded);
+    const afterRefund = ['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'PaymentRefunded', 'TokensRefunded'];
+    expect(await eventTypesOf(userId)).toEqual(afterRefund);
 
-      child = await start(stripe);
-      const again = await Promise.all(Array.from({ length: 5 }, async () => (await deliver(child, refunded)).status));
-      expect(again).toEqual([200, 200, 200, 200, 200]);
-      expect(await eventTypesOf(userId)).toEqual(afterRefund);
-      expect(await deliveries(paymentId)).toBe('2');
-      expect((await call(child, 'GET', `/v1/payments/${paymentId}`, service)).body).toMatchObject({ status: 'REFUNDED', metadata: expect.objectContaining({ providerRefundId: refund.id }) });
-      expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null });
-      expect(await history(child, userId)).toEqual([
-        ['purchase', 100],
-        ['refund', -100],
-      ]);
-      await verified(child, userId);
-      await stopServices([child]);
-    } finally {
-      await fake.stop();
-    }
+    child = await start(stripe);
+    const again = await Promise.all(Array.from({ length: 5 }, async () => (await deliver(child, refunded)).status));
+    expect(again).toEqual([200, 200, 200, 200, 200]);
+    expect(await eventTypesOf(userId)).toEqual(afterRefund);
+    expect(await deliveries(paymentId)).toBe('2');
+    expect((await call(child, 'GET', `/v1/payments/${paymentId}`, service)).body).toMatchObject({ status: 'REFUNDED', metadata: expect.objectContaining({ providerRefundId: refund.id }) });
+    await endsAs(child, userId, { balance: 0, held: 0, available: 0, nextExpiry: null }, [
+      ['purchase', 100],
+      ['refund', -100],
+    ]);
+    });
   }, 120_000);
 
   it('dispute:after-append with Stripe: a lost dispute whose webhook died after its append is applied once when Stripe sends it again, racing spends: balance 0, the shortfall what was spent', async () => {
-    const fake = new FakeStripeServer();
-    await fake.start();
-    try {
-      const stripe = { PAYMENT_PROVIDER: 'stripe', STRIPE_SECRET_KEY: fake.secretKey, STRIPE_WEBHOOK_SECRET: fake.webhookSecret, STRIPE_API_URL: fake.url, STRIPE_AUTO_CAPTURE: 'false', PAYMENT_JOBS_ENABLED: 'false' };
-      const userId = randomUUID();
-      let child = await start(stripe);
-      const created = await call(child, 'POST', '/v1/payments', service, { userId, packageId: 'starter' });
-      const paymentId = created.body.paymentId as string;
-      const orderId = created.body.orderId as string;
-      expect(fake.confirmAsCustomer(orderId).status).toBe(200);
-      expect((await call(child, 'POST', `/v1/payments/${paymentId}/capture`, service)).status).toBe(200);
-      expect((await call(child, 'POST', `/v1/accounts/${userId}/usage`, service, { amount: 70 })).status).toBe(201);
-      await stopServices([child]);
+    await withFakeStripe({ STRIPE_AUTO_CAPTURE: 'false', PAYMENT_JOBS_ENABLED: 'false' }, async (fake, stripe) => {
+    const userId = randomUUID();
+    let child = await start(stripe);
+    const created = await call(child, 'POST', '/v1/payments', service, { userId, packageId: 'starter' });
+    const paymentId = created.body.paymentId as string;
+    const orderId = created.body.orderId as string;
+    expect(fake.confirmAsCustomer(orderId).status).toBe(200);
+    expect((await call(child, 'POST', `/v1/payments/${paymentId}/capture`, service)).status).toBe(200);
+    expect((await call(child, 'POST', `/v1/accounts/${userId}/usage`, service, { amount: 70 })).status).toBe(201);
+    await stopServices([child]);
 
-      // The buyer's bank wins the dispute; its webhook records it, and the process dies before recording the delivery.
-      const dispute = fake.openDispute(orderId);
-      fake.closeDispute(dispute.id, 'lost');
-      const found = fake.eventsOf('charge.dispute.closed', dispute.id).at(-1);
-      if (found === undefined) throw new Error('no charge.dispute.closed event');
-      const closed = fake.signed(found);
-      const deliver = (to: ServiceProcess) =>
-        fetch(`${to.url}/v1/payments/webhooks/stripe`, { method: 'POST', headers: { 'content-type': 'application/json; charset=utf-8', 'stripe-signature': closed.signature }, body: closed.body });
-      child = await start({ ...stripe, PAYMENT_CRASH_AT: 'dispute:after-append' satisfies PaymentFaultPoint });
-      await expect(deliver(child)).rejects.toThrow();
-      await child.exited;
-      expect(child.process.signalCode).toBe('SIGKILL');
-      const disputed = ['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'TokensUsed', 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack'];
-      expect(await eventTypesOf(userId)).toEqual(disputed);
+    // The buyer's bank wins the dispute; its webhook records it, and the process dies before recording the delivery.
+    const dispute = fake.openDispute(orderId);
+    fake.closeDispute(dispute.id, 'lost');
+    const found = fake.eventsOf('charge.dispute.closed', dispute.id).at(-1);
+    if (found === undefined) throw new Error('no charge.dispute.closed event');
+    const closed = fake.signed(found);
+    const deliver = (to: ServiceProcess) =>
+      fetch(`${to.url}/v1/payments/webhooks/stripe`, { method: 'POST', headers: { 'content-type': 'application/json; charset=utf-8', 'stripe-signature': closed.signature }, body: closed.body });
+    child = await start({ ...stripe, PAYMENT_CRASH_AT: 'dispute:after-append' satisfies PaymentFaultPoint });
+    await expect(deliver(child)).rejects.toThrow();
+    await child.exited;
+    expect(child.process.signalCode).toBe('SIGKILL');
+    const disputed = ['PaymentInitiated', 'PaymentCaptured', 'TokensPurchased', 'TokensUsed', 'PaymentDisputeOpened', 'PaymentDisputeClosed', 'TokensChargedBack'];
+    expect(await eventTypesOf(userId)).toEqual(disputed);
 
-      // Stripe got no 2xx and sends it again (five times), while the client spends ten times.
-      child = await start(stripe);
-      const [webhooks, spends] = await Promise.all([
-        Promise.all(Array.from({ length: 5 }, async () => (await deliver(child)).status)),
-        Promise.all(Array.from({ length: 10 }, async () => (await call(child, 'POST', `/v1/accounts/${userId}/usage`, service, { amount: 1 })).body.code)),
-      ]);
-      expect(webhooks).toEqual([200, 200, 200, 200, 200]);
-      expect(new Set(spends)).toEqual(new Set(['ACCOUNT_IN_SHORTFALL']));
-      expect(await eventTypesOf(userId)).toEqual(disputed);
-      const deliveries = await killed.database().pool.query<{ count: string }>("SELECT count(*)::text AS count FROM payment_webhook_deliveries WHERE provider = 'stripe' AND payment_id = $1", [paymentId]);
-      expect(deliveries.rows[0]?.count).toBe('1');
-      expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 0, held: 0, available: 0, nextExpiry: null, shortfall: 70 });
-      expect(await history(child, userId)).toEqual([
-        ['purchase', 100],
-        ['usage', -70],
-        ['chargeback', -30],
-      ]);
-      await verified(child, userId);
-      await stopServices([child]);
-    } finally {
-      await fake.stop();
-    }
+    // Stripe got no 2xx and sends it again (five times), while the client spends ten times.
+    child = await start(stripe);
+    const [webhooks, spends] = await Promise.all([
+      Promise.all(Array.from({ length: 5 }, async () => (await deliver(child)).status)),
+      Promise.all(Array.from({ length: 10 }, async () => (await call(child, 'POST', `/v1/accounts/${userId}/usage`, service, { amount: 1 })).body.code)),
+    ]);
+    expect(webhooks).toEqual([200, 200, 200, 200, 200]);
+    expect(new Set(spends)).toEqual(new Set(['ACCOUNT_IN_SHORTFALL']));
+    expect(await eventTypesOf(userId)).toEqual(disputed);
+    const deliveries = await killed.database().pool.query<{ count: string }>("SELECT count(*)::text AS count FROM payment_webhook_deliveries WHERE provider = 'stripe' AND payment_id = $1", [paymentId]);
+    expect(deliveries.rows[0]?.count).toBe('1');
+    await endsAs(child, userId, { balance: 0, held: 0, available: 0, nextExpiry: null, shortfall: 70 }, [
+      ['purchase', 100],
+      ['usage', -70],
+      ['chargeback', -30],
+    ]);
+    });
   }, 120_000);
 
   it('capture:after-provider-capture with Stripe: the PaymentIntent Stripe captured is credited once by the restarted service', async () => {
-    const fake = new FakeStripeServer();
-    await fake.start();
-    try {
-      const stripe = { PAYMENT_PROVIDER: 'stripe', STRIPE_SECRET_KEY: fake.secretKey, STRIPE_WEBHOOK_SECRET: fake.webhookSecret, STRIPE_API_URL: fake.url, STRIPE_AUTO_CAPTURE: 'false' };
-      const userId = randomUUID();
-      let child = await start({ ...stripe, PAYMENT_CRASH_AT: 'capture:after-provider-capture' satisfies PaymentFaultPoint });
-      const created = await call(child, 'POST', '/v1/payments', service, { userId, packageId: 'starter' });
-      const paymentId = created.body.paymentId as string;
-      const orderId = created.body.orderId as string;
-      expect(fake.confirmAsCustomer(orderId).status).toBe(200);
-      await dieDuring(child, `/v1/payments/${paymentId}/capture`, service);
-      expect(fake.paymentIntents.get(orderId)?.status).toBe('succeeded');
+    await withFakeStripe({ STRIPE_AUTO_CAPTURE: 'false' }, async (fake, stripe) => {
+    const userId = randomUUID();
+    let child = await start({ ...stripe, PAYMENT_CRASH_AT: 'capture:after-provider-capture' satisfies PaymentFaultPoint });
+    const created = await call(child, 'POST', '/v1/payments', service, { userId, packageId: 'starter' });
+    const paymentId = created.body.paymentId as string;
+    const orderId = created.body.orderId as string;
+    expect(fake.confirmAsCustomer(orderId).status).toBe(200);
+    await dieDuring(child, `/v1/payments/${paymentId}/capture`, service);
+    expect(fake.paymentIntents.get(orderId)?.status).toBe('succeeded');
 
-      child = await start(stripe);
-      expect(await paymentSettled(child, paymentId, 'COMPLETED')).toMatchObject({ status: 'COMPLETED', provider: 'stripe', providerTransactionId: fake.paymentIntents.get(orderId)?.latest_charge });
-      expect((await call(child, 'GET', `/v1/accounts/${userId}/balance`, service)).body).toEqual({ userId, balance: 100, held: 0, available: 100, nextExpiry: null });
-      expect(await history(child, userId)).toEqual([['purchase', 100]]);
-      expect(fake.eventsOf('payment_intent.succeeded', orderId)).toHaveLength(1);
-      await verified(child, userId);
-      await stopServices([child]);
-    } finally {
-      await fake.stop();
-    }
+    child = await start(stripe);
+    expect(await paymentSettled(child, paymentId, 'COMPLETED')).toMatchObject({ status: 'COMPLETED', provider: 'stripe', providerTransactionId: fake.paymentIntents.get(orderId)?.latest_charge });
+    expect(fake.eventsOf('payment_intent.succeeded', orderId)).toHaveLength(1);
+    await endsAs(child, userId, { balance: 100, held: 0, available: 100, nextExpiry: null }, [['purchase', 100]]);
+    });
   }, 120_000);
 });
