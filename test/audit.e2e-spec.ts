@@ -4,12 +4,13 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAuditBundle, HASH_METADATA_KEY, keyId, sealEvents, verifyAuditBundle, type TokenAccountSummary } from '@app/audit';
-import { AccountAudit, StreamNotReplayableError, verificationsMaxOf, verifyAccount } from '@app/operations';
+import { AccountAudit, StreamNotReplayableError, verifyAccount } from '@app/operations';
+import { connectionPairsMaxOf } from '@app/database';
 import { EVENT_STORE, formatPosition, PostgresEventStore, readWholeStream, type EventStore, type EventToAppend } from '@app/event-store';
 import pg, { type Pool } from 'pg';
 import { CommandHandling, eventMetadata, ReadModelConsistency } from '@app/event-sourcing';
 import { decideTokenAccount, initialTokenAccountState, tokenAccountDecider, tokenAccountStreamId, type TokenAccountCommand } from '@app/ledger';
-import { InlineProjections, PROJECTIONS } from '@app/projections';
+import { InlineProjections, PROJECTIONS, rebuildAccount } from '@app/projections';
 import { appendDecided, seededRandom, type GeneratedAccount } from '@app/testing';
 import { AUDIT_SIGNING_KEY } from '../apps/api/src/audit/audit-signing-key.js';
 import { runCli } from './support/run-cli.js';
@@ -598,13 +599,13 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
     expect((await testApp.http().get(`/v1/audit/accounts/${userId}/bundle`).expect(409)).body).toMatchObject({ code: 'CHAIN_BROKEN', firstBadRevision: '3' });
   });
 
-  it('runs more verifications at once than the pool has connections: each holds one and reads through the store with a second, so they take turns rather than wait on each other', async () => {
+  it("runs more verifications and account rebuilds at once than the pool has connections: each holds one and reads through the store with a second, so they take turns rather than wait on each other", async () => {
     const database = await createTestDatabase();
     // Four connections, and a wait for one cut to 2 s: twelve verifications all holding one and waiting for a second would fail here.
     const pool = new pg.Pool({ connectionString: database.url, max: 4, connectionTimeoutMillis: 2_000 });
     const store = new PostgresEventStore(pool, { connectionString: database.url, appendHook: new InlineProjections(PROJECTIONS) });
     try {
-      expect(verificationsMaxOf(pool)).toBe(1);
+      expect(connectionPairsMaxOf(pool)).toBe(1);
       const accounts = await Promise.all(
         Array.from({ length: 12 }, async (_, index) => {
           const account: GeneratedAccount = { userId: randomUUID(), state: initialTokenAccountState, revision: -1n };
@@ -612,8 +613,12 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
           return account.userId;
         }),
       );
+      const verified = Promise.all(accounts.map((userId) => verifyAccount(store, pool, PROJECTIONS, userId)));
+      const rebuilt = Promise.all(accounts.map((userId) => rebuildAccount(store, pool, PROJECTIONS, userId)));
+      expect(await verified).toEqual(accounts.map(() => []));
+      expect((await rebuilt).map((result) => result.userId)).toEqual(accounts);
       expect(await Promise.all(accounts.map((userId) => verifyAccount(store, pool, PROJECTIONS, userId)))).toEqual(accounts.map(() => []));
-      expect(verificationsMaxOf(new pg.Pool({ max: 20 }))).toBe(9);
+      expect(connectionPairsMaxOf(new pg.Pool({ max: 20 }))).toBe(9);
     } finally {
       await store.close();
       await pool.end();

@@ -10,5 +10,6 @@ export * from './env-file.js';
 export * from './startup.error.js';
 export * from './database-reachability.js';
 export * from './database-availability.js';
+export * from './connection-pairs.js';
 export * from './paging/keyset-cursor.js';
 export * from './paging/keyset-pages.js';

@@ -2,6 +2,7 @@ import { formatPosition, readWholeStream, type EventStore, type RecordedEvent } 
 import { EventReplayError, evolveAt } from '@app/audit';
 import { evolveTokenAccount, initialTokenAccountState, tokenAccountStreamId, type TokenAccountEvent } from '@app/ledger';
 import { accountProjections, applyEventByEvent, eventsInReadModel, lockCheckpoint, TOKEN_ACCOUNTS_PROJECTION, transactionOf, type AccountRows, type Projection } from '@app/projections';
+import { withConnectionPair } from '@app/database';
 import type { Pool, PoolClient } from 'pg';
 
 export type AccountDifference = {
@@ -94,53 +95,8 @@ export type VerifyOptions = {
  * the stored balance.
  */
 export async function verifyAccount(store: EventStore, pool: Pool, projections: readonly Projection[], userId: string, options: VerifyOptions = {}): Promise<readonly AccountDifference[]> {
-  return verificationSlotsOf(pool).run(() => verifyAccountHoldingAConnection(store, pool, projections, userId, options));
-}
-
-/**
- * Verifications that may run at once on a pool. Each holds a connection and, reading the stream
- * through the store, asks the same pool for a second: as many verifications as connections would
- * each hold one and wait for another that never frees, and every read and command of the process
- * would wait behind them until the pool's timeout. At most half the pool less one (at least one)
- * run; the others wait their turn holding no connection (with EventStoreDB a verification reads the
- * stream from there and holds one connection: the cap then only bounds the work and memory at once).
- * A verification must not verify again on the same pool from inside (with one place it would wait
- * for itself); none does.
- */
-export function verificationsMaxOf(pool: Pool): number {
-  return Math.max(1, Math.floor(((pool.options.max ?? 10) - 1) / 2));
-}
-
-const verificationSlots = new WeakMap<Pool, Slots>();
-
-function verificationSlotsOf(pool: Pool): Slots {
-  let slots = verificationSlots.get(pool);
-  if (slots === undefined) {
-    slots = new Slots(verificationsMaxOf(pool));
-    verificationSlots.set(pool, slots);
-  }
-  return slots;
-}
-
-/** Runs at most `size` tasks at once, the others in arrival order as places free. */
-class Slots {
-  private readonly waiting: (() => void)[] = [];
-  private running = 0;
-
-  constructor(private readonly size: number) {}
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.running >= this.size) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    else this.running += 1;
-    try {
-      return await task();
-    } finally {
-      // The place passes to the next waiting task, or frees.
-      const next = this.waiting.shift();
-      if (next === undefined) this.running -= 1;
-      else next();
-    }
-  }
+  // It holds a connection and reads the stream through the store with a second: it takes its turn with the other such work on the pool.
+  return withConnectionPair(pool, () => verifyAccountHoldingAConnection(store, pool, projections, userId, options));
 }
 
 async function verifyAccountHoldingAConnection(store: EventStore, pool: Pool, projections: readonly Projection[], userId: string, options: VerifyOptions): Promise<readonly AccountDifference[]> {

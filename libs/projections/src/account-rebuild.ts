@@ -1,4 +1,5 @@
 import { comparePositions, formatPosition, positionValues, readWholeStream, START, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
+import { withConnectionPair } from '@app/database';
 import type { Pool, PoolClient } from 'pg';
 import { lockCheckpoint } from './checkpoints.js';
 import { applyEventByEvent } from './event-by-event.js';
@@ -24,6 +25,11 @@ export function accountProjections(projections: readonly Projection[]): readonly
  * runner's, as always, so the rows end exactly as an incremental build leaves them.
  */
 export async function rebuildAccount(store: EventStore, pool: Pool, projections: readonly Projection[], userId: string): Promise<AccountRebuildResult> {
+  // It holds a connection and reads the stream through the store with a second: it takes its turn with the other such work on the pool.
+  return withConnectionPair(pool, () => rebuildAccountHoldingAConnection(store, pool, projections, userId));
+}
+
+async function rebuildAccountHoldingAConnection(store: EventStore, pool: Pool, projections: readonly Projection[], userId: string): Promise<AccountRebuildResult> {
   const client = await pool.connect();
   let failed = false;
   try {
