@@ -296,6 +296,20 @@ describe('admin: projections', () => {
     expect(started.body.id).not.toBe(id);
     expect((await testApp.http().post('/v1/admin/projections/token_accounts/rebuild').set('Idempotency-Key', retryKey).expect(202)).body.id).toBe(started.body.id);
     await waitUntil(async () => (await testApp.http().get(`/v1/admin/projections/token_accounts/rebuilds/${started.body.id as string}`)).body.phase === 'completed');
+    // Its answer never stored (the key's completion failed) and its claim lapsed: the client's retry
+    // takes the key over and returns the same rebuild, ended, where it started a second one.
+    const rebuilds = async () => Number((await testApp.database.pool.query<{ count: string }>('SELECT count(*) FROM projection_rebuilds')).rows[0]?.count);
+    const before = await rebuilds();
+    const unstored = await testApp.database.pool.query(
+      "UPDATE idempotency_keys SET state = 'in_progress', response_status = NULL, response_content_type = NULL, response_body = NULL, response_location = NULL, locked_until = now() - interval '1 second' WHERE key = $1",
+      [retryKey],
+    );
+    expect(unstored.rowCount).toBe(1);
+    const retried = await testApp.http().post('/v1/admin/projections/token_accounts/rebuild').set('Idempotency-Key', retryKey).expect(202);
+    expect(retried.headers['idempotent-replayed']).toBeUndefined();
+    expect(retried.headers.location).toBe(`/v1/admin/projections/token_accounts/rebuilds/${started.body.id as string}`);
+    expect(retried.body).toMatchObject({ id: started.body.id, phase: 'completed', error: null });
+    expect(await rebuilds()).toBe(before);
     await caughtUp(testApp);
   });
 

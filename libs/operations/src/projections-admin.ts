@@ -53,8 +53,9 @@ export class ProjectionsAdmin implements BeforeApplicationShutdown {
     });
   }
 
-  startRebuild(name: string): Promise<RebuildView> {
-    return this.rebuilds.start(name);
+  /** `requestedId`: the rebuild's id when the request is keyed (a retry returns that rebuild, never starts another). */
+  startRebuild(name: string, requestedId?: string): Promise<RebuildView> {
+    return this.rebuilds.start(name, requestedId);
   }
 
   getRebuild(id: string): Promise<RebuildView | undefined> {

@@ -137,29 +137,44 @@ export class ProjectionRebuilds {
   /**
    * Starts a rebuild in the background and returns it. A rebuild left unfinished by a process that
    * died is marked failed (interrupted) and its shadow tables dropped first.
+   *
+   * `requestedId` (derived from a request's Idempotency-Key) makes the start idempotent: a rebuild
+   * that already has the id, running or ended, is returned as it stands, never started again. A
+   * keyed request whose answer was not stored (the key's completion failed, the process died) is
+   * retried by its client; without the id the retry started a second rebuild once the first ended.
    */
-  async start(name: string): Promise<RebuildView> {
+  async start(name: string, requestedId?: string): Promise<RebuildView> {
     const projection = findProjection(name, this.projections);
+    const earlier = requestedId === undefined ? undefined : await this.get(requestedId);
+    if (earlier !== undefined) return earlier;
     const client = new pg.Client({ connectionString: this.options.connectionString, application_name: `token-ledger rebuild ${name}` });
     // A session that dies (server restart, terminated backend) fails its queries; the event itself must not crash the process.
     client.on('error', (error) => this.options.onLog?.(`rebuild session of ${name}: ${error.message}`));
     await client.connect();
     let id: string;
+    let existing = false;
     try {
       // A session lock: held while this rebuild runs, released by PostgreSQL if its process dies.
       const locked = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock(hashtext('projection-rebuild'), hashtext($1)) AS locked", [name]);
       if (locked.rows[0]?.locked !== true) throw new RebuildInProgressError(name, await this.activeId(name));
       await this.reapInterrupted(client, name);
-      id = randomUUID();
-      await client.query('INSERT INTO projection_rebuilds (id, projection, phase, shadow_schema) VALUES ($1, $2, $3, $4)', [
+      id = requestedId ?? randomUUID();
+      const inserted = await client.query('INSERT INTO projection_rebuilds (id, projection, phase, shadow_schema) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING', [
         id,
         name,
         'loading',
         shadowSchemaOf(id),
       ]);
+      // The requested rebuild started and ended between the look above and this lock: it is not run again.
+      if (inserted.rowCount === 0) existing = true;
     } catch (error) {
       await client.end().catch(() => undefined);
       throw error;
+    }
+    if (existing) {
+      // Ending the session releases the lock.
+      await client.end().catch(() => undefined);
+      return this.requireView(id);
     }
     const controller = new AbortController();
     const done = this.work(client, projection, id, controller.signal).finally(() => {
@@ -265,8 +280,10 @@ export class ProjectionRebuilds {
     }
   }
 
+  /** Never rejects: nothing awaits a rebuild started by a request, so a failure here is recorded on its row, not thrown. */
   private async work(client: pg.Client, projection: Projection, id: string, signal: AbortSignal): Promise<void> {
-    const shadow = new ShadowTables(client, LIVE_SCHEMA, (await this.requireRow(client, id)).shadow_schema, projection.tables);
+    // The schema is the id's (the row was written with it): no read that could fail before the failure handling below.
+    const shadow = new ShadowTables(client, LIVE_SCHEMA, shadowSchemaOf(id), projection.tables);
     const run = new RebuildRun(this.store, this.settings, client, projection, shadow, id, signal);
     try {
       await run.run();
@@ -283,12 +300,6 @@ export class ProjectionRebuilds {
     }
   }
 
-  private async requireRow(client: pg.Client, id: string): Promise<RebuildRow> {
-    const result = await client.query<RebuildRow>(`SELECT ${ROW_COLUMNS} FROM projection_rebuilds WHERE id = $1`, [id]);
-    const row = result.rows[0];
-    if (row === undefined) throw new Error(`rebuild ${id} has no row`);
-    return row;
-  }
 }
 
 function isFinished(phase: RebuildPhase): boolean {

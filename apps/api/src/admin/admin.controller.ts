@@ -2,10 +2,12 @@ import { Body, Controller, Get, HttpCode, HttpStatus, NotFoundException, Param, 
 import { CommandBus } from '@nestjs/cqrs';
 import { ApiAcceptedResponse, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { AdjustTokensCommand, GrantTokensCommand, VoidGrantCommand } from '@app/token-accounts';
+import { idempotentValueId } from '@app/event-sourcing';
 import { ProjectionsAdmin } from '@app/operations';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LedgerWriteResponse, UserIdParams } from '../accounts/accounts.dto.js';
 import { commandContextOf } from '../http/command-context.js';
+import { idempotentRequestOf } from '../http/idempotency/idempotency.hooks.js';
 import { EmptyBody, NoBody } from '../http/no-body.js';
 import { ApiProblems, COMMAND_WRITE_PROBLEMS } from '../openapi/api-problems.decorator.js';
 import { AccountRebuildResponse, ProjectionStatusListResponse, RebuildResponse } from './admin.responses.js';
@@ -37,8 +39,10 @@ export class AdminController {
     headers: { Location: { description: 'Where its progress is read.', schema: { type: 'string' } } },
   })
   @ApiProblems('UNKNOWN_PROJECTION', 'REBUILD_IN_PROGRESS')
-  async rebuild(@Param() { name }: ProjectionNameParams, @NoBody() _body: EmptyBody, @Res({ passthrough: true }) reply: FastifyReply) {
-    const rebuild = await this.admin.startRebuild(name);
+  async rebuild(@Param() { name }: ProjectionNameParams, @NoBody() _body: EmptyBody, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
+    // Keyed, the rebuild's id is the request's: a retry whose first answer was never stored returns that rebuild.
+    const idempotency = idempotentRequestOf(request);
+    const rebuild = await this.admin.startRebuild(name, idempotency === undefined ? undefined : idempotentValueId(idempotency.requestId, 'projectionRebuild'));
     void reply.header('location', `/v1/admin/projections/${name}/rebuilds/${rebuild.id}`);
     return rebuild;
   }
