@@ -106,7 +106,8 @@ export class EventStoreDBEventStore implements EventStore {
     if (isAborted(signal)) return;
     const after = options.after ?? START_POSITION;
     const subscription = this.client.subscribeToAll({ fromPosition: toClientPosition(after), filter: excludeSystemEvents() });
-    const stop = () => void subscription.unsubscribe();
+    // Its promise rejects when the client never found a server (discovery failed): nobody awaits it, so its failure is dropped here (the iteration reports it).
+    const stop = () => void subscription.unsubscribe().catch(() => undefined);
     signal?.addEventListener('abort', stop, { once: true });
     try {
       for await (const resolved of subscription) {
