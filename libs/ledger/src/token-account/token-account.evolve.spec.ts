@@ -391,6 +391,44 @@ describe('token account: evolve refuses a corrupt hold, grant, refund or dispute
     expectRefused(valid, [...paid, granted, expired(later)]);
   });
 
+  it('fails loudly on a lot expiry that takes less or more than the lot\'s free tokens, or records another expiresAt than the lot\'s', () => {
+    const expiring: TokenAccountEvent = {
+      type: 'TokensGranted',
+      data: { userId, transactionId: 'tx-grant', amount: 20, reason: 'Welcome', lot: { lotId: 'lot-grant', priority: GRANT_PRIORITY_DEFAULT, expiresAt: later }, balanceAfter: 120, heldAfter: 0, occurredAt: at },
+    };
+    const expired = (amount: number, expiresAt = later): TokenAccountEvent => ({
+      type: 'LotExpired',
+      data: { userId, transactionId: 'tx-expiry', lotId: 'lot-grant', amount, expiresAt, draws: [{ lotId: 'lot-grant', amount }], balanceAfter: 120 - amount, heldAfter: 0, occurredAt: later },
+    });
+    const valid = [...paid, expiring, expired(20)];
+    expectRefused(valid, [...paid, expiring, expired(19)]);
+    expectRefused(valid, [...paid, expiring, expired(20, '2099-01-01T00:00:00.000Z')]);
+    expect(() => replay([...paid, expiring, expired(1)])).toThrow('expiry of lot lot-grant takes 1 of its 20 free tokens');
+    // What a hold reserves in the lot stays with it: the expiry takes the free part only.
+    const heldInGrant: TokensHeld = { ...held(5), data: { ...held(5).data, draws: [{ lotId: 'lot-grant', amount: 5 }], balanceAfter: 120 } };
+    const expiredFree: TokenAccountEvent = { ...expired(15), data: { ...(expired(15).data as object), heldAfter: 5 } } as TokenAccountEvent;
+    const expiredAll: TokenAccountEvent = { ...expired(20), data: { ...(expired(20).data as object), heldAfter: 5 } } as TokenAccountEvent;
+    expect(replay([...paid, expiring, heldInGrant, expiredFree])).toMatchObject({ balance: 105, held: 5 });
+    expect(() => replay([...paid, expiring, heldInGrant, expiredAll])).toThrow(LedgerInvariantViolation);
+  });
+
+  it('fails loudly on a hold expiry that records another expiresAt than the hold\'s', () => {
+    const expiredHold = (expiresAt: string): TokenAccountEvent => ({ type: 'HoldExpired', data: { userId, holdId: 'hold-1', amount: 40, expiresAt, balanceAfter: 100, heldAfter: 0, occurredAt: later } });
+    // The same instant written another way is the same expiry.
+    expect(replay([...paid, held(40), expiredHold('2026-11-24T12:00:00Z')])).toMatchObject({ balance: 100, held: 0 });
+    expectRefused([...paid, held(40), expiredHold(later)], [...paid, held(40), expiredHold('2099-01-01T00:00:00.000Z')]);
+    expect(() => replay([...paid, held(40), expiredHold('2026-11-24T11:30:00.000Z')])).toThrow('expiry of hold hold-1 records expiresAt "2026-11-24T11:30:00.000Z", not the hold\'s 2026-11-24T12:00:00.000Z');
+  });
+
+  it('fails loudly on a void that takes less than the grant\'s remainder, or a grant a hold holds part of', () => {
+    const valid = [...paid, granted, voided('lot-grant', 20, 100)];
+    expectRefused(valid, [...paid, granted, voided('lot-grant', 5, 115)]);
+    expect(() => replay([...paid, granted, voided('lot-grant', 5, 115)])).toThrow('void of lot lot-grant takes 5 of its 20 tokens, 0 of them held');
+    const heldInGrant: TokensHeld = { ...held(5), data: { ...held(5).data, draws: [{ lotId: 'lot-grant', amount: 5 }], balanceAfter: 120 } };
+    const voidedWhileHeld: TokenAccountEvent = { ...voided('lot-grant', 20, 100), data: { ...(voided('lot-grant', 20, 100).data as object), heldAfter: 5 } } as TokenAccountEvent;
+    expect(() => replay([...paid, granted, heldInGrant, voidedWhileHeld])).toThrow('void of lot lot-grant takes 20 of its 20 tokens, 5 of them held');
+  });
+
   it('fails loudly on a hold expired before its expiresAt, or settled or released at it or after, each checked at the exact instant', () => {
     const justBefore = '2026-11-24T11:59:59.999Z';
     const timed = <T extends TokenAccountEvent>(event: T, occurredAt: string): T => ({ ...event, data: { ...event.data, occurredAt } });

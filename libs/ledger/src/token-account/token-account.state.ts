@@ -7,7 +7,7 @@ import { isSettleWithDebit } from './hold.events.js';
 import type { Draw, Lot } from './lot.state.js';
 import type { Dispute } from './dispute.state.js';
 import { creditLot, debitLots, endHold, evolveHold, heldBackIn, heldIn, holdOf, reserveInLot, withVoidedGrant, type LedgerMovement } from './lot.evolve.js';
-import { OPENING_LOT_ID } from './lot.state.js';
+import { freeOf, OPENING_LOT_ID } from './lot.state.js';
 
 export type Purchase = TokensPurchased['data'];
 
@@ -143,7 +143,10 @@ function evolveByType(state: TokenAccountState, event: TokenAccountEvent, occurr
     case 'TokensGranted':
       return creditLot(state, movement(event.data, event.data.amount), 'grant', event.data.lot, null);
     case 'GrantVoided': {
-      invariant(state.lots.get(event.data.lotId)?.source === 'grant', `void of lot ${event.data.lotId} that is not a grant`);
+      const lot = state.lots.get(event.data.lotId);
+      invariant(lot?.source === 'grant', `void of lot ${event.data.lotId} that is not a grant`);
+      // A void takes the grant's whole remainder, and only while no hold has set part of it aside (LOT_HELD).
+      invariant(event.data.amount === lot.remaining && lot.reserved === 0, `void of lot ${lot.lotId} takes ${event.data.amount} of its ${lot.remaining} tokens, ${lot.reserved} of them held`);
       invariant(drawsOnlyFrom(event.data.draws, event.data.lotId), `void of lot ${event.data.lotId} draws from other lots`);
       const debited = debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
       return { ...debited, voidedGrants: withVoidedGrant(state.voidedGrants, event.data.lotId) };
@@ -151,6 +154,9 @@ function evolveByType(state: TokenAccountState, event: TokenAccountEvent, occurr
     case 'LotExpired': {
       const lot = state.lots.get(event.data.lotId);
       invariant(lot !== undefined && lot.expiresAtMs <= occurredAtMs, `lot ${event.data.lotId} expired before its expiry, or without tokens`);
+      // An expiry takes every free token of the lot (what holds reserve stays with them), at the lot's own expiry.
+      invariant(event.data.amount === freeOf(lot), `expiry of lot ${lot.lotId} takes ${event.data.amount} of its ${freeOf(lot)} free tokens`);
+      invariant(Date.parse(event.data.expiresAt) === lot.expiresAtMs, `expiry of lot ${lot.lotId} records expiresAt ${JSON.stringify(event.data.expiresAt)}, not the lot's ${String(lot.expiresAt)}`);
       invariant(drawsOnlyFrom(event.data.draws, event.data.lotId), `expiry of lot ${event.data.lotId} draws from other lots`);
       return debitLots(state, movement(event.data, -event.data.amount), event.data.draws);
     }
@@ -172,9 +178,13 @@ function evolveByType(state: TokenAccountState, event: TokenAccountEvent, occurr
     case 'HoldReleased':
       assertHoldEndTimely(holdOf(state, event.data.holdId), occurredAtMs, 'released');
       return endHold(state, event.data, 'released');
-    case 'HoldExpired':
-      assertHoldEndTimely(holdOf(state, event.data.holdId), occurredAtMs, 'expired');
+    case 'HoldExpired': {
+      const hold = holdOf(state, event.data.holdId);
+      assertHoldEndTimely(hold, occurredAtMs, 'expired');
+      // Read models and the audit show the hold ending at the expiresAt its expiry records: the hold's own.
+      invariant(Date.parse(event.data.expiresAt) === hold.expiresAtMs, `expiry of hold ${hold.holdId} records expiresAt ${JSON.stringify(event.data.expiresAt)}, not the hold's ${hold.expiresAt}`);
       return endHold(state, event.data, 'expired');
+    }
     case 'PaymentInitiated': {
       invariant(!state.payments.has(event.data.paymentId), `payment ${event.data.paymentId} initiated twice`);
       invariant(event.data.lot === undefined || areLotTerms(event.data.lot), `payment ${event.data.paymentId} opened on the lot terms ${JSON.stringify(event.data.lot)}`);
