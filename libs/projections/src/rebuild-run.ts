@@ -27,6 +27,7 @@ const SWAP_ATTEMPTS_MAX = 5;
  */
 const CARRY_OVER_PASSES_MAX = 100;
 const LOCK_NOT_AVAILABLE = '55P03';
+const DEADLOCK_DETECTED = '40P01';
 
 /** The process that ran the rebuild went away (or this one was asked to stop) before it finished. */
 export class Interrupted extends Error {}
@@ -322,7 +323,7 @@ export class RebuildRun {
         position = await this.reachHead(position);
         const locked = performance.now();
         const carried = await carryOverInlineTransactions(client, projection, shadow, position, { lockWrites: true });
-        await shadow.swap(retired);
+        await shadow.swap(retired, this.settings.swapLockTimeoutMs);
         await writeCheckpoint(client, projection.name, position);
         await progress.complete();
         await client.query('COMMIT');
@@ -336,8 +337,10 @@ export class RebuildRun {
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
         progress.done = doneBefore;
-        if ((error as { code?: string }).code !== LOCK_NOT_AVAILABLE || attempt >= SWAP_ATTEMPTS_MAX) throw error;
-        this.settings.onLog?.(`rebuild of ${projection.name}: the swap waited too long for a table lock (attempt ${attempt}); trying again`);
+        const code = (error as { code?: string }).code;
+        // A deadlock is a lock wait too: the moves take their locks so as not to make one with a reader (ShadowTables.swap), and any other is tried again as a wait that lasted too long.
+        if ((code !== LOCK_NOT_AVAILABLE && code !== DEADLOCK_DETECTED) || attempt >= SWAP_ATTEMPTS_MAX) throw error;
+        this.settings.onLog?.(`rebuild of ${projection.name}: the swap ${code === DEADLOCK_DETECTED ? 'was chosen to end a deadlock' : 'waited too long for a table lock'} (attempt ${attempt}); trying again`);
       }
     }
   }

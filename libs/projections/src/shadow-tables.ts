@@ -21,6 +21,9 @@ export const NOT_PROJECTION_TABLES: ReadonlySet<string> = new Set([
 
 /** Shadow schemas are named `rebuild_<hex>` (and `..._retired`): nothing else is ever dropped. */
 const SHADOW_SCHEMA = /^rebuild_[0-9a-f]+(_retired)?$/;
+const LOCK_NOT_AVAILABLE = '55P03';
+/** One try at the moved tables' locks: far below PostgreSQL's deadlock_timeout (1 s), so a reader caught in a cycle with it waits this long at most. */
+const LOCK_TRY_MS = 100;
 
 /** A projection declared a table that a rebuild must never move or drop: a programming error. */
 export class NotAProjectionTableError extends Error {
@@ -128,8 +131,10 @@ export class ShadowTables {
    * anything moves, when a live table's columns or indexes are no longer the shadow's (a migration
    * ran while the rebuild did, and its column or index would vanish with the swap).
    */
-  async swap(retiredSchema: string): Promise<void> {
+  async swap(retiredSchema: string, lockTimeoutMs: number): Promise<void> {
     if (!SHADOW_SCHEMA.test(retiredSchema)) throw new Error(`${retiredSchema} is not a shadow schema name`);
+    // Locked first: no migration changes a table between its check and its move.
+    await this.lockLiveForTheMove(lockTimeoutMs);
     for (const table of this.tables) await this.assertShapeOf(table);
     await this.client.query(`CREATE SCHEMA ${this.id(retiredSchema)}`);
     for (const table of this.tables) {
@@ -146,9 +151,45 @@ export class ShadowTables {
     await this.client.query(`LOCK TABLE ${this.tables.map((table) => this.live(table)).join(', ')} IN EXCLUSIVE MODE`);
   }
 
-  /** Throws when the live table's columns (name, type, NOT NULL, default) or index names differ from the shadow's. */
+  /**
+   * Takes every live table's ACCESS EXCLUSIVE lock, which moving it needs, before the first move, and
+   * never waits long while holding part of them. A reader locks tables as its query names them, in
+   * its own order (the lot list: `token_lots`, then `payments`); moving the tables one by one, each
+   * move waiting for its table's readers, held `payments` while waiting for `token_lots` behind a
+   * reader waiting for `payments`: a deadlock, one side failed after `deadlock_timeout` (1 s), the
+   * reader's request or the whole rebuild. Each try takes them all in one statement, waiting at most
+   * LOCK_TRY_MS (well under `deadlock_timeout`), and if one is still read then, gives back what it
+   * took (to a savepoint: the write locks taken before stay) and tries again a few milliseconds
+   * later; writes are already held off (`lockLiveAgainstWrites`) and reads take milliseconds. A try
+   * that waits, rather than NOWAIT, is granted ahead of the writes queued behind this transaction's
+   * own locks, on every PostgreSQL version. Past `lockTimeoutMs` (the swap transaction's
+   * lock_timeout, set back once the locks are taken) the last try's lock-not-available fails the
+   * swap's transaction, which the swap retries as it does its other lock waits.
+   */
+  private async lockLiveForTheMove(lockTimeoutMs: number): Promise<void> {
+    const tables = this.tables.map((table) => this.live(table)).join(', ');
+    const deadline = performance.now() + lockTimeoutMs;
+    for (let pause = 1; ; pause = Math.min(pause * 2, 20)) {
+      await this.client.query('SAVEPOINT shadow_tables_move');
+      try {
+        // Set inside the savepoint: going back to it restores the swap's own lock_timeout; once through, it is set back below.
+        await this.client.query(`SET LOCAL lock_timeout = ${LOCK_TRY_MS}`);
+        await this.client.query(`LOCK TABLE ${tables} IN ACCESS EXCLUSIVE MODE`);
+        await this.client.query('RELEASE SAVEPOINT shadow_tables_move');
+        await this.client.query(`SET LOCAL lock_timeout = ${Math.trunc(lockTimeoutMs)}`);
+        return;
+      } catch (error) {
+        if ((error as { code?: string }).code !== LOCK_NOT_AVAILABLE || performance.now() >= deadline) throw error;
+        await this.client.query('ROLLBACK TO SAVEPOINT shadow_tables_move');
+        await new Promise((resolve) => setTimeout(resolve, pause));
+      }
+    }
+  }
+
+  /** Throws when the live table's columns (name, type, NOT NULL, default), indexes (name and definition) or CHECK constraints differ from the shadow's. */
   private async assertShapeOf(table: string): Promise<void> {
-    const shape = async (qualified: string) =>
+    // An index's definition names its table with its schema: left out, the live and the shadow definitions compare.
+    const shape = async (qualified: string, schema: string) =>
       (
         await this.client.query<{ part: string }>(
           `SELECT 'column ' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
@@ -156,12 +197,15 @@ export class ShadowTables {
              FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
             WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
            UNION ALL
-           SELECT 'index ' || c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = $1::regclass
+           SELECT 'index ' || c.relname || ': ' || replace(pg_get_indexdef(i.indexrelid), ' ON ' || quote_ident($2) || '.', ' ON ')
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = $1::regclass
+           UNION ALL
+           SELECT 'check ' || conname || ': ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'c'
            ORDER BY 1`,
-          [qualified],
+          [qualified, schema],
         )
       ).rows.map((row) => row.part);
-    const [live, shadow] = [await shape(this.live(table)), await shape(this.shadow(table))];
+    const [live, shadow] = [await shape(this.live(table), this.liveSchema), await shape(this.shadow(table), this.shadowSchema)];
     const missing = live.filter((part) => !shadow.includes(part));
     const extra = shadow.filter((part) => !live.includes(part));
     if (missing.length > 0 || extra.length > 0) {
