@@ -77,11 +77,6 @@ export class ProjectionRunner {
   state: ProjectionState = 'stopped';
   failure: ProjectionFailure | undefined;
   /**
-   * Whether `projection_failures` may hold a failure of this projection: one this runner recorded,
-   * or (until its first batch) one an earlier process left. The next batch deletes it with the checkpoint.
-   */
-  private failureMayBeStored = true;
-  /**
    * Batches applied by the set-based delta, and event by event, since this runner was made; and the
    * event-by-event batches whose round trips failed and were applied again one statement at a time.
    */
@@ -172,7 +167,6 @@ export class ProjectionRunner {
    * recorded again.
    */
   private async recordFailure(failure: ProjectionFailure): Promise<void> {
-    this.failureMayBeStored = true;
     await recordProjectionFailure(this.pool, this.projection.name, failure).catch(() => undefined);
   }
 
@@ -268,9 +262,12 @@ export class ProjectionRunner {
       await work(client);
       await writeCheckpoint(client, this.projection.name, last.position);
       await this.forgetPassedInlineTransactions(client, last.position);
-      if (this.failureMayBeStored) await clearProjectionFailure(client, this.projection.name);
+      // Every batch, not only after a failure of this runner's: a leader that lost its leadership while
+      // recording a failure (paused past its session's keepalive, ADR 0003) may store it after this
+      // runner's first batch, and it would stand, on every process's status, until the next failure.
+      // A primary-key delete of a row that is usually not there.
+      await clearProjectionFailure(client, this.projection.name);
       await client.query('COMMIT');
-      this.failureMayBeStored = false;
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw error;
