@@ -124,6 +124,20 @@ describe('a refused request', () => {
     expect({ ...other.body, instance: undefined }).toEqual({ ...none.body, instance: undefined });
   });
 
+  it('serves a user whose id is UUID-shaped hex of no UUID version or variant, as its token was accepted for (an MD5 name, SQL Server sequential ids)', async () => {
+    for (const sub of ['12345678-1234-1234-1234-123456789abc', '00000000-0000-0000-0000-000000000001', 'C5A2B1E0-0F3B-E111-B5C4-00155D0A1234']) {
+      const own = sub.toLowerCase();
+      const user = await testApp.as('user', sub);
+      await user.get(`/v1/accounts/${sub}/balance`).expect(200, { userId: own, balance: 0, held: 0, available: 0, nextExpiry: null });
+      const credited = await testApp.http().post(`/v1/accounts/${sub}/purchases`).send({ paymentId: randomUUID(), amount: 5 }).expect(201);
+      expect(credited.body).toMatchObject({ userId: own, balance: 5 });
+      await testApp.http().post(`/v1/accounts/${own}/usage`).send({ amount: 2 }).expect(201);
+      expect((await user.get(`/v1/accounts/${sub}/balance`).expect(200)).body).toMatchObject({ balance: 3 });
+      // Another user's account stays another's, in either case.
+      await (await testApp.as('user')).get(`/v1/accounts/${sub}/balance`).expect(403);
+    }
+  });
+
   it('answers a user 400 naming a malformed id, as any role, not 403: no account or payment has it', async () => {
     const user = await testApp.as('user');
     const balance = await user.get('/v1/accounts/not-a-uuid/balance').expect(400);
@@ -134,10 +148,11 @@ describe('a refused request', () => {
     expect(opened.body.errors).toEqual([expect.objectContaining({ field: 'userId', rule: 'isUuid' })]);
     const missing = await user.post('/v1/payments').send({ packageId: 'starter' }).expect(400);
     expect(missing.body.errors).toEqual([expect.objectContaining({ field: 'userId', rule: 'isDefined' })]);
-    // UUID-shaped but of no UUID version: refused as validation refuses it for an admin.
-    const versionless = '00000000-0000-0000-0000-000000000001';
-    expect((await user.get(`/v1/accounts/${versionless}/balance`).expect(400)).body.errors).toEqual([expect.objectContaining({ field: 'userId', rule: 'isUuid' })]);
-    expect((await (await testApp.as('admin')).get(`/v1/accounts/${versionless}/balance`).expect(400)).body.errors).toEqual([expect.objectContaining({ field: 'userId', rule: 'isUuid' })]);
+    // Hex of the wrong length, or a non-hex digit: refused alike for an admin.
+    for (const malformed of ['00000000-0000-0000-0000-00000000001', '0000000g-0000-0000-0000-000000000001']) {
+      expect((await user.get(`/v1/accounts/${malformed}/balance`).expect(400)).body.errors).toEqual([expect.objectContaining({ field: 'userId', rule: 'isUuid' })]);
+      expect((await (await testApp.as('admin')).get(`/v1/accounts/${malformed}/balance`).expect(400)).body.errors).toEqual([expect.objectContaining({ field: 'userId', rule: 'isUuid' })]);
+    }
     // Refused before the Idempotency-Key is looked at: no key row.
     const keys = async () => Number((await testApp.database.pool.query<{ n: string }>('SELECT count(*) AS n FROM idempotency_keys')).rows[0]?.n);
     const keysBefore = await keys();

@@ -200,7 +200,7 @@ async function ownerOf(endpoint: Endpoint, request: FastifyRequest, options: Acc
     case 'payment': {
       const paymentId = stringField(request.params, 'paymentId');
       // Not a UUID: no payment has it (the refusal then names it: malformedOwnerId).
-      return paymentId !== undefined && isUUID(paymentId, 'all') ? options.paymentOwner(paymentId.toLowerCase()) : undefined;
+      return paymentId !== undefined && isUUID(paymentId, 'loose') ? options.paymentOwner(paymentId.toLowerCase()) : undefined;
     }
     case 'none':
       return undefined;
@@ -217,7 +217,7 @@ function malformedOwnerId(endpoint: Endpoint, request: FastifyRequest): FieldVio
   if (source === undefined) return undefined;
   const value = typeof source === 'object' && source !== null ? (source as Record<string, unknown>)[field] : undefined;
   if (value === undefined || value === null) return { field, rule: 'isDefined', message: `${field} is required` };
-  return typeof value === 'string' && isUUID(value, 'all') ? undefined : { field, rule: 'isUuid', message: `${field} must be a UUID` };
+  return typeof value === 'string' && isUUID(value, 'loose') ? undefined : { field, rule: 'isUuid', message: `${field} must be a UUID` };
 }
 
 function stringField(value: unknown, field: string): string | undefined {
