@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { ENDPOINT_ACTIONS } from '@app/auth';
 import { DESCRIPTION_LENGTH_MAX, HOLD_TTL_SECONDS_MAX, LOT_PRIORITY_MAX, REASON_LENGTH_MAX } from '@app/ledger';
 import { DEVELOPMENT_WEBHOOK_SECRET } from '../apps/api/src/config/app.config.js';
@@ -107,6 +108,13 @@ describe('the OpenAPI document the service serves', () => {
       const codes = path === '/health' || path.startsWith('/health/') ? undefined : ['RATE_LIMITED'];
       expect({ where, has429: operation.responses['429'] !== undefined, codes: problemCodes(operation.responses['429']) }).toEqual({ where, has429: codes !== undefined, codes });
     }
+  });
+
+  it('is, in every response, the document committed for clients (libs/client/openapi.json, which `npm run client:check` holds equal to what the built service serves)', () => {
+    // Served here by Jest's loader, where a decorator that documents itself through @nestjs/swagger documents nothing: a difference is such documentation.
+    const committed = JSON.parse(readFileSync(new URL('../libs/client/openapi.json', import.meta.url), 'utf8')) as Document;
+    const responses = (of: Document) => Object.entries(of.paths).flatMap(([path, item]) => Object.entries(item).map(([method, operation]) => [`${method.toUpperCase()} ${path}`, operation.responses]));
+    expect(Object.fromEntries(responses(committed))).toEqual(Object.fromEntries(responses(document)));
   });
 
   it('answers every 4xx and 5xx with the shared problem schema, as application/problem+json, with an example of each code', () => {

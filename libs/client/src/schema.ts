@@ -2910,68 +2910,38 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /**
-             * @description Every check is up.
-             *
-             *     The Health Check is successful
-             */
+            /** @description Every check is up. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": {
-                        /**
-                         * @example ok
-                         * @enum {string}
-                         */
-                        status?: "ok" | "degraded";
+                        /** @enum {string} */
+                        status: "ok";
                         /**
                          * @example {
                          *       "database": {
-                         *         "status": "up",
-                         *         "responseTime": 12
+                         *         "status": "up"
                          *       }
                          *     }
                          */
-                        info?: {
-                            [key: string]: {
-                                /** @enum {string} */
-                                status: "up" | "degraded" | "down";
-                                /** @description Time the health indicator took to respond, in ms */
-                                responseTime?: number;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        } | null;
+                        info: {
+                            [key: string]: unknown;
+                        };
                         /** @example {} */
-                        error?: {
-                            [key: string]: {
-                                /** @enum {string} */
-                                status: "up" | "degraded" | "down";
-                                /** @description Time the health indicator took to respond, in ms */
-                                responseTime?: number;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        } | null;
+                        error: {
+                            [key: string]: unknown;
+                        };
                         /**
                          * @example {
                          *       "database": {
-                         *         "status": "up",
-                         *         "responseTime": 12
+                         *         "status": "up"
                          *       }
                          *     }
                          */
-                        details?: {
-                            [key: string]: {
-                                /** @enum {string} */
-                                status: "up" | "degraded" | "down";
-                                /** @description Time the health indicator took to respond, in ms */
-                                responseTime?: number;
-                            } & {
-                                [key: string]: unknown;
-                            };
+                        details: {
+                            [key: string]: unknown;
                         };
                     };
                 };
@@ -3011,68 +2981,38 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /**
-             * @description Every check is up.
-             *
-             *     The Health Check is successful
-             */
+            /** @description Every check is up. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": {
-                        /**
-                         * @example ok
-                         * @enum {string}
-                         */
-                        status?: "ok" | "degraded";
+                        /** @enum {string} */
+                        status: "ok";
                         /**
                          * @example {
                          *       "database": {
-                         *         "status": "up",
-                         *         "responseTime": 12
+                         *         "status": "up"
                          *       }
                          *     }
                          */
-                        info?: {
-                            [key: string]: {
-                                /** @enum {string} */
-                                status: "up" | "degraded" | "down";
-                                /** @description Time the health indicator took to respond, in ms */
-                                responseTime?: number;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        } | null;
+                        info: {
+                            [key: string]: unknown;
+                        };
                         /** @example {} */
-                        error?: {
-                            [key: string]: {
-                                /** @enum {string} */
-                                status: "up" | "degraded" | "down";
-                                /** @description Time the health indicator took to respond, in ms */
-                                responseTime?: number;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        } | null;
+                        error: {
+                            [key: string]: unknown;
+                        };
                         /**
                          * @example {
                          *       "database": {
-                         *         "status": "up",
-                         *         "responseTime": 12
+                         *         "status": "up"
                          *       }
                          *     }
                          */
-                        details?: {
-                            [key: string]: {
-                                /** @enum {string} */
-                                status: "up" | "degraded" | "down";
-                                /** @description Time the health indicator took to respond, in ms */
-                                responseTime?: number;
-                            } & {
-                                [key: string]: unknown;
-                            };
+                        details: {
+                            [key: string]: unknown;
                         };
                     };
                 };
@@ -3089,15 +3029,6 @@ export interface operations {
                     };
                 };
             };
-            /** @description The Health Check is not successful */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
         };
     };
     checkReadiness: {
@@ -3109,68 +3040,38 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /**
-             * @description Every check is up.
-             *
-             *     The Health Check is successful
-             */
+            /** @description Every check is up. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": {
-                        /**
-                         * @example ok
-                         * @enum {string}
-                         */
-                        status?: "ok" | "degraded";
+                        /** @enum {string} */
+                        status: "ok";
                         /**
                          * @example {
                          *       "database": {
-                         *         "status": "up",
-                         *         "responseTime": 12
+                         *         "status": "up"
                          *       }
                          *     }
                          */
-                        info?: {
-                            [key: string]: {
-                                /** @enum {string} */
-                                status: "up" | "degraded" | "down";
-                                /** @description Time the health indicator took to respond, in ms */
-                                responseTime?: number;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        } | null;
+                        info: {
+                            [key: string]: unknown;
+                        };
                         /** @example {} */
-                        error?: {
-                            [key: string]: {
-                                /** @enum {string} */
-                                status: "up" | "degraded" | "down";
-                                /** @description Time the health indicator took to respond, in ms */
-                                responseTime?: number;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        } | null;
+                        error: {
+                            [key: string]: unknown;
+                        };
                         /**
                          * @example {
                          *       "database": {
-                         *         "status": "up",
-                         *         "responseTime": 12
+                         *         "status": "up"
                          *       }
                          *     }
                          */
-                        details?: {
-                            [key: string]: {
-                                /** @enum {string} */
-                                status: "up" | "degraded" | "down";
-                                /** @description Time the health indicator took to respond, in ms */
-                                responseTime?: number;
-                            } & {
-                                [key: string]: unknown;
-                            };
+                        details: {
+                            [key: string]: unknown;
                         };
                     };
                 };
