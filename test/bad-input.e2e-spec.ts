@@ -278,9 +278,12 @@ describe('a number the JSON parser would round', () => {
       errors: [{ field: 'amount', rule: 'exactNumbers', message: expect.stringMatching(/^amount is 0\.99999999999999999, which a number cannot hold exactly/) }],
     });
     expect((await post('{"amount":1,"metadata":{"orderRef":9007199254740993}}').expect(400)).body.errors).toEqual([expect.objectContaining({ field: 'metadata.orderRef', rule: 'exactNumbers' })]);
+    // Zero written with a long exponent is exactly zero: refused by the rule it breaks.
+    expect((await post('{"amount":0e401}').expect(400)).body.errors).toEqual([expect.objectContaining({ field: 'amount', rule: 'min' })]);
     expect(await rowCounts()).toEqual(before);
+    expect((await post('{"amount":1,"metadata":{"n":0e999}}').expect(201)).body).toMatchObject({ balance: 99 });
     // Written exactly, an integer with a point is the integer.
-    expect((await post('{"amount":1.0}').expect(201)).body).toMatchObject({ balance: 99 });
+    expect((await post('{"amount":1.0}').expect(201)).body).toMatchObject({ balance: 98 });
   });
 });
 

@@ -98,6 +98,7 @@ describe('inexactNumberIn: numbers the parser would change without a word', () =
   it.each([
     ['integers a double is exactly, past 2^53 too (the range rules judge them)', '{"amount":1,"n":-42,"z":0,"m":9007199254740991,"p":9007199254740992,"e":1e21}'],
     ['integers written with a point or an exponent', '{"a":1.0,"b":1e3,"c":2.50e1,"d":-0.0}'],
+    ['zero with an exponent of any size (the range rules judge it)', '{"a":0e401,"b":-0.000e999,"c":0e-999,"d":0.0e400}'],
     ['fractions that read as fractions (the rules judge them)', '{"a":1.5,"b":0.1,"c":-2.75e-3}'],
     ['digits inside strings', '{"a":"0.99999999999999999","b":"9007199254740993"}'],
     ['escaped quotes inside strings', '{"a":"x\\"9007199254740993\\"y"}'],

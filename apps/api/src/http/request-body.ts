@@ -171,6 +171,8 @@ function isExactNumber(literal: string): boolean {
   const fraction = parts[3] ?? '';
   const exponent = Number(parts[5] ?? '0');
   const digits = `${parts[1] ?? ''}${fraction}`;
+  // Zero, however it is written (`0e401`, `0.000e-999`), is exactly zero: the digit cap below is for values.
+  if (/^0*$/.test(digits)) return true;
   const scale = exponent - fraction.length;
   const kept = scale >= 0 ? digits : digits.slice(0, Math.max(0, digits.length + scale));
   if (scale < 0 && !/^0*$/.test(digits.slice(kept.length))) return false;
