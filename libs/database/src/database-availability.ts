@@ -52,6 +52,8 @@ const CAUSES_FOLLOWED_MAX = 5;
 export function databaseUnavailableErrorOf(error: unknown): DatabaseUnavailableError | undefined {
   let current: unknown = error;
   for (let depth = 0; depth < CAUSES_FOLLOWED_MAX && isErrorLike(current); depth += 1) {
+    // Already judged (the EventStoreDB adapter's reads): itself.
+    if (current instanceof DatabaseUnavailableError) return current;
     if (isConnectionFailure(current)) return new DatabaseUnavailableError({ cause: error });
     current = current.cause;
   }

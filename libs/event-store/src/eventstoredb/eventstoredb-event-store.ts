@@ -10,16 +10,18 @@ import {
   type ReadPosition,
   type RecordedEvent as ClientRecordedEvent,
 } from '@eventstore/db-client';
-import type {
-  AppendResult,
-  EventStore,
-  EventToAppend,
-  ExpectedRevision,
-  ReadAllOptions,
-  ReadStreamOptions,
-  RecordedEvent,
-  StreamMetadata,
-  SubscribeToAllOptions,
+import { DatabaseUnavailableError } from '@app/database';
+import {
+  AppendDeadlineExceededError,
+  type AppendResult,
+  type EventStore,
+  type EventToAppend,
+  type ExpectedRevision,
+  type ReadAllOptions,
+  type ReadStreamOptions,
+  type RecordedEvent,
+  type StreamMetadata,
+  type SubscribeToAllOptions,
 } from '../event-store.port.js';
 import { checkAppendCount, checkedReadCount } from '../limits.js';
 import { comparePositions, START as START_POSITION, type Position } from '../position.js';
@@ -38,6 +40,7 @@ import {
   toClientPosition,
   toEventData,
   toRecordedEvent,
+  transportFailureOf,
   type ClientResolvedEvent,
 } from './eventstoredb-mapping.js';
 
@@ -52,22 +55,39 @@ const METADATA_WRITE_ATTEMPTS_MAX = 3;
  * positions), see infra/eventstoredb/README.md.
  */
 export class EventStoreDBEventStore implements EventStore {
-  constructor(private readonly client: EventStoreDBClient) {}
+  /** `deadlineMs`: the client's deadline of a call (its `defaultDeadline`), named when an append fails on the connection. */
+  constructor(
+    private readonly client: EventStoreDBClient,
+    private readonly deadlineMs: number = CLIENT_DEFAULT_DEADLINE_MS,
+  ) {}
 
   /** `esdb://host:2113?tls=false`, or several hosts for a cluster; the client connects on first use. */
   static connect(connectionString: string): EventStoreDBEventStore {
-    return new EventStoreDBEventStore(EventStoreDBClient.connectionString(connectionString));
+    return new EventStoreDBEventStore(EventStoreDBClient.connectionString(connectionString), deadlineOf(connectionString));
   }
 
+  /**
+   * A failure of the connection (no server, a lost one, the deadline passed, not the leader) is an
+   * AppendDeadlineExceededError, as on PostgreSQL (ADR 0018): `applied: 'no'` when nothing reached a
+   * server, `unknown` when it may have been written (then also when it was, and its read-back failed).
+   */
   async append(streamId: string, events: readonly EventToAppend[], { expectedRevision }: { readonly expectedRevision: ExpectedRevision }): Promise<AppendResult> {
     checkAppendCount(events.length);
-    const outcome = await this.client
-      .appendToStream(streamId, events.map(toEventData), { expectedRevision: toClientExpectedRevision(expectedRevision) })
-      .then(appendOutcomeOf, appendOutcomeOfRejection);
-    if (!outcome.written) throw await this.conflictError(streamId, events, expectedRevision, outcome.actualRevision);
-    // The server's reply carries a commit position, not always the last event's position in $all (and none
-    // at all for an idempotent retry on older servers): the event itself says where it is.
-    return { nextRevision: outcome.nextRevision, position: await this.positionAt(streamId, outcome.nextRevision) };
+    let sent = false;
+    try {
+      const outcome = await this.client
+        .appendToStream(streamId, events.map(toEventData), { expectedRevision: toClientExpectedRevision(expectedRevision) })
+        .then(appendOutcomeOf, appendOutcomeOfRejection);
+      sent = true;
+      if (!outcome.written) throw await this.conflictError(streamId, events, expectedRevision, outcome.actualRevision);
+      // The server's reply carries a commit position, not always the last event's position in $all (and none
+      // at all for an idempotent retry on older servers): the event itself says where it is.
+      return { nextRevision: outcome.nextRevision, position: await this.positionAt(streamId, outcome.nextRevision) };
+    } catch (error) {
+      const failure = error instanceof DatabaseUnavailableError ? { sent: true } : transportFailureOf(error);
+      if (failure === undefined) throw error;
+      throw new AppendDeadlineExceededError(streamId, this.deadlineMs, sent || failure.sent ? 'unknown' : 'no', { cause: error });
+    }
   }
 
   async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<readonly RecordedEvent[]> {
@@ -187,14 +207,28 @@ function isAborted(signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true;
 }
 
-/** Everything a read returns; a stream that does not exist reads as empty. */
+/**
+ * Everything a read returns; a stream that does not exist reads as empty. A failure of the
+ * connection is DatabaseUnavailableError, as PostgreSQL's is (503 with Retry-After, and no finding
+ * of an audit): the service's one event store is its database.
+ */
 async function readOrEmpty<Resolved extends ClientResolvedEvent>(read: AsyncIterable<Resolved>): Promise<Resolved[]> {
   const items: Resolved[] = [];
   try {
     for await (const item of read) items.push(item);
   } catch (error) {
     if (isStreamNotFound(error)) return [];
+    if (transportFailureOf(error) !== undefined) throw new DatabaseUnavailableError({ cause: error });
     throw error;
   }
   return items;
+}
+
+/** The client's default deadline of a call, when the connection string sets none. */
+const CLIENT_DEFAULT_DEADLINE_MS = 10_000;
+
+/** The connection string's `defaultDeadline` (milliseconds; its keys are case-insensitive), or the client's default. */
+function deadlineOf(connectionString: string): number {
+  const setting = /[?&]defaultDeadline=([0-9]+)(?:&|$)/i.exec(connectionString)?.[1];
+  return setting === undefined ? CLIENT_DEFAULT_DEADLINE_MS : Number(setting);
 }

@@ -5,10 +5,13 @@
  */
 import {
   ANY,
+  DeadlineExceededError,
   NO_STREAM,
+  NotLeaderError,
   START,
   STREAM_EXISTS,
   StreamNotFoundError,
+  UnavailableError,
   WrongExpectedVersionError,
   type AppendExpectedRevision,
   type AppendResult as ClientAppendResult,
@@ -117,6 +120,32 @@ export function appendOutcomeOf(result: ClientAppendResult): AppendOutcome {
 }
 
 /** A rejected append: a wrong expected version is a conflict to classify; any other error is not ours to translate. */
+/** gRPC's status codes the client passes through unwrapped (an append's failures come as the raw status error). */
+const GRPC_DEADLINE_EXCEEDED = 4;
+const GRPC_UNAVAILABLE = 14;
+/** What the client says when no connection to the node could be made: nothing was sent. */
+const NO_CONNECTION = /No connection established/;
+/** A cluster's discovery that gave up (every seed unreachable, or no leader): nothing was sent. */
+const DISCOVERY_FAILED = /^Failed to discover/;
+
+/**
+ * Whether `error` is the connection to EventStoreDB failing rather than an answer of it, and
+ * whether the call may have reached a server (`sent`): not when no connection could be made, the
+ * cluster's discovery gave up, or the node answered that it is not the leader; yes when the
+ * client's deadline passed or a connection was lost once made. Undefined for anything else (a
+ * refusal, a conflict, a bug), which stays what it is. By class for the client's own errors, by
+ * gRPC status for the raw ones an append rejects with, by message for discovery.
+ */
+export function transportFailureOf(error: unknown): { readonly sent: boolean } | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { code, message } = error as { readonly code?: unknown; readonly message?: unknown };
+  const text = typeof message === 'string' ? message : '';
+  if (DISCOVERY_FAILED.test(text) || error instanceof NotLeaderError) return { sent: false };
+  if (error instanceof DeadlineExceededError || code === GRPC_DEADLINE_EXCEEDED) return { sent: true };
+  if (error instanceof UnavailableError || code === GRPC_UNAVAILABLE) return { sent: !NO_CONNECTION.test(text) };
+  return undefined;
+}
+
 export function appendOutcomeOfRejection(error: unknown): AppendOutcome {
   if (!(error instanceof WrongExpectedVersionError)) throw error;
   return { written: false, actualRevision: error.actualVersion === NO_STREAM ? -1n : error.actualVersion };

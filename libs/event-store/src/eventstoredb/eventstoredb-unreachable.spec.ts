@@ -1,4 +1,12 @@
+import { DatabaseUnavailableError, databaseUnavailableErrorOf } from '@app/database';
+import { DeadlineExceededError, StreamNotFoundError, UnavailableError } from '@eventstore/db-client';
+import { AppendDeadlineExceededError } from '../event-store.port.js';
 import { EventStoreDBEventStore } from './eventstoredb-event-store.js';
+import { transportFailureOf } from './eventstoredb-mapping.js';
+
+const NOWHERE = 'esdb://127.0.0.1:1?tls=false&defaultDeadline=2500';
+const NO_CLUSTER = 'esdb://127.0.0.1:1,127.0.0.1:2?tls=false&maxDiscoverAttempts=1&discoveryInterval=10';
+const event = { id: '0b5e9a4c-35a1-4c1f-8d3e-6a2f1b7c9d01', type: 'Tested', data: {}, metadata: {} };
 
 // No EventStoreDB server is needed: these are the adapter's ways of failing when it finds none.
 describe('EventStoreDB adapter without a server', () => {
@@ -21,4 +29,34 @@ describe('EventStoreDB adapter without a server', () => {
       await store.close();
     }
   });
+
+  it.each([
+    ['one node that does not answer', NOWHERE, 2_500],
+    ['a cluster whose discovery gives up', NO_CLUSTER, 10_000],
+  ])('answers as PostgreSQL does with %s: a read is DATABASE_UNAVAILABLE (503), an append not applied (APPEND_DEADLINE_EXCEEDED, naming the deadline)', async (_, url, deadlineMs) => {
+    const store = EventStoreDBEventStore.connect(url);
+    try {
+      const read = store.readStream('token-account-nowhere');
+      await expect(read).rejects.toBeInstanceOf(DatabaseUnavailableError);
+      // The auditor's check and the problem filter read it as the database's failure, not a finding.
+      expect(databaseUnavailableErrorOf(await read.catch((error: unknown) => error))).toBeInstanceOf(DatabaseUnavailableError);
+      const appended = await store.append('token-account-nowhere', [event], { expectedRevision: 'no_stream' }).catch((error: unknown) => error);
+      expect(appended).toBeInstanceOf(AppendDeadlineExceededError);
+      expect(appended).toMatchObject({ streamId: 'token-account-nowhere', applied: 'no', deadlineMs });
+    } finally {
+      await store.close();
+    }
+  });
 });
+
+describe('EventStoreDB transport failures', () => {
+  it('tells a failed connection from an answer, and whether the call may have reached a server', () => {
+    expect(transportFailureOf(new DeadlineExceededError(undefined, 'deadline'))).toEqual({ sent: true });
+    expect(transportFailureOf({ code: 4, details: 'Deadline exceeded', message: '4 DEADLINE_EXCEEDED: Deadline exceeded' })).toEqual({ sent: true });
+    expect(transportFailureOf({ code: 14, details: 'Connection dropped', message: '14 UNAVAILABLE: Connection dropped' })).toEqual({ sent: true });
+    expect(transportFailureOf(new UnavailableError(undefined, '14 UNAVAILABLE: No connection established. Last error: connect ECONNREFUSED'))).toEqual({ sent: false });
+    expect(transportFailureOf(new Error('Failed to discover after 10 attempts.'))).toEqual({ sent: false });
+    for (const answer of [new StreamNotFoundError(undefined, 'no stream'), new Error('a bug'), 'text', null]) expect(transportFailureOf(answer)).toBeUndefined();
+  });
+});
+
