@@ -4,8 +4,8 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAuditBundle, HASH_METADATA_KEY, keyId, sealEvents, verifyAuditBundle, type TokenAccountSummary } from '@app/audit';
-import { AccountAudit, StreamNotReplayableError, verifyAccount } from '@app/operations';
-import { connectionPairsMaxOf } from '@app/database';
+import { AccountAudit, AccountChecksBusyError, StreamNotReplayableError, turnWaitOf, verifyAccount } from '@app/operations';
+import { connectionPairsMaxOf, withConnectionPair } from '@app/database';
 import { EVENT_STORE, formatPosition, PostgresEventStore, readWholeStream, type EventStore, type EventToAppend } from '@app/event-store';
 import pg, { type Pool } from 'pg';
 import { CommandHandling, eventMetadata, ReadModelConsistency } from '@app/event-sourcing';
@@ -620,6 +620,33 @@ describe('auditor API: signed bundles, checked offline by the CLI', () => {
       expect(await Promise.all(accounts.map((userId) => verifyAccount(store, pool, PROJECTIONS, userId)))).toEqual(accounts.map(() => []));
       expect(connectionPairsMaxOf(new pg.Pool({ max: 20 }))).toBe(9);
     } finally {
+      await store.close();
+      await pool.end();
+      await database.drop();
+    }
+  });
+
+  it("fails a verification or an account rebuild that waits for its turn longer than it may (a request's): ACCOUNT_CHECKS_BUSY, not a finding, and the line goes on", async () => {
+    const database = await createTestDatabase();
+    const pool = new pg.Pool({ connectionString: database.url, max: 4 });
+    const store = new PostgresEventStore(pool, { connectionString: database.url, appendHook: new InlineProjections(PROJECTIONS) });
+    let release = () => {};
+    const holding = withConnectionPair(pool, () => new Promise<void>((resolve) => (release = resolve)));
+    try {
+      const account: GeneratedAccount = { userId: randomUUID(), state: initialTokenAccountState, revision: -1n };
+      await appendDecided(store, seededRandom('turns'), account, 5, T(1));
+      // The one place of a pool of four is taken.
+      const audit = new AccountAudit(store, pool, { turnWaitMs: 100 });
+      await expect(audit.verify(account.userId)).rejects.toMatchObject({ code: 'ACCOUNT_CHECKS_BUSY', waitedMs: 100 });
+      await expect(rebuildAccount(store, pool, PROJECTIONS, account.userId, turnWaitOf(100))).rejects.toBeInstanceOf(AccountChecksBusyError);
+      // Without a limit (the CLI's), a verification waits its turn; the ones that gave up left the line.
+      const waiting = verifyAccount(store, pool, PROJECTIONS, account.userId);
+      release();
+      await holding;
+      expect(await waiting).toEqual([]);
+      expect(await audit.verify(account.userId)).toMatchObject({ ok: true });
+    } finally {
+      release();
       await store.close();
       await pool.end();
       await database.drop();

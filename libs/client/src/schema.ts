@@ -3635,7 +3635,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `AUTHENTICATION_UNAVAILABLE`: Credentials cannot be checked right now; `DATABASE_UNAVAILABLE`: The database cannot be reached right now; retry shortly */
+            /** @description `ACCOUNT_CHECKS_BUSY`: Too many accounts' verifications and rebuilds are running; retry shortly; `AUTHENTICATION_UNAVAILABLE`: Credentials cannot be checked right now; `DATABASE_UNAVAILABLE`: The database cannot be reached right now; retry shortly */
             503: {
                 headers: {
                     /** @description Seconds after which the request may be sent again (the codes that name one). */
@@ -3645,7 +3645,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AUTHENTICATION_UNAVAILABLE" | "DATABASE_UNAVAILABLE";
+                        code: "ACCOUNT_CHECKS_BUSY" | "AUTHENTICATION_UNAVAILABLE" | "DATABASE_UNAVAILABLE";
                     };
                 };
             };
@@ -4960,7 +4960,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `AUTHENTICATION_UNAVAILABLE`: Credentials cannot be checked right now; `DATABASE_UNAVAILABLE`: The database cannot be reached right now; retry shortly */
+            /** @description `ACCOUNT_CHECKS_BUSY`: Too many accounts' verifications and rebuilds are running; retry shortly; `AUTHENTICATION_UNAVAILABLE`: Credentials cannot be checked right now; `DATABASE_UNAVAILABLE`: The database cannot be reached right now; retry shortly */
             503: {
                 headers: {
                     /** @description Seconds after which the request may be sent again (the codes that name one). */
@@ -4970,7 +4970,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AUTHENTICATION_UNAVAILABLE" | "DATABASE_UNAVAILABLE";
+                        code: "ACCOUNT_CHECKS_BUSY" | "AUTHENTICATION_UNAVAILABLE" | "DATABASE_UNAVAILABLE";
                     };
                 };
             };

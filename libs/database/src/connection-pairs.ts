@@ -15,27 +15,30 @@ export function connectionPairsMaxOf(pool: Pool): number {
   return Math.max(1, Math.floor(((pool.options.max ?? 10) - 1) / 2));
 }
 
+/** How long a task may wait for its turn, and what it fails with past that (a request's answer); no limit without it. */
+export type TurnWait = { readonly waitMs: number; readonly busy: () => Error };
+
 /** Runs `task` when one of the pool's places for work holding two connections is free (`connectionPairsMaxOf`). */
-export function withConnectionPair<T>(pool: Pool, task: () => Promise<T>): Promise<T> {
+export function withConnectionPair<T>(pool: Pool, task: () => Promise<T>, wait?: TurnWait): Promise<T> {
   let slots = slotsByPool.get(pool);
   if (slots === undefined) {
     slots = new Slots(connectionPairsMaxOf(pool));
     slotsByPool.set(pool, slots);
   }
-  return slots.run(task);
+  return slots.run(task, wait);
 }
 
 const slotsByPool = new WeakMap<Pool, Slots>();
 
-/** Runs at most `size` tasks at once, the others in arrival order as places free. */
+/** Runs at most `size` tasks at once, the others in arrival order as places free; one that waits past its `waitMs` leaves the line. */
 class Slots {
   private readonly waiting: (() => void)[] = [];
   private running = 0;
 
   constructor(private readonly size: number) {}
 
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.running >= this.size) await new Promise<void>((resolve) => this.waiting.push(resolve));
+  async run<T>(task: () => Promise<T>, wait?: TurnWait): Promise<T> {
+    if (this.running >= this.size) await this.turn(wait);
     else this.running += 1;
     try {
       return await task();
@@ -45,5 +48,27 @@ class Slots {
       if (next === undefined) this.running -= 1;
       else next();
     }
+  }
+
+  /** Resolves when a place passes to this task; rejects with `wait.busy()` if none has by `wait.waitMs`, the task then out of the line. */
+  private turn(wait: TurnWait | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      // Called by a task that ends, after the timer below is set.
+      const take = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.waiting.push(take);
+      const timer =
+        wait === undefined
+          ? undefined
+          : setTimeout(() => {
+              const index = this.waiting.indexOf(take);
+              // Already handed a place (the timer lost the race): the task runs.
+              if (index < 0) return;
+              this.waiting.splice(index, 1);
+              reject(wait.busy());
+            }, wait.waitMs);
+    });
   }
 }

@@ -1,11 +1,11 @@
 import type { KeyObject } from 'node:crypto';
 import { AuditBundleWriter, ChainCheck, HASH_METADATA_KEY, tokenAccountReplay, tokenAccountSummaryOf, type AsOf, type ChainVerification, type TokenAccountSummary } from '@app/audit';
 import { formatPosition, readStreamPages, type EventStore, type JsonValue, type RecordedEvent } from '@app/event-store';
-import { databaseUnavailableErrorOf } from '@app/database';
+import { databaseUnavailableErrorOf, type TurnWait } from '@app/database';
 import { tokenAccountStreamId } from '@app/ledger';
 import { PROJECTIONS, type Projection } from '@app/projections';
 import type { Pool } from 'pg';
-import { AccountNotFoundError, ChainBrokenError, RevisionOutOfRangeError, StreamNotReplayableError } from './operations.errors.js';
+import { AccountChecksBusyError, AccountNotFoundError, ChainBrokenError, RevisionOutOfRangeError, StreamNotReplayableError } from './operations.errors.js';
 import { verifyAccount, type AccountDifference, type AccountFinding } from './account-verification.js';
 
 /** A stored event as an auditor sees it: everything the store holds. */
@@ -56,6 +56,11 @@ type CheckedStream = {
 
 export type AccountAuditOptions = {
   readonly projections?: readonly Projection[];
+  /**
+   * How long a verification waits for its turn among the pool's verifications and account rebuilds
+   * before failing with AccountChecksBusyError (a request's answer); no limit without it (the CLI).
+   */
+  readonly turnWaitMs?: number;
 };
 
 /**
@@ -64,6 +69,7 @@ export type AccountAuditOptions = {
  */
 export class AccountAudit {
   private readonly projections: readonly Projection[];
+  private readonly turnWait: TurnWait | undefined;
 
   constructor(
     private readonly store: EventStore,
@@ -71,6 +77,7 @@ export class AccountAudit {
     options: AccountAuditOptions = {},
   ) {
     this.projections = options.projections ?? PROJECTIONS;
+    this.turnWait = turnWaitOf(options.turnWaitMs);
   }
 
   /** Events from `fromRevision` on, at most `limit`; throws AccountNotFoundError for a user with no stream. */
@@ -156,10 +163,10 @@ export class AccountAudit {
   /** The replay against the read models: their differences, or why the ledger refused the replay. */
   private async readModelsReport(userId: string): Promise<AccountAuditReport['readModels']> {
     try {
-      return { differences: await verifyAccount(this.store, this.pool, this.projections, userId), replayError: null };
+      return { differences: await verifyAccount(this.store, this.pool, this.projections, userId, this.turnWait === undefined ? {} : { turnWait: this.turnWait }), replayError: null };
     } catch (error) {
-      // A database that went away or failed the check's own work is no finding about the account: answered as any read would be.
-      if (isDatabaseFailure(error)) throw error;
+      // A database that went away or failed the check's own work is no finding about the account: answered as any read would be; so is a check that never got its turn.
+      if (isDatabaseFailure(error) || error instanceof AccountChecksBusyError) throw error;
       // A tampered stream can break the ledger's invariants during the replay: that is a finding.
       return { differences: [], replayError: error instanceof Error ? error.message : String(error) };
     }
@@ -316,4 +323,9 @@ function isDatabaseFailure(error: unknown): boolean {
     current = cause;
   }
   return false;
+}
+
+/** The wait for a turn among the pool's account checks, failing with AccountChecksBusyError past `waitMs`; none without it. */
+export function turnWaitOf(waitMs: number | undefined): TurnWait | undefined {
+  return waitMs === undefined ? undefined : { waitMs, busy: () => new AccountChecksBusyError(waitMs) };
 }

@@ -2,7 +2,7 @@ import { formatPosition, readWholeStream, type EventStore, type RecordedEvent } 
 import { EventReplayError, evolveAt } from '@app/audit';
 import { evolveTokenAccount, initialTokenAccountState, tokenAccountStreamId, type TokenAccountEvent } from '@app/ledger';
 import { accountProjections, applyEventByEvent, eventsInReadModel, lockCheckpoint, TOKEN_ACCOUNTS_PROJECTION, transactionOf, type AccountRows, type Projection } from '@app/projections';
-import { withConnectionPair } from '@app/database';
+import { withConnectionPair, type TurnWait } from '@app/database';
 import type { Pool, PoolClient } from 'pg';
 
 export type AccountDifference = {
@@ -78,6 +78,8 @@ const SCRATCH_BATCH_EVENTS = 500;
 export type VerifyOptions = {
   /** Default VERIFY_IN_PLACE_EVENTS_MAX. */
   readonly inPlaceEventsMax?: number;
+  /** How long to wait for a place among the pool's verifications and account rebuilds (`withConnectionPair`) before failing; no limit without it. */
+  readonly turnWait?: TurnWait;
   /** Called once the stored rows and the events are read and, for a replay in temporary tables, the stream is let go. */
   readonly afterCut?: () => Promise<void>;
 };
@@ -96,7 +98,7 @@ export type VerifyOptions = {
  */
 export async function verifyAccount(store: EventStore, pool: Pool, projections: readonly Projection[], userId: string, options: VerifyOptions = {}): Promise<readonly AccountDifference[]> {
   // It holds a connection and reads the stream through the store with a second: it takes its turn with the other such work on the pool.
-  return withConnectionPair(pool, () => verifyAccountHoldingAConnection(store, pool, projections, userId, options));
+  return withConnectionPair(pool, () => verifyAccountHoldingAConnection(store, pool, projections, userId, options), options.turnWait);
 }
 
 async function verifyAccountHoldingAConnection(store: EventStore, pool: Pool, projections: readonly Projection[], userId: string, options: VerifyOptions): Promise<readonly AccountDifference[]> {

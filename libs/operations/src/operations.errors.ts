@@ -1,7 +1,7 @@
 import { CodedError } from '@app/ledger';
 
 /** The operator tools' expected rejections: the auditor's. */
-export const OPERATIONS_ERROR_CODES = ['ACCOUNT_NOT_FOUND', 'CHAIN_BROKEN', 'STREAM_NOT_REPLAYABLE', 'REVISION_OUT_OF_RANGE'] as const;
+export const OPERATIONS_ERROR_CODES = ['ACCOUNT_NOT_FOUND', 'CHAIN_BROKEN', 'STREAM_NOT_REPLAYABLE', 'REVISION_OUT_OF_RANGE', 'ACCOUNT_CHECKS_BUSY'] as const;
 
 export type OperationsErrorCode = (typeof OPERATIONS_ERROR_CODES)[number];
 
@@ -52,5 +52,18 @@ export class RevisionOutOfRangeError extends CodedError<OperationsErrorCode> {
       revision: revision.toString(),
       streamRevision: streamRevision.toString(),
     });
+  }
+}
+
+/**
+ * Every place for an account's verification or rebuild in this process stayed taken for the whole
+ * wait (each holds two of the pool's connections, so only so many run at once): nothing was checked
+ * or changed; retry shortly.
+ */
+export class AccountChecksBusyError extends CodedError<OperationsErrorCode> {
+  override readonly name = 'AccountChecksBusyError';
+
+  constructor(readonly waitedMs: number) {
+    super('ACCOUNT_CHECKS_BUSY', `every place for an account's verification or rebuild in this process stayed taken for ${waitedMs} ms; nothing was done, retry shortly`, { waitedMs });
   }
 }

@@ -12,7 +12,7 @@ import {
 } from '@app/projections';
 import type { BeforeApplicationShutdown } from '@nestjs/common';
 import type { Pool } from 'pg';
-import { AccountAudit } from './account-audit.js';
+import { AccountAudit, turnWaitOf } from './account-audit.js';
 import { replayAccount, verifyAllAccounts, type AccountFinding, type AccountReplay, type VerificationReport } from './account-verification.js';
 
 export type ProjectionsAdminOptions = {
@@ -21,6 +21,8 @@ export type ProjectionsAdminOptions = {
   /** The projection runners of this process (or `standby` for those another process leads), by projection name. */
   readonly runners?: ReadonlyMap<string, ProjectionRunnerView>;
   readonly onLog?: (message: string) => void;
+  /** How long an account's rebuild waits for its turn among the pool's verifications and rebuilds before failing with AccountChecksBusyError; no limit without it (the CLI). */
+  readonly turnWaitMs?: number;
 };
 
 /** What operators do with projections, for the HTTP admin endpoints and the CLI alike. */
@@ -63,7 +65,7 @@ export class ProjectionsAdmin implements BeforeApplicationShutdown {
   }
 
   rebuildAccount(userId: string): Promise<AccountRebuildResult> {
-    return rebuildAccount(this.store, this.pool, this.projections, userId);
+    return rebuildAccount(this.store, this.pool, this.projections, userId, turnWaitOf(this.options.turnWaitMs));
   }
 
   replayAccount(userId: string): Promise<AccountReplay> {

@@ -1,5 +1,5 @@
 import { comparePositions, formatPosition, positionValues, readWholeStream, START, type EventStore, type Position, type RecordedEvent } from '@app/event-store';
-import { withConnectionPair } from '@app/database';
+import { withConnectionPair, type TurnWait } from '@app/database';
 import type { Pool, PoolClient } from 'pg';
 import { lockCheckpoint } from './checkpoints.js';
 import { applyEventByEvent } from './event-by-event.js';
@@ -24,9 +24,9 @@ export function accountProjections(projections: readonly Projection[]): readonly
  * stream's events up to that checkpoint are applied again. Events after the checkpoint are the
  * runner's, as always, so the rows end exactly as an incremental build leaves them.
  */
-export async function rebuildAccount(store: EventStore, pool: Pool, projections: readonly Projection[], userId: string): Promise<AccountRebuildResult> {
+export async function rebuildAccount(store: EventStore, pool: Pool, projections: readonly Projection[], userId: string, turnWait?: TurnWait): Promise<AccountRebuildResult> {
   // It holds a connection and reads the stream through the store with a second: it takes its turn with the other such work on the pool.
-  return withConnectionPair(pool, () => rebuildAccountHoldingAConnection(store, pool, projections, userId));
+  return withConnectionPair(pool, () => rebuildAccountHoldingAConnection(store, pool, projections, userId), turnWait);
 }
 
 async function rebuildAccountHoldingAConnection(store: EventStore, pool: Pool, projections: readonly Projection[], userId: string): Promise<AccountRebuildResult> {

@@ -61,6 +61,7 @@ export class AdminController {
   @HttpCode(HttpStatus.OK)
   @ApiOperation({ operationId: 'rebuildAccount', summary: "Recompute one account's read-model rows" })
   @ApiOkResponse({ type: AccountRebuildResponse, description: "The user's rows recomputed from the stream in every projection that has per-account rows." })
+  @ApiProblems('ACCOUNT_CHECKS_BUSY')
   rebuildAccount(@Param() { userId }: UserIdParams, @NoBody() _body: EmptyBody) {
     return this.admin.rebuildAccount(userId);
   }

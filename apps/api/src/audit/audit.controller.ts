@@ -59,7 +59,7 @@ export class AuditController {
   @Get('accounts/:userId/verify')
   @ApiOperation({ operationId: 'verifyAccount', summary: 'Verify the hash chain and read models of an account' })
   @ApiOkResponse({ type: AuditVerifyResponse, description: 'The hash chain (anchored to the stored stream revision) and every difference between the replay and the read models.' })
-  @ApiProblems('ACCOUNT_NOT_FOUND')
+  @ApiProblems('ACCOUNT_NOT_FOUND', 'ACCOUNT_CHECKS_BUSY')
   async verify(@Param() { userId }: UserIdParams) {
     return { userId, ...(await this.audit.verify(userId)) };
   }

@@ -104,6 +104,7 @@ export const PROBLEM_TYPES: Readonly<Record<ErrorCode, ProblemType>> = {
   CHAIN_BROKEN: { status: HttpStatus.CONFLICT, title: 'The hash chain of the stream does not verify' },
   STREAM_NOT_REPLAYABLE: { status: HttpStatus.CONFLICT, title: 'The stream breaks the ledger invariants' },
   REVISION_OUT_OF_RANGE: { status: HttpStatus.BAD_REQUEST, title: 'The revision is past the end of the stream', input: { field: 'revision', rule: 'atMostLastRevision' } },
+  ACCOUNT_CHECKS_BUSY: { status: HttpStatus.SERVICE_UNAVAILABLE, title: "Too many accounts' verifications and rebuilds are running; retry shortly", retryAfterSeconds: 5 },
 
   PACKAGE_NOT_FOUND: { status: HttpStatus.NOT_FOUND, title: 'Token package not found' },
   // The provider may or may not have acted: the request is safe to retry, and a retry records the outcome once.
