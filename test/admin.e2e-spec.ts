@@ -106,11 +106,20 @@ describe('admin: projections', () => {
       await testApp.http().post(`/v1/accounts/${randomUUID()}/purchases`).send({ paymentId: randomUUID(), amount: 10 }).expect(201);
       expect(await caughtUp(testApp)).toMatchObject({ state: 'running', failure: null });
       expect((await follower.http().get('/v1/admin/projections').expect(200)).body.data).toMatchObject([{ state: 'standby', failure: null }]);
-      // A failure stored late, by a leader that lost its leadership while recording it, after this runner's batches: cleared by its next one.
-      await testApp.database.pool.query(
-        `INSERT INTO projection_failures (name, position, event_type, error, attempts, first_failed_at, failed_at)
-         VALUES ('token_accounts', '0/0', 'unknown', 'Connection terminated unexpectedly', 1, '2026-11-24T12:00:00Z', '2026-11-24T12:00:00Z')`,
-      );
+      // Failures stored late, by a leader that lost its leadership while recording them, after this runner's batches.
+      const storeLate = (position: string) =>
+        testApp.database.pool.query(
+          `INSERT INTO projection_failures (name, position, event_type, error, attempts, first_failed_at, failed_at)
+           VALUES ('token_accounts', $1, 'TokensPurchased', 'Connection terminated unexpectedly', 1, '2026-11-24T12:00:00Z', '2026-11-24T12:00:00Z')`,
+          [position],
+        );
+      const status = async () => ((await testApp.http().get('/v1/admin/projections').expect(200)).body.data as Record<string, unknown>[])[0];
+      // At an event the checkpoint has passed: over, though no batch has come since to delete it.
+      await storeLate((await status())?.checkpoint as string);
+      expect(await status()).toMatchObject({ state: 'running', failure: null });
+      // At no known event (a lost connection): it stands until the runner's next batch deletes it.
+      await testApp.database.pool.query("UPDATE projection_failures SET position = 'unknown' WHERE name = 'token_accounts'");
+      expect(await status()).toMatchObject({ state: 'failed', failure: { position: 'unknown' } });
       await testApp.http().post(`/v1/accounts/${randomUUID()}/purchases`).send({ paymentId: randomUUID(), amount: 10 }).expect(201);
       expect(await caughtUp(testApp)).toMatchObject({ state: 'running', failure: null });
     } finally {

@@ -1,4 +1,4 @@
-import { formatPosition, START, type EventStore } from '@app/event-store';
+import { comparePositions, formatPosition, parsePosition, START, type EventStore, type Position } from '@app/event-store';
 import type { Pool } from 'pg';
 import { readCheckpoint } from './checkpoints.js';
 import type { Projection } from './projection.js';
@@ -58,7 +58,7 @@ async function statusOf(sources: ProjectionStatusSources, projection: Projection
   const runner = sources.runners.get(projection.name);
   const active = await sources.rebuilds.active(projection.name);
   const rebuild = active === undefined ? undefined : { id: active.id, phase: active.phase, interrupted: !(await sources.rebuilds.running(projection.name)) };
-  const stored = await readProjectionFailure(sources.pool, projection.name);
+  const stored = passedFailure(await readProjectionFailure(sources.pool, projection.name), checkpoint);
   // This process's own runner may know of a failure it could not store (the database was what failed).
   const remembered = runner?.state === 'failed' ? runner.failure : undefined;
   const failure = stored ?? (remembered === undefined ? undefined : { ...remembered, firstFailedAt: remembered.failedAt });
@@ -76,4 +76,15 @@ async function statusOf(sources: ProjectionStatusSources, projection: Projection
     failure: failure === undefined ? null : { ...failure, failedAt: failure.failedAt.toISOString(), firstFailedAt: failure.firstFailedAt.toISOString() },
     rebuild: rebuild ?? null,
   };
+}
+
+/**
+ * The stored failure, unless the checkpoint has passed the event it failed at: every batch deletes
+ * the row, but a leader that lost its leadership while recording a failure (paused past its
+ * session's keepalive, ADR 0003) may store it after the new leader's last batch, and on a quiet
+ * store no batch follows. A failure at no known event (a lost connection) stands until the next batch.
+ */
+function passedFailure<Failure extends { readonly position: string }>(failure: Failure | undefined, checkpoint: Position | undefined): Failure | undefined {
+  const at = failure === undefined ? undefined : parsePosition(failure.position);
+  return at !== undefined && checkpoint !== undefined && comparePositions(at, checkpoint) <= 0 ? undefined : failure;
 }

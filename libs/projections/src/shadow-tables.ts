@@ -157,12 +157,13 @@ export class ShadowTables {
    * its own order (the lot list: `token_lots`, then `payments`); moving the tables one by one, each
    * move waiting for its table's readers, held `payments` while waiting for `token_lots` behind a
    * reader waiting for `payments`: a deadlock, one side failed after `deadlock_timeout` (1 s), the
-   * reader's request or the whole rebuild. Each try takes them all in one statement, waiting at most
-   * LOCK_TRY_MS (well under `deadlock_timeout`), and if one is still read then, gives back what it
-   * took (to a savepoint: the write locks taken before stay) and tries again a few milliseconds
-   * later; writes are already held off (`lockLiveAgainstWrites`) and reads take milliseconds. A try
-   * that waits, rather than NOWAIT, is granted ahead of the writes queued behind this transaction's
-   * own locks, on every PostgreSQL version. Past `lockTimeoutMs` (the swap transaction's
+   * reader's request or the whole rebuild. Each try takes them all in one statement, each table's
+   * wait at most LOCK_TRY_MS (well under `deadlock_timeout`), and if one is still read then, gives
+   * back what it took (to a savepoint: the write locks taken before stay) and tries again a few
+   * milliseconds later; writes are already held off (`lockLiveAgainstWrites`) and reads take
+   * milliseconds. A try that waits, rather than NOWAIT, is granted ahead of the writes queued behind
+   * this transaction's own locks; NOWAIT, on older PostgreSQL versions, refuses whenever a queued
+   * request conflicts. Past `lockTimeoutMs` (the swap transaction's
    * lock_timeout, set back once the locks are taken) the last try's lock-not-available fails the
    * swap's transaction, which the swap retries as it does its other lock waits.
    */
@@ -180,7 +181,9 @@ export class ShadowTables {
         return;
       } catch (error) {
         if ((error as { code?: string }).code !== LOCK_NOT_AVAILABLE || performance.now() >= deadline) throw error;
+        // Back to the savepoint, then out of it: the next try's savepoint is not nested in this one (no subtransactions piling up).
         await this.client.query('ROLLBACK TO SAVEPOINT shadow_tables_move');
+        await this.client.query('RELEASE SAVEPOINT shadow_tables_move');
         await new Promise((resolve) => setTimeout(resolve, pause));
       }
     }
@@ -188,7 +191,8 @@ export class ShadowTables {
 
   /** Throws when the live table's columns (name, type, NOT NULL, default), indexes (name and definition) or CHECK constraints differ from the shadow's. */
   private async assertShapeOf(table: string): Promise<void> {
-    // An index's definition names its table with its schema: left out, the live and the shadow definitions compare.
+    // An index's definition names its table with its schema: left out, the live and the shadow definitions compare. A CHECK added
+    // NOT VALID on the live table is copied validated by LIKE: the rule compared is the constraint's, not whether old rows were checked.
     const shape = async (qualified: string, schema: string) =>
       (
         await this.client.query<{ part: string }>(
@@ -200,7 +204,7 @@ export class ShadowTables {
            SELECT 'index ' || c.relname || ': ' || replace(pg_get_indexdef(i.indexrelid), ' ON ' || quote_ident($2) || '.', ' ON ')
              FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = $1::regclass
            UNION ALL
-           SELECT 'check ' || conname || ': ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'c'
+           SELECT 'check ' || conname || ': ' || regexp_replace(pg_get_constraintdef(oid), ' NOT VALID$', '') FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'c'
            ORDER BY 1`,
           [qualified, schema],
         )

@@ -55,7 +55,7 @@ const METADATA_WRITE_ATTEMPTS_MAX = 3;
  * positions), see infra/eventstoredb/README.md.
  */
 export class EventStoreDBEventStore implements EventStore {
-  /** `deadlineMs`: the client's deadline of a call (its `defaultDeadline`), named when an append fails on the connection. */
+  /** `deadlineMs`: the deadline the client sends with a call (its `defaultDeadline`), named when an append's outcome is unknown. */
   constructor(
     private readonly client: EventStoreDBClient,
     private readonly deadlineMs: number = CLIENT_DEFAULT_DEADLINE_MS,
@@ -67,9 +67,10 @@ export class EventStoreDBEventStore implements EventStore {
   }
 
   /**
-   * A failure of the connection (no server, a lost one, the deadline passed, not the leader) is an
-   * AppendDeadlineExceededError, as on PostgreSQL (ADR 0018): `applied: 'no'` when nothing reached a
-   * server, `unknown` when it may have been written (then also when it was, and its read-back failed).
+   * A failure of the connection is answered as PostgreSQL's: DatabaseUnavailableError when nothing
+   * reached a server (no connection, discovery gave up, not the leader), AppendDeadlineExceededError
+   * with `applied: 'unknown'` (ADR 0018) when it may have been written (a lost connection, the
+   * deadline the server enforces, and an append written whose read-back failed).
    */
   async append(streamId: string, events: readonly EventToAppend[], { expectedRevision }: { readonly expectedRevision: ExpectedRevision }): Promise<AppendResult> {
     checkAppendCount(events.length);
@@ -86,7 +87,8 @@ export class EventStoreDBEventStore implements EventStore {
     } catch (error) {
       const failure = error instanceof DatabaseUnavailableError ? { sent: true } : transportFailureOf(error);
       if (failure === undefined) throw error;
-      throw new AppendDeadlineExceededError(streamId, this.deadlineMs, sent || failure.sent ? 'unknown' : 'no', { cause: error });
+      if (!sent && !failure.sent) throw new DatabaseUnavailableError({ cause: error });
+      throw new AppendDeadlineExceededError(streamId, this.deadlineMs, 'unknown', { cause: error });
     }
   }
 
