@@ -1,4 +1,5 @@
 import { fold } from '../decider.js';
+import { LedgerInvariantViolation } from '../ledger.errors.js';
 import { LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
 import { EndedHolds } from './hold.state.js';
 import { tokenAccountDecider } from './token-account.decider.js';
@@ -45,7 +46,7 @@ describe('holds: the ended holds remembered', () => {
     ]);
   });
 
-  it('replays a hold id placed again after it ended (decide refuses it; a stream could hold it) as one ended hold', () => {
+  it('refuses on replay a hold id placed again while it is remembered ended, as decide refuses it (HOLD_ID_REUSED)', () => {
     const occurredAt = '2026-11-24T11:00:00.000Z';
     const expiresAt = '2026-11-24T12:00:00.000Z';
     const draws = [{ lotId: 'lot-1', amount: 10 }];
@@ -53,16 +54,15 @@ describe('holds: the ended holds remembered', () => {
       type: 'TokensHeld',
       data: { userId: 'u', holdId: 'h', amount: 10, description: null, expiresAt, draws, balanceAfter: 100, heldAfter, occurredAt },
     });
-    const state = fold(tokenAccountDecider, tokenAccountDecider.initialState, [
+    const events: TokenAccountEvent[] = [
       {
         type: 'TokensPurchased',
         data: { userId: 'u', transactionId: 't', paymentId: 'p', amount: 100, description: null, balanceAfter: 100, occurredAt, lot: { lotId: 'lot-1', priority: LOT_PRIORITY_DEFAULT, expiresAt: null }, heldAfter: 0 },
       },
       held(10),
       { type: 'HoldReleased', data: { userId: 'u', holdId: 'h', amount: 10, balanceAfter: 100, heldAfter: 0, occurredAt } },
-      held(10),
-      { type: 'HoldExpired', data: { userId: 'u', holdId: 'h', amount: 10, expiresAt, balanceAfter: 100, heldAfter: 0, occurredAt: expiresAt } },
-    ]);
-    expect([...state.endedHolds.entries()]).toEqual([['h', 'expired']]);
+    ];
+    expect([...fold(tokenAccountDecider, tokenAccountDecider.initialState, events).endedHolds.entries()]).toEqual([['h', 'released']]);
+    expect(() => fold(tokenAccountDecider, tokenAccountDecider.initialState, [...events, held(10)])).toThrow(new LedgerInvariantViolation('hold h placed again after it ended'));
   });
 });

@@ -1,5 +1,5 @@
 import { invariant } from '../ledger.errors.js';
-import { BALANCE_MAX, ENDED_HOLDS_REMEMBERED_MAX, LOT_PRIORITY_DEFAULT, VOIDED_GRANTS_REMEMBERED_MAX } from '../ledger.limits.js';
+import { BALANCE_MAX, ENDED_HOLDS_REMEMBERED_MAX, isLotPriority, LOT_PRIORITY_DEFAULT, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN, VOIDED_GRANTS_REMEMBERED_MAX } from '../ledger.limits.js';
 import type { HoldEnd, Hold } from './hold.state.js';
 import type { TokensHeld } from './hold.events.js';
 import { drawnAmount, expiryInstant, freeOf, OPENING_LOT_ID, type Draw, type Lot, type LotSource, type LotTerms } from './lot.state.js';
@@ -24,7 +24,8 @@ function checkTotals(state: TokenAccountState, { change, balanceAfter, heldAfter
 
 /** A credit: a new lot with its terms, or (an event written before lots) more tokens in the opening lot. */
 export function creditLot(state: TokenAccountState, movement: LedgerMovement, source: LotSource, terms: LotTerms | undefined, paymentId: string | null): TokenAccountState {
-  invariant(movement.change > 0, `a credit of ${movement.change} tokens`);
+  invariant(Number.isSafeInteger(movement.change) && movement.change > 0, `a credit of ${movement.change} tokens`);
+  invariant(terms === undefined || isLotPriority(terms.priority), `lot ${terms?.lotId ?? ''} has priority ${String(terms?.priority)}, outside ${LOT_PRIORITY_MIN} to ${LOT_PRIORITY_MAX}`);
   const balance = checkTotals(state, movement);
   const opening = state.lots.get(OPENING_LOT_ID);
   if (terms === undefined && opening !== undefined) {
@@ -75,6 +76,8 @@ export function debitLots(state: TokenAccountState, movement: LedgerMovement, re
 /** A new hold: its reservations set aside in their lots, its amount added to `held`. */
 export function evolveHold(state: TokenAccountState, { data }: TokensHeld): TokenAccountState {
   invariant(!state.holds.has(data.holdId), `hold ${data.holdId} placed twice`);
+  // The decider refuses an id it remembers ended (HOLD_ID_REUSED), and remembers as many as replay does.
+  invariant(!state.endedHolds.has(data.holdId), `hold ${data.holdId} placed again after it ended`);
   invariant(drawnAmount(data.draws) === data.amount && data.amount > 0, `hold ${data.holdId} reserves ${drawnAmount(data.draws)} of ${data.amount} tokens`);
   invariant(data.balanceAfter === state.balance, `hold records balanceAfter ${data.balanceAfter}, replay gives ${state.balance}`);
   const held = state.held + data.amount;
@@ -82,7 +85,7 @@ export function evolveHold(state: TokenAccountState, { data }: TokensHeld): Toke
   const lots = state.lots.withMutations((map) => {
     for (const draw of data.draws) {
       const lot = map.get(draw.lotId);
-      invariant(lot !== undefined && draw.amount > 0 && draw.amount <= freeOf(lot), `hold ${data.holdId} reserves ${draw.amount} from lot ${draw.lotId} without them`);
+      invariant(lot !== undefined && Number.isSafeInteger(draw.amount) && draw.amount > 0 && draw.amount <= freeOf(lot), `hold ${data.holdId} reserves ${draw.amount} from lot ${draw.lotId} without them`);
       map.set(lot.lotId, { ...lot, reserved: lot.reserved + draw.amount });
     }
   });
@@ -96,6 +99,8 @@ export function evolveHold(state: TokenAccountState, { data }: TokensHeld): Toke
     createdAt: data.occurredAt,
     reservations: data.draws,
   };
+  // A hold lives at least HOLD_TTL_SECONDS_MIN: one that expires when or before it is placed was never held.
+  invariant(hold.expiresAtMs > Date.parse(data.occurredAt), `hold ${hold.holdId} expires at ${hold.expiresAt}, not after it was placed (${data.occurredAt})`);
   return { ...state, held, lots, holds: state.holds.set(hold.holdId, hold) };
 }
 

@@ -1,6 +1,6 @@
 import { fold } from '../decider.js';
 import { LedgerInvariantViolation } from '../ledger.errors.js';
-import { BALANCE_MAX, GRANT_PRIORITY_DEFAULT, LOT_PRIORITY_DEFAULT } from '../ledger.limits.js';
+import { BALANCE_MAX, GRANT_PRIORITY_DEFAULT, LOT_PRIORITY_DEFAULT, LOT_PRIORITY_MAX, LOT_PRIORITY_MIN } from '../ledger.limits.js';
 import { SHORTFALL_COVERED_DESCRIPTION, type PaymentDisputeClosed, type PaymentDisputeOpened, type ShortfallCovered, type TokensChargedBack } from './dispute.events.js';
 import type { HoldSettled, TokensHeld } from './hold.events.js';
 import { tokenAccountDecider } from './token-account.decider.js';
@@ -427,6 +427,30 @@ describe('token account: evolve refuses a corrupt hold, grant, refund or dispute
     const heldInGrant: TokensHeld = { ...held(5), data: { ...held(5).data, draws: [{ lotId: 'lot-grant', amount: 5 }], balanceAfter: 120 } };
     const voidedWhileHeld: TokenAccountEvent = { ...voided('lot-grant', 20, 100), data: { ...(voided('lot-grant', 20, 100).data as object), heldAfter: 5 } } as TokenAccountEvent;
     expect(() => replay([...paid, granted, heldInGrant, voidedWhileHeld])).toThrow('void of lot lot-grant takes 20 of its 20 tokens, 5 of them held');
+  });
+
+  it('fails loudly on a credit or a hold\'s reservation of part of a token, or a lot of a priority outside the range', () => {
+    const grantOf = (amount: number, priority = GRANT_PRIORITY_DEFAULT): TokenAccountEvent => ({
+      type: 'TokensGranted',
+      data: { userId, transactionId: 'tx-grant', amount, reason: 'Welcome', lot: { lotId: 'lot-grant', priority, expiresAt: null }, balanceAfter: 100 + amount, heldAfter: 0, occurredAt: at },
+    });
+    expectRefused([...paid, grantOf(1)], [...paid, grantOf(0.5)]);
+    expect(() => replay([...paid, grantOf(0.5)])).toThrow('a credit of 0.5 tokens');
+    expectRefused([...paid, grantOf(20, LOT_PRIORITY_MAX)], [...paid, grantOf(20, LOT_PRIORITY_MAX + 1)]);
+    expectRefused([...paid, grantOf(20, LOT_PRIORITY_MIN)], [...paid, grantOf(20, LOT_PRIORITY_MIN - 1)]);
+    expect(() => replay([...paid, grantOf(20, 2.5)])).toThrow(`lot lot-grant has priority 2.5, outside ${LOT_PRIORITY_MIN} to ${LOT_PRIORITY_MAX}`);
+    // Two lots of 20 and 100: a hold of 10 reserving 9.5 and 0.5 of them.
+    const split = (first: number): TokensHeld => ({ ...held(10), data: { ...held(10).data, draws: [{ lotId: 'lot-grant', amount: first }, { lotId, amount: 10 - first }], balanceAfter: 120 } });
+    expectRefused([...paid, grantOf(20), split(9)], [...paid, grantOf(20), split(9.5)]);
+    expect(() => replay([...paid, grantOf(20), split(9.5)])).toThrow('hold hold-1 reserves 9.5 from lot lot-grant without them');
+  });
+
+  it('fails loudly on a hold that expires when or before it is placed, or placed again under the id of one that ended', () => {
+    const heldUntil = (expiresAt: string): TokensHeld => ({ ...held(40), data: { ...held(40).data, expiresAt } });
+    expectRefused([...paid, heldUntil('2026-11-24T11:00:01.000Z')], [...paid, heldUntil(at)]);
+    expect(() => replay([...paid, heldUntil('2026-11-24T10:00:00.000Z')])).toThrow(`hold hold-1 expires at 2026-11-24T10:00:00.000Z, not after it was placed (${at})`);
+    expectRefused([...paid, held(40), released(40), { ...held(30), data: { ...held(30).data, holdId: 'hold-2' } }], [...paid, held(40), released(40), held(30)]);
+    expect(() => replay([...paid, held(40), released(40), held(30)])).toThrow('hold hold-1 placed again after it ended');
   });
 
   it('fails loudly on a hold expired before its expiresAt, or settled or released at it or after, each checked at the exact instant', () => {
