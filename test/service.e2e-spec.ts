@@ -63,6 +63,9 @@ describe('the service on its embedded PostgreSQL', () => {
     try {
       await ready(service);
       expect(service.output()).toContain('using development secrets');
+      // NODE_ENV unset, the mock provider by default: both said, as a deployment that forgot NODE_ENV must hear.
+      expect(service.output()).toContain('NODE_ENV is unset: running as development');
+      expect(service.output()).toContain('PAYMENT_PROVIDER=mock: the mock payment provider approves every capture');
       // No credentials: refused. With a token signed by the development secret the service created: served.
       expect((await fetch(`${service.url}/v1/accounts/${userId}/balance`)).status).toBe(401);
       const purchase = await fetch(`${service.url}/v1/accounts/${userId}/purchases`, {

@@ -39,6 +39,13 @@ async function main(): Promise<void> {
   if (auth.secretsSource === 'development') {
     logger.warn({ directory: path.resolve(config.DATA_DIR, 'secrets') }, 'using development secrets (not for production); mint a token with: npm run cli -- token --role admin --sub <uuid>');
   }
+  // NODE_ENV defaults to development, which allows what production refuses: said at every start, so a deployment that forgot it is told.
+  if ((process.env.NODE_ENV ?? '') === '') {
+    logger.warn('NODE_ENV is unset: running as development, which allows development secrets and the mock payment provider; a deployment sets NODE_ENV=production');
+  }
+  if (config.PAYMENT_PROVIDER === 'mock') {
+    logger.warn('PAYMENT_PROVIDER=mock: the mock payment provider approves every capture, tokens for no money (NODE_ENV=production refuses it)');
+  }
   const running: Running = {};
   stopOnSignals(running, logger, config.SHUTDOWN_TIMEOUT);
 
