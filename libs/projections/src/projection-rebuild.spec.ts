@@ -129,6 +129,16 @@ async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs 
   }
 }
 
+/** Writes a seeded history of `users` accounts, `rounds` rounds of up to `perRound` events, and builds the read models incrementally (the runner stopped after). */
+async function builtHistory(seed: number, users: number, rounds: number, perRound: number): Promise<void> {
+  const random = seededRandom(seed);
+  await writeHistory(random, accounts(random, users), rounds, perRound);
+  const runner = newRunner();
+  runner.start();
+  await caughtUp(runner);
+  await runner.stop();
+}
+
 /**
  * Starts a rebuild of token_accounts and holds it inside its swap transaction (the live checkpoint
  * locked by another session) until `whileHeld` has run; the lock is released, always, after it.
@@ -424,12 +434,7 @@ describe('projection rebuild', () => {
   });
 
   it('refuses to swap in shadow tables a migration left behind (a column added to a live table meanwhile), and leaves the live tables as they are', async () => {
-    const random = seededRandom(12);
-    await writeHistory(random, accounts(random, 3), 2, 3);
-    const runner = newRunner();
-    runner.start();
-    await caughtUp(runner);
-    await runner.stop();
+    await builtHistory(12, 3, 2, 3);
     const before = await dump(database.pool);
     const rebuilds = newRebuilds({ swapLockTimeoutMs: 60_000 });
     // A migration of a live table while the swap waits.
@@ -468,12 +473,7 @@ describe('projection rebuild', () => {
       },
     ],
   ])('refuses to swap in shadow tables a migration left behind (%s), naming it', async (_, migrate) => {
-    const random = seededRandom(13);
-    await writeHistory(random, accounts(random, 3), 2, 3);
-    const runner = newRunner();
-    runner.start();
-    await caughtUp(runner);
-    await runner.stop();
+    await builtHistory(13, 3, 2, 3);
     const rebuilds = newRebuilds({ swapLockTimeoutMs: 60_000 });
     let changed = '';
     const started = await startHeldInItsSwap(rebuilds, async () => {
@@ -483,12 +483,7 @@ describe('projection rebuild', () => {
   });
 
   it('moves the tables without a deadlock with a reader that locks them in another order (the lot list: token_lots, then payments): the reader waits briefly, the swap completes', async () => {
-    const random = seededRandom(15);
-    await writeHistory(random, accounts(random, 3), 2, 3);
-    const runner = newRunner();
-    runner.start();
-    await caughtUp(runner);
-    await runner.stop();
+    await builtHistory(15, 3, 2, 3);
     const before = await dump(database.pool);
     const logs: string[] = [];
     const rebuilds = newRebuilds({ swapLockTimeoutMs: 10_000, onLog: (line) => logs.push(line) });
@@ -520,12 +515,7 @@ describe('projection rebuild', () => {
   });
 
   it('leaves the live tables untouched when killed during the swap, and can be started again', async () => {
-    const random = seededRandom(10);
-    await writeHistory(random, accounts(random, 6), 4, 6);
-    const runner = newRunner();
-    runner.start();
-    await caughtUp(runner);
-    await runner.stop();
+    await builtHistory(10, 6, 4, 6);
     const before = await dump(database.pool);
     const checkpointBefore = await readCheckpoint(database.pool, tokenAccountsProjection.name);
 
